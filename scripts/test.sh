@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# The test command: set up .venv if needed, lint, type-check, check layers, run every test.
+# PostgreSQL tests start their own throwaway cluster (tests/support/postgres.py).
+# Extra arguments go to pytest, e.g. `bash scripts/test.sh tests/unit -x`.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+bash scripts/bootstrap.sh
+bin="$root/.venv/bin"
+if [ "$#" -eq 0 ]; then
+  echo "== ruff"; "$bin/ruff" check src tests benchmarks examples
+  "$bin/ruff" format --check src tests benchmarks examples
+  echo "== mypy"; "$bin/mypy"
+  echo "== import-linter"; "$bin/lint-imports"
+fi
+echo "== pytest"
+"$bin/python" -m pytest "${@:-tests}" -q -p no:cacheprovider

@@ -1,0 +1,61 @@
+"""Capture: the facts a run records about where and how it ran.
+
+Owns environment snapshots (interpreter, OS, hardware, installed packages), git state
+(commit, branch, uncommitted diff), resource usage of a block (time, CPU, peak memory),
+seeds (validation, derivation, seeding libraries), output capture (stdout, stderr and
+logging in one log) and run ownership (owner, host, process liveness).
+
+Imports only ``pipetrail.core``, ``pipetrail.hashing``, ``pipetrail.errors`` and
+third-party or standard-library modules; never ``store``, ``ledger``, ``execution`` or
+``cli``.
+"""
+
+from __future__ import annotations
+
+from pipetrail.capture.environment import capture_environment as capture_environment
+from pipetrail.capture.environment import environment_digest as environment_digest
+from pipetrail.capture.environment import list_distributions as list_distributions
+from pipetrail.capture.git import GitState as GitState
+from pipetrail.capture.git import capture_git as capture_git
+from pipetrail.capture.output import CapturedOutput as CapturedOutput
+from pipetrail.capture.output import OutputCapture as OutputCapture
+from pipetrail.capture.output import capture_output as capture_output
+from pipetrail.capture.owner import current_host as current_host
+from pipetrail.capture.owner import current_owner as current_owner
+from pipetrail.capture.owner import identity_is_alive as identity_is_alive
+from pipetrail.capture.owner import process_identity as process_identity
+from pipetrail.capture.owner import process_is_alive as process_is_alive
+from pipetrail.capture.owner import process_start_time as process_start_time
+from pipetrail.capture.resources import Measurement as Measurement
+from pipetrail.capture.resources import ResourceUsage as ResourceUsage
+from pipetrail.capture.resources import measure as measure
+from pipetrail.capture.seeds import MAX_SEED as MAX_SEED
+from pipetrail.capture.seeds import apply_seed as apply_seed
+from pipetrail.capture.seeds import derive_seed as derive_seed
+from pipetrail.capture.seeds import new_run_seed as new_run_seed
+from pipetrail.capture.seeds import validate_seed as validate_seed
+
+__all__ = [
+    "CapturedOutput",
+    "GitState",
+    "MAX_SEED",
+    "Measurement",
+    "OutputCapture",
+    "ResourceUsage",
+    "apply_seed",
+    "capture_environment",
+    "capture_git",
+    "capture_output",
+    "current_host",
+    "current_owner",
+    "derive_seed",
+    "environment_digest",
+    "identity_is_alive",
+    "list_distributions",
+    "measure",
+    "new_run_seed",
+    "process_identity",
+    "process_is_alive",
+    "process_start_time",
+    "validate_seed",
+]

@@ -1,0 +1,396 @@
+"""Environment snapshots: the interpreter, OS, hardware and installed packages of a run.
+
+Owns :func:`capture_environment`, the JSON-able snapshot a run records (schema below), the
+on-disk cache of the installed-distributions list, and :func:`environment_digest`.
+Imports only ``pipetrail.hashing``, ``pipetrail.errors`` and the standard library; never
+``store``, ``ledger``, ``execution`` or ``cli``.
+
+Snapshot schema (``schema_version`` 1)::
+
+    {
+      "schema_version": 1,
+      "python": {"version", "implementation", "executable", "prefix"},
+      "os": {"system", "release", "version", "machine", "platform", "libc"?},
+      "cpu": {"model", "logical_cores", "usable_cores"?, "physical_cores"?},
+      "memory": {"total_bytes"},
+      "gpu": [{"name", "driver", "memory"}, ...],
+      "distributions": [{"name", "version"}, ...],   # sorted by normalized name
+      "env_vars": {NAME: value},                     # allow-listed names only
+    }
+
+Keys marked ``?`` are present only when the platform can tell. Values never contain
+secrets: environment variables are read from a fixed allow-list of numerics-related names.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shutil
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from pipetrail.hashing import digest_value
+
+__all__ = [
+    "ENV_VAR_ALLOWLIST",
+    "SNAPSHOT_SCHEMA_VERSION",
+    "capture_environment",
+    "environment_digest",
+    "list_distributions",
+]
+
+_log = logging.getLogger(__name__)
+
+SNAPSHOT_SCHEMA_VERSION = 1
+
+#: Environment variables recorded in a snapshot: only ones that change numeric results
+#: (thread counts change float reduction order; hash seeds change set/dict iteration;
+#: ``CUBLAS_WORKSPACE_CONFIG`` is required for deterministic cuBLAS).
+ENV_VAR_ALLOWLIST = (
+    "PYTHONHASHSEED",
+    "OMP_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "CUDA_VISIBLE_DEVICES",
+    "CUBLAS_WORKSPACE_CONFIG",
+    "TZ",
+)
+
+# Bump when the cached file's layout or the key's inputs change, so old files are ignored.
+_CACHE_FORMAT = 1
+_CACHE_FILE = "distributions.json"
+# A directory modified this recently may be modified again within the same timestamp tick
+# (kernel timestamps are coarse-grained), which the key could not tell apart; such a
+# listing is used but not cached ("racy git" rule).
+_RACY_WINDOW_NS = 2_000_000_000
+_NVIDIA_SMI_TIMEOUT_S = 3.0
+_NORMALIZE_RE = re.compile(r"[-_.]+")
+_IMPLEMENTATIONS = {"cpython": "CPython", "pypy": "PyPy", "graalpy": "GraalPy"}
+
+
+def capture_environment(*, cache_dir: Path | None = None) -> dict[str, Any]:
+    """Return a JSON-able snapshot of the interpreter, OS, hardware and packages.
+
+    Listing every installed distribution is the expensive part (tens of milliseconds),
+    and a run records it at every start. With ``cache_dir`` the list is cached in
+    ``cache_dir/distributions.json`` under a key made of ``sys.executable``, the
+    ``sys.path`` entries and, for each existing entry, its inode and ``st_mtime_ns``
+    (plus the mtime of each legacy ``*.egg-info`` metadata file in it). The key is
+    honest because installing, removing or upgrading a distribution adds or removes a
+    ``*.dist-info`` directory (or a ``.pth`` file for editable installs) in a
+    ``sys.path`` directory, which changes that directory's mtime; legacy
+    ``setup.py develop`` installs rewrite ``PKG-INFO`` in place, which the extra mtimes
+    catch; a changed interpreter or search path changes the key directly. A listing
+    taken while any of those is less than two seconds old is not cached, since a second
+    change within the same timestamp tick would not change the key. Editing files
+    inside an installed package changes no version and needs no invalidation. Any
+    file added to or removed from the script's directory (``sys.path[0]``) also
+    changes the key: a harmless miss that costs one listing (a few milliseconds).
+    Everything else in the snapshot is cheap and read fresh every time.
+
+    Args:
+        cache_dir: a writable directory for the distributions cache (for example the
+            project's ``.pipetrail/cache``); ``None`` lists distributions every time.
+
+    Returns:
+        The snapshot described in this module's docstring.
+    """
+    return {
+        "schema_version": SNAPSHOT_SCHEMA_VERSION,
+        "python": _python_info(),
+        "os": _os_info(),
+        "cpu": _cpu_info(),
+        "memory": {"total_bytes": _total_memory_bytes()},
+        "gpu": _gpu_info(),
+        "distributions": _cached_distributions(cache_dir),
+        "env_vars": {name: os.environ[name] for name in ENV_VAR_ALLOWLIST if name in os.environ},
+    }
+
+
+def environment_digest(snapshot: dict[str, Any]) -> str:
+    """Return the digest of a snapshot's canonical encoding.
+
+    Two snapshots have the same digest exactly when every recorded fact is equal,
+    including paths such as ``python.executable``.
+    """
+    return digest_value(snapshot)
+
+
+def list_distributions() -> list[dict[str, str]]:
+    """Return every installed distribution as ``{"name", "version"}``, sorted by name.
+
+    Names are normalized as in PEP 503 (lowercase, runs of ``-_.`` become ``-``). When a
+    name is installed in several ``sys.path`` entries, the first one wins, because that
+    is the one ``import`` finds. Distributions without a name or version (broken
+    installs) are skipped.
+    """
+    # Imported here: importlib.metadata costs ~30 ms to import and is only needed on a
+    # cache miss.
+    import importlib.metadata
+
+    found: dict[str, str] = {}
+    for dist in importlib.metadata.distributions():
+        name, version = _name_and_version(dist)
+        if not name or not version:
+            _log.debug("skipping a distribution without name or version at %r", dist)
+            continue
+        found.setdefault(_NORMALIZE_RE.sub("-", name).lower(), version)
+    return [{"name": name, "version": found[name]} for name in sorted(found)]
+
+
+def _name_and_version(dist: Any) -> tuple[str | None, str | None]:
+    """Read ``Name`` and ``Version`` from a distribution's metadata headers.
+
+    Scanning the header block directly is ~40x faster than ``dist.metadata``, which
+    runs the full e-mail parser over the (often long) description too. Distributions
+    whose metadata is not a plain file fall back to that parser.
+    """
+    text = dist.read_text("METADATA") or dist.read_text("PKG-INFO")
+    if text is None:
+        return dist.metadata["Name"], dist.metadata["Version"]
+    name = version = None
+    for line in text.splitlines():
+        if not line:
+            break  # end of the header block
+        key, sep, value = line.partition(":")
+        if not sep:
+            continue
+        key = key.lower()
+        if key == "name" and name is None:
+            name = value.strip()
+        elif key == "version" and version is None:
+            version = value.strip()
+        if name and version:
+            break
+    return name, version
+
+
+def _cached_distributions(cache_dir: Path | None) -> list[dict[str, str]]:
+    if cache_dir is None:
+        return list_distributions()
+    key, newest_mtime_ns = _distributions_key()
+    cache_file = cache_dir / _CACHE_FILE
+    cached = _read_cache(cache_file, key)
+    if cached is not None:
+        return cached
+    distributions = list_distributions()
+    if time.time_ns() - newest_mtime_ns > _RACY_WINDOW_NS:
+        _write_cache(cache_file, key, distributions)
+    return distributions
+
+
+def _distributions_key() -> tuple[str, int]:
+    """Return the cache key for the current search path and the newest mtime in it."""
+    entries: list[list[Any]] = []
+    newest = 0
+    for entry in sys.path:
+        try:
+            # An empty entry means the current directory to the import system.
+            where = os.path.abspath(entry or os.curdir)
+            st = os.stat(where)
+        except OSError:
+            entries.append([entry, entry, None, None, []])
+            continue
+        egg_infos = _egg_info_mtimes(where) if stat.S_ISDIR(st.st_mode) else []
+        entries.append([entry, where, st.st_ino, st.st_mtime_ns, egg_infos])
+        newest = max(newest, st.st_mtime_ns, *(mtime or 0 for _, mtime in egg_infos))
+    key = digest_value({"format": _CACHE_FORMAT, "executable": sys.executable, "path": entries})
+    return key, newest
+
+
+def _egg_info_mtimes(directory: str) -> list[list[Any]]:
+    """Return ``[name, mtime_ns]`` of the metadata of each ``*.egg-info`` in ``directory``.
+
+    Legacy installs (``setup.py develop``) rewrite ``PKG-INFO`` in place when the version
+    changes, which changes no directory's mtime; the file's own mtime does change.
+    """
+    found = []
+    try:
+        with os.scandir(directory) as scan:
+            for item in scan:
+                if not item.name.endswith(".egg-info"):
+                    continue
+                metadata = os.path.join(item.path, "PKG-INFO") if item.is_dir() else item.path
+                try:
+                    found.append([item.name, os.stat(metadata).st_mtime_ns])
+                except OSError:
+                    found.append([item.name, None])
+    except OSError:
+        return []
+    return sorted(found, key=lambda pair: pair[0])
+
+
+def _read_cache(cache_file: Path, key: str) -> list[dict[str, str]] | None:
+    try:
+        data = json.loads(cache_file.read_bytes())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict) or data.get("key") != key:
+        return None
+    distributions = data.get("distributions")
+    if not isinstance(distributions, list) or not all(
+        isinstance(item, dict)
+        and isinstance(item.get("name"), str)
+        and isinstance(item.get("version"), str)
+        for item in distributions
+    ):
+        return None
+    return distributions
+
+
+def _write_cache(cache_file: Path, key: str, distributions: list[dict[str, str]]) -> None:
+    """Write the cache atomically; a failure only costs speed, so it is logged, not raised."""
+    import tempfile  # only needed on a cache miss
+
+    payload = json.dumps({"key": key, "distributions": distributions}).encode("utf-8")
+    try:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=cache_file.parent, prefix=".distributions-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(payload)
+            os.replace(tmp, cache_file)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError as exc:
+        _log.warning("could not write the distributions cache %s: %s", cache_file, exc)
+
+
+def _python_info() -> dict[str, Any]:
+    name = sys.implementation.name
+    return {
+        # The leading token of sys.version is what platform.python_version() parses.
+        "version": sys.version.split(" ", 1)[0],
+        "implementation": _IMPLEMENTATIONS.get(name, name),
+        "executable": sys.executable,
+        "prefix": sys.prefix,
+    }
+
+
+def _os_info() -> dict[str, Any]:
+    if hasattr(os, "uname"):
+        uname = os.uname()
+        system, release, version, machine = (
+            uname.sysname,
+            uname.release,
+            uname.version,
+            uname.machine,
+        )
+    else:  # Windows
+        import platform
+
+        system, release, version, machine = (
+            platform.system(),
+            platform.release(),
+            platform.version(),
+            platform.machine(),
+        )
+    info: dict[str, Any] = {
+        "system": system,
+        "release": release,
+        "version": version,
+        "machine": machine,
+    }
+    libc = _libc()
+    # Same shape as platform.platform(), which is avoided because it spawns `uname -p`.
+    info["platform"] = "-".join([system, release, machine]) + (
+        f"-with-{libc.replace(' ', '')}" if libc else ""
+    )
+    if libc:
+        info["libc"] = libc
+    return info
+
+
+def _libc() -> str | None:
+    try:
+        return os.confstr("CS_GNU_LIBC_VERSION")  # "glibc 2.36"
+    except (AttributeError, ValueError, OSError):
+        return None  # not glibc (musl, macOS, Windows)
+
+
+def _cpu_info() -> dict[str, Any]:
+    info: dict[str, Any] = {"model": None, "logical_cores": os.cpu_count()}
+    if hasattr(os, "sched_getaffinity"):
+        info["usable_cores"] = len(os.sched_getaffinity(0))
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return info
+    model, physical = _parse_cpuinfo(text)
+    info["model"] = model
+    if physical is not None:
+        info["physical_cores"] = physical
+    return info
+
+
+def _parse_cpuinfo(text: str) -> tuple[str | None, int | None]:
+    """Return the CPU model and the number of distinct (package, core) pairs."""
+    model: str | None = None
+    cores: set[tuple[str, str]] = set()
+    package = core = None
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if not sep:
+            # A blank line ends one logical CPU's block.
+            if package is not None and core is not None:
+                cores.add((package, core))
+            package = core = None
+            continue
+        key = key.strip()
+        if key in ("model name", "Hardware", "cpu model") and model is None:
+            model = value.strip() or None
+        elif key == "physical id":
+            package = value.strip()
+        elif key == "core id":
+            core = value.strip()
+    if package is not None and core is not None:
+        cores.add((package, core))
+    return model, (len(cores) or None)
+
+
+def _total_memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def _gpu_info() -> list[dict[str, str]]:
+    """Query NVIDIA GPUs through ``nvidia-smi``; any failure means "no GPU seen"."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return []
+    try:
+        result = subprocess.run(
+            [
+                exe,
+                "--query-gpu=name,driver_version,memory.total",
+                "--format=csv,noheader",
+            ],
+            capture_output=True,
+            timeout=_NVIDIA_SMI_TIMEOUT_S,
+            check=False,
+        )
+    except (OSError, subprocess.SubprocessError) as exc:
+        _log.debug("nvidia-smi failed: %s", exc)
+        return []
+    if result.returncode != 0:
+        _log.debug("nvidia-smi exited with %d: %r", result.returncode, result.stderr[:200])
+        return []
+    gpus = []
+    for line in result.stdout.decode("utf-8", "replace").splitlines():
+        fields = [field.strip() for field in line.split(",")]
+        if len(fields) == 3:
+            gpus.append({"name": fields[0], "driver": fields[1], "memory": fields[2]})
+    return gpus

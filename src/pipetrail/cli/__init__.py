@@ -1,0 +1,1 @@
+"""The command-line interface: thin parsing and rendering over the library."""

@@ -1,0 +1,281 @@
+"""The ``pipetrail`` command: parse arguments, call the library, render the result.
+
+No domain logic lives here. Heavy modules are imported inside the commands that need
+them so ``pipetrail --help`` and read-only listings start fast.
+
+Exit codes: 0 success; 1 a run failed (a step raised); 2 bad input (unknown pipeline,
+parameter, run or step; invalid configuration); 3 an integrity check failed (ledger or
+store); 4 the metadata or artifact store could not be used.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any, NoReturn
+
+import click
+
+from pipetrail.errors import (
+    IntegrityError,
+    LedgerError,
+    NotFoundError,
+    PipetrailError,
+    ProjectError,
+    StepFailedError,
+    StoreError,
+)
+
+__all__ = ["cli", "main"]
+
+EXIT_OK = 0
+EXIT_RUN_FAILED = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTEGRITY = 3
+EXIT_STORE = 4
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def _exit_code(exc: PipetrailError) -> int:
+    if isinstance(exc, StepFailedError):
+        return EXIT_RUN_FAILED
+    if isinstance(exc, IntegrityError):
+        return EXIT_INTEGRITY
+    if isinstance(exc, LedgerError | StoreError):
+        return EXIT_STORE
+    return EXIT_BAD_INPUT
+
+
+def _emit_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
+
+
+def _project() -> Any:
+    from pipetrail.execution.project import Project
+
+    return Project.discover()
+
+
+class _Group(click.Group):
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (NotFoundError, ProjectError) as exc:
+            _fail(str(exc), EXIT_BAD_INPUT)
+        except PipetrailError as exc:
+            _fail(str(exc), _exit_code(exc))
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="pipetrail", prog_name="pipetrail")
+def cli() -> None:
+    """Reproducible, auditable, traceable ML pipelines."""
+
+
+@cli.command()
+@click.argument("folder", required=False, type=click.Path(file_okay=False, path_type=Path))
+def init(folder: Path | None) -> None:
+    """Make FOLDER (default: here) a pipetrail project."""
+    from pipetrail.config import init_project
+
+    path = init_project((folder or Path.cwd()).resolve())
+    click.echo(f"Initialized pipetrail project: {path}")
+
+
+def _parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            _fail(f"-p expects NAME=VALUE, got {pair!r}", EXIT_BAD_INPUT)
+        params[name.strip()] = value
+    return params
+
+
+def _parse_seed(text: str | None) -> int | None:
+    if text is None:
+        return None
+    if text == "random":
+        from pipetrail.capture import new_run_seed
+
+        return new_run_seed()
+    try:
+        return int(text)
+    except ValueError:
+        _fail(f"--seed expects an integer or 'random', got {text!r}", EXIT_BAD_INPUT)
+
+
+@cli.command()
+@click.argument("target")
+@click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE", help="A parameter.")
+@click.option("--no-cache", is_flag=True, help="Execute every step, reuse nothing.")
+@click.option("--seed", "seed_text", metavar="N|random", help="Run seed (default: the project's).")
+@click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No live progress display.")
+def run(
+    target: str,
+    params: tuple[str, ...],
+    no_cache: bool,
+    seed_text: str | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Run the pipeline in TARGET (FILE.py or FILE.py:NAME)."""
+    from pipetrail.cli.progress import make_observer
+    from pipetrail.execution.explain import run_summary
+    from pipetrail.execution.loader import load_pipeline
+    from pipetrail.execution.runner import RunOptions, run_pipeline
+
+    seed = _parse_seed(seed_text)
+    definition, path = load_pipeline(target)
+    project = _project()
+    observer = make_observer(enabled=not quiet and not as_json)
+    options = RunOptions(
+        cache=not no_cache,
+        seed=seed,
+        observer=observer,
+        source_file=str(path),
+        argv=["pipetrail", *sys.argv[1:]],
+    )
+    try:
+        result = run_pipeline(definition, _parse_params(params), project, options)
+    except StepFailedError as exc:
+        summary = run_summary(project.reader(), exc.run_id)
+        if as_json:
+            _emit_json(summary)
+        else:
+            from pipetrail.cli.render import print_run_failure
+
+            print_run_failure(summary)
+        sys.exit(EXIT_RUN_FAILED)
+    summary = run_summary(project.reader(), result.id)
+    if as_json:
+        _emit_json(summary)
+    else:
+        from pipetrail.cli.render import print_run_done
+
+        print_run_done(summary)
+
+
+@cli.command()
+@click.option("-n", "--limit", default=20, show_default=True, help="How many runs.")
+@click.option("--pipeline", help="Only runs of this pipeline.")
+@click.option("--status", help="Only runs with this status.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def runs(limit: int, pipeline: str | None, status: str | None, as_json: bool) -> None:
+    """List runs, newest first."""
+    from pipetrail.config import load_config
+    from pipetrail.execution.explain import list_runs
+    from pipetrail.ledger import open_reader
+
+    reader = open_reader(load_config().metadata_url)
+    rows = list_runs(reader, limit=limit, pipeline=pipeline, status=status)
+    if as_json:
+        _emit_json(rows)
+        return
+    from pipetrail.cli.render import print_runs
+
+    print_runs(rows)
+
+
+@cli.command()
+@click.argument("run_ref", metavar="RUN")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def show(run_ref: str, as_json: bool) -> None:
+    """Show everything recorded about RUN (id, prefix or 'latest')."""
+    from pipetrail.config import load_config
+    from pipetrail.execution.explain import run_summary
+    from pipetrail.ledger import open_reader
+
+    summary = run_summary(open_reader(load_config().metadata_url), run_ref)
+    if as_json:
+        _emit_json(summary)
+        return
+    from pipetrail.cli.render import print_run
+
+    print_run(summary)
+
+
+@cli.command()
+@click.argument("run_ref", metavar="RUN")
+@click.argument("step_name", metavar="STEP")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def why(run_ref: str, step_name: str, as_json: bool) -> None:
+    """Explain STEP's cache decision in RUN: each key component and what changed."""
+    from pipetrail.config import load_config
+    from pipetrail.execution.explain import explain_step
+    from pipetrail.ledger import open_reader
+
+    report = explain_step(open_reader(load_config().metadata_url), run_ref, step_name)
+    if as_json:
+        _emit_json(report)
+        return
+    from pipetrail.cli.render import print_why
+
+    print_why(report)
+
+
+@cli.group()
+def audit() -> None:
+    """Check the ledger's integrity."""
+
+
+@audit.command("verify")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def audit_verify(as_json: bool) -> None:
+    """Re-hash the ledger; exit 3 naming the first bad sequence number if altered."""
+    from pipetrail.execution.integrity import verify_ledger
+
+    report = verify_ledger(_project())
+    if as_json:
+        _emit_json(report)
+    elif report["ok"]:
+        click.echo(f"ledger intact: {report['checked']} events verified")
+    else:
+        click.echo(
+            f"ledger TAMPERED at sequence {report['first_bad_seq']}: {report['reason']} "
+            f"({report['checked']} events verified before it)",
+            err=True,
+        )
+    if not report["ok"]:
+        sys.exit(EXIT_INTEGRITY)
+
+
+@cli.group()
+def store() -> None:
+    """Check the artifact store."""
+
+
+@store.command("verify")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def store_verify(as_json: bool) -> None:
+    """Re-hash every stored object; report corrupt and missing ones (exit 3 if any)."""
+    from pipetrail.execution.integrity import verify_artifacts
+
+    report = verify_artifacts(_project())
+    if as_json:
+        _emit_json(report)
+    else:
+        click.echo(f"checked {report['checked']} objects in {report['artifacts']}")
+        for digest in report["corrupt"]:
+            click.echo(f"corrupt (quarantined): {digest}", err=True)
+        for digest in report["missing"]:
+            click.echo(f"missing: {digest}", err=True)
+        if report["ok"]:
+            click.echo("store intact")
+    if not report["ok"]:
+        sys.exit(EXIT_INTEGRITY)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="pipetrail")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,201 @@
+"""Terminal rendering of run records (rich tables); the data comes from the library."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+__all__ = ["print_run", "print_run_done", "print_run_failure", "print_runs", "print_why"]
+
+_STATUS_STYLE = {
+    "completed": "green",
+    "cached": "cyan",
+    "failed": "red",
+    "crashed": "magenta",
+    "running": "yellow",
+}
+
+
+def _console(stderr: bool = False) -> Console:
+    # Off a terminal (pipes, CI logs) rich assumes 80 columns; digests and ids need more.
+    stream = sys.stderr if stderr else sys.stdout
+    width = None if stream.isatty() or os.environ.get("COLUMNS") else 160
+    return Console(stderr=stderr, highlight=False, soft_wrap=False, width=width)
+
+
+def _short(digest: str | None, width: int = 12) -> str:
+    if not digest:
+        return "-"
+    return digest.removeprefix("blake3:")[:width]
+
+
+def _status(status: str) -> str:
+    style = _STATUS_STYLE.get(status, "white")
+    return f"[{style}]{status}[/]"
+
+
+def _params(params: dict[str, Any]) -> str:
+    return " ".join(f"{k}={json.dumps(v)}" for k, v in params.items())
+
+
+def print_runs(rows: list[dict[str, Any]]) -> None:
+    """Print a table of runs."""
+    console = _console()
+    if not rows:
+        console.print("no runs yet; start one with `pipetrail run pipeline.py`")
+        return
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("run", "pipeline", "status", "steps", "started (UTC)", "owner", "params"):
+        table.add_column(column)
+    for row in rows:
+        steps = (
+            f"{row['steps_executed']} run, {row['steps_cached']} cached"
+            + (f", {row['steps_failed']} failed" if row["steps_failed"] else "")
+            + f" / {row['steps_total']}"
+        )
+        table.add_row(
+            row["run_id"],
+            row["pipeline"],
+            _status(row["status"]),
+            steps,
+            row["started_at"][:19].replace("T", " "),
+            row["owner"],
+            _params(row["params"]),
+        )
+    console.print(table)
+
+
+def _resources(res: dict[str, Any]) -> str:
+    if not res:
+        return "-"
+    wall = res["wall_ns"] / 1e9 if res.get("wall_ns") is not None else None
+    cpu = res["cpu_ns"] / 1e9 if res.get("cpu_ns") is not None else None
+    peak = res.get("peak_rss_bytes")
+    parts = []
+    if wall is not None:
+        parts.append(f"{wall:.3f}s")
+    if cpu is not None:
+        parts.append(f"cpu {cpu:.3f}s")
+    if peak:
+        parts.append(f"rss {peak / 2**20:.0f}M")
+    return " ".join(parts) or "-"
+
+
+def print_run(summary: dict[str, Any]) -> None:
+    """Print one run's record: header, sources and a table of step runs."""
+    console = _console()
+    console.print(f"[bold]run[/] {summary['run_id']}  {_status(summary['status'])}")
+    git = summary.get("git") or {}
+    lines = [
+        ("pipeline", f"{summary['pipeline']} ({_short(summary['pipeline_fingerprint'])})"),
+        ("params", _params(summary["params"]) or "-"),
+        ("seed", str(summary["seed"])),
+        ("owner", f"{summary['owner']} on {summary['host']}"),
+        ("started", summary["started_at"]),
+        ("ended", summary["ended_at"] or "-"),
+        (
+            "git",
+            f"{(git.get('commit') or '')[:12]} {git.get('branch') or '(detached)'}"
+            + (" dirty" if git.get("dirty") else "")
+            if git
+            else "not a git repository",
+        ),
+        ("environment", _short(summary["environment"])),
+        ("cache", "on" if summary["cache"] else "off (--no-cache)"),
+    ]
+    if summary.get("error"):
+        lines.append(("error", summary["error"]))
+    for label, value in lines:
+        console.print(f"  [dim]{label:<12}[/] {value}")
+    if summary["sources"]:
+        console.print("[bold]sources[/]")
+        for src in summary["sources"]:
+            ref = " (by reference)" if src["by_reference"] else ""
+            console.print(f"  {src['path']}  {_short(src['digest'])}  {src['size']} B{ref}")
+    table = Table(show_edge=False, header_style="bold", title="steps", title_justify="left")
+    for column in ("step", "status", "cache", "outputs", "resources", "key"):
+        table.add_column(column)
+    for step in summary["steps"]:
+        outputs = ", ".join(f"{k}={_short(v, 10)}" for k, v in step["outputs"].items())
+        cache = step["cache_decision"] or "-"
+        table.add_row(
+            step["node_id"],
+            _status(step["status"]),
+            cache,
+            outputs or "-",
+            _resources(step["resources"]),
+            _short(step["cache_key"], 10),
+        )
+    console.print(table)
+    for step in summary["steps"]:
+        if step["status"] == "failed":
+            console.print(f"[red]step {step['node_id']} failed:[/] {step['error']}")
+            if step["traceback"]:
+                console.print(step["traceback"], markup=False)
+
+
+def print_run_done(summary: dict[str, Any]) -> None:
+    """Print the end-of-run line."""
+    steps = summary["steps"]
+    executed = sum(1 for s in steps if s["status"] == "completed")
+    cached = sum(1 for s in steps if s["status"] == "cached")
+    _console().print(
+        f"run {summary['run_id']} {_status(summary['status'])}: {executed} executed, "
+        f"{cached} cached of {summary['steps_total']} steps"
+    )
+
+
+def print_run_failure(summary: dict[str, Any]) -> None:
+    """Print what failed in a run, with the failing step's error and traceback."""
+    console = _console(stderr=True)
+    console.print(f"run {summary['run_id']} {_status('failed')}")
+    for step in summary["steps"]:
+        if step["status"] == "failed":
+            console.print(f"[red]step {step['node_id']!r} failed:[/] {step['error']}")
+            if step["traceback"]:
+                console.print(step["traceback"], markup=False)
+    console.print(f"details: pipetrail show {summary['run_id']}")
+
+
+def print_why(report: dict[str, Any]) -> None:
+    """Print each cache-key component of a step run and what changed since last time."""
+    console = _console()
+    console.print(
+        f"[bold]{report['node_id']}[/] in run {report['run_id']}: "
+        f"{report['cache_decision'] or '-'} ({report['cache_reason'] or ''})"
+    )
+    console.print(f"  key {report['cache_key']}")
+    previous = report["previous"]
+    if previous is None:
+        console.print("  no earlier run of this step to compare with")
+    else:
+        console.print(
+            f"  compared with run {previous['run_id']} (key {_short(previous['cache_key'])})"
+        )
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("component", "changed", "value"):
+        table.add_column(column)
+    for comp in report["components"]:
+        if comp["component"] == "code_parts":
+            continue
+        value = comp["value"]
+        text = value if isinstance(value, str) else json.dumps(value, sort_keys=True)
+        if isinstance(text, str) and len(text) > 70:
+            text = text[:67] + "..."
+        mark = "[red]yes[/]" if comp["changed"] else ("-" if previous is None else "no")
+        table.add_row(comp["component"], mark, str(text))
+    console.print(table)
+    for comp in report["components"]:
+        if comp["changed"] and comp["detail"]:
+            console.print(f"[bold]{comp['component']}[/] changes:")
+            for line in comp["detail"]:
+                console.print(f"  {line}", markup=False)
+    if previous is not None and not report["changed"]:
+        console.print("nothing changed since the previous run of this step")
+    elif report["changed"]:
+        console.print(f"changed: {', '.join(report['changed'])}")

@@ -1,0 +1,162 @@
+"""Project discovery and configuration: ``pipetrail.toml`` plus environment variables.
+
+A project is the nearest folder, from the working directory upwards, that holds a
+``pipetrail.toml``. Without one, the working directory is the project and the embedded
+defaults apply (``.pipetrail/ledger.db`` and ``.pipetrail/objects``), created on first
+write. Environment variables override the file: ``PIPETRAIL_METADATA``,
+``PIPETRAIL_ARTIFACTS``, ``PIPETRAIL_SEED``. Cheap to import: stdlib only.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipetrail.errors import ProjectError
+
+__all__ = ["CONFIG_FILE", "STATE_DIR", "ProjectConfig", "find_root", "load_config"]
+
+CONFIG_FILE = "pipetrail.toml"
+STATE_DIR = ".pipetrail"
+
+_KNOWN = {"metadata", "artifacts", "seed", "executor"}
+
+DEFAULT_TOML = """\
+# pipetrail project settings. Environment variables PIPETRAIL_METADATA,
+# PIPETRAIL_ARTIFACTS and PIPETRAIL_SEED override these values.
+[pipetrail]
+# Metadata store (ledger + projections): a SQLAlchemy URL. Relative SQLite paths are
+# relative to this file. Team setup: "postgresql://user@host/dbname".
+metadata = "sqlite:///.pipetrail/ledger.db"
+# Content-addressed artifact store: a folder (relative to this file).
+artifacts = ".pipetrail/objects"
+# Run seed used when `pipetrail run` gets no --seed; per-step seeds derive from it.
+seed = 0
+# Where steps execute.
+executor = "inline"
+"""
+
+
+@dataclass(frozen=True)
+class ProjectConfig:
+    """Resolved project settings.
+
+    Attributes:
+        root: the project folder.
+        metadata_url: SQLAlchemy URL of the metadata store.
+        artifacts: folder of the content store.
+        seed: default run seed.
+        executor: executor name.
+        has_file: whether a ``pipetrail.toml`` was found.
+    """
+
+    root: Path
+    metadata_url: str
+    artifacts: Path
+    seed: int
+    executor: str
+    has_file: bool
+
+    @property
+    def state_dir(self) -> Path:
+        """The ``.pipetrail`` folder of the project."""
+        return self.root / STATE_DIR
+
+
+def find_root(start: Path | None = None) -> Path | None:
+    """Return the nearest folder at or above ``start`` holding ``pipetrail.toml``."""
+    here = (start or Path.cwd()).resolve()
+    for folder in (here, *here.parents):
+        if (folder / CONFIG_FILE).is_file():
+            return folder
+    return None
+
+
+def _resolve_sqlite(url: str, root: Path) -> str:
+    prefix = "sqlite:///"
+    if url.startswith(prefix):
+        rest = url[len(prefix) :]
+        if rest and rest != ":memory:" and not rest.startswith("/"):
+            return prefix + str((root / rest).resolve())
+    return url
+
+
+def load_config(start: Path | None = None, *, root: Path | None = None) -> ProjectConfig:
+    """Find the project and read its settings.
+
+    Raises:
+        ProjectError: if ``pipetrail.toml`` is malformed, naming the file, key and fix.
+    """
+    found = root.resolve() if root is not None else find_root(start)
+    project_root = found or (start or Path.cwd()).resolve()
+    data: dict[str, Any] = {}
+    path = project_root / CONFIG_FILE
+    has_file = path.is_file()
+    if has_file:
+        try:
+            parsed = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ProjectError(f"{path} is not valid TOML: {exc}; fix the file") from None
+        section = parsed.get("pipetrail", {})
+        if not isinstance(section, dict):
+            raise ProjectError(f"{path}: [pipetrail] must be a table")
+        unknown = sorted(set(section) - _KNOWN)
+        if unknown:
+            raise ProjectError(
+                f"{path}: unknown key(s) {', '.join(unknown)} in [pipetrail]; known keys are "
+                f"{', '.join(sorted(_KNOWN))}"
+            )
+        data = section
+    metadata = os.environ.get("PIPETRAIL_METADATA") or data.get("metadata")
+    artifacts = os.environ.get("PIPETRAIL_ARTIFACTS") or data.get("artifacts")
+    seed_value: Any = os.environ.get("PIPETRAIL_SEED") or data.get("seed", 0)
+    for key, value in (("metadata", metadata), ("artifacts", artifacts)):
+        if value is not None and not isinstance(value, str):
+            raise ProjectError(f"{path}: '{key}' must be a string, got {value!r}")
+    try:
+        seed = int(seed_value)
+    except (TypeError, ValueError):
+        raise ProjectError(
+            f"{path}: 'seed' must be an integer (PIPETRAIL_SEED too), got {seed_value!r}"
+        ) from None
+    if not 0 <= seed <= 2**32 - 1:
+        raise ProjectError(f"{path}: 'seed' must be between 0 and 4294967295, got {seed}")
+    executor = data.get("executor", "inline")
+    if executor != "inline":
+        raise ProjectError(
+            f"{path}: executor {executor!r} is not available in this version; use \"inline\""
+        )
+    metadata_url = _resolve_sqlite(
+        metadata or f"sqlite:///{STATE_DIR}/ledger.db", project_root
+    )
+    artifacts_dir = Path(artifacts) if artifacts else Path(STATE_DIR) / "objects"
+    if not artifacts_dir.is_absolute():
+        artifacts_dir = project_root / artifacts_dir
+    return ProjectConfig(
+        root=project_root,
+        metadata_url=metadata_url,
+        artifacts=artifacts_dir,
+        seed=seed,
+        executor=str(executor),
+        has_file=has_file,
+    )
+
+
+def init_project(folder: Path) -> Path:
+    """Create ``pipetrail.toml`` and ``.pipetrail/`` in ``folder``; return the config path.
+
+    Raises:
+        ProjectError: if the folder already holds a project.
+    """
+    path = folder / CONFIG_FILE
+    if path.exists():
+        raise ProjectError(f"{folder} is already a pipetrail project ({path} exists)")
+    folder.mkdir(parents=True, exist_ok=True)
+    path.write_text(DEFAULT_TOML, encoding="utf-8")
+    state = folder / STATE_DIR
+    state.mkdir(exist_ok=True)
+    (state / ".gitignore").write_text("*\n", encoding="utf-8")
+    return path

@@ -1,0 +1,1 @@
+"""The pure model: steps, pipeline definitions, graphs, ids and clocks. No I/O, no internal imports."""

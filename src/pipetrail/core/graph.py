@@ -1,0 +1,269 @@
+"""The pipeline graph: nodes (step invocations), their inputs and outputs, and its builder.
+
+Calling steps inside a ``@pipeline`` function records :class:`Node` objects in the active
+:class:`GraphBuilder`; each call returns :class:`OutputRef` placeholders that later calls
+take as inputs. Because the pipeline function is plain Python running with real parameter
+values, loops fan out and helper functions compose naturally. Pure: no I/O here.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipetrail.errors import DefinitionError
+
+if TYPE_CHECKING:
+    from pipetrail.core.step import Step
+
+__all__ = [
+    "GraphBuilder",
+    "Node",
+    "OutputRef",
+    "PipelineGraph",
+    "SourceRef",
+    "current_builder",
+    "source",
+]
+
+_BUILDER: contextvars.ContextVar[GraphBuilder | None] = contextvars.ContextVar(
+    "pipetrail_graph_builder", default=None
+)
+
+
+def current_builder() -> GraphBuilder | None:
+    """Return the graph builder of the pipeline being built, if any."""
+    return _BUILDER.get()
+
+
+@dataclass(frozen=True)
+class SourceRef:
+    """A raw input from outside the pipeline, observed when the run starts.
+
+    Attributes:
+        path: the path as given (relative paths resolve against the project root).
+        by_reference: record digests only instead of copying the content into the store.
+    """
+
+    path: str
+    by_reference: bool = False
+
+    def __fspath__(self) -> str:
+        raise DefinitionError(
+            f"source({self.path!r}) is a placeholder while the pipeline is being built; pass "
+            "it to a step, which receives the real path when it runs"
+        )
+
+
+def source(path: str | os.PathLike[str], *, by_reference: bool = False) -> SourceRef:
+    """Declare a raw input (a file) that a step reads.
+
+    The file is observed when the run starts: its digest, size and modification time are
+    recorded and, unless ``by_reference=True``, its bytes are copied into the store so the
+    run stays reproducible after the file changes. The step receives a ``Path``.
+
+    Args:
+        path: path to the file, relative to the project root or absolute.
+        by_reference: keep only the digest (for large external data).
+
+    Returns:
+        A placeholder to pass to a step.
+    """
+    text = os.fspath(path)
+    if not text:
+        raise DefinitionError("source() needs a non-empty path")
+    return SourceRef(path=Path(text).as_posix(), by_reference=by_reference)
+
+
+@dataclass(frozen=True)
+class OutputRef:
+    """A placeholder for one output of a node, usable as another step's input."""
+
+    node_id: str
+    index: int
+    name: str
+
+    def __bool__(self) -> bool:
+        raise DefinitionError(
+            f"the output {self.name!r} of step {self.node_id!r} has no value while the "
+            "pipeline is being built, so it cannot be used in a condition; branch on "
+            "parameters instead, or move the logic into a step"
+        )
+
+    def __iter__(self) -> Iterator[Any]:
+        raise DefinitionError(
+            f"step {self.node_id!r} has a single output; declare several with a "
+            "tuple[...] return annotation or @step(outputs=(...)) to unpack it"
+        )
+
+    def __getattr__(self, item: str) -> Any:
+        if item.startswith("__"):
+            raise AttributeError(item)
+        raise DefinitionError(
+            f"the output {self.name!r} of step {self.node_id!r} has no value while the "
+            f"pipeline is being built, so '.{item}' cannot be used here; do this inside a step"
+        )
+
+
+class MultiOutput(tuple[OutputRef, ...]):
+    """The outputs of a step that returns several values; unpack or index it."""
+
+    __slots__ = ()
+
+    def __getattr__(self, item: str) -> OutputRef:
+        for ref in self:
+            if ref.name == item:
+                return ref
+        raise AttributeError(item)
+
+
+@dataclass
+class Node:
+    """One invocation of a step inside a pipeline.
+
+    Attributes:
+        id: unique within the run: the step name, ``name[1]`` for later calls, prefixed
+            ``outer/`` inside nested pipelines.
+        step: the step invoked.
+        inputs: parameter name -> an :class:`OutputRef`, a :class:`SourceRef`, or a
+            literal value (a parameter).
+        output_names: the names of the node's outputs.
+    """
+
+    id: str
+    step: Step[..., Any]
+    inputs: dict[str, Any]
+    output_names: tuple[str, ...]
+
+    def upstream(self) -> list[str]:
+        """Return the ids of the nodes this node reads from (in parameter order)."""
+        seen: list[str] = []
+        for value in self.inputs.values():
+            for ref in _iter_refs(value):
+                if ref.node_id not in seen:
+                    seen.append(ref.node_id)
+        return seen
+
+
+def _iter_refs(value: Any) -> Iterator[OutputRef]:
+    if isinstance(value, OutputRef):
+        yield value
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _iter_refs(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _iter_refs(item)
+
+
+@dataclass
+class PipelineGraph:
+    """A built pipeline: nodes in a valid execution order, and what it returns."""
+
+    name: str
+    nodes: dict[str, Node] = field(default_factory=dict)
+    result: Any = None
+
+    def downstream_of(self, node_id: str) -> set[str]:
+        """Return the ids of every node that depends on ``node_id``, directly or not."""
+        found: set[str] = set()
+        frontier = [node_id]
+        consumers: dict[str, list[str]] = {}
+        for node in self.nodes.values():
+            for up in node.upstream():
+                consumers.setdefault(up, []).append(node.id)
+        while frontier:
+            for child in consumers.get(frontier.pop(), []):
+                if child not in found:
+                    found.add(child)
+                    frontier.append(child)
+        return found
+
+    def sources(self) -> list[SourceRef]:
+        """Return every distinct source the graph reads, in first-use order."""
+        found: list[SourceRef] = []
+        for node in self.nodes.values():
+            for value in node.inputs.values():
+                for src in _iter_sources(value):
+                    if src not in found:
+                        found.append(src)
+        return found
+
+
+def _iter_sources(value: Any) -> Iterator[SourceRef]:
+    if isinstance(value, SourceRef):
+        yield value
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _iter_sources(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _iter_sources(item)
+
+
+class GraphBuilder:
+    """Collects nodes while a pipeline function runs; use as a context manager."""
+
+    def __init__(self, name: str) -> None:
+        self.graph = PipelineGraph(name=name)
+        self._prefix: list[str] = []
+        self._counts: dict[str, int] = {}
+        self._token: contextvars.Token[GraphBuilder | None] | None = None
+
+    def __enter__(self) -> GraphBuilder:
+        self._token = _BUILDER.set(self)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _BUILDER.reset(self._token)
+            self._token = None
+
+    def nested(self, name: str) -> _Nested:
+        """Return a context in which node ids are prefixed with ``name/``."""
+        return _Nested(self, name)
+
+    def add_step(self, step: Step[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Record an invocation of ``step`` and return its output placeholder(s)."""
+        inputs = step.bind(args, kwargs)
+        for param_name, value in inputs.items():
+            _check_input(step.name, param_name, value, self.graph)
+        base = "/".join([*self._prefix, step.name])
+        count = self._counts.get(base, 0)
+        self._counts[base] = count + 1
+        node_id = base if count == 0 else f"{base}[{count}]"
+        node = Node(id=node_id, step=step, inputs=inputs, output_names=step.options.outputs)
+        self.graph.nodes[node_id] = node
+        refs = [OutputRef(node_id, i, name) for i, name in enumerate(node.output_names)]
+        if len(refs) == 1:
+            return refs[0]
+        return MultiOutput(refs)
+
+
+class _Nested:
+    def __init__(self, builder: GraphBuilder, name: str) -> None:
+        self.builder = builder
+        self.name = name
+
+    def __enter__(self) -> None:
+        prefix = "/".join([*self.builder._prefix, self.name])  # noqa: SLF001 - same module
+        count = self.builder._counts.get(prefix + "/", 0)  # noqa: SLF001
+        self.builder._counts[prefix + "/"] = count + 1  # noqa: SLF001
+        self.builder._prefix.append(self.name if count == 0 else f"{self.name}[{count}]")  # noqa: SLF001
+
+    def __exit__(self, *exc: object) -> None:
+        self.builder._prefix.pop()  # noqa: SLF001
+
+
+def _check_input(step_name: str, param: str, value: Any, graph: PipelineGraph) -> None:
+    for ref in _iter_refs(value):
+        if ref.node_id not in graph.nodes:
+            raise DefinitionError(
+                f"step {step_name!r} parameter {param!r} reads an output of {ref.node_id!r}, "
+                "which belongs to a different pipeline build; call both steps in the same "
+                "pipeline"
+            )

@@ -1,0 +1,189 @@
+"""``@step``: a plain Python function declared as a unit of work that pipetrail records.
+
+A step is pure metadata around the user's function: its name, version, cache policy and
+output names. Called inside a ``@pipeline`` function it adds a node to the graph being
+built and returns placeholders; called anywhere else it simply runs the function, so
+steps stay testable as ordinary Python.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import re
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+from pipetrail.errors import DefinitionError
+
+__all__ = ["Step", "StepOptions", "step"]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+
+
+@dataclass(frozen=True)
+class StepOptions:
+    """What ``@step(...)`` declares about a function.
+
+    Attributes:
+        name: the step's name in records (defaults to the function name).
+        version: bump it to invalidate cached results on purpose.
+        cache: ``False`` always executes the step.
+        outputs: names of the outputs when the step returns several (a tuple).
+        allow_pickle: trust this step's outputs to be stored with pickle when no safe
+            serializer handles their type. Pickle runs code when loaded: opt in only for
+            artifacts you produce yourself.
+    """
+
+    name: str
+    version: str | None = None
+    cache: bool = True
+    outputs: tuple[str, ...] = ("output",)
+    allow_pickle: bool = False
+
+
+class Step(Generic[P, R]):
+    """A function wrapped by ``@step``. Calling it inside a pipeline builds the graph."""
+
+    def __init__(self, func: Callable[P, R], options: StepOptions) -> None:
+        self.func = func
+        self.options = options
+        self.signature = inspect.signature(func)
+        self.__pipetrail_func__ = func
+        functools.update_wrapper(self, func)
+        for param in self.signature.parameters.values():
+            if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
+                raise DefinitionError(
+                    f"step {options.name!r} takes *{param.name}; steps need named parameters "
+                    "so each input can be recorded. Replace it with explicit parameters."
+                )
+
+    @property
+    def name(self) -> str:
+        """The step's name."""
+        return self.options.name
+
+    def __repr__(self) -> str:
+        return f"<Step {self.options.name}>"
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        from pipetrail.core.graph import current_builder
+
+        builder = current_builder()
+        if builder is None:
+            return self.func(*args, **kwargs)
+        return typing.cast("R", builder.add_step(self, args, kwargs))
+
+    def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
+        """Bind call arguments to parameter names, defaults applied.
+
+        Raises:
+            DefinitionError: if the arguments do not fit the step's signature.
+        """
+        try:
+            bound = self.signature.bind(*args, **kwargs)
+        except TypeError as exc:
+            raise DefinitionError(
+                f"step {self.name!r} was called with arguments that do not fit its signature "
+                f"{self.name}{self.signature}: {exc}"
+            ) from None
+        bound.apply_defaults()
+        return dict(bound.arguments)
+
+
+def _output_names(func: Callable[..., Any], declared: tuple[str, ...] | None) -> tuple[str, ...]:
+    if declared is not None:
+        if not declared or len(set(declared)) != len(declared):
+            raise DefinitionError(
+                f"step {func.__name__!r}: outputs={declared!r} must be distinct, non-empty names"
+            )
+        return declared
+    try:
+        hints = typing.get_type_hints(func)
+    except Exception:  # noqa: BLE001 - unresolvable hints just mean "one output"
+        return ("output",)
+    ret = hints.get("return")
+    if typing.get_origin(ret) is tuple:
+        items = typing.get_args(ret)
+        if items and items[-1] is not Ellipsis:
+            return tuple(f"output_{i}" for i in range(len(items)))
+    return ("output",)
+
+
+@overload
+def step(func: Callable[P, R], /) -> Step[P, R]: ...
+
+
+@overload
+def step(
+    *,
+    name: str | None = None,
+    version: str | int | None = None,
+    cache: bool = True,
+    outputs: tuple[str, ...] | list[str] | None = None,
+    allow_pickle: bool = False,
+) -> Callable[[Callable[P, R]], Step[P, R]]: ...
+
+
+def step(
+    func: Callable[P, R] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    version: str | int | None = None,
+    cache: bool = True,
+    outputs: tuple[str, ...] | list[str] | None = None,
+    allow_pickle: bool = False,
+) -> Step[P, R] | Callable[[Callable[P, R]], Step[P, R]]:
+    """Declare a function as a pipeline step.
+
+    Use bare (``@step``) or with options (``@step(version="2", cache=False)``).
+
+    Args:
+        func: the function (when used bare).
+        name: the name recorded for the step; defaults to the function's name.
+        version: bump to invalidate cached results on purpose.
+        cache: ``False`` executes the step on every run.
+        outputs: names for several outputs; by default a ``tuple[A, B]`` return annotation
+            gives ``output_0``, ``output_1``.
+        allow_pickle: let outputs with no safe serializer be stored with pickle (trusted).
+
+    Returns:
+        The :class:`Step`, or a decorator producing one.
+
+    Raises:
+        DefinitionError: if the options or the function's signature are invalid.
+    """
+
+    def decorate(f: Callable[P, R]) -> Step[P, R]:
+        if isinstance(f, Step):
+            raise DefinitionError(f"{f.name!r} is already a step; apply @step once")
+        if not callable(f) or not hasattr(f, "__name__"):
+            raise DefinitionError(f"@step needs a function, got {type(f).__name__}")
+        step_name = name or f.__name__
+        if not _NAME_RE.match(step_name):
+            raise DefinitionError(
+                f"step name {step_name!r} is invalid: use letters, digits, '_', '-' and '.'"
+            )
+        if inspect.iscoroutinefunction(f) or inspect.isgeneratorfunction(f):
+            raise DefinitionError(
+                f"step {step_name!r} is a coroutine or generator function; steps must return "
+                "their outputs"
+            )
+        options = StepOptions(
+            name=step_name,
+            version=None if version is None else str(version),
+            cache=cache,
+            outputs=_output_names(f, None if outputs is None else tuple(outputs)),
+            allow_pickle=allow_pickle,
+        )
+        return Step(f, options)
+
+    if func is not None:
+        return decorate(func)
+    return decorate

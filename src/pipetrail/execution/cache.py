@@ -1,0 +1,112 @@
+"""Cache keys: what a step's result depends on, and how to explain a change.
+
+A key is the digest of its *components*: the step's name, code fingerprint (its own
+normalized source plus the project-local code it calls), declared version, input
+digests, parameter fingerprints, the versions of the distributions its code imports,
+its derived seed, and whether pickle was allowed. Components are recorded with every
+step run, so ``pipetrail why`` can say which one changed. See docs/adr/0004-cache-keys.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pipetrail.hashing import digest_value
+
+__all__ = ["KEY_FORMAT", "CacheDecision", "KeyChange", "cache_key", "explain_change"]
+
+KEY_FORMAT = "pt-key1"
+
+# The order in which `why` lists components.
+COMPONENT_ORDER = (
+    "step",
+    "code",
+    "code_parts",
+    "version",
+    "inputs",
+    "params",
+    "distributions",
+    "seed",
+    "allow_pickle",
+)
+
+
+@dataclass(frozen=True)
+class CacheDecision:
+    """Whether a step executes or reuses a previous result, and why.
+
+    Attributes:
+        decision: ``hit``, ``miss``, ``disabled`` or ``forced-miss``.
+        reason: a human-readable explanation.
+        reused_step_run_id: the executed step run whose outputs a hit reuses.
+        outputs: output name -> artifact digest for a hit.
+    """
+
+    decision: str
+    reason: str
+    reused_step_run_id: str | None = None
+    outputs: dict[str, str] | None = None
+
+
+def cache_key(components: dict[str, Any]) -> str:
+    """Return the digest of a step's key components.
+
+    ``code_parts`` is descriptive (it explains ``code``) and is left out of the digest.
+    """
+    keyed = {k: v for k, v in components.items() if k != "code_parts"}
+    return digest_value({"format": KEY_FORMAT, "components": keyed})
+
+
+@dataclass(frozen=True)
+class KeyChange:
+    """One component's value now and in the previous run of the step."""
+
+    component: str
+    changed: bool
+    now: Any
+    before: Any
+    detail: list[str]
+
+
+def _dict_changes(now: dict[str, Any], before: dict[str, Any]) -> list[str]:
+    lines: list[str] = []
+    for key in sorted(set(now) | set(before)):
+        if key not in before:
+            lines.append(f"+ {key}: {_short(now[key])}")
+        elif key not in now:
+            lines.append(f"- {key}: {_short(before[key])}")
+        elif now[key] != before[key]:
+            lines.append(f"~ {key}: {_short(before[key])} -> {_short(now[key])}")
+    return lines
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    if text.startswith("blake3:"):
+        return text[7:19]
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def explain_change(now: dict[str, Any], before: dict[str, Any] | None) -> list[KeyChange]:
+    """Compare the key components of two step runs, component by component.
+
+    Args:
+        now: components of the step run being explained.
+        before: components of the previous run of the same step (None if there is none).
+
+    Returns:
+        One entry per component, in :data:`COMPONENT_ORDER`, marking what changed.
+    """
+    changes: list[KeyChange] = []
+    keys = [k for k in COMPONENT_ORDER if k in now or (before and k in before)]
+    keys += sorted(set(now) - set(keys))
+    for key in keys:
+        value = now.get(key)
+        old = None if before is None else before.get(key)
+        changed = before is not None and value != old
+        detail: list[str] = []
+        if changed and isinstance(value, dict) and isinstance(old, dict):
+            detail = _dict_changes(value, old)
+        changes.append(KeyChange(key, changed, value, old, detail))
+    return changes

@@ -1,0 +1,143 @@
+"""Reading run records back: run summaries (``show``) and cache explanations (``why``).
+
+Everything returns plain JSON-able dicts so the CLI, the HTTP API and tests render or
+compare the same data. Read-only: uses a :class:`~pipetrail.ledger.Reader` only.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipetrail.execution.cache import explain_change
+from pipetrail.execution.crash import effective_status
+from pipetrail.ledger import Reader
+
+__all__ = ["explain_step", "list_runs", "run_summary"]
+
+
+def list_runs(
+    reader: Reader, *, limit: int = 50, pipeline: str | None = None, status: str | None = None
+) -> list[dict[str, Any]]:
+    """Return run rows for listing, newest first, with crash-aware status."""
+    rows = reader.list_runs(limit=limit, pipeline=pipeline, status=None)
+    out = []
+    for row in rows:
+        row["status"] = effective_status(row)
+        if status is None or row["status"] == status:
+            out.append(_run_brief(row))
+    return out
+
+
+def _run_brief(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "run_id": row["run_id"],
+        "pipeline": row["pipeline"],
+        "status": row["status"],
+        "owner": row["owner"],
+        "started_at": row["started_at"],
+        "ended_at": row["ended_at"],
+        "params": row["params"],
+        "seed": row["seed"],
+        "steps_total": row["steps_total"],
+        "steps_executed": row.get("steps_executed", 0),
+        "steps_cached": row.get("steps_cached", 0),
+        "steps_failed": row.get("steps_failed", 0),
+        "git_commit": (row["git"] or {}).get("commit"),
+        "git_dirty": (row["git"] or {}).get("dirty"),
+    }
+
+
+def run_summary(reader: Reader, ref: str) -> dict[str, Any]:
+    """Return everything recorded about one run (``ref``: id, prefix or ``latest``)."""
+    run_id = reader.resolve_run(ref)
+    run = reader.get_run(run_id)
+    run["status"] = effective_status(run)
+    steps = []
+    for s in reader.step_runs(run_id):
+        steps.append(
+            {
+                "step_run_id": s["step_run_id"],
+                "node_id": s["node_id"],
+                "step": s["step"],
+                "status": s["status"],
+                "cache_decision": s["cache_decision"],
+                "cache_reason": s["cache_reason"],
+                "reused_step_run_id": s["reused_step_run_id"],
+                "cache_key": s["cache_key"],
+                "code_digest": s["code_digest"],
+                "inputs": s["inputs"] or {},
+                "outputs": s["outputs"] or {},
+                "resources": s["resources"] or {},
+                "logs": s["logs"],
+                "seed": s["seed"],
+                "started_at": s["started_at"],
+                "ended_at": s["ended_at"],
+                "error": s["error"],
+                "traceback": s["traceback"],
+            }
+        )
+    record = run["record"] or {}
+    return {
+        "run_id": run_id,
+        "pipeline": run["pipeline"],
+        "pipeline_fingerprint": run["pipeline_fingerprint"],
+        "status": run["status"],
+        "error": run["error"],
+        "owner": run["owner"],
+        "host": run["host"],
+        "started_at": run["started_at"],
+        "ended_at": run["ended_at"],
+        "params": run["params"],
+        "seed": run["seed"],
+        "git": run["git"],
+        "environment": run["environment"],
+        "pipeline_file": record.get("pipeline_file"),
+        "argv": record.get("argv"),
+        "pipetrail_version": record.get("pipetrail_version"),
+        "cache": record.get("cache", True),
+        "steps_total": run["steps_total"],
+        "sources": reader.sources(run_id),
+        "steps": steps,
+    }
+
+
+def explain_step(reader: Reader, ref: str, step: str) -> dict[str, Any]:
+    """Explain a step run's cache key: each component, and what changed since last time.
+
+    The comparison is with the latest earlier run of the same step (same node id) of the
+    same pipeline.
+    """
+    run_id = reader.resolve_run(ref)
+    row = reader.find_step_run(run_id, step)
+    components: dict[str, Any] = row["components"] or {}
+    previous = reader.previous_step_run(row["pipeline"], row["node_id"], row["first_seq"])
+    before = None if previous is None else previous["components"]
+    changes = explain_change(components, before)
+    return {
+        "run_id": run_id,
+        "node_id": row["node_id"],
+        "step": row["step"],
+        "status": row["status"],
+        "cache_key": row["cache_key"],
+        "cache_decision": row["cache_decision"],
+        "cache_reason": row["cache_reason"],
+        "reused_step_run_id": row["reused_step_run_id"],
+        "previous": None
+        if previous is None
+        else {
+            "run_id": previous["run_id"],
+            "step_run_id": previous["step_run_id"],
+            "cache_key": previous["cache_key"],
+        },
+        "components": [
+            {
+                "component": c.component,
+                "changed": c.changed,
+                "value": c.now,
+                "previous": c.before,
+                "detail": c.detail,
+            }
+            for c in changes
+        ],
+        "changed": [c.component for c in changes if c.changed and c.component != "code_parts"],
+    }

@@ -1,0 +1,92 @@
+"""``@pipeline``: a pipeline definition that can run itself.
+
+``credit.run(C=0.5)`` runs with parameters; ``credit.with_options(cache=False,
+seed=7).run(C=0.5)`` changes how it runs. Run options are kept apart from parameters
+so a pipeline may have a parameter called ``seed`` or ``cache``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, overload
+
+from pipetrail.core.pipeline import PipelineDefinition
+from pipetrail.execution.executors import Executor
+from pipetrail.execution.observer import RunObserver
+from pipetrail.execution.project import Project
+from pipetrail.execution.run import Run
+from pipetrail.execution.runner import RunOptions, run_pipeline
+
+__all__ = ["Pipeline", "PipelineRunner", "pipeline"]
+
+
+class PipelineRunner:
+    """A pipeline bound to run options; call :meth:`run` with parameters."""
+
+    def __init__(self, definition: PipelineDefinition, project: Project | None, options: RunOptions):
+        self.definition = definition
+        self.project = project
+        self.options = options
+
+    def run(self, **params: Any) -> Run:
+        """Run the pipeline with these parameters; see :func:`run_pipeline`."""
+        project = self.project or Project.discover()
+        return run_pipeline(self.definition, params, project, self.options)
+
+
+class Pipeline(PipelineDefinition):
+    """A ``@pipeline`` function: build it, nest it in another one, or run it."""
+
+    def run(self, **params: Any) -> Run:
+        """Run with these parameters in the project of the working directory."""
+        return self.with_options().run(**params)
+
+    def with_options(
+        self,
+        *,
+        project: Project | Path | str | None = None,
+        cache: bool = True,
+        seed: int | None = None,
+        executor: Executor | None = None,
+        observer: RunObserver | None = None,
+    ) -> PipelineRunner:
+        """Return a runner with these run options.
+
+        Args:
+            project: a project, or the folder of one (default: discovered from the cwd).
+            cache: ``False`` executes every step.
+            seed: the run seed (default: the project's).
+            executor: where steps run (default: in-process).
+            observer: receives live progress.
+        """
+        if project is not None and not isinstance(project, Project):
+            project = Project.at(Path(project))
+        options = RunOptions(cache=cache, seed=seed, executor=executor, observer=observer)
+        return PipelineRunner(self, project, options)
+
+
+@overload
+def pipeline(func: Callable[..., Any], /) -> Pipeline: ...
+
+
+@overload
+def pipeline(*, name: str | None = None) -> Callable[[Callable[..., Any]], Pipeline]: ...
+
+
+def pipeline(
+    func: Callable[..., Any] | None = None, /, *, name: str | None = None
+) -> Pipeline | Callable[[Callable[..., Any]], Pipeline]:
+    """Declare a function that wires steps together as a pipeline.
+
+    The function runs with real parameter values while the graph is built, so loops,
+    comprehensions and helper functions fan out naturally. Its parameters need type
+    hints (or defaults) and become the run's validated parameters.
+    """
+
+    def decorate(f: Callable[..., Any]) -> Pipeline:
+        return Pipeline(f, name=name)
+
+    if func is not None:
+        return decorate(func)
+    return decorate

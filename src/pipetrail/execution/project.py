@@ -1,0 +1,105 @@
+"""A project's open stores: the ledger, the content store and the serializer registry.
+
+Stores open lazily, so read-only commands that need only a reader never import
+SQLAlchemy. Backends are objects that can be passed in (tests pass a MemoryStore or a
+PostgreSQL ledger); names in configuration resolve here.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from pipetrail.capture import current_owner
+from pipetrail.config import ProjectConfig, load_config
+
+if TYPE_CHECKING:
+    from pipetrail.ledger.ledger import Ledger
+    from pipetrail.ledger.queries import Reader
+    from pipetrail.store import ContentStore, SerializerRegistry
+
+__all__ = ["Project"]
+
+
+class Project:
+    """The stores of one project folder.
+
+    Args:
+        config: resolved settings (see :func:`pipetrail.config.load_config`).
+        store: a content store to use instead of the configured one.
+        ledger: a ledger to use instead of the configured one.
+        registry: a serializer registry to use instead of the default one.
+    """
+
+    def __init__(
+        self,
+        config: ProjectConfig,
+        *,
+        store: ContentStore | None = None,
+        ledger: Ledger | None = None,
+        registry: SerializerRegistry | None = None,
+    ) -> None:
+        self.config = config
+        self._store = store
+        self._ledger = ledger
+        self._registry = registry
+
+    @classmethod
+    def discover(cls, start: Path | None = None) -> Project:
+        """Open the project containing ``start`` (default: the working directory)."""
+        return cls(load_config(start))
+
+    @classmethod
+    def at(cls, root: Path) -> Project:
+        """Open the project rooted at ``root``."""
+        return cls(load_config(root=root))
+
+    @property
+    def root(self) -> Path:
+        """The project folder."""
+        return self.config.root
+
+    @property
+    def store(self) -> ContentStore:
+        """The content store (opened on first use)."""
+        if self._store is None:
+            from pipetrail.store import LocalStore
+
+            self._store = LocalStore(self.config.artifacts)
+        return self._store
+
+    @property
+    def ledger(self) -> Ledger:
+        """The ledger (connected, created or migrated on first use)."""
+        if self._ledger is None:
+            from pipetrail.ledger.ledger import Ledger
+
+            self._ledger = Ledger.open(self.config.metadata_url, actor=current_owner())
+        return self._ledger
+
+    @property
+    def registry(self) -> SerializerRegistry:
+        """The serializer registry."""
+        if self._registry is None:
+            from pipetrail.store import default_registry
+
+            self._registry = default_registry()
+        return self._registry
+
+    @cached_property
+    def _fast_reader(self) -> Reader:
+        from pipetrail.ledger import open_reader
+
+        return open_reader(self.config.metadata_url)
+
+    def reader(self) -> Reader:
+        """Return a read-only query helper (the ledger's own when it is open)."""
+        if self._ledger is not None:
+            return self._ledger.reader()
+        return self._fast_reader
+
+    def close(self) -> None:
+        """Release database connections."""
+        if self._ledger is not None:
+            self._ledger.close()

@@ -1,0 +1,100 @@
+"""The result of running a pipeline: its id, status and outputs (loaded on access)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pipetrail.store import StoredArtifact
+
+if TYPE_CHECKING:
+    from pipetrail.execution.project import Project
+
+__all__ = ["Run"]
+
+
+class Run:
+    """A finished run.
+
+    Attributes:
+        id: the run id (time-ordered).
+        pipeline: the pipeline's name.
+        status: ``completed``.
+        result: the pipeline's return value with every step output replaced by its
+            artifact digest.
+    """
+
+    def __init__(
+        self,
+        run_id: str,
+        project: Project,
+        *,
+        pipeline: str,
+        status: str,
+        result: Any,
+        values: dict[str, Any] | None = None,
+    ) -> None:
+        self.id = run_id
+        self.project = project
+        self.pipeline = pipeline
+        self.status = status
+        self.result = result
+        self._values = dict(values or {})
+
+    def __repr__(self) -> str:
+        return f"<Run {self.id} {self.pipeline} {self.status}>"
+
+    def load(self, digest: str) -> Any:
+        """Return the value of an artifact by digest (from memory or the store)."""
+        if digest in self._values:
+            return self._values[digest]
+        record = self.project.reader().artifact(digest)
+        if record is None:
+            from pipetrail.errors import NotFoundError
+
+            raise NotFoundError(f"artifact {digest} is not recorded in this project")
+        stored = StoredArtifact(
+            digest=record["digest"],
+            blob=record["blob"],
+            serializer=record["serializer"],
+            type_name=record["type_name"],
+            size=record["size"],
+            meta=record["meta"],
+        )
+        value = self.project.registry.load(stored, self.project.store)
+        self._values[digest] = value
+        return value
+
+    @property
+    def outputs(self) -> Any:
+        """The pipeline's return value, with real values (loaded on first access)."""
+        return self._materialize(self.result)
+
+    def _materialize(self, item: Any) -> Any:
+        if isinstance(item, str):
+            return self.load(item)
+        if isinstance(item, list):
+            return [self._materialize(v) for v in item]
+        if isinstance(item, dict):
+            return {k: self._materialize(v) for k, v in item.items()}
+        return item
+
+    def steps(self) -> list[dict[str, Any]]:
+        """Return the recorded step runs of this run, in order."""
+        return self.project.reader().step_runs(self.id)
+
+    def step(self, name: str) -> dict[str, Any]:
+        """Return the recorded step run of ``name`` (node id or step name)."""
+        return self.project.reader().find_step_run(self.id, name)
+
+    def output_of(self, step: str, output: str = "output") -> Any:
+        """Return the value of one output of one step of this run."""
+        record = self.step(step)
+        outputs = record["outputs"] or {}
+        if output not in outputs:
+            from pipetrail.errors import NotFoundError
+
+            raise NotFoundError(
+                f"step {step!r} of run {self.id} has no output {output!r}; it has "
+                + (", ".join(outputs) or "none")
+            )
+        return self.load(outputs[output])

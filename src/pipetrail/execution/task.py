@@ -1,0 +1,119 @@
+"""One step execution: seed, capture output, measure, call user code, store outputs.
+
+:func:`execute_task` is what an executor runs, in-process or on a worker. It only writes
+content-addressed blobs; it never touches the ledger (only the coordinator appends
+events), so it can run anywhere the store is reachable. User code runs inside one error
+boundary; its exception is returned, with the traceback text, for the coordinator to
+record and re-raise as :class:`~pipetrail.errors.StepFailedError`.
+"""
+
+from __future__ import annotations
+
+import traceback as traceback_module
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from pipetrail.capture import apply_seed, capture_output, measure
+from pipetrail.errors import PipetrailError, SerializationError
+from pipetrail.store import ContentStore, SerializerRegistry, StoredArtifact
+
+__all__ = ["StepTask", "TaskResult", "execute_task"]
+
+
+@dataclass
+class StepTask:
+    """Everything needed to execute one node.
+
+    Attributes:
+        node_id: the node's id in the run.
+        step_name: the step's name.
+        func: the user function.
+        kwargs: argument values, already loaded.
+        output_names: expected outputs (a tuple of that length when several).
+        seed: the derived seed applied before the call.
+        allow_pickle: whether outputs may fall back to pickle.
+    """
+
+    node_id: str
+    step_name: str
+    func: Callable[..., Any]
+    kwargs: dict[str, Any]
+    output_names: tuple[str, ...]
+    seed: int
+    allow_pickle: bool = False
+
+
+@dataclass
+class TaskResult:
+    """What an execution produced.
+
+    Attributes:
+        outputs: output name -> stored artifact (empty when the step failed).
+        values: output name -> the value itself (kept for downstream in-process steps).
+        logs: the captured stdout/stderr/logging text ("" when nothing was written).
+        resources: wall time, CPU time and memory of the call.
+        error: the exception user code (or output storage) raised, if any.
+        traceback: the formatted traceback of ``error``.
+        seeded: libraries the seed was applied to.
+    """
+
+    outputs: dict[str, StoredArtifact] = field(default_factory=dict)
+    values: dict[str, Any] = field(default_factory=dict)
+    logs: str = ""
+    resources: dict[str, Any] = field(default_factory=dict)
+    error: BaseException | None = None
+    traceback: str = ""
+    seeded: list[str] = field(default_factory=list)
+
+
+def _split_outputs(task: StepTask, value: Any) -> dict[str, Any]:
+    names = task.output_names
+    if len(names) == 1:
+        return {names[0]: value}
+    if not isinstance(value, tuple | list) or len(value) != len(names):
+        got = f"a {type(value).__name__}"
+        if isinstance(value, tuple | list):
+            got += f" of {len(value)} items"
+        raise SerializationError(
+            f"step {task.step_name!r} declares {len(names)} outputs ({', '.join(names)}) but "
+            f"returned {got}; return a tuple with one value per output"
+        )
+    return dict(zip(names, value, strict=True))
+
+
+def execute_task(task: StepTask, store: ContentStore, registry: SerializerRegistry) -> TaskResult:
+    """Run one step and store its outputs; never raises for errors in user code."""
+    result = TaskResult()
+    result.seeded = apply_seed(task.seed)
+    with capture_output() as captured, measure() as usage:
+        try:
+            value = task.func(**task.kwargs)
+        except Exception as exc:  # noqa: BLE001 - the boundary around user code
+            result.error = exc
+            result.traceback = "".join(traceback_module.format_exception(exc))
+    result.logs = captured.text()
+    result.resources = usage.to_record()
+    if result.error is not None:
+        return result
+    try:
+        values = _split_outputs(task, value)
+        for name, item in values.items():
+            result.outputs[name] = registry.dump(
+                item, store, allow_pickle=task.allow_pickle, step=task.step_name
+            )
+        result.values = values
+    except Exception as exc:  # noqa: BLE001 - serializers may raise library errors
+        # Nothing is recorded for outputs of a failed step; stored blobs are orphans that
+        # garbage collection may remove.
+        if not isinstance(exc, PipetrailError):
+            wrapped = SerializationError(
+                f"step {task.step_name!r}: storing its output failed: {type(exc).__name__}: {exc}"
+            )
+            wrapped.__cause__ = exc
+            exc = wrapped
+        result.outputs = {}
+        result.values = {}
+        result.error = exc
+        result.traceback = "".join(traceback_module.format_exception(exc))
+    return result

@@ -1,0 +1,107 @@
+"""Ledger events: their kinds, their canonical form and the hash chain.
+
+An event is ``(seq, ts, actor, kind, run_id, payload, prev_hash, hash)``. ``payload`` is
+canonical JSON text and ``hash`` is the BLAKE3 digest of the canonical encoding of every
+other field, the payload *text* included, so changing any stored byte breaks the chain.
+See docs/adr/0002-ledger-format.md.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from pipetrail.hashing import canonical_json, digest_value
+
+__all__ = [
+    "GENESIS_HASH",
+    "HASH_FORMAT",
+    "Event",
+    "EventDraft",
+    "EventKind",
+    "event_hash",
+]
+
+HASH_FORMAT = 1
+GENESIS_HASH = "blake3:" + "0" * 64
+
+
+class EventKind(StrEnum):
+    """Every kind of fact the ledger records.
+
+    Kinds are only ever added, never renamed or removed: old ledgers must keep verifying
+    and projecting. Later layers (lineage, contracts, governance, data handling) add their
+    own kinds here when they are built.
+    """
+
+    RUN_STARTED = "run.started"
+    RUN_COMPLETED = "run.completed"
+    RUN_FAILED = "run.failed"
+    RUN_CRASHED = "run.crashed"
+    STEP_STARTED = "step.started"
+    STEP_COMPLETED = "step.completed"
+    STEP_CACHED = "step.cached"
+    STEP_FAILED = "step.failed"
+    ARTIFACT_RECORDED = "artifact.recorded"
+    SOURCE_OBSERVED = "source.observed"
+
+
+@dataclass(frozen=True)
+class EventDraft:
+    """An event before the ledger assigns its sequence number, time and hashes."""
+
+    kind: EventKind
+    payload: dict[str, Any]
+    run_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Event:
+    """An appended, hash-chained event."""
+
+    seq: int
+    ts: str
+    actor: str
+    kind: str
+    run_id: str | None
+    payload_text: str
+    prev_hash: str
+    hash: str
+
+    @property
+    def payload(self) -> dict[str, Any]:
+        """The payload, parsed."""
+        value: dict[str, Any] = json.loads(self.payload_text)
+        return value
+
+
+def event_hash(
+    *,
+    seq: int,
+    ts: str,
+    actor: str,
+    kind: str,
+    run_id: str | None,
+    payload_text: str,
+    prev_hash: str,
+) -> str:
+    """Return the chain hash of one event's fields (see the module docstring)."""
+    return digest_value(
+        {
+            "format": HASH_FORMAT,
+            "seq": seq,
+            "ts": ts,
+            "actor": actor,
+            "kind": kind,
+            "run_id": run_id,
+            "payload": payload_text,
+            "prev": prev_hash,
+        }
+    )
+
+
+def payload_text(payload: dict[str, Any]) -> str:
+    """Return the canonical JSON text stored for a payload."""
+    return canonical_json(payload)

@@ -1,0 +1,312 @@
+"""Read queries over the projections, as plain SQL shared by every backend.
+
+Each query is one SQL text with ``:name`` parameters, which both the stdlib ``sqlite3``
+driver and SQLAlchemy accept. :class:`SqliteReader` runs them on a read-only stdlib
+connection so that read-only commands (``pipetrail runs``) answer without importing
+SQLAlchemy (about 0.3 s of start-up on a small machine); :class:`SqlAlchemyReader` runs
+the same text on any engine (PostgreSQL included). See docs/adr/0003-read-path.md.
+This module must not import SQLAlchemy at module level.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipetrail.errors import AmbiguousPrefixError, LedgerError, NotFoundError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+__all__ = ["Reader", "SqlAlchemyReader", "SqliteReader", "open_reader"]
+
+Row = dict[str, Any]
+
+_RUN_COLUMNS = (
+    "run_id, pipeline, pipeline_fingerprint, status, owner, host, process, params, seed, git, "
+    "environment, record, started_at, ended_at, error, steps_total"
+)
+_STEP_COLUMNS = (
+    "step_run_id, run_id, node_id, step, pipeline, status, cache_key, cache_decision, "
+    "cache_reason, reused_step_run_id, code_digest, components, inputs, outputs, resources, "
+    "logs, seed, started_at, ended_at, error, traceback, first_seq"
+)
+_JSON_FIELDS = frozenset({"params", "git", "record", "components", "inputs", "outputs", "resources", "meta"})
+
+
+def _decode(row: Row) -> Row:
+    for key in _JSON_FIELDS.intersection(row):
+        if isinstance(row[key], str):
+            row[key] = json.loads(row[key])
+    return row
+
+
+class Reader(ABC):
+    """Queries over the projections; subclasses supply how SQL is executed."""
+
+    @abstractmethod
+    def fetch(self, sql: str, params: dict[str, Any] | None = None) -> list[Row]:
+        """Run one query and return its rows as dicts (empty when no schema yet)."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the connection, if any."""
+
+    # -- runs ------------------------------------------------------------------------
+    def list_runs(
+        self, *, limit: int = 50, pipeline: str | None = None, status: str | None = None
+    ) -> list[Row]:
+        """Return runs, newest first, with step counts by status."""
+        rows = self.fetch(
+            f"SELECT {_RUN_COLUMNS}, "
+            "(SELECT COUNT(*) FROM step_runs s WHERE s.run_id = r.run_id "
+            " AND s.status = 'completed') AS steps_executed, "
+            "(SELECT COUNT(*) FROM step_runs s WHERE s.run_id = r.run_id "
+            " AND s.status = 'cached') AS steps_cached, "
+            "(SELECT COUNT(*) FROM step_runs s WHERE s.run_id = r.run_id "
+            " AND s.status = 'failed') AS steps_failed "
+            "FROM runs r WHERE (CAST(:pipeline AS VARCHAR(200)) IS NULL OR pipeline = :pipeline) "
+            "AND (CAST(:status AS VARCHAR(16)) IS NULL OR status = :status) "
+            "ORDER BY run_id DESC LIMIT :limit",
+            {"pipeline": pipeline, "status": status, "limit": limit},
+        )
+        return [_decode(r) for r in rows]
+
+    def resolve_run(self, ref: str) -> str:
+        """Return the full run id for an id, a unique prefix, or ``latest``.
+
+        Raises:
+            NotFoundError: no run matches.
+            AmbiguousPrefixError: several runs match the prefix.
+        """
+        if ref in ("latest", "last", "@"):
+            rows = self.fetch("SELECT run_id FROM runs ORDER BY run_id DESC LIMIT 1")
+            if not rows:
+                raise NotFoundError("there are no runs yet; start one with `pipetrail run`")
+            return str(rows[0]["run_id"])
+        rows = self.fetch(
+            "SELECT run_id FROM runs WHERE run_id LIKE :p ORDER BY run_id LIMIT 6",
+            {"p": _like_prefix(ref)},
+        )
+        return _one(rows, "run_id", ref, "run", "`pipetrail runs`")
+
+    def get_run(self, run_id: str) -> Row:
+        """Return one run by full id.
+
+        Raises:
+            NotFoundError: if it does not exist.
+        """
+        rows = self.fetch(f"SELECT {_RUN_COLUMNS} FROM runs WHERE run_id = :r", {"r": run_id})
+        if not rows:
+            raise NotFoundError(f"run {run_id!r} does not exist; list runs with `pipetrail runs`")
+        return _decode(rows[0])
+
+    def running_runs(self) -> list[Row]:
+        """Return runs whose projection still says ``running``."""
+        return [
+            _decode(r)
+            for r in self.fetch(f"SELECT {_RUN_COLUMNS} FROM runs WHERE status = 'running'")
+        ]
+
+    # -- step runs -------------------------------------------------------------------
+    def step_runs(self, run_id: str) -> list[Row]:
+        """Return a run's step runs in the order they started."""
+        rows = self.fetch(
+            f"SELECT {_STEP_COLUMNS} FROM step_runs WHERE run_id = :r ORDER BY first_seq",
+            {"r": run_id},
+        )
+        return [_decode(r) for r in rows]
+
+    def step_run(self, step_run_id: str) -> Row:
+        """Return one step run by id.
+
+        Raises:
+            NotFoundError: if it does not exist.
+        """
+        rows = self.fetch(
+            f"SELECT {_STEP_COLUMNS} FROM step_runs WHERE step_run_id = :s", {"s": step_run_id}
+        )
+        if not rows:
+            raise NotFoundError(f"step run {step_run_id!r} does not exist")
+        return _decode(rows[0])
+
+    def find_step_run(self, run_id: str, step: str) -> Row:
+        """Return the step run of ``step`` (node id or step name) inside a run.
+
+        Raises:
+            NotFoundError: naming the steps the run has.
+        """
+        rows = self.step_runs(run_id)
+        for row in rows:
+            if row["node_id"] == step:
+                return row
+        matches = [row for row in rows if row["step"] == step]
+        if len(matches) == 1:
+            return matches[0]
+        names = ", ".join(row["node_id"] for row in rows) or "none"
+        if matches:
+            raise AmbiguousPrefixError(
+                f"step {step!r} ran {len(matches)} times in run {run_id}; name one of: "
+                + ", ".join(m["node_id"] for m in matches)
+            )
+        raise NotFoundError(f"run {run_id} has no step {step!r}; its steps are: {names}")
+
+    def cache_lookup(self, cache_key: str) -> Row | None:
+        """Return the newest successful step run with this cache key, if any."""
+        rows = self.fetch(
+            f"SELECT {_STEP_COLUMNS} FROM step_runs WHERE cache_key = :k "
+            "AND status IN ('completed', 'cached') ORDER BY last_seq DESC LIMIT 1",
+            {"k": cache_key},
+        )
+        return _decode(rows[0]) if rows else None
+
+    def previous_step_run(self, pipeline: str, node_id: str, before_seq: int) -> Row | None:
+        """Return the latest finished run of the same step of the same pipeline before a point."""
+        rows = self.fetch(
+            f"SELECT {_STEP_COLUMNS} FROM step_runs WHERE pipeline = :p AND node_id = :n "
+            "AND first_seq < :seq AND status IN ('completed', 'cached', 'failed') "
+            "AND components IS NOT NULL ORDER BY first_seq DESC LIMIT 1",
+            {"p": pipeline, "n": node_id, "seq": before_seq},
+        )
+        return _decode(rows[0]) if rows else None
+
+    # -- artifacts -------------------------------------------------------------------
+    def artifact(self, digest: str) -> Row | None:
+        """Return an artifact's record, or None."""
+        rows = self.fetch(
+            "SELECT digest, blob, serializer, type_name, size, meta, role, first_run_id, "
+            "first_step_run_id, created_at FROM artifacts WHERE digest = :d",
+            {"d": digest},
+        )
+        return _decode(rows[0]) if rows else None
+
+    def known_artifacts(self, digests: list[str]) -> set[str]:
+        """Return which of ``digests`` are already recorded."""
+        found: set[str] = set()
+        for i in range(0, len(digests), 500):
+            chunk = digests[i : i + 500]
+            names = {f"d{j}": d for j, d in enumerate(chunk)}
+            marks = ", ".join(f":{n}" for n in names)
+            found.update(
+                r["digest"] for r in self.fetch(f"SELECT digest FROM artifacts WHERE digest IN ({marks})", names)
+            )
+        return found
+
+    def artifact_blobs(self) -> list[str]:
+        """Return the blob digest of every recorded artifact."""
+        return [r["blob"] for r in self.fetch("SELECT DISTINCT blob FROM artifacts")]
+
+    def resolve_artifact(self, ref: str) -> str:
+        """Return the full digest for a digest or unique prefix (with or without ``blake3:``).
+
+        Raises:
+            NotFoundError: no artifact matches.
+            AmbiguousPrefixError: several artifacts match.
+        """
+        prefix = ref if ref.startswith("blake3:") else "blake3:" + ref
+        rows = self.fetch(
+            "SELECT digest FROM artifacts WHERE digest LIKE :p ORDER BY digest LIMIT 6",
+            {"p": _like_prefix(prefix)},
+        )
+        return _one(rows, "digest", ref, "artifact", "`pipetrail show RUN`")
+
+    def sources(self, run_id: str) -> list[Row]:
+        """Return the sources a run observed."""
+        return self.fetch(
+            "SELECT path, digest, size, mtime_ns, observed_at, by_reference FROM sources "
+            "WHERE run_id = :r ORDER BY path",
+            {"r": run_id},
+        )
+
+    def event_count(self) -> int:
+        """Return how many events the ledger holds."""
+        rows = self.fetch("SELECT COUNT(*) AS n FROM events")
+        return int(rows[0]["n"]) if rows else 0
+
+
+def _like_prefix(ref: str) -> str:
+    escaped = ref.replace("\\", "").replace("%", "").replace("_", "\\_")
+    return escaped + "%"
+
+
+def _one(rows: list[Row], key: str, ref: str, what: str, hint: str) -> str:
+    if not rows:
+        raise NotFoundError(f"no {what} matches {ref!r}; list them with {hint}")
+    if len(rows) > 1:
+        shown = ", ".join(str(r[key]) for r in rows[:5])
+        raise AmbiguousPrefixError(
+            f"{ref!r} matches several {what}s ({shown}{', ...' if len(rows) > 5 else ''}); "
+            "give more characters"
+        )
+    return str(rows[0][key])
+
+
+class SqliteReader(Reader):
+    """Runs the queries on a read-only stdlib ``sqlite3`` connection."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._conn: sqlite3.Connection | None = None
+
+    def _connection(self) -> sqlite3.Connection | None:
+        if self._conn is None:
+            if not self.path.exists():
+                return None
+            try:
+                conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=60)
+            except sqlite3.Error as exc:
+                raise LedgerError(f"cannot open metadata store {self.path}: {exc}") from exc
+            conn.row_factory = sqlite3.Row
+            self._conn = conn
+        return self._conn
+
+    def fetch(self, sql: str, params: dict[str, Any] | None = None) -> list[Row]:
+        """Run one query (an empty or missing database yields no rows)."""
+        conn = self._connection()
+        if conn is None:
+            return []
+        try:
+            cursor = conn.execute(sql.replace("LIKE :p", "LIKE :p ESCAPE '\\'"), params or {})
+        except sqlite3.OperationalError as exc:
+            if "no such table" in str(exc):
+                return []
+            raise LedgerError(f"metadata store {self.path} query failed: {exc}") from exc
+        return [dict(row) for row in cursor.fetchall()]
+
+    def close(self) -> None:
+        """Close the connection."""
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class SqlAlchemyReader(Reader):
+    """Runs the queries through a SQLAlchemy engine (any backend)."""
+
+    def __init__(self, engine: Engine, url: str) -> None:
+        self.engine = engine
+        self.url = url
+
+    def fetch(self, sql: str, params: dict[str, Any] | None = None) -> list[Row]:
+        """Run one query."""
+        from sqlalchemy import text
+        from sqlalchemy.exc import SQLAlchemyError
+
+        try:
+            with self.engine.connect() as conn:
+                result = conn.execute(text(sql.replace("LIKE :p", "LIKE :p ESCAPE '\\'")), params or {})
+                return [dict(row._mapping) for row in result]  # noqa: SLF001 - public API
+        except SQLAlchemyError as exc:
+            raise LedgerError(f"metadata store query failed: {exc}") from exc
+
+
+def open_reader(url: str) -> Reader:
+    """Return the cheapest reader for a metadata URL (stdlib sqlite3 for SQLite files)."""
+    if url.startswith("sqlite:///") and ":memory:" not in url:
+        return SqliteReader(Path(url[len("sqlite:///") :]))
+    from pipetrail.ledger.ledger import Ledger
+
+    ledger = Ledger.open(url, actor="reader")
+    return ledger.reader()

@@ -1,0 +1,169 @@
+"""The metadata schema: the append-only ``events`` table and the projections built from it.
+
+``events`` is the source of truth. ``runs``, ``step_runs``, ``artifacts``, ``step_run_io``
+and ``sources`` are projections: they are written in the same transaction as the event
+that causes them and can be rebuilt from the events at any time
+(:meth:`pipetrail.ledger.Ledger.rebuild_projections`). JSON-valued columns hold canonical
+JSON text so SQLite and PostgreSQL store byte-identical values.
+
+This module is imported by the Alembic migrations; a change here needs a new migration
+(see src/pipetrail/ledger/migrations/versions/).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+
+__all__ = [
+    "PROJECTION_TABLES",
+    "artifacts",
+    "events",
+    "ledger_head",
+    "metadata",
+    "runs",
+    "sources",
+    "step_run_io",
+    "step_runs",
+]
+
+metadata = MetaData()
+
+DIGEST = 71  # "blake3:" + 64 hex
+ID = 40
+
+events = Table(
+    "events",
+    metadata,
+    # seq is assigned by the appender (last + 1) under a write lock, never by the database,
+    # so that gaps and reordering are detectable and both backends behave the same.
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("ts", String(32), nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("kind", String(64), nullable=False),
+    Column("run_id", String(ID), nullable=True),
+    Column("payload", Text, nullable=False),
+    Column("prev_hash", String(DIGEST), nullable=False),
+    Column("hash", String(DIGEST), nullable=False, unique=True),
+    Index("ix_events_run_id", "run_id"),
+    Index("ix_events_kind", "kind"),
+)
+
+# One row: the newest (seq, hash). A deleted tail of `events` shows up as a mismatch here
+# (and in projections that point past the last event). Signed checkpoints exported outside
+# the database are the planned stronger guard (DESIGN.md roadmap, governance).
+ledger_head = Table(
+    "ledger_head",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("seq", BigInteger, nullable=False),
+    Column("hash", String(DIGEST), nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("run_id", String(ID), primary_key=True),
+    Column("pipeline", String(200), nullable=False),
+    Column("pipeline_fingerprint", String(DIGEST), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("owner", String(200), nullable=False),
+    Column("host", String(200), nullable=False),
+    Column("process", String(64), nullable=False),
+    Column("params", Text, nullable=False),
+    Column("seed", BigInteger, nullable=False),
+    Column("git", Text, nullable=True),
+    Column("environment", String(DIGEST), nullable=True),
+    Column("record", Text, nullable=False),
+    Column("started_at", String(32), nullable=False),
+    Column("ended_at", String(32), nullable=True),
+    Column("error", Text, nullable=True),
+    Column("steps_total", Integer, nullable=False, default=0),
+    Column("first_seq", BigInteger, nullable=False),
+    Column("last_seq", BigInteger, nullable=False),
+    Index("ix_runs_pipeline", "pipeline"),
+    Index("ix_runs_status", "status"),
+)
+
+step_runs = Table(
+    "step_runs",
+    metadata,
+    Column("step_run_id", String(ID), primary_key=True),
+    Column("run_id", String(ID), nullable=False),
+    Column("node_id", String(300), nullable=False),
+    Column("step", String(200), nullable=False),
+    Column("pipeline", String(200), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("cache_key", String(DIGEST), nullable=True),
+    Column("cache_decision", String(16), nullable=True),
+    Column("cache_reason", Text, nullable=True),
+    Column("reused_step_run_id", String(ID), nullable=True),
+    Column("code_digest", String(DIGEST), nullable=True),
+    Column("components", Text, nullable=True),
+    Column("inputs", Text, nullable=True),
+    Column("outputs", Text, nullable=True),
+    Column("resources", Text, nullable=True),
+    Column("logs", String(DIGEST), nullable=True),
+    Column("seed", BigInteger, nullable=True),
+    Column("started_at", String(32), nullable=False),
+    Column("ended_at", String(32), nullable=True),
+    Column("error", Text, nullable=True),
+    Column("traceback", Text, nullable=True),
+    Column("first_seq", BigInteger, nullable=False),
+    Column("last_seq", BigInteger, nullable=False),
+    Index("ix_step_runs_run_id", "run_id"),
+    Index("ix_step_runs_cache_key", "cache_key"),
+    Index("ix_step_runs_pipeline_node", "pipeline", "node_id"),
+)
+
+artifacts = Table(
+    "artifacts",
+    metadata,
+    Column("digest", String(DIGEST), primary_key=True),
+    Column("blob", String(DIGEST), nullable=False),
+    Column("serializer", String(32), nullable=False),
+    Column("type_name", String(200), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("meta", Text, nullable=False),
+    Column("role", String(32), nullable=False),
+    Column("first_run_id", String(ID), nullable=True),
+    Column("first_step_run_id", String(ID), nullable=True),
+    Column("created_at", String(32), nullable=False),
+    Column("first_seq", BigInteger, nullable=False),
+)
+
+# Edges of the lineage graph: which step run read or wrote which artifact.
+step_run_io = Table(
+    "step_run_io",
+    metadata,
+    Column("step_run_id", String(ID), primary_key=True),
+    Column("direction", String(3), primary_key=True),  # "in" | "out"
+    Column("name", String(200), primary_key=True),
+    Column("digest", String(DIGEST), nullable=False),
+    Column("run_id", String(ID), nullable=False),
+    Index("ix_step_run_io_digest", "digest", "direction"),
+)
+
+sources = Table(
+    "sources",
+    metadata,
+    Column("run_id", String(ID), primary_key=True),
+    Column("path", String(1000), primary_key=True),
+    Column("digest", String(DIGEST), nullable=False),
+    Column("size", BigInteger, nullable=False),
+    Column("mtime_ns", BigInteger, nullable=False),
+    Column("observed_at", String(32), nullable=False),
+    Column("by_reference", Integer, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Index("ix_sources_digest", "digest"),
+)
+
+PROJECTION_TABLES = (runs, step_runs, artifacts, step_run_io, sources)

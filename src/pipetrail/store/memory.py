@@ -1,0 +1,153 @@
+"""An in-memory content store: the default for tests and throw-away runs.
+
+Owns nothing on disk. Implements the :class:`~pipetrail.store.base.ContentStore` contract
+with a dict guarded by a lock; ``local_path`` returns None, as for a remote store.
+
+Imports only ``pipetrail.hashing`` and ``pipetrail.errors``; never ``ledger``, ``execution``,
+``capture`` or ``cli``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from typing import TYPE_CHECKING, BinaryIO
+
+from pipetrail.errors import IntegrityError, NotFoundError, StoreError
+from pipetrail.hashing import Hasher, digest_bytes
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+    from pathlib import Path
+
+__all__ = ["MemoryStore"]
+
+_CHUNK = 1024 * 1024
+
+
+class MemoryStore:
+    """Content store held in a dict (implements :class:`~pipetrail.store.base.ContentStore`).
+
+    Thread-safe; not shared between processes. Corrupt objects found by :meth:`verify` are
+    moved to :attr:`quarantine`.
+
+    Example:
+        >>> store = MemoryStore()
+        >>> store.get_bytes(store.put_bytes(b"hello"))
+        b'hello'
+    """
+
+    def __init__(self) -> None:
+        self._objects: dict[str, bytes] = {}
+        self.quarantine: dict[str, bytes] = {}
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"MemoryStore(<{len(self._objects)} objects>)"
+
+    def _not_found(self, digest: str) -> NotFoundError:
+        return NotFoundError(
+            f"Object {digest} is not in this MemoryStore; store it first (memory stores are "
+            "not shared between processes or store instances)."
+        )
+
+    def _get(self, digest: str) -> bytes:
+        try:
+            return self._objects[digest]
+        except KeyError:
+            raise self._not_found(digest) from None
+
+    def put_bytes(self, data: bytes) -> str:
+        """Store ``data`` and return its digest; a no-op when it is already stored."""
+        digest = digest_bytes(data)
+        if digest not in self._objects:
+            with self._lock:
+                self._objects.setdefault(digest, bytes(data))
+        return digest
+
+    def put_file(self, path: Path, *, digest: str | None = None) -> tuple[str, int]:
+        """Read a file into the store and return ``(digest, size)``.
+
+        Args:
+            path: the file to read.
+            digest: the file's expected digest; the bytes read are checked against it.
+
+        Raises:
+            IntegrityError: the bytes read do not hash to ``digest``.
+            StoreError: the file could not be read.
+        """
+        hasher = Hasher()
+        chunks: list[bytes] = []
+        try:
+            with open(path, "rb") as f:
+                while chunk := f.read(_CHUNK):
+                    hasher.update(chunk)
+                    chunks.append(chunk)
+        except OSError as exc:
+            raise StoreError(
+                f"MemoryStore could not read {os.fspath(path)}: {exc.strerror or exc}; check "
+                "that the file exists and is readable."
+            ) from exc
+        actual = hasher.digest()
+        if digest is not None and actual != digest:
+            raise IntegrityError(
+                f"File {os.fspath(path)} changed while being read: its bytes hash to {actual}, "
+                f"not {digest}. Make sure nothing writes to it while it is stored (or pass the "
+                "right digest=), then store it again."
+            )
+        with self._lock:
+            self._objects.setdefault(actual, b"".join(chunks))
+        return actual, hasher.size
+
+    def get_bytes(self, digest: str) -> bytes:
+        """Return the bytes stored under ``digest``.
+
+        Raises:
+            NotFoundError: no object has this digest.
+        """
+        return self._get(digest)
+
+    def open(self, digest: str) -> BinaryIO:
+        """Return a binary file object over the stored bytes.
+
+        Raises:
+            NotFoundError: no object has this digest.
+        """
+        return io.BytesIO(self._get(digest))
+
+    def local_path(self, digest: str) -> Path | None:
+        """Return None: memory objects have no file. Use :meth:`get_bytes` or :meth:`open`."""
+        return None
+
+    def exists(self, digest: str) -> bool:
+        """Return whether an object is stored under ``digest``."""
+        return digest in self._objects
+
+    def size(self, digest: str) -> int:
+        """Return the object's size in bytes.
+
+        Raises:
+            NotFoundError: no object has this digest.
+        """
+        return len(self._get(digest))
+
+    def iter_digests(self) -> Iterator[str]:
+        """Yield the digest of every stored object (a snapshot taken at the first call)."""
+        with self._lock:
+            digests = sorted(self._objects)
+        yield from digests
+
+    def verify(self, digest: str) -> bool:
+        """Re-hash one object; when it is corrupt, move it to :attr:`quarantine`, return False.
+
+        Raises:
+            NotFoundError: no object has this digest.
+        """
+        data = self._get(digest)
+        if digest_bytes(data) == digest:
+            return True
+        with self._lock:
+            if self._objects.get(digest) is data:
+                self.quarantine[digest] = self._objects.pop(digest)
+        return False

@@ -1,0 +1,28 @@
+"""Serializers: how step outputs become stored bytes, and back.
+
+Owns the :class:`Serializer` Protocol, the :class:`StoredArtifact` record, the
+:class:`SerializerRegistry` and the built-in formats (one module each: ``json_format``,
+``bytes_format``, ``file_format``, ``folder_format``, ``parquet_format`` with
+``table_normalize``, ``numpy_format``, ``skops_format`` and ``pickle_format``, the only
+module allowed to import :mod:`pickle`).
+
+Importing this package never imports pandas, numpy, pyarrow, polars, scikit-learn or
+skops; each format imports its library when it is used. Must not import
+``pipetrail.ledger``, ``execution``, ``capture`` or ``cli``.
+"""
+
+from __future__ import annotations
+
+from pipetrail.store.serializers.base import Serializer as Serializer
+from pipetrail.store.serializers.base import StoredArtifact as StoredArtifact
+from pipetrail.store.serializers.registry import SerializerRegistry as SerializerRegistry
+from pipetrail.store.serializers.registry import default_registry as default_registry
+from pipetrail.store.serializers.registry import register_serializer as register_serializer
+
+__all__ = [
+    "Serializer",
+    "SerializerRegistry",
+    "StoredArtifact",
+    "default_registry",
+    "register_serializer",
+]

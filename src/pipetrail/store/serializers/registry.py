@@ -1,0 +1,247 @@
+"""Choosing a serializer for a value, and the shared default registry.
+
+Owns :class:`SerializerRegistry`, :func:`default_registry` and :func:`register_serializer`.
+Built-ins are tried in this order: ``json``, ``bytes``, ``file``, ``folder``, ``parquet``,
+``npy``, ``skops``; user serializers are appended after them unless registered with
+``first=True``. ``pickle`` is never chosen by type: it is the fallback used only when the
+caller passes ``allow_pickle=True`` and no other serializer handles the value.
+
+Nothing is registered at import time; the shared registry is built on first use and only
+changes when user code calls :func:`register_serializer`. Imports only the built-in
+serializer modules (which import heavy libraries lazily) and ``pipetrail.errors``.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import TYPE_CHECKING, Any
+
+from pipetrail.errors import PipetrailError, SerializationError
+from pipetrail.store.serializers.base import Serializer, StoredArtifact, qualified_type_name
+from pipetrail.store.serializers.bytes_format import BytesSerializer
+from pipetrail.store.serializers.file_format import FileSerializer
+from pipetrail.store.serializers.folder_format import FolderSerializer
+from pipetrail.store.serializers.json_format import JsonSerializer
+from pipetrail.store.serializers.numpy_format import NpySerializer
+from pipetrail.store.serializers.parquet_format import ParquetSerializer
+from pipetrail.store.serializers.pickle_format import PickleSerializer
+from pipetrail.store.serializers.skops_format import SkopsSerializer
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from pipetrail.store.base import ContentStore
+
+__all__ = ["SerializerRegistry", "default_registry", "register_serializer"]
+
+_HINT = (
+    "register a serializer with pipetrail.register_serializer(...), or pass "
+    "allow_pickle=True to @step if you trust this artifact"
+)
+
+
+def _subject(step: str | None) -> str:
+    return f"Step '{step}' output" if step else "Value"
+
+
+class SerializerRegistry:
+    """An ordered set of serializers, plus an opt-in pickle fallback.
+
+    Thread-safe: registration copies the list, lookups read a snapshot.
+
+    Args:
+        serializers: serializers to try, in priority order.
+        fallback: the serializer used when ``allow_pickle=True`` and nothing else handles
+            a value (normally :class:`PickleSerializer`); None disables the fallback.
+
+    Example:
+        >>> registry = SerializerRegistry.with_builtins()
+        >>> registry.for_value({"a": 1}, allow_pickle=False, step=None).name
+        'json'
+    """
+
+    def __init__(
+        self, serializers: Iterable[Serializer] = (), *, fallback: Serializer | None = None
+    ) -> None:
+        self._serializers: tuple[Serializer, ...] = ()
+        self._fallback = fallback
+        self._lock = threading.Lock()
+        for serializer in serializers:
+            self.register(serializer)
+
+    @classmethod
+    def with_builtins(cls) -> SerializerRegistry:
+        """Return a new, independent registry holding the built-in serializers."""
+        return cls(
+            [
+                JsonSerializer(),
+                BytesSerializer(),
+                FileSerializer(),
+                FolderSerializer(),
+                ParquetSerializer(),
+                NpySerializer(),
+                SkopsSerializer(),
+            ],
+            fallback=PickleSerializer(),
+        )
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The names of the serializers tried by type, in priority order (no fallback)."""
+        return tuple(s.name for s in self._serializers)
+
+    def register(self, serializer: Serializer, *, first: bool = False) -> None:
+        """Add a serializer, tried after the existing ones (or before, with ``first=True``).
+
+        Registering the same instance twice is a no-op.
+
+        Raises:
+            SerializationError: another serializer already uses the same name.
+        """
+        if not isinstance(serializer, Serializer):
+            raise SerializationError(
+                f"{serializer!r} is not a serializer; give it a 'name' attribute and "
+                "handles(value), dump(value, store) and load(record, store) methods."
+            )
+        with self._lock:
+            if any(s is serializer for s in self._serializers):
+                return
+            taken = {s.name for s in self._serializers}
+            if self._fallback is not None:
+                taken.add(self._fallback.name)
+            if serializer.name in taken:
+                raise SerializationError(
+                    f"A serializer named '{serializer.name}' is already registered; give "
+                    f"{qualified_type_name(serializer)} a different name."
+                )
+            if first:
+                self._serializers = (serializer, *self._serializers)
+            else:
+                self._serializers = (*self._serializers, serializer)
+
+    def by_name(self, name: str) -> Serializer:
+        """Return the serializer recorded as ``name`` in a :class:`StoredArtifact`.
+
+        Raises:
+            SerializationError: no serializer has this name.
+        """
+        for serializer in self._serializers:
+            if serializer.name == name:
+                return serializer
+        if self._fallback is not None and self._fallback.name == name:
+            return self._fallback
+        raise SerializationError(
+            f"No serializer named '{name}' is registered (known: {', '.join(self.names)}); "
+            "register the serializer that wrote this artifact with "
+            "pipetrail.register_serializer(...) before loading it."
+        )
+
+    def for_value(
+        self, value: Any, *, allow_pickle: bool = False, step: str | None = None
+    ) -> Serializer:
+        """Return the first serializer that handles ``value``.
+
+        Args:
+            value: the value to store.
+            allow_pickle: fall back to pickle when nothing else handles the value.
+            step: the step that produced the value, named in errors.
+
+        Raises:
+            SerializationError: nothing handles the value (and pickle is not allowed).
+        """
+        for serializer in self._serializers:
+            if serializer.handles(value):
+                return serializer
+        if allow_pickle and self._fallback is not None:
+            return self._fallback
+        reasons = [
+            reason
+            for serializer in self._serializers
+            if (reason := getattr(serializer, "refusal", lambda _v: None)(value))
+        ]
+        detail = f" ({'; '.join(reasons)})" if reasons else ""
+        raise SerializationError(
+            f"{_subject(step)} of type {qualified_type_name(value)} has no serializer"
+            f"{detail}; {_HINT}."
+        )
+
+    def dump(
+        self,
+        value: Any,
+        store: ContentStore,
+        *,
+        allow_pickle: bool = False,
+        step: str | None = None,
+    ) -> StoredArtifact:
+        """Store ``value`` with the serializer chosen by :meth:`for_value`.
+
+        Raises:
+            SerializationError: no serializer handles the value, or the serializer failed
+                (the message names the step, the type and the serializer).
+            StoreError: the store could not write the bytes.
+        """
+        serializer = self.for_value(value, allow_pickle=allow_pickle, step=step)
+        try:
+            return serializer.dump(value, store)
+        except SerializationError as exc:
+            if step is None:
+                raise
+            raise SerializationError(f"Step '{step}': {exc}") from exc
+        except PipetrailError:
+            raise
+        except Exception as exc:
+            raise SerializationError(
+                f"{_subject(step)} of type {qualified_type_name(value)} could not be stored "
+                f"by the '{serializer.name}' serializer: {type(exc).__name__}: {exc}. Fix the "
+                f"value, or {_HINT}."
+            ) from exc
+
+    def load(self, record: StoredArtifact, store: ContentStore) -> Any:
+        """Read back the value described by ``record``.
+
+        Raises:
+            SerializationError: the serializer is unknown or failed to read the bytes.
+            NotFoundError: the stored object is missing.
+            IntegrityError: the stored bytes do not match their digest.
+        """
+        serializer = self.by_name(record.serializer)
+        try:
+            return serializer.load(record, store)
+        except PipetrailError:
+            raise
+        except Exception as exc:
+            raise SerializationError(
+                f"Artifact {record.digest} ({record.type_name}) could not be loaded by the "
+                f"'{serializer.name}' serializer: {type(exc).__name__}: {exc}. Check that the "
+                "library that wrote it is installed in a compatible version."
+            ) from exc
+
+
+_default: SerializerRegistry | None = None
+_default_lock = threading.Lock()
+
+
+def default_registry() -> SerializerRegistry:
+    """Return the shared registry (built-ins plus anything passed to register_serializer).
+
+    Use :meth:`SerializerRegistry.with_builtins` for an independent registry.
+    """
+    global _default  # the one shared registry, created on first use
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = SerializerRegistry.with_builtins()
+    return _default
+
+
+def register_serializer(serializer: Serializer, *, first: bool = False) -> None:
+    """Add ``serializer`` to the shared default registry (an explicit user action).
+
+    Args:
+        serializer: the serializer to add.
+        first: try it before the built-ins (to override how a built-in type is stored).
+
+    Raises:
+        SerializationError: the name is already taken, or the object is not a serializer.
+    """
+    default_registry().register(serializer, first=first)

@@ -1,0 +1,78 @@
+"""Shared fixtures: projects, stores, and the metadata backends (SQLite and PostgreSQL).
+
+PostgreSQL is real: a throwaway cluster is started once per session. When CI=true a
+missing server is a failure, not a skip.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.postgres import PostgresCluster, start_cluster
+
+_counter = itertools.count()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[PostgresCluster | None]:
+    url = os.environ.get("PIPETRAIL_TEST_PG_URL")
+    if url:
+        yield None
+        return
+    try:
+        cluster = start_cluster()
+    except RuntimeError as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"PostgreSQL is required in CI: {exc}")
+        pytest.skip(f"PostgreSQL not available: {exc}")
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster: PostgresCluster | None) -> str:
+    """A fresh, empty PostgreSQL database for one test."""
+    if postgres_cluster is None:
+        base = os.environ["PIPETRAIL_TEST_PG_URL"]
+        # A given server: create a database per test through it.
+        import sqlalchemy as sa
+
+        name = f"pt_{os.getpid()}_{next(_counter)}"
+        engine = sa.create_engine(base, isolation_level="AUTOCOMMIT")
+        with engine.connect() as conn:
+            conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+        engine.dispose()
+        return base.rsplit("/", 1)[0] + "/" + name
+    return postgres_cluster.create_database(f"pt_{os.getpid()}_{next(_counter)}")
+
+
+BACKENDS = ["sqlite", "postgresql"]
+
+
+@pytest.fixture(params=BACKENDS)
+def metadata_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A metadata store URL for each backend: SQLite file, then real PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'ledger.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+def make_project(tmp_path: Path) -> Callable[..., Path]:
+    """Create a project folder with a pipetrail.toml; returns its root."""
+
+    def make(metadata: str | None = None, name: str = "proj") -> Path:
+        root = tmp_path / name
+        root.mkdir(parents=True, exist_ok=True)
+        lines = ["[pipetrail]"]
+        if metadata:
+            lines.append(f'metadata = "{metadata}"')
+        (root / "pipetrail.toml").write_text("\n".join(lines) + "\n")
+        return root
+
+    return make

@@ -1,0 +1,175 @@
+"""Contract suite for ContentStore: every implementation in IMPLEMENTATIONS must pass it."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from pipetrail.errors import IntegrityError, NotFoundError
+from pipetrail.hashing import digest_bytes, digest_file, is_digest
+from pipetrail.store import ContentStore, LocalStore, MemoryStore, verify_store
+
+Factory = Callable[[Path], ContentStore]
+
+IMPLEMENTATIONS: list[tuple[str, Factory]] = [
+    ("local", lambda tmp_path: LocalStore(tmp_path / "store")),
+    ("memory", lambda tmp_path: MemoryStore()),
+]
+
+
+@pytest.fixture(
+    params=[factory for _, factory in IMPLEMENTATIONS], ids=[n for n, _ in IMPLEMENTATIONS]
+)
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> ContentStore:
+    factory: Factory = request.param
+    return factory(tmp_path)
+
+
+def corrupt(store: ContentStore, digest: str) -> None:
+    """Flip one byte of a stored object behind the store's back."""
+    if isinstance(store, LocalStore):
+        path = store.local_path(digest)
+        path.chmod(0o644)
+        data = bytearray(path.read_bytes())
+        data[0] ^= 0xFF
+        path.write_bytes(bytes(data))
+    elif isinstance(store, MemoryStore):
+        data = bytearray(store._objects[digest])
+        data[0] ^= 0xFF
+        store._objects[digest] = bytes(data)
+    else:  # pragma: no cover - a new implementation must teach this helper how to corrupt
+        raise NotImplementedError(type(store))
+
+
+def is_quarantined(store: ContentStore, digest: str) -> bool:
+    if isinstance(store, LocalStore):
+        hex_part = digest.split(":", 1)[1]
+        return any(p.name.startswith(hex_part) for p in (store.root / "quarantine").iterdir())
+    if isinstance(store, MemoryStore):
+        return digest in store.quarantine
+    raise NotImplementedError(type(store))  # pragma: no cover
+
+
+def test_implements_protocol(store: ContentStore) -> None:
+    assert isinstance(store, ContentStore)
+
+
+@pytest.mark.parametrize("data", [b"", b"x", b"hello world" * 1000])
+def test_put_then_get_round_trips(store: ContentStore, data: bytes) -> None:
+    digest = store.put_bytes(data)
+    assert is_digest(digest)
+    assert digest == digest_bytes(data)
+    assert store.get_bytes(digest) == data
+    assert store.size(digest) == len(data)
+    assert store.exists(digest)
+    with store.open(digest) as f:
+        assert f.read() == data
+
+
+def test_put_is_idempotent(store: ContentStore) -> None:
+    first = store.put_bytes(b"same")
+    second = store.put_bytes(b"same")
+    assert first == second
+    assert list(store.iter_digests()) == [first]
+
+
+def test_unknown_digest_raises_not_found(store: ContentStore) -> None:
+    missing = digest_bytes(b"never stored")
+    assert not store.exists(missing)
+    for call in (store.get_bytes, store.open, store.size, store.verify):
+        with pytest.raises(NotFoundError, match=missing):
+            call(missing)
+    with pytest.raises(KeyError):  # NotFoundError is also a KeyError
+        store.get_bytes(missing)
+
+
+def test_malformed_digest_is_not_found(store: ContentStore) -> None:
+    assert not store.exists("blake3:nope")
+    with pytest.raises(NotFoundError):
+        store.get_bytes("blake3:nope")
+
+
+def test_put_file_returns_digest_and_size(store: ContentStore, tmp_path: Path) -> None:
+    path = tmp_path / "data.bin"
+    path.write_bytes(os.urandom(3 * 1024 * 1024 + 7))
+    expected = digest_file(path)
+    assert store.put_file(path) == expected
+    assert store.put_file(path, digest=expected[0]) == expected
+    assert store.get_bytes(expected[0]) == path.read_bytes()
+
+
+def test_put_file_with_wrong_digest_raises_integrity_error(
+    store: ContentStore, tmp_path: Path
+) -> None:
+    path = tmp_path / "changing.txt"
+    path.write_bytes(b"what is really in the file")
+    wrong = digest_bytes(b"what the caller thought was in it")
+    with pytest.raises(IntegrityError, match=r"changing\.txt.*changed while being read"):
+        store.put_file(path, digest=wrong)
+    assert not store.exists(wrong)
+    assert not store.exists(digest_file(path)[0])
+
+
+def test_iter_digests_lists_every_object(store: ContentStore) -> None:
+    digests = {store.put_bytes(f"object {i}".encode()) for i in range(50)}
+    assert set(store.iter_digests()) == digests
+
+
+def test_local_path(store: ContentStore) -> None:
+    digest = store.put_bytes(b"on disk?")
+    path = store.local_path(digest)
+    if isinstance(store, MemoryStore):
+        assert path is None
+    else:
+        assert path is not None
+        assert path.read_bytes() == b"on disk?"
+        assert path.stat().st_mode & 0o777 == 0o444
+
+
+def test_verify_detects_corruption_and_quarantines(store: ContentStore) -> None:
+    good = store.put_bytes(b"good object")
+    bad = store.put_bytes(b"soon corrupt")
+    assert store.verify(good)
+    corrupt(store, bad)
+    assert store.verify(bad) is False
+    assert not store.exists(bad)
+    assert is_quarantined(store, bad)
+    assert store.verify(good)
+    assert set(store.iter_digests()) == {good}
+
+
+def test_verify_store_reports_corrupt_and_missing(store: ContentStore) -> None:
+    digests = [store.put_bytes(f"item {i}".encode()) for i in range(5)]
+    corrupt(store, digests[2])
+    never = digest_bytes(b"expected but never stored")
+    report = verify_store(store, expected=[*digests, never])
+    assert report.checked == 5
+    assert report.corrupt == [digests[2]]
+    assert report.missing == [never]
+    assert not report.ok
+    assert verify_store(store, expected=[digests[0]]).ok
+
+
+def test_concurrent_puts_from_threads(store: ContentStore) -> None:
+    payloads = [f"payload {i % 40}".encode() * (1 + i % 7) for i in range(400)]
+    workers = 8
+    barrier = threading.Barrier(workers)
+
+    def put_share(offset: int) -> dict[int, str]:
+        barrier.wait()  # start together to maximise contention on the same digests
+        return {i: store.put_bytes(payloads[i]) for i in range(offset, len(payloads), workers)}
+
+    results: dict[int, str] = {}
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        for share in pool.map(put_share, range(workers)):  # re-raises a worker's error
+            results.update(share)
+    assert len(results) == len(payloads)
+    for i, digest in results.items():
+        assert store.get_bytes(digest) == payloads[i]
+    assert set(store.iter_digests()) == {digest_bytes(p) for p in payloads}
+    assert all(store.verify(d) for d in store.iter_digests())

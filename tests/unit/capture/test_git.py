@@ -1,0 +1,240 @@
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from typing import TYPE_CHECKING
+
+import pytest
+
+from pipetrail.capture.git import GitState, capture_git
+from pipetrail.hashing import digest_bytes
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
+
+
+@pytest.fixture(autouse=True)
+def hermetic_git(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No user or system config, a fixed identity, and no repository above tmp_path."""
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
+    monkeypatch.setenv("GIT_CONFIG_GLOBAL", str(home / "gitconfig"))
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", str(tmp_path))
+    for name in ("AUTHOR", "COMMITTER"):
+        monkeypatch.setenv(f"GIT_{name}_NAME", "Test")
+        monkeypatch.setenv(f"GIT_{name}_EMAIL", "test@example.com")
+    for name in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE"):
+        monkeypatch.delenv(name, raising=False)
+
+
+def run_git(repo: Path, *args: str, stdin: bytes | None = None) -> bytes:
+    return subprocess.run(
+        ["git", "-C", str(repo), *args], check=True, capture_output=True, input=stdin
+    ).stdout
+
+
+@pytest.fixture
+def make_repo(tmp_path: Path) -> Callable[..., Path]:
+    def make(*, commit: bool = True) -> Path:
+        repo = tmp_path / "repo"
+        repo.mkdir()
+        run_git(repo, "init", "-q", "-b", "main")
+        (repo / "model.py").write_text("LR = 0.1\n")
+        (repo / ".gitignore").write_text("*.log\n")
+        if commit:
+            run_git(repo, "add", ".")
+            run_git(repo, "commit", "-q", "-m", "initial")
+        return repo
+
+    return make
+
+
+def head(repo: Path) -> str:
+    return run_git(repo, "rev-parse", "HEAD").decode().strip()
+
+
+def test_clean_repository(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo()
+    (repo / "train.log").write_text("ignored\n")
+
+    state = capture_git(repo)
+
+    assert state == GitState(
+        commit=head(repo),
+        branch="main",
+        dirty=False,
+        diff=b"",
+        untracked=[],
+        root=str(repo.resolve()),
+    )
+
+
+def test_dirty_tracked_change_is_in_the_diff(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo()
+    (repo / "model.py").write_text("LR = 0.2\n")
+    (repo / "data.py").write_text("SPLIT = 0.8\n")
+    run_git(repo, "add", "data.py")  # staged changes are included too
+
+    state = capture_git(repo)
+
+    assert state is not None
+    assert state.dirty
+    assert state.untracked == []
+    assert b"-LR = 0.1\n+LR = 0.2\n" in state.diff
+    assert b"+SPLIT = 0.8\n" in state.diff
+    # The diff is exactly what separates HEAD from the working tree.
+    run_git(repo, "apply", "--check", "-R", stdin=state.diff)
+
+
+def test_binary_changes_are_applicable(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo()
+    (repo / "weights.bin").write_bytes(bytes(range(256)) * 4)
+    run_git(repo, "add", "weights.bin")
+
+    state = capture_git(repo)
+
+    assert state is not None
+    assert b"GIT binary patch" in state.diff
+    run_git(repo, "apply", "--check", "-R", stdin=state.diff)
+
+
+def test_untracked_files_make_the_tree_dirty(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo()
+    (repo / "new.py").write_text("x = 1\n")
+    (repo / "dir with space").mkdir()
+    (repo / "dir with space" / "café.py").write_text("y = 2\n")
+    (repo / "debug.log").write_text("ignored\n")
+
+    state = capture_git(repo)
+
+    assert state is not None
+    assert state.dirty
+    assert state.diff == b""
+    assert state.untracked == ["dir with space/café.py", "new.py"]
+
+
+def test_a_subdirectory_reports_the_root_and_root_relative_paths(
+    make_repo: Callable[..., Path],
+) -> None:
+    repo = make_repo()
+    (repo / "src").mkdir()
+    (repo / "src" / "a.py").write_text("")
+
+    state = capture_git(repo / "src")
+
+    assert state is not None
+    assert state.root == str(repo.resolve())
+    assert state.untracked == ["src/a.py"]
+
+
+def test_a_file_path_means_its_repository(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo()
+
+    state = capture_git(repo / "model.py")
+
+    assert state is not None
+    assert state.commit == head(repo)
+
+
+def test_detached_head_has_no_branch(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo()
+    run_git(repo, "checkout", "-q", "--detach")
+
+    state = capture_git(repo)
+
+    assert state is not None
+    assert state.branch is None
+    assert state.commit == head(repo)
+    assert not state.dirty
+
+
+def test_staged_rename_is_parsed(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo()
+    run_git(repo, "mv", "model.py", "net.py")
+
+    state = capture_git(repo)
+
+    assert state is not None
+    assert state.dirty
+    assert state.untracked == []
+    run_git(repo, "apply", "--check", "-R", stdin=state.diff)
+
+
+def test_repository_without_commits(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo(commit=False)
+
+    empty = capture_git(repo)
+    assert empty is not None
+    assert (empty.commit, empty.branch, empty.diff) == (None, "main", b"")
+    assert empty.dirty
+    assert empty.untracked == [".gitignore", "model.py"]
+
+    run_git(repo, "add", "model.py")
+    state = capture_git(repo)
+
+    assert state is not None
+    assert state.commit is None
+    assert state.branch == "main"
+    assert state.untracked == [".gitignore"]
+    assert b"+LR = 0.1\n" in state.diff  # against the empty tree
+
+
+def test_not_a_repository(tmp_path: Path) -> None:
+    folder = tmp_path / "plain"
+    folder.mkdir()
+
+    assert capture_git(folder) is None
+    assert capture_git(tmp_path / "missing") is None
+
+
+def test_git_not_installed(
+    make_repo: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = make_repo()
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+
+    assert capture_git(repo) is None
+
+
+def test_git_failure_is_logged_and_gives_none(
+    make_repo: Callable[..., Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    repo = make_repo()
+    (repo / ".git" / "index").write_bytes(b"garbage")  # a corrupt index: status fails
+
+    assert capture_git(repo) is None
+    assert "`git status` failed" in caplog.text
+
+
+def test_record_names_the_diff_by_digest(make_repo: Callable[..., Path]) -> None:
+    repo = make_repo()
+    (repo / "model.py").write_text("LR = 0.3\n")
+    state = capture_git(repo)
+    assert state is not None
+
+    record = state.to_record()
+
+    assert json.loads(json.dumps(record)) == record
+    assert record == {
+        "schema_version": 1,
+        "root": str(repo.resolve()),
+        "commit": head(repo),
+        "branch": "main",
+        "dirty": True,
+        "untracked": [],
+        "diff_digest": digest_bytes(state.diff),
+        "diff_size": len(state.diff),
+    }
+    clean = GitState(commit="c", branch=None, dirty=False, diff=b"", untracked=[], root="/r")
+    assert clean.to_record()["diff_digest"] is None
+
+
+def test_repr_omits_the_diff() -> None:
+    state = GitState(commit="c", branch="b", dirty=True, diff=b"secret", untracked=[], root="/")
+    assert "secret" not in repr(state)

@@ -1,0 +1,31 @@
+from __future__ import annotations
+
+import importlib
+
+import pipetrail.capture
+
+_MODULES = ["environment", "git", "output", "owner", "resources", "seeds"]
+
+
+def test_all_is_sorted_and_resolves() -> None:
+    names = pipetrail.capture.__all__
+    assert names == sorted(names)
+    assert len(set(names)) == len(names)
+    for name in names:
+        assert getattr(pipetrail.capture, name) is not None
+
+
+def test_all_lists_every_public_name() -> None:
+    public = {name for name in vars(pipetrail.capture) if not name.startswith("_")}
+    public -= {"annotations", *_MODULES}
+    assert public == set(pipetrail.capture.__all__)
+
+
+def test_reexports_come_from_their_defining_module() -> None:
+    for module_name in _MODULES:
+        module = importlib.import_module(f"pipetrail.capture.{module_name}")
+        assert module.__doc__
+        assert module.__all__ == sorted(module.__all__)
+        for name in module.__all__:
+            if name in pipetrail.capture.__all__:
+                assert getattr(pipetrail.capture, name) is getattr(module, name)

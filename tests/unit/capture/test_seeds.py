@@ -1,0 +1,121 @@
+from __future__ import annotations
+
+import random
+import re
+import sys
+import types
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pytest
+from blake3 import blake3
+
+from pipetrail.capture import seeds
+from pipetrail.capture.seeds import (
+    MAX_SEED,
+    apply_seed,
+    derive_seed,
+    new_run_seed,
+    validate_seed,
+)
+from pipetrail.errors import ParamError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+
+def test_derived_seeds_are_pinned() -> None:
+    # Golden values: changing them changes every recorded run's step seeds.
+    assert derive_seed(0, "train") == 1755412985
+    assert derive_seed(42, "train") == 961926019
+    assert derive_seed(42, "train[1]") == 2639311556
+    assert derive_seed(MAX_SEED, "") == 1856408307
+
+
+def test_derivation_follows_the_documented_recipe() -> None:
+    encoded = b'pt-c1\x00["pipetrail.derive_seed/1",42,"train"]'
+    assert derive_seed(42, "train") == int.from_bytes(blake3(encoded).digest()[:4], "big")
+
+
+def test_derived_seeds_are_in_range_and_distinct() -> None:
+    derived = {derive_seed(7, f"step{i}") for i in range(1000)}
+    assert len(derived) == 1000
+    assert all(0 <= s <= MAX_SEED for s in derived)
+    assert derive_seed(7, "a") != derive_seed(8, "a")
+
+
+@pytest.mark.parametrize(
+    ("run_seed", "key"), [(-1, "a"), (2**32, "a"), (True, "a"), (1, 2), (1, None)]
+)
+def test_derive_seed_rejects_bad_input(run_seed: object, key: object) -> None:
+    with pytest.raises(ParamError):
+        derive_seed(run_seed, key)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("value", [0, 1, MAX_SEED, np.int64(5), np.uint32(MAX_SEED)])
+def test_validate_seed_accepts_integers_in_range(value: object) -> None:
+    assert validate_seed(value) == int(value)  # type: ignore[call-overload]
+    assert type(validate_seed(value)) is int
+
+
+@pytest.mark.parametrize(
+    ("value", "shown"),
+    [
+        (-1, "-1 (int)"),
+        (2**32, "4294967296 (int)"),
+        (True, "True (bool)"),
+        (1.0, "1.0 (float)"),
+        ("42", "'42' (str)"),
+        (None, "None (NoneType)"),
+    ],
+)
+def test_validate_seed_rejects_with_a_clear_message(value: object, shown: str) -> None:
+    expected = f"seed must be an integer between 0 and 4294967295, got {shown}"
+    with pytest.raises(ParamError, match="^" + re.escape(expected)):
+        validate_seed(value)
+
+
+def test_new_run_seed_is_random_and_valid() -> None:
+    values = {new_run_seed() for _ in range(50)}
+    assert len(values) > 45
+    assert all(validate_seed(v) == v for v in values)
+
+
+def test_apply_seed_makes_random_and_numpy_reproducible() -> None:
+    assert apply_seed(123)[:2] == ["random", "numpy"]
+    first = (random.random(), np.random.rand())
+    apply_seed(123)
+    assert (random.random(), np.random.rand()) == first
+    apply_seed(124)
+    assert random.random() != first[0]
+
+
+def test_apply_seed_seeds_torch_when_present(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[int] = []
+    fake_torch = types.ModuleType("torch")
+    fake_torch.manual_seed = calls.append  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "torch", fake_torch)
+
+    assert apply_seed(5) == ["random", "numpy", "torch"]
+    assert calls == [5]
+
+
+def test_apply_seed_rejects_out_of_range() -> None:
+    with pytest.raises(ParamError, match="got -5"):
+        apply_seed(-5)
+
+
+def test_missing_libraries_are_skipped() -> None:
+    assert seeds._import_if_installed("pipetrail_no_such_module_xyz") is None
+
+
+def test_a_broken_install_is_skipped_with_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    package = tmp_path / "pipetrail_broken_pkg"
+    package.mkdir()
+    (package / "__init__.py").write_text("raise ImportError('libfoo.so: cannot open')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+
+    assert seeds._import_if_installed("pipetrail_broken_pkg") is None
+    assert "libfoo.so" in caplog.text
