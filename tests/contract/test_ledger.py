@@ -108,7 +108,8 @@ def test_edited_row_with_recomputed_hash_is_detected(metadata_url: str) -> None:
     """An attacker who recomputes the edited row's own hash still breaks the next link."""
     ledger = _filled(metadata_url)
     ev = next(e for e in ledger.iter_events() if e.seq == 6)
-    forged = ev.payload_text.replace('"size":6', '"size":60')
+    forged = ev.payload_text.replace('"size":5', '"size":50')
+    assert forged != ev.payload_text
     new_hash = event_hash(
         seq=6, ts=ev.ts, actor=ev.actor, kind=ev.kind, run_id=ev.run_id,
         payload_text=forged, prev_hash=ev.prev_hash,

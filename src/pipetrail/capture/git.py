@@ -96,15 +96,13 @@ def capture_git(path: Path, *, timeout: float = _DEFAULT_TIMEOUT_S) -> GitState 
     where = path if path.is_dir() else path.parent
     deadline = time.monotonic() + timeout
     env = {**os.environ, **_GIT_ENV_OVERRIDES}
+    procs: list[subprocess.Popen[bytes]] = []
     try:
-        toplevel = _start(where, env, "rev-parse", "--show-toplevel")
-    except FileNotFoundError:
-        _log.debug("git is not installed; no git state recorded")
-        return None
-    status = _start(where, env, "status", "--porcelain=v2", "--branch", "-z", "-uall")
-    try:
-        top_rc, top_out, top_err = _finish(toplevel, deadline)
-        status_rc, status_out, status_err = _finish(status, deadline)
+        # Both start at once: the total wait is the slower one, not the sum.
+        procs.append(_start(where, env, "rev-parse", "--show-toplevel"))
+        procs.append(_start(where, env, "status", "--porcelain=v2", "--branch", "-z", "-uall"))
+        top_rc, top_out, top_err = _finish(procs[0], deadline)
+        status_rc, status_out, status_err = _finish(procs[1], deadline)
         if top_rc != 0:
             if b"not a git repository" not in top_err:
                 _warn_failed("rev-parse", where, top_err)
@@ -120,6 +118,12 @@ def capture_git(path: Path, *, timeout: float = _DEFAULT_TIMEOUT_S) -> GitState 
             if diff_or_none is None:
                 return None
             diff = diff_or_none
+    except FileNotFoundError:
+        _log.debug("git is not installed; no git state recorded")
+        return None
+    except OSError as exc:
+        _log.warning("could not run git in %s, so no git state is recorded: %s", where, exc)
+        return None
     except subprocess.TimeoutExpired:
         _log.warning(
             "git took longer than %.1f s in %s; no git state recorded. Check the "
@@ -129,10 +133,8 @@ def capture_git(path: Path, *, timeout: float = _DEFAULT_TIMEOUT_S) -> GitState 
         )
         return None
     finally:
-        for proc in (toplevel, status):
-            if proc.poll() is None:
-                proc.kill()
-                proc.communicate()
+        for proc in procs:
+            _reap(proc)
     return GitState(
         commit=commit,
         branch=branch,
@@ -163,9 +165,14 @@ def _run(cwd: str, env: dict[str, str], deadline: float, *args: str) -> tuple[in
     try:
         return _finish(proc, deadline)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        _reap(proc)
+
+
+def _reap(proc: subprocess.Popen[bytes]) -> None:
+    """Kill a git process that is still running (after a timeout) and collect it."""
+    if proc.poll() is None:
+        proc.kill()
+        proc.communicate()
 
 
 def _diff(root: str, env: dict[str, str], commit: str | None, deadline: float) -> bytes | None:

@@ -142,8 +142,13 @@ def run(
         source_file=str(path),
         argv=["pipetrail", *sys.argv[1:]],
     )
+    import contextlib
+
+    # With --json, stdout carries only the JSON document: what steps print goes to stderr.
+    redirect = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
     try:
-        result = run_pipeline(definition, _parse_params(params), project, options)
+        with redirect:
+            result = run_pipeline(definition, _parse_params(params), project, options)
     except StepFailedError as exc:
         summary = run_summary(project.reader(), exc.run_id)
         if as_json:

@@ -64,5 +64,18 @@ def canonical_json(value: Any) -> str:
 
 
 def canonical_bytes(value: Any) -> bytes:
-    """Return the versioned canonical bytes of a JSON-like value; hash these, nothing else."""
-    return CANONICAL_VERSION + canonical_json(value).encode("utf-8")
+    """Return the versioned canonical bytes of a JSON-like value; hash these, nothing else.
+
+    Raises:
+        UnhashableValueError: if the value is not JSON-like, or holds a string with no
+            UTF-8 encoding (a lone surrogate, as ``os.fsdecode`` makes of undecodable
+            file names).
+    """
+    text = canonical_json(value)
+    try:
+        return CANONICAL_VERSION + text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise UnhashableValueError(
+            f"a string in the value has no UTF-8 encoding ({exc.reason} at "
+            f"{exc.object[exc.start : exc.end]!r}); pass valid Unicode text"
+        ) from None

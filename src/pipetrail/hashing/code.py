@@ -157,9 +157,21 @@ def _referenced_names(tree: ast.AST) -> list[list[str]]:
             assigned.add(node.id)
         elif isinstance(node, ast.arg):
             assigned.add(node.arg)
+    # Names that head an attribute chain are covered by the chain (``mod.f`` covers only
+    # ``f``), so they must not also count on their own (that would cover all of ``mod``).
+    chain_heads: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute):
+            inner: ast.AST = node.value
+            while isinstance(inner, ast.Attribute):
+                chain_heads.add(id(inner))
+                inner = inner.value
+            chain_heads.add(id(inner))
     for node in ast.walk(tree):
         chain: list[str] = []
         cur: ast.AST = node
+        if id(node) in chain_heads:
+            continue
         if isinstance(node, ast.Attribute):
             while isinstance(cur, ast.Attribute):
                 chain.append(cur.attr)

@@ -38,7 +38,8 @@ _MMAP_THRESHOLD = 4 * 1024 * 1024
 
 def is_digest(text: str) -> bool:
     """Return whether ``text`` is a complete digest in pipetrail's spelling."""
-    return bool(_DIGEST_RE.match(text))
+    # fullmatch, not match: "$" also matches before a trailing newline.
+    return _DIGEST_RE.fullmatch(text) is not None
 
 
 def hex_of(digest: str) -> str:

@@ -41,7 +41,9 @@ def fingerprint_obj(value: Any) -> Any:
     cls = type(value)
     name = f"{cls.__module__}.{cls.__qualname__}"
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        fields = {f.name: fingerprint_obj(getattr(value, f.name)) for f in dataclasses.fields(value)}
+        fields = {
+            f.name: fingerprint_obj(getattr(value, f.name)) for f in dataclasses.fields(value)
+        }
         return {"$dataclass": name, "v": fields}
     if "pydantic" in sys.modules:
         pydantic = sys.modules["pydantic"]
@@ -62,7 +64,8 @@ def fingerprint_obj(value: Any) -> Any:
                 )
             return {
                 "$ndarray": arr.dtype.str,
-                "shape": list(arr.shape),
+                # The original shape: ascontiguousarray turns a 0-d array into shape (1,).
+                "shape": list(value.shape),
                 "data": digest_bytes(arr.tobytes()),
             }
     raise UnhashableValueError(
@@ -77,6 +80,10 @@ def fingerprint_obj(value: Any) -> Any:
 @fingerprint_obj.register(int)
 @fingerprint_obj.register(str)
 def _plain(value: Any) -> Any:
+    if isinstance(value, enum.Enum):
+        # IntEnum/StrEnum/IntFlag members dispatch here through int/str; keep their enum
+        # tag so they differ from the plain value (and from another enum's members).
+        return _enum(value)
     return value
 
 
@@ -94,7 +101,8 @@ def _list(value: list[Any]) -> Any:
 @fingerprint_obj.register(tuple)
 def _tuple(value: tuple[Any, ...]) -> Any:
     if hasattr(value, "_fields"):  # namedtuple: keep field names
-        return {"$namedtuple": type(value).__qualname__, "v": dict(_dict(value._asdict()))}
+        fields = dict(zip(value._fields, value, strict=True))
+        return {"$namedtuple": type(value).__qualname__, "v": _dict(fields)}
     return {"$tuple": [fingerprint_obj(item) for item in value]}
 
 

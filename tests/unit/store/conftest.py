@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import tempfile
 from typing import TYPE_CHECKING, Any, Protocol
 
 import pytest
@@ -23,6 +24,15 @@ class RoundTrip(Protocol):
     def __call__(
         self, registry: SerializerRegistry, store: ContentStore, value: Any, **kw: Any
     ) -> Any: ...
+
+
+@pytest.fixture(autouse=True)
+def _temp_dirs_inside_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # file/folder loads from a MemoryStore return new temp folders owned by the caller;
+    # keep the ones these tests create inside tmp_path, which pytest cleans up.
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(scratch))
 
 
 @pytest.fixture(params=[f for _, f in STORES], ids=[n for n, _ in STORES])

@@ -127,3 +127,14 @@ def test_parquet_blob_is_deterministic(registry: SerializerRegistry) -> None:
     assert one == two
     assert first.get_bytes(one.blob) == second.get_bytes(two.blob)
     assert first.get_bytes(one.blob)[:4] == b"PAR1"
+
+
+def test_table_digest_is_pinned(registry: SerializerRegistry) -> None:
+    """Golden value: a change here changes every table artifact's identity (changelog it)."""
+    record = registry.dump(pa.table({"id": [1, 2], "name": ["a", None]}), MemoryStore())
+    assert record.digest == (
+        "blake3:b44c1b5a5fe2ade6ee16e1971ac9321d08ad438a9941fdc8754a519fa8dd3d94"
+    )
+    assert record.meta["schema_fingerprint"] == (
+        "blake3:5ae53dbbb0b498b916cff32a369c9712f22f123bbe9ceefdd87011ee4b47f461"
+    )

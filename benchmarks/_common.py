@@ -1,0 +1,218 @@
+"""Shared helpers for the benchmark scripts: the Result record, timing, the table.
+
+Every benchmark module exposes ``run(quick: bool) -> list[Result]`` and can also be run
+alone (``.venv/bin/python benchmarks/NAME.py [--quick]``) through :func:`main`.
+Standard library only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+WORK_DIR = BENCH_DIR / ".work"  # git-ignored (see .gitignore)
+
+# The interpreter running the benchmarks is the venv's; its console scripts sit beside it.
+PYTHON = sys.executable
+PIPETRAIL = str(Path(sys.executable).with_name("pipetrail"))
+
+
+@dataclass
+class Result:
+    """One row of the results table.
+
+    Attributes:
+        name: short id of the benchmark row (``script.variant``).
+        measured: what was timed, in a few words.
+        median: median over the repetitions, in ``unit``.
+        min: fastest repetition.
+        max: slowest repetition.
+        unit: unit of median/min/max (``ms``, ``s``, ``GiB/s``, ``x``...).
+        target: the target as text (``<= 2 ms``), or ``-`` for informational rows.
+        passed: whether the median meets the target; ``None`` for informational rows.
+        n: number of timed repetitions.
+    """
+
+    name: str
+    measured: str
+    median: float
+    min: float
+    max: float
+    unit: str
+    target: str = "-"
+    passed: bool | None = None
+    n: int = 0
+
+    @property
+    def verdict(self) -> str:
+        """``PASS``, ``FAIL`` or ``info``."""
+        if self.passed is None:
+            return "info"
+        return "PASS" if self.passed else "FAIL"
+
+
+def summarize(
+    name: str,
+    measured: str,
+    samples: Sequence[float],
+    unit: str,
+    *,
+    at_most: float | None = None,
+    at_least: float | None = None,
+) -> Result:
+    """Build a Result from samples; the target is checked against the median."""
+    if not samples:
+        raise ValueError(f"{name}: no samples")
+    med = statistics.median(samples)
+    target = "-"
+    passed: bool | None = None
+    if at_most is not None:
+        target = f"<= {_fmt(at_most)} {unit}"
+        passed = med <= at_most
+    elif at_least is not None:
+        target = f">= {_fmt(at_least)} {unit}"
+        passed = med >= at_least
+    return Result(
+        name=name,
+        measured=measured,
+        median=med,
+        min=min(samples),
+        max=max(samples),
+        unit=unit,
+        target=target,
+        passed=passed,
+        n=len(samples),
+    )
+
+
+def _fmt(value: float) -> str:
+    if value == 0:
+        return "0"
+    if abs(value) >= 100:
+        return f"{value:.0f}"
+    if abs(value) >= 10:
+        return f"{value:.1f}"
+    if abs(value) >= 1:
+        return f"{value:.2f}"
+    return f"{value:.3f}"
+
+
+def time_call(func: Callable[[], object]) -> float:
+    """Return the wall time of one call, in seconds."""
+    start = time.perf_counter()
+    func()
+    return time.perf_counter() - start
+
+
+def run_timed(
+    argv: Sequence[str],
+    *,
+    cwd: Path | str | None = None,
+    env: dict[str, str] | None = None,
+    check: bool = True,
+) -> tuple[float, str]:
+    """Run a command to completion; return (wall seconds, stdout).
+
+    The timer wraps ``subprocess.run`` only, so it includes process creation, the
+    interpreter start-up and everything the command does, as a shell user sees it.
+    """
+    start = time.perf_counter()
+    proc = subprocess.run(
+        list(argv),
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        check=False,
+    )
+    elapsed = time.perf_counter() - start
+    if check and proc.returncode != 0:
+        raise RuntimeError(
+            f"command {' '.join(argv)} failed with exit code {proc.returncode}:\n"
+            f"{proc.stdout}\n{proc.stderr}"
+        )
+    return elapsed, proc.stdout
+
+
+def bench_env() -> dict[str, str]:
+    """Environment for timed subprocesses: the caller's, minus settings that skew them."""
+    env = dict(os.environ)
+    for var in ("PIPETRAIL_METADATA", "PIPETRAIL_ARTIFACTS", "PIPETRAIL_SEED"):
+        env.pop(var, None)
+    env.pop("PYTHONPROFILEIMPORTTIME", None)
+    env.pop("PYTHONDONTWRITEBYTECODE", None)  # bytecode caches are part of normal start-up
+    return env
+
+
+def format_table(results: Sequence[Result]) -> str:
+    """Render results as a fixed-width text table."""
+    headers = ["benchmark", "measured", "n", "median", "min", "max", "unit", "target", "result"]
+    rows = [
+        [
+            r.name,
+            r.measured,
+            str(r.n),
+            _fmt(r.median),
+            _fmt(r.min),
+            _fmt(r.max),
+            r.unit,
+            r.target,
+            r.verdict,
+        ]
+        for r in results
+    ]
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(headers)]
+    numeric = {2, 3, 4, 5}
+
+    def line(cells: Sequence[str]) -> str:
+        return "  ".join(
+            c.rjust(widths[i]) if i in numeric else c.ljust(widths[i])
+            for i, c in enumerate(cells)
+        ).rstrip()
+
+    out = [line(headers), line(["-" * w for w in widths])]
+    out.extend(line(row) for row in rows)
+    return "\n".join(out)
+
+
+def machine_line() -> str:
+    """One line describing the machine and interpreter, printed above the table."""
+    import platform
+
+    return (
+        f"python {platform.python_version()} on {platform.system()} {platform.machine()}, "
+        f"{os.cpu_count()} logical CPUs, {time.strftime('%Y-%m-%d %H:%M:%S')}"
+    )
+
+
+def log(message: str) -> None:
+    """Progress messages go to stderr so the table on stdout stays clean."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def main(
+    run: Callable[..., list[Result]],
+    description: str,
+    extra: Callable[[argparse.ArgumentParser], None] | None = None,
+) -> int:
+    """Command-line entry point shared by the scripts: parse ``--quick``, run, print."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="fewer repetitions")
+    if extra is not None:
+        extra(parser)
+    args = vars(parser.parse_args())
+    quick = args.pop("quick")
+    results = run(quick, **args)
+    print(machine_line())
+    print(format_table(results))
+    return 1 if any(r.passed is False for r in results) else 0

@@ -1,0 +1,312 @@
+"""File hashing throughput of ``pipetrail.hashing.digest_file`` against a raw read.
+
+The file set (about 1 GiB of random bytes): 8 files of 100 MiB and 2,000 files of
+100 KiB, in benchmarks/.work/hashset/ (git-ignored). It is created on first use and
+reused afterwards (a ``COMPLETE`` marker is written last; a partial set is rebuilt).
+
+Every file is read once (and hashed once) before timing, so all reads come from the page
+cache. Each repetition then times, back to back:
+
+* raw read: every file opened unbuffered and read fully with ``readinto`` into one
+  reused 1 MiB buffer (the cheapest way to pull the bytes through memory in Python);
+* hashing: ``digest_file(path)`` on every file, one after the other, as pipetrail does.
+
+Throughputs are total bytes / median time. The ratio (hash throughput / raw throughput)
+is computed per repetition, from the raw read and the hashing timed next to each other;
+the target is on its median. The big-file and small-file rows split the same timings by
+the two code paths of ``digest_file`` (memory map + BLAKE3 threads for files >= 4 MiB, a
+whole ``read()`` + one thread below).
+
+``--parallel`` adds a variant that hashes the small files with a thread pool
+(``os.cpu_count()`` threads, big files still one after the other). ``--variants`` times
+other ways to hash the same files, to see whether ``digest_file`` could be faster
+(informational; nothing in the library changes).
+
+Run: ``.venv/bin/python benchmarks/hashing.py [--quick] [--parallel] [--variants]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import statistics
+import sys
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+from blake3 import blake3
+
+from _common import WORK_DIR, Result, log, main, summarize
+from pipetrail.hashing import digest_file
+
+MiB = 1024 * 1024
+KiB = 1024
+GiB = 1024 * MiB
+BIG_COUNT, BIG_SIZE = 8, 100 * MiB
+SMALL_COUNT, SMALL_SIZE = 2000, 100 * KiB
+SET_DIR = WORK_DIR / "hashset"
+_SPEC = f"big={BIG_COUNT}x{BIG_SIZE} small={SMALL_COUNT}x{SMALL_SIZE} random v1"
+TARGET_RATIO = 0.60
+_CHUNK = 1 * MiB
+
+
+# -- the file set ----------------------------------------------------------------------
+def _paths() -> tuple[list[Path], list[Path]]:
+    big = [SET_DIR / "big" / f"big_{i}.bin" for i in range(BIG_COUNT)]
+    small = [SET_DIR / "small" / f"small_{i:04d}.bin" for i in range(SMALL_COUNT)]
+    return big, small
+
+
+def _set_is_complete(big: Sequence[Path], small: Sequence[Path]) -> bool:
+    marker = SET_DIR / "COMPLETE"
+    if not marker.is_file() or marker.read_text() != _SPEC:
+        return False
+    try:
+        return all(p.stat().st_size == BIG_SIZE for p in big) and all(
+            p.stat().st_size == SMALL_SIZE for p in small
+        )
+    except FileNotFoundError:
+        return False
+
+
+def ensure_file_set() -> tuple[list[Path], list[Path]]:
+    """Create the file set unless a complete one is already there; return its paths."""
+    big, small = _paths()
+    if _set_is_complete(big, small):
+        return big, small
+    log(f"hashing: creating the file set in {SET_DIR} (about 1 GiB of random bytes)...")
+    start = time.perf_counter()
+    shutil.rmtree(SET_DIR, ignore_errors=True)
+    (SET_DIR / "big").mkdir(parents=True)
+    (SET_DIR / "small").mkdir(parents=True)
+    for path in big:
+        with open(path, "wb") as f:
+            for _ in range(BIG_SIZE // (4 * MiB)):
+                f.write(os.urandom(4 * MiB))
+    for path in small:
+        path.write_bytes(os.urandom(SMALL_SIZE))
+    (SET_DIR / "COMPLETE").write_text(_SPEC)
+    log(f"hashing: file set created in {time.perf_counter() - start:.1f} s")
+    return big, small
+
+
+# -- what is timed ---------------------------------------------------------------------
+def raw_read(paths: Sequence[Path], buf: bytearray) -> int:
+    """Read every file fully into ``buf`` (reused); return the number of bytes read."""
+    view = memoryview(buf)
+    total = 0
+    for path in paths:
+        with open(path, "rb", buffering=0) as f:
+            while n := f.readinto(view):
+                total += n
+    return total
+
+
+def hash_all(paths: Sequence[Path]) -> int:
+    """Hash every file with pipetrail's digest_file; return the number of bytes hashed."""
+    return sum(digest_file(path)[1] for path in paths)
+
+
+def hash_all_parallel(paths: Sequence[Path], pool: ThreadPoolExecutor) -> int:
+    """Hash the files with digest_file on a thread pool."""
+    return sum(size for _, size in pool.map(digest_file, paths))
+
+
+def _timed(func: Callable[[], int], expect: int) -> float:
+    start = time.perf_counter()
+    got = func()
+    seconds = time.perf_counter() - start
+    if got != expect:
+        raise RuntimeError(f"processed {got} bytes, expected {expect}")
+    return seconds
+
+
+# -- alternative strategies (--variants) -----------------------------------------------
+def _b3_read_whole(path: Path) -> int:
+    with open(path, "rb") as f:
+        data = f.read()
+    blake3(data).hexdigest()
+    return len(data)
+
+
+def _make_b3_readinto(buf: bytearray, threads: int) -> Callable[[Path], int]:
+    view = memoryview(buf)
+
+    def hash_file(path: Path) -> int:
+        h = blake3(max_threads=threads)
+        total = 0
+        with open(path, "rb", buffering=0) as f:
+            while n := f.readinto(view):
+                h.update(view[:n])
+                total += n
+        h.hexdigest()
+        return total
+
+    return hash_file
+
+
+def _b3_mmap(threads: int) -> Callable[[Path], int]:
+    def hash_file(path: Path) -> int:
+        h = blake3(max_threads=threads)
+        h.update_mmap(os.fspath(path))
+        h.hexdigest()
+        return os.stat(path).st_size
+
+    return hash_file
+
+
+def _sha256_file(path: Path) -> int:
+    with open(path, "rb") as f:
+        hashlib.file_digest(f, "sha256").hexdigest()
+        return f.tell()
+
+
+def _variants(big: list[Path], small: list[Path], reps: int) -> list[Result]:
+    big_bytes, small_bytes = BIG_COUNT * BIG_SIZE, SMALL_COUNT * SMALL_SIZE
+    buf_small, buf_big = bytearray(SMALL_SIZE), bytearray(16 * MiB)
+    workers = os.cpu_count() or 1
+    cases: list[tuple[str, str, Sequence[Path], int, Callable[[Path], int]]] = [
+        ("big.mmap_1thread", "mmap, max_threads=1", big, big_bytes, _b3_mmap(1)),
+        ("big.mmap_auto", "mmap, max_threads=AUTO (= digest_file)", big, big_bytes, _b3_mmap(blake3.AUTO)),
+        (
+            "big.readinto16M_auto",
+            "readinto 16 MiB chunks, max_threads=AUTO",
+            big,
+            big_bytes,
+            _make_b3_readinto(buf_big, blake3.AUTO),
+        ),
+        ("small.read_whole", "read() + blake3 (= digest_file)", small, small_bytes, _b3_read_whole),
+        (
+            "small.readinto",
+            "readinto reused buffer + blake3",
+            small,
+            small_bytes,
+            _make_b3_readinto(buf_small, 1),
+        ),
+        ("small.mmap_1thread", "mmap, max_threads=1", small, small_bytes, _b3_mmap(1)),
+        ("all.sha256", "hashlib.file_digest sha256 (peer)", [*big, *small], big_bytes + small_bytes,
+         _sha256_file),
+    ]
+    raw = bytearray(_CHUNK)
+    results: list[Result] = []
+    for name, what, paths, total, func in cases:
+        ratios: list[float] = []
+        for _ in range(reps):
+            raw_s = _timed(lambda paths=paths: raw_read(paths, raw), total)
+            var_s = _timed(lambda paths=paths, func=func: sum(map(func, paths)), total)
+            ratios.append(raw_s / var_s)
+        results.append(summarize(f"variant.{name}", f"{what}; hash/raw", ratios, "x"))
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        readinto_per_thread: dict[int, Callable[[Path], int]] = {}
+
+        def threaded_readinto(path: Path) -> int:
+            import threading
+
+            key = threading.get_ident()
+            if key not in readinto_per_thread:
+                readinto_per_thread[key] = _make_b3_readinto(bytearray(SMALL_SIZE), 1)
+            return readinto_per_thread[key](path)
+
+        for name, what, func in (
+            ("small.pool_read_whole", f"{workers} threads, read() + blake3", _b3_read_whole),
+            ("small.pool_readinto", f"{workers} threads, readinto + blake3", threaded_readinto),
+        ):
+            ratios = []
+            for _ in range(reps):
+                raw_s = _timed(lambda: raw_read(small, raw), small_bytes)
+                var_s = _timed(lambda func=func: sum(pool.map(func, small)), small_bytes)
+                ratios.append(raw_s / var_s)
+            results.append(summarize(f"variant.{name}", f"{what}; hash/raw", ratios, "x"))
+    return results
+
+
+# -- the benchmark ---------------------------------------------------------------------
+def run(quick: bool, parallel: bool = False, variants: bool = False) -> list[Result]:
+    reps = 3 if quick else 5
+    big, small = ensure_file_set()
+    big_bytes, small_bytes = BIG_COUNT * BIG_SIZE, SMALL_COUNT * SMALL_SIZE
+    total = big_bytes + small_bytes
+    buf = bytearray(_CHUNK)
+    log(f"hashing: warm-up, then {reps} x (raw read + digest_file) of {total / GiB:.2f} GiB")
+    raw_read([*big, *small], buf)  # warm the page cache
+    hash_all([*big, *small])  # and BLAKE3's thread pool
+
+    raw_big, raw_small, hash_big, hash_small = [], [], [], []
+    for _ in range(reps):
+        raw_big.append(_timed(lambda: raw_read(big, buf), big_bytes))
+        raw_small.append(_timed(lambda: raw_read(small, buf), small_bytes))
+        hash_big.append(_timed(lambda: hash_all(big), big_bytes))
+        hash_small.append(_timed(lambda: hash_all(small), small_bytes))
+    raw_all = [b + s for b, s in zip(raw_big, raw_small, strict=True)]
+    hash_all_s = [b + s for b, s in zip(hash_big, hash_small, strict=True)]
+
+    def gibps(seconds: list[float], size: int) -> list[float]:
+        return [size / GiB / s for s in seconds]
+
+    def ratios(raw_s: list[float], hash_s: list[float]) -> list[float]:
+        return [r / h for r, h in zip(raw_s, hash_s, strict=True)]
+
+    size_text = f"{BIG_COUNT}x100 MiB + {SMALL_COUNT}x100 KiB"
+    results = [
+        summarize("hashing.raw_read", f"raw read from page cache, {size_text}", gibps(raw_all, total), "GiB/s"),
+        summarize("hashing.digest_file", f"digest_file on every file, {size_text}", gibps(hash_all_s, total), "GiB/s"),
+        summarize(
+            "hashing.ratio",
+            "hash throughput / raw read throughput",
+            ratios(raw_all, hash_all_s),
+            "x",
+            at_least=TARGET_RATIO,
+        ),
+        summarize("hashing.ratio.big", f"same, {BIG_COUNT} x 100 MiB only (mmap+threads)", ratios(raw_big, hash_big), "x"),
+        summarize("hashing.ratio.small", f"same, {SMALL_COUNT} x 100 KiB only (read+1 thread)", ratios(raw_small, hash_small), "x"),
+    ]
+    if parallel:
+        workers = os.cpu_count() or 1
+        log(f"hashing: parallel variant, small files on {workers} threads")
+        par_small: list[float] = []
+        raw_small_p: list[float] = []
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            hash_all_parallel(small, pool)  # start the threads
+            for _ in range(reps):
+                raw_small_p.append(_timed(lambda: raw_read(small, buf), small_bytes))
+                par_small.append(_timed(lambda: hash_all_parallel(small, pool), small_bytes))
+        # Overall: big files as before (their own timings), small files on the pool.
+        med_big_raw, med_big_hash = statistics.median(raw_big), statistics.median(hash_big)
+        overall = [
+            (med_big_raw + r) / (med_big_hash + p) for r, p in zip(raw_small_p, par_small, strict=True)
+        ]
+        results += [
+            summarize(
+                "hashing.parallel.small",
+                f"{SMALL_COUNT} x 100 KiB, digest_file on {workers} threads; hash/raw",
+                ratios(raw_small_p, par_small),
+                "x",
+            ),
+            summarize(
+                "hashing.parallel.ratio",
+                "whole set, small files on the pool; hash/raw",
+                overall,
+                "x",
+            ),
+        ]
+    if variants:
+        log("hashing: timing alternative strategies (--variants)")
+        results += _variants(big, small, reps)
+    return results
+
+
+def _options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--parallel", action="store_true", help="also hash the small files on a thread pool"
+    )
+    parser.add_argument(
+        "--variants", action="store_true", help="also time alternative hashing strategies"
+    )
+
+
+if __name__ == "__main__":
+    sys.exit(main(run, __doc__.splitlines()[0], _options))

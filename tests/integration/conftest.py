@@ -1,0 +1,81 @@
+"""Fixtures for running real pipelines written to module files in a temporary project."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipetrail.core.pipeline import PipelineDefinition
+from pipetrail.execution.loader import load_pipeline
+from pipetrail.execution.project import Project
+
+
+class PipelineFiles:
+    """Writes pipeline modules into a project folder and (re)loads them."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.loaded: list[str] = []
+
+    def write(self, name: str, source: str) -> Path:
+        path = self.root / f"{name}.py"
+        path.write_text(textwrap.dedent(source))
+        sys.modules.pop(name, None)
+        return path
+
+    def load(self, name: str, source: str | None = None, target: str = "") -> PipelineDefinition:
+        if source is not None:
+            self.write(name, source)
+        sys.modules.pop(name, None)
+        self.loaded.append(name)
+        definition, _ = load_pipeline(str(self.root / f"{name}.py") + (f":{target}" if target else ""))
+        return definition
+
+    def cleanup(self) -> None:
+        for name in self.loaded:
+            sys.modules.pop(name, None)
+
+
+@pytest.fixture
+def project_root(tmp_path: Path) -> Path:
+    root = tmp_path / "project"
+    root.mkdir()
+    (root / "pipetrail.toml").write_text("[pipetrail]\n")
+    return root
+
+
+@pytest.fixture
+def files(project_root: Path) -> Iterator[PipelineFiles]:
+    helper = PipelineFiles(project_root)
+    if str(project_root) not in sys.path:
+        sys.path.insert(0, str(project_root))
+    yield helper
+    helper.cleanup()
+    if str(project_root) in sys.path:
+        sys.path.remove(str(project_root))
+
+
+@pytest.fixture
+def project(project_root: Path) -> Iterator[Project]:
+    proj = Project.at(project_root)
+    yield proj
+    proj.close()
+
+
+@pytest.fixture
+def unique() -> Callable[[str], str]:
+    def make(prefix: str) -> str:
+        return f"{prefix}_{uuid.uuid4().hex[:8]}"
+
+    return make
+
+
+def statuses(run: Any) -> dict[str, str]:
+    """node id -> step run status of a run."""
+    return {s["node_id"]: s["status"] for s in run.steps()}
