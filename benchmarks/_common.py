@@ -176,8 +176,7 @@ def format_table(results: Sequence[Result]) -> str:
 
     def line(cells: Sequence[str]) -> str:
         return "  ".join(
-            c.rjust(widths[i]) if i in numeric else c.ljust(widths[i])
-            for i, c in enumerate(cells)
+            c.rjust(widths[i]) if i in numeric else c.ljust(widths[i]) for i, c in enumerate(cells)
         ).rstrip()
 
     out = [line(headers), line(["-" * w for w in widths])]

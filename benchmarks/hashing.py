@@ -89,6 +89,7 @@ def ensure_file_set() -> tuple[list[Path], list[Path]]:
                 f.write(os.urandom(4 * MiB))
     for path in small:
         path.write_bytes(os.urandom(SMALL_SIZE))
+    os.sync()  # let writeback finish now, not during the timed reads
     (SET_DIR / "COMPLETE").write_text(_SPEC)
     log(f"hashing: file set created in {time.perf_counter() - start:.1f} s")
     return big, small
@@ -159,6 +160,21 @@ def _b3_mmap(threads: int) -> Callable[[Path], int]:
     return hash_file
 
 
+def _b3_os_read(path: Path) -> int:
+    """Like digest_file's small-file path, without the file object: os.open + os.read."""
+    size = os.stat(path).st_size
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        parts = [os.read(fd, size + 1)]
+        while parts[-1]:
+            parts.append(os.read(fd, _CHUNK))
+    finally:
+        os.close(fd)
+    data = parts[0] if len(parts) <= 2 else b"".join(parts)
+    blake3(data).hexdigest()
+    return len(data)
+
+
 def _sha256_file(path: Path) -> int:
     with open(path, "rb") as f:
         hashlib.file_digest(f, "sha256").hexdigest()
@@ -167,61 +183,66 @@ def _sha256_file(path: Path) -> int:
 
 def _variants(big: list[Path], small: list[Path], reps: int) -> list[Result]:
     big_bytes, small_bytes = BIG_COUNT * BIG_SIZE, SMALL_COUNT * SMALL_SIZE
-    buf_small, buf_big = bytearray(SMALL_SIZE), bytearray(16 * MiB)
     workers = os.cpu_count() or 1
-    cases: list[tuple[str, str, Sequence[Path], int, Callable[[Path], int]]] = [
-        ("big.mmap_1thread", "mmap, max_threads=1", big, big_bytes, _b3_mmap(1)),
-        ("big.mmap_auto", "mmap, max_threads=AUTO (= digest_file)", big, big_bytes, _b3_mmap(blake3.AUTO)),
+    pool = ThreadPoolExecutor(max_workers=workers)
+    cases: list[tuple[str, str, Sequence[Path], int, Callable[[Sequence[Path]], int]]] = [
+        ("big.mmap_1thread", "mmap, max_threads=1", big, big_bytes, _seq(_b3_mmap(1))),
+        (
+            "big.mmap_auto",
+            "mmap, max_threads=AUTO (= digest_file)",
+            big,
+            big_bytes,
+            _seq(_b3_mmap(blake3.AUTO)),
+        ),
         (
             "big.readinto16M_auto",
             "readinto 16 MiB chunks, max_threads=AUTO",
             big,
             big_bytes,
-            _make_b3_readinto(buf_big, blake3.AUTO),
+            _seq(_make_b3_readinto(bytearray(16 * MiB), blake3.AUTO)),
         ),
-        ("small.read_whole", "read() + blake3 (= digest_file)", small, small_bytes, _b3_read_whole),
         (
-            "small.readinto",
-            "readinto reused buffer + blake3",
+            "small.read_whole",
+            "open().read() + blake3 (= digest_file)",
             small,
             small_bytes,
-            _make_b3_readinto(buf_small, 1),
+            _seq(_b3_read_whole),
         ),
-        ("small.mmap_1thread", "mmap, max_threads=1", small, small_bytes, _b3_mmap(1)),
-        ("all.sha256", "hashlib.file_digest sha256 (peer)", [*big, *small], big_bytes + small_bytes,
-         _sha256_file),
+        ("small.os_read", "os.open + os.read + blake3", small, small_bytes, _seq(_b3_os_read)),
+        ("small.mmap_1thread", "mmap, max_threads=1", small, small_bytes, _seq(_b3_mmap(1))),
+        (
+            "small.pool_os_read",
+            f"{workers} threads, os.open + os.read + blake3",
+            small,
+            small_bytes,
+            lambda paths: sum(pool.map(_b3_os_read, paths)),
+        ),
+        (
+            "all.sha256",
+            "hashlib.file_digest sha256 (peer)",
+            [*big, *small],
+            big_bytes + small_bytes,
+            _seq(_sha256_file),
+        ),
     ]
     raw = bytearray(_CHUNK)
     results: list[Result] = []
-    for name, what, paths, total, func in cases:
-        ratios: list[float] = []
-        for _ in range(reps):
-            raw_s = _timed(lambda paths=paths: raw_read(paths, raw), total)
-            var_s = _timed(lambda paths=paths, func=func: sum(map(func, paths)), total)
-            ratios.append(raw_s / var_s)
-        results.append(summarize(f"variant.{name}", f"{what}; hash/raw", ratios, "x"))
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        readinto_per_thread: dict[int, Callable[[Path], int]] = {}
-
-        def threaded_readinto(path: Path) -> int:
-            import threading
-
-            key = threading.get_ident()
-            if key not in readinto_per_thread:
-                readinto_per_thread[key] = _make_b3_readinto(bytearray(SMALL_SIZE), 1)
-            return readinto_per_thread[key](path)
-
-        for name, what, func in (
-            ("small.pool_read_whole", f"{workers} threads, read() + blake3", _b3_read_whole),
-            ("small.pool_readinto", f"{workers} threads, readinto + blake3", threaded_readinto),
-        ):
-            ratios = []
+    try:
+        for name, what, paths, total, func in cases:
+            func(paths)  # warm-up
+            ratios: list[float] = []
             for _ in range(reps):
-                raw_s = _timed(lambda: raw_read(small, raw), small_bytes)
-                var_s = _timed(lambda func=func: sum(pool.map(func, small)), small_bytes)
+                raw_s = _timed(lambda paths=paths: raw_read(paths, raw), total)
+                var_s = _timed(lambda paths=paths, func=func: func(paths), total)
                 ratios.append(raw_s / var_s)
             results.append(summarize(f"variant.{name}", f"{what}; hash/raw", ratios, "x"))
+    finally:
+        pool.shutdown()
     return results
+
+
+def _seq(func: Callable[[Path], int]) -> Callable[[Sequence[Path]], int]:
+    return lambda paths: sum(map(func, paths))
 
 
 # -- the benchmark ---------------------------------------------------------------------
@@ -252,8 +273,18 @@ def run(quick: bool, parallel: bool = False, variants: bool = False) -> list[Res
 
     size_text = f"{BIG_COUNT}x100 MiB + {SMALL_COUNT}x100 KiB"
     results = [
-        summarize("hashing.raw_read", f"raw read from page cache, {size_text}", gibps(raw_all, total), "GiB/s"),
-        summarize("hashing.digest_file", f"digest_file on every file, {size_text}", gibps(hash_all_s, total), "GiB/s"),
+        summarize(
+            "hashing.raw_read",
+            f"raw read from page cache, {size_text}",
+            gibps(raw_all, total),
+            "GiB/s",
+        ),
+        summarize(
+            "hashing.digest_file",
+            f"digest_file on every file, {size_text}",
+            gibps(hash_all_s, total),
+            "GiB/s",
+        ),
         summarize(
             "hashing.ratio",
             "hash throughput / raw read throughput",
@@ -261,8 +292,18 @@ def run(quick: bool, parallel: bool = False, variants: bool = False) -> list[Res
             "x",
             at_least=TARGET_RATIO,
         ),
-        summarize("hashing.ratio.big", f"same, {BIG_COUNT} x 100 MiB only (mmap+threads)", ratios(raw_big, hash_big), "x"),
-        summarize("hashing.ratio.small", f"same, {SMALL_COUNT} x 100 KiB only (read+1 thread)", ratios(raw_small, hash_small), "x"),
+        summarize(
+            "hashing.ratio.big",
+            f"same, {BIG_COUNT} x 100 MiB only (mmap+threads)",
+            ratios(raw_big, hash_big),
+            "x",
+        ),
+        summarize(
+            "hashing.ratio.small",
+            f"same, {SMALL_COUNT} x 100 KiB only (read+1 thread)",
+            ratios(raw_small, hash_small),
+            "x",
+        ),
     ]
     if parallel:
         workers = os.cpu_count() or 1
@@ -277,7 +318,8 @@ def run(quick: bool, parallel: bool = False, variants: bool = False) -> list[Res
         # Overall: big files as before (their own timings), small files on the pool.
         med_big_raw, med_big_hash = statistics.median(raw_big), statistics.median(hash_big)
         overall = [
-            (med_big_raw + r) / (med_big_hash + p) for r, p in zip(raw_small_p, par_small, strict=True)
+            (med_big_raw + r) / (med_big_hash + p)
+            for r, p in zip(raw_small_p, par_small, strict=True)
         ]
         results += [
             summarize(

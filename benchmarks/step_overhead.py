@@ -124,7 +124,9 @@ def run(quick: bool, profile: bool = False) -> list[Result]:
     cached: list[float] = []
     for i in range(reps):
         first, again = _one_repetition(n)
-        log(f"  rep {i + 1}: uncached {first:.2f} s, cached {again:.2f} s (plain {plain * 1e6:.0f} µs)")
+        log(
+            f"  rep {i + 1}: uncached {first:.2f} s, cached {again:.2f} s (plain {plain * 1e6:.0f} µs)"
+        )
         uncached.append((first - plain) / n * 1e3)
         cached.append((again - plain) / n * 1e3)
     results = [

@@ -9,7 +9,7 @@ cache; `pipetrail run pipeline.py -p C=0.3` re-runs only `train` and `evaluate`.
 
 from __future__ import annotations
 
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -19,6 +19,9 @@ from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
 from pipetrail import pipeline, source, step
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 TARGET = "target"
 
@@ -39,7 +42,9 @@ def clean(df: pd.DataFrame, max_null_share: float = 0.0) -> pd.DataFrame:
 
 
 @step(outputs=("train", "test"))
-def split(df: pd.DataFrame, test_size: float = 0.25, seed: int = 7) -> tuple[pd.DataFrame, pd.DataFrame]:
+def split(
+    df: pd.DataFrame, test_size: float = 0.25, seed: int = 7
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Split into train and test sets, stratified by the label, with a fixed seed."""
     train, test = train_test_split(df, test_size=test_size, random_state=seed, stratify=df[TARGET])
     return train.reset_index(drop=True), test.reset_index(drop=True)
@@ -77,7 +82,7 @@ def evaluate(model: LogisticRegression, test: pd.DataFrame) -> dict[str, float]:
         "accuracy": float(accuracy_score(y, predicted)),
         "f1": float(f1_score(y, predicted)),
         "roc_auc": float(roc_auc_score(y, scores)),
-        "test_rows": int(len(y)),
+        "test_rows": len(y),
         "positives_share": float(np.mean(y)),
     }
     print("metrics: " + ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))

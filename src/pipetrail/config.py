@@ -127,11 +127,9 @@ def load_config(start: Path | None = None, *, root: Path | None = None) -> Proje
     executor = data.get("executor", "inline")
     if executor != "inline":
         raise ProjectError(
-            f"{path}: executor {executor!r} is not available in this version; use \"inline\""
+            f'{path}: executor {executor!r} is not available in this version; use "inline"'
         )
-    metadata_url = _resolve_sqlite(
-        metadata or f"sqlite:///{STATE_DIR}/ledger.db", project_root
-    )
+    metadata_url = _resolve_sqlite(metadata or f"sqlite:///{STATE_DIR}/ledger.db", project_root)
     artifacts_dir = Path(artifacts) if artifacts else Path(STATE_DIR) / "objects"
     if not artifacts_dir.is_absolute():
         artifacts_dir = project_root / artifacts_dir

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import multiprocessing
 from typing import Any
@@ -49,7 +50,7 @@ def test_append_chains_and_verifies(metadata_url: str) -> None:
     events = list(ledger.iter_events())
     assert [e.seq for e in events] == [1, 2, 3, 4, 5]
     assert events[0].prev_hash == GENESIS_HASH
-    for before, after in zip(events, events[1:], strict=False):
+    for before, after in itertools.pairwise(events):
         assert after.prev_hash == before.hash
     report = ledger.verify()
     assert report.ok
@@ -111,8 +112,13 @@ def test_edited_row_with_recomputed_hash_is_detected(metadata_url: str) -> None:
     forged = ev.payload_text.replace('"size":5', '"size":50')
     assert forged != ev.payload_text
     new_hash = event_hash(
-        seq=6, ts=ev.ts, actor=ev.actor, kind=ev.kind, run_id=ev.run_id,
-        payload_text=forged, prev_hash=ev.prev_hash,
+        seq=6,
+        ts=ev.ts,
+        actor=ev.actor,
+        kind=ev.kind,
+        run_id=ev.run_id,
+        payload_text=forged,
+        prev_hash=ev.prev_hash,
     )
     _exec(ledger, "UPDATE events SET payload = :p, hash = :h WHERE seq = 6", p=forged, h=new_hash)
     report = ledger.verify()
@@ -145,14 +151,21 @@ def test_inserted_row_is_detected(metadata_url: str) -> None:
     _exec(ledger, "UPDATE events SET seq = seq - 99 WHERE seq >= 100")
     ev3 = next(e for e in ledger.iter_events() if e.seq == 3)
     forged_hash = event_hash(
-        seq=4, ts=ev3.ts, actor="mallory", kind="source.observed", run_id="R1",
-        payload_text="{}", prev_hash=ev3.hash,
+        seq=4,
+        ts=ev3.ts,
+        actor="mallory",
+        kind="source.observed",
+        run_id="R1",
+        payload_text="{}",
+        prev_hash=ev3.hash,
     )
     _exec(
         ledger,
         "INSERT INTO events (seq, ts, actor, kind, run_id, payload, prev_hash, hash) "
         "VALUES (4, :ts, 'mallory', 'source.observed', 'R1', '{}', :prev, :h)",
-        ts=ev3.ts, prev=ev3.hash, h=forged_hash,
+        ts=ev3.ts,
+        prev=ev3.hash,
+        h=forged_hash,
     )
     report = ledger.verify()
     assert report.first_bad_seq == 5  # the original event 4, now at 5, no longer links

@@ -11,10 +11,12 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = pytest.mark.e2e
 
@@ -199,7 +201,11 @@ def test_killed_run_shows_as_crashed(sample: Path) -> None:
     while time.monotonic() < deadline and not running:
         time.sleep(0.2)
         listing = json.loads(cli(sample, "runs", "--json").stdout or "[]")
-        running = bool(listing) and listing[0]["status"] == "running" and listing[0]["steps_executed"] >= 1
+        running = (
+            bool(listing)
+            and listing[0]["status"] == "running"
+            and listing[0]["steps_executed"] >= 1
+        )
     assert running, "the run never reached its slow step"
     proc.send_signal(signal.SIGKILL)
     proc.wait(30)

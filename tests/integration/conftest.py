@@ -5,15 +5,18 @@ from __future__ import annotations
 import sys
 import textwrap
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pipetrail.core.pipeline import PipelineDefinition
 from pipetrail.execution.loader import load_pipeline
 from pipetrail.execution.project import Project
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+    from pipetrail.core.pipeline import PipelineDefinition
 
 
 class PipelineFiles:
@@ -34,7 +37,9 @@ class PipelineFiles:
             self.write(name, source)
         sys.modules.pop(name, None)
         self.loaded.append(name)
-        definition, _ = load_pipeline(str(self.root / f"{name}.py") + (f":{target}" if target else ""))
+        definition, _ = load_pipeline(
+            str(self.root / f"{name}.py") + (f":{target}" if target else "")
+        )
         return definition
 
     def cleanup(self) -> None:

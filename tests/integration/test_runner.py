@@ -4,15 +4,19 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Callable
-from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 
 from pipetrail.errors import DefinitionError, ParamError, StepFailedError
-from pipetrail.execution.project import Project
 from pipetrail.execution.runner import RunOptions, run_pipeline
 from tests.integration.conftest import PipelineFiles, statuses
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from pipetrail.execution.project import Project
 
 pytestmark = pytest.mark.integration
 
@@ -55,7 +59,10 @@ def test_first_run_executes_second_run_reuses_everything(
     for s in second.steps():
         assert s["cache_decision"] == "hit"
         assert s["reused_step_run_id"] == executed[s["node_id"]]
-        assert s["outputs"] == next(x for x in first.steps() if x["node_id"] == s["node_id"])["outputs"]
+        assert (
+            s["outputs"]
+            == next(x for x in first.steps() if x["node_id"] == s["node_id"])["outputs"]
+        )
 
 
 def test_changing_a_param_reruns_only_downstream(
@@ -228,7 +235,7 @@ def read(path: Path) -> str:
 def p():
     return read(source("data/missing.csv"))
 """
-    with pytest.raises(DefinitionError, match="'data/missing.csv'.*does not exist"):
+    with pytest.raises(DefinitionError, match=r"'data/missing\.csv'.*does not exist"):
         _run(files.load(unique("pipe"), source), project)
     assert project.reader().event_count() == 0
 

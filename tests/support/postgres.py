@@ -55,7 +55,9 @@ class PostgresCluster:
 
     def create_database(self, name: str) -> str:
         subprocess.run(
-            self._cmd(str(self.bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), name),
+            self._cmd(
+                str(self.bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), name
+            ),
             check=True,
             capture_output=True,
         )
@@ -63,7 +65,9 @@ class PostgresCluster:
 
     def stop(self) -> None:
         subprocess.run(
-            self._cmd(str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "stop"),
+            self._cmd(
+                str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "stop"
+            ),
             capture_output=True,
             check=False,
         )
@@ -78,23 +82,45 @@ def start_cluster() -> PostgresCluster:
     base = Path(tempfile.mkdtemp(prefix="pipetrail-pg-"))
     data = base / "data"
     if as_user:
-        os.chmod(base, 0o777)
+        # The cluster runs as the postgres user, which must own its folder.
         shutil.chown(base, user=as_user)
+        os.chmod(base, 0o700)
     port = _free_port()
     cluster = PostgresCluster(bin_dir, data, base, port, as_user)
     try:
         subprocess.run(
             cluster._cmd(
-                str(bin_dir / "initdb"), "-D", str(data), "-A", "trust", "-U", as_user or os.environ.get("USER", "postgres"),
-                "--no-sync", "-E", "UTF8",
+                str(bin_dir / "initdb"),
+                "-D",
+                str(data),
+                "-A",
+                "trust",
+                "-U",
+                as_user or os.environ.get("USER", "postgres"),
+                "--no-sync",
+                "-E",
+                "UTF8",
             ),
             check=True,
             capture_output=True,
         )
-        opts = f"-h 127.0.0.1 -p {port} -k {base} -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        opts = (
+            f"-h 127.0.0.1 -p {port} -k {base} "
+            "-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
         subprocess.run(
             cluster._cmd(
-                str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(base / "log.txt"), "-o", opts, "-w", "-t", "60", "start"
+                str(bin_dir / "pg_ctl"),
+                "-D",
+                str(data),
+                "-l",
+                str(base / "log.txt"),
+                "-o",
+                opts,
+                "-w",
+                "-t",
+                "60",
+                "start",
             ),
             check=True,
             capture_output=True,

@@ -8,8 +8,6 @@ derivation of per-step seeds from a run seed, and seeding the global generators 
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
 import operator
 import os
@@ -82,10 +80,11 @@ def new_run_seed() -> int:
 def apply_seed(seed: int) -> list[str]:
     """Seed the global generators of ``random``, NumPy and PyTorch with ``seed``.
 
-    NumPy and PyTorch are seeded when they are already imported or installed; an
-    installed one is imported here so that code importing it later still starts from
-    the seeded state. Importing costs time (~0.1 s for NumPy, ~1 s or more for PyTorch),
-    so call this just before executing code, not for cached results.
+    NumPy and PyTorch are seeded when they are already imported, which is the case for
+    any step whose module imports them at the top. They are never imported here:
+    importing PyTorch takes a second or more, a cost no run of a pipeline that does not
+    use it should pay. A step that imports one of them inside its body should seed it
+    itself (its derived seed is recorded with the step run).
 
     Returns:
         The names of the libraries seeded, in order (``["random", "numpy"]``).
@@ -96,29 +95,13 @@ def apply_seed(seed: int) -> list[str]:
     seed = validate_seed(seed)
     random.seed(seed)
     seeded = ["random"]
-    numpy = _import_if_installed("numpy")
-    if numpy is not None:
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and hasattr(numpy, "random"):
         numpy.random.seed(seed)
         seeded.append("numpy")
-    torch = _import_if_installed("torch")
-    if torch is not None:
+    torch = sys.modules.get("torch")
+    if torch is not None and hasattr(torch, "manual_seed"):
         # Also seeds every CUDA device.
         torch.manual_seed(seed)
         seeded.append("torch")
     return seeded
-
-
-def _import_if_installed(name: str) -> Any:
-    """Return the module ``name``, importing it if installed, else ``None``."""
-    module = sys.modules.get(name)
-    if module is not None:
-        return module
-    try:
-        if importlib.util.find_spec(name) is None:
-            return None
-        return importlib.import_module(name)
-    except ImportError as exc:
-        # Installed but broken (a missing shared library, say): seeding it is
-        # impossible, and code using it would fail the same way.
-        _log.warning("could not import %s to seed it: %s", name, exc)
-        return None

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextvars
 import os
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -18,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 from pipetrail.errors import DefinitionError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from pipetrail.core.step import Step
 
 __all__ = [

@@ -9,12 +9,20 @@ from __future__ import annotations
 
 import inspect
 import typing
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pipetrail.core.graph import GraphBuilder, OutputRef, PipelineGraph, current_builder
+from pipetrail.core.graph import (
+    GraphBuilder,
+    OutputRef,
+    PipelineGraph,
+    SourceRef,
+    current_builder,
+)
 from pipetrail.errors import DefinitionError, ParamError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
 
 __all__ = ["ParamInfo", "PipelineDefinition"]
 
@@ -91,6 +99,11 @@ class PipelineDefinition:
         Raises:
             ParamError: naming each unknown, missing or invalid parameter.
         """
+        return self._resolve(given, placeholders=False)
+
+    def _resolve(self, given: Mapping[str, Any], *, placeholders: bool) -> dict[str, Any]:
+        # placeholders=True (nesting): step outputs and sources have no value to validate
+        # yet, so they pass through as they are.
         unknown = sorted(set(given) - set(self.params))
         if unknown:
             known = ", ".join(self.params) or "none"
@@ -101,7 +114,9 @@ class PipelineDefinition:
         resolved: dict[str, Any] = {}
         problems: list[str] = []
         for name, info in self.params.items():
-            if name in given:
+            if name in given and placeholders and _holds_ref(given[name]):
+                resolved[name] = given[name]
+            elif name in given:
                 try:
                     resolved[name] = _validate(info, given[name])
                 except ParamError as exc:
@@ -128,8 +143,7 @@ class PipelineDefinition:
         graph = builder.graph
         if not graph.nodes:
             raise DefinitionError(
-                f"pipeline {self.name!r} called no step; decorate the functions it calls "
-                "with @step"
+                f"pipeline {self.name!r} called no step; decorate the functions it calls with @step"
             )
         _check_result(self.name, result)
         graph.result = result
@@ -147,18 +161,19 @@ class PipelineDefinition:
             bound = self.signature.bind(*args, **kwargs)
         except TypeError as exc:
             raise DefinitionError(f"nested pipeline {self.name!r}: {exc}") from None
-        params = self.resolve_params(
-            {k: v for k, v in bound.arguments.items() if not _holds_ref(v)}
-        ) | {k: v for k, v in bound.arguments.items() if _holds_ref(v)}
+        params = self._resolve(bound.arguments, placeholders=True)
         with builder.nested(self.name):
             return self.func(**params)
 
 
 def _holds_ref(value: Any) -> bool:
-    if isinstance(value, OutputRef):
+    """Whether a value is (or contains) a placeholder, which has no value to validate yet."""
+    if isinstance(value, OutputRef | SourceRef):
         return True
     if isinstance(value, list | tuple):
         return any(_holds_ref(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_ref(v) for v in value.values())
     return False
 
 
@@ -187,9 +202,12 @@ def _validate(info: ParamInfo, value: Any) -> Any:
     if ann is Any:
         return value
     # Fast path for the common scalar types; pydantic handles everything else.
-    if ann in _SIMPLE and not isinstance(value, str | bytes):
-        if type(value) is ann or (ann is float and type(value) is int):
-            return float(value) if ann is float else value
+    if (
+        ann in _SIMPLE
+        and not isinstance(value, str | bytes)
+        and (type(value) is ann or (ann is float and type(value) is int))
+    ):
+        return float(value) if ann is float else value
     if ann is str and isinstance(value, str):
         return value
     from pydantic import TypeAdapter, ValidationError
@@ -214,7 +232,7 @@ def _parse_text(text: str) -> Any:
     import json
 
     stripped = text.strip()
-    if stripped[:1] in "[{\"" or stripped in ("true", "false", "null"):
+    if stripped[:1] in '[{"' or stripped in ("true", "false", "null"):
         try:
             return json.loads(stripped)
         except json.JSONDecodeError:

@@ -12,11 +12,13 @@ import functools
 import inspect
 import re
 import typing
-from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from pipetrail.errors import DefinitionError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["Step", "StepOptions", "step"]
 
@@ -72,6 +74,7 @@ class Step(Generic[P, R]):
         return f"<Step {self.options.name}>"
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Inside a pipeline being built, add a node; anywhere else, run the function."""
         from pipetrail.core.graph import current_builder
 
         builder = current_builder()
@@ -166,11 +169,15 @@ def step(
         if not callable(f) or not hasattr(f, "__name__"):
             raise DefinitionError(f"@step needs a function, got {type(f).__name__}")
         step_name = name or f.__name__
-        if not _NAME_RE.match(step_name):
+        if not _NAME_RE.fullmatch(step_name):
             raise DefinitionError(
                 f"step name {step_name!r} is invalid: use letters, digits, '_', '-' and '.'"
             )
-        if inspect.iscoroutinefunction(f) or inspect.isgeneratorfunction(f):
+        if (
+            inspect.iscoroutinefunction(f)
+            or inspect.isgeneratorfunction(f)
+            or inspect.isasyncgenfunction(f)
+        ):
             raise DefinitionError(
                 f"step {step_name!r} is a coroutine or generator function; steps must return "
                 "their outputs"

@@ -6,11 +6,13 @@ compare the same data. Read-only: uses a :class:`~pipetrail.ledger.Reader` only.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipetrail.execution.cache import explain_change
 from pipetrail.execution.crash import effective_status
-from pipetrail.ledger import Reader
+
+if TYPE_CHECKING:
+    from pipetrail.ledger import Reader
 
 __all__ = ["explain_step", "list_runs", "run_summary"]
 

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pipetrail.execution.project import Project
+if TYPE_CHECKING:
+    from pipetrail.execution.project import Project
 
 __all__ = ["verify_artifacts", "verify_ledger"]
 

@@ -60,7 +60,8 @@ def load_pipeline(target: str) -> tuple[PipelineDefinition, Path]:
     found = {
         value.name: value
         for value in vars(module).values()
-        if isinstance(value, PipelineDefinition) and getattr(value.func, "__module__", "") == module_name
+        if isinstance(value, PipelineDefinition)
+        and getattr(value.func, "__module__", "") == module_name
     }
     if name:
         for candidate in found.values():

@@ -7,16 +7,19 @@ so a pipeline may have a parameter called ``seed`` or ``cache``.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from pipetrail.core.pipeline import PipelineDefinition
-from pipetrail.execution.executors import Executor
-from pipetrail.execution.observer import RunObserver
 from pipetrail.execution.project import Project
-from pipetrail.execution.run import Run
 from pipetrail.execution.runner import RunOptions, run_pipeline
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from pipetrail.execution.executors import Executor
+    from pipetrail.execution.observer import RunObserver
+    from pipetrail.execution.run import Run
 
 __all__ = ["Pipeline", "PipelineRunner", "pipeline"]
 
@@ -24,7 +27,9 @@ __all__ = ["Pipeline", "PipelineRunner", "pipeline"]
 class PipelineRunner:
     """A pipeline bound to run options; call :meth:`run` with parameters."""
 
-    def __init__(self, definition: PipelineDefinition, project: Project | None, options: RunOptions):
+    def __init__(
+        self, definition: PipelineDefinition, project: Project | None, options: RunOptions
+    ):
         self.definition = definition
         self.project = project
         self.options = options

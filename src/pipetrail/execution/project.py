@@ -8,13 +8,14 @@ PostgreSQL ledger); names in configuration resolve here.
 from __future__ import annotations
 
 from functools import cached_property
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipetrail.capture import current_owner
 from pipetrail.config import ProjectConfig, load_config
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from pipetrail.ledger.ledger import Ledger
     from pipetrail.ledger.queries import Reader
     from pipetrail.store import ContentStore, SerializerRegistry

@@ -17,10 +17,9 @@ from __future__ import annotations
 
 import os
 import sys
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipetrail.capture import (
     capture_environment,
@@ -33,15 +32,12 @@ from pipetrail.capture import (
 )
 from pipetrail.core.clock import format_ts, new_id, utcnow
 from pipetrail.core.graph import Node, OutputRef, PipelineGraph, SourceRef
-from pipetrail.core.pipeline import PipelineDefinition
-from pipetrail.core.step import Step
 from pipetrail.core.version import VERSION
 from pipetrail.errors import DefinitionError, PipetrailError, StepFailedError, UnhashableValueError
 from pipetrail.execution.cache import CacheDecision, cache_key
 from pipetrail.execution.crash import reconcile_crashed_runs
 from pipetrail.execution.executors import Executor, InlineExecutor
 from pipetrail.execution.observer import NullObserver, RunObserver
-from pipetrail.execution.project import Project
 from pipetrail.execution.records import blob_artifact, jsonable
 from pipetrail.execution.run import Run
 from pipetrail.execution.task import StepTask
@@ -50,6 +46,13 @@ from pipetrail.hashing.code import CodeFingerprint, code_fingerprint
 from pipetrail.hashing.fingerprint import fingerprint_obj
 from pipetrail.ledger import EventDraft, EventKind
 from pipetrail.store import StoredArtifact
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from pipetrail.core.pipeline import PipelineDefinition
+    from pipetrail.core.step import Step
+    from pipetrail.execution.project import Project
 
 __all__ = ["RunOptions", "run_pipeline"]
 
@@ -182,9 +185,7 @@ def _pipeline_fingerprint(
         }
         for node in graph.nodes.values()
     ]
-    return digest_value(
-        {"pipeline": code_fingerprint(definition.func).digest, "graph": structure}
-    )
+    return digest_value({"pipeline": code_fingerprint(definition.func).digest, "graph": structure})
 
 
 def _observe_sources(state: _RunState) -> list[EventDraft]:
@@ -195,8 +196,10 @@ def _observe_sources(state: _RunState) -> list[EventDraft]:
         full = path if path.is_absolute() else root / path
         users = [n.id for n in state.graph.nodes.values() if src in n.inputs.values()]
         if not full.is_file():
-            what = "is a folder; folder sources are not supported yet" if full.is_dir() else (
-                "does not exist"
+            what = (
+                "is a folder; folder sources are not supported yet"
+                if full.is_dir()
+                else ("does not exist")
             )
             raise DefinitionError(
                 f"source {src.path!r} (read by step {', '.join(map(repr, users)) or '?'}) {what}"
@@ -513,8 +516,18 @@ def _run_node(
             *code_drafts,
             EventDraft(
                 EventKind.STEP_STARTED,
-                {k: base[k] for k in ("step_run_id", "run_id", "node_id", "step", "pipeline",
-                                      "seed", "started_at")},
+                {
+                    k: base[k]
+                    for k in (
+                        "step_run_id",
+                        "run_id",
+                        "node_id",
+                        "step",
+                        "pipeline",
+                        "seed",
+                        "started_at",
+                    )
+                },
                 run_id=state.run_id,
             ),
         ]

@@ -10,13 +10,16 @@ record and re-raise as :class:`~pipetrail.errors.StepFailedError`.
 from __future__ import annotations
 
 import traceback as traceback_module
-from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipetrail.capture import apply_seed, capture_output, measure
 from pipetrail.errors import PipetrailError, SerializationError
-from pipetrail.store import ContentStore, SerializerRegistry, StoredArtifact
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from pipetrail.store import ContentStore, SerializerRegistry, StoredArtifact
 
 __all__ = ["StepTask", "TaskResult", "execute_task"]
 

@@ -17,7 +17,9 @@ from __future__ import annotations
 import ast
 import builtins
 import functools
+import importlib
 import importlib.metadata
+import importlib.util
 import inspect
 import logging
 import os
@@ -36,6 +38,8 @@ from pipetrail.hashing.fingerprint import fingerprint_obj
 __all__ = ["CodeFingerprint", "code_fingerprint", "distribution_of", "is_project_local"]
 
 _FORMAT = "pt-code1"
+# Stands for a name bound by a function-local import that resolves to nothing to cover.
+_UNRESOLVED = object()
 
 
 @dataclass(frozen=True)
@@ -67,8 +71,15 @@ def _non_local_roots() -> tuple[str, ...]:
     roots.update(p for p in sys.path if p.endswith(("site-packages", "dist-packages")))
     roots.add(sys.prefix)
     roots.add(sys.base_prefix)
-    roots.add(os.path.dirname(os.path.abspath(__file__)).rsplit(os.sep, 2)[0])  # pipetrail
+    # pipetrail's own package folder (src/pipetrail), not the folder holding it: user code
+    # next to an editable pipetrail checkout is still local.
+    roots.add(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     return tuple(os.path.realpath(r) + os.sep for r in roots if r)
+
+
+def _is_non_local_file(filename: str) -> bool:
+    real = os.path.realpath(filename)
+    return any(real.startswith(root) for root in _non_local_roots())
 
 
 def is_project_local(module_name: str | None) -> bool:
@@ -80,10 +91,7 @@ def is_project_local(module_name: str | None) -> bool:
     if filename is None:
         # __main__ of an interactive session has no file but is the user's code.
         return module_name == "__main__"
-    real = os.path.realpath(filename)
-    # A user project inside a virtualenv (rare) still counts as local when it is not
-    # under site-packages; sys.prefix roots are checked last for that reason.
-    return not any(real.startswith(root) for root in _non_local_roots())
+    return not _is_non_local_file(filename)
 
 
 @functools.cache
@@ -121,21 +129,21 @@ class _Strip(ast.NodeTransformer):
             node.body = body[1:] or [ast.Pass()]
         return node
 
-    def visit_FunctionDef(self, node: ast.FunctionDef) -> Any:  # noqa: N802 - ast API
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> Any:
         node.decorator_list = []
         self.generic_visit(node)
         return self._strip_doc(node)
 
-    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> Any:  # noqa: N802
+    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> Any:
         node.decorator_list = []
         self.generic_visit(node)
         return self._strip_doc(node)
 
-    def visit_ClassDef(self, node: ast.ClassDef) -> Any:  # noqa: N802
+    def visit_ClassDef(self, node: ast.ClassDef) -> Any:
         self.generic_visit(node)
         return self._strip_doc(node)
 
-    def visit_Module(self, node: ast.Module) -> Any:  # noqa: N802
+    def visit_Module(self, node: ast.Module) -> Any:
         self.generic_visit(node)
         return self._strip_doc(node)
 
@@ -213,6 +221,13 @@ class _Walker:
             self._note_module(getattr(obj, "__module__", None))
         elif isinstance(obj, logging.Logger):
             self.globals_fp[label] = {"$logger": obj.name}
+        elif isinstance(obj, functools.partial):
+            # The bound arguments are part of what the partial does.
+            self.visit_object(obj.func, f"{label}.func")
+            for index, arg in enumerate(obj.args):
+                self.visit_object(arg, f"{label}.args[{index}]")
+            for key, arg in obj.keywords.items():
+                self.visit_object(arg, f"{label}.keywords[{key}]")
         elif callable(obj) and not isinstance(obj, type):
             # functools.partial and other callables: cover their class's module.
             self._note_module(type(obj).__module__)
@@ -276,7 +291,8 @@ class _Walker:
             self._resolve_names(tree, vars(module), name)
 
     def _visit_function(self, func: types.FunctionType) -> None:
-        if not is_project_local(func.__module__):
+        # A function with no module (exec'd into a plain dict) is the user's own code too.
+        if func.__module__ is not None and not is_project_local(func.__module__):
             self._note_module(func.__module__)
             return
         if id(func) in self._visiting:
@@ -301,9 +317,9 @@ class _Walker:
         if tree is not None:
             self._resolve_names(tree, namespace, name, skip_self=func.__name__)
         else:
-            for global_name in func.__code__.co_names:
+            for global_name in (*_code_names(func.__code__), *func.__code__.co_freevars):
                 if global_name in namespace:
-                    self.visit_object(namespace[global_name], global_name)
+                    self.visit_object(namespace[global_name], f"{name}:{global_name}")
 
     def _resolve_names(
         self,
@@ -312,6 +328,9 @@ class _Walker:
         owner: str,
         skip_self: str | None = None,
     ) -> None:
+        imported = self._local_imports(tree, namespace)
+        if imported:
+            namespace = {**namespace, **imported}
         for chain in _referenced_names(tree):
             head = chain[0]
             if head == skip_self and len(chain) == 1:
@@ -319,7 +338,7 @@ class _Walker:
             if head not in namespace:
                 continue  # builtins, locals, or names defined inside the code itself
             obj: Any = namespace[head]
-            if obj is builtins:
+            if obj is builtins or obj is _UNRESOLVED:
                 continue
             # Follow attribute chains through modules so that `helpers.clean` covers
             # only that function, not the whole helpers module.
@@ -333,6 +352,80 @@ class _Walker:
                 self._visit_module(obj)
             else:
                 self.visit_object(obj, f"{owner}:{label}")
+
+    def _local_imports(self, tree: ast.AST, namespace: dict[str, Any]) -> dict[str, Any]:
+        """Return the names bound by ``import`` statements inside the code itself.
+
+        Module-level imports are in the namespace already; imports inside a function
+        (lazy imports, imports that avoid cycles) are not, and would go uncovered.
+        """
+        bound: dict[str, Any] = {}
+        package = namespace.get("__package__") or None
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                for alias in node.names:
+                    module = self._import(alias.name)
+                    if alias.asname is not None:
+                        bound[alias.asname] = _UNRESOLVED if module is None else module
+                    else:
+                        top = alias.name.partition(".")[0]
+                        found = sys.modules.get(top) if module is not None else None
+                        bound[top] = _UNRESOLVED if found is None else found
+            elif isinstance(node, ast.ImportFrom):
+                try:
+                    base = importlib.util.resolve_name(
+                        "." * node.level + (node.module or ""), package
+                    )
+                except (ImportError, ValueError):
+                    continue
+                module = self._import(base)
+                for alias in node.names:
+                    if alias.name == "*":
+                        continue
+                    obj: Any = _UNRESOLVED
+                    if module is not None:
+                        if hasattr(module, alias.name):
+                            obj = getattr(module, alias.name)
+                        else:
+                            obj = self._import(f"{base}.{alias.name}") or _UNRESOLVED
+                    bound[alias.asname or alias.name] = obj
+        return bound
+
+    def _import(self, module_name: str) -> types.ModuleType | None:
+        """Return a module named by a local import; import it only if it is user code.
+
+        Third-party and standard-library modules are not imported (a lazy import of a
+        heavy library stays lazy): their distribution is noted by name instead.
+        """
+        module = sys.modules.get(module_name)
+        if module is not None:
+            return module
+        top = module_name.partition(".")[0]
+        if top in sys.stdlib_module_names or top == "pipetrail":
+            self._note_module(module_name)
+            return None
+        try:
+            spec = importlib.util.find_spec(top)
+        except (ImportError, ValueError):
+            spec = None
+        if spec is None:
+            return None  # not installed: there is no code to cover
+        if spec.has_location:
+            origin = spec.origin
+        else:  # a namespace package (a folder), or a built-in / frozen module
+            origin = next(iter(spec.submodule_search_locations or ()), None)
+        if origin is None or _is_non_local_file(origin):
+            self._note_module(module_name)
+            return None
+        try:
+            return importlib.import_module(module_name)
+        except ImportError:
+            return None
+        except Exception as exc:  # noqa: BLE001 - user module code can raise anything
+            self.unhashable.append(
+                f"module {module_name!r} imported by the code failed to import ({exc!r})"
+            )
+            return None
 
 
 def _code_object_digest(code: types.CodeType) -> str:
@@ -350,6 +443,15 @@ def _code_object_digest(code: types.CodeType) -> str:
             "python": f"{sys.version_info[0]}.{sys.version_info[1]}",
         }
     )
+
+
+def _code_names(code: types.CodeType) -> list[str]:
+    """Return the global and attribute names a code object reads, nested code included."""
+    names = list(code.co_names)
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            names.extend(name for name in _code_names(const) if name not in names)
+    return names
 
 
 def code_fingerprint(func: Any) -> CodeFingerprint:

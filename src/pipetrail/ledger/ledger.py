@@ -13,18 +13,19 @@ chain still verifies (nothing half-written survives).
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
-from sqlalchemy import bindparam, create_engine, delete, event, func, insert, select, text, update
+from sqlalchemy import create_engine, event
 from sqlalchemy.exc import SQLAlchemyError
 
 from pipetrail.core.clock import format_ts, utcnow
 from pipetrail.errors import LedgerError
-from pipetrail.ledger import schema
+from pipetrail.ledger.driver import Driver
 from pipetrail.ledger.events import (
     GENESIS_HASH,
     Event,
@@ -34,26 +35,25 @@ from pipetrail.ledger.events import (
 )
 from pipetrail.ledger.migrate import ensure_schema
 from pipetrail.ledger.projections import apply_event
-from pipetrail.ledger.queries import SqlAlchemyReader
+from pipetrail.ledger.queries import DriverReader
 
 if TYPE_CHECKING:
-    from sqlalchemy import Connection, Engine
+    from sqlalchemy import Engine
 
 __all__ = ["Ledger", "LedgerVerifyReport", "sqlite_url"]
 
-# Arbitrary constant naming pipetrail's append lock among PostgreSQL advisory locks.
-_PG_LOCK_KEY = 0x70697065  # "pipe"
-
-
-# Statements built once: constructing them per append costs more than executing them.
-_HEAD = select(schema.events.c.seq, schema.events.c.hash).order_by(schema.events.c.seq.desc()).limit(1)
-_INSERT_EVENTS = insert(schema.events)
-_UPDATE_HEAD = (
-    update(schema.ledger_head)
-    .where(schema.ledger_head.c.id == 1)
-    .values(seq=bindparam("head_seq"), hash=bindparam("head_hash"))
+_HEAD = "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
+_INSERT_EVENT = (
+    "INSERT INTO events (seq, ts, actor, kind, run_id, payload, prev_hash, hash) "
+    "VALUES (:seq, :ts, :actor, :kind, :run_id, :payload, :prev_hash, :hash)"
 )
-_INSERT_HEAD = insert(schema.ledger_head)
+_UPDATE_HEAD = "UPDATE ledger_head SET seq = :seq, hash = :hash WHERE id = 1"
+_INSERT_HEAD = "INSERT INTO ledger_head (id, seq, hash) VALUES (1, :seq, :hash)"
+_EVENTS_AFTER = (
+    "SELECT seq, ts, actor, kind, run_id, payload, prev_hash, hash FROM events "
+    "WHERE seq > :after ORDER BY seq LIMIT :limit"
+)
+_PROJECTION_TABLES = ("step_run_io", "sources", "artifacts", "step_runs", "runs")
 
 
 def sqlite_url(path: Path) -> str:
@@ -86,13 +86,23 @@ def _mapped_errors(url: str) -> Iterator[None]:
     """Translate database exceptions into LedgerError naming the store and a fix."""
     try:
         yield
-    except SQLAlchemyError as exc:
-        message = str(exc.orig if getattr(exc, "orig", None) is not None else exc).strip()
-        raise LedgerError(
-            f"metadata store {_redact(url)} failed: {message.splitlines()[0] if message else exc}. "
-            "Check that the database is reachable and that the URL in pipetrail.toml "
-            "(or PIPETRAIL_METADATA) is right."
-        ) from exc
+    except (SQLAlchemyError, sqlite3.Error) as exc:
+        _raise_ledger_error(url, exc)
+    except Exception as exc:
+        # psycopg errors are not imported at module level (optional dependency).
+        if type(exc).__module__.startswith("psycopg"):
+            _raise_ledger_error(url, exc)
+        raise
+
+
+def _raise_ledger_error(url: str, exc: BaseException) -> NoReturn:
+    orig = getattr(exc, "orig", None)
+    message = str(orig if orig is not None else exc).strip()
+    first = message.splitlines()[0] if message else type(exc).__name__
+    raise LedgerError(
+        f"metadata store {_redact(url)} failed: {first}. Check that the database is "
+        "reachable and that the URL in pipetrail.toml (or PIPETRAIL_METADATA) is right."
+    ) from exc
 
 
 def _redact(url: str) -> str:
@@ -103,20 +113,27 @@ def _redact(url: str) -> str:
 
 
 class Ledger:
-    """The append-only event ledger and its projections, on SQLite or PostgreSQL."""
+    """The append-only event ledger and its projections, on SQLite or PostgreSQL.
+
+    One instance holds one database connection and is meant for one thread; open one
+    per thread or process. Appends from several processes are serialized by the
+    database (see :class:`~pipetrail.ledger.driver.Driver`).
+    """
 
     def __init__(self, engine: Engine, url: str, *, actor: str) -> None:
         self.engine = engine
         self.url = url
         self.actor = actor
         self.dialect = engine.dialect.name
+        self._raw: Any = None
+        self._driver: Driver | None = None
 
     @classmethod
     def open(cls, url: str, *, actor: str) -> Ledger:
         """Connect to (and create or migrate) the metadata store at ``url``.
 
         Args:
-            url: a SQLAlchemy URL (``sqlite:///path`` or ``postgresql+psycopg://...``).
+            url: a SQLAlchemy URL (``sqlite:///path`` or ``postgresql://...``).
             actor: recorded on every event this instance appends.
 
         Raises:
@@ -135,8 +152,21 @@ class Ledger:
             ensure_schema(engine)
         return cls(engine, url, actor=actor)
 
+    @property
+    def db(self) -> Driver:
+        """The driver over this ledger's connection (opened on first use)."""
+        if self._driver is None:
+            with _mapped_errors(self.url):
+                self._raw = self.engine.raw_connection()
+                self._driver = Driver(self._raw.driver_connection, self.dialect)
+        return self._driver
+
     def close(self) -> None:
-        """Release the connection pool."""
+        """Release the connection and the engine's pool."""
+        if self._raw is not None:
+            self._raw.close()
+            self._raw = None
+            self._driver = None
         self.engine.dispose()
 
     def __enter__(self) -> Ledger:
@@ -146,25 +176,21 @@ class Ledger:
         self.close()
 
     # -- writing ---------------------------------------------------------------------
-    @contextmanager
-    def _write_tx(self) -> Iterator[Connection]:
-        writer = self.engine.execution_options(pipetrail_write=True)
-        with _mapped_errors(self.url), writer.begin() as conn:
-            if self.dialect == "postgresql":
-                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
-            yield conn
-
     def append(self, drafts: Sequence[EventDraft]) -> list[Event]:
         """Append events atomically, chained after the current head, and project them.
 
         Returns:
             The appended events with their sequence numbers and hashes.
+
+        Raises:
+            LedgerError: if the database fails; nothing of the batch is kept.
         """
         if not drafts:
             return []
-        with self._write_tx() as conn:
-            head = conn.execute(_HEAD).first()
-            seq, prev = (head[0], head[1]) if head is not None else (0, GENESIS_HASH)
+        db = self.db
+        with _mapped_errors(self.url), db.write():
+            head = db.fetch(_HEAD)
+            seq, prev = (head[0]["seq"], head[0]["hash"]) if head else (0, GENESIS_HASH)
             ts = format_ts(utcnow())
             appended: list[Event] = []
             for draft in drafts:
@@ -180,11 +206,13 @@ class Ledger:
                     prev_hash=prev,
                 )
                 appended.append(
-                    Event(seq, ts, self.actor, str(draft.kind), draft.run_id, text_payload, prev, digest)
+                    Event(
+                        seq, ts, self.actor, str(draft.kind), draft.run_id, text_payload, prev, digest
+                    )
                 )
                 prev = digest
-            conn.execute(
-                _INSERT_EVENTS,
+            db.executemany(
+                _INSERT_EVENT,
                 [
                     {
                         "seq": e.seq,
@@ -200,34 +228,37 @@ class Ledger:
                 ],
             )
             for draft, appended_event in zip(drafts, appended, strict=True):
-                apply_event(conn, appended_event, draft.payload)
-            last = appended[-1]
-            updated = conn.execute(_UPDATE_HEAD, {"head_seq": last.seq, "head_hash": last.hash})
-            if updated.rowcount == 0:
-                conn.execute(_INSERT_HEAD, {"id": 1, "seq": last.seq, "hash": last.hash})
+                apply_event(db, appended_event, draft.payload)
+            last = {"seq": appended[-1].seq, "hash": appended[-1].hash}
+            if db.execute(_UPDATE_HEAD, last) == 0:
+                db.execute(_INSERT_HEAD, last)
         return appended
 
     # -- reading ---------------------------------------------------------------------
     def iter_events(self, *, from_seq: int = 1, batch: int = 5000) -> Iterator[Event]:
         """Yield events in sequence order, reading in batches."""
-        cols = schema.events.c
         after = from_seq - 1
         while True:
-            with _mapped_errors(self.url), self.engine.connect() as conn:
-                rows = conn.execute(
-                    select(schema.events).where(cols.seq > after).order_by(cols.seq).limit(batch)
-                ).all()
+            with _mapped_errors(self.url):
+                rows = self.db.fetch(_EVENTS_AFTER, {"after": after, "limit": batch})
             if not rows:
                 return
             for row in rows:
                 yield Event(
-                    row.seq, row.ts, row.actor, row.kind, row.run_id, row.payload, row.prev_hash, row.hash
+                    row["seq"],
+                    row["ts"],
+                    row["actor"],
+                    row["kind"],
+                    row["run_id"],
+                    row["payload"],
+                    row["prev_hash"],
+                    row["hash"],
                 )
-            after = rows[-1].seq
+            after = rows[-1]["seq"]
 
-    def reader(self) -> SqlAlchemyReader:
-        """Return a query helper over this ledger's projections."""
-        return SqlAlchemyReader(self.engine, self.url)
+    def reader(self) -> DriverReader:
+        """Return a query helper over this ledger's projections (same connection)."""
+        return DriverReader(self.db, self.url)
 
     # -- integrity -------------------------------------------------------------------
     def verify(self) -> LedgerVerifyReport:
@@ -270,17 +301,18 @@ class Ledger:
             expected_seq += 1
             checked += 1
         last_seq = expected_seq - 1
-        with _mapped_errors(self.url), self.engine.connect() as conn:
-            head = conn.execute(select(schema.ledger_head.c.seq, schema.ledger_head.c.hash)).first()
-            beyond = _max_projection_seq(conn)
-        if head is not None and (head.seq != last_seq or head.hash != prev):
+        with _mapped_errors(self.url):
+            head = self.db.fetch("SELECT seq, hash FROM ledger_head WHERE id = 1")
+            beyond = _max_projection_seq(self.db)
+        if head and (head[0]["seq"] != last_seq or head[0]["hash"] != prev):
+            head_seq = int(head[0]["seq"])
             return LedgerVerifyReport(
                 checked,
-                min(head.seq, last_seq) + 1 if head.seq != last_seq else last_seq,
-                f"the recorded head is event {head.seq} but the chain ends at {last_seq} "
+                min(head_seq, last_seq) + 1 if head_seq != last_seq else last_seq,
+                f"the recorded head is event {head_seq} but the chain ends at {last_seq} "
                 "(events were deleted from the end, or the head was edited)",
             )
-        if head is None and last_seq > 0:
+        if not head and last_seq > 0:
             return LedgerVerifyReport(checked, 1, "the ledger head row is missing")
         if beyond > last_seq:
             return LedgerVerifyReport(
@@ -292,42 +324,30 @@ class Ledger:
         return LedgerVerifyReport(checked)
 
     def rebuild_projections(self) -> int:
-        """Empty the projections and replay every event into them; return the count."""
+        """Empty the projections and replay every event into them; return the count.
+
+        Runs in one transaction under the write lock: readers see the old projections
+        until the new ones are complete.
+        """
+        db = self.db
         count = 0
-        with self._write_tx() as conn:
-            for table in reversed(schema.PROJECTION_TABLES):
-                conn.execute(delete(table))
-        # Replay in batches, each in its own transaction under the append lock.
-        batch: list[Event] = []
-        for ev in self.iter_events():
-            batch.append(ev)
-            if len(batch) >= 2000:
-                count += self._replay(batch)
-                batch = []
-        count += self._replay(batch)
+        with _mapped_errors(self.url):
+            events = list(self.iter_events())
+            with db.write():
+                for table in _PROJECTION_TABLES:
+                    db.execute(f"DELETE FROM {table}")  # noqa: S608 - constant table names
+                for ev in events:
+                    apply_event(db, ev, ev.payload)
+                    count += 1
         return count
 
-    def _replay(self, batch: list[Event]) -> int:
-        if not batch:
-            return 0
-        with self._write_tx() as conn:
-            for ev in batch:
-                apply_event(conn, ev, ev.payload)
-        return len(batch)
 
-
-def _max_projection_seq(conn: Connection) -> int:
-    best = 0
-    for column in (
-        schema.runs.c.last_seq,
-        schema.step_runs.c.last_seq,
-        schema.artifacts.c.first_seq,
-        schema.sources.c.seq,
-    ):
-        value = conn.execute(select(func.max(column))).scalar()
-        if value is not None and value > best:
-            best = int(value)
-    return best
+def _max_projection_seq(db: Driver) -> int:
+    row = db.fetch(
+        "SELECT (SELECT MAX(last_seq) FROM runs) AS a, (SELECT MAX(last_seq) FROM step_runs) AS b, "
+        "(SELECT MAX(first_seq) FROM artifacts) AS c, (SELECT MAX(seq) FROM sources) AS d"
+    )[0]
+    return max(int(v) for v in row.values() if v is not None) if any(row.values()) else 0
 
 
 def _normalize_url(url: str) -> str:

@@ -14,14 +14,13 @@ import json
 import sqlite3
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pipetrail.errors import AmbiguousPrefixError, LedgerError, NotFoundError
 
-if TYPE_CHECKING:
-    from sqlalchemy import Engine
+from pipetrail.ledger.driver import Driver
 
-__all__ = ["Reader", "SqlAlchemyReader", "SqliteReader", "open_reader"]
+__all__ = ["DriverReader", "Reader", "SqliteReader", "open_reader"]
 
 Row = dict[str, Any]
 
@@ -34,7 +33,9 @@ _STEP_COLUMNS = (
     "cache_reason, reused_step_run_id, code_digest, components, inputs, outputs, resources, "
     "logs, seed, started_at, ended_at, error, traceback, first_seq"
 )
-_JSON_FIELDS = frozenset({"params", "git", "record", "components", "inputs", "outputs", "resources", "meta"})
+_JSON_FIELDS = frozenset(
+    {"params", "git", "record", "components", "inputs", "outputs", "resources", "meta"}
+)
 
 
 def _decode(row: Row) -> Row:
@@ -190,7 +191,10 @@ class Reader(ABC):
             names = {f"d{j}": d for j, d in enumerate(chunk)}
             marks = ", ".join(f":{n}" for n in names)
             found.update(
-                r["digest"] for r in self.fetch(f"SELECT digest FROM artifacts WHERE digest IN ({marks})", names)
+                r["digest"]
+                for r in self.fetch(
+                    f"SELECT digest FROM artifacts WHERE digest IN ({marks})", names
+                )
             )
         return found
 
@@ -243,63 +247,60 @@ def _one(rows: list[Row], key: str, ref: str, what: str, hint: str) -> str:
     return str(rows[0][key])
 
 
+class DriverReader(Reader):
+    """Runs the queries on a ledger's own connection (any backend)."""
+
+    def __init__(self, driver: Driver, url: str) -> None:
+        self.driver = driver
+        self.url = url
+
+    def fetch(self, sql: str, params: dict[str, Any] | None = None) -> list[Row]:
+        """Run one query."""
+        try:
+            return self.driver.fetch(_with_escape(sql), params)
+        except Exception as exc:
+            raise LedgerError(f"metadata store query failed: {exc}") from exc
+
+
 class SqliteReader(Reader):
-    """Runs the queries on a read-only stdlib ``sqlite3`` connection."""
+    """Runs the queries on a read-only stdlib ``sqlite3`` connection (no SQLAlchemy)."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        self._conn: sqlite3.Connection | None = None
+        self._driver: Driver | None = None
 
-    def _connection(self) -> sqlite3.Connection | None:
-        if self._conn is None:
+    def _connection(self) -> Driver | None:
+        if self._driver is None:
             if not self.path.exists():
                 return None
             try:
                 conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=60)
             except sqlite3.Error as exc:
                 raise LedgerError(f"cannot open metadata store {self.path}: {exc}") from exc
-            conn.row_factory = sqlite3.Row
-            self._conn = conn
-        return self._conn
+            self._driver = Driver(conn, "sqlite")
+        return self._driver
 
     def fetch(self, sql: str, params: dict[str, Any] | None = None) -> list[Row]:
         """Run one query (an empty or missing database yields no rows)."""
-        conn = self._connection()
-        if conn is None:
+        driver = self._connection()
+        if driver is None:
             return []
         try:
-            cursor = conn.execute(sql.replace("LIKE :p", "LIKE :p ESCAPE '\\'"), params or {})
+            return driver.fetch(_with_escape(sql), params)
         except sqlite3.OperationalError as exc:
             if "no such table" in str(exc):
                 return []
             raise LedgerError(f"metadata store {self.path} query failed: {exc}") from exc
-        return [dict(row) for row in cursor.fetchall()]
 
     def close(self) -> None:
         """Close the connection."""
-        if self._conn is not None:
-            self._conn.close()
-            self._conn = None
+        if self._driver is not None:
+            self._driver.close()
+            self._driver = None
 
 
-class SqlAlchemyReader(Reader):
-    """Runs the queries through a SQLAlchemy engine (any backend)."""
-
-    def __init__(self, engine: Engine, url: str) -> None:
-        self.engine = engine
-        self.url = url
-
-    def fetch(self, sql: str, params: dict[str, Any] | None = None) -> list[Row]:
-        """Run one query."""
-        from sqlalchemy import text
-        from sqlalchemy.exc import SQLAlchemyError
-
-        try:
-            with self.engine.connect() as conn:
-                result = conn.execute(text(sql.replace("LIKE :p", "LIKE :p ESCAPE '\\'")), params or {})
-                return [dict(row._mapping) for row in result]  # noqa: SLF001 - public API
-        except SQLAlchemyError as exc:
-            raise LedgerError(f"metadata store query failed: {exc}") from exc
+def _with_escape(sql: str) -> str:
+    return sql.replace("LIKE :p", "LIKE :p ESCAPE '\\'")
 
 
 def open_reader(url: str) -> Reader:

@@ -4,13 +4,11 @@ import random
 import re
 import sys
 import types
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pytest
 from blake3 import blake3
 
-from pipetrail.capture import seeds
 from pipetrail.capture.seeds import (
     MAX_SEED,
     apply_seed,
@@ -19,9 +17,6 @@ from pipetrail.capture.seeds import (
     validate_seed,
 )
 from pipetrail.errors import ParamError
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 
 def test_derived_seeds_are_pinned() -> None:
@@ -103,19 +98,3 @@ def test_apply_seed_seeds_torch_when_present(monkeypatch: pytest.MonkeyPatch) ->
 def test_apply_seed_rejects_out_of_range() -> None:
     with pytest.raises(ParamError, match="got -5"):
         apply_seed(-5)
-
-
-def test_missing_libraries_are_skipped() -> None:
-    assert seeds._import_if_installed("pipetrail_no_such_module_xyz") is None
-
-
-def test_a_broken_install_is_skipped_with_a_warning(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    package = tmp_path / "pipetrail_broken_pkg"
-    package.mkdir()
-    (package / "__init__.py").write_text("raise ImportError('libfoo.so: cannot open')\n")
-    monkeypatch.syspath_prepend(str(tmp_path))
-
-    assert seeds._import_if_installed("pipetrail_broken_pkg") is None
-    assert "libfoo.so" in caplog.text

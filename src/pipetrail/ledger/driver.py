@@ -1,0 +1,110 @@
+"""A thin layer over one DB-API connection: pipetrail's SQL conventions on any backend.
+
+SQL texts use ``:name`` parameters (the stdlib ``sqlite3`` style); for PostgreSQL
+(psycopg 3) they are rewritten once to ``%(name)s``. The connection runs in autocommit
+mode and transactions are explicit: :meth:`Driver.write` opens one that holds the
+ledger's write lock (SQLite ``BEGIN IMMEDIATE``; PostgreSQL ``BEGIN`` plus a
+transaction-scoped advisory lock), so reads never leave a transaction open.
+
+Why not SQLAlchemy statements here: executing compiled SQLAlchemy constructs costs
+about 0.1 ms each, ten times the database work, and a step run needs several; the
+ledger's hot path therefore runs plain SQL on the DB-API connection SQLAlchemy's engine
+provides (docs/adr/0003-read-path.md). Schema and migrations stay in SQLAlchemy/Alembic.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+__all__ = ["APPEND_LOCK_KEY", "Driver"]
+
+# Arbitrary constant naming pipetrail's append lock among PostgreSQL advisory locks.
+APPEND_LOCK_KEY = 0x70697065  # "pipe"
+
+_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+
+
+class Driver:
+    """Executes pipetrail's SQL texts on one DB-API connection (not thread-safe).
+
+    Args:
+        connection: a DB-API connection (``sqlite3`` or psycopg 3).
+        dialect: ``"sqlite"`` or ``"postgresql"``.
+        errors: exception classes of the driver to translate (passed to ``on_error``).
+    """
+
+    def __init__(self, connection: Any, dialect: str) -> None:
+        self.connection = connection
+        self.dialect = dialect
+        self._in_write = False
+        self._texts: dict[str, str] = {}
+        if dialect == "postgresql":
+            connection.autocommit = True
+        else:
+            connection.isolation_level = None  # autocommit; transactions are explicit
+
+    def sql(self, text: str) -> str:
+        """Return ``text`` in the driver's parameter style."""
+        if self.dialect != "postgresql":
+            return text
+        found = self._texts.get(text)
+        if found is None:
+            found = _PARAM.sub(r"%(\1)s", text.replace("%", "%%"))
+            self._texts[text] = found
+        return found
+
+    def fetch(self, text: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Run a query; return its rows as dicts."""
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute(self.sql(text), params or {})
+            names = [col[0] for col in cursor.description]
+            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+        finally:
+            cursor.close()
+
+    def execute(self, text: str, params: dict[str, Any] | None = None) -> int:
+        """Run a statement; return the number of rows it changed."""
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute(self.sql(text), params or {})
+            return int(cursor.rowcount)
+        finally:
+            cursor.close()
+
+    def executemany(self, text: str, rows: Sequence[dict[str, Any]]) -> None:
+        """Run a statement once per row."""
+        if not rows:
+            return
+        cursor = self.connection.cursor()
+        try:
+            cursor.executemany(self.sql(text), rows)
+        finally:
+            cursor.close()
+
+    @contextmanager
+    def write(self) -> Iterator[Driver]:
+        """Hold the ledger's write lock for one transaction; commit, or roll back on error."""
+        if self._in_write:
+            raise RuntimeError("nested ledger write transactions are not supported")
+        if self.dialect == "postgresql":
+            self.execute("BEGIN")
+            self.execute("SELECT pg_advisory_xact_lock(:k)", {"k": APPEND_LOCK_KEY})
+        else:
+            self.execute("BEGIN IMMEDIATE")
+        self._in_write = True
+        try:
+            yield self
+        except BaseException:
+            self._in_write = False
+            self.execute("ROLLBACK")
+            raise
+        self._in_write = False
+        self.execute("COMMIT")
+
+    def close(self) -> None:
+        """Close the connection."""
+        self.connection.close()
