@@ -13,9 +13,12 @@ import statistics
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -130,8 +133,7 @@ def run_timed(
         list(argv),
         cwd=cwd,
         env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        capture_output=True,
         text=True,
         check=False,
     )
@@ -184,14 +186,45 @@ def format_table(results: Sequence[Result]) -> str:
     return "\n".join(out)
 
 
+def library_revision() -> str:
+    """The commit of the measured source tree, and whether src/ differs from it.
+
+    Read-only git calls (``--no-optional-locks``: not even the index is refreshed).
+    """
+    git = ["git", "--no-optional-locks", "-C", str(REPO_ROOT)]
+    try:
+        head = subprocess.run(
+            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+        ).stdout.strip()
+        dirty = subprocess.run([*git, "diff", "--quiet", "HEAD", "--", "src"], check=False)
+    except (OSError, subprocess.CalledProcessError):
+        return "pipetrail source: unknown revision"
+    state = " + uncommitted changes in src/" if dirty.returncode == 1 else ""
+    return f"pipetrail source: {head}{state}"
+
+
 def machine_line() -> str:
-    """One line describing the machine and interpreter, printed above the table."""
+    """One line describing the machine, interpreter and source, printed above the table."""
     import platform
 
     return (
         f"python {platform.python_version()} on {platform.system()} {platform.machine()}, "
-        f"{os.cpu_count()} logical CPUs, {time.strftime('%Y-%m-%d %H:%M:%S')}"
+        f"{os.cpu_count()} logical CPUs, {time.strftime('%Y-%m-%d %H:%M:%S')}; "
+        f"{library_revision()}"
     )
+
+
+def settle() -> None:
+    """Flush dirty pages and collect garbage, so earlier work does not bleed into timings.
+
+    Writing files (the hashing set, the stores of earlier benchmarks) leaves the kernel
+    writing back in the background, which competes for the CPUs of a small machine.
+    """
+    import gc
+
+    os.sync()
+    gc.collect()
+    time.sleep(0.2)
 
 
 def log(message: str) -> None:

@@ -79,7 +79,7 @@ def run(quick: bool) -> list[Result]:
         ),
         summarize(
             "cached_chain.first_run",
-            f"same command, first (uncached) run, fresh project",
+            "same command, first (uncached) run, fresh project",
             uncached,
             "s",
         ),

@@ -27,21 +27,24 @@ Run: ``.venv/bin/python benchmarks/hashing.py [--quick] [--parallel] [--variants
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
 import shutil
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
+from typing import TYPE_CHECKING
 
+from _common import WORK_DIR, Result, log, main, settle, summarize
 from blake3 import blake3
 
-from _common import WORK_DIR, Result, log, main, summarize
 from pipetrail.hashing import digest_file
+
+if TYPE_CHECKING:
+    import argparse
+    from collections.abc import Callable, Sequence
+    from pathlib import Path
 
 MiB = 1024 * 1024
 KiB = 1024
@@ -252,6 +255,7 @@ def run(quick: bool, parallel: bool = False, variants: bool = False) -> list[Res
     big_bytes, small_bytes = BIG_COUNT * BIG_SIZE, SMALL_COUNT * SMALL_SIZE
     total = big_bytes + small_bytes
     buf = bytearray(_CHUNK)
+    settle()
     log(f"hashing: warm-up, then {reps} x (raw read + digest_file) of {total / GiB:.2f} GiB")
     raw_read([*big, *small], buf)  # warm the page cache
     hash_all([*big, *small])  # and BLAKE3's thread pool

@@ -20,7 +20,6 @@ Run: ``.venv/bin/python benchmarks/step_overhead.py [--quick] [--profile]``.
 
 from __future__ import annotations
 
-import argparse
 import cProfile
 import io
 import pstats
@@ -29,9 +28,13 @@ import statistics
 import sys
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import _chain
 from _common import WORK_DIR, Result, log, main, summarize, time_call
+
+if TYPE_CHECKING:
+    import argparse
 
 STEPS = 1000
 TARGET_MS = 2.0
@@ -125,7 +128,8 @@ def run(quick: bool, profile: bool = False) -> list[Result]:
     for i in range(reps):
         first, again = _one_repetition(n)
         log(
-            f"  rep {i + 1}: uncached {first:.2f} s, cached {again:.2f} s (plain {plain * 1e6:.0f} µs)"
+            f"  rep {i + 1}: uncached {first:.2f} s, cached {again:.2f} s "
+            f"(plain functions: {plain * 1e6:.0f} µs)"
         )
         uncached.append((first - plain) / n * 1e3)
         cached.append((again - plain) / n * 1e3)

@@ -214,3 +214,17 @@ def test_concurrent_appends_from_processes_keep_the_chain(metadata_url: str) -> 
     for w in range(3):
         assert len(ledger.reader().sources(f"W{w}")) == 40
     ledger.close()
+
+
+def test_migrations_create_exactly_the_schema_module(metadata_url: str) -> None:
+    """A change to pipetrail.ledger.schema without a migration fails here."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from pipetrail.ledger.schema import metadata
+
+    ledger = Ledger.open(metadata_url, actor="tester")
+    with ledger.engine.connect() as conn:
+        diffs = compare_metadata(MigrationContext.configure(conn), metadata)
+    ledger.close()
+    assert diffs == []

@@ -10,6 +10,7 @@ store); 4 the metadata or artifact store could not be used.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -142,23 +143,24 @@ def run(
         source_file=str(path),
         argv=["pipetrail", *sys.argv[1:]],
     )
-    import contextlib
-
     # With --json, stdout carries only the JSON document: what steps print goes to stderr.
     redirect = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
     try:
-        with redirect:
-            result = run_pipeline(definition, _parse_params(params), project, options)
-    except StepFailedError as exc:
-        summary = run_summary(project.reader(), exc.run_id)
-        if as_json:
-            _emit_json(summary)
-        else:
-            from pipetrail.cli.render import print_run_failure
+        try:
+            with redirect:
+                result = run_pipeline(definition, _parse_params(params), project, options)
+        except StepFailedError as exc:
+            summary = run_summary(project.reader(), exc.run_id)
+            if as_json:
+                _emit_json(summary)
+            else:
+                from pipetrail.cli.render import print_run_failure
 
-            print_run_failure(summary)
-        sys.exit(EXIT_RUN_FAILED)
-    summary = run_summary(project.reader(), result.id)
+                print_run_failure(summary)
+            sys.exit(EXIT_RUN_FAILED)
+        summary = run_summary(project.reader(), result.id)
+    finally:
+        project.close()
     if as_json:
         _emit_json(summary)
     else:
@@ -179,7 +181,10 @@ def runs(limit: int, pipeline: str | None, status: str | None, as_json: bool) ->
     from pipetrail.ledger import open_reader
 
     reader = open_reader(load_config().metadata_url)
-    rows = list_runs(reader, limit=limit, pipeline=pipeline, status=status)
+    try:
+        rows = list_runs(reader, limit=limit, pipeline=pipeline, status=status)
+    finally:
+        reader.close()
     if as_json:
         _emit_json(rows)
         return
@@ -197,7 +202,11 @@ def show(run_ref: str, as_json: bool) -> None:
     from pipetrail.execution.explain import run_summary
     from pipetrail.ledger import open_reader
 
-    summary = run_summary(open_reader(load_config().metadata_url), run_ref)
+    reader = open_reader(load_config().metadata_url)
+    try:
+        summary = run_summary(reader, run_ref)
+    finally:
+        reader.close()
     if as_json:
         _emit_json(summary)
         return
@@ -216,7 +225,11 @@ def why(run_ref: str, step_name: str, as_json: bool) -> None:
     from pipetrail.execution.explain import explain_step
     from pipetrail.ledger import open_reader
 
-    report = explain_step(open_reader(load_config().metadata_url), run_ref, step_name)
+    reader = open_reader(load_config().metadata_url)
+    try:
+        report = explain_step(reader, run_ref, step_name)
+    finally:
+        reader.close()
     if as_json:
         _emit_json(report)
         return
@@ -236,7 +249,11 @@ def audit_verify(as_json: bool) -> None:
     """Re-hash the ledger; exit 3 naming the first bad sequence number if altered."""
     from pipetrail.execution.integrity import verify_ledger
 
-    report = verify_ledger(_project())
+    project = _project()
+    try:
+        report = verify_ledger(project)
+    finally:
+        project.close()
     if as_json:
         _emit_json(report)
     elif report["ok"]:
@@ -262,7 +279,11 @@ def store_verify(as_json: bool) -> None:
     """Re-hash every stored object; report corrupt and missing ones (exit 3 if any)."""
     from pipetrail.execution.integrity import verify_artifacts
 
-    report = verify_artifacts(_project())
+    project = _project()
+    try:
+        report = verify_artifacts(project)
+    finally:
+        project.close()
     if as_json:
         _emit_json(report)
     else:

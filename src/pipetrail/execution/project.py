@@ -7,7 +7,6 @@ PostgreSQL ledger); names in configuration resolve here.
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import TYPE_CHECKING
 
 from pipetrail.capture import current_owner
@@ -45,6 +44,7 @@ class Project:
         self._store = store
         self._ledger = ledger
         self._registry = registry
+        self._reader: Reader | None = None
 
     @classmethod
     def discover(cls, start: Path | None = None) -> Project:
@@ -88,19 +88,28 @@ class Project:
             self._registry = default_registry()
         return self._registry
 
-    @cached_property
-    def _fast_reader(self) -> Reader:
-        from pipetrail.ledger import open_reader
-
-        return open_reader(self.config.metadata_url)
-
     def reader(self) -> Reader:
-        """Return a read-only query helper (the ledger's own when it is open)."""
+        """Return a query helper: the open ledger's, or a cheap read-only one.
+
+        For a SQLite project whose ledger is not open yet this reads through the stdlib
+        ``sqlite3`` module without importing SQLAlchemy (fast command start-up).
+        """
         if self._ledger is not None:
             return self._ledger.reader()
-        return self._fast_reader
+        if self._reader is None:
+            url = self.config.metadata_url
+            if not url.startswith("sqlite:///"):
+                return self.ledger.reader()
+            from pipetrail.ledger import open_reader
+
+            self._reader = open_reader(url)
+        return self._reader
 
     def close(self) -> None:
         """Release database connections."""
+        if self._reader is not None:
+            self._reader.close()
+            self._reader = None
         if self._ledger is not None:
             self._ledger.close()
+            self._ledger = None

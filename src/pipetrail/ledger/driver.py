@@ -15,9 +15,11 @@ provides (docs/adr/0003-read-path.md). Schema and migrations stay in SQLAlchemy/
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
 
 __all__ = ["APPEND_LOCK_KEY", "Driver"]
 

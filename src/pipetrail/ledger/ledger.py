@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,6 +37,8 @@ from pipetrail.ledger.projections import apply_event
 from pipetrail.ledger.queries import DriverReader
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
     from sqlalchemy import Engine
 
 __all__ = ["Ledger", "LedgerVerifyReport", "sqlite_url"]
@@ -207,7 +208,14 @@ class Ledger:
                 )
                 appended.append(
                     Event(
-                        seq, ts, self.actor, str(draft.kind), draft.run_id, text_payload, prev, digest
+                        seq,
+                        ts,
+                        self.actor,
+                        str(draft.kind),
+                        draft.run_id,
+                        text_payload,
+                        prev,
+                        digest,
                     )
                 )
                 prev = digest

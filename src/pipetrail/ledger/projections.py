@@ -9,13 +9,14 @@ may meet a row that exists. Column names match :mod:`pipetrail.ledger.schema`.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.hashing import canonical_json
 from pipetrail.ledger.events import Event, EventKind
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pipetrail.ledger.driver import Driver
 
 __all__ = ["apply_event"]

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 from pipetrail.errors import AmbiguousPrefixError, LedgerError, NotFoundError
-
 from pipetrail.ledger.driver import Driver
 
 __all__ = ["DriverReader", "Reader", "SqliteReader", "open_reader"]
@@ -250,9 +249,10 @@ def _one(rows: list[Row], key: str, ref: str, what: str, hint: str) -> str:
 class DriverReader(Reader):
     """Runs the queries on a ledger's own connection (any backend)."""
 
-    def __init__(self, driver: Driver, url: str) -> None:
+    def __init__(self, driver: Driver, url: str, *, owner: Any = None) -> None:
         self.driver = driver
         self.url = url
+        self._owner = owner  # closed with this reader when the reader opened it
 
     def fetch(self, sql: str, params: dict[str, Any] | None = None) -> list[Row]:
         """Run one query."""
@@ -260,6 +260,12 @@ class DriverReader(Reader):
             return self.driver.fetch(_with_escape(sql), params)
         except Exception as exc:
             raise LedgerError(f"metadata store query failed: {exc}") from exc
+
+    def close(self) -> None:
+        """Close the ledger this reader opened for itself, if any."""
+        if self._owner is not None:
+            self._owner.close()
+            self._owner = None
 
 
 class SqliteReader(Reader):
@@ -310,4 +316,4 @@ def open_reader(url: str) -> Reader:
     from pipetrail.ledger.ledger import Ledger
 
     ledger = Ledger.open(url, actor="reader")
-    return ledger.reader()
+    return DriverReader(ledger.db, url, owner=ledger)

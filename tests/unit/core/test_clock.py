@@ -1,0 +1,104 @@
+"""UTC time and time-ordered ids."""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import time
+
+import pytest
+
+from pipetrail.core import clock
+from pipetrail.core.clock import format_ts, new_id, utcnow
+
+_CROCKFORD_ID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
+
+
+def test_new_id_is_26_crockford_characters() -> None:
+    for _ in range(200):
+        value = new_id()
+        assert len(value) == 26
+        assert _CROCKFORD_ID.fullmatch(value), value
+        # Crockford base32 leaves out I, L, O and U.
+        assert not set(value) & set("ILOU")
+
+
+def test_new_id_prefix_is_prepended() -> None:
+    value = new_id("run_")
+    assert value.startswith("run_")
+    assert _CROCKFORD_ID.fullmatch(value.removeprefix("run_"))
+
+
+def test_new_ids_are_unique() -> None:
+    ids = [new_id() for _ in range(2000)]
+    assert len(set(ids)) == len(ids)
+
+
+def test_ids_created_later_sort_later() -> None:
+    earlier = [new_id() for _ in range(5)]
+    time.sleep(0.002)
+    later = [new_id() for _ in range(5)]
+    assert max(earlier) < min(later)
+
+
+def test_id_encodes_milliseconds_in_its_first_ten_characters(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    millis = 1_700_000_000_123
+    monkeypatch.setattr(clock.time, "time_ns", lambda: millis * 1_000_000 + 999_999)
+    monkeypatch.setattr(clock.os, "urandom", lambda n: b"\x00" * n)
+    value = new_id()
+    assert value == _encode(millis << 80)
+    # 48 bits of time fill the first ten characters (50 bits, top two zero) ...
+    assert int(_decode(value[:10])) == millis
+    # ... and with zero randomness the remaining 16 characters are all zeros.
+    assert value[10:] == "0" * 16
+
+
+def test_random_part_fills_the_last_sixteen_characters(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(clock.time, "time_ns", lambda: 0)
+    monkeypatch.setattr(clock.os, "urandom", lambda n: b"\xff" * n)
+    assert new_id() == "0" * 10 + "Z" * 16
+
+
+def test_utcnow_is_timezone_aware_utc() -> None:
+    now = utcnow()
+    assert now.tzinfo is not None
+    assert now.utcoffset() == dt.timedelta(0)
+    assert abs(now.timestamp() - time.time()) < 5
+
+
+def test_format_ts_ends_with_z_and_keeps_microseconds() -> None:
+    moment = dt.datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=dt.UTC)
+    assert format_ts(moment) == "2024-05-06T07:08:09.123456Z"
+    assert format_ts(utcnow()).endswith("Z")
+
+
+def test_format_ts_converts_other_timezones_to_utc() -> None:
+    plus_two = dt.timezone(dt.timedelta(hours=2))
+    moment = dt.datetime(2024, 1, 1, 1, 0, 0, tzinfo=plus_two)
+    assert format_ts(moment) == "2023-12-31T23:00:00.000000Z"
+
+
+def test_format_ts_sorts_like_time() -> None:
+    first = dt.datetime(2024, 1, 1, 9, 59, 59, 999999, tzinfo=dt.UTC)
+    second = first + dt.timedelta(microseconds=1)
+    assert format_ts(first) < format_ts(second)
+
+
+_ALPHABET = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def _encode(value: int) -> str:
+    chars = []
+    for _ in range(26):
+        chars.append(_ALPHABET[value & 31])
+        value >>= 5
+    return "".join(reversed(chars))
+
+
+def _decode(text: str) -> int:
+    value = 0
+    for char in text:
+        value = value * 32 + _ALPHABET.index(char)
+    return value
