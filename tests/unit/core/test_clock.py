@@ -5,11 +5,13 @@ from __future__ import annotations
 import datetime as dt
 import re
 import time
-
-import pytest
+from typing import TYPE_CHECKING
 
 from pipetrail.core import clock
 from pipetrail.core.clock import format_ts, new_id, utcnow
+
+if TYPE_CHECKING:
+    import pytest
 
 _CROCKFORD_ID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
 

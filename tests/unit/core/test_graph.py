@@ -175,7 +175,7 @@ def test_placeholder_in_if_raises() -> None:
 
 def test_unpacking_a_single_output_raises() -> None:
     def pipe() -> Any:
-        first, second = load(source("data.csv"))
+        first, _second = load(source("data.csv"))
         return first
 
     with pytest.raises(DefinitionError, match="step 'load' has a single output") as info:

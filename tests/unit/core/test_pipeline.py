@@ -187,7 +187,7 @@ def test_values_are_validated_and_text_is_parsed(name: str, given: Any, expected
 
 
 def test_int_refuses_fractional_text() -> None:
-    with pytest.raises(ParamError, match="parameter 'n' expects int, got '1.5'"):
+    with pytest.raises(ParamError, match=r"parameter 'n' expects int, got '1\.5'"):
         TYPED.resolve_params({"n": "1.5"})
 
 
@@ -415,7 +415,7 @@ def test_nested_pipeline_bad_arguments_are_a_definition_error() -> None:
     def outer() -> Any:
         return PREP(load(source("a.csv")), nope=1)
 
-    with pytest.raises(DefinitionError, match="nested pipeline 'prep': .*'nope'"):
+    with pytest.raises(DefinitionError, match=r"nested pipeline 'prep': .*'nope'"):
         PipelineDefinition(outer).build({})
 
 

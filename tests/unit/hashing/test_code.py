@@ -456,9 +456,7 @@ def test_transitive_helpers_are_covered(project: Project) -> None:
         def h(x):
             return x * DEEP
     """
-    base = project.fingerprint(
-        {"mod": user, "helpers": helpers, "deep": deep.replace("DEEP", "2")}
-    )
+    base = project.fingerprint({"mod": user, "helpers": helpers, "deep": deep.replace("DEEP", "2")})
     assert project.name("deep") + ".h" in base.parts
     changed = project.fingerprint(
         {"mod": user, "helpers": helpers, "deep": deep.replace("DEEP", "3")}
@@ -503,8 +501,7 @@ def test_function_local_imports_are_covered(project: Project) -> None:
     assert project.name("other") + ".k" in base.parts
     assert project.fingerprint({**files, "helpers": _helpers(body="5")}).digest != base.digest
     assert (
-        project.fingerprint({**files, "other": other.replace("K_BODY", "2")}).digest
-        != base.digest
+        project.fingerprint({**files, "other": other.replace("K_BODY", "2")}).digest != base.digest
     )
     assert project.fingerprint({**files, "helpers": _helpers(unrelated="x")}).digest == (
         base.digest

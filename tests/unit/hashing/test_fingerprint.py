@@ -114,7 +114,7 @@ def test_set_differs_from_list_and_by_content() -> None:
 
 
 def test_namedtuple_keeps_field_names() -> None:
-    point = namedtuple("point", ["x", "y"])  # noqa: PYI024 - testing the classic form
+    point = namedtuple("point", ["x", "y"])  # the classic, untyped form
 
     class Pair(NamedTuple):
         a: int
