@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 import time
 from typing import TYPE_CHECKING
 
-from pipetrail.core import clock
 from pipetrail.core.clock import format_ts, new_id, utcnow
 
 if TYPE_CHECKING:
@@ -47,8 +47,8 @@ def test_id_encodes_milliseconds_in_its_first_ten_characters(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     millis = 1_700_000_000_123
-    monkeypatch.setattr(clock.time, "time_ns", lambda: millis * 1_000_000 + 999_999)
-    monkeypatch.setattr(clock.os, "urandom", lambda n: b"\x00" * n)
+    monkeypatch.setattr(time, "time_ns", lambda: millis * 1_000_000 + 999_999)
+    monkeypatch.setattr(os, "urandom", lambda n: b"\x00" * n)
     value = new_id()
     assert value == _encode(millis << 80)
     # 48 bits of time fill the first ten characters (50 bits, top two zero) ...
@@ -58,8 +58,8 @@ def test_id_encodes_milliseconds_in_its_first_ten_characters(
 
 
 def test_random_part_fills_the_last_sixteen_characters(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(clock.time, "time_ns", lambda: 0)
-    monkeypatch.setattr(clock.os, "urandom", lambda n: b"\xff" * n)
+    monkeypatch.setattr(time, "time_ns", lambda: 0)
+    monkeypatch.setattr(os, "urandom", lambda n: b"\xff" * n)
     assert new_id() == "0" * 10 + "Z" * 16
 
 

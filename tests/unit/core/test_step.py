@@ -26,7 +26,7 @@ def test_bare_decorator_defaults() -> None:
         name="clean", version=None, cache=True, outputs=("output",), allow_pickle=False
     )
     # functools.update_wrapper keeps the function's identity visible.
-    assert clean.__name__ == "clean"
+    assert clean.__name__ == "clean"  # type: ignore[attr-defined]
     assert clean.__doc__ == "Drop negative rows."
     assert clean.__wrapped__ is clean.func  # type: ignore[attr-defined]
     assert clean.__pipetrail_func__ is clean.func

@@ -1032,7 +1032,7 @@ def test_exec_function_in_local_module_falls_back_to_code_object(project: Projec
 def test_exec_function_globals_are_covered(project: Project) -> None:
     module = project.load({"mod": "SCALE = 1\n"})
     base = code_fingerprint(_exec(vars(module), body="SCALE"))
-    module.SCALE = 5
+    vars(module)["SCALE"] = 5
     assert code_fingerprint(_exec(vars(module), body="SCALE")).digest != base.digest
 
 
