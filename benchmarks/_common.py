@@ -147,13 +147,61 @@ def run_timed(
 
 
 def bench_env() -> dict[str, str]:
-    """Environment for timed subprocesses: the caller's, minus settings that skew them."""
+    """Environment for timed subprocesses: the caller's, minus settings that skew them.
+
+    Bytecode caching is switched on (a user's installation has its ``.pyc`` files), with
+    the caches kept under benchmarks/.work/pycache so that nothing is written elsewhere.
+    """
     env = dict(os.environ)
     for var in ("PIPETRAIL_METADATA", "PIPETRAIL_ARTIFACTS", "PIPETRAIL_SEED"):
         env.pop(var, None)
     env.pop("PYTHONPROFILEIMPORTTIME", None)
-    env.pop("PYTHONDONTWRITEBYTECODE", None)  # bytecode caches are part of normal start-up
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["PYTHONPYCACHEPREFIX"] = str(WORK_DIR / "pycache")
     return env
+
+
+class BackgroundLoad:
+    """Measures how busy the CPUs were with *other* processes while a block ran.
+
+    Busy CPU time of the whole machine (``/proc/stat``) minus the CPU time of this process
+    and the children it waited for, divided by the wall time: ``0.0`` means the machine was
+    ours alone, ``1.0`` means other processes kept one CPU busy on average. ``None`` where
+    ``/proc/stat`` does not exist.
+    """
+
+    def __init__(self) -> None:
+        self.cpus: float | None = None
+
+    @staticmethod
+    def _busy_seconds() -> float | None:
+        try:
+            with open("/proc/stat") as f:
+                fields = [int(x) for x in f.readline().split()[1:]]
+        except (OSError, ValueError):
+            return None
+        # user nice system idle iowait irq softirq steal ...: idle and iowait are not busy.
+        busy = sum(fields[:3]) + sum(fields[5:8])
+        return busy / os.sysconf("SC_CLK_TCK")
+
+    @staticmethod
+    def _own_seconds() -> float:
+        t = os.times()
+        return t.user + t.system + t.children_user + t.children_system
+
+    def __enter__(self) -> BackgroundLoad:
+        self._busy = self._busy_seconds()
+        self._own = self._own_seconds()
+        self._wall = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        busy = self._busy_seconds()
+        if busy is None or self._busy is None:
+            return
+        wall = time.perf_counter() - self._wall
+        foreign = (busy - self._busy) - (self._own_seconds() - self._own)
+        self.cpus = max(0.0, foreign / wall) if wall > 0 else None
 
 
 def format_table(results: Sequence[Result]) -> str:
@@ -214,6 +262,15 @@ def machine_line() -> str:
     )
 
 
+def background_line(loads: dict[str, float | None]) -> str:
+    """Footnote on how busy other processes kept the CPUs while benchmarks ran."""
+    parts = [f"{name} {'n/a' if cpus is None else f'{cpus:.2f}'}" for name, cpus in loads.items()]
+    return (
+        f"background load (CPUs kept busy by other processes, of {os.cpu_count()}): "
+        + ", ".join(parts)
+    )
+
+
 def settle() -> None:
     """Flush dirty pages and collect garbage, so earlier work does not bleed into timings.
 
@@ -244,7 +301,9 @@ def main(
         extra(parser)
     args = vars(parser.parse_args())
     quick = args.pop("quick")
-    results = run(quick, **args)
+    with BackgroundLoad() as load:
+        results = run(quick, **args)
     print(machine_line())
     print(format_table(results))
+    print(background_line({"this benchmark": load.cpus}))
     return 1 if any(r.passed is False for r in results) else 0

@@ -18,7 +18,15 @@ import cached_chain
 import cli_startup
 import hashing
 import step_overhead
-from _common import Result, format_table, log, machine_line, settle
+from _common import (
+    BackgroundLoad,
+    Result,
+    background_line,
+    format_table,
+    log,
+    machine_line,
+    settle,
+)
 
 BENCHMARKS = {
     "step_overhead": step_overhead.run,
@@ -38,19 +46,23 @@ def main() -> int:
     names = args.only or list(BENCHMARKS)
     results: list[Result] = []
     crashed: list[str] = []
+    loads: dict[str, float | None] = {}
     start = time.perf_counter()
     for name in names:
         settle()
         began = time.perf_counter()
         try:
-            results.extend(BENCHMARKS[name](args.quick))
+            with BackgroundLoad() as load:
+                results.extend(BENCHMARKS[name](args.quick))
         except Exception:  # noqa: BLE001 - report and go on with the other benchmarks
             crashed.append(name)
             log(f"{name} crashed:\n{traceback.format_exc()}")
+        loads[name] = load.cpus
         log(f"{name}: {time.perf_counter() - began:.1f} s")
     mode = "quick" if args.quick else "full"
     print(f"pipetrail benchmarks ({mode}); {machine_line()}")
     print(format_table(results))
+    print(background_line(loads))
     failed = [r.name for r in results if r.passed is False]
     passed = sum(1 for r in results if r.passed)
     print(
