@@ -284,6 +284,20 @@ def settle() -> None:
     time.sleep(0.2)
 
 
+def wait_for_quiet(max_seconds: float, threshold: float = 0.25) -> float | None:
+    """Wait until other processes use less than ``threshold`` CPUs over one second.
+
+    Gives up after ``max_seconds``. Returns the background load of the last window.
+    """
+    deadline = time.perf_counter() + max_seconds
+    while True:
+        with BackgroundLoad() as load:
+            time.sleep(1.0)
+        if load.cpus is None or load.cpus < threshold or time.perf_counter() >= deadline:
+            return load.cpus
+        log(f"  waiting for a quiet machine (other processes: {load.cpus:.2f} CPUs)")
+
+
 def log(message: str) -> None:
     """Progress messages go to stderr so the table on stdout stays clean."""
     print(message, file=sys.stderr, flush=True)

@@ -48,7 +48,7 @@ def _run_chain(folder: Path, env: dict[str, str], *, expect_cached: bool) -> flo
 
 
 def run(quick: bool) -> list[Result]:
-    reps = 5 if quick else 15
+    reps = 5 if quick else 20
     first_runs = 1 if quick else 3
     env = bench_env()
     log(f"cached_chain: {first_runs} fresh project(s), then {reps} timed cached runs")

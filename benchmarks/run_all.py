@@ -2,7 +2,10 @@
 
 Run: ``.venv/bin/python benchmarks/run_all.py`` (about 2-3 minutes) or with ``--quick``
 (fewer repetitions, under a minute once the hashing file set exists). ``--only NAME``
-runs some of them (``step_overhead``, ``cached_chain``, ``hashing``, ``cli_startup``).
+runs some of them (``step_overhead``, ``cached_chain``, ``hashing``, ``cli_startup``);
+``--wait-quiet SECONDS`` waits (up to SECONDS) before each benchmark until other processes
+leave the CPUs alone. The line under the table says how busy other processes kept the
+CPUs during each benchmark: on a shared machine, read the results with it.
 
 Exit status: 0 if every target is met, 1 if any is missed, 2 if a benchmark crashed.
 """
@@ -26,6 +29,7 @@ from _common import (
     log,
     machine_line,
     settle,
+    wait_for_quiet,
 )
 
 BENCHMARKS = {
@@ -42,6 +46,13 @@ def main() -> int:
     parser.add_argument(
         "--only", action="append", choices=sorted(BENCHMARKS), help="run only these"
     )
+    parser.add_argument(
+        "--wait-quiet",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
+        help="before each benchmark, wait up to SECONDS for other processes to go idle",
+    )
     args = parser.parse_args()
     names = args.only or list(BENCHMARKS)
     results: list[Result] = []
@@ -50,6 +61,8 @@ def main() -> int:
     start = time.perf_counter()
     for name in names:
         settle()
+        if args.wait_quiet > 0:
+            wait_for_quiet(args.wait_quiet)
         began = time.perf_counter()
         try:
             with BackgroundLoad() as load:

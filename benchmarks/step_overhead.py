@@ -112,7 +112,7 @@ def profile_uncached(n: int = STEPS, top: int = 15) -> str:
 
 
 def run(quick: bool, profile: bool = False) -> list[Result]:
-    reps = 1 if quick else 5
+    reps = 1 if quick else 7
     n = STEPS
     log(f"step_overhead: warm-up, then {reps} x (uncached + cached) runs of a {n}-step chain")
     warm = _fresh_project()

@@ -122,7 +122,9 @@ def _dict(value: dict[Any, Any]) -> Any:
                 f"dict key {key!r} of type {type(key).__name__} cannot be fingerprinted; "
                 "use string keys"
             )
-        out[key] = fingerprint_obj(item)
+        # Type tags are keys starting with "$"; a user key that does is escaped with a
+        # second "$" so that {"$path": "x"} can never equal PurePath("x").
+        out["$" + key if key.startswith("$") else key] = fingerprint_obj(item)
     return out
 
 

@@ -389,3 +389,14 @@ GOLDEN_FINGERPRINTS: list[tuple[Any, str]] = [
 def test_golden_fingerprints(value: Any, expected: str) -> None:
     # See the GOLDEN VALUES comment above before changing anything here.
     assert fingerprint(value) == expected
+
+
+def test_user_dict_keys_cannot_forge_type_tags() -> None:
+    from pathlib import PurePosixPath
+
+    from pipetrail.hashing import fingerprint
+
+    assert fingerprint({"$path": "x"}) != fingerprint(PurePosixPath("x"))
+    assert fingerprint({"$tuple": [1]}) != fingerprint((1,))
+    assert fingerprint({"$f": 1}) != fingerprint(1.0)
+    assert fingerprint({"$x": 1}) != fingerprint({"$$x": 1})
