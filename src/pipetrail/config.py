@@ -17,7 +17,15 @@ from typing import Any
 
 from pipetrail.errors import ProjectError
 
-__all__ = ["CONFIG_FILE", "STATE_DIR", "ProjectConfig", "find_root", "load_config"]
+__all__ = [
+    "CONFIG_FILE",
+    "STATE_DIR",
+    "ProjectConfig",
+    "find_root",
+    "init_project",
+    "load_config",
+    "redact_url",
+]
 
 CONFIG_FILE = "pipetrail.toml"
 STATE_DIR = ".pipetrail"
@@ -158,3 +166,11 @@ def init_project(folder: Path) -> Path:
     state.mkdir(exist_ok=True)
     (state / ".gitignore").write_text("*\n", encoding="utf-8")
     return path
+
+
+def redact_url(url: str) -> str:
+    """Return a database URL without its credentials, fit for messages and reports."""
+    if "@" in url and "://" in url:
+        scheme, rest = url.split("://", 1)
+        return f"{scheme}://***@{rest.rsplit('@', 1)[1]}"
+    return url

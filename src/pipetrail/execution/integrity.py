@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
+from pipetrail.config import redact_url
+
 if TYPE_CHECKING:
     from pipetrail.execution.project import Project
 
@@ -19,7 +21,7 @@ def verify_ledger(project: Project) -> dict[str, Any]:
         "checked": report.checked,
         "first_bad_seq": report.first_bad_seq,
         "reason": report.reason,
-        "metadata": _redacted(project.config.metadata_url),
+        "metadata": redact_url(project.config.metadata_url),
     }
 
 
@@ -33,10 +35,3 @@ def verify_artifacts(project: Project) -> dict[str, Any]:
     data["ok"] = report.ok
     data["artifacts"] = str(project.config.artifacts)
     return data
-
-
-def _redacted(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url

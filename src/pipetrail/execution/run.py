@@ -52,14 +52,7 @@ class Run:
             from pipetrail.errors import NotFoundError
 
             raise NotFoundError(f"artifact {digest} is not recorded in this project")
-        stored = StoredArtifact(
-            digest=record["digest"],
-            blob=record["blob"],
-            serializer=record["serializer"],
-            type_name=record["type_name"],
-            size=record["size"],
-            meta=record["meta"],
-        )
+        stored = StoredArtifact.from_dict(record)
         value = self.project.registry.load(stored, self.project.store)
         self._values[digest] = value
         return value

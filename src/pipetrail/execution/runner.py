@@ -419,14 +419,7 @@ def _load_value(state: _RunState, digest: str) -> Any:
     record = state.project.ledger.reader().artifact(digest)
     if record is None:
         raise PipetrailError(f"artifact {digest} is not recorded; run `pipetrail audit verify`")
-    stored = StoredArtifact(
-        digest=record["digest"],
-        blob=record["blob"],
-        serializer=record["serializer"],
-        type_name=record["type_name"],
-        size=record["size"],
-        meta=record["meta"],
-    )
+    stored = StoredArtifact.from_dict(record)
     value = state.project.registry.load(stored, state.project.store)
     state.values[digest] = value
     return value

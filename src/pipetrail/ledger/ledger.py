@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from sqlalchemy import create_engine, event
 from sqlalchemy.exc import SQLAlchemyError
 
+from pipetrail.config import redact_url
 from pipetrail.core.clock import format_ts, utcnow
 from pipetrail.errors import LedgerError
 from pipetrail.ledger.driver import Driver
@@ -101,16 +102,9 @@ def _raise_ledger_error(url: str, exc: BaseException) -> NoReturn:
     message = str(orig if orig is not None else exc).strip()
     first = message.splitlines()[0] if message else type(exc).__name__
     raise LedgerError(
-        f"metadata store {_redact(url)} failed: {first}. Check that the database is "
+        f"metadata store {redact_url(url)} failed: {first}. Check that the database is "
         "reachable and that the URL in pipetrail.toml (or PIPETRAIL_METADATA) is right."
     ) from exc
-
-
-def _redact(url: str) -> str:
-    if "@" in url and "://" in url:
-        scheme, rest = url.split("://", 1)
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return url
 
 
 class Ledger:
