@@ -261,11 +261,17 @@ def run(quick: bool, parallel: bool = False, variants: bool = False) -> list[Res
     hash_all([*big, *small])  # and BLAKE3's thread pool
 
     raw_big, raw_small, hash_big, hash_small = [], [], [], []
-    for _ in range(reps):
+    for i in range(reps):
         raw_big.append(_timed(lambda: raw_read(big, buf), big_bytes))
         raw_small.append(_timed(lambda: raw_read(small, buf), small_bytes))
         hash_big.append(_timed(lambda: hash_all(big), big_bytes))
         hash_small.append(_timed(lambda: hash_all(small), small_bytes))
+        log(
+            f"  rep {i + 1}: raw {total / GiB / (raw_big[-1] + raw_small[-1]):.2f} GiB/s, "
+            f"digest_file {total / GiB / (hash_big[-1] + hash_small[-1]):.2f} GiB/s "
+            f"(big files {big_bytes / GiB / hash_big[-1]:.2f}, "
+            f"small files {small_bytes / GiB / hash_small[-1]:.2f})"
+        )
     raw_all = [b + s for b, s in zip(raw_big, raw_small, strict=True)]
     hash_all_s = [b + s for b, s in zip(hash_big, hash_small, strict=True)]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pipetrail.ledger.events import Event as Event
 from pipetrail.ledger.events import EventDraft as EventDraft
 from pipetrail.ledger.events import EventKind as EventKind
+from pipetrail.ledger.open import open_reader as open_reader
 from pipetrail.ledger.queries import Reader as Reader
-from pipetrail.ledger.queries import open_reader as open_reader
 
 __all__ = ["Event", "EventDraft", "EventKind", "Reader", "open_reader"]

@@ -13,13 +13,15 @@ from __future__ import annotations
 import json
 import sqlite3
 from abc import ABC, abstractmethod
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import AmbiguousPrefixError, LedgerError, NotFoundError
 from pipetrail.ledger.driver import Driver
 
-__all__ = ["DriverReader", "Reader", "SqliteReader", "open_reader"]
+if TYPE_CHECKING:
+    from pathlib import Path
+
+__all__ = ["DriverReader", "Reader", "SqliteReader"]
 
 Row = dict[str, Any]
 
@@ -307,13 +309,3 @@ class SqliteReader(Reader):
 
 def _with_escape(sql: str) -> str:
     return sql.replace("LIKE :p", "LIKE :p ESCAPE '\\'")
-
-
-def open_reader(url: str) -> Reader:
-    """Return the cheapest reader for a metadata URL (stdlib sqlite3 for SQLite files)."""
-    if url.startswith("sqlite:///") and ":memory:" not in url:
-        return SqliteReader(Path(url[len("sqlite:///") :]))
-    from pipetrail.ledger.ledger import Ledger
-
-    ledger = Ledger.open(url, actor="reader")
-    return DriverReader(ledger.db, url, owner=ledger)
