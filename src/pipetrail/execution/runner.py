@@ -96,6 +96,26 @@ class _RunState:
     recorded: set[str] = field(default_factory=set)
     fingerprints: dict[int, CodeFingerprint] = field(default_factory=dict)
     code_sources: dict[int, str] = field(default_factory=dict)
+    # Events wait here until the next flush: one ledger transaction per executed step.
+    pending: list[EventDraft] = field(default_factory=list)
+    # cache key -> (step run whose outputs to reuse, outputs) for keys finished this run.
+    done_keys: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
+
+
+def _emit(state: _RunState, drafts: list[EventDraft]) -> None:
+    state.pending.extend(drafts)
+
+
+def _flush(state: _RunState) -> None:
+    """Append every pending event in one transaction.
+
+    The runner flushes before it hands control to user code and when the run ends, so
+    everything that happened before a step starts is durable before the step can crash
+    the process; cache hits in between cost no transaction of their own.
+    """
+    if state.pending:
+        state.project.ledger.append(state.pending)
+        state.pending = []
 
 
 def run_pipeline(
@@ -324,7 +344,8 @@ def _end_run(state: _RunState, kind: EventKind, *, error: str | None = None) -> 
     payload: dict[str, Any] = {"run_id": state.run_id, "ended_at": format_ts(utcnow())}
     if error is not None:
         payload["error"] = error
-    state.project.ledger.append([EventDraft(kind, payload, run_id=state.run_id)])
+    _emit(state, [EventDraft(kind, payload, run_id=state.run_id)])
+    _flush(state)
 
 
 # -- one node --------------------------------------------------------------------------
@@ -394,6 +415,14 @@ def _decide(
         return CacheDecision("disabled", f"step {node.step.name!r} is declared with cache=False")
     if unhashable:
         return CacheDecision("forced-miss", "cannot fingerprint " + "; ".join(unhashable))
+    earlier = state.done_keys.get(key)
+    if earlier is not None:
+        return CacheDecision(
+            "hit",
+            f"same key as step run {earlier[0]} earlier in this run",
+            reused_step_run_id=earlier[0],
+            outputs=earlier[1],
+        )
     found = state.project.ledger.reader().cache_lookup(key)
     if found is None:
         return CacheDecision("miss", "no earlier step run has this cache key")
@@ -480,11 +509,11 @@ def _run_node(
         "started_at": started_at,
     }
     code_drafts = _code_drafts(state, step, fp)
-    ledger = state.project.ledger
     if decision.decision == "hit" and decision.outputs is not None:
         outputs = decision.outputs
         state.outputs[node.id] = [_Output(outputs[name]) for name in node.output_names]
-        ledger.append(
+        _emit(
+            state,
             [
                 *code_drafts,
                 EventDraft(
@@ -499,12 +528,13 @@ def _run_node(
                     },
                     run_id=state.run_id,
                 ),
-            ]
+            ],
         )
         observer.step_finished(node_id=node.id, status="cached", seconds=0.0)
         return
 
-    ledger.append(
+    _emit(
+        state,
         [
             *code_drafts,
             EventDraft(
@@ -523,8 +553,9 @@ def _run_node(
                 },
                 run_id=state.run_id,
             ),
-        ]
+        ],
     )
+    _flush(state)
     observer.step_started(node_id=node.id)
     kwargs = {name: _input_value(state, value) for name, value in node.inputs.items()}
     task = StepTask(
@@ -555,7 +586,8 @@ def _run_node(
     seconds = result.resources.get("wall_ns", 0) / 1e9
     if result.error is not None:
         error = f"{type(result.error).__name__}: {result.error}"
-        ledger.append(
+        _emit(
+            state,
             [
                 *_artifact_drafts(state, extra, step_run_id=step_run_id),
                 EventDraft(
@@ -563,7 +595,7 @@ def _run_node(
                     {**common, "error": error, "traceback": result.traceback},
                     run_id=state.run_id,
                 ),
-            ]
+            ],
         )
         observer.step_finished(node_id=node.id, status="failed", seconds=seconds)
         raise StepFailedError(
@@ -577,7 +609,9 @@ def _run_node(
     for name, record in zip(node.output_names, records, strict=True):
         state.values.setdefault(record.digest, result.values[name])
     outputs_payload = {name: r.digest for name, r in zip(node.output_names, records, strict=True)}
-    ledger.append(
+    state.done_keys[key] = (step_run_id, outputs_payload)
+    _emit(
+        state,
         [
             *_artifact_drafts(
                 state, [(r, "output") for r in records] + extra, step_run_id=step_run_id
@@ -587,7 +621,7 @@ def _run_node(
                 {**common, "outputs": outputs_payload},
                 run_id=state.run_id,
             ),
-        ]
+        ],
     )
     observer.step_finished(node_id=node.id, status="completed", seconds=seconds)
 

@@ -7,8 +7,10 @@ memory maps with BLAKE3's multi-threaded mode.
 
 from __future__ import annotations
 
+import mmap
 import os
 import re
+import threading
 from typing import TYPE_CHECKING, Any
 
 from blake3 import blake3
@@ -78,16 +80,43 @@ def digest_value(value: Any) -> str:
     return DIGEST_PREFIX + blake3(canonical_bytes(value)).hexdigest()
 
 
-def digest_file(path: str | os.PathLike[str] | Path) -> tuple[str, int]:
-    """Return ``(digest, size)`` of a file's bytes.
+_BUFFERS = threading.local()
 
-    Large files are memory-mapped and hashed with all cores; small ones are read whole.
+
+def _read_buffer() -> mmap.mmap:
+    """A page-aligned buffer per thread: copying into aligned memory is markedly faster."""
+    buffer: mmap.mmap | None = getattr(_BUFFERS, "buffer", None)
+    if buffer is None:
+        buffer = mmap.mmap(-1, _MMAP_THRESHOLD)
+        _BUFFERS.buffer = buffer
+    return buffer
+
+
+def digest_file(path: str | os.PathLike[str] | Path) -> tuple[str, int]:
+    """Return ``(digest, size)`` of a file's bytes, as read (not as ``stat`` says).
+
+    Large files are memory-mapped and hashed with all cores; small ones are read into a
+    reused page-aligned buffer and hashed on one thread (handing a 100 KiB file to other
+    threads costs more than hashing it).
     """
-    size = os.stat(path).st_size
-    if size >= _MMAP_THRESHOLD:
-        h = blake3(max_threads=blake3.AUTO)
-        h.update_mmap(os.fspath(path))
-        return DIGEST_PREFIX + h.hexdigest(), size
-    with open(path, "rb") as f:
-        data = f.read()
-    return DIGEST_PREFIX + blake3(data).hexdigest(), len(data)
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+    try:
+        size = os.fstat(fd).st_size
+        if size >= _MMAP_THRESHOLD:
+            h = blake3(max_threads=blake3.AUTO)
+            h.update_mmap(os.fspath(path))
+            return DIGEST_PREFIX + h.hexdigest(), size
+        buffer = _read_buffer()
+        view = memoryview(buffer)
+        h = blake3()
+        total = 0
+        while True:
+            n = os.readv(fd, [buffer])
+            if n == 0:
+                break
+            h.update(view[:n])
+            total += n
+        view.release()
+        return DIGEST_PREFIX + h.hexdigest(), total
+    finally:
+        os.close(fd)

@@ -8,19 +8,21 @@ their projections commit together or not at all.
 SQLite runs in WAL mode with ``synchronous=NORMAL``: a commit is atomic and the database
 always consistent; after a power loss the last transactions may be missing, which the
 chain still verifies (nothing half-written survives).
+
+A SQLite ledger whose schema is current opens on a stdlib ``sqlite3`` connection;
+SQLAlchemy (and Alembic) are imported only to create or migrate the schema, or when
+:attr:`Ledger.engine` is asked for. PostgreSQL always goes through a SQLAlchemy engine.
 """
 
 from __future__ import annotations
 
 import json
 import sqlite3
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
-
-from sqlalchemy import create_engine, event
-from sqlalchemy.exc import SQLAlchemyError
 
 from pipetrail.config import redact_url
 from pipetrail.core.clock import format_ts, utcnow
@@ -33,7 +35,7 @@ from pipetrail.ledger.events import (
     event_hash,
     payload_text,
 )
-from pipetrail.ledger.migrate import ensure_schema
+from pipetrail.ledger.migrate import HEAD_REVISION
 from pipetrail.ledger.projections import apply_event
 from pipetrail.ledger.queries import DriverReader
 
@@ -88,13 +90,20 @@ def _mapped_errors(url: str) -> Iterator[None]:
     """Translate database exceptions into LedgerError naming the store and a fix."""
     try:
         yield
-    except (SQLAlchemyError, sqlite3.Error) as exc:
-        _raise_ledger_error(url, exc)
     except Exception as exc:
-        # psycopg errors are not imported at module level (optional dependency).
-        if type(exc).__module__.startswith("psycopg"):
+        if _is_database_error(exc):
             _raise_ledger_error(url, exc)
         raise
+
+
+def _is_database_error(exc: BaseException) -> bool:
+    if isinstance(exc, sqlite3.Error):
+        return True
+    # SQLAlchemy and psycopg are checked only if loaded: importing them costs start-up.
+    if type(exc).__module__.startswith("psycopg"):
+        return True
+    sa_exc = sys.modules.get("sqlalchemy.exc")
+    return sa_exc is not None and isinstance(exc, sa_exc.SQLAlchemyError)
 
 
 def _raise_ledger_error(url: str, exc: BaseException) -> NoReturn:
@@ -115,13 +124,22 @@ class Ledger:
     database (see :class:`~pipetrail.ledger.driver.Driver`).
     """
 
-    def __init__(self, engine: Engine, url: str, *, actor: str) -> None:
-        self.engine = engine
+    def __init__(
+        self,
+        url: str,
+        *,
+        actor: str,
+        engine: Engine | None = None,
+        connection: Any = None,
+    ) -> None:
         self.url = url
         self.actor = actor
-        self.dialect = engine.dialect.name
+        self.dialect = "sqlite" if url.startswith("sqlite") else "postgresql"
+        self._engine = engine
         self._raw: Any = None
         self._driver: Driver | None = None
+        if connection is not None:
+            self._driver = Driver(connection, self.dialect)
 
     @classmethod
     def open(cls, url: str, *, actor: str) -> Ledger:
@@ -135,25 +153,44 @@ class Ledger:
             LedgerError: if the store cannot be reached or migrated.
         """
         url = _normalize_url(url)
-        if url.startswith("sqlite"):
-            db_path = url.split("///", 1)[1] if "///" in url else ""
-            if db_path and db_path != ":memory:":
-                Path(db_path).parent.mkdir(parents=True, exist_ok=True)
-            engine = create_engine(url, connect_args={"timeout": 60})
-            _configure_sqlite(engine)
-        else:
-            engine = create_engine(url, pool_pre_ping=True)
         with _mapped_errors(url):
-            ensure_schema(engine)
-        return cls(engine, url, actor=actor)
+            if url.startswith("sqlite:///") and ":memory:" not in url:
+                path = Path(url[len("sqlite:///") :])
+                path.parent.mkdir(parents=True, exist_ok=True)
+                connection = _connect_sqlite(path)
+                if _sqlite_revision(connection) == HEAD_REVISION:
+                    return cls(url, actor=actor, connection=connection)
+                connection.close()
+            ledger = cls(url, actor=actor)
+            from pipetrail.ledger.migrate import ensure_schema
+
+            ensure_schema(ledger.engine)
+        return ledger
+
+    @property
+    def engine(self) -> Engine:
+        """The SQLAlchemy engine (created on first use; migrations and PostgreSQL)."""
+        if self._engine is None:
+            from sqlalchemy import create_engine
+
+            if self.dialect == "sqlite":
+                self._engine = create_engine(self.url, connect_args={"timeout": 60})
+                _configure_sqlite(self._engine)
+            else:
+                self._engine = create_engine(self.url, pool_pre_ping=True)
+        return self._engine
 
     @property
     def db(self) -> Driver:
         """The driver over this ledger's connection (opened on first use)."""
         if self._driver is None:
             with _mapped_errors(self.url):
-                self._raw = self.engine.raw_connection()
-                self._driver = Driver(self._raw.driver_connection, self.dialect)
+                if self.dialect == "sqlite":
+                    path = Path(self.url[len("sqlite:///") :])
+                    self._driver = Driver(_connect_sqlite(path), "sqlite")
+                else:
+                    self._raw = self.engine.raw_connection()
+                    self._driver = Driver(self._raw.driver_connection, self.dialect)
         return self._driver
 
     def close(self) -> None:
@@ -161,8 +198,11 @@ class Ledger:
         if self._raw is not None:
             self._raw.close()
             self._raw = None
-            self._driver = None
-        self.engine.dispose()
+        elif self._driver is not None:
+            self._driver.close()
+        self._driver = None
+        if self._engine is not None:
+            self._engine.dispose()
 
     def __enter__(self) -> Ledger:
         return self
@@ -358,17 +398,40 @@ def _normalize_url(url: str) -> str:
     return url
 
 
+_SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA busy_timeout=60000",
+    "PRAGMA foreign_keys=ON",
+)
+
+
+def _connect_sqlite(path: Path) -> sqlite3.Connection:
+    """Open a SQLite file in autocommit mode (transactions are explicit) with WAL."""
+    connection = sqlite3.connect(str(path), timeout=60, isolation_level=None)
+    for pragma in _SQLITE_PRAGMAS:
+        connection.execute(pragma)
+    return connection
+
+
+def _sqlite_revision(connection: sqlite3.Connection) -> str | None:
+    try:
+        row = connection.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.OperationalError:
+        return None
+    return None if row is None else str(row[0])
+
+
 def _configure_sqlite(engine: Engine) -> None:
-    """WAL, a generous busy timeout, and explicit BEGIN IMMEDIATE for write transactions."""
+    """The same settings for SQLAlchemy's connections, and BEGIN IMMEDIATE for writers."""
+    from sqlalchemy import event
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA busy_timeout=60000")
-        cursor.execute("PRAGMA foreign_keys=ON")
+        for pragma in _SQLITE_PRAGMAS:
+            cursor.execute(pragma)
         cursor.close()
 
     @event.listens_for(engine, "begin")

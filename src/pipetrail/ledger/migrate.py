@@ -1,15 +1,14 @@
 """Schema creation and migration with Alembic, skipped cheaply when already current.
 
 Opening a store compares the ``alembic_version`` row with :data:`HEAD_REVISION` in one
-query; Alembic itself (slow to import) is loaded only when an upgrade is needed. A test
+query; Alembic itself (slow to import) is loaded only when an upgrade is needed, and
+SQLAlchemy only when this module's functions run (importing the module is free). A test
 checks that :data:`HEAD_REVISION` equals the head of the migration scripts.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
-
-from sqlalchemy import inspect, text
 
 from pipetrail.errors import LedgerError
 
@@ -40,6 +39,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
     config = Config()
     config.set_main_option("script_location", SCRIPT_LOCATION)
+    from sqlalchemy import text
+
     with engine.execution_options(pipetrail_write=True).begin() as conn:
         if conn.dialect.name == "postgresql":
             conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": MIGRATION_LOCK_KEY})
@@ -50,6 +51,8 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
 
 
 def _revision_on(conn: Connection) -> str | None:
+    from sqlalchemy import inspect, text
+
     if not inspect(conn).has_table("alembic_version"):
         return None
     value = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
