@@ -156,6 +156,7 @@ def run_pipeline(
     ledger = project.ledger
     reconcile_crashed_runs(ledger)
     started = _run_started_events(state, definition, resolved, pipeline_fp, options)
+    project.store.sync()
     ledger.append([*started, *source_events])
     observer.run_started(run_id=state.run_id, pipeline=graph.name, steps_total=len(graph.nodes))
     status = "failed"
@@ -345,6 +346,7 @@ def _end_run(state: _RunState, kind: EventKind, *, error: str | None = None) -> 
     if error is not None:
         payload["error"] = error
     _emit(state, [EventDraft(kind, payload, run_id=state.run_id)])
+    state.project.store.sync()
     _flush(state)
 
 

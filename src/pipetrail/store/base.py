@@ -45,6 +45,15 @@ class ContentStore(Protocol):
         """
         ...
 
+    def sync(self) -> None:
+        """Make every object stored so far durable (a no-op where puts already are).
+
+        Content is never partial under a final name; ``sync`` makes the names themselves
+        survive a power loss. Callers recording references to objects call it before the
+        record is final.
+        """
+        ...
+
     def get_bytes(self, digest: str) -> bytes:
         """Return the bytes stored under ``digest``."""
         ...

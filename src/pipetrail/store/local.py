@@ -90,9 +90,17 @@ class LocalStore:
 
     Args:
         root: the store's folder; created if missing.
-        fsync: fsync each new object and its shard folder before returning (default).
-            ``False`` keeps writes atomic against a crashed or killed process but not
-            against a power loss or kernel crash; use it only for scratch stores.
+        fsync: fsync each new object before it is renamed into place (default), and its
+            shard folder at the next :meth:`sync`. ``False`` keeps writes atomic against
+            a crashed or killed process but not against a power loss or kernel crash; use
+            it only for scratch stores.
+
+    Durability: an object's bytes are on disk before its final name exists, so no power
+    loss can leave partial content under a final name. The rename itself is made durable
+    by fsyncing the shard folders at :meth:`sync`, once per folder however many objects
+    landed in it; callers that record references to objects (the runner) call ``sync``
+    before the run's record is final. A power loss between a put and the next ``sync``
+    can lose the object's name (it is then reported missing, never corrupt).
 
     Example:
         >>> store = LocalStore(tmp_path / "objects")  # doctest: +SKIP
@@ -108,6 +116,7 @@ class LocalStore:
         self._tmp = os.path.join(self._root, "tmp")
         self._quarantine = os.path.join(self._root, "quarantine")
         self._known_shards: set[str] = set()
+        self._unsynced_shards: set[str] = set()
         self._counter = itertools.count()
         self._lock = threading.Lock()
         with _map_os_errors("create its folders", self._tmp, self._root):
@@ -180,6 +189,14 @@ class LocalStore:
             self._ensure_shard(shard)
             os.replace(tmp, final)
         if self._fsync:
+            with self._lock:
+                self._unsynced_shards.add(shard)
+
+    def sync(self) -> None:
+        """Make every rename since the last call durable (fsync each shard folder once)."""
+        with self._lock:
+            shards, self._unsynced_shards = self._unsynced_shards, set()
+        for shard in sorted(shards):
             fsync_dir_best_effort(shard)
 
     @staticmethod

@@ -100,6 +100,9 @@ class MemoryStore:
             self._objects.setdefault(actual, b"".join(chunks))
         return actual, hasher.size
 
+    def sync(self) -> None:
+        """Nothing to make durable in memory."""
+
     def get_bytes(self, digest: str) -> bytes:
         """Return the bytes stored under ``digest``.
 

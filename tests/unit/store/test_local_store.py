@@ -227,3 +227,32 @@ def test_put_bytes_small_payload_is_fast(tmp_path: Path) -> None:
         again.append(time.perf_counter_ns() - start)
     assert statistics.median(new) < 5_000_000  # ns
     assert statistics.median(again) < 100_000
+
+
+def test_sync_fsyncs_each_touched_shard_folder_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipetrail.store.local as local_module
+
+    synced: list[str] = []
+    monkeypatch.setattr(local_module, "fsync_dir_best_effort", synced.append)
+    store = LocalStore(tmp_path / "objects")
+    digests = [store.put_bytes(f"object {i}".encode()) for i in range(40)]
+    store.put_bytes(b"object 0")  # already stored: nothing new to sync
+    assert synced == []  # renames are synced in batches, not one by one
+    store.sync()
+    shards = {str(tmp_path / "objects" / d[7:9]) for d in digests}
+    assert sorted(synced) == sorted(shards)
+    store.sync()
+    assert len(synced) == len(shards)  # nothing pending any more
+
+
+def test_without_fsync_sync_does_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pipetrail.store.local as local_module
+
+    synced: list[str] = []
+    monkeypatch.setattr(local_module, "fsync_dir_best_effort", synced.append)
+    store = LocalStore(tmp_path / "objects", fsync=False)
+    store.put_bytes(b"scratch")
+    store.sync()
+    assert synced == []
