@@ -8,17 +8,22 @@ derivation of per-step seeds from a run seed, and seeding the global generators 
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import logging
 import operator
 import os
 import random
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from blake3 import blake3
 
 from pipetrail.errors import ParamError
 from pipetrail.hashing import canonical_bytes
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
 
 __all__ = ["MAX_SEED", "apply_seed", "derive_seed", "new_run_seed", "validate_seed"]
 
@@ -77,14 +82,21 @@ def new_run_seed() -> int:
     return int.from_bytes(os.urandom(4), "big")
 
 
-def apply_seed(seed: int) -> list[str]:
+SEEDABLE_LIBRARIES = ("numpy", "torch")
+
+
+def apply_seed(seed: int, *, uses: Iterable[str] = ()) -> list[str]:
     """Seed the global generators of ``random``, NumPy and PyTorch with ``seed``.
 
-    NumPy and PyTorch are seeded when they are already imported, which is the case for
-    any step whose module imports them at the top. They are never imported here:
-    importing PyTorch takes a second or more, a cost no run of a pipeline that does not
-    use it should pay. A step that imports one of them inside its body should seed it
-    itself (its derived seed is recorded with the step run).
+    NumPy and PyTorch are seeded when they are already imported, or when ``uses`` names
+    them (the step's code refers to them, for instance with an ``import torch`` inside
+    its body) and they are installed: they are imported here first, which the step was
+    about to do anyway. A library neither imported nor used is left alone, so no run
+    pays PyTorch's second-long import for a pipeline that does not need it.
+
+    Args:
+        seed: the seed.
+        uses: distribution names the code about to run refers to.
 
     Returns:
         The names of the libraries seeded, in order (``["random", "numpy"]``).
@@ -95,13 +107,30 @@ def apply_seed(seed: int) -> list[str]:
     seed = validate_seed(seed)
     random.seed(seed)
     seeded = ["random"]
-    numpy = sys.modules.get("numpy")
-    if numpy is not None and hasattr(numpy, "random"):
-        numpy.random.seed(seed)
-        seeded.append("numpy")
-    torch = sys.modules.get("torch")
-    if torch is not None and hasattr(torch, "manual_seed"):
-        # Also seeds every CUDA device.
-        torch.manual_seed(seed)
-        seeded.append("torch")
+    wanted = set(uses)
+    for name in SEEDABLE_LIBRARIES:
+        module = sys.modules.get(name)
+        if module is None and name in wanted:
+            module = _import_installed(name)
+        if module is None:
+            continue
+        if name == "numpy" and hasattr(module, "random"):
+            module.random.seed(seed)
+            seeded.append(name)
+        elif name == "torch" and hasattr(module, "manual_seed"):
+            module.manual_seed(seed)  # also seeds every CUDA device
+            seeded.append(name)
     return seeded
+
+
+def _import_installed(name: str) -> Any:
+    """Import ``name`` if it is installed; None when missing or broken."""
+    try:
+        if importlib.util.find_spec(name) is None:
+            return None
+        return importlib.import_module(name)
+    except ImportError as exc:
+        # Installed but broken (a missing shared library, say): it cannot be seeded, and
+        # the step using it will report the same import error itself.
+        _log.warning("could not import %s to seed it: %s", name, exc)
+        return None

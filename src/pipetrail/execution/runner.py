@@ -568,6 +568,7 @@ def _run_node(
         output_names=node.output_names,
         seed=seed,
         allow_pickle=step.options.allow_pickle,
+        uses=tuple(fp.distributions),
     )
     result = executor.run(task, store=state.project.store, registry=state.project.registry)
     extra: list[tuple[StoredArtifact, str]] = []

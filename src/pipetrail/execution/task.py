@@ -36,6 +36,8 @@ class StepTask:
         output_names: expected outputs (a tuple of that length when several).
         seed: the derived seed applied before the call.
         allow_pickle: whether outputs may fall back to pickle.
+        uses: distributions the step's code refers to (NumPy and PyTorch among them are
+            seeded even if not imported yet).
     """
 
     node_id: str
@@ -45,6 +47,7 @@ class StepTask:
     output_names: tuple[str, ...]
     seed: int
     allow_pickle: bool = False
+    uses: tuple[str, ...] = ()
 
 
 @dataclass
@@ -88,7 +91,7 @@ def _split_outputs(task: StepTask, value: Any) -> dict[str, Any]:
 def execute_task(task: StepTask, store: ContentStore, registry: SerializerRegistry) -> TaskResult:
     """Run one step and store its outputs; never raises for errors in user code."""
     result = TaskResult()
-    result.seeded = apply_seed(task.seed)
+    result.seeded = apply_seed(task.seed, uses=task.uses)
     with capture_output() as captured, measure() as usage:
         try:
             value = task.func(**task.kwargs)

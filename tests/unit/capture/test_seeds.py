@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from blake3 import blake3
 
+from pipetrail.capture import seeds
 from pipetrail.capture.seeds import (
     MAX_SEED,
     apply_seed,
@@ -98,3 +99,28 @@ def test_apply_seed_seeds_torch_when_present(monkeypatch: pytest.MonkeyPatch) ->
 def test_apply_seed_rejects_out_of_range() -> None:
     with pytest.raises(ParamError, match="got -5"):
         apply_seed(-5)
+
+
+def test_a_library_the_step_uses_is_imported_and_seeded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    calls: list[int] = []
+    fake_torch = types.ModuleType("torch")
+    fake_torch.manual_seed = calls.append  # type: ignore[attr-defined]
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    monkeypatch.setattr(seeds.importlib.util, "find_spec", lambda name: object())
+    real_import = importlib.import_module
+    monkeypatch.setattr(
+        seeds.importlib,
+        "import_module",
+        lambda name: fake_torch if name == "torch" else real_import(name),
+    )
+    assert "torch" not in apply_seed(9)  # not imported, not used: left alone
+    assert apply_seed(9, uses=["torch", "pandas"])[-1] == "torch"
+    assert calls == [9]
+
+
+def test_a_used_library_that_is_not_installed_is_skipped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    monkeypatch.setattr(seeds.importlib.util, "find_spec", lambda name: None)
+    assert "torch" not in apply_seed(1, uses=["torch"])
