@@ -397,3 +397,24 @@ def p():
     second = _run(definition, project)
     assert second.outputs == "BYE"
     assert set(statuses(second).values()) == {"completed"}
+
+
+def test_python_api_runs_in_the_project_of_the_working_directory(
+    files: PipelineFiles,
+    project_root: Path,
+    unique: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from pipetrail import Pipeline
+
+    chain = files.load(unique("chain"), CHAIN)
+    assert isinstance(chain, Pipeline)
+    monkeypatch.chdir(project_root)
+    run = chain.run(n=4, offset=1)
+    assert run.outputs == 13
+    assert run.output_of("double") == [0, 2, 4, 6]
+    again = chain.with_options(seed=0).run(n=4, offset=1)
+    assert {s["status"] for s in again.steps()} == {"cached"}
+    assert (project_root / ".pipetrail" / "ledger.db").exists()
+    with pytest.raises(ParamError):
+        chain.run(n="many")
