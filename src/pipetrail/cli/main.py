@@ -298,6 +298,16 @@ def store_verify(as_json: bool) -> None:
         sys.exit(EXIT_INTEGRITY)
 
 
+def _register_commands() -> None:
+    # Each command module imports only click and pipetrail.errors at module level.
+    from pipetrail.cli.export_cmd import export
+
+    cli.add_command(export)
+
+
+_register_commands()
+
+
 def main() -> None:
     """Console-script entry point."""
     cli(prog_name="pipetrail")

@@ -1,0 +1,100 @@
+"""``pipetrail export RUN --format openlineage|prov|intoto [-o FILE] [--send URL]``.
+
+Thin: parse, call :mod:`pipetrail.lineage.exports`, write the text. Errors are
+pipetrail errors, rendered with their exit code by the ``pipetrail`` group. An export
+that fails writes nothing: with ``-o`` the file appears, whole, only on success.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import click
+
+__all__ = ["export"]
+
+_FORMATS = ("openlineage", "prov", "intoto")
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+@click.command("export")
+@click.argument("run_ref", metavar="RUN")
+@click.option(
+    "--format",
+    "format_name",
+    type=click.Choice(_FORMATS),
+    required=True,
+    help="openlineage: RunEvents as JSON Lines; prov: W3C PROV-JSON; intoto: SLSA statement.",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write to this file instead of standard output.",
+)
+@click.option(
+    "--namespace",
+    metavar="URI",
+    help="Project namespace for jobs and datasets (default: pipetrail://<project folder>).",
+)
+@click.option(
+    "--send",
+    "send_url",
+    metavar="URL",
+    help="POST the OpenLineage events to a collector (Marquez: http://host:5000).",
+)
+@click.option(
+    "--api-key",
+    envvar="OPENLINEAGE_API_KEY",
+    help="Bearer token for --send (default: $OPENLINEAGE_API_KEY).",
+)
+@click.option("--timeout", default=10.0, show_default=True, help="Seconds per request (--send).")
+def export(
+    run_ref: str,
+    format_name: str,
+    output: Path | None,
+    namespace: str | None,
+    send_url: str | None,
+    api_key: str | None,
+    timeout: float,
+) -> None:
+    """Export RUN (id, prefix or 'latest') as OpenLineage, W3C PROV or in-toto/SLSA."""
+    from pipetrail.config import redact_url
+    from pipetrail.execution.project import Project
+    from pipetrail.lineage.exports import (
+        OpenLineageHttpEmitter,
+        export_run,
+        render_export,
+    )
+
+    if send_url is not None and format_name != "openlineage":
+        raise click.UsageError("--send works with --format openlineage only")
+    emitter = None
+    if send_url is not None:
+        emitter = OpenLineageHttpEmitter(send_url, api_key=api_key, timeout=timeout)
+    project = Project.discover()
+    try:
+        document = export_run(project, run_ref, format_name, namespace=namespace)
+    finally:
+        project.close()
+    text = render_export(document, format_name)
+    if output is not None:
+        _write_atomically(output, text)
+    elif emitter is None:
+        click.echo(text, nl=False)
+    if emitter is not None and isinstance(document, list):
+        sent = emitter.emit_all(document)
+        click.echo(f"sent {sent} OpenLineage events to {redact_url(emitter.endpoint)}", err=True)
