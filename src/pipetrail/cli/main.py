@@ -300,9 +300,12 @@ def store_verify(as_json: bool) -> None:
 
 def _register_commands() -> None:
     # Each command module imports only click and pipetrail.errors at module level.
+    from pipetrail.cli.diff_cmd import compare, diff
     from pipetrail.cli.export_cmd import export
 
     cli.add_command(export)
+    cli.add_command(diff)
+    cli.add_command(compare)
 
 
 _register_commands()

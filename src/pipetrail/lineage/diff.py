@@ -1,0 +1,404 @@
+"""Two runs side by side: params, code, data, seeds, environment, metrics and a verdict.
+
+Owns :func:`diff_runs` and its result :class:`RunDiff` (``to_dict()`` is the JSON form of
+``pipetrail diff``), and :func:`diff_environments` over two environment snapshots (see
+:mod:`pipetrail.capture.environment` for their schema). Whether the runs are comparable
+like for like, and what their metrics are, is decided by :mod:`pipetrail.lineage.compare`.
+Read-only. Imports execution and the layers below it; never cli.
+
+Step source texts for the code diff come from the content store. The step event's
+``code_source`` payload key names the blob when the run recorded it. Older runs did not:
+then the text is the ``code`` artifact (meta ``{"step": NAME}``) first recorded by a run
+in which a step of that name had the same code digest, preferring the run itself, then the
+newest run before it. The artifact is recorded once per distinct text, so a step whose own
+text is unchanged but whose called code changed may have no text to show; ``parts`` still
+names the changed helpers.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING, Any
+
+from pipetrail.errors import PipetrailError
+from pipetrail.execution.cache import explain_change
+from pipetrail.lineage.compare import (
+    RunFacts,
+    StepFacts,
+    Verdict,
+    json_number,
+    judge,
+    load_run_facts,
+    metric_delta,
+)
+from pipetrail.store import StoredArtifact
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from pipetrail.execution.project import Project
+
+__all__ = [
+    "Change",
+    "CodeDiff",
+    "EnvironmentDiff",
+    "MappingDiff",
+    "MetricDelta",
+    "RunDiff",
+    "StepDiff",
+    "diff_environments",
+    "diff_runs",
+]
+
+_CODE_SQL = (
+    "SELECT blob, meta, first_run_id FROM artifacts WHERE role = 'code' AND first_run_id IN "
+    "(SELECT run_id FROM step_runs WHERE step = :step AND code_digest = :code) "
+    "ORDER BY first_seq DESC"
+)
+# Paths differ between any two virtualenvs and say nothing about results.
+_PYTHON_KEYS = ("version", "implementation")
+_OS_KEYS = ("system", "release", "version", "machine", "libc")
+_HARDWARE_KEYS = (
+    "cpu.model", "cpu.logical_cores", "cpu.physical_cores", "cpu.usable_cores",
+    "memory.total_bytes",
+)  # fmt: skip
+_BRIEF_KEYS = (
+    "run_id", "pipeline", "pipeline_fingerprint", "status", "started_at", "git_commit",
+    "environment",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Change:
+    """A value in run A and in run B."""
+
+    a: Any
+    b: Any
+
+
+@dataclass(frozen=True)
+class MappingDiff:
+    """Keys only in B (``added``), only in A (``removed``), and in both but different."""
+
+    added: dict[str, Any]
+    removed: dict[str, Any]
+    changed: dict[str, Change]
+
+    @classmethod
+    def between(cls, a: Mapping[str, Any], b: Mapping[str, Any]) -> MappingDiff:
+        """Compare two mappings key by key."""
+        return cls(
+            added={k: b[k] for k in sorted(b) if k not in a},
+            removed={k: a[k] for k in sorted(a) if k not in b},
+            changed={k: Change(a[k], b[k]) for k in sorted(a) if k in b and a[k] != b[k]},
+        )
+
+    @property
+    def empty(self) -> bool:
+        """Whether the mappings are equal."""
+        return not (self.added or self.removed or self.changed)
+
+
+@dataclass(frozen=True)
+class CodeDiff:
+    """How a step's code differs.
+
+    Attributes:
+        parts: changes of the project-local code it covers (``+ name``, ``~ name: a -> b``).
+        source_diff: a unified diff of the step's own source ("" when equal; None when a
+            text is unavailable, see ``note``).
+    """
+
+    digest_a: str | None
+    digest_b: str | None
+    parts: list[str]
+    source_diff: str | None
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class StepDiff:
+    """One step present in either run whose key components or outputs differ.
+
+    ``changed`` names the differing key components (``code``, ``params``, ``inputs``...);
+    a status of None means the step did not run in that run.
+    """
+
+    node_id: str
+    step: str
+    status_a: str | None
+    status_b: str | None
+    changed: list[str]
+    code: CodeDiff | None
+    inputs: MappingDiff
+    outputs: MappingDiff
+
+
+@dataclass(frozen=True)
+class MetricDelta:
+    """One metric in both runs; ``delta`` is ``b - a`` (None if either is missing)."""
+
+    name: str
+    node_id: str
+    a: float | None
+    b: float | None
+    delta: float | None
+
+
+@dataclass(frozen=True)
+class EnvironmentDiff:
+    """How two environment snapshots differ.
+
+    Attributes:
+        same: the snapshot digests are equal.
+        hardware: ``cpu.model``, ``cpu.logical_cores``, ``memory.total_bytes``, ``gpu``...
+        note: why the comparison is incomplete (a snapshot is missing), if it is.
+    """
+
+    same: bool
+    python: dict[str, Change]
+    os: dict[str, Change]
+    hardware: dict[str, Change]
+    packages: MappingDiff
+    env_vars: MappingDiff
+    note: str | None = None
+
+
+@dataclass(frozen=True)
+class RunDiff:
+    """Everything that differs between run A and run B, and whether they are comparable.
+
+    ``run_seed`` is None when the run seeds are equal; ``step_seeds`` lists the steps in
+    both runs whose derived seeds differ.
+    """
+
+    a: dict[str, Any]
+    b: dict[str, Any]
+    params: MappingDiff
+    run_seed: Change | None
+    step_seeds: dict[str, Change]
+    sources: MappingDiff
+    steps: list[StepDiff]
+    environment: EnvironmentDiff
+    metrics: list[MetricDelta]
+    verdict: Verdict
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the diff as JSON-able data (non-finite metric values as text)."""
+        data = asdict(self)
+        data["verdict"] = self.verdict.to_dict()
+        for metric in data["metrics"]:
+            for key in ("a", "b", "delta"):
+                metric[key] = json_number(metric[key])
+        return data
+
+
+def diff_runs(project: Project, a: str, b: str) -> RunDiff:
+    """Compare run ``b`` with run ``a`` (ids, unique prefixes or ``latest``).
+
+    Raises:
+        NotFoundError: a ref matches no run.
+        AmbiguousPrefixError: a ref matches several runs.
+    """
+    reader = project.reader()
+    facts_a = load_run_facts(project, reader.resolve_run(a))
+    facts_b = load_run_facts(project, reader.resolve_run(b))
+    step_seeds = {
+        node: Change(step.seed, facts_b.steps[node].seed)
+        for node, step in facts_a.steps.items()
+        if node in facts_b.steps and step.seed != facts_b.steps[node].seed
+    }
+    return RunDiff(
+        a=_brief(facts_a),
+        b=_brief(facts_b),
+        params=MappingDiff.between(facts_a.params, facts_b.params),
+        run_seed=None if facts_a.seed == facts_b.seed else Change(facts_a.seed, facts_b.seed),
+        step_seeds=step_seeds,
+        sources=MappingDiff.between(facts_a.sources, facts_b.sources),
+        steps=_step_diffs(project, facts_a, facts_b),
+        environment=diff_environments(
+            _snapshot(project, facts_a.environment),
+            _snapshot(project, facts_b.environment),
+            digests=(facts_a.environment, facts_b.environment),
+        ),
+        metrics=_metric_deltas(facts_a, facts_b),
+        verdict=judge(facts_a, facts_b),
+    )
+
+
+def _brief(facts: RunFacts) -> dict[str, Any]:
+    return {key: getattr(facts, key) for key in _BRIEF_KEYS} | {"notes": list(facts.notes)}
+
+
+def _metric_deltas(a: RunFacts, b: RunFacts) -> list[MetricDelta]:
+    found = []
+    for name in sorted(set(a.metrics) | set(b.metrics)):
+        pair = (a.metrics.get(name), b.metrics.get(name))
+        value_a, value_b = (None if m is None else m.value for m in pair)
+        node = next(m.node_id for m in pair if m is not None)
+        found.append(MetricDelta(name, node, value_a, value_b, metric_delta(value_a, value_b)))
+    return found
+
+
+# -- steps and code ---------------------------------------------------------------------
+def _step_diffs(project: Project, a: RunFacts, b: RunFacts) -> list[StepDiff]:
+    found: list[StepDiff] = []
+    for node in [*a.steps, *(node for node in b.steps if node not in a.steps)]:
+        step_a, step_b = a.steps.get(node), b.steps.get(node)
+        changed: list[str] = []
+        code = None
+        if step_a is not None and step_b is not None:
+            changes = explain_change(step_b.components, step_a.components)
+            changed = [c.component for c in changes if c.changed and c.component != "code_parts"]
+            if step_a.code_digest != step_b.code_digest:
+                code = _code_diff(project, a.run_id, step_a, b.run_id, step_b)
+        pair = (step_a, step_b)
+        inputs = MappingDiff.between(*[{} if s is None else s.inputs for s in pair])
+        outputs = MappingDiff.between(*[{} if s is None else s.outputs for s in pair])
+        if None not in pair and not changed and outputs.empty:
+            continue
+        name = next(s.step for s in pair if s is not None)
+        status_a, status_b = (None if s is None else s.status for s in pair)
+        found.append(StepDiff(node, name, status_a, status_b, changed, code, inputs, outputs))
+    return found
+
+
+def _code_diff(
+    project: Project, run_a: str, step_a: StepFacts, run_b: str, step_b: StepFacts
+) -> CodeDiff:
+    parts = [
+        line
+        for c in explain_change(step_b.components, step_a.components)
+        if c.component == "code_parts"
+        for line in c.detail
+    ]
+    text_a, note_a = _source_text(project, run_a, step_a)
+    text_b, note_b = _source_text(project, run_b, step_b)
+    if text_a is None or text_b is None:
+        note = "; ".join(n for n in (note_a, note_b) if n)
+        return CodeDiff(step_a.code_digest, step_b.code_digest, parts, None, note)
+    source_diff = "".join(
+        difflib.unified_diff(
+            _lines(text_a),
+            _lines(text_b),
+            fromfile=f"{step_a.node_id} (run {run_a})",
+            tofile=f"{step_b.node_id} (run {run_b})",
+        )
+    )
+    unchanged = "the step's own source is unchanged; code it calls changed (see parts)"
+    return CodeDiff(
+        step_a.code_digest,
+        step_b.code_digest,
+        parts,
+        source_diff,
+        None if source_diff else unchanged,
+    )
+
+
+def _lines(text: str) -> list[str]:
+    return [line if line.endswith("\n") else line + "\n" for line in text.splitlines()]
+
+
+def _source_text(project: Project, run_id: str, facts: StepFacts) -> tuple[str | None, str | None]:
+    """Return a step run's source text, or None and why (module docstring: fallback)."""
+    blob = facts.payload.get("code_source")
+    if not isinstance(blob, str):
+        blob = _recorded_code_blob(project, run_id, facts)
+    if blob is None:
+        return None, f"no source text of step {facts.node_id!r} is recorded for run {run_id}"
+    try:
+        return project.store.get_bytes(blob).decode("utf-8", "replace"), None
+    except PipetrailError as exc:
+        return None, f"source text of step {facts.node_id!r} in run {run_id} unreadable: {exc}"
+
+
+def _recorded_code_blob(project: Project, run_id: str, facts: StepFacts) -> str | None:
+    if facts.code_digest is None:
+        return None
+    rows = project.reader().fetch(_CODE_SQL, {"step": facts.step, "code": facts.code_digest})
+    by_run: dict[str, set[str]] = {}
+    for row in rows:
+        meta = row["meta"]
+        meta = json.loads(meta) if isinstance(meta, str) else meta
+        if (meta or {}).get("step") == facts.step:
+            by_run.setdefault(row["first_run_id"], set()).add(row["blob"])
+    # Run ids are time-ordered: the run itself first, then the newest before it.
+    order = [run_id] if run_id in by_run else []
+    order += sorted((r for r in by_run if r < run_id), reverse=True)
+    order += sorted(r for r in by_run if r > run_id)
+    for candidate in order:
+        blobs = by_run[candidate]
+        if len(blobs) == 1:  # several steps of this name in one run: ambiguous, skip
+            return next(iter(blobs))
+    return None
+
+
+# -- environment ------------------------------------------------------------------------
+def _snapshot(project: Project, digest: str | None) -> dict[str, Any] | None:
+    if digest is None:
+        return None
+    record = project.reader().artifact(digest)
+    if record is None:
+        return None
+    try:
+        value = project.registry.load(StoredArtifact.from_dict(record), project.store)
+    except PipetrailError:
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def _section_changes(
+    a: Mapping[str, Any], b: Mapping[str, Any], keys: tuple[str, ...]
+) -> dict[str, Change]:
+    return {k: Change(a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k)}
+
+
+def _hardware(snapshot: Mapping[str, Any]) -> dict[str, Any]:
+    facts = {}
+    for key in _HARDWARE_KEYS:
+        section, _, name = key.partition(".")
+        facts[key] = (snapshot.get(section) or {}).get(name)
+    facts["gpu"] = [f"{g.get('name')} ({g.get('memory')})" for g in snapshot.get("gpu") or [] if g]
+    return facts
+
+
+def _packages(snapshot: Mapping[str, Any]) -> dict[str, str]:
+    return {d["name"]: d["version"] for d in snapshot.get("distributions") or []}
+
+
+def diff_environments(
+    a: Mapping[str, Any] | None,
+    b: Mapping[str, Any] | None,
+    *,
+    digests: tuple[str | None, str | None] | None = None,
+) -> EnvironmentDiff:
+    """Compare two environment snapshots (``capture_environment`` output).
+
+    Python is compared by version and implementation, the OS by system, release, kernel
+    version, machine and libc (interpreter paths differ between any two virtualenvs and
+    are left out), hardware by CPU model and core counts, memory and GPUs, packages by
+    name and version. Missing snapshots compare as empty, with a ``note``.
+
+    Args:
+        a: the snapshot of run A, or None if it is unavailable.
+        b: the snapshot of run B, or None if it is unavailable.
+        digests: the snapshots' digests, when known; equal digests mean ``same``.
+    """
+    missing = [name for name, snap in (("A", a), ("B", b)) if snap is None]
+    note = None
+    if missing:
+        note = f"the environment snapshot of run {' and '.join(missing)} is unavailable"
+    a, b = a or {}, b or {}
+    hardware_a, hardware_b = _hardware(a), _hardware(b)
+    same = a == b if digests is None or None in digests else digests[0] == digests[1]
+    return EnvironmentDiff(
+        same=same and not missing,
+        python=_section_changes(a.get("python") or {}, b.get("python") or {}, _PYTHON_KEYS),
+        os=_section_changes(a.get("os") or {}, b.get("os") or {}, _OS_KEYS),
+        hardware=_section_changes(hardware_a, hardware_b, tuple(hardware_a)),
+        packages=MappingDiff.between(_packages(a), _packages(b)),
+        env_vars=MappingDiff.between(a.get("env_vars") or {}, b.get("env_vars") or {}),
+        note=note,
+    )
