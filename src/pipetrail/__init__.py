@@ -18,9 +18,12 @@ from pipetrail.errors import NotFoundError as NotFoundError
 from pipetrail.errors import ParamError as ParamError
 from pipetrail.errors import PipetrailError as PipetrailError
 from pipetrail.errors import StepFailedError as StepFailedError
+from pipetrail.execution.metrics import log_metric as log_metric
+from pipetrail.execution.metrics import log_metrics as log_metrics
 from pipetrail.execution.pipeline import Pipeline as Pipeline
 from pipetrail.execution.pipeline import pipeline as pipeline
 from pipetrail.execution.project import Project as Project
+from pipetrail.execution.reports import attach_report as attach_report
 from pipetrail.execution.run import Run as Run
 from pipetrail.store import register_serializer as register_serializer
 
@@ -35,6 +38,9 @@ __all__ = [
     "Step",
     "StepFailedError",
     "__version__",
+    "attach_report",
+    "log_metric",
+    "log_metrics",
     "pipeline",
     "register_serializer",
     "source",

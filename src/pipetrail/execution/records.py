@@ -1,14 +1,31 @@
-"""Small helpers shaping what the runner records: raw-blob artifacts and JSON-able params."""
+"""Small helpers shaping what the runner records.
+
+Raw-blob artifacts, JSON-able params, and how metric series and reports are listed among a
+step run's outputs (see :func:`with_recorded`).
+"""
 
 from __future__ import annotations
 
 import enum
 from pathlib import PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from pipetrail.execution.metrics import METRIC_OUTPUT_PREFIX, REPORT_OUTPUT_PREFIX
 from pipetrail.store import StoredArtifact
 
-__all__ = ["blob_artifact", "jsonable"]
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from pipetrail.execution.metrics import StoredSeries
+
+__all__ = [
+    "blob_artifact",
+    "is_recorded_output",
+    "jsonable",
+    "recorded_artifacts",
+    "split_recorded",
+    "with_recorded",
+]
 
 _TYPE_NAMES = {
     "git-diff": "text/x-diff",
@@ -57,3 +74,49 @@ def jsonable(value: Any) -> Any:
         except (TypeError, ValueError):
             pass
     return repr(value)
+
+
+def recorded_artifacts(
+    metrics: Mapping[str, StoredSeries], reports: Mapping[str, StoredArtifact]
+) -> list[tuple[StoredArtifact, str]]:
+    """Return ``(artifact, role)`` for every metric series, its timestamps and report."""
+    found: list[tuple[StoredArtifact, str]] = []
+    for stored in metrics.values():
+        found.append((stored.series, "metric"))
+        found.append((stored.timestamps, "metric-timestamps"))
+    found.extend((record, "report") for record in reports.values())
+    return found
+
+
+def with_recorded(
+    outputs: Mapping[str, str],
+    metrics: Mapping[str, StoredSeries],
+    reports: Mapping[str, StoredArtifact],
+) -> dict[str, str]:
+    """Return a step run's outputs plus its metric series and reports, under prefixes.
+
+    Listing them among the outputs (``metric:train/loss``, ``report:eval/roc``) gives them
+    lineage edges (``step_run_io``, direction ``out``) and lets a cache hit find and check
+    them like any output, with no projection of its own.
+    """
+    merged = dict(outputs)
+    merged.update({METRIC_OUTPUT_PREFIX + n: s.series.digest for n, s in metrics.items()})
+    merged.update({REPORT_OUTPUT_PREFIX + n: r.digest for n, r in reports.items()})
+    return merged
+
+
+def split_recorded(outputs: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Return ``(metric name -> series digest, report name -> digest)`` from outputs."""
+    metrics: dict[str, str] = {}
+    reports: dict[str, str] = {}
+    for key, digest in outputs.items():
+        if key.startswith(METRIC_OUTPUT_PREFIX):
+            metrics[key.removeprefix(METRIC_OUTPUT_PREFIX)] = digest
+        elif key.startswith(REPORT_OUTPUT_PREFIX):
+            reports[key.removeprefix(REPORT_OUTPUT_PREFIX)] = digest
+    return metrics, reports
+
+
+def is_recorded_output(name: str) -> bool:
+    """Return whether an output name is a metric series or report, not a returned value."""
+    return name.startswith((METRIC_OUTPUT_PREFIX, REPORT_OUTPUT_PREFIX))

@@ -1,9 +1,15 @@
-"""The result of running a pipeline: its id, status and outputs (loaded on access)."""
+"""The result of running a pipeline: its id, status and outputs (loaded on access).
+
+Also reads back what steps logged: :meth:`Run.metrics` decodes metric series without
+numpy (see :mod:`pipetrail.execution.metrics` for their format).
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from pipetrail.execution.metrics import METRIC_OUTPUT_PREFIX, decode_series
+from pipetrail.execution.records import is_recorded_output
 from pipetrail.store import StoredArtifact
 
 if TYPE_CHECKING:
@@ -86,8 +92,40 @@ class Run:
         if output not in outputs:
             from pipetrail.errors import NotFoundError
 
+            returned = [name for name in outputs if not is_recorded_output(name)]
             raise NotFoundError(
                 f"step {step!r} of run {self.id} has no output {output!r}; it has "
-                + (", ".join(outputs) or "none")
+                + (", ".join(returned) or "none")
             )
         return self.load(outputs[output])
+
+    def metrics(self, step: str) -> dict[str, list[tuple[int, float]]]:
+        """Return the metric series one step logged (or reused from the cache).
+
+        Args:
+            step: the node id or step name.
+
+        Returns:
+            metric name -> ``[(step index, value), ...]`` in logging order; empty when the
+            step logged nothing.
+
+        Raises:
+            NotFoundError: the run has no such step, or a series is not recorded.
+        """
+        outputs = self.step(step)["outputs"] or {}
+        series: dict[str, list[tuple[int, float]]] = {}
+        for key in sorted(outputs):
+            if key.startswith(METRIC_OUTPUT_PREFIX):
+                record = self.project.reader().artifact(outputs[key])
+                if record is None:
+                    from pipetrail.errors import NotFoundError
+
+                    raise NotFoundError(
+                        f"metric series {outputs[key]} of step {step!r} in run {self.id} is "
+                        "not recorded; run `pipetrail audit verify`"
+                    )
+                steps, values = decode_series(self.project.store.get_bytes(record["blob"]))
+                series[key.removeprefix(METRIC_OUTPUT_PREFIX)] = list(
+                    zip(steps, values, strict=True)
+                )
+        return series

@@ -11,6 +11,14 @@ Order of a run:
 5. append ``run.completed`` or ``run.failed``.
 
 Only this module appends to the ledger during a run.
+
+Step events reference, besides inputs and outputs: ``code_source`` (the digest of the
+step's stored source text), ``metrics`` (name -> ``{"digest", "count", "min", "max",
+"last"}``, plus ``"timestamps"`` in the event of the step run that logged them) and
+``reports`` (name -> digest). Metric series and reports are also listed in ``outputs``
+as ``metric:NAME`` and ``report:NAME`` (see
+:func:`~pipetrail.execution.records.with_recorded`), so lineage edges and cache hits cover
+them; a failed step references its metrics and reports but has no outputs.
 """
 
 from __future__ import annotations
@@ -37,8 +45,16 @@ from pipetrail.errors import DefinitionError, PipetrailError, StepFailedError, U
 from pipetrail.execution.cache import CacheDecision, cache_key
 from pipetrail.execution.crash import reconcile_crashed_runs
 from pipetrail.execution.executors import Executor, InlineExecutor
+from pipetrail.execution.metrics import decode_series
 from pipetrail.execution.observer import NullObserver, RunObserver
-from pipetrail.execution.records import blob_artifact, jsonable
+from pipetrail.execution.records import (
+    blob_artifact,
+    is_recorded_output,
+    jsonable,
+    recorded_artifacts,
+    split_recorded,
+    with_recorded,
+)
 from pipetrail.execution.run import Run
 from pipetrail.execution.task import StepTask
 from pipetrail.hashing import digest_file, digest_value
@@ -100,6 +116,8 @@ class _RunState:
     pending: list[EventDraft] = field(default_factory=list)
     # cache key -> (step run whose outputs to reuse, outputs) for keys finished this run.
     done_keys: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
+    # metric series digest -> its summary, for cache hits on series met earlier.
+    series_summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _emit(state: _RunState, drafts: list[EventDraft]) -> None:
@@ -149,6 +167,7 @@ def run_pipeline(
     graph = definition.build(resolved)
     state = _RunState(run_id=new_id(), graph=graph, project=project, run_seed=run_seed)
     for node in graph.nodes.values():
+        _check_output_names(node)
         _fingerprint_step(state, node.step)
     pipeline_fp = _pipeline_fingerprint(definition, graph, state)
     source_events = _observe_sources(state)
@@ -185,6 +204,16 @@ def run_pipeline(
 
 
 # -- planning --------------------------------------------------------------------------
+def _check_output_names(node: Node) -> None:
+    reserved = [name for name in node.output_names if is_recorded_output(name)]
+    if reserved:
+        raise DefinitionError(
+            f"step {node.step.name!r} declares outputs {reserved!r}; output names starting "
+            "with 'metric:' or 'report:' are reserved for logged metrics and reports, "
+            "rename them"
+        )
+
+
 def _fingerprint_step(state: _RunState, step: Step[..., Any]) -> CodeFingerprint:
     key = id(step)
     found = state.fingerprints.get(key)
@@ -497,6 +526,7 @@ def _run_node(
     decision = _decide(state, node, key, unhashable, options)
     step_run_id = new_id()
     started_at = format_ts(utcnow())
+    code_drafts = _code_drafts(state, step, fp)
     base = {
         "step_run_id": step_run_id,
         "run_id": state.run_id,
@@ -505,15 +535,16 @@ def _run_node(
         "pipeline": state.graph.name,
         "cache_key": key,
         "code_digest": fp.digest,
+        "code_source": state.code_sources.get(id(step)),
         "components": components,
         "inputs": _flat_inputs(inputs.digests),
         "seed": seed,
         "started_at": started_at,
     }
-    code_drafts = _code_drafts(state, step, fp)
     if decision.decision == "hit" and decision.outputs is not None:
         outputs = decision.outputs
         state.outputs[node.id] = [_Output(outputs[name]) for name in node.output_names]
+        metric_digests, report_digests = split_recorded(outputs)
         _emit(
             state,
             [
@@ -526,6 +557,12 @@ def _run_node(
                         "reason": decision.reason,
                         "reused_step_run_id": decision.reused_step_run_id,
                         "outputs": outputs,
+                        # Timestamps describe the executed step run; its event has them.
+                        "metrics": {
+                            name: {"digest": digest, **_series_summary(state, digest)}
+                            for name, digest in metric_digests.items()
+                        },
+                        "reports": report_digests,
                         "ended_at": format_ts(utcnow()),
                     },
                     run_id=state.run_id,
@@ -549,6 +586,7 @@ def _run_node(
                         "node_id",
                         "step",
                         "pipeline",
+                        "code_source",
                         "seed",
                         "started_at",
                     )
@@ -571,7 +609,9 @@ def _run_node(
         uses=tuple(fp.distributions),
     )
     result = executor.run(task, store=state.project.store, registry=state.project.registry)
-    extra: list[tuple[StoredArtifact, str]] = []
+    extra = recorded_artifacts(result.metrics, result.reports)
+    for stored in result.metrics.values():
+        state.series_summaries[stored.series.digest] = stored.summary
     logs_digest = None
     if result.logs:
         data = result.logs.encode("utf-8")
@@ -584,6 +624,8 @@ def _run_node(
         "resources": result.resources,
         "logs": logs_digest,
         "seeded": result.seeded,
+        "metrics": {name: stored.reference() for name, stored in result.metrics.items()},
+        "reports": {name: record.digest for name, record in result.reports.items()},
         "ended_at": format_ts(utcnow()),
     }
     seconds = result.resources.get("wall_ns", 0) / 1e9
@@ -611,7 +653,11 @@ def _run_node(
     state.outputs[node.id] = [_Output(r.digest, r) for r in records]
     for name, record in zip(node.output_names, records, strict=True):
         state.values.setdefault(record.digest, result.values[name])
-    outputs_payload = {name: r.digest for name, r in zip(node.output_names, records, strict=True)}
+    outputs_payload = with_recorded(
+        {name: r.digest for name, r in zip(node.output_names, records, strict=True)},
+        result.metrics,
+        result.reports,
+    )
     state.done_keys[key] = (step_run_id, outputs_payload)
     _emit(
         state,
@@ -638,6 +684,22 @@ def _code_drafts(state: _RunState, step: Step[..., Any], fp: CodeFingerprint) ->
     state.code_sources[id(step)] = digest
     record = blob_artifact(digest, len(data), "bytes", "code", {"step": step.name})
     return _artifact_drafts(state, [(record, "code")], step_run_id=None)
+
+
+def _series_summary(state: _RunState, digest: str) -> dict[str, Any]:
+    """Return a metric series' summary (``count``, ``min``, ``max``, ``last``)."""
+    found = state.series_summaries.get(digest)
+    if found is None:
+        record = state.project.ledger.reader().artifact(digest)
+        found = ((record or {}).get("meta") or {}).get("summary")
+        if found is None:
+            # Recorded first by something else with equal bytes: compute it from them.
+            blob = record["blob"] if record is not None else digest
+            _, values = decode_series(state.project.store.get_bytes(blob))
+            found = {"count": len(values), "min": min(values), "max": max(values)}
+            found["last"] = values[-1]
+        state.series_summaries[digest] = found
+    return dict(found)
 
 
 def _result_digests(state: _RunState, result: Any) -> Any:

@@ -5,16 +5,23 @@ content-addressed blobs; it never touches the ledger (only the coordinator appen
 events), so it can run anywhere the store is reachable. User code runs inside one error
 boundary; its exception is returned, with the traceback text, for the coordinator to
 record and re-raise as :class:`~pipetrail.errors.StepFailedError`.
+
+While user code runs, a :class:`~pipetrail.execution.metrics.StepRecorder` is bound to the
+context so that ``log_metric`` and ``attach_report`` reach it. Metric series are stored
+when the call returns, also when it raised: the coordinator references them from
+``step.failed`` too, while a failed step's outputs are never stored.
 """
 
 from __future__ import annotations
 
+import logging
 import traceback as traceback_module
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.capture import apply_seed, capture_output, measure
 from pipetrail.errors import PipetrailError, SerializationError
+from pipetrail.execution.metrics import StepRecorder, StoredSeries, recording
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -22,6 +29,8 @@ if TYPE_CHECKING:
     from pipetrail.store import ContentStore, SerializerRegistry, StoredArtifact
 
 __all__ = ["StepTask", "TaskResult", "execute_task"]
+
+_log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -62,6 +71,8 @@ class TaskResult:
         error: the exception user code (or output storage) raised, if any.
         traceback: the formatted traceback of ``error``.
         seeded: libraries the seed was applied to.
+        metrics: metric name -> its stored series (also when the step failed).
+        reports: report name -> the stored report (also when the step failed).
     """
 
     outputs: dict[str, StoredArtifact] = field(default_factory=dict)
@@ -71,6 +82,8 @@ class TaskResult:
     error: BaseException | None = None
     traceback: str = ""
     seeded: list[str] = field(default_factory=list)
+    metrics: dict[str, StoredSeries] = field(default_factory=dict)
+    reports: dict[str, StoredArtifact] = field(default_factory=dict)
 
 
 def _split_outputs(task: StepTask, value: Any) -> dict[str, Any]:
@@ -88,18 +101,49 @@ def _split_outputs(task: StepTask, value: Any) -> dict[str, Any]:
     return dict(zip(names, value, strict=True))
 
 
+def _fail(result: TaskResult, task: StepTask, what: str, exc: Exception) -> None:
+    """Record ``exc`` (raised while storing ``what``) as the step's error."""
+    if not isinstance(exc, PipetrailError):
+        wrapped = SerializationError(
+            f"step {task.step_name!r}: storing its {what} failed: {type(exc).__name__}: {exc}"
+        )
+        wrapped.__cause__ = exc
+        exc = wrapped
+    result.error = exc
+    result.traceback = "".join(traceback_module.format_exception(exc))
+
+
+def _store_recorded(task: StepTask, recorder: StepRecorder, result: TaskResult) -> None:
+    """Store the logged metric series; keep what the step attached."""
+    result.reports = dict(recorder.reports)
+    try:
+        result.metrics = recorder.store_series()
+    except Exception as exc:  # noqa: BLE001 - store backends may raise library errors
+        if result.error is None:
+            _fail(result, task, "metrics", exc)
+        else:
+            # The step's own error is the one to report; its metrics are lost.
+            _log.warning(
+                "step %r failed, and storing its metrics failed too: %s", task.step_name, exc
+            )
+
+
 def execute_task(task: StepTask, store: ContentStore, registry: SerializerRegistry) -> TaskResult:
     """Run one step and store its outputs; never raises for errors in user code."""
     result = TaskResult()
     result.seeded = apply_seed(task.seed, uses=task.uses)
     with capture_output() as captured, measure() as usage:
-        try:
-            value = task.func(**task.kwargs)
-        except Exception as exc:  # noqa: BLE001 - the boundary around user code
-            result.error = exc
-            result.traceback = "".join(traceback_module.format_exception(exc))
+        # Created last, so metric timestamps count from (just before) the call.
+        recorder = StepRecorder(task.step_name, store, registry)
+        with recording(recorder):
+            try:
+                value = task.func(**task.kwargs)
+            except Exception as exc:  # noqa: BLE001 - the boundary around user code
+                result.error = exc
+                result.traceback = "".join(traceback_module.format_exception(exc))
     result.logs = captured.text()
     result.resources = usage.to_record()
+    _store_recorded(task, recorder, result)
     if result.error is not None:
         return result
     try:
@@ -112,14 +156,7 @@ def execute_task(task: StepTask, store: ContentStore, registry: SerializerRegist
     except Exception as exc:  # noqa: BLE001 - serializers may raise library errors
         # Nothing is recorded for outputs of a failed step; stored blobs are orphans that
         # garbage collection may remove.
-        if not isinstance(exc, PipetrailError):
-            wrapped = SerializationError(
-                f"step {task.step_name!r}: storing its output failed: {type(exc).__name__}: {exc}"
-            )
-            wrapped.__cause__ = exc
-            exc = wrapped
         result.outputs = {}
         result.values = {}
-        result.error = exc
-        result.traceback = "".join(traceback_module.format_exception(exc))
+        _fail(result, task, "output", exc)
     return result
