@@ -10,6 +10,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from pipetrail.execution.records import METRIC_OUTPUT_PREFIX, is_recorded_output
+
 __all__ = ["print_run", "print_run_done", "print_run_failure", "print_runs", "print_why"]
 
 _STATUS_STYLE = {
@@ -118,16 +120,21 @@ def print_run(summary: dict[str, Any]) -> None:
             ref = " (by reference)" if src["by_reference"] else ""
             console.print(f"  {src['path']}  {_short(src['digest'])}  {src['size']} B{ref}")
     table = Table(show_edge=False, header_style="bold", title="steps", title_justify="left")
-    for column in ("step", "status", "cache", "outputs", "resources", "key"):
+    for column in ("step", "status", "cache", "outputs", "metrics", "resources", "key"):
         table.add_column(column)
     for step in summary["steps"]:
-        outputs = ", ".join(f"{k}={_short(v, 10)}" for k, v in step["outputs"].items())
+        returned = {k: v for k, v in step["outputs"].items() if not is_recorded_output(k)}
+        outputs = ", ".join(f"{k}={_short(v, 10)}" for k, v in returned.items())
+        logged = ", ".join(
+            k.split(":", 1)[1] for k in step["outputs"] if k.startswith(METRIC_OUTPUT_PREFIX)
+        )
         cache = step["cache_decision"] or "-"
         table.add_row(
             step["node_id"],
             _status(step["status"]),
             cache,
             outputs or "-",
+            logged or "-",
             _resources(step["resources"]),
             _short(step["cache_key"], 10),
         )

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
     from pipetrail.execution.metrics import StoredSeries
 
 __all__ = [
+    "METRIC_OUTPUT_PREFIX",
+    "REPORT_OUTPUT_PREFIX",
     "blob_artifact",
     "is_recorded_output",
     "jsonable",
