@@ -3,7 +3,8 @@
 Run: ``.venv/bin/python benchmarks/run_all.py`` (about 2-3 minutes) or with ``--quick``
 (fewer repetitions, under a minute once the hashing file set exists). ``--only NAME``
 runs some of them (``step_overhead``, ``cached_chain``, ``hashing``, ``cli_startup``,
-``metrics``);
+``metrics``, ``lineage``; the lineage benchmark builds a 1.2 GB synthetic ledger once, about
+75 s, and reuses it);
 ``--wait-quiet SECONDS`` waits (up to SECONDS) before each benchmark until other processes
 leave the CPUs alone. The line under the table says how busy other processes kept the
 CPUs during each benchmark: on a shared machine, read the results with it.
@@ -21,6 +22,7 @@ import traceback
 import cached_chain
 import cli_startup
 import hashing
+import lineage
 import metrics
 import step_overhead
 from _common import (
@@ -40,6 +42,7 @@ BENCHMARKS = {
     "hashing": lambda quick: hashing.run(quick, parallel=True),
     "cli_startup": cli_startup.run,
     "metrics": metrics.run,
+    "lineage": lineage.run,
 }
 
 

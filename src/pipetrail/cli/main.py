@@ -302,7 +302,9 @@ def _register_commands() -> None:
     # Each command module imports only click and pipetrail.errors at module level.
     from pipetrail.cli.diff_cmd import compare, diff
     from pipetrail.cli.export_cmd import export
+    from pipetrail.cli.lineage_cmd import lineage
 
+    cli.add_command(lineage)
     cli.add_command(export)
     cli.add_command(diff)
     cli.add_command(compare)

@@ -11,6 +11,7 @@ This module must not import SQLAlchemy at module level.
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
@@ -308,4 +309,4 @@ class SqliteReader(Reader):
 
 
 def _with_escape(sql: str) -> str:
-    return sql.replace("LIKE :p", "LIKE :p ESCAPE '\\'")
+    return re.sub(r"LIKE :p\b", "LIKE :p ESCAPE '\\\\'", sql)
