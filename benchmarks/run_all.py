@@ -3,8 +3,8 @@
 Run: ``.venv/bin/python benchmarks/run_all.py`` (about 2-3 minutes) or with ``--quick``
 (fewer repetitions, under a minute once the hashing file set exists). ``--only NAME``
 runs some of them (``step_overhead``, ``cached_chain``, ``hashing``, ``cli_startup``,
-``metrics``, ``lineage``; the lineage benchmark builds a 1.2 GB synthetic ledger once, about
-75 s, and reuses it);
+``metrics``, ``lineage``, ``sources``; the lineage benchmark builds a 1.2 GB synthetic
+ledger once, about 75 s, and reuses it);
 ``--wait-quiet SECONDS`` waits (up to SECONDS) before each benchmark until other processes
 leave the CPUs alone. The line under the table says how busy other processes kept the
 CPUs during each benchmark: on a shared machine, read the results with it.
@@ -24,6 +24,7 @@ import cli_startup
 import hashing
 import lineage
 import metrics
+import sources
 import step_overhead
 from _common import (
     BackgroundLoad,
@@ -43,6 +44,7 @@ BENCHMARKS = {
     "cli_startup": cli_startup.run,
     "metrics": metrics.run,
     "lineage": lineage.run,
+    "sources": sources.run,
 }
 
 

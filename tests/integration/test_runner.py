@@ -418,3 +418,51 @@ def test_python_api_runs_in_the_project_of_the_working_directory(
     assert (project_root / ".pipetrail" / "ledger.db").exists()
     with pytest.raises(ParamError):
         chain.run(n="many")
+
+
+FOLDER = """
+from pathlib import Path
+from pipetrail import pipeline, source, step
+
+@step
+def count_lines(folder: Path) -> dict[str, int]:
+    return {p.name: len(p.read_text().splitlines()) for p in sorted(folder.glob("*.txt"))}
+
+@pipeline
+def p():
+    return count_lines(source("data/texts"))
+"""
+
+
+def test_folder_sources_are_observed_by_manifest(
+    files: PipelineFiles, project: Project, project_root: Path, unique: Callable[[str], str]
+) -> None:
+    texts = project_root / "data" / "texts"
+    texts.mkdir(parents=True)
+    (texts / "a.txt").write_text("1\n2\n")
+    (texts / "b.txt").write_text("1\n")
+    definition = files.load(unique("pipe"), FOLDER)
+    first = _run(definition, project)
+    assert first.outputs == {"a.txt": 2, "b.txt": 1}
+    observed = project.reader().sources(first.id)[0]
+    manifest = json.loads(project.store.get_bytes(observed["digest"]))
+    assert set(manifest["files"]) == {"a.txt", "b.txt"}
+    for entry in manifest["files"].values():
+        assert project.store.exists(entry["digest"])  # content copied into the store
+    assert set(statuses(_run(definition, project)).values()) == {"cached"}
+    (texts / "c.txt").write_text("x\n")
+    third = _run(definition, project)
+    assert third.outputs == {"a.txt": 2, "b.txt": 1, "c.txt": 1}
+    assert project.reader().sources(third.id)[0]["digest"] != observed["digest"]
+
+
+def test_sources_escaping_the_project_or_holding_its_state_are_refused(
+    files: PipelineFiles, project: Project, unique: Callable[[str], str]
+) -> None:
+    escaping = FOLDER.replace('source("data/texts")', 'source("../outside")')
+    with pytest.raises(DefinitionError, match="allow_outside"):
+        _run(files.load(unique("pipe"), escaping), project)
+    whole = FOLDER.replace('source("data/texts")', 'source(".")')
+    with pytest.raises(DefinitionError, match="state folder"):
+        _run(files.load(unique("pipe"), whole), project)
+    assert project.reader().event_count() == 0

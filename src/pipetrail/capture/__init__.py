@@ -34,6 +34,10 @@ from pipetrail.capture.seeds import apply_seed as apply_seed
 from pipetrail.capture.seeds import derive_seed as derive_seed
 from pipetrail.capture.seeds import new_run_seed as new_run_seed
 from pipetrail.capture.seeds import validate_seed as validate_seed
+from pipetrail.capture.sources import SourceChangedError as SourceChangedError
+from pipetrail.capture.sources import SourceObservation as SourceObservation
+from pipetrail.capture.sources import observe_source as observe_source
+from pipetrail.capture.statcache import StatCache as StatCache
 
 __all__ = [
     "CapturedOutput",
@@ -42,6 +46,9 @@ __all__ = [
     "Measurement",
     "OutputCapture",
     "ResourceUsage",
+    "SourceChangedError",
+    "SourceObservation",
+    "StatCache",
     "apply_seed",
     "capture_environment",
     "capture_git",
@@ -54,6 +61,7 @@ __all__ = [
     "list_distributions",
     "measure",
     "new_run_seed",
+    "observe_source",
     "process_identity",
     "process_is_alive",
     "process_start_time",

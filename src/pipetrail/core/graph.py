@@ -43,15 +43,18 @@ def current_builder() -> GraphBuilder | None:
 
 @dataclass(frozen=True)
 class SourceRef:
-    """A raw input from outside the pipeline, observed when the run starts.
+    """A raw input from outside the pipeline (a file or a folder), observed at run start.
 
     Attributes:
         path: the path as given (relative paths resolve against the project root).
         by_reference: record digests only instead of copying the content into the store.
+        allow_outside: accept a path (or symlinks inside a folder) leading outside the
+            project root.
     """
 
     path: str
     by_reference: bool = False
+    allow_outside: bool = False
 
     def __fspath__(self) -> str:
         raise DefinitionError(
@@ -60,16 +63,23 @@ class SourceRef:
         )
 
 
-def source(path: str | os.PathLike[str], *, by_reference: bool = False) -> SourceRef:
-    """Declare a raw input (a file) that a step reads.
+def source(
+    path: str | os.PathLike[str], *, by_reference: bool = False, allow_outside: bool = False
+) -> SourceRef:
+    """Declare a raw input, a file or a folder, that a step reads.
 
-    The file is observed when the run starts: its digest, size and modification time are
-    recorded and, unless ``by_reference=True``, its bytes are copied into the store so the
-    run stays reproducible after the file changes. The step receives a ``Path``.
+    It is observed when the run starts: its digest, size and modification time are
+    recorded (for a folder, a manifest of every file's digest and size, so any change to
+    any file changes the source's digest) and, unless ``by_reference=True``, the content is
+    copied into the store so the run stays reproducible after the data changes. Unchanged
+    folders are re-observed from a stat cache. The step receives a ``Path``.
 
     Args:
-        path: path to the file, relative to the project root or absolute.
-        by_reference: keep only the digest (for large external data).
+        path: path to the file or folder, relative to the project root or absolute.
+        by_reference: keep only digests (for large external data); a later reproduction
+            verifies them again.
+        allow_outside: accept a path outside the project root, or a folder whose symlinks
+            lead outside it; refused by default.
 
     Returns:
         A placeholder to pass to a step.
@@ -77,7 +87,9 @@ def source(path: str | os.PathLike[str], *, by_reference: bool = False) -> Sourc
     text = os.fspath(path)
     if not text:
         raise DefinitionError("source() needs a non-empty path")
-    return SourceRef(path=Path(text).as_posix(), by_reference=by_reference)
+    return SourceRef(
+        path=Path(text).as_posix(), by_reference=by_reference, allow_outside=allow_outside
+    )
 
 
 @dataclass(frozen=True)

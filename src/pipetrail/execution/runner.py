@@ -30,11 +30,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.capture import (
+    StatCache,
     capture_environment,
     capture_git,
     current_host,
     current_owner,
     derive_seed,
+    observe_source,
     process_identity,
     validate_seed,
 )
@@ -57,7 +59,7 @@ from pipetrail.execution.records import (
 )
 from pipetrail.execution.run import Run
 from pipetrail.execution.task import StepTask
-from pipetrail.hashing import digest_file, digest_value
+from pipetrail.hashing import digest_value
 from pipetrail.hashing.code import CodeFingerprint, code_fingerprint
 from pipetrail.hashing.fingerprint import fingerprint_obj
 from pipetrail.ledger import EventDraft, EventKind
@@ -239,52 +241,66 @@ def _pipeline_fingerprint(
 
 
 def _observe_sources(state: _RunState) -> list[EventDraft]:
-    root = state.project.root
+    """Observe every source (files and folders), store their content, describe them.
+
+    Raises:
+        DefinitionError: a source is missing, escapes the project, contains the project's
+            own state folder, or changed while it was read; nothing is recorded.
+    """
+    store = state.project.store
+    state_dir = state.project.config.state_dir.resolve()
+
+    def store_file(path: Path, digest: str) -> None:
+        store.put_file(path, digest=digest)
+
     drafts: list[EventDraft] = []
-    for src in state.graph.sources():
-        path = Path(src.path)
-        full = path if path.is_absolute() else root / path
-        users = [n.id for n in state.graph.nodes.values() if src in n.inputs.values()]
-        if not full.is_file():
-            what = (
-                "is a folder; folder sources are not supported yet"
-                if full.is_dir()
-                else ("does not exist")
+    sources = state.graph.sources()
+    if not sources:
+        return drafts
+    with StatCache(state.project.config.state_dir / "cache" / "stat.db") as cache:
+        for src in sources:
+            full = Path(src.path)
+            full = (full if full.is_absolute() else state.project.root / full).resolve()
+            if full == state_dir or state_dir.is_relative_to(full):
+                raise DefinitionError(
+                    f"source {src.path!r} contains the project's own state folder {state_dir}; "
+                    "point the source at the data folder instead"
+                )
+            try:
+                obs = observe_source(
+                    src.path,
+                    root=state.project.root,
+                    cache=cache,
+                    store_file=None if src.by_reference else store_file,
+                    by_reference=src.by_reference,
+                    allow_outside=src.allow_outside,
+                )
+            except DefinitionError as exc:
+                users = [n.id for n in state.graph.nodes.values() if src in n.inputs.values()]
+                if users:
+                    exc.add_note(f"read by step(s): {', '.join(users)}")
+                raise
+            state.sources[src] = (obs.digest, Path(obs.location))
+            drafts.append(
+                EventDraft(
+                    EventKind.SOURCE_OBSERVED,
+                    {"run_id": state.run_id, **obs.to_record()},
+                    run_id=state.run_id,
+                )
             )
-            raise DefinitionError(
-                f"source {src.path!r} (read by step {', '.join(map(repr, users)) or '?'}) {what}"
-                f"; looked at {full}"
-            )
-        stat = full.stat()
-        digest, size = digest_file(full)
-        if not src.by_reference:
-            # Verifies while copying: a file that changed since it was hashed is refused.
-            state.project.store.put_file(full, digest=digest)
-        if full.stat().st_mtime_ns != stat.st_mtime_ns:
-            raise DefinitionError(
-                f"source {src.path!r} changed while it was being read; run again once it is "
-                "no longer being written"
-            )
-        state.sources[src] = (digest, full)
-        observed_at = format_ts(utcnow())
-        drafts.append(
-            EventDraft(
-                EventKind.SOURCE_OBSERVED,
-                {
-                    "run_id": state.run_id,
-                    "path": src.path,
-                    "digest": digest,
-                    "size": size,
-                    "mtime_ns": stat.st_mtime_ns,
-                    "observed_at": observed_at,
-                    "by_reference": src.by_reference,
-                },
-                run_id=state.run_id,
-            )
-        )
-        if not src.by_reference:
-            record = blob_artifact(digest, size, "file", "source", {"path": src.path})
-            drafts.extend(_artifact_drafts(state, [(record, "source")], step_run_id=None))
+            meta = {"path": src.path, "file_count": obs.file_count, "size": obs.size}
+            if obs.manifest_bytes is not None:
+                # A folder: its manifest is the artifact named by the source digest.
+                store.put_bytes(obs.manifest_bytes)
+                record = blob_artifact(
+                    obs.digest, len(obs.manifest_bytes), "json", "source-manifest", meta
+                )
+                drafts.extend(
+                    _artifact_drafts(state, [(record, "source-manifest")], step_run_id=None)
+                )
+            elif not src.by_reference:
+                record = blob_artifact(obs.digest, obs.size, "file", "source", {"path": src.path})
+                drafts.extend(_artifact_drafts(state, [(record, "source")], step_run_id=None))
     return drafts
 
 

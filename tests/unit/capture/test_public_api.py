@@ -4,7 +4,7 @@ import importlib
 
 import pipetrail.capture
 
-_MODULES = ["environment", "git", "output", "owner", "resources", "seeds"]
+_MODULES = ["environment", "git", "output", "owner", "resources", "seeds", "sources", "statcache"]
 
 
 def test_all_is_sorted_and_resolves() -> None:

@@ -1,0 +1,298 @@
+"""A persistent stat cache: remembers which digest a file had at a given ``stat`` signature.
+
+Owns :class:`StatCache`, a small SQLite file (stdlib ``sqlite3``, WAL mode) the project
+keeps at ``.pipetrail/cache/stat.db``. One row per file, keyed by its absolute path::
+
+    path -> entry (signature + raw digest), stamp, cached_ns
+
+The signature packs the file's size, mtime_ns, ctime_ns, inode and device (see
+:func:`signature`); ``stamp`` is the newer of its mtime and ctime; ``cached_ns`` is the
+wall-clock moment (``time.time_ns()``) the observation that hashed the file began, taken
+before the file was stat-ed. A row is *trusted* only when its signature still matches the
+file **and** its ``stamp`` is at least :data:`RACY_WINDOW_NS` older than ``cached_ns``.
+A file modified within that window of being hashed may be modified again without a
+visible change of its timestamps (coarse file-system clocks: git's "racy clean" problem),
+so such rows are kept but never trusted; the next observation hashes the file again and,
+once it is old enough, caches it for good. The ctime is part of the signature because
+user code cannot set it back (``touch -d`` can reset an mtime; the kernel then still moves
+the ctime): anything doubtful is re-hashed.
+
+It is a cache: any error reading it (missing, locked, corrupt, another schema) means
+"miss", never a failure, and writes that cannot be made are skipped. A file that is not a
+database, or a corrupt one, is deleted and recreated at the next write. Concurrent
+processes are safe: SQLite's locking and WAL keep the file consistent, writes are one
+``BEGIN IMMEDIATE`` transaction per observation, and a writer that waits longer than the
+timeout gives up instead of stalling the run.
+
+Imports only ``pipetrail.hashing`` and the standard library.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sqlite3
+import struct
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from pipetrail.hashing.digest import DIGEST_PREFIX
+
+if TYPE_CHECKING:
+    from collections.abc import Iterable
+    from pathlib import Path
+
+__all__ = [
+    "DIGEST_SIZE",
+    "RACY_WINDOW_NS",
+    "SIGNATURE_SIZE",
+    "STAT_CACHE_SCHEMA_VERSION",
+    "StatCache",
+    "signature",
+]
+
+_log = logging.getLogger(__name__)
+
+STAT_CACHE_SCHEMA_VERSION = 1
+# Coarse file systems keep 1 s (ext3, HFS+) or 2 s (FAT) timestamps; 2 s covers both and
+# some clock skew between a file server and this host.
+RACY_WINDOW_NS = 2_000_000_000
+
+# size, mtime_ns, ctime_ns (signed: times before 1970 exist), inode, device (unsigned).
+_SIGNATURE = struct.Struct("<qqqQQ")
+SIGNATURE_SIZE = _SIGNATURE.size
+DIGEST_SIZE = 32  # raw BLAKE3 bytes; the text form is DIGEST_PREFIX + hex
+_pack = _SIGNATURE.pack
+
+# SQLite error codes that mean the file itself is unusable (not "busy" or "locked").
+_SQLITE_BUSY = 5
+_SQLITE_CORRUPT = 11
+_SQLITE_NOTADB = 26
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    path TEXT PRIMARY KEY,
+    entry BLOB NOT NULL,
+    stamp INTEGER NOT NULL,
+    cached_ns INTEGER NOT NULL
+) WITHOUT ROWID
+"""
+
+
+def signature(st: os.stat_result) -> bytes:
+    """Return the packed ``(size, mtime_ns, ctime_ns, inode, device)`` of a ``stat`` result.
+
+    Two signatures compare equal exactly when all five fields are equal; the bytes are
+    :data:`SIGNATURE_SIZE` long.
+    """
+    return _pack(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
+
+
+def _has_code(exc: sqlite3.Error, *codes: int) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)  # extended code; the low byte is primary
+    return code is not None and code & 0xFF in codes
+
+
+class StatCache:
+    """The stat cache in one SQLite file; safe to share between threads and processes.
+
+    Args:
+        path: the database file (the project uses ``.pipetrail/cache/stat.db``); its folder
+            is created when needed.
+        timeout: seconds a write waits for another process's write before it is skipped.
+
+    Lookups never raise: an unusable cache returns no entries. Writes never raise either;
+    a skipped write only means the next observation hashes those files again.
+
+    Example:
+        >>> with StatCache(tmp_path / "stat.db") as cache:  # doctest: +SKIP
+        ...     observe_source("data", root=tmp_path, cache=cache, by_reference=True)
+    """
+
+    def __init__(self, path: Path, *, timeout: float = 2.0) -> None:
+        self.path = path
+        self._timeout = timeout
+        self._conn: sqlite3.Connection | None = None
+        self._pid = 0
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"StatCache({os.fspath(self.path)!r})"
+
+    def __enter__(self) -> StatCache:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the connection; the cache reopens it on next use."""
+        with self._lock:
+            self._close_locked()
+
+    # -- connection ------------------------------------------------------------------
+    def _close_locked(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._conn.close()
+        self._conn = None
+
+    def _connect_locked(self) -> sqlite3.Connection:
+        # A connection must not cross a fork: the child opens its own.
+        if self._conn is not None and self._pid == os.getpid():
+            return self._conn
+        self._conn = None
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        conn = sqlite3.connect(
+            os.fspath(self.path),
+            timeout=self._timeout,
+            isolation_level=None,  # explicit BEGIN/COMMIT: one transaction per batch
+            check_same_thread=False,  # guarded by self._lock
+        )
+        try:
+            self._enable_wal(conn)
+            # A cache may lose its last transaction on power loss, never its consistency.
+            conn.execute("PRAGMA synchronous=NORMAL")
+            if conn.execute("PRAGMA user_version").fetchone()[0] != STAT_CACHE_SCHEMA_VERSION:
+                conn.execute("BEGIN IMMEDIATE")
+                if conn.execute("PRAGMA user_version").fetchone()[0] != STAT_CACHE_SCHEMA_VERSION:
+                    conn.execute("DROP TABLE IF EXISTS entries")  # another layout: start over
+                    conn.execute(_SCHEMA)
+                    conn.execute(f"PRAGMA user_version={STAT_CACHE_SCHEMA_VERSION}")
+                conn.execute("COMMIT")
+        except BaseException:
+            conn.close()
+            raise
+        self._conn, self._pid = conn, os.getpid()
+        return conn
+
+    def _enable_wal(self, conn: sqlite3.Connection) -> None:
+        # Switching to WAL while another process creates the file fails with SQLITE_BUSY
+        # at once, without the busy handler (measured: 7 of 40 racing pairs); retry it.
+        deadline = time.monotonic() + self._timeout
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.OperationalError as exc:
+                if not _has_code(exc, _SQLITE_BUSY) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.005)
+            else:
+                return
+
+    def _reset_locked(self) -> None:
+        """Delete an unusable database file (and its WAL) so the next connect recreates it."""
+        # A concurrent process still using the old file keeps working on the unlinked copy;
+        # at worst its next write is lost, which a cache may afford.
+        self._close_locked()
+        base = os.fspath(self.path)
+        for suffix in ("", "-wal", "-shm"):
+            with contextlib.suppress(OSError):
+                os.unlink(base + suffix)
+
+    # -- reading ---------------------------------------------------------------------
+    def load(self, path: str, *, tree: bool) -> tuple[dict[str, bytes], list[str]]:
+        """Return the entries for one file or for every file under a folder.
+
+        Args:
+            path: an absolute path (the caller resolves symlinks first).
+            tree: ``False`` for the file at ``path`` itself; ``True`` for every entry whose
+                path starts with ``path`` plus a separator.
+
+        Returns:
+            ``(trusted, racy)``. ``trusted`` maps each absolute path whose row may be
+            trusted (see the module docstring) to its :func:`signature` followed by the
+            :data:`DIGEST_SIZE` raw digest bytes: the digest holds while the file's
+            signature equals the first :data:`SIGNATURE_SIZE` bytes. ``racy`` lists the
+            paths of the other rows, so the caller can :meth:`update` away those of
+            files that no longer exist. Both are empty when the cache cannot be read.
+        """
+        if tree:
+            low = path if path.endswith(os.sep) else path + os.sep
+            # Every key under the folder sorts in [low, high): the separator's next code point.
+            where, args = "path >= ? AND path < ?", [low, low[:-1] + chr(ord(os.sep) + 1)]
+        else:
+            where, args = "path = ?", [path]
+        with self._lock:
+            try:
+                conn = self._connect_locked()
+                trusted = dict(
+                    conn.execute(
+                        f"SELECT path, entry FROM entries WHERE {where} "  # noqa: S608 - fixed text
+                        "AND stamp < cached_ns - ?",
+                        [*args, RACY_WINDOW_NS],
+                    ).fetchall()
+                )
+                racy = conn.execute(
+                    f"SELECT path FROM entries WHERE {where} "  # noqa: S608 - fixed text
+                    "AND stamp >= cached_ns - ?",
+                    [*args, RACY_WINDOW_NS],
+                ).fetchall()
+            except (sqlite3.Error, OSError, UnicodeEncodeError) as exc:
+                _log.debug("stat cache %s unreadable, treated as empty: %s", self.path, exc)
+                return {}, []
+        return trusted, [row[0] for row in racy]
+
+    # -- writing ---------------------------------------------------------------------
+    def update(
+        self,
+        entries: Iterable[tuple[str, bytes, str, int]],
+        *,
+        cached_ns: int,
+        remove: Iterable[str] = (),
+    ) -> bool:
+        """Record digests and forget paths, in one transaction.
+
+        Args:
+            entries: ``(absolute path, signature, digest, stamp)`` of each file hashed:
+                its :func:`signature` taken *before* it was read, its digest
+                (``blake3:<hex>``), and the newer of its mtime and ctime in nanoseconds.
+            cached_ns: ``time.time_ns()`` taken before any of these files was stat-ed.
+            remove: paths to forget (files that no longer exist).
+
+        Returns:
+            Whether the write was made (``False``: skipped, for example because another
+            process held the lock longer than the timeout).
+        """
+        cut = len(DIGEST_PREFIX)
+        rows = [
+            (path, sig + bytes.fromhex(digest[cut:]), stamp, cached_ns)
+            for path, sig, digest, stamp in entries
+        ]
+        stale = [(path,) for path in remove]
+        if not rows and not stale:
+            return True
+        with self._lock:
+            for attempt in range(2):
+                try:
+                    self._write_locked(rows, stale)
+                except sqlite3.Error as exc:
+                    if attempt == 0 and _has_code(exc, _SQLITE_CORRUPT, _SQLITE_NOTADB):
+                        _log.warning("stat cache %s is corrupt; recreating it: %s", self.path, exc)
+                        self._reset_locked()
+                        continue
+                    _log.debug("stat cache %s not updated: %s", self.path, exc)
+                    return False
+                except (OSError, UnicodeEncodeError) as exc:  # a path sqlite cannot encode
+                    _log.debug("stat cache %s not updated: %s", self.path, exc)
+                    return False
+                return True
+        return False
+
+    def _write_locked(
+        self, rows: list[tuple[str, bytes, int, int]], stale: list[tuple[str]]
+    ) -> None:
+        conn = self._connect_locked()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            if stale:
+                conn.executemany("DELETE FROM entries WHERE path = ?", stale)
+            if rows:
+                conn.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?)", rows)
+            conn.execute("COMMIT")
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            raise
