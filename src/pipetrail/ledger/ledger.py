@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import sys
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -409,9 +410,24 @@ _SQLITE_PRAGMAS = (
 def _connect_sqlite(path: Path) -> sqlite3.Connection:
     """Open a SQLite file in autocommit mode (transactions are explicit) with WAL."""
     connection = sqlite3.connect(str(path), timeout=60, isolation_level=None)
+    connection.execute("PRAGMA busy_timeout=60000")
     for pragma in _SQLITE_PRAGMAS:
-        connection.execute(pragma)
+        _with_lock_retry(connection, pragma)
     return connection
+
+
+def _with_lock_retry(connection: sqlite3.Connection, statement: str) -> None:
+    # Switching a new database to WAL needs a moment of exclusive access, and SQLite may
+    # answer "database is locked" at once (without its busy handler) when two processes
+    # open a new ledger together; retry briefly instead of failing the run.
+    for attempt in range(60):
+        try:
+            connection.execute(statement)
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 59:
+                raise
+            time.sleep(0.01 * (attempt + 1))
 
 
 def _sqlite_revision(connection: sqlite3.Connection) -> str | None:
