@@ -1,0 +1,119 @@
+"""The small-object pack: immutable rows named by digest, safe across threads and processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from pipetrail.errors import StoreError
+from pipetrail.hashing import digest_bytes
+from pipetrail.store.pack import SmallObjectPack
+
+
+def _put(pack: SmallObjectPack, data: bytes) -> str:
+    digest = digest_bytes(data)
+    pack.put(digest, data)
+    return digest
+
+
+def test_put_get_exists_size_and_listing(tmp_path: Path) -> None:
+    pack = SmallObjectPack(tmp_path / "pack.db")
+    assert pack.get(digest_bytes(b"x")) is None  # no file yet: nothing, no error
+    assert not (tmp_path / "pack.db").exists()
+    a = _put(pack, b"alpha")
+    b = _put(pack, b"")
+    assert pack.get(a) == b"alpha"
+    assert pack.get(b) == b""
+    assert pack.exists(a)
+    assert pack.size(a) == 5
+    assert not pack.exists(digest_bytes(b"other"))
+    assert sorted(pack.iter_digests()) == sorted([a, b])
+    pack.close()
+
+
+def test_objects_are_immutable(tmp_path: Path) -> None:
+    pack = SmallObjectPack(tmp_path / "pack.db")
+    digest = _put(pack, b"first")
+    pack.put(digest, b"forged")  # same digest, other bytes: ignored
+    assert pack.get(digest) == b"first"
+    pack.close()
+
+
+def test_verify_detects_corruption_and_remove_deletes(tmp_path: Path) -> None:
+    pack = SmallObjectPack(tmp_path / "pack.db")
+    good = _put(pack, b"good")
+    bad = _put(pack, b"bad")
+    pack.sync()
+    with sqlite3.connect(tmp_path / "pack.db") as conn:
+        conn.execute("UPDATE objects SET data = ? WHERE digest = ?", (b"evil", bad))
+    assert pack.verify(good) is True
+    assert pack.verify(bad) is False
+    assert pack.verify(digest_bytes(b"absent")) is None
+    pack.remove(bad)
+    assert not pack.exists(bad)
+    pack.close()
+
+
+def test_sync_makes_commits_visible_in_the_main_file(tmp_path: Path) -> None:
+    pack = SmallObjectPack(tmp_path / "pack.db")
+    digest = _put(pack, b"durable")
+    pack.sync()
+    # After a checkpoint the row is in the database file itself, not only in the WAL.
+    copy = tmp_path / "copy.db"
+    copy.write_bytes((tmp_path / "pack.db").read_bytes())
+    with sqlite3.connect(copy) as conn:
+        assert conn.execute("SELECT data FROM objects WHERE digest = ?", (digest,)).fetchone()
+    pack.close()
+
+
+def test_threads_share_a_pack(tmp_path: Path) -> None:
+    pack = SmallObjectPack(tmp_path / "pack.db")
+    errors: list[BaseException] = []
+
+    def work(k: int) -> None:
+        try:
+            for i in range(50):
+                _put(pack, f"{k}-{i}".encode())
+        except BaseException as exc:  # noqa: BLE001 - collected for the assertion
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert len(list(pack.iter_digests())) == 200
+    pack.close()
+
+
+def _fill(path: str, k: int) -> None:
+    pack = SmallObjectPack(Path(path))
+    for i in range(100):
+        _put(pack, f"p{k}-{i}".encode())
+    pack.close()
+
+
+def test_processes_write_one_new_pack_at_once(tmp_path: Path) -> None:
+    ctx = multiprocessing.get_context("spawn")
+    procs = [ctx.Process(target=_fill, args=(str(tmp_path / "pack.db"), k)) for k in range(3)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(120)
+        assert proc.exitcode == 0
+    pack = SmallObjectPack(tmp_path / "pack.db")
+    assert len(list(pack.iter_digests())) == 300
+    pack.close()
+
+
+def test_an_unwritable_location_is_a_store_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    pack = SmallObjectPack(blocker / "pack.db")
+    with pytest.raises(StoreError, match="could not be opened"):
+        pack.put(digest_bytes(b"x"), b"x")
