@@ -11,21 +11,34 @@ it would be for data a pipeline just wrote or read):
 
 * ``first.by_reference``: first observation (empty stat cache), digests only;
 * ``first.copy``: first observation into an empty ``LocalStore`` (fsync on, the default,
-  and ``sync()`` at the end), ``store_file`` on 4 threads; the issue's peer figure is
-  ``dvc add`` of the same folder, about 6 s, and asks for at least 3x faster (<= 2 s).
-  ``first.copy.1thread`` calls ``store_file`` from one thread; ``first.copy.cp_floor``
-  times ``cp -r`` + ``sync`` of the folder: what the disk allows for writing 1 GiB;
+  and ``sync()`` at the end), ``store_files=store.put_files`` on 4 threads, as the runner
+  does; the issue's peer figure is ``dvc add`` of the same folder, about 6 s, and asks for
+  at least 3x faster (<= 2 s). ``first.copy.1thread`` calls ``store_files`` from one
+  thread; ``first.copy.cp_floor`` times ``cp -r`` + ``sync`` of the folder: what the disk
+  allows for writing 1 GiB;
 * ``unchanged``: re-observation, nothing changed; target well under ``dvc status``'s
   0.9 s / 5 = 0.18 s. ``unchanged.copy``: the same with the store callback (every object
   already stored, so each call is an existence check);
 * ``one_changed``: one 100 KiB file rewritten before each observation; the ``.hashed``
   row counts the files re-hashed (target: exactly 1);
-* ``many.first`` / ``many.unchanged``: the 100,000-file folder (targets 10 s and 1.5 s).
+* ``many.first`` / ``many.first.copy`` / ``many.unchanged``: the 100,000-file folder,
+  digests only, then content copied into an empty ``LocalStore`` like ``first.copy``
+  (targets 10 s, 10 s and 1.5 s); ``many.first.copy.cp_floor`` times ``cp -r`` + ``sync``
+  of that folder.
 
 Every observation is checked: same digest as the first one (or a different one, after a
-change), and the expected ``hashed_files``.
+change), and the expected ``hashed_files``; every copy, that the store holds exactly the
+manifest's objects.
 
-Run: ``.venv/bin/python benchmarks/sources.py [--quick]``.
+Nothing written is deleted before the end of the run: each repetition copies into a new
+folder. On ext4, for about 5 minutes after many files were deleted, creating a file costs
+up to ~0.6 ms of kernel CPU instead of ~25 us (inode allocation skips the recently freed
+inodes; measured here after deleting 100,000 files), which would swamp what is measured.
+So the disk needs about 20 GB free, and results are only fair when nothing else deleted
+many files on the same filesystem in the previous minutes.
+
+Run: ``.venv/bin/python benchmarks/sources.py [--quick] [--copy-only]``; ``--copy-only``
+keeps just the first-observation rows (by reference, copy, write floors).
 """
 
 from __future__ import annotations
@@ -47,6 +60,7 @@ from pipetrail.capture.statcache import RACY_WINDOW_NS, StatCache
 from pipetrail.store.local import LocalStore
 
 if TYPE_CHECKING:
+    import argparse
     from collections.abc import Callable
 
     from pipetrail.capture.sources import SourceObservation
@@ -103,12 +117,8 @@ def _observe(
 ) -> SourceObservation:
     if store is None:
         return observe_source(name, root=root, cache=cache, by_reference=True)
-
-    def store_file(path: Path, digest: str) -> None:
-        store.put_file(path, digest=digest)
-
     return observe_source(
-        name, root=root, cache=cache, store_file=store_file, store_threads=threads
+        name, root=root, cache=cache, store_files=store.put_files, store_threads=threads
     )
 
 
@@ -132,7 +142,8 @@ def _first_observations(
     digest = ""
     for i in range(reps):
         cache = StatCache(tmp / f"first-{name}-{copy}-{threads}-{i}.db")
-        store = LocalStore(tmp / "objects") if copy else None
+        objects = tmp / f"objects-{name}-{threads}-{i}"  # kept until the end: see above
+        store = LocalStore(objects) if copy else None
         start = time.perf_counter()
         obs = _observe(name, root, cache, store, threads)
         if store is not None:
@@ -146,10 +157,21 @@ def _first_observations(
             stored = sum(1 for _ in store.iter_digests())
             if stored != len({e["digest"] for e in (obs.manifest or {}).values()}):
                 raise RuntimeError(f"first copy: {stored} objects stored")
-            shutil.rmtree(tmp / "objects")
         how = f"copy, {threads} store threads" if copy else "by reference"
         log(f"  {name} first ({how}) rep {i + 1}: {seconds:.3f} s")
     return times, digest
+
+
+def _cp_floor(tmp: Path, folder: Path, reps: int) -> list[float]:
+    """Time ``cp -r`` of the folder plus ``sync``: the disk's floor for writing it."""
+    times: list[float] = []
+    for i in range(reps):
+        start = time.perf_counter()
+        subprocess.run(["cp", "-r", str(folder), str(tmp / f"cp-{folder.name}-{i}")], check=True)
+        os.sync()
+        times.append(time.perf_counter() - start)
+        log(f"  {folder.name} cp -r + sync rep {i + 1}: {times[-1]:.3f} s")
+    return times
 
 
 def _repeat(
@@ -170,8 +192,9 @@ def _rewrite(path: Path) -> None:
     os.replace(tmp, path)
 
 
-def run(quick: bool) -> list[Result]:
+def run(quick: bool, copy_only: bool = False) -> list[Result]:
     reps = 3 if quick else 5
+    many_reps = max(1, reps - 2)
     big, small = ensure_file_set()
     ensure_many_files()
     count = len(big) + len(small) + 1  # + the COMPLETE marker
@@ -180,7 +203,6 @@ def run(quick: bool) -> list[Result]:
     _wait_until_not_racy(MANY_DIR)
     settle()
     tmp = Path(tempfile.mkdtemp(prefix="pipetrail-bench-sources-"))
-    results: list[Result] = []
     try:
         log("sources: warm-up (page cache, BLAKE3 threads)")
         _observe("hashset", root, None)
@@ -191,13 +213,19 @@ def run(quick: bool) -> list[Result]:
         first_copy_1, _ = _first_observations(
             tmp, root, "hashset", count, reps, copy=True, threads=1
         )
-        cp_floor = []
-        for _ in range(reps):
-            start = time.perf_counter()
-            subprocess.run(["cp", "-r", str(SET_DIR), str(tmp / "cp")], check=True)
-            os.sync()
-            cp_floor.append(time.perf_counter() - start)
-            shutil.rmtree(tmp / "cp")
+        cp_floor = _cp_floor(tmp, SET_DIR, reps)
+
+        settle()  # the copies above leave writeback behind; do not charge it to what follows
+        many_count = MANY_DIRS * MANY_PER_DIR + 1
+        many_first, many_digest = _first_observations(
+            tmp, root, "manyfiles", many_count, many_reps, copy=False
+        )
+        many_copy, _ = _first_observations(tmp, root, "manyfiles", many_count, many_reps, copy=True)
+        many_cp_floor = _cp_floor(tmp, MANY_DIR, many_reps)
+        if copy_only:
+            return _first_rows(
+                first_ref, first_copy, first_copy_1, cp_floor, many_first, many_copy, many_cp_floor
+            )
 
         cache = StatCache(tmp / "stat.db")
         _observe("hashset", root, cache)  # fill the cache
@@ -232,11 +260,7 @@ def run(quick: bool) -> list[Result]:
             hashed.append(obs.hashed_files)
         cache.close()
 
-        settle()  # the copies above leave writeback behind; do not charge it to what follows
-        many_count = MANY_DIRS * MANY_PER_DIR + 1
-        many_first, many_digest = _first_observations(
-            tmp, root, "manyfiles", many_count, max(1, reps - 2), copy=False
-        )
+        settle()
         many_cache = StatCache(tmp / "many.db")
         _observe("manyfiles", root, many_cache)
         many_unchanged = _repeat(
@@ -248,36 +272,13 @@ def run(quick: bool) -> list[Result]:
         )
         many_cache.close()
     finally:
+        log(f"sources: removing {tmp}")
         shutil.rmtree(tmp, ignore_errors=True)
 
-    set_text = "1 GiB folder (8x100 MiB + 2000x100 KiB)"
+    results = _first_rows(
+        first_ref, first_copy, first_copy_1, cp_floor, many_first, many_copy, many_cp_floor
+    )
     results += [
-        summarize(
-            "sources.first.by_reference",
-            f"first observation, {set_text}, digests only",
-            first_ref,
-            "s",
-            at_most=TARGET_FIRST_S,
-        ),
-        summarize(
-            "sources.first.copy",
-            "same, content copied into an empty LocalStore (peer: dvc add ~6 s)",
-            first_copy,
-            "s",
-            at_most=TARGET_FIRST_S,
-        ),
-        summarize(
-            "sources.first.copy.1thread",
-            "same, store_file called from one thread (store_threads=1)",
-            first_copy_1,
-            "s",
-        ),
-        summarize(
-            "sources.first.copy.cp_floor",
-            "write floor: `cp -r` of the folder, then sync (no hashing)",
-            cp_floor,
-            "s",
-        ),
         summarize(
             "sources.unchanged",
             "re-observation, nothing changed (peer: dvc status ~0.9 s)",
@@ -305,13 +306,6 @@ def run(quick: bool) -> list[Result]:
             at_most=1,
         ),
         summarize(
-            "sources.many.first",
-            "first observation, 100,000 files of 1 KiB, digests only",
-            many_first,
-            "s",
-            at_most=TARGET_MANY_FIRST_S,
-        ),
-        summarize(
             "sources.many.unchanged",
             "re-observation of the 100,000 files, nothing changed",
             many_unchanged,
@@ -322,5 +316,73 @@ def run(quick: bool) -> list[Result]:
     return results
 
 
+def _first_rows(
+    first_ref: list[float],
+    first_copy: list[float],
+    first_copy_1: list[float],
+    cp_floor: list[float],
+    many_first: list[float],
+    many_copy: list[float],
+    many_cp_floor: list[float],
+) -> list[Result]:
+    set_text = "1 GiB folder (8x100 MiB + 2000x100 KiB)"
+    return [
+        summarize(
+            "sources.first.by_reference",
+            f"first observation, {set_text}, digests only",
+            first_ref,
+            "s",
+            at_most=TARGET_FIRST_S,
+        ),
+        summarize(
+            "sources.first.copy",
+            "same, content copied into an empty LocalStore (peer: dvc add ~6 s)",
+            first_copy,
+            "s",
+            at_most=TARGET_FIRST_S,
+        ),
+        summarize(
+            "sources.first.copy.1thread",
+            "same, store_file called from one thread (store_threads=1)",
+            first_copy_1,
+            "s",
+        ),
+        summarize(
+            "sources.first.copy.cp_floor",
+            "write floor: `cp -r` of the folder, then sync (no hashing)",
+            cp_floor,
+            "s",
+        ),
+        summarize(
+            "sources.many.first",
+            "first observation, 100,000 files of 1 KiB, digests only",
+            many_first,
+            "s",
+            at_most=TARGET_MANY_FIRST_S,
+        ),
+        summarize(
+            "sources.many.first.copy",
+            "same, content copied into an empty LocalStore (store.put_files, 4 threads)",
+            many_copy,
+            "s",
+            at_most=TARGET_MANY_FIRST_S,
+        ),
+        summarize(
+            "sources.many.first.copy.cp_floor",
+            "write floor: `cp -r` of the 100,000 files, then sync (no hashing)",
+            many_cp_floor,
+            "s",
+        ),
+    ]
+
+
+def _options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--copy-only",
+        action="store_true",
+        help="only the first-observation rows (by reference, copy, write floors)",
+    )
+
+
 if __name__ == "__main__":
-    sys.exit(main(run, __doc__.splitlines()[0]))
+    sys.exit(main(run, __doc__.splitlines()[0], _options))

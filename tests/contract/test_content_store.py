@@ -173,3 +173,68 @@ def test_concurrent_puts_from_threads(store: ContentStore) -> None:
         assert store.get_bytes(digest) == payloads[i]
     assert set(store.iter_digests()) == {digest_bytes(p) for p in payloads}
     assert all(store.verify(d) for d in store.iter_digests())
+
+
+def _write_files(folder: Path, count: int) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = folder / f"f{i:03d}.bin"
+        path.write_bytes(f"file {i % 25}".encode() * (1 + i % 25))  # 25 distinct contents
+        paths.append(path)
+    return paths
+
+
+def test_put_files_returns_digest_and_size_per_item_in_order(
+    store: ContentStore, tmp_path: Path
+) -> None:
+    paths = _write_files(tmp_path / "src", 60)
+    store.put_file(paths[0])  # already stored before the batch
+    items: list[tuple[Path, str | None]] = [
+        (p, digest_file(p)[0] if i % 2 else None) for i, p in enumerate(paths)
+    ]
+    results = store.put_files(items)
+    assert results == [digest_file(p) for p in paths]
+    assert set(store.iter_digests()) == {d for d, _ in results}
+    assert len(set(store.iter_digests())) == 25
+    for path, (digest, _) in zip(paths, results, strict=True):
+        assert store.get_bytes(digest) == path.read_bytes()
+    assert store.put_files(items) == results  # idempotent
+    assert store.put_files([]) == []
+    store.sync()
+
+
+def test_put_files_with_a_wrong_digest_raises_and_stores_neither(
+    store: ContentStore, tmp_path: Path
+) -> None:
+    good, changing = _write_files(tmp_path / "src", 2)
+    changing.write_bytes(b"what is really in the file")
+    wrong = digest_bytes(b"what the caller thought was in the file")
+    with pytest.raises(IntegrityError, match=r"f001\.bin.*changed while being read"):
+        store.put_files([(good, None), (changing, wrong)])
+    assert not store.exists(wrong)
+    assert not store.exists(digest_file(changing)[0])
+
+
+def test_concurrent_batches_from_threads(store: ContentStore, tmp_path: Path) -> None:
+    paths = _write_files(tmp_path / "src", 200)
+    expected = {str(p): digest_file(p) for p in paths}
+    workers = 6
+    barrier = threading.Barrier(workers)
+
+    def put_batches(offset: int) -> list[tuple[str, int]]:
+        # Overlapping batches: every digest is written by several threads at once.
+        share = paths[offset * 10 :] + paths[: offset * 10]
+        barrier.wait()
+        results: list[tuple[str, int]] = []
+        for start in range(0, len(share), 40):
+            results += store.put_files([(p, None) for p in share[start : start + 40]])
+        assert results == [expected[str(p)] for p in share]
+        return results
+
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        list(pool.map(put_batches, range(workers)))  # re-raises a worker's error
+    store.sync()
+    assert set(store.iter_digests()) == {d for d, _ in expected.values()}
+    assert verify_store(store).ok
+    assert all(store.verify(d) for d in store.iter_digests())

@@ -24,9 +24,11 @@ format and :class:`SourceChangedError`. An observation records:
 
 With a :class:`~pipetrail.capture.statcache.StatCache` only new, changed or doubtful
 (racy) files are hashed. Content reaches the store through the caller's
-``store_file(path, digest)`` callback, so this module imports only ``pipetrail.core``,
-``pipetrail.hashing``, ``pipetrail.errors``, ``pipetrail.capture.statcache`` and the
-standard library; never ``store``, ``ledger`` or ``execution``.
+``store_files(batch)`` callback, called with lists of ``(path, digest)`` pairs so that a
+store can make a whole batch durable at once (``ContentStore.put_files`` fits). So this
+module imports only ``pipetrail.core``, ``pipetrail.hashing``, ``pipetrail.errors``,
+``pipetrail.capture.statcache`` and the standard library; never ``store``, ``ledger`` or
+``execution``.
 """
 
 from __future__ import annotations
@@ -75,7 +77,12 @@ _URI_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 # What must not move while a file is hashed (ctime may: a chmod does not change content).
 _identity = operator.attrgetter("st_size", "st_mtime_ns", "st_ino", "st_dev")
 _STREAM_SIZE, _CHUNK, _BUFFERS = 4 * 1024 * 1024, 1024 * 1024, threading.local()
-_BATCH_FILES, _BATCH_BYTES, _IN_FLIGHT = 32, 8 * 1024 * 1024, 16
+# A batch costs the store one flush (a syncfs: 0.1-3 ms idle, more with data), so batches
+# are large; the byte bound keeps big files from waiting behind each other. Files from
+# _POOL_MIN_SIZE on are stored on the pool (see _Walk.store). Measured in
+# benchmarks/sources.py.
+_BATCH_FILES, _BATCH_BYTES, _IN_FLIGHT = 1024, 64 * 1024 * 1024, 8
+_POOL_MIN_SIZE = 1024 * 1024
 _ALLOW = "or allow it explicitly with source(..., allow_outside=True)"
 
 
@@ -111,7 +118,7 @@ class SourceObservation:
         hashed_files: files read and hashed by this observation.
         hashed_bytes: bytes read and hashed by this observation.
         cached_files: files whose digest came from the stat cache (not read).
-        stored_files: ``store_file`` calls made (one per distinct digest).
+        stored_files: files handed to ``store_files`` (one per distinct digest).
     """
 
     path: str
@@ -151,7 +158,7 @@ def observe_source(
     *,
     root: Path,
     cache: StatCache | None = None,
-    store_file: Callable[[Path, str], None] | None = None,
+    store_files: Callable[[list[tuple[str, str]]], object] | None = None,
     by_reference: bool = False,
     rehash: bool = False,
     allow_outside: bool = False,
@@ -163,17 +170,20 @@ def observe_source(
         path: the source, relative to ``root`` or absolute.
         root: the project root; sources must stay inside it unless ``allow_outside``.
         cache: stat cache that lets unchanged files skip hashing; ``None`` hashes all.
-        store_file: called as ``store_file(file, digest)`` once per distinct digest to
-            copy the content into the store (which skips digests it already holds). For
-            a folder it runs on up to ``store_threads`` threads at once, in batches, while
-            hashing goes on, so it must be thread-safe (stores are). Required unless
-            ``by_reference``; its first error propagates unchanged.
-        by_reference: record digests only; ``store_file`` is never called.
+        store_files: called with lists of ``(absolute path, digest)`` pairs (plain
+            strings: a ``Path`` per file would cost ~7 us) to copy the content into the
+            store (which skips digests it already holds); each distinct digest
+            is handed over once per observation, and every call has returned before
+            ``observe_source`` does. ``store.put_files`` fits. For a folder it runs on up
+            to ``store_threads`` threads at once, while hashing goes on, so it must be
+            thread-safe (stores are). Required unless ``by_reference``; its first error
+            propagates unchanged.
+        by_reference: record digests only; ``store_files`` is never called.
         rehash: hash every file, ignoring the cache's entries (which are refreshed).
         allow_outside: accept paths and symlinks leading outside the root or folder.
-        store_threads: threads calling ``store_file``; they overlap the store's fsync
-            waits (measured on 2 CPUs: copying a 1 GiB folder of 2,008 files, 4 threads
-            took 2.4 s against 4.5 s for 1). 1 calls it from the calling thread only.
+        store_threads: threads calling ``store_files``; they overlap the store's flushes
+            with hashing (see benchmarks/sources.py, rows ``first.copy*``). 1 calls it
+            from the calling thread only.
 
     Returns:
         The observation; see :class:`SourceObservation`.
@@ -182,11 +192,11 @@ def observe_source(
         DefinitionError: the source is an object URI, does not exist, escapes the root, is
             or contains a special file or a symlink cycle, or cannot be read.
         SourceChangedError: a file changed or vanished while it was being read.
-        ValueError: ``store_file`` is missing while ``by_reference`` is false.
+        ValueError: ``store_files`` is missing while ``by_reference`` is false.
     """
     text = os.fspath(path)
-    if not by_reference and store_file is None:
-        raise ValueError("observe_source needs store_file unless by_reference=True")
+    if not by_reference and store_files is None:
+        raise ValueError("observe_source needs store_files unless by_reference=True")
     if _URI_RE.match(text):
         raise DefinitionError(
             f"source {text!r} is an object URI; object sources need the S3 store, which is "
@@ -207,9 +217,9 @@ def observe_source(
     is_dir = stat.S_ISDIR(st.st_mode)
     if not is_dir and not stat.S_ISREG(st.st_mode):
         raise _special(label, location, st.st_mode)
-    walk = _Walk(label, location, None if by_reference else store_file, allow_outside)
+    walk = _Walk(label, location, None if by_reference else store_files, allow_outside)
     walk.load(cache, tree=is_dir, rehash=rehash)
-    threads = store_threads if walk.store_file is not None and is_dir else 1
+    threads = store_threads if walk.store_files is not None and is_dir else 1
     with ThreadPoolExecutor(threads, "pipetrail-store") if threads > 1 else nullcontext() as pool:
         walk.pool = pool
         try:
@@ -330,11 +340,6 @@ def _digest_stream(file: str) -> tuple[str, int]:
     return hasher.digest(), hasher.size
 
 
-def _store_all(store_file: Callable[[Path, str], None], batch: list[tuple[Path, str]]) -> None:
-    for file, digest in batch:
-        store_file(file, digest)
-
-
 # -- the walk ------------------------------------------------------------------------------
 class _Walk:
     """One observation's state: files found, counters, and the stat-cache bookkeeping."""
@@ -343,11 +348,11 @@ class _Walk:
         self,
         label: str,
         location: str,
-        store_file: Callable[[Path, str], None] | None,
+        store_files: Callable[[list[tuple[str, str]]], object] | None,
         allow_outside: bool,
     ) -> None:
         self.label, self.location = label, location
-        self.store_file, self.allow_outside = store_file, allow_outside
+        self.store_files, self.allow_outside = store_files, allow_outside
         self.cache: StatCache | None = None
         self.use_cache = False
         self.trusted: dict[str, bytes] = {}  # popped as files are seen: leftovers are gone
@@ -356,9 +361,10 @@ class _Walk:
         self.new_entries: list[tuple[str, bytes, str, int]] = []
         self.stored: set[str] = set()
         self.pool: ThreadPoolExecutor | None = None
-        self.pending: deque[Future[None]] = deque()
-        self.batch: list[tuple[Path, str]] = []
-        self.batch_bytes = 0
+        self.pending: deque[Future[object]] = deque()
+        self.pooled: list[tuple[str, str]] = []  # for the pool
+        self.inline: list[tuple[str, str]] = []  # for this thread
+        self.pooled_bytes = self.inline_bytes = 0
         self.hashed_files = self.hashed_bytes = self.cached_files = self.total = self.newest = 0
         self.complete = False
 
@@ -413,7 +419,7 @@ class _Walk:
         The hot loop of an observation: one dictionary lookup per unchanged file.
         """
         pop, use_cache, files, stored = self.trusted.pop, self.use_cache, self.files, self.stored
-        new_entries, store_file, cached, total = self.new_entries, self.store_file, 0, 0
+        new_entries, store_files, cached, total = self.new_entries, self.store_files, 0, 0
         for name, file, st in found:
             sig = signature(st)
             hit = pop(file, None)
@@ -426,39 +432,45 @@ class _Walk:
                 new_entries.append((file, sig, digest, max(st.st_mtime_ns, st.st_ctime_ns)))
             files[name] = (digest, st.st_size)
             total += st.st_size
-            if store_file is not None and digest not in stored:
+            if store_files is not None and digest not in stored:
                 stored.add(digest)
-                # A file known to the cache is most likely stored already: the call is a
-                # cheap existence check, faster inline than through the pool.
-                self.store(store_file, Path(file), digest, st.st_size, inline=known)
+                self.store(file, digest, st.st_size, known=known)
         self.cached_files, self.total = cached, total
         self.complete = True
 
-    def store(
-        self,
-        store_file: Callable[[Path, str], None],
-        file: Path,
-        digest: str,
-        size: int,
-        *,
-        inline: bool,
-    ) -> None:
-        """Call ``store_file`` now, or batch the call for the pool."""
-        if self.pool is None or inline:
-            store_file(file, digest)
+    def store(self, file: str, digest: str, size: int, *, known: bool) -> None:
+        """Add a file to a batch for ``store_files``; hand the batch over once it is full.
+
+        Only files of ``_POOL_MIN_SIZE`` or more go to the pool: storing them is made of
+        long system calls that release the GIL, so it overlaps hashing. A small file's
+        store is a handful of short ones (~10 us each), and a pool thread waiting for the
+        GIL after each one made a 100,000-file copy slower than storing from this thread
+        (17 s against 13 s, measured). Files the cache knows are most likely stored
+        already: the store only checks that they exist.
+        """
+        if known or size < _POOL_MIN_SIZE or self.pool is None:
+            self.inline.append((file, digest))
+            self.inline_bytes += size
+            if len(self.inline) >= _BATCH_FILES or self.inline_bytes >= _BATCH_BYTES:
+                self.flush()
             return
-        self.batch.append((file, digest))
-        self.batch_bytes += size
-        # Batches keep the pool's per-task cost (tens of microseconds) off small files.
-        if len(self.batch) >= _BATCH_FILES or self.batch_bytes >= _BATCH_BYTES:
+        self.pooled.append((file, digest))
+        self.pooled_bytes += size
+        if len(self.pooled) >= _BATCH_FILES or self.pooled_bytes >= _BATCH_BYTES:
             self.flush()
 
     def flush(self) -> None:
-        """Hand the current batch to the pool, keeping a bounded number in flight."""
-        if self.pool is not None and self.store_file is not None and self.batch:
-            self.pending.append(self.pool.submit(_store_all, self.store_file, self.batch))
-            self.batch, self.batch_bytes = [], 0
+        """Hand over the batches gathered so far, keeping a bounded number in flight."""
+        store_files = self.store_files
+        if store_files is None:
+            return
+        if self.pooled and self.pool is not None:
+            batch, self.pooled, self.pooled_bytes = self.pooled, [], 0
+            self.pending.append(self.pool.submit(store_files, batch))
             self.drain(_IN_FLIGHT)
+        if self.inline:
+            batch, self.inline, self.inline_bytes = self.inline, [], 0
+            store_files(batch)
 
     def drain(self, keep: int) -> None:
         """Wait for batches in flight until at most ``keep`` remain; re-raise their errors."""

@@ -249,10 +249,6 @@ def _observe_sources(state: _RunState) -> list[EventDraft]:
     """
     store = state.project.store
     state_dir = state.project.config.state_dir.resolve()
-
-    def store_file(path: Path, digest: str) -> None:
-        store.put_file(path, digest=digest)
-
     drafts: list[EventDraft] = []
     sources = state.graph.sources()
     if not sources:
@@ -271,7 +267,8 @@ def _observe_sources(state: _RunState) -> list[EventDraft]:
                     src.path,
                     root=state.project.root,
                     cache=cache,
-                    store_file=None if src.by_reference else store_file,
+                    # In batches: the store makes each batch durable with one flush.
+                    store_files=None if src.by_reference else store.put_files,
                     by_reference=src.by_reference,
                     allow_outside=src.allow_outside,
                 )

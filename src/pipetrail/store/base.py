@@ -4,7 +4,10 @@ Contract for every implementation (tested by tests/contract/test_content_store.p
 
 * ``put_*`` is idempotent: storing bytes that are already there is a cheap no-op.
 * Writes are atomic: a reader (or a crash) never sees a partial object under its final
-  name. Local stores write a temp file, fsync it, then rename it into place.
+  name. Local stores write a temp file, fsync it, then rename it into place;
+  ``put_files`` makes a whole batch of temp files durable at once before renaming any.
+* ``put_files`` is the batch form of ``put_file``: same checks and results, in order;
+  callers storing many files use it so that a store can amortise its flushes.
 * ``get_bytes``/``open`` raise :class:`~pipetrail.errors.NotFoundError` for an unknown
   digest; they never return partial data.
 * Implementations are safe to use from several threads and processes at once.
@@ -15,7 +18,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, BinaryIO, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    import os
+    from collections.abc import Iterator, Sequence
     from pathlib import Path
 
 __all__ = ["ContentStore", "VerifyResult"]
@@ -42,6 +46,29 @@ class ContentStore(Protocol):
 
         ``digest`` may be passed when the caller already hashed the file; the store then
         verifies it while copying and raises IntegrityError if the file changed.
+        """
+        ...
+
+    def put_files(
+        self, items: Sequence[tuple[str | os.PathLike[str], str | None]]
+    ) -> list[tuple[str, int]]:
+        """Copy many files into the store; return ``(digest, size)`` for each, in order.
+
+        Equivalent to ``[put_file(path, digest=digest) for path, digest in items]``, with
+        the same idempotency, verification and errors, but allowed (and meant) to be
+        cheaper: a durable store flushes the batch's new objects together rather than one
+        by one. Digests already stored, or repeated in the batch, are copied at most once.
+
+        When it returns, every object is stored completely and its content is as durable
+        as after ``put_file``; names become durable at the next :meth:`sync`. When it
+        raises, each object of the batch is either stored completely or not at all, and
+        the file that failed verification is not stored; which of the others were stored
+        is up to the implementation (see its docstring).
+
+        Raises:
+            IntegrityError: a file's bytes do not hash to its digest (it changed while
+                being read, or the digest passed is wrong).
+            StoreError: a file could not be read or an object could not be written.
         """
         ...
 

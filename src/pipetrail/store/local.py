@@ -10,9 +10,14 @@ root/
 ```
 
 A writer creates a uniquely named file in ``tmp/``, writes and fsyncs it, makes it read-only
-and ``os.replace``-s it to its final name, then fsyncs the shard directory (best effort). A
-killed writer therefore leaves at most a temp file, never a partial object under a final
-name; :meth:`LocalStore.clean_tmp` removes stale temp files.
+and ``os.replace``-s it to its final name; the shard directories are fsynced at
+:meth:`LocalStore.sync`. A killed writer therefore leaves at most temp files, never a
+partial object under a final name; :meth:`LocalStore.clean_tmp` removes stale temp files.
+
+:meth:`LocalStore.put_files` stores a batch in two phases instead: it writes every new
+object's temp file without fsync, makes them all durable at once with Linux ``syncfs(2)``
+(falling back to one fsync per file), and only then renames them into place. See its
+docstring for the durability argument and the trade-off.
 
 Every ``OSError`` is translated to :class:`~pipetrail.errors.StoreError` (or
 :class:`~pipetrail.errors.NotFoundError`) by
@@ -27,6 +32,8 @@ from __future__ import annotations
 import contextlib
 import errno
 import itertools
+import logging
+import mmap
 import os
 import threading
 import time
@@ -36,20 +43,35 @@ from typing import TYPE_CHECKING, BinaryIO
 from pipetrail.errors import IntegrityError, NotFoundError, StoreError
 from pipetrail.hashing import Hasher, digest_bytes, digest_file, is_digest
 from pipetrail.hashing.digest import DIGEST_PREFIX
-from pipetrail.store.local_files import fsync_dir_best_effort, kernel_copy, write_all
+from pipetrail.store.local_files import (
+    fsync_dir_best_effort,
+    kernel_copy,
+    syncfs,
+    syncfs_available,
+    write_all,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator, Sequence
 
 __all__ = ["LocalStore"]
 
+_log = logging.getLogger(__name__)
 _CHUNK = 1024 * 1024
+_BUFFERS = threading.local()  # one reusable copy buffer per thread
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)
+_HAS_FCHMOD = hasattr(os, "fchmod")  # missing on Windows before 3.13
 # Above this size put_file copies with the kernel's fast path and re-hashes the copy with
 # BLAKE3's multi-threaded mmap mode instead of hashing chunk by chunk in Python.
 _BIG_FILE = 16 * 1024 * 1024
 _HEX_CHARS = frozenset("0123456789abcdef")
 _PREFIX_LEN = len(DIGEST_PREFIX)
 _TMP_STALE_SECONDS = 3600.0
+# sync() flushes the whole filesystem once instead of fsyncing this many shard folders or
+# more one by one (see LocalStore.sync for the measurements).
+_SYNCFS_MIN_SHARDS = 64
+# put_files flushes every this many new objects in the background while it copies on.
+_FLUSH_EVERY = 256
 
 
 def _fix_for(exc: OSError, root: str) -> str:
@@ -64,22 +86,90 @@ def _fix_for(exc: OSError, root: str) -> str:
     return f"check that {root} is a local folder the current user can read and write"
 
 
-@contextlib.contextmanager
-def _map_os_errors(action: str, path: str, root: str) -> Iterator[None]:
-    """Translate ``OSError`` raised inside the block into :class:`StoreError`.
+def _store_error(action: str, path: str, root: str, exc: OSError) -> StoreError:
+    """Describe an ``OSError`` as a :class:`StoreError` with the path and a fix.
 
     Args:
         action: what was being done, as a verb phrase ("write object blake3:..").
         path: the file or folder concerned.
         root: the store's root folder, named in the fix.
+        exc: the error.
     """
+    return StoreError(
+        f"Local store could not {action} ({path}): {exc.strerror or exc}; {_fix_for(exc, root)}."
+    )
+
+
+@contextlib.contextmanager
+def _map_os_errors(action: str, path: str, root: str) -> Iterator[None]:
+    """Translate ``OSError`` raised inside the block into :class:`StoreError`."""
     try:
         yield
     except OSError as exc:
-        raise StoreError(
-            f"Local store could not {action} ({path}): {exc.strerror or exc}; "
-            f"{_fix_for(exc, root)}."
-        ) from exc
+        raise _store_error(action, path, root, exc) from exc
+
+
+def _read_buffer() -> mmap.mmap:
+    """This thread's reusable page-aligned copy buffer (no allocation per file)."""
+    buffer: mmap.mmap | None = getattr(_BUFFERS, "buffer", None)
+    if buffer is None:
+        buffer = _BUFFERS.buffer = mmap.mmap(-1, _CHUNK)
+    return buffer
+
+
+class _Written:
+    """The new objects one ``put_files`` call wrote, in order, and how far each got."""
+
+    def __init__(self) -> None:
+        self.entries: list[tuple[str, str, str]] = []  # (digest, temp file, final name)
+        self.sizes: dict[str, int] = {}  # digest -> size
+        self.flushed = 0  # entries[:flushed] are durable, or being made so
+        self.renamed = 0  # entries[:renamed] are in place
+        self.shards: set[str] = set()  # shard folders renamed into
+
+    def add(self, digest: str, tmp: str, final: str, size: int) -> None:
+        self.entries.append((digest, tmp, final))
+        self.sizes[digest] = size
+
+    def unflushed(self) -> int:
+        return len(self.entries) - self.flushed
+
+    def take_unflushed(self) -> list[str]:
+        """Return the temp files not flushed yet, and count them as flushed."""
+        tmps = [tmp for _, tmp, _ in self.entries[self.flushed :]]
+        self.flushed = len(self.entries)
+        return tmps
+
+
+class _Flush:
+    """Makes temp files durable in a background thread; :meth:`wait` re-raises its error."""
+
+    def __init__(
+        self, make_durable: Callable[[int, list[str]], None], fs_fd: int, tmps: list[str]
+    ) -> None:
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(make_durable, fs_fd, tmps), name="pipetrail-store-flush"
+        )
+        self._thread.start()
+
+    def _run(
+        self, make_durable: Callable[[int, list[str]], None], fs_fd: int, tmps: list[str]
+    ) -> None:
+        try:
+            make_durable(fs_fd, tmps)
+        except BaseException as exc:  # noqa: BLE001 - re-raised by wait() in the caller's thread
+            self._error = exc
+
+    def join(self) -> None:
+        """Wait for the flush to end, ignoring its outcome."""
+        self._thread.join()
+
+    def wait(self) -> None:
+        """Wait for the flush to end; re-raise its error."""
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 class LocalStore:
@@ -90,17 +180,18 @@ class LocalStore:
 
     Args:
         root: the store's folder; created if missing.
-        fsync: fsync each new object before it is renamed into place (default), and its
-            shard folder at the next :meth:`sync`. ``False`` keeps writes atomic against
+        fsync: make each new object durable before it is renamed into place (default),
+            and its shard folder at the next :meth:`sync`. ``False`` keeps writes atomic against
             a crashed or killed process but not against a power loss or kernel crash; use
             it only for scratch stores.
 
     Durability: an object's bytes are on disk before its final name exists, so no power
-    loss can leave partial content under a final name. The rename itself is made durable
-    by fsyncing the shard folders at :meth:`sync`, once per folder however many objects
-    landed in it; callers that record references to objects (the runner) call ``sync``
-    before the run's record is final. A power loss between a put and the next ``sync``
-    can lose the object's name (it is then reported missing, never corrupt).
+    loss can leave partial content under a final name (:meth:`put_files` gets there for
+    a whole batch with one ``syncfs``). The rename itself is made durable by fsyncing the
+    shard folders at :meth:`sync`, once per folder however many objects landed in it;
+    callers that record references to objects (the runner) call ``sync`` before the run's
+    record is final. A power loss between a put and the next ``sync`` can lose the
+    object's name (it is then reported missing, never corrupt).
 
     Example:
         >>> store = LocalStore(tmp_path / "objects")  # doctest: +SKIP
@@ -169,15 +260,8 @@ class LocalStore:
             with self._lock:
                 self._known_shards.add(shard)
 
-    def _commit(self, fd: int, tmp: str, final: str) -> None:
-        """Fsync, seal and rename a fully written temp file to its final name."""
-        try:
-            if hasattr(os, "fchmod"):  # missing on Windows before 3.13
-                os.fchmod(fd, 0o444)
-            if self._fsync:
-                os.fsync(fd)
-        finally:
-            os.close(fd)
+    def _rename(self, tmp: str, final: str) -> str:
+        """Rename a sealed temp file to its final name; return the shard folder."""
         shard = os.path.dirname(final)
         self._ensure_shard(shard)
         try:
@@ -188,16 +272,53 @@ class LocalStore:
                 self._known_shards.discard(shard)
             self._ensure_shard(shard)
             os.replace(tmp, final)
+        return shard
+
+    def _commit(self, fd: int, tmp: str, final: str) -> None:
+        """Fsync, seal and rename a fully written temp file to its final name."""
+        try:
+            if hasattr(os, "fchmod"):  # missing on Windows before 3.13
+                os.fchmod(fd, 0o444)
+            if self._fsync:
+                os.fsync(fd)
+        finally:
+            os.close(fd)
+        shard = self._rename(tmp, final)
         if self._fsync:
             with self._lock:
                 self._unsynced_shards.add(shard)
 
     def sync(self) -> None:
-        """Make every rename since the last call durable (fsync each shard folder once)."""
+        """Make every rename since the last call durable.
+
+        Fsyncs each shard folder touched since the last call, once. From
+        ``_SYNCFS_MIN_SHARDS`` folders on, one ``syncfs(2)`` of the store's filesystem is
+        cheaper where available (measured on ext4 after 100,000 renames into 256 shards:
+        one syncfs 25 ms, 256 folder fsyncs 110 ms), at the price of also flushing other
+        writers' dirty pages on that filesystem.
+        """
         with self._lock:
             shards, self._unsynced_shards = self._unsynced_shards, set()
+        if len(shards) >= _SYNCFS_MIN_SHARDS and self._syncfs_root():
+            return
         for shard in sorted(shards):
             fsync_dir_best_effort(shard)
+
+    def _syncfs_root(self) -> bool:
+        """Flush the store's whole filesystem; return False when that is not possible."""
+        if not syncfs_available():
+            return False
+        try:
+            fd = os.open(self._root, os.O_RDONLY)
+        except OSError:
+            return False
+        try:
+            syncfs(fd)
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+        return True
 
     @staticmethod
     def _discard(tmp: str) -> None:
@@ -247,64 +368,242 @@ class LocalStore:
             StoreError: the file could not be read or the object could not be written.
         """
         src = os.fspath(path)
-        if digest is not None and not is_digest(digest):
-            raise StoreError(
-                f"put_file({src!r}) got digest={digest!r}, which is not a digest; pass "
-                f"'{DIGEST_PREFIX}<64 lowercase hex>' or omit it to have the file hashed."
-            )
-        with _map_os_errors("read the file to store", src, self._root):
-            if digest is None:
-                digest, size = digest_file(src)
-            else:
-                size = os.stat(src).st_size
+        digest, size = self._file_digest(src, digest)
         final = self._path(digest)
         if os.path.exists(final):
-            stored = os.stat(final).st_size
-            if stored != size:
-                raise IntegrityError(
-                    f"File {src} has {size} bytes but object {digest} has {stored}; the "
-                    "digest passed for it is wrong, or the file changed while being read. "
-                    "Re-hash the file (or omit digest=) and store it again."
-                )
-            return digest, size
-        hex_part = digest[_PREFIX_LEN:]
+            return digest, self._check_stored_size(src, size, digest, final)
         with _map_os_errors(f"store file as object {digest}", src, self._root):
-            fd, tmp = self._open_tmp(hex_part)
+            tmp, copied = self._copy_to_tmp(src, digest, fsync=self._fsync)
             try:
-                copied_digest, copied = self._copy_into(src, fd, tmp)
-            except BaseException:
-                os.close(fd)
-                self._discard(tmp)
-                raise
-            if copied_digest != digest:
-                os.close(fd)
-                self._discard(tmp)
-                raise IntegrityError(
-                    f"File {src} changed while being read: its bytes hash to {copied_digest}, "
-                    f"not {digest}. Make sure nothing writes to it while it is stored (or "
-                    "pass the right digest=), then store it again."
-                )
-            try:
-                self._commit(fd, tmp, final)
+                shard = self._rename(tmp, final)
             except BaseException:
                 self._discard(tmp)
                 raise
+        if self._fsync:
+            with self._lock:
+                self._unsynced_shards.add(shard)
         return digest, copied
+
+    def put_files(
+        self, items: Sequence[tuple[str | os.PathLike[str], str | None]]
+    ) -> list[tuple[str, int]]:
+        """Copy many files into the store with one flush; return ``(digest, size)`` per item.
+
+        Behaves like calling :meth:`put_file` on each item (same checks, same errors),
+        but the new objects are made durable together, which costs one ``syncfs(2)`` per
+        call instead of one fsync per object (measured on ext4: about 0.4 ms per fsync;
+        a syncfs after 1,000 new objects of 1 KiB, 12 ms). Files whose digest is already
+        stored, or repeated in the batch, are not copied.
+
+        Args:
+            items: ``(path, digest)`` pairs; ``digest`` may be None to have the file hashed
+                first, as with ``put_file(path)``.
+
+        Returns:
+            ``(digest, size)`` for each item, in the order given.
+
+        Raises:
+            IntegrityError: a file's bytes do not hash to its digest (it changed while being
+                read) or do not have the size of the object already stored under it.
+                Nothing the batch copied is then stored.
+            StoreError: a file could not be read or an object could not be written. New
+                objects renamed into place before the error stay (each complete); the
+                others are not stored.
+
+        Durability, step by step, with ``fsync=True``:
+
+        1. Each new object is copied to its own temp file in ``tmp/``, verified against its
+           digest while copying, made read-only and closed, without fsync.
+        2. All of them are made durable at once: ``syncfs(2)`` on the store's filesystem
+           (Linux 5.8+, where it reports writeback errors to a descriptor opened before
+           the first write, as here). Elsewhere each temp file is fsynced before it is
+           closed; if syncfs fails, each one is reopened and fsynced.
+        3. Only then is each renamed to its final name. A power loss at any point leaves
+           final names only on complete objects; a killed process, at most temp files.
+        4. The renames are made durable at the next :meth:`sync`, like :meth:`put_file`'s.
+
+        Trade-off: syncfs writes back every dirty page of the filesystem, other processes'
+        included. That is cheap when the store is the main writer, and slower than
+        per-file fsync when another process keeps gigabytes dirty on the same
+        filesystem; store such data elsewhere, or use :meth:`put_file`.
+        """
+        results: list[tuple[str, int]] = []
+        written = _Written()
+        fs_fd: int | None = None  # opened before the first write: see syncfs()
+        per_file_fsync = self._fsync
+        flush: _Flush | None = None
+        root, sep = self._root, os.sep
+        try:
+            for path, given in items:
+                src = os.fspath(path)
+                digest, size = self._file_digest(src, given)
+                hex_part = digest[_PREFIX_LEN:]
+                final = f"{root}{sep}{hex_part[:2]}{sep}{hex_part[2:]}"
+                stored = written.sizes.get(digest)
+                if stored is not None or os.path.exists(final):
+                    size = self._check_stored_size(src, size, digest, final, stored=stored)
+                    results.append((digest, size))
+                    continue
+                if not written.entries and self._fsync:
+                    fs_fd = self._open_fs_handle()
+                    per_file_fsync = fs_fd is None
+                try:
+                    tmp, copied = self._copy_to_tmp(src, digest, fsync=per_file_fsync)
+                except OSError as exc:
+                    raise _store_error(f"store file as object {digest}", src, root, exc) from exc
+                written.add(digest, tmp, final, copied)
+                results.append((digest, copied))
+                if fs_fd is not None and written.unflushed() >= _FLUSH_EVERY:
+                    # Pipelined: this part is flushed in another thread (syncfs holds no
+                    # GIL for milliseconds) while the next part is copied.
+                    if flush is not None:
+                        flush.wait()
+                        self._rename_written(written, written.flushed)
+                    flush = _Flush(self._make_durable, fs_fd, written.take_unflushed())
+            if flush is not None:
+                flush.wait()
+                flush = None
+                self._rename_written(written, written.flushed)
+            if fs_fd is not None and written.unflushed():
+                self._make_durable(fs_fd, written.take_unflushed())
+            self._rename_written(written, len(written.entries))
+        except BaseException:
+            if flush is not None:
+                flush.join()  # before its temp files go, and before fs_fd is closed
+            for _, tmp, _ in written.entries[written.renamed :]:
+                self._discard(tmp)
+            raise
+        finally:
+            if fs_fd is not None:
+                os.close(fs_fd)
+        if self._fsync and written.shards:
+            with self._lock:
+                self._unsynced_shards.update(written.shards)
+        return results
+
+    def _rename_written(self, written: _Written, stop: int) -> None:
+        """Rename the written objects up to ``stop`` into place, counting each."""
+        for digest, tmp, final in written.entries[written.renamed : stop]:
+            try:
+                written.shards.add(self._rename(tmp, final))
+            except OSError as exc:
+                raise _store_error(f"store object {digest}", final, self._root, exc) from exc
+            written.renamed += 1
+
+    def _open_fs_handle(self) -> int | None:
+        """Open the temp folder for ``syncfs``; None when syncfs cannot be used here."""
+        if not syncfs_available():
+            return None
+        try:
+            return os.open(self._tmp, os.O_RDONLY)
+        except OSError:
+            return None
+
+    def _make_durable(self, fs_fd: int, tmps: list[str]) -> None:
+        """Make written temp files durable: one syncfs, or an fsync per file if it fails."""
+        try:
+            syncfs(fs_fd)
+        except OSError as exc:
+            # Per-file fsync is authoritative: the kernel reports a writeback error that
+            # no one has seen yet to any descriptor, even one opened after the error.
+            _log.warning(
+                "syncfs on the filesystem of %s failed (%s); fsyncing %d objects one by one",
+                self._root,
+                exc.strerror or exc,
+                len(tmps),
+            )
+            for tmp in tmps:
+                with _map_os_errors("make a new object durable", tmp, self._root):
+                    fd = os.open(tmp, os.O_RDONLY)
+                    try:
+                        os.fsync(fd)
+                    finally:
+                        os.close(fd)
+
+    def _file_digest(self, src: str, digest: str | None) -> tuple[str, int | None]:
+        """Return the file's digest, hashing it when not given, and its size if read."""
+        if digest is not None:
+            if not is_digest(digest):
+                raise StoreError(
+                    f"put_file({src!r}) got digest={digest!r}, which is not a digest; pass "
+                    f"'{DIGEST_PREFIX}<64 lowercase hex>' or omit it to have the file hashed."
+                )
+            return digest, None
+        with _map_os_errors("read the file to store", src, self._root):
+            return digest_file(src)
+
+    def _check_stored_size(
+        self, src: str, size: int | None, digest: str, final: str, *, stored: int | None = None
+    ) -> int:
+        """Return the file's size; raise IntegrityError if the stored object's differs."""
+        with _map_os_errors("read the file to store", src, self._root):
+            if size is None:
+                size = os.stat(src).st_size
+            if stored is None:
+                stored = os.stat(final).st_size
+        if stored != size:
+            raise IntegrityError(
+                f"File {src} has {size} bytes but object {digest} has {stored}; the "
+                "digest passed for it is wrong, or the file changed while being read. "
+                "Re-hash the file (or omit digest=) and store it again."
+            )
+        return size
+
+    def _copy_to_tmp(self, src: str, digest: str, *, fsync: bool) -> tuple[str, int]:
+        """Copy ``src`` to a new read-only temp file verified against ``digest``.
+
+        Returns the temp file and the bytes copied; removes the temp file on any error.
+        """
+        fd, tmp = self._open_tmp(digest[_PREFIX_LEN:])
+        try:
+            try:
+                if not _HAS_FCHMOD:
+                    os.chmod(tmp, 0o444)  # the open fd stays writable
+                copied_digest, copied = self._copy_into(src, fd, tmp)
+                if copied_digest != digest:
+                    raise IntegrityError(
+                        f"File {src} changed while being read: its bytes hash to "
+                        f"{copied_digest}, not {digest}. Make sure nothing writes to it while "
+                        "it is stored (or pass the right digest=), then store it again."
+                    )
+                if _HAS_FCHMOD:
+                    os.fchmod(fd, 0o444)
+                if fsync:
+                    os.fsync(fd)
+            finally:
+                os.close(fd)
+        except BaseException:
+            self._discard(tmp)
+            raise
+        return tmp, copied
 
     @staticmethod
     def _copy_into(src: str, fd: int, tmp: str) -> tuple[str, int]:
         """Copy ``src`` into the open temp file; return the digest and size of what was copied."""
-        with open(src, "rb") as fsrc:
-            if os.fstat(fsrc.fileno()).st_size >= _BIG_FILE:
+        src_fd = os.open(src, _READ_FLAGS)
+        try:
+            size = os.fstat(src_fd).st_size
+            if size >= _BIG_FILE:
                 # Copy in the kernel first, then verify the copy itself: what is hashed is
                 # exactly what will be renamed into place.
-                kernel_copy(fsrc.fileno(), fd)
+                kernel_copy(src_fd, fd)
                 return digest_file(tmp)
-            hasher = Hasher()
-            while chunk := fsrc.read(_CHUNK):
-                hasher.update(chunk)
-                write_all(fd, chunk)
+            buffer = _read_buffer()
+            with memoryview(buffer) as view:
+                n = os.readv(src_fd, [buffer])
+                if n == size < _CHUNK:
+                    # The whole file in one read, the common case. Bytes appended since
+                    # fstat are not copied: what is copied is still exactly what is hashed.
+                    write_all(fd, view[:n])
+                    return digest_bytes(view[:n]), n
+                hasher = Hasher()
+                while n:
+                    hasher.update(view[:n])
+                    write_all(fd, view[:n])
+                    n = os.readv(src_fd, [buffer])
             return hasher.digest(), hasher.size
+        finally:
+            os.close(src_fd)
 
     # -- reading ---------------------------------------------------------------------
     def get_bytes(self, digest: str) -> bytes:

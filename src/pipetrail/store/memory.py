@@ -12,14 +12,14 @@ from __future__ import annotations
 import io
 import os
 import threading
+from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from pipetrail.errors import IntegrityError, NotFoundError, StoreError
 from pipetrail.hashing import Hasher, digest_bytes
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-    from pathlib import Path
+    from collections.abc import Iterator, Sequence
 
 __all__ = ["MemoryStore"]
 
@@ -99,6 +99,18 @@ class MemoryStore:
         with self._lock:
             self._objects.setdefault(actual, b"".join(chunks))
         return actual, hasher.size
+
+    def put_files(
+        self, items: Sequence[tuple[str | os.PathLike[str], str | None]]
+    ) -> list[tuple[str, int]]:
+        """Read many files into the store; return ``(digest, size)`` per item, in order.
+
+        Raises:
+            IntegrityError: a file's bytes do not hash to its digest; the files before it
+                are stored, the others not.
+            StoreError: a file could not be read.
+        """
+        return [self.put_file(Path(path), digest=digest) for path, digest in items]
 
     def sync(self) -> None:
         """Nothing to make durable in memory."""

@@ -22,8 +22,9 @@ from pipetrail.capture.sources import (
     observe_source,
 )
 from pipetrail.capture.statcache import StatCache
-from pipetrail.errors import DefinitionError
+from pipetrail.errors import DefinitionError, IntegrityError
 from pipetrail.hashing import canonical_json, digest_bytes, digest_file
+from pipetrail.store import ContentStore, LocalStore, MemoryStore
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -269,39 +270,115 @@ def test_concurrent_observers_in_two_processes(root: Path, tmp_path: Path) -> No
 
 
 # -- storing content ---------------------------------------------------------------------
-def test_store_file_is_called_once_per_distinct_digest(root: Path) -> None:
+class Recorder:
+    """A thread-safe ``store_files`` callback that remembers its batches and threads."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[tuple[str, str]]] = []
+        self.threads: set[int] = set()
+        self._lock = threading.Lock()
+
+    def __call__(self, batch: list[tuple[str, str]]) -> None:
+        with self._lock:
+            self.batches.append(list(batch))
+            self.threads.add(threading.get_ident())
+
+    @property
+    def pairs(self) -> list[tuple[str, str]]:
+        return [pair for batch in self.batches for pair in batch]
+
+
+def test_store_files_gets_each_distinct_digest_once(root: Path) -> None:
     (root / "data" / "same.csv").write_bytes((root / "data" / "a.csv").read_bytes())
-    calls: list[tuple[Path, str]] = []
-    obs = observe(root, store_file=lambda p, d: calls.append((p, d)), by_reference=False)
+    calls = Recorder()
+    obs = observe(root, store_files=calls, by_reference=False)
     assert obs.by_reference is False
-    assert sorted(d for _, d in calls) == sorted(
+    assert sorted(d for _, d in calls.pairs) == sorted(
         {e["digest"] for e in (obs.manifest or {}).values()}
     )
-    assert obs.stored_files == len(calls) == 2
-    assert all(p.is_absolute() and digest_file(p)[0] == d for p, d in calls)
+    assert obs.stored_files == len(calls.pairs) == 2
+    assert all(os.path.isabs(p) and digest_file(p)[0] == d for p, d in calls.pairs)
 
 
-def test_store_file_also_receives_files_served_from_the_cache(
+def test_store_files_also_receives_files_served_from_the_cache(
     root: Path, cache: StatCache, no_racy_window: None
 ) -> None:
     observe(root, cache=cache)  # by reference: nothing stored yet
-    calls: list[str] = []
-    obs = observe(root, cache=cache, store_file=lambda p, d: calls.append(d), by_reference=False)
+    calls = Recorder()
+    obs = observe(root, cache=cache, store_files=calls, by_reference=False)
     assert obs.hashed_files == 0
-    assert len(calls) == 2
+    assert len(calls.pairs) == 2
+    # Files the cache knows are most likely stored: handed over in this thread.
+    assert calls.threads == {threading.get_ident()}
 
 
-def test_by_reference_never_calls_store_file(root: Path) -> None:
-    def fail(path: Path, digest: str) -> None:
-        raise AssertionError("store_file called")
+def test_files_are_handed_over_in_bounded_batches(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sources, "_BATCH_FILES", 10)
+    monkeypatch.setattr(sources, "_BATCH_BYTES", 1000)
+    for i in range(95):
+        (root / "data" / f"f{i:02d}.txt").write_text(f"file {i}")
+    (root / "data" / "big.bin").write_bytes(os.urandom(3000))
+    calls = Recorder()
+    obs = observe(root, store_files=calls, by_reference=False)
+    assert sorted(d for _, d in calls.pairs) == sorted(
+        e["digest"] for e in (obs.manifest or {}).values()
+    )
+    assert max(len(b) for b in calls.batches) == 10
+    assert len(calls.batches) >= 10
+    (big_batch,) = [b for b in calls.batches if any(p.endswith("big.bin") for p, _ in b)]
+    assert big_batch[-1][0].endswith("big.bin")  # a batch ends once it holds 1000 bytes
 
-    obs = observe(root, store_file=fail, by_reference=True)
+
+def test_by_reference_never_calls_store_files(root: Path) -> None:
+    def fail(batch: list[tuple[str, str]]) -> None:
+        raise AssertionError("store_files called")
+
+    obs = observe(root, store_files=fail, by_reference=True)
     assert (obs.by_reference, obs.stored_files) == (True, 0)
 
 
-def test_store_file_is_required_unless_by_reference(root: Path) -> None:
-    with pytest.raises(ValueError, match="store_file"):
+def test_store_files_is_required_unless_by_reference(root: Path) -> None:
+    with pytest.raises(ValueError, match="store_files"):
         observe_source("data", root=root)
+
+
+STORES: list[tuple[str, Callable[[Path], ContentStore]]] = [
+    ("memory", lambda tmp_path: MemoryStore()),
+    ("local", lambda tmp_path: LocalStore(tmp_path / "objects")),
+]
+
+
+@pytest.mark.parametrize("make_store", [f for _, f in STORES], ids=[n for n, _ in STORES])
+def test_a_store_s_put_files_is_a_store_files_callback(
+    root: Path, tmp_path: Path, make_store: Callable[[Path], ContentStore]
+) -> None:
+    for i in range(50):
+        (root / "data" / f"f{i}.txt").write_text(str(i % 20))
+    store = make_store(tmp_path)
+    obs = observe(root, store_files=store.put_files, by_reference=False)
+    manifest = obs.manifest or {}
+    assert set(store.iter_digests()) == {e["digest"] for e in manifest.values()}
+    for name, entry in manifest.items():
+        assert store.get_bytes(entry["digest"]) == (root / "data" / name).read_bytes()
+
+
+def test_a_file_changed_after_hashing_is_not_stored(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = LocalStore(tmp_path / "objects")
+    victim = root / "data" / "a.csv"
+
+    def change_then_store(batch: list[tuple[str, str]]) -> None:
+        victim.write_text("a,b\n6,6\n")  # same size: only the digest check can tell
+        store.put_files(batch)
+
+    with pytest.raises(IntegrityError, match=r"a\.csv changed while being read"):
+        observe(root, store_files=change_then_store, by_reference=False, store_threads=1)
+    assert not store.exists(digest_file(victim)[0])
+    assert list(store.iter_digests()) == []
+    assert list((tmp_path / "objects" / "tmp").iterdir()) == []
 
 
 # -- what is refused ---------------------------------------------------------------------
@@ -434,31 +511,50 @@ class StoreBrokeError(Exception):
 
 @pytest.mark.parametrize("threads", [1, 4])
 def test_the_first_store_error_propagates(root: Path, threads: int) -> None:
-    def broken(path: Path, digest: str) -> None:
-        raise StoreBrokeError(path.name)
+    def broken(batch: list[tuple[str, str]]) -> None:
+        raise StoreBrokeError(batch[0][0])
 
     with pytest.raises(StoreBrokeError):
-        observe(root, store_file=broken, by_reference=False, store_threads=threads)
+        observe(root, store_files=broken, by_reference=False, store_threads=threads)
     with pytest.raises(StoreBrokeError):
-        observe(root, "data/a.csv", store_file=broken, by_reference=False, store_threads=threads)
+        observe(root, "data/a.csv", store_files=broken, by_reference=False, store_threads=threads)
 
 
-def test_stores_run_on_threads_unless_told_otherwise(root: Path) -> None:
+def test_large_files_are_stored_on_threads_unless_told_otherwise(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sources, "_BATCH_FILES", 8)
+    monkeypatch.setattr(sources, "_POOL_MIN_SIZE", 2)  # "large": 2 bytes or more
     for i in range(100):
-        (root / "data" / f"f{i}.txt").write_text(str(i))
-    seen: dict[int, list[str]] = {}
-
-    def record(path: Path, digest: str) -> None:
-        seen.setdefault(threading.get_ident(), []).append(digest)
-
-    pooled = observe(root, store_file=record, by_reference=False)
-    assert threading.get_ident() not in seen
-    assert sorted(d for ds in seen.values() for d in ds) == sorted(
-        {e["digest"] for e in (pooled.manifest or {}).values()}
+        (root / "data" / f"f{i}.txt").write_text(str(i + 10))
+    pooled = Recorder()
+    obs = observe(root, store_files=pooled, by_reference=False)
+    assert threading.get_ident() not in pooled.threads
+    assert sorted(d for _, d in pooled.pairs) == sorted(
+        {e["digest"] for e in (obs.manifest or {}).values()}
     )
-    seen.clear()
-    observe(root, store_file=record, by_reference=False, store_threads=1)
-    assert list(seen) == [threading.get_ident()]
+    inline = Recorder()
+    observe(root, store_files=inline, by_reference=False, store_threads=1)
+    assert inline.threads == {threading.get_ident()}
+    assert len(inline.batches) == len(pooled.batches) == 13
+
+
+def test_small_files_are_stored_from_the_calling_thread(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sources, "_POOL_MIN_SIZE", 100)
+    (root / "data" / "large.bin").write_bytes(os.urandom(100))
+    calls = Recorder()
+    seen: dict[str, int] = {}
+
+    def record(batch: list[tuple[str, str]]) -> None:
+        calls(batch)
+        seen.update((os.path.basename(p), threading.get_ident()) for p, _ in batch)
+
+    observe(root, store_files=record, by_reference=False)
+    me = threading.get_ident()
+    assert seen.pop("large.bin") != me
+    assert seen == {"a.csv": me, "b.txt": me}
 
 
 def test_large_files_are_read_not_mapped(root: Path) -> None:

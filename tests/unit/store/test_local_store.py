@@ -9,6 +9,7 @@ import statistics
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -256,3 +257,347 @@ def test_without_fsync_sync_does_nothing(tmp_path: Path, monkeypatch: pytest.Mon
     store.put_bytes(b"scratch")
     store.sync()
     assert synced == []
+
+
+# -- put_files: the batched durable write path --------------------------------------------
+def _files(folder: Path, count: int, *, size: int = 100) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i in range(count):
+        path = folder / f"f{i:04d}.bin"
+        path.write_bytes(i.to_bytes(4, "big") + os.urandom(size - 4))
+        paths.append(path)
+    return paths
+
+
+class _Spy:
+    """Records, in order, the durability calls and renames a batch makes."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.events: list[str] = []
+        real_syncfs, real_fsync, real_replace = local_module.syncfs, os.fsync, os.replace
+
+        def syncfs(fd: int) -> None:
+            self.events.append("syncfs")
+            real_syncfs(fd)
+
+        def fsync(fd: int) -> None:
+            self.events.append("fsync")
+            real_fsync(fd)
+
+        def replace(src: str, dst: str) -> None:
+            self.events.append("rename")
+            real_replace(src, dst)
+
+        monkeypatch.setattr(local_module, "syncfs", syncfs)
+        monkeypatch.setattr(os, "fsync", fsync)
+        monkeypatch.setattr(os, "replace", replace)
+
+    def count(self, event: str) -> int:
+        return self.events.count(event)
+
+
+def test_put_files_makes_a_batch_durable_with_one_syncfs_before_any_rename(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not local_module.syncfs_available():
+        pytest.skip("syncfs(2) needs Linux 5.8 or later")
+    paths = _files(tmp_path / "src", 100)
+    store = LocalStore(tmp_path / "s")
+    spy = _Spy(monkeypatch)
+    results = store.put_files([(p, None) for p in paths])
+    assert results == [digest_file(p) for p in paths]
+    assert spy.events == ["syncfs"] + ["rename"] * 100  # no fsync per object
+    assert [store.get_bytes(d) for d, _ in results] == [p.read_bytes() for p in paths]
+    assert all(store.local_path(d).stat().st_mode & 0o777 == 0o444 for d, _ in results)
+    assert list((tmp_path / "s" / "tmp").iterdir()) == []
+    assert verify_store(store).ok
+
+
+def test_put_files_flushes_large_batches_part_by_part_in_the_background(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not local_module.syncfs_available():
+        pytest.skip("syncfs(2) needs Linux 5.8 or later")
+    monkeypatch.setattr(local_module, "_FLUSH_EVERY", 40)
+    paths = _files(tmp_path / "src", 130)
+    store = LocalStore(tmp_path / "s")
+    spy = _Spy(monkeypatch)
+    flushers: set[str] = set()
+    real_syncfs = local_module.syncfs
+
+    def syncfs(fd: int) -> None:
+        flushers.add(threading.current_thread().name)
+        real_syncfs(fd)
+
+    monkeypatch.setattr(local_module, "syncfs", syncfs)  # wraps the spy, which records it
+    results = store.put_files([(p, None) for p in paths])
+    # Each part is renamed only once its flush is over; the last one flushes inline.
+    assert spy.events == (["syncfs"] + ["rename"] * 40) * 3 + ["syncfs"] + ["rename"] * 10
+    assert flushers == {"pipetrail-store-flush", threading.current_thread().name}
+    assert [store.get_bytes(d) for d, _ in results] == [p.read_bytes() for p in paths]
+    assert list((tmp_path / "s" / "tmp").iterdir()) == []
+
+
+def test_put_files_background_flush_error_stores_nothing_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(local_module, "_FLUSH_EVERY", 10)
+    monkeypatch.setattr(local_module, "syncfs_available", lambda: True)
+    paths = _files(tmp_path / "src", 35)
+    store = LocalStore(tmp_path / "s")
+    calls = 0
+
+    def syncfs(fd: int) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 2:
+            raise OSError(errno.EIO, "Input/output error")
+
+    def fsync(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(local_module, "syncfs", syncfs)
+    monkeypatch.setattr(os, "fsync", fsync)  # the per-file fallback fails too
+    with pytest.raises(StoreError, match="Input/output error"):
+        store.put_files([(p, None) for p in paths])
+    # The first part was flushed and renamed; nothing after it is stored.
+    assert set(store.iter_digests()) == {digest_file(p)[0] for p in paths[:10]}
+    assert list((tmp_path / "s" / "tmp").iterdir()) == []
+
+
+def test_put_files_copies_only_new_distinct_objects(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = _files(tmp_path / "src", 20)
+    twin = tmp_path / "src" / "twin.bin"
+    twin.write_bytes(paths[5].read_bytes())
+    store = LocalStore(tmp_path / "s")
+    store.put_files([(p, None) for p in paths[:10]])
+    copied: list[str] = []
+    real_copy = store._copy_to_tmp
+
+    def spy(src: str, digest: str, *, fsync: bool) -> tuple[str, int]:
+        copied.append(src)
+        return real_copy(src, digest, fsync=fsync)
+
+    monkeypatch.setattr(store, "_copy_to_tmp", spy)
+    items = [(p, digest_file(p)[0]) for p in [*paths, twin, paths[15]]]
+    results = store.put_files(items)
+    assert results == [(d, 100) for _, d in items]
+    assert sorted(copied) == sorted(str(p) for p in paths[10:])
+    assert set(store.iter_digests()) == {d for _, d in items}
+    assert store.put_files([]) == []
+
+
+def test_put_files_file_changing_during_the_batch_stores_nothing_of_the_batch(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = _files(tmp_path / "src", 10)
+    items = [(p, digest_file(p)[0]) for p in paths]
+    victim = paths[6]
+    store = LocalStore(tmp_path / "s")
+    real_copy_into = LocalStore._copy_into
+
+    def copy_into(src: str, fd: int, tmp: str) -> tuple[str, int]:
+        if src == str(paths[3]):  # the batch is under way: rewrite a file not yet copied
+            victim.write_bytes(os.urandom(100))
+        return real_copy_into(src, fd, tmp)
+
+    monkeypatch.setattr(LocalStore, "_copy_into", staticmethod(copy_into))
+    with pytest.raises(IntegrityError, match=r"f0006\.bin changed while being read"):
+        store.put_files(items)
+    assert not store.exists(items[6][1])
+    assert not store.exists(digest_file(victim)[0])
+    assert list(store.iter_digests()) == []  # the batch's other copies were dropped too
+    assert list((tmp_path / "s" / "tmp").iterdir()) == []
+
+
+def test_put_files_existing_object_with_other_size_is_integrity_error(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "s")
+    digest = store.put_bytes(b"twelve bytes")
+    other = tmp_path / "other.txt"
+    other.write_bytes(b"not the same length")
+    with pytest.raises(IntegrityError, match=r"other\.txt has 19 bytes"):
+        store.put_files([(other, digest)])
+    with pytest.raises(StoreError, match="not a digest"):
+        store.put_files([(other, "md5:abc")])
+
+
+def test_put_files_without_syncfs_fsyncs_each_object(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = _files(tmp_path / "src", 30)
+    store = LocalStore(tmp_path / "s")
+    monkeypatch.setattr(local_module, "syncfs_available", lambda: False)
+    spy = _Spy(monkeypatch)
+    results = store.put_files([(p, None) for p in paths])
+    assert spy.events == ["fsync"] * 30 + ["rename"] * 30  # durable before any rename
+    assert [store.get_bytes(d) for d, _ in results] == [p.read_bytes() for p in paths]
+    assert list((tmp_path / "s" / "tmp").iterdir()) == []
+
+
+def test_put_files_falls_back_to_fsync_when_syncfs_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    paths = _files(tmp_path / "src", 12)
+    store = LocalStore(tmp_path / "s")
+    monkeypatch.setattr(local_module, "syncfs_available", lambda: True)
+    spy = _Spy(monkeypatch)
+
+    def refused(fd: int) -> None:
+        spy.events.append("syncfs")
+        raise OSError(errno.EPERM, "Operation not permitted")
+
+    monkeypatch.setattr(local_module, "syncfs", refused)
+    results = store.put_files([(p, None) for p in paths])
+    # Each temp file is reopened and fsynced, all before the first rename.
+    assert spy.events == ["syncfs"] + ["fsync"] * 12 + ["rename"] * 12
+    assert "fsyncing 12 objects one by one" in caplog.text
+    assert [store.get_bytes(d) for d, _ in results] == [p.read_bytes() for p in paths]
+
+
+def test_put_files_fallback_fsync_error_stores_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = _files(tmp_path / "src", 5)
+    store = LocalStore(tmp_path / "s")
+    monkeypatch.setattr(local_module, "syncfs_available", lambda: True)
+
+    def failing(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(local_module, "syncfs", failing)
+    monkeypatch.setattr(os, "fsync", failing)
+    with pytest.raises(StoreError, match="Input/output error"):
+        store.put_files([(p, None) for p in paths])
+    assert list(store.iter_digests()) == []
+    assert list((tmp_path / "s" / "tmp").iterdir()) == []
+
+
+def test_put_files_rename_failure_keeps_only_complete_objects(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = _files(tmp_path / "src", 6)
+    store = LocalStore(tmp_path / "s")
+    real_replace = os.replace
+    calls = 0
+
+    def replace(src: str, dst: str) -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace)
+    with pytest.raises(StoreError, match="free disk space"):
+        store.put_files([(p, None) for p in paths])
+    stored = set(store.iter_digests())
+    assert stored == {digest_file(p)[0] for p in paths[:2]}
+    assert all(store.verify(d) for d in stored)
+    assert list((tmp_path / "s" / "tmp").iterdir()) == []
+
+
+def test_put_files_without_fsync_flushes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = _files(tmp_path / "src", 10)
+    store = LocalStore(tmp_path / "s", fsync=False)
+    spy = _Spy(monkeypatch)
+    store.put_files([(p, None) for p in paths])
+    store.sync()
+    assert spy.events == ["rename"] * 10
+
+
+def test_put_files_big_files_take_the_kernel_copy_path(tmp_path: Path) -> None:
+    big = tmp_path / "big.bin"
+    big.write_bytes(os.urandom(local_module._BIG_FILE + 5))
+    small = _files(tmp_path / "src", 3)
+    store = LocalStore(tmp_path / "s")
+    results = store.put_files([(big, None), *[(p, None) for p in small]])
+    assert results[0] == digest_file(big)
+    assert store.verify(results[0][0])
+    with pytest.raises(IntegrityError, match=r"big\.bin changed while being read"):
+        store.put_files([(big, digest_bytes(b"no"))])
+
+
+def test_sync_after_a_large_batch_flushes_the_filesystem_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if not local_module.syncfs_available():
+        pytest.skip("syncfs(2) needs Linux 5.8 or later")
+    store = LocalStore(tmp_path / "s")
+    store.put_files([(p, None) for p in _files(tmp_path / "src", 600)])
+    synced: list[str] = []
+    monkeypatch.setattr(local_module, "fsync_dir_best_effort", synced.append)
+    spy = _Spy(monkeypatch)
+    store.sync()
+    assert (spy.events, synced) == (["syncfs"], [])
+    monkeypatch.setattr(local_module, "syncfs_available", lambda: False)
+    store.put_files([(p, None) for p in _files(tmp_path / "more", 600)])
+    store.sync()  # no syncfs: one fsync per shard folder, as for few shards
+    assert len(synced) == len(set(synced)) > local_module._SYNCFS_MIN_SHARDS
+
+
+_BATCH_WRITER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from pipetrail.store import LocalStore
+
+    store = LocalStore(Path(sys.argv[1]))
+    files = sorted(Path(sys.argv[2]).iterdir())
+    print("started", flush=True)
+    store.put_files([(path, None) for path in files])
+    print("done", flush=True)
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kill_at", ["copying", "copying+0.05", "copying+0.2", "renaming"])
+def test_sigkill_during_a_batch_never_leaves_a_partial_object(tmp_path: Path, kill_at: str) -> None:
+    root = tmp_path / "store"
+    source = tmp_path / "src"
+    source.mkdir()
+    for i in range(160):  # 160 x 512 KiB + 2 files above the kernel-copy threshold
+        (source / f"small{i:03d}").write_bytes(os.urandom(512 * 1024))
+    for i in range(2):
+        (source / f"big{i}").write_bytes(os.urandom(local_module._BIG_FILE + i))
+    expected = {digest_file(p)[0]: p.stat().st_size for p in source.iterdir()}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _BATCH_WRITER, str(root), str(source)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "started"
+        deadline = time.monotonic() + 30
+        if kill_at == "renaming":  # the first shard folder appears with the first rename
+            while time.monotonic() < deadline and not any(len(p.name) == 2 for p in root.iterdir()):
+                time.sleep(0.0005)
+        else:
+            while time.monotonic() < deadline and not any((root / "tmp").iterdir()):
+                time.sleep(0.001)
+            time.sleep(float(kill_at.partition("+")[2] or 0))
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+    store = LocalStore(root)
+    stored = list(store.iter_digests())
+    if kill_at == "renaming":
+        assert stored  # the kill landed among the renames
+    for digest in stored:
+        assert store.size(digest) == expected[digest]
+        assert store.verify(digest)
+    assert verify_store(store).ok
+    assert store.clean_tmp(older_than=-1) >= 0
+    assert list((root / "tmp").iterdir()) == []
