@@ -17,7 +17,8 @@ from pipetrail.store import ContentStore, LocalStore, MemoryStore, verify_store
 Factory = Callable[[Path], ContentStore]
 
 IMPLEMENTATIONS: list[tuple[str, Factory]] = [
-    ("local", lambda tmp_path: LocalStore(tmp_path / "store")),
+    ("local", lambda tmp_path: LocalStore(tmp_path / "store", small_objects=0)),
+    ("local-packed", lambda tmp_path: LocalStore(tmp_path / "store")),
     ("memory", lambda tmp_path: MemoryStore()),
 ]
 
@@ -32,7 +33,16 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> ContentStore:
 
 def corrupt(store: ContentStore, digest: str) -> None:
     """Flip one byte of a stored object behind the store's back."""
-    if isinstance(store, LocalStore):
+    if isinstance(store, LocalStore) and store._pack.exists(digest):
+        import sqlite3
+
+        row = store._pack.get(digest)
+        assert row is not None
+        data = bytearray(row)
+        data[0] ^= 0xFF
+        with sqlite3.connect(store.root / "pack.db") as conn:
+            conn.execute("UPDATE objects SET data = ? WHERE digest = ?", (bytes(data), digest))
+    elif isinstance(store, LocalStore):
         path = store.local_path(digest)
         path.chmod(0o644)
         data = bytearray(path.read_bytes())

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import io
 import itertools
 import logging
 import mmap
@@ -50,6 +51,7 @@ from pipetrail.store.local_files import (
     syncfs_available,
     write_all,
 )
+from pipetrail.store.pack import SMALL_OBJECT_LIMIT, SmallObjectPack
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -200,9 +202,12 @@ class LocalStore:
         b'hello'
     """
 
-    def __init__(self, root: Path, *, fsync: bool = True) -> None:
+    def __init__(
+        self, root: Path, *, fsync: bool = True, small_objects: int = SMALL_OBJECT_LIMIT
+    ) -> None:
         self.root = Path(root)
         self._fsync = fsync
+        self._small_limit = small_objects
         self._root = os.fspath(self.root.absolute())
         self._tmp = os.path.join(self._root, "tmp")
         self._quarantine = os.path.join(self._root, "quarantine")
@@ -212,6 +217,8 @@ class LocalStore:
         self._lock = threading.Lock()
         with _map_os_errors("create its folders", self._tmp, self._root):
             os.makedirs(self._tmp, exist_ok=True)
+        # Objects up to `small_objects` bytes live in one SQLite pack (ADR 0006).
+        self._pack = SmallObjectPack(Path(self._root) / "pack.db")
 
     def __repr__(self) -> str:
         return f"LocalStore({self._root!r})"
@@ -297,6 +304,7 @@ class LocalStore:
         one syncfs 25 ms, 256 folder fsyncs 110 ms), at the price of also flushing other
         writers' dirty pages on that filesystem.
         """
+        self._pack.sync()
         with self._lock:
             shards, self._unsynced_shards = self._unsynced_shards, set()
         if len(shards) >= _SYNCFS_MIN_SHARDS and self._syncfs_root():
@@ -336,6 +344,16 @@ class LocalStore:
         final = os.path.join(self._root, hex_part[:2], hex_part[2:])
         if os.path.exists(final):
             return digest
+        if len(data) <= self._small_limit:
+            self._pack.put(digest, data)
+            return digest
+        self._put_loose(digest, data)
+        return digest
+
+    def _put_loose(self, digest: str, data: bytes) -> None:
+        """Write ``data`` as a loose object file (temp file, fsync, rename)."""
+        hex_part = digest[_PREFIX_LEN:]
+        final = os.path.join(self._root, hex_part[:2], hex_part[2:])
         with _map_os_errors(f"write object {digest}", final, self._root):
             fd, tmp = self._open_tmp(hex_part)
             if not hasattr(os, "fchmod"):
@@ -351,7 +369,6 @@ class LocalStore:
             except BaseException:
                 self._discard(tmp)
                 raise
-        return digest
 
     def put_file(self, path: Path, *, digest: str | None = None) -> tuple[str, int]:
         """Copy a file into the store and return ``(digest, size)``.
@@ -619,7 +636,14 @@ class LocalStore:
                 with open(path, "rb") as f:
                     return f.read()
             except FileNotFoundError:
-                raise self._not_found(digest) from None
+                pass
+        return self._packed(digest)
+
+    def _packed(self, digest: str) -> bytes:
+        data = self._pack.get(digest)
+        if data is None:
+            raise self._not_found(digest)
+        return data
 
     def open(self, digest: str) -> BinaryIO:
         """Open the object for reading (binary); the caller closes it.
@@ -632,7 +656,8 @@ class LocalStore:
             try:
                 return open(path, "rb")
             except FileNotFoundError:
-                raise self._not_found(digest) from None
+                pass
+        return io.BytesIO(self._packed(digest))
 
     def local_path(self, digest: str) -> Path:
         """Return the object's read-only file; do not modify it.
@@ -642,14 +667,15 @@ class LocalStore:
         """
         path = self._path(digest)
         if not os.path.exists(path):
-            raise self._not_found(digest)
+            # A packed object gets a loose copy on demand: callers need a real file.
+            self._put_loose(digest, self._packed(digest))
         return Path(path)
 
     def exists(self, digest: str) -> bool:
         """Return whether an object is stored under ``digest`` (False for a non-digest)."""
         if not is_digest(digest):
             return False
-        return os.path.exists(self._path(digest))
+        return os.path.exists(self._path(digest)) or self._pack.exists(digest)
 
     def size(self, digest: str) -> int:
         """Return the object's size in bytes.
@@ -662,7 +688,11 @@ class LocalStore:
             try:
                 return os.stat(path).st_size
             except FileNotFoundError:
-                raise self._not_found(digest) from None
+                pass
+        packed = self._pack.size(digest)
+        if packed is None:
+            raise self._not_found(digest)
+        return packed
 
     def iter_digests(self) -> Iterator[str]:
         """Yield the digest of every stored object, shard by shard (temp files excluded)."""
@@ -682,6 +712,9 @@ class LocalStore:
             for name in names:
                 if len(name) == 62 and set(name) <= _HEX_CHARS:
                     yield DIGEST_PREFIX + shard + name
+        for digest in self._pack.iter_digests():
+            if not os.path.exists(self._path(digest)):  # listed above already
+                yield digest
 
     # -- maintenance -----------------------------------------------------------------
     def verify(self, digest: str) -> bool:
@@ -695,13 +728,27 @@ class LocalStore:
             try:
                 actual, _ = digest_file(path)
             except FileNotFoundError:
-                raise self._not_found(digest) from None
+                return self._verify_packed(digest)
             if actual == digest:
                 return True
             os.makedirs(self._quarantine, exist_ok=True)
             target = os.path.join(self._quarantine, f"{digest[_PREFIX_LEN:]}.{time.time_ns()}")
             with contextlib.suppress(FileNotFoundError):  # another verifier moved it first
                 os.replace(path, target)
+        return False
+
+    def _verify_packed(self, digest: str) -> bool:
+        intact = self._pack.verify(digest)
+        if intact is None:
+            raise self._not_found(digest)
+        if intact:
+            return True
+        data = self._pack.get(digest) or b""
+        os.makedirs(self._quarantine, exist_ok=True)
+        target = os.path.join(self._quarantine, f"{digest[_PREFIX_LEN:]}.{time.time_ns()}")
+        with open(target, "wb") as f:
+            f.write(data)
+        self._pack.remove(digest)
         return False
 
     def clean_tmp(self, *, older_than: float = _TMP_STALE_SECONDS) -> int:

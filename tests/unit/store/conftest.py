@@ -16,7 +16,8 @@ if TYPE_CHECKING:
 
 STORES: list[tuple[str, Callable[[Path], ContentStore]]] = [
     ("memory", lambda tmp_path: MemoryStore()),
-    ("local", lambda tmp_path: LocalStore(tmp_path / "store")),
+    ("local", lambda tmp_path: LocalStore(tmp_path / "store", small_objects=0)),
+    ("local-packed", lambda tmp_path: LocalStore(tmp_path / "store")),
 ]
 
 
