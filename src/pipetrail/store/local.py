@@ -54,7 +54,7 @@ from pipetrail.store.local_files import (
 from pipetrail.store.pack import SMALL_OBJECT_LIMIT, SmallObjectPack
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Iterator, Sequence
 
 __all__ = ["LocalStore"]
 
@@ -72,8 +72,6 @@ _TMP_STALE_SECONDS = 3600.0
 # sync() flushes the whole filesystem once instead of fsyncing this many shard folders or
 # more one by one (see LocalStore.sync for the measurements).
 _SYNCFS_MIN_SHARDS = 64
-# put_files flushes every this many new objects in the background while it copies on.
-_FLUSH_EVERY = 256
 
 
 def _fix_for(exc: OSError, root: str) -> str:
@@ -120,58 +118,13 @@ def _read_buffer() -> mmap.mmap:
 
 
 class _Written:
-    """The new objects one ``put_files`` call wrote, in order, and how far each got."""
+    """The new objects one ``put_files`` call wrote, in order, and how many are in place."""
 
     def __init__(self) -> None:
         self.entries: list[tuple[str, str, str]] = []  # (digest, temp file, final name)
         self.sizes: dict[str, int] = {}  # digest -> size
-        self.flushed = 0  # entries[:flushed] are durable, or being made so
         self.renamed = 0  # entries[:renamed] are in place
         self.shards: set[str] = set()  # shard folders renamed into
-
-    def add(self, digest: str, tmp: str, final: str, size: int) -> None:
-        self.entries.append((digest, tmp, final))
-        self.sizes[digest] = size
-
-    def unflushed(self) -> int:
-        return len(self.entries) - self.flushed
-
-    def take_unflushed(self) -> list[str]:
-        """Return the temp files not flushed yet, and count them as flushed."""
-        tmps = [tmp for _, tmp, _ in self.entries[self.flushed :]]
-        self.flushed = len(self.entries)
-        return tmps
-
-
-class _Flush:
-    """Makes temp files durable in a background thread; :meth:`wait` re-raises its error."""
-
-    def __init__(
-        self, make_durable: Callable[[int, list[str]], None], fs_fd: int, tmps: list[str]
-    ) -> None:
-        self._error: BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._run, args=(make_durable, fs_fd, tmps), name="pipetrail-store-flush"
-        )
-        self._thread.start()
-
-    def _run(
-        self, make_durable: Callable[[int, list[str]], None], fs_fd: int, tmps: list[str]
-    ) -> None:
-        try:
-            make_durable(fs_fd, tmps)
-        except BaseException as exc:  # noqa: BLE001 - re-raised by wait() in the caller's thread
-            self._error = exc
-
-    def join(self) -> None:
-        """Wait for the flush to end, ignoring its outcome."""
-        self._thread.join()
-
-    def wait(self) -> None:
-        """Wait for the flush to end; re-raise its error."""
-        self._thread.join()
-        if self._error is not None:
-            raise self._error
 
 
 class LocalStore:
@@ -448,7 +401,6 @@ class LocalStore:
         written = _Written()
         fs_fd: int | None = None  # opened before the first write: see syncfs()
         per_file_fsync = self._fsync
-        flush: _Flush | None = None
         root, sep = self._root, os.sep
         try:
             for path, given in items:
@@ -468,25 +420,13 @@ class LocalStore:
                     tmp, copied = self._copy_to_tmp(src, digest, fsync=per_file_fsync)
                 except OSError as exc:
                     raise _store_error(f"store file as object {digest}", src, root, exc) from exc
-                written.add(digest, tmp, final, copied)
+                written.entries.append((digest, tmp, final))
+                written.sizes[digest] = copied
                 results.append((digest, copied))
-                if fs_fd is not None and written.unflushed() >= _FLUSH_EVERY:
-                    # Pipelined: this part is flushed in another thread (syncfs holds no
-                    # GIL for milliseconds) while the next part is copied.
-                    if flush is not None:
-                        flush.wait()
-                        self._rename_written(written, written.flushed)
-                    flush = _Flush(self._make_durable, fs_fd, written.take_unflushed())
-            if flush is not None:
-                flush.wait()
-                flush = None
-                self._rename_written(written, written.flushed)
-            if fs_fd is not None and written.unflushed():
-                self._make_durable(fs_fd, written.take_unflushed())
-            self._rename_written(written, len(written.entries))
+            if fs_fd is not None and written.entries:
+                self._make_durable(fs_fd, [tmp for _, tmp, _ in written.entries])
+            self._rename_written(written)
         except BaseException:
-            if flush is not None:
-                flush.join()  # before its temp files go, and before fs_fd is closed
             for _, tmp, _ in written.entries[written.renamed :]:
                 self._discard(tmp)
             raise
@@ -498,9 +438,9 @@ class LocalStore:
                 self._unsynced_shards.update(written.shards)
         return results
 
-    def _rename_written(self, written: _Written, stop: int) -> None:
-        """Rename the written objects up to ``stop`` into place, counting each."""
-        for digest, tmp, final in written.entries[written.renamed : stop]:
+    def _rename_written(self, written: _Written) -> None:
+        """Rename every written object into place, counting each as it goes."""
+        for digest, tmp, final in written.entries:
             try:
                 written.shards.add(self._rename(tmp, final))
             except OSError as exc:
