@@ -253,9 +253,11 @@ class LocalStore:
 
         Fsyncs each shard folder touched since the last call, once. From
         ``_SYNCFS_MIN_SHARDS`` folders on, one ``syncfs(2)`` of the store's filesystem is
-        cheaper where available (measured on ext4 after 100,000 renames into 256 shards:
-        one syncfs 25 ms, 256 folder fsyncs 110 ms), at the price of also flushing other
-        writers' dirty pages on that filesystem.
+        used instead where available, falling back to the folders on failure: measured
+        on ext4 after ``put_files`` of 1,024 objects (253 shards), one syncfs took 3.4 ms
+        against 22 ms for the folder fsyncs; after 16,000 objects, 2 ms against 25 ms.
+        The price is flushing other writers' dirty pages on that filesystem too, which
+        is why a few folders are still fsynced one by one (53 of them: 5 ms).
         """
         self._pack.sync()
         with self._lock:

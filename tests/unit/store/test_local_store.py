@@ -9,7 +9,6 @@ import statistics
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 from typing import TYPE_CHECKING
 
@@ -312,58 +311,6 @@ def test_put_files_makes_a_batch_durable_with_one_syncfs_before_any_rename(
     assert all(store.local_path(d).stat().st_mode & 0o777 == 0o444 for d, _ in results)
     assert list((tmp_path / "s" / "tmp").iterdir()) == []
     assert verify_store(store).ok
-
-
-def test_put_files_flushes_large_batches_part_by_part_in_the_background(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    if not local_module.syncfs_available():
-        pytest.skip("syncfs(2) needs Linux 5.8 or later")
-    monkeypatch.setattr(local_module, "_FLUSH_EVERY", 40)
-    paths = _files(tmp_path / "src", 130)
-    store = LocalStore(tmp_path / "s", small_objects=0)
-    spy = _Spy(monkeypatch)
-    flushers: set[str] = set()
-    real_syncfs = local_module.syncfs
-
-    def syncfs(fd: int) -> None:
-        flushers.add(threading.current_thread().name)
-        real_syncfs(fd)
-
-    monkeypatch.setattr(local_module, "syncfs", syncfs)  # wraps the spy, which records it
-    results = store.put_files([(p, None) for p in paths])
-    # Each part is renamed only once its flush is over; the last one flushes inline.
-    assert spy.events == (["syncfs"] + ["rename"] * 40) * 3 + ["syncfs"] + ["rename"] * 10
-    assert flushers == {"pipetrail-store-flush", threading.current_thread().name}
-    assert [store.get_bytes(d) for d, _ in results] == [p.read_bytes() for p in paths]
-    assert list((tmp_path / "s" / "tmp").iterdir()) == []
-
-
-def test_put_files_background_flush_error_stores_nothing_after_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(local_module, "_FLUSH_EVERY", 10)
-    monkeypatch.setattr(local_module, "syncfs_available", lambda: True)
-    paths = _files(tmp_path / "src", 35)
-    store = LocalStore(tmp_path / "s", small_objects=0)
-    calls = 0
-
-    def syncfs(fd: int) -> None:
-        nonlocal calls
-        calls += 1
-        if calls == 2:
-            raise OSError(errno.EIO, "Input/output error")
-
-    def fsync(fd: int) -> None:
-        raise OSError(errno.EIO, "Input/output error")
-
-    monkeypatch.setattr(local_module, "syncfs", syncfs)
-    monkeypatch.setattr(os, "fsync", fsync)  # the per-file fallback fails too
-    with pytest.raises(StoreError, match="Input/output error"):
-        store.put_files([(p, None) for p in paths])
-    # The first part was flushed and renamed; nothing after it is stored.
-    assert set(store.iter_digests()) == {digest_file(p)[0] for p in paths[:10]}
-    assert list((tmp_path / "s" / "tmp").iterdir()) == []
 
 
 def test_put_files_copies_only_new_distinct_objects(
