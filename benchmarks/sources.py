@@ -343,7 +343,7 @@ def _first_rows(
         ),
         summarize(
             "sources.first.copy.1thread",
-            "same, store_file called from one thread (store_threads=1)",
+            "same, store_files called from one thread (store_threads=1)",
             first_copy_1,
             "s",
         ),
@@ -362,7 +362,7 @@ def _first_rows(
         ),
         summarize(
             "sources.many.first.copy",
-            "same, content copied into an empty LocalStore (store.put_files, 4 threads)",
+            "same, content copied into an empty LocalStore (store.put_files, as the runner)",
             many_copy,
             "s",
             at_most=TARGET_MANY_FIRST_S,

@@ -16,7 +16,7 @@ import pytest
 
 from pipetrail.errors import IntegrityError, NotFoundError, StoreError
 from pipetrail.hashing import digest_bytes, digest_file
-from pipetrail.store import LocalStore, verify_store
+from pipetrail.store import LocalStore, local_files, verify_store
 from pipetrail.store import local as local_module
 
 if TYPE_CHECKING:
@@ -274,7 +274,7 @@ class _Spy:
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.events: list[str] = []
-        real_syncfs, real_fsync, real_replace = local_module.syncfs, os.fsync, os.replace
+        real_syncfs, real_fsync, real_replace = local_files.syncfs, os.fsync, os.replace
 
         def syncfs(fd: int) -> None:
             self.events.append("syncfs")
@@ -299,7 +299,7 @@ class _Spy:
 def test_put_files_makes_a_batch_durable_with_one_syncfs_before_any_rename(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if not local_module.syncfs_available():
+    if not local_files.syncfs_available():
         pytest.skip("syncfs(2) needs Linux 5.8 or later")
     paths = _files(tmp_path / "src", 100)
     store = LocalStore(tmp_path / "s", small_objects=0)
@@ -472,7 +472,7 @@ def test_put_files_big_files_take_the_kernel_copy_path(tmp_path: Path) -> None:
 def test_sync_after_a_large_batch_flushes_the_filesystem_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    if not local_module.syncfs_available():
+    if not local_files.syncfs_available():
         pytest.skip("syncfs(2) needs Linux 5.8 or later")
     store = LocalStore(tmp_path / "s", small_objects=0)
     store.put_files([(p, None) for p in _files(tmp_path / "src", 600)])
