@@ -11,9 +11,10 @@ it would be for data a pipeline just wrote or read):
 
 * ``first.by_reference``: first observation (empty stat cache), digests only;
 * ``first.copy``: first observation into an empty ``LocalStore`` (fsync on, the default,
-  and ``sync()`` at the end), ``store_files=store.put_files`` on 4 threads, as the runner
-  does; the issue's peer figure is ``dvc add`` of the same folder, about 6 s, and asks for
-  at least 3x faster (<= 2 s). ``first.copy.1thread`` calls ``store_files`` from one
+  and ``sync()`` at the end), ``store_files=store.put_files`` with the default 4 store
+  threads (which take the files of 1 MiB or more), as the runner does; the issue's peer
+  figure is ``dvc add`` of the same folder, about 6 s, and asks for at least 3x faster
+  (<= 2 s). ``first.copy.1thread`` calls ``store_files`` from one
   thread; ``first.copy.cp_floor`` times ``cp -r`` + ``sync`` of the folder: what the disk
   allows for writing 1 GiB;
 * ``unchanged``: re-observation, nothing changed; target well under ``dvc status``'s
