@@ -57,7 +57,10 @@ class ContentStore(Protocol):
         Equivalent to ``[put_file(path, digest=digest) for path, digest in items]``, with
         the same idempotency, verification and errors, but allowed (and meant) to be
         cheaper: a durable store flushes the batch's new objects together rather than one
-        by one. Digests already stored, or repeated in the batch, are copied at most once.
+        by one. Digests given and already stored, or repeated in the batch, are copied at
+        most once. For ``digest=None`` the store may hash the file while copying it (one
+        read) and name the object by what it read; callers that need the file not to
+        change meanwhile check that themselves (``observe_source`` compares stats).
 
         When it returns, every object is stored completely and its content is as durable
         as after ``put_file``; names become durable at the next :meth:`sync`. When it

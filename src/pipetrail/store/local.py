@@ -20,8 +20,8 @@ object's temp file without fsync, makes them all durable at once with Linux ``sy
 docstring for the durability argument and the trade-off.
 
 Every ``OSError`` is translated to :class:`~pipetrail.errors.StoreError` (or
-:class:`~pipetrail.errors.NotFoundError`) by
-:func:`~pipetrail.store.local_files.map_os_errors`, with the path and a fix.
+:class:`~pipetrail.errors.NotFoundError`) with the path and a fix, by ``_map_os_errors``
+and ``_store_error``.
 
 Imports only ``pipetrail.hashing``, ``pipetrail.errors`` and ``pipetrail.store.local_files``;
 never ``ledger``, ``execution``, ``capture`` or ``cli``.
@@ -345,7 +345,7 @@ class LocalStore:
         if os.path.exists(final):
             return digest, self._check_stored_size(src, size, digest, final)
         with _map_os_errors(f"store file as object {digest}", src, self._root):
-            tmp, copied = self._copy_to_tmp(src, digest, fsync=self._fsync)
+            tmp, _, copied = self._copy_to_tmp(src, digest, fsync=self._fsync)
             try:
                 shard = self._rename(tmp, final)
             except BaseException:
@@ -364,20 +364,22 @@ class LocalStore:
         Behaves like calling :meth:`put_file` on each item (same checks, same errors),
         but the new objects are made durable together, which costs one ``syncfs(2)`` per
         call instead of one fsync per object (measured on ext4: about 0.4 ms per fsync;
-        a syncfs after 1,000 new objects of 1 KiB, 12 ms). Files whose digest is already
-        stored, or repeated in the batch, are not copied.
+        a syncfs after 1,000 new objects of 1 KiB, 12 ms). Files whose digest is given
+        and already stored, or repeated in the batch, are not copied.
 
         Args:
-            items: ``(path, digest)`` pairs; ``digest`` may be None to have the file hashed
-                first, as with ``put_file(path)``.
+            items: ``(path, digest)`` pairs. With ``digest=None`` the file is read once,
+                hashed while it is copied, and stored under the digest of what was read
+                (``put_file`` reads it twice); the copy is dropped if that object is
+                stored already.
 
         Returns:
             ``(digest, size)`` for each item, in the order given.
 
         Raises:
-            IntegrityError: a file's bytes do not hash to its digest (it changed while being
-                read) or do not have the size of the object already stored under it.
-                Nothing the batch copied is then stored.
+            IntegrityError: a file's bytes do not hash to the digest given for it (it
+                changed while being read) or do not have the size of the object already
+                stored under it. Nothing the batch copied is then stored.
             StoreError: a file could not be read or an object could not be written. New
                 objects renamed into place before the error stay (each complete); the
                 others are not stored.
@@ -403,25 +405,33 @@ class LocalStore:
         written = _Written()
         fs_fd: int | None = None  # opened before the first write: see syncfs()
         per_file_fsync = self._fsync
-        root, sep = self._root, os.sep
+        opened = not self._fsync
+        root = self._root
         try:
             for path, given in items:
                 src = os.fspath(path)
-                digest, size = self._file_digest(src, given)
-                hex_part = digest[_PREFIX_LEN:]
-                final = f"{root}{sep}{hex_part[:2]}{sep}{hex_part[2:]}"
-                stored = written.sizes.get(digest)
-                if stored is not None or os.path.exists(final):
-                    size = self._check_stored_size(src, size, digest, final, stored=stored)
-                    results.append((digest, size))
-                    continue
-                if not written.entries and self._fsync:
-                    fs_fd = self._open_fs_handle()
+                if given is not None:
+                    digest, size = self._file_digest(src, given)
+                    final = self._final(digest)
+                    stored = written.sizes.get(digest)
+                    if stored is not None or os.path.exists(final):
+                        size = self._check_stored_size(src, size, digest, final, stored=stored)
+                        results.append((digest, size))
+                        continue
+                if not opened:
+                    fs_fd, opened = self._open_fs_handle(), True
                     per_file_fsync = fs_fd is None
                 try:
-                    tmp, copied = self._copy_to_tmp(src, digest, fsync=per_file_fsync)
+                    tmp, digest, copied = self._copy_to_tmp(src, given, fsync=per_file_fsync)
                 except OSError as exc:
-                    raise _store_error(f"store file as object {digest}", src, root, exc) from exc
+                    what = "store file" if given is None else f"store file as object {given}"
+                    raise _store_error(what, src, root, exc) from exc
+                if given is None:
+                    final = self._final(digest)
+                    if digest in written.sizes or os.path.exists(final):
+                        self._discard(tmp)  # read to learn its digest: stored already
+                        results.append((digest, copied))
+                        continue
                 written.entries.append((digest, tmp, final))
                 written.sizes[digest] = copied
                 results.append((digest, copied))
@@ -479,6 +489,11 @@ class LocalStore:
                     finally:
                         os.close(fd)
 
+    def _final(self, digest: str) -> str:
+        """The final name of a (valid) digest's object; cheaper than :meth:`_path`."""
+        hex_part = digest[_PREFIX_LEN:]
+        return f"{self._root}{os.sep}{hex_part[:2]}{os.sep}{hex_part[2:]}"
+
     def _file_digest(self, src: str, digest: str | None) -> tuple[str, int | None]:
         """Return the file's digest, hashing it when not given, and its size if read."""
         if digest is not None:
@@ -508,18 +523,19 @@ class LocalStore:
             )
         return size
 
-    def _copy_to_tmp(self, src: str, digest: str, *, fsync: bool) -> tuple[str, int]:
-        """Copy ``src`` to a new read-only temp file verified against ``digest``.
+    def _copy_to_tmp(self, src: str, digest: str | None, *, fsync: bool) -> tuple[str, str, int]:
+        """Copy ``src`` to a new read-only temp file, verified against ``digest`` if given.
 
-        Returns the temp file and the bytes copied; removes the temp file on any error.
+        Returns the temp file, the digest and the size of what was copied; removes the
+        temp file on any error.
         """
-        fd, tmp = self._open_tmp(digest[_PREFIX_LEN:])
+        fd, tmp = self._open_tmp("new" if digest is None else digest[_PREFIX_LEN:])
         try:
             try:
                 if not _HAS_FCHMOD:
                     os.chmod(tmp, 0o444)  # the open fd stays writable
                 copied_digest, copied = self._copy_into(src, fd, tmp)
-                if copied_digest != digest:
+                if digest is not None and copied_digest != digest:
                     raise IntegrityError(
                         f"File {src} changed while being read: its bytes hash to "
                         f"{copied_digest}, not {digest}. Make sure nothing writes to it while "
@@ -534,7 +550,7 @@ class LocalStore:
         except BaseException:
             self._discard(tmp)
             raise
-        return tmp, copied
+        return tmp, copied_digest, copied
 
     @staticmethod
     def _copy_into(src: str, fd: int, tmp: str) -> tuple[str, int]:

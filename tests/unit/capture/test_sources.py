@@ -22,7 +22,7 @@ from pipetrail.capture.sources import (
     observe_source,
 )
 from pipetrail.capture.statcache import StatCache
-from pipetrail.errors import DefinitionError, IntegrityError
+from pipetrail.errors import DefinitionError, IntegrityError, StoreError
 from pipetrail.hashing import canonical_json, digest_bytes, digest_file
 from pipetrail.store import ContentStore, LocalStore, MemoryStore
 
@@ -274,26 +274,47 @@ class Recorder:
     """A thread-safe ``store_files`` callback that remembers its batches and threads."""
 
     def __init__(self) -> None:
-        self.batches: list[list[tuple[str, str]]] = []
+        self.batches: list[list[tuple[str, str | None]]] = []
         self.threads: set[int] = set()
         self._lock = threading.Lock()
 
-    def __call__(self, batch: list[tuple[str, str]]) -> None:
+    def __call__(self, batch: list[tuple[str, str | None]]) -> list[tuple[str, int]]:
         with self._lock:
             self.batches.append(list(batch))
             self.threads.add(threading.get_ident())
+        return [digest_file(p) if d is None else (d, os.path.getsize(p)) for p, d in batch]
 
     @property
-    def pairs(self) -> list[tuple[str, str]]:
+    def pairs(self) -> list[tuple[str, str | None]]:
         return [pair for batch in self.batches for pair in batch]
 
 
-def test_store_files_gets_each_distinct_digest_once(root: Path) -> None:
+def test_small_new_files_are_handed_over_for_the_store_to_hash(root: Path) -> None:
     (root / "data" / "same.csv").write_bytes((root / "data" / "a.csv").read_bytes())
     calls = Recorder()
     obs = observe(root, store_files=calls, by_reference=False)
     assert obs.by_reference is False
-    assert sorted(d for _, d in calls.pairs) == sorted(
+    assert sorted(p for p, _ in calls.pairs) == sorted(
+        str(root / "data" / name) for name in ("a.csv", "same.csv", "sub/b.txt")
+    )
+    assert {d for _, d in calls.pairs} == {None}  # read once, by the store
+    manifest = obs.manifest or {}
+    assert (
+        manifest["same.csv"]
+        == manifest["a.csv"]
+        == {"digest": digest_file(root / "data" / "a.csv")[0], "size": 8}
+    )
+    assert (obs.stored_files, obs.hashed_files, obs.hashed_bytes) == (2, 3, 19)
+
+
+def test_files_the_walk_hashed_are_handed_over_once_per_digest(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sources, "_POOL_MIN_SIZE", 0)  # every file goes to the pool
+    (root / "data" / "same.csv").write_bytes((root / "data" / "a.csv").read_bytes())
+    calls = Recorder()
+    obs = observe(root, store_files=calls, by_reference=False)
+    assert sorted(d or "" for _, d in calls.pairs) == sorted(
         {e["digest"] for e in (obs.manifest or {}).values()}
     )
     assert obs.stored_files == len(calls.pairs) == 2
@@ -303,11 +324,13 @@ def test_store_files_gets_each_distinct_digest_once(root: Path) -> None:
 def test_store_files_also_receives_files_served_from_the_cache(
     root: Path, cache: StatCache, no_racy_window: None
 ) -> None:
-    observe(root, cache=cache)  # by reference: nothing stored yet
+    first = observe(root, cache=cache)  # by reference: nothing stored yet
     calls = Recorder()
     obs = observe(root, cache=cache, store_files=calls, by_reference=False)
     assert obs.hashed_files == 0
-    assert len(calls.pairs) == 2
+    assert sorted(d or "" for _, d in calls.pairs) == sorted(
+        e["digest"] for e in (first.manifest or {}).values()
+    )
     # Files the cache knows are most likely stored: handed over in this thread.
     assert calls.threads == {threading.get_ident()}
 
@@ -322,9 +345,7 @@ def test_files_are_handed_over_in_bounded_batches(
     (root / "data" / "big.bin").write_bytes(os.urandom(3000))
     calls = Recorder()
     obs = observe(root, store_files=calls, by_reference=False)
-    assert sorted(d for _, d in calls.pairs) == sorted(
-        e["digest"] for e in (obs.manifest or {}).values()
-    )
+    assert len(calls.pairs) == len(obs.manifest or {}) == 98
     assert max(len(b) for b in calls.batches) == 10
     assert len(calls.batches) >= 10
     (big_batch,) = [b for b in calls.batches if any(p.endswith("big.bin") for p, _ in b)]
@@ -332,7 +353,7 @@ def test_files_are_handed_over_in_bounded_batches(
 
 
 def test_by_reference_never_calls_store_files(root: Path) -> None:
-    def fail(batch: list[tuple[str, str]]) -> None:
+    def fail(batch: list[tuple[str, str | None]]) -> list[tuple[str, int]]:
         raise AssertionError("store_files called")
 
     obs = observe(root, store_files=fail, by_reference=True)
@@ -364,21 +385,59 @@ def test_a_store_s_put_files_is_a_store_files_callback(
         assert store.get_bytes(entry["digest"]) == (root / "data" / name).read_bytes()
 
 
-def test_a_file_changed_after_hashing_is_not_stored(
+def test_a_file_changed_after_the_walk_hashed_it_is_not_stored(
     root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setattr(sources, "_POOL_MIN_SIZE", 0)  # the walk hashes every file
     store = LocalStore(tmp_path / "objects")
     victim = root / "data" / "a.csv"
 
-    def change_then_store(batch: list[tuple[str, str]]) -> None:
+    def change_then_store(batch: list[tuple[str, str | None]]) -> list[tuple[str, int]]:
         victim.write_text("a,b\n6,6\n")  # same size: only the digest check can tell
-        store.put_files(batch)
+        return store.put_files(batch)
 
     with pytest.raises(IntegrityError, match=r"a\.csv changed while being read"):
         observe(root, store_files=change_then_store, by_reference=False, store_threads=1)
     assert not store.exists(digest_file(victim)[0])
     assert list(store.iter_digests()) == []
     assert list((tmp_path / "objects" / "tmp").iterdir()) == []
+
+
+def test_a_small_file_changed_before_the_store_read_it_is_detected(
+    root: Path, tmp_path: Path
+) -> None:
+    store = LocalStore(tmp_path / "objects")
+    victim = root / "data" / "a.csv"
+
+    def change_then_store(batch: list[tuple[str, str | None]]) -> list[tuple[str, int]]:
+        victim.write_text("a,b\n6,6\n!")
+        return store.put_files(batch)
+
+    with pytest.raises(SourceChangedError, match=r"a\.csv changed while it was being read"):
+        observe(root, store_files=change_then_store, by_reference=False)
+
+
+def test_a_small_file_vanishing_before_the_store_read_it_is_detected(
+    root: Path, tmp_path: Path
+) -> None:
+    store = LocalStore(tmp_path / "objects")
+    victim = root / "data" / "a.csv"
+
+    def remove_then_store(batch: list[tuple[str, str | None]]) -> list[tuple[str, int]]:
+        victim.unlink()
+        return store.put_files(batch)
+
+    with pytest.raises(SourceChangedError, match=r"a\.csv vanished") as info:
+        observe(root, store_files=remove_then_store, by_reference=False)
+    assert isinstance(info.value.__cause__, StoreError)
+
+
+def test_store_files_must_return_a_result_per_file(root: Path) -> None:
+    def forgetful(batch: list[tuple[str, str | None]]) -> list[tuple[str, int]]:
+        return []
+
+    with pytest.raises(TypeError, match=r"one \(digest, size\) per file"):
+        observe(root, store_files=forgetful, by_reference=False)
 
 
 # -- what is refused ---------------------------------------------------------------------
@@ -511,7 +570,7 @@ class StoreBrokeError(Exception):
 
 @pytest.mark.parametrize("threads", [1, 4])
 def test_the_first_store_error_propagates(root: Path, threads: int) -> None:
-    def broken(batch: list[tuple[str, str]]) -> None:
+    def broken(batch: list[tuple[str, str | None]]) -> list[tuple[str, int]]:
         raise StoreBrokeError(batch[0][0])
 
     with pytest.raises(StoreBrokeError):
@@ -530,7 +589,7 @@ def test_large_files_are_stored_on_threads_unless_told_otherwise(
     pooled = Recorder()
     obs = observe(root, store_files=pooled, by_reference=False)
     assert threading.get_ident() not in pooled.threads
-    assert sorted(d for _, d in pooled.pairs) == sorted(
+    assert sorted(d or "" for _, d in pooled.pairs) == sorted(
         {e["digest"] for e in (obs.manifest or {}).values()}
     )
     inline = Recorder()
@@ -547,9 +606,9 @@ def test_small_files_are_stored_from_the_calling_thread(
     calls = Recorder()
     seen: dict[str, int] = {}
 
-    def record(batch: list[tuple[str, str]]) -> None:
-        calls(batch)
+    def record(batch: list[tuple[str, str | None]]) -> list[tuple[str, int]]:
         seen.update((os.path.basename(p), threading.get_ident()) for p, _ in batch)
+        return calls(batch)
 
     observe(root, store_files=record, by_reference=False)
     me = threading.get_ident()

@@ -324,7 +324,7 @@ def test_put_files_copies_only_new_distinct_objects(
     copied: list[str] = []
     real_copy = store._copy_to_tmp
 
-    def spy(src: str, digest: str, *, fsync: bool) -> tuple[str, int]:
+    def spy(src: str, digest: str | None, *, fsync: bool) -> tuple[str, str, int]:
         copied.append(src)
         return real_copy(src, digest, fsync=fsync)
 
@@ -335,6 +335,32 @@ def test_put_files_copies_only_new_distinct_objects(
     assert sorted(copied) == sorted(str(p) for p in paths[10:])
     assert set(store.iter_digests()) == {d for _, d in items}
     assert store.put_files([]) == []
+
+
+def test_put_files_without_digest_reads_each_file_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = _files(tmp_path / "src", 8)
+    twin = tmp_path / "src" / "twin.bin"
+    twin.write_bytes(paths[5].read_bytes())
+    store = LocalStore(tmp_path / "s", small_objects=0)
+    store.put_file(paths[0])
+    opened: list[str] = []
+    real_open = os.open
+
+    def spy(path: str, flags: int, mode: int = 0o777, **kw: object) -> int:
+        if str(path).startswith(str(tmp_path / "src")):
+            opened.append(os.path.basename(path))
+        return real_open(path, flags, mode, **kw)  # type: ignore[arg-type]  # dir_fd only
+
+    monkeypatch.setattr(os, "open", spy)
+    results = store.put_files([(p, None) for p in [*paths, twin]])
+    monkeypatch.undo()
+    assert results == [digest_file(p) for p in [*paths, twin]]
+    assert sorted(opened) == sorted(p.name for p in [*paths, twin])  # no separate hashing
+    # The copies of the stored object and of the twin were dropped, not renamed over.
+    assert set(store.iter_digests()) == {d for d, _ in results}
+    assert list((tmp_path / "s" / "tmp").iterdir()) == []
 
 
 def test_put_files_file_changing_during_the_batch_stores_nothing_of_the_batch(
