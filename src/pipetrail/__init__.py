@@ -9,10 +9,12 @@ The public API is exactly ``__all__`` (checked by tests/unit/test_public_api.py)
 
 from __future__ import annotations
 
+from pipetrail.core.contract import Contract as Contract
 from pipetrail.core.graph import source as source
 from pipetrail.core.step import Step as Step
 from pipetrail.core.step import step as step
 from pipetrail.core.version import VERSION as __version__
+from pipetrail.errors import ContractViolationError as ContractViolationError
 from pipetrail.errors import DefinitionError as DefinitionError
 from pipetrail.errors import NotFoundError as NotFoundError
 from pipetrail.errors import ParamError as ParamError
@@ -28,6 +30,8 @@ from pipetrail.execution.run import Run as Run
 from pipetrail.store import register_serializer as register_serializer
 
 __all__ = [
+    "Contract",
+    "ContractViolationError",
     "DefinitionError",
     "NotFoundError",
     "ParamError",

@@ -9,6 +9,8 @@ import pytest
 import pipetrail
 
 SNAPSHOT = [
+    "Contract",
+    "ContractViolationError",
     "DefinitionError",
     "NotFoundError",
     "ParamError",
@@ -48,7 +50,10 @@ def test_no_other_public_names_leak() -> None:
     assert public - modules - set(pipetrail.__all__) == set()
 
 
-@pytest.mark.parametrize("package", ["pipetrail.store", "pipetrail.capture", "pipetrail.execution"])
+@pytest.mark.parametrize(
+    "package",
+    ["pipetrail.store", "pipetrail.capture", "pipetrail.contracts", "pipetrail.execution"],
+)
 def test_subpackage_all_is_sorted_and_resolves(package: str) -> None:
     module = importlib.import_module(package)
     names = module.__all__

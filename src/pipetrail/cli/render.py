@@ -10,6 +10,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from pipetrail.cli.contracts_render import print_contracts_brief
 from pipetrail.execution.records import METRIC_OUTPUT_PREFIX, is_recorded_output
 
 __all__ = ["print_run", "print_run_done", "print_run_failure", "print_runs", "print_why"]
@@ -139,6 +140,7 @@ def print_run(summary: dict[str, Any]) -> None:
             _short(step["cache_key"], 10),
         )
     console.print(table)
+    print_contracts_brief(console, summary["steps"])
     for step in summary["steps"]:
         if step["status"] == "failed":
             console.print(f"[red]step {step['node_id']} failed:[/] {step['error']}")

@@ -15,10 +15,11 @@ import typing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
+from pipetrail.core.contract import Boundary, bind_contracts
 from pipetrail.errors import DefinitionError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Mapping
 
 __all__ = ["Step", "StepOptions", "step"]
 
@@ -40,6 +41,8 @@ class StepOptions:
         allow_pickle: trust this step's outputs to be stored with pickle when no safe
             serializer handles their type. Pickle runs code when loaded: opt in only for
             artifacts you produce yourself.
+        contracts: the contracts checked on inputs (before the call) and outputs (after
+            it), bound to parameter and output names (see :mod:`pipetrail.core.contract`).
     """
 
     name: str
@@ -47,6 +50,7 @@ class StepOptions:
     cache: bool = True
     outputs: tuple[str, ...] = ("output",)
     allow_pickle: bool = False
+    contracts: tuple[Boundary, ...] = ()
 
 
 class Step(Generic[P, R]):
@@ -130,6 +134,7 @@ def step(
     cache: bool = True,
     outputs: tuple[str, ...] | list[str] | None = None,
     allow_pickle: bool = False,
+    contracts: Mapping[str, Any] | None = None,
 ) -> Callable[[Callable[P, R]], Step[P, R]]: ...
 
 
@@ -142,6 +147,7 @@ def step(
     cache: bool = True,
     outputs: tuple[str, ...] | list[str] | None = None,
     allow_pickle: bool = False,
+    contracts: Mapping[str, Any] | None = None,
 ) -> Step[P, R] | Callable[[Callable[P, R]], Step[P, R]]:
     """Declare a function as a pipeline step.
 
@@ -155,6 +161,9 @@ def step(
         outputs: names for several outputs; by default a ``tuple[A, B]`` return annotation
             gives ``output_0``, ``output_1``.
         allow_pickle: let outputs with no safe serializer be stored with pickle (trusted).
+        contracts: parameter or output name -> a :class:`~pipetrail.contracts.Contract` or a
+            bare schema (pandera, ``pyarrow.Schema``, pydantic model). Inputs are checked
+            before the call, outputs after it; a violation fails the step.
 
     Returns:
         The :class:`Step`, or a decorator producing one.
@@ -182,12 +191,16 @@ def step(
                 f"step {step_name!r} is a coroutine or generator function; steps must return "
                 "their outputs"
             )
+        output_names = _output_names(f, None if outputs is None else tuple(outputs))
         options = StepOptions(
             name=step_name,
             version=None if version is None else str(version),
             cache=cache,
-            outputs=_output_names(f, None if outputs is None else tuple(outputs)),
+            outputs=output_names,
             allow_pickle=allow_pickle,
+            contracts=bind_contracts(
+                step_name, f, inspect.signature(f), output_names, contracts
+            ),
         )
         return Step(f, options)
 

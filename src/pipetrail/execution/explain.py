@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.execution.cache import explain_change
+from pipetrail.execution.contract_records import contract_results
 from pipetrail.execution.crash import effective_status
 
 if TYPE_CHECKING:
@@ -78,6 +79,9 @@ def run_summary(reader: Reader, ref: str) -> dict[str, Any]:
                 "traceback": s["traceback"],
             }
         )
+    checked = {found["step_run_id"]: found for found in contract_results(reader, run_id)}
+    for entry in steps:
+        entry["contracts"] = checked.get(entry["step_run_id"])
     record = run["record"] or {}
     return {
         "run_id": run_id,
@@ -96,6 +100,8 @@ def run_summary(reader: Reader, ref: str) -> dict[str, Any]:
         "pipeline_file": record.get("pipeline_file"),
         "argv": record.get("argv"),
         "pipetrail_version": record.get("pipetrail_version"),
+        "params_files": record.get("params_files", []),
+        "parity": record.get("parity"),
         "cache": record.get("cache", True),
         "steps_total": run["steps_total"],
         "sources": reader.sources(run_id),

@@ -10,6 +10,10 @@ While user code runs, a :class:`~pipetrail.execution.metrics.StepRecorder` is bo
 context so that ``log_metric`` and ``attach_report`` reach it. Metric series are stored
 when the call returns, also when it raised: the coordinator references them from
 ``step.failed`` too, while a failed step's outputs are never stored.
+
+Contracts (:mod:`pipetrail.execution.boundaries`) are checked on the inputs before the
+call and on the returned values before they are stored; a violation is the step's error
+and nothing of its outputs is stored.
 """
 
 from __future__ import annotations
@@ -21,11 +25,13 @@ from typing import TYPE_CHECKING, Any
 
 from pipetrail.capture import apply_seed, capture_output, measure
 from pipetrail.errors import PipetrailError, SerializationError
+from pipetrail.execution.boundaries import ContractChecker
 from pipetrail.execution.metrics import StepRecorder, StoredSeries, recording
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from pipetrail.core.contract import Boundary
     from pipetrail.store import ContentStore, SerializerRegistry, StoredArtifact
 
 __all__ = ["StepTask", "TaskResult", "execute_task"]
@@ -47,6 +53,10 @@ class StepTask:
         allow_pickle: whether outputs may fall back to pickle.
         uses: distributions the step's code refers to (NumPy and PyTorch among them are
             seeded even if not imported yet).
+        contracts: the step's contracts, checked on inputs before the call and on
+            outputs before they are stored.
+        contract_fingerprints: boundary label (``input:df``) -> the contract's digest.
+        input_digests: input name -> the digest of its artifact (when it is one).
     """
 
     node_id: str
@@ -57,6 +67,9 @@ class StepTask:
     seed: int
     allow_pickle: bool = False
     uses: tuple[str, ...] = ()
+    contracts: tuple[Boundary, ...] = ()
+    contract_fingerprints: dict[str, str] = field(default_factory=dict)
+    input_digests: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -73,6 +86,9 @@ class TaskResult:
         seeded: libraries the seed was applied to.
         metrics: metric name -> its stored series (also when the step failed).
         reports: report name -> the stored report (also when the step failed).
+        contracts: the contract results for the step event (None without contracts).
+        contract_report: the stored contract report (None without contracts).
+        data_ops: records of the data operations (``pipetrail.data``) the step ran.
     """
 
     outputs: dict[str, StoredArtifact] = field(default_factory=dict)
@@ -84,6 +100,9 @@ class TaskResult:
     seeded: list[str] = field(default_factory=list)
     metrics: dict[str, StoredSeries] = field(default_factory=dict)
     reports: dict[str, StoredArtifact] = field(default_factory=dict)
+    contracts: dict[str, Any] | None = None
+    contract_report: StoredArtifact | None = None
+    data_ops: list[dict[str, Any]] = field(default_factory=list)
 
 
 def _split_outputs(task: StepTask, value: Any) -> dict[str, Any]:
@@ -116,6 +135,7 @@ def _fail(result: TaskResult, task: StepTask, what: str, exc: Exception) -> None
 def _store_recorded(task: StepTask, recorder: StepRecorder, result: TaskResult) -> None:
     """Store the logged metric series; keep what the step attached."""
     result.reports = dict(recorder.reports)
+    result.data_ops = list(recorder.data_ops)
     try:
         result.metrics = recorder.store_series()
     except Exception as exc:  # noqa: BLE001 - store backends may raise library errors
@@ -132,9 +152,14 @@ def execute_task(task: StepTask, store: ContentStore, registry: SerializerRegist
     """Run one step and store its outputs; never raises for errors in user code."""
     result = TaskResult()
     result.seeded = apply_seed(task.seed, uses=task.uses)
+    contracts = ContractChecker(task)
+    if not contracts.inputs_hold(task.kwargs):
+        # Input contracts are checked before the call: the step function never runs.
+        contracts.finish(result, store, registry)
+        return result
     with capture_output() as captured, measure() as usage:
         # Created last, so metric timestamps count from (just before) the call.
-        recorder = StepRecorder(task.step_name, store, registry)
+        recorder = StepRecorder(task.step_name, store, registry, seed=task.seed)
         with recording(recorder):
             try:
                 value = task.func(**task.kwargs)
@@ -145,9 +170,13 @@ def execute_task(task: StepTask, store: ContentStore, registry: SerializerRegist
     result.resources = usage.to_record()
     _store_recorded(task, recorder, result)
     if result.error is not None:
+        contracts.finish(result, store, registry)
         return result
     try:
         values = _split_outputs(task, value)
+        if not contracts.outputs_hold(values):
+            contracts.finish(result, store, registry)
+            return result
         for name, item in values.items():
             result.outputs[name] = registry.dump(
                 item, store, allow_pickle=task.allow_pickle, step=task.step_name
@@ -159,4 +188,5 @@ def execute_task(task: StepTask, store: ContentStore, registry: SerializerRegist
         result.outputs = {}
         result.values = {}
         _fail(result, task, "output", exc)
+    contracts.finish(result, store, registry, result.outputs)
     return result
