@@ -77,6 +77,7 @@ __all__ = [
     "StepRecorder",
     "StoredSeries",
     "active_recorder",
+    "current_recorder",
     "decode_series",
     "encode_series",
     "log_metric",
@@ -212,19 +213,29 @@ class StoredSeries:
 
 
 class StepRecorder:
-    """Collects the metrics and reports of one step call.
+    """Collects the metrics, reports and data operations of one step call.
 
     Args:
         step_name: the step's name, used in error messages.
         store: where reports (at once) and series (at the end) are written.
         registry: serializers (reports stored as JSON use the ``json`` one).
+        seed: the step's derived seed (the default seed of data operations).
     """
 
-    def __init__(self, step_name: str, store: ContentStore, registry: SerializerRegistry) -> None:
+    def __init__(
+        self,
+        step_name: str,
+        store: ContentStore,
+        registry: SerializerRegistry,
+        *,
+        seed: int | None = None,
+    ) -> None:
         self.step_name = step_name
         self.store = store
         self.registry = registry
+        self.seed = seed
         self.reports: dict[str, StoredArtifact] = {}
+        self.data_ops: list[dict[str, Any]] = []
         self._series: dict[str, _Series] = {}
         self._lock = threading.Lock()
         self._origin = time.perf_counter_ns()
@@ -284,6 +295,11 @@ class StepRecorder:
                     f"each report its own name (e.g. '{name}/2')"
                 )
             self.reports[name] = record
+
+    def add_data_op(self, record: dict[str, Any]) -> None:
+        """Append the record of a data operation (see :mod:`pipetrail.data`)."""
+        with self._lock:
+            self.data_ops.append(record)
 
     @property
     def names(self) -> list[str]:
@@ -349,6 +365,11 @@ def recording(recorder: StepRecorder) -> Iterator[StepRecorder]:
         yield recorder
     finally:
         _ACTIVE.reset(token)
+
+
+def current_recorder() -> StepRecorder | None:
+    """Return the recorder of the running step, or None outside a step."""
+    return _ACTIVE.get()
 
 
 def active_recorder(caller: str) -> StepRecorder:

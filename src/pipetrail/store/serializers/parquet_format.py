@@ -38,7 +38,7 @@ from pipetrail.store.serializers.table_normalize import (
 if TYPE_CHECKING:
     from pipetrail.store.base import ContentStore
 
-__all__ = ["ParquetSerializer"]
+__all__ = ["ParquetSerializer", "library_of", "table_value_digest"]
 
 _LIBRARIES = (
     ("pandas", "DataFrame", "pandas.DataFrame"),
@@ -110,6 +110,26 @@ def _parquet_bytes(table: Any) -> bytes:
         write_page_index=False,
     )
     return buffer.getvalue()
+
+
+def table_value_digest(value: Any) -> str:
+    """Return the digest :meth:`ParquetSerializer.dump` gives ``value``, storing nothing.
+
+    Only the normalized form is built and hashed (no Parquet is written), so it costs
+    about what the digest part of a dump costs.
+
+    Raises:
+        SerializationError: the value is not a supported table, or a needed library is
+            missing.
+    """
+    library = library_of(value)
+    if library is None:
+        raise SerializationError(
+            f"only pandas/polars DataFrames and pyarrow Tables have a table digest, not "
+            f"{type(value).__qualname__}"
+        )
+    table, _ = _to_arrow(value, library)
+    return table_digest(normalize_table(table))
 
 
 class ParquetSerializer:
