@@ -4,7 +4,8 @@ A project is the nearest folder, from the working directory upwards, that holds 
 ``pipetrail.toml``. Without one, the working directory is the project and the embedded
 defaults apply (``.pipetrail/ledger.db`` and ``.pipetrail/objects``), created on first
 write. Environment variables override the file: ``PIPETRAIL_METADATA``,
-``PIPETRAIL_ARTIFACTS``, ``PIPETRAIL_SEED``. Cheap to import: stdlib only.
+``PIPETRAIL_ARTIFACTS``, ``PIPETRAIL_SEED``, ``PIPETRAIL_PARITY`` and
+``PIPETRAIL_PARITY_REFERENCE``. Cheap to import: stdlib only.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ __all__ = [
 CONFIG_FILE = "pipetrail.toml"
 STATE_DIR = ".pipetrail"
 
-_KNOWN = {"metadata", "artifacts", "seed", "executor"}
+_KNOWN = {"metadata", "artifacts", "seed", "executor", "parity", "parity_reference"}
+_PARITY_MODES = ("off", "warn", "strict")
 
 DEFAULT_TOML = """\
 # pipetrail project settings. Environment variables PIPETRAIL_METADATA,
@@ -45,6 +47,10 @@ artifacts = ".pipetrail/objects"
 seed = 0
 # Where steps execute.
 executor = "inline"
+# Compare the environment with a reference run's before each run: "off", "warn" (report
+# and record the differences) or "strict" (refuse to run). See docs/environment.md.
+# parity = "warn"
+# parity_reference = "RUN_ID"
 """
 
 
@@ -59,6 +65,8 @@ class ProjectConfig:
         seed: default run seed.
         executor: executor name.
         has_file: whether a ``pipetrail.toml`` was found.
+        parity: environment parity mode before a run: ``off``, ``warn`` or ``strict``.
+        parity_reference: the run whose environment parity compares with.
     """
 
     root: Path
@@ -67,6 +75,8 @@ class ProjectConfig:
     seed: int
     executor: str
     has_file: bool
+    parity: str = "off"
+    parity_reference: str | None = None
 
     @property
     def state_dir(self) -> Path:
@@ -137,6 +147,15 @@ def load_config(start: Path | None = None, *, root: Path | None = None) -> Proje
         raise ProjectError(
             f'{path}: executor {executor!r} is not available in this version; use "inline"'
         )
+    parity = os.environ.get("PIPETRAIL_PARITY") or data.get("parity", "off")
+    if parity not in _PARITY_MODES:
+        raise ProjectError(
+            f"{path}: 'parity' (or PIPETRAIL_PARITY) must be one of "
+            f"{', '.join(map(repr, _PARITY_MODES))}, got {parity!r}"
+        )
+    parity_reference = os.environ.get("PIPETRAIL_PARITY_REFERENCE") or data.get("parity_reference")
+    if parity_reference is not None and not isinstance(parity_reference, str):
+        raise ProjectError(f"{path}: 'parity_reference' must be a run id, got {parity_reference!r}")
     metadata_url = _resolve_sqlite(metadata or f"sqlite:///{STATE_DIR}/ledger.db", project_root)
     artifacts_dir = Path(artifacts) if artifacts else Path(STATE_DIR) / "objects"
     if not artifacts_dir.is_absolute():
@@ -148,6 +167,8 @@ def load_config(start: Path | None = None, *, root: Path | None = None) -> Proje
         seed=seed,
         executor=str(executor),
         has_file=has_file,
+        parity=str(parity),
+        parity_reference=parity_reference or None,
     )
 
 

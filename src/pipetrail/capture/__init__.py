@@ -1,7 +1,8 @@
 """Capture: the facts a run records about where and how it ran.
 
-Owns environment snapshots (interpreter, OS, hardware, installed packages), git state
-(commit, branch, uncommitted diff), resource usage of a block (time, CPU, peak memory),
+Owns environment snapshots (interpreter, OS, hardware, installed packages) and their
+comparison (``environment_diff``), git state (commit, branch, uncommitted diff),
+resource usage of a block (time, CPU, peak memory),
 seeds (validation, derivation, seeding libraries), output capture (stdout, stderr and
 logging in one log) and run ownership (owner, host, process liveness).
 
@@ -34,7 +35,7 @@ from pipetrail.capture.seeds import apply_seed as apply_seed
 from pipetrail.capture.seeds import derive_seed as derive_seed
 from pipetrail.capture.seeds import new_run_seed as new_run_seed
 from pipetrail.capture.seeds import validate_seed as validate_seed
-from pipetrail.capture.sources import SourceChangedError as SourceChangedError
+from pipetrail.capture.source_checks import SourceChangedError as SourceChangedError
 from pipetrail.capture.sources import SourceObservation as SourceObservation
 from pipetrail.capture.sources import observe_source as observe_source
 from pipetrail.capture.statcache import StatCache as StatCache

@@ -10,16 +10,22 @@ Snapshot schema (``schema_version`` 1)::
     {
       "schema_version": 1,
       "python": {"version", "implementation", "executable", "prefix"},
-      "os": {"system", "release", "version", "machine", "platform", "libc"?},
+      "os": {"system", "release", "version", "machine", "platform", "libc"?,
+             "distro"?: {"id", "version_id"?, "codename"?, "name"?}},
       "cpu": {"model", "logical_cores", "usable_cores"?, "physical_cores"?},
       "memory": {"total_bytes"},
       "gpu": [{"name", "driver", "memory"}, ...],
-      "distributions": [{"name", "version"}, ...],   # sorted by normalized name
+      "distributions": [{"name", "version", "direct_url"?}, ...],  # sorted by name
       "env_vars": {NAME: value},                     # allow-listed names only
     }
 
-Keys marked ``?`` are present only when the platform can tell. Values never contain
-secrets: environment variables are read from a fixed allow-list of numerics-related names.
+Keys marked ``?`` are present only when the platform can tell. ``os.distro`` comes from
+``/etc/os-release`` (Linux). A distribution's ``direct_url`` is present when it was not
+installed from an index (PEP 610 ``direct_url.json``): ``{"url", "editable"?, "vcs"?,
+"commit_id"?, "requested_revision"?, "archive_hash"?, "subdirectory"?}``; both keys were
+added without a schema bump, so older snapshots lack them. Values never contain secrets:
+environment variables are read from a fixed allow-list of numerics-related names, and
+credentials in a direct URL (``user:token@``) are removed.
 """
 
 from __future__ import annotations
@@ -66,7 +72,7 @@ ENV_VAR_ALLOWLIST = (
 )
 
 # Bump when the cached file's layout or the key's inputs change, so old files are ignored.
-_CACHE_FORMAT = 1
+_CACHE_FORMAT = 2
 _CACHE_FILE = "distributions.json"
 # A directory modified this recently may be modified again within the same timestamp tick
 # (kernel timestamps are coarse-grained), which the key could not tell apart; such a
@@ -125,8 +131,11 @@ def environment_digest(snapshot: dict[str, Any]) -> str:
     return digest_value(snapshot)
 
 
-def list_distributions() -> list[dict[str, str]]:
+def list_distributions() -> list[dict[str, Any]]:
     """Return every installed distribution as ``{"name", "version"}``, sorted by name.
+
+    A distribution installed from a direct URL, a local folder (editable or not) or a
+    version-control checkout also has ``direct_url`` (see the module docstring).
 
     Names are normalized as in PEP 503 (lowercase, runs of ``-_.`` become ``-``). When a
     name is installed in several ``sys.path`` entries, the first one wins, because that
@@ -137,14 +146,71 @@ def list_distributions() -> list[dict[str, str]]:
     # cache miss.
     import importlib.metadata
 
-    found: dict[str, str] = {}
+    found: dict[str, dict[str, Any]] = {}
     for dist in importlib.metadata.distributions():
         name, version = _name_and_version(dist)
         if not name or not version:
             _log.debug("skipping a distribution without name or version at %r", dist)
             continue
-        found.setdefault(_NORMALIZE_RE.sub("-", name).lower(), version)
-    return [{"name": name, "version": found[name]} for name in sorted(found)]
+        key = _NORMALIZE_RE.sub("-", name).lower()
+        if key in found:
+            continue
+        entry: dict[str, Any] = {"name": key, "version": version}
+        origin = _direct_url(dist)
+        if origin is not None:
+            entry["direct_url"] = origin
+        found[key] = entry
+    return [found[name] for name in sorted(found)]
+
+
+def _direct_url(dist: Any) -> dict[str, Any] | None:
+    """Summarize a distribution's PEP 610 ``direct_url.json``, or None (index install)."""
+    try:
+        text = dist.read_text("direct_url.json")
+    except OSError:
+        return None
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or not isinstance(data.get("url"), str):
+        return None
+    origin: dict[str, Any] = {"url": _without_credentials(data["url"])}
+    dir_info = data.get("dir_info")
+    if isinstance(dir_info, dict) and dir_info.get("editable") is True:
+        origin["editable"] = True
+    vcs_info = data.get("vcs_info")
+    if isinstance(vcs_info, dict):
+        for key, target in (
+            ("vcs", "vcs"),
+            ("commit_id", "commit_id"),
+            ("requested_revision", "requested_revision"),
+        ):
+            if isinstance(vcs_info.get(key), str):
+                origin[target] = vcs_info[key]
+    archive_info = data.get("archive_info")
+    if isinstance(archive_info, dict):
+        hashes = archive_info.get("hashes")
+        if isinstance(hashes, dict) and isinstance(hashes.get("sha256"), str):
+            origin["archive_hash"] = "sha256=" + hashes["sha256"]
+        elif isinstance(archive_info.get("hash"), str):
+            origin["archive_hash"] = archive_info["hash"]
+    if isinstance(data.get("subdirectory"), str):
+        origin["subdirectory"] = data["subdirectory"]
+    return origin
+
+
+def _without_credentials(url: str) -> str:
+    """Drop ``user:password@`` from a URL; tokens must never reach a run record."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        return url
+    host, slash, path = rest.partition("/")
+    if "@" in host:
+        host = host.rsplit("@", 1)[1]
+    return f"{scheme}://{host}{slash}{path}"
 
 
 def _name_and_version(dist: Any) -> tuple[str | None, str | None]:
@@ -174,7 +240,7 @@ def _name_and_version(dist: Any) -> tuple[str | None, str | None]:
     return name, version
 
 
-def _cached_distributions(cache_dir: Path | None) -> list[dict[str, str]]:
+def _cached_distributions(cache_dir: Path | None) -> list[dict[str, Any]]:
     if cache_dir is None:
         return list_distributions()
     key, newest_mtime_ns = _distributions_key()
@@ -229,7 +295,7 @@ def _egg_info_mtimes(directory: str) -> list[list[Any]]:
     return sorted(found, key=lambda pair: pair[0])
 
 
-def _read_cache(cache_file: Path, key: str) -> list[dict[str, str]] | None:
+def _read_cache(cache_file: Path, key: str) -> list[dict[str, Any]] | None:
     try:
         data = json.loads(cache_file.read_bytes())
     except (OSError, ValueError):
@@ -247,7 +313,7 @@ def _read_cache(cache_file: Path, key: str) -> list[dict[str, str]] | None:
     return distributions
 
 
-def _write_cache(cache_file: Path, key: str, distributions: list[dict[str, str]]) -> None:
+def _write_cache(cache_file: Path, key: str, distributions: list[dict[str, Any]]) -> None:
     """Write the cache atomically; a failure only costs speed, so it is logged, not raised."""
     import tempfile  # only needed on a cache miss
 
@@ -308,7 +374,31 @@ def _os_info() -> dict[str, Any]:
     )
     if libc:
         info["libc"] = libc
+    distro = _distro()
+    if distro:
+        info["distro"] = distro
     return info
+
+
+def _distro() -> dict[str, str] | None:
+    """Return the Linux distribution from ``/etc/os-release`` (``ID``, ``VERSION_ID``...)."""
+    import platform
+
+    try:
+        release = platform.freedesktop_os_release()
+    except OSError:
+        return None  # not Linux, or no os-release file
+    found = {
+        key: release[field]
+        for key, field in (
+            ("id", "ID"),
+            ("version_id", "VERSION_ID"),
+            ("codename", "VERSION_CODENAME"),
+            ("name", "PRETTY_NAME"),
+        )
+        if release.get(field)
+    }
+    return found if "id" in found else None
 
 
 def _libc() -> str | None:

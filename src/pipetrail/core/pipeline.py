@@ -1,8 +1,10 @@
 """Pipeline definitions: a ``@pipeline`` function, its typed parameters, and graph building.
 
 Parameters are validated (by type hints, through pydantic) before a graph is built, so a
-wrong type or an unknown name fails before anything is recorded. Pure: running a
-pipeline lives in :mod:`pipetrail.execution`.
+wrong type or an unknown name fails before anything is recorded. A pipeline whose only
+argument is annotated with a pydantic model takes that model's fields as its parameters
+(see :mod:`pipetrail.core.params`). Pure: running a pipeline lives in
+:mod:`pipetrail.execution`.
 """
 
 from __future__ import annotations
@@ -18,6 +20,13 @@ from pipetrail.core.graph import (
     PipelineGraph,
     SourceRef,
     current_builder,
+)
+from pipetrail.core.params import (
+    config_model,
+    expand_dotted,
+    merge_params,
+    parse_text,
+    validate_model,
 )
 from pipetrail.errors import DefinitionError, ParamError
 
@@ -57,6 +66,7 @@ class PipelineDefinition:
         self.__pipetrail_func__ = func
         self.signature = inspect.signature(func)
         self.params = self._param_infos()
+        self.model_param = self._model_param()
 
     def __repr__(self) -> str:
         return f"<Pipeline {self.name}>"
@@ -87,8 +97,20 @@ class PipelineDefinition:
             infos[param.name] = ParamInfo(param.name, annotation, param.default)
         return infos
 
+    def _model_param(self) -> ParamInfo | None:
+        """The single argument annotated with a pydantic model, if that is the signature."""
+        if len(self.params) != 1:
+            return None
+        info = next(iter(self.params.values()))
+        return info if config_model(info.annotation) is not None else None
+
     def resolve_params(self, given: Mapping[str, Any]) -> dict[str, Any]:
         """Validate and convert parameter values; text values (from the CLI) are parsed.
+
+        Dotted keys (``model.C``) set fields of nested models or mappings. When the
+        pipeline is configured by a pydantic model, the parameters are the model's fields
+        and the result maps each field to its validated value (nested models stay model
+        instances); :meth:`build` makes the model from them.
 
         Args:
             given: parameter name -> value (a Python value, or text to parse).
@@ -97,9 +119,26 @@ class PipelineDefinition:
             Every parameter with its validated value (defaults filled in).
 
         Raises:
-            ParamError: naming each unknown, missing or invalid parameter.
+            ParamError: naming each unknown, missing or invalid parameter (its
+                ``problems`` lists them as ``(key, reason)``).
         """
-        return self._resolve(given, placeholders=False)
+        expanded = expand_dotted(given)
+        if self.model_param is not None:
+            model = self.model_param.annotation
+            whole = self.model_param.name
+            if whole in expanded and whole not in model.model_fields:
+                # The argument itself (``run(cfg=TrainConfig(...))`` or ``{"cfg": {...}}``);
+                # other keys still apply on top of it.
+                value = expanded.pop(whole)
+                if isinstance(value, model):
+                    value = value.model_dump(exclude_unset=True)
+                if isinstance(value, dict):
+                    expanded = merge_params(value, expanded)
+                else:
+                    expanded[whole] = value
+            instance = validate_model(model, expanded, pipeline=self.name)
+            return {name: getattr(instance, name) for name in model.model_fields}
+        return self._resolve(expanded, placeholders=False)
 
     def _resolve(self, given: Mapping[str, Any], *, placeholders: bool) -> dict[str, Any]:
         # placeholders=True (nesting): step outputs and sources have no value to validate
@@ -109,10 +148,12 @@ class PipelineDefinition:
             known = ", ".join(self.params) or "none"
             raise ParamError(
                 f"pipeline {self.name!r} has no parameter {', '.join(map(repr, unknown))}; "
-                f"its parameters are: {known}"
+                f"its parameters are: {known}",
+                problems=tuple((name, f"is not a parameter (known: {known})") for name in unknown),
             )
         resolved: dict[str, Any] = {}
         problems: list[str] = []
+        keyed: list[tuple[str, str]] = []
         for name, info in self.params.items():
             if name in given and placeholders and _holds_ref(given[name]):
                 resolved[name] = given[name]
@@ -121,12 +162,16 @@ class PipelineDefinition:
                     resolved[name] = _validate(info, given[name])
                 except ParamError as exc:
                     problems.append(str(exc))
+                    keyed.extend(exc.problems)
             elif info.required:
                 problems.append(f"parameter {name!r} ({info.type_name()}) is required")
+                keyed.append((name, f"({info.type_name()}) is required"))
             else:
                 resolved[name] = info.default
         if problems:
-            raise ParamError(f"pipeline {self.name!r}: " + "; ".join(problems))
+            raise ParamError(
+                f"pipeline {self.name!r}: " + "; ".join(problems), problems=tuple(keyed)
+            )
         return resolved
 
     def build(self, params: Mapping[str, Any]) -> PipelineGraph:
@@ -138,6 +183,10 @@ class PipelineDefinition:
         outer = current_builder()
         if outer is not None:
             raise DefinitionError(f"pipeline {self.name!r} is being built already")
+        if self.model_param is not None:
+            # resolve_params validated the fields already: assemble, do not re-validate.
+            model = self.model_param.annotation
+            params = {self.model_param.name: model.model_construct(**params)}
         with GraphBuilder(self.name) as builder:
             result = self.func(**params)
         graph = builder.graph
@@ -213,28 +262,24 @@ def _validate(info: ParamInfo, value: Any) -> Any:
     from pydantic import TypeAdapter, ValidationError
 
     if isinstance(value, str) and ann is not str:
-        value = _parse_text(value)
+        value = parse_text(value)
     try:
         return TypeAdapter(ann).validate_python(value)
     except ValidationError as exc:
         reason = "; ".join(err["msg"] for err in exc.errors())
+        expects = f"expects {info.type_name()}, got {value!r}"
         raise ParamError(
-            f"parameter {info.name!r} expects {info.type_name()}, got {value!r} ({reason})"
+            f"parameter {info.name!r} {expects} ({reason})",
+            problems=tuple(
+                (
+                    ".".join([info.name, *(str(part) for part in err["loc"])]),
+                    f"{expects} ({err['msg']})",
+                )
+                for err in exc.errors()
+            ),
         ) from None
     except Exception as exc:  # noqa: BLE001 - pydantic schema errors for exotic hints
+        reason = f"its type {info.type_name()} cannot be validated ({exc})"
         raise ParamError(
-            f"parameter {info.name!r}: its type {info.type_name()} cannot be validated ({exc})"
+            f"parameter {info.name!r}: {reason}", problems=((info.name, reason),)
         ) from None
-
-
-def _parse_text(text: str) -> Any:
-    """Parse ``-p`` text as JSON when it looks like JSON, else keep the text."""
-    import json
-
-    stripped = text.strip()
-    if stripped[:1] in '[{"' or stripped in ("true", "false", "null"):
-        try:
-            return json.loads(stripped)
-        except json.JSONDecodeError:
-            return text
-    return text

@@ -22,6 +22,10 @@ import json
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
+from pipetrail.capture.environment_diff import Change as Change
+from pipetrail.capture.environment_diff import EnvironmentDiff as EnvironmentDiff
+from pipetrail.capture.environment_diff import MappingDiff as MappingDiff
+from pipetrail.capture.environment_diff import diff_environments as diff_environments
 from pipetrail.errors import PipetrailError
 from pipetrail.execution.cache import explain_change
 from pipetrail.lineage.compare import (
@@ -36,8 +40,6 @@ from pipetrail.lineage.compare import (
 from pipetrail.store import StoredArtifact
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
-
     from pipetrail.execution.project import Project
 
 __all__ = [
@@ -50,6 +52,7 @@ __all__ = [
     "StepDiff",
     "diff_environments",
     "diff_runs",
+    "load_environment",
 ]
 
 _CODE_SQL = (
@@ -57,48 +60,10 @@ _CODE_SQL = (
     "(SELECT run_id FROM step_runs WHERE step = :step AND code_digest = :code) "
     "ORDER BY first_seq DESC"
 )
-# Paths differ between any two virtualenvs and say nothing about results.
-_PYTHON_KEYS = ("version", "implementation")
-_OS_KEYS = ("system", "release", "version", "machine", "libc")
-_HARDWARE_KEYS = (
-    "cpu.model", "cpu.logical_cores", "cpu.physical_cores", "cpu.usable_cores",
-    "memory.total_bytes",
-)  # fmt: skip
 _BRIEF_KEYS = (
     "run_id", "pipeline", "pipeline_fingerprint", "status", "started_at", "git_commit",
     "environment",
 )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class Change:
-    """A value in run A and in run B."""
-
-    a: Any
-    b: Any
-
-
-@dataclass(frozen=True)
-class MappingDiff:
-    """Keys only in B (``added``), only in A (``removed``), and in both but different."""
-
-    added: dict[str, Any]
-    removed: dict[str, Any]
-    changed: dict[str, Change]
-
-    @classmethod
-    def between(cls, a: Mapping[str, Any], b: Mapping[str, Any]) -> MappingDiff:
-        """Compare two mappings key by key."""
-        return cls(
-            added={k: b[k] for k in sorted(b) if k not in a},
-            removed={k: a[k] for k in sorted(a) if k not in b},
-            changed={k: Change(a[k], b[k]) for k in sorted(a) if k in b and a[k] != b[k]},
-        )
-
-    @property
-    def empty(self) -> bool:
-        """Whether the mappings are equal."""
-        return not (self.added or self.removed or self.changed)
 
 
 @dataclass(frozen=True)
@@ -145,25 +110,6 @@ class MetricDelta:
     a: float | None
     b: float | None
     delta: float | None
-
-
-@dataclass(frozen=True)
-class EnvironmentDiff:
-    """How two environment snapshots differ.
-
-    Attributes:
-        same: the snapshot digests are equal.
-        hardware: ``cpu.model``, ``cpu.logical_cores``, ``memory.total_bytes``, ``gpu``...
-        note: why the comparison is incomplete (a snapshot is missing), if it is.
-    """
-
-    same: bool
-    python: dict[str, Change]
-    os: dict[str, Change]
-    hardware: dict[str, Change]
-    packages: MappingDiff
-    env_vars: MappingDiff
-    note: str | None = None
 
 
 @dataclass(frozen=True)
@@ -219,8 +165,8 @@ def diff_runs(project: Project, a: str, b: str) -> RunDiff:
         sources=MappingDiff.between(facts_a.sources, facts_b.sources),
         steps=_step_diffs(project, facts_a, facts_b),
         environment=diff_environments(
-            _snapshot(project, facts_a.environment),
-            _snapshot(project, facts_b.environment),
+            load_environment(project, facts_a.environment),
+            load_environment(project, facts_b.environment),
             digests=(facts_a.environment, facts_b.environment),
         ),
         metrics=_metric_deltas(facts_a, facts_b),
@@ -336,7 +282,8 @@ def _recorded_code_blob(project: Project, run_id: str, facts: StepFacts) -> str 
 
 
 # -- environment ------------------------------------------------------------------------
-def _snapshot(project: Project, digest: str | None) -> dict[str, Any] | None:
+def load_environment(project: Project, digest: str | None) -> dict[str, Any] | None:
+    """Return the environment snapshot stored under ``digest``, or None if unreadable."""
     if digest is None:
         return None
     record = project.reader().artifact(digest)
@@ -347,58 +294,3 @@ def _snapshot(project: Project, digest: str | None) -> dict[str, Any] | None:
     except PipetrailError:
         return None
     return value if isinstance(value, dict) else None
-
-
-def _section_changes(
-    a: Mapping[str, Any], b: Mapping[str, Any], keys: tuple[str, ...]
-) -> dict[str, Change]:
-    return {k: Change(a.get(k), b.get(k)) for k in keys if a.get(k) != b.get(k)}
-
-
-def _hardware(snapshot: Mapping[str, Any]) -> dict[str, Any]:
-    facts = {}
-    for key in _HARDWARE_KEYS:
-        section, _, name = key.partition(".")
-        facts[key] = (snapshot.get(section) or {}).get(name)
-    facts["gpu"] = [f"{g.get('name')} ({g.get('memory')})" for g in snapshot.get("gpu") or [] if g]
-    return facts
-
-
-def _packages(snapshot: Mapping[str, Any]) -> dict[str, str]:
-    return {d["name"]: d["version"] for d in snapshot.get("distributions") or []}
-
-
-def diff_environments(
-    a: Mapping[str, Any] | None,
-    b: Mapping[str, Any] | None,
-    *,
-    digests: tuple[str | None, str | None] | None = None,
-) -> EnvironmentDiff:
-    """Compare two environment snapshots (``capture_environment`` output).
-
-    Python is compared by version and implementation, the OS by system, release, kernel
-    version, machine and libc (interpreter paths differ between any two virtualenvs and
-    are left out), hardware by CPU model and core counts, memory and GPUs, packages by
-    name and version. Missing snapshots compare as empty, with a ``note``.
-
-    Args:
-        a: the snapshot of run A, or None if it is unavailable.
-        b: the snapshot of run B, or None if it is unavailable.
-        digests: the snapshots' digests, when known; equal digests mean ``same``.
-    """
-    missing = [name for name, snap in (("A", a), ("B", b)) if snap is None]
-    note = None
-    if missing:
-        note = f"the environment snapshot of run {' and '.join(missing)} is unavailable"
-    a, b = a or {}, b or {}
-    hardware_a, hardware_b = _hardware(a), _hardware(b)
-    same = a == b if digests is None or None in digests else digests[0] == digests[1]
-    return EnvironmentDiff(
-        same=same and not missing,
-        python=_section_changes(a.get("python") or {}, b.get("python") or {}, _PYTHON_KEYS),
-        os=_section_changes(a.get("os") or {}, b.get("os") or {}, _OS_KEYS),
-        hardware=_section_changes(hardware_a, hardware_b, tuple(hardware_a)),
-        packages=MappingDiff.between(_packages(a), _packages(b)),
-        env_vars=MappingDiff.between(a.get("env_vars") or {}, b.get("env_vars") or {}),
-        note=note,
-    )

@@ -4,7 +4,19 @@ import importlib
 
 import pipetrail.capture
 
-_MODULES = ["environment", "git", "output", "owner", "resources", "seeds", "sources", "statcache"]
+_MODULES = [
+    "environment",
+    "environment_diff",
+    "git",
+    "output",
+    "owner",
+    "resources",
+    "seeds",
+    "source_checks",
+    "source_walk",
+    "sources",
+    "statcache",
+]
 
 
 def test_all_is_sorted_and_resolves() -> None:

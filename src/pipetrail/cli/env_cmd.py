@@ -1,0 +1,192 @@
+"""The ``pipetrail env`` commands: compare and export recorded environments.
+
+``env diff RUN_A RUN_B`` shows how run B's environment differs from run A's (Python, OS,
+hardware, packages, environment variables) and which differences count for parity;
+``env export RUN --format requirements|pylock|dockerfile`` writes files that rebuild a
+run's environment. The logic lives in :mod:`pipetrail.lineage.environment` and
+:mod:`pipetrail.lineage.exports.environment`; ``cli.main`` registers the group. Also
+owns how ``pipetrail run`` shows parity warnings (:func:`parity_warnings_to_stderr`).
+
+Exit codes follow ``cli.main``: 2 for an unknown run, format or unavailable snapshot,
+3 for an integrity failure, 4 when a store cannot be used. Differences are a result,
+not an error: ``env diff`` exits 0.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+from pipetrail.errors import IntegrityError, LedgerError, ParityWarning, PipetrailError, StoreError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from pipetrail.capture.environment_diff import MappingDiff
+    from pipetrail.lineage.environment import EnvironmentComparison
+
+__all__ = ["env", "parity_warnings_to_stderr"]
+
+
+@contextlib.contextmanager
+def parity_warnings_to_stderr() -> Iterator[None]:
+    """Show :class:`ParityWarning` as a plain ``warning: ...`` on stderr; others as usual."""
+    original = warnings.showwarning
+
+    def show(
+        message: Warning | str,
+        category: type[Warning],
+        filename: str,
+        lineno: int,
+        file: Any = None,
+        line: str | None = None,
+    ) -> None:
+        if issubclass(category, ParityWarning):
+            click.echo(f"warning: {message}", err=True)
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", ParityWarning)
+        warnings.showwarning = show
+        yield
+
+
+@contextlib.contextmanager
+def _errors() -> Iterator[None]:
+    try:
+        yield
+    except IntegrityError as exc:
+        _fail(exc, 3)
+    except (LedgerError, StoreError) as exc:
+        _fail(exc, 4)
+    except PipetrailError as exc:
+        _fail(exc, 2)
+
+
+def _fail(exc: PipetrailError, code: int) -> None:
+    click.echo(f"error: {exc}", err=True)
+    sys.exit(code)
+
+
+@click.group()
+def env() -> None:
+    """Compare and export the environments runs recorded."""
+
+
+@env.command("diff")
+@click.argument("run_a", metavar="RUN_A")
+@click.argument("run_b", metavar="RUN_B")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def env_diff(run_a: str, run_b: str, as_json: bool) -> None:
+    """Show how RUN_B's environment differs from RUN_A's.
+
+    Python, OS, hardware, packages (added, removed, changed) and recorded environment
+    variables, then the differences that count for parity with RUN_A as the reference.
+    """
+    from pipetrail.execution.project import Project
+    from pipetrail.lineage.environment import diff_run_environments
+
+    with _errors():
+        project = Project.discover()
+        try:
+            result = diff_run_environments(project, run_a, run_b)
+        finally:
+            project.close()
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, sort_keys=True, default=str))
+    else:
+        _print_comparison(result)
+
+
+@env.command("export")
+@click.argument("run_ref", metavar="RUN")
+@click.option(
+    "--format",
+    "format_name",
+    type=click.Choice(["requirements", "pylock", "dockerfile"]),
+    default="requirements",
+    show_default=True,
+    help="What to write.",
+)
+@click.option(
+    "-o", "--output", type=click.Path(dir_okay=False, path_type=Path), help="Write to FILE."
+)
+def env_export(run_ref: str, format_name: str, output: Path | None) -> None:
+    """Write RUN's environment as pinned requirements, a pylock.toml or a Dockerfile."""
+    from pipetrail.execution.project import Project
+    from pipetrail.lineage.exports.environment import export_environment
+
+    with _errors():
+        project = Project.discover()
+        try:
+            text = export_environment(project, run_ref, format_name)
+        finally:
+            project.close()
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    try:
+        output.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        click.echo(f"error: cannot write {output}: {exc.strerror or exc}", err=True)
+        sys.exit(2)
+    click.echo(f"wrote {output}", err=True)
+
+
+# -- rendering --------------------------------------------------------------------------
+def _text(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and "name" in value:
+        return str(value["name"])
+    return json.dumps(value, sort_keys=True, default=str)
+
+
+def _print_mapping(title: str, changes: MappingDiff) -> None:
+    if changes.empty:
+        return
+    click.echo(title)
+    for key, value in changes.added.items():
+        click.echo(f"  + {key} {_text(value)}")
+    for key, value in changes.removed.items():
+        click.echo(f"  - {key} {_text(value)}")
+    for key, change in changes.changed.items():
+        click.echo(f"  ~ {key} {_text(change.a)} -> {_text(change.b)}")
+
+
+def _print_comparison(result: EnvironmentComparison) -> None:
+    click.echo(f"A {result.a}")
+    click.echo(f"B {result.b}")
+    diff = result.diff
+    if diff.note:
+        click.echo(f"note: {diff.note}")
+    if diff.same:
+        click.echo("environments: same")
+        return
+    shown = False
+    for section, changes in (("python", diff.python), ("os", diff.os), ("hardware", diff.hardware)):
+        if changes:
+            shown = True
+            click.echo(section)
+            for key, change in changes.items():
+                click.echo(f"  ~ {key} {_text(change.a)} -> {_text(change.b)}")
+    for title, mapping in (("packages", diff.packages), ("environment variables", diff.env_vars)):
+        shown = shown or not mapping.empty
+        _print_mapping(title, mapping)
+    if not shown:
+        click.echo("environments differ only in paths")
+    if result.parity:
+        click.echo(f"parity (with {result.a} as reference): {len(result.parity)} difference(s)")
+        for line in result.parity:
+            click.echo(f"  - {line}")
+    else:
+        click.echo(f"parity (with {result.a} as reference): no difference that counts")
