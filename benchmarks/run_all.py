@@ -3,8 +3,8 @@
 Run: ``.venv/bin/python benchmarks/run_all.py`` (about 2-3 minutes) or with ``--quick``
 (fewer repetitions, under a minute once the hashing file set exists). ``--only NAME``
 runs some of them (``step_overhead``, ``cached_chain``, ``hashing``, ``cli_startup``,
-``metrics``, ``lineage``, ``sources``; the lineage benchmark builds a 1.2 GB synthetic
-ledger once, about 75 s, and reuses it);
+``metrics``, ``lineage``, ``sources``, ``data_ops``, ``contracts``; the lineage
+benchmark builds a 1.2 GB synthetic ledger once, about 75 s, and reuses it);
 ``--wait-quiet SECONDS`` waits (up to SECONDS) before each benchmark until other processes
 leave the CPUs alone. The line under the table says how busy other processes kept the
 CPUs during each benchmark: on a shared machine, read the results with it.
@@ -21,9 +21,12 @@ import traceback
 
 import cached_chain
 import cli_startup
+import contracts
+import data_ops
 import hashing
 import lineage
 import metrics
+import reproduce
 import sources
 import step_overhead
 from _common import (
@@ -45,6 +48,9 @@ BENCHMARKS = {
     "metrics": metrics.run,
     "lineage": lineage.run,
     "sources": sources.run,
+    "contracts": contracts.run,
+    "data_ops": data_ops.run,
+    "reproduce": reproduce.run,
 }
 
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The main job: set up .venv if needed, then run the example ML pipeline end to end on the
 # embedded stores (SQLite + local objects) twice (the second run comes from the cache),
-# then change a hyperparameter, explain the cache decision, and verify the ledger and store.
+# then change a hyperparameter, explain the cache decision, list the contract checks, pass
+# the reproducibility gate, and verify the ledger and store.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/scripts/bootstrap.sh"
@@ -17,6 +18,10 @@ echo "== a new hyperparameter: only the steps downstream of it run again"
 "$pt" runs
 "$pt" why latest train
 "$pt" show latest
+echo "== contracts: every check at every stage boundary of the last run"
+"$pt" contracts latest
+echo "== the gate: run, check contracts, reproduce without the cache, compare"
+"$pt" check pipeline.py --report-dir .pipetrail/reports
 echo "== integrity"
 "$pt" audit verify
 "$pt" store verify

@@ -1,10 +1,13 @@
 """A real ML pipeline: breast-cancer diagnosis with logistic regression.
 
-ingest (CSV source) -> clean -> split (seeded, stratified) -> features (scaler fitted on
-the training set only) -> train -> evaluate (metrics on the held-out test set).
+ingest (CSV source) -> clean -> split (seeded, stratified, leakage-checked) -> features
+(scaler fitted on the training set only) -> train -> evaluate (metrics on the held-out
+test set). Contracts guard the boundaries: the raw table's columns, types and ranges, the
+features' scale, and the metrics' ranges.
 
 Run it with `pipetrail run pipeline.py`; run it again and every step comes from the
-cache; `pipetrail run pipeline.py -p C=0.3` re-runs only `train` and `evaluate`.
+cache; `pipetrail run pipeline.py -p C=0.3` re-runs only `train` and `evaluate`;
+`pipetrail check pipeline.py` is the gate: contracts, reproduction, exit code.
 """
 
 from __future__ import annotations
@@ -13,20 +16,56 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+import pandera.pandas as pa
+from pydantic import BaseModel, Field
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
-from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import StandardScaler
 
-from pipetrail import pipeline, source, step
+from pipetrail import Contract, data, pipeline, source, step
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 TARGET = "target"
+FEATURES = 30
+
+# The raw table: 30 non-negative measurements and a 0/1 label, at least 100 rows.
+RAW = Contract(
+    pa.DataFrameSchema(
+        {
+            r"^(mean|worst)_.*|.*_error$": pa.Column(
+                float, pa.Check.ge(0), nullable=False, regex=True
+            ),
+            TARGET: pa.Column(int, pa.Check.isin([0, 1])),
+        },
+        strict=True,
+    ),
+    rows=(100, None),
+)
+# Standardized features: finite, no nulls, and the label still 0/1.
+SCALED = pa.DataFrameSchema(
+    {
+        r"^(mean|worst)_.*|.*_error$": pa.Column(
+            float, pa.Check(np.isfinite, element_wise=False), regex=True
+        ),
+        TARGET: pa.Column(int, pa.Check.isin([0, 1])),
+    },
+    strict=True,
+)
 
 
-@step
+class Metrics(BaseModel):
+    """What `evaluate` returns; scores are shares, so between 0 and 1."""
+
+    accuracy: float = Field(ge=0, le=1)
+    f1: float = Field(ge=0, le=1)
+    roc_auc: float = Field(ge=0, le=1)
+    test_rows: int = Field(gt=0)
+    positives_share: float = Field(ge=0, le=1)
+
+
+@step(contracts={"output": RAW})
 def ingest(raw: Path) -> pd.DataFrame:
     """Read the raw CSV as it is."""
     return pd.read_csv(raw)
@@ -45,12 +84,16 @@ def clean(df: pd.DataFrame, max_null_share: float = 0.0) -> pd.DataFrame:
 def split(
     df: pd.DataFrame, test_size: float = 0.25, seed: int = 7
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Split into train and test sets, stratified by the label, with a fixed seed."""
-    train, test = train_test_split(df, test_size=test_size, random_state=seed, stratify=df[TARGET])
-    return train.reset_index(drop=True), test.reset_index(drop=True)
+    """Split into train and test sets, stratified by the label, with a fixed seed.
+
+    `data.split` gives the same rows for the same table and seed on any machine, records
+    the split in the ledger, and refuses subsets that share rows (leakage).
+    """
+    parts = data.split(df, {"train": 1 - test_size, "test": test_size}, seed=seed, stratify=TARGET)
+    return parts["train"].reset_index(drop=True), parts["test"].reset_index(drop=True)
 
 
-@step(outputs=("train", "test"))
+@step(outputs=("train_x", "test_x"), contracts={"train_x": SCALED, "test_x": SCALED})
 def features(train: pd.DataFrame, test: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Standardize every feature with statistics of the training set only (no leakage)."""
     columns = [c for c in train.columns if c != TARGET]
@@ -72,7 +115,7 @@ def train(train: pd.DataFrame, C: float = 1.0, max_iter: int = 1000) -> Logistic
     return model
 
 
-@step
+@step(contracts={"output": Metrics})
 def evaluate(model: LogisticRegression, test: pd.DataFrame) -> dict[str, float]:
     """Score the model on the held-out test set."""
     x, y = test.drop(columns=[TARGET]), test[TARGET]

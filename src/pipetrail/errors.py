@@ -8,19 +8,28 @@ callers.
 PipetrailError
 ├── DefinitionError            a step or pipeline is declared or called wrongly (build time)
 │   └── ParamError             a run parameter is unknown or has the wrong type
+│       └── ParamsFileError    a params file cannot be read or parsed (names file, line)
 ├── UnhashableValueError       a value has no canonical encoding / fingerprint
 ├── SerializationError         no serializer for a type, or a serializer failed
 ├── StepFailedError            user step code raised (original exception is the cause)
+│   └── ContractViolationError a step's input or output broke its contract
+├── NotReproducibleError       a recorded run cannot be re-executed as it was
 ├── StoreError                 content store I/O problem
 │   └── IntegrityError         stored bytes do not match their digest
 ├── LedgerError                metadata store problem (connection, migration, concurrency)
 │   └── TamperedLedgerError    the hash chain is broken (names the first bad sequence)
 ├── ProjectError               no project / bad pipetrail.toml
+├── ParityError                the environment differs from the parity reference run
+├── LeakageError               data subsets share rows or groups (names subsets and counts)
 ├── NotFoundError (KeyError)   a run, step run, artifact or digest prefix does not exist
 │   └── AmbiguousPrefixError   a digest / id prefix matches several objects
 └── GovernanceError            reserved for promotion, approvals and policies
     └── ApprovalRequiredError
 ```
+
+``ParityWarning`` (a ``UserWarning``) reports environment differences when parity is
+``"warn"``; ``LeakageWarning`` reports shared rows when a split's leakage check is
+``"warn"``.
 """
 
 from __future__ import annotations
@@ -28,12 +37,19 @@ from __future__ import annotations
 __all__ = [
     "AmbiguousPrefixError",
     "ApprovalRequiredError",
+    "ContractViolationError",
     "DefinitionError",
     "GovernanceError",
     "IntegrityError",
+    "LeakageError",
+    "LeakageWarning",
     "LedgerError",
     "NotFoundError",
+    "NotReproducibleError",
     "ParamError",
+    "ParamsFileError",
+    "ParityError",
+    "ParityWarning",
     "PipetrailError",
     "ProjectError",
     "SerializationError",
@@ -53,7 +69,30 @@ class DefinitionError(PipetrailError):
 
 
 class ParamError(DefinitionError):
-    """A run parameter is unknown, missing or of the wrong type; nothing was recorded."""
+    """A run parameter is unknown, missing or of the wrong type; nothing was recorded.
+
+    Attributes:
+        problems: ``(key, reason)`` pairs, one per bad parameter; a key is dotted for a
+            field of a nested model (``model.C``).
+    """
+
+    def __init__(self, message: str, *, problems: tuple[tuple[str, str], ...] = ()) -> None:
+        super().__init__(message)
+        self.problems = problems
+
+
+class ParamsFileError(ParamError):
+    """A params file is missing, unreadable, malformed or not a table of parameters.
+
+    Attributes:
+        path: the file.
+        line: the 1-based line of a syntax error, when the parser tells.
+    """
+
+    def __init__(self, message: str, *, path: str, line: int | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.line = line
 
 
 class UnhashableValueError(PipetrailError):
@@ -82,6 +121,72 @@ class StepFailedError(PipetrailError):
         self.step_run_id = step_run_id
 
 
+class ContractViolationError(StepFailedError):
+    """A step's input or output does not satisfy its contract; the step did not complete.
+
+    Raised by the step's execution (then ``run_id`` is empty) and, with the run filled in,
+    by the runner. The message names the step, the boundary, the artifact, the column, the
+    check and a few failing values.
+
+    Attributes:
+        report: the violation report (boundaries, checks, failure examples) as plain data.
+        report_digest: the digest of the stored report artifact, when it was stored.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        step: str,
+        run_id: str = "",
+        step_run_id: str | None = None,
+        report: dict[str, object] | None = None,
+        report_digest: str | None = None,
+    ) -> None:
+        super().__init__(message, step=step, run_id=run_id, step_run_id=step_run_id)
+        self.report = report or {}
+        self.report_digest = report_digest
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keyword-only arguments: rebuild through a helper when sent between processes.
+        state = (str(self), self.step, self.run_id, self.step_run_id, self.report)
+        return (_rebuild_violation, (*state, self.report_digest))
+
+
+def _rebuild_violation(
+    message: str,
+    step: str,
+    run_id: str,
+    step_run_id: str | None,
+    report: dict[str, object],
+    report_digest: str | None,
+) -> ContractViolationError:
+    return ContractViolationError(
+        message,
+        step=step,
+        run_id=run_id,
+        step_run_id=step_run_id,
+        report=report,
+        report_digest=report_digest,
+    )
+
+
+class NotReproducibleError(PipetrailError):
+    """A recorded run cannot be re-executed as it was (not a mismatch of results).
+
+    Raised before anything is recorded, for example when a source tracked by reference
+    changed since the run, a source snapshot is missing from the store, or the run's
+    pipeline file cannot be found.
+
+    Attributes:
+        run_id: the run that was to be reproduced.
+    """
+
+    def __init__(self, message: str, *, run_id: str) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+
 class StoreError(PipetrailError):
     """The content store could not read or write an object."""
 
@@ -108,6 +213,51 @@ class TamperedLedgerError(LedgerError):
 
 class ProjectError(PipetrailError):
     """The project folder or its ``pipetrail.toml`` is missing or invalid."""
+
+
+class ParityError(PipetrailError):
+    """Parity is ``"strict"`` and the environment differs from the reference run's.
+
+    Raised before the run records anything.
+
+    Attributes:
+        reference: the reference run id.
+        differences: one line per counted difference.
+    """
+
+    def __init__(self, message: str, *, reference: str, differences: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.reference = reference
+        self.differences = differences
+
+
+class ParityWarning(UserWarning):
+    """Parity is ``"warn"`` and the environment differs from the reference run's."""
+
+
+class LeakageError(PipetrailError):
+    """Subsets of a split share rows (by key or content) or groups; nothing was returned.
+
+    Attributes:
+        overlaps: one ``{"subsets": [a, b], "rows": n, "groups": m}`` per pair of subsets
+            that share something (``groups`` is None when no group column was given).
+    """
+
+    def __init__(self, message: str, *, overlaps: tuple[dict[str, object], ...] = ()) -> None:
+        super().__init__(message)
+        self.overlaps = overlaps
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keyword-only arguments: rebuild through a helper when sent between processes.
+        return (_rebuild_leakage, (str(self), self.overlaps))
+
+
+def _rebuild_leakage(message: str, overlaps: tuple[dict[str, object], ...]) -> LeakageError:
+    return LeakageError(message, overlaps=overlaps)
+
+
+class LeakageWarning(UserWarning):
+    """A split's leakage check is ``"warn"`` and its subsets share rows or groups."""
 
 
 class NotFoundError(PipetrailError, KeyError):

@@ -22,6 +22,7 @@ from pipetrail.errors import (
     IntegrityError,
     LedgerError,
     NotFoundError,
+    NotReproducibleError,
     PipetrailError,
     ProjectError,
     StepFailedError,
@@ -35,6 +36,8 @@ EXIT_RUN_FAILED = 1
 EXIT_BAD_INPUT = 2
 EXIT_INTEGRITY = 3
 EXIT_STORE = 4
+EXIT_NOT_REPRODUCED = 5
+EXIT_CANNOT_REPRODUCE = 6
 
 
 def _fail(message: str, code: int) -> NoReturn:
@@ -45,6 +48,8 @@ def _fail(message: str, code: int) -> NoReturn:
 def _exit_code(exc: PipetrailError) -> int:
     if isinstance(exc, StepFailedError):
         return EXIT_RUN_FAILED
+    if isinstance(exc, NotReproducibleError):
+        return EXIT_CANNOT_REPRODUCE
     if isinstance(exc, IntegrityError):
         return EXIT_INTEGRITY
     if isinstance(exc, LedgerError | StoreError):
@@ -118,6 +123,24 @@ def _parse_seed(text: str | None) -> int | None:
 @click.option("--seed", "seed_text", metavar="N|random", help="Run seed (default: the project's).")
 @click.option("--json", "as_json", is_flag=True, help="Print the run summary as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No live progress display.")
+@click.option(
+    "-c",
+    "--params-file",
+    "params_files",
+    multiple=True,
+    metavar="FILE",
+    help="Params from a YAML, TOML or JSON file; repeatable, later files and -p win.",
+)
+@click.option(
+    "--parity",
+    "parity_mode",
+    type=click.Choice(["off", "warn", "strict"]),
+    help="Compare the environment with a reference run's first (default: the project's).",
+)
+@click.option("--reference", metavar="RUN", help="The parity reference run.")
+@click.option(
+    "--rehash", is_flag=True, help="Hash every source file again, ignoring the stat cache."
+)
 def run(
     target: str,
     params: tuple[str, ...],
@@ -125,16 +148,28 @@ def run(
     seed_text: str | None,
     as_json: bool,
     quiet: bool,
+    params_files: tuple[str, ...],
+    parity_mode: str | None,
+    reference: str | None,
+    rehash: bool,
 ) -> None:
     """Run the pipeline in TARGET (FILE.py or FILE.py:NAME)."""
+    from pipetrail.cli.env_cmd import parity_warnings_to_stderr
     from pipetrail.cli.progress import make_observer
     from pipetrail.execution.explain import run_summary
     from pipetrail.execution.loader import load_pipeline
+    from pipetrail.execution.params_files import load_params_file
     from pipetrail.execution.runner import RunOptions, run_pipeline
 
     seed = _parse_seed(seed_text)
+    files = tuple(load_params_file(name) for name in params_files)
     definition, path = load_pipeline(target)
     project = _project()
+    if reference and (parity_mode or project.config.parity) == "off":
+        _fail(
+            "--reference needs --parity warn|strict (or parity in pipetrail.toml)",
+            EXIT_BAD_INPUT,
+        )
     observer = make_observer(enabled=not quiet and not as_json)
     options = RunOptions(
         cache=not no_cache,
@@ -142,12 +177,16 @@ def run(
         observer=observer,
         source_file=str(path),
         argv=["pipetrail", *sys.argv[1:]],
+        params_files=files,
+        parity=parity_mode,
+        parity_reference=reference,
+        rehash=rehash,
     )
     # With --json, stdout carries only the JSON document: what steps print goes to stderr.
     redirect = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
     try:
         try:
-            with redirect:
+            with redirect, parity_warnings_to_stderr():
                 result = run_pipeline(definition, _parse_params(params), project, options)
         except StepFailedError as exc:
             summary = run_summary(project.reader(), exc.run_id)
@@ -300,14 +339,21 @@ def store_verify(as_json: bool) -> None:
 
 def _register_commands() -> None:
     # Each command module imports only click and pipetrail.errors at module level.
+    from pipetrail.cli.contracts_cmd import contracts
     from pipetrail.cli.diff_cmd import compare, diff
+    from pipetrail.cli.env_cmd import env
     from pipetrail.cli.export_cmd import export
     from pipetrail.cli.lineage_cmd import lineage
+    from pipetrail.cli.verify_cmd import check, reproduce
 
     cli.add_command(lineage)
+    cli.add_command(contracts)
     cli.add_command(export)
     cli.add_command(diff)
     cli.add_command(compare)
+    cli.add_command(env)
+    cli.add_command(reproduce)
+    cli.add_command(check)
 
 
 _register_commands()

@@ -1,8 +1,10 @@
 """``@pipeline``: a pipeline definition that can run itself.
 
 ``credit.run(C=0.5)`` runs with parameters; ``credit.with_options(cache=False,
-seed=7).run(C=0.5)`` changes how it runs. Run options are kept apart from parameters
-so a pipeline may have a parameter called ``seed`` or ``cache``.
+seed=7).run(C=0.5)`` changes how it runs, and ``credit.with_options(params_files=
+["params.yaml"]).run(C=0.5)`` takes parameters from files under the keyword ones. Run
+options are kept apart from parameters so a pipeline may have a parameter called
+``seed`` or ``cache``.
 """
 
 from __future__ import annotations
@@ -11,11 +13,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
 from pipetrail.core.pipeline import PipelineDefinition
+from pipetrail.execution.params_files import load_params_file
 from pipetrail.execution.project import Project
 from pipetrail.execution.runner import RunOptions, run_pipeline
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from pipetrail.execution.executors import Executor
     from pipetrail.execution.observer import RunObserver
@@ -55,6 +58,10 @@ class Pipeline(PipelineDefinition):
         seed: int | None = None,
         executor: Executor | None = None,
         observer: RunObserver | None = None,
+        params_files: Sequence[str | Path] = (),
+        parity: str | None = None,
+        parity_reference: str | None = None,
+        rehash: bool = False,
     ) -> PipelineRunner:
         """Return a runner with these run options.
 
@@ -64,10 +71,29 @@ class Pipeline(PipelineDefinition):
             seed: the run seed (default: the project's).
             executor: where steps run (default: in-process).
             observer: receives live progress.
+            params_files: YAML, TOML or JSON files of parameters, read now; later files
+                win, keyword parameters of ``run`` win over all of them.
+            parity: environment parity mode, ``off``, ``warn`` or ``strict`` (default:
+                the project's).
+            parity_reference: the run whose environment parity compares with (default:
+                the project's ``parity_reference``).
+            rehash: hash every source file again, ignoring the stat cache.
+
+        Raises:
+            ParamsFileError: a params file cannot be read or parsed.
         """
         if project is not None and not isinstance(project, Project):
             project = Project.at(Path(project))
-        options = RunOptions(cache=cache, seed=seed, executor=executor, observer=observer)
+        options = RunOptions(
+            cache=cache,
+            seed=seed,
+            executor=executor,
+            observer=observer,
+            params_files=tuple(load_params_file(p) for p in params_files),
+            parity=parity,
+            parity_reference=parity_reference,
+            rehash=rehash,
+        )
         return PipelineRunner(self, project, options)
 
 

@@ -33,6 +33,8 @@ _TYPE_NAMES = {
     "git-diff": "text/x-diff",
     "logs": "text/plain",
     "code": "text/x-python",
+    "reproduction-report": "application/json",
+    "gate-report": "application/json",
 }
 
 

@@ -15,7 +15,8 @@ Only this module appends to the ledger during a run.
 Step events reference, besides inputs and outputs: ``code_source`` (the digest of the
 step's stored source text), ``metrics`` (name -> ``{"digest", "count", "min", "max",
 "last"}``, plus ``"timestamps"`` in the event of the step run that logged them) and
-``reports`` (name -> digest). Metric series and reports are also listed in ``outputs``
+``reports`` (name -> digest) and, when the step sampled or split tables, ``data_ops``
+(see :mod:`pipetrail.data.ops`). Metric series and reports are also listed in ``outputs``
 as ``metric:NAME`` and ``report:NAME`` (see
 :func:`~pipetrail.execution.records.with_recorded`), so lineage edges and cache hits cover
 them; a failed step references its metrics and reports but has no outputs.
@@ -45,10 +46,19 @@ from pipetrail.core.graph import Node, OutputRef, PipelineGraph, SourceRef
 from pipetrail.core.version import VERSION
 from pipetrail.errors import DefinitionError, PipetrailError, StepFailedError, UnhashableValueError
 from pipetrail.execution.cache import CacheDecision, cache_key
+from pipetrail.execution.contract_records import (
+    REPORT_ROLE,
+    StepContracts,
+    cached_payload,
+    plan_contracts,
+    step_failure,
+)
 from pipetrail.execution.crash import reconcile_crashed_runs
 from pipetrail.execution.executors import Executor, InlineExecutor
 from pipetrail.execution.metrics import decode_series
 from pipetrail.execution.observer import NullObserver, RunObserver
+from pipetrail.execution.params_files import params_file_records, resolve_run_params
+from pipetrail.execution.parity import check_parity
 from pipetrail.execution.records import (
     blob_artifact,
     is_recorded_output,
@@ -68,9 +78,13 @@ from pipetrail.store import StoredArtifact
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
+    from pipetrail.capture import SourceObservation
     from pipetrail.core.pipeline import PipelineDefinition
     from pipetrail.core.step import Step
+    from pipetrail.execution.params_files import ParamsFile
+    from pipetrail.execution.parity import ParityReport
     from pipetrail.execution.project import Project
+    from pipetrail.execution.snapshots import SourceSnapshots
 
 __all__ = ["RunOptions", "run_pipeline"]
 
@@ -86,6 +100,14 @@ class RunOptions:
         observer: receives live progress.
         source_file: the pipeline file, recorded for the run.
         argv: the command line, recorded for the run.
+        snapshots: use these recorded sources instead of the live files (reproduce).
+        reproduces: the run this one re-executes, recorded for the run.
+        params_files: params files under ``params`` (later files win); their names and
+            digests are recorded, their bytes stored (role ``params-file``).
+        parity: environment parity mode (``off``, ``warn``, ``strict``); None uses the
+            project's. See :mod:`pipetrail.execution.parity`.
+        parity_reference: the parity reference run; None uses the project's.
+        rehash: hash every source file again, ignoring the stat cache (``--rehash``).
     """
 
     cache: bool = True
@@ -94,6 +116,12 @@ class RunOptions:
     observer: RunObserver | None = None
     source_file: str | None = None
     argv: list[str] | None = None
+    snapshots: SourceSnapshots | None = None
+    reproduces: str | None = None
+    params_files: tuple[ParamsFile, ...] = ()
+    parity: str | None = None
+    parity_reference: str | None = None
+    rehash: bool = False
 
 
 @dataclass
@@ -114,12 +142,17 @@ class _RunState:
     recorded: set[str] = field(default_factory=set)
     fingerprints: dict[int, CodeFingerprint] = field(default_factory=dict)
     code_sources: dict[int, str] = field(default_factory=dict)
+    # id(step) -> its contracts' fingerprints (None: the step declares no contract).
+    contracts: dict[int, StepContracts | None] = field(default_factory=dict)
     # Events wait here until the next flush: one ledger transaction per executed step.
     pending: list[EventDraft] = field(default_factory=list)
     # cache key -> (step run whose outputs to reuse, outputs) for keys finished this run.
     done_keys: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
     # metric series digest -> its summary, for cache hits on series met earlier.
     series_summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Captured by the parity check, before anything is recorded; reused for run.started.
+    environment: dict[str, Any] | None = None
+    parity: ParityReport | None = None
 
 
 def _emit(state: _RunState, drafts: list[EventDraft]) -> None:
@@ -164,15 +197,18 @@ def run_pipeline(
     options = options or RunOptions()
     observer = options.observer or NullObserver()
     executor = options.executor or InlineExecutor()
-    resolved = definition.resolve_params(params)
+    resolved = resolve_run_params(definition, params, options.params_files)
     run_seed = validate_seed(project.config.seed if options.seed is None else options.seed)
     graph = definition.build(resolved)
     state = _RunState(run_id=new_id(), graph=graph, project=project, run_seed=run_seed)
     for node in graph.nodes.values():
         _check_output_names(node)
         _fingerprint_step(state, node.step)
+        if id(node.step) not in state.contracts:
+            state.contracts[id(node.step)] = plan_contracts(node.step)
     pipeline_fp = _pipeline_fingerprint(definition, graph, state)
-    source_events = _observe_sources(state)
+    _check_parity(state, options)
+    source_events = _observe_sources(state, options.snapshots, rehash=options.rehash)
 
     ledger = project.ledger
     reconcile_crashed_runs(ledger)
@@ -240,8 +276,34 @@ def _pipeline_fingerprint(
     return digest_value({"pipeline": code_fingerprint(definition.func).digest, "graph": structure})
 
 
-def _observe_sources(state: _RunState) -> list[EventDraft]:
+def _check_parity(state: _RunState, options: RunOptions) -> None:
+    """Compare the environment with the parity reference run's, before anything is stored.
+
+    Raises:
+        ParityError: parity is strict and the environments differ.
+    """
+    config = state.project.config
+    if (options.parity or config.parity) == "off":
+        return
+    state.environment = capture_environment(cache_dir=config.state_dir / "cache")
+    state.parity = check_parity(
+        state.project,
+        mode=options.parity,
+        reference=options.parity_reference,
+        current=state.environment,
+    )
+
+
+def _observe_sources(
+    state: _RunState, snapshots: SourceSnapshots | None, *, rehash: bool = False
+) -> list[EventDraft]:
     """Observe every source (files and folders), store their content, describe them.
+
+    ``rehash`` hashes every file again instead of trusting the stat cache.
+
+    With ``snapshots`` (reproducing a run) each source is the recorded run's: its stored
+    copy put back on disk, or, if tracked by reference, the live data checked against
+    the recorded digest.
 
     Raises:
         DefinitionError: a source is missing, escapes the project, contains the project's
@@ -262,6 +324,18 @@ def _observe_sources(state: _RunState) -> list[EventDraft]:
                     f"source {src.path!r} contains the project's own state folder {state_dir}; "
                     "point the source at the data folder instead"
                 )
+            if snapshots is not None:
+                obs, record = snapshots.observe(src, root=state.project.root, store=store)
+                state.sources[src] = (obs.digest, Path(obs.location))
+                drafts.append(
+                    EventDraft(
+                        EventKind.SOURCE_OBSERVED,
+                        {"run_id": state.run_id, **record},
+                        run_id=state.run_id,
+                    )
+                )
+                drafts.extend(_source_artifact_drafts(state, src, obs))
+                continue
             try:
                 obs = observe_source(
                     src.path,
@@ -270,6 +344,7 @@ def _observe_sources(state: _RunState) -> list[EventDraft]:
                     # In batches: the store makes each batch durable with one flush.
                     store_files=None if src.by_reference else store.put_files,
                     by_reference=src.by_reference,
+                    rehash=rehash,
                     allow_outside=src.allow_outside,
                 )
             except DefinitionError as exc:
@@ -285,20 +360,24 @@ def _observe_sources(state: _RunState) -> list[EventDraft]:
                     run_id=state.run_id,
                 )
             )
-            meta = {"path": src.path, "file_count": obs.file_count, "size": obs.size}
-            if obs.manifest_bytes is not None:
-                # A folder: its manifest is the artifact named by the source digest.
-                store.put_bytes(obs.manifest_bytes)
-                record = blob_artifact(
-                    obs.digest, len(obs.manifest_bytes), "json", "source-manifest", meta
-                )
-                drafts.extend(
-                    _artifact_drafts(state, [(record, "source-manifest")], step_run_id=None)
-                )
-            elif not src.by_reference:
-                record = blob_artifact(obs.digest, obs.size, "file", "source", {"path": src.path})
-                drafts.extend(_artifact_drafts(state, [(record, "source")], step_run_id=None))
+            drafts.extend(_source_artifact_drafts(state, src, obs))
     return drafts
+
+
+def _source_artifact_drafts(
+    state: _RunState, src: SourceRef, obs: SourceObservation
+) -> list[EventDraft]:
+    """Record a folder's manifest, or a copied file, as the artifact of the source digest."""
+    meta = {"path": src.path, "file_count": obs.file_count, "size": obs.size}
+    if obs.manifest_bytes is not None:
+        # A folder: its manifest is the artifact named by the source digest.
+        state.project.store.put_bytes(obs.manifest_bytes)
+        record = blob_artifact(obs.digest, len(obs.manifest_bytes), "json", "source-manifest", meta)
+        return _artifact_drafts(state, [(record, "source-manifest")], step_run_id=None)
+    if not src.by_reference:
+        record = blob_artifact(obs.digest, obs.size, "file", "source", {"path": src.path})
+        return _artifact_drafts(state, [(record, "source")], step_run_id=None)
+    return []
 
 
 def _run_started_events(
@@ -320,7 +399,9 @@ def _run_started_events(
             artifacts.append(
                 (blob_artifact(diff_digest, len(git.diff), "bytes", "git-diff", {}), "git-diff")
             )
-    environment = capture_environment(cache_dir=project.config.state_dir / "cache")
+    environment = state.environment or capture_environment(
+        cache_dir=project.config.state_dir / "cache"
+    )
     env_record = project.registry.dump(environment, store)
     artifacts.append((env_record, "environment"))
     payload = {
@@ -341,11 +422,27 @@ def _run_started_events(
         "pipeline_file": options.source_file,
         "argv": options.argv if options.argv is not None else list(sys.argv),
         "pipetrail_version": VERSION,
+        "reproduces": options.reproduces,
         "nodes": {
             node.id: {"step": node.step.name, "upstream": node.upstream()}
             for node in state.graph.nodes.values()
         },
     }
+    contracts = {
+        node.id: planned.fingerprints
+        for node in state.graph.nodes.values()
+        if (planned := state.contracts.get(id(node.step))) is not None
+    }
+    if contracts:
+        payload["contracts"] = contracts
+    if options.params_files:
+        files_payload, file_artifacts = params_file_records(
+            options.params_files, store, root=project.root
+        )
+        payload["params_files"] = files_payload
+        artifacts.extend(file_artifacts)
+    if state.parity is not None:
+        payload["parity"] = state.parity.to_record()
     drafts = [EventDraft(EventKind.RUN_STARTED, payload, run_id=state.run_id)]
     drafts.extend(_artifact_drafts(state, artifacts, step_run_id=None))
     return drafts
@@ -534,8 +631,12 @@ def _run_node(
         "seed": seed,
         "allow_pickle": step.options.allow_pickle,
     }
+    planned = state.contracts.get(id(step))
+    if planned is not None:
+        # Only steps with contracts have the component: other keys stay as they were.
+        components["contracts"] = planned.fingerprints
     key = cache_key(components)
-    unhashable = [*fp.unhashable, *inputs.unhashable]
+    unhashable = [*fp.unhashable, *inputs.unhashable, *(planned.unhashable if planned else ())]
     decision = _decide(state, node, key, unhashable, options)
     step_run_id = new_id()
     started_at = format_ts(utcnow())
@@ -577,6 +678,11 @@ def _run_node(
                         },
                         "reports": report_digests,
                         "ended_at": format_ts(utcnow()),
+                        **(
+                            {"contracts": cached_payload(planned, decision.reused_step_run_id)}
+                            if planned is not None
+                            else {}
+                        ),
                     },
                     run_id=state.run_id,
                 ),
@@ -620,9 +726,14 @@ def _run_node(
         seed=seed,
         allow_pickle=step.options.allow_pickle,
         uses=tuple(fp.distributions),
+        contracts=planned.boundaries if planned is not None else (),
+        contract_fingerprints=planned.fingerprints if planned is not None else {},
+        input_digests={k: v for k, v in inputs.digests.items() if isinstance(v, str)},
     )
     result = executor.run(task, store=state.project.store, registry=state.project.registry)
     extra = recorded_artifacts(result.metrics, result.reports)
+    if result.contract_report is not None:
+        extra.append((result.contract_report, REPORT_ROLE))
     for stored in result.metrics.values():
         state.series_summaries[stored.series.digest] = stored.summary
     logs_digest = None
@@ -630,7 +741,7 @@ def _run_node(
         data = result.logs.encode("utf-8")
         logs_digest = state.project.store.put_bytes(data)
         extra.append((blob_artifact(logs_digest, len(data), "bytes", "logs", {}), "logs"))
-    common = {
+    common: dict[str, Any] = {
         **base,
         "decision": decision.decision,
         "reason": decision.reason,
@@ -641,6 +752,11 @@ def _run_node(
         "reports": {name: record.digest for name, record in result.reports.items()},
         "ended_at": format_ts(utcnow()),
     }
+    if result.data_ops:
+        # Only steps that sampled or split carry the key, so other events keep their shape.
+        common["data_ops"] = result.data_ops
+    if result.contracts is not None:
+        common["contracts"] = result.contracts
     seconds = result.resources.get("wall_ns", 0) / 1e9
     if result.error is not None:
         error = f"{type(result.error).__name__}: {result.error}"
@@ -656,7 +772,8 @@ def _run_node(
             ],
         )
         observer.step_finished(node_id=node.id, status="failed", seconds=seconds)
-        raise StepFailedError(
+        raise step_failure(
+            result.error,
             f"step {node.id!r} failed in run {state.run_id}: {error}",
             step=node.id,
             run_id=state.run_id,

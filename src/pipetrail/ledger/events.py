@@ -46,6 +46,8 @@ class EventKind(StrEnum):
     STEP_FAILED = "step.failed"
     ARTIFACT_RECORDED = "artifact.recorded"
     SOURCE_OBSERVED = "source.observed"
+    REPRODUCTION_CHECKED = "reproduction.checked"
+    GATE_CHECKED = "gate.checked"
 
 
 @dataclass(frozen=True)

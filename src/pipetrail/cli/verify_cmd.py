@@ -1,0 +1,246 @@
+"""``pipetrail reproduce`` and ``pipetrail check``: parse, call :mod:`pipetrail.verify`, render.
+
+Exit codes (besides those of ``cli.main``): ``reproduce`` exits 0 when the run
+reproduced (exactly or within tolerance), 5 when it did not, 1 when a step failed while
+re-executing, and 6 when the run cannot be reproduced as recorded (a source tracked by
+reference changed, a snapshot is missing, the pipeline file is gone). ``check`` exits 0
+when the gate passes and 5 when it fails (a contract, the reproduction, the baseline);
+6 as for ``reproduce``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import click
+
+if TYPE_CHECKING:
+    from pipetrail.verify.settings import ReproduceSettings, Tolerance
+
+__all__ = ["check", "reproduce"]
+
+EXIT_NOT_REPRODUCED = 5  # the same numbers as cli.main, which maps the errors
+_DEFAULT_PIPELINE = "pipeline.py"
+
+
+def _tolerances(values: tuple[str, ...]) -> dict[str, Tolerance]:
+    from pipetrail.verify.settings import parse_tolerance
+
+    found: dict[str, Tolerance] = {}
+    for text in values:
+        try:
+            name, tol = parse_tolerance(text)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--tolerance") from None
+        found[name] = tol
+    return found
+
+
+def _settings(root: Path, tolerance: tuple[str, ...], allow_diff: bool) -> ReproduceSettings:
+    from pipetrail.verify.settings import ReproduceSettings
+
+    return ReproduceSettings.from_project(root).with_overrides(
+        _tolerances(tolerance), require_identical_artifacts=False if allow_diff else None
+    )
+
+
+def _params(pairs: tuple[str, ...]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise click.BadParameter(f"expected NAME=VALUE, got {pair!r}", param_hint="-p")
+        found[name.strip()] = value
+    return found
+
+
+def _print_markdown(text: str) -> None:
+    if sys.stdout.isatty():
+        from rich.console import Console
+        from rich.markdown import Markdown
+
+        Console().print(Markdown(text))
+    else:
+        click.echo(text, nl=False)
+
+
+def _write_reports(data: dict[str, Any], markdown: str, folder: Path, stem: str) -> list[Path]:
+    folder.mkdir(parents=True, exist_ok=True)
+    json_path, md_path = folder / f"{stem}.json", folder / f"{stem}.md"
+    json_path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    md_path.write_text(markdown, encoding="utf-8")
+    written = [json_path, md_path]
+    summary = os.environ.get("GITHUB_STEP_SUMMARY")
+    if summary:
+        with open(summary, "a", encoding="utf-8") as out:
+            out.write(markdown + "\n")
+    return written
+
+
+_tolerance_option = click.option(
+    "--tolerance",
+    "tolerance",
+    multiple=True,
+    metavar="METRIC=TOL",
+    help="A metric's tolerance: METRIC=ABS, METRIC=rel:R or METRIC=abs:A,rel:R; '*' for "
+    "every metric. Overrides [reproduce] in pipetrail.toml.",
+)
+_allow_option = click.option(
+    "--allow-artifact-differences",
+    "allow_diff",
+    is_flag=True,
+    help="Judge by the metrics and their tolerances; report differing artifacts only.",
+)
+
+
+@click.command()
+@click.argument("run_ref", metavar="RUN")
+@click.option(
+    "--pipeline",
+    "target",
+    metavar="FILE.py[:NAME]",
+    help="The pipeline to run (default: the file recorded with the run).",
+)
+@_tolerance_option
+@_allow_option
+@click.option("--markdown", "markdown_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Also write the report as Markdown to this file.")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No live progress display.")
+def reproduce(
+    run_ref: str,
+    target: str | None,
+    tolerance: tuple[str, ...],
+    allow_diff: bool,
+    markdown_file: Path | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """Execute RUN again, without the cache, and compare everything it produced.
+
+    Uses the run's recorded params, seed and source snapshots; reports the share of
+    bit-identical artifacts, where the first difference appears, metric deltas against
+    their tolerances, and the environment differences that may explain them.
+    """
+    from pipetrail.cli.progress import make_observer
+    from pipetrail.execution.loader import load_pipeline
+    from pipetrail.execution.project import Project
+    from pipetrail.verify.markdown import reproduction_markdown
+    from pipetrail.verify.reproduce import reproduce_run
+
+    definition = load_pipeline(target)[0] if target else None
+    project = Project.discover()
+    settings = _settings(project.root, tolerance, allow_diff)
+    observer = make_observer(enabled=not quiet and not as_json)
+    redirect = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
+    try:
+        with redirect:
+            result = reproduce_run(
+                project, run_ref, definition=definition, settings=settings, observer=observer
+            )
+    finally:
+        project.close()
+    data = result.to_dict()
+    text = reproduction_markdown(data)
+    if markdown_file is not None:
+        markdown_file.write_text(text, encoding="utf-8")
+    if as_json:
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        _print_markdown(text)
+    if result.verdict == "failed":
+        sys.exit(1)
+    if not result.ok:
+        sys.exit(EXIT_NOT_REPRODUCED)
+
+
+@click.command()
+@click.argument("target", required=False, metavar="[PIPELINE]")
+@click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE", help="A parameter.")
+@click.option("-c", "--params-file", "params_files", multiple=True, metavar="FILE",
+              help="A YAML, TOML or JSON file of params (repeatable; -p wins).")  # fmt: skip
+@click.option("--seed", "seed", type=int, help="Run seed (default: the project's).")
+@click.option("--seeds", type=click.IntRange(0, 1000), default=0, show_default=True,
+              help="Also run N more seeds and report each metric's spread.")  # fmt: skip
+@click.option("--baseline", metavar="RUN", help="A run the new run must match.")
+@_tolerance_option
+@_allow_option
+@click.option("--report-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Where to write check-RUN.json and check-RUN.md "
+              "(default: .pipetrail/reports).")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("-q", "--quiet", is_flag=True, help="No live progress display.")
+def check(
+    target: str | None,
+    params: tuple[str, ...],
+    params_files: tuple[str, ...],
+    seed: int | None,
+    seeds: int,
+    baseline: str | None,
+    tolerance: tuple[str, ...],
+    allow_diff: bool,
+    report_dir: Path | None,
+    as_json: bool,
+    quiet: bool,
+) -> None:
+    """The CI gate: run PIPELINE, check its contracts, reproduce it, compare.
+
+    PIPELINE is FILE.py or FILE.py:NAME (default: pipeline.py in the project). Exits 0
+    only when every contract holds, the run reproduces within tolerance and, with
+    --baseline, matches that run. Writes the report as JSON and Markdown (and appends
+    the Markdown to $GITHUB_STEP_SUMMARY when that is set).
+    """
+    from pipetrail.cli.env_cmd import parity_warnings_to_stderr
+    from pipetrail.cli.progress import make_observer
+    from pipetrail.execution.loader import load_pipeline
+    from pipetrail.execution.params_files import load_params_file
+    from pipetrail.execution.project import Project
+    from pipetrail.verify.check import run_check
+    from pipetrail.verify.markdown import check_markdown
+
+    files = tuple(load_params_file(name) for name in params_files)
+    project = Project.discover()
+    try:
+        if target is None:
+            default = project.root / _DEFAULT_PIPELINE
+            if not default.is_file():
+                raise click.UsageError(
+                    f"no PIPELINE given and {default} does not exist; name the pipeline "
+                    "file: pipetrail check FILE.py"
+                )
+            target = str(default)
+        definition, path = load_pipeline(target)
+        observer = make_observer(enabled=not quiet and not as_json)
+        redirect = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
+        with redirect, parity_warnings_to_stderr():
+            report = run_check(
+                project,
+                definition,
+                _params(params),
+                params_files=files,
+                seed=seed,
+                seeds=seeds,
+                baseline=baseline,
+                settings=_settings(project.root, tolerance, allow_diff),
+                source_file=str(path),
+                argv=["pipetrail", *sys.argv[1:]],
+                observer=observer,
+            )
+        folder = report_dir or project.config.state_dir / "reports"
+    finally:
+        project.close()
+    data = report.to_dict()
+    text = check_markdown(data)
+    written = _write_reports(data, text, folder, f"check-{report.run_id or 'none'}")
+    if as_json:
+        click.echo(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        _print_markdown(text)
+        click.echo(f"report: {written[0]} and {written[1]}", err=True)
+    if not report.passed:
+        sys.exit(EXIT_NOT_REPRODUCED)

@@ -1,0 +1,320 @@
+"""``pipetrail check``: the gate a CI job can trust.
+
+One call:
+
+1. runs the pipeline (the cache may serve unchanged steps), which checks every contract
+   at every stage boundary; a violation or a failing step fails the gate;
+2. reproduces that run (:func:`~pipetrail.verify.reproduce.reproduce_run`: no cache, same
+   params, seeds and source snapshots) and requires the verdict ``reproduced`` or
+   ``reproduced within tolerance``;
+3. with a baseline run, compares the new run with it by the same rules (bit-identical
+   artifacts, or metrics within tolerance when the settings allow differing artifacts),
+   so a change that moves results fails until the baseline is updated;
+4. with ``seeds=N``, runs the pipeline under N more run seeds and reports each metric's
+   mean, standard deviation and range: how much of a result is the seed's doing
+   (reported, not gated).
+
+The report is JSON-able (:meth:`CheckReport.to_dict`) and renders as Markdown for a CI
+job summary (:func:`pipetrail.verify.markdown.check_markdown`); it is stored as an artifact
+and a ``gate.checked`` event records the outcome.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pipetrail.capture import derive_seed, validate_seed
+from pipetrail.errors import StepFailedError
+from pipetrail.execution.contract_records import run_contracts
+from pipetrail.execution.explain import run_summary
+from pipetrail.execution.runner import RunOptions, run_pipeline
+from pipetrail.ledger import EventKind
+from pipetrail.lineage.compare import json_number, load_run_facts
+from pipetrail.lineage.diff import diff_runs
+from pipetrail.verify.recording import record_report
+from pipetrail.verify.reproduce import Reproduction, compare_reproduction, reproduce_run
+from pipetrail.verify.settings import ReproduceSettings
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from pipetrail.core.pipeline import PipelineDefinition
+    from pipetrail.execution.executors import Executor
+    from pipetrail.execution.observer import RunObserver
+    from pipetrail.execution.params_files import ParamsFile
+    from pipetrail.execution.project import Project
+
+__all__ = ["CheckReport", "MetricSpread", "run_check"]
+
+
+@dataclass(frozen=True)
+class MetricSpread:
+    """One metric over the check's run and its extra seeds."""
+
+    name: str
+    values: list[float]
+    mean: float
+    stdev: float
+    minimum: float
+    maximum: float
+
+
+@dataclass
+class CheckReport:
+    """Everything ``pipetrail check`` found; ``passed`` is the gate's answer."""
+
+    pipeline: str
+    run_id: str | None
+    params: dict[str, Any]
+    seed: int
+    passed: bool = False
+    failures: list[str] = field(default_factory=list)
+    run_status: str = "not started"
+    run_error: str | None = None
+    contracts: dict[str, Any] = field(default_factory=dict)
+    reproduction: dict[str, Any] | None = None
+    baseline: dict[str, Any] | None = None
+    seeds: list[int] = field(default_factory=list)
+    seed_runs: list[str] = field(default_factory=list)
+    spread: list[MetricSpread] = field(default_factory=list)
+    settings: dict[str, Any] = field(default_factory=dict)
+    report_digest: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the report as JSON-able data (non-finite numbers as text)."""
+        data = asdict(self)
+        for item in data["spread"]:
+            item["values"] = [json_number(v) for v in item["values"]]
+            for key in ("mean", "stdev", "minimum", "maximum"):
+                item[key] = json_number(item[key])
+        return data
+
+
+def run_check(
+    project: Project,
+    definition: PipelineDefinition,
+    params: Mapping[str, Any],
+    *,
+    seed: int | None = None,
+    seeds: int = 0,
+    baseline: str | None = None,
+    settings: ReproduceSettings | None = None,
+    params_files: tuple[ParamsFile, ...] = (),
+    source_file: str | None = None,
+    argv: list[str] | None = None,
+    executor: Executor | None = None,
+    observer: RunObserver | None = None,
+) -> CheckReport:
+    """Run, validate, reproduce (and optionally compare and re-seed) one pipeline.
+
+    Args:
+        project: where runs are recorded.
+        definition: the pipeline.
+        params: its parameters (validated before anything is recorded), laid over
+            ``params_files``.
+        seed: the run seed (default: the project's).
+        seeds: how many extra run seeds to try for the spread of each metric.
+        baseline: a run (id, prefix or ``latest``) the new run must match.
+        settings: tolerances (default: the project's ``[reproduce]`` settings).
+        params_files: params files under ``params``, as for ``pipetrail run -c``.
+        source_file: the pipeline file, recorded with the runs.
+        argv: the command line, recorded with the runs.
+        executor: where steps run.
+        observer: receives live progress of every run.
+
+    Returns:
+        The report; ``passed`` says whether the gate opens.
+
+    Raises:
+        ParamError, DefinitionError: the pipeline or its params are invalid (nothing
+            recorded).
+        NotFoundError: the baseline run does not exist (checked before anything runs).
+        NotReproducibleError: the run cannot be re-executed as recorded.
+    """
+    if seeds < 0 or seeds > 1000:
+        raise ValueError(f"seeds must be between 0 and 1000, got {seeds}")
+    settings = settings or ReproduceSettings.from_project(project.root)
+    baseline_id = project.reader().resolve_run(baseline) if baseline is not None else None
+    run_seed = validate_seed(project.config.seed if seed is None else seed)
+    report = CheckReport(
+        pipeline=definition.name, run_id=None, params={}, seed=run_seed, settings=settings.to_dict()
+    )
+
+    def options(run_seed: int) -> RunOptions:
+        return RunOptions(
+            seed=run_seed,
+            params_files=params_files,
+            executor=executor,
+            observer=observer,
+            source_file=source_file,
+            argv=argv,
+        )
+
+    try:
+        run = run_pipeline(definition, params, project, options(run_seed))
+        report.run_id, report.run_status = run.id, "completed"
+    except StepFailedError as exc:
+        report.run_id, report.run_status, report.run_error = exc.run_id, "failed", str(exc)
+        report.failures.append(f"the run failed: {_shorten(str(exc))}")
+    summary = run_summary(project.reader(), report.run_id) if report.run_id else {}
+    report.params = summary.get("params") or {}
+    if report.run_id is not None:
+        report.contracts = _contracts(project, report.run_id)
+        failed_checks = report.contracts["failed"]
+        if failed_checks:
+            report.failures.append(f"{failed_checks} contract check(s) failed")
+    if report.run_status == "completed" and report.run_id is not None:
+        reproduction = reproduce_run(
+            project,
+            report.run_id,
+            definition=definition,
+            settings=settings,
+            executor=executor,
+            observer=observer,
+        )
+        report.reproduction = _brief(reproduction)
+        if not reproduction.ok:
+            report.failures.append(
+                f"the run did not reproduce ({reproduction.verdict}): " + _why(reproduction)
+            )
+        if baseline_id is not None:
+            report.baseline = _against_baseline(project, baseline_id, report.run_id, settings)
+            if not report.baseline["ok"]:
+                report.failures.append(
+                    f"the run does not match baseline {baseline_id} "
+                    f"({report.baseline['verdict']}): {report.baseline['why']}"
+                )
+        if seeds:
+            _seed_spread(project, definition, params, report, seeds, options)
+    report.passed = not report.failures
+    _record(project, report)
+    return report
+
+
+def _shorten(text: str, limit: int = 400) -> str:
+    """The start of a long error message; the run's record keeps all of it."""
+    return text if len(text) <= limit else text[: limit - 3].rstrip() + "..."
+
+
+def _contracts(project: Project, run_id: str) -> dict[str, Any]:
+    """Count the run's contract checks (cached steps: those of the step run reused)."""
+    found = run_contracts(project.reader(), run_id)
+    failing: list[dict[str, Any]] = []
+    for step in found["steps"]:
+        for boundary in step["boundaries"]:
+            for check in boundary.get("checks", []):
+                if check.get("status") == "failed":
+                    failing.append(
+                        {
+                            "step": step["node_id"],
+                            "boundary": f"{boundary.get('boundary')} {boundary.get('name')}",
+                            "artifact": boundary.get("artifact"),
+                            **check,
+                        }
+                    )
+    counts = found["counts"]
+    return {
+        "checks": sum(counts.values()),
+        "passed": counts.get("passed", 0),
+        "failed": counts.get("failed", 0),
+        "skipped": counts.get("skipped", 0),
+        "ok": found["ok"],
+        "failing": failing[:50],
+    }
+
+
+def _brief(result: Reproduction) -> dict[str, Any]:
+    data = result.to_dict()
+    data["why"] = _why(result)
+    return data
+
+
+def _why(result: Reproduction) -> str:
+    if result.error:
+        return f"step {result.failed_step!r} failed: {result.error}"
+    parts = []
+    if result.differences:
+        first = ", ".join(d["node_id"] for d in result.first_differences)
+        parts.append(
+            f"{len(result.differences)} of {result.artifacts_total} artifacts differ, "
+            f"first at step(s) {first}"
+        )
+    outside = [m.name for m in result.metrics if not m.within]
+    if outside:
+        parts.append(f"metric(s) outside tolerance: {', '.join(outside)}")
+    if result.code_changes:
+        parts.append(f"{len(result.code_changes)} step(s) with other code")
+    return "; ".join(parts) or "everything matches"
+
+
+def _against_baseline(
+    project: Project, baseline_id: str, run_id: str, settings: ReproduceSettings
+) -> dict[str, Any]:
+    result = compare_reproduction(
+        project, load_run_facts(project, baseline_id), load_run_facts(project, run_id), settings
+    )
+    data = _brief(result)
+    data["baseline_run_id"] = baseline_id
+    data["comparable"] = diff_runs(project, baseline_id, run_id).verdict.to_dict()
+    return data
+
+
+def _seed_spread(
+    project: Project,
+    definition: PipelineDefinition,
+    params: Mapping[str, Any],
+    report: CheckReport,
+    count: int,
+    options: Any,
+) -> None:
+    first = report.run_id or ""
+    values: dict[str, list[float]] = {
+        name: [float(m.value)] for name, m in load_run_facts(project, first).metrics.items()
+    }
+    for i in range(1, count + 1):
+        seed = derive_seed(report.seed, f"pipetrail.check/{i}")
+        report.seeds.append(seed)
+        try:
+            run = run_pipeline(definition, params, project, options(seed))
+        except StepFailedError as exc:
+            report.seed_runs.append(exc.run_id)
+            report.failures.append(f"the run with seed {seed} failed: {_shorten(str(exc))}")
+            continue
+        report.seed_runs.append(run.id)
+        for name, metric in load_run_facts(project, run.id).metrics.items():
+            values.setdefault(name, []).append(float(metric.value))
+    for name in sorted(values):
+        items = values[name]
+        report.spread.append(
+            MetricSpread(
+                name=name,
+                values=items,
+                mean=statistics.fmean(items),
+                stdev=statistics.stdev(items) if len(items) > 1 else 0.0,
+                minimum=min(items),
+                maximum=max(items),
+            )
+        )
+
+
+def _record(project: Project, report: CheckReport) -> None:
+    """Store the report and append the ``gate.checked`` event (when a run exists)."""
+    if report.run_id is None:
+        return
+    report.report_digest = record_report(
+        project,
+        report.to_dict(),
+        role="gate-report",
+        run_id=report.run_id,
+        kind=EventKind.GATE_CHECKED,
+        payload={
+            "run_id": report.run_id,
+            "passed": report.passed,
+            "failures": report.failures,
+            "reproduction_run_id": (report.reproduction or {}).get("run_id"),
+            "baseline_run_id": (report.baseline or {}).get("baseline_run_id"),
+            "seed_runs": report.seed_runs,
+        },
+    )
