@@ -230,3 +230,35 @@ def test_tolerances_from_the_command_line() -> None:
     for bad in ("a.b", "a=x", "a=rel:-1", "a=max:3"):
         with pytest.raises(ValueError, match=r"tolerance|NAME=TOLERANCE"):
             parse_tolerance(bad)
+
+
+@pytest.mark.postgres
+def test_reproduce_and_gate_on_each_backend(
+    metadata_url: str, files: PipelineFiles, project_root: Path, unique: Callable[[str], str]
+) -> None:
+    from pipetrail.execution.project import Project
+    from pipetrail.verify.check import run_check
+
+    (project_root / "pipetrail.toml").write_text(f'[pipetrail]\nmetadata = "{metadata_url}"\n')
+    (project_root / "data" / "folder").mkdir(parents=True)
+    (project_root / "data" / "nums.txt").write_text("1 2 3 4\n")
+    (project_root / "data" / "folder" / "a.txt").write_text("alpha\n")
+    definition = files.load(unique("pipe"), PIPE.format(noise=False, by_ref=False, digits=12))
+    project = Project.at(project_root)
+    try:
+        report = run_check(project, definition, {}, seeds=1)
+        assert report.passed, report.failures
+        assert report.reproduction is not None
+        assert report.reproduction["verdict"] == "reproduced"
+        again = reproduce_run(project, report.run_id or "", definition=definition)
+        assert again.verdict == "reproduced"
+        kinds = {
+            r["kind"]
+            for r in project.reader().fetch(
+                "SELECT kind FROM events WHERE kind IN ('reproduction.checked', 'gate.checked')"
+            )
+        }
+        assert kinds == {"reproduction.checked", "gate.checked"}
+        assert project.ledger.verify().ok
+    finally:
+        project.close()
