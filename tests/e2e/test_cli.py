@@ -154,6 +154,29 @@ def test_exit_codes_for_bad_input_and_failures(sample: Path) -> None:
     assert failed["status"] == "failed"
 
 
+def test_run_rehash_ignores_the_stat_cache(sample: Path) -> None:
+    from pipetrail.capture.statcache import StatCache, signature
+    from pipetrail.hashing import digest_file
+
+    text = sample / "data" / "text.txt"
+    old_digest = digest_file(text)[0]
+    first = run_json(sample, "wc.py")
+    # Same size, mtime restored, cache entry re-signed: the change is invisible to stat.
+    before = text.stat()
+    text.write_text(text.read_text().replace("quick", "QUICK"))
+    os.utime(text, ns=(before.st_atime_ns, before.st_mtime_ns))
+    entry = (os.path.realpath(text), signature(text.stat()), old_digest, time.time_ns() - 10**11)
+    with StatCache(sample / ".pipetrail" / "cache" / "stat.db") as cache:
+        assert cache.update([entry], cached_ns=time.time_ns())
+    stale = run_json(sample, "wc.py")
+    assert [s["status"] for s in stale["steps"]] == ["cached"] * 3
+    fresh = run_json(sample, "wc.py", "--rehash")
+    statuses = {s["node_id"]: s["status"] for s in fresh["steps"]}
+    assert statuses["read"] == "completed"  # the source's new digest reached the step
+    assert fresh["run_id"] != first["run_id"]
+    assert "--rehash" in cli(sample, "run", "--help", check=True).stdout
+
+
 def test_audit_verify_detects_tampering_and_names_the_sequence(sample: Path) -> None:
     run_json(sample, "wc.py")
     ok = cli(sample, "audit", "verify")
@@ -172,6 +195,8 @@ def test_audit_verify_detects_tampering_and_names_the_sequence(sample: Path) -> 
 
 
 def test_store_verify_reports_corrupt_and_missing_objects(sample: Path) -> None:
+    # Above the small-object pack's 16 KiB: the source is stored as a loose file.
+    (sample / "data" / "text.txt").write_text("the quick brown fox " * 1000)
     run_json(sample, "wc.py")
     assert cli(sample, "store", "verify").returncode == 0
     objects = sample / ".pipetrail" / "objects"

@@ -399,6 +399,56 @@ def p():
     assert set(statuses(second).values()) == {"completed"}
 
 
+SHOUT = """
+from pathlib import Path
+from pipetrail import pipeline, source, step
+
+@step
+def read(path: Path) -> str:
+    return path.read_text()
+
+@step
+def shout(text: str) -> str:
+    return text.upper()
+
+@pipeline
+def p():
+    return shout(read(source("data/in.txt")))
+"""
+
+
+def test_rehash_sees_a_change_the_stat_cache_cannot(
+    files: PipelineFiles, project: Project, project_root: Path, unique: Callable[[str], str]
+) -> None:
+    import os
+    import time
+
+    from pipetrail.capture.statcache import StatCache, signature
+    from pipetrail.hashing import digest_file
+
+    raw = project_root / "data" / "in.txt"
+    raw.parent.mkdir(parents=True, exist_ok=True)
+    raw.write_text("hello")
+    definition = files.load(unique("pipe"), SHOUT)
+    first = _run(definition, project)
+    old_digest = project.reader().sources(first.id)[0]["digest"]
+    # Same size, mtime restored, and the cache entry re-signed as a file system whose
+    # ctime does not move would leave it: nothing in the stat shows the change.
+    before = raw.stat()
+    raw.write_text("jello")
+    os.utime(raw, ns=(before.st_atime_ns, before.st_mtime_ns))
+    entry = (os.path.realpath(raw), signature(raw.stat()), old_digest, time.time_ns() - 10**11)
+    with StatCache(project.config.state_dir / "cache" / "stat.db") as cache:
+        assert cache.update([entry], cached_ns=time.time_ns())
+    stale = _run(definition, project)
+    assert project.reader().sources(stale.id)[0]["digest"] == old_digest
+    assert set(statuses(stale).values()) == {"cached"}
+    fresh = run_pipeline(definition, {}, project, RunOptions(rehash=True))
+    assert project.reader().sources(fresh.id)[0]["digest"] == digest_file(raw)[0]
+    assert fresh.outputs == "JELLO"
+    assert statuses(fresh) == {"read": "completed", "shout": "completed"}
+
+
 def test_python_api_runs_in_the_project_of_the_working_directory(
     files: PipelineFiles,
     project_root: Path,

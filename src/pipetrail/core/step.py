@@ -198,9 +198,7 @@ def step(
             cache=cache,
             outputs=output_names,
             allow_pickle=allow_pickle,
-            contracts=bind_contracts(
-                step_name, f, inspect.signature(f), output_names, contracts
-            ),
+            contracts=bind_contracts(step_name, f, inspect.signature(f), output_names, contracts),
         )
         return Step(f, options)
 

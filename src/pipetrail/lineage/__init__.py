@@ -10,7 +10,7 @@ from __future__ import annotations
 from pipetrail.lineage.graph import LineageGraph as LineageGraph
 from pipetrail.lineage.queries import downstream as downstream
 from pipetrail.lineage.queries import path as path
-from pipetrail.lineage.queries import resolve_ref as resolve_ref
 from pipetrail.lineage.queries import upstream as upstream
+from pipetrail.lineage.refs import resolve_ref as resolve_ref
 
 __all__ = ["LineageGraph", "downstream", "path", "resolve_ref", "upstream"]

@@ -1,8 +1,9 @@
 """The lineage graph model: artifacts, step runs and the edges between them.
 
-Owns the immutable result of a lineage query (:class:`LineageGraph`), its deterministic
-ordering, hop depths and the shortest-path search. Pure: no SQL, no rendering; the rows
-come from :mod:`pipetrail.lineage.queries`.
+Owns the immutable result of a lineage query (:class:`LineageGraph`) and its
+deterministic ordering; hop depths and the shortest-path search are in
+:mod:`pipetrail.lineage.graph_walks`. Pure: no SQL, no rendering; the rows come from
+:mod:`pipetrail.lineage.queries`.
 
 Edges follow the data: ``input`` goes from an artifact to the step run that read it,
 ``output`` from a step run to the artifact it wrote, ``reuses`` from a cached step run to
@@ -17,9 +18,11 @@ a ``reuses`` hop does not count.
 from __future__ import annotations
 
 import json
-from collections import deque
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal
+
+from pipetrail.lineage.graph_walks import hop_depths
+from pipetrail.lineage.graph_walks import shortest_path as shortest_path
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -265,7 +268,7 @@ class LineageGraph:
         }
         kept = [unique[key] for key in sorted(unique)]
         root_ids = tuple(sorted(r for r in set(roots) if r in known))
-        depths = _depths(root_ids, kept, arts.keys(), direction)
+        depths = hop_depths(root_ids, kept, arts.keys(), direction)
         far = max(depths.values(), default=0) + 1  # unreachable from the roots: listed last
         for node_id in known - depths.keys():
             depths[node_id] = far
@@ -356,67 +359,3 @@ def meta_summary(meta: dict[str, Any]) -> dict[str, Any]:
         ):
             out[key] = value
     return out
-
-
-def _depths(
-    roots: tuple[str, ...], edges: list[Edge], artifact_ids: Iterable[str], direction: Direction
-) -> dict[str, int]:
-    """Hop depths from the roots (0-1 BFS: entering a step run from an artifact costs 1)."""
-    artifacts = set(artifact_ids)
-    forward = direction != "upstream"
-    adjacent: dict[str, list[str]] = {}
-    for e in edges:
-        if e.kind == "reuses":  # either way, at no cost: same step, same digests
-            adjacent.setdefault(e.source, []).append(e.target)
-            adjacent.setdefault(e.target, []).append(e.source)
-        elif forward:
-            adjacent.setdefault(e.source, []).append(e.target)
-        else:
-            adjacent.setdefault(e.target, []).append(e.source)
-    depths = {r: 0 for r in roots}
-    queue = deque(roots)
-    while queue:
-        node = queue.popleft()
-        for nxt in adjacent.get(node, ()):
-            cost = 1 if node in artifacts and nxt not in artifacts else 0
-            depth = depths[node] + cost
-            if depth < depths.get(nxt, depth + 1):
-                depths[nxt] = depth
-                if cost:
-                    queue.append(nxt)
-                else:
-                    queue.appendleft(nxt)
-    return depths
-
-
-def shortest_path(graph: LineageGraph, starts: Iterable[str], goals: Iterable[str]) -> list[str]:
-    """Return the node ids of a shortest directed path from any start to any goal.
-
-    Follows ``input`` and ``output`` edges in their direction. Among equally short paths
-    the one through executed step runs, then the smallest ids, wins, so the answer is
-    deterministic. Returns an empty list when no path exists.
-    """
-    goal_set = set(goals)
-    status = {s.step_run_id: s.status for s in graph.step_runs}
-
-    def rank(node_id: str) -> tuple[bool, str]:
-        return (status.get(node_id, "completed") != "completed", node_id)
-
-    previous: dict[str, str | None] = {}
-    queue: deque[str] = deque()
-    for start in sorted(set(starts), key=rank):
-        previous[start] = None
-        queue.append(start)
-    while queue:
-        node = queue.popleft()
-        if node in goal_set:
-            found = [node]
-            while (back := previous[found[-1]]) is not None:
-                found.append(back)
-            return found[::-1]
-        nexts = [e.target for e in graph.edges_from(node) if e.kind != "reuses"]
-        for nxt in sorted(set(nexts), key=rank):
-            if nxt not in previous:
-                previous[nxt] = node
-                queue.append(nxt)
-    return []

@@ -6,6 +6,7 @@ Contract for every implementation (tested by tests/contract/test_content_store.p
 * Writes are atomic: a reader (or a crash) never sees a partial object under its final
   name. Local stores write a temp file, fsync it, then rename it into place;
   ``put_files`` makes a whole batch of temp files durable at once before renaming any.
+  Their small objects are rows of a SQLite pack, written in transactions (ADR 0006/0007).
 * ``put_files`` is the batch form of ``put_file``: same checks and results, in order;
   callers storing many files use it so that a store can amortise its flushes.
 * ``get_bytes``/``open`` raise :class:`~pipetrail.errors.NotFoundError` for an unknown

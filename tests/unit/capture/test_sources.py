@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pipetrail.capture import sources, statcache
+from pipetrail.capture import source_walk, statcache
 from pipetrail.capture.sources import (
     MANIFEST_KIND,
     SourceChangedError,
@@ -210,6 +210,33 @@ def test_rehash_hashes_everything(root: Path, cache: StatCache, no_racy_window: 
     assert observe(root, cache=cache).hashed_files == 0
 
 
+def _fool_the_cache(cache: StatCache, file: Path, digest: str) -> None:
+    """Rewrite ``file`` with other bytes of the same size, its stat signature unchanged.
+
+    Content rewritten and mtime restored with ``os.utime``; the ctime still moves here, so
+    the cache entry is re-signed with the new stat, as a file system whose ctime does not
+    move (or a coarse clock) would leave it: the stat cache cannot tell.
+    """
+    before = file.stat()
+    file.write_bytes(bytes(b ^ 0x20 for b in file.read_bytes()))
+    os.utime(file, ns=(before.st_atime_ns, before.st_mtime_ns))
+    old = time.time_ns() - 60 * 10**9
+    entry = (os.path.realpath(file), statcache.signature(file.stat()), digest, old)
+    assert cache.update([entry], cached_ns=time.time_ns())
+
+
+def test_content_changed_under_an_unchanged_stat_needs_rehash(root: Path, cache: StatCache) -> None:
+    file = root / "data" / "a.csv"
+    first = observe(root, "data/a.csv", cache=cache)
+    _fool_the_cache(cache, file, first.digest)
+    fooled = observe(root, "data/a.csv", cache=cache)
+    assert (fooled.digest, fooled.hashed_files) == (first.digest, 0)  # stale, as expected
+    rehashed = observe(root, "data/a.csv", cache=cache, rehash=True)
+    assert rehashed.hashed_files == 1
+    assert rehashed.digest == digest_file(file)[0] != first.digest
+    assert observe(root, "data/a.csv", cache=cache).digest == rehashed.digest  # entry refreshed
+
+
 def test_racy_entries_are_hashed_again(root: Path, cache: StatCache) -> None:
     # Files modified within the racy window of being hashed are never trusted; an mtime in
     # the future keeps them inside it however slow the machine is.
@@ -307,18 +334,36 @@ def test_small_new_files_are_handed_over_for_the_store_to_hash(root: Path) -> No
     assert (obs.stored_files, obs.hashed_files, obs.hashed_bytes) == (2, 3, 19)
 
 
-def test_files_the_walk_hashed_are_handed_over_once_per_digest(
+def test_large_new_files_are_hashed_by_the_store_on_the_pool(
     root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sources, "_POOL_MIN_SIZE", 0)  # every file goes to the pool
+    monkeypatch.setattr(source_walk, "_POOL_MIN_SIZE", 0)  # every file goes to the pool
     (root / "data" / "same.csv").write_bytes((root / "data" / "a.csv").read_bytes())
     calls = Recorder()
     obs = observe(root, store_files=calls, by_reference=False)
+    assert {d for _, d in calls.pairs} == {None}  # read once, by the store
+    assert threading.get_ident() not in calls.threads
+    assert all(os.path.isabs(p) for p, _ in calls.pairs)
+    manifest = obs.manifest or {}
+    assert manifest == {
+        name: {"digest": digest_file(root / "data" / name)[0], "size": size}
+        for name, size in (("a.csv", 8), ("same.csv", 8), ("sub/b.txt", 3))
+    }
+    assert (obs.stored_files, obs.hashed_files, obs.hashed_bytes) == (2, 3, 19)
+
+
+def test_known_files_are_handed_over_once_per_digest(
+    root: Path, cache: StatCache, no_racy_window: None
+) -> None:
+    (root / "data" / "same.csv").write_bytes((root / "data" / "a.csv").read_bytes())
+    first = observe(root, cache=cache)  # by reference: fills the cache
+    calls = Recorder()
+    obs = observe(root, cache=cache, store_files=calls, by_reference=False)
+    assert obs.hashed_files == 0
     assert sorted(d or "" for _, d in calls.pairs) == sorted(
-        {e["digest"] for e in (obs.manifest or {}).values()}
+        {e["digest"] for e in (first.manifest or {}).values()}
     )
     assert obs.stored_files == len(calls.pairs) == 2
-    assert all(os.path.isabs(p) and digest_file(p)[0] == d for p, d in calls.pairs)
 
 
 def test_store_files_also_receives_files_served_from_the_cache(
@@ -338,8 +383,8 @@ def test_store_files_also_receives_files_served_from_the_cache(
 def test_files_are_handed_over_in_bounded_batches(
     root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sources, "_BATCH_FILES", 10)
-    monkeypatch.setattr(sources, "_BATCH_BYTES", 1000)
+    monkeypatch.setattr(source_walk, "_BATCH_FILES", 10)
+    monkeypatch.setattr(source_walk, "_BATCH_BYTES", 1000)
     for i in range(95):
         (root / "data" / f"f{i:02d}.txt").write_text(f"file {i}")
     (root / "data" / "big.bin").write_bytes(os.urandom(3000))
@@ -385,10 +430,10 @@ def test_a_store_s_put_files_is_a_store_files_callback(
         assert store.get_bytes(entry["digest"]) == (root / "data" / name).read_bytes()
 
 
-def test_a_file_changed_after_the_walk_hashed_it_is_not_stored(
-    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_a_file_changed_after_the_cache_vouched_for_it_is_not_stored(
+    root: Path, tmp_path: Path, cache: StatCache, no_racy_window: None
 ) -> None:
-    monkeypatch.setattr(sources, "_POOL_MIN_SIZE", 0)  # the walk hashes every file
+    observe(root, cache=cache)  # by reference: the cache now knows both files
     store = LocalStore(tmp_path / "objects")
     victim = root / "data" / "a.csv"
 
@@ -397,10 +442,28 @@ def test_a_file_changed_after_the_walk_hashed_it_is_not_stored(
         return store.put_files(batch)
 
     with pytest.raises(IntegrityError, match=r"a\.csv changed while being read"):
-        observe(root, store_files=change_then_store, by_reference=False, store_threads=1)
+        observe(
+            root, cache=cache, store_files=change_then_store, by_reference=False, store_threads=1
+        )
     assert not store.exists(digest_file(victim)[0])
     assert list(store.iter_digests()) == []
     assert list((tmp_path / "objects" / "tmp").iterdir()) == []
+
+
+def test_a_large_file_changed_before_the_store_read_it_is_detected(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(source_walk, "_POOL_MIN_SIZE", 0)  # every file goes to the pool
+    store = LocalStore(tmp_path / "objects", small_objects=0)
+    victim = root / "data" / "a.csv"
+
+    def change_then_store(batch: list[tuple[str, str | None]]) -> list[tuple[str, int]]:
+        if any(p == str(victim) for p, _ in batch):
+            victim.write_text("a,b\n6,6\n!")
+        return store.put_files(batch)
+
+    with pytest.raises(SourceChangedError, match=r"a\.csv changed while it was being read"):
+        observe(root, store_files=change_then_store, by_reference=False)
 
 
 def test_a_small_file_changed_before_the_store_read_it_is_detected(
@@ -425,6 +488,22 @@ def test_a_small_file_vanishing_before_the_store_read_it_is_detected(
 
     def remove_then_store(batch: list[tuple[str, str | None]]) -> list[tuple[str, int]]:
         victim.unlink()
+        return store.put_files(batch)
+
+    with pytest.raises(SourceChangedError, match=r"a\.csv vanished") as info:
+        observe(root, store_files=remove_then_store, by_reference=False)
+    assert isinstance(info.value.__cause__, StoreError)
+
+
+def test_a_large_file_vanishing_before_the_store_read_it_is_detected(
+    root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(source_walk, "_POOL_MIN_SIZE", 0)  # every file goes to the pool
+    store = LocalStore(tmp_path / "objects")
+    victim = root / "data" / "a.csv"
+
+    def remove_then_store(batch: list[tuple[str, str | None]]) -> list[tuple[str, int]]:
+        victim.unlink(missing_ok=True)
         return store.put_files(batch)
 
     with pytest.raises(SourceChangedError, match=r"a\.csv vanished") as info:
@@ -528,7 +607,7 @@ def _patch_digest_file(
             before(Path(path))
         return digest_file(path)
 
-    monkeypatch.setattr(sources, "digest_file", patched)
+    monkeypatch.setattr(source_walk, "digest_file", patched)
 
 
 def test_a_file_growing_while_read_is_detected(root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -582,15 +661,17 @@ def test_the_first_store_error_propagates(root: Path, threads: int) -> None:
 def test_large_files_are_stored_on_threads_unless_told_otherwise(
     root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sources, "_BATCH_FILES", 8)
-    monkeypatch.setattr(sources, "_POOL_MIN_SIZE", 2)  # "large": 2 bytes or more
+    monkeypatch.setattr(source_walk, "_BATCH_FILES", 8)
+    monkeypatch.setattr(source_walk, "_POOL_MIN_SIZE", 2)  # "large": 2 bytes or more
     for i in range(100):
         (root / "data" / f"f{i}.txt").write_text(str(i + 10))
     pooled = Recorder()
     obs = observe(root, store_files=pooled, by_reference=False)
     assert threading.get_ident() not in pooled.threads
-    assert sorted(d or "" for _, d in pooled.pairs) == sorted(
-        {e["digest"] for e in (obs.manifest or {}).values()}
+    assert {d for _, d in pooled.pairs} == {None}  # hashed by the store as it copies
+    assert all(
+        entry["digest"] == digest_file(root / "data" / name)[0]
+        for name, entry in (obs.manifest or {}).items()
     )
     inline = Recorder()
     observe(root, store_files=inline, by_reference=False, store_threads=1)
@@ -601,7 +682,7 @@ def test_large_files_are_stored_on_threads_unless_told_otherwise(
 def test_small_files_are_stored_from_the_calling_thread(
     root: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(sources, "_POOL_MIN_SIZE", 100)
+    monkeypatch.setattr(source_walk, "_POOL_MIN_SIZE", 100)
     (root / "data" / "large.bin").write_bytes(os.urandom(100))
     calls = Recorder()
     seen: dict[str, int] = {}

@@ -8,7 +8,8 @@ import pytest
 
 from pipetrail.errors import AmbiguousPrefixError, NotFoundError
 from pipetrail.lineage.graph import Target
-from pipetrail.lineage.queries import _upper_bound, downstream, path, resolve_ref, upstream
+from pipetrail.lineage.queries import downstream, path, resolve_ref, upstream
+from pipetrail.lineage.refs import upper_bound
 from tests.unit.lineage.conftest import digest
 
 if TYPE_CHECKING:
@@ -33,7 +34,7 @@ def _ids(graph: object) -> set[str]:
     ],
 )
 def test_upper_bound_stays_in_the_alphabet(prefix: str, bound: str) -> None:
-    assert _upper_bound(prefix) == bound
+    assert upper_bound(prefix) == bound
 
 
 def test_digest_prefixes(ledger: LedgerBuilder) -> None:

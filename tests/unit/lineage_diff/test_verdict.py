@@ -12,13 +12,13 @@ from pipetrail.lineage.compare import (
     Metric,
     RunFacts,
     StepFacts,
-    _evaluation_inputs,
     json_number,
     judge,
     metric_delta,
     step_metrics,
 )
 from pipetrail.lineage.diff import Change, MappingDiff
+from pipetrail.lineage.run_facts import _evaluation_inputs
 
 
 def _step(node: str, *, upstream: tuple[str, ...] = (), **fields: Any) -> StepFacts:

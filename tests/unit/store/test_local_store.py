@@ -17,7 +17,8 @@ import pytest
 from pipetrail.errors import IntegrityError, NotFoundError, StoreError
 from pipetrail.hashing import digest_bytes, digest_file
 from pipetrail.store import LocalStore, local_files, verify_store
-from pipetrail.store import local as local_module
+from pipetrail.store import local_put as local_put_module
+from pipetrail.store import loose as loose_module
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -54,13 +55,13 @@ def test_put_existing_object_is_a_noop(tmp_path: Path, monkeypatch: pytest.Monke
     def fail(*args: object) -> None:
         raise AssertionError("must not open a temp file for an existing object")
 
-    monkeypatch.setattr(store, "_open_tmp", fail)
+    monkeypatch.setattr(store._loose, "open_tmp", fail)
     assert store.put_bytes(b"once") == digest_bytes(b"once")
 
 
 def test_put_file_big_file_path_verifies_the_copy(tmp_path: Path) -> None:
     src = tmp_path / "big.bin"
-    src.write_bytes(os.urandom(local_module._BIG_FILE + 123))
+    src.write_bytes(os.urandom(loose_module._BIG_FILE + 123))
     store = LocalStore(tmp_path / "s", small_objects=0)
     digest, size = store.put_file(src)
     assert (digest, size) == digest_file(src)
@@ -232,10 +233,8 @@ def test_put_bytes_small_payload_is_fast(tmp_path: Path) -> None:
 def test_sync_fsyncs_each_touched_shard_folder_once(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pipetrail.store.local as local_module
-
     synced: list[str] = []
-    monkeypatch.setattr(local_module, "fsync_dir_best_effort", synced.append)
+    monkeypatch.setattr(loose_module, "fsync_dir_best_effort", synced.append)
     store = LocalStore(tmp_path / "objects", small_objects=0)
     digests = [store.put_bytes(f"object {i}".encode()) for i in range(40)]
     store.put_bytes(b"object 0")  # already stored: nothing new to sync
@@ -248,10 +247,8 @@ def test_sync_fsyncs_each_touched_shard_folder_once(
 
 
 def test_without_fsync_sync_does_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import pipetrail.store.local as local_module
-
     synced: list[str] = []
-    monkeypatch.setattr(local_module, "fsync_dir_best_effort", synced.append)
+    monkeypatch.setattr(loose_module, "fsync_dir_best_effort", synced.append)
     store = LocalStore(tmp_path / "objects", fsync=False, small_objects=0)
     store.put_bytes(b"scratch")
     store.sync()
@@ -288,7 +285,7 @@ class _Spy:
             self.events.append("rename")
             real_replace(src, dst)
 
-        monkeypatch.setattr(local_module, "syncfs", syncfs)
+        monkeypatch.setattr(loose_module, "syncfs", syncfs)
         monkeypatch.setattr(os, "fsync", fsync)
         monkeypatch.setattr(os, "replace", replace)
 
@@ -322,13 +319,15 @@ def test_put_files_copies_only_new_distinct_objects(
     store = LocalStore(tmp_path / "s", small_objects=0)
     store.put_files([(p, None) for p in paths[:10]])
     copied: list[str] = []
-    real_copy = store._copy_to_tmp
+    real_copy = store._loose.copy_to_tmp
 
-    def spy(src: str, digest: str | None, *, fsync: bool) -> tuple[str, str, int]:
+    def spy(
+        src: str, src_fd: int, size: int, digest: str | None, *, fsync: bool
+    ) -> tuple[str, str, int]:
         copied.append(src)
-        return real_copy(src, digest, fsync=fsync)
+        return real_copy(src, src_fd, size, digest, fsync=fsync)
 
-    monkeypatch.setattr(store, "_copy_to_tmp", spy)
+    monkeypatch.setattr(store._loose, "copy_to_tmp", spy)
     items = [(p, digest_file(p)[0]) for p in [*paths, twin, paths[15]]]
     results = store.put_files(items)
     assert results == [(d, 100) for _, d in items]
@@ -370,14 +369,16 @@ def test_put_files_file_changing_during_the_batch_stores_nothing_of_the_batch(
     items = [(p, digest_file(p)[0]) for p in paths]
     victim = paths[6]
     store = LocalStore(tmp_path / "s", small_objects=0)
-    real_copy_into = LocalStore._copy_into
+    real_copy = store._loose.copy_to_tmp
 
-    def copy_into(src: str, fd: int, tmp: str) -> tuple[str, int]:
+    def copy(
+        src: str, src_fd: int, size: int, digest: str | None, *, fsync: bool
+    ) -> tuple[str, str, int]:
         if src == str(paths[3]):  # the batch is under way: rewrite a file not yet copied
             victim.write_bytes(os.urandom(100))
-        return real_copy_into(src, fd, tmp)
+        return real_copy(src, src_fd, size, digest, fsync=fsync)
 
-    monkeypatch.setattr(LocalStore, "_copy_into", staticmethod(copy_into))
+    monkeypatch.setattr(store._loose, "copy_to_tmp", copy)
     with pytest.raises(IntegrityError, match=r"f0006\.bin changed while being read"):
         store.put_files(items)
     assert not store.exists(items[6][1])
@@ -402,7 +403,7 @@ def test_put_files_without_syncfs_fsyncs_each_object(
 ) -> None:
     paths = _files(tmp_path / "src", 30)
     store = LocalStore(tmp_path / "s", small_objects=0)
-    monkeypatch.setattr(local_module, "syncfs_available", lambda: False)
+    monkeypatch.setattr(loose_module, "syncfs_available", lambda: False)
     spy = _Spy(monkeypatch)
     results = store.put_files([(p, None) for p in paths])
     assert spy.events == ["fsync"] * 30 + ["rename"] * 30  # durable before any rename
@@ -415,14 +416,14 @@ def test_put_files_falls_back_to_fsync_when_syncfs_fails(
 ) -> None:
     paths = _files(tmp_path / "src", 12)
     store = LocalStore(tmp_path / "s", small_objects=0)
-    monkeypatch.setattr(local_module, "syncfs_available", lambda: True)
+    monkeypatch.setattr(loose_module, "syncfs_available", lambda: True)
     spy = _Spy(monkeypatch)
 
     def refused(fd: int) -> None:
         spy.events.append("syncfs")
         raise OSError(errno.EPERM, "Operation not permitted")
 
-    monkeypatch.setattr(local_module, "syncfs", refused)
+    monkeypatch.setattr(loose_module, "syncfs", refused)
     results = store.put_files([(p, None) for p in paths])
     # Each temp file is reopened and fsynced, all before the first rename.
     assert spy.events == ["syncfs"] + ["fsync"] * 12 + ["rename"] * 12
@@ -433,19 +434,31 @@ def test_put_files_falls_back_to_fsync_when_syncfs_fails(
 def test_put_files_fallback_fsync_error_stores_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    paths = _files(tmp_path / "src", 5)
+    paths = _files(tmp_path / "src", 12)  # enough for a syncfs: see the next test
     store = LocalStore(tmp_path / "s", small_objects=0)
-    monkeypatch.setattr(local_module, "syncfs_available", lambda: True)
+    monkeypatch.setattr(loose_module, "syncfs_available", lambda: True)
 
     def failing(fd: int) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(local_module, "syncfs", failing)
+    monkeypatch.setattr(loose_module, "syncfs", failing)
     monkeypatch.setattr(os, "fsync", failing)
     with pytest.raises(StoreError, match="Input/output error"):
         store.put_files([(p, None) for p in paths])
     assert list(store.iter_digests()) == []
     assert list((tmp_path / "s" / "tmp").iterdir()) == []
+
+
+def test_put_files_short_batch_fsyncs_its_own_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    paths = _files(tmp_path / "src", local_put_module._SYNCFS_MIN_ITEMS - 1)
+    store = LocalStore(tmp_path / "s", small_objects=0)
+    monkeypatch.setattr(loose_module, "syncfs_available", lambda: True)
+    spy = _Spy(monkeypatch)
+    store.put_files([(p, None) for p in paths])
+    count = len(paths)
+    assert spy.events == ["fsync"] * count + ["rename"] * count  # no syncfs of everyone's data
 
 
 def test_put_files_rename_failure_keeps_only_complete_objects(
@@ -485,7 +498,7 @@ def test_put_files_without_fsync_flushes_nothing(
 
 def test_put_files_big_files_take_the_kernel_copy_path(tmp_path: Path) -> None:
     big = tmp_path / "big.bin"
-    big.write_bytes(os.urandom(local_module._BIG_FILE + 5))
+    big.write_bytes(os.urandom(loose_module._BIG_FILE + 5))
     small = _files(tmp_path / "src", 3)
     store = LocalStore(tmp_path / "s", small_objects=0)
     results = store.put_files([(big, None), *[(p, None) for p in small]])
@@ -493,6 +506,53 @@ def test_put_files_big_files_take_the_kernel_copy_path(tmp_path: Path) -> None:
     assert store.verify(results[0][0])
     with pytest.raises(IntegrityError, match=r"big\.bin changed while being read"):
         store.put_files([(big, digest_bytes(b"no"))])
+
+
+def test_put_files_packs_small_files_in_one_transaction(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    small = _files(tmp_path / "src", 50, size=1000)
+    large = _files(tmp_path / "large", 3, size=40_000)
+    store = LocalStore(tmp_path / "s")  # the default pack limit: 16 KiB
+    spy = _Spy(monkeypatch)
+    items: list[tuple[Path, str | None]] = [(p, None) for p in [*small, *large]]
+    results = store.put_files(items)
+    monkeypatch.undo()
+    assert results == [digest_file(p) for p in [*small, *large]]
+    loose = {d for d in store.iter_digests() if os.path.exists(store._path(d))}
+    assert loose == {d for d, _ in results[50:]}  # only the large ones are files
+    assert spy.count("rename") == 3
+    assert store._pack.sizes(d for d, _ in results) == {d: 1000 for d, _ in results[:50]}
+    # Given digests of packed objects are checked in the pack, without copying again.
+    again = store.put_files([(p, d) for p, (d, _) in zip(small, results, strict=False)])
+    assert again == results[:50]
+    store.sync()
+    assert verify_store(store).ok
+
+
+def test_put_files_small_file_changed_stores_nothing_of_the_batch(tmp_path: Path) -> None:
+    paths = _files(tmp_path / "src", 10)
+    items: list[tuple[Path, str | None]] = [(p, None) for p in paths]
+    items[7] = (paths[7], digest_bytes(b"what the caller thought"))
+    store = LocalStore(tmp_path / "s")
+    with pytest.raises(IntegrityError, match=r"f0007\.bin changed while being read"):
+        store.put_files(items)
+    assert list(store.iter_digests()) == []  # the pack batch was rolled back
+
+
+def test_put_file_small_file_goes_to_the_pack(tmp_path: Path) -> None:
+    src = tmp_path / "small.txt"
+    src.write_bytes(b"a small source file")
+    store = LocalStore(tmp_path / "s")
+    digest, size = store.put_file(src)
+    assert (digest, size) == digest_file(src)
+    assert not os.path.exists(store._path(digest))
+    assert store.get_bytes(digest) == b"a small source file"
+    assert store.put_file(src, digest=digest) == (digest, size)  # found in the pack
+    other = tmp_path / "other.txt"
+    other.write_bytes(b"a longer file than the object stored")
+    with pytest.raises(IntegrityError, match="has 36 bytes"):
+        store.put_file(other, digest=digest)
 
 
 def test_sync_after_a_large_batch_flushes_the_filesystem_once(
@@ -503,14 +563,14 @@ def test_sync_after_a_large_batch_flushes_the_filesystem_once(
     store = LocalStore(tmp_path / "s", small_objects=0)
     store.put_files([(p, None) for p in _files(tmp_path / "src", 600)])
     synced: list[str] = []
-    monkeypatch.setattr(local_module, "fsync_dir_best_effort", synced.append)
+    monkeypatch.setattr(loose_module, "fsync_dir_best_effort", synced.append)
     spy = _Spy(monkeypatch)
     store.sync()
     assert (spy.events, synced) == (["syncfs"], [])
-    monkeypatch.setattr(local_module, "syncfs_available", lambda: False)
+    monkeypatch.setattr(loose_module, "syncfs_available", lambda: False)
     store.put_files([(p, None) for p in _files(tmp_path / "more", 600)])
     store.sync()  # no syncfs: one fsync per shard folder, as for few shards
-    assert len(synced) == len(set(synced)) > local_module._SYNCFS_MIN_SHARDS
+    assert len(synced) == len(set(synced)) > loose_module._SYNCFS_MIN_SHARDS
 
 
 _BATCH_WRITER = textwrap.dedent(
@@ -537,7 +597,7 @@ def test_sigkill_during_a_batch_never_leaves_a_partial_object(tmp_path: Path, ki
     for i in range(160):  # 160 x 512 KiB + 2 files above the kernel-copy threshold
         (source / f"small{i:03d}").write_bytes(os.urandom(512 * 1024))
     for i in range(2):
-        (source / f"big{i}").write_bytes(os.urandom(local_module._BIG_FILE + i))
+        (source / f"big{i}").write_bytes(os.urandom(loose_module._BIG_FILE + i))
     expected = {digest_file(p)[0]: p.stat().st_size for p in source.iterdir()}
     proc = subprocess.Popen(
         [sys.executable, "-c", _BATCH_WRITER, str(root), str(source)],

@@ -117,3 +117,63 @@ def test_an_unwritable_location_is_a_store_error(tmp_path: Path) -> None:
     pack = SmallObjectPack(blocker / "pack.db")
     with pytest.raises(StoreError, match="could not be opened"):
         pack.put(digest_bytes(b"x"), b"x")
+
+
+def test_batch_commits_all_rows_in_one_transaction(tmp_path: Path) -> None:
+    pack = SmallObjectPack(tmp_path / "pack.db")
+    rows = [(digest_bytes(f"row {i}".encode()), f"row {i}".encode()) for i in range(300)]
+    batch = pack.batch()
+    for digest, data in rows:
+        batch.add(digest, data)
+    assert len(batch) == 300
+    assert not pack.exists(rows[0][0])  # nothing written before commit
+    batch.commit()
+    assert all(pack.get(digest) == data for digest, data in rows)
+    assert pack.sizes([rows[0][0], digest_bytes(b"absent"), rows[1][0]]) == {
+        rows[0][0]: len(rows[0][1]),
+        rows[1][0]: len(rows[1][1]),
+    }
+    pack.close()
+
+
+def test_batch_rollback_after_spilling_stores_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipetrail.store.pack as pack_module
+
+    monkeypatch.setattr(pack_module, "_BATCH_SPILL_BYTES", 100)  # write early, in a transaction
+    pack = SmallObjectPack(tmp_path / "pack.db")
+    batch = pack.batch()
+    digests = []
+    for i in range(20):
+        data = bytes([i]) * 60
+        digests.append(digest_bytes(data))
+        batch.add(digests[-1], data)
+    assert len(batch) < 20  # some rows are already written, uncommitted
+    batch.rollback()
+    assert pack.sizes(digests) == {}
+    other = SmallObjectPack(tmp_path / "pack.db")  # the write lock was released
+    other.put(digest_bytes(b"later"), b"later")
+    assert pack.exists(digest_bytes(b"later"))
+    other.close()
+    pack.close()
+
+
+def test_sizes_of_a_pack_not_created_yet_is_empty(tmp_path: Path) -> None:
+    pack = SmallObjectPack(tmp_path / "pack.db")
+    assert pack.sizes([digest_bytes(b"x")]) == {}
+    assert not (tmp_path / "pack.db").exists()
+
+
+def test_sync_checkpoints_rows_written_by_another_thread(tmp_path: Path) -> None:
+    pack = SmallObjectPack(tmp_path / "pack.db")
+    digest = digest_bytes(b"from a worker")
+    worker = threading.Thread(target=pack.put, args=(digest, b"from a worker"))
+    worker.start()
+    worker.join()
+    pack.sync()  # this thread never wrote: the checkpoint must still happen
+    copy = tmp_path / "copy.db"
+    copy.write_bytes((tmp_path / "pack.db").read_bytes())
+    with sqlite3.connect(copy) as conn:
+        assert conn.execute("SELECT data FROM objects WHERE digest = ?", (digest,)).fetchone()
+    pack.close()
