@@ -134,14 +134,18 @@ def load_config(start: Path | None = None, *, root: Path | None = None) -> Proje
     for key, value in (("metadata", metadata), ("artifacts", artifacts)):
         if value is not None and not isinstance(value, str):
             raise ProjectError(f"{path}: '{key}' must be a string, got {value!r}")
+    origin = "PIPETRAIL_SEED" if os.environ.get("PIPETRAIL_SEED") else f"{path}: 'seed'"
     try:
+        # int() would truncate 1.5 (and turn true into 1): only whole numbers are seeds.
+        if isinstance(seed_value, bool | float):
+            raise TypeError(seed_value)
         seed = int(seed_value)
     except (TypeError, ValueError):
         raise ProjectError(
-            f"{path}: 'seed' must be an integer (PIPETRAIL_SEED too), got {seed_value!r}"
+            f"{origin} must be a whole number from 0 to 4294967295, got {seed_value!r}"
         ) from None
     if not 0 <= seed <= 2**32 - 1:
-        raise ProjectError(f"{path}: 'seed' must be between 0 and 4294967295, got {seed}")
+        raise ProjectError(f"{origin} must be between 0 and 4294967295, got {seed}")
     executor = data.get("executor", "inline")
     if executor != "inline":
         raise ProjectError(

@@ -19,7 +19,8 @@ class _PlainObserver:
         self.done = 0
 
     def run_started(self, *, run_id: str, pipeline: str, steps_total: int) -> None:
-        self.total = steps_total
+        # One observer follows every run of `pipetrail check`: count each run afresh.
+        self.total, self.done = steps_total, 0
         print(f"run {run_id} of {pipeline}: {steps_total} steps", file=sys.stderr)
 
     def step_started(self, *, node_id: str) -> None:
@@ -63,6 +64,8 @@ class _LiveObserver:
 
     def run_started(self, *, run_id: str, pipeline: str, steps_total: int) -> None:
         self.total = steps_total
+        self.counts = {"completed": 0, "cached": 0, "failed": 0}
+        self.started = time.monotonic()
         self.console.print(f"run [bold]{run_id}[/] of [bold]{pipeline}[/]: {steps_total} steps")
         self.live.start()
         self.live.update(self._render())

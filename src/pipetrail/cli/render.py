@@ -111,6 +111,9 @@ def print_run(summary: dict[str, Any]) -> None:
         ("environment", _short(summary["environment"])),
         ("cache", "on" if summary["cache"] else "off (--no-cache)"),
     ]
+    if summary.get("reproduces"):
+        lines[-1] = ("cache", "off")
+        lines.append(("reproduces", f"run {summary['reproduces']} (pipetrail reproduce)"))
     if summary.get("error"):
         lines.append(("error", summary["error"]))
     for label, value in lines:

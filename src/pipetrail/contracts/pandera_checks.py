@@ -119,11 +119,10 @@ def _examples(group: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _columns_of(value: Any) -> list[str]:
-    columns = getattr(value, "columns", None)
-    if columns is None:
-        names = getattr(value, "collect_schema", None)
-        columns = list(names().names()) if names is not None else []
-    return [str(c) for c in columns]
+    # polars: a LazyFrame warns (PerformanceWarning) when asked for .columns.
+    schema = getattr(value, "collect_schema", None)
+    columns = schema().names() if schema is not None else getattr(value, "columns", None)
+    return [str(c) for c in (columns if columns is not None else [])]
 
 
 def _apply(

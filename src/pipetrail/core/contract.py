@@ -73,6 +73,8 @@ _KNOWN_TYPES = frozenset(
         *(f"builtins.{name}" for name in ("dict", "list", "tuple", "set", "frozenset")),
         *(f"builtins.{name}" for name in ("str", "bytes", "int", "float", "bool", "complex")),
         "builtins.NoneType",
+        # A source reaches its step as a path: no contract kind can check a path itself.
+        *(f"pathlib.{name}" for name in ("Path", "PurePath", "PosixPath", "WindowsPath")),
         "numpy.ndarray",
         "pandas.Series",
         *_TABLES,

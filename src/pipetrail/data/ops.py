@@ -41,7 +41,7 @@ from pipetrail.data.allocate import (
 from pipetrail.data.frames import Frame, column_spec
 from pipetrail.data.leakage import identities_of, leakage_message, pairwise_overlaps
 from pipetrail.data.row_identity import SCORE_VERSION, scores
-from pipetrail.errors import DefinitionError, LeakageError, LeakageWarning
+from pipetrail.errors import DefinitionError, LeakageError, LeakageWarning, ParamError
 from pipetrail.execution.metrics import current_recorder
 
 if TYPE_CHECKING:
@@ -57,7 +57,10 @@ MAX_SUBSETS = 63  # one bit per subset in the overlap masks
 
 def _seed(seed: Any, caller: str, recorder: StepRecorder | None) -> tuple[int, str]:
     if seed is not None:
-        return validate_seed(seed), "argument"
+        try:
+            return validate_seed(seed), "argument"
+        except ParamError as exc:
+            raise ParamError(f"{caller}(): {exc}") from None
     if recorder is not None and recorder.seed is not None:
         return recorder.seed, "step"
     raise DefinitionError(

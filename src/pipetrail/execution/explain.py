@@ -103,6 +103,7 @@ def run_summary(reader: Reader, ref: str) -> dict[str, Any]:
         "params_files": record.get("params_files", []),
         "parity": record.get("parity"),
         "cache": record.get("cache", True),
+        "reproduces": record.get("reproduces"),
         "steps_total": run["steps_total"],
         "sources": reader.sources(run_id),
         "steps": steps,

@@ -126,7 +126,7 @@ def _parse(path: Path, fmt: str, text: str) -> Any:
         import yaml
 
         try:
-            return yaml.safe_load(text)
+            return yaml.load(text, Loader=_unique_key_loader())  # noqa: S506 - a SafeLoader
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
             line = mark.line + 1 if mark is not None else None
@@ -160,13 +160,69 @@ def _parse(path: Path, fmt: str, text: str) -> Any:
                 line=line,
             ) from None
     try:
-        return json.loads(text)
+        return json.loads(text, object_pairs_hook=_unique_json_object)
+    except _DuplicateKeyError as exc:
+        raise ParamsFileError(
+            f"params file {path}: malformed JSON: key {exc.key!r} appears twice in one "
+            "object; keep one of them",
+            path=str(path),
+        ) from None
     except json.JSONDecodeError as exc:
         raise ParamsFileError(
             f"params file {path}, line {exc.lineno}, column {exc.colno}: malformed JSON: {exc.msg}",
             path=str(path),
             line=exc.lineno,
         ) from None
+
+
+class _DuplicateKeyError(Exception):
+    def __init__(self, key: str) -> None:
+        super().__init__(key)
+        self.key = key
+
+
+def _unique_json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # json keeps the last of repeated keys silently; a params file must not hide a value.
+    found: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in found:
+            raise _DuplicateKeyError(key)
+        found[key] = value
+    return found
+
+
+def _unique_key_loader() -> Any:
+    """A PyYAML safe loader that refuses a key repeated in one mapping.
+
+    PyYAML keeps the last value of a repeated key, which YAML itself forbids; merge keys
+    (``<<``) still work, and explicit keys still override merged ones.
+    """
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            if isinstance(node, yaml.MappingNode):
+                seen: dict[Any, int] = {}
+                for key_node, _ in node.value:
+                    if key_node.tag == "tag:yaml.org,2002:merge":
+                        continue
+                    key = self.construct_object(key_node, deep=True)
+                    try:
+                        first = seen.get(key)
+                    except TypeError:  # an unhashable key; the base class reports it
+                        continue
+                    if first is not None:
+                        raise yaml.constructor.ConstructorError(
+                            None,
+                            None,
+                            f"key {key!r} appears twice in one mapping (first on line "
+                            f"{first}); keep one of them",
+                            key_node.start_mark,
+                        )
+                    seen[key] = key_node.start_mark.line + 1
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
 
 
 def _check_keys(path: Path, data: Mapping[Any, Any], prefix: str) -> None:
@@ -210,7 +266,10 @@ def _layer(
         *((f.data, f"params file {f.name}") for f in files),
         (expand_dotted(overrides), OVERRIDE_ORIGIN),
     ]:
-        layer = expand_dotted(layer)
+        try:
+            layer = expand_dotted(layer)
+        except ParamError as exc:
+            raise ParamError(f"{origin}: {exc}", problems=exc.problems) from None
         merged = merge_params(merged, layer)
         for key in flatten_params(layer):
             origins[key] = origin

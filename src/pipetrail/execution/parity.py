@@ -33,7 +33,13 @@ from typing import TYPE_CHECKING, Any
 
 from pipetrail.capture import capture_environment
 from pipetrail.capture.environment_diff import diff_environments
-from pipetrail.errors import ParityError, ParityWarning, PipetrailError, ProjectError
+from pipetrail.errors import (
+    NotFoundError,
+    ParityError,
+    ParityWarning,
+    PipetrailError,
+    ProjectError,
+)
 from pipetrail.store import StoredArtifact
 
 if TYPE_CHECKING:
@@ -197,7 +203,15 @@ def check_parity(
             f'parity is "{mode}" but no reference run is set; set parity_reference = "RUN_ID" '
             "in pipetrail.toml (or PIPETRAIL_PARITY_REFERENCE), or pass --reference RUN"
         )
-    run_id, snapshot = load_run_environment(project, reference)
+    try:
+        run_id, snapshot = load_run_environment(project, reference)
+    except NotFoundError as exc:
+        # The reference may come from pipetrail.toml or the environment: say which setting.
+        raise type(exc)(
+            f"the parity reference run {reference!r} cannot be used: {exc}. Set "
+            "parity_reference in pipetrail.toml (or PIPETRAIL_PARITY_REFERENCE, or "
+            "--reference) to a recorded run"
+        ) from None
     if current is None:
         current = capture_environment(cache_dir=project.config.state_dir / "cache")
     if snapshot is None:

@@ -26,8 +26,9 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.capture import derive_seed, validate_seed
-from pipetrail.errors import StepFailedError
+from pipetrail.errors import ParamError, StepFailedError
 from pipetrail.execution.contract_records import run_contracts
+from pipetrail.execution.crash import effective_status
 from pipetrail.execution.explain import run_summary
 from pipetrail.execution.runner import RunOptions, run_pipeline
 from pipetrail.ledger import EventKind
@@ -47,6 +48,9 @@ if TYPE_CHECKING:
     from pipetrail.execution.project import Project
 
 __all__ = ["CheckReport", "MetricSpread", "run_check"]
+
+# More extra seeds than this is a benchmark, not a gate.
+_MAX_SEEDS = 1000
 
 
 @dataclass(frozen=True)
@@ -130,13 +134,20 @@ def run_check(
     Raises:
         ParamError, DefinitionError: the pipeline or its params are invalid (nothing
             recorded).
+        ParamError: ``seeds`` is not a whole number from 0 to 1000, or ``seed`` is out of
+            range (nothing recorded).
         NotFoundError: the baseline run does not exist (checked before anything runs).
+        ParamError: the baseline run is not a completed run of this pipeline (checked
+            before anything runs).
         NotReproducibleError: the run cannot be re-executed as recorded.
     """
-    if seeds < 0 or seeds > 1000:
-        raise ValueError(f"seeds must be between 0 and 1000, got {seeds}")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 0 <= seeds <= _MAX_SEEDS:
+        raise ParamError(
+            f"pipetrail check: seeds= is how many extra run seeds to try, a whole number "
+            f"from 0 to {_MAX_SEEDS}; got {seeds!r}"
+        )
     settings = settings or ReproduceSettings.from_project(project.root)
-    baseline_id = project.reader().resolve_run(baseline) if baseline is not None else None
+    baseline_id = _baseline_run(project, baseline, definition.name) if baseline else None
     run_seed = validate_seed(project.config.seed if seed is None else seed)
     report = CheckReport(
         pipeline=definition.name, run_id=None, params={}, seed=run_seed, settings=settings.to_dict()
@@ -191,6 +202,28 @@ def run_check(
     report.passed = not report.failures
     _record(project, report)
     return report
+
+
+def _baseline_run(project: Project, ref: str, pipeline: str) -> str:
+    """Resolve the baseline; it must be a completed run of the same pipeline.
+
+    Raises:
+        NotFoundError: no run matches ``ref``.
+        ParamError: the run failed, is still running, or is of another pipeline.
+    """
+    reader = project.reader()
+    run_id = reader.resolve_run(ref)
+    run = reader.get_run(run_id)
+    status = effective_status(run)
+    if status != "completed" or run["pipeline"] != pipeline:
+        what = f"is {status}" if status != "completed" else f"is of pipeline {run['pipeline']!r}"
+        raise ParamError(
+            f"pipetrail check: baseline run {run_id} {what}; a baseline must be a completed "
+            f"run of pipeline {pipeline!r} (list them with `pipetrail runs --pipeline "
+            f"{pipeline} --status completed`)",
+            problems=(("baseline", what),),
+        )
+    return run_id
 
 
 def _shorten(text: str, limit: int = 400) -> str:

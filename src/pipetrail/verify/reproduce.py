@@ -159,8 +159,8 @@ def reproduce_run(
     Raises:
         NotFoundError: the run does not exist.
         NotReproducibleError: the run cannot be re-executed as it was (still running,
-            its pipeline cannot be found, a source tracked by reference changed, a
-            snapshot is missing); nothing is recorded.
+            its pipeline cannot be found or ``definition`` is another pipeline, a source
+            tracked by reference changed, a snapshot is missing); nothing is recorded.
         ParamError: the recorded params no longer fit the pipeline (nothing recorded).
     """
     reader = project.reader()
@@ -176,6 +176,13 @@ def reproduce_run(
     record = run["record"] or {}
     if definition is None:
         definition = _recorded_definition(run_id, run["pipeline"], record.get("pipeline_file"))
+    if definition.name != run["pipeline"]:
+        raise NotReproducibleError(
+            f"cannot reproduce run {run_id} of pipeline {run['pipeline']!r} with pipeline "
+            f"{definition.name!r}; pass the pipeline the run was made with "
+            f"(--pipeline FILE.py:{run['pipeline']})",
+            run_id=run_id,
+        )
     if settings is None:
         settings = ReproduceSettings.from_project(project.root)
     original = load_run_facts(project, run_id)

@@ -149,6 +149,16 @@ def test_polars_frames_are_checked_with_pandera_polars() -> None:
     assert lazy.rows == 1
 
 
+def test_a_lazy_frame_missing_a_column_is_reported_without_a_polars_warning() -> None:
+    # Reading LazyFrame.columns warns (PerformanceWarning); the test suite turns that
+    # into an error, as it would for a user running with -W error.
+    schema = pap.DataFrameSchema({"a": pap.Column(pl.Int64), "zz": pap.Column(pl.Utf8)})
+    result = _check(Contract(schema), pl.DataFrame({"a": [1], "b": [2]}).lazy())
+    missing = next(c for c in result.checks if (c.column, c.check) == ("zz", "column_in_dataframe"))
+    assert missing.status == "failed"
+    assert missing.message == "column 'zz' is missing; the artifact has columns: a, b"
+
+
 def test_arrow_schemas_check_tables_and_pandas_frames() -> None:
     schema = pyarrow.schema(
         [

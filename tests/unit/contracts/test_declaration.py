@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
@@ -104,6 +105,15 @@ def test_a_model_contract_on_a_frame_output_is_refused_at_decoration() -> None:
         @step(contracts={"output": Config})
         def make() -> pd.DataFrame:
             return pd.DataFrame()
+
+
+def test_a_contract_on_a_source_path_parameter_is_refused_at_decoration() -> None:
+    # The step reads the source itself; the contract belongs on the table it returns.
+    with pytest.raises(DefinitionError, match=r"contract on input 'raw'.*annotated pathlib\.Path;"):
+
+        @step(contracts={"raw": SCHEMA})
+        def ingest(raw: Path) -> pd.DataFrame:
+            return pd.read_csv(Path(raw))
 
 
 def test_named_outputs_take_their_annotation_from_the_tuple() -> None:

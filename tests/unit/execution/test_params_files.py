@@ -110,6 +110,32 @@ def test_files_that_are_not_params_tables(
         load_params_file(write(tmp_path, name, text))
 
 
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        ("twice.yaml", "epochs: 5\nepochs: 6\n", r"line 2, column 1: malformed YAML: key 'epochs'"),
+        ("nested.yaml", "model:\n  C: 1\n  C: 2\n", r"line 3, column 3: .*key 'C' appears twice"),
+        ("twice.json", '{"epochs": 5, "epochs": 6}', r"malformed JSON: key 'epochs' appears twice"),
+    ],
+)
+def test_a_key_given_twice_is_refused_not_silently_overwritten(
+    tmp_path: Path, name: str, text: str, message: str
+) -> None:
+    with pytest.raises(ParamsFileError, match=message):
+        load_params_file(write(tmp_path, name, text))
+
+
+def test_yaml_merge_keys_still_work(tmp_path: Path) -> None:
+    text = "base: &b\n  C: 1.0\nmodel:\n  <<: *b\n  C: 0.5\n"
+    assert load_params_file(write(tmp_path, "m.yaml", text)).data["model"] == {"C": 0.5}
+
+
+def test_a_dotted_key_clash_inside_a_file_names_the_file(tmp_path: Path) -> None:
+    path = write(tmp_path, "clash.yaml", "epochs: 2\nepochs.x: 1\n")
+    with pytest.raises(ParamError, match=r"^params file .*clash\.yaml: parameter 'epochs\.x'"):
+        load_params([path])
+
+
 def test_missing_and_non_utf8_files(tmp_path: Path) -> None:
     with pytest.raises(ParamsFileError, match="does not exist"):
         load_params_file(tmp_path / "nope.yaml")
