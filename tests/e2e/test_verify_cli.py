@@ -172,3 +172,5 @@ def test_check_reports_contracts_and_reads_params_files(project: Path) -> None:
     assert "| read |" in failed.stdout
     bad = _cli(project, "check", "-c", "missing.yaml")
     assert bad.returncode == 2
+    assert _cli(project, "check", "--seed", "nope").returncode == 2
+    assert _cli(project, "check", "--seed", str(2**32)).returncode == 2

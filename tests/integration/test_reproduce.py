@@ -227,7 +227,7 @@ def test_bad_settings_are_refused(project_root: Path, text: str, message: str) -
 def test_tolerances_from_the_command_line() -> None:
     assert parse_tolerance("a.b=0.5") == ("a.b", Tolerance(abs=0.5))
     assert parse_tolerance("*=rel:0.1,abs:2") == ("*", Tolerance(abs=2, rel=0.1))
-    for bad in ("a.b", "a=x", "a=rel:-1", "a=max:3"):
+    for bad in ("a.b", "a=x", "a=rel:-1", "a=max:3", "a=abs:1,abs:2"):
         with pytest.raises(ValueError, match=r"tolerance|NAME=TOLERANCE"):
             parse_tolerance(bad)
 
@@ -262,3 +262,53 @@ def test_reproduce_and_gate_on_each_backend(
         assert project.ledger.verify().ok
     finally:
         project.close()
+
+
+def test_another_checkout_of_the_project_finds_the_pipeline(
+    project_root: Path, make: Callable[..., Any], tmp_path: Path
+) -> None:
+    import shutil
+    import sys
+
+    from pipetrail.execution.project import Project
+
+    definition = make()
+    module = definition.func.__module__
+    first = Project.at(project_root)
+    try:
+        source_file = str(project_root / f"{module}.py")
+        run_id = run_pipeline(definition, {}, first, RunOptions(source_file=source_file)).id
+    finally:
+        first.close()
+    moved = tmp_path / "elsewhere"
+    shutil.copytree(project_root, moved)
+    shutil.rmtree(project_root)  # the recorded absolute path is gone
+    sys.modules.pop(module, None)
+    second = Project.at(moved)
+    try:
+        result = reproduce_run(second, run_id)
+        record = second.reader().get_run(result.run_id)["record"] or {}
+    finally:
+        second.close()
+        sys.modules.pop(module, None)
+    assert result.verdict == "reproduced"
+    assert record["pipeline_file"] == str(moved / f"{module}.py")
+    assert record["pipeline_path"] == f"{module}.py"
+
+
+def test_a_changed_contract_is_reported(
+    project: Project, files: PipelineFiles, make: Callable[..., Any], unique: Callable[[str], str]
+) -> None:
+    original = run_pipeline(make(), {}, project).id
+    text = (
+        PIPE.format(noise=False, by_ref=False, digits=12)
+        .replace("from pipetrail import ", "from pipetrail import Contract, ")
+        .replace(
+            "@step\ndef noise",
+            '@step(contracts={"output": Contract(None, rows=(0, None))})\ndef noise',
+        )
+    )
+    changed = files.load(unique("pipe"), text)
+    result = reproduce_run(project, original, definition=changed)
+    changes = {(c["node_id"], c["change"]) for c in result.code_changes}
+    assert ("noise", "contracts changed") in changes

@@ -103,7 +103,8 @@ def _parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
     return params
 
 
-def _parse_seed(text: str | None) -> int | None:
+def parse_seed(text: str | None) -> int | None:
+    """Parse ``--seed``: an integer, ``random`` (a new seed) or None (the project's)."""
     if text is None:
         return None
     if text == "random":
@@ -161,7 +162,7 @@ def run(
     from pipetrail.execution.params_files import load_params_file
     from pipetrail.execution.runner import RunOptions, run_pipeline
 
-    seed = _parse_seed(seed_text)
+    seed = parse_seed(seed_text)
     files = tuple(load_params_file(name) for name in params_files)
     definition, path = load_pipeline(target)
     project = _project()

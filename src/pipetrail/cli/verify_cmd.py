@@ -133,7 +133,7 @@ def reproduce(
     from pipetrail.verify.markdown import reproduction_markdown
     from pipetrail.verify.reproduce import reproduce_run
 
-    definition = load_pipeline(target)[0] if target else None
+    definition, path = load_pipeline(target) if target else (None, None)
     project = Project.discover()
     settings = _settings(project.root, tolerance, allow_diff)
     observer = make_observer(enabled=not quiet and not as_json)
@@ -141,7 +141,12 @@ def reproduce(
     try:
         with redirect:
             result = reproduce_run(
-                project, run_ref, definition=definition, settings=settings, observer=observer
+                project,
+                run_ref,
+                definition=definition,
+                source_file=str(path) if path else None,
+                settings=settings,
+                observer=observer,
             )
     finally:
         project.close()
@@ -164,7 +169,7 @@ def reproduce(
 @click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE", help="A parameter.")
 @click.option("-c", "--params-file", "params_files", multiple=True, metavar="FILE",
               help="A YAML, TOML or JSON file of params (repeatable; -p wins).")  # fmt: skip
-@click.option("--seed", "seed", type=int, help="Run seed (default: the project's).")
+@click.option("--seed", "seed_text", metavar="N|random", help="Run seed (default: the project's).")
 @click.option("--seeds", type=click.IntRange(0, 1000), default=0, show_default=True,
               help="Also run N more seeds and report each metric's spread.")  # fmt: skip
 @click.option("--baseline", metavar="RUN", help="A run the new run must match.")
@@ -179,7 +184,7 @@ def check(
     target: str | None,
     params: tuple[str, ...],
     params_files: tuple[str, ...],
-    seed: int | None,
+    seed_text: str | None,
     seeds: int,
     baseline: str | None,
     tolerance: tuple[str, ...],
@@ -196,6 +201,7 @@ def check(
     the Markdown to $GITHUB_STEP_SUMMARY when that is set).
     """
     from pipetrail.cli.env_cmd import parity_warnings_to_stderr
+    from pipetrail.cli.main import parse_seed
     from pipetrail.cli.progress import make_observer
     from pipetrail.execution.loader import load_pipeline
     from pipetrail.execution.params_files import load_params_file
@@ -203,6 +209,7 @@ def check(
     from pipetrail.verify.check import run_check
     from pipetrail.verify.markdown import check_markdown
 
+    seed = parse_seed(seed_text)
     files = tuple(load_params_file(name) for name in params_files)
     project = Project.discover()
     try:

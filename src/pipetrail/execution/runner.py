@@ -420,6 +420,7 @@ def _run_started_events(
         "cache": options.cache,
         "executor": (options.executor or InlineExecutor()).name,
         "pipeline_file": options.source_file,
+        "pipeline_path": _project_relative(options.source_file, project.root),
         "argv": options.argv if options.argv is not None else list(sys.argv),
         "pipetrail_version": VERSION,
         "reproduces": options.reproduces,
@@ -446,6 +447,20 @@ def _run_started_events(
     drafts = [EventDraft(EventKind.RUN_STARTED, payload, run_id=state.run_id)]
     drafts.extend(_artifact_drafts(state, artifacts, step_run_id=None))
     return drafts
+
+
+def _project_relative(file: str | None, root: Path) -> str | None:
+    """``file`` relative to the project root (POSIX), if it lies inside; else None.
+
+    Recorded next to the absolute ``pipeline_file`` so that another checkout of the
+    project (a CI job, a colleague) can find the pipeline to reproduce a run.
+    """
+    if not file:
+        return None
+    try:
+        return Path(file).resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return None
 
 
 def _artifact_drafts(

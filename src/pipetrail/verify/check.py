@@ -181,6 +181,7 @@ def run_check(
             project,
             report.run_id,
             definition=definition,
+            source_file=source_file,
             settings=settings,
             executor=executor,
             observer=observer,
@@ -278,7 +279,7 @@ def _why(result: Reproduction) -> str:
     if outside:
         parts.append(f"metric(s) outside tolerance: {', '.join(outside)}")
     if result.code_changes:
-        parts.append(f"{len(result.code_changes)} step(s) with other code")
+        parts.append(f"{len(result.code_changes)} change(s) of code or contracts")
     return "; ".join(parts) or "everything matches"
 
 

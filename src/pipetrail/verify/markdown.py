@@ -94,7 +94,7 @@ def reproduction_markdown(data: dict[str, Any], *, level: int = 2) -> str:
             ],
         )
     if data["code_changes"]:
-        lines += ["", f"{h}# Code that changed since the run", ""]
+        lines += ["", f"{h}# Code and contracts that changed since the run", ""]
         lines += _table(
             ["step", "change"], [[c["node_id"], c["change"]] for c in data["code_changes"]]
         )

@@ -138,6 +138,7 @@ def reproduce_run(
     run_ref: str,
     *,
     definition: PipelineDefinition | None = None,
+    source_file: str | None = None,
     settings: ReproduceSettings | None = None,
     executor: Executor | None = None,
     observer: RunObserver | None = None,
@@ -148,7 +149,9 @@ def reproduce_run(
         project: the project holding the run.
         run_ref: the run (id, unique prefix or ``latest``).
         definition: the pipeline to run; by default the one recorded with the run (its
-            file and name), imported from where it was.
+            file and name), imported from where it was or, if that file is gone, from
+            the same place inside this project (another checkout).
+        source_file: the file ``definition`` comes from, recorded for the new run.
         settings: tolerances; by default the project's ``[reproduce]`` settings.
         executor: where steps run (default: in-process).
         observer: receives live progress of the new run.
@@ -175,7 +178,9 @@ def reproduce_run(
         )
     record = run["record"] or {}
     if definition is None:
-        definition = _recorded_definition(run_id, run["pipeline"], record.get("pipeline_file"))
+        found = _recorded_file(project.root, record)
+        definition = _recorded_definition(run_id, run["pipeline"], found)
+        source_file = source_file or found
     if definition.name != run["pipeline"]:
         raise NotReproducibleError(
             f"cannot reproduce run {run_id} of pipeline {run['pipeline']!r} with pipeline "
@@ -196,7 +201,7 @@ def reproduce_run(
             seed=run["seed"],
             executor=executor,
             observer=observer,
-            source_file=record.get("pipeline_file"),
+            source_file=source_file,
             argv=["pipetrail", *sys.argv[1:]] if sys.argv[0].endswith("pipetrail") else None,
             snapshots=SourceSnapshots.of_run(reader, run_id, workdir),
             reproduces=run_id,
@@ -214,6 +219,15 @@ def reproduce_run(
         result.verdict, result.error, result.failed_step = FAILED, str(error), error.step
     _record(project, result)
     return result
+
+
+def _recorded_file(root: Path, record: dict[str, Any]) -> str | None:
+    """The recorded pipeline file, or the same path inside this checkout of the project."""
+    file = record.get("pipeline_file")
+    relative = record.get("pipeline_path")
+    if (not file or not Path(file).is_file()) and relative and (root / relative).is_file():
+        return str(root / relative)
+    return file if isinstance(file, str) else None
 
 
 def _recorded_definition(run_id: str, pipeline: str, file: str | None) -> PipelineDefinition:
@@ -349,6 +363,16 @@ def _code_changes(original: RunFacts, new: RunFacts) -> list[dict[str, Any]]:
                     "change": "code changed",
                     "recorded": facts.code_digest,
                     "current": got.code_digest,
+                }
+            )
+        if got is not None and got.components.get("contracts") != facts.components.get("contracts"):
+            changes.append(
+                {
+                    "node_id": node,
+                    "step": facts.step,
+                    "change": "contracts changed",
+                    "recorded": facts.components.get("contracts"),
+                    "current": got.components.get("contracts"),
                 }
             )
     for node in new.steps.keys() - original.steps.keys():

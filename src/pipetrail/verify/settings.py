@@ -176,6 +176,8 @@ def parse_tolerance(text: str) -> tuple[str, Tolerance]:
         key = key if colon else "abs"
         if key not in ("abs", "rel"):
             raise ValueError(f"tolerance {text!r}: use abs:A and/or rel:R, not {key!r}")
+        if key in parts:
+            raise ValueError(f"tolerance {text!r}: {key} is given twice; give it once")
         try:
             parts[key] = float(number)
         except ValueError:
