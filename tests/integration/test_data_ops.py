@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pipetrail.errors import LeakageError, StepFailedError
+from pipetrail.execution.explain import run_summary
 from pipetrail.execution.runner import RunOptions, run_pipeline
 from tests.integration.conftest import PipelineFiles, statuses
 
@@ -70,6 +71,10 @@ def test_split_in_a_step_records_the_output_digests(
     again = run_pipeline(definition, {}, project, RunOptions(seed=11, cache=False))
     redo = _events(project, again.id)[("step.completed", "prepare")]
     assert redo["data_ops"][0]["outputs"] == op["outputs"]
+    # `pipetrail show` has them too.
+    steps = {s["node_id"]: s for s in run_summary(project.reader(), run.id)["steps"]}
+    assert steps["prepare"]["data_ops"] == [op]
+    assert steps["make"]["data_ops"] == []
 
 
 def test_a_leaking_split_fails_the_step_and_records_the_counts(

@@ -144,11 +144,29 @@ def print_run(summary: dict[str, Any]) -> None:
         )
     console.print(table)
     print_contracts_brief(console, summary["steps"])
+    _print_data_ops(console, summary["steps"])
     for step in summary["steps"]:
         if step["status"] == "failed":
             console.print(f"[red]step {step['node_id']} failed:[/] {step['error']}")
             if step["traceback"]:
                 console.print(step["traceback"], markup=False)
+
+
+def _print_data_ops(console: Console, steps: list[dict[str, Any]]) -> None:
+    """One line per sample or split the run's steps recorded (``pipetrail.data``)."""
+    for step in steps:
+        for op in step.get("data_ops") or []:
+            parts = ", ".join(
+                f"{name} {out.get('rows')} rows ({_short(out.get('digest'), 10)})"
+                for name, out in (op.get("outputs") or {}).items()
+            )
+            leakage = (op.get("leakage") or {}).get("outcome", "not checked")
+            console.print(
+                f"{step['node_id']}: {op.get('op')} seed {op.get('seed')}"
+                f" ({op.get('seed_from')}): {parts}; leakage check: {leakage}",
+                markup=False,
+                highlight=False,
+            )
 
 
 def print_run_done(summary: dict[str, Any]) -> None:

@@ -6,6 +6,7 @@ compare the same data. Read-only: uses a :class:`~pipetrail.ledger.Reader` only.
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.execution.cache import explain_change
@@ -16,6 +17,11 @@ if TYPE_CHECKING:
     from pipetrail.ledger import Reader
 
 __all__ = ["explain_step", "list_runs", "run_summary"]
+
+_DATA_OPS_SQL = (
+    "SELECT payload FROM events WHERE run_id = :r "
+    "AND kind IN ('step.completed', 'step.failed') ORDER BY seq"
+)
 
 
 def list_runs(
@@ -50,6 +56,17 @@ def _run_brief(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _data_ops(reader: Reader, run_id: str) -> dict[str, list[dict[str, Any]]]:
+    """Step run id -> the samples and splits it recorded (``pipetrail.data``)."""
+    found: dict[str, list[dict[str, Any]]] = {}
+    for row in reader.fetch(_DATA_OPS_SQL, {"r": run_id}):
+        raw = row["payload"]
+        payload = json.loads(raw) if isinstance(raw, str) else raw
+        if payload.get("data_ops"):
+            found[payload["step_run_id"]] = payload["data_ops"]
+    return found
+
+
 def run_summary(reader: Reader, ref: str) -> dict[str, Any]:
     """Return everything recorded about one run (``ref``: id, prefix or ``latest``)."""
     run_id = reader.resolve_run(ref)
@@ -80,8 +97,10 @@ def run_summary(reader: Reader, ref: str) -> dict[str, Any]:
             }
         )
     checked = {found["step_run_id"]: found for found in contract_results(reader, run_id)}
+    operations = _data_ops(reader, run_id)
     for entry in steps:
         entry["contracts"] = checked.get(entry["step_run_id"])
+        entry["data_ops"] = operations.get(entry["step_run_id"], [])
     record = run["record"] or {}
     return {
         "run_id": run_id,
