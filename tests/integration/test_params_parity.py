@@ -10,7 +10,7 @@ import pytest
 
 from pipetrail.capture import capture_environment
 from pipetrail.errors import ParamError, ParityError, ParityWarning, ProjectError
-from pipetrail.execution import runner
+from pipetrail.execution import run_events, runner
 from pipetrail.execution.params_files import load_params_file
 from pipetrail.execution.project import Project
 from pipetrail.execution.runner import RunOptions, run_pipeline
@@ -145,7 +145,10 @@ def _changed_environment(monkeypatch: pytest.MonkeyPatch, **packages: str | None
         snapshot["cpu"] = {"model": "another CPU", "logical_cores": 999}  # never counts
         return snapshot
 
+    # The parity check captures in runner; run.started captures in run_events when parity
+    # is off. Patch both so every capture in the run sees the changed environment.
     monkeypatch.setattr(runner, "capture_environment", fake)
+    monkeypatch.setattr(run_events, "capture_environment", fake)
 
 
 def test_parity_off_by_default_records_nothing_about_it(

@@ -1,0 +1,213 @@
+"""The run-level records of a run: ``run.started``, ``artifact.recorded`` and the run's end.
+
+Builds the ``run.started`` event (git state, environment, params files, parity, nodes),
+the ``artifact.recorded`` events for what a run stores (each digest once per run, and
+only if the ledger does not know it yet), the stored source text of each step, metric
+series summaries for cache hits, and the closing ``run.completed`` / ``run.failed``.
+Step events are built by :mod:`pipetrail.execution.run_node`; the order of a run is
+described in :mod:`pipetrail.execution.runner`.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipetrail.capture import (
+    capture_environment,
+    capture_git,
+    current_host,
+    current_owner,
+    process_identity,
+)
+from pipetrail.core.clock import format_ts, utcnow
+from pipetrail.core.version import VERSION
+from pipetrail.execution.executors import InlineExecutor
+from pipetrail.execution.metrics import decode_series
+from pipetrail.execution.params_files import params_file_records
+from pipetrail.execution.records import blob_artifact, jsonable
+from pipetrail.execution.run_state import emit, flush
+from pipetrail.ledger import EventDraft, EventKind
+
+if TYPE_CHECKING:
+    from pipetrail.core.pipeline import PipelineDefinition
+    from pipetrail.core.step import Step
+    from pipetrail.execution.run_state import RunState
+    from pipetrail.execution.runner import RunOptions
+    from pipetrail.hashing.code import CodeFingerprint
+    from pipetrail.store import StoredArtifact
+
+__all__ = [
+    "artifact_drafts",
+    "code_drafts",
+    "end_run",
+    "run_started_events",
+    "series_summary",
+]
+
+
+def run_started_events(
+    state: RunState,
+    definition: PipelineDefinition,
+    params: dict[str, Any],
+    pipeline_fp: str,
+    options: RunOptions,
+) -> list[EventDraft]:
+    """Store the run's git diff, environment and params files; describe the run's start.
+
+    Returns:
+        The ``run.started`` event followed by the ``artifact.recorded`` events of what
+        was stored.
+    """
+    project = state.project
+    store = project.store
+    artifacts: list[tuple[StoredArtifact, str]] = []
+    git = capture_git(project.root)
+    git_record: dict[str, Any] | None = None
+    if git is not None:
+        git_record = git.to_record()
+        if git.diff:
+            diff_digest = store.put_bytes(git.diff)
+            artifacts.append(
+                (blob_artifact(diff_digest, len(git.diff), "bytes", "git-diff", {}), "git-diff")
+            )
+    environment = state.environment or capture_environment(
+        cache_dir=project.config.state_dir / "cache"
+    )
+    env_record = project.registry.dump(environment, store)
+    artifacts.append((env_record, "environment"))
+    payload = {
+        "run_id": state.run_id,
+        "pipeline": state.graph.name,
+        "pipeline_fingerprint": pipeline_fp,
+        "owner": current_owner(),
+        "host": current_host(),
+        "process": process_identity(os.getpid()),
+        "params": jsonable(params),
+        "seed": state.run_seed,
+        "git": git_record,
+        "environment": env_record.digest,
+        "started_at": format_ts(utcnow()),
+        "steps_total": len(state.graph.nodes),
+        "cache": options.cache,
+        "executor": (options.executor or InlineExecutor()).name,
+        "pipeline_file": options.source_file,
+        "pipeline_path": _project_relative(options.source_file, project.root),
+        "argv": options.argv if options.argv is not None else list(sys.argv),
+        "pipetrail_version": VERSION,
+        "reproduces": options.reproduces,
+        "nodes": {
+            node.id: {"step": node.step.name, "upstream": node.upstream()}
+            for node in state.graph.nodes.values()
+        },
+    }
+    contracts = {
+        node.id: planned.fingerprints
+        for node in state.graph.nodes.values()
+        if (planned := state.contracts.get(id(node.step))) is not None
+    }
+    if contracts:
+        payload["contracts"] = contracts
+    if options.params_files:
+        files_payload, file_artifacts = params_file_records(
+            options.params_files, store, root=project.root
+        )
+        payload["params_files"] = files_payload
+        artifacts.extend(file_artifacts)
+    if state.parity is not None:
+        payload["parity"] = state.parity.to_record()
+    drafts = [EventDraft(EventKind.RUN_STARTED, payload, run_id=state.run_id)]
+    drafts.extend(artifact_drafts(state, artifacts, step_run_id=None))
+    return drafts
+
+
+def _project_relative(file: str | None, root: Path) -> str | None:
+    """``file`` relative to the project root (POSIX), if it lies inside; else None.
+
+    Recorded next to the absolute ``pipeline_file`` so that another checkout of the
+    project (a CI job, a colleague) can find the pipeline to reproduce a run.
+    """
+    if not file:
+        return None
+    try:
+        return Path(file).resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        return None
+
+
+def artifact_drafts(
+    state: RunState, records: list[tuple[StoredArtifact, str]], *, step_run_id: str | None
+) -> list[EventDraft]:
+    """Describe stored artifacts (record, role) that neither this run nor the ledger knows.
+
+    Every digest counts as recorded for the rest of the run, so it is described once.
+    """
+    fresh = [(r, role) for r, role in records if r.digest not in state.recorded]
+    if not fresh:
+        return []
+    known = state.project.ledger.reader().known_artifacts([r.digest for r, _ in fresh])
+    drafts: list[EventDraft] = []
+    for record, role in fresh:
+        state.recorded.add(record.digest)
+        if record.digest in known:
+            continue
+        drafts.append(
+            EventDraft(
+                EventKind.ARTIFACT_RECORDED,
+                {
+                    "digest": record.digest,
+                    "blob": record.blob,
+                    "serializer": record.serializer,
+                    "type_name": record.type_name,
+                    "size": record.size,
+                    "meta": record.meta,
+                    "role": role,
+                    "run_id": state.run_id,
+                    "step_run_id": step_run_id,
+                },
+                run_id=state.run_id,
+            )
+        )
+    return drafts
+
+
+def code_drafts(state: RunState, step: Step[..., Any], fp: CodeFingerprint) -> list[EventDraft]:
+    """Store a step's source text once per run so later diffs can show it."""
+    if id(step) in state.code_sources or not fp.source:
+        return []
+    data = fp.source.encode("utf-8")
+    digest = state.project.store.put_bytes(data)
+    state.code_sources[id(step)] = digest
+    record = blob_artifact(digest, len(data), "bytes", "code", {"step": step.name})
+    return artifact_drafts(state, [(record, "code")], step_run_id=None)
+
+
+def series_summary(state: RunState, digest: str) -> dict[str, Any]:
+    """Return a metric series' summary (``count``, ``min``, ``max``, ``last``)."""
+    found = state.series_summaries.get(digest)
+    if found is None:
+        record = state.project.ledger.reader().artifact(digest)
+        found = ((record or {}).get("meta") or {}).get("summary")
+        if found is None:
+            # Recorded first by something else with equal bytes: compute it from them.
+            blob = record["blob"] if record is not None else digest
+            _, values = decode_series(state.project.store.get_bytes(blob))
+            found = {"count": len(values), "min": min(values), "max": max(values)}
+            found["last"] = values[-1]
+        state.series_summaries[digest] = found
+    return dict(found)
+
+
+def end_run(state: RunState, kind: EventKind, *, error: str | None = None) -> None:
+    """Append the run's closing event (``run.completed`` or ``run.failed``) and all pending.
+
+    The store is made durable first, so the ledger never references missing blobs.
+    """
+    payload: dict[str, Any] = {"run_id": state.run_id, "ended_at": format_ts(utcnow())}
+    if error is not None:
+        payload["error"] = error
+    emit(state, [EventDraft(kind, payload, run_id=state.run_id)])
+    state.project.store.sync()
+    flush(state)

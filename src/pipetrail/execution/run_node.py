@@ -1,0 +1,366 @@
+"""Running one node of a run: its cache key, the cache decision, and its step events.
+
+For each node the runner calls :func:`run_node`, which describes the node's inputs
+(digests of upstream outputs and sources, fingerprints of plain parameters), computes its
+cache key and decides (:func:`_decide`): a hit queues ``step.cached`` and reuses the
+recorded outputs; otherwise ``step.started`` is flushed, the inputs are loaded, the step
+executes through the executor, and ``step.completed`` (or ``step.failed``, then
+:class:`~pipetrail.errors.StepFailedError`) is queued with the artifacts it stored. The
+payload keys of step events are described in :mod:`pipetrail.execution.runner`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pipetrail.capture import derive_seed
+from pipetrail.core.clock import format_ts, new_id, utcnow
+from pipetrail.core.graph import OutputRef, SourceRef
+from pipetrail.errors import PipetrailError, UnhashableValueError
+from pipetrail.execution.cache import CacheDecision, cache_key
+from pipetrail.execution.contract_records import REPORT_ROLE, cached_payload, step_failure
+from pipetrail.execution.records import (
+    blob_artifact,
+    recorded_artifacts,
+    split_recorded,
+    with_recorded,
+)
+from pipetrail.execution.run_events import artifact_drafts, code_drafts, series_summary
+from pipetrail.execution.run_state import NodeOutput, emit, flush
+from pipetrail.execution.task import StepTask
+from pipetrail.hashing.fingerprint import fingerprint_obj
+from pipetrail.ledger import EventDraft, EventKind
+from pipetrail.store import StoredArtifact
+
+if TYPE_CHECKING:
+    from pipetrail.core.graph import Node
+    from pipetrail.execution.executors import Executor
+    from pipetrail.execution.observer import RunObserver
+    from pipetrail.execution.run_state import RunState
+    from pipetrail.execution.runner import RunOptions
+
+__all__ = ["run_node"]
+
+
+@dataclass
+class _Inputs:
+    digests: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    unhashable: list[str] = field(default_factory=list)
+
+
+def _holds_placeholder(value: Any) -> bool:
+    if isinstance(value, OutputRef | SourceRef):
+        return True
+    if isinstance(value, list | tuple):
+        return any(_holds_placeholder(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_placeholder(v) for v in value.values())
+    return False
+
+
+def _input_digest(state: RunState, value: Any) -> Any:
+    if isinstance(value, OutputRef):
+        return state.outputs[value.node_id][value.index].digest
+    if isinstance(value, SourceRef):
+        return state.sources[value][0]
+    if isinstance(value, list | tuple):
+        return [_input_digest(state, v) for v in value]
+    if isinstance(value, dict):
+        return {k: _input_digest(state, v) for k, v in value.items()}
+    return fingerprint_obj(value)
+
+
+def _describe_inputs(state: RunState, node: Node) -> _Inputs:
+    found = _Inputs()
+    for name, value in node.inputs.items():
+        if _holds_placeholder(value):
+            found.digests[name] = _input_digest(state, value)
+        else:
+            try:
+                found.params[name] = fingerprint_obj(value)
+            except UnhashableValueError as exc:
+                found.params[name] = {"$unhashable": type(value).__qualname__}
+                found.unhashable.append(f"parameter {name!r}: {exc}")
+    return found
+
+
+def _flat_inputs(digests: dict[str, Any]) -> dict[str, str]:
+    flat: dict[str, str] = {}
+    for name, value in digests.items():
+        if isinstance(value, str):
+            flat[name] = value
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                flat.update(_flat_inputs({f"{name}[{i}]": item}))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                flat.update(_flat_inputs({f"{name}.{key}": item}))
+    return flat
+
+
+def _decide(
+    state: RunState, node: Node, key: str, unhashable: list[str], options: RunOptions
+) -> CacheDecision:
+    if not options.cache:
+        return CacheDecision("disabled", "caching disabled for this run (--no-cache)")
+    if not node.step.options.cache:
+        return CacheDecision("disabled", f"step {node.step.name!r} is declared with cache=False")
+    if unhashable:
+        return CacheDecision("forced-miss", "cannot fingerprint " + "; ".join(unhashable))
+    earlier = state.done_keys.get(key)
+    if earlier is not None:
+        return CacheDecision(
+            "hit",
+            f"same key as step run {earlier[0]} earlier in this run",
+            reused_step_run_id=earlier[0],
+            outputs=earlier[1],
+        )
+    found = state.project.ledger.reader().cache_lookup(key)
+    if found is None:
+        return CacheDecision("miss", "no earlier step run has this cache key")
+    outputs: dict[str, str] = found["outputs"] or {}
+    reader = state.project.ledger.reader()
+    for name, digest in outputs.items():
+        record = reader.artifact(digest)
+        if record is None or not state.project.store.exists(record["blob"]):
+            return CacheDecision(
+                "miss",
+                f"the cached output {name!r} ({digest[:19]}) is missing from the store; "
+                "executing again",
+            )
+    origin = found["reused_step_run_id"] or found["step_run_id"]
+    return CacheDecision(
+        "hit", f"same key as step run {origin}", reused_step_run_id=origin, outputs=outputs
+    )
+
+
+def _load_value(state: RunState, digest: str) -> Any:
+    if digest in state.values:
+        return state.values[digest]
+    record = state.project.ledger.reader().artifact(digest)
+    if record is None:
+        raise PipetrailError(f"artifact {digest} is not recorded; run `pipetrail audit verify`")
+    stored = StoredArtifact.from_dict(record)
+    value = state.project.registry.load(stored, state.project.store)
+    state.values[digest] = value
+    return value
+
+
+def _input_value(state: RunState, value: Any) -> Any:
+    if isinstance(value, OutputRef):
+        return _load_value(state, state.outputs[value.node_id][value.index].digest)
+    if isinstance(value, SourceRef):
+        return state.sources[value][1]
+    if isinstance(value, list):
+        return [_input_value(state, v) for v in value]
+    if isinstance(value, tuple):
+        return tuple(_input_value(state, v) for v in value)
+    if isinstance(value, dict):
+        return {k: _input_value(state, v) for k, v in value.items()}
+    return value
+
+
+def run_node(
+    state: RunState,
+    node: Node,
+    options: RunOptions,
+    executor: Executor,
+    observer: RunObserver,
+) -> None:
+    """Reuse or execute one node, queue its step events, and record its outputs in ``state``.
+
+    ``step.started`` is flushed before the step executes; the other events wait for the
+    next flush.
+
+    Raises:
+        StepFailedError: the step raised (its ``step.failed`` event is queued).
+    """
+    step = node.step
+    fp = state.fingerprints[id(step)]
+    inputs = _describe_inputs(state, node)
+    seed = derive_seed(state.run_seed, node.id)
+    components: dict[str, Any] = {
+        "step": step.name,
+        "code": fp.digest,
+        "code_parts": fp.parts,
+        "version": step.options.version,
+        "inputs": inputs.digests,
+        "params": inputs.params,
+        "distributions": fp.distributions,
+        "seed": seed,
+        "allow_pickle": step.options.allow_pickle,
+    }
+    planned = state.contracts.get(id(step))
+    if planned is not None:
+        # Only steps with contracts have the component: other keys stay as they were.
+        components["contracts"] = planned.fingerprints
+    key = cache_key(components)
+    unhashable = [*fp.unhashable, *inputs.unhashable, *(planned.unhashable if planned else ())]
+    decision = _decide(state, node, key, unhashable, options)
+    step_run_id = new_id()
+    started_at = format_ts(utcnow())
+    code_events = code_drafts(state, step, fp)
+    base = {
+        "step_run_id": step_run_id,
+        "run_id": state.run_id,
+        "node_id": node.id,
+        "step": step.name,
+        "pipeline": state.graph.name,
+        "cache_key": key,
+        "code_digest": fp.digest,
+        "code_source": state.code_sources.get(id(step)),
+        "components": components,
+        "inputs": _flat_inputs(inputs.digests),
+        "seed": seed,
+        "started_at": started_at,
+    }
+    if decision.decision == "hit" and decision.outputs is not None:
+        outputs = decision.outputs
+        state.outputs[node.id] = [NodeOutput(outputs[name]) for name in node.output_names]
+        metric_digests, report_digests = split_recorded(outputs)
+        emit(
+            state,
+            [
+                *code_events,
+                EventDraft(
+                    EventKind.STEP_CACHED,
+                    {
+                        **base,
+                        "decision": "hit",
+                        "reason": decision.reason,
+                        "reused_step_run_id": decision.reused_step_run_id,
+                        "outputs": outputs,
+                        # Timestamps describe the executed step run; its event has them.
+                        "metrics": {
+                            name: {"digest": digest, **series_summary(state, digest)}
+                            for name, digest in metric_digests.items()
+                        },
+                        "reports": report_digests,
+                        "ended_at": format_ts(utcnow()),
+                        **(
+                            {"contracts": cached_payload(planned, decision.reused_step_run_id)}
+                            if planned is not None
+                            else {}
+                        ),
+                    },
+                    run_id=state.run_id,
+                ),
+            ],
+        )
+        observer.step_finished(node_id=node.id, status="cached", seconds=0.0)
+        return
+
+    emit(
+        state,
+        [
+            *code_events,
+            EventDraft(
+                EventKind.STEP_STARTED,
+                {
+                    k: base[k]
+                    for k in (
+                        "step_run_id",
+                        "run_id",
+                        "node_id",
+                        "step",
+                        "pipeline",
+                        "code_source",
+                        "seed",
+                        "started_at",
+                    )
+                },
+                run_id=state.run_id,
+            ),
+        ],
+    )
+    flush(state)
+    observer.step_started(node_id=node.id)
+    kwargs = {name: _input_value(state, value) for name, value in node.inputs.items()}
+    task = StepTask(
+        node_id=node.id,
+        step_name=step.name,
+        func=step.func,
+        kwargs=kwargs,
+        output_names=node.output_names,
+        seed=seed,
+        allow_pickle=step.options.allow_pickle,
+        uses=tuple(fp.distributions),
+        contracts=planned.boundaries if planned is not None else (),
+        contract_fingerprints=planned.fingerprints if planned is not None else {},
+        input_digests={k: v for k, v in inputs.digests.items() if isinstance(v, str)},
+    )
+    result = executor.run(task, store=state.project.store, registry=state.project.registry)
+    extra = recorded_artifacts(result.metrics, result.reports)
+    if result.contract_report is not None:
+        extra.append((result.contract_report, REPORT_ROLE))
+    for stored in result.metrics.values():
+        state.series_summaries[stored.series.digest] = stored.summary
+    logs_digest = None
+    if result.logs:
+        data = result.logs.encode("utf-8")
+        logs_digest = state.project.store.put_bytes(data)
+        extra.append((blob_artifact(logs_digest, len(data), "bytes", "logs", {}), "logs"))
+    common: dict[str, Any] = {
+        **base,
+        "decision": decision.decision,
+        "reason": decision.reason,
+        "resources": result.resources,
+        "logs": logs_digest,
+        "seeded": result.seeded,
+        "metrics": {name: stored.reference() for name, stored in result.metrics.items()},
+        "reports": {name: record.digest for name, record in result.reports.items()},
+        "ended_at": format_ts(utcnow()),
+    }
+    if result.data_ops:
+        # Only steps that sampled or split carry the key, so other events keep their shape.
+        common["data_ops"] = result.data_ops
+    if result.contracts is not None:
+        common["contracts"] = result.contracts
+    seconds = result.resources.get("wall_ns", 0) / 1e9
+    if result.error is not None:
+        error = f"{type(result.error).__name__}: {result.error}"
+        emit(
+            state,
+            [
+                *artifact_drafts(state, extra, step_run_id=step_run_id),
+                EventDraft(
+                    EventKind.STEP_FAILED,
+                    {**common, "error": error, "traceback": result.traceback},
+                    run_id=state.run_id,
+                ),
+            ],
+        )
+        observer.step_finished(node_id=node.id, status="failed", seconds=seconds)
+        raise step_failure(
+            result.error,
+            f"step {node.id!r} failed in run {state.run_id}: {error}",
+            step=node.id,
+            run_id=state.run_id,
+            step_run_id=step_run_id,
+        ) from result.error
+    records = [result.outputs[name] for name in node.output_names]
+    state.outputs[node.id] = [NodeOutput(r.digest, r) for r in records]
+    for name, record in zip(node.output_names, records, strict=True):
+        state.values.setdefault(record.digest, result.values[name])
+    outputs_payload = with_recorded(
+        {name: r.digest for name, r in zip(node.output_names, records, strict=True)},
+        result.metrics,
+        result.reports,
+    )
+    state.done_keys[key] = (step_run_id, outputs_payload)
+    emit(
+        state,
+        [
+            *artifact_drafts(
+                state, [(r, "output") for r in records] + extra, step_run_id=step_run_id
+            ),
+            EventDraft(
+                EventKind.STEP_COMPLETED,
+                {**common, "outputs": outputs_payload},
+                run_id=state.run_id,
+            ),
+        ],
+    )
+    observer.step_finished(node_id=node.id, status="completed", seconds=seconds)

@@ -1,0 +1,81 @@
+"""What one run knows while it runs, and the queue of events it has yet to append.
+
+Shared by the runner (:mod:`pipetrail.execution.runner`) and the modules it delegates to
+(:mod:`~pipetrail.execution.run_sources`, :mod:`~pipetrail.execution.run_node`,
+:mod:`~pipetrail.execution.run_events`). Events are queued with :func:`emit` and appended
+by :func:`flush`; nothing else appends to the ledger during a run. Imports no other
+runner module, so that they can all import it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from pipetrail.core.graph import PipelineGraph, SourceRef
+    from pipetrail.execution.contract_records import StepContracts
+    from pipetrail.execution.parity import ParityReport
+    from pipetrail.execution.project import Project
+    from pipetrail.hashing.code import CodeFingerprint
+    from pipetrail.ledger import EventDraft
+    from pipetrail.store import StoredArtifact
+
+__all__ = ["NodeOutput", "RunState", "emit", "flush"]
+
+
+@dataclass
+class NodeOutput:
+    """One output of a finished node: its digest, and its record if this run stored it."""
+
+    digest: str
+    record: StoredArtifact | None = None
+
+
+@dataclass
+class RunState:
+    """Everything a run has planned, observed and produced so far.
+
+    Steps are keyed by ``id(step)``: one step object may back several nodes.
+    """
+
+    run_id: str
+    graph: PipelineGraph
+    project: Project
+    run_seed: int
+    sources: dict[SourceRef, tuple[str, Path]] = field(default_factory=dict)
+    outputs: dict[str, list[NodeOutput]] = field(default_factory=dict)
+    values: dict[str, Any] = field(default_factory=dict)
+    recorded: set[str] = field(default_factory=set)
+    fingerprints: dict[int, CodeFingerprint] = field(default_factory=dict)
+    code_sources: dict[int, str] = field(default_factory=dict)
+    # id(step) -> its contracts' fingerprints (None: the step declares no contract).
+    contracts: dict[int, StepContracts | None] = field(default_factory=dict)
+    # Events wait here until the next flush: one ledger transaction per executed step.
+    pending: list[EventDraft] = field(default_factory=list)
+    # cache key -> (step run whose outputs to reuse, outputs) for keys finished this run.
+    done_keys: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
+    # metric series digest -> its summary, for cache hits on series met earlier.
+    series_summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Captured by the parity check, before anything is recorded; reused for run.started.
+    environment: dict[str, Any] | None = None
+    parity: ParityReport | None = None
+
+
+def emit(state: RunState, drafts: list[EventDraft]) -> None:
+    """Queue events for the next :func:`flush`."""
+    state.pending.extend(drafts)
+
+
+def flush(state: RunState) -> None:
+    """Append every pending event in one transaction.
+
+    The runner flushes before it hands control to user code and when the run ends, so
+    everything that happened before a step starts is durable before the step can crash
+    the process; cache hits in between cost no transaction of their own.
+    """
+    if state.pending:
+        state.project.ledger.append(state.pending)
+        state.pending = []
