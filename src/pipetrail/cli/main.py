@@ -18,6 +18,7 @@ from typing import Any, NoReturn
 
 import click
 
+from pipetrail.cli.args import parse_params, parse_seed
 from pipetrail.errors import (
     IntegrityError,
     LedgerError,
@@ -93,30 +94,6 @@ def init(folder: Path | None) -> None:
     click.echo(f"Initialized pipetrail project: {path}")
 
 
-def _parse_params(pairs: tuple[str, ...]) -> dict[str, str]:
-    params: dict[str, str] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name.strip():
-            _fail(f"-p expects NAME=VALUE, got {pair!r}", EXIT_BAD_INPUT)
-        params[name.strip()] = value
-    return params
-
-
-def parse_seed(text: str | None) -> int | None:
-    """Parse ``--seed``: an integer, ``random`` (a new seed) or None (the project's)."""
-    if text is None:
-        return None
-    if text == "random":
-        from pipetrail.capture import new_run_seed
-
-        return new_run_seed()
-    try:
-        return int(text)
-    except ValueError:
-        _fail(f"--seed expects an integer or 'random', got {text!r}", EXIT_BAD_INPUT)
-
-
 @cli.command()
 @click.argument("target")
 @click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE", help="A parameter.")
@@ -188,7 +165,7 @@ def run(
     try:
         try:
             with redirect, parity_warnings_to_stderr():
-                result = run_pipeline(definition, _parse_params(params), project, options)
+                result = run_pipeline(definition, parse_params(params), project, options)
         except StepFailedError as exc:
             summary = run_summary(project.reader(), exc.run_id)
             if as_json:

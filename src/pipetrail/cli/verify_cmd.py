@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
+from pipetrail.cli.args import parse_params, parse_seed
+
 if TYPE_CHECKING:
     from pipetrail.verify.settings import ReproduceSettings, Tolerance
 
@@ -47,16 +49,6 @@ def _settings(root: Path, tolerance: tuple[str, ...], allow_diff: bool) -> Repro
     return ReproduceSettings.from_project(root).with_overrides(
         _tolerances(tolerance), require_identical_artifacts=False if allow_diff else None
     )
-
-
-def _params(pairs: tuple[str, ...]) -> dict[str, str]:
-    found: dict[str, str] = {}
-    for pair in pairs:
-        name, sep, value = pair.partition("=")
-        if not sep or not name.strip():
-            raise click.BadParameter(f"expected NAME=VALUE, got {pair!r}", param_hint="-p")
-        found[name.strip()] = value
-    return found
 
 
 def _print_markdown(text: str) -> None:
@@ -201,7 +193,6 @@ def check(
     the Markdown to $GITHUB_STEP_SUMMARY when that is set).
     """
     from pipetrail.cli.env_cmd import parity_warnings_to_stderr
-    from pipetrail.cli.main import parse_seed
     from pipetrail.cli.progress import make_observer
     from pipetrail.execution.loader import load_pipeline
     from pipetrail.execution.params_files import load_params_file
@@ -228,7 +219,7 @@ def check(
             report = run_check(
                 project,
                 definition,
-                _params(params),
+                parse_params(params),
                 params_files=files,
                 seed=seed,
                 seeds=seeds,

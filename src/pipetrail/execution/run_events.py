@@ -34,8 +34,7 @@ from pipetrail.ledger import EventDraft, EventKind
 if TYPE_CHECKING:
     from pipetrail.core.pipeline import PipelineDefinition
     from pipetrail.core.step import Step
-    from pipetrail.execution.run_state import RunState
-    from pipetrail.execution.runner import RunOptions
+    from pipetrail.execution.run_state import RunOptions, RunState
     from pipetrail.hashing.code import CodeFingerprint
     from pipetrail.store import StoredArtifact
 

@@ -37,8 +37,7 @@ if TYPE_CHECKING:
     from pipetrail.core.graph import Node
     from pipetrail.execution.executors import Executor
     from pipetrail.execution.observer import RunObserver
-    from pipetrail.execution.run_state import RunState
-    from pipetrail.execution.runner import RunOptions
+    from pipetrail.execution.run_state import RunOptions, RunState
 
 __all__ = ["run_node"]
 

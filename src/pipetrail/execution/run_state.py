@@ -17,13 +17,52 @@ if TYPE_CHECKING:
 
     from pipetrail.core.graph import PipelineGraph, SourceRef
     from pipetrail.execution.contract_records import StepContracts
+    from pipetrail.execution.executors import Executor
+    from pipetrail.execution.observer import RunObserver
+    from pipetrail.execution.params_files import ParamsFile
     from pipetrail.execution.parity import ParityReport
     from pipetrail.execution.project import Project
+    from pipetrail.execution.snapshots import SourceSnapshots
     from pipetrail.hashing.code import CodeFingerprint
     from pipetrail.ledger import EventDraft
     from pipetrail.store import StoredArtifact
 
-__all__ = ["NodeOutput", "RunState", "emit", "flush"]
+__all__ = ["NodeOutput", "RunOptions", "RunState", "emit", "flush"]
+
+
+@dataclass
+class RunOptions:
+    """How to run a pipeline (everything but its parameters).
+
+    Attributes:
+        cache: ``False`` executes every step (``--no-cache``).
+        seed: the run seed; None uses the project's configured seed.
+        executor: where steps execute (default: in-process).
+        observer: receives live progress.
+        source_file: the pipeline file, recorded for the run.
+        argv: the command line, recorded for the run.
+        snapshots: use these recorded sources instead of the live files (reproduce).
+        reproduces: the run this one re-executes, recorded for the run.
+        params_files: params files under ``params`` (later files win); their names and
+            digests are recorded, their bytes stored (role ``params-file``).
+        parity: environment parity mode (``off``, ``warn``, ``strict``); None uses the
+            project's. See :mod:`pipetrail.execution.parity`.
+        parity_reference: the parity reference run; None uses the project's.
+        rehash: hash every source file again, ignoring the stat cache (``--rehash``).
+    """
+
+    cache: bool = True
+    seed: int | None = None
+    executor: Executor | None = None
+    observer: RunObserver | None = None
+    source_file: str | None = None
+    argv: list[str] | None = None
+    snapshots: SourceSnapshots | None = None
+    reproduces: str | None = None
+    params_files: tuple[ParamsFile, ...] = ()
+    parity: str | None = None
+    parity_reference: str | None = None
+    rehash: bool = False
 
 
 @dataclass

@@ -28,7 +28,6 @@ them; a failed step references its metrics and reports but has no outputs.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.capture import capture_environment, validate_seed
@@ -37,8 +36,8 @@ from pipetrail.core.graph import Node, OutputRef, PipelineGraph
 from pipetrail.errors import DefinitionError, StepFailedError
 from pipetrail.execution.contract_records import plan_contracts
 from pipetrail.execution.crash import reconcile_crashed_runs
-from pipetrail.execution.executors import Executor, InlineExecutor
-from pipetrail.execution.observer import NullObserver, RunObserver
+from pipetrail.execution.executors import InlineExecutor
+from pipetrail.execution.observer import NullObserver
 from pipetrail.execution.params_files import resolve_run_params
 from pipetrail.execution.parity import check_parity
 from pipetrail.execution.records import is_recorded_output
@@ -46,7 +45,7 @@ from pipetrail.execution.run import Run
 from pipetrail.execution.run_events import end_run, run_started_events
 from pipetrail.execution.run_node import run_node
 from pipetrail.execution.run_sources import observe_sources
-from pipetrail.execution.run_state import RunState
+from pipetrail.execution.run_state import RunOptions, RunState
 from pipetrail.hashing import digest_value
 from pipetrail.hashing.code import CodeFingerprint, code_fingerprint
 from pipetrail.ledger import EventKind
@@ -56,46 +55,9 @@ if TYPE_CHECKING:
 
     from pipetrail.core.pipeline import PipelineDefinition
     from pipetrail.core.step import Step
-    from pipetrail.execution.params_files import ParamsFile
     from pipetrail.execution.project import Project
-    from pipetrail.execution.snapshots import SourceSnapshots
 
 __all__ = ["RunOptions", "run_pipeline"]
-
-
-@dataclass
-class RunOptions:
-    """How to run a pipeline (everything but its parameters).
-
-    Attributes:
-        cache: ``False`` executes every step (``--no-cache``).
-        seed: the run seed; None uses the project's configured seed.
-        executor: where steps execute (default: in-process).
-        observer: receives live progress.
-        source_file: the pipeline file, recorded for the run.
-        argv: the command line, recorded for the run.
-        snapshots: use these recorded sources instead of the live files (reproduce).
-        reproduces: the run this one re-executes, recorded for the run.
-        params_files: params files under ``params`` (later files win); their names and
-            digests are recorded, their bytes stored (role ``params-file``).
-        parity: environment parity mode (``off``, ``warn``, ``strict``); None uses the
-            project's. See :mod:`pipetrail.execution.parity`.
-        parity_reference: the parity reference run; None uses the project's.
-        rehash: hash every source file again, ignoring the stat cache (``--rehash``).
-    """
-
-    cache: bool = True
-    seed: int | None = None
-    executor: Executor | None = None
-    observer: RunObserver | None = None
-    source_file: str | None = None
-    argv: list[str] | None = None
-    snapshots: SourceSnapshots | None = None
-    reproduces: str | None = None
-    params_files: tuple[ParamsFile, ...] = ()
-    parity: str | None = None
-    parity_reference: str | None = None
-    rehash: bool = False
 
 
 def run_pipeline(
