@@ -13,7 +13,6 @@ a result, not an error: it exits 0.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -22,39 +21,15 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from pipetrail.errors import IntegrityError, LedgerError, PipetrailError, StoreError
+from pipetrail.cli.exits import emit_json, reporting_errors
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from rich.console import Console
 
     from pipetrail.lineage.compare import Comparison, Verdict
     from pipetrail.lineage.diff import MappingDiff, RunDiff
 
 __all__ = ["compare", "diff"]
-
-
-@contextlib.contextmanager
-def _errors() -> Iterator[None]:
-    """Report pipetrail errors as ``error: ...`` with the exit codes of ``cli.main``."""
-    try:
-        yield
-    except IntegrityError as exc:
-        _fail(exc, 3)
-    except (LedgerError, StoreError) as exc:
-        _fail(exc, 4)
-    except PipetrailError as exc:
-        _fail(exc, 2)
-
-
-def _fail(exc: PipetrailError, code: int) -> None:
-    click.echo(f"error: {exc}", err=True)
-    sys.exit(code)
-
-
-def _emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
 @click.command()
@@ -71,14 +46,14 @@ def diff(run_a: str, run_b: str, as_json: bool) -> None:
     from pipetrail.execution.project import Project
     from pipetrail.lineage.diff import diff_runs
 
-    with _errors():
+    with reporting_errors():
         project = Project.discover()
         try:
             result = diff_runs(project, run_a, run_b)
         finally:
             project.close()
     if as_json:
-        _emit_json(result.to_dict())
+        emit_json(result.to_dict())
     else:
         _print_diff(result)
 
@@ -95,14 +70,14 @@ def compare(run_refs: tuple[str, ...], as_json: bool) -> None:
     from pipetrail.execution.project import Project
     from pipetrail.lineage.compare import compare_runs
 
-    with _errors():
+    with reporting_errors():
         project = Project.discover()
         try:
             result = compare_runs(project, run_refs)
         finally:
             project.close()
     if as_json:
-        _emit_json(result.to_dict())
+        emit_json(result.to_dict())
     else:
         _print_comparison(result)
 

@@ -23,7 +23,8 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from pipetrail.errors import IntegrityError, LedgerError, ParityWarning, PipetrailError, StoreError
+from pipetrail.cli.exits import reporting_errors
+from pipetrail.errors import ParityWarning
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -58,23 +59,6 @@ def parity_warnings_to_stderr() -> Iterator[None]:
         yield
 
 
-@contextlib.contextmanager
-def _errors() -> Iterator[None]:
-    try:
-        yield
-    except IntegrityError as exc:
-        _fail(exc, 3)
-    except (LedgerError, StoreError) as exc:
-        _fail(exc, 4)
-    except PipetrailError as exc:
-        _fail(exc, 2)
-
-
-def _fail(exc: PipetrailError, code: int) -> None:
-    click.echo(f"error: {exc}", err=True)
-    sys.exit(code)
-
-
 @click.group()
 def env() -> None:
     """Compare and export the environments runs recorded."""
@@ -93,7 +77,7 @@ def env_diff(run_a: str, run_b: str, as_json: bool) -> None:
     from pipetrail.execution.project import Project
     from pipetrail.lineage.environment import diff_run_environments
 
-    with _errors():
+    with reporting_errors():
         project = Project.discover()
         try:
             result = diff_run_environments(project, run_a, run_b)
@@ -123,7 +107,7 @@ def env_export(run_ref: str, format_name: str, output: Path | None) -> None:
     from pipetrail.execution.project import Project
     from pipetrail.lineage.exports.environment import export_environment
 
-    with _errors():
+    with reporting_errors():
         project = Project.discover()
         try:
             text = export_environment(project, run_ref, format_name)

@@ -11,55 +11,29 @@ store); 4 the metadata or artifact store could not be used.
 from __future__ import annotations
 
 import contextlib
-import json
 import sys
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import click
 
 from pipetrail.cli.args import parse_params, parse_seed
+from pipetrail.cli.exits import (
+    EXIT_BAD_INPUT,
+    EXIT_INTEGRITY,
+    EXIT_RUN_FAILED,
+    emit_json,
+    exit_code,
+    fail,
+)
 from pipetrail.errors import (
-    IntegrityError,
-    LedgerError,
     NotFoundError,
-    NotReproducibleError,
     PipetrailError,
     ProjectError,
     StepFailedError,
-    StoreError,
 )
 
 __all__ = ["cli", "main"]
-
-EXIT_OK = 0
-EXIT_RUN_FAILED = 1
-EXIT_BAD_INPUT = 2
-EXIT_INTEGRITY = 3
-EXIT_STORE = 4
-EXIT_NOT_REPRODUCED = 5
-EXIT_CANNOT_REPRODUCE = 6
-
-
-def _fail(message: str, code: int) -> NoReturn:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(code)
-
-
-def _exit_code(exc: PipetrailError) -> int:
-    if isinstance(exc, StepFailedError):
-        return EXIT_RUN_FAILED
-    if isinstance(exc, NotReproducibleError):
-        return EXIT_CANNOT_REPRODUCE
-    if isinstance(exc, IntegrityError):
-        return EXIT_INTEGRITY
-    if isinstance(exc, LedgerError | StoreError):
-        return EXIT_STORE
-    return EXIT_BAD_INPUT
-
-
-def _emit_json(data: Any) -> None:
-    click.echo(json.dumps(data, indent=2, sort_keys=True, default=str))
 
 
 def _project() -> Any:
@@ -73,9 +47,9 @@ class _Group(click.Group):
         try:
             return super().invoke(ctx)
         except (NotFoundError, ProjectError) as exc:
-            _fail(str(exc), EXIT_BAD_INPUT)
+            fail(str(exc), EXIT_BAD_INPUT)
         except PipetrailError as exc:
-            _fail(str(exc), _exit_code(exc))
+            fail(str(exc), exit_code(exc))
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -144,7 +118,7 @@ def run(
     definition, path = load_pipeline(target)
     project = _project()
     if reference and (parity_mode or project.config.parity) == "off":
-        _fail(
+        fail(
             "--reference needs --parity warn|strict (or parity in pipetrail.toml)",
             EXIT_BAD_INPUT,
         )
@@ -169,7 +143,7 @@ def run(
         except StepFailedError as exc:
             summary = run_summary(project.reader(), exc.run_id)
             if as_json:
-                _emit_json(summary)
+                emit_json(summary)
             else:
                 from pipetrail.cli.render import print_run_failure
 
@@ -179,7 +153,7 @@ def run(
     finally:
         project.close()
     if as_json:
-        _emit_json(summary)
+        emit_json(summary)
     else:
         from pipetrail.cli.render import print_run_done
 
@@ -203,7 +177,7 @@ def runs(limit: int, pipeline: str | None, status: str | None, as_json: bool) ->
     finally:
         reader.close()
     if as_json:
-        _emit_json(rows)
+        emit_json(rows)
         return
     from pipetrail.cli.render import print_runs
 
@@ -225,7 +199,7 @@ def show(run_ref: str, as_json: bool) -> None:
     finally:
         reader.close()
     if as_json:
-        _emit_json(summary)
+        emit_json(summary)
         return
     from pipetrail.cli.render import print_run
 
@@ -248,7 +222,7 @@ def why(run_ref: str, step_name: str, as_json: bool) -> None:
     finally:
         reader.close()
     if as_json:
-        _emit_json(report)
+        emit_json(report)
         return
     from pipetrail.cli.render import print_why
 
@@ -272,7 +246,7 @@ def audit_verify(as_json: bool) -> None:
     finally:
         project.close()
     if as_json:
-        _emit_json(report)
+        emit_json(report)
     elif report["ok"]:
         click.echo(f"ledger intact: {report['checked']} events verified")
     else:
@@ -302,7 +276,7 @@ def store_verify(as_json: bool) -> None:
     finally:
         project.close()
     if as_json:
-        _emit_json(report)
+        emit_json(report)
     else:
         click.echo(f"checked {report['checked']} objects in {report['artifacts']}")
         for digest in report["corrupt"]:

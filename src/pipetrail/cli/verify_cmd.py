@@ -20,13 +20,13 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from pipetrail.cli.args import parse_params, parse_seed
+from pipetrail.cli.exits import EXIT_NOT_REPRODUCED, EXIT_RUN_FAILED
 
 if TYPE_CHECKING:
     from pipetrail.verify.settings import ReproduceSettings, Tolerance
 
 __all__ = ["check", "reproduce"]
 
-EXIT_NOT_REPRODUCED = 5  # the same numbers as cli.main, which maps the errors
 _DEFAULT_PIPELINE = "pipeline.py"
 
 
@@ -151,7 +151,7 @@ def reproduce(
     else:
         _print_markdown(text)
     if result.verdict == "failed":
-        sys.exit(1)
+        sys.exit(EXIT_RUN_FAILED)
     if not result.ok:
         sys.exit(EXIT_NOT_REPRODUCED)
 
