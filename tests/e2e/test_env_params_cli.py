@@ -11,6 +11,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.integration.test_params_parity import CONFIGURED
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -18,25 +20,7 @@ pytestmark = pytest.mark.e2e
 
 PIPETRAIL = [sys.executable, "-m", "pipetrail.cli.main"]
 
-PIPELINE = """
-import pydantic
-from pipetrail import pipeline, step
-
-class ModelConfig(pydantic.BaseModel):
-    C: float = 1.0
-
-class TrainConfig(pydantic.BaseModel):
-    epochs: int = 3
-    model: ModelConfig = ModelConfig()
-
-@step
-def fit(epochs: int, C: float) -> float:
-    return epochs * C
-
-@pipeline
-def training(cfg: TrainConfig):
-    return fit(cfg.epochs, cfg.model.C)
-"""
+PIPELINE = CONFIGURED  # a pipeline whose params are a pydantic model
 
 
 def cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:

@@ -122,14 +122,19 @@ def table_value_digest(value: Any) -> str:
         SerializationError: the value is not a supported table, or a needed library is
             missing.
     """
+    table, _ = _to_arrow(value, _library(value, "have a table digest"))
+    return table_digest(normalize_table(table))
+
+
+def _library(value: Any, what: str) -> str:
+    """The table library of ``value``; raise naming ``what`` only tables can do."""
     library = library_of(value)
     if library is None:
         raise SerializationError(
-            f"only pandas/polars DataFrames and pyarrow Tables have a table digest, not "
-            f"{type(value).__qualname__}"
+            f"only pandas/polars DataFrames and pyarrow Tables {what}, not "
+            f"{type(value).__qualname__}; convert it to one of those first."
         )
-    table, _ = _to_arrow(value, library)
-    return table_digest(normalize_table(table))
+    return library
 
 
 class ParquetSerializer:
@@ -148,12 +153,7 @@ class ParquetSerializer:
             SerializationError: the value is not a supported table, or a needed library is
                 missing.
         """
-        library = library_of(value)
-        if library is None:
-            raise SerializationError(
-                f"parquet stores pandas/polars DataFrames and pyarrow Tables, not "
-                f"{type(value).__qualname__}; convert it to one of those first."
-            )
+        library = _library(value, "are stored as Parquet")
         table, pandas_meta = _to_arrow(value, library)
         normalized = normalize_table(table)
         entries = schema_entries(normalized)
