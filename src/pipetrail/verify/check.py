@@ -39,7 +39,7 @@ from pipetrail.verify.reproduce import Reproduction, compare_reproduction, repro
 from pipetrail.verify.settings import ReproduceSettings
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
     from pipetrail.core.pipeline import PipelineDefinition
     from pipetrail.execution.executors import Executor
@@ -301,7 +301,7 @@ def _seed_spread(
     params: Mapping[str, Any],
     report: CheckReport,
     count: int,
-    options: Any,
+    options: Callable[[int], RunOptions],
 ) -> None:
     first = report.run_id or ""
     values: dict[str, list[float]] = {
