@@ -367,7 +367,7 @@ def run(quick: bool, parallel: bool = False, variants: bool = False) -> list[Res
         ),
         summarize(
             "hashing.ratio.big",
-            f"same, {BIG_COUNT} x 100 MiB only (mmap+threads)",
+            f"same, {BIG_COUNT} x 100 MiB only (read-ahead+threads)",
             ratios(raw_big, hash_big),
             "x",
         ),

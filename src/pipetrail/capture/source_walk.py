@@ -21,11 +21,9 @@ Imports only ``pipetrail.capture.{source_checks,statcache}``, ``pipetrail.hashin
 
 from __future__ import annotations
 
-import mmap
 import operator
 import os
 import stat
-import threading
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -38,7 +36,7 @@ from pipetrail.capture.source_checks import (
 )
 from pipetrail.capture.statcache import SIGNATURE_SIZE, signature
 from pipetrail.errors import DefinitionError
-from pipetrail.hashing import Hasher, digest_file
+from pipetrail.hashing import digest_file
 from pipetrail.hashing.digest import DIGEST_PREFIX
 
 if TYPE_CHECKING:
@@ -53,37 +51,16 @@ if TYPE_CHECKING:
     # Files of a batch the store hashes: (index in the batch, name, stat, signature).
     _Deferred = list[tuple[int, str, os.stat_result, bytes]]
 
-__all__ = ["SourceWalk", "digest_stream"]
+__all__ = ["SourceWalk"]
 
 # What must not move while a file is hashed (ctime may: a chmod does not change content).
 _identity = operator.attrgetter("st_size", "st_mtime_ns", "st_ino", "st_dev")
-_STREAM_SIZE, _CHUNK, _BUFFERS = 4 * 1024 * 1024, 1024 * 1024, threading.local()
 # A batch costs the store one flush (a syncfs: 0.1-3 ms idle, more with data), so batches
 # are large (copying 100,000 files of 1 KiB: 8.7-9.0 s in batches of 8,192 against
 # 9.6-10.2 s for 1,024); the byte bound keeps big files from waiting behind each other.
 # Files from _POOL_MIN_SIZE on are stored on the pool (see SourceWalk.store).
 _BATCH_FILES, _BATCH_BYTES, _IN_FLIGHT = 8192, 64 * 1024 * 1024, 8
 _POOL_MIN_SIZE = 1024 * 1024
-
-
-def digest_stream(file: str) -> tuple[str, int]:
-    """Digest a large file by plain reads into a reused page-aligned buffer.
-
-    ``digest_file`` memory-maps files of 4 MiB or more; a source truncated while mapped
-    kills the process with SIGBUS (measured), where a read just returns fewer bytes and the
-    change is reported. Costs about 30% over the mapping on 100 MiB files.
-    """
-    view: memoryview | None = getattr(_BUFFERS, "view", None)
-    if view is None:
-        view = _BUFFERS.view = memoryview(mmap.mmap(-1, _CHUNK))
-    hasher = Hasher()
-    fd = os.open(file, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-    try:
-        while n := os.readv(fd, [view]):
-            hasher.update(view[:n])
-    finally:
-        os.close(fd)
-    return hasher.digest(), hasher.size
 
 
 class SourceWalk:
@@ -140,9 +117,7 @@ class SourceWalk:
     def hash_file(self, file: str, before: os.stat_result) -> str:
         """Hash one file, checking that it did not change or vanish meanwhile."""
         try:
-            digest, read = (
-                digest_stream(file) if before.st_size >= _STREAM_SIZE else digest_file(file)
-            )
+            digest, read = digest_file(file)
         except FileNotFoundError:
             raise self.vanished(file) from None
         except OSError as exc:

@@ -57,7 +57,7 @@ _CHUNK = 1024 * 1024
 _BUFFERS = threading.local()  # one reusable copy buffer per thread
 _HAS_FCHMOD = hasattr(os, "fchmod")  # missing on Windows before 3.13
 # From this size on a copy goes through the kernel's fast path and the copy is re-hashed
-# with BLAKE3's multi-threaded mmap mode, instead of hashing chunk by chunk in Python.
+# by digest_file (read ahead, hashed on every core), instead of chunk by chunk in Python.
 _BIG_FILE = 16 * 1024 * 1024
 _HEX_CHARS = frozenset("0123456789abcdef")
 _PREFIX_LEN = len(DIGEST_PREFIX)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 from blake3 import blake3
@@ -160,9 +160,9 @@ def test_digest_file_empty(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     "size",
     [
-        digest_module._MMAP_THRESHOLD - 1,
-        digest_module._MMAP_THRESHOLD,
-        digest_module._MMAP_THRESHOLD + 12_345,
+        digest_module._PARALLEL_THRESHOLD - 1,
+        digest_module._PARALLEL_THRESHOLD,
+        digest_module._PARALLEL_THRESHOLD + 12_345,
         5 * 1024 * 1024,
     ],
     ids=["just-below-threshold", "at-threshold", "above-threshold", "5MiB"],
@@ -174,28 +174,57 @@ def test_digest_file_large_equals_digest_bytes(tmp_path: Path, size: int) -> Non
     assert digest_file(path) == (digest_bytes(data), size)
 
 
-def test_large_files_use_the_mmap_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_large_files_are_read_ahead_not_mapped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Prove the >= 4 MiB branch really is taken (and the small branch is not), so the
-    # equality test above covers both implementations.
-    size = digest_module._MMAP_THRESHOLD + 1
+    # equality test above covers both implementations; and that nothing is mapped.
+    size = 3 * digest_module._PARALLEL_THRESHOLD + 1
     data = _pseudo_random(size)
     path = tmp_path / "large.bin"
     path.write_bytes(data)
-    calls: list[str] = []
-    real_update_mmap = blake3.update_mmap
+    calls: list[int] = []
+    real = digest_module._digest_large
 
-    def spy(self: blake3, target: str | os.PathLike[str]) -> blake3:
-        calls.append(os.fspath(target))
-        return real_update_mmap(self, target)
+    def spy(fd: int) -> tuple[str, int]:
+        calls.append(fd)
+        return real(fd)
 
-    monkeypatch.setattr(blake3, "update_mmap", spy)
+    def no_mmap(self: blake3, target: str | os.PathLike[str]) -> blake3:
+        raise AssertionError("files must not be memory-mapped (SIGBUS on truncation)")
+
+    monkeypatch.setattr(digest_module, "_digest_large", spy)
+    monkeypatch.setattr(blake3, "update_mmap", no_mmap)
     assert digest_file(path) == (digest_bytes(data), size)
-    assert calls == [str(path)]
+    assert len(calls) == 1
 
     small = tmp_path / "small.bin"
     small.write_bytes(data[:100])
     assert digest_file(small) == (digest_bytes(data[:100]), 100)
-    assert calls == [str(path)]
+    assert len(calls) == 1
+
+
+def test_a_file_truncated_while_read_gives_what_was_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # With a memory map this would kill the process (SIGBUS); reads just end early.
+    size = 4 * digest_module._PARALLEL_THRESHOLD
+    path = tmp_path / "shrinking.bin"
+    path.write_bytes(_pseudo_random(size))
+    real_readv = os.readv
+    reads = 0
+
+    def readv_then_truncate(fd: int, buffers: list[Any]) -> int:
+        nonlocal reads
+        reads += 1
+        if reads == 2:
+            os.truncate(path, digest_module._PARALLEL_THRESHOLD + 10)
+        return real_readv(fd, buffers)
+
+    monkeypatch.setattr(os, "readv", readv_then_truncate)
+    digest, read = digest_file(path)
+    assert read == digest_module._PARALLEL_THRESHOLD + 10
+    assert digest == digest_bytes(path.read_bytes())
 
 
 def test_digest_file_changes_with_content(tmp_path: Path) -> None:
