@@ -21,7 +21,7 @@ then renames them (:meth:`LooseObjects.rename_batch`).
 Every ``OSError`` leaves as :class:`~pipetrail.errors.StoreError` (via
 :mod:`pipetrail.store.os_errors`), except from the copy helpers, whose callers add what
 they were storing. Imports only ``pipetrail.hashing``, ``pipetrail.errors`` and
-``pipetrail.store.{local_files,os_errors}``.
+``pipetrail.store.{direct_io,local_files,os_errors}``.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING
 from pipetrail.errors import IntegrityError
 from pipetrail.hashing import Hasher, digest_bytes, digest_file
 from pipetrail.hashing.digest import DIGEST_PREFIX
+from pipetrail.store.direct_io import DIRECT_MIN_SIZE, copy_hashing, direct_io_available
 from pipetrail.store.local_files import (
     fsync_dir_best_effort,
     kernel_copy,
@@ -83,8 +84,14 @@ def _read_buffer() -> mmap.mmap:
     return buffer
 
 
-def _copy_into(src_fd: int, size: int, fd: int, tmp: str) -> tuple[str, int]:
-    """Copy the open source into the open temp file; return the digest and size copied."""
+def _copy_into(src_fd: int, size: int, fd: int, tmp: str, *, durable: bool) -> tuple[str, int]:
+    """Copy the open source into the open temp file; return the digest and size copied.
+
+    ``durable``: the copy will be flushed to disk before it is used; larger files are
+    then written past the page cache (:mod:`pipetrail.store.direct_io`).
+    """
+    if durable and size >= DIRECT_MIN_SIZE and direct_io_available():
+        return copy_hashing(src_fd, size, fd, direct=True)
     if size >= _BIG_FILE:
         # Copy in the kernel first, then verify the copy itself: what is hashed is
         # exactly what will be renamed into place.
@@ -243,7 +250,7 @@ class LooseObjects:
             try:
                 if not _HAS_FCHMOD:
                     os.chmod(tmp, 0o444)  # the open fd stays writable
-                copied_digest, copied = _copy_into(src_fd, size, fd, tmp)
+                copied_digest, copied = _copy_into(src_fd, size, fd, tmp, durable=self.fsync)
                 if digest is not None and copied_digest != digest:
                     raise changed_error(src, copied_digest, digest)
                 if _HAS_FCHMOD:
