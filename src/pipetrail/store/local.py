@@ -5,14 +5,17 @@ Owns :class:`LocalStore`, the :class:`~pipetrail.store.base.ContentStore` over o
 ```
 root/
   ab/cdef...        object whose digest is blake3:abcdef... (2 hex chars shard, 62 in the name)
-  pack.db           objects up to 16 KiB, as SQLite rows (ADR 0006)
+  pack.db           objects up to 16 KiB, as SQLite rows (ADR 0006), and the index of
+                    segments/ (ADR 0009)
+  segments/         objects of 16 KiB to 1 MiB copied in batches, appended to shared files
   tmp/              writers' temp files (same filesystem, so the final rename is atomic)
   quarantine/       objects that failed verification, moved aside (never deleted)
 ```
 
-An object's digest does not depend on where it lives; every read looks in both places.
+An object's digest does not depend on where it lives; every read looks in each place.
 The parts: :mod:`pipetrail.store.loose` (object files and the atomic-write protocol),
-:mod:`pipetrail.store.pack` (the pack), :mod:`pipetrail.store.local_put` (copying files
+:mod:`pipetrail.store.pack` (the pack and the segment index),
+:mod:`pipetrail.store.segments` (segment files), :mod:`pipetrail.store.local_put` (copying files
 in, one file or a batch made durable with one flush) and :mod:`pipetrail.store.os_errors`
 (every ``OSError`` becomes a :class:`~pipetrail.errors.StoreError` with the path and a
 fix, or :class:`~pipetrail.errors.NotFoundError`).
@@ -275,15 +278,16 @@ class LocalStore:
         if intact is None:
             raise self._not_found(digest)
         if not intact:
-            self._loose.quarantine_bytes(digest, self._pack.get(digest) or b"")
+            self._loose.quarantine_bytes(digest, self._pack.salvage(digest))
             self._pack.remove(digest)
         return intact
 
     def clean_tmp(self, *, older_than: float = _TMP_STALE_SECONDS) -> int:
-        """Remove temp files left by killed writers; return how many were removed.
+        """Remove temp files and unreferenced segments left by killed writers; count them.
 
         Args:
             older_than: only remove files last modified this many seconds ago or earlier,
                 so that writers still running are not disturbed.
         """
-        return self._loose.clean_tmp(older_than=older_than)
+        removed = self._loose.clean_tmp(older_than=older_than)
+        return removed + self._pack.clean_segments(older_than=older_than)

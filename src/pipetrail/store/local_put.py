@@ -43,18 +43,21 @@ from pipetrail.hashing import digest_bytes, digest_file, is_digest
 from pipetrail.hashing.digest import DIGEST_PREFIX
 from pipetrail.store.loose import LooseBatch, changed_error
 from pipetrail.store.os_errors import map_os_errors, store_error
+from pipetrail.store.segments import SEGMENT_OBJECT_LIMIT as _SEGMENT_LIMIT
+from pipetrail.store.segments import SegmentWriter
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from pipetrail.store.loose import LooseObjects
-    from pipetrail.store.pack import SmallObjectPack
+    from pipetrail.store.pack import PackBatch, SmallObjectPack
 
 __all__ = ["FileCopier"]
 
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)
-# Batches of fewer items fsync each new object file instead of one syncfs for all.
-_SYNCFS_MIN_ITEMS = 8
+# Batches of fewer items fsync each new object file instead of one syncfs for all,
+# and keep their medium-sized objects loose (nothing to share a segment with).
+_SYNCFS_MIN_ITEMS = _SEGMENT_MIN_ITEMS = 8
 
 
 class FileCopier:
@@ -106,6 +109,13 @@ class FileCopier:
         batch = LooseBatch()
         sizes: dict[str, int] = {}  # digest -> size, for the batch's new objects
         packed = self.pack.batch() if self.small_limit > 0 else None
+        # Objects above the pack limit and up to 1 MiB share one segment file (ADR 0009).
+        segment = (
+            SegmentWriter(self.pack.segments, durable=loose.fsync)
+            if packed is not None and len(items) >= _SEGMENT_MIN_ITEMS
+            else None
+        )
+        committed = False
         fs_fd: int | None = None  # opened before the first write: see open_fs_handle
         per_file_fsync = loose.fsync
         # A short batch fsyncs its own files: syncfs would also wait for every other
@@ -137,6 +147,10 @@ class FileCopier:
                                 sizes[digest] = len(data)
                                 packed.add(digest, data)
                             continue
+                        if segment is not None and packed is not None and size <= _SEGMENT_LIMIT:
+                            digest, size = self._append(src, src_fd, given, segment, sizes, packed)
+                            results.append((digest, size))
+                            continue
                         if not opened:
                             fs_fd, opened = loose.open_fs_handle(), True
                             per_file_fsync = fs_fd is None
@@ -156,14 +170,20 @@ class FileCopier:
                 batch.entries.append((digest, tmp, final))
                 sizes[digest] = copied
                 results.append((digest, copied))
+            if segment is not None:
+                with map_os_errors("write a segment file", self.pack.segments, root):
+                    segment.finish()
             if fs_fd is not None and batch.entries:
                 loose.make_durable(fs_fd, [tmp for _, tmp, _ in batch.entries])
             if packed is not None:
                 packed.commit()
+            committed = True
             loose.rename_batch(batch)
         except BaseException:
-            if packed is not None:
+            if packed is not None and not committed:
                 packed.rollback()
+            if segment is not None and not committed:
+                segment.abort()
             for _, tmp, _ in batch.entries[batch.renamed :]:
                 loose.discard(tmp)
             raise
@@ -171,6 +191,28 @@ class FileCopier:
             if fs_fd is not None:
                 os.close(fs_fd)
         return results
+
+    def _append(
+        self,
+        src: str,
+        src_fd: int,
+        given: str | None,
+        segment: SegmentWriter,
+        sizes: dict[str, int],
+        packed: PackBatch,
+    ) -> tuple[str, int]:
+        """Append a medium-sized file to the batch's segment; return its digest and size."""
+        digest, start, size = segment.append(src_fd)
+        if given is not None and digest != given:
+            raise changed_error(src, digest, given)
+        if digest in sizes or (
+            given is None and (os.path.exists(self.loose.final(digest)) or self.pack.exists(digest))
+        ):
+            segment.undo_last()  # stored already: read only to learn its digest
+        elif segment.name is not None:
+            sizes[digest] = size
+            packed.add_segment(digest, segment.name, start, size)
+        return digest, size
 
     def _read_small(self, src_fd: int) -> tuple[bytes | None, int]:
         """Read a whole file that fits the pack; return ``(None, size)`` for larger ones.

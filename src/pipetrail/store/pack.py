@@ -19,18 +19,26 @@ commit is durable at the next checkpoint, which :meth:`SmallObjectPack.sync` for
 runner syncs the store before a run's record is final). See docs/adr/0006-small-object-pack.md
 and docs/adr/0007-source-files-in-the-pack.md.
 
+The pack also indexes the objects that batches appended to segment files
+(:mod:`pipetrail.store.segments`, ADR 0009): rows ``segment_objects(digest, segment,
+start, size)``, committed in the batch's transaction once the segment is durable, and
+read with ``pread``. Every method here answers for both kinds of objects.
+
 Imports only the standard library and pipetrail.hashing / pipetrail.errors.
 """
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import StoreError
 from pipetrail.hashing import digest_bytes
+from pipetrail.store.segments import SEGMENT_SUFFIX
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -52,6 +60,17 @@ _BATCH_SPILL_BYTES = 32 * 1024 * 1024
 # whole rows (100,000 rows of 1 KiB: 6.9 s and 469 MB, against 1.3 s and 146 MB here).
 # Both layouts answer the same SQL, so old packs keep working as they are.
 _SCHEMA = "CREATE TABLE IF NOT EXISTS objects (digest TEXT PRIMARY KEY, data BLOB NOT NULL)"
+_SEGMENT_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS segment_objects (digest TEXT PRIMARY KEY, "
+    "segment TEXT NOT NULL, start INTEGER NOT NULL, size INTEGER NOT NULL)"
+)
+_INSERT_SEGMENT = (
+    "INSERT OR IGNORE INTO segment_objects (digest, segment, start, size) VALUES (?, ?, ?, ?)"
+)
+_SIZE = (
+    "SELECT length(data) FROM objects WHERE digest = ?1 "
+    "UNION ALL SELECT size FROM segment_objects WHERE digest = ?1"
+)
 
 
 class SmallObjectPack:
@@ -59,10 +78,12 @@ class SmallObjectPack:
 
     Args:
         path: the pack file (created with its folder if missing).
+        segments: the folder of segment files; ``segments/`` beside the pack by default.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, segments: Path | None = None) -> None:
         self.path = Path(path)
+        self.segments = os.fspath(segments or self.path.parent / "segments")
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
@@ -79,6 +100,7 @@ class SmallObjectPack:
                 _set_wal(conn)
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute(_SCHEMA)
+                conn.execute(_SEGMENT_SCHEMA)
             except (sqlite3.Error, OSError) as exc:
                 raise StoreError(
                     f"the small-object pack {self.path} could not be opened ({exc}); check that "
@@ -109,12 +131,15 @@ class SmallObjectPack:
         for start in range(0, len(wanted), _LOOKUP_CHUNK):
             chunk = wanted[start : start + _LOOKUP_CHUNK]
             marks = ",".join("?" * len(chunk))
-            sql = f"SELECT digest, length(data) FROM objects WHERE digest IN ({marks})"  # noqa: S608  # only placeholders are interpolated
-            try:
-                rows = self._db().execute(sql, chunk).fetchall()
-            except sqlite3.Error as exc:
-                raise StoreError(f"could not look up objects in {self.path}: {exc}") from exc
-            found.update((str(digest), int(size)) for digest, size in rows)
+            for sql in (
+                f"SELECT digest, length(data) FROM objects WHERE digest IN ({marks})",  # noqa: S608  # only placeholders are interpolated
+                f"SELECT digest, size FROM segment_objects WHERE digest IN ({marks})",  # noqa: S608
+            ):
+                try:
+                    rows = self._db().execute(sql, chunk).fetchall()
+                except sqlite3.Error as exc:
+                    raise StoreError(f"could not look up objects in {self.path}: {exc}") from exc
+                found.update((str(digest), int(size)) for digest, size in rows)
         return found
 
     def get(self, digest: str) -> bytes | None:
@@ -122,13 +147,41 @@ class SmallObjectPack:
         if not self.path.exists() and getattr(self._local, "conn", None) is None:
             return None
         row = self._query("SELECT data FROM objects WHERE digest = ?", digest)
-        return None if row is None else bytes(row[0])
+        if row is not None:
+            return bytes(row[0])
+        row = self._query(
+            "SELECT segment, start, size FROM segment_objects WHERE digest = ?", digest
+        )
+        return None if row is None else self._read_segment(digest, *row)
+
+    def _read_segment(self, digest: str, segment: str, start: int, size: int) -> bytes:
+        """Read an object's bytes from its segment file."""
+        path = os.path.join(self.segments, segment)
+        try:
+            fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+            try:
+                data = os.pread(fd, size, start)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise StoreError(
+                f"object {digest} is in segment file {path}, which could not be read "
+                f"({exc.strerror or exc}); check the store folder's permissions, and run "
+                "`pipetrail store verify` to find every object that is affected"
+            ) from exc
+        if len(data) != size:
+            raise StoreError(
+                f"object {digest} should be {size} bytes at offset {start} of segment file "
+                f"{path}, which holds only {len(data)} there: the segment was truncated. "
+                "Run `pipetrail store verify` to quarantine the objects affected."
+            )
+        return data
 
     def size(self, digest: str) -> int | None:
         """Return the object's size, or None when absent."""
         if not self.path.exists() and getattr(self._local, "conn", None) is None:
             return None
-        row = self._query("SELECT length(data) FROM objects WHERE digest = ?", digest)
+        row = self._query(_SIZE, digest)
         return None if row is None else int(row[0])
 
     def exists(self, digest: str) -> bool:
@@ -147,25 +200,70 @@ class SmallObjectPack:
         if not self.path.exists():
             return
         try:
-            rows = self._db().execute("SELECT digest FROM objects ORDER BY digest").fetchall()
+            rows = (
+                self._db()
+                .execute(
+                    "SELECT digest FROM objects UNION SELECT digest FROM segment_objects ORDER BY 1"
+                )
+                .fetchall()
+            )
         except sqlite3.Error as exc:
             raise StoreError(f"could not list the objects of {self.path}: {exc}") from exc
         for (digest,) in rows:
             yield str(digest)
 
     def verify(self, digest: str) -> bool | None:
-        """Re-hash one object: True if intact, False if corrupt, None if absent."""
-        data = self.get(digest)
+        """Re-hash one object: True if intact, False if corrupt (or unreadable), None if absent."""
+        try:
+            data = self.get(digest)
+        except StoreError:
+            return False  # indexed, but its segment cannot be read back whole
         if data is None:
             return None
         return digest_bytes(data) == digest
+
+    def salvage(self, digest: str) -> bytes:
+        """Return whatever can still be read of a (corrupt) object, for the quarantine."""
+        try:
+            return self.get(digest) or b""
+        except StoreError:
+            return b""
 
     def remove(self, digest: str) -> None:
         """Delete a (corrupt) object; only quarantine uses this."""
         try:
             self._db().execute("DELETE FROM objects WHERE digest = ?", (digest,))
+            self._db().execute("DELETE FROM segment_objects WHERE digest = ?", (digest,))
         except sqlite3.Error as exc:
             raise StoreError(f"could not remove object {digest} from {self.path}: {exc}") from exc
+
+    def clean_segments(self, *, older_than: float) -> int:
+        """Remove segment files no row points to, modified ``older_than`` seconds ago or more.
+
+        Such a segment was left by a writer killed before its batch committed (a running
+        writer's segment is younger). Returns how many were removed.
+        """
+        if not os.path.isdir(self.segments):
+            return 0
+        cutoff = time.time() - older_than
+        try:
+            used = {
+                str(name)
+                for (name,) in self._db().execute("SELECT DISTINCT segment FROM segment_objects")
+            }
+        except sqlite3.Error as exc:
+            raise StoreError(f"could not list the segments of {self.path}: {exc}") from exc
+        removed = 0
+        for entry in os.scandir(self.segments):
+            if not entry.name.endswith(SEGMENT_SUFFIX) or entry.name in used:
+                continue
+            try:
+                if entry.stat(follow_symlinks=False).st_mtime < cutoff:
+                    os.unlink(entry.path)
+                    removed += 1
+            except FileNotFoundError:
+                continue
+        return removed
 
     def sync(self) -> None:
         """Checkpoint the pack so every committed object is durable on disk."""
@@ -203,11 +301,12 @@ class PackBatch:
     def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
         self._conn, self._path = conn, path
         self._rows: list[tuple[str, bytes]] = []
+        self._segment_rows: list[tuple[str, str, int, int]] = []
         self._bytes = 0
         self._open = False
 
     def __len__(self) -> int:
-        return len(self._rows)
+        return len(self._rows) + len(self._segment_rows)
 
     def add(self, digest: str, data: bytes) -> None:
         """Queue ``data`` under ``digest`` (the caller computed it)."""
@@ -216,13 +315,19 @@ class PackBatch:
         if self._bytes >= _BATCH_SPILL_BYTES:
             self._write()
 
+    def add_segment(self, digest: str, segment: str, start: int, size: int) -> None:
+        """Queue the index row of an object appended to a (durable) segment file."""
+        self._segment_rows.append((digest, segment, start, size))
+
     def _write(self) -> None:
         rows, self._rows, self._bytes = self._rows, [], 0
+        segment_rows, self._segment_rows = self._segment_rows, []
         try:
             if not self._open:
                 self._conn.execute("BEGIN IMMEDIATE")
                 self._open = True
             self._conn.executemany(_INSERT, rows)
+            self._conn.executemany(_INSERT_SEGMENT, segment_rows)
         except sqlite3.Error as exc:
             raise StoreError(
                 f"could not write {len(rows)} objects to {self._path}: {exc}; check that the "
@@ -231,7 +336,7 @@ class PackBatch:
 
     def commit(self) -> None:
         """Write and commit every queued row (one transaction); a no-op when empty."""
-        if not self._rows and not self._open:
+        if not self._rows and not self._segment_rows and not self._open:
             return
         try:
             self._write()
@@ -243,7 +348,7 @@ class PackBatch:
 
     def rollback(self) -> None:
         """Drop every queued row; nothing of the batch is stored."""
-        self._rows, self._bytes = [], 0
+        self._rows, self._segment_rows, self._bytes = [], [], 0
         if self._open:
             self._open = False
             try:

@@ -512,17 +512,20 @@ def test_put_files_packs_small_files_in_one_transaction(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     small = _files(tmp_path / "src", 50, size=1000)
-    large = _files(tmp_path / "large", 3, size=40_000)
+    medium = _files(tmp_path / "medium", 3, size=40_000)
+    large = _files(tmp_path / "large", 2, size=1_200_000)
     store = LocalStore(tmp_path / "s")  # the default pack limit: 16 KiB
     spy = _Spy(monkeypatch)
-    items: list[tuple[Path, str | None]] = [(p, None) for p in [*small, *large]]
+    items: list[tuple[Path, str | None]] = [(p, None) for p in [*small, *medium, *large]]
     results = store.put_files(items)
     monkeypatch.undo()
-    assert results == [digest_file(p) for p in [*small, *large]]
+    assert results == [digest_file(p) for p in [*small, *medium, *large]]
     loose = {d for d in store.iter_digests() if os.path.exists(store._path(d))}
-    assert loose == {d for d, _ in results[50:]}  # only the large ones are files
-    assert spy.count("rename") == 3
-    assert store._pack.sizes(d for d, _ in results) == {d: 1000 for d, _ in results[:50]}
+    assert loose == {d for d, _ in results[53:]}  # only the large ones are files
+    assert spy.count("rename") == 2
+    # Small ones are rows, medium ones (16 KiB to 1 MiB) are in one segment file.
+    assert store._pack.sizes(d for d, _ in results) == {d: s for d, s in results[:53]}
+    assert len(os.listdir(tmp_path / "s" / "segments")) == 1
     # Given digests of packed objects are checked in the pack, without copying again.
     again = store.put_files([(p, d) for p, (d, _) in zip(small, results, strict=False)])
     assert again == results[:50]
