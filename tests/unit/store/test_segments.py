@@ -5,7 +5,11 @@ from __future__ import annotations
 import errno
 import os
 import random
+import signal
 import sqlite3
+import subprocess
+import sys
+import textwrap
 import time
 from typing import TYPE_CHECKING
 
@@ -274,3 +278,60 @@ def test_a_refused_direct_write_is_retried_through_the_page_cache(
         os.close(dst)
     assert refused
     assert (tmp_path / "dst").read_bytes() == data
+
+
+_BATCH_WRITER = textwrap.dedent(
+    """
+    import sys
+    from pathlib import Path
+    from pipetrail.store import LocalStore
+
+    store = LocalStore(Path(sys.argv[1]))
+    files = sorted(Path(sys.argv[2]).iterdir())
+    print("started", flush=True)
+    store.put_files([(path, None) for path in files])
+    print("done", flush=True)
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("delay", [0.0, 0.05, 0.2])
+def test_sigkill_while_a_segment_is_written_leaves_only_whole_objects(
+    tmp_path: Path, delay: float
+) -> None:
+    root, source = tmp_path / "store", tmp_path / "src"
+    _write(source, [512 * KIB + 5] * 160 + [3 * 1024 * KIB], seed=13)
+    expected = {digest_bytes(p.read_bytes()): p.stat().st_size for p in source.iterdir()}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _BATCH_WRITER, str(root), str(source)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "started"
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not _segments(root):
+            time.sleep(0.0005)
+        time.sleep(delay)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+    store = LocalStore(root)
+    for digest in store.iter_digests():  # none, or all of them if the kill came late
+        assert store.size(digest) == expected[digest]
+        assert store.get_bytes(digest) is not None
+    assert verify_store(store).ok
+    store.clean_tmp(older_than=-1)
+    used = {
+        store._pack._query("SELECT segment FROM segment_objects WHERE digest = ?", d)
+        for d in store.iter_digests()
+    }
+    assert {p.name for p in _segments(root)} == {row[0] for row in used if row is not None}
