@@ -15,6 +15,9 @@ it would be for data a pipeline just wrote or read):
   threads (which take the files of 1 MiB or more), as the runner does.
   ``first.copy.1thread`` calls ``store_files`` from one thread; ``first.copy.cp_floor``
   times ``cp -r`` + ``sync`` of the folder: what the disk allows for writing 1 GiB;
+  ``first.copy.process`` is the same copy in a new Python process (start-up, imports,
+  observation, ``sync``), whole process like ``dvc add`` (``vs_dvc.add_copy.process``,
+  context);
 * ``dvc.add``: the peer, measured in the same run (``peers.py``: DVC in its own
   virtualenv, installed on first use): whole-process ``dvc add hashset`` in a new
   repository (``dvc init --no-scm``, empty cache and state, both in the same temporary
@@ -45,10 +48,11 @@ change), and the expected ``hashed_files``; every copy, that the store holds exa
 manifest's objects.
 
 DVC itself deletes about one file per file it adds (temporary names in its cache), which
-slows down file creation afterwards (see below) for both tools: measured here, a
-``first.copy`` of 1.1 s before any ``dvc add`` took 3.5 to 4.9 s after one. The temporary
-folder is marked ``chattr +T`` (best effort: ext4 then puts its sub-folders in separate
-block groups); that reduced the effect in one trial and did not remove it.
+slows down file creation afterwards (see below) for both tools: measured here, before
+segment files and direct copies (ADR 0009), a ``first.copy`` of 1.1 s before any ``dvc
+add`` took 2 to 4.9 s after one; since, pipetrail creates about 20 files for the folder
+and its copies stay at 0.6-0.9 s. The temporary folder is marked ``chattr +T`` (best
+effort: ext4 then puts its sub-folders in separate block groups).
 
 Nothing written is deleted before the end of the run: each repetition copies into a new
 folder. On ext4, for about 5 minutes after many files were deleted, creating a file costs
@@ -105,6 +109,16 @@ from pipetrail.capture.sources import observe_source
 from pipetrail.capture.statcache import StatCache
 with StatCache(Path(sys.argv[1])) as cache:
     obs = observe_source(sys.argv[2], root=Path(sys.argv[3]), cache=cache, by_reference=True)
+print(obs.digest, obs.hashed_files)
+"""
+_COPY_IN_NEW_PROCESS = """
+import sys
+from pathlib import Path
+from pipetrail.capture.sources import observe_source
+from pipetrail.store.local import LocalStore
+store = LocalStore(Path(sys.argv[1]))
+obs = observe_source(sys.argv[2], root=Path(sys.argv[3]), store_files=store.put_files)
+store.sync()
 print(obs.digest, obs.hashed_files)
 """
 
@@ -260,6 +274,19 @@ def _observe_in_new_process(db: Path, root: Path, name: str) -> tuple[float, str
     return seconds, digest, int(hashed)
 
 
+def _copy_in_new_process(tmp: Path, root: Path, name: str, i: int, digest: str | None) -> float:
+    """First observation with copy in a new Python process, like a command; return seconds."""
+    objects = tmp / f"objects-process-{name}-{i}"  # kept until the end, like the others
+    seconds, out = run_timed(
+        [PYTHON, "-c", _COPY_IN_NEW_PROCESS, str(objects), name, str(root)], env=bench_env()
+    )
+    got, hashed = out.split()
+    if digest is not None and got != digest:
+        raise RuntimeError(f"first copy in a new process: digest {got}, expected {digest}")
+    log(f"  {name} first (copy, new process) rep {i + 1}: {seconds:.3f} s ({hashed} hashed)")
+    return seconds
+
+
 def _cp_floor(tmp: Path, folder: Path, reps: int) -> list[float]:
     """Time ``cp -r`` of the folder plus ``sync``: the disk's floor for writing it."""
     times: list[float] = []
@@ -329,6 +356,7 @@ def run(quick: bool, copy_only: bool = False, no_peers: bool = False) -> list[Re
         # in every other one), so that a slow phase of the machine hits both sides.
         first_ref: list[float] = []
         first_copy: list[float] = []
+        first_process: list[float] = []
         digest = None
         for i in range(reps):
             if i % 2:
@@ -338,6 +366,7 @@ def run(quick: bool, copy_only: bool = False, no_peers: bool = False) -> list[Re
             first_copy.append(
                 _first_once(tmp, root, "hashset", count, i, copy=True, digest=digest)[0]
             )
+            first_process.append(_copy_in_new_process(tmp, root, "hashset", i, digest))
             if not i % 2:
                 peer.time_add()
         first_copy_1, _ = _first_observations(
@@ -347,7 +376,7 @@ def run(quick: bool, copy_only: bool = False, no_peers: bool = False) -> list[Re
         if copy_only:
             return _first_rows(
                 first_ref, first_copy, first_copy_1, cp_floor, many_first, many_copy, many_cp_floor
-            ) + _add_rows(peer, first_ref, first_copy)
+            ) + _add_rows(peer, first_ref, first_copy, first_process)
 
         cache = StatCache(tmp / "stat.db")
         _observe("hashset", root, cache)  # fill the cache
@@ -420,7 +449,7 @@ def run(quick: bool, copy_only: bool = False, no_peers: bool = False) -> list[Re
     results = _first_rows(
         first_ref, first_copy, first_copy_1, cp_floor, many_first, many_copy, many_cp_floor
     )
-    results += _add_rows(peer, first_ref, first_copy)
+    results += _add_rows(peer, first_ref, first_copy, first_process)
     results += [
         summarize(
             "sources.unchanged",
@@ -534,7 +563,9 @@ def _not_measured(name: str, what: str, seconds: float, reason: str) -> Result:
     )
 
 
-def _add_rows(peer: _Peer, first_ref: list[float], first_copy: list[float]) -> list[Result]:
+def _add_rows(
+    peer: _Peer, first_ref: list[float], first_copy: list[float], first_process: list[float]
+) -> list[Result]:
     """``dvc add`` and the ratios to pipetrail's first observations, per repetition."""
     if peer.add:
         add, note = peer.add, "per repetition"
@@ -571,6 +602,18 @@ def _add_rows(peer: _Peer, first_ref: list[float], first_copy: list[float]) -> l
             "sources.vs_dvc.add_by_reference",
             f"dvc add / first.by_reference ({note})",
             [a / r for a, r in zip(add, first_ref, strict=True)],
+            "x",
+        ),
+        summarize(
+            "sources.first.copy.process",
+            "first.copy in a new python process (start-up + imports + observation + sync)",
+            first_process,
+            "s",
+        ),
+        summarize(
+            "sources.vs_dvc.add_copy.process",
+            f"dvc add / first.copy.process, both whole process ({note})",
+            [a / c for a, c in zip(add, first_process, strict=True)],
             "x",
         ),
     ]
