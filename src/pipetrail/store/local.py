@@ -38,6 +38,7 @@ from pipetrail.store.local_put import FileCopier
 from pipetrail.store.loose import LooseObjects
 from pipetrail.store.os_errors import map_os_errors
 from pipetrail.store.pack import SMALL_OBJECT_LIMIT, SmallObjectPack
+from pipetrail.store.segments import SEGMENT_OBJECT_LIMIT
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -122,6 +123,8 @@ class LocalStore:
             return digest
         if len(data) <= self._small_limit:
             self._pack.put(digest, data)
+        elif len(data) <= SEGMENT_OBJECT_LIMIT and self._pack.exists(digest):
+            return digest  # copied in by a batch, into a segment (ADR 0009)
         else:
             self._loose.write(digest, data)
         return digest

@@ -79,7 +79,8 @@ class FileCopier:
         final = loose.final(digest)
         if os.path.exists(final):
             return digest, self._check_stored_size(src, size, digest, final)
-        packed = self.pack.size(digest) if size is None or size <= self.small_limit else None
+        # Small objects live in the pack, medium ones may be in a segment (ADR 0009).
+        packed = self.pack.size(digest) if size is None or size <= _SEGMENT_LIMIT else None
         if packed is not None:
             return digest, self._check_stored_size(src, size, digest, final, stored=packed)
         with map_os_errors(f"store file as object {digest}", src, root):

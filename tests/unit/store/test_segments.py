@@ -335,3 +335,13 @@ def test_sigkill_while_a_segment_is_written_leaves_only_whole_objects(
         for d in store.iter_digests()
     }
     assert {p.name for p in _segments(root)} == {row[0] for row in used if row is not None}
+
+
+def test_single_puts_find_objects_already_in_a_segment(tmp_path: Path) -> None:
+    paths = _write(tmp_path / "src", [20 * KIB] * 8, seed=14)
+    store = LocalStore(tmp_path / "s")
+    digests = [d for d, _ in store.put_files([(p, None) for p in paths])]
+    assert store.put_file(paths[1]) == (digests[1], 20 * KIB)
+    assert store.put_bytes(paths[2].read_bytes()) == digests[2]
+    assert list((tmp_path / "s" / "tmp").iterdir()) == []
+    assert not any(os.path.exists(store._path(d)) for d in digests)  # no loose duplicates
