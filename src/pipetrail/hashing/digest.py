@@ -97,11 +97,23 @@ _READERS: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool): rebuilt a
 _READERS_LOCK = threading.Lock()
 
 
+def page_buffer(size: int) -> mmap.mmap:
+    """A new page-aligned anonymous buffer, private to this process.
+
+    Private (``MAP_PRIVATE``, where it exists): an anonymous ``mmap`` is shared by default,
+    so a process forked after filling a cached buffer would write into the very pages
+    its parent hashes and copies from. Windows has no fork, nor the flag.
+    """
+    if hasattr(mmap, "MAP_PRIVATE"):
+        return mmap.mmap(-1, size, flags=mmap.MAP_PRIVATE)
+    return mmap.mmap(-1, size)
+
+
 def _read_buffer() -> mmap.mmap:
     """A page-aligned buffer per thread: copying into aligned memory is markedly faster."""
     buffer: mmap.mmap | None = getattr(_BUFFERS, "buffer", None)
     if buffer is None:
-        buffer = mmap.mmap(-1, _CHUNK)
+        buffer = page_buffer(_CHUNK)
         _BUFFERS.buffer = buffer
     return buffer
 
@@ -110,7 +122,7 @@ def _spare_buffer() -> mmap.mmap:
     """This thread's second buffer, filled by the reader while the first is hashed."""
     buffer: mmap.mmap | None = getattr(_BUFFERS, "spare", None)
     if buffer is None:
-        buffer = mmap.mmap(-1, _CHUNK)
+        buffer = page_buffer(_CHUNK)
         _BUFFERS.spare = buffer
     return buffer
 

@@ -21,13 +21,17 @@ Imports only ``pipetrail.hashing`` and ``pipetrail.store.local_files``.
 from __future__ import annotations
 
 import errno
-import mmap
 import os
 import sys
 import threading
+from typing import TYPE_CHECKING
 
 from pipetrail.hashing import Hasher
+from pipetrail.hashing.digest import page_buffer
 from pipetrail.store.local_files import write_all
+
+if TYPE_CHECKING:
+    import mmap
 
 __all__ = [
     "DIRECT_MIN_SIZE",
@@ -53,10 +57,14 @@ def direct_io_available() -> bool:
 
 
 def aligned_buffer(role: str) -> mmap.mmap:
-    """This thread's reusable page-aligned buffer of 8 MiB for ``role`` (one per role)."""
+    """This thread's reusable page-aligned buffer of 8 MiB for ``role`` (one per role).
+
+    Private to the process (see :func:`pipetrail.hashing.digest.page_buffer`): a child
+    forked after a copy gets its own pages on its first write.
+    """
     buffer: mmap.mmap | None = getattr(_BUFFERS, role, None)
     if buffer is None:
-        buffer = mmap.mmap(-1, _CHUNK)
+        buffer = page_buffer(_CHUNK)
         setattr(_BUFFERS, role, buffer)
     return buffer
 

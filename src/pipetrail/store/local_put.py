@@ -5,36 +5,43 @@ Owns :class:`FileCopier`, which decides where each file goes and checks what it 
 * files up to the store's small-object limit (16 KiB by default) are read whole, hashed
   and added to the small-object pack, a batch's in one SQLite transaction
   (:class:`~pipetrail.store.pack.PackBatch`; ADR 0006);
-* larger files become loose object files (:class:`~pipetrail.store.loose.LooseObjects`).
+* in batches of 8 files or more, files up to 1 MiB are appended to the batch's segment
+  file (:class:`~pipetrail.store.segments.SegmentWriter`; ADR 0009);
+* larger files become loose object files (:class:`~pipetrail.store.loose.LooseObjects`),
+  written past the page cache when durable (:mod:`pipetrail.store.direct_io`).
 
 Durability of a batch (``put_files``), with ``fsync=True``:
 
 1. Each new loose object is copied to its own temp file in ``tmp/``, verified against its
    digest while copying, made read-only and closed, without fsync. Each new packed object
    is read, verified and queued in memory (written early, inside the still-open
-   transaction, past 32 MiB).
+   transaction, past 32 MiB). Each new medium object is appended to the segment.
 2. The temp files are made durable at once: ``syncfs(2)`` on the store's filesystem
    (Linux 5.8+, where it reports writeback errors to a descriptor opened before the first
    write, as here). Elsewhere, and for batches of fewer than 8 items (nothing to
    amortize, and syncfs would wait for other writers' dirty pages too), each temp file
    is fsynced before it is closed; if syncfs fails, each one is reopened and fsynced.
-3. The pack transaction commits: its objects are then wholly stored, and durable at the
-   next ``sync()`` (a checkpoint), like every packed object.
+   The segment is written to its end and fsynced, with its folder.
+3. The pack transaction commits, with the segment's index rows: those objects are then
+   wholly stored, and durable at the next ``sync()`` (a checkpoint), like every packed
+   object. The segment's lock is released only now (``clean_tmp`` skips locked ones).
 4. Each temp file is renamed to its final name. A power loss at any point leaves final
    names only on complete objects and pack rows only whole; a killed process, at most
    temp files. The renames are made durable at the next ``sync()``.
 
-An error before step 3 stores nothing of the batch; a rename failing in step 4 leaves
-the objects renamed before it (each complete). Trade-off: syncfs writes back every dirty
-page of the filesystem, other processes' included: cheap when the store is the main
-writer, slower than per-file fsync when another process keeps gigabytes dirty there.
+An error before step 3 stores nothing of the batch (its segment is removed); a rename
+failing in step 4 leaves the objects renamed before it (each complete). Trade-off:
+syncfs writes back every dirty page of the filesystem, other processes' included: cheap
+when the store is the main writer, slower than per-file fsync when another process
+keeps gigabytes dirty there.
 
 Imports only ``pipetrail.hashing``, ``pipetrail.errors`` and ``pipetrail.store``'s
-``loose``, ``pack`` and ``os_errors``.
+``loose``, ``pack``, ``segments`` and ``os_errors``.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import TYPE_CHECKING
 
@@ -53,6 +60,8 @@ if TYPE_CHECKING:
     from pipetrail.store.pack import PackBatch, SmallObjectPack
 
 __all__ = ["FileCopier"]
+
+_log = logging.getLogger(__name__)
 
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)
 # Batches of fewer items fsync each new object file instead of one syncfs for all,
@@ -149,9 +158,11 @@ class FileCopier:
                                 packed.add(digest, data)
                             continue
                         if segment is not None and packed is not None and size <= _SEGMENT_LIMIT:
-                            digest, size = self._append(src, src_fd, given, segment, sizes, packed)
-                            results.append((digest, size))
-                            continue
+                            appended = self._append(src, src_fd, given, segment, sizes, packed)
+                            if appended is not None:
+                                results.append(appended)
+                                continue
+                            os.lseek(src_fd, 0, os.SEEK_SET)  # it grew: copied loose below
                         if not opened:
                             fs_fd, opened = loose.open_fs_handle(), True
                             per_file_fsync = fs_fd is None
@@ -171,9 +182,8 @@ class FileCopier:
                 batch.entries.append((digest, tmp, final))
                 sizes[digest] = copied
                 results.append((digest, copied))
-            if segment is not None:
-                with map_os_errors("write a segment file", self.pack.segments, root):
-                    segment.finish()
+            if segment is not None and not segment.finish():
+                segment = None  # every object of it was stored already: removed
             if fs_fd is not None and batch.entries:
                 loose.make_durable(fs_fd, [tmp for _, tmp, _ in batch.entries])
             if packed is not None:
@@ -181,17 +191,39 @@ class FileCopier:
             committed = True
             loose.rename_batch(batch)
         except BaseException:
-            if packed is not None and not committed:
-                packed.rollback()
-            if segment is not None and not committed:
-                segment.abort()
+            if not committed:
+                self._undo(packed, segment)
             for _, tmp, _ in batch.entries[batch.renamed :]:
                 loose.discard(tmp)
             raise
         finally:
             if fs_fd is not None:
                 os.close(fs_fd)
+            if segment is not None:
+                segment.close()  # its rows are committed (or it was removed): unlock
         return results
+
+    def _undo(self, packed: PackBatch | None, segment: SegmentWriter | None) -> None:
+        """Drop what a failed batch wrote before its commit, keeping the first error."""
+        if packed is not None:
+            try:
+                packed.rollback()
+            except StoreError as exc:
+                _log.warning("%s", exc)
+        if segment is None:
+            return
+        try:
+            # An interrupt that lands just after the commit must not remove a segment
+            # that rows point into; when in doubt, keep it (clean_tmp removes orphans).
+            keep = self.pack.segment_in_use(segment.name)
+        except StoreError:
+            keep = True
+        if keep:
+            return
+        try:
+            segment.abort()
+        except OSError as exc:
+            _log.warning("could not remove segment %s of a failed batch: %s", segment.path, exc)
 
     def _append(
         self,
@@ -201,16 +233,23 @@ class FileCopier:
         segment: SegmentWriter,
         sizes: dict[str, int],
         packed: PackBatch,
-    ) -> tuple[str, int]:
-        """Append a medium-sized file to the batch's segment; return its digest and size."""
-        digest, start, size = segment.append(src_fd)
+    ) -> tuple[str, int] | None:
+        """Append a medium-sized file to the batch's segment; return its digest and size.
+
+        Returns None when the file grew past the segment limit while it was read (the
+        caller rewinds it and copies it loose).
+        """
+        appended = segment.append(src_fd, limit=_SEGMENT_LIMIT)
+        if appended is None:
+            return None
+        digest, start, size = appended
         if given is not None and digest != given:
             raise changed_error(src, digest, given)
         if digest in sizes or (
             given is None and (os.path.exists(self.loose.final(digest)) or self.pack.exists(digest))
         ):
             segment.undo_last()  # stored already: read only to learn its digest
-        elif segment.name is not None:
+        else:
             sizes[digest] = size
             packed.add_segment(digest, segment.name, start, size)
         return digest, size

@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
-import mmap
 import os
 import threading
 import time
@@ -37,7 +36,7 @@ from typing import TYPE_CHECKING
 
 from pipetrail.errors import IntegrityError
 from pipetrail.hashing import Hasher, digest_bytes, digest_file
-from pipetrail.hashing.digest import DIGEST_PREFIX
+from pipetrail.hashing.digest import DIGEST_PREFIX, page_buffer
 from pipetrail.store.direct_io import DIRECT_MIN_SIZE, copy_hashing, direct_io_available
 from pipetrail.store.local_files import (
     fsync_dir_best_effort,
@@ -49,6 +48,7 @@ from pipetrail.store.local_files import (
 from pipetrail.store.os_errors import map_os_errors, store_error
 
 if TYPE_CHECKING:
+    import mmap
     from collections.abc import Iterable, Iterator
 
 __all__ = ["LooseBatch", "LooseObjects", "changed_error"]
@@ -80,7 +80,7 @@ def _read_buffer() -> mmap.mmap:
     """This thread's reusable page-aligned copy buffer (no allocation per file)."""
     buffer: mmap.mmap | None = getattr(_BUFFERS, "buffer", None)
     if buffer is None:
-        buffer = _BUFFERS.buffer = mmap.mmap(-1, _CHUNK)
+        buffer = _BUFFERS.buffer = page_buffer(_CHUNK)
     return buffer
 
 

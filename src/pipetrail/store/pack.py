@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import StoreError
 from pipetrail.hashing import digest_bytes
-from pipetrail.store.segments import SEGMENT_SUFFIX
+from pipetrail.store.pack_batch import INSERT_OBJECT, PackBatch
+from pipetrail.store.segments import SEGMENT_SUFFIX, try_lock
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -49,11 +50,8 @@ __all__ = ["SMALL_OBJECT_LIMIT", "PackBatch", "SmallObjectPack"]
 # covering scalars, small JSON documents, logs and source texts.
 SMALL_OBJECT_LIMIT = 16 * 1024
 
-_INSERT = "INSERT OR IGNORE INTO objects (digest, data) VALUES (?, ?)"
 # Digests per ``IN (...)`` lookup: below SQLite's historical limit of 999 parameters.
 _LOOKUP_CHUNK = 500
-# A batch writes its rows once they hold this many bytes, so memory stays bounded.
-_BATCH_SPILL_BYTES = 32 * 1024 * 1024
 # A rowid table, the digest in its own index: rows up to ~4 KiB stay on their leaf page.
 # Packs made before kept ``WITHOUT ROWID``, which stores each row inside the digest
 # B-tree: rows above ~1 KiB overflow to a page of their own and every page split moves
@@ -63,9 +61,6 @@ _SCHEMA = "CREATE TABLE IF NOT EXISTS objects (digest TEXT PRIMARY KEY, data BLO
 _SEGMENT_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS segment_objects (digest TEXT PRIMARY KEY, "
     "segment TEXT NOT NULL, start INTEGER NOT NULL, size INTEGER NOT NULL)"
-)
-_INSERT_SEGMENT = (
-    "INSERT OR IGNORE INTO segment_objects (digest, segment, start, size) VALUES (?, ?, ?, ?)"
 )
 _SIZE = (
     "SELECT length(data) FROM objects WHERE digest = ?1 "
@@ -114,7 +109,7 @@ class SmallObjectPack:
     def put(self, digest: str, data: bytes) -> None:
         """Store ``data`` under ``digest`` (the caller computed it); a no-op if present."""
         try:
-            self._db().execute(_INSERT, (digest, data))
+            self._db().execute(INSERT_OBJECT, (digest, data))
         except sqlite3.Error as exc:
             raise StoreError(f"could not write object {digest} to {self.path}: {exc}") from exc
 
@@ -143,39 +138,66 @@ class SmallObjectPack:
         return found
 
     def get(self, digest: str) -> bytes | None:
-        """Return the bytes stored under ``digest``, or None."""
+        """Return the bytes stored under ``digest``, or None.
+
+        Raises:
+            StoreError: the object is indexed in a segment file that cannot be read back
+                whole (missing, unreadable or truncated).
+        """
         if not self.path.exists() and getattr(self._local, "conn", None) is None:
             return None
         row = self._query("SELECT data FROM objects WHERE digest = ?", digest)
         if row is not None:
             return bytes(row[0])
+        found = self._segment_row(digest)
+        if found is None:
+            return None
+        segment, start, size = found
+        data = self._read_segment(digest, segment, start, size, missing_ok=False)
+        if len(data) != size:
+            raise StoreError(
+                f"object {digest} should be {size} bytes at offset {start} of segment file "
+                f"{os.path.join(self.segments, segment)}, which holds only {len(data)} "
+                "there: the segment was truncated. Run `pipetrail store verify` to "
+                "quarantine the objects affected."
+            )
+        return data
+
+    def _segment_row(self, digest: str) -> tuple[str, int, int] | None:
         row = self._query(
             "SELECT segment, start, size FROM segment_objects WHERE digest = ?", digest
         )
-        return None if row is None else self._read_segment(digest, *row)
+        return None if row is None else (str(row[0]), int(row[1]), int(row[2]))
 
-    def _read_segment(self, digest: str, segment: str, start: int, size: int) -> bytes:
-        """Read an object's bytes from its segment file."""
+    def _read_segment(
+        self, digest: str, segment: str, start: int, size: int, *, missing_ok: bool
+    ) -> bytes:
+        """Read up to ``size`` bytes of an object from its segment (fewer if truncated).
+
+        A missing segment gives ``b""`` when ``missing_ok``; any other failure to read
+        raises StoreError (it may pass: a full descriptor table, permissions).
+        """
         path = os.path.join(self.segments, segment)
         try:
             fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
             try:
-                data = os.pread(fd, size, start)
+                return os.pread(fd, size, start)
             finally:
                 os.close(fd)
+        except FileNotFoundError as exc:
+            if missing_ok:
+                return b""
+            raise StoreError(
+                f"object {digest} is in segment file {path}, which is missing; run "
+                "`pipetrail store verify` to find every object that is affected, and "
+                "restore the store from a backup"
+            ) from exc
         except OSError as exc:
             raise StoreError(
                 f"object {digest} is in segment file {path}, which could not be read "
-                f"({exc.strerror or exc}); check the store folder's permissions, and run "
-                "`pipetrail store verify` to find every object that is affected"
+                f"({exc.strerror or exc}); check the store folder's permissions and try "
+                "again"
             ) from exc
-        if len(data) != size:
-            raise StoreError(
-                f"object {digest} should be {size} bytes at offset {start} of segment file "
-                f"{path}, which holds only {len(data)} there: the segment was truncated. "
-                "Run `pipetrail store verify` to quarantine the objects affected."
-            )
-        return data
 
     def size(self, digest: str) -> int | None:
         """Return the object's size, or None when absent."""
@@ -213,21 +235,50 @@ class SmallObjectPack:
             yield str(digest)
 
     def verify(self, digest: str) -> bool | None:
-        """Re-hash one object: True if intact, False if corrupt (or unreadable), None if absent."""
-        try:
-            data = self.get(digest)
-        except StoreError:
-            return False  # indexed, but its segment cannot be read back whole
-        if data is None:
+        """Re-hash one object: True if intact, False if corrupt, None if absent.
+
+        A segment object is corrupt when its bytes do not hash to its digest, or when its
+        segment is missing or too short to hold it: those bytes are lost either way.
+
+        Raises:
+            StoreError: the pack or a segment could not be read for another reason (which
+                may pass); nothing is judged then.
+        """
+        if not self.path.exists() and getattr(self._local, "conn", None) is None:
             return None
-        return digest_bytes(data) == digest
+        row = self._query("SELECT data FROM objects WHERE digest = ?", digest)
+        if row is not None:
+            return digest_bytes(bytes(row[0])) == digest
+        found = self._segment_row(digest)
+        if found is None:
+            return None
+        data = self._read_segment(digest, *found, missing_ok=True)
+        return len(data) == found[2] and digest_bytes(data) == digest
 
     def salvage(self, digest: str) -> bytes:
-        """Return whatever can still be read of a (corrupt) object, for the quarantine."""
+        """Return what can still be read of a (corrupt) object, for the quarantine."""
+        row = self._query("SELECT data FROM objects WHERE digest = ?", digest)
+        if row is not None:
+            return bytes(row[0])
+        found = self._segment_row(digest)
+        if found is None:
+            return b""
         try:
-            return self.get(digest) or b""
+            return self._read_segment(digest, *found, missing_ok=True)
         except StoreError:
             return b""
+
+    def segment_in_use(self, segment: str) -> bool:
+        """Return whether any row points into ``segment`` (a file name in ``segments/``)."""
+        try:
+            row = (
+                self._db()
+                .execute("SELECT 1 FROM segment_objects WHERE segment = ? LIMIT 1", (segment,))
+                .fetchone()
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"could not read the segment index of {self.path}: {exc}") from exc
+        return row is not None
 
     def remove(self, digest: str) -> None:
         """Delete a (corrupt) object; only quarantine uses this."""
@@ -238,31 +289,34 @@ class SmallObjectPack:
             raise StoreError(f"could not remove object {digest} from {self.path}: {exc}") from exc
 
     def clean_segments(self, *, older_than: float) -> int:
-        """Remove segment files no row points to, modified ``older_than`` seconds ago or more.
+        """Remove segment files of killed writers; return how many were removed.
 
-        Such a segment was left by a writer killed before its batch committed (a running
-        writer's segment is younger). Returns how many were removed.
+        A segment is removed when it was modified ``older_than`` seconds ago or more, its
+        writer's lock can be taken (no writer holds it open) and, checked once the lock
+        is held, no row points into it: a writer commits its rows before it lets go.
         """
         if not os.path.isdir(self.segments):
             return 0
         cutoff = time.time() - older_than
-        try:
-            used = {
-                str(name)
-                for (name,) in self._db().execute("SELECT DISTINCT segment FROM segment_objects")
-            }
-        except sqlite3.Error as exc:
-            raise StoreError(f"could not list the segments of {self.path}: {exc}") from exc
         removed = 0
         for entry in os.scandir(self.segments):
-            if not entry.name.endswith(SEGMENT_SUFFIX) or entry.name in used:
+            if not entry.name.endswith(SEGMENT_SUFFIX):
                 continue
             try:
-                if entry.stat(follow_symlinks=False).st_mtime < cutoff:
-                    os.unlink(entry.path)
-                    removed += 1
+                if entry.stat(follow_symlinks=False).st_mtime >= cutoff:
+                    continue
+                fd = os.open(entry.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
             except FileNotFoundError:
                 continue
+            try:
+                if not try_lock(fd) or self.segment_in_use(entry.name):
+                    continue
+                os.unlink(entry.path)  # while locked: no writer can be using it
+                removed += 1
+            except (FileNotFoundError, PermissionError):
+                continue  # gone already, or (Windows) still open in a writer
+            finally:
+                os.close(fd)
         return removed
 
     def sync(self) -> None:
@@ -283,78 +337,6 @@ class SmallObjectPack:
         for conn in connections:
             conn.close()
         self._local = threading.local()
-
-
-class PackBatch:
-    """Puts gathered and committed in one transaction: all of them stored, or none.
-
-    Rows wait in memory and are written at :meth:`commit`; once they hold 32 MiB the
-    transaction is opened (``BEGIN IMMEDIATE``, holding the pack's write lock until
-    :meth:`commit` or :meth:`rollback`) and they are written early, so memory stays
-    bounded. Use it from the thread that created it: it stays on that thread's connection.
-
-    Args:
-        conn: the pack connection to write with.
-        path: the pack file, named in errors.
-    """
-
-    def __init__(self, conn: sqlite3.Connection, path: Path) -> None:
-        self._conn, self._path = conn, path
-        self._rows: list[tuple[str, bytes]] = []
-        self._segment_rows: list[tuple[str, str, int, int]] = []
-        self._bytes = 0
-        self._open = False
-
-    def __len__(self) -> int:
-        return len(self._rows) + len(self._segment_rows)
-
-    def add(self, digest: str, data: bytes) -> None:
-        """Queue ``data`` under ``digest`` (the caller computed it)."""
-        self._rows.append((digest, data))
-        self._bytes += len(data)
-        if self._bytes >= _BATCH_SPILL_BYTES:
-            self._write()
-
-    def add_segment(self, digest: str, segment: str, start: int, size: int) -> None:
-        """Queue the index row of an object appended to a (durable) segment file."""
-        self._segment_rows.append((digest, segment, start, size))
-
-    def _write(self) -> None:
-        rows, self._rows, self._bytes = self._rows, [], 0
-        segment_rows, self._segment_rows = self._segment_rows, []
-        try:
-            if not self._open:
-                self._conn.execute("BEGIN IMMEDIATE")
-                self._open = True
-            self._conn.executemany(_INSERT, rows)
-            self._conn.executemany(_INSERT_SEGMENT, segment_rows)
-        except sqlite3.Error as exc:
-            raise StoreError(
-                f"could not write {len(rows)} objects to {self._path}: {exc}; check that the "
-                "store folder is writable and that its disk has free space"
-            ) from exc
-
-    def commit(self) -> None:
-        """Write and commit every queued row (one transaction); a no-op when empty."""
-        if not self._rows and not self._segment_rows and not self._open:
-            return
-        try:
-            self._write()
-            self._conn.execute("COMMIT")
-        except BaseException:
-            self.rollback()
-            raise
-        self._open = False
-
-    def rollback(self) -> None:
-        """Drop every queued row; nothing of the batch is stored."""
-        self._rows, self._segment_rows, self._bytes = [], [], 0
-        if self._open:
-            self._open = False
-            try:
-                self._conn.execute("ROLLBACK")
-            except sqlite3.Error as exc:
-                raise StoreError(f"could not roll back a batch in {self._path}: {exc}") from exc
 
 
 def _set_wal(conn: sqlite3.Connection) -> None:

@@ -139,7 +139,7 @@ def test_batch_commits_all_rows_in_one_transaction(tmp_path: Path) -> None:
 def test_batch_rollback_after_spilling_stores_nothing(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import pipetrail.store.pack as pack_module
+    import pipetrail.store.pack_batch as pack_module
 
     monkeypatch.setattr(pack_module, "_BATCH_SPILL_BYTES", 100)  # write early, in a transaction
     pack = SmallObjectPack(tmp_path / "pack.db")
