@@ -6,8 +6,6 @@ import errno
 import os
 import signal
 import statistics
-import subprocess
-import sys
 import textwrap
 import time
 from typing import TYPE_CHECKING
@@ -19,6 +17,7 @@ from pipetrail.hashing import digest_bytes, digest_file
 from pipetrail.store import LocalStore, local_files, verify_store
 from pipetrail.store import local_put as local_put_module
 from pipetrail.store import loose as loose_module
+from tests.support.killing import kill_when
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -174,26 +173,11 @@ def test_sigkill_during_write_never_leaves_a_partial_object(
 ) -> None:
     root = tmp_path / "store"
     expected = digest_bytes(bytes(range(256)) * (BIG // 256))
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _WRITER, str(root)], stdout=subprocess.PIPE, text=True
+    # Wait until the writer has a temp file open, so the kill lands mid-write.
+    returncode = kill_when(
+        _WRITER, [str(root)], lambda: any((root / "tmp").iterdir()), delay=extra_delay
     )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "started"
-        # Wait until the writer has a temp file open, so the kill lands mid-write.
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not any((root / "tmp").iterdir()):
-            time.sleep(0.001)
-        time.sleep(extra_delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
-    assert proc.returncode == -signal.SIGKILL
+    assert returncode == -signal.SIGKILL
     store = LocalStore(root, small_objects=0)
     if store.exists(expected):
         # The rename happened before the kill: the object must then be complete.
@@ -602,31 +586,19 @@ def test_sigkill_during_a_batch_never_leaves_a_partial_object(tmp_path: Path, ki
     for i in range(2):
         (source / f"big{i}").write_bytes(os.urandom(loose_module._BIG_FILE + i))
     expected = {digest_file(p)[0]: p.stat().st_size for p in source.iterdir()}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _BATCH_WRITER, str(root), str(source)],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "started"
-        deadline = time.monotonic() + 30
-        if kill_at == "renaming":  # the first shard folder appears with the first rename
-            while time.monotonic() < deadline and not any(len(p.name) == 2 for p in root.iterdir()):
-                time.sleep(0.0005)
-        else:
-            while time.monotonic() < deadline and not any((root / "tmp").iterdir()):
-                time.sleep(0.001)
-            time.sleep(float(kill_at.partition("+")[2] or 0))
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
-    assert proc.returncode == -signal.SIGKILL
+    if kill_at == "renaming":  # the first shard folder appears with the first rename
+        delay = 0.0
+
+        def ready() -> bool:
+            return any(len(p.name) == 2 for p in root.iterdir())
+    else:
+        delay = float(kill_at.partition("+")[2] or 0)
+
+        def ready() -> bool:
+            return any((root / "tmp").iterdir())
+
+    returncode = kill_when(_BATCH_WRITER, [str(root), str(source)], ready, delay=delay)
+    assert returncode == -signal.SIGKILL
     store = LocalStore(root, small_objects=0)
     stored = list(store.iter_digests())
     # When the kill lands among the renames some objects are in place; on a loaded machine

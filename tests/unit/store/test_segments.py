@@ -7,8 +7,6 @@ import os
 import random
 import signal
 import sqlite3
-import subprocess
-import sys
 import textwrap
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,6 +19,7 @@ from pipetrail.hashing import digest_bytes
 from pipetrail.store import LocalStore, direct_io, verify_store
 from pipetrail.store import pack as pack_module
 from pipetrail.store import segments as segments_module
+from tests.support.killing import kill_when
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -319,27 +318,10 @@ def test_sigkill_while_a_segment_is_written_leaves_only_whole_objects(
     root, source = tmp_path / "store", tmp_path / "src"
     _write(source, [512 * KIB + 5] * 160 + [3 * 1024 * KIB], seed=13)
     expected = {digest_bytes(p.read_bytes()): p.stat().st_size for p in source.iterdir()}
-    proc = subprocess.Popen(
-        [sys.executable, "-c", _BATCH_WRITER, str(root), str(source)],
-        stdout=subprocess.PIPE,
-        text=True,
+    returncode = kill_when(
+        _BATCH_WRITER, [str(root), str(source)], lambda: bool(_segments(root)), delay=delay
     )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "started"
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not _segments(root):
-            time.sleep(0.0005)
-        time.sleep(delay)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
-    assert proc.returncode == -signal.SIGKILL
+    assert returncode == -signal.SIGKILL
     store = LocalStore(root)
     for digest in store.iter_digests():  # whatever was committed is whole
         assert store.size(digest) == expected[digest]
