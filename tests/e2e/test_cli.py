@@ -213,6 +213,32 @@ def test_store_verify_reports_corrupt_and_missing_objects(sample: Path) -> None:
     assert len(report["missing"]) >= 1
 
 
+def test_store_clean_removes_only_old_leftovers(sample: Path) -> None:
+    run_json(sample, "wc.py")
+    objects = sample / ".pipetrail" / "objects"
+    (objects / "segments").mkdir(exist_ok=True)
+    stale_tmp = objects / "tmp" / "abc.123.1.0"  # a killed writer's temp file
+    orphan = objects / "segments" / ("0" * 32 + ".seg")
+    young = objects / "tmp" / "def.456.1.0"  # a writer's, still running
+    for path in (stale_tmp, orphan, young):
+        path.write_bytes(b"partial")
+    old = time.time() - 3 * 3600
+    for path in (stale_tmp, orphan):
+        os.utime(path, (old, old))
+    before = sorted(objects.rglob("*"))
+    result = cli(sample, "store", "clean", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["removed"] == 2
+    assert sorted(objects.rglob("*")) == [p for p in before if p not in (stale_tmp, orphan)]
+    assert cli(sample, "store", "verify").returncode == 0
+    human = cli(sample, "store", "clean", "--older-than", "0")
+    assert human.returncode == 0
+    assert "removed 1 leftover files" in human.stdout
+    bad = cli(sample, "store", "clean", "--older-than", "soon")
+    assert bad.returncode == 2
+    assert "expected a duration such as 90, 30m, 1h or 2d, got 'soon'" in bad.stderr
+
+
 def test_killed_run_shows_as_crashed(sample: Path) -> None:
     (sample / "slow.py").write_text(textwrap.dedent(SLOW))
     proc = subprocess.Popen(

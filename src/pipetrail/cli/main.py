@@ -261,7 +261,7 @@ def audit_verify(as_json: bool) -> None:
 
 @cli.group()
 def store() -> None:
-    """Check the artifact store."""
+    """Check and tidy the artifact store."""
 
 
 @store.command("verify")
@@ -287,6 +287,31 @@ def store_verify(as_json: bool) -> None:
             click.echo("store intact")
     if not report["ok"]:
         sys.exit(EXIT_INTEGRITY)
+
+
+@store.command("clean")
+@click.option(
+    "--older-than",
+    default="1h",
+    show_default=True,
+    help="Only remove leftovers last modified this long ago (90, 30m, 1h, 2d).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def store_clean(older_than: str, as_json: bool) -> None:
+    """Remove temp files and unused segment files that killed writers left behind."""
+    from pipetrail.cli.args import parse_duration
+    from pipetrail.execution.integrity import clean_store
+
+    seconds = parse_duration(older_than, option="--older-than")
+    project = _project()
+    try:
+        report = clean_store(project, older_than=seconds)
+    finally:
+        project.close()
+    if as_json:
+        emit_json(report)
+    else:
+        click.echo(f"removed {report['removed']} leftover files from {report['artifacts']}")
 
 
 def _register_commands() -> None:

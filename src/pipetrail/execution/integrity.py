@@ -10,7 +10,7 @@ from pipetrail.config import redact_url
 if TYPE_CHECKING:
     from pipetrail.execution.project import Project
 
-__all__ = ["verify_artifacts", "verify_ledger"]
+__all__ = ["clean_store", "verify_artifacts", "verify_ledger"]
 
 
 def verify_ledger(project: Project) -> dict[str, Any]:
@@ -35,3 +35,21 @@ def verify_artifacts(project: Project) -> dict[str, Any]:
     data["ok"] = report.ok
     data["artifacts"] = str(project.config.artifacts)
     return data
+
+
+def clean_store(project: Project, *, older_than: float) -> dict[str, Any]:
+    """Remove what killed writers left in the artifact store: temp files, unused segments.
+
+    Only files last modified ``older_than`` seconds ago or earlier are candidates, so that
+    writers still running are not disturbed (segments being written are locked and kept
+    whatever their age). Stored objects are never touched.
+    """
+    from pipetrail.store import LocalStore
+
+    store = project.store
+    removed = store.clean_tmp(older_than=older_than) if isinstance(store, LocalStore) else 0
+    return {
+        "removed": removed,
+        "older_than_seconds": older_than,
+        "artifacts": str(project.config.artifacts),
+    }
