@@ -115,8 +115,8 @@ class DirectWriter:
                         raise
                     break  # alignment refused after all: write the rest through the cache
                 view, aligned = view[written:], aligned - written
-                if written % _ALIGN:
-                    break
+                if written % _ALIGN or not written:
+                    break  # a short write leaves the offset unaligned (or stalls)
             if view:
                 self._buffered()
         if view:
