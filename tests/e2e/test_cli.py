@@ -213,6 +213,59 @@ def test_store_verify_reports_corrupt_and_missing_objects(sample: Path) -> None:
     assert len(report["missing"]) >= 1
 
 
+FOLDER_PIPELINE = """
+from pathlib import Path
+from pipetrail import pipeline, source, step
+
+@step
+def total(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.iterdir())
+
+@pipeline
+def sizes():
+    return total(source("data/shards"))
+"""
+
+
+def test_store_verify_finds_a_corrupt_object_inside_a_segment(sample: Path) -> None:
+    # Ten files of 20 KiB: copied in one batch, they share one segment file (ADR 0009).
+    shards = sample / "data" / "shards"
+    shards.mkdir()
+    for i in range(10):
+        (shards / f"part-{i}.bin").write_bytes(bytes([i]) * 20_000)
+    (sample / "sizes.py").write_text(textwrap.dedent(FOLDER_PIPELINE))
+    run_json(sample, "sizes.py")
+    (segment,) = (sample / ".pipetrail" / "objects" / "segments").iterdir()
+    assert segment.stat().st_size == 200_000
+    assert cli(sample, "store", "verify").returncode == 0
+    segment.chmod(0o644)
+    with open(segment, "r+b") as f:
+        f.seek(3 * 20_000 + 7)
+        f.write(b"\xff")
+    result = cli(sample, "store", "verify", "--json")
+    assert result.returncode == 3
+    report = json.loads(result.stdout)
+    assert len(report["corrupt"]) == 1
+    assert report["missing"] == []
+    again = cli(sample, "store", "verify", "--json")  # quarantined: now missing
+    assert json.loads(again.stdout)["missing"] == report["corrupt"]
+
+
+def test_store_verify_expects_no_copy_of_sources_tracked_by_reference(sample: Path) -> None:
+    shards = sample / "data" / "shards"
+    shards.mkdir()
+    for i in range(10):
+        (shards / f"part-{i}.bin").write_bytes(bytes([i]) * 20_000)
+    pipeline = FOLDER_PIPELINE.replace(
+        'source("data/shards")', 'source("data/shards", by_reference=True)'
+    )
+    (sample / "sizes.py").write_text(textwrap.dedent(pipeline))
+    run_json(sample, "sizes.py")
+    assert not (sample / ".pipetrail" / "objects" / "segments").exists()
+    result = cli(sample, "store", "verify", "--json")
+    assert result.returncode == 0, result.stdout
+
+
 def test_store_clean_removes_only_old_leftovers(sample: Path) -> None:
     run_json(sample, "wc.py")
     objects = sample / ".pipetrail" / "objects"

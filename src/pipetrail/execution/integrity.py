@@ -25,12 +25,21 @@ def verify_ledger(project: Project) -> dict[str, Any]:
     }
 
 
+_COPIED_FOLDERS_SQL = "SELECT DISTINCT payload FROM events WHERE kind = 'source.observed'"
+
+
 def verify_artifacts(project: Project) -> dict[str, Any]:
-    """Re-hash every stored object; report corrupt ones and recorded ones that are missing."""
+    """Re-hash every stored object; report corrupt ones and recorded ones that are missing.
+
+    Recorded objects are the artifacts' blobs and the files of every folder source that
+    was copied into the store (listed by its manifest), so a file of a snapshot lost to
+    quarantine is reported missing on the next check too.
+    """
     from pipetrail.store import verify_store
 
-    expected = project.reader().artifact_blobs()
-    report = verify_store(project.store, expected)
+    expected = set(project.reader().artifact_blobs())
+    expected.update(_copied_folder_files(project))
+    report = verify_store(project.store, sorted(expected))
     data = asdict(report)
     data["ok"] = report.ok
     data["artifacts"] = str(project.config.artifacts)
@@ -53,3 +62,24 @@ def clean_store(project: Project, *, older_than: float) -> dict[str, Any]:
         "older_than_seconds": older_than,
         "artifacts": str(project.config.artifacts),
     }
+
+
+def _copied_folder_files(project: Project) -> set[str]:
+    """The digests of the files of every folder source copied into the store."""
+    import json
+
+    from pipetrail.errors import NotFoundError, StoreError
+
+    manifests = set()
+    for row in project.reader().fetch(_COPIED_FOLDERS_SQL):
+        payload = json.loads(row["payload"])
+        if payload.get("kind") == "folder" and not payload.get("by_reference"):
+            manifests.add(payload["digest"])
+    found: set[str] = set()
+    for digest in manifests:
+        try:
+            manifest = json.loads(project.store.get_bytes(digest))
+        except (NotFoundError, StoreError, ValueError):
+            continue  # the manifest itself is an artifact: reported on its own
+        found.update(entry["digest"] for entry in manifest.get("files", {}).values())
+    return found

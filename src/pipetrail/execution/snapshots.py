@@ -36,7 +36,9 @@ _SOURCES_SQL = (
     "SELECT payload FROM events WHERE run_id = :r AND kind = 'source.observed' ORDER BY seq"
 )
 # Objects up to this size are read into memory; larger ones are copied file to file.
-_SMALL = 256 * 1024
+# Up to 1 MiB an object may live in the store's pack or a segment, where asking for its
+# path would first write a loose copy of it (ADR 0009).
+_SMALL = 1024 * 1024
 
 
 @dataclass(frozen=True)
