@@ -5,15 +5,19 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections import OrderedDict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
 
 from pipetrail.errors import SerializationError
 from pipetrail.store import ContentStore, MemoryStore, SerializerRegistry, StoredArtifact
+from pipetrail.store.serializers.base import copies_under, copy_parent
 from pipetrail.store.serializers.json_format import JsonSerializer
 from pipetrail.store.serializers.pickle_format import PickleSerializer
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 # -- numpy scalars inside plain data ---------------------------------------------------
 
@@ -207,6 +211,9 @@ def test_a_user_serializer_version_is_recorded_and_listed(store: ContentStore) -
     registry.register(Unversioned(), first=True)
     assert registry.format_versions()["versioned"] == 3
     assert registry.format_versions()["unversioned"] == 1
+    assert registry.formats_label() == (
+        "bytes@1 file@1 folder@1 json@1 npy@1 parquet@1 pickle@1 skops@1 unversioned@1 versioned@3"
+    )
     record = registry.dump(Box(5), store)
     assert record.serializer == "unversioned"
     assert record.meta == {"format_version": 1}
@@ -241,3 +248,33 @@ def test_a_record_of_a_newer_format_is_refused(
     garbage = dataclasses.replace(record, meta={**record.meta, "format_version": "2"})
     with pytest.raises(SerializationError, match=r"format version '2'.*not a positive int"):
         registry.load(garbage, store)
+
+
+# -- where loads put their copies ------------------------------------------------------
+
+
+def test_folder_loads_copy_under_the_given_parent_only_when_asked(
+    registry: SerializerRegistry, tmp_path: Path
+) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "a.txt").write_text("alpha")
+    store = MemoryStore()
+    record = registry.dump(source, store)
+    asked: list[str] = []
+
+    def parent() -> str:
+        asked.append("yes")
+        folder = tmp_path / "copies"
+        folder.mkdir(exist_ok=True)
+        return str(folder)
+
+    with copies_under(parent):
+        assert copy_parent() == str(tmp_path / "copies")
+        registry.load(registry.dump({"a": 1}, store), store)
+        assert len(asked) == 1  # plain data makes no copy
+        loaded = registry.load(record, store)
+    assert loaded.parent == tmp_path / "copies"
+    assert (loaded / "a.txt").read_text() == "alpha"
+    assert copy_parent() is None
+    assert registry.load(record, store).parent != tmp_path / "copies"

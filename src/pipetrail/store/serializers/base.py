@@ -11,7 +11,6 @@ or ``cli``, and never a heavy library.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -19,7 +18,9 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 from pipetrail.errors import SerializationError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
+    from contextlib import AbstractContextManager
+    from contextvars import Token
 
     from pipetrail.store.base import ContentStore
 
@@ -52,18 +53,29 @@ def copy_parent() -> str | None:
     return None if make is None else make()
 
 
-@contextmanager
-def copies_under(make: Callable[[], str]) -> Iterator[None]:
+class _CopiesUnder:
+    """The context manager :func:`copies_under` returns (a class: it wraps every load)."""
+
+    def __init__(self, make: Callable[[], str]) -> None:
+        self._make = make
+        self._token: Token[Callable[[], str] | None] | None = None
+
+    def __enter__(self) -> None:
+        self._token = _COPY_PARENT.set(self._make)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _COPY_PARENT.reset(self._token)
+            self._token = None
+
+
+def copies_under(make: Callable[[], str]) -> AbstractContextManager[None]:
     """Make loads in this context create their temp copies under ``make()``.
 
     ``make`` is called only when a load needs a folder, so a caller can create the folder
     lazily (and remove it, with every copy, once the loaded values are no longer used).
     """
-    token = _COPY_PARENT.set(make)
-    try:
-        yield
-    finally:
-        _COPY_PARENT.reset(token)
+    return _CopiesUnder(make)
 
 
 def qualified_type_name(value: Any) -> str:

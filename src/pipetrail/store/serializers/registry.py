@@ -8,9 +8,9 @@ caller passes ``allow_pickle=True`` and no other serializer handles the value.
 
 Every record a registry writes carries its serializer's format version in
 ``meta["format_version"]``; loading refuses a record written in a newer version than the
-registered serializer reads. :meth:`SerializerRegistry.format_versions` is part of every
-cache key, so a format change re-executes steps instead of reusing results stored the old
-way.
+registered serializer reads. :meth:`SerializerRegistry.format_versions` (spelled as
+:meth:`SerializerRegistry.formats_label`) is part of every cache key, so a format change
+re-executes steps instead of reusing results stored the old way.
 
 Nothing is registered at import time; the shared registry is built on first use and only
 changes when user code calls :func:`register_serializer`. Imports only the built-in
@@ -86,6 +86,7 @@ class SerializerRegistry:
         self._versions: dict[str, int] = {}
         if fallback is not None:
             self._versions[fallback.name] = format_version(fallback)
+        self._label = _label(self._versions)
         self._lock = threading.Lock()
         for serializer in serializers:
             self.register(serializer)
@@ -114,11 +115,19 @@ class SerializerRegistry:
     def format_versions(self) -> dict[str, int]:
         """Return serializer name -> the format version it writes (fallback included).
 
-        Part of every step's cache key: raising a serializer's version (or registering
-        another serializer) re-executes steps rather than reusing outputs stored by a
-        different set of formats.
+        Part of every step's cache key (as :meth:`formats_label`): raising a serializer's
+        version (or registering another serializer) re-executes steps rather than reusing
+        outputs stored by a different set of formats.
         """
         return dict(self._versions)
+
+    def formats_label(self) -> str:
+        """Return :meth:`format_versions` as one short string: ``"bytes@1 ... skops@1"``.
+
+        Sorted by name. It is what cache keys and step records hold (one string is
+        cheaper to encode and hash for every step than a dict).
+        """
+        return self._label
 
     def register(self, serializer: Serializer, *, first: bool = False) -> None:
         """Add a serializer, tried after the existing ones (or before, with ``first=True``).
@@ -151,6 +160,7 @@ class SerializerRegistry:
             else:
                 self._serializers = (*self._serializers, serializer)
             self._versions = {**self._versions, serializer.name: version}
+            self._label = _label(self._versions)
 
     def by_name(self, name: str) -> Serializer:
         """Return the serializer recorded as ``name`` in a :class:`StoredArtifact`.
@@ -273,6 +283,10 @@ class SerializerRegistry:
                 f"'{serializer.name}' serializer: {type(exc).__name__}: {exc}. Check that the "
                 "library that wrote it is installed in a compatible version."
             ) from exc
+
+
+def _label(versions: dict[str, int]) -> str:
+    return " ".join(f"{name}@{version}" for name, version in sorted(versions.items()))
 
 
 def _refusal(serializer: Serializer, value: Any, root: str) -> str | None:
