@@ -1,5 +1,9 @@
 """The result of running a pipeline: its id, status and outputs (loaded on access).
 
+Outputs are read from the store when first asked for (never handed over from the run's
+memory), so a run whose steps executed and one served from the cache give the same
+values.
+
 Also reads back what steps logged: :meth:`Run.metrics` decodes metric series without
 numpy (see :mod:`pipetrail.execution.metrics` for their format).
 """
@@ -37,20 +41,25 @@ class Run:
         pipeline: str,
         status: str,
         result: Any,
-        values: dict[str, Any] | None = None,
     ) -> None:
         self.id = run_id
         self.project = project
         self.pipeline = pipeline
         self.status = status
         self.result = result
-        self._values = dict(values or {})
+        self._values: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         return f"<Run {self.id} {self.pipeline} {self.status}>"
 
     def load(self, digest: str) -> Any:
-        """Return the value of an artifact by digest (from memory or the store)."""
+        """Return the value of an artifact by digest, loaded from the store on first use.
+
+        Later calls with the same digest return the same object.
+
+        Raises:
+            NotFoundError: the artifact is not recorded in the project.
+        """
         if digest in self._values:
             return self._values[digest]
         record = self.project.reader().artifact(digest)

@@ -7,6 +7,11 @@ recorded outputs; otherwise ``step.started`` is flushed, the inputs are loaded, 
 executes through the executor, and ``step.completed`` (or ``step.failed``, then
 :class:`~pipetrail.errors.StepFailedError`) is queued with the artifacts it stored. The
 payload keys of step events are described in :mod:`pipetrail.execution.runner`.
+
+Inputs are loaded from the store for every consumer (each gets its own value), whether
+the producer executed in this run or was a cache hit, so both hand it the same value.
+For an output executed in this run, the bytes just written are read from memory while
+the output still has consumers to run (:attr:`RunState.kept`).
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ from pipetrail.execution.task import StepTask
 from pipetrail.hashing.fingerprint import fingerprint_obj
 from pipetrail.ledger import EventDraft, EventKind
 from pipetrail.store import StoredArtifact
+from pipetrail.store.serializers.base import copies_under
+from pipetrail.store.serializers.kept_bytes import kept_view
 
 if TYPE_CHECKING:
     from pipetrail.core.graph import Node
@@ -135,21 +142,41 @@ def _decide(
     )
 
 
-def _load_value(state: RunState, digest: str) -> Any:
-    if digest in state.values:
-        return state.values[digest]
-    record = state.project.ledger.reader().artifact(digest)
-    if record is None:
-        raise PipetrailError(f"artifact {digest} is not recorded; run `pipetrail audit verify`")
-    stored = StoredArtifact.from_dict(record)
-    value = state.project.registry.load(stored, state.project.store)
-    state.values[digest] = value
-    return value
+def _load_value(state: RunState, output: NodeOutput) -> Any:
+    """Load one upstream output, a new value on every call (see the module docstring)."""
+    stored = output.record
+    if stored is None:
+        record = state.project.ledger.reader().artifact(output.digest)
+        if record is None:
+            raise PipetrailError(
+                f"artifact {output.digest} is not recorded; run `pipetrail audit verify`"
+            )
+        stored = StoredArtifact.from_dict(record)
+    store = state.project.store
+    data = state.kept.get(stored.blob)
+    if data is not None:
+        store = kept_view(store, {stored.blob: data})
+    with copies_under(state.copies.folder):
+        return state.project.registry.load(stored, store)
+
+
+def _release_inputs(state: RunState, node: Node) -> None:
+    """Count ``node`` as run for its producers; drop bytes no later node reads.
+
+    Also removes the disk copies its inputs were loaded into (folders).
+    """
+    state.copies.clear()
+    for up in node.upstream():
+        state.consumers_left[up] -= 1
+        if state.consumers_left[up] <= 0:
+            for output in state.outputs.get(up, ()):
+                if output.record is not None:
+                    state.kept.release(output.record.blob)
 
 
 def _input_value(state: RunState, value: Any) -> Any:
     if isinstance(value, OutputRef):
-        return _load_value(state, state.outputs[value.node_id][value.index].digest)
+        return _load_value(state, state.outputs[value.node_id][value.index])
     if isinstance(value, SourceRef):
         return state.sources[value][1]
     if isinstance(value, list):
@@ -190,6 +217,7 @@ def run_node(
         "distributions": fp.distributions,
         "seed": seed,
         "allow_pickle": step.options.allow_pickle,
+        "formats": state.project.registry.formats_label(),
     }
     planned = state.contracts.get(id(step))
     if planned is not None:
@@ -249,6 +277,7 @@ def run_node(
             ],
         )
         observer.step_finished(node_id=node.id, status="cached", seconds=0.0)
+        _release_inputs(state, node)
         return
 
     emit(
@@ -291,6 +320,7 @@ def run_node(
         input_digests={k: v for k, v in inputs.digests.items() if isinstance(v, str)},
     )
     result = executor.run(task, store=state.project.store, registry=state.project.registry)
+    _release_inputs(state, node)
     extra = recorded_artifacts(result.metrics, result.reports)
     if result.contract_report is not None:
         extra.append((result.contract_report, REPORT_ROLE))
@@ -341,8 +371,11 @@ def run_node(
         ) from result.error
     records = [result.outputs[name] for name in node.output_names]
     state.outputs[node.id] = [NodeOutput(r.digest, r) for r in records]
-    for name, record in zip(node.output_names, records, strict=True):
-        state.values.setdefault(record.digest, result.values[name])
+    if state.consumers_left[node.id] > 0:
+        for record in records:
+            written = result.kept.get(record.blob)
+            if written is not None:
+                state.kept.add(record.blob, written)
     outputs_payload = with_recorded(
         {name: r.digest for name, r in zip(node.output_names, records, strict=True)},
         result.metrics,

@@ -5,12 +5,23 @@ Shared by the runner (:mod:`pipetrail.execution.runner`) and the modules it dele
 :mod:`~pipetrail.execution.run_events`). Events are queued with :func:`emit` and appended
 by :func:`flush`; nothing else appends to the ledger during a run. Imports no other
 runner module, so that they can all import it.
+
+Step output *values* are not kept: downstream steps load each output from the store (or
+from the bytes just written, held in :attr:`RunState.kept` until the output's last
+consumer has run), so an executed step and a cache hit hand them the same value. Copies
+that loading makes on disk (folder outputs) go to :attr:`RunState.copies`, removed once
+the step that received them has run.
 """
 
 from __future__ import annotations
 
+import shutil
+import tempfile
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from pipetrail.store.serializers.kept_bytes import KeptBytes
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -27,7 +38,7 @@ if TYPE_CHECKING:
     from pipetrail.ledger import EventDraft
     from pipetrail.store import StoredArtifact
 
-__all__ = ["NodeOutput", "RunOptions", "RunState", "emit", "flush"]
+__all__ = ["InputCopies", "NodeOutput", "RunOptions", "RunState", "emit", "flush"]
 
 
 @dataclass
@@ -73,11 +84,33 @@ class NodeOutput:
     record: StoredArtifact | None = None
 
 
+class InputCopies:
+    """The temp folder holding the on-disk copies of one step's inputs, made on demand."""
+
+    def __init__(self) -> None:
+        self._folder: str | None = None
+
+    def folder(self) -> str:
+        """Return the folder, creating it on first use."""
+        if self._folder is None:
+            self._folder = tempfile.mkdtemp(prefix="pipetrail-inputs-")
+        return self._folder
+
+    def clear(self) -> None:
+        """Remove the folder and every copy in it (a no-op when none was made)."""
+        if self._folder is not None:
+            folder, self._folder = self._folder, None
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 @dataclass
 class RunState:
     """Everything a run has planned, observed and produced so far.
 
     Steps are keyed by ``id(step)``: one step object may back several nodes.
+    ``consumers_left`` counts, per node id, the nodes reading its outputs that have not
+    run yet; ``kept`` holds the bytes just written for outputs that still have readers;
+    ``copies`` holds what loading the running step's inputs wrote to disk.
     """
 
     run_id: str
@@ -86,7 +119,9 @@ class RunState:
     run_seed: int
     sources: dict[SourceRef, tuple[str, Path]] = field(default_factory=dict)
     outputs: dict[str, list[NodeOutput]] = field(default_factory=dict)
-    values: dict[str, Any] = field(default_factory=dict)
+    kept: KeptBytes = field(default_factory=KeptBytes)
+    copies: InputCopies = field(default_factory=InputCopies)
+    consumers_left: Counter[str] = field(init=False)
     recorded: set[str] = field(default_factory=set)
     fingerprints: dict[int, CodeFingerprint] = field(default_factory=dict)
     code_sources: dict[int, str] = field(default_factory=dict)
@@ -101,6 +136,11 @@ class RunState:
     # Captured by the parity check, before anything is recorded; reused for run.started.
     environment: dict[str, Any] | None = None
     parity: ParityReport | None = None
+
+    def __post_init__(self) -> None:
+        self.consumers_left = Counter(
+            up for node in self.graph.nodes.values() for up in node.upstream()
+        )
 
 
 def emit(state: RunState, drafts: list[EventDraft]) -> None:

@@ -126,7 +126,6 @@ def run_pipeline(
         pipeline=graph.name,
         status="completed",
         result=_result_digests(state, graph.result),
-        values={k: v for k, v in state.values.items()},
     )
 
 

@@ -14,6 +14,12 @@ when the call returns, also when it raised: the coordinator references them from
 Contracts (:mod:`pipetrail.execution.boundaries`) are checked on the inputs before the
 call and on the returned values before they are stored; a violation is the step's error
 and nothing of its outputs is stored.
+
+The values a step returned are not handed back: downstream steps get each output as it
+loads from the store, exactly as on a cache hit. What comes back instead are the bytes
+just written for each output (up to a size limit, see
+:mod:`pipetrail.store.serializers.kept_bytes`), so the coordinator can load those values
+without reading the store again.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from pipetrail.capture import apply_seed, capture_output, measure
 from pipetrail.errors import PipetrailError, SerializationError
 from pipetrail.execution.boundaries import ContractChecker
 from pipetrail.execution.metrics import StepRecorder, StoredSeries, recording
+from pipetrail.store.serializers.kept_bytes import BytesKeeper
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -78,7 +85,9 @@ class TaskResult:
 
     Attributes:
         outputs: output name -> stored artifact (empty when the step failed).
-        values: output name -> the value itself (kept for downstream in-process steps).
+        kept: blob digest -> the bytes just stored for an output (outputs up to
+            :data:`~pipetrail.store.serializers.kept_bytes.KEEP_LIMIT` bytes), to load
+            the output for downstream steps without reading the store.
         logs: the captured stdout/stderr/logging text ("" when nothing was written).
         resources: wall time, CPU time and memory of the call.
         error: the exception user code (or output storage) raised, if any.
@@ -92,7 +101,7 @@ class TaskResult:
     """
 
     outputs: dict[str, StoredArtifact] = field(default_factory=dict)
-    values: dict[str, Any] = field(default_factory=dict)
+    kept: dict[str, bytes] = field(default_factory=dict)
     logs: str = ""
     resources: dict[str, Any] = field(default_factory=dict)
     error: BaseException | None = None
@@ -177,16 +186,21 @@ def execute_task(task: StepTask, store: ContentStore, registry: SerializerRegist
         if not contracts.outputs_hold(values):
             contracts.finish(result, store, registry)
             return result
+        keeper = BytesKeeper(store)
         for name, item in values.items():
             result.outputs[name] = registry.dump(
-                item, store, allow_pickle=task.allow_pickle, step=task.step_name
+                item, keeper.store, allow_pickle=task.allow_pickle, step=task.step_name, output=name
             )
-        result.values = values
+        result.kept = {
+            record.blob: keeper.kept[record.blob]
+            for record in result.outputs.values()
+            if record.blob in keeper.kept
+        }
     except Exception as exc:  # noqa: BLE001 - serializers may raise library errors
         # Nothing is recorded for outputs of a failed step; stored blobs are orphans that
         # garbage collection may remove.
         result.outputs = {}
-        result.values = {}
+        result.kept = {}
         _fail(result, task, "output", exc)
     contracts.finish(result, store, registry, result.outputs)
     return result

@@ -48,7 +48,11 @@ def test_a_dict_is_stored_as_canonical_json(
     attach_report("eval/summary", {"b": [1, (2, 3)], "a": {"x": None, "c": Color.RED}})
     record = recorder.reports["eval/summary"]
     assert record.serializer == "json"
-    assert record.meta == {"python_type": "dict", "media_type": "application/json"}
+    assert record.meta == {
+        "python_type": "dict",
+        "format_version": 1,
+        "media_type": "application/json",
+    }
     data = recorder.store.get_bytes(record.blob)
     assert data == b'{"a":{"c":1,"x":null},"b":[1,[2,3]]}'
     assert registry.load(record, recorder.store) == json.loads(data)

@@ -85,7 +85,7 @@ def test_json_meta_and_tuple_becomes_list(
 ) -> None:
     record = registry.dump((1, "a", [2.5]), store)
     assert record.type_name == "builtins.tuple"
-    assert record.meta == {"python_type": "tuple"}
+    assert record.meta == {"python_type": "tuple", "format_version": 1}
     assert record.digest == record.blob == digest_bytes(b'[1,"a",[2.5]]')
     assert registry.load(record, store) == [1, "a", [2.5]]
 
@@ -139,7 +139,7 @@ def test_file_round_trip_is_read_only(
     record = registry.dump(src, store)
     assert record.serializer == "file"
     assert record.type_name == "pathlib.Path"
-    assert record.meta == {"name": "report.csv"}
+    assert record.meta == {"name": "report.csv", "format_version": 1}
     loaded = registry.load(record, store)
     assert isinstance(loaded, Path)
     assert loaded.read_text() == "a,b\n1,2\n"
@@ -168,7 +168,7 @@ def test_folder_round_trip_and_location_independent_digest(
     second = make_folder(tmp_path / "two")
     record = registry.dump(first, store)
     assert record.serializer == "folder"
-    assert record.meta == {"files": 3, "bytes": 9}
+    assert record.meta == {"files": 3, "bytes": 9, "format_version": 1}
     assert registry.dump(second, store).digest == record.digest
     manifest = store.get_bytes(record.blob).decode()
     assert '"sub/deep/c.json"' in manifest
@@ -231,7 +231,12 @@ def test_numpy_arrays_round_trip(
 ) -> None:
     record = registry.dump(array, store)
     assert record.serializer == "npy"
-    assert record.meta == {"dtype": str(array.dtype), "shape": list(array.shape), "scalar": False}
+    assert record.meta == {
+        "dtype": str(array.dtype),
+        "shape": list(array.shape),
+        "scalar": False,
+        "format_version": 1,
+    }
     loaded = registry.load(record, store)
     assert type(loaded) is np.ndarray
     assert loaded.dtype == array.dtype

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pipetrail.store.serializers.base import StoredArtifact
+from pipetrail.store.serializers.base import FORMAT_VERSION_KEY, StoredArtifact
 
 if TYPE_CHECKING:
     from pipetrail.store.base import ContentStore
@@ -20,6 +20,7 @@ class BytesSerializer:
     """Stores ``bytes``/``bytearray`` values unchanged."""
 
     name = "bytes"
+    version = 1
 
     def handles(self, value: Any) -> bool:
         """Return whether ``value`` is ``bytes`` or ``bytearray`` (or a subclass)."""
@@ -36,7 +37,7 @@ class BytesSerializer:
             serializer=self.name,
             type_name=f"builtins.{python_type}",
             size=len(data),
-            meta={"python_type": python_type},
+            meta={"python_type": python_type, FORMAT_VERSION_KEY: self.version},
         )
 
     def load(self, record: StoredArtifact, store: ContentStore) -> bytes | bytearray:

@@ -2,7 +2,8 @@
 
 Owns storing one file's bytes and handing back a read-only copy. Loading from a local
 store returns the object's own (read-only) file; from any other store, the bytes are
-written to a new temp folder under the original file name, which the caller then owns.
+written to a new temp folder under the original file name, which the caller then owns
+(created under :func:`~pipetrail.store.serializers.base.copy_parent` when one is set).
 Imports only ``pipetrail.errors`` and the serializer base.
 """
 
@@ -15,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import SerializationError
-from pipetrail.store.serializers.base import StoredArtifact
+from pipetrail.store.serializers.base import FORMAT_VERSION_KEY, StoredArtifact, copy_parent
 
 if TYPE_CHECKING:
     from pipetrail.store.base import ContentStore
@@ -27,6 +28,7 @@ class FileSerializer:
     """Stores the bytes of the file a ``Path`` points to."""
 
     name = "file"
+    version = 1
 
     def handles(self, value: Any) -> bool:
         """Return whether ``value`` is a ``Path`` that is not a directory."""
@@ -51,7 +53,7 @@ class FileSerializer:
             serializer=self.name,
             type_name="pathlib.Path",
             size=size,
-            meta={"name": path.name},
+            meta={"name": path.name, FORMAT_VERSION_KEY: self.version},
         )
 
     def load(self, record: StoredArtifact, store: ContentStore) -> Path:
@@ -59,7 +61,7 @@ class FileSerializer:
         local = store.local_path(record.blob)
         if local is not None:
             return local
-        folder = Path(tempfile.mkdtemp(prefix="pipetrail-file-"))
+        folder = Path(tempfile.mkdtemp(prefix="pipetrail-file-", dir=copy_parent()))
         name = Path(str(record.meta.get("name", ""))).name
         target = folder / (name if name not in ("", ".", "..") else "artifact")
         with store.open(record.blob) as src, open(target, "xb") as dst:

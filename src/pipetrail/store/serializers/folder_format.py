@@ -9,7 +9,8 @@ file modes are not recorded.
 Symlinks are followed only when they point inside the folder; a link to anything outside
 (or a link cycle) raises :class:`~pipetrail.errors.SerializationError`, so an artifact can
 never silently capture files it does not own. Loading copies the files into a new temp
-folder (or a caller-given empty one) and verifies each file's digest while copying.
+folder (under :func:`~pipetrail.store.serializers.base.copy_parent` when one is set) or a
+caller-given empty one, and verifies each file's digest while copying.
 
 Imports only ``pipetrail.hashing``, ``pipetrail.errors`` and the serializer base.
 """
@@ -24,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import IntegrityError, SerializationError
 from pipetrail.hashing import Hasher, canonical_json
-from pipetrail.store.serializers.base import StoredArtifact
+from pipetrail.store.serializers.base import FORMAT_VERSION_KEY, StoredArtifact, copy_parent
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -89,6 +90,7 @@ class FolderSerializer:
     """Stores every file under a directory, plus a manifest (see the module docstring)."""
 
     name = "folder"
+    version = 1
 
     def handles(self, value: Any) -> bool:
         """Return whether ``value`` is a ``Path`` to an existing directory."""
@@ -116,12 +118,13 @@ class FolderSerializer:
             serializer=self.name,
             type_name="pathlib.Path",
             size=len(data),
-            meta={"files": len(manifest), "bytes": total},
+            meta={"files": len(manifest), "bytes": total, FORMAT_VERSION_KEY: self.version},
         )
 
     def load(self, record: StoredArtifact, store: ContentStore) -> Path:
         """Copy the folder into a new temp folder (owned by the caller) and return it."""
-        return self.materialize(record, store, Path(tempfile.mkdtemp(prefix="pipetrail-folder-")))
+        folder = tempfile.mkdtemp(prefix="pipetrail-folder-", dir=copy_parent())
+        return self.materialize(record, store, Path(folder))
 
     def materialize(self, record: StoredArtifact, store: ContentStore, target: Path) -> Path:
         """Copy the stored folder into ``target`` (created if missing; must be empty).

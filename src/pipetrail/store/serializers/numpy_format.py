@@ -17,7 +17,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import SerializationError
-from pipetrail.store.serializers.base import StoredArtifact
+from pipetrail.store.serializers.base import FORMAT_VERSION_KEY, StoredArtifact
 
 if TYPE_CHECKING:
     from pipetrail.store.base import ContentStore
@@ -36,6 +36,7 @@ class NpySerializer:
     """Stores numpy arrays and scalars as ``.npy`` bytes (see the module docstring)."""
 
     name = "npy"
+    version = 1
 
     def handles(self, value: Any) -> bool:
         """Return whether ``value`` is a numpy array (not of dtype object) or scalar."""
@@ -79,7 +80,12 @@ class NpySerializer:
             serializer=self.name,
             type_name=f"numpy.{type(value).__name__}",
             size=len(data),
-            meta={"dtype": str(array.dtype), "shape": list(array.shape), "scalar": scalar},
+            meta={
+                "dtype": str(array.dtype),
+                "shape": list(array.shape),
+                "scalar": scalar,
+                FORMAT_VERSION_KEY: self.version,
+            },
         )
 
     def load(self, record: StoredArtifact, store: ContentStore) -> Any:

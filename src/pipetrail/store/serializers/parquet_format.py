@@ -27,7 +27,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import SerializationError
-from pipetrail.store.serializers.base import StoredArtifact
+from pipetrail.store.serializers.base import FORMAT_VERSION_KEY, StoredArtifact
 from pipetrail.store.serializers.table_normalize import (
     normalize_table,
     schema_entries,
@@ -141,6 +141,7 @@ class ParquetSerializer:
     """Stores tables as Parquet with a library-independent digest (see the module docstring)."""
 
     name = "parquet"
+    version = 1
 
     def handles(self, value: Any) -> bool:
         """Return whether ``value`` is a pandas/polars DataFrame or a pyarrow Table."""
@@ -169,6 +170,7 @@ class ParquetSerializer:
             },
             "schema_fingerprint": schema_fingerprint(entries),
             "library": library,
+            FORMAT_VERSION_KEY: self.version,
         }
         if pandas_meta is not None:
             meta["pandas"] = pandas_meta

@@ -15,7 +15,7 @@ import pickle
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import SerializationError
-from pipetrail.store.serializers.base import StoredArtifact, qualified_type_name
+from pipetrail.store.serializers.base import FORMAT_VERSION_KEY, StoredArtifact, qualified_type_name
 
 if TYPE_CHECKING:
     from pipetrail.store.base import ContentStore
@@ -29,6 +29,7 @@ class PickleSerializer:
     """Stores any picklable value with pickle protocol 5 (trusted artifacts only)."""
 
     name = "pickle"
+    version = 1
 
     def handles(self, value: Any) -> bool:
         """Return True: whether pickle may be used is the registry's decision."""
@@ -54,7 +55,7 @@ class PickleSerializer:
             serializer=self.name,
             type_name=qualified_type_name(value),
             size=len(data),
-            meta={"trusted": True, "protocol": PICKLE_PROTOCOL},
+            meta={"trusted": True, "protocol": PICKLE_PROTOCOL, FORMAT_VERSION_KEY: self.version},
         )
 
     def load(self, record: StoredArtifact, store: ContentStore) -> Any:

@@ -6,6 +6,12 @@ Built-ins are tried in this order: ``json``, ``bytes``, ``file``, ``folder``, ``
 ``first=True``. ``pickle`` is never chosen by type: it is the fallback used only when the
 caller passes ``allow_pickle=True`` and no other serializer handles the value.
 
+Every record a registry writes carries its serializer's format version in
+``meta["format_version"]``; loading refuses a record written in a newer version than the
+registered serializer reads. :meth:`SerializerRegistry.format_versions` (spelled as
+:meth:`SerializerRegistry.formats_label`) is part of every cache key, so a format change
+re-executes steps instead of reusing results stored the old way.
+
 Nothing is registered at import time; the shared registry is built on first use and only
 changes when user code calls :func:`register_serializer`. Imports only the built-in
 serializer modules (which import heavy libraries lazily) and ``pipetrail.errors``.
@@ -13,11 +19,19 @@ serializer modules (which import heavy libraries lazily) and ``pipetrail.errors`
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import PipetrailError, SerializationError
-from pipetrail.store.serializers.base import Serializer, StoredArtifact, qualified_type_name
+from pipetrail.store.serializers.base import (
+    FORMAT_VERSION_KEY,
+    Serializer,
+    StoredArtifact,
+    format_version,
+    qualified_type_name,
+    recorded_format_version,
+)
 from pipetrail.store.serializers.bytes_format import BytesSerializer
 from pipetrail.store.serializers.file_format import FileSerializer
 from pipetrail.store.serializers.folder_format import FolderSerializer
@@ -40,8 +54,12 @@ _HINT = (
 )
 
 
-def _subject(step: str | None) -> str:
-    return f"Step '{step}' output" if step else "Value"
+def _subject(step: str | None, output: str | None = None) -> str:
+    if not step:
+        return "Value"
+    if output and output != "output":
+        return f"Step '{step}' output '{output}'"
+    return f"Step '{step}' output"
 
 
 class SerializerRegistry:
@@ -65,6 +83,10 @@ class SerializerRegistry:
     ) -> None:
         self._serializers: tuple[Serializer, ...] = ()
         self._fallback = fallback
+        self._versions: dict[str, int] = {}
+        if fallback is not None:
+            self._versions[fallback.name] = format_version(fallback)
+        self._label = _label(self._versions)
         self._lock = threading.Lock()
         for serializer in serializers:
             self.register(serializer)
@@ -90,19 +112,38 @@ class SerializerRegistry:
         """The names of the serializers tried by type, in priority order (no fallback)."""
         return tuple(s.name for s in self._serializers)
 
+    def format_versions(self) -> dict[str, int]:
+        """Return serializer name -> the format version it writes (fallback included).
+
+        Part of every step's cache key (as :meth:`formats_label`): raising a serializer's
+        version (or registering another serializer) re-executes steps rather than reusing
+        outputs stored by a different set of formats.
+        """
+        return dict(self._versions)
+
+    def formats_label(self) -> str:
+        """Return :meth:`format_versions` as one short string: ``"bytes@1 ... skops@1"``.
+
+        Sorted by name. It is what cache keys and step records hold (one string is
+        cheaper to encode and hash for every step than a dict).
+        """
+        return self._label
+
     def register(self, serializer: Serializer, *, first: bool = False) -> None:
         """Add a serializer, tried after the existing ones (or before, with ``first=True``).
 
         Registering the same instance twice is a no-op.
 
         Raises:
-            SerializationError: another serializer already uses the same name.
+            SerializationError: another serializer already uses the same name, or its
+                ``version`` is not a positive int.
         """
         if not isinstance(serializer, Serializer):
             raise SerializationError(
                 f"{serializer!r} is not a serializer; give it a 'name' attribute and "
                 "handles(value), dump(value, store) and load(record, store) methods."
             )
+        version = format_version(serializer)
         with self._lock:
             if any(s is serializer for s in self._serializers):
                 return
@@ -118,6 +159,8 @@ class SerializerRegistry:
                 self._serializers = (serializer, *self._serializers)
             else:
                 self._serializers = (*self._serializers, serializer)
+            self._versions = {**self._versions, serializer.name: version}
+            self._label = _label(self._versions)
 
     def by_name(self, name: str) -> Serializer:
         """Return the serializer recorded as ``name`` in a :class:`StoredArtifact`.
@@ -137,7 +180,12 @@ class SerializerRegistry:
         )
 
     def for_value(
-        self, value: Any, *, allow_pickle: bool = False, step: str | None = None
+        self,
+        value: Any,
+        *,
+        allow_pickle: bool = False,
+        step: str | None = None,
+        output: str | None = None,
     ) -> Serializer:
         """Return the first serializer that handles ``value``.
 
@@ -145,9 +193,12 @@ class SerializerRegistry:
             value: the value to store.
             allow_pickle: fall back to pickle when nothing else handles the value.
             step: the step that produced the value, named in errors.
+            output: the name of the step's output, named in errors.
 
         Raises:
-            SerializationError: nothing handles the value (and pickle is not allowed).
+            SerializationError: nothing handles the value (and pickle is not allowed); a
+                container's message names the first item that is not plain data
+                (``output['mean']: <type>``).
         """
         for serializer in self._serializers:
             if serializer.handles(value):
@@ -157,11 +208,11 @@ class SerializerRegistry:
         reasons = [
             reason
             for serializer in self._serializers
-            if (reason := getattr(serializer, "refusal", lambda _v: None)(value))
+            if (reason := _refusal(serializer, value, output or "output"))
         ]
         detail = f" ({'; '.join(reasons)})" if reasons else ""
         raise SerializationError(
-            f"{_subject(step)} of type {qualified_type_name(value)} has no serializer"
+            f"{_subject(step, output)} of type {qualified_type_name(value)} has no serializer"
             f"{detail}; {_HINT}."
         )
 
@@ -172,17 +223,20 @@ class SerializerRegistry:
         *,
         allow_pickle: bool = False,
         step: str | None = None,
+        output: str | None = None,
     ) -> StoredArtifact:
         """Store ``value`` with the serializer chosen by :meth:`for_value`.
+
+        The record's ``meta["format_version"]`` is the serializer's format version.
 
         Raises:
             SerializationError: no serializer handles the value, or the serializer failed
                 (the message names the step, the type and the serializer).
             StoreError: the store could not write the bytes.
         """
-        serializer = self.for_value(value, allow_pickle=allow_pickle, step=step)
+        serializer = self.for_value(value, allow_pickle=allow_pickle, step=step, output=output)
         try:
-            return serializer.dump(value, store)
+            record = serializer.dump(value, store)
         except SerializationError as exc:
             if step is None:
                 raise
@@ -191,20 +245,34 @@ class SerializerRegistry:
             raise
         except Exception as exc:
             raise SerializationError(
-                f"{_subject(step)} of type {qualified_type_name(value)} could not be stored "
-                f"by the '{serializer.name}' serializer: {type(exc).__name__}: {exc}. Fix the "
-                f"value, or {_HINT}."
+                f"{_subject(step, output)} of type {qualified_type_name(value)} could not be "
+                f"stored by the '{serializer.name}' serializer: {type(exc).__name__}: {exc}. "
+                f"Fix the value, or {_HINT}."
             ) from exc
+        version = self._versions.get(serializer.name) or format_version(serializer)
+        if record.meta.get(FORMAT_VERSION_KEY) != version:
+            record = dataclasses.replace(record, meta={**record.meta, FORMAT_VERSION_KEY: version})
+        return record
 
     def load(self, record: StoredArtifact, store: ContentStore) -> Any:
         """Read back the value described by ``record``.
 
         Raises:
-            SerializationError: the serializer is unknown or failed to read the bytes.
+            SerializationError: the serializer is unknown, reads an older format version
+                than the record's, or failed to read the bytes.
             NotFoundError: the stored object is missing.
             IntegrityError: the stored bytes do not match their digest.
         """
         serializer = self.by_name(record.serializer)
+        written = recorded_format_version(record)
+        readable = self._versions.get(serializer.name) or format_version(serializer)
+        if written > readable:
+            raise SerializationError(
+                f"Artifact {record.digest} ({record.type_name}) was written in version "
+                f"{written} of the '{serializer.name}' format, and the registered serializer "
+                f"reads versions up to {readable}; upgrade pipetrail (or the package that "
+                "provides this serializer) to load it."
+            )
         try:
             return serializer.load(record, store)
         except PipetrailError:
@@ -215,6 +283,19 @@ class SerializerRegistry:
                 f"'{serializer.name}' serializer: {type(exc).__name__}: {exc}. Check that the "
                 "library that wrote it is installed in a compatible version."
             ) from exc
+
+
+def _label(versions: dict[str, int]) -> str:
+    return " ".join(f"{name}@{version}" for name, version in sorted(versions.items()))
+
+
+def _refusal(serializer: Serializer, value: Any, root: str) -> str | None:
+    """Ask a serializer why it refused ``value`` (serializers may say nothing)."""
+    if isinstance(serializer, JsonSerializer):
+        return serializer.refusal(value, root)
+    explain = getattr(serializer, "refusal", None)
+    reason = explain(value) if callable(explain) else None
+    return reason if isinstance(reason, str) else None
 
 
 _default: SerializerRegistry | None = None

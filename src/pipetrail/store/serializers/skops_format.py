@@ -23,7 +23,7 @@ import zipfile
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import SerializationError
-from pipetrail.store.serializers.base import StoredArtifact, qualified_type_name
+from pipetrail.store.serializers.base import FORMAT_VERSION_KEY, StoredArtifact, qualified_type_name
 
 if TYPE_CHECKING:
     from pipetrail.store.base import ContentStore
@@ -92,6 +92,7 @@ class SkopsSerializer:
     """Stores scikit-learn estimators with skops (see the module docstring)."""
 
     name = "skops"
+    version = 1
 
     def handles(self, value: Any) -> bool:
         """Return whether ``value`` is a scikit-learn estimator."""
@@ -113,7 +114,7 @@ class SkopsSerializer:
             serializer=self.name,
             type_name=qualified_type_name(value),
             size=len(data),
-            meta={"estimator": type(value).__qualname__},
+            meta={"estimator": type(value).__qualname__, FORMAT_VERSION_KEY: self.version},
         )
 
     def load(self, record: StoredArtifact, store: ContentStore) -> Any:
