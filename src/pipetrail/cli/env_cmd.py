@@ -78,7 +78,7 @@ def env_diff(run_a: str, run_b: str, as_json: bool) -> None:
     from pipetrail.lineage.environment import diff_run_environments
 
     with reporting_errors():
-        project = Project.discover()
+        project = Project.discover(must_exist=True)
         try:
             result = diff_run_environments(project, run_a, run_b)
         finally:
@@ -108,7 +108,7 @@ def env_export(run_ref: str, format_name: str, output: Path | None) -> None:
     from pipetrail.lineage.exports.environment import export_environment
 
     with reporting_errors():
-        project = Project.discover()
+        project = Project.discover(must_exist=True)
         try:
             text = export_environment(project, run_ref, format_name)
         finally:

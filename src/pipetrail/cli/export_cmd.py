@@ -85,7 +85,7 @@ def export(
     emitter = None
     if send_url is not None:
         emitter = OpenLineageHttpEmitter(send_url, api_key=api_key, timeout=timeout)
-    project = Project.discover()
+    project = Project.discover(must_exist=True)
     try:
         document = export_run(project, run_ref, format_name, namespace=namespace)
     finally:

@@ -36,10 +36,10 @@ from pipetrail.errors import (
 __all__ = ["cli", "main"]
 
 
-def _project() -> Any:
+def _project(*, must_exist: bool = False) -> Any:
     from pipetrail.execution.project import Project
 
-    return Project.discover()
+    return Project.discover(must_exist=must_exist)
 
 
 class _Group(click.Group):
@@ -171,7 +171,7 @@ def runs(limit: int, pipeline: str | None, status: str | None, as_json: bool) ->
     from pipetrail.execution.explain import list_runs
     from pipetrail.ledger import open_reader
 
-    reader = open_reader(load_config().metadata_url)
+    reader = open_reader(load_config(must_exist=True).metadata_url)
     try:
         rows = list_runs(reader, limit=limit, pipeline=pipeline, status=status)
     finally:
@@ -193,7 +193,7 @@ def show(run_ref: str, as_json: bool) -> None:
     from pipetrail.execution.explain import run_summary
     from pipetrail.ledger import open_reader
 
-    reader = open_reader(load_config().metadata_url)
+    reader = open_reader(load_config(must_exist=True).metadata_url)
     try:
         summary = run_summary(reader, run_ref)
     finally:
@@ -216,7 +216,7 @@ def why(run_ref: str, step_name: str, as_json: bool) -> None:
     from pipetrail.execution.explain import explain_step
     from pipetrail.ledger import open_reader
 
-    reader = open_reader(load_config().metadata_url)
+    reader = open_reader(load_config(must_exist=True).metadata_url)
     try:
         report = explain_step(reader, run_ref, step_name)
     finally:
@@ -240,7 +240,7 @@ def audit_verify(as_json: bool) -> None:
     """Re-hash the ledger; exit 3 naming the first bad sequence number if altered."""
     from pipetrail.execution.integrity import verify_ledger
 
-    project = _project()
+    project = _project(must_exist=True)
     try:
         report = verify_ledger(project)
     finally:
@@ -270,7 +270,7 @@ def store_verify(as_json: bool) -> None:
     """Re-hash every stored object; report corrupt and missing ones (exit 3 if any)."""
     from pipetrail.execution.integrity import verify_artifacts
 
-    project = _project()
+    project = _project(must_exist=True)
     try:
         report = verify_artifacts(project)
     finally:

@@ -1,0 +1,81 @@
+"""The CLI at its boundaries, in a subprocess: outside a project, bad params, full disks."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+pytestmark = pytest.mark.e2e
+
+PIPETRAIL = [sys.executable, "-m", "pipetrail.cli.main"]
+
+
+def cli(folder: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("PIPETRAIL_")}
+    return subprocess.run(
+        [*PIPETRAIL, *args],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**clean, **env},
+    )
+
+
+READ_ONLY = [
+    ("audit", "verify"),
+    ("runs",),
+    ("show", "latest"),
+    ("why", "latest", "train"),
+    ("lineage", "latest"),
+    ("lineage", "path", "abc", "def"),
+    ("diff", "latest", "latest"),
+    ("compare", "latest"),
+    ("contracts", "latest"),
+    ("env", "diff", "latest", "latest"),
+    ("env", "export", "latest"),
+    ("export", "latest", "--format", "prov"),
+    ("store", "verify"),
+]
+
+
+@pytest.mark.parametrize("args", READ_ONLY, ids=" ".join)
+def test_read_only_commands_outside_a_project_say_so_and_create_nothing(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    done = cli(empty, *args)
+    assert done.returncode == 2, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: no pipetrail project here")
+    assert str(empty) in lines[0]
+    assert "pipetrail init" in lines[0]
+    assert list(empty.iterdir()) == []
+
+
+def test_read_only_commands_work_in_a_folder_with_state_but_no_config(tmp_path: Path) -> None:
+    # `pipetrail run` without `pipetrail init` makes the working folder a project.
+    folder = tmp_path / "bare"
+    (folder / ".pipetrail").mkdir(parents=True)
+    done = cli(folder, "runs")
+    assert done.returncode == 0, done.stderr
+    assert "no runs yet" in done.stdout
+
+
+def test_read_only_commands_search_parent_folders(tmp_path: Path) -> None:
+    (tmp_path / "pipetrail.toml").write_text("[pipetrail]\n")
+    below = tmp_path / "a" / "b"
+    below.mkdir(parents=True)
+    done = cli(below, "runs")
+    assert done.returncode == 0, done.stderr
+    assert list(below.iterdir()) == []
