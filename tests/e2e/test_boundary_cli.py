@@ -79,3 +79,37 @@ def test_read_only_commands_search_parent_folders(tmp_path: Path) -> None:
     done = cli(below, "runs")
     assert done.returncode == 0, done.stderr
     assert list(below.iterdir()) == []
+
+
+MISUSED_PLACEHOLDER = """
+from pipetrail import pipeline, step
+
+@step
+def load() -> list[int]:
+    return [1, 2, 3]
+
+@step
+def total(rows: list[int]) -> int:
+    return sum(rows)
+
+@pipeline
+def misuse():
+    rows = load()
+    if len(rows) > 2:
+        return total(rows)
+    return rows
+"""
+
+
+def test_misusing_a_placeholder_in_a_pipeline_is_one_line_and_records_nothing(
+    tmp_path: Path,
+) -> None:
+    assert cli(tmp_path, "init").returncode == 0
+    (tmp_path / "misuse.py").write_text(MISUSED_PLACEHOLDER)
+    done = cli(tmp_path, "run", "misuse.py", "-q")
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.splitlines() == [
+        "error: the output 'output' of step 'load' has no value while the pipeline is being "
+        "built, so len() cannot be taken; do this inside a step, which receives the real value"
+    ]
+    assert not (tmp_path / ".pipetrail" / "ledger.db").exists()
