@@ -113,3 +113,28 @@ def test_misusing_a_placeholder_in_a_pipeline_is_one_line_and_records_nothing(
         "built, so len() cannot be taken; do this inside a step, which receives the real value"
     ]
     assert not (tmp_path / ".pipetrail" / "ledger.db").exists()
+
+
+ONE_STEP = """
+from pipetrail import pipeline, step
+
+@step
+def make(n: int) -> list[int]:
+    return list(range(n))
+
+@pipeline
+def one(n: int = 3):
+    return make(n)
+"""
+
+
+@pytest.mark.parametrize("ref", ["", "%", "_", "\\", "*"])
+def test_a_ref_that_is_no_prefix_matches_no_run(tmp_path: Path, ref: str) -> None:
+    assert cli(tmp_path, "init").returncode == 0
+    (tmp_path / "one.py").write_text(ONE_STEP)
+    assert cli(tmp_path, "run", "one.py", "-q").returncode == 0
+    for args in (("show", ref), ("export", ref, "--format", "prov"), ("lineage", ref)):
+        done = cli(tmp_path, *args)
+        assert done.returncode == 2, (args, done.stdout)
+        assert done.stderr.startswith("error: "), done.stderr
+        assert "matches several" not in done.stderr
