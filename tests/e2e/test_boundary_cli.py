@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from typing import TYPE_CHECKING
 
 import pytest
@@ -24,7 +25,7 @@ def cli(folder: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str
         cwd=folder,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=60,
         check=False,
         env={**clean, **env},
     )
@@ -138,3 +139,39 @@ def test_a_ref_that_is_no_prefix_matches_no_run(tmp_path: Path, ref: str) -> Non
         assert done.returncode == 2, (args, done.stdout)
         assert done.stderr.startswith("error: "), done.stderr
         assert "matches several" not in done.stderr
+
+
+TAKES_ANYTHING = """
+from typing import Any
+from pipetrail import pipeline, step
+
+@step
+def use(x: Any) -> int:
+    return 1
+
+@pipeline
+def anything(x: list = []):
+    return use(x)
+"""
+
+
+def test_params_past_the_limits_are_one_line_and_exit_2_quickly(tmp_path: Path) -> None:
+    from tests.unit.execution.test_params_limits import BOMB
+
+    assert cli(tmp_path, "init").returncode == 0
+    (tmp_path / "anything.py").write_text(TAKES_ANYTHING)
+    (tmp_path / "bomb.yaml").write_text(BOMB)
+    (tmp_path / "deep.json").write_text('{"x": ' + "[" * 5000 + "]" * 5000 + "}")
+    cases = [
+        (("-c", "bomb.yaml"), "params file bomb.yaml, line "),
+        (("-c", "deep.json"), "params file deep.json, line 1: "),
+        (("-p", "x=" + "[" * 5000 + "]" * 5000), "override (-p or run() argument): parameter 'x'"),
+    ]
+    for args, start in cases:
+        started = time.monotonic()
+        done = cli(tmp_path, "run", "anything.py", "-q", *args)
+        assert time.monotonic() - started < 20
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.startswith("error: " + start), done.stderr
+        assert len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert not (tmp_path / ".pipetrail" / "ledger.db").exists()
