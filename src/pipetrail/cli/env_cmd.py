@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -116,11 +115,10 @@ def env_export(run_ref: str, format_name: str, output: Path | None) -> None:
     if output is None:
         click.echo(text, nl=False)
         return
-    try:
-        output.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        click.echo(f"error: cannot write {output}: {exc.strerror or exc}", err=True)
-        sys.exit(2)
+    from pipetrail.cli.files import write_text
+
+    with reporting_errors():
+        write_text(output, text)
     click.echo(f"wrote {output}", err=True)
 
 

@@ -2,32 +2,21 @@
 
 Thin: parse, call :mod:`pipetrail.lineage.exports`, write the text. Errors are
 pipetrail errors, rendered with their exit code by the ``pipetrail`` group. An export
-that fails writes nothing: with ``-o`` the file appears, whole, only on success.
+that fails writes nothing: with ``-o`` the file appears, whole, only on success, with the
+permissions the umask gives new files (see :mod:`pipetrail.cli.files`).
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import click
 
+from pipetrail.cli.files import write_text
+
 __all__ = ["export"]
 
 _FORMATS = ("openlineage", "prov", "intoto")
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @click.command("export")
@@ -92,7 +81,7 @@ def export(
         project.close()
     text = render_export(document, format_name)
     if output is not None:
-        _write_atomically(output, text)
+        write_text(output, text)
     elif emitter is None:
         click.echo(text, nl=False)
     if emitter is not None and isinstance(document, list):

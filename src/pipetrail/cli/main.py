@@ -22,9 +22,12 @@ from pipetrail.cli.exits import (
     EXIT_BAD_INPUT,
     EXIT_INTEGRITY,
     EXIT_RUN_FAILED,
+    EXIT_STORE,
+    disk_full_message,
     emit_json,
     exit_code,
     fail,
+    store_failure,
 )
 from pipetrail.errors import (
     NotFoundError,
@@ -50,6 +53,11 @@ class _Group(click.Group):
             fail(str(exc), EXIT_BAD_INPUT)
         except PipetrailError as exc:
             fail(str(exc), exit_code(exc))
+        except OSError as exc:
+            message = disk_full_message(exc)
+            if message is None:
+                raise
+            fail(message, EXIT_STORE)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -144,7 +152,9 @@ def run(
             summary = run_summary(project.reader(), exc.run_id)
             if as_json:
                 emit_json(summary)
-            else:
+            if store_failure(exc) is not None:  # the store failed, not the step's code
+                fail(str(exc), EXIT_STORE)
+            if not as_json:
                 from pipetrail.cli.render import print_run_failure
 
                 print_run_failure(summary)

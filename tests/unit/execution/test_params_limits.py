@@ -159,7 +159,9 @@ def test_a_text_value_over_the_size_limit_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ParamError, match=r"parameter 'x' is 1\.0 MiB of text, over the limit"):
         resolve_run_params(ANY, {"x": "a" * (MAX_TEXT_BYTES + 1)})
     path = write(tmp_path, "p.yaml", "x:\n  - " + "b" * (MAX_TEXT_BYTES + 1) + "\n")
-    with pytest.raises(ParamsFileError, match=r"parameter 'x' is 1\.0 MiB of text, .* \(at 'x\[0\]'\)"):
+    with pytest.raises(
+        ParamsFileError, match=r"parameter 'x' is 1\.0 MiB of text, .* \(at 'x\[0\]'\)"
+    ):
         load_params_file(path)
     assert resolve_run_params(ANY, {"x": "a" * MAX_TEXT_BYTES})["x"]
 
