@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
+    import socket
     from pathlib import Path
 
 pytestmark = pytest.mark.e2e
@@ -175,3 +176,31 @@ def test_params_past_the_limits_are_one_line_and_exit_2_quickly(tmp_path: Path) 
         assert done.stderr.startswith("error: " + start), done.stderr
         assert len(done.stderr.strip().splitlines()) == 1, done.stderr
     assert not (tmp_path / ".pipetrail" / "ledger.db").exists()
+
+
+def test_export_send_to_a_trickling_collector_stops_at_the_deadline(tmp_path: Path) -> None:
+    from tests.unit.lineage_exports.test_transport import RawServer
+
+    def trickle(conn: socket.socket) -> None:
+        server.send(conn, b"HTTP/1.1 201 Created\r\nX-Slow: ")
+        for _ in range(300):
+            server.send(conn, b"a")
+            time.sleep(0.05)
+
+    server = RawServer(trickle)
+    try:
+        assert cli(tmp_path, "init").returncode == 0
+        (tmp_path / "one.py").write_text(ONE_STEP)
+        assert cli(tmp_path, "run", "one.py", "-q").returncode == 0
+        started = time.monotonic()
+        args = ("export", "latest", "--format", "openlineage", "--send", server.url)
+        done = cli(tmp_path, *args, "--timeout", "1")
+        assert time.monotonic() - started < 8
+        assert done.returncode == 2, done.stderr
+        assert done.stderr.splitlines() == [
+            f"error: the OpenLineage collector at {server.url}/api/v1/lineage did not take the "
+            "START event of job 'one' within 1 s (the deadline for the whole request, "
+            "--timeout); check that the collector is healthy, or allow more time"
+        ]
+    finally:
+        server.close()

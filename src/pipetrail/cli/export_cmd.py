@@ -50,7 +50,12 @@ _FORMATS = ("openlineage", "prov", "intoto")
     envvar="OPENLINEAGE_API_KEY",
     help="Bearer token for --send (default: $OPENLINEAGE_API_KEY).",
 )
-@click.option("--timeout", default=10.0, show_default=True, help="Seconds per request (--send).")
+@click.option(
+    "--timeout",
+    default=10.0,
+    show_default=True,
+    help="Seconds each event's request may take in all, connecting included (--send).",
+)
 def export(
     run_ref: str,
     format_name: str,
