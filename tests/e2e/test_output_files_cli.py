@@ -190,3 +190,13 @@ def test_a_full_disk_under_a_written_file_is_one_line_and_exit_4(
     assert "No space left on device" in line
     assert f"free disk space in {full}" in line
     assert list(full.iterdir()) == []  # the mount ended; nothing was written beside it
+
+
+@pytest.mark.usefixtures("tiny_disk")
+def test_a_full_disk_under_the_ledger_is_one_line_and_exit_4(root: Path) -> None:
+    folder = root / "full-ledger"
+    env = {**_env(), "PIPETRAIL_METADATA": f"sqlite:///{folder / 'ledger.db'}"}
+    done = on_tiny_disk(folder, [*PIPETRAIL, "run", "sizes.py", "-q"], cwd=root, env=env, fill=True)
+    assert done.returncode == 4, done.stderr
+    line = _one_error_line(done)
+    assert str(folder / "ledger.db") in line

@@ -5,7 +5,7 @@ them so ``pipetrail --help`` and read-only listings start fast.
 
 Exit codes: 0 success; 1 a run failed (a step raised); 2 bad input (unknown pipeline,
 parameter, run or step; invalid configuration); 3 an integrity check failed (ledger or
-store); 4 the metadata or artifact store could not be used.
+store); 4 the metadata or artifact store could not be used, or a disk is full.
 """
 
 from __future__ import annotations
