@@ -3,9 +3,11 @@
 A project is the nearest folder, from the working directory upwards, that holds a
 ``pipetrail.toml``. Without one, the working directory is the project and the embedded
 defaults apply (``.pipetrail/ledger.db`` and ``.pipetrail/objects``), created on first
-write. Environment variables override the file: ``PIPETRAIL_METADATA``,
-``PIPETRAIL_ARTIFACTS``, ``PIPETRAIL_SEED``, ``PIPETRAIL_PARITY`` and
-``PIPETRAIL_PARITY_REFERENCE``. Cheap to import: stdlib only.
+write. Read-only commands ask for an existing project (``must_exist=True``): outside one
+they stop with a :class:`~pipetrail.errors.ProjectError` and create nothing. Environment
+variables override the file: ``PIPETRAIL_METADATA``, ``PIPETRAIL_ARTIFACTS``,
+``PIPETRAIL_SEED``, ``PIPETRAIL_PARITY`` and ``PIPETRAIL_PARITY_REFERENCE``.
+Cheap to import: stdlib only.
 """
 
 from __future__ import annotations
@@ -93,6 +95,22 @@ def find_root(start: Path | None = None) -> Path | None:
     return None
 
 
+def _require_project(here: Path) -> None:
+    """Refuse to go on outside a project: no ``pipetrail.toml`` above, no state here.
+
+    A folder counts as a project when it or a parent holds ``pipetrail.toml``, when it
+    holds a ``.pipetrail`` folder (runs made without ``pipetrail init``), or when
+    ``PIPETRAIL_METADATA`` names the metadata store.
+    """
+    if (here / STATE_DIR).is_dir() or os.environ.get("PIPETRAIL_METADATA"):
+        return
+    raise ProjectError(
+        f"no pipetrail project here: searched {here} and every folder above it for "
+        f"{CONFIG_FILE} (and {here} for {STATE_DIR}); run `pipetrail init` to make one, "
+        "or cd into a project"
+    )
+
+
 def _resolve_sqlite(url: str, root: Path) -> str:
     prefix = "sqlite:///"
     if url.startswith(prefix):
@@ -102,13 +120,25 @@ def _resolve_sqlite(url: str, root: Path) -> str:
     return url
 
 
-def load_config(start: Path | None = None, *, root: Path | None = None) -> ProjectConfig:
+def load_config(
+    start: Path | None = None, *, root: Path | None = None, must_exist: bool = False
+) -> ProjectConfig:
     """Find the project and read its settings.
 
+    Args:
+        start: the folder to search from (default: the working directory).
+        root: the project folder, when known (no search).
+        must_exist: refuse a folder that is not a project, instead of taking the
+            working directory with the defaults (read-only commands, which must not
+            create a ledger or a store where there is none).
+
     Raises:
-        ProjectError: if ``pipetrail.toml`` is malformed, naming the file, key and fix.
+        ProjectError: if ``pipetrail.toml`` is malformed, naming the file, key and fix;
+            with ``must_exist``, if no project was found.
     """
     found = root.resolve() if root is not None else find_root(start)
+    if found is None and must_exist:
+        _require_project((start or Path.cwd()).resolve())
     project_root = found or (start or Path.cwd()).resolve()
     data: dict[str, Any] = {}
     path = project_root / CONFIG_FILE

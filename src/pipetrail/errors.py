@@ -19,6 +19,7 @@ PipetrailError
 ├── LedgerError                metadata store problem (connection, migration, concurrency)
 │   └── TamperedLedgerError    the hash chain is broken (names the first bad sequence)
 ├── ProjectError               no project / bad pipetrail.toml
+├── OutputFileError            a file asked for (an export, a report) cannot be written
 ├── ParityError                the environment differs from the parity reference run
 ├── LeakageError               data subsets share rows or groups (names subsets and counts)
 ├── NotFoundError (KeyError)   a run, step run, artifact or digest prefix does not exist
@@ -34,6 +35,8 @@ PipetrailError
 
 from __future__ import annotations
 
+import errno as _errno
+
 __all__ = [
     "AmbiguousPrefixError",
     "ApprovalRequiredError",
@@ -46,6 +49,7 @@ __all__ = [
     "LedgerError",
     "NotFoundError",
     "NotReproducibleError",
+    "OutputFileError",
     "ParamError",
     "ParamsFileError",
     "ParityError",
@@ -58,6 +62,10 @@ __all__ = [
     "TamperedLedgerError",
     "UnhashableValueError",
 ]
+
+
+#: The ``errno`` values of a full disk or an exhausted quota.
+_DISK_FULL = frozenset({_errno.ENOSPC, _errno.EDQUOT})
 
 
 class PipetrailError(Exception):
@@ -213,6 +221,35 @@ class TamperedLedgerError(LedgerError):
 
 class ProjectError(PipetrailError):
     """The project folder or its ``pipetrail.toml`` is missing or invalid."""
+
+
+class OutputFileError(PipetrailError):
+    """A file pipetrail was asked to write (``-o FILE``, a report) could not be written.
+
+    Nothing was left behind: the file is either written whole or not changed.
+
+    Attributes:
+        path: the file.
+        errno: the system's error number (``errno.ENOSPC`` when the disk is full).
+    """
+
+    def __init__(self, message: str, *, path: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        self.path = path
+        self.errno = errno
+
+    @property
+    def disk_full(self) -> bool:
+        """Whether the filesystem had no space (or quota) left."""
+        return self.errno in _DISK_FULL
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keyword-only arguments: rebuild through a helper when sent between processes.
+        return (_rebuild_output_file, (str(self), self.path, self.errno))
+
+
+def _rebuild_output_file(message: str, path: str, errno: int | None) -> OutputFileError:
+    return OutputFileError(message, path=path, errno=errno)
 
 
 class ParityError(PipetrailError):

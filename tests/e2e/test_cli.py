@@ -344,4 +344,5 @@ def test_two_runs_at_once_both_complete(sample: Path) -> None:
 
 def test_help_and_json_listing_on_empty_project(tmp_path: Path) -> None:
     assert "Usage" in cli(tmp_path, "--help", check=True).stdout
+    cli(tmp_path, "init", check=True)  # outside a project, read-only commands refuse
     assert json.loads(cli(tmp_path, "runs", "--json", check=True).stdout) == []

@@ -4,7 +4,9 @@ Owns :class:`SourceChangedError` and the confinement rules of
 :func:`~pipetrail.capture.sources.observe_source`: ``..``, absolute paths outside the
 project root and symlinks pointing outside it raise
 :class:`~pipetrail.errors.DefinitionError` unless ``allow_outside=True``; sockets, FIFOs
-and devices are always refused. Every message names the source, the file and a fix.
+and devices are always refused, and so is anything in (or holding) a protected folder:
+the project's ``.pipetrail`` state folder and the artifact store, whatever the path
+(``..``, a symlink) leading there. Every message names the source, the file and a fix.
 Imports only ``pipetrail.errors`` and the standard library.
 """
 
@@ -17,6 +19,7 @@ from typing import TYPE_CHECKING
 from pipetrail.errors import DefinitionError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from pathlib import Path
 
 __all__ = [
@@ -50,12 +53,25 @@ def within(path: str, parent: str) -> bool:
     return path == parent or path.startswith(os.path.join(parent, ""))
 
 
-def resolve_source(label: str, root: Path, *, allow_outside: bool) -> str:
+def resolve_source(
+    label: str,
+    root: Path,
+    *,
+    allow_outside: bool,
+    protected: Iterable[str | os.PathLike[str]] = (),
+) -> str:
     """Return the real absolute path of a source, refusing escapes from the root.
+
+    Args:
+        label: the source as declared.
+        root: the project root.
+        allow_outside: accept a path leading outside ``root``.
+        protected: folders a source may neither be in nor hold (the project's state
+            folder, the artifact store), even with ``allow_outside``.
 
     Raises:
         DefinitionError: the path, or a symlink on the way, leads outside ``root`` and
-            ``allow_outside`` is false.
+            ``allow_outside`` is false; or it leads into a protected folder, or holds one.
     """
     root_abs = os.path.abspath(root)
     given = os.path.join(root_abs, label)  # an absolute label replaces root_abs
@@ -71,7 +87,25 @@ def resolve_source(label: str, root: Path, *, allow_outside: bool) -> str:
             f"source {label!r} goes through a symlink to {real}, outside the project root "
             f"{root_abs}; copy the data into the project, {ALLOW_OUTSIDE_HINT}"
         )
+    for folder in protected:
+        _refuse_protected(label, real, os.path.realpath(folder))
     return real
+
+
+def _refuse_protected(label: str, real: str, folder: str) -> None:
+    if within(real, folder):
+        where = "is" if real == folder else f"leads to {real}, which is"
+        raise DefinitionError(
+            f"source {label!r} {where} inside {folder}, where pipetrail keeps its own state "
+            "(the ledger, the artifact store, caches); a source is data a step reads: "
+            "point it at a folder of your data"
+        )
+    if within(folder, real):
+        raise DefinitionError(
+            f"source {label!r} ({real}) holds {folder}, where pipetrail keeps its own state "
+            "(the ledger, the artifact store, caches); point the source at a folder of your "
+            "data that does not hold it"
+        )
 
 
 def special_file_error(label: str, file: str, mode: int) -> DefinitionError:

@@ -61,6 +61,8 @@ from pipetrail.errors import DefinitionError
 from pipetrail.hashing import digest_bytes
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from pipetrail.capture.source_walk import StoreFiles
     from pipetrail.capture.statcache import StatCache
 
@@ -146,6 +148,7 @@ def observe_source(
     rehash: bool = False,
     allow_outside: bool = False,
     store_threads: int = 4,
+    protected: Sequence[str | os.PathLike[str]] = (),
 ) -> SourceObservation:
     """Observe a file or folder: digest it, and have its content stored unless by reference.
 
@@ -171,6 +174,8 @@ def observe_source(
         store_threads: threads calling ``store_files``; they overlap the store's copies
             and flushes with the walk (see benchmarks/sources.py, rows ``first.copy*``).
             1 calls it from the calling thread only.
+        protected: folders the source may neither be in nor hold, whatever the path
+            leading there (the project's state folder and its artifact store).
 
     Returns:
         The observation; see :class:`SourceObservation`.
@@ -192,7 +197,7 @@ def observe_source(
     if not text:
         raise DefinitionError("source() needs a non-empty path")
     label = Path(text).as_posix()
-    location = resolve_source(label, root, allow_outside=allow_outside)
+    location = resolve_source(label, root, allow_outside=allow_outside, protected=protected)
     started_ns = time.time_ns()  # before any stat: the racy-entry reference (see statcache)
     observed_at = format_ts(utcnow())
     try:

@@ -31,7 +31,7 @@ def contracts(run_ref: str, as_json: bool) -> None:
     from pipetrail.ledger import open_reader
 
     try:
-        reader = open_reader(load_config().metadata_url)
+        reader = open_reader(load_config(must_exist=True).metadata_url)
         try:
             result = run_contracts(reader, run_ref)
         finally:

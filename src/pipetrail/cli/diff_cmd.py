@@ -47,7 +47,7 @@ def diff(run_a: str, run_b: str, as_json: bool) -> None:
     from pipetrail.lineage.diff import diff_runs
 
     with reporting_errors():
-        project = Project.discover()
+        project = Project.discover(must_exist=True)
         try:
             result = diff_runs(project, run_a, run_b)
         finally:
@@ -71,7 +71,7 @@ def compare(run_refs: tuple[str, ...], as_json: bool) -> None:
     from pipetrail.lineage.compare import compare_runs
 
     with reporting_errors():
-        project = Project.discover()
+        project = Project.discover(must_exist=True)
         try:
             result = compare_runs(project, run_refs)
         finally:

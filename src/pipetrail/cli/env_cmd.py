@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import sys
 import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -78,7 +77,7 @@ def env_diff(run_a: str, run_b: str, as_json: bool) -> None:
     from pipetrail.lineage.environment import diff_run_environments
 
     with reporting_errors():
-        project = Project.discover()
+        project = Project.discover(must_exist=True)
         try:
             result = diff_run_environments(project, run_a, run_b)
         finally:
@@ -108,7 +107,7 @@ def env_export(run_ref: str, format_name: str, output: Path | None) -> None:
     from pipetrail.lineage.exports.environment import export_environment
 
     with reporting_errors():
-        project = Project.discover()
+        project = Project.discover(must_exist=True)
         try:
             text = export_environment(project, run_ref, format_name)
         finally:
@@ -116,11 +115,10 @@ def env_export(run_ref: str, format_name: str, output: Path | None) -> None:
     if output is None:
         click.echo(text, nl=False)
         return
-    try:
-        output.write_text(text, encoding="utf-8")
-    except OSError as exc:
-        click.echo(f"error: cannot write {output}: {exc.strerror or exc}", err=True)
-        sys.exit(2)
+    from pipetrail.cli.files import write_text
+
+    with reporting_errors():
+        write_text(output, text)
     click.echo(f"wrote {output}", err=True)
 
 

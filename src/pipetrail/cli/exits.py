@@ -6,7 +6,7 @@
 | 1 | a step failed (in a run, or while re-executing one) |
 | 2 | bad input: unknown file, parameter, run or step; bad configuration |
 | 3 | an integrity check failed (ledger or store) |
-| 4 | a store could not be used |
+| 4 | a store could not be used, or a disk is full (also while storing a step's output) |
 | 5 | a run did not reproduce, or the gate failed |
 | 6 | a run cannot be reproduced as recorded (a by-reference source changed, ...) |
 
@@ -18,7 +18,9 @@ only click, json and ``pipetrail.errors``, so it costs nothing at start-up.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import os
 import sys
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -28,6 +30,7 @@ from pipetrail.errors import (
     IntegrityError,
     LedgerError,
     NotReproducibleError,
+    OutputFileError,
     PipetrailError,
     StepFailedError,
     StoreError,
@@ -44,10 +47,12 @@ __all__ = [
     "EXIT_OK",
     "EXIT_RUN_FAILED",
     "EXIT_STORE",
+    "disk_full_message",
     "emit_json",
     "exit_code",
     "fail",
     "reporting_errors",
+    "store_failure",
 ]
 
 EXIT_OK = 0
@@ -68,7 +73,9 @@ def fail(message: str, code: int) -> NoReturn:
 def exit_code(exc: PipetrailError) -> int:
     """The exit code for a pipetrail error (see the table above)."""
     if isinstance(exc, StepFailedError):
-        return EXIT_RUN_FAILED
+        return EXIT_STORE if store_failure(exc) is not None else EXIT_RUN_FAILED
+    if isinstance(exc, OutputFileError):
+        return EXIT_STORE if exc.disk_full else EXIT_BAD_INPUT
     if isinstance(exc, NotReproducibleError):
         return EXIT_CANNOT_REPRODUCE
     if isinstance(exc, IntegrityError):
@@ -76,6 +83,32 @@ def exit_code(exc: PipetrailError) -> int:
     if isinstance(exc, LedgerError | StoreError):
         return EXIT_STORE
     return EXIT_BAD_INPUT
+
+
+def disk_full_message(exc: OSError) -> str | None:
+    """The one-line message for an ``OSError`` that says the disk is full, else None.
+
+    The last resort for a full disk met outside the stores and the files commands write
+    (which name their own folder): names the file the system reported, when it did.
+    """
+    if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+        return None
+    where = f" while writing {exc.filename}" if exc.filename else ""
+    folder = f" in {os.path.dirname(os.path.abspath(exc.filename))}" if exc.filename else ""
+    return f"no space left on the device{where}; free disk space{folder} and try again"
+
+
+def store_failure(exc: StepFailedError) -> StoreError | None:
+    """The store error behind a failed step, when storing its outputs failed (disk full).
+
+    A step fails as well when the store cannot take what it returned; that is the
+    store's failure, not the step's, and exits with :data:`EXIT_STORE`. A digest mismatch
+    (:class:`~pipetrail.errors.IntegrityError`) is not such a failure.
+    """
+    cause = exc.__cause__
+    if isinstance(cause, StoreError) and not isinstance(cause, IntegrityError):
+        return cause
+    return None
 
 
 @contextlib.contextmanager

@@ -2,32 +2,21 @@
 
 Thin: parse, call :mod:`pipetrail.lineage.exports`, write the text. Errors are
 pipetrail errors, rendered with their exit code by the ``pipetrail`` group. An export
-that fails writes nothing: with ``-o`` the file appears, whole, only on success.
+that fails writes nothing: with ``-o`` the file appears, whole, only on success, with the
+permissions the umask gives new files (see :mod:`pipetrail.cli.files`).
 """
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
 
 import click
 
+from pipetrail.cli.files import write_text
+
 __all__ = ["export"]
 
 _FORMATS = ("openlineage", "prov", "intoto")
-
-
-def _write_atomically(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 @click.command("export")
@@ -61,7 +50,12 @@ def _write_atomically(path: Path, text: str) -> None:
     envvar="OPENLINEAGE_API_KEY",
     help="Bearer token for --send (default: $OPENLINEAGE_API_KEY).",
 )
-@click.option("--timeout", default=10.0, show_default=True, help="Seconds per request (--send).")
+@click.option(
+    "--timeout",
+    default=10.0,
+    show_default=True,
+    help="Seconds each event's request may take in all, connecting included (--send).",
+)
 def export(
     run_ref: str,
     format_name: str,
@@ -85,14 +79,14 @@ def export(
     emitter = None
     if send_url is not None:
         emitter = OpenLineageHttpEmitter(send_url, api_key=api_key, timeout=timeout)
-    project = Project.discover()
+    project = Project.discover(must_exist=True)
     try:
         document = export_run(project, run_ref, format_name, namespace=namespace)
     finally:
         project.close()
     text = render_export(document, format_name)
     if output is not None:
-        _write_atomically(output, text)
+        write_text(output, text)
     elif emitter is None:
         click.echo(text, nl=False)
     if emitter is not None and isinstance(document, list):

@@ -125,7 +125,7 @@ def _with_reader(query: Any) -> Any:
     from pipetrail.config import load_config
     from pipetrail.ledger import open_reader
 
-    reader = open_reader(load_config().metadata_url)
+    reader = open_reader(load_config(must_exist=True).metadata_url)
     try:
         return query(reader)
     finally:

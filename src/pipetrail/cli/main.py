@@ -5,7 +5,7 @@ them so ``pipetrail --help`` and read-only listings start fast.
 
 Exit codes: 0 success; 1 a run failed (a step raised); 2 bad input (unknown pipeline,
 parameter, run or step; invalid configuration); 3 an integrity check failed (ledger or
-store); 4 the metadata or artifact store could not be used.
+store); 4 the metadata or artifact store could not be used, or a disk is full.
 """
 
 from __future__ import annotations
@@ -22,9 +22,12 @@ from pipetrail.cli.exits import (
     EXIT_BAD_INPUT,
     EXIT_INTEGRITY,
     EXIT_RUN_FAILED,
+    EXIT_STORE,
+    disk_full_message,
     emit_json,
     exit_code,
     fail,
+    store_failure,
 )
 from pipetrail.errors import (
     NotFoundError,
@@ -36,10 +39,10 @@ from pipetrail.errors import (
 __all__ = ["cli", "main"]
 
 
-def _project() -> Any:
+def _project(*, must_exist: bool = False) -> Any:
     from pipetrail.execution.project import Project
 
-    return Project.discover()
+    return Project.discover(must_exist=must_exist)
 
 
 class _Group(click.Group):
@@ -50,6 +53,11 @@ class _Group(click.Group):
             fail(str(exc), EXIT_BAD_INPUT)
         except PipetrailError as exc:
             fail(str(exc), exit_code(exc))
+        except OSError as exc:
+            message = disk_full_message(exc)
+            if message is None:
+                raise
+            fail(message, EXIT_STORE)
 
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
@@ -144,7 +152,9 @@ def run(
             summary = run_summary(project.reader(), exc.run_id)
             if as_json:
                 emit_json(summary)
-            else:
+            if store_failure(exc) is not None:  # the store failed, not the step's code
+                fail(str(exc), EXIT_STORE)
+            if not as_json:
                 from pipetrail.cli.render import print_run_failure
 
                 print_run_failure(summary)
@@ -171,7 +181,7 @@ def runs(limit: int, pipeline: str | None, status: str | None, as_json: bool) ->
     from pipetrail.execution.explain import list_runs
     from pipetrail.ledger import open_reader
 
-    reader = open_reader(load_config().metadata_url)
+    reader = open_reader(load_config(must_exist=True).metadata_url)
     try:
         rows = list_runs(reader, limit=limit, pipeline=pipeline, status=status)
     finally:
@@ -193,7 +203,7 @@ def show(run_ref: str, as_json: bool) -> None:
     from pipetrail.execution.explain import run_summary
     from pipetrail.ledger import open_reader
 
-    reader = open_reader(load_config().metadata_url)
+    reader = open_reader(load_config(must_exist=True).metadata_url)
     try:
         summary = run_summary(reader, run_ref)
     finally:
@@ -216,7 +226,7 @@ def why(run_ref: str, step_name: str, as_json: bool) -> None:
     from pipetrail.execution.explain import explain_step
     from pipetrail.ledger import open_reader
 
-    reader = open_reader(load_config().metadata_url)
+    reader = open_reader(load_config(must_exist=True).metadata_url)
     try:
         report = explain_step(reader, run_ref, step_name)
     finally:
@@ -240,7 +250,7 @@ def audit_verify(as_json: bool) -> None:
     """Re-hash the ledger; exit 3 naming the first bad sequence number if altered."""
     from pipetrail.execution.integrity import verify_ledger
 
-    project = _project()
+    project = _project(must_exist=True)
     try:
         report = verify_ledger(project)
     finally:
@@ -270,7 +280,7 @@ def store_verify(as_json: bool) -> None:
     """Re-hash every stored object; report corrupt and missing ones (exit 3 if any)."""
     from pipetrail.execution.integrity import verify_artifacts
 
-    project = _project()
+    project = _project(must_exist=True)
     try:
         report = verify_artifacts(project)
     finally:

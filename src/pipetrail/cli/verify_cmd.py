@@ -62,15 +62,15 @@ def _print_markdown(text: str) -> None:
 
 
 def _write_reports(data: dict[str, Any], markdown: str, folder: Path, stem: str) -> list[Path]:
-    folder.mkdir(parents=True, exist_ok=True)
+    from pipetrail.cli.files import append_text, write_text
+
     json_path, md_path = folder / f"{stem}.json", folder / f"{stem}.md"
-    json_path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-    md_path.write_text(markdown, encoding="utf-8")
+    write_text(json_path, json.dumps(data, indent=2, sort_keys=True) + "\n")
+    write_text(md_path, markdown)
     written = [json_path, md_path]
     summary = os.environ.get("GITHUB_STEP_SUMMARY")
     if summary:
-        with open(summary, "a", encoding="utf-8") as out:
-            out.write(markdown + "\n")
+        append_text(Path(summary), markdown + "\n")
     return written
 
 
@@ -145,7 +145,9 @@ def reproduce(
     data = result.to_dict()
     text = reproduction_markdown(data)
     if markdown_file is not None:
-        markdown_file.write_text(text, encoding="utf-8")
+        from pipetrail.cli.files import write_text
+
+        write_text(markdown_file, text)
     if as_json:
         click.echo(json.dumps(data, indent=2, sort_keys=True))
     else:

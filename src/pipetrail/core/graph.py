@@ -41,8 +41,130 @@ def current_builder() -> GraphBuilder | None:
     return _BUILDER.get()
 
 
-@dataclass(frozen=True)
-class SourceRef:
+class _Placeholder:
+    """What a pipeline function holds instead of a value while the graph is built.
+
+    A placeholder has no value yet, so every use that needs one (truth, ``len``,
+    indexing, ``in``, arithmetic, comparisons, text, numbers, iteration) raises a
+    :class:`DefinitionError` saying what was done, to which output or source, and how to
+    fix it. Placeholders of the same kind compare by identity, so they can be dict keys;
+    ``repr()`` works, for debugging.
+    """
+
+    __slots__ = ()
+
+    def _subject(self) -> str:
+        raise NotImplementedError
+
+    def _identity(self) -> tuple[Any, ...]:
+        raise NotImplementedError
+
+    def _fix(self) -> str:
+        return "do this inside a step, which receives the real value"
+
+    def _misuse(self, what: str) -> DefinitionError:
+        return DefinitionError(
+            f"{self._subject()} has no value while the pipeline is being built, so {what}; "
+            f"{self._fix()}"
+        )
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is type(self):
+            return self._identity() == other._identity()
+        raise self._misuse("it cannot be compared with '=='")
+
+    def __ne__(self, other: object) -> bool:
+        if type(other) is type(self):
+            return self._identity() != other._identity()
+        raise self._misuse("it cannot be compared with '!='")
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, *self._identity()))
+
+    def __bool__(self) -> bool:
+        raise self._misuse("it cannot be used in a condition")
+
+    def __len__(self) -> int:
+        raise self._misuse("len() cannot be taken")
+
+    def __contains__(self, item: object) -> bool:
+        raise self._misuse(f"'{item!r} in ...' cannot be tested")
+
+    def __getitem__(self, key: object) -> Any:
+        raise self._misuse(f"it cannot be indexed ([{key!r}])")
+
+    def __setitem__(self, key: object, value: object) -> None:
+        raise self._misuse(f"an item cannot be set ([{key!r}] = ...)")
+
+    def __delitem__(self, key: object) -> None:
+        raise self._misuse(f"an item cannot be deleted ([{key!r}])")
+
+    def __iter__(self) -> Iterator[Any]:
+        raise self._misuse("it cannot be iterated or unpacked")
+
+    def __reversed__(self) -> Iterator[Any]:
+        raise self._misuse("it cannot be reversed")
+
+    def __str__(self) -> str:
+        raise self._misuse("it cannot be turned into text (str(), f-strings, print)")
+
+    def __format__(self, spec: str) -> str:
+        raise self._misuse("it cannot be turned into text (str(), f-strings, print)")
+
+    def __bytes__(self) -> bytes:
+        raise self._misuse("bytes() cannot be taken")
+
+
+def _refuse(what: str) -> Any:
+    def refuse(self: _Placeholder, *other: object) -> Any:
+        raise self._misuse(what)
+
+    refuse.__doc__ = f"Refused: a placeholder has no value, so {what}."
+    return refuse
+
+
+_OPERATORS = {
+    "add": "+",
+    "sub": "-",
+    "mul": "*",
+    "matmul": "@",
+    "truediv": "/",
+    "floordiv": "//",
+    "mod": "%",
+    "divmod": "divmod()",
+    "pow": "**",
+    "lshift": "<<",
+    "rshift": ">>",
+    "and": "&",
+    "xor": "^",
+    "or": "|",
+}
+for _name, _symbol in _OPERATORS.items():
+    for _method in (f"__{_name}__", f"__r{_name}__", f"__i{_name}__"):
+        setattr(_Placeholder, _method, _refuse(f"it cannot be used with '{_symbol}'"))
+for _name, _what in {
+    "lt": "it cannot be compared with '<'",
+    "le": "it cannot be compared with '<='",
+    "gt": "it cannot be compared with '>'",
+    "ge": "it cannot be compared with '>='",
+    "neg": "it cannot be negated",
+    "pos": "unary '+' cannot be applied",
+    "invert": "'~' cannot be applied",
+    "abs": "abs() cannot be taken",
+    "int": "int() cannot be taken",
+    "float": "float() cannot be taken",
+    "complex": "complex() cannot be taken",
+    "index": "it cannot be used as an index or a slice bound",
+    "round": "round() cannot be taken",
+    "trunc": "math.trunc() cannot be taken",
+    "floor": "math.floor() cannot be taken",
+    "ceil": "math.ceil() cannot be taken",
+}.items():
+    setattr(_Placeholder, f"__{_name}__", _refuse(_what))
+
+
+@dataclass(frozen=True, eq=False)
+class SourceRef(_Placeholder):
     """A raw input from outside the pipeline (a file or a folder), observed at run start.
 
     Attributes:
@@ -55,6 +177,15 @@ class SourceRef:
     path: str
     by_reference: bool = False
     allow_outside: bool = False
+
+    def _subject(self) -> str:
+        return f"source({self.path!r}) is a placeholder: it"
+
+    def _identity(self) -> tuple[Any, ...]:
+        return (self.path, self.by_reference, self.allow_outside)
+
+    def _fix(self) -> str:
+        return "pass it to a step, which receives the real path when it runs"
 
     def __fspath__(self) -> str:
         raise DefinitionError(
@@ -92,34 +223,39 @@ def source(
     )
 
 
-@dataclass(frozen=True)
-class OutputRef:
+@dataclass(frozen=True, eq=False)
+class OutputRef(_Placeholder):
     """A placeholder for one output of a node, usable as another step's input."""
 
     node_id: str
     index: int
     name: str
 
+    def _subject(self) -> str:
+        return f"the output {self.name!r} of step {self.node_id!r}"
+
+    def _identity(self) -> tuple[Any, ...]:
+        return (self.node_id, self.index, self.name)
+
     def __bool__(self) -> bool:
         raise DefinitionError(
-            f"the output {self.name!r} of step {self.node_id!r} has no value while the "
-            "pipeline is being built, so it cannot be used in a condition; branch on "
-            "parameters instead, or move the logic into a step"
+            f"{self._subject()} has no value while the pipeline is being built, so it "
+            "cannot be used in a condition; branch on parameters instead, or move the logic "
+            "into a step"
         )
 
     def __iter__(self) -> Iterator[Any]:
         raise DefinitionError(
-            f"step {self.node_id!r} has a single output; declare several with a "
-            "tuple[...] return annotation or @step(outputs=(...)) to unpack it"
+            f"{self._subject()} has no value while the pipeline is being built, so it cannot "
+            f"be iterated or unpacked: step {self.node_id!r} has a single output; declare "
+            "several with a tuple[...] return annotation or @step(outputs=(...)) to unpack "
+            "them, or loop over the value inside a step"
         )
 
     def __getattr__(self, item: str) -> Any:
         if item.startswith("__"):
             raise AttributeError(item)
-        raise DefinitionError(
-            f"the output {self.name!r} of step {self.node_id!r} has no value while the "
-            f"pipeline is being built, so '.{item}' cannot be used here; do this inside a step"
-        )
+        raise self._misuse(f"'.{item}' cannot be used here")
 
 
 class MultiOutput(tuple[OutputRef, ...]):

@@ -7,8 +7,10 @@ be given with a dotted key (``model.C=0.3``), which :func:`expand_dotted` turns 
 nested mappings, and layers of values (params files, then ``-p`` overrides) combine with
 :func:`merge_params`, later layers winning key by key.
 
-Pure: no I/O. Imports only ``pipetrail.errors`` and, lazily, pydantic (a model-typed
-pipeline has imported it already).
+Values have limits, checked by :mod:`pipetrail.core.param_limits`.
+
+Pure: no I/O. Imports only ``pipetrail.errors``, ``core.param_limits`` and, lazily,
+pydantic (a model-typed pipeline has imported it already).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import types
 import typing
 from typing import TYPE_CHECKING, Any, Union
 
+from pipetrail.core.param_limits import text_problem
 from pipetrail.errors import ParamError
 
 if TYPE_CHECKING:
@@ -38,11 +41,18 @@ def parse_text(text: str) -> Any:
 
     ``[1, 2]``, ``{"a": 1}``, ``"quoted"``, ``true``, ``false`` and ``null`` are parsed;
     anything else (``0.3``, ``abc``) stays text for pydantic's lax conversion.
+
+    Raises:
+        ParamError: the JSON text is past the limits (see
+            :mod:`pipetrail.core.param_limits`).
     """
     import json
 
     stripped = text.strip()
     if stripped[:1] in '[{"' or stripped in ("true", "false", "null"):
+        reason = text_problem(stripped)
+        if reason is not None:
+            raise ParamError(f"a parameter value starting {stripped[:20]!r} {reason}")
         try:
             return json.loads(stripped)
         except json.JSONDecodeError:

@@ -9,9 +9,15 @@ A run that used files records each one's name and digest in its ``run.started`` 
 (``params_files``) and stores its bytes as an artifact with role ``params-file``
 (:func:`params_file_records`).
 
-File format by suffix: ``.yaml``/``.yml`` (PyYAML, safe loader, imported on first use),
+File format by suffix: ``.yaml``/``.yml`` (PyYAML's safe loader, imported on first use),
 ``.toml`` (``tomllib``) and ``.json``. The top level must be a table of parameters; a
 table value sets the fields of a nested model, as dotted ``-p`` keys do.
+
+Limits, each refused with a :class:`~pipetrail.errors.ParamsFileError` naming the file
+(and line when known): a file holds at most :data:`MAX_FILE_BYTES`; values nest at
+most :data:`~pipetrail.core.param_limits.MAX_DEPTH` levels; a text value holds at most
+:data:`~pipetrail.core.param_limits.MAX_TEXT_BYTES`; YAML aliases are bounded too (see
+:mod:`pipetrail.execution.params_yaml`).
 
 Imports ``core``, ``hashing``, ``store`` and the standard library; never ``lineage`` or
 ``cli``.
@@ -26,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipetrail.core.param_limits import MAX_DEPTH, check_params_limits, text_depth
 from pipetrail.core.params import expand_dotted, flatten_params, merge_params
 from pipetrail.errors import ParamError, ParamsFileError
 from pipetrail.hashing import digest_bytes
@@ -39,6 +46,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "FORMATS",
+    "MAX_FILE_BYTES",
     "ParamsFile",
     "load_params",
     "load_params_file",
@@ -51,6 +59,8 @@ FORMATS = {".yaml": "yaml", ".yml": "yaml", ".toml": "toml", ".json": "json"}
 _MEDIA_TYPES = {"yaml": "application/yaml", "toml": "application/toml", "json": "application/json"}
 _TOML_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
 OVERRIDE_ORIGIN = "override (-p or run() argument)"
+#: The largest params file read (bytes).
+MAX_FILE_BYTES = 10 * 1024 * 1024
 
 
 @dataclass(frozen=True)
@@ -94,13 +104,22 @@ def load_params_file(path: str | Path) -> ParamsFile:
             path=str(path),
         )
     try:
-        content = path.read_bytes()
+        with path.open("rb") as handle:
+            # One byte past the limit tells a file that is too large, without reading it.
+            content = handle.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise ParamsFileError(f"params file {path} does not exist", path=str(path)) from None
     except OSError as exc:
         raise ParamsFileError(
             f"params file {path} cannot be read: {exc.strerror or exc}", path=str(path)
         ) from None
+    if len(content) > MAX_FILE_BYTES:
+        raise ParamsFileError(
+            f"params file {path} is larger than the limit of {MAX_FILE_BYTES // 1024 // 1024} "
+            "MiB for a params file; keep large data in a file the pipeline reads (a source) "
+            "and pass its path as a parameter",
+            path=str(path),
+        )
     try:
         text = content.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -108,7 +127,11 @@ def load_params_file(path: str | Path) -> ParamsFile:
             f"params file {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8",
             path=str(path),
         ) from None
-    data = _parse(path, fmt, text)
+    try:
+        data = _parse(path, fmt, text)
+    except RecursionError:
+        # The JSON and TOML parsers recurse once per level; past Python's limit they give up.
+        raise _too_deep(path, text) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -117,34 +140,40 @@ def load_params_file(path: str | Path) -> ParamsFile:
             f"(name: value), not a {type(data).__name__}",
             path=str(path),
         )
+    try:
+        check_params_limits(data, origin=f"params file {path}")
+    except ParamError as exc:
+        line = _deep_line(text) if "nested deeper" in str(exc) else None
+        where = f"params file {path}, line {line}" if line is not None else f"params file {path}"
+        raise ParamsFileError(
+            str(exc).replace(f"params file {path}", where, 1), path=str(path), line=line
+        ) from None
     _check_keys(path, data, "")
     return ParamsFile(path, fmt, data, content, digest_bytes(content))
 
 
+def _deep_line(text: str) -> int | None:
+    """The line where brackets in ``text`` first nest deeper than the limit, if they do."""
+    offset = text_depth(text, limit=MAX_DEPTH - 1 if text.lstrip()[:1] != "{" else MAX_DEPTH)
+    return None if offset is None else text.count("\n", 0, offset) + 1
+
+
+def _too_deep(path: Path, text: str) -> ParamsFileError:
+    line = _deep_line(text)
+    where = f", line {line}" if line is not None else ""
+    return ParamsFileError(
+        f"params file {path}{where}: values are nested deeper than the limit of {MAX_DEPTH} "
+        "levels; flatten them, or keep such data in a file the pipeline reads",
+        path=str(path),
+        line=line,
+    )
+
+
 def _parse(path: Path, fmt: str, text: str) -> Any:
     if fmt == "yaml":
-        import yaml
+        from pipetrail.execution.params_yaml import load_yaml
 
-        try:
-            return yaml.load(text, Loader=_unique_key_loader())  # noqa: S506 - a SafeLoader
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            line = mark.line + 1 if mark is not None else None
-            where = f", line {line}, column {mark.column + 1}" if mark is not None else ""
-            context = exc.context or ""
-            if context and exc.context_mark is not None and exc.context_mark is not mark:
-                opened = exc.context_mark
-                context += f" (line {opened.line + 1}, column {opened.column + 1})"
-            problem = " ".join(p for p in (context, exc.problem) if p) or str(exc)
-            raise ParamsFileError(
-                f"params file {path}{where}: malformed YAML: {problem}",
-                path=str(path),
-                line=line,
-            ) from None
-        except yaml.YAMLError as exc:
-            raise ParamsFileError(
-                f"params file {path}: malformed YAML: {exc}", path=str(path)
-            ) from None
+        return load_yaml(path, text)
     if fmt == "toml":
         try:
             return tomllib.loads(text)
@@ -189,40 +218,6 @@ def _unique_json_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
             raise _DuplicateKeyError(key)
         found[key] = value
     return found
-
-
-def _unique_key_loader() -> Any:
-    """A PyYAML safe loader that refuses a key repeated in one mapping.
-
-    PyYAML keeps the last value of a repeated key, which YAML itself forbids; merge keys
-    (``<<``) still work, and explicit keys still override merged ones.
-    """
-    import yaml
-
-    class UniqueKeyLoader(yaml.SafeLoader):
-        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
-            if isinstance(node, yaml.MappingNode):
-                seen: dict[Any, int] = {}
-                for key_node, _ in node.value:
-                    if key_node.tag == "tag:yaml.org,2002:merge":
-                        continue
-                    key = self.construct_object(key_node, deep=True)
-                    try:
-                        first = seen.get(key)
-                    except TypeError:  # an unhashable key; the base class reports it
-                        continue
-                    if first is not None:
-                        raise yaml.constructor.ConstructorError(
-                            None,
-                            None,
-                            f"key {key!r} appears twice in one mapping (first on line "
-                            f"{first}); keep one of them",
-                            key_node.start_mark,
-                        )
-                    seen[key] = key_node.start_mark.line + 1
-            return super().construct_mapping(node, deep=deep)
-
-    return UniqueKeyLoader
 
 
 def _check_keys(path: Path, data: Mapping[Any, Any], prefix: str) -> None:
@@ -297,8 +292,10 @@ def resolve_run_params(
     error names, for each bad key, where its value came from: the file, or an override.
 
     Raises:
-        ParamError: an unknown key, a value of the wrong type, or a missing parameter.
+        ParamError: an unknown key, a value of the wrong type, a missing parameter, or a
+            value past the limits (:func:`~pipetrail.core.param_limits.check_params_limits`).
     """
+    check_params_limits(params, origin=OVERRIDE_ORIGIN)
     if not files:
         return definition.resolve_params(params)
     merged, origins = _layer(files, params)

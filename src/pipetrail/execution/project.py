@@ -47,9 +47,19 @@ class Project:
         self._reader: Reader | None = None
 
     @classmethod
-    def discover(cls, start: Path | None = None) -> Project:
-        """Open the project containing ``start`` (default: the working directory)."""
-        return cls(load_config(start))
+    def discover(cls, start: Path | None = None, *, must_exist: bool = False) -> Project:
+        """Open the project containing ``start`` (default: the working directory).
+
+        Args:
+            start: the folder to search from.
+            must_exist: refuse a folder outside any project (read-only commands) rather
+                than taking it as a project with the default settings.
+
+        Raises:
+            ProjectError: ``pipetrail.toml`` is malformed, or ``must_exist`` and no
+                project was found.
+        """
+        return cls(load_config(start, must_exist=must_exist))
 
     @classmethod
     def at(cls, root: Path) -> Project:

@@ -80,6 +80,7 @@ def observe_sources(
                     by_reference=src.by_reference,
                     rehash=rehash,
                     allow_outside=src.allow_outside,
+                    protected=(state_dir, state.project.config.artifacts),
                 )
             except DefinitionError as exc:
                 users = [n.id for n in state.graph.nodes.values() if src in n.inputs.values()]

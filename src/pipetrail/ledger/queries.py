@@ -233,7 +233,15 @@ class Reader(ABC):
 
 
 def _like_prefix(ref: str) -> str:
-    escaped = ref.replace("\\", "").replace("%", "").replace("_", "\\_")
+    r"""A LIKE pattern for the ids that start with ``ref``, taken literally.
+
+    The escape character (``\``, see :func:`_with_escape`) and the wildcards ``%`` and
+    ``_`` are escaped, so ``%`` or ``\`` match only ids that hold one. A reference that
+    is empty (or only the ``blake3:`` scheme) is no prefix: its pattern matches nothing.
+    """
+    if ref in ("", "blake3:"):
+        return ""  # ids are never empty
+    escaped = ref.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return escaped + "%"
 
 

@@ -22,7 +22,10 @@ __all__ = ["map_os_errors", "store_error"]
 
 def _fix_for(exc: OSError, root: str) -> str:
     if exc.errno == errno.ENOSPC or exc.errno == errno.EDQUOT:
-        return f"free disk space on the filesystem holding {root}"
+        return (
+            f"free disk space on the filesystem holding {root}, or move the store to a "
+            "larger one ('artifacts' in pipetrail.toml, or PIPETRAIL_ARTIFACTS)"
+        )
     if exc.errno == errno.EROFS:
         return (
             f"the filesystem holding {root} is read-only; mount it read-write or use another root"

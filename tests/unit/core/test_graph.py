@@ -198,6 +198,72 @@ def test_attribute_access_on_placeholder_raises() -> None:
     assert "'load'" in message
 
 
+MISUSES: dict[str, Any] = {
+    "len": lambda df: len(df),
+    "index": lambda df: df["a"],
+    "set item": lambda df: df.__setitem__("a", 1),
+    "add": lambda df: df + 1,
+    "radd": lambda df: 1 + df,
+    "in-place add": lambda df: df.__iadd__(1),
+    "divide": lambda df: df / 2,
+    "compare": lambda df: df > 0,
+    "equal": lambda df: df == 1,
+    "not equal": lambda df: df != "x",
+    "contains": lambda df: "a" in df,
+    "str": lambda df: str(df),
+    "f-string": lambda df: f"{df}.csv",
+    "int": lambda df: int(df),
+    "float": lambda df: float(df),
+    "negate": lambda df: -df,
+    "iterate": lambda df: [row for row in df],
+    "slice": lambda df: [1, 2, 3][df:],
+    "attribute": lambda df: df.columns,
+    "condition": lambda df: bool(df),
+}
+
+
+@pytest.mark.parametrize("use", MISUSES.values(), ids=MISUSES.keys())
+def test_every_use_of_an_output_placeholder_is_a_clear_definition_error(use: Any) -> None:
+    def pipe() -> Any:
+        rows = load(source("data.csv"))
+        use(rows)
+        return rows
+
+    with pytest.raises(DefinitionError) as info:
+        build(pipe)
+    message = str(info.value)
+    assert "the output 'output' of step 'load'" in message
+    assert "has no value while the pipeline is being built" in message
+    assert "inside a step" in message or "branch on parameters" in message
+
+
+@pytest.mark.parametrize(
+    "use",
+    [MISUSES["len"], MISUSES["add"], MISUSES["condition"], MISUSES["str"], MISUSES["equal"]],
+    ids=["len", "add", "condition", "str", "equal"],
+)
+def test_every_use_of_a_source_placeholder_is_a_clear_definition_error(use: Any) -> None:
+    with pytest.raises(DefinitionError) as info:
+        use(source("data.csv"))
+    message = str(info.value)
+    assert "source('data.csv') is a placeholder" in message
+    assert "pass it to a step" in message
+
+
+def test_a_source_placeholder_cannot_be_joined_into_a_path() -> None:
+    with pytest.raises(DefinitionError, match="pass it to a step"):
+        _ = source("data") / "x.csv"  # type: ignore[operator]  # refused at run time
+
+
+def test_placeholders_compare_and_hash_among_themselves() -> None:
+    a, b = OutputRef("load", 0, "output"), OutputRef("load", 0, "output")
+    assert a == b
+    assert a != OutputRef("load", 1, "other")
+    assert len({a, b}) == 1
+    assert {source("x.csv"): 1}[source("x.csv")] == 1
+    assert "OutputRef(node_id='load'" in repr(a)
+
+
 def test_dunder_lookup_on_placeholder_is_a_normal_attribute_error() -> None:
     ref = OutputRef("load", 0, "output")
     # Python protocols (copy, pickle, numpy) probe dunders and expect AttributeError.

@@ -1,0 +1,84 @@
+"""What a user types as a reference, on each metadata backend: a real prefix, or nothing.
+
+LIKE treats ``%`` and ``_`` as wildcards and ``\\`` as its escape character: a reference
+made of them (or an empty one) must match no run, artifact or step run, on SQLite (the
+stdlib reader and SQLAlchemy) and on PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import TYPE_CHECKING
+
+import pytest
+
+from pipetrail.errors import AmbiguousPrefixError, NotFoundError
+from pipetrail.execution.project import Project
+from pipetrail.execution.runner import RunOptions, run_pipeline
+from pipetrail.ledger import open_reader
+from pipetrail.lineage.refs import resolve_ref
+from tests.integration.test_runner import CHAIN
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+    from pipetrail.ledger import Reader
+    from tests.integration.conftest import PipelineFiles
+
+pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+
+NOT_PREFIXES = ["", "%", "%%", "_", "__", "\\", "\\%", "*", " ", "blake3:", "blake3:%", "%_%"]
+
+
+@pytest.fixture
+def two_runs(
+    metadata_url: str, files: PipelineFiles, project_root: Path, unique: Callable[[str], str]
+) -> Iterator[tuple[Project, list[str]]]:
+    (project_root / "pipetrail.toml").write_text(f'[pipetrail]\nmetadata = "{metadata_url}"\n')
+    project = Project.at(project_root)
+    chain = files.load(unique("chain"), CHAIN)
+    runs = [run_pipeline(chain, {"n": n}, project, RunOptions()).id for n in (2, 3)]
+    yield project, runs
+    project.close()
+
+
+@contextlib.contextmanager
+def _readers(project: Project) -> Iterator[list[Reader]]:
+    # The ledger's own (SQLAlchemy) reader and the cheapest one for the URL (stdlib sqlite3
+    # for SQLite files).
+    readers = [project.ledger.reader(), open_reader(project.config.metadata_url)]
+    try:
+        yield readers
+    finally:
+        for reader in readers:
+            reader.close()
+
+
+@pytest.mark.parametrize("ref", NOT_PREFIXES)
+def test_empty_or_wildcard_refs_match_nothing(
+    two_runs: tuple[Project, list[str]], ref: str
+) -> None:
+    project, _ = two_runs
+    with _readers(project) as readers:
+        for reader in readers:
+            for resolve in (reader.resolve_run, reader.resolve_artifact):
+                with pytest.raises(NotFoundError) as caught:
+                    resolve(ref)
+                # Not "matches several": a reference that is no prefix matches nothing.
+                assert not isinstance(caught.value, AmbiguousPrefixError), caught.value
+            with pytest.raises(NotFoundError) as caught:
+                resolve_ref(reader, ref)
+            assert not isinstance(caught.value, AmbiguousPrefixError), caught.value
+
+
+def test_real_prefixes_still_resolve(two_runs: tuple[Project, list[str]]) -> None:
+    project, runs = two_runs
+    with _readers(project) as readers:
+        for reader in readers:
+            for run_id in runs:
+                assert reader.resolve_run(run_id[:-1]) == run_id
+                assert resolve_ref(reader, run_id.lower()).id == run_id
+            digest = reader.step_runs(runs[0])[0]["outputs"]["output"]
+            assert reader.resolve_artifact(digest[: len("blake3:") + 10]) == digest
+            assert reader.resolve_artifact(digest.removeprefix("blake3:")[:10]) == digest

@@ -1,0 +1,91 @@
+"""A source may not be, or hold, pipetrail's own state: the ``.pipetrail`` folder and the store.
+
+Whatever the path that leads there (``..``, a symlink, ``allow_outside=True``), such a
+source is refused before anything is recorded.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+import pytest
+
+from pipetrail.errors import DefinitionError
+from pipetrail.execution.project import Project
+from pipetrail.execution.runner import RunOptions, run_pipeline
+from tests.integration.test_runner import FOLDER
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from pathlib import Path
+
+    from pipetrail.core.pipeline import PipelineDefinition
+    from tests.integration.conftest import PipelineFiles
+
+pytestmark = pytest.mark.integration
+
+
+def _pipeline(
+    files: PipelineFiles, unique: Callable[[str], str], declared: str
+) -> PipelineDefinition:
+    return files.load(unique("pipe"), FOLDER.replace('source("data/texts")', declared))
+
+
+def _first_run(files: PipelineFiles, project: Project, unique: Callable[[str], str]) -> int:
+    texts = project.root / "data" / "texts"
+    texts.mkdir(parents=True)
+    (texts / "a.txt").write_text("1\n")
+    run_pipeline(_pipeline(files, unique, 'source("data/texts")'), {}, project, RunOptions())
+    return project.reader().event_count()
+
+
+@pytest.mark.parametrize(
+    "declared",
+    [
+        'source(".pipetrail/objects")',
+        'source(".pipetrail/ledger.db")',
+        'source(".pipetrail/cache")',
+        'source("data/../.pipetrail/objects")',
+        'source("./.pipetrail//objects/")',
+        'source(".pipetrail/objects", allow_outside=True)',
+        'source(".pipetrail/objects", by_reference=True)',
+    ],
+)
+def test_sources_inside_the_state_folder_are_refused(
+    files: PipelineFiles, project: Project, unique: Callable[[str], str], declared: str
+) -> None:
+    events = _first_run(files, project, unique)
+    with pytest.raises(DefinitionError, match="where pipetrail keeps its own state") as caught:
+        run_pipeline(_pipeline(files, unique, declared), {}, project, RunOptions())
+    assert ".pipetrail" in str(caught.value)
+    assert project.reader().event_count() == events
+
+
+def test_a_symlink_into_the_state_folder_is_refused(
+    files: PipelineFiles, project: Project, unique: Callable[[str], str]
+) -> None:
+    events = _first_run(files, project, unique)
+    os.symlink(project.root / ".pipetrail" / "objects", project.root / "linked")
+    with pytest.raises(DefinitionError, match=r"leads to .*objects, which is inside"):
+        run_pipeline(_pipeline(files, unique, 'source("linked")'), {}, project, RunOptions())
+    assert project.reader().event_count() == events
+
+
+def test_a_store_outside_the_project_is_protected_too(
+    files: PipelineFiles, project_root: Path, tmp_path: Path, unique: Callable[[str], str]
+) -> None:
+    store = tmp_path / "elsewhere" / "store"
+    (project_root / "pipetrail.toml").write_text(f'[pipetrail]\nartifacts = "{store}"\n')
+    project = Project.at(project_root)
+    try:
+        events = _first_run(files, project, unique)
+        for declared in (
+            f'source("{store}", allow_outside=True)',
+            f'source("{store.parent}", allow_outside=True)',
+        ):
+            with pytest.raises(DefinitionError, match=str(store)):
+                run_pipeline(_pipeline(files, unique, declared), {}, project, RunOptions())
+        assert project.reader().event_count() == events
+    finally:
+        project.close()
