@@ -9,6 +9,12 @@
 | 4 | a store could not be used |
 | 5 | a run did not reproduce, or the gate failed |
 | 6 | a run cannot be reproduced as recorded (a by-reference source changed, ...) |
+| 130 | interrupted by SIGINT (Ctrl-C); the run is recorded as interrupted |
+| 143 | ended by SIGTERM; the run is recorded as interrupted |
+
+130 and 143 follow the shell convention ``128 + signal number``; a second signal while
+the run is being closed exits at once with the same code (the run then shows as
+crashed).
 
 The command group maps errors with :func:`exit_code`; commands that are also invoked on
 their own (tests call them directly) wrap their body in :func:`reporting_errors`. Imports
@@ -40,13 +46,16 @@ __all__ = [
     "EXIT_BAD_INPUT",
     "EXIT_CANNOT_REPRODUCE",
     "EXIT_INTEGRITY",
+    "EXIT_INTERRUPTED",
     "EXIT_NOT_REPRODUCED",
     "EXIT_OK",
     "EXIT_RUN_FAILED",
     "EXIT_STORE",
+    "EXIT_TERMINATED",
     "emit_json",
     "exit_code",
     "fail",
+    "interrupted_exit_code",
     "reporting_errors",
 ]
 
@@ -57,6 +66,8 @@ EXIT_INTEGRITY = 3
 EXIT_STORE = 4
 EXIT_NOT_REPRODUCED = 5
 EXIT_CANNOT_REPRODUCE = 6
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -76,6 +87,11 @@ def exit_code(exc: PipetrailError) -> int:
     if isinstance(exc, LedgerError | StoreError):
         return EXIT_STORE
     return EXIT_BAD_INPUT
+
+
+def interrupted_exit_code(signal_name: str) -> int:
+    """The exit code for a run ended by a signal: 143 for SIGTERM, else 130."""
+    return EXIT_TERMINATED if signal_name == "SIGTERM" else EXIT_INTERRUPTED
 
 
 @contextlib.contextmanager

@@ -12,6 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pipetrail.execution.interrupts import deferred_interrupts
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -116,5 +118,7 @@ def flush(state: RunState) -> None:
     the process; cache hits in between cost no transaction of their own.
     """
     if state.pending:
-        state.project.ledger.append(state.pending)
-        state.pending = []
+        # A signal must not fall between the append and forgetting what was appended.
+        with deferred_interrupts():
+            state.project.ledger.append(state.pending)
+            state.pending = []
