@@ -197,6 +197,7 @@ def test_a_signal_before_the_run_is_recorded_records_nothing(project: Path) -> N
     proc = start(project, "hold=true")
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
+    assert out == ""
 
     assert proc.returncode == 130
     assert err.splitlines() == [
