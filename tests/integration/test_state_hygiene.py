@@ -1,4 +1,4 @@
-"""Pipelines loaded from files run with their own modules and leave the process clean."""
+"""Running a pipeline leaves the process as it found it: modules, paths, random states, streams."""
 
 from __future__ import annotations
 
@@ -65,5 +65,45 @@ def test_two_folders_with_helpers_of_one_name_run_their_own(project_root: Path) 
         edited = run_pipeline(load_pipeline(str(two))[0], {}, project, RunOptions())
         assert statuses(edited) == {"bump": "completed"}
         assert edited.outputs == 1001
+    finally:
+        project.close()
+
+
+RANDOM_STEP = """
+import random
+
+import numpy as np
+from pipetrail import pipeline, step
+
+@step(cache=False)
+def draw() -> list[float]:
+    return [random.random(), float(np.random.rand())]
+
+@pipeline
+def {name}():
+    return draw()
+"""
+
+
+def test_a_run_leaves_the_random_states_as_it_found_them(project_root: Path) -> None:
+    import random
+
+    import numpy as np
+
+    pipeline_file = project_root / "pipe_rng.py"
+    pipeline_file.write_text(textwrap.dedent(RANDOM_STEP.format(name="pipe_rng")))
+    project = Project.at(project_root)
+    try:
+        random.seed(99)
+        np.random.seed(99)
+        expected = (random.random(), float(np.random.rand()))
+        random.seed(99)
+        np.random.seed(99)
+        run = run_pipeline(load_pipeline(str(pipeline_file))[0], {}, project, RunOptions())
+        assert (random.random(), float(np.random.rand())) == expected
+        # The step itself still drew from its own seed: the same values every run.
+        again = run_pipeline(load_pipeline(str(pipeline_file))[0], {}, project, RunOptions())
+        assert run.outputs == again.outputs
+        assert run.outputs[0] != expected[0]
     finally:
         project.close()
