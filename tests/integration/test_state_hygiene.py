@@ -107,3 +107,56 @@ def test_a_run_leaves_the_random_states_as_it_found_them(project_root: Path) -> 
         assert run.outputs[0] != expected[0]
     finally:
         project.close()
+
+
+PRINTING_STEP = """
+import time
+from pathlib import Path
+from pipetrail import pipeline, step
+
+@step(cache=False)
+def talk(gate: str) -> int:
+    print("from the step")
+    (Path(gate) / "ready").write_text("1")
+    while not (Path(gate) / "release").exists():
+        time.sleep(0.005)
+    print("step again")
+    return 1
+
+@pipeline
+def {name}(gate: str):
+    return talk(gate)
+"""
+
+
+def test_another_thread_printing_during_a_step_stays_out_of_its_log(
+    project_root: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import threading
+    import time
+
+    pipeline_file = project_root / "pipe_talk.py"
+    pipeline_file.write_text(textwrap.dedent(PRINTING_STEP.format(name="pipe_talk")))
+    gate = project_root / "gate"
+    gate.mkdir()
+
+    def other() -> None:
+        deadline = time.monotonic() + 30
+        while not (gate / "ready").exists() and time.monotonic() < deadline:
+            time.sleep(0.005)
+        print("from another thread")
+        (gate / "release").write_text("1")
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    project = Project.at(project_root)
+    try:
+        run = run_pipeline(
+            load_pipeline(str(pipeline_file))[0], {"gate": str(gate)}, project, RunOptions()
+        )
+        thread.join()
+        logs = project.store.get_bytes(run.step("talk")["logs"]).decode()
+        assert logs == "[stdout] from the step\n[stdout] step again\n"
+        assert "from another thread\n" in capsys.readouterr().out
+    finally:
+        project.close()
