@@ -365,3 +365,67 @@ def test_a_failed_step_lists_the_steps_that_never_ran(
         assert json.loads(json.dumps(summary, default=str))["not_run"][0]["node_id"] == "later"
     finally:
         project.close()
+
+
+def test_a_closing_event_only_closes_running_steps_of_its_own_run(
+    metadata_url: str, project_root: Path
+) -> None:
+    from pipetrail.ledger import EventDraft
+
+    (project_root / "pipetrail.toml").write_text(f'[pipetrail]\nmetadata = "{metadata_url}"\n')
+    project = Project.at(project_root)
+
+    def started(run_id: str) -> EventDraft:
+        payload = {
+            "run_id": run_id, "pipeline": "p", "pipeline_fingerprint": "blake3:" + "0" * 64,
+            "owner": "o", "host": "h", "process": "1:1", "params": {}, "seed": 0,
+            "started_at": "2024-01-01T00:00:00Z", "steps_total": 2,
+        }  # fmt: skip
+        return EventDraft(EventKind.RUN_STARTED, payload, run_id=run_id)
+
+    def step(kind: EventKind, run_id: str, step_run_id: str, node: str) -> EventDraft:
+        payload = {
+            "step_run_id": step_run_id, "run_id": run_id, "node_id": node, "step": node,
+            "pipeline": "p", "started_at": "2024-01-01T00:00:01Z",
+            "ended_at": "2024-01-01T00:00:02Z",
+        }  # fmt: skip
+        return EventDraft(kind, payload, run_id=run_id)
+
+    try:
+        project.ledger.append(
+            [
+                started("run-a"),
+                started("run-b"),
+                step(EventKind.STEP_STARTED, "run-a", "sr-done", "one"),
+                step(EventKind.STEP_COMPLETED, "run-a", "sr-done", "one"),
+                step(EventKind.STEP_STARTED, "run-a", "sr-open", "two"),
+                step(EventKind.STEP_STARTED, "run-b", "sr-other", "one"),
+                EventDraft(
+                    EventKind.RUN_FAILED,
+                    {
+                        "run_id": "run-a",
+                        "ended_at": "2024-01-01T00:00:03Z",
+                        "error": "boom",
+                        # sr-done finished and sr-other belongs to run-b: both untouched.
+                        "closed_steps": {
+                            "sr-done": "failed",
+                            "sr-open": "failed",
+                            "sr-other": "failed",
+                        },
+                        "not_run": [],
+                    },
+                    run_id="run-a",
+                ),
+            ]
+        )
+        rows = {r["step_run_id"]: r for r in project.reader().fetch("SELECT * FROM step_runs")}
+        assert {k: r["status"] for k, r in rows.items()} == {
+            "sr-done": "completed",
+            "sr-open": "failed",
+            "sr-other": "running",
+        }
+        assert rows["sr-open"]["error"] == "boom"
+        assert rows["sr-open"]["ended_at"] == "2024-01-01T00:00:03Z"
+        _assert_rebuild_gives_the_same_rows(project)
+    finally:
+        project.close()

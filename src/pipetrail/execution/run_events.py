@@ -201,6 +201,9 @@ def series_summary(state: RunState, digest: str) -> dict[str, Any]:
     return dict(found)
 
 
+_RUN_ENDS = frozenset({EventKind.RUN_COMPLETED, EventKind.RUN_FAILED, EventKind.RUN_INTERRUPTED})
+
+
 def end_run(
     state: RunState, kind: EventKind, *, error: str | None = None, signal_name: str | None = None
 ) -> None:
@@ -213,6 +216,9 @@ def end_run(
     (``closed_steps``, ``not_run``: see :mod:`pipetrail.execution.crash`);
     ``run.interrupted`` also names the signal (``signal``).
     """
+    if any(draft.kind in _RUN_ENDS for draft in state.pending):
+        flush(state)  # an earlier attempt queued the end and was cut off before appending
+        return
     payload: dict[str, Any] = {"run_id": state.run_id, "ended_at": format_ts(utcnow())}
     if error is not None:
         payload["error"] = error
