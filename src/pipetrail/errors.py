@@ -28,6 +28,10 @@ PipetrailError
     └── ApprovalRequiredError
 ```
 
+``RunInterruptedError`` stands outside the tree on purpose: it subclasses
+``KeyboardInterrupt``, so an interrupted run stops the caller's code as Ctrl-C always
+does, and ``except Exception`` (in a step or in a caller) never swallows it.
+
 ``ParityWarning`` (a ``UserWarning``) reports environment differences when parity is
 ``"warn"``; ``LeakageWarning`` reports shared rows when a split's leakage check is
 ``"warn"``.
@@ -56,6 +60,7 @@ __all__ = [
     "ParityWarning",
     "PipetrailError",
     "ProjectError",
+    "RunInterruptedError",
     "SerializationError",
     "StepFailedError",
     "StoreError",
@@ -315,3 +320,34 @@ class GovernanceError(PipetrailError):
 
 class ApprovalRequiredError(GovernanceError):
     """An action needs an approval that has not been given."""
+
+
+class RunInterruptedError(KeyboardInterrupt):
+    """A run was stopped by SIGINT (Ctrl-C) or SIGTERM and recorded as ``interrupted``.
+
+    A ``KeyboardInterrupt``, not a :class:`PipetrailError`: code that catches
+    ``Exception`` lets it through, as it does Ctrl-C.
+
+    Attributes:
+        signal_name: ``"SIGINT"`` or ``"SIGTERM"``.
+        run_id: the run recorded as interrupted; None when the signal came before the
+            run was recorded (nothing was).
+    """
+
+    def __init__(self, signal_name: str = "SIGINT", *, run_id: str | None = None) -> None:
+        super().__init__(signal_name)
+        self.signal_name = signal_name
+        self.run_id = run_id
+
+    def __str__(self) -> str:
+        if self.run_id is None:
+            return f"interrupted by {self.signal_name} before the run was recorded"
+        return f"run {self.run_id} interrupted by {self.signal_name}"
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keyword-only arguments: rebuild through a helper when sent between processes.
+        return (_rebuild_interrupted, (self.signal_name, self.run_id))
+
+
+def _rebuild_interrupted(signal_name: str, run_id: str | None) -> RunInterruptedError:
+    return RunInterruptedError(signal_name, run_id=run_id)

@@ -34,6 +34,7 @@ from pipetrail.capture.seeds import MAX_SEED as MAX_SEED
 from pipetrail.capture.seeds import apply_seed as apply_seed
 from pipetrail.capture.seeds import derive_seed as derive_seed
 from pipetrail.capture.seeds import new_run_seed as new_run_seed
+from pipetrail.capture.seeds import seeded as seeded
 from pipetrail.capture.seeds import validate_seed as validate_seed
 from pipetrail.capture.source_checks import SourceChangedError as SourceChangedError
 from pipetrail.capture.sources import SourceObservation as SourceObservation
@@ -66,5 +67,6 @@ __all__ = [
     "process_identity",
     "process_is_alive",
     "process_start_time",
+    "seeded",
     "validate_seed",
 ]

@@ -1,10 +1,11 @@
 """Output capture: one ordered text log of a block's stdout, stderr and logging records.
 
-Owns :func:`capture_output` and :class:`CapturedOutput`. While a capture is active,
-``sys.stdout`` and ``sys.stderr`` are replaced by taps that copy each completed line into
-the log (and pass the text through to the original stream when ``tee`` is on), and a
-handler on the root logger copies every logging record. Imports only the standard
-library.
+Owns :func:`capture_output` and :class:`CapturedOutput`. A capture belongs to the thread
+that enters it: while any capture is active, ``sys.stdout`` and ``sys.stderr`` are
+routers that send each write of a capturing thread into that thread's log (and on to
+the original stream when ``tee`` is on) and every other thread's writes straight to the
+original stream, and one handler on the root logger does the same with logging
+records. Imports only the standard library.
 
 Log format, one entry per line, in the order lines were completed::
 
@@ -13,7 +14,8 @@ Log format, one entry per line, in the order lines were completed::
     [stderr] 50%|#####     | 5/10
 
 What is not captured: writes to the file descriptors themselves (C extensions,
-subprocesses, ``sys.stdout.buffer``), which go straight to the original streams.
+subprocesses, ``sys.stdout.buffer``), which go straight to the original streams, and
+whatever other threads write or log, threads the block starts included.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from typing import TYPE_CHECKING, Any, TextIO, cast
+from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -112,29 +114,75 @@ class CapturedOutput:
         return f"<CapturedOutput {len(self.text())} chars>"
 
 
-class _StreamTap:
-    """Stands in for ``sys.stdout``/``sys.stderr`` while a capture is active.
+class _Scope:
+    """One active capture: its transcript, its thread and the routers it writes through."""
 
-    After the capture ends it keeps forwarding to the original stream, for objects that
-    kept a reference to it (a ``logging.StreamHandler`` created inside the block).
+    __slots__ = ("routers", "tee", "thread", "transcript")
+
+    def __init__(self, transcript: _Transcript, *, tee: bool) -> None:
+        self.transcript = transcript
+        self.tee = tee
+        self.thread = threading.get_ident()
+        self.routers: dict[str, _Router] = {}
+
+
+# thread ident -> the captures active in that thread, innermost last. Guarded by _LOCK,
+# like everything in _GLOBAL; read without it on the write path (dict reads are atomic).
+_LOCK = threading.RLock()
+_SCOPES: dict[int, list[_Scope]] = {}
+
+
+def _enclosing(scope: _Scope, router: _Router | None) -> _Scope | None:
+    """The capture enclosing ``scope`` in its thread (through the same router, if given)."""
+    stack = _SCOPES.get(scope.thread, [])
+    found = False
+    for other in reversed(stack):
+        if found and (router is None or other.routers.get(router.marker) is router):
+            return other
+        found = found or other is scope
+    return None
+
+
+class _Router:
+    """Stands in for ``sys.stdout``/``sys.stderr`` while captures are active.
+
+    A write goes to the innermost capture of the writing thread that writes through this
+    router; a thread with no capture writes to the original stream, as if nothing were
+    captured. Kept by objects that hold a reference (a ``logging.StreamHandler`` created
+    inside a capture), it goes on forwarding to the original stream after the captures
+    end.
     """
 
-    def __init__(
-        self, original: TextIO | None, transcript: _Transcript, marker: str, *, tee: bool
-    ) -> None:
+    def __init__(self, original: TextIO | None, marker: str) -> None:
         self.original = original
-        self._transcript = transcript
-        self._marker = marker
-        self._tee = tee and original is not None
-        self.active = True
+        self.marker = marker
+        self.users = 0
+
+    def _scope(self) -> _Scope | None:
+        for scope in reversed(_SCOPES.get(threading.get_ident(), ())):
+            if scope.routers.get(self.marker) is self:
+                return scope
+        return None
+
+    def _reaches_original(self, scope: _Scope | None) -> bool:
+        while scope is not None:
+            if not scope.tee:
+                return False
+            scope = _enclosing(scope, self)
+        return self.original is not None
 
     def write(self, text: str) -> int:
         if not isinstance(text, str):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
-        if self.original is not None and (self._tee or not self.active):
+        scope = self._scope()
+        while scope is not None:
+            if text:
+                scope.transcript.add_stream(self.marker, text)
+            if not scope.tee:
+                return len(text)
+            scope = _enclosing(scope, self)
+        if self.original is not None:
             self.original.write(text)
-        if self.active and text:
-            self._transcript.add_stream(self._marker, text)
         return len(text)
 
     def writelines(self, lines: Iterable[str]) -> None:
@@ -142,14 +190,16 @@ class _StreamTap:
             self.write(line)
 
     def flush(self) -> None:
-        if self.original is not None and (self._tee or not self.active):
+        if self.original is not None:
             self.original.flush()
 
     def isatty(self) -> bool:
         # Report a terminal only when the text really reaches one, so libraries do not
         # put colour codes and cursor movements into a log nobody sees live.
         return (
-            self.original is not None and (self._tee or not self.active) and self.original.isatty()
+            self._reaches_original(self._scope())
+            and self.original is not None
+            and self.original.isatty()
         )
 
     def readable(self) -> bool:
@@ -163,7 +213,7 @@ class _StreamTap:
 
     def __getattr__(self, name: str) -> Any:
         # encoding, errors, fileno, buffer, name...: those of the original stream.
-        if name.startswith("_") or name == "original":
+        if name.startswith("_") or name in ("original", "marker", "users"):
             raise AttributeError(name)
         return getattr(self.original, name)
 
@@ -201,7 +251,7 @@ def _would_reach_last_resort(record: logging.LogRecord) -> bool:
         return False
     logger: logging.Logger | None = _logger_for(record.name)
     while logger is not None:
-        if any(not isinstance(handler, _CaptureHandler) for handler in logger.handlers):
+        if any(not isinstance(handler, _RoutingHandler) for handler in logger.handlers):
             return False
         if not logger.propagate:
             break
@@ -209,125 +259,148 @@ def _would_reach_last_resort(record: logging.LogRecord) -> bool:
     return True
 
 
-class _CaptureHandler(logging.Handler):
-    """Copies records into one capture; only the innermost active capture's handler runs."""
+class _RoutingHandler(logging.Handler):
+    """The one root handler while captures are active.
 
-    def __init__(
-        self,
-        transcript: _Transcript,
-        *,
-        tee: bool,
-        parent: _CaptureHandler | None,
-        console: TextIO | None,
-        original_root_level: int,
-    ) -> None:
+    A record goes to the innermost capture of the thread that logged it; the records of
+    threads without a capture are left as they would be without it.
+    """
+
+    def __init__(self) -> None:
         super().__init__(logging.NOTSET)
         self.setFormatter(_FORMATTER)
-        self.transcript = transcript
-        self.tee = tee
-        self.parent = parent
-        self.console = console
-        self.original_root_level = original_root_level
-        self.suspended = False
 
     def emit(self, record: logging.LogRecord) -> None:
-        if self.suspended:
-            return
+        thread = record.thread if record.thread is not None else threading.get_ident()
+        stack = _SCOPES.get(thread)
+        scope = stack[-1] if stack else None
         try:
-            self.deliver(self.format(record))
+            reaches_console = True
+            if scope is not None:
+                text = self.format(record)
+            while scope is not None:
+                scope.transcript.add_log(text)
+                if not scope.tee:
+                    reaches_console = False
+                    break
+                scope = _enclosing(scope, None)
+            console = _GLOBAL.console
             if (
-                self.tee
-                and self.console is not None
+                reaches_console
+                and console is not None
                 and logging.lastResort is not None
-                and _enabled_before(record, self.original_root_level)
+                and _enabled_before(record, _GLOBAL.saved_level)
                 and _would_reach_last_resort(record)
             ):
-                # Without a capture this record would have been printed by logging's
-                # last-resort handler; tee means the console must look the same.
-                self.console.write(logging.lastResort.format(record) + "\n")
+                # Without a capture logging's last-resort handler would have printed this
+                # record: tee, and an uncaptured thread, must see the console unchanged.
+                console.write(logging.lastResort.format(record) + "\n")
         except RecursionError:
             raise
         except Exception:  # noqa: BLE001 - the logging.Handler contract: report, never raise
             self.handleError(record)
 
-    def deliver(self, text: str) -> None:
-        self.transcript.add_log(text)
-        if self.tee and self.parent is not None:
-            self.parent.deliver(text)
+
+class _Global:
+    """What the first active capture installs and the last one removes (under _LOCK)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.handler: _RoutingHandler | None = None
+        self.saved_level = logging.NOTSET
+        self.gate: _LevelGate | None = None
+        self.gated: list[logging.Handler] = []
+        self.console: TextIO | None = None
+        # The last router of each stream: reused while its original is the stream again,
+        # so a handler that kept a reference to it is captured again by a later capture.
+        self.spare: dict[str, _Router] = {}
+
+
+_GLOBAL = _Global()
+_STREAMS = ((_STDOUT, "stdout"), (_STDERR, "stderr"))
+
+
+def _install_logging() -> None:
+    root = logging.getLogger()
+    _GLOBAL.saved_level = root.level
+    console = sys.stderr
+    while isinstance(console, _Router):
+        console = console.original
+    _GLOBAL.console = console
+    if root.level != logging.NOTSET:
+        # Lowering the root level lets records below it reach our handler; the gate
+        # keeps every other handler's output exactly as it was.
+        _GLOBAL.gate = _LevelGate(root.level)
+        _GLOBAL.gated = _gateable_handlers()
+        for handler in _GLOBAL.gated:
+            handler.addFilter(_GLOBAL.gate)
+        root.setLevel(logging.NOTSET)
+    _GLOBAL.handler = _RoutingHandler()
+    root.addHandler(_GLOBAL.handler)
+
+
+def _uninstall_logging() -> None:
+    root = logging.getLogger()
+    if _GLOBAL.gate is not None:
+        # A block that set the root level itself keeps its choice.
+        if root.level == logging.NOTSET:
+            root.setLevel(_GLOBAL.saved_level)
+        for handler in _GLOBAL.gated:
+            handler.removeFilter(_GLOBAL.gate)
+    if _GLOBAL.handler is not None:
+        root.removeHandler(_GLOBAL.handler)
+    _GLOBAL.handler, _GLOBAL.gate, _GLOBAL.gated, _GLOBAL.console = None, None, [], None
+
+
+def _route(name: str, marker: str) -> _Router:
+    """The router a new capture writes ``sys.<name>`` through, installed if need be."""
+    current = getattr(sys, name)
+    if isinstance(current, _Router) and current.users > 0:
+        router = current
+    else:
+        spare = _GLOBAL.spare.get(marker)
+        if spare is not None and spare.original is current and spare.users == 0:
+            router = spare
+        else:
+            router = _Router(current, marker)
+        setattr(sys, name, router)
+        _GLOBAL.spare[marker] = router
+    router.users += 1
+    return router
+
+
+def _unroute(name: str, router: _Router) -> None:
+    router.users -= 1
+    if router.users > 0:
+        return
+    current = getattr(sys, name)
+    # Put back what the capture found (also if the block replaced the stream itself),
+    # unless another thread's capture installed its own router on top meanwhile.
+    if not (isinstance(current, _Router) and current.users > 0 and current is not router):
+        setattr(sys, name, router.original)
 
 
 class OutputCapture:
     """The context manager returned by :func:`capture_output`; single use."""
 
-    __slots__ = (
-        "_gate",
-        "_gated",
-        "_handler",
-        "_parent",
-        "_saved_level",
-        "_saved_stderr",
-        "_saved_stdout",
-        "_taps",
-        "_tee",
-        "_transcript",
-    )
+    __slots__ = ("_scope", "_tee")
 
     def __init__(self, *, tee: bool) -> None:
         self._tee = tee
-        self._transcript: _Transcript | None = None
-        self._handler: _CaptureHandler | None = None
-        self._parent: _CaptureHandler | None = None
-        self._gate: _LevelGate | None = None
-        self._gated: list[logging.Handler] = []
-        self._taps: tuple[_StreamTap, _StreamTap] | None = None
-        self._saved_level = logging.NOTSET
-        self._saved_stdout: TextIO = sys.stdout
-        self._saved_stderr: TextIO = sys.stderr
+        self._scope: _Scope | None = None
 
     def __enter__(self) -> CapturedOutput:
-        if self._transcript is not None:
+        if self._scope is not None:
             raise RuntimeError("an OutputCapture is single use; call capture_output() again")
-        transcript = self._transcript = _Transcript()
-        root = logging.getLogger()
-        self._saved_level = root.level
-        self._parent = next(
-            (
-                handler
-                for handler in reversed(root.handlers)
-                if isinstance(handler, _CaptureHandler) and not handler.suspended
-            ),
-            None,
-        )
-        self._saved_stdout, self._saved_stderr = sys.stdout, sys.stderr
-        console = self._saved_stderr
-        while isinstance(console, _StreamTap):
-            console = console.original
-        self._handler = _CaptureHandler(
-            transcript,
-            tee=self._tee,
-            parent=self._parent,
-            console=console,
-            original_root_level=(
-                self._parent.original_root_level if self._parent else self._saved_level
-            ),
-        )
-        root.addHandler(self._handler)
-        if self._parent is not None:
-            self._parent.suspended = True
-        if self._saved_level != logging.NOTSET:
-            # Lowering the root level lets records below it reach our handler; the gate
-            # keeps every other handler's output exactly as it was.
-            self._gate = _LevelGate(self._saved_level)
-            self._gated = _gateable_handlers()
-            for handler in self._gated:
-                handler.addFilter(self._gate)
-            root.setLevel(logging.NOTSET)
-        self._taps = (
-            _StreamTap(self._saved_stdout, transcript, _STDOUT, tee=self._tee),
-            _StreamTap(self._saved_stderr, transcript, _STDERR, tee=self._tee),
-        )
-        sys.stdout, sys.stderr = cast("TextIO", self._taps[0]), cast("TextIO", self._taps[1])
-        return CapturedOutput(transcript)
+        scope = self._scope = _Scope(_Transcript(), tee=self._tee)
+        with _LOCK:
+            if _GLOBAL.count == 0:
+                _install_logging()
+            _GLOBAL.count += 1
+            for marker, name in _STREAMS:
+                scope.routers[marker] = _route(name, marker)
+            _SCOPES.setdefault(scope.thread, []).append(scope)
+        return CapturedOutput(scope.transcript)
 
     def __exit__(
         self,
@@ -335,61 +408,61 @@ class OutputCapture:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        # Undo __enter__, streams first. Nothing here raises, so everything is restored
-        # also when the block raised.
-        sys.stdout, sys.stderr = self._saved_stdout, self._saved_stderr
-        if self._taps is not None:
-            for tap in self._taps:
-                tap.active = False
-        root = logging.getLogger()
-        # A block that set the root level itself keeps its choice.
-        if self._gate is not None:
-            if root.level == logging.NOTSET:
-                root.setLevel(self._saved_level)
-            for handler in self._gated:
-                handler.removeFilter(self._gate)
-            self._gated.clear()
-        if self._handler is not None:
-            root.removeHandler(self._handler)
-        if self._parent is not None:
-            self._parent.suspended = False
-        if self._transcript is not None:
-            self._transcript.close()
+        # Undo __enter__. Nothing here raises, so everything is restored also when the
+        # block raised.
+        scope = self._scope
+        if scope is None:
+            return
+        with _LOCK:
+            stack = _SCOPES.get(scope.thread, [])
+            if scope in stack:
+                stack.remove(scope)
+            if not stack:
+                _SCOPES.pop(scope.thread, None)
+            for marker, name in _STREAMS:
+                _unroute(name, scope.routers[marker])
+            _GLOBAL.count -= 1
+            if _GLOBAL.count == 0:
+                _uninstall_logging()
+        scope.transcript.close()
 
 
 def _gateable_handlers() -> list[logging.Handler]:
     """Every handler in the logger tree that could output something, except ours."""
     handlers = list(logging.root.handlers)
-    # Runs at every capture: ~50 ns per logger. The tree also holds PlaceHolder nodes.
+    # Runs when the first capture starts: ~50 ns per logger. The tree holds PlaceHolders.
     for logger in list(logging.root.manager.loggerDict.values()):
         if isinstance(logger, logging.Logger) and logger.handlers:
             handlers.extend(logger.handlers)
     return [
         handler
         for handler in handlers
-        if not isinstance(handler, _CaptureHandler | logging.NullHandler)
+        if not isinstance(handler, _RoutingHandler | logging.NullHandler)
     ]
 
 
 def capture_output(*, tee: bool = True) -> OutputCapture:
-    r"""Return a context manager capturing stdout, stderr and logging into one ordered log.
+    r"""Return a context manager capturing one thread's stdout, stderr and logging.
 
-    While active: ``print``, ``sys.stdout.write`` and ``sys.stderr.write`` are captured
-    line by line; every logging record from any logger is captured (the root logger's
-    level is lowered to ``NOTSET`` for the duration and restored afterwards, unless the
-    block set it itself) in the format :data:`LOG_FORMAT`. Other logging handlers keep
-    receiving exactly the records they would have received, and with ``tee`` a record
-    that logging would have printed through its last-resort handler is still printed.
-    While a capture is active, ``logging.basicConfig()`` is a no-op, because the root
-    logger has a handler.
+    While active, in the thread that entered it: ``print``, ``sys.stdout.write`` and
+    ``sys.stderr.write`` are captured line by line, and every logging record from any
+    logger is captured in the format :data:`LOG_FORMAT` (the root logger's level is
+    lowered to ``NOTSET`` for the duration and restored afterwards, unless the block
+    set it itself). Other logging handlers keep receiving exactly the records they
+    would have received, and with ``tee`` a record that logging would have printed
+    through its last-resort handler is still printed. While a capture is active,
+    ``logging.basicConfig()`` is a no-op, because the root logger has a handler.
 
-    Captures nest: the innermost one records; with ``tee`` it also passes everything on
-    to the enclosing capture (streams and log records), without ``tee`` it keeps them.
-    Capturing is process-wide (any thread's writes are captured), so run one captured
-    step at a time. Everything is restored when the block exits, also by an exception.
+    Only the thread that entered the block is captured: other threads (the caller's
+    own, and threads the block starts) write to the real streams and log as if nothing
+    were captured. Captures in several threads at once each get their own thread's
+    output. Captures nest: the innermost one records; with ``tee`` it also passes
+    everything on to the enclosing capture (streams and log records), without ``tee``
+    it keeps them. Everything is restored when the last capture exits, also by an
+    exception.
 
     Args:
-        tee: also pass stream output through to the original streams.
+        tee: also pass the captured output through to the original streams.
 
     Returns:
         The context manager; entering it gives the :class:`CapturedOutput`.

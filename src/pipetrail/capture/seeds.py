@@ -2,12 +2,15 @@
 
 Owns the seed range (``0 .. 2**32 - 1``, what ``numpy.random.seed`` accepts), the
 derivation of per-step seeds from a run seed, and seeding the global generators of
-``random``, NumPy and PyTorch. Imports only ``pipetrail.hashing``, ``pipetrail.errors``,
-``blake3`` and the standard library; NumPy and PyTorch are imported only when seeding.
+``random``, NumPy and PyTorch: for good (:func:`apply_seed`) or for one block, after
+which their states are put back (:func:`seeded`, what a step runs in). Imports only
+``pipetrail.hashing``, ``pipetrail.errors``, ``blake3`` and the standard library; NumPy
+and PyTorch are imported only when seeding.
 """
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import logging
@@ -23,9 +26,9 @@ from pipetrail.errors import ParamError
 from pipetrail.hashing import canonical_bytes
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
 
-__all__ = ["MAX_SEED", "apply_seed", "derive_seed", "new_run_seed", "validate_seed"]
+__all__ = ["MAX_SEED", "apply_seed", "derive_seed", "new_run_seed", "seeded", "validate_seed"]
 
 _log = logging.getLogger(__name__)
 
@@ -121,6 +124,71 @@ def apply_seed(seed: int, *, uses: Iterable[str] = ()) -> list[str]:
             module.manual_seed(seed)  # also seeds every CUDA device
             seeded.append(name)
     return seeded
+
+
+@contextlib.contextmanager
+def seeded(seed: int, *, uses: Iterable[str] = ()) -> Iterator[list[str]]:
+    """Seed the global generators for a block, then put back the states they had.
+
+    The generators are those :func:`apply_seed` seeds. Their states are saved before
+    seeding (a library ``uses`` names is imported first, so its fresh state is the one
+    kept) and restored when the block exits, also by an exception, so the caller's
+    random sequences go on as if the block had not run. A library first imported
+    inside the block has no earlier state and is left as the block left it.
+
+    Args:
+        seed: the seed.
+        uses: distribution names the code about to run refers to.
+
+    Yields:
+        The names of the libraries seeded (as :func:`apply_seed` returns them).
+
+    Raises:
+        ParamError: if ``seed`` is out of range.
+    """
+    seed = validate_seed(seed)
+    saved = _save_states(set(uses))
+    try:
+        yield apply_seed(seed, uses=uses)
+    finally:
+        _restore_states(saved)
+
+
+def _save_states(wanted: set[str]) -> list[tuple[str, Any, Any]]:
+    """Return ``(name, module, state)`` of each generator :func:`apply_seed` would seed."""
+    states: list[tuple[str, Any, Any]] = [("random", random, random.getstate())]
+    for name in SEEDABLE_LIBRARIES:
+        module = sys.modules.get(name)
+        if module is None and name in wanted:
+            module = _import_installed(name)
+        if module is None:
+            continue
+        if name == "numpy" and hasattr(module, "random"):
+            states.append((name, module, module.random.get_state()))
+        elif name == "torch" and hasattr(module, "get_rng_state"):
+            cuda: Any = getattr(module, "cuda", None)
+            gpu_states = None
+            # Reading CUDA states initializes CUDA: only when the process already did.
+            if cuda is not None and cuda.is_available() and cuda.is_initialized():
+                gpu_states = cuda.get_rng_state_all()
+            states.append((name, module, (module.get_rng_state(), gpu_states)))
+    return states
+
+
+def _restore_states(states: list[tuple[str, Any, Any]]) -> None:
+    for name, module, state in states:
+        try:
+            if name == "random":
+                module.setstate(state)
+            elif name == "numpy":
+                module.random.set_state(state)
+            else:
+                cpu, gpu = state
+                module.set_rng_state(cpu)
+                if gpu is not None:
+                    module.cuda.set_rng_state_all(gpu)
+        except Exception as exc:  # noqa: BLE001 - a library's own error; the step is over
+            _log.warning("could not restore the random state of %s: %s", name, exc)
 
 
 def _import_installed(name: str) -> Any:

@@ -9,6 +9,12 @@
 | 4 | a store could not be used, or a disk is full (also while storing a step's output) |
 | 5 | a run did not reproduce, or the gate failed |
 | 6 | a run cannot be reproduced as recorded (a by-reference source changed, ...) |
+| 130 | interrupted by SIGINT (Ctrl-C); the run is recorded as interrupted |
+| 143 | ended by SIGTERM; the run is recorded as interrupted |
+
+130 and 143 follow the shell convention ``128 + signal number``; a second signal while
+the run is being closed exits at once with the same code (the run then shows as
+crashed).
 
 The command group maps errors with :func:`exit_code`; commands that are also invoked on
 their own (tests call them directly) wrap their body in :func:`reporting_errors`. Imports
@@ -43,14 +49,17 @@ __all__ = [
     "EXIT_BAD_INPUT",
     "EXIT_CANNOT_REPRODUCE",
     "EXIT_INTEGRITY",
+    "EXIT_INTERRUPTED",
     "EXIT_NOT_REPRODUCED",
     "EXIT_OK",
     "EXIT_RUN_FAILED",
     "EXIT_STORE",
     "disk_full_message",
+    "EXIT_TERMINATED",
     "emit_json",
     "exit_code",
     "fail",
+    "interrupted_exit_code",
     "reporting_errors",
     "store_failure",
 ]
@@ -62,6 +71,8 @@ EXIT_INTEGRITY = 3
 EXIT_STORE = 4
 EXIT_NOT_REPRODUCED = 5
 EXIT_CANNOT_REPRODUCE = 6
+EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143
 
 
 def fail(message: str, code: int) -> NoReturn:
@@ -109,6 +120,11 @@ def store_failure(exc: StepFailedError) -> StoreError | None:
     if isinstance(cause, StoreError) and not isinstance(cause, IntegrityError):
         return cause
     return None
+
+
+def interrupted_exit_code(signal_name: str) -> int:
+    """The exit code for a run ended by a signal: 143 for SIGTERM, else 130."""
+    return EXIT_TERMINATED if signal_name == "SIGTERM" else EXIT_INTERRUPTED
 
 
 @contextlib.contextmanager

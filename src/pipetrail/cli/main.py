@@ -5,15 +5,17 @@ them so ``pipetrail --help`` and read-only listings start fast.
 
 Exit codes: 0 success; 1 a run failed (a step raised); 2 bad input (unknown pipeline,
 parameter, run or step; invalid configuration); 3 an integrity check failed (ledger or
-store); 4 the metadata or artifact store could not be used, or a disk is full.
+store); 4 the metadata or artifact store could not be used, or a disk is full; 130 / 143
+a run was interrupted by SIGINT / SIGTERM (see :mod:`pipetrail.cli.exits`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -27,14 +29,19 @@ from pipetrail.cli.exits import (
     emit_json,
     exit_code,
     fail,
+    interrupted_exit_code,
     store_failure,
 )
 from pipetrail.errors import (
     NotFoundError,
     PipetrailError,
     ProjectError,
+    RunInterruptedError,
     StepFailedError,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["cli", "main"]
 
@@ -76,6 +83,26 @@ def init(folder: Path | None) -> None:
     click.echo(f"Initialized pipetrail project: {path}")
 
 
+def _interruptible(command: Callable[..., None]) -> Callable[..., None]:
+    """Run ``command`` with SIGINT and SIGTERM handled (see pipetrail.execution.interrupts).
+
+    A signal that came before the run was recorded is one line and exit 130 (SIGINT) or
+    143 (SIGTERM); the command reports a recorded run's interruption itself.
+    """
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> None:
+        from pipetrail.execution.interrupts import handling_interrupts
+
+        with handling_interrupts():
+            try:
+                command(*args, **kwargs)
+            except RunInterruptedError as exc:
+                fail(f"{exc}; nothing was recorded", interrupted_exit_code(exc.signal_name))
+
+    return wrapper
+
+
 @cli.command()
 @click.argument("target")
 @click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE", help="A parameter.")
@@ -101,6 +128,7 @@ def init(folder: Path | None) -> None:
 @click.option(
     "--rehash", is_flag=True, help="Hash every source file again, ignoring the stat cache."
 )
+@_interruptible
 def run(
     target: str,
     params: tuple[str, ...],
@@ -159,6 +187,16 @@ def run(
 
                 print_run_failure(summary)
             sys.exit(EXIT_RUN_FAILED)
+        except RunInterruptedError as exc:
+            if exc.run_id is None:
+                raise
+            summary = run_summary(project.reader(), exc.run_id)
+            if as_json:
+                emit_json(summary)
+            from pipetrail.cli.render import print_run_interrupted
+
+            print_run_interrupted(summary, exc.signal_name)
+            sys.exit(interrupted_exit_code(exc.signal_name))
         summary = run_summary(project.reader(), result.id)
     finally:
         project.close()

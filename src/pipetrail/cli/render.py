@@ -13,14 +13,23 @@ from rich.table import Table
 from pipetrail.cli.contracts_render import print_contracts_brief
 from pipetrail.execution.records import METRIC_OUTPUT_PREFIX, is_recorded_output
 
-__all__ = ["print_run", "print_run_done", "print_run_failure", "print_runs", "print_why"]
+__all__ = [
+    "print_run",
+    "print_run_done",
+    "print_run_failure",
+    "print_run_interrupted",
+    "print_runs",
+    "print_why",
+]
 
 _STATUS_STYLE = {
     "completed": "green",
     "cached": "cyan",
     "failed": "red",
     "crashed": "magenta",
+    "interrupted": "dark_orange",
     "running": "yellow",
+    "not run": "dim",
 }
 
 
@@ -142,6 +151,8 @@ def print_run(summary: dict[str, Any]) -> None:
             _resources(step["resources"]),
             _short(step["cache_key"], 10),
         )
+    for node in summary.get("not_run") or []:
+        table.add_row(node["node_id"], _status("not run"), "-", "-", "-", "-", "-")
     console.print(table)
     print_contracts_brief(console, summary["steps"])
     _print_data_ops(console, summary["steps"])
@@ -150,6 +161,10 @@ def print_run(summary: dict[str, Any]) -> None:
             console.print(f"[red]step {step['node_id']} failed:[/] {step['error']}")
             if step["traceback"]:
                 console.print(step["traceback"], markup=False)
+        elif step["status"] in ("crashed", "interrupted"):
+            console.print(
+                f"step {step['node_id']} {_status(step['status'])}: {step['error'] or '-'}"
+            )
 
 
 def _print_data_ops(console: Console, steps: list[dict[str, Any]]) -> None:
@@ -189,7 +204,25 @@ def print_run_failure(summary: dict[str, Any]) -> None:
             console.print(f"[red]step {step['node_id']!r} failed:[/] {step['error']}")
             if step["traceback"]:
                 console.print(step["traceback"], markup=False)
+    not_run = [node["node_id"] for node in summary.get("not_run") or []]
+    if not_run:
+        console.print(f"not run: {', '.join(not_run)}", markup=False, highlight=False)
     console.print(f"details: pipetrail show {summary['run_id']}")
+
+
+def print_run_interrupted(summary: dict[str, Any], signal_name: str) -> None:
+    """Print the one line saying a run was interrupted and what became of its steps."""
+    counts: dict[str, int] = {}
+    for step in summary["steps"]:
+        counts[step["status"]] = counts.get(step["status"], 0) + 1
+    if summary.get("not_run"):
+        counts["not run"] = len(summary["not_run"])
+    steps = ", ".join(f"{count} {status}" for status, count in counts.items()) or "no steps"
+    _console(stderr=True).print(
+        f"run {summary['run_id']} {_status(summary['status'])} by {signal_name}: {steps}; "
+        f"details: pipetrail show {summary['run_id']}",
+        soft_wrap=True,
+    )
 
 
 def print_why(report: dict[str, Any]) -> None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipetrail.execution.cache import explain_change
 from pipetrail.execution.contract_records import contract_results
-from pipetrail.execution.crash import effective_status
+from pipetrail.execution.crash import effective_status, effective_step_status, not_run_nodes
 
 if TYPE_CHECKING:
     from pipetrail.ledger import Reader
@@ -73,13 +73,14 @@ def run_summary(reader: Reader, ref: str) -> dict[str, Any]:
     run = reader.get_run(run_id)
     run["status"] = effective_status(run)
     steps = []
-    for s in reader.step_runs(run_id):
+    rows = reader.step_runs(run_id)
+    for s in rows:
         steps.append(
             {
                 "step_run_id": s["step_run_id"],
                 "node_id": s["node_id"],
                 "step": s["step"],
-                "status": s["status"],
+                "status": effective_step_status(run["status"], s["status"]),
                 "cache_decision": s["cache_decision"],
                 "cache_reason": s["cache_reason"],
                 "reused_step_run_id": s["reused_step_run_id"],
@@ -126,6 +127,12 @@ def run_summary(reader: Reader, ref: str) -> dict[str, Any]:
         "steps_total": run["steps_total"],
         "sources": reader.sources(run_id),
         "steps": steps,
+        # Nodes of an ended run that never started (an upstream failed, or the run was
+        # interrupted or crashed first), in pipeline order.
+        "not_run": [
+            {"node_id": node, "step": ((record.get("nodes") or {}).get(node) or {}).get("step")}
+            for node in not_run_nodes(run, rows)
+        ],
     }
 
 

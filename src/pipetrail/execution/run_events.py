@@ -3,7 +3,8 @@
 Builds the ``run.started`` event (git state, environment, params files, parity, nodes),
 the ``artifact.recorded`` events for what a run stores (each digest once per run, and
 only if the ledger does not know it yet), the stored source text of each step, metric
-series summaries for cache hits, and the closing ``run.completed`` / ``run.failed``.
+series summaries for cache hits, and the closing ``run.completed``, ``run.failed`` or
+``run.interrupted`` (which also closes the run's unfinished step runs).
 Step events are built by :mod:`pipetrail.execution.run_node`; the order of a run is
 described in :mod:`pipetrail.execution.runner`.
 """
@@ -24,6 +25,7 @@ from pipetrail.capture import (
 )
 from pipetrail.core.clock import format_ts, utcnow
 from pipetrail.core.version import VERSION
+from pipetrail.execution.crash import closing_fields
 from pipetrail.execution.executors import InlineExecutor
 from pipetrail.execution.metrics import decode_series
 from pipetrail.execution.params_files import params_file_records
@@ -199,14 +201,34 @@ def series_summary(state: RunState, digest: str) -> dict[str, Any]:
     return dict(found)
 
 
-def end_run(state: RunState, kind: EventKind, *, error: str | None = None) -> None:
-    """Append the run's closing event (``run.completed`` or ``run.failed``) and all pending.
+_RUN_ENDS = frozenset({EventKind.RUN_COMPLETED, EventKind.RUN_FAILED, EventKind.RUN_INTERRUPTED})
 
-    The store is made durable first, so the ledger never references missing blobs.
+
+def end_run(
+    state: RunState, kind: EventKind, *, error: str | None = None, signal_name: str | None = None
+) -> None:
+    """Append the run's closing event and everything still pending.
+
+    ``kind`` is ``run.completed``, ``run.failed`` or ``run.interrupted``. The store is made
+    durable first, so the ledger never references missing blobs. A run that did not
+    complete first appends what is pending (the step runs that did finish), then closes
+    its step runs still ``running`` and lists the nodes that never started
+    (``closed_steps``, ``not_run``: see :mod:`pipetrail.execution.crash`);
+    ``run.interrupted`` also names the signal (``signal``).
     """
+    if any(draft.kind in _RUN_ENDS for draft in state.pending):
+        flush(state)  # an earlier attempt queued the end and was cut off before appending
+        return
     payload: dict[str, Any] = {"run_id": state.run_id, "ended_at": format_ts(utcnow())}
     if error is not None:
         payload["error"] = error
-    emit(state, [EventDraft(kind, payload, run_id=state.run_id)])
     state.project.store.sync()
+    if kind != EventKind.RUN_COMPLETED:
+        flush(state)
+        status = "interrupted" if kind == EventKind.RUN_INTERRUPTED else "failed"
+        steps = state.project.ledger.reader().step_runs(state.run_id)
+        payload.update(closing_fields(state.graph.nodes, steps, status))
+        if signal_name is not None:
+            payload["signal"] = signal_name
+    emit(state, [EventDraft(kind, payload, run_id=state.run_id)])
     flush(state)

@@ -21,6 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pipetrail.execution.interrupts import deferred_interrupts
 from pipetrail.store.serializers.kept_bytes import KeptBytes
 
 if TYPE_CHECKING:
@@ -156,5 +157,7 @@ def flush(state: RunState) -> None:
     the process; cache hits in between cost no transaction of their own.
     """
     if state.pending:
-        state.project.ledger.append(state.pending)
-        state.pending = []
+        # A signal must not fall between the append and forgetting what was appended.
+        with deferred_interrupts():
+            state.project.ledger.append(state.pending)
+            state.pending = []

@@ -10,7 +10,12 @@ Order of a run:
 4. for each node in order (:func:`~pipetrail.execution.run_node.run_node`): compute its
    key, reuse a previous result (``step.cached``) or execute it through the executor
    (``step.started`` then ``step.completed`` or ``step.failed``);
-5. append ``run.completed`` or ``run.failed``.
+5. append ``run.completed``; or, when the run does not complete, ``run.failed`` (a step
+   failed, an input could not be loaded, a store failed) or ``run.interrupted`` (SIGINT,
+   SIGTERM), closing the step runs still running and listing the nodes that never
+   started (see :mod:`pipetrail.execution.crash`). Appends to the ledger are shielded
+   from signals (:mod:`pipetrail.execution.interrupts`), so a signal never leaves one
+   half-remembered.
 
 Only the runner appends to the ledger during a run: this module appends ``run.started``
 and the sources; step and run-end events are queued on the run's state
@@ -28,15 +33,23 @@ them; a failed step references its metrics and reports but has no outputs.
 
 from __future__ import annotations
 
+import contextlib
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.capture import capture_environment, validate_seed
 from pipetrail.core.clock import new_id
 from pipetrail.core.graph import Node, OutputRef, PipelineGraph
-from pipetrail.errors import DefinitionError, StepFailedError
+from pipetrail.errors import DefinitionError, PipetrailError, RunInterruptedError
 from pipetrail.execution.contract_records import plan_contracts
 from pipetrail.execution.crash import reconcile_crashed_runs
 from pipetrail.execution.executors import InlineExecutor
+from pipetrail.execution.interrupts import (
+    deferred_interrupts,
+    handling_interrupts,
+    interrupt_requested,
+    python_default_sigint,
+)
+from pipetrail.execution.loader import pipeline_modules
 from pipetrail.execution.observer import NullObserver
 from pipetrail.execution.params_files import resolve_run_params
 from pipetrail.execution.parity import check_parity
@@ -68,6 +81,11 @@ def run_pipeline(
 ) -> Run:
     """Run a pipeline and record everything about it.
 
+    While it runs, the modules of a pipeline loaded from a file are registered
+    (:func:`~pipetrail.execution.loader.pipeline_modules`), and, when called from the main
+    thread with Python's default SIGINT handler, Ctrl-C is handled as described in
+    :mod:`pipetrail.execution.interrupts`.
+
     Args:
         definition: the pipeline.
         params: parameter values (Python values or text to parse).
@@ -82,8 +100,24 @@ def run_pipeline(
         DefinitionError: the pipeline is wired wrongly or a source is missing (nothing
             recorded).
         StepFailedError: a step raised; the run is recorded as failed.
+        RunInterruptedError: SIGINT or SIGTERM; the run (if it was recorded yet) is
+            recorded as interrupted.
     """
-    options = options or RunOptions()
+    guard = (
+        handling_interrupts(("SIGINT",), exit_on_second=False)
+        if python_default_sigint()
+        else contextlib.nullcontext()
+    )
+    with guard, pipeline_modules(definition):
+        return _run(definition, params, project, options or RunOptions())
+
+
+def _run(
+    definition: PipelineDefinition,
+    params: Mapping[str, Any],
+    project: Project,
+    options: RunOptions,
+) -> Run:
     observer = options.observer or NullObserver()
     executor = options.executor or InlineExecutor()
     resolved = resolve_run_params(definition, params, options.params_files)
@@ -103,23 +137,35 @@ def run_pipeline(
     reconcile_crashed_runs(ledger)
     started = run_started_events(state, definition, resolved, pipeline_fp, options)
     project.store.sync()
-    ledger.append([*started, *source_events])
-    observer.run_started(run_id=state.run_id, pipeline=graph.name, steps_total=len(graph.nodes))
-    status = "failed"
+    recorded = False
     try:
+        with deferred_interrupts():
+            ledger.append([*started, *source_events])
+            recorded = True
+        observer.run_started(run_id=state.run_id, pipeline=graph.name, steps_total=len(graph.nodes))
         for node in graph.nodes.values():
+            received = interrupt_requested()
+            if received is not None:
+                # The step before caught the KeyboardInterrupt and went on; stop here.
+                raise RunInterruptedError(received)
             run_node(state, node, options, executor, observer)
-        status = "completed"
-    except StepFailedError as exc:
-        end_run(state, EventKind.RUN_FAILED, error=str(exc))
-        raise
     except BaseException as exc:
-        reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else "aborted"
-        end_run(state, EventKind.RUN_FAILED, error=f"{reason}: {type(exc).__name__}: {exc}")
+        if not recorded:
+            if isinstance(exc, KeyboardInterrupt):
+                raise _interrupted(exc, None) from exc
+            raise
+        status = "failed"
+        try:
+            status = _end_unfinished(state, exc)
+        finally:
+            observer.run_finished(run_id=state.run_id, status=status)
+        if isinstance(exc, KeyboardInterrupt):
+            raise _interrupted(exc, state.run_id) from exc
         raise
+    try:
+        _end(state, EventKind.RUN_COMPLETED)
     finally:
-        observer.run_finished(run_id=state.run_id, status=status)
-    end_run(state, EventKind.RUN_COMPLETED)
+        observer.run_finished(run_id=state.run_id, status="completed")
     return Run(
         state.run_id,
         project,
@@ -127,6 +173,52 @@ def run_pipeline(
         status="completed",
         result=_result_digests(state, graph.result),
     )
+
+
+# -- ending ----------------------------------------------------------------------------
+def _interrupted(exc: KeyboardInterrupt, run_id: str | None) -> RunInterruptedError:
+    name = exc.signal_name if isinstance(exc, RunInterruptedError) else "SIGINT"
+    return RunInterruptedError(name, run_id=run_id)
+
+
+def _end_unfinished(state: RunState, exc: BaseException) -> str:
+    """Record how a run that did not complete ended; return its status.
+
+    ``KeyboardInterrupt`` (SIGINT, or SIGTERM through the CLI) ends it ``interrupted``;
+    anything else (a step failed, an input could not be loaded, a store failed) ends it
+    ``failed``. Either way its unfinished step runs are closed (see
+    :func:`~pipetrail.execution.run_events.end_run`).
+    """
+    if isinstance(exc, KeyboardInterrupt):
+        name = _interrupted(exc, None).signal_name
+        _end(state, EventKind.RUN_INTERRUPTED, error=f"interrupted by {name}", signal_name=name)
+        return "interrupted"
+    error = str(exc) if isinstance(exc, PipetrailError) else f"{type(exc).__name__}: {exc}"
+    _end(state, EventKind.RUN_FAILED, error=error)
+    return "failed"
+
+
+def _end(
+    state: RunState, kind: EventKind, *, error: str | None = None, signal_name: str | None = None
+) -> None:
+    """Append the run's closing event once, shielded from signals.
+
+    A signal arriving while the end is written is dropped (the run is ending anyway). One
+    raised just outside the shield (before it is entered, or after it is left) is
+    caught here too, so the end is written exactly once.
+    """
+    done = False
+    for _ in range(2):
+        try:
+            with deferred_interrupts(deliver=False):
+                end_run(state, kind, error=error, signal_name=signal_name)
+                done = True
+        except KeyboardInterrupt:
+            if not done:
+                continue
+        return
+    with deferred_interrupts(deliver=False):
+        end_run(state, kind, error=error, signal_name=signal_name)
 
 
 # -- planning --------------------------------------------------------------------------

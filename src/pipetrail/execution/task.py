@@ -29,7 +29,7 @@ import traceback as traceback_module
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pipetrail.capture import apply_seed, capture_output, measure
+from pipetrail.capture import capture_output, measure, seeded
 from pipetrail.errors import PipetrailError, SerializationError
 from pipetrail.execution.boundaries import ContractChecker
 from pipetrail.execution.metrics import StepRecorder, StoredSeries, recording
@@ -158,9 +158,20 @@ def _store_recorded(task: StepTask, recorder: StepRecorder, result: TaskResult) 
 
 
 def execute_task(task: StepTask, store: ContentStore, registry: SerializerRegistry) -> TaskResult:
-    """Run one step and store its outputs; never raises for errors in user code."""
+    """Run one step and store its outputs; never raises for errors in user code.
+
+    The global random generators are seeded for the step and put back as they were
+    afterwards (:func:`~pipetrail.capture.seeded`).
+    """
+    with seeded(task.seed, uses=task.uses) as names:
+        return _execute_seeded(task, store, registry, names)
+
+
+def _execute_seeded(
+    task: StepTask, store: ContentStore, registry: SerializerRegistry, seeded_names: list[str]
+) -> TaskResult:
     result = TaskResult()
-    result.seeded = apply_seed(task.seed, uses=task.uses)
+    result.seeded = seeded_names
     contracts = ContractChecker(task)
     if not contracts.inputs_hold(task.kwargs):
         # Input contracts are checked before the call: the step function never runs.

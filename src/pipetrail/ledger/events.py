@@ -40,6 +40,7 @@ class EventKind(StrEnum):
     RUN_COMPLETED = "run.completed"
     RUN_FAILED = "run.failed"
     RUN_CRASHED = "run.crashed"
+    RUN_INTERRUPTED = "run.interrupted"
     STEP_STARTED = "step.started"
     STEP_COMPLETED = "step.completed"
     STEP_CACHED = "step.cached"

@@ -40,6 +40,12 @@ _RUN_END = (
     "UPDATE runs SET status = :status, ended_at = :ended_at, error = :error, "
     "last_seq = :last_seq WHERE run_id = :run_id"
 )
+# Only rows of the run that are still running: a closing event never rewrites an outcome.
+_STEP_CLOSE = (
+    "UPDATE step_runs SET status = :status, ended_at = :ended_at, error = :error, "
+    "last_seq = :last_seq WHERE step_run_id = :step_run_id AND run_id = :run_id "
+    "AND status = 'running'"
+)
 _STEP_COLUMNS = (
     "run_id", "node_id", "step", "pipeline", "status", "cache_key", "cache_decision",
     "cache_reason", "reused_step_run_id", "code_digest", "components", "inputs", "outputs",
@@ -115,8 +121,36 @@ def _run_ended(status: str) -> Callable[[Driver, Event, dict[str, Any]], None]:
                 "run_id": p["run_id"],
             },
         )
+        _close_steps(db, event, p)
 
     return apply
+
+
+def _close_steps(db: Driver, event: Event, p: dict[str, Any]) -> None:
+    """Close the step runs a run-ending event lists in ``closed_steps``.
+
+    ``closed_steps`` maps step run id -> the status it ends with (``failed``, ``crashed``,
+    ``interrupted``); the step run takes the event's ``ended_at`` and ``error``. Only a
+    row still ``running`` changes, so the outcome depends on the events alone, whatever
+    order a rebuild meets them in. Events written before the key existed close nothing.
+    """
+    closed = p.get("closed_steps")
+    if not isinstance(closed, dict) or not closed:
+        return
+    db.executemany(
+        _STEP_CLOSE,
+        [
+            {
+                "status": str(status),
+                "ended_at": p["ended_at"],
+                "error": p.get("error"),
+                "last_seq": event.seq,
+                "step_run_id": step_run_id,
+                "run_id": p["run_id"],
+            }
+            for step_run_id, status in sorted(closed.items())
+        ],
+    )
 
 
 def _step_row(status: str, event: Event, p: dict[str, Any]) -> dict[str, Any]:
@@ -217,6 +251,7 @@ _APPLY: dict[str, Callable[[Driver, Event, dict[str, Any]], None]] = {
     EventKind.RUN_COMPLETED: _run_ended("completed"),
     EventKind.RUN_FAILED: _run_ended("failed"),
     EventKind.RUN_CRASHED: _run_ended("crashed"),
+    EventKind.RUN_INTERRUPTED: _run_ended("interrupted"),
     EventKind.STEP_STARTED: _step_started,
     EventKind.STEP_COMPLETED: _step_finished("completed"),
     EventKind.STEP_CACHED: _step_finished("cached"),

@@ -4,6 +4,7 @@ import logging
 import re
 import sys
 import threading
+import time
 from typing import TYPE_CHECKING
 
 import pytest
@@ -248,21 +249,148 @@ def test_nested_captures(root: logging.Logger, capsys: pytest.CaptureFixture[str
     assert root.level == logging.WARNING
 
 
-def test_other_threads_writes_are_captured() -> None:
+def test_another_thread_printing_during_the_block_is_not_captured(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    go, done = threading.Event(), threading.Event()
+
+    def other() -> None:
+        go.wait(10)
+        for i in range(50):
+            print(f"other {i}")
+        sys.stderr.write("other err\n")
+        done.set()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    with capture_output(tee=False) as out:
+        print("step 1")
+        go.set()
+        assert done.wait(10)
+        print("step 2")
+    thread.join()
+
+    assert out.text() == "[stdout] step 1\n[stdout] step 2\n"
+    printed = capsys.readouterr()
+    assert printed.out == "".join(f"other {i}\n" for i in range(50))
+    assert printed.err == "other err\n"
+
+
+def test_threads_the_block_starts_write_to_the_real_streams(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
     def work(n: int) -> None:
-        for i in range(100):
+        for i in range(20):
             print(f"thread {n} line {i}")
 
     with capture_output(tee=False) as out:
+        print("mine")
         threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
         for thread in threads:
             thread.start()
         for thread in threads:
             thread.join()
 
-    captured = out.text().splitlines()
-    assert len(captured) == 400
-    assert all(re.fullmatch(r"\[stdout\] thread \d line \d+", line) for line in captured)
+    assert out.text() == "[stdout] mine\n"
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 80
+    assert all(re.fullmatch(r"thread \d line \d+", line) for line in printed)
+
+
+def test_another_thread_logging_during_the_block_is_not_captured(
+    root: logging.Logger, list_handler: ListHandler
+) -> None:
+    def other() -> None:
+        logging.getLogger("other").warning("from another thread")
+        logging.getLogger("other").info("below the level")
+
+    with capture_output(tee=False) as out:
+        logging.getLogger("step").warning("from the step")
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join()
+
+    assert lines(out.text()) == ["[log] TS WARNING step: from the step"]
+    assert list_handler.messages == ["from the step", "from another thread"]
+
+
+def test_another_thread_still_reaches_the_last_resort_handler(
+    root: logging.Logger, capsys: pytest.CaptureFixture[str]
+) -> None:
+    saved = root.handlers[:]
+    root.handlers.clear()
+    try:
+        with capture_output(tee=False) as out:
+            thread = threading.Thread(
+                target=lambda: logging.getLogger("lr").warning("printed as usual")
+            )
+            thread.start()
+            thread.join()
+    finally:
+        root.handlers[:] = saved
+
+    assert out.is_empty
+    assert capsys.readouterr().err == "printed as usual\n"
+
+
+def test_captures_in_two_threads_each_get_their_own_output(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    original = sys.stdout
+    first_in, second_in, first_out = threading.Event(), threading.Event(), threading.Event()
+    results: dict[str, str] = {}
+
+    def lines_of(name: str) -> None:
+        for i in range(30):
+            print(f"{name} {i}")
+            time.sleep(0.001)  # lets the other thread print in between
+
+    def first() -> None:
+        with capture_output(tee=False) as out:
+            first_in.set()
+            second_in.wait(10)
+            lines_of("first")
+        results["first"] = out.text()
+        first_out.set()
+
+    def second() -> None:
+        first_in.wait(10)
+        with capture_output(tee=False) as out:
+            second_in.set()
+            lines_of("second")
+            first_out.wait(10)  # the capture that started first ends first
+            print("second after")
+        results["second"] = out.text()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert results["first"] == "".join(f"[stdout] first {i}\n" for i in range(30))
+    assert results["second"] == "".join(
+        [*(f"[stdout] second {i}\n" for i in range(30)), "[stdout] second after\n"]
+    )
+    assert sys.stdout is original
+    assert capsys.readouterr() == ("", "")
+
+
+def test_a_handler_kept_from_an_earlier_capture_is_captured_again(
+    root: logging.Logger,
+) -> None:
+    logger = logging.getLogger("kept")
+    logger.propagate = False
+    try:
+        with capture_output(tee=False):
+            handler = logging.StreamHandler()  # holds the stream of the capture
+        logger.addHandler(handler)
+        with capture_output(tee=False) as later:
+            logger.warning("through the kept handler")
+        assert later.text() == "[stderr] through the kept handler\n"
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = True
 
 
 def test_a_stream_kept_after_the_block_writes_to_the_original(

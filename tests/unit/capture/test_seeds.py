@@ -15,6 +15,7 @@ from pipetrail.capture.seeds import (
     apply_seed,
     derive_seed,
     new_run_seed,
+    seeded,
     validate_seed,
 )
 from pipetrail.errors import ParamError
@@ -124,3 +125,90 @@ def test_a_used_library_that_is_not_installed_is_skipped(monkeypatch: pytest.Mon
     monkeypatch.delitem(sys.modules, "torch", raising=False)
     monkeypatch.setattr(seeds.importlib.util, "find_spec", lambda name: None)
     assert "torch" not in apply_seed(1, uses=["torch"])
+
+
+def test_seeded_puts_the_states_back_after_the_block() -> None:
+    random.seed(7)
+    np.random.seed(7)
+    expected = (random.random(), np.random.rand())
+    random.seed(7)
+    np.random.seed(7)
+
+    with seeded(123) as names:
+        assert names[:2] == ["random", "numpy"]
+        inside = (random.random(), np.random.rand())
+
+    assert (random.random(), np.random.rand()) == expected
+    with seeded(123):
+        assert (random.random(), np.random.rand()) == inside
+
+
+def test_seeded_puts_the_states_back_when_the_block_raises() -> None:
+    random.seed(11)
+    expected = random.random()
+    random.seed(11)
+
+    def interrupted_step() -> None:
+        with seeded(5):
+            random.random()
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        interrupted_step()
+    assert random.random() == expected
+
+
+def test_seeded_restores_torch_without_touching_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    class FakeCuda:
+        calls: list[str] = []  # noqa: RUF012 - shared by design in this fake
+
+        def is_available(self) -> bool:
+            return True
+
+        def is_initialized(self) -> bool:
+            return False
+
+        def get_rng_state_all(self) -> list[str]:
+            self.calls.append("get")
+            return []
+
+    fake_torch = types.ModuleType("torch")
+    state = {"value": "before"}
+    fake_torch.manual_seed = lambda seed: state.update(value=f"seed {seed}")  # type: ignore[attr-defined]
+    fake_torch.get_rng_state = lambda: state["value"]  # type: ignore[attr-defined]
+    fake_torch.set_rng_state = lambda value: state.update(value=value)  # type: ignore[attr-defined]
+    fake_torch.cuda = FakeCuda()  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "torch", fake_torch)
+
+    with seeded(3) as names:
+        assert names[-1] == "torch"
+        assert state["value"] == "seed 3"
+    assert state["value"] == "before"
+    assert FakeCuda.calls == []
+
+
+def test_a_library_seeded_because_used_keeps_its_fresh_state(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import importlib
+
+    state = {"value": "fresh"}
+    fake_torch = types.ModuleType("torch")
+    fake_torch.manual_seed = lambda seed: state.update(value=f"seed {seed}")  # type: ignore[attr-defined]
+    fake_torch.get_rng_state = lambda: state["value"]  # type: ignore[attr-defined]
+    fake_torch.set_rng_state = lambda value: state.update(value=value)  # type: ignore[attr-defined]
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    monkeypatch.setattr(seeds.importlib.util, "find_spec", lambda name: object())
+    real_import = importlib.import_module
+
+    def fake_import(name: str) -> types.ModuleType:
+        if name == "torch":
+            sys.modules["torch"] = fake_torch
+            return fake_torch
+        return real_import(name)
+
+    monkeypatch.setattr(seeds.importlib, "import_module", fake_import)
+    with seeded(4, uses=["torch"]) as names:
+        assert "torch" in names
+        assert state["value"] == "seed 4"
+    assert state["value"] == "fresh"
