@@ -236,7 +236,9 @@ def test_a_hit_and_a_miss_hand_the_consumer_equal_values(
     assert statuses(first) == {"produce": "completed", "consume": "completed"}
     assert statuses(second) == {"produce": "cached", "consume": "completed"}
 
-    miss, hit = sys.modules[name].SEEN
+    # Loading a pipeline file leaves sys.modules as it was: reach the module through
+    # the pipeline function's globals.
+    miss, hit = definition.func.__globals__["SEEN"]
     assert miss == hit
     assert miss[0] == case.received_type.format(module=name)
 

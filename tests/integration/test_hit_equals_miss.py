@@ -7,7 +7,6 @@ both times and records what it received in its module's ``SEEN`` list.
 
 from __future__ import annotations
 
-import sys
 from collections import Counter
 from typing import TYPE_CHECKING, Any, BinaryIO
 
@@ -33,8 +32,10 @@ def _run(definition: Any, project: Project, **params: Any) -> Any:
     return run_pipeline(definition, params, project, RunOptions())
 
 
-def _seen(name: str) -> list[Any]:
-    seen: list[Any] = sys.modules[name].SEEN
+def _seen(definition: Any) -> list[Any]:
+    # Loading a pipeline file leaves sys.modules as it was: reach the pipeline's module
+    # through its function's globals.
+    seen: list[Any] = definition.func.__globals__["SEEN"]
     return seen
 
 
@@ -67,7 +68,7 @@ def test_a_tuple_reaches_downstream_as_stored_on_miss_and_on_hit(
     second = _run(definition, project)
     assert statuses(first) == {"make": "completed", "use": "completed"}
     assert statuses(second) == {"make": "cached", "use": "completed"}
-    miss, hit = _seen(name)
+    miss, hit = _seen(definition)
     assert miss == hit == ("list", "[1, [2, 3], {'k': [4]}]")
 
 
@@ -102,8 +103,9 @@ def test_a_consumer_mutating_its_input_does_not_change_another_consumer_input(
     files: PipelineFiles, project: Project, unique: Callable[[str], str]
 ) -> None:
     name = unique("shared")
-    run = _run(files.load(name, SHARED_PIPELINE), project)
-    assert _seen(name) == ["{'rows': [1, 2]}"]
+    definition = files.load(name, SHARED_PIPELINE)
+    run = _run(definition, project)
+    assert _seen(definition) == ["{'rows': [1, 2]}"]
     assert run.outputs == 2
 
 
@@ -143,13 +145,14 @@ def test_the_runner_keeps_no_step_output_object_alive(
     files: PipelineFiles, project: Project, unique: Callable[[str], str]
 ) -> None:
     name = unique("retention")
-    run = _run(files.load(name, RETENTION_PIPELINE), project)
+    definition = files.load(name, RETENTION_PIPELINE)
+    run = _run(definition, project)
     # While a later step runs, the array the first step returned has been released...
-    assert _seen(name) == [True]
+    assert _seen(definition) == [True]
     # ...and the finished run still loads every output (from the store).
     assert run.outputs == "499500.0"
     assert float(run.output_of("total")) == 499500.0
-    assert sys.modules[name].REFS[-1]() is None
+    assert definition.func.__globals__["REFS"][-1]() is None
 
 
 NUMPY_SCALARS_PIPELINE = """
@@ -191,7 +194,7 @@ def test_numpy_scalars_inside_plain_data_are_stored_as_json(
     first = _run(definition, project)
     second = _run(definition, project)
     assert statuses(second) == {"evaluate": "cached", "use": "completed"}
-    miss, hit = _seen(name)
+    miss, hit = _seen(definition)
     assert miss == hit
     assert miss[1] == [
         ("count", "int"),
@@ -407,8 +410,9 @@ def test_disk_copies_of_inputs_are_removed_once_the_step_has_run(
     files: PipelineFiles, project: Project, unique: Callable[[str], str]
 ) -> None:
     name = unique("copies")
-    run = _run(files.load(name, FOLDER_PIPELINE), project)
-    first, second = _seen(name)
+    definition = files.load(name, FOLDER_PIPELINE)
+    run = _run(definition, project)
+    first, second = _seen(definition)
     assert first != second
     assert not first.exists()
     assert not second.exists()
