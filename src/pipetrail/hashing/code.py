@@ -21,11 +21,11 @@ from __future__ import annotations
 
 import ast
 import builtins
-import importlib.util
 import inspect
 import sys
 import textwrap
 import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -33,6 +33,8 @@ from pipetrail.core.version import VERSION
 from pipetrail.errors import UnhashableValueError
 from pipetrail.hashing.code_objects import (
     STATELESS_BASES,
+    held_by,
+    home_modules,
     instance_state,
     is_typing_object,
     own_attr,
@@ -48,7 +50,13 @@ from pipetrail.hashing.code_source import (
 from pipetrail.hashing.digest import digest_bytes, digest_value
 from pipetrail.hashing.fingerprint import fingerprint_obj
 from pipetrail.hashing.fingerprint_types import code_visitor, qualified_type_name
-from pipetrail.hashing.locality import distribution_of, import_for_coverage, is_project_local
+from pipetrail.hashing.locality import (
+    UNRESOLVED,
+    distribution_of,
+    import_for_coverage,
+    is_project_local,
+    names_imported_by,
+)
 
 __all__ = [
     "CodeFingerprint",
@@ -73,8 +81,6 @@ _DESCRIPTORS = (
     types.GetSetDescriptorType,
     types.MemberDescriptorType,
 )
-# Stands for a name bound by a function-local import that resolves to nothing to cover.
-_UNRESOLVED = object()
 
 
 @dataclass(frozen=True)
@@ -111,6 +117,7 @@ class _Walker:
         # id -> unique part name: two lambdas, or two closures made by one factory, share
         # a qualname but are different code (or the same code over different values).
         self._names: dict[int, str] = {}
+        self._taken: set[str] = set()
         self._keep: list[Any] = []  # visited objects stay alive, so their ids stay unique
         self._exports: dict[int, str | None] = {}
         self._local: dict[str, bool] = {}
@@ -139,6 +146,11 @@ class _Walker:
             self.unhashable.append(
                 f"global {display!r} ({type(obj).__qualname__}): it is nested too deeply "
                 "to be fingerprinted"
+            )
+        except Exception as exc:  # noqa: BLE001 - reading a user object can raise anything
+            self.unhashable.append(
+                f"global {display!r} ({type(obj).__qualname__}): reading it raised "
+                f"{type(exc).__name__}: {exc}"
             )
 
     def visit_root(self, target: Any) -> None:
@@ -206,8 +218,6 @@ class _Walker:
 
     def _typing_ref(self, obj: Any) -> Any:
         # An annotation: its text names it; the project classes it names are covered.
-        import typing
-
         for arg in typing.get_args(obj):
             if isinstance(arg, type):
                 self._class_ref(arg)
@@ -262,33 +272,18 @@ class _Walker:
         behaviour is the library's code, covered by the library's version.
         """
         key = id(obj)
-        if key in self._exports:
-            return self._exports[key]
-        candidates: list[str] = []
-        owner = own_attr(obj, "__self__")
-        for raw in (own_attr(obj, "__module__"), type(obj).__module__, type(owner).__module__):
-            if not isinstance(raw, str):
-                continue
-            parts = raw.split(".")
-            for end in range(len(parts), 0, -1):
-                name = ".".join(parts[:end])
-                if name not in candidates:
-                    candidates.append(name)
-        found: str | None = None
-        for module_name in candidates:
-            module = sys.modules.get(module_name)
-            if module is None or module_name == "builtins" or self._is_local(module_name):
-                continue
-            for attribute, value in list(vars(module).items()):
-                if value is obj:
-                    found = f"{module_name}.{attribute}"
+        if key not in self._exports:
+            self._keep.append(obj)
+            self._exports[key] = None
+            for module_name in home_modules(obj):
+                if module_name == "builtins" or self._is_local(module_name):
+                    continue
+                found = held_by(module_name, obj)
+                if found is not None:
                     self._note_module(module_name)
+                    self._exports[key] = found
                     break
-            if found is not None:
-                break
-        self._exports[key] = found
-        self._keep.append(obj)
-        return found
+        return self._exports[key]
 
     # -- code ------------------------------------------------------------------------
     def _is_local(self, module_name: str | None) -> bool:
@@ -308,10 +303,11 @@ class _Walker:
         if name is not None:
             return name
         name, count = base, 1
-        while name in self.parts or name in self._names.values():
+        while name in self._taken:
             count += 1
             name = f"{base}#{count}"
         self._names[id(obj)] = name
+        self._taken.add(name)
         self._keep.append(obj)
         return name
 
@@ -342,6 +338,7 @@ class _Walker:
         except (OSError, TypeError):
             self.unhashable.append(f"source of module {module.__name__!r} is not available")
             return
+        self._taken.add(module.__name__)
         self.parts[module.__name__] = digest_bytes(normalize_source(source).encode())
 
     def _visit_class(self, cls: type) -> str:
@@ -424,7 +421,9 @@ class _Walker:
         display: str,
         skip_self: str | None = None,
     ) -> None:
-        imported = self._local_imports(tree, namespace, display)
+        imported = names_imported_by(
+            tree, namespace.get("__package__") or None, lambda name: self._import(name, display)
+        )
         if imported:
             namespace = {**namespace, **imported}
         for chain in referenced_names(tree):
@@ -434,7 +433,7 @@ class _Walker:
             if head not in namespace:
                 continue  # builtins, locals, or names defined inside the code itself
             obj: Any = namespace[head]
-            if obj is builtins or obj is _UNRESOLVED:
+            if obj is builtins or obj is UNRESOLVED:
                 continue
             # Follow attribute chains through modules so that `helpers.clean` covers
             # only that function, not the whole helpers module.
@@ -445,46 +444,6 @@ class _Walker:
                 obj = getattr(obj, attr)
                 label = f"{label}.{attr}"
             self.visit_object(obj, f"{owner}:{label}", f"{display}:{label}")
-
-    def _local_imports(
-        self, tree: ast.AST, namespace: dict[str, Any], display: str
-    ) -> dict[str, Any]:
-        """Return the names bound by ``import`` statements inside the code itself.
-
-        Module-level imports are in the namespace already; imports inside a function
-        (lazy imports, imports that avoid cycles) are not, and would go uncovered.
-        """
-        bound: dict[str, Any] = {}
-        package = namespace.get("__package__") or None
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                for alias in node.names:
-                    module = self._import(alias.name, display)
-                    if alias.asname is not None:
-                        bound[alias.asname] = _UNRESOLVED if module is None else module
-                    else:
-                        top = alias.name.partition(".")[0]
-                        found = sys.modules.get(top) if module is not None else None
-                        bound[top] = _UNRESOLVED if found is None else found
-            elif isinstance(node, ast.ImportFrom):
-                try:
-                    base = importlib.util.resolve_name(
-                        "." * node.level + (node.module or ""), package
-                    )
-                except (ImportError, ValueError):
-                    continue
-                module = self._import(base, display)
-                for alias in node.names:
-                    if alias.name == "*":
-                        continue
-                    obj: Any = _UNRESOLVED
-                    if module is not None:
-                        if hasattr(module, alias.name):
-                            obj = getattr(module, alias.name)
-                        else:
-                            obj = self._import(f"{base}.{alias.name}", display) or _UNRESOLVED
-                    bound[alias.asname or alias.name] = obj
-        return bound
 
     def _import(self, module_name: str, display: str) -> types.ModuleType | None:
         """Return a module named by a local import (see :func:`import_for_coverage`)."""

@@ -9,12 +9,15 @@ helpers, which look at what an object really holds.
 from __future__ import annotations
 
 import abc
+import sys
 import types
 import typing
 from typing import Any
 
 __all__ = [
     "STATELESS_BASES",
+    "held_by",
+    "home_modules",
     "instance_state",
     "is_typing_object",
     "own_attr",
@@ -84,3 +87,33 @@ def instance_state(obj: Any) -> dict[str, Any]:
             except AttributeError:
                 continue  # a slot never set
     return state
+
+
+def home_modules(obj: Any) -> list[str]:
+    """Return the modules that may define ``obj``, most specific first.
+
+    Taken from the object's own ``__module__``, its class's module and, for a bound
+    method, its object's class's module, each with its parent packages.
+    """
+    candidates: list[str] = []
+    owner = own_attr(obj, "__self__")
+    for raw in (own_attr(obj, "__module__"), type(obj).__module__, type(owner).__module__):
+        if not isinstance(raw, str):
+            continue
+        parts = raw.split(".")
+        for end in range(len(parts), 0, -1):
+            name = ".".join(parts[:end])
+            if name not in candidates:
+                candidates.append(name)
+    return candidates
+
+
+def held_by(module_name: str, obj: Any) -> str | None:
+    """Return ``module.attribute`` when the imported module holds ``obj`` itself."""
+    module = sys.modules.get(module_name)
+    if module is None:
+        return None
+    for attribute, value in list(vars(module).items()):
+        if value is obj:
+            return f"{module_name}.{attribute}"
+    return None

@@ -8,6 +8,7 @@ that provides it and that distribution's version.
 
 from __future__ import annotations
 
+import ast
 import functools
 import importlib
 import importlib.metadata
@@ -16,19 +17,25 @@ import os
 import sys
 import sysconfig
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import types
+    from collections.abc import Callable
 
 __all__ = [
+    "UNRESOLVED",
     "ImportOutcome",
     "distribution_of",
     "import_for_coverage",
     "is_non_local_file",
     "is_project_local",
+    "names_imported_by",
     "non_local_roots",
 ]
+
+# Stands for a name bound by a function-local import that resolves to nothing to cover.
+UNRESOLVED = object()
 
 
 @functools.cache
@@ -135,3 +142,45 @@ def import_for_coverage(module_name: str) -> ImportOutcome:
         return ImportOutcome(failure=f"{type(exc).__name__}: {exc}")
     except Exception as exc:  # noqa: BLE001 - user module code can raise anything
         return ImportOutcome(failure=f"{type(exc).__name__}: {exc}")
+
+
+def names_imported_by(
+    tree: ast.AST,
+    package: str | None,
+    importer: Callable[[str], types.ModuleType | None],
+) -> dict[str, Any]:
+    """Return the names bound by ``import`` statements inside code (``tree``).
+
+    Module-level imports are in the code's namespace already; imports inside a function
+    (lazy imports, imports that avoid cycles) are not, and would go uncovered. ``importer``
+    returns a module to cover, or None; names it cannot resolve are bound to
+    :data:`UNRESOLVED`.
+    """
+    bound: dict[str, Any] = {}
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for alias in node.names:
+                module = importer(alias.name)
+                if alias.asname is not None:
+                    bound[alias.asname] = UNRESOLVED if module is None else module
+                else:
+                    top = alias.name.partition(".")[0]
+                    found = sys.modules.get(top) if module is not None else None
+                    bound[top] = UNRESOLVED if found is None else found
+        elif isinstance(node, ast.ImportFrom):
+            try:
+                base = importlib.util.resolve_name("." * node.level + (node.module or ""), package)
+            except (ImportError, ValueError):
+                continue
+            module = importer(base)
+            for alias in node.names:
+                if alias.name == "*":
+                    continue
+                obj: Any = UNRESOLVED
+                if module is not None:
+                    if hasattr(module, alias.name):
+                        obj = getattr(module, alias.name)
+                    else:
+                        obj = importer(f"{base}.{alias.name}") or UNRESOLVED
+                bound[alias.asname or alias.name] = obj
+    return bound

@@ -265,6 +265,21 @@ def test_a_mock_claiming_to_be_a_function_is_named(project: Project) -> None:
     assert "a mock or a proxy" in found.unhashable[0]
 
 
+def test_a_value_whose_reading_raises_is_named(project: Project) -> None:
+    source = """
+        from unittest import mock
+
+        SETTINGS = {"client": mock.Mock(spec=dict)}
+
+
+        def f(x):
+            return SETTINGS["client"]
+    """
+    found = project.fingerprint({"mod": source})
+    assert len(found.unhashable) == 1
+    assert found.unhashable[0].startswith("global 'f:SETTINGS' (dict): reading it raised ")
+
+
 def test_an_object_answering_every_attribute_is_named(project: Project) -> None:
     source = """
         class Anything:
