@@ -22,6 +22,7 @@ from __future__ import annotations
 import ast
 import builtins
 import inspect
+import re
 import sys
 import textwrap
 import types
@@ -70,6 +71,7 @@ __all__ = [
 # decorators' wrappers and default values are covered, parts have unique names.
 _FORMAT = "pt-code2"
 _SCALARS = (int, str, float, bool, type(None))
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
 _BUILTIN_CALLABLES = (
     types.BuiltinFunctionType,
     types.MethodWrapperType,
@@ -223,7 +225,15 @@ class _Walker:
                 self._class_ref(arg)
             elif is_typing_object(arg):
                 self._typing_ref(arg)
-        return {"$typing": repr(obj)}
+        text = repr(obj)
+        if _ADDRESS.search(text):
+            # Annotated[int, Marker()] with a default repr: the text would differ on every
+            # run, a silent miss forever. Say so instead.
+            raise UnhashableValueError(
+                f"the annotation {text} holds an object shown by its memory address; give "
+                "that object a __repr__ that shows its content"
+            )
+        return {"$typing": text}
 
     def _builtin_ref(self, obj: Any) -> Any:
         owner = obj.__self__
@@ -382,7 +392,7 @@ class _Walker:
             # The code object's source, not the function's: inspect would follow
             # __wrapped__ to the decorated function and skip the decorator's own code.
             source = inspect.getsource(func.__code__)
-            tree: ast.AST | None = ast.parse(textwrap.dedent(source))
+            tree: ast.AST | None = _without_own_decorators(ast.parse(textwrap.dedent(source)))
             self.parts[name] = digest_bytes(normalize_source(source).encode())
         except (OSError, TypeError, SyntaxError):
             # No source (REPL, exec): fall back to the code object, stable per interpreter.
@@ -411,6 +421,9 @@ class _Walker:
         wrapped = own_attr(func, "__wrapped__")
         if wrapped is not None:
             self.visit_object(wrapped, f"{name}:__wrapped__", f"{display}:__wrapped__")
+        attributes = {k: v for k, v in vars(func).items() if not k.startswith("__")}
+        if attributes:  # set on the function (by a decorator, say) and readable by code
+            self.visit_object(attributes, f"{name}:__dict__", f"{display}:attributes")
         return name
 
     def _resolve_names(
@@ -456,6 +469,18 @@ class _Walker:
                 f"({found.failure}); fix the import so its code can be covered"
             )
         return found.module
+
+
+def _without_own_decorators(tree: ast.Module) -> ast.Module:
+    """Drop the decorators of the function a source defines (not of functions inside it).
+
+    They ran once, when the function was defined: their effect is the object they made
+    (covered as such: a wrapper's code, a step's options in their own key components),
+    not code the function runs. Their names are not values the function reads.
+    """
+    if tree.body and isinstance(tree.body[0], ast.FunctionDef | ast.AsyncFunctionDef):
+        tree.body[0].decorator_list = []
+    return tree
 
 
 def code_fingerprint(func: Any) -> CodeFingerprint:

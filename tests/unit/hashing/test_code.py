@@ -244,7 +244,9 @@ def test_signature_default_change_changes_the_digest(project: Project) -> None:
 
 def test_parts_name_the_function(project: Project) -> None:
     found = project.fingerprint({"mod": BASE})
-    assert set(found.parts) == {project.name("mod") + ".f", project.name("mod") + ".tag"}
+    # `tag` returns the function unchanged: it ran once at definition and is not code f
+    # runs (a decorator whose wrapper runs code is covered through that wrapper).
+    assert set(found.parts) == {project.name("mod") + ".f"}
     assert all(is_digest(value) for value in found.parts.values())
     assert found.source.startswith('@tag("v1")\ndef f(x, y=2):')
     assert found.unhashable == ()

@@ -224,6 +224,27 @@ def test_type_annotations_do_not_force_a_miss(project: Project) -> None:
     assert project.fingerprint({"mod": source}).unhashable == ()
 
 
+def test_an_annotation_shown_by_a_memory_address_is_named(project: Project) -> None:
+    source = """
+        from typing import Annotated
+
+
+        class Marker:
+            pass
+
+
+        Port = Annotated[int, Marker()]
+
+
+        def f(x: Port) -> int:
+            return x
+    """
+    found = project.fingerprint({"mod": source})
+    assert len(found.unhashable) == 1
+    assert "'f:Port'" in found.unhashable[0]
+    assert "memory address" in found.unhashable[0]
+
+
 # -- mocks and objects with synthetic attributes ------------------------------------------
 
 
@@ -338,6 +359,51 @@ def test_a_decorators_wrapper_code_is_covered(project: Project) -> None:
     assert project.fingerprint({"mod": wrapper}).digest != base.digest
     wrapped = DECORATED.replace("OFFSET", "1").replace("FACTOR", "3")
     assert project.fingerprint({"mod": wrapped}).digest != base.digest
+
+
+def test_names_only_a_decorator_reads_are_not_values_of_the_function(project: Project) -> None:
+    # `@step(contracts=...)` is keyed by its own components; the decorator's arguments are
+    # not values the function reads (a Contract there used to force a miss every run).
+    source = """
+        import threading
+
+        from pipetrail import step
+
+        LOCK = threading.Lock()
+
+
+        def register(*args):
+            return lambda fn: fn
+
+
+        @register(LOCK)
+        def f(x):
+            return x
+    """
+    assert project.fingerprint({"mod": source}).unhashable == ()
+
+
+def test_attributes_set_on_a_function_are_covered(project: Project) -> None:
+    source = """
+        def with_scale(k):
+            def mark(fn):
+                fn.scale = k
+                return fn
+
+            return mark
+
+
+        @with_scale(SCALE)
+        def helper(x):
+            return x * helper.scale
+
+
+        def f(x):
+            return helper(x)
+    """
+    base = project.fingerprint({"mod": source.replace("SCALE", "2")})
+    assert base.unhashable == ()
+    assert project.fingerprint({"mod": source.replace("SCALE", "3")}).digest != base.digest
 
 
 def test_a_step_over_a_decorated_function_covers_the_decorator(project: Project) -> None:
