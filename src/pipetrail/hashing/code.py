@@ -34,6 +34,7 @@ from pipetrail.core.version import VERSION
 from pipetrail.errors import UnhashableValueError
 from pipetrail.hashing.code_objects import (
     STATELESS_BASES,
+    class_values,
     held_by,
     home_modules,
     instance_state,
@@ -370,6 +371,9 @@ class _Walker:
         module = sys.modules.get(cls.__module__)
         if module is not None:
             self._resolve_names(tree, vars(module), name, cls.__qualname__)
+        attributes = class_values(cls)
+        if attributes:  # class-level values, as they are now (they may be set after the class)
+            self.visit_object(attributes, f"{name}:__dict__", f"{cls.__qualname__}:attributes")
         return name
 
     def _visit_function(self, func: types.FunctionType) -> str:

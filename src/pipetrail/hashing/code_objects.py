@@ -16,6 +16,7 @@ from typing import Any
 
 __all__ = [
     "STATELESS_BASES",
+    "class_values",
     "held_by",
     "home_modules",
     "instance_state",
@@ -117,3 +118,26 @@ def held_by(module_name: str, obj: Any) -> str | None:
         if value is obj:
             return f"{module_name}.{attribute}"
     return None
+
+
+# Metaclasses whose classes hold only what their body says (plus ABC bookkeeping).
+_PLAIN_METACLASSES = (type, abc.ABCMeta)
+
+
+def class_values(cls: type) -> dict[str, Any]:
+    """Return the plain values a project class holds (``LIMIT = 3``; not methods).
+
+    Methods, properties and other descriptors are code, covered by the class's source.
+    Only classes made by ``type`` or ``ABCMeta`` are read: other metaclasses (enums,
+    pydantic models, ORMs) keep their own machinery in the class namespace.
+    """
+    if type(cls) not in _PLAIN_METACLASSES:
+        return {}
+    values: dict[str, Any] = {}
+    for name, value in vars(cls).items():
+        if name.startswith("__") or name == "_abc_impl":
+            continue
+        if isinstance(value, type) or callable(value) or hasattr(type(value), "__get__"):
+            continue  # methods, nested classes, classmethod/staticmethod/property objects
+        values[name] = value
+    return values

@@ -124,6 +124,29 @@ def test_a_slotted_project_instance_is_covered_by_its_slots(project: Project) ->
     assert _one_global(project, setup, "P(2)", "VALUE.k")[0] != base
 
 
+def test_class_level_values_are_covered_as_they_are_now(project: Project) -> None:
+    # A class attribute set after the class body: the source alone does not show it.
+    source = """
+        class Config:
+            LIMIT = 1
+            NAMES = ("a",)
+
+            @property
+            def double(self):
+                return 2 * self.LIMIT
+
+
+        Config.LIMIT = VALUE
+
+
+        def f(x):
+            return min(x, Config.LIMIT)
+    """
+    base = project.fingerprint({"mod": source.replace("VALUE", "5")})
+    assert base.unhashable == ()
+    assert project.fingerprint({"mod": source.replace("VALUE", "6")}).digest != base.digest
+
+
 def test_sklearn_estimator_is_covered_by_its_params(project: Project) -> None:
     setup = "from sklearn.linear_model import LogisticRegression"
     base, reasons = _one_global(project, setup, "LogisticRegression(C=1.0)", "VALUE")
