@@ -155,18 +155,30 @@ def handler_for(cls: type) -> Callable[[Any], Any] | None:
 
 
 def guarded(handler: Callable[[Any], Any], value: Any) -> Any:
-    """Call ``handler(value)``; a value that reaches itself again is a back-reference."""
+    """Call ``handler(value)``; a value that reaches itself again is a back-reference.
+
+    Raises:
+        UnhashableValueError: the handler refused the value, or failed on it (any error
+            it raised is reported as one, naming the value's type).
+    """
     active = _ACTIVE.get()
     if id(value) in active:
         return {"$cycle": qualified_type_name(type(value))}
     token = _ACTIVE.set(active | {id(value)})
     try:
         return handler(value)
+    except UnhashableValueError:
+        raise
     except RecursionError:
         raise UnhashableValueError(
             f"value of type {qualified_type_name(type(value))} is nested too deeply to be "
             "fingerprinted"
         ) from None
+    except Exception as exc:  # a library or user handler may raise anything: name it
+        raise UnhashableValueError(
+            f"fingerprinting a value of type {qualified_type_name(type(value))} failed "
+            f"({type(exc).__name__}: {exc})"
+        ) from exc
     finally:
         _ACTIVE.reset(token)
 

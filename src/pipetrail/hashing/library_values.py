@@ -121,6 +121,7 @@ def _arrow_of(value: Any, convert: Callable[[], Any]) -> str:
     try:
         return arrow_ipc_digest(convert())
     except (TypeError, ValueError, NotImplementedError) as exc:  # ArrowInvalid is a ValueError
+        # Mixed-type object columns, say: Arrow has no type for them.
         raise _refuse(value, f"cannot be fingerprinted: {type(exc).__name__}: {exc}") from None
 
 

@@ -102,6 +102,15 @@ def test_a_registered_function_may_refuse_a_value() -> None:
         fingerprint(Conn())
 
 
+def test_a_failing_registered_function_is_reported_as_unhashable() -> None:
+    class Broken:
+        pass
+
+    pipetrail.register_fingerprint(Broken, lambda value: value.missing)
+    with pytest.raises(UnhashableValueError, match=r"Broken failed \(AttributeError: "):
+        fingerprint(Broken())
+
+
 def test_registered_state_may_hold_functions_inside_code_only() -> None:
     class Callback:
         def __init__(self, fn: Any) -> None:
