@@ -59,6 +59,29 @@ def test_pandera_custom_check_code_is_covered(project: Project) -> None:
     assert changed != base
 
 
+def test_a_contract_whose_check_reads_the_contract_terminates(project: Project) -> None:
+    source = """
+        import pandera.pandas as pa
+
+        from pipetrail import Contract
+
+
+        def above_minimum(s):
+            return s >= RAW.rows[0] - LIMIT
+
+
+        SCHEMA = pa.DataFrameSchema({"a": pa.Column(float, pa.Check(above_minimum))})
+        RAW = Contract(SCHEMA, rows=(1, None))
+
+
+        def f(x):
+            return RAW
+    """
+    base = project.fingerprint({"mod": source.replace("LIMIT", "1")})
+    assert base.unhashable == ()
+    assert project.fingerprint({"mod": source.replace("LIMIT", "2")}).digest != base.digest
+
+
 def test_pandera_polars_schema_is_covered(project: Project) -> None:
     setup = "import pandera.polars as pa\nimport polars as pl"
     base, reasons = _one_global(
