@@ -27,6 +27,7 @@ from pipetrail.execution.pipeline import pipeline as pipeline
 from pipetrail.execution.project import Project as Project
 from pipetrail.execution.reports import attach_report as attach_report
 from pipetrail.execution.run import Run as Run
+from pipetrail.hashing.fingerprint_types import register_fingerprint as register_fingerprint
 from pipetrail.store import register_serializer as register_serializer
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "log_metric",
     "log_metrics",
     "pipeline",
+    "register_fingerprint",
     "register_serializer",
     "source",
     "step",

@@ -25,6 +25,7 @@ SNAPSHOT = [
     "log_metric",
     "log_metrics",
     "pipeline",
+    "register_fingerprint",
     "register_serializer",
     "source",
     "step",

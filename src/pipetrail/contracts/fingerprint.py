@@ -14,6 +14,10 @@ What each kind's digest covers:
 
 and always the row-count bounds and the kind. Anything that cannot be fingerprinted is
 reported in ``unhashable`` so the runner forces a cache miss instead of a false hit.
+
+This module also registers, at import, the value fingerprints of contracts and pandera
+schemas (see :mod:`pipetrail.hashing.fingerprint_types`): a step whose code or decorator
+reads a module-level ``Contract`` or pandera schema is keyed by that contract's digest.
 """
 
 from __future__ import annotations
@@ -21,13 +25,13 @@ from __future__ import annotations
 import json
 import warnings
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from pipetrail.core.contract import Contract
+from pipetrail.errors import UnhashableValueError
 from pipetrail.hashing import digest_bytes, digest_value
 from pipetrail.hashing.code import code_fingerprint
-
-if TYPE_CHECKING:
-    from pipetrail.core.contract import Contract
+from pipetrail.hashing.fingerprint_types import register_fingerprint, register_fingerprint_by_name
 
 __all__ = ["FINGERPRINT_FORMAT", "ContractFingerprint", "fingerprint_contract", "pandera_schema"]
 
@@ -160,3 +164,48 @@ def fingerprint_contract(contract: Contract) -> ContractFingerprint:
         }
     )
     return ContractFingerprint(digest, tuple(unhashable))
+
+
+def _trusted(found: ContractFingerprint) -> str:
+    if found.unhashable:
+        raise UnhashableValueError("; ".join(found.unhashable))
+    return found.digest
+
+
+def _pandera_frame_value(schema: Any) -> Any:
+    return {"$pandera": _trusted(fingerprint_contract(Contract(schema)))}
+
+
+def _pandera_component_value(component: Any) -> Any:
+    unhashable: list[str] = []
+    name = getattr(component, "name", None)
+    description = _column_description(name, component, unhashable)
+    return {
+        "$pandera": type(component).__qualname__,
+        "v": _trusted_description(description, unhashable),
+    }
+
+
+def _pandera_check_value(check: Any) -> Any:
+    unhashable: list[str] = []
+    description = _check_description(check, unhashable, "check")
+    return {"$pandera": "Check", "v": _trusted_description(description, unhashable)}
+
+
+def _trusted_description(description: dict[str, Any], unhashable: list[str]) -> str:
+    if unhashable:
+        raise UnhashableValueError("; ".join(unhashable))
+    return digest_value(description)
+
+
+register_fingerprint(Contract, lambda contract: _trusted(fingerprint_contract(contract)))
+register_fingerprint_by_name(
+    ("pandera.api.dataframe.container.DataFrameSchema", "pandera.DataFrameSchema"),
+    _pandera_frame_value,
+)
+register_fingerprint_by_name(
+    ("pandera.api.base.schema.BaseSchema", "pandera.BaseSchema"), _pandera_component_value
+)
+register_fingerprint_by_name(
+    ("pandera.api.base.checks.BaseCheck", "pandera.BaseCheck"), _pandera_check_value
+)

@@ -1,7 +1,9 @@
 """Canonical encoding and digests: the only way pipetrail turns values into identities.
 
 Owns: the digest format (``blake3:<64 lowercase hex>``), canonical JSON, value
-fingerprints and code fingerprints. Imports only ``pipetrail.core`` and ``pipetrail.errors``.
+fingerprints (with the registry of fingerprints by type) and code fingerprints. Imports only
+``pipetrail.core`` and ``pipetrail.errors``; library types are recognized by name, never
+imported.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from pipetrail.hashing.digest import digest_file as digest_file
 from pipetrail.hashing.digest import digest_value as digest_value
 from pipetrail.hashing.digest import is_digest as is_digest
 from pipetrail.hashing.fingerprint import fingerprint as fingerprint
+from pipetrail.hashing.fingerprint_types import register_fingerprint as register_fingerprint
 
 __all__ = [
     "DIGEST_ALGORITHM",
@@ -26,4 +29,5 @@ __all__ = [
     "digest_value",
     "fingerprint",
     "is_digest",
+    "register_fingerprint",
 ]

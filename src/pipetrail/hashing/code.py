@@ -2,10 +2,15 @@
 
 A function's fingerprint covers its own normalized source (the AST without comments,
 docstrings, decorators or formatting) and, recursively, every project-local function,
-class and module it refers to. Third-party code is covered by the version of the
-distribution that provides it. Global values it reads are covered by their value
-fingerprint; a global that cannot be fingerprinted is reported in ``unhashable`` so the
-caller forces a cache miss instead of risking a false hit.
+class and module it refers to, decorators' wrappers included. Third-party code is covered
+by the version of the distribution that provides it and by *which* function or class is
+used (``np.mean`` is not ``np.median``). Every global, closure and default value the code
+can reach is covered by its value fingerprint (see :mod:`pipetrail.hashing.fingerprint`
+and the registry in :mod:`pipetrail.hashing.fingerprint_types`): instances by their state,
+callable objects included. A value that cannot be covered, or a project module that fails
+to import, is reported in ``unhashable`` with its name, so the caller forces a cache miss
+instead of risking a false hit. There is no version-only fallback for unknown objects: a
+library's version says nothing about the state of an object made from its classes.
 
 "Project-local" means: defined in a file outside the interpreter's standard library and
 site-packages folders (an editable install of the user's own project counts as local),
@@ -16,30 +21,69 @@ from __future__ import annotations
 
 import ast
 import builtins
-import functools
-import importlib
-import importlib.metadata
-import importlib.util
 import inspect
-import logging
-import os
+import re
 import sys
-import sysconfig
 import textwrap
 import types
+import typing
 from dataclasses import dataclass, field
 from typing import Any
 
 from pipetrail.core.version import VERSION
 from pipetrail.errors import UnhashableValueError
+from pipetrail.hashing.code_objects import (
+    STATELESS_BASES,
+    class_values,
+    held_by,
+    home_modules,
+    instance_state,
+    is_typing_object,
+    own_attr,
+    pipetrail_func,
+    real_class,
+)
+from pipetrail.hashing.code_source import (
+    code_names,
+    code_object_digest,
+    normalize_source,
+    referenced_names,
+)
 from pipetrail.hashing.digest import digest_bytes, digest_value
 from pipetrail.hashing.fingerprint import fingerprint_obj
+from pipetrail.hashing.fingerprint_types import code_visitor, qualified_type_name
+from pipetrail.hashing.locality import (
+    UNRESOLVED,
+    distribution_of,
+    import_for_coverage,
+    is_project_local,
+    names_imported_by,
+)
 
-__all__ = ["CodeFingerprint", "code_fingerprint", "distribution_of", "is_project_local"]
+__all__ = [
+    "CodeFingerprint",
+    "code_fingerprint",
+    "distribution_of",
+    "is_project_local",
+    "normalize_source",
+]
 
-_FORMAT = "pt-code1"
-# Stands for a name bound by a function-local import that resolves to nothing to cover.
-_UNRESOLVED = object()
+# pt-code2: values are covered by type (registry), third-party references by name,
+# decorators' wrappers and default values are covered, parts have unique names.
+_FORMAT = "pt-code2"
+_SCALARS = (int, str, float, bool, type(None))
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+_BUILTIN_CALLABLES = (
+    types.BuiltinFunctionType,
+    types.MethodWrapperType,
+)
+_DESCRIPTORS = (
+    types.WrapperDescriptorType,
+    types.MethodDescriptorType,
+    types.ClassMethodDescriptorType,
+    types.GetSetDescriptorType,
+    types.MemberDescriptorType,
+)
 
 
 @dataclass(frozen=True)
@@ -64,188 +108,224 @@ class CodeFingerprint:
     unhashable: tuple[str, ...] = ()
 
 
-@functools.cache
-def _non_local_roots() -> tuple[str, ...]:
-    paths = sysconfig.get_paths()
-    roots = {paths[key] for key in ("stdlib", "platstdlib", "purelib", "platlib") if key in paths}
-    roots.update(p for p in sys.path if p.endswith(("site-packages", "dist-packages")))
-    roots.add(sys.prefix)
-    roots.add(sys.base_prefix)
-    # pipetrail's own package folder (src/pipetrail), not the folder holding it: user code
-    # next to an editable pipetrail checkout is still local.
-    roots.add(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    return tuple(os.path.realpath(r) + os.sep for r in roots if r)
-
-
-def _is_non_local_file(filename: str) -> bool:
-    real = os.path.realpath(filename)
-    return any(real.startswith(root) for root in _non_local_roots())
-
-
-def is_project_local(module_name: str | None) -> bool:
-    """Return whether a module is user code (not stdlib, site-packages or pipetrail)."""
-    if not module_name or module_name == "pipetrail" or module_name.startswith("pipetrail."):
-        return False
-    module = sys.modules.get(module_name)
-    filename = getattr(module, "__file__", None)
-    if filename is None:
-        # __main__ of an interactive session has no file but is the user's code.
-        return module_name == "__main__"
-    return not _is_non_local_file(filename)
-
-
-@functools.cache
-def _packages_distributions() -> dict[str, list[str]]:
-    return dict(importlib.metadata.packages_distributions())
-
-
-@functools.cache
-def distribution_of(module_name: str) -> tuple[str, str] | None:
-    """Return ``(distribution, version)`` providing a top-level module, if any."""
-    top = module_name.split(".", 1)[0]
-    if top in sys.stdlib_module_names or top == "builtins":
-        return None
-    names = _packages_distributions().get(top)
-    if not names:
-        return None
-    name = sorted(names)[0]
-    try:
-        return name, importlib.metadata.version(name)
-    except importlib.metadata.PackageNotFoundError:
-        return None
-
-
-class _Strip(ast.NodeTransformer):
-    """Remove docstrings and decorators; what remains is the code's meaning."""
-
-    def _strip_doc(self, node: Any) -> Any:
-        body = node.body
-        if (
-            body
-            and isinstance(body[0], ast.Expr)
-            and isinstance(body[0].value, ast.Constant)
-            and isinstance(body[0].value.value, str)
-        ):
-            node.body = body[1:] or [ast.Pass()]
-        return node
-
-    def visit_FunctionDef(self, node: ast.FunctionDef) -> Any:
-        node.decorator_list = []
-        self.generic_visit(node)
-        return self._strip_doc(node)
-
-    def visit_AsyncFunctionDef(self, node: ast.AsyncFunctionDef) -> Any:
-        node.decorator_list = []
-        self.generic_visit(node)
-        return self._strip_doc(node)
-
-    def visit_ClassDef(self, node: ast.ClassDef) -> Any:
-        self.generic_visit(node)
-        return self._strip_doc(node)
-
-    def visit_Module(self, node: ast.Module) -> Any:
-        self.generic_visit(node)
-        return self._strip_doc(node)
-
-
-def normalize_source(source: str) -> str:
-    """Return a formatting-independent text of Python source (AST dump, no docstrings)."""
-    tree = ast.parse(textwrap.dedent(source))
-    tree = _Strip().visit(tree)
-    return ast.dump(tree, annotate_fields=False, include_attributes=False)
-
-
-def _referenced_names(tree: ast.AST) -> list[list[str]]:
-    """Return dotted name chains read by the code (``a.b.c`` -> ``["a", "b", "c"]``)."""
-    chains: list[list[str]] = []
-    seen: set[tuple[str, ...]] = set()
-    assigned: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
-            assigned.add(node.id)
-        elif isinstance(node, ast.arg):
-            assigned.add(node.arg)
-    # Names that head an attribute chain are covered by the chain (``mod.f`` covers only
-    # ``f``), so they must not also count on their own (that would cover all of ``mod``).
-    chain_heads: set[int] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Attribute):
-            inner: ast.AST = node.value
-            while isinstance(inner, ast.Attribute):
-                chain_heads.add(id(inner))
-                inner = inner.value
-            chain_heads.add(id(inner))
-    for node in ast.walk(tree):
-        chain: list[str] = []
-        cur: ast.AST = node
-        if id(node) in chain_heads:
-            continue
-        if isinstance(node, ast.Attribute):
-            while isinstance(cur, ast.Attribute):
-                chain.append(cur.attr)
-                cur = cur.value
-            if isinstance(cur, ast.Name):
-                chain.append(cur.id)
-                chain.reverse()
-        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Load):
-            chain = [node.id]
-        if chain and chain[0] not in assigned:
-            key = tuple(chain)
-            if key not in seen:
-                seen.add(key)
-                chains.append(chain)
-    return chains
-
-
 class _Walker:
+    """Collects what one code fingerprint covers; the code visitor of its value fingerprints."""
+
     def __init__(self) -> None:
         self.parts: dict[str, str] = {}
         self.distributions: dict[str, str] = {}
         self.unhashable: list[str] = []
         self.globals_fp: dict[str, Any] = {}
         self._visiting: set[int] = set()
+        # id -> unique part name: two lambdas, or two closures made by one factory, share
+        # a qualname but are different code (or the same code over different values).
+        self._names: dict[int, str] = {}
+        self._taken: set[str] = set()
+        self._keep: list[Any] = []  # visited objects stay alive, so their ids stay unique
+        self._exports: dict[int, str | None] = {}
+        self._local: dict[str, bool] = {}
+        self._instances: set[int] = set()
 
-    # -- objects ---------------------------------------------------------------------
-    def visit_object(self, obj: Any, label: str) -> None:
-        obj = inspect.unwrap(obj) if callable(obj) else obj
-        inner = getattr(obj, "__pipetrail_func__", None)
-        if inner is not None:
-            obj = inner
-        if isinstance(obj, types.ModuleType):
+    # -- what code reads -------------------------------------------------------------
+    def visit_object(self, obj: Any, label: str, display: str) -> None:
+        """Cover a global, closure or default value read by code (``label`` keys it)."""
+        if type(obj) in _SCALARS:
+            self.globals_fp[label] = fingerprint_obj(obj)
+            return
+        if isinstance(obj, types.ModuleType) and self._is_local(obj.__name__):
             self._visit_module(obj)
-        elif isinstance(obj, types.FunctionType):
-            self._visit_function(obj)
-        elif isinstance(obj, type):
-            self._visit_class(obj)
-        elif isinstance(obj, types.BuiltinFunctionType | types.MethodType):
-            self._note_module(getattr(obj, "__module__", None))
-        elif isinstance(obj, logging.Logger):
-            self.globals_fp[label] = {"$logger": obj.name}
-        elif isinstance(obj, functools.partial):
-            # The bound arguments are part of what the partial does.
-            self.visit_object(obj.func, f"{label}.func")
-            for index, arg in enumerate(obj.args):
-                self.visit_object(arg, f"{label}.args[{index}]")
-            for key, arg in obj.keywords.items():
-                self.visit_object(arg, f"{label}.keywords[{key}]")
-        elif callable(obj) and not isinstance(obj, type):
-            # functools.partial and other callables: cover their class's module.
-            self._note_module(type(obj).__module__)
-            func = getattr(obj, "func", None)
-            if isinstance(func, types.FunctionType):
-                self._visit_function(func)
-        else:
-            try:
+            return
+        try:
+            with code_visitor(self):
+                if not real_class(obj):
+                    raise UnhashableValueError(
+                        f"it claims to be a {type(obj).__class__.__qualname__} but is a "
+                        f"{qualified_type_name(type(obj))} (a mock or a proxy)"
+                    )
                 self.globals_fp[label] = fingerprint_obj(obj)
-            except UnhashableValueError:
-                self.unhashable.append(
-                    f"global {label!r} of type {type(obj).__qualname__} cannot be fingerprinted"
-                )
+        except UnhashableValueError as exc:
+            self.unhashable.append(f"global {display!r} ({type(obj).__qualname__}): {exc}")
+        except RecursionError:
+            self.unhashable.append(
+                f"global {display!r} ({type(obj).__qualname__}): it is nested too deeply "
+                "to be fingerprinted"
+            )
+        except Exception as exc:  # noqa: BLE001 - reading a user object can raise anything
+            self.unhashable.append(
+                f"global {display!r} ({type(obj).__qualname__}): reading it raised "
+                f"{type(exc).__name__}: {exc}"
+            )
+
+    def visit_root(self, target: Any) -> None:
+        """Cover the function being fingerprinted (or a callable object standing for it)."""
+        if isinstance(target, types.FunctionType) and real_class(target):
+            self._visit_function(target)
+        else:
+            label = str(getattr(type(target), "__qualname__", "function"))
+            self.visit_object(target, label, label)
+
+    def reference(self, obj: Any) -> Any:
+        """Cover code met as a value; return what stands for it in the fingerprint.
+
+        Raises:
+            UnhashableValueError: ``obj`` is neither code nor a value pipetrail can
+                fingerprint.
+        """
+        cls = type(obj)
+        if cls is types.ModuleType or isinstance(obj, types.ModuleType):
+            if self._is_local(obj.__name__):
+                self._visit_module(obj)
+                return {"$code": obj.__name__}
+            self._note_module(obj.__name__)
+            return {"$lib": obj.__name__}
+        inner = pipetrail_func(obj)
+        if inner is not None:  # a @step or @pipeline object: its function
+            return self.reference(inner)
+        if isinstance(obj, type):
+            return self._class_ref(obj)
+        if is_typing_object(obj):
+            return self._typing_ref(obj)
+        if issubclass(cls, types.FunctionType):
+            name = self._visit_function(obj)
+            if self._is_local_function(obj):
+                return {"$code": name}
+            return {"$lib": name}
+        if issubclass(cls, types.MethodType):
+            exported = self._library_export(obj)
+            if exported is not None:  # np.random.rand: a library's own bound method
+                return {"$lib": exported}
+            return {
+                "$method": obj.__func__.__name__,
+                "self": fingerprint_obj(obj.__self__),
+                "func": self.reference(obj.__func__),
+            }
+        if issubclass(cls, _BUILTIN_CALLABLES):
+            return self._builtin_ref(obj)
+        if issubclass(cls, _DESCRIPTORS):
+            owner: type = obj.__objclass__
+            self._note_module(owner.__module__)
+            return {"$lib": f"{qualified_type_name(owner)}.{obj.__name__}"}
+        return self._object_ref(obj)
+
+    def note_type(self, cls: type) -> None:
+        """Cover a value's class: its source if it is project code, else its version."""
+        if cls.__module__ != "builtins":
+            self._visit_class(cls)
+
+    # -- references ------------------------------------------------------------------
+    def _class_ref(self, cls: type) -> Any:
+        name = self._visit_class(cls)
+        if self._is_local(cls.__module__):
+            return {"$code": name}
+        return {"$lib": name}
+
+    def _typing_ref(self, obj: Any) -> Any:
+        # An annotation: its text names it; the project classes it names are covered.
+        for arg in typing.get_args(obj):
+            if isinstance(arg, type):
+                self._class_ref(arg)
+            elif is_typing_object(arg):
+                self._typing_ref(arg)
+        text = repr(obj)
+        if _ADDRESS.search(text):
+            # Annotated[int, Marker()] with a default repr: the text would differ on every
+            # run, a silent miss forever. Say so instead.
+            raise UnhashableValueError(
+                f"the annotation {text} holds an object shown by its memory address; give "
+                "that object a __repr__ that shows its content"
+            )
+        return {"$typing": text}
+
+    def _builtin_ref(self, obj: Any) -> Any:
+        owner = obj.__self__
+        if owner is None or isinstance(owner, types.ModuleType):
+            module = getattr(obj, "__module__", None) or getattr(owner, "__name__", "builtins")
+            self._note_module(module)
+            return {"$lib": f"{module}.{obj.__qualname__}"}
+        exported = self._library_export(obj)
+        if exported is not None:  # np.random.seed, random.random: the library's own
+            return {"$lib": exported}
+        # A method bound to a value ("-".join, {}.get, pattern.match): the value counts.
+        return {"$method": obj.__qualname__, "self": fingerprint_obj(owner)}
+
+    def _object_ref(self, obj: Any) -> Any:
+        cls = type(obj)
+        if callable(obj):
+            exported = self._library_export(obj)
+            if exported is not None:  # polars.col, numpy.mean, numpy.exp
+                return {"$lib": exported}
+            wrapped = own_attr(obj, "__wrapped__")
+            if wrapped is not None and not self._is_local(cls.__module__):
+                # A library's wrapper around code (functools.lru_cache, numba.jit, ...).
+                self.note_type(cls)
+                return {"$wrapper": qualified_type_name(cls), "wrapped": fingerprint_obj(wrapped)}
+        if all(base in STATELESS_BASES or self._is_local(base.__module__) for base in cls.__mro__):
+            # An instance of project classes: its class's code and its attributes.
+            if id(obj) in self._instances:
+                return {"$cycle": qualified_type_name(cls)}
+            self._instances.add(id(obj))
+            self._keep.append(obj)
+            self.note_type(cls)
+            try:
+                state = fingerprint_obj(instance_state(obj))
+            finally:
+                self._instances.discard(id(obj))
+            return {"$object": qualified_type_name(cls), "state": state}
+        raise UnhashableValueError(
+            f"no fingerprint is registered for {qualified_type_name(cls)}; register one with "
+            f"pipetrail.register_fingerprint({cls.__name__}, fn) (see docs/caching.md)"
+        )
+
+    def _library_export(self, obj: Any) -> str | None:
+        """Return ``module.name`` when a library module holds ``obj`` itself, else None.
+
+        Such an object is the library's own (``polars.col``, ``numpy.mean``): its
+        behaviour is the library's code, covered by the library's version.
+        """
+        key = id(obj)
+        if key not in self._exports:
+            self._keep.append(obj)
+            self._exports[key] = None
+            for module_name in home_modules(obj):
+                if module_name == "builtins" or self._is_local(module_name):
+                    continue
+                found = held_by(module_name, obj)
+                if found is not None:
+                    self._note_module(module_name)
+                    self._exports[key] = found
+                    break
+        return self._exports[key]
+
+    # -- code ------------------------------------------------------------------------
+    def _is_local(self, module_name: str | None) -> bool:
+        if not module_name:
+            return False
+        found = self._local.get(module_name)
+        if found is None:
+            found = self._local[module_name] = is_project_local(module_name)
+        return found
+
+    def _is_local_function(self, func: types.FunctionType) -> bool:
+        # A function with no module (exec'd into a plain dict) is the user's own code too.
+        return func.__module__ is None or self._is_local(func.__module__)
+
+    def _part_name(self, obj: Any, base: str) -> str:
+        name = self._names.get(id(obj))
+        if name is not None:
+            return name
+        name, count = base, 1
+        while name in self._taken:
+            count += 1
+            name = f"{base}#{count}"
+        self._names[id(obj)] = name
+        self._taken.add(name)
+        self._keep.append(obj)
+        return name
 
     def _note_module(self, module_name: str | None) -> None:
         if not module_name:
             return
-        if is_project_local(module_name):
+        if self._is_local(module_name):
             module = sys.modules.get(module_name)
             if module is not None:
                 self._visit_module(module)
@@ -258,7 +338,7 @@ class _Walker:
             self.distributions[found[0]] = found[1]
 
     def _visit_module(self, module: types.ModuleType) -> None:
-        if not is_project_local(module.__name__):
+        if not self._is_local(module.__name__):
             self._note_module(module.__name__)
             return
         if id(module) in self._visiting:
@@ -269,44 +349,59 @@ class _Walker:
         except (OSError, TypeError):
             self.unhashable.append(f"source of module {module.__name__!r} is not available")
             return
+        self._taken.add(module.__name__)
         self.parts[module.__name__] = digest_bytes(normalize_source(source).encode())
 
-    def _visit_class(self, cls: type) -> None:
-        if not is_project_local(cls.__module__):
+    def _visit_class(self, cls: type) -> str:
+        base = f"{cls.__module__}.{cls.__qualname__}"
+        if not self._is_local(cls.__module__):
             self._note_module(cls.__module__)
-            return
+            return base
+        name = self._part_name(cls, base)
         if id(cls) in self._visiting:
-            return
+            return name
         self._visiting.add(id(cls))
-        name = f"{cls.__module__}.{cls.__qualname__}"
         try:
             source = inspect.getsource(cls)
-        except (OSError, TypeError):
-            self.unhashable.append(f"source of class {name!r} is not available")
-            return
-        tree = ast.parse(textwrap.dedent(source))
+            tree = ast.parse(textwrap.dedent(source))
+        except (OSError, TypeError, SyntaxError):
+            self.unhashable.append(f"source of class {base!r} is not available")
+            return name
         self.parts[name] = digest_bytes(normalize_source(source).encode())
         module = sys.modules.get(cls.__module__)
         if module is not None:
-            self._resolve_names(tree, vars(module), name)
+            self._resolve_names(tree, vars(module), name, cls.__qualname__)
+        attributes = class_values(cls)
+        if attributes:  # class-level values, as they are now (they may be set after the class)
+            self.visit_object(attributes, f"{name}:__dict__", f"{cls.__qualname__}:attributes")
+        return name
 
-    def _visit_function(self, func: types.FunctionType) -> None:
-        # A function with no module (exec'd into a plain dict) is the user's own code too.
-        if func.__module__ is not None and not is_project_local(func.__module__):
+    def _visit_function(self, func: types.FunctionType) -> str:
+        base = f"{func.__module__}.{func.__qualname__}"
+        if not self._is_local_function(func):
             self._note_module(func.__module__)
-            return
+            wrapped = own_attr(func, "__wrapped__")
+            if wrapped is not None and id(func) not in self._visiting:
+                # A library decorator's wrapper (torch.no_grad, ...): the wrapped code counts.
+                self._visiting.add(id(func))
+                self._keep.append(func)
+                self.visit_object(wrapped, f"{base}:__wrapped__", f"{func.__qualname__}")
+            return base
+        name = self._part_name(func, base)
         if id(func) in self._visiting:
-            return
+            return name
         self._visiting.add(id(func))
-        name = f"{func.__module__}.{func.__qualname__}"
+        display = func.__qualname__
         try:
-            source = inspect.getsource(func)
-            tree: ast.AST | None = ast.parse(textwrap.dedent(source))
+            # The code object's source, not the function's: inspect would follow
+            # __wrapped__ to the decorated function and skip the decorator's own code.
+            source = inspect.getsource(func.__code__)
+            tree: ast.AST | None = _without_own_decorators(ast.parse(textwrap.dedent(source)))
             self.parts[name] = digest_bytes(normalize_source(source).encode())
         except (OSError, TypeError, SyntaxError):
             # No source (REPL, exec): fall back to the code object, stable per interpreter.
             tree = None
-            self.parts[name] = _code_object_digest(func.__code__)
+            self.parts[name] = code_object_digest(func.__code__)
         namespace = dict(func.__globals__)
         if func.__closure__:
             for var, cell in zip(func.__code__.co_freevars, func.__closure__, strict=True):
@@ -315,30 +410,47 @@ class _Walker:
                 except ValueError:  # empty cell
                     continue
         if tree is not None:
-            self._resolve_names(tree, namespace, name, skip_self=func.__name__)
+            self._resolve_names(tree, namespace, name, display, skip_self=func.__name__)
         else:
-            for global_name in (*_code_names(func.__code__), *func.__code__.co_freevars):
+            for global_name in (*code_names(func.__code__), *func.__code__.co_freevars):
                 if global_name in namespace:
-                    self.visit_object(namespace[global_name], f"{name}:{global_name}")
+                    self.visit_object(
+                        namespace[global_name], f"{name}:{global_name}", f"{display}:{global_name}"
+                    )
+        # Values bound when the function was made (`def inner(x, k=k)` in a factory).
+        if func.__defaults__:
+            self.visit_object(func.__defaults__, f"{name}:__defaults__", f"{display}:defaults")
+        if func.__kwdefaults__:
+            self.visit_object(func.__kwdefaults__, f"{name}:__kwdefaults__", f"{display}:defaults")
+        wrapped = own_attr(func, "__wrapped__")
+        if wrapped is not None:
+            self.visit_object(wrapped, f"{name}:__wrapped__", f"{display}:__wrapped__")
+        attributes = {k: v for k, v in vars(func).items() if not k.startswith("__")}
+        if attributes:  # set on the function (by a decorator, say) and readable by code
+            self.visit_object(attributes, f"{name}:__dict__", f"{display}:attributes")
+        return name
 
     def _resolve_names(
         self,
         tree: ast.AST,
         namespace: dict[str, Any],
         owner: str,
+        display: str,
         skip_self: str | None = None,
     ) -> None:
-        imported = self._local_imports(tree, namespace)
+        imported = names_imported_by(
+            tree, namespace.get("__package__") or None, lambda name: self._import(name, display)
+        )
         if imported:
             namespace = {**namespace, **imported}
-        for chain in _referenced_names(tree):
+        for chain in referenced_names(tree):
             head = chain[0]
             if head == skip_self and len(chain) == 1:
                 continue
             if head not in namespace:
                 continue  # builtins, locals, or names defined inside the code itself
             obj: Any = namespace[head]
-            if obj is builtins or obj is _UNRESOLVED:
+            if obj is builtins or obj is UNRESOLVED:
                 continue
             # Follow attribute chains through modules so that `helpers.clean` covers
             # only that function, not the whole helpers module.
@@ -348,110 +460,31 @@ class _Walker:
                     break
                 obj = getattr(obj, attr)
                 label = f"{label}.{attr}"
-            if isinstance(obj, types.ModuleType) and is_project_local(obj.__name__):
-                self._visit_module(obj)
-            else:
-                self.visit_object(obj, f"{owner}:{label}")
+            self.visit_object(obj, f"{owner}:{label}", f"{display}:{label}")
 
-    def _local_imports(self, tree: ast.AST, namespace: dict[str, Any]) -> dict[str, Any]:
-        """Return the names bound by ``import`` statements inside the code itself.
-
-        Module-level imports are in the namespace already; imports inside a function
-        (lazy imports, imports that avoid cycles) are not, and would go uncovered.
-        """
-        bound: dict[str, Any] = {}
-        package = namespace.get("__package__") or None
-        for node in ast.walk(tree):
-            if isinstance(node, ast.Import):
-                for alias in node.names:
-                    module = self._import(alias.name)
-                    if alias.asname is not None:
-                        bound[alias.asname] = _UNRESOLVED if module is None else module
-                    else:
-                        top = alias.name.partition(".")[0]
-                        found = sys.modules.get(top) if module is not None else None
-                        bound[top] = _UNRESOLVED if found is None else found
-            elif isinstance(node, ast.ImportFrom):
-                try:
-                    base = importlib.util.resolve_name(
-                        "." * node.level + (node.module or ""), package
-                    )
-                except (ImportError, ValueError):
-                    continue
-                module = self._import(base)
-                for alias in node.names:
-                    if alias.name == "*":
-                        continue
-                    obj: Any = _UNRESOLVED
-                    if module is not None:
-                        if hasattr(module, alias.name):
-                            obj = getattr(module, alias.name)
-                        else:
-                            obj = self._import(f"{base}.{alias.name}") or _UNRESOLVED
-                    bound[alias.asname or alias.name] = obj
-        return bound
-
-    def _import(self, module_name: str) -> types.ModuleType | None:
-        """Return a module named by a local import; import it only if it is user code.
-
-        Third-party and standard-library modules are not imported (a lazy import of a
-        heavy library stays lazy): their distribution is noted by name instead.
-        """
-        module = sys.modules.get(module_name)
-        if module is not None:
-            return module
-        top = module_name.partition(".")[0]
-        if top in sys.stdlib_module_names or top == "pipetrail":
-            self._note_module(module_name)
-            return None
-        try:
-            spec = importlib.util.find_spec(top)
-        except (ImportError, ValueError):
-            spec = None
-        if spec is None:
-            return None  # not installed: there is no code to cover
-        if spec.has_location:
-            origin = spec.origin
-        else:  # a namespace package (a folder), or a built-in / frozen module
-            origin = next(iter(spec.submodule_search_locations or ()), None)
-        if origin is None or _is_non_local_file(origin):
-            self._note_module(module_name)
-            return None
-        try:
-            return importlib.import_module(module_name)
-        except ImportError:
-            return None
-        except Exception as exc:  # noqa: BLE001 - user module code can raise anything
+    def _import(self, module_name: str, display: str) -> types.ModuleType | None:
+        """Return a module named by a local import (see :func:`import_for_coverage`)."""
+        found = import_for_coverage(module_name)
+        if found.library is not None:
+            self._note_module(found.library)
+        if found.failure is not None:
             self.unhashable.append(
-                f"module {module_name!r} imported by the code failed to import ({exc!r})"
+                f"project module {module_name!r} imported by {display!r} failed to import "
+                f"({found.failure}); fix the import so its code can be covered"
             )
-            return None
+        return found.module
 
 
-def _code_object_digest(code: types.CodeType) -> str:
-    consts = []
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            consts.append(_code_object_digest(const))
-        else:
-            consts.append(repr(const))
-    return digest_value(
-        {
-            "code": code.co_code.hex(),
-            "names": list(code.co_names),
-            "consts": consts,
-            "python": f"{sys.version_info[0]}.{sys.version_info[1]}",
-        }
-    )
+def _without_own_decorators(tree: ast.Module) -> ast.Module:
+    """Drop the decorators of the function a source defines (not of functions inside it).
 
-
-def _code_names(code: types.CodeType) -> list[str]:
-    """Return the global and attribute names a code object reads, nested code included."""
-    names = list(code.co_names)
-    for const in code.co_consts:
-        if isinstance(const, types.CodeType):
-            names.extend(name for name in _code_names(const) if name not in names)
-    return names
+    They ran once, when the function was defined: their effect is the object they made
+    (covered as such: a wrapper's code, a step's options in their own key components),
+    not code the function runs. Their names are not values the function reads.
+    """
+    if tree.body and isinstance(tree.body[0], ast.FunctionDef | ast.AsyncFunctionDef):
+        tree.body[0].decorator_list = []
+    return tree
 
 
 def code_fingerprint(func: Any) -> CodeFingerprint:
@@ -464,13 +497,12 @@ def code_fingerprint(func: Any) -> CodeFingerprint:
         The fingerprint; ``unhashable`` lists reasons the result must not be trusted.
     """
     walker = _Walker()
-    target = getattr(func, "__pipetrail_func__", func)
-    target = inspect.unwrap(target)
+    target = pipetrail_func(func) or func
     try:
         source = textwrap.dedent(inspect.getsource(target))
-    except (OSError, TypeError):
+    except (OSError, TypeError, ValueError):  # ValueError: a __wrapped__ loop
         source = ""
-    walker.visit_object(target, getattr(target, "__qualname__", "function"))
+    walker.visit_root(target)
     walker.distributions["python"] = f"{sys.version_info[0]}.{sys.version_info[1]}"
     digest = digest_value(
         {

@@ -1,24 +1,42 @@
-"""Value fingerprints: the digest of a parameter's value, by type.
+"""Value fingerprints: the digest of a value, by type.
 
-:func:`fingerprint` is a ``functools.singledispatch`` function so plugins can register
-their own types. Unknown types raise :class:`~pipetrail.errors.UnhashableValueError`;
-there is no fallback to ``repr`` or pickle, because such a fallback would let two
-different values share a key (a false cache hit).
+:func:`fingerprint_obj` is a ``functools.singledispatch`` function. It knows plain values
+here (numbers, strings, bytes, containers, paths, dates, enums, dataclasses, compiled
+regexes, ``functools.partial``, loggers, ``random.Random``); instances of library types
+(numpy, pandas, polars, pyarrow, pandera, scikit-learn, torch, pydantic) and types users
+register with :func:`pipetrail.register_fingerprint` are found through
+:mod:`pipetrail.hashing.fingerprint_types`. Unknown types raise
+:class:`~pipetrail.errors.UnhashableValueError`; there is no fallback to ``repr`` or
+pickle, because such a fallback would let two different values share a key (a false
+cache hit).
+
+Code inside a value (a partial's function, a callable object) is covered only while a
+code fingerprint is taken, by its code visitor; outside one it cannot be fingerprinted.
 """
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import datetime as dt
 import enum
 import functools
-import sys
+import logging
+import random
+import re
+import types
 from pathlib import PurePath
 from typing import Any
 
 from pipetrail.errors import UnhashableValueError
 from pipetrail.hashing.canonical import to_canonical_obj
-from pipetrail.hashing.digest import digest_value
+from pipetrail.hashing.digest import digest_bytes, digest_value
+from pipetrail.hashing.fingerprint_types import (
+    active_visitor,
+    guarded,
+    handler_for,
+    qualified_type_name,
+)
 
 __all__ = ["fingerprint", "fingerprint_obj"]
 
@@ -32,46 +50,45 @@ def fingerprint(value: Any) -> str:
     return digest_value(fingerprint_obj(value))
 
 
+def _note_class(value: Any, *bases: type) -> None:
+    """Cover the code of a subclass of a built-in type (its methods change behaviour)."""
+    cls = type(value)
+    if cls not in bases:
+        visitor = active_visitor()
+        if visitor is not None:
+            visitor.note_type(cls)
+
+
 @functools.singledispatch
 def fingerprint_obj(value: Any) -> Any:
     """Return a canonical, type-tagged JSON object standing for ``value``.
 
-    Register new types with ``@fingerprint_obj.register``.
+    Register new types with :func:`pipetrail.register_fingerprint`.
+
+    Raises:
+        UnhashableValueError: no fingerprint is known for the value (or a part of it).
     """
     cls = type(value)
-    name = f"{cls.__module__}.{cls.__qualname__}"
+    handler = handler_for(cls)
+    visitor = active_visitor()
+    if handler is not None:
+        if visitor is not None:
+            visitor.note_type(cls)
+        return guarded(handler, value)
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        if visitor is not None:
+            visitor.note_type(cls)
         fields = {
             f.name: fingerprint_obj(getattr(value, f.name)) for f in dataclasses.fields(value)
         }
-        return {"$dataclass": name, "v": fields}
-    if "pydantic" in sys.modules:
-        pydantic = sys.modules["pydantic"]
-        if isinstance(value, pydantic.BaseModel):
-            return {"$model": name, "v": fingerprint_obj(value.model_dump(mode="json"))}
-    numpy = sys.modules.get("numpy")
-    if numpy is not None:
-        if isinstance(value, numpy.generic):
-            return {"$np": str(value.dtype), "v": to_canonical_obj(value.item())}
-        if isinstance(value, numpy.ndarray):
-            from pipetrail.hashing.digest import digest_bytes
-
-            arr = numpy.ascontiguousarray(value)
-            if arr.dtype.hasobject:
-                raise UnhashableValueError(
-                    "numpy array of dtype object has no canonical encoding; convert it to a "
-                    "typed array"
-                )
-            return {
-                "$ndarray": arr.dtype.str,
-                # The original shape: ascontiguousarray turns a 0-d array into shape (1,).
-                "shape": list(value.shape),
-                "data": digest_bytes(arr.tobytes()),
-            }
+        return {"$dataclass": qualified_type_name(cls), "v": fields}
+    if visitor is not None:
+        # Functions, classes, modules, callable objects, instances of project classes.
+        return visitor.reference(value)
     raise UnhashableValueError(
-        f"value of type {name} cannot be "
-        "fingerprinted; pass a JSON-like value, or register one with "
-        "pipetrail.hashing.fingerprint.fingerprint_obj.register"
+        f"value of type {qualified_type_name(cls)} cannot be fingerprinted; pass a "
+        "JSON-like value, or register a fingerprint for its type with "
+        f"pipetrail.register_fingerprint({cls.__name__}, fn)"
     )
 
 
@@ -80,6 +97,7 @@ def fingerprint_obj(value: Any) -> Any:
 @fingerprint_obj.register(int)
 @fingerprint_obj.register(str)
 def _plain(value: Any) -> Any:
+    _note_class(value, bool, int, str, type(None))
     if isinstance(value, enum.Enum):
         # IntEnum/StrEnum/IntFlag members dispatch here through int/str; keep their enum
         # tag so they differ from the plain value (and from another enum's members).
@@ -89,19 +107,25 @@ def _plain(value: Any) -> Any:
 
 @fingerprint_obj.register(float)
 def _float(value: float) -> Any:
+    _note_class(value, float)
     # Tag floats so 1 and 1.0 differ: a step may behave differently for each.
     return {"$f": to_canonical_obj(value)}
 
 
 @fingerprint_obj.register(list)
 def _list(value: list[Any]) -> Any:
+    _note_class(value, list)
     return [fingerprint_obj(item) for item in value]
 
 
 @fingerprint_obj.register(tuple)
 def _tuple(value: tuple[Any, ...]) -> Any:
-    if hasattr(value, "_fields"):  # namedtuple: keep field names
-        fields = dict(zip(value._fields, value, strict=True))
+    _note_class(value, tuple)
+    # namedtuple: keep field names. Read from the class: an instance's attribute access
+    # may be synthetic (unittest.mock.call answers any name).
+    field_names = getattr(type(value), "_fields", None)
+    if isinstance(field_names, tuple):
+        fields = dict(zip(field_names, value, strict=True))
         return {"$namedtuple": type(value).__qualname__, "v": _dict(fields)}
     return {"$tuple": [fingerprint_obj(item) for item in value]}
 
@@ -109,12 +133,14 @@ def _tuple(value: tuple[Any, ...]) -> Any:
 @fingerprint_obj.register(frozenset)
 @fingerprint_obj.register(set)
 def _set(value: set[Any] | frozenset[Any]) -> Any:
+    _note_class(value, set, frozenset)
     items = [fingerprint_obj(item) for item in value]
     return {"$set": sorted(items, key=lambda obj: digest_value(obj))}
 
 
 @fingerprint_obj.register(dict)
 def _dict(value: dict[Any, Any]) -> Any:
+    _note_class(value, dict, collections.OrderedDict)
     out: dict[str, Any] = {}
     for key, item in value.items():
         if not isinstance(key, str):
@@ -131,8 +157,6 @@ def _dict(value: dict[Any, Any]) -> Any:
 @fingerprint_obj.register(bytes)
 @fingerprint_obj.register(bytearray)
 def _bytes(value: bytes | bytearray) -> Any:
-    from pipetrail.hashing.digest import digest_bytes
-
     return {"$bytes": digest_bytes(bytes(value))}
 
 
@@ -145,6 +169,9 @@ def _path(value: PurePath) -> Any:
 @fingerprint_obj.register(enum.Enum)
 def _enum(value: enum.Enum) -> Any:
     cls = type(value)
+    visitor = active_visitor()
+    if visitor is not None:
+        visitor.note_type(cls)  # an enum's methods are code
     return {"$enum": f"{cls.__module__}.{cls.__qualname__}", "v": fingerprint_obj(value.value)}
 
 
@@ -158,3 +185,59 @@ def _temporal(value: dt.date | dt.time) -> Any:
 @fingerprint_obj.register(dt.timedelta)
 def _timedelta(value: dt.timedelta) -> Any:
     return {"$timedelta": [value.days, value.seconds, value.microseconds]}
+
+
+@fingerprint_obj.register(re.Pattern)
+def _pattern(value: re.Pattern[Any]) -> Any:
+    return {"$re": fingerprint_obj(value.pattern), "flags": int(value.flags)}
+
+
+@fingerprint_obj.register(functools.partial)
+def _partial(value: functools.partial[Any]) -> Any:
+    # The bound arguments are part of what the partial does; its function is code.
+    _note_class(value, functools.partial)
+    return {
+        "$partial": fingerprint_obj(value.func),
+        "args": [fingerprint_obj(arg) for arg in value.args],
+        "keywords": _dict(value.keywords),
+    }
+
+
+@fingerprint_obj.register(logging.Logger)
+def _logger(value: logging.Logger) -> Any:
+    # Where log lines go does not change what a step computes; which logger does.
+    return {"$logger": value.name}
+
+
+@fingerprint_obj.register(range)
+def _range(value: range) -> Any:
+    return {"$range": [value.start, value.stop, value.step]}
+
+
+@fingerprint_obj.register(types.SimpleNamespace)
+def _namespace(value: types.SimpleNamespace) -> Any:
+    _note_class(value, types.SimpleNamespace)
+    return {"$namespace": _dict(vars(value))}
+
+
+@fingerprint_obj.register(collections.defaultdict)
+def _defaultdict(value: collections.defaultdict[Any, Any]) -> Any:
+    factory = value.default_factory
+    if factory is None or (isinstance(factory, type) and factory.__module__ == "builtins"):
+        made: Any = None if factory is None else factory.__qualname__
+    else:
+        made = fingerprint_obj(factory)
+    return {"$defaultdict": made, "v": _dict(value)}
+
+
+@fingerprint_obj.register(random.Random)
+def _random(value: random.Random) -> Any:
+    _note_class(value, random.Random)
+    try:
+        state = value.getstate()
+    except NotImplementedError:  # SystemRandom: no state, a different stream every call
+        raise UnhashableValueError(
+            f"{qualified_type_name(type(value))} draws from the operating system and has no "
+            "state to fingerprint; use random.Random(seed)"
+        ) from None
+    return {"$random": fingerprint_obj(state)}

@@ -258,6 +258,10 @@ def test_pydantic_model_by_fields() -> None:
     }
 
 
+class Opaque:
+    pass
+
+
 # -- numpy --------------------------------------------------------------------------------
 
 
@@ -297,9 +301,27 @@ def test_numpy_scalars() -> None:
     assert fingerprint(np.float64(math.nan)) == fingerprint(np.float64(math.nan))
 
 
-def test_numpy_object_arrays_are_refused() -> None:
-    with pytest.raises(UnhashableValueError, match="dtype object"):
-        fingerprint(np.array([1, "a", None], dtype=object))
+def test_numpy_object_arrays_by_their_items() -> None:
+    # What scikit-learn keeps in feature_names_in_: an object array of column names.
+    base = np.array([1, "a", None], dtype=object)
+    assert fingerprint(base) == fingerprint(np.array([1, "a", None], dtype=object))
+    assert fingerprint(base) != fingerprint(np.array([1.0, "a", None], dtype=object))
+    assert fingerprint(base) != fingerprint(np.array([1, "b", None], dtype=object))
+    assert fingerprint(base) != fingerprint([1, "a", None])
+    grid = np.array([["a", "b"], ["c", "d"]], dtype=object)
+    assert fingerprint(grid) != fingerprint(grid.T)
+
+
+def test_numpy_object_arrays_of_unknown_values_are_refused() -> None:
+    with pytest.raises(UnhashableValueError, match="Opaque"):
+        fingerprint(np.array([Opaque(), 1], dtype=object))
+
+
+def test_numpy_structured_arrays_keep_their_fields() -> None:
+    first = np.zeros(2, dtype=[("a", "<i4"), ("b", "<f4")])
+    second = np.zeros(2, dtype=[("b", "<i4"), ("a", "<f4")])
+    assert first.tobytes() == second.tobytes()
+    assert fingerprint(first) != fingerprint(second)
 
 
 def test_numpy_scalar_without_canonical_item_is_refused() -> None:
@@ -310,17 +332,13 @@ def test_numpy_scalar_without_canonical_item_is_refused() -> None:
 # -- unknown types ------------------------------------------------------------------------
 
 
-class Opaque:
-    pass
-
-
 def test_unknown_object_raises_helpful_error() -> None:
     with pytest.raises(UnhashableValueError) as info:
         fingerprint(Opaque())
     message = str(info.value)
     assert f"{__name__}.Opaque" in message
     assert "cannot be fingerprinted" in message
-    assert "fingerprint_obj.register" in message
+    assert "pipetrail.register_fingerprint(Opaque, fn)" in message
 
 
 @pytest.mark.parametrize(
