@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from pipetrail.errors import IntegrityError
 from pipetrail.execution.metrics import METRIC_OUTPUT_PREFIX, decode_series
 from pipetrail.execution.records import is_recorded_output
 from pipetrail.store import StoredArtifact
@@ -50,7 +51,12 @@ class Run:
         return f"<Run {self.id} {self.pipeline} {self.status}>"
 
     def load(self, digest: str) -> Any:
-        """Return the value of an artifact by digest (from memory or the store)."""
+        """Return the value of an artifact by digest (from memory or the store).
+
+        Raises:
+            NotFoundError: the artifact is not recorded.
+            IntegrityError: its stored bytes are corrupt (the store quarantined them).
+        """
         if digest in self._values:
             return self._values[digest]
         record = self.project.reader().artifact(digest)
@@ -59,7 +65,12 @@ class Run:
 
             raise NotFoundError(f"artifact {digest} is not recorded in this project")
         stored = StoredArtifact.from_dict(record)
-        value = self.project.registry.load(stored, self.project.store)
+        try:
+            value = self.project.registry.load(stored, self.project.store)
+        except IntegrityError as exc:
+            raise IntegrityError(
+                f"artifact {digest} of run {self.id} cannot be loaded: {exc}"
+            ) from exc
         self._values[digest] = value
         return value
 

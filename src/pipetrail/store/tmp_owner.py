@@ -10,10 +10,10 @@ So each writer (one :class:`TmpOwner` per store object) makes its own folder
 ``tmp/w<pid>-<random>/`` at its first write and holds an exclusive ``flock`` on it for as
 long as it lives; a forked child shares the lock (same open file description).
 :func:`clean_tmp` looks only into folders whose lock it can take (their writer is gone)
-and removes, while holding that lock, the files past the age limit, then the folder once
-empty. Temp files directly in ``tmp/`` (written by older versions) and folders on
-filesystems without locks are judged by age alone, as before. Segment files have their
-own lock (:mod:`pipetrail.store.segments`).
+and removes, while holding that lock, the files past the age limit, then the folder
+itself if it was past the limit too and is empty. Temp files directly in ``tmp/``
+(written by older versions) and folders on filesystems without locks are judged by age
+alone, as before. Segment files have their own lock (:mod:`pipetrail.store.segments`).
 
 Imports only the standard library.
 """
@@ -139,6 +139,7 @@ def _clean_owner_folder(folder: str, cutoff: float) -> int:
         state = _try_lock(fd)
         if state == _HELD or not _same_file(folder, fd):
             return 0  # a live writer's (or replaced meanwhile)
+        stale = os.fstat(fd).st_mtime < cutoff  # nothing created or removed in it since
         removed = 0
         for entry in os.scandir(folder):
             try:
@@ -147,7 +148,7 @@ def _clean_owner_folder(folder: str, cutoff: float) -> int:
                     removed += 1
             except FileNotFoundError:
                 continue
-        if state == _FREE:
+        if state == _FREE and stale:
             # Removed while locked: a writer claiming this very folder finds it gone
             # once it gets the lock, and makes another.
             with contextlib.suppress(OSError):  # not empty (young files), or gone
