@@ -234,7 +234,12 @@ class LocalStore:
             StoreError: the object exists but could not be read.
         """
         self._path(digest)  # NotFoundError for a non-digest
-        data = self._reader.read(digest)
+        try:
+            data = self._reader.read(digest)
+        except IntegrityError:
+            if not self._pack.exists(digest):
+                raise
+            data = None  # a corrupt loose copy of a packed object (see local_path)
         return data if data is not None else self._packed(digest)
 
     def _packed(self, digest: str) -> bytes:
@@ -262,7 +267,12 @@ class LocalStore:
             IntegrityError: the object is corrupt (now quarantined).
         """
         self._path(digest)
-        found = self._reader.open(digest)
+        try:
+            found = self._reader.open(digest)
+        except IntegrityError:
+            if not self._pack.exists(digest):
+                raise
+            found = None  # a corrupt loose copy of a packed object (see local_path)
         return found if found is not None else io.BytesIO(self._packed(digest))
 
     def local_path(self, digest: str) -> Path:
@@ -277,7 +287,13 @@ class LocalStore:
             IntegrityError: the object is corrupt (now quarantined).
         """
         path = self._path(digest)
-        if self._reader.path(digest) is None:
+        try:
+            found = self._reader.path(digest)
+        except IntegrityError:
+            if not self._pack.exists(digest):
+                raise
+            found = None  # a corrupt loose copy of a packed object: made again below
+        if found is None:
             # A packed object gets a loose copy on demand: callers need a real file.
             self._loose.write(digest, self._packed(digest))
         return Path(path)
@@ -322,6 +338,8 @@ class LocalStore:
         self._path(digest)  # NotFoundError for a non-digest
         intact = self._loose.verify(digest)
         if intact is not None:
+            if not intact:
+                self._reader.verified.forget(digest)
             return intact
         intact = self._pack.verify(digest)
         if intact is None:

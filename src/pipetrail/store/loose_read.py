@@ -163,6 +163,8 @@ class LooseReader:
             StoreError: the file could not be read.
         """
         path = self.loose.final(digest)
+        if not os.path.exists(path):
+            return None  # the common case of a write, answered by one stat
         with map_os_errors(f"check object {digest}", path, self.loose.root):
             fd = self._open(digest)
             if fd is None:

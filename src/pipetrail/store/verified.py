@@ -25,7 +25,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from pipetrail.errors import IntegrityError
-from pipetrail.hashing import Hasher
+from pipetrail.hashing import Hasher, digest_bytes
 
 if TYPE_CHECKING:
     import os
@@ -46,7 +46,9 @@ Signature = tuple[int, int, int, int, int]
 
 def digest_of(data: bytes | bytearray | memoryview) -> str:
     """Return the digest of ``data`` (hashed on every core from 1 MiB on)."""
-    hasher = Hasher(parallel=len(data) >= _PARALLEL_MIN)
+    if len(data) < _PARALLEL_MIN:
+        return digest_bytes(data)
+    hasher = Hasher(parallel=True)
     hasher.update(data)
     return hasher.digest()
 

@@ -123,6 +123,25 @@ def test_every_read_of_a_corrupt_segment_slice_raises_and_quarantines(tmp_path: 
         assert store.get_bytes(digest) == path.read_bytes()
 
 
+def test_a_corrupt_loose_copy_of_a_packed_object_falls_back_to_the_pack(tmp_path: Path) -> None:
+    root = tmp_path / "s"
+    store = LocalStore(root)
+    digest = store.put_bytes(b"packed, with a loose copy for a caller that needs a file")
+    copy = store.local_path(digest)
+    for read in ("get_bytes", "open", "local_path"):
+        _flip_file(copy, 2)
+        found = getattr(store, read)(digest)
+        if read == "open":
+            with found as f:
+                found = f.read()
+        elif read == "local_path":
+            found = found.read_bytes()
+        assert found == b"packed, with a loose copy for a caller that needs a file"
+        if not copy.exists():
+            copy = store.local_path(digest)
+    assert len(_quarantined(root, digest)) == 3
+
+
 def test_open_hands_out_the_very_file_it_verified(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "s", small_objects=0)
     data = os.urandom(5 * MIB + 3)
