@@ -3,7 +3,7 @@
 Run: ``.venv/bin/python benchmarks/run_all.py`` (about 2-3 minutes) or with ``--quick``
 (fewer repetitions, under a minute once the hashing file set exists). ``--only NAME``
 runs some of them (``step_overhead``, ``cached_chain``, ``hashing``, ``cli_startup``,
-``metrics``, ``lineage``, ``sources``, ``data_ops``, ``contracts``; the lineage
+``metrics``, ``lineage``, ``sources``, ``data_ops``, ``contracts``, ``verified_reads``; the lineage
 benchmark builds a 1.2 GB synthetic ledger once, about 75 s, and reuses it);
 ``--wait-quiet SECONDS`` waits (up to SECONDS) before each benchmark until other processes
 leave the CPUs alone. The line under the table says how busy other processes kept the
@@ -29,6 +29,7 @@ import metrics
 import reproduce
 import sources
 import step_overhead
+import verified_reads
 from _common import (
     BackgroundLoad,
     Result,
@@ -51,6 +52,7 @@ BENCHMARKS = {
     "contracts": contracts.run,
     "data_ops": data_ops.run,
     "reproduce": reproduce.run,
+    "verified_reads": verified_reads.run,
 }
 
 

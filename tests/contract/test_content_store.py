@@ -153,6 +153,42 @@ def test_verify_detects_corruption_and_quarantines(store: ContentStore) -> None:
     assert set(store.iter_digests()) == {good}
 
 
+def test_reads_of_a_corrupt_object_raise_integrity_error_and_quarantine(
+    store: ContentStore,
+) -> None:
+    good = store.put_bytes(b"intact neighbour")
+    for read in (store.get_bytes, store.open):
+        data = f"read with {read.__name__}".encode() * 100
+        digest = store.put_bytes(data)
+        corrupt(store, digest)
+        with pytest.raises(IntegrityError, match=rf"Object {digest} is corrupt"):
+            read(digest)
+        assert not store.exists(digest)
+        assert is_quarantined(store, digest)
+        with pytest.raises(NotFoundError):
+            store.get_bytes(digest)
+    assert store.get_bytes(good) == b"intact neighbour"
+
+
+def test_a_put_replaces_corrupt_bytes_held_under_the_name(
+    store: ContentStore, tmp_path: Path
+) -> None:
+    data = b"stored once, damaged, stored again" * 50
+    digest = store.put_bytes(data)
+    corrupt(store, digest)
+    assert store.put_bytes(data) == digest
+    assert store.get_bytes(digest) == data
+    assert is_quarantined(store, digest)
+    path = tmp_path / "again.bin"
+    path.write_bytes(os.urandom(100_000))
+    file_digest, size = store.put_file(path)
+    corrupt(store, file_digest)
+    assert store.put_file(path) == (file_digest, size)
+    assert store.put_files([(path, None)]) == [(file_digest, size)]
+    assert store.get_bytes(file_digest) == path.read_bytes()
+    assert verify_store(store).ok
+
+
 def test_verify_store_reports_corrupt_and_missing(store: ContentStore) -> None:
     digests = [store.put_bytes(f"item {i}".encode()) for i in range(5)]
     corrupt(store, digests[2])

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from pipetrail.errors import IntegrityError
 from pipetrail.execution.metrics import METRIC_OUTPUT_PREFIX, decode_series
 from pipetrail.execution.records import is_recorded_output
 from pipetrail.store import StoredArtifact
@@ -59,6 +60,7 @@ class Run:
 
         Raises:
             NotFoundError: the artifact is not recorded in the project.
+            IntegrityError: its stored bytes are corrupt (the store quarantined them).
         """
         if digest in self._values:
             return self._values[digest]
@@ -68,7 +70,12 @@ class Run:
 
             raise NotFoundError(f"artifact {digest} is not recorded in this project")
         stored = StoredArtifact.from_dict(record)
-        value = self.project.registry.load(stored, self.project.store)
+        try:
+            value = self.project.registry.load(stored, self.project.store)
+        except IntegrityError as exc:
+            raise IntegrityError(
+                f"artifact {digest} of run {self.id} cannot be loaded: {exc}"
+            ) from exc
         self._values[digest] = value
         return value
 

@@ -25,6 +25,7 @@ from pipetrail.core.graph import OutputRef, SourceRef
 from pipetrail.errors import PipetrailError, UnhashableValueError
 from pipetrail.execution.cache import CacheDecision, cache_key
 from pipetrail.execution.contract_records import REPORT_ROLE, cached_payload, step_failure
+from pipetrail.execution.recompute import load_inputs
 from pipetrail.execution.records import (
     blob_artifact,
     recorded_artifacts,
@@ -107,8 +108,16 @@ def _flat_inputs(digests: dict[str, Any]) -> dict[str, str]:
 
 
 def _decide(
-    state: RunState, node: Node, key: str, unhashable: list[str], options: RunOptions
+    state: RunState,
+    node: Node,
+    key: str,
+    unhashable: list[str],
+    options: RunOptions,
+    rerun_reason: str | None = None,
 ) -> CacheDecision:
+    if rerun_reason is not None:
+        # Its output was found corrupt when a later step read it (recompute.load_inputs).
+        return CacheDecision("miss", rerun_reason)
     if not options.cache:
         return CacheDecision("disabled", "caching disabled for this run (--no-cache)")
     if not node.step.options.cache:
@@ -194,14 +203,19 @@ def run_node(
     options: RunOptions,
     executor: Executor,
     observer: RunObserver,
+    *,
+    rerun_reason: str | None = None,
 ) -> None:
     """Reuse or execute one node, queue its step events, and record its outputs in ``state``.
 
     ``step.started`` is flushed before the step executes; the other events wait for the
-    next flush.
+    next flush. An input whose stored object is corrupt is recomputed by executing its
+    producer again (``rerun_reason`` is then the reason its step event records; see
+    :mod:`pipetrail.execution.recompute`).
 
     Raises:
         StepFailedError: the step raised (its ``step.failed`` event is queued).
+        IntegrityError: a corrupt input could not be recomputed.
     """
     step = node.step
     fp = state.fingerprints[id(step)]
@@ -225,7 +239,7 @@ def run_node(
         components["contracts"] = planned.fingerprints
     key = cache_key(components)
     unhashable = [*fp.unhashable, *inputs.unhashable, *(planned.unhashable if planned else ())]
-    decision = _decide(state, node, key, unhashable, options)
+    decision = _decide(state, node, key, unhashable, options, rerun_reason)
     step_run_id = new_id()
     started_at = format_ts(utcnow())
     code_events = code_drafts(state, step, fp)
@@ -305,7 +319,19 @@ def run_node(
     )
     flush(state)
     observer.step_started(node_id=node.id)
-    kwargs = {name: _input_value(state, value) for name, value in node.inputs.items()}
+    kwargs, rerun = load_inputs(
+        state,
+        node,
+        lambda value: _input_value(state, value),
+        lambda producer, reason: run_node(
+            state, producer, options, executor, observer, rerun_reason=reason
+        ),
+    )
+    if rerun:  # a producer executed again: its outputs, so this step's key, may differ now
+        inputs = _describe_inputs(state, node)
+        components["inputs"] = inputs.digests
+        key = cache_key(components)
+        base.update(cache_key=key, inputs=_flat_inputs(inputs.digests))
     task = StepTask(
         node_id=node.id,
         step_name=step.name,

@@ -31,6 +31,7 @@ __all__ = [
     "DIGEST_PREFIX",
     "Hasher",
     "digest_bytes",
+    "digest_fd",
     "digest_file",
     "digest_value",
     "hex_of",
@@ -175,19 +176,25 @@ def digest_file(path: str | os.PathLike[str] | Path) -> tuple[str, int]:
     """
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
     try:
-        if os.fstat(fd).st_size >= _PARALLEL_THRESHOLD:
-            return _digest_large(fd)
-        buffer = _read_buffer()
-        view = memoryview(buffer)
-        h = blake3()
-        total = 0
-        while True:
-            n = os.readv(fd, [buffer])
-            if n == 0:
-                break
-            h.update(view[:n])
-            total += n
-        view.release()
-        return DIGEST_PREFIX + h.hexdigest(), total
+        return digest_fd(fd)
     finally:
         os.close(fd)
+
+
+def digest_fd(fd: int) -> tuple[str, int]:
+    """Return ``(digest, size)`` of what is left to read of an open file, as read.
+
+    Like :func:`digest_file` for a descriptor the caller holds (so that what is hashed is
+    the file the caller goes on to use); reads from the current offset to the end and
+    leaves the offset there.
+    """
+    if os.fstat(fd).st_size >= _PARALLEL_THRESHOLD:
+        return _digest_large(fd)
+    buffer = _read_buffer()
+    h = blake3()
+    total = 0
+    with memoryview(buffer) as view:
+        while n := os.readv(fd, [buffer]):
+            h.update(view[:n])
+            total += n
+    return DIGEST_PREFIX + h.hexdigest(), total

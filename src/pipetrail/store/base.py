@@ -11,6 +11,11 @@ Contract for every implementation (tested by tests/contract/test_content_store.p
   callers storing many files use it so that a store can amortise its flushes.
 * ``get_bytes``/``open`` raise :class:`~pipetrail.errors.NotFoundError` for an unknown
   digest; they never return partial data.
+* Reads are verified (ADR 0011): ``get_bytes``, ``open`` and ``local_path`` hand out only
+  bytes that hash to the digest asked for. A corrupt object is moved aside (quarantined,
+  never deleted) and :class:`~pipetrail.errors.IntegrityError` is raised, naming it.
+* A put whose digest names corrupt bytes already stored replaces them (checking what is
+  stored costs a size comparison, then a hash only where the write would be skipped).
 * Implementations are safe to use from several threads and processes at once.
 """
 
@@ -86,15 +91,30 @@ class ContentStore(Protocol):
         ...
 
     def get_bytes(self, digest: str) -> bytes:
-        """Return the bytes stored under ``digest``."""
+        """Return the bytes stored under ``digest``, once they hash to it.
+
+        Raises:
+            NotFoundError: no object has this digest.
+            IntegrityError: the object is corrupt (it is quarantined).
+        """
         ...
 
     def open(self, digest: str) -> BinaryIO:
-        """Open the object for reading (binary)."""
+        """Open the object for reading (binary), once verified.
+
+        Raises:
+            NotFoundError: no object has this digest.
+            IntegrityError: the object is corrupt (it is quarantined).
+        """
         ...
 
     def local_path(self, digest: str) -> Path | None:
-        """Return a read-only local path of the object, or None for remote stores."""
+        """Return a read-only local path of the object, once verified; None for remote stores.
+
+        Raises:
+            NotFoundError: no object has this digest.
+            IntegrityError: the object is corrupt (it is quarantined).
+        """
         ...
 
     def exists(self, digest: str) -> bool:

@@ -13,7 +13,11 @@ root/
 ```
 
 An object's digest does not depend on where it lives; every read looks in each place.
+Every read hands out only bytes that hash to the digest asked for (ADR 0011): a corrupt
+object is quarantined and :class:`~pipetrail.errors.IntegrityError` raised, and writing
+an object whose name holds corrupt bytes replaces them.
 The parts: :mod:`pipetrail.store.loose` (object files and the atomic-write protocol),
+:mod:`pipetrail.store.loose_read` (reading them back verified),
 :mod:`pipetrail.store.pack` (the pack and the segment index),
 :mod:`pipetrail.store.segments` (segment files), :mod:`pipetrail.store.local_put` (copying files
 in, one file or a batch made durable with one flush) and :mod:`pipetrail.store.os_errors`
@@ -31,14 +35,16 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
-from pipetrail.errors import NotFoundError
-from pipetrail.hashing import digest_bytes, is_digest
+from pipetrail.errors import IntegrityError, NotFoundError
+from pipetrail.hashing import is_digest
 from pipetrail.hashing.digest import DIGEST_PREFIX
 from pipetrail.store.local_put import FileCopier
 from pipetrail.store.loose import LooseObjects
+from pipetrail.store.loose_read import LooseReader
 from pipetrail.store.os_errors import map_os_errors
 from pipetrail.store.pack import SMALL_OBJECT_LIMIT, SmallObjectPack
 from pipetrail.store.segments import SEGMENT_OBJECT_LIMIT
+from pipetrail.store.verified import corrupt_error, digest_of
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -55,6 +61,14 @@ class LocalStore:
     Safe to share between threads and processes: writers never touch each other's temp
     files, the final rename is atomic, and pack writes are SQLite transactions. Object
     files are read-only (mode ``0o444``).
+
+    Reads are verified (ADR 0011): :meth:`get_bytes` hashes the bytes it returns,
+    :meth:`open` and :meth:`local_path` hash the file before handing it out (streaming),
+    except a loose file this store verified earlier in this process whose stat signature
+    is unchanged. A corrupt object is moved to ``quarantine/`` and
+    :class:`~pipetrail.errors.IntegrityError` raised, naming its digest. Writes check an
+    object already stored under the name (size first, then its bytes) and replace it when
+    it is corrupt; :meth:`put_files` with a digest given checks only the size (see there).
 
     Args:
         root: the store's folder; created if missing.
@@ -88,9 +102,16 @@ class LocalStore:
         self._small_limit = small_objects
         self._root = os.fspath(self.root.absolute())
         self._loose = LooseObjects(self._root, fsync=fsync)
+        self._reader = LooseReader(self._loose)
         # Objects up to `small_objects` bytes live in one SQLite pack (ADR 0006).
         self._pack = SmallObjectPack(Path(self._root) / "pack.db")
-        self._copier = FileCopier(self._loose, self._pack, small_limit=small_objects)
+        self._copier = FileCopier(
+            self._loose,
+            self._pack,
+            small_limit=small_objects,
+            reader=self._reader,
+            packed_intact=self._packed_intact,
+        )
 
     def __repr__(self) -> str:
         return f"LocalStore({self._root!r})"
@@ -113,21 +134,36 @@ class LocalStore:
 
     # -- writing ---------------------------------------------------------------------
     def put_bytes(self, data: bytes) -> str:
-        """Store ``data`` and return its digest; a no-op when it is already stored.
+        """Store ``data`` and return its digest; a no-op when it is already stored intact.
+
+        An object already stored under the digest is checked first (its size, then its
+        bytes); a corrupt one is quarantined and written anew.
 
         Raises:
             StoreError: the object could not be written (disk full, permissions...).
         """
-        digest = digest_bytes(data)
-        if self._loose.exists(digest):
+        digest = digest_of(data)
+        if self._reader.intact(digest, len(data)):
             return digest
         if len(data) <= self._small_limit:
-            self._pack.put(digest, data)
-        elif len(data) <= SEGMENT_OBJECT_LIMIT and self._pack.exists(digest):
+            replaced = self._pack.put(digest, data)
+            if replaced is not None:
+                self._loose.quarantine_bytes(digest, replaced)
+        elif len(data) <= SEGMENT_OBJECT_LIMIT and self._packed_intact(digest):
             return digest  # copied in by a batch, into a segment (ADR 0009)
         else:
             self._loose.write(digest, data)
         return digest
+
+    def _packed_intact(self, digest: str) -> bool:
+        """Return whether the pack holds the object intact (a corrupt one is quarantined)."""
+        if not self._pack.exists(digest):
+            return False
+        try:
+            self._packed(digest)
+        except (IntegrityError, NotFoundError):
+            return False
+        return True
 
     def put_file(self, path: Path, *, digest: str | None = None) -> tuple[str, int]:
         """Copy a file into the store and return ``(digest, size)``.
@@ -189,49 +225,75 @@ class LocalStore:
 
     # -- reading ---------------------------------------------------------------------
     def get_bytes(self, digest: str) -> bytes:
-        """Return the bytes stored under ``digest``.
+        """Return the bytes stored under ``digest``, once they hash to it.
 
         Raises:
             NotFoundError: no object has this digest.
+            IntegrityError: the object's bytes do not hash to ``digest``; it was moved to
+                ``quarantine/`` (and is no longer stored).
             StoreError: the object exists but could not be read.
         """
-        path = self._path(digest)
-        with map_os_errors(f"read object {digest}", path, self._root):
-            try:
-                with open(path, "rb") as f:
-                    return f.read()
-            except FileNotFoundError:
-                pass
-        return self._packed(digest)
+        self._path(digest)  # NotFoundError for a non-digest
+        try:
+            data = self._reader.read(digest)
+        except IntegrityError:
+            if not self._pack.exists(digest):
+                raise
+            data = None  # a corrupt loose copy of a packed object (see local_path)
+        return data if data is not None else self._packed(digest)
 
     def _packed(self, digest: str) -> bytes:
+        """Read a packed (or segment) object, verified; quarantine it when corrupt."""
         data = self._pack.get(digest)
         if data is None:
             raise self._not_found(digest)
+        actual = digest_of(data)
+        if actual != digest:
+            where = self._pack.location(digest)
+            self._loose.quarantine_bytes(digest, data)
+            self._pack.remove_corrupt(digest, data)
+            raise corrupt_error(digest, actual, where=where, quarantine=self._loose.quarantine)
         return data
 
     def open(self, digest: str) -> BinaryIO:
-        """Open the object for reading (binary); the caller closes it.
+        """Open the object for reading (binary), once verified; the caller closes it.
+
+        A large object is hashed before it is opened (a streaming read of the file; no
+        second hash while it is unchanged in this process), so nothing read from the
+        file object can be corrupt.
 
         Raises:
             NotFoundError: no object has this digest.
+            IntegrityError: the object is corrupt (now quarantined).
         """
-        path = self._path(digest)
-        with map_os_errors(f"open object {digest}", path, self._root):
-            try:
-                return open(path, "rb")
-            except FileNotFoundError:
-                pass
-        return io.BytesIO(self._packed(digest))
+        self._path(digest)
+        try:
+            found = self._reader.open(digest)
+        except IntegrityError:
+            if not self._pack.exists(digest):
+                raise
+            found = None  # a corrupt loose copy of a packed object (see local_path)
+        return found if found is not None else io.BytesIO(self._packed(digest))
 
     def local_path(self, digest: str) -> Path:
-        """Return the object's read-only file; do not modify it.
+        """Return the object's read-only file, once verified; do not modify it.
+
+        The file is hashed before its path is returned (unless verified and unchanged
+        since, in this process); what the caller reads from it later is not checked
+        again: object files are read-only and nothing in pipetrail writes them.
 
         Raises:
             NotFoundError: no object has this digest.
+            IntegrityError: the object is corrupt (now quarantined).
         """
         path = self._path(digest)
-        if not os.path.exists(path):
+        try:
+            found = self._reader.path(digest)
+        except IntegrityError:
+            if not self._pack.exists(digest):
+                raise
+            found = None  # a corrupt loose copy of a packed object: made again below
+        if found is None:
             # A packed object gets a loose copy on demand: callers need a real file.
             self._loose.write(digest, self._packed(digest))
         return Path(path)
@@ -276,6 +338,8 @@ class LocalStore:
         self._path(digest)  # NotFoundError for a non-digest
         intact = self._loose.verify(digest)
         if intact is not None:
+            if not intact:
+                self._reader.verified.forget(digest)
             return intact
         intact = self._pack.verify(digest)
         if intact is None:

@@ -30,7 +30,17 @@ Durability of a batch (``put_files``), with ``fsync=True``:
    temp files. The renames are made durable at the next ``sync()``.
 
 An error before step 3 stores nothing of the batch (its segment is removed); a rename
-failing in step 4 leaves the objects renamed before it (each complete). Trade-off:
+failing in step 4 leaves the objects renamed before it (each complete).
+
+An object already stored under a digest is not trusted blindly (ADR 0011): where a write
+would be skipped because the name is taken, the stored object is checked (its size, then
+its bytes) and a corrupt one is quarantined and written anew; a file copied to learn its
+digest replaces a loose object already there (a rename: free, and a repair if that one
+was corrupt). The exception is ``put_files`` with a digest given (the stat-cache path
+of source observation): the store compares sizes only, since hashing every stored copy
+of every unchanged source file on every run would cost as much as the observation
+itself. Such a copy is verified when it is read, and once quarantined the next
+observation copies the file again. Trade-off:
 syncfs writes back every dirty page of the filesystem, other processes' included: cheap
 when the store is the main writer, slower than per-file fsync when another process
 keeps gigabytes dirty there.
@@ -54,9 +64,10 @@ from pipetrail.store.segments import SEGMENT_OBJECT_LIMIT as _SEGMENT_LIMIT
 from pipetrail.store.segments import SegmentWriter
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
     from pipetrail.store.loose import LooseObjects
+    from pipetrail.store.loose_read import LooseReader
     from pipetrail.store.pack import PackBatch, SmallObjectPack
 
 __all__ = ["FileCopier"]
@@ -78,26 +89,43 @@ class FileCopier:
         small_limit: files up to this size go to the pack; 0 keeps every file loose.
     """
 
-    def __init__(self, loose: LooseObjects, pack: SmallObjectPack, *, small_limit: int) -> None:
+    def __init__(
+        self,
+        loose: LooseObjects,
+        pack: SmallObjectPack,
+        *,
+        small_limit: int,
+        reader: LooseReader,
+        packed_intact: Callable[[str], bool],
+    ) -> None:
         self.loose, self.pack, self.small_limit = loose, pack, small_limit
+        self.reader, self.packed_intact = reader, packed_intact
+
+    def _intact(self, digest: str, size: int | None = None) -> bool:
+        """Whether an object is stored intact; a corrupt one is quarantined (then False)."""
+        loose = self.reader.intact(digest, size)
+        if loose is not None:
+            return loose
+        return (size is None or size <= _SEGMENT_LIMIT) and self.packed_intact(digest)
 
     def put_file(self, src: str, digest: str | None) -> tuple[str, int]:
         """Hash ``src`` unless ``digest`` is given, then copy it verified; see ``LocalStore``."""
         loose, root = self.loose, self.loose.root
         digest, size = self._file_digest(src, digest)
         final = loose.final(digest)
-        if os.path.exists(final):
-            return digest, self._check_stored_size(src, size, digest, final)
-        # Small objects live in the pack, medium ones may be in a segment (ADR 0009).
-        packed = self.pack.size(digest) if size is None or size <= _SEGMENT_LIMIT else None
-        if packed is not None:
-            return digest, self._check_stored_size(src, size, digest, final, stored=packed)
+        # Stored already: checked, since the copy is skipped. With the file's own digest
+        # a stored object of another size is corrupt; with a given one, maybe the file.
+        if self._intact(digest, size):
+            stored = self.pack.size(digest) if not os.path.exists(final) else None
+            return digest, self._check_stored_size(src, size, digest, final, stored=stored)
         with map_os_errors(f"store file as object {digest}", src, root):
             src_fd = os.open(src, _READ_FLAGS)
             try:
                 data, src_size = self._read_small(src_fd)
                 if data is not None:
-                    self.pack.put(self._checked_digest(src, data, digest), data)
+                    replaced = self.pack.put(self._checked_digest(src, data, digest), data)
+                    if replaced is not None:
+                        loose.quarantine_bytes(digest, replaced)
                     return digest, len(data)
                 tmp, _, copied = loose.copy_to_tmp(src, src_fd, src_size, digest, fsync=loose.fsync)
             finally:
@@ -143,9 +171,16 @@ class FileCopier:
                     if stored is None:
                         stored = in_pack.get(digest)
                     if stored is not None or os.path.exists(final):
-                        size = self._check_stored_size(src, size, digest, final, stored=stored)
-                        results.append((digest, size))
-                        continue
+                        try:
+                            size = self._check_stored_size(src, size, digest, final, stored=stored)
+                        except IntegrityError:
+                            # Who is wrong, the file or the stored copy? Only the latter
+                            # is copied again (now quarantined).
+                            if digest in sizes or self._intact(digest):
+                                raise
+                        else:
+                            results.append((digest, size))
+                            continue
                 try:
                     src_fd = os.open(src, _READ_FLAGS)
                     try:
@@ -175,10 +210,12 @@ class FileCopier:
                     what = "store file" if given is None else f"store file as object {given}"
                     raise store_error(what, src, root, exc) from exc
                 final = loose.final(digest)
-                if given is None and (digest in sizes or os.path.exists(final)):
-                    loose.discard(tmp)  # read to learn its digest: stored already
+                if given is None and digest in sizes:
+                    loose.discard(tmp)  # read to learn its digest: in this batch already
                     results.append((digest, copied))
                     continue
+                # A loose object stored already under this digest is replaced by the
+                # fresh copy (one rename): if it was corrupt, it is repaired.
                 batch.entries.append((digest, tmp, final))
                 sizes[digest] = copied
                 results.append((digest, copied))
@@ -189,6 +226,8 @@ class FileCopier:
             if packed is not None:
                 packed.commit()
             committed = True
+            for digest, corrupt in packed.replaced if packed is not None else ():
+                loose.quarantine_bytes(digest, corrupt)
             loose.rename_batch(batch)
         except BaseException:
             if not committed:
@@ -245,9 +284,7 @@ class FileCopier:
         digest, start, size = appended
         if given is not None and digest != given:
             raise changed_error(src, digest, given)
-        if digest in sizes or (
-            given is None and (os.path.exists(self.loose.final(digest)) or self.pack.exists(digest))
-        ):
+        if digest in sizes or (given is None and self._intact(digest, size)):
             segment.undo_last()  # stored already: read only to learn its digest
         else:
             sizes[digest] = size

@@ -6,14 +6,16 @@ atomic-write protocol:
 ```
 root/
   ab/cdef...        object whose digest is blake3:abcdef... (2 hex chars shard, 62 in the name)
-  tmp/              writers' temp files (same filesystem, so the final rename is atomic)
+  tmp/w<pid>-<id>/  one writer's temp files (same filesystem, so the final rename is
+                    atomic), in a folder the writer holds locked (store.tmp_owner)
   quarantine/       objects that failed verification, moved aside (never deleted)
 ```
 
-A writer creates a uniquely named file in ``tmp/``, writes and fsyncs it, makes it
-read-only and ``os.replace``-s it to its final name; the shard folders are fsynced at
-:meth:`LooseObjects.sync`. A killed writer therefore leaves at most temp files, never a
-partial object under a final name; :meth:`LooseObjects.clean_tmp` removes stale ones.
+A writer creates a uniquely named file in its folder under ``tmp/``, writes and fsyncs
+it, makes it read-only and ``os.replace``-s it to its final name; the shard folders are
+fsynced at :meth:`LooseObjects.sync`. A killed writer therefore leaves at most temp
+files, never a partial object under a final name; :meth:`LooseObjects.clean_tmp` removes
+those of writers that are gone, never a live writer's.
 A batch (``LocalStore.put_files``) writes its temp files without fsync, makes them all
 durable at once (:meth:`LooseObjects.make_durable`: one Linux ``syncfs(2)``) and only
 then renames them (:meth:`LooseObjects.rename_batch`).
@@ -21,7 +23,7 @@ then renames them (:meth:`LooseObjects.rename_batch`).
 Every ``OSError`` leaves as :class:`~pipetrail.errors.StoreError` (via
 :mod:`pipetrail.store.os_errors`), except from the copy helpers, whose callers add what
 they were storing. Imports only ``pipetrail.hashing``, ``pipetrail.errors`` and
-``pipetrail.store.{direct_io,local_files,os_errors}``.
+``pipetrail.store.{direct_io,local_files,os_errors,tmp_owner}``.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from typing import TYPE_CHECKING
 
 from pipetrail.errors import IntegrityError
 from pipetrail.hashing import Hasher, digest_bytes, digest_file
-from pipetrail.hashing.digest import DIGEST_PREFIX, page_buffer
+from pipetrail.hashing.digest import DIGEST_PREFIX, digest_fd, page_buffer
 from pipetrail.store.direct_io import DIRECT_MIN_SIZE, copy_hashing, direct_io_available
 from pipetrail.store.local_files import (
     fsync_dir_best_effort,
@@ -46,6 +48,7 @@ from pipetrail.store.local_files import (
     write_all,
 )
 from pipetrail.store.os_errors import map_os_errors, store_error
+from pipetrail.store.tmp_owner import TmpOwner, clean_tmp
 
 if TYPE_CHECKING:
     import mmap
@@ -139,6 +142,7 @@ class LooseObjects:
         self._unsynced_shards: set[str] = set()
         self._counter = itertools.count()
         self._lock = threading.Lock()
+        self._owner = TmpOwner(self.tmp)
         with map_os_errors("create its folders", self.tmp, root):
             os.makedirs(self.tmp, exist_ok=True)
 
@@ -152,24 +156,30 @@ class LooseObjects:
         """Return whether a (valid) digest's object file exists."""
         return os.path.exists(self.final(digest))
 
-    def _tmp_name(self, hex_part: str) -> str:
-        # pid + thread + counter make names unique without a random-name syscall loop.
+    def _tmp_name(self, folder: str, hex_part: str) -> str:
+        # pid (a forked child shares the folder) + thread + counter make names unique
+        # without a random-name syscall loop.
         return os.path.join(
-            self.tmp,
+            folder,
             f"{hex_part[:16]}.{os.getpid()}.{threading.get_ident()}.{next(self._counter)}",
         )
 
     def open_tmp(self, hex_part: str) -> tuple[int, str]:
-        """Create a new temp file for writing; return its descriptor and name."""
+        """Create a new temp file for writing; return its descriptor and name.
+
+        The file is in this writer's locked temp folder (:mod:`pipetrail.store.tmp_owner`),
+        so ``store clean`` leaves it alone until this writer is gone.
+        """
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+        folder = self._owner.folder()
         while True:
-            tmp = self._tmp_name(hex_part)
+            tmp = self._tmp_name(folder, hex_part)
             try:
                 return os.open(tmp, flags, 0o644), tmp
             except FileExistsError:
-                continue  # a stale file from a dead process with a recycled pid
+                continue
             except FileNotFoundError:
-                os.makedirs(self.tmp, exist_ok=True)  # someone removed tmp/
+                folder = self._owner.folder(renew=True)  # someone removed tmp/ or our folder
 
     @staticmethod
     def discard(tmp: str) -> None:
@@ -372,14 +382,32 @@ class LooseObjects:
         path = self.final(digest)
         with map_os_errors(f"verify object {digest}", path, self.root):
             try:
-                actual, _ = digest_file(path)
+                fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
             except FileNotFoundError:
                 return None
-            if actual == digest:
-                return True
-            with contextlib.suppress(FileNotFoundError):  # another verifier moved it first
-                os.replace(path, self._quarantine_name(digest))
+            try:
+                actual, _ = digest_fd(fd)
+                if actual == digest:
+                    return True
+                self.quarantine_file(digest, os.fstat(fd))
+            finally:
+                os.close(fd)
         return False
+
+    def quarantine_file(self, digest: str, st: os.stat_result) -> str:
+        """Move a corrupt object file (the one ``st`` describes) to ``quarantine/``.
+
+        Only if its name still holds that file: a writer may have put an intact copy
+        there since it was read. Returns the quarantine folder.
+
+        Raises:
+            OSError: the file could not be moved.
+        """
+        path = self.final(digest)
+        with contextlib.suppress(FileNotFoundError):  # another reader moved it first
+            if os.path.samestat(os.stat(path), st):
+                os.replace(path, self._quarantine_name(digest))
+        return self.quarantine
 
     def quarantine_bytes(self, digest: str, data: bytes) -> None:
         """Keep the bytes of a corrupt object that lived elsewhere (the pack) in quarantine."""
@@ -395,15 +423,13 @@ class LooseObjects:
         return os.path.join(self.quarantine, f"{digest[_PREFIX_LEN:]}.{time.time_ns()}")
 
     def clean_tmp(self, *, older_than: float) -> int:
-        """Remove temp files last modified ``older_than`` seconds ago or earlier; count them."""
-        cutoff = time.time() - older_than
-        removed = 0
+        """Remove temp files of writers that are gone, last modified ``older_than`` s ago.
+
+        A live writer's temp files are never removed (see :mod:`pipetrail.store.tmp_owner`).
+        Returns how many files were removed.
+        """
         with map_os_errors("clean its temp folder", self.tmp, self.root):
-            for entry in os.scandir(self.tmp):
-                try:
-                    if entry.is_file(follow_symlinks=False) and entry.stat().st_mtime < cutoff:
-                        os.unlink(entry.path)
-                        removed += 1
-                except FileNotFoundError:
-                    continue
-        return removed
+            try:
+                return clean_tmp(self.tmp, older_than=older_than)
+            except FileNotFoundError:
+                return 0

@@ -1,10 +1,13 @@
 """An in-memory content store: the default for tests and throw-away runs.
 
 Owns nothing on disk. Implements the :class:`~pipetrail.store.base.ContentStore` contract
-with a dict guarded by a lock; ``local_path`` returns None, as for a remote store.
+with a dict guarded by a lock; ``local_path`` returns None, as for a remote store. Like
+every store it hashes what it hands out (ADR 0011): the bytes behind a digest can only
+change by someone reaching into the dict, but a store whose reads are verified in one
+implementation and not in another would make tests prove less than they claim.
 
-Imports only ``pipetrail.hashing`` and ``pipetrail.errors``; never ``ledger``, ``execution``,
-``capture`` or ``cli``.
+Imports only ``pipetrail.hashing``, ``pipetrail.errors`` and ``pipetrail.store.verified``;
+never ``ledger``, ``execution``, ``capture`` or ``cli``.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO
 
 from pipetrail.errors import IntegrityError, NotFoundError, StoreError
-from pipetrail.hashing import Hasher, digest_bytes
+from pipetrail.hashing import Hasher
+from pipetrail.store.verified import corrupt_error, digest_of
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
@@ -29,8 +33,10 @@ _CHUNK = 1024 * 1024
 class MemoryStore:
     """Content store held in a dict (implements :class:`~pipetrail.store.base.ContentStore`).
 
-    Thread-safe; not shared between processes. Corrupt objects found by :meth:`verify` are
-    moved to :attr:`quarantine`.
+    Thread-safe; not shared between processes. Reads hash the bytes they return; corrupt
+    objects found by a read or by :meth:`verify` are moved to :attr:`quarantine` (a read
+    then raises :class:`~pipetrail.errors.IntegrityError`), and a put of the right bytes
+    replaces them.
 
     Example:
         >>> store = MemoryStore()
@@ -58,12 +64,34 @@ class MemoryStore:
         except KeyError:
             raise self._not_found(digest) from None
 
+    def _checked(self, digest: str) -> bytes:
+        """The object's bytes once they hash to ``digest``; quarantined and raised if not."""
+        data = self._get(digest)
+        actual = digest_of(data)
+        if actual != digest:
+            self._quarantine(digest, data)
+            raise corrupt_error(
+                digest, actual, where="held in memory", quarantine="MemoryStore.quarantine"
+            )
+        return data
+
+    def _quarantine(self, digest: str, data: bytes) -> None:
+        with self._lock:
+            if self._objects.get(digest) is data:
+                self.quarantine[digest] = self._objects.pop(digest)
+
+    def _store(self, digest: str, data: bytes) -> None:
+        """Keep ``data`` under ``digest`` (its digest); replace other bytes held there."""
+        with self._lock:
+            held = self._objects.setdefault(digest, data)
+            if held is not data and held != data:  # corrupt: keep it aside, store the right
+                self.quarantine[digest] = held
+                self._objects[digest] = data
+
     def put_bytes(self, data: bytes) -> str:
-        """Store ``data`` and return its digest; a no-op when it is already stored."""
-        digest = digest_bytes(data)
-        if digest not in self._objects:
-            with self._lock:
-                self._objects.setdefault(digest, bytes(data))
+        """Store ``data`` and return its digest; a no-op when it is already stored intact."""
+        digest = digest_of(data)
+        self._store(digest, bytes(data))
         return digest
 
     def put_file(self, path: Path, *, digest: str | None = None) -> tuple[str, int]:
@@ -96,8 +124,7 @@ class MemoryStore:
                 f"not {digest}. Make sure nothing writes to it while it is stored (or pass the "
                 "right digest=), then store it again."
             )
-        with self._lock:
-            self._objects.setdefault(actual, b"".join(chunks))
+        self._store(actual, b"".join(chunks))
         return actual, hasher.size
 
     def put_files(
@@ -116,20 +143,22 @@ class MemoryStore:
         """Nothing to make durable in memory."""
 
     def get_bytes(self, digest: str) -> bytes:
-        """Return the bytes stored under ``digest``.
+        """Return the bytes stored under ``digest``, once they hash to it.
 
         Raises:
             NotFoundError: no object has this digest.
+            IntegrityError: the bytes do not hash to ``digest`` (now quarantined).
         """
-        return self._get(digest)
+        return self._checked(digest)
 
     def open(self, digest: str) -> BinaryIO:
-        """Return a binary file object over the stored bytes.
+        """Return a binary file object over the stored bytes, once they hash to ``digest``.
 
         Raises:
             NotFoundError: no object has this digest.
+            IntegrityError: the bytes do not hash to ``digest`` (now quarantined).
         """
-        return io.BytesIO(self._get(digest))
+        return io.BytesIO(self._checked(digest))
 
     def local_path(self, digest: str) -> Path | None:
         """Return None: memory objects have no file. Use :meth:`get_bytes` or :meth:`open`."""
@@ -160,9 +189,7 @@ class MemoryStore:
             NotFoundError: no object has this digest.
         """
         data = self._get(digest)
-        if digest_bytes(data) == digest:
+        if digest_of(data) == digest:
             return True
-        with self._lock:
-            if self._objects.get(digest) is data:
-                self.quarantine[digest] = self._objects.pop(digest)
+        self._quarantine(digest, data)
         return False

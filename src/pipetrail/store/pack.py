@@ -10,9 +10,13 @@ Guarantees, the same as the loose-file layout's against a crash or a killed writ
 
 * a write is one SQLite transaction, so an object is either wholly there or absent; a
   :class:`PackBatch` (``LocalStore.put_files``) commits many in one, all or none;
-* objects are immutable (``INSERT OR IGNORE``); a digest always names the same bytes;
-* reads re-verify on request (:meth:`SmallObjectPack.verify`) and a corrupt row is
-  moved out (to the store's quarantine folder) like a corrupt file.
+* objects are immutable (``INSERT OR IGNORE``); a digest always names the same bytes. A
+  put whose digest is taken by other bytes (a corrupt row) replaces them and hands the
+  corrupt ones back for the quarantine (:meth:`SmallObjectPack.put`);
+* the store hashes every object it reads back (``LocalStore``); a corrupt row is moved
+  out (to the store's quarantine folder) like a corrupt file
+  (:meth:`SmallObjectPack.remove_corrupt`), and :meth:`SmallObjectPack.verify` re-hashes
+  on request.
 
 Durability: the pack runs in WAL mode with ``synchronous=NORMAL``, like the ledger: a
 commit is durable at the next checkpoint, which :meth:`SmallObjectPack.sync` forces (the
@@ -106,12 +110,30 @@ class SmallObjectPack:
                 self._connections.append(conn)
         return conn
 
-    def put(self, digest: str, data: bytes) -> None:
-        """Store ``data`` under ``digest`` (the caller computed it); a no-op if present."""
+    def put(self, digest: str, data: bytes) -> bytes | None:
+        """Store ``data`` under ``digest`` (the caller computed it); a no-op if present.
+
+        A row already there is compared with ``data`` (only then: a new row costs no
+        read); if its bytes differ and do not hash to ``digest`` it is corrupt, and is
+        replaced. Intact rows are never changed, whatever the caller passes.
+
+        Returns:
+            The corrupt bytes replaced, for the quarantine; None otherwise.
+        """
         try:
-            self._db().execute(INSERT_OBJECT, (digest, data))
+            conn = self._db()
+            if conn.execute(INSERT_OBJECT, (digest, data)).rowcount == 1:
+                return None
+            row = conn.execute("SELECT data FROM objects WHERE digest = ?", (digest,)).fetchone()
+            if row is None or bytes(row[0]) == data or digest_bytes(bytes(row[0])) == digest:
+                return None
+            conn.execute(
+                "UPDATE objects SET data = ?2 WHERE digest = ?1 AND data = ?3",
+                (digest, data, row[0]),
+            )
         except sqlite3.Error as exc:
             raise StoreError(f"could not write object {digest} to {self.path}: {exc}") from exc
+        return bytes(row[0])
 
     def batch(self) -> PackBatch:
         """Start a batch of puts committed together (see :class:`PackBatch`)."""
@@ -138,11 +160,14 @@ class SmallObjectPack:
         return found
 
     def get(self, digest: str) -> bytes | None:
-        """Return the bytes stored under ``digest``, or None.
+        """Return the bytes stored under ``digest``, as read, unverified; None if absent.
+
+        The caller hashes them: an object of a segment that is missing or too short
+        comes back short (empty for a missing segment), which no digest matches.
 
         Raises:
-            StoreError: the object is indexed in a segment file that cannot be read back
-                whole (missing, unreadable or truncated).
+            StoreError: the pack, or the segment holding the object, could not be read
+                for another reason (permissions, no free descriptor), which may pass.
         """
         if not self.path.exists() and getattr(self._local, "conn", None) is None:
             return None
@@ -152,16 +177,24 @@ class SmallObjectPack:
         found = self._segment_row(digest)
         if found is None:
             return None
+        return self._read_segment(digest, *found, missing_ok=True)
+
+    def location(self, digest: str) -> str:
+        """Describe where the object's bytes are, for messages."""
+        found = self._segment_row(digest)
+        if found is None:
+            return f"a row of {self.path}"
         segment, start, size = found
-        data = self._read_segment(digest, segment, start, size, missing_ok=False)
-        if len(data) != size:
-            raise StoreError(
-                f"object {digest} should be {size} bytes at offset {start} of segment file "
-                f"{os.path.join(self.segments, segment)}, which holds only {len(data)} "
-                "there: the segment was truncated. Run `pipetrail store verify` to "
-                "quarantine the objects affected."
-            )
-        return data
+        path = os.path.join(self.segments, segment)
+        try:
+            length = os.stat(path).st_size
+        except FileNotFoundError:
+            state = ", which is missing"
+        except OSError:
+            state = ""
+        else:
+            state = f", truncated to {length} bytes" if length < start + size else ""
+        return f"{size} bytes at offset {start} of segment file {path}{state}"
 
     def _segment_row(self, digest: str) -> tuple[str, int, int] | None:
         row = self._query(
@@ -279,6 +312,27 @@ class SmallObjectPack:
         except sqlite3.Error as exc:
             raise StoreError(f"could not read the segment index of {self.path}: {exc}") from exc
         return row is not None
+
+    def remove_corrupt(self, digest: str, data: bytes) -> None:
+        """Delete a corrupt object whose bytes read back as ``data``; only quarantine uses this.
+
+        A row is deleted only while it still holds those bytes (or, in a segment, still
+        points where they were read): a writer may have repaired it meanwhile.
+        """
+        try:
+            conn = self._db()
+            if conn.execute(
+                "DELETE FROM objects WHERE digest = ? AND data = ?", (digest, data)
+            ).rowcount:
+                return
+            found = self._segment_row(digest)
+            if found is not None and self._read_segment(digest, *found, missing_ok=True) == data:
+                conn.execute(
+                    "DELETE FROM segment_objects WHERE digest = ? AND segment = ? AND start = ?",
+                    (digest, found[0], found[1]),
+                )
+        except sqlite3.Error as exc:
+            raise StoreError(f"could not remove object {digest} from {self.path}: {exc}") from exc
 
     def remove(self, digest: str) -> None:
         """Delete a (corrupt) object; only quarantine uses this."""

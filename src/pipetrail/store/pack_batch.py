@@ -1,9 +1,11 @@
 """A batch of pack writes committed in one transaction (see :mod:`pipetrail.store.pack`).
 
 Holds the small objects a ``put_files`` batch read and the index rows of the objects it
-appended to a segment file (ADR 0009), and writes them all in one SQLite transaction.
+appended to a segment file (ADR 0009), and writes them all in one SQLite transaction. A
+row whose digest was taken already by other bytes (a corrupt row) is replaced, and its
+bytes are kept in :attr:`PackBatch.replaced` for the store's quarantine.
 
-Imports only the standard library and ``pipetrail.errors``.
+Imports only the standard library, ``pipetrail.hashing`` and ``pipetrail.errors``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import sqlite3
 from typing import TYPE_CHECKING
 
 from pipetrail.errors import StoreError
+from pipetrail.hashing import digest_bytes
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -24,6 +27,7 @@ _INSERT_SEGMENT = (
 )
 # A batch writes its rows once they hold this many bytes, so memory stays bounded.
 _BATCH_SPILL_BYTES = 32 * 1024 * 1024
+_LOOKUP_CHUNK = 500  # digests per IN (...) lookup, below SQLite's old 999-parameter limit
 
 
 class PackBatch:
@@ -45,6 +49,8 @@ class PackBatch:
         self._segment_rows: list[tuple[str, str, int, int]] = []
         self._bytes = 0
         self._open = False
+        # (digest, corrupt bytes) of rows this batch replaced; valid once committed.
+        self.replaced: list[tuple[str, bytes]] = []
 
     def __len__(self) -> int:
         return len(self._rows) + len(self._segment_rows)
@@ -67,13 +73,34 @@ class PackBatch:
             if not self._open:
                 self._conn.execute("BEGIN IMMEDIATE")
                 self._open = True
-            self._conn.executemany(INSERT_OBJECT, rows)
+            inserted = self._conn.executemany(INSERT_OBJECT, rows).rowcount
+            if 0 <= inserted < len(rows):
+                self._repair(rows)  # some digests were stored already: are they intact?
             self._conn.executemany(_INSERT_SEGMENT, segment_rows)
         except sqlite3.Error as exc:
             raise StoreError(
                 f"could not write {len(rows)} objects to {self._path}: {exc}; check that the "
                 "store folder is writable and that its disk has free space"
             ) from exc
+
+    def _repair(self, rows: list[tuple[str, bytes]]) -> None:
+        """Replace the rows of ``rows``' digests that hold bytes not hashing to the digest."""
+        wanted = dict(rows)
+        digests = list(wanted)
+        for start in range(0, len(digests), _LOOKUP_CHUNK):
+            chunk = digests[start : start + _LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            found = self._conn.execute(
+                f"SELECT digest, data FROM objects WHERE digest IN ({marks})",  # noqa: S608  # only placeholders are interpolated
+                chunk,
+            ).fetchall()
+            for digest, data in found:
+                held = bytes(data)
+                if held != wanted[digest] and digest_bytes(held) != digest:
+                    self._conn.execute(
+                        "UPDATE objects SET data = ? WHERE digest = ?", (wanted[digest], digest)
+                    )
+                    self.replaced.append((str(digest), held))
 
     def commit(self) -> None:
         """Write and commit every queued row (one transaction); a no-op when empty."""
@@ -90,6 +117,7 @@ class PackBatch:
     def rollback(self) -> None:
         """Drop every queued row; nothing of the batch is stored."""
         self._rows, self._segment_rows, self._bytes = [], [], 0
+        self.replaced = []
         if self._open:
             self._open = False
             try:

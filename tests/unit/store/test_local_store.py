@@ -25,6 +25,11 @@ if TYPE_CHECKING:
 BIG = 200 * 1024 * 1024
 
 
+def _tmp_files(root: Path) -> list[Path]:
+    """Every temp file under ``root/tmp`` (writers keep theirs in folders of their own)."""
+    return sorted(p for p in (root / "tmp").rglob("*") if p.is_file())
+
+
 def test_layout_shards_on_first_two_hex_chars(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "s", small_objects=0)
     digest = store.put_bytes(b"layout")
@@ -33,7 +38,7 @@ def test_layout_shards_on_first_two_hex_chars(tmp_path: Path) -> None:
     assert path.read_bytes() == b"layout"
     assert store.local_path(digest) == path
     assert path.stat().st_mode & 0o777 == 0o444
-    assert list((tmp_path / "s" / "tmp").iterdir()) == []
+    assert _tmp_files(tmp_path / "s") == []
 
 
 def test_iter_digests_ignores_temp_quarantine_and_junk(tmp_path: Path) -> None:
@@ -68,7 +73,7 @@ def test_put_file_big_file_path_verifies_the_copy(tmp_path: Path) -> None:
     wrong = digest_bytes(b"no")
     with pytest.raises(IntegrityError, match=r"big\.bin changed while being read"):
         store.put_file(src, digest=wrong)
-    assert list((tmp_path / "s" / "tmp").iterdir()) == []
+    assert _tmp_files(tmp_path / "s") == []
 
 
 def test_put_file_existing_object_with_different_size_is_integrity_error(tmp_path: Path) -> None:
@@ -105,7 +110,7 @@ def test_os_errors_become_store_errors_with_a_fix(
         store.put_bytes(b"does not fit")
     assert isinstance(info.value.__cause__, OSError)
     monkeypatch.undo()
-    assert list((tmp_path / "s" / "tmp").iterdir()) == []
+    assert _tmp_files(tmp_path / "s") == []
     assert not store.exists(digest_bytes(b"does not fit"))
 
 
@@ -148,7 +153,7 @@ def test_fsync_off_still_writes_atomically(tmp_path: Path) -> None:
     store = LocalStore(tmp_path, fsync=False, small_objects=0)
     digest = store.put_bytes(b"fast")
     assert store.get_bytes(digest) == b"fast"
-    assert list((tmp_path / "tmp").iterdir()) == []
+    assert _tmp_files(tmp_path) == []
 
 
 _WRITER = textwrap.dedent(
@@ -174,9 +179,7 @@ def test_sigkill_during_write_never_leaves_a_partial_object(
     root = tmp_path / "store"
     expected = digest_bytes(bytes(range(256)) * (BIG // 256))
     # Wait until the writer has a temp file open, so the kill lands mid-write.
-    returncode = kill_when(
-        _WRITER, [str(root)], lambda: any((root / "tmp").iterdir()), delay=extra_delay
-    )
+    returncode = kill_when(_WRITER, [str(root)], lambda: bool(_tmp_files(root)), delay=extra_delay)
     assert returncode == -signal.SIGKILL
     store = LocalStore(root, small_objects=0)
     if store.exists(expected):
@@ -184,7 +187,7 @@ def test_sigkill_during_write_never_leaves_a_partial_object(
         assert store.size(expected) == BIG
         assert store.verify(expected)
     assert verify_store(store).ok
-    for name in (root / "tmp").iterdir():
+    for name in _tmp_files(root):
         assert name.stat().st_size <= BIG
     assert store.clean_tmp(older_than=-1) >= 0
     assert list((root / "tmp").iterdir()) == []
@@ -290,7 +293,7 @@ def test_put_files_makes_a_batch_durable_with_one_syncfs_before_any_rename(
     assert spy.events == ["syncfs"] + ["rename"] * 100  # no fsync per object
     assert [store.get_bytes(d) for d, _ in results] == [p.read_bytes() for p in paths]
     assert all(store.local_path(d).stat().st_mode & 0o777 == 0o444 for d, _ in results)
-    assert list((tmp_path / "s" / "tmp").iterdir()) == []
+    assert _tmp_files(tmp_path / "s") == []
     assert verify_store(store).ok
 
 
@@ -343,7 +346,7 @@ def test_put_files_without_digest_reads_each_file_once(
     assert sorted(opened) == sorted(p.name for p in [*paths, twin])  # no separate hashing
     # The copies of the stored object and of the twin were dropped, not renamed over.
     assert set(store.iter_digests()) == {d for d, _ in results}
-    assert list((tmp_path / "s" / "tmp").iterdir()) == []
+    assert _tmp_files(tmp_path / "s") == []
 
 
 def test_put_files_file_changing_during_the_batch_stores_nothing_of_the_batch(
@@ -368,7 +371,7 @@ def test_put_files_file_changing_during_the_batch_stores_nothing_of_the_batch(
     assert not store.exists(items[6][1])
     assert not store.exists(digest_file(victim)[0])
     assert list(store.iter_digests()) == []  # the batch's other copies were dropped too
-    assert list((tmp_path / "s" / "tmp").iterdir()) == []
+    assert _tmp_files(tmp_path / "s") == []
 
 
 def test_put_files_existing_object_with_other_size_is_integrity_error(tmp_path: Path) -> None:
@@ -392,7 +395,7 @@ def test_put_files_without_syncfs_fsyncs_each_object(
     results = store.put_files([(p, None) for p in paths])
     assert spy.events == ["fsync"] * 30 + ["rename"] * 30  # durable before any rename
     assert [store.get_bytes(d) for d, _ in results] == [p.read_bytes() for p in paths]
-    assert list((tmp_path / "s" / "tmp").iterdir()) == []
+    assert _tmp_files(tmp_path / "s") == []
 
 
 def test_put_files_falls_back_to_fsync_when_syncfs_fails(
@@ -430,7 +433,7 @@ def test_put_files_fallback_fsync_error_stores_nothing(
     with pytest.raises(StoreError, match="Input/output error"):
         store.put_files([(p, None) for p in paths])
     assert list(store.iter_digests()) == []
-    assert list((tmp_path / "s" / "tmp").iterdir()) == []
+    assert _tmp_files(tmp_path / "s") == []
 
 
 def test_put_files_short_batch_fsyncs_its_own_files(
@@ -466,7 +469,7 @@ def test_put_files_rename_failure_keeps_only_complete_objects(
     stored = set(store.iter_digests())
     assert stored == {digest_file(p)[0] for p in paths[:2]}
     assert all(store.verify(d) for d in stored)
-    assert list((tmp_path / "s" / "tmp").iterdir()) == []
+    assert _tmp_files(tmp_path / "s") == []
 
 
 def test_put_files_without_fsync_flushes_nothing(
@@ -595,7 +598,7 @@ def test_sigkill_during_a_batch_never_leaves_a_partial_object(tmp_path: Path, ki
         delay = float(kill_at.partition("+")[2] or 0)
 
         def ready() -> bool:
-            return any((root / "tmp").iterdir())
+            return bool(_tmp_files(root))
 
     returncode = kill_when(_BATCH_WRITER, [str(root), str(source)], ready, delay=delay)
     assert returncode == -signal.SIGKILL

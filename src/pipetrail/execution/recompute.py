@@ -1,0 +1,132 @@
+"""Loading a step's inputs, and recomputing one whose stored object turns out corrupt.
+
+The cache decides on existence only: a hit's outputs are not hashed on every run (that
+would cost a read of every cached output). Corruption is found where bytes are read, by
+the store (ADR 0011): a load raises :class:`~pipetrail.errors.IntegrityError`, and the
+store has moved the object to its quarantine. :func:`load_inputs` then asks the runner to
+execute the node that produced the artifact again, without the cache (its step event
+says why), and loads again. An input that cannot be recomputed that way fails the run
+with an error naming the step, the artifact and its digest. Every node feeding a step is
+a node of the same run, so "cannot" means the corrupt object is not one of them (say, a
+file inside a stored folder that could not be traced) or stayed corrupt after its
+producer ran again.
+
+Imports only ``pipetrail.core``, ``pipetrail.errors`` and ``pipetrail.execution.run_state``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pipetrail.core.graph import OutputRef
+from pipetrail.errors import IntegrityError, NotFoundError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+
+    from pipetrail.core.graph import Node
+    from pipetrail.execution.run_state import RunState
+
+__all__ = ["load_inputs"]
+
+
+def _output_refs(value: Any) -> Iterator[OutputRef]:
+    if isinstance(value, OutputRef):
+        yield value
+    elif isinstance(value, list | tuple):
+        for item in value:
+            yield from _output_refs(item)
+    elif isinstance(value, dict):
+        for item in value.values():
+            yield from _output_refs(item)
+
+
+def load_inputs(
+    state: RunState,
+    node: Node,
+    load: Callable[[Any], Any],
+    rerun: Callable[[Node, str], None],
+) -> tuple[dict[str, Any], bool]:
+    """Load ``node``'s inputs; recompute those found corrupt from their producing nodes.
+
+    Args:
+        state: the run.
+        node: the node about to execute.
+        load: turns one input (an :class:`OutputRef`, a source, a literal, or a list,
+            tuple or dict of them) into its value.
+        rerun: executes a node again without the cache, with the reason to record.
+
+    Returns:
+        The keyword arguments, and whether a producer ran again (its outputs, so this
+        node's cache key, may then differ from what was computed before loading).
+
+    Raises:
+        IntegrityError: a corrupt input could not be recomputed (names the step, the
+            artifact and its digest).
+        StepFailedError: a producer failed when it ran again.
+    """
+    rerun_nodes: set[str] = set()
+    while True:
+        try:
+            return {name: load(value) for name, value in node.inputs.items()}, bool(rerun_nodes)
+        except IntegrityError as exc:
+            corrupt = _corrupt_refs(state, node, load)
+            again = [ref for ref in corrupt if ref.node_id not in rerun_nodes]
+            if not again:
+                raise _unrecoverable(state, node, corrupt, exc) from exc
+            for ref in again:
+                rerun_nodes.add(ref.node_id)
+                digest = state.outputs[ref.node_id][ref.index].digest
+                rerun(
+                    state.graph.nodes[ref.node_id],
+                    f"its output {ref.name!r} ({digest}) was corrupt in the store "
+                    f"(quarantined) when step {node.id!r} read it; executing again",
+                )
+
+
+def _blob(state: RunState, ref: OutputRef) -> str | None:
+    """The object holding the artifact ``ref`` stands for (None if it is not recorded)."""
+    output = state.outputs[ref.node_id][ref.index]
+    if output.record is not None:
+        return output.record.blob
+    record = state.project.ledger.reader().artifact(output.digest)
+    return None if record is None else str(record["blob"])
+
+
+def _corrupt_refs(state: RunState, node: Node, load: Callable[[Any], Any]) -> list[OutputRef]:
+    """The inputs of ``node`` whose objects a read just found corrupt (and quarantined).
+
+    The store removed the object it found corrupt, so first look for a blob that is gone;
+    when none is (a file inside a stored folder, say), load each input alone.
+    """
+    refs = list(dict.fromkeys(ref for value in node.inputs.values() for ref in _output_refs(value)))
+    store = state.project.store
+    gone = [ref for ref in refs if not store.exists(_blob(state, ref) or "")]
+    if gone:
+        return gone
+    failing = []
+    for ref in refs:
+        try:
+            load(ref)
+        except (IntegrityError, NotFoundError):
+            failing.append(ref)
+    return failing
+
+
+def _unrecoverable(
+    state: RunState, node: Node, corrupt: list[OutputRef], exc: IntegrityError
+) -> IntegrityError:
+    if corrupt:
+        named = ", ".join(
+            f"{ref.name!r} of step {ref.node_id!r} (artifact "
+            f"{state.outputs[ref.node_id][ref.index].digest})"
+            for ref in corrupt
+        )
+        why = f"the output {named} was still corrupt after that step executed again"
+    else:
+        why = "the corrupt object is not the output of a step of this run"
+    return IntegrityError(
+        f"step {node.id!r} of run {state.run_id} cannot read its inputs: {exc} "
+        f"It cannot be recomputed: {why}. Run `pipetrail store verify`, then restore the "
+        "store from a backup or run the pipeline again with --no-cache."
+    )

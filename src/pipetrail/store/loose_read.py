@@ -1,0 +1,195 @@
+"""Reading loose object files back, verified: nothing is handed out that does not hash right.
+
+Owns :class:`LooseReader`, the read side of :class:`~pipetrail.store.loose.LooseObjects`:
+
+* :meth:`LooseReader.read` returns an object's bytes after hashing exactly those bytes;
+* :meth:`LooseReader.open` and :meth:`LooseReader.path` hash the file (streaming, read
+  ahead on a helper thread, on every core) before handing out a file object or a path;
+* :meth:`LooseReader.intact` says whether an object about to be written again is intact,
+  so that a write repairs a corrupt one instead of keeping it.
+
+A file found corrupt is moved to ``quarantine/`` and
+:class:`~pipetrail.errors.IntegrityError` is raised. A file this reader verified before
+and that is unchanged since (same stat signature) is not hashed again; see
+:mod:`pipetrail.store.verified` for the shortcut and its limits.
+
+Imports only ``pipetrail.hashing``, ``pipetrail.errors`` and ``pipetrail.store``'s
+``loose``, ``verified`` and ``os_errors``.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import time
+from typing import TYPE_CHECKING, BinaryIO
+
+from pipetrail.errors import IntegrityError, StoreError
+from pipetrail.hashing.digest import digest_fd
+from pipetrail.store.os_errors import map_os_errors
+from pipetrail.store.verified import VerifiedFiles, corrupt_error, digest_of
+
+if TYPE_CHECKING:
+    from pipetrail.store.loose import LooseObjects
+
+__all__ = ["LooseReader"]
+
+_READ_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)
+# local_path() retries this often when the object's name keeps pointing at a new file.
+_PATH_ATTEMPTS = 3
+
+
+class LooseReader:
+    """Verified reads of a store's loose object files; safe to share between threads.
+
+    Args:
+        loose: the store's loose files.
+    """
+
+    def __init__(self, loose: LooseObjects) -> None:
+        self.loose = loose
+        self.verified = VerifiedFiles()
+
+    def _open(self, digest: str) -> int | None:
+        try:
+            return os.open(self.loose.final(digest), _READ_FLAGS)
+        except FileNotFoundError:
+            return None
+
+    def read(self, digest: str) -> bytes | None:
+        """Return the object's bytes, hashed as read; None when there is no such file.
+
+        Raises:
+            IntegrityError: the bytes do not hash to ``digest`` (the file is quarantined).
+            StoreError: the file could not be read.
+        """
+        path = self.loose.final(digest)
+        with map_os_errors(f"read object {digest}", path, self.loose.root):
+            fd = self._open(digest)
+            if fd is None:
+                return None
+            try:
+                began = time.time()
+                with io.FileIO(fd, "rb", closefd=False) as f:
+                    data = f.readall()
+                st = os.fstat(fd)  # after the read: a write during it changed the times
+                if len(data) == st.st_size and self.verified.trusted(digest, st):
+                    return data
+                actual = digest_of(data)
+                if actual != digest:
+                    raise self._reject(digest, actual, st)
+                self.verified.remember(digest, st, hashed_from=began)
+                return data
+            finally:
+                os.close(fd)
+
+    def _check(self, digest: str, fd: int) -> os.stat_result:
+        """Hash the open object file unless it is known intact; return its stat.
+
+        Leaves the file offset anywhere.
+        """
+        st = os.fstat(fd)
+        if self.verified.trusted(digest, st):
+            return st
+        began = time.time()
+        actual, _ = digest_fd(fd)
+        st = os.fstat(fd)
+        if actual != digest:
+            raise self._reject(digest, actual, st)
+        self.verified.remember(digest, st, hashed_from=began)
+        return st
+
+    def open(self, digest: str) -> BinaryIO | None:
+        """Open the object file for reading once it is verified; None when there is none.
+
+        The file returned is the very one that was hashed (same descriptor). A write into
+        it while the caller reads is not seen: object files are read-only (``0o444``) and
+        writing one takes a ``chmod`` first.
+
+        Raises:
+            IntegrityError: the file does not hash to ``digest`` (it is quarantined).
+            StoreError: the file could not be read.
+        """
+        path = self.loose.final(digest)
+        with map_os_errors(f"open object {digest}", path, self.loose.root):
+            fd = self._open(digest)
+            if fd is None:
+                return None
+            try:
+                self._check(digest, fd)
+                os.lseek(fd, 0, os.SEEK_SET)
+                return open(fd, "rb")  # the caller closes it
+            except BaseException:
+                os.close(fd)
+                raise
+
+    def path(self, digest: str) -> str | None:
+        """Return the object file's name once the file under it is verified; None if absent.
+
+        The caller reads the file later, by name: like every path handed out, it is
+        trusted from then on (it is read-only; see :meth:`open`).
+
+        Raises:
+            IntegrityError: the file does not hash to ``digest`` (it is quarantined).
+            StoreError: the file could not be read, or its name kept changing files.
+        """
+        path = self.loose.final(digest)
+        with map_os_errors(f"verify object {digest}", path, self.loose.root):
+            for _ in range(_PATH_ATTEMPTS):
+                fd = self._open(digest)
+                if fd is None:
+                    return None
+                try:
+                    st = self._check(digest, fd)
+                finally:
+                    os.close(fd)
+                try:
+                    if os.path.samestat(os.stat(path), st):
+                        return path
+                except FileNotFoundError:
+                    return None
+        raise StoreError(
+            f"Object {digest} in {self.loose.root} was replaced {_PATH_ATTEMPTS} times "
+            "while it was being verified; retry once other writers are done."
+        )
+
+    def intact(self, digest: str, size: int | None = None) -> bool | None:
+        """Check an object about to be written again: True if intact, None if absent.
+
+        False when it is corrupt: its size is not ``size`` (when given) or its bytes do
+        not hash to ``digest``; it is then quarantined and the caller writes it anew.
+
+        Raises:
+            StoreError: the file could not be read.
+        """
+        path = self.loose.final(digest)
+        if not os.path.exists(path):
+            return None  # the common case of a write, answered by one stat
+        with map_os_errors(f"check object {digest}", path, self.loose.root):
+            fd = self._open(digest)
+            if fd is None:
+                return None
+            try:
+                st = os.fstat(fd)
+                if size is not None and st.st_size != size:
+                    self.verified.forget(digest)
+                    self.loose.quarantine_file(digest, st)
+                    return False
+                try:
+                    self._check(digest, fd)
+                except IntegrityError:
+                    return False
+                return True
+            finally:
+                os.close(fd)
+
+    def _reject(self, digest: str, actual: str, st: os.stat_result) -> IntegrityError:
+        """Quarantine a corrupt object file; return the error to raise."""
+        self.verified.forget(digest)
+        quarantine = self.loose.quarantine_file(digest, st)
+        return corrupt_error(
+            digest,
+            actual,
+            where=f"object file {self.loose.final(digest)}",
+            quarantine=quarantine,
+        )
