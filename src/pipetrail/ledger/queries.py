@@ -35,6 +35,11 @@ _STEP_COLUMNS = (
     "cache_reason, reused_step_run_id, code_digest, components, inputs, outputs, resources, "
     "logs, seed, started_at, ended_at, error, traceback, first_seq"
 )
+_QUALIFIED_STEP_COLUMNS = ", ".join(f"s.{c.strip()}" for c in _STEP_COLUMNS.split(","))
+_STEP_OUTPUTS_SQL = (
+    "SELECT payload FROM events WHERE run_id = :r "
+    "AND kind IN ('step.completed', 'step.cached') ORDER BY seq"
+)
 _JSON_FIELDS = frozenset(
     {"params", "git", "record", "components", "inputs", "outputs", "resources", "meta"}
 )
@@ -45,6 +50,11 @@ def _decode(row: Row) -> Row:
         if isinstance(row[key], str):
             row[key] = json.loads(row[key])
     return row
+
+
+def _payload(raw: Any) -> dict[str, Any]:
+    value = json.loads(raw) if isinstance(raw, str | bytes) else raw
+    return value if isinstance(value, dict) else {}
 
 
 class Reader(ABC):
@@ -157,13 +167,42 @@ class Reader(ABC):
         raise NotFoundError(f"run {run_id} has no step {step!r}; its steps are: {names}")
 
     def cache_lookup(self, cache_key: str) -> Row | None:
-        """Return the newest successful step run with this cache key, if any."""
+        """Return the newest successful step run with this cache key, if any.
+
+        Besides the columns of ``step_runs``, ``output_formats`` is how its closing event
+        says each output is read (None in events written before it was recorded).
+        """
         rows = self.fetch(
-            f"SELECT {_STEP_COLUMNS} FROM step_runs WHERE cache_key = :k "
-            "AND status IN ('completed', 'cached') ORDER BY last_seq DESC LIMIT 1",
+            f"SELECT {_QUALIFIED_STEP_COLUMNS}, e.payload AS event_payload FROM step_runs s "
+            "LEFT JOIN events e ON e.seq = s.last_seq WHERE s.cache_key = :k "
+            "AND s.status IN ('completed', 'cached') ORDER BY s.last_seq DESC LIMIT 1",
             {"k": cache_key},
         )
-        return _decode(rows[0]) if rows else None
+        if not rows:
+            return None
+        row = _decode(rows[0])
+        row["output_formats"] = _payload(row.pop("event_payload")).get("output_formats")
+        return row
+
+    def step_outputs(self, run_id: str) -> list[Row]:
+        """Return the outputs of a run's finished step runs, as their closing events say.
+
+        One row per ``step.completed``/``step.cached`` event of the run, in order:
+        ``step_run_id``, ``node_id``, ``outputs`` (name -> digest) and ``output_formats``
+        (name -> how it is read; None in events written before it was recorded).
+        """
+        found = []
+        for row in self.fetch(_STEP_OUTPUTS_SQL, {"r": run_id}):
+            payload = _payload(row["payload"])
+            found.append(
+                {
+                    "step_run_id": payload.get("step_run_id"),
+                    "node_id": payload.get("node_id"),
+                    "outputs": payload.get("outputs") or {},
+                    "output_formats": payload.get("output_formats"),
+                }
+            )
+        return found
 
     def previous_step_run(self, pipeline: str, node_id: str, before_seq: int) -> Row | None:
         """Return the latest finished run of the same step of the same pipeline before a point."""
