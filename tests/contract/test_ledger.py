@@ -185,7 +185,8 @@ def test_reordered_rows_are_detected(metadata_url: str) -> None:
 def test_rebuild_projections_gives_the_same_rows(metadata_url: str) -> None:
     ledger = _filled(metadata_url, 7)
     before = ledger.reader().sources("R1")
-    assert ledger.rebuild_projections() == 7
+    report = ledger.rebuild_projections()
+    assert (report.events, report.rows, report.changed) == (7, 7, ())
     assert ledger.reader().sources("R1") == before
     assert ledger.verify().ok
     ledger.close()

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from pipetrail.ledger.driver import Driver
 
-__all__ = ["apply_event"]
+__all__ = ["apply_event", "artifact_row", "finished_step_row"]
 
 
 def _insert(table: str, columns: tuple[str, ...]) -> str:
@@ -177,23 +177,25 @@ def _step_finished(status: str) -> Callable[[Driver, Event, dict[str, Any]], Non
     return apply
 
 
+def artifact_row(event: Event, p: dict[str, Any]) -> dict[str, Any]:
+    """Return the ``artifacts`` row an ``artifact.recorded`` event projects."""
+    return {
+        "digest": p["digest"],
+        "blob": p["blob"],
+        "serializer": p["serializer"],
+        "type_name": p["type_name"],
+        "size": p["size"],
+        "meta": canonical_json(p.get("meta") or {}),
+        "role": p["role"],
+        "first_run_id": p.get("run_id"),
+        "first_step_run_id": p.get("step_run_id"),
+        "created_at": event.ts,
+        "first_seq": event.seq,
+    }
+
+
 def _artifact_recorded(db: Driver, event: Event, p: dict[str, Any]) -> None:
-    db.execute(
-        _ARTIFACT_INSERT,
-        {
-            "digest": p["digest"],
-            "blob": p["blob"],
-            "serializer": p["serializer"],
-            "type_name": p["type_name"],
-            "size": p["size"],
-            "meta": canonical_json(p.get("meta") or {}),
-            "role": p["role"],
-            "first_run_id": p.get("run_id"),
-            "first_step_run_id": p.get("step_run_id"),
-            "created_at": event.ts,
-            "first_seq": event.seq,
-        },
-    )
+    db.execute(_ARTIFACT_INSERT, artifact_row(event, p))
 
 
 def _source_observed(db: Driver, event: Event, p: dict[str, Any]) -> None:
@@ -210,6 +212,26 @@ def _source_observed(db: Driver, event: Event, p: dict[str, Any]) -> None:
             "seq": event.seq,
         },
     )
+
+
+_FINISHED_STATUS: dict[str, str] = {
+    EventKind.STEP_COMPLETED: "completed",
+    EventKind.STEP_CACHED: "cached",
+    EventKind.STEP_FAILED: "failed",
+}
+
+
+def finished_step_row(event: Event, p: dict[str, Any]) -> dict[str, Any] | None:
+    """Return the ``step_runs`` columns a step's closing event sets, or None for other kinds.
+
+    Every column but ``first_seq`` (the ``step.started`` event's, for a step that ran).
+    """
+    status = _FINISHED_STATUS.get(event.kind)
+    if status is None:
+        return None
+    row = _step_row(status, event, p)
+    del row["first_seq"]
+    return row
 
 
 _APPLY: dict[str, Callable[[Driver, Event, dict[str, Any]], None]] = {
