@@ -191,7 +191,7 @@ class Reader(ABC):
             TamperedLedgerError: the row disagrees with its event, or the event with the chain.
         """
         rows = self.fetch(CACHE_LOOKUP_SQL, {"k": cache_key})
-        return _decode(trusted_step_run(rows[0])) if rows else None
+        return trusted_step_run(rows[0]) if rows else None
 
     def previous_step_run(self, pipeline: str, node_id: str, before_seq: int) -> Row | None:
         """Return the latest finished run of the same step of the same pipeline before a point."""

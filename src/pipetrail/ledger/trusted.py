@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from pipetrail.errors import TamperedLedgerError
+from pipetrail.hashing import canonical_json
 from pipetrail.ledger.events import Event, EventKind, event_hash
-from pipetrail.ledger.projections import artifact_row, finished_step_row
+from pipetrail.ledger.projections import JSON_COLUMNS, artifact_row, finished_step_row
 
 __all__ = [
     "ARTIFACT_SQL",
@@ -49,14 +50,14 @@ CHAIN_HINT = (
 )
 
 # The event a row names, plus what it must link to: the next event's prev_hash, or the
-# head when it is the newest. Subqueries keep it one statement, so one snapshot.
+# head when it is the newest. One statement, so one snapshot.
 _EVENT = (
     "e.seq AS e_seq, e.ts AS e_ts, e.actor AS e_actor, e.kind AS e_kind, e.run_id AS e_run_id, "
     "e.payload AS e_payload, e.prev_hash AS e_prev_hash, e.hash AS e_hash, "
     "(SELECT n.prev_hash FROM events n WHERE n.seq = e.seq + 1) AS e_next_prev, "
-    "(SELECT h.seq FROM ledger_head h WHERE h.id = 1) AS e_head_seq, "
-    "(SELECT h.hash FROM ledger_head h WHERE h.id = 1) AS e_head_hash"
+    "h.seq AS e_head_seq, h.hash AS e_head_hash"
 )
+_JOIN_HEAD = "LEFT JOIN ledger_head h ON h.id = 1"
 _ARTIFACT_COLUMNS = (
     "digest", "blob", "serializer", "type_name", "size", "meta", "role", "first_run_id",
     "first_step_run_id", "created_at", "first_seq",
@@ -71,13 +72,13 @@ _STEP_COLUMNS = (
 ARTIFACT_SQL = (
     "SELECT "  # noqa: S608 - constant column names
     + ", ".join(f"a.{c}" for c in _ARTIFACT_COLUMNS)
-    + f", {_EVENT} FROM artifacts a LEFT JOIN events e ON e.seq = a.first_seq "
+    + f", {_EVENT} FROM artifacts a LEFT JOIN events e ON e.seq = a.first_seq {_JOIN_HEAD} "
     "WHERE a.digest = :d"
 )
 CACHE_LOOKUP_SQL = (
     "SELECT "  # noqa: S608 - constant column names
     + ", ".join(f"s.{c}" for c in _STEP_COLUMNS)
-    + f", {_EVENT} FROM step_runs s LEFT JOIN events e ON e.seq = s.last_seq "
+    + f", {_EVENT} FROM step_runs s LEFT JOIN events e ON e.seq = s.last_seq {_JOIN_HEAD} "
     "WHERE s.cache_key = :k AND s.status IN ('completed', 'cached') "
     "ORDER BY s.last_seq DESC LIMIT 1"
 )
@@ -215,11 +216,31 @@ def _payload(event: Event, table: str, key: str) -> dict[str, Any]:
     return payload
 
 
+def _stored_value(column: str, text: Any) -> Any:
+    if column not in JSON_COLUMNS or text is None:
+        return text
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return _UNREADABLE
+
+
+_UNREADABLE = object()
+
+
+def _as_stored(column: str, value: Any) -> Any:
+    return canonical_json(value) if column in JSON_COLUMNS and value is not None else value
+
+
 def _disagreement(
     table: str, key: str, row: dict[str, Any], expected: dict[str, Any], seq: int
 ) -> TamperedLedgerError | None:
+    # JSON columns are compared by value: parsing the stored text is cheaper than
+    # encoding the event's values again, and the values are what a caller receives.
     columns = tuple(
-        (column, row[column], value) for column, value in expected.items() if row[column] != value
+        (column, row[column], _as_stored(column, value))
+        for column, value in expected.items()
+        if _stored_value(column, row[column]) != value
     )
     if not columns:
         return None
@@ -252,22 +273,20 @@ def trusted_artifact(row: dict[str, Any]) -> dict[str, Any]:
     expected = None
     if event.kind == EventKind.ARTIFACT_RECORDED:
         with contextlib.suppress(KeyError):
-            expected = artifact_row(event, payload)
+            expected = artifact_row(event, payload, decoded=True)
     if expected is None or payload.get("digest") != digest:
         raise _wrong_kind("artifacts", digest, event, "artifact.recorded event")
     found = _disagreement("artifacts", digest, row, expected, event.seq)
     if found is not None:
         raise found
-    record = {k: v for k, v in expected.items() if k != "first_seq"}
-    record["meta"] = payload.get("meta") or {}
-    return record
+    return {k: v for k, v in expected.items() if k != "first_seq"}
 
 
 def trusted_step_run(row: dict[str, Any]) -> dict[str, Any]:
     """Return a finished step run as its closing event gives it (for cache lookups).
 
     ``row`` is a row of :data:`CACHE_LOOKUP_SQL`; the result has the columns of the
-    ``step_runs`` table but ``last_seq``, JSON columns still as text.
+    ``step_runs`` table but ``last_seq``, JSON columns parsed.
 
     Raises:
         TamperedLedgerError: the event is not intact, or the row disagrees with it.
@@ -277,7 +296,7 @@ def trusted_step_run(row: dict[str, Any]) -> dict[str, Any]:
     payload = _payload(event, "step_runs", key)
     expected = None
     with contextlib.suppress(KeyError):
-        expected = finished_step_row(event, payload)
+        expected = finished_step_row(event, payload, decoded=True)
     if expected is None or payload.get("step_run_id") != key:
         raise _wrong_kind("step_runs", key, event, "step.completed or step.cached event")
     found = _disagreement("step_runs", key, row, expected, event.seq)
