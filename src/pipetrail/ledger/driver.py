@@ -80,6 +80,27 @@ class Driver:
         finally:
             cursor.close()
 
+    def rows(self, text: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run a query; return its rows as tuples (cheaper than dicts for many rows)."""
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute(self.sql(text), params or {})
+            return [tuple(row) for row in cursor.fetchall()]
+        finally:
+            cursor.close()
+
+    def batches(
+        self, text: str, params: dict[str, Any] | None = None, *, size: int = 2000
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """Run a query; yield its rows as tuples, ``size`` at a time (bounded memory)."""
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute(self.sql(text), params or {})
+            while rows := cursor.fetchmany(size):
+                yield [tuple(row) for row in rows]
+        finally:
+            cursor.close()
+
     def execute(self, text: str, params: dict[str, Any] | None = None) -> int:
         """Run a statement; return the number of rows it changed."""
         cursor = self.connection.cursor()
