@@ -92,8 +92,15 @@ class Driver:
     def batches(
         self, text: str, params: dict[str, Any] | None = None, *, size: int = 2000
     ) -> Iterator[list[tuple[Any, ...]]]:
-        """Run a query; yield its rows as tuples, ``size`` at a time (bounded memory)."""
-        cursor = self.connection.cursor()
+        """Run a query; yield its rows as tuples, ``size`` at a time (bounded memory).
+
+        On PostgreSQL the rows stay on the server until fetched (a named cursor), which
+        needs an open transaction (:meth:`snapshot` or :meth:`write`).
+        """
+        if self.dialect == "postgresql":
+            cursor = self.connection.cursor(name="pipetrail_batches")
+        else:
+            cursor = self.connection.cursor()
         try:
             cursor.execute(self.sql(text), params or {})
             while rows := cursor.fetchmany(size):
