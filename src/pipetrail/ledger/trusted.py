@@ -83,7 +83,8 @@ CACHE_LOOKUP_SQL = (
     "ORDER BY s.last_seq DESC LIMIT 1"
 )
 # A run the projection calls running must have no closing event: a run end appended to
-# the chain for a row edited back to 'running' would be a false fact.
+# the chain for a row edited back to 'running' would be a false fact. A new kind of event
+# that ends a run belongs in this list.
 CLOSING_EVENTS = (
     "(SELECT COUNT(*) FROM events x WHERE x.run_id = r.run_id "
     "AND x.kind IN ('run.completed', 'run.failed', 'run.crashed')) AS closing_events"
