@@ -567,3 +567,12 @@ def test_a_forked_child_opens_its_own_connection(metadata_url: str) -> None:
     assert report.checked == 12 + 5 + 6
     assert len(ledger.reader().sources("child")) == 5
     ledger.close()
+
+
+def test_trusted_reads_select_every_column_of_their_tables() -> None:
+    """A column added to artifacts or step_runs must be checked against the event too."""
+    from pipetrail.ledger.schema import artifacts, step_runs
+    from pipetrail.ledger.trusted import ARTIFACT_COLUMNS, STEP_COLUMNS
+
+    assert set(ARTIFACT_COLUMNS) == {c.name for c in artifacts.columns}
+    assert set(STEP_COLUMNS) == {c.name for c in step_runs.columns}

@@ -28,11 +28,13 @@ from pipetrail.ledger.events import Event, EventKind, event_hash
 from pipetrail.ledger.projections import JSON_COLUMNS, artifact_row, finished_step_row
 
 __all__ = [
+    "ARTIFACT_COLUMNS",
     "ARTIFACT_SQL",
     "CACHE_LOOKUP_SQL",
     "CHAIN_HINT",
     "CLOSING_EVENTS",
     "REBUILD_HINT",
+    "STEP_COLUMNS",
     "DerivedRowProblem",
     "check_event",
     "link_problem",
@@ -58,11 +60,12 @@ _EVENT = (
     "h.seq AS e_head_seq, h.hash AS e_head_hash"
 )
 _JOIN_HEAD = "LEFT JOIN ledger_head h ON h.id = 1"
-_ARTIFACT_COLUMNS = (
+# Every column of the two tables (a contract test compares them with the schema).
+ARTIFACT_COLUMNS = (
     "digest", "blob", "serializer", "type_name", "size", "meta", "role", "first_run_id",
     "first_step_run_id", "created_at", "first_seq",
 )  # fmt: skip
-_STEP_COLUMNS = (
+STEP_COLUMNS = (
     "step_run_id", "run_id", "node_id", "step", "pipeline", "status", "cache_key",
     "cache_decision", "cache_reason", "reused_step_run_id", "code_digest", "components",
     "inputs", "outputs", "resources", "logs", "seed", "started_at", "ended_at", "error",
@@ -71,13 +74,13 @@ _STEP_COLUMNS = (
 
 ARTIFACT_SQL = (
     "SELECT "  # noqa: S608 - constant column names
-    + ", ".join(f"a.{c}" for c in _ARTIFACT_COLUMNS)
+    + ", ".join(f"a.{c}" for c in ARTIFACT_COLUMNS)
     + f", {_EVENT} FROM artifacts a LEFT JOIN events e ON e.seq = a.first_seq {_JOIN_HEAD} "
     "WHERE a.digest = :d"
 )
 CACHE_LOOKUP_SQL = (
     "SELECT "  # noqa: S608 - constant column names
-    + ", ".join(f"s.{c}" for c in _STEP_COLUMNS)
+    + ", ".join(f"s.{c}" for c in STEP_COLUMNS)
     + f", {_EVENT} FROM step_runs s LEFT JOIN events e ON e.seq = s.last_seq {_JOIN_HEAD} "
     "WHERE s.cache_key = :k AND s.status IN ('completed', 'cached') "
     "ORDER BY s.last_seq DESC LIMIT 1"
