@@ -293,6 +293,12 @@ def audit_rebuild(as_json: bool) -> None:
             click.echo(f"removed {where} (no event records it)")
         else:
             click.echo(f"fixed {change['message']}")
+    if not report["changed"]:
+        click.echo(
+            f"derived tables already match the {report['events']} events "
+            f"({report['rows']} rows): nothing changed"
+        )
+        return
     click.echo(
         f"derived tables rebuilt from {report['events']} events: "
         f"{len(report['changed'])} of {report['rows']} rows changed"
