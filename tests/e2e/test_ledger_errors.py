@@ -162,17 +162,29 @@ def _tamper(root: Path, statement: str) -> None:
         assert conn.execute(statement).rowcount == 1
 
 
-def test_audit_names_an_edited_row_and_rebuild_repairs_it(ran: Path) -> None:
+def test_audit_names_an_edited_row_and_rebuild_repairs_it(ran: Path, tmp_path: Path) -> None:
+    from pipetrail.execution.project import Project
+
     with sqlite3.connect(ran / ".pipetrail" / "ledger.db") as conn:
         outputs = conn.execute("SELECT outputs FROM step_runs WHERE step = 'make'").fetchone()[0]
     digest = json.loads(outputs)["output"]
-    _tamper(ran, f"UPDATE artifacts SET serializer = 'pickle' WHERE digest = '{digest}'")  # noqa: S608
+    # Bytes that create a file when unpickled, stored under their own digest; make's
+    # output row is then edited to say "pickle, trusted, in that object".
+    marker = tmp_path / "unpickled-attacker-bytes"
+    project = Project.at(ran)
+    evil = project.store.put_bytes(b"cbuiltins\nopen\n(V" + str(marker).encode() + b"\nVw\ntR.")
+    project.close()
+    with sqlite3.connect(ran / ".pipetrail" / "ledger.db") as conn:
+        conn.execute(
+            "UPDATE artifacts SET serializer = 'pickle', blob = ?, meta = ? WHERE digest = ?",
+            (evil, '{"protocol":5,"trusted":true}', digest),
+        )
 
     human = cli(ran, "audit", "verify")
     assert human.returncode == 3
     assert (
-        f"derived row disagrees with the events: artifacts[{digest}]: serializer is 'pickle', "
-        "the events say 'json'"
+        f"derived row disagrees with the events: artifacts[{digest}]: blob is '{evil}', "
+        f"the events say '{digest}'; serializer is 'pickle', the events say 'json'"
     ) in human.stderr
     assert "pipetrail audit rebuild" in human.stderr
     report = json.loads(cli(ran, "audit", "verify", "--json").stdout)
@@ -181,13 +193,15 @@ def test_audit_names_an_edited_row_and_rebuild_repairs_it(ran: Path) -> None:
     assert [(p["table"], p["key"], p["problem"]) for p in report["derived"]] == [
         ("artifacts", digest, "differs")
     ]
+    assert [c["column"] for c in report["derived"][0]["columns"]] == ["blob", "serializer", "meta"]
 
     # The next run (make cached, total executed) refuses the row instead of loading through it.
     assert_one_line(cli(ran, "run", "pipe.py", "-q", "-p", "offset=1"), 3, f"artifacts[{digest}]")
+    assert not marker.exists()
 
     rebuilt = cli(ran, "audit", "rebuild")
     assert rebuilt.returncode == 0, rebuilt.stderr
-    assert f"fixed artifacts[{digest}]: serializer is 'pickle'" in rebuilt.stdout
+    assert f"fixed artifacts[{digest}]: blob is '{evil}'" in rebuilt.stdout
     assert "1 of " in rebuilt.stdout
     assert cli(ran, "audit", "verify").returncode == 0
     again = json.loads(cli(ran, "audit", "rebuild", "--json").stdout)
@@ -195,6 +209,7 @@ def test_audit_names_an_edited_row_and_rebuild_repairs_it(ran: Path) -> None:
     done = cli(ran, "run", "pipe.py", "-q", "-p", "offset=1")
     assert done.returncode == 0, done.stderr
     assert "1 executed, 1 cached" in done.stdout
+    assert not marker.exists()
 
 
 def test_audit_lists_missing_and_extra_rows(ran: Path) -> None:
