@@ -17,7 +17,7 @@ PipetrailError
 ├── StoreError                 content store I/O problem
 │   └── IntegrityError         stored bytes do not match their digest
 ├── LedgerError                metadata store problem (connection, migration, concurrency)
-│   └── TamperedLedgerError    the hash chain is broken (names the first bad sequence)
+│   └── TamperedLedgerError    the hash chain is broken, or a derived row disagrees with it
 ├── ProjectError               no project / bad pipetrail.toml
 ├── OutputFileError            a file asked for (an export, a report) cannot be written
 ├── ParityError                the environment differs from the parity reference run
@@ -213,10 +213,13 @@ class LedgerError(PipetrailError):
 
 
 class TamperedLedgerError(LedgerError):
-    """The ledger's hash chain does not verify.
+    """The ledger's hash chain does not verify, or a derived row disagrees with its event.
+
+    The message names what failed (the sequence number, or the table and key of the row)
+    and the fix (``pipetrail audit verify``, ``pipetrail audit rebuild``).
 
     Attributes:
-        seq: the first sequence number at which verification failed.
+        seq: the sequence number of the event at which verification failed.
     """
 
     def __init__(self, message: str, *, seq: int) -> None:

@@ -5,7 +5,7 @@
 | 0 | success |
 | 1 | a step failed (in a run, or while re-executing one) |
 | 2 | bad input: unknown file, parameter, run or step; bad configuration |
-| 3 | an integrity check failed (ledger or store) |
+| 3 | an integrity check failed (ledger chain, derived tables, or store) |
 | 4 | a store could not be used, or a disk is full (also while storing a step's output) |
 | 5 | a run did not reproduce, or the gate failed |
 | 6 | a run cannot be reproduced as recorded (a by-reference source changed, ...) |
@@ -40,6 +40,7 @@ from pipetrail.errors import (
     PipetrailError,
     StepFailedError,
     StoreError,
+    TamperedLedgerError,
 )
 
 if TYPE_CHECKING:
@@ -89,7 +90,7 @@ def exit_code(exc: PipetrailError) -> int:
         return EXIT_STORE if exc.disk_full else EXIT_BAD_INPUT
     if isinstance(exc, NotReproducibleError):
         return EXIT_CANNOT_REPRODUCE
-    if isinstance(exc, IntegrityError):
+    if isinstance(exc, IntegrityError | TamperedLedgerError):
         return EXIT_INTEGRITY
     if isinstance(exc, LedgerError | StoreError):
         return EXIT_STORE

@@ -279,13 +279,13 @@ def why(run_ref: str, step_name: str, as_json: bool) -> None:
 
 @cli.group()
 def audit() -> None:
-    """Check the ledger's integrity."""
+    """Check the ledger's integrity; rebuild its derived tables."""
 
 
 @audit.command("verify")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def audit_verify(as_json: bool) -> None:
-    """Re-hash the ledger; exit 3 naming the first bad sequence number if altered."""
+    """Re-hash the ledger and compare the derived tables with the events (exit 3 if not)."""
     from pipetrail.execution.integrity import verify_ledger
 
     project = _project(must_exist=True)
@@ -295,16 +295,62 @@ def audit_verify(as_json: bool) -> None:
         project.close()
     if as_json:
         emit_json(report)
-    elif report["ok"]:
-        click.echo(f"ledger intact: {report['checked']} events verified")
-    else:
+    elif report["first_bad_seq"] is not None:
         click.echo(
             f"ledger TAMPERED at sequence {report['first_bad_seq']}: {report['reason']} "
-            f"({report['checked']} events verified before it)",
+            f"({report['checked']} events verified before it); the derived tables were "
+            "not compared",
             err=True,
+        )
+    elif report["derived"]:
+        for problem in report["derived"]:
+            click.echo(f"derived row disagrees with the events: {problem['message']}", err=True)
+        click.echo(
+            f"{len(report['derived'])} derived rows disagree with the {report['checked']} "
+            "verified events; rebuild them from the events with `pipetrail audit rebuild`",
+            err=True,
+        )
+    else:
+        click.echo(
+            f"ledger intact: {report['checked']} events verified, "
+            f"{report['derived_rows']} derived rows match them"
         )
     if not report["ok"]:
         sys.exit(EXIT_INTEGRITY)
+
+
+@audit.command("rebuild")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def audit_rebuild(as_json: bool) -> None:
+    """Rebuild the derived tables from the verified events; list the rows it changed."""
+    from pipetrail.execution.integrity import rebuild_ledger
+
+    project = _project()
+    try:
+        report = rebuild_ledger(project)
+    finally:
+        project.close()
+    if as_json:
+        emit_json(report)
+        return
+    for change in report["changed"]:
+        where = f"{change['table']}[{change['key']}]"
+        if change["problem"] == "missing":
+            click.echo(f"added {where} (the events record it)")
+        elif change["problem"] == "extra":
+            click.echo(f"removed {where} (no event records it)")
+        else:
+            click.echo(f"fixed {change['message']}")
+    if not report["changed"]:
+        click.echo(
+            f"derived tables already match the {report['events']} events "
+            f"({report['rows']} rows): nothing changed"
+        )
+        return
+    click.echo(
+        f"derived tables rebuilt from {report['events']} events: "
+        f"{len(report['changed'])} of {report['rows']} rows changed"
+    )
 
 
 @cli.group()

@@ -1,4 +1,4 @@
-"""Integrity checks a project owner or auditor runs: the ledger chain and the stored objects."""
+"""Integrity checks a project owner or auditor runs: the ledger and the stored objects."""
 
 from __future__ import annotations
 
@@ -10,17 +10,47 @@ from pipetrail.config import redact_url
 if TYPE_CHECKING:
     from pipetrail.execution.project import Project
 
-__all__ = ["clean_store", "verify_artifacts", "verify_ledger"]
+__all__ = ["clean_store", "rebuild_ledger", "verify_artifacts", "verify_ledger"]
 
 
 def verify_ledger(project: Project) -> dict[str, Any]:
-    """Re-hash the ledger chain; return a JSON-able report (``ok``, ``first_bad_seq``...)."""
+    """Re-hash the ledger chain and compare the derived tables with the events.
+
+    Returns:
+        A JSON-able report: ``ok``, ``checked`` (events), ``first_bad_seq`` and ``reason``
+        (the chain), ``derived_checked``, ``derived_rows`` and ``derived`` (one entry per
+        derived row that disagrees with the events: table, key, problem, columns,
+        message), ``metadata`` (the store, credentials hidden).
+    """
     report = project.ledger.verify()
     return {
         "ok": report.ok,
         "checked": report.checked,
         "first_bad_seq": report.first_bad_seq,
         "reason": report.reason,
+        "derived_checked": report.derived_checked,
+        "derived_rows": report.derived_rows,
+        "derived": [problem.to_dict() for problem in report.derived],
+        "metadata": redact_url(project.config.metadata_url),
+    }
+
+
+def rebuild_ledger(project: Project) -> dict[str, Any]:
+    """Rebuild the derived tables from the events (after verifying the chain).
+
+    Returns:
+        A JSON-able report: ``events`` replayed, ``rows`` the events project, ``changed``
+        (each row rewritten, added or removed, as it was before), ``metadata``.
+
+    Raises:
+        TamperedLedgerError: the chain is broken; nothing was changed.
+    """
+    report = project.ledger.rebuild_projections()
+    return {
+        "ok": True,
+        "events": report.events,
+        "rows": report.rows,
+        "changed": [problem.to_dict() for problem in report.changed],
         "metadata": redact_url(project.config.metadata_url),
     }
 

@@ -21,10 +21,22 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
-__all__ = ["APPEND_LOCK_KEY", "Driver"]
+__all__ = ["APPEND_LOCK_KEY", "Driver", "abandon_inherited"]
 
 # Arbitrary constant naming pipetrail's append lock among PostgreSQL advisory locks.
 APPEND_LOCK_KEY = 0x70697065  # "pipe"
+
+# Connections a forked child inherited from its parent. The child must neither use nor
+# close them: closing a SQLite connection may checkpoint or unlock on the parent's
+# behalf, and closing a PostgreSQL one ends the parent's session. Keeping a reference
+# stops the garbage collector from closing them; the child opens its own.
+_INHERITED: list[Any] = []
+
+
+def abandon_inherited(connection: Any) -> None:
+    """Forget a connection a forked child inherited, without closing it."""
+    _INHERITED.append(connection)
+
 
 _PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
 
@@ -68,6 +80,34 @@ class Driver:
         finally:
             cursor.close()
 
+    def rows(self, text: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run a query; return its rows as tuples (cheaper than dicts for many rows)."""
+        cursor = self.connection.cursor()
+        try:
+            cursor.execute(self.sql(text), params or {})
+            return [tuple(row) for row in cursor.fetchall()]
+        finally:
+            cursor.close()
+
+    def batches(
+        self, text: str, params: dict[str, Any] | None = None, *, size: int = 2000
+    ) -> Iterator[list[tuple[Any, ...]]]:
+        """Run a query; yield its rows as tuples, ``size`` at a time (bounded memory).
+
+        On PostgreSQL the rows stay on the server until fetched (a named cursor), which
+        needs an open transaction (:meth:`snapshot` or :meth:`write`).
+        """
+        if self.dialect == "postgresql":
+            cursor = self.connection.cursor(name="pipetrail_batches")
+        else:
+            cursor = self.connection.cursor()
+        try:
+            cursor.execute(self.sql(text), params or {})
+            while rows := cursor.fetchmany(size):
+                yield [tuple(row) for row in rows]
+        finally:
+            cursor.close()
+
     def execute(self, text: str, params: dict[str, Any] | None = None) -> int:
         """Run a statement; return the number of rows it changed."""
         cursor = self.connection.cursor()
@@ -106,6 +146,25 @@ class Driver:
             raise
         self._in_write = False
         self.execute("COMMIT")
+
+    @contextmanager
+    def snapshot(self) -> Iterator[Driver]:
+        """Read in one transaction, so that every query sees the same committed state.
+
+        SQLite gives a deferred transaction a stable snapshot (WAL); PostgreSQL needs
+        ``REPEATABLE READ``. Nothing is written, so the transaction is rolled back.
+        """
+        if self._in_write:
+            yield self  # already one transaction, under the write lock
+            return
+        if self.dialect == "postgresql":
+            self.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        else:
+            self.execute("BEGIN")
+        try:
+            yield self
+        finally:
+            self.execute("ROLLBACK")
 
     def close(self) -> None:
         """Close the connection."""

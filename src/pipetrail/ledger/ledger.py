@@ -16,19 +16,16 @@ SQLAlchemy (and Alembic) are imported only to create or migrate the schema, or w
 
 from __future__ import annotations
 
-import json
+import os
 import sqlite3
-import sys
 import time
-from contextlib import contextmanager
-from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any
 
-from pipetrail.config import redact_url
 from pipetrail.core.clock import format_ts, utcnow
-from pipetrail.errors import LedgerError
-from pipetrail.ledger.driver import Driver
+from pipetrail.ledger import audit
+from pipetrail.ledger.audit import LedgerVerifyReport, RebuildReport
+from pipetrail.ledger.db_errors import mapped_errors
+from pipetrail.ledger.driver import Driver, abandon_inherited
 from pipetrail.ledger.events import (
     GENESIS_HASH,
     Event,
@@ -37,15 +34,17 @@ from pipetrail.ledger.events import (
     payload_text,
 )
 from pipetrail.ledger.migrate import HEAD_REVISION
+from pipetrail.ledger.open import sqlite_target
 from pipetrail.ledger.projections import apply_event
 from pipetrail.ledger.queries import DriverReader
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
+    from pathlib import Path
 
     from sqlalchemy import Engine
 
-__all__ = ["Ledger", "LedgerVerifyReport", "sqlite_url"]
+__all__ = ["Ledger", "LedgerVerifyReport", "RebuildReport", "sqlite_url"]
 
 _HEAD = "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
 _INSERT_EVENT = (
@@ -54,67 +53,11 @@ _INSERT_EVENT = (
 )
 _UPDATE_HEAD = "UPDATE ledger_head SET seq = :seq, hash = :hash WHERE id = 1"
 _INSERT_HEAD = "INSERT INTO ledger_head (id, seq, hash) VALUES (1, :seq, :hash)"
-_EVENTS_AFTER = (
-    "SELECT seq, ts, actor, kind, run_id, payload, prev_hash, hash FROM events "
-    "WHERE seq > :after ORDER BY seq LIMIT :limit"
-)
-_PROJECTION_TABLES = ("step_run_io", "sources", "artifacts", "step_runs", "runs")
 
 
 def sqlite_url(path: Path) -> str:
     """Return the SQLAlchemy URL of a SQLite database file."""
     return f"sqlite:///{path}"
-
-
-@dataclass(frozen=True)
-class LedgerVerifyReport:
-    """Outcome of :meth:`Ledger.verify`.
-
-    Attributes:
-        checked: how many events were re-hashed.
-        first_bad_seq: the first sequence number that fails, or None when intact.
-        reason: what failed there.
-    """
-
-    checked: int
-    first_bad_seq: int | None = None
-    reason: str = ""
-
-    @property
-    def ok(self) -> bool:
-        """Whether the whole chain verified."""
-        return self.first_bad_seq is None
-
-
-@contextmanager
-def _mapped_errors(url: str) -> Iterator[None]:
-    """Translate database exceptions into LedgerError naming the store and a fix."""
-    try:
-        yield
-    except Exception as exc:
-        if _is_database_error(exc):
-            _raise_ledger_error(url, exc)
-        raise
-
-
-def _is_database_error(exc: BaseException) -> bool:
-    if isinstance(exc, sqlite3.Error):
-        return True
-    # SQLAlchemy and psycopg are checked only if loaded: importing them costs start-up.
-    if type(exc).__module__.startswith("psycopg"):
-        return True
-    sa_exc = sys.modules.get("sqlalchemy.exc")
-    return sa_exc is not None and isinstance(exc, sa_exc.SQLAlchemyError)
-
-
-def _raise_ledger_error(url: str, exc: BaseException) -> NoReturn:
-    orig = getattr(exc, "orig", None)
-    message = str(orig if orig is not None else exc).strip()
-    first = message.splitlines()[0] if message else type(exc).__name__
-    raise LedgerError(
-        f"metadata store {redact_url(url)} failed: {first}. Check that the database is "
-        "reachable and that the URL in pipetrail.toml (or PIPETRAIL_METADATA) is right."
-    ) from exc
 
 
 class Ledger:
@@ -139,6 +82,7 @@ class Ledger:
         self._engine = engine
         self._raw: Any = None
         self._driver: Driver | None = None
+        self._pid = os.getpid()
         if connection is not None:
             self._driver = Driver(connection, self.dialect)
 
@@ -147,18 +91,21 @@ class Ledger:
         """Connect to (and create or migrate) the metadata store at ``url``.
 
         Args:
-            url: a SQLAlchemy URL (``sqlite:///path`` or ``postgresql://...``).
+            url: a SQLAlchemy URL (``sqlite:///path`` or ``postgresql://...``). A SQLite
+                URL may end in ``?timeout=SECONDS``: how long to wait for a lock another
+                process holds (default 60).
             actor: recorded on every event this instance appends.
 
         Raises:
             LedgerError: if the store cannot be reached or migrated.
         """
         url = _normalize_url(url)
-        with _mapped_errors(url):
-            if url.startswith("sqlite:///") and ":memory:" not in url:
-                path = Path(url[len("sqlite:///") :])
+        with mapped_errors(url):
+            target = sqlite_target(url)
+            if target is not None:
+                path, timeout = target
                 path.parent.mkdir(parents=True, exist_ok=True)
-                connection = _connect_sqlite(path)
+                connection = _connect_sqlite(path, timeout)
                 if _sqlite_revision(connection) == HEAD_REVISION:
                     return cls(url, actor=actor, connection=connection)
                 connection.close()
@@ -171,31 +118,56 @@ class Ledger:
     @property
     def engine(self) -> Engine:
         """The SQLAlchemy engine (created on first use; migrations and PostgreSQL)."""
+        self._leave_parent_connections()
         if self._engine is None:
             from sqlalchemy import create_engine
 
-            if self.dialect == "sqlite":
-                self._engine = create_engine(self.url, connect_args={"timeout": 60})
-                _configure_sqlite(self._engine)
+            target = sqlite_target(self.url)
+            if target is not None:
+                path, timeout = target
+                self._engine = create_engine(f"sqlite:///{path}", connect_args={"timeout": timeout})
+                _configure_sqlite(self._engine, timeout)
+            elif self.dialect == "sqlite":
+                self._engine = create_engine(self.url)
+                _configure_sqlite(self._engine, 60.0)
             else:
                 self._engine = create_engine(self.url, pool_pre_ping=True)
         return self._engine
 
     @property
     def db(self) -> Driver:
-        """The driver over this ledger's connection (opened on first use)."""
+        """The driver over this ledger's connection, opened on first use.
+
+        A connection never crosses a fork: a child process opens its own.
+        """
+        self._leave_parent_connections()
         if self._driver is None:
-            with _mapped_errors(self.url):
-                if self.dialect == "sqlite":
-                    path = Path(self.url[len("sqlite:///") :])
-                    self._driver = Driver(_connect_sqlite(path), "sqlite")
+            with mapped_errors(self.url):
+                target = sqlite_target(self.url)
+                if target is not None:
+                    self._driver = Driver(_connect_sqlite(*target), "sqlite")
                 else:
                     self._raw = self.engine.raw_connection()
                     self._driver = Driver(self._raw.driver_connection, self.dialect)
         return self._driver
 
+    def _leave_parent_connections(self) -> None:
+        """In a forked child, drop what the parent opened, without closing it."""
+        if self._pid == os.getpid():
+            return
+        if self._raw is not None:
+            abandon_inherited(self._raw)
+        elif self._driver is not None:
+            abandon_inherited(self._driver.connection)
+        self._raw = None
+        self._driver = None
+        if self._engine is not None:
+            self._engine.dispose(close=False)  # forget the pool's connections, keep them open
+        self._pid = os.getpid()
+
     def close(self) -> None:
-        """Release the connection and the engine's pool."""
+        """Release the connection and the engine's pool (only this process's own)."""
+        self._leave_parent_connections()
         if self._raw is not None:
             self._raw.close()
             self._raw = None
@@ -224,7 +196,7 @@ class Ledger:
         if not drafts:
             return []
         db = self.db
-        with _mapped_errors(self.url), db.write():
+        with mapped_errors(self.url), db.write():
             head = db.fetch(_HEAD)
             seq, prev = (head[0]["seq"], head[0]["hash"]) if head else (0, GENESIS_HASH)
             ts = format_ts(utcnow())
@@ -280,117 +252,46 @@ class Ledger:
     # -- reading ---------------------------------------------------------------------
     def iter_events(self, *, from_seq: int = 1, batch: int = 5000) -> Iterator[Event]:
         """Yield events in sequence order, reading in batches."""
-        after = from_seq - 1
+        events = audit.iter_events(self.db, from_seq=from_seq, batch=batch)
         while True:
-            with _mapped_errors(self.url):
-                rows = self.db.fetch(_EVENTS_AFTER, {"after": after, "limit": batch})
-            if not rows:
+            with mapped_errors(self.url):
+                ev = next(events, None)
+            if ev is None:
                 return
-            for row in rows:
-                yield Event(
-                    row["seq"],
-                    row["ts"],
-                    row["actor"],
-                    row["kind"],
-                    row["run_id"],
-                    row["payload"],
-                    row["prev_hash"],
-                    row["hash"],
-                )
-            after = rows[-1]["seq"]
+            yield ev
 
     def reader(self) -> DriverReader:
         """Return a query helper over this ledger's projections (same connection)."""
-        return DriverReader(self.db, self.url)
+        return DriverReader(lambda: self.db, self.url)
 
     # -- integrity -------------------------------------------------------------------
-    def verify(self) -> LedgerVerifyReport:
-        """Re-hash the whole chain and cross-check the head and projections.
+    def verify(self, *, derived: bool = True) -> LedgerVerifyReport:
+        """Re-hash the whole chain, check the head, and compare the derived tables.
 
-        Detects rows edited, deleted, inserted or reordered directly in the database.
+        Detects event rows edited, deleted, inserted or reordered directly in the
+        database and, with ``derived``, every derived row (``runs``, ``step_runs``,
+        ``artifacts``, ``step_run_io``, ``sources``) that differs from what the events
+        project, is missing or is extra. Reads one consistent snapshot.
+
+        Raises:
+            LedgerError: the database failed.
         """
-        expected_seq = 1
-        prev = GENESIS_HASH
-        checked = 0
-        for ev in self.iter_events():
-            if ev.seq != expected_seq:
-                return LedgerVerifyReport(
-                    checked,
-                    expected_seq,
-                    f"event {expected_seq} is missing (the next stored event is {ev.seq})",
-                )
-            if ev.prev_hash != prev:
-                return LedgerVerifyReport(
-                    checked, ev.seq, "its prev_hash does not match the hash of the event before it"
-                )
-            recomputed = event_hash(
-                seq=ev.seq,
-                ts=ev.ts,
-                actor=ev.actor,
-                kind=ev.kind,
-                run_id=ev.run_id,
-                payload_text=ev.payload_text,
-                prev_hash=ev.prev_hash,
-            )
-            if recomputed != ev.hash:
-                return LedgerVerifyReport(
-                    checked, ev.seq, "its content does not match its hash (the row was edited)"
-                )
-            try:
-                json.loads(ev.payload_text)
-            except ValueError:
-                return LedgerVerifyReport(checked, ev.seq, "its payload is not valid JSON")
-            prev = ev.hash
-            expected_seq += 1
-            checked += 1
-        last_seq = expected_seq - 1
-        with _mapped_errors(self.url):
-            head = self.db.fetch("SELECT seq, hash FROM ledger_head WHERE id = 1")
-            beyond = _max_projection_seq(self.db)
-        if head and (head[0]["seq"] != last_seq or head[0]["hash"] != prev):
-            head_seq = int(head[0]["seq"])
-            return LedgerVerifyReport(
-                checked,
-                min(head_seq, last_seq) + 1 if head_seq != last_seq else last_seq,
-                f"the recorded head is event {head_seq} but the chain ends at {last_seq} "
-                "(events were deleted from the end, or the head was edited)",
-            )
-        if not head and last_seq > 0:
-            return LedgerVerifyReport(checked, 1, "the ledger head row is missing")
-        if beyond > last_seq:
-            return LedgerVerifyReport(
-                checked,
-                last_seq + 1,
-                f"projections reference event {beyond} but the chain ends at {last_seq} "
-                "(events were deleted from the end)",
-            )
-        return LedgerVerifyReport(checked)
+        with mapped_errors(self.url):
+            return audit.verify(self.db, derived=derived)
 
-    def rebuild_projections(self) -> int:
-        """Empty the projections and replay every event into them; return the count.
+    def rebuild_projections(self) -> RebuildReport:
+        """Rebuild the derived tables from the events; report the rows it changed.
 
-        Runs in one transaction under the write lock: readers see the old projections
-        until the new ones are complete.
+        Verifies the chain first and rewrites only the rows that disagree with the events,
+        all in one transaction under the write lock (readers see the old rows until it
+        commits).
+
+        Raises:
+            TamperedLedgerError: the chain is broken; nothing was changed.
+            LedgerError: the database failed; nothing was changed.
         """
-        db = self.db
-        count = 0
-        with _mapped_errors(self.url):
-            events = list(self.iter_events())
-            with db.write():
-                for table in _PROJECTION_TABLES:
-                    db.execute(f"DELETE FROM {table}")  # noqa: S608 - constant table names
-                for ev in events:
-                    apply_event(db, ev, ev.payload)
-                    count += 1
-        return count
-
-
-def _max_projection_seq(db: Driver) -> int:
-    row = db.fetch(
-        "SELECT (SELECT MAX(last_seq) FROM runs) AS a, (SELECT MAX(last_seq) FROM step_runs) AS b, "
-        "(SELECT MAX(first_seq) FROM artifacts) AS c, (SELECT MAX(seq) FROM sources) AS d"
-    )[0]
-    return max(int(v) for v in row.values() if v is not None) if any(row.values()) else 0
+        with mapped_errors(self.url):
+            return audit.rebuild(self.db)
 
 
 def _normalize_url(url: str) -> str:
@@ -399,46 +300,59 @@ def _normalize_url(url: str) -> str:
     return url
 
 
-_SQLITE_PRAGMAS = (
-    "PRAGMA journal_mode=WAL",
-    "PRAGMA synchronous=NORMAL",
-    "PRAGMA busy_timeout=60000",
-    "PRAGMA foreign_keys=ON",
-)
+def _sqlite_pragmas(timeout: float) -> tuple[str, ...]:
+    return (
+        "PRAGMA journal_mode=WAL",
+        "PRAGMA synchronous=NORMAL",
+        f"PRAGMA busy_timeout={int(timeout * 1000)}",
+        "PRAGMA foreign_keys=ON",
+    )
 
 
-def _connect_sqlite(path: Path) -> sqlite3.Connection:
-    """Open a SQLite file in autocommit mode (transactions are explicit) with WAL."""
-    connection = sqlite3.connect(str(path), timeout=60, isolation_level=None)
-    connection.execute("PRAGMA busy_timeout=60000")
-    for pragma in _SQLITE_PRAGMAS:
-        _with_lock_retry(connection, pragma)
+def _connect_sqlite(path: Path, timeout: float) -> sqlite3.Connection:
+    """Open a SQLite file in autocommit mode (transactions are explicit) with WAL.
+
+    ``timeout`` bounds how long a lock held by another process is waited for.
+    """
+    connection = sqlite3.connect(str(path), timeout=timeout, isolation_level=None)
+    try:
+        connection.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")
+        deadline = time.monotonic() + timeout
+        for pragma in _sqlite_pragmas(timeout):
+            _with_lock_retry(connection, pragma, deadline)
+    except BaseException:
+        connection.close()
+        raise
     return connection
 
 
-def _with_lock_retry(connection: sqlite3.Connection, statement: str) -> None:
+def _with_lock_retry(connection: sqlite3.Connection, statement: str, deadline: float) -> None:
     # Switching a new database to WAL needs a moment of exclusive access, and SQLite may
     # answer "database is locked" at once (without its busy handler) when two processes
     # open a new ledger together; retry briefly instead of failing the run.
-    for attempt in range(60):
+    attempt = 0
+    while True:
         try:
             connection.execute(statement)
             return
         except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or attempt == 59:
+            attempt += 1
+            if "locked" not in str(exc) or time.monotonic() >= deadline:
                 raise
-            time.sleep(0.01 * (attempt + 1))
+            time.sleep(min(0.01 * attempt, 0.2))
 
 
 def _sqlite_revision(connection: sqlite3.Connection) -> str | None:
     try:
         row = connection.execute("SELECT version_num FROM alembic_version").fetchone()
-    except sqlite3.OperationalError:
-        return None
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):
+            return None  # a new database: the schema is created next
+        raise
     return None if row is None else str(row[0])
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, timeout: float) -> None:
     """The same settings for SQLAlchemy's connections, and BEGIN IMMEDIATE for writers."""
     from sqlalchemy import event
 
@@ -446,7 +360,7 @@ def _configure_sqlite(engine: Engine) -> None:
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
         cursor = dbapi_connection.cursor()
-        for pragma in _SQLITE_PRAGMAS:
+        for pragma in _sqlite_pragmas(timeout):
             cursor.execute(pragma)
         cursor.close()
 

@@ -19,7 +19,10 @@ if TYPE_CHECKING:
 
     from pipetrail.ledger.driver import Driver
 
-__all__ = ["apply_event"]
+__all__ = ["JSON_COLUMNS", "apply_event", "artifact_row", "finished_step_row"]
+
+# Columns holding canonical JSON text (of the projections rows builders return).
+JSON_COLUMNS = frozenset({"components", "inputs", "outputs", "resources", "meta"})
 
 
 def _insert(table: str, columns: tuple[str, ...]) -> str:
@@ -80,6 +83,10 @@ _RUN_RECORD_KEYS = frozenset(
 
 def _json(value: Any) -> str | None:
     return None if value is None else canonical_json(value)
+
+
+def _same(value: Any) -> Any:
+    return value
 
 
 def _run_started(db: Driver, event: Event, p: dict[str, Any]) -> None:
@@ -153,7 +160,9 @@ def _close_steps(db: Driver, event: Event, p: dict[str, Any]) -> None:
     )
 
 
-def _step_row(status: str, event: Event, p: dict[str, Any]) -> dict[str, Any]:
+def _step_row(
+    status: str, event: Event, p: dict[str, Any], encode: Callable[[Any], Any] = _json
+) -> dict[str, Any]:
     return {
         "step_run_id": p["step_run_id"],
         "run_id": p["run_id"],
@@ -166,10 +175,10 @@ def _step_row(status: str, event: Event, p: dict[str, Any]) -> dict[str, Any]:
         "cache_reason": p.get("reason"),
         "reused_step_run_id": p.get("reused_step_run_id"),
         "code_digest": p.get("code_digest"),
-        "components": _json(p.get("components")),
-        "inputs": _json(p.get("inputs")),
-        "outputs": _json(p.get("outputs")),
-        "resources": _json(p.get("resources")),
+        "components": encode(p.get("components")),
+        "inputs": encode(p.get("inputs")),
+        "outputs": encode(p.get("outputs")),
+        "resources": encode(p.get("resources")),
         "logs": p.get("logs"),
         "seed": p.get("seed"),
         "started_at": p["started_at"],
@@ -211,23 +220,29 @@ def _step_finished(status: str) -> Callable[[Driver, Event, dict[str, Any]], Non
     return apply
 
 
+def artifact_row(event: Event, p: dict[str, Any], *, decoded: bool = False) -> dict[str, Any]:
+    """Return the ``artifacts`` row an ``artifact.recorded`` event projects.
+
+    With ``decoded``, JSON columns hold their values rather than their canonical text.
+    """
+    encode = _same if decoded else canonical_json
+    return {
+        "digest": p["digest"],
+        "blob": p["blob"],
+        "serializer": p["serializer"],
+        "type_name": p["type_name"],
+        "size": p["size"],
+        "meta": encode(p.get("meta") or {}),
+        "role": p["role"],
+        "first_run_id": p.get("run_id"),
+        "first_step_run_id": p.get("step_run_id"),
+        "created_at": event.ts,
+        "first_seq": event.seq,
+    }
+
+
 def _artifact_recorded(db: Driver, event: Event, p: dict[str, Any]) -> None:
-    db.execute(
-        _ARTIFACT_INSERT,
-        {
-            "digest": p["digest"],
-            "blob": p["blob"],
-            "serializer": p["serializer"],
-            "type_name": p["type_name"],
-            "size": p["size"],
-            "meta": canonical_json(p.get("meta") or {}),
-            "role": p["role"],
-            "first_run_id": p.get("run_id"),
-            "first_step_run_id": p.get("step_run_id"),
-            "created_at": event.ts,
-            "first_seq": event.seq,
-        },
-    )
+    db.execute(_ARTIFACT_INSERT, artifact_row(event, p))
 
 
 def _source_observed(db: Driver, event: Event, p: dict[str, Any]) -> None:
@@ -244,6 +259,29 @@ def _source_observed(db: Driver, event: Event, p: dict[str, Any]) -> None:
             "seq": event.seq,
         },
     )
+
+
+_FINISHED_STATUS: dict[str, str] = {
+    EventKind.STEP_COMPLETED: "completed",
+    EventKind.STEP_CACHED: "cached",
+    EventKind.STEP_FAILED: "failed",
+}
+
+
+def finished_step_row(
+    event: Event, p: dict[str, Any], *, decoded: bool = False
+) -> dict[str, Any] | None:
+    """Return the ``step_runs`` columns a step's closing event sets, or None for other kinds.
+
+    Every column but ``first_seq`` (the ``step.started`` event's, for a step that ran).
+    With ``decoded``, JSON columns hold their values rather than their canonical text.
+    """
+    status = _FINISHED_STATUS.get(event.kind)
+    if status is None:
+        return None
+    row = _step_row(status, event, p, _same if decoded else _json)
+    del row["first_seq"]
+    return row
 
 
 _APPLY: dict[str, Callable[[Driver, Event, dict[str, Any]], None]] = {

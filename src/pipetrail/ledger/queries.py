@@ -11,15 +11,27 @@ This module must not import SQLAlchemy at module level.
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
 
-from pipetrail.errors import AmbiguousPrefixError, LedgerError, NotFoundError
-from pipetrail.ledger.driver import Driver
+from pipetrail.errors import AmbiguousPrefixError, NotFoundError, TamperedLedgerError
+from pipetrail.ledger.db_errors import is_database_error, ledger_error
+from pipetrail.ledger.driver import Driver, abandon_inherited
+from pipetrail.ledger.trusted import (
+    ARTIFACT_SQL,
+    CACHE_LOOKUP_SQL,
+    CLOSING_EVENTS,
+    REBUILD_HINT,
+    RUN_STEPS_SQL,
+    trusted_artifact,
+    trusted_step_run,
+)
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
 __all__ = ["DriverReader", "Reader", "SqliteReader"]
@@ -35,11 +47,6 @@ _STEP_COLUMNS = (
     "cache_reason, reused_step_run_id, code_digest, components, inputs, outputs, resources, "
     "logs, seed, started_at, ended_at, error, traceback, first_seq"
 )
-_QUALIFIED_STEP_COLUMNS = ", ".join(f"s.{c.strip()}" for c in _STEP_COLUMNS.split(","))
-_STEP_OUTPUTS_SQL = (
-    "SELECT payload FROM events WHERE run_id = :r "
-    "AND kind IN ('step.completed', 'step.cached') ORDER BY seq"
-)
 _JSON_FIELDS = frozenset(
     {"params", "git", "record", "components", "inputs", "outputs", "resources", "meta"}
 )
@@ -50,11 +57,6 @@ def _decode(row: Row) -> Row:
         if isinstance(row[key], str):
             row[key] = json.loads(row[key])
     return row
-
-
-def _payload(raw: Any) -> dict[str, Any]:
-    value = json.loads(raw) if isinstance(raw, str | bytes) else raw
-    return value if isinstance(value, dict) else {}
 
 
 class Reader(ABC):
@@ -117,11 +119,25 @@ class Reader(ABC):
         return _decode(rows[0])
 
     def running_runs(self) -> list[Row]:
-        """Return runs whose projection still says ``running``."""
-        return [
-            _decode(r)
-            for r in self.fetch(f"SELECT {_RUN_COLUMNS} FROM runs WHERE status = 'running'")
-        ]
+        """Return runs whose projection still says ``running``.
+
+        Raises:
+            TamperedLedgerError: a row says ``running`` but the events record the run's
+                end (the row was edited; closing the run again would record a false fact).
+        """
+        rows = self.fetch(
+            f"SELECT {_RUN_COLUMNS}, last_seq, {CLOSING_EVENTS} FROM runs r "
+            "WHERE status = 'running'"
+        )
+        for row in rows:
+            last_seq = int(row.pop("last_seq"))
+            if row.pop("closing_events"):
+                raise TamperedLedgerError(
+                    f"runs[{row['run_id']}]: status is 'running', the events say the run "
+                    f"ended; the row is not trusted: {REBUILD_HINT}",
+                    seq=last_seq,
+                )
+        return [_decode(r) for r in rows]
 
     # -- step runs -------------------------------------------------------------------
     def step_runs(self, run_id: str) -> list[Row]:
@@ -169,37 +185,37 @@ class Reader(ABC):
     def cache_lookup(self, cache_key: str) -> Row | None:
         """Return the newest successful step run with this cache key, if any.
 
-        Besides the columns of ``step_runs``, ``output_formats`` is how its closing event
-        says each output is read (None in events written before it was recorded).
+        What a hit reuses (the outputs, how each is read, the step run it came from) is
+        taken from the step's closing event, verified against the chain
+        (:mod:`pipetrail.ledger.trusted`): besides the columns of ``step_runs``,
+        ``output_formats`` (None in events written before it was recorded).
+
+        Raises:
+            TamperedLedgerError: the row disagrees with its event, or the event with the chain.
         """
-        rows = self.fetch(
-            f"SELECT {_QUALIFIED_STEP_COLUMNS}, e.payload AS event_payload FROM step_runs s "
-            "LEFT JOIN events e ON e.seq = s.last_seq WHERE s.cache_key = :k "
-            "AND s.status IN ('completed', 'cached') ORDER BY s.last_seq DESC LIMIT 1",
-            {"k": cache_key},
-        )
-        if not rows:
-            return None
-        row = _decode(rows[0])
-        row["output_formats"] = _payload(row.pop("event_payload")).get("output_formats")
-        return row
+        rows = self.fetch(CACHE_LOOKUP_SQL, {"k": cache_key})
+        return trusted_step_run(rows[0]) if rows else None
 
     def step_outputs(self, run_id: str) -> list[Row]:
         """Return the outputs of a run's finished step runs, as their closing events say.
 
-        One row per ``step.completed``/``step.cached`` event of the run, in order:
+        One row per step run that completed or was cached, in the order they started:
         ``step_run_id``, ``node_id``, ``outputs`` (name -> digest) and ``output_formats``
-        (name -> how it is read; None in events written before it was recorded).
+        (name -> how it is read; None in events written before it was recorded), each
+        taken from the step's closing event, verified against the chain.
+
+        Raises:
+            TamperedLedgerError: a row disagrees with its event, or an event with the chain.
         """
         found = []
-        for row in self.fetch(_STEP_OUTPUTS_SQL, {"r": run_id}):
-            payload = _payload(row["payload"])
+        for row in self.fetch(RUN_STEPS_SQL, {"r": run_id}):
+            step = trusted_step_run(row)
             found.append(
                 {
-                    "step_run_id": payload.get("step_run_id"),
-                    "node_id": payload.get("node_id"),
-                    "outputs": payload.get("outputs") or {},
-                    "output_formats": payload.get("output_formats"),
+                    "step_run_id": step["step_run_id"],
+                    "node_id": step["node_id"],
+                    "outputs": step["outputs"] or {},
+                    "output_formats": step["output_formats"],
                 }
             )
         return found
@@ -216,13 +232,16 @@ class Reader(ABC):
 
     # -- artifacts -------------------------------------------------------------------
     def artifact(self, digest: str) -> Row | None:
-        """Return an artifact's record, or None."""
-        rows = self.fetch(
-            "SELECT digest, blob, serializer, type_name, size, meta, role, first_run_id, "
-            "first_step_run_id, created_at FROM artifacts WHERE digest = :d",
-            {"d": digest},
-        )
-        return _decode(rows[0]) if rows else None
+        """Return an artifact's record, or None.
+
+        The record (serializer, blob, meta...) is the one its ``artifact.recorded`` event
+        gives, verified against the chain (:mod:`pipetrail.ledger.trusted`).
+
+        Raises:
+            TamperedLedgerError: the row disagrees with its event, or the event with the chain.
+        """
+        rows = self.fetch(ARTIFACT_SQL, {"d": digest})
+        return trusted_artifact(rows[0]) if rows else None
 
     def known_artifacts(self, digests: list[str]) -> set[str]:
         """Return which of ``digests`` are already recorded."""
@@ -240,8 +259,12 @@ class Reader(ABC):
         return found
 
     def artifact_blobs(self) -> list[str]:
-        """Return the blob digest of every recorded artifact."""
-        return [r["blob"] for r in self.fetch("SELECT DISTINCT blob FROM artifacts")]
+        """Return the blob digest of every recorded artifact, as the events record them."""
+        blobs = {
+            json.loads(r["payload"]).get("blob")
+            for r in self.fetch("SELECT payload FROM events WHERE kind = 'artifact.recorded'")
+        }
+        return sorted(b for b in blobs if isinstance(b, str))
 
     def resolve_artifact(self, ref: str) -> str:
         """Return the full digest for a digest or unique prefix (with or without ``blake3:``).
@@ -297,19 +320,37 @@ def _one(rows: list[Row], key: str, ref: str, what: str, hint: str) -> str:
 
 
 class DriverReader(Reader):
-    """Runs the queries on a ledger's own connection (any backend)."""
+    """Runs the queries on a ledger's own connection (any backend).
 
-    def __init__(self, driver: Driver, url: str, *, owner: Any = None) -> None:
-        self.driver = driver
+    Args:
+        connect: returns the driver to use; called for every query, so that a ledger
+            that reopened its connection (after a fork) is followed.
+        url: the store's URL, for messages.
+        owner: an object closed with this reader (the ledger it opened for itself).
+    """
+
+    def __init__(self, connect: Callable[[], Driver], url: str, *, owner: Any = None) -> None:
+        self._connect = connect
         self.url = url
         self._owner = owner  # closed with this reader when the reader opened it
 
+    @property
+    def driver(self) -> Driver:
+        """The driver the next query runs on."""
+        return self._connect()
+
     def fetch(self, sql: str, params: dict[str, Any] | None = None) -> list[Row]:
-        """Run one query."""
+        """Run one query.
+
+        Raises:
+            LedgerError: the database failed (one line: what, where, how to fix).
+        """
         try:
-            return self.driver.fetch(_with_escape(sql), params)
+            return self._connect().fetch(_with_escape(sql), params)
         except Exception as exc:
-            raise LedgerError(f"metadata store query failed: {exc}") from exc
+            if is_database_error(exc):
+                raise ledger_error(self.url, exc) from exc
+            raise
 
     def close(self) -> None:
         """Close the ledger this reader opened for itself, if any."""
@@ -319,39 +360,69 @@ class DriverReader(Reader):
 
 
 class SqliteReader(Reader):
-    """Runs the queries on a read-only stdlib ``sqlite3`` connection (no SQLAlchemy)."""
+    """Runs the queries on a read-only stdlib ``sqlite3`` connection (no SQLAlchemy).
 
-    def __init__(self, path: Path) -> None:
+    A missing file, or a database with no tables yet, reads as empty. The connection is
+    never used across a fork: a child process opens its own.
+
+    Args:
+        path: the database file.
+        timeout: seconds to wait for a lock another process holds.
+    """
+
+    def __init__(self, path: Path, *, timeout: float = 60.0) -> None:
         self.path = path
+        self.timeout = timeout
         self._driver: Driver | None = None
+        self._pid = 0
 
     def _connection(self) -> Driver | None:
+        if self._driver is not None and self._pid != os.getpid():
+            abandon_inherited(self._driver.connection)
+            self._driver = None
         if self._driver is None:
             if not self.path.exists():
                 return None
-            try:
-                conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=60)
-            except sqlite3.Error as exc:
-                raise LedgerError(f"cannot open metadata store {self.path}: {exc}") from exc
+            conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=self.timeout)
             self._driver = Driver(conn, "sqlite")
+            self._pid = os.getpid()
         return self._driver
 
     def fetch(self, sql: str, params: dict[str, Any] | None = None) -> list[Row]:
-        """Run one query (an empty or missing database yields no rows)."""
-        driver = self._connection()
-        if driver is None:
-            return []
+        """Run one query (a missing database, or one with no tables yet, yields no rows).
+
+        Raises:
+            LedgerError: the database failed (one line: what, where, how to fix).
+        """
+        url = f"sqlite:///{self.path}"
         try:
-            return driver.fetch(_with_escape(sql), params)
-        except sqlite3.OperationalError as exc:
-            if "no such table" in str(exc):
+            driver = self._connection()
+            if driver is None:
                 return []
-            raise LedgerError(f"metadata store {self.path} query failed: {exc}") from exc
+            return driver.fetch(_with_escape(sql), params)
+        except sqlite3.Error as exc:
+            if "no such table" in str(exc) and self._is_empty():
+                return []
+            raise ledger_error(url, exc) from exc
+
+    def _is_empty(self) -> bool:
+        """Whether the database has no tables at all (created, schema not yet written)."""
+        driver = self._driver
+        if driver is None:
+            return True
+        try:
+            rows = driver.fetch("SELECT COUNT(*) AS n FROM sqlite_master WHERE type = 'table'")
+        except sqlite3.Error:
+            return False
+        return int(rows[0]["n"]) == 0
 
     def close(self) -> None:
-        """Close the connection."""
+        """Close the connection (in the process that opened it)."""
         if self._driver is not None:
-            self._driver.close()
+            if self._pid == os.getpid():
+                self._driver.close()
+            else:
+                abandon_inherited(self._driver.connection)
             self._driver = None
 
 

@@ -137,9 +137,11 @@ class _Artifacts(Reader):
         self.records = records
 
     def fetch(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        digest = (params or {}).get("d")
-        record = self.records.get(str(digest))
-        return [{"digest": digest, "meta": "{}", **record}] if record else []
+        return []
+
+    def artifact(self, digest: str) -> dict[str, Any] | None:
+        record = self.records.get(digest)
+        return {"digest": digest, "meta": {}, **record} if record else None
 
 
 def test_evaluation_inputs_by_descent() -> None:

@@ -1,0 +1,325 @@
+"""Reads that decide what is loaded or reused come from verified events, not from rows.
+
+The derived tables (``artifacts``, ``step_runs``...) are plain rows anyone with write
+access to the database can edit; the events are hash-chained. An artifact's record
+(which serializer reads its bytes, which stored object holds them) and a cache hit's
+outputs therefore come from the event that recorded them: the query joins the row to the
+event its ``first_seq``/``last_seq`` names, and :func:`check_event` re-hashes that event
+and checks that it still links to the chain (the next event's ``prev_hash``, or the
+recorded head when it is the newest). The row must then say exactly what the event
+projects; any disagreement raises :class:`~pipetrail.errors.TamperedLedgerError` naming
+the table, the key and the fix. One indexed query and one BLAKE3 hash per lookup.
+
+This does not re-walk the whole chain (``pipetrail audit verify`` does): an insider who
+rewrites every event from the one read to the head, and the head, consistently is not
+caught here (docs/adr/0012-what-the-ledger-read-path-trusts.md).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from dataclasses import dataclass
+from typing import Any
+
+from pipetrail.errors import TamperedLedgerError
+from pipetrail.hashing import canonical_json
+from pipetrail.ledger.events import Event, EventKind, event_hash
+from pipetrail.ledger.projections import JSON_COLUMNS, artifact_row, finished_step_row
+
+__all__ = [
+    "ARTIFACT_COLUMNS",
+    "ARTIFACT_SQL",
+    "CACHE_LOOKUP_SQL",
+    "CHAIN_HINT",
+    "CLOSING_EVENTS",
+    "REBUILD_HINT",
+    "RUN_STEPS_SQL",
+    "STEP_COLUMNS",
+    "DerivedRowProblem",
+    "check_event",
+    "link_problem",
+    "trusted_artifact",
+    "trusted_step_run",
+]
+
+REBUILD_HINT = (
+    "run `pipetrail audit verify` to list every derived row that disagrees with the events, "
+    "and `pipetrail audit rebuild` to rebuild them from the events"
+)
+CHAIN_HINT = (
+    "the ledger's hash chain is broken there, so what it records cannot be trusted; run "
+    "`pipetrail audit verify` and restore the ledger from a backup"
+)
+
+# The event a row names, plus what it must link to: the next event's prev_hash, or the
+# head when it is the newest. One statement, so one snapshot.
+_EVENT = (
+    "e.seq AS e_seq, e.ts AS e_ts, e.actor AS e_actor, e.kind AS e_kind, e.run_id AS e_run_id, "
+    "e.payload AS e_payload, e.prev_hash AS e_prev_hash, e.hash AS e_hash, "
+    "(SELECT n.prev_hash FROM events n WHERE n.seq = e.seq + 1) AS e_next_prev, "
+    "h.seq AS e_head_seq, h.hash AS e_head_hash"
+)
+_JOIN_HEAD = "LEFT JOIN ledger_head h ON h.id = 1"
+# Every column of the two tables (a contract test compares them with the schema).
+ARTIFACT_COLUMNS = (
+    "digest", "blob", "serializer", "type_name", "size", "meta", "role", "first_run_id",
+    "first_step_run_id", "created_at", "first_seq",
+)  # fmt: skip
+STEP_COLUMNS = (
+    "step_run_id", "run_id", "node_id", "step", "pipeline", "status", "cache_key",
+    "cache_decision", "cache_reason", "reused_step_run_id", "code_digest", "components",
+    "inputs", "outputs", "resources", "logs", "seed", "started_at", "ended_at", "error",
+    "traceback", "first_seq", "last_seq",
+)  # fmt: skip
+
+ARTIFACT_SQL = (
+    "SELECT "  # noqa: S608 - constant column names
+    + ", ".join(f"a.{c}" for c in ARTIFACT_COLUMNS)
+    + f", {_EVENT} FROM artifacts a LEFT JOIN events e ON e.seq = a.first_seq {_JOIN_HEAD} "
+    "WHERE a.digest = :d"
+)
+CACHE_LOOKUP_SQL = (
+    "SELECT "  # noqa: S608 - constant column names
+    + ", ".join(f"s.{c}" for c in STEP_COLUMNS)
+    + f", {_EVENT} FROM step_runs s LEFT JOIN events e ON e.seq = s.last_seq {_JOIN_HEAD} "
+    "WHERE s.cache_key = :k AND s.status IN ('completed', 'cached') "
+    "ORDER BY s.last_seq DESC LIMIT 1"
+)
+# A run's step runs that completed or were cached, each with its closing event (whose
+# outputs, and how each is read, loading a run's outputs takes).
+RUN_STEPS_SQL = (
+    "SELECT "  # noqa: S608 - constant column names
+    + ", ".join(f"s.{c}" for c in STEP_COLUMNS)
+    + f", {_EVENT} FROM step_runs s LEFT JOIN events e ON e.seq = s.last_seq {_JOIN_HEAD} "
+    "WHERE s.run_id = :r AND s.status IN ('completed', 'cached') ORDER BY s.first_seq"
+)
+# A run the projection calls running must have no closing event: a run end appended to
+# the chain for a row edited back to 'running' would be a false fact. A new kind of event
+# that ends a run belongs in this list.
+CLOSING_EVENTS = (
+    "(SELECT COUNT(*) FROM events x WHERE x.run_id = r.run_id "
+    "AND x.kind IN ('run.completed', 'run.failed', 'run.crashed', 'run.interrupted')) "
+    "AS closing_events"
+)
+
+
+@dataclass(frozen=True)
+class DerivedRowProblem:
+    """A derived row that disagrees with what the events project.
+
+    Attributes:
+        table: the derived table (``artifacts``, ``step_runs``...).
+        key: the row's primary key, as text (columns joined by ``", "``).
+        problem: ``"differs"``, ``"missing"`` (the events record it, the table has no
+            row) or ``"extra"`` (a row no event records).
+        columns: for ``"differs"``: ``(column, stored value, value the events give)``.
+    """
+
+    table: str
+    key: str
+    problem: str
+    columns: tuple[tuple[str, Any, Any], ...] = ()
+
+    @property
+    def message(self) -> str:
+        """One line naming the table, the key and what is wrong."""
+        where = f"{self.table}[{self.key}]"
+        if self.problem == "missing":
+            return f"{where}: missing (the events record this row)"
+        if self.problem == "extra":
+            return f"{where}: no event records this row (an extra row)"
+        parts = [
+            f"{column} is {_shown(stored)}, the events say {_shown(expected)}"
+            for column, stored, expected in self.columns
+        ]
+        return f"{where}: " + "; ".join(parts)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The problem as JSON-able data."""
+        return {
+            "table": self.table,
+            "key": self.key,
+            "problem": self.problem,
+            "columns": [
+                {"column": c, "stored": stored, "expected": expected}
+                for c, stored, expected in self.columns
+            ],
+            "message": self.message,
+        }
+
+
+def _shown(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def link_problem(
+    event: Event, *, next_prev: str | None, head_seq: int | None, head_hash: str | None
+) -> str | None:
+    """Say why ``event`` is not an intact link of the chain, or return None.
+
+    It must hash to its stored hash, and the event after it must name that hash as its
+    ``prev_hash`` (or, when none follows, the recorded head must be this event).
+    """
+    recomputed = event_hash(
+        seq=event.seq,
+        ts=event.ts,
+        actor=event.actor,
+        kind=event.kind,
+        run_id=event.run_id,
+        payload_text=event.payload_text,
+        prev_hash=event.prev_hash,
+    )
+    if recomputed != event.hash:
+        return f"event {event.seq} was edited (its content does not match its hash)"
+    if next_prev is not None:
+        if next_prev != event.hash:
+            return f"event {event.seq + 1} does not link to event {event.seq}"
+    elif head_seq != event.seq or head_hash != event.hash:
+        return (
+            f"no event follows event {event.seq} but the recorded head is "
+            f"{'missing' if head_seq is None else f'event {head_seq}'}"
+        )
+    return None
+
+
+def check_event(row: dict[str, Any], *, table: str, key: str, seq: int) -> Event:
+    """Return the verified event a joined row carries (see the module docstring).
+
+    Raises:
+        TamperedLedgerError: the event is missing, edited or no longer linked.
+    """
+    if row["e_seq"] is None:
+        raise TamperedLedgerError(
+            f"{table}[{key}] names event {seq}, which does not exist; {REBUILD_HINT}", seq=seq
+        )
+    event = Event(
+        int(row["e_seq"]),
+        row["e_ts"],
+        row["e_actor"],
+        row["e_kind"],
+        row["e_run_id"],
+        row["e_payload"],
+        row["e_prev_hash"],
+        row["e_hash"],
+    )
+    head_seq = row["e_head_seq"]
+    problem = link_problem(
+        event,
+        next_prev=row["e_next_prev"],
+        head_seq=None if head_seq is None else int(head_seq),
+        head_hash=row["e_head_hash"],
+    )
+    if problem is not None:
+        raise TamperedLedgerError(f"{table}[{key}] rests on {problem}; {CHAIN_HINT}", seq=seq)
+    return event
+
+
+def _payload(event: Event, table: str, key: str) -> dict[str, Any]:
+    try:
+        payload = json.loads(event.payload_text)
+    except ValueError:
+        payload = None
+    if not isinstance(payload, dict):
+        raise TamperedLedgerError(
+            f"{table}[{key}] rests on event {event.seq}, whose payload is not a JSON object; "
+            + CHAIN_HINT,
+            seq=event.seq,
+        )
+    return payload
+
+
+def _stored_value(column: str, text: Any) -> Any:
+    if column not in JSON_COLUMNS or text is None:
+        return text
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError):
+        return _UNREADABLE
+
+
+_UNREADABLE = object()
+
+
+def _as_stored(column: str, value: Any) -> Any:
+    return canonical_json(value) if column in JSON_COLUMNS and value is not None else value
+
+
+def _disagreement(
+    table: str, key: str, row: dict[str, Any], expected: dict[str, Any], seq: int
+) -> TamperedLedgerError | None:
+    # JSON columns are compared by value: parsing the stored text is cheaper than
+    # encoding the event's values again, and the values are what a caller receives.
+    columns = tuple(
+        (column, row[column], _as_stored(column, value))
+        for column, value in expected.items()
+        if _stored_value(column, row[column]) != value
+    )
+    if not columns:
+        return None
+    problem = DerivedRowProblem(table, key, "differs", columns)
+    return TamperedLedgerError(
+        f"{problem.message} (event {seq}); the row is not trusted: {REBUILD_HINT}", seq=seq
+    )
+
+
+def _wrong_kind(table: str, key: str, event: Event, wanted: str) -> TamperedLedgerError:
+    return TamperedLedgerError(
+        f"{table}[{key}] names event {event.seq}, which is a {event.kind} event, not the "
+        f"{wanted} that records it; the row is not trusted: {REBUILD_HINT}",
+        seq=event.seq,
+    )
+
+
+def trusted_artifact(row: dict[str, Any]) -> dict[str, Any]:
+    """Return an artifact's record as its ``artifact.recorded`` event gives it.
+
+    ``row`` is a row of :data:`ARTIFACT_SQL`. The record has the keys of the ``artifacts``
+    table but ``first_seq``, with ``meta`` parsed.
+
+    Raises:
+        TamperedLedgerError: the event is not intact, or the row disagrees with it.
+    """
+    digest = str(row["digest"])
+    event = check_event(row, table="artifacts", key=digest, seq=int(row["first_seq"]))
+    payload = _payload(event, "artifacts", digest)
+    expected = None
+    if event.kind == EventKind.ARTIFACT_RECORDED:
+        with contextlib.suppress(KeyError):
+            expected = artifact_row(event, payload, decoded=True)
+    if expected is None or payload.get("digest") != digest:
+        raise _wrong_kind("artifacts", digest, event, "artifact.recorded event")
+    found = _disagreement("artifacts", digest, row, expected, event.seq)
+    if found is not None:
+        raise found
+    return {k: v for k, v in expected.items() if k != "first_seq"}
+
+
+def trusted_step_run(row: dict[str, Any]) -> dict[str, Any]:
+    """Return a finished step run as its closing event gives it (for cache lookups).
+
+    ``row`` is a row of :data:`CACHE_LOOKUP_SQL` or :data:`RUN_STEPS_SQL`; the result has
+    the columns of the ``step_runs`` table but ``last_seq``, JSON columns parsed, and
+    ``output_formats``: how the event says each output is read (no column holds it;
+    None in events written before it was recorded; see
+    docs/adr/0013-how-an-output-is-read.md).
+
+    Raises:
+        TamperedLedgerError: the event is not intact, or the row disagrees with it.
+    """
+    key = str(row["step_run_id"])
+    event = check_event(row, table="step_runs", key=key, seq=int(row["last_seq"]))
+    payload = _payload(event, "step_runs", key)
+    expected = None
+    with contextlib.suppress(KeyError):
+        expected = finished_step_row(event, payload, decoded=True)
+    if expected is None or payload.get("step_run_id") != key:
+        raise _wrong_kind("step_runs", key, event, "step.completed or step.cached event")
+    found = _disagreement("step_runs", key, row, expected, event.seq)
+    if found is not None:
+        raise found
+    result = {k: v for k, v in expected.items() if k != "last_seq"}
+    result["first_seq"] = row["first_seq"]
+    result["output_formats"] = payload.get("output_formats")
+    return result
