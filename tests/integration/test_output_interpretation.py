@@ -13,12 +13,15 @@ decision is under test return the type name instead.
 
 from __future__ import annotations
 
+import json
+import sqlite3
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pipetrail.core.clock import new_id
-from pipetrail.execution.explain import explain_step
+from pipetrail.errors import TamperedLedgerError
+from pipetrail.execution.explain import explain_step, run_summary
 from pipetrail.execution.project import Project
 from pipetrail.execution.runner import RunOptions, run_pipeline
 from pipetrail.ledger import EventDraft, EventKind
@@ -406,7 +409,10 @@ def test_step_events_record_how_each_output_is_read(
     (project_root / "data.bin").write_bytes(b"same bytes\n")
     definition = files.load(unique("recorded"), SOURCE_BYTES)
     _run(definition, project)
-    _run(definition, project)
+    second = _run(definition, project)
+    shown = {s["node_id"]: s for s in run_summary(project.reader(), second.id)["steps"]}
+    assert shown["load"]["output_formats"] == {"output": "bytes@1"}
+    assert shown["use"]["output_formats"] == {"output": "json@1"}
     events = [
         e.payload
         for e in project.ledger.iter_events()
@@ -478,3 +484,67 @@ def test_readings_on_each_metadata_backend(
     formats = {s["node_id"]: s["output_formats"] for s in steps}
     assert formats["number"]["output"]["format"] == "json@1"
     assert formats["load"]["output"]["format"] == "bytes@1"
+
+
+def _edit_event(root: Path, seq: int, payload: dict[str, Any]) -> None:
+    with sqlite3.connect(root / ".pipetrail" / "ledger.db") as conn:
+        conn.execute(
+            "UPDATE events SET payload = ? WHERE seq = ?",
+            (json.dumps(payload, sort_keys=True, separators=(",", ":")), seq),
+        )
+
+
+def test_an_edited_output_format_is_refused_not_followed(
+    files: PipelineFiles, project_root: Path, unique: Callable[[str], str]
+) -> None:
+    """How an output is read comes from the step event, which the chain covers."""
+    definition = files.load(unique("edited"), JSON_AND_BYTES)
+    project = Project.at(project_root)
+    try:
+        first = _run(definition, project)
+        event = next(
+            e
+            for e in project.ledger.iter_events()
+            if e.kind == EventKind.STEP_COMPLETED and e.payload["node_id"] == "raw"
+        )
+    finally:
+        project.close()
+    payload = dict(event.payload)
+    payload["output_formats"] = {
+        "output": {"format": "pickle@1", "type_name": "x", "size": 1, "meta": {"trusted": True}}
+    }
+    _edit_event(project_root, event.seq, payload)
+    project = Project.at(project_root)
+    try:
+        with pytest.raises(TamperedLedgerError, match=f"event {event.seq} was edited"):
+            _run(definition, project)
+        with pytest.raises(TamperedLedgerError, match=f"event {event.seq} was edited"):
+            project.reader().step_outputs(first.id)
+    finally:
+        project.close()
+
+
+def test_an_edited_step_row_is_refused_when_a_run_reads_its_outputs(
+    files: PipelineFiles, project_root: Path, unique: Callable[[str], str]
+) -> None:
+    definition = files.load(unique("edited"), JSON_AND_BYTES)
+    project = Project.at(project_root)
+    try:
+        run = _run(definition, project)
+        number = _step(run, "number")
+    finally:
+        project.close()
+    with sqlite3.connect(project_root / ".pipetrail" / "ledger.db") as conn:
+        conn.execute(
+            "UPDATE step_runs SET outputs = ? WHERE step_run_id = ?",
+            ('{"output":"blake3:' + "0" * 64 + '"}', number["step_run_id"]),
+        )
+    project = Project.at(project_root)
+    try:
+        again = type(run)(
+            run.id, project, pipeline=run.pipeline, status=run.status, result=run.result
+        )
+        with pytest.raises(TamperedLedgerError, match=rf"step_runs\[{number['step_run_id']}\]"):
+            again.output_of("number")
+    finally:
+        project.close()
