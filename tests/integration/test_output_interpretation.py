@@ -403,6 +403,34 @@ def test_a_hit_whose_record_does_not_say_how_an_output_is_read_executes_again(
     assert first.output_of("split", "a") == 1
 
 
+def test_a_hit_whose_reading_this_version_cannot_follow_executes_again(
+    files: PipelineFiles, project: Project, unique: Callable[[str], str]
+) -> None:
+    """A reading with a key this pipetrail does not know (a newer one wrote it) is no hit."""
+    definition = files.load(unique("newer"), TWO_OUTPUTS.format(names='"a", "b"'))
+    first = _run(definition, project)
+    event = next(
+        e
+        for e in project.ledger.iter_events()
+        if e.kind == EventKind.STEP_COMPLETED and e.payload["node_id"] == "split"
+    )
+    payload = dict(event.payload)
+    formats = dict(payload["output_formats"])
+    formats["b"] = {**formats["b"], "codec": "zstd"}
+    payload.update(step_run_id=new_id(), output_formats=formats)
+    project.ledger.append([EventDraft(EventKind.STEP_COMPLETED, payload, run_id=first.id)])
+    second = _run(definition, project)
+    assert second.outputs == 3
+    split = _step(second, "split")
+    assert split["status"] == "completed"
+    assert split["cache_reason"].startswith(
+        f"the cached step run {payload['step_run_id']} cannot be reused: The record of how "
+        f"artifact {payload['outputs']['b']} is read is not one this pipetrail can follow "
+        "(unknown keys ['codec']); upgrade pipetrail"
+    )
+    assert split["cache_reason"].endswith("Executing again.")
+
+
 def test_step_events_record_how_each_output_is_read(
     files: PipelineFiles, project: Project, project_root: Path, unique: Callable[[str], str]
 ) -> None:
@@ -546,5 +574,67 @@ def test_an_edited_step_row_is_refused_when_a_run_reads_its_outputs(
         )
         with pytest.raises(TamperedLedgerError, match=rf"step_runs\[{number['step_run_id']}\]"):
             again.output_of("number")
+    finally:
+        project.close()
+
+
+POLARS = """
+import polars as pl
+from pipetrail import pipeline, step
+
+@step
+def with_polars() -> object:
+    return pl.DataFrame({"a": [1, 2, 3]})
+
+@step
+def rows(frame: object) -> int:
+    return len(frame)
+
+@pipeline
+def flow():
+    frame = with_polars()
+    return {"pl": frame, "rows": rows(frame)}
+"""
+
+
+def _remove_object(root: Path, blob: str) -> None:
+    objects = root / ".pipetrail" / "objects"
+    loose = objects / blob[7:9] / blob[9:]
+    if loose.exists():
+        loose.chmod(0o644)
+        loose.unlink()
+    with sqlite3.connect(objects / "pack.db") as db:
+        db.execute("DELETE FROM objects WHERE digest = ?", (blob,))
+
+
+def test_a_hit_checks_the_object_its_reading_names(
+    files: PipelineFiles, project_root: Path, unique: Callable[[str], str]
+) -> None:
+    """A table's reading names its own Parquet object; without it, the step executes again."""
+    pytest.importorskip("pandas")
+    pytest.importorskip("polars")
+    definition = files.load(unique("gone"), POLARS)
+    project = Project.at(project_root)
+    try:
+        first = _run(definition, project)
+        (reading,) = [
+            s["output_formats"]["output"]
+            for s in project.reader().step_outputs(first.id)
+            if s["node_id"] == "with_polars"
+        ]
+    finally:
+        project.close()
+    digest = _step(first, "with_polars")["outputs"]["output"]
+    assert reading["blob"] != digest
+    _remove_object(project_root, reading["blob"])
+    project = Project.at(project_root)
+    try:
+        second = _run(definition, project)
+        polars_step = _step(second, "with_polars")
+        assert polars_step["status"] == "completed"
+        assert polars_step["cache_reason"] == (
+            f"the cached output 'output' ({digest[:19]}) is missing from the store; executing again"
+        )
+        assert type(second.outputs["pl"]).__module__.startswith("polars")
     finally:
         project.close()

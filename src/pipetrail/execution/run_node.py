@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 from pipetrail.capture import derive_seed
 from pipetrail.core.clock import format_ts, new_id, utcnow
 from pipetrail.core.graph import OutputRef, SourceRef
+from pipetrail.errors import SerializationError
 from pipetrail.execution.cache import CacheDecision, cache_key
 from pipetrail.execution.contract_records import REPORT_ROLE, cached_payload, step_failure
 from pipetrail.execution.node_inputs import describe_inputs, flat_inputs, recorded_record
@@ -108,6 +109,7 @@ def _unusable(
     Each output the node declares must be recorded, with how it is read, and its object
     must be in the store; so must every metric series and report.
     """
+    blobs: dict[str, str | None] = {}
     for name in node.output_names:
         if name not in outputs:
             recorded = ", ".join(repr(n) for n in outputs if not is_recorded_output(n))
@@ -120,19 +122,21 @@ def _unusable(
                 f"the cached step run {origin} does not record how its output {name!r} is "
                 "read (it was recorded by an older pipetrail); executing again"
             )
-    store = state.project.store
+        try:
+            blobs[name] = record_from_reading(outputs[name], formats[name]).blob
+        except SerializationError as exc:
+            return f"the cached step run {origin} cannot be reused: {exc} Executing again."
     reader = state.project.ledger.reader()
     for name, digest in outputs.items():
-        blob: str | None
-        if name in formats:
-            blob = record_from_reading(digest, formats[name]).blob
-        else:
+        if name not in blobs:  # a metric series or report: read through its artifact
             record = reader.artifact(digest)
-            blob = None if record is None else record["blob"]
+            blobs[name] = None if record is None else record["blob"]
+    store = state.project.store
+    for name, blob in blobs.items():
         if blob is None or not store.exists(blob):
             return (
-                f"the cached output {name!r} ({digest[:19]}) is missing from the store; "
-                "executing again"
+                f"the cached output {name!r} ({outputs[name][:19]}) is missing from the "
+                "store; executing again"
             )
     return None
 

@@ -380,8 +380,9 @@ def record_from_reading(digest: str, reading: Any) -> StoredArtifact:
     problem = _reading_problem(reading)
     if problem is not None:
         raise SerializationError(
-            f"The record of how artifact {digest} is read is malformed ({problem}); it was "
-            "not written by pipetrail. Run `pipetrail audit verify`."
+            f"The record of how artifact {digest} is read is not one this pipetrail can "
+            f"follow ({problem}); upgrade pipetrail if a newer version wrote it, else run "
+            "`pipetrail audit verify`."
         )
     name, _, version = reading["format"].rpartition("@")
     return StoredArtifact(
