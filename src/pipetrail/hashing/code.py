@@ -18,7 +18,6 @@ import ast
 import builtins
 import functools
 import importlib
-import importlib.metadata
 import importlib.util
 import inspect
 import logging
@@ -96,6 +95,8 @@ def is_project_local(module_name: str | None) -> bool:
 
 @functools.cache
 def _packages_distributions() -> dict[str, list[str]]:
+    import importlib.metadata  # ~20 ms to import; only code using a library needs it
+
     return dict(importlib.metadata.packages_distributions())
 
 
@@ -109,6 +110,8 @@ def distribution_of(module_name: str) -> tuple[str, str] | None:
     if not names:
         return None
     name = sorted(names)[0]
+    import importlib.metadata  # imported by _packages_distributions already
+
     try:
         return name, importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
