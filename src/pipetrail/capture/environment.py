@@ -34,9 +34,7 @@ import json
 import logging
 import os
 import re
-import shutil
 import stat
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -456,11 +454,26 @@ def _total_memory_bytes() -> int | None:
         return None
 
 
+def _which(name: str) -> str | None:
+    """``shutil.which`` on POSIX without importing shutil (a run looks for one program)."""
+    if os.name == "nt":
+        import shutil
+
+        return shutil.which(name)
+    for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        candidate = os.path.join(folder or os.curdir, name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
 def _gpu_info() -> list[dict[str, str]]:
     """Query NVIDIA GPUs through ``nvidia-smi``; any failure means "no GPU seen"."""
-    exe = shutil.which("nvidia-smi")
+    exe = _which("nvidia-smi")
     if exe is None:
         return []
+    import subprocess  # only where nvidia-smi exists
+
     try:
         result = subprocess.run(
             [

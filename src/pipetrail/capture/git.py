@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from pipetrail.hashing import digest_bytes
 
 if TYPE_CHECKING:
+    import subprocess
     from pathlib import Path
 
 __all__ = ["GIT_RECORD_SCHEMA_VERSION", "GitState", "capture_git"]
@@ -100,6 +100,8 @@ def capture_git(path: Path, *, timeout: float = _DEFAULT_TIMEOUT_S) -> GitState 
     where = path if path.is_dir() else path.parent
     if not _may_be_in_repository(where):
         return None  # git would look for the same things, after two process starts
+    import subprocess  # here: a run outside a repository does without it
+
     deadline = time.monotonic() + timeout
     env = {**os.environ, **_GIT_ENV_OVERRIDES}
     procs: list[subprocess.Popen[bytes]] = []
@@ -176,6 +178,8 @@ def _may_be_in_repository(where: Path) -> bool:
 
 
 def _start(cwd: Path | str, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
+    import subprocess
+
     return subprocess.Popen(
         [*_GIT, "-C", os.fspath(cwd), *args],
         stdin=subprocess.DEVNULL,

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import sys
 import time
@@ -328,3 +329,19 @@ def test_no_nvidia_smi_means_no_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("PATH", str(tmp_path))
 
     assert capture_environment()["gpu"] == []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="shell script stand-in")
+def test_nvidia_smi_is_looked_up_like_shutil_which(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a" / "nvidia-smi").mkdir(parents=True)  # a folder: skipped
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "nvidia-smi").write_text("#!/bin/sh\nexit 1\n")  # not executable
+    write_script(tmp_path / "c", "nvidia-smi", 'echo "GPU X, 1.0, 1 MiB"')
+    path = os.pathsep.join(str(tmp_path / name) for name in ("missing", "a", "b", "c"))
+    monkeypatch.setenv("PATH", path)
+
+    assert environment._which("nvidia-smi") == shutil.which("nvidia-smi")
+    assert environment._which("nvidia-smi") == str(tmp_path / "c" / "nvidia-smi")
+    assert capture_environment()["gpu"] == [{"name": "GPU X", "driver": "1.0", "memory": "1 MiB"}]

@@ -7,7 +7,6 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pipetrail.capture import git as git_module
 from pipetrail.capture.git import GitState, capture_git
 from pipetrail.hashing import digest_bytes
 
@@ -203,7 +202,7 @@ def test_outside_any_repository_git_is_not_started(
     def no_git(*args: object, **kwargs: object) -> None:
         raise AssertionError(f"git was started: {args}")
 
-    monkeypatch.setattr(git_module.subprocess, "Popen", no_git)
+    monkeypatch.setattr(subprocess, "Popen", no_git)
     assert capture_git(folder) is None
 
 
