@@ -24,7 +24,7 @@ from _chain import PIPELINE_FILE_TEXT
 from _common import PIPETRAIL, Result, bench_env, log, main, run_timed, summarize
 
 STEPS = 50
-TARGET_S = 0.6
+TARGET_S = 0.2  # issue 9: a fully cached 50-step run, whole process
 _SUMMARY = re.compile(r"completed: (\d+) executed, (\d+) cached of (\d+) steps")
 
 

@@ -1,69 +1,38 @@
-"""Source observation: first and repeated observation of a folder, with the stat cache.
+"""Source observation: first and repeated observation of a folder, against DVC in the same run.
 
-Two folders, both under ``benchmarks/.work/`` (git-ignored) and reused when present:
+Two folders, both under ``benchmarks/.work/`` (git-ignored) and reused when present: the
+hashing benchmark's 1 GiB file set (8 x 100 MiB + 2,000 x 100 KiB random files,
+``hashing.ensure_file_set()``), observed as the source folder ``hashset``, and 100,000
+files of 1 KiB in 100 sub-folders (``manyfiles``; about 20 s to create).
 
-* the hashing benchmark's 1 GiB file set (8 x 100 MiB + 2,000 x 100 KiB random files,
-  ``hashing.ensure_file_set()``), observed as the source folder ``hashset``;
-* 100,000 files of 1 KiB in 100 sub-folders (``manyfiles``; about 20 s to create).
+In this process (``observe_source`` called directly; page cache warm): first observations
+by reference and copied into an empty ``LocalStore`` (``first.*``, ``many.first*``),
+re-observation with nothing changed through the stat cache (``unchanged``,
+``unchanged.copy``), and after rewriting one file (``one_changed``, exactly one file
+hashed). Whole process: the first copy in a new Python process (``first.copy.process``),
+the unchanged re-observation in a new Python process (``unchanged.process``), and
+``pipetrail run`` of a one-step pipeline whose only source is the folder, its content
+copied into the store, with nothing changed (``run.cached``, ``_source_run.py``).
 
-Rows, all in this process (``observe_source`` called directly; the page cache is warm, as
-it would be for data a pipeline just wrote or read):
-
-* ``first.by_reference``: first observation (empty stat cache), digests only;
-* ``first.copy``: first observation into an empty ``LocalStore`` (fsync on, the default,
-  and ``sync()`` at the end), ``store_files=store.put_files`` with the default 4 store
-  threads (which take the files of 1 MiB or more), as the runner does.
-  ``first.copy.1thread`` calls ``store_files`` from one thread; ``first.copy.cp_floor``
-  times ``cp -r`` + ``sync`` of the folder: what the disk allows for writing 1 GiB;
-  ``first.copy.process`` is the same copy in a new Python process (start-up, imports,
-  observation, ``sync``), whole process like ``dvc add`` (``vs_dvc.add_copy.process``,
-  context);
-* ``dvc.add``: the peer, measured in the same run (``peers.py``: DVC in its own
-  virtualenv, installed on first use): whole-process ``dvc add hashset`` in a new
-  repository (``dvc init --no-scm``, empty cache and state, both in the same temporary
-  folder as pipetrail's stores), on a copy of the folder made once (``cp -r`` + ``sync``,
-  untimed) and moved into each new repository (a hard-linked copy would not do: DVC
-  replaces files with more than one link by a copy from its cache). Timed right after
-  ``first.by_reference`` and ``first.copy`` in each repetition (which of DVC and pipetrail
-  goes first alternates), so ``vs_dvc.add_copy`` (target >= 3x) and
-  ``vs_dvc.add_by_reference`` are ratios per repetition. DVC does not fsync its cache;
-  ``dvc.add.sync`` adds a ``sync`` right after (for context: the ratios use the plain
-  ``dvc add``, which favours DVC);
-* ``unchanged``: re-observation, nothing changed. ``unchanged.copy``: the same with the
-  store callback (every object already stored, so each call is an existence check).
-  ``unchanged.process``: the same in a new Python process (interpreter start-up, imports,
-  opening the stat cache), like a command. Every other ``unchanged`` repetition is
-  followed by a ``dvc status`` (``dvc.status``) in the last ``dvc add`` repository;
-  ``vs_dvc.status`` (target >= 5x) divides each by the ``unchanged`` time next to it, and
-  ``vs_dvc.status.process`` compares it with ``unchanged.process`` (whole process both);
-* ``one_changed``: one 100 KiB file rewritten before each observation; the ``.hashed``
-  row counts the files re-hashed (target: exactly 1);
-* ``many.first`` / ``many.first.copy`` / ``many.unchanged``: the 100,000-file folder,
-  digests only, then content copied into an empty ``LocalStore`` like ``first.copy``
-  (targets 10 s, 10 s and 1.5 s); ``many.first.copy.cp_floor`` times ``cp -r`` + ``sync``
-  of that folder.
-
-Every observation is checked: same digest as the first one (or a different one, after a
-change), and the expected ``hashed_files``; every copy, that the store holds exactly the
-manifest's objects.
-
-DVC itself deletes about one file per file it adds (temporary names in its cache), which
-slows down file creation afterwards (see below) for both tools: measured here, before
-segment files and direct copies (ADR 0009), a ``first.copy`` of 1.1 s before any ``dvc
-add`` took 2 to 4.9 s after one; since, pipetrail creates about 20 files for the folder
-and its copies stay at 0.6-0.9 s. The temporary folder is marked ``chattr +T`` (best
-effort: ext4 then puts its sub-folders in separate block groups).
+The peer, DVC, is measured in the same run (``peers.py``: DVC in its own virtualenv,
+installed on first use): ``dvc add`` of the same folder in a new repository, next to
+each first observation (which goes first alternates), and ``dvc status`` in the last of
+those repositories, once per round of the unchanged rows. Targets are checked only on
+whole process against whole process (``_source_rows.py``): ``dvc add`` / first copy in a
+new process >= 3x, ``dvc status`` / re-observation in a new process >= 5x, ``dvc status``
+/ cached ``pipetrail run`` >= 3x; the in-process ratios are context. Without DVC
+(``--no-peers``, or its installation failed) those rows say "not measured" and carry no
+verdict. Every observation is checked (same digest, expected ``hashed_files``), every
+copy too (the store holds exactly the manifest's objects).
 
 Nothing written is deleted before the end of the run: each repetition copies into a new
-folder. On ext4, for about 5 minutes after many files were deleted, creating a file costs
-up to ~0.6 ms of kernel CPU instead of ~25 us (inode allocation skips the recently freed
-inodes; measured here after deleting 100,000 files), which would swamp what is measured.
+folder. On ext4, for minutes after many files were deleted, creating a file costs up to
+~0.6 ms of kernel CPU instead of ~25 us (inode allocation skips recently freed inodes),
+which would swamp what is measured; DVC itself deletes about one file per file it adds.
 So the disk needs about 20 GB free, and results are only fair when nothing else deleted
-many files on the same filesystem in the previous minutes.
-
-Without DVC (``--no-peers``, or its installation failed, e.g. offline) the ratio rows use
-the issue's constant peer figures (``dvc add`` 6 s, ``dvc status`` 0.9 s) and say
-"PEER NOT MEASURED".
+many files on the same filesystem in the previous minutes. The temporary folder is
+marked ``chattr +T`` (best effort: ext4 then puts its sub-folders in separate block
+groups).
 
 Run: ``.venv/bin/python benchmarks/sources.py [--quick] [--copy-only] [--no-peers]``;
 ``--copy-only`` keeps just the first-observation rows (by reference, copy, write floors,
@@ -82,6 +51,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from _common import PYTHON, WORK_DIR, Result, bench_env, log, main, run_timed, settle, summarize
+from _source_rows import (
+    TARGET_MANY_UNCHANGED_S,
+    PeerFigures,
+    add_rows,
+    first_rows,
+    status_rows,
+)
+from _source_run import CachedRun
 from hashing import SET_DIR, ensure_file_set
 from peers import Dvc, DvcAddRuns, PeerUnavailable, ensure_dvc
 
@@ -98,10 +75,6 @@ if TYPE_CHECKING:
 MANY_DIR = WORK_DIR / "manyfiles"
 MANY_DIRS, MANY_PER_DIR, MANY_SIZE = 100, 1000, 1024
 _MANY_SPEC = f"{MANY_DIRS}x{MANY_PER_DIR}x{MANY_SIZE} random v1"
-# The issue's peer figures, used only when DVC could not be measured in this run.
-PEER_DVC_ADD_S, PEER_DVC_STATUS_S = 6.0, 0.9
-TARGET_ADD_RATIO, TARGET_STATUS_RATIO = 3.0, 5.0
-TARGET_MANY_FIRST_S, TARGET_MANY_UNCHANGED_S = 10.0, 1.5
 _OBSERVE_IN_NEW_PROCESS = """
 import sys
 from pathlib import Path
@@ -167,7 +140,12 @@ def _observe(
     if store is None:
         return observe_source(name, root=root, cache=cache, by_reference=True)
     return observe_source(
-        name, root=root, cache=cache, store_files=store.put_files, store_threads=threads
+        name,
+        root=root,
+        cache=cache,
+        store_files=store.put_files,
+        store_threads=threads,
+        stored_sizes=store.stored_sizes,  # as the runner: one lookup for cached files
     )
 
 
@@ -233,11 +211,10 @@ class _Peer:
 
     def __init__(self, dvc: Dvc | PeerUnavailable, tmp: Path) -> None:
         self.runs = DvcAddRuns(dvc, tmp) if isinstance(dvc, Dvc) else None
-        self.reason = dvc.reason if isinstance(dvc, PeerUnavailable) else ""
-        self.version = dvc.version if isinstance(dvc, Dvc) else ""
-        self.add: list[float] = []
-        self.add_sync: list[float] = []
-        self.status: list[float] = []
+        self.figures = PeerFigures(
+            version=dvc.version if isinstance(dvc, Dvc) else "",
+            reason=dvc.reason if isinstance(dvc, PeerUnavailable) else "",
+        )
 
     def prepare(self, folder: Path) -> None:
         if self.runs is None:
@@ -246,23 +223,24 @@ class _Peer:
         try:
             self.runs.prepare(folder)
         except (RuntimeError, OSError) as exc:
-            log(f"sources: DVC does not work here, falling back to constant figures: {exc}")
-            self.runs, self.reason = None, f"DVC failed: {str(exc).splitlines()[0]}"
+            log(f"sources: DVC does not work here; its comparisons are not measured: {exc}")
+            self.runs = None
+            self.figures.reason = f"DVC failed: {str(exc).splitlines()[0]}"
 
     def time_add(self) -> None:
         if self.runs is not None:
             seconds, synced = self.runs.add()
-            self.add.append(seconds)
-            self.add_sync.append(seconds + synced)
+            self.figures.add.append(seconds)
+            self.figures.add_sync.append(seconds + synced)
+            self.figures.link = self.runs.link
 
-    def time_status(self, *, warm_up: bool = False) -> float:
-        """Time one ``dvc status``; the constant figure when DVC is not measured."""
+    def time_status(self, *, warm_up: bool = False) -> None:
+        """Time one ``dvc status`` (nothing when DVC is not measured)."""
         if self.runs is None:
-            return PEER_DVC_STATUS_S
+            return
         seconds = self.runs.status()
         if not warm_up:
-            self.status.append(seconds)
-        return seconds
+            self.figures.status.append(seconds)
 
 
 def _observe_in_new_process(db: Path, root: Path, name: str) -> tuple[float, str, int]:
@@ -374,23 +352,25 @@ def run(quick: bool, copy_only: bool = False, no_peers: bool = False) -> list[Re
         )
         cp_floor = _cp_floor(tmp, SET_DIR, reps)
         if copy_only:
-            return _first_rows(
+            return first_rows(
                 first_ref, first_copy, first_copy_1, cp_floor, many_first, many_copy, many_cp_floor
-            ) + _add_rows(peer, first_ref, first_copy, first_process)
+            ) + add_rows(peer.figures, first_ref, first_copy, first_process)
 
         cache = StatCache(tmp / "stat.db")
         _observe("hashset", root, cache)  # fill the cache
         process_db = tmp / "stat-process.db"
         _, _, filled = _observe_in_new_process(process_db, root, "hashset")  # fill it
         _check_count(filled, count, "unchanged process (filling the cache)")
+        cached_run = CachedRun(tmp / "run-project", SET_DIR)
+        log("sources: `pipetrail run` of a pipeline reading the folder (first run, warm-ups)")
+        run_first = cached_run.prepare()
         peer.time_status(warm_up=True)
-        # Two in-process re-observations, one in a new process and one `dvc status` per
-        # round; each ratio divides a `dvc status` by the pipetrail time just before it.
+        # Per round: two in-process re-observations, one in a new process, one cached
+        # `pipetrail run` and one `dvc status`, so a slow phase of the machine hits all.
         unchanged: list[float] = []
         unchanged_process: list[float] = []
-        status_ratio: list[float] = []
-        status_process_ratio: list[float] = []
-        for _ in range(reps * 2):
+        run_cached: list[float] = []
+        for i in range(reps * 2):
             unchanged += _repeat(
                 lambda: _observe("hashset", root, cache),
                 2,
@@ -404,9 +384,13 @@ def run(quick: bool, copy_only: bool = False, no_peers: bool = False) -> list[Re
             if process_digest != digest or hashed_now != 0:
                 raise RuntimeError(f"unchanged process: {process_digest}, hashed {hashed_now}")
             unchanged_process.append(seconds)
-            status = peer.time_status()
-            status_ratio.append(status / unchanged[-1])
-            status_process_ratio.append(status / seconds)
+            run_cached.append(cached_run.time())
+            peer.time_status()
+            log(
+                f"  round {i + 1}: unchanged {unchanged[-1]:.4f} s, in a new process "
+                f"{seconds:.3f} s, pipetrail run {run_cached[-1]:.3f} s"
+                + (f", dvc status {peer.figures.status[-1]:.3f} s" if peer.figures.status else "")
+            )
         store = LocalStore(tmp / "objects")
         _observe("hashset", root, cache, store)  # fill the store
         unchanged_copy = _repeat(
@@ -446,30 +430,24 @@ def run(quick: bool, copy_only: bool = False, no_peers: bool = False) -> list[Re
         log(f"sources: removing {tmp}")
         shutil.rmtree(tmp, ignore_errors=True)
 
-    results = _first_rows(
+    results = first_rows(
         first_ref, first_copy, first_copy_1, cp_floor, many_first, many_copy, many_cp_floor
     )
-    results += _add_rows(peer, first_ref, first_copy, first_process)
+    results += add_rows(peer.figures, first_ref, first_copy, first_process)
     results += [
         summarize(
             "sources.unchanged",
-            "re-observation, nothing changed (stat cache)",
+            "re-observation, nothing changed (stat cache), in process",
             unchanged,
             "s",
         ),
         summarize(
             "sources.unchanged.copy",
-            "same, with the store callback (objects already stored)",
+            "same, with the store's bulk lookup (objects already stored), in process",
             unchanged_copy,
             "s",
         ),
-        summarize(
-            "sources.unchanged.process",
-            "same, by reference, in a new python process (start-up + imports + observation)",
-            unchanged_process,
-            "s",
-        ),
-        *_status_rows(peer, status_ratio, status_process_ratio),
+        *status_rows(peer.figures, unchanged, unchanged_process, run_cached, run_first),
         summarize(
             "sources.one_changed",
             "re-observation after rewriting one 100 KiB file",
@@ -494,165 +472,9 @@ def run(quick: bool, copy_only: bool = False, no_peers: bool = False) -> list[Re
     return results
 
 
-def _first_rows(
-    first_ref: list[float],
-    first_copy: list[float],
-    first_copy_1: list[float],
-    cp_floor: list[float],
-    many_first: list[float],
-    many_copy: list[float],
-    many_cp_floor: list[float],
-) -> list[Result]:
-    set_text = "1 GiB folder (8x100 MiB + 2000x100 KiB)"
-    return [
-        summarize(
-            "sources.first.by_reference",
-            f"first observation, {set_text}, digests only",
-            first_ref,
-            "s",
-        ),
-        summarize(
-            "sources.first.copy",
-            "same, content copied into an empty LocalStore (fsync, as the runner)",
-            first_copy,
-            "s",
-        ),
-        summarize(
-            "sources.first.copy.1thread",
-            "same, store_files called from one thread (store_threads=1)",
-            first_copy_1,
-            "s",
-        ),
-        summarize(
-            "sources.first.copy.cp_floor",
-            "write floor: `cp -r` of the folder, then sync (no hashing)",
-            cp_floor,
-            "s",
-        ),
-        summarize(
-            "sources.many.first",
-            "first observation, 100,000 files of 1 KiB, digests only",
-            many_first,
-            "s",
-            at_most=TARGET_MANY_FIRST_S,
-        ),
-        summarize(
-            "sources.many.first.copy",
-            "same, content copied into an empty LocalStore (store.put_files, as the runner)",
-            many_copy,
-            "s",
-            at_most=TARGET_MANY_FIRST_S,
-        ),
-        summarize(
-            "sources.many.first.copy.cp_floor",
-            "write floor: `cp -r` of the 100,000 files, then sync (no hashing)",
-            many_cp_floor,
-            "s",
-        ),
-    ]
-
-
 def _check_count(hashed: int, expected: int, label: str) -> None:
     if hashed != expected:
         raise RuntimeError(f"{label}: hashed {hashed} files, expected {expected}")
-
-
-def _not_measured(name: str, what: str, seconds: float, reason: str) -> Result:
-    return Result(
-        name, f"PEER NOT MEASURED ({reason}); {what}", seconds, seconds, seconds, "s", n=0
-    )
-
-
-def _add_rows(
-    peer: _Peer, first_ref: list[float], first_copy: list[float], first_process: list[float]
-) -> list[Result]:
-    """``dvc add`` and the ratios to pipetrail's first observations, per repetition."""
-    if peer.add:
-        add, note = peer.add, "per repetition"
-        rows = [
-            summarize(
-                "sources.dvc.add",
-                f"`dvc add` of the same folder: DVC {peer.version}, new repo, empty cache, "
-                f"cache link: {peer.runs.link if peer.runs else '?'}; whole process",
-                add,
-                "s",
-            ),
-            summarize(
-                "sources.dvc.add.sync",
-                "same + `sync` right after it (DVC does not fsync its cache)",
-                peer.add_sync,
-                "s",
-            ),
-        ]
-    else:
-        add = [PEER_DVC_ADD_S] * len(first_copy)
-        note = f"vs the constant {PEER_DVC_ADD_S:g} s, PEER NOT MEASURED"
-        what = f"the issue's constant figure for `dvc add` of this folder, {PEER_DVC_ADD_S:g} s"
-        rows = [_not_measured("sources.dvc.add", what, PEER_DVC_ADD_S, peer.reason)]
-    return [
-        *rows,
-        summarize(
-            "sources.vs_dvc.add_copy",
-            f"dvc add / first.copy ({note})",
-            [a / c for a, c in zip(add, first_copy, strict=True)],
-            "x",
-            at_least=TARGET_ADD_RATIO,
-        ),
-        summarize(
-            "sources.vs_dvc.add_by_reference",
-            f"dvc add / first.by_reference ({note})",
-            [a / r for a, r in zip(add, first_ref, strict=True)],
-            "x",
-        ),
-        summarize(
-            "sources.first.copy.process",
-            "first.copy in a new python process (start-up + imports + observation + sync)",
-            first_process,
-            "s",
-        ),
-        summarize(
-            "sources.vs_dvc.add_copy.process",
-            f"dvc add / first.copy.process, both whole process ({note})",
-            [a / c for a, c in zip(add, first_process, strict=True)],
-            "x",
-        ),
-    ]
-
-
-def _status_rows(
-    peer: _Peer, status_ratio: list[float], status_process_ratio: list[float]
-) -> list[Result]:
-    """``dvc status`` and the ratios to pipetrail's unchanged re-observations."""
-    if peer.status:
-        note = "per round"
-        rows = [
-            summarize(
-                "sources.dvc.status",
-                "`dvc status` after that `dvc add`, nothing changed; whole process",
-                peer.status,
-                "s",
-            )
-        ]
-    else:
-        note = f"vs the constant {PEER_DVC_STATUS_S:g} s, PEER NOT MEASURED"
-        what = f"the issue's constant figure for `dvc status`, {PEER_DVC_STATUS_S:g} s"
-        rows = [_not_measured("sources.dvc.status", what, PEER_DVC_STATUS_S, peer.reason)]
-    return [
-        *rows,
-        summarize(
-            "sources.vs_dvc.status",
-            f"dvc status / unchanged ({note})",
-            status_ratio,
-            "x",
-            at_least=TARGET_STATUS_RATIO,
-        ),
-        summarize(
-            "sources.vs_dvc.status.process",
-            f"dvc status / unchanged.process, both whole process ({note})",
-            status_process_ratio,
-            "x",
-        ),
-    ]
 
 
 def _options(parser: argparse.ArgumentParser) -> None:
@@ -664,7 +486,7 @@ def _options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-peers",
         action="store_true",
-        help="do not install or run DVC; compare with the issue's constant figures",
+        help="do not install or run DVC; its rows and the comparisons say 'not measured'",
     )
 
 
