@@ -1,4 +1,4 @@
-"""The rows of sources.py: its figures, and the comparisons with DVC measured in the same run.
+"""For sources.py: the DVC side (:class:`Peer`), the rows, the comparisons with DVC.
 
 A target is checked only on a like-for-like comparison: DVC's commands are whole
 processes, so they are compared with pipetrail as a whole process (a new Python process
@@ -10,13 +10,20 @@ verdict: no constant stands in for it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from _common import Result, not_measured, summarize
+from _common import Result, log, not_measured, summarize
+from peers import Dvc, DvcAddRuns, PeerUnavailable
 
-# Targets: `dvc add` / first copy (whole process) >= 3x and `dvc status` / the same
-# observation in a new process >= 5x (the lineage issue); `dvc status` / a cached
-# `pipetrail run` of a pipeline reading the folder >= 3x (issue 9).
-TARGET_ADD_RATIO, TARGET_STATUS_RATIO, TARGET_RUN_RATIO = 3.0, 5.0, 3.0
+if TYPE_CHECKING:
+    from pathlib import Path
+
+# Targets: `dvc add` / the first copy in a new process >= 3x (the lineage issue's target,
+# now checked whole process against whole process); `dvc status` / a cached `pipetrail
+# run` of a pipeline reading the folder >= 3x (issue 9, which restated the lineage issue's
+# "re-observation 5x faster than `dvc status`": that one was checked against an
+# in-process time, so its ratios, in process and in a new process, are context).
+TARGET_ADD_RATIO, TARGET_RUN_RATIO = 3.0, 3.0
 TARGET_MANY_FIRST_S, TARGET_MANY_UNCHANGED_S = 10.0, 1.5
 SET_TEXT = "1 GiB folder (8x100 MiB + 2000x100 KiB)"
 
@@ -31,6 +38,43 @@ class PeerFigures:
     add: list[float] = field(default_factory=list)
     add_sync: list[float] = field(default_factory=list)
     status: list[float] = field(default_factory=list)
+
+
+class Peer:
+    """The DVC side of the comparison, or why it is not measured in this run."""
+
+    def __init__(self, dvc: Dvc | PeerUnavailable, tmp: Path) -> None:
+        self.runs = DvcAddRuns(dvc, tmp) if isinstance(dvc, Dvc) else None
+        self.figures = PeerFigures(
+            version=dvc.version if isinstance(dvc, Dvc) else "",
+            reason=dvc.reason if isinstance(dvc, PeerUnavailable) else "",
+        )
+
+    def prepare(self, folder: Path) -> None:
+        if self.runs is None:
+            return
+        log("sources: DVC warm-up, and a copy of the folder for `dvc add` (untimed)")
+        try:
+            self.runs.prepare(folder)
+        except (RuntimeError, OSError) as exc:
+            log(f"sources: DVC does not work here; its comparisons are not measured: {exc}")
+            self.runs = None
+            self.figures.reason = f"DVC failed: {str(exc).splitlines()[0]}"
+
+    def time_add(self) -> None:
+        if self.runs is not None:
+            seconds, synced = self.runs.add()
+            self.figures.add.append(seconds)
+            self.figures.add_sync.append(seconds + synced)
+            self.figures.link = self.runs.link
+
+    def time_status(self, *, warm_up: bool = False) -> None:
+        """Time one ``dvc status`` (nothing when DVC is not measured)."""
+        if self.runs is None:
+            return
+        seconds = self.runs.status()
+        if not warm_up:
+            self.figures.status.append(seconds)
 
 
 def first_rows(
@@ -187,7 +231,7 @@ def status_rows(
         ("sources.vs_dvc.status.run", "dvc status / run.cached, both whole process",
          run_cached, TARGET_RUN_RATIO),
         ("sources.vs_dvc.status.process", "dvc status / unchanged.process, both whole process",
-         unchanged_process, TARGET_STATUS_RATIO),
+         unchanged_process, None),
         ("sources.vs_dvc.status", "dvc status / unchanged (in process: context)",
          unchanged[1::2], None),
     ]  # fmt: skip

@@ -19,8 +19,8 @@ installed on first use): ``dvc add`` of the same folder in a new repository, nex
 each first observation (which goes first alternates), and ``dvc status`` in the last of
 those repositories, once per round of the unchanged rows. Targets are checked only on
 whole process against whole process (``_source_rows.py``): ``dvc add`` / first copy in a
-new process >= 3x, ``dvc status`` / re-observation in a new process >= 5x, ``dvc status``
-/ cached ``pipetrail run`` >= 3x; the in-process ratios are context. Without DVC
+new process >= 3x, ``dvc status`` / cached ``pipetrail run`` >= 3x; the other ratios are
+context. Without DVC
 (``--no-peers``, or its installation failed) those rows say "not measured" and carry no
 verdict. Every observation is checked (same digest, expected ``hashed_files``), every
 copy too (the store holds exactly the manifest's objects).
@@ -34,9 +34,10 @@ many files on the same filesystem in the previous minutes. The temporary folder 
 marked ``chattr +T`` (best effort: ext4 then puts its sub-folders in separate block
 groups).
 
-Run: ``.venv/bin/python benchmarks/sources.py [--quick] [--copy-only] [--no-peers]``;
-``--copy-only`` keeps just the first-observation rows (by reference, copy, write floors,
-``dvc add``).
+Run: ``.venv/bin/python benchmarks/sources.py [--quick] [--copy-only] [--status-only]
+[--no-peers]``; ``--copy-only`` keeps just the first-observation rows (by reference, copy,
+write floors, ``dvc add``), ``--status-only`` just the unchanged rows (re-observation,
+cached ``pipetrail run``, ``dvc status``; one untimed ``dvc add`` makes the repository).
 """
 
 from __future__ import annotations
@@ -53,14 +54,14 @@ from typing import TYPE_CHECKING
 from _common import PYTHON, WORK_DIR, Result, bench_env, log, main, run_timed, settle, summarize
 from _source_rows import (
     TARGET_MANY_UNCHANGED_S,
-    PeerFigures,
+    Peer,
     add_rows,
     first_rows,
     status_rows,
 )
 from _source_run import CachedRun
 from hashing import SET_DIR, ensure_file_set
-from peers import Dvc, DvcAddRuns, PeerUnavailable, ensure_dvc
+from peers import Dvc, PeerUnavailable, ensure_dvc
 
 from pipetrail.capture.sources import observe_source
 from pipetrail.capture.statcache import RACY_WINDOW_NS, StatCache
@@ -206,43 +207,6 @@ def _first_observations(
     return times, digest or ""
 
 
-class _Peer:
-    """The DVC side of the comparison, or why it is not measured in this run."""
-
-    def __init__(self, dvc: Dvc | PeerUnavailable, tmp: Path) -> None:
-        self.runs = DvcAddRuns(dvc, tmp) if isinstance(dvc, Dvc) else None
-        self.figures = PeerFigures(
-            version=dvc.version if isinstance(dvc, Dvc) else "",
-            reason=dvc.reason if isinstance(dvc, PeerUnavailable) else "",
-        )
-
-    def prepare(self, folder: Path) -> None:
-        if self.runs is None:
-            return
-        log("sources: DVC warm-up, and a copy of the folder for `dvc add` (untimed)")
-        try:
-            self.runs.prepare(folder)
-        except (RuntimeError, OSError) as exc:
-            log(f"sources: DVC does not work here; its comparisons are not measured: {exc}")
-            self.runs = None
-            self.figures.reason = f"DVC failed: {str(exc).splitlines()[0]}"
-
-    def time_add(self) -> None:
-        if self.runs is not None:
-            seconds, synced = self.runs.add()
-            self.figures.add.append(seconds)
-            self.figures.add_sync.append(seconds + synced)
-            self.figures.link = self.runs.link
-
-    def time_status(self, *, warm_up: bool = False) -> None:
-        """Time one ``dvc status`` (nothing when DVC is not measured)."""
-        if self.runs is None:
-            return
-        seconds = self.runs.status()
-        if not warm_up:
-            self.figures.status.append(seconds)
-
-
 def _observe_in_new_process(db: Path, root: Path, name: str) -> tuple[float, str, int]:
     """Observe by reference in a new Python process; return (seconds, digest, hashed)."""
     seconds, out = run_timed(
@@ -295,10 +259,84 @@ def _rewrite(path: Path) -> None:
     os.replace(tmp, path)
 
 
-def run(quick: bool, copy_only: bool = False, no_peers: bool = False) -> list[Result]:
+def _unchanged_rounds(
+    tmp: Path, root: Path, cache: StatCache, peer: Peer, rounds: int, *, digest: str, count: int
+) -> tuple[list[float], list[float], list[float], float]:
+    """Re-observations with nothing changed, cached ``pipetrail run``s and ``dvc status``.
+
+    Per round: two in-process re-observations, one in a new process, one cached
+    ``pipetrail run`` and one ``dvc status``, so a slow phase of the machine hits all.
+    Returns (in-process times, new-process times, run times, the run's first time).
+    """
+    _observe("hashset", root, cache)  # fill the cache
+    process_db = tmp / "stat-process.db"
+    _, _, filled = _observe_in_new_process(process_db, root, "hashset")  # fill it
+    _check_count(filled, count, "unchanged process (filling the cache)")
+    cached_run = CachedRun(tmp / "run-project", SET_DIR)
+    log("sources: `pipetrail run` of a pipeline reading the folder (first run, warm-ups)")
+    run_first = cached_run.prepare()
+    peer.time_status(warm_up=True)
+    unchanged: list[float] = []
+    unchanged_process: list[float] = []
+    run_cached: list[float] = []
+    for i in range(rounds):
+        unchanged += _repeat(
+            lambda: _observe("hashset", root, cache), 2, digest=digest, hashed=0, label="unchanged"
+        )
+        seconds, process_digest, hashed_now = _observe_in_new_process(process_db, root, "hashset")
+        if process_digest != digest or hashed_now != 0:
+            raise RuntimeError(f"unchanged process: {process_digest}, hashed {hashed_now}")
+        unchanged_process.append(seconds)
+        run_cached.append(cached_run.time())
+        peer.time_status()
+        log(
+            f"  round {i + 1}: unchanged {unchanged[-1]:.4f} s, in a new process "
+            f"{seconds:.3f} s, pipetrail run {run_cached[-1]:.3f} s"
+            + (f", dvc status {peer.figures.status[-1]:.3f} s" if peer.figures.status else "")
+        )
+    return unchanged, unchanged_process, run_cached, run_first
+
+
+def _status_only(quick: bool, dvc: Dvc | PeerUnavailable) -> list[Result]:
+    """Only the unchanged rows and ``dvc status`` (one untimed ``dvc add`` to have a repo)."""
+    big, small = ensure_file_set()
+    count = len(big) + len(small) + 1  # + the COMPLETE marker
+    root = SET_DIR.parent
+    _wait_until_not_racy(SET_DIR)
+    settle()
+    tmp = Path(tempfile.mkdtemp(prefix="pipetrail-bench-sources-"))
+    peer = Peer(dvc, tmp)
+    try:
+        digest = _observe("hashset", root, None).digest  # and warms the page cache up
+        peer.prepare(SET_DIR)
+        peer.time_add()
+        peer.figures.add, peer.figures.add_sync = [], []  # a repository to run status in
+        settle()
+        rounds = 6 if quick else 10
+        with StatCache(tmp / "stat.db") as cache:
+            unchanged, unchanged_process, run_cached, run_first = _unchanged_rounds(
+                tmp, root, cache, peer, rounds, digest=digest, count=count
+            )
+    finally:
+        log(f"sources: removing {tmp}")
+        shutil.rmtree(tmp, ignore_errors=True)
+    in_process = summarize(
+        "sources.unchanged", "re-observation, nothing changed, in process", unchanged, "s"
+    )
+    return [
+        in_process,
+        *status_rows(peer.figures, unchanged, unchanged_process, run_cached, run_first),
+    ]
+
+
+def run(
+    quick: bool, copy_only: bool = False, no_peers: bool = False, status_only: bool = False
+) -> list[Result]:
     reps = 3 if quick else 5
     many_reps = max(1, reps - 2)
     dvc = PeerUnavailable("--no-peers") if no_peers else ensure_dvc()
+    if status_only:
+        return _status_only(quick, dvc)
     big, small = ensure_file_set()
     ensure_many_files()
     count = len(big) + len(small) + 1  # + the COMPLETE marker
@@ -312,7 +350,7 @@ def run(quick: bool, copy_only: bool = False, no_peers: bool = False) -> list[Re
     # from pipetrail's stores, whose file creation they slow down (see the docstring).
     # It reduced the effect in one trial, and did not remove it.
     subprocess.run(["chattr", "+T", str(tmp)], capture_output=True, check=False)
-    peer = _Peer(dvc, tmp)
+    peer = Peer(dvc, tmp)
     try:
         log("sources: warm-up (page cache, BLAKE3 threads)")
         _observe("hashset", root, None)
@@ -357,40 +395,9 @@ def run(quick: bool, copy_only: bool = False, no_peers: bool = False) -> list[Re
             ) + add_rows(peer.figures, first_ref, first_copy, first_process)
 
         cache = StatCache(tmp / "stat.db")
-        _observe("hashset", root, cache)  # fill the cache
-        process_db = tmp / "stat-process.db"
-        _, _, filled = _observe_in_new_process(process_db, root, "hashset")  # fill it
-        _check_count(filled, count, "unchanged process (filling the cache)")
-        cached_run = CachedRun(tmp / "run-project", SET_DIR)
-        log("sources: `pipetrail run` of a pipeline reading the folder (first run, warm-ups)")
-        run_first = cached_run.prepare()
-        peer.time_status(warm_up=True)
-        # Per round: two in-process re-observations, one in a new process, one cached
-        # `pipetrail run` and one `dvc status`, so a slow phase of the machine hits all.
-        unchanged: list[float] = []
-        unchanged_process: list[float] = []
-        run_cached: list[float] = []
-        for i in range(reps * 2):
-            unchanged += _repeat(
-                lambda: _observe("hashset", root, cache),
-                2,
-                digest=digest,
-                hashed=0,
-                label="unchanged",
-            )
-            seconds, process_digest, hashed_now = _observe_in_new_process(
-                process_db, root, "hashset"
-            )
-            if process_digest != digest or hashed_now != 0:
-                raise RuntimeError(f"unchanged process: {process_digest}, hashed {hashed_now}")
-            unchanged_process.append(seconds)
-            run_cached.append(cached_run.time())
-            peer.time_status()
-            log(
-                f"  round {i + 1}: unchanged {unchanged[-1]:.4f} s, in a new process "
-                f"{seconds:.3f} s, pipetrail run {run_cached[-1]:.3f} s"
-                + (f", dvc status {peer.figures.status[-1]:.3f} s" if peer.figures.status else "")
-            )
+        unchanged, unchanged_process, run_cached, run_first = _unchanged_rounds(
+            tmp, root, cache, peer, reps * 2, digest=digest, count=count
+        )
         store = LocalStore(tmp / "objects")
         _observe("hashset", root, cache, store)  # fill the store
         unchanged_copy = _repeat(
@@ -482,6 +489,11 @@ def _options(parser: argparse.ArgumentParser) -> None:
         "--copy-only",
         action="store_true",
         help="only the first-observation rows (by reference, copy, write floors, dvc add)",
+    )
+    parser.add_argument(
+        "--status-only",
+        action="store_true",
+        help="only the unchanged rows: re-observation, cached `pipetrail run`, `dvc status`",
     )
     parser.add_argument(
         "--no-peers",
