@@ -164,3 +164,52 @@ def test_the_repository_readme_has_the_markers(bench: Any) -> None:
     assert text.count(report.BEGIN) == 1
     assert text.count(report.END) == 1
     assert text.index(report.BEGIN) < text.index(report.END)
+
+
+@pytest.fixture
+def rows(bench: Any) -> Iterator[Any]:
+    """The sources benchmark's row builders (``_source_rows``), on made-up figures."""
+    import _source_rows
+
+    yield _source_rows
+    for name in ("_source_rows", "peers"):
+        sys.modules.pop(name, None)
+
+
+def _by_name(results: list[Any]) -> dict[str, Any]:
+    return {r.name: r for r in results}
+
+
+def test_without_dvc_the_comparisons_are_not_measured(rows: Any) -> None:
+    peer = rows.PeerFigures(reason="install failed: offline")
+    added = _by_name(rows.add_rows(peer, [0.3, 0.3], [0.7, 0.8], [0.9, 1.0]))
+    status = _by_name(rows.status_rows(peer, [0.01] * 4, [0.1, 0.1], [0.15, 0.14], 2.0))
+    for found in (added, status):
+        for name, row in found.items():
+            if "dvc" in name:
+                assert row.verdict == "not measured", name
+                assert row.passed is None
+                assert row.n == 0
+                assert "install failed: offline" in (row.missing or "")
+    assert added["sources.vs_dvc.add_copy.process"].target == ">= 3.00 x"
+    assert status["sources.vs_dvc.status.run"].target == ">= 3.00 x"
+    assert status["sources.run.cached"].verdict == "info"  # our own figure, still measured
+
+
+def test_only_whole_process_comparisons_carry_a_verdict(rows: Any) -> None:
+    peer = rows.PeerFigures(version="3.67.1", link="copy", add=[6.0, 5.0], add_sync=[6.5, 5.5])
+    peer.status = [0.5, 0.45]
+    # In process, pipetrail's first copy is 8x faster; as a whole process, 2.2x: FAIL.
+    added = _by_name(rows.add_rows(peer, [0.3, 0.25], [0.75, 0.625], [2.5, 2.5]))
+    unchanged = [0.01, 0.01, 0.01, 0.009]
+    status = _by_name(rows.status_rows(peer, unchanged, [0.1, 0.15], [0.2, 0.125], 2.0))
+    with_target = {n for n, r in {**added, **status}.items() if r.target != "-"}
+    assert with_target == {"sources.vs_dvc.add_copy.process", "sources.vs_dvc.status.run"}
+    assert added["sources.vs_dvc.add_copy"].median == pytest.approx(8.0)
+    assert added["sources.vs_dvc.add_copy"].verdict == "info"
+    assert added["sources.vs_dvc.add_copy.process"].median == pytest.approx(2.2)
+    assert added["sources.vs_dvc.add_copy.process"].verdict == "FAIL"
+    assert status["sources.vs_dvc.status.run"].median == pytest.approx((2.5 + 3.6) / 2)
+    assert status["sources.vs_dvc.status.run"].verdict == "PASS"
+    assert status["sources.vs_dvc.status"].verdict == "info"  # in process: context only
+    assert status["sources.vs_dvc.status"].median == pytest.approx((50 + 0.45 / 0.009) / 2)
