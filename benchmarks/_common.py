@@ -8,12 +8,14 @@ Standard library only.
 from __future__ import annotations
 
 import argparse
+import math
 import os
+import platform
 import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -41,8 +43,11 @@ class Result:
         max: slowest repetition.
         unit: unit of median/min/max (``ms``, ``s``, ``GiB/s``, ``x``...).
         target: the target as text (``<= 2 ms``), or ``-`` for informational rows.
-        passed: whether the median meets the target; ``None`` for informational rows.
-        n: number of timed repetitions.
+        passed: whether the median meets the target; ``None`` for informational rows
+            and for rows not measured.
+        n: number of timed repetitions (0: not measured).
+        missing: why the row could not be measured (a peer that could not be installed
+            or run); its figures are then NaN and it has no verdict, whatever its target.
     """
 
     name: str
@@ -54,13 +59,26 @@ class Result:
     target: str = "-"
     passed: bool | None = None
     n: int = 0
+    missing: str | None = None
 
     @property
     def verdict(self) -> str:
-        """``PASS``, ``FAIL`` or ``info``."""
+        """``PASS``, ``FAIL``, ``info``, or ``not measured``."""
+        if self.missing is not None:
+            return "not measured"
         if self.passed is None:
             return "info"
         return "PASS" if self.passed else "FAIL"
+
+
+def not_measured(name: str, measured: str, unit: str, reason: str, *, target: str = "-") -> Result:
+    """A row that could not be measured in this run: no figures, no verdict.
+
+    Never a constant in place of what was not measured: a comparison with a peer that
+    could not be run says so, and its target stays unchecked.
+    """
+    nan = math.nan
+    return Result(name, measured, nan, nan, nan, unit, target, None, 0, missing=reason)
 
 
 def summarize(
@@ -98,6 +116,8 @@ def summarize(
 
 
 def _fmt(value: float) -> str:
+    if math.isnan(value):
+        return "-"
     if value == 0:
         return "0"
     if abs(value) >= 100:
@@ -234,32 +254,116 @@ def format_table(results: Sequence[Result]) -> str:
     return "\n".join(out)
 
 
-def library_revision() -> str:
-    """The commit of the measured source tree, and whether src/ differs from it.
+def git_revision() -> tuple[str, list[str]]:
+    """The commit of the working tree, and the top-level paths that differ from it.
 
-    Read-only git calls (``--no-optional-locks``: not even the index is refreshed).
+    Read-only git calls (``--no-optional-locks``: not even the index is refreshed). The
+    paths are those with changes to tracked files (staged or not) and untracked files
+    that are not ignored; ``benchmarks/README.md`` itself is left out (a run writes it).
+    Returns ``("unknown", [])`` outside a git checkout.
     """
     git = ["git", "--no-optional-locks", "-C", str(REPO_ROOT)]
     try:
         head = subprocess.run(
-            [*git, "rev-parse", "--short", "HEAD"], capture_output=True, text=True, check=True
+            [*git, "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, check=True
         ).stdout.strip()
-        dirty = subprocess.run([*git, "diff", "--quiet", "HEAD", "--", "src"], check=False)
+        status = subprocess.run(
+            [*git, "status", "--porcelain=v1", "-z", "--untracked-files=normal"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
     except (OSError, subprocess.CalledProcessError):
-        return "pipetrail source: unknown revision"
-    state = " + uncommitted changes in src/" if dirty.returncode == 1 else ""
-    return f"pipetrail source: {head}{state}"
+        return "unknown", []
+    changed: set[str] = set()
+    entries = iter(status.split("\0"))
+    for entry in entries:
+        if len(entry) < 4:
+            continue
+        path = entry[3:]
+        if entry[0] in "RC":
+            next(entries, None)  # the rename's source path follows
+        if path != "benchmarks/README.md":
+            changed.add(path.split("/", 1)[0] + ("/" if "/" in path else ""))
+    return head, sorted(changed)
 
 
-def machine_line() -> str:
-    """One line describing the machine, interpreter and source, printed above the table."""
-    import platform
+def _memory_bytes() -> int | None:
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        return None
 
-    return (
-        f"python {platform.python_version()} on {platform.system()} {platform.machine()}, "
-        f"{os.cpu_count()} logical CPUs, {time.strftime('%Y-%m-%d %H:%M:%S')}; "
-        f"{library_revision()}"
-    )
+
+def _load() -> tuple[float, float, float] | None:
+    try:
+        return os.getloadavg()
+    except OSError:
+        return None
+
+
+@dataclass
+class RunInfo:
+    """Where and when one benchmark run happened: printed above its table.
+
+    ``load_before`` and ``load_after`` are ``os.getloadavg()`` (1, 5 and 15 minutes) at
+    the start and the end of the run: how many processes were running or waiting for a
+    CPU, ours included.
+    """
+
+    commit: str
+    dirty: list[str]
+    started: str
+    python: str
+    system: str
+    cpus: int | None
+    usable_cpus: int | None
+    memory_bytes: int | None
+    load_before: tuple[float, float, float] | None
+    load_after: tuple[float, float, float] | None = None
+    command: list[str] = field(default_factory=list)
+    quick: bool = False
+
+    @classmethod
+    def start(cls, *, quick: bool, command: Sequence[str] | None = None) -> RunInfo:
+        """Take everything but ``load_after`` now, at the start of a run."""
+        head, dirty = git_revision()
+        usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+        return cls(
+            commit=head,
+            dirty=dirty,
+            started=time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
+            python=f"{platform.python_implementation()} {platform.python_version()}",
+            system=f"{platform.system()} {platform.release()} {platform.machine()}",
+            cpus=os.cpu_count(),
+            usable_cpus=usable,
+            memory_bytes=_memory_bytes(),
+            load_before=_load(),
+            command=list(command if command is not None else sys.argv),
+            quick=quick,
+        )
+
+    def finish(self) -> None:
+        """Record the load average at the end of the run."""
+        self.load_after = _load()
+
+    def machine(self) -> str:
+        """``Linux 6.1 x86_64, 2 CPUs, 23.5 GiB, CPython 3.11.7``."""
+        cpus = f"{self.cpus} CPUs" if self.cpus else "CPUs unknown"
+        if self.usable_cpus is not None and self.usable_cpus != self.cpus:
+            cpus += f" ({self.usable_cpus} usable)"
+        memory = f"{self.memory_bytes / 2**30:.1f} GiB" if self.memory_bytes else "memory unknown"
+        return f"{self.system}, {cpus}, {memory}, {self.python}"
+
+    def revision(self) -> str:
+        """``abc123def456`` or ``abc123def456 + uncommitted changes in src/, tests/``."""
+        state = f" + uncommitted changes in {', '.join(self.dirty)}" if self.dirty else ""
+        return f"{self.commit}{state}"
+
+
+def format_load(load: tuple[float, float, float] | None) -> str:
+    """``1.02 / 0.75 / 0.40`` (1, 5, 15 minutes), or ``n/a``."""
+    return "n/a" if load is None else " / ".join(f"{x:.2f}" for x in load)
 
 
 def background_line(loads: dict[str, float | None]) -> str:
@@ -315,9 +419,14 @@ def main(
         extra(parser)
     args = vars(parser.parse_args())
     quick = args.pop("quick")
+    info = RunInfo.start(quick=quick)
     with BackgroundLoad() as load:
         results = run(quick, **args)
-    print(machine_line())
+    info.finish()
+    print(
+        f"{info.machine()}; {info.started}; pipetrail commit {info.revision()}; load average "
+        f"{format_load(info.load_before)} before, {format_load(info.load_after)} after"
+    )
     print(format_table(results))
     print(background_line({"this benchmark": load.cpus}))
-    return 1 if any(r.passed is False for r in results) else 0
+    return 1 if any(r.passed is False or r.missing for r in results if r.target != "-") else 0

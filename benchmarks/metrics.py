@@ -15,8 +15,9 @@ artifacts and recording them in the ledger. The two runs alternate in order from
 repetition to the next so that warm caches favour neither. Each logged run is checked:
 its step references one series of N points.
 
-For comparison: MLflow's ``log_metric`` makes one tracking request per call, about 100
-points per second one at a time; batching (``log_batch``) is its documented way around it.
+For scale only (not measured here, and no verdict depends on it): MLflow's ``log_metric``
+makes one tracking request per call; batching (``log_batch``) is its documented way
+around it.
 
 | row | what | target |
 |-----|------|--------|

@@ -1,14 +1,16 @@
 """Peer tools measured in the same run as pipetrail: DVC in a private virtualenv.
 
-DVC is installed from the package index with ``pip install dvc`` into its own virtualenv,
-``benchmarks/.work/peers-venv`` (git-ignored), never into the project's venv, so the
-project's dependencies stay untouched. The first use creates it (about a minute with a
-network connection); later uses reuse it. An ``INSTALLED`` marker, written last, holds
-the installed version, so an interrupted installation is redone.
+DVC is installed from the package index with ``pip install dvc==VERSION`` (pinned:
+``DVC_REQUIREMENT``, so that two runs compare with the same peer) into its own
+virtualenv, ``benchmarks/.work/peers-venv`` (git-ignored), never into the project's venv,
+so the project's dependencies stay untouched. The first use creates it (about a minute
+with a network connection); later uses reuse it. An ``INSTALLED`` marker, written last,
+holds the requirement it was installed from, so an interrupted installation, or one of
+another version, is redone.
 
 When the installation fails (no network, no index), :func:`ensure_dvc` returns a
-:class:`PeerUnavailable` saying why, and the benchmarks fall back to the constant peer
-figures, marking those rows "peer not measured".
+:class:`PeerUnavailable` saying why; the benchmarks then print the comparisons with DVC
+as "not measured", with no verdict (never a constant in place of the peer).
 
 :class:`DvcRepo` runs DVC commands in a throw-away repository (``dvc init --no-scm``)
 with everything DVC writes kept inside it: the cache (``.dvc/cache``, DVC's default, so on
@@ -35,7 +37,7 @@ from pathlib import Path
 from _common import WORK_DIR, log, run_timed
 
 PEERS_VENV = WORK_DIR / "peers-venv"
-DVC_REQUIREMENT = "dvc"
+DVC_REQUIREMENT = "dvc==3.67.1"
 _MARKER = PEERS_VENV / "INSTALLED"
 _INSTALL_TIMEOUT_S = 1200
 
@@ -108,11 +110,12 @@ def ensure_dvc(*, reinstall: bool = False) -> Dvc | PeerUnavailable:
         reinstall: delete the peer virtualenv and install again.
 
     Returns:
-        The installed DVC, or why it is not available (the caller falls back to
-        constant figures).
+        The installed DVC, or why it is not available (the caller then reports the
+        comparisons as not measured).
     """
     executable = _bin("dvc")
-    if not reinstall and _MARKER.is_file() and executable.is_file():
+    installed = _MARKER.read_text().strip() if _MARKER.is_file() else None
+    if not reinstall and installed == DVC_REQUIREMENT and executable.is_file():
         version = _version(executable)
         if version is not None:
             return Dvc(executable, version)
@@ -125,7 +128,7 @@ def ensure_dvc(*, reinstall: bool = False) -> Dvc | PeerUnavailable:
     version = _version(executable)
     if version is None:
         return PeerUnavailable("installed, but `dvc --version` failed")
-    _MARKER.write_text(version + "\n")
+    _MARKER.write_text(DVC_REQUIREMENT + "\n")
     log(f"peers: DVC {version} installed")
     return Dvc(executable, version)
 

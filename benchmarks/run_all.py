@@ -1,15 +1,22 @@
-"""Run every benchmark and print one table.
+"""Run every benchmark and print one table; ``--write-readme`` also puts it in README.md.
 
-Run: ``.venv/bin/python benchmarks/run_all.py`` (about 2-3 minutes) or with ``--quick``
-(fewer repetitions, under a minute once the hashing file set exists). ``--only NAME``
-runs some of them (``step_overhead``, ``cached_chain``, ``hashing``, ``cli_startup``,
-``metrics``, ``lineage``, ``sources``, ``data_ops``, ``contracts``, ``verified_reads``; the lineage
-benchmark builds a 1.2 GB synthetic ledger once, about 75 s, and reuses it);
-``--wait-quiet SECONDS`` waits (up to SECONDS) before each benchmark until other processes
-leave the CPUs alone. The line under the table says how busy other processes kept the
-CPUs during each benchmark: on a shared machine, read the results with it.
+Run: ``.venv/bin/python benchmarks/run_all.py`` (about 10 minutes; the first run also
+creates the file sets and installs DVC) or with ``--quick`` (fewer repetitions). ``--only
+NAME`` runs some of them (``step_overhead``, ``cached_chain``, ``hashing``, ``cli_startup``,
+``metrics``, ``lineage``, ``sources``, ``data_ops``, ``contracts``, ``reproduce``,
+``verified_reads``; the lineage benchmark builds a 1.2 GB synthetic ledger once, about 75 s,
+and reuses it); ``--wait-quiet SECONDS`` waits (up to SECONDS) before each benchmark until
+other processes leave the CPUs alone. Above the table: the commit measured (and what
+differed from it), the machine and the load average before and after the run; under it, how
+busy other processes kept the CPUs during each benchmark: on a shared machine, read the
+results with it.
 
-Exit status: 0 if every target is met, 1 if any is missed, 2 if a benchmark crashed.
+``--write-readme`` runs every benchmark (no ``--only``) and replaces the results section
+of ``benchmarks/README.md`` (between its ``BEGIN RESULTS`` and ``END RESULTS`` markers)
+with this run's: the README's figures always come from one run at one commit.
+
+Exit status: 0 if every target is met, 1 if any is missed or could not be measured (a
+peer that could not be installed), 2 if a benchmark crashed.
 """
 
 from __future__ import annotations
@@ -31,15 +38,18 @@ import sources
 import step_overhead
 import verified_reads
 from _common import (
+    BENCH_DIR,
     BackgroundLoad,
     Result,
+    RunInfo,
     background_line,
+    format_load,
     format_table,
     log,
-    machine_line,
     settle,
     wait_for_quiet,
 )
+from _report import render_results, summary_line, write_readme
 
 BENCHMARKS = {
     "step_overhead": step_overhead.run,
@@ -69,8 +79,16 @@ def main() -> int:
         metavar="SECONDS",
         help="before each benchmark, wait up to SECONDS for other processes to go idle",
     )
+    parser.add_argument(
+        "--write-readme",
+        action="store_true",
+        help="run every benchmark and write the results section of benchmarks/README.md",
+    )
     args = parser.parse_args()
+    if args.write_readme and args.only:
+        parser.error("--write-readme runs every benchmark: drop --only")
     names = args.only or list(BENCHMARKS)
+    info = RunInfo.start(quick=args.quick, command=["benchmarks/run_all.py", *sys.argv[1:]])
     results: list[Result] = []
     crashed: list[str] = []
     loads: dict[str, float | None] = {}
@@ -88,21 +106,25 @@ def main() -> int:
             log(f"{name} crashed:\n{traceback.format_exc()}")
         loads[name] = load.cpus
         log(f"{name}: {time.perf_counter() - began:.1f} s")
+    info.finish()
+    elapsed = time.perf_counter() - start
     mode = "quick" if args.quick else "full"
-    print(f"pipetrail benchmarks ({mode}); {machine_line()}")
+    print(
+        f"pipetrail benchmarks ({mode}); {info.machine()}; {info.started}; "
+        f"pipetrail commit {info.revision()}; load average {format_load(info.load_before)} "
+        f"before, {format_load(info.load_after)} after"
+    )
     print(format_table(results))
     print(background_line(loads))
-    failed = [r.name for r in results if r.passed is False]
-    passed = sum(1 for r in results if r.passed)
-    print(
-        f"\n{passed} targets met, {len(failed)} missed"
-        + (f" ({', '.join(failed)})" if failed else "")
-        + (f"; crashed: {', '.join(crashed)}" if crashed else "")
-        + f"; total {time.perf_counter() - start:.0f} s"
-    )
+    print(f"\n{summary_line(results, crashed)}; total {elapsed:.0f} s")
+    if args.write_readme:
+        readme = BENCH_DIR / "README.md"
+        write_readme(readme, render_results(info, results, loads, crashed, elapsed))
+        log(f"wrote the results section of {readme}")
     if crashed:
         return 2
-    return 1 if failed else 0
+    unmet = [r for r in results if r.verdict == "FAIL" or (r.missing and r.target != "-")]
+    return 1 if unmet else 0
 
 
 if __name__ == "__main__":

@@ -1,73 +1,43 @@
-"""Source observation: first and repeated observation of a folder, with the stat cache.
+"""Source observation: first and repeated observation of a folder, against DVC in the same run.
 
-Two folders, both under ``benchmarks/.work/`` (git-ignored) and reused when present:
+Two folders, both under ``benchmarks/.work/`` (git-ignored) and reused when present: the
+hashing benchmark's 1 GiB file set (8 x 100 MiB + 2,000 x 100 KiB random files,
+``hashing.ensure_file_set()``), observed as the source folder ``hashset``, and 100,000
+files of 1 KiB in 100 sub-folders (``manyfiles``; about 20 s to create).
 
-* the hashing benchmark's 1 GiB file set (8 x 100 MiB + 2,000 x 100 KiB random files,
-  ``hashing.ensure_file_set()``), observed as the source folder ``hashset``;
-* 100,000 files of 1 KiB in 100 sub-folders (``manyfiles``; about 20 s to create).
+In this process (``observe_source`` called directly; page cache warm): first observations
+by reference and copied into an empty ``LocalStore`` (``first.*``, ``many.first*``),
+re-observation with nothing changed through the stat cache (``unchanged``,
+``unchanged.copy``), and after rewriting one file (``one_changed``, exactly one file
+hashed). Whole process: the first copy in a new Python process (``first.copy.process``),
+the unchanged re-observation in a new Python process (``unchanged.process``), and
+``pipetrail run`` of a one-step pipeline whose only source is the folder, its content
+copied into the store, with nothing changed (``run.cached``, ``_source_run.py``).
 
-Rows, all in this process (``observe_source`` called directly; the page cache is warm, as
-it would be for data a pipeline just wrote or read):
-
-* ``first.by_reference``: first observation (empty stat cache), digests only;
-* ``first.copy``: first observation into an empty ``LocalStore`` (fsync on, the default,
-  and ``sync()`` at the end), ``store_files=store.put_files`` with the default 4 store
-  threads (which take the files of 1 MiB or more), as the runner does.
-  ``first.copy.1thread`` calls ``store_files`` from one thread; ``first.copy.cp_floor``
-  times ``cp -r`` + ``sync`` of the folder: what the disk allows for writing 1 GiB;
-  ``first.copy.process`` is the same copy in a new Python process (start-up, imports,
-  observation, ``sync``), whole process like ``dvc add`` (``vs_dvc.add_copy.process``,
-  context);
-* ``dvc.add``: the peer, measured in the same run (``peers.py``: DVC in its own
-  virtualenv, installed on first use): whole-process ``dvc add hashset`` in a new
-  repository (``dvc init --no-scm``, empty cache and state, both in the same temporary
-  folder as pipetrail's stores), on a copy of the folder made once (``cp -r`` + ``sync``,
-  untimed) and moved into each new repository (a hard-linked copy would not do: DVC
-  replaces files with more than one link by a copy from its cache). Timed right after
-  ``first.by_reference`` and ``first.copy`` in each repetition (which of DVC and pipetrail
-  goes first alternates), so ``vs_dvc.add_copy`` (target >= 3x) and
-  ``vs_dvc.add_by_reference`` are ratios per repetition. DVC does not fsync its cache;
-  ``dvc.add.sync`` adds a ``sync`` right after (for context: the ratios use the plain
-  ``dvc add``, which favours DVC);
-* ``unchanged``: re-observation, nothing changed. ``unchanged.copy``: the same with the
-  store callback (every object already stored, so each call is an existence check).
-  ``unchanged.process``: the same in a new Python process (interpreter start-up, imports,
-  opening the stat cache), like a command. Every other ``unchanged`` repetition is
-  followed by a ``dvc status`` (``dvc.status``) in the last ``dvc add`` repository;
-  ``vs_dvc.status`` (target >= 5x) divides each by the ``unchanged`` time next to it, and
-  ``vs_dvc.status.process`` compares it with ``unchanged.process`` (whole process both);
-* ``one_changed``: one 100 KiB file rewritten before each observation; the ``.hashed``
-  row counts the files re-hashed (target: exactly 1);
-* ``many.first`` / ``many.first.copy`` / ``many.unchanged``: the 100,000-file folder,
-  digests only, then content copied into an empty ``LocalStore`` like ``first.copy``
-  (targets 10 s, 10 s and 1.5 s); ``many.first.copy.cp_floor`` times ``cp -r`` + ``sync``
-  of that folder.
-
-Every observation is checked: same digest as the first one (or a different one, after a
-change), and the expected ``hashed_files``; every copy, that the store holds exactly the
-manifest's objects.
-
-DVC itself deletes about one file per file it adds (temporary names in its cache), which
-slows down file creation afterwards (see below) for both tools: measured here, before
-segment files and direct copies (ADR 0009), a ``first.copy`` of 1.1 s before any ``dvc
-add`` took 2 to 4.9 s after one; since, pipetrail creates about 20 files for the folder
-and its copies stay at 0.6-0.9 s. The temporary folder is marked ``chattr +T`` (best
-effort: ext4 then puts its sub-folders in separate block groups).
+The peer, DVC, is measured in the same run (``peers.py``: DVC in its own virtualenv,
+installed on first use): ``dvc add`` of the same folder in a new repository, next to
+each first observation (which goes first alternates), and ``dvc status`` in the last of
+those repositories, once per round of the unchanged rows. Targets are checked only on
+whole process against whole process (``_source_rows.py``): ``dvc add`` / first copy in a
+new process >= 3x, ``dvc status`` / cached ``pipetrail run`` >= 3x; the other ratios are
+context. Without DVC
+(``--no-peers``, or its installation failed) those rows say "not measured" and carry no
+verdict. Every observation is checked (same digest, expected ``hashed_files``), every
+copy too (the store holds exactly the manifest's objects).
 
 Nothing written is deleted before the end of the run: each repetition copies into a new
-folder. On ext4, for about 5 minutes after many files were deleted, creating a file costs
-up to ~0.6 ms of kernel CPU instead of ~25 us (inode allocation skips the recently freed
-inodes; measured here after deleting 100,000 files), which would swamp what is measured.
+folder. On ext4, for minutes after many files were deleted, creating a file costs up to
+~0.6 ms of kernel CPU instead of ~25 us (inode allocation skips recently freed inodes),
+which would swamp what is measured; DVC itself deletes about one file per file it adds.
 So the disk needs about 20 GB free, and results are only fair when nothing else deleted
-many files on the same filesystem in the previous minutes.
+many files on the same filesystem in the previous minutes. The temporary folder is
+marked ``chattr +T`` (best effort: ext4 then puts its sub-folders in separate block
+groups).
 
-Without DVC (``--no-peers``, or its installation failed, e.g. offline) the ratio rows use
-the issue's constant peer figures (``dvc add`` 6 s, ``dvc status`` 0.9 s) and say
-"PEER NOT MEASURED".
-
-Run: ``.venv/bin/python benchmarks/sources.py [--quick] [--copy-only] [--no-peers]``;
-``--copy-only`` keeps just the first-observation rows (by reference, copy, write floors,
-``dvc add``).
+Run: ``.venv/bin/python benchmarks/sources.py [--quick] [--copy-only] [--status-only]
+[--no-peers]``; ``--copy-only`` keeps just the first-observation rows (by reference, copy,
+write floors, ``dvc add``), ``--status-only`` just the unchanged rows (re-observation,
+cached ``pipetrail run``, ``dvc status``; one untimed ``dvc add`` makes the repository).
 """
 
 from __future__ import annotations
@@ -82,8 +52,16 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from _common import PYTHON, WORK_DIR, Result, bench_env, log, main, run_timed, settle, summarize
+from _source_rows import (
+    TARGET_MANY_UNCHANGED_S,
+    Peer,
+    add_rows,
+    first_rows,
+    status_rows,
+)
+from _source_run import CachedRun
 from hashing import SET_DIR, ensure_file_set
-from peers import Dvc, DvcAddRuns, PeerUnavailable, ensure_dvc
+from peers import Dvc, PeerUnavailable, ensure_dvc
 
 from pipetrail.capture.sources import observe_source
 from pipetrail.capture.statcache import RACY_WINDOW_NS, StatCache
@@ -98,10 +76,6 @@ if TYPE_CHECKING:
 MANY_DIR = WORK_DIR / "manyfiles"
 MANY_DIRS, MANY_PER_DIR, MANY_SIZE = 100, 1000, 1024
 _MANY_SPEC = f"{MANY_DIRS}x{MANY_PER_DIR}x{MANY_SIZE} random v1"
-# The issue's peer figures, used only when DVC could not be measured in this run.
-PEER_DVC_ADD_S, PEER_DVC_STATUS_S = 6.0, 0.9
-TARGET_ADD_RATIO, TARGET_STATUS_RATIO = 3.0, 5.0
-TARGET_MANY_FIRST_S, TARGET_MANY_UNCHANGED_S = 10.0, 1.5
 _OBSERVE_IN_NEW_PROCESS = """
 import sys
 from pathlib import Path
@@ -167,7 +141,12 @@ def _observe(
     if store is None:
         return observe_source(name, root=root, cache=cache, by_reference=True)
     return observe_source(
-        name, root=root, cache=cache, store_files=store.put_files, store_threads=threads
+        name,
+        root=root,
+        cache=cache,
+        store_files=store.put_files,
+        store_threads=threads,
+        stored_sizes=store.stored_sizes,  # as the runner: one lookup for cached files
     )
 
 
@@ -228,43 +207,6 @@ def _first_observations(
     return times, digest or ""
 
 
-class _Peer:
-    """The DVC side of the comparison, or why it is not measured in this run."""
-
-    def __init__(self, dvc: Dvc | PeerUnavailable, tmp: Path) -> None:
-        self.runs = DvcAddRuns(dvc, tmp) if isinstance(dvc, Dvc) else None
-        self.reason = dvc.reason if isinstance(dvc, PeerUnavailable) else ""
-        self.version = dvc.version if isinstance(dvc, Dvc) else ""
-        self.add: list[float] = []
-        self.add_sync: list[float] = []
-        self.status: list[float] = []
-
-    def prepare(self, folder: Path) -> None:
-        if self.runs is None:
-            return
-        log("sources: DVC warm-up, and a copy of the folder for `dvc add` (untimed)")
-        try:
-            self.runs.prepare(folder)
-        except (RuntimeError, OSError) as exc:
-            log(f"sources: DVC does not work here, falling back to constant figures: {exc}")
-            self.runs, self.reason = None, f"DVC failed: {str(exc).splitlines()[0]}"
-
-    def time_add(self) -> None:
-        if self.runs is not None:
-            seconds, synced = self.runs.add()
-            self.add.append(seconds)
-            self.add_sync.append(seconds + synced)
-
-    def time_status(self, *, warm_up: bool = False) -> float:
-        """Time one ``dvc status``; the constant figure when DVC is not measured."""
-        if self.runs is None:
-            return PEER_DVC_STATUS_S
-        seconds = self.runs.status()
-        if not warm_up:
-            self.status.append(seconds)
-        return seconds
-
-
 def _observe_in_new_process(db: Path, root: Path, name: str) -> tuple[float, str, int]:
     """Observe by reference in a new Python process; return (seconds, digest, hashed)."""
     seconds, out = run_timed(
@@ -317,10 +259,84 @@ def _rewrite(path: Path) -> None:
     os.replace(tmp, path)
 
 
-def run(quick: bool, copy_only: bool = False, no_peers: bool = False) -> list[Result]:
+def _unchanged_rounds(
+    tmp: Path, root: Path, cache: StatCache, peer: Peer, rounds: int, *, digest: str, count: int
+) -> tuple[list[float], list[float], list[float], float]:
+    """Re-observations with nothing changed, cached ``pipetrail run``s and ``dvc status``.
+
+    Per round: two in-process re-observations, one in a new process, one cached
+    ``pipetrail run`` and one ``dvc status``, so a slow phase of the machine hits all.
+    Returns (in-process times, new-process times, run times, the run's first time).
+    """
+    _observe("hashset", root, cache)  # fill the cache
+    process_db = tmp / "stat-process.db"
+    _, _, filled = _observe_in_new_process(process_db, root, "hashset")  # fill it
+    _check_count(filled, count, "unchanged process (filling the cache)")
+    cached_run = CachedRun(tmp / "run-project", SET_DIR)
+    log("sources: `pipetrail run` of a pipeline reading the folder (first run, warm-ups)")
+    run_first = cached_run.prepare()
+    peer.time_status(warm_up=True)
+    unchanged: list[float] = []
+    unchanged_process: list[float] = []
+    run_cached: list[float] = []
+    for i in range(rounds):
+        unchanged += _repeat(
+            lambda: _observe("hashset", root, cache), 2, digest=digest, hashed=0, label="unchanged"
+        )
+        seconds, process_digest, hashed_now = _observe_in_new_process(process_db, root, "hashset")
+        if process_digest != digest or hashed_now != 0:
+            raise RuntimeError(f"unchanged process: {process_digest}, hashed {hashed_now}")
+        unchanged_process.append(seconds)
+        run_cached.append(cached_run.time())
+        peer.time_status()
+        log(
+            f"  round {i + 1}: unchanged {unchanged[-1]:.4f} s, in a new process "
+            f"{seconds:.3f} s, pipetrail run {run_cached[-1]:.3f} s"
+            + (f", dvc status {peer.figures.status[-1]:.3f} s" if peer.figures.status else "")
+        )
+    return unchanged, unchanged_process, run_cached, run_first
+
+
+def _status_only(quick: bool, dvc: Dvc | PeerUnavailable) -> list[Result]:
+    """Only the unchanged rows and ``dvc status`` (one untimed ``dvc add`` to have a repo)."""
+    big, small = ensure_file_set()
+    count = len(big) + len(small) + 1  # + the COMPLETE marker
+    root = SET_DIR.parent
+    _wait_until_not_racy(SET_DIR)
+    settle()
+    tmp = Path(tempfile.mkdtemp(prefix="pipetrail-bench-sources-"))
+    peer = Peer(dvc, tmp)
+    try:
+        digest = _observe("hashset", root, None).digest  # and warms the page cache up
+        peer.prepare(SET_DIR)
+        peer.time_add()
+        peer.figures.add, peer.figures.add_sync = [], []  # a repository to run status in
+        settle()
+        rounds = 6 if quick else 10
+        with StatCache(tmp / "stat.db") as cache:
+            unchanged, unchanged_process, run_cached, run_first = _unchanged_rounds(
+                tmp, root, cache, peer, rounds, digest=digest, count=count
+            )
+    finally:
+        log(f"sources: removing {tmp}")
+        shutil.rmtree(tmp, ignore_errors=True)
+    in_process = summarize(
+        "sources.unchanged", "re-observation, nothing changed, in process", unchanged, "s"
+    )
+    return [
+        in_process,
+        *status_rows(peer.figures, unchanged, unchanged_process, run_cached, run_first),
+    ]
+
+
+def run(
+    quick: bool, copy_only: bool = False, no_peers: bool = False, status_only: bool = False
+) -> list[Result]:
     reps = 3 if quick else 5
     many_reps = max(1, reps - 2)
     dvc = PeerUnavailable("--no-peers") if no_peers else ensure_dvc()
+    if status_only:
+        return _status_only(quick, dvc)
     big, small = ensure_file_set()
     ensure_many_files()
     count = len(big) + len(small) + 1  # + the COMPLETE marker
@@ -334,7 +350,7 @@ def run(quick: bool, copy_only: bool = False, no_peers: bool = False) -> list[Re
     # from pipetrail's stores, whose file creation they slow down (see the docstring).
     # It reduced the effect in one trial, and did not remove it.
     subprocess.run(["chattr", "+T", str(tmp)], capture_output=True, check=False)
-    peer = _Peer(dvc, tmp)
+    peer = Peer(dvc, tmp)
     try:
         log("sources: warm-up (page cache, BLAKE3 threads)")
         _observe("hashset", root, None)
@@ -374,39 +390,14 @@ def run(quick: bool, copy_only: bool = False, no_peers: bool = False) -> list[Re
         )
         cp_floor = _cp_floor(tmp, SET_DIR, reps)
         if copy_only:
-            return _first_rows(
+            return first_rows(
                 first_ref, first_copy, first_copy_1, cp_floor, many_first, many_copy, many_cp_floor
-            ) + _add_rows(peer, first_ref, first_copy, first_process)
+            ) + add_rows(peer.figures, first_ref, first_copy, first_process)
 
         cache = StatCache(tmp / "stat.db")
-        _observe("hashset", root, cache)  # fill the cache
-        process_db = tmp / "stat-process.db"
-        _, _, filled = _observe_in_new_process(process_db, root, "hashset")  # fill it
-        _check_count(filled, count, "unchanged process (filling the cache)")
-        peer.time_status(warm_up=True)
-        # Two in-process re-observations, one in a new process and one `dvc status` per
-        # round; each ratio divides a `dvc status` by the pipetrail time just before it.
-        unchanged: list[float] = []
-        unchanged_process: list[float] = []
-        status_ratio: list[float] = []
-        status_process_ratio: list[float] = []
-        for _ in range(reps * 2):
-            unchanged += _repeat(
-                lambda: _observe("hashset", root, cache),
-                2,
-                digest=digest,
-                hashed=0,
-                label="unchanged",
-            )
-            seconds, process_digest, hashed_now = _observe_in_new_process(
-                process_db, root, "hashset"
-            )
-            if process_digest != digest or hashed_now != 0:
-                raise RuntimeError(f"unchanged process: {process_digest}, hashed {hashed_now}")
-            unchanged_process.append(seconds)
-            status = peer.time_status()
-            status_ratio.append(status / unchanged[-1])
-            status_process_ratio.append(status / seconds)
+        unchanged, unchanged_process, run_cached, run_first = _unchanged_rounds(
+            tmp, root, cache, peer, reps * 2, digest=digest, count=count
+        )
         store = LocalStore(tmp / "objects")
         _observe("hashset", root, cache, store)  # fill the store
         unchanged_copy = _repeat(
@@ -446,30 +437,24 @@ def run(quick: bool, copy_only: bool = False, no_peers: bool = False) -> list[Re
         log(f"sources: removing {tmp}")
         shutil.rmtree(tmp, ignore_errors=True)
 
-    results = _first_rows(
+    results = first_rows(
         first_ref, first_copy, first_copy_1, cp_floor, many_first, many_copy, many_cp_floor
     )
-    results += _add_rows(peer, first_ref, first_copy, first_process)
+    results += add_rows(peer.figures, first_ref, first_copy, first_process)
     results += [
         summarize(
             "sources.unchanged",
-            "re-observation, nothing changed (stat cache)",
+            "re-observation, nothing changed (stat cache), in process",
             unchanged,
             "s",
         ),
         summarize(
             "sources.unchanged.copy",
-            "same, with the store callback (objects already stored)",
+            "same, with the store's bulk lookup (objects already stored), in process",
             unchanged_copy,
             "s",
         ),
-        summarize(
-            "sources.unchanged.process",
-            "same, by reference, in a new python process (start-up + imports + observation)",
-            unchanged_process,
-            "s",
-        ),
-        *_status_rows(peer, status_ratio, status_process_ratio),
+        *status_rows(peer.figures, unchanged, unchanged_process, run_cached, run_first),
         summarize(
             "sources.one_changed",
             "re-observation after rewriting one 100 KiB file",
@@ -494,165 +479,9 @@ def run(quick: bool, copy_only: bool = False, no_peers: bool = False) -> list[Re
     return results
 
 
-def _first_rows(
-    first_ref: list[float],
-    first_copy: list[float],
-    first_copy_1: list[float],
-    cp_floor: list[float],
-    many_first: list[float],
-    many_copy: list[float],
-    many_cp_floor: list[float],
-) -> list[Result]:
-    set_text = "1 GiB folder (8x100 MiB + 2000x100 KiB)"
-    return [
-        summarize(
-            "sources.first.by_reference",
-            f"first observation, {set_text}, digests only",
-            first_ref,
-            "s",
-        ),
-        summarize(
-            "sources.first.copy",
-            "same, content copied into an empty LocalStore (fsync, as the runner)",
-            first_copy,
-            "s",
-        ),
-        summarize(
-            "sources.first.copy.1thread",
-            "same, store_files called from one thread (store_threads=1)",
-            first_copy_1,
-            "s",
-        ),
-        summarize(
-            "sources.first.copy.cp_floor",
-            "write floor: `cp -r` of the folder, then sync (no hashing)",
-            cp_floor,
-            "s",
-        ),
-        summarize(
-            "sources.many.first",
-            "first observation, 100,000 files of 1 KiB, digests only",
-            many_first,
-            "s",
-            at_most=TARGET_MANY_FIRST_S,
-        ),
-        summarize(
-            "sources.many.first.copy",
-            "same, content copied into an empty LocalStore (store.put_files, as the runner)",
-            many_copy,
-            "s",
-            at_most=TARGET_MANY_FIRST_S,
-        ),
-        summarize(
-            "sources.many.first.copy.cp_floor",
-            "write floor: `cp -r` of the 100,000 files, then sync (no hashing)",
-            many_cp_floor,
-            "s",
-        ),
-    ]
-
-
 def _check_count(hashed: int, expected: int, label: str) -> None:
     if hashed != expected:
         raise RuntimeError(f"{label}: hashed {hashed} files, expected {expected}")
-
-
-def _not_measured(name: str, what: str, seconds: float, reason: str) -> Result:
-    return Result(
-        name, f"PEER NOT MEASURED ({reason}); {what}", seconds, seconds, seconds, "s", n=0
-    )
-
-
-def _add_rows(
-    peer: _Peer, first_ref: list[float], first_copy: list[float], first_process: list[float]
-) -> list[Result]:
-    """``dvc add`` and the ratios to pipetrail's first observations, per repetition."""
-    if peer.add:
-        add, note = peer.add, "per repetition"
-        rows = [
-            summarize(
-                "sources.dvc.add",
-                f"`dvc add` of the same folder: DVC {peer.version}, new repo, empty cache, "
-                f"cache link: {peer.runs.link if peer.runs else '?'}; whole process",
-                add,
-                "s",
-            ),
-            summarize(
-                "sources.dvc.add.sync",
-                "same + `sync` right after it (DVC does not fsync its cache)",
-                peer.add_sync,
-                "s",
-            ),
-        ]
-    else:
-        add = [PEER_DVC_ADD_S] * len(first_copy)
-        note = f"vs the constant {PEER_DVC_ADD_S:g} s, PEER NOT MEASURED"
-        what = f"the issue's constant figure for `dvc add` of this folder, {PEER_DVC_ADD_S:g} s"
-        rows = [_not_measured("sources.dvc.add", what, PEER_DVC_ADD_S, peer.reason)]
-    return [
-        *rows,
-        summarize(
-            "sources.vs_dvc.add_copy",
-            f"dvc add / first.copy ({note})",
-            [a / c for a, c in zip(add, first_copy, strict=True)],
-            "x",
-            at_least=TARGET_ADD_RATIO,
-        ),
-        summarize(
-            "sources.vs_dvc.add_by_reference",
-            f"dvc add / first.by_reference ({note})",
-            [a / r for a, r in zip(add, first_ref, strict=True)],
-            "x",
-        ),
-        summarize(
-            "sources.first.copy.process",
-            "first.copy in a new python process (start-up + imports + observation + sync)",
-            first_process,
-            "s",
-        ),
-        summarize(
-            "sources.vs_dvc.add_copy.process",
-            f"dvc add / first.copy.process, both whole process ({note})",
-            [a / c for a, c in zip(add, first_process, strict=True)],
-            "x",
-        ),
-    ]
-
-
-def _status_rows(
-    peer: _Peer, status_ratio: list[float], status_process_ratio: list[float]
-) -> list[Result]:
-    """``dvc status`` and the ratios to pipetrail's unchanged re-observations."""
-    if peer.status:
-        note = "per round"
-        rows = [
-            summarize(
-                "sources.dvc.status",
-                "`dvc status` after that `dvc add`, nothing changed; whole process",
-                peer.status,
-                "s",
-            )
-        ]
-    else:
-        note = f"vs the constant {PEER_DVC_STATUS_S:g} s, PEER NOT MEASURED"
-        what = f"the issue's constant figure for `dvc status`, {PEER_DVC_STATUS_S:g} s"
-        rows = [_not_measured("sources.dvc.status", what, PEER_DVC_STATUS_S, peer.reason)]
-    return [
-        *rows,
-        summarize(
-            "sources.vs_dvc.status",
-            f"dvc status / unchanged ({note})",
-            status_ratio,
-            "x",
-            at_least=TARGET_STATUS_RATIO,
-        ),
-        summarize(
-            "sources.vs_dvc.status.process",
-            f"dvc status / unchanged.process, both whole process ({note})",
-            status_process_ratio,
-            "x",
-        ),
-    ]
 
 
 def _options(parser: argparse.ArgumentParser) -> None:
@@ -662,9 +491,14 @@ def _options(parser: argparse.ArgumentParser) -> None:
         help="only the first-observation rows (by reference, copy, write floors, dvc add)",
     )
     parser.add_argument(
+        "--status-only",
+        action="store_true",
+        help="only the unchanged rows: re-observation, cached `pipetrail run`, `dvc status`",
+    )
+    parser.add_argument(
         "--no-peers",
         action="store_true",
-        help="do not install or run DVC; compare with the issue's constant figures",
+        help="do not install or run DVC; its rows and the comparisons say 'not measured'",
     )
 
 

@@ -4,31 +4,39 @@ Write plain functions, mark them with ``@step``, wire them in a ``@pipeline``, r
 Every artifact is stored by its BLAKE3 digest, every fact lands in a hash-chained
 ledger, and caching is honest.
 
-The public API is exactly ``__all__`` (checked by tests/unit/test_public_api.py).
+The public API is exactly ``__all__`` (checked by tests/unit/test_public_api.py). Each
+name is imported from its module on first use (PEP 562), so ``import pipetrail`` and the
+import of any subpackage (``pipetrail.capture.sources`` for one) cost only what they use:
+a command such as ``pipetrail --help`` does not load the runner, the ledger and the store.
 """
 
 from __future__ import annotations
 
-from pipetrail.core.contract import Contract as Contract
-from pipetrail.core.graph import source as source
-from pipetrail.core.step import Step as Step
-from pipetrail.core.step import step as step
+import typing as _typing
+
+from pipetrail.core.lazy import lazy_exports as _lazy_exports
 from pipetrail.core.version import VERSION as __version__
-from pipetrail.errors import ContractViolationError as ContractViolationError
-from pipetrail.errors import DefinitionError as DefinitionError
-from pipetrail.errors import NotFoundError as NotFoundError
-from pipetrail.errors import ParamError as ParamError
-from pipetrail.errors import PipetrailError as PipetrailError
-from pipetrail.errors import StepFailedError as StepFailedError
-from pipetrail.execution.metrics import log_metric as log_metric
-from pipetrail.execution.metrics import log_metrics as log_metrics
-from pipetrail.execution.pipeline import Pipeline as Pipeline
-from pipetrail.execution.pipeline import pipeline as pipeline
-from pipetrail.execution.project import Project as Project
-from pipetrail.execution.reports import attach_report as attach_report
-from pipetrail.execution.run import Run as Run
-from pipetrail.hashing.fingerprint_types import register_fingerprint as register_fingerprint
-from pipetrail.store import register_serializer as register_serializer
+
+if _typing.TYPE_CHECKING:
+    from pipetrail.core.contract import Contract as Contract
+    from pipetrail.core.graph import source as source
+    from pipetrail.core.step import Step as Step
+    from pipetrail.core.step import step as step
+    from pipetrail.errors import ContractViolationError as ContractViolationError
+    from pipetrail.errors import DefinitionError as DefinitionError
+    from pipetrail.errors import NotFoundError as NotFoundError
+    from pipetrail.errors import ParamError as ParamError
+    from pipetrail.errors import PipetrailError as PipetrailError
+    from pipetrail.errors import StepFailedError as StepFailedError
+    from pipetrail.execution.metrics import log_metric as log_metric
+    from pipetrail.execution.metrics import log_metrics as log_metrics
+    from pipetrail.execution.pipeline import Pipeline as Pipeline
+    from pipetrail.execution.pipeline import pipeline as pipeline
+    from pipetrail.execution.project import Project as Project
+    from pipetrail.execution.reports import attach_report as attach_report
+    from pipetrail.execution.run import Run as Run
+    from pipetrail.hashing.fingerprint_types import register_fingerprint as register_fingerprint
+    from pipetrail.store import register_serializer as register_serializer
 
 __all__ = [
     "Contract",
@@ -52,3 +60,30 @@ __all__ = [
     "source",
     "step",
 ]
+
+# Where each public name lives; kept in step with the imports above by
+# tests/unit/test_public_api.py.
+_EXPORTS = {
+    "Contract": "pipetrail.core.contract",
+    "ContractViolationError": "pipetrail.errors",
+    "DefinitionError": "pipetrail.errors",
+    "NotFoundError": "pipetrail.errors",
+    "ParamError": "pipetrail.errors",
+    "Pipeline": "pipetrail.execution.pipeline",
+    "PipetrailError": "pipetrail.errors",
+    "Project": "pipetrail.execution.project",
+    "Run": "pipetrail.execution.run",
+    "Step": "pipetrail.core.step",
+    "StepFailedError": "pipetrail.errors",
+    "attach_report": "pipetrail.execution.reports",
+    "log_metric": "pipetrail.execution.metrics",
+    "log_metrics": "pipetrail.execution.metrics",
+    "pipeline": "pipetrail.execution.pipeline",
+    "register_fingerprint": "pipetrail.hashing.fingerprint_types",
+    "register_serializer": "pipetrail.store",
+    "source": "pipetrail.core.graph",
+    "step": "pipetrail.core.step",
+}
+
+
+__getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS)

@@ -1,8 +1,10 @@
-"""The README's example and the tutorial's broken variants, through `pipetrail check`."""
+"""The README's example: its cache counts, the gate, and the tutorial's broken variants."""
 
 from __future__ import annotations
 
 import json
+import re
+import shlex
 import shutil
 import subprocess
 import sys
@@ -12,7 +14,8 @@ import pytest
 
 pytestmark = pytest.mark.e2e
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "breast_cancer"
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "examples" / "breast_cancer"
 PIPETRAIL = [sys.executable, "-m", "pipetrail.cli.main"]
 
 # The tutorial's two broken variants, as edits of the example (docs/tutorial.md).
@@ -34,12 +37,97 @@ def _cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.fixture(scope="module")
-def example(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("example") / "breast_cancer"
+def _fresh_copy(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
+    root = tmp_path_factory.mktemp(name) / "breast_cancer"
     shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns(".pipetrail", "__pycache__"))
     subprocess.run([sys.executable, "prepare_data.py"], cwd=root, check=True, timeout=120)
     return root
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return _fresh_copy(tmp_path_factory, "example")
+
+
+_COUNTS = re.compile(r"(\d+) executed(?:, (\d+) cached)?(?: of (\d+) steps)?")
+_SUMMARY = re.compile(r"completed: (\d+) executed, (\d+) cached of (\d+) steps")
+_STEP_LINE = re.compile(r"\[\d+/\d+\] (\w+): (\w+)")
+
+
+def _readme_runs(text: str) -> list[tuple[list[str], tuple[int, int, int], set[str] | None]]:
+    """The walk-through's `pipetrail run` commands and the counts the README states for them.
+
+    Returns (extra arguments, (executed, cached, steps), the steps said to execute or
+    None) per command, in order. The first two counts sit in the commands' comments; the
+    third run's in the sentence under the block, whose comment names the steps that run.
+    """
+    walk = text.split("## Walk-through: the example", 1)[1]
+    block, after = walk.split("```bash", 1)[1].split("```", 1)
+    commands: list[tuple[list[str], str]] = []
+    for line in block.splitlines():
+        command, _, comment = line.partition("#")
+        words = shlex.split(command)
+        if words[:3] == ["pipetrail", "run", "pipeline.py"]:
+            commands.append((words[3:], comment.strip()))
+    third = re.search(r"The third run prints `([^`]+)`", after)
+    assert len(commands) == 3, f"the README's walk-through changed: {commands}"
+    assert third is not None, "the README no longer says what the third run prints"
+    first, second = (_COUNTS.search(comment) for _, comment in commands[:2])
+    assert first, f"no counts in the README's comment: {commands[0]}"
+    assert second, f"no counts in the README's comment: {commands[1]}"
+    counts = _COUNTS.fullmatch(third.group(1))
+    assert counts is not None, third.group(1)
+    assert counts.group(3), f"the third run's counts lack the number of steps: {third.group(1)}"
+    steps = int(counts.group(3))
+
+    def triple(found: re.Match[str]) -> tuple[int, int, int]:
+        executed = int(found.group(1))
+        cached = int(found.group(2)) if found.group(2) else steps - executed
+        return executed, cached, steps
+
+    named = re.fullmatch(r"only (.+) run again", commands[2][1])
+    again = set(re.split(r", | and ", named.group(1))) if named else None
+    return [
+        (commands[0][0], triple(first), None),
+        (commands[1][0], triple(second), None),
+        (commands[2][0], triple(counts), again),
+    ]
+
+
+def test_the_counts_are_read_from_the_walk_through() -> None:
+    text = (
+        "## Walk-through: the example\n```bash\npython prepare_data.py\n"
+        "pipetrail run pipeline.py   # 1st run: 9 executed\n"
+        "pipetrail run pipeline.py   # 2nd run: 1 executed, 8 cached\n"
+        "pipetrail run pipeline.py -p 'k=a b'  # only fit, score and plot run again\n"
+        "pipetrail runs\n```\n\nThe third run prints `3 executed, 6 cached of 9 steps`.\n"
+    )
+    assert _readme_runs(text) == [
+        ([], (9, 0, 9), None),
+        ([], (1, 8, 9), None),
+        (["-p", "k=a b"], (3, 6, 9), {"fit", "score", "plot"}),
+    ]
+
+
+def test_the_runs_print_the_cache_counts_the_readme_states(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    root = _fresh_copy(tmp_path_factory, "readme_counts")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    for args, (executed, cached, steps), again in _readme_runs(readme):
+        result = _cli(root, "run", "pipeline.py", *args)
+        assert result.returncode == 0, result.stderr
+        summary = _SUMMARY.search(result.stdout)
+        assert summary is not None, result.stdout
+        got = tuple(int(g) for g in summary.groups())
+        ran = {name for name, status in _STEP_LINE.findall(result.stderr) if status != "cached"}
+        assert got == (executed, cached, steps), (
+            f"`pipetrail run pipeline.py {' '.join(args)}`: the README says {executed} "
+            f"executed, {cached} cached of {steps}; the run printed {summary.group(0)!r} "
+            f"(executed: {sorted(ran)})"
+        )
+        if again is not None:
+            assert ran == again
 
 
 def _edit(root: Path, name: str, change: tuple[str, str]) -> str:

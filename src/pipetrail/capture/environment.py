@@ -34,9 +34,7 @@ import json
 import logging
 import os
 import re
-import shutil
 import stat
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -72,7 +70,7 @@ ENV_VAR_ALLOWLIST = (
 )
 
 # Bump when the cached file's layout or the key's inputs change, so old files are ignored.
-_CACHE_FORMAT = 2
+_CACHE_FORMAT = 3
 _CACHE_FILE = "distributions.json"
 # A directory modified this recently may be modified again within the same timestamp tick
 # (kernel timestamps are coarse-grained), which the key could not tell apart; such a
@@ -89,18 +87,19 @@ def capture_environment(*, cache_dir: Path | None = None) -> dict[str, Any]:
     Listing every installed distribution is the expensive part (tens of milliseconds),
     and a run records it at every start. With ``cache_dir`` the list is cached in
     ``cache_dir/distributions.json`` under a key made of ``sys.executable``, the
-    ``sys.path`` entries and, for each existing entry, its inode and ``st_mtime_ns``
-    (plus the mtime of each legacy ``*.egg-info`` metadata file in it). The key is
-    honest because installing, removing or upgrading a distribution adds or removes a
-    ``*.dist-info`` directory (or a ``.pth`` file for editable installs) in a
-    ``sys.path`` directory, which changes that directory's mtime; legacy
-    ``setup.py develop`` installs rewrite ``PKG-INFO`` in place, which the extra mtimes
-    catch; a changed interpreter or search path changes the key directly. A listing
-    taken while any of those is less than two seconds old is not cached, since a second
-    change within the same timestamp tick would not change the key. Editing files
-    inside an installed package changes no version and needs no invalidation. Any
-    file added to or removed from the script's directory (``sys.path[0]``) also
-    changes the key: a harmless miss that costs one listing (a few milliseconds).
+    ``sys.path`` entries and, for each folder among them, the name, inode and mtime of
+    each ``*.dist-info`` and ``*.egg-info`` in it (for a legacy ``*.egg-info`` folder,
+    of its ``PKG-INFO``), which is where ``importlib.metadata`` finds distributions;
+    for a zip file on the path, its inode and mtime. The key is honest because
+    installing, removing, upgrading or reinstalling a distribution adds, removes or
+    replaces such an entry (a reinstall of the same version makes a new folder: a new
+    inode); legacy ``setup.py develop`` installs rewrite ``PKG-INFO`` in place, which
+    its mtime catches; a changed interpreter or search path (``.pth`` files included)
+    changes the key directly. A listing taken while any of those entries is less than
+    two seconds old is not cached, since a second change within the same timestamp tick
+    would not change the key. Editing files inside an installed package changes no
+    version and needs no invalidation, and other files in those folders (a project's
+    own files, beside its pipeline on the search path) do not count.
     Everything else in the snapshot is cheap and read fresh every time.
 
     Args:
@@ -255,7 +254,13 @@ def _cached_distributions(cache_dir: Path | None) -> list[dict[str, Any]]:
 
 
 def _distributions_key() -> tuple[str, int]:
-    """Return the cache key for the current search path and the newest mtime in it."""
+    """Return the cache key for the current search path and the newest mtime in it.
+
+    Per ``sys.path`` entry: for a folder, its package metadata (see
+    :func:`_metadata_entries`); for anything else (a zip file), its inode and mtime.
+    Other files in those folders (a project's own files, next to its pipeline) do not
+    change the key.
+    """
     entries: list[list[Any]] = []
     newest = 0
     for entry in sys.path:
@@ -266,33 +271,45 @@ def _distributions_key() -> tuple[str, int]:
         except OSError:
             entries.append([entry, entry, None, None, []])
             continue
-        egg_infos = _egg_info_mtimes(where) if stat.S_ISDIR(st.st_mode) else []
-        entries.append([entry, where, st.st_ino, st.st_mtime_ns, egg_infos])
-        newest = max(newest, st.st_mtime_ns, *(mtime or 0 for _, mtime in egg_infos))
+        if stat.S_ISDIR(st.st_mode):
+            metadata = _metadata_entries(where)
+            entries.append([entry, where, "folder", None, metadata])  # not its own mtime
+            newest = max([newest, *(mtime or 0 for *_, mtime in metadata)])
+        else:
+            entries.append([entry, where, st.st_ino, st.st_mtime_ns, []])
+            newest = max(newest, st.st_mtime_ns)
     key = digest_value({"format": _CACHE_FORMAT, "executable": sys.executable, "path": entries})
     return key, newest
 
 
-def _egg_info_mtimes(directory: str) -> list[list[Any]]:
-    """Return ``[name, mtime_ns]`` of the metadata of each ``*.egg-info`` in ``directory``.
+def _metadata_entries(directory: str) -> list[list[Any]]:
+    """``[name, inode, mtime_ns]`` of what ``importlib.metadata`` reads in a folder.
 
-    Legacy installs (``setup.py develop``) rewrite ``PKG-INFO`` in place when the version
-    changes, which changes no directory's mtime; the file's own mtime does change.
+    That is each ``*.dist-info`` and ``*.egg-info`` in it (and ``EGG-INFO`` in an unzipped
+    ``*.egg``). Installing, removing, upgrading or reinstalling a distribution adds,
+    removes or replaces one of them (a new inode and mtime); a legacy ``setup.py develop``
+    rewrites ``PKG-INFO`` in place, so for an ``*.egg-info`` folder that file's mtime
+    counts instead of the folder's.
     """
+    egg = directory.lower().endswith(".egg")
     found = []
     try:
         with os.scandir(directory) as scan:
             for item in scan:
-                if not item.name.endswith(".egg-info"):
+                low = item.name.lower()
+                if not (low.endswith((".dist-info", ".egg-info")) or (egg and low == "egg-info")):
                     continue
-                metadata = os.path.join(item.path, "PKG-INFO") if item.is_dir() else item.path
+                path = item.path
+                if low.endswith(".egg-info") and item.is_dir():
+                    path = os.path.join(item.path, "PKG-INFO")
                 try:
-                    found.append([item.name, os.stat(metadata).st_mtime_ns])
+                    st = os.stat(path)
+                    found.append([item.name, st.st_ino, st.st_mtime_ns])
                 except OSError:
-                    found.append([item.name, None])
+                    found.append([item.name, None, None])
     except OSError:
         return []
-    return sorted(found, key=lambda pair: pair[0])
+    return sorted(found, key=lambda row: row[0])
 
 
 def _read_cache(cache_file: Path, key: str) -> list[dict[str, Any]] | None:
@@ -456,11 +473,26 @@ def _total_memory_bytes() -> int | None:
         return None
 
 
+def _which(name: str) -> str | None:
+    """``shutil.which`` on POSIX without importing shutil (a run looks for one program)."""
+    if os.name == "nt":
+        import shutil
+
+        return shutil.which(name)
+    for folder in os.environ.get("PATH", os.defpath).split(os.pathsep):
+        candidate = os.path.join(folder or os.curdir, name)
+        if os.path.isfile(candidate) and os.access(candidate, os.X_OK):
+            return candidate
+    return None
+
+
 def _gpu_info() -> list[dict[str, str]]:
     """Query NVIDIA GPUs through ``nvidia-smi``; any failure means "no GPU seen"."""
-    exe = shutil.which("nvidia-smi")
+    exe = _which("nvidia-smi")
     if exe is None:
         return []
+    import subprocess  # only where nvidia-smi exists
+
     try:
         result = subprocess.run(
             [

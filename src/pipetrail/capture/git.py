@@ -2,15 +2,16 @@
 
 Owns :class:`GitState` and :func:`capture_git`. It runs the ``git`` executable with fixed
 argument lists (never a shell) and as few invocations as possible, because it runs at
-every run start: ``rev-parse`` and ``status`` run in parallel, and ``diff`` runs only when
-tracked files changed. Imports only ``pipetrail.hashing`` and the standard library.
+every run start: none when no folder from the project up to the file system's root could
+hold a repository (no ``.git`` entry, no git folder, no ``GIT_DIR``), else ``rev-parse``
+and ``status`` in parallel, and ``diff`` only when tracked files changed. Imports only
+``pipetrail.hashing`` and the standard library.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import subprocess
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from pipetrail.hashing import digest_bytes
 
 if TYPE_CHECKING:
+    import subprocess
     from pathlib import Path
 
 __all__ = ["GIT_RECORD_SCHEMA_VERSION", "GitState", "capture_git"]
@@ -32,6 +34,8 @@ _DEFAULT_TIMEOUT_S = 10.0
 _GIT = ("git", "-c", "core.quotepath=off", "--no-optional-locks")
 # Messages are matched in English, whatever the user's locale.
 _GIT_ENV_OVERRIDES = {"LC_ALL": "C"}
+# Variables that point git at a repository other than the one it would discover.
+_GIT_LOCATION_VARS = ("GIT_DIR", "GIT_WORK_TREE", "GIT_COMMON_DIR")
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,10 @@ def capture_git(path: Path, *, timeout: float = _DEFAULT_TIMEOUT_S) -> GitState 
     if not path.exists():
         return None
     where = path if path.is_dir() else path.parent
+    if not _may_be_in_repository(where):
+        return None  # git would look for the same things, after two process starts
+    import subprocess  # here: a run outside a repository does without it
+
     deadline = time.monotonic() + timeout
     env = {**os.environ, **_GIT_ENV_OVERRIDES}
     procs: list[subprocess.Popen[bytes]] = []
@@ -145,7 +153,33 @@ def capture_git(path: Path, *, timeout: float = _DEFAULT_TIMEOUT_S) -> GitState 
     )
 
 
+def _may_be_in_repository(where: Path) -> bool:
+    """Whether git could find a repository for ``where``; False only when it surely cannot.
+
+    Git's discovery walks up from ``where`` looking for a ``.git`` entry (a folder, or a
+    file naming one) or a folder that is itself a git folder (a bare repository, or the
+    inside of ``.git``), unless ``GIT_DIR`` and friends point elsewhere. This checks the
+    same places without starting git: two process starts saved at every run outside a
+    repository. Anything that might be a repository answers True, and git decides.
+    """
+    if any(os.environ.get(name) for name in _GIT_LOCATION_VARS):
+        return True
+    folder = os.path.abspath(where)
+    while True:
+        if os.path.lexists(os.path.join(folder, ".git")) or (
+            os.path.isfile(os.path.join(folder, "HEAD"))
+            and os.path.isdir(os.path.join(folder, "objects"))
+        ):
+            return True
+        parent = os.path.dirname(folder)
+        if parent == folder:
+            return False
+        folder = parent
+
+
 def _start(cwd: Path | str, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
+    import subprocess
+
     return subprocess.Popen(
         [*_GIT, "-C", os.fspath(cwd), *args],
         stdin=subprocess.DEVNULL,

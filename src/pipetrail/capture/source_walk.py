@@ -13,7 +13,11 @@ Owns :class:`SourceWalk`, the state and hot loop behind
 * **Storing**: batches of ``(path, digest)`` for the caller's ``store_files``. New and
   changed files go with ``None``: the store hashes them while copying them (one read
   instead of two), and the walk stats them again afterwards like any file it read.
-  Files of 1 MiB or more go to a thread pool, so their copies overlap the walk.
+  Files of 1 MiB or more go to a thread pool, so their copies overlap the walk. Files
+  the stat cache vouches for are, with the caller's ``stored_sizes``, asked about in one
+  call at the end of the walk, and only those the store lacks (or holds with another
+  size) go to ``store_files``: a re-run over unchanged data costs one lookup, not one
+  existence check per file.
 
 Imports only ``pipetrail.capture.{source_checks,statcache}``, ``pipetrail.hashing``,
 ``pipetrail.errors`` and the standard library.
@@ -40,13 +44,15 @@ from pipetrail.hashing import digest_file
 from pipetrail.hashing.digest import DIGEST_PREFIX
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
     from concurrent.futures import Future, ThreadPoolExecutor
 
     from pipetrail.capture.statcache import StatCache
 
     # The store callback: (absolute path, digest or None) pairs in, (digest, size) out.
     StoreFiles = Callable[[list[tuple[str, str | None]]], Sequence[tuple[str, int]]]
+    # The store's bulk lookup: digests in, {digest: stored size} for those it holds out.
+    StoredSizes = Callable[[list[str]], Mapping[str, int]]
     _Batch = list[tuple[str, str | None]]
     # Files of a batch the store hashes: (index in the batch, name, stat, signature).
     _Deferred = list[tuple[int, str, os.stat_result, bytes]]
@@ -72,9 +78,13 @@ class SourceWalk:
         location: str,
         store_files: StoreFiles | None,
         allow_outside: bool,
+        stored_sizes: StoredSizes | None = None,
     ) -> None:
         self.label, self.location = label, location
         self.store_files, self.allow_outside = store_files, allow_outside
+        self.stored_sizes = stored_sizes
+        # Files the cache vouches for, to look up in the store at once: (path, digest, size).
+        self.known: list[tuple[str, str, int]] = []
         self.cache: StatCache | None = None
         self.use_cache = False
         self.trusted: dict[str, bytes] = {}  # popped as files are seen: leftovers are gone
@@ -185,10 +195,29 @@ class SourceWalk:
     def store(self, file: str, digest: str, size: int, *, known: bool) -> None:
         """Add a file whose digest is known to this thread's batch for ``store_files``.
 
-        Files the cache knows are most likely stored already: the store only checks
-        that they exist, a few short system calls, cheapest from this thread.
+        Files the cache knows are most likely stored already. With ``stored_sizes`` they
+        wait for :meth:`check_known` (one lookup for all of them); otherwise the store
+        checks that each exists, a few short system calls, cheapest from this thread.
         """
+        if known and self.stored_sizes is not None:
+            self.known.append((file, digest, size))
+            return
         self.add_inline(file, digest, size)
+
+    def check_known(self) -> None:
+        """Look up the files the cache vouched for; hand over those the store lacks.
+
+        A file whose object is missing (never stored, or moved aside since) or stored
+        with another size goes to ``store_files`` like any file with a known digest,
+        which copies it, or raises when the digest is wrong.
+        """
+        known, self.known = self.known, []
+        if not known or self.stored_sizes is None:
+            return
+        sizes = self.stored_sizes([digest for _, digest, _ in known])
+        for file, digest, size in known:
+            if sizes.get(digest) != size:
+                self.add_inline(file, digest, size)
 
     def flush(self) -> None:
         """Hand over the batches gathered so far, keeping a bounded number in flight."""

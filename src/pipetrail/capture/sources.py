@@ -63,7 +63,7 @@ from pipetrail.hashing import digest_bytes
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from pipetrail.capture.source_walk import StoreFiles
+    from pipetrail.capture.source_walk import StoredSizes, StoreFiles
     from pipetrail.capture.statcache import StatCache
 
 __all__ = [
@@ -103,7 +103,8 @@ class SourceObservation:
             files, by ``store_files`` while copying them).
         hashed_bytes: bytes read and hashed by this observation.
         cached_files: files whose digest came from the stat cache (not read).
-        stored_files: distinct digests handed to ``store_files`` or computed by it.
+        stored_files: distinct digests handed to ``store_files`` or computed by it, or
+            found in the store by ``stored_sizes``.
     """
 
     path: str
@@ -149,6 +150,7 @@ def observe_source(
     allow_outside: bool = False,
     store_threads: int = 4,
     protected: Sequence[str | os.PathLike[str]] = (),
+    stored_sizes: StoredSizes | None = None,
 ) -> SourceObservation:
     """Observe a file or folder: digest it, and have its content stored unless by reference.
 
@@ -176,6 +178,10 @@ def observe_source(
             1 calls it from the calling thread only.
         protected: folders the source may neither be in nor hold, whatever the path
             leading there (the project's state folder and its artifact store).
+        stored_sizes: the store's bulk lookup (``LocalStore.stored_sizes`` fits): called
+            once, with the digests of the files the cache vouches for, it returns
+            ``{digest: size}`` for those the store holds. Only the others are handed to
+            ``store_files``; without it, every file goes to ``store_files``.
 
     Returns:
         The observation; see :class:`SourceObservation`.
@@ -209,13 +215,16 @@ def observe_source(
     is_dir = stat.S_ISDIR(st.st_mode)
     if not is_dir and not stat.S_ISREG(st.st_mode):
         raise special_file_error(label, location, st.st_mode)
-    walk = SourceWalk(label, location, None if by_reference else store_files, allow_outside)
+    walk = SourceWalk(
+        label, location, None if by_reference else store_files, allow_outside, stored_sizes
+    )
     walk.load(cache, tree=is_dir, rehash=rehash)
     threads = store_threads if walk.store_files is not None and is_dir else 1
     with ThreadPoolExecutor(threads, "pipetrail-store") if threads > 1 else nullcontext() as pool:
         walk.pool = pool
         try:
             walk.observe(walk.scan(st) if is_dir else [("", location, st)])
+            walk.check_known()
             walk.flush()
             walk.drain(0)
         finally:

@@ -1,17 +1,23 @@
-"""Terminal rendering of run records (rich tables); the data comes from the library."""
+"""Terminal rendering of run records (rich tables); the data comes from the library.
+
+rich is imported by the functions that draw with it, not with this module: the line that
+ends every ``pipetrail run`` is plain (styled by click), so a run does not pay for
+importing rich (tens of milliseconds, more than the rest of a cached run's output).
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
-from rich.table import Table
+import click
 
-from pipetrail.cli.contracts_render import print_contracts_brief
 from pipetrail.execution.records import METRIC_OUTPUT_PREFIX, is_recorded_output
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 __all__ = [
     "print_run",
@@ -34,6 +40,8 @@ _STATUS_STYLE = {
 
 
 def _console(stderr: bool = False) -> Console:
+    from rich.console import Console
+
     # Off a terminal (pipes, CI logs) rich assumes 80 columns; digests and ids need more.
     stream = sys.stderr if stderr else sys.stdout
     width = None if stream.isatty() or os.environ.get("COLUMNS") else 160
@@ -57,6 +65,8 @@ def _params(params: dict[str, Any]) -> str:
 
 def print_runs(rows: list[dict[str, Any]]) -> None:
     """Print a table of runs."""
+    from rich.table import Table
+
     console = _console()
     if not rows:
         console.print("no runs yet; start one with `pipetrail run pipeline.py`")
@@ -100,6 +110,10 @@ def _resources(res: dict[str, Any]) -> str:
 
 def print_run(summary: dict[str, Any]) -> None:
     """Print one run's record: header, sources and a table of step runs."""
+    from rich.table import Table
+
+    from pipetrail.cli.contracts_render import print_contracts_brief
+
     console = _console()
     console.print(f"[bold]run[/] {summary['run_id']}  {_status(summary['status'])}")
     git = summary.get("git") or {}
@@ -185,14 +199,26 @@ def _print_data_ops(console: Console, steps: list[dict[str, Any]]) -> None:
 
 
 def print_run_done(summary: dict[str, Any]) -> None:
-    """Print the end-of-run line."""
+    """Print the end-of-run line (plain text off a terminal, the status in color on one)."""
     steps = summary["steps"]
     executed = sum(1 for s in steps if s["status"] == "completed")
     cached = sum(1 for s in steps if s["status"] == "cached")
-    _console().print(
-        f"run {summary['run_id']} {_status(summary['status'])}: {executed} executed, "
-        f"{cached} cached of {summary['steps_total']} steps"
+    status = summary["status"]
+    styled = click.style(status, fg=_STATUS_STYLE.get(status, "white"))
+    click.echo(
+        f"run {summary['run_id']} {styled}: {executed} executed, "
+        f"{cached} cached of {summary['steps_total']} steps",
+        color=_color(),
     )
+
+
+def _color() -> bool | None:
+    """Color as rich decides it: off with ``NO_COLOR``, on with ``FORCE_COLOR``, else on a tty."""
+    if os.environ.get("NO_COLOR"):
+        return False
+    if os.environ.get("FORCE_COLOR"):
+        return True
+    return None
 
 
 def print_run_failure(summary: dict[str, Any]) -> None:
@@ -227,6 +253,8 @@ def print_run_interrupted(summary: dict[str, Any], signal_name: str) -> None:
 
 def print_why(report: dict[str, Any]) -> None:
     """Print each cache-key component of a step run and what changed since last time."""
+    from rich.table import Table
+
     console = _console()
     console.print(
         f"[bold]{report['node_id']}[/] in run {report['run_id']}: "

@@ -77,6 +77,8 @@ def observe_sources(
                     cache=cache,
                     # In batches: the store makes each batch durable with one flush.
                     store_files=None if src.by_reference else store.put_files,
+                    # One lookup for the files the stat cache vouches for (a local store).
+                    stored_sizes=getattr(store, "stored_sizes", None),
                     by_reference=src.by_reference,
                     rehash=rehash,
                     allow_outside=src.allow_outside,

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ast
 import functools
 import importlib
-import importlib.metadata
 import importlib.util
 import os
 import sys
@@ -72,6 +71,8 @@ def is_project_local(module_name: str | None) -> bool:
 
 @functools.cache
 def _packages_distributions() -> dict[str, list[str]]:
+    import importlib.metadata  # ~20 ms to import; only code using a library needs it
+
     return dict(importlib.metadata.packages_distributions())
 
 
@@ -85,6 +86,8 @@ def distribution_of(module_name: str) -> tuple[str, str] | None:
     if not names:
         return None
     name = sorted(names)[0]
+    import importlib.metadata  # imported by _packages_distributions already
+
     try:
         return name, importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:

@@ -30,6 +30,7 @@ modules; never ``ledger``, ``execution``, ``capture`` or ``cli``.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 from pathlib import Path
@@ -47,7 +48,7 @@ from pipetrail.store.segments import SEGMENT_OBJECT_LIMIT
 from pipetrail.store.verified import corrupt_error, digest_of
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Iterable, Iterator, Sequence
 
 __all__ = ["LocalStore"]
 
@@ -303,6 +304,28 @@ class LocalStore:
         if not is_digest(digest):
             return False
         return self._loose.exists(digest) or self._pack.exists(digest)
+
+    def stored_sizes(self, digests: Iterable[str]) -> dict[str, int]:
+        """Return ``{digest: size}`` for those of ``digests`` stored here (a bulk :meth:`size`).
+
+        One query answers for every packed object; each other one costs a ``stat``. What
+        a caller that knows a file's digest and size asks before :meth:`put_files` (source
+        observation: files the stat cache vouches for). Non-digests are left out.
+
+        Raises:
+            StoreError: the pack or an object file could not be read.
+        """
+        wanted = [digest for digest in dict.fromkeys(digests) if is_digest(digest)]
+        found = self._pack.sizes(wanted)
+        for digest in wanted:
+            if digest not in found:
+                path = self._loose.final(digest)
+                with (
+                    map_os_errors(f"stat object {digest}", path, self._root),
+                    contextlib.suppress(FileNotFoundError),
+                ):
+                    found[digest] = os.stat(path).st_size
+        return found
 
     def size(self, digest: str) -> int:
         """Return the object's size in bytes.

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import sys
 import time
@@ -46,7 +47,7 @@ def fake_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """
     site = tmp_path / "site"
     site.mkdir()
-    make_dist(site, "Fake_Pkg", "1.0")
+    set_mtime(make_dist(site, "Fake_Pkg", "1.0"), _OLD)
     set_mtime(site, _OLD)
     monkeypatch.setattr(sys, "path", [str(site)])
     return site
@@ -176,20 +177,20 @@ def test_cache_is_written_then_used(
     assert versions(second)["fake-pkg"] == "1.0"
 
 
-def test_cache_is_invalidated_when_a_site_dir_mtime_changes(
+def test_cache_is_invalidated_when_a_distribution_is_upgraded(
     fake_site: Path, tmp_path: Path, count_listings: list[int]
 ) -> None:
     cache = tmp_path / "cache"
     assert versions(capture_environment(cache_dir=cache))["fake-pkg"] == "1.0"
     assert (cache / "distributions.json").is_file()
 
-    # An upgrade: pip removes the old .dist-info and adds the new one, which changes the
-    # directory's mtime (pinned here to a different old value, outside the racy window).
+    # An upgrade: pip removes the old .dist-info and adds the new one (mtimes pinned
+    # here to old values, outside the racy window).
     for dist in fake_site.glob("*.dist-info"):
         for child in dist.iterdir():
             child.unlink()
         dist.rmdir()
-    make_dist(fake_site, "Fake_Pkg", "2.0")
+    set_mtime(make_dist(fake_site, "Fake_Pkg", "2.0"), _OLD + 60)
     set_mtime(fake_site, _OLD + 60)
 
     after = capture_environment(cache_dir=cache)
@@ -223,6 +224,48 @@ def test_cache_sees_a_legacy_egg_info_rewritten_in_place(
     assert len(count_listings) == 2
 
 
+def test_a_reinstall_of_the_same_version_is_seen(
+    fake_site: Path, tmp_path: Path, count_listings: list[int]
+) -> None:
+    cache = tmp_path / "cache"
+    capture_environment(cache_dir=cache)
+    # `pip install --force-reinstall`: the same folder name, a new folder (new inode).
+    (old,) = fake_site.glob("*.dist-info")
+    old.rename(tmp_path / "moved-away")
+    set_mtime(make_dist(fake_site, "Fake_Pkg", "1.0"), _OLD)
+    set_mtime(fake_site, _OLD)  # even with the folder's mtime as it was
+
+    capture_environment(cache_dir=cache)
+    assert len(count_listings) == 2
+
+
+def test_other_files_beside_the_packages_keep_the_cache(
+    fake_site: Path, tmp_path: Path, count_listings: list[int]
+) -> None:
+    cache = tmp_path / "cache"
+    capture_environment(cache_dir=cache)
+    # A project's own files (its folder is on sys.path while its pipeline runs).
+    (fake_site / "results.csv").write_text("a,b\n")
+    (fake_site / "notebooks").mkdir()
+
+    capture_environment(cache_dir=cache)
+    assert len(count_listings) == 1
+
+
+def test_a_folder_without_packages_on_the_path_is_fine(
+    fake_site: Path, tmp_path: Path, count_listings: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "pipeline.py").write_text("")
+    monkeypatch.setattr(sys, "path", [str(project), *sys.path])
+    cache = tmp_path / "cache"
+
+    assert versions(capture_environment(cache_dir=cache))["fake-pkg"] == "1.0"
+    capture_environment(cache_dir=cache)
+    assert len(count_listings) == 1
+
+
 def test_cache_is_invalidated_when_sys_path_changes(
     fake_site: Path, tmp_path: Path, count_listings: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -230,7 +273,7 @@ def test_cache_is_invalidated_when_sys_path_changes(
     capture_environment(cache_dir=cache)
     assert (cache / "distributions.json").is_file()
     other = tmp_path / "other-site"
-    make_dist(other, "another", "3.1")
+    set_mtime(make_dist(other, "another", "3.1"), _OLD)
     set_mtime(other, _OLD)
     monkeypatch.setattr(sys, "path", [str(other), *sys.path])
 
@@ -243,7 +286,8 @@ def test_a_listing_of_a_just_modified_dir_is_not_cached(
 ) -> None:
     cache = tmp_path / "cache"
     now = time.time_ns()
-    os.utime(fake_site, ns=(now, now))
+    (dist,) = fake_site.glob("*.dist-info")
+    os.utime(dist, ns=(now, now))  # installed a moment ago
 
     capture_environment(cache_dir=cache)
     capture_environment(cache_dir=cache)
@@ -328,3 +372,19 @@ def test_no_nvidia_smi_means_no_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     monkeypatch.setenv("PATH", str(tmp_path))
 
     assert capture_environment()["gpu"] == []
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="shell script stand-in")
+def test_nvidia_smi_is_looked_up_like_shutil_which(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / "a" / "nvidia-smi").mkdir(parents=True)  # a folder: skipped
+    (tmp_path / "b").mkdir()
+    (tmp_path / "b" / "nvidia-smi").write_text("#!/bin/sh\nexit 1\n")  # not executable
+    write_script(tmp_path / "c", "nvidia-smi", 'echo "GPU X, 1.0, 1 MiB"')
+    path = os.pathsep.join(str(tmp_path / name) for name in ("missing", "a", "b", "c"))
+    monkeypatch.setenv("PATH", path)
+
+    assert environment._which("nvidia-smi") == shutil.which("nvidia-smi")
+    assert environment._which("nvidia-smi") == str(tmp_path / "c" / "nvidia-smi")
+    assert capture_environment()["gpu"] == [{"name": "GPU X", "driver": "1.0", "memory": "1 MiB"}]

@@ -193,6 +193,58 @@ def test_not_a_repository(tmp_path: Path) -> None:
     assert capture_git(tmp_path / "missing") is None
 
 
+def test_outside_any_repository_git_is_not_started(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder = tmp_path / "plain" / "deeper"
+    folder.mkdir(parents=True)
+
+    def no_git(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"git was started: {args}")
+
+    monkeypatch.setattr(subprocess, "Popen", no_git)
+    assert capture_git(folder) is None
+
+
+def test_a_worktree_whose_git_entry_is_a_file_is_found(
+    make_repo: Callable[..., Path], tmp_path: Path
+) -> None:
+    repo = make_repo()
+    linked = tmp_path / "linked"
+    run_git(repo, "worktree", "add", "-q", "-b", "other", str(linked))
+    assert (linked / ".git").is_file()
+
+    (linked / "sub").mkdir()
+    state = capture_git(linked / "sub")
+
+    assert state is not None
+    assert (state.root, state.branch, state.commit) == (str(linked.resolve()), "other", head(repo))
+
+
+def test_git_dir_in_the_environment_is_honoured(
+    make_repo: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = make_repo()
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.setenv("GIT_DIR", str(repo / ".git"))
+    monkeypatch.setenv("GIT_WORK_TREE", str(repo))
+
+    state = capture_git(elsewhere)
+
+    assert state is not None
+    assert state.commit == head(repo)
+
+
+def test_inside_the_git_folder_git_still_decides(
+    make_repo: Callable[..., Path], caplog: pytest.LogCaptureFixture
+) -> None:
+    repo = make_repo()
+    # A git folder, not a working tree: git is asked, refuses, and nothing is recorded.
+    assert capture_git(repo / ".git" / "refs") is None
+    assert "`git rev-parse` failed" in caplog.text
+
+
 def test_git_not_installed(
     make_repo: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

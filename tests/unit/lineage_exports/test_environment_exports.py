@@ -53,7 +53,7 @@ SNAPSHOT: dict[str, Any] = {
         {
             "name": "pipetrail",
             "version": "0.1.0.dev0",
-            "direct_url": {"url": "file:///work/pipetrail", "editable": True},
+            "direct_url": {"url": "file:///srv/pipetrail", "editable": True},
         },
         {"name": "localpkg", "version": "2.0", "direct_url": {"url": "file:///src/localpkg"}},
         {
@@ -110,7 +110,7 @@ def test_local_editable_and_unpinned_installs_are_comments() -> None:
     )
     assert (
         "# pipetrail==0.1.0.dev0: an editable install from the local folder "
-        "file:///work/pipetrail; install it from that source"
+        "file:///srv/pipetrail; install it from that source"
     ) in text
     assert "# localpkg==2.0: installed from the local folder file:///src/localpkg" in text
     assert (
@@ -185,7 +185,7 @@ def test_pylock_structure() -> None:
     }
     assert by_name["pipetrail"] == {
         "name": "pipetrail",
-        "directory": {"path": "/work/pipetrail", "editable": True},
+        "directory": {"path": "/srv/pipetrail", "editable": True},
     }
     assert by_name["localpkg"]["directory"] == {"path": "/src/localpkg"}
     assert by_name["wheelie"]["archive"] == {

@@ -109,7 +109,7 @@ def make_snapshot(status: str = "crashed") -> RunSnapshot:
         },
         code={"01M8DQB5SE037W426FA2SPN0MW": CODE},
         namespace="pipetrail://lab",
-        root=Path("/work/lab"),
+        root=Path("/srv/lab"),
     )
 
 
@@ -137,7 +137,7 @@ def test_a_crashed_run_aborts_with_its_unfinished_steps() -> None:
 def test_sources_are_named_by_absolute_path_on_the_run_host() -> None:
     start = openlineage_events(make_snapshot())[0]
     (source,) = start["inputs"]
-    assert (source["namespace"], source["name"]) == ("file://lab1", "/work/lab/data/x.csv")
+    assert (source["namespace"], source["name"]) == ("file://lab1", "/srv/lab/data/x.csv")
     assert source["facets"]["version"]["datasetVersion"] == SOURCE
 
 

@@ -5,8 +5,8 @@ at the recorded ``started_at`` and one ``COMPLETE`` (completed or cached), ``FAI
 ``ABORT`` (cut short by a crash) event at ``ended_at``. Step runs carry the standard
 ``parent`` facet pointing at the pipeline run. Datasets carry ``version`` (the content
 digest) and, for tables, ``schema``. Run ids become UUIDs by :func:`run_uuid`.
-Every standard facet names the exact schema in ../shared/schemas/openlineage that the
-tests validate it against. Naming conventions: ``pipetrail.lineage.exports``.
+Every standard facet names the exact schema in tests/schemas/openlineage that the tests
+validate it against. Naming conventions: ``pipetrail.lineage.exports``.
 """
 
 from __future__ import annotations
