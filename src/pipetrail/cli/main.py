@@ -12,10 +12,9 @@ a run was interrupted by SIGINT / SIGTERM (see :mod:`pipetrail.cli.exits`).
 from __future__ import annotations
 
 import contextlib
-import functools
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
@@ -32,6 +31,7 @@ from pipetrail.cli.exits import (
     interrupted_exit_code,
     store_failure,
 )
+from pipetrail.cli.interruptible import interruptible
 from pipetrail.errors import (
     NotFoundError,
     PipetrailError,
@@ -39,9 +39,6 @@ from pipetrail.errors import (
     RunInterruptedError,
     StepFailedError,
 )
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
 
 __all__ = ["cli", "main"]
 
@@ -83,26 +80,6 @@ def init(folder: Path | None) -> None:
     click.echo(f"Initialized pipetrail project: {path}")
 
 
-def _interruptible(command: Callable[..., None]) -> Callable[..., None]:
-    """Run ``command`` with SIGINT and SIGTERM handled (see pipetrail.execution.interrupts).
-
-    A signal that came before the run was recorded is one line and exit 130 (SIGINT) or
-    143 (SIGTERM); the command reports a recorded run's interruption itself.
-    """
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        from pipetrail.execution.interrupts import handling_interrupts
-
-        with handling_interrupts():
-            try:
-                command(*args, **kwargs)
-            except RunInterruptedError as exc:
-                fail(f"{exc}; nothing was recorded", interrupted_exit_code(exc.signal_name))
-
-    return wrapper
-
-
 @cli.command()
 @click.argument("target")
 @click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE", help="A parameter.")
@@ -128,7 +105,7 @@ def _interruptible(command: Callable[..., None]) -> Callable[..., None]:
 @click.option(
     "--rehash", is_flag=True, help="Hash every source file again, ignoring the stat cache."
 )
-@_interruptible
+@interruptible()
 def run(
     target: str,
     params: tuple[str, ...],
