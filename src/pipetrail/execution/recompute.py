@@ -11,15 +11,27 @@ a node of the same run, so "cannot" means the corrupt object is not one of them 
 file inside a stored folder that could not be traced) or stayed corrupt after its
 producer ran again.
 
+Any other failure to turn an input's stored artifact into a value (the serializer or a
+library it uses raised on intact bytes, the artifact's format version is newer than the
+serializer reads) is a :class:`~pipetrail.errors.LoadError` naming the step, the input,
+the artifact and a fix; the runner records the run as failed.
+
 Imports only ``pipetrail.core``, ``pipetrail.errors`` and ``pipetrail.execution.run_state``.
 """
 
 from __future__ import annotations
 
+import errno
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.core.graph import OutputRef
-from pipetrail.errors import IntegrityError, NotFoundError
+from pipetrail.errors import (
+    IntegrityError,
+    LoadError,
+    NotFoundError,
+    PipetrailError,
+    SerializationError,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -28,6 +40,8 @@ if TYPE_CHECKING:
     from pipetrail.execution.run_state import RunState
 
 __all__ = ["load_inputs"]
+
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 def _output_refs(value: Any) -> Iterator[OutputRef]:
@@ -63,12 +77,15 @@ def load_inputs(
     Raises:
         IntegrityError: a corrupt input could not be recomputed (names the step, the
             artifact and its digest).
+        LoadError: an input's bytes are intact but could not be turned into a value (the
+            serializer or a library it uses raised, the format version is newer than the
+            serializer reads); names the step, the input, the artifact and a fix.
         StepFailedError: a producer failed when it ran again.
     """
     rerun_nodes: set[str] = set()
     while True:
         try:
-            return {name: load(value) for name, value in node.inputs.items()}, bool(rerun_nodes)
+            return _load_all(state, node, load), bool(rerun_nodes)
         except IntegrityError as exc:
             corrupt = _corrupt_refs(state, node, load)
             again = [ref for ref in corrupt if ref.node_id not in rerun_nodes]
@@ -82,6 +99,76 @@ def load_inputs(
                     f"its output {ref.name!r} ({digest}) was corrupt in the store "
                     f"(quarantined) when step {node.id!r} read it; executing again",
                 )
+
+
+def _load_all(state: RunState, node: Node, load: Callable[[Any], Any]) -> dict[str, Any]:
+    """Load every input of ``node``; a failure other than ours becomes a LoadError.
+
+    Errors of the store and the ledger (corrupt or missing objects, I/O) pass unchanged:
+    they name the object and say what to do already, and corrupt ones are recomputed.
+    """
+    kwargs: dict[str, Any] = {}
+    for name, value in node.inputs.items():
+        try:
+            kwargs[name] = load(value)
+        except SerializationError as exc:
+            raise _load_error(state, node, name, value, load, exc) from exc
+        except PipetrailError:
+            raise
+        except OSError as exc:
+            if exc.errno in _DISK_FULL:
+                raise  # one line naming the folder, exit 4 (cli.exits.disk_full_message)
+            raise _load_error(state, node, name, value, load, exc) from exc
+        except Exception as exc:
+            raise _load_error(state, node, name, value, load, exc) from exc
+    return kwargs
+
+
+def _load_error(
+    state: RunState,
+    node: Node,
+    name: str,
+    value: Any,
+    load: Callable[[Any], Any],
+    exc: Exception,
+) -> LoadError:
+    """Describe a failed load of input ``name``, naming the artifact that failed."""
+    failing = None
+    refs = list(_output_refs(value))
+    for ref in refs:
+        if len(refs) == 1:
+            failing = ref
+            break
+        try:  # several artifacts in one input (a list or dict of outputs): which one?
+            load(ref)
+        except Exception:  # noqa: BLE001 - any failure names this one as the culprit
+            failing = ref
+            break
+    digest = None
+    what = f"input {name!r}"
+    if failing is not None:
+        digest = state.outputs[failing.node_id][failing.index].digest
+        what += f" (output {failing.name!r} of step {failing.node_id!r}, artifact {digest})"
+    if isinstance(exc, SerializationError):
+        why = str(exc)  # says which serializer failed, how, and what to do
+    elif isinstance(exc, OSError):
+        why = (
+            f"{type(exc).__name__}: {exc}; give the current user access to the file or "
+            "folder named, then run again"
+        )
+    else:
+        why = (
+            f"{type(exc).__name__}: {exc}; run `pipetrail audit verify` and `pipetrail "
+            "store verify` to check the artifact's record and its stored object, then run "
+            "again"
+        )
+    return LoadError(
+        f"step {node.id!r} of run {state.run_id} cannot load its {what}: " + " ".join(why.split()),
+        step=node.id,
+        run_id=state.run_id,
+        input_name=name,
+        digest=digest,
+    )
 
 
 def _blob(state: RunState, ref: OutputRef) -> str | None:
