@@ -171,6 +171,19 @@ class StepFailedError(PipetrailError):
         self.run_id = run_id
         self.step_run_id = step_run_id
 
+    @property
+    def store_error(self) -> StoreError | None:
+        """The store error behind the failure, when the store could not take the outputs.
+
+        A step fails as well when storing what it returned fails (a full disk); that is
+        the store's failure, not the step's code. A digest mismatch
+        (:class:`IntegrityError`) is not such a failure.
+        """
+        cause = self.__cause__
+        if isinstance(cause, StoreError) and not isinstance(cause, IntegrityError):
+            return cause
+        return None
+
 
 class ContractViolationError(StepFailedError):
     """A step's input or output does not satisfy its contract; the step did not complete.

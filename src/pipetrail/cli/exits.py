@@ -120,10 +120,7 @@ def store_failure(exc: StepFailedError) -> StoreError | None:
     store's failure, not the step's, and exits with :data:`EXIT_STORE`. A digest mismatch
     (:class:`~pipetrail.errors.IntegrityError`) is not such a failure.
     """
-    cause = exc.__cause__
-    if isinstance(cause, StoreError) and not isinstance(cause, IntegrityError):
-        return cause
-    return None
+    return exc.store_error
 
 
 def interrupted_exit_code(signal_name: str) -> int:

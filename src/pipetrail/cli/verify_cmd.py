@@ -5,8 +5,9 @@ reproduced (exactly or within tolerance), 5 when it did not, 1 when a step faile
 re-executing, and 6 when the run cannot be reproduced as recorded (a source tracked by
 reference changed, a snapshot is missing, the pipeline file is gone). ``check`` exits 0
 when the gate passes and 5 when it fails (a contract, the reproduction, the baseline);
-6 as for ``reproduce``. Both exit 130 (SIGINT) or 143 (SIGTERM) when interrupted, like
-``run`` (see :mod:`pipetrail.cli.interruptible`).
+6 as for ``reproduce``. Both exit 4 when the store cannot take a step's outputs (a full
+disk: one line naming the folder, the run recorded as failed), and 130 (SIGINT) or 143
+(SIGTERM) when interrupted, like ``run`` (see :mod:`pipetrail.cli.interruptible`).
 """
 
 from __future__ import annotations
