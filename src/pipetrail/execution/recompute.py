@@ -16,7 +16,13 @@ library it uses raised on intact bytes, the artifact's format version is newer t
 serializer reads) is a :class:`~pipetrail.errors.LoadError` naming the step, the input,
 the artifact and a fix; the runner records the run as failed.
 
-Imports only ``pipetrail.core``, ``pipetrail.errors`` and ``pipetrail.execution.run_state``.
+A cache hit is read too: its event carries each metric series' summary, read from the
+series object when the artifact's record has none (:func:`hit_metrics`). A series found
+corrupt there turns the hit into a miss: the step executes again, which stores the series
+anew, and its event says why.
+
+Imports only ``pipetrail.core``, ``pipetrail.errors`` and ``pipetrail.execution``'s
+``cache``, ``records``, ``run_events`` and ``run_state``.
 """
 
 from __future__ import annotations
@@ -32,6 +38,9 @@ from pipetrail.errors import (
     PipetrailError,
     SerializationError,
 )
+from pipetrail.execution.cache import CacheDecision
+from pipetrail.execution.records import split_recorded
+from pipetrail.execution.run_events import series_summary
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -39,7 +48,7 @@ if TYPE_CHECKING:
     from pipetrail.core.graph import Node
     from pipetrail.execution.run_state import RunState
 
-__all__ = ["load_inputs"]
+__all__ = ["hit_metrics", "load_inputs"]
 
 _DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
@@ -99,6 +108,31 @@ def load_inputs(
                     f"its output {ref.name!r} ({digest}) was corrupt in the store "
                     f"(quarantined) when step {node.id!r} read it; executing again",
                 )
+
+
+def hit_metrics(state: RunState, decision: CacheDecision) -> tuple[CacheDecision, dict[str, Any]]:
+    """The ``metrics`` of a hit's ``step.cached`` event; a miss if a series is corrupt.
+
+    Args:
+        state: the run.
+        decision: a hit, with its outputs (``metric:NAME`` entries are the series).
+
+    Returns:
+        ``decision`` and metric name -> ``{"digest", "count", "min", "max", "last"}``;
+        or, when reading a series found it corrupt (the store quarantined it), a miss
+        naming the series, and no metrics: the step must execute again.
+    """
+    metrics: dict[str, Any] = {}
+    for name, digest in split_recorded(decision.outputs or {})[0].items():
+        try:
+            metrics[name] = {"digest": digest, **series_summary(state, digest)}
+        except IntegrityError:
+            reason = (
+                f"the cached metric series {name!r} ({digest}) was corrupt in the store "
+                "(quarantined) when the hit was read; executing again"
+            )
+            return CacheDecision("miss", reason), {}
+    return decision, metrics
 
 
 def _load_all(state: RunState, node: Node, load: Callable[[Any], Any]) -> dict[str, Any]:
