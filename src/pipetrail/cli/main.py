@@ -339,9 +339,14 @@ def store() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def store_verify(as_json: bool) -> None:
     """Re-hash every stored object; report corrupt and missing ones (exit 3 if any)."""
+    from pipetrail.config import load_config
     from pipetrail.execution.integrity import verify_artifacts
+    from pipetrail.execution.project import Project
+    from pipetrail.store import LocalStore
 
-    project = _project(must_exist=True)
+    config = load_config(must_exist=True)
+    # Opened as it is: a check creates no folder (only a quarantine, for corrupt objects).
+    project = Project(config, store=LocalStore(config.artifacts, create=False))
     try:
         report = verify_artifacts(project)
     finally:
