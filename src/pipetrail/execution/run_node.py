@@ -25,14 +25,14 @@ from pipetrail.core.graph import OutputRef, SourceRef
 from pipetrail.errors import PipetrailError, UnhashableValueError
 from pipetrail.execution.cache import CacheDecision, cache_key
 from pipetrail.execution.contract_records import REPORT_ROLE, cached_payload, step_failure
-from pipetrail.execution.recompute import load_inputs
+from pipetrail.execution.recompute import hit_metrics, load_inputs
 from pipetrail.execution.records import (
     blob_artifact,
     recorded_artifacts,
     split_recorded,
     with_recorded,
 )
-from pipetrail.execution.run_events import artifact_drafts, code_drafts, series_summary
+from pipetrail.execution.run_events import artifact_drafts, code_drafts
 from pipetrail.execution.run_state import NodeOutput, emit, flush
 from pipetrail.execution.task import StepTask
 from pipetrail.hashing.fingerprint import fingerprint_obj
@@ -257,10 +257,13 @@ def run_node(
         "seed": seed,
         "started_at": started_at,
     }
+    metrics: dict[str, Any] = {}
+    if decision.decision == "hit":  # a corrupt metric series makes it a miss
+        decision, metrics = hit_metrics(state, decision)
     if decision.decision == "hit" and decision.outputs is not None:
         outputs = decision.outputs
         state.outputs[node.id] = [NodeOutput(outputs[name]) for name in node.output_names]
-        metric_digests, report_digests = split_recorded(outputs)
+        report_digests = split_recorded(outputs)[1]
         emit(
             state,
             [
@@ -274,10 +277,7 @@ def run_node(
                         "reused_step_run_id": decision.reused_step_run_id,
                         "outputs": outputs,
                         # Timestamps describe the executed step run; its event has them.
-                        "metrics": {
-                            name: {"digest": digest, **series_summary(state, digest)}
-                            for name, digest in metric_digests.items()
-                        },
+                        "metrics": metrics,
                         "reports": report_digests,
                         "ended_at": format_ts(utcnow()),
                         **(
