@@ -11,6 +11,7 @@ PipetrailError
 │       └── ParamsFileError    a params file cannot be read or parsed (names file, line)
 ├── UnhashableValueError       a value has no canonical encoding / fingerprint
 ├── SerializationError         no serializer for a type, or a serializer failed
+│   └── LoadError              a step's input could not be loaded (names step, input, artifact)
 ├── StepFailedError            user step code raised (original exception is the cause)
 │   └── ContractViolationError a step's input or output broke its contract
 ├── NotReproducibleError       a recorded run cannot be re-executed as it was
@@ -51,6 +52,7 @@ __all__ = [
     "LeakageError",
     "LeakageWarning",
     "LedgerError",
+    "LoadError",
     "NotFoundError",
     "NotReproducibleError",
     "OutputFileError",
@@ -116,6 +118,42 @@ class SerializationError(PipetrailError):
     """No serializer handles a value's type, or the serializer failed."""
 
 
+class LoadError(SerializationError):
+    """A step's input could not be loaded from the store, so the step did not run.
+
+    Raised by the runner for any failure to turn a stored artifact back into a value
+    other than corrupt bytes (those are recomputed, see
+    :class:`IntegrityError`): the serializer failed on bytes that match their digest, the
+    artifact was written in a newer format version, a library raised. The run is recorded
+    as failed; the message names the step, the input, the artifact and a fix.
+
+    Attributes:
+        step: the step (node id) whose input it is.
+        run_id: the run.
+        input_name: the input's name (``x``, or ``xs[1]`` for an item of a list of inputs).
+        digest: the artifact that could not be loaded, when one was identified.
+    """
+
+    def __init__(
+        self, message: str, *, step: str, run_id: str, input_name: str, digest: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.step = step
+        self.run_id = run_id
+        self.input_name = input_name
+        self.digest = digest
+
+    def __reduce__(self) -> tuple[object, ...]:
+        # Keyword-only arguments: rebuild through a helper when sent between processes.
+        return (_rebuild_load, (str(self), self.step, self.run_id, self.input_name, self.digest))
+
+
+def _rebuild_load(
+    message: str, step: str, run_id: str, input_name: str, digest: str | None
+) -> LoadError:
+    return LoadError(message, step=step, run_id=run_id, input_name=input_name, digest=digest)
+
+
 class StepFailedError(PipetrailError):
     """User code inside a step raised; the original exception is ``__cause__``.
 
@@ -132,6 +170,19 @@ class StepFailedError(PipetrailError):
         self.step = step
         self.run_id = run_id
         self.step_run_id = step_run_id
+
+    @property
+    def store_error(self) -> StoreError | None:
+        """The store error behind the failure, when the store could not take the outputs.
+
+        A step fails as well when storing what it returned fails (a full disk); that is
+        the store's failure, not the step's code. A digest mismatch
+        (:class:`IntegrityError`) is not such a failure.
+        """
+        cause = self.__cause__
+        if isinstance(cause, StoreError) and not isinstance(cause, IntegrityError):
+            return cause
+        return None
 
 
 class ContractViolationError(StepFailedError):

@@ -233,6 +233,35 @@ def test_migrations_create_exactly_the_schema_module(metadata_url: str) -> None:
     assert diffs == []
 
 
+def test_a_store_at_the_first_revision_is_upgraded_keeping_its_events(metadata_url: str) -> None:
+    """Revision 0002 replaces the cache-key index; the events and their chain stay intact."""
+    from alembic import command
+    from alembic.config import Config
+
+    ledger = _filled(metadata_url, n=5)
+    engine = ledger.engine
+    config = Config()
+    config.set_main_option("script_location", "pipetrail.ledger:migrations")
+    # Back to the first revision, as a store written before 0002 is.
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0001")
+    assert current_revision(engine) == "0001"
+    old = {ix["name"] for ix in sa.inspect(engine).get_indexes("step_runs")}
+    assert ("ix_step_runs_cache_key" in old, "ix_step_runs_cache_key_seq" in old) == (True, False)
+    ledger.close()
+
+    ledger = Ledger.open(metadata_url, actor="tester")  # upgrades on open
+    ledger.append([_source(99)])
+    assert current_revision(ledger.engine) == HEAD_REVISION == "0002"
+    new = {ix["name"] for ix in sa.inspect(ledger.engine).get_indexes("step_runs")}
+    assert ("ix_step_runs_cache_key" in new, "ix_step_runs_cache_key_seq" in new) == (False, True)
+    report = ledger.verify()
+    assert report.ok, report
+    assert report.checked == 6
+    ledger.close()
+
+
 # -- the derived tables against the events -------------------------------------------------
 
 TS = "2026-01-01T00:00:00.000000Z"

@@ -65,6 +65,37 @@ def test_read_only_commands_outside_a_project_say_so_and_create_nothing(
     assert list(empty.iterdir()) == []
 
 
+def _tree(folder: Path) -> list[str]:
+    return sorted(str(path.relative_to(folder)) for path in folder.rglob("*"))
+
+
+# `audit verify` opens the ledger itself; what it may create is tested with the ledger.
+@pytest.mark.parametrize(
+    "args", [args for args in READ_ONLY if args != ("audit", "verify")], ids=" ".join
+)
+def test_read_only_commands_in_a_new_project_create_nothing(
+    tmp_path: Path, args: tuple[str, ...]
+) -> None:
+    project = tmp_path / "new"
+    project.mkdir()
+    assert cli(project, "init").returncode == 0
+    before = _tree(project)
+    done = cli(project, *args)
+    assert done.returncode in (0, 2), done.stderr  # 2: no run to show yet
+    assert "Traceback" not in done.stderr
+    assert _tree(project) == before
+
+
+def test_store_verify_in_a_new_project_finds_an_empty_store(tmp_path: Path) -> None:
+    project = tmp_path / "new"
+    project.mkdir()
+    assert cli(project, "init").returncode == 0
+    done = cli(project, "store", "verify", "--json")
+    assert done.returncode == 0, done.stderr
+    assert '"checked": 0' in done.stdout
+    assert not (project / ".pipetrail" / "objects").exists()
+
+
 def test_read_only_commands_work_in_a_folder_with_state_but_no_config(tmp_path: Path) -> None:
     # `pipetrail run` without `pipetrail init` makes the working folder a project.
     folder = tmp_path / "bare"

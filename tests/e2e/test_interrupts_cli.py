@@ -223,3 +223,104 @@ def test_a_killed_run_shows_its_step_as_crashed(project: Path) -> None:
     crashed = json.loads(cli(project, "show", summary["run_id"], "--json").stdout)
     assert node_statuses(crashed) == node_statuses(summary)
     assert cli(project, "audit", "verify").returncode == 0
+
+
+# -- reproduce and check handle signals as run does ------------------------------------
+
+
+def _completed_run(root: Path, *params: str) -> str:
+    """A completed run of the gated pipeline; the gate is then closed again."""
+    gate = root / "gate"
+    (gate / "release").write_text("1")
+    args = ["-p", f"gate={gate}"]
+    for param in params:
+        args += ["-p", param]
+    done = cli(root, "run", "gated.py", "-q", "--json", *args)
+    assert done.returncode == 0, done.stderr
+    for name in ("ready", "release"):
+        (gate / name).unlink()
+    run_id: str = json.loads(done.stdout)["run_id"]
+    return run_id
+
+
+def start_command(root: Path, *args: str) -> subprocess.Popen[str]:
+    proc = subprocess.Popen(
+        [*PIPETRAIL, *args],
+        cwd=root,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    wait_for(root / "gate" / "ready")
+    return proc
+
+
+def _reproduce(root: Path, *params: str) -> subprocess.Popen[str]:
+    """Reproduce a completed run made with ``params``; returns once its step blocks."""
+    return start_command(root, "reproduce", _completed_run(root, *params), "-q")
+
+
+def _check(root: Path, *params: str) -> subprocess.Popen[str]:
+    args = ["check", "gated.py", "-q", "-p", f"gate={root / 'gate'}"]
+    for param in params:
+        args += ["-p", param]
+    return start_command(root, *args)
+
+
+@pytest.mark.parametrize("command", ["reproduce", "check"])
+@pytest.mark.parametrize(
+    ("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["sigint", "sigterm"]
+)
+def test_reproduce_and_check_end_an_interrupted_run_with_one_line(
+    project: Path, command: str, sig: signal.Signals, code: int
+) -> None:
+    proc = _reproduce(project) if command == "reproduce" else _check(project)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=60)
+
+    assert proc.returncode == code, err
+    assert out == ""
+    assert "Aborted" not in err
+    assert "Traceback" not in err
+    summary = latest(project)
+    run_id = summary["run_id"]
+    assert err.splitlines() == [
+        f"run {run_id} interrupted by {sig.name}: 1 completed, 1 interrupted, 1 not run; "
+        f"details: pipetrail show {run_id}"
+    ]
+    assert summary["status"] == "interrupted"
+    assert node_statuses(summary) == {
+        "first": "completed",
+        "block": "interrupted",
+        "after": "not run",
+    }
+    assert cli(project, "audit", "verify").returncode == 0
+
+
+def test_a_second_ctrl_c_ends_a_reproduction_at_once(project: Path) -> None:
+    proc = _reproduce(project, "stubborn=true")  # the reproduction gets the same params
+    proc.send_signal(signal.SIGINT)
+    wait_for(project / "gate" / "caught")
+    began = time.monotonic()
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+
+    assert time.monotonic() - began < 5
+    assert proc.returncode == 130
+    assert "SIGINT again: exiting now" in err
+    assert "Aborted" not in err
+    assert latest(project)["status"] == "crashed"
+
+
+def test_a_signal_before_the_check_records_a_run_is_one_line(project: Path) -> None:
+    proc = _check(project, "hold=true")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+
+    assert proc.returncode == 130
+    assert out == ""
+    assert err.splitlines() == [
+        "error: interrupted by SIGINT; the check did not finish and wrote no report; run it again"
+    ]
+    assert json.loads(cli(project, "runs", "--json").stdout) == []

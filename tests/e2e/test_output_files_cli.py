@@ -200,3 +200,51 @@ def test_a_full_disk_under_the_ledger_is_one_line_and_exit_4(root: Path) -> None
     assert done.returncode == 4, done.stderr
     line = _one_error_line(done)
     assert str(folder / "ledger.db") in line
+
+
+NOISY = """
+import os
+from pipetrail import pipeline, step
+
+@step
+def noise(n: int) -> bytes:
+    return os.urandom(n)  # never the same twice: a reproduction stores new bytes
+
+@step
+def size(data: bytes) -> int:
+    return len(data)
+
+@pipeline
+def noisy(n: int = 200_000):
+    return size(noise(n))
+"""
+
+
+@pytest.mark.usefixtures("tiny_disk")
+@pytest.mark.parametrize(
+    "args",
+    [
+        ("reproduce", "latest"),
+        ("check", "noisy.py"),  # its run is a cache hit: its reproduction fills the disk
+        ("check", "noisy.py", "-p", "n=150000"),  # its run executes, and fills the disk
+    ],
+    ids=["reproduce", "check-reproduction", "check-run"],
+)
+def test_a_full_store_while_reproducing_is_one_line_and_exit_4(
+    root: Path, args: tuple[str, ...]
+) -> None:
+    (root / "noisy.py").write_text(NOISY)
+    done = cli(root, "run", "noisy.py", "-q")
+    assert done.returncode == 0, done.stderr
+    # The store's temp folder is full: objects already stored stay readable, a new one
+    # cannot be written (it is written there first, then renamed into place).
+    objects = root / ".pipetrail" / "objects"
+    full = on_tiny_disk(objects / "tmp", [*PIPETRAIL, *args, "-q"], cwd=root, env=_env(), fill=True)
+
+    assert full.returncode == 4, full.stderr
+    line = _one_error_line(full)
+    assert "step 'noise' failed in run " in line
+    assert "No space left on device" in line
+    assert f"free disk space on the filesystem holding {objects}" in line
+    runs = json.loads(cli(root, "runs", "--json").stdout)
+    assert runs[0]["status"] == "failed"  # the run that could not store its output

@@ -6,6 +6,7 @@ source is refused before anything is recorded.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import TYPE_CHECKING
 
@@ -87,5 +88,68 @@ def test_a_store_outside_the_project_is_protected_too(
             with pytest.raises(DefinitionError, match=str(store)):
                 run_pipeline(_pipeline(files, unique, declared), {}, project, RunOptions())
         assert project.reader().event_count() == events
+    finally:
+        project.close()
+
+
+@pytest.mark.parametrize("allow_outside", [True, False], ids=["allow_outside", "confined"])
+@pytest.mark.parametrize(
+    ("link_to", "where"),
+    [
+        (".pipetrail/objects", "inside"),
+        (".pipetrail/ledger.db", "inside"),
+        (".pipetrail", "inside"),
+        (".", "a folder holding"),  # the project root holds .pipetrail
+    ],
+    ids=["objects", "ledger", "state", "root"],
+)
+def test_a_symlink_inside_a_folder_source_into_the_state_folder_is_refused(
+    files: PipelineFiles,
+    project: Project,
+    unique: Callable[[str], str],
+    link_to: str,
+    where: str,
+    allow_outside: bool,
+) -> None:
+    events = _first_run(files, project, unique)
+    link = project.root / "data" / "texts" / "linked"
+    os.symlink(project.root / link_to, link)
+    target = os.path.realpath(project.root / link_to)
+    declared = 'source("data/texts"' + (", allow_outside=True)" if allow_outside else ")")
+    with pytest.raises(DefinitionError) as caught:
+        run_pipeline(_pipeline(files, unique, declared), {}, project, RunOptions())
+    message = str(caught.value)
+    assert message.startswith(f"source 'data/texts': {link} is a symlink to {target}, {where} ")
+    assert "where pipetrail keeps its own state" in message
+    assert "remove the link" in message
+    assert project.reader().event_count() == events
+
+
+def test_a_symlink_inside_a_folder_source_into_a_store_outside_the_project_is_refused(
+    files: PipelineFiles, project_root: Path, tmp_path: Path, unique: Callable[[str], str]
+) -> None:
+    store = tmp_path / "elsewhere" / "store"
+    (project_root / "pipetrail.toml").write_text(f'[pipetrail]\nartifacts = "{store}"\n')
+    project = Project.at(project_root)
+    try:
+        events = _first_run(files, project, unique)
+        nested = project_root / "data" / "texts" / "deeper"
+        nested.mkdir()
+        os.symlink(store, nested / "objects")
+        declared = 'source("data/texts", allow_outside=True)'
+        with pytest.raises(DefinitionError, match=rf"is a symlink to {store}, inside {store}"):
+            run_pipeline(_pipeline(files, unique, declared), {}, project, RunOptions())
+        assert project.reader().event_count() == events
+        # A symlink to data outside the project stays allowed with allow_outside=True.
+        (nested / "objects").unlink()
+        outside = tmp_path / "outside-data"
+        outside.mkdir()
+        (outside / "b.txt").write_text("1\n2\n")
+        os.symlink(outside, nested / "more")
+        run = run_pipeline(_pipeline(files, unique, declared), {}, project, RunOptions())
+        assert run.outputs == {"a.txt": 1}  # count_lines reads the top level's *.txt only
+        observed = project.reader().sources(run.id)[0]
+        manifest = json.loads(project.store.get_bytes(observed["digest"]))
+        assert sorted(manifest["files"]) == ["a.txt", "deeper/more/b.txt"]
     finally:
         project.close()

@@ -331,3 +331,71 @@ def test_an_input_still_corrupt_after_its_producer_ran_again_fails_naming_it(
     assert f"'output' of step 'produce' (artifact {digest})" in message
     assert "still corrupt after that step executed again" in message
     assert exit_code(caught.value) == EXIT_INTEGRITY
+
+
+SERIES = """
+from array import array
+
+from pipetrail import log_metric, pipeline, step
+from pipetrail.execution.metrics import encode_series
+
+@step
+def archive() -> bytes:  # the bytes of train's series: their first record has no summary
+    return encode_series(array("q", [0, 1]), array("d", [0.5, 0.25]))
+
+@step
+def train(epochs: int = 2) -> int:
+    for epoch in range(epochs):
+        log_metric("loss", 0.5 / (epoch + 1))
+    return epochs
+
+@step
+def score(epochs: int, tag: int = 0) -> int:
+    return epochs * 10 + tag
+
+@pipeline
+def series(tag: int = 0):
+    return archive(), score(train(), tag=tag)
+"""
+
+
+def test_a_corrupt_metric_series_of_a_hit_makes_the_step_execute_again(
+    files: PipelineFiles,
+    project: Project,
+    project_root: Path,
+    unique: Callable[[str], str],
+) -> None:
+    """A hit whose series has no summary in its record reads the series; corrupt, it is a miss.
+
+    The series' artifact was recorded first as the output of another step (same bytes), so
+    its record carries no summary and the hit's event needs the series itself.
+    """
+    definition = files.load(unique("series"), SERIES)
+    first = run_pipeline(definition, {}, project, RunOptions())
+    digest = first.step("train")["outputs"]["metric:loss"]
+    assert digest == first.step("archive")["outputs"]["output"]
+    assert "summary" not in project.reader().artifact(digest)["meta"]
+    blob = str(project.reader().artifact(digest)["blob"])
+    intact = project.store.get_bytes(blob)
+    damaged = _damage(project_root, blob)
+    assert damaged != intact
+
+    second = run_pipeline(definition, {"tag": 1}, project, RunOptions())
+
+    assert second.outputs == [intact, 21]
+    steps = [(s["node_id"], s["status"], s["cache_decision"]) for s in second.steps()]
+    assert steps == [
+        ("archive", "cached", "hit"),
+        ("train", "completed", "miss"),
+        ("score", "completed", "miss"),
+    ]
+    reason = second.step("train")["cache_reason"]
+    assert reason == (
+        f"the cached metric series 'loss' ({digest}) was corrupt in the store (quarantined) "
+        "when the hit was read; executing again"
+    )
+    assert second.metrics("train") == {"loss": [(0, 0.5), (1, 0.25)]}
+    assert _quarantined(project_root, blob) == [damaged]
+    assert LocalStore(_objects(project_root)).get_bytes(blob) == intact  # repaired
+    third = run_pipeline(definition, {"tag": 1}, project, RunOptions())
+    assert {s["status"] for s in third.steps()} == {"cached"}

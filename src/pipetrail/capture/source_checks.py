@@ -6,7 +6,8 @@ project root and symlinks pointing outside it raise
 :class:`~pipetrail.errors.DefinitionError` unless ``allow_outside=True``; sockets, FIFOs
 and devices are always refused, and so is anything in (or holding) a protected folder:
 the project's ``.pipetrail`` state folder and the artifact store, whatever the path
-(``..``, a symlink) leading there. Every message names the source, the file and a fix.
+(``..``, a symlink, a symlink inside a folder source) leading there, ``allow_outside`` or
+not. Every message names the source, the file and a fix.
 Imports only ``pipetrail.errors`` and the standard library.
 """
 
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ALLOW_OUTSIDE_HINT",
     "SourceChangedError",
+    "refuse_protected",
     "resolve_source",
     "special_file_error",
     "unreadable_error",
@@ -88,23 +90,41 @@ def resolve_source(
             f"{root_abs}; copy the data into the project, {ALLOW_OUTSIDE_HINT}"
         )
     for folder in protected:
-        _refuse_protected(label, real, os.path.realpath(folder))
+        refuse_protected(label, real, os.path.realpath(folder))
     return real
 
 
-def _refuse_protected(label: str, real: str, folder: str) -> None:
+def refuse_protected(label: str, real: str, folder: str, *, link: str | None = None) -> None:
+    """Refuse a source, or a symlink inside a folder source, that reaches a protected folder.
+
+    Args:
+        label: the source as declared.
+        real: the real absolute path the source (or ``link``) leads to.
+        folder: a protected folder, real and absolute.
+        link: the symlink inside the source that leads to ``real``, if that is the way.
+
+    Raises:
+        DefinitionError: ``real`` is inside ``folder`` or holds it.
+    """
+    state = "where pipetrail keeps its own state (the ledger, the artifact store, caches)"
+    if link is not None:
+        if within(real, folder) or within(folder, real):
+            where = "inside" if within(real, folder) else "a folder holding"
+            raise DefinitionError(
+                f"source {label!r}: {link} is a symlink to {real}, {where} {folder}, {state}; "
+                "a source is data a step reads: remove the link, or point it at data"
+            )
+        return
     if within(real, folder):
         where = "is" if real == folder else f"leads to {real}, which is"
         raise DefinitionError(
-            f"source {label!r} {where} inside {folder}, where pipetrail keeps its own state "
-            "(the ledger, the artifact store, caches); a source is data a step reads: "
-            "point it at a folder of your data"
+            f"source {label!r} {where} inside {folder}, {state}; a source is data a step "
+            "reads: point it at a folder of your data"
         )
     if within(folder, real):
         raise DefinitionError(
-            f"source {label!r} ({real}) holds {folder}, where pipetrail keeps its own state "
-            "(the ledger, the artifact store, caches); point the source at a folder of your "
-            "data that does not hold it"
+            f"source {label!r} ({real}) holds {folder}, {state}; point the source at a folder "
+            "of your data that does not hold it"
         )
 
 

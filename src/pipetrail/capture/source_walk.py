@@ -4,7 +4,8 @@ Owns :class:`SourceWalk`, the state and hot loop behind
 :func:`~pipetrail.capture.sources.observe_source`:
 
 * **Finding**: ``os.scandir`` depth first; symlinks inside the folder that point inside it
-  are followed (recorded under the link's path), cycles and escapes refused.
+  are followed (recorded under the link's path), cycles and escapes refused, and so are
+  links into a protected folder (pipetrail's state), whatever ``allow_outside`` says.
 * **Digesting**: from the :class:`~pipetrail.capture.statcache.StatCache` when a file's
   signature matches a trusted entry; else read and hashed, by plain reads and never a
   memory map (a file truncated while mapped kills the process). Each file is stat-ed
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING
 from pipetrail.capture.source_checks import (
     ALLOW_OUTSIDE_HINT,
     SourceChangedError,
+    refuse_protected,
     special_file_error,
     unreadable_error,
     within,
@@ -79,12 +81,15 @@ class SourceWalk:
         store_files: StoreFiles | None,
         allow_outside: bool,
         stored_sizes: StoredSizes | None = None,
+        protected: Sequence[str] = (),
     ) -> None:
         self.label, self.location = label, location
         self.store_files, self.allow_outside = store_files, allow_outside
         self.stored_sizes = stored_sizes
         # Files the cache vouches for, to look up in the store at once: (path, digest, size).
         self.known: list[tuple[str, str, int]] = []
+        # Real absolute paths of folders no symlink may lead into (or to a parent of).
+        self.protected = tuple(protected)
         self.cache: StatCache | None = None
         self.use_cache = False
         self.trusted: dict[str, bytes] = {}  # popped as files are seen: leftovers are gone
@@ -323,8 +328,14 @@ class SourceWalk:
             future.cancel()
 
     def follow(self, link: str) -> os.stat_result:
-        """Stat what a symlink inside the folder points to, refusing escapes and dangling."""
+        """Stat what a symlink inside the folder points to, refusing escapes and dangling.
+
+        A link into a protected folder (pipetrail's own state), or to a folder holding
+        one, is refused even when ``allow_outside`` lets links leave the folder.
+        """
         target = os.path.realpath(link)
+        for folder in self.protected:
+            refuse_protected(self.label, target, folder, link=link)
         if not self.allow_outside and not within(target, self.location):
             raise DefinitionError(
                 f"source {self.label!r}: {link} is a symlink to {target}, outside the folder "

@@ -177,7 +177,8 @@ def observe_source(
             and flushes with the walk (see benchmarks/sources.py, rows ``first.copy*``).
             1 calls it from the calling thread only.
         protected: folders the source may neither be in nor hold, whatever the path
-            leading there (the project's state folder and its artifact store).
+            leading there (the project's state folder and its artifact store), nor hold
+            a symlink into.
         stored_sizes: the store's bulk lookup (``LocalStore.stored_sizes`` fits): called
             once, with the digests of the files the cache vouches for, it returns
             ``{digest: size}`` for those the store holds. Only the others are handed to
@@ -216,7 +217,12 @@ def observe_source(
     if not is_dir and not stat.S_ISREG(st.st_mode):
         raise special_file_error(label, location, st.st_mode)
     walk = SourceWalk(
-        label, location, None if by_reference else store_files, allow_outside, stored_sizes
+        label,
+        location,
+        None if by_reference else store_files,
+        allow_outside,
+        stored_sizes,
+        protected=[os.path.realpath(folder) for folder in protected],
     )
     walk.load(cache, tree=is_dir, rehash=rehash)
     threads = store_threads if walk.store_files is not None and is_dir else 1

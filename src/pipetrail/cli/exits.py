@@ -3,7 +3,7 @@
 | code | meaning |
 | --- | --- |
 | 0 | success |
-| 1 | a step failed (in a run, or while re-executing one) |
+| 1 | a step failed, or its input could not be loaded (in a run, or re-executing one) |
 | 2 | bad input: unknown file, parameter, run or step; bad configuration |
 | 3 | an integrity check failed (ledger chain, derived tables, or store) |
 | 4 | a store could not be used, or a disk is full (also while storing a step's output) |
@@ -35,6 +35,7 @@ import click
 from pipetrail.errors import (
     IntegrityError,
     LedgerError,
+    LoadError,
     NotReproducibleError,
     OutputFileError,
     PipetrailError,
@@ -86,6 +87,8 @@ def exit_code(exc: PipetrailError) -> int:
     """The exit code for a pipetrail error (see the table above)."""
     if isinstance(exc, StepFailedError):
         return EXIT_STORE if store_failure(exc) is not None else EXIT_RUN_FAILED
+    if isinstance(exc, LoadError):  # a step's input could not be loaded: the run failed
+        return EXIT_RUN_FAILED
     if isinstance(exc, OutputFileError):
         return EXIT_STORE if exc.disk_full else EXIT_BAD_INPUT
     if isinstance(exc, NotReproducibleError):
@@ -117,10 +120,7 @@ def store_failure(exc: StepFailedError) -> StoreError | None:
     store's failure, not the step's, and exits with :data:`EXIT_STORE`. A digest mismatch
     (:class:`~pipetrail.errors.IntegrityError`) is not such a failure.
     """
-    cause = exc.__cause__
-    if isinstance(cause, StoreError) and not isinstance(cause, IntegrityError):
-        return cause
-    return None
+    return exc.store_error
 
 
 def interrupted_exit_code(signal_name: str) -> int:

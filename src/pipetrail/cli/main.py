@@ -12,10 +12,9 @@ a run was interrupted by SIGINT / SIGTERM (see :mod:`pipetrail.cli.exits`).
 from __future__ import annotations
 
 import contextlib
-import functools
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import click
 
@@ -32,6 +31,7 @@ from pipetrail.cli.exits import (
     interrupted_exit_code,
     store_failure,
 )
+from pipetrail.cli.interruptible import interruptible
 from pipetrail.errors import (
     NotFoundError,
     PipetrailError,
@@ -39,9 +39,6 @@ from pipetrail.errors import (
     RunInterruptedError,
     StepFailedError,
 )
-
-if TYPE_CHECKING:
-    from collections.abc import Callable
 
 __all__ = ["cli", "main"]
 
@@ -83,26 +80,6 @@ def init(folder: Path | None) -> None:
     click.echo(f"Initialized pipetrail project: {path}")
 
 
-def _interruptible(command: Callable[..., None]) -> Callable[..., None]:
-    """Run ``command`` with SIGINT and SIGTERM handled (see pipetrail.execution.interrupts).
-
-    A signal that came before the run was recorded is one line and exit 130 (SIGINT) or
-    143 (SIGTERM); the command reports a recorded run's interruption itself.
-    """
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> None:
-        from pipetrail.execution.interrupts import handling_interrupts
-
-        with handling_interrupts():
-            try:
-                command(*args, **kwargs)
-            except RunInterruptedError as exc:
-                fail(f"{exc}; nothing was recorded", interrupted_exit_code(exc.signal_name))
-
-    return wrapper
-
-
 @cli.command()
 @click.argument("target")
 @click.option("-p", "--param", "params", multiple=True, metavar="NAME=VALUE", help="A parameter.")
@@ -128,7 +105,7 @@ def _interruptible(command: Callable[..., None]) -> Callable[..., None]:
 @click.option(
     "--rehash", is_flag=True, help="Hash every source file again, ignoring the stat cache."
 )
-@_interruptible
+@interruptible()
 def run(
     target: str,
     params: tuple[str, ...],
@@ -362,9 +339,14 @@ def store() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def store_verify(as_json: bool) -> None:
     """Re-hash every stored object; report corrupt and missing ones (exit 3 if any)."""
+    from pipetrail.config import load_config
     from pipetrail.execution.integrity import verify_artifacts
+    from pipetrail.execution.project import Project
+    from pipetrail.store import LocalStore
 
-    project = _project(must_exist=True)
+    config = load_config(must_exist=True)
+    # Opened as it is: a check creates no folder (only a quarantine, for corrupt objects).
+    project = Project(config, store=LocalStore(config.artifacts, create=False))
     try:
         report = verify_artifacts(project)
     finally:

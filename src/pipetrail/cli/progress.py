@@ -2,6 +2,11 @@
 
 On a terminal, a rich live line redraws in place; otherwise one plain line per finished
 step goes to stderr so logs of CI jobs stay readable.
+
+A step can finish twice in one run: when a later step finds its stored output corrupt,
+the producer executes again (see :mod:`pipetrail.execution.recompute`). That is not one
+more step of the run: the count of steps done stays, and the step shows as
+``re-executed``.
 """
 
 from __future__ import annotations
@@ -13,23 +18,29 @@ from typing import Any
 __all__ = ["make_observer"]
 
 
+def _again(status: str) -> str:
+    """How a step that finished before in the run is shown when it finishes again."""
+    return "re-executed" if status == "completed" else f"{status} when re-executed"
+
+
 class _PlainObserver:
     def __init__(self) -> None:
         self.total = 0
-        self.done = 0
+        self.finished: set[str] = set()
 
     def run_started(self, *, run_id: str, pipeline: str, steps_total: int) -> None:
         # One observer follows every run of `pipetrail check`: count each run afresh.
-        self.total, self.done = steps_total, 0
+        self.total, self.finished = steps_total, set()
         print(f"run {run_id} of {pipeline}: {steps_total} steps", file=sys.stderr)
 
     def step_started(self, *, node_id: str) -> None:
         return
 
     def step_finished(self, *, node_id: str, status: str, seconds: float) -> None:
-        self.done += 1
+        shown = _again(status) if node_id in self.finished else status
+        self.finished.add(node_id)
         timing = f" {seconds:.2f}s" if status == "completed" else ""
-        print(f"  [{self.done}/{self.total}] {node_id}: {status}{timing}", file=sys.stderr)
+        print(f"  [{len(self.finished)}/{self.total}] {node_id}: {shown}{timing}", file=sys.stderr)
 
     def run_finished(self, *, run_id: str, status: str) -> None:
         return
@@ -43,20 +54,25 @@ class _LiveObserver:
         self.console = Console(stderr=True)
         self.live = Live(console=self.console, refresh_per_second=8, transient=True)
         self.total = 0
-        self.counts = {"completed": 0, "cached": 0, "failed": 0}
+        self.finished: dict[str, str] = {}  # node -> status (a failed re-execution: failed)
+        self.again = 0
         self.current = ""
         self.started = time.monotonic()
 
     def _render(self) -> Any:
         from rich.text import Text
 
-        done = sum(self.counts.values())
+        counts = {"completed": 0, "cached": 0, "failed": 0}
+        for status in self.finished.values():
+            counts[status] = counts.get(status, 0) + 1
         line = Text()
-        line.append(f"{done}/{self.total} steps  ", style="bold")
-        line.append(f"{self.counts['completed']} executed  ", style="green")
-        line.append(f"{self.counts['cached']} cached  ", style="cyan")
-        if self.counts["failed"]:
-            line.append(f"{self.counts['failed']} failed  ", style="red")
+        line.append(f"{len(self.finished)}/{self.total} steps  ", style="bold")
+        line.append(f"{counts['completed']} executed  ", style="green")
+        line.append(f"{counts['cached']} cached  ", style="cyan")
+        if self.again:
+            line.append(f"{self.again} re-executed  ", style="magenta")
+        if counts["failed"]:
+            line.append(f"{counts['failed']} failed  ", style="red")
         if self.current:
             line.append(f"running {self.current}", style="yellow")
         line.append(f"  {time.monotonic() - self.started:.1f}s", style="dim")
@@ -64,7 +80,7 @@ class _LiveObserver:
 
     def run_started(self, *, run_id: str, pipeline: str, steps_total: int) -> None:
         self.total = steps_total
-        self.counts = {"completed": 0, "cached": 0, "failed": 0}
+        self.finished, self.again = {}, 0
         self.started = time.monotonic()
         self.console.print(f"run [bold]{run_id}[/] of [bold]{pipeline}[/]: {steps_total} steps")
         self.live.start()
@@ -75,10 +91,14 @@ class _LiveObserver:
         self.live.update(self._render())
 
     def step_finished(self, *, node_id: str, status: str, seconds: float) -> None:
-        self.counts[status] = self.counts.get(status, 0) + 1
+        again = node_id in self.finished
+        if not again or status == "failed":
+            self.finished[node_id] = status
+        if again and status == "completed":
+            self.again += 1
         self.current = ""
         if status == "failed":
-            self.console.print(f"[red]✗[/] {node_id} failed")
+            self.console.print(f"[red]✗[/] {node_id} {_again(status) if again else status}")
         self.live.update(self._render())
 
     def run_finished(self, *, run_id: str, status: str) -> None:

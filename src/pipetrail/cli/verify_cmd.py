@@ -5,7 +5,9 @@ reproduced (exactly or within tolerance), 5 when it did not, 1 when a step faile
 re-executing, and 6 when the run cannot be reproduced as recorded (a source tracked by
 reference changed, a snapshot is missing, the pipeline file is gone). ``check`` exits 0
 when the gate passes and 5 when it fails (a contract, the reproduction, the baseline);
-6 as for ``reproduce``.
+6 as for ``reproduce``. Both exit 4 when the store cannot take a step's outputs (a full
+disk: one line naming the folder, the run recorded as failed), and 130 (SIGINT) or 143
+(SIGTERM) when interrupted, like ``run`` (see :mod:`pipetrail.cli.interruptible`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import click
 
 from pipetrail.cli.args import parse_params, parse_seed
 from pipetrail.cli.exits import EXIT_NOT_REPRODUCED, EXIT_RUN_FAILED
+from pipetrail.cli.interruptible import interruptible
 
 if TYPE_CHECKING:
     from pipetrail.verify.settings import ReproduceSettings, Tolerance
@@ -104,6 +107,7 @@ _allow_option = click.option(
               help="Also write the report as Markdown to this file.")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No live progress display.")
+@interruptible("the reproduction was not compared or recorded; run it again")
 def reproduce(
     run_ref: str,
     target: str | None,
@@ -174,6 +178,7 @@ def reproduce(
               "(default: .pipetrail/reports).")  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("-q", "--quiet", is_flag=True, help="No live progress display.")
+@interruptible("the check did not finish and wrote no report; run it again")
 def check(
     target: str | None,
     params: tuple[str, ...],

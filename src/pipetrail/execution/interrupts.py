@@ -6,7 +6,8 @@ Two pieces:
   only). The first signal raises :class:`~pipetrail.errors.RunInterruptedError` (a
   ``KeyboardInterrupt``) where the main thread is, so a step's code stops as it would on
   Ctrl-C and the runner records the run as ``interrupted``. With ``exit_on_second`` (what
-  ``pipetrail run`` uses) a second signal exits the process at once, with status
+  ``pipetrail run``, ``reproduce`` and ``check`` use, through
+  :mod:`pipetrail.cli.interruptible`) a second signal exits the process at once, with status
   ``128 + signal number`` (130 for SIGINT, 143 for SIGTERM): the run is then left
   unfinished and shows as ``crashed``, like a killed one. Without it (the default a
   runner installs for Python callers) a second signal is raised like the first.

@@ -32,7 +32,7 @@ from pipetrail.errors import SerializationError
 from pipetrail.execution.cache import CacheDecision, cache_key
 from pipetrail.execution.contract_records import REPORT_ROLE, cached_payload, step_failure
 from pipetrail.execution.node_inputs import describe_inputs, flat_inputs, recorded_record
-from pipetrail.execution.recompute import load_inputs
+from pipetrail.execution.recompute import hit_metrics, load_inputs
 from pipetrail.execution.records import (
     blob_artifact,
     is_recorded_output,
@@ -40,7 +40,7 @@ from pipetrail.execution.records import (
     split_recorded,
     with_recorded,
 )
-from pipetrail.execution.run_events import artifact_drafts, code_drafts, series_summary
+from pipetrail.execution.run_events import artifact_drafts, code_drafts
 from pipetrail.execution.run_state import NodeOutput, emit, flush
 from pipetrail.execution.task import StepTask
 from pipetrail.ledger import EventDraft, EventKind
@@ -249,11 +249,14 @@ def run_node(
         "seed": seed,
         "started_at": started_at,
     }
+    metrics: dict[str, Any] = {}
+    if decision.decision == "hit":  # a corrupt metric series makes it a miss
+        decision, metrics = hit_metrics(state, decision)
     if decision.decision == "hit" and decision.outputs is not None:
         outputs = decision.outputs
         formats = {name: (decision.formats or {})[name] for name in node.output_names}
         state.outputs[node.id] = [_reused(outputs[name], formats[name]) for name in formats]
-        metric_digests, report_digests = split_recorded(outputs)
+        report_digests = split_recorded(outputs)[1]
         emit(
             state,
             [
@@ -268,10 +271,7 @@ def run_node(
                         "outputs": outputs,
                         "output_formats": formats,
                         # Timestamps describe the executed step run; its event has them.
-                        "metrics": {
-                            name: {"digest": digest, **series_summary(state, digest)}
-                            for name, digest in metric_digests.items()
-                        },
+                        "metrics": metrics,
                         "reports": report_digests,
                         "ended_at": format_ts(utcnow()),
                         **(

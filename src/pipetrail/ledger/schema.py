@@ -120,7 +120,8 @@ step_runs = Table(
     Column("first_seq", BigInteger, nullable=False),
     Column("last_seq", BigInteger, nullable=False),
     Index("ix_step_runs_run_id", "run_id"),
-    Index("ix_step_runs_cache_key", "cache_key"),
+    # Newest step run with a key first, from the index alone (migration 0002).
+    Index("ix_step_runs_cache_key_seq", "cache_key", "last_seq"),
     Index("ix_step_runs_pipeline_node", "pipeline", "node_id"),
 )
 

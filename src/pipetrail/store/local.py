@@ -72,13 +72,17 @@ class LocalStore:
     it is corrupt; :meth:`put_files` with a digest given checks only the size (see there).
 
     Args:
-        root: the store's folder; created if missing.
+        root: the store's folder; created if missing (unless ``create`` is false).
         fsync: make each new object durable before it is renamed into place (default),
             and its shard folder at the next :meth:`sync`. ``False`` keeps writes atomic against
             a crashed or killed process but not against a power loss or kernel crash; use
             it only for scratch stores.
         small_objects: objects up to this many bytes go to the pack (ADR 0006); 0 keeps
             every object in its own file.
+        create: create the folder and its ``tmp/`` when the store is opened (default).
+            ``False`` opens it as it is, for commands that only read (``store verify``):
+            nothing is created until something is written or quarantined, and a missing
+            folder is an empty store.
 
     Durability: an object file's bytes are on disk before its final name exists, so no
     power loss can leave partial content under a final name (:meth:`put_files` gets there
@@ -97,12 +101,17 @@ class LocalStore:
     """
 
     def __init__(
-        self, root: Path, *, fsync: bool = True, small_objects: int = SMALL_OBJECT_LIMIT
+        self,
+        root: Path,
+        *,
+        fsync: bool = True,
+        small_objects: int = SMALL_OBJECT_LIMIT,
+        create: bool = True,
     ) -> None:
         self.root = Path(root)
         self._small_limit = small_objects
         self._root = os.fspath(self.root.absolute())
-        self._loose = LooseObjects(self._root, fsync=fsync)
+        self._loose = LooseObjects(self._root, fsync=fsync, create=create)
         self._reader = LooseReader(self._loose)
         # Objects up to `small_objects` bytes live in one SQLite pack (ADR 0006).
         self._pack = SmallObjectPack(Path(self._root) / "pack.db")

@@ -131,9 +131,10 @@ class LooseObjects:
     Args:
         root: the store's folder (absolute); ``tmp/`` is created in it.
         fsync: make objects durable before renaming them, and renames at :meth:`sync`.
+        create: create ``root`` and ``tmp/`` now; otherwise the first write does.
     """
 
-    def __init__(self, root: str, *, fsync: bool) -> None:
+    def __init__(self, root: str, *, fsync: bool, create: bool = True) -> None:
         self.root = root
         self.fsync = fsync
         self.tmp = os.path.join(root, "tmp")
@@ -143,8 +144,9 @@ class LooseObjects:
         self._counter = itertools.count()
         self._lock = threading.Lock()
         self._owner = TmpOwner(self.tmp)
-        with map_os_errors("create its folders", self.tmp, root):
-            os.makedirs(self.tmp, exist_ok=True)
+        if create:
+            with map_os_errors("create its folders", self.tmp, root):
+                os.makedirs(self.tmp, exist_ok=True)
 
     # -- names -----------------------------------------------------------------------
     def final(self, digest: str) -> str:
@@ -356,11 +358,18 @@ class LooseObjects:
 
     # -- listing and maintenance -----------------------------------------------------
     def iter_digests(self) -> Iterator[str]:
-        """Yield the digest of every object file, shard by shard (temp files excluded)."""
+        """Yield the digest of every object file, shard by shard (temp files excluded).
+
+        A store folder that does not exist (yet) holds no objects.
+        """
         with map_os_errors("list its objects", self.root, self.root):
+            try:
+                entries = list(os.scandir(self.root))
+            except FileNotFoundError:
+                return
             shards = sorted(
                 entry.name
-                for entry in os.scandir(self.root)
+                for entry in entries
                 if len(entry.name) == 2 and set(entry.name) <= _HEX_CHARS and entry.is_dir()
             )
         for shard in shards:

@@ -140,6 +140,8 @@ def run_check(
         ParamError: the baseline run is not a completed run of this pipeline (checked
             before anything runs).
         NotReproducibleError: the run cannot be re-executed as recorded.
+        StepFailedError: the store could not take a step's outputs (a full disk: see
+            :attr:`~pipetrail.errors.StepFailedError.store_error`); no report is made.
     """
     if isinstance(seeds, bool) or not isinstance(seeds, int) or not 0 <= seeds <= _MAX_SEEDS:
         raise ParamError(
@@ -167,6 +169,8 @@ def run_check(
         run = run_pipeline(definition, params, project, options(run_seed))
         report.run_id, report.run_status = run.id, "completed"
     except StepFailedError as exc:
+        if exc.store_error is not None:
+            raise  # the store failed (a full disk), not the pipeline: nothing to judge
         report.run_id, report.run_status, report.run_error = exc.run_id, "failed", str(exc)
         report.failures.append(f"the run failed: {_shorten(str(exc))}")
     summary = run_summary(project.reader(), report.run_id) if report.run_id else {}
@@ -313,6 +317,8 @@ def _seed_spread(
         try:
             run = run_pipeline(definition, params, project, options(seed))
         except StepFailedError as exc:
+            if exc.store_error is not None:
+                raise
             report.seed_runs.append(exc.run_id)
             report.failures.append(f"the run with seed {seed} failed: {_shorten(str(exc))}")
             continue

@@ -165,6 +165,9 @@ def reproduce_run(
             its pipeline cannot be found or ``definition`` is another pipeline, a source
             tracked by reference changed, a snapshot is missing); nothing is recorded.
         ParamError: the recorded params no longer fit the pipeline (nothing recorded).
+        StepFailedError: the store could not take a step's outputs (a full disk: see
+            :attr:`~pipetrail.errors.StepFailedError.store_error`); the new run is
+            recorded as failed, the reproduction is not.
     """
     reader = project.reader()
     run_id = reader.resolve_run(run_ref)
@@ -211,6 +214,8 @@ def reproduce_run(
         try:
             new_run_id = run_pipeline(definition, run["params"] or {}, project, options).id
         except StepFailedError as exc:
+            if exc.store_error is not None:
+                raise  # the store failed (a full disk), not the run: there is nothing to judge
             error, new_run_id = exc, exc.run_id
     finally:
         shutil.rmtree(workdir, ignore_errors=True)

@@ -612,3 +612,18 @@ def test_sigkill_during_a_batch_never_leaves_a_partial_object(tmp_path: Path, ki
     assert verify_store(store).ok
     assert store.clean_tmp(older_than=-1) >= 0
     assert list((root / "tmp").iterdir()) == []
+
+
+def test_a_store_opened_without_create_makes_nothing_until_it_writes(tmp_path: Path) -> None:
+    root = tmp_path / "objects"
+    store = LocalStore(root, create=False)
+    assert not root.exists()
+    assert verify_store(store, ["blake3:" + "ab" * 32]).missing == ["blake3:" + "ab" * 32]
+    assert list(store.iter_digests()) == []
+    assert not store.exists(digest_bytes(b"x"))
+    assert not root.exists()  # reading created nothing
+    big = store.put_bytes(b"y" * 100_000)  # a loose object: tmp/ and its shard made now
+    small = store.put_bytes(b"small")  # packed
+    assert sorted(store.iter_digests()) == sorted([big, small])
+    assert LocalStore(root).get_bytes(big) == b"y" * 100_000
+    assert _tmp_files(root) == []
