@@ -54,7 +54,19 @@ PROBE = textwrap.dedent(
 
 # Imported by other commands (tables, `show`, environment listings) or by code that uses
 # third-party libraries; a cached run of this pipeline needs none of them.
-NOT_NEEDED = ["rich", "importlib.metadata", "email", "socket"]
+NOT_NEEDED = [
+    "rich",
+    "importlib.metadata",
+    "email",
+    "socket",
+    # The modules of the other commands (`pipetrail.cli.main.LAZY_COMMANDS`).
+    "pipetrail.cli.diff_cmd",
+    "pipetrail.cli.env_cmd",
+    "pipetrail.cli.export_cmd",
+    "pipetrail.cli.lineage_cmd",
+    "pipetrail.cli.verify_cmd",
+    "pipetrail.cli.contracts_cmd",
+]
 
 
 def test_a_cached_run_imports_neither_rich_nor_importlib_metadata(tmp_path: Path) -> None:

@@ -4,8 +4,7 @@
 hardware, packages, environment variables) and which differences count for parity;
 ``env export RUN --format requirements|pylock|dockerfile`` writes files that rebuild a
 run's environment. The logic lives in :mod:`pipetrail.lineage.environment` and
-:mod:`pipetrail.lineage.exports.environment`; ``cli.main`` registers the group. Also
-owns how ``pipetrail run`` shows parity warnings (:func:`parity_warnings_to_stderr`).
+:mod:`pipetrail.lineage.exports.environment`; ``cli.main`` registers the group.
 
 Exit codes follow ``cli.main``: 2 for an unknown run, format or unavailable snapshot,
 3 for an integrity failure, 4 when a store cannot be used. Differences are a result,
@@ -14,48 +13,19 @@ not an error: ``env diff`` exits 0.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import click
 
 from pipetrail.cli.exits import reporting_errors
-from pipetrail.errors import ParityWarning
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from pipetrail.capture.environment_diff import MappingDiff
     from pipetrail.lineage.environment import EnvironmentComparison
 
-__all__ = ["env", "parity_warnings_to_stderr"]
-
-
-@contextlib.contextmanager
-def parity_warnings_to_stderr() -> Iterator[None]:
-    """Show :class:`ParityWarning` as a plain ``warning: ...`` on stderr; others as usual."""
-    original = warnings.showwarning
-
-    def show(
-        message: Warning | str,
-        category: type[Warning],
-        filename: str,
-        lineno: int,
-        file: Any = None,
-        line: str | None = None,
-    ) -> None:
-        if issubclass(category, ParityWarning):
-            click.echo(f"warning: {message}", err=True)
-        else:
-            original(message, category, filename, lineno, file, line)
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("always", ParityWarning)
-        warnings.showwarning = show
-        yield
+__all__ = ["env"]
 
 
 @click.group()

@@ -49,7 +49,70 @@ def _project(*, must_exist: bool = False) -> Any:
     return Project.discover(must_exist=must_exist)
 
 
+# Commands defined in their own modules, imported only when one of them runs (a cached
+# `pipetrail run` does not pay for them): name -> (module, attribute, short help). The
+# short help is what `pipetrail --help` lists; a test keeps it equal to the command's own.
+LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "check": (
+        "pipetrail.cli.verify_cmd",
+        "check",
+        "The CI gate: run PIPELINE, check its contracts, reproduce...",
+    ),
+    "compare": ("pipetrail.cli.diff_cmd", "compare", "Compare params and metrics of many runs."),
+    "contracts": (
+        "pipetrail.cli.contracts_cmd",
+        "contracts",
+        "List every contract check of RUN (id, prefix or 'latest')...",
+    ),
+    "diff": ("pipetrail.cli.diff_cmd", "diff", "Show what differs between two runs."),
+    "env": ("pipetrail.cli.env_cmd", "env", "Compare and export the environments runs recorded."),
+    "export": (
+        "pipetrail.cli.export_cmd",
+        "export",
+        "Export RUN (id, prefix or 'latest') as OpenLineage, W3C PROV...",
+    ),
+    "lineage": (
+        "pipetrail.cli.lineage_cmd",
+        "lineage",
+        "Trace lineage: provenance (--up), impact (--down), or a path...",
+    ),
+    "reproduce": (
+        "pipetrail.cli.verify_cmd",
+        "reproduce",
+        "Execute RUN again, without the cache, and compare everything...",
+    ),
+}
+
+
 class _Group(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        found = super().get_command(ctx, cmd_name)
+        if found is not None or cmd_name not in LAZY_COMMANDS:
+            return found
+        import importlib
+
+        module, attribute, _ = LAZY_COMMANDS[cmd_name]
+        command: click.Command = getattr(importlib.import_module(module), attribute)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        names = self.list_commands(ctx)
+        limit = formatter.width - 6 - max(map(len, names))
+        rows = []
+        for name in names:
+            if name in LAZY_COMMANDS and name not in self.commands:
+                rows.append((name, LAZY_COMMANDS[name][2]))
+                continue
+            command = self.get_command(ctx, name)
+            if command is not None and not command.hidden:
+                rows.append((name, command.get_short_help_str(limit)))
+        if rows:
+            with formatter.section("Commands"):
+                formatter.write_dl(rows)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
@@ -119,7 +182,7 @@ def run(
     rehash: bool,
 ) -> None:
     """Run the pipeline in TARGET (FILE.py or FILE.py:NAME)."""
-    from pipetrail.cli.env_cmd import parity_warnings_to_stderr
+    from pipetrail.cli.parity_warnings import parity_warnings_to_stderr
     from pipetrail.cli.progress import make_observer
     from pipetrail.execution.explain import run_summary
     from pipetrail.execution.loader import load_pipeline
@@ -388,28 +451,6 @@ def store_clean(older_than: str, as_json: bool) -> None:
         emit_json(report)
     else:
         click.echo(f"removed {report['removed']} leftover files from {report['artifacts']}")
-
-
-def _register_commands() -> None:
-    # Each command module imports only click and pipetrail.errors at module level.
-    from pipetrail.cli.contracts_cmd import contracts
-    from pipetrail.cli.diff_cmd import compare, diff
-    from pipetrail.cli.env_cmd import env
-    from pipetrail.cli.export_cmd import export
-    from pipetrail.cli.lineage_cmd import lineage
-    from pipetrail.cli.verify_cmd import check, reproduce
-
-    cli.add_command(lineage)
-    cli.add_command(contracts)
-    cli.add_command(export)
-    cli.add_command(diff)
-    cli.add_command(compare)
-    cli.add_command(env)
-    cli.add_command(reproduce)
-    cli.add_command(check)
-
-
-_register_commands()
 
 
 def main() -> None:

@@ -199,7 +199,7 @@ def check(
     --baseline, matches that run. Writes the report as JSON and Markdown (and appends
     the Markdown to $GITHUB_STEP_SUMMARY when that is set).
     """
-    from pipetrail.cli.env_cmd import parity_warnings_to_stderr
+    from pipetrail.cli.parity_warnings import parity_warnings_to_stderr
     from pipetrail.cli.progress import make_observer
     from pipetrail.execution.loader import load_pipeline
     from pipetrail.execution.params_files import load_params_file

@@ -46,6 +46,8 @@ from pipetrail.hashing.code_objects import (
 from pipetrail.hashing.code_source import (
     code_names,
     code_object_digest,
+    code_text,
+    module_text,
     normalize_source,
     referenced_names,
 )
@@ -345,7 +347,7 @@ class _Walker:
             return
         self._visiting.add(id(module))
         try:
-            source = inspect.getsource(module)
+            source = _module_source(module)
         except (OSError, TypeError):
             self.unhashable.append(f"source of module {module.__name__!r} is not available")
             return
@@ -395,7 +397,7 @@ class _Walker:
         try:
             # The code object's source, not the function's: inspect would follow
             # __wrapped__ to the decorated function and skip the decorator's own code.
-            source = inspect.getsource(func.__code__)
+            source = _code_source(func.__code__)
             tree: ast.AST | None = _without_own_decorators(ast.parse(textwrap.dedent(source)))
             self.parts[name] = digest_bytes(normalize_source(source).encode())
         except (OSError, TypeError, SyntaxError):
@@ -487,6 +489,22 @@ def _without_own_decorators(tree: ast.Module) -> ast.Module:
     return tree
 
 
+def _code_source(code: types.CodeType) -> str:
+    """A code object's source text: read from its file, else as inspect finds it."""
+    try:
+        return code_text(code)
+    except OSError:
+        return inspect.getsource(code)
+
+
+def _module_source(module: types.ModuleType) -> str:
+    """A module's source text: its .py file, else as inspect finds it."""
+    try:
+        return module_text(module)
+    except OSError:
+        return inspect.getsource(module)
+
+
 def code_fingerprint(func: Any) -> CodeFingerprint:
     """Fingerprint a function and the project-local code it refers to.
 
@@ -499,7 +517,10 @@ def code_fingerprint(func: Any) -> CodeFingerprint:
     walker = _Walker()
     target = pipetrail_func(func) or func
     try:
-        source = textwrap.dedent(inspect.getsource(target))
+        unwrapped = inspect.unwrap(target)
+        code = getattr(unwrapped, "__code__", None)
+        text = _code_source(code) if isinstance(code, types.CodeType) else ""
+        source = textwrap.dedent(text or inspect.getsource(target))
     except (OSError, TypeError, ValueError):  # ValueError: a __wrapped__ loop
         source = ""
     walker.visit_root(target)

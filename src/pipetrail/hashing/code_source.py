@@ -7,6 +7,9 @@ objects; imports nothing internal but the digest helpers.
 from __future__ import annotations
 
 import ast
+import inspect
+import linecache
+import re
 import sys
 import textwrap
 import types
@@ -14,7 +17,57 @@ from typing import Any
 
 from pipetrail.hashing.digest import digest_value
 
-__all__ = ["code_names", "code_object_digest", "normalize_source", "referenced_names"]
+__all__ = [
+    "code_names",
+    "code_object_digest",
+    "code_text",
+    "module_text",
+    "normalize_source",
+    "referenced_names",
+]
+
+# Where a function's text starts, looking back from its code object's first line (the
+# same rule inspect.findsource applies to code objects).
+_BLOCK_START = re.compile(r"^(\s*def\s)|(\s*async\s+def\s)|(.*(?<!\w)lambda(:|\s))|^(\s*@)")
+
+
+def _lines(filename: str) -> list[str]:
+    linecache.checkcache(filename)  # a file edited since it was cached is read again
+    lines = linecache.getlines(filename)
+    if not lines:
+        raise OSError(f"no source lines for {filename!r}")
+    return lines
+
+
+def code_text(code: types.CodeType) -> str:
+    """Return the source text of a code object, as ``inspect.getsource`` gives it.
+
+    Read straight from the code object's file through :mod:`linecache`:
+    ``inspect.getsource`` first looks for the module holding the file, a walk over every
+    loaded module (``inspect.getmodule``) that costs milliseconds per process.
+
+    Raises:
+        OSError: no source text is available (code made by ``exec``, a REPL line).
+    """
+    lines = _lines(code.co_filename)
+    start = code.co_firstlineno - 1
+    if not 0 <= start < len(lines):
+        raise OSError(f"line {code.co_firstlineno} is not in {code.co_filename!r}")
+    while start > 0 and not _BLOCK_START.match(lines[start]):
+        start -= 1
+    return "".join(inspect.getblock(lines[start:]))
+
+
+def module_text(module: types.ModuleType) -> str:
+    """Return a module's source text (its ``.py`` file), like ``inspect.getsource``.
+
+    Raises:
+        OSError: the module has no ``.py`` file with lines to read.
+    """
+    filename = getattr(module, "__file__", None)
+    if not isinstance(filename, str) or not filename.endswith(".py"):
+        raise OSError(f"module {module.__name__!r} has no .py file")
+    return "".join(_lines(filename))
 
 
 class _Strip(ast.NodeTransformer):
