@@ -250,6 +250,9 @@ def test_a_hit_and_a_miss_hand_the_consumer_equal_values(
     # What the run hands back afterwards is the stored value too.
     loaded = project.registry.load(StoredArtifact.from_dict(record), project.store)
     assert type(loaded).__qualname__ == miss[0].rsplit(".", 1)[1]
+    # Read as the step events record (the reading each run's step event holds).
+    for run in (first, second):
+        assert type(run.output_of("produce")).__qualname__ == miss[0].rsplit(".", 1)[1]
 
 
 def test_every_built_in_serializer_has_a_case() -> None:

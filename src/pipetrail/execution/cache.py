@@ -1,10 +1,13 @@
 """Cache keys: what a step's result depends on, and how to explain a change.
 
 A key is the digest of its *components*: the step's name, code fingerprint (its own
-normalized source plus the project-local code it calls), declared version, input
-digests, parameter fingerprints, the versions of the distributions its code imports,
-its derived seed, and whether pickle was allowed. Components are recorded with every
-step run, so ``pipetrail why`` can say which one changed. See docs/adr/0004-cache-keys.md.
+normalized source plus the project-local code it calls), declared version, output names,
+input digests and how each loaded input is read (its format, type and reading: equal
+bytes read as ``bytes`` or as a ``Path`` are different inputs), parameter fingerprints,
+the versions of the distributions its code imports, its derived seed, and whether pickle
+was allowed. Components are recorded with every step run, so ``pipetrail why`` can say
+which one changed. See docs/adr/0004-cache-keys.md and
+docs/adr/0013-how-an-output-is-read.md.
 """
 
 from __future__ import annotations
@@ -24,7 +27,9 @@ COMPONENT_ORDER = (
     "code",
     "code_parts",
     "version",
+    "output_names",
     "inputs",
+    "input_formats",
     "params",
     "distributions",
     "seed",
@@ -41,12 +46,15 @@ class CacheDecision:
         reason: a human-readable explanation.
         reused_step_run_id: the executed step run whose outputs a hit reuses.
         outputs: output name -> artifact digest for a hit.
+        formats: output name -> how it is read, for a hit (the ``output_formats`` of
+            the step event it reuses).
     """
 
     decision: str
     reason: str
     reused_step_run_id: str | None = None
     outputs: dict[str, str] | None = None
+    formats: dict[str, Any] | None = None
 
 
 def cache_key(components: dict[str, Any]) -> str:

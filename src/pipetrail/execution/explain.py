@@ -18,9 +18,9 @@ if TYPE_CHECKING:
 
 __all__ = ["explain_step", "list_runs", "run_summary"]
 
-_DATA_OPS_SQL = (
+_STEP_EVENTS_SQL = (
     "SELECT payload FROM events WHERE run_id = :r "
-    "AND kind IN ('step.completed', 'step.failed') ORDER BY seq"
+    "AND kind IN ('step.completed', 'step.cached', 'step.failed') ORDER BY seq"
 )
 
 
@@ -56,15 +56,29 @@ def _run_brief(row: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _data_ops(reader: Reader, run_id: str) -> dict[str, list[dict[str, Any]]]:
-    """Step run id -> the samples and splits it recorded (``pipetrail.data``)."""
-    found: dict[str, list[dict[str, Any]]] = {}
-    for row in reader.fetch(_DATA_OPS_SQL, {"r": run_id}):
+def _step_facts(
+    reader: Reader, run_id: str
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, str]]]:
+    """Read what only step events hold, per step run id.
+
+    Returns:
+        The samples and splits each recorded (``pipetrail.data``), and output name -> the
+        format it is read in (``"bytes@1"``; see docs/adr/0013-how-an-output-is-read.md).
+    """
+    operations: dict[str, list[dict[str, Any]]] = {}
+    formats: dict[str, dict[str, str]] = {}
+    for row in reader.fetch(_STEP_EVENTS_SQL, {"r": run_id}):
         raw = row["payload"]
         payload = json.loads(raw) if isinstance(raw, str) else raw
         if payload.get("data_ops"):
-            found[payload["step_run_id"]] = payload["data_ops"]
-    return found
+            operations[payload["step_run_id"]] = payload["data_ops"]
+        readings = payload.get("output_formats")
+        if isinstance(readings, dict):
+            formats[payload["step_run_id"]] = {
+                name: str(reading.get("format")) if isinstance(reading, dict) else "?"
+                for name, reading in readings.items()
+            }
+    return operations, formats
 
 
 def run_summary(reader: Reader, ref: str) -> dict[str, Any]:
@@ -98,10 +112,12 @@ def run_summary(reader: Reader, ref: str) -> dict[str, Any]:
             }
         )
     checked = {found["step_run_id"]: found for found in contract_results(reader, run_id)}
-    operations = _data_ops(reader, run_id)
+    operations, formats = _step_facts(reader, run_id)
     for entry in steps:
         entry["contracts"] = checked.get(entry["step_run_id"])
         entry["data_ops"] = operations.get(entry["step_run_id"], [])
+        # How each output is read (docs/adr/0013); empty for older records.
+        entry["output_formats"] = formats.get(entry["step_run_id"], {})
     record = run["record"] or {}
     return {
         "run_id": run_id,

@@ -2,7 +2,10 @@
 
 Outputs are read from the store when first asked for (never handed over from the run's
 memory), so a run whose steps executed and one served from the cache give the same
-values.
+values. Each is read as the run's own step event records (``output_formats``: equal bytes
+may be a ``bytes`` output of one step and a ``Path`` of another); an output recorded
+before step events said so is read as its artifact's record says
+(docs/adr/0013-how-an-output-is-read.md).
 
 Also reads back what steps logged: :meth:`Run.metrics` decodes metric series without
 numpy (see :mod:`pipetrail.execution.metrics` for their format).
@@ -12,10 +15,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pipetrail.errors import IntegrityError
+from pipetrail.errors import IntegrityError, NotFoundError
 from pipetrail.execution.metrics import METRIC_OUTPUT_PREFIX, decode_series
 from pipetrail.execution.records import is_recorded_output
+from pipetrail.hashing import canonical_json
 from pipetrail.store import StoredArtifact
+from pipetrail.store.serializers.registry import record_from_reading
 
 if TYPE_CHECKING:
     from pipetrail.execution.project import Project
@@ -42,13 +47,28 @@ class Run:
         pipeline: str,
         status: str,
         result: Any,
+        result_outputs: Any = None,
     ) -> None:
+        """Describe a finished run.
+
+        Args:
+            run_id: the run id.
+            project: the project it ran in.
+            pipeline: the pipeline's name.
+            status: the run's status.
+            result: the return value, step outputs replaced by their digests.
+            result_outputs: ``result`` with each digest replaced by ``[node id, output
+                name]`` (so equal digests read differently by two steps stay apart);
+                None reads each digest as :meth:`load` does.
+        """
         self.id = run_id
         self.project = project
         self.pipeline = pipeline
         self.status = status
         self.result = result
-        self._values: dict[str, Any] = {}
+        self._result_outputs = result_outputs
+        self._values: dict[tuple[str, str | None], Any] = {}
+        self._index: _OutputIndex | None = None
 
     def __repr__(self) -> str:
         return f"<Run {self.id} {self.pipeline} {self.status}>"
@@ -56,41 +76,69 @@ class Run:
     def load(self, digest: str) -> Any:
         """Return the value of an artifact by digest, loaded from the store on first use.
 
-        Later calls with the same digest return the same object.
+        It is read as the first step of this run that output it recorded; an artifact no
+        step of this run output (or one recorded before step events said how outputs are
+        read) is read as its artifact record says. Later calls with the same digest
+        return the same object.
 
         Raises:
             NotFoundError: the artifact is not recorded in the project.
             IntegrityError: its stored bytes are corrupt (the store quarantined them).
         """
-        if digest in self._values:
-            return self._values[digest]
-        record = self.project.reader().artifact(digest)
-        if record is None:
-            from pipetrail.errors import NotFoundError
+        return self._load(digest, self._outputs().by_digest.get(digest))
 
-            raise NotFoundError(f"artifact {digest} is not recorded in this project")
-        stored = StoredArtifact.from_dict(record)
+    def _load(self, digest: str, reading: dict[str, Any] | None) -> Any:
+        cache_key = (digest, None if reading is None else canonical_json(reading))
+        if cache_key in self._values:
+            return self._values[cache_key]
+        if reading is not None:
+            stored = record_from_reading(digest, reading)
+        else:
+            record = self.project.reader().artifact(digest)
+            if record is None:
+                raise NotFoundError(f"artifact {digest} is not recorded in this project")
+            stored = StoredArtifact.from_dict(record)
         try:
             value = self.project.registry.load(stored, self.project.store)
         except IntegrityError as exc:
             raise IntegrityError(
                 f"artifact {digest} of run {self.id} cannot be loaded: {exc}"
             ) from exc
-        self._values[digest] = value
+        self._values[cache_key] = value
         return value
+
+    def _outputs(self) -> _OutputIndex:
+        """How this run's step events say each output is read (read once)."""
+        if self._index is None:
+            index = _OutputIndex()
+            for step in self.project.reader().step_outputs(self.id):
+                formats = step.get("output_formats") or {}
+                for name, digest in (step.get("outputs") or {}).items():
+                    reading = formats.get(name)
+                    if reading is not None:
+                        index.by_output[(step["node_id"], name)] = (digest, reading)
+                        index.by_digest.setdefault(digest, reading)
+            self._index = index
+        return self._index
 
     @property
     def outputs(self) -> Any:
         """The pipeline's return value, with real values (loaded on first access)."""
-        return self._materialize(self.result)
+        return self._materialize(self.result, self._result_outputs)
 
-    def _materialize(self, item: Any) -> Any:
+    def _materialize(self, item: Any, ref: Any) -> Any:
         if isinstance(item, str):
+            if isinstance(ref, list) and len(ref) == 2:
+                found = self._outputs().by_output.get((ref[0], ref[1]))
+                if found is not None and found[0] == item:
+                    return self._load(item, found[1])
             return self.load(item)
         if isinstance(item, list):
-            return [self._materialize(v) for v in item]
+            items = ref if isinstance(ref, list) and len(ref) == len(item) else [None] * len(item)
+            return [self._materialize(v, r) for v, r in zip(item, items, strict=True)]
         if isinstance(item, dict):
-            return {k: self._materialize(v) for k, v in item.items()}
+            keyed = ref if isinstance(ref, dict) else {}
+            return {k: self._materialize(v, keyed.get(k)) for k, v in item.items()}
         return item
 
     def steps(self) -> list[dict[str, Any]]:
@@ -102,12 +150,13 @@ class Run:
         return self.project.reader().find_step_run(self.id, name)
 
     def output_of(self, step: str, output: str = "output") -> Any:
-        """Return the value of one output of one step of this run."""
+        """Return the value of one output of one step of this run, read as its event says."""
         record = self.step(step)
+        found = self._outputs().by_output.get((record["node_id"], output))
+        if found is not None:
+            return self._load(*found)
         outputs = record["outputs"] or {}
         if output not in outputs:
-            from pipetrail.errors import NotFoundError
-
             returned = [name for name in outputs if not is_recorded_output(name)]
             raise NotFoundError(
                 f"step {step!r} of run {self.id} has no output {output!r}; it has "
@@ -134,8 +183,6 @@ class Run:
             if key.startswith(METRIC_OUTPUT_PREFIX):
                 record = self.project.reader().artifact(outputs[key])
                 if record is None:
-                    from pipetrail.errors import NotFoundError
-
                     raise NotFoundError(
                         f"metric series {outputs[key]} of step {step!r} in run {self.id} is "
                         "not recorded; run `pipetrail audit verify`"
@@ -145,3 +192,15 @@ class Run:
                     zip(steps, values, strict=True)
                 )
         return series
+
+
+class _OutputIndex:
+    """A run's outputs as its step events record them.
+
+    ``by_output``: (node id, output name) -> (digest, reading); ``by_digest``: digest ->
+    the reading of the first step (in run order) that output it.
+    """
+
+    def __init__(self) -> None:
+        self.by_output: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+        self.by_digest: dict[str, dict[str, Any]] = {}

@@ -12,22 +12,30 @@ Inputs are loaded from the store for every consumer (each gets its own value), w
 the producer executed in this run or was a cache hit, so both hand it the same value.
 For an output executed in this run, the bytes just written are read from memory while
 the output still has consumers to run (:attr:`RunState.kept`).
+
+How an output is read is recorded with the step run that stored it, not taken from the
+artifact (one record per digest): ``step.completed`` and ``step.cached`` carry, next to
+``outputs``, ``output_formats`` (name -> its reading: format, type, the meta its load
+reads, and the stored object when it is not the digest's), and a consumer's key covers the
+reading of each input it loads (``input_formats``), as well as the step's own output names
+(``output_names``). See docs/adr/0013-how-an-output-is-read.md.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.capture import derive_seed
 from pipetrail.core.clock import format_ts, new_id, utcnow
 from pipetrail.core.graph import OutputRef, SourceRef
-from pipetrail.errors import PipetrailError, UnhashableValueError
+from pipetrail.errors import SerializationError
 from pipetrail.execution.cache import CacheDecision, cache_key
 from pipetrail.execution.contract_records import REPORT_ROLE, cached_payload, step_failure
+from pipetrail.execution.node_inputs import describe_inputs, flat_inputs, recorded_record
 from pipetrail.execution.recompute import hit_metrics, load_inputs
 from pipetrail.execution.records import (
     blob_artifact,
+    is_recorded_output,
     recorded_artifacts,
     split_recorded,
     with_recorded,
@@ -35,11 +43,10 @@ from pipetrail.execution.records import (
 from pipetrail.execution.run_events import artifact_drafts, code_drafts
 from pipetrail.execution.run_state import NodeOutput, emit, flush
 from pipetrail.execution.task import StepTask
-from pipetrail.hashing.fingerprint import fingerprint_obj
 from pipetrail.ledger import EventDraft, EventKind
-from pipetrail.store import StoredArtifact
 from pipetrail.store.serializers.base import copies_under
 from pipetrail.store.serializers.kept_bytes import kept_view
+from pipetrail.store.serializers.registry import record_from_reading
 
 if TYPE_CHECKING:
     from pipetrail.core.graph import Node
@@ -48,63 +55,6 @@ if TYPE_CHECKING:
     from pipetrail.execution.run_state import RunOptions, RunState
 
 __all__ = ["run_node"]
-
-
-@dataclass
-class _Inputs:
-    digests: dict[str, Any] = field(default_factory=dict)
-    params: dict[str, Any] = field(default_factory=dict)
-    unhashable: list[str] = field(default_factory=list)
-
-
-def _holds_placeholder(value: Any) -> bool:
-    if isinstance(value, OutputRef | SourceRef):
-        return True
-    if isinstance(value, list | tuple):
-        return any(_holds_placeholder(v) for v in value)
-    if isinstance(value, dict):
-        return any(_holds_placeholder(v) for v in value.values())
-    return False
-
-
-def _input_digest(state: RunState, value: Any) -> Any:
-    if isinstance(value, OutputRef):
-        return state.outputs[value.node_id][value.index].digest
-    if isinstance(value, SourceRef):
-        return state.sources[value][0]
-    if isinstance(value, list | tuple):
-        return [_input_digest(state, v) for v in value]
-    if isinstance(value, dict):
-        return {k: _input_digest(state, v) for k, v in value.items()}
-    return fingerprint_obj(value)
-
-
-def _describe_inputs(state: RunState, node: Node) -> _Inputs:
-    found = _Inputs()
-    for name, value in node.inputs.items():
-        if _holds_placeholder(value):
-            found.digests[name] = _input_digest(state, value)
-        else:
-            try:
-                found.params[name] = fingerprint_obj(value)
-            except UnhashableValueError as exc:
-                found.params[name] = {"$unhashable": type(value).__qualname__}
-                found.unhashable.append(f"parameter {name!r}: {exc}")
-    return found
-
-
-def _flat_inputs(digests: dict[str, Any]) -> dict[str, str]:
-    flat: dict[str, str] = {}
-    for name, value in digests.items():
-        if isinstance(value, str):
-            flat[name] = value
-        elif isinstance(value, list):
-            for i, item in enumerate(value):
-                flat.update(_flat_inputs({f"{name}[{i}]": item}))
-        elif isinstance(value, dict):
-            for key, item in value.items():
-                flat.update(_flat_inputs({f"{name}.{key}": item}))
-    return flat
 
 
 def _decide(
@@ -131,36 +81,76 @@ def _decide(
             f"same key as step run {earlier[0]} earlier in this run",
             reused_step_run_id=earlier[0],
             outputs=earlier[1],
+            formats=earlier[2],
         )
     found = state.project.ledger.reader().cache_lookup(key)
     if found is None:
         return CacheDecision("miss", "no earlier step run has this cache key")
+    origin = found["reused_step_run_id"] or found["step_run_id"]
     outputs: dict[str, str] = found["outputs"] or {}
+    formats: dict[str, Any] = found.get("output_formats") or {}
+    problem = _unusable(state, node, origin, outputs, formats)
+    if problem is not None:
+        return CacheDecision("miss", problem)
+    return CacheDecision(
+        "hit",
+        f"same key as step run {origin}",
+        reused_step_run_id=origin,
+        outputs=outputs,
+        formats=formats,
+    )
+
+
+def _unusable(
+    state: RunState, node: Node, origin: str, outputs: dict[str, str], formats: dict[str, Any]
+) -> str | None:
+    """Say why the outputs a cache hit would reuse cannot be used, or return None.
+
+    Each output the node declares must be recorded, with how it is read, and its object
+    must be in the store; so must every metric series and report.
+    """
+    blobs: dict[str, str | None] = {}
+    for name in node.output_names:
+        if name not in outputs:
+            recorded = ", ".join(repr(n) for n in outputs if not is_recorded_output(n))
+            return (
+                f"the cached step run {origin} recorded no output {name!r} (its outputs: "
+                f"{recorded or 'none'}); executing again"
+            )
+        if name not in formats:
+            return (
+                f"the cached step run {origin} does not record how its output {name!r} is "
+                "read (it was recorded by an older pipetrail); executing again"
+            )
+        try:
+            blobs[name] = record_from_reading(outputs[name], formats[name]).blob
+        except SerializationError as exc:
+            return f"the cached step run {origin} cannot be reused: {exc} Executing again."
     reader = state.project.ledger.reader()
     for name, digest in outputs.items():
-        record = reader.artifact(digest)
-        if record is None or not state.project.store.exists(record["blob"]):
-            return CacheDecision(
-                "miss",
-                f"the cached output {name!r} ({digest[:19]}) is missing from the store; "
-                "executing again",
+        if name not in blobs:  # a metric series or report: read through its artifact
+            record = reader.artifact(digest)
+            blobs[name] = None if record is None else record["blob"]
+    store = state.project.store
+    for name, blob in blobs.items():
+        if blob is None or not store.exists(blob):
+            return (
+                f"the cached output {name!r} ({outputs[name][:19]}) is missing from the "
+                "store; executing again"
             )
-    origin = found["reused_step_run_id"] or found["step_run_id"]
-    return CacheDecision(
-        "hit", f"same key as step run {origin}", reused_step_run_id=origin, outputs=outputs
-    )
+    return None
+
+
+def _reused(digest: str, reading: dict[str, Any]) -> NodeOutput:
+    """An output a cache hit reuses, read as its step event records."""
+    return NodeOutput(digest, record_from_reading(digest, reading), reading=reading)
 
 
 def _load_value(state: RunState, output: NodeOutput) -> Any:
     """Load one upstream output, a new value on every call (see the module docstring)."""
     stored = output.record
     if stored is None:
-        record = state.project.ledger.reader().artifact(output.digest)
-        if record is None:
-            raise PipetrailError(
-                f"artifact {output.digest} is not recorded; run `pipetrail audit verify`"
-            )
-        stored = StoredArtifact.from_dict(record)
+        stored = output.record = recorded_record(state, output.digest)
     store = state.project.store
     data = state.kept.get(stored.blob)
     if data is not None:
@@ -179,7 +169,7 @@ def _release_inputs(state: RunState, node: Node) -> None:
         state.consumers_left[up] -= 1
         if state.consumers_left[up] <= 0:
             for output in state.outputs.get(up, ()):
-                if output.record is not None:
+                if output.stored and output.record is not None:
                     state.kept.release(output.record.blob)
 
 
@@ -219,14 +209,16 @@ def run_node(
     """
     step = node.step
     fp = state.fingerprints[id(step)]
-    inputs = _describe_inputs(state, node)
+    inputs = describe_inputs(state, node)
     seed = derive_seed(state.run_seed, node.id)
     components: dict[str, Any] = {
         "step": step.name,
         "code": fp.digest,
         "code_parts": fp.parts,
         "version": step.options.version,
+        "output_names": list(node.output_names),
         "inputs": inputs.digests,
+        "input_formats": inputs.formats,
         "params": inputs.params,
         "distributions": fp.distributions,
         "seed": seed,
@@ -253,7 +245,7 @@ def run_node(
         "code_digest": fp.digest,
         "code_source": state.code_sources.get(id(step)),
         "components": components,
-        "inputs": _flat_inputs(inputs.digests),
+        "inputs": flat_inputs(inputs.digests),
         "seed": seed,
         "started_at": started_at,
     }
@@ -262,7 +254,8 @@ def run_node(
         decision, metrics = hit_metrics(state, decision)
     if decision.decision == "hit" and decision.outputs is not None:
         outputs = decision.outputs
-        state.outputs[node.id] = [NodeOutput(outputs[name]) for name in node.output_names]
+        formats = {name: (decision.formats or {})[name] for name in node.output_names}
+        state.outputs[node.id] = [_reused(outputs[name], formats[name]) for name in formats]
         report_digests = split_recorded(outputs)[1]
         emit(
             state,
@@ -276,6 +269,7 @@ def run_node(
                         "reason": decision.reason,
                         "reused_step_run_id": decision.reused_step_run_id,
                         "outputs": outputs,
+                        "output_formats": formats,
                         # Timestamps describe the executed step run; its event has them.
                         "metrics": metrics,
                         "reports": report_digests,
@@ -328,10 +322,11 @@ def run_node(
         ),
     )
     if rerun:  # a producer executed again: its outputs, so this step's key, may differ now
-        inputs = _describe_inputs(state, node)
+        inputs = describe_inputs(state, node)
         components["inputs"] = inputs.digests
+        components["input_formats"] = inputs.formats
         key = cache_key(components)
-        base.update(cache_key=key, inputs=_flat_inputs(inputs.digests))
+        base.update(cache_key=key, inputs=flat_inputs(inputs.digests))
     task = StepTask(
         node_id=node.id,
         step_name=step.name,
@@ -396,7 +391,14 @@ def run_node(
             step_run_id=step_run_id,
         ) from result.error
     records = [result.outputs[name] for name in node.output_names]
-    state.outputs[node.id] = [NodeOutput(r.digest, r) for r in records]
+    registry = state.project.registry
+    state.outputs[node.id] = [
+        NodeOutput(r.digest, r, reading=registry.reading(r), stored=True) for r in records
+    ]
+    formats = {
+        name: output.reading
+        for name, output in zip(node.output_names, state.outputs[node.id], strict=True)
+    }
     if state.consumers_left[node.id] > 0:
         for record in records:
             written = result.kept.get(record.blob)
@@ -407,7 +409,7 @@ def run_node(
         result.metrics,
         result.reports,
     )
-    state.done_keys[key] = (step_run_id, outputs_payload)
+    state.done_keys[key] = (step_run_id, outputs_payload, formats)
     emit(
         state,
         [
@@ -416,7 +418,7 @@ def run_node(
             ),
             EventDraft(
                 EventKind.STEP_COMPLETED,
-                {**common, "outputs": outputs_payload},
+                {**common, "outputs": outputs_payload, "output_formats": formats},
                 run_id=state.run_id,
             ),
         ],

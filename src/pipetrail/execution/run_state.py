@@ -79,10 +79,24 @@ class RunOptions:
 
 @dataclass
 class NodeOutput:
-    """One output of a finished node: its digest, and its record if this run stored it."""
+    """One output of a finished node: its digest, and how it is read.
+
+    Attributes:
+        digest: the artifact's digest.
+        record: the record to load it with: the one its step stored, or the one its step
+            event's reading gives (a cache hit). None only when neither is known (the
+            artifact's own record is read then).
+        reading: how it is read, as step events record it (see
+            :meth:`~pipetrail.store.SerializerRegistry.reading`).
+        stored: whether this run stored it (its bytes may be held in :attr:`RunState.kept`).
+        label: its reading's label in the cache keys of its consumers (set on first use).
+    """
 
     digest: str
     record: StoredArtifact | None = None
+    reading: dict[str, Any] | None = None
+    stored: bool = False
+    label: str | None = None
 
 
 class InputCopies:
@@ -130,8 +144,9 @@ class RunState:
     contracts: dict[int, StepContracts | None] = field(default_factory=dict)
     # Events wait here until the next flush: one ledger transaction per executed step.
     pending: list[EventDraft] = field(default_factory=list)
-    # cache key -> (step run whose outputs to reuse, outputs) for keys finished this run.
-    done_keys: dict[str, tuple[str, dict[str, str]]] = field(default_factory=dict)
+    # cache key -> (step run whose outputs to reuse, outputs, their readings) for keys
+    # finished this run.
+    done_keys: dict[str, tuple[str, dict[str, str], dict[str, Any]]] = field(default_factory=dict)
     # metric series digest -> its summary, for cache hits on series met earlier.
     series_summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Captured by the parity check, before anything is recorded; reused for run.started.

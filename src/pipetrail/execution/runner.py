@@ -172,6 +172,7 @@ def _run(
         pipeline=graph.name,
         status="completed",
         result=_result_digests(state, graph.result),
+        result_outputs=_result_outputs(graph.result),
     )
 
 
@@ -272,6 +273,17 @@ def _check_parity(state: RunState, options: RunOptions) -> None:
         reference=options.parity_reference,
         current=state.environment,
     )
+
+
+def _result_outputs(result: Any) -> Any:
+    """``result`` with each step output as ``[node id, output name]`` (see :class:`Run`)."""
+    if isinstance(result, OutputRef):
+        return [result.node_id, result.name]
+    if isinstance(result, list | tuple):
+        return [_result_outputs(item) for item in result]
+    if isinstance(result, dict):
+        return {k: _result_outputs(v) for k, v in result.items()}
+    return None
 
 
 def _result_digests(state: RunState, result: Any) -> Any:

@@ -25,6 +25,7 @@ from pipetrail.ledger.trusted import (
     CACHE_LOOKUP_SQL,
     CLOSING_EVENTS,
     REBUILD_HINT,
+    RUN_STEPS_SQL,
     trusted_artifact,
     trusted_step_run,
 )
@@ -184,14 +185,40 @@ class Reader(ABC):
     def cache_lookup(self, cache_key: str) -> Row | None:
         """Return the newest successful step run with this cache key, if any.
 
-        What a hit reuses (the outputs, the step run it came from) is taken from the
-        step's closing event, verified against the chain (:mod:`pipetrail.ledger.trusted`).
+        What a hit reuses (the outputs, how each is read, the step run it came from) is
+        taken from the step's closing event, verified against the chain
+        (:mod:`pipetrail.ledger.trusted`): besides the columns of ``step_runs``,
+        ``output_formats`` (None in events written before it was recorded).
 
         Raises:
             TamperedLedgerError: the row disagrees with its event, or the event with the chain.
         """
         rows = self.fetch(CACHE_LOOKUP_SQL, {"k": cache_key})
         return trusted_step_run(rows[0]) if rows else None
+
+    def step_outputs(self, run_id: str) -> list[Row]:
+        """Return the outputs of a run's finished step runs, as their closing events say.
+
+        One row per step run that completed or was cached, in the order they started:
+        ``step_run_id``, ``node_id``, ``outputs`` (name -> digest) and ``output_formats``
+        (name -> how it is read; None in events written before it was recorded), each
+        taken from the step's closing event, verified against the chain.
+
+        Raises:
+            TamperedLedgerError: a row disagrees with its event, or an event with the chain.
+        """
+        found = []
+        for row in self.fetch(RUN_STEPS_SQL, {"r": run_id}):
+            step = trusted_step_run(row)
+            found.append(
+                {
+                    "step_run_id": step["step_run_id"],
+                    "node_id": step["node_id"],
+                    "outputs": step["outputs"] or {},
+                    "output_formats": step["output_formats"],
+                }
+            )
+        return found
 
     def previous_step_run(self, pipeline: str, node_id: str, before_seq: int) -> Row | None:
         """Return the latest finished run of the same step of the same pipeline before a point."""

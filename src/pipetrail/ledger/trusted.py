@@ -34,6 +34,7 @@ __all__ = [
     "CHAIN_HINT",
     "CLOSING_EVENTS",
     "REBUILD_HINT",
+    "RUN_STEPS_SQL",
     "STEP_COLUMNS",
     "DerivedRowProblem",
     "check_event",
@@ -84,6 +85,14 @@ CACHE_LOOKUP_SQL = (
     + f", {_EVENT} FROM step_runs s LEFT JOIN events e ON e.seq = s.last_seq {_JOIN_HEAD} "
     "WHERE s.cache_key = :k AND s.status IN ('completed', 'cached') "
     "ORDER BY s.last_seq DESC LIMIT 1"
+)
+# A run's step runs that completed or were cached, each with its closing event (whose
+# outputs, and how each is read, loading a run's outputs takes).
+RUN_STEPS_SQL = (
+    "SELECT "  # noqa: S608 - constant column names
+    + ", ".join(f"s.{c}" for c in STEP_COLUMNS)
+    + f", {_EVENT} FROM step_runs s LEFT JOIN events e ON e.seq = s.last_seq {_JOIN_HEAD} "
+    "WHERE s.run_id = :r AND s.status IN ('completed', 'cached') ORDER BY s.first_seq"
 )
 # A run the projection calls running must have no closing event: a run end appended to
 # the chain for a row edited back to 'running' would be a false fact. A new kind of event
@@ -290,8 +299,11 @@ def trusted_artifact(row: dict[str, Any]) -> dict[str, Any]:
 def trusted_step_run(row: dict[str, Any]) -> dict[str, Any]:
     """Return a finished step run as its closing event gives it (for cache lookups).
 
-    ``row`` is a row of :data:`CACHE_LOOKUP_SQL`; the result has the columns of the
-    ``step_runs`` table but ``last_seq``, JSON columns parsed.
+    ``row`` is a row of :data:`CACHE_LOOKUP_SQL` or :data:`RUN_STEPS_SQL`; the result has
+    the columns of the ``step_runs`` table but ``last_seq``, JSON columns parsed, and
+    ``output_formats``: how the event says each output is read (no column holds it;
+    None in events written before it was recorded; see
+    docs/adr/0013-how-an-output-is-read.md).
 
     Raises:
         TamperedLedgerError: the event is not intact, or the row disagrees with it.
@@ -309,4 +321,5 @@ def trusted_step_run(row: dict[str, Any]) -> dict[str, Any]:
         raise found
     result = {k: v for k, v in expected.items() if k != "last_seq"}
     result["first_seq"] = row["first_seq"]
+    result["output_formats"] = payload.get("output_formats")
     return result

@@ -151,6 +151,10 @@ class Serializer(Protocol):
       ``meta[FORMAT_VERSION_KEY]`` and it is part of every cache key, so a format change
       re-executes the steps instead of reusing results stored the old way. ``load`` gets
       records of older versions (records written before versions existed count as 1).
+    * ``meta`` is a function of the value, like the digest. An optional ``reading_meta``
+      attribute (a tuple of meta keys) names the keys ``load`` reads; step events record
+      those with each output (how it is read), and they are part of its consumers' keys.
+      Without it, all of ``meta`` is (docs/adr/0013-how-an-output-is-read.md).
 
     Attributes:
         name: unique name recorded in :attr:`StoredArtifact.serializer`.

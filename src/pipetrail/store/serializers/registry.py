@@ -12,9 +12,18 @@ registered serializer reads. :meth:`SerializerRegistry.format_versions` (spelled
 :meth:`SerializerRegistry.formats_label`) is part of every cache key, so a format change
 re-executes steps instead of reusing results stored the old way.
 
+How a value is read back is a fact of the record a dump returned, not of its digest:
+equal bytes (a ``bytes`` output and a source file, ``b"1"`` and ``1``) are one artifact,
+read differently. :meth:`SerializerRegistry.reading` reduces a record to what decides
+the value a load returns (the serializer and format version, the type, the meta keys its
+``load`` reads, and the stored object when it is not the digest's), which step events
+record per output; :func:`record_from_reading` turns it back into a record to load
+(docs/adr/0013-how-an-output-is-read.md).
+
 Nothing is registered at import time; the shared registry is built on first use and only
 changes when user code calls :func:`register_serializer`. Imports only the built-in
-serializer modules (which import heavy libraries lazily) and ``pipetrail.errors``.
+serializer modules (which import heavy libraries lazily), ``pipetrail.hashing`` and
+``pipetrail.errors``.
 """
 
 from __future__ import annotations
@@ -24,6 +33,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import PipetrailError, SerializationError
+from pipetrail.hashing import digest_value
 from pipetrail.store.serializers.base import (
     FORMAT_VERSION_KEY,
     Serializer,
@@ -46,12 +56,51 @@ if TYPE_CHECKING:
 
     from pipetrail.store.base import ContentStore
 
-__all__ = ["SerializerRegistry", "default_registry", "register_serializer"]
+__all__ = [
+    "SerializerRegistry",
+    "default_registry",
+    "reading_label",
+    "record_from_reading",
+    "register_serializer",
+]
 
 _HINT = (
     "register a serializer with pipetrail.register_serializer(...), or pass "
     "allow_pickle=True to @step if you trust this artifact"
 )
+
+
+# The meta keys each built-in format's ``load`` reads; the rest of their meta describes the
+# content (a schema, a shape), which the digest already decides. A serializer may declare
+# its own as ``reading_meta``; without it, all of its meta counts.
+_READ_META: dict[type, tuple[str, ...]] = {
+    JsonSerializer: (),
+    BytesSerializer: ("python_type",),
+    FileSerializer: ("name",),
+    FolderSerializer: (),
+    ParquetSerializer: ("library", "pandas"),
+    NpySerializer: ("scalar",),
+    SkopsSerializer: (),
+    PickleSerializer: ("trusted",),
+}
+_READING_KEYS = frozenset({"format", "type_name", "size", "meta", "blob"})
+
+
+def _reading_meta(serializer: Serializer) -> tuple[str, ...] | None:
+    """The meta keys ``serializer.load`` reads (None: all of them).
+
+    Raises:
+        SerializationError: ``reading_meta`` is not a tuple or list of strings.
+    """
+    keys = getattr(serializer, "reading_meta", None)
+    if keys is None:
+        return _READ_META.get(type(serializer))
+    if not isinstance(keys, tuple | list) or not all(isinstance(k, str) for k in keys):
+        raise SerializationError(
+            f"Serializer '{serializer.name}' has reading_meta {keys!r}; it must be a tuple of "
+            "the meta keys its load() reads."
+        )
+    return tuple(keys)
 
 
 def _subject(step: str | None, output: str | None = None) -> str:
@@ -144,6 +193,7 @@ class SerializerRegistry:
                 "handles(value), dump(value, store) and load(record, store) methods."
             )
         version = format_version(serializer)
+        _reading_meta(serializer)  # a malformed reading_meta fails here, not at a load
         with self._lock:
             if any(s is serializer for s in self._serializers):
                 return
@@ -161,6 +211,39 @@ class SerializerRegistry:
                 self._serializers = (*self._serializers, serializer)
             self._versions = {**self._versions, serializer.name: version}
             self._label = _label(self._versions)
+
+    def reading(self, record: StoredArtifact) -> dict[str, Any]:
+        """Return how the value ``record`` describes is read back (see the module docstring).
+
+        Keys: ``format`` (``"bytes@1"``: serializer and the format version the record was
+        written in), ``type_name``, ``size``, ``meta`` (the keys the serializer's
+        ``load`` reads: its ``reading_meta``; all of it for a serializer that declares
+        none or is not registered here) and, only when the stored object is not the
+        digest's, ``blob``. :func:`record_from_reading` is the inverse, for loading.
+
+        Raises:
+            SerializationError: the record's format version is not a positive int.
+        """
+        version = recorded_format_version(record)
+        keys: tuple[str, ...] | None = None
+        try:
+            keys = _reading_meta(self.by_name(record.serializer))
+        except SerializationError:
+            keys = None  # not registered here: keep every key, loading needs them all
+        meta = (
+            {k: v for k, v in record.meta.items() if k != FORMAT_VERSION_KEY}
+            if keys is None
+            else {k: record.meta[k] for k in keys if k in record.meta}
+        )
+        found: dict[str, Any] = {
+            "format": f"{record.serializer}@{version}",
+            "type_name": record.type_name,
+            "size": record.size,
+            "meta": meta,
+        }
+        if record.blob != record.digest:
+            found["blob"] = record.blob
+        return found
 
     def by_name(self, name: str) -> Serializer:
         """Return the serializer recorded as ``name`` in a :class:`StoredArtifact`.
@@ -283,6 +366,66 @@ class SerializerRegistry:
                 f"'{serializer.name}' serializer: {type(exc).__name__}: {exc}. Check that the "
                 "library that wrote it is installed in a compatible version."
             ) from exc
+
+
+def record_from_reading(digest: str, reading: Any) -> StoredArtifact:
+    """Return the record to load artifact ``digest`` with, as ``reading`` says to read it.
+
+    ``reading`` is what :meth:`SerializerRegistry.reading` returned (as a step event
+    records it); the record's meta holds the keys the serializer's ``load`` reads.
+
+    Raises:
+        SerializationError: ``reading`` is not such a description (naming the artifact).
+    """
+    problem = _reading_problem(reading)
+    if problem is not None:
+        raise SerializationError(
+            f"The record of how artifact {digest} is read is not one this pipetrail can "
+            f"follow ({problem}); upgrade pipetrail if a newer version wrote it, else run "
+            "`pipetrail audit verify`."
+        )
+    name, _, version = reading["format"].rpartition("@")
+    return StoredArtifact(
+        digest=digest,
+        blob=reading.get("blob", digest),
+        serializer=name,
+        type_name=reading["type_name"],
+        size=reading["size"],
+        meta={**reading["meta"], FORMAT_VERSION_KEY: int(version)},
+    )
+
+
+def _reading_problem(reading: Any) -> str | None:
+    if not isinstance(reading, dict):
+        return f"{type(reading).__name__}, not an object"
+    unknown = set(reading) - _READING_KEYS
+    if unknown:
+        return f"unknown keys {sorted(unknown)}"
+    name, _, version = str(reading.get("format", "")).rpartition("@")
+    if not isinstance(reading.get("format"), str) or not name or not version.isdigit():
+        return f"format {reading.get('format')!r} is not NAME@VERSION"
+    if int(version) < 1:
+        return f"format version {version} is not positive"
+    if not isinstance(reading.get("type_name"), str):
+        return "no type_name"
+    size = reading.get("size")
+    if type(size) is not int or size < 0:
+        return f"size {size!r} is not a count of bytes"
+    if not isinstance(reading.get("meta"), dict):
+        return "meta is not an object"
+    if "blob" in reading and not isinstance(reading["blob"], str):
+        return "blob is not a digest"
+    return None
+
+
+def reading_label(reading: dict[str, Any]) -> str:
+    """Return one line naming a reading, as cache keys hold it for each loaded input.
+
+    ``"bytes@1 builtins.bytes 1a2b3c4d5e6f"``: the format, the type, and 12 hex digits of
+    the digest of the whole reading (so meta a load reads, or another stored object,
+    gives another label even when the format and type are equal).
+    """
+    return f"{reading['format']} {reading['type_name']} {digest_value(reading)[7:19]}"
 
 
 def _label(versions: dict[str, int]) -> str:

@@ -1,0 +1,133 @@
+"""What a node's inputs put in its cache key: digests, how each is read, parameters.
+
+:func:`describe_inputs` walks a node's inputs: an upstream output or a source contributes
+its digest (``inputs``), an upstream output also how it is read (``input_formats``: the
+label of the reading its step event records, see
+:func:`~pipetrail.store.serializers.registry.reading_label`), and any other value its
+fingerprint (``params``). Values that cannot be fingerprinted are listed, so the step is
+a forced miss that names them. See docs/adr/0004-cache-keys.md and
+docs/adr/0013-how-an-output-is-read.md.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pipetrail.core.graph import OutputRef, SourceRef
+from pipetrail.errors import PipetrailError, UnhashableValueError
+from pipetrail.hashing.fingerprint import fingerprint_obj
+from pipetrail.store import StoredArtifact
+from pipetrail.store.serializers.registry import reading_label
+
+if TYPE_CHECKING:
+    from pipetrail.core.graph import Node
+    from pipetrail.execution.run_state import NodeOutput, RunState
+
+__all__ = ["NodeInputs", "describe_inputs", "flat_inputs", "recorded_record"]
+
+
+@dataclass
+class NodeInputs:
+    """A node's key components from its inputs (``inputs``, ``input_formats``, ``params``).
+
+    Attributes:
+        digests: input name -> digest (or a list/dict of them, as the input is shaped).
+        formats: flattened input name (``xs[0]``, ``d.key``) -> the reading label of each
+            upstream output loaded.
+        params: input name -> the fingerprint of a plain value.
+        unhashable: why values could not be fingerprinted (a forced miss).
+    """
+
+    digests: dict[str, Any] = field(default_factory=dict)
+    formats: dict[str, str] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    unhashable: list[str] = field(default_factory=list)
+
+
+def _holds_placeholder(value: Any) -> bool:
+    if isinstance(value, OutputRef | SourceRef):
+        return True
+    if isinstance(value, list | tuple):
+        return any(_holds_placeholder(v) for v in value)
+    if isinstance(value, dict):
+        return any(_holds_placeholder(v) for v in value.values())
+    return False
+
+
+def _input_digest(state: RunState, value: Any) -> Any:
+    if isinstance(value, OutputRef):
+        return state.outputs[value.node_id][value.index].digest
+    if isinstance(value, SourceRef):
+        return state.sources[value][0]
+    if isinstance(value, list | tuple):
+        return [_input_digest(state, v) for v in value]
+    if isinstance(value, dict):
+        return {k: _input_digest(state, v) for k, v in value.items()}
+    return fingerprint_obj(value)
+
+
+def recorded_record(state: RunState, digest: str) -> StoredArtifact:
+    """Return the artifact's own record (for an output whose reading is not known).
+
+    Raises:
+        PipetrailError: the artifact is not recorded.
+    """
+    record = state.project.ledger.reader().artifact(digest)
+    if record is None:
+        raise PipetrailError(f"artifact {digest} is not recorded; run `pipetrail audit verify`")
+    return StoredArtifact.from_dict(record)
+
+
+def _output_label(state: RunState, output: NodeOutput) -> str:
+    """How ``output`` is read, as its consumers' keys hold it (computed once)."""
+    if output.label is None:
+        if output.reading is None:
+            if output.record is None:
+                output.record = recorded_record(state, output.digest)
+            output.reading = state.project.registry.reading(output.record)
+        output.label = reading_label(output.reading)
+    return output.label
+
+
+def _input_formats(state: RunState, name: str, value: Any, found: dict[str, str]) -> None:
+    """Add the label of every upstream output in ``value``, named as ``inputs`` are."""
+    if isinstance(value, OutputRef):
+        found[name] = _output_label(state, state.outputs[value.node_id][value.index])
+    elif isinstance(value, list | tuple):
+        for i, item in enumerate(value):
+            _input_formats(state, f"{name}[{i}]", item, found)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _input_formats(state, f"{name}.{key}", item, found)
+
+
+def describe_inputs(state: RunState, node: Node) -> NodeInputs:
+    """Describe ``node``'s inputs for its cache key (see the module docstring)."""
+    found = NodeInputs()
+    for name, value in node.inputs.items():
+        if _holds_placeholder(value):
+            found.digests[name] = _input_digest(state, value)
+            _input_formats(state, name, value, found.formats)
+        else:
+            try:
+                found.params[name] = fingerprint_obj(value)
+            except UnhashableValueError as exc:
+                found.params[name] = {"$unhashable": type(value).__qualname__}
+                found.unhashable.append(f"parameter {name!r}: {exc}")
+    return found
+
+
+def flat_inputs(digests: dict[str, Any]) -> dict[str, str]:
+    """Return input digests flattened to one name each (``xs[0]``, ``d.key``)."""
+    flat: dict[str, str] = {}
+    for name, value in digests.items():
+        if isinstance(value, str):
+            flat[name] = value
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                flat.update(flat_inputs({f"{name}[{i}]": item}))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                flat.update(flat_inputs({f"{name}.{key}": item}))
+    return flat
