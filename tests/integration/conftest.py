@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
+import os
 import sys
 import textwrap
 import uuid
@@ -29,6 +32,10 @@ class PipelineFiles:
     def write(self, name: str, source: str) -> Path:
         path = self.root / f"{name}.py"
         path.write_text(textwrap.dedent(source))
+        # A helper rewritten with the same length within one second would otherwise be
+        # imported from its stale bytecode cache (trusted by whole-second mtime and size).
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(importlib.util.cache_from_source(str(path)))
         sys.modules.pop(name, None)
         return path
 

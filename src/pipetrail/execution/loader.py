@@ -26,6 +26,7 @@ pipeline file after the run (an ``allow_pickle`` output) needs the same:
 from __future__ import annotations
 
 import contextlib
+import importlib.machinery
 import importlib.util
 import os
 import sys
@@ -40,7 +41,7 @@ from pipetrail.hashing.code import is_project_local
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping
-    from types import ModuleType
+    from types import CodeType, ModuleType
 
 __all__ = ["load_pipeline", "pipeline_modules"]
 
@@ -61,6 +62,19 @@ _LOADED: weakref.WeakKeyDictionary[PipelineDefinition, _PipelineImports] = (
     weakref.WeakKeyDictionary()
 )
 _MISSING = object()
+
+
+class _SourceLoader(importlib.machinery.SourceFileLoader):
+    """Runs the pipeline file's current text, never its cached bytecode.
+
+    A ``.pyc`` is trusted while the file's mtime (in whole seconds) and size are the
+    same, so an edit of equal length within the second the cache was written would run
+    the old code while its fingerprint, read from the file, says the new one.
+    """
+
+    def get_code(self, fullname: str) -> CodeType:
+        source = self.get_data(self.path)
+        return compile(source, self.path, "exec", dont_inherit=True)
 
 
 def load_pipeline(target: str) -> tuple[PipelineDefinition, Path]:
@@ -91,7 +105,9 @@ def load_pipeline(target: str) -> tuple[PipelineDefinition, Path]:
             f"pipeline file {path.name!r} has the same module name as {existing.__name__!r} "
             f"({getattr(existing, '__file__', 'built in')}); rename the file"
         )
-    spec = importlib.util.spec_from_file_location(module_name, path)
+    spec = importlib.util.spec_from_file_location(
+        module_name, path, loader=_SourceLoader(module_name, str(path))
+    )
     if spec is None or spec.loader is None:
         raise DefinitionError(f"cannot import {path}")
     module = importlib.util.module_from_spec(spec)

@@ -144,3 +144,38 @@ def test_a_module_of_the_same_name_from_elsewhere_is_refused(tmp_path: Path) -> 
     pipeline_file = write_folder(tmp_path, "a", "helpers_u7", "json", "text")
     with pytest.raises(DefinitionError, match="same module name as 'json'"):
         load_pipeline(str(pipeline_file))
+
+
+STALE = """
+from pipetrail import pipeline, step
+
+@step
+def answer() -> int:
+    return 11
+
+@pipeline
+def p():
+    return answer()
+"""
+
+
+def test_the_file_s_current_text_runs_never_a_stale_bytecode_cache(tmp_path: Path) -> None:
+    import importlib.util
+    import os
+    import py_compile
+
+    path = tmp_path / "stale_pipe.py"
+    path.write_text(STALE)
+    # A bytecode cache of this text, valid by Python's rule (whole-second mtime and size)...
+    py_compile.compile(
+        str(path),
+        cfile=importlib.util.cache_from_source(str(path)),
+        invalidation_mode=py_compile.PycInvalidationMode.TIMESTAMP,
+    )
+    stat = path.stat()
+    # ...then an edit of the same length in the same second.
+    path.write_text(STALE.replace("return 11", "return 22"))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    definition, _ = load_pipeline(str(path))
+    step = definition.func.__globals__["answer"]
+    assert step.func() == 22
