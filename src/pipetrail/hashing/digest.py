@@ -36,6 +36,7 @@ __all__ = [
     "digest_value",
     "hex_of",
     "is_digest",
+    "process_pool",
 ]
 
 DIGEST_ALGORITHM = "blake3"
@@ -94,8 +95,9 @@ def digest_value(value: Any) -> str:
 
 
 _BUFFERS = threading.local()
-_READERS: tuple[int, ThreadPoolExecutor] | None = None  # (pid, pool): rebuilt after a fork
-_READERS_LOCK = threading.Lock()
+# name -> (pid, pool): a pool's threads do not survive a fork, so a child makes its own.
+_POOLS: dict[str, tuple[int, ThreadPoolExecutor]] = {}
+_POOLS_LOCK = threading.Lock()
 
 
 def page_buffer(size: int) -> mmap.mmap:
@@ -128,20 +130,26 @@ def _spare_buffer() -> mmap.mmap:
     return buffer
 
 
-def _readers() -> ThreadPoolExecutor:
-    """The threads that read ahead for :func:`digest_file`.
+def process_pool(name: str, workers: int) -> ThreadPoolExecutor:
+    """This process's thread pool called ``name`` (made on first use, and after a fork).
 
-    A pool's threads do not survive a fork, so a child process makes its own.
+    Threads named ``pipetrail-NAME``; ``workers`` counts only when the pool is made.
     """
-    global _READERS
-    found = _READERS
+    found = _POOLS.get(name)
     if found is None or found[0] != os.getpid():
-        with _READERS_LOCK:
-            found = _READERS
+        with _POOLS_LOCK:
+            found = _POOLS.get(name)
             if found is None or found[0] != os.getpid():
-                pool = ThreadPoolExecutor(max_workers=4, thread_name_prefix="pipetrail-read")
-                found = _READERS = (os.getpid(), pool)
+                pool = ThreadPoolExecutor(
+                    max_workers=workers, thread_name_prefix=f"pipetrail-{name}"
+                )
+                found = _POOLS[name] = (os.getpid(), pool)
     return found[1]
+
+
+def _readers() -> ThreadPoolExecutor:
+    """The threads that read ahead for :func:`digest_file`."""
+    return process_pool("read", 4)
 
 
 def _digest_large(fd: int) -> tuple[str, int]:

@@ -21,17 +21,17 @@ from __future__ import annotations
 
 import io
 import os
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, BinaryIO
 
 from pipetrail.errors import IntegrityError, StoreError
-from pipetrail.hashing.digest import digest_fd
+from pipetrail.hashing.digest import digest_fd, process_pool
 from pipetrail.store.os_errors import map_os_errors
 from pipetrail.store.verified import VerifiedFiles, corrupt_error, digest_of, file_signature
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
+
     from pipetrail.store.loose import LooseObjects
 
 __all__ = ["LooseReader"]
@@ -39,27 +39,17 @@ __all__ = ["LooseReader"]
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)
 # From this size, read() hashes the file on another thread while it copies it into memory.
 _ALONGSIDE_MIN = 16 * 1024 * 1024
-_HASHERS: tuple[int, ThreadPoolExecutor] | None = None
-_HASHERS_LOCK = threading.Lock()
 # local_path() retries this often when the object's name keeps pointing at a new file.
 _PATH_ATTEMPTS = 3
 
 
 def _hashers() -> ThreadPoolExecutor:
-    """The threads hashing large objects alongside their reads (remade after a fork).
+    """The threads hashing large objects alongside their reads.
 
     Not the read-ahead pool of :func:`~pipetrail.hashing.digest.digest_fd`: a hash running
     there submits its own reads to that pool, and must not wait behind itself.
     """
-    global _HASHERS
-    found = _HASHERS
-    if found is None or found[0] != os.getpid():
-        with _HASHERS_LOCK:
-            found = _HASHERS
-            if found is None or found[0] != os.getpid():
-                pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="pipetrail-verify")
-                found = _HASHERS = (os.getpid(), pool)
-    return found[1]
+    return process_pool("verify", 2)
 
 
 class LooseReader:

@@ -11,6 +11,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+# The fingerprints of contracts and pandera schemas are registered by the contracts layer
+# (hashing may not import it); a run imports it before it fingerprints any step.
+import pipetrail.contracts.fingerprint  # noqa: F401
 from pipetrail.hashing.code import CodeFingerprint, code_fingerprint
 
 if TYPE_CHECKING:
