@@ -80,12 +80,12 @@ def outside_references(rel: Path, text: str) -> list[str]:
 
 def test_the_scan_catches_what_it_is_for() -> None:
     bad = {
-        "tests/unit/x/a.py": "D = Path(__file__).resolve().parents[4] / 'shared'",
+        "tests/unit/x/a.py": "D = Path(__file__).resolve().parents[4] / 'beside'",
         "tests/b.py": "D = Path(__file__).parent.parent.parent / 'x'",
-        "benchmarks/c.py": "open('../../shared/schemas/x.json')",
+        "benchmarks/c.py": "open('../../beside/schemas/x.json')",
         "scripts/d.sh": 'cat "$HOME/.config/x"',
         "tests/e.py": "Path.home() / '.cache'",
-        "tests/f.py": "SCHEMAS = '/work/shared/schemas'",
+        "tests/f.py": "SCHEMAS = '/work/beside/schemas'",
     }
     for rel, line in bad.items():
         assert outside_references(Path(rel), line), rel

@@ -8,6 +8,7 @@ values, loops fan out and helper functions compose naturally. Pure: no I/O here.
 
 from __future__ import annotations
 
+import abc
 import contextvars
 import os
 from dataclasses import dataclass, field
@@ -41,7 +42,7 @@ def current_builder() -> GraphBuilder | None:
     return _BUILDER.get()
 
 
-class _Placeholder:
+class _Placeholder(abc.ABC):
     """What a pipeline function holds instead of a value while the graph is built.
 
     A placeholder has no value yet, so every use that needs one (truth, ``len``,
@@ -53,11 +54,13 @@ class _Placeholder:
 
     __slots__ = ()
 
+    @abc.abstractmethod
     def _subject(self) -> str:
-        raise NotImplementedError
+        """What the placeholder stands for, as the start of a sentence."""
 
+    @abc.abstractmethod
     def _identity(self) -> tuple[Any, ...]:
-        raise NotImplementedError
+        """The fields two placeholders of one kind are equal by."""
 
     def _fix(self) -> str:
         return "do this inside a step, which receives the real value"

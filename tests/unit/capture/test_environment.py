@@ -333,6 +333,10 @@ def test_parse_cpuinfo_counts_physical_cores() -> None:
     assert environment._parse_cpuinfo("processor\t: 0\nHardware\t: BCM2835\n") == ("BCM2835", None)
 
 
+# nvidia-smi is stood in for by a shell script, which Windows cannot run.
+needs_posix_shell = pytest.mark.skipif(sys.platform == "win32", reason="shell script stand-in")
+
+
 def write_script(folder: Path, name: str, body: str) -> None:
     folder.mkdir(exist_ok=True)
     script = folder / name
@@ -340,7 +344,7 @@ def write_script(folder: Path, name: str, body: str) -> None:
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="shell script stand-in")
+@needs_posix_shell
 def test_gpus_come_from_nvidia_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bin_dir = tmp_path / "bin"
     write_script(
@@ -359,7 +363,7 @@ def test_gpus_come_from_nvidia_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     )
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="shell script stand-in")
+@needs_posix_shell
 def test_a_failing_nvidia_smi_means_no_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bin_dir = tmp_path / "bin"
     write_script(bin_dir, "nvidia-smi", "echo 'NVIDIA-SMI has failed' >&2\nexit 9")
@@ -374,7 +378,7 @@ def test_no_nvidia_smi_means_no_gpu(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert capture_environment()["gpu"] == []
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="shell script stand-in")
+@needs_posix_shell
 def test_nvidia_smi_is_looked_up_like_shutil_which(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
