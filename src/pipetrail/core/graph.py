@@ -29,6 +29,7 @@ __all__ = [
     "PipelineGraph",
     "SourceRef",
     "current_builder",
+    "iter_refs",
     "source",
 ]
 
@@ -295,21 +296,22 @@ class Node:
         """Return the ids of the nodes this node reads from (in parameter order)."""
         seen: list[str] = []
         for value in self.inputs.values():
-            for ref in _iter_refs(value):
+            for ref in iter_refs(value):
                 if ref.node_id not in seen:
                     seen.append(ref.node_id)
         return seen
 
 
-def _iter_refs(value: Any) -> Iterator[OutputRef]:
+def iter_refs(value: Any) -> Iterator[OutputRef]:
+    """Yield the step outputs an input holds: itself, or inside lists, tuples and dicts."""
     if isinstance(value, OutputRef):
         yield value
     elif isinstance(value, list | tuple):
         for item in value:
-            yield from _iter_refs(item)
+            yield from iter_refs(item)
     elif isinstance(value, dict):
         for item in value.values():
-            yield from _iter_refs(item)
+            yield from iter_refs(item)
 
 
 @dataclass
@@ -412,7 +414,7 @@ class _Nested:
 
 
 def _check_input(step_name: str, param: str, value: Any, graph: PipelineGraph) -> None:
-    for ref in _iter_refs(value):
+    for ref in iter_refs(value):
         if ref.node_id not in graph.nodes:
             raise DefinitionError(
                 f"step {step_name!r} parameter {param!r} reads an output of {ref.node_id!r}, "

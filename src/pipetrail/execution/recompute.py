@@ -30,7 +30,7 @@ from __future__ import annotations
 import errno
 from typing import TYPE_CHECKING, Any
 
-from pipetrail.core.graph import OutputRef
+from pipetrail.core.graph import OutputRef, iter_refs
 from pipetrail.errors import (
     IntegrityError,
     LoadError,
@@ -43,7 +43,7 @@ from pipetrail.execution.records import split_recorded
 from pipetrail.execution.run_events import series_summary
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
 
     from pipetrail.core.graph import Node
     from pipetrail.execution.run_state import RunState
@@ -51,17 +51,6 @@ if TYPE_CHECKING:
 __all__ = ["hit_metrics", "load_inputs"]
 
 _DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
-
-
-def _output_refs(value: Any) -> Iterator[OutputRef]:
-    if isinstance(value, OutputRef):
-        yield value
-    elif isinstance(value, list | tuple):
-        for item in value:
-            yield from _output_refs(item)
-    elif isinstance(value, dict):
-        for item in value.values():
-            yield from _output_refs(item)
 
 
 def load_inputs(
@@ -168,7 +157,7 @@ def _load_error(
 ) -> LoadError:
     """Describe a failed load of input ``name``, naming the artifact that failed."""
     failing = None
-    refs = list(_output_refs(value))
+    refs = list(iter_refs(value))
     for ref in refs:
         if len(refs) == 1:
             failing = ref
@@ -220,7 +209,7 @@ def _corrupt_refs(state: RunState, node: Node, load: Callable[[Any], Any]) -> li
     The store removed the object it found corrupt, so first look for a blob that is gone;
     when none is (a file inside a stored folder, say), load each input alone.
     """
-    refs = list(dict.fromkeys(ref for value in node.inputs.values() for ref in _output_refs(value)))
+    refs = list(dict.fromkeys(ref for value in node.inputs.values() for ref in iter_refs(value)))
     store = state.project.store
     gone = [ref for ref in refs if not store.exists(_blob(state, ref) or "")]
     if gone:

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import TamperedLedgerError
 from pipetrail.ledger.driver import Driver
-from pipetrail.ledger.events import GENESIS_HASH, Event, event_hash
+from pipetrail.ledger.events import GENESIS_HASH, Event
 from pipetrail.ledger.projections import apply_event
 from pipetrail.ledger.trusted import DerivedRowProblem
 
@@ -255,15 +255,7 @@ class _Walk:
         if ev.prev_hash != self.prev:
             self.failure = (ev.seq, "its prev_hash does not match the hash of the event before it")
             return None
-        recomputed = event_hash(
-            seq=ev.seq,
-            ts=ev.ts,
-            actor=ev.actor,
-            kind=ev.kind,
-            run_id=ev.run_id,
-            payload_text=ev.payload_text,
-            prev_hash=ev.prev_hash,
-        )
+        recomputed = ev.computed_hash()
         if recomputed != ev.hash:
             self.failure = (ev.seq, "its content does not match its hash (the row was edited)")
             return None

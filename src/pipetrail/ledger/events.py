@@ -73,6 +73,18 @@ class Event:
     prev_hash: str
     hash: str
 
+    def computed_hash(self) -> str:
+        """The chain hash of this event's stored fields (equal to ``hash`` when intact)."""
+        return event_hash(
+            seq=self.seq,
+            ts=self.ts,
+            actor=self.actor,
+            kind=self.kind,
+            run_id=self.run_id,
+            payload_text=self.payload_text,
+            prev_hash=self.prev_hash,
+        )
+
     @property
     def payload(self) -> dict[str, Any]:
         """The payload, parsed."""

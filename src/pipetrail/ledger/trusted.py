@@ -24,7 +24,7 @@ from typing import Any
 
 from pipetrail.errors import TamperedLedgerError
 from pipetrail.hashing import canonical_json
-from pipetrail.ledger.events import Event, EventKind, event_hash
+from pipetrail.ledger.events import Event, EventKind
 from pipetrail.ledger.projections import JSON_COLUMNS, artifact_row, finished_step_row
 
 __all__ = [
@@ -162,15 +162,7 @@ def link_problem(
     It must hash to its stored hash, and the event after it must name that hash as its
     ``prev_hash`` (or, when none follows, the recorded head must be this event).
     """
-    recomputed = event_hash(
-        seq=event.seq,
-        ts=event.ts,
-        actor=event.actor,
-        kind=event.kind,
-        run_id=event.run_id,
-        payload_text=event.payload_text,
-        prev_hash=event.prev_hash,
-    )
+    recomputed = event.computed_hash()
     if recomputed != event.hash:
         return f"event {event.seq} was edited (its content does not match its hash)"
     if next_prev is not None:
