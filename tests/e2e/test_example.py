@@ -168,3 +168,19 @@ def test_a_timestamp_in_the_metrics_fails_the_reproduction(example: Path) -> Non
     assert reproduction["first_differences"] == [{"node_id": "evaluate", "step": "evaluate"}]
     outside = [m["name"] for m in reproduction["metrics"] if not m["within"]]
     assert outside == ["evaluate.evaluated_at"]
+
+
+def test_the_integrity_commands_print_what_the_readme_shows(example: Path) -> None:
+    readme = (EXAMPLE.parents[1] / "README.md").read_text()
+    assert "# ledger intact: N events verified, M derived rows match them" in readme
+    assert "# every stored object re-hashed: store intact" in readme
+    if _cli(example, "runs", "--json").stdout.strip() in ("", "[]"):
+        assert _cli(example, "run", "pipeline.py").returncode == 0
+    audit = _cli(example, "audit", "verify")
+    assert audit.returncode == 0, audit.stderr
+    assert re.fullmatch(
+        r"ledger intact: \d+ events verified, \d+ derived rows match them\n", audit.stdout
+    ), audit.stdout
+    store = _cli(example, "store", "verify")
+    assert store.returncode == 0, store.stderr
+    assert store.stdout.strip().splitlines()[-1] == "store intact"
