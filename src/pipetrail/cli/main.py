@@ -71,10 +71,20 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "export",
         "Export RUN (id, prefix or 'latest') as OpenLineage, W3C PROV...",
     ),
+    "get": (
+        "pipetrail.cli.get_cmd",
+        "get",
+        "Write an artifact's stored bytes to a file (REF: digest,...",
+    ),
     "lineage": (
         "pipetrail.cli.lineage_cmd",
         "lineage",
         "Trace lineage: provenance (--up), impact (--down), or a path...",
+    ),
+    "logs": (
+        "pipetrail.cli.get_cmd",
+        "logs",
+        "Print the captured stdout, stderr and logging output of...",
     ),
     "reproduce": (
         "pipetrail.cli.verify_cmd",
