@@ -25,8 +25,10 @@ PipetrailError
 ├── LeakageError               data subsets share rows or groups (names subsets and counts)
 ├── NotFoundError (KeyError)   a run, step run, artifact or digest prefix does not exist
 │   └── AmbiguousPrefixError   a digest / id prefix matches several objects
-└── GovernanceError            reserved for promotion, approvals and policies
-    └── ApprovalRequiredError
+└── GovernanceError            promotion, approvals, policies, identities and roles
+    ├── ApprovalRequiredError
+    ├── IdentityError          no such user, no or unreadable key, a malformed public key
+    └── PermissionDeniedError  the acting user's roles do not allow the action
 ```
 
 ``RunInterruptedError`` stands outside the tree on purpose: it subclasses
@@ -48,6 +50,7 @@ __all__ = [
     "ContractViolationError",
     "DefinitionError",
     "GovernanceError",
+    "IdentityError",
     "IntegrityError",
     "LeakageError",
     "LeakageWarning",
@@ -60,6 +63,7 @@ __all__ = [
     "ParamsFileError",
     "ParityError",
     "ParityWarning",
+    "PermissionDeniedError",
     "PipetrailError",
     "ProjectError",
     "RunInterruptedError",
@@ -374,6 +378,14 @@ class GovernanceError(PipetrailError):
 
 class ApprovalRequiredError(GovernanceError):
     """An action needs an approval that has not been given."""
+
+
+class IdentityError(GovernanceError):
+    """Who is acting cannot be established: no such user, or no usable key."""
+
+
+class PermissionDeniedError(GovernanceError):
+    """The acting user's roles do not allow the action (deny by default)."""
 
 
 class RunInterruptedError(KeyboardInterrupt):
