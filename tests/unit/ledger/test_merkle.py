@@ -1,0 +1,119 @@
+"""The ledger's Merkle tree against a direct transcription of RFC 9162's definitions."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipetrail.ledger.merkle import (
+    MemoryNodes,
+    TreeReader,
+    event_leaf,
+    leaf_hash,
+    new_nodes,
+    node_hash,
+    verify_consistency,
+    verify_inclusion,
+)
+
+
+def mth(leaves: list[bytes]) -> bytes:
+    """MTH(D[n]) as RFC 9162 section 2.1.1 defines it, over leaf hashes."""
+    if not leaves:
+        return hashlib.sha256(b"").digest()
+    if len(leaves) == 1:
+        return leaves[0]
+    k = 1
+    while k * 2 < len(leaves):
+        k *= 2
+    return node_hash(mth(leaves[:k]), mth(leaves[k:]))
+
+
+def leaves_of(n: int) -> list[bytes]:
+    return [leaf_hash(i.to_bytes(8, "big")) for i in range(n)]
+
+
+def build(leaves: list[bytes], batches: list[int] | None = None) -> MemoryNodes:
+    """Append ``leaves`` in batches of the given sizes (all at once by default)."""
+    store = MemoryNodes()
+    size = 0
+    for count in batches or [len(leaves)]:
+        chunk = leaves[size : size + count]
+        store.add(new_nodes(store, size, chunk))
+        size += len(chunk)
+    if size < len(leaves):
+        store.add(new_nodes(store, size, leaves[size:]))
+    return store
+
+
+def test_known_vector_of_rfc_leaf_and_node_hashes() -> None:
+    empty = hashlib.sha256(b"").hexdigest()
+    assert TreeReader(MemoryNodes()).root(0).hex() == empty
+    assert leaf_hash(b"").hex() == hashlib.sha256(b"\x00").hexdigest()
+    a, b = leaf_hash(b"a"), leaf_hash(b"b")
+    assert node_hash(a, b) == hashlib.sha256(b"\x01" + a + b).digest()
+    assert event_leaf("blake3:" + "ab" * 32) == leaf_hash(bytes.fromhex("ab" * 32))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    n=st.integers(min_value=1, max_value=140),
+    batches=st.lists(st.integers(min_value=1, max_value=17), max_size=12),
+)
+def test_roots_and_proofs_match_the_definitions(n: int, batches: list[int]) -> None:
+    leaves = leaves_of(n)
+    tree = TreeReader(build(leaves, batches))
+    for size in {1, n // 2 or 1, n - 1 or 1, n}:
+        root = tree.root(size)
+        assert root == mth(leaves[:size])
+        for index in {0, size // 3, size - 1}:
+            path = tree.inclusion_proof(index, size)
+            assert verify_inclusion(leaves[index], index, size, path, root)
+            grown = mth([*leaves[:size], leaf_hash(b"more")])
+            assert not verify_inclusion(leaves[index], index, size + 1, path, grown)
+            assert not verify_inclusion(leaves[index], index, size, [*path, bytes(32)], root)
+            if size > 1:
+                other = (index + 1) % size
+                assert not verify_inclusion(leaves[other], index, size, path, root)
+                bad = [bytes(32), *path[1:]]
+                assert not verify_inclusion(leaves[index], index, size, bad, root)
+        for old in {1, size // 2 or 1, size}:
+            proof = tree.consistency_proof(old, size)
+            old_root = mth(leaves[:old])
+            assert verify_consistency(old, size, old_root, root, proof)
+            if old < size:
+                forked = mth([*leaves[: old - 1], leaf_hash(b"forged")])
+                assert not verify_consistency(old, size, forked, root, proof)
+                assert not verify_consistency(old, size, old_root, bytes(32), proof)
+                if proof:
+                    assert not verify_consistency(old, size, old_root, root, proof[:-1])
+
+
+def test_proofs_need_only_logarithmically_many_stored_nodes() -> None:
+    n = 1000
+    store = build(leaves_of(n))
+    reads: list[int] = []
+
+    class Counting:
+        def get_nodes(self, keys: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+            reads.append(len(keys))
+            return dict(store.get_nodes(keys))
+
+    tree = TreeReader(Counting())
+    tree.inclusion_proof(517, n)
+    tree.consistency_proof(300, n)
+    assert sum(reads) <= 40
+
+
+def test_a_missing_node_is_an_error_not_a_wrong_root() -> None:
+    store = build(leaves_of(8))
+    del store.nodes[(3, 0)]
+    with pytest.raises(LookupError, match=r"\(3, 0\)"):
+        TreeReader(store).root(8)
+    with pytest.raises(ValueError, match="not in a tree"):
+        TreeReader(store).inclusion_proof(8, 8)
+    with pytest.raises(ValueError, match="no consistency proof"):
+        TreeReader(store).consistency_proof(0, 8)
