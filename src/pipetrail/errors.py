@@ -19,6 +19,7 @@ PipetrailError
 │   └── IntegrityError         stored bytes do not match their digest
 ├── LedgerError                metadata store problem (connection, migration, concurrency)
 │   └── TamperedLedgerError    the hash chain is broken, or a derived row disagrees with it
+│       └── CheckpointError    a checkpoint is forged, foreign or inconsistent with the ledger
 ├── ProjectError               no project / bad pipetrail.toml
 ├── OutputFileError            a file asked for (an export, a report) cannot be written
 ├── ParityError                the environment differs from the parity reference run
@@ -47,6 +48,7 @@ import errno as _errno
 __all__ = [
     "AmbiguousPrefixError",
     "ApprovalRequiredError",
+    "CheckpointError",
     "ContractViolationError",
     "DefinitionError",
     "GovernanceError",
@@ -280,6 +282,13 @@ class TamperedLedgerError(LedgerError):
     def __init__(self, message: str, *, seq: int) -> None:
         super().__init__(message)
         self.seq = seq
+
+
+class CheckpointError(TamperedLedgerError):
+    """A signed checkpoint is malformed, unsigned by a known key, or not consistent.
+
+    Not consistent with the ledger: truncated, rolled back, rewritten or forked.
+    """
 
 
 class ProjectError(PipetrailError):
