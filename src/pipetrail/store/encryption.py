@@ -1,0 +1,181 @@
+"""Encryption at rest: AES-256-GCM in authenticated chunks, and wrapped data keys.
+
+A stream is encrypted in chunks of at most ``chunk_size`` bytes (1 MiB by default), so
+memory stays bounded whatever the object's size. The layout:
+
+``header`` = ``b"PTE1"`` || chunk size (4 bytes, big-endian) || nonce prefix (7 random
+bytes), then each chunk's ciphertext and 16-byte tag.
+
+Chunk ``i`` is sealed with the nonce ``prefix || i (4 bytes, big-endian) || last`` where
+``last`` is 1 for the final chunk and 0 otherwise (the STREAM construction), and with the
+header and the caller's ``context`` as associated data. So a chunk cannot move
+(its index is in the nonce), the stream cannot be cut short or extended at a chunk
+boundary (only the final chunk opens with ``last = 1``), and chunks cannot be swapped
+between objects (each object has its own random prefix, and the caller binds the object
+through ``context``). An empty stream is one empty final chunk.
+
+Data keys (32 random bytes per object or per project) are stored only wrapped by a key
+encryption key (AES key wrap, RFC 3394, from ``cryptography``); a wrong key fails to
+unwrap and nothing is decrypted. Imports ``cryptography`` lazily.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+from typing import TYPE_CHECKING
+
+from pipetrail.errors import IntegrityError, StoreError
+
+if TYPE_CHECKING:
+    from typing import BinaryIO
+
+__all__ = [
+    "CHUNK_SIZE",
+    "HEADER_SIZE",
+    "MAGIC",
+    "decrypt_stream",
+    "encrypt_stream",
+    "new_data_key",
+    "unwrap_key",
+    "wrap_key",
+]
+
+MAGIC = b"PTE1"
+CHUNK_SIZE = 1 << 20
+HEADER_SIZE = 4 + 4 + 7
+_TAG = 16
+_MAX_CHUNK = 1 << 26  # a header claiming more is not ours (and would cost that memory)
+
+
+def new_data_key() -> bytes:
+    """A fresh random 256-bit data key."""
+    return os.urandom(32)
+
+
+def _read_full(src: BinaryIO, size: int) -> bytes:
+    """Read ``size`` bytes, or fewer only at the end of ``src`` (pipes return short reads)."""
+    data = src.read(size)
+    if len(data) in (0, size):
+        return data
+    parts = [data]
+    missing = size - len(data)
+    while missing:
+        more = src.read(missing)
+        if not more:
+            break
+        parts.append(more)
+        missing -= len(more)
+    return b"".join(parts)
+
+
+def _nonce(prefix: bytes, index: int, last: bool) -> bytes:
+    if index >= 1 << 32:
+        raise StoreError("an encrypted stream may hold at most 2**32 chunks")
+    return prefix + struct.pack(">IB", index, 1 if last else 0)
+
+
+def encrypt_stream(
+    src: BinaryIO, dst: BinaryIO, key: bytes, context: bytes, *, chunk_size: int = CHUNK_SIZE
+) -> int:
+    """Encrypt everything ``src`` yields into ``dst``; return the bytes written.
+
+    Args:
+        src: the plaintext, read in chunks.
+        dst: where the header and sealed chunks go.
+        key: the 32-byte data key.
+        context: bound into every chunk (for example the object's digest): decrypting
+            needs the same bytes.
+        chunk_size: plaintext bytes per chunk.
+    """
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    if not 0 < chunk_size <= _MAX_CHUNK:
+        raise ValueError(f"chunk size must be between 1 and {_MAX_CHUNK} bytes")
+    header = MAGIC + struct.pack(">I", chunk_size) + os.urandom(7)
+    aad = header + context
+    sealer = AESGCM(key)
+    written = dst.write(header)
+    index = 0
+    current = _read_full(src, chunk_size)
+    while True:
+        following = _read_full(src, chunk_size) if len(current) == chunk_size else b""
+        last = not following
+        nonce = _nonce(header[8:], index, last)
+        written += dst.write(sealer.encrypt(nonce, current, aad))
+        if last:
+            return written
+        current = following
+        index += 1
+
+
+def decrypt_stream(src: BinaryIO, dst: BinaryIO, key: bytes, context: bytes, *, what: str) -> int:
+    """Decrypt a stream :func:`encrypt_stream` wrote; return the plaintext bytes written.
+
+    Each chunk is written to ``dst`` only once it authenticates; when an error is raised,
+    ``dst`` may hold the chunks before the bad one, and the caller must discard it.
+
+    Raises:
+        IntegrityError: not an encrypted stream, a changed, moved, missing or extra
+            chunk, a wrong key or a wrong context; the message names ``what``.
+    """
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    header = _read_full(src, HEADER_SIZE)
+    if len(header) != HEADER_SIZE or header[:4] != MAGIC:
+        raise IntegrityError(f"{what} is not an encrypted object (no pipetrail header)")
+    (chunk_size,) = struct.unpack(">I", header[4:8])
+    if not 0 < chunk_size <= _MAX_CHUNK:
+        raise IntegrityError(f"{what} has a corrupt encryption header")
+    aad = header + context
+    opener = AESGCM(key)
+    sealed = chunk_size + _TAG
+    index = written = 0
+    current = _read_full(src, sealed)
+    while True:
+        following = _read_full(src, sealed) if len(current) == sealed else b""
+        last = not following
+        if len(current) < _TAG:
+            raise IntegrityError(f"{what} is truncated: chunk {index} is incomplete")
+        try:
+            plain = opener.decrypt(_nonce(header[8:], index, last), current, aad)
+        except InvalidTag:
+            reason = (
+                "it was cut short, extended or changed"
+                if last or index
+                else "it was changed, or the key or the object it belongs to is wrong"
+            )
+            raise IntegrityError(
+                f"{what} does not decrypt at chunk {index}: {reason}; it cannot be trusted"
+            ) from None
+        written += dst.write(plain)
+        if last:
+            return written
+        current = following
+        index += 1
+
+
+def wrap_key(kek: bytes, data_key: bytes) -> bytes:
+    """Wrap a data key with a key encryption key (AES key wrap, RFC 3394)."""
+    from cryptography.hazmat.primitives.keywrap import aes_key_wrap
+
+    return aes_key_wrap(kek, data_key)
+
+
+def unwrap_key(kek: bytes, wrapped: bytes, *, what: str) -> bytes:
+    """Unwrap a data key.
+
+    Raises:
+        IntegrityError: the key encryption key is not the one that wrapped it, or the
+            wrapped key was changed; nothing can be decrypted with it.
+    """
+    from cryptography.hazmat.primitives.keywrap import InvalidUnwrap, aes_key_unwrap
+
+    try:
+        return aes_key_unwrap(kek, wrapped)
+    except (InvalidUnwrap, ValueError):
+        raise IntegrityError(
+            f"the data key of {what} does not unwrap: the key encryption key is wrong (check "
+            "the configured key provider) or the wrapped key was changed"
+        ) from None
