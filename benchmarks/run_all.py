@@ -31,6 +31,7 @@ import cli_startup
 import contracts
 import data_ops
 import hashing
+import ledger_sql
 import lineage
 import metrics
 import reproduce
@@ -63,6 +64,7 @@ BENCHMARKS = {
     "data_ops": data_ops.run,
     "reproduce": reproduce.run,
     "verified_reads": verified_reads.run,
+    "ledger_sql": ledger_sql.run,
 }
 
 

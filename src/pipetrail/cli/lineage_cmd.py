@@ -52,6 +52,26 @@ class _LineageGroup(click.Group):
         formatter.write_usage(ctx.command_path, "REF [--up|--down] [--depth N] [--format F]")
         formatter.write_usage(ctx.command_path, "path A B [--format F]", prefix="   or: ")
 
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """List the options of the default form (``REF ...``) before the subcommands."""
+        default = self.commands[_DEFAULT]
+        with click.Context(default, info_name=ctx.info_name, parent=ctx.parent) as sub:
+            rows = [
+                record
+                for param in default.get_params(sub)
+                if isinstance(param, click.Option)
+                and param is not default.get_help_option(sub)
+                and (record := param.get_help_record(sub)) is not None
+            ]
+        help_rows = [
+            record
+            for param in self.get_params(ctx)
+            if (record := param.get_help_record(ctx)) is not None
+        ]
+        with formatter.section("Options (pipetrail lineage REF ...)"):
+            formatter.write_dl([*rows, *help_rows])
+        self.format_commands(ctx, formatter)
+
 
 def _format_option(func: Any) -> Any:
     func = click.option(

@@ -285,23 +285,57 @@ def runs(limit: int, pipeline: str | None, status: str | None, as_json: bool) ->
 @cli.command()
 @click.argument("run_ref", metavar="RUN")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def show(run_ref: str, as_json: bool) -> None:
-    """Show everything recorded about RUN (id, prefix or 'latest')."""
+@click.option("--logs", is_flag=True, help="Also print each step's captured stdout/stderr.")
+@click.option(
+    "--git-diff",
+    "git_diff",
+    is_flag=True,
+    help="Also print the uncommitted changes (git diff) recorded with the run.",
+)
+def show(run_ref: str, as_json: bool, logs: bool, git_diff: bool) -> None:
+    """Show everything recorded about RUN (id, prefix or 'latest').
+
+    --logs and --git-diff read the captured text from the store (verified); a blob that
+    is missing or corrupt is named on stderr and the exit code is 3.
+    """
     from pipetrail.config import load_config
     from pipetrail.execution.explain import run_summary
     from pipetrail.ledger import open_reader
 
-    reader = open_reader(load_config(must_exist=True).metadata_url)
+    config = load_config(must_exist=True)
+    reader = open_reader(config.metadata_url)
+    captured: dict[str, Any] = {}
     try:
         summary = run_summary(reader, run_ref)
+        if logs or git_diff:
+            from pipetrail.cli.captured import read_captured
+
+            captured = read_captured(
+                reader, config.artifacts, summary, logs=logs, git_diff=git_diff
+            )
     finally:
         reader.close()
+    errors: list[str] = []
     if as_json:
+        if "logs" in captured:
+            summary["captured_logs"] = {k: v.to_dict() for k, v in captured["logs"].items()}
+            errors += [v.error for v in captured["logs"].values() if v.error]
+        if "git_diff" in captured:
+            summary["git_diff"] = captured["git_diff"].to_dict()
+            errors += [captured["git_diff"].error] if captured["git_diff"].error else []
         emit_json(summary)
-        return
-    from pipetrail.cli.render import print_run
+    else:
+        from pipetrail.cli.render import print_run
 
-    print_run(summary)
+        print_run(summary)
+        if captured:
+            from pipetrail.cli.captured import print_captured
+
+            errors = print_captured(summary, captured)
+    if errors:
+        for message in errors[:-1]:
+            click.echo(f"error: {message}", err=True)
+        fail(errors[-1], EXIT_INTEGRITY)
 
 
 @cli.command()

@@ -1,27 +1,31 @@
 """A thin layer over one DB-API connection: pipetrail's SQL conventions on any backend.
 
-SQL texts use ``:name`` parameters (the stdlib ``sqlite3`` style); for PostgreSQL
-(psycopg 3) they are rewritten once to ``%(name)s``. The connection runs in autocommit
-mode and transactions are explicit: :meth:`Driver.write` opens one that holds the
-ledger's write lock (SQLite ``BEGIN IMMEDIATE``; PostgreSQL ``BEGIN`` plus a
-transaction-scoped advisory lock), so reads never leave a transaction open.
+SQL texts are SQLAlchemy ``text()`` constructs in all but name: ``:name`` parameters.
+On SQLite that is the DB-API driver's own style (``sqlite3`` "named"), so a text runs as
+written. On PostgreSQL (psycopg 3) each distinct text is compiled once by SQLAlchemy's
+compiler for the psycopg dialect (``text(...).compile(dialect=...)``: ``%(name)s``
+parameters, ``%`` doubled) and the compiled string is cached, so the hot path pays a dict
+look-up, not a compilation. The connection runs in autocommit mode and transactions are
+explicit: :meth:`Driver.write` opens one that holds the ledger's write lock (SQLite
+``BEGIN IMMEDIATE``; PostgreSQL ``BEGIN`` plus a transaction-scoped advisory lock), so
+reads never leave a transaction open.
 
-Why not SQLAlchemy statements here: executing compiled SQLAlchemy constructs costs
-about 0.1 ms each, ten times the database work, and a step run needs several; the
-ledger's hot path therefore runs plain SQL on the DB-API connection SQLAlchemy's engine
-provides (docs/adr/0003-read-path.md). Schema and migrations stay in SQLAlchemy/Alembic.
+Why compiled strings on the DB-API cursor rather than ``Connection.execute(text(...))``,
+and why SQLite does not import SQLAlchemy for this: see
+docs/adr/0016-sql-through-sqlalchemy.md (figures from benchmarks/ledger_sql.py). Schema
+and migrations stay in SQLAlchemy/Alembic.
 """
 
 from __future__ import annotations
 
-import re
+import threading
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
-__all__ = ["APPEND_LOCK_KEY", "Driver", "abandon_inherited"]
+__all__ = ["APPEND_LOCK_KEY", "Driver", "abandon_inherited", "compile_text"]
 
 # Arbitrary constant naming pipetrail's append lock among PostgreSQL advisory locks.
 APPEND_LOCK_KEY = 0x70697065  # "pipe"
@@ -38,7 +42,49 @@ def abandon_inherited(connection: Any) -> None:
     _INHERITED.append(connection)
 
 
-_PARAM = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+# Compiled PostgreSQL texts, shared by every driver of the process. The ledger's texts
+# are a bounded set of literals; the bound only guards against a caller building texts
+# without end.
+_COMPILED: dict[str, str] = {}
+_COMPILED_MAX = 4096
+_COMPILE_LOCK = threading.Lock()
+
+
+def compile_text(text: str, dialect: str) -> str:
+    """Return ``text`` (``:name`` parameters) as the DB-API driver of ``dialect`` takes it.
+
+    SQLite takes the text as it is. For PostgreSQL, SQLAlchemy compiles
+    ``sqlalchemy.text(text)`` for its psycopg dialect, once per distinct text.
+    """
+    if dialect != "postgresql":
+        return text
+    found = _COMPILED.get(text)
+    if found is None:
+        found = str(_text(text).compile(dialect=_postgresql_dialect()))
+        with _COMPILE_LOCK:
+            if len(_COMPILED) >= _COMPILED_MAX:
+                _COMPILED.clear()
+            _COMPILED[text] = found
+    return found
+
+
+def _text(text: str) -> Any:
+    from sqlalchemy import text as sql_text
+
+    return sql_text(text)
+
+
+_DIALECTS: dict[str, Any] = {}
+
+
+def _postgresql_dialect() -> Any:
+    found = _DIALECTS.get("postgresql")
+    if found is None:
+        from sqlalchemy.dialects.postgresql.psycopg import PGDialect_psycopg
+
+        # SQLAlchemy's dialect constructors carry no annotations.
+        found = _DIALECTS["postgresql"] = PGDialect_psycopg()  # type: ignore[no-untyped-call]
+    return found
 
 
 class Driver:
@@ -54,21 +100,14 @@ class Driver:
         self.connection = connection
         self.dialect = dialect
         self._in_write = False
-        self._texts: dict[str, str] = {}
         if dialect == "postgresql":
             connection.autocommit = True
         else:
             connection.isolation_level = None  # autocommit; transactions are explicit
 
     def sql(self, text: str) -> str:
-        """Return ``text`` in the driver's parameter style."""
-        if self.dialect != "postgresql":
-            return text
-        found = self._texts.get(text)
-        if found is None:
-            found = _PARAM.sub(r"%(\1)s", text.replace("%", "%%"))
-            self._texts[text] = found
-        return found
+        """Return ``text`` in the driver's parameter style (see :func:`compile_text`)."""
+        return compile_text(text, self.dialect)
 
     def fetch(self, text: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         """Run a query; return its rows as dicts."""

@@ -9,7 +9,9 @@ One call:
    ``reproduced within tolerance``;
 3. with a baseline run, compares the new run with it by the same rules (bit-identical
    artifacts, or metrics within tolerance when the settings allow differing artifacts),
-   so a change that moves results fails until the baseline is updated;
+   so a change that moves results fails until the baseline is updated; the params that
+   differ from the baseline's are listed (``baseline["params"]``: name, baseline value,
+   current value; nested params under dotted names), as are changes of code and contracts;
 4. with ``seeds=N``, runs the pipeline under N more run seeds and reports each metric's
    mean, standard deviation and range: how much of a result is the seed's doing
    (reported, not gated).
@@ -26,6 +28,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.capture import derive_seed, validate_seed
+from pipetrail.core.params import flatten_params
 from pipetrail.errors import ParamError, StepFailedError
 from pipetrail.execution.contract_records import run_contracts
 from pipetrail.execution.crash import effective_status
@@ -39,7 +42,7 @@ from pipetrail.verify.reproduce import Reproduction, compare_reproduction, repro
 from pipetrail.verify.settings import ReproduceSettings
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping
+    from collections.abc import Callable, Mapping, Sequence
 
     from pipetrail.core.pipeline import PipelineDefinition
     from pipetrail.execution.executors import Executor
@@ -47,7 +50,7 @@ if TYPE_CHECKING:
     from pipetrail.execution.params_files import ParamsFile
     from pipetrail.execution.project import Project
 
-__all__ = ["CheckReport", "MetricSpread", "run_check"]
+__all__ = ["CheckReport", "MetricSpread", "param_changes", "run_check"]
 
 # More extra seeds than this is a benchmark, not a gate.
 _MAX_SEEDS = 1000
@@ -263,13 +266,38 @@ def _contracts(project: Project, run_id: str) -> dict[str, Any]:
     }
 
 
-def _brief(result: Reproduction) -> dict[str, Any]:
+def _brief(result: Reproduction, params: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     data = result.to_dict()
-    data["why"] = _why(result)
+    data["why"] = _why(result, params or [])
     return data
 
 
-def _why(result: Reproduction) -> str:
+def param_changes(baseline: Mapping[str, Any], current: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """List the params that differ between two runs, by dotted name.
+
+    Returns:
+        One ``{"name", "baseline", "current", "change"}`` per differing param, sorted by
+        name; ``change`` is ``changed``, ``added`` (only the current run has it; its
+        ``baseline`` is None) or ``removed`` (only the baseline has it).
+    """
+    a, b = flatten_params(baseline), flatten_params(current)
+    changes = []
+    for name in sorted(a.keys() | b.keys()):
+        if name not in b:
+            change = "removed"
+        elif name not in a:
+            change = "added"
+        elif a[name] == b[name] and type(a[name]) is type(b[name]):
+            continue
+        else:
+            change = "changed"
+        changes.append(
+            {"name": name, "baseline": a.get(name), "current": b.get(name), "change": change}
+        )
+    return changes
+
+
+def _why(result: Reproduction, params: Sequence[dict[str, Any]] = ()) -> str:
     if result.error:
         return f"step {result.failed_step!r} failed: {result.error}"
     parts = []
@@ -284,17 +312,23 @@ def _why(result: Reproduction) -> str:
         parts.append(f"metric(s) outside tolerance: {', '.join(outside)}")
     if result.code_changes:
         parts.append(f"{len(result.code_changes)} change(s) of code or contracts")
+    if params:
+        parts.append(f"{len(params)} param(s) differ: " + ", ".join(p["name"] for p in params[:5]))
+        if len(params) > 5:
+            parts[-1] += ", ..."
     return "; ".join(parts) or "everything matches"
 
 
 def _against_baseline(
     project: Project, baseline_id: str, run_id: str, settings: ReproduceSettings
 ) -> dict[str, Any]:
-    result = compare_reproduction(
-        project, load_run_facts(project, baseline_id), load_run_facts(project, run_id), settings
-    )
-    data = _brief(result)
+    base_facts = load_run_facts(project, baseline_id)
+    facts = load_run_facts(project, run_id)
+    result = compare_reproduction(project, base_facts, facts, settings)
+    params = param_changes(base_facts.params, facts.params)
+    data = _brief(result, params)
     data["baseline_run_id"] = baseline_id
+    data["params"] = params
     data["comparable"] = diff_runs(project, baseline_id, run_id).verdict.to_dict()
     return data
 

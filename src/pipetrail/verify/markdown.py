@@ -6,6 +6,7 @@ rendered again later, without the objects that produced it.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 __all__ = ["check_markdown", "reproduction_markdown"]
@@ -39,6 +40,14 @@ def _examples(examples: Any) -> str | None:
         else:
             parts.append(repr(example.get("value") if isinstance(example, dict) else example))
     return ", ".join(parts)
+
+
+def _param(change: dict[str, Any], side: str) -> str:
+    """A param value as JSON text; "(not set)" on the side that lacks it."""
+    absent = {"baseline": "added", "current": "removed"}[side]
+    if change.get("change") == absent:
+        return "(not set)"
+    return json.dumps(change.get(side), sort_keys=True, default=str)
 
 
 def _tolerance(tol: dict[str, Any]) -> str:
@@ -186,6 +195,13 @@ def check_markdown(data: dict[str, Any]) -> str:
                 [s["name"], s["mean"], s["stdev"], s["minimum"], s["maximum"], len(s["values"])]
                 for s in data["spread"]
             ],
+        )
+    changed_params = (baseline or {}).get("params") or []
+    if baseline is not None and changed_params:
+        lines += ["", f"### Params that differ from baseline `{baseline['baseline_run_id']}`", ""]
+        lines += _table(
+            ["param", "baseline", "current"],
+            [[p["name"], _param(p, "baseline"), _param(p, "current")] for p in changed_params],
         )
     if reproduction is not None and not reproduction["ok"]:
         lines += ["", reproduction_markdown(reproduction, level=3).rstrip()]

@@ -8,6 +8,7 @@ import tomllib
 from typing import Any
 
 import pytest
+import tomli_w
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
@@ -202,6 +203,26 @@ def test_pylock_direct_sources_pass_the_packaging_validator() -> None:
     data["packages"] = [p for p in data["packages"] if any(k in p for k in _SOURCES)]
     assert len(data["packages"]) == 4
     pylock.Pylock.from_dict(data)
+
+
+@pytest.mark.parametrize(
+    "distributions",
+    [SNAPSHOT["distributions"], [{"name": "numpy", "version": "1.26.4"}]],
+    ids=["mixed-sources", "index-only"],
+)
+def test_pylock_parses_and_round_trips(distributions: list[dict[str, Any]]) -> None:
+    snap = copy.deepcopy(SNAPSHOT)
+    snap["distributions"] = copy.deepcopy(distributions)
+    text = pylock_text(env(snap))
+    header = [line for line in text.splitlines(keepends=True) if line.startswith("#")]
+    body = text[len("".join(header)) :]
+    assert header
+    assert all(line.startswith("# ") for line in header)
+    data = tomllib.loads(text)
+    check_pylock_structure(data)
+    # What the writer wrote is what the TOML writer makes of what was read back.
+    assert tomli_w.dumps(data) == body
+    assert tomllib.loads(tomli_w.dumps(data)) == data
 
 
 def test_pylock_strings_are_escaped() -> None:

@@ -182,45 +182,9 @@ def requirements_text(env: RecordedEnvironment) -> str:
 
 
 # -- pylock.toml -------------------------------------------------------------------------
-def _toml_string(value: str) -> str:
-    out = ['"']
-    for char in value:
-        code = ord(char)
-        if char == '"':
-            out.append('\\"')
-        elif char == "\\":
-            out.append("\\\\")
-        elif char == "\n":
-            out.append("\\n")
-        elif char == "\t":
-            out.append("\\t")
-        elif code < 0x20 or code == 0x7F:
-            out.append(f"\\u{code:04x}")
-        else:
-            out.append(char)
-    out.append('"')
-    return "".join(out)
-
-
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        return _toml_string(value)
-    if isinstance(value, list):
-        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
-    if isinstance(value, dict):
-        items = ", ".join(f"{_toml_key(k)} = {_toml_value(v)}" for k, v in value.items())
-        return "{" + items + "}"
-    raise TypeError(f"no TOML form for {type(value).__name__}")
-
-
-def _toml_key(key: str) -> str:
-    return key if re.fullmatch(r"[A-Za-z0-9_-]+", key) else _toml_string(key)
-
-
+# Written with tomli-w: it escapes strings and quotes keys by the TOML spec, and lays out
+# the same data the same way every time (a short package as one inline table per line,
+# ``[[packages]]`` tables as soon as one entry would not fit on a line).
 def _lock_package(dist: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, dict[str, Any]]]:
     """A ``[[packages]]`` entry: its keys, and its source sub-table (``vcs``...) if any."""
     entry: dict[str, Any] = {"name": dist["name"]}
@@ -272,28 +236,27 @@ def pylock_text(env: RecordedEnvironment) -> str:
     lock re-resolved from these pins (``pip lock -r requirements.txt`` on a matching
     machine).
     """
+    import tomli_w
+
     version, implementation = _python(env.snapshot)
-    lines = [f"# {line}" for line in _header(env)]
-    lines.append('lock-version = "1.0"')
+    document: dict[str, Any] = {"lock-version": "1.0"}
     marker = _environment_marker(env.snapshot)
     if marker:
-        lines.append(f"environments = [{_toml_string(marker)}]")
+        document["environments"] = [marker]
     if version != "unknown":
-        lines.append(f"requires-python = {_toml_string('==' + version)}")
-    lines.append('created-by = "pipetrail"')
+        document["requires-python"] = "==" + version
+    document["created-by"] = "pipetrail"
+    packages = []
     for dist in _distributions(env):
         entry, sources = _lock_package(dist)
-        lines += ["", "[[packages]]"]
-        lines += [f"{key} = {_toml_value(value)}" for key, value in entry.items()]
-        for table, values in sources.items():
-            lines += ["", f"[packages.{table}]"]
-            lines += [f"{_toml_key(k)} = {_toml_value(v)}" for k, v in values.items()]
+        packages.append(entry | sources)
+    document["packages"] = packages
     tool = {"run": env.run_id, "pipeline": env.pipeline, "python": version}
     if implementation:
         tool["implementation"] = implementation
-    lines += ["", "[tool.pipetrail]"]
-    lines += [f"{key} = {_toml_value(value)}" for key, value in tool.items()]
-    return "\n".join(lines) + "\n"
+    document["tool"] = {"pipetrail": tool}
+    header = "".join(f"# {line}\n" for line in _header(env))
+    return header + tomli_w.dumps(document)
 
 
 # -- Dockerfile --------------------------------------------------------------------------
