@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.support.postgres import PostgresCluster, start_cluster
+from tests.support.seaweedfs import SeaweedServer, start_server
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -52,6 +53,31 @@ def postgres_url(postgres_cluster: PostgresCluster | None) -> str:
         engine.dispose()
         return base.rsplit("/", 1)[0] + "/" + name
     return postgres_cluster.create_database(f"pt_{os.getpid()}_{next(_counter)}")
+
+
+@pytest.fixture(scope="session")
+def seaweed() -> Iterator[SeaweedServer]:
+    """A real S3-compatible server (SeaweedFS) on loopback for the test session."""
+    try:
+        server = start_server()
+    except RuntimeError as exc:
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"SeaweedFS is required in CI: {exc}")
+        pytest.skip(f"SeaweedFS not available: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def s3_bucket(seaweed: SeaweedServer) -> str:
+    """The session's bucket (each bucket is a SeaweedFS collection: tests share one)."""
+    return seaweed.create_bucket(f"pipetrail-tests-{os.getpid()}")
+
+
+@pytest.fixture
+def s3_url(s3_bucket: str) -> str:
+    """A fresh, empty ``s3://bucket/prefix`` for one test."""
+    return f"s3://{s3_bucket}/t{next(_counter)}"
 
 
 BACKENDS = ["sqlite", "postgresql"]

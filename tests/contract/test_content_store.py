@@ -13,6 +13,8 @@ import pytest
 from pipetrail.errors import IntegrityError, NotFoundError
 from pipetrail.hashing import digest_bytes, digest_file, is_digest
 from pipetrail.store import ContentStore, LocalStore, MemoryStore, verify_store
+from pipetrail.store.s3 import S3Store
+from tests.support.seaweedfs import ACCESS_KEY, SECRET_KEY, SeaweedServer
 
 Factory = Callable[[Path], ContentStore]
 
@@ -23,11 +25,23 @@ IMPLEMENTATIONS: list[tuple[str, Factory]] = [
 ]
 
 
-@pytest.fixture(
-    params=[factory for _, factory in IMPLEMENTATIONS], ids=[n for n, _ in IMPLEMENTATIONS]
-)
+def s3_store(server: SeaweedServer, url: str, tmp_path: Path) -> S3Store:
+    """An S3Store on a real SeaweedFS server, under a fresh prefix."""
+    return S3Store(
+        url,
+        cache_dir=tmp_path / "s3-cache",
+        endpoint=server.endpoint,
+        access_key_id=ACCESS_KEY,
+        secret_access_key=SECRET_KEY,
+    )
+
+
+@pytest.fixture(params=[*(n for n, _ in IMPLEMENTATIONS), "s3"])
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> ContentStore:
-    factory: Factory = request.param
+    if request.param == "s3":
+        server = request.getfixturevalue("seaweed")
+        return s3_store(server, request.getfixturevalue("s3_url"), tmp_path)
+    factory = dict(IMPLEMENTATIONS)[request.param]
     return factory(tmp_path)
 
 
@@ -52,6 +66,14 @@ def corrupt(store: ContentStore, digest: str) -> None:
         data = bytearray(store._objects[digest])
         data[0] ^= 0xFF
         store._objects[digest] = bytes(data)
+    elif isinstance(store, S3Store):
+        import obstore as obs
+
+        client = store._client_store
+        data = bytearray(obs.get(client, store._key(digest)).bytes())
+        data[0] ^= 0xFF
+        obs.put(client, store._key(digest), bytes(data))  # an overwrite, as an insider could
+        store._evict(digest)
     else:  # pragma: no cover - a new implementation must teach this helper how to corrupt
         raise NotImplementedError(type(store))
 
@@ -62,6 +84,12 @@ def is_quarantined(store: ContentStore, digest: str) -> bool:
         return any(p.name.startswith(hex_part) for p in (store.root / "quarantine").iterdir())
     if isinstance(store, MemoryStore):
         return digest in store.quarantine
+    if isinstance(store, S3Store):
+        import obstore as obs
+
+        hex_part = digest.split(":", 1)[1]
+        listed = obs.list(store._client_store, prefix=f"{store._prefix}quarantine/")
+        return any(hex_part in str(meta["path"]) for batch in listed for meta in batch)
     raise NotImplementedError(type(store))  # pragma: no cover
 
 
@@ -135,7 +163,7 @@ def test_local_path(store: ContentStore) -> None:
     path = store.local_path(digest)
     if isinstance(store, MemoryStore):
         assert path is None
-    else:
+    else:  # a remote store's path is its verified read-cache copy
         assert path is not None
         assert path.read_bytes() == b"on disk?"
         assert path.stat().st_mode & 0o777 == 0o444

@@ -1,0 +1,531 @@
+"""A content store in an S3-compatible object store (AWS S3, SeaweedFS, MinIO...).
+
+Objects live under ``PREFIX/objects/ab/cdef...`` (the digest's hex, split after two
+characters), written create-only: a put is a conditional request that fails when the
+name exists, so no writer ever overwrites an object, and two writers of the same bytes
+both succeed (the second finds the first's object and checks it). Large files go up in
+parallel multipart uploads, hashed while they are read, and are deleted again when what
+was uploaded does not hash to the digest the caller expected.
+
+Reads are verified (ADR 0011): :meth:`S3Store.get_bytes` hashes what it downloaded;
+:meth:`S3Store.open` and :meth:`S3Store.local_path` serve a file of the local read cache
+(``cache_dir``, bounded by ``cache_bytes``, least recently used files evicted), written
+only once its bytes hash to the digest and re-hashed before a new process trusts it. A
+corrupt object is copied to ``PREFIX/quarantine/`` and removed from its name, and a put of
+the right bytes stores them again.
+
+A put that finds an object already stored checks it without downloading it when it can:
+the object's ETag, which the server computes and no client can set, is compared with
+the ETag of the last time this process verified or wrote that object; otherwise the
+object is read and hashed once. The client library is obstore (the Rust ``object_store``
+crate; docs/adr/0021-s3-store.md says why), imported when a store is opened.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO
+
+from pipetrail.errors import IntegrityError, NotFoundError, StoreError
+from pipetrail.hashing import Hasher, is_digest
+from pipetrail.hashing.digest import hex_of
+from pipetrail.store.verified import VerifiedFiles, corrupt_error, digest_of
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+__all__ = ["S3Store", "parse_s3_url"]
+
+_CHUNK = 8 * 1024 * 1024
+_PART = 16 * 1024 * 1024
+_MULTIPART_FROM = 64 * 1024 * 1024
+_DEFAULT_CACHE_BYTES = 2 * 1024**3
+
+
+def parse_s3_url(url: str) -> tuple[str, str]:
+    """Split ``s3://bucket/prefix`` into the bucket and the prefix (no slashes at its ends).
+
+    Raises:
+        StoreError: not an ``s3://`` URL with a bucket.
+    """
+    if not url.startswith("s3://"):
+        raise StoreError(f"{url!r} is not an S3 store URL; write s3://BUCKET[/PREFIX]")
+    bucket, _, prefix = url[5:].partition("/")
+    if not bucket:
+        raise StoreError(f"{url!r} names no bucket; write s3://BUCKET[/PREFIX]")
+    return bucket, prefix.strip("/")
+
+
+class S3Store:
+    """Content store in a bucket (implements :class:`~pipetrail.store.base.ContentStore`).
+
+    Args:
+        url: ``s3://bucket/prefix``.
+        cache_dir: the local read cache folder.
+        cache_bytes: the read cache's size limit.
+        endpoint: the server's URL (``AWS_ENDPOINT_URL`` when None); ``http://`` allowed.
+        region: the region (``AWS_REGION`` / ``AWS_DEFAULT_REGION``, else ``us-east-1``).
+        access_key_id: credentials (``AWS_ACCESS_KEY_ID`` when None).
+        secret_access_key: credentials (``AWS_SECRET_ACCESS_KEY`` when None).
+        client: an obstore store to use instead (tests).
+
+    Raises:
+        StoreError: the URL is malformed, or the bucket cannot be reached (the message
+            names the endpoint, the bucket and the cause).
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        cache_dir: Path,
+        cache_bytes: int = _DEFAULT_CACHE_BYTES,
+        endpoint: str | None = None,
+        region: str | None = None,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        client: Any = None,
+    ) -> None:
+        self.url = url
+        self.bucket, prefix = parse_s3_url(url)
+        self._prefix = f"{prefix}/" if prefix else ""
+        self.cache_dir = Path(cache_dir)
+        self.cache_bytes = cache_bytes
+        self.endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL")
+        self._etags: dict[str, str] = {}
+        self._verified = VerifiedFiles()
+        self._lock = threading.Lock()
+        if client is None:
+            client = self._client(region, access_key_id, secret_access_key)
+        self._client_store = client
+
+    def _client(self, region: str | None, key_id: str | None, secret: str | None) -> Any:
+        from obstore.store import S3Store as Client
+
+        settings: dict[str, Any] = {
+            "region": region
+            or os.environ.get("AWS_REGION")
+            or os.environ.get("AWS_DEFAULT_REGION")
+            or "us-east-1",
+        }
+        if self.endpoint:
+            settings["endpoint"] = self.endpoint
+            settings["allow_http"] = self.endpoint.startswith("http://")
+            settings["virtual_hosted_style_request"] = False
+        if key_id or os.environ.get("AWS_ACCESS_KEY_ID"):
+            settings["access_key_id"] = key_id or os.environ["AWS_ACCESS_KEY_ID"]
+            settings["secret_access_key"] = secret or os.environ.get("AWS_SECRET_ACCESS_KEY", "")
+        return Client(self.bucket, **settings)
+
+    def __repr__(self) -> str:
+        return f"S3Store({self.url!r})"
+
+    # -- names -------------------------------------------------------------------------
+    def _key(self, digest: str) -> str:
+        if not is_digest(digest):
+            raise NotFoundError(f"{digest!r} is not a digest (blake3: and 64 hex digits)")
+        hexed = hex_of(digest)
+        return f"{self._prefix}objects/{hexed[:2]}/{hexed[2:]}"
+
+    def _where(self, digest: str) -> str:
+        return f"s3://{self.bucket}/{self._key(digest)}"
+
+    def _failure(self, action: str, exc: Exception) -> StoreError:
+        where = f" at {self.endpoint}" if self.endpoint else ""
+        text = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
+        hint = (
+            "check the endpoint, the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) "
+            "and that the bucket exists"
+        )
+        return StoreError(f"S3 store s3://{self.bucket}{where}: cannot {action}: {text}; {hint}")
+
+    def _call(self, action: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+        """Run a client call; a failure other than "absent" or "exists" is a StoreError."""
+        from obstore.exceptions import AlreadyExistsError, BaseError
+        from obstore.exceptions import NotFoundError as Missing
+
+        try:
+            return fn(*args, **kwargs)
+        except (Missing, AlreadyExistsError, FileNotFoundError, FileExistsError):
+            raise
+        except (BaseError, OSError) as exc:
+            raise self._failure(action, exc) from exc
+
+    def _head(self, digest: str) -> dict[str, Any] | None:
+        import obstore as obs
+        from obstore.exceptions import NotFoundError as Missing
+
+        try:
+            meta: dict[str, Any] = self._call(
+                "read an object's size", obs.head, self._client_store, self._key(digest)
+            )
+        except (Missing, FileNotFoundError):
+            return None
+        return meta
+
+    # -- writing -------------------------------------------------------------------------
+    def _create(self, digest: str, body: Any, *, size: int) -> bool:
+        """Upload ``body`` as ``digest`` unless the name exists; return whether it did."""
+        import obstore as obs
+        from obstore.exceptions import AlreadyExistsError
+
+        try:
+            result = self._call(
+                "write an object",
+                obs.put,
+                self._client_store,
+                self._key(digest),
+                body,
+                mode="create",
+                use_multipart=size >= _MULTIPART_FROM,
+                chunk_size=_PART,
+                max_concurrency=8,
+            )
+        except (AlreadyExistsError, FileExistsError):
+            return False
+        etag = result.get("e_tag") if isinstance(result, dict) else None
+        if etag:
+            with self._lock:
+                self._etags[digest] = etag
+        return True
+
+    def _stored_intact(self, digest: str, size: int) -> bool | None:
+        """Whether the stored object is intact: None when absent, False when corrupt."""
+        meta = self._head(digest)
+        if meta is None:
+            return None
+        if int(meta["size"]) != size:
+            return False
+        etag = meta.get("e_tag")
+        with self._lock:
+            known = self._etags.get(digest)
+        if etag and known == etag:
+            return True
+        return self._hash_remote(digest) == digest
+
+    def _hash_remote(self, digest: str) -> str | None:
+        import obstore as obs
+        from obstore.exceptions import NotFoundError as Missing
+
+        hasher = Hasher()
+        try:
+            result = self._call("read an object", obs.get, self._client_store, self._key(digest))
+            for chunk in result.stream(min_chunk_size=_CHUNK):
+                hasher.update(chunk)
+        except (Missing, FileNotFoundError):
+            return None
+        actual = hasher.digest()
+        if actual == digest and result.meta.get("e_tag"):
+            with self._lock:
+                self._etags[digest] = result.meta["e_tag"]
+        return actual
+
+    def _replace_corrupt(self, digest: str) -> None:
+        """Move a corrupt stored object to the quarantine prefix, freeing its name."""
+        import obstore as obs
+        from obstore.exceptions import NotFoundError as Missing
+
+        stamp = time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
+        target = f"{self._prefix}quarantine/{hex_of(digest)}.{stamp}"
+        with contextlib.suppress(Missing, FileNotFoundError):
+            self._call(
+                "quarantine a corrupt object",
+                obs.copy,
+                self._client_store,
+                self._key(digest),
+                target,
+            )
+            self._call(
+                "quarantine a corrupt object", obs.delete, self._client_store, self._key(digest)
+            )
+        with self._lock:
+            self._etags.pop(digest, None)
+        self._evict(digest)
+
+    def put_bytes(self, data: bytes) -> str:
+        """Store ``data`` and return its digest (a no-op when it is stored intact)."""
+        digest = digest_of(data)
+        body = bytes(data)
+        for _ in range(3):  # a concurrent writer may create or quarantine it meanwhile
+            state = self._stored_intact(digest, len(body))
+            if state is True:
+                return digest
+            if state is False:
+                self._replace_corrupt(digest)
+            if self._create(digest, body, size=len(body)):
+                return digest
+        raise StoreError(f"could not store {digest} at {self._where(digest)}: it keeps changing")
+
+    def put_file(self, path: Path, *, digest: str | None = None) -> tuple[str, int]:
+        """Upload a file; return ``(digest, size)``.
+
+        The file is hashed first (its name is its digest), then uploaded while being hashed
+        again; if the second hash differs (the file changed meanwhile), the uploaded object
+        is deleted and :class:`~pipetrail.errors.IntegrityError` raised.
+
+        Raises:
+            IntegrityError: the file's bytes do not hash to ``digest``, or changed.
+            StoreError: the file cannot be read or the object not written.
+        """
+        from pipetrail.hashing import digest_file
+
+        try:
+            actual, size = digest_file(path)
+        except OSError as exc:
+            raise StoreError(f"cannot read {os.fspath(path)}: {exc.strerror or exc}") from exc
+        if digest is not None and actual != digest:
+            raise IntegrityError(
+                f"File {os.fspath(path)} changed while being read: its bytes hash to {actual}, "
+                f"not {digest}. Make sure nothing writes to it while it is stored (or pass the "
+                "right digest=), then store it again."
+            )
+        state = self._stored_intact(actual, size)
+        if state is True:
+            return actual, size
+        if state is False:
+            self._replace_corrupt(actual)
+        hasher = Hasher()
+        try:
+            with open(path, "rb") as f:
+
+                def chunks() -> Iterator[bytes]:
+                    while chunk := f.read(_PART):
+                        hasher.update(chunk)
+                        yield chunk
+
+                created = self._create(actual, chunks(), size=size)
+        except OSError as exc:
+            raise StoreError(f"cannot read {os.fspath(path)}: {exc.strerror or exc}") from exc
+        if created and hasher.digest() != actual:
+            import obstore as obs
+
+            self._call("remove a bad upload", obs.delete, self._client_store, self._key(actual))
+            with self._lock:
+                self._etags.pop(actual, None)
+            raise IntegrityError(
+                f"File {os.fspath(path)} changed while it was uploaded (it now hashes to "
+                f"{hasher.digest()}); the upload was removed; store it again."
+            )
+        if not created and self._stored_intact(actual, size) is not True:
+            raise StoreError(f"could not store {actual} at {self._where(actual)}")
+        return actual, size
+
+    def put_files(
+        self, items: Sequence[tuple[str | os.PathLike[str], str | None]]
+    ) -> list[tuple[str, int]]:
+        """Upload many files in parallel; ``(digest, size)`` per item, in order.
+
+        Raises:
+            IntegrityError: a file's bytes do not hash to its digest (others may be stored).
+            StoreError: a file could not be read or an object not written.
+        """
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            futures = [pool.submit(self.put_file, Path(p), digest=d) for p, d in items]
+            return [f.result() for f in futures]
+
+    def sync(self) -> None:
+        """Nothing to do: an object is durable once its upload returned."""
+
+    # -- reading -------------------------------------------------------------------------
+    def get_bytes(self, digest: str) -> bytes:
+        """Download the object; return it once it hashes to ``digest``.
+
+        Raises:
+            NotFoundError: no object has this digest.
+            IntegrityError: it is corrupt (now quarantined).
+        """
+        cached = self._cached(digest)
+        if cached is not None:
+            return cached.read_bytes()
+        import obstore as obs
+        from obstore.exceptions import NotFoundError as Missing
+
+        try:
+            result = self._call("read an object", obs.get, self._client_store, self._key(digest))
+            data = bytes(result.bytes())
+        except (Missing, FileNotFoundError):
+            raise self._not_found(digest) from None
+        actual = digest_of(data)
+        if actual != digest:
+            self._replace_corrupt(digest)
+            raise corrupt_error(
+                digest, actual, where=self._where(digest), quarantine=self._quarantine_where
+            )
+        if result.meta.get("e_tag"):
+            with self._lock:
+                self._etags[digest] = result.meta["e_tag"]
+        return data
+
+    @property
+    def _quarantine_where(self) -> str:
+        return f"s3://{self.bucket}/{self._prefix}quarantine/"
+
+    def _not_found(self, digest: str) -> NotFoundError:
+        return NotFoundError(
+            f"Object {digest} is not in the S3 store s3://{self.bucket}/{self._prefix}; it was "
+            "never uploaded there, or was removed (run `pipetrail store verify`)."
+        )
+
+    def open(self, digest: str) -> BinaryIO:
+        """Open the object's verified file in the local read cache (downloaded if needed).
+
+        Raises:
+            NotFoundError: no object has this digest.
+            IntegrityError: it is corrupt (now quarantined).
+        """
+        return open(self.local_path(digest), "rb")
+
+    def local_path(self, digest: str) -> Path:
+        """Return the object's verified file in the local read cache; do not modify it.
+
+        Raises:
+            NotFoundError: no object has this digest.
+            IntegrityError: it is corrupt (now quarantined).
+        """
+        cached = self._cached(digest)
+        if cached is not None:
+            return cached
+        return self._download(digest)
+
+    def _cache_path(self, digest: str) -> Path:
+        self._key(digest)  # NotFoundError for a non-digest
+        hexed = hex_of(digest)
+        return self.cache_dir / hexed[:2] / hexed[2:]
+
+    def _cached(self, digest: str) -> Path | None:
+        path = self._cache_path(digest)
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return None
+        if not self._verified.trusted(digest, st):
+            started = time.time()
+            try:
+                from pipetrail.hashing import digest_file
+
+                actual, _ = digest_file(path)
+            except OSError:
+                return None
+            if actual != digest:
+                self._evict(digest)
+                return None
+            self._verified.remember(digest, st, hashed_from=started)
+        with contextlib.suppress(OSError):
+            os.utime(path)  # recently used: evicted last
+        return path
+
+    def _download(self, digest: str) -> Path:
+        import obstore as obs
+        from obstore.exceptions import NotFoundError as Missing
+
+        path = self._cache_path(digest)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        hasher = Hasher()
+        started = time.time()
+        try:
+            try:
+                result = self._call(
+                    "read an object", obs.get, self._client_store, self._key(digest)
+                )
+                with open(tmp, "xb") as out:
+                    for chunk in result.stream(min_chunk_size=_CHUNK):
+                        hasher.update(chunk)
+                        out.write(chunk)
+            except (Missing, FileNotFoundError):
+                raise self._not_found(digest) from None
+            actual = hasher.digest()
+            if actual != digest:
+                self._replace_corrupt(digest)
+                raise corrupt_error(
+                    digest, actual, where=self._where(digest), quarantine=self._quarantine_where
+                )
+            os.chmod(tmp, 0o444)
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+            raise
+        self._verified.remember(digest, path.stat(), hashed_from=started)
+        self._trim_cache(keep=path)
+        return path
+
+    def _evict(self, digest: str) -> None:
+        with contextlib.suppress(OSError):
+            self._cache_path(digest).unlink()
+        self._verified.forget(digest)
+
+    def _trim_cache(self, *, keep: Path) -> None:
+        """Remove least recently used cache files until the cache fits its limit."""
+        files = []
+        total = 0
+        for entry in self.cache_dir.glob("*/*"):
+            if entry.name.startswith("."):
+                continue
+            try:
+                st = entry.stat()
+            except OSError:
+                continue
+            files.append((st.st_mtime, st.st_size, entry))
+            total += st.st_size
+        files.sort()
+        for _, size, entry in files:
+            if total <= self.cache_bytes:
+                break
+            if entry == keep:
+                continue
+            with contextlib.suppress(OSError):
+                entry.unlink()
+                total -= size
+
+    def exists(self, digest: str) -> bool:
+        """Return whether an object is stored under ``digest``."""
+        return is_digest(digest) and self._head(digest) is not None
+
+    def size(self, digest: str) -> int:
+        """Return the object's size in bytes.
+
+        Raises:
+            NotFoundError: no object has this digest.
+        """
+        meta = self._head(digest)
+        if meta is None:
+            raise self._not_found(digest)
+        return int(meta["size"])
+
+    def iter_digests(self) -> Iterator[str]:
+        """Yield the digest of every stored object."""
+        import obstore as obs
+
+        base = f"{self._prefix}objects/"
+        stream = self._call(
+            "list objects", obs.list, self._client_store, prefix=base, chunk_size=1000
+        )
+        for batch in stream:
+            for meta in batch:
+                rest = str(meta["path"])[len(base) :].replace("/", "")
+                digest = "blake3:" + rest
+                if is_digest(digest):
+                    yield digest
+
+    def verify(self, digest: str) -> bool:
+        """Re-hash one object (downloading it); False, and quarantined, when corrupt.
+
+        Raises:
+            NotFoundError: no object has this digest.
+        """
+        with self._lock:
+            self._etags.pop(digest, None)
+        actual = self._hash_remote(digest)
+        if actual is None:
+            raise self._not_found(digest)
+        if actual == digest:
+            return True
+        self._replace_corrupt(digest)
+        return False
