@@ -1,18 +1,19 @@
-"""A node's identity in a run: what it computes, not where it is called.
+"""A node's identity in a run: the key its seed derives from, whatever its call position.
 
-A node id (``train[2]``) counts calls, so it changes when a list of params grows or is
-reordered. The seed a step gets must not: the same call with the same arguments must get
-the same seed, and so the same cache key, wherever it sits in the loop. Its identity is
-the digest of
+A node id counts calls (``train[2]``), so it changes when a list of params grows or is
+reordered; the seed a step gets, and so its cache key, must not. A node's identity is:
 
-* ``step``: the step's place in the pipeline (:attr:`~pipetrail.core.graph.Node.base`:
-  nested pipeline names and step name, without call positions or names);
-* ``params``: the fingerprint of each plain argument (as the cache key holds them);
-* ``inputs``: for each argument holding step outputs or sources, its shape with each
-  step output replaced by ``{"node": <the producer's identity>, "output": <name>}`` and
-  each source by ``{"source": <path>}``;
-* ``occurrence``: how many earlier nodes (in pipeline order) have the same three: only
-  identical calls are told apart by order.
+* for a step called **once** at its place in the pipeline: the place itself
+  (:attr:`~pipetrail.core.graph.Node.base`: nested pipeline names and step name, which
+  is its node id when unnamed). Changing the call's params keeps its seed, so a run with
+  other params differs by the params only (and keys recorded before identities existed
+  stay valid);
+* for a step called **several times** there (a fan-out): ``<place>@<digest>``, the digest
+  of the place, the fingerprint of each plain argument (as the cache key holds them),
+  each input's shape with every step output replaced by its producer's identity and
+  output name and every source by its path, and ``occurrence``: how many earlier nodes
+  (in pipeline order) have all of these the same. Only identical calls are told apart by
+  order, so growing or reordering a list of params keeps every call's seed.
 
 The node's name (:meth:`~pipetrail.core.step.Step.named`) is not part of it: a name is a
 label, renaming a node keeps its seed and its cache hits. The per-step seed is
@@ -111,12 +112,16 @@ def node_identities(graph: PipelineGraph) -> NodeIdentities:
     when its consumers are described.
     """
     found = NodeIdentities()
+    calls = Counter(node.base for node in graph.nodes.values())
     seen: Counter[str] = Counter()
     for node in graph.nodes.values():
         params, unhashable = plain_params(node)
         found.params[node.id] = params
         if unhashable:
             found.unhashable[node.id] = unhashable
+        if calls[node.base] == 1:
+            found.identity[node.id] = node.base
+            continue
         inputs = {
             name: _wired(value, found.identity)
             for name, value in node.inputs.items()
@@ -127,7 +132,6 @@ def node_identities(graph: PipelineGraph) -> NodeIdentities:
         )
         occurrence = seen[shape]
         seen[shape] += 1
-        found.identity[node.id] = digest_value(
-            {"format": IDENTITY_FORMAT, "shape": shape, "occurrence": occurrence}
-        )
+        digest = digest_value({"format": IDENTITY_FORMAT, "shape": shape, "occurrence": occurrence})
+        found.identity[node.id] = f"{node.base}@{digest.split(':', 1)[-1][:32]}"
     return found

@@ -9,7 +9,10 @@ One call:
    ``reproduced within tolerance``;
 3. with a baseline run, compares the new run with it by the same rules (bit-identical
    artifacts, or metrics within tolerance when the settings allow differing artifacts),
-   so a change that moves results fails until the baseline is updated;
+   so a change that moves results fails until the baseline is updated. Nodes are paired
+   by name, then step, params and wiring (:mod:`pipetrail.lineage.pairing`), not by call
+   position; a baseline node with no certain counterpart counts as missing, and the
+   report says which nodes could not be paired (``baseline["nodes"]``);
 4. with ``seeds=N``, runs the pipeline under N more run seeds and reports each metric's
    mean, standard deviation and range: how much of a result is the seed's doing
    (reported, not gated).
@@ -34,6 +37,7 @@ from pipetrail.execution.runner import RunOptions, run_pipeline
 from pipetrail.ledger import EventKind
 from pipetrail.lineage.compare import json_number, load_run_facts
 from pipetrail.lineage.diff import diff_runs
+from pipetrail.lineage.pairing import align_facts, pair_facts
 from pipetrail.verify.recording import record_report
 from pipetrail.verify.reproduce import Reproduction, compare_reproduction, reproduce_run
 from pipetrail.verify.settings import ReproduceSettings
@@ -290,10 +294,17 @@ def _why(result: Reproduction) -> str:
 def _against_baseline(
     project: Project, baseline_id: str, run_id: str, settings: ReproduceSettings
 ) -> dict[str, Any]:
-    result = compare_reproduction(
-        project, load_run_facts(project, baseline_id), load_run_facts(project, run_id), settings
-    )
+    base, new = load_run_facts(project, baseline_id), load_run_facts(project, run_id)
+    pairing = pair_facts(base, new)
+    result = compare_reproduction(project, base, align_facts(base, new, pairing), settings)
     data = _brief(result)
+    data["nodes"] = pairing.to_dict()
+    if pairing.ambiguous:
+        unpaired = ", ".join(node for group in pairing.ambiguous for node in group.a)
+        data["why"] += (
+            f"; baseline node(s) {unpaired} could pair with several nodes of the new run, so "
+            "they were compared with none (name the calls with step.named(...))"
+        )
     data["baseline_run_id"] = baseline_id
     data["comparable"] = diff_runs(project, baseline_id, run_id).verdict.to_dict()
     return data
