@@ -172,7 +172,8 @@ def test_compare_names_each_runs_metrics_by_the_baselines_nodes(
     assert row.metrics["evaluate.accuracy"] == table.runs[0].metrics["evaluate.accuracy"]
     assert set(row.deltas.values()) == {0.0}  # noise included: same seeds, same values
     assert set(row.deltas) == set(table.runs[0].metrics)
-    assert row.pairing is not None and row.pairing.ambiguous == ()
+    assert row.pairing is not None
+    assert row.pairing.ambiguous == ()
     assert set(table.metric_names) == set(table.runs[0].metrics)
 
 

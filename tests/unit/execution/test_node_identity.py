@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pipetrail.core.graph import PipelineGraph
 from pipetrail.core.pipeline import PipelineDefinition
 from pipetrail.core.step import step
 from pipetrail.execution.node_identity import node_identities
+
+if TYPE_CHECKING:
+    from pipetrail.core.graph import PipelineGraph
 
 
 @step
