@@ -20,6 +20,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 import click
+from rich.markup import escape
 
 from pipetrail.cli.exits import emit_json, reporting_errors
 
@@ -139,24 +140,36 @@ def _print_diff(result: RunDiff) -> None:
     if result.metrics:
         table = _table("metric", "A", "B", "delta")
         for metric in result.metrics:
-            table.add_row(metric.name, _value(metric.a), _value(metric.b), _delta(metric.delta))
+            table.add_row(
+                escape(metric.name), _value(metric.a), _value(metric.b), _delta(metric.delta)
+            )
         sections.append(("metrics", table))
     if result.run_seed is not None or result.step_seeds:
         table = _table("seed", "A", "B")
         if result.run_seed is not None:
             table.add_row("(run)", str(result.run_seed.a), str(result.run_seed.b))
         for name, change in result.step_seeds.items():
-            table.add_row(name, str(change.a), str(change.b))
+            table.add_row(escape(name), str(change.a), str(change.b))
         sections.append(("seeds", table))
     if not result.sources.empty:
         table = _table("source", "A", "B")
         _mapping_rows(table, result.sources)
         sections.append(("sources", table))
     if result.steps:
-        table = _table("step", "A", "B", "changed")
+        table = _table("step", "A", "B", "paired", "changed")
         for step in result.steps:
-            changed = ", ".join(step.changed) or ("outputs" if step.status_a else "-")
-            table.add_row(step.node_id, step.status_a or "-", step.status_b or "-", changed)
+            paired = step.paired_by or "-"
+            if step.node_id_b is not None:
+                paired = f"with {step.node_id_b} in B ({paired})"
+            both = step.status_a is not None and step.status_b is not None
+            changed = ", ".join(step.changed) or ("outputs" if both else "-")
+            table.add_row(
+                escape(step.node_id),
+                step.status_a or "-",
+                step.status_b or "-",
+                escape(paired),
+                changed,
+            )
         sections.append(("steps", table))
     for title, table in sections:
         console.print(f"[bold]{title}[/]")
@@ -165,7 +178,7 @@ def _print_diff(result: RunDiff) -> None:
     for step in result.steps:
         if step.code is None:
             continue
-        console.print(f"[bold]code of {step.node_id}[/]")
+        console.print(f"[bold]code of {escape(step.node_id)}[/]")
         for line in step.code.parts:
             console.print(f"  {line}", markup=False)
         if step.code.note:
@@ -225,13 +238,13 @@ def _print_comparison(result: Comparison) -> None:
     for name in result.param_names:
         table.add_row(name, *(_value(run.params.get(name)) for run in result.runs))
     for name in result.metric_names:
-        cells = []
+        cells: list[str] = []
         for run in result.runs:
             delta = run.deltas.get(name)
             cells.append(
                 _value(run.metrics.get(name)) + ("" if delta is None else f" ({_delta(delta)})")
             )
-        table.add_row(name, *cells)
+        table.add_row(escape(name), *cells)
     table.add_row("comparable", *(_verdict_cell(run.verdict) for run in result.runs))
     console.print(table)
     for run in result.runs:

@@ -110,6 +110,7 @@ def _resources(res: dict[str, Any]) -> str:
 
 def print_run(summary: dict[str, Any]) -> None:
     """Print one run's record: header, sources and a table of step runs."""
+    from rich.markup import escape
     from rich.table import Table
 
     from pipetrail.cli.contracts_render import print_contracts_brief
@@ -157,7 +158,7 @@ def print_run(summary: dict[str, Any]) -> None:
         )
         cache = step["cache_decision"] or "-"
         table.add_row(
-            step["node_id"],
+            escape(step["node_id"]),  # a named node's id holds brackets: train[lr-0.1]
             _status(step["status"]),
             cache,
             outputs or "-",
@@ -166,18 +167,21 @@ def print_run(summary: dict[str, Any]) -> None:
             _short(step["cache_key"], 10),
         )
     for node in summary.get("not_run") or []:
-        table.add_row(node["node_id"], _status("not run"), "-", "-", "-", "-", "-")
+        table.add_row(escape(node["node_id"]), _status("not run"), "-", "-", "-", "-", "-")
     console.print(table)
     print_contracts_brief(console, summary["steps"])
     _print_data_ops(console, summary["steps"])
     for step in summary["steps"]:
         if step["status"] == "failed":
-            console.print(f"[red]step {step['node_id']} failed:[/] {step['error']}")
+            console.print(
+                f"[red]step {escape(step['node_id'])} failed:[/] {escape(step['error'] or '')}"
+            )
             if step["traceback"]:
                 console.print(step["traceback"], markup=False)
         elif step["status"] in ("crashed", "interrupted"):
             console.print(
-                f"step {step['node_id']} {_status(step['status'])}: {step['error'] or '-'}"
+                f"step {escape(step['node_id'])} {_status(step['status'])}: "
+                f"{escape(step['error'] or '-')}"
             )
 
 
@@ -223,11 +227,16 @@ def _color() -> bool | None:
 
 def print_run_failure(summary: dict[str, Any]) -> None:
     """Print what failed in a run, with the failing step's error and traceback."""
+    from rich.markup import escape
+
     console = _console(stderr=True)
     console.print(f"run {summary['run_id']} {_status('failed')}")
     for step in summary["steps"]:
         if step["status"] == "failed":
-            console.print(f"[red]step {step['node_id']!r} failed:[/] {step['error']}")
+            console.print(
+                f"[red]step {escape(repr(step['node_id']))} failed:[/] "
+                f"{escape(step['error'] or '')}"
+            )
             if step["traceback"]:
                 console.print(step["traceback"], markup=False)
     not_run = [node["node_id"] for node in summary.get("not_run") or []]
@@ -253,20 +262,26 @@ def print_run_interrupted(summary: dict[str, Any], signal_name: str) -> None:
 
 def print_why(report: dict[str, Any]) -> None:
     """Print each cache-key component of a step run and what changed since last time."""
+    from rich.markup import escape
     from rich.table import Table
 
     console = _console()
     console.print(
-        f"[bold]{report['node_id']}[/] in run {report['run_id']}: "
-        f"{report['cache_decision'] or '-'} ({report['cache_reason'] or ''})"
+        f"[bold]{escape(report['node_id'])}[/] in run {report['run_id']}: "
+        f"{report['cache_decision'] or '-'} ({escape(report['cache_reason'] or '')})"
     )
     console.print(f"  key {report['cache_key']}")
     previous = report["previous"]
+    pairing = report.get("pairing") or {}
     if previous is None:
         console.print("  no earlier run of this step to compare with")
+        if pairing.get("run_id"):
+            console.print(f"  {pairing['note']}", markup=False)
     else:
         console.print(
-            f"  compared with run {previous['run_id']} (key {_short(previous['cache_key'])})"
+            f"  compared with {escape(previous.get('node_id') or '')} of run "
+            f"{previous['run_id']} (key {_short(previous['cache_key'])}, paired by "
+            f"{pairing.get('by') or 'node id'})"
         )
     table = Table(show_edge=False, header_style="bold")
     for column in ("component", "changed", "value"):

@@ -31,6 +31,7 @@ __all__ = [
     "current_builder",
     "iter_refs",
     "source",
+    "step_base",
 ]
 
 _BUILDER: contextvars.ContextVar[GraphBuilder | None] = contextvars.ContextVar(
@@ -279,18 +280,30 @@ class Node:
     """One invocation of a step inside a pipeline.
 
     Attributes:
-        id: unique within the run: the step name, ``name[1]`` for later calls, prefixed
+        id: unique within the run: the step name, ``name[1]`` for later unnamed calls,
+            ``name[NODE_NAME]`` for a call named with :meth:`Step.named`, prefixed
             ``outer/`` inside nested pipelines.
         step: the step invoked.
         inputs: parameter name -> an :class:`OutputRef`, a :class:`SourceRef`, or a
             literal value (a parameter).
         output_names: the names of the node's outputs.
+        name: the name given at the call site, or None.
     """
 
     id: str
     step: Step[..., Any]
     inputs: dict[str, Any]
     output_names: tuple[str, ...]
+    name: str | None = None
+
+    @property
+    def base(self) -> str:
+        """The step's place in the pipeline: nested pipeline names and step name.
+
+        The same for every call of the step at that place, whatever its position or
+        name (``outer/train`` for ``outer[1]/train[2]``).
+        """
+        return step_base(self.id)
 
     def upstream(self) -> list[str]:
         """Return the ids of the nodes this node reads from (in parameter order)."""
@@ -381,16 +394,45 @@ class GraphBuilder:
         """Return a context in which node ids are prefixed with ``name/``."""
         return _Nested(self, name)
 
-    def add_step(self, step: Step[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-        """Record an invocation of ``step`` and return its output placeholder(s)."""
+    def add_step(
+        self,
+        step: Step[..., Any],
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+        *,
+        name: str | None = None,
+    ) -> Any:
+        """Record an invocation of ``step`` and return its output placeholder(s).
+
+        Args:
+            step: the step called.
+            args: its positional arguments.
+            kwargs: its keyword arguments.
+            name: the node's name (:meth:`Step.named`, validated there); None numbers
+                the call among the unnamed calls of the step.
+
+        Raises:
+            DefinitionError: the arguments do not fit, or ``name`` is already taken.
+        """
         inputs = step.bind(args, kwargs)
         for param_name, value in inputs.items():
             _check_input(step.name, param_name, value, self.graph)
         base = "/".join([*self._prefix, step.name])
-        count = self._counts.get(base, 0)
-        self._counts[base] = count + 1
-        node_id = base if count == 0 else f"{base}[{count}]"
-        node = Node(id=node_id, step=step, inputs=inputs, output_names=step.options.outputs)
+        if name is not None:
+            node_id = f"{base}[{name}]"
+            if node_id in self.graph.nodes:
+                raise DefinitionError(
+                    f"pipeline {self.graph.name!r} calls step {step.name!r} twice with the "
+                    f"node name {name!r}; give each call of a step its own name"
+                )
+        else:
+            # Named calls do not count: naming one call never renumbers the others.
+            count = self._counts.get(base, 0)
+            self._counts[base] = count + 1
+            node_id = base if count == 0 else f"{base}[{count}]"
+        node = Node(
+            id=node_id, step=step, inputs=inputs, output_names=step.options.outputs, name=name
+        )
         self.graph.nodes[node_id] = node
         refs = [OutputRef(node_id, i, name) for i, name in enumerate(node.output_names)]
         if len(refs) == 1:
@@ -411,6 +453,11 @@ class _Nested:
 
     def __exit__(self, *exc: object) -> None:
         self.builder._prefix.pop()  # noqa: SLF001
+
+
+def step_base(node_id: str) -> str:
+    """Return a node id without call positions or names: ``a[1]/b[lr]`` -> ``a/b``."""
+    return "/".join(part.split("[", 1)[0] for part in node_id.split("/"))
 
 
 def _check_input(step_name: str, param: str, value: Any, graph: PipelineGraph) -> None:

@@ -21,12 +21,45 @@ from pipetrail.errors import DefinitionError
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
 
-__all__ = ["Step", "StepOptions", "step"]
+__all__ = ["MAX_NODE_NAME_LENGTH", "Step", "StepOptions", "step", "validate_node_name"]
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 _NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]*$")
+# Node names go into node ids (``train[lr-0.1]``), exports and command lines: no '/', ':',
+# brackets or spaces. An all-digit name would read as a call position (``train[1]``).
+_NODE_NAME_RE = re.compile(r"^[A-Za-z0-9_.=+,-]+$")
+MAX_NODE_NAME_LENGTH = 100
+
+
+def validate_node_name(step_name: str, name: object) -> str:
+    """Return ``name`` if it can name a call of step ``step_name``.
+
+    Raises:
+        DefinitionError: the name is not text, empty, too long, all digits, or holds a
+            character other than letters, digits and ``_ . = + , -``.
+    """
+    if not isinstance(name, str):
+        raise DefinitionError(
+            f"step {step_name!r}: a node name must be text, got {type(name).__name__} "
+            f'({name!r}); pass a string such as f"lr-{{c}}"'
+        )
+    problem = None
+    if not name:
+        problem = "is empty"
+    elif len(name) > MAX_NODE_NAME_LENGTH:
+        problem = f"is {len(name)} characters long (at most {MAX_NODE_NAME_LENGTH})"
+    elif not _NODE_NAME_RE.fullmatch(name):
+        problem = "may hold only letters, digits and '_', '.', '=', '+', ',', '-'"
+    elif name.isdigit():
+        problem = "is all digits, which reads as a call position; add a letter"
+    if problem is not None:
+        raise DefinitionError(
+            f"step {step_name!r}: node name {name!r} {problem}; node names label one call "
+            "of a step inside a pipeline"
+        )
+    return name
 
 
 @dataclass(frozen=True)
@@ -85,6 +118,39 @@ class Step(Generic[P, R]):
         if builder is None:
             return self.func(*args, **kwargs)
         return typing.cast("R", builder.add_step(self, args, kwargs))
+
+    def named(self, name: str) -> Callable[P, R]:
+        """Return this step, naming the node the next call adds to the pipeline.
+
+        ``train.named(f"lr-{c}")(df, C=c)`` adds the node ``train[lr-0.1]`` instead of
+        ``train[2]``: its id no longer depends on the call's position, so ``diff``,
+        ``compare``, ``why`` and exports pair it with the same call of another run. The
+        name is a label: it is not part of the cache key (see docs/caching.md). The
+        name is given apart from the step's own parameters, so it never clashes with a
+        parameter called ``name``. Outside a pipeline the call just runs the function.
+
+        Args:
+            name: letters, digits and ``_ . = + , -`` (at most 100; not all digits);
+                unique among the calls of this step in the pipeline.
+
+        Returns:
+            A callable taking the step's own arguments.
+
+        Raises:
+            DefinitionError: the name is invalid (the duplicate check happens at the call).
+        """
+        node_name = validate_node_name(self.name, name)
+
+        def call(*args: P.args, **kwargs: P.kwargs) -> R:
+            from pipetrail.core.graph import current_builder
+
+            builder = current_builder()
+            if builder is None:
+                return self.func(*args, **kwargs)
+            return typing.cast("R", builder.add_step(self, args, kwargs, name=node_name))
+
+        call.__name__ = call.__qualname__ = f"{self.name}[{node_name}]"
+        return call
 
     def bind(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> dict[str, Any]:
         """Bind call arguments to parameter names, defaults applied.

@@ -2,6 +2,12 @@
 
 Everything returns plain JSON-able dicts so the CLI, the HTTP API and tests render or
 compare the same data. Read-only: uses a :class:`~pipetrail.ledger.Reader` only.
+
+``why`` compares a step run with its counterpart in the latest earlier run of the same
+pipeline that ran the step: the node paired with it by
+:func:`~pipetrail.execution.node_pairing.pair_nodes` (by name, then step, params and
+wiring), not the node at the same call position. When no counterpart is certain, the
+report says so (``pairing``) and compares with nothing.
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from pipetrail.execution.cache import explain_change
 from pipetrail.execution.contract_records import contract_results
 from pipetrail.execution.crash import effective_status, effective_step_status, not_run_nodes
+from pipetrail.execution.node_pairing import pair_nodes, recorded_nodes
 
 if TYPE_CHECKING:
     from pipetrail.ledger import Reader
@@ -21,6 +28,12 @@ __all__ = ["explain_step", "list_runs", "run_summary"]
 _STEP_EVENTS_SQL = (
     "SELECT payload FROM events WHERE run_id = :r "
     "AND kind IN ('step.completed', 'step.cached', 'step.failed') ORDER BY seq"
+)
+# The latest earlier run of a pipeline in which a step finished (not the run itself).
+_PREVIOUS_RUN_SQL = (
+    "SELECT run_id FROM step_runs WHERE pipeline = :p AND step = :s AND run_id <> :r "
+    "AND first_seq < :seq AND status IN ('completed', 'cached', 'failed') "
+    "AND components IS NOT NULL ORDER BY first_seq DESC LIMIT 1"
 )
 
 
@@ -155,13 +168,14 @@ def run_summary(reader: Reader, ref: str) -> dict[str, Any]:
 def explain_step(reader: Reader, ref: str, step: str) -> dict[str, Any]:
     """Explain a step run's cache key: each component, and what changed since last time.
 
-    The comparison is with the latest earlier run of the same step (same node id) of the
-    same pipeline.
+    The comparison is with the node paired with it (module docstring) in the latest
+    earlier run of the same pipeline that ran the step; ``pairing`` says how it paired,
+    or why nothing was compared.
     """
     run_id = reader.resolve_run(ref)
     row = reader.find_step_run(run_id, step)
     components: dict[str, Any] = row["components"] or {}
-    previous = reader.previous_step_run(row["pipeline"], row["node_id"], row["first_seq"])
+    previous, pairing = _counterpart(reader, run_id, row)
     before = None if previous is None else previous["components"]
     changes = explain_change(components, before)
     return {
@@ -179,7 +193,9 @@ def explain_step(reader: Reader, ref: str, step: str) -> dict[str, Any]:
             "run_id": previous["run_id"],
             "step_run_id": previous["step_run_id"],
             "cache_key": previous["cache_key"],
+            "node_id": previous["node_id"],
         },
+        "pairing": pairing,
         "components": [
             {
                 "component": c.component,
@@ -192,3 +208,36 @@ def explain_step(reader: Reader, ref: str, step: str) -> dict[str, Any]:
         ],
         "changed": [c.component for c in changes if c.changed and c.component != "code_parts"],
     }
+
+
+def _counterpart(
+    reader: Reader, run_id: str, row: dict[str, Any]
+) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    """Return the step run ``row`` is compared with (or None), and how it was paired."""
+    found = reader.fetch(
+        _PREVIOUS_RUN_SQL,
+        {"p": row["pipeline"], "s": row["step"], "r": run_id, "seq": row["first_seq"]},
+    )
+    if not found:
+        return None, {"run_id": None, "by": None, "note": "no earlier run ran this step"}
+    earlier = found[0]["run_id"]
+    nodes_before, sources_before = recorded_nodes(reader, earlier)
+    nodes_now, sources_now = recorded_nodes(reader, run_id)
+    pairing = pair_nodes(nodes_before, nodes_now, sources_a=sources_before, sources_b=sources_now)
+    node = row["node_id"]
+    partner = pairing.a_of(node)
+    if partner is not None:
+        by = next(p.by for p in pairing.pairs if p.b == node)
+        note = f"paired with {partner} of run {earlier} by {by}"
+        return reader.find_step_run(earlier, partner), {"run_id": earlier, "by": by, "note": note}
+    group = pairing.ambiguity_of(node, side="b")
+    if group is not None:
+        note = f"{node} could be any of {', '.join(group.a)} in run {earlier}: {group.reason}"
+        return None, {
+            "run_id": earlier,
+            "by": None,
+            "ambiguous": list(group.a),
+            "note": note,
+        }
+    note = f"{node} has no counterpart in run {earlier} (added since)"
+    return None, {"run_id": earlier, "by": None, "note": note}

@@ -105,10 +105,17 @@ def _input_formats(state: RunState, name: str, value: Any, found: dict[str, str]
 def describe_inputs(state: RunState, node: Node) -> NodeInputs:
     """Describe ``node``'s inputs for its cache key (see the module docstring)."""
     found = NodeInputs()
+    # Plain arguments were fingerprinted once, for the node's identity, when the run was
+    # planned (pipetrail.execution.node_identity).
+    planned = state.identities.params.get(node.id)
+    if planned is not None:
+        found.unhashable.extend(state.identities.unhashable.get(node.id, ()))
     for name, value in node.inputs.items():
         if _holds_placeholder(value):
             found.digests[name] = _input_digest(state, value)
             _input_formats(state, name, value, found.formats)
+        elif planned is not None:
+            found.params[name] = planned[name]
         else:
             try:
                 found.params[name] = fingerprint_obj(value)

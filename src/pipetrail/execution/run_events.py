@@ -100,7 +100,11 @@ def run_started_events(
         "pipetrail_version": VERSION,
         "reproduces": options.reproduces,
         "nodes": {
-            node.id: {"step": node.step.name, "upstream": node.upstream()}
+            node.id: {
+                "step": node.step.name,
+                "upstream": node.upstream(),
+                **({} if node.name is None else {"name": node.name}),
+            }
             for node in state.graph.nodes.values()
         },
     }

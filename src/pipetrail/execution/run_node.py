@@ -210,7 +210,8 @@ def run_node(
     step = node.step
     fp = state.fingerprints[id(step)]
     inputs = describe_inputs(state, node)
-    seed = derive_seed(state.run_seed, node.id)
+    identity = state.identities.identity[node.id]
+    seed = derive_seed(state.run_seed, identity)
     components: dict[str, Any] = {
         "step": step.name,
         "code": fp.digest,
@@ -241,6 +242,10 @@ def run_node(
         "node_id": node.id,
         "step": step.name,
         "pipeline": state.graph.name,
+        # What the node computes, whatever its position (its seed derives from it), and
+        # the name given at the call site: see pipetrail.execution.node_identity.
+        "identity": identity,
+        **({} if node.name is None else {"name": node.name}),
         "cache_key": key,
         "code_digest": fp.digest,
         "code_source": state.code_sources.get(id(step)),
@@ -302,6 +307,8 @@ def run_node(
                         "node_id",
                         "step",
                         "pipeline",
+                        "identity",
+                        *(() if node.name is None else ("name",)),
                         "code_source",
                         "seed",
                         "started_at",

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.execution.interrupts import deferred_interrupts
+from pipetrail.execution.node_identity import NodeIdentities
 from pipetrail.store.serializers.kept_bytes import KeptBytes
 
 if TYPE_CHECKING:
@@ -139,6 +140,8 @@ class RunState:
     consumers_left: Counter[str] = field(init=False)
     recorded: set[str] = field(default_factory=set)
     fingerprints: dict[int, CodeFingerprint] = field(default_factory=dict)
+    # Each node's identity (its seed derives from it) and its plain arguments' fingerprints.
+    identities: NodeIdentities = field(default_factory=NodeIdentities)
     code_sources: dict[int, str] = field(default_factory=dict)
     # id(step) -> its contracts' fingerprints (None: the step declares no contract).
     contracts: dict[int, StepContracts | None] = field(default_factory=dict)

@@ -50,6 +50,7 @@ from pipetrail.execution.interrupts import (
     python_default_sigint,
 )
 from pipetrail.execution.loader import pipeline_modules
+from pipetrail.execution.node_identity import node_identities
 from pipetrail.execution.observer import NullObserver
 from pipetrail.execution.params_files import resolve_run_params
 from pipetrail.execution.parity import check_parity
@@ -129,6 +130,7 @@ def _run(
         _fingerprint_step(state, node.step)
         if id(node.step) not in state.contracts:
             state.contracts[id(node.step)] = plan_contracts(node.step)
+    state.identities = node_identities(graph)
     pipeline_fp = _pipeline_fingerprint(definition, graph, state)
     _check_parity(state, options)
     source_events = observe_sources(state, options.snapshots, rehash=options.rehash)

@@ -19,6 +19,11 @@ Verdict: two runs are comparable unless one of these :class:`Reason` codes appli
 
 Params, seeds, models, environments and upstream code are what a comparison is for: they
 never make runs non-comparable on their own.
+
+Steps of the two runs are put side by side by :func:`~pipetrail.lineage.pairing.pair_facts`
+(by node name, then step, params and wiring; never by call position). A metric step with
+no certain counterpart (added, removed, or one of several that could pair) is a note, not
+a reason; in :func:`compare_runs` each run's metrics are named by the baseline's node ids.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import NotFoundError
+from pipetrail.lineage.pairing import align_facts, pair_facts
 from pipetrail.lineage.run_facts import Metric as Metric
 from pipetrail.lineage.run_facts import RunFacts as RunFacts
 from pipetrail.lineage.run_facts import StepFacts as StepFacts
@@ -37,6 +43,7 @@ from pipetrail.lineage.run_facts import step_metrics as step_metrics
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
+    from pipetrail.execution.node_pairing import NodePairing
     from pipetrail.execution.project import Project
 
 __all__ = [
@@ -92,16 +99,23 @@ def _short(digest: str | None) -> str:
     return "none" if digest is None else digest.removeprefix("blake3:")[:12]
 
 
-def judge(a: RunFacts, b: RunFacts) -> Verdict:
+def judge(a: RunFacts, b: RunFacts, pairing: NodePairing | None = None) -> Verdict:
     """Decide whether run ``b`` can be compared like for like with run ``a``.
 
     Pure: works on loaded facts. The rules are in the module docstring.
+
+    Args:
+        a: the first run's facts.
+        b: the second run's facts.
+        pairing: how their nodes pair (computed when not given).
     """
     reasons: list[Reason] = []
-    notes: list[str] = []
+    pairing = pairing or pair_facts(a, b)
+    notes = _pairing_notes(a, b, pairing)
     if a.pipeline != b.pipeline:
         message = f"run {a.run_id} is of pipeline {a.pipeline!r}, run {b.run_id} of {b.pipeline!r}"
         reasons.append(Reason("different_pipeline", message))
+    b = align_facts(a, b, pairing)
     for node in [node for node in a.steps if node in b.steps]:
         before, after = (run.steps[node].components.get("contracts") for run in (a, b))
         if before != after:
@@ -111,8 +125,11 @@ def judge(a: RunFacts, b: RunFacts) -> Verdict:
     evaluation: dict[str, list[str]] = {}
     for node in sorted({m.node_id for m in all_metrics}):
         if node not in a.steps or node not in b.steps:
-            only = a if node in a.steps else b
-            notes.append(f"metric step {node!r} ran only in run {only.run_id}")
+            # Ambiguous nodes ran in both runs; _pairing_notes says so.
+            if node in a.steps and pairing.ambiguity_of(node, side="a") is None:
+                notes.append(f"metric step {node!r} ran only in run {a.run_id}")
+            elif node in b.steps and pairing.ambiguity_of(b.steps[node].node_id, side="b") is None:
+                notes.append(f"metric step {b.steps[node].node_id!r} ran only in run {b.run_id}")
             continue
         step_a, step_b = a.steps[node], b.steps[node]
         computed = sorted({m.name for m in all_metrics if m.node_id == node})
@@ -136,6 +153,20 @@ def judge(a: RunFacts, b: RunFacts) -> Verdict:
     if not all_metrics:
         notes.append("neither run recorded metrics; nothing to compare like for like")
     return Verdict(not reasons, tuple(reasons), tuple(notes), evaluation)
+
+
+def _pairing_notes(a: RunFacts, b: RunFacts, pairing: NodePairing) -> list[str]:
+    """Say which nodes pair with no certain counterpart (never a guess, see pairing)."""
+    notes = []
+    for group in pairing.ambiguous:
+        notes.append(
+            f"step {group.step!r}: {', '.join(group.a)} in run {a.run_id} and "
+            f"{', '.join(group.b)} in run {b.run_id} cannot be paired: {group.reason}"
+        )
+    moved = [f"{p.a} -> {p.b}" for p in pairing.pairs if p.a != p.b]
+    if moved:
+        notes.append("nodes paired by name or params, not by call position: " + ", ".join(moved))
+    return notes
 
 
 def metric_delta(a: float | None, b: float | None) -> float | None:
@@ -163,6 +194,7 @@ class ComparedRun:
     metrics: dict[str, float]
     deltas: dict[str, float | None]
     verdict: Verdict | None
+    pairing: NodePairing | None = None
 
 
 @dataclass(frozen=True)
@@ -207,26 +239,39 @@ def compare_runs(project: Project, refs: Iterable[str]) -> Comparison:
     if not facts:
         raise NotFoundError("no runs to compare; name at least one run (see `pipetrail runs`)")
     base = facts[0]
-    rows = [
-        ComparedRun(
-            run_id=item.run_id,
-            pipeline=item.pipeline,
-            status=item.status,
-            started_at=item.started_at,
-            params=item.params,
-            metrics={name: m.value for name, m in item.metrics.items()},
-            deltas={
-                name: metric_delta(base.metrics[name].value, m.value)
-                for name, m in item.metrics.items()
-                if name in base.metrics and item is not base
-            },
-            verdict=None if item is base else judge(base, item),
+    rows = [ComparedRun(**_row(base, base, None), verdict=None)]
+    aligned = [base]
+    for item in facts[1:]:
+        # Each run's metrics are named by the baseline's node ids (see pairing).
+        pairing = pair_facts(base, item)
+        lined_up = align_facts(base, item, pairing)
+        aligned.append(lined_up)
+        rows.append(
+            ComparedRun(
+                **_row(base, lined_up, item),
+                verdict=judge(base, item, pairing),
+                pairing=pairing,
+            )
         )
-        for item in facts
-    ]
     return Comparison(
         base.run_id,
         tuple(sorted({name for f in facts for name in f.params})),
-        tuple(sorted({name for f in facts for name in f.metrics})),
+        tuple(sorted({name for f in aligned for name in f.metrics})),
         tuple(rows),
     )
+
+
+def _row(base: RunFacts, item: RunFacts, original: RunFacts | None) -> dict[str, Any]:
+    return {
+        "run_id": item.run_id,
+        "pipeline": item.pipeline,
+        "status": item.status,
+        "started_at": item.started_at,
+        "params": item.params,
+        "metrics": {name: m.value for name, m in item.metrics.items()},
+        "deltas": {
+            name: metric_delta(base.metrics[name].value, m.value)
+            for name, m in item.metrics.items()
+            if name in base.metrics and original is not None
+        },
+    }

@@ -6,6 +6,13 @@ Owns :func:`diff_runs` and its result :class:`RunDiff` (``to_dict()`` is the JSO
 like for like, and what their metrics are, is decided by :mod:`pipetrail.lineage.compare`.
 Read-only. Imports execution and the layers below it; never cli.
 
+Steps, seeds and metrics of the two runs are put side by side by node pairing
+(:mod:`pipetrail.lineage.pairing`: by node name, then step, params and wiring; never by
+call position). ``nodes`` holds the pairing: the pairs, the nodes only in run A
+(``removed``) or only in run B (``added``), and the ``ambiguous`` ones, which are paired
+with nothing. A step in ``steps`` says how it was paired (``paired_by``) and its id in
+run B when that differs (``node_id_b``); a metric is named by run A's node id.
+
 Step source texts for the code diff come from the content store. The step event's
 ``code_source`` payload key names the blob when the run recorded it. Older runs did not:
 then the text is the ``code`` artifact (meta ``{"step": NAME}``) first recorded by a run
@@ -19,7 +26,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.capture.environment_diff import Change as Change
@@ -28,6 +35,7 @@ from pipetrail.capture.environment_diff import MappingDiff as MappingDiff
 from pipetrail.capture.environment_diff import diff_environments as diff_environments
 from pipetrail.errors import PipetrailError
 from pipetrail.execution.cache import explain_change
+from pipetrail.execution.node_pairing import NodePairing
 from pipetrail.lineage.compare import (
     RunFacts,
     StepFacts,
@@ -37,6 +45,7 @@ from pipetrail.lineage.compare import (
     load_run_facts,
     metric_delta,
 )
+from pipetrail.lineage.pairing import align_facts, pair_facts
 from pipetrail.store import StoredArtifact
 
 if TYPE_CHECKING:
@@ -88,7 +97,11 @@ class StepDiff:
     """One step present in either run whose key components or outputs differ.
 
     ``changed`` names the differing key components (``code``, ``params``, ``inputs``...);
-    a status of None means the step did not run in that run.
+    a status of None means the step did not run in that run. ``node_id`` is the node's id
+    in run A (in run B for a node only there); ``node_id_b`` its partner's id in run B
+    when paired. ``paired_by`` is ``name``, ``params`` or ``step`` for a pair, ``removed``
+    or ``added`` for a node of one run only, ``ambiguous`` for a node that could pair with
+    several (see :mod:`pipetrail.execution.node_pairing`).
     """
 
     node_id: str
@@ -99,25 +112,33 @@ class StepDiff:
     code: CodeDiff | None
     inputs: MappingDiff
     outputs: MappingDiff
+    node_id_b: str | None = None
+    paired_by: str | None = None
 
 
 @dataclass(frozen=True)
 class MetricDelta:
-    """One metric in both runs; ``delta`` is ``b - a`` (None if either is missing)."""
+    """One metric in both runs; ``delta`` is ``b - a`` (None if either is missing).
+
+    ``name`` and ``node_id`` use run A's node id; ``node_id_b`` is the node of run B the
+    value ``b`` comes from (None when run B has none).
+    """
 
     name: str
     node_id: str
     a: float | None
     b: float | None
     delta: float | None
+    node_id_b: str | None = None
 
 
 @dataclass(frozen=True)
 class RunDiff:
     """Everything that differs between run A and run B, and whether they are comparable.
 
-    ``run_seed`` is None when the run seeds are equal; ``step_seeds`` lists the steps in
-    both runs whose derived seeds differ.
+    ``run_seed`` is None when the run seeds are equal; ``step_seeds`` lists the paired
+    steps whose derived seeds differ (by run A's node id); ``nodes`` is how the nodes of
+    the two runs pair.
     """
 
     a: dict[str, Any]
@@ -130,11 +151,13 @@ class RunDiff:
     environment: EnvironmentDiff
     metrics: list[MetricDelta]
     verdict: Verdict
+    nodes: NodePairing = field(default_factory=NodePairing)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the diff as JSON-able data (non-finite metric values as text)."""
         data = asdict(self)
         data["verdict"] = self.verdict.to_dict()
+        data["nodes"] = self.nodes.to_dict()
         for metric in data["metrics"]:
             for key in ("a", "b", "delta"):
                 metric[key] = json_number(metric[key])
@@ -151,10 +174,11 @@ def diff_runs(project: Project, a: str, b: str) -> RunDiff:
     reader = project.reader()
     facts_a = load_run_facts(project, reader.resolve_run(a))
     facts_b = load_run_facts(project, reader.resolve_run(b))
+    pairing = pair_facts(facts_a, facts_b)
     step_seeds = {
-        node: Change(step.seed, facts_b.steps[node].seed)
-        for node, step in facts_a.steps.items()
-        if node in facts_b.steps and step.seed != facts_b.steps[node].seed
+        pair.a: Change(facts_a.steps[pair.a].seed, facts_b.steps[pair.b].seed)
+        for pair in pairing.pairs
+        if facts_a.steps[pair.a].seed != facts_b.steps[pair.b].seed
     }
     return RunDiff(
         a=_brief(facts_a),
@@ -163,14 +187,15 @@ def diff_runs(project: Project, a: str, b: str) -> RunDiff:
         run_seed=None if facts_a.seed == facts_b.seed else Change(facts_a.seed, facts_b.seed),
         step_seeds=step_seeds,
         sources=MappingDiff.between(facts_a.sources, facts_b.sources),
-        steps=_step_diffs(project, facts_a, facts_b),
+        steps=_step_diffs(project, facts_a, facts_b, pairing),
         environment=diff_environments(
             load_environment(project, facts_a.environment),
             load_environment(project, facts_b.environment),
             digests=(facts_a.environment, facts_b.environment),
         ),
-        metrics=_metric_deltas(facts_a, facts_b),
-        verdict=judge(facts_a, facts_b),
+        metrics=_metric_deltas(facts_a, align_facts(facts_a, facts_b, pairing)),
+        verdict=judge(facts_a, facts_b, pairing),
+        nodes=pairing,
     )
 
 
@@ -184,15 +209,33 @@ def _metric_deltas(a: RunFacts, b: RunFacts) -> list[MetricDelta]:
         pair = (a.metrics.get(name), b.metrics.get(name))
         value_a, value_b = (None if m is None else m.value for m in pair)
         node = next(m.node_id for m in pair if m is not None)
-        found.append(MetricDelta(name, node, value_a, value_b, metric_delta(value_a, value_b)))
+        node_b = None if pair[1] is None else b.steps[pair[1].node_id].node_id
+        delta = metric_delta(value_a, value_b)
+        found.append(MetricDelta(name, node, value_a, value_b, delta, node_b))
     return found
 
 
 # -- steps and code ---------------------------------------------------------------------
-def _step_diffs(project: Project, a: RunFacts, b: RunFacts) -> list[StepDiff]:
+def _sides(pairing: NodePairing) -> list[tuple[str | None, str | None, str]]:
+    """(node of A, node of B, how paired) for every node of either run."""
+    found: list[tuple[str | None, str | None, str]] = [
+        (pair.a, pair.b, pair.by) for pair in pairing.pairs
+    ]
+    found += [(node, None, "removed") for node in pairing.removed]
+    for group in pairing.ambiguous:
+        found += [(node, None, "ambiguous") for node in group.a]
+    found += [(None, node, "added") for node in pairing.added]
+    for group in pairing.ambiguous:
+        found += [(None, node, "ambiguous") for node in group.b]
+    return found
+
+
+def _step_diffs(project: Project, a: RunFacts, b: RunFacts, pairing: NodePairing) -> list[StepDiff]:
     found: list[StepDiff] = []
-    for node in [*a.steps, *(node for node in b.steps if node not in a.steps)]:
-        step_a, step_b = a.steps.get(node), b.steps.get(node)
+    for node_a, node_b, by in _sides(pairing):
+        step_a = None if node_a is None else a.steps[node_a]
+        step_b = None if node_b is None else b.steps[node_b]
+        node = node_a or node_b or ""  # one side always holds a node (_sides)
         changed: list[str] = []
         code = None
         if step_a is not None and step_b is not None:
@@ -207,7 +250,20 @@ def _step_diffs(project: Project, a: RunFacts, b: RunFacts) -> list[StepDiff]:
             continue
         name = next(s.step for s in pair if s is not None)
         status_a, status_b = (None if s is None else s.status for s in pair)
-        found.append(StepDiff(node, name, status_a, status_b, changed, code, inputs, outputs))
+        found.append(
+            StepDiff(
+                node,
+                name,
+                status_a,
+                status_b,
+                changed,
+                code,
+                inputs,
+                outputs,
+                node_id_b=node_b if node_a is not None and node_b != node_a else None,
+                paired_by=by,
+            )
+        )
     return found
 
 

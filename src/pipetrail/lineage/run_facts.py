@@ -58,8 +58,9 @@ class StepFacts:
     """What a comparison reads about one step run.
 
     ``inputs`` maps flat input names to digests (artifacts and sources), ``upstream``
-    holds the ids of the nodes it reads from, and ``payload`` is its step event's payload
-    laid over the payload of the step run it reused (for a cache hit).
+    holds the ids of the nodes it reads from, ``payload`` is its step event's payload
+    laid over the payload of the step run it reused (for a cache hit), and ``name`` the
+    node's name given at the call site (None when unnamed).
     """
 
     node_id: str
@@ -72,6 +73,7 @@ class StepFacts:
     seed: int | None
     upstream: tuple[str, ...]
     payload: dict[str, Any]
+    name: str | None = None
 
 
 @dataclass(frozen=True)
@@ -130,6 +132,9 @@ def load_run_facts(project: Project, run_id: str) -> RunFacts:
             seed=row["seed"],
             upstream=tuple((nodes.get(row["node_id"]) or {}).get("upstream") or ()),
             payload=payloads.merged(run_id, row["step_run_id"], row["reused_step_run_id"]),
+            # From the run's own record: a cache hit's merged payload may hold the name
+            # the reused step run was given.
+            name=(nodes.get(row["node_id"]) or {}).get("name"),
         )
         for row in reader.step_runs(run_id)
     }

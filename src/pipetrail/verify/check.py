@@ -11,7 +11,10 @@ One call:
    artifacts, or metrics within tolerance when the settings allow differing artifacts),
    so a change that moves results fails until the baseline is updated; the params that
    differ from the baseline's are listed (``baseline["params"]``: name, baseline value,
-   current value; nested params under dotted names), as are changes of code and contracts;
+   current value; nested params under dotted names), as are changes of code and contracts.
+   Nodes are paired by name, then step, params and wiring (:mod:`pipetrail.lineage.pairing`),
+   not by call position; a baseline node with no certain counterpart counts as missing,
+   and the report says which nodes could not be paired (``baseline["nodes"]``);
 4. with ``seeds=N``, runs the pipeline under N more run seeds and reports each metric's
    mean, standard deviation and range: how much of a result is the seed's doing
    (reported, not gated).
@@ -37,6 +40,7 @@ from pipetrail.execution.runner import RunOptions, run_pipeline
 from pipetrail.ledger import EventKind
 from pipetrail.lineage.compare import json_number, load_run_facts
 from pipetrail.lineage.diff import diff_runs
+from pipetrail.lineage.pairing import align_facts, pair_facts
 from pipetrail.verify.recording import record_report
 from pipetrail.verify.reproduce import Reproduction, compare_reproduction, reproduce_run
 from pipetrail.verify.settings import ReproduceSettings
@@ -322,11 +326,18 @@ def _why(result: Reproduction, params: Sequence[dict[str, Any]] = ()) -> str:
 def _against_baseline(
     project: Project, baseline_id: str, run_id: str, settings: ReproduceSettings
 ) -> dict[str, Any]:
-    base_facts = load_run_facts(project, baseline_id)
-    facts = load_run_facts(project, run_id)
-    result = compare_reproduction(project, base_facts, facts, settings)
-    params = param_changes(base_facts.params, facts.params)
+    base, new = load_run_facts(project, baseline_id), load_run_facts(project, run_id)
+    pairing = pair_facts(base, new)
+    result = compare_reproduction(project, base, align_facts(base, new, pairing), settings)
+    params = param_changes(base.params, new.params)
     data = _brief(result, params)
+    data["nodes"] = pairing.to_dict()
+    if pairing.ambiguous:
+        unpaired = ", ".join(node for group in pairing.ambiguous for node in group.a)
+        data["why"] += (
+            f"; baseline node(s) {unpaired} could pair with several nodes of the new run, so "
+            "they were compared with none (name the calls with step.named(...))"
+        )
     data["baseline_run_id"] = baseline_id
     data["params"] = params
     data["comparable"] = diff_runs(project, baseline_id, run_id).verdict.to_dict()
