@@ -8,6 +8,11 @@ features' scale, and the metrics' ranges.
 Run it with `pipetrail run pipeline.py`; run it again and every step comes from the
 cache; `pipetrail run pipeline.py -p C=0.3` re-runs only `train` and `evaluate`;
 `pipetrail check pipeline.py` is the gate: contracts, reproduction, exit code.
+
+scikit-learn is imported inside the steps that use it: a re-run whose steps all come from
+the cache does not import it (about a second), and the cache keys still cover its version
+(docs/adr/0018-a-pipelines-own-imports.md). pandas, pandera and pydantic are imported at
+the top because the contracts below are built from them when the file loads.
 """
 
 from __future__ import annotations
@@ -18,14 +23,13 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 from pydantic import BaseModel, Field
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
-from sklearn.preprocessing import StandardScaler
 
 from pipetrail import Contract, data, pipeline, source, step
 
 if TYPE_CHECKING:
     from pathlib import Path
+
+    from sklearn.linear_model import LogisticRegression
 
 TARGET = "target"
 FEATURES = 30
@@ -96,6 +100,8 @@ def split(
 @step(outputs=("train_x", "test_x"), contracts={"train_x": SCALED, "test_x": SCALED})
 def features(train: pd.DataFrame, test: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Standardize every feature with statistics of the training set only (no leakage)."""
+    from sklearn.preprocessing import StandardScaler
+
     columns = [c for c in train.columns if c != TARGET]
     scaler = StandardScaler().fit(train[columns])
 
@@ -110,6 +116,8 @@ def features(train: pd.DataFrame, test: pd.DataFrame) -> tuple[pd.DataFrame, pd.
 @step
 def train(train: pd.DataFrame, C: float = 1.0, max_iter: int = 1000) -> LogisticRegression:
     """Fit an L2-regularized logistic regression."""
+    from sklearn.linear_model import LogisticRegression
+
     model = LogisticRegression(C=C, max_iter=max_iter)
     model.fit(train.drop(columns=[TARGET]), train[TARGET])
     return model
@@ -118,6 +126,8 @@ def train(train: pd.DataFrame, C: float = 1.0, max_iter: int = 1000) -> Logistic
 @step(contracts={"output": Metrics})
 def evaluate(model: LogisticRegression, test: pd.DataFrame) -> dict[str, float]:
     """Score the model on the held-out test set."""
+    from sklearn.metrics import accuracy_score, f1_score, roc_auc_score
+
     x, y = test.drop(columns=[TARGET]), test[TARGET]
     predicted = model.predict(x)
     scores = model.predict_proba(x)[:, 1]

@@ -4,14 +4,19 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import subprocess
 import sys
 import types
+from typing import TYPE_CHECKING
 
 import pytest
 
 import pipetrail
 from pipetrail.core.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def _loaded_after(code: str) -> list[str]:
@@ -71,3 +76,137 @@ def test_lazy_exports_imports_on_first_use_and_keeps_the_value() -> None:
             getattr_("nothing")  # listed, but its module has no such name
     finally:
         del sys.modules[package.__name__]
+
+
+# -- what a command does not import ----------------------------------------------------
+_COMMAND_PROBE = """
+import json, runpy, sys
+sys.argv = ["pipetrail", *json.loads(sys.argv[1])]
+try:
+    runpy.run_module("pipetrail.cli.main", run_name="__main__", alter_sys=True)
+except SystemExit as exc:
+    code = exc.code
+else:
+    code = 0
+print("\\nMODULES " + json.dumps({"code": code, "modules": sorted(sys.modules)}))
+"""
+
+
+def _command_modules(folder: Path, *args: str) -> tuple[str, set[str]]:
+    """Run ``pipetrail ARGS`` in a new interpreter (output to a pipe); return its output
+    and the modules it had loaded when the command ended."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPETRAIL_")}
+    done = subprocess.run(
+        [sys.executable, "-c", _COMMAND_PROBE, json.dumps(args)],
+        cwd=folder,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env=env,
+    )
+    output, _, tail = done.stdout.rpartition("\nMODULES ")
+    assert tail, done.stderr
+    found = json.loads(tail)
+    assert found["code"] in (0, None), done.stderr + output
+    return output, set(found["modules"])
+
+
+def _loaded(modules: set[str], names: list[str]) -> list[str]:
+    """The ``names`` (or their submodules) among ``modules``."""
+    return [n for n in names if any(m == n or m.startswith(n + ".") for m in modules)]
+
+
+CHAIN = """
+import logging
+from pipetrail import pipeline, step
+
+LOG = logging.getLogger("chain")
+
+@step
+def inc(x: int) -> int:
+    return x + 1
+
+@step
+def told(x: int) -> int:
+    LOG.debug("told %s", x)
+    return x * 2
+
+@pipeline
+def chain():
+    return told(inc(inc(0)))
+"""
+
+
+@pytest.fixture
+def chain_project(tmp_path: Path) -> Path:
+    folder = tmp_path / "project"
+    folder.mkdir()
+    _command_modules(folder, "init")
+    (folder / "chain.py").write_text(CHAIN)
+    output, _ = _command_modules(folder, "run", "chain.py", "-q")
+    assert "3 executed, 0 cached" in output
+    return folder
+
+
+def test_listing_runs_to_a_pipe_or_as_json_imports_no_rich_and_no_runner(
+    chain_project: Path,
+) -> None:
+    heavy = ["rich", "pipetrail.execution.runner", "pipetrail.store", "sqlalchemy"]
+    output, modules = _command_modules(chain_project, "runs")
+    assert "chain" in output
+    assert "3 run, 0 cached / 3" in output
+    assert _loaded(modules, heavy) == []
+    output, modules = _command_modules(chain_project, "runs", "--json")
+    assert json.loads(output)[0]["pipeline"] == "chain"
+    assert _loaded(modules, heavy) == []
+
+
+def test_a_cached_run_on_sqlite_imports_no_sqlalchemy_rich_or_unused_formats(
+    chain_project: Path,
+) -> None:
+    output, modules = _command_modules(chain_project, "run", "chain.py", "-q")
+    assert "0 executed, 3 cached of 3 steps" in output
+    unused = [
+        "sqlalchemy",  # the ledger is SQLite and up to date: no migration to run
+        "rich",  # -q and a pipe: the summary line is plain
+        "pickle",  # no output is stored or loaded
+        "zipfile",
+        "shutil",
+        "yaml",  # no params file
+        "pipetrail.execution.parity",  # parity is off
+    ]
+    assert _loaded(modules, unused) == []
+
+
+def test_logger_and_random_values_fingerprint_the_same_whichever_is_imported_first() -> None:
+    probe = (
+        "import json, sys\n"
+        "{first}\n"
+        "from pipetrail.hashing import fingerprint\n"
+        "loaded = [m for m in ('logging', 'random') if m in sys.modules]\n"
+        "{then}\n"
+        "class Mine(random.Random):\n    pass\n"
+        "found = [fingerprint(logging.getLogger('a.b')), fingerprint(logging.getLogger()),\n"
+        "         fingerprint(random.Random(3)), fingerprint(Mine(3))]\n"
+        "print(json.dumps({{'loaded': loaded, 'found': found}}))"
+    )
+    imports = "import logging, random"
+    late = subprocess.run(
+        [sys.executable, "-c", probe.format(first="", then=imports)],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    early = subprocess.run(
+        [sys.executable, "-c", probe.format(first=imports, then="")],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    late_found, early_found = json.loads(late.stdout), json.loads(early.stdout)
+    assert late_found["loaded"] == []  # pipetrail.hashing itself imports neither
+    assert late_found["found"] == early_found["found"]
+    assert len(set(late_found["found"][:3])) == 3

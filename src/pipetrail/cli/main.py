@@ -196,11 +196,10 @@ def run(
     from pipetrail.cli.progress import make_observer
     from pipetrail.execution.explain import run_summary
     from pipetrail.execution.loader import load_pipeline
-    from pipetrail.execution.params_files import load_params_file
     from pipetrail.execution.runner import RunOptions, run_pipeline
 
     seed = parse_seed(seed_text)
-    files = tuple(load_params_file(name) for name in params_files)
+    files = _params_files(params_files)
     definition, path = load_pipeline(target)
     project = _project()
     if reference and (parity_mode or project.config.parity) == "off":
@@ -256,6 +255,14 @@ def run(
         from pipetrail.cli.render import print_run_done
 
         print_run_done(summary)
+
+
+def _params_files(names: tuple[str, ...]) -> tuple[Any, ...]:
+    if not names:  # most runs: no need to import the YAML/TOML readers
+        return ()
+    from pipetrail.execution.params_files import load_params_file
+
+    return tuple(load_params_file(name) for name in names)
 
 
 @cli.command()

@@ -2,7 +2,9 @@
 
 rich is imported by the functions that draw with it, not with this module: the line that
 ends every ``pipetrail run`` is plain (styled by click), so a run does not pay for
-importing rich (tens of milliseconds, more than the rest of a cached run's output).
+importing rich (tens of milliseconds, more than the rest of a cached run's output). The
+list of runs printed to a pipe or a file is a plain table (:mod:`pipetrail.cli.plain`),
+without rich at all. Neither does this module import the runner's modules.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from pipetrail.execution.records import METRIC_OUTPUT_PREFIX, is_recorded_output
+from pipetrail.cli.plain import is_terminal, plain_table
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -64,32 +66,38 @@ def _params(params: dict[str, Any]) -> str:
 
 
 def print_runs(rows: list[dict[str, Any]]) -> None:
-    """Print a table of runs."""
-    from rich.table import Table
-
-    console = _console()
+    """Print a table of runs (a plain one when standard output is not a terminal)."""
     if not rows:
-        console.print("no runs yet; start one with `pipetrail run pipeline.py`")
+        click.echo("no runs yet; start one with `pipetrail run pipeline.py`")
         return
-    table = Table(show_edge=False, header_style="bold")
-    for column in ("run", "pipeline", "status", "steps", "started (UTC)", "owner", "params"):
-        table.add_column(column)
-    for row in rows:
-        steps = (
-            f"{row['steps_executed']} run, {row['steps_cached']} cached"
-            + (f", {row['steps_failed']} failed" if row["steps_failed"] else "")
-            + f" / {row['steps_total']}"
-        )
-        table.add_row(
+    headers = ("run", "pipeline", "status", "steps", "started (UTC)", "owner", "params")
+    cells = [
+        [
             row["run_id"],
             row["pipeline"],
-            _status(row["status"]),
-            steps,
+            row["status"],
+            f"{row['steps_executed']} run, {row['steps_cached']} cached"
+            + (f", {row['steps_failed']} failed" if row["steps_failed"] else "")
+            + f" / {row['steps_total']}",
             row["started_at"][:19].replace("T", " "),
             row["owner"],
             _params(row["params"]),
-        )
-    console.print(table)
+        ]
+        for row in rows
+    ]
+    if not is_terminal():
+        click.echo(plain_table(headers, cells))
+        return
+    from rich.markup import escape
+    from rich.table import Table
+
+    table = Table(show_edge=False, header_style="bold")
+    for column in headers:
+        table.add_column(column)
+    for row_cells in cells:
+        status = row_cells[2]
+        table.add_row(*map(escape, row_cells[:2]), _status(status), *map(escape, row_cells[3:]))
+    _console().print(table)
 
 
 def _resources(res: dict[str, Any]) -> str:
@@ -114,6 +122,7 @@ def print_run(summary: dict[str, Any]) -> None:
     from rich.table import Table
 
     from pipetrail.cli.contracts_render import print_contracts_brief
+    from pipetrail.execution.records import METRIC_OUTPUT_PREFIX, is_recorded_output
 
     console = _console()
     console.print(f"[bold]run[/] {summary['run_id']}  {_status(summary['status'])}")

@@ -15,8 +15,6 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-from pipetrail.execution.cache import explain_change
-from pipetrail.execution.contract_records import contract_results
 from pipetrail.execution.crash import effective_status, effective_step_status, not_run_nodes
 from pipetrail.execution.node_pairing import pair_nodes, recorded_nodes
 
@@ -96,6 +94,9 @@ def _step_facts(
 
 def run_summary(reader: Reader, ref: str) -> dict[str, Any]:
     """Return everything recorded about one run (``ref``: id, prefix or ``latest``)."""
+    # Imported by the functions that use them: `pipetrail runs` needs neither.
+    from pipetrail.execution.contract_records import contract_results
+
     run_id = reader.resolve_run(ref)
     run = reader.get_run(run_id)
     run["status"] = effective_status(run)
@@ -172,6 +173,8 @@ def explain_step(reader: Reader, ref: str, step: str) -> dict[str, Any]:
     earlier run of the same pipeline that ran the step; ``pairing`` says how it paired,
     or why nothing was compared.
     """
+    from pipetrail.execution.cache import explain_change
+
     run_id = reader.resolve_run(ref)
     row = reader.find_step_run(run_id, step)
     components: dict[str, Any] = row["components"] or {}

@@ -15,8 +15,6 @@ the step that received them has run.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -109,12 +107,16 @@ class InputCopies:
     def folder(self) -> str:
         """Return the folder, creating it on first use."""
         if self._folder is None:
+            import tempfile  # here: most steps (and every cached one) need no copy
+
             self._folder = tempfile.mkdtemp(prefix="pipetrail-inputs-")
         return self._folder
 
     def clear(self) -> None:
         """Remove the folder and every copy in it (a no-op when none was made)."""
         if self._folder is not None:
+            import shutil
+
             folder, self._folder = self._folder, None
             shutil.rmtree(folder, ignore_errors=True)
 

@@ -53,7 +53,6 @@ from pipetrail.execution.loader import pipeline_modules
 from pipetrail.execution.node_identity import node_identities
 from pipetrail.execution.observer import NullObserver
 from pipetrail.execution.params_files import resolve_run_params
-from pipetrail.execution.parity import check_parity
 from pipetrail.execution.records import is_recorded_output
 from pipetrail.execution.run import Run
 from pipetrail.execution.run_events import end_run, run_started_events
@@ -268,6 +267,9 @@ def _check_parity(state: RunState, options: RunOptions) -> None:
     config = state.project.config
     if (options.parity or config.parity) == "off":
         return
+    # Imported here: a run with parity off (the default) does not load the comparison.
+    from pipetrail.execution.parity import check_parity
+
     state.environment = capture_environment(cache_dir=config.state_dir / "cache")
     state.parity = check_parity(
         state.project,

@@ -16,7 +16,6 @@ import mmap
 import os
 import re
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
 from blake3 import blake3
@@ -24,6 +23,7 @@ from blake3 import blake3
 from pipetrail.hashing.canonical import canonical_bytes
 
 if TYPE_CHECKING:
+    from concurrent.futures import ThreadPoolExecutor
     from pathlib import Path
 
 __all__ = [
@@ -137,6 +137,10 @@ def process_pool(name: str, workers: int) -> ThreadPoolExecutor:
     """
     found = _POOLS.get(name)
     if found is None or found[0] != os.getpid():
+        # Imported here: concurrent.futures loads logging and traceback, which a run that
+        # hashes no large file (a cached re-run) never needs.
+        from concurrent.futures import ThreadPoolExecutor
+
         with _POOLS_LOCK:
             found = _POOLS.get(name)
             if found is None or found[0] != os.getpid():

@@ -21,12 +21,11 @@ import dataclasses
 import datetime as dt
 import enum
 import functools
-import logging
-import random
 import re
+import sys
 import types
 from pathlib import PurePath
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import UnhashableValueError
 from pipetrail.hashing.canonical import to_canonical_obj
@@ -37,6 +36,11 @@ from pipetrail.hashing.fingerprint_types import (
     handler_for,
     qualified_type_name,
 )
+
+if TYPE_CHECKING:
+    import logging
+    import random
+    from collections.abc import Callable
 
 __all__ = ["fingerprint", "fingerprint_obj"]
 
@@ -69,6 +73,8 @@ def fingerprint_obj(value: Any) -> Any:
         UnhashableValueError: no fingerprint is known for the value (or a part of it).
     """
     cls = type(value)
+    if _register_stdlib_types(cls):
+        return fingerprint_obj(value)
     handler = handler_for(cls)
     visitor = active_visitor()
     if handler is not None:
@@ -203,7 +209,6 @@ def _partial(value: functools.partial[Any]) -> Any:
     }
 
 
-@fingerprint_obj.register(logging.Logger)
 def _logger(value: logging.Logger) -> Any:
     # Where log lines go does not change what a step computes; which logger does.
     return {"$logger": value.name}
@@ -230,8 +235,9 @@ def _defaultdict(value: collections.defaultdict[Any, Any]) -> Any:
     return {"$defaultdict": made, "v": _dict(value)}
 
 
-@fingerprint_obj.register(random.Random)
 def _random(value: random.Random) -> Any:
+    import random
+
     _note_class(value, random.Random)
     try:
         state = value.getstate()
@@ -241,3 +247,32 @@ def _random(value: random.Random) -> Any:
             "state to fingerprint; use random.Random(seed)"
         ) from None
     return {"$random": fingerprint_obj(state)}
+
+
+# Standard-library types whose modules pipetrail does not import itself (logging and
+# random cost milliseconds at start-up): module -> (class name, handler). A value of one
+# exists only once its module is imported, so the handler is registered when the first
+# value that no registered type matched is met with that module loaded.
+_STDLIB_TYPES: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "logging": ("Logger", _logger),
+    "random": ("Random", _random),
+}
+
+
+def _register_stdlib_types(cls: type) -> bool:
+    """Register the handlers of :data:`_STDLIB_TYPES` whose modules are loaded now.
+
+    Returns:
+        Whether ``cls`` is one of the classes just registered (or a subclass): dispatch
+        again to use its handler.
+    """
+    matched = False
+    for module_name, (class_name, handler) in list(_STDLIB_TYPES.items()):
+        module = sys.modules.get(module_name)
+        if module is None:
+            continue
+        registered: type = getattr(module, class_name)
+        fingerprint_obj.register(registered, handler)  # idempotent: threads may race here
+        _STDLIB_TYPES.pop(module_name, None)
+        matched = matched or issubclass(cls, registered)
+    return matched

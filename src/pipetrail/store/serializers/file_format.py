@@ -10,8 +10,6 @@ Imports only ``pipetrail.errors`` and the serializer base.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -61,6 +59,11 @@ class FileSerializer:
         local = store.local_path(record.blob)
         if local is not None:
             return local
+        # Imported here, where a copy is made: a run that loads no file output (a cached
+        # re-run) does not pay for shutil and tempfile.
+        import shutil
+        import tempfile
+
         folder = Path(tempfile.mkdtemp(prefix="pipetrail-file-", dir=copy_parent()))
         name = Path(str(record.meta.get("name", ""))).name
         target = folder / (name if name not in ("", ".", "..") else "artifact")

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
@@ -123,6 +122,8 @@ class FolderSerializer:
 
     def load(self, record: StoredArtifact, store: ContentStore) -> Path:
         """Copy the folder into a new temp folder (owned by the caller) and return it."""
+        import tempfile  # here, not at import: a run that loads no folder does not pay
+
         folder = tempfile.mkdtemp(prefix="pipetrail-folder-", dir=copy_parent())
         return self.materialize(record, store, Path(folder))
 

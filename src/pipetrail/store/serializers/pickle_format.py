@@ -11,7 +11,6 @@ Imports only ``pipetrail.errors`` and the serializer base.
 
 from __future__ import annotations
 
-import pickle
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import SerializationError
@@ -41,6 +40,8 @@ class PickleSerializer:
         Raises:
             SerializationError: the value cannot be pickled.
         """
+        import pickle  # here, not at import: only runs that pickle pay for it
+
         try:
             data = pickle.dumps(value, protocol=PICKLE_PROTOCOL)
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
@@ -69,4 +70,6 @@ class PickleSerializer:
                 f"Artifact {record.digest} uses pickle but is not marked trusted; refusing to "
                 "unpickle it because that runs arbitrary code."
             )
+        import pickle
+
         return pickle.loads(store.get_bytes(record.blob))

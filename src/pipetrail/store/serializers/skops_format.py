@@ -19,13 +19,14 @@ from __future__ import annotations
 import io
 import json
 import posixpath
-import zipfile
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import SerializationError
 from pipetrail.store.serializers.base import FORMAT_VERSION_KEY, StoredArtifact, qualified_type_name
 
 if TYPE_CHECKING:
+    import zipfile
+
     from pipetrail.store.base import ContentStore
 
 __all__ = ["SkopsSerializer"]
@@ -66,6 +67,8 @@ def _renumber(node: Any, ids: dict[int, int], files: dict[str, str], names: set[
 
 
 def _zip_entry(name: str) -> zipfile.ZipInfo:
+    import zipfile
+
     info = zipfile.ZipInfo(name, date_time=_EPOCH)
     info.compress_type = zipfile.ZIP_STORED
     info.create_system = 3  # the default depends on the platform writing the zip
@@ -75,6 +78,8 @@ def _zip_entry(name: str) -> zipfile.ZipInfo:
 
 def canonical_skops_bytes(data: bytes) -> bytes:
     """Return skops zip bytes rewritten so equal estimators give equal bytes."""
+    import zipfile  # here, not at import: only runs that store an estimator pay for it
+
     with zipfile.ZipFile(io.BytesIO(data)) as src:
         names = set(src.namelist())
         schema = json.loads(src.read(_SCHEMA))

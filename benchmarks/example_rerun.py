@@ -1,0 +1,147 @@
+"""Whole-process wall time of a fully cached re-run of the README example, against a baseline.
+
+The README example is ``examples/breast_cancer`` (pandas, pandera, pydantic and
+scikit-learn). The baseline is another commit of this repository (default: ``main``): its
+``src/`` and ``examples/`` are extracted with ``git archive`` into benchmarks/.work/, and
+its example runs on its own code (``PYTHONPATH`` set to its ``src/``); the current tree's
+example runs on the current code. Both use the same interpreter and installed libraries.
+
+For each side: a copy of its example folder in a new temporary folder, the data written by
+``prepare_data.py``, one uncached run, a pause until the files are older than the two
+seconds in which a change could go unseen, two warm-up re-runs, then N timed re-runs
+(``pipetrail run pipeline.py -q``), interleaved with the other side's. Every timed run must
+say ``0 executed, 6 cached``. The ``speedup`` row divides each round's baseline time by
+the same round's current time.
+
+Run: ``.venv/bin/python benchmarks/example_rerun.py [--quick] [--baseline REF]``.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from _common import (
+    PYTHON,
+    REPO_ROOT,
+    WORK_DIR,
+    Result,
+    bench_env,
+    log,
+    main,
+    run_timed,
+    summarize,
+)
+
+if TYPE_CHECKING:
+    import argparse
+
+TARGET_X = 2.0  # issue 11: at least 2x faster than the baseline commit
+STEPS = 6
+_RACY_WINDOW_S = 2.0
+_SUMMARY = re.compile(r"completed: (\d+) executed, (\d+) cached of (\d+) steps")
+
+
+def _baseline_tree(ref: str) -> tuple[str, Path]:
+    """Extract ``src/`` and ``examples/`` of commit ``ref``; return (commit, folder)."""
+    commit = subprocess.run(
+        ["git", "rev-parse", "--verify", f"{ref}^{{commit}}"],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    folder = WORK_DIR / f"baseline-{commit[:12]}"
+    if not (folder / "COMPLETE").is_file():
+        shutil.rmtree(folder, ignore_errors=True)
+        folder.mkdir(parents=True)
+        archive = subprocess.run(
+            ["git", "archive", "--format=tar", commit, "src", "examples"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            check=True,
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(folder)], input=archive, check=True)
+        (folder / "COMPLETE").write_text(commit + "\n")
+    return commit, folder
+
+
+def _project(tree: Path, env: dict[str, str]) -> Path:
+    folder = Path(tempfile.mkdtemp(prefix="pipetrail-bench-example-"))
+    shutil.copytree(tree / "examples" / "breast_cancer", folder, dirs_exist_ok=True)
+    run_timed([PYTHON, "prepare_data.py"], cwd=folder, env=env)
+    return folder
+
+
+def _rerun(folder: Path, env: dict[str, str], *, expect_cached: bool = True) -> float:
+    argv = [PYTHON, "-m", "pipetrail.cli.main", "run", "pipeline.py", "-q"]
+    seconds, out = run_timed(argv, cwd=folder, env=env)
+    found = _SUMMARY.search(out)
+    if found is None:
+        raise RuntimeError(f"unexpected output of pipetrail run: {out!r}")
+    executed, cached, total = (int(g) for g in found.groups())
+    want = (0, STEPS) if expect_cached else (STEPS, 0)
+    if (executed, cached) != want or total != STEPS:
+        raise RuntimeError(f"expected (executed, cached) = {want}, got: {out.strip()!r}")
+    return seconds
+
+
+def run(quick: bool, baseline: str = "main") -> list[Result]:
+    reps = 3 if quick else 10
+    commit, tree = _baseline_tree(baseline)
+    log(f"example_rerun: baseline {baseline} = {commit[:12]}; {reps} timed re-runs per side")
+    sides = {"baseline": (tree, bench_env()), "current": (REPO_ROOT, bench_env())}
+    sides["baseline"][1]["PYTHONPATH"] = str(tree / "src")
+    sides["current"][1]["PYTHONPATH"] = str(REPO_ROOT / "src")
+    folders: dict[str, Path] = {}
+    times: dict[str, list[float]] = {name: [] for name in sides}
+    try:
+        for name, (source, env) in sides.items():
+            folders[name] = _project(source, env)
+            _rerun(folders[name], env, expect_cached=False)
+        time.sleep(_RACY_WINDOW_S + 0.1)
+        for name, (_, env) in sides.items():
+            for _ in range(2):
+                _rerun(folders[name], env)
+        for _ in range(reps):
+            for name, (_, env) in sides.items():
+                times[name].append(_rerun(folders[name], env))
+    finally:
+        for folder in folders.values():
+            shutil.rmtree(folder, ignore_errors=True)
+    ratios = [b / c for b, c in zip(times["baseline"], times["current"], strict=True)]
+    return [
+        summarize(
+            "example_rerun.current",
+            "README example, all 6 steps cached, this tree",
+            times["current"],
+            "s",
+        ),
+        summarize(
+            "example_rerun.baseline",
+            f"same, at {baseline} ({commit[:12]}), same run",
+            times["baseline"],
+            "s",
+        ),
+        summarize(
+            "example_rerun.speedup",
+            "baseline time / current time, per round",
+            ratios,
+            "x",
+            at_least=TARGET_X,
+        ),
+    ]
+
+
+def _options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--baseline", default="main", help="the commit to compare with")
+
+
+if __name__ == "__main__":
+    sys.exit(main(run, __doc__.splitlines()[0], _options))
