@@ -91,7 +91,7 @@ def _orjson_safe(value: Any) -> bool:
     if kind is str or kind is bool or value is None:
         return True
     if kind is int:
-        return _INT_MIN <= value < _INT_LIMIT
+        return bool(_INT_MIN <= value < _INT_LIMIT)
     if kind is float:
         # Finite, and written without an exponent by repr: orjson's digits are the same.
         return math.isfinite(value) and "e" not in repr(value)
@@ -101,7 +101,7 @@ def _orjson_safe(value: Any) -> bool:
                 return False
         return True
     if kind is list or kind is tuple:
-        for item in value:
+        for item in value:  # noqa: SIM110 - a loop: all() over a generator is slower here
             if not _orjson_safe(item):
                 return False
         return True
