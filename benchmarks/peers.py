@@ -1,4 +1,4 @@
-"""Peer tools measured in the same run as pipetrail: DVC in a private virtualenv.
+"""Peer tools measured in the same run as pipetrail: DVC and Kedro in private virtualenvs.
 
 DVC is installed from the package index with ``pip install dvc==VERSION`` (pinned:
 ``DVC_REQUIREMENT``, so that two runs compare with the same peer) into its own
@@ -11,6 +11,8 @@ another version, is redone.
 When the installation fails (no network, no index), :func:`ensure_dvc` returns a
 :class:`PeerUnavailable` saying why; the benchmarks then print the comparisons with DVC
 as "not measured", with no verdict (never a constant in place of the peer).
+Kedro (:func:`ensure_kedro`, for the per-step overhead) is installed the same way, pinned
+(``KEDRO_REQUIREMENT``), into ``benchmarks/.work/kedro-venv``.
 
 :class:`DvcRepo` runs DVC commands in a throw-away repository (``dvc init --no-scm``)
 with everything DVC writes kept inside it: the cache (``.dvc/cache``, DVC's default, so on
@@ -38,6 +40,8 @@ from _common import WORK_DIR, log, run_timed
 
 PEERS_VENV = WORK_DIR / "peers-venv"
 DVC_REQUIREMENT = "dvc==3.67.1"
+KEDRO_VENV = WORK_DIR / "kedro-venv"
+KEDRO_REQUIREMENT = "kedro==1.7.0"
 _MARKER = PEERS_VENV / "INSTALLED"
 _INSTALL_TIMEOUT_S = 1200
 
@@ -73,14 +77,19 @@ def _version(executable: Path) -> str | None:
 
 def _install() -> str | None:
     """Create the virtualenv and pip-install DVC; return an error message, or None."""
-    shutil.rmtree(PEERS_VENV, ignore_errors=True)
-    log(f"peers: installing {DVC_REQUIREMENT!r} into {PEERS_VENV} (first use only)...")
+    return _install_into(PEERS_VENV, DVC_REQUIREMENT)
+
+
+def _install_into(folder: Path, requirement: str) -> str | None:
+    """Create a virtualenv in ``folder`` and pip-install ``requirement``; error or None."""
+    shutil.rmtree(folder, ignore_errors=True)
+    log(f"peers: installing {requirement!r} into {folder} (first use only)...")
     try:
-        venv.EnvBuilder(with_pip=True, clear=True).create(PEERS_VENV)
+        venv.EnvBuilder(with_pip=True, clear=True).create(folder)
         # Few retries and a short timeout: offline, fail in seconds rather than minutes.
         proc = subprocess.run(
             [
-                str(_bin("python")),
+                str(folder / "bin" / "python"),
                 "-m",
                 "pip",
                 "install",
@@ -89,7 +98,7 @@ def _install() -> str | None:
                 "1",
                 "--timeout",
                 "30",
-                DVC_REQUIREMENT,
+                requirement,
             ],
             capture_output=True,
             text=True,
@@ -99,7 +108,7 @@ def _install() -> str | None:
         return f"{type(exc).__name__}: {exc}"
     if proc.returncode != 0:
         last = ((proc.stderr or proc.stdout).strip().splitlines() or [""])[-1]
-        return f"pip install {DVC_REQUIREMENT} exited with {proc.returncode}: {last[:120]}"
+        return f"pip install {requirement} exited with {proc.returncode}: {last[:120]}"
     return None
 
 
@@ -131,6 +140,61 @@ def ensure_dvc(*, reinstall: bool = False) -> Dvc | PeerUnavailable:
     _MARKER.write_text(DVC_REQUIREMENT + "\n")
     log(f"peers: DVC {version} installed")
     return Dvc(executable, version)
+
+
+@dataclass(frozen=True)
+class Kedro:
+    """An installed Kedro: the interpreter of its virtualenv, and its version."""
+
+    python: Path
+    version: str
+
+
+def _kedro_version(python: Path) -> str | None:
+    try:
+        proc = subprocess.run(
+            [str(python), "-c", "import kedro; print(kedro.__version__)"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else None
+
+
+def ensure_kedro(*, reinstall: bool = False) -> Kedro | PeerUnavailable:
+    """Return the Kedro virtualenv's interpreter, installing Kedro on first use.
+
+    Kedro gets a virtualenv of its own (``KEDRO_VENV``), pinned to ``KEDRO_REQUIREMENT``,
+    with the same ``INSTALLED`` marker as DVC's.
+
+    Args:
+        reinstall: delete the virtualenv and install again.
+
+    Returns:
+        The installed Kedro, or why it is not available (the caller then reports the
+        comparisons as not measured).
+    """
+    python = KEDRO_VENV / "bin" / "python"
+    marker = KEDRO_VENV / "INSTALLED"
+    installed = marker.read_text().strip() if marker.is_file() else None
+    if not reinstall and installed == KEDRO_REQUIREMENT and python.is_file():
+        version = _kedro_version(python)
+        if version is not None:
+            return Kedro(python, version)
+        log("peers: the Kedro virtualenv does not import kedro; installing again")
+    error = _install_into(KEDRO_VENV, KEDRO_REQUIREMENT)
+    if error is not None:
+        shutil.rmtree(KEDRO_VENV, ignore_errors=True)
+        log(f"peers: Kedro could not be installed ({error})")
+        return PeerUnavailable(f"install failed: {error}")
+    version = _kedro_version(python)
+    if version is None:
+        return PeerUnavailable("installed, but `import kedro` failed")
+    marker.write_text(KEDRO_REQUIREMENT + "\n")
+    log(f"peers: Kedro {version} installed")
+    return Kedro(python, version)
 
 
 class DvcRepo:

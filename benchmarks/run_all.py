@@ -2,14 +2,14 @@
 
 Run: ``.venv/bin/python benchmarks/run_all.py`` (about 10 minutes; the first run also
 creates the file sets and installs DVC) or with ``--quick`` (fewer repetitions). ``--only
-NAME`` runs some of them (``step_overhead``, ``cached_chain``, ``hashing``, ``cli_startup``,
-``metrics``, ``lineage``, ``sources``, ``data_ops``, ``contracts``, ``reproduce``,
-``verified_reads``, ``example_rerun``; the lineage benchmark builds a 1.2 GB synthetic
-ledger once, about 75 s, and reuses it); ``--wait-quiet SECONDS`` waits (up to SECONDS)
-before each benchmark until other processes leave the CPUs alone. Above the table: the
-commit measured (and what differed from it), the machine and the load average before and
-after the run; under it, how busy other processes kept the CPUs during each benchmark: on a
-shared machine, read the results with it.
+NAME`` runs some of them (``step_overhead``, ``step_overhead_vs_kedro``, ``cached_chain``,
+``hashing``, ``cli_startup``, ``metrics``, ``lineage``, ``sources``, ``data_ops``,
+``contracts``, ``reproduce``, ``verified_reads``, ``example_rerun``, ``ledger_sql``; the
+lineage benchmark builds a 1.2 GB synthetic ledger once, about 75 s, and reuses it);
+``--wait-quiet SECONDS`` waits (up to SECONDS) before each benchmark until other processes
+leave the CPUs alone. Above the table: the commit measured (and what differed from it), the
+machine and the load average before and after the run; under it, how busy other processes
+kept the CPUs during each benchmark: on a shared machine, read the results with it.
 
 ``--write-readme`` runs every benchmark (no ``--only``) and replaces the results section
 of ``benchmarks/README.md`` (between its ``BEGIN RESULTS`` and ``END RESULTS`` markers)
@@ -38,6 +38,7 @@ import metrics
 import reproduce
 import sources
 import step_overhead
+import step_overhead_vs_kedro
 import verified_reads
 from _common import (
     BENCH_DIR,
@@ -55,6 +56,7 @@ from _report import render_results, summary_line, write_readme
 
 BENCHMARKS = {
     "step_overhead": step_overhead.run,
+    "step_overhead_vs_kedro": step_overhead_vs_kedro.run,
     "cached_chain": cached_chain.run,
     "hashing": lambda quick: hashing.run(quick, parallel=True),
     "cli_startup": cli_startup.run,

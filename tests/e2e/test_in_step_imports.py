@@ -73,9 +73,7 @@ def _install(site: Path, version: str) -> None:
 
 def _run(project: Path, site: Path) -> tuple[str, set[str]]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIPETRAIL_")}
-    env["PYTHONPATH"] = os.pathsep.join(
-        [str(site), *filter(None, [os.environ.get("PYTHONPATH")])]
-    )
+    env["PYTHONPATH"] = os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])])
     done = subprocess.run(
         [sys.executable, "-c", PROBE, json.dumps(["run", "pipeline.py", "-q"])],
         cwd=project,

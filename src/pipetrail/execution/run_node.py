@@ -3,8 +3,9 @@
 For each node the runner calls :func:`run_node`, which describes the node's inputs
 (digests of upstream outputs and sources, fingerprints of plain parameters), computes its
 cache key and decides (:func:`_decide`): a hit queues ``step.cached`` and reuses the
-recorded outputs; otherwise ``step.started`` is flushed, the inputs are loaded, the step
-executes through the executor, and ``step.completed`` (or ``step.failed``, then
+recorded outputs; otherwise ``step.started`` is flushed (at once, or within a bounded
+delay for a step known to be fast: see :mod:`pipetrail.execution.flushing`), the inputs
+are loaded, the step executes through the executor, and ``step.completed`` (or ``step.failed``, then
 :class:`~pipetrail.errors.StepFailedError`) is queued with the artifacts it stored. The
 payload keys of step events are described in :mod:`pipetrail.execution.runner`.
 
@@ -41,7 +42,7 @@ from pipetrail.execution.records import (
     with_recorded,
 )
 from pipetrail.execution.run_events import artifact_drafts, code_drafts
-from pipetrail.execution.run_state import NodeOutput, emit, flush
+from pipetrail.execution.run_state import NodeOutput, emit, flush_before_code, step_code
 from pipetrail.execution.task import StepTask
 from pipetrail.ledger import EventDraft, EventKind
 from pipetrail.store.serializers.base import copies_under
@@ -198,9 +199,11 @@ def run_node(
 ) -> None:
     """Reuse or execute one node, queue its step events, and record its outputs in ``state``.
 
-    ``step.started`` is flushed before the step executes; the other events wait for the
-    next flush. An input whose stored object is corrupt is recomputed by executing its
-    producer again (``rerun_reason`` is then the reason its step event records; see
+    ``step.started`` is flushed before the step executes, unless the step's code ran fast
+    the last time in this run (then within a bounded delay: see
+    :mod:`pipetrail.execution.flushing`); the other events wait for the next flush. An
+    input whose stored object is corrupt is recomputed by executing its producer again
+    (``rerun_reason`` is then the reason its step event records; see
     :mod:`pipetrail.execution.recompute`).
 
     Raises:
@@ -318,7 +321,7 @@ def run_node(
             ),
         ],
     )
-    flush(state)
+    flush_before_code(state, id(step))
     observer.step_started(node_id=node.id)
     kwargs, rerun = load_inputs(
         state,
@@ -347,7 +350,8 @@ def run_node(
         contract_fingerprints=planned.fingerprints if planned is not None else {},
         input_digests={k: v for k, v in inputs.digests.items() if isinstance(v, str)},
     )
-    result = executor.run(task, store=state.project.store, registry=state.project.registry)
+    with step_code(state, id(step)):  # appends what is queued should the code run long
+        result = executor.run(task, store=state.project.store, registry=state.project.registry)
     _release_inputs(state, node)
     extra = recorded_artifacts(result.metrics, result.reports)
     if result.contract_report is not None:

@@ -15,15 +15,20 @@ the step that received them has run.
 
 from __future__ import annotations
 
+import time
 from collections import Counter
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pipetrail.execution.flushing import MAX_DELAY_S, FlushTimer, StepTimes, must_flush_before
 from pipetrail.execution.interrupts import deferred_interrupts
 from pipetrail.execution.node_identity import NodeIdentities
+from pipetrail.ledger.ledger import Ledger
 from pipetrail.store.serializers.kept_bytes import KeptBytes
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from pathlib import Path
 
     from pipetrail.core.graph import PipelineGraph, SourceRef
@@ -38,7 +43,17 @@ if TYPE_CHECKING:
     from pipetrail.ledger import EventDraft
     from pipetrail.store import StoredArtifact
 
-__all__ = ["InputCopies", "NodeOutput", "RunOptions", "RunState", "emit", "flush"]
+__all__ = [
+    "InputCopies",
+    "NodeOutput",
+    "RunOptions",
+    "RunState",
+    "close_flush_timer",
+    "emit",
+    "flush",
+    "flush_before_code",
+    "step_code",
+]
 
 
 @dataclass
@@ -147,8 +162,12 @@ class RunState:
     code_sources: dict[int, str] = field(default_factory=dict)
     # id(step) -> its contracts' fingerprints (None: the step declares no contract).
     contracts: dict[int, StepContracts | None] = field(default_factory=dict)
-    # Events wait here until the next flush: one ledger transaction per executed step.
+    # Events wait here until the next flush (see pipetrail.execution.flushing); `since`
+    # is when the oldest of them was queued (time.monotonic()).
     pending: list[EventDraft] = field(default_factory=list)
+    pending_since: float | None = None
+    step_times: StepTimes = field(default_factory=StepTimes)
+    flush_timer: FlushTimer | None = None
     # cache key -> (step run whose outputs to reuse, outputs, their readings) for keys
     # finished this run.
     done_keys: dict[str, tuple[str, dict[str, str], dict[str, Any]]] = field(default_factory=dict)
@@ -166,18 +185,78 @@ class RunState:
 
 def emit(state: RunState, drafts: list[EventDraft]) -> None:
     """Queue events for the next :func:`flush`."""
+    if drafts and not state.pending:
+        state.pending_since = time.monotonic()
     state.pending.extend(drafts)
 
 
 def flush(state: RunState) -> None:
     """Append every pending event in one transaction.
 
-    The runner flushes before it hands control to user code and when the run ends, so
-    everything that happened before a step starts is durable before the step can crash
-    the process; cache hits in between cost no transaction of their own.
+    The runner flushes before it hands control to the code of a step that is not known to
+    be fast (:func:`flush_before_code`), and when the run ends, so everything that happened before
+    such a step starts is durable before the step can crash the process; cache hits and
+    fast steps in between cost no transaction of their own.
     """
     if state.pending:
         # A signal must not fall between the append and forgetting what was appended.
         with deferred_interrupts():
             state.project.ledger.append(state.pending)
             state.pending = []
+            state.pending_since = None
+
+
+def flush_before_code(state: RunState, step_key: int) -> None:
+    """Flush before a step's code runs, unless the step is fast and the queue young.
+
+    See :func:`~pipetrail.execution.flushing.must_flush_before`; ``step_key`` is
+    ``id(step)``. Called before the step's inputs are loaded.
+    """
+    if must_flush_before(state.step_times, step_key, len(state.pending), state.pending_since):
+        flush(state)
+
+
+@contextmanager
+def step_code(state: RunState, step_key: int) -> Iterator[None]:
+    """Surround one call of a step's code: arm the flush timer, time the call.
+
+    When events are still queued (:func:`flush_before_code` let them wait), the run's
+    :class:`~pipetrail.execution.flushing.FlushTimer` appends them should the code run
+    past their deadline. Records how long the code took (``step_key`` is ``id(step)``).
+    """
+    timer = None
+    if state.pending and state.pending_since is not None:
+        timer = _timer(state)
+        timer.arm(state.pending_since + MAX_DELAY_S)
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        if timer is not None:
+            timer.disarm()
+        state.step_times.record(step_key, time.monotonic() - started)
+
+
+def close_flush_timer(state: RunState) -> None:
+    """Stop the run's flush timer, if it was started (its queue is left to :func:`flush`)."""
+    if state.flush_timer is not None:
+        state.flush_timer.close()
+        state.flush_timer = None
+
+
+def _timer(state: RunState) -> FlushTimer:
+    if state.flush_timer is None:
+        ledger = state.project.ledger
+
+        def take() -> list[EventDraft]:
+            drafts, state.pending, state.pending_since = state.pending, [], None
+            return drafts
+
+        def put_back(drafts: list[EventDraft]) -> None:
+            state.pending[:0] = drafts
+            state.pending_since = time.monotonic()
+
+        state.flush_timer = FlushTimer(
+            lambda: Ledger(ledger.url, actor=ledger.actor), take, put_back
+        )
+    return state.flush_timer

@@ -19,7 +19,8 @@ Order of a run:
 
 Only the runner appends to the ledger during a run: this module appends ``run.started``
 and the sources; step and run-end events are queued on the run's state
-(:mod:`pipetrail.execution.run_state`) and appended by its ``flush``.
+(:mod:`pipetrail.execution.run_state`) and appended by its ``flush``, or by the run's flush
+timer when a fast step runs long (:mod:`pipetrail.execution.flushing`).
 
 Step events reference, besides inputs and outputs: ``code_source`` (the digest of the
 step's stored source text), ``metrics`` (name -> ``{"digest", "count", "min", "max",
@@ -58,7 +59,7 @@ from pipetrail.execution.run import Run
 from pipetrail.execution.run_events import end_run, run_started_events
 from pipetrail.execution.run_node import run_node
 from pipetrail.execution.run_sources import observe_sources
-from pipetrail.execution.run_state import RunOptions, RunState
+from pipetrail.execution.run_state import RunOptions, RunState, close_flush_timer
 from pipetrail.hashing import digest_value
 from pipetrail.hashing.code import CodeFingerprint, code_fingerprint
 from pipetrail.ledger import EventKind
@@ -209,6 +210,7 @@ def _end(
     raised just outside the shield (before it is entered, or after it is left) is
     caught here too, so the end is written exactly once.
     """
+    close_flush_timer(state)  # the events it did not append are still queued: end_run does
     done = False
     for _ in range(2):
         try:

@@ -4,6 +4,19 @@ Canonical JSON here means: UTF-8, object keys sorted by code point, no insignifi
 whitespace, integers as integers, floats in their shortest round-trip form (``repr``),
 non-finite floats as tagged objects, tuples encoded as lists. ``canonical_bytes`` prefixes
 a version tag so that a future encoding can never collide with this one.
+
+Two encoders give these bytes. The reference encoder (:func:`reference_json`: the
+standard library's ``json`` over :func:`to_canonical_obj`) defines them. orjson gives the
+same bytes about three times faster for values made only of ``str``, ``bool``, ``None``,
+64-bit integers, finite floats written without an exponent, and ``dict`` (``str`` keys),
+``list`` and ``tuple`` of those, all of their exact types: :func:`canonical_json` checks
+that first (:func:`_orjson_safe`) and uses the reference encoder for anything else. What
+orjson would write differently, and so never encodes here: non-finite floats (``null``),
+floats in exponent form (``1e16`` where ``repr`` gives ``1e+16``), integers beyond 64 bits
+(it refuses them), non-``str`` keys, subclasses, enums, UUIDs, dates and dataclasses (it
+encodes them; the reference refuses them), and strings with lone surrogates (it refuses
+them). tests/unit/hashing/test_canonical_orjson.py checks byte equality over generated
+values.
 """
 
 from __future__ import annotations
@@ -12,13 +25,29 @@ import json
 import math
 from typing import Any
 
+import orjson
+
 from pipetrail.errors import UnhashableValueError
 
-__all__ = ["CANONICAL_VERSION", "canonical_bytes", "canonical_json", "to_canonical_obj"]
+__all__ = [
+    "CANONICAL_VERSION",
+    "canonical_bytes",
+    "canonical_json",
+    "reference_json",
+    "to_canonical_obj",
+]
 
 CANONICAL_VERSION = b"pt-c1\x00"
 
 _SCALARS = (str, int, bool, type(None))
+_ORJSON_OPTIONS = (
+    orjson.OPT_SORT_KEYS
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+)
+_INT_MIN = -(1 << 63)
+_INT_LIMIT = 1 << 64  # orjson writes integers in [-2**63, 2**64)
 
 
 def to_canonical_obj(value: Any) -> Any:
@@ -52,8 +81,39 @@ def to_canonical_obj(value: Any) -> Any:
     )
 
 
-def canonical_json(value: Any) -> str:
-    """Return the canonical JSON text of a JSON-like value."""
+def _orjson_safe(value: Any) -> bool:
+    """Whether orjson writes ``value`` exactly as the reference encoder does.
+
+    Strings are not inspected: one orjson cannot encode (a lone surrogate) makes it raise,
+    and :func:`canonical_json` then falls back.
+    """
+    kind = type(value)
+    if kind is str or kind is bool or value is None:
+        return True
+    if kind is int:
+        return bool(_INT_MIN <= value < _INT_LIMIT)
+    if kind is float:
+        # Finite, and written without an exponent by repr: orjson's digits are the same.
+        return math.isfinite(value) and "e" not in repr(value)
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str or not _orjson_safe(item):
+                return False
+        return True
+    if kind is list or kind is tuple:
+        for item in value:  # noqa: SIM110 - a loop: all() over a generator is slower here
+            if not _orjson_safe(item):
+                return False
+        return True
+    return False
+
+
+def reference_json(value: Any) -> str:
+    """Return the canonical JSON text of a JSON-like value, by the reference encoder.
+
+    Defines the canonical form (docs/adr/0001-digests-and-canonical-encoding.md);
+    :func:`canonical_json` gives the same text, faster where it can.
+    """
     return json.dumps(
         to_canonical_obj(value),
         sort_keys=True,
@@ -61,6 +121,16 @@ def canonical_json(value: Any) -> str:
         ensure_ascii=False,
         allow_nan=False,
     )
+
+
+def canonical_json(value: Any) -> str:
+    """Return the canonical JSON text of a JSON-like value."""
+    if _orjson_safe(value):
+        try:
+            return orjson.dumps(value, option=_ORJSON_OPTIONS).decode("utf-8")
+        except orjson.JSONEncodeError:
+            pass  # a string orjson cannot encode: the reference encoder says what is wrong
+    return reference_json(value)
 
 
 def canonical_bytes(value: Any) -> bytes:
@@ -71,7 +141,12 @@ def canonical_bytes(value: Any) -> bytes:
             UTF-8 encoding (a lone surrogate, as ``os.fsdecode`` makes of undecodable
             file names).
     """
-    text = canonical_json(value)
+    if _orjson_safe(value):
+        try:
+            return CANONICAL_VERSION + orjson.dumps(value, option=_ORJSON_OPTIONS)
+        except orjson.JSONEncodeError:
+            pass  # a lone surrogate: the reference path raises the error below
+    text = reference_json(value)
     try:
         return CANONICAL_VERSION + text.encode("utf-8")
     except UnicodeEncodeError as exc:

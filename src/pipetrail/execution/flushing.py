@@ -1,0 +1,173 @@
+"""When a run's queued events reach the ledger: before a step's code, or within a bound.
+
+A run queues its events (:func:`pipetrail.execution.run_state.emit`) and appends them
+in one transaction at a flush. Before handing control to a step's code the runner asks
+:func:`must_flush_before`:
+
+* a step whose code has not yet run in this run, or ran slower than
+  :data:`FAST_STEP_S` the last time, starts only once everything queued before it is
+  committed: if it blocks, crashes the process or is killed, the record already holds
+  every step that completed before it and its own start;
+* a step whose code ran faster than :data:`FAST_STEP_S` the last time it ran may start
+  with the events still queued, as long as the oldest of them is younger than
+  :data:`MAX_DELAY_S` and fewer than :data:`MAX_PENDING` are queued. While its code
+  runs a :class:`FlushTimer` is armed: should it run past the deadline, the timer's
+  thread appends the queued events on a connection of its own. So no event waits longer
+  than about :data:`MAX_DELAY_S` (plus one commit), whatever the step does.
+
+A chain of many trivial steps thus costs one transaction per batch of steps instead of one
+per step, and a kill -9 loses at most the last :data:`MAX_DELAY_S` of records of fast
+steps (the run still shows as crashed: ``run.started`` is appended before any step). See
+docs/adr/0017-batched-ledger-writes.md.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from pipetrail.ledger import EventDraft
+    from pipetrail.ledger.ledger import Ledger
+
+__all__ = ["FAST_STEP_S", "MAX_DELAY_S", "MAX_PENDING", "FlushTimer", "StepTimes"]
+
+# A step whose code returned within this time is "fast": the next call of it may start
+# with events still queued.
+FAST_STEP_S = 0.005
+# The longest an event waits in the queue (the timer appends it then).
+MAX_DELAY_S = 0.05
+# At most this many queued events: a flush comes before the next step's code beyond it.
+MAX_PENDING = 2000
+
+
+class StepTimes:
+    """The steps (by ``id(step)``) whose code ran fast the last time it ran in this run."""
+
+    def __init__(self) -> None:
+        self._fast: set[int] = set()
+
+    def record(self, step_key: int, seconds: float) -> None:
+        """Note how long one call of a step's code took (executor included)."""
+        if seconds <= FAST_STEP_S:
+            self._fast.add(step_key)
+        else:
+            self._fast.discard(step_key)
+
+    def is_fast(self, step_key: int) -> bool:
+        """Whether the step's last call in this run was fast."""
+        return step_key in self._fast
+
+
+def must_flush_before(times: StepTimes, step_key: int, pending: int, since: float | None) -> bool:
+    """Whether the queued events must be committed before the step's code starts.
+
+    Args:
+        times: the run's step times.
+        step_key: ``id(step)`` of the step about to run.
+        pending: how many events are queued.
+        since: ``time.monotonic()`` when the oldest of them was queued (None: none are).
+    """
+    if pending == 0 or since is None:
+        return False
+    if not times.is_fast(step_key) or pending >= MAX_PENDING:
+        return True
+    return time.monotonic() - since >= MAX_DELAY_S
+
+
+class FlushTimer:
+    """Appends the queued events from a thread of its own once they are due.
+
+    Armed only while a step's code runs with events queued; the main thread does not touch
+    the queue between :meth:`arm` and :meth:`disarm`, and :meth:`disarm` waits for a flush
+    in progress, so the queue has one user at a time. The thread and its ledger connection
+    are made on the first :meth:`arm` and closed by :meth:`close`.
+
+    Args:
+        open_ledger: opens a new ledger connection (called in the timer's thread).
+        take: returns the queued events and empties the queue (called under the lock).
+        put_back: puts events back at the front of the queue when appending them failed;
+            the main thread's next flush then appends them (and reports a failure).
+    """
+
+    def __init__(
+        self,
+        open_ledger: Callable[[], Ledger],
+        take: Callable[[], list[EventDraft]],
+        put_back: Callable[[list[EventDraft]], None],
+    ) -> None:
+        self._open_ledger = open_ledger
+        self._take = take
+        self._put_back = put_back
+        self._cond = threading.Condition(threading.Lock())
+        self._deadline: float | None = None
+        self._idle = False  # the thread waits for an arm() (and needs waking)
+        self._closing = False
+        self._thread: threading.Thread | None = None
+        self._ledger: Ledger | None = None
+        self.flushes = 0
+
+    def arm(self, deadline: float) -> None:
+        """Append the queued events at ``deadline`` (``time.monotonic()``) unless disarmed."""
+        with self._cond:
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._loop, name="pipetrail-ledger-flush", daemon=True
+                )
+                self._thread.start()
+            self._deadline = deadline
+            if self._idle:
+                # Otherwise the thread is waiting for a deadline, and finds this one when
+                # it wakes (the deadline only moves later: to the next queue's).
+                self._cond.notify()
+
+    def disarm(self) -> None:
+        """Stop waiting; returns once a flush the timer started has finished."""
+        with self._cond:
+            self._deadline = None
+
+    def close(self) -> None:
+        """Stop the thread and close its connection (the queue is left as it is)."""
+        with self._cond:
+            self._closing = True
+            self._deadline = None
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def _loop(self) -> None:
+        try:
+            with self._cond:
+                while not self._closing:
+                    if self._deadline is None:
+                        self._idle = True
+                        self._cond.wait()
+                        self._idle = False
+                        continue
+                    left = self._deadline - time.monotonic()
+                    if left > 0:
+                        self._cond.wait(left)
+                        continue
+                    self._deadline = None
+                    self._flush()  # under the lock: disarm() waits for it
+        finally:
+            if self._ledger is not None:
+                self._ledger.close()
+                self._ledger = None
+
+    def _flush(self) -> None:
+        drafts = self._take()
+        if not drafts:
+            return
+        try:
+            if self._ledger is None:
+                self._ledger = self._open_ledger()
+            self._ledger.append(drafts)
+        except Exception:  # noqa: BLE001 - the main thread's next flush meets the failure again
+            self._put_back(drafts)
+            return
+        self.flushes += 1

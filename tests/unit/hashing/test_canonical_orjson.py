@@ -1,0 +1,131 @@
+"""The orjson path of canonical JSON writes exactly the reference encoder's bytes."""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import math
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from pipetrail.errors import UnhashableValueError
+from pipetrail.hashing import canonical_bytes, canonical_json
+from pipetrail.hashing.canonical import (
+    CANONICAL_VERSION,
+    _orjson_safe,
+    reference_json,
+)
+
+_scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(min_value=-(2**64), max_value=2**65)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.floats(min_value=-1e20, max_value=1e20)
+    | st.text()
+    | st.text(alphabet=st.characters(max_codepoint=0x7F))
+    | st.sampled_from(["\u2028", "\u2029", "\x7f", "\x00", "\x1f", '"', "\\", "/", "\ud800"])
+)
+_values = st.recursive(
+    _scalars,
+    lambda inner: (
+        st.lists(inner, max_size=5)
+        | st.lists(inner, max_size=5).map(tuple)
+        | st.dictionaries(st.text(), inner, max_size=5)
+    ),
+    max_leaves=30,
+)
+
+
+def _reference_bytes(value: Any) -> bytes:
+    return CANONICAL_VERSION + reference_json(value).encode("utf-8")
+
+
+@settings(max_examples=2000, deadline=None)
+@given(_values)
+def test_orjson_and_reference_give_the_same_text(value: Any) -> None:
+    assert canonical_json(value) == reference_json(value)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_values)
+def test_orjson_and_reference_give_the_same_bytes(value: Any) -> None:
+    try:
+        expected = _reference_bytes(value)
+    except UnicodeEncodeError:
+        with pytest.raises(UnhashableValueError, match="no UTF-8 encoding"):
+            canonical_bytes(value)
+        return
+    assert canonical_bytes(value) == expected
+
+
+@settings(max_examples=2000, deadline=None)
+@given(st.floats(allow_nan=False, allow_infinity=False))
+def test_every_finite_float_orjson_encodes_matches_repr(value: float) -> None:
+    assert canonical_json([value]) == "[" + repr(value) + "]"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        1e16,
+        1e-5,
+        1.5e300,
+        math.nan,
+        math.inf,
+        2**64,
+        -(2**63) - 1,
+        {1: "a"},
+        {"x": [1.0, float("-inf")]},
+    ],
+)
+def test_values_orjson_would_write_differently_take_the_reference_path(value: Any) -> None:
+    assert not _orjson_safe(value)
+    try:
+        expected = reference_json(value)
+    except UnhashableValueError:
+        with pytest.raises(UnhashableValueError):
+            canonical_json(value)
+        return
+    assert canonical_json(value) == expected
+
+
+class _Color(enum.Enum):
+    RED = "red"
+
+
+class _Name(str):
+    pass
+
+
+@dataclass
+class _Point:
+    x: int
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        _Color.RED,
+        uuid.UUID(int=1),
+        datetime.date(2024, 1, 2),
+        _Point(1),
+        {"k": [_Point(1)]},
+    ],
+    ids=["enum", "uuid", "date", "dataclass", "nested-dataclass"],
+)
+def test_types_orjson_encodes_but_the_canonical_form_refuses_are_refused(value: Any) -> None:
+    with pytest.raises(UnhashableValueError):
+        canonical_json(value)
+    with pytest.raises(UnhashableValueError):
+        canonical_bytes(value)
+
+
+def test_a_str_subclass_is_encoded_as_its_text() -> None:
+    assert canonical_json({"a": _Name("x")}) == reference_json({"a": "x"}) == '{"a":"x"}'
