@@ -89,18 +89,23 @@ class Reader(ABC):
         )
         return [_decode(r) for r in rows]
 
-    def resolve_run(self, ref: str) -> str:
+    def resolve_run(self, ref: str, *, any_purpose: bool = False) -> str:
         """Return the full run id for an id, a unique prefix, or ``latest``.
+
+        ``latest`` is the newest ordinary run: runs started by ``pipetrail reproduce`` or
+        ``pipetrail check`` count only with ``any_purpose``.
 
         Raises:
             NotFoundError: no run matches.
             AmbiguousPrefixError: several runs match the prefix.
         """
         if ref in ("latest", "last", "@"):
-            rows = self.fetch("SELECT run_id FROM runs ORDER BY run_id DESC LIMIT 1")
-            if not rows:
+            from pipetrail.ledger.read_model import latest_run_id
+
+            found = latest_run_id(self, any_purpose=any_purpose)
+            if found is None:
                 raise NotFoundError("there are no runs yet; start one with `pipetrail run`")
-            return str(rows[0]["run_id"])
+            return found
         rows = self.fetch(
             "SELECT run_id FROM runs WHERE run_id LIKE :p ORDER BY run_id LIMIT 6",
             {"p": _like_prefix(ref)},
