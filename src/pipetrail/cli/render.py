@@ -72,7 +72,11 @@ def print_runs(rows: list[dict[str, Any]]) -> None:
         console.print("no runs yet; start one with `pipetrail run pipeline.py`")
         return
     table = Table(show_edge=False, header_style="bold")
-    for column in ("run", "pipeline", "status", "steps", "started (UTC)", "owner", "params"):
+    named = any(row.get("name") or row.get("tags") for row in rows)
+    columns = ["run", "pipeline", "status", "steps", "started (UTC)", "owner", "params"]
+    if named:
+        columns[1:1] = ["name", "tags"]
+    for column in columns:
         table.add_column(column)
     for row in rows:
         steps = (
@@ -80,16 +84,24 @@ def print_runs(rows: list[dict[str, Any]]) -> None:
             + (f", {row['steps_failed']} failed" if row["steps_failed"] else "")
             + f" / {row['steps_total']}"
         )
-        table.add_row(
-            row["run_id"],
+        purpose = row.get("purpose") or "run"
+        cells = [
+            row["run_id"] + ("" if purpose == "run" else f" ({purpose})"),
             row["pipeline"],
             _status(row["status"]),
             steps,
             row["started_at"][:19].replace("T", " "),
             row["owner"],
             _params(row["params"]),
-        )
+        ]
+        if named:
+            cells[1:1] = [row.get("name") or "", _tags(row.get("tags") or {})]
+        table.add_row(*cells)
     console.print(table)
+
+
+def _tags(tags: dict[str, str]) -> str:
+    return " ".join(f"{k}={v}" for k, v in sorted(tags.items()))
 
 
 def _resources(res: dict[str, Any]) -> str:
@@ -110,6 +122,7 @@ def _resources(res: dict[str, Any]) -> str:
 
 def print_run(summary: dict[str, Any]) -> None:
     """Print one run's record: header, sources and a table of step runs."""
+    from rich.markup import escape
     from rich.table import Table
 
     from pipetrail.cli.contracts_render import print_contracts_brief
@@ -134,13 +147,23 @@ def print_run(summary: dict[str, Any]) -> None:
         ("environment", _short(summary["environment"])),
         ("cache", "on" if summary["cache"] else "off (--no-cache)"),
     ]
+    if summary.get("name"):
+        lines.insert(0, ("name", summary["name"]))
+    if summary.get("tags"):
+        lines.insert(1 if summary.get("name") else 0, ("tags", _tags(summary["tags"])))
     if summary.get("reproduces"):
         lines[-1] = ("cache", "off")
         lines.append(("reproduces", f"run {summary['reproduces']} (pipetrail reproduce)"))
+    if summary.get("purpose") == "check":
+        lines.append(("made by", "pipetrail check"))
     if summary.get("error"):
         lines.append(("error", summary["error"]))
     for label, value in lines:
         console.print(f"  [dim]{label:<12}[/] {value}")
+    for note in summary.get("notes") or []:
+        when = note["noted_at"][:19].replace("T", " ")
+        text = escape(f"{when} {note['actor']}: {note['text']}")
+        console.print(f"  [dim]{'note':<12}[/] {text}")
     if summary["sources"]:
         console.print("[bold]sources[/]")
         for src in summary["sources"]:

@@ -40,7 +40,7 @@ Row = dict[str, Any]
 
 _RUN_COLUMNS = (
     "run_id, pipeline, pipeline_fingerprint, status, owner, host, process, params, seed, git, "
-    "environment, record, started_at, ended_at, error, steps_total"
+    "environment, record, started_at, ended_at, error, steps_total, name, purpose"
 )
 _STEP_COLUMNS = (
     "step_run_id, run_id, node_id, step, pipeline, status, cache_key, cache_decision, "
