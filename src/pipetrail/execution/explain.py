@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 from pipetrail.execution.cache import explain_change
 from pipetrail.execution.contract_records import contract_results
 from pipetrail.execution.crash import effective_status, effective_step_status, not_run_nodes
-from pipetrail.ledger.read_model import closing_step_events, run_notes, run_tags
+from pipetrail.ledger.event_reads import closing_step_events
+from pipetrail.ledger.read_model import run_notes, run_tags
 
 if TYPE_CHECKING:
     from pipetrail.ledger import Reader

@@ -19,13 +19,6 @@ from pipetrail.core.clock import format_ts
 from pipetrail.errors import NotFoundError, ParamError
 from pipetrail.hashing import canonical_json
 from pipetrail.ledger.annotations import PURPOSES, validate_tag_key
-from pipetrail.ledger.event_records import (
-    EventRecord,
-    SourceObserved,
-    StepEvent,
-    StepStarted,
-    parse_payload,
-)
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -38,17 +31,12 @@ __all__ = [
     "RunFilter",
     "RunRecord",
     "StepRunRecord",
-    "closing_step_events",
     "find_runs",
     "kept_runs_condition",
     "latest_run_id",
     "run_notes",
     "run_record",
     "run_tags",
-    "source_events",
-    "source_observations",
-    "started_step_events",
-    "step_events",
     "step_run_records",
 ]
 
@@ -63,7 +51,6 @@ _STEP_COLUMNS = (
     "cache_reason, reused_step_run_id, code_digest, inputs, outputs, resources, logs, seed, "
     "started_at, ended_at, error, first_seq"
 )
-_STEP_KINDS = "('step.completed', 'step.cached', 'step.failed')"
 
 
 def kept_runs_condition(alias: str = "r") -> str:
@@ -428,64 +415,4 @@ def step_run_records(reader: Reader, run_id: str) -> list[StepRunRecord]:
             "ORDER BY first_seq",
             {"r": run_id},
         )
-    ]
-
-
-def step_events(reader: Reader, run_id: str, *, started: bool = False) -> list[EventRecord]:
-    """Return the typed events of a run's steps, in ledger order.
-
-    The closing events (:class:`StepEvent`: completed, cached, failed) and, with
-    ``started``, the :class:`StepStarted` ones too.
-    """
-    kinds = (
-        "('step.started', 'step.completed', 'step.cached', 'step.failed')"
-        if started
-        else _STEP_KINDS
-    )
-    return [
-        parse_payload(str(r["kind"]), r["payload"], seq=int(r["seq"]), ts=str(r["ts"]))
-        for r in reader.fetch(
-            "SELECT seq, ts, kind, payload FROM events WHERE run_id = :r "  # noqa: S608
-            f"AND kind IN {kinds} ORDER BY seq",
-            {"r": run_id},
-        )
-    ]
-
-
-def closing_step_events(reader: Reader, run_id: str) -> list[StepEvent]:
-    """Return the closing events of a run's steps (completed, cached, failed), in order."""
-    return [e for e in step_events(reader, run_id) if isinstance(e, StepEvent)]
-
-
-def started_step_events(reader: Reader, run_id: str) -> list[StepStarted | StepEvent]:
-    """Return every step event of a run (started and closing), in order."""
-    return [
-        e
-        for e in step_events(reader, run_id, started=True)
-        if isinstance(e, StepStarted | StepEvent)
-    ]
-
-
-def source_events(reader: Reader, run_id: str) -> list[SourceObserved]:
-    """Return the ``source.observed`` events of a run, in ledger order."""
-    return [
-        e
-        for r in reader.fetch(
-            "SELECT seq, ts, kind, payload FROM events WHERE run_id = :r "
-            "AND kind = 'source.observed' ORDER BY seq",
-            {"r": run_id},
-        )
-        if isinstance(
-            e := parse_payload(str(r["kind"]), r["payload"], seq=int(r["seq"]), ts=str(r["ts"])),
-            SourceObserved,
-        )
-    ]
-
-
-def source_observations(reader: Reader) -> list[SourceObserved]:
-    """Return every distinct ``source.observed`` payload of the ledger (any run)."""
-    return [
-        e
-        for r in reader.fetch("SELECT DISTINCT payload FROM events WHERE kind = 'source.observed'")
-        if isinstance(e := parse_payload("source.observed", r["payload"]), SourceObserved)
     ]
