@@ -15,9 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import NotFoundError
 from pipetrail.execution.crash import effective_status, effective_step_status
-from pipetrail.execution.metrics import METRIC_OUTPUT_PREFIX
+from pipetrail.execution.metrics import METRIC_OUTPUT_PREFIX, decode_series
 from pipetrail.execution.records import is_recorded_output
 from pipetrail.execution.run import Run as _ExecutedRun
+from pipetrail.ledger.event_reads import closing_step_events
 from pipetrail.ledger.read_model import (
     NoteRecord,
     RunRecord,
@@ -156,13 +157,22 @@ class Run:
             NotFoundError: no such step, or a series is not recorded.
         """
         steps = [self.step(step)] if step is not None else self.steps
+        reader = self._project.reader()
+        logged = {e.step_run_id: e.metrics for e in closing_step_events(reader, self.id)}
         found: list[tuple[str, MetricSeries]] = []
         for record in steps:
-            if not any(k.startswith(METRIC_OUTPUT_PREFIX) for k in record.outputs):
-                continue
-            for name, points in self._run().metrics(record.node_id).items():
-                xs = tuple(p[0] for p in points)
-                ys = tuple(p[1] for p in points)
+            # Outputs list the series of a step that completed or was cached; a failed
+            # step's event still names the series it logged before failing.
+            digests = {
+                k.removeprefix(METRIC_OUTPUT_PREFIX): v
+                for k, v in record.outputs.items()
+                if k.startswith(METRIC_OUTPUT_PREFIX)
+            }
+            for name, ref in (logged.get(record.step_run_id) or {}).items():
+                if isinstance(ref, dict) and isinstance(ref.get("digest"), str):
+                    digests.setdefault(name, ref["digest"])
+            for name in sorted(digests):
+                xs, ys = self._series(record.node_id, digests[name])
                 found.append((name, MetricSeries(name, record.node_id, xs, ys)))
         counts: dict[str, int] = {}
         for name, _ in found:
@@ -171,6 +181,16 @@ class Run:
             (name if counts[name] == 1 else f"{series.node_id}:{name}"): series
             for name, series in found
         }
+
+    def _series(self, node_id: str, digest: str) -> tuple[tuple[int, ...], tuple[float, ...]]:
+        record = self._project.reader().artifact(digest)
+        if record is None:
+            raise NotFoundError(
+                f"metric series {digest} of step {node_id!r} in run {self.id} is not "
+                "recorded; run `pipetrail audit verify`"
+            )
+        steps, values = decode_series(self._project.store.get_bytes(record["blob"]))
+        return tuple(steps), tuple(values)
 
     def tag(self, **tags: Any) -> None:
         """Set tags on this run (an event in the ledger); see :meth:`Project.tag`."""
