@@ -134,3 +134,37 @@ def test_a_reproduction_is_marked_and_latest_means_an_ordinary_run(
     assert proj.run("latest", any_purpose=True).id == again[0].id
     assert [r.id for r in proj.runs(purpose="run")] == [run_id]
     assert [r.id for r in proj.runs()] == [again[0].id, run_id]
+
+
+def test_a_store_at_0002_is_upgraded_with_its_runs_params_and_purposes(
+    one_run: tuple[pipetrail.Project, str, PipelineDefinition],
+) -> None:
+    """Migration 0003 back-fills what replaying the events gives: audit finds no difference."""
+    import sqlalchemy as sa
+    from alembic import command
+    from alembic.config import Config
+
+    from pipetrail.ledger.ledger import Ledger
+    from pipetrail.ledger.migrate import HEAD_REVISION, current_revision
+
+    proj, run_id, chain = one_run
+    reproduce_run(proj, run_id, definition=chain)
+    url = proj.config.metadata_url
+    proj.close()
+    ledger = Ledger.open(url, actor="tester")
+    config = Config()
+    config.set_main_option("script_location", "pipetrail.ledger:migrations")
+    with ledger.engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.downgrade(config, "0002")
+    assert "run_params" not in sa.inspect(ledger.engine).get_table_names()
+    ledger.close()
+
+    upgraded = pipetrail.Project.open(proj.root)
+    assert current_revision(upgraded.ledger.engine) == HEAD_REVISION == "0003"
+    report = upgraded.ledger.verify()
+    assert report.ok, report
+    assert [r.id for r in upgraded.runs(params={"n": 2}, purpose="run")] == [run_id]
+    assert upgraded.run("latest").id == run_id
+    assert len(upgraded.runs(purpose="reproduce")) == 1
+    upgraded.close()
