@@ -34,6 +34,7 @@ import hashing
 import lineage
 import metrics
 import reproduce
+import run_queries
 import sources
 import step_overhead
 import verified_reads
@@ -62,6 +63,7 @@ BENCHMARKS = {
     "contracts": contracts.run,
     "data_ops": data_ops.run,
     "reproduce": reproduce.run,
+    "run_queries": run_queries.run,
     "verified_reads": verified_reads.run,
 }
 

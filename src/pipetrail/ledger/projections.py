@@ -19,7 +19,14 @@ if TYPE_CHECKING:
 
     from pipetrail.ledger.driver import Driver
 
-__all__ = ["JSON_COLUMNS", "apply_event", "artifact_row", "finished_step_row", "run_purpose"]
+__all__ = [
+    "JSON_COLUMNS",
+    "apply_event",
+    "artifact_row",
+    "finished_step_row",
+    "param_text",
+    "run_purpose",
+]
 
 # Columns holding canonical JSON text (of the projections rows builders return).
 JSON_COLUMNS = frozenset({"components", "inputs", "outputs", "resources", "meta"})
@@ -89,6 +96,17 @@ _NOTE_INSERT = _insert("run_notes", ("seq", "run_id", "text", "actor", "noted_at
 _RUN_RENAME = "UPDATE runs SET name = :name WHERE run_id = :run_id"
 
 
+def param_text(value: Any) -> str:
+    """The text ``run_params.value`` holds for a parameter value: its canonical JSON.
+
+    A float with an integral value is stored as the integer (``1.0`` as ``1``), so that a
+    filter on ``1`` or ``1.0`` finds it with one indexed comparison; ``True`` stays ``true``.
+    """
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        value = int(value)
+    return canonical_json(value)
+
+
 def run_purpose(p: dict[str, Any]) -> str:
     """What started the run a ``run.started`` payload records: ``run``, ``reproduce``...
 
@@ -138,7 +156,7 @@ def _run_started(db: Driver, event: Event, p: dict[str, Any]) -> None:
     db.executemany(
         _PARAM_INSERT,
         [
-            {"run_id": p["run_id"], "name": name, "value": canonical_json(value)}
+            {"run_id": p["run_id"], "name": name, "value": param_text(value)}
             for name, value in sorted((p["params"] or {}).items())
         ],
     )

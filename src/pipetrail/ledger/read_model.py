@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 from pipetrail.core.clock import format_ts
 from pipetrail.errors import NotFoundError, ParamError
-from pipetrail.hashing import canonical_json
 from pipetrail.ledger.annotations import PURPOSES, validate_tag_key
+from pipetrail.ledger.projections import param_text
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -261,17 +261,12 @@ def _since_text(since: dt.datetime | str) -> str:
     return format_ts(since)
 
 
-def _param_texts(value: Any) -> list[str]:
-    """The canonical texts a recorded parameter equal to ``value`` may have."""
+def _param_text(value: Any) -> str:
+    """The ``run_params.value`` a recorded parameter equal to ``value`` has."""
     try:
-        texts = [canonical_json(value)]
-        if isinstance(value, int) and not isinstance(value, bool):
-            texts.append(canonical_json(float(value)))
-        elif isinstance(value, float) and value.is_integer():
-            texts.append(canonical_json(int(value)))
+        return param_text(value)
     except Exception as exc:
         raise ParamError(f"a params filter value must be JSON-like data, not {value!r}") from exc
-    return sorted(set(texts))
 
 
 def _known_param(reader: Reader, name: str) -> None:
@@ -309,14 +304,15 @@ def _where(reader: Reader, f: RunFilter) -> tuple[list[str], dict[str, Any]]:
         args["purpose"] = f.purpose
     for i, (name, value) in enumerate(sorted((f.params or {}).items())):
         _known_param(reader, name)
-        texts = _param_texts(value)
-        marks = ", ".join(f":pv{i}_{j}" for j in range(len(texts)))
-        where.append(
-            f"EXISTS (SELECT 1 FROM run_params p{i} WHERE p{i}.run_id = r.run_id "  # noqa: S608
-            f"AND p{i}.name = :pn{i} AND p{i}.value IN ({marks}))"
-        )
+        if i == 0:  # the first one drives the query: p0 is joined (see find_runs)
+            where.append("p0.name = :pn0 AND p0.value = :pv0")
+        else:
+            where.append(
+                f"EXISTS (SELECT 1 FROM run_params p{i} WHERE p{i}.run_id = r.run_id "  # noqa: S608
+                f"AND p{i}.name = :pn{i} AND p{i}.value = :pv{i})"
+            )
         args[f"pn{i}"] = name
-        args.update({f"pv{i}_{j}": t for j, t in enumerate(texts)})
+        args[f"pv{i}"] = _param_text(value)
     for i, (key, value) in enumerate(sorted((f.tags or {}).items())):
         validate_tag_key(key)
         where.append(
@@ -342,8 +338,15 @@ def find_runs(reader: Reader, f: RunFilter) -> list[RunRecord]:
                                 or f.limit < 0):  # fmt: skip
         raise ParamError(f"limit={f.limit!r} must be a whole number of runs, 0 or more")
     where, args = _where(reader, f)
-    sql = f"SELECT {_RUN_COLUMNS} FROM runs r WHERE " + " AND ".join(where)  # noqa: S608
-    sql += " ORDER BY r.run_id DESC"
+    # With a params filter, the index on (name, value, run_id) of its first parameter
+    # yields the matching runs newest first; otherwise the runs' primary key does.
+    source, order = (
+        ("run_params p0 JOIN runs r ON r.run_id = p0.run_id", "p0.run_id")
+        if f.params
+        else ("runs r", "r.run_id")
+    )
+    sql = f"SELECT {_RUN_COLUMNS} FROM {source} WHERE " + " AND ".join(where)  # noqa: S608
+    sql += f" ORDER BY {order} DESC"
     if f.limit is not None:
         sql += " LIMIT :limit"
         args["limit"] = f.limit

@@ -97,8 +97,9 @@ runs = Table(
     # it (``run``, ``reproduce``, ``check``; ``run`` for runs recorded before 0003).
     Column("name", String(200), nullable=True),
     Column("purpose", String(16), nullable=False, server_default="run"),
-    Index("ix_runs_pipeline", "pipeline"),
-    Index("ix_runs_status", "status"),
+    # Filters then newest first, from the index alone (migration 0003).
+    Index("ix_runs_pipeline_run_id", "pipeline", "run_id"),
+    Index("ix_runs_status_run_id", "status", "run_id"),
     Index("ix_runs_purpose_run_id", "purpose", "run_id"),
     Index("ix_runs_started_at", "started_at"),
 )
@@ -185,7 +186,7 @@ run_params = Table(
     Column("run_id", String(ID), primary_key=True),
     Column("name", String(200), primary_key=True),
     Column("value", Text, nullable=False),
-    Index("ix_run_params_name_value", "name", "value"),
+    Index("ix_run_params_name_value", "name", "value", "run_id"),
 )
 
 run_tags = Table(
@@ -195,7 +196,7 @@ run_tags = Table(
     Column("key", String(64), primary_key=True),
     Column("value", Text, nullable=False),
     Column("seq", BigInteger, nullable=False),
-    Index("ix_run_tags_key_value", "key", "value"),
+    Index("ix_run_tags_key_value", "key", "value", "run_id"),
 )
 
 run_notes = Table(

@@ -3,7 +3,9 @@
 Revision ID: 0003
 Revises: 0002
 
-``runs`` gains ``name`` and ``purpose`` (``run``, ``reproduce`` or ``check``). New
+``runs`` gains ``name`` and ``purpose`` (``run``, ``reproduce`` or ``check``), and its
+pipeline and status indexes take ``run_id`` too, so a filtered listing comes newest first
+from the index without sorting. New
 projections: ``run_params`` (one row per top-level parameter, its value as canonical JSON
 text), ``run_tags`` and ``run_notes``. Existing runs are back-filled from what their
 ``run.started`` events projected: their params rows, and ``reproduce`` for a run that
@@ -17,7 +19,7 @@ import json
 import sqlalchemy as sa
 from alembic import op
 
-from pipetrail.hashing import canonical_json
+from pipetrail.ledger.projections import param_text
 
 revision = "0003"
 down_revision = "0002"
@@ -30,6 +32,10 @@ def upgrade() -> None:
         batch.add_column(sa.Column("name", sa.String(200), nullable=True))
         batch.add_column(sa.Column("purpose", sa.String(16), nullable=False, server_default="run"))
     op.create_index("ix_runs_purpose_run_id", "runs", ["purpose", "run_id"])
+    op.create_index("ix_runs_pipeline_run_id", "runs", ["pipeline", "run_id"])
+    op.create_index("ix_runs_status_run_id", "runs", ["status", "run_id"])
+    op.drop_index("ix_runs_pipeline", table_name="runs")
+    op.drop_index("ix_runs_status", table_name="runs")
     op.create_index("ix_runs_started_at", "runs", ["started_at"])
     op.create_table(
         "run_params",
@@ -37,7 +43,7 @@ def upgrade() -> None:
         sa.Column("name", sa.String(200), primary_key=True),
         sa.Column("value", sa.Text, nullable=False),
     )
-    op.create_index("ix_run_params_name_value", "run_params", ["name", "value"])
+    op.create_index("ix_run_params_name_value", "run_params", ["name", "value", "run_id"])
     op.create_table(
         "run_tags",
         sa.Column("run_id", sa.String(40), primary_key=True),
@@ -45,7 +51,7 @@ def upgrade() -> None:
         sa.Column("value", sa.Text, nullable=False),
         sa.Column("seq", sa.BigInteger, nullable=False),
     )
-    op.create_index("ix_run_tags_key_value", "run_tags", ["key", "value"])
+    op.create_index("ix_run_tags_key_value", "run_tags", ["key", "value", "run_id"])
     op.create_table(
         "run_notes",
         sa.Column("seq", sa.BigInteger, primary_key=True, autoincrement=False),
@@ -65,7 +71,7 @@ def _backfill() -> None:
     reproductions = []
     for run_id, params_text, record_text in rows:
         for name, value in (json.loads(params_text) or {}).items():
-            params.append({"r": run_id, "n": name, "v": canonical_json(value)})
+            params.append({"r": run_id, "n": name, "v": param_text(value)})
         if (json.loads(record_text) or {}).get("reproduces"):
             reproductions.append({"r": run_id})
     if params:
@@ -83,6 +89,10 @@ def downgrade() -> None:
     op.drop_table("run_tags")
     op.drop_table("run_params")
     op.drop_index("ix_runs_started_at", table_name="runs")
+    op.create_index("ix_runs_pipeline", "runs", ["pipeline"])
+    op.create_index("ix_runs_status", "runs", ["status"])
+    op.drop_index("ix_runs_status_run_id", table_name="runs")
+    op.drop_index("ix_runs_pipeline_run_id", table_name="runs")
     op.drop_index("ix_runs_purpose_run_id", table_name="runs")
     with op.batch_alter_table("runs") as batch:
         batch.drop_column("purpose")
