@@ -159,12 +159,21 @@ def run(quick: bool) -> list[Result]:
         raise RuntimeError(f"expected 100 runs, got {len(listed)}")
     if len(project.runs(params=probe, limit=100)) == 0:
         raise RuntimeError("the params probe matches no run")
-    rows = [
+    prod = {"stage": "prod"}
+    rows: list[tuple[str, str, Callable[[], object]]] = [
         ("list", "runs(limit=100) of 100,000", lambda: project.runs(limit=100)),
-        ("params", "runs(params=lr+model, limit=100)", lambda: project.runs(params=probe, limit=100)),
-        ("tags", "runs(tags=stage:prod, limit=100)", lambda: project.runs(tags={"stage": "prod"}, limit=100)),
-        ("status", "runs(status=failed, limit=100)", lambda: project.runs(status="failed", limit=100)),
-    ]  # fmt: skip
+        (
+            "params",
+            "runs(params=lr+model, limit=100)",
+            lambda: project.runs(params=probe, limit=100),
+        ),
+        ("tags", "runs(tags=stage:prod, limit=100)", lambda: project.runs(tags=prod, limit=100)),
+        (
+            "status",
+            "runs(status=failed, limit=100)",
+            lambda: project.runs(status="failed", limit=100),
+        ),
+    ]
     results = []
     for name, measured, call in rows:
         samples = _times(call, reps)

@@ -168,3 +168,18 @@ def test_a_store_at_0002_is_upgraded_with_its_runs_params_and_purposes(
     assert upgraded.run("latest").id == run_id
     assert len(upgraded.runs(purpose="reproduce")) == 1
     upgraded.close()
+
+
+def test_latest_with_only_checks_and_reproductions_says_so(
+    metadata_url: str, files: PipelineFiles, project_root: Path, unique: Callable[[str], str]
+) -> None:
+    (project_root / "pipetrail.toml").write_text(f'[pipetrail]\nmetadata = "{metadata_url}"\n')
+    with pipetrail.Project.open(project_root) as proj:
+        with pytest.raises(NotFoundError, match="there are no runs yet"):
+            proj.run("latest")
+        chain = files.load(unique("chain"), CHAIN)
+        checked = run_pipeline(chain, {"n": 2}, proj, RunOptions(purpose="check")).id
+        with pytest.raises(NotFoundError, match="no ordinary run yet, only runs made by"):
+            proj.run("latest")
+        assert proj.run("latest", any_purpose=True).id == checked
+        assert proj.run(checked).purpose == "check"

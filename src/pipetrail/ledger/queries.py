@@ -104,6 +104,12 @@ class Reader(ABC):
 
             found = latest_run_id(self, any_purpose=any_purpose)
             if found is None:
+                if not any_purpose and latest_run_id(self, any_purpose=True) is not None:
+                    raise NotFoundError(
+                        "there is no ordinary run yet, only runs made by `pipetrail "
+                        "reproduce` or `pipetrail check`; name one by its id (see "
+                        "`pipetrail runs`)"
+                    )
                 raise NotFoundError("there are no runs yet; start one with `pipetrail run`")
             return found
         rows = self.fetch(
