@@ -36,6 +36,7 @@ import ledger_sql
 import lineage
 import metrics
 import reproduce
+import run_queries
 import sources
 import step_overhead
 import step_overhead_vs_kedro
@@ -66,6 +67,7 @@ BENCHMARKS = {
     "contracts": contracts.run,
     "data_ops": data_ops.run,
     "reproduce": reproduce.run,
+    "run_queries": run_queries.run,
     "verified_reads": verified_reads.run,
     "ledger_sql": ledger_sql.run,
     "example_rerun": example_rerun.run,

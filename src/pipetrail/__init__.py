@@ -32,10 +32,10 @@ if _typing.TYPE_CHECKING:
     from pipetrail.execution.metrics import log_metrics as log_metrics
     from pipetrail.execution.pipeline import Pipeline as Pipeline
     from pipetrail.execution.pipeline import pipeline as pipeline
-    from pipetrail.execution.project import Project as Project
     from pipetrail.execution.reports import attach_report as attach_report
     from pipetrail.execution.run import Run as Run
     from pipetrail.hashing.fingerprint_types import register_fingerprint as register_fingerprint
+    from pipetrail.read.project import Project as Project
     from pipetrail.store import register_serializer as register_serializer
 
 __all__ = [
@@ -71,7 +71,7 @@ _EXPORTS = {
     "ParamError": "pipetrail.errors",
     "Pipeline": "pipetrail.execution.pipeline",
     "PipetrailError": "pipetrail.errors",
-    "Project": "pipetrail.execution.project",
+    "Project": "pipetrail.read.project",
     "Run": "pipetrail.execution.run",
     "Step": "pipetrail.core.step",
     "StepFailedError": "pipetrail.errors",

@@ -253,7 +253,7 @@ def test_a_store_at_the_first_revision_is_upgraded_keeping_its_events(metadata_u
 
     ledger = Ledger.open(metadata_url, actor="tester")  # upgrades on open
     ledger.append([_source(99)])
-    assert current_revision(ledger.engine) == HEAD_REVISION == "0002"
+    assert current_revision(ledger.engine) == HEAD_REVISION == "0003"
     new = {ix["name"] for ix in sa.inspect(ledger.engine).get_indexes("step_runs")}
     assert ("ix_step_runs_cache_key" in new, "ix_step_runs_cache_key_seq" in new) == (False, True)
     report = ledger.verify()
@@ -358,8 +358,9 @@ def test_verify_compares_the_derived_tables_with_the_events(metadata_url: str) -
     report = ledger.verify()
     assert report.ok, report
     assert report.derived_checked
-    # 2 runs, 2 step runs, 2 artifacts, 2 sources, 2 x (1 input + 1 output) edges
-    assert report.derived_rows == 12
+    # 2 runs, 2 step runs, 2 artifacts, 2 sources, 2 x (1 input + 1 output) edges,
+    # 2 x 1 param row
+    assert report.derived_rows == 14
     assert not ledger.verify(derived=False).derived_checked
     ledger.close()
 

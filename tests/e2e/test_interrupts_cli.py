@@ -102,7 +102,10 @@ def wait_for(path: Path, timeout: float = 60) -> None:
 
 
 def latest(root: Path) -> dict[str, Any]:
-    result = cli(root, "show", "latest", "--json")
+    """The newest run of any kind (``show latest`` leaves reproductions and checks out)."""
+    listed = cli(root, "runs", "-n", "1", "--json")
+    assert listed.returncode == 0, listed.stderr
+    result = cli(root, "show", json.loads(listed.stdout)[0]["run_id"], "--json")
     assert result.returncode == 0, result.stderr
     summary: dict[str, Any] = json.loads(result.stdout)
     return summary

@@ -76,6 +76,16 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "get",
         "Write an artifact's stored bytes to a file (REF: digest,...",
     ),
+    "note": (
+        "pipetrail.cli.annotate_cmd",
+        "note",
+        "Add a note (TEXT) to RUN (id, prefix or 'latest').",
+    ),
+    "tag": (
+        "pipetrail.cli.annotate_cmd",
+        "tag",
+        "Tag RUN (id, prefix or 'latest') with KEY=VALUE pairs;...",
+    ),
     "lineage": (
         "pipetrail.cli.lineage_cmd",
         "lineage",
@@ -178,6 +188,10 @@ def init(folder: Path | None) -> None:
 @click.option(
     "--rehash", is_flag=True, help="Hash every source file again, ignoring the stat cache."
 )
+@click.option("--name", "run_name", metavar="NAME", help="A name for the run.")
+@click.option(
+    "--tag", "tag_items", multiple=True, metavar="KEY=VALUE", help="A tag for the run; repeatable."
+)
 @interruptible()
 def run(
     target: str,
@@ -190,6 +204,8 @@ def run(
     parity_mode: str | None,
     reference: str | None,
     rehash: bool,
+    run_name: str | None,
+    tag_items: tuple[str, ...],
 ) -> None:
     """Run the pipeline in TARGET (FILE.py or FILE.py:NAME)."""
     from pipetrail.cli.parity_warnings import parity_warnings_to_stderr
@@ -197,8 +213,12 @@ def run(
     from pipetrail.execution.explain import run_summary
     from pipetrail.execution.loader import load_pipeline
     from pipetrail.execution.runner import RunOptions, run_pipeline
+    from pipetrail.ledger.annotations import parse_tag_assignments, validate_name
 
     seed = parse_seed(seed_text)
+    tags = parse_tag_assignments(tag_items)
+    if run_name is not None:
+        run_name = validate_name(run_name)
     files = _params_files(params_files)
     definition, path = load_pipeline(target)
     project = _project()
@@ -218,6 +238,8 @@ def run(
         parity=parity_mode,
         parity_reference=reference,
         rehash=rehash,
+        name=run_name,
+        tags=tags or None,
     )
     # With --json, stdout carries only the JSON document: what steps print goes to stderr.
     redirect = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()

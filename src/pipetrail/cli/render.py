@@ -70,10 +70,15 @@ def print_runs(rows: list[dict[str, Any]]) -> None:
     if not rows:
         click.echo("no runs yet; start one with `pipetrail run pipeline.py`")
         return
-    headers = ("run", "pipeline", "status", "steps", "started (UTC)", "owner", "params")
-    cells = [
-        [
-            row["run_id"],
+    named = any(row.get("name") or row.get("tags") for row in rows)
+    headers = ["run", "pipeline", "status", "steps", "started (UTC)", "owner", "params"]
+    if named:
+        headers[1:1] = ["name", "tags"]
+    cells = []
+    for row in rows:
+        purpose = row.get("purpose") or "run"
+        line = [
+            row["run_id"] + ("" if purpose == "run" else f" ({purpose})"),
             row["pipeline"],
             row["status"],
             f"{row['steps_executed']} run, {row['steps_cached']} cached"
@@ -83,21 +88,30 @@ def print_runs(rows: list[dict[str, Any]]) -> None:
             row["owner"],
             _params(row["params"]),
         ]
-        for row in rows
-    ]
+        if named:
+            line[1:1] = [row.get("name") or "", _tags(row.get("tags") or {})]
+        cells.append(line)
     if not is_terminal():
-        click.echo(plain_table(headers, cells))
+        click.echo(plain_table(tuple(headers), cells))
         return
     from rich.markup import escape
     from rich.table import Table
 
+    status_at = headers.index("status")
     table = Table(show_edge=False, header_style="bold")
     for column in headers:
         table.add_column(column)
-    for row_cells in cells:
-        status = row_cells[2]
-        table.add_row(*map(escape, row_cells[:2]), _status(status), *map(escape, row_cells[3:]))
+    for line in cells:
+        table.add_row(
+            *map(escape, line[:status_at]),
+            _status(line[status_at]),
+            *map(escape, line[status_at + 1 :]),
+        )
     _console().print(table)
+
+
+def _tags(tags: dict[str, str]) -> str:
+    return " ".join(f"{k}={v}" for k, v in sorted(tags.items()))
 
 
 def _resources(res: dict[str, Any]) -> str:
@@ -144,13 +158,23 @@ def print_run(summary: dict[str, Any]) -> None:
         ("environment", _short(summary["environment"])),
         ("cache", "on" if summary["cache"] else "off (--no-cache)"),
     ]
+    if summary.get("name"):
+        lines.insert(0, ("name", summary["name"]))
+    if summary.get("tags"):
+        lines.insert(1 if summary.get("name") else 0, ("tags", _tags(summary["tags"])))
     if summary.get("reproduces"):
         lines[-1] = ("cache", "off")
         lines.append(("reproduces", f"run {summary['reproduces']} (pipetrail reproduce)"))
+    if summary.get("purpose") == "check":
+        lines.append(("made by", "pipetrail check"))
     if summary.get("error"):
         lines.append(("error", summary["error"]))
     for label, value in lines:
         console.print(f"  [dim]{label:<12}[/] {value}")
+    for note in summary.get("notes") or []:
+        when = note["noted_at"][:19].replace("T", " ")
+        text = escape(f"{when} {note['actor']}: {note['text']}")
+        console.print(f"  [dim]{'note':<12}[/] {text}")
     if summary["sources"]:
         console.print("[bold]sources[/]")
         for src in summary["sources"]:

@@ -22,12 +22,12 @@ before. :func:`contract_results` reads it all back for ``pipetrail contracts`` a
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.contracts import fingerprint_contract
 from pipetrail.errors import ContractViolationError, StepFailedError
+from pipetrail.ledger.event_reads import closing_step_events
 
 if TYPE_CHECKING:
     from pipetrail.core.contract import Boundary
@@ -45,11 +45,6 @@ __all__ = [
 ]
 
 REPORT_ROLE = "contract-report"
-
-_STEP_EVENTS_SQL = (
-    "SELECT kind, payload FROM events WHERE run_id = :r "
-    "AND kind IN ('step.completed', 'step.cached', 'step.failed') ORDER BY seq"
-)
 
 
 @dataclass(frozen=True)
@@ -104,12 +99,7 @@ def step_failure(
 
 # -- reading back ---------------------------------------------------------------------
 def _step_payloads(reader: Reader, run_id: str) -> list[tuple[str, dict[str, Any]]]:
-    rows = reader.fetch(_STEP_EVENTS_SQL, {"r": run_id})
-    out = []
-    for row in rows:
-        payload = row["payload"]
-        out.append((row["kind"], json.loads(payload) if isinstance(payload, str) else payload))
-    return out
+    return [(event.kind, event.payload) for event in closing_step_events(reader, run_id)]
 
 
 def _reused_contracts(reader: Reader, step_run_id: str) -> dict[str, Any] | None:

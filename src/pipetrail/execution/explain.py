@@ -12,27 +12,17 @@ report says so (``pairing``) and compares with nothing.
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.execution.crash import effective_status, effective_step_status, not_run_nodes
 from pipetrail.execution.node_pairing import pair_nodes, recorded_nodes
+from pipetrail.ledger.event_reads import closing_step_events
+from pipetrail.ledger.read_model import run_notes, run_tags
 
 if TYPE_CHECKING:
     from pipetrail.ledger import Reader
 
 __all__ = ["explain_step", "list_runs", "run_summary"]
-
-_STEP_EVENTS_SQL = (
-    "SELECT payload FROM events WHERE run_id = :r "
-    "AND kind IN ('step.completed', 'step.cached', 'step.failed') ORDER BY seq"
-)
-# The latest earlier run of a pipeline in which a step finished (not the run itself).
-_PREVIOUS_RUN_SQL = (
-    "SELECT run_id FROM step_runs WHERE pipeline = :p AND step = :s AND run_id <> :r "
-    "AND first_seq < :seq AND status IN ('completed', 'cached', 'failed') "
-    "AND components IS NOT NULL ORDER BY first_seq DESC LIMIT 1"
-)
 
 
 def list_runs(
@@ -40,9 +30,11 @@ def list_runs(
 ) -> list[dict[str, Any]]:
     """Return run rows for listing, newest first, with crash-aware status."""
     rows = reader.list_runs(limit=limit, pipeline=pipeline, status=None)
+    tags = run_tags(reader, [row["run_id"] for row in rows])
     out = []
     for row in rows:
         row["status"] = effective_status(row)
+        row["tags"] = tags.get(row["run_id"], {})
         if status is None or row["status"] == status:
             out.append(_run_brief(row))
     return out
@@ -51,6 +43,9 @@ def list_runs(
 def _run_brief(row: dict[str, Any]) -> dict[str, Any]:
     return {
         "run_id": row["run_id"],
+        "name": row["name"],
+        "purpose": row["purpose"],
+        "tags": row["tags"],
         "pipeline": row["pipeline"],
         "status": row["status"],
         "owner": row["owner"],
@@ -78,14 +73,12 @@ def _step_facts(
     """
     operations: dict[str, list[dict[str, Any]]] = {}
     formats: dict[str, dict[str, str]] = {}
-    for row in reader.fetch(_STEP_EVENTS_SQL, {"r": run_id}):
-        raw = row["payload"]
-        payload = json.loads(raw) if isinstance(raw, str) else raw
-        if payload.get("data_ops"):
-            operations[payload["step_run_id"]] = payload["data_ops"]
-        readings = payload.get("output_formats")
+    for event in closing_step_events(reader, run_id):
+        if event.data_ops:
+            operations[event.step_run_id] = event.data_ops
+        readings = event.output_formats
         if isinstance(readings, dict):
-            formats[payload["step_run_id"]] = {
+            formats[event.step_run_id] = {
                 name: str(reading.get("format")) if isinstance(reading, dict) else "?"
                 for name, reading in readings.items()
             }
@@ -135,6 +128,13 @@ def run_summary(reader: Reader, ref: str) -> dict[str, Any]:
     record = run["record"] or {}
     return {
         "run_id": run_id,
+        "name": run["name"],
+        "purpose": run["purpose"],
+        "tags": run_tags(reader, [run_id]).get(run_id, {}),
+        "notes": [
+            {"text": n.text, "actor": n.actor, "noted_at": n.noted_at}
+            for n in run_notes(reader, run_id)
+        ],
         "pipeline": run["pipeline"],
         "pipeline_fingerprint": run["pipeline_fingerprint"],
         "status": run["status"],
@@ -217,13 +217,9 @@ def _counterpart(
     reader: Reader, run_id: str, row: dict[str, Any]
 ) -> tuple[dict[str, Any] | None, dict[str, Any]]:
     """Return the step run ``row`` is compared with (or None), and how it was paired."""
-    found = reader.fetch(
-        _PREVIOUS_RUN_SQL,
-        {"p": row["pipeline"], "s": row["step"], "r": run_id, "seq": row["first_seq"]},
-    )
-    if not found:
+    earlier = reader.previous_run_of_step(row["pipeline"], row["step"], run_id, row["first_seq"])
+    if earlier is None:
         return None, {"run_id": None, "by": None, "note": "no earlier run ran this step"}
-    earlier = found[0]["run_id"]
     nodes_before, sources_before = recorded_nodes(reader, earlier)
     nodes_now, sources_now = recorded_nodes(reader, run_id)
     pairing = pair_nodes(nodes_before, nodes_now, sources_a=sources_before, sources_b=sources_now)

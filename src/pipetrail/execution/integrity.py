@@ -55,9 +55,6 @@ def rebuild_ledger(project: Project) -> dict[str, Any]:
     }
 
 
-_COPIED_FOLDERS_SQL = "SELECT DISTINCT payload FROM events WHERE kind = 'source.observed'"
-
-
 def verify_artifacts(project: Project) -> dict[str, Any]:
     """Re-hash every stored object; report corrupt ones and recorded ones that are missing.
 
@@ -99,12 +96,12 @@ def _copied_folder_files(project: Project) -> set[str]:
     import json
 
     from pipetrail.errors import NotFoundError, StoreError
+    from pipetrail.ledger.event_reads import source_observations
 
     manifests = set()
-    for row in project.reader().fetch(_COPIED_FOLDERS_SQL):
-        payload = json.loads(row["payload"])
-        if payload.get("kind") == "folder" and not payload.get("by_reference"):
-            manifests.add(payload["digest"])
+    for event in source_observations(project.reader()):
+        if event.source_kind == "folder" and not event.by_reference:
+            manifests.add(event.digest)
     found: set[str] = set()
     for digest in manifests:
         try:

@@ -16,9 +16,10 @@ from pipetrail.core.pipeline import PipelineDefinition
 from pipetrail.execution.params_files import load_params_file
 from pipetrail.execution.project import Project
 from pipetrail.execution.runner import RunOptions, run_pipeline
+from pipetrail.ledger.annotations import validate_name, validate_tags
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from pipetrail.execution.executors import Executor
     from pipetrail.execution.observer import RunObserver
@@ -62,6 +63,8 @@ class Pipeline(PipelineDefinition):
         parity: str | None = None,
         parity_reference: str | None = None,
         rehash: bool = False,
+        name: str | None = None,
+        tags: Mapping[str, Any] | None = None,
     ) -> PipelineRunner:
         """Return a runner with these run options.
 
@@ -78,9 +81,12 @@ class Pipeline(PipelineDefinition):
             parity_reference: the run whose environment parity compares with (default:
                 the project's ``parity_reference``).
             rehash: hash every source file again, ignoring the stat cache.
+            name: the run's name, recorded with it.
+            tags: the run's first tags (``{"stage": "baseline"}``), recorded with it.
 
         Raises:
             ParamsFileError: a params file cannot be read or parsed.
+            ParamError: the name or a tag is not valid.
         """
         if project is not None and not isinstance(project, Project):
             project = Project.at(Path(project))
@@ -93,6 +99,8 @@ class Pipeline(PipelineDefinition):
             parity=parity,
             parity_reference=parity_reference,
             rehash=rehash,
+            name=None if name is None else validate_name(name),
+            tags=validate_tags(tags) if tags else None,
         )
         return PipelineRunner(self, project, options)
 

@@ -32,6 +32,7 @@ from pipetrail.execution.params_files import params_file_records
 from pipetrail.execution.records import blob_artifact, jsonable
 from pipetrail.execution.run_state import emit, flush
 from pipetrail.ledger import EventDraft, EventKind
+from pipetrail.ledger.annotations import validate_name, validate_tags
 
 if TYPE_CHECKING:
     from pipetrail.core.pipeline import PipelineDefinition
@@ -99,6 +100,7 @@ def run_started_events(
         "argv": options.argv if options.argv is not None else list(sys.argv),
         "pipetrail_version": VERSION,
         "reproduces": options.reproduces,
+        "purpose": options.purpose,
         "nodes": {
             node.id: {
                 "step": node.step.name,
@@ -123,6 +125,10 @@ def run_started_events(
         artifacts.extend(file_artifacts)
     if state.parity is not None:
         payload["parity"] = state.parity.to_record()
+    if options.name is not None:
+        payload["name"] = validate_name(options.name)
+    if options.tags:
+        payload["tags"] = validate_tags(options.tags)
     drafts = [EventDraft(EventKind.RUN_STARTED, payload, run_id=state.run_id)]
     drafts.extend(artifact_drafts(state, artifacts, step_run_id=None))
     return drafts

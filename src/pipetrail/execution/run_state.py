@@ -28,7 +28,7 @@ from pipetrail.ledger.ledger import Ledger
 from pipetrail.store.serializers.kept_bytes import KeptBytes
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterator, Mapping
     from pathlib import Path
 
     from pipetrail.core.graph import PipelineGraph, SourceRef
@@ -75,6 +75,10 @@ class RunOptions:
             project's. See :mod:`pipetrail.execution.parity`.
         parity_reference: the parity reference run; None uses the project's.
         rehash: hash every source file again, ignoring the stat cache (``--rehash``).
+        name: the run's name, recorded with it (``--name``).
+        tags: the run's first tags, recorded with it (``--tag KEY=VALUE``).
+        purpose: what starts the run: ``run`` (an ordinary run), ``reproduce`` or
+            ``check``; only ordinary runs are what ``latest`` means.
     """
 
     cache: bool = True
@@ -89,6 +93,9 @@ class RunOptions:
     parity: str | None = None
     parity_reference: str | None = None
     rehash: bool = False
+    name: str | None = None
+    tags: Mapping[str, Any] | None = None
+    purpose: str = "run"
 
 
 @dataclass

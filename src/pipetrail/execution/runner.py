@@ -63,6 +63,7 @@ from pipetrail.execution.run_state import RunOptions, RunState, close_flush_time
 from pipetrail.hashing import digest_value
 from pipetrail.hashing.code import CodeFingerprint, code_fingerprint
 from pipetrail.ledger import EventKind
+from pipetrail.ledger.annotations import validate_name, validate_tags
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -119,6 +120,10 @@ def _run(
     project: Project,
     options: RunOptions,
 ) -> Run:
+    if options.name is not None:
+        validate_name(options.name)  # refused before anything is recorded
+    if options.tags:
+        validate_tags(options.tags)
     observer = options.observer or NullObserver()
     executor = options.executor or InlineExecutor()
     resolved = resolve_run_params(definition, params, options.params_files)

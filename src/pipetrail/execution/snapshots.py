@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipetrail.capture import SourceObservation, observe_source
 from pipetrail.errors import DefinitionError, NotFoundError, NotReproducibleError, StoreError
+from pipetrail.ledger.event_reads import source_events
 
 if TYPE_CHECKING:
     from pipetrail.core.graph import SourceRef
@@ -32,9 +33,6 @@ if TYPE_CHECKING:
 
 __all__ = ["RecordedSource", "SourceSnapshots"]
 
-_SOURCES_SQL = (
-    "SELECT payload FROM events WHERE run_id = :r AND kind = 'source.observed' ORDER BY seq"
-)
 # Objects up to this size are read into memory; larger ones are copied file to file.
 # Up to 1 MiB an object may live in the store's pack or a segment, where asking for its
 # path would first write a loose copy of it (ADR 0009).
@@ -77,13 +75,12 @@ class SourceSnapshots:
     def of_run(cls, reader: Reader, run_id: str, workdir: Path) -> SourceSnapshots:
         """Read the sources ``run_id`` observed from its ``source.observed`` events."""
         found: dict[str, RecordedSource] = {}
-        for row in reader.fetch(_SOURCES_SQL, {"r": run_id}):
-            p = json.loads(row["payload"])
-            found[p["path"]] = RecordedSource(
-                path=p["path"],
-                kind=p.get("kind", "file"),
-                digest=p["digest"],
-                by_reference=bool(p.get("by_reference")),
+        for event in source_events(reader, run_id):
+            found[event.path] = RecordedSource(
+                path=event.path,
+                kind=event.source_kind or "file",
+                digest=event.digest,
+                by_reference=event.by_reference,
             )
         return cls(run_id, found, workdir)
 

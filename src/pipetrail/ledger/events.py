@@ -49,6 +49,10 @@ class EventKind(StrEnum):
     SOURCE_OBSERVED = "source.observed"
     REPRODUCTION_CHECKED = "reproduction.checked"
     GATE_CHECKED = "gate.checked"
+    RUN_NAMED = "run.named"
+    RUN_TAGGED = "run.tagged"
+    RUN_UNTAGGED = "run.untagged"
+    RUN_NOTED = "run.noted"
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,14 @@ if TYPE_CHECKING:
 
     from pipetrail.ledger.driver import Driver
 
-__all__ = ["JSON_COLUMNS", "apply_event", "artifact_row", "finished_step_row"]
+__all__ = [
+    "JSON_COLUMNS",
+    "apply_event",
+    "artifact_row",
+    "finished_step_row",
+    "param_text",
+    "run_purpose",
+]
 
 # Columns holding canonical JSON text (of the projections rows builders return).
 JSON_COLUMNS = frozenset({"components", "inputs", "outputs", "resources", "meta"})
@@ -36,7 +43,7 @@ _RUN_INSERT = _insert(
     (
         "run_id", "pipeline", "pipeline_fingerprint", "status", "owner", "host", "process",
         "params", "seed", "git", "environment", "record", "started_at", "ended_at", "error",
-        "steps_total", "first_seq", "last_seq",
+        "steps_total", "first_seq", "last_seq", "name", "purpose",
     ),
 )  # fmt: skip
 _RUN_END = (
@@ -76,9 +83,39 @@ _SOURCE_INSERT = _insert(
 _RUN_RECORD_KEYS = frozenset(
     {
         "run_id", "pipeline", "pipeline_fingerprint", "owner", "host", "process", "params",
-        "seed", "git", "environment", "started_at", "steps_total",
+        "seed", "git", "environment", "started_at", "steps_total", "name", "purpose", "tags",
     }
 )  # fmt: skip
+_PARAM_INSERT = _insert("run_params", ("run_id", "name", "value"))
+_TAG_UPSERT = (
+    "INSERT INTO run_tags (run_id, key, value, seq) VALUES (:run_id, :key, :value, :seq) "
+    "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, seq = excluded.seq"
+)
+_TAG_DELETE = "DELETE FROM run_tags WHERE run_id = :run_id AND key = :key"
+_NOTE_INSERT = _insert("run_notes", ("seq", "run_id", "text", "actor", "noted_at"))
+_RUN_RENAME = "UPDATE runs SET name = :name WHERE run_id = :run_id"
+
+
+def param_text(value: Any) -> str:
+    """The text ``run_params.value`` holds for a parameter value: its canonical JSON.
+
+    A float with an integral value is stored as the integer (``1.0`` as ``1``), so that a
+    filter on ``1`` or ``1.0`` finds it with one indexed comparison; ``True`` stays ``true``.
+    """
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        value = int(value)
+    return canonical_json(value)
+
+
+def run_purpose(p: dict[str, Any]) -> str:
+    """What started the run a ``run.started`` payload records: ``run``, ``reproduce``...
+
+    Events written before ``purpose`` was recorded name the run they reproduce, if any.
+    """
+    purpose = p.get("purpose")
+    if isinstance(purpose, str) and purpose:
+        return purpose
+    return "reproduce" if p.get("reproduces") else "run"
 
 
 def _json(value: Any) -> str | None:
@@ -112,6 +149,53 @@ def _run_started(db: Driver, event: Event, p: dict[str, Any]) -> None:
             "steps_total": p.get("steps_total", 0),
             "first_seq": event.seq,
             "last_seq": event.seq,
+            "name": p.get("name"),
+            "purpose": run_purpose(p),
+        },
+    )
+    db.executemany(
+        _PARAM_INSERT,
+        [
+            {"run_id": p["run_id"], "name": name, "value": param_text(value)}
+            for name, value in sorted((p["params"] or {}).items())
+        ],
+    )
+    db.executemany(
+        _TAG_UPSERT,
+        [
+            {"run_id": p["run_id"], "key": key, "value": value, "seq": event.seq}
+            for key, value in sorted((p.get("tags") or {}).items())
+        ],
+    )
+
+
+def _run_named(db: Driver, event: Event, p: dict[str, Any]) -> None:
+    db.execute(_RUN_RENAME, {"name": p["name"], "run_id": p["run_id"]})
+
+
+def _run_tagged(db: Driver, event: Event, p: dict[str, Any]) -> None:
+    db.executemany(
+        _TAG_UPSERT,
+        [
+            {"run_id": p["run_id"], "key": key, "value": str(value), "seq": event.seq}
+            for key, value in sorted(p["tags"].items())
+        ],
+    )
+
+
+def _run_untagged(db: Driver, event: Event, p: dict[str, Any]) -> None:
+    db.executemany(_TAG_DELETE, [{"run_id": p["run_id"], "key": key} for key in p["keys"]])
+
+
+def _run_noted(db: Driver, event: Event, p: dict[str, Any]) -> None:
+    db.execute(
+        _NOTE_INSERT,
+        {
+            "seq": event.seq,
+            "run_id": p["run_id"],
+            "text": p["text"],
+            "actor": event.actor,
+            "noted_at": event.ts,
         },
     )
 
@@ -296,6 +380,10 @@ _APPLY: dict[str, Callable[[Driver, Event, dict[str, Any]], None]] = {
     EventKind.STEP_FAILED: _step_finished("failed"),
     EventKind.ARTIFACT_RECORDED: _artifact_recorded,
     EventKind.SOURCE_OBSERVED: _source_observed,
+    EventKind.RUN_NAMED: _run_named,
+    EventKind.RUN_TAGGED: _run_tagged,
+    EventKind.RUN_UNTAGGED: _run_untagged,
+    EventKind.RUN_NOTED: _run_noted,
 }
 
 

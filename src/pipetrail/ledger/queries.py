@@ -40,7 +40,7 @@ Row = dict[str, Any]
 
 _RUN_COLUMNS = (
     "run_id, pipeline, pipeline_fingerprint, status, owner, host, process, params, seed, git, "
-    "environment, record, started_at, ended_at, error, steps_total"
+    "environment, record, started_at, ended_at, error, steps_total, name, purpose"
 )
 _STEP_COLUMNS = (
     "step_run_id, run_id, node_id, step, pipeline, status, cache_key, cache_decision, "
@@ -89,18 +89,29 @@ class Reader(ABC):
         )
         return [_decode(r) for r in rows]
 
-    def resolve_run(self, ref: str) -> str:
+    def resolve_run(self, ref: str, *, any_purpose: bool = False) -> str:
         """Return the full run id for an id, a unique prefix, or ``latest``.
+
+        ``latest`` is the newest ordinary run: runs started by ``pipetrail reproduce`` or
+        ``pipetrail check`` count only with ``any_purpose``.
 
         Raises:
             NotFoundError: no run matches.
             AmbiguousPrefixError: several runs match the prefix.
         """
         if ref in ("latest", "last", "@"):
-            rows = self.fetch("SELECT run_id FROM runs ORDER BY run_id DESC LIMIT 1")
-            if not rows:
+            from pipetrail.ledger.read_model import latest_run_id
+
+            found = latest_run_id(self, any_purpose=any_purpose)
+            if found is None:
+                if not any_purpose and latest_run_id(self, any_purpose=True) is not None:
+                    raise NotFoundError(
+                        "there is no ordinary run yet, only runs made by `pipetrail "
+                        "reproduce` or `pipetrail check`; name one by its id (see "
+                        "`pipetrail runs`)"
+                    )
                 raise NotFoundError("there are no runs yet; start one with `pipetrail run`")
-            return str(rows[0]["run_id"])
+            return found
         rows = self.fetch(
             "SELECT run_id FROM runs WHERE run_id LIKE :p ORDER BY run_id LIMIT 6",
             {"p": _like_prefix(ref)},
@@ -220,15 +231,21 @@ class Reader(ABC):
             )
         return found
 
-    def previous_step_run(self, pipeline: str, node_id: str, before_seq: int) -> Row | None:
-        """Return the latest finished run of the same step of the same pipeline before a point."""
+    def previous_run_of_step(
+        self, pipeline: str, step: str, run_id: str, before_seq: int
+    ) -> str | None:
+        """Return the latest earlier run of ``pipeline`` in which ``step`` finished.
+
+        Runs other than ``run_id`` only, started before ``before_seq``; whichever node of
+        the step it was (the caller pairs nodes).
+        """
         rows = self.fetch(
-            f"SELECT {_STEP_COLUMNS} FROM step_runs WHERE pipeline = :p AND node_id = :n "
+            "SELECT run_id FROM step_runs WHERE pipeline = :p AND step = :s AND run_id <> :r "
             "AND first_seq < :seq AND status IN ('completed', 'cached', 'failed') "
             "AND components IS NOT NULL ORDER BY first_seq DESC LIMIT 1",
-            {"p": pipeline, "n": node_id, "seq": before_seq},
+            {"p": pipeline, "s": step, "r": run_id, "seq": before_seq},
         )
-        return _decode(rows[0]) if rows else None
+        return str(rows[0]["run_id"]) if rows else None
 
     # -- artifacts -------------------------------------------------------------------
     def artifact(self, digest: str) -> Row | None:

@@ -1,8 +1,9 @@
 """The metadata schema: the append-only ``events`` table and the projections built from it.
 
-``events`` is the source of truth. ``runs``, ``step_runs``, ``artifacts``, ``step_run_io``
-and ``sources`` are projections: they are written in the same transaction as the event
-that causes them and can be rebuilt from the events at any time
+``events`` is the source of truth. ``runs``, ``step_runs``, ``artifacts``, ``step_run_io``,
+``sources``, ``run_params``, ``run_tags`` and ``run_notes`` are projections: they are
+written in the same transaction as the event that causes them and can be rebuilt from the
+events at any time
 (:meth:`pipetrail.ledger.Ledger.rebuild_projections`). JSON-valued columns hold canonical
 JSON text so SQLite and PostgreSQL store byte-identical values.
 
@@ -29,6 +30,9 @@ __all__ = [
     "events",
     "ledger_head",
     "metadata",
+    "run_notes",
+    "run_params",
+    "run_tags",
     "runs",
     "sources",
     "step_run_io",
@@ -89,8 +93,15 @@ runs = Table(
     Column("steps_total", Integer, nullable=False, default=0),
     Column("first_seq", BigInteger, nullable=False),
     Column("last_seq", BigInteger, nullable=False),
-    Index("ix_runs_pipeline", "pipeline"),
-    Index("ix_runs_status", "status"),
+    # Migration 0003: the run's name (``run.started`` or ``run.named``) and what started
+    # it (``run``, ``reproduce``, ``check``; ``run`` for runs recorded before 0003).
+    Column("name", String(200), nullable=True),
+    Column("purpose", String(16), nullable=False, server_default="run"),
+    # Filters then newest first, from the index alone (migration 0003).
+    Index("ix_runs_pipeline_run_id", "pipeline", "run_id"),
+    Index("ix_runs_status_run_id", "status", "run_id"),
+    Index("ix_runs_purpose_run_id", "purpose", "run_id"),
+    Index("ix_runs_started_at", "started_at"),
 )
 
 step_runs = Table(
@@ -167,4 +178,45 @@ sources = Table(
     Index("ix_sources_digest", "digest"),
 )
 
-PROJECTION_TABLES = (runs, step_runs, artifacts, step_run_io, sources)
+# Migration 0003: a run's top-level params (canonical JSON text of each value), its tags
+# (``run.tagged`` / ``run.untagged``, newest value per key) and its notes (``run.noted``).
+run_params = Table(
+    "run_params",
+    metadata,
+    Column("run_id", String(ID), primary_key=True),
+    Column("name", String(200), primary_key=True),
+    Column("value", Text, nullable=False),
+    Index("ix_run_params_name_value", "name", "value", "run_id"),
+)
+
+run_tags = Table(
+    "run_tags",
+    metadata,
+    Column("run_id", String(ID), primary_key=True),
+    Column("key", String(64), primary_key=True),
+    Column("value", Text, nullable=False),
+    Column("seq", BigInteger, nullable=False),
+    Index("ix_run_tags_key_value", "key", "value", "run_id"),
+)
+
+run_notes = Table(
+    "run_notes",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("run_id", String(ID), nullable=False),
+    Column("text", Text, nullable=False),
+    Column("actor", String(200), nullable=False),
+    Column("noted_at", String(32), nullable=False),
+    Index("ix_run_notes_run_id", "run_id"),
+)
+
+PROJECTION_TABLES = (
+    runs,
+    step_runs,
+    artifacts,
+    step_run_io,
+    sources,
+    run_params,
+    run_tags,
+    run_notes,
+)

@@ -25,7 +25,6 @@ names the changed helpers.
 from __future__ import annotations
 
 import difflib
-import json
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +35,7 @@ from pipetrail.capture.environment_diff import diff_environments as diff_environ
 from pipetrail.errors import PipetrailError
 from pipetrail.execution.cache import explain_change
 from pipetrail.execution.node_pairing import NodePairing
+from pipetrail.ledger.event_reads import code_artifacts
 from pipetrail.lineage.compare import (
     RunFacts,
     StepFacts,
@@ -64,11 +64,6 @@ __all__ = [
     "load_environment",
 ]
 
-_CODE_SQL = (
-    "SELECT blob, meta, first_run_id FROM artifacts WHERE role = 'code' AND first_run_id IN "
-    "(SELECT run_id FROM step_runs WHERE step = :step AND code_digest = :code) "
-    "ORDER BY first_seq DESC"
-)
 _BRIEF_KEYS = (
     "run_id", "pipeline", "pipeline_fingerprint", "status", "started_at", "git_commit",
     "environment",
@@ -319,13 +314,9 @@ def _source_text(project: Project, run_id: str, facts: StepFacts) -> tuple[str |
 def _recorded_code_blob(project: Project, run_id: str, facts: StepFacts) -> str | None:
     if facts.code_digest is None:
         return None
-    rows = project.reader().fetch(_CODE_SQL, {"step": facts.step, "code": facts.code_digest})
     by_run: dict[str, set[str]] = {}
-    for row in rows:
-        meta = row["meta"]
-        meta = json.loads(meta) if isinstance(meta, str) else meta
-        if (meta or {}).get("step") == facts.step:
-            by_run.setdefault(row["first_run_id"], set()).add(row["blob"])
+    for first_run_id, blob in code_artifacts(project.reader(), facts.step, facts.code_digest):
+        by_run.setdefault(first_run_id, set()).add(blob)
     # Run ids are time-ordered: the run itself first, then the newest before it.
     order = [run_id] if run_id in by_run else []
     order += sorted((r for r in by_run if r < run_id), reverse=True)

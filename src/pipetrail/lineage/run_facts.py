@@ -27,12 +27,12 @@ scalars, dicts) are not.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 from pipetrail.errors import PipetrailError
 from pipetrail.execution.crash import effective_status
+from pipetrail.ledger.event_reads import closing_step_events
 from pipetrail.store import StoredArtifact
 
 if TYPE_CHECKING:
@@ -41,11 +41,6 @@ if TYPE_CHECKING:
 
 __all__ = ["Metric", "RunFacts", "StepFacts", "load_run_facts", "step_metrics"]
 
-# Step event payloads hold what the projections do not (logged metrics, code_source).
-_STEP_EVENTS_SQL = (
-    "SELECT payload FROM events WHERE run_id = :r "
-    "AND kind IN ('step.completed', 'step.cached', 'step.failed') ORDER BY seq"
-)
 # Metric series and reports are listed among a step run's outputs under these prefixes;
 # they are not values the step returned.
 _RECORDED_PREFIXES = ("metric:", "report:")
@@ -175,9 +170,8 @@ class _Payloads:
 
     def of(self, run_id: str, step_run_id: str) -> dict[str, Any]:
         if run_id not in self.by_run:
-            rows = self.reader.fetch(_STEP_EVENTS_SQL, {"r": run_id})
-            payloads = [json.loads(r["payload"]) for r in rows]
-            self.by_run[run_id] = {p.get("step_run_id", ""): p for p in payloads}
+            events = closing_step_events(self.reader, run_id)
+            self.by_run[run_id] = {e.step_run_id: e.payload for e in events}
         return self.by_run[run_id].get(step_run_id, {})
 
     def merged(self, run_id: str, step_run_id: str, reused: str | None) -> dict[str, Any]:

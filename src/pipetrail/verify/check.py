@@ -170,6 +170,7 @@ def run_check(
             observer=observer,
             source_file=source_file,
             argv=argv,
+            purpose="check",
         )
 
     try:

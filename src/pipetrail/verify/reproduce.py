@@ -208,6 +208,7 @@ def reproduce_run(
             argv=["pipetrail", *sys.argv[1:]] if sys.argv[0].endswith("pipetrail") else None,
             snapshots=SourceSnapshots.of_run(reader, run_id, workdir),
             reproduces=run_id,
+            purpose="reproduce",
             # Environment differences are reported by the comparison, not refused.
             parity="off",
         )

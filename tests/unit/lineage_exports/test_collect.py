@@ -22,7 +22,15 @@ class CannedReader(Reader):
     def fetch(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
         params = params or {}
         if "FROM events" in sql:
-            return [{"payload": json.dumps(e)} for e in self.events]
+            return [
+                {
+                    "seq": seq,
+                    "ts": "2026-01-01T00:00:00.000000Z",
+                    "kind": "step.completed",
+                    "payload": json.dumps({"run_id": "R", "node_id": "n", "step": "train", **e}),
+                }
+                for seq, e in enumerate(self.events, 1)
+            ]
         if "FROM step_runs" in sql:
             return [{"first_seq": 50}] if params["c"] == "blake3:fp" else []
         # Code artifacts at or before seq 50, newest first; meta as stored text.

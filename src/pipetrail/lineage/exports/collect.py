@@ -8,7 +8,6 @@ Imports execution, ledger, hashing and core; never cli.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
@@ -17,6 +16,7 @@ from pipetrail.core.version import VERSION
 from pipetrail.errors import DefinitionError
 from pipetrail.execution.crash import effective_status
 from pipetrail.ledger import Reader
+from pipetrail.ledger.event_reads import first_code_artifact, started_step_events
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -41,18 +41,6 @@ Row = dict[str, Any]
 # Step events name the digest of the step's stored source text (``code_source``). Runs
 # recorded before that field existed fall back to the code artifact stored with the first
 # step run that had the same code fingerprint (see _code_sources).
-_STEP_EVENTS = (
-    "SELECT payload FROM events WHERE run_id = :r AND kind IN "
-    "('step.started', 'step.cached', 'step.completed', 'step.failed') ORDER BY seq"
-)
-_FIRST_WITH_CODE = (
-    "SELECT first_seq FROM step_runs WHERE step = :s AND code_digest = :c "
-    "ORDER BY first_seq LIMIT 1"
-)
-_CODE_ARTIFACTS = (
-    "SELECT digest, meta, first_seq FROM artifacts WHERE role = 'code' AND first_seq <= :seq "
-    "ORDER BY first_seq DESC"
-)
 
 
 class ExportError(DefinitionError):
@@ -255,28 +243,16 @@ def _code_sources(reader: Reader, run_id: str, steps: list[Row]) -> dict[str, st
     which is exact unless functions of several pipelines share a step name.
     """
     found: dict[str, str] = {}
-    for row in reader.fetch(_STEP_EVENTS, {"r": run_id}):
-        payload = json.loads(row["payload"]) if isinstance(row["payload"], str) else row["payload"]
-        if payload.get("code_source"):
-            found[payload["step_run_id"]] = str(payload["code_source"])
+    for event in started_step_events(reader, run_id):
+        if event.code_source:
+            found[event.step_run_id] = str(event.code_source)
     by_fingerprint: dict[tuple[str, str], str | None] = {}
     for step in steps:
         key = (step["step"], step["code_digest"])
         if step["step_run_id"] in found or not step["code_digest"]:
             continue
         if key not in by_fingerprint:
-            by_fingerprint[key] = _first_code_artifact(reader, *key)
+            by_fingerprint[key] = first_code_artifact(reader, *key)
         if by_fingerprint[key] is not None:
             found[step["step_run_id"]] = str(by_fingerprint[key])
     return found
-
-
-def _first_code_artifact(reader: Reader, step: str, code_digest: str) -> str | None:
-    first = reader.fetch(_FIRST_WITH_CODE, {"s": step, "c": code_digest})
-    if not first:
-        return None
-    for row in reader.fetch(_CODE_ARTIFACTS, {"seq": first[0]["first_seq"]}):
-        meta = json.loads(row["meta"]) if isinstance(row["meta"], str) else row["meta"]
-        if (meta or {}).get("step") == step:
-            return str(row["digest"])
-    return None

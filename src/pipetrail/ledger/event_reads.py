@@ -1,0 +1,136 @@
+"""Reading events back as typed records (:mod:`pipetrail.ledger.event_records`).
+
+What only the events hold (a step's logged metrics, data operations, how each output is
+read, where its source text is stored; the sources a run observed) is read here, so no
+module outside the ledger selects or parses event payloads.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from pipetrail.ledger.event_records import (
+    EventRecord,
+    SourceObserved,
+    StepEvent,
+    StepStarted,
+    parse_payload,
+)
+
+if TYPE_CHECKING:
+    from pipetrail.ledger.queries import Reader
+
+__all__ = [
+    "closing_step_events",
+    "code_artifacts",
+    "first_code_artifact",
+    "source_events",
+    "source_observations",
+    "started_step_events",
+    "step_events",
+]
+
+_STEP_KINDS = "('step.completed', 'step.cached', 'step.failed')"
+_FIRST_WITH_CODE = (
+    "SELECT first_seq FROM step_runs WHERE step = :s AND code_digest = :c "
+    "ORDER BY first_seq LIMIT 1"
+)
+_CODE_ARTIFACTS_BEFORE = (
+    "SELECT digest, meta, first_seq FROM artifacts WHERE role = 'code' AND first_seq <= :seq "
+    "ORDER BY first_seq DESC"
+)
+_CODE_ARTIFACTS_OF = (
+    "SELECT blob, meta, first_run_id FROM artifacts WHERE role = 'code' AND first_run_id IN "
+    "(SELECT run_id FROM step_runs WHERE step = :step AND code_digest = :code) "
+    "ORDER BY first_seq DESC"
+)
+
+
+def step_events(reader: Reader, run_id: str, *, started: bool = False) -> list[EventRecord]:
+    """Return the typed events of a run's steps, in ledger order.
+
+    The closing events (:class:`StepEvent`: completed, cached, failed) and, with
+    ``started``, the :class:`StepStarted` ones too.
+    """
+    kinds = (
+        "('step.started', 'step.completed', 'step.cached', 'step.failed')"
+        if started
+        else _STEP_KINDS
+    )
+    return [
+        parse_payload(str(r["kind"]), r["payload"], seq=int(r["seq"]), ts=str(r["ts"]))
+        for r in reader.fetch(
+            "SELECT seq, ts, kind, payload FROM events WHERE run_id = :r "  # noqa: S608
+            f"AND kind IN {kinds} ORDER BY seq",
+            {"r": run_id},
+        )
+    ]
+
+
+def closing_step_events(reader: Reader, run_id: str) -> list[StepEvent]:
+    """Return the closing events of a run's steps (completed, cached, failed), in order."""
+    return [e for e in step_events(reader, run_id) if isinstance(e, StepEvent)]
+
+
+def started_step_events(reader: Reader, run_id: str) -> list[StepStarted | StepEvent]:
+    """Return every step event of a run (started and closing), in order."""
+    return [
+        e
+        for e in step_events(reader, run_id, started=True)
+        if isinstance(e, StepStarted | StepEvent)
+    ]
+
+
+def source_events(reader: Reader, run_id: str) -> list[SourceObserved]:
+    """Return the ``source.observed`` events of a run, in ledger order."""
+    return [
+        e
+        for r in reader.fetch(
+            "SELECT seq, ts, kind, payload FROM events WHERE run_id = :r "
+            "AND kind = 'source.observed' ORDER BY seq",
+            {"r": run_id},
+        )
+        if isinstance(
+            e := parse_payload(str(r["kind"]), r["payload"], seq=int(r["seq"]), ts=str(r["ts"])),
+            SourceObserved,
+        )
+    ]
+
+
+def source_observations(reader: Reader) -> list[SourceObserved]:
+    """Return every distinct ``source.observed`` payload of the ledger (any run)."""
+    return [
+        e
+        for r in reader.fetch("SELECT DISTINCT payload FROM events WHERE kind = 'source.observed'")
+        if isinstance(e := parse_payload("source.observed", r["payload"]), SourceObserved)
+    ]
+
+
+def first_code_artifact(reader: Reader, step: str, code_digest: str) -> str | None:
+    """The code artifact of ``step`` stored with the first step run of this code, if any.
+
+    The newest ``code`` artifact for the step recorded at or before the first step run
+    with fingerprint ``code_digest`` (for runs recorded before ``code_source``).
+    """
+    first = reader.fetch(_FIRST_WITH_CODE, {"s": step, "c": code_digest})
+    if not first:
+        return None
+    for row in reader.fetch(_CODE_ARTIFACTS_BEFORE, {"seq": first[0]["first_seq"]}):
+        meta = json.loads(row["meta"]) if isinstance(row["meta"], str) else row["meta"]
+        if (meta or {}).get("step") == step:
+            return str(row["digest"])
+    return None
+
+
+def code_artifacts(reader: Reader, step: str, code_digest: str) -> list[tuple[str, str]]:
+    """``(first run id, blob)`` of the code artifacts of ``step`` runs of this code stored.
+
+    Newest first; only runs whose step ran with fingerprint ``code_digest``.
+    """
+    found = []
+    for row in reader.fetch(_CODE_ARTIFACTS_OF, {"step": step, "code": code_digest}):
+        meta = json.loads(row["meta"]) if isinstance(row["meta"], str) else row["meta"]
+        if (meta or {}).get("step") == step:
+            found.append((str(row["first_run_id"]), str(row["blob"])))
+    return found

@@ -1,0 +1,380 @@
+"""One typed record per event kind: the only place event payloads are parsed.
+
+Every kind :class:`~pipetrail.ledger.events.EventKind` lists has a frozen dataclass here,
+with the payload version it reads (:attr:`EventRecord.VERSION`) and a ``from_payload``
+that takes the stored JSON object. Keys a kind gained over time are optional, so events
+written by older versions parse too; :func:`parse_event` dispatches on the kind. Code
+outside the ledger reads events through :mod:`pipetrail.ledger.read_model`, never their
+JSON text.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+from pipetrail.ledger.events import Event, EventKind
+from pipetrail.ledger.projections import run_purpose
+
+__all__ = [
+    "ArtifactRecorded",
+    "EventRecord",
+    "GateChecked",
+    "ReproductionChecked",
+    "RunEnded",
+    "RunNamed",
+    "RunNoted",
+    "RunStarted",
+    "RunTagged",
+    "RunUntagged",
+    "SourceObserved",
+    "StepEvent",
+    "StepStarted",
+    "parse_event",
+    "parse_payload",
+]
+
+Payload = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class EventRecord:
+    """What every event record has: the event's place in the chain and its run.
+
+    Attributes:
+        seq: the event's sequence number (0 when parsed from a payload alone).
+        ts: when it was appended.
+        kind: its kind.
+        run_id: the run it belongs to, if any.
+        payload: the parsed payload, whole (keys this version does not model included).
+    """
+
+    VERSION: ClassVar[int] = 1
+    seq: int
+    ts: str
+    kind: str
+    run_id: str | None
+    payload: Payload = field(repr=False, compare=False)
+
+    @classmethod
+    def _base(cls, seq: int, ts: str, kind: str, p: Payload) -> dict[str, Any]:
+        return {"seq": seq, "ts": ts, "kind": kind, "run_id": p.get("run_id"), "payload": p}
+
+
+@dataclass(frozen=True)
+class RunStarted(EventRecord):
+    """``run.started``: what the run is (pipeline, params, seed, environment, name...)."""
+
+    pipeline: str = ""
+    pipeline_fingerprint: str = ""
+    params: dict[str, Any] = field(default_factory=dict)
+    seed: int = 0
+    started_at: str = ""
+    owner: str = ""
+    host: str = ""
+    git: dict[str, Any] | None = None
+    environment: str | None = None
+    steps_total: int = 0
+    name: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+    purpose: str = "run"
+    reproduces: str | None = None
+
+    @classmethod
+    def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> RunStarted:
+        """Parse a ``run.started`` payload."""
+        return cls(
+            **cls._base(seq, ts, kind, p),
+            pipeline=p["pipeline"],
+            pipeline_fingerprint=p["pipeline_fingerprint"],
+            params=dict(p.get("params") or {}),
+            seed=int(p["seed"]),
+            started_at=p["started_at"],
+            owner=p.get("owner", ""),
+            host=p.get("host", ""),
+            git=p.get("git"),
+            environment=p.get("environment"),
+            steps_total=int(p.get("steps_total", 0)),
+            name=p.get("name"),
+            tags=dict(p.get("tags") or {}),
+            purpose=run_purpose(p),
+            reproduces=p.get("reproduces"),
+        )
+
+
+@dataclass(frozen=True)
+class RunEnded(EventRecord):
+    """``run.completed``, ``run.failed``, ``run.crashed``, ``run.interrupted``."""
+
+    ended_at: str = ""
+    error: str | None = None
+    closed_steps: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> RunEnded:
+        """Parse a run-ending payload."""
+        return cls(
+            **cls._base(seq, ts, kind, p),
+            ended_at=p["ended_at"],
+            error=p.get("error"),
+            closed_steps=dict(p.get("closed_steps") or {}),
+        )
+
+
+@dataclass(frozen=True)
+class StepStarted(EventRecord):
+    """``step.started``: a step run began executing."""
+
+    step_run_id: str = ""
+    node_id: str = ""
+    step: str = ""
+    pipeline: str = ""
+    started_at: str = ""
+    code_source: str | None = None
+
+    @classmethod
+    def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> StepStarted:
+        """Parse a ``step.started`` payload."""
+        return cls(
+            **cls._base(seq, ts, kind, p),
+            step_run_id=p["step_run_id"],
+            node_id=p["node_id"],
+            step=p["step"],
+            pipeline=p.get("pipeline", ""),
+            started_at=p.get("started_at", ""),
+            code_source=p.get("code_source"),
+        )
+
+
+@dataclass(frozen=True)
+class StepEvent(EventRecord):
+    """``step.completed``, ``step.cached``, ``step.failed``: how a step run ended.
+
+    Attributes:
+        decision: the cache decision (``hit``, ``miss``...).
+        outputs: output name -> digest (metric series and reports included).
+        output_formats: output name -> how it is read (None before it was recorded).
+        metrics: metric name -> ``{"digest", "count", "min", "max", "last"...}``.
+        reports: report name -> digest.
+        data_ops: the table operations (sampling, splits) the step recorded.
+        contracts: the contract results the step recorded.
+        code_source: the digest of the step's stored source text.
+    """
+
+    step_run_id: str = ""
+    node_id: str = ""
+    step: str = ""
+    pipeline: str = ""
+    started_at: str = ""
+    ended_at: str | None = None
+    cache_key: str | None = None
+    decision: str | None = None
+    reason: str | None = None
+    reused_step_run_id: str | None = None
+    code_digest: str | None = None
+    inputs: dict[str, str] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)
+    output_formats: dict[str, Any] | None = None
+    resources: dict[str, Any] | None = None
+    metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    reports: dict[str, str] = field(default_factory=dict)
+    data_ops: list[Any] = field(default_factory=list)
+    contracts: Any = None
+    code_source: str | None = None
+    error: str | None = None
+
+    @classmethod
+    def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> StepEvent:
+        """Parse a step's closing payload."""
+        return cls(
+            **cls._base(seq, ts, kind, p),
+            step_run_id=p["step_run_id"],
+            node_id=p["node_id"],
+            step=p["step"],
+            pipeline=p.get("pipeline", ""),
+            started_at=p.get("started_at", ""),
+            ended_at=p.get("ended_at"),
+            cache_key=p.get("cache_key"),
+            decision=p.get("decision"),
+            reason=p.get("reason"),
+            reused_step_run_id=p.get("reused_step_run_id"),
+            code_digest=p.get("code_digest"),
+            inputs=dict(p.get("inputs") or {}),
+            outputs=dict(p.get("outputs") or {}),
+            output_formats=p.get("output_formats"),
+            resources=p.get("resources"),
+            metrics=dict(p.get("metrics") or {}),
+            reports=dict(p.get("reports") or {}),
+            data_ops=list(p.get("data_ops") or []),
+            contracts=p.get("contracts"),
+            code_source=p.get("code_source"),
+            error=p.get("error"),
+        )
+
+
+@dataclass(frozen=True)
+class ArtifactRecorded(EventRecord):
+    """``artifact.recorded``: an artifact's digest, stored object and how it is read."""
+
+    digest: str = ""
+    blob: str = ""
+    serializer: str = ""
+    type_name: str = ""
+    size: int = 0
+    role: str = ""
+    meta: dict[str, Any] = field(default_factory=dict)
+    step_run_id: str | None = None
+
+    @classmethod
+    def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> ArtifactRecorded:
+        """Parse an ``artifact.recorded`` payload."""
+        return cls(
+            **cls._base(seq, ts, kind, p),
+            digest=p["digest"],
+            blob=p["blob"],
+            serializer=p["serializer"],
+            type_name=p["type_name"],
+            size=int(p["size"]),
+            role=p["role"],
+            meta=dict(p.get("meta") or {}),
+            step_run_id=p.get("step_run_id"),
+        )
+
+
+@dataclass(frozen=True)
+class SourceObserved(EventRecord):
+    """``source.observed``: a source file or folder a run read, as it was then."""
+
+    path: str = ""
+    digest: str = ""
+    size: int = 0
+    mtime_ns: int = 0
+    source_kind: str | None = None
+    by_reference: bool = False
+
+    @classmethod
+    def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> SourceObserved:
+        """Parse a ``source.observed`` payload."""
+        return cls(
+            **cls._base(seq, ts, kind, p),
+            path=p["path"],
+            digest=p["digest"],
+            size=int(p["size"]),
+            mtime_ns=int(p["mtime_ns"]),
+            source_kind=p.get("kind"),
+            by_reference=bool(p.get("by_reference")),
+        )
+
+
+@dataclass(frozen=True)
+class ReproductionChecked(EventRecord):
+    """``reproduction.checked``: the verdict of re-executing a run (``report`` digest)."""
+
+    report: str | None = None
+
+    @classmethod
+    def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> ReproductionChecked:
+        """Parse a ``reproduction.checked`` payload."""
+        return cls(**cls._base(seq, ts, kind, p), report=p.get("report"))
+
+
+@dataclass(frozen=True)
+class GateChecked(ReproductionChecked):
+    """``gate.checked``: the verdict of ``pipetrail check`` (``report`` digest)."""
+
+
+@dataclass(frozen=True)
+class RunNamed(EventRecord):
+    """``run.named``: the run's name, given after it started."""
+
+    name: str = ""
+
+    @classmethod
+    def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> RunNamed:
+        """Parse a ``run.named`` payload."""
+        return cls(**cls._base(seq, ts, kind, p), name=p["name"])
+
+
+@dataclass(frozen=True)
+class RunTagged(EventRecord):
+    """``run.tagged``: tags set on the run (a key set again is replaced)."""
+
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> RunTagged:
+        """Parse a ``run.tagged`` payload."""
+        return cls(**cls._base(seq, ts, kind, p), tags=dict(p["tags"]))
+
+
+@dataclass(frozen=True)
+class RunUntagged(EventRecord):
+    """``run.untagged``: tag keys removed from the run."""
+
+    keys: tuple[str, ...] = ()
+
+    @classmethod
+    def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> RunUntagged:
+        """Parse a ``run.untagged`` payload."""
+        return cls(**cls._base(seq, ts, kind, p), keys=tuple(p["keys"]))
+
+
+@dataclass(frozen=True)
+class RunNoted(EventRecord):
+    """``run.noted``: a note added to the run."""
+
+    text: str = ""
+
+    @classmethod
+    def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> RunNoted:
+        """Parse a ``run.noted`` payload."""
+        return cls(**cls._base(seq, ts, kind, p), text=p["text"])
+
+
+_BY_KIND: dict[str, Any] = {
+    EventKind.RUN_STARTED: RunStarted,
+    EventKind.RUN_COMPLETED: RunEnded,
+    EventKind.RUN_FAILED: RunEnded,
+    EventKind.RUN_CRASHED: RunEnded,
+    EventKind.RUN_INTERRUPTED: RunEnded,
+    EventKind.STEP_STARTED: StepStarted,
+    EventKind.STEP_COMPLETED: StepEvent,
+    EventKind.STEP_CACHED: StepEvent,
+    EventKind.STEP_FAILED: StepEvent,
+    EventKind.ARTIFACT_RECORDED: ArtifactRecorded,
+    EventKind.SOURCE_OBSERVED: SourceObserved,
+    EventKind.REPRODUCTION_CHECKED: ReproductionChecked,
+    EventKind.GATE_CHECKED: GateChecked,
+    EventKind.RUN_NAMED: RunNamed,
+    EventKind.RUN_TAGGED: RunTagged,
+    EventKind.RUN_UNTAGGED: RunUntagged,
+    EventKind.RUN_NOTED: RunNoted,
+}
+
+
+def parse_payload(kind: str, payload: str | Payload, *, seq: int = 0, ts: str = "") -> EventRecord:
+    """Return the typed record of one event's payload (JSON text or already parsed).
+
+    Raises:
+        ValueError: the kind is unknown to this version, or the payload lacks a key the
+            kind always has.
+    """
+    p = json.loads(payload) if isinstance(payload, str) else payload
+    record_type = _BY_KIND.get(kind)
+    if record_type is None:
+        raise ValueError(f"event kind {kind!r} is unknown to this version of pipetrail")
+    try:
+        record: EventRecord = record_type.from_payload(seq, ts, kind, p)
+    except KeyError as exc:
+        raise ValueError(f"a {kind} event lacks its {exc.args[0]!r} field") from exc
+    return record
+
+
+def parse_event(event: Event) -> EventRecord:
+    """Return the typed record of an appended event.
+
+    Raises:
+        ValueError: as :func:`parse_payload`.
+    """
+    return parse_payload(event.kind, event.payload_text, seq=event.seq, ts=event.ts)
