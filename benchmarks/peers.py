@@ -1,4 +1,4 @@
-"""Peer tools measured in the same run as pipetrail: DVC in a private virtualenv.
+"""Peer tools measured in the same run as pipetrail: DVC and MLflow in private virtualenvs.
 
 DVC is installed from the package index with ``pip install dvc==VERSION`` (pinned:
 ``DVC_REQUIREMENT``, so that two runs compare with the same peer) into its own
@@ -18,8 +18,13 @@ the same file system as the data), and its state and index databases
 (``DVC_SITE_CACHE_DIR``, otherwise under ``/var/tmp/dvc``). Analytics are off
 (``DVC_NO_ANALYTICS``) and the user's and the system's DVC configuration are not read.
 
+MLflow (``MLFLOW_REQUIREMENT``, pinned too) gets a virtualenv of its own,
+``benchmarks/.work/mlflow-venv``, installed the same way by :func:`ensure_mlflow`; the
+per-run benchmark runs a script with its interpreter (:attr:`Mlflow.python`), against a
+local SQLite tracking store in a throw-away folder.
+
 Run: ``.venv/bin/python benchmarks/peers.py [--reinstall]`` installs (or checks) the
-peer virtualenv and prints the DVC version.
+peer virtualenvs and prints the DVC and MLflow versions.
 """
 
 from __future__ import annotations
@@ -40,6 +45,8 @@ PEERS_VENV = WORK_DIR / "peers-venv"
 DVC_REQUIREMENT = "dvc==3.67.1"
 _MARKER = PEERS_VENV / "INSTALLED"
 _INSTALL_TIMEOUT_S = 1200
+MLFLOW_VENV = WORK_DIR / "mlflow-venv"
+MLFLOW_REQUIREMENT = "mlflow==3.17.2"
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,14 @@ class Dvc:
     """An installed DVC: its console script and version."""
 
     executable: Path
+    version: str
+
+
+@dataclass(frozen=True)
+class Mlflow:
+    """An installed MLflow: the interpreter of its virtualenv and its version."""
+
+    python: Path
     version: str
 
 
@@ -71,16 +86,16 @@ def _version(executable: Path) -> str | None:
     return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else None
 
 
-def _install() -> str | None:
-    """Create the virtualenv and pip-install DVC; return an error message, or None."""
-    shutil.rmtree(PEERS_VENV, ignore_errors=True)
-    log(f"peers: installing {DVC_REQUIREMENT!r} into {PEERS_VENV} (first use only)...")
+def _install(folder: Path = PEERS_VENV, requirement: str = DVC_REQUIREMENT) -> str | None:
+    """Create a virtualenv and pip-install a peer; return an error message, or None."""
+    shutil.rmtree(folder, ignore_errors=True)
+    log(f"peers: installing {requirement!r} into {folder} (first use only)...")
     try:
-        venv.EnvBuilder(with_pip=True, clear=True).create(PEERS_VENV)
+        venv.EnvBuilder(with_pip=True, clear=True).create(folder)
         # Few retries and a short timeout: offline, fail in seconds rather than minutes.
         proc = subprocess.run(
             [
-                str(_bin("python")),
+                str(folder / "bin" / "python"),
                 "-m",
                 "pip",
                 "install",
@@ -89,7 +104,7 @@ def _install() -> str | None:
                 "1",
                 "--timeout",
                 "30",
-                DVC_REQUIREMENT,
+                requirement,
             ],
             capture_output=True,
             text=True,
@@ -99,7 +114,7 @@ def _install() -> str | None:
         return f"{type(exc).__name__}: {exc}"
     if proc.returncode != 0:
         last = ((proc.stderr or proc.stdout).strip().splitlines() or [""])[-1]
-        return f"pip install {DVC_REQUIREMENT} exited with {proc.returncode}: {last[:120]}"
+        return f"pip install {requirement} exited with {proc.returncode}: {last[:120]}"
     return None
 
 
@@ -131,6 +146,50 @@ def ensure_dvc(*, reinstall: bool = False) -> Dvc | PeerUnavailable:
     _MARKER.write_text(DVC_REQUIREMENT + "\n")
     log(f"peers: DVC {version} installed")
     return Dvc(executable, version)
+
+
+def _mlflow_version(python: Path) -> str | None:
+    try:
+        proc = subprocess.run(
+            [str(python), "-c", "import mlflow; print(mlflow.__version__)"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else None
+
+
+def ensure_mlflow(*, reinstall: bool = False) -> Mlflow | PeerUnavailable:
+    """Return the MLflow virtualenv's interpreter, installing MLflow on first use.
+
+    Args:
+        reinstall: delete MLflow's virtualenv and install again.
+
+    Returns:
+        The installed MLflow, or why it is not available (the caller then reports the
+        comparisons as not measured).
+    """
+    python = MLFLOW_VENV / "bin" / "python"
+    marker = MLFLOW_VENV / "INSTALLED"
+    installed = marker.read_text().strip() if marker.is_file() else None
+    if not reinstall and installed == MLFLOW_REQUIREMENT and python.is_file():
+        version = _mlflow_version(python)
+        if version is not None:
+            return Mlflow(python, version)
+        log("peers: the MLflow virtualenv does not import mlflow; installing again")
+    error = _install(MLFLOW_VENV, MLFLOW_REQUIREMENT)
+    if error is not None:
+        shutil.rmtree(MLFLOW_VENV, ignore_errors=True)
+        log(f"peers: MLflow could not be installed ({error})")
+        return PeerUnavailable(f"install failed: {error}")
+    version = _mlflow_version(python)
+    if version is None:
+        return PeerUnavailable("installed, but `import mlflow` failed")
+    marker.write_text(MLFLOW_REQUIREMENT + "\n")
+    log(f"peers: MLflow {version} installed")
+    return Mlflow(python, version)
 
 
 class DvcRepo:
@@ -272,13 +331,22 @@ class DvcAddRuns:
 
 def _main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reinstall", action="store_true", help="install DVC again")
-    dvc = ensure_dvc(reinstall=parser.parse_args().reinstall)
+    parser.add_argument("--reinstall", action="store_true", help="install the peers again")
+    reinstall = parser.parse_args().reinstall
+    status = 0
+    dvc = ensure_dvc(reinstall=reinstall)
     if isinstance(dvc, PeerUnavailable):
         print(f"DVC not available: {dvc.reason}")
-        return 1
-    print(f"DVC {dvc.version}: {dvc.executable}")
-    return 0
+        status = 1
+    else:
+        print(f"DVC {dvc.version}: {dvc.executable}")
+    mlflow = ensure_mlflow(reinstall=reinstall)
+    if isinstance(mlflow, PeerUnavailable):
+        print(f"MLflow not available: {mlflow.reason}")
+        status = 1
+    else:
+        print(f"MLflow {mlflow.version}: {mlflow.python}")
+    return status
 
 
 if __name__ == "__main__":

@@ -61,6 +61,7 @@ from pipetrail.execution.run_sources import observe_sources
 from pipetrail.execution.run_state import RunOptions, RunState
 from pipetrail.hashing import digest_value
 from pipetrail.hashing.code import CodeFingerprint, code_fingerprint
+from pipetrail.hashing.code_cache import CodeCache
 from pipetrail.ledger import EventKind
 
 if TYPE_CHECKING:
@@ -124,12 +125,15 @@ def _run(
     run_seed = validate_seed(project.config.seed if options.seed is None else options.seed)
     graph = definition.build(resolved)
     state = RunState(run_id=new_id(), graph=graph, project=project, run_seed=run_seed)
-    for node in graph.nodes.values():
-        _check_output_names(node)
-        _fingerprint_step(state, node.step)
-        if id(node.step) not in state.contracts:
-            state.contracts[id(node.step)] = plan_contracts(node.step)
-    pipeline_fp = _pipeline_fingerprint(definition, graph, state)
+    # What code fingerprints read from unchanged source files comes from the project's
+    # code cache (see pipetrail.hashing.code_analysis); values are always read live.
+    with CodeCache(project.config.state_dir / "cache" / "code.db") as code_cache:
+        for node in graph.nodes.values():
+            _check_output_names(node)
+            _fingerprint_step(state, node.step, code_cache)
+            if id(node.step) not in state.contracts:
+                state.contracts[id(node.step)] = plan_contracts(node.step)
+        pipeline_fp = _pipeline_fingerprint(definition, graph, state, code_cache)
     _check_parity(state, options)
     source_events = observe_sources(state, options.snapshots, rehash=options.rehash)
 
@@ -233,17 +237,22 @@ def _check_output_names(node: Node) -> None:
         )
 
 
-def _fingerprint_step(state: RunState, step: Step[..., Any]) -> CodeFingerprint:
+def _fingerprint_step(
+    state: RunState, step: Step[..., Any], code_cache: CodeCache | None = None
+) -> CodeFingerprint:
     key = id(step)
     found = state.fingerprints.get(key)
     if found is None:
-        found = code_fingerprint(step.func)
+        found = code_fingerprint(step.func, code_cache)
         state.fingerprints[key] = found
     return found
 
 
 def _pipeline_fingerprint(
-    definition: PipelineDefinition, graph: PipelineGraph, state: RunState
+    definition: PipelineDefinition,
+    graph: PipelineGraph,
+    state: RunState,
+    code_cache: CodeCache | None = None,
 ) -> str:
     structure = [
         {
@@ -254,7 +263,8 @@ def _pipeline_fingerprint(
         }
         for node in graph.nodes.values()
     ]
-    return digest_value({"pipeline": code_fingerprint(definition.func).digest, "graph": structure})
+    pipeline_code = code_fingerprint(definition.func, code_cache).digest
+    return digest_value({"pipeline": pipeline_code, "graph": structure})
 
 
 def _check_parity(state: RunState, options: RunOptions) -> None:
