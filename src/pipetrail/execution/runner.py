@@ -61,6 +61,7 @@ from pipetrail.execution.run_sources import observe_sources
 from pipetrail.execution.run_state import RunOptions, RunState
 from pipetrail.hashing import digest_value
 from pipetrail.hashing.code import CodeFingerprint, code_fingerprint
+from pipetrail.hashing.code_analysis import using_code_cache
 from pipetrail.hashing.code_cache import CodeCache
 from pipetrail.ledger import EventKind
 
@@ -127,13 +128,14 @@ def _run(
     state = RunState(run_id=new_id(), graph=graph, project=project, run_seed=run_seed)
     # What code fingerprints read from unchanged source files comes from the project's
     # code cache (see pipetrail.hashing.code_analysis); values are always read live.
-    with CodeCache(project.config.state_dir / "cache" / "code.db") as code_cache:
+    code_cache = CodeCache(project.config.state_dir / "cache" / "code.db")
+    with code_cache, using_code_cache(code_cache):
         for node in graph.nodes.values():
             _check_output_names(node)
-            _fingerprint_step(state, node.step, code_cache)
+            _fingerprint_step(state, node.step)
             if id(node.step) not in state.contracts:
                 state.contracts[id(node.step)] = plan_contracts(node.step)
-        pipeline_fp = _pipeline_fingerprint(definition, graph, state, code_cache)
+        pipeline_fp = _pipeline_fingerprint(definition, graph, state)
     _check_parity(state, options)
     source_events = observe_sources(state, options.snapshots, rehash=options.rehash)
 
@@ -237,22 +239,17 @@ def _check_output_names(node: Node) -> None:
         )
 
 
-def _fingerprint_step(
-    state: RunState, step: Step[..., Any], code_cache: CodeCache | None = None
-) -> CodeFingerprint:
+def _fingerprint_step(state: RunState, step: Step[..., Any]) -> CodeFingerprint:
     key = id(step)
     found = state.fingerprints.get(key)
     if found is None:
-        found = code_fingerprint(step.func, code_cache)
+        found = code_fingerprint(step.func)
         state.fingerprints[key] = found
     return found
 
 
 def _pipeline_fingerprint(
-    definition: PipelineDefinition,
-    graph: PipelineGraph,
-    state: RunState,
-    code_cache: CodeCache | None = None,
+    definition: PipelineDefinition, graph: PipelineGraph, state: RunState
 ) -> str:
     structure = [
         {
@@ -263,8 +260,7 @@ def _pipeline_fingerprint(
         }
         for node in graph.nodes.values()
     ]
-    pipeline_code = code_fingerprint(definition.func, code_cache).digest
-    return digest_value({"pipeline": pipeline_code, "graph": structure})
+    return digest_value({"pipeline": code_fingerprint(definition.func).digest, "graph": structure})
 
 
 def _check_parity(state: RunState, options: RunOptions) -> None:

@@ -33,6 +33,7 @@ from pipetrail.core.version import VERSION
 from pipetrail.errors import UnhashableValueError
 from pipetrail.hashing.code_analysis import (
     Analysis,
+    active_code_cache,
     class_analysis,
     function_analysis,
     function_text_analysis,
@@ -502,17 +503,19 @@ def code_fingerprint(func: Any, cache: CodeCache | None = None) -> CodeFingerpri
     Args:
         func: a plain function (or a ``@step``-decorated one).
         cache: the project's code-analysis cache: what was read from source files that
-            have not changed since is taken from it (values are always read live).
+            have not changed since is taken from it (values are always read live). By
+            default, the one :func:`~pipetrail.hashing.code_analysis.using_code_cache`
+            made current, if any.
 
     Returns:
         The fingerprint; ``unhashable`` lists reasons the result must not be trusted.
     """
-    walker = _Walker(cache)
+    walker = _Walker(cache if cache is not None else active_code_cache())
     target = pipetrail_func(func) or func
     try:
         unwrapped = inspect.unwrap(target)
         code = getattr(unwrapped, "__code__", None)
-        text = _code_analysis(code, cache).text if isinstance(code, types.CodeType) else ""
+        text = _code_analysis(code, walker.cache).text if isinstance(code, types.CodeType) else ""
         source = textwrap.dedent(text or inspect.getsource(target))
     except (OSError, TypeError, ValueError, SyntaxError):  # ValueError: a __wrapped__ loop
         source = ""

@@ -25,6 +25,7 @@ Imports only ``pipetrail.hashing`` modules and the standard library.
 from __future__ import annotations
 
 import ast
+import contextlib
 import functools
 import inspect
 import linecache
@@ -33,6 +34,7 @@ import sys
 import textwrap
 import time
 import tokenize
+from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -41,7 +43,7 @@ from pipetrail.hashing.digest import digest_bytes
 
 if TYPE_CHECKING:
     import types
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from pipetrail.hashing.code_cache import CodeCache
 
@@ -49,6 +51,7 @@ __all__ = [
     "RACY_WINDOW_NS",
     "Analysis",
     "ImportStatement",
+    "active_code_cache",
     "class_analysis",
     "file_signature",
     "forget_analyses",
@@ -56,6 +59,7 @@ __all__ = [
     "function_text_analysis",
     "import_statements",
     "module_analysis",
+    "using_code_cache",
     "without_own_decorators",
 ]
 
@@ -224,6 +228,28 @@ def module_analysis(module: types.ModuleType, cache: CodeCache | None = None) ->
 
 
 # -- remembering ---------------------------------------------------------------------
+_ACTIVE: ContextVar[CodeCache | None] = ContextVar("pipetrail_code_cache", default=None)
+
+
+@contextlib.contextmanager
+def using_code_cache(cache: CodeCache | None) -> Iterator[CodeCache | None]:
+    """Make ``cache`` the persistent cache of code fingerprints taken inside the block.
+
+    A run does so while it fingerprints its steps and its pipeline, so every fingerprint
+    taken then (contract checks' code included) reads and fills the project's cache.
+    """
+    token = _ACTIVE.set(cache)
+    try:
+        yield cache
+    finally:
+        _ACTIVE.reset(token)
+
+
+def active_code_cache() -> CodeCache | None:
+    """Return the cache :func:`using_code_cache` made current here, or None."""
+    return _ACTIVE.get()
+
+
 # (absolute file, unit) -> (file signature, analysis): this process's memory.
 _MEMORY: dict[tuple[str, str], tuple[tuple[int, ...], Analysis]] = {}
 

@@ -90,6 +90,10 @@ def _check(file: str, unit: str, sig: bytes, env: str, stamp: int, cached: int, 
     return digest_bytes(head + b"\0" + body)
 
 
+# file, unit, sig, env, stamp, cached_ns, body, check: one row as stored.
+_Row = tuple[str, str, bytes, str, int, int, bytes, str]
+
+
 def _has_code(exc: sqlite3.Error, *codes: int) -> bool:
     code = getattr(exc, "sqlite_errorcode", None)
     return code is not None and code & 0xFF in codes
@@ -114,7 +118,7 @@ class CodeCache:
         self._pid = 0
         self._lock = threading.Lock()
         self._env = cache_env()
-        self._pending: list[tuple[str, str, bytes, str, int, int, bytes, str]] = []
+        self._pending: dict[tuple[str, str], _Row] = {}
 
     def __repr__(self) -> str:
         return f"CodeCache({os.fspath(self.path)!r})"
@@ -140,6 +144,9 @@ class CodeCache:
         """
         packed = _SIG.pack(*sig)
         with self._lock:
+            pending = self._pending.get((file, unit))
+            if pending is not None:
+                return self._trusted(pending, packed)
             try:
                 row = (
                     self._connect_locked()
@@ -155,7 +162,13 @@ class CodeCache:
                 return None
         if row is None:
             return None
-        got_sig, env, stamp, cached_ns, body, check = row
+        return self._trusted((file, unit, *row), packed)
+
+    def _trusted(self, row: tuple[object, ...], packed: bytes) -> Analysis | None:
+        """Return a row's analysis if every check passes (see the module docstring)."""
+        file, unit, got_sig, env, stamp, cached_ns, body, check = row
+        if not isinstance(file, str) or not isinstance(unit, str):
+            return None
         if not (isinstance(got_sig, bytes) and isinstance(body, bytes)):
             return None
         if got_sig != packed or env != self._env:
@@ -196,8 +209,9 @@ class CodeCache:
         packed = _SIG.pack(*sig)
         body = json.dumps(analysis.to_json(), separators=(",", ":")).encode("utf-8")
         check = _check(file, unit, packed, self._env, stamp, cached_ns, body)
+        row = (file, unit, packed, self._env, stamp, cached_ns, body, check)
         with self._lock:
-            self._pending.append((file, unit, packed, self._env, stamp, cached_ns, body, check))
+            self._pending[file, unit] = row
             full = len(self._pending) >= _PENDING_LIMIT
         if full:
             self.flush()
@@ -205,7 +219,7 @@ class CodeCache:
     def flush(self) -> bool:
         """Write the pending analyses in one transaction; return whether it was made."""
         with self._lock:
-            rows, self._pending = self._pending, []
+            rows, self._pending = list(self._pending.values()), {}
             if not rows:
                 return True
             for attempt in range(2):
@@ -224,7 +238,7 @@ class CodeCache:
                 return True
         return False
 
-    def _write_locked(self, rows: list[tuple[str, str, bytes, str, int, int, bytes, str]]) -> None:
+    def _write_locked(self, rows: list[_Row]) -> None:
         conn = self._connect_locked()
         conn.execute("BEGIN IMMEDIATE")
         try:
