@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from pipetrail.core.version import VERSION
-from pipetrail.hashing import digest_value
+from pipetrail.hashing import digest_bytes, digest_value
 
 __all__ = [
     "ENV_VAR_ALLOWLIST",
@@ -296,7 +296,7 @@ def _distributions_key(
         if stat.S_ISDIR(st.st_mode):
             sig = [st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
             seen = known.get(where)
-            if seen is not None and seen[:3] == sig:
+            if isinstance(seen, list) and len(seen) == 4 and seen[:3] == sig:
                 metadata = [_restat_egg_info(where, row) for row in seen[3]]
             else:
                 metadata = _metadata_entries(where)
@@ -307,8 +307,9 @@ def _distributions_key(
         else:
             entries.append([entry, where, st.st_ino, st.st_mtime_ns, []])
             newest = max(newest, st.st_mtime_ns)
-    key = digest_value({"format": _CACHE_FORMAT, "executable": sys.executable, "path": entries})
-    return key, newest, folders
+    # Plain JSON, not the canonical encoding: the key is compared, never recorded.
+    text = json.dumps([_CACHE_FORMAT, sys.executable, entries], separators=(",", ":"))
+    return digest_bytes(text.encode("utf-8")), newest, folders
 
 
 def _restat_egg_info(directory: str, row: list[Any]) -> list[Any]:
@@ -356,49 +357,38 @@ def _metadata_entries(directory: str) -> list[list[Any]]:
     return sorted(found, key=lambda row: row[0])
 
 
-def _cache_check(body: dict[str, Any]) -> str:
-    """The digest a cache file carries over everything else it holds."""
-    return digest_value({k: v for k, v in body.items() if k != "check"})
+def _cache_payload(body: dict[str, Any]) -> bytes:
+    """A cache file's bytes: the digest of the JSON body on the first line, then the body."""
+    text = json.dumps(body, separators=(",", ":")).encode("utf-8")
+    return digest_bytes(text).encode("ascii") + b"\n" + text
 
 
 def _read_cache(cache_file: Path) -> dict[str, Any] | None:
     """Read the cache file; None unless it is this version's and passes its check.
 
     A file edited by hand, torn, or written by another pipetrail version or cache
-    format is ignored (and replaced by the next listing), never trusted.
+    format is ignored (and replaced by the next listing), never trusted: its first line
+    is the digest of the rest, and the rest names the format and the version.
     """
     try:
-        data = json.loads(cache_file.read_bytes())
+        check, _, text = cache_file.read_bytes().partition(b"\n")
+        if check.decode("ascii") != digest_bytes(text):
+            _log.debug("the distributions cache %s fails its check; ignored", cache_file)
+            return None
+        data = json.loads(text)
     except (OSError, ValueError):
         return None
     if not isinstance(data, dict) or data.get("format") != _CACHE_FORMAT:
         return None
     if data.get("pipetrail") != VERSION or not isinstance(data.get("key"), str):
         return None
+    # The first line vouches that this pipetrail wrote the rest: shapes need no deep check.
     distributions, folders = data.get("distributions"), data.get("folders")
-    if not isinstance(distributions, list) or not all(
-        isinstance(item, dict)
-        and isinstance(item.get("name"), str)
-        and isinstance(item.get("version"), str)
-        for item in distributions
-    ):
+    if not isinstance(distributions, list) or not isinstance(folders, dict):
         return None
-    if not isinstance(folders, dict) or not all(
-        isinstance(folder, list)
-        and len(folder) == 4
-        and isinstance(folder[3], list)
-        and all(
-            isinstance(row, list) and len(row) == 3 and isinstance(row[0], str) for row in folder[3]
-        )
-        for folder in folders.values()
-    ):
-        return None
-    try:
-        if data.get("check") != _cache_check(data):
-            _log.debug("the distributions cache %s fails its check; ignored", cache_file)
+    for item in distributions:
+        if type(item) is not dict or type(item.get("name")) is not str:
             return None
-    except (TypeError, ValueError):
-        return None
     return data
 
 
@@ -418,8 +408,7 @@ def _write_cache(
         "folders": folders,
         "distributions": distributions,
     }
-    body["check"] = _cache_check(body)
-    payload = json.dumps(body).encode("utf-8")
+    payload = _cache_payload(body)
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=cache_file.parent, prefix=".distributions-")

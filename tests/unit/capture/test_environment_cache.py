@@ -109,14 +109,16 @@ def cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 
 def _edit(cache_file: Path, *, recheck: bool, **changes: Any) -> None:
-    data = json.loads(cache_file.read_bytes())
+    check, _, text = cache_file.read_bytes().partition(b"\n")
+    data = json.loads(text)
     for item in data["distributions"]:
         if item["name"] == "fake-pkg":
             item["version"] = "6.6.6"  # a trusted file would report this version
     data.update(changes)
     if recheck:
-        data["check"] = environment._cache_check(data)
-    cache_file.write_text(json.dumps(data))
+        cache_file.write_bytes(environment._cache_payload(data))
+    else:
+        cache_file.write_bytes(check + b"\n" + json.dumps(data, separators=(",", ":")).encode())
 
 
 def test_the_cache_is_used_when_it_is_intact(cached: Path) -> None:
