@@ -4,12 +4,12 @@ Run: ``.venv/bin/python benchmarks/run_all.py`` (about 10 minutes; the first run
 creates the file sets and installs DVC) or with ``--quick`` (fewer repetitions). ``--only
 NAME`` runs some of them (``step_overhead``, ``cached_chain``, ``hashing``, ``cli_startup``,
 ``metrics``, ``lineage``, ``sources``, ``data_ops``, ``contracts``, ``reproduce``,
-``verified_reads``; the lineage benchmark builds a 1.2 GB synthetic ledger once, about 75 s,
-and reuses it); ``--wait-quiet SECONDS`` waits (up to SECONDS) before each benchmark until
-other processes leave the CPUs alone. Above the table: the commit measured (and what
-differed from it), the machine and the load average before and after the run; under it, how
-busy other processes kept the CPUs during each benchmark: on a shared machine, read the
-results with it.
+``verified_reads``, ``per_run``; the lineage benchmark builds a 1.2 GB synthetic ledger
+once, about 75 s, and reuses it); ``--wait-quiet SECONDS`` waits (up to SECONDS) before
+each benchmark until other processes leave the CPUs alone. Above the table: the commit
+measured (and what differed from it), the machine and the load average before and after
+the run; under it, how busy other processes kept the CPUs during each benchmark: on a
+shared machine, read the results with it.
 
 ``--write-readme`` runs every benchmark (no ``--only``) and replaces the results section
 of ``benchmarks/README.md`` (between its ``BEGIN RESULTS`` and ``END RESULTS`` markers)
@@ -33,6 +33,7 @@ import data_ops
 import hashing
 import lineage
 import metrics
+import per_run
 import reproduce
 import sources
 import step_overhead
@@ -63,6 +64,7 @@ BENCHMARKS = {
     "data_ops": data_ops.run,
     "reproduce": reproduce.run,
     "verified_reads": verified_reads.run,
+    "per_run": per_run.run,
 }
 
 
