@@ -1,4 +1,4 @@
-"""Peer tools measured in the same run as pipetrail: DVC and Kedro in private virtualenvs.
+"""Peer tools measured in the same run as pipetrail: DVC, Kedro, MLflow in private virtualenvs.
 
 DVC is installed from the package index with ``pip install dvc==VERSION`` (pinned:
 ``DVC_REQUIREMENT``, so that two runs compare with the same peer) into its own
@@ -12,7 +12,10 @@ When the installation fails (no network, no index), :func:`ensure_dvc` returns a
 :class:`PeerUnavailable` saying why; the benchmarks then print the comparisons with DVC
 as "not measured", with no verdict (never a constant in place of the peer).
 Kedro (:func:`ensure_kedro`, for the per-step overhead) is installed the same way, pinned
-(``KEDRO_REQUIREMENT``), into ``benchmarks/.work/kedro-venv``.
+(``KEDRO_REQUIREMENT``), into ``benchmarks/.work/kedro-venv``; MLflow (:func:`ensure_mlflow`,
+for the per-run cost) into ``benchmarks/.work/mlflow-venv`` (``MLFLOW_REQUIREMENT``): the
+per-run benchmark runs a script with its interpreter (:attr:`Mlflow.python`), against a
+local tracking store in a throw-away folder.
 
 :class:`DvcRepo` runs DVC commands in a throw-away repository (``dvc init --no-scm``)
 with everything DVC writes kept inside it: the cache (``.dvc/cache``, DVC's default, so on
@@ -21,7 +24,7 @@ the same file system as the data), and its state and index databases
 (``DVC_NO_ANALYTICS``) and the user's and the system's DVC configuration are not read.
 
 Run: ``.venv/bin/python benchmarks/peers.py [--reinstall]`` installs (or checks) the
-peer virtualenv and prints the DVC version.
+peer virtualenvs and prints the versions.
 """
 
 from __future__ import annotations
@@ -42,6 +45,8 @@ PEERS_VENV = WORK_DIR / "peers-venv"
 DVC_REQUIREMENT = "dvc==3.67.1"
 KEDRO_VENV = WORK_DIR / "kedro-venv"
 KEDRO_REQUIREMENT = "kedro==1.7.0"
+MLFLOW_VENV = WORK_DIR / "mlflow-venv"
+MLFLOW_REQUIREMENT = "mlflow==3.17.2"
 _MARKER = PEERS_VENV / "INSTALLED"
 _INSTALL_TIMEOUT_S = 1200
 
@@ -197,6 +202,58 @@ def ensure_kedro(*, reinstall: bool = False) -> Kedro | PeerUnavailable:
     return Kedro(python, version)
 
 
+@dataclass(frozen=True)
+class Mlflow:
+    """An installed MLflow: the interpreter of its virtualenv and its version."""
+
+    python: Path
+    version: str
+
+
+def _mlflow_version(python: Path) -> str | None:
+    try:
+        proc = subprocess.run(
+            [str(python), "-c", "import mlflow; print(mlflow.__version__)"],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return proc.stdout.strip() if proc.returncode == 0 and proc.stdout.strip() else None
+
+
+def ensure_mlflow(*, reinstall: bool = False) -> Mlflow | PeerUnavailable:
+    """Return the MLflow virtualenv's interpreter, installing MLflow on first use.
+
+    Args:
+        reinstall: delete MLflow's virtualenv and install again.
+
+    Returns:
+        The installed MLflow, or why it is not available (the caller then reports the
+        comparisons as not measured).
+    """
+    python = MLFLOW_VENV / "bin" / "python"
+    marker = MLFLOW_VENV / "INSTALLED"
+    installed = marker.read_text().strip() if marker.is_file() else None
+    if not reinstall and installed == MLFLOW_REQUIREMENT and python.is_file():
+        version = _mlflow_version(python)
+        if version is not None:
+            return Mlflow(python, version)
+        log("peers: the MLflow virtualenv does not import mlflow; installing again")
+    error = _install_into(MLFLOW_VENV, MLFLOW_REQUIREMENT)
+    if error is not None:
+        shutil.rmtree(MLFLOW_VENV, ignore_errors=True)
+        log(f"peers: MLflow could not be installed ({error})")
+        return PeerUnavailable(f"install failed: {error}")
+    version = _mlflow_version(python)
+    if version is None:
+        return PeerUnavailable("installed, but `import mlflow` failed")
+    marker.write_text(MLFLOW_REQUIREMENT + "\n")
+    log(f"peers: MLflow {version} installed")
+    return Mlflow(python, version)
+
+
 class DvcRepo:
     """A new DVC repository in ``folder`` (created), for timing ``dvc`` commands in it.
 
@@ -336,13 +393,23 @@ class DvcAddRuns:
 
 def _main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reinstall", action="store_true", help="install DVC again")
-    dvc = ensure_dvc(reinstall=parser.parse_args().reinstall)
+    parser.add_argument("--reinstall", action="store_true", help="install the peers again")
+    reinstall = parser.parse_args().reinstall
+    status = 0
+    dvc = ensure_dvc(reinstall=reinstall)
     if isinstance(dvc, PeerUnavailable):
         print(f"DVC not available: {dvc.reason}")
-        return 1
-    print(f"DVC {dvc.version}: {dvc.executable}")
-    return 0
+        status = 1
+    else:
+        print(f"DVC {dvc.version}: {dvc.executable}")
+    for name, ensure in (("Kedro", ensure_kedro), ("MLflow", ensure_mlflow)):
+        peer = ensure(reinstall=reinstall)
+        if isinstance(peer, PeerUnavailable):
+            print(f"{name} not available: {peer.reason}")
+            status = 1
+        else:
+            print(f"{name} {peer.version}: {peer.python}")
+    return status
 
 
 if __name__ == "__main__":

@@ -4,8 +4,9 @@ Run: ``.venv/bin/python benchmarks/run_all.py`` (about 10 minutes; the first run
 creates the file sets and installs DVC) or with ``--quick`` (fewer repetitions). ``--only
 NAME`` runs some of them (``step_overhead``, ``step_overhead_vs_kedro``, ``cached_chain``,
 ``hashing``, ``cli_startup``, ``metrics``, ``lineage``, ``sources``, ``data_ops``,
-``contracts``, ``reproduce``, ``verified_reads``, ``example_rerun``, ``ledger_sql``; the
-lineage benchmark builds a 1.2 GB synthetic ledger once, about 75 s, and reuses it);
+``contracts``, ``reproduce``, ``verified_reads``, ``example_rerun``, ``ledger_sql``,
+``per_run``; the lineage benchmark builds a 1.2 GB synthetic ledger once, about 75 s, and
+reuses it);
 ``--wait-quiet SECONDS`` waits (up to SECONDS) before each benchmark until other processes
 leave the CPUs alone. Above the table: the commit measured (and what differed from it), the
 machine and the load average before and after the run; under it, how busy other processes
@@ -35,6 +36,7 @@ import hashing
 import ledger_sql
 import lineage
 import metrics
+import per_run
 import reproduce
 import run_queries
 import sources
@@ -71,6 +73,7 @@ BENCHMARKS = {
     "verified_reads": verified_reads.run,
     "ledger_sql": ledger_sql.run,
     "example_rerun": example_rerun.run,
+    "per_run": per_run.run,
 }
 
 

@@ -40,7 +40,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from pipetrail.hashing import digest_value
+from pipetrail.core.version import VERSION
+from pipetrail.hashing import digest_bytes, digest_value
 
 __all__ = [
     "ENV_VAR_ALLOWLIST",
@@ -70,7 +71,7 @@ ENV_VAR_ALLOWLIST = (
 )
 
 # Bump when the cached file's layout or the key's inputs change, so old files are ignored.
-_CACHE_FORMAT = 3
+_CACHE_FORMAT = 4
 _CACHE_FILE = "distributions.json"
 # A directory modified this recently may be modified again within the same timestamp tick
 # (kernel timestamps are coarse-grained), which the key could not tell apart; such a
@@ -242,26 +243,47 @@ def _name_and_version(dist: Any) -> tuple[str | None, str | None]:
 def _cached_distributions(cache_dir: Path | None) -> list[dict[str, Any]]:
     if cache_dir is None:
         return list_distributions()
-    key, newest_mtime_ns = _distributions_key()
     cache_file = cache_dir / _CACHE_FILE
-    cached = _read_cache(cache_file, key)
-    if cached is not None:
-        return cached
+    started = time.time_ns()  # before any stat: the racy rule's reference
+    cached = _read_cache(cache_file)
+    known = cached["folders"] if cached is not None else {}
+    key, newest, folders = _distributions_key(known, started)
+    old_enough = started - newest > _RACY_WINDOW_NS
+    if cached is not None and cached["key"] == key:
+        if old_enough and folders != known:
+            # Same distributions, but a folder changed (a project's file beside them):
+            # remember its new listing so the next run need not scan it again.
+            _write_cache(cache_file, key, folders, cached["distributions"])
+        return list(cached["distributions"])
     distributions = list_distributions()
-    if time.time_ns() - newest_mtime_ns > _RACY_WINDOW_NS:
-        _write_cache(cache_file, key, distributions)
+    if old_enough:
+        _write_cache(cache_file, key, folders, distributions)
     return distributions
 
 
-def _distributions_key() -> tuple[str, int]:
-    """Return the cache key for the current search path and the newest mtime in it.
+# One folder on sys.path: its inode, mtime_ns and ctime_ns, and its package metadata
+# entries ([name, inode, mtime_ns], see _metadata_entries) as they were then.
+_Folder = list[Any]
+
+
+def _distributions_key(
+    known: dict[str, _Folder], started: int
+) -> tuple[str, int, dict[str, _Folder]]:
+    """Return the cache key for the current search path, the newest stamp in it, the folders.
 
     Per ``sys.path`` entry: for a folder, its package metadata (see
     :func:`_metadata_entries`); for anything else (a zip file), its inode and mtime.
     Other files in those folders (a project's own files, next to its pipeline) do not
-    change the key.
+    change the key. A folder whose inode, mtime and ctime are those of its entry in
+    ``known`` holds the same names as then (creating, removing or renaming anything in
+    a folder moves its mtime, and its ctime cannot be set back), so its listing is
+    reused instead of scanned; the ``PKG-INFO`` of a legacy ``*.egg-info``, which
+    ``setup.py develop`` rewrites in place, is stat-ed again all the same. A folder
+    changed within the racy window before ``started`` may change again within the same
+    timestamp tick: its listing is kept without its stamps, so it is scanned next time.
     """
     entries: list[list[Any]] = []
+    folders: dict[str, _Folder] = {}
     newest = 0
     for entry in sys.path:
         try:
@@ -272,14 +294,37 @@ def _distributions_key() -> tuple[str, int]:
             entries.append([entry, entry, None, None, []])
             continue
         if stat.S_ISDIR(st.st_mode):
-            metadata = _metadata_entries(where)
+            sig = [st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
+            seen = known.get(where)
+            if isinstance(seen, list) and len(seen) == 4 and seen[:3] == sig:
+                metadata = [_restat_egg_info(where, row) for row in seen[3]]
+            else:
+                metadata = _metadata_entries(where)
+            racy = max(st.st_mtime_ns, st.st_ctime_ns) >= started - _RACY_WINDOW_NS
+            folders[where] = [None, None, None, metadata] if racy else [*sig, metadata]
             entries.append([entry, where, "folder", None, metadata])  # not its own mtime
             newest = max([newest, *(mtime or 0 for *_, mtime in metadata)])
         else:
             entries.append([entry, where, st.st_ino, st.st_mtime_ns, []])
             newest = max(newest, st.st_mtime_ns)
-    key = digest_value({"format": _CACHE_FORMAT, "executable": sys.executable, "path": entries})
-    return key, newest
+    # Plain JSON, not the canonical encoding: the key is compared, never recorded.
+    text = json.dumps([_CACHE_FORMAT, sys.executable, entries], separators=(",", ":"))
+    return digest_bytes(text.encode("utf-8")), newest, folders
+
+
+def _restat_egg_info(directory: str, row: list[Any]) -> list[Any]:
+    """A remembered metadata entry, with a legacy ``*.egg-info`` folder's PKG-INFO re-read."""
+    name = row[0]
+    if not name.lower().endswith(".egg-info"):
+        return row
+    path = os.path.join(directory, name)
+    if os.path.isdir(path):
+        path = os.path.join(path, "PKG-INFO")
+    try:
+        st = os.stat(path)
+    except OSError:
+        return [name, None, None]
+    return [name, st.st_ino, st.st_mtime_ns]
 
 
 def _metadata_entries(directory: str) -> list[list[Any]]:
@@ -312,29 +357,58 @@ def _metadata_entries(directory: str) -> list[list[Any]]:
     return sorted(found, key=lambda row: row[0])
 
 
-def _read_cache(cache_file: Path, key: str) -> list[dict[str, Any]] | None:
+def _cache_payload(body: dict[str, Any]) -> bytes:
+    """A cache file's bytes: the digest of the JSON body on the first line, then the body."""
+    text = json.dumps(body, separators=(",", ":")).encode("utf-8")
+    return digest_bytes(text).encode("ascii") + b"\n" + text
+
+
+def _read_cache(cache_file: Path) -> dict[str, Any] | None:
+    """Read the cache file; None unless it is this version's and passes its check.
+
+    A file edited by hand, torn, or written by another pipetrail version or cache
+    format is ignored (and replaced by the next listing), never trusted: its first line
+    is the digest of the rest, and the rest names the format and the version.
+    """
     try:
-        data = json.loads(cache_file.read_bytes())
+        check, _, text = cache_file.read_bytes().partition(b"\n")
+        if check.decode("ascii") != digest_bytes(text):
+            _log.debug("the distributions cache %s fails its check; ignored", cache_file)
+            return None
+        data = json.loads(text)
     except (OSError, ValueError):
         return None
-    if not isinstance(data, dict) or data.get("key") != key:
+    if not isinstance(data, dict) or data.get("format") != _CACHE_FORMAT:
         return None
-    distributions = data.get("distributions")
-    if not isinstance(distributions, list) or not all(
-        isinstance(item, dict)
-        and isinstance(item.get("name"), str)
-        and isinstance(item.get("version"), str)
-        for item in distributions
-    ):
+    if data.get("pipetrail") != VERSION or not isinstance(data.get("key"), str):
         return None
-    return distributions
+    # The first line vouches that this pipetrail wrote the rest: shapes need no deep check.
+    distributions, folders = data.get("distributions"), data.get("folders")
+    if not isinstance(distributions, list) or not isinstance(folders, dict):
+        return None
+    for item in distributions:
+        if type(item) is not dict or type(item.get("name")) is not str:
+            return None
+    return data
 
 
-def _write_cache(cache_file: Path, key: str, distributions: list[dict[str, Any]]) -> None:
+def _write_cache(
+    cache_file: Path,
+    key: str,
+    folders: dict[str, _Folder],
+    distributions: list[dict[str, Any]],
+) -> None:
     """Write the cache atomically; a failure only costs speed, so it is logged, not raised."""
     import tempfile  # only needed on a cache miss
 
-    payload = json.dumps({"key": key, "distributions": distributions}).encode("utf-8")
+    body: dict[str, Any] = {
+        "format": _CACHE_FORMAT,
+        "pipetrail": VERSION,
+        "key": key,
+        "folders": folders,
+        "distributions": distributions,
+    }
+    payload = _cache_payload(body)
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=cache_file.parent, prefix=".distributions-")

@@ -3,15 +3,20 @@
 Owns :class:`GitState` and :func:`capture_git`. It runs the ``git`` executable with fixed
 argument lists (never a shell) and as few invocations as possible, because it runs at
 every run start: none when no folder from the project up to the file system's root could
-hold a repository (no ``.git`` entry, no git folder, no ``GIT_DIR``), else ``rev-parse``
-and ``status`` in parallel, and ``diff`` only when tracked files changed. Imports only
-``pipetrail.hashing`` and the standard library.
+hold a repository (no ``.git`` entry, no git folder, no ``GIT_DIR``); one, ``status``,
+when the working tree's top folder is plain to see (the nearest folder holding a
+``.git`` entry, see :func:`_work_tree_top`) and no tracked file changed; ``diff`` besides only
+when tracked files changed. When the top folder is not plain to see (``GIT_DIR`` and
+friends, ceiling directories, a file-system boundary, a ``core.worktree`` setting, a
+bare repository) git is asked for it, ``rev-parse`` beside ``status`` in parallel.
+Imports only ``pipetrail.hashing`` and the standard library.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -36,6 +41,9 @@ _GIT = ("git", "-c", "core.quotepath=off", "--no-optional-locks")
 _GIT_ENV_OVERRIDES = {"LC_ALL": "C"}
 # Variables that point git at a repository other than the one it would discover.
 _GIT_LOCATION_VARS = ("GIT_DIR", "GIT_WORK_TREE", "GIT_COMMON_DIR")
+# A `worktree = ...` line anywhere in a config file (core.worktree, or an include that
+# could set it: any doubt lets git decide). Also matches `[include]`/`[includeIf]`.
+_WORKTREE_SETTING = re.compile(r"^\s*(worktree\s*=|\[\s*include)", re.IGNORECASE | re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -105,20 +113,24 @@ def capture_git(path: Path, *, timeout: float = _DEFAULT_TIMEOUT_S) -> GitState 
     deadline = time.monotonic() + timeout
     env = {**os.environ, **_GIT_ENV_OVERRIDES}
     procs: list[subprocess.Popen[bytes]] = []
+    top = _work_tree_top(where)
     try:
-        # Both start at once: the total wait is the slower one, not the sum.
-        procs.append(_start(where, env, "rev-parse", "--show-toplevel"))
         procs.append(_start(where, env, "status", "--porcelain=v2", "--branch", "-z", "-uall"))
-        top_rc, top_out, top_err = _finish(procs[0], deadline)
-        status_rc, status_out, status_err = _finish(procs[1], deadline)
-        if top_rc != 0:
-            if b"not a git repository" not in top_err:
-                _warn_failed("rev-parse", where, top_err)
-            return None
+        if top is None:
+            # Both run at once: the total wait is the slower one, not the sum.
+            procs.append(_start(where, env, "rev-parse", "--show-toplevel"))
+            top_rc, top_out, top_err = _finish(procs[1], deadline)
+            if top_rc != 0:
+                if b"not a git repository" not in top_err:
+                    _warn_failed("rev-parse", where, top_err)
+                return None
+            top = _decode(top_out.rstrip(b"\n"))
+        status_rc, status_out, status_err = _finish(procs[0], deadline)
         if status_rc != 0:
-            _warn_failed("status", where, status_err)
+            if b"not a git repository" not in status_err:
+                _warn_failed("status", where, status_err)
             return None
-        root = _decode(top_out.rstrip(b"\n"))
+        root = top
         commit, branch, tracked_changed, untracked = _parse_status(status_out)
         diff = b""
         if tracked_changed:
@@ -177,6 +189,83 @@ def _may_be_in_repository(where: Path) -> bool:
         folder = parent
 
 
+def _work_tree_top(where: Path) -> str | None:
+    """Return the top folder of the working tree git would find for ``where``, or None.
+
+    The nearest folder, from ``where`` up, holding a ``.git`` entry, as a real path (as
+    ``git rev-parse --show-toplevel`` prints it). None, to let git decide, whenever
+    anything could make git's answer differ: ``GIT_DIR`` and friends, a ceiling
+    directory reached first, a file-system boundary on the way (git stops there), a git
+    folder met first (a bare repository, or ``where`` inside ``.git``), a ``.git`` file
+    that does not name its folder, or a ``worktree`` setting in the repository's
+    configuration (``core.worktree`` puts the tree elsewhere).
+    """
+    if any(os.environ.get(name) for name in _GIT_LOCATION_VARS):
+        return None
+    ceilings = {
+        os.path.realpath(path)
+        for path in os.environ.get("GIT_CEILING_DIRECTORIES", "").split(os.pathsep)
+        if path
+    }
+    folder = os.path.realpath(where)
+    try:
+        device = os.stat(folder).st_dev
+    except OSError:
+        return None
+    while True:
+        dot_git = os.path.join(folder, ".git")
+        if os.path.lexists(dot_git):
+            return folder if _plain_git_entry(dot_git) else None
+        if os.path.isfile(os.path.join(folder, "HEAD")) and os.path.isdir(
+            os.path.join(folder, "objects")
+        ):
+            return None  # a git folder itself
+        parent = os.path.dirname(folder)
+        if parent == folder or parent in ceilings:
+            return None  # git would not look further up either
+        try:
+            if os.stat(parent).st_dev != device:
+                return None  # git does not cross into another file system by default
+        except OSError:
+            return None
+        folder = parent
+
+
+def _plain_git_entry(dot_git: str) -> bool:
+    """Whether a ``.git`` entry's repository keeps its working tree beside it."""
+    if os.path.isdir(dot_git):
+        git_dirs = [dot_git]
+    else:
+        try:
+            with open(dot_git, encoding="utf-8") as f:
+                line = f.readline().strip()
+        except (OSError, UnicodeDecodeError):
+            return False
+        if not line.startswith("gitdir: "):
+            return False
+        git_dir = os.path.join(os.path.dirname(dot_git), line[len("gitdir: ") :])
+        git_dirs = [git_dir]
+        try:
+            with open(os.path.join(git_dir, "commondir"), encoding="utf-8") as f:
+                git_dirs.append(os.path.join(git_dir, f.read().strip()))
+        except FileNotFoundError:
+            pass
+        except (OSError, UnicodeDecodeError):
+            return False
+    for git_dir in git_dirs:
+        for name in ("config", "config.worktree"):
+            try:
+                with open(os.path.join(git_dir, name), encoding="utf-8", errors="replace") as f:
+                    text = f.read()
+            except FileNotFoundError:
+                continue
+            except OSError:
+                return False
+            if _WORKTREE_SETTING.search(text):
+                return False
+    return True
+
+
 def _start(cwd: Path | str, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:
     import subprocess
 
@@ -203,10 +292,16 @@ def _run(cwd: str, env: dict[str, str], deadline: float, *args: str) -> tuple[in
 
 
 def _reap(proc: subprocess.Popen[bytes]) -> None:
-    """Kill a git process that is still running (after a timeout) and collect it."""
+    """Kill a git process that is still running and collect it, its pipes closed.
+
+    Still running: after a timeout, or when its answer is not needed any more.
+    """
     if proc.poll() is None:
         proc.kill()
-        proc.communicate()
+    for pipe in (proc.stdout, proc.stderr):
+        if pipe is not None:
+            pipe.close()
+    proc.wait()
 
 
 def _diff(root: str, env: dict[str, str], commit: str | None, deadline: float) -> bytes | None:

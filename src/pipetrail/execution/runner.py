@@ -62,6 +62,8 @@ from pipetrail.execution.run_sources import observe_sources
 from pipetrail.execution.run_state import RunOptions, RunState, close_flush_timer
 from pipetrail.hashing import digest_value
 from pipetrail.hashing.code import CodeFingerprint, code_fingerprint
+from pipetrail.hashing.code_analysis import using_code_cache
+from pipetrail.hashing.code_cache import CodeCache
 from pipetrail.ledger import EventKind
 from pipetrail.ledger.annotations import validate_name, validate_tags
 
@@ -130,13 +132,17 @@ def _run(
     run_seed = validate_seed(project.config.seed if options.seed is None else options.seed)
     graph = definition.build(resolved)
     state = RunState(run_id=new_id(), graph=graph, project=project, run_seed=run_seed)
-    for node in graph.nodes.values():
-        _check_output_names(node)
-        _fingerprint_step(state, node.step)
-        if id(node.step) not in state.contracts:
-            state.contracts[id(node.step)] = plan_contracts(node.step)
-    state.identities = node_identities(graph)
-    pipeline_fp = _pipeline_fingerprint(definition, graph, state)
+    # What code fingerprints read from unchanged source files comes from the project's
+    # code cache (see pipetrail.hashing.code_analysis); values are always read live.
+    code_cache = CodeCache(project.config.state_dir / "cache" / "code.db")
+    with code_cache, using_code_cache(code_cache):
+        for node in graph.nodes.values():
+            _check_output_names(node)
+            _fingerprint_step(state, node.step)
+            if id(node.step) not in state.contracts:
+                state.contracts[id(node.step)] = plan_contracts(node.step)
+        state.identities = node_identities(graph)
+        pipeline_fp = _pipeline_fingerprint(definition, graph, state)
     _check_parity(state, options)
     source_events = observe_sources(state, options.snapshots, rehash=options.rehash)
 

@@ -19,7 +19,6 @@ and not part of pipetrail itself.
 
 from __future__ import annotations
 
-import ast
 import builtins
 import inspect
 import re
@@ -28,10 +27,18 @@ import textwrap
 import types
 import typing
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipetrail.core.version import VERSION
 from pipetrail.errors import UnhashableValueError
+from pipetrail.hashing.code_analysis import (
+    Analysis,
+    active_code_cache,
+    class_analysis,
+    function_analysis,
+    function_text_analysis,
+    module_analysis,
+)
 from pipetrail.hashing.code_objects import (
     STATELESS_BASES,
     class_values,
@@ -46,10 +53,7 @@ from pipetrail.hashing.code_objects import (
 from pipetrail.hashing.code_source import (
     code_names,
     code_object_digest,
-    code_text,
-    module_text,
     normalize_source,
-    referenced_names,
 )
 from pipetrail.hashing.digest import digest_bytes, digest_value
 from pipetrail.hashing.fingerprint import fingerprint_obj
@@ -61,6 +65,9 @@ from pipetrail.hashing.locality import (
     is_project_local,
     names_imported_by,
 )
+
+if TYPE_CHECKING:
+    from pipetrail.hashing.code_cache import CodeCache
 
 __all__ = [
     "CodeFingerprint",
@@ -113,7 +120,8 @@ class CodeFingerprint:
 class _Walker:
     """Collects what one code fingerprint covers; the code visitor of its value fingerprints."""
 
-    def __init__(self) -> None:
+    def __init__(self, cache: CodeCache | None = None) -> None:
+        self.cache = cache
         self.parts: dict[str, str] = {}
         self.distributions: dict[str, str] = {}
         self.unhashable: list[str] = []
@@ -347,12 +355,15 @@ class _Walker:
             return
         self._visiting.add(id(module))
         try:
-            source = _module_source(module)
-        except (OSError, TypeError):
-            self.unhashable.append(f"source of module {module.__name__!r} is not available")
-            return
+            digest = module_analysis(module, self.cache).digest
+        except OSError:
+            try:
+                digest = digest_bytes(normalize_source(inspect.getsource(module)).encode())
+            except (OSError, TypeError):
+                self.unhashable.append(f"source of module {module.__name__!r} is not available")
+                return
         self._taken.add(module.__name__)
-        self.parts[module.__name__] = digest_bytes(normalize_source(source).encode())
+        self.parts[module.__name__] = digest
 
     def _visit_class(self, cls: type) -> str:
         base = f"{cls.__module__}.{cls.__qualname__}"
@@ -364,15 +375,14 @@ class _Walker:
             return name
         self._visiting.add(id(cls))
         try:
-            source = inspect.getsource(cls)
-            tree = ast.parse(textwrap.dedent(source))
+            analysis = class_analysis(cls, self.cache)
         except (OSError, TypeError, SyntaxError):
             self.unhashable.append(f"source of class {base!r} is not available")
             return name
-        self.parts[name] = digest_bytes(normalize_source(source).encode())
+        self.parts[name] = analysis.digest
         module = sys.modules.get(cls.__module__)
         if module is not None:
-            self._resolve_names(tree, vars(module), name, cls.__qualname__)
+            self._resolve_names(analysis, vars(module), name, cls.__qualname__)
         attributes = class_values(cls)
         if attributes:  # class-level values, as they are now (they may be set after the class)
             self.visit_object(attributes, f"{name}:__dict__", f"{cls.__qualname__}:attributes")
@@ -397,12 +407,11 @@ class _Walker:
         try:
             # The code object's source, not the function's: inspect would follow
             # __wrapped__ to the decorated function and skip the decorator's own code.
-            source = _code_source(func.__code__)
-            tree: ast.AST | None = _without_own_decorators(ast.parse(textwrap.dedent(source)))
-            self.parts[name] = digest_bytes(normalize_source(source).encode())
+            analysis: Analysis | None = _code_analysis(func.__code__, self.cache)
+            self.parts[name] = analysis.digest  # type: ignore[union-attr]
         except (OSError, TypeError, SyntaxError):
             # No source (REPL, exec): fall back to the code object, stable per interpreter.
-            tree = None
+            analysis = None
             self.parts[name] = code_object_digest(func.__code__)
         namespace = dict(func.__globals__)
         if func.__closure__:
@@ -411,8 +420,8 @@ class _Walker:
                     namespace[var] = cell.cell_contents
                 except ValueError:  # empty cell
                     continue
-        if tree is not None:
-            self._resolve_names(tree, namespace, name, display, skip_self=func.__name__)
+        if analysis is not None:
+            self._resolve_names(analysis, namespace, name, display, skip_self=func.__name__)
         else:
             for global_name in (*code_names(func.__code__), *func.__code__.co_freevars):
                 if global_name in namespace:
@@ -434,18 +443,21 @@ class _Walker:
 
     def _resolve_names(
         self,
-        tree: ast.AST,
+        analysis: Analysis,
         namespace: dict[str, Any],
         owner: str,
         display: str,
         skip_self: str | None = None,
     ) -> None:
-        imported = names_imported_by(
-            tree, namespace.get("__package__") or None, lambda name: self._import(name, display)
-        )
-        if imported:
-            namespace = {**namespace, **imported}
-        for chain in referenced_names(tree):
+        if analysis.imports:
+            imported = names_imported_by(
+                analysis.imports,
+                namespace.get("__package__") or None,
+                lambda name: self._import(name, display),
+            )
+            if imported:
+                namespace = {**namespace, **imported}
+        for chain in analysis.names:
             head = chain[0]
             if head == skip_self and len(chain) == 1:
                 continue
@@ -477,51 +489,35 @@ class _Walker:
         return found.module
 
 
-def _without_own_decorators(tree: ast.Module) -> ast.Module:
-    """Drop the decorators of the function a source defines (not of functions inside it).
-
-    They ran once, when the function was defined: their effect is the object they made
-    (covered as such: a wrapper's code, a step's options in their own key components),
-    not code the function runs. Their names are not values the function reads.
-    """
-    if tree.body and isinstance(tree.body[0], ast.FunctionDef | ast.AsyncFunctionDef):
-        tree.body[0].decorator_list = []
-    return tree
-
-
-def _code_source(code: types.CodeType) -> str:
-    """A code object's source text: read from its file, else as inspect finds it."""
+def _code_analysis(code: types.CodeType, cache: CodeCache | None) -> Analysis:
+    """A code object's analysis: from its file, else from the text inspect finds."""
     try:
-        return code_text(code)
+        return function_analysis(code, cache)
     except OSError:
-        return inspect.getsource(code)
+        return function_text_analysis(inspect.getsource(code))
 
 
-def _module_source(module: types.ModuleType) -> str:
-    """A module's source text: its .py file, else as inspect finds it."""
-    try:
-        return module_text(module)
-    except OSError:
-        return inspect.getsource(module)
-
-
-def code_fingerprint(func: Any) -> CodeFingerprint:
+def code_fingerprint(func: Any, cache: CodeCache | None = None) -> CodeFingerprint:
     """Fingerprint a function and the project-local code it refers to.
 
     Args:
         func: a plain function (or a ``@step``-decorated one).
+        cache: the project's code-analysis cache: what was read from source files that
+            have not changed since is taken from it (values are always read live). By
+            default, the one :func:`~pipetrail.hashing.code_analysis.using_code_cache`
+            made current, if any.
 
     Returns:
         The fingerprint; ``unhashable`` lists reasons the result must not be trusted.
     """
-    walker = _Walker()
+    walker = _Walker(cache if cache is not None else active_code_cache())
     target = pipetrail_func(func) or func
     try:
         unwrapped = inspect.unwrap(target)
         code = getattr(unwrapped, "__code__", None)
-        text = _code_source(code) if isinstance(code, types.CodeType) else ""
+        text = _code_analysis(code, walker.cache).text if isinstance(code, types.CodeType) else ""
         source = textwrap.dedent(text or inspect.getsource(target))
-    except (OSError, TypeError, ValueError):  # ValueError: a __wrapped__ loop
+    except (OSError, TypeError, ValueError, SyntaxError):  # ValueError: a __wrapped__ loop
         source = ""
     walker.visit_root(target)
     walker.distributions["python"] = f"{sys.version_info[0]}.{sys.version_info[1]}"

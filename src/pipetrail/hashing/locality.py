@@ -8,7 +8,6 @@ that provides it and that distribution's version.
 
 from __future__ import annotations
 
-import ast
 import functools
 import importlib
 import importlib.util
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import types
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
 __all__ = [
     "UNRESOLVED",
@@ -148,42 +147,45 @@ def import_for_coverage(module_name: str) -> ImportOutcome:
 
 
 def names_imported_by(
-    tree: ast.AST,
+    statements: Iterable[tuple[Any, ...]],
     package: str | None,
     importer: Callable[[str], types.ModuleType | None],
 ) -> dict[str, Any]:
-    """Return the names bound by ``import`` statements inside code (``tree``).
+    """Return the names bound by ``import`` statements inside code.
 
     Module-level imports are in the code's namespace already; imports inside a function
-    (lazy imports, imports that avoid cycles) are not, and would go uncovered. ``importer``
-    returns a module to cover, or None; names it cannot resolve are bound to
-    :data:`UNRESOLVED`.
+    (lazy imports, imports that avoid cycles) are not, and would go uncovered. The
+    statements are those :func:`~pipetrail.hashing.code_analysis.import_statements`
+    found: ``("import", module, asname)`` or ``("from", module, level, ((name, asname),
+    ...))``. ``importer`` returns a module to cover, or None; names it cannot resolve are
+    bound to :data:`UNRESOLVED`.
     """
     bound: dict[str, Any] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for alias in node.names:
-                module = importer(alias.name)
-                if alias.asname is not None:
-                    bound[alias.asname] = UNRESOLVED if module is None else module
-                else:
-                    top = alias.name.partition(".")[0]
-                    found = sys.modules.get(top) if module is not None else None
-                    bound[top] = UNRESOLVED if found is None else found
-        elif isinstance(node, ast.ImportFrom):
-            try:
-                base = importlib.util.resolve_name("." * node.level + (node.module or ""), package)
-            except (ImportError, ValueError):
+    for statement in statements:
+        if statement[0] == "import":
+            _, name, asname = statement
+            module = importer(name)
+            if asname is not None:
+                bound[asname] = UNRESOLVED if module is None else module
+            else:
+                top = name.partition(".")[0]
+                found = sys.modules.get(top) if module is not None else None
+                bound[top] = UNRESOLVED if found is None else found
+            continue
+        _, from_module, level, aliases = statement
+        try:
+            base = importlib.util.resolve_name("." * level + (from_module or ""), package)
+        except (ImportError, ValueError):
+            continue
+        module = importer(base)
+        for alias_name, alias_as in aliases:
+            if alias_name == "*":
                 continue
-            module = importer(base)
-            for alias in node.names:
-                if alias.name == "*":
-                    continue
-                obj: Any = UNRESOLVED
-                if module is not None:
-                    if hasattr(module, alias.name):
-                        obj = getattr(module, alias.name)
-                    else:
-                        obj = importer(f"{base}.{alias.name}") or UNRESOLVED
-                bound[alias.asname or alias.name] = obj
+            obj: Any = UNRESOLVED
+            if module is not None:
+                if hasattr(module, alias_name):
+                    obj = getattr(module, alias_name)
+                else:
+                    obj = importer(f"{base}.{alias_name}") or UNRESOLVED
+            bound[alias_as or alias_name] = obj
     return bound

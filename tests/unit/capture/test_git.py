@@ -1,12 +1,14 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from pipetrail.capture import git as git_module
 from pipetrail.capture.git import GitState, capture_git
 from pipetrail.hashing import digest_bytes
 
@@ -290,3 +292,110 @@ def test_record_names_the_diff_by_digest(make_repo: Callable[..., Path]) -> None
 def test_repr_omits_the_diff() -> None:
     state = GitState(commit="c", branch="b", dirty=True, diff=b"secret", untracked=[], root="/")
     assert "secret" not in repr(state)
+
+
+# -- how many git processes; the same facts as git's own answer -------------------------
+@pytest.fixture
+def started(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
+    """The argument lists of the git processes capture_git starts."""
+    calls: list[tuple[str, ...]] = []
+    real = git_module._start
+
+    def counting(cwd: Any, env: dict[str, str], *args: str) -> Any:
+        calls.append(args)
+        return real(cwd, env, *args)
+
+    monkeypatch.setattr(git_module, "_start", counting)
+    return calls
+
+
+def _asked_git(path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    with monkeypatch.context() as patch:
+        patch.setattr(git_module, "_work_tree_top", lambda _where: None)
+        return capture_git(path)
+
+
+def test_a_clean_tree_costs_one_git_process(
+    make_repo: Callable[..., Path], started: list[tuple[str, ...]]
+) -> None:
+    repo = make_repo()
+    state = capture_git(repo)
+    assert state is not None
+    assert not state.dirty
+    assert [args[0] for args in started] == ["status"]
+
+
+def test_a_changed_tree_adds_the_diff_only(
+    make_repo: Callable[..., Path], started: list[tuple[str, ...]]
+) -> None:
+    repo = make_repo()
+    (repo / "model.py").write_text("LR = 0.2\n")
+    state = capture_git(repo)
+    assert state is not None
+    assert state.dirty
+    assert state.diff
+    assert [args[0] for args in started] == ["status", "diff"]
+
+
+def _layouts(repo: Path, tmp_path: Path) -> dict[str, Path]:
+    (repo / "src" / "deep").mkdir(parents=True)
+    (repo / "src" / "deep" / "new.py").write_text("")
+    (repo / "model.py").write_text("LR = 0.3\n")
+    link = tmp_path / "link"
+    link.symlink_to(repo, target_is_directory=True)
+    linked = tmp_path / "linked"
+    run_git(repo, "worktree", "add", "-q", "-b", "other", str(linked))
+    (linked / "extra.txt").write_text("x")
+    return {
+        "top": repo,
+        "subfolder": repo / "src" / "deep",
+        "a file": repo / "model.py",
+        "through a symlink": link / "src",
+        "linked worktree": linked,
+    }
+
+
+def test_the_facts_are_those_git_gives(
+    make_repo: Callable[..., Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    started: list[tuple[str, ...]],
+) -> None:
+    repo = make_repo()
+    for name, path in _layouts(repo, tmp_path).items():
+        started.clear()
+        ours = capture_git(path)
+        assert "rev-parse" not in [args[0] for args in started], name
+        asked = _asked_git(path, monkeypatch)
+        assert ours is not None, name
+        assert ours == asked, name
+        assert (
+            ours.root
+            == run_git(path if path.is_dir() else path.parent, "rev-parse", "--show-toplevel")
+            .decode()
+            .strip()
+        ), name
+
+
+def test_a_worktree_set_in_the_config_lets_git_decide(
+    tmp_path: Path, started: list[tuple[str, ...]]
+) -> None:
+    # The repository's folder is not inside its working tree: core.worktree says where.
+    tree, store = tmp_path / "tree", tmp_path / "store"
+    tree.mkdir()
+    (tree / "a.txt").write_text("a\n")
+    run_git(tmp_path, "init", "-q", "-b", "main", str(store))
+    os.rename(store / ".git", store / "repo.git")
+    (store / ".git").write_text("gitdir: repo.git\n")
+    run_git(store, "config", "core.worktree", str(tree))
+    state = capture_git(store)
+    assert "rev-parse" in [args[0] for args in started]
+    expected = subprocess.run(
+        ["git", "-C", str(store), "rev-parse", "--show-toplevel"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    assert state is not None
+    assert state.root == expected == str(tree.resolve())
+    assert state.untracked == ["a.txt"]

@@ -1,4 +1,11 @@
-"""Shared helpers for hashing tests: small projects written to ``tmp_path`` and imported."""
+"""Shared helpers for hashing tests: small projects written to ``tmp_path`` and imported.
+
+Every test here runs with the persistent code-analysis cache on (a fresh one per test),
+with nothing remembered in memory and no racy window: every analysis a fingerprint needs
+is read from, or written to, the SQLite cache, so each cache-honesty test below also
+shows that the cache's key (the file's signature) is enough. The racy window has tests of
+its own (``test_code_cache.py``).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +21,7 @@ import pytest
 # The fingerprints of contracts and pandera schemas are registered by the contracts layer
 # (hashing may not import it); a run imports it before it fingerprints any step.
 import pipetrail.contracts.fingerprint  # noqa: F401
+from pipetrail.hashing import code_analysis, code_cache
 from pipetrail.hashing.code import CodeFingerprint, code_fingerprint
 
 if TYPE_CHECKING:
@@ -93,3 +101,26 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Project
     made = Project(tmp_path / "project", monkeypatch)
     yield made
     made.forget()
+
+
+class _NoMemory(dict):  # type: ignore[type-arg]
+    """A process memory that remembers nothing: every lookup goes to the SQLite cache."""
+
+    def __setitem__(self, key: object, value: object) -> None:
+        return None
+
+
+@pytest.fixture(autouse=True)
+def persistent_code_cache(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[code_cache.CodeCache]:
+    """Fingerprints in the test read and fill a fresh SQLite code cache, and only it."""
+    monkeypatch.setattr(code_analysis, "_MEMORY", _NoMemory())
+    monkeypatch.setattr(code_analysis, "RACY_WINDOW_NS", -1)
+    monkeypatch.setattr(code_cache, "RACY_WINDOW_NS", -1)
+    monkeypatch.setattr(code_cache, "_PENDING_LIMIT", 1)  # written at once, read back
+    with (
+        code_cache.CodeCache(tmp_path / "code-cache" / "code.db") as cache,
+        code_analysis.using_code_cache(cache),
+    ):
+        yield cache

@@ -1,0 +1,185 @@
+"""Per-run cost: 200 runs of a tiny pipeline in one process, against MLflow doing the same.
+
+The pipeline (``_tiny.py``) has 2 steps, 20 params and logs 20 metrics; every run gets
+new parameter values, so both steps execute and record everything (code fingerprints,
+environment, params, metrics, outputs) each time. One child process runs it once as a
+warm-up, then RUNS times, in a fresh project, and reports each run's wall time.
+
+MLflow (``peers.ensure_mlflow``: its own virtualenv, pinned version) does the same work
+in one child process of its own (``_per_run_mlflow.py``): start a run, log the same 20
+params, compute the same values, log the same 20 metrics, end the run; once with a SQLite
+tracking store and once with the file store, both in a throw-away folder. The three
+processes alternate in each round; figures are medians over every timed run of a tool.
+When MLflow cannot be installed its rows and the comparison say "not measured".
+
+| row | what | target |
+|-----|------|--------|
+| ``per_run.pipetrail`` | median ms per run, pipetrail | <= 8 ms |
+| ``per_run.mlflow_sqlite`` | median ms per run, MLflow, SQLite store | context |
+| ``per_run.mlflow_file`` | median ms per run, MLflow, file store | context |
+| ``per_run.vs_mlflow`` | MLflow's faster store / pipetrail, same run | >= 3 x |
+
+``--profile`` adds a cProfile of 40 runs in this process (after a warm-up run): the top
+functions by cumulative time, the raw profile kept in benchmarks/.work/.
+
+Run: ``.venv/bin/python benchmarks/per_run.py [--quick] [--profile]``.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import json
+import pstats
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from _common import (
+    BENCH_DIR,
+    PYTHON,
+    WORK_DIR,
+    Result,
+    bench_env,
+    log,
+    main,
+    not_measured,
+    summarize,
+)
+from peers import Mlflow, PeerUnavailable, ensure_mlflow
+
+if TYPE_CHECKING:
+    import argparse
+
+RUNS = 200
+TARGET_MS = 8.0
+TARGET_RATIO = 3.0
+_STORES = ("sqlite", "file")
+
+
+def _child(argv: list[str]) -> list[float]:
+    """Run a timing child process; return the seconds of its timed runs."""
+    proc = subprocess.run(argv, capture_output=True, text=True, env=bench_env(), check=False)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} exited with {proc.returncode}:\n{proc.stderr}")
+    lines = proc.stdout.strip().splitlines()
+    seconds = json.loads(lines[-1]) if lines else None
+    if not isinstance(seconds, list) or not seconds:
+        raise RuntimeError(f"{' '.join(argv)} printed no timings:\n{proc.stdout}")
+    return [float(s) for s in seconds]
+
+
+def _pipetrail(runs: int) -> list[float]:
+    project = Path(tempfile.mkdtemp(prefix="pipetrail-bench-per-run-"))
+    try:
+        return _child([PYTHON, str(BENCH_DIR / "_tiny.py"), str(project), str(runs)])
+    finally:
+        shutil.rmtree(project, ignore_errors=True)
+
+
+def _mlflow(mlflow: Mlflow, runs: int, store: str) -> list[float]:
+    folder = Path(tempfile.mkdtemp(prefix="pipetrail-bench-mlflow-"))
+    try:
+        script = str(BENCH_DIR / "_per_run_mlflow.py")
+        return _child([str(mlflow.python), script, str(folder), str(runs), store])
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def profile_runs(runs: int = 40, top: int = 30) -> str:
+    """cProfile ``runs`` runs of the tiny pipeline in this process; return the report."""
+    sys.path.insert(0, str(BENCH_DIR))
+    import _tiny
+
+    project = Path(tempfile.mkdtemp(prefix="pipetrail-bench-per-run-"))
+    runner = _tiny.tiny.with_options(project=project)
+    profiler = cProfile.Profile()
+    try:
+        runner.run(**_tiny.params_of(0))
+        profiler.enable()
+        for i in range(1, runs + 1):
+            runner.run(**_tiny.params_of(i))
+        profiler.disable()
+    finally:
+        if runner.project is not None:
+            runner.project.close()
+        shutil.rmtree(project, ignore_errors=True)
+    WORK_DIR.mkdir(parents=True, exist_ok=True)
+    dump = WORK_DIR / "per_run.prof"
+    profiler.dump_stats(str(dump))
+    out = io.StringIO()
+    pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(top)
+    return f"cProfile of {runs} runs of the tiny pipeline (raw profile: {dump})\n{out.getvalue()}"
+
+
+def run(quick: bool, profile: bool = False, no_peers: bool = False) -> list[Result]:
+    rounds, runs = (1, 50) if quick else (2, RUNS)
+    mlflow = PeerUnavailable("--no-peers") if no_peers else ensure_mlflow()
+    log(f"per_run: {rounds} round(s) of {runs} runs each: pipetrail, MLflow (sqlite, file)")
+    ours: list[float] = []
+    peer: dict[str, list[float]] = {store: [] for store in _STORES}
+    for i in range(rounds):
+        ours.extend(s * 1e3 for s in _pipetrail(runs))
+        if isinstance(mlflow, Mlflow):
+            for store in _STORES:
+                peer[store].extend(s * 1e3 for s in _mlflow(mlflow, runs, store))
+        done = {"pipetrail": ours, **{f"mlflow {k}": v for k, v in peer.items() if v}}
+        log(
+            f"  round {i + 1}: "
+            + ", ".join(f"{k} {statistics.median(v):.2f} ms" for k, v in done.items())
+        )
+    if profile:
+        log(profile_runs())
+    what = "median ms per run, 2 steps, 20 params, 20 metrics"
+    results = [summarize("per_run.pipetrail", f"{what}, pipetrail", ours, "ms", at_most=TARGET_MS)]
+    if isinstance(mlflow, PeerUnavailable):
+        for store in _STORES:
+            results.append(
+                not_measured(
+                    f"per_run.mlflow_{store}", f"{what}, MLflow {store} store", "ms", mlflow.reason
+                )
+            )
+        results.append(
+            not_measured(
+                "per_run.vs_mlflow",
+                "speed-up over MLflow (its faster store)",
+                "x",
+                mlflow.reason,
+                target=f">= {TARGET_RATIO:.0f} x",
+            )
+        )
+        return results
+    for store in _STORES:
+        results.append(
+            summarize(
+                f"per_run.mlflow_{store}",
+                f"{what}, MLflow {mlflow.version} {store} store",
+                peer[store],
+                "ms",
+            )
+        )
+    best = min(statistics.median(v) for v in peer.values())
+    ratio = best / statistics.median(ours)
+    results.append(
+        summarize(
+            "per_run.vs_mlflow",
+            "speed-up over MLflow (its faster store), same run",
+            [ratio],
+            "x",
+            at_least=TARGET_RATIO,
+        )
+    )
+    return results
+
+
+def _extra(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--profile", action="store_true", help="also cProfile 40 runs")
+    parser.add_argument("--no-peers", action="store_true", help="do not run MLflow")
+
+
+if __name__ == "__main__":
+    sys.exit(main(run, "Per-run cost of a tiny pipeline, against MLflow.", _extra))

@@ -1,0 +1,166 @@
+"""The distributions cache between runs: damaged files, installs, concurrent writers.
+
+Real processes capture the environment against one cache folder, with a temporary
+site folder first on their search path (through ``PYTHONPATH``), as separate runs would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import pipetrail
+from pipetrail.capture import environment
+from pipetrail.capture.environment import capture_environment
+from tests.unit.capture.test_environment import make_dist, set_mtime, versions
+
+_SRC = str(Path(pipetrail.__file__).resolve().parents[1])
+_OLD = 1_000_000_000
+_WINDOW_S = environment._RACY_WINDOW_NS / 1e9 + 0.2
+
+_CHILD = textwrap.dedent(
+    """
+    import json, sys
+    from pathlib import Path
+    from pipetrail.capture import environment
+    listed = []
+    real = environment.list_distributions
+    def counting():
+        listed.append(1)
+        return real()
+    environment.list_distributions = counting
+    names = {}
+    for _ in range(int(sys.argv[2])):
+        snapshot = environment.capture_environment(cache_dir=Path(sys.argv[1]))
+        names = {d["name"]: d["version"] for d in snapshot["distributions"]}
+    print(json.dumps({"listed": len(listed), "versions": names}))
+    """
+)
+
+
+def _child(cache: Path, *sites: Path, loops: int = 1) -> subprocess.Popen[str]:
+    path = os.pathsep.join([*map(str, sites), _SRC])
+    env = {**os.environ, "PYTHONPATH": path, "PYTHONDONTWRITEBYTECODE": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-c", _CHILD, str(cache), str(loops)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def _result(proc: subprocess.Popen[str]) -> dict[str, Any]:
+    out, err = proc.communicate(timeout=300)
+    assert proc.returncode == 0, err
+    found: dict[str, Any] = json.loads(out)
+    return found
+
+
+def _site(folder: Path, name: str, version: str) -> Path:
+    folder.mkdir(parents=True)
+    set_mtime(make_dist(folder, name, version), _OLD)
+    set_mtime(folder, _OLD)
+    return folder
+
+
+def test_a_distribution_installed_between_two_runs_is_seen(tmp_path: Path) -> None:
+    site, cache = _site(tmp_path / "site", "fake-one", "1.0"), tmp_path / "cache"
+    time.sleep(_WINDOW_S)  # the site folder's ctime is not old enough before this
+    first = _result(_child(cache, site))
+    assert first["versions"]["fake-one"] == "1.0"
+    assert first["listed"] == 1
+    again = _result(_child(cache, site))
+    assert again == {**first, "listed": 0}  # from the cache
+
+    # `pip install fake-two`: a new .dist-info appears (its mtime pinned to an old value).
+    set_mtime(make_dist(site, "fake-two", "2.5"), _OLD)
+    set_mtime(site, _OLD)
+    after = _result(_child(cache, site))
+    assert after["listed"] == 1
+    assert after["versions"]["fake-two"] == "2.5"
+
+    # ... and removed again.
+    for child in (site / "fake_two-2.5.dist-info").iterdir():
+        child.unlink()
+    (site / "fake_two-2.5.dist-info").rmdir()
+    set_mtime(site, _OLD)
+    removed = _result(_child(cache, site))
+    assert "fake-two" not in removed["versions"]
+
+
+@pytest.fixture
+def cached(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A cache file written for a fake site alone on sys.path; returns the file."""
+    site = _site(tmp_path / "site", "fake-pkg", "1.0")
+    monkeypatch.setattr(sys, "path", [str(site)])
+    cache = tmp_path / "cache"
+    assert versions(capture_environment(cache_dir=cache))["fake-pkg"] == "1.0"
+    assert (cache / "distributions.json").is_file()
+    return cache / "distributions.json"
+
+
+def _edit(cache_file: Path, *, recheck: bool, **changes: Any) -> None:
+    check, _, text = cache_file.read_bytes().partition(b"\n")
+    data = json.loads(text)
+    for item in data["distributions"]:
+        if item["name"] == "fake-pkg":
+            item["version"] = "6.6.6"  # a trusted file would report this version
+    data.update(changes)
+    if recheck:
+        cache_file.write_bytes(environment._cache_payload(data))
+    else:
+        cache_file.write_bytes(check + b"\n" + json.dumps(data, separators=(",", ":")).encode())
+
+
+def test_the_cache_is_used_when_it_is_intact(cached: Path) -> None:
+    _edit(cached, recheck=True)
+    assert versions(capture_environment(cache_dir=cached.parent))["fake-pkg"] == "6.6.6"
+
+
+@pytest.mark.parametrize(
+    ("recheck", "changes"),
+    [
+        (False, {}),  # edited by hand
+        (True, {"pipetrail": "0.0.0"}),  # another pipetrail version
+        (True, {"format": 3}),  # another cache format
+    ],
+)
+def test_an_edited_or_foreign_cache_is_ignored_and_rewritten(
+    cached: Path, recheck: bool, changes: dict[str, Any]
+) -> None:
+    _edit(cached, recheck=recheck, **changes)
+    assert versions(capture_environment(cache_dir=cached.parent))["fake-pkg"] == "1.0"
+    assert environment._read_cache(cached) is not None  # rewritten, valid again
+    assert versions(capture_environment(cache_dir=cached.parent))["fake-pkg"] == "1.0"
+
+
+def test_a_truncated_cache_is_ignored(cached: Path) -> None:
+    data = cached.read_bytes()
+    cached.write_bytes(data[: len(data) // 2])
+    assert versions(capture_environment(cache_dir=cached.parent))["fake-pkg"] == "1.0"
+    assert environment._read_cache(cached) is not None
+
+
+def test_concurrent_runs_leave_the_cache_consistent(tmp_path: Path) -> None:
+    one = _site(tmp_path / "one", "fake-one", "1.0")
+    two = _site(tmp_path / "two", "fake-two", "2.0")
+    cache = tmp_path / "cache"
+    time.sleep(_WINDOW_S)
+    # Two search paths with different keys: the processes keep replacing each other's
+    # file, each read must still be whole and right.
+    procs = [(_child(cache, site, loops=25), site) for site in (one, two, one, two)]
+    for proc, site in procs:
+        found = _result(proc)
+        assert ("fake-one" in found["versions"]) == (site == one)
+        assert ("fake-two" in found["versions"]) == (site == two)
+    assert environment._read_cache(cache / "distributions.json") is not None
+    assert not [p for p in cache.iterdir() if p.name.startswith(".distributions-")]
