@@ -161,7 +161,7 @@ def test_a_store_at_0002_is_upgraded_with_its_runs_params_and_purposes(
     ledger.close()
 
     upgraded = pipetrail.Project.open(proj.root)
-    assert current_revision(upgraded.ledger.engine) == HEAD_REVISION == "0003"
+    assert current_revision(upgraded.ledger.engine) == HEAD_REVISION
     report = upgraded.ledger.verify()
     assert report.ok, report
     assert [r.id for r in upgraded.runs(params={"n": 2}, purpose="run")] == [run_id]

@@ -29,11 +29,13 @@ from pipetrail.cli.exits import (
     exit_code,
     fail,
     interrupted_exit_code,
+    reporting_errors,
     store_failure,
 )
 from pipetrail.cli.interruptible import interruptible
 from pipetrail.errors import (
     NotFoundError,
+    ParamError,
     PipetrailError,
     ProjectError,
     RunInterruptedError,
@@ -291,24 +293,112 @@ def _params_files(names: tuple[str, ...]) -> tuple[Any, ...]:
 @click.option("-n", "--limit", default=20, show_default=True, help="How many runs.")
 @click.option("--pipeline", help="Only runs of this pipeline.")
 @click.option("--status", help="Only runs with this status.")
+@click.option(
+    "--param",
+    "param_items",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="Only runs with this param value.",
+)
+@click.option(
+    "--tag", "tag_items", multiple=True, metavar="KEY=VALUE", help="Only runs with this tag."
+)
+@click.option(
+    "--where",
+    "where",
+    multiple=True,
+    metavar="EXPR",
+    help="Only runs where EXPR holds, e.g. 'metrics.f1 > 0.9'.",
+)
+@click.option(
+    "--sort",
+    metavar="FIELD [asc|desc]",
+    help="Order, e.g. 'metrics.f1 desc' (default: newest first).",
+)
+@click.option(
+    "--columns",
+    "columns",
+    multiple=True,
+    metavar="FIELDS",
+    help="Add columns, e.g. params.C,metrics.f1.",
+)
+@click.option("--since", metavar="TIME", help="Only runs started at or after TIME (ISO 8601).")
+@click.option(
+    "--purpose",
+    type=click.Choice(["run", "reproduce", "check"]),
+    help="Only runs made for this purpose.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def runs(limit: int, pipeline: str | None, status: str | None, as_json: bool) -> None:
-    """List runs, newest first."""
+def runs(
+    limit: int,
+    pipeline: str | None,
+    status: str | None,
+    param_items: tuple[str, ...],
+    tag_items: tuple[str, ...],
+    where: tuple[str, ...],
+    sort: str | None,
+    columns: tuple[str, ...],
+    since: str | None,
+    purpose: str | None,
+    as_json: bool,
+) -> None:
+    """List runs, newest first; filter them by params, tags, metrics and more.
+
+    Examples: `pipetrail runs --where 'metrics.f1 > 0.9' --sort 'metrics.f1 desc'`,
+    `pipetrail runs --param C=0.5 --tag stage=prod --columns params.C,metrics.f1`.
+    """
     from pipetrail.config import load_config
     from pipetrail.execution.explain import list_runs
     from pipetrail.ledger import open_reader
+    from pipetrail.ledger.annotations import parse_tag_assignments
+    from pipetrail.ledger.read_model import RunFilter
+    from pipetrail.ledger.run_query import parse_columns, parse_sort, parse_where
 
-    reader = open_reader(load_config(must_exist=True).metadata_url)
-    try:
-        rows = list_runs(reader, limit=limit, pipeline=pipeline, status=status)
-    finally:
-        reader.close()
+    with reporting_errors():
+        if limit < 0:
+            raise ParamError(f"--limit {limit}: give 0 or more runs")
+        query = RunFilter(
+            pipeline=pipeline,
+            status=status,
+            purpose=purpose,
+            params=_param_filters(param_items),
+            tags=parse_tag_assignments(tag_items) if tag_items else None,
+            since=since,
+            where=tuple(parse_where(where)) if where else (),
+            sort=parse_sort(sort) if sort else None,
+            limit=limit,
+        )
+        shown = parse_columns(columns) if columns else []
+        reader = open_reader(load_config(must_exist=True).metadata_url)
+        try:
+            rows = list_runs(reader, query=query, columns=shown)
+        finally:
+            reader.close()
     if as_json:
         emit_json(rows)
         return
+    filtered = any((pipeline, status, param_items, tag_items, where, since, purpose))
+    if not rows and filtered:
+        click.echo("no run matches")
+        return
     from pipetrail.cli.render import print_runs
 
-    print_runs(rows)
+    print_runs(rows, columns=shown)
+
+
+def _param_filters(items: tuple[str, ...]) -> dict[str, Any] | None:
+    """``--param NAME=VALUE`` texts as values (YAML scalars: numbers, true/false, text)."""
+    if not items:
+        return None
+    from pipetrail.ledger.run_query import parse_value
+
+    found: dict[str, Any] = {}
+    for item in items:
+        name, sep, text = item.partition("=")
+        if not sep or not name.strip():
+            raise ParamError(f"--param {item!r} must be NAME=VALUE (for example C=0.5)")
+        found[name.strip()] = parse_value(text.strip())
+    return found
 
 
 @cli.command()

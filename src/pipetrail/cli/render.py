@@ -19,6 +19,8 @@ import click
 from pipetrail.cli.plain import is_terminal, plain_table
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from rich.console import Console
 
 __all__ = [
@@ -65,8 +67,12 @@ def _params(params: dict[str, Any]) -> str:
     return " ".join(f"{k}={json.dumps(v)}" for k, v in params.items())
 
 
-def print_runs(rows: list[dict[str, Any]]) -> None:
-    """Print a table of runs (a plain one when standard output is not a terminal)."""
+def print_runs(rows: list[dict[str, Any]], *, columns: Sequence[str] = ()) -> None:
+    """Print a table of runs (a plain one when standard output is not a terminal).
+
+    ``columns`` (``params.X``, ``metrics.X``, ``tags.X``) are added at the end, from each
+    row's ``columns`` entry.
+    """
     if not rows:
         click.echo("no runs yet; start one with `pipetrail run pipeline.py`")
         return
@@ -74,6 +80,7 @@ def print_runs(rows: list[dict[str, Any]]) -> None:
     headers = ["run", "pipeline", "status", "steps", "started (UTC)", "owner", "params"]
     if named:
         headers[1:1] = ["name", "tags"]
+    headers += list(columns)
     cells = []
     for row in rows:
         purpose = row.get("purpose") or "run"
@@ -90,6 +97,8 @@ def print_runs(rows: list[dict[str, Any]]) -> None:
         ]
         if named:
             line[1:1] = [row.get("name") or "", _tags(row.get("tags") or {})]
+        extra = row.get("columns") or {}
+        line += [_cell(extra.get(column)) for column in columns]
         cells.append(line)
     if not is_terminal():
         click.echo(plain_table(tuple(headers), cells))
@@ -108,6 +117,15 @@ def print_runs(rows: list[dict[str, Any]]) -> None:
             *map(escape, line[status_at + 1 :]),
         )
     _console().print(table)
+
+
+def _cell(value: Any) -> str:
+    """A value of an added column: numbers to 4 significant digits, nothing as ``-``."""
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return value if isinstance(value, str) else json.dumps(value, sort_keys=True)
 
 
 def _tags(tags: dict[str, str]) -> str:
@@ -202,6 +220,7 @@ def print_run(summary: dict[str, Any]) -> None:
     for node in summary.get("not_run") or []:
         table.add_row(escape(node["node_id"]), _status("not run"), "-", "-", "-", "-", "-")
     console.print(table)
+    _print_metrics(console, summary.get("metrics") or [])
     print_contracts_brief(console, summary["steps"])
     _print_data_ops(console, summary["steps"])
     for step in summary["steps"]:
@@ -216,6 +235,21 @@ def print_run(summary: dict[str, Any]) -> None:
                 f"step {escape(step['node_id'])} {_status(step['status'])}: "
                 f"{escape(step['error'] or '-')}"
             )
+
+
+def _print_metrics(console: Console, metrics: list[dict[str, Any]]) -> None:
+    """One line per metric: its value, and for a logged series its range and length."""
+    if not metrics:
+        return
+    from rich.markup import escape
+
+    console.print("[bold]metrics[/]")
+    width = max(len(m["name"]) for m in metrics)
+    for m in metrics:
+        line = f"  {escape(m['name']):<{width}}  {m['value']:.6g}"
+        if m.get("count") is not None:
+            line += f"  (last of {m['count']}; min {m['min']:.6g}, max {m['max']:.6g})"
+        console.print(line)
 
 
 def _print_data_ops(console: Console, steps: list[dict[str, Any]]) -> None:

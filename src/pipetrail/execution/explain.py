@@ -17,26 +17,55 @@ from typing import TYPE_CHECKING, Any
 from pipetrail.execution.crash import effective_status, effective_step_status, not_run_nodes
 from pipetrail.execution.node_pairing import pair_nodes, recorded_nodes
 from pipetrail.ledger.event_reads import closing_step_events
-from pipetrail.ledger.read_model import run_notes, run_tags
+from pipetrail.ledger.read_model import (
+    RunFilter,
+    find_runs,
+    run_metric_values,
+    run_notes,
+    run_tags,
+)
+from pipetrail.ledger.run_query import field_values
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from pipetrail.ledger import Reader
 
 __all__ = ["explain_step", "list_runs", "run_summary"]
 
 
 def list_runs(
-    reader: Reader, *, limit: int = 50, pipeline: str | None = None, status: str | None = None
+    reader: Reader,
+    *,
+    limit: int = 50,
+    pipeline: str | None = None,
+    status: str | None = None,
+    query: RunFilter | None = None,
+    columns: Sequence[str] = (),
 ) -> list[dict[str, Any]]:
-    """Return run rows for listing, newest first, with crash-aware status."""
-    rows = reader.list_runs(limit=limit, pipeline=pipeline, status=None)
-    tags = run_tags(reader, [row["run_id"] for row in rows])
+    """Return run rows for listing, with crash-aware status and step counts.
+
+    ``query`` selects and orders the runs (every filter in SQL; newest first by
+    default); ``pipeline``, ``status`` and ``limit`` are shorthands for its fields.
+    ``columns`` (``params.X``, ``metrics.X``, ``tags.X``) adds a ``columns`` entry to
+    each row with those values. A run recorded as running whose process is gone is
+    listed (and filtered) as crashed.
+    """
+    base = query or RunFilter(pipeline=pipeline, status=status, limit=limit)
+    wanted = base.status
+    records = find_runs(reader, base)
+    rows = reader.runs_by_id([record.run_id for record in records])
+    values = field_values(reader, [row["run_id"] for row in rows], columns)
     out = []
-    for row in rows:
+    for row, record in zip(rows, records, strict=True):
         row["status"] = effective_status(row)
-        row["tags"] = tags.get(row["run_id"], {})
-        if status is None or row["status"] == status:
-            out.append(_run_brief(row))
+        row["tags"] = dict(record.tags)
+        if wanted is not None and row["status"] != wanted:
+            continue
+        brief = _run_brief(row)
+        if columns:
+            brief["columns"] = {c: values[row["run_id"]].get(c) for c in columns}
+        out.append(brief)
     return out
 
 
@@ -64,16 +93,21 @@ def _run_brief(row: dict[str, Any]) -> dict[str, Any]:
 
 def _step_facts(
     reader: Reader, run_id: str
-) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, str]]]:
+) -> tuple[dict[str, list[dict[str, Any]]], dict[str, dict[str, str]], dict[str, dict[str, Any]]]:
     """Read what only step events hold, per step run id.
 
     Returns:
-        The samples and splits each recorded (``pipetrail.data``), and output name -> the
-        format it is read in (``"bytes@1"``; see docs/adr/0013-how-an-output-is-read.md).
+        The samples and splits each recorded (``pipetrail.data``); output name -> the
+        format it is read in (``"bytes@1"``; see docs/adr/0013-how-an-output-is-read.md);
+        and ``NODE.NAME`` -> the summary (count, min, max, last) of each logged series.
     """
     operations: dict[str, list[dict[str, Any]]] = {}
     formats: dict[str, dict[str, str]] = {}
+    series: dict[str, dict[str, Any]] = {}
     for event in closing_step_events(reader, run_id):
+        for name, summary in event.metrics.items():
+            if isinstance(summary, dict):
+                series[f"{event.node_id}.{name}"] = summary
         if event.data_ops:
             operations[event.step_run_id] = event.data_ops
         readings = event.output_formats
@@ -82,7 +116,7 @@ def _step_facts(
                 name: str(reading.get("format")) if isinstance(reading, dict) else "?"
                 for name, reading in readings.items()
             }
-    return operations, formats
+    return operations, formats, series
 
 
 def run_summary(reader: Reader, ref: str) -> dict[str, Any]:
@@ -119,7 +153,13 @@ def run_summary(reader: Reader, ref: str) -> dict[str, Any]:
             }
         )
     checked = {found["step_run_id"]: found for found in contract_results(reader, run_id)}
-    operations, formats = _step_facts(reader, run_id)
+    operations, formats, series = _step_facts(reader, run_id)
+    metrics = []
+    for found in run_metric_values(reader, run_id):
+        summary = series.get(found["name"]) if found["origin"] == "logged" else None
+        if summary is not None:
+            found.update({k: summary.get(k) for k in ("count", "min", "max")})
+        metrics.append(found)
     for entry in steps:
         entry["contracts"] = checked.get(entry["step_run_id"])
         entry["data_ops"] = operations.get(entry["step_run_id"], [])
@@ -157,6 +197,9 @@ def run_summary(reader: Reader, ref: str) -> dict[str, Any]:
         "steps_total": run["steps_total"],
         "sources": reader.sources(run_id),
         "steps": steps,
+        # Each step's metrics: a logged series (last value, with count, min and max) or a
+        # number it returned in a dict.
+        "metrics": metrics,
         # Nodes of an ended run that never started (an upstream failed, or the run was
         # interrupted or crashed first), in pipeline order.
         "not_run": [

@@ -48,6 +48,7 @@ inherited by threads a step starts, unless they run in a copy of its context
 from __future__ import annotations
 
 import ast
+import json
 import math
 import numbers
 import operator
@@ -82,6 +83,7 @@ __all__ = [
     "encode_series",
     "log_metric",
     "log_metrics",
+    "output_metrics",
     "recording",
     "validate_name",
 ]
@@ -493,3 +495,39 @@ def decode_series(data: bytes) -> tuple[array[int], array[float]]:
     if sys.byteorder != "little":
         records.byteswap()
     return records[0::2], array("d", records[1::2].tobytes())
+
+
+# A returned dict stored as JSON is read back for its numbers when it is at most this big
+# (the metrics dicts steps return are a few hundred bytes; a large dict is data, not a
+# handful of metrics).
+_OUTPUT_METRICS_BYTES = 64 * 1024
+
+
+def output_metrics(store: ContentStore, outputs: Mapping[str, StoredArtifact]) -> dict[str, float]:
+    """The numbers a step returned in dicts: what ``runs --where 'metrics.NAME ...'`` reads.
+
+    Every top-level int or float (not bool) of an output stored as a JSON dict, named by
+    its key, or ``OUTPUT.KEY`` when the step has several outputs (the names
+    :mod:`pipetrail.lineage.run_facts` gives, without the node). Metric series and
+    reports are not outputs here. The bytes are read through the store's verified path.
+    """
+    values = {
+        name: record
+        for name, record in outputs.items()
+        if not name.startswith((METRIC_OUTPUT_PREFIX, REPORT_OUTPUT_PREFIX))
+    }
+    found: dict[str, float] = {}
+    for name, record in values.items():
+        if (record.serializer, record.type_name) != ("json", "builtins.dict"):
+            continue
+        if record.size > _OUTPUT_METRICS_BYTES:
+            continue
+        value = json.loads(store.get_bytes(record.blob))
+        if not isinstance(value, dict):
+            continue
+        prefix = f"{name}." if len(values) > 1 else ""
+        for key, item in value.items():
+            number = isinstance(item, int | float) and not isinstance(item, bool)
+            if number and math.isfinite(item):
+                found[prefix + str(key)] = float(item)
+    return found

@@ -32,6 +32,7 @@ from pipetrail.core.graph import OutputRef, SourceRef
 from pipetrail.errors import SerializationError
 from pipetrail.execution.cache import CacheDecision, cache_key
 from pipetrail.execution.contract_records import REPORT_ROLE, cached_payload, step_failure
+from pipetrail.execution.metrics import output_metrics
 from pipetrail.execution.node_inputs import describe_inputs, flat_inputs, recorded_record
 from pipetrail.execution.recompute import hit_metrics, load_inputs
 from pipetrail.execution.records import (
@@ -421,17 +422,17 @@ def run_node(
         result.reports,
     )
     state.done_keys[key] = (step_run_id, outputs_payload, formats)
+    completed = {**common, "outputs": outputs_payload, "output_formats": formats}
+    found = output_metrics(state.project.store, dict(zip(node.output_names, records, strict=True)))
+    if found:  # only steps returning numbers in a dict carry the key
+        completed["output_metrics"] = found
     emit(
         state,
         [
             *artifact_drafts(
                 state, [(r, "output") for r in records] + extra, step_run_id=step_run_id
             ),
-            EventDraft(
-                EventKind.STEP_COMPLETED,
-                {**common, "outputs": outputs_payload, "output_formats": formats},
-                run_id=state.run_id,
-            ),
+            EventDraft(EventKind.STEP_COMPLETED, completed, run_id=state.run_id),
         ],
     )
     observer.step_finished(node_id=node.id, status="completed", seconds=seconds)

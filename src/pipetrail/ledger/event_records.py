@@ -156,6 +156,9 @@ class StepEvent(EventRecord):
         outputs: output name -> digest (metric series and reports included).
         output_formats: output name -> how it is read (None before it was recorded).
         metrics: metric name -> ``{"digest", "count", "min", "max", "last"...}``.
+        output_metrics: the numbers the step returned in dicts (``KEY`` or
+            ``OUTPUT.KEY``); empty before they were recorded, and in cache hits (a hit's
+            are those of the step run it reused).
         reports: report name -> digest.
         data_ops: the table operations (sampling, splits) the step recorded.
         contracts: the contract results the step recorded.
@@ -178,6 +181,7 @@ class StepEvent(EventRecord):
     output_formats: dict[str, Any] | None = None
     resources: dict[str, Any] | None = None
     metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    output_metrics: dict[str, float] = field(default_factory=dict)
     reports: dict[str, str] = field(default_factory=dict)
     data_ops: list[Any] = field(default_factory=list)
     contracts: Any = None
@@ -205,6 +209,7 @@ class StepEvent(EventRecord):
             output_formats=p.get("output_formats"),
             resources=p.get("resources"),
             metrics=dict(p.get("metrics") or {}),
+            output_metrics=dict(p.get("output_metrics") or {}),
             reports=dict(p.get("reports") or {}),
             data_ops=list(p.get("data_ops") or []),
             contracts=p.get("contracts"),

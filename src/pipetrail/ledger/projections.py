@@ -9,6 +9,7 @@ may meet a row that exists. Column names match :mod:`pipetrail.ledger.schema`.
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.hashing import canonical_json
@@ -86,7 +87,17 @@ _RUN_RECORD_KEYS = frozenset(
         "seed", "git", "environment", "started_at", "steps_total", "name", "purpose", "tags",
     }
 )  # fmt: skip
-_PARAM_INSERT = _insert("run_params", ("run_id", "name", "value"))
+_PARAM_INSERT = _insert("run_params", ("run_id", "name", "value", "num"))
+_METRIC_INSERT = _insert(
+    "run_metrics", ("step_run_id", "key", "run_id", "node_id", "name", "value", "origin")
+)
+# A cache hit's returned numbers are those of the step run it reused (its event does not
+# repeat them); its logged metrics come with its own event.
+_METRICS_REUSED = (
+    "INSERT INTO run_metrics (step_run_id, key, run_id, node_id, name, value, origin) "
+    "SELECT :step_run_id, key, :run_id, :node_id, :name_prefix || key, value, origin "
+    "FROM run_metrics WHERE step_run_id = :reused AND origin = 'output'"
+)
 _TAG_UPSERT = (
     "INSERT INTO run_tags (run_id, key, value, seq) VALUES (:run_id, :key, :value, :seq) "
     "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, seq = excluded.seq"
@@ -94,6 +105,45 @@ _TAG_UPSERT = (
 _TAG_DELETE = "DELETE FROM run_tags WHERE run_id = :run_id AND key = :key"
 _NOTE_INSERT = _insert("run_notes", ("seq", "run_id", "text", "actor", "noted_at"))
 _RUN_RENAME = "UPDATE runs SET name = :name WHERE run_id = :run_id"
+
+
+def param_number(value: Any) -> float | None:
+    """The ``run_params.num`` of a parameter value: the value when it is a finite number."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    return None
+
+
+def metric_rows(p: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``run_metrics`` rows a step's closing event gives of itself.
+
+    Logged series by their last value, then the numbers it returned in dicts; a logged
+    metric wins over a returned number of the same name. Values that are not finite
+    numbers are left out.
+    """
+    found: dict[str, tuple[float, str]] = {}
+    for key, value in (p.get("output_metrics") or {}).items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            found[str(key)] = (float(value), "output")
+    for key, summary in (p.get("metrics") or {}).items():
+        last = summary.get("last") if isinstance(summary, dict) else None
+        if isinstance(last, int | float) and not isinstance(last, bool):
+            found[str(key)] = (float(last), "logged")
+    node = p["node_id"]
+    return [
+        {
+            "step_run_id": p["step_run_id"],
+            "key": key,
+            "run_id": p["run_id"],
+            "node_id": node,
+            "name": f"{node}.{key}",
+            "value": value,
+            "origin": origin,
+        }
+        for key, (value, origin) in sorted(found.items())
+        if math.isfinite(value)
+    ]
 
 
 def param_text(value: Any) -> str:
@@ -156,7 +206,12 @@ def _run_started(db: Driver, event: Event, p: dict[str, Any]) -> None:
     db.executemany(
         _PARAM_INSERT,
         [
-            {"run_id": p["run_id"], "name": name, "value": param_text(value)}
+            {
+                "run_id": p["run_id"],
+                "name": name,
+                "value": param_text(value),
+                "num": param_number(value),
+            }
             for name, value in sorted((p["params"] or {}).items())
         ],
     )
@@ -300,6 +355,27 @@ def _step_finished(status: str) -> Callable[[Driver, Event, dict[str, Any]], Non
         if p.get("decision") == "hit" or db.execute(_STEP_UPDATE, row) == 0:
             db.execute(_STEP_INSERT, row)
         db.executemany(_IO_INSERT, _io_rows(p, outputs=status != "failed"))
+        if status == "failed":
+            return
+        own = metric_rows(p)
+        if own:
+            db.executemany(_METRIC_INSERT, own)
+        reused = p.get("reused_step_run_id")
+        if status == "cached" and reused:
+            logged = {m["key"] for m in own}
+            db.execute(
+                _METRICS_REUSED
+                + (" AND key NOT IN (" + ", ".join(f":k{i}" for i in range(len(logged))) + ")"
+                   if logged else ""),
+                {
+                    "step_run_id": p["step_run_id"],
+                    "run_id": p["run_id"],
+                    "node_id": p["node_id"],
+                    "name_prefix": p["node_id"] + ".",
+                    "reused": reused,
+                    **{f"k{i}": k for i, k in enumerate(sorted(logged))},
+                },
+            )  # fmt: skip
 
     return apply
 

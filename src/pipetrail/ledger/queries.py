@@ -47,6 +47,14 @@ _STEP_COLUMNS = (
     "cache_reason, reused_step_run_id, code_digest, components, inputs, outputs, resources, "
     "logs, seed, started_at, ended_at, error, traceback, first_seq"
 )
+_STEP_COUNTS = (
+    "(SELECT COUNT(*) FROM step_runs s WHERE s.run_id = r.run_id "
+    " AND s.status = 'completed') AS steps_executed, "
+    "(SELECT COUNT(*) FROM step_runs s WHERE s.run_id = r.run_id "
+    " AND s.status = 'cached') AS steps_cached, "
+    "(SELECT COUNT(*) FROM step_runs s WHERE s.run_id = r.run_id "
+    " AND s.status = 'failed') AS steps_failed"
+)
 _JSON_FIELDS = frozenset(
     {"params", "git", "record", "components", "inputs", "outputs", "resources", "meta"}
 )
@@ -75,19 +83,25 @@ class Reader(ABC):
     ) -> list[Row]:
         """Return runs, newest first, with step counts by status."""
         rows = self.fetch(
-            f"SELECT {_RUN_COLUMNS}, "
-            "(SELECT COUNT(*) FROM step_runs s WHERE s.run_id = r.run_id "
-            " AND s.status = 'completed') AS steps_executed, "
-            "(SELECT COUNT(*) FROM step_runs s WHERE s.run_id = r.run_id "
-            " AND s.status = 'cached') AS steps_cached, "
-            "(SELECT COUNT(*) FROM step_runs s WHERE s.run_id = r.run_id "
-            " AND s.status = 'failed') AS steps_failed "
+            f"SELECT {_RUN_COLUMNS}, {_STEP_COUNTS} "
             "FROM runs r WHERE (CAST(:pipeline AS VARCHAR(200)) IS NULL OR pipeline = :pipeline) "
             "AND (CAST(:status AS VARCHAR(16)) IS NULL OR status = :status) "
             "ORDER BY run_id DESC LIMIT :limit",
             {"pipeline": pipeline, "status": status, "limit": limit},
         )
         return [_decode(r) for r in rows]
+
+    def runs_by_id(self, run_ids: list[str]) -> list[Row]:
+        """Return these runs (in this order, unknown ids left out), with step counts."""
+        if not run_ids:
+            return []
+        marks = ", ".join(f":r{i}" for i in range(len(run_ids)))
+        rows = self.fetch(
+            f"SELECT {_RUN_COLUMNS}, {_STEP_COUNTS} FROM runs r WHERE r.run_id IN ({marks})",
+            {f"r{i}": run_id for i, run_id in enumerate(run_ids)},
+        )
+        by_id = {str(r["run_id"]): _decode(r) for r in rows}
+        return [by_id[run_id] for run_id in run_ids if run_id in by_id]
 
     def resolve_run(self, ref: str, *, any_purpose: bool = False) -> str:
         """Return the full run id for an id, a unique prefix, or ``latest``.

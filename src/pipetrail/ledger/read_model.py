@@ -19,6 +19,7 @@ from pipetrail.core.clock import format_ts
 from pipetrail.errors import NotFoundError, ParamError
 from pipetrail.ledger.annotations import PURPOSES, validate_tag_key
 from pipetrail.ledger.projections import param_text
+from pipetrail.ledger.run_query import Condition, Sort, condition_sql, sort_sql
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -36,6 +37,7 @@ __all__ = [
     "latest_run_id",
     "run_notes",
     "run_record",
+    "run_metric_values",
     "run_tags",
     "step_run_records",
 ]
@@ -235,6 +237,9 @@ class RunFilter:
         params: only runs whose recorded parameter ``name`` equals each value.
         tags: only runs carrying each ``key: value`` tag.
         since: only runs started at or after this moment (aware datetime, or ISO text).
+        where: further conditions (:func:`pipetrail.ledger.run_query.parse_where`), all
+            of which must hold.
+        sort: the order (newest first when None).
         limit: at most this many, newest first.
     """
 
@@ -244,6 +249,8 @@ class RunFilter:
     params: Mapping[str, Any] | None = None
     tags: Mapping[str, Any] | None = None
     since: dt.datetime | str | None = None
+    where: tuple[Condition, ...] = ()
+    sort: Sort | None = None
     limit: int | None = 50
 
 
@@ -293,8 +300,11 @@ def _where(reader: Reader, f: RunFilter) -> tuple[list[str], dict[str, Any]]:
             raise ParamError(
                 f"status={f.status!r} is not a run status; use one of: " + ", ".join(RUN_STATUSES)
             )
-        where.append("r.status = :status")
-        args["status"] = f.status
+        if f.status == "crashed":  # a run recorded as running whose process died is too
+            where.append("r.status IN ('crashed', 'running')")  # callers decide per row
+        else:
+            where.append("r.status = :status")
+            args["status"] = f.status
     if f.purpose is not None:
         if f.purpose not in PURPOSES:
             raise ParamError(
@@ -324,6 +334,10 @@ def _where(reader: Reader, f: RunFilter) -> tuple[list[str], dict[str, Any]]:
     if f.since is not None:
         where.append("r.started_at >= :since")
         args["since"] = _since_text(f.since)
+    for i, condition in enumerate(f.where):
+        sql, found = condition_sql(reader, condition, i)
+        where.append(sql)
+        args.update(found)
     return where, args
 
 
@@ -346,7 +360,12 @@ def find_runs(reader: Reader, f: RunFilter) -> list[RunRecord]:
         else ("runs r", "r.run_id")
     )
     sql = f"SELECT {_RUN_COLUMNS} FROM {source} WHERE " + " AND ".join(where)  # noqa: S608
-    sql += f" ORDER BY {order} DESC"
+    if f.sort is None:
+        sql += f" ORDER BY {order} DESC"
+    else:
+        ordering, sort_args = sort_sql(reader, f.sort)
+        sql += f" ORDER BY {ordering}"
+        args.update(sort_args)
     if f.limit is not None:
         sql += " LIMIT :limit"
         args["limit"] = f.limit
@@ -418,4 +437,26 @@ def step_run_records(reader: Reader, run_id: str) -> list[StepRunRecord]:
             "ORDER BY first_seq",
             {"r": run_id},
         )
+    ]
+
+
+def run_metric_values(reader: Reader, run_id: str) -> list[dict[str, Any]]:
+    """The metrics of a run, one per step and name, ordered by name.
+
+    Each has ``name`` (``NODE.KEY``), ``node_id``, ``key``, ``value`` (the last point of a
+    logged series, or the number returned) and ``origin`` (``logged`` or ``output``).
+    """
+    rows = reader.fetch(
+        "SELECT name, node_id, key, value, origin FROM run_metrics WHERE run_id = :r ORDER BY name",
+        {"r": run_id},
+    )
+    return [
+        {
+            "name": str(r["name"]),
+            "node_id": str(r["node_id"]),
+            "key": str(r["key"]),
+            "value": float(r["value"]),
+            "origin": str(r["origin"]),
+        }
+        for r in rows
     ]

@@ -16,6 +16,7 @@ from __future__ import annotations
 from sqlalchemy import (
     BigInteger,
     Column,
+    Float,
     Index,
     Integer,
     MetaData,
@@ -186,7 +187,11 @@ run_params = Table(
     Column("run_id", String(ID), primary_key=True),
     Column("name", String(200), primary_key=True),
     Column("value", Text, nullable=False),
+    # Migration 0006: the value as a number when it is one (int or float, not bool), so
+    # `--where 'params.C > 0.1'` compares numbers in SQL.
+    Column("num", Float, nullable=True),
     Index("ix_run_params_name_value", "name", "value", "run_id"),
+    Index("ix_run_params_name_num", "name", "num", "run_id"),
 )
 
 run_tags = Table(
@@ -210,6 +215,25 @@ run_notes = Table(
     Index("ix_run_notes_run_id", "run_id"),
 )
 
+# Migration 0006: the metrics of each finished step run, one row per metric: the last value
+# of a logged series (origin "logged"), or a number the step returned in a dict ("output");
+# a logged metric wins over an output number of the same name. A cache hit has the rows
+# of the step run it reused. ``name`` is ``NODE.KEY``, ``key`` the name within the step.
+run_metrics = Table(
+    "run_metrics",
+    metadata,
+    Column("step_run_id", String(ID), primary_key=True),
+    Column("key", String(400), primary_key=True),
+    Column("run_id", String(ID), nullable=False),
+    Column("node_id", String(400), nullable=False),
+    Column("name", String(800), nullable=False),
+    Column("value", Float, nullable=False),
+    Column("origin", String(8), nullable=False),
+    Index("ix_run_metrics_name_value", "name", "value", "run_id"),
+    Index("ix_run_metrics_key_value", "key", "value", "run_id"),
+    Index("ix_run_metrics_run_id", "run_id"),
+)
+
 PROJECTION_TABLES = (
     runs,
     step_runs,
@@ -219,4 +243,5 @@ PROJECTION_TABLES = (
     run_params,
     run_tags,
     run_notes,
+    run_metrics,
 )

@@ -17,6 +17,7 @@ from pipetrail.execution.explain import explain_step
 from pipetrail.execution.project import Project as _Stores
 from pipetrail.ledger.annotations import name_draft, note_draft, tag_draft, untag_draft
 from pipetrail.ledger.read_model import RunFilter, find_runs, run_record, run_tags
+from pipetrail.ledger.run_query import parse_sort, parse_where
 from pipetrail.lineage.diff import diff_runs
 from pipetrail.read.results import WhyResult
 from pipetrail.read.run import Run
@@ -24,7 +25,7 @@ from pipetrail.store import StoredArtifact
 
 if TYPE_CHECKING:
     import datetime as dt
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
     from pipetrail.lineage.diff import RunDiff
 
@@ -68,6 +69,8 @@ class Project(_Stores):
         tags: Mapping[str, Any] | None = None,
         since: dt.datetime | str | None = None,
         purpose: str | None = None,
+        where: str | Sequence[str] = (),
+        sort: str | None = None,
         limit: int | None = 50,
     ) -> list[Run]:
         """Return the runs that match, newest first (every filter is applied in SQL).
@@ -81,11 +84,15 @@ class Project(_Stores):
             since: only runs started at or after this time (a datetime, or ISO text).
             purpose: only runs started as ``run`` (ordinary), ``reproduce`` or ``check``;
                 default: all.
+            where: conditions such as ``"metrics.f1 > 0.9 and params.C <= 1"``
+                (:mod:`pipetrail.ledger.run_query` lists the fields and operators).
+            sort: an order such as ``"metrics.f1 desc"`` (newest first by default).
             limit: at most this many (None: all).
 
         Raises:
-            ParamError: a filter names an unknown status or purpose, a parameter no run
-                records, a malformed tag key, or a time that is not one.
+            ParamError: a filter names an unknown status, purpose or field, a metric or
+                parameter no run records, a malformed tag key or condition, or a time
+                that is not one.
         """
         found = find_runs(
             self.reader(),
@@ -96,10 +103,14 @@ class Project(_Stores):
                 params=params,
                 tags=tags,
                 since=since,
+                where=tuple(parse_where(where)) if where else (),
+                sort=parse_sort(sort) if sort else None,
                 limit=limit,
             ),
         )
-        return [Run(self, record) for record in found]
+        runs = [Run(self, record) for record in found]
+        # A run recorded as running whose process died lists as crashed (decided per run).
+        return [run for run in runs if status is None or run.status == status]
 
     def run(self, ref: str = "latest", *, any_purpose: bool = False) -> Run:
         """Open one run: ``latest``, a run id, or a unique prefix of one.
