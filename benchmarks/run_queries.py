@@ -5,7 +5,10 @@ The ledger: 100,000 runs of one pipeline, each a ``run.started`` and a closing e
 ledger's own path (:meth:`Ledger.append`: hash chain, projections) in transactions of
 5,000 events. Params ``lr`` (50 values), ``depth`` (1-10) and ``model`` (5 values); one
 run in ten carries a ``stage`` tag (``prod`` one time in five, else ``dev``) and one in
-twenty a name. Deterministic from a seed.
+twenty a name. Every completed run also has a closing ``step.completed`` event of its
+``evaluate`` step with a logged ``loss`` series summary and the numbers it returned
+(``f1``, ``accuracy``), which the ``run_metrics`` projection holds. Deterministic from a
+seed.
 
 Cached in benchmarks/.work/run_queries/ and reused while the parameters and the schema
 (the text of the migration scripts) are the same (``params.json``, written last); delete
@@ -19,6 +22,9 @@ warms the page cache; medians):
   limit=100)``;
 * ``run_queries.tags`` (target <= 50 ms): ``runs(tags={"stage": "prod"}, limit=100)``;
 * ``run_queries.status`` (target <= 50 ms): ``runs(status="failed", limit=100)``;
+* ``run_queries.where`` (target <= 50 ms): ``runs(where="metrics.f1 > 0.9", limit=100)``;
+* ``run_queries.cli_where`` (target <= 0.5 s, whole process): ``pipetrail runs --where
+  'metrics.f1 > 0.9'`` (20 rows, the command's default);
 * context: ``project.run("latest")`` and ``runs(limit=100)`` on a freshly opened project.
 
 Run: ``.venv/bin/python benchmarks/run_queries.py [--quick]``.
@@ -34,7 +40,17 @@ import shutil
 import time
 from typing import TYPE_CHECKING, Any
 
-from _common import REPO_ROOT, WORK_DIR, Result, log, main, summarize
+from _common import (
+    PIPETRAIL,
+    REPO_ROOT,
+    WORK_DIR,
+    Result,
+    bench_env,
+    log,
+    main,
+    run_timed,
+    summarize,
+)
 
 import pipetrail
 from pipetrail.core.clock import format_ts, new_id
@@ -48,6 +64,7 @@ if TYPE_CHECKING:
 
 PARAMS = {"runs": 100_000, "seed": 11, "batch": 5000}
 TARGET_MS = 50.0
+CLI_TARGET_S = 0.5
 _STATUSES = [
     (EventKind.RUN_COMPLETED, 90),
     (EventKind.RUN_FAILED, 8),
@@ -93,12 +110,27 @@ def _drafts(rng: random.Random, i: int, started: float) -> list[EventDraft]:
         payload["name"] = f"experiment {i}"
     kind = rng.choices([k for k, _ in _STATUSES], weights=[w for _, w in _STATUSES])[0]
     end: dict[str, Any] = {"run_id": run_id, "ended_at": at}
+    drafts = [EventDraft(EventKind.RUN_STARTED, payload, run_id=run_id)]
     if kind != EventKind.RUN_COMPLETED:
         end["error"] = "synthetic"
-    return [
-        EventDraft(EventKind.RUN_STARTED, payload, run_id=run_id),
-        EventDraft(kind, end, run_id=run_id),
-    ]
+    else:
+        loss = round(rng.random(), 4)
+        step = {
+            "step_run_id": new_id(),
+            "run_id": run_id,
+            "node_id": "evaluate",
+            "step": "evaluate",
+            "pipeline": "train",
+            "started_at": at,
+            "ended_at": at,
+            "decision": "miss",
+            "outputs": {},
+            "metrics": {"loss": {"count": 10, "min": loss, "max": loss + 1, "last": loss}},
+            "output_metrics": {"f1": round(rng.random(), 4), "accuracy": round(rng.random(), 4)},
+        }
+        drafts.append(EventDraft(EventKind.STEP_COMPLETED, step, run_id=run_id))
+    drafts.append(EventDraft(kind, end, run_id=run_id))
+    return drafts
 
 
 def build(root: Path) -> dict[str, Any]:
@@ -169,6 +201,11 @@ def run(quick: bool) -> list[Result]:
         ),
         ("tags", "runs(tags=stage:prod, limit=100)", lambda: project.runs(tags=prod, limit=100)),
         (
+            "where",
+            "runs(where='metrics.f1 > 0.9', limit=100)",
+            lambda: project.runs(where="metrics.f1 > 0.9", limit=100),
+        ),
+        (
             "status",
             "runs(status=failed, limit=100)",
             lambda: project.runs(status="failed", limit=100),
@@ -192,6 +229,20 @@ def run(quick: bool) -> list[Result]:
 
     results.append(
         summarize("run_queries.fresh", "open + runs(limit=100)", _times(fresh, reps), "ms")
+    )
+    command = [PIPETRAIL, "runs", "--where", "metrics.f1 > 0.9"]
+    env = bench_env()
+    run_timed(command, cwd=root, env=env)  # warm the page cache
+    wall = [run_timed(command, cwd=root, env=env)[0] for _ in range(reps)]
+    log(f"run_queries.cli_where: median {sorted(wall)[len(wall) // 2]:.3f} s")
+    results.append(
+        summarize(
+            "run_queries.cli_where",
+            "pipetrail runs --where 'metrics.f1 > 0.9' (whole process)",
+            wall,
+            "s",
+            at_most=CLI_TARGET_S,
+        )
     )
     return results
 
