@@ -622,3 +622,23 @@ def test_exports_on_each_backend(
         }
     finally:
         project.close()
+
+
+def test_exports_carry_the_run_name_tags_and_purpose(
+    files: PipelineFiles, project: Project, people_csv: Path, unique: Callable[[str], str]
+) -> None:
+    definition = files.load(unique("people"), PEOPLE)
+    options = RunOptions(name="nightly", tags={"stage": "prod", "team": "risk"})
+    run_id = run_pipeline(definition, {}, project, options).id
+    events = export_run(project, run_id, "openlineage")
+    assert isinstance(events, list)
+    for event in events:
+        validate_event(event)
+    facet = events[0]["run"]["facets"]["pipetrail_run"]
+    assert (facet["name"], facet["purpose"]) == ("nightly", "run")
+    assert facet["tags"] == {"stage": "prod", "team": "risk"}
+    doc = export_run(project, run_id, "prov")
+    assert isinstance(doc, dict)
+    activity = doc["activity"][f"pipetrail:run-{run_id}"]
+    assert activity["pipetrail:name"] == "nightly"
+    assert json.loads(activity["pipetrail:tags"]) == {"stage": "prod", "team": "risk"}

@@ -17,6 +17,7 @@ from pipetrail.errors import DefinitionError
 from pipetrail.execution.crash import effective_status
 from pipetrail.ledger import Reader
 from pipetrail.ledger.event_reads import first_code_artifact, started_step_events
+from pipetrail.ledger.read_model import run_tags
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -198,6 +199,7 @@ def collect_run(
     run_id = reader.resolve_run(run_ref)
     run = reader.get_run(run_id)
     run["status"] = effective_status(run)
+    run["tags"] = run_tags(reader, [run_id]).get(run_id, {})
     if run["status"] == "running":
         raise RunNotFinishedError(
             f"run {run_id} of pipeline {run['pipeline']!r} is still running (started "

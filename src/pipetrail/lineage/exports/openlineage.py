@@ -173,6 +173,9 @@ def _pipeline_events(snap: RunSnapshot) -> tuple[dict[str, Any], dict[str, Any]]
         "pipetrail_run": _facet(
             "pipetrail_run",
             runId=snap.run_id,
+            name=run.get("name"),
+            purpose=run.get("purpose"),
+            tags=run.get("tags") or {},
             status=run["status"],
             owner=run["owner"],
             host=run["host"],

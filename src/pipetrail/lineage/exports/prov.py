@@ -169,6 +169,9 @@ def _run_part(doc: _Document, snap: RunSnapshot) -> tuple[str, str, str]:
             "prov:endTime": snap.ended_at,
             **_attrs(
                 run_id=snap.run_id,
+                name=run.get("name"),
+                purpose=run.get("purpose"),
+                tags=run.get("tags") or None,
                 pipeline=snap.pipeline,
                 status=run["status"],
                 params=run["params"],
