@@ -92,3 +92,41 @@ def test_show_prints_metric_values(project: Path) -> None:
     assert "fit.loss  0.5  (last of 1; min 0.5, max 0.5)" in text
     data = json.loads(cli(project, "show", "latest", "--json", check=True).stdout)
     assert {m["name"] for m in data["metrics"]} == {"fit.f1", "fit.loss"}
+
+
+NAMESPACED = """
+from pipetrail import log_metric, pipeline, step
+
+@step
+def fit(C: float = 1.0) -> dict[str, float]:
+    for i in range(3):
+        log_metric("train/loss", 1.0 / (1 + C + i), step=i)
+        log_metric("eval/test/f1", 0.5 + i / 10, step=i)
+    return {"eval/acc": 0.8}
+
+@pipeline
+def q(C: float = 1.0):
+    return fit(C)
+"""
+
+
+def test_metrics_lists_values_by_namespace_prefix(project: Path) -> None:
+    (project / "q.py").write_text(textwrap.dedent(NAMESPACED))
+    run_id = run_json(project, "q.py")["run_id"]
+    text = cli(project, "metrics", "latest", "--prefix", "eval/", check=True).stdout
+    assert text.splitlines() == [
+        "fit.eval/acc      0.8",
+        "fit.eval/test/f1  0.7  (last of 3; min 0.5, max 0.7)",
+    ]
+    data = json.loads(cli(project, "metrics", run_id, "--json", check=True).stdout)
+    assert [m["name"] for m in data["metrics"]] == [
+        "fit.eval/acc",
+        "fit.eval/test/f1",
+        "fit.train/loss",
+    ]
+    assert data["metrics"][2]["count"] == 3
+    none = cli(project, "metrics", "latest", "--prefix", "nope/", check=True).stdout
+    assert none == f"run {run_id} recorded no metrics under 'nope/'\n"
+    bad = cli(project, "metrics", "NOSUCHRUN")
+    assert bad.returncode == 2
+    assert "Traceback" not in bad.stderr

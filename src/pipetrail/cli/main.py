@@ -78,6 +78,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "get",
         "Write an artifact's stored bytes to a file (REF: digest,...",
     ),
+    "metrics": (
+        "pipetrail.cli.metrics_cmd",
+        "metrics",
+        "List RUN's metrics (id, prefix or 'latest'), namespaced with...",
+    ),
     "note": (
         "pipetrail.cli.annotate_cmd",
         "note",

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from pipetrail.ledger import Reader
 
-__all__ = ["explain_step", "list_runs", "run_summary"]
+__all__ = ["explain_step", "list_runs", "run_metrics", "run_summary"]
 
 
 def list_runs(
@@ -119,6 +119,30 @@ def _step_facts(
     return operations, formats, series
 
 
+def _with_series(
+    values: list[dict[str, Any]], series: dict[str, dict[str, Any]]
+) -> list[dict[str, Any]]:
+    """Add a logged series' count, min and max to its metric entry."""
+    for found in values:
+        summary = series.get(found["name"]) if found["origin"] == "logged" else None
+        if summary is not None:
+            found.update({k: summary.get(k) for k in ("count", "min", "max")})
+    return values
+
+
+def run_metrics(reader: Reader, run_id: str, *, prefix: str = "") -> list[dict[str, Any]]:
+    """A run's metrics (as ``run_summary`` lists them), ordered by name.
+
+    Only those whose name within its step, or whose ``NODE.NAME``, starts with ``prefix``.
+    """
+    values = [
+        m
+        for m in run_metric_values(reader, run_id)
+        if m["key"].startswith(prefix) or m["name"].startswith(prefix)
+    ]
+    return _with_series(values, _step_facts(reader, run_id)[2]) if values else []
+
+
 def run_summary(reader: Reader, ref: str) -> dict[str, Any]:
     """Return everything recorded about one run (``ref``: id, prefix or ``latest``)."""
     # Imported by the functions that use them: `pipetrail runs` needs neither.
@@ -154,12 +178,7 @@ def run_summary(reader: Reader, ref: str) -> dict[str, Any]:
         )
     checked = {found["step_run_id"]: found for found in contract_results(reader, run_id)}
     operations, formats, series = _step_facts(reader, run_id)
-    metrics = []
-    for found in run_metric_values(reader, run_id):
-        summary = series.get(found["name"]) if found["origin"] == "logged" else None
-        if summary is not None:
-            found.update({k: summary.get(k) for k in ("count", "min", "max")})
-        metrics.append(found)
+    metrics = _with_series(run_metric_values(reader, run_id), series)
     for entry in steps:
         entry["contracts"] = checked.get(entry["step_run_id"])
         entry["data_ops"] = operations.get(entry["step_run_id"], [])
