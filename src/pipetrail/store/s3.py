@@ -35,10 +35,11 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from pipetrail.errors import IntegrityError, NotFoundError, StoreError
 from pipetrail.hashing import Hasher, is_digest
 from pipetrail.hashing.digest import hex_of
+from pipetrail.store.s3_client import make_client, store_failure
 from pipetrail.store.verified import VerifiedFiles, corrupt_error, digest_of
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Iterable, Iterator, Sequence
 
 __all__ = ["S3Store", "parse_s3_url"]
 
@@ -101,27 +102,16 @@ class S3Store:
         self._etags: dict[str, str] = {}
         self._verified = VerifiedFiles()
         self._lock = threading.Lock()
+        self._bucket_checked = client is not None
         if client is None:
-            client = self._client(region, access_key_id, secret_access_key)
+            client = make_client(
+                self.bucket,
+                endpoint=self.endpoint,
+                region=region,
+                access_key_id=access_key_id,
+                secret_access_key=secret_access_key,
+            )
         self._client_store = client
-
-    def _client(self, region: str | None, key_id: str | None, secret: str | None) -> Any:
-        from obstore.store import S3Store as Client
-
-        settings: dict[str, Any] = {
-            "region": region
-            or os.environ.get("AWS_REGION")
-            or os.environ.get("AWS_DEFAULT_REGION")
-            or "us-east-1",
-        }
-        if self.endpoint:
-            settings["endpoint"] = self.endpoint
-            settings["allow_http"] = self.endpoint.startswith("http://")
-            settings["virtual_hosted_style_request"] = False
-        if key_id or os.environ.get("AWS_ACCESS_KEY_ID"):
-            settings["access_key_id"] = key_id or os.environ["AWS_ACCESS_KEY_ID"]
-            settings["secret_access_key"] = secret or os.environ.get("AWS_SECRET_ACCESS_KEY", "")
-        return Client(self.bucket, **settings)
 
     def __repr__(self) -> str:
         return f"S3Store({self.url!r})"
@@ -136,20 +126,32 @@ class S3Store:
     def _where(self, digest: str) -> str:
         return f"s3://{self.bucket}/{self._key(digest)}"
 
-    def _failure(self, action: str, exc: Exception) -> StoreError:
-        where = f" at {self.endpoint}" if self.endpoint else ""
-        text = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-        hint = (
-            "check the endpoint, the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) "
-            "and that the bucket exists"
-        )
-        return StoreError(f"S3 store s3://{self.bucket}{where}: cannot {action}: {text}; {hint}")
+    def _failure(self, action: str, exc: BaseException) -> StoreError:
+        return store_failure(self.bucket, self.endpoint, action, exc)
+
+    def _check_bucket(self) -> None:
+        """Refuse a bucket that does not exist, once per store, before the first request.
+
+        Some servers create a missing bucket on the first write; a typo in the store URL
+        must not silently make a new, empty store.
+        """
+        import obstore as obs
+        from obstore.exceptions import BaseError
+
+        try:
+            stream = obs.list(self._client_store, prefix=self._prefix or None, chunk_size=1)
+            next(iter(stream), None)
+        except (BaseError, OSError) as exc:
+            raise self._failure("list the bucket", exc) from exc
+        self._bucket_checked = True
 
     def _call(self, action: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Run a client call; a failure other than "absent" or "exists" is a StoreError."""
         from obstore.exceptions import AlreadyExistsError, BaseError
         from obstore.exceptions import NotFoundError as Missing
 
+        if not self._bucket_checked:
+            self._check_bucket()
         try:
             return fn(*args, **kwargs)
         except (Missing, AlreadyExistsError, FileNotFoundError, FileExistsError):
@@ -211,6 +213,7 @@ class S3Store:
 
     def _hash_remote(self, digest: str) -> str | None:
         import obstore as obs
+        from obstore.exceptions import BaseError
         from obstore.exceptions import NotFoundError as Missing
 
         hasher = Hasher()
@@ -220,6 +223,8 @@ class S3Store:
                 hasher.update(chunk)
         except (Missing, FileNotFoundError):
             return None
+        except BaseError as exc:
+            raise self._failure("read an object", exc) from exc
         actual = hasher.digest()
         if actual == digest and result.meta.get("e_tag"):
             with self._lock:
@@ -422,6 +427,7 @@ class S3Store:
 
     def _download(self, digest: str) -> Path:
         import obstore as obs
+        from obstore.exceptions import BaseError
         from obstore.exceptions import NotFoundError as Missing
 
         path = self._cache_path(digest)
@@ -440,6 +446,8 @@ class S3Store:
                         out.write(chunk)
             except (Missing, FileNotFoundError):
                 raise self._not_found(digest) from None
+            except BaseError as exc:
+                raise self._failure("read an object", exc) from exc
             actual = hasher.digest()
             if actual != digest:
                 self._replace_corrupt(digest)
@@ -499,20 +507,64 @@ class S3Store:
             raise self._not_found(digest)
         return int(meta["size"])
 
-    def iter_digests(self) -> Iterator[str]:
-        """Yield the digest of every stored object."""
+    def iter_objects(self) -> Iterator[tuple[str, int, float]]:
+        """Yield ``(digest, size, last_modified)`` of every stored object (POSIX seconds).
+
+        Raises:
+            StoreError: the bucket cannot be listed.
+        """
         import obstore as obs
+        from obstore.exceptions import BaseError
 
         base = f"{self._prefix}objects/"
         stream = self._call(
             "list objects", obs.list, self._client_store, prefix=base, chunk_size=1000
         )
-        for batch in stream:
-            for meta in batch:
-                rest = str(meta["path"])[len(base) :].replace("/", "")
-                digest = "blake3:" + rest
-                if is_digest(digest):
-                    yield digest
+        try:
+            for batch in stream:
+                for meta in batch:
+                    rest = str(meta["path"])[len(base) :].replace("/", "")
+                    digest = "blake3:" + rest
+                    if is_digest(digest):
+                        yield digest, int(meta["size"]), meta["last_modified"].timestamp()
+        except (BaseError, OSError) as exc:
+            raise self._failure("list objects", exc) from exc
+
+    def iter_digests(self) -> Iterator[str]:
+        """Yield the digest of every stored object."""
+        for digest, _, _ in self.iter_objects():
+            yield digest
+
+    def remove(self, digests: Iterable[str], *, older_than: float) -> list[str]:
+        """Delete the objects named, except those written less than ``older_than`` s ago.
+
+        The garbage collector's primitive: the caller decides which digests nothing
+        references; this only keeps the grace period, judged by each object's
+        LastModified on the server (so a run still uploading outputs it has not recorded
+        yet keeps them), and forgets the objects in the local read cache.
+
+        Returns:
+            The digests removed, sorted (absent and too recent ones are not).
+
+        Raises:
+            StoreError: the server refused a request.
+        """
+        import obstore as obs
+        from obstore.exceptions import NotFoundError as Missing
+
+        cutoff = time.time() - older_than
+        removed = []
+        for digest in sorted(set(digests)):
+            meta = self._head(digest)
+            if meta is None or meta["last_modified"].timestamp() > cutoff:
+                continue
+            with contextlib.suppress(Missing, FileNotFoundError):
+                self._call("remove an object", obs.delete, self._client_store, self._key(digest))
+            with self._lock:
+                self._etags.pop(digest, None)
+            self._evict(digest)
+            removed.append(digest)
+        return removed
 
     def verify(self, digest: str) -> bool:
         """Re-hash one object (downloading it); False, and quarantined, when corrupt.
