@@ -36,6 +36,7 @@ import ledger_sql
 import lineage
 import metrics
 import reproduce
+import s3_store
 import sources
 import step_overhead
 import step_overhead_vs_kedro
@@ -69,6 +70,7 @@ BENCHMARKS = {
     "verified_reads": verified_reads.run,
     "ledger_sql": ledger_sql.run,
     "example_rerun": example_rerun.run,
+    "s3_store": s3_store.run,
 }
 
 
