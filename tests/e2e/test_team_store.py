@@ -103,7 +103,7 @@ def test_eight_checkouts_share_one_ledger_and_one_store(
         for i, folder in enumerate(checkouts)
     ]
     for proc in procs:
-        out, err = proc.communicate(timeout=600)
+        _, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err
 
     import sqlalchemy as sa
