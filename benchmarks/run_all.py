@@ -39,6 +39,7 @@ import metrics
 import per_run
 import reproduce
 import run_queries
+import s3_store
 import sources
 import step_overhead
 import step_overhead_vs_kedro
@@ -74,6 +75,7 @@ BENCHMARKS = {
     "ledger_sql": ledger_sql.run,
     "example_rerun": example_rerun.run,
     "per_run": per_run.run,
+    "s3_store": s3_store.run,
 }
 
 

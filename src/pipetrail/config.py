@@ -6,6 +6,7 @@ defaults apply (``.pipetrail/ledger.db`` and ``.pipetrail/objects``), created on
 write. Read-only commands ask for an existing project (``must_exist=True``): outside one
 they stop with a :class:`~pipetrail.errors.ProjectError` and create nothing. Environment
 variables override the file: ``PIPETRAIL_METADATA``, ``PIPETRAIL_ARTIFACTS``,
+``PIPETRAIL_STORE`` (an ``s3://`` artifact store, settings in ``[store.s3]``),
 ``PIPETRAIL_SEED``, ``PIPETRAIL_PARITY`` and ``PIPETRAIL_PARITY_REFERENCE``.
 Cheap to import: stdlib only.
 """
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +34,7 @@ __all__ = [
 CONFIG_FILE = "pipetrail.toml"
 STATE_DIR = ".pipetrail"
 
-_KNOWN = {"metadata", "artifacts", "seed", "executor", "parity", "parity_reference"}
+_KNOWN = {"metadata", "artifacts", "store", "seed", "executor", "parity", "parity_reference"}
 _PARITY_MODES = ("off", "warn", "strict")
 
 DEFAULT_TOML = """\
@@ -79,6 +80,9 @@ class ProjectConfig:
     has_file: bool
     parity: str = "off"
     parity_reference: str | None = None
+    # The S3 store (`store = "s3://..."` or PIPETRAIL_STORE) and its [store.s3] table.
+    store_url: str | None = None
+    store_s3: dict[str, Any] = field(default_factory=dict)
 
     @property
     def state_dir(self) -> Path:
@@ -141,6 +145,7 @@ def load_config(
         _require_project((start or Path.cwd()).resolve())
     project_root = found or (start or Path.cwd()).resolve()
     data: dict[str, Any] = {}
+    store_s3: dict[str, Any] = {}
     path = project_root / CONFIG_FILE
     has_file = path.is_file()
     if has_file:
@@ -158,6 +163,7 @@ def load_config(
                 f"{', '.join(sorted(_KNOWN))}"
             )
         data = section
+        store_s3 = _store_s3_table(parsed, path)
     metadata = os.environ.get("PIPETRAIL_METADATA") or data.get("metadata")
     artifacts = os.environ.get("PIPETRAIL_ARTIFACTS") or data.get("artifacts")
     seed_value: Any = os.environ.get("PIPETRAIL_SEED") or data.get("seed", 0)
@@ -190,6 +196,14 @@ def load_config(
     parity_reference = os.environ.get("PIPETRAIL_PARITY_REFERENCE") or data.get("parity_reference")
     if parity_reference is not None and not isinstance(parity_reference, str):
         raise ProjectError(f"{path}: 'parity_reference' must be a run id, got {parity_reference!r}")
+    store_url = os.environ.get("PIPETRAIL_STORE") or data.get("store")
+    if store_url is not None and (
+        not isinstance(store_url, str) or not store_url.startswith("s3://")
+    ):
+        raise ProjectError(
+            f"{path}: 'store' (or PIPETRAIL_STORE) must be an s3://BUCKET[/PREFIX] URL, got "
+            f"{store_url!r}; a local folder store is set with 'artifacts'"
+        )
     metadata_url = _resolve_sqlite(metadata or f"sqlite:///{STATE_DIR}/ledger.db", project_root)
     artifacts_dir = Path(artifacts) if artifacts else Path(STATE_DIR) / "objects"
     if not artifacts_dir.is_absolute():
@@ -203,24 +217,61 @@ def load_config(
         has_file=has_file,
         parity=str(parity),
         parity_reference=parity_reference or None,
+        store_url=store_url or None,
+        store_s3=store_s3,
     )
 
 
-def init_project(folder: Path) -> Path:
+def _store_s3_table(parsed: dict[str, Any], path: Path) -> dict[str, Any]:
+    """The ``[store.s3]`` table (endpoint, region, credentials, read cache size), raw."""
+    store = parsed.get("store", {})
+    table = store.get("s3", {}) if isinstance(store, dict) else None
+    if not isinstance(table, dict):
+        raise ProjectError(f"{path}: [store.s3] must be a table")
+    return dict(table)
+
+
+def init_project(folder: Path, *, metadata: str | None = None, store: str | None = None) -> Path:
     """Create ``pipetrail.toml`` and ``.pipetrail/`` in ``folder``; return the config path.
 
+    Args:
+        folder: the project folder.
+        metadata: the metadata store URL to write (default: the SQLite file).
+        store: an ``s3://BUCKET/PREFIX`` artifact store to write (default: the folder).
+
     Raises:
-        ProjectError: if the folder already holds a project.
+        ProjectError: if the folder already holds a project, or ``store`` is not s3://.
     """
     path = folder / CONFIG_FILE
     if path.exists():
         raise ProjectError(f"{folder} is already a pipetrail project ({path} exists)")
+    if store is not None and not store.startswith("s3://"):
+        raise ProjectError(f"--store must be an s3://BUCKET[/PREFIX] URL, got {store!r}")
+    text = DEFAULT_TOML
+    if metadata is not None:
+        text = text.replace(
+            'metadata = "sqlite:///.pipetrail/ledger.db"', f"metadata = {_toml_string(metadata)}"
+        )
+    if store is not None:
+        text = text.replace(
+            'artifacts = ".pipetrail/objects"\n',
+            'artifacts = ".pipetrail/objects"\n'
+            "# The team store: objects in S3; endpoint, region and credentials from the\n"
+            "# AWS_* variables or a [store.s3] table.\n"
+            f"store = {_toml_string(store)}\n",
+        )
     folder.mkdir(parents=True, exist_ok=True)
-    path.write_text(DEFAULT_TOML, encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
     state = folder / STATE_DIR
     state.mkdir(exist_ok=True)
     (state / ".gitignore").write_text("*\n", encoding="utf-8")
     return path
+
+
+def _toml_string(value: str) -> str:
+    """``value`` as a TOML basic string."""
+    escaped = value.replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{escaped}"'
 
 
 def redact_url(url: str) -> str:

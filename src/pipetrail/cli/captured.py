@@ -22,8 +22,6 @@ import click
 from pipetrail.errors import IntegrityError, NotFoundError, StoreError
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from pipetrail.ledger import Reader
     from pipetrail.store import ContentStore
 
@@ -80,7 +78,7 @@ def _read(store: ContentStore | None, item: Captured) -> Captured:
 
 def read_captured(
     reader: Reader,
-    artifacts: Path,
+    store: ContentStore | None,
     summary: dict[str, Any],
     *,
     logs: bool,
@@ -90,7 +88,7 @@ def read_captured(
 
     Args:
         reader: the ledger (to find the log of the step run a cached step reused).
-        artifacts: the content store folder.
+        store: the content store (None: its folder does not exist).
         summary: the run summary (:func:`pipetrail.execution.explain.run_summary`).
         logs: read each step run's captured output.
         git_diff: read the git diff recorded when the run started.
@@ -98,9 +96,6 @@ def read_captured(
     Returns:
         ``{"logs": {node_id: Captured}, "git_diff": Captured}`` (only the parts asked for).
     """
-    from pipetrail.store import LocalStore
-
-    store = LocalStore(artifacts) if artifacts.is_dir() else None
     found: dict[str, Any] = {}
     if logs:
         per_step: dict[str, Captured] = {}

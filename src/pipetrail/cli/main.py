@@ -162,11 +162,13 @@ def cli() -> None:
 
 @cli.command()
 @click.argument("folder", required=False, type=click.Path(file_okay=False, path_type=Path))
-def init(folder: Path | None) -> None:
+@click.option("--ledger", metavar="URL", help="Metadata store URL (postgresql://... for a team).")
+@click.option("--store", "store_url", metavar="s3://BUCKET/PREFIX", help="Artifact store in S3.")
+def init(folder: Path | None, ledger: str | None, store_url: str | None) -> None:
     """Make FOLDER (default: here) a pipetrail project."""
     from pipetrail.config import init_project
 
-    path = init_project((folder or Path.cwd()).resolve())
+    path = init_project((folder or Path.cwd()).resolve(), metadata=ledger, store=store_url)
     click.echo(f"Initialized pipetrail project: {path}")
 
 
@@ -433,10 +435,11 @@ def show(run_ref: str, as_json: bool, logs: bool, git_diff: bool) -> None:
         summary = run_summary(reader, run_ref)
         if logs or git_diff:
             from pipetrail.cli.captured import read_captured
+            from pipetrail.execution.store_open import open_store
 
-            captured = read_captured(
-                reader, config.artifacts, summary, logs=logs, git_diff=git_diff
-            )
+            has_store = config.store_url is not None or config.artifacts.is_dir()
+            store = open_store(config, create=False) if has_store else None
+            captured = read_captured(reader, store, summary, logs=logs, git_diff=git_diff)
     finally:
         reader.close()
     errors: list[str] = []
@@ -573,11 +576,11 @@ def store_verify(as_json: bool) -> None:
     from pipetrail.config import load_config
     from pipetrail.execution.integrity import verify_artifacts
     from pipetrail.execution.project import Project
-    from pipetrail.store import LocalStore
+    from pipetrail.execution.store_open import open_store
 
     config = load_config(must_exist=True)
     # Opened as it is: a check creates no folder (only a quarantine, for corrupt objects).
-    project = Project(config, store=LocalStore(config.artifacts, create=False))
+    project = Project(config, store=open_store(config, create=False))
     try:
         report = verify_artifacts(project)
     finally:

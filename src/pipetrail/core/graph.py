@@ -223,9 +223,9 @@ def source(
     text = os.fspath(path)
     if not text:
         raise DefinitionError("source() needs a non-empty path")
-    return SourceRef(
-        path=Path(text).as_posix(), by_reference=by_reference, allow_outside=allow_outside
-    )
+    # An s3:// URL stays as written (a Path would fold its "//").
+    posix = text if text.startswith("s3://") else Path(text).as_posix()
+    return SourceRef(path=posix, by_reference=by_reference, allow_outside=allow_outside)
 
 
 @dataclass(frozen=True, eq=False)

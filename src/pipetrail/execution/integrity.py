@@ -62,6 +62,7 @@ def verify_artifacts(project: Project) -> dict[str, Any]:
     was copied into the store (listed by its manifest), so a file of a snapshot lost to
     quarantine is reported missing on the next check too.
     """
+    from pipetrail.execution.store_open import store_location
     from pipetrail.store import verify_store
 
     expected = set(project.reader().artifact_blobs())
@@ -69,7 +70,7 @@ def verify_artifacts(project: Project) -> dict[str, Any]:
     report = verify_store(project.store, sorted(expected))
     data = asdict(report)
     data["ok"] = report.ok
-    data["artifacts"] = str(project.config.artifacts)
+    data["artifacts"] = store_location(project.config)
     return data
 
 
@@ -80,6 +81,7 @@ def clean_store(project: Project, *, older_than: float) -> dict[str, Any]:
     writers still running are not disturbed (segments being written are locked and kept
     whatever their age). Stored objects are never touched.
     """
+    from pipetrail.execution.store_open import store_location
     from pipetrail.store import LocalStore
 
     store = project.store
@@ -87,7 +89,7 @@ def clean_store(project: Project, *, older_than: float) -> dict[str, Any]:
     return {
         "removed": removed,
         "older_than_seconds": older_than,
-        "artifacts": str(project.config.artifacts),
+        "artifacts": store_location(project.config),
     }
 
 

@@ -75,9 +75,9 @@ class Project:
     def store(self) -> ContentStore:
         """The content store (opened on first use)."""
         if self._store is None:
-            from pipetrail.store import LocalStore
+            from pipetrail.execution.store_open import open_store
 
-            self._store = LocalStore(self.config.artifacts)
+            self._store = open_store(self.config)
         return self._store
 
     @property

@@ -51,6 +51,18 @@ def observe_sources(
         return drafts
     with StatCache(state.project.config.state_dir / "cache" / "stat.db") as cache:
         for src in sources:
+            if src.path.startswith("s3://") and snapshots is None:
+                obs = _observe_s3(state, src, rehash=rehash)
+                state.sources[src] = (obs.digest, Path(obs.location))
+                drafts.append(
+                    EventDraft(
+                        EventKind.SOURCE_OBSERVED,
+                        {"run_id": state.run_id, **obs.to_record()},
+                        run_id=state.run_id,
+                    )
+                )
+                drafts.extend(_source_artifact_drafts(state, src, obs))
+                continue
             full = Path(src.path)
             full = (full if full.is_absolute() else state.project.root / full).resolve()
             if full == state_dir or state_dir.is_relative_to(full):
@@ -99,6 +111,21 @@ def observe_sources(
             )
             drafts.extend(_source_artifact_drafts(state, src, obs))
     return drafts
+
+
+def _observe_s3(state: RunState, src: SourceRef, *, rehash: bool) -> SourceObservation:
+    """Observe an ``s3://`` source with the project's S3 settings (``[store.s3]``)."""
+    from pipetrail.capture.s3_source import observe_s3_source
+    from pipetrail.execution.store_open import s3_settings
+
+    config = state.project.config
+    return observe_s3_source(
+        src.path,
+        store=state.project.store,
+        state_dir=config.state_dir,
+        settings=s3_settings(config),
+        rehash=rehash,
+    )
 
 
 def _source_artifact_drafts(

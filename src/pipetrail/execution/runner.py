@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 from pipetrail.capture import capture_environment, validate_seed
 from pipetrail.core.clock import new_id
 from pipetrail.core.graph import Node, OutputRef, PipelineGraph
-from pipetrail.errors import DefinitionError, PipetrailError, RunInterruptedError
+from pipetrail.errors import DefinitionError, PipetrailError, RunInterruptedError, StoreError
 from pipetrail.execution.contract_records import plan_contracts
 from pipetrail.execution.crash import reconcile_crashed_runs
 from pipetrail.execution.executors import InlineExecutor
@@ -144,12 +144,17 @@ def _run(
         state.identities = node_identities(graph)
         pipeline_fp = _pipeline_fingerprint(definition, graph, state)
     _check_parity(state, options)
-    source_events = observe_sources(state, options.snapshots, rehash=options.rehash)
+    try:
+        source_events = observe_sources(state, options.snapshots, rehash=options.rehash)
+        ledger = project.ledger
+        reconcile_crashed_runs(ledger)
+        started = run_started_events(state, definition, resolved, pipeline_fp, options)
+        project.store.sync()
+    except StoreError as exc:  # the store failed before the run was recorded: record it
+        from pipetrail.execution.store_failure import record_store_failure
 
-    ledger = project.ledger
-    reconcile_crashed_runs(ledger)
-    started = run_started_events(state, definition, resolved, pipeline_fp, options)
-    project.store.sync()
+        record_store_failure(state, definition, resolved, pipeline_fp, options, exc)
+        raise
     recorded = False
     try:
         with deferred_interrupts():

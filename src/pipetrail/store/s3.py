@@ -35,10 +35,12 @@ from typing import TYPE_CHECKING, Any, BinaryIO
 from pipetrail.errors import IntegrityError, NotFoundError, StoreError
 from pipetrail.hashing import Hasher, is_digest
 from pipetrail.hashing.digest import hex_of
-from pipetrail.store.verified import VerifiedFiles, corrupt_error, digest_of
+from pipetrail.store.s3_cache import ReadCache
+from pipetrail.store.s3_client import make_client, store_failure
+from pipetrail.store.verified import corrupt_error, digest_of
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Iterable, Iterator, Sequence
 
 __all__ = ["S3Store", "parse_s3_url"]
 
@@ -46,6 +48,7 @@ _CHUNK = 8 * 1024 * 1024
 _PART = 16 * 1024 * 1024
 _MULTIPART_FROM = 64 * 1024 * 1024
 _DEFAULT_CACHE_BYTES = 2 * 1024**3
+_THREADS = 8  # requests in flight for batches of objects
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -60,6 +63,15 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     if not bucket:
         raise StoreError(f"{url!r} names no bucket; write s3://BUCKET[/PREFIX]")
     return bucket, prefix.strip("/")
+
+
+def _check_digest(path: Path, actual: str, expected: str | None) -> None:
+    if expected is not None and actual != expected:
+        raise IntegrityError(
+            f"File {os.fspath(path)} changed while being read: its bytes hash to {actual}, "
+            f"not {expected}. Make sure nothing writes to it while it is stored (or pass the "
+            "right digest=), then store it again."
+        )
 
 
 class S3Store:
@@ -99,29 +111,18 @@ class S3Store:
         self.cache_bytes = cache_bytes
         self.endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL")
         self._etags: dict[str, str] = {}
-        self._verified = VerifiedFiles()
+        self._cache = ReadCache(self.cache_dir, cache_bytes)
         self._lock = threading.Lock()
+        self._bucket_checked = client is not None
         if client is None:
-            client = self._client(region, access_key_id, secret_access_key)
+            client = make_client(
+                self.bucket,
+                endpoint=self.endpoint,
+                region=region,
+                access_key_id=access_key_id,
+                secret_access_key=secret_access_key,
+            )
         self._client_store = client
-
-    def _client(self, region: str | None, key_id: str | None, secret: str | None) -> Any:
-        from obstore.store import S3Store as Client
-
-        settings: dict[str, Any] = {
-            "region": region
-            or os.environ.get("AWS_REGION")
-            or os.environ.get("AWS_DEFAULT_REGION")
-            or "us-east-1",
-        }
-        if self.endpoint:
-            settings["endpoint"] = self.endpoint
-            settings["allow_http"] = self.endpoint.startswith("http://")
-            settings["virtual_hosted_style_request"] = False
-        if key_id or os.environ.get("AWS_ACCESS_KEY_ID"):
-            settings["access_key_id"] = key_id or os.environ["AWS_ACCESS_KEY_ID"]
-            settings["secret_access_key"] = secret or os.environ.get("AWS_SECRET_ACCESS_KEY", "")
-        return Client(self.bucket, **settings)
 
     def __repr__(self) -> str:
         return f"S3Store({self.url!r})"
@@ -136,20 +137,32 @@ class S3Store:
     def _where(self, digest: str) -> str:
         return f"s3://{self.bucket}/{self._key(digest)}"
 
-    def _failure(self, action: str, exc: Exception) -> StoreError:
-        where = f" at {self.endpoint}" if self.endpoint else ""
-        text = str(exc).splitlines()[0][:300] if str(exc) else type(exc).__name__
-        hint = (
-            "check the endpoint, the credentials (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY) "
-            "and that the bucket exists"
-        )
-        return StoreError(f"S3 store s3://{self.bucket}{where}: cannot {action}: {text}; {hint}")
+    def _failure(self, action: str, exc: BaseException) -> StoreError:
+        return store_failure(self.bucket, self.endpoint, action, exc)
+
+    def _check_bucket(self) -> None:
+        """Refuse a bucket that does not exist, once per store, before the first request.
+
+        Some servers create a missing bucket on the first write; a typo in the store URL
+        must not silently make a new, empty store.
+        """
+        import obstore as obs
+        from obstore.exceptions import BaseError
+
+        try:
+            stream = obs.list(self._client_store, prefix=self._prefix or None, chunk_size=1)
+            next(iter(stream), None)
+        except (BaseError, OSError) as exc:
+            raise self._failure("list the bucket", exc) from exc
+        self._bucket_checked = True
 
     def _call(self, action: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
         """Run a client call; a failure other than "absent" or "exists" is a StoreError."""
         from obstore.exceptions import AlreadyExistsError, BaseError
         from obstore.exceptions import NotFoundError as Missing
 
+        if not self._bucket_checked:
+            self._check_bucket()
         try:
             return fn(*args, **kwargs)
         except (Missing, AlreadyExistsError, FileNotFoundError, FileExistsError):
@@ -211,6 +224,7 @@ class S3Store:
 
     def _hash_remote(self, digest: str) -> str | None:
         import obstore as obs
+        from obstore.exceptions import BaseError
         from obstore.exceptions import NotFoundError as Missing
 
         hasher = Hasher()
@@ -220,6 +234,8 @@ class S3Store:
                 hasher.update(chunk)
         except (Missing, FileNotFoundError):
             return None
+        except BaseError as exc:
+            raise self._failure("read an object", exc) from exc
         actual = hasher.digest()
         if actual == digest and result.meta.get("e_tag"):
             with self._lock:
@@ -251,15 +267,18 @@ class S3Store:
     def put_bytes(self, data: bytes) -> str:
         """Store ``data`` and return its digest (a no-op when it is stored intact)."""
         digest = digest_of(data)
-        body = bytes(data)
+        self._put_data(digest, bytes(data))
+        return digest
+
+    def _put_data(self, digest: str, body: bytes) -> None:
         for _ in range(3):  # a concurrent writer may create or quarantine it meanwhile
             state = self._stored_intact(digest, len(body))
             if state is True:
-                return digest
+                return
             if state is False:
                 self._replace_corrupt(digest)
             if self._create(digest, body, size=len(body)):
-                return digest
+                return
         raise StoreError(f"could not store {digest} at {self._where(digest)}: it keeps changing")
 
     def put_file(self, path: Path, *, digest: str | None = None) -> tuple[str, int]:
@@ -276,15 +295,17 @@ class S3Store:
         from pipetrail.hashing import digest_file
 
         try:
+            if os.stat(path).st_size < _MULTIPART_FROM:  # small: read once, hash, upload
+                with open(path, "rb") as f:
+                    data = f.read()
+                actual, size = digest_of(data), len(data)
+                _check_digest(path, actual, digest)
+                self._put_data(actual, data)
+                return actual, size
             actual, size = digest_file(path)
         except OSError as exc:
             raise StoreError(f"cannot read {os.fspath(path)}: {exc.strerror or exc}") from exc
-        if digest is not None and actual != digest:
-            raise IntegrityError(
-                f"File {os.fspath(path)} changed while being read: its bytes hash to {actual}, "
-                f"not {digest}. Make sure nothing writes to it while it is stored (or pass the "
-                "right digest=), then store it again."
-            )
+        _check_digest(path, actual, digest)
         state = self._stored_intact(actual, size)
         if state is True:
             return actual, size
@@ -325,7 +346,7 @@ class S3Store:
             IntegrityError: a file's bytes do not hash to its digest (others may be stored).
             StoreError: a file could not be read or an object not written.
         """
-        with ThreadPoolExecutor(max_workers=8) as pool:
+        with ThreadPoolExecutor(max_workers=_THREADS) as pool:
             futures = [pool.submit(self.put_file, Path(p), digest=d) for p, d in items]
             return [f.result() for f in futures]
 
@@ -393,96 +414,43 @@ class S3Store:
             return cached
         return self._download(digest)
 
-    def _cache_path(self, digest: str) -> Path:
-        self._key(digest)  # NotFoundError for a non-digest
-        hexed = hex_of(digest)
-        return self.cache_dir / hexed[:2] / hexed[2:]
+    def local_paths(self, digests: Sequence[str]) -> list[Path]:
+        """:meth:`local_path` of many objects, downloaded in parallel; in order.
+
+        Raises:
+            NotFoundError: an object is missing (others may have been downloaded).
+            IntegrityError: an object is corrupt (now quarantined).
+        """
+        if len(digests) <= 1:
+            return [self.local_path(d) for d in digests]
+        with ThreadPoolExecutor(max_workers=_THREADS) as pool:
+            return list(pool.map(self.local_path, digests))
 
     def _cached(self, digest: str) -> Path | None:
-        path = self._cache_path(digest)
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            return None
-        if not self._verified.trusted(digest, st):
-            started = time.time()
-            try:
-                from pipetrail.hashing import digest_file
+        self._key(digest)  # NotFoundError for a non-digest
+        return self._cache.get(digest)
 
-                actual, _ = digest_file(path)
-            except OSError:
-                return None
-            if actual != digest:
-                self._evict(digest)
-                return None
-            self._verified.remember(digest, st, hashed_from=started)
-        with contextlib.suppress(OSError):
-            os.utime(path)  # recently used: evicted last
-        return path
+    def _evict(self, digest: str) -> None:
+        self._cache.evict(digest)
 
     def _download(self, digest: str) -> Path:
         import obstore as obs
+        from obstore.exceptions import BaseError
         from obstore.exceptions import NotFoundError as Missing
 
-        path = self._cache_path(digest)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        hasher = Hasher()
-        started = time.time()
+        def corrupt(actual: str) -> None:
+            self._replace_corrupt(digest)
+            raise corrupt_error(
+                digest, actual, where=self._where(digest), quarantine=self._quarantine_where
+            )
+
         try:
-            try:
-                result = self._call(
-                    "read an object", obs.get, self._client_store, self._key(digest)
-                )
-                with open(tmp, "xb") as out:
-                    for chunk in result.stream(min_chunk_size=_CHUNK):
-                        hasher.update(chunk)
-                        out.write(chunk)
-            except (Missing, FileNotFoundError):
-                raise self._not_found(digest) from None
-            actual = hasher.digest()
-            if actual != digest:
-                self._replace_corrupt(digest)
-                raise corrupt_error(
-                    digest, actual, where=self._where(digest), quarantine=self._quarantine_where
-                )
-            os.chmod(tmp, 0o444)
-            os.replace(tmp, path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
-            raise
-        self._verified.remember(digest, path.stat(), hashed_from=started)
-        self._trim_cache(keep=path)
-        return path
-
-    def _evict(self, digest: str) -> None:
-        with contextlib.suppress(OSError):
-            self._cache_path(digest).unlink()
-        self._verified.forget(digest)
-
-    def _trim_cache(self, *, keep: Path) -> None:
-        """Remove least recently used cache files until the cache fits its limit."""
-        files = []
-        total = 0
-        for entry in self.cache_dir.glob("*/*"):
-            if entry.name.startswith("."):
-                continue
-            try:
-                st = entry.stat()
-            except OSError:
-                continue
-            files.append((st.st_mtime, st.st_size, entry))
-            total += st.st_size
-        files.sort()
-        for _, size, entry in files:
-            if total <= self.cache_bytes:
-                break
-            if entry == keep:
-                continue
-            with contextlib.suppress(OSError):
-                entry.unlink()
-                total -= size
+            result = self._call("read an object", obs.get, self._client_store, self._key(digest))
+            return self._cache.fill(digest, result.stream(min_chunk_size=_CHUNK), corrupt)
+        except (Missing, FileNotFoundError):
+            raise self._not_found(digest) from None
+        except BaseError as exc:
+            raise self._failure("read an object", exc) from exc
 
     def exists(self, digest: str) -> bool:
         """Return whether an object is stored under ``digest``."""
@@ -499,20 +467,64 @@ class S3Store:
             raise self._not_found(digest)
         return int(meta["size"])
 
-    def iter_digests(self) -> Iterator[str]:
-        """Yield the digest of every stored object."""
+    def iter_objects(self) -> Iterator[tuple[str, int, float]]:
+        """Yield ``(digest, size, last_modified)`` of every stored object (POSIX seconds).
+
+        Raises:
+            StoreError: the bucket cannot be listed.
+        """
         import obstore as obs
+        from obstore.exceptions import BaseError
 
         base = f"{self._prefix}objects/"
         stream = self._call(
             "list objects", obs.list, self._client_store, prefix=base, chunk_size=1000
         )
-        for batch in stream:
-            for meta in batch:
-                rest = str(meta["path"])[len(base) :].replace("/", "")
-                digest = "blake3:" + rest
-                if is_digest(digest):
-                    yield digest
+        try:
+            for batch in stream:
+                for meta in batch:
+                    rest = str(meta["path"])[len(base) :].replace("/", "")
+                    digest = "blake3:" + rest
+                    if is_digest(digest):
+                        yield digest, int(meta["size"]), meta["last_modified"].timestamp()
+        except (BaseError, OSError) as exc:
+            raise self._failure("list objects", exc) from exc
+
+    def iter_digests(self) -> Iterator[str]:
+        """Yield the digest of every stored object."""
+        for digest, _, _ in self.iter_objects():
+            yield digest
+
+    def remove(self, digests: Iterable[str], *, older_than: float) -> list[str]:
+        """Delete the objects named, except those written less than ``older_than`` s ago.
+
+        The garbage collector's primitive: the caller decides which digests nothing
+        references; this only keeps the grace period, judged by each object's
+        LastModified on the server (so a run still uploading outputs it has not recorded
+        yet keeps them), and forgets the objects in the local read cache.
+
+        Returns:
+            The digests removed, sorted (absent and too recent ones are not).
+
+        Raises:
+            StoreError: the server refused a request.
+        """
+        import obstore as obs
+        from obstore.exceptions import NotFoundError as Missing
+
+        cutoff = time.time() - older_than
+        removed = []
+        for digest in sorted(set(digests)):
+            meta = self._head(digest)
+            if meta is None or meta["last_modified"].timestamp() > cutoff:
+                continue
+            with contextlib.suppress(Missing, FileNotFoundError):
+                self._call("remove an object", obs.delete, self._client_store, self._key(digest))
+            with self._lock:
+                self._etags.pop(digest, None)
+            self._evict(digest)
+            removed.append(digest)
+        return removed
 
     def verify(self, digest: str) -> bool:
         """Re-hash one object (downloading it); False, and quarantined, when corrupt.
