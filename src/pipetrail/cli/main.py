@@ -49,6 +49,11 @@ def _project(*, must_exist: bool = False) -> Any:
     return Project.discover(must_exist=must_exist)
 
 
+def open_project() -> Any:
+    """The project of the working directory, for commands that change it (must exist)."""
+    return _project(must_exist=True)
+
+
 # Commands defined in their own modules, imported only when one of them runs (a cached
 # `pipetrail run` does not pay for them): name -> (module, attribute, short help). The
 # short help is what `pipetrail --help` lists; a test keeps it equal to the command's own.
@@ -66,6 +71,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "diff": ("pipetrail.cli.diff_cmd", "diff", "Show what differs between two runs."),
     "env": ("pipetrail.cli.env_cmd", "env", "Compare and export the environments runs recorded."),
+    "gc": (
+        "pipetrail.cli.gc_cmd",
+        "gc",
+        "Remove stored objects no kept run needs (after `runs delete`)...",
+    ),
     "export": (
         "pipetrail.cli.export_cmd",
         "export",
@@ -248,13 +258,18 @@ def run(
         print_run_done(summary)
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @click.option("-n", "--limit", default=20, show_default=True, help="How many runs.")
 @click.option("--pipeline", help="Only runs of this pipeline.")
 @click.option("--status", help="Only runs with this status.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def runs(limit: int, pipeline: str | None, status: str | None, as_json: bool) -> None:
-    """List runs, newest first."""
+@click.pass_context
+def runs(
+    ctx: click.Context, limit: int, pipeline: str | None, status: str | None, as_json: bool
+) -> None:
+    """List runs, newest first (deleted runs left out); `runs delete` deletes runs."""
+    if ctx.invoked_subcommand is not None:
+        return
     from pipetrail.config import load_config
     from pipetrail.execution.explain import list_runs
     from pipetrail.ledger import open_reader
@@ -270,6 +285,15 @@ def runs(limit: int, pipeline: str | None, status: str | None, as_json: bool) ->
     from pipetrail.cli.render import print_runs
 
     print_runs(rows)
+
+
+def _add_runs_commands() -> None:
+    from pipetrail.cli.gc_cmd import runs_delete
+
+    runs.add_command(runs_delete)
+
+
+_add_runs_commands()
 
 
 @cli.command()
@@ -422,6 +446,11 @@ def store_verify(as_json: bool) -> None:
             click.echo(f"corrupt (quarantined): {digest}", err=True)
         for digest in report["missing"]:
             click.echo(f"missing: {digest}", err=True)
+        if report["collected"]:
+            click.echo(
+                f"{len(report['collected'])} objects named only by deleted runs were "
+                "collected by `pipetrail gc` (not an error)"
+            )
         if report["ok"]:
             click.echo("store intact")
     if not report["ok"]:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from pipetrail.execution.cache import explain_change
 from pipetrail.execution.contract_records import contract_results
 from pipetrail.execution.crash import effective_status, effective_step_status, not_run_nodes
+from pipetrail.ledger.deletions import run_deletion
 
 if TYPE_CHECKING:
     from pipetrail.ledger import Reader
@@ -141,6 +142,7 @@ def run_summary(reader: Reader, ref: str) -> dict[str, Any]:
         "cache": record.get("cache", True),
         "reproduces": record.get("reproduces"),
         "steps_total": run["steps_total"],
+        "deleted": run_deletion(reader, run_id),
         "sources": reader.sources(run_id),
         "steps": steps,
         # Nodes of an ended run that never started (an upstream failed, or the run was

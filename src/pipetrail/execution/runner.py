@@ -62,6 +62,7 @@ from pipetrail.execution.run_state import RunOptions, RunState
 from pipetrail.hashing import digest_value
 from pipetrail.hashing.code import CodeFingerprint, code_fingerprint
 from pipetrail.ledger import EventKind
+from pipetrail.store.gc_lock import run_lease
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -108,7 +109,9 @@ def run_pipeline(
         if python_default_sigint()
         else contextlib.nullcontext()
     )
-    with guard, pipeline_modules(definition):
+    # The store lease keeps garbage collection out from the first object stored to the
+    # run's final record (store.gc_lock).
+    with guard, pipeline_modules(definition), run_lease(project.store):
         return _run(definition, params, project, options or RunOptions())
 
 

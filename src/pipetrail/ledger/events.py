@@ -49,6 +49,8 @@ class EventKind(StrEnum):
     SOURCE_OBSERVED = "source.observed"
     REPRODUCTION_CHECKED = "reproduction.checked"
     GATE_CHECKED = "gate.checked"
+    RUN_DELETED = "run.deleted"
+    STORE_COLLECTED = "store.collected"
 
 
 @dataclass(frozen=True)

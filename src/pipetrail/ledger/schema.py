@@ -29,6 +29,7 @@ __all__ = [
     "events",
     "ledger_head",
     "metadata",
+    "run_deletions",
     "runs",
     "sources",
     "step_run_io",
@@ -167,4 +168,16 @@ sources = Table(
     Index("ix_sources_digest", "digest"),
 )
 
-PROJECTION_TABLES = (runs, step_runs, artifacts, step_run_io, sources)
+# Runs marked deleted (``run.deleted``; migration 0004): the first deletion of a run counts.
+# The run's own rows stay; readers leave deleted runs out of listings and ``latest``.
+run_deletions = Table(
+    "run_deletions",
+    metadata,
+    Column("run_id", String(ID), primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("deleted_by", String(200), nullable=False),
+    Column("deleted_at", String(32), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+)
+
+PROJECTION_TABLES = (runs, step_runs, artifacts, step_run_io, sources, run_deletions)
