@@ -74,7 +74,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "gc": (
         "pipetrail.cli.gc_cmd",
         "gc",
-        "Remove stored objects no kept run needs (after `runs delete`)...",
+        "Remove stored objects no kept run needs (after `runs...",
     ),
     "export": (
         "pipetrail.cli.export_cmd",
