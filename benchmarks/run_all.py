@@ -4,8 +4,9 @@ Run: ``.venv/bin/python benchmarks/run_all.py`` (about 10 minutes; the first run
 creates the file sets and installs DVC) or with ``--quick`` (fewer repetitions). ``--only
 NAME`` runs some of them (``step_overhead``, ``cached_chain``, ``hashing``, ``cli_startup``,
 ``metrics``, ``lineage``, ``sources``, ``data_ops``, ``contracts``, ``reproduce``,
-``verified_reads``; the lineage benchmark builds a 1.2 GB synthetic ledger once, about 75 s,
-and reuses it); ``--wait-quiet SECONDS`` waits (up to SECONDS) before each benchmark until
+``verified_reads``, ``gc``; the lineage benchmark builds a 1.2 GB synthetic ledger once,
+about 75 s, and the gc benchmark a 100,000-run project once, a few minutes; both are
+reused); ``--wait-quiet SECONDS`` waits (up to SECONDS) before each benchmark until
 other processes leave the CPUs alone. Above the table: the commit measured (and what
 differed from it), the machine and the load average before and after the run; under it, how
 busy other processes kept the CPUs during each benchmark: on a shared machine, read the
@@ -30,6 +31,7 @@ import cached_chain
 import cli_startup
 import contracts
 import data_ops
+import gc_dry_run
 import hashing
 import lineage
 import metrics
@@ -63,6 +65,7 @@ BENCHMARKS = {
     "data_ops": data_ops.run,
     "reproduce": reproduce.run,
     "verified_reads": verified_reads.run,
+    "gc": gc_dry_run.run,
 }
 
 

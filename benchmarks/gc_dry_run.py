@@ -21,7 +21,8 @@ the folder to rebuild.
 Row: ``gc.dry_run`` (target <= 30 s): the whole process, ``pipetrail gc --dry-run``
 in the project folder, as a user runs it (page cache warmed by a first, uncounted run).
 
-Run: ``.venv/bin/python benchmarks/gc.py [--quick]``.
+Run: ``.venv/bin/python benchmarks/gc_dry_run.py [--quick]``. (Not ``gc.py``: ``gc`` is a
+built-in module, which ``import gc`` always finds first.)
 """
 
 from __future__ import annotations
@@ -199,7 +200,7 @@ def _build(folder: Path) -> int:
     (folder / "pipetrail.toml").write_text("[pipetrail]\n")
     rng = random.Random(PARAMS["seed"])
     store = LocalStore(state / "objects")
-    store.put_bytes(b"created by benchmarks/gc.py")  # creates the pack (this row is young)
+    store.put_bytes(b"created by benchmarks/gc_dry_run.py")  # creates the pack (this row is young)
     pack = sqlite3.connect(state / "objects" / "pack.db")
     pack.execute("PRAGMA synchronous=OFF")
     segments = state / "objects" / "segments"
