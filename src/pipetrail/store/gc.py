@@ -15,8 +15,8 @@ the layout of :class:`~pipetrail.store.local.LocalStore` (ADR 0006, 0007, 0009):
   is rewritten (its live objects copied, verified, to a new segment, the rows moved in
   one transaction, the old file removed); a segment with no live object is removed.
 
-The set to keep is loaded into a temporary table of a private connection to the pack,
-so a store of millions of packed objects is compared in SQL, not in Python. The caller
+The pack is read on a private connection, row by row (digest, size, age: never the
+data). The caller
 holds the locks of :mod:`pipetrail.store.gc_lock`. Imports only the standard library,
 ``pipetrail.hashing``, ``pipetrail.errors`` and ``pipetrail.store``'s layout modules.
 """
@@ -39,7 +39,7 @@ from pipetrail.store.local_files import fsync_dir_best_effort
 from pipetrail.store.segments import SEGMENT_SUFFIX, try_lock
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterator
 
 __all__ = ["KINDS", "SEGMENT_LIVE_SHARE", "Garbage", "find_garbage", "remove_garbage"]
 
@@ -101,13 +101,6 @@ def _connect(pack: Path) -> sqlite3.Connection | None:
     return conn
 
 
-def _load_keep(conn: sqlite3.Connection, keep: Iterable[str]) -> None:
-    conn.execute("CREATE TEMP TABLE keep (digest TEXT PRIMARY KEY) WITHOUT ROWID")
-    conn.execute("BEGIN")
-    conn.executemany("INSERT OR IGNORE INTO temp.keep VALUES (?)", ((d,) for d in keep))
-    conn.execute("COMMIT")
-
-
 def _columns(conn: sqlite3.Connection, table: str) -> set[str]:
     return {str(row[1]) for row in conn.execute(f"PRAGMA table_info({table})")}
 
@@ -157,23 +150,35 @@ def find_garbage(root: Path, keep: set[str], *, grace: float) -> Garbage:
     if conn is None:
         return found
     try:
-        _load_keep(conn, keep)
         stamped = "stored_at" in _columns(conn, "objects")
         age = "stored_at" if stamped else "NULL"
-        for digest, size, stored_at in conn.execute(
-            f"SELECT digest, length(data), {age} FROM objects "  # noqa: S608 - a column name
-            "WHERE digest NOT IN (SELECT digest FROM temp.keep)"
-        ):
-            if stored_at is not None and stored_at >= cutoff:
-                found.young += 1
-            else:
-                found.packed[str(digest)] = int(size)
+        # Every digest (from the digest index alone), filtered here: faster than loading
+        # ``keep`` into the database to join there (a million digests: 1 s against 8).
+        # Only the candidates' sizes and ages are read from the table itself.
+        candidates = [
+            str(digest)
+            for (digest,) in conn.execute("SELECT digest FROM objects")
+            if digest not in keep
+        ]
+        for start in range(0, len(candidates), _CHUNK):
+            chunk = candidates[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            for digest, size, stored_at in conn.execute(
+                f"SELECT digest, length(data), {age} FROM objects "  # noqa: S608 - a column
+                f"WHERE digest IN ({marks})",
+                chunk,
+            ):
+                if stored_at is not None and stored_at >= cutoff:
+                    found.young += 1
+                else:
+                    found.packed[str(digest)] = int(size)
         if "segment" in _columns(conn, "segment_objects"):
             ages: dict[str, float] = {}
             for digest, segment, size in conn.execute(
-                "SELECT digest, segment, size FROM segment_objects "
-                "WHERE digest NOT IN (SELECT digest FROM temp.keep)"
+                "SELECT digest, segment, size FROM segment_objects"
             ):
+                if digest in keep:
+                    continue
                 name = str(segment)
                 if name not in ages:
                     try:
