@@ -109,9 +109,7 @@ def run_pipeline(
         if python_default_sigint()
         else contextlib.nullcontext()
     )
-    # The store lease keeps garbage collection out from the first object stored to the
-    # run's final record (store.gc_lock).
-    with guard, pipeline_modules(definition), run_lease(project.store):
+    with guard, pipeline_modules(definition):
         return _run(definition, params, project, options or RunOptions())
 
 
@@ -121,8 +119,6 @@ def _run(
     project: Project,
     options: RunOptions,
 ) -> Run:
-    observer = options.observer or NullObserver()
-    executor = options.executor or InlineExecutor()
     resolved = resolve_run_params(definition, params, options.params_files)
     run_seed = validate_seed(project.config.seed if options.seed is None else options.seed)
     graph = definition.build(resolved)
@@ -134,6 +130,23 @@ def _run(
             state.contracts[id(node.step)] = plan_contracts(node.step)
     pipeline_fp = _pipeline_fingerprint(definition, graph, state)
     _check_parity(state, options)
+    # The store lease keeps garbage collection out from the first object stored to the
+    # run's final record (store.gc_lock); bad input above fails before it is taken.
+    with run_lease(project.store):
+        return _record(state, definition, resolved, pipeline_fp, options)
+
+
+def _record(
+    state: RunState,
+    definition: PipelineDefinition,
+    resolved: dict[str, Any],
+    pipeline_fp: str,
+    options: RunOptions,
+) -> Run:
+    """Store and record the run, its steps and its end (the run is valid by now)."""
+    project, graph = state.project, state.graph
+    observer = options.observer or NullObserver()
+    executor = options.executor or InlineExecutor()
     source_events = observe_sources(state, options.snapshots, rehash=options.rehash)
 
     ledger = project.ledger
