@@ -122,8 +122,7 @@ def scan_references(reader: Reader) -> References:
     """Read every event once and gather what kept runs reference (see the module doc).
 
     The database splits the events (kept or deleted runs; folder descriptions) so that
-    Python only runs the digest pattern over each page of payloads at once: a ledger of
-    1.5 million events is read in a few seconds.
+    Python only runs the digest pattern over each page of payloads at once.
 
     Raises:
         LedgerError: the database failed.
