@@ -23,8 +23,10 @@ from pipetrail.errors import ProjectError
 
 __all__ = [
     "CONFIG_FILE",
+    "DEFAULT_GC_GRACE",
     "STATE_DIR",
     "ProjectConfig",
+    "duration_seconds",
     "find_root",
     "init_project",
     "load_config",
@@ -34,7 +36,13 @@ __all__ = [
 CONFIG_FILE = "pipetrail.toml"
 STATE_DIR = ".pipetrail"
 
-_KNOWN = {"metadata", "artifacts", "store", "seed", "executor", "parity", "parity_reference"}
+_KNOWN = {
+    "metadata", "artifacts", "store", "seed", "executor", "parity", "parity_reference",
+    "gc_grace",
+}  # fmt: skip
+# Garbage collection spares objects stored less than this long ago (docs/gc.md).
+DEFAULT_GC_GRACE = 3600.0
+_DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 _PARITY_MODES = ("off", "warn", "strict")
 
 DEFAULT_TOML = """\
@@ -54,6 +62,8 @@ executor = "inline"
 # and record the differences) or "strict" (refuse to run). See docs/environment.md.
 # parity = "warn"
 # parity_reference = "RUN_ID"
+# `pipetrail gc` leaves objects stored less than this long ago alone (90, 30m, 1h, 2d).
+# gc_grace = "1h"
 """
 
 
@@ -70,6 +80,7 @@ class ProjectConfig:
         has_file: whether a ``pipetrail.toml`` was found.
         parity: environment parity mode before a run: ``off``, ``warn`` or ``strict``.
         parity_reference: the run whose environment parity compares with.
+        gc_grace: seconds; garbage collection spares objects stored more recently.
     """
 
     root: Path
@@ -83,6 +94,7 @@ class ProjectConfig:
     # The S3 store (`store = "s3://..."` or PIPETRAIL_STORE) and its [store.s3] table.
     store_url: str | None = None
     store_s3: dict[str, Any] = field(default_factory=dict)
+    gc_grace: float = DEFAULT_GC_GRACE
 
     @property
     def state_dir(self) -> Path:
@@ -204,6 +216,7 @@ def load_config(
             f"{path}: 'store' (or PIPETRAIL_STORE) must be an s3://BUCKET[/PREFIX] URL, got "
             f"{store_url!r}; a local folder store is set with 'artifacts'"
         )
+    gc_grace = _gc_grace(data.get("gc_grace"), path)
     metadata_url = _resolve_sqlite(metadata or f"sqlite:///{STATE_DIR}/ledger.db", project_root)
     artifacts_dir = Path(artifacts) if artifacts else Path(STATE_DIR) / "objects"
     if not artifacts_dir.is_absolute():
@@ -219,7 +232,30 @@ def load_config(
         parity_reference=parity_reference or None,
         store_url=store_url or None,
         store_s3=store_s3,
+        gc_grace=gc_grace,
     )
+
+
+def duration_seconds(text: str) -> float | None:
+    """Seconds in ``90``, ``30m``, ``1h`` or ``2d``; None when ``text`` is no duration."""
+    value = text.strip().lower()
+    unit = _DURATION_UNITS.get(value[-1:], 0.0) if value else 0.0
+    try:
+        seconds = float(value[:-1] if unit else value) * (unit or 1.0)
+    except ValueError:
+        return None
+    return seconds if 0 <= seconds < float("inf") else None
+
+
+def _gc_grace(value: Any, path: Path) -> float:
+    if value is None:
+        return DEFAULT_GC_GRACE
+    seconds = None if isinstance(value, bool) else duration_seconds(str(value))
+    if seconds is None:
+        raise ProjectError(
+            f"{path}: 'gc_grace' must be a duration such as 90, 30m, 1h or 2d, got {value!r}"
+        )
+    return seconds
 
 
 def _store_s3_table(parsed: dict[str, Any], path: Path) -> dict[str, Any]:

@@ -42,3 +42,19 @@ def test_must_exist_accepts_state_folder_or_configured_metadata(
     other.mkdir()
     monkeypatch.setenv("PIPETRAIL_METADATA", f"sqlite:///{tmp_path / 'elsewhere.db'}")
     assert load_config(other, must_exist=True).root == other.resolve()
+
+
+@pytest.mark.parametrize(
+    ("written", "seconds"), [(None, 3600.0), ('"30m"', 1800.0), ("90", 90.0), ('"0"', 0.0)]
+)
+def test_gc_grace_is_a_duration(tmp_path: Path, written: str | None, seconds: float) -> None:
+    line = "" if written is None else f"gc_grace = {written}\n"
+    (tmp_path / "pipetrail.toml").write_text(f"[pipetrail]\n{line}")
+    assert load_config(root=tmp_path).gc_grace == seconds
+
+
+@pytest.mark.parametrize("written", ['"soon"', '"-1h"', "true", '"inf"'])
+def test_a_bad_gc_grace_is_refused_naming_the_key(tmp_path: Path, written: str) -> None:
+    (tmp_path / "pipetrail.toml").write_text(f"[pipetrail]\ngc_grace = {written}\n")
+    with pytest.raises(ProjectError, match="'gc_grace' must be a duration"):
+        load_config(root=tmp_path)

@@ -51,6 +51,11 @@ def _project(*, must_exist: bool = False) -> Any:
     return Project.discover(must_exist=must_exist)
 
 
+def open_project() -> Any:
+    """The project of the working directory, for commands that change it (must exist)."""
+    return _project(must_exist=True)
+
+
 # Commands defined in their own modules, imported only when one of them runs (a cached
 # `pipetrail run` does not pay for them): name -> (module, attribute, short help). The
 # short help is what `pipetrail --help` lists; a test keeps it equal to the command's own.
@@ -68,6 +73,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     ),
     "diff": ("pipetrail.cli.diff_cmd", "diff", "Show what differs between two runs."),
     "env": ("pipetrail.cli.env_cmd", "env", "Compare and export the environments runs recorded."),
+    "gc": (
+        "pipetrail.cli.gc_cmd",
+        "gc",
+        "Remove stored objects no kept run needs (after `runs...",
+    ),
     "export": (
         "pipetrail.cli.export_cmd",
         "export",
@@ -296,7 +306,7 @@ def _params_files(names: tuple[str, ...]) -> tuple[Any, ...]:
     return tuple(load_params_file(name) for name in names)
 
 
-@cli.command()
+@cli.group(invoke_without_command=True)
 @click.option("-n", "--limit", default=20, show_default=True, help="How many runs.")
 @click.option("--pipeline", help="Only runs of this pipeline.")
 @click.option("--status", help="Only runs with this status.")
@@ -336,7 +346,9 @@ def _params_files(names: tuple[str, ...]) -> tuple[Any, ...]:
     help="Only runs made for this purpose.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
 def runs(
+    ctx: click.Context,
     limit: int,
     pipeline: str | None,
     status: str | None,
@@ -349,11 +361,14 @@ def runs(
     purpose: str | None,
     as_json: bool,
 ) -> None:
-    """List runs, newest first; filter them by params, tags, metrics and more.
+    """List runs, newest first (deleted runs left out); filter by params, tags, metrics.
 
     Examples: `pipetrail runs --where 'metrics.f1 > 0.9' --sort 'metrics.f1 desc'`,
     `pipetrail runs --param C=0.5 --tag stage=prod --columns params.C,metrics.f1`.
+    `pipetrail runs delete RUN... --reason TEXT` deletes runs.
     """
+    if ctx.invoked_subcommand is not None:
+        return
     from pipetrail.config import load_config
     from pipetrail.execution.explain import list_runs
     from pipetrail.ledger import open_reader
@@ -406,6 +421,15 @@ def _param_filters(items: tuple[str, ...]) -> dict[str, Any] | None:
             raise ParamError(f"--param {item!r} must be NAME=VALUE (for example C=0.5)")
         found[name.strip()] = parse_value(text.strip())
     return found
+
+
+def _add_runs_commands() -> None:
+    from pipetrail.cli.gc_cmd import runs_delete
+
+    runs.add_command(runs_delete)
+
+
+_add_runs_commands()
 
 
 @cli.command()
@@ -593,6 +617,11 @@ def store_verify(as_json: bool) -> None:
             click.echo(f"corrupt (quarantined): {digest}", err=True)
         for digest in report["missing"]:
             click.echo(f"missing: {digest}", err=True)
+        if report["collected"]:
+            click.echo(
+                f"{len(report['collected'])} objects named only by deleted runs were "
+                "collected by `pipetrail gc` (not an error)"
+            )
         if report["ok"]:
             click.echo("store intact")
     if not report["ok"]:

@@ -187,6 +187,14 @@ def print_run(summary: dict[str, Any]) -> None:
         lines.append(("made by", "pipetrail check"))
     if summary.get("error"):
         lines.append(("error", summary["error"]))
+    deleted = summary.get("deleted")
+    if deleted:
+        lines.append(
+            (
+                "DELETED",
+                f"on {deleted['deleted_at']} by {deleted['deleted_by']}: {deleted['reason']}",
+            )
+        )
     for label, value in lines:
         console.print(f"  [dim]{label:<12}[/] {value}")
     for note in summary.get("notes") or []:

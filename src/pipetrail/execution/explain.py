@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipetrail.execution.crash import effective_status, effective_step_status, not_run_nodes
 from pipetrail.execution.node_pairing import pair_nodes, recorded_nodes
+from pipetrail.ledger.deletions import run_deletion
 from pipetrail.ledger.event_reads import closing_step_events
 from pipetrail.ledger.read_model import (
     RunFilter,
@@ -214,6 +215,7 @@ def run_summary(reader: Reader, ref: str) -> dict[str, Any]:
         "cache": record.get("cache", True),
         "reproduces": record.get("reproduces"),
         "steps_total": run["steps_total"],
+        "deleted": run_deletion(reader, run_id),
         "sources": reader.sources(run_id),
         "steps": steps,
         # Each step's metrics: a logged series (last value, with count, min and max) or a

@@ -58,9 +58,12 @@ def rebuild_ledger(project: Project) -> dict[str, Any]:
 def verify_artifacts(project: Project) -> dict[str, Any]:
     """Re-hash every stored object; report corrupt ones and recorded ones that are missing.
 
-    Recorded objects are the artifacts' blobs and the files of every folder source that
-    was copied into the store (listed by its manifest), so a file of a snapshot lost to
-    quarantine is reported missing on the next check too.
+    A recorded object that is absent but needed by no kept run (only deleted runs name
+    it: garbage collection removed it) is listed under ``collected``, not ``missing``,
+    and does not make the report fail. Recorded objects are the artifacts' blobs and the
+    files of every folder source that was copied into the store (listed by its
+    manifest), so a file of a snapshot lost to quarantine is reported missing on the next
+    check too.
     """
     from pipetrail.execution.store_open import store_location
     from pipetrail.store import verify_store
@@ -69,7 +72,16 @@ def verify_artifacts(project: Project) -> dict[str, Any]:
     expected.update(_copied_folder_files(project))
     report = verify_store(project.store, sorted(expected))
     data = asdict(report)
-    data["ok"] = report.ok
+    data["collected"] = []
+    if report.missing:
+        # An object only deleted runs name was removed on purpose by `pipetrail gc` (the
+        # store.collected events list each one): reported as collected, not as lost.
+        from pipetrail.execution.gc import reachable_digests
+
+        keep, _ = reachable_digests(project.reader(), project.store, strict=False)
+        data["collected"] = [digest for digest in report.missing if digest not in keep]
+        data["missing"] = [digest for digest in report.missing if digest in keep]
+    data["ok"] = not report.corrupt and not data["missing"]
     data["artifacts"] = store_location(project.config)
     return data
 

@@ -66,6 +66,7 @@ from pipetrail.hashing.code_analysis import using_code_cache
 from pipetrail.hashing.code_cache import CodeCache
 from pipetrail.ledger import EventKind
 from pipetrail.ledger.annotations import validate_name, validate_tags
+from pipetrail.store.gc_lock import run_lease
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -126,8 +127,6 @@ def _run(
         validate_name(options.name)  # refused before anything is recorded
     if options.tags:
         validate_tags(options.tags)
-    observer = options.observer or NullObserver()
-    executor = options.executor or InlineExecutor()
     resolved = resolve_run_params(definition, params, options.params_files)
     run_seed = validate_seed(project.config.seed if options.seed is None else options.seed)
     graph = definition.build(resolved)
@@ -144,6 +143,23 @@ def _run(
         state.identities = node_identities(graph)
         pipeline_fp = _pipeline_fingerprint(definition, graph, state)
     _check_parity(state, options)
+    # The store lease keeps garbage collection out from the first object stored to the
+    # run's final record (store.gc_lock); bad input above fails before it is taken.
+    with run_lease(project.store):
+        return _record(state, definition, resolved, pipeline_fp, options)
+
+
+def _record(
+    state: RunState,
+    definition: PipelineDefinition,
+    resolved: dict[str, Any],
+    pipeline_fp: str,
+    options: RunOptions,
+) -> Run:
+    """Store and record the run, its steps and its end (the run is valid by now)."""
+    project, graph = state.project, state.graph
+    observer = options.observer or NullObserver()
+    executor = options.executor or InlineExecutor()
     try:
         source_events = observe_sources(state, options.snapshots, rehash=options.rehash)
         ledger = project.ledger

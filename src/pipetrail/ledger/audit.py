@@ -276,7 +276,8 @@ def _max_projection_seq(db: Driver) -> int:
     row = db.fetch(
         "SELECT (SELECT MAX(last_seq) FROM runs) AS a, (SELECT MAX(last_seq) FROM step_runs) AS b, "
         "(SELECT MAX(first_seq) FROM artifacts) AS c, (SELECT MAX(seq) FROM sources) AS d, "
-        "(SELECT MAX(seq) FROM run_tags) AS e, (SELECT MAX(seq) FROM run_notes) AS f"
+        "(SELECT MAX(seq) FROM run_tags) AS e, (SELECT MAX(seq) FROM run_notes) AS f, "
+        "(SELECT MAX(seq) FROM run_deletions) AS g"
     )[0]
     return max(int(v) for v in row.values() if v is not None) if any(row.values()) else 0
 

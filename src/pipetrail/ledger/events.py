@@ -53,6 +53,8 @@ class EventKind(StrEnum):
     RUN_TAGGED = "run.tagged"
     RUN_UNTAGGED = "run.untagged"
     RUN_NOTED = "run.noted"
+    RUN_DELETED = "run.deleted"
+    STORE_COLLECTED = "store.collected"
 
 
 @dataclass(frozen=True)

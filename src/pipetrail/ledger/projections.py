@@ -81,6 +81,8 @@ _SOURCE_INSERT = _insert(
     ("run_id", "path", "digest", "size", "mtime_ns", "observed_at", "by_reference", "seq"),
 )
 
+_DELETION_INSERT = _insert("run_deletions", ("run_id", "reason", "deleted_by", "deleted_at", "seq"))
+
 _RUN_RECORD_KEYS = frozenset(
     {
         "run_id", "pipeline", "pipeline_fingerprint", "owner", "host", "process", "params",
@@ -421,6 +423,20 @@ def _source_observed(db: Driver, event: Event, p: dict[str, Any]) -> None:
     )
 
 
+def _run_deleted(db: Driver, event: Event, p: dict[str, Any]) -> None:
+    """A run marked deleted; a second deletion of the same run changes nothing."""
+    db.execute(
+        _DELETION_INSERT,
+        {
+            "run_id": p["run_id"],
+            "reason": p["reason"],
+            "deleted_by": event.actor,
+            "deleted_at": event.ts,
+            "seq": event.seq,
+        },
+    )
+
+
 _FINISHED_STATUS: dict[str, str] = {
     EventKind.STEP_COMPLETED: "completed",
     EventKind.STEP_CACHED: "cached",
@@ -460,6 +476,7 @@ _APPLY: dict[str, Callable[[Driver, Event, dict[str, Any]], None]] = {
     EventKind.RUN_TAGGED: _run_tagged,
     EventKind.RUN_UNTAGGED: _run_untagged,
     EventKind.RUN_NOTED: _run_noted,
+    EventKind.RUN_DELETED: _run_deleted,
 }
 
 

@@ -24,6 +24,7 @@ from pipetrail.ledger.trusted import (
     ARTIFACT_SQL,
     CACHE_LOOKUP_SQL,
     CLOSING_EVENTS,
+    NOT_DELETED,
     REBUILD_HINT,
     RUN_STEPS_SQL,
     trusted_artifact,
@@ -85,6 +86,7 @@ class Reader(ABC):
         rows = self.fetch(
             f"SELECT {_RUN_COLUMNS}, {_STEP_COUNTS} "
             "FROM runs r WHERE (CAST(:pipeline AS VARCHAR(200)) IS NULL OR pipeline = :pipeline) "
+            f"AND {NOT_DELETED} "
             "AND (CAST(:status AS VARCHAR(16)) IS NULL OR status = :status) "
             "ORDER BY run_id DESC LIMIT :limit",
             {"pipeline": pipeline, "status": status, "limit": limit},
@@ -415,6 +417,14 @@ class SqliteReader(Reader):
             if not self.path.exists():
                 return None
             conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=self.timeout)
+            if _behind_head(conn):
+                # Written by an older pipetrail: bring the schema up to date first (the
+                # queries name tables later revisions add), then read as usual.
+                conn.close()
+                from pipetrail.ledger.ledger import Ledger
+
+                Ledger.open(f"sqlite:///{self.path}", actor="reader").close()
+                conn = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True, timeout=self.timeout)
             self._driver = Driver(conn, "sqlite")
             self._pid = os.getpid()
         return self._driver
@@ -455,6 +465,17 @@ class SqliteReader(Reader):
             else:
                 abandon_inherited(self._driver.connection)
             self._driver = None
+
+
+def _behind_head(conn: sqlite3.Connection) -> bool:
+    """Whether a SQLite ledger's schema is older than this pipetrail's (not when empty)."""
+    from pipetrail.ledger.migrate import HEAD_REVISION
+
+    try:
+        row = conn.execute("SELECT version_num FROM alembic_version").fetchone()
+    except sqlite3.Error:
+        return False  # no schema yet (or unreadable: the first query reports it)
+    return row is not None and str(row[0]) != HEAD_REVISION
 
 
 def _with_escape(sql: str) -> str:

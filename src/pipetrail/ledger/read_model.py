@@ -58,10 +58,10 @@ _STEP_COLUMNS = (
 def kept_runs_condition(alias: str = "r") -> str:
     """The SQL condition every run listing applies to ``runs`` (aliased ``alias``).
 
-    The seam where runs marked deleted will be left out of listings and of ``latest``;
-    every run is kept until deletion exists, so it holds for every row.
+    Runs marked deleted (``run.deleted``, the ``run_deletions`` projection) are left out
+    of listings and of ``latest``; their rows and events stay for the audit trail.
     """
-    return f"{alias}.run_id IS NOT NULL"
+    return f"{alias}.run_id NOT IN (SELECT d.run_id FROM run_deletions d)"  # noqa: S608
 
 
 def _json(value: Any) -> Any:

@@ -31,6 +31,7 @@ __all__ = [
     "events",
     "ledger_head",
     "metadata",
+    "run_deletions",
     "run_notes",
     "run_params",
     "run_tags",
@@ -187,7 +188,7 @@ run_params = Table(
     Column("run_id", String(ID), primary_key=True),
     Column("name", String(200), primary_key=True),
     Column("value", Text, nullable=False),
-    # Migration 0006: the value as a number when it is one (int or float, not bool), so
+    # Migration 0005: the value as a number when it is one (int or float, not bool), so
     # `--where 'params.C > 0.1'` compares numbers in SQL.
     Column("num", Float, nullable=True),
     Index("ix_run_params_name_value", "name", "value", "run_id"),
@@ -215,7 +216,7 @@ run_notes = Table(
     Index("ix_run_notes_run_id", "run_id"),
 )
 
-# Migration 0006: the metrics of each finished step run, one row per metric: the last value
+# Migration 0005: the metrics of each finished step run, one row per metric: the last value
 # of a logged series (origin "logged"), or a number the step returned in a dict ("output");
 # a logged metric wins over an output number of the same name. A cache hit has the rows
 # of the step run it reused. ``name`` is ``NODE.KEY``, ``key`` the name within the step.
@@ -234,6 +235,18 @@ run_metrics = Table(
     Index("ix_run_metrics_run_id", "run_id"),
 )
 
+# Runs marked deleted (``run.deleted``; migration 0004): the first deletion of a run counts.
+# The run's own rows stay; readers leave deleted runs out of listings and ``latest``.
+run_deletions = Table(
+    "run_deletions",
+    metadata,
+    Column("run_id", String(ID), primary_key=True),
+    Column("reason", Text, nullable=False),
+    Column("deleted_by", String(200), nullable=False),
+    Column("deleted_at", String(32), nullable=False),
+    Column("seq", BigInteger, nullable=False),
+)
+
 PROJECTION_TABLES = (
     runs,
     step_runs,
@@ -244,4 +257,5 @@ PROJECTION_TABLES = (
     run_tags,
     run_notes,
     run_metrics,
+    run_deletions,
 )

@@ -33,6 +33,7 @@ __all__ = [
     "CACHE_LOOKUP_SQL",
     "CHAIN_HINT",
     "CLOSING_EVENTS",
+    "NOT_DELETED",
     "REBUILD_HINT",
     "RUN_STEPS_SQL",
     "STEP_COLUMNS",
@@ -79,11 +80,16 @@ ARTIFACT_SQL = (
     + f", {_EVENT} FROM artifacts a LEFT JOIN events e ON e.seq = a.first_seq {_JOIN_HEAD} "
     "WHERE a.digest = :d"
 )
+# Leaves out the runs marked deleted (``run.deleted``), for a query whose runs are ``r``.
+NOT_DELETED = "r.run_id NOT IN (SELECT d.run_id FROM run_deletions d)"
+# A step run of a deleted run is never reused: garbage collection may have removed its
+# outputs, and a hit would bring them back into a kept run's record without the bytes.
 CACHE_LOOKUP_SQL = (
     "SELECT "  # noqa: S608 - constant column names
     + ", ".join(f"s.{c}" for c in STEP_COLUMNS)
-    + f", {_EVENT} FROM step_runs s LEFT JOIN events e ON e.seq = s.last_seq {_JOIN_HEAD} "
+    + f", {_EVENT} FROM step_runs s LEFT JOIN events e ON e.seq = s.last_seq {_JOIN_HEAD} "  # noqa: S608
     "WHERE s.cache_key = :k AND s.status IN ('completed', 'cached') "
+    "AND s.run_id NOT IN (SELECT d.run_id FROM run_deletions d) "
     "ORDER BY s.last_seq DESC LIMIT 1"
 )
 # A run's step runs that completed or were cached, each with its closing event (whose

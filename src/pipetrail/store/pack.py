@@ -61,7 +61,12 @@ _LOOKUP_CHUNK = 500
 # B-tree: rows above ~1 KiB overflow to a page of their own and every page split moves
 # whole rows (100,000 rows of 1 KiB: 6.9 s and 469 MB, against 1.3 s and 146 MB here).
 # Both layouts answer the same SQL, so old packs keep working as they are.
-_SCHEMA = "CREATE TABLE IF NOT EXISTS objects (digest TEXT PRIMARY KEY, data BLOB NOT NULL)"
+# ``stored_at`` (Unix seconds, set by INSERT_OBJECT) lets garbage collection spare young
+# objects (ADR 0014); packs made before it get the column on open, NULL in their old rows.
+_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS objects (digest TEXT PRIMARY KEY, data BLOB NOT NULL, "
+    "stored_at INTEGER)"
+)
 _SEGMENT_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS segment_objects (digest TEXT PRIMARY KEY, "
     "segment TEXT NOT NULL, start INTEGER NOT NULL, size INTEGER NOT NULL)"
@@ -100,6 +105,7 @@ class SmallObjectPack:
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute(_SCHEMA)
                 conn.execute(_SEGMENT_SCHEMA)
+                _add_stored_at(conn)
             except (sqlite3.Error, OSError) as exc:
                 raise StoreError(
                     f"the small-object pack {self.path} could not be opened ({exc}); check that "
@@ -391,6 +397,18 @@ class SmallObjectPack:
         for conn in connections:
             conn.close()
         self._local = threading.local()
+
+
+def _add_stored_at(conn: sqlite3.Connection) -> None:
+    """Give a pack made before ``objects.stored_at`` the column (its old rows: NULL)."""
+    columns = {str(row[1]) for row in conn.execute("PRAGMA table_info(objects)")}
+    if "stored_at" in columns:
+        return
+    try:
+        conn.execute("ALTER TABLE objects ADD COLUMN stored_at INTEGER")
+    except sqlite3.OperationalError as exc:
+        if "duplicate column" not in str(exc):  # another process added it meanwhile
+            raise
 
 
 def _set_wal(conn: sqlite3.Connection) -> None:

@@ -21,7 +21,11 @@ if TYPE_CHECKING:
 
 __all__ = ["INSERT_OBJECT", "PackBatch"]
 
-INSERT_OBJECT = "INSERT OR IGNORE INTO objects (digest, data) VALUES (?, ?)"
+# The time of the insert, for garbage collection's grace period (ADR 0014).
+INSERT_OBJECT = (
+    "INSERT OR IGNORE INTO objects (digest, data, stored_at) "
+    "VALUES (?, ?, CAST(strftime('%s', 'now') AS INTEGER))"
+)
 _INSERT_SEGMENT = (
     "INSERT OR IGNORE INTO segment_objects (digest, segment, start, size) VALUES (?, ?, ?, ?)"
 )

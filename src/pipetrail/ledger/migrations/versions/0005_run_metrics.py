@@ -1,7 +1,7 @@
 """Run metrics as rows, and params as numbers, so runs filter and sort by them in SQL.
 
-Revision ID: 0006
-Revises: 0003
+Revision ID: 0005
+Revises: 0004
 
 New projection ``run_metrics``: one row per metric of each finished step run (the last
 value of a logged series, or a number the step returned in a dict; a cache hit has the
@@ -20,8 +20,8 @@ from alembic import op
 
 from pipetrail.ledger.projections import metric_rows, param_number
 
-revision = "0006"
-down_revision = "0003"
+revision = "0005"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
