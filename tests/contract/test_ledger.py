@@ -253,7 +253,7 @@ def test_a_store_at_the_first_revision_is_upgraded_keeping_its_events(metadata_u
 
     ledger = Ledger.open(metadata_url, actor="tester")  # upgrades on open
     ledger.append([_source(99)])
-    assert current_revision(ledger.engine) == HEAD_REVISION == "0002"
+    assert current_revision(ledger.engine) == HEAD_REVISION
     new = {ix["name"] for ix in sa.inspect(ledger.engine).get_indexes("step_runs")}
     assert ("ix_step_runs_cache_key" in new, "ix_step_runs_cache_key_seq" in new) == (False, True)
     report = ledger.verify()

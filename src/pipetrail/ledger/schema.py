@@ -17,6 +17,7 @@ from sqlalchemy import (
     Column,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -28,6 +29,7 @@ __all__ = [
     "artifacts",
     "events",
     "ledger_head",
+    "merkle_nodes",
     "metadata",
     "runs",
     "sources",
@@ -165,6 +167,19 @@ sources = Table(
     Column("by_reference", Integer, nullable=False),
     Column("seq", BigInteger, nullable=False),
     Index("ix_sources_digest", "digest"),
+)
+
+# The Merkle tree over the events (docs/adr/0020): one row per complete subtree, the
+# 2**level leaves from idx * 2**level, written in the transaction that appends its last
+# leaf (migration 0005). Derived from the events like the projections, checked and
+# rebuilt by `audit verify` / `audit rebuild` (pipetrail.ledger.merkle_store).
+merkle_nodes = Table(
+    "merkle_nodes",
+    metadata,
+    Column("level", Integer, primary_key=True, autoincrement=False),
+    Column("idx", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", LargeBinary(32), nullable=False),
+    sqlite_with_rowid=False,
 )
 
 PROJECTION_TABLES = (runs, step_runs, artifacts, step_run_io, sources)
