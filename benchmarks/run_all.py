@@ -4,7 +4,8 @@ Run: ``.venv/bin/python benchmarks/run_all.py`` (about 10 minutes; the first run
 creates the file sets and installs DVC) or with ``--quick`` (fewer repetitions). ``--only
 NAME`` runs some of them (``step_overhead``, ``step_overhead_vs_kedro``, ``cached_chain``,
 ``hashing``, ``cli_startup``, ``metrics``, ``lineage``, ``sources``, ``data_ops``,
-``contracts``, ``reproduce``, ``verified_reads``, ``example_rerun``, ``ledger_sql``; the
+``contracts``, ``reproduce``, ``verified_reads``, ``example_rerun``, ``ledger_sql``,
+``merkle``; the
 lineage benchmark builds a 1.2 GB synthetic ledger once, about 75 s, and reuses it);
 ``--wait-quiet SECONDS`` waits (up to SECONDS) before each benchmark until other processes
 leave the CPUs alone. Above the table: the commit measured (and what differed from it), the
@@ -34,6 +35,7 @@ import example_rerun
 import hashing
 import ledger_sql
 import lineage
+import merkle
 import metrics
 import reproduce
 import sources
@@ -69,6 +71,7 @@ BENCHMARKS = {
     "verified_reads": verified_reads.run,
     "ledger_sql": ledger_sql.run,
     "example_rerun": example_rerun.run,
+    "merkle": merkle.run,
 }
 
 

@@ -134,7 +134,6 @@ def test_tail_truncation_of_the_file_exits_3_naming_the_checkpoint(
         conn.execute("UPDATE ledger_head SET seq = ?, hash = ?", (keep, last))
     done = verify(project, folder)
     assert done.returncode == 3
-    assert "merkle_nodes[" in done.stderr  # the deleted events' nodes are left over
     assert f"holds only {keep}" in done.stderr
     # The insider tidies up the derived rows and the tree: the chain is then happy.
     assert project.cli("audit", "rebuild").returncode == 0

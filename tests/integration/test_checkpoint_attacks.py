@@ -173,16 +173,16 @@ def test_a_rollback_to_an_older_copy_is_caught_even_after_new_appends(setup: Set
 
 
 def test_a_consistently_rehashed_rewrite_is_caught(setup: Setup) -> None:
-    fill(setup.ledger, [4, 4, 4])
+    fill(setup.ledger, [20, 20, 20])
     setup.checkpoint()
-    rewrite_chain(setup.ledger, 6)
+    rewrite_chain(setup.ledger, 30)
     report = setup.ledger.verify()
     assert report.chain_ok  # the chain was recomputed: it verifies
     assert {p.table for p in report.derived} == {"sources", "merkle_nodes"}
     setup.ledger.rebuild_projections()  # the insider also rebuilds the derived rows
     assert setup.ledger.verify().ok
     size, reason = failure(setup.verify())
-    assert size == 12
+    assert size == 60
     assert "not those it signed" in reason
     assert "rewritten" in reason
 

@@ -15,8 +15,13 @@ import sqlalchemy as sa
 
 from pipetrail.ledger import EventDraft, EventKind
 from pipetrail.ledger.ledger import Ledger
-from pipetrail.ledger.merkle import event_leaf, node_hash
-from pipetrail.ledger.merkle_store import read_tree
+from pipetrail.ledger.merkle import (
+    event_leaf,
+    node_hash,
+    verify_consistency,
+    verify_inclusion,
+)
+from pipetrail.ledger.merkle_store import LOW_LEVEL, read_tree
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -62,6 +67,11 @@ def execute(ledger: Ledger, sql: str, **params: Any) -> None:
         conn.execute(sa.text(sql), params)
 
 
+def stored_rows(n: int) -> int:
+    """One row per complete subtree of 16 leaves or more."""
+    return sum(n >> level for level in range(LOW_LEVEL, n.bit_length() + 1))
+
+
 def node_count(ledger: Ledger) -> int:
     with ledger.engine.connect() as conn:
         return int(conn.execute(sa.text("SELECT COUNT(*) FROM merkle_nodes")).scalar_one())
@@ -70,13 +80,18 @@ def node_count(ledger: Ledger) -> int:
 def test_appends_keep_the_stored_tree_equal_to_the_rfc_tree(metadata_url: str) -> None:
     ledger = Ledger.open(metadata_url, actor="tester")
     rng = random.Random(7)
-    fill(ledger, [rng.randint(1, 9) for _ in range(12)])
+    fill(ledger, [rng.randint(1, 9) for _ in range(30)])
     got = leaves(ledger)
     reader = read_tree(ledger.db)
     for n in range(1, len(got) + 1):
         assert reader.root(n) == mth(got[:n]), n
-    # One row per complete subtree: n leaves make 2n - popcount(n) nodes.
-    assert node_count(ledger) == 2 * len(got) - bin(len(got)).count("1")
+        for m in {1, n // 2, n - 1} - {0}:
+            proof = reader.consistency_proof(m, n)
+            assert verify_consistency(m, n, mth(got[:m]), mth(got[:n]), proof), (m, n)
+        for i in {0, n // 2, n - 1}:
+            path = reader.inclusion_proof(i, n)
+            assert verify_inclusion(got[i], i, n, path, mth(got[:n])), (i, n)
+    assert node_count(ledger) == stored_rows(len(got))
     assert ledger.verify().ok
     ledger.close()
 
@@ -96,10 +111,11 @@ def test_two_writers_interleaved_extend_one_tree(metadata_url: str) -> None:
 
 def test_a_tree_behind_its_events_is_completed_on_the_next_append(metadata_url: str) -> None:
     ledger = Ledger.open(metadata_url, actor="tester")
-    n = fill(ledger, [5, 6])
-    execute(ledger, "DELETE FROM merkle_nodes WHERE idx >= 3")  # rows gone missing
+    n = fill(ledger, [50, 30])
+    execute(ledger, "DELETE FROM merkle_nodes WHERE level >= 5")  # the edge (6, 0) is gone
     other = Ledger.open(metadata_url, actor="tester")  # knows nothing of the old edge
     fill(other, [2], n)
+    assert node_count(other) == stored_rows(82)
     got = leaves(other)
     assert read_tree(other.db).root(len(got)) == mth(got)
     assert other.verify().ok
@@ -112,7 +128,7 @@ def test_opening_an_older_ledger_builds_its_tree_once(metadata_url: str) -> None
     from alembic.config import Config
 
     ledger = Ledger.open(metadata_url, actor="tester")
-    fill(ledger, [4, 9, 1])
+    fill(ledger, [40, 9, 1])
     config = Config()
     config.set_main_option("script_location", "pipetrail.ledger:migrations")
     with ledger.engine.begin() as conn:
@@ -121,9 +137,9 @@ def test_opening_an_older_ledger_builds_its_tree_once(metadata_url: str) -> None
     ledger.close()
     reopened = Ledger.open(metadata_url, actor="tester")
     got = leaves(reopened)
-    assert node_count(reopened) == 2 * len(got) - bin(len(got)).count("1")
+    assert node_count(reopened) == stored_rows(len(got)) == 4  # 3 blocks of 16, 1 of 32
     assert read_tree(reopened.db).root(len(got)) == mth(got)
-    fill(reopened, [3], 14)
+    fill(reopened, [3], 50)
     assert reopened.verify().ok
     reopened.close()
 
@@ -132,25 +148,27 @@ def test_verify_names_each_node_that_disagrees_and_rebuild_restores_them(
     metadata_url: str,
 ) -> None:
     ledger = Ledger.open(metadata_url, actor="tester")
-    fill(ledger, [3, 4, 4])
-    execute(ledger, "UPDATE merkle_nodes SET hash = :h WHERE level = 1 AND idx = 2", h=b"x" * 32)
-    execute(ledger, "DELETE FROM merkle_nodes WHERE level = 0 AND idx = 9")
-    execute(ledger, "INSERT INTO merkle_nodes (level, idx, hash) VALUES (0, 50, :h)", h=b"y" * 32)
+    fill(ledger, [30, 40, 30])  # 100 events: 6 blocks of 16, 3 of 32, one of 64
+    execute(ledger, "UPDATE merkle_nodes SET hash = :h WHERE level = 5 AND idx = 2", h=b"x" * 32)
+    execute(ledger, "DELETE FROM merkle_nodes WHERE level = 4 AND idx = 1")
+    execute(ledger, "INSERT INTO merkle_nodes (level, idx, hash) VALUES (4, 50, :h)", h=b"y" * 32)
     execute(ledger, "INSERT INTO merkle_nodes (level, idx, hash) VALUES (9, 0, :h)", h=b"z" * 32)
+    execute(ledger, "INSERT INTO merkle_nodes (level, idx, hash) VALUES (0, 3, :h)", h=b"w" * 32)
     report = ledger.verify()
     assert not report.ok
     assert report.chain_ok
     found = {(p.table, p.key, p.problem) for p in report.derived}
     assert found == {
-        ("merkle_nodes", "1, 2", "differs"),
-        ("merkle_nodes", "0, 9", "missing"),
-        ("merkle_nodes", "0, 50", "extra"),
+        ("merkle_nodes", "5, 2", "differs"),
+        ("merkle_nodes", "4, 1", "missing"),
+        ("merkle_nodes", "4, 50", "extra"),
         ("merkle_nodes", "9, 0", "extra"),
+        ("merkle_nodes", "0, 3", "extra"),
     }
     differs = next(p for p in report.derived if p.problem == "differs")
     assert differs.columns[0][1] == (b"x" * 32).hex()
     rebuilt = ledger.rebuild_projections()
-    assert len(rebuilt.changed) == 4
+    assert len(rebuilt.changed) == 5
     assert ledger.verify().ok
     got = leaves(ledger)
     assert read_tree(ledger.db).root(len(got)) == mth(got)
@@ -159,7 +177,7 @@ def test_verify_names_each_node_that_disagrees_and_rebuild_restores_them(
 
 def test_an_empty_ledger_has_no_nodes_and_verifies(metadata_url: str) -> None:
     ledger = Ledger.open(metadata_url, actor="tester")
-    execute(ledger, "INSERT INTO merkle_nodes (level, idx, hash) VALUES (0, 0, :h)", h=b"y" * 32)
+    execute(ledger, "INSERT INTO merkle_nodes (level, idx, hash) VALUES (4, 0, :h)", h=b"y" * 32)
     report = ledger.verify()
-    assert [(p.key, p.problem) for p in report.derived] == [("0, 0", "extra")]
+    assert [(p.key, p.problem) for p in report.derived] == [("4, 0", "extra")]
     ledger.close()

@@ -1,11 +1,16 @@
 """The Merkle tree's nodes kept in the ledger database (table ``merkle_nodes``).
 
-Every complete subtree of the tree over the events (docs/adr/0020) is one row
-``(level, idx, hash)``. :class:`TreeWriter` extends the tree inside the transaction that
-appends the events (:meth:`Ledger.append <pipetrail.ledger.ledger.Ledger.append>`): it
-remembers the tree's right edge (at most one node per level) after each append, so an
-append by the same ledger only inserts the new nodes; after another process appended, it
-reads the right edge once (one query).
+Every complete subtree of :data:`BLOCK` leaves or more of the tree over the events
+(docs/adr/0020) is one row ``(level, idx, hash)``, level :data:`LOW_LEVEL` and up. The
+smaller subtrees are not stored: one is hashed, when a proof needs it, from at most
+``BLOCK`` chain hashes read from ``events`` in one range query (the leaf data is the chain
+hash, so nothing else is needed). So an append writes a row only once in ``BLOCK``
+events, and proofs still read O(log n) rows.
+
+:class:`TreeWriter` extends the tree inside the transaction that appends the events
+(:meth:`Ledger.append <pipetrail.ledger.ledger.Ledger.append>`): it remembers the tree's
+right edge (at most one node per level) after each append, so an append by the same
+ledger reads nothing; after another process appended, it reads the right edge once.
 
 A tree that is behind its events (a ledger from before the tree existed, or rows that
 went missing) is completed by :func:`catch_up` from the events, in batches, under the
@@ -26,6 +31,7 @@ from pipetrail.ledger.merkle import (
     TreeReader,
     event_leaf,
     new_nodes,
+    node_hash,
 )
 from pipetrail.ledger.trusted import DerivedRowProblem
 
@@ -36,6 +42,8 @@ if TYPE_CHECKING:
     from pipetrail.ledger.events import Event
 
 __all__ = [
+    "BLOCK",
+    "LOW_LEVEL",
     "TABLE",
     "DriverNodes",
     "TreeCheck",
@@ -46,13 +54,16 @@ __all__ = [
 ]
 
 TABLE = "merkle_nodes"
+LOW_LEVEL = 4
+"""The lowest level stored: smaller subtrees are hashed from the events when needed."""
+BLOCK = 1 << LOW_LEVEL
 _UPSERT = (
     "INSERT INTO merkle_nodes (level, idx, hash) VALUES (:level, :idx, :hash) "
     "ON CONFLICT (level, idx) DO UPDATE SET hash = excluded.hash"
 )
 _STATE = (
     "SELECT (SELECT seq FROM ledger_head WHERE id = 1) AS head, "
-    "(SELECT MAX(idx) FROM merkle_nodes WHERE level = 0) AS last_leaf"
+    "(SELECT MAX(idx) FROM merkle_nodes WHERE level = 4) AS last_block"
 )
 _RANGE = (
     "SELECT idx, hash FROM merkle_nodes WHERE level = :level AND idx >= :lo AND idx < :hi "
@@ -60,6 +71,8 @@ _RANGE = (
 )
 _BEYOND = "SELECT idx FROM merkle_nodes WHERE level = :level AND idx >= :hi ORDER BY idx"
 _ABOVE = "SELECT level, idx FROM merkle_nodes WHERE level > :level ORDER BY level, idx"
+_BELOW = "SELECT level, idx FROM merkle_nodes WHERE level < :level ORDER BY level, idx"
+_HASHES = "SELECT hash FROM events WHERE seq > :lo AND seq <= :hi ORDER BY seq"
 _LEAVES = "SELECT seq, hash FROM events WHERE seq > :after AND seq <= :upto ORDER BY seq LIMIT :n"
 _BATCH = 5000
 
@@ -71,10 +84,11 @@ class DriverNodes:
         self.db = db
 
     def get_nodes(self, keys: Sequence[NodeKey]) -> Mapping[NodeKey, bytes]:
-        """Return the stored hashes of ``keys`` (one query)."""
+        """Return the hashes of ``keys``: stored ones read, small ones hashed from events."""
         found: dict[NodeKey, bytes] = {}
-        for start in range(0, len(keys), 32):
-            chunk = keys[start : start + 32]
+        stored = [k for k in keys if k[0] >= LOW_LEVEL]
+        for start in range(0, len(stored), 32):
+            chunk = stored[start : start + 32]
             where = " OR ".join(f"(level = :l{i} AND idx = :i{i})" for i in range(len(chunk)))
             params: dict[str, int] = {}
             for i, (level, idx) in enumerate(chunk):
@@ -83,13 +97,40 @@ class DriverNodes:
             sql = f"SELECT level, idx, hash FROM merkle_nodes WHERE {where}"  # noqa: S608
             for level, idx, digest in self.db.rows(sql, params):
                 found[(int(level), int(idx))] = bytes(digest)
+        blocks: dict[int, list[NodeKey]] = {}
+        for level, idx in keys:
+            if level < LOW_LEVEL:
+                blocks.setdefault((idx << level) >> LOW_LEVEL, []).append((level, idx))
+        for block, wanted in blocks.items():
+            lo = block << LOW_LEVEL
+            hi = max((idx + 1) << level for level, idx in wanted)
+            rows = self.db.rows(_HASHES, {"lo": lo, "hi": hi})
+            leaves = [event_leaf(str(h)) for (h,) in rows]
+            for level, idx in wanted:
+                first = (idx << level) - lo
+                part = leaves[first : first + (1 << level)]
+                if len(part) == 1 << level:
+                    found[(level, idx)] = _perfect(part)
         return found
 
     def put(self, nodes: Mapping[NodeKey, bytes]) -> None:
-        """Store ``nodes``, replacing what is stored under the same keys."""
+        """Store ``nodes`` of level :data:`LOW_LEVEL` and up, replacing what is stored."""
         self.db.executemany(
-            _UPSERT, [{"level": lv, "idx": ix, "hash": h} for (lv, ix), h in nodes.items()]
+            _UPSERT,
+            [
+                {"level": lv, "idx": ix, "hash": h}
+                for (lv, ix), h in nodes.items()
+                if lv >= LOW_LEVEL
+            ],
         )
+
+
+def _perfect(leaves: list[bytes]) -> bytes:
+    """The root of a power-of-two count of leaf hashes."""
+    level = leaves
+    while len(level) > 1:
+        level = [node_hash(level[i], level[i + 1]) for i in range(0, len(level), 2)]
+    return level[0]
 
 
 def _right_edge(size: int, nodes: Mapping[NodeKey, bytes]) -> dict[NodeKey, bytes]:
@@ -105,11 +146,16 @@ def _right_edge(size: int, nodes: Mapping[NodeKey, bytes]) -> dict[NodeKey, byte
 
 
 class TreeWriter:
-    """Extends the stored tree with appended events; remembers its right edge."""
+    """Extends the stored tree with appended events; remembers its right edge.
+
+    The right edge of a tree of ``n`` leaves is its complete subtrees, one per set bit of
+    ``n``, largest first; appending leaf ``i`` merges it with one edge node per trailing
+    one bit of ``i`` (a binary counter), so an append costs about one hash per event.
+    """
 
     def __init__(self) -> None:
         self._head: tuple[int, str] | None = None  # (size, hash of the last event)
-        self._edge: dict[NodeKey, bytes] = {}
+        self._edge: list[bytes] = []
 
     def extend(self, db: Driver, events: Sequence[Event]) -> None:
         """Store the nodes ``events`` (just appended, in one write transaction) complete.
@@ -120,55 +166,72 @@ class TreeWriter:
         if not events:
             return
         size = events[0].seq - 1
-        leaves = [event_leaf(e.hash) for e in events]
         store = DriverNodes(db)
-        if self._head == (size, events[0].prev_hash):
-            edge = self._edge
-        else:
-            keys = _edge_keys(size)
-            edge = dict(store.get_nodes(keys))
-            if len(edge) < len(keys):  # the tree is behind its events: complete it first
-                catch_up(db, upto=size)
-                edge = dict(store.get_nodes(keys))
-        try:
-            made = new_nodes(MemoryNodes(edge), size, leaves)
-        except LookupError as exc:
-            self.forget()
+        edge = self._edge if self._head == (size, events[0].prev_hash) else None
+        self._head = None  # until this append's nodes are made
+        if edge is None:
+            edge = self._read_edge(db, store, size)
+        made: dict[NodeKey, bytes] = {}
+        index = size
+        for event in events:
+            level, current = 0, event_leaf(event.hash)
+            i = index
+            while i & 1:
+                current = node_hash(edge.pop(), current)
+                i >>= 1
+                level += 1
+                if level >= LOW_LEVEL:
+                    made[(level, i)] = current
+            edge.append(current)
+            index += 1
+        if made:
+            store.put(made)
+        self._edge = edge
+        self._head = (index, events[-1].hash)
+
+    @staticmethod
+    def _read_edge(db: Driver, store: DriverNodes, size: int) -> list[bytes]:
+        keys = _edge_keys(size)
+        found = store.get_nodes(keys)
+        if len(found) < len(keys):  # the tree is behind its events: complete it first
+            catch_up(db, upto=size)
+            found = store.get_nodes(keys)
+        missing = [k for k in keys if k not in found]
+        if missing:
             raise LedgerError(
-                f"the ledger's Merkle tree cannot be extended past event {size} ({exc}): "
-                "events before it are missing; run `pipetrail audit verify`"
-            ) from None
-        store.put(made)
-        end = size + len(leaves)
-        self._edge = _right_edge(end, {**edge, **made})
-        self._head = (end, events[-1].hash)
+                f"the ledger's Merkle tree cannot be extended past event {size}: node "
+                f"{missing[0]} cannot be made, events before it are missing; run "
+                "`pipetrail audit verify`"
+            )
+        return [found[k] for k in reversed(keys)]  # largest subtree first
 
     def forget(self) -> None:
         """Drop the remembered right edge (the next append reads it from the database)."""
         self._head = None
-        self._edge = {}
+        self._edge = []
 
 
 def tree_size(db: Driver) -> tuple[int, int]:
-    """(events in the ledger per its head, leaves stored)."""
+    """(events in the ledger per its head, leaves covered by stored rows)."""
     row = db.fetch(_STATE)[0]
     head = int(row["head"] or 0)
-    stored = 0 if row["last_leaf"] is None else int(row["last_leaf"]) + 1
+    stored = 0 if row["last_block"] is None else (int(row["last_block"]) + 1) << LOW_LEVEL
     return head, stored
 
 
 def catch_up(db: Driver, *, upto: int | None = None) -> int:
     """Build the nodes of the first ``upto`` events (default: all) that are not stored.
 
-    Starts after the stored leaves, or earlier where a node the next append needs is
+    Starts after the stored rows, or earlier where a node the next append needs is
     missing, and reads the events in batches. Call it inside a write transaction.
 
     Returns:
-        How many events' leaves were (re)built.
+        How many events' leaves were (re)hashed.
     """
     head, stored = tree_size(db)
     target = head if upto is None else upto
     start = min(stored, target)
+    start -= start % BLOCK
     store = DriverNodes(db)
     edge = _edge_keys(start)
     present = store.get_nodes(edge) if edge else {}
@@ -199,7 +262,7 @@ def _edge_keys(size: int) -> list[NodeKey]:
 def ensure_tree(db: Driver) -> None:
     """Complete the stored tree if it is behind the events (a ledger made before it)."""
     head, stored = tree_size(db)
-    if stored >= head:
+    if stored >= head - head % BLOCK:
         return
     with db.write():
         catch_up(db)
@@ -239,11 +302,13 @@ class TreeCheck:
         made = new_nodes(self._edge, start, self._pending)
         self.size += len(self._pending)
         self._pending = []
-        self.nodes += len(made)
+        self.nodes += sum(1 for level, _ in made if level >= LOW_LEVEL)
         by_level: dict[int, dict[int, bytes]] = {}
         for (level, idx), digest in made.items():
             by_level.setdefault(level, {})[idx] = digest
         for level, expected in by_level.items():
+            if level < LOW_LEVEL:
+                continue  # hashed from the events when needed, never stored
             lo, hi = min(expected), max(expected) + 1
             stored = {
                 int(i): bytes(h)
@@ -267,10 +332,12 @@ class TreeCheck:
         self._fixes[(level, idx)] = want
 
     def finish(self) -> list[DerivedRowProblem]:
-        """Compare the last batch, and report stored nodes beyond the walked events."""
+        """Compare the last batch, and report stored rows no complete subtree explains."""
         self._flush()
-        level = 0
-        while (self.size >> level) or level == 0:
+        for lv, ix in self.db.rows(_BELOW, {"level": LOW_LEVEL}):
+            self._problem(int(lv), int(ix), b"", None)
+        level = LOW_LEVEL
+        while self.size >> level:
             for (idx,) in self.db.rows(_BEYOND, {"level": level, "hi": self.size >> level}):
                 self._problem(level, int(idx), b"", None)
             level += 1
