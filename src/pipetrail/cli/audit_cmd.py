@@ -34,6 +34,7 @@ __all__ = [
     "print_checkpoints",
     "prove",
     "register",
+    "signed_intoto",
     "verify_against_checkpoints",
 ]
 
@@ -253,6 +254,15 @@ def prove(seq: int, size: int | None) -> None:
     finally:
         project.close()
     click.echo(json.dumps(proof, indent=2, sort_keys=True))
+
+
+def signed_intoto(project: Project, run_ref: str, namespace: str | None) -> str:
+    """RUN's in-toto statement in a DSSE envelope signed by the acting user."""
+    from pipetrail.governance.audit_trail import acting_user
+    from pipetrail.governance.keys import load_signer
+    from pipetrail.verify.attestation import signed_statement
+
+    return signed_statement(project, run_ref, load_signer(acting_user()), namespace=namespace)
 
 
 def register(group: click.Group) -> None:

@@ -53,6 +53,11 @@ def _project(*, must_exist: bool = False) -> Any:
 # `pipetrail run` does not pay for them): name -> (module, attribute, short help). The
 # short help is what `pipetrail --help` lists; a test keeps it equal to the command's own.
 LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "attest": (
+        "pipetrail.cli.attest_cmd",
+        "attest",
+        "Verify signed attestations (in-toto statements in DSSE...",
+    ),
     "check": (
         "pipetrail.cli.verify_cmd",
         "check",
