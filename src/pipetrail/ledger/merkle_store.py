@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING
 
 from pipetrail.errors import LedgerError
 from pipetrail.ledger.merkle import (
-    MemoryNodes,
     NodeKey,
     TreeReader,
     event_leaf,
@@ -131,18 +130,6 @@ def _perfect(leaves: list[bytes]) -> bytes:
     while len(level) > 1:
         level = [node_hash(level[i], level[i + 1]) for i in range(0, len(level), 2)]
     return level[0]
-
-
-def _right_edge(size: int, nodes: Mapping[NodeKey, bytes]) -> dict[NodeKey, bytes]:
-    """The complete subtrees a tree of ``size`` leaves ends with, taken from ``nodes``."""
-    edge: dict[NodeKey, bytes] = {}
-    level, index = 0, size
-    while index:
-        if index & 1:
-            edge[(level, index - 1)] = nodes[(level, index - 1)]
-        index >>= 1
-        level += 1
-    return edge
 
 
 class TreeWriter:
@@ -276,39 +263,42 @@ def read_tree(db: Driver) -> TreeReader:
 class TreeCheck:
     """Recomputes the tree from the events a chain walk passes, and compares the nodes.
 
-    Holds only the right edge and one batch of leaves; each batch's nodes are compared
-    with the stored ones, level by level, with one range query per level.
+    Holds only the right edge (as :class:`TreeWriter` does) and the stored-level nodes
+    made since the last comparison; those are compared with the stored rows in batches,
+    level by level, with one range query per level.
     """
 
     def __init__(self, db: Driver) -> None:
         self.db = db
         self.size = 0
         self.nodes = 0
-        self._edge = MemoryNodes()
-        self._pending: list[bytes] = []
+        self._edge: list[bytes] = []
+        self._made: dict[NodeKey, bytes] = {}
         self.problems: list[DerivedRowProblem] = []
         self._fixes: dict[NodeKey, bytes | None] = {}
 
     def add(self, chain_hash: str) -> None:
         """Take the next event's chain hash (in sequence order)."""
-        self._pending.append(event_leaf(chain_hash))
-        if len(self._pending) >= _BATCH:
+        current = event_leaf(chain_hash)
+        i, level = self.size, 0
+        while i & 1:
+            current = node_hash(self._edge.pop(), current)
+            i >>= 1
+            level += 1
+            if level >= LOW_LEVEL:
+                self._made[(level, i)] = current
+        self._edge.append(current)
+        self.size += 1
+        if len(self._made) >= _BATCH:
             self._flush()
 
     def _flush(self) -> None:
-        if not self._pending:
-            return
-        start = self.size
-        made = new_nodes(self._edge, start, self._pending)
-        self.size += len(self._pending)
-        self._pending = []
-        self.nodes += sum(1 for level, _ in made if level >= LOW_LEVEL)
+        made, self._made = self._made, {}
+        self.nodes += len(made)
         by_level: dict[int, dict[int, bytes]] = {}
         for (level, idx), digest in made.items():
             by_level.setdefault(level, {})[idx] = digest
         for level, expected in by_level.items():
-            if level < LOW_LEVEL:
-                continue  # hashed from the events when needed, never stored
             lo, hi = min(expected), max(expected) + 1
             stored = {
                 int(i): bytes(h)
@@ -318,7 +308,6 @@ class TreeCheck:
                 have = stored.get(idx)
                 if have != digest:
                     self._problem(level, idx, have, digest)
-        self._edge = MemoryNodes(_right_edge(self.size, {**self._edge.nodes, **made}))
 
     def _problem(self, level: int, idx: int, have: bytes | None, want: bytes | None) -> None:
         key = f"{level}, {idx}"
