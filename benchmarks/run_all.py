@@ -5,13 +5,13 @@ creates the file sets and installs DVC) or with ``--quick`` (fewer repetitions).
 NAME`` runs some of them (``step_overhead``, ``step_overhead_vs_kedro``, ``cached_chain``,
 ``hashing``, ``cli_startup``, ``metrics``, ``lineage``, ``sources``, ``data_ops``,
 ``contracts``, ``reproduce``, ``verified_reads``, ``example_rerun``, ``ledger_sql``,
-``per_run``, ``run_queries``, ``s3_store``, ``gc``; the lineage benchmark builds a 1.2 GB
-synthetic ledger once, about 75 s, and the gc benchmark a 100,000-run project once, a few
-minutes; both are reused); ``--wait-quiet SECONDS`` waits (up to SECONDS) before each
-benchmark until other processes leave the CPUs alone. Above the table: the commit measured
-(and what differed from it), the machine and the load average before and after the run;
-under it, how busy other processes kept the CPUs during each benchmark: on a shared
-machine, read the results with it.
+``per_run``, ``run_queries``, ``s3_store``, ``gc``, ``merkle``; the lineage benchmark
+builds a 1.2 GB synthetic ledger once, about 75 s, and the gc and merkle benchmarks their
+fixtures once, a few minutes each; all are reused); ``--wait-quiet SECONDS`` waits (up to
+SECONDS) before each benchmark until other processes leave the CPUs alone. Above the
+table: the commit measured (and what differed from it), the machine and the load average
+before and after the run; under it, how busy other processes kept the CPUs during each
+benchmark: on a shared machine, read the results with it.
 
 ``--write-readme`` runs every benchmark (no ``--only``) and replaces the results section
 of ``benchmarks/README.md`` (between its ``BEGIN RESULTS`` and ``END RESULTS`` markers)
@@ -37,6 +37,7 @@ import gc_dry_run
 import hashing
 import ledger_sql
 import lineage
+import merkle
 import metrics
 import per_run
 import reproduce
@@ -79,6 +80,7 @@ BENCHMARKS = {
     "per_run": per_run.run,
     "s3_store": s3_store.run,
     "gc": gc_dry_run.run,
+    "merkle": merkle.run,
 }
 
 

@@ -56,6 +56,11 @@ _FORMATS = ("openlineage", "prov", "intoto")
     show_default=True,
     help="Seconds each event's request may take in all, connecting included (--send).",
 )
+@click.option(
+    "--sign",
+    is_flag=True,
+    help="intoto: write a DSSE envelope signed with your key (PIPETRAIL_USER).",
+)
 def export(
     run_ref: str,
     format_name: str,
@@ -64,6 +69,7 @@ def export(
     send_url: str | None,
     api_key: str | None,
     timeout: float,
+    sign: bool,
 ) -> None:
     """Export RUN (id, prefix or 'latest') as OpenLineage, W3C PROV or in-toto/SLSA."""
     from pipetrail.config import redact_url
@@ -79,12 +85,19 @@ def export(
     emitter = None
     if send_url is not None:
         emitter = OpenLineageHttpEmitter(send_url, api_key=api_key, timeout=timeout)
+    if sign and format_name != "intoto":
+        raise click.UsageError("--sign works with --format intoto only")
     project = Project.discover(must_exist=True)
     try:
-        document = export_run(project, run_ref, format_name, namespace=namespace)
+        if sign:
+            from pipetrail.cli.audit_cmd import signed_intoto
+
+            document, text = None, signed_intoto(project, run_ref, namespace)
+        else:
+            document = export_run(project, run_ref, format_name, namespace=namespace)
+            text = render_export(document, format_name)
     finally:
         project.close()
-    text = render_export(document, format_name)
     if output is not None:
         write_text(output, text)
     elif emitter is None:

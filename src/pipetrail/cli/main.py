@@ -60,6 +60,11 @@ def open_project() -> Any:
 # `pipetrail run` does not pay for them): name -> (module, attribute, short help). The
 # short help is what `pipetrail --help` lists; a test keeps it equal to the command's own.
 LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "attest": (
+        "pipetrail.cli.attest_cmd",
+        "attest",
+        "Verify signed attestations (in-toto statements in DSSE...",
+    ),
     "check": (
         "pipetrail.cli.verify_cmd",
         "check",
@@ -288,6 +293,9 @@ def run(
             print_run_interrupted(summary, exc.signal_name)
             sys.exit(interrupted_exit_code(exc.signal_name))
         summary = run_summary(project.reader(), result.id)
+        from pipetrail.cli.audit_cmd import after_run_checkpoint
+
+        after_run_checkpoint(project)  # when pipetrail.toml asks for one ([audit])
     finally:
         project.close()
     if as_json:
@@ -519,13 +527,31 @@ def audit() -> None:
 
 @audit.command("verify")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def audit_verify(as_json: bool) -> None:
+@click.option(
+    "--checkpoints",
+    type=click.Path(path_type=Path),
+    metavar="DIR|REPO",
+    help="Also prove the ledger consistent with every signed checkpoint kept there.",
+)
+@click.option(
+    "--key",
+    "keys",
+    multiple=True,
+    metavar="NAME=PUBLICKEY",
+    help="A key trusted to sign checkpoints (default: the keys file beside them).",
+)
+def audit_verify(as_json: bool, checkpoints: Path | None, keys: tuple[str, ...]) -> None:
     """Re-hash the ledger and compare the derived tables with the events (exit 3 if not)."""
+    from pipetrail.cli import audit_cmd
     from pipetrail.execution.integrity import verify_ledger
 
+    loaded = None if checkpoints is None else audit_cmd.load_checkpoints(checkpoints, keys)
     project = _project(must_exist=True)
     try:
         report = verify_ledger(project)
+        if loaded is not None:
+            report["checkpoints"] = audit_cmd.verify_against_checkpoints(project, loaded, report)
+            report["ok"] = report["ok"] and report["checkpoints"]["ok"]
     finally:
         project.close()
     if as_json:
@@ -550,6 +576,8 @@ def audit_verify(as_json: bool) -> None:
             f"ledger intact: {report['checked']} events verified, "
             f"{report['derived_rows']} derived rows match them"
         )
+    if checkpoints is not None and not as_json:
+        audit_cmd.print_checkpoints(report["checkpoints"], checkpoints)
     if not report["ok"]:
         sys.exit(EXIT_INTEGRITY)
 
@@ -586,6 +614,15 @@ def audit_rebuild(as_json: bool) -> None:
         f"derived tables rebuilt from {report['events']} events: "
         f"{len(report['changed'])} of {report['rows']} rows changed"
     )
+
+
+def _audit_commands() -> None:
+    from pipetrail.cli import audit_cmd
+
+    audit_cmd.register(audit)  # checkpoint, prove
+
+
+_audit_commands()
 
 
 @cli.group()

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 from pipetrail.errors import TamperedLedgerError
 from pipetrail.ledger.driver import Driver
 from pipetrail.ledger.events import GENESIS_HASH, Event
+from pipetrail.ledger.merkle_store import TreeCheck
 from pipetrail.ledger.projections import apply_event
 from pipetrail.ledger.trusted import DerivedRowProblem
 
@@ -305,13 +306,15 @@ def _end_of_chain(db: Driver, walk: _Walk) -> tuple[int, str] | None:
     return None
 
 
-def _walk(db: Driver, replica: _Replica | None) -> _Walk:
+def _walk(db: Driver, replica: _Replica | None, tree: TreeCheck | None = None) -> _Walk:
     walk = _Walk()
     unprojectable: tuple[int, str] | None = None
     for ev in iter_events(db):
         payload = walk.step(ev)
         if payload is None:
             return walk
+        if tree is not None:
+            tree.add(ev.hash)
         if replica is not None and unprojectable is None:
             try:
                 replica.apply(ev, payload)
@@ -332,13 +335,15 @@ def verify(db: Driver, *, derived: bool = True) -> LedgerVerifyReport:
     replica = _Replica() if derived else None
     try:
         with db.snapshot():
-            walk = _walk(db, replica)
+            tree = TreeCheck(db) if derived else None
+            walk = _walk(db, replica, tree)
             if walk.failure is not None:
                 seq, reason = walk.failure
                 return LedgerVerifyReport(walk.checked, seq, reason)
-            if replica is None:
+            if replica is None or tree is None:
                 return LedgerVerifyReport(walk.checked)
             rows, problems = replica.compare(db)
+            problems += tree.finish()  # the Merkle tree's nodes (merkle_nodes)
     finally:
         if replica is not None:
             replica.close()
@@ -356,7 +361,8 @@ def rebuild(db: Driver) -> RebuildReport:
     replica = _Replica()
     try:
         with db.write():
-            walk = _walk(db, replica)
+            tree = TreeCheck(db)
+            walk = _walk(db, replica, tree)
             if walk.failure is not None:
                 seq, reason = walk.failure
                 raise TamperedLedgerError(
@@ -368,6 +374,8 @@ def rebuild(db: Driver) -> RebuildReport:
                 )
             rows, problems = replica.compare(db)
             replica.repair(db)
+            problems += tree.finish()  # the Merkle tree's nodes (merkle_nodes)
+            tree.repair(db)
     finally:
         replica.close()
     return RebuildReport(walk.checked, rows, tuple(problems))

@@ -22,7 +22,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.core.clock import format_ts, utcnow
-from pipetrail.ledger import audit
+from pipetrail.ledger import audit, merkle_store
 from pipetrail.ledger.audit import LedgerVerifyReport, RebuildReport
 from pipetrail.ledger.db_errors import mapped_errors
 from pipetrail.ledger.driver import Driver, abandon_inherited
@@ -83,6 +83,7 @@ class Ledger:
         self._raw: Any = None
         self._driver: Driver | None = None
         self._pid = os.getpid()
+        self._tree = merkle_store.TreeWriter()
         if connection is not None:
             self._driver = Driver(connection, self.dialect)
 
@@ -113,6 +114,7 @@ class Ledger:
             from pipetrail.ledger.migrate import ensure_schema
 
             ensure_schema(ledger.engine)
+            merkle_store.ensure_tree(ledger.db)  # a ledger from before the tree: build it
         return ledger
 
     @property
@@ -242,6 +244,7 @@ class Ledger:
                     for e in appended
                 ],
             )
+            self._tree.extend(db, appended)  # the Merkle tree's new nodes (ADR 0020)
             for draft, appended_event in zip(drafts, appended, strict=True):
                 apply_event(db, appended_event, draft.payload)
             last = {"seq": appended[-1].seq, "hash": appended[-1].hash}

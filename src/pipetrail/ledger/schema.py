@@ -19,6 +19,7 @@ from sqlalchemy import (
     Float,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -30,6 +31,7 @@ __all__ = [
     "artifacts",
     "events",
     "ledger_head",
+    "merkle_nodes",
     "metadata",
     "run_deletions",
     "run_notes",
@@ -245,6 +247,19 @@ run_deletions = Table(
     Column("deleted_by", String(200), nullable=False),
     Column("deleted_at", String(32), nullable=False),
     Column("seq", BigInteger, nullable=False),
+)
+
+# The Merkle tree over the events (docs/adr/0020): one row per complete subtree, the
+# 2**level leaves from idx * 2**level, written in the transaction that appends its last
+# leaf (migration 0006). Derived from the events like the projections, checked and
+# rebuilt by `audit verify` / `audit rebuild` (pipetrail.ledger.merkle_store).
+merkle_nodes = Table(
+    "merkle_nodes",
+    metadata,
+    Column("level", Integer, primary_key=True, autoincrement=False),
+    Column("idx", BigInteger, primary_key=True, autoincrement=False),
+    Column("hash", LargeBinary(32), nullable=False),
+    sqlite_with_rowid=False,
 )
 
 PROJECTION_TABLES = (
