@@ -168,7 +168,7 @@ def load_config(
     checked = {name: value for name in ENV_CHECKED if (value := os.environ.get(name))}
     from pipetrail.config_record import validated_settings
 
-    values = validated_settings(project_root, path, content, checked)
+    values = validated_settings(project_root, path, content, checked, create=not must_exist)
     metadata = os.environ.get("PIPETRAIL_METADATA") or values["metadata"]
     artifacts = os.environ.get("PIPETRAIL_ARTIFACTS") or values["artifacts"]
     reference = os.environ.get("PIPETRAIL_PARITY_REFERENCE") or values["parity_reference"]
@@ -202,6 +202,7 @@ def init_project(folder: Path) -> Path:
     state = folder / STATE_DIR
     state.mkdir(exist_ok=True)
     (state / ".gitignore").write_text("*\n", encoding="utf-8")
+    load_config(root=folder)  # records the validation: later commands start without it
     return path
 
 

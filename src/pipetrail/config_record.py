@@ -15,7 +15,8 @@ and a BLAKE3 checksum of all of it. A record whose checksum, format or any of th
 differs is ignored and rebuilt, never trusted; one that cannot be read or written is
 no more than a miss. Writers write a temporary file and rename it over the record, so
 concurrent processes leave one whole record. The record is only written inside an
-existing ``.pipetrail`` folder: a read-only command creates no project state.
+existing ``.pipetrail`` folder, and created only by commands that write (``init``,
+``run``...): a read-only command replaces a stale record but creates no file.
 
 Without a file and without checked variables there is nothing to validate: the
 defaults apply and no record is kept. Within one process, results are also memoized.
@@ -72,7 +73,7 @@ def _canonical(value: Any) -> bytes:
 
 
 def validated_settings(
-    root: Path, path: Path, content: bytes | None, checked: Mapping[str, str]
+    root: Path, path: Path, content: bytes | None, checked: Mapping[str, str], *, create: bool
 ) -> dict[str, Any]:
     """The validated values of ``pipetrail.toml`` and the checked variables.
 
@@ -81,6 +82,8 @@ def validated_settings(
         path: the file (for messages).
         content: the file's bytes, ``None`` without a file.
         checked: the set checked ``PIPETRAIL_*`` variables.
+        create: whether a missing record may be created (read-only commands only
+            replace an existing one: they create no file).
 
     Returns:
         The values :func:`pipetrail.config_model.validate_settings` returns, from the
@@ -107,7 +110,7 @@ def validated_settings(
     values = _read(record, key) if schema is not None else None
     if values is None:
         values = _validate(path, content, checked)
-        if schema is not None:
+        if schema is not None and (create or record.is_file()):
             _write(root, record, key, values)
     _MEMO[memo_key] = values
     return values

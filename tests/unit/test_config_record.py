@@ -277,10 +277,12 @@ def _imports_pydantic(done: subprocess.CompletedProcess[str]) -> bool:
 
 
 def test_runs_on_an_unchanged_project_does_not_import_pydantic(tmp_path: Path) -> None:
-    root = _project(tmp_path)
+    root = tmp_path
+    assert _cli(root, "init").returncode == 0  # validates the new file, records it
+    (root / "pipetrail.toml").write_text(TOML)
     first = _cli(root, "runs", "--json")
     assert first.returncode == 0, first.stderr
-    assert _imports_pydantic(first)  # the first look validates
+    assert _imports_pydantic(first)  # the file changed: validated, the record replaced
     again = _cli(root, "runs", "--json")
     assert again.returncode == 0, again.stderr
     assert again.stdout.strip() == "[]"
@@ -294,3 +296,11 @@ def test_runs_on_an_unchanged_project_does_not_import_pydantic(tmp_path: Path) -
         f"error: {root / 'pipetrail.toml'}: 'pipetrail.parity' must be one of 'off', 'warn', "
         "'strict', got 'sometimes'; fix the file"
     ]
+
+
+def test_a_read_only_command_creates_no_record(tmp_path: Path) -> None:
+    root = _project(tmp_path)
+    done = _cli(root, "runs", "--json")
+    assert done.returncode == 0, done.stderr
+    assert _imports_pydantic(done)
+    assert sorted(p.name for p in (root / ".pipetrail").iterdir()) == []
