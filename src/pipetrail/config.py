@@ -6,15 +6,14 @@ defaults apply (``.pipetrail/ledger.db`` and ``.pipetrail/objects``), created on
 write. Read-only commands ask for an existing project (``must_exist=True``): outside one
 they stop with a :class:`~pipetrail.errors.ProjectError` and create nothing. Environment
 variables override the file: ``PIPETRAIL_METADATA``, ``PIPETRAIL_ARTIFACTS``,
-``PIPETRAIL_STORE`` (an ``s3://`` artifact store, settings in ``[store.s3]``),
 ``PIPETRAIL_SEED``, ``PIPETRAIL_PARITY`` and ``PIPETRAIL_PARITY_REFERENCE``.
-Cheap to import: stdlib only.
+Cheap to import: stdlib only; pydantic validates the file only when it changed
+(:mod:`pipetrail.config_record`, ADR 0022).
 """
 
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -24,9 +23,10 @@ from pipetrail.errors import ProjectError
 __all__ = [
     "CONFIG_FILE",
     "DEFAULT_GC_GRACE",
+    "DEFAULT_REPRODUCE",
+    "ENV_CHECKED",
     "STATE_DIR",
     "ProjectConfig",
-    "duration_seconds",
     "find_root",
     "init_project",
     "load_config",
@@ -36,14 +36,19 @@ __all__ = [
 CONFIG_FILE = "pipetrail.toml"
 STATE_DIR = ".pipetrail"
 
-_KNOWN = {
-    "metadata", "artifacts", "store", "seed", "executor", "parity", "parity_reference",
-    "gc_grace",
-}  # fmt: skip
 # Garbage collection spares objects stored less than this long ago (docs/gc.md).
 DEFAULT_GC_GRACE = 3600.0
 _DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_PARITY_MODES = ("off", "warn", "strict")
+
+#: The environment overrides whose values are validated (the others are free-form text).
+ENV_CHECKED = ("PIPETRAIL_SEED", "PIPETRAIL_PARITY")
+
+#: ``[reproduce]`` when the file has none: identical artifacts, exact metrics.
+DEFAULT_REPRODUCE: dict[str, Any] = {
+    "require_identical_artifacts": True,
+    "tolerance": {"abs": 0.0, "rel": 0.0},
+    "tolerances": {},
+}
 
 DEFAULT_TOML = """\
 # pipetrail project settings. Environment variables PIPETRAIL_METADATA,
@@ -62,8 +67,6 @@ executor = "inline"
 # and record the differences) or "strict" (refuse to run). See docs/environment.md.
 # parity = "warn"
 # parity_reference = "RUN_ID"
-# `pipetrail gc` leaves objects stored less than this long ago alone (90, 30m, 1h, 2d).
-# gc_grace = "1h"
 """
 
 
@@ -80,6 +83,11 @@ class ProjectConfig:
         has_file: whether a ``pipetrail.toml`` was found.
         parity: environment parity mode before a run: ``off``, ``warn`` or ``strict``.
         parity_reference: the run whose environment parity compares with.
+        reproduce: the validated ``[reproduce]`` table: ``require_identical_artifacts``,
+            ``tolerance`` and ``tolerances`` (``{"abs": float, "rel": float}`` each); see
+            :meth:`pipetrail.verify.settings.ReproduceSettings.from_config`.
+        store_url: the S3 store (``store = "s3://..."`` or ``PIPETRAIL_STORE``), if any.
+        store_s3: its ``[store.s3]`` settings (endpoint, region, credentials, cache_size).
         gc_grace: seconds; garbage collection spares objects stored more recently.
     """
 
@@ -91,9 +99,9 @@ class ProjectConfig:
     has_file: bool
     parity: str = "off"
     parity_reference: str | None = None
-    # The S3 store (`store = "s3://..."` or PIPETRAIL_STORE) and its [store.s3] table.
+    reproduce: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_REPRODUCE), hash=False)
     store_url: str | None = None
-    store_s3: dict[str, Any] = field(default_factory=dict)
+    store_s3: dict[str, Any] = field(default_factory=dict, hash=False)
     gc_grace: float = DEFAULT_GC_GRACE
 
     @property
@@ -141,6 +149,11 @@ def load_config(
 ) -> ProjectConfig:
     """Find the project and read its settings.
 
+    The file and the checked environment variables are validated by
+    :mod:`pipetrail.config_model` (pydantic) only when they, or pipetrail, changed since
+    the last successful validation; otherwise the recorded result is used (see
+    :mod:`pipetrail.config_record`).
+
     Args:
         start: the folder to search from (default: the working directory).
         root: the project folder, when known (no search).
@@ -149,91 +162,61 @@ def load_config(
             create a ledger or a store where there is none).
 
     Raises:
-        ProjectError: if ``pipetrail.toml`` is malformed, naming the file, key and fix;
-            with ``must_exist``, if no project was found.
+        ProjectError: if ``pipetrail.toml`` or a ``PIPETRAIL_*`` variable is malformed,
+            naming the file or variable, the key and what was expected; with
+            ``must_exist``, if no project was found.
     """
     found = root.resolve() if root is not None else find_root(start)
     if found is None and must_exist:
         _require_project((start or Path.cwd()).resolve())
     project_root = found or (start or Path.cwd()).resolve()
-    data: dict[str, Any] = {}
-    store_s3: dict[str, Any] = {}
     path = project_root / CONFIG_FILE
     has_file = path.is_file()
-    if has_file:
-        try:
-            parsed = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ProjectError(f"{path} is not valid TOML: {exc}; fix the file") from None
-        section = parsed.get("pipetrail", {})
-        if not isinstance(section, dict):
-            raise ProjectError(f"{path}: [pipetrail] must be a table")
-        unknown = sorted(set(section) - _KNOWN)
-        if unknown:
-            raise ProjectError(
-                f"{path}: unknown key(s) {', '.join(unknown)} in [pipetrail]; known keys are "
-                f"{', '.join(sorted(_KNOWN))}"
-            )
-        data = section
-        store_s3 = _store_s3_table(parsed, path)
-    metadata = os.environ.get("PIPETRAIL_METADATA") or data.get("metadata")
-    artifacts = os.environ.get("PIPETRAIL_ARTIFACTS") or data.get("artifacts")
-    seed_value: Any = os.environ.get("PIPETRAIL_SEED") or data.get("seed", 0)
-    for key, value in (("metadata", metadata), ("artifacts", artifacts)):
-        if value is not None and not isinstance(value, str):
-            raise ProjectError(f"{path}: '{key}' must be a string, got {value!r}")
-    origin = "PIPETRAIL_SEED" if os.environ.get("PIPETRAIL_SEED") else f"{path}: 'seed'"
     try:
-        # int() would truncate 1.5 (and turn true into 1): only whole numbers are seeds.
-        if isinstance(seed_value, bool | float):
-            raise TypeError(seed_value)
-        seed = int(seed_value)
-    except (TypeError, ValueError):
+        content = path.read_bytes() if has_file else None
+    except OSError as exc:
+        raise ProjectError(f"cannot read {path}: {exc.strerror or exc}") from None
+    checked = {name: value for name in ENV_CHECKED if (value := os.environ.get(name))}
+    from pipetrail.config_record import validated_settings
+
+    values = validated_settings(project_root, path, content, checked, create=not must_exist)
+    metadata = os.environ.get("PIPETRAIL_METADATA") or values["metadata"]
+    artifacts = os.environ.get("PIPETRAIL_ARTIFACTS") or values["artifacts"]
+    reference = os.environ.get("PIPETRAIL_PARITY_REFERENCE") or values["parity_reference"]
+    store_url = os.environ.get("PIPETRAIL_STORE") or values["store"]
+    if store_url is not None and not store_url.startswith("s3://"):
         raise ProjectError(
-            f"{origin} must be a whole number from 0 to 4294967295, got {seed_value!r}"
-        ) from None
-    if not 0 <= seed <= 2**32 - 1:
-        raise ProjectError(f"{origin} must be between 0 and 4294967295, got {seed}")
-    executor = data.get("executor", "inline")
-    if executor != "inline":
-        raise ProjectError(
-            f'{path}: executor {executor!r} is not available in this version; use "inline"'
+            f"PIPETRAIL_STORE must be an s3://BUCKET[/PREFIX] URL, got {store_url!r}; a local "
+            "folder store is set with 'artifacts'"
         )
-    parity = os.environ.get("PIPETRAIL_PARITY") or data.get("parity", "off")
-    if parity not in _PARITY_MODES:
-        raise ProjectError(
-            f"{path}: 'parity' (or PIPETRAIL_PARITY) must be one of "
-            f"{', '.join(map(repr, _PARITY_MODES))}, got {parity!r}"
-        )
-    parity_reference = os.environ.get("PIPETRAIL_PARITY_REFERENCE") or data.get("parity_reference")
-    if parity_reference is not None and not isinstance(parity_reference, str):
-        raise ProjectError(f"{path}: 'parity_reference' must be a run id, got {parity_reference!r}")
-    store_url = os.environ.get("PIPETRAIL_STORE") or data.get("store")
-    if store_url is not None and (
-        not isinstance(store_url, str) or not store_url.startswith("s3://")
-    ):
-        raise ProjectError(
-            f"{path}: 'store' (or PIPETRAIL_STORE) must be an s3://BUCKET[/PREFIX] URL, got "
-            f"{store_url!r}; a local folder store is set with 'artifacts'"
-        )
-    gc_grace = _gc_grace(data.get("gc_grace"), path)
-    metadata_url = _resolve_sqlite(metadata or f"sqlite:///{STATE_DIR}/ledger.db", project_root)
+    store_s3 = dict(values["store_s3"])
+    if values["store_s3_secret"]:  # never kept in the validation record: read when needed
+        store_s3["secret_access_key"] = _s3_secret(path)
     artifacts_dir = Path(artifacts) if artifacts else Path(STATE_DIR) / "objects"
     if not artifacts_dir.is_absolute():
         artifacts_dir = project_root / artifacts_dir
     return ProjectConfig(
         root=project_root,
-        metadata_url=metadata_url,
+        metadata_url=_resolve_sqlite(metadata or f"sqlite:///{STATE_DIR}/ledger.db", project_root),
         artifacts=artifacts_dir,
-        seed=seed,
-        executor=str(executor),
+        seed=values["seed"],
+        executor=values["executor"],
         has_file=has_file,
-        parity=str(parity),
-        parity_reference=parity_reference or None,
+        parity=values["parity"],
+        parity_reference=reference or None,
+        reproduce=values["reproduce"],
         store_url=store_url or None,
         store_s3=store_s3,
-        gc_grace=gc_grace,
+        gc_grace=values["gc_grace"],
     )
+
+
+def _s3_secret(path: Path) -> str:
+    """``[store.s3] secret_access_key`` of the (already validated) file."""
+    import tomllib
+
+    table = tomllib.loads(path.read_text(encoding="utf-8"))["store"]["s3"]
+    return str(table["secret_access_key"])
 
 
 def duration_seconds(text: str) -> float | None:
@@ -245,26 +228,6 @@ def duration_seconds(text: str) -> float | None:
     except ValueError:
         return None
     return seconds if 0 <= seconds < float("inf") else None
-
-
-def _gc_grace(value: Any, path: Path) -> float:
-    if value is None:
-        return DEFAULT_GC_GRACE
-    seconds = None if isinstance(value, bool) else duration_seconds(str(value))
-    if seconds is None:
-        raise ProjectError(
-            f"{path}: 'gc_grace' must be a duration such as 90, 30m, 1h or 2d, got {value!r}"
-        )
-    return seconds
-
-
-def _store_s3_table(parsed: dict[str, Any], path: Path) -> dict[str, Any]:
-    """The ``[store.s3]`` table (endpoint, region, credentials, read cache size), raw."""
-    store = parsed.get("store", {})
-    table = store.get("s3", {}) if isinstance(store, dict) else None
-    if not isinstance(table, dict):
-        raise ProjectError(f"{path}: [store.s3] must be a table")
-    return dict(table)
 
 
 def init_project(folder: Path, *, metadata: str | None = None, store: str | None = None) -> Path:
@@ -301,6 +264,7 @@ def init_project(folder: Path, *, metadata: str | None = None, store: str | None
     state = folder / STATE_DIR
     state.mkdir(exist_ok=True)
     (state / ".gitignore").write_text("*\n", encoding="utf-8")
+    load_config(root=folder)  # records the validation: later commands start without it
     return path
 
 

@@ -72,7 +72,7 @@ def test_bad_deletions_and_collections_are_refused_with_one_message(sample: Path
     (sample / "pipetrail.toml").write_text('[pipetrail]\ngc_grace = "a while"\n')
     result = cli(sample, "gc", "--dry-run")
     assert result.returncode == 2
-    assert "'gc_grace' must be a duration" in result.stderr
+    assert "'pipetrail.gc_grace' must be a duration" in result.stderr
 
 
 def test_gc_while_a_run_writes_refuses_and_a_running_run_cannot_be_deleted(

@@ -8,11 +8,13 @@ and ``--send`` posts to a small HTTP receiver on 127.0.0.1.
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
 import re
 import socket
 import subprocess
+import sys
 import threading
 import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -500,6 +502,10 @@ class _Receiver:
     def __init__(self) -> None:
         self.requests: list[tuple[str, dict[str, str], bytes]] = []
         self.status = 201
+        self.failures: list[int] = []  # statuses answered first, one per request
+
+    def answer(self) -> int:
+        return self.failures.pop(0) if self.failures else self.status
 
 
 @pytest.fixture
@@ -510,9 +516,10 @@ def collector() -> Iterator[tuple[str, _Receiver]]:
         def do_POST(self) -> None:
             body = self.rfile.read(int(self.headers["Content-Length"]))
             receiver.requests.append((self.path, dict(self.headers), body))
-            self.send_response(receiver.status)
+            status = receiver.answer()
+            self.send_response(status)
             self.end_headers()
-            if receiver.status >= 400:
+            if status >= 400:
                 self.wfile.write(b"invalid event")
 
         def log_message(self, format: str, *args: Any) -> None:
@@ -567,7 +574,62 @@ def test_a_collector_error_names_the_url_and_the_status(
     assert f"collector at {url}/api/v1/lineage refused the START event" in result.stderr
     assert "HTTP 500" in result.stderr
     assert "invalid event" in result.stderr
-    assert len(receiver.requests) == 1  # stops at the first refusal
+    assert "(sent 4 times)" in result.stderr  # tried again 3 times (--retries)
+    # Stops at the first refusal: every request carried the first event.
+    assert len({body for _, _, body in receiver.requests}) == 1
+    assert len(receiver.requests) == 4
+
+
+def test_a_collector_failing_twice_then_taking_the_event_gets_it(
+    run_people: Callable[..., str], project: Project, collector: tuple[str, _Receiver]
+) -> None:
+    url, receiver = collector
+    receiver.failures = [503, 502]
+    run_id = run_people()
+    sent = send_openlineage(project, run_id, url, backoff=0.01)
+    events = _events(project, run_id)
+    assert sent == len(events)
+    bodies = [json.loads(body) for _, _, body in receiver.requests]
+    assert bodies == [events[0], events[0], *events]
+
+
+def test_without_retries_the_first_failure_is_final(
+    run_people: Callable[..., str], collector: tuple[str, _Receiver], in_project: Path
+) -> None:
+    url, receiver = collector
+    receiver.failures = [503]
+    run_people()
+    result = _cli(["latest", "--format", "openlineage", "--send", url, "--retries", "0"])
+    assert result.exit_code == 2
+    assert "HTTP 503 Service Unavailable: invalid event" in result.stderr
+    assert len(receiver.requests) == 1
+
+
+def test_send_with_headers_and_gzip(
+    run_people: Callable[..., str], project: Project, collector: tuple[str, _Receiver]
+) -> None:
+    url, receiver = collector
+    run_id = run_people()
+    send_openlineage(project, run_id, url, headers={"X-Team": "ml"}, gzip=True)
+    _, headers, body = receiver.requests[0]
+    assert (headers["X-Team"], headers["Content-Encoding"]) == ("ml", "gzip")
+    assert json.loads(gzip.decompress(body)) == _events(project, run_id)[0]
+    assert headers["User-Agent"].startswith("pipetrail/")
+    result = _cli(["latest", "--format", "openlineage", "--send", url, "--header", "X-Team"])
+    assert result.exit_code == 2
+    assert "expected 'NAME: VALUE'" in result.output
+
+
+def test_send_without_the_openlineage_client_says_how_to_install_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setitem(sys.modules, "openlineage.client.transport.http", None)
+    with pytest.raises(CollectorError) as caught:
+        OpenLineageHttpEmitter("http://127.0.0.1:9")
+    assert str(caught.value) == (
+        "sending OpenLineage events needs the openlineage-python package: "
+        "pip install 'pipetrail[openlineage]'"
+    )
 
 
 def test_an_unreachable_collector_names_the_url(

@@ -113,9 +113,17 @@ def test_check_refuses_a_baseline_of_another_pipeline_or_a_failed_run(
 @pytest.mark.parametrize(
     ("toml", "env", "message"),
     [
-        ("seed = 1.5", None, r"pipetrail\.toml: 'seed' must be a whole number .* got 1\.5"),
-        ("seed = true", None, r"'seed' must be a whole number .* got True"),
-        ("seed = 3", "-5", r"^PIPETRAIL_SEED must be between 0 and 4294967295, got -5"),
+        (
+            "seed = 1.5",
+            None,
+            r"pipetrail\.toml: 'pipetrail\.seed' must be a whole number .* got 1\.5",
+        ),
+        ("seed = true", None, r"'pipetrail\.seed' must be a whole number .* got True"),
+        (
+            "seed = 3",
+            "-5",
+            r"^PIPETRAIL_SEED must be a whole number from 0 to 4294967295, got '-5'",
+        ),
         ("seed = 3", "1.5", r"^PIPETRAIL_SEED must be a whole number .* got '1\.5'"),
     ],
 )

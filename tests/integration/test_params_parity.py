@@ -250,7 +250,10 @@ def test_parity_needs_a_reference_and_a_known_mode(
     with pytest.raises(ProjectError, match="no reference run is set"):
         run_pipeline(training, {}, project, RunOptions(parity="warn"))
     (project_root / "pipetrail.toml").write_text('[pipetrail]\nparity = "sometimes"\n')
-    with pytest.raises(ProjectError, match=r"'parity' .* must be one of"):
+    with pytest.raises(
+        ProjectError,
+        match=r"'pipetrail\.parity' must be one of 'off', 'warn', 'strict', got 'sometimes'",
+    ):
         Project.at(project_root)
 
 

@@ -214,7 +214,11 @@ def test_settings_come_from_pipetrail_toml(project_root: Path) -> None:
     [
         ("[reproduce]\nfoo = 1\n", "unknown key"),
         ("[reproduce]\ntolerance = -1\n", "finite number >= 0"),
-        ("[reproduce]\ntolerance = { absolute = 1 }\n", "expected a number"),
+        (
+            "[reproduce]\ntolerance = { absolute = 1 }\n",
+            r"unknown key 'reproduce\.tolerance\.absolute'",
+        ),
+        ("[reproduce]\ntolerance = true\n", r"must be a number or \{abs = \.\.\., rel = \.\.\.\}"),
         ("[reproduce]\nrequire_identical_artifacts = 1\n", "true or false"),
     ],
 )

@@ -56,5 +56,5 @@ def test_gc_grace_is_a_duration(tmp_path: Path, written: str | None, seconds: fl
 @pytest.mark.parametrize("written", ['"soon"', '"-1h"', "true", '"inf"'])
 def test_a_bad_gc_grace_is_refused_naming_the_key(tmp_path: Path, written: str) -> None:
     (tmp_path / "pipetrail.toml").write_text(f"[pipetrail]\ngc_grace = {written}\n")
-    with pytest.raises(ProjectError, match="'gc_grace' must be a duration"):
+    with pytest.raises(ProjectError, match=r"'pipetrail\.gc_grace' must be a duration"):
         load_config(root=tmp_path)

@@ -54,13 +54,36 @@ _FORMATS = ("openlineage", "prov", "intoto")
     "--timeout",
     default=10.0,
     show_default=True,
-    help="Seconds each event's request may take in all, connecting included (--send).",
+    help="Seconds each event may take in all, connecting and retries included (--send).",
 )
 @click.option(
     "--sign",
     is_flag=True,
     help="intoto: write a DSSE envelope signed with your key (PIPETRAIL_USER).",
 )
+@click.option(
+    "--retries",
+    type=click.IntRange(0, 100),
+    default=3,
+    show_default=True,
+    help="Tries again after no connection, a broken answer or HTTP 500/502/503/504 (--send).",
+)
+@click.option(
+    "--retry-backoff",
+    type=click.FloatRange(0, None),
+    default=0.3,
+    show_default=True,
+    metavar="SECONDS",
+    help="Backoff factor between retries: 0, then 2x, 4x... this (--send).",
+)
+@click.option(
+    "--header",
+    "headers",
+    multiple=True,
+    metavar="'NAME: VALUE'",
+    help="An extra HTTP header for --send (repeatable).",
+)
+@click.option("--gzip", is_flag=True, help="Compress the events sent (--send).")
 def export(
     run_ref: str,
     format_name: str,
@@ -70,6 +93,10 @@ def export(
     api_key: str | None,
     timeout: float,
     sign: bool,
+    retries: int,
+    retry_backoff: float,
+    headers: tuple[str, ...],
+    gzip: bool,
 ) -> None:
     """Export RUN (id, prefix or 'latest') as OpenLineage, W3C PROV or in-toto/SLSA."""
     from pipetrail.config import redact_url
@@ -84,7 +111,15 @@ def export(
         raise click.UsageError("--send works with --format openlineage only")
     emitter = None
     if send_url is not None:
-        emitter = OpenLineageHttpEmitter(send_url, api_key=api_key, timeout=timeout)
+        emitter = OpenLineageHttpEmitter(
+            send_url,
+            api_key=api_key,
+            timeout=timeout,
+            retries=retries,
+            backoff=retry_backoff,
+            headers=_headers(headers),
+            gzip=gzip,
+        )
     if sign and format_name != "intoto":
         raise click.UsageError("--sign works with --format intoto only")
     project = Project.discover(must_exist=True)
@@ -103,5 +138,18 @@ def export(
     elif emitter is None:
         click.echo(text, nl=False)
     if emitter is not None and isinstance(document, list):
-        sent = emitter.emit_all(document)
+        with emitter:
+            sent = emitter.emit_all(document)
         click.echo(f"sent {sent} OpenLineage events to {redact_url(emitter.endpoint)}", err=True)
+
+
+def _headers(values: tuple[str, ...]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for text in values:
+        name, colon, value = text.partition(":")
+        if not colon or not name.strip() or name != name.strip() or " " in name:
+            raise click.BadParameter(
+                f"expected 'NAME: VALUE' (e.g. 'X-Team: ml'), got {text!r}", param_hint="--header"
+            )
+        found[name] = value.strip()
+    return found

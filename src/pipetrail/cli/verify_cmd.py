@@ -26,6 +26,7 @@ from pipetrail.cli.exits import EXIT_NOT_REPRODUCED, EXIT_RUN_FAILED
 from pipetrail.cli.interruptible import interruptible
 
 if TYPE_CHECKING:
+    from pipetrail.config import ProjectConfig
     from pipetrail.verify.settings import ReproduceSettings, Tolerance
 
 __all__ = ["check", "reproduce"]
@@ -46,10 +47,12 @@ def _tolerances(values: tuple[str, ...]) -> dict[str, Tolerance]:
     return found
 
 
-def _settings(root: Path, tolerance: tuple[str, ...], allow_diff: bool) -> ReproduceSettings:
+def _settings(
+    config: ProjectConfig, tolerance: tuple[str, ...], allow_diff: bool
+) -> ReproduceSettings:
     from pipetrail.verify.settings import ReproduceSettings
 
-    return ReproduceSettings.from_project(root).with_overrides(
+    return ReproduceSettings.from_config(config).with_overrides(
         _tolerances(tolerance), require_identical_artifacts=False if allow_diff else None
     )
 
@@ -131,7 +134,7 @@ def reproduce(
 
     definition, path = load_pipeline(target) if target else (None, None)
     project = Project.discover()
-    settings = _settings(project.root, tolerance, allow_diff)
+    settings = _settings(project.config, tolerance, allow_diff)
     observer = make_observer(enabled=not quiet and not as_json)
     redirect = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()
     try:
@@ -231,7 +234,7 @@ def check(
                 seed=seed,
                 seeds=seeds,
                 baseline=baseline,
-                settings=_settings(project.root, tolerance, allow_diff),
+                settings=_settings(project.config, tolerance, allow_diff),
                 source_file=str(path),
                 argv=["pipetrail", *sys.argv[1:]],
                 observer=observer,

@@ -155,7 +155,7 @@ def run_check(
             f"pipetrail check: seeds= is how many extra run seeds to try, a whole number "
             f"from 0 to {_MAX_SEEDS}; got {seeds!r}"
         )
-    settings = settings or ReproduceSettings.from_project(project.root)
+    settings = settings or ReproduceSettings.from_config(project.config)
     baseline_id = _baseline_run(project, baseline, definition.name) if baseline else None
     run_seed = validate_seed(project.config.seed if seed is None else seed)
     report = CheckReport(

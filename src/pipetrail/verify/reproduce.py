@@ -192,7 +192,7 @@ def reproduce_run(
             run_id=run_id,
         )
     if settings is None:
-        settings = ReproduceSettings.from_project(project.root)
+        settings = ReproduceSettings.from_config(project.config)
     original = load_run_facts(project, run_id)
     tmp_root = project.config.state_dir / "tmp"
     tmp_root.mkdir(parents=True, exist_ok=True)

@@ -16,23 +16,22 @@ Read from the ``[reproduce]`` table of ``pipetrail.toml``::
     "train.*" = { rel = 1e-6 }
 
 ``pipetrail reproduce --tolerance NAME=VALUE`` and ``pipetrail check`` accept the same
-settings from the command line; they override the file.
+settings from the command line; they override the file. The table is validated with the
+rest of the file by :mod:`pipetrail.config_model`, once per load of the configuration.
 """
 
 from __future__ import annotations
 
 import fnmatch
 import math
-import tomllib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
-
-from pipetrail.config import CONFIG_FILE
-from pipetrail.errors import ProjectError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
     from pathlib import Path
+
+    from pipetrail.config import ProjectConfig
 
 __all__ = ["ReproduceSettings", "Tolerance", "parse_tolerance"]
 
@@ -106,58 +105,27 @@ class ReproduceSettings:
         }
 
     @classmethod
+    def from_config(cls, config: ProjectConfig) -> ReproduceSettings:
+        """The settings of ``[reproduce]`` as :func:`~pipetrail.config.load_config` validated it."""
+        table = config.reproduce
+        return cls(
+            Tolerance(**table["tolerance"]),
+            {name: Tolerance(**tol) for name, tol in table["tolerances"].items()},
+            table["require_identical_artifacts"],
+        )
+
+    @classmethod
     def from_project(cls, root: Path) -> ReproduceSettings:
         """Read ``[reproduce]`` from the project's ``pipetrail.toml`` (defaults if absent).
 
+        Prefer :meth:`from_config` with the configuration already loaded.
+
         Raises:
-            ProjectError: the table is malformed; the message names the key and the fix.
+            ProjectError: the file is malformed; the message names the key and the fix.
         """
-        path = root / CONFIG_FILE
-        if not path.is_file():
-            return cls()
-        try:
-            data = tomllib.loads(path.read_text(encoding="utf-8"))
-        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-            raise ProjectError(f"{path} is not valid TOML: {exc}; fix the file") from None
-        table = data.get("reproduce", {})
-        where = f"{path} [reproduce]"
-        if not isinstance(table, dict):
-            raise ProjectError(f"{where} must be a table")
-        unknown = sorted(set(table) - {"tolerance", "tolerances", "require_identical_artifacts"})
-        if unknown:
-            raise ProjectError(
-                f"{where}: unknown key(s) {', '.join(unknown)}; known keys are tolerance, "
-                "tolerances, require_identical_artifacts"
-            )
-        identical = table.get("require_identical_artifacts", True)
-        if not isinstance(identical, bool):
-            raise ProjectError(f"{where}: require_identical_artifacts must be true or false")
-        default = _tolerance(table.get("tolerance", 0.0), f"{where} tolerance")
-        per_metric = table.get("tolerances", {})
-        if not isinstance(per_metric, dict):
-            raise ProjectError(f"{where}: tolerances must be a table of NAME = tolerance")
-        metrics = {
-            str(name): _tolerance(value, f"{where} tolerances.{name}")
-            for name, value in per_metric.items()
-        }
-        return cls(default, metrics, identical)
+        from pipetrail.config import load_config
 
-
-def _tolerance(value: Any, where: str) -> Tolerance:
-    if isinstance(value, bool):
-        raise ProjectError(f"{where}: expected a number or {{abs = ..., rel = ...}}, got {value}")
-    if isinstance(value, int | float):
-        value = {"abs": value}
-    if not isinstance(value, dict) or not set(value) <= {"abs", "rel"}:
-        raise ProjectError(f"{where}: expected a number or {{abs = ..., rel = ...}}, got {value!r}")
-    parts: dict[str, float] = {}
-    for key, item in value.items():
-        if isinstance(item, bool) or not isinstance(item, int | float):
-            raise ProjectError(f"{where}: {key} must be a number, got {item!r}")
-        if not math.isfinite(item) or item < 0:
-            raise ProjectError(f"{where}: {key} must be a finite number >= 0, got {item!r}")
-        parts[key] = float(item)
-    return Tolerance(**parts)
+        return cls.from_config(load_config(root=root))
 
 
 def parse_tolerance(text: str) -> tuple[str, Tolerance]:

@@ -162,3 +162,60 @@ def test_a_huge_error_answer_is_read_only_in_part(serve: Callable[..., RawServer
 def test_the_timeout_must_be_a_positive_number_of_seconds(timeout: float) -> None:
     with pytest.raises(CollectorError, match="positive number of seconds"):
         OpenLineageHttpEmitter("http://127.0.0.1:9", timeout=timeout)
+
+
+def _workers_left(seconds: float) -> list[threading.Thread]:
+    """The sending threads still alive after up to ``seconds``."""
+    stop = time.monotonic() + seconds
+    while True:
+        alive = [t for t in threading.enumerate() if t.name == "pipetrail-openlineage"]
+        if not alive or time.monotonic() > stop:
+            return alive
+        time.sleep(0.05)
+
+
+def test_a_long_retry_after_does_not_outlast_the_deadline(
+    serve: Callable[..., RawServer],
+) -> None:
+    def busy(server: RawServer, conn: socket.socket) -> None:
+        server.send(conn, b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 3600\r\n")
+        server.send(conn, b"Content-Length: 4\r\n\r\nbusy")
+
+    server = serve(busy)
+    started = time.monotonic()
+    with pytest.raises(CollectorError) as caught:
+        OpenLineageHttpEmitter(server.url, timeout=1.0).emit(EVENT)
+    assert time.monotonic() - started < 3.0
+    assert str(caught.value) == (
+        f"the OpenLineage collector at {server.url}/api/v1/lineage refused the START event "
+        "of job 'train'; no better answer came within 1 s: HTTP 503 Service Unavailable"
+    )
+    assert _workers_left(2.0) == []  # the backoff sleep ended with the deadline
+
+
+def test_a_trickling_collector_leaves_no_sending_thread_behind(
+    serve: Callable[..., RawServer],
+) -> None:
+    server = serve(_trickle(8.0, b"HTTP/1.1 201 Created\r\nX-Slow: ", b"\r\n\r\n"))
+    with pytest.raises(CollectorError, match="within 1 s"):
+        OpenLineageHttpEmitter(server.url, timeout=1.0, retries=0).emit(EVENT)
+    assert _workers_left(2.0) == []  # its socket was shut down at the deadline
+
+
+def test_a_refused_connection_is_one_line_after_the_retries() -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(CollectorError) as caught:
+        OpenLineageHttpEmitter(f"http://127.0.0.1:{port}", retries=2, backoff=0.01).emit(EVENT)
+    assert str(caught.value) == (
+        f"cannot send the START event of job 'train' to the OpenLineage collector at "
+        f"http://127.0.0.1:{port}/api/v1/lineage: [Errno 111] Connection refused; check the "
+        "URL and that the collector is running"
+    )
+
+
+@pytest.mark.parametrize(("retries", "backoff"), [(-1, 0.3), (101, 0.3), (True, 0.3), (1, -1.0)])
+def test_retry_settings_are_checked(retries: int, backoff: float) -> None:
+    with pytest.raises(CollectorError, match=r"retries must be|backoff must be"):
+        OpenLineageHttpEmitter("http://127.0.0.1:9", retries=retries, backoff=backoff)

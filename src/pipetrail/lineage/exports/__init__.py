@@ -138,13 +138,18 @@ def send_openlineage(
     api_key: str | None = None,
     timeout: float = 10.0,
     namespace: str | None = None,
+    **options: Any,
 ) -> int:
     """Send a finished run's OpenLineage events to a collector; return how many were sent.
+
+    ``options`` go to :class:`OpenLineageHttpEmitter` (``retries``, ``backoff``,
+    ``headers``, ``gzip``).
 
     Raises:
         CollectorError: the collector is unreachable or refused an event.
         RunNotFinishedError: the run is still running (nothing is sent).
     """
-    emitter = OpenLineageHttpEmitter(url, api_key=api_key, timeout=timeout)
+    emitter = OpenLineageHttpEmitter(url, api_key=api_key, timeout=timeout, **options)
     snap = collect_run(project_or_reader, run_ref, namespace=namespace)
-    return emitter.emit_all(openlineage_events(snap))
+    with emitter:
+        return emitter.emit_all(openlineage_events(snap))

@@ -1,161 +1,60 @@
 """Sending OpenLineage events to a collector (Marquez or any OpenLineage HTTP endpoint).
 
-One ``POST <url>/api/v1/lineage`` per event with the event as its JSON body, through the
-standard library only (no client dependency; proxies from the environment apply). Each
-request has a deadline, ``timeout`` seconds for the whole of it, from connecting to the
-end of the answer's headers: every socket operation may only use the time left, so a
-collector that trickles bytes cannot hold the command. Of an answer, only the status and
-headers are read, and at most :data:`MAX_ERROR_DETAIL` bytes of an error's body.
+One ``POST <url>/api/v1/lineage`` per event, through the reference client's
+``HttpTransport`` (package ``openlineage-python``, extra ``pipetrail[openlineage]``,
+imported on first use): it serializes the event, adds the bearer token
+(``ApiKeyTokenProvider``), custom headers and gzip compression, and retries through
+urllib3 (connection failures, read failures and the answers 500, 502, 503, 504, with
+exponential backoff and ``Retry-After``; ``retries`` and ``backoff`` here).
+
+Two guarantees the library does not give are kept around it, here:
+
+- **A deadline for the whole request**, retries included: ``timeout`` seconds from the
+  first connection attempt to the end of the final answer's headers. The library passes
+  ``timeout`` to requests, which bounds each socket operation, not their sum (a collector
+  trickling bytes would hold the command for ever). So each event is sent from a worker
+  thread that the caller waits for at most ``timeout``; at the deadline the caller gets
+  a :class:`CollectorError` and every socket the request opened is shut down, and the
+  backoff sleep is cut short, so the worker ends at once.
+- **A bounded read of the answer**: the session streams, so of a final answer only the
+  status and headers are read, and at most :data:`MAX_ERROR_DETAIL` bytes of an error's
+  body; an answer that is retried is closed unread (urllib3 would otherwise read all of
+  it before retrying).
 
 Every failure, whether the collector is unreachable, misses the deadline or answers with
-an HTTP error, becomes a :class:`CollectorError` naming the endpoint and the event that
-was refused; events before it were delivered. Thread-safety: an emitter holds no
-connection, so threads may share one.
+an HTTP error, becomes a one-line :class:`CollectorError` naming the endpoint and the
+event that was refused; events before it were delivered. An emitter sends one event at a
+time (its connection is reused from one event to the next).
 """
 
 from __future__ import annotations
 
-import functools
-import http.client
-import io
-import json
-import time
-import urllib.error
-import urllib.request
+import math
+import threading
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 from pipetrail.config import redact_url
+from pipetrail.core.version import VERSION
 from pipetrail.errors import PipetrailError
 
 if TYPE_CHECKING:
-    import socket
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Mapping
 
 __all__ = ["MAX_ERROR_DETAIL", "CollectorError", "OpenLineageHttpEmitter"]
 
 LINEAGE_ENDPOINT = "api/v1/lineage"
 #: The most bytes of an error answer's body read (and shown in the message).
 MAX_ERROR_DETAIL = 300
+#: Retries of an event after its first attempt, by default.
+DEFAULT_RETRIES = 3
+#: Backoff factor between retries, in seconds (urllib3: 0, then 2 x factor, 4 x ...).
+DEFAULT_BACKOFF = 0.3
+_INSTALL = "pip install 'pipetrail[openlineage]'"
 
 
 class CollectorError(PipetrailError):
     """An OpenLineage collector could not be reached or refused an event."""
-
-
-class _DeadlineExceededError(TimeoutError):
-    """The request's deadline passed."""
-
-
-class _Deadline:
-    """A moment by which a request must be over."""
-
-    def __init__(self, seconds: float) -> None:
-        self.seconds = seconds
-        self.at = time.monotonic() + seconds
-
-    def remaining(self) -> float:
-        left = self.at - time.monotonic()
-        if left <= 0:
-            raise _DeadlineExceededError(f"no answer within {self.seconds:g} s")
-        return left
-
-
-class _DeadlineSocket:
-    """A connected socket whose every operation may only use the time left.
-
-    Like a socket, it stays open while a file made by :meth:`makefile` is (urllib closes
-    the connection's socket before the answer is read).
-    """
-
-    def __init__(self, sock: socket.socket, deadline: _Deadline) -> None:
-        self._sock = sock
-        self._deadline = deadline
-        self._files = 0
-        self._closing = False
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._sock, name)  # fileno, setsockopt, ...
-
-    def sendall(self, data: Any, flags: int = 0) -> None:
-        # Since Python 3.5 a timeout bounds the whole of sendall, not each chunk.
-        self._sock.settimeout(self._deadline.remaining())
-        self._sock.sendall(data, flags)
-
-    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
-        self._sock.settimeout(self._deadline.remaining())
-        return self._sock.recv_into(buffer, nbytes, flags)
-
-    def makefile(self, mode: str = "r", *args: Any, **kwargs: Any) -> io.BufferedReader:
-        # http.client reads the answer through makefile("rb"); route it through recv_into.
-        if mode != "rb":
-            raise ValueError(f"unsupported mode {mode!r}")
-        self._files += 1
-        return io.BufferedReader(_SocketReader(self))
-
-    def file_closed(self) -> None:
-        self._files -= 1
-        if self._closing and self._files == 0:
-            self._sock.close()
-
-    def close(self) -> None:
-        self._closing = True
-        if self._files == 0:
-            self._sock.close()
-
-
-class _SocketReader(io.RawIOBase):
-    def __init__(self, sock: _DeadlineSocket) -> None:
-        self._sock: _DeadlineSocket | None = sock
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        if self._sock is None:
-            raise ValueError("read from a closed answer")
-        return self._sock.recv_into(buffer)
-
-    def close(self) -> None:
-        if self._sock is not None:
-            self._sock.file_closed()
-            self._sock = None
-        super().close()
-
-
-class _DeadlineConnection(http.client.HTTPConnection):
-    def __init__(self, *args: Any, deadline: _Deadline, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._deadline = deadline
-
-    def connect(self) -> None:
-        self.timeout = self._deadline.remaining()
-        super().connect()
-        self.sock = _DeadlineSocket(self.sock, self._deadline)
-
-
-class _DeadlineHttpsConnection(_DeadlineConnection, http.client.HTTPSConnection):
-    pass
-
-
-class _DeadlineHttpHandler(urllib.request.HTTPHandler):
-    def __init__(self, deadline: _Deadline) -> None:
-        super().__init__()
-        self._deadline = deadline
-
-    def http_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-        connection = functools.partial(_DeadlineConnection, deadline=self._deadline)
-        return self.do_open(connection, req)
-
-
-class _DeadlineHttpsHandler(urllib.request.HTTPSHandler):
-    def __init__(self, deadline: _Deadline) -> None:
-        super().__init__()
-        self._deadline = deadline
-
-    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-        connection = functools.partial(_DeadlineHttpsConnection, deadline=self._deadline)
-        return self.do_open(connection, req, context=self._context)  # type: ignore[attr-defined]
 
 
 class OpenLineageHttpEmitter:
@@ -164,30 +63,62 @@ class OpenLineageHttpEmitter:
     Args:
         url: the collector's base URL (``http://localhost:5000`` for Marquez).
         api_key: sent as ``Authorization: Bearer <api_key>`` when given.
-        timeout: seconds each request may take in all, from connecting to the end of
-            the answer's headers.
+        timeout: seconds each event may take in all, retries included, from the first
+            connection attempt to the end of the final answer's headers.
+        retries: how many times an event is tried again after a failure the collector
+            may recover from (no connection, a broken answer, HTTP 500/502/503/504).
+        backoff: the backoff factor between retries, in seconds.
+        headers: extra HTTP headers sent with every event.
+        gzip: compress the events (``Content-Encoding: gzip``).
 
     Raises:
-        CollectorError: the URL is not ``http(s)://host...``, or ``timeout`` is not a
-            positive number of seconds.
+        CollectorError: the URL is not ``http(s)://host...``, a setting is out of range,
+            or openlineage-python is not installed (the message says how to install it).
     """
 
-    def __init__(self, url: str, *, api_key: str | None = None, timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        api_key: str | None = None,
+        timeout: float = 10.0,
+        retries: int = DEFAULT_RETRIES,
+        backoff: float = DEFAULT_BACKOFF,
+        headers: Mapping[str, str] | None = None,
+        gzip: bool = False,
+    ) -> None:
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.netloc:
             raise CollectorError(
                 f"OpenLineage collector URL {redact_url(url)!r} must look like "
                 "http://host:port (the events go to <url>/api/v1/lineage)"
             )
-        if not timeout > 0 or timeout == float("inf"):
+        if not timeout > 0 or math.isinf(timeout):
             raise CollectorError(
                 f"the timeout for sending to an OpenLineage collector must be a positive "
                 f"number of seconds, got {timeout!r}"
             )
+        if isinstance(retries, bool) or not isinstance(retries, int) or not 0 <= retries <= 100:
+            raise CollectorError(f"retries must be a whole number from 0 to 100, got {retries!r}")
+        if not 0 <= backoff < math.inf:
+            raise CollectorError(
+                f"the retry backoff must be a number of seconds >= 0, got {backoff!r}"
+            )
+        try:
+            import openlineage.client.transport.http  # noqa: F401 - fails early when missing
+        except ImportError:
+            raise CollectorError(
+                f"sending OpenLineage events needs the openlineage-python package: {_INSTALL}"
+            ) from None
         self.url = url.rstrip("/")
         self.endpoint = f"{self.url}/{LINEAGE_ENDPOINT}"
         self.api_key = api_key
         self.timeout = timeout
+        self.retries = retries
+        self.backoff = backoff
+        self.headers = dict(headers or {})
+        self.gzip = gzip
+        self._transport: Any = None
 
     def emit(self, event: dict[str, Any]) -> None:
         """Send one event.
@@ -196,43 +127,38 @@ class OpenLineageHttpEmitter:
             CollectorError: the collector is unreachable, did not answer before the
                 deadline, or answered with an error.
         """
-        body = json.dumps(event, sort_keys=True).encode("utf-8")
-        headers = {"Content-Type": "application/json", "User-Agent": "pipetrail"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        request = urllib.request.Request(self.endpoint, data=body, headers=headers, method="POST")  # noqa: S310 - the scheme is checked to be http(s) in __init__
+        from pipetrail.lineage.exports import _http
+
+        if self._transport is None:
+            self._transport = _http.make_transport(self)
+        request = _http.Request(self._transport, event)
+        worker = threading.Thread(target=request.run, name="pipetrail-openlineage", daemon=True)
+        worker.start()
+        done = request.done.wait(self.timeout)
+        if not done:
+            request.abort()
+            self._transport = None  # abandoned mid-request: never reused
         where = redact_url(self.endpoint)
         what = f"{event.get('eventType')} event of job {event.get('job', {}).get('name')!r}"
-        deadline = _Deadline(self.timeout)
-        opener = urllib.request.build_opener(
-            _DeadlineHttpHandler(deadline), _DeadlineHttpsHandler(deadline)
-        )
-        try:
-            # The status says the event was taken; the body is not needed, so not read.
-            with opener.open(request, timeout=deadline.remaining()):
-                pass
-        except urllib.error.HTTPError as exc:
-            try:
-                detail = _error_detail(exc)
-            finally:
-                exc.close()  # the error holds the response's socket
+        if request.status is not None and request.status >= 400:
+            tries = f" (sent {request.attempts} times)" if request.attempts > 1 else ""
+            late = f"; no better answer came within {self.timeout:g} s" if not done else ""
+            detail = f": {request.detail}" if request.detail else ""
             raise CollectorError(
-                f"the OpenLineage collector at {where} refused the {what}: HTTP {exc.code} "
-                f"{exc.reason}{': ' + detail if detail else ''}"
-            ) from None
-        except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            # Every socket operation times out when the deadline does.
-            if isinstance(reason, TimeoutError):
-                raise CollectorError(
-                    f"the OpenLineage collector at {where} did not take the {what} within "
-                    f"{self.timeout:g} s (the deadline for the whole request, --timeout); "
-                    "check that the collector is healthy, or allow more time"
-                ) from None
+                f"the OpenLineage collector at {where} refused the {what}{tries}{late}: HTTP "
+                f"{request.status} {request.reason}{detail}"
+            )
+        if not done:
             raise CollectorError(
-                f"cannot send the {what} to the OpenLineage collector at {where}: {reason}; "
-                "check the URL and that the collector is running"
-            ) from None
+                f"the OpenLineage collector at {where} did not take the {what} within "
+                f"{self.timeout:g} s (the deadline for the whole request, --timeout); "
+                "check that the collector is healthy, or allow more time"
+            )
+        if request.error is not None:
+            raise CollectorError(
+                f"cannot send the {what} to the OpenLineage collector at {where}: "
+                f"{request.error}; check the URL and that the collector is running"
+            )
 
     def emit_all(self, events: Iterable[dict[str, Any]]) -> int:
         """Send events in order, stopping at the first failure; return how many were sent.
@@ -246,11 +172,19 @@ class OpenLineageHttpEmitter:
             sent += 1
         return sent
 
+    def close(self) -> None:
+        """Close the connection kept for the next event."""
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
 
-def _error_detail(exc: urllib.error.HTTPError) -> str:
-    """At most :data:`MAX_ERROR_DETAIL` bytes of an error answer, as one line of text."""
-    try:
-        data = exc.read(MAX_ERROR_DETAIL)
-    except (OSError, http.client.HTTPException):
-        return ""  # the deadline passed, or the collector hung up: the status says enough
-    return " ".join(data.decode("utf-8", "replace").split())
+    def __enter__(self) -> OpenLineageHttpEmitter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def user_agent(self) -> str:
+        """The ``User-Agent`` header sent."""
+        return f"pipetrail/{VERSION}"

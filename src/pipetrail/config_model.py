@@ -1,0 +1,267 @@
+"""The schema of ``pipetrail.toml`` and of the ``PIPETRAIL_*`` overrides, as pydantic models.
+
+:func:`validate_settings` parses the file, validates every table pipetrail reads
+(``[pipetrail]`` and ``[reproduce]``) and the environment variables that need checking
+(``PIPETRAIL_SEED``, ``PIPETRAIL_PARITY``), and returns plain, normalized values. The
+first problem found becomes one line naming the file (or the variable), the key path,
+what was expected and the value found.
+
+Importing pydantic and building these models costs tens of milliseconds, so
+:mod:`pipetrail.config` imports this module only when the file, those variables or
+pipetrail changed since the last successful validation (see ADR 0022); any change to
+this module's source also invalidates the recorded result.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from pipetrail.errors import ProjectError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from pathlib import Path
+
+__all__ = ["ENV_VALIDATED", "validate_settings"]
+
+#: The environment overrides whose values are checked (the others are free-form text).
+ENV_VALIDATED = ("PIPETRAIL_SEED", "PIPETRAIL_PARITY")
+
+_MAX_SEED = 2**32 - 1
+_SEED = f"a whole number from 0 to {_MAX_SEED}"
+_PARITY = "one of 'off', 'warn', 'strict'"
+_TOLERANCE = "a number or {abs = ..., rel = ...}"
+_NON_NEGATIVE = "a finite number >= 0"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class _Tolerance(_Strict):
+    abs: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    rel: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+
+
+def _number_is_absolute(value: Any) -> Any:
+    """A bare number is an absolute tolerance (``1e-9`` means ``{abs = 1e-9}``)."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return {"abs": value}
+    return value
+
+
+_ToleranceSpec = Annotated[_Tolerance, BeforeValidator(_number_is_absolute)]
+
+
+def _duration(value: Any) -> Any:
+    """``90``, ``"30m"``, ``"1h"``, ``"2d"`` as seconds; anything else is left to fail."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | float):
+        return float(value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        units = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+        unit = units.get(text[-1:], 0.0) if text else 0.0
+        try:
+            return float(text[:-1] if unit else text) * (unit or 1.0)
+        except ValueError:
+            return value
+    return value
+
+
+_Duration = Annotated[float, BeforeValidator(_duration), Field(ge=0, allow_inf_nan=False)]
+
+
+def _s3_url(value: Any) -> Any:
+    if isinstance(value, str) and not value.startswith("s3://"):
+        raise ValueError("not an s3:// URL")
+    return value
+
+
+class _PipetrailTable(_Strict):
+    metadata: str | None = None
+    artifacts: str | None = None
+    store: Annotated[str | None, BeforeValidator(_s3_url)] = None
+    seed: int = Field(default=0, ge=0, le=_MAX_SEED)
+    executor: Literal["inline"] = "inline"
+    parity: Literal["off", "warn", "strict"] = "off"
+    parity_reference: str | None = None
+    gc_grace: _Duration = 3600.0
+
+
+class _S3Table(_Strict):
+    endpoint: str | None = None
+    region: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    cache_size: int | str | None = None
+
+
+class _StoreTable(_Strict):
+    s3: _S3Table = _S3Table()
+
+
+class _ReproduceTable(_Strict):
+    require_identical_artifacts: bool = True
+    tolerance: _ToleranceSpec = _Tolerance()
+    tolerances: dict[str, _ToleranceSpec] = Field(default_factory=dict)
+
+
+class _ConfigFile(BaseModel):
+    # Tables pipetrail does not read are left to whoever reads them.
+    model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
+
+    pipetrail: _PipetrailTable = _PipetrailTable()
+    reproduce: _ReproduceTable = _ReproduceTable()
+    store: _StoreTable = _StoreTable()
+
+
+class _Environment(BaseModel):
+    # Environment values are text: "7" is the seed 7 (lax mode), "1.5" is refused.
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    PIPETRAIL_SEED: int | None = Field(default=None, ge=0, le=_MAX_SEED)
+    PIPETRAIL_PARITY: Literal["off", "warn", "strict"] | None = None
+
+
+# What each key holds, for the messages; "*" stands for any metric name.
+_EXPECTED: dict[tuple[str, ...], str] = {
+    ("pipetrail",): "a table ([pipetrail])",
+    ("pipetrail", "metadata"): 'a SQLAlchemy URL in quotes (e.g. "sqlite:///.pipetrail/ledger.db")',
+    ("pipetrail", "artifacts"): "a folder path in quotes",
+    ("pipetrail", "seed"): _SEED,
+    ("pipetrail", "executor"): '"inline" (the only executor in this version)',
+    ("pipetrail", "parity"): _PARITY,
+    ("pipetrail", "parity_reference"): "a run id in quotes",
+    ("pipetrail", "store"): 'an S3 store URL in quotes ("s3://BUCKET/PREFIX")',
+    ("pipetrail", "gc_grace"): 'a duration such as 90, "30m", "1h" or "2d"',
+    ("store",): "a table ([store])",
+    ("store", "s3"): "a table ([store.s3])",
+    ("store", "s3", "endpoint"): 'a URL in quotes (e.g. "http://127.0.0.1:8333")',
+    ("store", "s3", "region"): "a region name in quotes",
+    ("store", "s3", "access_key_id"): "text in quotes",
+    ("store", "s3", "secret_access_key"): "text in quotes",
+    ("store", "s3", "cache_size"): 'a size such as "2GiB" or a number of bytes',
+    ("reproduce",): "a table ([reproduce])",
+    ("reproduce", "require_identical_artifacts"): "true or false",
+    ("reproduce", "tolerance"): _TOLERANCE,
+    ("reproduce", "tolerance", "abs"): _NON_NEGATIVE,
+    ("reproduce", "tolerance", "rel"): _NON_NEGATIVE,
+    ("reproduce", "tolerances"): "a table of NAME = tolerance",
+    ("reproduce", "tolerances", "*"): _TOLERANCE,
+    ("reproduce", "tolerances", "*", "abs"): _NON_NEGATIVE,
+    ("reproduce", "tolerances", "*", "rel"): _NON_NEGATIVE,
+    ("PIPETRAIL_SEED",): _SEED,
+    ("PIPETRAIL_PARITY",): _PARITY,
+}
+
+_KNOWN_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {
+    ("pipetrail",): tuple(_PipetrailTable.model_fields),
+    ("reproduce",): tuple(_ReproduceTable.model_fields),
+    ("store",): tuple(_StoreTable.model_fields),
+    ("store", "s3"): tuple(_S3Table.model_fields),
+    ("reproduce", "tolerance"): tuple(_Tolerance.model_fields),
+    ("reproduce", "tolerances", "*"): tuple(_Tolerance.model_fields),
+}
+
+
+def _pattern(loc: tuple[str, ...]) -> tuple[str, ...]:
+    """The location with the metric name of ``[reproduce.tolerances]`` made ``*``."""
+    if loc[:2] == ("reproduce", "tolerances") and len(loc) > 2:
+        return (*loc[:2], "*", *loc[3:])
+    return loc
+
+
+def _key_path(loc: tuple[str, ...]) -> str:
+    """A TOML dotted key: ``reproduce.tolerances."evaluate.auc".abs``."""
+    return ".".join(part if part.replace("_", "").isalnum() else f'"{part}"' for part in loc)
+
+
+def _describe(error: Mapping[str, Any], where: str, *, env: bool) -> str:
+    """One line for one pydantic error: where, which key, what was expected, what was found."""
+    loc = tuple(str(part) for part in error["loc"])
+    found = error["input"]
+    if error["type"] == "extra_forbidden":
+        known = _KNOWN_KEYS.get(_pattern(loc[:-1]), ())
+        return (
+            f"{where}: unknown key '{_key_path(loc)}'; the known keys of "
+            f"[{_key_path(loc[:-1])}] are {', '.join(known)}"
+        )
+    expected = _EXPECTED.get(_pattern(loc)) or str(error["msg"]).lower()
+    if env:
+        return f"{loc[0]} must be {expected}, got {found!r}"
+    return f"{where}: '{_key_path(loc)}' must be {expected}, got {found!r}"
+
+
+def _refuse(exc: ValidationError, where: str, *, env: bool) -> ProjectError:
+    return ProjectError(
+        _describe(exc.errors()[0], where, env=env) + ("" if env else "; fix the file")
+    )
+
+
+def validate_settings(path: Path, text: str | None, environ: Mapping[str, str]) -> dict[str, Any]:
+    """Validate ``pipetrail.toml`` (``text``, ``None`` when absent) and the overrides.
+
+    Args:
+        path: the file, for messages.
+        text: its content, or ``None`` when the project has no file.
+        environ: the checked ``PIPETRAIL_*`` variables that are set (non-empty).
+
+    Returns:
+        Plain values: ``metadata``, ``artifacts`` and ``parity_reference`` as written in
+        the file (``None`` when not), ``seed`` and ``parity`` with the environment laid
+        over the file, ``executor``, ``reproduce`` (``require_identical_artifacts``,
+        ``tolerance`` and ``tolerances`` of ``{"abs": float, "rel": float}``), ``store``
+        (an ``s3://`` URL or ``None``), ``gc_grace`` (seconds), ``store_s3`` (the
+        ``[store.s3]`` settings but the secret) and ``store_s3_secret`` (whether the
+        file holds one: it is read from the file when the store is opened, never kept).
+
+    Raises:
+        ProjectError: the file is not TOML or a value is wrong; one line naming the file
+            or variable, the key, what was expected and what was found.
+    """
+    data: dict[str, Any] = {}
+    if text is not None:
+        try:
+            data = tomllib.loads(text)
+        except tomllib.TOMLDecodeError as exc:
+            raise ProjectError(f"{path} is not valid TOML: {exc}; fix the file") from None
+    try:
+        config = _ConfigFile.model_validate(data)
+    except ValidationError as exc:
+        raise _refuse(exc, str(path), env=False) from None
+    try:
+        overrides = _Environment.model_validate(dict(environ))
+    except ValidationError as exc:
+        raise _refuse(exc, str(path), env=True) from None
+    table = config.pipetrail
+    reproduce = config.reproduce
+    s3 = config.store.s3
+    return {
+        "store": table.store,
+        "gc_grace": table.gc_grace,
+        # The secret is never recorded: only whether the file holds one.
+        "store_s3": {
+            key: value
+            for key, value in s3.model_dump().items()
+            if value is not None and key != "secret_access_key"
+        },
+        "store_s3_secret": s3.secret_access_key is not None,
+        "metadata": table.metadata,
+        "artifacts": table.artifacts,
+        "seed": table.seed if overrides.PIPETRAIL_SEED is None else overrides.PIPETRAIL_SEED,
+        "executor": table.executor,
+        "parity": overrides.PIPETRAIL_PARITY or table.parity,
+        "parity_reference": table.parity_reference,
+        "reproduce": {
+            "require_identical_artifacts": reproduce.require_identical_artifacts,
+            "tolerance": reproduce.tolerance.model_dump(),
+            "tolerances": {
+                name: tol.model_dump() for name, tol in sorted(reproduce.tolerances.items())
+            },
+        },
+    }
