@@ -53,6 +53,11 @@ def _project(*, must_exist: bool = False) -> Any:
 # `pipetrail run` does not pay for them): name -> (module, attribute, short help). The
 # short help is what `pipetrail --help` lists; a test keeps it equal to the command's own.
 LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "approve": (
+        "pipetrail.cli.promote_cmd",
+        "approve",
+        "Approve promotion request REQ, signing its content with your...",
+    ),
     "check": (
         "pipetrail.cli.verify_cmd",
         "check",
@@ -63,6 +68,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "pipetrail.cli.contracts_cmd",
         "contracts",
         "List every contract check of RUN (id, prefix or 'latest')...",
+    ),
+    "decision": (
+        "pipetrail.cli.promote_cmd",
+        "decision",
+        "Signed notes of decisions (data splits, sharing, experiment...",
     ),
     "diff": ("pipetrail.cli.diff_cmd", "diff", "Show what differs between two runs."),
     "env": ("pipetrail.cli.env_cmd", "env", "Compare and export the environments runs recorded."),
@@ -96,10 +106,35 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "logs",
         "Print the captured stdout, stderr and logging output of...",
     ),
+    "model": (
+        "pipetrail.cli.model_cmd",
+        "model",
+        "The model registry: versions bound to artifacts, aliases, the...",
+    ),
+    "promote": (
+        "pipetrail.cli.promote_cmd",
+        "promote",
+        "Request that alias --to of model NAME point at VERSION (checks...",
+    ),
+    "reject": (
+        "pipetrail.cli.promote_cmd",
+        "reject",
+        "Reject promotion request REQ (it is then closed).",
+    ),
+    "rollback": (
+        "pipetrail.cli.promote_cmd",
+        "rollback",
+        "Move --alias of model NAME back to the version it pointed at...",
+    ),
     "reproduce": (
         "pipetrail.cli.verify_cmd",
         "reproduce",
         "Execute RUN again, without the cache, and compare everything...",
+    ),
+    "user": (
+        "pipetrail.cli.user_cmd",
+        "user",
+        "Users, their keys and roles (recorded as signed ledger events).",
     ),
 }
 
@@ -161,6 +196,17 @@ def init(folder: Path | None) -> None:
 
     path = init_project((folder or Path.cwd()).resolve())
     click.echo(f"Initialized pipetrail project: {path}")
+    from pipetrail.execution.project import Project
+    from pipetrail.governance.service import Governance
+
+    project = Project.at(path.parent)
+    try:
+        public = Governance(project).bootstrap()
+        click.echo(f"You are its first admin (key {public.key_id})")
+    except PipetrailError as exc:  # the project is made; the admin can be added later
+        click.echo(f"warning: no admin recorded ({exc}); run `pipetrail user init`", err=True)
+    finally:
+        project.close()
 
 
 @cli.command()
@@ -400,12 +446,18 @@ def audit() -> None:
 def audit_verify(as_json: bool) -> None:
     """Re-hash the ledger and compare the derived tables with the events (exit 3 if not)."""
     from pipetrail.execution.integrity import verify_ledger
+    from pipetrail.governance.verify import verify_governance
 
     project = _project(must_exist=True)
     try:
         report = verify_ledger(project)
+        if report["first_bad_seq"] is None:
+            report["governance"] = governance = verify_governance(project.ledger)
+            report["ok"] = report["ok"] and governance["ok"]
     finally:
         project.close()
+    for problem in report.get("governance", {}).get("problems", []):
+        click.echo(f"signature check FAILED: {problem['message']}", err=True)
     if as_json:
         emit_json(report)
     elif report["first_bad_seq"] is not None:
@@ -423,11 +475,15 @@ def audit_verify(as_json: bool) -> None:
             "verified events; rebuild them from the events with `pipetrail audit rebuild`",
             err=True,
         )
-    else:
+    elif report["ok"]:
         click.echo(
             f"ledger intact: {report['checked']} events verified, "
             f"{report['derived_rows']} derived rows match them"
         )
+        if report["governance"]["signatures"]:
+            click.echo(
+                f"governance intact: {report['governance']['signatures']} signatures verified"
+            )
     if not report["ok"]:
         sys.exit(EXIT_INTEGRITY)
 
