@@ -90,9 +90,16 @@ def _print_history(rows: list[dict[str, Any]]) -> None:
 
 
 def _history_line(row: dict[str, Any]) -> str:
-    event, by, ts = row["event"], row["by"], row["ts"]
     sig = "" if row["signature"] == "verified" else f"  [{row['signature']}]"
-    head = f"{ts}  #{row['seq']}  {by}: "
+    head = f"{row['ts']}  #{row['seq']}  {row['by']}: "
+    try:
+        return head + _history_text(row) + sig
+    except (KeyError, TypeError):  # an event that did not verify may lack any field
+        return head + row["event"] + sig
+
+
+def _history_text(row: dict[str, Any]) -> str:
+    event = row["event"]
     if event == "model.registered":
         text = f"registered version {row['version']} ({row['digest']})"
     elif event == "promotion.requested":
@@ -121,7 +128,7 @@ def _history_line(row: dict[str, Any]) -> str:
         text = f"decision ({row['kind']}): {row['text']}"
     else:
         text = event
-    return head + text + sig
+    return text
 
 
 @model.command("history")

@@ -230,17 +230,25 @@ class GovernanceState:
         except (PipetrailError, ValueError, KeyError, TypeError) as exc:
             reason = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
             self.problems.append(Problem(event.seq, event.kind, reason))
+            shown = _payload(event)
             self.entries.append(
-                Entry(event.seq, event.ts, event.kind, _by(event), {}, f"NOT VERIFIED: {reason}")
+                Entry(
+                    event.seq,
+                    event.ts,
+                    event.kind,
+                    str(shown.get("by", "?")),
+                    shown,
+                    f"NOT VERIFIED: {reason}",
+                )
             )
 
 
-def _by(event: Event) -> str:
+def _payload(event: Event) -> dict[str, Any]:
     try:
         payload = json.loads(event.payload_text)
     except ValueError:
-        return "?"
-    return str(payload.get("by", "?")) if isinstance(payload, dict) else "?"
+        return {}
+    return payload if isinstance(payload, dict) else {}
 
 
 def load_state(db: Driver) -> GovernanceState:

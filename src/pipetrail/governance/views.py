@@ -192,6 +192,6 @@ def model_history(state: GovernanceState, model: str) -> list[dict[str, Any]]:
                 out.append(row)
         elif p.get("model") == model or (p.get("about") or {}).get("model") == model:
             out.append(_entry(entry))
-        elif not entry.payload and entry.status != "verified":
-            out.append(_entry(entry))  # an event that did not verify: shown to everyone
+        elif entry.status != "verified" and not p.get("model"):
+            out.append(_entry(entry))  # an unreadable event that did not verify: shown
     return out
