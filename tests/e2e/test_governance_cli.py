@@ -81,7 +81,8 @@ def test_register_promote_approve_roll_back_and_audit(tmp_path: Path) -> None:
         "bob": ["approver"],
     }
     denied = cli(root, "bob", "user", "grant", "bob", "admin")
-    assert denied.returncode == 7 and "needs the role admin" in denied.stderr
+    assert denied.returncode == 7
+    assert "needs the role admin" in denied.stderr
 
     runs = []
     for auc in ("0.9", "0.97", "0.98"):
@@ -92,7 +93,8 @@ def test_register_promote_approve_roll_back_and_audit(tmp_path: Path) -> None:
     low = cli(root, "alice", "promote", "churn:1", "--to", "production", "--rationale", "x",
               "--risk", "low")  # fmt: skip
     assert low.returncode == 7
-    assert "metric:roc_auc (value: 0.9)" in low.stderr and "nothing was recorded" in low.stderr
+    assert "metric:roc_auc (value: 0.9)" in low.stderr
+    assert "nothing was recorded" in low.stderr
 
     def promote(version: int) -> str:
         data = as_json(
@@ -104,22 +106,21 @@ def test_register_promote_approve_roll_back_and_audit(tmp_path: Path) -> None:
 
     first = promote(2)
     own = cli(root, "alice", "approve", first, "--comment", "mine")
-    assert own.returncode == 7 and "separation of duties" in own.stderr
+    assert own.returncode == 7
+    assert "separation of duties" in own.stderr
     assert "now points at version 2" in ok(cli(root, "bob", "approve", first, "--comment", "ok"))
     again = cli(root, "bob", "approve", first)
-    assert again.returncode == 7 and "takes no approval" in again.stderr
+    assert again.returncode == 7
+    assert "takes no approval" in again.stderr
     second = promote(3)
     ok(cli(root, "bob", "approve", second, "--comment", "ok"))
-    assert as_json(cli(root, "alice", "model", "list", "--json"))[0]["aliases"] == {
-        "production": 3
-    }
+    assert as_json(cli(root, "alice", "model", "list", "--json"))[0]["aliases"] == {"production": 3}
 
     ok(cli(root, "bob", "rollback", "churn", "--alias", "production", "--reason", "latency"))
-    assert as_json(cli(root, "alice", "model", "list", "--json"))[0]["aliases"] == {
-        "production": 2
-    }
+    assert as_json(cli(root, "alice", "model", "list", "--json"))[0]["aliases"] == {"production": 2}
     none_left = cli(root, "bob", "rollback", "churn", "--alias", "production", "--reason", "x")
-    assert none_left.returncode == 7 and "no previous version" in none_left.stderr
+    assert none_left.returncode == 7
+    assert "no previous version" in none_left.stderr
     ok(cli(root, "alice", "decision", "add", "--about", "churn", "--kind", "split", "80/20"))
 
     history = as_json(cli(root, "bob", "model", "history", "churn", "--json"))
@@ -131,7 +132,8 @@ def test_register_promote_approve_roll_back_and_audit(tmp_path: Path) -> None:
     ]  # fmt: skip
     assert all(h["signature"] == "verified" for h in history)
     request = next(h for h in history if h["event"] == "promotion.requested")
-    assert request["rationale"] == "better recall" and request["risk"] == "medium"
+    assert request["rationale"] == "better recall"
+    assert request["risk"] == "medium"
     assert request["checks"][0]["value"] == 0.97
     text = ok(cli(root, "bob", "model", "history", "churn"))
     assert "rolled production back from 3 to 2: latency" in text
@@ -151,9 +153,11 @@ def test_register_promote_approve_roll_back_and_audit(tmp_path: Path) -> None:
     assert f"sequence {seq}" in tampered.stderr
     history_now = cli(root, "bob", "model", "history", "churn")
     assert history_now.returncode == 0, history_now.stderr  # still readable, marked
-    assert f"#{seq}" in history_now.stdout and "NOT VERIFIED" in history_now.stdout
+    assert f"#{seq}" in history_now.stdout
+    assert "NOT VERIFIED" in history_now.stdout
     blocked = cli(root, "bob", "rollback", "churn", "--alias", "production", "--reason", "x")
-    assert blocked.returncode == 3 and f"governance event {seq}" in blocked.stderr
+    assert blocked.returncode == 3
+    assert f"governance event {seq}" in blocked.stderr
 
     # ... and one who also re-hashes the chain after it is caught by the signature.
     _forge_signature(ledger, rehash=True)
@@ -178,8 +182,7 @@ def _forge_signature(path: Path, *, rehash: bool) -> int:
     if rehash:
         prev = db.execute("SELECT hash FROM events WHERE seq = ?", (seq - 1,)).fetchone()[0]
         rows = db.execute(
-            "SELECT seq, ts, actor, kind, run_id, payload FROM events WHERE seq >= ? "
-            "ORDER BY seq",
+            "SELECT seq, ts, actor, kind, run_id, payload FROM events WHERE seq >= ? ORDER BY seq",
             (seq,),
         ).fetchall()
         for n, ts, actor, kind, run_id, body in rows:
@@ -187,9 +190,7 @@ def _forge_signature(path: Path, *, rehash: bool) -> int:
                 seq=n, ts=ts, actor=actor, kind=kind, run_id=run_id, payload_text=body,
                 prev_hash=prev,
             )  # fmt: skip
-            db.execute(
-                "UPDATE events SET prev_hash = ?, hash = ? WHERE seq = ?", (prev, digest, n)
-            )
+            db.execute("UPDATE events SET prev_hash = ?, hash = ? WHERE seq = ?", (prev, digest, n))
             prev = digest
         db.execute("UPDATE ledger_head SET hash = ? WHERE id = 1", (prev,))
     db.commit()

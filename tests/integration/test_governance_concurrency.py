@@ -81,9 +81,7 @@ def test_concurrent_approvals_count_each_person_once_and_move_the_alias_once(
     go, out = ctx.Event(), ctx.Queue()
     who = ["bob", "bob", "carol", "dave"]
     procs = [
-        ctx.Process(
-            target=_approve, args=(str(project_root), str(homes / n), n, rid, go, out)
-        )
+        ctx.Process(target=_approve, args=(str(project_root), str(homes / n), n, rid, go, out))
         for n in who
     ]
     for proc in procs:

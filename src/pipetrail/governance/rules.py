@@ -323,9 +323,13 @@ def _voter(state: GovernanceState, p: dict[str, Any], signer: User | None, what:
             f"{', '.join(sorted(r.value for r in actor.roles))}"
         )
     if state.same_person(actor.name, request.by):
-        same = "" if actor.name == request.by else f" (a key of {actor.name} is one of theirs)"
+        who = (
+            "requested it"
+            if actor.name == request.by
+            else f"shares a key with {request.by}, who requested it"
+        )
         raise PermissionDeniedError(
-            f"{actor.name} requested {request_id} and may not give its {what}{same}: "
+            f"{actor.name} may not give the {what} of {request_id}: {actor.name} {who}, and "
             "separation of duties needs someone else"
         )
     for vote in (*request.approvals, *request.rejections):
