@@ -207,6 +207,27 @@ def init(folder: Path | None) -> None:
         click.echo(f"warning: no admin recorded ({exc}); run `pipetrail user init`", err=True)
     finally:
         project.close()
+    _rollback_journal(project.config.metadata_url)
+
+
+def _rollback_journal(url: str) -> None:
+    """Leave a new SQLite ledger in rollback-journal mode (the first writer makes it WAL).
+
+    Read-only commands then add no ``-wal``/``-shm`` files to a project nobody ran in.
+    """
+    import sqlite3
+
+    from pipetrail.ledger.open import sqlite_target
+
+    target = sqlite_target(url)
+    if target is None:
+        return
+    with contextlib.suppress(sqlite3.Error):
+        connection = sqlite3.connect(str(target[0]), timeout=5)
+        try:
+            connection.execute("PRAGMA journal_mode=DELETE")
+        finally:
+            connection.close()
 
 
 @cli.command()
