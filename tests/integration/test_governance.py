@@ -18,7 +18,7 @@ from pipetrail.errors import (
 )
 from pipetrail.execution.project import Project
 from pipetrail.execution.runner import RunOptions, run_pipeline
-from pipetrail.governance.keys import create_key, load_signer
+from pipetrail.governance.keys import create_key, load_signer, parse_public_key
 from pipetrail.governance.service import Governance
 from pipetrail.governance.verify import verify_governance
 from pipetrail.ledger.events import EventDraft, EventKind
@@ -348,3 +348,23 @@ def test_the_ledger_precondition_runs_under_the_write_lock(
     appended = ledger.append([draft], precondition=lambda db: [draft])
     assert [e.seq for e in appended] == [before + 1, before + 2]
     assert ledger.verify().ok  # governance kinds and the rest project as before
+
+
+def test_rotating_ones_own_key_keeps_the_old_one_and_signs_with_the_new(
+    team: tuple[Team, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t, runs = team
+    monkeypatch.setenv("PIPETRAIL_HOME", str(t.home / "rita"))
+    monkeypatch.setenv("PIPETRAIL_USER", "rita")
+    rita = Governance(t.project)
+    old = rita.signer.public_key
+    new = rita.rotate_key()
+    assert new != old
+    assert load_signer("rita", folder=t.home / "rita").public_key == new
+    assert (t.home / "rita" / "keys" / "rita.key.old-1").exists()
+    assert not list((t.home / "rita").glob(".rotate-*"))  # the staging folder is gone
+    Governance(t.project).register("churn", f"{runs[0]}:train")  # signs with the new key
+    users = t.as_("alice").state().users
+    assert [p.key for p in users["rita"].keys] == [parse_public_key(old.text), new]
+    with pytest.raises(IdentityError, match="for yourself only"):
+        rita.rotate_key("bob")

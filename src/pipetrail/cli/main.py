@@ -109,12 +109,12 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "model": (
         "pipetrail.cli.model_cmd",
         "model",
-        "The model registry: versions bound to artifacts, aliases, the...",
+        "The model registry: versions bound to artifacts, aliases,...",
     ),
     "promote": (
         "pipetrail.cli.promote_cmd",
         "promote",
-        "Request that alias --to of model NAME point at VERSION (checks...",
+        "Request that alias --to of model NAME point at VERSION...",
     ),
     "reject": (
         "pipetrail.cli.promote_cmd",

@@ -95,7 +95,7 @@ def _history_line(row: dict[str, Any]) -> str:
     try:
         return head + _history_text(row) + sig
     except (KeyError, TypeError):  # an event that did not verify may lack any field
-        return head + row["event"] + sig
+        return head + str(row["event"]) + sig
 
 
 def _history_text(row: dict[str, Any]) -> str:
