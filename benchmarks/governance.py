@@ -187,75 +187,33 @@ def _commands(quick: bool) -> list[Result]:
     def pt(env: dict[str, str], *args: str) -> tuple[float, str]:
         return run_timed([PIPETRAIL, *args], cwd=folder, env=env)
 
-    def request(env: dict[str, str] = a) -> str:
-        out = pt(
-            env,
-            "promote",
-            "churn:1",
-            "--to",
-            "production",
-            "--rationale",
-            "r",
-            "--risk",
-            "low",
-            "--json",
-        )[1]
-        return str(json.loads(out)["request_id"])
+    def request(version: int, alias: str = "production") -> tuple[float, str]:
+        seconds, out = pt(a, "promote", f"churn:{version}", "--to", alias, "--rationale", "r",
+                          "--risk", "low", "--json")  # fmt: skip
+        return seconds, str(json.loads(out)["request_id"])
 
-    runs = json.loads(pt(a, "runs", "-n", "1", "--json")[1])
-    source = f"{runs[0]['run_id']}:train"
+    first = json.loads(pt(a, "model", "show", "churn:1", "--json")[1])
+    source = f"{first['run_id']}:train"  # the real run (its output is in the store)
     times: dict[str, list[float]] = {}
 
     def timed(name: str, seconds: float) -> None:
         times.setdefault(name, []).append(seconds)
 
-    pt(a, "model", "list")  # warm the page cache and the bytecode
+    pt(b, "approve", request(1)[1])  # production -> 1: each round moves it and rolls back
     for i in range(reps):
+        version = 2 + i
         timed("user list", pt(a, "user", "list")[0])
         timed("model list", pt(a, "model", "list")[0])
         timed("model show", pt(a, "model", "show", "churn:1")[0])
         timed("model history", pt(a, "model", "history", "churn")[0])
         timed("model register", pt(a, "model", "register", "churn", "--from", source)[0])
-        start = time.perf_counter()
-        req = request()
-        timed("promote", time.perf_counter() - start)
+        seconds, req = request(version)
+        timed("promote", seconds)
         timed("approve", pt(b, "approve", req, "--comment", "ok")[0])
-        version = 2 + i
-        req2 = json.loads(
-            pt(
-                a,
-                "promote",
-                f"churn:{version}",
-                "--to",
-                "production",
-                "--rationale",
-                "r",
-                "--risk",
-                "low",
-                "--json",
-            )[1]
-        )["request_id"]
-        timed("reject", pt(b, "reject", req2, "--comment", "no")[0])
-        req3 = json.loads(
-            pt(
-                a,
-                "promote",
-                f"churn:{version}",
-                "--to",
-                "production",
-                "--rationale",
-                "r",
-                "--risk",
-                "low",
-                "--json",
-            )[1]
-        )["request_id"]
-        pt(b, "approve", req3)
         timed("rollback", pt(b, "rollback", "churn", "--alias", "production", "--reason", "x")[0])
-        timed(
-            "decision add",
-            pt(a, "decision", "add", "--about", "churn", "--kind", "split", "80/20")[0],
-        )
+        timed("reject", pt(b, "reject", request(version, "staging")[1], "--comment", "no")[0])
+        timed("decision add", pt(a, "decision", "add", "--about", "churn", "--kind", "split",
+                                 "80/20")[0])  # fmt: skip
         timed("user grant", pt(a, "user", "grant", "bob", "admin")[0])
         timed("user revoke", pt(a, "user", "revoke", "bob", "admin")[0])
     shutil.rmtree(folder, ignore_errors=True)

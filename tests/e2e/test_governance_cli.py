@@ -122,6 +122,13 @@ def test_register_promote_approve_roll_back_and_audit(tmp_path: Path) -> None:
     assert none_left.returncode == 7
     assert "no previous version" in none_left.stderr
     ok(cli(root, "alice", "decision", "add", "--about", "churn", "--kind", "split", "80/20"))
+    source = runs[1]["run_id"]
+    ok(cli(root, "alice", "decision", "add", "--about", source, "--kind", "scoping", "EU only"))
+    shown_run = as_json(cli(root, "bob", "show", source, "--json"))
+    assert [(d["kind"], d["text"], d["by"]) for d in shown_run["decisions"]] == [
+        ("scoping", "EU only", "alice")
+    ]
+    assert "decision (scoping) by alice" in ok(cli(root, "bob", "show", source))
 
     history = as_json(cli(root, "bob", "model", "history", "churn", "--json"))
     events = [(h["event"], h["by"]) for h in history]
@@ -140,7 +147,7 @@ def test_register_promote_approve_roll_back_and_audit(tmp_path: Path) -> None:
     shown = as_json(cli(root, "bob", "model", "show", "churn:2", "--json"))
     assert shown["aliases"] == ["production"]
     assert shown["source_run"]["metrics"] == {"train.roc_auc": 0.97}
-    assert shown["decisions"][0]["text"] == "80/20"
+    assert [d["text"] for d in shown["decisions"]] == ["80/20", "EU only"]
 
     audit = ok(cli(root, "bob", "audit", "verify"))
     assert "governance intact: " in audit

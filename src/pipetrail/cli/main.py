@@ -396,6 +396,8 @@ def show(run_ref: str, as_json: bool, logs: bool, git_diff: bool) -> None:
     """
     from pipetrail.config import load_config
     from pipetrail.execution.explain import run_summary
+    from pipetrail.governance.state import read_state
+    from pipetrail.governance.views import decisions_about
     from pipetrail.ledger import open_reader
 
     config = load_config(must_exist=True)
@@ -409,6 +411,7 @@ def show(run_ref: str, as_json: bool, logs: bool, git_diff: bool) -> None:
             captured = read_captured(
                 reader, config.artifacts, summary, logs=logs, git_diff=git_diff
             )
+        decisions = decisions_about(read_state(reader), run_id=summary["run_id"])
     finally:
         reader.close()
     errors: list[str] = []
@@ -419,11 +422,13 @@ def show(run_ref: str, as_json: bool, logs: bool, git_diff: bool) -> None:
         if "git_diff" in captured:
             summary["git_diff"] = captured["git_diff"].to_dict()
             errors += [captured["git_diff"].error] if captured["git_diff"].error else []
-        emit_json(summary)
+        emit_json({**summary, "decisions": decisions})
     else:
         from pipetrail.cli.render import print_run
 
         print_run(summary)
+        for d in decisions:
+            click.echo(f"decision ({d['kind']}) by {d['by']} at {d['ts']}: {d['text']}")
         if captured:
             from pipetrail.cli.captured import print_captured
 

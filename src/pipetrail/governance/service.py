@@ -89,10 +89,14 @@ class Governance:
 
     # -- reading ---------------------------------------------------------------------
     def state(self) -> GovernanceState:
-        """The governance state folded from the ledger (one consistent snapshot)."""
-        db = self.project.ledger.db
-        with db.snapshot():
-            return load_state(db)
+        """The governance state folded from the ledger (one consistent snapshot).
+
+        Reads through the project's reader: a read-only connection unless the ledger is
+        open already.
+        """
+        from pipetrail.governance.state import read_state
+
+        return read_state(self.project.reader())
 
     # -- the one way to write ----------------------------------------------------------
     def _act(self, build: Callable[[GovernanceState, Driver], list[EventDraft]]) -> list[Event]:

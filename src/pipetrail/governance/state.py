@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from pipetrail.governance.keys import PublicKey
     from pipetrail.governance.roles import Role
     from pipetrail.ledger.driver import Driver
+    from pipetrail.ledger.queries import Reader
 
 __all__ = [
     "GOVERNANCE_KINDS",
@@ -36,6 +37,7 @@ __all__ = [
     "Request",
     "User",
     "load_state",
+    "read_state",
 ]
 
 GOVERNANCE_KINDS: tuple[str, ...] = tuple(
@@ -262,4 +264,23 @@ def load_state(db: Driver) -> GovernanceState:
                 state.fold(Event(*row))
     finally:
         cursor.close()
+    return state
+
+
+def read_state(reader: Reader) -> GovernanceState:
+    """Fold the governance events through a read-only reader (one query: one snapshot)."""
+    state = GovernanceState()
+    for row in reader.fetch(_EVENTS_SQL):
+        state.fold(
+            Event(
+                row["seq"],
+                row["ts"],
+                row["actor"],
+                row["kind"],
+                row["run_id"],
+                row["payload"],
+                row["prev_hash"],
+                row["hash"],
+            )
+        )
     return state
