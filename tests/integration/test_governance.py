@@ -368,3 +368,35 @@ def test_rotating_ones_own_key_keeps_the_old_one_and_signs_with_the_new(
     assert [p.key for p in users["rita"].keys] == [parse_public_key(old.text), new]
     with pytest.raises(IdentityError, match="for yourself only"):
         rita.rotate_key("bob")
+
+
+def test_a_policy_can_make_a_rollback_a_request_that_needs_an_approval(
+    team: tuple[Team, list[str]], project_root: Path
+) -> None:
+    t, runs = team
+    _register_two(t, runs)
+    toml = project_root / "pipetrail.toml"
+    toml.write_text(toml.read_text() + '\n[promotion.staging]\nrollback = "request"\n')
+    for version in (1, 2):
+        rid = t.as_("rita").request_promotion(
+            "churn", version, "staging", rationale="r", risk="low"
+        )["request_id"]
+        t.as_("bob").approve(rid)
+    opened = t.as_("bob").rollback("churn", "staging", reason="latency regression")
+    assert opened["status"] == "open"
+    assert t.as_("bob").state().alias_version("churn", "staging") == 2  # not yet
+    with pytest.raises(PermissionDeniedError, match="bob requested it"):
+        t.as_("bob").approve(opened["request_id"])
+    done = t.as_("carol").approve(opened["request_id"], comment="agreed")
+    assert done["moved"]
+    state = t.as_("alice").state()
+    assert state.alias_version("churn", "staging") == 1
+    moved = state.entries[-1].payload
+    assert (moved["cause"], moved["reason"], moved["request_id"]) == (
+        "rollback",
+        "latency regression",
+        opened["request_id"],
+    )
+    with pytest.raises(GovernanceError, match="no previous version"):
+        t.as_("bob").rollback("churn", "staging", reason="again")
+    assert verify_governance(t.project.ledger)["ok"]

@@ -104,8 +104,9 @@ def _history_text(row: dict[str, Any]) -> str:
         text = f"registered version {row['version']} ({row['digest']})"
     elif event == "promotion.requested":
         checks = ", ".join(f"{c['name']}={c['value']!r}" for c in row.get("checks", []))
+        what = "a rollback" if row.get("rollback") else "a promotion"
         text = (
-            f"requested {row['request_id']}: version {row['version']} -> {row['alias']} "
+            f"requested {what}, {row['request_id']}: version {row['version']} -> {row['alias']} "
             f"(risk {row['risk']}: {row.get('risk_notes') or '-'}); rationale: "
             f"{row['rationale']}; checks: {checks or 'none'}; "
             f"needs {row['policy']['approvals']} approval(s)"

@@ -91,6 +91,13 @@ def rollback(name: str, alias: str, reason: str, as_json: bool) -> None:
     if as_json:
         emit_json(data)
         return
+    if data["status"] == "open":
+        click.echo(
+            f"request {data['request_id']}: roll {alias} of {name} back from version "
+            f"{data['previous']} to {data['version']}; the policy needs its approval"
+        )
+        click.echo(data["request_id"])
+        return
     click.echo(f"rolled {alias} of {name} back from version {data['previous']} to "
                f"{data['version']}")  # fmt: skip
 

@@ -8,7 +8,8 @@ Policies live in ``pipetrail.toml``, one table per alias under ``[promotion]``::
     checks = ["gate", "contracts"]         # record checks on the source run
     metrics = ["roc_auc >= 0.95"]          # thresholds on its recorded metrics
     parity_reference = "RUN_ID"            # needed by the "parity" check
-    rollback = "approver"                  # an approver may roll back alone
+    rollback = "approver"                  # an approver may roll back alone; "request":
+                                           # a rollback is a request approved as above
 
 An alias without a table needs one approver (role approver or admin) other than the
 requester, and no check. A table naming an unknown key, check, role or operator is
@@ -105,7 +106,7 @@ class AliasPolicy(BaseModel):
     checks: tuple[str, ...] = ()
     metrics: tuple[str, ...] = ()
     parity_reference: str | None = None
-    rollback: Literal["approver"] = "approver"
+    rollback: Literal["approver", "request"] = "approver"
 
     @field_validator("approver_roles")
     @classmethod

@@ -20,9 +20,10 @@ The rules, by kind:
   frozen policy accepts, is no service account, is not the requester, has not voted on it
   yet (one person once: identities sharing a key count as one), and signs the request's
   exact content digest; the request is still open;
-* ``alias.moved``: a promotion follows the approval that completed its request, signed by
-  that approver; a rollback moves the alias back to the version before, with a reason,
-  by someone who may roll back;
+* ``alias.moved``: a move on a request (a promotion, or a rollback under a policy with
+  ``rollback = "request"``) follows the approval that completed it, signed by that
+  approver; a rollback moves the alias back to the version before, with a reason, and
+  without a request only by someone who may roll back, under ``rollback = "approver"``;
 * ``decision.recorded``: the signer may record decisions.
 """
 
@@ -268,10 +269,13 @@ def _version(state: GovernanceState, model: str, version: Any) -> ModelVersion:
 
 
 def _requested(state: GovernanceState, ev: Event, p: dict[str, Any], signer: User | None) -> None:
-    actor = _actor(signer, Action.REQUEST_PROMOTION)
+    rollback = p.get("rollback") is True
+    actor = _actor(signer, Action.ROLLBACK if rollback else Action.REQUEST_PROMOTION)
     model = str(p.get("model", ""))
     version = _version(state, model, p.get("version"))
     alias = check_alias(str(p.get("alias", "")))
+    if rollback:
+        _rollback_target(state, model, alias, version.version)
     if p.get("digest") != version.digest:
         raise GovernanceError(f"the request's digest is not that of {model}:{version.version}")
     if p.get("risk") not in RISKS:
@@ -280,7 +284,7 @@ def _requested(state: GovernanceState, ev: Event, p: dict[str, Any], signer: Use
     request_id = _text(p, "request_id", "the request id")
     if request_id in state.requests:
         raise GovernanceError(f"request {request_id} exists already")
-    if state.alias_version(model, alias) == version.version:
+    if not rollback and state.alias_version(model, alias) == version.version:
         raise GovernanceError(f"{alias} of {model} points at version {version.version} already")
     failing = [c for c in p.get("checks") or [] if not c.get("passed")]
     if failing:
@@ -361,32 +365,45 @@ def _moved(state: GovernanceState, ev: Event, p: dict[str, Any], signer: User | 
     if p.get("previous") != current:
         raise GovernanceError(f"{alias} of {model} points at {current}, not {p.get('previous')}")
     stack = state.aliases.setdefault(model, {}).setdefault(alias, [])
-    if p.get("cause") == "promotion":
+    cause = p.get("cause")
+    if cause not in ("promotion", "rollback"):
+        raise GovernanceError(f"an alias moves by promotion or rollback, not {cause!r}")
+    if cause == "rollback":
+        _text(p, "reason", "the reason for a rollback")
+        _rollback_target(state, model, alias, version)
+    if p.get("request_id") is not None or cause == "promotion":
         request = state.requests.get(str(p.get("request_id", "")))
         if request is None or request.status != "approved" or request.moved_seq is not None:
-            raise GovernanceError("an alias moves on a promotion only when its request is approved")
-        if (request.model, request.alias, request.version) != (model, alias, version):
-            raise GovernanceError(f"request {request.request_id} does not promote this")
+            raise GovernanceError("an alias moves on a request only when it is approved")
+        if (request.model, request.alias, request.version) != (model, alias, version) or (
+            request.payload.get("rollback") is True
+        ) != (cause == "rollback"):
+            raise GovernanceError(f"request {request.request_id} does not ask for this move")
         if signer is None or signer.name != request.approvals[-1].by:
             raise GovernanceError("the approval that completes a request moves its alias")
         request.moved_seq = ev.seq
-        stack.append(version)
-    elif p.get("cause") == "rollback":
+    else:  # a rollback by one approver, as the policy then in force allowed
         actor = _actor(signer, Action.ROLLBACK)
-        _text(p, "reason", "the reason for a rollback")
-        if len(stack) < 2:
-            raise GovernanceError(
-                f"{alias} of {model} has no previous version to roll back to "
-                f"(it {'points at version ' + str(current) if current else 'points nowhere'}, "
-                "and no promotion moved it before)"
-            )
-        if version != stack[-2]:
-            raise GovernanceError(f"a rollback of {alias} goes back to version {stack[-2]}")
+        if p.get("policy_rollback") != "approver":
+            raise GovernanceError("a rollback without a request needs rollback = 'approver'")
         if actor.kind == "service":
             raise PermissionDeniedError(f"{actor.name} is a service account; it may not roll back")
+    if cause == "rollback":
         stack.pop()
     else:
-        raise GovernanceError(f"an alias moves by promotion or rollback, not {p.get('cause')!r}")
+        stack.append(version)
+
+
+def _rollback_target(state: GovernanceState, model: str, alias: str, version: int) -> None:
+    stack = state.aliases.get(model, {}).get(alias, [])
+    if len(stack) < 2:
+        where = f"points at version {stack[-1]}" if stack else "points nowhere"
+        raise GovernanceError(
+            f"{alias} of {model} has no previous version to roll back to (it {where}, and no "
+            "earlier promotion moved it); nothing was recorded"
+        )
+    if version != stack[-2]:
+        raise GovernanceError(f"a rollback of {alias} of {model} goes back to version {stack[-2]}")
 
 
 def _decided(state: GovernanceState, ev: Event, p: dict[str, Any], signer: User | None) -> None:

@@ -357,19 +357,17 @@ class Governance:
                 kind == EventKind.PROMOTION_APPROVED and len(request.approvals) + 1 >= needed
             )
             if completes:
-                drafts.append(
-                    self._sign(
-                        EventKind.ALIAS_MOVED,
-                        {
-                            "model": request.model,
-                            "alias": request.alias,
-                            "version": request.version,
-                            "previous": state.alias_version(request.model, request.alias),
-                            "cause": "promotion",
-                            "request_id": request.request_id,
-                        },
-                    )
-                )
+                move: dict[str, Any] = {
+                    "model": request.model,
+                    "alias": request.alias,
+                    "version": request.version,
+                    "previous": state.alias_version(request.model, request.alias),
+                    "cause": "promotion",
+                    "request_id": request.request_id,
+                }
+                if request.payload.get("rollback") is True:
+                    move.update(cause="rollback", reason=request.payload["rationale"])
+                drafts.append(self._sign(EventKind.ALIAS_MOVED, move))
             outcome.update(
                 request_id=request.request_id,
                 model=request.model,
@@ -392,14 +390,20 @@ class Governance:
         return outcome
 
     def rollback(self, model: str, alias: str, *, reason: str) -> dict[str, Any]:
-        """Move ``alias`` of ``model`` back to the version it pointed at before."""
-        outcome: dict[str, Any] = {}
+        """Move ``alias`` of ``model`` back to the version it pointed at before.
+
+        Under the alias's policy ``rollback = "approver"`` (the default) an approver or
+        admin does it alone, at once; under ``rollback = "request"`` this opens a request
+        (``request_id`` in the result) that moves the alias once approved like a promotion.
+        """
+        from pipetrail.governance.policy import AliasPolicy, load_policies
+
+        policy = load_policies(self.project.root).get(alias) or AliasPolicy.model_validate({})
+        outcome: dict[str, Any] = {"model": model, "alias": alias}
 
         def build(state: GovernanceState, db: Driver) -> list[EventDraft]:
             if model not in state.models:
-                raise NotFoundError(
-                    f"there is no model {model!r}; `pipetrail model list` lists them"
-                )
+                raise NotFoundError(f"there is no model {model!r}; see `pipetrail model list`")
             stack = state.aliases.get(model, {}).get(alias, [])
             if len(stack) < 2:
                 where = f"points at version {stack[-1]}" if stack else "points nowhere"
@@ -407,18 +411,34 @@ class Governance:
                     f"{alias} of {model} has no previous version to roll back to: it {where} "
                     "and no earlier promotion moved it; nothing was recorded"
                 )
-            outcome.update(model=model, alias=alias, version=stack[-2], previous=stack[-1])
-            return [
-                self._sign(
-                    EventKind.ALIAS_MOVED,
-                    {
-                        **outcome,
-                        "cause": "rollback",
-                        "reason": reason,
-                        "policy_rollback": "approver",
-                    },
-                )
-            ]
+            outcome.update(version=stack[-2], previous=stack[-1])
+            if policy.rollback == "request":
+                outcome.update(request_id="req-" + secrets.token_hex(5), status="open")
+                content = {
+                    "request_id": outcome["request_id"],
+                    "model": model,
+                    "version": stack[-2],
+                    "digest": state.models[model][stack[-2]].digest,
+                    "alias": alias,
+                    "rollback": True,
+                    "rationale": reason,
+                    "risk": "low",
+                    "risk_notes": f"back to the version before {stack[-1]}",
+                    "checks": [],
+                    "policy": policy.frozen(),
+                }
+                return [self._sign(EventKind.PROMOTION_REQUESTED, content)]
+            outcome["status"] = "moved"
+            content = {
+                "model": model,
+                "alias": alias,
+                "version": stack[-2],
+                "previous": stack[-1],
+                "cause": "rollback",
+                "reason": reason,
+                "policy_rollback": policy.rollback,
+            }
+            return [self._sign(EventKind.ALIAS_MOVED, content)]
 
         self._act(build)
         return outcome
