@@ -400,3 +400,31 @@ def test_a_policy_can_make_a_rollback_a_request_that_needs_an_approval(
     with pytest.raises(GovernanceError, match="no previous version"):
         t.as_("bob").rollback("churn", "staging", reason="again")
     assert verify_governance(t.project.ledger)["ok"]
+
+
+def test_the_verification_cache_spares_checks_but_not_an_edited_event(
+    team: tuple[Team, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    t, runs = team
+    _register_two(t, runs)
+    monkeypatch.setenv("PIPETRAIL_HOME", str(t.home / "bob"))
+    first = t.as_("bob").state()
+    again = t.as_("bob").state()
+    assert first.signatures > 0
+    assert (again.signatures, again.cached) == (0, first.signatures + first.cached)
+    (cache,) = (t.home / "bob" / "verified").iterdir()
+    assert cache.stat().st_mode & 0o777 == 0o600
+    row = t.project.reader().fetch(
+        "SELECT seq, payload FROM events WHERE kind = 'model.registered' ORDER BY seq LIMIT 1"
+    )[0]
+    payload = json.loads(row["payload"])
+    payload["digest"] = "blake3:" + "0" * 64
+    db = t.project.ledger.db
+    with db.write():
+        db.execute(
+            "UPDATE events SET payload = :p WHERE seq = :s",
+            {"p": json.dumps(payload, sort_keys=True), "s": row["seq"]},
+        )
+    after = t.as_("bob").state()
+    assert after.problems[0].seq == row["seq"]  # (version 2 then fails too: no version 1)
+    assert "does not match its hash" in after.problems[0].reason

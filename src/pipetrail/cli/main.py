@@ -397,6 +397,7 @@ def show(run_ref: str, as_json: bool, logs: bool, git_diff: bool) -> None:
     from pipetrail.config import load_config
     from pipetrail.execution.explain import run_summary
     from pipetrail.governance.state import read_state
+    from pipetrail.governance.verified import user_cache
     from pipetrail.governance.views import decisions_about
     from pipetrail.ledger import open_reader
 
@@ -411,7 +412,8 @@ def show(run_ref: str, as_json: bool, logs: bool, git_diff: bool) -> None:
             captured = read_captured(
                 reader, config.artifacts, summary, logs=logs, git_diff=git_diff
             )
-        decisions = decisions_about(read_state(reader), run_id=summary["run_id"])
+        cache = user_cache(config.metadata_url)
+        decisions = decisions_about(read_state(reader, cache), run_id=summary["run_id"])
     finally:
         reader.close()
     errors: list[str] = []

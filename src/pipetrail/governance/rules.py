@@ -92,15 +92,20 @@ def request_digest(payload: dict[str, Any]) -> str:
     return digest_value(signed_content(payload))
 
 
-def apply_verified(state: GovernanceState, event: Event, payload: dict[str, Any]) -> None:
+def apply_verified(
+    state: GovernanceState, event: Event, payload: dict[str, Any], *, checked: bool = False
+) -> None:
     """Check ``event``'s signature and rules against ``state``; apply it, or raise.
+
+    ``checked``: the signature was verified before (by this user, see
+    :mod:`pipetrail.governance.verified`): everything else is still checked.
 
     Raises:
         IdentityError: unknown signer, or a key it does not hold (any more).
         PermissionDeniedError: the signer's roles do not allow the act.
         GovernanceError: the signature does not verify, or the act breaks a rule.
     """
-    signer = _check_signature(state, event, payload)
+    signer = _check_signature(state, event, payload, checked)
     handler = _HANDLERS.get(event.kind)
     if handler is None:
         raise GovernanceError(f"{event.kind!r} is not a governance event kind")
@@ -111,7 +116,9 @@ def apply_verified(state: GovernanceState, event: Event, payload: dict[str, Any]
         state.decisions.append(entry)
 
 
-def _check_signature(state: GovernanceState, event: Event, payload: dict[str, Any]) -> User | None:
+def _check_signature(
+    state: GovernanceState, event: Event, payload: dict[str, Any], checked: bool
+) -> User | None:
     by, key_id, signature = payload.get("by"), payload.get("key_id"), payload.get("signature")
     if not isinstance(by, str) or not isinstance(key_id, str) or not isinstance(signature, str):
         raise GovernanceError("it carries no signer, key id and signature")
@@ -139,8 +146,13 @@ def _check_signature(state: GovernanceState, event: Event, payload: dict[str, An
                 f"{key_id} is not a key of {by} (theirs is {key.key_id}); point PIPETRAIL_HOME "
                 f"at the folder holding {by}'s key, or ask an admin to rotate it"
             )
+    if key.key_id != key_id:
+        raise IdentityError(f"{key_id} is not the key {by} was added with ({key.key_id})")
+    if checked:
+        state.cached += 1
+        return user
     message = signing_message(event.kind, signed_content(payload))
-    if key.key_id != key_id or not verify_signature(key, message, signature):
+    if not verify_signature(key, message, signature):
         raise GovernanceError(
             f"its signature does not verify with the key of {by} ({key.key_id}): the event "
             "was altered or forged"

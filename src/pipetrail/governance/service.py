@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from pipetrail.execution.project import Project
     from pipetrail.governance.keys import PublicKey, Signer
+    from pipetrail.governance.verified import VerifiedCache
     from pipetrail.ledger.driver import Driver
 
 __all__ = ["Governance", "parse_model_ref"]
@@ -96,12 +97,17 @@ class Governance:
         """
         from pipetrail.governance.state import read_state
 
-        return read_state(self.project.reader())
+        return read_state(self.project.reader(), self._cache())
+
+    def _cache(self) -> VerifiedCache:
+        from pipetrail.governance.verified import user_cache
+
+        return user_cache(self.project.config.metadata_url)
 
     # -- the one way to write ----------------------------------------------------------
     def _act(self, build: Callable[[GovernanceState, Driver], list[EventDraft]]) -> list[Event]:
         def precondition(db: Driver) -> list[EventDraft]:
-            state = load_state(db)
+            state = load_state(db, self._cache())
             state.require_intact()
             drafts = build(state, db)
             head = db.fetch("SELECT seq FROM ledger_head WHERE id = 1")

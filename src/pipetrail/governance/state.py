@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import GovernanceError, PipetrailError, TamperedLedgerError
+from pipetrail.governance.verified import VerifiedCache
 from pipetrail.ledger.events import Event, EventKind
 
 if TYPE_CHECKING:
@@ -184,7 +185,9 @@ class GovernanceState:
     entries: list[Entry] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     last_seq: int = 0
-    signatures: int = 0
+    signatures: int = 0  # checked here
+    cached: int = 0  # checked before, by this user (see pipetrail.governance.verified)
+    cache: VerifiedCache | None = None
 
     def alias_version(self, model: str, alias: str) -> int | None:
         """The version ``alias`` of ``model`` points at, or None."""
@@ -213,11 +216,14 @@ class GovernanceState:
                 seq=first.seq,
             )
 
-    def apply(self, event: Event, payload: dict[str, Any]) -> None:
-        """Verify and apply one event; raise (a PipetrailError) when it is not valid."""
+    def apply(self, event: Event, payload: dict[str, Any], *, checked: bool = False) -> None:
+        """Verify and apply one event; raise (a PipetrailError) when it is not valid.
+
+        ``checked``: its hash and signature were verified before (the rules still run).
+        """
         from pipetrail.governance.rules import apply_verified
 
-        apply_verified(self, event, payload)
+        apply_verified(self, event, payload, checked=checked)
         self.last_seq = event.seq
 
     def fold(self, event: Event) -> None:
@@ -226,9 +232,13 @@ class GovernanceState:
             payload = json.loads(event.payload_text)
             if not isinstance(payload, dict):
                 raise GovernanceError("its payload is not a JSON object")
-            if event.computed_hash() != event.hash:
+            fingerprint = VerifiedCache.fingerprint(event) if self.cache is not None else b""
+            checked = self.cache is not None and self.cache.known(fingerprint)
+            if not checked and event.computed_hash() != event.hash:
                 raise GovernanceError("its content does not match its hash (the row was edited)")
-            self.apply(event, payload)
+            self.apply(event, payload, checked=checked)
+            if self.cache is not None and not checked:
+                self.cache.add(fingerprint)
         except (PipetrailError, ValueError, KeyError, TypeError) as exc:
             reason = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
             self.problems.append(Problem(event.seq, event.kind, reason))
@@ -253,9 +263,12 @@ def _payload(event: Event) -> dict[str, Any]:
     return payload if isinstance(payload, dict) else {}
 
 
-def load_state(db: Driver) -> GovernanceState:
-    """Fold every governance event of the ledger behind ``db`` (see the module docstring)."""
-    state = GovernanceState()
+def load_state(db: Driver, cache: VerifiedCache | None = None) -> GovernanceState:
+    """Fold every governance event of the ledger behind ``db`` (see the module docstring).
+
+    ``cache``: events this user verified before skip the hash and signature checks.
+    """
+    state = GovernanceState(cache=cache)
     cursor = db.connection.cursor()
     try:
         cursor.execute(db.sql(_EVENTS_SQL))
@@ -264,12 +277,14 @@ def load_state(db: Driver) -> GovernanceState:
                 state.fold(Event(*row))
     finally:
         cursor.close()
+    if cache is not None:
+        cache.save()
     return state
 
 
-def read_state(reader: Reader) -> GovernanceState:
+def read_state(reader: Reader, cache: VerifiedCache | None = None) -> GovernanceState:
     """Fold the governance events through a read-only reader (one query: one snapshot)."""
-    state = GovernanceState()
+    state = GovernanceState(cache=cache)
     for row in reader.fetch(_EVENTS_SQL):
         state.fold(
             Event(
@@ -283,4 +298,6 @@ def read_state(reader: Reader) -> GovernanceState:
                 row["hash"],
             )
         )
+    if cache is not None:
+        cache.save()
     return state
