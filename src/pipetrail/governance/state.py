@@ -188,6 +188,7 @@ class GovernanceState:
     signatures: int = 0  # checked here
     cached: int = 0  # checked before, by this user (see pipetrail.governance.verified)
     cache: VerifiedCache | None = None
+    rehash: bool = True  # False when the whole chain was just re-hashed (audit verify)
 
     def alias_version(self, model: str, alias: str) -> int | None:
         """The version ``alias`` of ``model`` points at, or None."""
@@ -234,7 +235,7 @@ class GovernanceState:
                 raise GovernanceError("its payload is not a JSON object")
             fingerprint = VerifiedCache.fingerprint(event) if self.cache is not None else b""
             checked = self.cache is not None and self.cache.known(fingerprint)
-            if not checked and event.computed_hash() != event.hash:
+            if not checked and self.rehash and event.computed_hash() != event.hash:
                 raise GovernanceError("its content does not match its hash (the row was edited)")
             self.apply(event, payload, checked=checked)
             if self.cache is not None and not checked:
@@ -263,12 +264,15 @@ def _payload(event: Event) -> dict[str, Any]:
     return payload if isinstance(payload, dict) else {}
 
 
-def load_state(db: Driver, cache: VerifiedCache | None = None) -> GovernanceState:
+def load_state(
+    db: Driver, cache: VerifiedCache | None = None, *, rehash: bool = True
+) -> GovernanceState:
     """Fold every governance event of the ledger behind ``db`` (see the module docstring).
 
     ``cache``: events this user verified before skip the hash and signature checks.
+    ``rehash=False``: the caller has just re-hashed the whole chain in this snapshot.
     """
-    state = GovernanceState(cache=cache)
+    state = GovernanceState(cache=cache, rehash=rehash)
     cursor = db.connection.cursor()
     try:
         cursor.execute(db.sql(_EVENTS_SQL))
