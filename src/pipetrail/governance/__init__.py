@@ -13,7 +13,9 @@ Everything is a signed ledger event and the state is a fold over them (docs/adr/
   policies (``pipetrail.toml``) and the record checks they ask for;
 * :mod:`~pipetrail.governance.views`, :mod:`~pipetrail.governance.verify` and
   :mod:`~pipetrail.governance.verified`: what commands show, the audit, and the per-user
-  cache of verified events.
+  cache of verified events;
+* :mod:`~pipetrail.governance.checkpoint` and :mod:`~pipetrail.governance.dsse`: signed
+  checkpoints of the ledger's Merkle tree, and signed in-toto envelopes.
 
 Each module imports what it needs lazily: the ``cryptography`` package is loaded only
 when a key is made, loaded or checked.
