@@ -63,3 +63,15 @@ def test_a_signed_draft_signs_everything_but_its_signature(tmp_path: Path) -> No
     # the same signature cannot pass for another kind of act
     other = signing_message("promotion.approved", signed_content(payload))
     assert not verify_signature(signer.public_key, other, payload["signature"])
+
+
+def test_the_ledger_read_model_types_a_signed_draft(tmp_path: Path) -> None:
+    from pipetrail.ledger.event_records import GovernanceAct, parse_payload
+
+    create_key("alice", folder=tmp_path)
+    signer = load_signer("alice", folder=tmp_path)
+    draft = signed_draft(EventKind.ALIAS_MOVED, {"model": "m"}, signer)
+    record = parse_payload(str(draft.kind), draft.payload)
+    assert isinstance(record, GovernanceAct)
+    assert (record.by, record.key_id) == ("alice", signer.public_key.key_id)
+    assert record.payload["model"] == "m"
