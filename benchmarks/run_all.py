@@ -5,13 +5,14 @@ creates the file sets and installs DVC) or with ``--quick`` (fewer repetitions).
 NAME`` runs some of them (``step_overhead``, ``step_overhead_vs_kedro``, ``cached_chain``,
 ``hashing``, ``cli_startup``, ``metrics``, ``lineage``, ``sources``, ``data_ops``,
 ``contracts``, ``reproduce``, ``verified_reads``, ``example_rerun``, ``ledger_sql``,
-``per_run``, ``run_queries``, ``s3_store``, ``gc``, ``merkle``; the lineage benchmark
-builds a 1.2 GB synthetic ledger once, about 75 s, and the gc and merkle benchmarks their
-fixtures once, a few minutes each; all are reused); ``--wait-quiet SECONDS`` waits (up to
-SECONDS) before each benchmark until other processes leave the CPUs alone. Above the
-table: the commit measured (and what differed from it), the machine and the load average
-before and after the run; under it, how busy other processes kept the CPUs during each
-benchmark: on a shared machine, read the results with it.
+``per_run``, ``run_queries``, ``s3_store``, ``gc``, ``merkle``, ``governance``; the
+lineage benchmark builds a 1.2 GB synthetic ledger once, about 75 s, and the gc, merkle
+and governance benchmarks their fixtures once, a few minutes each; all are reused);
+``--wait-quiet SECONDS`` waits (up to SECONDS) before each benchmark until other
+processes leave the CPUs alone. Above the table: the commit measured (and what differed
+from it), the machine and the load average before and after the run; under it, how busy
+other processes kept the CPUs during each benchmark: on a shared machine, read the
+results with it.
 
 ``--write-readme`` runs every benchmark (no ``--only``) and replaces the results section
 of ``benchmarks/README.md`` (between its ``BEGIN RESULTS`` and ``END RESULTS`` markers)
@@ -34,6 +35,7 @@ import contracts
 import data_ops
 import example_rerun
 import gc_dry_run
+import governance
 import hashing
 import ledger_sql
 import lineage
@@ -81,6 +83,7 @@ BENCHMARKS = {
     "s3_store": s3_store.run,
     "gc": gc_dry_run.run,
     "merkle": merkle.run,
+    "governance": governance.run,
 }
 
 

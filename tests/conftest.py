@@ -22,6 +22,18 @@ if TYPE_CHECKING:
 _counter = itertools.count()
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _key_folder(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Keep signing keys (``pipetrail init`` makes one) out of the real user's home."""
+    saved = os.environ.get("PIPETRAIL_HOME")
+    os.environ["PIPETRAIL_HOME"] = str(tmp_path_factory.mktemp("pipetrail-home"))
+    yield
+    if saved is None:
+        os.environ.pop("PIPETRAIL_HOME", None)
+    else:
+        os.environ["PIPETRAIL_HOME"] = saved
+
+
 @pytest.fixture(scope="session")
 def postgres_cluster() -> Iterator[PostgresCluster | None]:
     url = os.environ.get("PIPETRAIL_TEST_PG_URL")

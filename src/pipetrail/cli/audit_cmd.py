@@ -162,8 +162,19 @@ def load_checkpoints(
     """The notes kept at ``location`` and the keys trusted to sign them.
 
     Raises:
-        GovernanceError: nothing found, no trusted key, a bad ``--key``; says what to do.
+        ParamError: nothing found, no trusted key, a bad ``--key``; says what to do.
     """
+    from pipetrail.errors import GovernanceError, ParamError
+
+    try:
+        return _load_checkpoints(location, key_texts)
+    except GovernanceError as exc:  # what was given cannot be used: bad input, exit 2
+        raise ParamError(str(exc)) from None
+
+
+def _load_checkpoints(
+    location: Path, key_texts: tuple[str, ...]
+) -> tuple[list[FoundNote], list[tuple[str, PublicKey]], str]:
     from pipetrail.errors import GovernanceError
     from pipetrail.governance.keys import check_name, parse_public_key
     from pipetrail.governance.witness import KEYS_FILE, SUFFIX, Witness

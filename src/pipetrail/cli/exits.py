@@ -9,6 +9,7 @@
 | 4 | a store could not be used, or a disk is full (also while storing a step's output) |
 | 5 | a run did not reproduce, or the gate failed |
 | 6 | a run cannot be reproduced as recorded (a by-reference source changed, ...) |
+| 7 | a governance refusal: missing role, separation of duties, failing check, unknown key |
 | 130 | interrupted by SIGINT (Ctrl-C); the run is recorded as interrupted |
 | 143 | ended by SIGTERM; the run is recorded as interrupted |
 
@@ -33,6 +34,8 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import click
 
 from pipetrail.errors import (
+    GovernanceError,
+    IdentityError,
     IntegrityError,
     LedgerError,
     LoadError,
@@ -54,6 +57,7 @@ __all__ = [
     "EXIT_INTERRUPTED",
     "EXIT_NOT_REPRODUCED",
     "EXIT_OK",
+    "EXIT_REFUSED",
     "EXIT_RUN_FAILED",
     "EXIT_STORE",
     "disk_full_message",
@@ -73,6 +77,7 @@ EXIT_INTEGRITY = 3
 EXIT_STORE = 4
 EXIT_NOT_REPRODUCED = 5
 EXIT_CANNOT_REPRODUCE = 6
+EXIT_REFUSED = 7
 EXIT_INTERRUPTED = 130
 EXIT_TERMINATED = 143
 
@@ -95,6 +100,10 @@ def exit_code(exc: PipetrailError) -> int:
         return EXIT_CANNOT_REPRODUCE
     if isinstance(exc, IntegrityError | TamperedLedgerError):
         return EXIT_INTEGRITY
+    if isinstance(exc, IdentityError):  # no usable key or name: fix the input, exit 2
+        return EXIT_BAD_INPUT
+    if isinstance(exc, GovernanceError):  # a refusal, not a crash
+        return EXIT_REFUSED
     if isinstance(exc, LedgerError | StoreError):
         return EXIT_STORE
     return EXIT_BAD_INPUT

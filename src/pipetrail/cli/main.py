@@ -65,6 +65,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "attest",
         "Verify signed attestations (in-toto statements in DSSE...",
     ),
+    "approve": (
+        "pipetrail.cli.promote_cmd",
+        "approve",
+        "Approve promotion request REQ, signing its content with your...",
+    ),
     "check": (
         "pipetrail.cli.verify_cmd",
         "check",
@@ -75,6 +80,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "pipetrail.cli.contracts_cmd",
         "contracts",
         "List every contract check of RUN (id, prefix or 'latest')...",
+    ),
+    "decision": (
+        "pipetrail.cli.promote_cmd",
+        "decision",
+        "Signed notes of decisions (data splits, sharing, experiment...",
     ),
     "diff": ("pipetrail.cli.diff_cmd", "diff", "Show what differs between two runs."),
     "env": ("pipetrail.cli.env_cmd", "env", "Compare and export the environments runs recorded."),
@@ -118,10 +128,35 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "logs",
         "Print the captured stdout, stderr and logging output of...",
     ),
+    "model": (
+        "pipetrail.cli.model_cmd",
+        "model",
+        "The model registry: versions bound to artifacts, aliases,...",
+    ),
+    "promote": (
+        "pipetrail.cli.promote_cmd",
+        "promote",
+        "Request that alias --to of model NAME point at VERSION...",
+    ),
+    "reject": (
+        "pipetrail.cli.promote_cmd",
+        "reject",
+        "Reject promotion request REQ (it is then closed).",
+    ),
+    "rollback": (
+        "pipetrail.cli.promote_cmd",
+        "rollback",
+        "Move --alias of model NAME back to the version it pointed at...",
+    ),
     "reproduce": (
         "pipetrail.cli.verify_cmd",
         "reproduce",
         "Execute RUN again, without the cache, and compare everything...",
+    ),
+    "user": (
+        "pipetrail.cli.user_cmd",
+        "user",
+        "Users, their keys and roles (recorded as signed ledger events).",
     ),
 }
 
@@ -185,6 +220,38 @@ def init(folder: Path | None, ledger: str | None, store_url: str | None) -> None
 
     path = init_project((folder or Path.cwd()).resolve(), metadata=ledger, store=store_url)
     click.echo(f"Initialized pipetrail project: {path}")
+    from pipetrail.execution.project import Project
+    from pipetrail.governance.service import Governance
+
+    project = Project.at(path.parent)
+    try:
+        public = Governance(project).bootstrap()
+        click.echo(f"You are its first admin (key {public.key_id})")
+    except PipetrailError as exc:  # the project is made; the admin can be added later
+        click.echo(f"warning: no admin recorded ({exc}); run `pipetrail user init`", err=True)
+    finally:
+        project.close()
+    _rollback_journal(project.config.metadata_url)
+
+
+def _rollback_journal(url: str) -> None:
+    """Leave a new SQLite ledger in rollback-journal mode (the first writer makes it WAL).
+
+    Read-only commands then add no ``-wal``/``-shm`` files to a project nobody ran in.
+    """
+    import sqlite3
+
+    from pipetrail.ledger.open import sqlite_target
+
+    target = sqlite_target(url)
+    if target is None:
+        return
+    with contextlib.suppress(sqlite3.Error):
+        connection = sqlite3.connect(str(target[0]), timeout=5)
+        try:
+            connection.execute("PRAGMA journal_mode=DELETE")
+        finally:
+            connection.close()
 
 
 @cli.command()
@@ -458,6 +525,9 @@ def show(run_ref: str, as_json: bool, logs: bool, git_diff: bool) -> None:
     """
     from pipetrail.config import load_config
     from pipetrail.execution.explain import run_summary
+    from pipetrail.governance.state import read_state
+    from pipetrail.governance.verified import user_cache
+    from pipetrail.governance.views import decisions_about
     from pipetrail.ledger import open_reader
 
     config = load_config(must_exist=True)
@@ -472,6 +542,8 @@ def show(run_ref: str, as_json: bool, logs: bool, git_diff: bool) -> None:
             has_store = config.store_url is not None or config.artifacts.is_dir()
             store = open_store(config, create=False) if has_store else None
             captured = read_captured(reader, store, summary, logs=logs, git_diff=git_diff)
+        cache = user_cache(config.metadata_url)
+        decisions = decisions_about(read_state(reader, cache), run_id=summary["run_id"])
     finally:
         reader.close()
     errors: list[str] = []
@@ -482,11 +554,13 @@ def show(run_ref: str, as_json: bool, logs: bool, git_diff: bool) -> None:
         if "git_diff" in captured:
             summary["git_diff"] = captured["git_diff"].to_dict()
             errors += [captured["git_diff"].error] if captured["git_diff"].error else []
-        emit_json(summary)
+        emit_json({**summary, "decisions": decisions})
     else:
         from pipetrail.cli.render import print_run
 
         print_run(summary)
+        for d in decisions:
+            click.echo(f"decision ({d['kind']}) by {d['by']} at {d['ts']}: {d['text']}")
         if captured:
             from pipetrail.cli.captured import print_captured
 
@@ -544,16 +618,24 @@ def audit_verify(as_json: bool, checkpoints: Path | None, keys: tuple[str, ...])
     """Re-hash the ledger and compare the derived tables with the events (exit 3 if not)."""
     from pipetrail.cli import audit_cmd
     from pipetrail.execution.integrity import verify_ledger
+    from pipetrail.governance.verify import verify_governance
 
     loaded = None if checkpoints is None else audit_cmd.load_checkpoints(checkpoints, keys)
     project = _project(must_exist=True)
     try:
         report = verify_ledger(project)
+        if report["first_bad_seq"] is None:
+            report["governance"] = governance = verify_governance(
+                project.ledger, chain_verified=True
+            )
+            report["ok"] = report["ok"] and governance["ok"]
         if loaded is not None:
             report["checkpoints"] = audit_cmd.verify_against_checkpoints(project, loaded, report)
             report["ok"] = report["ok"] and report["checkpoints"]["ok"]
     finally:
         project.close()
+    for problem in report.get("governance", {}).get("problems", []):
+        click.echo(f"signature check FAILED: {problem['message']}", err=True)
     if as_json:
         emit_json(report)
     elif report["first_bad_seq"] is not None:
@@ -576,6 +658,9 @@ def audit_verify(as_json: bool, checkpoints: Path | None, keys: tuple[str, ...])
             f"ledger intact: {report['checked']} events verified, "
             f"{report['derived_rows']} derived rows match them"
         )
+        governance = report["governance"]
+        if governance["ok"] and governance["signatures"]:
+            click.echo(f"governance intact: {governance['signatures']} signatures verified")
     if checkpoints is not None and not as_json:
         audit_cmd.print_checkpoints(report["checkpoints"], checkpoints)
     if not report["ok"]:

@@ -41,6 +41,7 @@ __all__ = [
     "create_key",
     "key_folder",
     "load_signer",
+    "adopt_key",
     "parse_public_key",
     "signing_message",
     "verify_signature",
@@ -219,6 +220,21 @@ def _write_private(path: Path, pem: bytes, *, keep_old: bool) -> None:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def adopt_key(name: str, staged: Path, *, folder: Path | None = None) -> None:
+    """Make the private key at ``staged`` ``name``'s key; keep the old one as ``.old-N``.
+
+    ``staged`` was made by :func:`create_key` in another folder of the same file system.
+    """
+    path = _key_path(name, folder)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if path.exists():
+        n = 1
+        while path.with_name(f"{path.name}.old-{n}").exists():
+            n += 1
+        os.link(path, path.with_name(f"{path.name}.old-{n}"))
+    os.replace(staged, path)
 
 
 def load_signer(name: str, *, passphrase: str | None = None, folder: Path | None = None) -> Signer:

@@ -21,6 +21,7 @@ __all__ = [
     "ArtifactRecorded",
     "EventRecord",
     "GateChecked",
+    "GovernanceAct",
     "ReproductionChecked",
     "RunEnded",
     "RunNamed",
@@ -337,6 +338,28 @@ class RunNoted(EventRecord):
         return cls(**cls._base(seq, ts, kind, p), text=p["text"])
 
 
+@dataclass(frozen=True)
+class GovernanceAct(EventRecord):
+    """A signed governance act: who signed it, with which key.
+
+    The kinds ``user.*``, ``model.registered``, ``promotion.*``, ``alias.moved`` and
+    ``decision.recorded`` (docs/adr/0019-governance-on-the-ledger.md). Their rules and
+    signatures are checked by :mod:`pipetrail.governance.state`, which folds them from
+    their stored text (what the signature covers); the rest stays in :attr:`payload`.
+    """
+
+    by: str = ""
+    key_id: str = ""
+    signature: str = field(default="", repr=False)
+
+    @classmethod
+    def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> GovernanceAct:
+        """Parse a governance payload."""
+        return cls(
+            **cls._base(seq, ts, kind, p), by=p["by"], key_id=p["key_id"], signature=p["signature"]
+        )
+
+
 _BY_KIND: dict[str, Any] = {
     EventKind.RUN_STARTED: RunStarted,
     EventKind.RUN_COMPLETED: RunEnded,
@@ -355,6 +378,16 @@ _BY_KIND: dict[str, Any] = {
     EventKind.RUN_TAGGED: RunTagged,
     EventKind.RUN_UNTAGGED: RunUntagged,
     EventKind.RUN_NOTED: RunNoted,
+    EventKind.USER_ADDED: GovernanceAct,
+    EventKind.USER_GRANTED: GovernanceAct,
+    EventKind.USER_REVOKED: GovernanceAct,
+    EventKind.USER_KEY_ROTATED: GovernanceAct,
+    EventKind.MODEL_REGISTERED: GovernanceAct,
+    EventKind.PROMOTION_REQUESTED: GovernanceAct,
+    EventKind.PROMOTION_APPROVED: GovernanceAct,
+    EventKind.PROMOTION_REJECTED: GovernanceAct,
+    EventKind.ALIAS_MOVED: GovernanceAct,
+    EventKind.DECISION_RECORDED: GovernanceAct,
 }
 
 

@@ -55,6 +55,18 @@ class EventKind(StrEnum):
     RUN_NOTED = "run.noted"
     RUN_DELETED = "run.deleted"
     STORE_COLLECTED = "store.collected"
+    # Governance (signed by the acting identity; no projection: governance state is a
+    # fold over these events, see pipetrail.governance.state and docs/adr/0019).
+    USER_ADDED = "user.added"
+    USER_GRANTED = "user.granted"
+    USER_REVOKED = "user.revoked"
+    USER_KEY_ROTATED = "user.key_rotated"
+    MODEL_REGISTERED = "model.registered"
+    PROMOTION_REQUESTED = "promotion.requested"
+    PROMOTION_APPROVED = "promotion.approved"
+    PROMOTION_REJECTED = "promotion.rejected"
+    ALIAS_MOVED = "alias.moved"
+    DECISION_RECORDED = "decision.recorded"
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ from pipetrail.ledger.projections import apply_event
 from pipetrail.ledger.queries import DriverReader
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Callable, Iterator, Sequence
     from pathlib import Path
 
     from sqlalchemy import Engine
@@ -186,8 +186,21 @@ class Ledger:
         self.close()
 
     # -- writing ---------------------------------------------------------------------
-    def append(self, drafts: Sequence[EventDraft]) -> list[Event]:
+    def append(
+        self,
+        drafts: Sequence[EventDraft],
+        *,
+        precondition: Callable[[Driver], Sequence[EventDraft] | None] | None = None,
+    ) -> list[Event]:
         """Append events atomically, chained after the current head, and project them.
+
+        Args:
+            drafts: the events to append.
+            precondition: check-then-act under the write lock: called inside the write
+                transaction, before anything is written, with its driver (read the
+                committed state through it). Raising aborts the append (nothing is
+                written, the error propagates); drafts it returns are appended after
+                ``drafts``, in the same transaction.
 
         Returns:
             The appended events with their sequence numbers and hashes.
@@ -195,10 +208,14 @@ class Ledger:
         Raises:
             LedgerError: if the database fails; nothing of the batch is kept.
         """
-        if not drafts:
+        if not drafts and precondition is None:
             return []
         db = self.db
         with mapped_errors(self.url), db.write():
+            if precondition is not None:
+                drafts = [*drafts, *(precondition(db) or ())]
+                if not drafts:
+                    return []
             head = db.fetch(_HEAD)
             seq, prev = (head[0]["seq"], head[0]["hash"]) if head else (0, GENESIS_HASH)
             ts = format_ts(utcnow())

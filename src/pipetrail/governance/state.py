@@ -1,0 +1,307 @@
+"""Governance state: a fold over the signed governance events of the ledger.
+
+Nothing about users, keys, roles, models, aliases or promotions is kept in a table of
+its own: :func:`load_state` reads the governance events in sequence order (``events``
+filtered by kind, an indexed read) and replays them through :mod:`pipetrail.governance.rules`.
+Each event is re-hashed, its signature is checked against the key its signer held *at
+that point* of the ledger (a rotated key stops signing from the rotation on), and the
+act must have been allowed then (roles, separation of duties). An event that fails is
+not applied and becomes a :class:`Problem` naming its sequence number: editing the
+database can break the record, but cannot add an act without the signer's private key.
+See docs/adr/0019-governance-on-the-ledger.md.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pipetrail.errors import GovernanceError, PipetrailError, TamperedLedgerError
+from pipetrail.governance.verified import VerifiedCache
+from pipetrail.ledger.events import Event, EventKind
+
+if TYPE_CHECKING:
+    from pipetrail.governance.keys import PublicKey
+    from pipetrail.governance.roles import Role
+    from pipetrail.ledger.driver import Driver
+    from pipetrail.ledger.queries import Reader
+
+__all__ = [
+    "GOVERNANCE_KINDS",
+    "Approval",
+    "Entry",
+    "GovernanceState",
+    "KeyPeriod",
+    "ModelVersion",
+    "Problem",
+    "Request",
+    "User",
+    "load_state",
+    "read_state",
+]
+
+GOVERNANCE_KINDS: tuple[str, ...] = tuple(
+    str(k)
+    for k in (
+        EventKind.USER_ADDED,
+        EventKind.USER_GRANTED,
+        EventKind.USER_REVOKED,
+        EventKind.USER_KEY_ROTATED,
+        EventKind.MODEL_REGISTERED,
+        EventKind.PROMOTION_REQUESTED,
+        EventKind.PROMOTION_APPROVED,
+        EventKind.PROMOTION_REJECTED,
+        EventKind.ALIAS_MOVED,
+        EventKind.DECISION_RECORDED,
+    )
+)
+_MARKS = ", ".join(f"'{k}'" for k in GOVERNANCE_KINDS)
+_EVENTS_SQL = (
+    "SELECT seq, ts, actor, kind, run_id, payload, prev_hash, hash FROM events "  # noqa: S608
+    f"WHERE kind IN ({_MARKS}) ORDER BY seq"
+)
+
+
+@dataclass
+class KeyPeriod:
+    """A public key a user held, from the event that recorded it until one replaced it."""
+
+    key: PublicKey
+    from_seq: int
+    until_seq: int | None = None
+
+
+@dataclass
+class User:
+    """A person or service account, with its roles and keys over time."""
+
+    name: str
+    email: str | None
+    kind: str
+    roles: set[Role]
+    keys: list[KeyPeriod]
+    added_seq: int
+    added_by: str
+
+    @property
+    def current_key(self) -> PublicKey:
+        """The key that signs for this user now."""
+        return self.keys[-1].key
+
+    def raw_keys(self) -> set[bytes]:
+        """Every key this user has ever held (raw bytes): one person, however named."""
+        return {period.key.raw for period in self.keys}
+
+
+@dataclass
+class ModelVersion:
+    """Version N of a model: an artifact digest and where it came from."""
+
+    model: str
+    version: int
+    digest: str
+    run_id: str | None
+    node_id: str | None
+    output: str | None
+    serializer: str
+    by: str
+    ts: str
+    seq: int
+
+
+@dataclass
+class Approval:
+    """A signed approval or rejection of a request."""
+
+    by: str
+    comment: str
+    ts: str
+    seq: int
+    signature_ok: bool = True
+
+
+@dataclass
+class Request:
+    """A promotion request: its signed content and what became of it."""
+
+    request_id: str
+    model: str
+    version: int
+    alias: str
+    payload: dict[str, Any]
+    content_digest: str
+    by: str
+    ts: str
+    seq: int
+    status: str = "open"  # open | approved | rejected
+    approvals: list[Approval] = field(default_factory=list)
+    rejections: list[Approval] = field(default_factory=list)
+    moved_seq: int | None = None
+
+    @property
+    def policy(self) -> dict[str, Any]:
+        """The policy frozen into the request."""
+        value: dict[str, Any] = self.payload.get("policy") or {}
+        return value
+
+
+@dataclass
+class Entry:
+    """One governance event as the fold saw it: for history and audit."""
+
+    seq: int
+    ts: str
+    kind: str
+    by: str
+    payload: dict[str, Any]
+    status: str  # "verified" or why it is not counted
+
+
+@dataclass(frozen=True)
+class Problem:
+    """A governance event that does not verify, and why."""
+
+    seq: int
+    kind: str
+    reason: str
+
+    @property
+    def message(self) -> str:
+        """One line naming the event."""
+        return f"governance event {self.seq} ({self.kind}): {self.reason}"
+
+
+@dataclass
+class GovernanceState:
+    """Users, models, aliases, requests and decisions, as the verified events leave them."""
+
+    users: dict[str, User] = field(default_factory=dict)
+    models: dict[str, dict[int, ModelVersion]] = field(default_factory=dict)
+    # model -> alias -> the versions it pointed at, oldest first (last: where it points)
+    aliases: dict[str, dict[str, list[int]]] = field(default_factory=dict)
+    requests: dict[str, Request] = field(default_factory=dict)
+    decisions: list[Entry] = field(default_factory=list)
+    entries: list[Entry] = field(default_factory=list)
+    problems: list[Problem] = field(default_factory=list)
+    last_seq: int = 0
+    signatures: int = 0  # checked here
+    cached: int = 0  # checked before, by this user (see pipetrail.governance.verified)
+    cache: VerifiedCache | None = None
+    rehash: bool = True  # False when the whole chain was just re-hashed (audit verify)
+
+    def alias_version(self, model: str, alias: str) -> int | None:
+        """The version ``alias`` of ``model`` points at, or None."""
+        stack = self.aliases.get(model, {}).get(alias)
+        return stack[-1] if stack else None
+
+    def same_person(self, a: str, b: str) -> bool:
+        """Whether two identities are one person: the same name, or a key in common."""
+        if a == b:
+            return True
+        ua, ub = self.users.get(a), self.users.get(b)
+        return ua is not None and ub is not None and bool(ua.raw_keys() & ub.raw_keys())
+
+    def require_intact(self) -> None:
+        """Refuse to act on a governance record that does not verify.
+
+        Raises:
+            TamperedLedgerError: naming the first event that fails and how to investigate.
+        """
+        if self.problems:
+            first = self.problems[0]
+            more = f" (and {len(self.problems) - 1} more)" if len(self.problems) > 1 else ""
+            raise TamperedLedgerError(
+                f"the governance record does not verify: {first.message}{more}; nothing was "
+                "recorded. Run `pipetrail audit verify` and restore the ledger from a backup",
+                seq=first.seq,
+            )
+
+    def apply(self, event: Event, payload: dict[str, Any], *, checked: bool = False) -> None:
+        """Verify and apply one event; raise (a PipetrailError) when it is not valid.
+
+        ``checked``: its hash and signature were verified before (the rules still run).
+        """
+        from pipetrail.governance.rules import apply_verified
+
+        apply_verified(self, event, payload, checked=checked)
+        self.last_seq = event.seq
+
+    def fold(self, event: Event) -> None:
+        """Apply one stored event, recording a :class:`Problem` instead of raising."""
+        try:
+            payload = json.loads(event.payload_text)
+            if not isinstance(payload, dict):
+                raise GovernanceError("its payload is not a JSON object")
+            fingerprint = VerifiedCache.fingerprint(event) if self.cache is not None else b""
+            checked = self.cache is not None and self.cache.known(fingerprint)
+            if not checked and self.rehash and event.computed_hash() != event.hash:
+                raise GovernanceError("its content does not match its hash (the row was edited)")
+            self.apply(event, payload, checked=checked)
+            if self.cache is not None and not checked:
+                self.cache.add(fingerprint)
+        except (PipetrailError, ValueError, KeyError, TypeError) as exc:
+            reason = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+            self.problems.append(Problem(event.seq, event.kind, reason))
+            shown = _payload(event)
+            self.entries.append(
+                Entry(
+                    event.seq,
+                    event.ts,
+                    event.kind,
+                    str(shown.get("by", "?")),
+                    shown,
+                    f"NOT VERIFIED: {reason}",
+                )
+            )
+
+
+def _payload(event: Event) -> dict[str, Any]:
+    try:
+        payload = json.loads(event.payload_text)
+    except ValueError:
+        return {}
+    return payload if isinstance(payload, dict) else {}
+
+
+def load_state(
+    db: Driver, cache: VerifiedCache | None = None, *, rehash: bool = True
+) -> GovernanceState:
+    """Fold every governance event of the ledger behind ``db`` (see the module docstring).
+
+    ``cache``: events this user verified before skip the hash and signature checks.
+    ``rehash=False``: the caller has just re-hashed the whole chain in this snapshot.
+    """
+    state = GovernanceState(cache=cache, rehash=rehash)
+    cursor = db.connection.cursor()
+    try:
+        cursor.execute(db.sql(_EVENTS_SQL))
+        while rows := cursor.fetchmany(2000):
+            for row in rows:
+                state.fold(Event(*row))
+    finally:
+        cursor.close()
+    if cache is not None:
+        cache.save()
+    return state
+
+
+def read_state(reader: Reader, cache: VerifiedCache | None = None) -> GovernanceState:
+    """Fold the governance events through a read-only reader (one query: one snapshot)."""
+    state = GovernanceState(cache=cache)
+    for row in reader.fetch(_EVENTS_SQL):
+        state.fold(
+            Event(
+                row["seq"],
+                row["ts"],
+                row["actor"],
+                row["kind"],
+                row["run_id"],
+                row["payload"],
+                row["prev_hash"],
+                row["hash"],
+            )
+        )
+    if cache is not None:
+        cache.save()
+    return state
