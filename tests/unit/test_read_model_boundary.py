@@ -62,9 +62,12 @@ def violations(source: str) -> list[tuple[int, str]]:
         elif isinstance(node, ast.Attribute) and node.attr == "payload":
             if not (isinstance(node.value, ast.Name) and node.value.id == "self"):
                 found.append((node.lineno, ".payload"))
-        elif isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
-            if node.slice.value == "payload":
-                found.append((node.lineno, '["payload"]'))
+        elif (
+            isinstance(node, ast.Subscript)
+            and isinstance(node.slice, ast.Constant)
+            and node.slice.value == "payload"
+        ):
+            found.append((node.lineno, '["payload"]'))
     return found
 
 
@@ -103,7 +106,7 @@ def test_the_scan_covers_the_tree() -> None:
     ("source", "what"),
     [
         ('rows = reader.fetch("SELECT a FROM runs WHERE b = :b", {})', ".fetch("),
-        ('Q = "SELECT digest FROM artifacts WHERE role = \'code\'"', "SQL"),
+        ("Q = \"SELECT digest FROM artifacts WHERE role = 'code'\"", "SQL"),
         ('Q = f"WITH RECURSIVE walk(x) AS ({seed})"', "SQL"),
         ("Q = 'UPDATE runs SET status = :s'", "SQL"),
         ('metrics = event.payload.get("metrics")', ".payload"),

@@ -17,18 +17,18 @@ so two runs that happen to produce the same digest (``0``, ``None``, ``[]``) are
 linked. Only a reference artifact is taken by content, in every run. Cache hits: see
 :mod:`pipetrail.lineage.queries`, which builds the graph from the rows returned here.
 
-The rows are frozen dataclasses with their JSON columns parsed; no module outside the
-ledger sees the SQL or the JSON text.
+The rows are named tuples (typed, immutable, and cheap to build by the ten thousand)
+with their JSON columns parsed; no module outside the ledger sees the SQL or the JSON
+text.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 if TYPE_CHECKING:
-    from pipetrail.ledger.queries import Reader, Row
+    from pipetrail.ledger.queries import Reader
 
 __all__ = [
     "CHUNK",
@@ -51,8 +51,7 @@ WalkDirection = Literal["upstream", "downstream"]
 RefKind = Literal["artifact", "run", "step_run"]
 
 
-@dataclass(frozen=True)
-class LineageStepRow:
+class LineageStepRow(NamedTuple):
     """A step run a walk reached, with its run's summary (None when the run is unknown).
 
     Attributes:
@@ -96,15 +95,17 @@ class LineageStepRow:
     run_ended_at: str | None
 
     @classmethod
-    def from_row(cls, row: Row) -> LineageStepRow:
-        """Build from a row of :data:`_SELECT_STEPS`."""
-        components = row["components"]
+    def from_tuple(cls, row: tuple[Any, ...]) -> LineageStepRow:
+        """Build from a row of :data:`_SELECT_STEPS` (its columns are the fields, in order)."""
+        components = row[_COMPONENTS]
         parsed = json.loads(components) if isinstance(components, str) else components
-        return cls(**{**row, "components": dict(parsed or {})})
+        return cls._make((*row[:_COMPONENTS], parsed or {}, *row[_COMPONENTS + 1 :]))
 
 
-@dataclass(frozen=True, slots=True)
-class IoRow:
+_COMPONENTS = LineageStepRow._fields.index("components")
+
+
+class IoRow(NamedTuple):
     """One input (``in``) or output (``out``) of a step run."""
 
     step_run_id: str
@@ -113,8 +114,7 @@ class IoRow:
     digest: str
 
 
-@dataclass(frozen=True)
-class ArtifactRow:
+class ArtifactRow(NamedTuple):
     """A recorded artifact: type, serializer, size, role and meta (parsed)."""
 
     digest: str
@@ -125,8 +125,7 @@ class ArtifactRow:
     meta: dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
-class SourceRow:
+class SourceRow(NamedTuple):
     """A path under which a digest was observed as a source, and its size."""
 
     digest: str
@@ -265,7 +264,7 @@ def walk_step_runs(
     if max_depth == 0 and kind == "artifact":  # the artifact alone
         cte = "WITH nodes(step_run_id) AS (SELECT step_run_id FROM step_runs WHERE 1 = 0)"
     params = {"seed": seed, "max_depth": max_depth}
-    return [LineageStepRow.from_row(r) for r in reader.fetch(cte + _SELECT_STEPS, params)]
+    return [LineageStepRow.from_tuple(r) for r in reader.fetch_tuples(cte + _SELECT_STEPS, params)]
 
 
 def path_step_runs(
@@ -288,51 +287,37 @@ def path_step_runs(
         f"nodes(step_run_id) AS ({nodes})"
     )
     params = {"start": start[1], "goal": goal[1], "max_depth": None}
-    return [LineageStepRow.from_row(r) for r in reader.fetch(cte + _SELECT_STEPS, params)]
+    return [LineageStepRow.from_tuple(r) for r in reader.fetch_tuples(cte + _SELECT_STEPS, params)]
 
 
 def io_rows(reader: Reader, step_run_ids: list[str]) -> list[IoRow]:
     """Return the inputs and outputs of the given step runs."""
-    return [
-        IoRow(str(r["step_run_id"]), r["direction"], str(r["name"]), str(r["digest"]))
-        for r in _by_keys(reader, _EDGES_OF, step_run_ids)
-    ]
+    return [IoRow._make(r) for r in _by_keys(reader, _EDGES_OF, step_run_ids)]
 
 
 def artifact_rows(reader: Reader, digests: list[str]) -> list[ArtifactRow]:
     """Return the recorded artifacts among ``digests`` (unknown digests are left out)."""
     found = []
-    for r in _by_keys(reader, _ARTIFACTS_OF, digests):
-        meta = r["meta"]
-        parsed = json.loads(meta) if isinstance(meta, str) else meta
-        found.append(
-            ArtifactRow(
-                digest=str(r["digest"]),
-                type_name=str(r["type_name"]),
-                serializer=str(r["serializer"]),
-                size=int(r["size"]),
-                role=str(r["role"]),
-                meta=dict(parsed or {}),
-            )
-        )
+    for digest, type_name, serializer, size, role, meta in _by_keys(reader, _ARTIFACTS_OF, digests):
+        if isinstance(meta, str):  # most are "{}": no need to parse those
+            meta = json.loads(meta) if meta != "{}" else {}
+        found.append(ArtifactRow(digest, type_name, serializer, size, role, meta or {}))
     return found
 
 
 def source_rows(reader: Reader, digests: list[str]) -> list[SourceRow]:
     """Return the distinct (digest, path, size) source observations of ``digests``."""
-    return [
-        SourceRow(str(r["digest"]), str(r["path"]), int(r["size"]))
-        for r in _by_keys(reader, _SOURCES_OF, digests)
-    ]
+    return [SourceRow._make(r) for r in _by_keys(reader, _SOURCES_OF, digests)]
 
 
-def _by_keys(reader: Reader, sql: str, keys: list[str]) -> list[Row]:
+def _by_keys(reader: Reader, sql: str, keys: list[str]) -> list[tuple[Any, ...]]:
     """Run ``sql`` (with ``IN ({keys})``) over ``keys`` in chunks of :data:`CHUNK`."""
-    rows: list[Row] = []
+    rows: list[tuple[Any, ...]] = []
     for start in range(0, len(keys), CHUNK):
         chunk = keys[start : start + CHUNK]
         names = {f"k{i}": key for i, key in enumerate(chunk)}
-        rows.extend(reader.fetch(sql.format(keys=", ".join(f":{n}" for n in names)), names))
+        marks = ", ".join(f":{n}" for n in names)
+        rows.extend(reader.fetch_tuples(sql.format(keys=marks), names))
     return rows
 
 
@@ -356,10 +341,10 @@ def prefix_candidates(reader: Reader, kind: RefKind, prefix: str) -> list[str]:
     uppercase Crockford base32 for a run or step run. Artifacts include source files
     read by reference.
     """
-    rows = reader.fetch(
+    rows = reader.fetch_tuples(
         _CANDIDATES[kind], {"lo": prefix, "hi": upper_bound(prefix), "p": prefix + "%"}
     )
-    return [str(row["id"]) for row in rows]
+    return [str(row[0]) for row in rows]
 
 
 def upper_bound(prefix: str) -> str:
