@@ -98,19 +98,15 @@ def step_failure(
 
 
 # -- reading back ---------------------------------------------------------------------
-def _step_payloads(reader: Reader, run_id: str) -> list[tuple[str, dict[str, Any]]]:
-    return [(event.kind, event.payload) for event in closing_step_events(reader, run_id)]
-
-
 def _reused_contracts(reader: Reader, step_run_id: str) -> dict[str, Any] | None:
     """The contract results recorded by the executed step run ``step_run_id``."""
     try:
         origin_run = reader.step_run(step_run_id)["run_id"]
     except KeyError:
         return None
-    for kind, payload in _step_payloads(reader, origin_run):
-        if payload.get("step_run_id") == step_run_id and kind != "step.cached":
-            found = payload.get("contracts")
+    for event in closing_step_events(reader, origin_run):
+        if event.step_run_id == step_run_id and event.kind != "step.cached":
+            found = event.contracts
             return found if isinstance(found, dict) else None
     return None
 
@@ -140,21 +136,21 @@ def contract_results(reader: Reader, run_id: str) -> list[dict[str, Any]]:
         digest), ``from_step_run_id``, ``counts`` (checks by status) and ``boundaries``.
     """
     steps: list[dict[str, Any]] = []
-    for kind, payload in _step_payloads(reader, run_id):
-        recorded = payload.get("contracts")
+    for event in closing_step_events(reader, run_id):
+        recorded = event.contracts
         if not isinstance(recorded, dict):
             continue
-        origin = payload.get("step_run_id")
-        if kind == "step.cached":
+        origin: str | None = event.step_run_id
+        if event.kind == "step.cached":
             origin = recorded.get("reused_step_run_id")
             recorded = (_reused_contracts(reader, origin) if origin else None) or {}
         boundaries = list(recorded.get("boundaries") or [])
         steps.append(
             {
-                "node_id": payload.get("node_id"),
-                "step": payload.get("step"),
-                "step_run_id": payload.get("step_run_id"),
-                "status": kind.removeprefix("step."),
+                "node_id": event.node_id,
+                "step": event.step,
+                "step_run_id": event.step_run_id,
+                "status": event.kind.removeprefix("step."),
                 "ok": recorded.get("ok"),
                 "report": recorded.get("report"),
                 "from_step_run_id": origin,

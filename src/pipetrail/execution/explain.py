@@ -20,10 +20,15 @@ from pipetrail.ledger.deletions import run_deletion
 from pipetrail.ledger.event_reads import closing_step_events
 from pipetrail.ledger.read_model import (
     RunFilter,
+    RunRecord,
+    StepCounts,
+    StepRunRecord,
     find_runs,
     run_metric_values,
     run_notes,
-    run_tags,
+    run_record,
+    step_counts,
+    step_run_records,
 )
 from pipetrail.ledger.run_query import field_values
 
@@ -55,40 +60,48 @@ def list_runs(
     base = query or RunFilter(pipeline=pipeline, status=status, limit=limit)
     wanted = base.status
     records = find_runs(reader, base)
-    rows = reader.runs_by_id([record.run_id for record in records])
-    values = field_values(reader, [row["run_id"] for row in rows], columns)
+    ids = [record.run_id for record in records]
+    counts = step_counts(reader, ids)
+    values = field_values(reader, ids, columns)
     out = []
-    for row, record in zip(rows, records, strict=True):
-        row["status"] = effective_status(row)
-        row["tags"] = dict(record.tags)
-        if wanted is not None and row["status"] != wanted:
+    for record in records:
+        status = _status(record)
+        if wanted is not None and status != wanted:
             continue
-        brief = _run_brief(row)
+        brief = _run_brief(record, status, counts.get(record.run_id, StepCounts()))
         if columns:
-            brief["columns"] = {c: values[row["run_id"]].get(c) for c in columns}
+            brief["columns"] = {c: values[record.run_id].get(c) for c in columns}
         out.append(brief)
     return out
 
 
-def _run_brief(row: dict[str, Any]) -> dict[str, Any]:
+def _status(record: RunRecord) -> str:
+    """The run's status, ``crashed`` for a ``running`` run whose process is gone."""
+    return effective_status(
+        {"status": record.status, "host": record.host, "process": record.process}
+    )
+
+
+def _run_brief(record: RunRecord, status: str, counts: StepCounts) -> dict[str, Any]:
+    git = record.git or {}
     return {
-        "run_id": row["run_id"],
-        "name": row["name"],
-        "purpose": row["purpose"],
-        "tags": row["tags"],
-        "pipeline": row["pipeline"],
-        "status": row["status"],
-        "owner": row["owner"],
-        "started_at": row["started_at"],
-        "ended_at": row["ended_at"],
-        "params": row["params"],
-        "seed": row["seed"],
-        "steps_total": row["steps_total"],
-        "steps_executed": row.get("steps_executed", 0),
-        "steps_cached": row.get("steps_cached", 0),
-        "steps_failed": row.get("steps_failed", 0),
-        "git_commit": (row["git"] or {}).get("commit"),
-        "git_dirty": (row["git"] or {}).get("dirty"),
+        "run_id": record.run_id,
+        "name": record.name,
+        "purpose": record.purpose,
+        "tags": dict(record.tags),
+        "pipeline": record.pipeline,
+        "status": status,
+        "owner": record.owner,
+        "started_at": record.started_at,
+        "ended_at": record.ended_at,
+        "params": record.params,
+        "seed": record.seed,
+        "steps_total": record.steps_total,
+        "steps_executed": counts.executed,
+        "steps_cached": counts.cached,
+        "steps_failed": counts.failed,
+        "git_commit": git.get("commit"),
+        "git_dirty": git.get("dirty"),
     }
 
 
@@ -150,33 +163,32 @@ def run_summary(reader: Reader, ref: str) -> dict[str, Any]:
     from pipetrail.execution.contract_records import contract_results
 
     run_id = reader.resolve_run(ref)
-    run = reader.get_run(run_id)
-    run["status"] = effective_status(run)
-    steps = []
-    rows = reader.step_runs(run_id)
-    for s in rows:
-        steps.append(
-            {
-                "step_run_id": s["step_run_id"],
-                "node_id": s["node_id"],
-                "step": s["step"],
-                "status": effective_step_status(run["status"], s["status"]),
-                "cache_decision": s["cache_decision"],
-                "cache_reason": s["cache_reason"],
-                "reused_step_run_id": s["reused_step_run_id"],
-                "cache_key": s["cache_key"],
-                "code_digest": s["code_digest"],
-                "inputs": s["inputs"] or {},
-                "outputs": s["outputs"] or {},
-                "resources": s["resources"] or {},
-                "logs": s["logs"],
-                "seed": s["seed"],
-                "started_at": s["started_at"],
-                "ended_at": s["ended_at"],
-                "error": s["error"],
-                "traceback": s["traceback"],
-            }
-        )
+    run = run_record(reader, run_id)
+    status = _status(run)
+    rows = step_run_records(reader, run_id)
+    steps: list[dict[str, Any]] = [
+        {
+            "step_run_id": s.step_run_id,
+            "node_id": s.node_id,
+            "step": s.step,
+            "status": effective_step_status(status, s.status),
+            "cache_decision": s.cache_decision,
+            "cache_reason": s.cache_reason,
+            "reused_step_run_id": s.reused_step_run_id,
+            "cache_key": s.cache_key,
+            "code_digest": s.code_digest,
+            "inputs": s.inputs,
+            "outputs": s.outputs,
+            "resources": s.resources or {},
+            "logs": s.logs,
+            "seed": s.seed,
+            "started_at": s.started_at,
+            "ended_at": s.ended_at,
+            "error": s.error,
+            "traceback": s.traceback,
+        }
+        for s in rows
+    ]
     checked = {found["step_run_id"]: found for found in contract_results(reader, run_id)}
     operations, formats, series = _step_facts(reader, run_id)
     metrics = _with_series(run_metric_values(reader, run_id), series)
@@ -185,28 +197,28 @@ def run_summary(reader: Reader, ref: str) -> dict[str, Any]:
         entry["data_ops"] = operations.get(entry["step_run_id"], [])
         # How each output is read (docs/adr/0013); empty for older records.
         entry["output_formats"] = formats.get(entry["step_run_id"], {})
-    record = run["record"] or {}
+    record = run.record
     return {
         "run_id": run_id,
-        "name": run["name"],
-        "purpose": run["purpose"],
-        "tags": run_tags(reader, [run_id]).get(run_id, {}),
+        "name": run.name,
+        "purpose": run.purpose,
+        "tags": dict(run.tags),
         "notes": [
             {"text": n.text, "actor": n.actor, "noted_at": n.noted_at}
             for n in run_notes(reader, run_id)
         ],
-        "pipeline": run["pipeline"],
-        "pipeline_fingerprint": run["pipeline_fingerprint"],
-        "status": run["status"],
-        "error": run["error"],
-        "owner": run["owner"],
-        "host": run["host"],
-        "started_at": run["started_at"],
-        "ended_at": run["ended_at"],
-        "params": run["params"],
-        "seed": run["seed"],
-        "git": run["git"],
-        "environment": run["environment"],
+        "pipeline": run.pipeline,
+        "pipeline_fingerprint": run.pipeline_fingerprint,
+        "status": status,
+        "error": run.error,
+        "owner": run.owner,
+        "host": run.host,
+        "started_at": run.started_at,
+        "ended_at": run.ended_at,
+        "params": run.params,
+        "seed": run.seed,
+        "git": run.git,
+        "environment": run.environment,
         "pipeline_file": record.get("pipeline_file"),
         "argv": record.get("argv"),
         "pipetrail_version": record.get("pipetrail_version"),
@@ -214,7 +226,7 @@ def run_summary(reader: Reader, ref: str) -> dict[str, Any]:
         "parity": record.get("parity"),
         "cache": record.get("cache", True),
         "reproduces": record.get("reproduces"),
-        "steps_total": run["steps_total"],
+        "steps_total": run.steps_total,
         "deleted": run_deletion(reader, run_id),
         "sources": reader.sources(run_id),
         "steps": steps,
@@ -225,7 +237,9 @@ def run_summary(reader: Reader, ref: str) -> dict[str, Any]:
         # interrupted or crashed first), in pipeline order.
         "not_run": [
             {"node_id": node, "step": ((record.get("nodes") or {}).get(node) or {}).get("step")}
-            for node in not_run_nodes(run, rows)
+            for node in not_run_nodes(
+                {"status": status, "record": record}, [{"node_id": s.node_id} for s in rows]
+            )
         ],
     }
 
@@ -240,27 +254,26 @@ def explain_step(reader: Reader, ref: str, step: str) -> dict[str, Any]:
     from pipetrail.execution.cache import explain_change
 
     run_id = reader.resolve_run(ref)
-    row = reader.find_step_run(run_id, step)
-    components: dict[str, Any] = row["components"] or {}
+    row = StepRunRecord.from_row(reader.find_step_run(run_id, step))
     previous, pairing = _counterpart(reader, run_id, row)
-    before = None if previous is None else previous["components"]
-    changes = explain_change(components, before)
+    before = None if previous is None else previous.components
+    changes = explain_change(row.components or {}, before)
     return {
         "run_id": run_id,
-        "node_id": row["node_id"],
-        "step": row["step"],
-        "status": row["status"],
-        "cache_key": row["cache_key"],
-        "cache_decision": row["cache_decision"],
-        "cache_reason": row["cache_reason"],
-        "reused_step_run_id": row["reused_step_run_id"],
+        "node_id": row.node_id,
+        "step": row.step,
+        "status": row.status,
+        "cache_key": row.cache_key,
+        "cache_decision": row.cache_decision,
+        "cache_reason": row.cache_reason,
+        "reused_step_run_id": row.reused_step_run_id,
         "previous": None
         if previous is None
         else {
-            "run_id": previous["run_id"],
-            "step_run_id": previous["step_run_id"],
-            "cache_key": previous["cache_key"],
-            "node_id": previous["node_id"],
+            "run_id": previous.run_id,
+            "step_run_id": previous.step_run_id,
+            "cache_key": previous.cache_key,
+            "node_id": previous.node_id,
         },
         "pairing": pairing,
         "components": [
@@ -278,21 +291,22 @@ def explain_step(reader: Reader, ref: str, step: str) -> dict[str, Any]:
 
 
 def _counterpart(
-    reader: Reader, run_id: str, row: dict[str, Any]
-) -> tuple[dict[str, Any] | None, dict[str, Any]]:
+    reader: Reader, run_id: str, row: StepRunRecord
+) -> tuple[StepRunRecord | None, dict[str, Any]]:
     """Return the step run ``row`` is compared with (or None), and how it was paired."""
-    earlier = reader.previous_run_of_step(row["pipeline"], row["step"], run_id, row["first_seq"])
+    earlier = reader.previous_run_of_step(row.pipeline, row.step, run_id, row.first_seq)
     if earlier is None:
         return None, {"run_id": None, "by": None, "note": "no earlier run ran this step"}
     nodes_before, sources_before = recorded_nodes(reader, earlier)
     nodes_now, sources_now = recorded_nodes(reader, run_id)
     pairing = pair_nodes(nodes_before, nodes_now, sources_a=sources_before, sources_b=sources_now)
-    node = row["node_id"]
+    node = row.node_id
     partner = pairing.a_of(node)
     if partner is not None:
         by = next(p.by for p in pairing.pairs if p.b == node)
         note = f"paired with {partner} of run {earlier} by {by}"
-        return reader.find_step_run(earlier, partner), {"run_id": earlier, "by": by, "note": note}
+        found = StepRunRecord.from_row(reader.find_step_run(earlier, partner))
+        return found, {"run_id": earlier, "by": by, "note": note}
     group = pairing.ambiguity_of(node, side="b")
     if group is not None:
         note = f"{node} could be any of {', '.join(group.a)} in run {earlier}: {group.reason}"

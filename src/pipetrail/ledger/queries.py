@@ -75,6 +75,14 @@ class Reader(ABC):
     def fetch(self, sql: str, params: dict[str, Any] | None = None) -> list[Row]:
         """Run one query and return its rows as dicts (empty when no schema yet)."""
 
+    def fetch_tuples(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run one query and return its rows as tuples, in column order.
+
+        Cheaper than :meth:`fetch` for many rows (the lineage walks read tens of
+        thousands); subclasses with a driver return the cursor's rows directly.
+        """
+        return [tuple(row.values()) for row in self.fetch(sql, params)]
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the connection, if any."""
 
@@ -385,6 +393,19 @@ class DriverReader(Reader):
                 raise ledger_error(self.url, exc) from exc
             raise
 
+    def fetch_tuples(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run one query; return its rows as tuples.
+
+        Raises:
+            LedgerError: the database failed (one line: what, where, how to fix).
+        """
+        try:
+            return self._connect().rows(_with_escape(sql), params)
+        except Exception as exc:
+            if is_database_error(exc):
+                raise ledger_error(self.url, exc) from exc
+            raise
+
     def close(self) -> None:
         """Close the ledger this reader opened for itself, if any."""
         if self._owner is not None:
@@ -445,6 +466,22 @@ class SqliteReader(Reader):
             if "no such table" in str(exc) and self._is_empty():
                 return []
             raise ledger_error(url, exc) from exc
+
+    def fetch_tuples(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        """Run one query; return its rows as tuples (none without a database or schema).
+
+        Raises:
+            LedgerError: the database failed (one line: what, where, how to fix).
+        """
+        try:
+            driver = self._connection()
+            if driver is None:
+                return []
+            return driver.rows(_with_escape(sql), params)
+        except sqlite3.Error as exc:
+            if "no such table" in str(exc) and self._is_empty():
+                return []
+            raise ledger_error(f"sqlite:///{self.path}", exc) from exc
 
     def _is_empty(self) -> bool:
         """Whether the database has no tables at all (created, schema not yet written)."""

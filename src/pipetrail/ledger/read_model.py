@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pipetrail.core.clock import format_ts
 from pipetrail.errors import NotFoundError, ParamError
@@ -31,6 +31,7 @@ __all__ = [
     "NoteRecord",
     "RunFilter",
     "RunRecord",
+    "StepCounts",
     "StepRunRecord",
     "find_runs",
     "kept_runs_condition",
@@ -39,6 +40,7 @@ __all__ = [
     "run_record",
     "run_metric_values",
     "run_tags",
+    "step_counts",
     "step_run_records",
 ]
 
@@ -50,8 +52,8 @@ _RUN_COLUMNS = (
 )
 _STEP_COLUMNS = (
     "step_run_id, run_id, node_id, step, pipeline, status, cache_key, cache_decision, "
-    "cache_reason, reused_step_run_id, code_digest, inputs, outputs, resources, logs, seed, "
-    "started_at, ended_at, error, first_seq"
+    "cache_reason, reused_step_run_id, code_digest, components, inputs, outputs, resources, "
+    "logs, seed, started_at, ended_at, error, traceback, first_seq"
 )
 
 
@@ -91,6 +93,7 @@ class RunRecord:
         steps_total: how many nodes its graph has.
         tags: its tags.
         record: every other ``run.started`` field (argv, pipeline file, reproduces...).
+        pipeline_fingerprint: the fingerprint of the pipeline's graph and code.
     """
 
     run_id: str
@@ -111,6 +114,7 @@ class RunRecord:
     steps_total: int
     tags: dict[str, str] = field(default_factory=dict)
     record: dict[str, Any] = field(default_factory=dict, repr=False)
+    pipeline_fingerprint: str = ""
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any], tags: dict[str, str]) -> RunRecord:
@@ -134,6 +138,7 @@ class RunRecord:
             steps_total=int(row["steps_total"]),
             tags=tags,
             record=_json(row["record"]) or {},
+            pipeline_fingerprint=str(row["pipeline_fingerprint"]),
         )
 
 
@@ -160,6 +165,11 @@ class StepRunRecord:
         started_at: when it started.
         ended_at: when it ended.
         error: why it failed.
+        traceback: the failure's traceback, when it failed in the step's code.
+        pipeline: the pipeline's name.
+        components: what its cache key was computed from (code, params, inputs...);
+            None before it was recorded.
+        first_seq: the ledger position of its first event (orders step runs).
     """
 
     step_run_id: str
@@ -180,6 +190,10 @@ class StepRunRecord:
     started_at: str
     ended_at: str | None
     error: str | None
+    traceback: str | None = None
+    pipeline: str = ""
+    components: dict[str, Any] | None = field(default=None, repr=False)
+    first_seq: int = 0
 
     @property
     def seconds(self) -> float | None:
@@ -213,6 +227,10 @@ class StepRunRecord:
             started_at=str(row["started_at"]),
             ended_at=row["ended_at"],
             error=row["error"],
+            traceback=row.get("traceback"),
+            pipeline=str(row.get("pipeline") or ""),
+            components=_json(row.get("components")),
+            first_seq=int(row.get("first_seq") or 0),
         )
 
 
@@ -438,6 +456,34 @@ def step_run_records(reader: Reader, run_id: str) -> list[StepRunRecord]:
             {"r": run_id},
         )
     ]
+
+
+class StepCounts(NamedTuple):
+    """How many of a run's step runs executed (``completed``), were cached, or failed."""
+
+    executed: int = 0
+    cached: int = 0
+    failed: int = 0
+
+
+def step_counts(reader: Reader, run_ids: list[str]) -> dict[str, StepCounts]:
+    """Return the step counts of each of ``run_ids`` (runs without step runs are left out)."""
+    found: dict[str, StepCounts] = {}
+    for i in range(0, len(run_ids), 500):
+        names = {f"r{j}": r for j, r in enumerate(run_ids[i : i + 500])}
+        marks = ", ".join(f":{n}" for n in names)
+        for row in reader.fetch(
+            "SELECT run_id, "  # noqa: S608 - only placeholders are interpolated
+            "SUM(CASE WHEN status = 'completed' THEN 1 ELSE 0 END) AS executed, "
+            "SUM(CASE WHEN status = 'cached' THEN 1 ELSE 0 END) AS cached, "
+            "SUM(CASE WHEN status = 'failed' THEN 1 ELSE 0 END) AS failed "
+            f"FROM step_runs WHERE run_id IN ({marks}) GROUP BY run_id",
+            names,
+        ):
+            found[str(row["run_id"])] = StepCounts(
+                int(row["executed"]), int(row["cached"]), int(row["failed"])
+            )
+    return found
 
 
 def run_metric_values(reader: Reader, run_id: str) -> list[dict[str, Any]]:

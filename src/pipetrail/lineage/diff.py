@@ -14,7 +14,7 @@ with nothing. A step in ``steps`` says how it was paired (``paired_by``) and its
 run B when that differs (``node_id_b``); a metric is named by run A's node id.
 
 Step source texts for the code diff come from the content store. The step event's
-``code_source`` payload key names the blob when the run recorded it. Older runs did not:
+``code_source`` field names the blob when the run recorded it. Older runs did not:
 then the text is the ``code`` artifact (meta ``{"step": NAME}``) first recorded by a run
 in which a step of that name had the same code digest, preferring the run itself, then the
 newest run before it. The artifact is recorded once per distinct text, so a step whose own
@@ -300,8 +300,8 @@ def _lines(text: str) -> list[str]:
 
 def _source_text(project: Project, run_id: str, facts: StepFacts) -> tuple[str | None, str | None]:
     """Return a step run's source text, or None and why (module docstring: fallback)."""
-    blob = facts.payload.get("code_source")
-    if not isinstance(blob, str):
+    blob = facts.code_source
+    if blob is None:
         blob = _recorded_code_blob(project, run_id, facts)
     if blob is None:
         return None, f"no source text of step {facts.node_id!r} is recorded for run {run_id}"

@@ -2,8 +2,8 @@
 
 Owns the immutable result of a lineage query (:class:`LineageGraph`) and its
 deterministic ordering; hop depths and the shortest-path search are in
-:mod:`pipetrail.lineage.graph_walks`. Pure: no SQL, no rendering; the rows come from
-:mod:`pipetrail.lineage.queries`.
+:mod:`pipetrail.lineage.graph_walks`. Pure: no SQL, no rendering; the typed rows come
+from :mod:`pipetrail.ledger.lineage_reads` by way of :mod:`pipetrail.lineage.queries`.
 
 Edges follow the data: ``input`` goes from an artifact to the step run that read it,
 ``output`` from a step run to the artifact it wrote, ``reuses`` from a cached step run to
@@ -17,7 +17,6 @@ a ``reuses`` hop does not count.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field, fields
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -26,6 +25,8 @@ from pipetrail.lineage.graph_walks import shortest_path as shortest_path
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
+
+    from pipetrail.ledger.lineage_reads import ArtifactRow, LineageStepRow
 
 __all__ = [
     "ArtifactNode",
@@ -90,23 +91,21 @@ class ArtifactNode:
         return self.digest
 
     @classmethod
-    def from_row(
-        cls, row: dict[str, Any], paths: list[str], source_size: int | None
+    def from_record(
+        cls, digest: str, record: ArtifactRow | None, paths: list[str], source_size: int | None
     ) -> ArtifactNode:
-        """Build from an ``artifacts`` row and the paths and size of its source observations.
+        """Build from the ledger's artifact row and the paths and size it was observed under.
 
-        A source file read by reference has no ``artifacts`` row: pass ``{"digest": d}``.
+        A source file read by reference has no artifact row: pass None.
         """
-        meta = row.get("meta")
-        size = row.get("size")
         return cls(
-            digest=row["digest"],
+            digest=digest,
             kind="source" if paths else "artifact",
-            type_name=row.get("type_name"),
-            serializer=row.get("serializer"),
-            size=int(size) if size is not None else source_size,
-            role=row.get("role"),
-            meta=meta_summary(json.loads(meta)) if isinstance(meta, str) and meta != "{}" else {},
+            type_name=record.type_name if record else None,
+            serializer=record.serializer if record else None,
+            size=record.size if record else source_size,
+            role=record.role if record else None,
+            meta=meta_summary(record.meta) if record and record.meta else {},
             paths=tuple(sorted(set(paths))),
         )
 
@@ -156,11 +155,23 @@ class StepRunNode:
         return self.step_run_id
 
     @classmethod
-    def from_row(cls, row: dict[str, Any]) -> StepRunNode:
-        """Build from a ``step_runs`` row (its fields, ``components`` as JSON text)."""
-        values = {k: v for k, v in row.items() if k != "components"}
-        components = json.loads(row.get("components") or "{}")
-        return cls(**values, params=dict(components.get("params") or {}))
+    def from_record(cls, row: LineageStepRow) -> StepRunNode:
+        """Build from a step run the ledger's lineage walk reached."""
+        return cls(
+            step_run_id=row.step_run_id,
+            run_id=row.run_id,
+            node_id=row.node_id,
+            step=row.step,
+            pipeline=row.pipeline,
+            status=row.status,
+            cache_decision=row.cache_decision,
+            cache_reason=row.cache_reason,
+            reused_step_run_id=row.reused_step_run_id,
+            code_digest=row.code_digest,
+            params=dict(row.components.get("params") or {}),
+            started_at=row.started_at,
+            ended_at=row.ended_at,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Return the node as JSON-able data: its id, kind and fields."""

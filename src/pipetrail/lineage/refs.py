@@ -1,9 +1,9 @@
 """Resolve what a user typed (a digest, run id or step run id, or a prefix) to a target.
 
 Owns :func:`resolve_ref`, used by every lineage query and the CLI. Prefixes are looked
-up with a range on each indexed id column, the same SQL on SQLite and PostgreSQL, so a
-ledger of millions of artifacts answers without a scan. Imports the ledger's reader and
-the lineage model; never cli.
+up by the ledger (:func:`pipetrail.ledger.lineage_reads.prefix_candidates`: a range on
+each indexed id column, so a ledger of millions of artifacts answers without a scan).
+Imports the ledger's reads and the lineage model; never cli.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ import re
 from typing import TYPE_CHECKING
 
 from pipetrail.errors import AmbiguousPrefixError, NotFoundError
+from pipetrail.ledger.lineage_reads import RefKind, prefix_candidates
+from pipetrail.ledger.lineage_reads import upper_bound as upper_bound
 from pipetrail.lineage.graph import Target
 
 if TYPE_CHECKING:
@@ -19,17 +21,6 @@ if TYPE_CHECKING:
 
 __all__ = ["resolve_ref", "upper_bound"]
 
-# Prefix look-ups: a range on the indexed column finds the candidates without a scan
-# (LIKE cannot use these indexes on SQLite); LIKE then confirms each one.
-_PREFIX = "SELECT {0} AS id FROM {1} WHERE {0} >= :lo AND {0} < :hi AND {0} LIKE :p"
-_CANDIDATES = {
-    "artifact": _PREFIX.format("digest", "artifacts")
-    + " UNION "
-    + _PREFIX.format("digest", "sources")
-    + " ORDER BY id LIMIT 6",
-    "run": _PREFIX.format("run_id", "runs") + " ORDER BY id LIMIT 6",
-    "step_run": _PREFIX.format("step_run_id", "step_runs") + " ORDER BY id LIMIT 6",
-}
 _HEX = re.compile(r"[0-9a-f]+")
 _ID = re.compile(r"[0-9A-Z]+")
 
@@ -48,7 +39,7 @@ def resolve_ref(reader: Reader, ref: str) -> Target:
     if text in ("latest", "last", "@"):
         return Target("run", reader.resolve_run(text))
     body = text.removeprefix("blake3:").removeprefix("BLAKE3:")
-    kinds = ["artifact"] if body != text else ["artifact", "run", "step_run"]
+    kinds: list[RefKind] = ["artifact"] if body != text else ["artifact", "run", "step_run"]
     found: list[Target] = []
     for kind in kinds:
         prefix = body.lower() if kind == "artifact" else body.upper()
@@ -56,11 +47,7 @@ def resolve_ref(reader: Reader, ref: str) -> Target:
             continue
         if kind == "artifact":
             prefix = "blake3:" + prefix
-        rows = reader.fetch(
-            _CANDIDATES[kind],
-            {"lo": prefix, "hi": upper_bound(prefix), "p": prefix + "%"},
-        )
-        found.extend(Target(kind, str(row["id"])) for row in rows)  # type: ignore[arg-type]
+        found.extend(Target(kind, found_id) for found_id in prefix_candidates(reader, kind, prefix))
     if not found:
         raise NotFoundError(
             f"nothing matches {ref!r}: it is not a digest, run id or step run id (or a "
@@ -74,20 +61,3 @@ def resolve_ref(reader: Reader, ref: str) -> Target:
             f"{ref!r} matches several objects ({shown}{more}); give more characters"
         )
     return found[0]
-
-
-def upper_bound(prefix: str) -> str:
-    """The smallest string above every string starting with ``prefix``.
-
-    Digests are lowercase hex and ids Crockford base32 (uppercase): the bound stays in
-    those alphabets (``9`` -> ``a``/``A``, not ``:``) so that it also holds under the
-    linguistic collations a PostgreSQL database may use.
-    """
-    chars = list(prefix)
-    while chars:
-        last = chars.pop()
-        if last == "9":
-            return "".join(chars) + ("a" if prefix.startswith("blake3:") else "A")
-        if last != "Z":
-            return "".join(chars) + chr(ord(last) + 1)
-    return "~"

@@ -6,9 +6,9 @@ Read-only. Imports execution and the layers below it; never cli or ``lineage.dif
 
 Metrics of a run:
 
-* **logged**: ``metrics`` in a step's ``step.completed`` payload, ``{name: {"last", "min",
-  "max", "count", "digest"}}``; the value is ``last``. A cache hit reads the payload of
-  the step run whose outputs it reuses.
+* **logged**: the ``metrics`` of a step's closing event (:class:`StepEvent`), ``{name:
+  {"last", "min", "max", "count", "digest"}}``; the value is ``last``. A cache hit that
+  recorded none reads those of the step run whose outputs it reuses.
 * **outputs**: every top-level int or float (not bool) of a returned step output stored
   as a JSON dict (serializer ``json``, type ``builtins.dict``), e.g. ``{"accuracy": 0.9}``.
   Reports and metric series (outputs named ``report:*`` and ``metric:*``) are not.
@@ -27,7 +27,7 @@ scalars, dicts) are not.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, TypeGuard
 
 from pipetrail.errors import PipetrailError
@@ -38,6 +38,7 @@ from pipetrail.store import StoredArtifact
 if TYPE_CHECKING:
     from pipetrail.execution.project import Project
     from pipetrail.ledger import Reader
+    from pipetrail.ledger.event_records import StepEvent
 
 __all__ = ["Metric", "RunFacts", "StepFacts", "load_run_facts", "step_metrics"]
 
@@ -53,9 +54,10 @@ class StepFacts:
     """What a comparison reads about one step run.
 
     ``inputs`` maps flat input names to digests (artifacts and sources), ``upstream``
-    holds the ids of the nodes it reads from, ``payload`` is its step event's payload
-    laid over the payload of the step run it reused (for a cache hit), and ``name`` the
-    node's name given at the call site (None when unnamed).
+    holds the ids of the nodes it reads from, and ``name`` the node's name given at the
+    call site (None when unnamed). ``logged_metrics`` (metric name -> summary) and
+    ``code_source`` (the digest of the step's stored source text) come from its closing
+    step event; a cache hit that lacks them has those of the step run it reused.
     """
 
     node_id: str
@@ -67,8 +69,9 @@ class StepFacts:
     outputs: dict[str, str]
     seed: int | None
     upstream: tuple[str, ...]
-    payload: dict[str, Any]
     name: str | None = None
+    logged_metrics: dict[str, dict[str, Any]] = field(default_factory=dict)
+    code_source: str | None = None
 
 
 @dataclass(frozen=True)
@@ -114,22 +117,14 @@ def load_run_facts(project: Project, run_id: str) -> RunFacts:
     reader = project.reader()
     run = reader.get_run(run_id)
     nodes = (run["record"] or {}).get("nodes") or {}
-    payloads = _Payloads(reader)
+    events = _StepEvents(reader)
     steps = {
-        row["node_id"]: StepFacts(
-            node_id=row["node_id"],
-            step=row["step"],
-            status=row["status"],
-            code_digest=row["code_digest"],
-            components=row["components"] or {},
-            inputs=row["inputs"] or {},
-            outputs=row["outputs"] or {},
-            seed=row["seed"],
-            upstream=tuple((nodes.get(row["node_id"]) or {}).get("upstream") or ()),
-            payload=payloads.merged(run_id, row["step_run_id"], row["reused_step_run_id"]),
-            # From the run's own record: a cache hit's merged payload may hold the name
-            # the reused step run was given.
-            name=(nodes.get(row["node_id"]) or {}).get("name"),
+        row["node_id"]: _step_facts(
+            row,
+            events.merged(run_id, row["step_run_id"], row["reused_step_run_id"]),
+            # From the run's own record: the step run a cache hit reused may have been
+            # given another name.
+            nodes.get(row["node_id"]) or {},
         )
         for row in reader.step_runs(run_id)
     }
@@ -161,28 +156,54 @@ def load_run_facts(project: Project, run_id: str) -> RunFacts:
     )
 
 
-class _Payloads:
-    """Step event payloads by step run id, read one run at a time."""
+def _step_facts(
+    row: dict[str, Any], closing: tuple[StepEvent | None, StepEvent | None], node: dict[str, Any]
+) -> StepFacts:
+    """A step run's facts from its row, its closing event and the reused one's (if any)."""
+    own, origin = closing
+    metrics = (own.metrics if own else {}) or (origin.metrics if origin else {})
+    code_source = (own.code_source if own else None) or (origin.code_source if origin else None)
+    return StepFacts(
+        node_id=row["node_id"],
+        step=row["step"],
+        status=row["status"],
+        code_digest=row["code_digest"],
+        components=row["components"] or {},
+        inputs=row["inputs"] or {},
+        outputs=row["outputs"] or {},
+        seed=row["seed"],
+        upstream=tuple(node.get("upstream") or ()),
+        name=node.get("name"),
+        logged_metrics=dict(metrics),
+        code_source=code_source,
+    )
+
+
+class _StepEvents:
+    """The closing step events of runs by step run id, read one run at a time."""
 
     def __init__(self, reader: Reader) -> None:
         self.reader = reader
-        self.by_run: dict[str, dict[str, dict[str, Any]]] = {}
+        self.by_run: dict[str, dict[str, StepEvent]] = {}
 
-    def of(self, run_id: str, step_run_id: str) -> dict[str, Any]:
+    def of(self, run_id: str, step_run_id: str) -> StepEvent | None:
         if run_id not in self.by_run:
             events = closing_step_events(self.reader, run_id)
-            self.by_run[run_id] = {e.step_run_id: e.payload for e in events}
-        return self.by_run[run_id].get(step_run_id, {})
+            self.by_run[run_id] = {e.step_run_id: e for e in events}
+        return self.by_run[run_id].get(step_run_id)
 
-    def merged(self, run_id: str, step_run_id: str, reused: str | None) -> dict[str, Any]:
+    def merged(
+        self, run_id: str, step_run_id: str, reused: str | None
+    ) -> tuple[StepEvent | None, StepEvent | None]:
+        """The step run's closing event and, for a cache hit, the reused one's."""
         own = self.of(run_id, step_run_id)
         if not reused:
-            return own
+            return own, None
         try:
             origin = self.reader.step_run(reused)
         except PipetrailError:  # the reused step run is not recorded: nothing to add
-            return own
-        return {**self.of(origin["run_id"], reused), **own}
+            return own, None
+        return own, self.of(origin["run_id"], reused)
 
 
 def step_metrics(project: Project, facts: StepFacts) -> tuple[dict[str, Metric], list[str]]:
@@ -203,8 +224,7 @@ def step_metrics(project: Project, facts: StepFacts) -> tuple[dict[str, Metric],
         for key, item in value.items():
             if _is_number(item):
                 found[prefix + key] = Metric(prefix + key, facts.node_id, item, "output")
-    logged = facts.payload.get("metrics")
-    for key, summary in (logged if isinstance(logged, dict) else {}).items():
+    for key, summary in facts.logged_metrics.items():
         last = summary.get("last") if isinstance(summary, dict) else None
         if _is_number(last):
             name = f"{facts.node_id}.{key}"

@@ -32,7 +32,6 @@ def _step(node: str, *, upstream: tuple[str, ...] = (), **fields: Any) -> StepFa
         "outputs": {},
         "seed": 1,
         "upstream": upstream,
-        "payload": {},
     }
     values.update(fields)
     return StepFacts(**values)
@@ -174,11 +173,9 @@ def test_step_metrics_reads_logged_metrics_last_values() -> None:
     facts = _step(
         "train",
         outputs={"metric:train/loss": "d:series"},
-        payload={
-            "metrics": {
-                "train/loss": {"digest": "d:series", "last": 0.25, "min": 0.2, "max": 1.0},
-                "broken": {"digest": "d:x"},
-            }
+        logged_metrics={
+            "train/loss": {"digest": "d:series", "last": 0.25, "min": 0.2, "max": 1.0},
+            "broken": {"digest": "d:x"},
         },
     )
     found, notes = step_metrics(cast("Any", None), facts)  # no returned outputs to read
