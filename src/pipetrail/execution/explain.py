@@ -16,7 +16,6 @@ import json
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.execution.crash import effective_status, effective_step_status, not_run_nodes
-from pipetrail.execution.node_pairing import pair_nodes, recorded_nodes
 
 if TYPE_CHECKING:
     from pipetrail.ledger import Reader
@@ -224,6 +223,8 @@ def _counterpart(
     if not found:
         return None, {"run_id": None, "by": None, "note": "no earlier run ran this step"}
     earlier = found[0]["run_id"]
+    from pipetrail.execution.node_pairing import pair_nodes, recorded_nodes
+
     nodes_before, sources_before = recorded_nodes(reader, earlier)
     nodes_now, sources_now = recorded_nodes(reader, run_id)
     pairing = pair_nodes(nodes_before, nodes_now, sources_a=sources_before, sources_b=sources_now)

@@ -43,7 +43,6 @@ from pipetrail.execution.records import (
 )
 from pipetrail.execution.run_events import artifact_drafts, code_drafts
 from pipetrail.execution.run_state import NodeOutput, emit, flush_before_code, step_code
-from pipetrail.execution.task import StepTask
 from pipetrail.ledger import EventDraft, EventKind
 from pipetrail.store.serializers.base import copies_under
 from pipetrail.store.serializers.kept_bytes import kept_view
@@ -337,6 +336,8 @@ def run_node(
         components["input_formats"] = inputs.formats
         key = cache_key(components)
         base.update(cache_key=key, inputs=flat_inputs(inputs.digests))
+    from pipetrail.execution.task import StepTask  # a hit executes nothing: loaded here
+
     task = StepTask(
         node_id=node.id,
         step_name=step.name,
