@@ -19,21 +19,37 @@ A chain of many trivial steps thus costs one transaction per batch of steps inst
 per step, and a kill -9 loses at most the last :data:`MAX_DELAY_S` of records of fast
 steps (the run still shows as crashed: ``run.started`` is appended before any step). See
 docs/adr/0017-batched-ledger-writes.md.
+
+The small objects steps store are batched the same way: during a run the local store
+holds them in memory (:func:`hold_small_writes`) and every flush commits them, in one pack
+transaction, just before it appends the events that name them (:func:`commit_small_writes`),
+so an object is always committed before a record points at it.
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from pipetrail.ledger import EventDraft
     from pipetrail.ledger.ledger import Ledger
+    from pipetrail.store import ContentStore
 
-__all__ = ["FAST_STEP_S", "MAX_DELAY_S", "MAX_PENDING", "FlushTimer", "StepTimes"]
+__all__ = [
+    "FAST_STEP_S",
+    "MAX_DELAY_S",
+    "MAX_PENDING",
+    "FlushTimer",
+    "StepTimes",
+    "commit_small_writes",
+    "hold_small_writes",
+    "releasing_small_writes",
+]
 
 # A step whose code returned within this time is "fast": the next call of it may start
 # with events still queued.
@@ -171,3 +187,29 @@ class FlushTimer:
             self._put_back(drafts)
             return
         self.flushes += 1
+
+
+def hold_small_writes(store: ContentStore) -> None:
+    """Have ``store`` keep small objects in memory until the next flush, if it can.
+
+    See :meth:`pipetrail.store.LocalStore.hold_small_writes`; other stores write at once.
+    """
+    hold = getattr(store, "hold_small_writes", None)
+    if hold is not None:
+        hold()
+
+
+def commit_small_writes(store: ContentStore, *, release: bool = False) -> None:
+    """Commit the small objects ``store`` holds in memory (a no-op when it holds none)."""
+    commit = getattr(store, "commit_small_writes", None)
+    if commit is not None:
+        commit(release=release)
+
+
+@contextmanager
+def releasing_small_writes(store: ContentStore) -> Iterator[None]:
+    """Around a run: commit what ``store`` still holds at the end and stop holding."""
+    try:
+        yield
+    finally:
+        commit_small_writes(store, release=True)

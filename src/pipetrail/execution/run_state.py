@@ -21,7 +21,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pipetrail.execution.flushing import MAX_DELAY_S, FlushTimer, StepTimes, must_flush_before
+from pipetrail.errors import StoreError
+from pipetrail.execution.flushing import (
+    MAX_DELAY_S,
+    FlushTimer,
+    StepTimes,
+    commit_small_writes,
+    must_flush_before,
+)
 from pipetrail.execution.interrupts import deferred_interrupts
 from pipetrail.execution.node_identity import NodeIdentities
 from pipetrail.ledger.ledger import Ledger
@@ -201,6 +208,7 @@ def flush(state: RunState) -> None:
     if state.pending:
         # A signal must not fall between the append and forgetting what was appended.
         with deferred_interrupts():
+            commit_small_writes(state.project.store)  # objects before events naming them
             state.project.ledger.append(state.pending)
             state.pending = []
             state.pending_since = None
@@ -249,6 +257,10 @@ def _timer(state: RunState) -> FlushTimer:
         ledger = state.project.ledger
 
         def take() -> list[EventDraft]:
+            try:
+                commit_small_writes(state.project.store)  # objects before events naming them
+            except StoreError:
+                return []  # left queued: the main thread's next flush meets the error again
             drafts, state.pending, state.pending_since = state.pending, [], None
             return drafts
 

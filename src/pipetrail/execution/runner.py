@@ -44,6 +44,7 @@ from pipetrail.errors import DefinitionError, PipetrailError, RunInterruptedErro
 from pipetrail.execution.contract_records import plan_contracts
 from pipetrail.execution.crash import reconcile_crashed_runs
 from pipetrail.execution.executors import InlineExecutor
+from pipetrail.execution.flushing import hold_small_writes, releasing_small_writes
 from pipetrail.execution.interrupts import (
     deferred_interrupts,
     handling_interrupts,
@@ -109,7 +110,7 @@ def run_pipeline(
         if python_default_sigint()
         else contextlib.nullcontext()
     )
-    with guard, pipeline_modules(definition):
+    with guard, pipeline_modules(definition), releasing_small_writes(project.store):
         return _run(definition, params, project, options or RunOptions())
 
 
@@ -144,6 +145,9 @@ def _run(
         with deferred_interrupts():
             ledger.append([*started, *source_events])
             recorded = True
+        # Small outputs wait in memory and are committed together just before the events
+        # naming them are appended (run_state.flush), not one transaction each.
+        hold_small_writes(project.store)
         observer.run_started(run_id=state.run_id, pipeline=graph.name, steps_total=len(graph.nodes))
         for node in graph.nodes.values():
             received = interrupt_requested()
