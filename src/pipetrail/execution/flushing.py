@@ -33,6 +33,8 @@ import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
+from pipetrail.ledger import EventKind
+
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
 
@@ -49,6 +51,7 @@ __all__ = [
     "commit_small_writes",
     "hold_small_writes",
     "releasing_small_writes",
+    "without_known_artifacts",
 ]
 
 # A step whose code returned within this time is "fast": the next call of it may start
@@ -182,7 +185,7 @@ class FlushTimer:
         try:
             if self._ledger is None:
                 self._ledger = self._open_ledger()
-            self._ledger.append(drafts)
+            self._ledger.append(without_known_artifacts(self._ledger, drafts))
         except Exception:  # noqa: BLE001 - the main thread's next flush meets the failure again
             self._put_back(drafts)
             return
@@ -213,3 +216,23 @@ def releasing_small_writes(store: ContentStore) -> Iterator[None]:
         yield
     finally:
         commit_small_writes(store, release=True)
+
+
+def without_known_artifacts(ledger: Ledger, drafts: list[EventDraft]) -> list[EventDraft]:
+    """``drafts`` without the ``artifact.recorded`` ones the ledger records already.
+
+    A run queues the artifacts it stores without asking the ledger about each
+    (:func:`pipetrail.execution.run_events.artifact_drafts` with ``queued``); one query
+    per flush leaves out those recorded before, as asking per step did.
+    """
+    digests = [str(d.payload["digest"]) for d in drafts if d.kind == EventKind.ARTIFACT_RECORDED]
+    if not digests:
+        return drafts
+    known = ledger.reader().known_artifacts(digests)
+    if not known:
+        return drafts
+    return [
+        d
+        for d in drafts
+        if d.kind != EventKind.ARTIFACT_RECORDED or d.payload["digest"] not in known
+    ]

@@ -386,7 +386,7 @@ def run_node(
         emit(
             state,
             [
-                *artifact_drafts(state, extra, step_run_id=step_run_id),
+                *artifact_drafts(state, extra, step_run_id=step_run_id, queued=True),
                 EventDraft(
                     EventKind.STEP_FAILED,
                     {**common, "error": error, "traceback": result.traceback},
@@ -426,7 +426,10 @@ def run_node(
         state,
         [
             *artifact_drafts(
-                state, [(r, "output") for r in records] + extra, step_run_id=step_run_id
+                state,
+                [(r, "output") for r in records] + extra,
+                step_run_id=step_run_id,
+                queued=True,
             ),
             EventDraft(
                 EventKind.STEP_COMPLETED,

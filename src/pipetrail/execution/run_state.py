@@ -28,6 +28,7 @@ from pipetrail.execution.flushing import (
     StepTimes,
     commit_small_writes,
     must_flush_before,
+    without_known_artifacts,
 )
 from pipetrail.execution.interrupts import deferred_interrupts
 from pipetrail.execution.node_identity import NodeIdentities
@@ -209,7 +210,8 @@ def flush(state: RunState) -> None:
         # A signal must not fall between the append and forgetting what was appended.
         with deferred_interrupts():
             commit_small_writes(state.project.store)  # objects before events naming them
-            state.project.ledger.append(state.pending)
+            ledger = state.project.ledger
+            ledger.append(without_known_artifacts(ledger, state.pending))
             state.pending = []
             state.pending_since = None
 
