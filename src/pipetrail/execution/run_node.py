@@ -32,6 +32,7 @@ from pipetrail.core.graph import OutputRef, SourceRef
 from pipetrail.errors import SerializationError
 from pipetrail.execution.cache import CacheDecision, cache_key
 from pipetrail.execution.contract_records import REPORT_ROLE, cached_payload, step_failure
+from pipetrail.execution.executors import InlineExecutor
 from pipetrail.execution.node_inputs import describe_inputs, flat_inputs, recorded_record
 from pipetrail.execution.recompute import hit_metrics, load_inputs
 from pipetrail.execution.records import (
@@ -337,6 +338,13 @@ def run_node(
         key = cache_key(components)
         base.update(cache_key=key, inputs=flat_inputs(inputs.digests))
     from pipetrail.execution.task import StepTask  # a hit executes nothing: loaded here
+
+    if not state.capture_ready and isinstance(executor, InlineExecutor):
+        # Install output capture's logging once for the steps of the run, not per step.
+        from pipetrail.capture.output import logging_ready
+
+        state.exits.enter_context(logging_ready())
+        state.capture_ready = True
 
     task = StepTask(
         node_id=node.id,

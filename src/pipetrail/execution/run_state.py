@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -184,6 +184,9 @@ class RunState:
     # Captured by the parity check, before anything is recorded; reused for run.started.
     environment: dict[str, Any] | None = None
     parity: ParityReport | None = None
+    # Undone when the last node has run: output capture kept ready across executed steps.
+    exits: ExitStack = field(default_factory=ExitStack)
+    capture_ready: bool = False
 
     def __post_init__(self) -> None:
         self.consumers_left = Counter(

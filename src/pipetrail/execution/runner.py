@@ -149,12 +149,15 @@ def _run(
         # naming them are appended (run_state.flush), not one transaction each.
         hold_small_writes(project.store)
         observer.run_started(run_id=state.run_id, pipeline=graph.name, steps_total=len(graph.nodes))
-        for node in graph.nodes.values():
-            received = interrupt_requested()
-            if received is not None:
-                # The step before caught the KeyboardInterrupt and went on; stop here.
-                raise RunInterruptedError(received)
-            run_node(state, node, options, executor, observer)
+        try:
+            for node in graph.nodes.values():
+                received = interrupt_requested()
+                if received is not None:
+                    # The step before caught the KeyboardInterrupt and went on; stop here.
+                    raise RunInterruptedError(received)
+                run_node(state, node, options, executor, observer)
+        finally:
+            state.exits.close()  # what the steps kept ready (output capture's logging)
     except BaseException as exc:
         if not recorded:
             if isinstance(exc, KeyboardInterrupt):
