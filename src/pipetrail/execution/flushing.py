@@ -30,13 +30,12 @@ from __future__ import annotations
 
 import threading
 import time
-from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from pipetrail.ledger import EventKind
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
 
     from pipetrail.ledger import EventDraft
     from pipetrail.ledger.ledger import Ledger
@@ -50,7 +49,6 @@ __all__ = [
     "StepTimes",
     "commit_small_writes",
     "hold_small_writes",
-    "releasing_small_writes",
     "without_known_artifacts",
 ]
 
@@ -207,15 +205,6 @@ def commit_small_writes(store: ContentStore, *, release: bool = False) -> None:
     commit = getattr(store, "commit_small_writes", None)
     if commit is not None:
         commit(release=release)
-
-
-@contextmanager
-def releasing_small_writes(store: ContentStore) -> Iterator[None]:
-    """Around a run: commit what ``store`` still holds at the end and stop holding."""
-    try:
-        yield
-    finally:
-        commit_small_writes(store, release=True)
 
 
 def without_known_artifacts(ledger: Ledger, drafts: list[EventDraft]) -> list[EventDraft]:

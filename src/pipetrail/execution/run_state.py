@@ -184,7 +184,7 @@ class RunState:
     # Captured by the parity check, before anything is recorded; reused for run.started.
     environment: dict[str, Any] | None = None
     parity: ParityReport | None = None
-    # Undone when the last node has run: output capture kept ready across executed steps.
+    # Undone when the last node has run: held small writes, output capture kept ready.
     exits: ExitStack = field(default_factory=ExitStack)
     capture_ready: bool = False
 
