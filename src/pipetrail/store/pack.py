@@ -170,7 +170,9 @@ class SmallObjectPack:
             StoreError: the objects could not be written.
         """
         with self._held_lock:
-            held = self._held or {}
+            held = self._held
+            if held is None:
+                return []  # not holding: every put was written at once
             self._held = None if release else {}
         if not held:
             return []

@@ -47,6 +47,19 @@ def test_held_puts_read_back_at_once_and_reach_the_file_only_when_committed(
     other.close()
 
 
+def test_committing_when_not_holding_does_not_start_holding(tmp_path: Path) -> None:
+    pack = SmallObjectPack(tmp_path / "pack.db")
+    assert pack.commit_held() == []  # a store synced outside a run
+    digest = _put(pack, b"written at once")
+    assert SmallObjectPack(tmp_path / "pack.db").get(digest) == b"written at once"
+    pack.hold()
+    pack.commit_held(release=True)
+    pack.commit_held()  # a sync after the run's release
+    late = _put(pack, b"also written at once")
+    assert SmallObjectPack(tmp_path / "pack.db").get(late) == b"also written at once"
+    pack.close()
+
+
 def test_a_held_put_replaces_a_corrupt_row_when_committed(tmp_path: Path) -> None:
     pack = SmallObjectPack(tmp_path / "pack.db")
     good = b"the real bytes"
