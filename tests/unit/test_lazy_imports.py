@@ -175,6 +175,12 @@ def test_a_cached_run_on_sqlite_imports_no_sqlalchemy_rich_or_unused_formats(
         "shutil",
         "yaml",  # no params file
         "pipetrail.execution.parity",  # parity is off
+        "pipetrail.execution.task",  # no step executes
+        "pipetrail.execution.boundaries",
+        "pipetrail.capture.output",
+        "pipetrail.ledger.audit",  # nothing walks the chain
+        "pipetrail.execution.node_pairing",  # nothing is compared
+        "concurrent.futures",  # no source is stored in parallel
     ]
     assert _loaded(modules, unused) == []
 

@@ -23,13 +23,14 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
     from types import TracebackType
 
-__all__ = ["CapturedOutput", "LOG_FORMAT", "OutputCapture", "capture_output"]
+__all__ = ["CapturedOutput", "LOG_FORMAT", "OutputCapture", "capture_output", "logging_ready"]
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _FORMATTER = logging.Formatter(LOG_FORMAT)
@@ -314,6 +315,8 @@ class _Global:
         # The last router of each stream: reused while its original is the stream again,
         # so a handler that kept a reference to it is captured again by a later capture.
         self.spare: dict[str, _Router] = {}
+        # Active logging_ready() blocks (each also counts in `count`).
+        self.ready = 0
 
 
 _GLOBAL = _Global()
@@ -337,6 +340,18 @@ def _install_logging() -> None:
         root.setLevel(logging.NOTSET)
     _GLOBAL.handler = _RoutingHandler()
     root.addHandler(_GLOBAL.handler)
+
+
+def _gate_new_handlers() -> None:
+    """Gate the handlers added since the gate was installed, as a new install would."""
+    gate = _GLOBAL.gate
+    if gate is None:
+        return
+    known = set(map(id, _GLOBAL.gated))
+    for handler in _gateable_handlers():
+        if id(handler) not in known:
+            handler.addFilter(gate)
+            _GLOBAL.gated.append(handler)
 
 
 def _uninstall_logging() -> None:
@@ -396,6 +411,13 @@ class OutputCapture:
         with _LOCK:
             if _GLOBAL.count == 0:
                 _install_logging()
+            elif _GLOBAL.ready and logging.root.level != logging.NOTSET:
+                # Code run since (an earlier step) set the root level: take it as the level
+                # to restore, and lower it again, as a capture starting alone would.
+                _uninstall_logging()
+                _install_logging()
+            elif _GLOBAL.ready:
+                _gate_new_handlers()  # handlers added since (by an earlier step)
             _GLOBAL.count += 1
             for marker, name in _STREAMS:
                 scope.routers[marker] = _route(name, marker)
@@ -439,6 +461,33 @@ def _gateable_handlers() -> list[logging.Handler]:
         for handler in handlers
         if not isinstance(handler, _RoutingHandler | logging.NullHandler)
     ]
+
+
+@contextmanager
+def logging_ready() -> Iterator[None]:
+    """Keep the logging side of capture installed for a block that captures many times.
+
+    The first capture installs a handler on the root logger and lowers its level (which
+    clears every logger's level cache), the last one undoes it: for a run of many short
+    steps, most of what capturing costs. Inside this block that happens once. Each
+    capture still records only its own thread's output, and the logging seen outside
+    captures is what it would be without them (see :func:`capture_output`); a capture
+    that finds the root level set since (by code run in an earlier capture) restarts
+    from it, as it would have started alone. Everything is restored when the block ends.
+    """
+    with _LOCK:
+        if _GLOBAL.count == 0:
+            _install_logging()
+        _GLOBAL.count += 1
+        _GLOBAL.ready += 1
+    try:
+        yield
+    finally:
+        with _LOCK:
+            _GLOBAL.ready -= 1
+            _GLOBAL.count -= 1
+            if _GLOBAL.count == 0:
+                _uninstall_logging()
 
 
 def capture_output(*, tee: bool = True) -> OutputCapture:

@@ -42,8 +42,7 @@ import os
 import re
 import stat
 import time
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from json.encoder import encode_basestring
 from pathlib import Path
@@ -226,7 +225,7 @@ def observe_source(
     )
     walk.load(cache, tree=is_dir, rehash=rehash)
     threads = store_threads if walk.store_files is not None and is_dir else 1
-    with ThreadPoolExecutor(threads, "pipetrail-store") if threads > 1 else nullcontext() as pool:
+    with _thread_pool(threads) as pool:
         walk.pool = pool
         try:
             walk.observe(walk.scan(st) if is_dir else [("", location, st)])
@@ -260,6 +259,15 @@ def observe_source(
 
 
 # -- manifest ------------------------------------------------------------------------------
+def _thread_pool(threads: int) -> AbstractContextManager[Any]:
+    """A pool of ``threads`` storing threads, or nothing for one (then none is imported)."""
+    if threads <= 1:
+        return nullcontext()
+    from concurrent.futures import ThreadPoolExecutor
+
+    return ThreadPoolExecutor(threads, "pipetrail-store")
+
+
 def _encode_manifest(label: str, files: dict[str, tuple[str, int]]) -> bytes:
     """Return ``canonical_json`` of the manifest document, without its generic walk.
 

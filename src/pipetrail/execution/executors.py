@@ -11,9 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from pipetrail.execution.task import StepTask, TaskResult, execute_task
-
 if TYPE_CHECKING:
+    from pipetrail.execution.task import StepTask, TaskResult
     from pipetrail.store import ContentStore, SerializerRegistry
 
 __all__ = ["Executor", "InlineExecutor"]
@@ -46,4 +45,7 @@ class InlineExecutor:
         self, task: StepTask, *, store: ContentStore, registry: SerializerRegistry
     ) -> TaskResult:
         """Execute the task right here."""
+        # Imported here: a run whose steps are all cache hits executes nothing.
+        from pipetrail.execution.task import execute_task
+
         return execute_task(task, store, registry)

@@ -15,7 +15,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.execution.crash import effective_status, effective_step_status, not_run_nodes
-from pipetrail.execution.node_pairing import pair_nodes, recorded_nodes
 from pipetrail.ledger.deletions import run_deletion
 from pipetrail.ledger.event_reads import closing_step_events
 from pipetrail.ledger.read_model import (
@@ -297,6 +296,8 @@ def _counterpart(
     earlier = reader.previous_run_of_step(row.pipeline, row.step, run_id, row.first_seq)
     if earlier is None:
         return None, {"run_id": None, "by": None, "note": "no earlier run ran this step"}
+    from pipetrail.execution.node_pairing import pair_nodes, recorded_nodes
+
     nodes_before, sources_before = recorded_nodes(reader, earlier)
     nodes_now, sources_now = recorded_nodes(reader, run_id)
     pairing = pair_nodes(nodes_before, nodes_now, sources_a=sources_before, sources_b=sources_now)

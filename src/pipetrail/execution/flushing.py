@@ -19,6 +19,11 @@ A chain of many trivial steps thus costs one transaction per batch of steps inst
 per step, and a kill -9 loses at most the last :data:`MAX_DELAY_S` of records of fast
 steps (the run still shows as crashed: ``run.started`` is appended before any step). See
 docs/adr/0017-batched-ledger-writes.md.
+
+The small objects steps store are batched the same way: during a run the local store
+holds them in memory (:func:`hold_small_writes`) and every flush commits them, in one pack
+transaction, just before it appends the events that name them (:func:`commit_small_writes`),
+so an object is always committed before a record points at it.
 """
 
 from __future__ import annotations
@@ -27,13 +32,25 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from pipetrail.ledger import EventKind
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from pipetrail.ledger import EventDraft
     from pipetrail.ledger.ledger import Ledger
+    from pipetrail.store import ContentStore
 
-__all__ = ["FAST_STEP_S", "MAX_DELAY_S", "MAX_PENDING", "FlushTimer", "StepTimes"]
+__all__ = [
+    "FAST_STEP_S",
+    "MAX_DELAY_S",
+    "MAX_PENDING",
+    "FlushTimer",
+    "StepTimes",
+    "commit_small_writes",
+    "hold_small_writes",
+    "without_known_artifacts",
+]
 
 # A step whose code returned within this time is "fast": the next call of it may start
 # with events still queued.
@@ -166,8 +183,45 @@ class FlushTimer:
         try:
             if self._ledger is None:
                 self._ledger = self._open_ledger()
-            self._ledger.append(drafts)
+            self._ledger.append(without_known_artifacts(self._ledger, drafts))
         except Exception:  # noqa: BLE001 - the main thread's next flush meets the failure again
             self._put_back(drafts)
             return
         self.flushes += 1
+
+
+def hold_small_writes(store: ContentStore) -> None:
+    """Have ``store`` keep small objects in memory until the next flush, if it can.
+
+    See :meth:`pipetrail.store.LocalStore.hold_small_writes`; other stores write at once.
+    """
+    hold = getattr(store, "hold_small_writes", None)
+    if hold is not None:
+        hold()
+
+
+def commit_small_writes(store: ContentStore, *, release: bool = False) -> None:
+    """Commit the small objects ``store`` holds in memory (a no-op when it holds none)."""
+    commit = getattr(store, "commit_small_writes", None)
+    if commit is not None:
+        commit(release=release)
+
+
+def without_known_artifacts(ledger: Ledger, drafts: list[EventDraft]) -> list[EventDraft]:
+    """``drafts`` without the ``artifact.recorded`` ones the ledger records already.
+
+    A run queues the artifacts it stores without asking the ledger about each
+    (:func:`pipetrail.execution.run_events.artifact_drafts` with ``queued``); one query
+    per flush leaves out those recorded before, as asking per step did.
+    """
+    digests = [str(d.payload["digest"]) for d in drafts if d.kind == EventKind.ARTIFACT_RECORDED]
+    if not digests:
+        return drafts
+    known = ledger.reader().known_artifacts(digests)
+    if not known:
+        return drafts
+    return [
+        d
+        for d in drafts
+        if d.kind != EventKind.ARTIFACT_RECORDED or d.payload["digest"] not in known
+    ]

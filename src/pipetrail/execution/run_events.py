@@ -149,16 +149,27 @@ def _project_relative(file: str | None, root: Path) -> str | None:
 
 
 def artifact_drafts(
-    state: RunState, records: list[tuple[StoredArtifact, str]], *, step_run_id: str | None
+    state: RunState,
+    records: list[tuple[StoredArtifact, str]],
+    *,
+    step_run_id: str | None,
+    queued: bool = False,
 ) -> list[EventDraft]:
     """Describe stored artifacts (record, role) that neither this run nor the ledger knows.
 
     Every digest counts as recorded for the rest of the run, so it is described once.
+    With ``queued`` (drafts for the run's queue) the ledger is not asked here: the flush
+    leaves out those it records already, with one query per batch
+    (:func:`~pipetrail.execution.flushing.without_known_artifacts`).
     """
     fresh = [(r, role) for r, role in records if r.digest not in state.recorded]
     if not fresh:
         return []
-    known = state.project.ledger.reader().known_artifacts([r.digest for r, _ in fresh])
+    known = (
+        set()
+        if queued
+        else state.project.ledger.reader().known_artifacts([r.digest for r, _ in fresh])
+    )
     drafts: list[EventDraft] = []
     for record, role in fresh:
         state.recorded.add(record.digest)
@@ -192,7 +203,7 @@ def code_drafts(state: RunState, step: Step[..., Any], fp: CodeFingerprint) -> l
     digest = state.project.store.put_bytes(data)
     state.code_sources[id(step)] = digest
     record = blob_artifact(digest, len(data), "bytes", "code", {"step": step.name})
-    return artifact_drafts(state, [(record, "code")], step_run_id=None)
+    return artifact_drafts(state, [(record, "code")], step_run_id=None, queued=True)
 
 
 def series_summary(state: RunState, digest: str) -> dict[str, Any]:

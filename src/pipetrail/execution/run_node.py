@@ -32,6 +32,7 @@ from pipetrail.core.graph import OutputRef, SourceRef
 from pipetrail.errors import SerializationError
 from pipetrail.execution.cache import CacheDecision, cache_key
 from pipetrail.execution.contract_records import REPORT_ROLE, cached_payload, step_failure
+from pipetrail.execution.executors import InlineExecutor
 from pipetrail.execution.metrics import output_metrics
 from pipetrail.execution.node_inputs import describe_inputs, flat_inputs, recorded_record
 from pipetrail.execution.recompute import hit_metrics, load_inputs
@@ -44,7 +45,6 @@ from pipetrail.execution.records import (
 )
 from pipetrail.execution.run_events import artifact_drafts, code_drafts
 from pipetrail.execution.run_state import NodeOutput, emit, flush_before_code, step_code
-from pipetrail.execution.task import StepTask
 from pipetrail.ledger import EventDraft, EventKind
 from pipetrail.store.serializers.base import copies_under
 from pipetrail.store.serializers.kept_bytes import kept_view
@@ -338,6 +338,15 @@ def run_node(
         components["input_formats"] = inputs.formats
         key = cache_key(components)
         base.update(cache_key=key, inputs=flat_inputs(inputs.digests))
+    from pipetrail.execution.task import StepTask  # a hit executes nothing: loaded here
+
+    if not state.capture_ready and isinstance(executor, InlineExecutor):
+        # Install output capture's logging once for the steps of the run, not per step.
+        from pipetrail.capture.output import logging_ready
+
+        state.exits.enter_context(logging_ready())
+        state.capture_ready = True
+
     task = StepTask(
         node_id=node.id,
         step_name=step.name,
@@ -386,7 +395,7 @@ def run_node(
         emit(
             state,
             [
-                *artifact_drafts(state, extra, step_run_id=step_run_id),
+                *artifact_drafts(state, extra, step_run_id=step_run_id, queued=True),
                 EventDraft(
                     EventKind.STEP_FAILED,
                     {**common, "error": error, "traceback": result.traceback},
@@ -430,7 +439,10 @@ def run_node(
         state,
         [
             *artifact_drafts(
-                state, [(r, "output") for r in records] + extra, step_run_id=step_run_id
+                state,
+                [(r, "output") for r in records] + extra,
+                step_run_id=step_run_id,
+                queued=True,
             ),
             EventDraft(EventKind.STEP_COMPLETED, completed, run_id=state.run_id),
         ],

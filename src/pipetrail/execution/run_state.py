@@ -17,11 +17,19 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pipetrail.execution.flushing import MAX_DELAY_S, FlushTimer, StepTimes, must_flush_before
+from pipetrail.errors import StoreError
+from pipetrail.execution.flushing import (
+    MAX_DELAY_S,
+    FlushTimer,
+    StepTimes,
+    commit_small_writes,
+    must_flush_before,
+    without_known_artifacts,
+)
 from pipetrail.execution.interrupts import deferred_interrupts
 from pipetrail.execution.node_identity import NodeIdentities
 from pipetrail.ledger.ledger import Ledger
@@ -183,6 +191,9 @@ class RunState:
     # Captured by the parity check, before anything is recorded; reused for run.started.
     environment: dict[str, Any] | None = None
     parity: ParityReport | None = None
+    # Undone when the last node has run: held small writes, output capture kept ready.
+    exits: ExitStack = field(default_factory=ExitStack)
+    capture_ready: bool = False
 
     def __post_init__(self) -> None:
         self.consumers_left = Counter(
@@ -208,7 +219,9 @@ def flush(state: RunState) -> None:
     if state.pending:
         # A signal must not fall between the append and forgetting what was appended.
         with deferred_interrupts():
-            state.project.ledger.append(state.pending)
+            commit_small_writes(state.project.store)  # objects before events naming them
+            ledger = state.project.ledger
+            ledger.append(without_known_artifacts(ledger, state.pending))
             state.pending = []
             state.pending_since = None
 
@@ -256,6 +269,10 @@ def _timer(state: RunState) -> FlushTimer:
         ledger = state.project.ledger
 
         def take() -> list[EventDraft]:
+            try:
+                commit_small_writes(state.project.store)  # objects before events naming them
+            except StoreError:
+                return []  # left queued: the main thread's next flush meets the error again
             drafts, state.pending, state.pending_since = state.pending, [], None
             return drafts
 

@@ -44,6 +44,7 @@ from pipetrail.errors import DefinitionError, PipetrailError, RunInterruptedErro
 from pipetrail.execution.contract_records import plan_contracts
 from pipetrail.execution.crash import reconcile_crashed_runs
 from pipetrail.execution.executors import InlineExecutor
+from pipetrail.execution.flushing import commit_small_writes, hold_small_writes
 from pipetrail.execution.interrupts import (
     deferred_interrupts,
     handling_interrupts,
@@ -177,12 +178,20 @@ def _record(
             ledger.append([*started, *source_events])
             recorded = True
         observer.run_started(run_id=state.run_id, pipeline=graph.name, steps_total=len(graph.nodes))
-        for node in graph.nodes.values():
-            received = interrupt_requested()
-            if received is not None:
-                # The step before caught the KeyboardInterrupt and went on; stop here.
-                raise RunInterruptedError(received)
-            run_node(state, node, options, executor, observer)
+        try:
+            # Small outputs wait in memory and are committed together just before the
+            # events naming them are appended (run_state.flush), not one transaction each;
+            # after the last node, what is held is committed and holding stops.
+            hold_small_writes(project.store)
+            state.exits.callback(commit_small_writes, project.store, release=True)
+            for node in graph.nodes.values():
+                received = interrupt_requested()
+                if received is not None:
+                    # The step before caught the KeyboardInterrupt and went on; stop here.
+                    raise RunInterruptedError(received)
+                run_node(state, node, options, executor, observer)
+        finally:
+            state.exits.close()  # held small writes, output capture's logging
     except BaseException as exc:
         if not recorded:
             if isinstance(exc, KeyboardInterrupt):

@@ -85,9 +85,20 @@ def _orjson_safe(value: Any) -> bool:
     """Whether orjson writes ``value`` exactly as the reference encoder does.
 
     Strings are not inspected: one orjson cannot encode (a lone surrogate) makes it raise,
-    and :func:`canonical_json` then falls back.
+    and :func:`canonical_json` then falls back. Members that are ``str``, ``bool`` or
+    ``None`` (most of a ledger payload) are passed over without a call.
     """
     kind = type(value)
+    if kind is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                return False
+            member = type(item)
+            if member is str or member is bool or item is None:
+                continue
+            if not _orjson_safe(item):
+                return False
+        return True
     if kind is str or kind is bool or value is None:
         return True
     if kind is int:
@@ -95,13 +106,11 @@ def _orjson_safe(value: Any) -> bool:
     if kind is float:
         # Finite, and written without an exponent by repr: orjson's digits are the same.
         return math.isfinite(value) and "e" not in repr(value)
-    if kind is dict:
-        for key, item in value.items():
-            if type(key) is not str or not _orjson_safe(item):
-                return False
-        return True
     if kind is list or kind is tuple:
-        for item in value:  # noqa: SIM110 - a loop: all() over a generator is slower here
+        for item in value:
+            member = type(item)
+            if member is str or member is bool or item is None:
+                continue
             if not _orjson_safe(item):
                 return False
         return True

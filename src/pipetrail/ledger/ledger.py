@@ -22,8 +22,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.core.clock import format_ts, utcnow
-from pipetrail.ledger import audit, merkle_store
-from pipetrail.ledger.audit import LedgerVerifyReport, RebuildReport
+from pipetrail.ledger import merkle_store
 from pipetrail.ledger.db_errors import mapped_errors
 from pipetrail.ledger.driver import Driver, abandon_inherited
 from pipetrail.ledger.events import (
@@ -44,7 +43,20 @@ if TYPE_CHECKING:
 
     from sqlalchemy import Engine
 
+    from pipetrail.ledger.audit import LedgerVerifyReport, RebuildReport
+
 __all__ = ["Ledger", "LedgerVerifyReport", "RebuildReport", "sqlite_url"]
+
+
+def __getattr__(name: str) -> Any:
+    # The audit module (chain walks, rebuilds) loads only when a caller needs it: a run
+    # never does.
+    if name in ("LedgerVerifyReport", "RebuildReport"):
+        from pipetrail.ledger import audit
+
+        return getattr(audit, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 _HEAD = "SELECT seq, hash FROM events ORDER BY seq DESC LIMIT 1"
 _INSERT_EVENT = (
@@ -272,6 +284,8 @@ class Ledger:
     # -- reading ---------------------------------------------------------------------
     def iter_events(self, *, from_seq: int = 1, batch: int = 5000) -> Iterator[Event]:
         """Yield events in sequence order, reading in batches."""
+        from pipetrail.ledger import audit
+
         events = audit.iter_events(self.db, from_seq=from_seq, batch=batch)
         while True:
             with mapped_errors(self.url):
@@ -296,6 +310,8 @@ class Ledger:
         Raises:
             LedgerError: the database failed.
         """
+        from pipetrail.ledger import audit
+
         with mapped_errors(self.url):
             return audit.verify(self.db, derived=derived)
 
@@ -310,6 +326,8 @@ class Ledger:
             TamperedLedgerError: the chain is broken; nothing was changed.
             LedgerError: the database failed; nothing was changed.
         """
+        from pipetrail.ledger import audit
+
         with mapped_errors(self.url):
             return audit.rebuild(self.db)
 

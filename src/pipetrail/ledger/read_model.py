@@ -393,14 +393,13 @@ def find_runs(reader: Reader, f: RunFilter) -> list[RunRecord]:
 
 
 def run_record(reader: Reader, run_id: str) -> RunRecord:
-    """Return one run by full id.
+    """Return one run by full id (a deleted one too: its record stays readable).
 
     Raises:
         NotFoundError: no such run.
     """
     rows = reader.fetch(
-        f"SELECT {_RUN_COLUMNS} FROM runs r WHERE r.run_id = :r AND "  # noqa: S608
-        + kept_runs_condition("r"),
+        f"SELECT {_RUN_COLUMNS} FROM runs r WHERE r.run_id = :r",  # noqa: S608
         {"r": run_id},
     )
     if not rows:

@@ -224,12 +224,33 @@ class LocalStore:
         """
         return self._copier.put_files(items)
 
+    def hold_small_writes(self) -> None:
+        """Keep small objects put from now on in memory until :meth:`commit_small_writes`.
+
+        They read back at once through this store object; other processes see them once
+        committed. The runner holds them during a run and commits them before appending
+        the events that name them, so the small outputs of many steps share one pack
+        transaction (see :mod:`pipetrail.store.pack`).
+        """
+        self._pack.hold()
+
+    def commit_small_writes(self, *, release: bool = False) -> None:
+        """Write the small objects held in memory in one transaction; ``release`` stops holding.
+
+        Raises:
+            StoreError: they could not be written (they stay held).
+        """
+        for digest, corrupt in self._pack.commit_held(release=release):
+            self._loose.quarantine_bytes(digest, corrupt)
+
     def sync(self) -> None:
         """Make every object stored so far durable: checkpoint the pack, fsync renames.
 
-        See :meth:`pipetrail.store.loose.LooseObjects.sync` for how shard folders are
-        flushed (one ``syncfs`` from 64 folders on).
+        Small objects held in memory (:meth:`hold_small_writes`) are committed first. See
+        :meth:`pipetrail.store.loose.LooseObjects.sync` for how shard folders are flushed
+        (one ``syncfs`` from 64 folders on).
         """
+        self.commit_small_writes()
         self._pack.sync()
         self._loose.sync()
 

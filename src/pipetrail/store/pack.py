@@ -10,6 +10,11 @@ Guarantees, the same as the loose-file layout's against a crash or a killed writ
 
 * a write is one SQLite transaction, so an object is either wholly there or absent; a
   :class:`PackBatch` (``LocalStore.put_files``) commits many in one, all or none;
+* while writes are *held* (:meth:`SmallObjectPack.hold`, which a run turns on), a put
+  waits in memory, readable by this pack object at once, and :meth:`SmallObjectPack.commit_held`
+  writes every waiting object in one transaction: the runner calls it before it appends
+  events naming them, so an object is committed before any record points at it. A
+  process killed meanwhile loses only objects nothing records;
 * objects are immutable (``INSERT OR IGNORE``); a digest always names the same bytes. A
   put whose digest is taken by other bytes (a corrupt row) replaces them and hands the
   corrupt ones back for the quarantine (:meth:`SmallObjectPack.put`);
@@ -91,6 +96,9 @@ class SmallObjectPack:
         self._local = threading.local()
         self._connections: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
+        # digest -> bytes of puts not yet written (None: puts are written at once).
+        self._held: dict[str, bytes] | None = None
+        self._held_lock = threading.Lock()
 
     def _db(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -123,9 +131,16 @@ class SmallObjectPack:
         read); if its bytes differ and do not hash to ``digest`` it is corrupt, and is
         replaced. Intact rows are never changed, whatever the caller passes.
 
+        While writes are held (:meth:`hold`), ``data`` waits in memory until
+        :meth:`commit_held`, which makes the same checks.
+
         Returns:
             The corrupt bytes replaced, for the quarantine; None otherwise.
         """
+        with self._held_lock:
+            if self._held is not None:
+                self._held.setdefault(digest, data)
+                return None
         try:
             conn = self._db()
             if conn.execute(INSERT_OBJECT, (digest, data)).rowcount == 1:
@@ -141,16 +156,62 @@ class SmallObjectPack:
             raise StoreError(f"could not write object {digest} to {self.path}: {exc}") from exc
         return bytes(row[0])
 
+    def hold(self) -> None:
+        """Hold later puts in memory until :meth:`commit_held` (see the module docstring)."""
+        with self._held_lock:
+            if self._held is None:
+                self._held = {}
+
+    def commit_held(self, *, release: bool = False) -> list[tuple[str, bytes]]:
+        """Write the held puts in one transaction; with ``release``, stop holding.
+
+        Safe from any thread: the objects are taken under a lock and written on the calling
+        thread's connection. When the write fails they are held again and the error raised.
+
+        Returns:
+            ``(digest, corrupt bytes)`` of rows replaced because their bytes did not hash
+            to their digest, for the quarantine.
+
+        Raises:
+            StoreError: the objects could not be written.
+        """
+        with self._held_lock:
+            held = self._held
+            if held is None:
+                return []  # not holding: every put was written at once
+            self._held = None if release else {}
+        if not held:
+            return []
+        batch = self.batch()
+        try:
+            for digest, data in held.items():
+                batch.add(digest, data)
+            batch.commit()
+        except BaseException:
+            if not release:  # kept for the next commit; released ones nothing records yet
+                with self._held_lock:
+                    self._held = {**held, **(self._held or {})}
+            raise
+        return batch.replaced
+
+    def _held_bytes(self, digest: str) -> bytes | None:
+        held = self._held
+        return None if held is None else held.get(digest)
+
     def batch(self) -> PackBatch:
         """Start a batch of puts committed together (see :class:`PackBatch`)."""
         return PackBatch(self._db(), self.path)
 
     def sizes(self, digests: Iterable[str]) -> dict[str, int]:
         """Return ``{digest: size}`` for those of ``digests`` in the pack (absent: left out)."""
-        if not self.path.exists() and getattr(self._local, "conn", None) is None:
-            return {}
         wanted = list(dict.fromkeys(digests))
         found: dict[str, int] = {}
+        held = self._held
+        if held:
+            found.update((d, len(held[d])) for d in wanted if d in held)
+            wanted = [d for d in wanted if d not in held]
+        if not self.path.exists() and getattr(self._local, "conn", None) is None:
+            return found
         for start in range(0, len(wanted), _LOOKUP_CHUNK):
             chunk = wanted[start : start + _LOOKUP_CHUNK]
             marks = ",".join("?" * len(chunk))
@@ -175,6 +236,9 @@ class SmallObjectPack:
             StoreError: the pack, or the segment holding the object, could not be read
                 for another reason (permissions, no free descriptor), which may pass.
         """
+        held = self._held_bytes(digest)
+        if held is not None:
+            return held
         if not self.path.exists() and getattr(self._local, "conn", None) is None:
             return None
         row = self._query("SELECT data FROM objects WHERE digest = ?", digest)
@@ -240,6 +304,9 @@ class SmallObjectPack:
 
     def size(self, digest: str) -> int | None:
         """Return the object's size, or None when absent."""
+        held = self._held_bytes(digest)
+        if held is not None:
+            return len(held)
         if not self.path.exists() and getattr(self._local, "conn", None) is None:
             return None
         row = self._query(_SIZE, digest)
@@ -283,6 +350,9 @@ class SmallObjectPack:
             StoreError: the pack or a segment could not be read for another reason (which
                 may pass); nothing is judged then.
         """
+        held = self._held_bytes(digest)
+        if held is not None:
+            return digest_bytes(held) == digest
         if not self.path.exists() and getattr(self._local, "conn", None) is None:
             return None
         row = self._query("SELECT data FROM objects WHERE digest = ?", digest)
@@ -380,7 +450,10 @@ class SmallObjectPack:
         return removed
 
     def sync(self) -> None:
-        """Checkpoint the pack so every committed object is durable on disk."""
+        """Checkpoint the pack so every committed object is durable on disk.
+
+        Held objects are not written here: the store commits them first.
+        """
         if not self.path.exists():
             return
         # A checkpoint works on the file, so any connection will do; this thread's may
