@@ -48,6 +48,7 @@ from pipetrail.execution.task import StepTask
 from pipetrail.ledger import EventDraft, EventKind
 from pipetrail.store.serializers.base import copies_under
 from pipetrail.store.serializers.kept_bytes import kept_view
+from pipetrail.store.serializers.parquet_format import linked_profiles
 from pipetrail.store.serializers.registry import record_from_reading
 
 if TYPE_CHECKING:
@@ -430,7 +431,9 @@ def run_node(
         state,
         [
             *artifact_drafts(
-                state, [(r, "output") for r in records] + extra, step_run_id=step_run_id
+                state,
+                [(r, "output") for r in records] + linked_profiles(records) + extra,
+                step_run_id=step_run_id,
             ),
             EventDraft(EventKind.STEP_COMPLETED, completed, run_id=state.run_id),
         ],
