@@ -67,6 +67,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "List every contract check of RUN (id, prefix or 'latest')...",
     ),
     "diff": ("pipetrail.cli.diff_cmd", "diff", "Show what differs between two runs."),
+    "drift": (
+        "pipetrail.cli.drift_cmd",
+        "drift",
+        "Show how the tables of RUN_B drift from RUN_A, and where the...",
+    ),
     "env": ("pipetrail.cli.env_cmd", "env", "Compare and export the environments runs recorded."),
     "export": (
         "pipetrail.cli.export_cmd",
