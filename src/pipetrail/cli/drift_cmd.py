@@ -4,8 +4,8 @@
 first step where a column drifts (:mod:`pipetrail.observability.drift`); ``--json`` prints
 the report as JSON, ``--picture DIR`` also writes per-column histogram comparisons (SVG).
 A drift is a result, not an error: the command exits 0 whether or not anything drifts;
-2 for an unknown run, runs with nothing in common or a malformed ``[drift]``; 4 when a
-picture cannot be written. ``cli.main`` registers this command.
+2 for an unknown run, runs with nothing in common, a malformed ``[drift]`` or a picture
+folder that cannot be written (4 when the disk is full). ``cli.main`` registers this command.
 """
 
 from __future__ import annotations
@@ -117,19 +117,16 @@ def _print_report(report: DriftReport, *, show_all: bool) -> None:
     )
     changed = sum(1 for a in report.artifacts if a.digest_a != a.digest_b)
     console.print(f"tables compared: {len(report.artifacts)} ({changed} changed)")
-    first = report.first
-    if first is None:
+    if not report.origins:
         console.print("[bold]no drift[/] above the thresholds")
-    else:
+    for i, origin in enumerate(report.origins):
+        lead = "[bold]drift starts at step" if i == 0 else "  also starts at step"
         console.print(
-            f"[bold]drift starts at step {escape(first.node)}[/] (output {escape(first.output)}): "
-            f"{escape(', '.join(first.columns))}"
+            f"{lead} {escape(origin.node)}{'[/]' if i == 0 else ''} (output "
+            f"{escape(origin.output)}): {escape(', '.join(origin.columns))}"
         )
-        for origin in report.origins[1:]:
-            console.print(
-                f"  also starts at {escape(origin.node)} (output {escape(origin.output)}): "
-                f"{escape(', '.join(origin.columns))}"
-            )
+        if origin.downstream:
+            console.print(f"  carried to: {escape(', '.join(origin.downstream))}")
     table = Table(show_edge=False, header_style="bold")
     for name in ("step", "output", "column", "kind", "psi", "ks", "nulls A -> B", "drift"):
         table.add_column(name)
