@@ -5,8 +5,8 @@ creates the file sets and installs DVC) or with ``--quick`` (fewer repetitions).
 NAME`` runs some of them (``step_overhead``, ``step_overhead_vs_kedro``, ``cached_chain``,
 ``hashing``, ``cli_startup``, ``metrics``, ``lineage``, ``sources``, ``data_ops``,
 ``contracts``, ``reproduce``, ``verified_reads``, ``example_rerun``, ``ledger_sql``,
-``per_run``; the lineage benchmark builds a 1.2 GB synthetic ledger once, about 75 s, and
-reuses it);
+``per_run``, ``profiles``; the lineage benchmark builds a 1.2 GB synthetic ledger once,
+about 75 s, and reuses it);
 ``--wait-quiet SECONDS`` waits (up to SECONDS) before each benchmark until other processes
 leave the CPUs alone. Above the table: the commit measured (and what differed from it), the
 machine and the load average before and after the run; under it, how busy other processes
@@ -37,6 +37,7 @@ import ledger_sql
 import lineage
 import metrics
 import per_run
+import profiles
 import reproduce
 import run_queries
 import sources
@@ -74,6 +75,7 @@ BENCHMARKS = {
     "ledger_sql": ledger_sql.run,
     "example_rerun": example_rerun.run,
     "per_run": per_run.run,
+    "profiles": profiles.run,
 }
 
 
