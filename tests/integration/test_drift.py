@@ -135,7 +135,7 @@ def test_a_shifted_source_column_drifts_from_the_step_that_reads_it(
     assert report.first is not None
     assert report.first.node == "load_sales"
     assert report.first.columns == ("amount",)
-    # summary (3 rows, one per segment) is too small for its distribution to be judged.
+    # summary (3 rows, one per segment): its shift is within sampling noise.
     assert set(report.first.downstream) == {"join", "features"}
     assert [o.node for o in report.origins] == ["load_sales"]
     by_node = {a.node_a: a for a in report.artifacts}
@@ -177,8 +177,10 @@ def test_thresholds_come_from_the_project_file(
 ) -> None:
     first = sales_run(project, seed=1)
     second = sales_run(project, seed=2)
-    (project_root / "pipetrail.toml").write_text("[pipetrail]\n\n[drift]\npsi = 0.0\n")
+    (project_root / "pipetrail.toml").write_text(
+        "[pipetrail]\n\n[drift]\npsi = 0.0\nsignificance = 0.999\n"
+    )
     report = drift_runs(project, first, second)
-    assert report.thresholds == DriftThresholds(psi=0.0)
+    assert report.thresholds == DriftThresholds(psi=0.0, significance=0.999)
     assert report.first is not None
     assert report.first.node == "load_sales"

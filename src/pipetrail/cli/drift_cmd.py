@@ -45,7 +45,6 @@ def drift(run_a: str, run_b: str, as_json: bool, picture: Path | None, show_all:
     """
     from pipetrail.execution.project import Project
     from pipetrail.observability.drift import drift_runs
-    from pipetrail.observability.drift_picture import write_pictures
 
     with reporting_errors():
         project = Project.discover(must_exist=True)
@@ -53,7 +52,11 @@ def drift(run_a: str, run_b: str, as_json: bool, picture: Path | None, show_all:
             report = drift_runs(project, run_a, run_b)
         finally:
             project.close()
-        pictures = [] if picture is None else write_pictures(report, picture)
+        pictures = []
+        if picture is not None:
+            from pipetrail.observability.drift_picture import write_pictures
+
+            pictures = write_pictures(report, picture)
     if as_json:
         data = report.to_dict()
         if picture is not None:

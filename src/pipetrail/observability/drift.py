@@ -71,17 +71,18 @@ class DriftThresholds:
         ks: KS distance at or above which a numeric column drifts; None: not checked.
         wasserstein_std: Wasserstein distance in units of run A's standard deviation at
             or above which a numeric column drifts; None: not checked.
-        min_rows: distributions (PSI, KS, Wasserstein) are judged only when both
-            columns have at least this many non-null values (100 by default): on a
-            handful of rows, as in an aggregate, every change looks like a shift. They
-            are still reported; null rates and schemas are always judged.
+        significance: how rarely sampling noise alone may make a column drift: PSI and
+            KS must also exceed the level two samples of one distribution reach with
+            this probability (0.001 by default; see
+            :mod:`pipetrail.observability.drift_stats`). On a handful of rows, as in an
+            aggregate or a small test split, every change looks like a shift otherwise.
     """
 
     psi: float = 0.2
     null_rate: float = 0.05
     ks: float | None = None
     wasserstein_std: float | None = None
-    min_rows: float = 100
+    significance: float = 0.001
 
 
 def load_thresholds(root: Path) -> DriftThresholds:
@@ -112,6 +113,11 @@ def load_thresholds(root: Path) -> DriftThresholds:
             raise ProjectError(
                 f"{path}: [drift] {key} = {value!r}; it must be a non-negative number"
             )
+    if not 0 < section.get("significance", 0.001) < 1:
+        raise ProjectError(
+            f"{path}: [drift] significance = {section['significance']!r}; it must be "
+            "between 0 and 1 (exclusive), e.g. 0.001"
+        )
     return DriftThresholds(**{k: float(v) for k, v in section.items()})
 
 
@@ -131,7 +137,9 @@ class ColumnDrift:
     type_a: str | None = None
     type_b: str | None = None
     psi: float | None = None
+    psi_noise: float | None = None
     ks: float | None = None
+    ks_noise: float | None = None
     wasserstein: float | None = None
     wasserstein_std: float | None = None
     null_rate_a: float | None = None
@@ -309,22 +317,33 @@ def _compare_column(
         reasons.append(f"null rate {change * 100:+.1f} points (limit {limits.null_rate * 100:g})")
     kind = col_a["kind"]
     measures: dict[str, float] = {}
-    judged = min(rows_a - col_a["nulls"], rows_b - col_b["nulls"]) >= limits.min_rows
     if kind in ("numeric", "temporal"):
-        measures = numeric_distances(col_a, col_b) or {}
-        for key, limit in (("ks", limits.ks), ("wasserstein_std", limits.wasserstein_std)):
-            if judged and limit is not None and key in measures and measures[key] >= limit:
-                reasons.append(f"{key} {measures[key]:.3g} >= {limit:g}")
+        measures = numeric_distances(col_a, col_b, limits.significance) or {}
     elif kind == "categorical":
-        measures = {"psi": float(categorical_distances(col_a, col_b)["psi"])}
-    if judged and "psi" in measures and measures["psi"] >= limits.psi:
-        reasons.insert(0, f"psi {measures['psi']:.3g} >= {limits.psi:g}")
+        found = categorical_distances(col_a, col_b, limits.significance)
+        measures = {"psi": found["psi"], "psi_noise": found["psi_noise"]}
+    checks = (
+        ("psi", limits.psi, "psi_noise"),
+        ("ks", limits.ks, "ks_noise"),
+        ("wasserstein_std", limits.wasserstein_std, "ks_noise"),
+    )
+    for key, limit, noise_key in checks:
+        if limit is None or key not in measures or measures[key] < limit:
+            continue
+        noise = measures[noise_key]
+        if key == "wasserstein_std":  # judged with KS: a spread shift must be more than noise
+            if measures["ks"] >= noise:
+                reasons.append(f"{key} {measures[key]:.3g} >= {limit:g}")
+        elif measures[key] >= noise:
+            reasons.append(f"{key} {measures[key]:.3g} >= {limit:g} (noise {noise:.2g})")
     return replace(
         base,
         drifted=bool(reasons),
         reasons=tuple(reasons),
         psi=measures.get("psi"),
+        psi_noise=measures.get("psi_noise"),
         ks=measures.get("ks"),
+        ks_noise=measures.get("ks_noise"),
         wasserstein=measures.get("wasserstein"),
         wasserstein_std=measures.get("wasserstein_std"),
     )

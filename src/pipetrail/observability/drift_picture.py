@@ -11,8 +11,8 @@ Files are named ``NODE.OUTPUT.COLUMN.svg`` (characters other than letters, digit
 from __future__ import annotations
 
 import re
+from html import escape
 from typing import TYPE_CHECKING
-from xml.sax.saxutils import escape
 
 from pipetrail.errors import OutputFileError
 from pipetrail.observability.drift_stats import categorical_distances, shared_histograms

@@ -11,8 +11,10 @@ each original bin; a constant column (one zero-width bin) is a point mass. This 
 approximation: a shift smaller than one original bin width is seen only in part, and
 PSI, KS and Wasserstein are computed from the re-binned counts, not from the rows.
 
-* PSI = sum over bins of ``(b - a) * ln(b / a)`` over the bin shares ``a``, ``b``, each
-  floored at ``EPSILON`` so that an empty bin counts as rare instead of infinite.
+* PSI = sum over bins of ``(b - a) * ln(b / a)`` over the bin shares ``a``, ``b``, with
+  half a row added to every bin of each side (``PSEUDO_COUNT``), so that an empty bin
+  counts as rare instead of impossible (no infinite PSI) and a handful of rows cannot
+  give an extreme one; on thousands of rows the half rows change nothing visible.
   Conventionally < 0.1 is stable, 0.1-0.2 a moderate shift, > 0.2 a significant one.
 * KS = the largest gap between the two cumulative shares at the shared edges.
 * Wasserstein-1 = the area between the two cumulative distributions (sum of gaps times
@@ -25,6 +27,15 @@ when the other run's list is complete (its ``other`` is 0, so the value's count 
 known to be 0); everything else falls into ``other`` on each side. PSI is then computed
 over those buckets exactly as above.
 
+**Sampling noise.** Two samples of one distribution do not give PSI 0: ``n`` times PSI
+(``n = nA * nB / (nA + nB)``) follows about a chi-square law with ``buckets - 1`` degrees
+of freedom, so PSI alone is about ``(buckets - 1) / n``: 0.27 for 20 bins and 142 rows
+a side, more than the usual 0.2 line. :func:`psi_noise` gives the PSI that such noise
+exceeds only with probability ``significance`` (the chi-square quantile by the
+Wilson-Hilferty approximation), :func:`ks_noise` the same for KS (the two-sample
+Kolmogorov-Smirnov critical value). A column drifts only above both its threshold and
+its noise level, so small tables (aggregates, a test split) do not cry wolf.
+
 **Null rate**: nulls / rows, compared in points (0.05 = 5 points). Pure; imports nothing
 from pipetrail.
 """
@@ -32,33 +43,67 @@ from pipetrail.
 from __future__ import annotations
 
 import math
+from statistics import NormalDist
 from typing import Any
 
 __all__ = [
     "BINS",
-    "EPSILON",
+    "PSEUDO_COUNT",
     "categorical_distances",
+    "ks_noise",
     "null_rate",
     "numeric_distances",
     "psi",
+    "psi_noise",
     "shared_histograms",
 ]
 
 BINS = 20
-EPSILON = 1e-4
+PSEUDO_COUNT = 0.5
 
 
 def psi(a: list[float], b: list[float]) -> float:
-    """Population stability index of shares ``b`` against shares ``a`` (same buckets)."""
+    """Population stability index of counts ``b`` against counts ``a`` (same buckets)."""
     total_a, total_b = sum(a), sum(b)
     if total_a <= 0 or total_b <= 0:
         return 0.0
+    extra = PSEUDO_COUNT * len(a)
     found = 0.0
     for count_a, count_b in zip(a, b, strict=True):
-        share_a = max(count_a / total_a, EPSILON)
-        share_b = max(count_b / total_b, EPSILON)
+        share_a = (count_a + PSEUDO_COUNT) / (total_a + extra)
+        share_b = (count_b + PSEUDO_COUNT) / (total_b + extra)
         found += (share_b - share_a) * math.log(share_b / share_a)
     return found
+
+
+def _effective(n_a: float, n_b: float) -> float:
+    return n_a * n_b / (n_a + n_b) if n_a > 0 and n_b > 0 else 0.0
+
+
+def psi_noise(a: list[float], b: list[float], significance: float) -> float:
+    """The PSI two samples of one distribution exceed with probability ``significance``.
+
+    Counts ``a`` and ``b`` over the same buckets; buckets empty on both sides do not
+    count. Infinite when either side is empty.
+    """
+    n = _effective(sum(a), sum(b))
+    freedom = sum(1 for x, y in zip(a, b, strict=True) if x or y) - 1
+    if n <= 0:
+        return math.inf
+    if freedom <= 0:
+        return 0.0
+    z = NormalDist().inv_cdf(1 - significance)
+    term = 2 / (9 * freedom)
+    quantile = freedom * max(0.0, 1 - term + z * math.sqrt(term)) ** 3
+    return quantile / n
+
+
+def ks_noise(n_a: float, n_b: float, significance: float) -> float:
+    """The KS distance two samples of one distribution exceed with that probability."""
+    n = _effective(n_a, n_b)
+    if n <= 0:
+        return math.inf
+    return math.sqrt(-math.log(significance / 2) / 2) / math.sqrt(n)
 
 
 def _rebin(histogram: dict[str, Any], edges: list[float]) -> list[float]:
@@ -99,8 +144,13 @@ def shared_histograms(
     return edges, _rebin(a, edges), _rebin(b, edges)
 
 
-def numeric_distances(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float] | None:
+def numeric_distances(
+    a: dict[str, Any], b: dict[str, Any], significance: float = 0.001
+) -> dict[str, float] | None:
     """PSI, KS, Wasserstein (and over A's std) of two numeric column profiles.
+
+    Also ``psi_noise`` and ``ks_noise``: the levels sampling noise alone reaches with
+    probability ``significance`` (module docstring).
 
     Returns:
         None when either column has no finite values (no histogram).
@@ -120,7 +170,9 @@ def numeric_distances(a: dict[str, Any], b: dict[str, Any]) -> dict[str, float] 
     std = a.get("std") or 0.0
     return {
         "psi": psi(counts_a, counts_b),
+        "psi_noise": psi_noise(counts_a, counts_b, significance),
         "ks": ks,
+        "ks_noise": ks_noise(total_a, total_b, significance),
         "wasserstein": area,
         "wasserstein_std": area / std if std > 0 else (0.0 if area == 0 else math.inf),
     }
@@ -154,10 +206,18 @@ def json_key(value: Any) -> str:
     return str(value)
 
 
-def categorical_distances(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
-    """PSI of two categorical column profiles over shared buckets, with the buckets."""
+def categorical_distances(
+    a: dict[str, Any], b: dict[str, Any], significance: float = 0.001
+) -> dict[str, Any]:
+    """PSI of two categorical column profiles over shared buckets, its noise level, buckets."""
     labels, counts_a, counts_b = _buckets(a, b)
-    return {"psi": psi(counts_a, counts_b), "buckets": labels, "a": counts_a, "b": counts_b}
+    return {
+        "psi": psi(counts_a, counts_b),
+        "psi_noise": psi_noise(counts_a, counts_b, significance),
+        "buckets": labels,
+        "a": counts_a,
+        "b": counts_b,
+    }
 
 
 def null_rate(column: dict[str, Any], rows: int) -> float:

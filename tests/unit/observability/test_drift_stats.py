@@ -13,8 +13,10 @@ from pipetrail.errors import ProjectError
 from pipetrail.observability.drift import DriftThresholds, _compare_columns, load_thresholds
 from pipetrail.observability.drift_stats import (
     categorical_distances,
+    ks_noise,
     numeric_distances,
     psi,
+    psi_noise,
     shared_histograms,
 )
 from pipetrail.store.serializers.table_profile import profile_table
@@ -30,12 +32,14 @@ def _column(values: Any, name: str = "x") -> dict[str, Any]:
 
 
 def test_psi_of_equal_shares_is_zero_and_matches_the_formula() -> None:
-    assert psi([10, 20, 70], [1, 2, 7]) == 0.0
+    assert psi([10, 20, 70], [10, 20, 70]) == 0.0
     expected = (0.5 - 0.2) * math.log(0.5 / 0.2) + (0.5 - 0.8) * math.log(0.5 / 0.8)
-    assert psi([20, 80], [50, 50]) == pytest.approx(expected)
+    assert psi([20_000, 80_000], [50_000, 50_000]) == pytest.approx(expected, rel=1e-4)
+    # Half a row is added to each bucket: 1 row against 0 is not an infinite shift.
+    assert psi([1, 0], [0, 1]) == pytest.approx(2 * (0.75 - 0.25) * math.log(3))
 
 
-def test_an_empty_bucket_counts_as_rare_not_infinite() -> None:
+def test_an_empty_bucket_counts_as_rare_not_impossible() -> None:
     assert math.isfinite(psi([100, 0], [50, 50]))
     assert psi([100, 0], [50, 50]) > 1.0
 
@@ -80,21 +84,18 @@ def test_a_constant_column_is_a_point_mass() -> None:
     found = numeric_distances(a, b)
     assert found is not None
     assert found["ks"] == pytest.approx(0.5)
-    assert numeric_distances(a, a) == {
-        "psi": 0.0,
-        "ks": 0.0,
-        "wasserstein": 0.0,
-        "wasserstein_std": 0.0,
-    }
+    same = numeric_distances(a, a)
+    assert same is not None
+    assert (same["psi"], same["ks"], same["wasserstein"]) == (0.0, 0.0, 0.0)
 
 
 def test_categorical_psi_over_shared_top_values_and_other() -> None:
-    a = _column(["x"] * 50 + ["y"] * 50)
-    b = _column(["x"] * 90 + ["y"] * 10)
+    a = _column(["x"] * 50_000 + ["y"] * 50_000)
+    b = _column(["x"] * 90_000 + ["y"] * 10_000)
     found = categorical_distances(a, b)
     assert found["buckets"] == ["x", "y", "(other)"]
     assert found["psi"] == pytest.approx(
-        (0.9 - 0.5) * math.log(0.9 / 0.5) + (0.1 - 0.5) * math.log(0.1 / 0.5)
+        (0.9 - 0.5) * math.log(0.9 / 0.5) + (0.1 - 0.5) * math.log(0.1 / 0.5), rel=1e-3
     )
     new = _column(["x"] * 50 + ["z"] * 50)
     assert categorical_distances(a, new)["buckets"] == ["x", "y", "z", "(other)"]
@@ -114,15 +115,30 @@ def test_schema_changes_and_null_rates_drift() -> None:
     assert found["n"].reasons == ("null rate +50.0 points (limit 5)",)
 
 
-def test_few_rows_are_reported_but_not_judged() -> None:
+def test_a_shift_within_sampling_noise_is_reported_but_does_not_drift() -> None:
     a = profile_table(pa.table({"v": [1.0, 2.0, 3.0]}))
     b = profile_table(pa.table({"v": [7.0, 8.0, 9.0]}))
     [column] = _compare_columns(a, b, DriftThresholds())
     assert column.psi is not None
-    assert column.psi > 1.0
+    assert column.psi_noise is not None
+    assert 0.2 < column.psi < column.psi_noise  # above the usual line, within noise
     assert not column.drifted
-    [judged] = _compare_columns(a, b, DriftThresholds(min_rows=1))
+    [judged] = _compare_columns(a, b, DriftThresholds(significance=0.999))
     assert judged.drifted
+
+
+def test_psi_noise_matches_the_chi_square_law() -> None:
+    rng = np.random.default_rng(9)
+    # Two samples of 200 rows of one distribution, many times: the 99th percentile of
+    # their PSI is close to the noise level at significance 0.01.
+    found = []
+    for _ in range(300):
+        a = np.bincount(rng.integers(0, 10, 200), minlength=10).tolist()
+        b = np.bincount(rng.integers(0, 10, 200), minlength=10).tolist()
+        found.append(psi(a, b))
+    level = psi_noise([20.0] * 10, [20.0] * 10, 0.01)
+    assert np.quantile(found, 0.99) == pytest.approx(level, rel=0.35)
+    assert ks_noise(1e6, 1e6, 0.001) < 0.005
 
 
 def test_thresholds_read_from_the_project_file(tmp_path: Path) -> None:
@@ -134,4 +150,7 @@ def test_thresholds_read_from_the_project_file(tmp_path: Path) -> None:
         load_thresholds(tmp_path)
     (tmp_path / "pipetrail.toml").write_text("[drift]\nnull_rate = -1\n")
     with pytest.raises(ProjectError, match="must be a non-negative number"):
+        load_thresholds(tmp_path)
+    (tmp_path / "pipetrail.toml").write_text("[drift]\nsignificance = 1\n")
+    with pytest.raises(ProjectError, match="must be between 0 and 1"):
         load_thresholds(tmp_path)
