@@ -33,9 +33,9 @@ __all__ = ["drift"]
 @click.option(
     "--picture",
     type=click.Path(file_okay=False, path_type=Path),
-    help="Also write one SVG per compared column (A vs B histograms) into this folder.",
+    help="Also write one SVG per drifting column (A vs B histograms) into this folder.",
 )
-@click.option("--all", "show_all", is_flag=True, help="List every compared column.")
+@click.option("--all", "show_all", is_flag=True, help="List (and draw) every compared column.")
 def drift(run_a: str, run_b: str, as_json: bool, picture: Path | None, show_all: bool) -> None:
     """Show how the tables of RUN_B drift from RUN_A, and where the drift starts.
 
@@ -56,7 +56,7 @@ def drift(run_a: str, run_b: str, as_json: bool, picture: Path | None, show_all:
         if picture is not None:
             from pipetrail.observability.drift_picture import write_pictures
 
-            pictures = write_pictures(report, picture)
+            pictures = write_pictures(report, picture, only_drifted=not show_all)
     if as_json:
         data = report.to_dict()
         if picture is not None:

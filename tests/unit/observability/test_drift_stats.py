@@ -154,3 +154,26 @@ def test_thresholds_read_from_the_project_file(tmp_path: Path) -> None:
     (tmp_path / "pipetrail.toml").write_text("[drift]\nsignificance = 1\n")
     with pytest.raises(ProjectError, match="must be between 0 and 1"):
         load_thresholds(tmp_path)
+
+
+def test_pictures_are_well_formed_svg_for_drifting_columns(tmp_path: Path) -> None:
+    from xml.etree import ElementTree
+
+    from pipetrail.observability.drift import ArtifactDrift, DriftReport
+    from pipetrail.observability.drift_picture import write_pictures
+
+    rng = np.random.default_rng(5)
+    a = profile_table(pa.table({"v": rng.normal(0, 1, 5000), "k": ["p", "q"] * 2500}))
+    b = profile_table(pa.table({"v": rng.normal(3, 1, 5000), "k": ["p", "q"] * 2500}))
+    columns = _compare_columns(a, b, DriftThresholds())
+    item = ArtifactDrift(
+        "load", "load", "load", "out/put", "d1", "d2", columns=columns, profiles=(a, b)
+    )
+    report = DriftReport("A", "B", "p", "p", DriftThresholds(), (item,), ())
+    drifted = write_pictures(report, tmp_path / "pics", only_drifted=True)
+    assert [p.name for p in drifted] == ["load.out_put.v.svg"]
+    everything = write_pictures(report, tmp_path / "all")
+    assert [p.name for p in everything] == ["load.out_put.v.svg", "load.out_put.k.svg"]
+    root = ElementTree.fromstring(drifted[0].read_text())  # noqa: S314 - our own file
+    bars = [e for e in root if e.tag.endswith("rect")]
+    assert len(bars) == 2 * 20 + 2  # A and B per shared bin, and the legend
