@@ -105,6 +105,22 @@ def test_unsupported_columns_are_skipped_with_a_reason() -> None:
     assert _column(profile, "n")["kind"] == "numeric"
 
 
+def test_wide_integers_and_decimals_are_profiled_as_floats() -> None:
+    import decimal
+
+    table = pa.table(
+        {
+            "big": pa.array([2**63 - 1, -(2**63), 0], pa.int64()),
+            "money": pa.array([decimal.Decimal("1.50"), None, decimal.Decimal("2.25")]),
+            "half": pa.array(np.array([1, 2, 3], dtype=np.float16)),
+        }
+    )
+    profile = profile_table(table)
+    assert _column(profile, "big")["max"] == pytest.approx(2.0**63)
+    assert (_column(profile, "money")["min"], _column(profile, "money")["max"]) == (1.5, 2.25)
+    assert _column(profile, "half")["mean"] == 2.0
+
+
 def test_temporal_columns_are_profiled_in_their_unit() -> None:
     stamps = pa.array([0, 1_000, 2_000], pa.timestamp("ms"))
     col = _column(profile_table(pa.table({"t": stamps})), "t")

@@ -150,9 +150,10 @@ def _numeric(pa: Any, pc: Any, np: Any, column: Any, entry: dict[str, Any]) -> N
     """
     kind = column.type
     if pa.types.is_temporal(kind):
-        entry["unit"] = str(getattr(kind, "unit", "day" if pa.types.is_date32(kind) else ""))
+        entry["unit"] = str(getattr(kind, "unit", "day" if pa.types.is_date32(kind) else "ms"))
         column = pc.cast(column, pa.int64() if kind.bit_width == 64 else pa.int32())
-    array = pc.cast(pc.drop_null(column), pa.float64())
+    # Not a safe cast: integers beyond 2**53 and wide decimals lose digits, not the profile.
+    array = pc.cast(pc.drop_null(column), pa.float64(), safe=False)
     values = array.to_numpy(zero_copy_only=False)
     finite = np.isfinite(values)
     non_finite = len(values) - int(finite.sum())
