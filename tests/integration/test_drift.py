@@ -9,15 +9,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from pipetrail.execution.project import Project
 from pipetrail.execution.runner import RunOptions, run_pipeline
-from pipetrail.observability.drift import DriftThresholds, drift_runs
+from pipetrail.observability.drift import drift_runs
+from pipetrail.observability.drift_config import DriftThresholds
 from pipetrail.observability.drift_picture import write_pictures
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    from pipetrail.execution.project import Project
     from tests.integration.conftest import PipelineFiles
 
 pytestmark = pytest.mark.integration
@@ -184,3 +185,21 @@ def test_thresholds_come_from_the_project_file(
     assert report.thresholds == DriftThresholds(psi=0.0, significance=0.999)
     assert report.first is not None
     assert report.first.node == "load_sales"
+
+
+def test_profiles_missing_from_the_store_are_named_not_fatal(
+    project: Project, project_root: Path, sales_run: Callable[..., str]
+) -> None:
+    first = sales_run(project)
+    second = sales_run(project, shift=30.0)
+    (project_root / "pipetrail.toml").write_text('[pipetrail]\nartifacts = "elsewhere"\n')
+    emptied = Project.at(project_root)
+    try:
+        report = drift_runs(emptied, first, second)
+    finally:
+        emptied.close()
+    assert report.first is None
+    assert report.artifacts
+    assert all(
+        a.note is not None and "is missing from the store" in a.note for a in report.artifacts
+    )

@@ -10,7 +10,7 @@ ledger); never imports cli.
 from __future__ import annotations
 
 from pipetrail.observability.drift import DriftReport as DriftReport
-from pipetrail.observability.drift import DriftThresholds as DriftThresholds
 from pipetrail.observability.drift import drift_runs as drift_runs
+from pipetrail.observability.drift_config import DriftThresholds as DriftThresholds
 
 __all__ = ["DriftReport", "DriftThresholds", "drift_runs"]

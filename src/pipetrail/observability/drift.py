@@ -10,8 +10,9 @@ PSI over the top categories for categorical ones, the change of null rate, and s
 changes (columns added, removed, or of another type). Equal digests are equal tables:
 nothing is computed for them.
 
-A column *drifts* when a measure reaches its threshold (:class:`DriftThresholds`, read
-from ``[drift]`` in ``pipetrail.toml``). A drift's **origin** is a step whose output
+A column *drifts* when a measure reaches its threshold and lies above sampling noise
+(:class:`~pipetrail.observability.drift_config.DriftThresholds`, read from ``[drift]``
+in ``pipetrail.toml``). A drift's **origin** is a step whose output
 drifts while no step upstream of it (in run A's lineage) drifts: the drift enters there,
 and the drifting steps downstream of it (``downstream``) carry it, whatever they name
 their columns. Two sources that drift independently give two origins. The report lists
@@ -27,12 +28,12 @@ layers below it, never lineage or cli.
 from __future__ import annotations
 
 import json
-import tomllib
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from pipetrail.errors import NotFoundError, ProjectError
+from pipetrail.errors import NotFoundError
 from pipetrail.execution.node_pairing import pair_nodes, recorded_nodes
+from pipetrail.observability.drift_config import DriftThresholds, load_thresholds
 from pipetrail.observability.drift_stats import (
     categorical_distances,
     null_rate,
@@ -40,8 +41,6 @@ from pipetrail.observability.drift_stats import (
 )
 
 if TYPE_CHECKING:
-    from pathlib import Path
-
     from pipetrail.execution.node_pairing import RecordedNode
     from pipetrail.execution.project import Project
     from pipetrail.ledger import Reader
@@ -51,74 +50,10 @@ __all__ = [
     "ColumnDrift",
     "DriftOrigin",
     "DriftReport",
-    "DriftThresholds",
     "drift_runs",
-    "load_thresholds",
 ]
 
 _RECORDED_PREFIXES = ("metric:", "report:")
-
-
-@dataclass(frozen=True)
-class DriftThresholds:
-    """When a column drifts; ``[drift]`` in ``pipetrail.toml`` sets them.
-
-    Attributes:
-        psi: PSI at or above which a column drifts (numeric and categorical). 0.2 by
-            default, the usual "significant shift" line.
-        null_rate: change of the null rate, in share of rows (0.05 = 5 points), at or
-            above which a column drifts, either way.
-        ks: KS distance at or above which a numeric column drifts; None: not checked.
-        wasserstein_std: Wasserstein distance in units of run A's standard deviation at
-            or above which a numeric column drifts; None: not checked.
-        significance: how rarely sampling noise alone may make a column drift: PSI and
-            KS must also exceed the level two samples of one distribution reach with
-            this probability (0.001 by default; see
-            :mod:`pipetrail.observability.drift_stats`). On a handful of rows, as in an
-            aggregate or a small test split, every change looks like a shift otherwise.
-    """
-
-    psi: float = 0.2
-    null_rate: float = 0.05
-    ks: float | None = None
-    wasserstein_std: float | None = None
-    significance: float = 0.001
-
-
-def load_thresholds(root: Path) -> DriftThresholds:
-    """Read ``[drift]`` from the project's ``pipetrail.toml`` (defaults when absent).
-
-    Raises:
-        ProjectError: the file cannot be parsed, or ``[drift]`` holds an unknown key or a
-            value that is not a non-negative number.
-    """
-    path = root / "pipetrail.toml"
-    if not path.is_file():
-        return DriftThresholds()
-    try:
-        section = tomllib.loads(path.read_text(encoding="utf-8")).get("drift", {})
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ProjectError(f"{path}: cannot be read ({exc}); fix the file") from exc
-    known = set(DriftThresholds.__dataclass_fields__)
-    if not isinstance(section, dict):
-        raise ProjectError(f"{path}: [drift] must be a table of thresholds")
-    unknown = sorted(set(section) - known)
-    if unknown:
-        raise ProjectError(
-            f"{path}: unknown key(s) {', '.join(unknown)} in [drift]; known keys are "
-            f"{', '.join(sorted(known))}"
-        )
-    for key, value in section.items():
-        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-            raise ProjectError(
-                f"{path}: [drift] {key} = {value!r}; it must be a non-negative number"
-            )
-    if not 0 < section.get("significance", 0.001) < 1:
-        raise ProjectError(
-            f"{path}: [drift] significance = {section['significance']!r}; it must be "
-            "between 0 and 1 (exclusive), e.g. 0.001"
-        )
-    return DriftThresholds(**{k: float(v) for k, v in section.items()})
 
 
 @dataclass(frozen=True)
@@ -259,8 +194,11 @@ class _Profiles:
         link = (record.get("meta") or {}).get("profile")
         if not isinstance(link, dict) or not isinstance(link.get("digest"), str):
             return None, f"table {digest[:19]} has no profile (stored before profiles existed)"
-        profile = json.loads(self.project.store.get_bytes(link["digest"]))
-        return profile, None
+        try:
+            data = self.project.store.get_bytes(link["digest"])
+        except NotFoundError:  # removed from the store: compare the other tables
+            return None, f"the profile of table {digest[:19]} is missing from the store"
+        return json.loads(data), None
 
 
 def _compare_columns(

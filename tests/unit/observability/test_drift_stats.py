@@ -10,7 +10,8 @@ import pyarrow as pa
 import pytest
 
 from pipetrail.errors import ProjectError
-from pipetrail.observability.drift import DriftThresholds, _compare_columns, load_thresholds
+from pipetrail.observability.drift import _compare_columns
+from pipetrail.observability.drift_config import DriftThresholds, load_thresholds
 from pipetrail.observability.drift_stats import (
     categorical_distances,
     ks_noise,
