@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import textwrap
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -203,3 +204,28 @@ def test_profiles_missing_from_the_store_are_named_not_fatal(
     assert all(
         a.note is not None and "is missing from the store" in a.note for a in report.artifacts
     )
+
+
+def test_runs_of_two_pipelines_compare_only_the_steps_that_pair(
+    project: Project, files: PipelineFiles, project_root: Path, unique: Callable[[str], str]
+) -> None:
+    _write_data(project_root)
+    name = unique("sales")
+    source = SALES + textwrap.dedent(
+        """
+        @pipeline
+        def sales_lite():
+            customers = load_customers(source("data/customers.csv"))
+            return join(customers, load_sales(source("data/sales.csv")))
+        """
+    )
+    full = run_pipeline(files.load(name, source, target="sales"), {}, project, RunOptions())
+    _write_data(project_root, shift=30.0)
+    lite = run_pipeline(files.load(name, source, target="sales_lite"), {}, project, RunOptions())
+    report = drift_runs(project, full.id, lite.id)
+    assert (report.pipeline_a, report.pipeline_b) == ("sales", "sales_lite")
+    assert {a.node_a for a in report.artifacts} == {"load_customers", "load_sales", "join"}
+    assert report.first is not None
+    assert report.first.node == "load_sales"
+    assert any("different pipelines ('sales' and 'sales_lite')" in n for n in report.notes)
+    assert any("2 step(s) only in run A" in n for n in report.notes)
