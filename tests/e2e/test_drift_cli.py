@@ -92,15 +92,16 @@ def test_drift_bad_input_is_one_message(shop: tuple[Path, str, str], sample: Pat
     assert unknown.returncode == 2
     assert unknown.stderr.startswith("error: no run matches 'ZZZZ'")
     assert "Traceback" not in unknown.stderr
-    (root / "pipetrail.toml").write_text(
-        (root / "pipetrail.toml").read_text() + "\n[drift]\npsi = 'high'\n"
-    )
+    settings = (root / "pipetrail.toml").read_text()
+    (root / "pipetrail.toml").write_text(settings + "\n[drift]\npsi = 'high'\n")
     bad = cli(root, "drift", first, second)
     assert bad.returncode == 2
     assert "[drift] psi = 'high'; it must be a non-negative number" in bad.stderr
+    (root / "pipetrail.toml").write_text(settings)
     (root / "taken").write_text("a file")
     blocked = cli(root, "drift", first, second, "--picture", "taken/pictures")
-    assert blocked.returncode != 0
+    assert blocked.returncode == 2
+    assert blocked.stderr.startswith("error: cannot write the drift picture taken/pictures")
     assert "Traceback" not in blocked.stderr
 
 
