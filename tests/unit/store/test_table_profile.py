@@ -171,3 +171,13 @@ def test_a_dump_links_its_stored_profile(tmp_path: Any) -> None:
     assert profile.serializer == "json"
     again = ParquetSerializer().dump(pl.DataFrame({"a": [1, 2, 3], "s": ["x", "y", "x"]}), store)
     assert again.meta["profile"] == link  # deterministic: same table, same profile
+
+
+def test_the_profile_link_is_not_part_of_how_a_table_is_read(tmp_path: Any) -> None:
+    from pipetrail.store import default_registry
+
+    store = LocalStore(tmp_path / "objects")
+    record = ParquetSerializer().dump(pd.DataFrame({"a": [1, 2]}), store)
+    reading = default_registry().reading(record)
+    assert "profile" in record.meta
+    assert set(reading["meta"]) == {"library", "pandas"}  # consumers' keys stay as they were
