@@ -135,8 +135,12 @@ def _histogram(np: Any, values: Any, low: float, high: float) -> dict[str, Any]:
         return {"edges": [_round(low), _round(high)], "counts": [len(values)]}
     bins = HISTOGRAM_BINS
     width = (high - low) / bins
-    index = ((values - low) * (bins / (high - low))).astype(np.int32)
-    np.clip(index, 0, bins - 1, out=index)
+    # One float temporary, scaled in place; never negative (values >= low), and only the
+    # maximum (and values rounded up to it) reach `bins`: the last bin is closed.
+    scaled = np.subtract(values, low, dtype=np.float64)
+    scaled *= bins / (high - low)
+    index = scaled.astype(np.int32)
+    np.minimum(index, bins - 1, out=index)
     counts = np.bincount(index, minlength=bins)
     edges = [_round(low + width * i) for i in range(bins)] + [_round(high)]
     return {"edges": edges, "counts": [int(c) for c in counts]}
@@ -145,21 +149,29 @@ def _histogram(np: Any, values: Any, low: float, high: float) -> dict[str, Any]:
 def _numeric(pa: Any, pc: Any, np: Any, column: Any, entry: dict[str, Any]) -> None:
     """Fill a numeric or temporal column's figures.
 
-    Works on a float64 numpy view of the non-null values (pyarrow's ``min_max`` and
-    ``value_counts`` of floats cost several times more than numpy's reductions here).
+    Works on a numpy view of the non-null values (integers as they are, the rest as
+    float64): pyarrow's ``min_max`` and ``value_counts`` of floats cost several times
+    more than numpy's reductions here.
     """
     kind = column.type
     if pa.types.is_temporal(kind):
         entry["unit"] = str(getattr(kind, "unit", "day" if pa.types.is_date32(kind) else "ms"))
         column = pc.cast(column, pa.int64() if kind.bit_width == 64 else pa.int32())
-    # Not a safe cast: integers beyond 2**53 and wide decimals lose digits, not the profile.
-    array = pc.cast(pc.drop_null(column), pa.float64(), safe=False)
-    values = array.to_numpy(zero_copy_only=False)
-    finite = np.isfinite(values)
-    non_finite = len(values) - int(finite.sum())
-    if non_finite:
-        values = values[finite]
-        array = pa.array(values)
+    array = pc.drop_null(column) if column.null_count else column
+    if pa.types.is_integer(array.type):
+        values = array.to_numpy(zero_copy_only=False)  # no copy: no nulls left
+        non_finite = 0
+    else:
+        # Not a safe cast: wide decimals lose digits, not the profile.
+        array = pc.cast(array, pa.float64(), safe=False)
+        values = array.to_numpy(zero_copy_only=False)
+        non_finite = 0
+        # min and max are NaN or infinite only if some value is: one pass in the usual case.
+        if len(values) and not math.isfinite(values.min() + values.max()):
+            finite = np.isfinite(values)
+            non_finite = len(values) - int(finite.sum())
+            values = values[finite]
+            array = pa.array(values)
     entry["non_finite"] = non_finite
     if len(values) == 0:
         entry.update(
