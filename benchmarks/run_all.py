@@ -5,9 +5,10 @@ creates the file sets and installs DVC) or with ``--quick`` (fewer repetitions).
 NAME`` runs some of them (``step_overhead``, ``step_overhead_vs_kedro``, ``cached_chain``,
 ``hashing``, ``cli_startup``, ``metrics``, ``lineage``, ``sources``, ``data_ops``,
 ``contracts``, ``reproduce``, ``verified_reads``, ``example_rerun``, ``ledger_sql``,
-``per_run``, ``run_queries``, ``s3_store``, ``gc``, ``merkle``, ``governance``; the
-lineage benchmark builds a 1.2 GB synthetic ledger once, about 75 s, and the gc, merkle
-and governance benchmarks their fixtures once, a few minutes each; all are reused);
+``per_run``, ``run_queries``, ``s3_store``, ``gc``, ``merkle``, ``governance``,
+``profiles``; the lineage benchmark builds a 1.2 GB synthetic ledger once, about 75 s,
+and the gc, merkle and governance benchmarks their fixtures once, a few minutes each; all
+are reused);
 ``--wait-quiet SECONDS`` waits (up to SECONDS) before each benchmark until other
 processes leave the CPUs alone. Above the table: the commit measured (and what differed
 from it), the machine and the load average before and after the run; under it, how busy
@@ -42,6 +43,7 @@ import lineage
 import merkle
 import metrics
 import per_run
+import profiles
 import reproduce
 import run_queries
 import s3_store
@@ -84,6 +86,7 @@ BENCHMARKS = {
     "gc": gc_dry_run.run,
     "merkle": merkle.run,
     "governance": governance.run,
+    "profiles": profiles.run,
 }
 
 

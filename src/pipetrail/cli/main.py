@@ -87,6 +87,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "Signed notes of decisions (data splits, sharing, experiment...",
     ),
     "diff": ("pipetrail.cli.diff_cmd", "diff", "Show what differs between two runs."),
+    "drift": (
+        "pipetrail.cli.drift_cmd",
+        "drift",
+        "Show how the tables of RUN_B drift from RUN_A, and where the...",
+    ),
     "env": ("pipetrail.cli.env_cmd", "env", "Compare and export the environments runs recorded."),
     "gc": (
         "pipetrail.cli.gc_cmd",

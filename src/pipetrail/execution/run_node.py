@@ -48,6 +48,7 @@ from pipetrail.execution.run_state import NodeOutput, emit, flush_before_code, s
 from pipetrail.ledger import EventDraft, EventKind
 from pipetrail.store.serializers.base import copies_under
 from pipetrail.store.serializers.kept_bytes import kept_view
+from pipetrail.store.serializers.parquet_format import linked_profiles
 from pipetrail.store.serializers.registry import record_from_reading
 
 if TYPE_CHECKING:
@@ -440,7 +441,7 @@ def run_node(
         [
             *artifact_drafts(
                 state,
-                [(r, "output") for r in records] + extra,
+                [(r, "output") for r in records] + linked_profiles(records) + extra,
                 step_run_id=step_run_id,
                 queued=True,
             ),

@@ -13,6 +13,10 @@ step 1, no name) is dropped. pandas' own schema metadata (index, extension dtype
 index) moves to ``meta["pandas"]`` so the blob holds no pandas version, and loading
 restores the DataFrame exactly. Loading returns the library's type that was dumped.
 
+Every stored table is profiled (:mod:`pipetrail.store.serializers.table_profile`): the
+profile is stored as canonical JSON and linked from ``meta["profile"]`` (``digest`` and
+``size``); :func:`linked_profiles` describes those objects for the run record.
+
 pandas, pyarrow and polars are imported lazily; :meth:`ParquetSerializer.handles` only
 looks in ``sys.modules``. Imports only ``pipetrail.hashing``, ``pipetrail.errors`` and the
 serializer modules.
@@ -34,11 +38,12 @@ from pipetrail.store.serializers.table_normalize import (
     schema_fingerprint,
     table_digest,
 )
+from pipetrail.store.serializers.table_profile import profile_bytes, profile_table
 
 if TYPE_CHECKING:
     from pipetrail.store.base import ContentStore
 
-__all__ = ["ParquetSerializer", "library_of", "table_value_digest"]
+__all__ = ["ParquetSerializer", "library_of", "linked_profiles", "table_value_digest"]
 
 _LIBRARIES = (
     ("pandas", "DataFrame", "pandas.DataFrame"),
@@ -112,6 +117,32 @@ def _parquet_bytes(table: Any) -> bytes:
     return buffer.getvalue()
 
 
+def linked_profiles(records: list[StoredArtifact]) -> list[tuple[StoredArtifact, str]]:
+    """Return ``(artifact, "profile")`` for the profile each stored table links to.
+
+    A profile is a ``json`` artifact (it loads as a dict); records without a profile
+    (other formats, tables stored before profiles existed) give nothing.
+    """
+    found: list[tuple[StoredArtifact, str]] = []
+    for record in records:
+        link = record.meta.get("profile") if record.serializer == "parquet" else None
+        if isinstance(link, dict) and isinstance(link.get("digest"), str):
+            found.append(
+                (
+                    StoredArtifact(
+                        digest=link["digest"],
+                        blob=link["digest"],
+                        serializer="json",
+                        type_name="builtins.dict",
+                        size=int(link.get("size", 0)),
+                        meta={"python_type": "dict", FORMAT_VERSION_KEY: 1},
+                    ),
+                    "profile",
+                )
+            )
+    return found
+
+
 def table_value_digest(value: Any) -> str:
     """Return the digest :meth:`ParquetSerializer.dump` gives ``value``, storing nothing.
 
@@ -174,6 +205,9 @@ class ParquetSerializer:
         }
         if pandas_meta is not None:
             meta["pandas"] = pandas_meta
+        # Derived data, linked but not read by load: no reading or cache key covers it.
+        profile = profile_bytes(profile_table(normalized))
+        meta["profile"] = {"digest": store.put_bytes(profile), "size": len(profile)}
         type_name = next(full for module, _, full in _LIBRARIES if module == library)
         return StoredArtifact(
             digest=table_digest(normalized),

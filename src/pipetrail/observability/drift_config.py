@@ -1,0 +1,82 @@
+"""Drift thresholds: :class:`DriftThresholds` and ``[drift]`` in ``pipetrail.toml``.
+
+Owns when a column counts as drifting (see :mod:`pipetrail.observability.drift` and
+:mod:`pipetrail.observability.drift_stats`) and reading those settings from the project
+file. The ``[drift]`` table is read here, apart from ``[pipetrail]``, so that the
+project's settings stay independent of this feature. Imports only ``pipetrail.errors``.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from pipetrail.errors import ProjectError
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+__all__ = ["DriftThresholds", "load_thresholds"]
+
+
+@dataclass(frozen=True)
+class DriftThresholds:
+    """When a column drifts; ``[drift]`` in ``pipetrail.toml`` sets them.
+
+    Attributes:
+        psi: PSI at or above which a column drifts (numeric and categorical). 0.2 by
+            default, the usual "significant shift" line.
+        null_rate: change of the null rate, in share of rows (0.05 = 5 points), at or
+            above which a column drifts, either way.
+        ks: KS distance at or above which a numeric column drifts; None: not checked.
+        wasserstein_std: Wasserstein distance in units of run A's standard deviation at
+            or above which a numeric column drifts; None: not checked.
+        significance: how rarely sampling noise alone may make a column drift: PSI and
+            KS must also exceed the level two samples of one distribution reach with
+            this probability (0.001 by default; see
+            :mod:`pipetrail.observability.drift_stats`). On a handful of rows, as in an
+            aggregate or a small test split, every change looks like a shift otherwise.
+    """
+
+    psi: float = 0.2
+    null_rate: float = 0.05
+    ks: float | None = None
+    wasserstein_std: float | None = None
+    significance: float = 0.001
+
+
+def load_thresholds(root: Path) -> DriftThresholds:
+    """Read ``[drift]`` from the project's ``pipetrail.toml`` (defaults when absent).
+
+    Raises:
+        ProjectError: the file cannot be parsed, or ``[drift]`` holds an unknown key or a
+            value that is not a non-negative number.
+    """
+    path = root / "pipetrail.toml"
+    if not path.is_file():
+        return DriftThresholds()
+    try:
+        section = tomllib.loads(path.read_text(encoding="utf-8")).get("drift", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ProjectError(f"{path}: cannot be read ({exc}); fix the file") from exc
+    known = set(DriftThresholds.__dataclass_fields__)
+    if not isinstance(section, dict):
+        raise ProjectError(f"{path}: [drift] must be a table of thresholds")
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise ProjectError(
+            f"{path}: unknown key(s) {', '.join(unknown)} in [drift]; known keys are "
+            f"{', '.join(sorted(known))}"
+        )
+    for key, value in section.items():
+        if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
+            raise ProjectError(
+                f"{path}: [drift] {key} = {value!r}; it must be a non-negative number"
+            )
+    if not 0 < section.get("significance", 0.001) < 1:
+        raise ProjectError(
+            f"{path}: [drift] significance = {section['significance']!r}; it must be "
+            "between 0 and 1 (exclusive), e.g. 0.001"
+        )
+    return DriftThresholds(**{k: float(v) for k, v in section.items()})
