@@ -34,6 +34,8 @@ ALLOWED = {
     ("read/project.py", ".payload"),
     # A ``run.started`` draft trimmed before it is appended for a run whose store failed.
     ("execution/store_failure.py", ".payload"),
+    # Artifact drafts queued for the next append, checked against the ledger in one query.
+    ("execution/flushing.py", ".payload"),
     # An in-toto statement inside a DSSE envelope, not a ledger event.
     ("verify/attestation.py", ".payload"),
 }

@@ -35,7 +35,7 @@ def attest() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def verify(file: Path, keys: tuple[str, ...], keys_file: Path | None, as_json: bool) -> None:
     """Check FILE's signature, statement and (in a project) its subjects' bytes (exit 3)."""
-    from pipetrail.errors import GovernanceError
+    from pipetrail.errors import ParamError
     from pipetrail.execution.project import Project
     from pipetrail.governance.keys import check_name, parse_public_key
     from pipetrail.governance.witness import parse_keys
@@ -45,20 +45,20 @@ def verify(file: Path, keys: tuple[str, ...], keys_file: Path | None, as_json: b
     for text in keys:
         name, sep, key = text.partition("=")
         if not sep:
-            raise GovernanceError(f"--key {text!r}: expected NAME=ed25519:BASE64")
+            raise ParamError(f"--key {text!r}: expected NAME=ed25519:BASE64")
         trusted.append((check_name(name.strip()), parse_public_key(key)))
     if keys_file is not None:
         try:
             listed = keys_file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
-            raise GovernanceError(f"cannot read the keys file {keys_file}: {exc}") from None
+            raise ParamError(f"cannot read the keys file {keys_file}: {exc}") from None
         trusted.extend(parse_keys(listed, where=str(keys_file)))
     if not trusted:
-        raise GovernanceError("name the keys you trust: --key NAME=ed25519:BASE64 or --keys FILE")
+        raise ParamError("name the keys you trust: --key NAME=ed25519:BASE64 or --keys FILE")
     try:
         text = file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise GovernanceError(f"cannot read {file}: {exc}") from None
+        raise ParamError(f"cannot read {file}: {exc}") from None
     project = None
     from pipetrail.config import find_root
 

@@ -174,6 +174,9 @@ class Witness:
     def _commit(self, target: Path, checkpoint: Checkpoint, signer: str) -> str:
         relative = target.relative_to(self.path).as_posix()
         self._git("add", "--", relative)
+        if self._git("diff", "--cached", "--quiet", "--", relative, check=False).returncode == 0:
+            # The same checkpoint (same size, root and second) is committed already.
+            return self._git("rev-parse", "HEAD").stdout.strip()
         self._git(
             "-c", f"user.name={signer}",
             "-c", f"user.email={signer}@pipetrail.invalid",

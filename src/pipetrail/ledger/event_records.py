@@ -25,6 +25,7 @@ __all__ = [
     "ReproductionChecked",
     "RunEnded",
     "RunNamed",
+    "RunDeleted",
     "RunNoted",
     "RunStarted",
     "RunTagged",
@@ -32,6 +33,7 @@ __all__ = [
     "SourceObserved",
     "StepEvent",
     "StepStarted",
+    "StoreCollected",
     "parse_event",
     "parse_payload",
 ]
@@ -339,6 +341,46 @@ class RunNoted(EventRecord):
 
 
 @dataclass(frozen=True)
+class RunDeleted(EventRecord):
+    """``run.deleted``: the run is marked deleted (its record stays), and why."""
+
+    reason: str = ""
+
+    @classmethod
+    def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> RunDeleted:
+        """Parse a ``run.deleted`` payload."""
+        return cls(**cls._base(seq, ts, kind, p), reason=p["reason"])
+
+
+@dataclass(frozen=True)
+class StoreCollected(EventRecord):
+    """``store.collected``: what a garbage collection removed from the store.
+
+    Attributes:
+        objects: how many stored objects it removed.
+        bytes: their size in bytes.
+        removed_list: the digest of the stored list of every removed digest.
+        grace_seconds: objects younger than this were spared.
+    """
+
+    objects: int = 0
+    bytes: int = 0
+    removed_list: str = ""
+    grace_seconds: float = 0.0
+
+    @classmethod
+    def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> StoreCollected:
+        """Parse a ``store.collected`` payload."""
+        return cls(
+            **cls._base(seq, ts, kind, p),
+            objects=int(p["objects"]),
+            bytes=int(p["bytes"]),
+            removed_list=p["removed_list"],
+            grace_seconds=float(p.get("grace_seconds", 0.0)),
+        )
+
+
+@dataclass(frozen=True)
 class GovernanceAct(EventRecord):
     """A signed governance act: who signed it, with which key.
 
@@ -378,6 +420,8 @@ _BY_KIND: dict[str, Any] = {
     EventKind.RUN_TAGGED: RunTagged,
     EventKind.RUN_UNTAGGED: RunUntagged,
     EventKind.RUN_NOTED: RunNoted,
+    EventKind.RUN_DELETED: RunDeleted,
+    EventKind.STORE_COLLECTED: StoreCollected,
     EventKind.USER_ADDED: GovernanceAct,
     EventKind.USER_GRANTED: GovernanceAct,
     EventKind.USER_REVOKED: GovernanceAct,

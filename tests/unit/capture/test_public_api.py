@@ -11,6 +11,7 @@ _MODULES = [
     "output",
     "owner",
     "resources",
+    "s3_source",
     "seeds",
     "source_checks",
     "source_walk",
