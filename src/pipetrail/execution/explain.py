@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from pipetrail.execution.crash import effective_status, effective_step_status, not_run_nodes
 from pipetrail.ledger.deletions import run_deletion
-from pipetrail.ledger.event_reads import closing_step_events
 from pipetrail.ledger.read_model import (
     RunFilter,
     RunRecord,
@@ -117,6 +116,10 @@ def _step_facts(
     operations: dict[str, list[dict[str, Any]]] = {}
     formats: dict[str, dict[str, str]] = {}
     series: dict[str, dict[str, Any]] = {}
+    # Imported here: the typed event records cost tens of milliseconds to import, and a
+    # listing of runs (`pipetrail runs`) needs none of them.
+    from pipetrail.ledger.event_reads import closing_step_events
+
     for event in closing_step_events(reader, run_id):
         for name, summary in event.metrics.items():
             if isinstance(summary, dict):
