@@ -260,6 +260,38 @@ def test_decisions_about_runs_and_models_are_signed(team: tuple[Team, list[str]]
         t.as_("bob").decide("zzz-nothing", "other", "x")
 
 
+def test_a_runs_decisions_are_read_with_a_narrow_query(team: tuple[Team, list[str]]) -> None:
+    from pipetrail.governance.state import read_run_state, read_state
+    from pipetrail.governance.views import decisions_about
+    from pipetrail.ledger.governance_reads import run_governance_acts
+
+    t, runs = team
+    _register_two(t, runs)
+    rid = t.as_("rita").request_promotion("churn", 1, "production", rationale="r", risk="low")
+    t.as_("bob").approve(rid["request_id"])
+    t.as_("rita").decide(runs[0], "split", "80/20 by customer id")
+    t.as_("rita").decide(runs[1], "scoping", "EU only")
+    t.as_("bob").decide("churn", "sharing", "no PII leaves the team")
+    forged = {"kind": "other", "text": "forged", "about": {"run_id": runs[0]}, "by": "bob"}
+    forged |= {"key_id": "ed25519:0000000000000000", "signature": "AAAA"}
+    t.project.ledger.append([EventDraft(EventKind.DECISION_RECORDED, forged, runs[0])])
+    reader = t.project.reader()
+    acts = run_governance_acts(reader, runs[0])
+    kinds = {a.event.kind for a in acts}
+    assert kinds == {"user.added", "model.registered", "decision.recorded"}
+    assert all(a.event.run_id == runs[0] for a in acts if a.event.kind == "decision.recorded")
+    narrow = read_run_state(reader, runs[0])
+    full = read_state(reader)
+    assert narrow.requests == {}
+    for run in runs:
+        wanted = decisions_about(full, run_id=run)
+        assert decisions_about(read_run_state(reader, run), run_id=run) == wanted
+    assert [d["text"] for d in decisions_about(narrow, run_id=runs[0])] == [
+        "80/20 by customer id"
+    ]  # the forged one is not counted
+    assert [p.seq for p in narrow.problems] == [p.seq for p in full.problems]
+
+
 def _approval_row(t: Team) -> dict[str, Any]:
     rows = t.project.reader().fetch(
         "SELECT seq, payload FROM events WHERE kind = 'promotion.approved' ORDER BY seq"
@@ -391,7 +423,7 @@ def test_a_policy_can_make_a_rollback_a_request_that_needs_an_approval(
     assert done["moved"]
     state = t.as_("alice").state()
     assert state.alias_version("churn", "staging") == 1
-    moved = state.entries[-1].payload
+    moved = state.entries[-1].content
     assert (moved["cause"], moved["reason"], moved["request_id"]) == (
         "rollback",
         "latency regression",

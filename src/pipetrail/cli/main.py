@@ -530,7 +530,7 @@ def show(run_ref: str, as_json: bool, logs: bool, git_diff: bool) -> None:
     """
     from pipetrail.config import load_config
     from pipetrail.execution.explain import run_summary
-    from pipetrail.governance.state import read_state
+    from pipetrail.governance.state import read_run_state
     from pipetrail.governance.verified import user_cache
     from pipetrail.governance.views import decisions_about
     from pipetrail.ledger import open_reader
@@ -548,7 +548,8 @@ def show(run_ref: str, as_json: bool, logs: bool, git_diff: bool) -> None:
             store = open_store(config, create=False) if has_store else None
             captured = read_captured(reader, store, summary, logs=logs, git_diff=git_diff)
         cache = user_cache(config.metadata_url)
-        decisions = decisions_about(read_state(reader, cache), run_id=summary["run_id"])
+        run_state = read_run_state(reader, summary["run_id"], cache)
+        decisions = decisions_about(run_state, run_id=summary["run_id"])
     finally:
         reader.close()
     errors: list[str] = []

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from pipetrail.errors import CheckpointError, GovernanceError, NotFoundError
 from pipetrail.governance.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from pipetrail.governance.keys import check_name
+from pipetrail.ledger.governance_reads import event_at, event_fields, first_event_hash, head_seq
 from pipetrail.ledger.merkle import verify_consistency
 from pipetrail.ledger.merkle_store import ensure_tree, read_tree
 
@@ -55,9 +56,6 @@ __all__ = [
 ]
 
 USER_ENV = "PIPETRAIL_USER"
-_HEAD = "SELECT seq FROM ledger_head WHERE id = 1"
-_FIRST = "SELECT hash FROM events WHERE seq = 1"
-_EVENT = "SELECT seq, ts, actor, kind, run_id, payload, prev_hash, hash FROM events WHERE seq = :s"
 
 
 def acting_user() -> str:
@@ -83,15 +81,14 @@ def ledger_origin(db: Driver) -> str:
     Raises:
         NotFoundError: the ledger has no events yet.
     """
-    rows = db.rows(_FIRST)
-    if not rows:
+    first = first_event_hash(db)
+    if first is None:
         raise NotFoundError("the ledger has no events yet: there is nothing to checkpoint")
-    return "pipetrail/" + str(rows[0][0]).removeprefix("blake3:")[:32]
+    return "pipetrail/" + first.removeprefix("blake3:")[:32]
 
 
 def _size(db: Driver) -> int:
-    rows = db.rows(_HEAD)
-    return int(rows[0][0]) if rows else 0
+    return head_seq(db)
 
 
 def make_checkpoint(db: Driver, signer: Signer) -> tuple[Checkpoint, str]:
@@ -266,8 +263,8 @@ def inclusion_proof(db: Driver, seq: int, size: int | None = None) -> dict[str, 
     with db.snapshot():
         total = _size(db)
         tree_size = total if size is None else size
-        rows = db.fetch(_EVENT, {"s": seq})
-        if not rows:
+        event = event_at(db, seq)
+        if event is None:
             raise NotFoundError(f"no event {seq}: the ledger holds events 1 to {total}")
         if not seq <= tree_size <= total:
             raise NotFoundError(
@@ -277,8 +274,7 @@ def inclusion_proof(db: Driver, seq: int, size: int | None = None) -> dict[str, 
         path = reader.inclusion_proof(seq - 1, tree_size)
         root = reader.root(tree_size)
         origin = ledger_origin(db)
-    event = rows[0]
-    chain = str(event["hash"]).removeprefix("blake3:")
+    chain = event.hash.removeprefix("blake3:")
     from pipetrail.ledger.merkle import leaf_hash
 
     return {
@@ -290,7 +286,7 @@ def inclusion_proof(db: Driver, seq: int, size: int | None = None) -> dict[str, 
         "leaf_data": chain,
         "leaf_hash": leaf_hash(bytes.fromhex(chain)).hex(),
         "inclusion_path": [node.hex() for node in path],
-        "event": dict(event),
+        "event": event_fields(event),
         "algorithm": "RFC 9162 section 2.1.3.2 with SHA-256; leaf data = the event's "
         "chain hash (32 bytes)",
     }

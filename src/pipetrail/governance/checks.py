@@ -19,7 +19,6 @@ what was true when it was asked:
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -31,11 +30,6 @@ if TYPE_CHECKING:
     from pipetrail.lineage.run_facts import RunFacts
 
 __all__ = ["CheckResult", "evaluate_checks"]
-
-_NEWEST = (
-    "SELECT payload FROM events WHERE kind = :kind AND run_id = :run ORDER BY seq DESC LIMIT 1"
-)
-_REPRODUCTIONS = "SELECT payload FROM events WHERE kind = 'reproduction.checked' ORDER BY seq DESC"
 
 
 @dataclass(frozen=True)
@@ -98,38 +92,30 @@ def _metric(facts: RunFacts, threshold: MetricThreshold) -> CheckResult:
     )
 
 
-def _newest(project: Project, kind: str, run_id: str) -> dict[str, Any] | None:
-    rows = project.reader().fetch(_NEWEST, {"kind": kind, "run": run_id})
-    if not rows:
-        return None
-    value: dict[str, Any] = json.loads(rows[0]["payload"])
-    return value
-
-
 def _gate(project: Project, facts: RunFacts, policy: AliasPolicy) -> CheckResult:
-    found = _newest(project, "gate.checked", facts.run_id)
+    from pipetrail.ledger.governance_reads import newest_gate
+
+    found = newest_gate(project.reader(), facts.run_id)
     if found is None:
         return CheckResult(
             "gate", False, None,
             f"no `pipetrail check` gate was recorded on run {facts.run_id}; register the model "
             "from the run `pipetrail check` made",
         )  # fmt: skip
-    passed = bool(found.get("passed"))
-    failures = found.get("failures") or []
-    detail = "the gate passed" if passed else f"the gate failed: {'; '.join(map(str, failures))}"
+    passed = found.passed
+    detail = "the gate passed" if passed else f"the gate failed: {'; '.join(found.failures)}"
     return CheckResult("gate", passed, passed, detail)
 
 
 def _reproduced(project: Project, facts: RunFacts, policy: AliasPolicy) -> CheckResult:
-    for row in project.reader().fetch(_REPRODUCTIONS):
-        payload = json.loads(row["payload"])
-        if payload.get("original_run_id") == facts.run_id:
-            ok = bool(payload.get("ok"))
-            verdict = payload.get("verdict")
-            return CheckResult(
-                "reproduced", ok, verdict,
-                f"reproduction {payload.get('run_id')} of run {facts.run_id}: {verdict}",
-            )  # fmt: skip
+    from pipetrail.ledger.governance_reads import newest_reproduction
+
+    found = newest_reproduction(project.reader(), facts.run_id)
+    if found is not None:
+        return CheckResult(
+            "reproduced", found.ok, found.verdict,
+            f"reproduction {found.run_id} of run {facts.run_id}: {found.verdict}",
+        )  # fmt: skip
     return CheckResult(
         "reproduced", False, None,
         f"run {facts.run_id} was never reproduced; run `pipetrail reproduce {facts.run_id}`",

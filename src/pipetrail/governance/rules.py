@@ -87,13 +87,13 @@ def check_alias(name: str) -> str:
     return name
 
 
-def request_digest(payload: dict[str, Any]) -> str:
+def request_digest(content: dict[str, Any]) -> str:
     """The digest of a request's signed content: what approvers sign."""
-    return digest_value(signed_content(payload))
+    return digest_value(signed_content(content))
 
 
 def apply_verified(
-    state: GovernanceState, event: Event, payload: dict[str, Any], *, checked: bool = False
+    state: GovernanceState, event: Event, content: dict[str, Any], *, checked: bool = False
 ) -> None:
     """Check ``event``'s signature and rules against ``state``; apply it, or raise.
 
@@ -105,28 +105,28 @@ def apply_verified(
         PermissionDeniedError: the signer's roles do not allow the act.
         GovernanceError: the signature does not verify, or the act breaks a rule.
     """
-    signer = _check_signature(state, event, payload, checked)
+    signer = _check_signature(state, event, content, checked)
     handler = _HANDLERS.get(event.kind)
     if handler is None:
         raise GovernanceError(f"{event.kind!r} is not a governance event kind")
-    handler(state, event, payload, signer)
-    entry = Entry(event.seq, event.ts, event.kind, str(payload["by"]), payload, "verified")
+    handler(state, event, content, signer)
+    entry = Entry(event.seq, event.ts, event.kind, str(content["by"]), content, "verified")
     state.entries.append(entry)
     if event.kind == EventKind.DECISION_RECORDED:
         state.decisions.append(entry)
 
 
 def _check_signature(
-    state: GovernanceState, event: Event, payload: dict[str, Any], checked: bool
+    state: GovernanceState, event: Event, content: dict[str, Any], checked: bool
 ) -> User | None:
-    by, key_id, signature = payload.get("by"), payload.get("key_id"), payload.get("signature")
+    by, key_id, signature = content.get("by"), content.get("key_id"), content.get("signature")
     if not isinstance(by, str) or not isinstance(key_id, str) or not isinstance(signature, str):
         raise GovernanceError("it carries no signer, key id and signature")
     user = state.users.get(by)
     key: PublicKey
     if user is None:
-        if event.kind == EventKind.USER_ADDED and not state.users and payload.get("user") == by:
-            key = parse_public_key(str(payload.get("public_key", "")))  # the first admin
+        if event.kind == EventKind.USER_ADDED and not state.users and content.get("user") == by:
+            key = parse_public_key(str(content.get("public_key", "")))  # the first admin
         else:
             raise IdentityError(
                 f"{by!r} is not a user of this project; an admin adds them with "
@@ -151,7 +151,7 @@ def _check_signature(
     if checked:
         state.cached += 1
         return user
-    message = signing_message(event.kind, signed_content(payload))
+    message = signing_message(event.kind, signed_content(content))
     if not verify_signature(key, message, signature):
         raise GovernanceError(
             f"its signature does not verify with the key of {by} ({key.key_id}): the event "
@@ -168,8 +168,8 @@ def _actor(signer: User | None, action: Action) -> User:
     return signer
 
 
-def _text(payload: dict[str, Any], key: str, what: str) -> str:
-    value = payload.get(key)
+def _text(content: dict[str, Any], key: str, what: str) -> str:
+    value = content.get(key)
     if not isinstance(value, str) or not value.strip():
         raise GovernanceError(f"{what} must not be empty")
     return value
@@ -388,7 +388,7 @@ def _moved(state: GovernanceState, ev: Event, p: dict[str, Any], signer: User | 
         if request is None or request.status != "approved" or request.moved_seq is not None:
             raise GovernanceError("an alias moves on a request only when it is approved")
         if (request.model, request.alias, request.version) != (model, alias, version) or (
-            request.payload.get("rollback") is True
+            request.content.get("rollback") is True
         ) != (cause == "rollback"):
             raise GovernanceError(f"request {request.request_id} does not ask for this move")
         if signer is None or signer.name != request.approvals[-1].by:

@@ -21,7 +21,8 @@ from pipetrail.errors import GovernanceError, IdentityError, NotFoundError
 from pipetrail.governance.identity import current_user, signed_draft
 from pipetrail.governance.rules import check_alias, check_model_name, request_digest
 from pipetrail.governance.state import GovernanceState, load_state
-from pipetrail.ledger.events import Event, EventDraft, EventKind, payload_text
+from pipetrail.ledger.events import EventKind
+from pipetrail.ledger.governance_reads import draft_act, head_seq
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from pipetrail.governance.keys import PublicKey, Signer
     from pipetrail.governance.verified import VerifiedCache
     from pipetrail.ledger.driver import Driver
+    from pipetrail.ledger.events import Event, EventDraft
 
 __all__ = ["Governance", "parse_model_ref"]
 
@@ -110,14 +112,12 @@ class Governance:
             state = load_state(db, self._cache())
             state.require_intact()
             drafts = build(state, db)
-            head = db.fetch("SELECT seq FROM ledger_head WHERE id = 1")
-            seq = int(head[0]["seq"]) if head else 0
+            seq = head_seq(db)
             ts = format_ts(utcnow())
             for draft in drafts:  # the fold's own rules, before anything is written
                 seq += 1
-                text = payload_text(draft.payload)
-                probe = Event(seq, ts, "", str(draft.kind), draft.run_id, text, "", "")
-                state.apply(probe, draft.payload)
+                probe = draft_act(draft, seq, ts)
+                state.apply(probe.event, probe.content or {})
             return drafts
 
         return self.project.ledger.append([], precondition=precondition)
@@ -353,7 +353,7 @@ class Governance:
                     kind,
                     {
                         "request_id": request.request_id,
-                        "request_digest": request_digest(request.payload),
+                        "request_digest": request_digest(request.content),
                         "comment": comment,
                     },
                 )
@@ -371,8 +371,8 @@ class Governance:
                     "cause": "promotion",
                     "request_id": request.request_id,
                 }
-                if request.payload.get("rollback") is True:
-                    move.update(cause="rollback", reason=request.payload["rationale"])
+                if request.content.get("rollback") is True:
+                    move.update(cause="rollback", reason=request.content["rationale"])
                 drafts.append(self._sign(EventKind.ALIAS_MOVED, move))
             outcome.update(
                 request_id=request.request_id,

@@ -13,18 +13,26 @@ See docs/adr/0019-governance-on-the-ledger.md.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import GovernanceError, PipetrailError, TamperedLedgerError
 from pipetrail.governance.verified import VerifiedCache
-from pipetrail.ledger.events import Event, EventKind
+from pipetrail.ledger.governance_reads import (
+    GOVERNANCE_KINDS,
+    StoredAct,
+    governance_acts,
+    read_governance_acts,
+    run_governance_acts,
+)
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from pipetrail.governance.keys import PublicKey
     from pipetrail.governance.roles import Role
     from pipetrail.ledger.driver import Driver
+    from pipetrail.ledger.events import Event
     from pipetrail.ledger.queries import Reader
 
 __all__ = [
@@ -38,29 +46,9 @@ __all__ = [
     "Request",
     "User",
     "load_state",
+    "read_run_state",
     "read_state",
 ]
-
-GOVERNANCE_KINDS: tuple[str, ...] = tuple(
-    str(k)
-    for k in (
-        EventKind.USER_ADDED,
-        EventKind.USER_GRANTED,
-        EventKind.USER_REVOKED,
-        EventKind.USER_KEY_ROTATED,
-        EventKind.MODEL_REGISTERED,
-        EventKind.PROMOTION_REQUESTED,
-        EventKind.PROMOTION_APPROVED,
-        EventKind.PROMOTION_REJECTED,
-        EventKind.ALIAS_MOVED,
-        EventKind.DECISION_RECORDED,
-    )
-)
-_MARKS = ", ".join(f"'{k}'" for k in GOVERNANCE_KINDS)
-_EVENTS_SQL = (
-    "SELECT seq, ts, actor, kind, run_id, payload, prev_hash, hash FROM events "  # noqa: S608
-    f"WHERE kind IN ({_MARKS}) ORDER BY seq"
-)
 
 
 @dataclass
@@ -129,7 +117,7 @@ class Request:
     model: str
     version: int
     alias: str
-    payload: dict[str, Any]
+    content: dict[str, Any]
     content_digest: str
     by: str
     ts: str
@@ -142,7 +130,7 @@ class Request:
     @property
     def policy(self) -> dict[str, Any]:
         """The policy frozen into the request."""
-        value: dict[str, Any] = self.payload.get("policy") or {}
+        value: dict[str, Any] = self.content.get("policy") or {}
         return value
 
 
@@ -154,7 +142,7 @@ class Entry:
     ts: str
     kind: str
     by: str
-    payload: dict[str, Any]
+    content: dict[str, Any]  # the signed content (empty when it could not be read)
     status: str  # "verified" or why it is not counted
 
 
@@ -217,33 +205,34 @@ class GovernanceState:
                 seq=first.seq,
             )
 
-    def apply(self, event: Event, payload: dict[str, Any], *, checked: bool = False) -> None:
+    def apply(self, event: Event, content: dict[str, Any], *, checked: bool = False) -> None:
         """Verify and apply one event; raise (a PipetrailError) when it is not valid.
 
+        ``content``: the event's signed content (its payload, parsed).
         ``checked``: its hash and signature were verified before (the rules still run).
         """
         from pipetrail.governance.rules import apply_verified
 
-        apply_verified(self, event, payload, checked=checked)
+        apply_verified(self, event, content, checked=checked)
         self.last_seq = event.seq
 
-    def fold(self, event: Event) -> None:
+    def fold(self, act: StoredAct) -> None:
         """Apply one stored event, recording a :class:`Problem` instead of raising."""
+        event = act.event
         try:
-            payload = json.loads(event.payload_text)
-            if not isinstance(payload, dict):
-                raise GovernanceError("its payload is not a JSON object")
+            if act.content is None:
+                raise GovernanceError(act.problem)
             fingerprint = VerifiedCache.fingerprint(event) if self.cache is not None else b""
             checked = self.cache is not None and self.cache.known(fingerprint)
             if not checked and self.rehash and event.computed_hash() != event.hash:
                 raise GovernanceError("its content does not match its hash (the row was edited)")
-            self.apply(event, payload, checked=checked)
+            self.apply(event, act.content, checked=checked)
             if self.cache is not None and not checked:
                 self.cache.add(fingerprint)
         except (PipetrailError, ValueError, KeyError, TypeError) as exc:
             reason = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
             self.problems.append(Problem(event.seq, event.kind, reason))
-            shown = _payload(event)
+            shown = act.content or {}
             self.entries.append(
                 Entry(
                     event.seq,
@@ -256,12 +245,15 @@ class GovernanceState:
             )
 
 
-def _payload(event: Event) -> dict[str, Any]:
-    try:
-        payload = json.loads(event.payload_text)
-    except ValueError:
-        return {}
-    return payload if isinstance(payload, dict) else {}
+def _folded(
+    acts: Iterable[StoredAct], cache: VerifiedCache | None, *, rehash: bool = True
+) -> GovernanceState:
+    state = GovernanceState(cache=cache, rehash=rehash)
+    for act in acts:
+        state.fold(act)
+    if cache is not None:
+        cache.save()
+    return state
 
 
 def load_state(
@@ -272,36 +264,23 @@ def load_state(
     ``cache``: events this user verified before skip the hash and signature checks.
     ``rehash=False``: the caller has just re-hashed the whole chain in this snapshot.
     """
-    state = GovernanceState(cache=cache, rehash=rehash)
-    cursor = db.connection.cursor()
-    try:
-        cursor.execute(db.sql(_EVENTS_SQL))
-        while rows := cursor.fetchmany(2000):
-            for row in rows:
-                state.fold(Event(*row))
-    finally:
-        cursor.close()
-    if cache is not None:
-        cache.save()
-    return state
+    return _folded(governance_acts(db), cache, rehash=rehash)
 
 
 def read_state(reader: Reader, cache: VerifiedCache | None = None) -> GovernanceState:
     """Fold the governance events through a read-only reader (one query: one snapshot)."""
-    state = GovernanceState(cache=cache)
-    for row in reader.fetch(_EVENTS_SQL):
-        state.fold(
-            Event(
-                row["seq"],
-                row["ts"],
-                row["actor"],
-                row["kind"],
-                row["run_id"],
-                row["payload"],
-                row["prev_hash"],
-                row["hash"],
-            )
-        )
-    if cache is not None:
-        cache.save()
-    return state
+    return _folded(read_governance_acts(reader), cache)
+
+
+def read_run_state(
+    reader: Reader, run_id: str, cache: VerifiedCache | None = None
+) -> GovernanceState:
+    """Fold only what the decisions about a run need (one narrow query).
+
+    The users, the models' registrations and the decisions recorded on ``run_id``
+    (:func:`~pipetrail.ledger.governance_reads.run_governance_acts`): the rules those
+    events meet depend on nothing else, so their verdicts equal the full fold's, while
+    the promotion requests and approvals (most of a busy record) are not read. The
+    state's requests and aliases are therefore empty; its decisions are the run's.
+    """
+    return _folded(run_governance_acts(reader, run_id), cache)

@@ -7,7 +7,6 @@ source run's record); the CLI renders it as text or prints it as JSON.
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import NotFoundError, PipetrailError
@@ -85,7 +84,7 @@ def decisions_about(
     """The signed decisions recorded about a run or a model."""
     out = []
     for entry in state.decisions:
-        about = entry.payload.get("about") or {}
+        about = entry.content.get("about") or {}
         if (run_id and about.get("run_id") == run_id) or (model and about.get("model") == model):
             out.append(_entry(entry))
     return out
@@ -115,17 +114,13 @@ def model_show(
 
 def _source_run(project: Project, found: ModelVersion) -> dict[str, Any]:
     from pipetrail.execution.contract_records import run_contracts
+    from pipetrail.ledger.governance_reads import gate_checks
     from pipetrail.lineage.queries import upstream
     from pipetrail.lineage.run_facts import load_run_facts
 
     assert found.run_id is not None  # noqa: S101 - checked by the caller
     reader = project.reader()
     facts = load_run_facts(project, found.run_id)
-    gates = reader.fetch(
-        "SELECT seq, ts, payload FROM events WHERE run_id = :r AND kind = 'gate.checked' "
-        "ORDER BY seq",
-        {"r": found.run_id},
-    )
     run: dict[str, Any] = {
         "run_id": facts.run_id,
         "pipeline": facts.pipeline,
@@ -134,8 +129,8 @@ def _source_run(project: Project, found: ModelVersion) -> dict[str, Any]:
         "params": facts.params,
         "metrics": {name: m.value for name, m in sorted(facts.metrics.items())},
         "gates": [
-            {"seq": g["seq"], "ts": g["ts"], "passed": json.loads(g["payload"]).get("passed")}
-            for g in gates
+            {"seq": g.seq, "ts": g.ts, "passed": g.passed}
+            for g in gate_checks(reader, found.run_id)
         ],
     }
     try:
@@ -159,7 +154,7 @@ def _source_run(project: Project, found: ModelVersion) -> dict[str, Any]:
 
 
 def _entry(entry: Entry) -> dict[str, Any]:
-    p = entry.payload
+    p = entry.content
     return {
         "seq": entry.seq,
         "ts": entry.ts,
@@ -184,7 +179,7 @@ def model_history(state: GovernanceState, model: str) -> list[dict[str, Any]]:
     mine = {r.request_id for r in state.requests.values() if r.model == model}
     out = []
     for entry in state.entries:
-        p = entry.payload
+        p = entry.content
         if entry.kind in (EventKind.PROMOTION_APPROVED, EventKind.PROMOTION_REJECTED):
             if p.get("request_id") in mine:
                 row = _entry(entry)

@@ -277,19 +277,53 @@ class SourceObserved(EventRecord):
 
 @dataclass(frozen=True)
 class ReproductionChecked(EventRecord):
-    """``reproduction.checked``: the verdict of re-executing a run (``report`` digest)."""
+    """``reproduction.checked``: the verdict of re-executing a run (``report`` digest).
+
+    Attributes:
+        report: the digest of the stored report.
+        original_run_id: the run that was re-executed (``run_id`` is the new run).
+        verdict: the reproduction's verdict, as ``pipetrail reproduce`` printed it.
+        ok: whether the run reproduced within tolerance.
+    """
 
     report: str | None = None
+    original_run_id: str | None = None
+    verdict: str | None = None
+    ok: bool = False
 
     @classmethod
     def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> ReproductionChecked:
         """Parse a ``reproduction.checked`` payload."""
-        return cls(**cls._base(seq, ts, kind, p), report=p.get("report"))
+        return cls(
+            **cls._base(seq, ts, kind, p),
+            report=p.get("report"),
+            original_run_id=p.get("original_run_id"),
+            verdict=p.get("verdict"),
+            ok=bool(p.get("ok")),
+        )
 
 
 @dataclass(frozen=True)
 class GateChecked(ReproductionChecked):
-    """``gate.checked``: the verdict of ``pipetrail check`` (``report`` digest)."""
+    """``gate.checked``: the verdict of ``pipetrail check`` (``report`` digest).
+
+    Attributes:
+        passed: whether the gate passed.
+        failures: what failed, one line each (empty when it passed).
+    """
+
+    passed: bool = False
+    failures: tuple[str, ...] = ()
+
+    @classmethod
+    def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> GateChecked:
+        """Parse a ``gate.checked`` payload."""
+        return cls(
+            **cls._base(seq, ts, kind, p),
+            report=p.get("report"),
+            passed=bool(p.get("passed")),
+            failures=tuple(str(f) for f in p.get("failures") or ()),
+        )
 
 
 @dataclass(frozen=True)

@@ -111,3 +111,24 @@ def test_drafts_carry_the_run_and_refuse_bad_input() -> None:
         name_draft("R", "a\nb")
     with pytest.raises(ParamError, match="at most 10000"):
         note_draft("R", "x" * 10_001)
+
+
+def test_gate_and_reproduction_events_read_their_verdicts() -> None:
+    from pipetrail.ledger.event_records import GateChecked, ReproductionChecked
+
+    gate = parse_payload(
+        "gate.checked", {"run_id": "R", "passed": False, "failures": ["a", 2], "report": D}
+    )
+    assert isinstance(gate, GateChecked)
+    assert (gate.passed, gate.failures, gate.report) == (False, ("a", "2"), D)
+    redo = parse_payload(
+        "reproduction.checked",
+        {"run_id": "N", "original_run_id": "R", "verdict": "reproduced", "ok": True},
+    )
+    assert isinstance(redo, ReproductionChecked)
+    assert (redo.run_id, redo.original_run_id, redo.verdict, redo.ok) == (
+        "N", "R", "reproduced", True,
+    )  # fmt: skip
+    old = parse_payload("reproduction.checked", {"run_id": "N"})
+    assert isinstance(old, ReproductionChecked)
+    assert (old.original_run_id, old.ok) == (None, False)
