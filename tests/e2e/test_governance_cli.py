@@ -129,6 +129,18 @@ def test_register_promote_approve_roll_back_and_audit(tmp_path: Path) -> None:
         ("scoping", "EU only", "alice")
     ]
     assert "decision (scoping) by alice" in ok(cli(root, "bob", "show", source))
+    prov = as_json(cli(root, "bob", "export", source, "--format", "prov"))
+    acts = sorted(
+        (a["prov:type"]["$"], a["pipetrail:signed_by"])
+        for key, a in prov["activity"].items()
+        if key.startswith("pipetrail:governance-")
+    )
+    assert ("pipetrail:Approval", "bob") in acts
+    assert ("pipetrail:Rollback", "bob") in acts
+    assert ("pipetrail:Decision", "alice") in acts
+    lines = ok(cli(root, "bob", "export", source, "--format", "openlineage")).splitlines()
+    facet = json.loads(lines[0])["run"]["facets"]["pipetrail_governance"]
+    assert {a["action"] for a in facet["acts"]} >= {"promotion request", "approval", "rollback"}
 
     history = as_json(cli(root, "bob", "model", "history", "churn", "--json"))
     events = [(h["event"], h["by"]) for h in history]

@@ -292,6 +292,52 @@ def test_a_runs_decisions_are_read_with_a_narrow_query(team: tuple[Team, list[st
     assert [p.seq for p in narrow.problems] == [p.seq for p in full.problems]
 
 
+def test_the_exports_state_the_verified_acts_about_a_run(team: tuple[Team, list[str]]) -> None:
+    from prov.model import ProvDocument
+
+    from pipetrail.governance.trail import run_governance
+    from pipetrail.lineage.exports import export_run
+    from tests.unit.lineage_exports.ol_schema import validate_event
+
+    t, runs = team
+    _register_two(t, runs)
+    t.as_("rita").register("other", f"{runs[1]}:train")
+    rid = t.as_("rita").request_promotion(
+        "churn", 2, "production", rationale="better recall", risk="medium"
+    )["request_id"]
+    t.as_("bob").approve(rid, comment="ok")
+    t.as_("carol").approve(rid, comment="agreed")
+    t.as_("rita").decide(runs[0], "split", "80/20 by customer id")
+    t.as_("rita").decide(runs[1], "scoping", "EU only")
+    forged = json.loads(_approval_row(t)["payload"])
+    forged["by"] = "alice"  # carol's signature, claimed for alice: does not verify
+    forged["key_id"] = load_signer("alice", folder=t.home / "alice").public_key.key_id
+    t.project.ledger.append([EventDraft(EventKind.PROMOTION_APPROVED, forged)])
+
+    acts = run_governance(t.project, runs[0])
+    assert [(a.action, a.by, a.version) for a in acts] == [
+        ("registration", "rita", 1), ("registration", "rita", 2),
+        ("promotion request", "rita", 2), ("approval", "bob", 2), ("approval", "carol", 2),
+        ("promotion", "carol", 2), ("decision", "rita", None),
+    ]  # fmt: skip
+    keys = {u.name: u.current_key.key_id for u in t.as_("alice").state().users.values()}
+    assert all(a.key_id == keys[a.by] and a.signature for a in acts)
+    assert [a.action for a in run_governance(t.project, runs[1])] == ["registration", "decision"]
+
+    events = export_run(t.project, runs[0], "openlineage", governance=acts)
+    assert isinstance(events, list)
+    for event in events:
+        validate_event(event)
+    facet = events[0]["run"]["facets"]["pipetrail_governance"]
+    assert [a["by"] for a in facet["acts"] if a["action"] == "approval"] == ["bob", "carol"]
+    assert facet["acts"][2]["text"] == "better recall"
+    doc = export_run(t.project, runs[0], "prov", governance=acts)
+    assert isinstance(doc, dict)
+    ProvDocument.deserialize(content=json.dumps(doc), format="json")
+    approvals = [a for a in doc["activity"].values() if a["prov:type"]["$"] == "pipetrail:Approval"]
+    assert sorted(a["pipetrail:signed_by"] for a in approvals) == ["bob", "carol"]
+
+
 def _approval_row(t: Team) -> dict[str, Any]:
     rows = t.project.reader().fetch(
         "SELECT seq, payload FROM events WHERE kind = 'promotion.approved' ORDER BY seq"

@@ -9,10 +9,14 @@ permissions the umask gives new files (see :mod:`pipetrail.cli.files`).
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from pipetrail.cli.files import write_text
+
+if TYPE_CHECKING:
+    from pipetrail.lineage.exports import GovernanceRecord
 
 __all__ = ["export"]
 
@@ -129,7 +133,14 @@ def export(
 
             document, text = None, signed_intoto(project, run_ref, namespace)
         else:
-            document = export_run(project, run_ref, format_name, namespace=namespace)
+            governance: tuple[GovernanceRecord, ...] = ()
+            if format_name in ("openlineage", "prov"):
+                from pipetrail.governance.trail import run_governance
+
+                governance = run_governance(project, run_ref)
+            document = export_run(
+                project, run_ref, format_name, namespace=namespace, governance=governance
+            )
             text = render_export(document, format_name)
     finally:
         project.close()

@@ -31,11 +31,13 @@ Example:
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import DefinitionError
 from pipetrail.lineage.exports.collect import ExportError as ExportError
+from pipetrail.lineage.exports.collect import GovernanceRecord as GovernanceRecord
 from pipetrail.lineage.exports.collect import RunNotFinishedError as RunNotFinishedError
 from pipetrail.lineage.exports.collect import RunSnapshot as RunSnapshot
 from pipetrail.lineage.exports.collect import collect_run as collect_run
@@ -47,6 +49,7 @@ from pipetrail.lineage.exports.transport import CollectorError as CollectorError
 from pipetrail.lineage.exports.transport import OpenLineageHttpEmitter as OpenLineageHttpEmitter
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from pathlib import Path
 
     from pipetrail.execution.project import Project
@@ -56,6 +59,7 @@ __all__ = [
     "FORMATS",
     "CollectorError",
     "ExportError",
+    "GovernanceRecord",
     "OpenLineageHttpEmitter",
     "RunNotFinishedError",
     "RunSnapshot",
@@ -88,6 +92,7 @@ def export_run(
     *,
     namespace: str | None = None,
     root: Path | None = None,
+    governance: Sequence[GovernanceRecord] = (),
 ) -> Document:
     """Export one finished run in a standard format.
 
@@ -99,6 +104,10 @@ def export_run(
         namespace: the project namespace (default ``pipetrail://<project folder>``).
         root: the project folder, to spell source paths absolutely (default: the
             project's; a bare reader keeps them as recorded).
+        governance: the run's verified governance acts, to state in the OpenLineage
+            (``pipetrail_governance`` run facet) and PROV exports; verifying them is the
+            governance layer's job: pass
+            :func:`pipetrail.governance.trail.run_governance`'s result (the CLI does).
 
     Returns:
         JSON-able data; :func:`render_export` turns it into text.
@@ -111,6 +120,8 @@ def export_run(
     """
     _check_format(format_name)
     snap = collect_run(project_or_reader, run_ref, namespace=namespace, root=root)
+    if governance:
+        snap = dataclasses.replace(snap, governance=tuple(governance))
     if format_name == "openlineage":
         return openlineage_events(snap)
     if format_name == "prov":

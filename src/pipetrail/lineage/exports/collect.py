@@ -28,6 +28,7 @@ __all__ = [
     "PRODUCER",
     "DatasetName",
     "ExportError",
+    "GovernanceRecord",
     "RunNotFinishedError",
     "RunSnapshot",
     "collect_run",
@@ -68,6 +69,60 @@ class DatasetName:
 
 
 @dataclass(frozen=True)
+class GovernanceRecord:
+    """One verified, signed governance act that concerns a run, as the exports state it.
+
+    Built by :func:`pipetrail.governance.trail.run_governance` (which checks each
+    signature and rule first); the exports only render it.
+
+    Attributes:
+        seq: the event's sequence number.
+        ts: when it was appended.
+        kind: the event kind (``model.registered``, ``promotion.requested``,
+            ``promotion.approved``, ``promotion.rejected``, ``alias.moved``,
+            ``decision.recorded``).
+        action: what it was: ``registration``, ``promotion request``, ``rollback
+            request``, ``approval``, ``rejection``, ``promotion``, ``rollback`` or
+            ``decision``.
+        by: the identity that signed it.
+        key_id: the key it was signed with.
+        signature: the Ed25519 signature (base64), as stored.
+        model: the model it concerns, if any.
+        version: the model version, if any.
+        alias: the alias a request or move concerns.
+        request_id: the promotion request it opens, votes on or carries out.
+        digest: the model version's artifact digest.
+        previous: an alias move's version before it.
+        text: the rationale, comment, rollback reason or decision text.
+        risk: a request's risk (``low``, ``medium``, ``high``).
+        risk_notes: a request's risk notes.
+        decision_kind: a decision's kind (``scoping``, ``split``, ``sharing``, ``other``).
+        about_run: the run a decision is about.
+        checks: a request's frozen check results (name, passed, value, detail).
+    """
+
+    seq: int
+    ts: str
+    kind: str
+    action: str
+    by: str
+    key_id: str
+    signature: str
+    model: str | None = None
+    version: int | None = None
+    alias: str | None = None
+    request_id: str | None = None
+    digest: str | None = None
+    previous: int | None = None
+    text: str | None = None
+    risk: str | None = None
+    risk_notes: str | None = None
+    decision_kind: str | None = None
+    about_run: str | None = None
+    checks: tuple[dict[str, Any], ...] = ()
+
+
+@dataclass(frozen=True)
 class RunSnapshot:
     """Everything recorded about one finished run, as plain rows.
 
@@ -80,6 +135,8 @@ class RunSnapshot:
         reused: step run id -> the original step run whose outputs a cache hit reused.
         namespace: the project namespace, ``pipetrail://<project>``.
         root: the project folder, to spell relative source paths absolutely.
+        governance: the verified governance acts about the run and the model versions
+            registered from it, oldest first (empty unless the caller supplied them).
     """
 
     run: Row
@@ -90,6 +147,7 @@ class RunSnapshot:
     reused: dict[str, Row] = field(default_factory=dict)
     namespace: str = "pipetrail://default"
     root: Path | None = None
+    governance: tuple[GovernanceRecord, ...] = ()
 
     @property
     def run_id(self) -> str:

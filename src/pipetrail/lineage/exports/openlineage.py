@@ -7,12 +7,18 @@ at the recorded ``started_at`` and one ``COMPLETE`` (completed or cached), ``FAI
 digest) and, for tables, ``schema``. Run ids become UUIDs by :func:`run_uuid`.
 Every standard facet names the exact schema in tests/schemas/openlineage that the tests
 validate it against. Naming conventions: ``pipetrail.lineage.exports``.
+
+When the snapshot carries verified governance acts, the pipeline run carries the custom
+``pipetrail_governance`` run facet: one entry per signed act (registration, promotion or
+rollback request, approval, rejection, promotion, rollback, decision) with its signer,
+key id and signature. Its JSON schema ships with the package
+(``schemas/PipetrailGovernanceRunFacet.json`` beside this module, :data:`GOVERNANCE_FACET_SCHEMA`).
 """
 
 from __future__ import annotations
 
 import uuid
-from pathlib import PurePosixPath
+from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.core.version import VERSION
@@ -20,9 +26,9 @@ from pipetrail.lineage.exports.arrow_types import schema_fields
 from pipetrail.lineage.exports.collect import PRODUCER, DatasetName
 
 if TYPE_CHECKING:
-    from pipetrail.lineage.exports.collect import Row, RunSnapshot
+    from pipetrail.lineage.exports.collect import GovernanceRecord, Row, RunSnapshot
 
-__all__ = ["RUN_EVENT_SCHEMA_URL", "openlineage_events", "run_uuid"]
+__all__ = ["GOVERNANCE_FACET_SCHEMA", "RUN_EVENT_SCHEMA_URL", "openlineage_events", "run_uuid"]
 
 RUN_EVENT_SCHEMA_URL = "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"
 _FACETS = "https://openlineage.io/spec/facets"
@@ -46,7 +52,13 @@ _SCHEMA_URLS = {
     "pipetrail_run": "pipetrail://schemas/openlineage/1-0-0/PipetrailRunFacet.json",
     "pipetrail_step": "pipetrail://schemas/openlineage/1-0-0/PipetrailStepRunFacet.json",
     "pipetrail_artifact": "pipetrail://schemas/openlineage/1-0-0/PipetrailArtifactFacet.json",
+    "pipetrail_governance": (
+        "pipetrail://schemas/openlineage/1-0-0/PipetrailGovernanceRunFacet.json"
+        "#/$defs/PipetrailGovernanceRunFacet"
+    ),
 }
+# The JSON schema of the ``pipetrail_governance`` facet (its ``$id`` is the URL above).
+GOVERNANCE_FACET_SCHEMA = Path(__file__).with_name("schemas") / "PipetrailGovernanceRunFacet.json"
 _END_TYPES = {"completed": "COMPLETE", "cached": "COMPLETE", "failed": "FAIL"}
 _CROCKFORD = {c: i for i, c in enumerate("0123456789ABCDEFGHJKMNPQRSTVWXYZ")}
 # Ids that are not ULIDs (none today) map through uuid5 in this namespace instead.
@@ -161,6 +173,34 @@ def _error(message: str | None, stack: str | None = None) -> dict[str, Any]:
     return {"errorMessage": _facet("errorMessage", **fields)}
 
 
+def _governance_facet(acts: tuple[GovernanceRecord, ...]) -> dict[str, Any]:
+    entries = []
+    for act in acts:
+        entry: dict[str, Any] = {
+            "seq": act.seq,
+            "time": act.ts,
+            "event": act.kind,
+            "action": act.action,
+            "by": act.by,
+            "keyId": act.key_id,
+            "signature": act.signature,
+            "model": act.model,
+            "version": act.version,
+            "alias": act.alias,
+            "requestId": act.request_id,
+            "digest": act.digest,
+            "previousVersion": act.previous,
+            "text": act.text,
+            "risk": act.risk,
+            "riskNotes": act.risk_notes,
+            "decisionKind": act.decision_kind,
+            "aboutRun": act.about_run,
+            "checks": [dict(check) for check in act.checks] or None,
+        }
+        entries.append({k: v for k, v in entry.items() if v is not None})
+    return _facet("pipetrail_governance", signatureScheme="ed25519", acts=entries)
+
+
 def _pipeline_events(snap: RunSnapshot) -> tuple[dict[str, Any], dict[str, Any]]:
     run, git = snap.run, snap.run.get("git") or {}
     facets: dict[str, Any] = {
@@ -187,6 +227,8 @@ def _pipeline_events(snap: RunSnapshot) -> tuple[dict[str, Any], dict[str, Any]]
             gitDirty=git.get("dirty"),
         ),
     }
+    if snap.governance:
+        facets["pipetrail_governance"] = _governance_facet(snap.governance)
     run_id = run_uuid(snap.run_id)
     inputs = [
         _dataset(snap, snap.dataset(src["digest"]), src["digest"], output=False)

@@ -14,7 +14,17 @@ The model, one record per fact the ledger holds:
   ``wasAssociatedWith`` (run with owner and pipetrail, step run with pipetrail and its
   code as plan), ``wasAttributedTo`` (outputs made in this run, to the owner),
   ``wasStartedBy`` (step run by the pipeline run), ``wasInformedBy`` (step run by its
-  upstream step runs), ``actedOnBehalfOf``.
+  upstream step runs), ``actedOnBehalfOf``;
+- governance (when the snapshot carries verified acts, see
+  :class:`~pipetrail.lineage.exports.collect.GovernanceRecord`): each model version
+  registered from the run is an entity (``pipetrail:ModelVersion``,
+  ``pipetrail:model-<name>-v<N>``) derived from its artifact; each signed act is an
+  activity (``pipetrail:ModelRegistration``, ``PromotionRequest``, ``RollbackRequest``,
+  ``Approval``, ``Rejection``, ``Promotion``, ``Rollback``, ``Decision``;
+  ``pipetrail:governance-<seq>``) associated with its signer (a ``prov:Person`` agent
+  ``pipetrail:user-<name>``, role the act), carrying the signature and key id as
+  attributes; a registration generates its version, requests, moves and decisions use
+  it, votes and moves are informed by their request, a decision about the run by the run.
 
 Identifiers and attributes live in the ``pipetrail:`` namespace (``pipetrail://prov/``).
 Built as plain dicts; the ``prov`` package reads the result back (tests do).
@@ -31,7 +41,7 @@ from pipetrail.hashing.digest import hex_of
 from pipetrail.lineage.exports.collect import PRODUCER
 
 if TYPE_CHECKING:
-    from pipetrail.lineage.exports.collect import Row, RunSnapshot
+    from pipetrail.lineage.exports.collect import GovernanceRecord, Row, RunSnapshot
 
 __all__ = ["PROV_NAMESPACE", "entity_id", "prov_document"]
 
@@ -52,6 +62,26 @@ _ENTITY_TYPES = {
     "code": "pipetrail:Code",
     "environment": "pipetrail:Environment",
     "git-diff": "pipetrail:GitDiff",
+}
+_ACTIVITY_TYPES = {
+    "registration": "pipetrail:ModelRegistration",
+    "promotion request": "pipetrail:PromotionRequest",
+    "rollback request": "pipetrail:RollbackRequest",
+    "approval": "pipetrail:Approval",
+    "rejection": "pipetrail:Rejection",
+    "promotion": "pipetrail:Promotion",
+    "rollback": "pipetrail:Rollback",
+    "decision": "pipetrail:Decision",
+}
+_SIGNER_ROLES = {
+    "registration": "registrar",
+    "promotion request": "requester",
+    "rollback request": "requester",
+    "approval": "approver",
+    "rejection": "approver",
+    "promotion": "approver",
+    "rollback": "approver",
+    "decision": "decider",
 }
 
 
@@ -229,6 +259,79 @@ def _run_part(doc: _Document, snap: RunSnapshot) -> tuple[str, str, str]:
     return run_act, owner, engine
 
 
+def _model_version(doc: _Document, snap: RunSnapshot, act: GovernanceRecord) -> str | None:
+    if act.model is None or act.version is None:
+        return None
+    identifier = f"pipetrail:model-{quote(act.model, safe='')}-v{act.version}"
+    if identifier not in doc.doc.get("entity", {}):
+        doc.add(
+            "entity",
+            identifier,
+            {
+                "prov:type": _qname("pipetrail:ModelVersion"),
+                "prov:label": f"{act.model}:{act.version}",
+                **_attrs(model=act.model, version=act.version, digest=act.digest),
+            },
+        )
+        if act.digest:
+            artifact = _entity(doc, snap, act.digest)
+            doc.relate("wasDerivedFrom", generatedEntity=identifier, usedEntity=artifact)
+    return identifier
+
+
+def _governance_part(doc: _Document, snap: RunSnapshot, run_act: str) -> None:
+    requests: dict[str, str] = {}
+    for act in snap.governance:
+        identifier = f"pipetrail:governance-{act.seq}"
+        doc.add(
+            "activity",
+            identifier,
+            {
+                "prov:type": _qname(_ACTIVITY_TYPES.get(act.action, "pipetrail:GovernanceAct")),
+                "prov:label": f"{act.action} by {act.by}",
+                "prov:startTime": act.ts,
+                "prov:endTime": act.ts,
+                **_attrs(
+                    seq=act.seq,
+                    event=act.kind,
+                    model=act.model,
+                    version=act.version,
+                    alias=act.alias,
+                    request_id=act.request_id,
+                    previous_version=act.previous,
+                    text=act.text,
+                    risk=act.risk,
+                    risk_notes=act.risk_notes,
+                    decision_kind=act.decision_kind,
+                    checks=list(act.checks) or None,
+                    signed_by=act.by,
+                    key_id=act.key_id,
+                    signature=act.signature,
+                ),
+            },
+        )
+        agent = f"pipetrail:user-{quote(act.by, safe='')}"
+        doc.add(
+            "agent",
+            agent,
+            {"prov:type": _qname("prov:Person"), "prov:label": act.by, **_attrs(user=act.by)},
+        )
+        doc.relate(
+            "wasAssociatedWith", activity=identifier, agent=agent, role=_SIGNER_ROLES[act.action]
+        )
+        version = _model_version(doc, snap, act)
+        if act.action == "registration" and version:
+            doc.relate("wasGeneratedBy", entity=version, activity=identifier, time=act.ts)
+        elif version:
+            doc.relate("used", activity=identifier, entity=version, time=act.ts)
+        if act.action.endswith("request") and act.request_id:
+            requests[act.request_id] = identifier
+        elif act.request_id in requests:
+            doc.relate("wasInformedBy", informed=identifier, informant=requests[act.request_id])
+        if act.about_run == snap.run_id:
+            doc.relate("wasInformedBy", informed=identifier, informant=run_act)
+
+
 def prov_document(snap: RunSnapshot) -> dict[str, Any]:
     """Return the run as a PROV-JSON document (see the module docstring for the model)."""
     doc = _Document()
@@ -272,4 +375,5 @@ def prov_document(snap: RunSnapshot) -> dict[str, Any]:
                 doc.relate(
                     "wasDerivedFrom", generatedEntity=entity, usedEntity=used, activity=generator
                 )
+    _governance_part(doc, snap, run_act)
     return doc.doc
