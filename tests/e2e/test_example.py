@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -184,3 +185,68 @@ def test_the_integrity_commands_print_what_the_readme_shows(example: Path) -> No
     store = _cli(example, "store", "verify")
     assert store.returncode == 0, store.stderr
     assert store.stdout.strip().splitlines()[-1] == "store intact"
+
+
+# How the README writes what changes from run to run in the governance walk-through.
+_PLACEHOLDERS = {
+    "<key id>": r"[0-9a-f]{16}",
+    "<digest>": r"[0-9a-f]{64}",
+    "<run id>": r"[0-9A-HJKMNP-TV-Z]{26}",
+    "<id>": r"[0-9a-f]{10}",
+    "<time>": r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z",
+    "<n>": r"\d+",
+}
+_PLACEHOLDER = re.compile("(" + "|".join(map(re.escape, _PLACEHOLDERS)) + ")")
+
+
+def _governance_output(text: str) -> list[str]:
+    """The lines the README says the governance walk-through prints."""
+    section = text.split("## Walk-through: governed promotion", 1)[1]
+    return section.split("```text\n", 1)[1].split("```", 1)[0].splitlines()
+
+
+def _line_pattern(line: str) -> re.Pattern[str]:
+    parts = _PLACEHOLDER.split(line)
+    return re.compile("".join(_PLACEHOLDERS.get(part, re.escape(part)) for part in parts))
+
+
+def test_a_readme_line_matches_only_what_it_says() -> None:
+    line = "<time>  #<n>  ben: approved req-<id>: agreed (blake3:<digest>)"
+    pattern = _line_pattern(line)
+    printed = "2026-01-02T03:04:05.123456Z  #17  ben: approved req-0a1b2c3d4e: agreed"
+    assert pattern.fullmatch(printed + " (blake3:" + "e" * 64 + ")")
+    assert not pattern.fullmatch(printed.replace("agreed", "agree") + " (blake3:" + "e" * 64 + ")")
+    assert not pattern.fullmatch(printed.replace("#17", "#x") + " (blake3:" + "e" * 64 + ")")
+    assert not _line_pattern("roc_auc = 0.98834").fullmatch("roc_auc = 0.98835")
+
+
+def test_the_governance_walk_through_prints_what_the_readme_shows(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    root = _fresh_copy(tmp_path_factory, "governance")
+    for args in ([], [], ["-p", "C=0.3"]):  # the walk-through's three runs
+        assert _cli(root, "run", "pipeline.py", *args).returncode == 0
+    result = subprocess.run(
+        ["bash", str(ROOT / "scripts" / "example_governance.sh")],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "PIPETRAIL_EXAMPLE_PYTHON": sys.executable},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    wanted, printed = _governance_output(readme), result.stdout.splitlines()
+    for number, (want, got) in enumerate(zip(wanted, printed, strict=False), start=1):
+        assert _line_pattern(want).fullmatch(got), (
+            f"line {number} of the README's governance output:\n  README:  {want}\n  printed: {got}"
+        )
+    assert len(printed) == len(wanted), result.stdout
+    requests = re.findall(r"^(req-[0-9a-f]{10})$", result.stdout, flags=re.MULTILINE)
+    assert len(requests) == len(set(requests)) == 2
+    audit = _cli(root, "audit", "verify")
+    assert audit.returncode == 0, audit.stderr
+    said = re.search(r"`(governance intact: \d+ signatures verified)`", readme)
+    assert said is not None, "the README no longer says what audit verify adds"
+    assert said.group(1) in audit.stdout
+    assert not (root / ".pipetrail" / "example-keys" / "ben" / "keys" / "ada.key").exists()

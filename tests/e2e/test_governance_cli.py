@@ -156,6 +156,8 @@ def test_register_promote_approve_roll_back_and_audit(tmp_path: Path) -> None:
     assert request["checks"][0]["value"] == 0.97
     text = ok(cli(root, "bob", "model", "history", "churn"))
     assert "rolled production back from 3 to 2: latency" in text
+    assert f"bob: moved production to 2 ({first})" in text  # pointed nowhere before
+    assert f"bob: moved production from 2 to 3 ({second})" in text
     shown = as_json(cli(root, "bob", "model", "show", "churn:2", "--json"))
     assert shown["aliases"] == ["production"]
     assert shown["source_run"]["metrics"] == {"train.roc_auc": 0.97}

@@ -121,10 +121,8 @@ def _history_text(row: dict[str, Any]) -> str:
                 f"{row.get('reason')}"
             )
         else:
-            text = (
-                f"moved {row['alias']} from {row['previous']} to {row['version']} "
-                f"({row.get('request_id')})"
-            )
+            before = "" if row["previous"] is None else f" from {row['previous']}"
+            text = f"moved {row['alias']}{before} to {row['version']} ({row.get('request_id')})"
     elif event == "decision.recorded":
         text = f"decision ({row['kind']}): {row['text']}"
     else:
