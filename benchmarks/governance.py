@@ -11,8 +11,9 @@ schema revision change; delete the folder to rebuild):
   (target <= 0.3 s each): ``user list``, ``model list``, ``model show``, ``model
   history``, ``model register``, ``promote`` (a metric-threshold policy, checks read
   from the run), ``approve`` (which also moves the alias), ``reject``, ``rollback``,
-  ``decision add``, ``user grant`` / ``user revoke``. Acting commands run as two users
-  with keys in two ``PIPETRAIL_HOME`` folders.
+  ``decision add``, ``user grant`` / ``user revoke``, and ``show`` of the models' source
+  run (its decisions, verified from the users, registrations and that run's decisions
+  alone). Acting commands run as two users with keys in two ``PIPETRAIL_HOME`` folders.
 * ``audit``: 1,000,000 events, of which 10,000 are signed governance events, the rest
   copies of the real run's events (they project into the derived tables as real runs
   do). Times ``pipetrail audit verify`` (chain, derived tables and every signature;
@@ -214,6 +215,7 @@ def _commands(quick: bool) -> list[Result]:
         timed("model list", pt(a, "model", "list")[0])
         timed("model show", pt(a, "model", "show", "churn:1")[0])
         timed("model history", pt(a, "model", "history", "churn")[0])
+        timed("show", pt(a, "show", first["run_id"])[0])  # the run's decisions: a narrow read
         timed("model register", pt(a, "model", "register", "churn", "--from", source)[0])
         seconds, req = request(version)
         timed("promote", seconds)

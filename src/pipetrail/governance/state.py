@@ -2,7 +2,8 @@
 
 Nothing about users, keys, roles, models, aliases or promotions is kept in a table of
 its own: :func:`load_state` reads the governance events in sequence order (``events``
-filtered by kind, an indexed read) and replays them through :mod:`pipetrail.governance.rules`.
+filtered by kind, an indexed read, through :mod:`pipetrail.ledger.governance_reads`) and
+replays them through :mod:`pipetrail.governance.rules`.
 Each event is re-hashed, its signature is checked against the key its signer held *at
 that point* of the ledger (a rotated key stops signing from the rotation on), and the
 act must have been allowed then (roles, separation of duties). An event that fails is

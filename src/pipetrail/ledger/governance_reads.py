@@ -16,13 +16,13 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pipetrail.ledger.event_records import GateChecked, ReproductionChecked, parse_payload
 from pipetrail.ledger.events import Event, EventKind, payload_text
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from pipetrail.ledger.driver import Driver
+    from pipetrail.ledger.event_records import GateChecked, ReproductionChecked
     from pipetrail.ledger.events import EventDraft
     from pipetrail.ledger.queries import Reader
 
@@ -213,6 +213,10 @@ def event_fields(event: Event) -> dict[str, Any]:
 
 
 def _gate(row: dict[str, Any]) -> GateChecked:
+    # The typed records load only here: governance commands that fold their own events
+    # (most of them) do not pay for importing them.
+    from pipetrail.ledger.event_records import GateChecked, parse_payload
+
     record = parse_payload(
         str(EventKind.GATE_CHECKED), row["payload"], seq=int(row["seq"]), ts=str(row["ts"])
     )
@@ -234,6 +238,8 @@ def gate_checks(reader: Reader, run_id: str) -> list[GateChecked]:
 
 def newest_reproduction(reader: Reader, original_run_id: str) -> ReproductionChecked | None:
     """The newest ``reproduction.checked`` event that re-executed ``original_run_id``."""
+    from pipetrail.ledger.event_records import ReproductionChecked, parse_payload
+
     for row in reader.fetch(_REPRODUCTIONS):
         record = parse_payload(
             str(EventKind.REPRODUCTION_CHECKED),
