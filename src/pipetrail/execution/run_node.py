@@ -31,6 +31,7 @@ from pipetrail.core.clock import format_ts, new_id, utcnow
 from pipetrail.core.graph import OutputRef, SourceRef
 from pipetrail.errors import SerializationError
 from pipetrail.execution.cache import CacheDecision, cache_key
+from pipetrail.execution.classification import declassified
 from pipetrail.execution.contract_records import REPORT_ROLE, cached_payload, step_failure
 from pipetrail.execution.executors import InlineExecutor
 from pipetrail.execution.metrics import output_metrics
@@ -44,6 +45,7 @@ from pipetrail.execution.records import (
     with_recorded,
 )
 from pipetrail.execution.run_events import artifact_drafts, code_drafts
+from pipetrail.execution.run_privacy import run_privacy
 from pipetrail.execution.run_state import NodeOutput, emit, flush_before_code, step_code
 from pipetrail.ledger import EventDraft, EventKind
 from pipetrail.store.serializers.base import copies_under
@@ -154,7 +156,7 @@ def _load_value(state: RunState, output: NodeOutput) -> Any:
     stored = output.record
     if stored is None:
         stored = output.record = recorded_record(state, output.digest)
-    store = state.project.store
+    store = state.project.store_for(stored)  # decrypts a sensitive output
     data = state.kept.get(stored.blob)
     if data is not None:
         store = kept_view(store, {stored.blob: data})
@@ -235,6 +237,11 @@ def run_node(
     if planned is not None:
         # Only steps with contracts have the component: other keys stay as they were.
         components["contracts"] = planned.fingerprints
+    labels = run_privacy(state).labels[node.id]
+    classification = labels.recorded()
+    if classification:
+        # Only labelled steps have the component: other keys stay as they were.
+        components["classification"] = classification
     key = cache_key(components)
     unhashable = [*fp.unhashable, *inputs.unhashable, *(planned.unhashable if planned else ())]
     decision = _decide(state, node, key, unhashable, options, rerun_reason)
@@ -258,6 +265,7 @@ def run_node(
         "inputs": flat_inputs(inputs.digests),
         "seed": seed,
         "started_at": started_at,
+        **({"classification": classification} if classification else {}),
     }
     metrics: dict[str, Any] = {}
     if decision.decision == "hit":  # a corrupt metric series makes it a miss
@@ -360,6 +368,7 @@ def run_node(
         contracts=planned.boundaries if planned is not None else (),
         contract_fingerprints=planned.fingerprints if planned is not None else {},
         input_digests={k: v for k, v in inputs.digests.items() if isinstance(v, str)},
+        privacy=run_privacy(state).task_privacy(node.id),
     )
     with step_code(state, id(step)):  # appends what is queued should the code run long
         result = executor.run(task, store=state.project.store, registry=state.project.registry)
@@ -433,7 +442,13 @@ def run_node(
     )
     state.done_keys[key] = (step_run_id, outputs_payload, formats)
     completed = {**common, "outputs": outputs_payload, "output_formats": formats}
-    found = output_metrics(state.project.store, dict(zip(node.output_names, records, strict=True)))
+    if labels.lowered:
+        completed["declassified"] = declassified(labels, result.data_ops)
+    found = output_metrics(
+        state.project.store,
+        # A sensitive output's numbers would show its content: none are recorded.
+        {n: r for n, r in zip(node.output_names, records, strict=True) if not r.meta.get("sealed")},
+    )
     if found:  # only steps returning numbers in a dict carry the key
         completed["output_metrics"] = found
     emit(
