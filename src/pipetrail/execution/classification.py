@@ -48,6 +48,7 @@ __all__ = [
 DECLASSIFY_MIN_K = 5
 SEALED_KEY = "sealed"
 SEALED_VERSION = 1
+LABEL_KEY = "classification"
 
 
 class DeclassificationError(DefinitionError):
@@ -163,13 +164,14 @@ class OutputPrivacy:
     keys: SealingKeys | None = None
 
 
-def seal_record(record: StoredArtifact, sealed: SealedStore) -> StoredArtifact:
-    """The record of an output stored through ``sealed``: keyed digest, no profile."""
+def seal_record(record: StoredArtifact, sealed: SealedStore, label: str) -> StoredArtifact:
+    """The record of an output stored through ``sealed``: keyed digest, label, no profile."""
     plain = record.digest
     if record.digest == record.blob:
         plain = sealed.plain_digests[record.blob]
     meta = {k: v for k, v in record.meta.items() if k != "profile"}
     meta[SEALED_KEY] = SEALED_VERSION
+    meta[LABEL_KEY] = label
     return dataclasses.replace(record, digest=sealed.keys.keyed_digest(plain), meta=meta)
 
 
@@ -227,7 +229,7 @@ def store_outputs(
         record = registry.dump(
             item, sealed_keeper.store, allow_pickle=allow_pickle, step=step, output=name
         )
-        outputs[name] = seal_record(record, sealed)
+        outputs[name] = seal_record(record, sealed, label)
         if record.blob in sealed_keeper.kept:
             kept[record.blob] = sealed_keeper.kept[record.blob]
     return outputs, kept

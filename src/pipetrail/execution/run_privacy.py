@@ -8,14 +8,15 @@ is stored or read, so runs without labels never touch a key.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pipetrail.execution.classification import NodeLabels, OutputPrivacy, plan_labels
 
 if TYPE_CHECKING:
     from pipetrail.execution.run_state import RunState
+    from pipetrail.ledger.queries import Reader
 
-__all__ = ["RunPrivacy", "run_privacy"]
+__all__ = ["RunPrivacy", "recorded_labels", "run_privacy"]
 
 
 class RunPrivacy:
@@ -49,3 +50,30 @@ def run_privacy(state: RunState) -> RunPrivacy:
         state.privacy = RunPrivacy(state)
     found: RunPrivacy = state.privacy
     return found
+
+
+def recorded_labels(
+    reader: Reader, run_id: str
+) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """The labels a run recorded: per step run, and per source path.
+
+    Returns:
+        Step run id -> ``{"classification", "declassified"}`` (labelled steps only), and
+        source path -> its label (labelled sources only).
+    """
+    from pipetrail.ledger.event_reads import closing_step_events, source_events
+
+    steps = {
+        event.step_run_id: {
+            "classification": event.classification,
+            "declassified": event.declassified,
+        }
+        for event in closing_step_events(reader, run_id)
+        if event.classification
+    }
+    sources = {
+        event.path: event.classification
+        for event in source_events(reader, run_id)
+        if event.classification
+    }
+    return steps, sources

@@ -90,7 +90,13 @@ def observe_sensitive(
         sealed = SealedStore(state.project.store, keys)
         blob, size = sealed.put_file(Path(obs.location), digest=obs.digest)
         artifact = dataclasses.replace(
-            blob_artifact(keyed, size, "file", "source", {"path": src.path, "sealed": 1}),
+            blob_artifact(
+                keyed,
+                size,
+                "file",
+                "source",
+                {"path": src.path, "sealed": 1, "classification": src.classification},
+            ),
             blob=blob,
         )
         drafts.extend(artifact_drafts(state, [(artifact, "source")], step_run_id=None))

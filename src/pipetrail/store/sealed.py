@@ -170,15 +170,21 @@ class SealedStore:
     Args:
         inner: the real store (holds ciphertext only).
         keys: the project's sealing keys.
+        chunk_size: plaintext bytes per authenticated chunk.
 
     Attributes:
         plain_digests: sealed object digest -> the plain digest of its content, for the
             objects put through this view (to compute keyed digests of what was stored).
     """
 
-    def __init__(self, inner: ContentStore, keys: SealingKeys) -> None:
+    def __init__(
+        self, inner: ContentStore, keys: SealingKeys, *, chunk_size: int | None = None
+    ) -> None:
+        from pipetrail.store.encryption import CHUNK_SIZE
+
         self._inner = inner
         self._keys = keys
+        self._chunk_size = chunk_size or CHUNK_SIZE
         self.plain_digests: dict[str, str] = {}
 
     @property
@@ -191,7 +197,7 @@ class SealedStore:
 
         header, key, prefix = self._keys.seal(plain)
         dst.write(header)
-        encrypt_stream(src, dst, key, header, nonce_prefix=prefix)
+        encrypt_stream(src, dst, key, header, chunk_size=self._chunk_size, nonce_prefix=prefix)
 
     def put_bytes(self, data: bytes) -> str:
         """Seal ``data`` and store it; return the sealed object's digest."""

@@ -15,6 +15,7 @@ import uuid
 from pathlib import PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from pipetrail.core.classification import is_sensitive
 from pipetrail.core.version import VERSION
 from pipetrail.lineage.exports.arrow_types import schema_fields
 from pipetrail.lineage.exports.collect import PRODUCER, DatasetName
@@ -46,6 +47,9 @@ _SCHEMA_URLS = {
     "pipetrail_run": "pipetrail://schemas/openlineage/1-0-0/PipetrailRunFacet.json",
     "pipetrail_step": "pipetrail://schemas/openlineage/1-0-0/PipetrailStepRunFacet.json",
     "pipetrail_artifact": "pipetrail://schemas/openlineage/1-0-0/PipetrailArtifactFacet.json",
+    "pipetrail_classification": (
+        "pipetrail://schemas/openlineage/1-0-0/PipetrailClassificationFacet.json"
+    ),
 }
 _END_TYPES = {"completed": "COMPLETE", "cached": "COMPLETE", "failed": "FAIL"}
 _CROCKFORD = {c: i for i, c in enumerate("0123456789ABCDEFGHJKMNPQRSTVWXYZ")}
@@ -91,6 +95,20 @@ def _dataset(snap: RunSnapshot, where: DatasetName, digest: str, *, output: bool
             typeName=artifact["type_name"],
             serializer=artifact["serializer"],
             size=artifact["size"],
+        )
+    label = snap.labels.get(digest)
+    if label is not None:
+        # docs/data-handling.md: a sensitive dataset's version is a keyed digest.
+        facets["pipetrail_classification"] = _facet(
+            "pipetrail_classification",
+            label=label,
+            sensitive=is_sensitive(label),
+            keyedDigest=is_sensitive(label),
+            **(
+                {"declassifiedFrom": snap.declassified[digest]["from"]}
+                if digest in snap.declassified
+                else {}
+            ),
         )
     dataset: dict[str, Any] = {"namespace": where.namespace, "name": where.name, "facets": facets}
     if output and artifact:
