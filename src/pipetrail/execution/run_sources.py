@@ -54,7 +54,7 @@ def observe_sources(
     with StatCache(state.project.config.state_dir / "cache" / "stat.db") as cache:
         for src in sources:
             if is_sensitive(src.classification):
-                drafts.extend(observe_sensitive(state, src, cache, snapshots, rehash=rehash))
+                drafts.extend(observe_sensitive(state, src, snapshots, rehash=rehash))
                 continue
             if src.path.startswith("s3://") and snapshots is None:
                 obs = _observe_s3(state, src, rehash=rehash)

@@ -25,7 +25,6 @@ from pipetrail.ledger import EventDraft, EventKind
 from pipetrail.store.sealed import SealedStore
 
 if TYPE_CHECKING:
-    from pipetrail.capture import StatCache
     from pipetrail.core.graph import SourceRef
     from pipetrail.execution.run_state import RunState
     from pipetrail.execution.snapshots import SourceSnapshots
@@ -36,7 +35,6 @@ __all__ = ["observe_sensitive"]
 def observe_sensitive(
     state: RunState,
     src: SourceRef,
-    cache: StatCache,
     snapshots: SourceSnapshots | None,
     *,
     rehash: bool,
@@ -60,7 +58,9 @@ def observe_sensitive(
     obs = observe_source(
         src.path,
         root=state.project.root,
-        cache=cache,
+        # No stat cache: it would keep the file's plain digest on disk, which confirms a
+        # guess of its content; a sensitive source is hashed again on every run.
+        cache=None,
         # Digests only: the plaintext never goes to the store; the file is sealed below.
         by_reference=True,
         rehash=rehash,

@@ -34,6 +34,7 @@ class OutputRef:
     """An artifact named by a ref, and the step output it is when the ref named one.
 
     ``blob`` is the stored object holding its bytes (for most formats the digest itself).
+    ``sealed``: a sensitive artifact, stored encrypted (read through the project's keys).
     """
 
     digest: str
@@ -43,6 +44,7 @@ class OutputRef:
     run_id: str | None = None
     node_id: str | None = None
     output: str | None = None
+    sealed: bool = False
 
     @property
     def suggested_name(self) -> str:
@@ -105,6 +107,7 @@ def _record(reader: Reader, digest: str, ref: str, **where: Any) -> OutputRef:
         blob=str(row.get("blob") or digest),
         serializer=str(row.get("serializer") or "bytes"),
         size=int(size) if size is not None else None,
+        sealed=bool((row.get("meta") or {}).get("sealed")),
         **where,
     )
 
