@@ -31,7 +31,7 @@ def shout(text: str) -> str:
 def p():
     return shout(read(source("data/patients.txt", classification="pii")))
 """
-SECRET = "Zebulon Quartermain, 1961-04-02, room 12\n"
+PATIENT_ROW = "Zebulon Quartermain, 1961-04-02, room 12\n"
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def project(tmp_path: Path) -> Path:
     root.mkdir()
     assert cli(root, "init").returncode == 0
     (root / "data").mkdir()
-    (root / "data" / "patients.txt").write_text(SECRET)
+    (root / "data" / "patients.txt").write_text(PATIENT_ROW)
     (root / "p.py").write_text(textwrap.dedent(PIPELINE))
     return root
 
