@@ -10,29 +10,18 @@ auditor without keys can still check that the stored bytes are the recorded ones
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import NotFoundError, StoreError
+from pipetrail.ledger.event_reads import sealed_artifact_blobs
 from pipetrail.store.sealed import SealedStore
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
     from pipetrail.execution.project import Project
-    from pipetrail.ledger.queries import Reader
 
-__all__ = ["check_sealed", "sealed_blobs"]
-
-
-def sealed_blobs(reader: Reader) -> list[str]:
-    """The stored objects of every sealed artifact the ledger records."""
-    found = set()
-    for row in reader.fetch("SELECT payload FROM events WHERE kind = 'artifact.recorded'"):
-        payload = json.loads(row["payload"])
-        if (payload.get("meta") or {}).get("sealed") and isinstance(payload.get("blob"), str):
-            found.add(payload["blob"])
-    return sorted(found)
+__all__ = ["check_sealed"]
 
 
 def check_sealed(project: Project, skip: Iterable[str] = ()) -> dict[str, Any]:
@@ -43,7 +32,7 @@ def check_sealed(project: Project, skip: Iterable[str] = ()) -> dict[str, Any]:
         the keys could not be opened}``.
     """
     skipped = set(skip)
-    blobs = [b for b in sealed_blobs(project.reader()) if b not in skipped]
+    blobs = [b for b in sealed_artifact_blobs(project.reader()) if b not in skipped]
     report: dict[str, Any] = {"objects": len(blobs), "decrypted": 0, "failed": [], "keys": None}
     if not blobs:
         return report

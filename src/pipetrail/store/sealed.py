@@ -29,7 +29,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
@@ -223,6 +222,8 @@ class SealedStore:
             raise IntegrityError(
                 f"{path} changed while it was stored: it no longer hashes to {digest}"
             )
+        import tempfile  # imports shutil: only when a file is sealed
+
         fd, tmp = tempfile.mkstemp(prefix="pipetrail-sealed-")
         try:
             with open(path, "rb") as src, os.fdopen(fd, "wb") as out:
