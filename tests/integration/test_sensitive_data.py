@@ -11,6 +11,7 @@ from pipetrail.errors import StepFailedError, StoreError
 from pipetrail.execution.project import Project
 from pipetrail.execution.runner import RunOptions, run_pipeline
 from pipetrail.hashing import digest_bytes
+from pipetrail.store.s3 import S3Store
 from pipetrail.store.serializers.parquet_format import table_value_digest
 
 if TYPE_CHECKING:
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from tests.integration.conftest import PipelineFiles
+    from tests.support.seaweedfs import SeaweedServer
 
 pytestmark = pytest.mark.integration
 
@@ -152,3 +154,65 @@ def test_a_missing_key_fails_closed_naming_the_artifact(
             other.registry.load(stored, other.store_for(stored))
     finally:
         other.close()
+
+
+@pytest.mark.postgres
+def test_labels_sealing_and_cache_hits_on_each_backend(
+    metadata_url: str, files: PipelineFiles, project_root: Path, unique: Callable[[str], str]
+) -> None:
+    (project_root / "pipetrail.toml").write_text(f'[pipetrail]\nmetadata = "{metadata_url}"\n')
+    _write_csv(project_root)
+    proj = Project.at(project_root)
+    try:
+        definition = files.load(unique("pii"), PIPELINE.replace("K", "5"))
+        first = run_pipeline(definition, {}, proj, RunOptions())
+        second = run_pipeline(definition, {}, proj, RunOptions())
+        done = {p["node_id"]: p for p in _events(proj, first.id, "step.completed")}
+        cached = {p["node_id"]: p for p in _events(proj, second.id, "step.cached")}
+        assert cached["upper"]["outputs"] == done["upper"]["outputs"]
+        assert done["upper"]["classification"] == {"output": "pii"}
+        from pipetrail.ledger.event_reads import closing_step_events
+
+        typed = {e.node_id: e for e in closing_step_events(proj.reader(), first.id)}
+        assert typed["counts"].declassified["output"]["from"] == "pii"
+        assert typed["plain"].classification == {}
+        value = second.load(cached["upper"]["outputs"]["output"])
+        assert value["name"].iloc[0] == f"{SECRET_NAMES[0]}-0".upper()
+    finally:
+        proj.close()
+
+
+def test_sealed_content_in_an_s3_store(
+    tmp_path: Path,
+    seaweed: SeaweedServer,
+    s3_url: str,
+    files: PipelineFiles,
+    project_root: Path,
+    unique: Callable[[str], str],
+) -> None:
+    env = seaweed.env()
+    (project_root / "pipetrail.toml").write_text(
+        f'[pipetrail]\nstore = "{s3_url}"\n[store.s3]\nendpoint = "{env["AWS_ENDPOINT_URL"]}"\n'
+        f'access_key_id = "{env["AWS_ACCESS_KEY_ID"]}"\n'
+        f'secret_access_key = "{env["AWS_SECRET_ACCESS_KEY"]}"\n'
+    )
+    _write_csv(project_root)
+    proj = Project.at(project_root)
+    try:
+        definition = files.load(unique("pii"), PIPELINE.replace("K", "5"))
+        run = run_pipeline(definition, {}, proj, RunOptions())
+        bucket = S3Store(
+            s3_url,
+            cache_dir=tmp_path / "probe",
+            endpoint=env["AWS_ENDPOINT_URL"],
+            access_key_id=env["AWS_ACCESS_KEY_ID"],
+            secret_access_key=env["AWS_SECRET_ACCESS_KEY"],
+        )
+        stored = b"".join(bucket.get_bytes(d) for d in bucket.iter_digests())
+        assert stored
+        assert not any(name.encode() in stored for name in SECRET_NAMES)
+        steps = {p["node_id"]: p for p in _events(proj, run.id, "step.completed")}
+        value = run.load(steps["upper"]["outputs"]["output"])
+        assert value["name"].iloc[0] == f"{SECRET_NAMES[0]}-0".upper()
+    finally:
+        proj.close()
