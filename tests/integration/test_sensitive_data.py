@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
+import pandas as pd
 import pytest
 
 from pipetrail.errors import StepFailedError, StoreError
@@ -88,14 +89,19 @@ def test_labels_flow_down_lineage_and_content_is_sealed(
     assert steps["counts"]["declassified"]["output"]["from"] == "pii"
     assert steps["counts"]["declassified"]["output"]["by"] == [{"op": "aggregate", "k": 5}]
     assert "classification" not in steps["plain"]
+    # The privacy operation's record names the table it read by a keyed digest too.
+    from pipetrail.data.frames import Frame
+
+    (agg,) = steps["counts"]["data_ops"]
+    loaded = pd.read_csv(project_root / "patients.csv")
+    assert agg["input"]["digest"] != Frame(loaded, "t").digest()
+    assert agg["input"]["rows"] == 12
     (observed,) = _events(project, run.id, "source.observed")
     assert observed["classification"] == "pii"
     # Nothing pipetrail wrote holds the names, the file, or digests a guess would give.
     on_disk = _store_bytes(project_root)
     assert not any(name.encode() in on_disk for name in SECRET_NAMES)
     assert observed["digest"] != digest_bytes(data)
-    import pandas as pd
-
     guess = pd.read_csv(project_root / "patients.csv")
     assert steps["load"]["outputs"]["output"] != table_value_digest(guess)
     assert digest_bytes(data).encode() not in on_disk

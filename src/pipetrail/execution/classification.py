@@ -39,6 +39,7 @@ __all__ = [
     "OutputPrivacy",
     "declassified",
     "declassifying_ops",
+    "keyed_digests",
     "plan_labels",
     "seal_record",
     "store_outputs",
@@ -147,6 +148,22 @@ def declassified(labels: NodeLabels, data_ops: list[dict[str, Any]]) -> dict[str
         name: {"from": label, "to": labels.outputs[name], "by": earned}
         for name, label in labels.lowered.items()
     }
+
+
+def keyed_digests(value: Any, keys: SealingKeys) -> Any:
+    """``value`` with every ``digest`` entry (at any depth) replaced by its keyed digest."""
+    if isinstance(value, dict):
+        return {
+            k: (
+                keys.keyed_digest(v)
+                if k == "digest" and isinstance(v, str) and v.startswith("blake3:")
+                else keyed_digests(v, keys)
+            )
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [keyed_digests(v, keys) for v in value]
+    return value
 
 
 @dataclass(frozen=True)

@@ -396,7 +396,7 @@ def run_node(
     }
     if result.data_ops:
         # Only steps that sampled or split carry the key, so other events keep their shape.
-        common["data_ops"] = result.data_ops
+        common["data_ops"] = run_privacy(state).recorded_ops(node.id, result.data_ops)
     if result.contracts is not None:
         common["contracts"] = result.contracts
     seconds = result.resources.get("wall_ns", 0) / 1e9

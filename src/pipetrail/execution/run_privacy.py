@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pipetrail.execution.classification import NodeLabels, OutputPrivacy, plan_labels
+from pipetrail.core.classification import is_sensitive
+from pipetrail.execution.classification import (
+    NodeLabels,
+    OutputPrivacy,
+    keyed_digests,
+    plan_labels,
+)
 
 if TYPE_CHECKING:
     from pipetrail.execution.run_state import RunState
@@ -42,6 +48,19 @@ class RunPrivacy:
             return None
         keys = self._project.sealing_keys(create=True) if labels.sensitive() else None
         return OutputPrivacy(labels=dict(labels.outputs), lowered=dict(labels.lowered), keys=keys)
+
+    def recorded_ops(self, node_id: str, ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The data operations a step event records: digests keyed when it read sensitive data.
+
+        A sample, split or privacy operation records the digests of the tables it read
+        and wrote; for a step with a sensitive input or output those are keyed like the
+        artifacts' (docs/adr/0023-keyed-digests.md), so they confirm no guess either.
+        """
+        labels = self.labels[node_id]
+        if not (is_sensitive(labels.inherited) or labels.sensitive()):
+            return ops
+        keys = self._project.sealing_keys(create=True)
+        return [keyed_digests(op, keys) for op in ops]
 
 
 def run_privacy(state: RunState) -> RunPrivacy:
