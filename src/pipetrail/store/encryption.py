@@ -152,7 +152,7 @@ def iter_decrypted(src: BinaryIO, key: bytes, context: bytes, *, what: str) -> I
     from cryptography.exceptions import InvalidTag
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    header = _read_full(src, HEADER_SIZE)
+    header = bytes(_read_full(src, HEADER_SIZE))
     if len(header) != HEADER_SIZE or header[:4] != MAGIC:
         raise IntegrityError(f"{what} is not an encrypted object (no pipetrail header)")
     (chunk_size,) = struct.unpack(">I", header[4:8])

@@ -163,6 +163,44 @@ class _Decrypting(io.RawIOBase):
         super().close()
 
 
+class _ViewReader:
+    """Reads ``data`` as zero-copy views."""
+
+    def __init__(self, data: bytes) -> None:
+        self._view = memoryview(data)
+        self._at = 0
+
+    def read(self, size: int = -1) -> memoryview:
+        end = len(self._view) if size < 0 else self._at + size
+        piece = self._view[self._at : end]
+        self._at += len(piece)
+        return piece
+
+
+class _Parts:
+    """A write target keeping what is written as a list of parts."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.parts.append(data)
+        return len(data)
+
+
+class _HashingReader:
+    """Reads from ``raw``, hashing what it hands out."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self.hasher = Hasher()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self.hasher.update(data)
+        return data
+
+
 class SealedStore:
     """A content store view that seals what is put and opens what is read.
 
@@ -201,9 +239,10 @@ class SealedStore:
     def put_bytes(self, data: bytes) -> str:
         """Seal ``data`` and store it; return the sealed object's digest."""
         plain = digest_bytes(data)
-        out = io.BytesIO()
-        self._encrypt(io.BytesIO(data), out, plain)
-        digest = self._inner.put_bytes(out.getvalue())
+        out = _Parts()
+        # Chunks are read as views of ``data`` and sealed parts joined once: no copies.
+        self._encrypt(cast("BinaryIO", _ViewReader(data)), cast("BinaryIO", out), plain)
+        digest = self._inner.put_bytes(b"".join(out.parts))
         self.plain_digests[digest] = plain
         return digest
 
@@ -226,13 +265,12 @@ class SealedStore:
 
         fd, tmp = tempfile.mkstemp(prefix="pipetrail-sealed-")
         try:
-            with open(path, "rb") as src, os.fdopen(fd, "wb") as out:
-                self._encrypt(src, out, plain)
-            with open(path, "rb") as src:
-                again = Hasher()
-                while block := src.read(_READ):
-                    again.update(block)
-            if again.digest() != plain:
+            with open(path, "rb") as raw, os.fdopen(fd, "wb") as out:
+                # Hashed again while it is encrypted: a file that changed in between is
+                # caught without a third read.
+                src = _HashingReader(raw)
+                self._encrypt(cast("BinaryIO", src), out, plain)
+            if src.hasher.digest() != plain:
                 raise IntegrityError(f"{path} changed while it was sealed into the store")
             stored, size = self._inner.put_file(Path(tmp))
         finally:
@@ -267,14 +305,21 @@ class SealedStore:
     def get_bytes(self, digest: str) -> bytes:
         """The plaintext of a sealed object, once every chunk authenticates.
 
+        The sealed object is read whole (one verified read, as for a plain object) and
+        decrypted in memory.
+
         Raises:
             NotFoundError: no such object.
             IntegrityError: the object was changed, is not sealed, or the key is wrong.
             StoreError: its data key is not in the keyring.
         """
-        raw, chunks = self._open_sealed(digest)
-        with raw:
-            return b"".join(chunks)
+        from pipetrail.store.encryption import iter_decrypted
+
+        what = _what(digest)
+        source = _ViewReader(self._inner.get_bytes(digest))
+        header = bytes(source.read(_HEADER_LEN))
+        key = self._keys.open_header(header, what=what)
+        return b"".join(iter_decrypted(cast("BinaryIO", source), key, header, what=what))
 
     def open(self, digest: str) -> BinaryIO:
         """A stream of the plaintext, authenticated chunk by chunk as it is read."""
