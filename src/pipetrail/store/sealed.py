@@ -253,8 +253,8 @@ class SealedStore:
             IntegrityError: ``digest`` is given and the file's content does not match it.
         """
         hasher = Hasher()
-        with open(path, "rb") as src:
-            while block := src.read(_READ):
+        with open(path, "rb") as first:
+            while block := first.read(_READ):
                 hasher.update(block)
         plain = hasher.digest()
         if digest is not None and plain != digest:
@@ -268,9 +268,9 @@ class SealedStore:
             with open(path, "rb") as raw, os.fdopen(fd, "wb") as out:
                 # Hashed again while it is encrypted: a file that changed in between is
                 # caught without a third read.
-                src = _HashingReader(raw)
-                self._encrypt(cast("BinaryIO", src), out, plain)
-            if src.hasher.digest() != plain:
+                again = _HashingReader(raw)
+                self._encrypt(cast("BinaryIO", again), out, plain)
+            if again.hasher.digest() != plain:
                 raise IntegrityError(f"{path} changed while it was sealed into the store")
             stored, size = self._inner.put_file(Path(tmp))
         finally:
