@@ -96,6 +96,15 @@ def test_store_verify_decrypts_and_keys_rotate_keeps_everything_readable(project
     rotated = json.loads(cli(project, "keys", "rotate", "--json", check=True).stdout)
     assert rotated["retired"] is True
     assert rotated["new_kek"] not in rotated["old_keks"]
+    from pipetrail.execution.project import Project
+
+    opened = Project.at(project)
+    try:
+        (event,) = [e for e in opened.ledger.iter_events() if e.kind == "keys.rotated"]
+        assert event.payload["new_kek"] == rotated["new_kek"]
+        assert event.payload["old_keks"] == rotated["old_keks"]
+    finally:
+        opened.close()
     again = cli(project, "store", "verify", check=True).stdout
     assert "store intact" in again
     run_json(project, "p.py")  # after rotation, the sealed outputs are still cache hits

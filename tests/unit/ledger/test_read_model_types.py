@@ -16,6 +16,7 @@ from pipetrail.ledger.annotations import (
 )
 from pipetrail.ledger.event_records import (
     EventRecord,
+    KeysRotated,
     RunStarted,
     SourceObserved,
     StepEvent,
@@ -111,3 +112,33 @@ def test_drafts_carry_the_run_and_refuse_bad_input() -> None:
         name_draft("R", "a\nb")
     with pytest.raises(ParamError, match="at most 10000"):
         note_draft("R", "x" * 10_001)
+
+
+def test_labels_are_optional_fields_old_events_still_read() -> None:
+    old = parse_payload("step.completed", {"step_run_id": "S", "node_id": "n", "step": "s"})
+    assert isinstance(old, StepEvent)
+    assert (old.classification, old.declassified) == ({}, {})
+    labelled = parse_payload(
+        "step.completed",
+        {
+            "step_run_id": "S",
+            "node_id": "n",
+            "step": "s",
+            "classification": {"output": "public"},
+            "declassified": {"output": {"from": "pii", "to": "public", "by": []}},
+        },
+    )
+    assert isinstance(labelled, StepEvent)
+    assert labelled.classification == {"output": "public"}
+    assert labelled.declassified["output"]["from"] == "pii"
+    fields = {"run_id": "R", "path": "d", "digest": D, "size": 1, "mtime_ns": 2}
+    plain = parse_payload("source.observed", fields)
+    pii = parse_payload("source.observed", {**fields, "classification": "pii"})
+    assert isinstance(plain, SourceObserved)
+    assert isinstance(pii, SourceObserved)
+    assert (plain.classification, pii.classification) == (None, "pii")
+    rotated = parse_payload(
+        "keys.rotated", {"old_keks": ["file:a"], "new_kek": "file:b", "data_keys": ["d"]}
+    )
+    assert isinstance(rotated, KeysRotated)
+    assert (rotated.old_keks, rotated.new_kek) == (["file:a"], "file:b")
