@@ -122,3 +122,19 @@ def test_store_verify_decrypts_and_keys_rotate_keeps_everything_readable(project
     assert "no key file" in got.stderr
     blind = cli(project, "store", "verify", check=True).stdout
     assert "re-hashed but not decrypted" in blind
+
+
+def test_reproduce_reads_the_sealed_copy_of_a_sensitive_source(project: Path) -> None:
+    run_id = run_json(project, "p.py")["run_id"]
+    # The live file changes: the reproduction uses the run's sealed copy, not today's data.
+    (project / "data" / "patients.txt").write_text("someone else entirely\n")
+    done = cli(project, "reproduce", run_id, "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["verdict"] == "reproduced"
+    assert b"Zebulon" not in _everything_written(project)
+    # Without the key the sealed copy cannot be read: refused with a message.
+    (project / ".pipetrail" / "private" / "kek").unlink()
+    refused = cli(project, "reproduce", run_id)
+    assert refused.returncode != 0
+    assert "Traceback" not in refused.stderr
+    assert "key file" in refused.stderr
