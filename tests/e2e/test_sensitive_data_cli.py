@@ -21,7 +21,9 @@ from pipetrail import pipeline, source, step
 
 @step
 def read(path: Path) -> str:
-    return path.read_text()
+    text = path.read_text()
+    print("first row:", text.splitlines()[0])  # what a step prints may show the data
+    return text
 
 @step
 def shout(text: str) -> str:
@@ -81,6 +83,10 @@ def test_labels_show_everywhere_and_nothing_leaks(project: Path) -> None:
     prov = json.loads(cli(project, "export", run_id, "--format", "prov", check=True).stdout)
     labels = {e.get("pipetrail:classification") for e in prov["entity"].values()}
     assert "pii" in labels
+
+    # The captured output is sealed too, and reads back decrypted.
+    logs = cli(project, "logs", run_id, "read", check=True).stdout
+    assert "first row: Zebulon Quartermain" in logs
 
     # The value reads back decrypted.
     got = cli(project, "get", digest, "-o", "-", check=True).stdout

@@ -89,7 +89,7 @@ def logs(run_ref: str, step: str | None, as_json: bool) -> None:
     with _opened() as project, reporting_errors():
         reader = project.reader()
         run_id = reader.resolve_run(run_ref)
-        found = step_logs(reader, project.store, run_id, step)
+        found = step_logs(reader, project.store, run_id, step, store_for=project.store_for)
     if as_json:
         emit_json(
             {

@@ -38,7 +38,6 @@ from pipetrail.execution.metrics import output_metrics
 from pipetrail.execution.node_inputs import describe_inputs, flat_inputs, recorded_record
 from pipetrail.execution.recompute import hit_metrics, load_inputs
 from pipetrail.execution.records import (
-    blob_artifact,
     is_recorded_output,
     recorded_artifacts,
     split_recorded,
@@ -381,8 +380,9 @@ def run_node(
     logs_digest = None
     if result.logs:
         data = result.logs.encode("utf-8")
-        logs_digest = state.project.store.put_bytes(data)
-        extra.append((blob_artifact(logs_digest, len(data), "bytes", "logs", {}), "logs"))
+        logs_record = run_privacy(state).stored_logs(node.id, data)  # sealed if sensitive
+        logs_digest = logs_record.digest
+        extra.append((logs_record, "logs"))
     common: dict[str, Any] = {
         **base,
         "decision": decision.decision,

@@ -10,17 +10,21 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pipetrail.core.classification import is_sensitive
+from pipetrail.core.classification import is_sensitive, strictest
 from pipetrail.execution.classification import (
     NodeLabels,
     OutputPrivacy,
     keyed_digests,
     plan_labels,
+    seal_record,
 )
+from pipetrail.execution.records import blob_artifact
+from pipetrail.store.sealed import SealedStore
 
 if TYPE_CHECKING:
     from pipetrail.execution.run_state import RunState
     from pipetrail.ledger.queries import Reader
+    from pipetrail.store import StoredArtifact
 
 __all__ = ["RunPrivacy", "recorded_labels", "run_privacy"]
 
@@ -48,6 +52,22 @@ class RunPrivacy:
             return None
         keys = self._project.sealing_keys(create=True) if labels.sensitive() else None
         return OutputPrivacy(labels=dict(labels.outputs), lowered=dict(labels.lowered), keys=keys)
+
+    def stored_logs(self, node_id: str, data: bytes) -> StoredArtifact:
+        """Store a step's captured output: sealed when the step reads or writes sensitive data.
+
+        What a step prints may show the data it handles, so the logs of such a step are
+        sealed and recorded under a keyed digest like its outputs.
+        """
+        labels = self.labels[node_id]
+        store = self._project.store
+        if not (is_sensitive(labels.inherited) or labels.sensitive()):
+            return blob_artifact(store.put_bytes(data), len(data), "bytes", "logs", {})
+        sealed = SealedStore(store, self._project.sealing_keys(create=True))
+        blob = sealed.put_bytes(data)
+        label = strictest([labels.inherited, *labels.outputs.values()])
+        record = blob_artifact(blob, store.size(blob), "bytes", "logs", {})
+        return seal_record(record, sealed, label)
 
     def recorded_ops(self, node_id: str, ops: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The data operations a step event records: digests keyed when it read sensitive data.
