@@ -20,7 +20,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pipetrail.core.classification import PUBLIC, is_sensitive, strictest
+from pipetrail.core.classification import LABELS, PUBLIC, is_sensitive, strictest
 from pipetrail.core.graph import OutputRef, SourceRef
 from pipetrail.errors import DefinitionError, StoreError
 from pipetrail.store.sealed import SealedStore, SealingKeys
@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DECLASSIFY_MIN_K",
-    "DeclassificationError",
     "NodeLabels",
     "OutputPrivacy",
     "declassified",
@@ -50,10 +49,6 @@ DECLASSIFY_MIN_K = 5
 SEALED_KEY = "sealed"
 SEALED_VERSION = 1
 LABEL_KEY = "classification"
-
-
-class DeclassificationError(DefinitionError):
-    """A step declares an output less sensitive than its inputs without earning it."""
 
 
 @dataclass(frozen=True)
@@ -93,8 +88,6 @@ def _input_refs(value: Any) -> Iterator[OutputRef | SourceRef]:
 
 
 def _rank(label: str) -> int:
-    from pipetrail.core.classification import LABELS
-
     return LABELS.index(label)
 
 
@@ -208,15 +201,15 @@ def store_outputs(
         Output name -> its record, and the bytes written for small outputs (by blob).
 
     Raises:
-        DeclassificationError: an output is declassified and the step recorded no
-            privacy operation that earns it; nothing is stored.
+        DefinitionError: an output is declassified and the step recorded no privacy
+            operation that earns it; nothing is stored.
         StoreError: a sensitive output but no sealing keys.
     """
     if privacy is not None and privacy.lowered:
         earned = declassifying_ops(data_ops)
         if not earned:
             name, label = next(iter(privacy.lowered.items()))
-            raise DeclassificationError(
+            raise DefinitionError(
                 f"step {step!r} declares output {name!r} as {privacy.labels[name]!r}, but it "
                 f"derives from {label!r} data and recorded no privacy operation that "
                 f"declassifies it; call pipetrail.privacy.aggregate(..., min_group_size="
