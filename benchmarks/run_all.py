@@ -34,6 +34,7 @@ import cached_chain
 import cli_startup
 import contracts
 import data_ops
+import encryption
 import example_rerun
 import gc_dry_run
 import governance
@@ -79,6 +80,7 @@ BENCHMARKS = {
     "reproduce": reproduce.run,
     "run_queries": run_queries.run,
     "verified_reads": verified_reads.run,
+    "encryption": encryption.run,
     "ledger_sql": ledger_sql.run,
     "example_rerun": example_rerun.run,
     "per_run": per_run.run,

@@ -51,17 +51,18 @@ def get(ref: str, output: Path | None, force: bool, as_json: bool) -> None:
 
     with _opened() as project, reporting_errors():
         found = resolve_output(project.reader(), ref)
+        store = _store_for(project, found)  # decrypting a sensitive artifact
         target = output if output is not None else Path(found.suggested_name)
         if str(target) == "-":
             if found.serializer == "folder":
                 fail(f"artifact {found.digest} is a folder; give -o FOLDER", EXIT_BAD_INPUT)
-            _to_stdout(project.store, found)
+            _to_stdout(store, found)
             return
         _refuse_existing(target, force)
         if found.serializer == "folder":
-            _write_folder(project.store, found, target)
+            _write_folder(store, found, target)
         else:
-            _write_file(project.store, found, target)
+            _write_file(store, found, target)
     summary = {
         "digest": found.digest,
         "run_id": found.run_id,
@@ -88,7 +89,7 @@ def logs(run_ref: str, step: str | None, as_json: bool) -> None:
     with _opened() as project, reporting_errors():
         reader = project.reader()
         run_id = reader.resolve_run(run_ref)
-        found = step_logs(reader, project.store, run_id, step)
+        found = step_logs(reader, project.store, run_id, step, store_for=project.store_for)
     if as_json:
         emit_json(
             {
@@ -130,6 +131,16 @@ def _opened() -> Iterator[Any]:
         yield project
     finally:
         project.close()
+
+
+def _store_for(project: Any, found: OutputRef) -> Any:
+    """The project's store, or a decrypting view of it for a sensitive artifact."""
+    from pipetrail.store.serializers.base import StoredArtifact
+
+    meta = {"sealed": 1} if found.sealed else {}
+    return project.store_for(
+        StoredArtifact(found.digest, found.blob, found.serializer, "", found.size or 0, meta)
+    )
 
 
 def _refuse_existing(target: Path, force: bool) -> None:

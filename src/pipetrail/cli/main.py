@@ -153,6 +153,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "rollback",
         "Move --alias of model NAME back to the version it pointed at...",
     ),
+    "keys": (
+        "pipetrail.cli.keys_cmd",
+        "keys",
+        "Keys that protect sensitive artifacts (encryption at rest).",
+    ),
     "reproduce": (
         "pipetrail.cli.verify_cmd",
         "reproduce",
@@ -745,6 +750,7 @@ def store_verify(as_json: bool) -> None:
             click.echo(f"corrupt (quarantined): {digest}", err=True)
         for digest in report["missing"]:
             click.echo(f"missing: {digest}", err=True)
+        _echo_sealed(report["sealed"])
         if report["collected"]:
             click.echo(
                 f"{len(report['collected'])} objects named only by deleted runs were "
@@ -754,6 +760,20 @@ def store_verify(as_json: bool) -> None:
             click.echo("store intact")
     if not report["ok"]:
         sys.exit(EXIT_INTEGRITY)
+
+
+def _echo_sealed(sealed: dict[str, Any]) -> None:
+    """What ``store verify`` found of the sensitive (encrypted) objects."""
+    if not sealed["objects"]:
+        return
+    if sealed["keys"] is not None:
+        click.echo(
+            f"{sealed['objects']} encrypted objects re-hashed but not decrypted: {sealed['keys']}"
+        )
+    else:
+        click.echo(f"{sealed['decrypted']} of {sealed['objects']} encrypted objects decrypted")
+    for failed in sealed["failed"]:
+        click.echo(f"does not decrypt: {failed['blob']}: {failed['error']}", err=True)
 
 
 @store.command("clean")

@@ -205,7 +205,12 @@ def print_run(summary: dict[str, Any]) -> None:
         console.print("[bold]sources[/]")
         for src in summary["sources"]:
             ref = " (by reference)" if src["by_reference"] else ""
-            console.print(f"  {src['path']}  {_short(src['digest'])}  {src['size']} B{ref}")
+            label = f"  [{src['classification']}]" if src.get("classification") else ""
+            console.print(
+                f"  {src['path']}  {_short(src['digest'])}  {src['size']} B{ref}{label}",
+                markup=False,
+                highlight=False,
+            )
     table = Table(show_edge=False, header_style="bold", title="steps", title_justify="left")
     for column in ("step", "status", "cache", "outputs", "metrics", "resources", "key"):
         table.add_column(column)
@@ -231,6 +236,7 @@ def print_run(summary: dict[str, Any]) -> None:
     _print_metrics(console, summary.get("metrics") or [])
     print_contracts_brief(console, summary["steps"])
     _print_data_ops(console, summary["steps"])
+    _print_labels(console, summary["steps"])
     for step in summary["steps"]:
         if step["status"] == "failed":
             console.print(
@@ -275,6 +281,19 @@ def _print_data_ops(console: Console, steps: list[dict[str, Any]]) -> None:
                 markup=False,
                 highlight=False,
             )
+
+
+def _print_labels(console: Console, steps: list[dict[str, Any]]) -> None:
+    """One line per labelled step: its outputs' labels, and what declassified them."""
+    for step in steps:
+        labels = step.get("classification")
+        if not labels:
+            continue
+        text = ", ".join(f"{name} {label}" for name, label in labels.items())
+        for name, how in (step.get("declassified") or {}).items():
+            by = ", ".join(f"{op.get('op')} k={op.get('k')}" for op in how.get("by") or [])
+            text += f"; {name} declassified from {how.get('from')} by {by or '-'}"
+        console.print(f"{step['node_id']}: classification {text}", markup=False, highlight=False)
 
 
 def print_run_done(summary: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipetrail.core.classification import PUBLIC, validate_label
 from pipetrail.errors import DefinitionError
 
 if TYPE_CHECKING:
@@ -177,17 +178,20 @@ class SourceRef(_Placeholder):
         by_reference: record digests only instead of copying the content into the store.
         allow_outside: accept a path (or symlinks inside a folder) leading outside the
             project root.
+        classification: its label (see :mod:`pipetrail.core.classification`), None
+            for ``public``.
     """
 
     path: str
     by_reference: bool = False
     allow_outside: bool = False
+    classification: str | None = None
 
     def _subject(self) -> str:
         return f"source({self.path!r}) is a placeholder: it"
 
     def _identity(self) -> tuple[Any, ...]:
-        return (self.path, self.by_reference, self.allow_outside)
+        return (self.path, self.by_reference, self.allow_outside, self.classification)
 
     def _fix(self) -> str:
         return "pass it to a step, which receives the real path when it runs"
@@ -200,7 +204,11 @@ class SourceRef(_Placeholder):
 
 
 def source(
-    path: str | os.PathLike[str], *, by_reference: bool = False, allow_outside: bool = False
+    path: str | os.PathLike[str],
+    *,
+    by_reference: bool = False,
+    allow_outside: bool = False,
+    classification: str | None = None,
 ) -> SourceRef:
     """Declare a raw input, a file or a folder, that a step reads.
 
@@ -216,16 +224,28 @@ def source(
             verifies them again.
         allow_outside: accept a path outside the project root, or a folder whose symlinks
             lead outside it; refused by default.
+        classification: its label, e.g. ``"pii"`` (docs/data-handling.md); sensitive
+            content is stored encrypted and recorded under a keyed digest, and what
+            steps derive from it inherits the label.
 
     Returns:
         A placeholder to pass to a step.
+
+    Raises:
+        DefinitionError: an empty path or an unknown label.
     """
     text = os.fspath(path)
     if not text:
         raise DefinitionError("source() needs a non-empty path")
     # An s3:// URL stays as written (a Path would fold its "//").
     posix = text if text.startswith("s3://") else Path(text).as_posix()
-    return SourceRef(path=posix, by_reference=by_reference, allow_outside=allow_outside)
+    label = None
+    if classification is not None:
+        label = validate_label(classification, f"source({posix!r})")
+        label = None if label == PUBLIC else label
+    return SourceRef(
+        path=posix, by_reference=by_reference, allow_outside=allow_outside, classification=label
+    )
 
 
 @dataclass(frozen=True, eq=False)

@@ -15,6 +15,7 @@ import typing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
+from pipetrail.core.classification import step_labels
 from pipetrail.core.contract import Boundary, bind_contracts
 from pipetrail.errors import DefinitionError
 
@@ -76,6 +77,9 @@ class StepOptions:
             artifacts you produce yourself.
         contracts: the contracts checked on inputs (before the call) and outputs (after
             it), bound to parameter and output names (see :mod:`pipetrail.core.contract`).
+        classification: output name -> its declared label (see
+            :mod:`pipetrail.core.classification`); outputs not named inherit the
+            strictest label of the step's inputs.
     """
 
     name: str
@@ -84,6 +88,7 @@ class StepOptions:
     outputs: tuple[str, ...] = ("output",)
     allow_pickle: bool = False
     contracts: tuple[Boundary, ...] = ()
+    classification: tuple[tuple[str, str], ...] = ()
 
 
 class Step(Generic[P, R]):
@@ -201,6 +206,7 @@ def step(
     outputs: tuple[str, ...] | list[str] | None = None,
     allow_pickle: bool = False,
     contracts: Mapping[str, Any] | None = None,
+    classification: str | Mapping[str, str] | None = None,
 ) -> Callable[[Callable[P, R]], Step[P, R]]: ...
 
 
@@ -214,6 +220,7 @@ def step(
     outputs: tuple[str, ...] | list[str] | None = None,
     allow_pickle: bool = False,
     contracts: Mapping[str, Any] | None = None,
+    classification: str | Mapping[str, str] | None = None,
 ) -> Step[P, R] | Callable[[Callable[P, R]], Step[P, R]]:
     """Declare a function as a pipeline step.
 
@@ -230,6 +237,10 @@ def step(
         contracts: parameter or output name -> a :class:`~pipetrail.contracts.Contract` or a
             bare schema (pandera, ``pyarrow.Schema``, pydantic model). Inputs are checked
             before the call, outputs after it; a violation fails the step.
+        classification: a label for every output (``"pii"``) or output name -> label
+            (``{"output": "public"}``); labels are listed in docs/data-handling.md.
+            Unnamed outputs inherit the strictest label of the step's inputs; a label
+            lower than that must be earned by a recorded privacy operation.
 
     Returns:
         The :class:`Step`, or a decorator producing one.
@@ -265,6 +276,9 @@ def step(
             outputs=output_names,
             allow_pickle=allow_pickle,
             contracts=bind_contracts(step_name, f, inspect.signature(f), output_names, contracts),
+            classification=tuple(
+                sorted(step_labels(step_name, output_names, classification).items())
+            ),
         )
         return Step(f, options)
 

@@ -194,7 +194,12 @@ def run_summary(reader: Reader, ref: str) -> dict[str, Any]:
     checked = {found["step_run_id"]: found for found in contract_results(reader, run_id)}
     operations, formats, series = _step_facts(reader, run_id)
     metrics = _with_series(run_metric_values(reader, run_id), series)
+    from pipetrail.execution.run_privacy import recorded_labels
+
+    labelled, source_labels = recorded_labels(reader, run_id)
     for entry in steps:
+        # Labels (docs/data-handling.md): only labelled steps have them.
+        entry.update(labelled.get(entry["step_run_id"], {}))
         entry["contracts"] = checked.get(entry["step_run_id"])
         entry["data_ops"] = operations.get(entry["step_run_id"], [])
         # How each output is read (docs/adr/0013); empty for older records.
@@ -230,7 +235,17 @@ def run_summary(reader: Reader, ref: str) -> dict[str, Any]:
         "reproduces": record.get("reproduces"),
         "steps_total": run.steps_total,
         "deleted": run_deletion(reader, run_id),
-        "sources": reader.sources(run_id),
+        "sources": [
+            {
+                **src,
+                **(
+                    {"classification": source_labels[src["path"]]}
+                    if src["path"] in source_labels
+                    else {}
+                ),
+            }
+            for src in reader.sources(run_id)
+        ],
         "steps": steps,
         # Each step's metrics: a logged series (last value, with count, min and max) or a
         # number it returned in a dict.

@@ -81,7 +81,11 @@ def verify_artifacts(project: Project) -> dict[str, Any]:
         keep, _ = reachable_digests(project.reader(), project.store, strict=False)
         data["collected"] = [digest for digest in report.missing if digest not in keep]
         data["missing"] = [digest for digest in report.missing if digest in keep]
-    data["ok"] = not report.corrupt and not data["missing"]
+    from pipetrail.execution.sealed_checks import check_sealed
+
+    # Sensitive objects: decrypted and authenticated when the keys are at hand.
+    data["sealed"] = check_sealed(project, skip=[*report.corrupt, *report.missing])
+    data["ok"] = not report.corrupt and not data["missing"] and not data["sealed"]["failed"]
     data["artifacts"] = store_location(project.config)
     return data
 

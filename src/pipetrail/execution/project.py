@@ -11,13 +11,15 @@ from typing import TYPE_CHECKING
 
 from pipetrail.capture import current_owner
 from pipetrail.config import ProjectConfig, load_config
+from pipetrail.errors import StoreError
 
 if TYPE_CHECKING:
     from pathlib import Path
 
     from pipetrail.ledger.ledger import Ledger
     from pipetrail.ledger.queries import Reader
-    from pipetrail.store import ContentStore, SerializerRegistry
+    from pipetrail.store import ContentStore, SerializerRegistry, StoredArtifact
+    from pipetrail.store.sealed import SealingKeys
 
 __all__ = ["Project"]
 
@@ -45,6 +47,7 @@ class Project:
         self._ledger = ledger
         self._registry = registry
         self._reader: Reader | None = None
+        self._keys: SealingKeys | None = None
 
     @classmethod
     def discover(cls, start: Path | None = None, *, must_exist: bool = False) -> Project:
@@ -97,6 +100,35 @@ class Project:
 
             self._registry = default_registry()
         return self._registry
+
+    def sealing_keys(self, *, create: bool = False) -> SealingKeys:
+        """The project's data keys, unwrapped with the configured key provider.
+
+        Args:
+            create: make the keyring (and the default key file) if there is none yet.
+
+        Raises:
+            StoreError: no keyring, or a key provider that does not hold the key.
+            IntegrityError: a data key does not unwrap (wrong key encryption key).
+        """
+        if self._keys is None:
+            from pipetrail.store.keyring import EncryptionSettings, open_keys
+
+            settings = EncryptionSettings.load(self.root, self.config.state_dir)
+            self._keys = open_keys(settings, create=create)
+        return self._keys
+
+    def store_for(self, record: StoredArtifact) -> ContentStore:
+        """The store to load ``record`` through: decrypting when it is sealed."""
+        if not record.meta.get("sealed"):
+            return self.store
+        from pipetrail.store.sealed import SealedStore
+
+        try:
+            keys = self.sealing_keys()
+        except StoreError as exc:
+            raise StoreError(f"cannot read the sensitive artifact {record.digest}: {exc}") from None
+        return SealedStore(self.store, keys)
 
     def reader(self) -> Reader:
         """Return a query helper: the open ledger's, or a cheap read-only one.

@@ -99,7 +99,7 @@ class Run:
                 raise NotFoundError(f"artifact {digest} is not recorded in this project")
             stored = StoredArtifact.from_dict(record)
         try:
-            value = self.project.registry.load(stored, self.project.store)
+            value = self.project.registry.load(stored, self.project.store_for(stored))
         except IntegrityError as exc:
             raise IntegrityError(
                 f"artifact {digest} of run {self.id} cannot be loaded: {exc}"

@@ -31,19 +31,20 @@ from pipetrail.core.clock import format_ts, new_id, utcnow
 from pipetrail.core.graph import OutputRef, SourceRef
 from pipetrail.errors import SerializationError
 from pipetrail.execution.cache import CacheDecision, cache_key
+from pipetrail.execution.classification import declassified
 from pipetrail.execution.contract_records import REPORT_ROLE, cached_payload, step_failure
 from pipetrail.execution.executors import InlineExecutor
 from pipetrail.execution.metrics import output_metrics
 from pipetrail.execution.node_inputs import describe_inputs, flat_inputs, recorded_record
 from pipetrail.execution.recompute import hit_metrics, load_inputs
 from pipetrail.execution.records import (
-    blob_artifact,
     is_recorded_output,
     recorded_artifacts,
     split_recorded,
     with_recorded,
 )
 from pipetrail.execution.run_events import artifact_drafts, code_drafts
+from pipetrail.execution.run_privacy import run_privacy
 from pipetrail.execution.run_state import NodeOutput, emit, flush_before_code, step_code
 from pipetrail.ledger import EventDraft, EventKind
 from pipetrail.store.serializers.base import copies_under
@@ -154,7 +155,7 @@ def _load_value(state: RunState, output: NodeOutput) -> Any:
     stored = output.record
     if stored is None:
         stored = output.record = recorded_record(state, output.digest)
-    store = state.project.store
+    store = state.project.store_for(stored)  # decrypts a sensitive output
     data = state.kept.get(stored.blob)
     if data is not None:
         store = kept_view(store, {stored.blob: data})
@@ -235,6 +236,11 @@ def run_node(
     if planned is not None:
         # Only steps with contracts have the component: other keys stay as they were.
         components["contracts"] = planned.fingerprints
+    labels = run_privacy(state).labels[node.id]
+    classification = labels.recorded()
+    if classification:
+        # Only labelled steps have the component: other keys stay as they were.
+        components["classification"] = classification
     key = cache_key(components)
     unhashable = [*fp.unhashable, *inputs.unhashable, *(planned.unhashable if planned else ())]
     decision = _decide(state, node, key, unhashable, options, rerun_reason)
@@ -258,6 +264,7 @@ def run_node(
         "inputs": flat_inputs(inputs.digests),
         "seed": seed,
         "started_at": started_at,
+        **({"classification": classification} if classification else {}),
     }
     metrics: dict[str, Any] = {}
     if decision.decision == "hit":  # a corrupt metric series makes it a miss
@@ -360,6 +367,7 @@ def run_node(
         contracts=planned.boundaries if planned is not None else (),
         contract_fingerprints=planned.fingerprints if planned is not None else {},
         input_digests={k: v for k, v in inputs.digests.items() if isinstance(v, str)},
+        privacy=run_privacy(state).task_privacy(node.id),
     )
     with step_code(state, id(step)):  # appends what is queued should the code run long
         result = executor.run(task, store=state.project.store, registry=state.project.registry)
@@ -372,8 +380,9 @@ def run_node(
     logs_digest = None
     if result.logs:
         data = result.logs.encode("utf-8")
-        logs_digest = state.project.store.put_bytes(data)
-        extra.append((blob_artifact(logs_digest, len(data), "bytes", "logs", {}), "logs"))
+        logs_record = run_privacy(state).stored_logs(node.id, data)  # sealed if sensitive
+        logs_digest = logs_record.digest
+        extra.append((logs_record, "logs"))
     common: dict[str, Any] = {
         **base,
         "decision": decision.decision,
@@ -387,7 +396,7 @@ def run_node(
     }
     if result.data_ops:
         # Only steps that sampled or split carry the key, so other events keep their shape.
-        common["data_ops"] = result.data_ops
+        common["data_ops"] = run_privacy(state).recorded_ops(node.id, result.data_ops)
     if result.contracts is not None:
         common["contracts"] = result.contracts
     seconds = result.resources.get("wall_ns", 0) / 1e9
@@ -433,7 +442,13 @@ def run_node(
     )
     state.done_keys[key] = (step_run_id, outputs_payload, formats)
     completed = {**common, "outputs": outputs_payload, "output_formats": formats}
-    found = output_metrics(state.project.store, dict(zip(node.output_names, records, strict=True)))
+    if labels.lowered:
+        completed["declassified"] = declassified(labels, result.data_ops)
+    found = output_metrics(
+        state.project.store,
+        # A sensitive output's numbers would show its content: none are recorded.
+        {n: r for n, r in zip(node.output_names, records, strict=True) if not r.meta.get("sealed")},
+    )
     if found:  # only steps returning numbers in a dict carry the key
         completed["output_metrics"] = found
     emit(

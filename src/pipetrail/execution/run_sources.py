@@ -14,9 +14,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipetrail.capture import StatCache, observe_source
+from pipetrail.core.classification import is_sensitive
 from pipetrail.errors import DefinitionError
 from pipetrail.execution.records import blob_artifact
 from pipetrail.execution.run_events import artifact_drafts
+from pipetrail.execution.sensitive_sources import observe_sensitive
 from pipetrail.ledger import EventDraft, EventKind
 
 if TYPE_CHECKING:
@@ -51,6 +53,9 @@ def observe_sources(
         return drafts
     with StatCache(state.project.config.state_dir / "cache" / "stat.db") as cache:
         for src in sources:
+            if is_sensitive(src.classification):
+                drafts.extend(observe_sensitive(state, src, snapshots, rehash=rehash))
+                continue
             if src.path.startswith("s3://") and snapshots is None:
                 obs = _observe_s3(state, src, rehash=rehash)
                 state.sources[src] = (obs.digest, Path(obs.location))

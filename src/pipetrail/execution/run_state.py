@@ -194,6 +194,8 @@ class RunState:
     # Undone when the last node has run: held small writes, output capture kept ready.
     exits: ExitStack = field(default_factory=ExitStack)
     capture_ready: bool = False
+    # The nodes' classification labels and the sealing keys (execution.run_privacy).
+    privacy: Any = None
 
     def __post_init__(self) -> None:
         self.consumers_left = Counter(

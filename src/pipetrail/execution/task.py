@@ -32,13 +32,14 @@ from typing import TYPE_CHECKING, Any
 from pipetrail.capture import capture_output, measure, seeded
 from pipetrail.errors import PipetrailError, SerializationError
 from pipetrail.execution.boundaries import ContractChecker
+from pipetrail.execution.classification import store_outputs
 from pipetrail.execution.metrics import StepRecorder, StoredSeries, recording
-from pipetrail.store.serializers.kept_bytes import BytesKeeper
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from pipetrail.core.contract import Boundary
+    from pipetrail.execution.classification import OutputPrivacy
     from pipetrail.store import ContentStore, SerializerRegistry, StoredArtifact
 
 __all__ = ["StepTask", "TaskResult", "execute_task"]
@@ -64,6 +65,8 @@ class StepTask:
             outputs before they are stored.
         contract_fingerprints: boundary label (``input:df``) -> the contract's digest.
         input_digests: input name -> the digest of its artifact (when it is one).
+        privacy: the outputs' labels and the keys to seal sensitive ones (None: all
+            public); see :mod:`pipetrail.execution.classification`.
     """
 
     node_id: str
@@ -77,6 +80,7 @@ class StepTask:
     contracts: tuple[Boundary, ...] = ()
     contract_fingerprints: dict[str, str] = field(default_factory=dict)
     input_digests: dict[str, str] = field(default_factory=dict)
+    privacy: OutputPrivacy | None = None
 
 
 @dataclass
@@ -197,16 +201,15 @@ def _execute_seeded(
         if not contracts.outputs_hold(values):
             contracts.finish(result, store, registry)
             return result
-        keeper = BytesKeeper(store)
-        for name, item in values.items():
-            result.outputs[name] = registry.dump(
-                item, keeper.store, allow_pickle=task.allow_pickle, step=task.step_name, output=name
-            )
-        result.kept = {
-            record.blob: keeper.kept[record.blob]
-            for record in result.outputs.values()
-            if record.blob in keeper.kept
-        }
+        result.outputs, result.kept = store_outputs(
+            task.step_name,
+            values,
+            store,
+            registry,
+            allow_pickle=task.allow_pickle,
+            privacy=task.privacy,
+            data_ops=result.data_ops,
+        )
     except Exception as exc:  # noqa: BLE001 - serializers may raise library errors
         # Nothing is recorded for outputs of a failed step; stored blobs are orphans that
         # garbage collection may remove.

@@ -11,6 +11,7 @@ import json
 from typing import TYPE_CHECKING
 
 from pipetrail.ledger.event_records import (
+    ArtifactRecorded,
     EventRecord,
     SourceObserved,
     StepEvent,
@@ -25,6 +26,7 @@ __all__ = [
     "closing_step_events",
     "code_artifacts",
     "first_code_artifact",
+    "sealed_artifact_blobs",
     "source_events",
     "source_observations",
     "started_step_events",
@@ -134,3 +136,13 @@ def code_artifacts(reader: Reader, step: str, code_digest: str) -> list[tuple[st
         if (meta or {}).get("step") == step:
             found.append((str(row["first_run_id"]), str(row["blob"])))
     return found
+
+
+def sealed_artifact_blobs(reader: Reader) -> list[str]:
+    """The stored objects of every sealed (encrypted) artifact the ledger records, sorted."""
+    found = set()
+    for r in reader.fetch("SELECT DISTINCT payload FROM events WHERE kind = 'artifact.recorded'"):
+        record = parse_payload("artifact.recorded", r["payload"])
+        if isinstance(record, ArtifactRecorded) and record.meta.get("sealed"):
+            found.add(record.blob)
+    return sorted(found)

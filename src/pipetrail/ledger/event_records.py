@@ -22,6 +22,7 @@ __all__ = [
     "EventRecord",
     "GateChecked",
     "GovernanceAct",
+    "KeysRotated",
     "ReproductionChecked",
     "RunEnded",
     "RunNamed",
@@ -166,6 +167,10 @@ class StepEvent(EventRecord):
         data_ops: the table operations (sampling, splits) the step recorded.
         contracts: the contract results the step recorded.
         code_source: the digest of the step's stored source text.
+        classification: output name -> its label; empty when every output is public
+            (and in events written before labels existed).
+        declassified: output name -> ``{"from", "to", "by"}`` for outputs recorded less
+            sensitive than their inputs, with the privacy operations that earned it.
     """
 
     step_run_id: str = ""
@@ -190,6 +195,8 @@ class StepEvent(EventRecord):
     contracts: Any = None
     code_source: str | None = None
     error: str | None = None
+    classification: dict[str, str] = field(default_factory=dict)
+    declassified: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> StepEvent:
@@ -218,6 +225,8 @@ class StepEvent(EventRecord):
             contracts=p.get("contracts"),
             code_source=p.get("code_source"),
             error=p.get("error"),
+            classification=dict(p.get("classification") or {}),
+            declassified=dict(p.get("declassified") or {}),
         )
 
 
@@ -260,6 +269,8 @@ class SourceObserved(EventRecord):
     mtime_ns: int = 0
     source_kind: str | None = None
     by_reference: bool = False
+    # The source's label (None: public, and in events written before labels existed).
+    classification: str | None = None
 
     @classmethod
     def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> SourceObserved:
@@ -272,6 +283,7 @@ class SourceObserved(EventRecord):
             mtime_ns=int(p["mtime_ns"]),
             source_kind=p.get("kind"),
             by_reference=bool(p.get("by_reference")),
+            classification=p.get("classification"),
         )
 
 
@@ -436,6 +448,34 @@ class GovernanceAct(EventRecord):
         )
 
 
+@dataclass(frozen=True)
+class KeysRotated(EventRecord):
+    """``keys.rotated``: the data keys were wrapped under a new key encryption key.
+
+    Attributes:
+        old_keks: the ids of the key encryption keys retired.
+        new_kek: the id of the key encryption key that wraps the data keys now.
+        data_keys: the ids of the data keys wrapped again (no data was rewritten).
+        provider: the key provider's name.
+    """
+
+    old_keks: list[str] = field(default_factory=list)
+    new_kek: str = ""
+    data_keys: list[str] = field(default_factory=list)
+    provider: str = ""
+
+    @classmethod
+    def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> KeysRotated:
+        """Parse a ``keys.rotated`` payload."""
+        return cls(
+            **cls._base(seq, ts, kind, p),
+            old_keks=list(p["old_keks"]),
+            new_kek=p["new_kek"],
+            data_keys=list(p["data_keys"]),
+            provider=p.get("provider", ""),
+        )
+
+
 _BY_KIND: dict[str, Any] = {
     EventKind.RUN_STARTED: RunStarted,
     EventKind.RUN_COMPLETED: RunEnded,
@@ -466,6 +506,7 @@ _BY_KIND: dict[str, Any] = {
     EventKind.PROMOTION_REJECTED: GovernanceAct,
     EventKind.ALIAS_MOVED: GovernanceAct,
     EventKind.DECISION_RECORDED: GovernanceAct,
+    EventKind.KEYS_ROTATED: KeysRotated,
 }
 
 

@@ -67,6 +67,8 @@ class EventKind(StrEnum):
     PROMOTION_REJECTED = "promotion.rejected"
     ALIAS_MOVED = "alias.moved"
     DECISION_RECORDED = "decision.recorded"
+    # Data handling: the project's data keys wrapped under a new key encryption key.
+    KEYS_ROTATED = "keys.rotated"
 
 
 @dataclass(frozen=True)

@@ -21,10 +21,11 @@ from typing import TYPE_CHECKING, Any
 from pipetrail.errors import AmbiguousPrefixError, NotFoundError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from typing import BinaryIO
 
     from pipetrail.ledger import Reader
-    from pipetrail.store import ContentStore
+    from pipetrail.store import ContentStore, StoredArtifact
 
 __all__ = ["OutputRef", "StepLog", "open_output", "resolve_output", "step_logs"]
 
@@ -34,6 +35,7 @@ class OutputRef:
     """An artifact named by a ref, and the step output it is when the ref named one.
 
     ``blob`` is the stored object holding its bytes (for most formats the digest itself).
+    ``sealed``: a sensitive artifact, stored encrypted (read through the project's keys).
     """
 
     digest: str
@@ -43,6 +45,7 @@ class OutputRef:
     run_id: str | None = None
     node_id: str | None = None
     output: str | None = None
+    sealed: bool = False
 
     @property
     def suggested_name(self) -> str:
@@ -105,6 +108,7 @@ def _record(reader: Reader, digest: str, ref: str, **where: Any) -> OutputRef:
         blob=str(row.get("blob") or digest),
         serializer=str(row.get("serializer") or "bytes"),
         size=int(size) if size is not None else None,
+        sealed=bool((row.get("meta") or {}).get("sealed")),
         **where,
     )
 
@@ -179,8 +183,19 @@ def open_output(store: ContentStore, found: OutputRef) -> BinaryIO:
         ) from exc
 
 
-def step_logs(reader: Reader, store: ContentStore, run_id: str, step: str | None) -> list[StepLog]:
+def step_logs(
+    reader: Reader,
+    store: ContentStore,
+    run_id: str,
+    step: str | None,
+    *,
+    store_for: Callable[[StoredArtifact], ContentStore] | None = None,
+) -> list[StepLog]:
     """Return the captured logs of a run's steps (all of them, or one node or step).
+
+    The logs of a step that handled sensitive data are sealed, under a keyed digest that
+    names no stored object: ``store_for`` (``Project.store_for``) gives the store that
+    decrypts them.
 
     Raises:
         NotFoundError: the run has no such step, or a log's bytes are missing.
@@ -197,7 +212,7 @@ def step_logs(reader: Reader, store: ContentStore, run_id: str, step: str | None
         reused = row.get("reused_step_run_id")
         if digest is None and reused:
             digest = reader.step_run(str(reused)).get("logs")
-        text = store.get_bytes(str(digest)).decode("utf-8", "replace") if digest else ""
+        text = _log_text(reader, store, str(digest), store_for) if digest else ""
         found.append(
             StepLog(
                 node_id=str(row["node_id"]),
@@ -208,3 +223,25 @@ def step_logs(reader: Reader, store: ContentStore, run_id: str, step: str | None
             )
         )
     return found
+
+
+def _log_text(
+    reader: Reader,
+    store: ContentStore,
+    digest: str,
+    store_for: Callable[[StoredArtifact], ContentStore] | None,
+) -> str:
+    try:
+        return store.get_bytes(digest).decode("utf-8", "replace")
+    except NotFoundError:
+        row = reader.artifact(digest)
+        if row is None or not (row.get("meta") or {}).get("sealed"):
+            raise
+    from pipetrail.store.serializers.base import StoredArtifact as Record
+
+    record = Record.from_dict(dict(row))
+    if store_for is None:
+        raise NotFoundError(
+            f"the logs {digest} are sensitive (encrypted); read them through the project"
+        )
+    return store_for(record).get_bytes(record.blob).decode("utf-8", "replace")

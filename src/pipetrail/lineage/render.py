@@ -40,6 +40,8 @@ Segment = tuple[str, str]
 
 _STATUS_STYLE = {"completed": "green", "cached": "cyan", "failed": "red", "running": "yellow"}
 _META_SHOWN = ("rows", "columns", "schema_fingerprint", "shape", "dtype", "estimator")
+# A sensitive artifact's label (docs/data-handling.md); its digest is a keyed digest.
+_LABEL_KEY = "classification"
 
 
 # -- text pieces shared by every format -------------------------------------------------
@@ -96,6 +98,8 @@ def artifact_text(node: ArtifactNode) -> str:
     if node.serializer:
         parts.append(node.serializer)
     parts.append(_size(node.size))
+    if node.meta.get(_LABEL_KEY):
+        parts.append(f"[{node.meta[_LABEL_KEY]}, encrypted, keyed digest]")
     for key in _META_SHOWN:
         if key in node.meta:
             value = node.meta[key]

@@ -141,7 +141,8 @@ class Project(_Stores):
         record = reader.artifact(full)
         if record is None:
             raise NotFoundError(f"artifact {full} is not recorded in this project")
-        return self.registry.load(StoredArtifact.from_dict(record), self.store)
+        stored = StoredArtifact.from_dict(record)
+        return self.registry.load(stored, self.store_for(stored))
 
     # -- explanations ----------------------------------------------------------------
     def why(self, run: Run | str, step: str) -> WhyResult:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING
 from pipetrail.errors import IntegrityError, StoreError
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
     from typing import BinaryIO
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "MAGIC",
     "decrypt_stream",
     "encrypt_stream",
+    "iter_decrypted",
     "new_data_key",
     "unwrap_key",
     "wrap_key",
@@ -76,7 +78,13 @@ def _nonce(prefix: bytes, index: int, last: bool) -> bytes:
 
 
 def encrypt_stream(
-    src: BinaryIO, dst: BinaryIO, key: bytes, context: bytes, *, chunk_size: int = CHUNK_SIZE
+    src: BinaryIO,
+    dst: BinaryIO,
+    key: bytes,
+    context: bytes,
+    *,
+    chunk_size: int = CHUNK_SIZE,
+    nonce_prefix: bytes | None = None,
 ) -> int:
     """Encrypt everything ``src`` yields into ``dst``; return the bytes written.
 
@@ -87,12 +95,19 @@ def encrypt_stream(
         context: bound into every chunk (for example the object's digest): decrypting
             needs the same bytes.
         chunk_size: plaintext bytes per chunk.
+        nonce_prefix: 7 bytes to use instead of random ones. Only for a key that seals
+            this one plaintext and no other (a key derived from the content, as
+            :mod:`pipetrail.store.sealed` does): the same plaintext then gives the same
+            ciphertext, and no nonce is ever reused with different data.
     """
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     if not 0 < chunk_size <= _MAX_CHUNK:
         raise ValueError(f"chunk size must be between 1 and {_MAX_CHUNK} bytes")
-    header = MAGIC + struct.pack(">I", chunk_size) + os.urandom(7)
+    if nonce_prefix is not None and len(nonce_prefix) != 7:
+        raise ValueError("a nonce prefix is 7 bytes")
+    prefix = os.urandom(7) if nonce_prefix is None else nonce_prefix
+    header = MAGIC + struct.pack(">I", chunk_size) + prefix
     aad = header + context
     sealer = AESGCM(key)
     written = dst.write(header)
@@ -119,10 +134,25 @@ def decrypt_stream(src: BinaryIO, dst: BinaryIO, key: bytes, context: bytes, *, 
         IntegrityError: not an encrypted stream, a changed, moved, missing or extra
             chunk, a wrong key or a wrong context; the message names ``what``.
     """
+    written = 0
+    for plain in iter_decrypted(src, key, context, what=what):
+        written += dst.write(plain)
+    return written
+
+
+def iter_decrypted(src: BinaryIO, key: bytes, context: bytes, *, what: str) -> Iterator[bytes]:
+    """Yield the plaintext of a stream :func:`encrypt_stream` wrote, chunk by chunk.
+
+    A chunk is yielded only once it authenticates; the last one only once the end of
+    the stream is confirmed, so a consumer that reads to the end has read it all.
+
+    Raises:
+        IntegrityError: as :func:`decrypt_stream`, when the bad chunk is reached.
+    """
     from cryptography.exceptions import InvalidTag
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    header = _read_full(src, HEADER_SIZE)
+    header = bytes(_read_full(src, HEADER_SIZE))
     if len(header) != HEADER_SIZE or header[:4] != MAGIC:
         raise IntegrityError(f"{what} is not an encrypted object (no pipetrail header)")
     (chunk_size,) = struct.unpack(">I", header[4:8])
@@ -131,7 +161,7 @@ def decrypt_stream(src: BinaryIO, dst: BinaryIO, key: bytes, context: bytes, *, 
     aad = header + context
     opener = AESGCM(key)
     sealed = chunk_size + _TAG
-    index = written = 0
+    index = 0
     current = _read_full(src, sealed)
     while True:
         following = _read_full(src, sealed) if len(current) == sealed else b""
@@ -149,9 +179,9 @@ def decrypt_stream(src: BinaryIO, dst: BinaryIO, key: bytes, context: bytes, *, 
             raise IntegrityError(
                 f"{what} does not decrypt at chunk {index}: {reason}; it cannot be trusted"
             ) from None
-        written += dst.write(plain)
+        yield plain
         if last:
-            return written
+            return
         current = following
         index += 1
 

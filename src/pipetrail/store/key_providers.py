@@ -145,6 +145,19 @@ class KeyFile:
         self._write([fresh, *keys])
         return key_id(self.name, keys[0]), key_id(self.name, fresh)
 
+    def retire(self, *, keep: str) -> list[str]:
+        """Remove every key but ``keep`` from the file; return the ids removed.
+
+        Raises:
+            StoreError: the file does not hold ``keep`` (nothing is removed).
+        """
+        keys = self._keys()
+        kept = [k for k in keys if key_id(self.name, k) == keep]
+        if not kept:
+            raise _missing(keep, f"the key file {self.path}")
+        self._write(kept[:1])
+        return [key_id(self.name, k) for k in keys if key_id(self.name, k) != keep]
+
     def _write(self, keys: list[bytes]) -> None:
         text = "".join(base64.b64encode(k).decode("ascii") + "\n" for k in keys)
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)

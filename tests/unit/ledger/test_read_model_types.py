@@ -16,6 +16,7 @@ from pipetrail.ledger.annotations import (
 )
 from pipetrail.ledger.event_records import (
     EventRecord,
+    KeysRotated,
     RunStarted,
     SourceObserved,
     StepEvent,
@@ -132,3 +133,33 @@ def test_gate_and_reproduction_events_read_their_verdicts() -> None:
     old = parse_payload("reproduction.checked", {"run_id": "N"})
     assert isinstance(old, ReproductionChecked)
     assert (old.original_run_id, old.ok) == (None, False)
+
+
+def test_labels_are_optional_fields_old_events_still_read() -> None:
+    old = parse_payload("step.completed", {"step_run_id": "S", "node_id": "n", "step": "s"})
+    assert isinstance(old, StepEvent)
+    assert (old.classification, old.declassified) == ({}, {})
+    labelled = parse_payload(
+        "step.completed",
+        {
+            "step_run_id": "S",
+            "node_id": "n",
+            "step": "s",
+            "classification": {"output": "public"},
+            "declassified": {"output": {"from": "pii", "to": "public", "by": []}},
+        },
+    )
+    assert isinstance(labelled, StepEvent)
+    assert labelled.classification == {"output": "public"}
+    assert labelled.declassified["output"]["from"] == "pii"
+    fields = {"run_id": "R", "path": "d", "digest": D, "size": 1, "mtime_ns": 2}
+    plain = parse_payload("source.observed", fields)
+    pii = parse_payload("source.observed", {**fields, "classification": "pii"})
+    assert isinstance(plain, SourceObserved)
+    assert isinstance(pii, SourceObserved)
+    assert (plain.classification, pii.classification) == (None, "pii")
+    rotated = parse_payload(
+        "keys.rotated", {"old_keks": ["file:a"], "new_kek": "file:b", "data_keys": ["d"]}
+    )
+    assert isinstance(rotated, KeysRotated)
+    assert (rotated.old_keks, rotated.new_kek) == (["file:a"], "file:b")

@@ -137,6 +137,10 @@ class RunSnapshot:
         root: the project folder, to spell relative source paths absolutely.
         governance: the verified governance acts about the run and the model versions
             registered from it, oldest first (empty unless the caller supplied them).
+        labels: digest -> classification label, for the labelled sources and outputs
+            (docs/data-handling.md); a sensitive one is recorded under a keyed digest.
+        declassified: digest -> ``{"from", "to", "by"}`` for outputs a privacy
+            operation declassified.
     """
 
     run: Row
@@ -148,6 +152,8 @@ class RunSnapshot:
     namespace: str = "pipetrail://default"
     root: Path | None = None
     governance: tuple[GovernanceRecord, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+    declassified: dict[str, Row] = field(default_factory=dict)
 
     @property
     def run_id(self) -> str:
@@ -278,6 +284,7 @@ def collect_run(
         wanted.update((step["inputs"] or {}).values())
         wanted.update((step["outputs"] or {}).values())
         wanted.add(step["logs"])
+    labels, declassified = _labels(reader, run_id, steps, sources)
     artifacts = {}
     for digest in sorted(d for d in wanted if isinstance(d, str)):
         row = reader.artifact(digest)
@@ -292,7 +299,33 @@ def collect_run(
         reused=reused,
         namespace=namespace,
         root=root,
+        labels=labels,
+        declassified=declassified,
     )
+
+
+def _labels(
+    reader: Reader, run_id: str, steps: list[Row], sources: list[Row]
+) -> tuple[dict[str, str], dict[str, Row]]:
+    """Digest -> label, and digest -> how it was declassified, for the run's artifacts."""
+    from pipetrail.execution.run_privacy import recorded_labels
+
+    by_step, by_source = recorded_labels(reader, run_id)
+    labels: dict[str, str] = {}
+    declassified: dict[str, Row] = {}
+    for step in steps:
+        found = by_step.get(step["step_run_id"])
+        if found is None:
+            continue
+        for name, digest in (step["outputs"] or {}).items():
+            if name in found["classification"]:
+                labels[digest] = found["classification"][name]
+            if name in found["declassified"]:
+                declassified[digest] = found["declassified"][name]
+    for src in sources:
+        if src["path"] in by_source:
+            labels[src["digest"]] = by_source[src["path"]]
+    return labels, declassified
 
 
 def _code_sources(reader: Reader, run_id: str, steps: list[Row]) -> dict[str, str]:

@@ -21,6 +21,7 @@ import uuid
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from pipetrail.core.classification import is_sensitive
 from pipetrail.core.version import VERSION
 from pipetrail.lineage.exports.arrow_types import schema_fields
 from pipetrail.lineage.exports.collect import PRODUCER, DatasetName
@@ -55,6 +56,9 @@ _SCHEMA_URLS = {
     "pipetrail_governance": (
         "pipetrail://schemas/openlineage/1-0-0/PipetrailGovernanceRunFacet.json"
         "#/$defs/PipetrailGovernanceRunFacet"
+    ),
+    "pipetrail_classification": (
+        "pipetrail://schemas/openlineage/1-0-0/PipetrailClassificationFacet.json"
     ),
 }
 # The JSON schema of the ``pipetrail_governance`` facet (its ``$id`` is the URL above).
@@ -103,6 +107,20 @@ def _dataset(snap: RunSnapshot, where: DatasetName, digest: str, *, output: bool
             typeName=artifact["type_name"],
             serializer=artifact["serializer"],
             size=artifact["size"],
+        )
+    label = snap.labels.get(digest)
+    if label is not None:
+        # docs/data-handling.md: a sensitive dataset's version is a keyed digest.
+        facets["pipetrail_classification"] = _facet(
+            "pipetrail_classification",
+            label=label,
+            sensitive=is_sensitive(label),
+            keyedDigest=is_sensitive(label),
+            **(
+                {"declassifiedFrom": snap.declassified[digest]["from"]}
+                if digest in snap.declassified
+                else {}
+            ),
         )
     dataset: dict[str, Any] = {"namespace": where.namespace, "name": where.name, "facets": facets}
     if output and artifact:

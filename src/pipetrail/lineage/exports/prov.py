@@ -150,6 +150,8 @@ def _entity(doc: _Document, snap: RunSnapshot, digest: str, **extra: Any) -> str
             size=artifact.get("size"),
             rows=meta.get("rows"),
             schema_fingerprint=meta.get("schema_fingerprint"),
+            classification=snap.labels.get(digest),
+            declassified_from=(snap.declassified.get(digest) or {}).get("from"),
             **extra,
         )
     )

@@ -83,7 +83,10 @@ _READ_META: dict[type, tuple[str, ...]] = {
     SkopsSerializer: (),
     PickleSerializer: ("trusted",),
 }
-_READING_KEYS = frozenset({"format", "type_name", "size", "meta", "blob"})
+_READING_KEYS = frozenset({"format", "type_name", "size", "meta", "blob", "sealed"})
+# A sealed (encrypted) object's record says so in meta["sealed"] (its sealing version):
+# it is read through a SealedStore (pipetrail.store.sealed), whatever the serializer.
+_SEALED_KEY = "sealed"
 
 
 def _reading_meta(serializer: Serializer) -> tuple[str, ...] | None:
@@ -243,6 +246,8 @@ class SerializerRegistry:
         }
         if record.blob != record.digest:
             found["blob"] = record.blob
+        if record.meta.get(_SEALED_KEY):
+            found[_SEALED_KEY] = record.meta[_SEALED_KEY]
         return found
 
     def by_name(self, name: str) -> Serializer:
@@ -356,6 +361,13 @@ class SerializerRegistry:
                 f"reads versions up to {readable}; upgrade pipetrail (or the package that "
                 "provides this serializer) to load it."
             )
+        if record.meta.get(_SEALED_KEY) and not getattr(store, "keys", None):
+            # A sealed object read as plaintext would be ciphertext handed to the format.
+            raise SerializationError(
+                f"Artifact {record.digest} ({record.type_name}) is sensitive and stored "
+                "encrypted; load it through its project (Project.store_for), which holds "
+                "the keys."
+            )
         try:
             return serializer.load(record, store)
         except PipetrailError:
@@ -391,7 +403,11 @@ def record_from_reading(digest: str, reading: Any) -> StoredArtifact:
         serializer=name,
         type_name=reading["type_name"],
         size=reading["size"],
-        meta={**reading["meta"], FORMAT_VERSION_KEY: int(version)},
+        meta={
+            **reading["meta"],
+            FORMAT_VERSION_KEY: int(version),
+            **({_SEALED_KEY: reading[_SEALED_KEY]} if reading.get(_SEALED_KEY) else {}),
+        },
     )
 
 
@@ -415,6 +431,8 @@ def _reading_problem(reading: Any) -> str | None:
         return "meta is not an object"
     if "blob" in reading and not isinstance(reading["blob"], str):
         return "blob is not a digest"
+    if _SEALED_KEY in reading and reading[_SEALED_KEY] != 1:
+        return f"sealing version {reading[_SEALED_KEY]!r} is not 1"
     return None
 
 

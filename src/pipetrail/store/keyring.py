@@ -1,0 +1,261 @@
+"""The project keyring: its data keys, wrapped by the key encryption key, and rotation.
+
+Settings come from ``[encryption]`` in ``pipetrail.toml``:
+
+```toml
+[encryption]
+provider = "file"                # or "env", or a plugin's name
+# path = "~/secrets/kek"         # file provider: the key file
+#                                # (default .pipetrail/private/kek, created 0600)
+# variable = "PIPETRAIL_KEK"     # env provider: the variable holding the key
+# keyring = ".pipetrail/keyring.json"
+```
+
+The keyring file holds the project data keys (:class:`~pipetrail.store.sealed.SealingKeys`)
+wrapped by the provider's key encryption key (KEK), never in clear; each entry names the
+KEK that wrapped it. It is created on the first sensitive write (with a fresh KEK in the
+default key file, for the file provider). :func:`rotate_keys` wraps every data key again
+under a new KEK and retires the old KEK: no sealed object is rewritten, so every recorded
+digest stays valid. Files are written to a temp file, fsynced and renamed, mode 0600.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import json
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from pipetrail.errors import IntegrityError, StoreError
+from pipetrail.store.encryption import new_data_key, unwrap_key, wrap_key
+from pipetrail.store.key_providers import KeyFile, KeyProvider, load_provider
+from pipetrail.store.sealed import SealingKeys, data_key_id
+
+__all__ = ["EncryptionSettings", "Rotation", "open_keys", "rotate_keys"]
+
+KEYRING_KIND = "pipetrail.keyring"
+_SETTINGS = {"provider", "path", "variable", "keyring"}
+
+
+@dataclass(frozen=True)
+class EncryptionSettings:
+    """The ``[encryption]`` table, resolved.
+
+    Attributes:
+        provider: the key provider's name (``file``, ``env`` or a plugin's).
+        options: the provider's own settings (``path``, ``variable``, a plugin's keys).
+        keyring: the keyring file.
+        default_key_file: the key file the ``file`` provider uses without ``path``.
+    """
+
+    provider: str
+    options: dict[str, Any] = field(default_factory=dict)
+    keyring: Path = Path(".pipetrail/keyring.json")
+    default_key_file: Path = Path(".pipetrail/private/kek")
+
+    @classmethod
+    def load(cls, root: Path, state_dir: Path) -> EncryptionSettings:
+        """Read ``[encryption]`` from the project's ``pipetrail.toml`` (defaults without).
+
+        Raises:
+            StoreError: the table is malformed (names the key and what was expected).
+        """
+        table: Any = {}
+        path = root / "pipetrail.toml"
+        with contextlib.suppress(FileNotFoundError):
+            try:
+                table = tomllib.loads(path.read_text(encoding="utf-8")).get("encryption", {})
+            except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError) as exc:
+                raise StoreError(f"cannot read {path}: {exc}") from None
+        if not isinstance(table, dict):
+            raise StoreError(f"{path}: [encryption] must be a table")
+        provider = table.get("provider", "file")
+        if not isinstance(provider, str) or not provider:
+            raise StoreError(f"{path}: encryption.provider must be a name such as 'file' or 'env'")
+        for key in ("path", "variable", "keyring"):
+            if key in table and not isinstance(table[key], str):
+                raise StoreError(f"{path}: encryption.{key} must be text, got {table[key]!r}")
+        if provider in ("file", "env"):
+            unknown = set(table) - _SETTINGS
+            if unknown:
+                raise StoreError(
+                    f"{path}: unknown key(s) encryption.{', encryption.'.join(sorted(unknown))}; "
+                    f"known: {', '.join(sorted(_SETTINGS))}"
+                )
+        options = {k: v for k, v in table.items() if k not in ("provider", "keyring")}
+        if "path" in options and not Path(os.path.expanduser(options["path"])).is_absolute():
+            options["path"] = str(root / options["path"])
+        keyring = Path(os.path.expanduser(table.get("keyring", "")))
+        if not table.get("keyring"):
+            keyring = state_dir / "keyring.json"
+        elif not keyring.is_absolute():
+            keyring = root / keyring
+        return cls(
+            provider=provider,
+            options=options,
+            keyring=keyring,
+            default_key_file=state_dir / "private" / "kek",
+        )
+
+    def key_provider(self) -> KeyProvider:
+        """Build the configured key provider."""
+        return load_provider(self.provider, self.options, default_file=self.default_key_file)
+
+
+def _read_keyring(path: Path) -> dict[str, Any] | None:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StoreError(f"cannot read the keyring {path}: {exc}") from None
+    try:
+        ring = json.loads(text)
+        entries = ring["data_keys"]
+        if ring.get("kind") != KEYRING_KIND or not isinstance(entries, list) or not entries:
+            raise ValueError
+        for entry in entries:
+            if not all(isinstance(entry.get(k), str) for k in ("id", "kek", "wrapped")):
+                raise ValueError
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise StoreError(
+            f"the keyring {path} is not a pipetrail keyring (changed or truncated); restore it "
+            "from a backup: sensitive artifacts cannot be read without it"
+        ) from None
+    return dict(ring)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def _entry(kek_id: str, kek: bytes, data_key: bytes) -> dict[str, str]:
+    return {
+        "id": data_key_id(data_key),
+        "kek": kek_id,
+        "wrapped": base64.b64encode(wrap_key(kek, data_key)).decode("ascii"),
+    }
+
+
+def _unwrap(provider: KeyProvider, entry: dict[str, str], path: Path) -> bytes:
+    try:
+        kek = provider.get(entry["kek"])
+    except StoreError as exc:
+        raise StoreError(
+            f"the project data key {entry['id']} in {path} was wrapped with the key "
+            f"{entry['kek']}, which the configured key provider does not hold: {exc}"
+        ) from None
+    data_key = unwrap_key(kek, base64.b64decode(entry["wrapped"]), what=f"keyring {path}")
+    if data_key_id(data_key) != entry["id"]:
+        raise IntegrityError(f"the keyring {path} was changed: data key {entry['id']} is not it")
+    return data_key
+
+
+def open_keys(settings: EncryptionSettings, *, create: bool) -> SealingKeys:
+    """Unwrap the project's data keys.
+
+    Args:
+        settings: the ``[encryption]`` settings.
+        create: make the keyring (and the default key file) when there is none; only
+            writes do, so reads never invent keys.
+
+    Raises:
+        StoreError: no keyring (and not ``create``), a key the provider does not hold,
+            a key file with loose permissions, or a keyring that was changed.
+        IntegrityError: a wrapped data key does not unwrap with its KEK.
+    """
+    ring = _read_keyring(settings.keyring)
+    if ring is None:
+        if not create:
+            raise StoreError(
+                f"no keyring at {settings.keyring}: this project never stored sensitive "
+                "content, or the keyring was lost (restore it from a backup)"
+            )
+        provider = settings.key_provider()
+        if (
+            isinstance(provider, KeyFile)
+            and provider.path == settings.default_key_file
+            and not provider.path.exists()
+        ):
+            provider.create()
+        kek_id, kek = provider.current()
+        data_key = new_data_key()
+        ring = {"kind": KEYRING_KIND, "version": 1, "data_keys": [_entry(kek_id, kek, data_key)]}
+        _write_private(settings.keyring, json.dumps(ring, indent=1).encode("utf-8"))
+        return SealingKeys.single(data_key)
+    provider = settings.key_provider()
+    keys = {e["id"]: _unwrap(provider, e, settings.keyring) for e in ring["data_keys"]}
+    return SealingKeys(current=ring["data_keys"][0]["id"], data_keys=keys)
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """What :func:`rotate_keys` did.
+
+    Attributes:
+        old_keks: the ids of the KEKs the data keys were wrapped with before.
+        new_kek: the id of the KEK that wraps them now.
+        data_keys: the ids of the data keys wrapped again.
+        retired: whether the old KEKs were removed from the key file.
+    """
+
+    old_keks: list[str]
+    new_kek: str
+    data_keys: list[str]
+    retired: bool
+
+
+def rotate_keys(settings: EncryptionSettings, *, old: KeyProvider | None = None) -> Rotation:
+    """Wrap every project data key under a new KEK; no sealed object is rewritten.
+
+    With the ``file`` provider a fresh KEK is put first in the key file, the keyring is
+    rewritten atomically under it, then the old KEKs are removed from the key file. With
+    other providers the new KEK is the provider's current one (set the new key, e.g. in
+    the environment variable) and ``old`` must hold the old one(s).
+
+    Raises:
+        StoreError: no keyring, the old KEK is not available (nothing is changed), or the
+            provider's current KEK already wraps every data key.
+    """
+    ring = _read_keyring(settings.keyring)
+    if ring is None:
+        raise StoreError(f"no keyring at {settings.keyring}: there are no data keys to rotate")
+    provider = settings.key_provider()
+    before = old if old is not None else provider
+    # Unwrap everything with the old key(s) first: a wrong old key changes nothing.
+    keys = {e["id"]: _unwrap(before, e, settings.keyring) for e in ring["data_keys"]}
+    old_keks = sorted({e["kek"] for e in ring["data_keys"]})
+    if isinstance(provider, KeyFile):
+        provider.rotate()
+    new_id, new_kek = provider.current()
+    if old_keks == [new_id]:
+        raise StoreError(
+            f"the key provider's current key {new_id} already wraps every data key; set the "
+            "new key in the provider first (for 'env': the new key in the variable, the old "
+            "one given with --old-variable)"
+        )
+    ring["data_keys"] = [_entry(new_id, new_kek, keys[e["id"]]) for e in ring["data_keys"]]
+    _write_private(settings.keyring, json.dumps(ring, indent=1).encode("utf-8"))
+    retired = False
+    if isinstance(provider, KeyFile):
+        provider.retire(keep=new_id)
+        retired = True
+    return Rotation(old_keks=old_keks, new_kek=new_id, data_keys=list(keys), retired=retired)

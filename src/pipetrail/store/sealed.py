@@ -1,0 +1,360 @@
+"""Sealed objects: sensitive content encrypted in the store, named so no guess confirms it.
+
+A :class:`SealedStore` is a view over a real content store (local or S3): what is put
+through it is encrypted before it reaches the store, and what is read through it is
+decrypted and authenticated. The store itself only ever holds ciphertext, named (like
+every object) by the BLAKE3 digest of the bytes it holds, so ``store verify``, copies and
+garbage collection work on sealed objects without any key.
+
+Keys (docs/adr/0023-keyed-digests.md): one project data key (:class:`SealingKeys`,
+kept wrapped by the key encryption key in :mod:`pipetrail.store.keyring`) gives, by
+BLAKE3 key derivation, a *digest key* and an *object secret*. For content whose plain
+digest is ``d``:
+
+* its keyed digest, the identity the ledger records, is ``blake3:`` + BLAKE3 keyed with
+  the digest key over ``d`` (:meth:`SealingKeys.keyed_digest`);
+* its object key is BLAKE3 keyed with the object secret over ``d``; the content is
+  encrypted with it (:mod:`pipetrail.store.encryption`, nonce prefix derived from it),
+  so equal content gives an equal sealed object and caching and deduplication work.
+
+Sealed object layout: ``b"PTS1"`` || data key id (16 ASCII hex digits) || the object key
+wrapped by the data key's wrapping key (40 bytes), then the encrypted stream, which binds
+that header as its context. A reader unwraps the object key with the data key the header
+names: no ledger lookup is needed to read a sealed object. Plaintext is never written to
+disk by this module.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
+
+from pipetrail.errors import IntegrityError, NotFoundError, StoreError
+from pipetrail.hashing import Hasher, digest_bytes
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
+    from pipetrail.store.base import ContentStore
+
+__all__ = ["SEALED_MAGIC", "SealedStore", "SealingKeys", "is_sealed_object"]
+
+SEALED_MAGIC = b"PTS1"
+_ID_LEN = 16
+_WRAPPED_LEN = 40
+_HEADER_LEN = len(SEALED_MAGIC) + _ID_LEN + _WRAPPED_LEN
+_READ = 1 << 20
+
+
+def _derive(data_key: bytes, purpose: str) -> bytes:
+    import blake3
+
+    return bytes(blake3.blake3(data_key, derive_key_context=f"pipetrail 2026 {purpose}").digest())
+
+
+def _keyed(key: bytes, data: bytes) -> bytes:
+    import blake3
+
+    return bytes(blake3.blake3(data, key=key).digest())
+
+
+def data_key_id(data_key: bytes) -> str:
+    """The id of a project data key (16 hex digits; reveals nothing of the key)."""
+    return digest_bytes(_derive(data_key, "data key id")).removeprefix("blake3:")[:_ID_LEN]
+
+
+@dataclass(frozen=True)
+class SealingKeys:
+    """The project data keys, unwrapped: the current one seals, any of them opens.
+
+    Attributes:
+        current: the id of the data key new content is sealed with.
+        data_keys: data key id -> the key (32 bytes).
+    """
+
+    current: str
+    data_keys: dict[str, bytes] = field(repr=False)
+
+    @classmethod
+    def single(cls, data_key: bytes) -> SealingKeys:
+        """Keys made of one data key."""
+        kid = data_key_id(data_key)
+        return cls(current=kid, data_keys={kid: data_key})
+
+    def _key(self, kid: str) -> bytes:
+        try:
+            return self.data_keys[kid]
+        except KeyError:
+            raise StoreError(
+                f"the project data key {kid} is not in the keyring; the object sealed with it "
+                "cannot be read (nothing was decrypted)"
+            ) from None
+
+    def keyed_digest(self, plain_digest: str) -> str:
+        """The digest the ledger records for content whose plain digest is ``plain_digest``."""
+        key = _derive(self._key(self.current), "keyed digest")
+        return "blake3:" + _keyed(key, plain_digest.encode("ascii")).hex()
+
+    def seal(self, plain_digest: str) -> tuple[bytes, bytes, bytes]:
+        """``(header, object key, nonce prefix)`` to seal content of ``plain_digest``."""
+        from pipetrail.store.encryption import wrap_key
+
+        data_key = self._key(self.current)
+        object_key = _keyed(_derive(data_key, "object key"), plain_digest.encode("ascii"))
+        wrapped = wrap_key(_derive(data_key, "object key wrap"), object_key)
+        header = SEALED_MAGIC + self.current.encode("ascii") + wrapped
+        return header, object_key, _keyed(object_key, b"nonce prefix")[:7]
+
+    def open_header(self, header: bytes, *, what: str) -> bytes:
+        """The object key a sealed object's header holds.
+
+        Raises:
+            IntegrityError: not a sealed object, or its key does not unwrap.
+            StoreError: the data key it names is not in the keyring.
+        """
+        from pipetrail.store.encryption import unwrap_key
+
+        if len(header) != _HEADER_LEN or not header.startswith(SEALED_MAGIC):
+            raise IntegrityError(f"{what} is not a sealed (encrypted) object")
+        kid = header[4 : 4 + _ID_LEN].decode("ascii", "replace")
+        wrapping = _derive(self._key(kid), "object key wrap")
+        return unwrap_key(wrapping, header[4 + _ID_LEN :], what=what)
+
+
+def is_sealed_object(data: bytes) -> bool:
+    """Whether ``data`` starts like a sealed object."""
+    return data[: len(SEALED_MAGIC)] == SEALED_MAGIC
+
+
+def _what(digest: str) -> str:
+    return f"sensitive artifact {digest[:19]}"
+
+
+class _Decrypting(io.RawIOBase):
+    """A read-only stream of plaintext, decrypted chunk by chunk as it is read."""
+
+    def __init__(self, inner: BinaryIO, chunks: Iterator[bytes]) -> None:
+        self._inner = inner
+        self._chunks = chunks
+        self._buffer = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target: Any) -> int:
+        view = memoryview(target).cast("B")
+        while not self._buffer:
+            try:
+                self._buffer = next(self._chunks)
+            except StopIteration:
+                return 0
+        n = min(len(view), len(self._buffer))
+        view[:n] = self._buffer[:n]
+        self._buffer = self._buffer[n:]
+        return n
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._inner.close()
+        super().close()
+
+
+class _ViewReader:
+    """Reads ``data`` as zero-copy views."""
+
+    def __init__(self, data: bytes) -> None:
+        self._view = memoryview(data)
+        self._at = 0
+
+    def read(self, size: int = -1) -> memoryview:
+        end = len(self._view) if size < 0 else self._at + size
+        piece = self._view[self._at : end]
+        self._at += len(piece)
+        return piece
+
+
+class _Parts:
+    """A write target keeping what is written as a list of parts."""
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def write(self, data: bytes) -> int:
+        self.parts.append(data)
+        return len(data)
+
+
+class _HashingReader:
+    """Reads from ``raw``, hashing what it hands out."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self.hasher = Hasher()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._raw.read(size)
+        self.hasher.update(data)
+        return data
+
+
+class SealedStore:
+    """A content store view that seals what is put and opens what is read.
+
+    Args:
+        inner: the real store (holds ciphertext only).
+        keys: the project's sealing keys.
+        chunk_size: plaintext bytes per authenticated chunk.
+
+    Attributes:
+        plain_digests: sealed object digest -> the plain digest of its content, for the
+            objects put through this view (to compute keyed digests of what was stored).
+    """
+
+    def __init__(
+        self, inner: ContentStore, keys: SealingKeys, *, chunk_size: int | None = None
+    ) -> None:
+        from pipetrail.store.encryption import CHUNK_SIZE
+
+        self._inner = inner
+        self._keys = keys
+        self._chunk_size = chunk_size or CHUNK_SIZE
+        self.plain_digests: dict[str, str] = {}
+
+    @property
+    def keys(self) -> SealingKeys:
+        """The sealing keys."""
+        return self._keys
+
+    def _encrypt(self, src: BinaryIO, dst: BinaryIO, plain: str) -> None:
+        from pipetrail.store.encryption import encrypt_stream
+
+        header, key, prefix = self._keys.seal(plain)
+        dst.write(header)
+        encrypt_stream(src, dst, key, header, chunk_size=self._chunk_size, nonce_prefix=prefix)
+
+    def put_bytes(self, data: bytes) -> str:
+        """Seal ``data`` and store it; return the sealed object's digest."""
+        plain = digest_bytes(data)
+        out = _Parts()
+        # Chunks are read as views of ``data`` and sealed parts joined once: no copies.
+        self._encrypt(cast("BinaryIO", _ViewReader(data)), cast("BinaryIO", out), plain)
+        digest = self._inner.put_bytes(b"".join(out.parts))
+        self.plain_digests[digest] = plain
+        return digest
+
+    def put_file(self, path: Path, *, digest: str | None = None) -> tuple[str, int]:
+        """Seal a file's content into the store; return the sealed object's digest and size.
+
+        Raises:
+            IntegrityError: ``digest`` is given and the file's content does not match it.
+        """
+        hasher = Hasher()
+        with open(path, "rb") as first:
+            while block := first.read(_READ):
+                hasher.update(block)
+        plain = hasher.digest()
+        if digest is not None and plain != digest:
+            raise IntegrityError(
+                f"{path} changed while it was stored: it no longer hashes to {digest}"
+            )
+        import tempfile  # imports shutil: only when a file is sealed
+
+        fd, tmp = tempfile.mkstemp(prefix="pipetrail-sealed-")
+        try:
+            with open(path, "rb") as raw, os.fdopen(fd, "wb") as out:
+                # Hashed again while it is encrypted: a file that changed in between is
+                # caught without a third read.
+                again = _HashingReader(raw)
+                self._encrypt(cast("BinaryIO", again), out, plain)
+            if again.hasher.digest() != plain:
+                raise IntegrityError(f"{path} changed while it was sealed into the store")
+            stored, size = self._inner.put_file(Path(tmp))
+        finally:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+        self.plain_digests[stored] = plain
+        return stored, size
+
+    def put_files(
+        self, items: Sequence[tuple[str | os.PathLike[str], str | None]]
+    ) -> list[tuple[str, int]]:
+        """Seal many files, one by one (see :meth:`put_file`)."""
+        return [self.put_file(Path(path), digest=digest) for path, digest in items]
+
+    def sync(self) -> None:
+        """Make the sealed objects durable."""
+        self._inner.sync()
+
+    def _open_sealed(self, digest: str) -> tuple[BinaryIO, Iterator[bytes]]:
+        from pipetrail.store.encryption import iter_decrypted
+
+        what = _what(digest)
+        raw = self._inner.open(digest)
+        try:
+            header = raw.read(_HEADER_LEN)
+            key = self._keys.open_header(header, what=what)
+            return raw, iter_decrypted(raw, key, header, what=what)
+        except BaseException:
+            raw.close()
+            raise
+
+    def get_bytes(self, digest: str) -> bytes:
+        """The plaintext of a sealed object, once every chunk authenticates.
+
+        The sealed object is read whole (one verified read, as for a plain object) and
+        decrypted in memory.
+
+        Raises:
+            NotFoundError: no such object.
+            IntegrityError: the object was changed, is not sealed, or the key is wrong.
+            StoreError: its data key is not in the keyring.
+        """
+        from pipetrail.store.encryption import iter_decrypted
+
+        what = _what(digest)
+        source = _ViewReader(self._inner.get_bytes(digest))
+        header = bytes(source.read(_HEADER_LEN))
+        key = self._keys.open_header(header, what=what)
+        return b"".join(iter_decrypted(cast("BinaryIO", source), key, header, what=what))
+
+    def open(self, digest: str) -> BinaryIO:
+        """A stream of the plaintext, authenticated chunk by chunk as it is read."""
+        raw, chunks = self._open_sealed(digest)
+        return cast("BinaryIO", io.BufferedReader(_Decrypting(raw, chunks), buffer_size=_READ))
+
+    def local_path(self, digest: str) -> Path | None:
+        """Always None: a sealed object has no plaintext on disk."""
+        if not self._inner.exists(digest):
+            raise NotFoundError(f"no object {digest} in the store")
+        return None
+
+    def exists(self, digest: str) -> bool:
+        """Whether the sealed object is stored."""
+        return self._inner.exists(digest)
+
+    def size(self, digest: str) -> int:
+        """The sealed object's size in bytes."""
+        return self._inner.size(digest)
+
+    def iter_digests(self) -> Iterator[str]:
+        """The digests of every stored object."""
+        return self._inner.iter_digests()
+
+    def verify(self, digest: str) -> bool:
+        """Re-hash the sealed object (no key needed)."""
+        return self._inner.verify(digest)
+
+    def check_sealed(self, digest: str) -> None:
+        """Decrypt the object to nowhere, authenticating every chunk.
+
+        Raises:
+            IntegrityError: a chunk does not authenticate, or the key is wrong.
+        """
+        raw, chunks = self._open_sealed(digest)
+        with raw:
+            for _ in chunks:
+                pass

@@ -1,0 +1,146 @@
+"""Sensitive data from the command line: show, lineage, exports, store verify, keys rotate."""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from typing import TYPE_CHECKING
+
+import pytest
+
+from tests.e2e.test_cli import cli, run_json
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+pytestmark = pytest.mark.e2e
+
+PIPELINE = """
+from pathlib import Path
+from pipetrail import pipeline, source, step
+
+@step
+def read(path: Path) -> str:
+    text = path.read_text()
+    print("first row:", text.splitlines()[0])  # what a step prints may show the data
+    return text
+
+@step
+def shout(text: str) -> str:
+    return text.upper()
+
+@pipeline
+def p():
+    return shout(read(source("data/patients.txt", classification="pii")))
+"""
+PATIENT_ROW = "Zebulon Quartermain, 1961-04-02, room 12\n"
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    root = tmp_path / "clinic"
+    root.mkdir()
+    assert cli(root, "init").returncode == 0
+    (root / "data").mkdir()
+    (root / "data" / "patients.txt").write_text(PATIENT_ROW)
+    (root / "p.py").write_text(textwrap.dedent(PIPELINE))
+    return root
+
+
+def _everything_written(root: Path) -> bytes:
+    state = root / ".pipetrail"
+    return b"".join(p.read_bytes() for p in state.rglob("*") if p.is_file())
+
+
+def test_labels_show_everywhere_and_nothing_leaks(project: Path) -> None:
+    run = run_json(project, "p.py")
+    run_id = run["run_id"]
+    assert b"Zebulon" not in _everything_written(project)
+    assert b"ZEBULON" not in _everything_written(project)
+
+    shown = cli(project, "show", run_id, check=True).stdout
+    assert "data/patients.txt" in shown
+    assert "[pii]" in shown
+    assert "shout: classification output pii" in shown
+
+    summary = json.loads(cli(project, "show", run_id, "--json", check=True).stdout)
+    shout = next(s for s in summary["steps"] if s["node_id"] == "shout")
+    digest = shout["outputs"]["output"]
+    lineage = cli(project, "lineage", digest, "--up", check=True).stdout
+    assert "[pii, encrypted, keyed digest]" in lineage
+
+    exported = cli(project, "export", run_id, "--format", "openlineage", check=True).stdout
+    events = [json.loads(line) for line in exported.splitlines() if line.strip()]
+    facets = [
+        d["facets"]["pipetrail_classification"]
+        for e in events
+        for d in [*e.get("inputs", []), *e.get("outputs", [])]
+        if "pipetrail_classification" in d["facets"]
+    ]
+    assert facets
+    assert {f["label"] for f in facets} == {"pii"}
+    assert all(f["keyedDigest"] for f in facets)
+    prov = json.loads(cli(project, "export", run_id, "--format", "prov", check=True).stdout)
+    labels = {e.get("pipetrail:classification") for e in prov["entity"].values()}
+    assert "pii" in labels
+
+    # The captured output is sealed too, and reads back decrypted.
+    logs = cli(project, "logs", run_id, "read", check=True).stdout
+    assert "first row: Zebulon Quartermain" in logs
+
+    # The value reads back decrypted.
+    got = cli(project, "get", digest, "-o", "-", check=True).stdout
+    assert "ZEBULON" in got
+
+
+def test_store_verify_decrypts_and_keys_rotate_keeps_everything_readable(project: Path) -> None:
+    run_json(project, "p.py")
+    verified = cli(project, "store", "verify", check=True).stdout
+    assert "encrypted objects decrypted" in verified
+    assert "store intact" in verified
+
+    rotated = json.loads(cli(project, "keys", "rotate", "--json", check=True).stdout)
+    assert rotated["retired"] is True
+    assert rotated["new_kek"] not in rotated["old_keks"]
+    from pipetrail.execution.project import Project
+
+    opened = Project.at(project)
+    try:
+        (event,) = [e for e in opened.ledger.iter_events() if e.kind == "keys.rotated"]
+        assert event.payload["new_kek"] == rotated["new_kek"]
+        assert event.payload["old_keks"] == rotated["old_keks"]
+    finally:
+        opened.close()
+    again = cli(project, "store", "verify", check=True).stdout
+    assert "store intact" in again
+    run_json(project, "p.py")  # after rotation, the sealed outputs are still cache hits
+    audit = cli(project, "audit", "verify", check=True)
+    assert audit.returncode == 0
+
+    # Without the key file: reads fail closed, naming the artifact; verify says so.
+    (project / ".pipetrail" / "private" / "kek").unlink()
+    summary = json.loads(cli(project, "show", "latest", "--json", check=True).stdout)
+    digest = next(s for s in summary["steps"] if s["node_id"] == "shout")["outputs"]["output"]
+    got = cli(project, "get", digest, "-o", "-")
+    assert got.returncode != 0
+    assert "Traceback" not in got.stderr
+    assert digest in got.stderr or digest[:19] in got.stderr
+    assert "no key file" in got.stderr
+    blind = cli(project, "store", "verify", check=True).stdout
+    assert "re-hashed but not decrypted" in blind
+
+
+def test_reproduce_reads_the_sealed_copy_of_a_sensitive_source(project: Path) -> None:
+    run_id = run_json(project, "p.py")["run_id"]
+    # The live file changes: the reproduction uses the run's sealed copy, not today's data.
+    (project / "data" / "patients.txt").write_text("someone else entirely\n")
+    done = cli(project, "reproduce", run_id, "--json")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["verdict"] == "reproduced"
+    assert b"Zebulon" not in _everything_written(project)
+    # Without the key the sealed copy cannot be read: refused with a message.
+    (project / ".pipetrail" / "private" / "kek").unlink()
+    refused = cli(project, "reproduce", run_id)
+    assert refused.returncode != 0
+    assert "Traceback" not in refused.stderr
+    assert "key file" in refused.stderr
