@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "after_run_checkpoint",
     "checkpoint",
+    "configured_witness",
     "load_checkpoints",
     "print_checkpoints",
     "prove",
@@ -50,7 +51,8 @@ def _settings(project: Project) -> dict[str, Any]:
     return table if isinstance(table, dict) else {}
 
 
-def _configured_witness(project: Project) -> Witness | None:
+def configured_witness(project: Project) -> Witness | None:
+    """The witness ``[audit] checkpoints`` names, or None when it names none."""
     from pipetrail.governance.witness import Witness
 
     where = _settings(project).get("checkpoints")
@@ -108,7 +110,7 @@ def checkpoint(folder: Path | None, repo: Path | None, as_json: bool) -> None:
         if folder is not None or repo is not None:
             witness = Witness(folder or repo or Path(), git=repo is not None)
         else:
-            configured = _configured_witness(project)
+            configured = configured_witness(project)
             if configured is None:
                 fail(
                     "where should the checkpoint go? Give --to DIR or --git REPO, or set "
@@ -140,7 +142,7 @@ def after_run_checkpoint(project: Project) -> None:
         return
     from pipetrail.errors import PipetrailError
 
-    witness = _configured_witness(project)
+    witness = configured_witness(project)
     if witness is None:
         click.echo(
             "warning: [audit] checkpoint_after_run is set but [audit] checkpoints names no "
@@ -278,5 +280,9 @@ def signed_intoto(project: Project, run_ref: str, namespace: str | None) -> str:
 
 def register(group: click.Group) -> None:
     """Add this module's commands to the ``audit`` group."""
+    from pipetrail.cli.bundle_cmd import bundle, verify_bundle
+
     group.add_command(checkpoint)
     group.add_command(prove)
+    group.add_command(bundle)
+    group.add_command(verify_bundle)
