@@ -22,6 +22,7 @@ extra, as a derived row of table ``merkle_nodes``; ``audit rebuild`` rewrites th
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING
 
 from pipetrail.errors import LedgerError
@@ -279,17 +280,26 @@ class TreeCheck:
 
     def add(self, chain_hash: str) -> None:
         """Take the next event's chain hash (in sequence order)."""
-        current = event_leaf(chain_hash)
-        i, level = self.size, 0
-        while i & 1:
-            current = node_hash(self._edge.pop(), current)
-            i >>= 1
-            level += 1
-            if level >= LOW_LEVEL:
-                self._made[(level, i)] = current
-        self._edge.append(current)
-        self.size += 1
-        if len(self._made) >= _BATCH:
+        self.add_many([chain_hash])
+
+    def add_many(self, chain_hashes: Sequence[str]) -> None:
+        """Take the next events' chain hashes (in sequence order)."""
+        edge, made, size = self._edge, self._made, self.size
+        sha256 = hashlib.sha256
+        for chain in chain_hashes:
+            # event_leaf and node_hash, inlined: this loop runs once per event.
+            current = sha256(b"\x00" + bytes.fromhex(chain.removeprefix("blake3:"))).digest()
+            i, level = size, 0
+            while i & 1:
+                current = sha256(b"\x01" + edge.pop() + current).digest()
+                i >>= 1
+                level += 1
+                if level >= LOW_LEVEL:
+                    made[(level, i)] = current
+            edge.append(current)
+            size += 1
+        self.size = size
+        if len(made) >= _BATCH:
             self._flush()
 
     def _flush(self) -> None:
