@@ -110,7 +110,7 @@ def test_a_model_bundle_holds_its_runs_and_governance_and_verifies(
 ) -> None:
     t, runs = team
     out = tmp_path / "churn.tar"
-    made = write_bundle(t.project, Scope("model", "churn"), out, t.signer("alice"))
+    made = write_bundle(t.project, Scope("model", "churn"), out, t.signer("alice"), exports=True)
     assert made.runs == (runs[0],)
     found = kinds(out)
     assert {run for _, run in found if run} == {runs[0]}  # not the other model's run

@@ -34,8 +34,12 @@ __all__ = ["bundle", "verify_bundle"]
     "-o", "--output", "out", required=True, type=click.Path(dir_okay=False, path_type=Path),
     help="The bundle file to write (a tar archive).",
 )  # fmt: skip
+@click.option(
+    "--with-exports", "exports", is_flag=True,
+    help="Add each run's OpenLineage and PROV exports.",
+)  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def bundle(ref: str, out: Path, as_json: bool) -> None:
+def bundle(ref: str, out: Path, exports: bool, as_json: bool) -> None:
     """Write an offline audit bundle of a run, or of a model (one version or all)."""
     from pipetrail.cli.audit_cmd import configured_witness
     from pipetrail.execution.project import Project
@@ -50,7 +54,7 @@ def bundle(ref: str, out: Path, as_json: bool) -> None:
             signer = load_signer(acting_user())
             scope = parse_scope(ref, set(load_state(project.ledger.db).models))
             try:
-                made = write_bundle(project, scope, out, signer)
+                made = write_bundle(project, scope, out, signer, exports=exports)
             except OSError as exc:
                 full = disk_full_message(exc)
                 if full is not None:

@@ -40,6 +40,8 @@ import tarfile
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+import orjson
+
 from pipetrail.errors import CheckpointError, GovernanceError, IntegrityError, ParamError
 from pipetrail.governance.checkpoint import open_checkpoint
 from pipetrail.governance.dsse import open_envelope
@@ -307,8 +309,8 @@ def _lines(members: dict[str, bytes], name: str, report: BundleReport) -> list[d
     out = []
     for number, line in enumerate(data.splitlines(), 1):
         try:
-            value = json.loads(line)
-        except ValueError:
+            value = orjson.loads(line)
+        except orjson.JSONDecodeError:
             value = None
         if not isinstance(value, dict):
             report.fail(name, f"line {number} is not a JSON object")

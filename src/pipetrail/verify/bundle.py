@@ -10,8 +10,8 @@ versions, or one), and nothing else:
   key and role), so each signature can be checked with the key its signer held then;
 * a checkpoint of the ledger signed now by the acting user, and each event's inclusion
   proof in that checkpoint's tree (RFC 9162);
-* the public keys of the signers, each completed run's signed in-toto statement (DSSE)
-  and its OpenLineage and PROV exports, a Markdown report for people;
+* the public keys of the signers, each completed run's signed in-toto statement (DSSE),
+  with ``exports`` its OpenLineage and PROV exports too, and a Markdown report;
 * a manifest with every member's SHA-256, signed (DSSE) by the acting user.
 
 The member layout and its checks are in :mod:`pipetrail.governance.bundle_check`; why a
@@ -30,6 +30,8 @@ import tarfile
 import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+
+import orjson
 
 from pipetrail.errors import NotFoundError, PipetrailError
 from pipetrail.governance.audit_trail import make_checkpoint
@@ -197,14 +199,11 @@ def _keys_text(events: list[Event], signer: Signer) -> str:
 
 
 def _jsonl(items: list[dict[str, Any]]) -> bytes:
-    return b"".join(
-        json.dumps(item, sort_keys=True, separators=(",", ":")).encode("utf-8") + b"\n"
-        for item in items
-    )
+    return b"".join(orjson.dumps(item, option=orjson.OPT_SORT_KEYS) + b"\n" for item in items)
 
 
 def _attest(
-    project: Project, runs: list[str], statuses: dict[str, str], signer: Signer
+    project: Project, runs: list[str], statuses: dict[str, str], signer: Signer, exports: bool
 ) -> tuple[dict[str, bytes], dict[str, str]]:
     members: dict[str, bytes] = {}
     skipped: dict[str, str] = {}
@@ -214,15 +213,15 @@ def _attest(
             continue
         try:
             envelope = signed_statement(project, run_id, signer)
-            exports = {
+            documents = {
                 fmt: render_export(export_run(project, run_id, fmt), fmt)
-                for fmt in ("openlineage", "prov")
+                for fmt in (("openlineage", "prov") if exports else ())
             }
         except PipetrailError as exc:
             skipped[run_id] = str(exc)
             continue
         members[f"attestations/{run_id}.intoto.json"] = envelope.encode("utf-8")
-        for fmt, text in exports.items():
+        for fmt, text in documents.items():
             members[f"exports/{run_id}.{fmt}.json"] = text.encode("utf-8")
     return members, skipped
 
@@ -243,8 +242,13 @@ def _statuses(events: list[Event]) -> dict[str, str]:
     return statuses
 
 
-def write_bundle(project: Project, scope: Scope, out: Path, signer: Signer) -> BundleSummary:
+def write_bundle(
+    project: Project, scope: Scope, out: Path, signer: Signer, *, exports: bool = False
+) -> BundleSummary:
     """Write the audit bundle of ``scope`` to ``out`` (see the module docstring).
+
+    ``exports``: add each run's OpenLineage and PROV exports (large for runs that read
+    thousands of files).
 
     Raises:
         NotFoundError: the run or model is unknown, or the ledger is empty.
@@ -269,13 +273,12 @@ def write_bundle(project: Project, scope: Scope, out: Path, signer: Signer) -> B
         by_seq = {ev.seq: ev for ev in events_of_runs(db, runs, size)}
         by_seq.update((ev.seq, ev) for ev in governance)
         events = [by_seq[seq] for seq in sorted(by_seq)]
-        tree = read_tree(db)
+        paths = read_tree(db).inclusion_proofs([seq - 1 for seq in by_seq], size)
         proofs = [
-            {"seq": seq, "path": [n.hex() for n in tree.inclusion_proof(seq - 1, size)]}
-            for seq in sorted(by_seq)
+            {"seq": seq, "path": [node.hex() for node in paths[seq - 1]]} for seq in sorted(by_seq)
         ]
     statuses = _statuses(events)
-    members, skipped = _attest(project, runs, statuses, signer)
+    members, skipped = _attest(project, runs, statuses, signer, exports)
     members.update(
         {
             "checkpoint.note": note.encode("utf-8"),
