@@ -75,6 +75,8 @@ def bundle(tmp_path: Path) -> tuple[Path, str]:
     root.mkdir()
     key = create_key("alice", folder=home).text
     assert cli(root, home, "init").returncode == 0
+    with (root / "pipetrail.toml").open("a") as toml:
+        toml.write(f'\n[audit]\ncheckpoints = "{tmp_path / "witness"}"\n')
     (root / "fit.py").write_text(textwrap.dedent(PIPELINE))
     run = json.loads(cli(root, home, "run", "fit.py", "--json").stdout)["run_id"]
     done = cli(root, home, "model", "register", "churn", "--from", f"{run}:train")
@@ -84,6 +86,7 @@ def bundle(tmp_path: Path) -> tuple[Path, str]:
     assert made.returncode == 0, made.stderr
     assert "audit bundle of churn@1:" in made.stdout
     assert "signed by alice" in made.stdout
+    assert len(list((tmp_path / "witness").glob("*.checkpoint"))) == 1  # kept outside too
     return out, key
 
 

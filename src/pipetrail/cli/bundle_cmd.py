@@ -45,14 +45,13 @@ def bundle(ref: str, out: Path, exports: bool, as_json: bool) -> None:
     from pipetrail.execution.project import Project
     from pipetrail.governance.audit_trail import acting_user
     from pipetrail.governance.keys import load_signer
-    from pipetrail.governance.state import load_state
-    from pipetrail.verify.bundle import parse_scope, write_bundle
+    from pipetrail.verify.bundle import parse_scope, registered_models, write_bundle
 
     with reporting_errors():
         project = Project.discover(must_exist=True)
         try:
             signer = load_signer(acting_user())
-            scope = parse_scope(ref, set(load_state(project.ledger.db).models))
+            scope = parse_scope(ref, registered_models(project))
             try:
                 made = write_bundle(project, scope, out, signer, exports=exports)
             except OSError as exc:

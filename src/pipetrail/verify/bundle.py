@@ -44,7 +44,7 @@ from pipetrail.governance.dsse import sign_envelope
 from pipetrail.governance.keys import parse_public_key
 from pipetrail.governance.state import GOVERNANCE_KINDS
 from pipetrail.ledger.bundle_reads import event_fields, events_of_kinds, events_of_runs
-from pipetrail.ledger.merkle_store import read_tree
+from pipetrail.ledger.merkle_store import read_tree, tree_size
 from pipetrail.lineage.exports import export_run, render_export
 from pipetrail.lineage.queries import upstream
 from pipetrail.verify.attestation import signed_statement
@@ -58,7 +58,7 @@ if TYPE_CHECKING:
     from pipetrail.governance.keys import Signer
     from pipetrail.ledger.events import Event
 
-__all__ = ["BundleSummary", "Scope", "parse_scope", "write_bundle"]
+__all__ = ["BundleSummary", "Scope", "parse_scope", "registered_models", "write_bundle"]
 
 _MODEL_KINDS = ("model.registered", "promotion.requested", "alias.moved")
 
@@ -123,6 +123,16 @@ def parse_scope(ref: str, models: set[str]) -> Scope:
             raise NotFoundError(f"{ref!r}: a model version is a number from 1 (MODEL@2)")
         return Scope("model", name, int(version))
     return Scope("model", name) if ref in models else Scope("run", ref)
+
+
+def registered_models(project: Project) -> set[str]:
+    """The names of the models registered in the project (read, not verified: cheap)."""
+    db = project.ledger.db
+    with db.snapshot():
+        size = tree_size(db)[0]
+        return {
+            str(_content(ev).get("model")) for ev in events_of_kinds(db, ["model.registered"], size)
+        }
 
 
 def _content(event: Event) -> dict[str, Any]:
