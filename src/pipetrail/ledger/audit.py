@@ -18,6 +18,8 @@ The schema module (SQLAlchemy) is imported only to create the in-memory copy.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import sqlite3
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -199,19 +201,45 @@ _ALL_EVENTS = (
     "SELECT seq, ts, actor, kind, run_id, payload, prev_hash, hash FROM events ORDER BY seq"
 )
 _FETCH = 20_000  # rows per fetch: one cursor, streamed (a named cursor on PostgreSQL)
+# Rows checked, then projected, at a time: few parsed payloads alive at once keeps the
+# garbage collector's passes short (20,000 large payloads at once made the walk slower).
+_STEP = 500
+
+
+@contextlib.contextmanager
+def _without_cycle_collection() -> Iterator[None]:
+    """Pause the cyclic garbage collector while the walk runs.
+
+    The walk makes millions of short-lived objects (rows, payloads, events) that form no
+    reference cycles, so reference counting frees them all; the collector's passes over
+    them only cost time (a fifth of the walk, measured on 100,000 events).
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
 
 
 def _walk(db: Driver, replica: Replica | None, tree: TreeCheck | None = None) -> _Walk:
+    with _without_cycle_collection():
+        return _walk_events(db, replica, tree)
+
+
+def _walk_events(db: Driver, replica: Replica | None, tree: TreeCheck | None) -> _Walk:
     walk = _Walk()
     unprojectable: tuple[int, str] | None = None
-    for batch in db.batches(_ALL_EVENTS, size=_FETCH):
-        good = walk.rows(batch)
-        if tree is not None:
-            tree.add_many([row[7] for row, _ in good])
-        if replica is not None and unprojectable is None:
-            unprojectable = _replay(replica, good)
-        if walk.failure is not None:
-            return walk
+    for fetched in db.batches(_ALL_EVENTS, size=_FETCH):
+        for at in range(0, len(fetched), _STEP):
+            good = walk.rows(fetched[at : at + _STEP])
+            if tree is not None:
+                tree.add_many([row[7] for row, _ in good])
+            if replica is not None and unprojectable is None:
+                unprojectable = _replay(replica, good)
+            if walk.failure is not None:
+                return walk
     walk.failure = _end_of_chain(db, walk) or unprojectable
     return walk
 
