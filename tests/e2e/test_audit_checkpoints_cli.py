@@ -271,3 +271,33 @@ def test_a_checkpoint_after_every_run_when_configured(project: Project, tmp_path
     nokey = project.cli("run", "pipeline.py", "-p", "scale=9", "-q", user="carol")
     assert nokey.returncode == 0
     assert "warning: no checkpoint was signed after the run" in nokey.stderr
+
+
+def test_a_checkpoint_after_every_governance_act_when_configured(
+    project: Project, tmp_path: Path
+) -> None:
+    witness = tmp_path / "witness"
+    (project.root / "pipetrail.toml").write_text(
+        f'[pipetrail]\n\n[audit]\ncheckpoints = "{witness}"\ncheckpoint_after_governance = true\n'
+    )
+    done = project.cli("user", "init")
+    assert done.returncode == 0, done.stderr
+    assert "checkpoint of" in done.stderr
+    run_id = json.loads(project.cli("runs", "--json").stdout)[0]["run_id"]
+    done = project.cli("model", "register", "m", "--from", f"{run_id}:total")
+    assert done.returncode == 0, done.stderr
+    assert len(list(witness.glob("*.checkpoint"))) == 2
+    assert project.cli("model", "list").returncode == 0  # records nothing: signs nothing
+    refused = project.cli("user", "grant", "alice", "admin")  # holds it already
+    assert refused.returncode == 7
+    assert len(list(witness.glob("*.checkpoint"))) == 2
+    report = json.loads(verify(project, witness, "--json").stdout)
+    assert report["ok"]
+    newest = report["checkpoints"]["checkpoints"][-1]["size"]
+    assert newest == report["checkpoints"]["size"]  # the last act is covered
+    (project.root / "pipetrail.toml").write_text(
+        '[pipetrail]\n\n[audit]\ncheckpoint_after_governance = "yes"\n'
+    )
+    done = project.cli("model", "register", "m", "--from", f"{run_id}:total")
+    assert done.returncode == 0, done.stderr
+    assert "checkpoint_after_governance must be true or false, not 'yes'" in done.stderr

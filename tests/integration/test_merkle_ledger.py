@@ -96,6 +96,24 @@ def test_appends_keep_the_stored_tree_equal_to_the_rfc_tree(metadata_url: str) -
     ledger.close()
 
 
+def test_many_proofs_at_once_equal_one_by_one_and_verify(metadata_url: str) -> None:
+    ledger = Ledger.open(metadata_url, actor="tester")
+    rng = random.Random(11)
+    fill(ledger, [rng.randint(20, 90) for _ in range(12)])
+    got = leaves(ledger)
+    for n in (len(got), len(got) - 37, 300, 17):
+        wanted = [*range(min(n, 40)), *range(max(0, n - 70), n), *rng.sample(range(n), min(n, 25))]
+        paths = read_tree(ledger.db).inclusion_proofs(wanted, n)  # a fresh reader: no cache
+        assert sorted(paths) == sorted(set(wanted))
+        one = read_tree(ledger.db)
+        for i, path in paths.items():
+            assert path == one.inclusion_proof(i, n), (i, n)
+            assert verify_inclusion(got[i], i, n, path, mth(got[:n])), (i, n)
+    with pytest.raises(ValueError, match="leaf 5 is not in a tree of 5 leaves"):
+        read_tree(ledger.db).inclusion_proofs([0, 5], 5)
+    ledger.close()
+
+
 def test_two_writers_interleaved_extend_one_tree(metadata_url: str) -> None:
     first = Ledger.open(metadata_url, actor="one")
     second = Ledger.open(metadata_url, actor="two")

@@ -38,6 +38,10 @@ ALLOWED = {
     ("execution/flushing.py", ".payload"),
     # An in-toto statement inside a DSSE envelope, not a ledger event.
     ("verify/attestation.py", ".payload"),
+    # The events of an audit bundle, read from the bundle file offline (no ledger), and
+    # the bundle manifest's DSSE envelope.
+    ("governance/bundle_check.py", ".payload"),
+    ("governance/bundle_check.py", '["payload"]'),
 }
 SQL = re.compile(
     r"\b(SELECT\s.+\sFROM|INSERT\s+INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM|"

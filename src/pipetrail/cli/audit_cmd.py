@@ -5,14 +5,16 @@ ledger (docs/audit.md). Where: ``--to DIR`` (a folder), ``--git REPO`` (a commit
 repository of its own), or the project's ``pipetrail.toml``::
 
     [audit]
-    checkpoints = "../witness"      # a folder, or the top of a git repository
-    checkpoint_after_run = true     # sign one after every completed run
+    checkpoints = "../witness"          # a folder, or the top of a git repository
+    checkpoint_after_run = true         # sign one after every completed run
+    checkpoint_after_governance = true  # and after every governance command that records
 
 Imports only click and the standard library at start-up.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tomllib
 from pathlib import Path
@@ -23,6 +25,8 @@ import click
 from pipetrail.cli.exits import EXIT_BAD_INPUT, emit_json, fail
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator
+
     from pipetrail.execution.project import Project
     from pipetrail.governance.keys import PublicKey
     from pipetrail.governance.witness import FoundNote, Witness
@@ -30,6 +34,8 @@ if TYPE_CHECKING:
 __all__ = [
     "after_run_checkpoint",
     "checkpoint",
+    "checkpoint_after_governance",
+    "configured_witness",
     "load_checkpoints",
     "print_checkpoints",
     "prove",
@@ -50,20 +56,31 @@ def _settings(project: Project) -> dict[str, Any]:
     return table if isinstance(table, dict) else {}
 
 
-def _configured_witness(project: Project) -> Witness | None:
+def _witness(project: Project) -> tuple[Witness | None, str]:
+    """The witness ``[audit] checkpoints`` names (or None), and what is wrong with it."""
     from pipetrail.governance.witness import Witness
 
     where = _settings(project).get("checkpoints")
     if where is None:
-        return None
+        return None, ""
     if not isinstance(where, str) or not where:
-        fail(
+        return None, (
             f"{project.root / 'pipetrail.toml'}: [audit] checkpoints must be a folder or "
-            "repository path (text)",
-            EXIT_BAD_INPUT,
+            "repository path (text)"
         )
     path = Path(where)
-    return Witness(path if path.is_absolute() else project.root / path)
+    return Witness(path if path.is_absolute() else project.root / path), ""
+
+
+def configured_witness(project: Project) -> Witness | None:
+    """The witness ``[audit] checkpoints`` names, or None when it names none.
+
+    Exits with :data:`EXIT_BAD_INPUT` when the setting is not a path.
+    """
+    witness, wrong = _witness(project)
+    if wrong:
+        fail(wrong, EXIT_BAD_INPUT)
+    return witness
 
 
 def _sign(project: Project, witness: Witness) -> dict[str, Any]:
@@ -108,7 +125,7 @@ def checkpoint(folder: Path | None, repo: Path | None, as_json: bool) -> None:
         if folder is not None or repo is not None:
             witness = Witness(folder or repo or Path(), git=repo is not None)
         else:
-            configured = _configured_witness(project)
+            configured = configured_witness(project)
             if configured is None:
                 fail(
                     "where should the checkpoint go? Give --to DIR or --git REPO, or set "
@@ -130,30 +147,63 @@ def checkpoint(folder: Path | None, repo: Path | None, as_json: bool) -> None:
         click.echo(f"warning: {made['warning']}", err=True)
 
 
+def _asked(project: Project, flag: str) -> bool:
+    """Whether ``[audit] FLAG = true``; a value that is not true or false is warned about."""
+    value = _settings(project).get(flag, False)
+    if not isinstance(value, bool):
+        click.echo(
+            f"warning: {project.root / 'pipetrail.toml'}: [audit] {flag} must be true or "
+            f"false, not {value!r}; no checkpoint is signed until it is fixed",
+            err=True,
+        )
+        return False
+    return value
+
+
+def _sign_after(project: Project, flag: str, what: str) -> None:
+    """Sign a checkpoint into the configured witness; warn, never fail, when it cannot."""
+    from pipetrail.errors import PipetrailError
+
+    witness, wrong = _witness(project)
+    if witness is None:
+        reason = (
+            wrong or f"[audit] {flag} is set but [audit] checkpoints names no folder or repository"
+        )
+        click.echo(f"warning: {reason}; no checkpoint was signed", err=True)
+        return
+    try:
+        made = _sign(project, witness)
+    except (PipetrailError, OSError) as exc:
+        click.echo(f"warning: no checkpoint was signed after the {what}: {exc}", err=True)
+        return
+    click.echo(f"checkpoint of {made['size']} events: {made['written']}", err=True)
+
+
 def after_run_checkpoint(project: Project) -> None:
     """Sign a checkpoint after a run when ``[audit] checkpoint_after_run`` is true.
 
     A checkpoint that cannot be written does not fail the run: a warning says why.
     """
-    settings = _settings(project)
-    if settings.get("checkpoint_after_run") is not True:
-        return
-    from pipetrail.errors import PipetrailError
+    if _asked(project, "checkpoint_after_run"):
+        _sign_after(project, "checkpoint_after_run", "run")
 
-    witness = _configured_witness(project)
-    if witness is None:
-        click.echo(
-            "warning: [audit] checkpoint_after_run is set but [audit] checkpoints names no "
-            "folder or repository; no checkpoint was signed",
-            err=True,
-        )
+
+@contextlib.contextmanager
+def checkpoint_after_governance(project: Project) -> Iterator[None]:
+    """Sign a checkpoint after the body when it recorded governance events.
+
+    Only when ``[audit] checkpoint_after_governance`` is true; a body that records
+    nothing (a refusal, a listing) signs nothing, and one that cannot be signed warns.
+    """
+    if not _asked(project, "checkpoint_after_governance"):
+        yield
         return
-    try:
-        made = _sign(project, witness)
-    except PipetrailError as exc:
-        click.echo(f"warning: no checkpoint was signed after the run: {exc}", err=True)
-        return
-    click.echo(f"checkpoint of {made['size']} events: {made['written']}", err=True)
+    from pipetrail.ledger.merkle_store import tree_size
+
+    before = tree_size(project.ledger.db)[0]
+    yield
+    if tree_size(project.ledger.db)[0] != before:
+        _sign_after(project, "checkpoint_after_governance", "governance event")
 
 
 def load_checkpoints(
@@ -278,5 +328,9 @@ def signed_intoto(project: Project, run_ref: str, namespace: str | None) -> str:
 
 def register(group: click.Group) -> None:
     """Add this module's commands to the ``audit`` group."""
+    from pipetrail.cli.bundle_cmd import bundle, verify_bundle
+
     group.add_command(checkpoint)
     group.add_command(prove)
+    group.add_command(bundle)
+    group.add_command(verify_bundle)

@@ -19,13 +19,18 @@ __all__ = ["governance", "user"]
 
 @contextlib.contextmanager
 def governance() -> Iterator[Governance]:
-    """The project here, governed by the configured identity; closed afterwards."""
+    """The project here, governed by the configured identity; closed afterwards.
+
+    Signs a checkpoint after an act when ``[audit] checkpoint_after_governance`` asks.
+    """
+    from pipetrail.cli.audit_cmd import checkpoint_after_governance
     from pipetrail.execution.project import Project
     from pipetrail.governance.service import Governance
 
     project = Project.discover(must_exist=True)
     try:
-        yield Governance(project)
+        with checkpoint_after_governance(project):
+            yield Governance(project)
     finally:
         project.close()
 

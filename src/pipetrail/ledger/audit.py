@@ -18,20 +18,23 @@ The schema module (SQLAlchemy) is imported only to create the in-memory copy.
 
 from __future__ import annotations
 
-import json
+import contextlib
+import gc
 import sqlite3
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import TamperedLedgerError
-from pipetrail.ledger.driver import Driver
+from pipetrail.ledger.audit_replica import Replica
+from pipetrail.ledger.chain_check import chain_hash, parse_payload
 from pipetrail.ledger.events import GENESIS_HASH, Event
 from pipetrail.ledger.merkle_store import TreeCheck
-from pipetrail.ledger.projections import apply_event
-from pipetrail.ledger.trusted import DerivedRowProblem
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+    from pipetrail.ledger.driver import Driver
+    from pipetrail.ledger.trusted import DerivedRowProblem
 
 __all__ = [
     "LedgerVerifyReport",
@@ -115,127 +118,6 @@ def iter_events(db: Driver, *, from_seq: int = 1, batch: int = 5000) -> Iterator
         after = rows[-1]["seq"]
 
 
-class _Replica:
-    """The derived tables, replayed from the events into a private SQLite database.
-
-    The database is SQLite's temporary on-disk kind (an empty file name): beyond its page
-    cache it spills to a temp file, so a large ledger's rows are not all held in memory;
-    it vanishes on close. The stored tables are copied into it (``stored_<table>``) and
-    compared there with SQL, in batches, for the same reason.
-    """
-
-    def __init__(self) -> None:
-        from sqlalchemy.dialects import sqlite
-        from sqlalchemy.schema import CreateTable
-
-        from pipetrail.ledger.schema import PROJECTION_TABLES
-
-        self.db = Driver(sqlite3.connect(""), "sqlite")
-        self.db.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
-        self.tables: dict[str, tuple[list[str], list[str]]] = {}
-        for table in PROJECTION_TABLES:
-            ddl = str(CreateTable(table).compile(dialect=sqlite.dialect()))
-            self.db.execute(ddl)
-            self.db.execute(ddl.replace(f"TABLE {table.name} ", f"TABLE stored_{table.name} ", 1))
-            columns = [c.name for c in table.columns]
-            keys = [c.name for c in table.primary_key.columns]
-            self.tables[table.name] = (columns, keys)
-        self.db.execute("BEGIN")  # one transaction for the whole replay: much faster
-        # (table, key, problem, the row the events give or None), from the last compare
-        self._fixes: list[tuple[str, tuple[Any, ...], str, tuple[Any, ...] | None]] = []
-
-    def apply(self, event: Event, payload: dict[str, Any]) -> None:
-        apply_event(self.db, event, payload)
-
-    def _copy_stored(self, db: Driver, table: str) -> None:
-        columns, _ = self.tables[table]
-        names = ", ".join(columns)
-        marks = ", ".join("?" for _ in columns)
-        insert = f"INSERT INTO stored_{table} ({names}) VALUES ({marks})"  # noqa: S608
-        self.db.execute(f"DELETE FROM stored_{table}")  # noqa: S608 - schema names
-        for batch in db.batches(f"SELECT {names} FROM {table}"):  # noqa: S608 - schema names
-            self.db.connection.executemany(insert, batch)
-
-    def compare(self, db: Driver) -> tuple[int, list[DerivedRowProblem]]:
-        """Compare ``db``'s derived tables with the replica: (rows expected, problems)."""
-        problems: list[DerivedRowProblem] = []
-        self._fixes = []
-        total = 0
-        for table, (columns, keys) in self.tables.items():
-            self._copy_stored(db, table)
-            total += int(self.db.rows(f"SELECT COUNT(*) FROM {table}")[0][0])  # noqa: S608
-            width = len(columns)
-            first = columns.index(keys[0])
-            at = [columns.index(k) for k in keys]
-            on = " AND ".join(f"e.{k} = s.{k}" for k in keys)
-            both = ", ".join([*(f"e.{c}" for c in columns), *(f"s.{c}" for c in columns)])
-            differ = " OR ".join(f"e.{c} IS NOT s.{c}" for c in columns)
-            # A full outer join, written as two left joins (SQLite before 3.39 has none).
-            found = self.db.rows(
-                f"SELECT {both} FROM {table} e LEFT JOIN stored_{table} s ON {on} "  # noqa: S608
-                f"WHERE s.{keys[0]} IS NULL OR {differ} "
-                f"UNION ALL SELECT {both} FROM stored_{table} s LEFT JOIN {table} e ON {on} "
-                f"WHERE e.{keys[0]} IS NULL"
-            )
-            keyed = []
-            for row in found:
-                want = row[:width] if row[first] is not None else None
-                have = row[width:] if row[width + first] is not None else None
-                side = row[:width] if want is not None else row[width:]
-                keyed.append((tuple(side[i] for i in at), want, have))
-            keyed.sort(key=lambda item: tuple(str(part) for part in item[0]))
-            for key, want, have in keyed:
-                name = ", ".join(str(part) for part in key)
-                if have is None:
-                    problem = DerivedRowProblem(table, name, "missing")
-                elif want is None:
-                    problem = DerivedRowProblem(table, name, "extra")
-                else:
-                    differing = tuple(
-                        (c, h, w)
-                        for c, h, w in zip(columns, have, want, strict=True)
-                        if not _same(h, w)
-                    )
-                    if not differing:
-                        continue
-                    problem = DerivedRowProblem(table, name, "differs", differing)
-                problems.append(problem)
-                self._fixes.append((table, key, problem.problem, want))
-            self.db.execute(f"DELETE FROM stored_{table}")  # noqa: S608 - schema names
-        return total, problems
-
-    def repair(self, db: Driver) -> None:
-        """Rewrite the rows the last :meth:`compare` found so ``db`` equals the replica."""
-        for table, (columns, keys) in self.tables.items():
-            mine = [(key, problem, want) for t, key, problem, want in self._fixes if t == table]
-            where = " AND ".join(f"{k} = :{k}" for k in keys)
-            db.executemany(
-                f"DELETE FROM {table} WHERE {where}",  # noqa: S608 - schema names
-                [dict(zip(keys, key, strict=True)) for key, problem, _ in mine
-                 if problem != "missing"],
-            )  # fmt: skip
-            marks = ", ".join(f":{c}" for c in columns)
-            db.executemany(
-                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})",  # noqa: S608
-                [dict(zip(columns, want, strict=True)) for _, _, want in mine if want is not None],
-            )
-
-    def close(self) -> None:
-        self.db.close()
-
-
-_CACHE_KIB = 65536  # the replica's page cache; beyond it, pages go to its temp file
-
-
-def _same(stored: Any, expected: Any) -> bool:
-    # Text must be text and numbers numbers: '5' is not 5 (a driver may widen 5 to 5.0).
-    if type(stored) is not type(expected) and not (
-        isinstance(stored, int | float) and isinstance(expected, int | float)
-    ):
-        return False
-    return bool(stored == expected)
-
-
 @dataclass
 class _Walk:
     """The chain walk's state: where it is and what failed."""
@@ -245,32 +127,41 @@ class _Walk:
     checked: int = 0
     failure: tuple[int, str] | None = None
 
-    def step(self, ev: Event) -> dict[str, Any] | None:
-        """Check one event; return its payload, or None (and record why) if it fails."""
-        if ev.seq != self.expected_seq:
-            self.failure = (
-                self.expected_seq,
-                f"event {self.expected_seq} is missing (the next stored event is {ev.seq})",
-            )
-            return None
-        if ev.prev_hash != self.prev:
-            self.failure = (ev.seq, "its prev_hash does not match the hash of the event before it")
-            return None
-        recomputed = ev.computed_hash()
-        if recomputed != ev.hash:
-            self.failure = (ev.seq, "its content does not match its hash (the row was edited)")
-            return None
-        try:
-            payload = json.loads(ev.payload_text)
-        except ValueError:
-            payload = None
-        if not isinstance(payload, dict):
-            self.failure = (ev.seq, "its payload is not a JSON object")
-            return None
-        self.prev = ev.hash
-        self.expected_seq += 1
-        self.checked += 1
-        return payload
+    def rows(self, rows: list[tuple[Any, ...]]) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+        """Check a batch of stored rows in order; return those that verify, with payloads.
+
+        Stops at the first row that fails (and records why): the rest of the chain
+        cannot be trusted past it.
+        """
+        good: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+        expected, prev = self.expected_seq, self.prev
+        for row in rows:
+            seq, ts, actor, kind, run_id, text, prev_hash, stored = row
+            if seq != expected:
+                self.failure = (
+                    expected,
+                    f"event {expected} is missing (the next stored event is {seq})",
+                )
+                break
+            if prev_hash != prev:
+                self.failure = (seq, "its prev_hash does not match the hash of the event before it")
+                break
+            if chain_hash(seq, ts, actor, kind, run_id, text, prev_hash) != stored:
+                self.failure = (seq, "its content does not match its hash (the row was edited)")
+                break
+            try:
+                payload = parse_payload(text)
+            except ValueError:
+                payload = None
+            if type(payload) is not dict:
+                self.failure = (seq, "its payload is not a JSON object")
+                break
+            good.append((row, payload))
+            prev = stored
+            expected += 1
+        self.expected_seq, self.prev = expected, prev
+        self.checked += len(good)
+        return good
 
 
 def _max_projection_seq(db: Driver) -> int:
@@ -306,33 +197,75 @@ def _end_of_chain(db: Driver, walk: _Walk) -> tuple[int, str] | None:
     return None
 
 
-def _walk(db: Driver, replica: _Replica | None, tree: TreeCheck | None = None) -> _Walk:
+_ALL_EVENTS = (
+    "SELECT seq, ts, actor, kind, run_id, payload, prev_hash, hash FROM events ORDER BY seq"
+)
+_FETCH = 20_000  # rows per fetch: one cursor, streamed (a named cursor on PostgreSQL)
+# Rows checked, then projected, at a time: few parsed payloads alive at once keeps the
+# garbage collector's passes short (20,000 large payloads at once made the walk slower).
+_STEP = 500
+
+
+@contextlib.contextmanager
+def _without_cycle_collection() -> Iterator[None]:
+    """Pause the cyclic garbage collector while the walk runs.
+
+    The walk makes millions of short-lived objects (rows, payloads, events) that form no
+    reference cycles, so reference counting frees them all; the collector's passes over
+    them only cost time (a fifth of the walk, measured on 100,000 events).
+    """
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _walk(db: Driver, replica: Replica | None, tree: TreeCheck | None = None) -> _Walk:
+    with _without_cycle_collection():
+        return _walk_events(db, replica, tree)
+
+
+def _walk_events(db: Driver, replica: Replica | None, tree: TreeCheck | None) -> _Walk:
     walk = _Walk()
     unprojectable: tuple[int, str] | None = None
-    for ev in iter_events(db):
-        payload = walk.step(ev)
-        if payload is None:
-            return walk
-        if tree is not None:
-            tree.add(ev.hash)
-        if replica is not None and unprojectable is None:
-            try:
-                replica.apply(ev, payload)
-            except (KeyError, TypeError, ValueError, AttributeError, sqlite3.Error) as exc:
-                # pipetrail projects every event in the transaction that appends it, so an
-                # event its projection code rejects was not appended by pipetrail.
-                unprojectable = (
-                    ev.seq,
-                    f"its {ev.kind} payload cannot be projected ({type(exc).__name__}: {exc}); "
-                    "pipetrail did not write this event",
-                )
+    for fetched in db.batches(_ALL_EVENTS, size=_FETCH):
+        for at in range(0, len(fetched), _STEP):
+            good = walk.rows(fetched[at : at + _STEP])
+            if tree is not None:
+                tree.add_many([row[7] for row, _ in good])
+            if replica is not None and unprojectable is None:
+                unprojectable = _replay(replica, good)
+            if walk.failure is not None:
+                return walk
     walk.failure = _end_of_chain(db, walk) or unprojectable
     return walk
 
 
+def _replay(
+    replica: Replica, good: list[tuple[tuple[Any, ...], dict[str, Any]]]
+) -> tuple[int, str] | None:
+    """Project verified events into the replica; the first that cannot be, and why."""
+    for row, payload in good:
+        ev = Event(*row)
+        try:
+            replica.apply(ev, payload)
+        except (KeyError, TypeError, ValueError, AttributeError, sqlite3.Error) as exc:
+            # pipetrail projects every event in the transaction that appends it, so an
+            # event its projection code rejects was not appended by pipetrail.
+            return (
+                ev.seq,
+                f"its {ev.kind} payload cannot be projected ({type(exc).__name__}: {exc}); "
+                "pipetrail did not write this event",
+            )
+    return None
+
+
 def verify(db: Driver, *, derived: bool = True) -> LedgerVerifyReport:
     """Verify the chain and (``derived``) the derived tables, in one read snapshot."""
-    replica = _Replica() if derived else None
+    replica = Replica() if derived else None
     try:
         with db.snapshot():
             tree = TreeCheck(db) if derived else None
@@ -358,7 +291,7 @@ def rebuild(db: Driver) -> RebuildReport:
     Raises:
         TamperedLedgerError: the chain is broken; nothing was changed.
     """
-    replica = _Replica()
+    replica = Replica()
     try:
         with db.write():
             tree = TreeCheck(db)

@@ -138,6 +138,7 @@ class TreeReader:
     def __init__(self, store: NodeStore) -> None:
         self.store = store
         self._cache: dict[NodeKey, bytes] = {}
+        self._ranges: dict[tuple[int, int], bytes] = {}  # ragged subtrees already hashed
 
     def _fetch(self, keys: list[NodeKey]) -> None:
         missing = [k for k in keys if k not in self._cache]
@@ -160,8 +161,22 @@ class TreeReader:
             raise ValueError("an empty range has no hash")
         if n & (n - 1) == 0 and lo % n == 0:
             return self._node((n.bit_length() - 1, lo // n))
+        found = self._ranges.get((lo, hi))
+        if found is None:
+            k = _split(n)
+            found = node_hash(self.subtree(lo, lo + k), self.subtree(lo + k, hi))
+            self._ranges[(lo, hi)] = found
+        return found
+
+    def _keys(self, lo: int, hi: int, out: set[NodeKey]) -> None:
+        """Add the stored subtrees :meth:`subtree` ``(lo, hi)`` reads to ``out``."""
+        n = hi - lo
+        if n & (n - 1) == 0 and lo % n == 0:
+            out.add((n.bit_length() - 1, lo // n))
+            return
         k = _split(n)
-        return node_hash(self.subtree(lo, lo + k), self.subtree(lo + k, hi))
+        self._keys(lo, lo + k, out)
+        self._keys(lo + k, hi, out)
 
     def root(self, size: int) -> bytes:
         """The root hash of the tree of the first ``size`` leaves (SHA-256 of b'' if 0)."""
@@ -189,6 +204,33 @@ class TreeReader:
                 lo += k
         path.reverse()
         return path
+
+    def inclusion_proofs(self, indices: Iterable[int], size: int) -> dict[int, list[bytes]]:
+        """The audit paths of many leaves of one tree, by leaf index.
+
+        Reads every node they need in one call to the store (a handful of range
+        queries for leaves that lie together), then builds each path from memory;
+        subtrees shared by several paths are hashed once.
+
+        Raises:
+            ValueError: an index is not a leaf of that tree.
+        """
+        wanted: set[NodeKey] = set()
+        seen: set[tuple[int, int]] = set()
+        leaves = sorted(set(indices))
+        for index in leaves:
+            if not 0 <= index < size:
+                raise ValueError(f"leaf {index} is not in a tree of {size} leaves")
+            lo, hi = 0, size
+            while hi - lo > 1:
+                k = _split(hi - lo)
+                side = (lo + k, hi) if index < lo + k else (lo, lo + k)
+                if side not in seen:
+                    seen.add(side)
+                    self._keys(*side, wanted)
+                lo, hi = (lo, lo + k) if index < lo + k else (lo + k, hi)
+        self._fetch(sorted(wanted))
+        return {index: self.inclusion_proof(index, size) for index in leaves}
 
     def consistency_proof(self, old: int, new: int) -> list[bytes]:
         """The proof that the tree of ``old`` leaves is a prefix of the tree of ``new``.

@@ -22,6 +22,7 @@ extra, as a derived row of table ``merkle_nodes``; ``audit rebuild`` rewrites th
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING
 
 from pipetrail.errors import LedgerError
@@ -83,33 +84,53 @@ class DriverNodes:
         self.db = db
 
     def get_nodes(self, keys: Sequence[NodeKey]) -> Mapping[NodeKey, bytes]:
-        """Return the hashes of ``keys``: stored ones read, small ones hashed from events."""
+        """Return the hashes of ``keys``: stored ones read, small ones hashed from events.
+
+        Many keys close together (the proofs of a bundle's events) are read with range
+        queries: one per level for stored nodes that lie densely, one per run of
+        adjacent 16-leaf blocks for the small subtrees.
+        """
         found: dict[NodeKey, bytes] = {}
-        stored = [k for k in keys if k[0] >= LOW_LEVEL]
-        for start in range(0, len(stored), 32):
-            chunk = stored[start : start + 32]
-            where = " OR ".join(f"(level = :l{i} AND idx = :i{i})" for i in range(len(chunk)))
-            params: dict[str, int] = {}
-            for i, (level, idx) in enumerate(chunk):
-                params[f"l{i}"] = level
-                params[f"i{i}"] = idx
-            sql = f"SELECT level, idx, hash FROM merkle_nodes WHERE {where}"  # noqa: S608
-            for level, idx, digest in self.db.rows(sql, params):
-                found[(int(level), int(idx))] = bytes(digest)
+        by_level: dict[int, list[int]] = {}
+        for level, idx in keys:
+            if level >= LOW_LEVEL:
+                by_level.setdefault(level, []).append(idx)
+        for level, indices in by_level.items():
+            found.update(self._stored(level, sorted(set(indices))))
         blocks: dict[int, list[NodeKey]] = {}
         for level, idx in keys:
             if level < LOW_LEVEL:
                 blocks.setdefault((idx << level) >> LOW_LEVEL, []).append((level, idx))
-        for block, wanted in blocks.items():
-            lo = block << LOW_LEVEL
-            hi = max((idx + 1) << level for level, idx in wanted)
+        for first_block, last_block in _runs(sorted(blocks)):
+            lo = first_block << LOW_LEVEL
+            hi = max((idx + 1) << level for level, idx in blocks[last_block])
             rows = self.db.rows(_HASHES, {"lo": lo, "hi": hi})
             leaves = [event_leaf(str(h)) for (h,) in rows]
-            for level, idx in wanted:
-                first = (idx << level) - lo
-                part = leaves[first : first + (1 << level)]
-                if len(part) == 1 << level:
-                    found[(level, idx)] = _perfect(part)
+            for block in range(first_block, last_block + 1):
+                for level, idx in blocks.get(block, ()):
+                    first = (idx << level) - lo
+                    part = leaves[first : first + (1 << level)]
+                    if len(part) == 1 << level:
+                        found[(level, idx)] = _perfect(part)
+        return found
+
+    def _stored(self, level: int, indices: list[int]) -> dict[NodeKey, bytes]:
+        found: dict[NodeKey, bytes] = {}
+        if len(indices) > 32 and indices[-1] - indices[0] < 4 * len(indices):
+            wanted = set(indices)
+            rows = self.db.rows(_RANGE, {"level": level, "lo": indices[0], "hi": indices[-1] + 1})
+            for idx, digest in rows:
+                if int(idx) in wanted:
+                    found[(level, int(idx))] = bytes(digest)
+            return found
+        for start in range(0, len(indices), 32):
+            chunk = indices[start : start + 32]
+            marks = ", ".join(f":i{i}" for i in range(len(chunk)))
+            params = {f"i{i}": idx for i, idx in enumerate(chunk)}
+            params["level"] = level
+            sql = f"SELECT idx, hash FROM merkle_nodes WHERE level = :level AND idx IN ({marks})"  # noqa: S608
+            for idx, digest in self.db.rows(sql, params):
+                found[(level, int(idx))] = bytes(digest)
         return found
 
     def put(self, nodes: Mapping[NodeKey, bytes]) -> None:
@@ -122,6 +143,17 @@ class DriverNodes:
                 if lv >= LOW_LEVEL
             ],
         )
+
+
+def _runs(blocks: list[int], most: int = 4096) -> list[tuple[int, int]]:
+    """Sorted block numbers grouped into runs of adjacent ones (at most ``most`` each)."""
+    runs: list[tuple[int, int]] = []
+    for block in blocks:
+        if runs and block == runs[-1][1] + 1 and block - runs[-1][0] < most:
+            runs[-1] = (runs[-1][0], block)
+        else:
+            runs.append((block, block))
+    return runs
 
 
 def _perfect(leaves: list[bytes]) -> bytes:
@@ -279,17 +311,26 @@ class TreeCheck:
 
     def add(self, chain_hash: str) -> None:
         """Take the next event's chain hash (in sequence order)."""
-        current = event_leaf(chain_hash)
-        i, level = self.size, 0
-        while i & 1:
-            current = node_hash(self._edge.pop(), current)
-            i >>= 1
-            level += 1
-            if level >= LOW_LEVEL:
-                self._made[(level, i)] = current
-        self._edge.append(current)
-        self.size += 1
-        if len(self._made) >= _BATCH:
+        self.add_many([chain_hash])
+
+    def add_many(self, chain_hashes: Sequence[str]) -> None:
+        """Take the next events' chain hashes (in sequence order)."""
+        edge, made, size = self._edge, self._made, self.size
+        sha256 = hashlib.sha256
+        for chain in chain_hashes:
+            # event_leaf and node_hash, inlined: this loop runs once per event.
+            current = sha256(b"\x00" + bytes.fromhex(chain.removeprefix("blake3:"))).digest()
+            i, level = size, 0
+            while i & 1:
+                current = sha256(b"\x01" + edge.pop() + current).digest()
+                i >>= 1
+                level += 1
+                if level >= LOW_LEVEL:
+                    made[(level, i)] = current
+            edge.append(current)
+            size += 1
+        self.size = size
+        if len(made) >= _BATCH:
             self._flush()
 
     def _flush(self) -> None:

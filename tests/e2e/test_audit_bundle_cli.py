@@ -1,0 +1,157 @@
+"""``pipetrail audit bundle`` and ``audit verify-bundle`` as a user and an auditor run them.
+
+The auditor's side runs in an empty folder with no project, and once with SQLAlchemy,
+sqlite3 and psycopg made unimportable: the verifier must not need the database layer.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import textwrap
+from typing import TYPE_CHECKING
+
+import pytest
+
+from pipetrail.governance.keys import create_key
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+pytestmark = pytest.mark.e2e
+
+PIPETRAIL = [sys.executable, "-m", "pipetrail.cli.main"]
+Completed = subprocess.CompletedProcess[str]
+
+PIPELINE = """
+from pipetrail import pipeline, step
+
+@step
+def train(auc: float = 0.97) -> dict:
+    return {"roc_auc": auc}
+
+@pipeline
+def fit(auc: float = 0.97):
+    return train(auc)
+"""
+
+# Runs the CLI with the database layer unimportable, and says which pipetrail modules it
+# loaded; a module of the ledger's database side among them fails the test.
+BLOCKED = """
+import sys
+
+class Block:
+    def find_spec(self, name, path=None, target=None):
+        if name.split(".")[0] in ("sqlalchemy", "sqlite3", "_sqlite3", "psycopg", "alembic"):
+            raise ImportError(f"{name} is blocked: the verifier must not need it")
+        return None
+
+sys.meta_path.insert(0, Block())
+sys.argv = ["pipetrail", *sys.argv[1:]]
+from pipetrail.cli.main import main
+try:
+    main()
+finally:
+    loaded = sorted(m for m in sys.modules if m.startswith("pipetrail.ledger"))
+    print("LOADED " + " ".join(loaded), file=sys.stderr)
+"""
+
+
+def cli(cwd: Path, home: Path, *args: str, user: str = "alice") -> Completed:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPETRAIL_")}
+    env.update(PIPETRAIL_HOME=str(home), PIPETRAIL_USER=user, COLUMNS="200")
+    return subprocess.run(
+        [*PIPETRAIL, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=300
+    )
+
+
+@pytest.fixture
+def bundle(tmp_path: Path) -> tuple[Path, str]:
+    root, home = tmp_path / "proj", tmp_path / "home"
+    root.mkdir()
+    key = create_key("alice", folder=home).text
+    assert cli(root, home, "init").returncode == 0
+    with (root / "pipetrail.toml").open("a") as toml:
+        toml.write(f'\n[audit]\ncheckpoints = "{tmp_path / "witness"}"\n')
+    (root / "fit.py").write_text(textwrap.dedent(PIPELINE))
+    run = json.loads(cli(root, home, "run", "fit.py", "--json").stdout)["run_id"]
+    done = cli(root, home, "model", "register", "churn", "--from", f"{run}:train")
+    assert done.returncode == 0, done.stderr
+    out = tmp_path / "churn.tar"
+    made = cli(root, home, "audit", "bundle", "churn@1", "-o", str(out))
+    assert made.returncode == 0, made.stderr
+    assert "audit bundle of churn@1:" in made.stdout
+    assert "signed by alice" in made.stdout
+    assert len(list((tmp_path / "witness").glob("*.checkpoint"))) == 1  # kept outside too
+    return out, key
+
+
+def test_an_auditor_verifies_a_bundle_in_an_empty_folder(
+    bundle: tuple[Path, str], tmp_path: Path
+) -> None:
+    out, key = bundle
+    empty = tmp_path / "auditor"
+    empty.mkdir()
+    done = cli(
+        empty, tmp_path / "nohome", "audit", "verify-bundle", str(out), "--key", f"alice={key}"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "bundle verified:" in done.stdout
+    assert "keys: --key" in done.stdout
+    report = json.loads(
+        cli(empty, tmp_path / "nohome", "audit", "verify-bundle", str(out), "--json").stdout
+    )
+    assert report["ok"]
+    assert report["scope"] == {"kind": "model", "name": "churn", "version": 1}
+    assert report["signatures"] >= 2  # alice's own addition, the registration
+    assert list(empty.iterdir()) == []  # nothing extracted
+
+
+def test_the_verifier_does_not_load_the_database_layer(
+    bundle: tuple[Path, str], tmp_path: Path
+) -> None:
+    out, key = bundle
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPETRAIL_")}
+    args = ["audit", "verify-bundle", str(out), "--key", f"alice={key}"]
+    done = subprocess.run(
+        [sys.executable, "-c", BLOCKED, *args],
+        cwd=tmp_path, capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "bundle verified:" in done.stdout
+    loaded = done.stderr.split("LOADED ")[-1].split()
+    assert set(loaded) <= {"pipetrail.ledger", "pipetrail.ledger.events", "pipetrail.ledger.merkle"}
+
+
+def test_a_tampered_bundle_exits_3_and_bad_input_exits_2(
+    bundle: tuple[Path, str], tmp_path: Path
+) -> None:
+    out, key = bundle
+    with tarfile.open(out) as archive:
+        members = {i.name: archive.extractfile(i).read() for i in archive}  # type: ignore[union-attr]
+    members["report.md"] = members["report.md"].replace(b"churn", b"chern")
+    edited = tmp_path / "edited.tar"
+    with tarfile.open(edited, "w") as archive:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    done = cli(
+        tmp_path, tmp_path / "h", "audit", "verify-bundle", str(edited), "--key", f"alice={key}"
+    )
+    assert done.returncode == 3
+    assert "FAILED report.md: its SHA-256 differs from the manifest's" in done.stderr
+    assert "does not verify: 1 problem" in done.stderr
+    not_tar = tmp_path / "notes.txt"
+    not_tar.write_text("hello")
+    done = cli(tmp_path, tmp_path / "h", "audit", "verify-bundle", str(not_tar))
+    assert done.returncode == 2
+    assert "is not a tar archive" in done.stderr
+    done = cli(tmp_path, tmp_path / "h", "audit", "verify-bundle", str(out), "--key", "alice")
+    assert done.returncode == 2
+    assert "expected NAME=ed25519:BASE64" in done.stderr
+    assert "Traceback" not in done.stderr
