@@ -35,6 +35,9 @@ if TYPE_CHECKING:
 __all__ = ["CONTEXT_FIELDS", "decode_log", "encode_log", "render_line", "render_text"]
 
 CONTEXT_FIELDS = ("run_id", "step", "step_run_id", "trace_id", "span_id")
+_STANDARD = frozenset(
+    {"timestamp", "stream", "level", "logger", "event", "exception", *CONTEXT_FIELDS}
+)
 _MARKERS = {"stdout": "[stdout] ", "stderr": "[stderr] ", "log": "[log] "}
 # "[log] 2024-05-01 12:00:00,123 WARNING train: loss is NaN" (logging's default asctime)
 _OLD_LOG = re.compile(
@@ -115,7 +118,10 @@ def _asctime(timestamp: str) -> str:
 
 
 def render_line(item: dict[str, Any]) -> str:
-    """One stored line as the text log shows it (several text lines for a traceback)."""
+    """One stored line as the text log shows it (several text lines for a traceback).
+
+    A log record's extra fields follow its message as ``key=value``.
+    """
     stream = item.get("stream", "stdout")
     marker = _MARKERS.get(stream, _MARKERS["stdout"])
     event = str(item.get("event", ""))
@@ -126,6 +132,9 @@ def render_line(item: dict[str, Any]) -> str:
     except (KeyError, ValueError):
         when = str(item.get("timestamp", ""))
     text = f"{when} {str(item['level']).upper()} {item.get('logger', '')}: {event}"
+    extra = [f"{k}={v}" for k, v in item.items() if k not in _STANDARD]
+    if extra:  # fields given with extra= or by structlog
+        text += " " + " ".join(extra)
     if item.get("exception"):
         text += "\n" + str(item["exception"])
     return "".join(marker + part + "\n" for part in text.split("\n"))

@@ -37,7 +37,13 @@ import tomllib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pipetrail.capture.log_context import run_span_id, step_span_id, trace_id_for
+from pipetrail.capture.log_context import (
+    LogContext,
+    bound,
+    run_span_id,
+    step_span_id,
+    trace_id_for,
+)
 from pipetrail.errors import ProjectError
 
 if TYPE_CHECKING:
@@ -302,6 +308,11 @@ def export_run_trace(
     """
     if settings is None:
         return None
+    with bound(LogContext.for_run(run_id)):  # pipetrail's own lines name the run
+        return _export(project, run_id, settings)
+
+
+def _export(project: Project, run_id: str, settings: TelemetrySettings) -> str | None:
     path = _pending_file(project)
     queue = [r for r in _read_pending(path) if r != run_id] + [run_id]
     reader = project.reader()
