@@ -6,7 +6,7 @@ NAME`` runs some of them (``step_overhead``, ``step_overhead_vs_kedro``, ``cache
 ``hashing``, ``cli_startup``, ``metrics``, ``lineage``, ``sources``, ``data_ops``,
 ``contracts``, ``reproduce``, ``verified_reads``, ``example_rerun``, ``ledger_sql``,
 ``per_run``, ``run_queries``, ``s3_store``, ``gc``, ``merkle``, ``governance``,
-``profiles``; the lineage benchmark builds a 1.2 GB synthetic ledger once, about 75 s,
+``profiles``, ``structured_logs``; the lineage benchmark builds a 1.2 GB synthetic ledger once, about 75 s,
 and the gc, merkle and governance benchmarks their fixtures once, a few minutes each; all
 are reused);
 ``--wait-quiet SECONDS`` waits (up to SECONDS) before each benchmark until other
@@ -50,6 +50,7 @@ import s3_store
 import sources
 import step_overhead
 import step_overhead_vs_kedro
+import structured_logs
 import verified_reads
 from _common import (
     BENCH_DIR,
@@ -87,6 +88,7 @@ BENCHMARKS = {
     "merkle": merkle.run,
     "governance": governance.run,
     "profiles": profiles.run,
+    "structured_logs": structured_logs.run,
 }
 
 

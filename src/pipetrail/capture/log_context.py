@@ -21,10 +21,11 @@ Imports only the standard library: binding a context costs one context-variable 
 from __future__ import annotations
 
 import contextvars
+import functools
 import hashlib
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -42,6 +43,7 @@ __all__ = [
 ]
 
 
+@functools.lru_cache(maxsize=64)  # every step of a run asks for its run's
 def trace_id_for(run_id: str) -> str:
     """Return the W3C trace id (32 lowercase hex digits) of run ``run_id``."""
     return hashlib.blake2b(b"pipetrail-trace\x00" + run_id.encode(), digest_size=16).hexdigest()
@@ -68,9 +70,8 @@ def traceparent(trace_id: str, span_id: str) -> str:
     return f"00-{trace_id}-{span_id}-01"
 
 
-@dataclass(frozen=True)
-class LogContext:
-    """The ids a structured log line carries.
+class LogContext(NamedTuple):
+    """The ids a structured log line carries (a tuple: made once per step, cheaply).
 
     Attributes:
         run_id: the run.
@@ -142,8 +143,10 @@ def current_context() -> LogContext | None:
     return _CURRENT.get()
 
 
-@contextmanager
-def otel_attached(trace: StepTrace | None) -> Iterator[None]:
+_NOTHING = nullcontext()
+
+
+def otel_attached(trace: StepTrace | None) -> AbstractContextManager[None]:
     """Make the step's span the current OpenTelemetry span for the block.
 
     Only when ``trace.otel`` is set (the run exports traces) and OpenTelemetry is
@@ -152,8 +155,12 @@ def otel_attached(trace: StepTrace | None) -> Iterator[None]:
     whichever worker it runs) makes them children of the step's span.
     """
     if trace is None or not trace.otel:
-        yield
-        return
+        return _NOTHING
+    return _attached(trace)
+
+
+@contextmanager
+def _attached(trace: StepTrace) -> Iterator[None]:
     try:
         from opentelemetry import context as otel_context
         from opentelemetry import trace as otel_trace
@@ -173,14 +180,25 @@ def otel_attached(trace: StepTrace | None) -> Iterator[None]:
         otel_context.detach(token)
 
 
-@contextmanager
-def bound(context: LogContext | None) -> Iterator[LogContext | None]:
-    """Make ``context`` the current one for the block (None: keep the current one)."""
-    if context is None:
-        yield _CURRENT.get()
-        return
-    token = _CURRENT.set(context)
-    try:
-        yield context
-    finally:
-        _CURRENT.reset(token)
+class bound:
+    """Make ``context`` the current one for the block (None: keep the current one).
+
+    A class rather than a generator: it is entered once per step.
+    """
+
+    __slots__ = ("_context", "_token")
+
+    def __init__(self, context: LogContext | None) -> None:
+        self._context = context
+        self._token: contextvars.Token[LogContext | None] | None = None
+
+    def __enter__(self) -> LogContext | None:
+        if self._context is None:
+            return _CURRENT.get()
+        self._token = _CURRENT.set(self._context)
+        return self._context
+
+    def __exit__(self, *exc: object) -> None:
+        if self._token is not None:
+            _CURRENT.reset(self._token)
+            self._token = None

@@ -61,13 +61,23 @@ def encode_log(lines: Iterable[dict[str, Any]], context: LogContext | None) -> s
         JSON lines ("" for no line); values that are not JSON are stored as their ``str``.
     """
     ids = context.fields() if context is not None else dict.fromkeys(CONTEXT_FIELDS)
+    # The ids are the same on every line: encoded once, appended to each line's object.
+    tail = "," + _dumps(ids)[1:]
     out = []
+    second, prefix = -1, ""
     for line in lines:
-        item: dict[str, Any] = {"timestamp": _iso(line["timestamp"])}
+        seconds = line["timestamp"]
+        whole = int(seconds)
+        if whole != second:  # lines of one second share the date and time
+            second, prefix = whole, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole))
+        micros = min(int((seconds - whole) * 1_000_000), 999_999)
+        item: dict[str, Any] = {"timestamp": f"{prefix}.{micros:06d}Z"}
         item.update((k, v) for k, v in line.items() if k != "timestamp" and k not in ids)
-        item.update(ids)
-        out.append(json.dumps(item, ensure_ascii=False, default=str, separators=(",", ":")))
+        out.append(_dumps(item)[:-1] + tail)
     return "\n".join(out) + "\n" if out else ""
+
+
+_dumps = json.JSONEncoder(ensure_ascii=False, default=str, separators=(",", ":")).encode
 
 
 def decode_log(data: bytes) -> list[dict[str, Any]]:

@@ -134,14 +134,19 @@ def record_fields(record: logging.LogRecord) -> dict[str, Any]:
         fields.update(record.msg)
         fields.setdefault("event", "")
     else:
-        fields["event"] = record.getMessage()
+        # Set by the formatter that made the text line (no second %-formatting).
+        message = getattr(record, "message", None)
+        fields["event"] = message if isinstance(message, str) else record.getMessage()
     if record.exc_text:
         fields["exception"] = record.exc_text
     elif record.exc_info and record.exc_info[0] is not None:
         fields["exception"] = _FORMATTER.formatException(record.exc_info)
-    for name, value in vars(record).items():
-        if name not in _RECORD_ATTRIBUTES and name not in fields:
-            fields[name] = value
+    attributes = vars(record)
+    extra = attributes.keys() - _RECORD_ATTRIBUTES  # most records: none
+    if extra:
+        for name, value in attributes.items():  # in the order they were given
+            if name in extra and name not in fields:
+                fields[name] = value
     return fields
 
 
