@@ -6,9 +6,9 @@ NAME`` runs some of them (``step_overhead``, ``step_overhead_vs_kedro``, ``cache
 ``hashing``, ``cli_startup``, ``metrics``, ``lineage``, ``sources``, ``data_ops``,
 ``contracts``, ``reproduce``, ``verified_reads``, ``example_rerun``, ``ledger_sql``,
 ``per_run``, ``run_queries``, ``s3_store``, ``gc``, ``merkle``, ``governance``,
-``audit_bundle``, ``profiles``; the lineage benchmark builds a 1.2 GB synthetic ledger
-once, about 75 s, and the gc, merkle, governance and audit_bundle benchmarks their
-fixtures once, a few minutes each; all are reused);
+``audit_bundle``, ``profiles``, ``structured_logs``; the lineage benchmark builds a 1.2 GB
+synthetic ledger once, about 75 s, and the gc, merkle, governance and audit_bundle
+benchmarks their fixtures once, a few minutes each; all are reused);
 ``--wait-quiet SECONDS`` waits (up to SECONDS) before each benchmark until other
 processes leave the CPUs alone. Above the table: the commit measured (and what differed
 from it), the machine and the load average before and after the run; under it, how busy
@@ -52,6 +52,7 @@ import s3_store
 import sources
 import step_overhead
 import step_overhead_vs_kedro
+import structured_logs
 import verified_reads
 from _common import (
     BENCH_DIR,
@@ -91,6 +92,7 @@ BENCHMARKS = {
     "governance": governance.run,
     "audit_bundle": audit_bundle.run,
     "profiles": profiles.run,
+    "structured_logs": structured_logs.run,
 }
 
 

@@ -155,7 +155,9 @@ def test_another_thread_printing_during_a_step_stays_out_of_its_log(
             load_pipeline(str(pipeline_file))[0], {"gate": str(gate)}, project, RunOptions()
         )
         thread.join()
-        logs = project.store.get_bytes(run.step("talk")["logs"]).decode()
+        from pipetrail.capture.log_lines import render_text
+
+        logs = render_text(project.store.get_bytes(run.step("talk")["logs"]))
         assert logs == "[stdout] from the step\n[stdout] step again\n"
         assert "from another thread\n" in capsys.readouterr().out
     finally:

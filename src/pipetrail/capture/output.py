@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -30,23 +31,37 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
     from types import TracebackType
 
-__all__ = ["CapturedOutput", "LOG_FORMAT", "OutputCapture", "capture_output", "logging_ready"]
+__all__ = [
+    "CapturedOutput",
+    "LOG_FORMAT",
+    "OutputCapture",
+    "capture_output",
+    "logging_ready",
+    "record_fields",
+]
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 _FORMATTER = logging.Formatter(LOG_FORMAT)
 _STDOUT = "[stdout] "
 _STDERR = "[stderr] "
 _LOG = "[log] "
+_STREAM_NAMES = {_STDOUT: "stdout", _STDERR: "stderr", _LOG: "log"}
 
 
 class _Transcript:
-    """The shared, lock-protected log that taps and the logging handler append to."""
+    """The shared, lock-protected log that taps and the logging handler append to.
 
-    __slots__ = ("_lines", "_lock", "_pending")
+    Each entry is ``(time, marker, text, fields)``: the time the line was completed (or
+    the record created), its marker, its text (a log record formatted with
+    :data:`LOG_FORMAT`) and, for a log record, its structured fields (level, logger,
+    message, exception, the record's extra attributes).
+    """
+
+    __slots__ = ("_entries", "_lock", "_pending")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._lines: list[str] = []
+        self._entries: list[tuple[float, str, str, dict[str, Any] | None]] = []
         # Per stream, the text written after its last newline.
         self._pending = {_STDOUT: "", _STDERR: ""}
 
@@ -55,33 +70,84 @@ class _Transcript:
             pending = self._pending[marker] + text
             if "\n" in pending:
                 *complete, pending = pending.split("\n")
-                self._lines.extend(marker + _visible(line) + "\n" for line in complete)
+                now = time.time()
+                self._entries.extend((now, marker, _visible(line), None) for line in complete)
             # Keep only what follows the last carriage return, so a progress bar that
             # redraws one line thousands of times does not grow without bound. A
             # trailing "\r" is kept: it may be the first half of "\r\n".
             cut = pending.rfind("\r", 0, len(pending) - 1)
             self._pending[marker] = pending[cut + 1 :] if cut >= 0 else pending
 
-    def add_log(self, text: str) -> None:
+    def add_log(self, text: str, record: logging.LogRecord | None = None) -> None:
+        fields = record_fields(record) if record is not None else None
+        created = record.created if record is not None else time.time()
         with self._lock:
-            self._lines.extend(_LOG + line + "\n" for line in text.split("\n"))
+            self._entries.append((created, _LOG, text, fields))
 
     def close(self) -> None:
         """Turn unfinished lines into lines, so they are not lost."""
         with self._lock:
-            self._lines.extend(self._unfinished())
+            self._entries.extend(self._unfinished())
             self._pending = {_STDOUT: "", _STDERR: ""}
 
     def render(self) -> str:
         with self._lock:
-            return "".join(self._lines) + "".join(self._unfinished())
+            return "".join(_line(entry) for entry in [*self._entries, *self._unfinished()])
+
+    def entries(self) -> list[tuple[float, str, str, dict[str, Any] | None]]:
+        with self._lock:
+            return [*self._entries, *self._unfinished()]
 
     def is_empty(self) -> bool:
         with self._lock:
-            return not self._lines and not any(self._pending.values())
+            return not self._entries and not any(self._pending.values())
 
-    def _unfinished(self) -> list[str]:
-        return [marker + _visible(text) + "\n" for marker, text in self._pending.items() if text]
+    def _unfinished(self) -> list[tuple[float, str, str, dict[str, Any] | None]]:
+        now = time.time()
+        return [
+            (now, marker, _visible(text), None) for marker, text in self._pending.items() if text
+        ]
+
+
+def _line(entry: tuple[float, str, str, dict[str, Any] | None]) -> str:
+    """One entry in the text log: each line of its text behind its marker."""
+    _, marker, text, _ = entry
+    if marker == _LOG:
+        return "".join(_LOG + line + "\n" for line in text.split("\n"))
+    return marker + text + "\n"
+
+
+# The attributes every LogRecord has; any other attribute came from ``extra=``.
+_RECORD_ATTRIBUTES = frozenset(
+    [*vars(logging.LogRecord("", 0, "", 0, "", None, None)), "message", "asctime", "taskName"]
+)
+
+
+def record_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """The structured fields of a log record: level, logger, event, exception, extras.
+
+    A record whose message is a dict (structlog's ``wrap_for_formatter``) gives its
+    keys as fields, ``event`` among them.
+    """
+    fields: dict[str, Any] = {"level": record.levelname.lower(), "logger": record.name}
+    if isinstance(record.msg, dict):
+        fields.update(record.msg)
+        fields.setdefault("event", "")
+    else:
+        # Set by the formatter that made the text line (no second %-formatting).
+        message = getattr(record, "message", None)
+        fields["event"] = message if isinstance(message, str) else record.getMessage()
+    if record.exc_text:
+        fields["exception"] = record.exc_text
+    elif record.exc_info and record.exc_info[0] is not None:
+        fields["exception"] = _FORMATTER.formatException(record.exc_info)
+    attributes = vars(record)
+    extra = attributes.keys() - _RECORD_ATTRIBUTES  # most records: none
+    if extra:
+        for name, value in attributes.items():  # in the order they were given
+            if name in extra and name not in fields:
+                fields[name] = value
+    return fields
 
 
 def _visible(line: str) -> str:
@@ -105,6 +171,23 @@ class CapturedOutput:
     def text(self) -> str:
         """Return the log: one ``[stdout] ``, ``[stderr] `` or ``[log] `` line per line."""
         return self._transcript.render()
+
+    def lines(self) -> list[dict[str, Any]]:
+        """Return the log as structured lines, in order (see :mod:`pipetrail.capture.log_lines`).
+
+        Each line has ``timestamp`` (seconds since the epoch), ``stream`` (``stdout``,
+        ``stderr`` or ``log``) and ``event`` (the text); a log record's line also has
+        ``level``, ``logger``, ``exception`` when it carried one, and its extra fields.
+        """
+        found = []
+        for created, marker, text, fields in self._transcript.entries():
+            line: dict[str, Any] = {"timestamp": created, "stream": _STREAM_NAMES[marker]}
+            if fields is None:
+                line["event"] = text
+            else:
+                line.update(fields)
+            found.append(line)
+        return found
 
     @property
     def is_empty(self) -> bool:
@@ -280,7 +363,7 @@ class _RoutingHandler(logging.Handler):
             if scope is not None:
                 text = self.format(record)
             while scope is not None:
-                scope.transcript.add_log(text)
+                scope.transcript.add_log(text, record)
                 if not scope.tee:
                     reaches_console = False
                     break

@@ -72,7 +72,14 @@ def _read(store: ContentStore | None, item: Captured) -> Captured:
     except StoreError as exc:
         item.error = f"the {item.label} ({item.digest}) could not be read: {exc}"
     else:
-        item.text = data.decode("utf-8", errors="replace")
+        from pipetrail.capture.log_lines import render_text
+
+        # A step's log is stored as structured lines: shown as the text log reads.
+        item.text = (
+            render_text(data)
+            if item.label.startswith("logs")
+            else data.decode("utf-8", errors="replace")
+        )
     return item
 
 

@@ -81,11 +81,23 @@ def get(ref: str, output: Path | None, force: bool, as_json: bool) -> None:
 @click.command()
 @click.argument("run_ref", metavar="RUN")
 @click.argument("step", required=False)
-@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def logs(run_ref: str, step: str | None, as_json: bool) -> None:
-    """Print the captured stdout, stderr and logging output of RUN's steps (or one STEP)."""
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (with --follow: JSON lines).")
+@click.option(
+    "-f", "--follow", is_flag=True, help="Print each step's log as it ends, until the run ends."
+)
+def logs(run_ref: str, step: str | None, as_json: bool, follow: bool) -> None:
+    """Print the captured stdout, stderr and logging output of RUN's steps (or one STEP).
+
+    Each line is stored with the run id, step, step-run id, trace id and span id it was
+    written under; --json shows them. --follow waits for a running run: each step's log
+    is printed when the step ends, and the command ends with the run (--json then prints
+    one JSON object per log line).
+    """
     from pipetrail.lineage.readout import step_logs
 
+    if follow:
+        _follow(run_ref, step, as_json)
+        return
     with _opened() as project, reporting_errors():
         reader = project.reader()
         run_id = reader.resolve_run(run_ref)
@@ -101,6 +113,7 @@ def logs(run_ref: str, step: str | None, as_json: bool) -> None:
                         "status": log.status,
                         "reused_step_run_id": log.reused_step_run_id,
                         "text": log.text,
+                        "lines": log.lines,
                     }
                     for log in found
                 ],
@@ -110,16 +123,38 @@ def logs(run_ref: str, step: str | None, as_json: bool) -> None:
     if not found:
         click.echo(f"run {run_id} has no steps")
         return
-    single = step is not None
     for log in found:
-        if not single:
-            reused = log.reused_step_run_id
-            origin = f", from cache: step run {reused}" if reused else ""
-            click.echo(f"== {log.node_id} ({log.status}{origin})")
-        if log.text:
-            click.echo(log.text, nl=not log.text.endswith("\n"))
-        elif not single:
-            click.echo("(no output)")
+        _print_log(log, single=step is not None)
+
+
+def _print_log(log: Any, *, single: bool) -> None:
+    if not single:
+        reused = log.reused_step_run_id
+        origin = f", from cache: step run {reused}" if reused else ""
+        click.echo(f"== {log.node_id} ({log.status}{origin})")
+    if log.text:
+        click.echo(log.text, nl=not log.text.endswith("\n"))
+    elif not single:
+        click.echo("(no output)")
+
+
+def _follow(run_ref: str, step: str | None, as_json: bool) -> None:
+    import json
+
+    from pipetrail.lineage.readout import follow_logs
+
+    with _opened() as project, reporting_errors():
+        run_id = project.reader().resolve_run(run_ref)
+        try:
+            for log in follow_logs(project, run_id, step):
+                if as_json:
+                    for line in log.lines:
+                        click.echo(json.dumps(line, ensure_ascii=False, default=str))
+                else:
+                    _print_log(log, single=step is not None)
+                sys.stdout.flush()
+        except KeyboardInterrupt:
+            return
 
 
 @contextlib.contextmanager

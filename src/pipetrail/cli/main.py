@@ -216,8 +216,21 @@ class _Group(click.Group):
 
 @click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="pipetrail", prog_name="pipetrail")
-def cli() -> None:
+@click.option(
+    "--log-format",
+    type=click.Choice(["console", "json"]),
+    envvar="PIPETRAIL_LOG_FORMAT",
+    help="Structured log lines on stderr (run, step and trace ids); needs structlog.",
+)
+def cli(log_format: str | None) -> None:
     """Reproducible, auditable, traceable ML pipelines."""
+    if log_format is not None:
+        from pipetrail.observability.logs import configure_logging
+
+        try:
+            configure_logging(log_format)
+        except PipetrailError as exc:
+            fail(str(exc), EXIT_BAD_INPUT)
 
 
 @cli.command()

@@ -185,6 +185,8 @@ def print_run(summary: dict[str, Any]) -> None:
         lines.append(("reproduces", f"run {summary['reproduces']} (pipetrail reproduce)"))
     if summary.get("purpose") == "check":
         lines.append(("made by", "pipetrail check"))
+    if summary.get("trace_id"):
+        lines.append(("trace", summary["trace_id"]))
     if summary.get("error"):
         lines.append(("error", summary["error"]))
     deleted = summary.get("deleted")

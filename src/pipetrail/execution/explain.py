@@ -233,6 +233,7 @@ def run_summary(reader: Reader, ref: str) -> dict[str, Any]:
         "parity": record.get("parity"),
         "cache": record.get("cache", True),
         "reproduces": record.get("reproduces"),
+        "trace_id": record.get("trace_id"),
         "steps_total": run.steps_total,
         "deleted": run_deletion(reader, run_id),
         "sources": [

@@ -23,6 +23,7 @@ from pipetrail.capture import (
     current_owner,
     process_identity,
 )
+from pipetrail.capture.log_context import trace_id_for
 from pipetrail.core.clock import format_ts, utcnow
 from pipetrail.core.version import VERSION
 from pipetrail.execution.crash import closing_fields
@@ -101,6 +102,7 @@ def run_started_events(
         "pipetrail_version": VERSION,
         "reproduces": options.reproduces,
         "purpose": options.purpose,
+        "trace_id": trace_id_for(state.run_id),
         "nodes": {
             node.id: {
                 "step": node.step.name,

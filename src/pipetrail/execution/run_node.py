@@ -27,6 +27,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.capture import derive_seed
+from pipetrail.capture.log_context import StepTrace
 from pipetrail.core.clock import format_ts, new_id, utcnow
 from pipetrail.core.graph import OutputRef, SourceRef
 from pipetrail.errors import SerializationError
@@ -368,6 +369,7 @@ def run_node(
         contract_fingerprints=planned.fingerprints if planned is not None else {},
         input_digests={k: v for k, v in inputs.digests.items() if isinstance(v, str)},
         privacy=run_privacy(state).task_privacy(node.id),
+        trace=StepTrace(state.run_id, node.id, step_run_id, otel=state.telemetry is not None),
     )
     with step_code(state, id(step)):  # appends what is queued should the code run long
         result = executor.run(task, store=state.project.store, registry=state.project.registry)

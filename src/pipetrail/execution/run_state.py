@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from pipetrail.execution.parity import ParityReport
     from pipetrail.execution.project import Project
     from pipetrail.execution.snapshots import SourceSnapshots
+    from pipetrail.execution.telemetry import TelemetrySettings
     from pipetrail.hashing.code import CodeFingerprint
     from pipetrail.ledger import EventDraft
     from pipetrail.store import StoredArtifact
@@ -196,6 +197,8 @@ class RunState:
     capture_ready: bool = False
     # The nodes' classification labels and the sealing keys (execution.run_privacy).
     privacy: Any = None
+    # Where the run's trace is exported (None: it is not; see execution.telemetry).
+    telemetry: TelemetrySettings | None = None
 
     def __post_init__(self) -> None:
         self.consumers_left = Counter(

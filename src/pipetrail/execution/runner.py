@@ -38,6 +38,7 @@ import contextlib
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.capture import capture_environment, validate_seed
+from pipetrail.capture.log_context import LogContext, bound
 from pipetrail.core.clock import new_id
 from pipetrail.core.graph import Node, OutputRef, PipelineGraph
 from pipetrail.errors import DefinitionError, PipetrailError, RunInterruptedError, StoreError
@@ -61,6 +62,7 @@ from pipetrail.execution.run_events import end_run, run_started_events
 from pipetrail.execution.run_node import run_node
 from pipetrail.execution.run_sources import observe_sources
 from pipetrail.execution.run_state import RunOptions, RunState, close_flush_timer
+from pipetrail.execution.telemetry import export_run_trace, telemetry_settings
 from pipetrail.hashing import digest_value
 from pipetrail.hashing.code import CodeFingerprint, code_fingerprint
 from pipetrail.hashing.code_analysis import using_code_cache
@@ -161,6 +163,7 @@ def _record(
     project, graph = state.project, state.graph
     observer = options.observer or NullObserver()
     executor = options.executor or InlineExecutor()
+    state.telemetry = telemetry_settings(project.root)
     try:
         source_events = observe_sources(state, options.snapshots, rehash=options.rehash)
         ledger = project.ledger
@@ -184,6 +187,7 @@ def _record(
             # after the last node, what is held is committed and holding stops.
             hold_small_writes(project.store)
             state.exits.callback(commit_small_writes, project.store, release=True)
+            state.exits.enter_context(bound(LogContext.for_run(state.run_id)))
             for node in graph.nodes.values():
                 received = interrupt_requested()
                 if received is not None:
@@ -202,6 +206,7 @@ def _record(
             status = _end_unfinished(state, exc)
         finally:
             observer.run_finished(run_id=state.run_id, status=status)
+            export_run_trace(project, state.run_id, state.telemetry)
         if isinstance(exc, KeyboardInterrupt):
             raise _interrupted(exc, state.run_id) from exc
         raise
@@ -209,6 +214,7 @@ def _record(
         _end(state, EventKind.RUN_COMPLETED)
     finally:
         observer.run_finished(run_id=state.run_id, status="completed")
+        export_run_trace(project, state.run_id, state.telemetry)
     return Run(
         state.run_id,
         project,

@@ -30,6 +30,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.capture import capture_output, measure, seeded
+from pipetrail.capture.log_context import StepTrace, bound, otel_attached
+from pipetrail.capture.log_lines import encode_log
 from pipetrail.errors import PipetrailError, SerializationError
 from pipetrail.execution.boundaries import ContractChecker
 from pipetrail.execution.classification import store_outputs
@@ -67,6 +69,7 @@ class StepTask:
         input_digests: input name -> the digest of its artifact (when it is one).
         privacy: the outputs' labels and the keys to seal sensitive ones (None: all
             public); see :mod:`pipetrail.execution.classification`.
+        trace: the run, step run and trace the step's log lines and spans belong to.
     """
 
     node_id: str
@@ -81,6 +84,7 @@ class StepTask:
     contract_fingerprints: dict[str, str] = field(default_factory=dict)
     input_digests: dict[str, str] = field(default_factory=dict)
     privacy: OutputPrivacy | None = None
+    trace: StepTrace | None = None
 
 
 @dataclass
@@ -92,7 +96,8 @@ class TaskResult:
         kept: blob digest -> the bytes just stored for an output (outputs up to
             :data:`~pipetrail.store.serializers.kept_bytes.KEEP_LIMIT` bytes), to load
             the output for downstream steps without reading the store.
-        logs: the captured stdout/stderr/logging text ("" when nothing was written).
+        logs: the captured stdout/stderr/logging lines, as stored (JSON lines, see
+            :mod:`pipetrail.capture.log_lines`; "" when nothing was written).
         resources: wall time, CPU time and memory of the call.
         error: the exception user code (or output storage) raised, if any.
         traceback: the formatted traceback of ``error``.
@@ -181,7 +186,13 @@ def _execute_seeded(
         # Input contracts are checked before the call: the step function never runs.
         contracts.finish(result, store, registry)
         return result
-    with capture_output() as captured, measure() as usage:
+    context = task.trace.log_context() if task.trace is not None else None
+    with (
+        bound(context),
+        otel_attached(task.trace),
+        capture_output() as captured,
+        measure() as usage,
+    ):
         # Created last, so metric timestamps count from (just before) the call.
         recorder = StepRecorder(task.step_name, store, registry, seed=task.seed)
         with recording(recorder):
@@ -190,7 +201,8 @@ def _execute_seeded(
             except Exception as exc:  # noqa: BLE001 - the boundary around user code
                 result.error = exc
                 result.traceback = "".join(traceback_module.format_exception(exc))
-    result.logs = captured.text()
+    if not captured.is_empty:
+        result.logs = encode_log(captured.lines(), context)
     result.resources = usage.to_record()
     _store_recorded(task, recorder, result)
     if result.error is not None:

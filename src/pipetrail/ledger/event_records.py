@@ -84,6 +84,7 @@ class RunStarted(EventRecord):
     tags: dict[str, str] = field(default_factory=dict)
     purpose: str = "run"
     reproduces: str | None = None
+    trace_id: str | None = None
 
     @classmethod
     def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> RunStarted:
@@ -104,6 +105,7 @@ class RunStarted(EventRecord):
             tags=dict(p.get("tags") or {}),
             purpose=run_purpose(p),
             reproduces=p.get("reproduces"),
+            trace_id=p.get("trace_id"),
         )
 
 

@@ -8,26 +8,38 @@ record (which stored object holds its bytes) comes from its verified event
 their digest as they are read (the store's verified read path), so what comes out is what
 was recorded or an error naming the artifact.
 
-:func:`step_logs` returns the captured stdout, stderr and logging text of a run's steps;
-a step served from the cache has no log of its own, so its entry names the step run it
-reused and carries that one's log.
+:func:`step_logs` returns the captured stdout, stderr and logging output of a run's
+steps, as text and as structured lines (see :mod:`pipetrail.capture.log_lines`); a step
+served from the cache has no log of its own, so its entry names the step run it reused
+and carries that one's log. :func:`follow_logs` yields them as the step runs of a
+running run end.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import AmbiguousPrefixError, NotFoundError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
     from typing import BinaryIO
 
+    from pipetrail.execution.project import Project
     from pipetrail.ledger import Reader
     from pipetrail.store import ContentStore, StoredArtifact
 
-__all__ = ["OutputRef", "StepLog", "open_output", "resolve_output", "step_logs"]
+__all__ = [
+    "OutputRef",
+    "StepLog",
+    "follow_logs",
+    "open_output",
+    "resolve_output",
+    "step_log",
+    "step_logs",
+]
 
 
 @dataclass(frozen=True)
@@ -61,13 +73,24 @@ class OutputRef:
 
 @dataclass(frozen=True)
 class StepLog:
-    """The captured log text of one step run of a run (``""`` when it wrote nothing)."""
+    """The captured log of one step run of a run (``""`` and no lines when it wrote nothing).
+
+    Attributes:
+        node_id: the step's node id.
+        step_run_id: the step run.
+        status: its status.
+        text: the log as text (``[stdout] ...`` lines).
+        reused_step_run_id: the step run whose log a cache hit shows.
+        lines: the log's structured lines (see :mod:`pipetrail.capture.log_lines`); a
+            log stored before lines were structured gets the ids its record gives.
+    """
 
     node_id: str
     step_run_id: str
     status: str
     text: str
     reused_step_run_id: str | None = None
+    lines: list[dict[str, Any]] = field(default_factory=list)
 
 
 # Serializer name (before any ``@version``) -> the file suffix its bytes usually carry.
@@ -206,33 +229,67 @@ def step_logs(
     if step is not None:
         wanted = reader.find_step_run(run_id, step)["step_run_id"]
         rows = [row for row in rows if row["step_run_id"] == wanted]
-    found = []
-    for row in rows:
-        digest = row.get("logs")
-        reused = row.get("reused_step_run_id")
-        if digest is None and reused:
-            digest = reader.step_run(str(reused)).get("logs")
-        text = _log_text(reader, store, str(digest), store_for) if digest else ""
-        found.append(
-            StepLog(
-                node_id=str(row["node_id"]),
-                step_run_id=str(row["step_run_id"]),
-                status=str(row["status"]),
-                text=text,
-                reused_step_run_id=str(reused) if reused else None,
-            )
-        )
-    return found
+    return [step_log(reader, store, row, store_for=store_for) for row in rows]
 
 
-def _log_text(
+def step_log(
+    reader: Reader,
+    store: ContentStore,
+    row: dict[str, Any],
+    *,
+    store_for: Callable[[StoredArtifact], ContentStore] | None = None,
+) -> StepLog:
+    """Return the captured log of one step run (a row of :meth:`Reader.step_runs`).
+
+    ``store_for`` (``Project.store_for``) decrypts the sealed log of a step that handled
+    sensitive data.
+
+    Raises:
+        NotFoundError: the log's bytes are missing.
+        IntegrityError: the log's bytes are corrupt (now quarantined).
+    """
+    from pipetrail.capture.log_context import step_span_id, trace_id_for
+    from pipetrail.capture.log_lines import decode_log, render_text
+
+    digest = row.get("logs")
+    reused = row.get("reused_step_run_id")
+    origin = row
+    if digest is None and reused:
+        origin = reader.step_run(str(reused))
+        digest = origin.get("logs")
+    data = _log_bytes(reader, store, str(digest), store_for) if digest else b""
+    lines = decode_log(data)
+    if lines and "run_id" not in lines[0]:
+        # Stored before lines carried their ids: those of the step run that wrote them.
+        origin_run = str(origin["run_id"])
+        record = reader.get_run(origin_run).get("record")
+        traced = isinstance(record, dict) and record.get("trace_id") is not None
+        ids = {
+            "run_id": origin_run,
+            "step": str(origin["node_id"]),
+            "step_run_id": str(origin["step_run_id"]),
+            "trace_id": trace_id_for(origin_run) if traced else None,
+            "span_id": step_span_id(str(origin["step_run_id"])) if traced else None,
+        }
+        lines = [{**line, **ids} for line in lines]
+    return StepLog(
+        node_id=str(row["node_id"]),
+        step_run_id=str(row["step_run_id"]),
+        status=str(row["status"]),
+        text=render_text(data),
+        reused_step_run_id=str(reused) if reused else None,
+        lines=lines,
+    )
+
+
+def _log_bytes(
     reader: Reader,
     store: ContentStore,
     digest: str,
     store_for: Callable[[StoredArtifact], ContentStore] | None,
-) -> str:
+) -> bytes:
     try:
-        return store.get_bytes(digest).decode("utf-8", "replace")
+        return store.get_bytes(digest)
     except NotFoundError:
         row = reader.artifact(digest)
         if row is None or not (row.get("meta") or {}).get("sealed"):
@@ -244,4 +301,64 @@ def _log_text(
         raise NotFoundError(
             f"the logs {digest} are sensitive (encrypted); read them through the project"
         )
-    return store_for(record).get_bytes(record.blob).decode("utf-8", "replace")
+    return store_for(record).get_bytes(record.blob)
+
+
+def _status(row: dict[str, Any]) -> str:
+    from pipetrail.execution.crash import effective_status
+
+    return effective_status(row)
+
+
+def _wanted_node(project: Project, run_id: str, step: str | None) -> Callable[[Any], bool]:
+    """Which step runs to follow: all, or those of one node (by node id or step name)."""
+    if step is None:
+        return lambda _row: True
+    record = project.reader().get_run(run_id).get("record") or {}
+    nodes = record.get("nodes") or {} if isinstance(record, dict) else {}
+    steps = {str(info.get("step")) for info in nodes.values() if isinstance(info, dict)}
+    if nodes and step not in nodes and step not in steps:
+        raise NotFoundError(
+            f"run {run_id} has no step {step!r}; its steps are {', '.join(sorted(nodes))}"
+        )
+    return lambda row: row["node_id"] == step or row["step"] == step
+
+
+def follow_logs(
+    project: Project,
+    run_id: str,
+    step: str | None = None,
+    *,
+    poll: float = 0.25,
+    sleep: Callable[[float], None] = time.sleep,
+) -> Iterator[StepLog]:
+    """Yield the log of each step run of a run as it ends, until the run has ended.
+
+    Step runs already ended come first, in the order they started; then each one as it
+    ends. A run whose process is gone without recording its end (crashed) has ended.
+
+    Args:
+        project: the run's project.
+        run_id: the run (full id).
+        step: only the step runs of this node id or step name.
+        poll: seconds between looks at the ledger.
+        sleep: how to wait (tests pass their own).
+
+    Raises:
+        NotFoundError: the run has no such step.
+    """
+    wanted = _wanted_node(project, run_id, step)
+    shown: set[str] = set()
+    while True:
+        reader = project.reader()
+        status = _status(reader.get_run(run_id))
+        for row in reader.step_runs(run_id):
+            if row["step_run_id"] in shown or not wanted(row):
+                continue
+            if row["status"] == "running" and status == "running":
+                continue  # still writing its log
+            shown.add(row["step_run_id"])
+            yield step_log(reader, project.store, row, store_for=project.store_for)
+        if status != "running":
+            return
+        sleep(poll)

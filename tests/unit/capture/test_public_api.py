@@ -8,6 +8,8 @@ _MODULES = [
     "environment",
     "environment_diff",
     "git",
+    "log_context",
+    "log_lines",
     "output",
     "owner",
     "resources",
