@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import re
 import time
 from typing import TYPE_CHECKING, Any
@@ -32,7 +33,14 @@ if TYPE_CHECKING:
 
     from pipetrail.capture.log_context import LogContext
 
-__all__ = ["CONTEXT_FIELDS", "decode_log", "encode_log", "render_line", "render_text"]
+__all__ = [
+    "CONTEXT_FIELDS",
+    "decode_log",
+    "encode_log",
+    "record_fields",
+    "render_line",
+    "render_text",
+]
 
 CONTEXT_FIELDS = ("run_id", "step", "step_run_id", "trace_id", "span_id")
 _STANDARD = frozenset(
@@ -44,6 +52,41 @@ _OLD_LOG = re.compile(
     r"(?P<asctime>\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) (?P<level>[A-Z]+) (?P<logger>[^:]*): "
     r"(?P<event>.*)"
 )
+
+
+_FORMATTER = logging.Formatter()
+
+# The attributes every LogRecord has; any other attribute came from ``extra=``.
+_RECORD_ATTRIBUTES = frozenset(
+    [*vars(logging.LogRecord("", 0, "", 0, "", None, None)), "message", "asctime", "taskName"]
+)
+
+
+def record_fields(record: logging.LogRecord) -> dict[str, Any]:
+    """The structured fields of a log record: level, logger, event, exception, extras.
+
+    A record whose message is a dict (structlog's ``wrap_for_formatter``) gives its
+    keys as fields, ``event`` among them.
+    """
+    fields: dict[str, Any] = {"level": record.levelname.lower(), "logger": record.name}
+    if isinstance(record.msg, dict):
+        fields.update(record.msg)
+        fields.setdefault("event", "")
+    else:
+        # Set by the formatter that made the text line (no second %-formatting).
+        message = getattr(record, "message", None)
+        fields["event"] = message if isinstance(message, str) else record.getMessage()
+    if record.exc_text:
+        fields["exception"] = record.exc_text
+    elif record.exc_info and record.exc_info[0] is not None:
+        fields["exception"] = _FORMATTER.formatException(record.exc_info)
+    attributes = vars(record)
+    extra = attributes.keys() - _RECORD_ATTRIBUTES  # most records: none
+    if extra:
+        for name, value in attributes.items():  # in the order they were given
+            if name in extra and name not in fields:
+                fields[name] = value
+    return fields
 
 
 def _iso(seconds: float) -> str:

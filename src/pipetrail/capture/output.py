@@ -27,6 +27,8 @@ import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, TextIO
 
+from pipetrail.capture.log_lines import record_fields
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
     from types import TracebackType
@@ -37,7 +39,6 @@ __all__ = [
     "OutputCapture",
     "capture_output",
     "logging_ready",
-    "record_fields",
 ]
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -115,39 +116,6 @@ def _line(entry: tuple[float, str, str, dict[str, Any] | None]) -> str:
     if marker == _LOG:
         return "".join(_LOG + line + "\n" for line in text.split("\n"))
     return marker + text + "\n"
-
-
-# The attributes every LogRecord has; any other attribute came from ``extra=``.
-_RECORD_ATTRIBUTES = frozenset(
-    [*vars(logging.LogRecord("", 0, "", 0, "", None, None)), "message", "asctime", "taskName"]
-)
-
-
-def record_fields(record: logging.LogRecord) -> dict[str, Any]:
-    """The structured fields of a log record: level, logger, event, exception, extras.
-
-    A record whose message is a dict (structlog's ``wrap_for_formatter``) gives its
-    keys as fields, ``event`` among them.
-    """
-    fields: dict[str, Any] = {"level": record.levelname.lower(), "logger": record.name}
-    if isinstance(record.msg, dict):
-        fields.update(record.msg)
-        fields.setdefault("event", "")
-    else:
-        # Set by the formatter that made the text line (no second %-formatting).
-        message = getattr(record, "message", None)
-        fields["event"] = message if isinstance(message, str) else record.getMessage()
-    if record.exc_text:
-        fields["exception"] = record.exc_text
-    elif record.exc_info and record.exc_info[0] is not None:
-        fields["exception"] = _FORMATTER.formatException(record.exc_info)
-    attributes = vars(record)
-    extra = attributes.keys() - _RECORD_ATTRIBUTES  # most records: none
-    if extra:
-        for name, value in attributes.items():  # in the order they were given
-            if name in extra and name not in fields:
-                fields[name] = value
-    return fields
 
 
 def _visible(line: str) -> str:
