@@ -33,6 +33,8 @@ __all__ = [
     "CANONICAL_VERSION",
     "canonical_bytes",
     "canonical_json",
+    "checked_canonical_json",
+    "member_json",
     "reference_json",
     "to_canonical_obj",
 ]
@@ -134,12 +136,33 @@ def reference_json(value: Any) -> str:
 
 def canonical_json(value: Any) -> str:
     """Return the canonical JSON text of a JSON-like value."""
+    return checked_canonical_json(value)[0]
+
+
+def checked_canonical_json(value: Any) -> tuple[str, bool]:
+    """Return the canonical JSON text of ``value``, and whether orjson wrote it.
+
+    When orjson wrote it, every member of ``value`` (at any depth) passed the checks of
+    :func:`_orjson_safe` and encodes without error: :func:`member_json` may encode them
+    without checking again.
+    """
     if _orjson_safe(value):
         try:
-            return orjson.dumps(value, option=_ORJSON_OPTIONS).decode("utf-8")
+            return orjson.dumps(value, option=_ORJSON_OPTIONS).decode("utf-8"), True
         except orjson.JSONEncodeError:
             pass  # a string orjson cannot encode: the reference encoder says what is wrong
-    return reference_json(value)
+    return reference_json(value), False
+
+
+def member_json(value: Any) -> str | None:
+    """The canonical JSON text of a member of a value orjson encoded; None stays None.
+
+    Only for members of a value :func:`checked_canonical_json` reported as written by
+    orjson (so known to give the reference encoder's bytes): it does not check again.
+    """
+    if value is None:
+        return None
+    return orjson.dumps(value, option=_ORJSON_OPTIONS).decode("utf-8")
 
 
 def canonical_bytes(value: Any) -> bytes:
