@@ -87,8 +87,9 @@ def _orjson_safe(value: Any) -> bool:
     """Whether orjson writes ``value`` exactly as the reference encoder does.
 
     Strings are not inspected: one orjson cannot encode (a lone surrogate) makes it raise,
-    and :func:`canonical_json` then falls back. Members that are ``str``, ``bool`` or
-    ``None`` (most of a ledger payload) are passed over without a call.
+    and :func:`canonical_json` then falls back. Members that are ``str``, ``bool``,
+    ``None``, ``int`` or ``float`` (most of a ledger payload) are checked in the loop,
+    without a call.
     """
     kind = type(value)
     if kind is dict:
@@ -98,6 +99,14 @@ def _orjson_safe(value: Any) -> bool:
             member = type(item)
             if member is str or member is bool or item is None:
                 continue
+            if member is int:
+                if _INT_MIN <= item < _INT_LIMIT:
+                    continue
+                return False
+            if member is float:
+                if _plain_float(item):
+                    continue
+                return False
             if not _orjson_safe(item):
                 return False
         return True
@@ -106,17 +115,36 @@ def _orjson_safe(value: Any) -> bool:
     if kind is int:
         return bool(_INT_MIN <= value < _INT_LIMIT)
     if kind is float:
-        # Finite, and written without an exponent by repr: orjson's digits are the same.
-        return math.isfinite(value) and "e" not in repr(value)
+        return _plain_float(value)
     if kind is list or kind is tuple:
         for item in value:
             member = type(item)
             if member is str or member is bool or item is None:
                 continue
+            if member is int:
+                if _INT_MIN <= item < _INT_LIMIT:
+                    continue
+                return False
+            if member is float:
+                if _plain_float(item):
+                    continue
+                return False
             if not _orjson_safe(item):
                 return False
         return True
     return False
+
+
+def _plain_float(value: float) -> bool:
+    """Finite, and written without an exponent by ``repr``: orjson's digits are the same.
+
+    ``repr`` switches to an exponent exactly when the shortest round-trip digits place
+    the decimal point before the fourth decimal or after the sixteenth digit, that is
+    for magnitudes below ``1e-4`` or from ``1e16`` on (both bounds are what the float
+    literals denote; zero has no exponent). ``x - x`` is ``nan`` for infinities and nan.
+    """
+    magnitude = value if value >= 0.0 else -value
+    return value - value == 0.0 and (1e-4 <= magnitude < 1e16 or value == 0.0)
 
 
 def reference_json(value: Any) -> str:
