@@ -2,13 +2,9 @@
 
 Run: ``.venv/bin/python benchmarks/run_all.py`` (about 10 minutes; the first run also
 creates the file sets and installs DVC) or with ``--quick`` (fewer repetitions). ``--only
-NAME`` runs some of them (``step_overhead``, ``step_overhead_vs_kedro``, ``cached_chain``,
-``hashing``, ``cli_startup``, ``metrics``, ``lineage``, ``sources``, ``data_ops``,
-``contracts``, ``reproduce``, ``verified_reads``, ``example_rerun``, ``ledger_sql``,
-``per_run``, ``run_queries``, ``s3_store``, ``gc``, ``merkle``, ``governance``,
-``audit_bundle``, ``profiles``, ``structured_logs``; the lineage benchmark builds a 1.2 GB
-synthetic ledger once, about 75 s, and the gc, merkle, governance and audit_bundle
-benchmarks their fixtures once, a few minutes each; all are reused);
+NAME`` runs some of them (the keys of ``BENCHMARKS`` below; an unknown name lists them).
+Some build large fixtures once and reuse them: the lineage benchmark a 1.2 GB synthetic
+ledger (about 75 s); gc, merkle, governance and audit_bundle a few minutes each.
 ``--wait-quiet SECONDS`` waits (up to SECONDS) before each benchmark until other
 processes leave the CPUs alone. Above the table: the commit measured (and what differed
 from it), the machine and the load average before and after the run; under it, how busy
@@ -53,6 +49,7 @@ import sources
 import step_overhead
 import step_overhead_vs_kedro
 import structured_logs
+import verified_read_cost
 import verified_reads
 from _common import (
     BENCH_DIR,
@@ -83,6 +80,7 @@ BENCHMARKS = {
     "run_queries": run_queries.run,
     "verified_reads": verified_reads.run,
     "encryption": encryption.run,
+    "verified_read_cost": verified_read_cost.run,
     "ledger_sql": ledger_sql.run,
     "example_rerun": example_rerun.run,
     "per_run": per_run.run,

@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pipetrail.capture.file_memo import read_remembered
 from pipetrail.core.version import VERSION
 from pipetrail.hashing import digest_bytes, digest_value
 
@@ -307,9 +308,24 @@ def _distributions_key(
         else:
             entries.append([entry, where, st.st_ino, st.st_mtime_ns, []])
             newest = max(newest, st.st_mtime_ns)
-    # Plain JSON, not the canonical encoding: the key is compared, never recorded.
-    text = json.dumps([_CACHE_FORMAT, sys.executable, entries], separators=(",", ":"))
-    return digest_bytes(text.encode("utf-8")), newest, folders
+    return _key_of([_CACHE_FORMAT, sys.executable, entries]), newest, folders
+
+
+_last_key: list[Any] = [None, None]  # [what the key was made of, the key]
+
+
+def _key_of(parts: list[Any]) -> str:
+    """The digest of ``parts`` as plain JSON (the key is compared, never recorded).
+
+    The last one made in this process is reused when ``parts`` are equal.
+    """
+    made_of, key = _last_key
+    if key is not None and made_of == parts:
+        return str(key)
+    text = json.dumps(parts, separators=(",", ":"))
+    key = digest_bytes(text.encode("utf-8"))
+    _last_key[:] = [parts, key]
+    return str(key)
 
 
 def _restat_egg_info(directory: str, row: list[Any]) -> list[Any]:
@@ -368,15 +384,25 @@ def _read_cache(cache_file: Path) -> dict[str, Any] | None:
 
     A file edited by hand, torn, or written by another pipetrail version or cache
     format is ignored (and replaced by the next listing), never trusted: its first line
-    is the digest of the rest, and the rest names the format and the version.
+    is the digest of the rest, and the rest names the format and the version. A file
+    this process read before and that has not changed since is not read again
+    (:mod:`pipetrail.capture.file_memo`); the value is shared, never modified.
     """
     try:
-        check, _, text = cache_file.read_bytes().partition(b"\n")
+        found: dict[str, Any] | None = read_remembered(cache_file, _parse_cache)
+    except OSError:
+        return None
+    return found
+
+
+def _parse_cache(payload: bytes) -> dict[str, Any] | None:
+    check, _, text = payload.partition(b"\n")
+    try:
         if check.decode("ascii") != digest_bytes(text):
-            _log.debug("the distributions cache %s fails its check; ignored", cache_file)
+            _log.debug("the distributions cache fails its check; ignored")
             return None
         data = json.loads(text)
-    except (OSError, ValueError):
+    except ValueError:
         return None
     if not isinstance(data, dict) or data.get("format") != _CACHE_FORMAT:
         return None

@@ -27,6 +27,7 @@ from pipetrail.capture.log_context import trace_id_for
 from pipetrail.core.clock import format_ts, utcnow
 from pipetrail.core.version import VERSION
 from pipetrail.execution.crash import closing_fields
+from pipetrail.execution.environment_record import stored_environment
 from pipetrail.execution.executors import InlineExecutor
 from pipetrail.execution.metrics import decode_series
 from pipetrail.execution.params_files import params_file_records
@@ -79,7 +80,7 @@ def run_started_events(
     environment = state.environment or capture_environment(
         cache_dir=project.config.state_dir / "cache"
     )
-    env_record = project.registry.dump(environment, store)
+    env_record = stored_environment(environment, project.registry, store)
     artifacts.append((env_record, "environment"))
     payload = {
         "run_id": state.run_id,

@@ -33,6 +33,8 @@ __all__ = [
     "CANONICAL_VERSION",
     "canonical_bytes",
     "canonical_json",
+    "checked_canonical_json",
+    "member_json",
     "reference_json",
     "to_canonical_obj",
 ]
@@ -85,8 +87,9 @@ def _orjson_safe(value: Any) -> bool:
     """Whether orjson writes ``value`` exactly as the reference encoder does.
 
     Strings are not inspected: one orjson cannot encode (a lone surrogate) makes it raise,
-    and :func:`canonical_json` then falls back. Members that are ``str``, ``bool`` or
-    ``None`` (most of a ledger payload) are passed over without a call.
+    and :func:`canonical_json` then falls back. Members that are ``str``, ``bool``,
+    ``None``, ``int`` or ``float`` (most of a ledger payload) are checked in the loop,
+    without a call.
     """
     kind = type(value)
     if kind is dict:
@@ -96,6 +99,14 @@ def _orjson_safe(value: Any) -> bool:
             member = type(item)
             if member is str or member is bool or item is None:
                 continue
+            if member is int:
+                if _INT_MIN <= item < _INT_LIMIT:
+                    continue
+                return False
+            if member is float:
+                if _plain_float(item):
+                    continue
+                return False
             if not _orjson_safe(item):
                 return False
         return True
@@ -104,17 +115,36 @@ def _orjson_safe(value: Any) -> bool:
     if kind is int:
         return bool(_INT_MIN <= value < _INT_LIMIT)
     if kind is float:
-        # Finite, and written without an exponent by repr: orjson's digits are the same.
-        return math.isfinite(value) and "e" not in repr(value)
+        return _plain_float(value)
     if kind is list or kind is tuple:
         for item in value:
             member = type(item)
             if member is str or member is bool or item is None:
                 continue
+            if member is int:
+                if _INT_MIN <= item < _INT_LIMIT:
+                    continue
+                return False
+            if member is float:
+                if _plain_float(item):
+                    continue
+                return False
             if not _orjson_safe(item):
                 return False
         return True
     return False
+
+
+def _plain_float(value: float) -> bool:
+    """Finite, and written without an exponent by ``repr``: orjson's digits are the same.
+
+    ``repr`` switches to an exponent exactly when the shortest round-trip digits place
+    the decimal point before the fourth decimal or after the sixteenth digit, that is
+    for magnitudes below ``1e-4`` or from ``1e16`` on (both bounds are what the float
+    literals denote; zero has no exponent). ``x - x`` is ``nan`` for infinities and nan.
+    """
+    magnitude = value if value >= 0.0 else -value
+    return value - value == 0.0 and (1e-4 <= magnitude < 1e16 or value == 0.0)
 
 
 def reference_json(value: Any) -> str:
@@ -134,12 +164,33 @@ def reference_json(value: Any) -> str:
 
 def canonical_json(value: Any) -> str:
     """Return the canonical JSON text of a JSON-like value."""
+    return checked_canonical_json(value)[0]
+
+
+def checked_canonical_json(value: Any) -> tuple[str, bool]:
+    """Return the canonical JSON text of ``value``, and whether orjson wrote it.
+
+    When orjson wrote it, every member of ``value`` (at any depth) passed the checks of
+    :func:`_orjson_safe` and encodes without error: :func:`member_json` may encode them
+    without checking again.
+    """
     if _orjson_safe(value):
         try:
-            return orjson.dumps(value, option=_ORJSON_OPTIONS).decode("utf-8")
+            return orjson.dumps(value, option=_ORJSON_OPTIONS).decode("utf-8"), True
         except orjson.JSONEncodeError:
             pass  # a string orjson cannot encode: the reference encoder says what is wrong
-    return reference_json(value)
+    return reference_json(value), False
+
+
+def member_json(value: Any) -> str | None:
+    """The canonical JSON text of a member of a value orjson encoded; None stays None.
+
+    Only for members of a value :func:`checked_canonical_json` reported as written by
+    orjson (so known to give the reference encoder's bytes): it does not check again.
+    """
+    if value is None:
+        return None
+    return orjson.dumps(value, option=_ORJSON_OPTIONS).decode("utf-8")
 
 
 def canonical_bytes(value: Any) -> bytes:

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from pipetrail.hashing import canonical_json, digest_value
+from pipetrail.hashing.canonical import checked_canonical_json
 
 __all__ = [
     "GENESIS_HASH",
@@ -21,7 +22,9 @@ __all__ = [
     "Event",
     "EventDraft",
     "EventKind",
+    "checked_payload_text",
     "event_hash",
+    "payload_text",
 ]
 
 HASH_FORMAT = 1
@@ -140,3 +143,11 @@ def event_hash(
 def payload_text(payload: dict[str, Any]) -> str:
     """Return the canonical JSON text stored for a payload."""
     return canonical_json(payload)
+
+
+def checked_payload_text(payload: dict[str, Any]) -> tuple[str, bool]:
+    """Return :func:`payload_text` and whether its members may be encoded unchecked.
+
+    See :func:`~pipetrail.hashing.canonical.checked_canonical_json`.
+    """
+    return checked_canonical_json(payload)

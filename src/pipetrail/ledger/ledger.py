@@ -22,6 +22,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.core.clock import format_ts, utcnow
+from pipetrail.hashing.canonical import member_json
 from pipetrail.ledger import merkle_store
 from pipetrail.ledger.db_errors import mapped_errors
 from pipetrail.ledger.driver import Driver, abandon_inherited
@@ -29,12 +30,12 @@ from pipetrail.ledger.events import (
     GENESIS_HASH,
     Event,
     EventDraft,
+    checked_payload_text,
     event_hash,
-    payload_text,
 )
 from pipetrail.ledger.migrate import HEAD_REVISION
 from pipetrail.ledger.open import sqlite_target
-from pipetrail.ledger.projections import apply_event
+from pipetrail.ledger.projection_batch import apply_events
 from pipetrail.ledger.queries import DriverReader
 
 if TYPE_CHECKING:
@@ -232,9 +233,11 @@ class Ledger:
             seq, prev = (head[0]["seq"], head[0]["hash"]) if head else (0, GENESIS_HASH)
             ts = format_ts(utcnow())
             appended: list[Event] = []
+            plain = True  # every payload encoded by orjson: its members may be too
             for draft in drafts:
                 seq += 1
-                text_payload = payload_text(draft.payload)
+                text_payload, fast = checked_payload_text(draft.payload)
+                plain = plain and fast
                 digest = event_hash(
                     seq=seq,
                     ts=ts,
@@ -274,8 +277,11 @@ class Ledger:
                 ],
             )
             self._tree.extend(db, appended)  # the Merkle tree's new nodes (ADR 0020)
-            for draft, appended_event in zip(drafts, appended, strict=True):
-                apply_event(db, appended_event, draft.payload)
+            apply_events(
+                db,
+                [(e, d.payload) for e, d in zip(appended, drafts, strict=True)],
+                member_json if plain else None,
+            )
             last = {"seq": appended[-1].seq, "hash": appended[-1].hash}
             if db.execute(_UPDATE_HEAD, last) == 0:
                 db.execute(_INSERT_HEAD, last)

@@ -21,12 +21,34 @@ if TYPE_CHECKING:
     from pipetrail.ledger.driver import Driver
 
 __all__ = [
+    "ARTIFACT_INSERT",
+    "IO_INSERT",
     "JSON_COLUMNS",
+    "METRIC_INSERT",
+    "PARAM_INSERT",
+    "RUN_END",
+    "RUN_INSERT",
+    "SOURCE_INSERT",
+    "STEP_CLOSE",
+    "STEP_COLUMNS",
+    "STEP_INSERT",
+    "TAG_UPSERT",
     "apply_event",
     "artifact_row",
+    "closed_step_rows",
     "finished_step_row",
+    "has_projection",
+    "io_rows",
+    "metric_rows",
     "param_text",
+    "reused_metrics",
+    "run_end_row",
+    "run_param_rows",
     "run_purpose",
+    "run_row",
+    "run_tag_rows",
+    "source_row",
+    "step_row",
 ]
 
 # Columns holding canonical JSON text (of the projections rows builders return).
@@ -39,7 +61,7 @@ def _insert(table: str, columns: tuple[str, ...]) -> str:
     return f"INSERT INTO {table} ({names}) VALUES ({marks}) ON CONFLICT DO NOTHING"  # noqa: S608
 
 
-_RUN_INSERT = _insert(
+RUN_INSERT = _insert(
     "runs",
     (
         "run_id", "pipeline", "pipeline_fingerprint", "status", "owner", "host", "process",
@@ -47,36 +69,36 @@ _RUN_INSERT = _insert(
         "steps_total", "first_seq", "last_seq", "name", "purpose",
     ),
 )  # fmt: skip
-_RUN_END = (
+RUN_END = (
     "UPDATE runs SET status = :status, ended_at = :ended_at, error = :error, "
     "last_seq = :last_seq WHERE run_id = :run_id"
 )
 # Only rows of the run that are still running: a closing event never rewrites an outcome.
-_STEP_CLOSE = (
+STEP_CLOSE = (
     "UPDATE step_runs SET status = :status, ended_at = :ended_at, error = :error, "
     "last_seq = :last_seq WHERE step_run_id = :step_run_id AND run_id = :run_id "
     "AND status = 'running'"
 )
-_STEP_COLUMNS = (
+STEP_COLUMNS = (
     "run_id", "node_id", "step", "pipeline", "status", "cache_key", "cache_decision",
     "cache_reason", "reused_step_run_id", "code_digest", "components", "inputs", "outputs",
     "resources", "logs", "seed", "started_at", "ended_at", "error", "traceback", "last_seq",
 )  # fmt: skip
-_STEP_INSERT = _insert("step_runs", ("step_run_id", "first_seq", *_STEP_COLUMNS))
+STEP_INSERT = _insert("step_runs", ("step_run_id", "first_seq", *STEP_COLUMNS))
 _STEP_UPDATE = (
     "UPDATE step_runs SET "  # noqa: S608 - column names are constants
-    + ", ".join(f"{c} = :{c}" for c in _STEP_COLUMNS)
+    + ", ".join(f"{c} = :{c}" for c in STEP_COLUMNS)
     + " WHERE step_run_id = :step_run_id"
 )
-_IO_INSERT = _insert("step_run_io", ("step_run_id", "direction", "name", "digest", "run_id"))
-_ARTIFACT_INSERT = _insert(
+IO_INSERT = _insert("step_run_io", ("step_run_id", "direction", "name", "digest", "run_id"))
+ARTIFACT_INSERT = _insert(
     "artifacts",
     (
         "digest", "blob", "serializer", "type_name", "size", "meta", "role", "first_run_id",
         "first_step_run_id", "created_at", "first_seq",
     ),
 )  # fmt: skip
-_SOURCE_INSERT = _insert(
+SOURCE_INSERT = _insert(
     "sources",
     ("run_id", "path", "digest", "size", "mtime_ns", "observed_at", "by_reference", "seq"),
 )
@@ -89,8 +111,8 @@ _RUN_RECORD_KEYS = frozenset(
         "seed", "git", "environment", "started_at", "steps_total", "name", "purpose", "tags",
     }
 )  # fmt: skip
-_PARAM_INSERT = _insert("run_params", ("run_id", "name", "value", "num"))
-_METRIC_INSERT = _insert(
+PARAM_INSERT = _insert("run_params", ("run_id", "name", "value", "num"))
+METRIC_INSERT = _insert(
     "run_metrics", ("step_run_id", "key", "run_id", "node_id", "name", "value", "origin")
 )
 # A cache hit's returned numbers are those of the step run it reused (its event does not
@@ -100,7 +122,7 @@ _METRICS_REUSED = (
     "SELECT :step_run_id, key, :run_id, :node_id, :name_prefix || key, value, origin "
     "FROM run_metrics WHERE step_run_id = :reused AND origin = 'output'"
 )
-_TAG_UPSERT = (
+TAG_UPSERT = (
     "INSERT INTO run_tags (run_id, key, value, seq) VALUES (:run_id, :key, :value, :seq) "
     "ON CONFLICT (run_id, key) DO UPDATE SET value = excluded.value, seq = excluded.seq"
 )
@@ -178,52 +200,58 @@ def _same(value: Any) -> Any:
     return value
 
 
-def _run_started(db: Driver, event: Event, p: dict[str, Any]) -> None:
+def run_row(event: Event, p: dict[str, Any]) -> dict[str, Any]:
+    """The ``runs`` row a ``run.started`` event inserts."""
     record = {k: v for k, v in p.items() if k not in _RUN_RECORD_KEYS}
-    db.execute(
-        _RUN_INSERT,
+    return {
+        "run_id": p["run_id"],
+        "pipeline": p["pipeline"],
+        "pipeline_fingerprint": p["pipeline_fingerprint"],
+        "status": "running",
+        "owner": p["owner"],
+        "host": p["host"],
+        "process": p["process"],
+        "params": canonical_json(p["params"]),
+        "seed": p["seed"],
+        "git": _json(p.get("git")),
+        "environment": p.get("environment"),
+        "record": canonical_json(record),
+        "started_at": p["started_at"],
+        "ended_at": None,
+        "error": None,
+        "steps_total": p.get("steps_total", 0),
+        "first_seq": event.seq,
+        "last_seq": event.seq,
+        "name": p.get("name"),
+        "purpose": run_purpose(p),
+    }
+
+
+def run_param_rows(p: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``run_params`` rows a ``run.started`` event inserts."""
+    return [
         {
             "run_id": p["run_id"],
-            "pipeline": p["pipeline"],
-            "pipeline_fingerprint": p["pipeline_fingerprint"],
-            "status": "running",
-            "owner": p["owner"],
-            "host": p["host"],
-            "process": p["process"],
-            "params": canonical_json(p["params"]),
-            "seed": p["seed"],
-            "git": _json(p.get("git")),
-            "environment": p.get("environment"),
-            "record": canonical_json(record),
-            "started_at": p["started_at"],
-            "ended_at": None,
-            "error": None,
-            "steps_total": p.get("steps_total", 0),
-            "first_seq": event.seq,
-            "last_seq": event.seq,
-            "name": p.get("name"),
-            "purpose": run_purpose(p),
-        },
-    )
-    db.executemany(
-        _PARAM_INSERT,
-        [
-            {
-                "run_id": p["run_id"],
-                "name": name,
-                "value": param_text(value),
-                "num": param_number(value),
-            }
-            for name, value in sorted((p["params"] or {}).items())
-        ],
-    )
-    db.executemany(
-        _TAG_UPSERT,
-        [
-            {"run_id": p["run_id"], "key": key, "value": value, "seq": event.seq}
-            for key, value in sorted((p.get("tags") or {}).items())
-        ],
-    )
+            "name": name,
+            "value": param_text(value),
+            "num": param_number(value),
+        }
+        for name, value in sorted((p["params"] or {}).items())
+    ]
+
+
+def run_tag_rows(event: Event, p: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``run_tags`` rows a ``run.started`` event upserts (its first tags)."""
+    return [
+        {"run_id": p["run_id"], "key": key, "value": value, "seq": event.seq}
+        for key, value in sorted((p.get("tags") or {}).items())
+    ]
+
+
+def _run_started(db: Driver, event: Event, p: dict[str, Any]) -> None:
+    db.execute(RUN_INSERT, run_row(event, p))
+    db.executemany(PARAM_INSERT, run_param_rows(p))
+    db.executemany(TAG_UPSERT, run_tag_rows(event, p))
 
 
 def _run_named(db: Driver, event: Event, p: dict[str, Any]) -> None:
@@ -232,7 +260,7 @@ def _run_named(db: Driver, event: Event, p: dict[str, Any]) -> None:
 
 def _run_tagged(db: Driver, event: Event, p: dict[str, Any]) -> None:
     db.executemany(
-        _TAG_UPSERT,
+        TAG_UPSERT,
         [
             {"run_id": p["run_id"], "key": key, "value": str(value), "seq": event.seq}
             for key, value in sorted(p["tags"].items())
@@ -257,25 +285,27 @@ def _run_noted(db: Driver, event: Event, p: dict[str, Any]) -> None:
     )
 
 
+def run_end_row(status: str, event: Event, p: dict[str, Any]) -> dict[str, Any]:
+    """The parameters of :data:`RUN_END` for a run-ending event."""
+    return {
+        "status": status,
+        "ended_at": p["ended_at"],
+        "error": p.get("error"),
+        "last_seq": event.seq,
+        "run_id": p["run_id"],
+    }
+
+
 def _run_ended(status: str) -> Callable[[Driver, Event, dict[str, Any]], None]:
     def apply(db: Driver, event: Event, p: dict[str, Any]) -> None:
-        db.execute(
-            _RUN_END,
-            {
-                "status": status,
-                "ended_at": p["ended_at"],
-                "error": p.get("error"),
-                "last_seq": event.seq,
-                "run_id": p["run_id"],
-            },
-        )
-        _close_steps(db, event, p)
+        db.execute(RUN_END, run_end_row(status, event, p))
+        db.executemany(STEP_CLOSE, closed_step_rows(event, p))
 
     return apply
 
 
-def _close_steps(db: Driver, event: Event, p: dict[str, Any]) -> None:
-    """Close the step runs a run-ending event lists in ``closed_steps``.
+def closed_step_rows(event: Event, p: dict[str, Any]) -> list[dict[str, Any]]:
+    """The parameters of :data:`STEP_CLOSE` for the steps a run-ending event closes.
 
     ``closed_steps`` maps step run id -> the status it ends with (``failed``, ``crashed``,
     ``interrupted``); the step run takes the event's ``ended_at`` and ``error``. Only a
@@ -284,26 +314,30 @@ def _close_steps(db: Driver, event: Event, p: dict[str, Any]) -> None:
     """
     closed = p.get("closed_steps")
     if not isinstance(closed, dict) or not closed:
-        return
-    db.executemany(
-        _STEP_CLOSE,
-        [
-            {
-                "status": str(status),
-                "ended_at": p["ended_at"],
-                "error": p.get("error"),
-                "last_seq": event.seq,
-                "step_run_id": step_run_id,
-                "run_id": p["run_id"],
-            }
-            for step_run_id, status in sorted(closed.items())
-        ],
-    )
+        return []
+    return [
+        {
+            "status": str(status),
+            "ended_at": p["ended_at"],
+            "error": p.get("error"),
+            "last_seq": event.seq,
+            "step_run_id": step_run_id,
+            "run_id": p["run_id"],
+        }
+        for step_run_id, status in sorted(closed.items())
+    ]
 
 
-def _step_row(
-    status: str, event: Event, p: dict[str, Any], encode: Callable[[Any], Any] = _json
+def step_row(
+    status: str, event: Event, p: dict[str, Any], encode: Callable[[Any], Any] | None = None
 ) -> dict[str, Any]:
+    """The ``step_runs`` row (all columns) a step event gives, with ``status``.
+
+    ``encode`` turns each JSON column's value into what the column holds (default:
+    canonical JSON text, None staying None).
+    """
+    if encode is None:
+        encode = _json
     return {
         "step_run_id": p["step_run_id"],
         "run_id": p["run_id"],
@@ -332,10 +366,11 @@ def _step_row(
 
 
 def _step_started(db: Driver, event: Event, p: dict[str, Any]) -> None:
-    db.execute(_STEP_INSERT, _step_row("running", event, p))
+    db.execute(STEP_INSERT, step_row("running", event, p))
 
 
-def _io_rows(p: dict[str, Any], *, outputs: bool) -> list[dict[str, Any]]:
+def io_rows(p: dict[str, Any], *, outputs: bool) -> list[dict[str, Any]]:
+    """The ``step_run_io`` rows of a step's closing event (its inputs, and its outputs)."""
     rows = [
         {"step_run_id": p["step_run_id"], "direction": "in", "name": n, "digest": d,
          "run_id": p["run_id"]}
@@ -350,34 +385,46 @@ def _io_rows(p: dict[str, Any], *, outputs: bool) -> list[dict[str, Any]]:
     return rows
 
 
+def reused_metrics(
+    p: dict[str, Any], status: str, own: list[dict[str, Any]]
+) -> tuple[str, dict[str, Any]] | None:
+    """The statement copying a cache hit's returned numbers from the step run it reused.
+
+    Returns None unless the step event is a hit naming that step run. The names the hit
+    logged itself (``own``) are left out: its own values win.
+    """
+    reused = p.get("reused_step_run_id")
+    if status != "cached" or not reused:
+        return None
+    logged = sorted({m["key"] for m in own})
+    sql = _METRICS_REUSED
+    if logged:
+        sql += " AND key NOT IN (" + ", ".join(f":k{i}" for i in range(len(logged))) + ")"
+    return sql, {
+        "step_run_id": p["step_run_id"],
+        "run_id": p["run_id"],
+        "node_id": p["node_id"],
+        "name_prefix": p["node_id"] + ".",
+        "reused": reused,
+        **{f"k{i}": k for i, k in enumerate(logged)},
+    }
+
+
 def _step_finished(status: str) -> Callable[[Driver, Event, dict[str, Any]], None]:
     def apply(db: Driver, event: Event, p: dict[str, Any]) -> None:
-        row = _step_row(status, event, p)
+        row = step_row(status, event, p)
         # A step that ran was announced by step.started; a cache hit was not.
         if p.get("decision") == "hit" or db.execute(_STEP_UPDATE, row) == 0:
-            db.execute(_STEP_INSERT, row)
-        db.executemany(_IO_INSERT, _io_rows(p, outputs=status != "failed"))
+            db.execute(STEP_INSERT, row)
+        db.executemany(IO_INSERT, io_rows(p, outputs=status != "failed"))
         if status == "failed":
             return
         own = metric_rows(p)
         if own:
-            db.executemany(_METRIC_INSERT, own)
-        reused = p.get("reused_step_run_id")
-        if status == "cached" and reused:
-            logged = {m["key"] for m in own}
-            db.execute(
-                _METRICS_REUSED
-                + (" AND key NOT IN (" + ", ".join(f":k{i}" for i in range(len(logged))) + ")"
-                   if logged else ""),
-                {
-                    "step_run_id": p["step_run_id"],
-                    "run_id": p["run_id"],
-                    "node_id": p["node_id"],
-                    "name_prefix": p["node_id"] + ".",
-                    "reused": reused,
-                    **{f"k{i}": k for i, k in enumerate(sorted(logged))},
-                },
-            )  # fmt: skip
+            db.executemany(METRIC_INSERT, own)
+        copy = reused_metrics(p, status, own)
+        if copy is not None:
+            db.execute(*copy)
 
     return apply
 
@@ -404,23 +451,25 @@ def artifact_row(event: Event, p: dict[str, Any], *, decoded: bool = False) -> d
 
 
 def _artifact_recorded(db: Driver, event: Event, p: dict[str, Any]) -> None:
-    db.execute(_ARTIFACT_INSERT, artifact_row(event, p))
+    db.execute(ARTIFACT_INSERT, artifact_row(event, p))
+
+
+def source_row(event: Event, p: dict[str, Any]) -> dict[str, Any]:
+    """The ``sources`` row a ``source.observed`` event inserts."""
+    return {
+        "run_id": p["run_id"],
+        "path": p["path"],
+        "digest": p["digest"],
+        "size": p["size"],
+        "mtime_ns": p["mtime_ns"],
+        "observed_at": p["observed_at"],
+        "by_reference": int(bool(p.get("by_reference"))),
+        "seq": event.seq,
+    }
 
 
 def _source_observed(db: Driver, event: Event, p: dict[str, Any]) -> None:
-    db.execute(
-        _SOURCE_INSERT,
-        {
-            "run_id": p["run_id"],
-            "path": p["path"],
-            "digest": p["digest"],
-            "size": p["size"],
-            "mtime_ns": p["mtime_ns"],
-            "observed_at": p["observed_at"],
-            "by_reference": int(bool(p.get("by_reference"))),
-            "seq": event.seq,
-        },
-    )
+    db.execute(SOURCE_INSERT, source_row(event, p))
 
 
 def _run_deleted(db: Driver, event: Event, p: dict[str, Any]) -> None:
@@ -455,7 +504,7 @@ def finished_step_row(
     status = _FINISHED_STATUS.get(event.kind)
     if status is None:
         return None
-    row = _step_row(status, event, p, _same if decoded else _json)
+    row = step_row(status, event, p, _same if decoded else _json)
     del row["first_seq"]
     return row
 
@@ -478,6 +527,11 @@ _APPLY: dict[str, Callable[[Driver, Event, dict[str, Any]], None]] = {
     EventKind.RUN_NOTED: _run_noted,
     EventKind.RUN_DELETED: _run_deleted,
 }
+
+
+def has_projection(kind: str) -> bool:
+    """Whether events of ``kind`` change the derived tables."""
+    return kind in _APPLY
 
 
 def apply_event(db: Driver, event: Event, payload: dict[str, Any]) -> None:

@@ -295,14 +295,22 @@ def _disagreement(
 ) -> TamperedLedgerError | None:
     # JSON columns are compared by value: parsing the stored text is cheaper than
     # encoding the event's values again, and the values are what a caller receives.
-    columns = tuple(
-        (column, row[column], _as_stored(column, value))
-        for column, value in expected.items()
-        if _stored_value(column, row[column]) != value
-    )
-    if not columns:
+    # Plain columns are compared first, without a call per column (the hot path of
+    # every cache lookup).
+    differing: list[tuple[str, Any, Any]] | None = None
+    for column, value in expected.items():
+        stored = row[column]
+        if column in JSON_COLUMNS and stored is not None:
+            if _stored_value(column, stored) == value:
+                continue
+        elif stored == value:
+            continue
+        if differing is None:
+            differing = []
+        differing.append((column, stored, _as_stored(column, value)))
+    if differing is None:
         return None
-    problem = DerivedRowProblem(table, key, "differs", columns)
+    problem = DerivedRowProblem(table, key, "differs", tuple(differing))
     return TamperedLedgerError(
         f"{problem.message} (event {seq}); the row is not trusted: {REBUILD_HINT}", seq=seq
     )

@@ -164,3 +164,28 @@ def test_concurrent_runs_leave_the_cache_consistent(tmp_path: Path) -> None:
         assert ("fake-two" in found["versions"]) == (site == two)
     assert environment._read_cache(cache / "distributions.json") is not None
     assert not [p for p in cache.iterdir() if p.name.startswith(".distributions-")]
+
+
+def test_an_unchanged_cache_is_parsed_once_per_process_and_an_edit_is_seen(
+    cached: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parsed: list[int] = []
+    real = environment._parse_cache
+
+    def counting(payload: bytes) -> dict[str, Any] | None:
+        parsed.append(1)
+        return real(payload)
+
+    time.sleep(_WINDOW_S)  # the site folder is old enough now: its listing is cached too
+    capture_environment(cache_dir=cached.parent)
+    time.sleep(_WINDOW_S)  # a file changed within the racy window is read every time
+    monkeypatch.setattr(environment, "_parse_cache", counting)
+    for _ in range(3):
+        assert versions(capture_environment(cache_dir=cached.parent))["fake-pkg"] == "1.0"
+    assert len(parsed) == 1  # read once, then remembered while unchanged
+
+    _edit(cached, recheck=False)  # same name, other bytes: a new ctime, read again
+    assert versions(capture_environment(cache_dir=cached.parent))["fake-pkg"] == "1.0"
+    assert len(parsed) == 2
+    _edit(cached, recheck=True)
+    assert versions(capture_environment(cache_dir=cached.parent))["fake-pkg"] == "6.6.6"

@@ -7,6 +7,7 @@ import pipetrail.capture
 _MODULES = [
     "environment",
     "environment_diff",
+    "file_memo",
     "git",
     "log_context",
     "log_lines",

@@ -129,3 +129,37 @@ def test_types_orjson_encodes_but_the_canonical_form_refuses_are_refused(value: 
 
 def test_a_str_subclass_is_encoded_as_its_text() -> None:
     assert canonical_json({"a": _Name("x")}) == reference_json({"a": "x"}) == '{"a":"x"}'
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        1e16,
+        9999999999999998.0,
+        1e-4,
+        math.nextafter(1e-4, 0.0),
+        math.nextafter(1e-4, 1.0),
+        math.nextafter(1e16, 0.0),
+        -1e16,
+        -1e-4,
+        -math.nextafter(1e-4, 0.0),
+        0.0,
+        -0.0,
+        5e-324,
+        1.7976931348623157e308,
+        123456789012345.67,
+    ],
+)
+def test_floats_at_the_exponent_bounds_take_the_path_repr_gives(value: float) -> None:
+    # In a dict, in a list, and alone: each checks its members in its own loop.
+    for wrapped in ({"v": value}, [value], value):
+        assert _orjson_safe(wrapped) == ("e" not in repr(value))
+        assert canonical_json(wrapped) == reference_json(wrapped)
+
+
+@settings(max_examples=5000, deadline=None)
+@given(st.floats() | st.floats(min_value=1e-6, max_value=1e-3) | st.floats(min_value=1e15))
+def test_a_float_is_plain_exactly_when_repr_has_no_exponent(value: float) -> None:
+    plain = math.isfinite(value) and "e" not in repr(value)
+    assert _orjson_safe({"v": value}) == plain
+    assert _orjson_safe([value]) == plain

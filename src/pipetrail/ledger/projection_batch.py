@@ -1,0 +1,202 @@
+"""Projecting the events of one append with one ``executemany`` per statement.
+
+:func:`~pipetrail.ledger.projections.apply_event` runs each event's statements one by one:
+a run's flush of a thousand cached steps would cost three thousand statements. The events
+a run appends touch the derived tables in a fixed order of dependencies (a run row before
+its end, a step row before its outputs and its close, a step run's own metrics before the
+hits that copy them), so :func:`apply_events` collects the rows of every event, groups
+them by statement and runs the groups in that order (:data:`_PHASES`), rows in event
+order within each group. The tables end exactly as event-by-event projection leaves them
+(what ``audit verify`` compares them with), because the batches it accepts
+(:func:`_batchable`) are those where the reordering only swaps statements that touch
+different rows:
+
+* every event is of a kind listed in :data:`_BATCHED` (or has no projection at all);
+* run-ending events come last (nothing but other run ends after the first one);
+* a step run is started at most once, before anything else about it, and closed at
+  most once;
+* a cache hit copies the metrics of a step run that closed earlier in the batch, or
+  before it.
+
+Any other batch (annotations, deletions, a replay in unusual order) is projected event
+by event. A closing event of a step that ran is written as one upsert (``INSERT ... ON
+CONFLICT (step_run_id) DO UPDATE``), which is what "update the row, or insert it when
+none exists" does, in one statement.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from pipetrail.ledger.events import Event, EventKind
+from pipetrail.ledger.projections import (
+    ARTIFACT_INSERT,
+    IO_INSERT,
+    METRIC_INSERT,
+    PARAM_INSERT,
+    RUN_END,
+    RUN_INSERT,
+    SOURCE_INSERT,
+    STEP_CLOSE,
+    STEP_COLUMNS,
+    STEP_INSERT,
+    TAG_UPSERT,
+    apply_event,
+    artifact_row,
+    closed_step_rows,
+    has_projection,
+    io_rows,
+    metric_rows,
+    reused_metrics,
+    run_end_row,
+    run_param_rows,
+    run_row,
+    run_tag_rows,
+    source_row,
+    step_row,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from pipetrail.ledger.driver import Driver
+
+__all__ = ["STEP_UPSERT", "apply_events"]
+
+STEP_UPSERT = (
+    STEP_INSERT.removesuffix(" ON CONFLICT DO NOTHING")
+    + " ON CONFLICT (step_run_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in STEP_COLUMNS)
+)
+_REUSED = "reused metrics"  # the phase of the (variable) statements copying a hit's metrics
+
+# The order statement groups run in; see the module docstring.
+_PHASES = (
+    RUN_INSERT,
+    PARAM_INSERT,
+    TAG_UPSERT,
+    ARTIFACT_INSERT,
+    SOURCE_INSERT,
+    STEP_INSERT,
+    STEP_UPSERT,
+    IO_INSERT,
+    METRIC_INSERT,
+    _REUSED,
+    RUN_END,
+    STEP_CLOSE,
+)
+_RUN_ENDS = {
+    EventKind.RUN_COMPLETED: "completed",
+    EventKind.RUN_FAILED: "failed",
+    EventKind.RUN_CRASHED: "crashed",
+    EventKind.RUN_INTERRUPTED: "interrupted",
+}
+_STEP_ENDS = {
+    EventKind.STEP_COMPLETED: "completed",
+    EventKind.STEP_CACHED: "cached",
+    EventKind.STEP_FAILED: "failed",
+}
+_BATCHED = frozenset(
+    {
+        EventKind.RUN_STARTED,
+        EventKind.ARTIFACT_RECORDED,
+        EventKind.SOURCE_OBSERVED,
+        EventKind.STEP_STARTED,
+        *_STEP_ENDS,
+        *_RUN_ENDS,
+    }
+)
+
+
+def apply_events(
+    db: Driver,
+    events: Sequence[tuple[Event, dict[str, Any]]],
+    encode: Callable[[Any], Any] | None = None,
+) -> None:
+    """Project ``(event, payload)`` pairs of one append, grouped by statement if it may.
+
+    Args:
+        db: the driver, inside the append's write transaction.
+        events: the appended events with their payloads, in sequence order.
+        encode: encodes a JSON column's value (None stays None); by default canonical
+            JSON. The ledger passes a faster encoder when it knows every payload is
+            plain (see :func:`pipetrail.hashing.canonical.member_json`).
+    """
+    if len(events) < 2 or not _batchable(events):
+        for event, payload in events:
+            apply_event(db, event, payload)
+        return
+    groups: dict[str, list[dict[str, Any]]] = {}
+    reused: dict[str, list[dict[str, Any]]] = {}
+
+    def add(sql: str, *rows: dict[str, Any]) -> None:
+        groups.setdefault(sql, []).extend(rows)
+
+    for event, p in events:
+        kind = event.kind
+        if kind == EventKind.STEP_STARTED:
+            add(STEP_INSERT, step_row("running", event, p, encode))
+        elif kind in _STEP_ENDS:
+            status = _STEP_ENDS[kind]  # type: ignore[index]
+            hit = p.get("decision") == "hit"
+            add(STEP_INSERT if hit else STEP_UPSERT, step_row(status, event, p, encode))
+            add(IO_INSERT, *io_rows(p, outputs=status != "failed"))
+            if status == "failed":
+                continue
+            own = metric_rows(p)
+            add(METRIC_INSERT, *own)
+            copy = reused_metrics(p, status, own)
+            if copy is not None:
+                reused.setdefault(copy[0], []).append(copy[1])
+        elif kind == EventKind.ARTIFACT_RECORDED:
+            add(ARTIFACT_INSERT, artifact_row(event, p))
+        elif kind == EventKind.SOURCE_OBSERVED:
+            add(SOURCE_INSERT, source_row(event, p))
+        elif kind == EventKind.RUN_STARTED:
+            add(RUN_INSERT, run_row(event, p))
+            add(PARAM_INSERT, *run_param_rows(p))
+            add(TAG_UPSERT, *run_tag_rows(event, p))
+        elif kind in _RUN_ENDS:
+            add(RUN_END, run_end_row(_RUN_ENDS[kind], event, p))  # type: ignore[index]
+            add(STEP_CLOSE, *closed_step_rows(event, p))
+    for sql in _PHASES:
+        if sql == _REUSED:
+            for text, rows in reused.items():
+                db.executemany(text, rows)
+        elif groups.get(sql):
+            db.executemany(sql, groups[sql])
+
+
+def _batchable(events: Sequence[tuple[Event, dict[str, Any]]]) -> bool:
+    """Whether grouping ``events`` by statement projects them as one by one would."""
+    ended = False
+    seen: dict[str, str] = {}  # step run id -> "started" or "closed"
+    closed_at: dict[str, int] = {}
+    for at, (event, p) in enumerate(events):
+        kind = event.kind
+        if kind in _STEP_ENDS:
+            closed_at[str(p.get("step_run_id"))] = at
+    for at, (event, p) in enumerate(events):
+        kind = event.kind
+        if kind not in _BATCHED:
+            if has_projection(kind):
+                return False
+            continue
+        if kind in _RUN_ENDS:
+            ended = True
+            continue
+        if ended:
+            return False
+        if kind == EventKind.STEP_STARTED:
+            if str(p.get("step_run_id")) in seen:
+                return False
+            seen[str(p.get("step_run_id"))] = "started"
+        elif kind in _STEP_ENDS:
+            key = str(p.get("step_run_id"))
+            if seen.get(key) == "closed":
+                return False
+            seen[key] = "closed"
+            origin = p.get("reused_step_run_id")
+            if origin is not None and closed_at.get(str(origin), -1) > at:
+                return False
+    return True
