@@ -76,6 +76,9 @@ class StepOptions:
             artifacts you produce yourself.
         contracts: the contracts checked on inputs (before the call) and outputs (after
             it), bound to parameter and output names (see :mod:`pipetrail.core.contract`).
+        retries: how many times to execute the step again when it fails (it raised, or
+            the worker process running it died); every failed attempt is recorded in
+            the step's event. Not part of the cache key.
     """
 
     name: str
@@ -84,6 +87,7 @@ class StepOptions:
     outputs: tuple[str, ...] = ("output",)
     allow_pickle: bool = False
     contracts: tuple[Boundary, ...] = ()
+    retries: int = 0
 
 
 class Step(Generic[P, R]):
@@ -201,6 +205,7 @@ def step(
     outputs: tuple[str, ...] | list[str] | None = None,
     allow_pickle: bool = False,
     contracts: Mapping[str, Any] | None = None,
+    retries: int = 0,
 ) -> Callable[[Callable[P, R]], Step[P, R]]: ...
 
 
@@ -214,6 +219,7 @@ def step(
     outputs: tuple[str, ...] | list[str] | None = None,
     allow_pickle: bool = False,
     contracts: Mapping[str, Any] | None = None,
+    retries: int = 0,
 ) -> Step[P, R] | Callable[[Callable[P, R]], Step[P, R]]:
     """Declare a function as a pipeline step.
 
@@ -230,6 +236,8 @@ def step(
         contracts: parameter or output name -> a :class:`~pipetrail.contracts.Contract` or a
             bare schema (pandera, ``pyarrow.Schema``, pydantic model). Inputs are checked
             before the call, outputs after it; a violation fails the step.
+        retries: execute the step again up to this many times when it fails (it
+            raised, or its worker process died); each failed attempt is recorded.
 
     Returns:
         The :class:`Step`, or a decorator producing one.
@@ -257,6 +265,10 @@ def step(
                 f"step {step_name!r} is a coroutine or generator function; steps must return "
                 "their outputs"
             )
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise DefinitionError(
+                f"step {step_name!r}: retries must be a whole number >= 0, got {retries!r}"
+            )
         output_names = _output_names(f, None if outputs is None else tuple(outputs))
         options = StepOptions(
             name=step_name,
@@ -265,6 +277,7 @@ def step(
             outputs=output_names,
             allow_pickle=allow_pickle,
             contracts=bind_contracts(step_name, f, inspect.signature(f), output_names, contracts),
+            retries=retries,
         )
         return Step(f, options)
 

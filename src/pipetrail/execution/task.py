@@ -98,6 +98,8 @@ class TaskResult:
         contracts: the contract results for the step event (None without contracts).
         contract_report: the stored contract report (None without contracts).
         data_ops: records of the data operations (``pipetrail.data``) the step ran.
+        worker: where it ran, when not in the coordinator's process (``host``, ``pid``,
+            and the Dask worker's ``address``).
     """
 
     outputs: dict[str, StoredArtifact] = field(default_factory=dict)
@@ -112,6 +114,7 @@ class TaskResult:
     contracts: dict[str, Any] | None = None
     contract_report: StoredArtifact | None = None
     data_ops: list[dict[str, Any]] = field(default_factory=list)
+    worker: dict[str, Any] | None = None
 
 
 def _split_outputs(task: StepTask, value: Any) -> dict[str, Any]:
