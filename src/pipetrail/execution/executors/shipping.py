@@ -242,6 +242,9 @@ def _load_context(context: WorkerContext) -> tuple[ContentStore, SerializerRegis
         from pipetrail.capture.output import logging_ready
         from pipetrail.store import default_registry
 
+        # What steps print is captured, and shown on the worker's stderr: a worker's
+        # stdout may be the coordinator's, which carries only its own output (--json).
+        sys.stdout = sys.stderr
         # Output capture's logging stays installed for the worker's life, as the
         # coordinator keeps it for a run's steps.
         logging_ready().__enter__()
