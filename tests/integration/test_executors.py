@@ -262,15 +262,14 @@ def test_a_dead_worker_fails_its_step_and_the_run(
     marker = {"marker": str(tmp_path / "marker")}
     source = DYING.replace("RETRIES", "0").replace("ALWAYS", "True")
     definition = files.load(unique("dying"), source)
-    with pytest.raises(StepFailedError, match="WorkerLostError: the .*worker.* 'fragile' died"):
-        run_pipeline(
-            definition, marker, project, RunOptions(executor=executor, keep_going=True)
-        )
+    with pytest.raises(StepFailedError, match=r"WorkerLostError: the .*worker.* 'fragile' died"):
+        run_pipeline(definition, marker, project, RunOptions(executor=executor, keep_going=True))
     run_id = project.reader().resolve_run("latest")
     steps = _step_events(project, run_id)
     kind, payload = steps["fragile"]
     assert kind == "step.failed"
-    assert "outputs" not in payload and "attempts" not in payload
+    assert "outputs" not in payload
+    assert "attempts" not in payload
     # --keep-going: the independent branch finished and was recorded.
     assert steps["steady"][0] == "step.completed"
     run_row = project.reader().get_run(run_id)
@@ -371,3 +370,133 @@ def test_an_unreachable_scheduler_fails_the_run_with_its_address(example: Path) 
     assert latest["status"] == "failed"
     assert "cannot reach the Dask scheduler at tcp://127.0.0.1:9" in latest["error"]
     assert latest["ended_at"] is not None
+
+
+BRANCHES = """
+from pipetrail import pipeline, step
+
+
+@step(cache=False)
+def broken(n: int) -> int:
+    raise ValueError(f"no good: {n}")
+
+
+@step(cache=False)
+def after_broken(x: int) -> int:
+    return x
+
+
+@step(cache=False)
+def fine(n: int) -> int:
+    return n * 10
+
+
+@step(cache=False)
+def after_fine(x: int) -> int:
+    return x + 1
+
+
+@pipeline
+def branches(n: int = 4):
+    return after_broken(broken(n)), after_fine(fine(n))
+"""
+
+
+@pytest.mark.parametrize("choice", ["inline", "processes"])
+def test_keep_going_finishes_independent_branches(
+    files: PipelineFiles, project: Project, unique: Callable[[str], str], choice: str
+) -> None:
+    definition = files.load(unique("branches"), BRANCHES)
+    options = RunOptions(executor=choice, keep_going=True)
+    with pytest.raises(StepFailedError, match="ValueError: no good: 4"):
+        run_pipeline(definition, {}, project, options)
+    run_id = project.reader().resolve_run("latest")
+    steps = {node: kind for node, (kind, _) in _step_events(project, run_id).items()}
+    assert steps == {
+        "broken": "step.failed",
+        "fine": "step.completed",
+        "after_fine": "step.completed",
+    }
+    assert project.reader().get_run(run_id)["status"] == "failed"
+
+
+def test_without_keep_going_the_run_stops_at_the_failure(
+    files: PipelineFiles, project: Project, unique: Callable[[str], str]
+) -> None:
+    definition = files.load(unique("branches"), BRANCHES)
+    with pytest.raises(StepFailedError, match="no good"):
+        run_pipeline(definition, {}, project, RunOptions())
+    run_id = project.reader().resolve_run("latest")
+    assert set(_step_events(project, run_id)) == {"broken"}
+
+
+FLAKY = """
+from pathlib import Path
+
+from pipetrail import pipeline, step
+
+
+@step(cache=False, retries=2)
+def flaky(marker: str) -> int:
+    path = Path(marker)
+    tries = int(path.read_text()) if path.exists() else 0
+    path.write_text(str(tries + 1))
+    if tries < 2:
+        raise ConnectionError(f"attempt {tries + 1} failed")
+    return tries
+
+
+@pipeline
+def flaky_run(marker: str):
+    return flaky(marker)
+"""
+
+
+@pytest.mark.parametrize("choice", ["inline", "processes"])
+def test_a_raising_step_is_retried_and_every_attempt_recorded(
+    files: PipelineFiles,
+    project: Project,
+    unique: Callable[[str], str],
+    tmp_path: Path,
+    choice: str,
+) -> None:
+    definition = files.load(unique("flaky"), FLAKY)
+    marker = str(tmp_path / "tries")
+    run = run_pipeline(definition, {"marker": marker}, project, RunOptions(executor=choice))
+    assert run.outputs == 2
+    [(kind, payload)] = _step_events(project, run.id).values()
+    assert kind == "step.completed"
+    assert [(a["attempt"], a["error"], a["worker_lost"]) for a in payload["attempts"]] == [
+        (1, "ConnectionError: attempt 1 failed", False),
+        (2, "ConnectionError: attempt 2 failed", False),
+    ]
+
+
+def test_a_store_workers_cannot_open_is_refused_with_a_fix(
+    files: PipelineFiles, unique: Callable[[str], str], project_root: Path
+) -> None:
+    from pipetrail.errors import ExecutorError
+    from pipetrail.execution.project import Project
+    from pipetrail.store.memory import MemoryStore
+
+    definition = files.load(unique("branches"), BRANCHES)
+    project = Project.at(project_root)
+    memory = Project(project.config, store=MemoryStore())
+    try:
+        with pytest.raises(ExecutorError, match="use a local folder or an S3 store"):
+            run_pipeline(definition, {}, memory, RunOptions(executor="processes"))
+        run_id = memory.reader().resolve_run("latest")
+        assert memory.reader().get_run(run_id)["status"] == "failed"
+    finally:
+        memory.close()
+        project.close()
+
+
+def test_keep_going_on_the_command_line_keeps_the_exit_code(tmp_path: Path) -> None:
+    root = tmp_path / "cli"
+    root.mkdir()
+    (root / "pipetrail.toml").write_text('[pipetrail]\nexecutor = "processes"\n')
+    (root / "branches.py").write_text(BRANCHES)
+    done = _cli(root, "run", "branches.py", "--keep-going", "-q")
+    assert done.returncode == 1, done.stderr
+    assert "no good: 4" in done.stderr + done.stdout

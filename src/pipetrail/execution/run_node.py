@@ -47,22 +47,13 @@ from pipetrail.execution.run_state import (
     flush_before_code,
     step_code,
 )
-from pipetrail.execution.step_result import (
-    DEFERRED,
-    Deferred,
-    PreparedStep,
-    finish_step,
-    release_inputs,
-    retry,
-)
+from pipetrail.execution.step_result import PreparedStep, finish_step, release_inputs, retry
 from pipetrail.ledger import EventDraft, EventKind
 from pipetrail.store.serializers.base import copies_under
 from pipetrail.store.serializers.kept_bytes import kept_view
 from pipetrail.store.serializers.registry import record_from_reading
 
 if TYPE_CHECKING:
-    from collections.abc import Container
-
     from pipetrail.core.graph import Node
     from pipetrail.execution.executors import Executor
     from pipetrail.execution.observer import RunObserver
@@ -211,7 +202,7 @@ def run_node(
         IntegrityError: a corrupt input could not be recomputed.
     """
     prepared = prepare_node(state, node, options, executor, observer, rerun_reason=rerun_reason)
-    if not isinstance(prepared, PreparedStep):
+    if prepared is None:
         return
     step_key = id(node.step)
     while True:
@@ -232,15 +223,12 @@ def prepare_node(
     observer: RunObserver,
     *,
     rerun_reason: str | None = None,
-    in_flight: Container[str] = (),
-) -> PreparedStep | Deferred | None:
+) -> PreparedStep | None:
     """Decide one node: queue ``step.cached``, or ``step.started`` and load its inputs.
 
     Returns:
-        None for a cache hit (its events are queued, its outputs known); :data:`DEFERRED`
-        when its cache key is in ``in_flight`` (a node computing the same thing is
-        executing: run it once that one has finished, as a hit); else the step to
-        execute, with its task.
+        None for a cache hit (its events are queued, its outputs known), else the step
+        to execute, with its task.
 
     Raises:
         IntegrityError: a corrupt input could not be recomputed.
@@ -270,8 +258,6 @@ def prepare_node(
         # Only steps with contracts have the component: other keys stay as they were.
         components["contracts"] = planned.fingerprints
     key = cache_key(components)
-    if key in in_flight:
-        return DEFERRED
     unhashable = [*fp.unhashable, *inputs.unhashable, *(planned.unhashable if planned else ())]
     decision = _decide(state, node, key, unhashable, options, rerun_reason)
     step_run_id = new_id()

@@ -10,8 +10,7 @@ appending them (:func:`~pipetrail.execution.run_state.flush`). Events wait at mo
 :data:`~pipetrail.execution.flushing.MAX_DELAY_S` while steps run elsewhere.
 
 Nodes are decided in graph order, so the events of a run whose steps are all cache hits
-are the same on every executor. A node whose cache key equals that of a node still
-executing waits for it and is then a hit, as it would be inline.
+are the same on every executor.
 
 When a step fails the run fails. Steps already executing finish and are recorded; with
 ``keep_going`` (``--keep-going``), nodes that do not depend on the failed one still run.
@@ -22,7 +21,6 @@ started are listed by the run's end event.
 from __future__ import annotations
 
 import time
-from concurrent.futures import FIRST_COMPLETED, wait
 from typing import TYPE_CHECKING
 
 from pipetrail.errors import RunInterruptedError, StepFailedError
@@ -126,7 +124,6 @@ class _Concurrent:
 
     def _start_ready(self) -> None:
         """Decide, in graph order, every node whose upstream nodes are done."""
-        in_flight = {prepared.key for prepared in self.running.values()}
         still: list[Node] = []
         for node in self.waiting:
             upstream = node.upstream()
@@ -136,20 +133,18 @@ class _Concurrent:
             if not self.done.issuperset(upstream):
                 still.append(node)
                 continue
-            prepared = prepare_node(
-                self.state, node, self.options, self.executor, self.observer, in_flight=in_flight
-            )
+            prepared = prepare_node(self.state, node, self.options, self.executor, self.observer)
             if prepared is None:
                 self.done.add(node.id)
-            elif isinstance(prepared, PreparedStep):
+            else:
                 self.running[self.executor.submit(prepared.task)] = prepared
-                in_flight.add(prepared.key)
-            else:  # deferred: the same key is executing
-                still.append(node)
         self.waiting = still
 
     def _collect(self) -> None:
         """Wait for results (flushing queued events in time) and handle them."""
+        # Imported here: a run on the inline executor does not load concurrent.futures.
+        from concurrent.futures import FIRST_COMPLETED, wait
+
         state = self.state
         timeout = MAX_DELAY_S
         if state.pending_since is not None:

@@ -32,18 +32,7 @@ if TYPE_CHECKING:
     from pipetrail.execution.run_state import InputCopies, RunState
     from pipetrail.execution.task import StepTask, TaskResult
 
-__all__ = ["DEFERRED", "Deferred", "PreparedStep", "finish_step", "release_inputs", "retry"]
-
-
-class Deferred:
-    """The type of :data:`DEFERRED`."""
-
-    def __repr__(self) -> str:
-        return "DEFERRED"
-
-
-#: A node whose cache key is being computed by a node in flight: decide it later.
-DEFERRED = Deferred()
+__all__ = ["PreparedStep", "finish_step", "release_inputs", "retry"]
 
 
 @dataclass
@@ -84,12 +73,19 @@ def retry(prepared: PreparedStep, result: TaskResult) -> bool:
     prepared.attempts.append(
         {
             "attempt": len(prepared.attempts) + 1,
-            "error": f"{type(result.error).__name__}: {result.error}",
+            "error": _error_text(result.error),
             "worker_lost": isinstance(result.error, WorkerLostError),
             "ended_at": format_ts(utcnow()),
         }
     )
     return True
+
+
+def _error_text(error: BaseException) -> str:
+    """How a step's error is recorded: its class name (as raised, on any executor) and text."""
+    from pipetrail.execution.task import error_type_name
+
+    return f"{error_type_name(error)}: {error}"
 
 
 def release_inputs(state: RunState, node: Node, copies: tuple[InputCopies, ...]) -> None:
@@ -151,7 +147,7 @@ def finish_step(
         common["contracts"] = result.contracts
     seconds = result.resources.get("wall_ns", 0) / 1e9
     if result.error is not None:
-        error = f"{type(result.error).__name__}: {result.error}"
+        error = _error_text(result.error)
         emit(
             state,
             [

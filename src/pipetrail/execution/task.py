@@ -41,7 +41,7 @@ if TYPE_CHECKING:
     from pipetrail.core.contract import Boundary
     from pipetrail.store import ContentStore, SerializerRegistry, StoredArtifact
 
-__all__ = ["StepTask", "TaskResult", "execute_task"]
+__all__ = ["ShippedError", "StepTask", "TaskResult", "error_type_name", "execute_task"]
 
 _log = logging.getLogger(__name__)
 
@@ -115,6 +115,28 @@ class TaskResult:
     contract_report: StoredArtifact | None = None
     data_ops: list[dict[str, Any]] = field(default_factory=list)
     worker: dict[str, Any] | None = None
+
+
+class ShippedError(Exception):
+    """An exception a step raised that could not be sent back as itself.
+
+    Attributes:
+        type_name: the original exception's class name.
+    """
+
+    def __init__(self, type_name: str, message: str) -> None:
+        super().__init__(message)
+        self.type_name = type_name
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ShippedError, (self.type_name, str(self)))
+
+
+def error_type_name(error: BaseException) -> str:
+    """The class name to record for a step's error (the original one when shipped)."""
+    if isinstance(error, ShippedError):
+        return error.type_name
+    return type(error).__name__
 
 
 def _split_outputs(task: StepTask, value: Any) -> dict[str, Any]:

@@ -17,8 +17,8 @@ of values defined in the pipeline file unpickle on both sides. Nothing here touc
 ledger.
 
 An exception a step raised comes back as itself when it survives pickling, else as a
-:class:`ShippedError` with the same type name and message, so the recorded error reads
-the same as on the inline executor.
+:class:`~pipetrail.execution.task.ShippedError` with the same type name and message,
+so the recorded error reads the same as on the inline executor.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import ExecutorError
+from pipetrail.execution.task import ShippedError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -46,11 +47,10 @@ if TYPE_CHECKING:
     from pipetrail.store import ContentStore, SerializerRegistry
 
 __all__ = [
-    "ShippedError",
     "WorkerContext",
     "decode_result",
+    "encode_result",
     "encode_task",
-    "error_type_name",
     "run_shipped",
     "worker_context",
 ]
@@ -166,28 +166,6 @@ def decode_result(data: bytes) -> TaskResult:
     return result
 
 
-class ShippedError(Exception):
-    """An exception a step raised that could not be sent back as itself.
-
-    Attributes:
-        type_name: the original exception's class name.
-    """
-
-    def __init__(self, type_name: str, message: str) -> None:
-        super().__init__(message)
-        self.type_name = type_name
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (ShippedError, (self.type_name, str(self)))
-
-
-def error_type_name(error: BaseException) -> str:
-    """The class name to record for a step's error (the original one when shipped)."""
-    if isinstance(error, ShippedError):
-        return error.type_name
-    return type(error).__name__
-
-
 # -- worker side ---------------------------------------------------------------------
 class _SourceFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Imports the pipeline's own modules from the source text the coordinator sent."""
@@ -295,4 +273,9 @@ def run_shipped(context: WorkerContext, data: bytes, worker: dict[str, Any]) -> 
         if commit is not None:
             commit(release=True)
     result.worker = {"host": socket.gethostname(), "pid": os.getpid(), **worker}
+    return encode_result(result)
+
+
+def encode_result(result: TaskResult) -> bytes:
+    """A worker's result as bytes for :func:`decode_result`."""
     return pickle.dumps(_sendable(result), protocol=pickle.HIGHEST_PROTOCOL)
