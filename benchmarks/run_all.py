@@ -6,7 +6,7 @@ NAME`` runs some of them (``step_overhead``, ``step_overhead_vs_kedro``, ``cache
 ``hashing``, ``cli_startup``, ``metrics``, ``lineage``, ``sources``, ``data_ops``,
 ``contracts``, ``reproduce``, ``verified_reads``, ``example_rerun``, ``ledger_sql``,
 ``per_run``, ``run_queries``, ``s3_store``, ``gc``, ``merkle``, ``governance``,
-``profiles``; the lineage benchmark builds a 1.2 GB synthetic ledger once, about 75 s,
+``profiles``, ``dask_overhead``; the lineage benchmark builds a 1.2 GB synthetic ledger once, about 75 s,
 and the gc, merkle and governance benchmarks their fixtures once, a few minutes each; all
 are reused);
 ``--wait-quiet SECONDS`` waits (up to SECONDS) before each benchmark until other
@@ -33,6 +33,7 @@ import traceback
 import cached_chain
 import cli_startup
 import contracts
+import dask_overhead
 import data_ops
 import example_rerun
 import gc_dry_run
@@ -87,6 +88,7 @@ BENCHMARKS = {
     "merkle": merkle.run,
     "governance": governance.run,
     "profiles": profiles.run,
+    "dask_overhead": dask_overhead.run,
 }
 
 

@@ -223,8 +223,13 @@ def prepare_node(
     observer: RunObserver,
     *,
     rerun_reason: str | None = None,
+    flush_first: bool = True,
 ) -> PreparedStep | None:
     """Decide one node: queue ``step.cached``, or ``step.started`` and load its inputs.
+
+    ``flush_first=False`` leaves the queued events to the caller: a step running in
+    another process cannot take the coordinator down with what is queued (see
+    :mod:`pipetrail.execution.scheduler`).
 
     Returns:
         None for a cache hit (its events are queued, its outputs known), else the step
@@ -345,7 +350,8 @@ def prepare_node(
             ),
         ],
     )
-    flush_before_code(state, id(step))
+    if flush_first:
+        flush_before_code(state, id(step))
     observer.step_started(node_id=node.id)
     # Each executing node has its own folder of input copies: several may be in flight.
     copies = state.copies = InputCopies()

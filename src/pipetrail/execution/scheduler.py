@@ -6,8 +6,10 @@ nodes in order, one after the other. On a
 upstream nodes are done and handles each result as it comes back, so independent
 branches run in parallel. Either way everything but the step's own code happens here,
 on the coordinator's thread: cache decisions, loading inputs, queueing events and
-appending them (:func:`~pipetrail.execution.run_state.flush`). Events wait at most
-:data:`~pipetrail.execution.flushing.MAX_DELAY_S` while steps run elsewhere.
+appending them (:func:`~pipetrail.execution.run_state.flush`). A step running in a
+worker process cannot crash the coordinator, so its start is not flushed before it is
+submitted: queued events wait at most :data:`~pipetrail.execution.flushing.MAX_DELAY_S`,
+and are appended at once when nothing is left executing.
 
 Nodes are decided in graph order, so the events of a run whose steps are all cache hits
 are the same on every executor.
@@ -133,7 +135,9 @@ class _Concurrent:
             if not self.done.issuperset(upstream):
                 still.append(node)
                 continue
-            prepared = prepare_node(self.state, node, self.options, self.executor, self.observer)
+            prepared = prepare_node(
+                self.state, node, self.options, self.executor, self.observer, flush_first=False
+            )
             if prepared is None:
                 self.done.add(node.id)
             else:

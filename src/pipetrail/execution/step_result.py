@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.core.clock import format_ts, utcnow
-from pipetrail.errors import WorkerLostError
+from pipetrail.errors import IntegrityError, WorkerLostError
 from pipetrail.execution.contract_records import REPORT_ROLE, step_failure
 from pipetrail.execution.metrics import output_metrics
 from pipetrail.execution.records import blob_artifact, recorded_artifacts, with_recorded
@@ -81,6 +81,17 @@ def retry(prepared: PreparedStep, result: TaskResult) -> bool:
     return True
 
 
+def _put_small_objects(state: RunState, objects: dict[str, bytes]) -> None:
+    """Store the small objects a worker handed back (held until the next flush)."""
+    store = state.project.store
+    for digest, data in objects.items():
+        if store.put_bytes(data) != digest:
+            raise IntegrityError(
+                f"a worker sent object {digest} with bytes that do not hash to it; "
+                "nothing was stored under that digest"
+            )
+
+
 def _error_text(error: BaseException) -> str:
     """How a step's error is recorded: its class name (as raised, on any executor) and text."""
     from pipetrail.execution.task import error_type_name
@@ -110,7 +121,10 @@ def finish_step(
 
     Raises:
         StepFailedError: the step failed (its ``step.failed`` event is queued).
+        IntegrityError: a small object a worker sent does not hash to its digest.
     """
+    if result.small_objects:
+        _put_small_objects(state, result.small_objects)
     node, base, decision, key = prepared.node, prepared.base, prepared.decision, prepared.key
     step_run_id = prepared.step_run_id
     release_inputs(state, node, prepared.copies)

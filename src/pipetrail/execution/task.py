@@ -100,6 +100,9 @@ class TaskResult:
         data_ops: records of the data operations (``pipetrail.data``) the step ran.
         worker: where it ran, when not in the coordinator's process (``host``, ``pid``,
             and the Dask worker's ``address``).
+        small_objects: small objects a worker process stored but did not write
+            (``{digest: bytes}``); the coordinator puts them in the store before it
+            records anything naming them.
     """
 
     outputs: dict[str, StoredArtifact] = field(default_factory=dict)
@@ -115,6 +118,7 @@ class TaskResult:
     contract_report: StoredArtifact | None = None
     data_ops: list[dict[str, Any]] = field(default_factory=list)
     worker: dict[str, Any] | None = None
+    small_objects: dict[str, bytes] = field(default_factory=dict)
 
 
 class ShippedError(Exception):

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
@@ -87,6 +88,14 @@ class DaskExecutor:
         self._cluster: Any = None
         self._context: WorkerContext | None = None
         self._context_future: Any = None
+        # Results are collected by one thread from a Dask ``as_completed`` (cheaper than a
+        # callback per future, which waits on the client's event loop for each result).
+        self._completed: Any = None
+        self._waiting: dict[str, tuple[Future[TaskResult], str]] = {}
+        self._lock = threading.Lock()
+        self._added = threading.Event()
+        self._stop = threading.Event()
+        self._collector: threading.Thread | None = None
 
     def __repr__(self) -> str:
         where = self.address or ("a given client" if self._given else "a local cluster")
@@ -130,9 +139,42 @@ class DaskExecutor:
         with _dask_errors(self):
             # Sent to the workers once; each task refers to it.
             self._context_future = self._client.scatter(context, broadcast=True, hash=False)
+            self._completed = distributed.as_completed(
+                [], loop=self._client.loop, with_results=True, raise_errors=False
+            )
+        self._stop.clear()
+        self._collector = threading.Thread(
+            target=self._collect, name="pipetrail-dask-results", daemon=True
+        )
+        self._collector.start()
+
+    def _collect(self) -> None:
+        """Complete each submitted task's future as its Dask future finishes."""
+        completed = self._completed
+        while not self._stop.is_set():
+            try:
+                remote, value = next(completed)
+            except StopIteration:  # nothing in flight: wait for the next submission
+                self._added.wait(timeout=0.1)
+                self._added.clear()
+                continue
+            with self._lock:
+                done, step = self._waiting.pop(remote.key, (None, ""))
+            if done is not None:
+                done.set_result(_result(remote.status, value, step))
 
     def shutdown(self) -> None:
         """Close the client and the local cluster this executor made."""
+        self._stop.set()
+        self._added.set()
+        if self._collector is not None:
+            self._collector.join(timeout=5)
+            self._collector = None
+        with self._lock:
+            waiting, self._waiting = self._waiting, {}
+        for done, _ in waiting.values():
+            done.cancel()
+        self._completed = None
         self._context_future = None
         if self._given is None and self._client is not None:
             with contextlib.suppress(Exception):
@@ -161,12 +203,10 @@ class DaskExecutor:
             remote = self._client.submit(
                 _run_on_worker, self._context_future, data, pure=False, retries=0
             )
-        step = task.step_name
-
-        def finished(remote: Any) -> None:
-            done.set_result(_result(remote, step))
-
-        remote.add_done_callback(finished)
+            with self._lock:
+                self._waiting[remote.key] = (done, task.step_name)
+            self._completed.add(remote)
+        self._added.set()
         return done
 
     def run(
@@ -191,24 +231,38 @@ def _local_cluster(distributed: Any, workers: int) -> tuple[Any, Any]:
     return cluster, distributed.Client(cluster, set_as_default=False)
 
 
-def _result(remote: Any, step: str) -> TaskResult:
-    """The step's result from a finished Dask future; a lost worker as the step's error."""
+def _result(status: str, value: Any, step: str) -> TaskResult:
+    """The step's result from a finished Dask task; a lost worker as the step's error.
+
+    ``value`` is what the task returned, or for a task in error ``(type, exception,
+    traceback)``.
+    """
     from distributed.scheduler import KilledWorker
 
     from pipetrail.execution.executors.shipping import decode_result
     from pipetrail.execution.task import TaskResult
 
-    try:
-        return decode_result(remote.result())
-    except KilledWorker as exc:
-        error: Exception = WorkerLostError(
-            f"the Dask worker running step {step!r} died before returning ({exc}); "
-            "nothing it stored is recorded"
-        )
-    except Exception as exc:  # noqa: BLE001 - any failure to get the result is the step's
-        error = ExecutorError(
-            f"the Dask cluster could not run step {step!r}: {type(exc).__name__}: {exc}"
-        )
+    error: Exception
+    if status == "finished":
+        try:
+            return decode_result(value)
+        except Exception as exc:  # noqa: BLE001 - e.g. a value of a class not importable here
+            error = ExecutorError(
+                f"the result of step {step!r} could not be read back from its Dask worker: "
+                f"{type(exc).__name__}: {exc}"
+            )
+    else:
+        problem = value[1] if isinstance(value, tuple) and len(value) == 3 else value
+        if isinstance(problem, KilledWorker):
+            error = WorkerLostError(
+                f"the Dask worker running step {step!r} died before returning ({problem}); "
+                "nothing it stored is recorded"
+            )
+        else:
+            error = ExecutorError(
+                f"the Dask cluster could not run step {step!r} ({status}): "
+                f"{type(problem).__name__}: {problem}"
+            )
     return TaskResult(error=error, traceback=f"{type(error).__name__}: {error}\n")
 
 

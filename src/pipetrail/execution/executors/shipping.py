@@ -251,8 +251,10 @@ def _sendable(result: TaskResult) -> tuple[TaskResult, BaseException | None]:
 def run_shipped(context: WorkerContext, data: bytes, worker: dict[str, Any]) -> bytes:
     """Run one encoded task on this worker; return the encoded result.
 
-    Small objects are held while the step runs and committed before the result is sent,
-    so they are durable before the coordinator records anything naming them.
+    Small objects a local store would put in its pack are held while the step runs and
+    sent back with the result (``TaskResult.small_objects``): the coordinator writes them
+    in its own batch, committed before the events naming them, so the workers never
+    contend for the pack's lock. Larger objects are written here, each complete.
 
     Args:
         context: the run's :class:`WorkerContext`.
@@ -263,15 +265,14 @@ def run_shipped(context: WorkerContext, data: bytes, worker: dict[str, Any]) -> 
 
     store, registry = _load_context(context)
     task: StepTask = pickle.loads(data)
-    hold = getattr(store, "hold_small_writes", None)
-    if hold is not None:
-        hold()
+    take = getattr(store, "take_small_writes", None)
+    if take is not None:
+        store.hold_small_writes()  # type: ignore[attr-defined]
     try:
         result = execute_task(task, store, registry)
     finally:
-        commit = getattr(store, "commit_small_writes", None)
-        if commit is not None:
-            commit(release=True)
+        small = take() if take is not None else {}
+    result.small_objects = small
     result.worker = {"host": socket.gethostname(), "pid": os.getpid(), **worker}
     return encode_result(result)
 
