@@ -7,8 +7,8 @@ NAME`` runs some of them (``step_overhead``, ``step_overhead_vs_kedro``, ``cache
 ``contracts``, ``reproduce``, ``verified_reads``, ``example_rerun``, ``ledger_sql``,
 ``per_run``, ``run_queries``, ``s3_store``, ``gc``, ``merkle``, ``governance``,
 ``profiles``, ``dask_overhead``; the lineage benchmark builds a 1.2 GB synthetic ledger
-once, about 75 s, and the gc, merkle and governance benchmarks their fixtures once, a few minutes each; all
-are reused);
+once, about 75 s, and the gc, merkle and governance benchmarks their fixtures once, a
+few minutes each; all are reused);
 ``--wait-quiet SECONDS`` waits (up to SECONDS) before each benchmark until other
 processes leave the CPUs alone. Above the table: the commit measured (and what differed
 from it), the machine and the load average before and after the run; under it, how busy
