@@ -136,3 +136,30 @@ def test_an_exception_that_does_not_pickle_comes_back_under_its_name() -> None:
     assert isinstance(result.error, ShippedError)
     assert error_type_name(result.error) == "_Unpicklable"
     assert str(result.error) == "bad thing"
+
+
+def test_a_step_of_the_main_script_cannot_be_sent() -> None:
+    def main_func() -> int:
+        return 1
+
+    main_func.__module__ = "__main__"
+    main_func.__qualname__ = "main_func"
+    with pytest.raises(ExecutorError, match=r"defined in the script being run \(__main__\)"):
+        encode_task(_task(main_func))
+
+
+def test_a_task_the_worker_cannot_load_comes_back_as_the_steps_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipetrail.execution.executors import shipping
+    from pipetrail.execution.executors.shipping import WorkerContext, run_shipped
+    from pipetrail.store import default_registry
+    from pipetrail.store.memory import MemoryStore
+
+    context = WorkerContext(("local", str(tmp_path)), (), (), "unit-test-context")
+    # As if this process were a worker that loaded the context already (loading it
+    # redirects the process's stdout, which a test process must keep).
+    monkeypatch.setitem(shipping._LOADED, context.key, (MemoryStore(), default_registry()))
+    result = decode_result(run_shipped(context, b"not a pickled task", {}))
+    assert isinstance(result.error, ExecutorError)
+    assert "the worker could not load the step" in str(result.error)

@@ -143,8 +143,14 @@ def encode_task(task: StepTask) -> bytes:
 
     Raises:
         ExecutorError: the task cannot be sent (its function is defined inside another
-            function, or an argument cannot be pickled); names the step.
+            function or in ``__main__``, or an argument cannot be pickled); names the step.
     """
+    if getattr(task.func, "__module__", None) == "__main__":
+        raise ExecutorError(
+            f"step {task.step_name!r} is defined in the script being run (__main__), which "
+            "worker processes cannot import; move it to a module (the pipeline file run "
+            "with `pipetrail run` is one), or use the inline executor"
+        )
     buffer = io.BytesIO()
     try:
         _TaskPickler(buffer, protocol=pickle.HIGHEST_PROTOCOL).dump(task)
@@ -263,8 +269,17 @@ def run_shipped(context: WorkerContext, data: bytes, worker: dict[str, Any]) -> 
     """
     from pipetrail.execution.task import execute_task
 
-    store, registry = _load_context(context)
-    task: StepTask = pickle.loads(data)
+    try:
+        store, registry = _load_context(context)
+        task: StepTask = pickle.loads(data)
+    except Exception as exc:  # noqa: BLE001 - whatever fails here is reported, not raised
+        from pipetrail.execution.task import TaskResult
+
+        error = ExecutorError(
+            f"the worker could not load the step: {type(exc).__name__}: {exc}; the worker "
+            "needs pipetrail, the packages the pipeline imports, and access to the store"
+        )
+        return encode_result(TaskResult(error=error, traceback=f"ExecutorError: {error}\n"))
     take = getattr(store, "take_small_writes", None)
     if take is not None:
         store.hold_small_writes()  # type: ignore[attr-defined]
