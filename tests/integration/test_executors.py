@@ -6,9 +6,11 @@ One LocalCluster (two worker processes) serves the whole module; runs reach it t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -512,7 +514,13 @@ def test_the_dask_executor_makes_and_closes_a_local_cluster(
 ) -> None:
     definition = files.load(unique("branches"), BRANCHES.replace("raise ValueError", "return n #"))
     executor = DaskExecutor(workers=1)
-    run = run_pipeline(definition, {}, project, RunOptions(executor=executor))
+    # Dask's usual dashboard port is taken (here, or by another cluster): no matter.
+    with contextlib.ExitStack() as stack:
+        taken = stack.enter_context(socket.socket())
+        with contextlib.suppress(OSError):
+            taken.bind(("0.0.0.0", 8787))  # noqa: S104 - where Dask's dashboard would bind
+            taken.listen()
+        run = run_pipeline(definition, {}, project, RunOptions(executor=executor))
     assert run.outputs == [4, 41]
     started = next(p for k, p in _events(project, run.id) if k == "run.started")
     assert started["executor"] == "dask"

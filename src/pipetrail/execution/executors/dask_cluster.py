@@ -225,7 +225,8 @@ def _local_cluster(distributed: Any, workers: int) -> tuple[Any, Any]:
             n_workers=workers,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            # Any free port: a fixed one (8787) fails when another cluster holds it.
+            dashboard_address=":0",
             silence_logs=40,
         )
     return cluster, distributed.Client(cluster, set_as_default=False)
