@@ -30,6 +30,7 @@ import audit_bundle
 import cached_chain
 import cli_startup
 import contracts
+import dask_overhead
 import data_ops
 import encryption
 import example_rerun
@@ -91,6 +92,7 @@ BENCHMARKS = {
     "audit_bundle": audit_bundle.run,
     "profiles": profiles.run,
     "structured_logs": structured_logs.run,
+    "dask_overhead": dask_overhead.run,
 }
 
 

@@ -61,7 +61,8 @@ metadata = "sqlite:///.pipetrail/ledger.db"
 artifacts = ".pipetrail/objects"
 # Run seed used when `pipetrail run` gets no --seed; per-step seeds derive from it.
 seed = 0
-# Where steps execute.
+# Where steps execute: "inline", "processes" (local worker processes) or "dask" (a
+# local Dask cluster, or "dask=tcp://HOST:PORT"); [executor] workers = N sets the pool size.
 executor = "inline"
 # Compare the environment with a reference run's before each run: "off", "warn" (report
 # and record the differences) or "strict" (refuse to run). See docs/environment.md.
@@ -89,6 +90,7 @@ class ProjectConfig:
         store_url: the S3 store (``store = "s3://..."`` or ``PIPETRAIL_STORE``), if any.
         store_s3: its ``[store.s3]`` settings (endpoint, region, credentials, cache_size).
         gc_grace: seconds; garbage collection spares objects stored more recently.
+        executor_settings: the ``[executor]`` table (``workers``, ``address``) as set.
     """
 
     root: Path
@@ -103,6 +105,7 @@ class ProjectConfig:
     store_url: str | None = None
     store_s3: dict[str, Any] = field(default_factory=dict, hash=False)
     gc_grace: float = DEFAULT_GC_GRACE
+    executor_settings: dict[str, Any] = field(default_factory=dict, hash=False)
 
     @property
     def state_dir(self) -> Path:
@@ -208,6 +211,7 @@ def load_config(
         store_url=store_url or None,
         store_s3=store_s3,
         gc_grace=values["gc_grace"],
+        executor_settings=dict(values["executor_settings"]),
     )
 
 

@@ -82,12 +82,22 @@ def _s3_url(value: Any) -> Any:
     return value
 
 
+def _executor(value: Any) -> Any:
+    if isinstance(value, str):
+        name, sep, address = value.partition("=")
+        if name.strip() not in ("inline", "processes", "dask") or (
+            sep and (name.strip() != "dask" or not address.strip())
+        ):
+            raise ValueError("not an executor")
+    return value
+
+
 class _PipetrailTable(_Strict):
     metadata: str | None = None
     artifacts: str | None = None
     store: Annotated[str | None, BeforeValidator(_s3_url)] = None
     seed: int = Field(default=0, ge=0, le=_MAX_SEED)
-    executor: Literal["inline"] = "inline"
+    executor: Annotated[str, BeforeValidator(_executor)] = "inline"
     parity: Literal["off", "warn", "strict"] = "off"
     parity_reference: str | None = None
     gc_grace: _Duration = 3600.0
@@ -105,6 +115,11 @@ class _StoreTable(_Strict):
     s3: _S3Table = _S3Table()
 
 
+class _ExecutorTable(_Strict):
+    workers: int | None = Field(default=None, ge=1)
+    address: str | None = None
+
+
 class _ReproduceTable(_Strict):
     require_identical_artifacts: bool = True
     tolerance: _ToleranceSpec = _Tolerance()
@@ -118,6 +133,7 @@ class _ConfigFile(BaseModel):
     pipetrail: _PipetrailTable = _PipetrailTable()
     reproduce: _ReproduceTable = _ReproduceTable()
     store: _StoreTable = _StoreTable()
+    executor: _ExecutorTable = _ExecutorTable()
 
 
 class _Environment(BaseModel):
@@ -134,7 +150,12 @@ _EXPECTED: dict[tuple[str, ...], str] = {
     ("pipetrail", "metadata"): 'a SQLAlchemy URL in quotes (e.g. "sqlite:///.pipetrail/ledger.db")',
     ("pipetrail", "artifacts"): "a folder path in quotes",
     ("pipetrail", "seed"): _SEED,
-    ("pipetrail", "executor"): '"inline" (the only executor in this version)',
+    ("pipetrail", "executor"): (
+        '"inline", "processes", "dask" or "dask=tcp://HOST:PORT" (the dask scheduler)'
+    ),
+    ("executor",): "a table ([executor])",
+    ("executor", "workers"): "a whole number of worker processes >= 1",
+    ("executor", "address"): 'a Dask scheduler address in quotes ("tcp://HOST:PORT")',
     ("pipetrail", "parity"): _PARITY,
     ("pipetrail", "parity_reference"): "a run id in quotes",
     ("pipetrail", "store"): 'an S3 store URL in quotes ("s3://BUCKET/PREFIX")',
@@ -214,7 +235,8 @@ def validate_settings(path: Path, text: str | None, environ: Mapping[str, str]) 
     Returns:
         Plain values: ``metadata``, ``artifacts`` and ``parity_reference`` as written in
         the file (``None`` when not), ``seed`` and ``parity`` with the environment laid
-        over the file, ``executor``, ``reproduce`` (``require_identical_artifacts``,
+        over the file, ``executor``, ``executor_settings`` (the ``[executor]`` table's
+        ``workers`` and ``address`` that are set), ``reproduce`` (``require_identical_artifacts``,
         ``tolerance`` and ``tolerances`` of ``{"abs": float, "rel": float}``), ``store``
         (an ``s3://`` URL or ``None``), ``gc_grace`` (seconds), ``store_s3`` (the
         ``[store.s3]`` settings but the secret) and ``store_s3_secret`` (whether the
@@ -255,6 +277,7 @@ def validate_settings(path: Path, text: str | None, environ: Mapping[str, str]) 
         "artifacts": table.artifacts,
         "seed": table.seed if overrides.PIPETRAIL_SEED is None else overrides.PIPETRAIL_SEED,
         "executor": table.executor,
+        "executor_settings": config.executor.model_dump(exclude_none=True),
         "parity": overrides.PIPETRAIL_PARITY or table.parity,
         "parity_reference": table.parity_reference,
         "reproduce": {

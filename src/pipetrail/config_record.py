@@ -53,6 +53,7 @@ _DEFAULTS: dict[str, Any] = {
     "artifacts": None,
     "seed": 0,
     "executor": "inline",
+    "executor_settings": {},
     "parity": "off",
     "parity_reference": None,
     "reproduce": DEFAULT_REPRODUCE,
@@ -171,13 +172,27 @@ def _well_formed(values: Any) -> bool:
         and isinstance(seed, int)
         and not isinstance(seed, bool)
         and 0 <= seed <= 2**32 - 1
-        and values["executor"] == "inline"
+        and _is_executor(values["executor"], values["executor_settings"])
         and values["parity"] in ("off", "warn", "strict")
         and isinstance(reproduce, dict)
         and isinstance(reproduce.get("require_identical_artifacts"), bool)
         and _is_tolerance(reproduce.get("tolerance"))
         and isinstance(reproduce.get("tolerances"), dict)
         and all(_is_tolerance(tol) for tol in reproduce["tolerances"].values())
+    )
+
+
+def _is_executor(name: Any, settings: Any) -> bool:
+    if not isinstance(name, str) or not isinstance(settings, dict):
+        return False
+    kind, sep, address = name.partition("=")
+    workers = settings.get("workers")
+    return (
+        kind in ("inline", "processes", "dask")
+        and (not sep or (kind == "dask" and bool(address)))
+        and set(settings) <= {"workers", "address"}
+        and (workers is None or (type(workers) is int and workers >= 1))
+        and isinstance(settings.get("address", ""), str)
     )
 
 

@@ -21,6 +21,8 @@ PipetrailError
 │   └── TamperedLedgerError    the hash chain is broken, or a derived row disagrees with it
 │       └── CheckpointError    a checkpoint is forged, foreign or inconsistent with the ledger
 ├── ProjectError               no project / bad pipetrail.toml
+├── ExecutorError              an executor cannot start or reach its workers (names where)
+│   └── WorkerLostError        the worker process running a step died (names the step)
 ├── OutputFileError            a file asked for (an export, a report) cannot be written
 ├── ParityError                the environment differs from the parity reference run
 ├── LeakageError               data subsets share rows or groups (names subsets and counts)
@@ -51,6 +53,7 @@ __all__ = [
     "CheckpointError",
     "ContractViolationError",
     "DefinitionError",
+    "ExecutorError",
     "GovernanceError",
     "IdentityError",
     "IntegrityError",
@@ -74,6 +77,7 @@ __all__ = [
     "StoreError",
     "TamperedLedgerError",
     "UnhashableValueError",
+    "WorkerLostError",
 ]
 
 
@@ -293,6 +297,17 @@ class CheckpointError(TamperedLedgerError):
 
 class ProjectError(PipetrailError):
     """The project folder or its ``pipetrail.toml`` is missing or invalid."""
+
+
+class ExecutorError(PipetrailError):
+    """An executor could not start, reach its scheduler or send a step to its workers."""
+
+
+class WorkerLostError(ExecutorError):
+    """The worker process running a step died before returning (a crash, ``os._exit``).
+
+    It is the step's error: retried per the step's retry policy, else the step fails.
+    """
 
 
 class OutputFileError(PipetrailError):

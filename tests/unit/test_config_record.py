@@ -179,7 +179,8 @@ _TOLERANCE = "a number or {abs = ..., rel = ...}"
         ),
         (
             '[pipetrail]\nexecutor = "ray"\n',
-            "'pipetrail.executor' must be \"inline\" (the only executor in this version), "
+            '\'pipetrail.executor\' must be "inline", "processes", "dask" or '
+            '"dask=tcp://HOST:PORT" (the dask scheduler), '
             "got 'ray'",
         ),
         (

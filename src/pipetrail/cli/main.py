@@ -306,6 +306,17 @@ def _rollback_journal(url: str) -> None:
 @click.option(
     "--tag", "tag_items", multiple=True, metavar="KEY=VALUE", help="A tag for the run; repeatable."
 )
+@click.option(
+    "--executor",
+    "executor_name",
+    metavar="inline|processes|dask[=ADDRESS]",
+    help="Where steps execute (default: the project's executor).",
+)
+@click.option(
+    "--keep-going",
+    is_flag=True,
+    help="When a step fails, still run the steps that do not depend on it.",
+)
 @interruptible()
 def run(
     target: str,
@@ -320,6 +331,8 @@ def run(
     rehash: bool,
     run_name: str | None,
     tag_items: tuple[str, ...],
+    executor_name: str | None,
+    keep_going: bool,
 ) -> None:
     """Run the pipeline in TARGET (FILE.py or FILE.py:NAME)."""
     from pipetrail.cli.parity_warnings import parity_warnings_to_stderr
@@ -354,6 +367,8 @@ def run(
         rehash=rehash,
         name=run_name,
         tags=tags or None,
+        executor=executor_name,
+        keep_going=keep_going,
     )
     # With --json, stdout carries only the JSON document: what steps print goes to stderr.
     redirect = contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext()

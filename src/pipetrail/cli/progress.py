@@ -56,7 +56,8 @@ class _LiveObserver:
         self.total = 0
         self.finished: dict[str, str] = {}  # node -> status (a failed re-execution: failed)
         self.again = 0
-        self.current = ""
+        # Steps executing now, in the order they started (several on a parallel executor).
+        self.running: dict[str, None] = {}
         self.started = time.monotonic()
 
     def _render(self) -> Any:
@@ -73,8 +74,8 @@ class _LiveObserver:
             line.append(f"{self.again} re-executed  ", style="magenta")
         if counts["failed"]:
             line.append(f"{counts['failed']} failed  ", style="red")
-        if self.current:
-            line.append(f"running {self.current}", style="yellow")
+        if self.running:
+            line.append(f"running {', '.join(self.running)}", style="yellow")
         line.append(f"  {time.monotonic() - self.started:.1f}s", style="dim")
         return line
 
@@ -87,7 +88,7 @@ class _LiveObserver:
         self.live.update(self._render())
 
     def step_started(self, *, node_id: str) -> None:
-        self.current = node_id
+        self.running[node_id] = None
         self.live.update(self._render())
 
     def step_finished(self, *, node_id: str, status: str, seconds: float) -> None:
@@ -96,7 +97,7 @@ class _LiveObserver:
             self.finished[node_id] = status
         if again and status == "completed":
             self.again += 1
-        self.current = ""
+        self.running.pop(node_id, None)
         if status == "failed":
             self.console.print(f"[red]✗[/] {node_id} {_again(status) if again else status}")
         self.live.update(self._render())

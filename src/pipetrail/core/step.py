@@ -80,6 +80,9 @@ class StepOptions:
         classification: output name -> its declared label (see
             :mod:`pipetrail.core.classification`); outputs not named inherit the
             strictest label of the step's inputs.
+        retries: how many times to execute the step again when it fails (it raised, or
+            the worker process running it died); every failed attempt is recorded in
+            the step's event. Not part of the cache key.
     """
 
     name: str
@@ -89,6 +92,7 @@ class StepOptions:
     allow_pickle: bool = False
     contracts: tuple[Boundary, ...] = ()
     classification: tuple[tuple[str, str], ...] = ()
+    retries: int = 0
 
 
 class Step(Generic[P, R]):
@@ -207,6 +211,7 @@ def step(
     allow_pickle: bool = False,
     contracts: Mapping[str, Any] | None = None,
     classification: str | Mapping[str, str] | None = None,
+    retries: int = 0,
 ) -> Callable[[Callable[P, R]], Step[P, R]]: ...
 
 
@@ -221,6 +226,7 @@ def step(
     allow_pickle: bool = False,
     contracts: Mapping[str, Any] | None = None,
     classification: str | Mapping[str, str] | None = None,
+    retries: int = 0,
 ) -> Step[P, R] | Callable[[Callable[P, R]], Step[P, R]]:
     """Declare a function as a pipeline step.
 
@@ -241,6 +247,8 @@ def step(
             (``{"output": "public"}``); labels are listed in docs/data-handling.md.
             Unnamed outputs inherit the strictest label of the step's inputs; a label
             lower than that must be earned by a recorded privacy operation.
+        retries: execute the step again up to this many times when it fails (it
+            raised, or its worker process died); each failed attempt is recorded.
 
     Returns:
         The :class:`Step`, or a decorator producing one.
@@ -268,6 +276,10 @@ def step(
                 f"step {step_name!r} is a coroutine or generator function; steps must return "
                 "their outputs"
             )
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise DefinitionError(
+                f"step {step_name!r}: retries must be a whole number >= 0, got {retries!r}"
+            )
         output_names = _output_names(f, None if outputs is None else tuple(outputs))
         options = StepOptions(
             name=step_name,
@@ -279,6 +291,7 @@ def step(
             classification=tuple(
                 sorted(step_labels(step_name, output_names, classification).items())
             ),
+            retries=retries,
         )
         return Step(f, options)
 

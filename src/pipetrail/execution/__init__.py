@@ -13,6 +13,8 @@ from pipetrail.core.lazy import lazy_exports as _lazy_exports
 if _typing.TYPE_CHECKING:
     from pipetrail.execution.executors import Executor as Executor
     from pipetrail.execution.executors import InlineExecutor as InlineExecutor
+    from pipetrail.execution.executors.dask_cluster import DaskExecutor as DaskExecutor
+    from pipetrail.execution.executors.processes import ProcessExecutor as ProcessExecutor
     from pipetrail.execution.pipeline import Pipeline as Pipeline
     from pipetrail.execution.pipeline import pipeline as pipeline
     from pipetrail.execution.project import Project as Project
@@ -21,9 +23,11 @@ if _typing.TYPE_CHECKING:
     from pipetrail.execution.runner import run_pipeline as run_pipeline
 
 __all__ = [
+    "DaskExecutor",
     "Executor",
     "InlineExecutor",
     "Pipeline",
+    "ProcessExecutor",
     "Project",
     "Run",
     "RunOptions",
@@ -36,8 +40,10 @@ __all__ = [
 __getattr__, __dir__ = _lazy_exports(
     __name__,
     {
+        "DaskExecutor": "pipetrail.execution.executors.dask_cluster",
         "Executor": "pipetrail.execution.executors",
         "InlineExecutor": "pipetrail.execution.executors",
+        "ProcessExecutor": "pipetrail.execution.executors.processes",
         "Pipeline": "pipetrail.execution.pipeline",
         "pipeline": "pipetrail.execution.pipeline",
         "Project": "pipetrail.execution.project",

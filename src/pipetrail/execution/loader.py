@@ -43,7 +43,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Mapping
     from types import CodeType, ModuleType
 
-__all__ = ["load_pipeline", "pipeline_modules"]
+__all__ = ["load_pipeline", "pipeline_module_files", "pipeline_modules"]
 
 
 @dataclass
@@ -233,3 +233,21 @@ def pipeline_modules(definition: PipelineDefinition) -> Iterator[None]:
         for entry in paths:
             if entry in sys.path:
                 sys.path.remove(entry)
+
+
+def pipeline_module_files(definition: PipelineDefinition) -> list[tuple[str, str]]:
+    """The pipeline's own modules loaded from source files: ``(module name, file)``.
+
+    What a worker process must load to find the pipeline's step functions and the classes
+    of their values (see :mod:`pipetrail.execution.executors.shipping`). Empty for a
+    pipeline :func:`load_pipeline` did not load (its modules import the usual way).
+    """
+    imports = _LOADED.get(definition)
+    if imports is None:
+        return []
+    found = []
+    for name, module in imports.modules.items():
+        file = getattr(module, "__file__", None)
+        if isinstance(file, str) and file.endswith(".py"):
+            found.append((name, file))
+    return sorted(found)

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
 from pipetrail.core.pipeline import PipelineDefinition
+from pipetrail.errors import DefinitionError
 from pipetrail.execution.params_files import load_params_file
 from pipetrail.execution.project import Project
 from pipetrail.execution.runner import RunOptions, run_pipeline
@@ -57,7 +58,9 @@ class Pipeline(PipelineDefinition):
         project: Project | Path | str | None = None,
         cache: bool = True,
         seed: int | None = None,
-        executor: Executor | None = None,
+        executor: Executor | str | None = None,
+        retries: int = 0,
+        keep_going: bool = False,
         observer: RunObserver | None = None,
         params_files: Sequence[str | Path] = (),
         parity: str | None = None,
@@ -72,7 +75,12 @@ class Pipeline(PipelineDefinition):
             project: a project, or the folder of one (default: discovered from the cwd).
             cache: ``False`` executes every step.
             seed: the run seed (default: the project's).
-            executor: where steps run (default: in-process).
+            executor: where steps run: an executor, or ``"inline"``, ``"processes"``,
+                ``"dask"`` or ``"dask=tcp://HOST:PORT"`` (default: the project's).
+            retries: how many times a failed step that declares no ``retries`` of its
+                own is executed again (each failed attempt is recorded).
+            keep_going: when a step fails, still run the steps not depending on it
+                (the run is failed all the same).
             observer: receives live progress.
             params_files: YAML, TOML or JSON files of parameters, read now; later files
                 win, keyword parameters of ``run`` win over all of them.
@@ -86,14 +94,19 @@ class Pipeline(PipelineDefinition):
 
         Raises:
             ParamsFileError: a params file cannot be read or parsed.
+            DefinitionError: ``retries`` is not a whole number >= 0.
             ParamError: the name or a tag is not valid.
         """
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise DefinitionError(f"retries must be a whole number >= 0, got {retries!r}")
         if project is not None and not isinstance(project, Project):
             project = Project.at(Path(project))
         options = RunOptions(
             cache=cache,
             seed=seed,
             executor=executor,
+            retries=retries,
+            keep_going=keep_going,
             observer=observer,
             params_files=tuple(load_params_file(p) for p in params_files),
             parity=parity,

@@ -28,7 +28,7 @@ from pipetrail.core.clock import format_ts, utcnow
 from pipetrail.core.version import VERSION
 from pipetrail.execution.crash import closing_fields
 from pipetrail.execution.environment_record import stored_environment
-from pipetrail.execution.executors import InlineExecutor
+from pipetrail.execution.executors import InlineExecutor, executor_settings
 from pipetrail.execution.metrics import decode_series
 from pipetrail.execution.params_files import params_file_records
 from pipetrail.execution.records import blob_artifact, jsonable
@@ -67,6 +67,9 @@ def run_started_events(
     """
     project = state.project
     store = project.store
+    executor = options.executor if not isinstance(options.executor, str | None) else None
+    executor = executor or InlineExecutor()
+    settings = executor_settings(executor)
     artifacts: list[tuple[StoredArtifact, str]] = []
     git = capture_git(project.root)
     git_record: dict[str, Any] | None = None
@@ -96,7 +99,8 @@ def run_started_events(
         "started_at": format_ts(utcnow()),
         "steps_total": len(state.graph.nodes),
         "cache": options.cache,
-        "executor": (options.executor or InlineExecutor()).name,
+        "executor": executor.name,
+        **({"executor_settings": settings} if settings else {}),
         "pipeline_file": options.source_file,
         "pipeline_path": _project_relative(options.source_file, project.root),
         "argv": options.argv if options.argv is not None else list(sys.argv),

@@ -32,25 +32,27 @@ from pipetrail.core.clock import format_ts, new_id, utcnow
 from pipetrail.core.graph import OutputRef, SourceRef
 from pipetrail.errors import SerializationError
 from pipetrail.execution.cache import CacheDecision, cache_key
-from pipetrail.execution.classification import declassified
-from pipetrail.execution.contract_records import REPORT_ROLE, cached_payload, step_failure
+from pipetrail.execution.contract_records import cached_payload
 from pipetrail.execution.executors import InlineExecutor
-from pipetrail.execution.metrics import output_metrics
 from pipetrail.execution.node_inputs import describe_inputs, flat_inputs, recorded_record
 from pipetrail.execution.recompute import hit_metrics, load_inputs
 from pipetrail.execution.records import (
     is_recorded_output,
-    recorded_artifacts,
     split_recorded,
-    with_recorded,
 )
-from pipetrail.execution.run_events import artifact_drafts, code_drafts
+from pipetrail.execution.run_events import code_drafts
 from pipetrail.execution.run_privacy import run_privacy
-from pipetrail.execution.run_state import NodeOutput, emit, flush_before_code, step_code
+from pipetrail.execution.run_state import (
+    InputCopies,
+    NodeOutput,
+    emit,
+    flush_before_code,
+    step_code,
+)
+from pipetrail.execution.step_result import PreparedStep, finish_step, release_inputs, retry
 from pipetrail.ledger import EventDraft, EventKind
 from pipetrail.store.serializers.base import copies_under
 from pipetrail.store.serializers.kept_bytes import kept_view
-from pipetrail.store.serializers.parquet_format import linked_profiles
 from pipetrail.store.serializers.registry import record_from_reading
 
 if TYPE_CHECKING:
@@ -59,7 +61,7 @@ if TYPE_CHECKING:
     from pipetrail.execution.observer import RunObserver
     from pipetrail.execution.run_state import RunOptions, RunState
 
-__all__ = ["run_node"]
+__all__ = ["prepare_node", "run_node"]
 
 
 def _decide(
@@ -164,20 +166,6 @@ def _load_value(state: RunState, output: NodeOutput) -> Any:
         return state.project.registry.load(stored, store)
 
 
-def _release_inputs(state: RunState, node: Node) -> None:
-    """Count ``node`` as run for its producers; drop bytes no later node reads.
-
-    Also removes the disk copies its inputs were loaded into (folders).
-    """
-    state.copies.clear()
-    for up in node.upstream():
-        state.consumers_left[up] -= 1
-        if state.consumers_left[up] <= 0:
-            for output in state.outputs.get(up, ()):
-                if output.stored and output.record is not None:
-                    state.kept.release(output.record.blob)
-
-
 def _input_value(state: RunState, value: Any) -> Any:
     if isinstance(value, OutputRef):
         return _load_value(state, state.outputs[value.node_id][value.index])
@@ -208,11 +196,50 @@ def run_node(
     :mod:`pipetrail.execution.flushing`); the other events wait for the next flush. An
     input whose stored object is corrupt is recomputed by executing its producer again
     (``rerun_reason`` is then the reason its step event records; see
-    :mod:`pipetrail.execution.recompute`).
+    :mod:`pipetrail.execution.recompute`). A failed attempt is executed again while the
+    step's retries last (:func:`~pipetrail.execution.step_result.retry`).
 
     Raises:
         StepFailedError: the step raised (its ``step.failed`` event is queued).
         IntegrityError: a corrupt input could not be recomputed.
+    """
+    prepared = prepare_node(state, node, options, executor, observer, rerun_reason=rerun_reason)
+    if prepared is None:
+        return
+    step_key = id(node.step)
+    while True:
+        with step_code(state, step_key):  # appends what is queued should the code run long
+            result = executor.run(
+                prepared.task, store=state.project.store, registry=state.project.registry
+            )
+        if not retry(prepared, result):
+            break
+    finish_step(state, prepared, result, observer)
+
+
+def prepare_node(
+    state: RunState,
+    node: Node,
+    options: RunOptions,
+    executor: Executor,
+    observer: RunObserver,
+    *,
+    rerun_reason: str | None = None,
+    flush_first: bool = True,
+) -> PreparedStep | None:
+    """Decide one node: queue ``step.cached``, or ``step.started`` and load its inputs.
+
+    ``flush_first=False`` leaves the queued events to the caller: a step running in
+    another process cannot take the coordinator down with what is queued (see
+    :mod:`pipetrail.execution.scheduler`).
+
+    Returns:
+        None for a cache hit (its events are queued, its outputs known), else the step
+        to execute, with its task.
+
+    Raises:
+        IntegrityError: a corrupt input could not be recomputed.
+        LoadError: an input could not be loaded.
     """
     step = node.step
     fp = state.fingerprints[id(step)]
@@ -303,8 +330,8 @@ def run_node(
             ],
         )
         observer.step_finished(node_id=node.id, status="cached", seconds=0.0)
-        _release_inputs(state, node)
-        return
+        release_inputs(state, node, ())
+        return None
 
     emit(
         state,
@@ -331,8 +358,11 @@ def run_node(
             ),
         ],
     )
-    flush_before_code(state, id(step))
+    if flush_first:
+        flush_before_code(state, id(step))
     observer.step_started(node_id=node.id)
+    # Each executing node has its own folder of input copies: several may be in flight.
+    copies = state.copies = InputCopies()
     kwargs, rerun = load_inputs(
         state,
         node,
@@ -347,6 +377,10 @@ def run_node(
         components["input_formats"] = inputs.formats
         key = cache_key(components)
         base.update(cache_key=key, inputs=flat_inputs(inputs.digests))
+    if state.copies is not copies:  # a producer ran again meanwhile, with its own copies
+        copies_held: tuple[InputCopies, ...] = (copies, state.copies)
+    else:
+        copies_held = (copies,)
     from pipetrail.execution.task import StepTask  # a hit executes nothing: loaded here
 
     if not state.capture_ready and isinstance(executor, InlineExecutor):
@@ -371,98 +405,13 @@ def run_node(
         privacy=run_privacy(state).task_privacy(node.id),
         trace=StepTrace(state.run_id, node.id, step_run_id, otel=state.telemetry is not None),
     )
-    with step_code(state, id(step)):  # appends what is queued should the code run long
-        result = executor.run(task, store=state.project.store, registry=state.project.registry)
-    _release_inputs(state, node)
-    extra = recorded_artifacts(result.metrics, result.reports)
-    if result.contract_report is not None:
-        extra.append((result.contract_report, REPORT_ROLE))
-    for stored in result.metrics.values():
-        state.series_summaries[stored.series.digest] = stored.summary
-    logs_digest = None
-    if result.logs:
-        data = result.logs.encode("utf-8")
-        logs_record = run_privacy(state).stored_logs(node.id, data)  # sealed if sensitive
-        logs_digest = logs_record.digest
-        extra.append((logs_record, "logs"))
-    common: dict[str, Any] = {
-        **base,
-        "decision": decision.decision,
-        "reason": decision.reason,
-        "resources": result.resources,
-        "logs": logs_digest,
-        "seeded": result.seeded,
-        "metrics": {name: stored.reference() for name, stored in result.metrics.items()},
-        "reports": {name: record.digest for name, record in result.reports.items()},
-        "ended_at": format_ts(utcnow()),
-    }
-    if result.data_ops:
-        # Only steps that sampled or split carry the key, so other events keep their shape.
-        common["data_ops"] = run_privacy(state).recorded_ops(node.id, result.data_ops)
-    if result.contracts is not None:
-        common["contracts"] = result.contracts
-    seconds = result.resources.get("wall_ns", 0) / 1e9
-    if result.error is not None:
-        error = f"{type(result.error).__name__}: {result.error}"
-        emit(
-            state,
-            [
-                *artifact_drafts(state, extra, step_run_id=step_run_id, queued=True),
-                EventDraft(
-                    EventKind.STEP_FAILED,
-                    {**common, "error": error, "traceback": result.traceback},
-                    run_id=state.run_id,
-                ),
-            ],
-        )
-        observer.step_finished(node_id=node.id, status="failed", seconds=seconds)
-        raise step_failure(
-            result.error,
-            f"step {node.id!r} failed in run {state.run_id}: {error}",
-            step=node.id,
-            run_id=state.run_id,
-            step_run_id=step_run_id,
-        ) from result.error
-    records = [result.outputs[name] for name in node.output_names]
-    registry = state.project.registry
-    state.outputs[node.id] = [
-        NodeOutput(r.digest, r, reading=registry.reading(r), stored=True) for r in records
-    ]
-    formats = {
-        name: output.reading
-        for name, output in zip(node.output_names, state.outputs[node.id], strict=True)
-    }
-    if state.consumers_left[node.id] > 0:
-        for record in records:
-            written = result.kept.get(record.blob)
-            if written is not None:
-                state.kept.add(record.blob, written)
-    outputs_payload = with_recorded(
-        {name: r.digest for name, r in zip(node.output_names, records, strict=True)},
-        result.metrics,
-        result.reports,
+    return PreparedStep(
+        node=node,
+        task=task,
+        step_run_id=step_run_id,
+        base=base,
+        decision=decision,
+        key=key,
+        copies=copies_held,
+        retries=step.options.retries or options.retries,
     )
-    state.done_keys[key] = (step_run_id, outputs_payload, formats)
-    completed = {**common, "outputs": outputs_payload, "output_formats": formats}
-    if labels.lowered:
-        completed["declassified"] = declassified(labels, result.data_ops)
-    found = output_metrics(
-        state.project.store,
-        # A sensitive output's numbers would show its content: none are recorded.
-        {n: r for n, r in zip(node.output_names, records, strict=True) if not r.meta.get("sealed")},
-    )
-    if found:  # only steps returning numbers in a dict carry the key
-        completed["output_metrics"] = found
-    emit(
-        state,
-        [
-            *artifact_drafts(
-                state,
-                [(r, "output") for r in records] + linked_profiles(records) + extra,
-                step_run_id=step_run_id,
-                queued=True,
-            ),
-            EventDraft(EventKind.STEP_COMPLETED, completed, run_id=state.run_id),
-        ],
-    )
-    observer.step_finished(node_id=node.id, status="completed", seconds=seconds)

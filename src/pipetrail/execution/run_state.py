@@ -72,7 +72,8 @@ class RunOptions:
     Attributes:
         cache: ``False`` executes every step (``--no-cache``).
         seed: the run seed; None uses the project's configured seed.
-        executor: where steps execute (default: in-process).
+        executor: where steps execute: an executor, or its name (``inline``,
+            ``processes``, ``dask``, ``dask=tcp://HOST:PORT``); None uses the project's.
         observer: receives live progress.
         source_file: the pipeline file, recorded for the run.
         argv: the command line, recorded for the run.
@@ -88,11 +89,15 @@ class RunOptions:
         tags: the run's first tags, recorded with it (``--tag KEY=VALUE``).
         purpose: what starts the run: ``run`` (an ordinary run), ``reproduce`` or
             ``check``; only ordinary runs are what ``latest`` means.
+        retries: how many times a failed step that declares no ``retries`` of its own
+            is executed again.
+        keep_going: when a step fails, still run the steps that do not depend on it
+            (the run is failed all the same; ``--keep-going``).
     """
 
     cache: bool = True
     seed: int | None = None
-    executor: Executor | None = None
+    executor: Executor | str | None = None
     observer: RunObserver | None = None
     source_file: str | None = None
     argv: list[str] | None = None
@@ -105,6 +110,8 @@ class RunOptions:
     name: str | None = None
     tags: Mapping[str, Any] | None = None
     purpose: str = "run"
+    retries: int = 0
+    keep_going: bool = False
 
 
 @dataclass

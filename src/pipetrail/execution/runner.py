@@ -7,9 +7,11 @@ Order of a run:
    :mod:`pipetrail.execution.run_sources`);
 3. capture git state and the environment, store them, append ``run.started`` (built in
    :mod:`pipetrail.execution.run_events`);
-4. for each node in order (:func:`~pipetrail.execution.run_node.run_node`): compute its
-   key, reuse a previous result (``step.cached``) or execute it through the executor
-   (``step.started`` then ``step.completed`` or ``step.failed``);
+4. for each node (:mod:`pipetrail.execution.scheduler`: in order on the inline
+   executor, every ready node at once on a concurrent one): compute its key, reuse a
+   previous result (``step.cached``) or execute it through the executor (``step.started``
+   then ``step.completed`` or ``step.failed``; see
+   :func:`~pipetrail.execution.run_node.run_node`);
 5. append ``run.completed``; or, when the run does not complete, ``run.failed`` (a step
    failed, an input could not be loaded, a store failed) or ``run.interrupted`` (SIGINT,
    SIGTERM), closing the step runs still running and listing the nodes that never
@@ -35,6 +37,7 @@ them; a failed step references its metrics and reports but has no outputs.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.capture import capture_environment, validate_seed
@@ -44,24 +47,23 @@ from pipetrail.core.graph import Node, OutputRef, PipelineGraph
 from pipetrail.errors import DefinitionError, PipetrailError, RunInterruptedError, StoreError
 from pipetrail.execution.contract_records import plan_contracts
 from pipetrail.execution.crash import reconcile_crashed_runs
-from pipetrail.execution.executors import InlineExecutor
+from pipetrail.execution.executors import ConcurrentExecutor, resolve_executor
 from pipetrail.execution.flushing import commit_small_writes, hold_small_writes
 from pipetrail.execution.interrupts import (
     deferred_interrupts,
     handling_interrupts,
-    interrupt_requested,
     python_default_sigint,
 )
-from pipetrail.execution.loader import pipeline_modules
+from pipetrail.execution.loader import pipeline_module_files, pipeline_modules
 from pipetrail.execution.node_identity import node_identities
 from pipetrail.execution.observer import NullObserver
 from pipetrail.execution.params_files import resolve_run_params
 from pipetrail.execution.records import is_recorded_output
 from pipetrail.execution.run import Run
 from pipetrail.execution.run_events import end_run, run_started_events
-from pipetrail.execution.run_node import run_node
 from pipetrail.execution.run_sources import observe_sources
 from pipetrail.execution.run_state import RunOptions, RunState, close_flush_timer
+from pipetrail.execution.scheduler import run_nodes
 from pipetrail.execution.telemetry import export_run_trace, telemetry_settings
 from pipetrail.hashing import digest_value
 from pipetrail.hashing.code import CodeFingerprint, code_fingerprint
@@ -146,6 +148,10 @@ def _run(
         state.identities = node_identities(graph)
         pipeline_fp = _pipeline_fingerprint(definition, graph, state)
     _check_parity(state, options)
+    # A bad executor name is refused before anything is recorded.
+    options = dataclasses.replace(
+        options, executor=resolve_executor(options.executor, project.config)
+    )
     # The store lease keeps garbage collection out from the first object stored to the
     # run's final record (store.gc_lock); bad input above fails before it is taken.
     with run_lease(project.store):
@@ -162,7 +168,9 @@ def _record(
     """Store and record the run, its steps and its end (the run is valid by now)."""
     project, graph = state.project, state.graph
     observer = options.observer or NullObserver()
-    executor = options.executor or InlineExecutor()
+    executor = options.executor
+    if executor is None or isinstance(executor, str):  # resolved by _run
+        raise TypeError("the run's executor must be resolved before it is recorded")
     state.telemetry = telemetry_settings(project.root)
     try:
         source_events = observe_sources(state, options.snapshots, rehash=options.rehash)
@@ -188,12 +196,14 @@ def _record(
             hold_small_writes(project.store)
             state.exits.callback(commit_small_writes, project.store, release=True)
             state.exits.enter_context(bound(LogContext.for_run(state.run_id)))
-            for node in graph.nodes.values():
-                received = interrupt_requested()
-                if received is not None:
-                    # The step before caught the KeyboardInterrupt and went on; stop here.
-                    raise RunInterruptedError(received)
-                run_node(state, node, options, executor, observer)
+            if isinstance(executor, ConcurrentExecutor):
+                # Workers open the store and load the pipeline's modules themselves; an
+                # unreachable cluster fails the run here, recorded with the reason.
+                from pipetrail.execution.executors.shipping import worker_context
+
+                state.exits.callback(executor.shutdown)
+                executor.start(worker_context(project, pipeline_module_files(definition)))
+            run_nodes(state, options, executor, observer)
         finally:
             state.exits.close()  # held small writes, output capture's logging
     except BaseException as exc:

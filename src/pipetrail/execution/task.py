@@ -44,7 +44,7 @@ if TYPE_CHECKING:
     from pipetrail.execution.classification import OutputPrivacy
     from pipetrail.store import ContentStore, SerializerRegistry, StoredArtifact
 
-__all__ = ["StepTask", "TaskResult", "execute_task"]
+__all__ = ["ShippedError", "StepTask", "TaskResult", "error_type_name", "execute_task"]
 
 _log = logging.getLogger(__name__)
 
@@ -107,6 +107,11 @@ class TaskResult:
         contracts: the contract results for the step event (None without contracts).
         contract_report: the stored contract report (None without contracts).
         data_ops: records of the data operations (``pipetrail.data``) the step ran.
+        worker: where it ran, when not in the coordinator's process (``host``, ``pid``,
+            and the Dask worker's ``address``).
+        small_objects: small objects a worker process stored but did not write
+            (``{digest: bytes}``); the coordinator puts them in the store before it
+            records anything naming them.
     """
 
     outputs: dict[str, StoredArtifact] = field(default_factory=dict)
@@ -121,6 +126,30 @@ class TaskResult:
     contracts: dict[str, Any] | None = None
     contract_report: StoredArtifact | None = None
     data_ops: list[dict[str, Any]] = field(default_factory=list)
+    worker: dict[str, Any] | None = None
+    small_objects: dict[str, bytes] = field(default_factory=dict)
+
+
+class ShippedError(Exception):
+    """An exception a step raised that could not be sent back as itself.
+
+    Attributes:
+        type_name: the original exception's class name.
+    """
+
+    def __init__(self, type_name: str, message: str) -> None:
+        super().__init__(message)
+        self.type_name = type_name
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (ShippedError, (self.type_name, str(self)))
+
+
+def error_type_name(error: BaseException) -> str:
+    """The class name to record for a step's error (the original one when shipped)."""
+    if isinstance(error, ShippedError):
+        return error.type_name
+    return type(error).__name__
 
 
 def _split_outputs(task: StepTask, value: Any) -> dict[str, Any]:

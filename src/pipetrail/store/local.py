@@ -234,6 +234,14 @@ class LocalStore:
         """
         self._pack.hold()
 
+    def take_small_writes(self) -> dict[str, bytes]:
+        """Stop holding small writes; return them unwritten (``{digest: bytes}``).
+
+        A worker process hands them to the coordinator, which commits them in its own
+        batch (one writer of the pack instead of every worker contending for it).
+        """
+        return self._pack.take_held()
+
     def commit_small_writes(self, *, release: bool = False) -> None:
         """Write the small objects held in memory in one transaction; ``release`` stops holding.
 

@@ -194,6 +194,16 @@ class SmallObjectPack:
             raise
         return batch.replaced
 
+    def take_held(self) -> dict[str, bytes]:
+        """Stop holding and return the held puts, unwritten (``{digest: bytes}``).
+
+        For a worker process that hands its small objects to the process that commits
+        them with the records naming them, instead of writing the pack itself.
+        """
+        with self._held_lock:
+            held, self._held = self._held, None
+        return held or {}
+
     def _held_bytes(self, digest: str) -> bytes | None:
         held = self._held
         return None if held is None else held.get(digest)

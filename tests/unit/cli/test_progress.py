@@ -54,3 +54,16 @@ def test_live_progress_counts_steps_once_and_re_executions_apart() -> None:
     observer.step_finished(node_id="train", status="failed", seconds=0.0)
     shown = observer._render().plain
     assert shown.startswith("3/3 steps  1 executed  1 cached  1 re-executed  1 failed")
+
+
+def test_live_progress_shows_every_step_running_at_once() -> None:
+    observer = _LiveObserver()
+    observer.total = 3
+    observer.live.update = lambda *_: None  # type: ignore[method-assign]
+    observer.step_started(node_id="left")
+    observer.step_started(node_id="right")
+    assert "running left, right" in observer._render().plain
+    observer.step_finished(node_id="left", status="completed", seconds=0.0)
+    shown = observer._render().plain
+    assert "running right" in shown
+    assert "left," not in shown

@@ -1,0 +1,278 @@
+"""The ``dask`` executor: steps run on the workers of a Dask distributed cluster.
+
+With no address, a ``LocalCluster`` of worker processes (one thread each, so one step
+per process at a time, as on the ``processes`` executor) is made when the run starts
+and closed when it ends. With ``address="tcp://HOST:PORT"`` the executor connects to
+that scheduler; its workers need pipetrail (and what the steps import) installed and
+must reach the store. Only this module imports ``dask``: it is the optional extra
+``pipetrail[dask]``, and a missing install is reported with the line that installs it.
+
+Every task is the same plain function,
+:func:`~pipetrail.execution.executors.shipping.run_shipped`, given the encoded task, so
+Dask never has to pickle user code itself. A worker that dies while running a step is
+reported by Dask as ``KilledWorker``; the local cluster is made with
+``distributed.scheduler.allowed-failures`` at 0 so the step's own retry policy decides
+(a remote scheduler applies its own setting first). The result comes back as a
+:class:`~pipetrail.errors.WorkerLostError`, like on the process pool. Backend errors
+are translated here (:func:`_dask_errors`); callers never see a Dask exception.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+from concurrent.futures import Future
+from typing import TYPE_CHECKING, Any
+
+from pipetrail.errors import ExecutorError, WorkerLostError
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from pipetrail.execution.executors.shipping import WorkerContext
+    from pipetrail.execution.task import StepTask, TaskResult
+    from pipetrail.store import ContentStore, SerializerRegistry
+
+__all__ = ["DaskExecutor"]
+
+_INSTALL = "pip install 'pipetrail[dask]'"
+#: Seconds to wait for a scheduler at an address before giving up.
+CONNECT_TIMEOUT_S = 10.0
+
+
+def _import_distributed() -> Any:
+    try:
+        import distributed
+    except ImportError:
+        raise ExecutorError(
+            f"the dask executor needs dask.distributed, which is not installed; run {_INSTALL}"
+        ) from None
+    return distributed
+
+
+def _run_on_worker(context: WorkerContext, data: bytes) -> bytes:
+    """What each Dask task runs: one shipped step, with the worker's address recorded."""
+    from pipetrail.execution.executors.shipping import run_shipped
+
+    where: dict[str, Any] = {}
+    with contextlib.suppress(ValueError, ImportError):
+        from distributed import get_worker
+
+        where["address"] = get_worker().address
+    return run_shipped(context, data, where)
+
+
+class DaskExecutor:
+    """Runs steps on a Dask distributed cluster.
+
+    Args:
+        address: the scheduler (``tcp://HOST:PORT``); None makes a local cluster.
+        workers: worker processes of the local cluster (default: the number of CPUs).
+        client: an open ``distributed.Client`` to use as it is (not closed here).
+    """
+
+    name = "dask"
+
+    def __init__(
+        self, address: str | None = None, *, workers: int | None = None, client: Any = None
+    ) -> None:
+        if workers is not None and (
+            isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
+        ):
+            raise ExecutorError(f"the dask executor needs workers >= 1, got {workers!r}")
+        self.address = address
+        self.workers = workers
+        self._given = client
+        self._client: Any = client
+        self._cluster: Any = None
+        self._context: WorkerContext | None = None
+        self._context_future: Any = None
+        # Results are collected by one thread from a Dask ``as_completed`` (cheaper than a
+        # callback per future, which waits on the client's event loop for each result).
+        self._completed: Any = None
+        self._waiting: dict[str, tuple[Future[TaskResult], str]] = {}
+        self._lock = threading.Lock()
+        self._added = threading.Event()
+        self._stop = threading.Event()
+        self._collector: threading.Thread | None = None
+
+    def __repr__(self) -> str:
+        where = self.address or ("a given client" if self._given else "a local cluster")
+        return f"DaskExecutor({where})"
+
+    def settings(self) -> dict[str, Any]:
+        """The scheduler address, or the local cluster's size."""
+        if self._given is not None:
+            return {"address": str(self._given.scheduler.address), "cluster": "given"}
+        if self.address is not None:
+            return {"address": self.address, "cluster": "remote"}
+        return {"cluster": "local", "workers": self._local_workers()}
+
+    def _local_workers(self) -> int:
+        return self.workers or os.cpu_count() or 1
+
+    # -- lifecycle -------------------------------------------------------------------
+    def start(self, context: WorkerContext) -> None:
+        """Connect to the scheduler, or make the local cluster.
+
+        Raises:
+            ExecutorError: dask is not installed, or the scheduler cannot be reached
+                (names the address).
+        """
+        distributed = _import_distributed()
+        self._context = context
+        if self._client is None:
+            if self.address is not None:
+                try:
+                    self._client = distributed.Client(
+                        self.address, timeout=CONNECT_TIMEOUT_S, set_as_default=False
+                    )
+                except (OSError, TimeoutError, ValueError) as exc:
+                    raise ExecutorError(
+                        f"cannot reach the Dask scheduler at {self.address} ({type(exc).__name__}:"
+                        f" {exc}); check that it is running and the address is right, or run "
+                        "with --executor processes"
+                    ) from None
+            else:
+                self._cluster, self._client = _local_cluster(distributed, self._local_workers())
+        with _dask_errors(self):
+            # Sent to the workers once; each task refers to it.
+            self._context_future = self._client.scatter(context, broadcast=True, hash=False)
+            self._completed = distributed.as_completed(
+                [], loop=self._client.loop, with_results=True, raise_errors=False
+            )
+        self._stop.clear()
+        self._collector = threading.Thread(
+            target=self._collect, name="pipetrail-dask-results", daemon=True
+        )
+        self._collector.start()
+
+    def _collect(self) -> None:
+        """Complete each submitted task's future as its Dask future finishes."""
+        completed = self._completed
+        while not self._stop.is_set():
+            try:
+                remote, value = next(completed)
+            except StopIteration:  # nothing in flight: wait for the next submission
+                self._added.wait(timeout=0.1)
+                self._added.clear()
+                continue
+            with self._lock:
+                done, step = self._waiting.pop(remote.key, (None, ""))
+            if done is not None:
+                done.set_result(_result(remote.status, value, step))
+
+    def shutdown(self) -> None:
+        """Close the client and the local cluster this executor made."""
+        self._stop.set()
+        self._added.set()
+        if self._collector is not None:
+            self._collector.join(timeout=5)
+            self._collector = None
+        with self._lock:
+            waiting, self._waiting = self._waiting, {}
+        for done, _ in waiting.values():
+            done.cancel()
+        self._completed = None
+        self._context_future = None
+        if self._given is None and self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.close()
+            self._client = None
+        if self._cluster is not None:
+            with contextlib.suppress(Exception):
+                self._cluster.close()
+            self._cluster = None
+
+    # -- tasks -----------------------------------------------------------------------
+    def submit(self, task: StepTask) -> Future[TaskResult]:
+        """Send one task to the cluster.
+
+        Raises:
+            ExecutorError: the executor was not started, or the task cannot be sent.
+        """
+        from pipetrail.execution.executors.shipping import encode_task
+
+        if self._client is None:
+            raise ExecutorError("the dask executor was not started")
+        data = encode_task(task)
+        done: Future[TaskResult] = Future()
+        done.set_running_or_notify_cancel()
+        with _dask_errors(self):
+            remote = self._client.submit(
+                _run_on_worker, self._context_future, data, pure=False, retries=0
+            )
+            with self._lock:
+                self._waiting[remote.key] = (done, task.step_name)
+            self._completed.add(remote)
+        self._added.set()
+        return done
+
+    def run(
+        self, task: StepTask, *, store: ContentStore, registry: SerializerRegistry
+    ) -> TaskResult:
+        """Execute one task on the cluster and wait for it."""
+        return self.submit(task).result()
+
+
+def _local_cluster(distributed: Any, workers: int) -> tuple[Any, Any]:
+    import dask
+
+    # A worker that dies fails its task at once: the step's retry policy decides.
+    with dask.config.set({"distributed.scheduler.allowed-failures": 0}):
+        cluster = distributed.LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            # Any free port: a fixed one (8787) fails when another cluster holds it.
+            dashboard_address=":0",
+            silence_logs=40,
+        )
+    return cluster, distributed.Client(cluster, set_as_default=False)
+
+
+def _result(status: str, value: Any, step: str) -> TaskResult:
+    """The step's result from a finished Dask task; a lost worker as the step's error.
+
+    ``value`` is what the task returned, or for a task in error ``(type, exception,
+    traceback)``.
+    """
+    from distributed.scheduler import KilledWorker
+
+    from pipetrail.execution.executors.shipping import decode_result
+    from pipetrail.execution.task import TaskResult
+
+    error: Exception
+    if status == "finished":
+        try:
+            return decode_result(value)
+        except Exception as exc:  # noqa: BLE001 - e.g. a value of a class not importable here
+            error = ExecutorError(
+                f"the result of step {step!r} could not be read back from its Dask worker: "
+                f"{type(exc).__name__}: {exc}"
+            )
+    else:
+        problem = value[1] if isinstance(value, tuple) and len(value) == 3 else value
+        if isinstance(problem, KilledWorker):
+            error = WorkerLostError(
+                f"the Dask worker running step {step!r} died before returning ({problem}); "
+                "nothing it stored is recorded"
+            )
+        else:
+            error = ExecutorError(
+                f"the Dask cluster could not run step {step!r} ({status}): "
+                f"{type(problem).__name__}: {problem}"
+            )
+    return TaskResult(error=error, traceback=f"{type(error).__name__}: {error}\n")
+
+
+@contextlib.contextmanager
+def _dask_errors(executor: DaskExecutor) -> Iterator[None]:
+    """Translate what the Dask client raises into :class:`ExecutorError`."""
+    try:
+        yield
+    except ExecutorError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - the Dask client raises many kinds
+        raise ExecutorError(f"{executor!r}: {type(exc).__name__}: {exc}") from None
