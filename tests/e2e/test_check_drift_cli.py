@@ -19,8 +19,8 @@ pytestmark = pytest.mark.e2e
 # Metrics within tolerance let artifacts differ from the baseline's: only drift can fail.
 LENIENT = "\n[reproduce]\nrequire_identical_artifacts = false\n"
 COUNTED = PIPELINE.replace(
-    "    return enrich(load(source(\"data/sales.csv\")))",
-    "    return count(enrich(load(source(\"data/sales.csv\"))))",
+    '    return enrich(load(source("data/sales.csv")))',
+    '    return count(enrich(load(source("data/sales.csv"))))',
 ) + textwrap.dedent(
     """
     @step

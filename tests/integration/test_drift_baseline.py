@@ -45,9 +45,7 @@ def test_a_run_is_compared_with_the_pooled_runs_before_it(
     assert steady.first is None, steady.origins
 
 
-def test_run_a_heads_the_pool_when_named(
-    project: Project, sales_run: Callable[..., str]
-) -> None:
+def test_run_a_heads_the_pool_when_named(project: Project, sales_run: Callable[..., str]) -> None:
     first = sales_run(project, seed=1)
     second = sales_run(project, seed=2)
     later = sales_run(project, seed=3)
