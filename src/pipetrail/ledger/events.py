@@ -67,6 +67,9 @@ class EventKind(StrEnum):
     PROMOTION_REJECTED = "promotion.rejected"
     ALIAS_MOVED = "alias.moved"
     DECISION_RECORDED = "decision.recorded"
+    # Alerts (pipetrail.observability.alerts): a rule's message delivered, or given up on.
+    ALERT_SENT = "alert.sent"
+    ALERT_FAILED = "alert.failed"
 
 
 @dataclass(frozen=True)

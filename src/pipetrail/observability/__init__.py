@@ -1,16 +1,37 @@
-"""Observability: what runs record about their data over time, and how it drifts.
+"""Observability: what runs record about their data over time, how it drifts, who is told.
 
 :func:`~pipetrail.observability.drift.drift_runs` compares the table profiles of two runs
-step by step and names the step where a drift enters;
+(or of a run and a pooled baseline) step by step and names the step where a drift enters;
 :func:`~pipetrail.observability.drift_picture.write_pictures` draws per-column histogram
-comparisons as SVG. Sits beside ``lineage`` (reads records through execution and the
-ledger); never imports cli.
+comparisons as SVG; :func:`~pipetrail.observability.alerts.send_alerts` delivers
+``[alerts]`` rules' messages. Sits beside ``lineage`` (reads records through execution
+and the ledger); never imports cli.
 """
 
 from __future__ import annotations
 
-from pipetrail.observability.drift import DriftReport as DriftReport
-from pipetrail.observability.drift import drift_runs as drift_runs
-from pipetrail.observability.drift_config import DriftThresholds as DriftThresholds
+import typing as _typing
 
-__all__ = ["DriftReport", "DriftThresholds", "drift_runs"]
+from pipetrail.core.lazy import lazy_exports as _lazy_exports
+
+if _typing.TYPE_CHECKING:
+    from pipetrail.observability.alerts import AlertEvent as AlertEvent
+    from pipetrail.observability.alerts import send_alerts as send_alerts
+    from pipetrail.observability.drift import DriftReport as DriftReport
+    from pipetrail.observability.drift import drift_runs as drift_runs
+    from pipetrail.observability.drift_config import DriftThresholds as DriftThresholds
+
+__all__ = ["AlertEvent", "DriftReport", "DriftThresholds", "drift_runs", "send_alerts"]
+
+# Each name is imported from its module on first use (PEP 562): a run that only sends
+# alerts does not import drift's pairing of steps.
+__getattr__, __dir__ = _lazy_exports(
+    __name__,
+    {
+        "AlertEvent": "pipetrail.observability.alerts",
+        "DriftReport": "pipetrail.observability.drift",
+        "DriftThresholds": "pipetrail.observability.drift_config",
+        "drift_runs": "pipetrail.observability.drift",
+        "send_alerts": "pipetrail.observability.alerts",
+    },
+)
