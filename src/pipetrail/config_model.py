@@ -1,8 +1,9 @@
 """The schema of ``pipetrail.toml`` and of the ``PIPETRAIL_*`` overrides, as pydantic models.
 
 :func:`validate_settings` parses the file, validates every table pipetrail reads
-(``[pipetrail]``, ``[reproduce]``, ``[store]`` and ``[alerts]``) and the environment variables that need checking
-(``PIPETRAIL_SEED``, ``PIPETRAIL_PARITY``), and returns plain, normalized values. The
+(``[pipetrail]``, ``[reproduce]``, ``[store]`` and ``[alerts]``; ``[drift]`` and the
+promotion policies are validated by the modules that read them) and the environment
+variables that need checking (``PIPETRAIL_SEED``, ``PIPETRAIL_PARITY``), and returns plain, normalized values. The
 first problem found becomes one line naming the file (or the variable), the key path,
 what was expected and the value found.
 
