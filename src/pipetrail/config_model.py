@@ -3,9 +3,9 @@
 :func:`validate_settings` parses the file, validates every table pipetrail reads
 (``[pipetrail]``, ``[reproduce]``, ``[store]`` and ``[alerts]``; ``[drift]`` and the
 promotion policies are validated by the modules that read them) and the environment
-variables that need checking (``PIPETRAIL_SEED``, ``PIPETRAIL_PARITY``), and returns plain, normalized values. The
-first problem found becomes one line naming the file (or the variable), the key path,
-what was expected and the value found.
+variables that need checking (``PIPETRAIL_SEED``, ``PIPETRAIL_PARITY``), and returns
+plain, normalized values. The first problem found becomes one line naming the file (or
+the variable), the key path, what was expected and the value found.
 
 Importing pydantic and building these models costs tens of milliseconds, so
 :mod:`pipetrail.config` imports this module only when the file, those variables or
