@@ -93,6 +93,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "Show how the tables of RUN_B drift from RUN_A, and where the...",
     ),
     "env": ("pipetrail.cli.env_cmd", "env", "Compare and export the environments runs recorded."),
+    "report": (
+        "pipetrail.cli.report_cmd",
+        "report",
+        "Run-by-run analysis of PIPELINE: metric, duration and...",
+    ),
     "gc": (
         "pipetrail.cli.gc_cmd",
         "gc",
