@@ -16,26 +16,26 @@ and handing it to :func:`~pipetrail.observability.alerts.send_alerts`:
   has judged (drift is sent whether or not ``[drift] gate`` fails the check on it);
 * ``promotion.requested``: :func:`promotion_alert`, when a request is recorded.
 
-Nothing here reads the ledger but through its read model; without ``[alerts]`` rules
-each call costs one small file read. Alerts never fail what raised them.
+Nothing here reads the ledger but through its read model; without an ``[alerts]`` table
+each call costs one small file read and imports nothing more (every ``pipetrail run``
+imports this module). Alerts never fail what raised them.
 """
 
 from __future__ import annotations
 
 import logging
-import statistics
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import PipetrailError
 from pipetrail.execution.observer import NullObserver
 from pipetrail.ledger.read_model import RunFilter, find_runs, run_record, step_run_records
-from pipetrail.observability.alerts import AlertEvent, AlertSettings, load_alerts, send_alerts
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
     from pipetrail.execution.observer import RunObserver
     from pipetrail.execution.project import Project
+    from pipetrail.observability.alerts import AlertSettings
 
 __all__ = [
     "AlertingObserver",
@@ -49,6 +49,14 @@ _LOG = logging.getLogger("pipetrail.alerts")
 
 
 def _settings(project: Project) -> AlertSettings | None:
+    """The project's rules; without an ``[alerts]`` table, nothing more is imported."""
+    try:
+        if b"alerts" not in (project.root / "pipetrail.toml").read_bytes():
+            return None
+    except OSError:
+        return None  # no file (or none readable): no rules
+    from pipetrail.observability.alerts import load_alerts
+
     try:
         return load_alerts(project.root)
     except PipetrailError as exc:  # the run's own checks report a bad file; alerts only log
@@ -70,6 +78,8 @@ def resource_deviations(
         One ``{"node_id", "step", "seconds", "median_seconds", "factor", "runs"}`` per
         deviating step, in the order steps started.
     """
+    import statistics  # only with a deviation rule: it costs start-up time to every run
+
     reader = project.reader()
     run = run_record(reader, run_id)
     earlier = [
@@ -118,6 +128,8 @@ def run_end_alerts(project: Project, run_id: str, status: str) -> None:
     settings = _settings(project)
     if settings is None:
         return
+    from pipetrail.observability.alerts import AlertEvent, send_alerts
+
     try:
         run = run_record(project.reader(), run_id)
         if status == "failed" and settings.listening("run.failed", run.pipeline):
@@ -198,6 +210,8 @@ def gate_alerts(project: Project, report: Mapping[str, Any]) -> None:
     settings = _settings(project)
     if settings is None or report.get("run_id") is None:
         return
+    from pipetrail.observability.alerts import AlertEvent, send_alerts
+
     run_id, pipeline = str(report["run_id"]), str(report["pipeline"])
     drift = report.get("drift")
     if drift and drift.get("drifted"):
@@ -239,6 +253,8 @@ def promotion_alert(project: Project, request: Mapping[str, Any], run_id: str | 
     settings = _settings(project)
     if settings is None:
         return
+    from pipetrail.observability.alerts import AlertEvent, send_alerts
+
     pipeline = None
     if run_id is not None:
         try:

@@ -38,7 +38,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import time
 import tomllib
 from dataclasses import dataclass, field
@@ -198,6 +197,8 @@ def _post(url: str, body: bytes, timeout: float) -> tuple[int | None, str | None
 
 def _run(argv: list[str], body: bytes, kind: str, timeout: float) -> tuple[int | None, str | None]:
     """Run a rule's command with the message on stdin; return ``(exit code, error)``."""
+    import subprocess  # only when sending: it costs start-up time to every run
+
     try:
         done = subprocess.run(
             argv,
