@@ -133,7 +133,8 @@ def test_runs_of_unrelated_pipelines_are_refused(
 def test_drift_against_pooled_baseline_runs(shop: tuple[Path, str, str]) -> None:
     root, first, second = shop
     text = cli(root, "drift", second, "--baseline-runs", "3", check=True).stdout
-    assert f"Drift of run {second} against 1 pooled run(s) {first}" in text
+    assert f"Drift of run {second} against 1 pooled run(s) (pipeline shop)" in text
+    assert f"baseline runs: {first}\n" in text
     assert "drift starts at step load (output output): amount" in text
     data = json.loads(cli(root, "drift", first, second, "--baseline-runs", "2", "--json").stdout)
     assert data["baseline_runs"] == [first]

@@ -126,12 +126,13 @@ def _print_report(report: DriftReport, *, show_all: bool) -> None:
     width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
     console = Console(highlight=False, soft_wrap=False, width=width)
     limits = report.thresholds
-    against = f"run {report.run_a}"
-    if report.baseline_runs:
-        against = f"{len(report.baseline_runs)} pooled run(s) {', '.join(report.baseline_runs)}"
+    pooled = len(report.baseline_runs)
+    against = f"{pooled} pooled run(s)" if pooled else f"run {report.run_a}"
     console.print(
         f"Drift of run {report.run_b} against {against} (pipeline {escape(report.pipeline_a)})"
     )
+    if pooled:
+        console.print(f"baseline runs: {', '.join(report.baseline_runs)}")
     extra = "".join(
         f", {name} {value:g}"
         for name, value in (("ks", limits.ks), ("wasserstein_std", limits.wasserstein_std))

@@ -296,8 +296,9 @@ class GateChecked(ReproductionChecked):
         passed: whether the gate opened (None in events that did not say).
         failures: why it did not, one line each.
         baseline_run_id: the baseline the run was compared with, if any.
-        drift: with a baseline, the drift found (``drifted``, ``gate``, ``origins``);
-            None before drift was checked.
+        drift: with a baseline, the drift found (``drifted``, ``gate``, ``origins``,
+            ``baseline_runs``: the runs pooled as the baseline); None before drift was
+            checked.
     """
 
     passed: bool | None = None

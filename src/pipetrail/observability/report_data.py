@@ -246,7 +246,7 @@ def _gates_and_alerts(project: Project, report: PipelineReport) -> None:
                 report.drift.append(
                     {
                         "run_id": event.run_id,
-                        "against": [event.baseline_run_id],
+                        "against": drift.get("baseline_runs") or [event.baseline_run_id],
                         "source": "check",
                         "origins": [
                             {"step": o["step"], "output": o["output"], "columns": o["columns"]}

@@ -443,7 +443,9 @@ def _record(project: Project, report: CheckReport) -> None:
         "seed_runs": report.seed_runs,
     }
     if report.drift is not None:  # only with a baseline: other payloads stay as they were
-        payload["drift"] = {k: report.drift[k] for k in ("drifted", "gate", "origins")}
+        payload["drift"] = {
+            k: report.drift[k] for k in ("drifted", "gate", "origins", "baseline_runs")
+        }
     report.report_digest = record_report(
         project,
         report.to_dict(),
