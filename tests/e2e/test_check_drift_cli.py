@@ -80,3 +80,9 @@ def test_a_malformed_drift_gate_is_refused_before_running(shop: tuple[Path, str,
     runs = cli(root, "check", "shop.py", "--baseline", first, "-q")
     assert runs.returncode == 2
     assert "[drift] baseline_runs = 0; it must be a whole number from 1 to 1000" in runs.stderr
+    (root / "pipetrail.toml").write_text(settings + "\n[drift]\npsi = 'high'\n")
+    limits = cli(root, "check", "shop.py", "--baseline", first, "-q")
+    assert limits.returncode == 2
+    assert "[drift] psi = 'high'; it must be a non-negative number" in limits.stderr
+    runs_before = cli(root, "runs", "--json", check=True).stdout
+    assert len(json.loads(runs_before)) == 1  # refused before anything ran

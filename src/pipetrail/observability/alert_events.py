@@ -202,6 +202,8 @@ class AlertingObserver:
 
     def __getattr__(self, name: str) -> Any:
         # Hooks added to RunObserver later reach the inner observer unchanged.
+        if name == "inner":  # not set yet (a copy being made): no recursion
+            raise AttributeError(name)
         return getattr(self.inner, name)
 
 

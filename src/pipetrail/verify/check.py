@@ -47,7 +47,12 @@ from pipetrail.lineage.diff import diff_runs
 from pipetrail.lineage.pairing import align_facts, pair_facts
 from pipetrail.observability.alert_events import AlertingObserver, gate_alerts
 from pipetrail.observability.drift import drift_runs
-from pipetrail.observability.drift_config import DriftGate, load_drift_gate
+from pipetrail.observability.drift_config import (
+    DriftGate,
+    DriftThresholds,
+    load_drift_gate,
+    load_thresholds,
+)
 from pipetrail.verify.recording import record_report
 from pipetrail.verify.reproduce import Reproduction, compare_reproduction, reproduce_run
 from pipetrail.verify.settings import ReproduceSettings
@@ -165,7 +170,9 @@ def run_check(
         )
     settings = settings or ReproduceSettings.from_config(project.config)
     baseline_id = _baseline_run(project, baseline, definition.name) if baseline else None
+    # [drift] is read (and refused when malformed) before anything runs.
     drift_gate = load_drift_gate(project.root) if baseline_id else None
+    drift_limits = load_thresholds(project.root) if baseline_id else None
     run_seed = validate_seed(project.config.seed if seed is None else seed)
     report = CheckReport(
         pipeline=definition.name, run_id=None, params={}, seed=run_seed, settings=settings.to_dict()
@@ -221,8 +228,8 @@ def run_check(
                     f"the run does not match baseline {baseline_id} "
                     f"({report.baseline['verdict']}): {report.baseline['why']}"
                 )
-            if drift_gate is not None:
-                _drift(project, baseline_id, report, drift_gate)
+            if drift_gate is not None and drift_limits is not None:
+                _drift(project, baseline_id, report, drift_gate, drift_limits)
         if seeds:
             _seed_spread(project, definition, params, report, seeds, options)
     report.passed = not report.failures
@@ -359,12 +366,19 @@ def _against_baseline(
     return data
 
 
-def _drift(project: Project, baseline_id: str, report: CheckReport, gate: DriftGate) -> None:
+def _drift(
+    project: Project,
+    baseline_id: str,
+    report: CheckReport,
+    gate: DriftGate,
+    limits: DriftThresholds,
+) -> None:
     """Compare the run's tables with the baseline's; fail the gate on drift if so set."""
     found = drift_runs(
         project,
         baseline_id,
         report.run_id or "",
+        thresholds=limits,
         baseline_runs=gate.baseline_runs if gate.baseline_runs > 1 else None,
     )
     origins = [
