@@ -17,7 +17,10 @@ the process is shown beside it: on a busy machine it moves much less than wall t
 6-column table, the second run's source shifted so that all 50 tables differ in both
 runs (the worst case: every pair of profiles is compared, none skipped by equal digests).
 Timed: ``pipetrail drift A B --json`` as a whole process (interpreter start-up included),
-and :func:`pipetrail.observability.drift.drift_runs` in-process.
+and :func:`pipetrail.observability.drift.drift_runs` in-process. **Pooled**: a third
+project with three runs of the same pipeline (two fresh samples of one distribution,
+then a shifted one) times ``pipetrail drift LAST --baseline-runs 2 --json``: 50 tables
+compared with the pooled profiles of two runs each (100 baseline tables read and pooled).
 
 | row | what | target |
 |-----|------|--------|
@@ -27,9 +30,10 @@ and :func:`pipetrail.observability.drift.drift_runs` in-process.
 | ``profiles.ratio_cpu`` | the same in CPU time | context |
 | ``profiles.drift_cli`` | ``pipetrail drift A B --json``, 50 tables | <= 1 s |
 | ``profiles.drift_call`` | ``drift_runs`` in-process, 50 tables | context |
+| ``profiles.drift_pooled_cli`` | ``pipetrail drift LAST --baseline-runs 2 --json`` | <= 1 s |
 
-Run: ``.venv/bin/python benchmarks/profiles.py [--quick]`` (the drift project is built
-once under benchmarks/.work/drift50 and reused).
+Run: ``.venv/bin/python benchmarks/profiles.py [--quick]`` (the drift projects are built
+once under benchmarks/.work/drift50 and drift50-pooled, and reused).
 """
 
 from __future__ import annotations
@@ -146,11 +150,11 @@ def _profile_rows(reps: int) -> list[Result]:
     ]
 
 
-def _write_source(root: Path, shift: float) -> None:
+def _write_source(root: Path, shift: float, seed: int = 5) -> None:
     import numpy as np
     import pandas as pd
 
-    rng = np.random.default_rng(5)
+    rng = np.random.default_rng(seed)
     frame = pd.DataFrame(
         {
             "a": rng.normal(10 + shift, 2, DRIFT_ROWS),
@@ -167,11 +171,15 @@ def _write_source(root: Path, shift: float) -> None:
 
 def _drift_project() -> tuple[Path, str, str]:
     """The project with two runs of the 50-table pipeline (built once, then reused)."""
-    root = WORK_DIR / "drift50"
+    root, runs = _runs_of_drift50(WORK_DIR / "drift50", [(0.0, 5), (1.5, 5)])
+    return root, runs[0], runs[1]
+
+
+def _runs_of_drift50(root: Path, sources: list[tuple[float, int]]) -> tuple[Path, list[str]]:
+    """Runs of the 50-table pipeline on sources of these (shift, seed), built once."""
     ids = root / "run_ids.txt"
     if ids.is_file():
-        first, second = ids.read_text().split()
-        return root, first, second
+        return root, ids.read_text().split()
     shutil.rmtree(root, ignore_errors=True)
     root.mkdir(parents=True)
     (root / "pipetrail.toml").write_text("[pipetrail]\n")
@@ -182,8 +190,8 @@ def _drift_project() -> tuple[Path, str, str]:
 
     sys.path.insert(0, str(root))
     runs = []
-    for shift in (0.0, 1.5):
-        _write_source(root, shift)
+    for shift, seed in sources:
+        _write_source(root, shift, seed)
         definition, _ = load_pipeline(str(root / "drift50.py"))
         project = Project.at(root)
         try:
@@ -192,7 +200,7 @@ def _drift_project() -> tuple[Path, str, str]:
             project.close()
     sys.path.remove(str(root))
     ids.write_text(" ".join(runs))
-    return root, runs[0], runs[1]
+    return root, runs
 
 
 def _drift_rows(reps: int) -> list[Result]:
@@ -231,7 +239,37 @@ def _drift_rows(reps: int) -> list[Result]:
             at_most=TARGET_DRIFT_S,
         ),
         summarize("profiles.drift_call", "drift_runs in-process, same runs", calls, "s"),
+        _pooled_row(reps),
     ]
+
+
+def _pooled_row(reps: int) -> Result:
+    from pipetrail.execution.project import Project
+    from pipetrail.observability.drift import drift_runs
+
+    log(f"profiles: a {DRIFT_STEPS}-table run against two pooled runs")
+    root, runs = _runs_of_drift50(WORK_DIR / "drift50-pooled", [(0.0, 5), (0.0, 6), (1.5, 7)])
+    project = Project.at(root)
+    try:
+        report = drift_runs(project, None, runs[2], baseline_runs=2)
+    finally:
+        project.close()
+    if report.baseline_runs != (runs[1], runs[0]) or {a.pooled for a in report.artifacts} != {2}:
+        raise RuntimeError("expected every table compared with two pooled tables")
+    argv = [PYTHON, "-m", "pipetrail.cli.main", "drift", runs[2], "--baseline-runs", "2", "--json"]
+    env = bench_env()
+    run_timed(argv, cwd=root, env=env)  # warm-up: bytecode caches
+    times = []
+    for rep in range(reps):
+        times.append(run_timed(argv, cwd=root, env=env)[0])
+        log(f"  rep {rep + 1}: pooled command {times[-1]:.3f} s")
+    return summarize(
+        "profiles.drift_pooled_cli",
+        f"pipetrail drift --baseline-runs 2 --json, {DRIFT_STEPS} tables",
+        times,
+        "s",
+        at_most=TARGET_DRIFT_S,
+    )
 
 
 def run(quick: bool) -> list[Result]:

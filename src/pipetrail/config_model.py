@@ -1,10 +1,11 @@
 """The schema of ``pipetrail.toml`` and of the ``PIPETRAIL_*`` overrides, as pydantic models.
 
 :func:`validate_settings` parses the file, validates every table pipetrail reads
-(``[pipetrail]`` and ``[reproduce]``) and the environment variables that need checking
-(``PIPETRAIL_SEED``, ``PIPETRAIL_PARITY``), and returns plain, normalized values. The
-first problem found becomes one line naming the file (or the variable), the key path,
-what was expected and the value found.
+(``[pipetrail]``, ``[reproduce]``, ``[store]`` and ``[alerts]``; ``[drift]`` and the
+promotion policies are validated by the modules that read them) and the environment
+variables that need checking (``PIPETRAIL_SEED``, ``PIPETRAIL_PARITY``), and returns
+plain, normalized values. The first problem found becomes one line naming the file (or
+the variable), the key path, what was expected and the value found.
 
 Importing pydantic and building these models costs tens of milliseconds, so
 :mod:`pipetrail.config` imports this module only when the file, those variables or
@@ -17,7 +18,7 @@ from __future__ import annotations
 import tomllib
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from pipetrail.errors import ProjectError
 
@@ -25,7 +26,7 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from pathlib import Path
 
-__all__ = ["ENV_VALIDATED", "validate_settings"]
+__all__ = ["ALERT_EVENTS", "ENV_VALIDATED", "validate_alerts", "validate_settings"]
 
 #: The environment overrides whose values are checked (the others are free-form text).
 ENV_VALIDATED = ("PIPETRAIL_SEED", "PIPETRAIL_PARITY")
@@ -126,6 +127,64 @@ class _ReproduceTable(_Strict):
     tolerances: dict[str, _ToleranceSpec] = Field(default_factory=dict)
 
 
+#: The events ``[alerts]`` rules can name (see pipetrail.observability.alerts).
+ALERT_EVENTS = (
+    "run.failed",
+    "drift.detected",
+    "gate.failed",
+    "promotion.requested",
+    "resource.deviation",
+)
+_AlertEvent = Literal[
+    "run.failed", "drift.detected", "gate.failed", "promotion.requested", "resource.deviation"
+]
+
+
+class _AlertRule(_Strict):
+    name: str = Field(min_length=1, max_length=100)
+    on: list[_AlertEvent] = Field(min_length=1)
+    webhook: str | None = Field(default=None, pattern=r"^https?://")
+    webhook_env: str | None = Field(default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")
+    command: list[str] | None = Field(default=None, min_length=1)
+    format: Literal["json", "slack"] = "json"
+    pipelines: list[str] | None = None
+
+    @model_validator(mode="after")
+    def _one_target(self) -> _AlertRule:
+        targets = [t for t in ("webhook", "webhook_env", "command") if getattr(self, t)]
+        if len(targets) != 1:
+            found = ", ".join(targets) or "none"
+            raise ValueError(
+                f"rule {self.name!r} must have exactly one of webhook, webhook_env or command "
+                f"(found: {found})"
+            )
+        if self.command is not None and self.format != "json":
+            raise ValueError(f"rule {self.name!r}: format applies to webhooks only")
+        return self
+
+
+class _AlertsTable(_Strict):
+    rules: list[_AlertRule] = Field(default_factory=list)
+    retries: int = Field(default=3, ge=0, le=10)
+    backoff: float = Field(default=0.5, ge=0, le=60, allow_inf_nan=False)
+    timeout: float = Field(default=5.0, gt=0, le=300, allow_inf_nan=False)
+    deviation_factor: float = Field(default=3.0, gt=1, allow_inf_nan=False)
+    deviation_runs: int = Field(default=10, ge=1, le=1000)
+    deviation_min_seconds: float = Field(default=1.0, ge=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _unique_names(self) -> _AlertsTable:
+        names = [rule.name for rule in self.rules]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ValueError(
+                "rule names must be unique; "
+                + ", ".join(repr(n) for n in twice)
+                + " name more than one rule"
+            )
+        return self
+
+
 class _ConfigFile(BaseModel):
     # Tables pipetrail does not read are left to whoever reads them.
     model_config = ConfigDict(extra="ignore", strict=True, frozen=True)
@@ -134,6 +193,7 @@ class _ConfigFile(BaseModel):
     reproduce: _ReproduceTable = _ReproduceTable()
     store: _StoreTable = _StoreTable()
     executor: _ExecutorTable = _ExecutorTable()
+    alerts: _AlertsTable = _AlertsTable()
 
 
 class _Environment(BaseModel):
@@ -178,6 +238,26 @@ _EXPECTED: dict[tuple[str, ...], str] = {
     ("reproduce", "tolerances", "*", "rel"): _NON_NEGATIVE,
     ("PIPETRAIL_SEED",): _SEED,
     ("PIPETRAIL_PARITY",): _PARITY,
+    ("alerts",): "a table ([alerts])",
+    ("alerts", "rules"): "a list of rules ([[alerts.rules]] tables)",
+    ("alerts", "rules", "*"): "a table ([[alerts.rules]])",
+    ("alerts", "rules", "*", "name"): "a name in quotes (1 to 100 characters)",
+    ("alerts", "rules", "*", "on"): "a non-empty list of events, each one of "
+    + ", ".join(f"'{e}'" for e in ALERT_EVENTS),
+    ("alerts", "rules", "*", "on", "*"): "one of " + ", ".join(f"'{e}'" for e in ALERT_EVENTS),
+    ("alerts", "rules", "*", "webhook"): "an http:// or https:// URL in quotes",
+    ("alerts", "rules", "*", "webhook_env"): "the name of an environment variable holding the URL",
+    ("alerts", "rules", "*", "command"): 'a non-empty list of arguments (["notify", "--urgent"])',
+    ("alerts", "rules", "*", "command", "*"): "an argument in quotes",
+    ("alerts", "rules", "*", "format"): '"json" or "slack"',
+    ("alerts", "rules", "*", "pipelines"): "a list of pipeline names",
+    ("alerts", "rules", "*", "pipelines", "*"): "a pipeline name in quotes",
+    ("alerts", "retries"): "a whole number from 0 to 10",
+    ("alerts", "backoff"): "seconds from 0 to 60",
+    ("alerts", "timeout"): "seconds, more than 0 and at most 300",
+    ("alerts", "deviation_factor"): "a number above 1 (3 = three times the usual)",
+    ("alerts", "deviation_runs"): "a whole number of runs from 1 to 1000",
+    ("alerts", "deviation_min_seconds"): _NON_NEGATIVE,
 }
 
 _KNOWN_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {
@@ -187,19 +267,34 @@ _KNOWN_KEYS: dict[tuple[str, ...], tuple[str, ...]] = {
     ("store", "s3"): tuple(_S3Table.model_fields),
     ("reproduce", "tolerance"): tuple(_Tolerance.model_fields),
     ("reproduce", "tolerances", "*"): tuple(_Tolerance.model_fields),
+    ("alerts",): tuple(_AlertsTable.model_fields),
+    ("alerts", "rules", "*"): tuple(_AlertRule.model_fields),
 }
 
 
 def _pattern(loc: tuple[str, ...]) -> tuple[str, ...]:
     """The location with the metric name of ``[reproduce.tolerances]`` made ``*``."""
-    if loc[:2] == ("reproduce", "tolerances") and len(loc) > 2:
-        return (*loc[:2], "*", *loc[3:])
+    if loc[:2] in (("reproduce", "tolerances"), ("alerts", "rules")) and len(loc) > 2:
+        loc = (*loc[:2], "*", *loc[3:])
+    if loc[:4] == ("alerts", "rules", "*", "on") and len(loc) > 4:
+        return (*loc[:4], "*")
+    if loc[:4] in (("alerts", "rules", "*", "command"), ("alerts", "rules", "*", "pipelines")):
+        return loc[:4] + (("*",) if len(loc) > 4 else ())
     return loc
 
 
 def _key_path(loc: tuple[str, ...]) -> str:
-    """A TOML dotted key: ``reproduce.tolerances."evaluate.auc".abs``."""
-    return ".".join(part if part.replace("_", "").isalnum() else f'"{part}"' for part in loc)
+    """A TOML dotted key: ``reproduce.tolerances."evaluate.auc".abs``.
+
+    List items are numbered from 1 as written: ``alerts.rules[2].format``.
+    """
+    parts: list[str] = []
+    for part in loc:
+        if part.isdigit() and parts:
+            parts[-1] += f"[{int(part) + 1}]"
+        else:
+            parts.append(part if part.replace("_", "").isalnum() else f'"{part}"')
+    return ".".join(parts)
 
 
 def _describe(error: Mapping[str, Any], where: str, *, env: bool) -> str:
@@ -212,6 +307,9 @@ def _describe(error: Mapping[str, Any], where: str, *, env: bool) -> str:
             f"{where}: unknown key '{_key_path(loc)}'; the known keys of "
             f"[{_key_path(loc[:-1])}] are {', '.join(known)}"
         )
+    if error["type"] == "value_error" and loc[:1] == ("alerts",):  # a rule across keys
+        message = str(error["msg"]).removeprefix("Value error, ")
+        return f"{where}: [{_key_path(loc)}] {message}"
     expected = _EXPECTED.get(_pattern(loc)) or str(error["msg"]).lower()
     if env:
         return f"{loc[0]} must be {expected}, got {found!r}"
@@ -288,3 +386,28 @@ def validate_settings(path: Path, text: str | None, environ: Mapping[str, str]) 
             },
         },
     }
+
+
+def validate_alerts(path: Path, table: Any) -> dict[str, Any]:
+    """Validate an ``[alerts]`` table; return its plain, normalized values.
+
+    Args:
+        path: the file it came from, for messages.
+        table: the parsed table (``tomllib``), or None when the file has none.
+
+    Returns:
+        ``rules`` (each with ``name``, ``on``, ``webhook``, ``webhook_env``, ``command``,
+        ``format`` and ``pipelines``), ``retries``, ``backoff``, ``timeout`` and the
+        ``deviation_*`` settings.
+
+    Raises:
+        ProjectError: a value is wrong; one line naming the file, the key, what was
+            expected and what was found.
+    """
+    try:
+        alerts = _AlertsTable.model_validate(table or {})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        error = {**first, "loc": ("alerts", *first["loc"])}
+        raise ProjectError(_describe(error, str(path), env=False) + "; fix the file") from None
+    return alerts.model_dump()

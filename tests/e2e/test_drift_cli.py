@@ -128,3 +128,21 @@ def test_runs_of_unrelated_pipelines_are_refused(
     refused = cli(root, "drift", first, other)
     assert refused.returncode == 2
     assert "have no step in common, so no table corresponds" in refused.stderr
+
+
+def test_drift_against_pooled_baseline_runs(shop: tuple[Path, str, str]) -> None:
+    root, first, second = shop
+    text = cli(root, "drift", second, "--baseline-runs", "3", check=True).stdout
+    assert f"Drift of run {second} against 1 pooled run(s) (pipeline shop)" in text
+    assert f"baseline runs: {first}\n" in text
+    assert "drift starts at step load (output output): amount" in text
+    data = json.loads(cli(root, "drift", first, second, "--baseline-runs", "2", "--json").stdout)
+    assert data["baseline_runs"] == [first]
+    assert data["first"]["node"] == "load"
+    none_before = cli(root, "drift", first, "--baseline-runs", "2")
+    assert none_before.returncode == 2
+    assert "no completed run of pipeline 'shop' started before run" in none_before.stderr
+    alone = cli(root, "drift", second)
+    assert alone.returncode == 2
+    assert "give two runs (RUN_A RUN_B), or one run with --baseline-runs N" in alone.stderr
+    assert "Traceback" not in alone.stderr + none_before.stderr

@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 import types
 from typing import TYPE_CHECKING
 
@@ -144,6 +145,10 @@ def chain_project(tmp_path: Path) -> Path:
     folder.mkdir()
     _command_modules(folder, "init")
     (folder / "chain.py").write_text(CHAIN)
+    # The project folder is on sys.path: the environment cache is written only once the
+    # folder is older than its racy window (capture.environment). Wait that out, so the
+    # first run writes it and the cached run below reads it, however busy the machine.
+    time.sleep(2.1)
     output, _ = _command_modules(folder, "run", "chain.py", "-q")
     assert "3 executed, 0 cached" in output
     return folder

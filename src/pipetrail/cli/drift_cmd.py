@@ -1,7 +1,9 @@
 """The ``pipetrail drift`` command: parse, call observability, render.
 
 ``drift RUN_A RUN_B`` compares the table profiles of two runs step by step and names the
-first step where a column drifts (:mod:`pipetrail.observability.drift`); ``--json`` prints
+first step where a column drifts (:mod:`pipetrail.observability.drift`);
+``--baseline-runs N`` compares RUN_B with the pooled profiles of RUN_A and the runs of its
+pipeline before it (N in all), or, given one run, of the N runs before it; ``--json`` prints
 the report as JSON, ``--picture DIR`` also writes per-column histogram comparisons (SVG).
 A drift is a result, not an error: the command exits 0 whether or not anything drifts;
 2 for an unknown run, runs with nothing in common, a malformed ``[drift]`` or a picture
@@ -27,8 +29,14 @@ __all__ = ["drift"]
 
 
 @click.command()
-@click.argument("run_a", metavar="RUN_A")
-@click.argument("run_b", metavar="RUN_B")
+@click.argument("runs", nargs=-1, required=True, metavar="[RUN_A] RUN_B")
+@click.option(
+    "--baseline-runs",
+    type=int,
+    metavar="N",
+    help="Pool the profiles of N runs as the baseline: RUN_A and the runs of its pipeline "
+    "before it, or (RUN_B alone) the N runs before RUN_B.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option(
     "--picture",
@@ -36,20 +44,32 @@ __all__ = ["drift"]
     help="Also write one SVG per drifting column (A vs B histograms) into this folder.",
 )
 @click.option("--all", "show_all", is_flag=True, help="List (and draw) every compared column.")
-def drift(run_a: str, run_b: str, as_json: bool, picture: Path | None, show_all: bool) -> None:
+def drift(
+    runs: tuple[str, ...],
+    baseline_runs: int | None,
+    as_json: bool,
+    picture: Path | None,
+    show_all: bool,
+) -> None:
     """Show how the tables of RUN_B drift from RUN_A, and where the drift starts.
 
     Tables of paired steps are compared by their profiles (PSI, KS, Wasserstein, null
     rates, schema); thresholds come from [drift] in pipetrail.toml. RUN_A and RUN_B are
-    ids, unique prefixes or 'latest'.
+    ids, unique prefixes or 'latest'; RUN_A may be left out with --baseline-runs.
     """
     from pipetrail.execution.project import Project
     from pipetrail.observability.drift import drift_runs
 
+    if len(runs) > 2 or (len(runs) == 1 and baseline_runs is None):
+        raise click.UsageError(
+            "give two runs (RUN_A RUN_B), or one run with --baseline-runs N to compare it "
+            "with the N runs of its pipeline before it"
+        )
+    run_a, run_b = (None, runs[0]) if len(runs) == 1 else runs
     with reporting_errors():
         project = Project.discover(must_exist=True)
         try:
-            report = drift_runs(project, run_a, run_b)
+            report = drift_runs(project, run_a, run_b, baseline_runs=baseline_runs)
         finally:
             project.close()
         pictures = []
@@ -106,10 +126,13 @@ def _print_report(report: DriftReport, *, show_all: bool) -> None:
     width = None if sys.stdout.isatty() or os.environ.get("COLUMNS") else 160
     console = Console(highlight=False, soft_wrap=False, width=width)
     limits = report.thresholds
+    pooled = len(report.baseline_runs)
+    against = f"{pooled} pooled run(s)" if pooled else f"run {report.run_a}"
     console.print(
-        f"Drift of run {report.run_b} against run {report.run_a} "
-        f"(pipeline {escape(report.pipeline_a)})"
+        f"Drift of run {report.run_b} against {against} (pipeline {escape(report.pipeline_a)})"
     )
+    if pooled:
+        console.print(f"baseline runs: {', '.join(report.baseline_runs)}")
     extra = "".join(
         f", {name} {value:g}"
         for name, value in (("ks", limits.ks), ("wasserstein_std", limits.wasserstein_std))

@@ -93,6 +93,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "Show how the tables of RUN_B drift from RUN_A, and where the...",
     ),
     "env": ("pipetrail.cli.env_cmd", "env", "Compare and export the environments runs recorded."),
+    "report": (
+        "pipetrail.cli.report_cmd",
+        "report",
+        "Run-by-run analysis of PIPELINE: metric, duration and...",
+    ),
     "gc": (
         "pipetrail.cli.gc_cmd",
         "gc",
@@ -354,7 +359,9 @@ def run(
             "--reference needs --parity warn|strict (or parity in pipetrail.toml)",
             EXIT_BAD_INPUT,
         )
-    observer = make_observer(enabled=not quiet and not as_json)
+    from pipetrail.observability.alert_events import AlertingObserver
+
+    observer = AlertingObserver(project, make_observer(enabled=not quiet and not as_json))
     options = RunOptions(
         cache=not no_cache,
         seed=seed,

@@ -102,7 +102,7 @@ def _gate(project: Project, facts: RunFacts, policy: AliasPolicy) -> CheckResult
             f"no `pipetrail check` gate was recorded on run {facts.run_id}; register the model "
             "from the run `pipetrail check` made",
         )  # fmt: skip
-    passed = found.passed
+    passed = bool(found.passed)  # an event that did not say did not pass
     detail = "the gate passed" if passed else f"the gate failed: {'; '.join(found.failures)}"
     return CheckResult("gate", passed, passed, detail)
 

@@ -314,6 +314,9 @@ class Governance:
             "policy": policy.frozen(),
         }
         self._act(lambda state, db: [self._sign(EventKind.PROMOTION_REQUESTED, content)])
+        from pipetrail.observability.alert_events import promotion_alert
+
+        promotion_alert(self.project, content, found.run_id)
         return content
 
     def resolve_request(self, state: GovernanceState, ref: str) -> str:

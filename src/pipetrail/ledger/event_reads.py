@@ -20,6 +20,9 @@ from pipetrail.ledger.event_records import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from pipetrail.ledger.events import EventKind
     from pipetrail.ledger.queries import Reader
 
 __all__ = [
@@ -27,6 +30,7 @@ __all__ = [
     "code_artifacts",
     "first_code_artifact",
     "sealed_artifact_blobs",
+    "run_events",
     "source_events",
     "source_observations",
     "started_step_events",
@@ -98,6 +102,31 @@ def source_events(reader: Reader, run_id: str) -> list[SourceObserved]:
             SourceObserved,
         )
     ]
+
+
+def run_events(
+    reader: Reader, run_ids: Sequence[str], kinds: Sequence[EventKind]
+) -> list[EventRecord]:
+    """Return the typed events of ``kinds`` about ``run_ids``, in ledger order.
+
+    For what happened around runs without a projection of its own (gate verdicts,
+    alert deliveries).
+    """
+    kind_names = {f"k{i}": str(kind) for i, kind in enumerate(kinds)}
+    found: list[EventRecord] = []
+    for start in range(0, len(run_ids), 500):
+        names = {f"r{j}": r for j, r in enumerate(run_ids[start : start + 500])}
+        rows = reader.fetch(
+            "SELECT seq, ts, kind, payload FROM events WHERE "  # noqa: S608 - placeholders only
+            f"run_id IN ({', '.join(':' + n for n in names)}) "
+            f"AND kind IN ({', '.join(':' + k for k in kind_names)})",
+            {**names, **kind_names},
+        )
+        found += [
+            parse_payload(str(r["kind"]), r["payload"], seq=int(r["seq"]), ts=str(r["ts"]))
+            for r in rows
+        ]
+    return sorted(found, key=lambda e: e.seq)
 
 
 def source_observations(reader: Reader) -> list[SourceObserved]:

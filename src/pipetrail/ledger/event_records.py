@@ -18,6 +18,7 @@ from pipetrail.ledger.events import Event, EventKind
 from pipetrail.ledger.projections import run_purpose
 
 __all__ = [
+    "AlertDelivery",
     "ArtifactRecorded",
     "EventRecord",
     "GateChecked",
@@ -322,21 +323,30 @@ class GateChecked(ReproductionChecked):
     """``gate.checked``: the verdict of ``pipetrail check`` (``report`` digest).
 
     Attributes:
-        passed: whether the gate passed.
-        failures: what failed, one line each (empty when it passed).
+        passed: whether the gate opened (None in events that did not say).
+        failures: why it did not, one line each.
+        baseline_run_id: the baseline the run was compared with, if any.
+        drift: with a baseline, the drift found (``drifted``, ``gate``, ``origins``,
+            ``baseline_runs``: the runs pooled as the baseline); None before drift was
+            checked.
     """
 
-    passed: bool = False
+    passed: bool | None = None
     failures: tuple[str, ...] = ()
+    baseline_run_id: str | None = None
+    drift: dict[str, Any] | None = None
 
     @classmethod
     def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> GateChecked:
         """Parse a ``gate.checked`` payload."""
+        passed = p.get("passed")
         return cls(
             **cls._base(seq, ts, kind, p),
             report=p.get("report"),
-            passed=bool(p.get("passed")),
+            passed=None if passed is None else bool(passed),
             failures=tuple(str(f) for f in p.get("failures") or ()),
+            baseline_run_id=p.get("baseline_run_id"),
+            drift=p.get("drift"),
         )
 
 
@@ -429,6 +439,49 @@ class StoreCollected(EventRecord):
 
 
 @dataclass(frozen=True)
+class AlertDelivery(EventRecord):
+    """``alert.sent`` or ``alert.failed``: one alert rule's message, delivered or not.
+
+    Attributes:
+        rule: the ``[[alerts.rules]]`` name.
+        event: what happened (``run.failed``, ``drift.detected``, ``gate.failed``,
+            ``promotion.requested``, ``resource.deviation``).
+        target: ``webhook`` or ``command``.
+        destination: where it went, without secrets (a webhook's scheme, host and port;
+            a command's program).
+        attempts: how many times it was tried.
+        status: the last HTTP status or exit code (None when there was no answer).
+        error: why the last attempt failed (None when delivered).
+        summary: the message's one-line summary.
+    """
+
+    rule: str = ""
+    event: str = ""
+    target: str = ""
+    destination: str = ""
+    attempts: int = 0
+    status: int | None = None
+    error: str | None = None
+    summary: str = ""
+
+    @classmethod
+    def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> AlertDelivery:
+        """Parse an ``alert.sent`` or ``alert.failed`` payload."""
+        status = p.get("status")
+        return cls(
+            **cls._base(seq, ts, kind, p),
+            rule=p["rule"],
+            event=p["event"],
+            target=p["target"],
+            destination=p.get("destination", ""),
+            attempts=int(p["attempts"]),
+            status=None if status is None else int(status),
+            error=p.get("error"),
+            summary=p.get("summary", ""),
+        )
+
+
+@dataclass(frozen=True)
 class GovernanceAct(EventRecord):
     """A signed governance act: who signed it, with which key.
 
@@ -509,6 +562,8 @@ _BY_KIND: dict[str, Any] = {
     EventKind.ALIAS_MOVED: GovernanceAct,
     EventKind.DECISION_RECORDED: GovernanceAct,
     EventKind.KEYS_ROTATED: KeysRotated,
+    EventKind.ALERT_SENT: AlertDelivery,
+    EventKind.ALERT_FAILED: AlertDelivery,
 }
 
 

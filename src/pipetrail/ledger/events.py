@@ -72,6 +72,9 @@ class EventKind(StrEnum):
     DECISION_RECORDED = "decision.recorded"
     # Data handling: the project's data keys wrapped under a new key encryption key.
     KEYS_ROTATED = "keys.rotated"
+    # Alerts (pipetrail.observability.alerts): a rule's message delivered, or given up on.
+    ALERT_SENT = "alert.sent"
+    ALERT_FAILED = "alert.failed"
 
 
 @dataclass(frozen=True)

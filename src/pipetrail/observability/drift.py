@@ -19,6 +19,11 @@ their columns. Two sources that drift independently give two origins. The report
 every origin, upstream first (the order steps started in run A);
 :attr:`DriftReport.first` is the most upstream one.
 
+With ``baseline_runs=N``, run B is compared with the pooled profiles of several runs
+instead of run A's alone (:mod:`pipetrail.observability.drift_pool` says which runs and
+how profiles pool); pairing and origins follow the newest pooled run, and
+:attr:`DriftReport.baseline_runs` lists the runs pooled.
+
 Runs of different pipelines are compared only where their steps pair, and the report
 says so in its notes; when no step pairs there is nothing to compare, and
 :class:`~pipetrail.errors.NotFoundError` says so. Read-only. Imports execution and the
@@ -31,9 +36,11 @@ import json
 from dataclasses import asdict, dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from pipetrail.errors import NotFoundError
+from pipetrail.errors import NotFoundError, ParamError
 from pipetrail.execution.node_pairing import pair_nodes, recorded_nodes
 from pipetrail.observability.drift_config import DriftThresholds, load_thresholds
+from pipetrail.observability.drift_pool import baseline_runs as pick_baseline_runs
+from pipetrail.observability.drift_pool import pool_profiles
 from pipetrail.observability.drift_stats import (
     categorical_distances,
     null_rate,
@@ -83,7 +90,11 @@ class ColumnDrift:
 
 @dataclass(frozen=True)
 class ArtifactDrift:
-    """One output compared: node ``node_a`` of run A against ``node_b`` of run B."""
+    """One output compared: node ``node_a`` of run A against ``node_b`` of run B.
+
+    ``pooled`` is how many distinct tables of the baseline runs stand for run A's side
+    (1 without ``baseline_runs``).
+    """
 
     node_a: str
     node_b: str
@@ -95,6 +106,7 @@ class ArtifactDrift:
     rows_b: int | None = None
     columns: tuple[ColumnDrift, ...] = ()
     note: str | None = None
+    pooled: int = 1
     profiles: tuple[dict[str, Any] | None, dict[str, Any] | None] = field(
         default=(None, None), repr=False, compare=False
     )
@@ -122,7 +134,11 @@ class DriftOrigin:
 
 @dataclass(frozen=True)
 class DriftReport:
-    """The drift of run B against run A (see the module docstring)."""
+    """The drift of run B against run A (see the module docstring).
+
+    ``baseline_runs`` lists the runs whose profiles were pooled as the baseline, newest
+    first (``run_a`` is the first of them); empty when run A alone is the baseline.
+    """
 
     run_a: str
     run_b: str
@@ -132,6 +148,7 @@ class DriftReport:
     artifacts: tuple[ArtifactDrift, ...]
     origins: tuple[DriftOrigin, ...]
     notes: tuple[str, ...] = ()
+    baseline_runs: tuple[str, ...] = ()
 
     @property
     def first(self) -> DriftOrigin | None:
@@ -164,6 +181,7 @@ class DriftReport:
             "origins": [asdict(o) for o in self.origins],
             "artifacts": artifacts,
             "notes": list(self.notes),
+            "baseline_runs": list(self.baseline_runs),
         }
 
 
@@ -324,17 +342,27 @@ def _origins(
 
 
 def drift_runs(
-    project: Project, ref_a: str, ref_b: str, *, thresholds: DriftThresholds | None = None
+    project: Project,
+    ref_a: str | None,
+    ref_b: str,
+    *,
+    thresholds: DriftThresholds | None = None,
+    baseline_runs: int | None = None,
 ) -> DriftReport:
     """Compare the table profiles of run ``ref_b`` against run ``ref_a`` step by step.
 
     Args:
         project: the project holding both runs.
-        ref_a: the baseline run (id, unique prefix or ``latest``).
+        ref_a: the baseline run (id, unique prefix or ``latest``); None (only with
+            ``baseline_runs``): the runs of B's pipeline before B.
         ref_b: the run compared with it.
         thresholds: when a column drifts; ``[drift]`` of ``pipetrail.toml`` by default.
+        baseline_runs: pool the profiles of this many runs as the baseline (module
+            docstring); None compares with run A alone.
 
     Raises:
+        ParamError: ``baseline_runs`` is out of range or there is no earlier run to
+            pool; ``ref_a`` is None without ``baseline_runs``.
         NotFoundError: a ref matches no run, or no step of one run pairs with a step of
             the other.
         AmbiguousPrefixError: a ref matches several runs.
@@ -342,9 +370,23 @@ def drift_runs(
     """
     limits = thresholds or load_thresholds(project.root)
     reader = project.reader()
-    run_a, run_b = reader.resolve_run(ref_a), reader.resolve_run(ref_b)
-    pipeline_a = str(reader.get_run(run_a)["pipeline"])
+    run_b = reader.resolve_run(ref_b)
     pipeline_b = str(reader.get_run(run_b)["pipeline"])
+    pooled: list[str] = []
+    if ref_a is None:
+        if baseline_runs is None:
+            raise ParamError("drift: name run A, or pool a baseline with baseline_runs=N")
+        pooled = pick_baseline_runs(
+            reader, before=run_b, pipeline=pipeline_b, count=baseline_runs, inclusive=False
+        )
+        run_a = pooled[0]
+    else:
+        run_a = reader.resolve_run(ref_a)
+    pipeline_a = str(reader.get_run(run_a)["pipeline"])
+    if ref_a is not None and baseline_runs is not None:
+        pooled = pick_baseline_runs(
+            reader, before=run_a, pipeline=pipeline_a, count=baseline_runs, inclusive=True
+        )
     nodes_a, sources_a = recorded_nodes(reader, run_a)
     nodes_b, sources_b = recorded_nodes(reader, run_b)
     pairing = pair_nodes(nodes_a, nodes_b, sources_a=sources_a, sources_b=sources_b)
@@ -369,6 +411,7 @@ def drift_runs(
         notes.append(f"steps {', '.join(group.a)} not compared: {group.reason}")
     by_id_a = {n.node_id: n for n in nodes_a}
     by_id_b = {n.node_id: n for n in nodes_b}
+    earlier = _earlier_nodes(reader, nodes_a, sources_a, pooled[1:])
     profiles = _Profiles(project, reader)
     artifacts: list[ArtifactDrift] = []
     for pair in pairing.pairs:
@@ -377,7 +420,10 @@ def drift_runs(
             digest_b = node_b.outputs.get(output)
             if digest_b is None or output.startswith(_RECORDED_PREFIXES):
                 continue
-            found = _compare_output(profiles, node_a, node_b, output, digest_a, digest_b, limits)
+            more = [d for n in earlier.get(node_a.node_id, []) if (d := n.outputs.get(output))]
+            found = _compare_output(
+                profiles, node_a, node_b, output, (digest_a, *more), digest_b, limits
+            )
             if found is not None:
                 artifacts.append(found)
     return DriftReport(
@@ -389,7 +435,22 @@ def drift_runs(
         artifacts=tuple(artifacts),
         origins=_origins(artifacts, _ancestors(nodes_a)),
         notes=tuple(notes),
+        baseline_runs=tuple(pooled),
     )
+
+
+def _earlier_nodes(
+    reader: Reader, nodes: list[RecordedNode], sources: dict[str, str], runs: list[str]
+) -> dict[str, list[RecordedNode]]:
+    """For each node of the newest baseline run, its counterparts in the older ``runs``."""
+    found: dict[str, list[RecordedNode]] = {}
+    for run_id in runs:
+        other, other_sources = recorded_nodes(reader, run_id)
+        by_id = {n.node_id: n for n in other}
+        pairing = pair_nodes(nodes, other, sources_a=sources, sources_b=other_sources)
+        for pair in pairing.pairs:
+            found.setdefault(pair.a, []).append(by_id[pair.b])
+    return found
 
 
 def _compare_output(
@@ -397,11 +458,17 @@ def _compare_output(
     node_a: RecordedNode,
     node_b: RecordedNode,
     output: str,
-    digest_a: str,
+    digests_a: tuple[str, ...],
     digest_b: str,
     limits: DriftThresholds,
 ) -> ArtifactDrift | None:
-    """One paired output compared, or None when it is not a table in either run."""
+    """One paired output compared, or None when it is not a table in either run.
+
+    ``digests_a``: run A's table first, then those of the older baseline runs (pooled;
+    a table several runs share counts once).
+    """
+    digest_a = digests_a[0]
+    distinct = list(dict.fromkeys(digests_a))
     profile_a, why_a = profiles.get(digest_a)
     profile_b, why_b = (profile_a, why_a) if digest_b == digest_a else profiles.get(digest_b)
     base = ArtifactDrift(
@@ -419,9 +486,13 @@ def _compare_output(
         if note == "not a table":
             note = "a table in one run only"
         return replace(base, note=note)
+    if len(distinct) > 1:
+        older = [p for d in distinct[1:] if (p := profiles.get(d)[0]) is not None]
+        profile_a = pool_profiles([profile_a, *older])
+        base = replace(base, pooled=1 + len(older))
     found = replace(
         base, rows_a=profile_a["rows"], rows_b=profile_b["rows"], profiles=(profile_a, profile_b)
     )
-    if digest_a == digest_b:  # the same table: nothing drifts
+    if distinct == [digest_b]:  # the same table: nothing drifts
         return found
     return replace(found, columns=_compare_columns(profile_a, profile_b, limits))

@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import ProjectError
 
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["DriftThresholds", "load_thresholds"]
+__all__ = ["DriftGate", "DriftThresholds", "load_drift_gate", "load_thresholds"]
 
 
 @dataclass(frozen=True)
@@ -46,29 +46,77 @@ class DriftThresholds:
     significance: float = 0.001
 
 
+@dataclass(frozen=True)
+class DriftGate:
+    """Whether ``pipetrail check --baseline RUN`` fails on drift; ``[drift]`` sets it.
+
+    Attributes:
+        gate: ``gate = true``: the check fails when a table of its run drifts from the
+            baseline's above the thresholds, naming the step and the columns. The drift
+            is computed and reported either way.
+        baseline_runs: pool the profiles of the baseline and the runs of its pipeline
+            before it, this many runs in all (see
+            :mod:`pipetrail.observability.drift_pool`); 1 compares with the baseline alone.
+    """
+
+    gate: bool = False
+    baseline_runs: int = 1
+
+
+_GATE_KEYS = frozenset(DriftGate.__dataclass_fields__)
+
+
+def _section(root: Path) -> tuple[Path, dict[str, Any]]:
+    """``[drift]`` of the project's file (empty when there is none)."""
+    path = root / "pipetrail.toml"
+    if not path.is_file():
+        return path, {}
+    try:
+        section = tomllib.loads(path.read_text(encoding="utf-8")).get("drift", {})
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ProjectError(f"{path}: cannot be read ({exc}); fix the file") from exc
+    if not isinstance(section, dict):
+        raise ProjectError(f"{path}: [drift] must be a table of thresholds")
+    unknown = sorted(set(section) - set(DriftThresholds.__dataclass_fields__) - _GATE_KEYS)
+    if unknown:
+        known = sorted({*DriftThresholds.__dataclass_fields__, *_GATE_KEYS})
+        raise ProjectError(
+            f"{path}: unknown key(s) {', '.join(unknown)} in [drift]; known keys are "
+            f"{', '.join(known)}"
+        )
+    return path, section
+
+
+def load_drift_gate(root: Path) -> DriftGate:
+    """Read the gate settings of ``[drift]`` (``gate``, ``baseline_runs``).
+
+    Raises:
+        ProjectError: the file cannot be parsed, ``[drift]`` holds an unknown key,
+            ``gate`` is not true or false, or ``baseline_runs`` is not a whole number
+            from 1 to 1000.
+    """
+    path, section = _section(root)
+    gate = section.get("gate", False)
+    if not isinstance(gate, bool):
+        raise ProjectError(f"{path}: [drift] gate = {gate!r}; it must be true or false")
+    runs = section.get("baseline_runs", 1)
+    if isinstance(runs, bool) or not isinstance(runs, int) or not 1 <= runs <= 1000:
+        raise ProjectError(
+            f"{path}: [drift] baseline_runs = {runs!r}; it must be a whole number from 1 to "
+            "1000 (how many runs, the baseline first, pool into the baseline)"
+        )
+    return DriftGate(gate=gate, baseline_runs=runs)
+
+
 def load_thresholds(root: Path) -> DriftThresholds:
     """Read ``[drift]`` from the project's ``pipetrail.toml`` (defaults when absent).
 
     Raises:
         ProjectError: the file cannot be parsed, or ``[drift]`` holds an unknown key or a
-            value that is not a non-negative number.
+            threshold that is not a non-negative number.
     """
-    path = root / "pipetrail.toml"
-    if not path.is_file():
-        return DriftThresholds()
-    try:
-        section = tomllib.loads(path.read_text(encoding="utf-8")).get("drift", {})
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ProjectError(f"{path}: cannot be read ({exc}); fix the file") from exc
-    known = set(DriftThresholds.__dataclass_fields__)
-    if not isinstance(section, dict):
-        raise ProjectError(f"{path}: [drift] must be a table of thresholds")
-    unknown = sorted(set(section) - known)
-    if unknown:
-        raise ProjectError(
-            f"{path}: unknown key(s) {', '.join(unknown)} in [drift]; known keys are "
-            f"{', '.join(sorted(known))}"
-        )
+    path, found = _section(root)
+    section: dict[str, Any] = {k: v for k, v in found.items() if k not in _GATE_KEYS}
     for key, value in section.items():
         if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
             raise ProjectError(

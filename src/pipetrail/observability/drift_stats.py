@@ -50,11 +50,13 @@ __all__ = [
     "BINS",
     "PSEUDO_COUNT",
     "categorical_distances",
+    "json_key",
     "ks_noise",
     "null_rate",
     "numeric_distances",
     "psi",
     "psi_noise",
+    "rebin",
     "shared_histograms",
 ]
 
@@ -106,7 +108,7 @@ def ks_noise(n_a: float, n_b: float, significance: float) -> float:
     return math.sqrt(-math.log(significance / 2) / 2) / math.sqrt(n)
 
 
-def _rebin(histogram: dict[str, Any], edges: list[float]) -> list[float]:
+def rebin(histogram: dict[str, Any], edges: list[float]) -> list[float]:
     """Spread a histogram's counts over ``edges`` (uniform inside each original bin)."""
     old_edges = [float(e) for e in histogram["edges"]]
     counts = histogram["counts"]
@@ -141,7 +143,7 @@ def shared_histograms(
     else:
         step = (high - low) / BINS
         edges = [low + step * i for i in range(BINS)] + [high]
-    return edges, _rebin(a, edges), _rebin(b, edges)
+    return edges, rebin(a, edges), rebin(b, edges)
 
 
 def numeric_distances(
@@ -221,5 +223,10 @@ def categorical_distances(
 
 
 def null_rate(column: dict[str, Any], rows: int) -> float:
-    """The share of null values in a column (0 for an empty table)."""
+    """The share of null values in a column (0 for an empty table).
+
+    A pooled column (:mod:`pipetrail.observability.drift_pool`) counts over the rows of
+    the tables it came from (``pooled_rows``), not ``rows``.
+    """
+    rows = int(column.get("pooled_rows", rows))
     return column.get("nulls", 0) / rows if rows else 0.0

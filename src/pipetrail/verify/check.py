@@ -15,7 +15,11 @@ One call:
    Nodes are paired by name, then step, params and wiring (:mod:`pipetrail.lineage.pairing`),
    not by call position; a baseline node with no certain counterpart counts as missing,
    and the report says which nodes could not be paired (``baseline["nodes"]``);
-4. with ``seeds=N``, runs the pipeline under N more run seeds and reports each metric's
+4. with a baseline run, also compares the profiles of the new run's tables with the
+   baseline's (:func:`~pipetrail.observability.drift.drift_runs`; pooled over
+   ``[drift] baseline_runs`` runs); the drift is reported (``drift``), and fails the gate,
+   naming the step where it starts and its columns, when ``[drift] gate = true``;
+5. with ``seeds=N``, runs the pipeline under N more run seeds and reports each metric's
    mean, standard deviation and range: how much of a result is the seed's doing
    (reported, not gated).
 
@@ -41,6 +45,14 @@ from pipetrail.ledger import EventKind
 from pipetrail.lineage.compare import json_number, load_run_facts
 from pipetrail.lineage.diff import diff_runs
 from pipetrail.lineage.pairing import align_facts, pair_facts
+from pipetrail.observability.alert_events import AlertingObserver, gate_alerts
+from pipetrail.observability.drift import drift_runs
+from pipetrail.observability.drift_config import (
+    DriftGate,
+    DriftThresholds,
+    load_drift_gate,
+    load_thresholds,
+)
 from pipetrail.verify.recording import record_report
 from pipetrail.verify.reproduce import Reproduction, compare_reproduction, reproduce_run
 from pipetrail.verify.settings import ReproduceSettings
@@ -87,6 +99,7 @@ class CheckReport:
     contracts: dict[str, Any] = field(default_factory=dict)
     reproduction: dict[str, Any] | None = None
     baseline: dict[str, Any] | None = None
+    drift: dict[str, Any] | None = None
     seeds: list[int] = field(default_factory=list)
     seed_runs: list[str] = field(default_factory=list)
     spread: list[MetricSpread] = field(default_factory=list)
@@ -157,17 +170,22 @@ def run_check(
         )
     settings = settings or ReproduceSettings.from_config(project.config)
     baseline_id = _baseline_run(project, baseline, definition.name) if baseline else None
+    # [drift] is read (and refused when malformed) before anything runs.
+    drift_gate = load_drift_gate(project.root) if baseline_id else None
+    drift_limits = load_thresholds(project.root) if baseline_id else None
     run_seed = validate_seed(project.config.seed if seed is None else seed)
     report = CheckReport(
         pipeline=definition.name, run_id=None, params={}, seed=run_seed, settings=settings.to_dict()
     )
+
+    alerting = AlertingObserver(project, observer)
 
     def options(run_seed: int) -> RunOptions:
         return RunOptions(
             seed=run_seed,
             params_files=params_files,
             executor=executor,
-            observer=observer,
+            observer=alerting,
             source_file=source_file,
             argv=argv,
             purpose="check",
@@ -210,10 +228,13 @@ def run_check(
                     f"the run does not match baseline {baseline_id} "
                     f"({report.baseline['verdict']}): {report.baseline['why']}"
                 )
+            if drift_gate is not None and drift_limits is not None:
+                _drift(project, baseline_id, report, drift_gate, drift_limits)
         if seeds:
             _seed_spread(project, definition, params, report, seeds, options)
     report.passed = not report.failures
     _record(project, report)
+    gate_alerts(project, report.to_dict())
     return report
 
 
@@ -345,6 +366,44 @@ def _against_baseline(
     return data
 
 
+def _drift(
+    project: Project,
+    baseline_id: str,
+    report: CheckReport,
+    gate: DriftGate,
+    limits: DriftThresholds,
+) -> None:
+    """Compare the run's tables with the baseline's; fail the gate on drift if so set."""
+    found = drift_runs(
+        project,
+        baseline_id,
+        report.run_id or "",
+        thresholds=limits,
+        baseline_runs=gate.baseline_runs if gate.baseline_runs > 1 else None,
+    )
+    origins = [
+        {"step": o.node, "output": o.output, "columns": list(o.columns),
+         "downstream": list(o.downstream)}
+        for o in found.origins
+    ]  # fmt: skip
+    report.drift = {
+        "baseline_runs": list(found.baseline_runs) or [baseline_id],
+        "drifted": found.drifted,
+        "gate": gate.gate,
+        "origins": origins,
+        "tables": len(found.artifacts),
+        "notes": list(found.notes),
+    }
+    if found.drifted and gate.gate:
+        where = "; ".join(
+            f"step {o['step']} (output {o['output']}): {', '.join(o['columns'])}" for o in origins
+        )
+        report.failures.append(
+            f"data drift above the [drift] thresholds against baseline {baseline_id}, "
+            f"starting at {where}"
+        )
+
+
 def _seed_spread(
     project: Project,
     definition: PipelineDefinition,
@@ -389,18 +448,23 @@ def _record(project: Project, report: CheckReport) -> None:
     """Store the report and append the ``gate.checked`` event (when a run exists)."""
     if report.run_id is None:
         return
+    payload: dict[str, Any] = {
+        "run_id": report.run_id,
+        "passed": report.passed,
+        "failures": report.failures,
+        "reproduction_run_id": (report.reproduction or {}).get("run_id"),
+        "baseline_run_id": (report.baseline or {}).get("baseline_run_id"),
+        "seed_runs": report.seed_runs,
+    }
+    if report.drift is not None:  # only with a baseline: other payloads stay as they were
+        payload["drift"] = {
+            k: report.drift[k] for k in ("drifted", "gate", "origins", "baseline_runs")
+        }
     report.report_digest = record_report(
         project,
         report.to_dict(),
         role="gate-report",
         run_id=report.run_id,
         kind=EventKind.GATE_CHECKED,
-        payload={
-            "run_id": report.run_id,
-            "passed": report.passed,
-            "failures": report.failures,
-            "reproduction_run_id": (report.reproduction or {}).get("run_id"),
-            "baseline_run_id": (report.baseline or {}).get("baseline_run_id"),
-            "seed_runs": report.seed_runs,
-        },
+        payload=payload,
     )

@@ -164,6 +164,11 @@ def check_markdown(data: dict[str, Any]) -> str:
                 f"{baseline['verdict']}: {baseline['why']}",
             ]
         )
+    drift = data.get("drift")
+    if drift is not None:
+        verdict = "**drifts**" if drift["drifted"] else "no drift above the thresholds"
+        gated = "" if drift["gate"] else " (reported, not gated)"
+        rows.append(["data drift", f"{verdict}{gated}"])
     if data.get("seeds"):
         rows.append(["seeds", f"{len(data['seeds']) + 1} runs (spread below)"])
     lines += _table(["check", "result"], rows)
@@ -194,6 +199,16 @@ def check_markdown(data: dict[str, Any]) -> str:
             [
                 [s["name"], s["mean"], s["stdev"], s["minimum"], s["maximum"], len(s["values"])]
                 for s in data["spread"]
+            ],
+        )
+    if drift is not None and drift["origins"]:
+        pooled = ", ".join(f"`{r}`" for r in drift["baseline_runs"])
+        lines += ["", f"### Data drift from {pooled}", ""]
+        lines += _table(
+            ["starts at step", "output", "columns", "carried to"],
+            [
+                [o["step"], o["output"], ", ".join(o["columns"]), ", ".join(o["downstream"])]
+                for o in drift["origins"]
             ],
         )
     changed_params = (baseline or {}).get("params") or []

@@ -1,0 +1,281 @@
+"""What raises alerts: runs that end, gates, promotion requests, unusual resource use.
+
+Owns turning a fact of the record into an :class:`~pipetrail.observability.alerts.AlertEvent`
+and handing it to :func:`~pipetrail.observability.alerts.send_alerts`:
+
+* ``run.failed``: :class:`AlertingObserver` wraps a run's observer (``pipetrail run`` and
+  ``pipetrail check`` use it; from Python, pass ``observer=AlertingObserver(project)``
+  in the run options) and, when the run ends failed, sends its error and failed step;
+* ``resource.deviation``: the same observer, when a run completes, compares the wall
+  time of every step it executed (cache hits cost nothing) with the median of that
+  step's executions over the pipeline's last ``deviation_runs`` completed ordinary
+  runs; a step at least ``deviation_factor`` times slower than that median, and at
+  least ``deviation_min_seconds`` slower, is a deviation (one event per run, listing
+  them). A step with no earlier execution has nothing to deviate from;
+* ``gate.failed`` and ``drift.detected``: :func:`gate_alerts`, when ``pipetrail check``
+  has judged (drift is sent whether or not ``[drift] gate`` fails the check on it);
+* ``promotion.requested``: :func:`promotion_alert`, when a request is recorded.
+
+Nothing here reads the ledger but through its read model; without an ``[alerts]`` table
+each call costs one small file read and imports nothing more (every ``pipetrail run``
+imports this module). Alerts never fail what raised them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+from pipetrail.errors import PipetrailError
+from pipetrail.execution.observer import NullObserver
+from pipetrail.ledger.read_model import RunFilter, find_runs, run_record, step_run_records
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+    from pipetrail.execution.observer import RunObserver
+    from pipetrail.execution.project import Project
+    from pipetrail.observability.alerts import AlertSettings
+
+__all__ = [
+    "AlertingObserver",
+    "gate_alerts",
+    "promotion_alert",
+    "resource_deviations",
+    "run_end_alerts",
+]
+
+_LOG = logging.getLogger("pipetrail.alerts")
+
+
+def _settings(project: Project) -> AlertSettings | None:
+    """The project's rules; without an ``[alerts]`` table, nothing more is imported."""
+    try:
+        if b"alerts" not in (project.root / "pipetrail.toml").read_bytes():
+            return None
+    except OSError:
+        return None  # no file (or none readable): no rules
+    from pipetrail.observability.alerts import load_alerts
+
+    try:
+        return load_alerts(project.root)
+    except PipetrailError as exc:  # the run's own checks report a bad file; alerts only log
+        _LOG.warning("alerts not sent: %s", exc)
+        return None
+
+
+def _wall_seconds(resources: Mapping[str, Any] | None) -> float | None:
+    wall = (resources or {}).get("wall_ns")
+    return None if wall is None else float(wall) / 1e9
+
+
+def resource_deviations(
+    project: Project, run_id: str, settings: AlertSettings
+) -> list[dict[str, Any]]:
+    """The executed steps of ``run_id`` far slower than usual (module docstring).
+
+    Returns:
+        One ``{"node_id", "step", "seconds", "median_seconds", "factor", "runs"}`` per
+        deviating step, in the order steps started.
+    """
+    import statistics  # only with a deviation rule: it costs start-up time to every run
+
+    reader = project.reader()
+    run = run_record(reader, run_id)
+    earlier = [
+        r.run_id
+        for r in find_runs(
+            reader,
+            RunFilter(
+                pipeline=run.pipeline,
+                status="completed",
+                purpose="run",
+                limit=settings.deviation_runs + 1,
+            ),
+        )
+        if r.run_id < run_id
+    ][: settings.deviation_runs]
+    history: dict[str, list[float]] = {}
+    for other in earlier:
+        for step in step_run_records(reader, other):
+            seconds = _wall_seconds(step.resources)
+            if step.status == "completed" and seconds is not None:
+                history.setdefault(step.node_id, []).append(seconds)
+    found = []
+    for step in step_run_records(reader, run_id):
+        seconds = _wall_seconds(step.resources)
+        usual = history.get(step.node_id)
+        if step.status != "completed" or seconds is None or not usual:
+            continue
+        median = statistics.median(usual)
+        slower = seconds >= settings.deviation_factor * median
+        if slower and seconds - median >= settings.deviation_min_seconds:
+            found.append(
+                {
+                    "node_id": step.node_id,
+                    "step": step.step,
+                    "seconds": round(seconds, 3),
+                    "median_seconds": round(median, 3),
+                    "factor": round(seconds / median, 1) if median > 0 else None,
+                    "runs": len(usual),
+                }
+            )
+    return found
+
+
+def run_end_alerts(project: Project, run_id: str, status: str) -> None:
+    """Send ``run.failed`` or ``resource.deviation`` for a run that just ended."""
+    settings = _settings(project)
+    if settings is None:
+        return
+    from pipetrail.observability.alerts import AlertEvent, send_alerts
+
+    try:
+        run = run_record(project.reader(), run_id)
+        if status == "failed" and settings.listening("run.failed", run.pipeline):
+            failed = [s.node_id for s in step_run_records(project.reader(), run_id)
+                      if s.status == "failed"]  # fmt: skip
+            where = f" at step {failed[0]}" if failed else ""
+            send_alerts(
+                project,
+                AlertEvent(
+                    "run.failed",
+                    f"run {run_id} of pipeline {run.pipeline} failed{where}: {run.error}",
+                    run_id=run_id,
+                    pipeline=run.pipeline,
+                    details={"error": run.error, "failed_steps": failed},
+                ),
+                settings=settings,
+            )
+        elif status == "completed" and settings.listening("resource.deviation", run.pipeline):
+            slow = resource_deviations(project, run_id, settings)
+            if slow:
+                listed = ", ".join(
+                    f"{s['node_id']} {s['seconds']:g} s (usually {s['median_seconds']:g} s)"
+                    for s in slow
+                )
+                send_alerts(
+                    project,
+                    AlertEvent(
+                        "resource.deviation",
+                        f"run {run_id} of pipeline {run.pipeline}: slower than usual: {listed}",
+                        run_id=run_id,
+                        pipeline=run.pipeline,
+                        details={"steps": slow},
+                    ),
+                    settings=settings,
+                )
+    except PipetrailError as exc:  # reading the record back failed: the run stands
+        _LOG.warning("alerts for run %s not sent: %s", run_id, exc)
+
+
+class AlertingObserver:
+    """A run observer that also sends the alerts of the run's end (module docstring).
+
+    Args:
+        project: the project whose rules apply.
+        inner: the observer it passes every notification to first (live progress...).
+    """
+
+    def __init__(self, project: Project, inner: RunObserver | None = None) -> None:
+        self.project = project
+        self.inner: RunObserver = inner or NullObserver()
+
+    def run_started(self, *, run_id: str, pipeline: str, steps_total: int) -> None:
+        """Pass on."""
+        self.inner.run_started(run_id=run_id, pipeline=pipeline, steps_total=steps_total)
+
+    def step_started(self, *, node_id: str) -> None:
+        """Pass on."""
+        self.inner.step_started(node_id=node_id)
+
+    def step_finished(self, *, node_id: str, status: str, seconds: float) -> None:
+        """Pass on."""
+        self.inner.step_finished(node_id=node_id, status=status, seconds=seconds)
+
+    def run_finished(self, *, run_id: str, status: str) -> None:
+        """Pass on, then send the alerts of the run's end."""
+        try:
+            self.inner.run_finished(run_id=run_id, status=status)
+        finally:
+            run_end_alerts(self.project, run_id, status)
+
+    def __getattr__(self, name: str) -> Any:
+        # Hooks added to RunObserver later reach the inner observer unchanged.
+        if name == "inner":  # not set yet (a copy being made): no recursion
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+
+def gate_alerts(project: Project, report: Mapping[str, Any]) -> None:
+    """Send ``gate.failed`` and ``drift.detected`` for a check's report (``to_dict()``)."""
+    settings = _settings(project)
+    if settings is None or report.get("run_id") is None:
+        return
+    from pipetrail.observability.alerts import AlertEvent, send_alerts
+
+    run_id, pipeline = str(report["run_id"]), str(report["pipeline"])
+    drift = report.get("drift")
+    if drift and drift.get("drifted"):
+        where = "; ".join(f"step {o['step']} ({', '.join(o['columns'])})" for o in drift["origins"])
+        send_alerts(
+            project,
+            AlertEvent(
+                "drift.detected",
+                f"run {run_id} of pipeline {pipeline} drifts from "
+                f"{', '.join(drift['baseline_runs'])}: starts at {where}",
+                run_id=run_id,
+                pipeline=pipeline,
+                details={
+                    "baseline_runs": drift["baseline_runs"],
+                    "origins": drift["origins"],
+                    "gated": drift["gate"],
+                },
+            ),
+            settings=settings,
+        )
+    if not report.get("passed"):
+        failures = list(report.get("failures") or [])
+        send_alerts(
+            project,
+            AlertEvent(
+                "gate.failed",
+                f"pipetrail check of pipeline {pipeline} failed (run {run_id}): "
+                + (failures[0] if failures else "see the report"),
+                run_id=run_id,
+                pipeline=pipeline,
+                details={"failures": failures, "report": report.get("report_digest")},
+            ),
+            settings=settings,
+        )
+
+
+def promotion_alert(project: Project, request: Mapping[str, Any], run_id: str | None) -> None:
+    """Send ``promotion.requested`` for a recorded request (its recorded content)."""
+    settings = _settings(project)
+    if settings is None:
+        return
+    from pipetrail.observability.alerts import AlertEvent, send_alerts
+
+    pipeline = None
+    if run_id is not None:
+        try:
+            pipeline = run_record(project.reader(), run_id).pipeline
+        except PipetrailError:
+            pipeline = None  # the run is gone: rules without a pipeline filter still hear
+    send_alerts(
+        project,
+        AlertEvent(
+            "promotion.requested",
+            f"promotion of {request['model']}:{request['version']} to {request['alias']} "
+            f"requested ({request['request_id']}, risk {request.get('risk')}): "
+            f"{request.get('rationale', '')}",
+            run_id=run_id,
+            pipeline=pipeline,
+            details={
+                k: request.get(k)
+                for k in ("request_id", "model", "version", "alias", "risk", "rationale", "digest")
+            },
+        ),
+        settings=settings,
+    )
