@@ -1,0 +1,83 @@
+"""What every request of one server shares: the project folder, settings, open projects.
+
+A :class:`pipetrail.read.Project` holds database connections that must stay in the
+thread that opened them (SQLite), and FastAPI runs synchronous routes on a pool of
+threads, so each thread opens the project once and keeps it (:meth:`ServerContext.project`).
+Several worker processes each have their own.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pipetrail.governance.keys import Signer
+    from pipetrail.read import Project
+
+__all__ = ["DEFAULT_MAX_BODY", "ServerContext", "ServerSettings"]
+
+DEFAULT_MAX_BODY = 1 << 20  # 1 MiB: governance forms and JSON bodies are small
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    """How one server runs.
+
+    Attributes:
+        root: the project folder.
+        signing_keys: a key folder (``NAME.key`` files under ``keys/``, as
+            ``PIPETRAIL_HOME`` lays them out) whose keys the server may sign with for
+            their owners; None: the server signs for nobody.
+        max_body: the largest request body accepted, in bytes.
+        session_cookie: the name of the browser session cookie.
+    """
+
+    root: Path
+    signing_keys: Path | None = None
+    max_body: int = DEFAULT_MAX_BODY
+    session_cookie: str = "pipetrail_session"
+
+
+@dataclass
+class ServerContext:
+    """The settings, and each thread's open project."""
+
+    settings: ServerSettings
+    _local: threading.local = field(default_factory=threading.local)
+    _opened: list[Project] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def project(self) -> Project:
+        """This thread's open project (opened on first use)."""
+        found: Project | None = getattr(self._local, "project", None)
+        if found is None:
+            from pipetrail.read import Project
+
+            found = Project.open(self.settings.root)
+            self._local.project = found
+            with self._lock:
+                self._opened.append(found)
+        return found
+
+    def signer_for(self, user: str) -> Signer | None:
+        """``user``'s signing key from the server's key folder, or None when it has none."""
+        folder = self.settings.signing_keys
+        if folder is None or not (folder / "keys" / f"{user}.key").is_file():
+            return None
+        from pipetrail.governance.keys import load_signer
+
+        return load_signer(user, folder=folder)
+
+    def close(self) -> None:
+        """Close every project the threads opened (at shutdown)."""
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for project in opened:
+            # A SQLite connection may be closed only by the thread that opened it; one that
+            # refuses is released with the process.
+            with contextlib.suppress(Exception):
+                project.close()
