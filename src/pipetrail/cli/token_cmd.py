@@ -15,10 +15,25 @@ def token() -> None:
     """API tokens for `pipetrail serve` (stored as digests, expiring, revocable)."""
 
 
+def _lifetime(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    from pipetrail.errors import GovernanceError
+    from pipetrail.governance.tokens import parse_expiry
+
+    try:
+        parse_expiry(value)
+    except GovernanceError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
+
+
 @token.command("create")
 @click.option("--user", "user", required=True, help="The recorded user the token acts as.")
 @click.option(
-    "--expires", default="30d", show_default=True, help="Lifetime: 12h, 30d, 8w (max 366d)."
+    "--expires",
+    default="30d",
+    show_default=True,
+    callback=_lifetime,
+    help="Lifetime: 12h, 30d, 8w (max 366d).",
 )
 @click.option("--label", default="", help="A note saying what the token is for.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")

@@ -116,6 +116,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         description="The record of a pipetrail project: runs, artifacts, lineage, models "
         "and approvals. Every route needs an API token (`pipetrail token create`).",
         openapi_url=None,
+        redirect_slashes=False,  # a trailing slash is a 404, not a redirect to guess from
         docs_url=None,
         redoc_url=None,
         lifespan=lifespan,
