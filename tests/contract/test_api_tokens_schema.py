@@ -76,7 +76,8 @@ def test_tokens_round_trip_and_revoke_once(metadata_url: str) -> None:
     assert list_tokens(reader, "bob") == []
     first = mark_revoked(ledger.db, "0123456789ab", by="bob", at="2026-01-02T00:00:00.000000Z")
     again = mark_revoked(ledger.db, "0123456789ab", by="carol", at="2026-01-03T00:00:00.000000Z")
-    assert first is not None and again is not None
+    assert first is not None
+    assert again is not None
     assert (again["revoked_by"], again["revoked_at"]) == ("bob", "2026-01-02T00:00:00.000000Z")
     assert mark_revoked(ledger.db, "ffffffffffff", by="bob", at="x") is None
     assert token_by_id(reader, "ffffffffffff") is None
