@@ -50,6 +50,10 @@ BASES = [
     "C:\\Windows\\win.ini",
     "../{out}/secret.txt.png",
     "..//..//{out}//secret.txt",
+    "/./../{out}/secret.txt",
+    "..\\/{out}/secret.txt",
+    ". ./. ./{out}",
+    "{out}/secret.txt/..",
 ]
 UNICODE_DOTS = ["\uff0e", "\u2024", "\u2025", "\ufe52", "\u3002"]
 UNICODE_SLASHES = ["\uff0f", "\u2215", "\u2044", "\u29f8", "\uff3c"]
