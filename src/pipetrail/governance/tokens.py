@@ -39,8 +39,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_EXPIRY",
-    "MAX_EXPIRY",
     "IssuedToken",
+    "MAX_EXPIRY",
     "TokenRecord",
     "check_token",
     "issue_token",

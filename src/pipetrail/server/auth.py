@@ -37,9 +37,9 @@ if TYPE_CHECKING:
     from pipetrail.server.context import ServerContext
 
 __all__ = [
-    "SAFE_METHODS",
     "Need",
     "Principal",
+    "SAFE_METHODS",
     "check_every_route_declares",
     "csrf_token",
     "need",

@@ -8,9 +8,16 @@ their acts. Each has an API token.
 
 from __future__ import annotations
 
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 
@@ -113,3 +120,43 @@ def served(
     app = create_app(ServerSettings(root=project_root, signing_keys=signing))
     yield Served(project_root, project, app, tokens, token_ids, runs, signing, homes)
     project.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.fixture
+def live_server(served: Served) -> Iterator[str]:
+    """`pipetrail serve` with two workers over the project; its base URL."""
+    port = _free_port()
+    env = {**os.environ, "PIPETRAIL_HOME": str(served.homes / "alice")}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "pipetrail.cli.main", "serve", "--port", str(port),
+         "--workers", "2", "--signing-keys", str(served.signing)],
+        cwd=served.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            httpx.get(base + "/login", timeout=1)
+            break
+        except httpx.TransportError:
+            if process.poll() is not None:
+                pytest.fail(f"pipetrail serve ended: {process.stdout.read()}")  # type: ignore[union-attr]
+            time.sleep(0.2)
+    else:
+        process.kill()
+        pytest.fail("pipetrail serve did not answer within 60 s")
+    yield base
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+    process.stdout.close()  # type: ignore[union-attr]

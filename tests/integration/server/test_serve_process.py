@@ -4,62 +4,16 @@ client library would send."""
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
-import sys
-import time
 from typing import TYPE_CHECKING
 
 import httpx
 import pytest
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from tests.integration.server.conftest import Served
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.e2e]
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-@pytest.fixture
-def server(served: Served) -> Iterator[str]:
-    port = _free_port()
-    env = {**os.environ, "PIPETRAIL_HOME": str(served.homes / "alice")}
-    process = subprocess.Popen(
-        [sys.executable, "-m", "pipetrail.cli.main", "serve", "--port", str(port),
-         "--workers", "2", "--signing-keys", str(served.signing)],
-        cwd=served.root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        start_new_session=True,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            httpx.get(base + "/login", timeout=1)
-            break
-        except httpx.TransportError:
-            if process.poll() is not None:
-                pytest.fail(f"pipetrail serve ended: {process.stdout.read()}")  # type: ignore[union-attr]
-            time.sleep(0.2)
-    else:
-        process.kill()
-        pytest.fail("pipetrail serve did not answer within 60 s")
-    yield base
-    os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        os.killpg(process.pid, signal.SIGKILL)
-        process.wait()
-    process.stdout.close()  # type: ignore[union-attr]
 
 
 def _raw(base: str, target: bytes) -> bytes:
@@ -72,7 +26,8 @@ def _raw(base: str, target: bytes) -> bytes:
     return b"".join(chunks)
 
 
-def test_the_server_answers_over_http_with_two_workers(served: Served, server: str) -> None:
+def test_the_server_answers_over_http_with_two_workers(served: Served, live_server: str) -> None:
+    server = live_server
     auth = {"Authorization": f"Bearer {served.tokens['vic']}"}
     seen_runs = set()
     with httpx.Client(base_url=server, headers=auth, timeout=30) as client:
