@@ -93,9 +93,8 @@ def _acting(request: Request, principal: Principal) -> Governance:
 
 
 def _state(request: Request) -> GovernanceState:
-    from pipetrail.governance.state import read_state
-
-    return read_state(project_of(request).reader())
+    state: GovernanceState = request.app.state.context.governance_state()
+    return state
 
 
 def _request_dict(req: PromotionRequest) -> dict[str, Any]:

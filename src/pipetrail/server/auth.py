@@ -110,17 +110,17 @@ def authenticate(request: Request) -> Principal:
     Raises:
         Problem: 401 without a usable token (none, malformed, unknown, expired, revoked).
     """
-    from pipetrail.governance.state import read_state
     from pipetrail.governance.tokens import check_token
 
     token, via = _credentials(request)
-    project = _context(request).project()
+    context = _context(request)
+    project = context.project()
     try:
         record = check_token(project.reader(), token)
     except IdentityError as exc:
         raise Problem(401, str(exc), {"WWW-Authenticate": 'Bearer error="invalid_token"'}) from exc
     request.state.user = record.user
-    user = read_state(project.reader()).users.get(record.user)
+    user = context.governance_state().users.get(record.user)
     roles = frozenset(user.roles) if user is not None else frozenset()
     return Principal(record.user, roles, record.token_id, via, token if via == "session" else None)
 

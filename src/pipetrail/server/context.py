@@ -14,11 +14,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from pipetrail.governance.verified import VerifiedCache
+
 if TYPE_CHECKING:
     from pipetrail.governance.keys import Signer
+    from pipetrail.governance.state import GovernanceState
     from pipetrail.read import Project
 
-__all__ = ["DEFAULT_MAX_BODY", "ServerContext", "ServerSettings"]
+__all__ = ["DEFAULT_MAX_BODY", "ProcessVerifiedCache", "ServerContext", "ServerSettings"]
 
 DEFAULT_MAX_BODY = 1 << 20  # 1 MiB: governance forms and JSON bodies are small
 
@@ -42,11 +45,36 @@ class ServerSettings:
     session_cookie: str = "pipetrail_session"
 
 
+class ProcessVerifiedCache(VerifiedCache):
+    """The governance events this server process verified, kept in memory only.
+
+    Every request folds the governance events to learn the caller's roles; an event whose
+    every stored field is unchanged since this process checked its hash and signature is
+    not checked again (:mod:`pipetrail.governance.verified`). Nothing is written: a new
+    process checks everything once.
+    """
+
+    def __init__(self) -> None:
+        self.path = Path()
+        self._known: set[bytes] = set()
+        self._new: list[bytes] = []
+        self._lock = threading.Lock()
+
+    def add(self, fingerprint: bytes) -> None:
+        """Remember an event just verified in full."""
+        with self._lock:
+            self._known.add(fingerprint)
+
+    def save(self) -> None:
+        """Nothing to write: the cache lives as long as the process."""
+
+
 @dataclass
 class ServerContext:
-    """The settings, and each thread's open project."""
+    """The settings, each thread's open project, and the process's verified events."""
 
     settings: ServerSettings
+    verified: ProcessVerifiedCache = field(default_factory=ProcessVerifiedCache)
     _local: threading.local = field(default_factory=threading.local)
     _opened: list[Project] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
@@ -62,6 +90,12 @@ class ServerContext:
             with self._lock:
                 self._opened.append(found)
         return found
+
+    def governance_state(self) -> GovernanceState:
+        """The governance state now (one query; signatures checked once per process)."""
+        from pipetrail.governance.state import read_state
+
+        return read_state(self.project().reader(), self.verified)
 
     def signer_for(self, user: str) -> Signer | None:
         """``user``'s signing key from the server's key folder, or None when it has none."""

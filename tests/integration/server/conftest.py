@@ -94,8 +94,22 @@ class Served:
 def served(
     files: PipelineFiles, project_root: Path, unique: Callable[[str], str]
 ) -> Iterator[Served]:
+    yield from _serve(files, project_root, unique, "")
+
+
+@pytest.fixture
+def served_on_postgres(
+    files: PipelineFiles, project_root: Path, unique: Callable[[str], str], postgres_url: str
+) -> Iterator[Served]:
+    """The same project with its ledger in PostgreSQL."""
+    yield from _serve(files, project_root, unique, f'metadata = "{postgres_url}"\n')
+
+
+def _serve(
+    files: PipelineFiles, project_root: Path, unique: Callable[[str], str], settings: str
+) -> Iterator[Served]:
     (project_root / "pipetrail.toml").write_text(
-        "[pipetrail]\n\n[promotion.production]\napprovals = 1\n"
+        f"[pipetrail]\n{settings}\n[promotion.production]\napprovals = 1\n"
     )
     project = Project.at(project_root)
     fit = files.load(unique("fit"), TRAIN)

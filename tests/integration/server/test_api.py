@@ -194,3 +194,25 @@ def test_me_audit_and_the_openapi_schema(served: Served) -> None:
     assert "/api/v1/requests/{request_id}/approve" in paths
     assert "requestBody" in paths["/api/v1/requests/{request_id}/approve"]["post"]
     assert not any(p.startswith("/login") for p in paths)
+
+
+def test_an_edited_governance_event_is_not_trusted_after_the_server_cached_it(
+    served: Served,
+) -> None:
+    import sqlite3
+
+    nora = served.client("nora")
+    assert nora.get("/api/v1/runs").status_code == 403  # no role; the events are now cached
+    database = served.project.config.metadata_url.removeprefix("sqlite:///")
+    with sqlite3.connect(database) as db:
+        (seq, payload) = db.execute(
+            "SELECT seq, payload FROM events WHERE kind = 'user.added' AND payload LIKE ?",
+            ('%"user":"nora"%',),
+        ).fetchone()
+        edited = payload.replace('"roles":[]', '"roles":["admin"]')
+        assert edited != payload
+        db.execute("UPDATE events SET payload = ? WHERE seq = ?", (edited, seq))
+    assert nora.get("/api/v1/runs").status_code == 403
+    audit = served.client("vic").get("/api/v1/audit").json()["governance"]
+    assert audit["intact"] is False
+    assert [p["seq"] for p in audit["problems"]] == [seq]
