@@ -6,9 +6,9 @@ NAME`` runs some of them (``step_overhead``, ``step_overhead_vs_kedro``, ``cache
 ``hashing``, ``cli_startup``, ``metrics``, ``lineage``, ``sources``, ``data_ops``,
 ``contracts``, ``reproduce``, ``verified_reads``, ``example_rerun``, ``ledger_sql``,
 ``per_run``, ``run_queries``, ``s3_store``, ``gc``, ``merkle``, ``governance``,
-``profiles``; the lineage benchmark builds a 1.2 GB synthetic ledger once, about 75 s,
-and the gc, merkle and governance benchmarks their fixtures once, a few minutes each; all
-are reused);
+``profiles``, ``server``; the lineage benchmark builds a 1.2 GB synthetic ledger once,
+about 75 s, and the gc, merkle and governance benchmarks their fixtures once, a few
+minutes each; all are reused);
 ``--wait-quiet SECONDS`` waits (up to SECONDS) before each benchmark until other
 processes leave the CPUs alone. Above the table: the commit measured (and what differed
 from it), the machine and the load average before and after the run; under it, how busy
@@ -47,6 +47,7 @@ import profiles
 import reproduce
 import run_queries
 import s3_store
+import server_listing
 import sources
 import step_overhead
 import step_overhead_vs_kedro
@@ -87,6 +88,7 @@ BENCHMARKS = {
     "merkle": merkle.run,
     "governance": governance.run,
     "profiles": profiles.run,
+    "server": server_listing.run,
 }
 
 
