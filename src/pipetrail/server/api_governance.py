@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from pipetrail.governance.state import GovernanceState
     from pipetrail.governance.state import Request as PromotionRequest
 
-__all__ = ["PromotionBody", "VoteBody", "routes"]
+__all__ = ["PromotionBody", "VoteBody", "acting", "request_dict", "routes"]
 
 routes = RouteTable("/api/v1", tags=["governance"], response_class=JsonResponse)
 Reader = Annotated[Principal, Depends(need(Action.READ))]
@@ -78,7 +78,8 @@ async def _parse(request: Request, model: type[BaseModel]) -> Any:
         raise Problem(422, f"the body does not fit: {where}") from None
 
 
-def _acting(request: Request, principal: Principal) -> Governance:
+def acting(request: Request, principal: Principal) -> Governance:
+    """Governance acting as the caller, signing with their key held by the server (or 403)."""
     from pipetrail.governance.service import Governance
 
     signer = request.app.state.context.signer_for(principal.user)
@@ -97,7 +98,8 @@ def _state(request: Request) -> GovernanceState:
     return state
 
 
-def _request_dict(req: PromotionRequest) -> dict[str, Any]:
+def request_dict(req: PromotionRequest) -> dict[str, Any]:
+    """A promotion request as the API and the pages show it."""
     return {
         "request_id": req.request_id,
         "model": req.model,
@@ -159,7 +161,7 @@ def requests(
     """Every request (or those with ``status``), oldest first."""
     found = sorted(_state(request).requests.values(), key=lambda r: r.seq)
     return JsonResponse(
-        {"requests": [_request_dict(r) for r in found if status in (None, r.status)]}
+        {"requests": [request_dict(r) for r in found if status in (None, r.status)]}
     )
 
 
@@ -170,7 +172,7 @@ def promotion_request(request: Request, _: Reader, request_id: RequestId) -> Jso
 
     state = _state(request)
     found = Governance(project_of(request), user="reader").resolve_request(state, request_id)
-    return JsonResponse(_request_dict(state.requests[found]))
+    return JsonResponse(request_dict(state.requests[found]))
 
 
 @routes.post(
@@ -191,7 +193,7 @@ async def request_promotion(
     body: PromotionBody = await _parse(request, PromotionBody)
 
     def act() -> dict[str, Any]:
-        return _acting(request, principal).request_promotion(
+        return acting(request, principal).request_promotion(
             model,
             version,
             body.alias,
@@ -209,7 +211,7 @@ async def _vote(request: Request, principal: Principal, request_id: str, kind: s
     body: VoteBody = await _parse(request, VoteBody)
 
     def act() -> dict[str, Any]:
-        gov = _acting(request, principal)
+        gov = acting(request, principal)
         if kind == "approve":
             return gov.approve(request_id, comment=body.comment)
         return gov.reject(request_id, comment=body.comment)

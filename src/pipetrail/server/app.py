@@ -19,7 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipetrail.errors import PipetrailError
 from pipetrail.governance.roles import Action
-from pipetrail.server import api_artifacts, api_governance, api_runs, pages
+from pipetrail.server import api_artifacts, api_governance, api_runs, pages, pages_governance
 from pipetrail.server.auth import Principal, check_every_route_declares, need
 from pipetrail.server.context import ServerContext, ServerSettings
 from pipetrail.server.encoding import JsonResponse
@@ -123,7 +123,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     )
     app.state.context = context
     _install_handlers(app)
-    for module in (api_runs, api_artifacts, api_governance, pages):
+    for module in (api_runs, api_artifacts, api_governance, pages, pages_governance):
         module.routes.install(app)
 
     @app.get(

@@ -3,7 +3,9 @@
 A :class:`pipetrail.read.Project` holds database connections that must stay in the
 thread that opened them (SQLite), and FastAPI runs synchronous routes on a pool of
 threads, so each thread opens the project once and keeps it (:meth:`ServerContext.project`).
-Several worker processes each have their own.
+Nothing read from a project (a reader, a run) may be handed to another thread: an async
+route does its reading inside one ``run_in_threadpool`` call. Several worker processes
+each have their own.
 """
 
 from __future__ import annotations

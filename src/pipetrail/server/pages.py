@@ -82,7 +82,11 @@ async def login(request: Request) -> Response:
     if not isinstance(token, str) or not token.strip():
         return _login_page(request, 401, "Give your API token.")
     try:
-        record = await run_in_threadpool(check_token, project_of(request).reader(), token.strip())
+        # The project is opened and read in the worker thread: a SQLite connection must
+        # stay in the thread that opened it.
+        record = await run_in_threadpool(
+            lambda: check_token(project_of(request).reader(), token.strip())
+        )
     except IdentityError as exc:
         log.warning("refused POST '/login' with 401: %s", exc)
         return _login_page(request, 401, str(exc))
