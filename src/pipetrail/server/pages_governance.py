@@ -1,6 +1,8 @@
-"""The governance pages: models, promotion and approval forms, comparing runs, audit.
+"""The governance pages: models, promotion and approval forms, compare, lineage, audit.
 
-Models with their versions, aliases and requests; comparing two runs; the audit status.
+Models with their versions, aliases and requests; comparing two runs; the lineage graph
+(drawn by cytoscape.js, listed in a table for keyboards and screen readers); the audit
+status.
 
 The forms post to routes that need the same actions as the API (request a promotion,
 approve or reject) and carry the session's CSRF token; the server signs with the user's
@@ -22,7 +24,7 @@ from pipetrail.server.api_governance import acting, request_dict
 from pipetrail.server.api_runs import project_of
 from pipetrail.server.auth import Principal, need
 from pipetrail.server.pages import templates
-from pipetrail.server.params import ALIAS, MODEL, REQUEST, RUN_REF
+from pipetrail.server.params import ALIAS, LINEAGE_REF, MODEL, REQUEST, RUN_REF
 from pipetrail.server.problems import Problem, log, status_of
 from pipetrail.server.routes import RouteTable
 
@@ -140,6 +142,26 @@ def compare_page(
         request,
         "compare.html",
         {"title": "Compare", "user": principal, "runs": runs, "a": a, "b": b, "diff": diff},
+    )
+
+
+@routes.get("/lineage")
+def lineage_page(
+    request: Request,
+    principal: Viewer,
+    ref: Annotated[str, Query(pattern=LINEAGE_REF)],
+    direction: Annotated[str, Query(pattern=r"^(up|down)$")] = "up",
+    depth: Annotated[int | None, Query(ge=1, le=1000)] = None,
+) -> Response:
+    """The lineage graph of a run, step run or artifact: pan, zoom, click for a record."""
+    from pipetrail.lineage.queries import downstream, upstream
+
+    query = upstream if direction == "up" else downstream
+    graph = query(project_of(request).reader(), ref, max_depth=depth).to_dict()
+    return templates.TemplateResponse(
+        request,
+        "lineage.html",
+        {"title": "Lineage", "user": principal, "ref": ref, "direction": direction, "graph": graph},
     )
 
 

@@ -45,6 +45,14 @@ def browser() -> Iterator[Browser]:
         launched.close()
 
 
+def _wait_for_graph(page: Page) -> None:
+    """Until the lineage page's scripts have run (they are deferred)."""
+    deadline = time.monotonic() + 30
+    while not page.evaluate("Boolean(window.pipetrailGraph)"):
+        assert time.monotonic() < deadline, "the graph was not drawn"
+        time.sleep(0.05)
+
+
 def test_log_in_filter_runs_open_a_run_and_log_out(
     served: Served, live_server: str, browser: Browser, tmp_path: Path
 ) -> None:
@@ -89,6 +97,31 @@ def test_log_in_filter_runs_open_a_run_and_log_out(
     assert "hit" in steps.locator("tbody tr").first.inner_text()  # prepare came from the cache
     assert page.get_by_role("table", name="Last value of each metric series").is_visible()
     page.screenshot(path=str(shots / "4-run.png"), full_page=True)
+
+    # The lineage graph: click a node (on the canvas) for its record, then walk upstream.
+    page.get_by_role("link", name="Lineage of this run").click()
+    _wait_for_graph(page)
+    prepared = page.evaluate(
+        "window.pipetrailGraph.nodes().filter(n => n.data('kind') === 'artifact').map(n => n.id())"
+    )
+    assert prepared
+    box = page.locator("#graph").bounding_box()
+    assert box is not None
+    target = prepared[0]
+    where = page.evaluate(f"window.pipetrailGraph.getElementById('{target}').renderedPosition()")
+    page.mouse.click(box["x"] + where["x"], box["y"] + where["y"])
+    record = page.locator("#record")
+    expect(record.get_by_role("heading", name="Artifact")).to_be_visible()
+    assert target in record.inner_text()
+    page.screenshot(path=str(shots / "4b-lineage.png"), full_page=True)
+    record.get_by_role("link", name="Upstream of this").click()
+    expect(page.get_by_role("heading", name=f"Provenance of {target}")).to_be_visible()
+    # The same records without a mouse: the table's buttons.
+    _wait_for_graph(page)
+    first = page.get_by_role("button", name="Show step_run").first
+    first.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#record").get_by_role("heading", name="Step run")).to_be_visible()
 
     page.get_by_role("button", name="Log out").click()
     page.wait_for_url(live_server + "/login")

@@ -37,7 +37,7 @@ def _concrete(path: str, served: Served) -> str:
 
 
 def _query(path: str, served: Served) -> dict[str, str]:
-    if path.endswith("/lineage/{direction}"):
+    if path.endswith(("/lineage/{direction}", "/lineage")):
         return {"ref": served.runs[0]}
     if path.endswith(("/compare", "/lineage-path")):
         return {"a": served.runs[0], "b": served.runs[1]}
