@@ -46,6 +46,7 @@ import profiles
 import reproduce
 import run_queries
 import s3_store
+import server_listing
 import sources
 import step_overhead
 import step_overhead_vs_kedro
@@ -93,6 +94,7 @@ BENCHMARKS = {
     "profiles": profiles.run,
     "structured_logs": structured_logs.run,
     "dask_overhead": dask_overhead.run,
+    "server": server_listing.run,
 }
 
 

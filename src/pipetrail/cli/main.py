@@ -168,6 +168,16 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "reproduce",
         "Execute RUN again, without the cache, and compare everything...",
     ),
+    "serve": (
+        "pipetrail.server.serve_cmd",
+        "serve",
+        "Serve the project's HTTP API and web pages (authenticated,...",
+    ),
+    "token": (
+        "pipetrail.cli.token_cmd",
+        "token",
+        "API tokens for `pipetrail serve` (stored as digests,...",
+    ),
     "user": (
         "pipetrail.cli.user_cmd",
         "user",

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = ["HEAD_REVISION", "current_revision", "ensure_schema", "upgrade"]
 
-HEAD_REVISION = "0006"
+HEAD_REVISION = "0007"
 SCRIPT_LOCATION = "pipetrail.ledger:migrations"
 MIGRATION_LOCK_KEY = 0x6D696772  # "migr": PostgreSQL advisory lock for schema changes
 
@@ -68,7 +68,8 @@ def ensure_schema(engine: Engine) -> None:
     revision = current_revision(engine)
     if revision == HEAD_REVISION:
         return
-    known = {"0001", "0002", HEAD_REVISION}  # grows with each migration
+    # Every revision up to the head (numbered 0001, 0002...) can be migrated from.
+    known = {f"{n:04d}" for n in range(1, int(HEAD_REVISION) + 1)}
     if revision is not None and revision not in known:
         raise LedgerError(
             f"the metadata store is at schema revision {revision!r}, which this pipetrail "

@@ -259,6 +259,8 @@ class RunFilter:
             of which must hold.
         sort: the order (newest first when None).
         limit: at most this many, newest first.
+        before: only runs whose id sorts before this one (the next page of a listing
+            in the default order, newest first).
     """
 
     pipeline: str | None = None
@@ -270,6 +272,7 @@ class RunFilter:
     where: tuple[Condition, ...] = ()
     sort: Sort | None = None
     limit: int | None = 50
+    before: str | None = None
 
 
 def _since_text(since: dt.datetime | str) -> str:
@@ -349,6 +352,9 @@ def _where(reader: Reader, f: RunFilter) -> tuple[list[str], dict[str, Any]]:
         )
         args[f"tk{i}"] = key
         args[f"tv{i}"] = str(value).lower() if isinstance(value, bool) else str(value)
+    if f.before is not None:
+        where.append(("p0" if f.params else "r") + ".run_id < :before")
+        args["before"] = f.before
     if f.since is not None:
         where.append("r.started_at >= :since")
         args["since"] = _since_text(f.since)

@@ -28,6 +28,7 @@ from sqlalchemy import (
 
 __all__ = [
     "PROJECTION_TABLES",
+    "api_tokens",
     "artifacts",
     "events",
     "ledger_head",
@@ -260,6 +261,23 @@ merkle_nodes = Table(
     Column("idx", BigInteger, primary_key=True, autoincrement=False),
     Column("hash", LargeBinary(32), nullable=False),
     sqlite_with_rowid=False,
+)
+
+# The server's API tokens (migration 0007, docs/adr/0024): not derived from the events;
+# only each token's digest is kept (pipetrail.ledger.api_tokens).
+api_tokens = Table(
+    "api_tokens",
+    metadata,
+    Column("token_id", String(32), primary_key=True),
+    Column("digest", String(DIGEST), nullable=False, unique=True),
+    Column("user_name", String(64), nullable=False),
+    Column("label", String(200), nullable=False),
+    Column("created_at", String(32), nullable=False),
+    Column("created_by", String(64), nullable=False),
+    Column("expires_at", String(32), nullable=True),
+    Column("revoked_at", String(32), nullable=True),
+    Column("revoked_by", String(64), nullable=True),
+    Index("ix_api_tokens_user", "user_name"),
 )
 
 PROJECTION_TABLES = (

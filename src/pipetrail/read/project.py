@@ -72,6 +72,7 @@ class Project(_Stores):
         where: str | Sequence[str] = (),
         sort: str | None = None,
         limit: int | None = 50,
+        before: str | None = None,
     ) -> list[Run]:
         """Return the runs that match, newest first (every filter is applied in SQL).
 
@@ -88,6 +89,8 @@ class Project(_Stores):
                 (:mod:`pipetrail.ledger.run_query` lists the fields and operators).
             sort: an order such as ``"metrics.f1 desc"`` (newest first by default).
             limit: at most this many (None: all).
+            before: only runs whose id sorts before this run id (the next page after
+                a listing that ended with it, in the default order).
 
         Raises:
             ParamError: a filter names an unknown status, purpose or field, a metric or
@@ -106,6 +109,7 @@ class Project(_Stores):
                 where=tuple(parse_where(where)) if where else (),
                 sort=parse_sort(sort) if sort else None,
                 limit=limit,
+                before=before,
             ),
         )
         runs = [Run(self, record) for record in found]

@@ -1,0 +1,109 @@
+"""``/api/v1``: artifacts (metadata, verified bytes), lineage, and comparing two runs."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated
+
+from fastapi import Depends, Query, Request
+from fastapi import Path as PathParam
+from fastapi.responses import StreamingResponse
+
+from pipetrail.governance.roles import Action
+from pipetrail.server.api_runs import project_of
+from pipetrail.server.auth import Principal, need
+from pipetrail.server.encoding import JsonResponse
+from pipetrail.server.params import ARTIFACT_REF, LINEAGE_REF, RUN_REF
+from pipetrail.server.problems import Problem
+from pipetrail.server.routes import RouteTable
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+__all__ = ["routes"]
+
+routes = RouteTable("/api/v1", tags=["artifacts"], response_class=JsonResponse)
+Reader = Annotated[Principal, Depends(need(Action.READ))]
+ArtifactRef = Annotated[
+    str, PathParam(pattern=ARTIFACT_REF, description="A digest (or prefix), or RUN:STEP.")
+]
+
+
+@routes.get("/artifacts/{ref}", summary="An artifact's record")
+def artifact(request: Request, _: Reader, ref: ArtifactRef) -> JsonResponse:
+    """Digest, stored object, serializer, size, and the step output it is (for RUN:STEP)."""
+    from dataclasses import asdict
+
+    from pipetrail.lineage.readout import resolve_output
+
+    found = resolve_output(project_of(request).reader(), ref)
+    return JsonResponse(asdict(found) | {"suggested_name": found.suggested_name})
+
+
+@routes.get(
+    "/artifacts/{ref}/content",
+    summary="An artifact's stored bytes, once they hash to their digest",
+    response_class=StreamingResponse,
+)
+def artifact_content(request: Request, _: Reader, ref: ArtifactRef) -> StreamingResponse:
+    """The bytes as stored (verified against the digest first; corrupt bytes: 500)."""
+    from pipetrail.lineage.readout import open_output, resolve_output
+
+    project = project_of(request)
+    found = resolve_output(project.reader(), ref)
+    stream = open_output(project.store, found)
+
+    def chunks() -> Iterator[bytes]:
+        with stream:
+            while block := stream.read(1 << 16):
+                yield block
+
+    return StreamingResponse(
+        chunks(),
+        media_type="application/octet-stream",
+        headers={
+            "Content-Disposition": f'attachment; filename="{found.suggested_name}"',
+            "X-Pipetrail-Digest": found.digest,
+        },
+    )
+
+
+@routes.get("/lineage/{direction}", summary="Provenance (up) or impact (down) of a ref")
+def lineage(
+    request: Request,
+    _: Reader,
+    direction: Annotated[str, PathParam(pattern=r"^(up|down)$")],
+    ref: Annotated[str, Query(pattern=LINEAGE_REF)],
+    depth: Annotated[int | None, Query(ge=1, le=1000)] = None,
+) -> JsonResponse:
+    """The lineage graph: nodes (artifacts, step runs) with depths, edges and runs."""
+    from pipetrail.lineage.queries import downstream, upstream
+
+    query = upstream if direction == "up" else downstream
+    return JsonResponse(query(project_of(request).reader(), ref, max_depth=depth).to_dict())
+
+
+@routes.get("/lineage-path", summary="A shortest path between two refs")
+def lineage_path(
+    request: Request,
+    _: Reader,
+    a: Annotated[str, Query(pattern=LINEAGE_REF)],
+    b: Annotated[str, Query(pattern=LINEAGE_REF)],
+) -> JsonResponse:
+    """The path from ``a`` to ``b`` (or back); 404 when neither derives from the other."""
+    from pipetrail.lineage.queries import path
+
+    found = path(project_of(request).reader(), a, b)
+    if found is None:
+        raise Problem(404, f"neither {a!r} nor {b!r} is derived from the other")
+    return JsonResponse(found.to_dict())
+
+
+@routes.get("/compare", summary="What differs between run A and run B, with a verdict")
+def compare(
+    request: Request,
+    _: Reader,
+    a: Annotated[str, Query(pattern=RUN_REF)],
+    b: Annotated[str, Query(pattern=RUN_REF)],
+) -> JsonResponse:
+    """Params, seeds, sources, steps, environment, metric deltas and the verdict."""
+    return JsonResponse(project_of(request).diff(a, b).to_dict())
