@@ -16,6 +16,7 @@ request a promotion                yes                   yes
 approve or reject                              yes       yes
 roll back                                      yes       yes
 delete runs, collect garbage                             yes
+read sensitive data                                      yes
 manage users, roles, keys                                yes
 =========================  ======  ==========  ========  =====
 
@@ -57,6 +58,7 @@ class Action(enum.StrEnum):
     APPROVE = "approve or reject"
     ROLLBACK = "roll back"
     DELETE = "delete runs, collect garbage"
+    READ_SENSITIVE = "read sensitive data"
     MANAGE_USERS = "manage users, roles, keys"
 
 

@@ -41,7 +41,13 @@ def _is_page(request: Request) -> bool:
     return not request.url.path.startswith("/api/")
 
 
-def _refusal(request: Request, status: int, detail: str, headers: dict[str, str] | None) -> Any:
+def _refusal(
+    request: Request,
+    status: int,
+    detail: str,
+    headers: dict[str, str] | None,
+    extra: dict[str, Any] | None = None,
+) -> Any:
     if status == 401 and _is_page(request):
         # A browser asked for a page: say so, and point at the login form.
         problem_response(request, status, detail)  # logged like every refusal
@@ -50,13 +56,13 @@ def _refusal(request: Request, status: int, detail: str, headers: dict[str, str]
             '<p><a href="/login">Log in with an API token</a></p></main></html>',
             status_code=401,
         )
-    return problem_response(request, status, detail, headers=headers)
+    return problem_response(request, status, detail, headers=headers, extra=extra)
 
 
 def _install_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> Response:
-        result: Response = _refusal(request, exc.status, exc.detail, exc.headers)
+        result: Response = _refusal(request, exc.status, exc.detail, exc.headers, exc.extra)
         return result
 
     @app.exception_handler(PipetrailError)
