@@ -19,7 +19,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipetrail.errors import PipetrailError
 from pipetrail.governance.roles import Action
-from pipetrail.server import api_artifacts, api_governance, api_runs, pages, pages_governance
+from pipetrail.server import (
+    api_artifacts,
+    api_governance,
+    api_runs,
+    drift_views,
+    pages,
+    pages_governance,
+)
 from pipetrail.server.auth import Principal, check_every_route_declares, need
 from pipetrail.server.context import ServerContext, ServerSettings
 from pipetrail.server.encoding import JsonResponse
@@ -129,8 +136,16 @@ def create_app(settings: ServerSettings) -> FastAPI:
     )
     app.state.context = context
     _install_handlers(app)
-    for module in (api_runs, api_artifacts, api_governance, pages, pages_governance):
-        module.routes.install(app)
+    for table in (
+        api_runs.routes,
+        api_artifacts.routes,
+        api_governance.routes,
+        drift_views.api,
+        pages.routes,
+        pages_governance.routes,
+        drift_views.pages,
+    ):
+        table.install(app)
 
     @app.get(
         f"/api/{API_VERSION}/openapi.json",
