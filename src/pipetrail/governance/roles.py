@@ -17,6 +17,7 @@ approve or reject                              yes       yes
 roll back                                      yes       yes
 delete runs, collect garbage                             yes
 read sensitive data                                      yes
+export audit bundles                           yes       yes
 manage users, roles, keys                                yes
 =========================  ======  ==========  ========  =====
 
@@ -59,6 +60,7 @@ class Action(enum.StrEnum):
     ROLLBACK = "roll back"
     DELETE = "delete runs, collect garbage"
     READ_SENSITIVE = "read sensitive data"
+    EXPORT_AUDIT = "export audit bundles"
     MANAGE_USERS = "manage users, roles, keys"
 
 
@@ -75,7 +77,14 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
         }
     ),
     Role.APPROVER: frozenset(
-        {Action.READ, Action.ANNOTATE, Action.DECIDE, Action.APPROVE, Action.ROLLBACK}
+        {
+            Action.READ,
+            Action.ANNOTATE,
+            Action.DECIDE,
+            Action.APPROVE,
+            Action.ROLLBACK,
+            Action.EXPORT_AUDIT,
+        }
     ),
     Role.ADMIN: frozenset(Action),
 }

@@ -23,6 +23,7 @@ from pipetrail.server import (
     api_artifacts,
     api_governance,
     api_runs,
+    audit_views,
     drift_views,
     pages,
     pages_governance,
@@ -141,9 +142,11 @@ def create_app(settings: ServerSettings) -> FastAPI:
         api_artifacts.routes,
         api_governance.routes,
         drift_views.api,
+        audit_views.api,
         pages.routes,
         pages_governance.routes,
         drift_views.pages,
+        audit_views.pages,
     ):
         table.install(app)
 
