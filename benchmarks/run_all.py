@@ -39,6 +39,7 @@ import governance
 import hashing
 import ledger_sql
 import lineage
+import lineage_page
 import merkle
 import metrics
 import per_run
@@ -95,6 +96,7 @@ BENCHMARKS = {
     "structured_logs": structured_logs.run,
     "dask_overhead": dask_overhead.run,
     "server": server_listing.run,
+    "lineage_page": lineage_page.run,
 }
 
 

@@ -16,6 +16,8 @@ request a promotion                yes                   yes
 approve or reject                              yes       yes
 roll back                                      yes       yes
 delete runs, collect garbage                             yes
+read sensitive data                                      yes
+export audit bundles                           yes       yes
 manage users, roles, keys                                yes
 =========================  ======  ==========  ========  =====
 
@@ -57,6 +59,8 @@ class Action(enum.StrEnum):
     APPROVE = "approve or reject"
     ROLLBACK = "roll back"
     DELETE = "delete runs, collect garbage"
+    READ_SENSITIVE = "read sensitive data"
+    EXPORT_AUDIT = "export audit bundles"
     MANAGE_USERS = "manage users, roles, keys"
 
 
@@ -73,7 +77,14 @@ PERMISSIONS: dict[Role, frozenset[Action]] = {
         }
     ),
     Role.APPROVER: frozenset(
-        {Action.READ, Action.ANNOTATE, Action.DECIDE, Action.APPROVE, Action.ROLLBACK}
+        {
+            Action.READ,
+            Action.ANNOTATE,
+            Action.DECIDE,
+            Action.APPROVE,
+            Action.ROLLBACK,
+            Action.EXPORT_AUDIT,
+        }
     ),
     Role.ADMIN: frozenset(Action),
 }

@@ -8,16 +8,19 @@ from fastapi import Depends, Query, Request
 from fastapi import Path as PathParam
 from fastapi.responses import StreamingResponse
 
-from pipetrail.governance.roles import Action
+from pipetrail.governance.roles import Action, roles_allowing
 from pipetrail.server.api_runs import project_of
 from pipetrail.server.auth import Principal, need
 from pipetrail.server.encoding import JsonResponse
 from pipetrail.server.params import ARTIFACT_REF, LINEAGE_REF, RUN_REF
-from pipetrail.server.problems import Problem
+from pipetrail.server.problems import Problem, log
 from pipetrail.server.routes import RouteTable
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+
+    from pipetrail.lineage.readout import OutputRef
+    from pipetrail.read import Project
 
 __all__ = ["routes"]
 
@@ -28,29 +31,73 @@ ArtifactRef = Annotated[
 ]
 
 
+def _label(project: Project, found: OutputRef) -> str:
+    """The classification a sealed artifact was recorded with (``confidential`` if none)."""
+    row = project.reader().artifact(found.digest) or {}
+    label = (row.get("meta") or {}).get("classification")
+    return str(label) if label else "confidential"
+
+
+def _refuse_sealed(principal: Principal, found: OutputRef, label: str) -> None:
+    needed = " or ".join(role.value for role in roles_allowing(Action.READ_SENSITIVE))
+    held = ", ".join(sorted(role.value for role in principal.roles)) or "no role"
+    raise Problem(
+        403,
+        f"artifact {found.digest} is labelled {label!r} and stored sealed; {principal.user} "
+        f"may not {Action.READ_SENSITIVE.value}: that needs the role {needed}, and "
+        f"{principal.user} has {held}",
+        extra={"classification": label, "artifact": found.digest},
+    )
+
+
 @routes.get("/artifacts/{ref}", summary="An artifact's record")
-def artifact(request: Request, _: Reader, ref: ArtifactRef) -> JsonResponse:
-    """Digest, stored object, serializer, size, and the step output it is (for RUN:STEP)."""
+def artifact(request: Request, principal: Reader, ref: ArtifactRef) -> JsonResponse:
+    """Digest, stored object, serializer, size, and the step output it is (for RUN:STEP).
+
+    A sealed artifact's record says so with its label; its digest is the keyed digest
+    the ledger records, and its size is shown only to callers who may read sensitive data.
+    """
     from dataclasses import asdict
 
     from pipetrail.lineage.readout import resolve_output
 
-    found = resolve_output(project_of(request).reader(), ref)
-    return JsonResponse(asdict(found) | {"suggested_name": found.suggested_name})
+    project = project_of(request)
+    found = resolve_output(project.reader(), ref)
+    body = asdict(found) | {"suggested_name": found.suggested_name}
+    if found.sealed:
+        body["classification"] = _label(project, found)
+        if not principal.may(Action.READ_SENSITIVE):
+            body["size"] = None
+    return JsonResponse(body)
 
 
 @routes.get(
     "/artifacts/{ref}/content",
-    summary="An artifact's stored bytes, once they hash to their digest",
+    summary="An artifact's bytes, once they hash to their digest (sealed ones: admins only)",
     response_class=StreamingResponse,
 )
-def artifact_content(request: Request, _: Reader, ref: ArtifactRef) -> StreamingResponse:
-    """The bytes as stored (verified against the digest first; corrupt bytes: 500)."""
+def artifact_content(request: Request, principal: Reader, ref: ArtifactRef) -> StreamingResponse:
+    """The bytes as stored (verified against the digest first; corrupt bytes: 500).
+
+    A sealed (sensitive) artifact is decrypted for a caller whose roles allow reading
+    sensitive data, and refused (403, naming its label) to anyone else.
+    """
     from pipetrail.lineage.readout import open_output, resolve_output
+    from pipetrail.store.serializers.base import StoredArtifact
 
     project = project_of(request)
     found = resolve_output(project.reader(), ref)
-    stream = open_output(project.store, found)
+    store = project.store
+    if found.sealed:
+        label = _label(project, found)
+        if not principal.may(Action.READ_SENSITIVE):
+            _refuse_sealed(principal, found, label)
+        store = project.store_for(
+            StoredArtifact(found.digest, found.blob, found.serializer, "", found.size or 0,
+                           {"sealed": 1, "classification": label})
+        )  # fmt: skip
+        log.info("%s downloads the %s artifact %s", principal.user, label, found.digest)
+    stream = open_output(store, found)
 
     def chunks() -> Iterator[bytes]:
         with stream:
@@ -63,6 +110,7 @@ def artifact_content(request: Request, _: Reader, ref: ArtifactRef) -> Streaming
         headers={
             "Content-Disposition": f'attachment; filename="{found.suggested_name}"',
             "X-Pipetrail-Digest": found.digest,
+            "Cache-Control": "no-store",
         },
     )
 

@@ -140,16 +140,21 @@ def step_why(request: Request, _: Reader, run_ref: RunRef, step: StepName) -> Js
 @routes.get("/runs/{run_ref}/logs", summary="The captured output of a run's steps")
 def run_logs(
     request: Request,
-    _: Reader,
+    principal: Reader,
     run_ref: RunRef,
     step: Annotated[str | None, Query(pattern=STEP)] = None,
 ) -> JsonResponse:
-    """stdout, stderr and logging output of each step (or one), as recorded."""
+    """stdout, stderr and logging output of each step (or one), as recorded.
+
+    The sealed log of a step that handled sensitive data is decrypted only for a caller
+    who may read sensitive data; anyone else is refused (404, saying it is sensitive).
+    """
     from pipetrail.lineage.readout import step_logs
 
     project = project_of(request)
     run_id = project.run(run_ref).id
-    found = step_logs(project.reader(), project.store, run_id, step)
+    store_for = project.store_for if principal.may(Action.READ_SENSITIVE) else None
+    found = step_logs(project.reader(), project.store, run_id, step, store_for=store_for)
     return JsonResponse({"run_id": run_id, "steps": [asdict(log) for log in found]})
 
 

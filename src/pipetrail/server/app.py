@@ -19,7 +19,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from pipetrail.errors import PipetrailError
 from pipetrail.governance.roles import Action
-from pipetrail.server import api_artifacts, api_governance, api_runs, pages, pages_governance
+from pipetrail.server import (
+    api_artifacts,
+    api_governance,
+    api_runs,
+    audit_views,
+    drift_views,
+    pages,
+    pages_governance,
+)
 from pipetrail.server.auth import Principal, check_every_route_declares, need
 from pipetrail.server.context import ServerContext, ServerSettings
 from pipetrail.server.encoding import JsonResponse
@@ -41,7 +49,13 @@ def _is_page(request: Request) -> bool:
     return not request.url.path.startswith("/api/")
 
 
-def _refusal(request: Request, status: int, detail: str, headers: dict[str, str] | None) -> Any:
+def _refusal(
+    request: Request,
+    status: int,
+    detail: str,
+    headers: dict[str, str] | None,
+    extra: dict[str, Any] | None = None,
+) -> Any:
     if status == 401 and _is_page(request):
         # A browser asked for a page: say so, and point at the login form.
         problem_response(request, status, detail)  # logged like every refusal
@@ -50,13 +64,13 @@ def _refusal(request: Request, status: int, detail: str, headers: dict[str, str]
             '<p><a href="/login">Log in with an API token</a></p></main></html>',
             status_code=401,
         )
-    return problem_response(request, status, detail, headers=headers)
+    return problem_response(request, status, detail, headers=headers, extra=extra)
 
 
 def _install_handlers(app: FastAPI) -> None:
     @app.exception_handler(Problem)
     async def _problem(request: Request, exc: Problem) -> Response:
-        result: Response = _refusal(request, exc.status, exc.detail, exc.headers)
+        result: Response = _refusal(request, exc.status, exc.detail, exc.headers, exc.extra)
         return result
 
     @app.exception_handler(PipetrailError)
@@ -123,8 +137,18 @@ def create_app(settings: ServerSettings) -> FastAPI:
     )
     app.state.context = context
     _install_handlers(app)
-    for module in (api_runs, api_artifacts, api_governance, pages, pages_governance):
-        module.routes.install(app)
+    for table in (
+        api_runs.routes,
+        api_artifacts.routes,
+        api_governance.routes,
+        drift_views.api,
+        audit_views.api,
+        pages.routes,
+        pages_governance.routes,
+        drift_views.pages,
+        audit_views.pages,
+    ):
+        table.install(app)
 
     @app.get(
         f"/api/{API_VERSION}/openapi.json",

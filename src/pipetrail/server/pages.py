@@ -24,7 +24,7 @@ from pipetrail.governance.roles import Action
 from pipetrail.server.api_runs import project_of, run_brief
 from pipetrail.server.auth import Principal, need
 from pipetrail.server.params import NAME, RUN_REF
-from pipetrail.server.problems import log
+from pipetrail.server.problems import Problem, log
 from pipetrail.server.routes import RouteTable
 
 if TYPE_CHECKING:
@@ -109,6 +109,12 @@ def logout(request: Request, principal: Viewer) -> Response:
     return response
 
 
+#: A column of the runs table: ``params.NAME``, ``metrics.NAME`` (``NODE.NAME`` too) or
+#: ``tags.KEY``.
+COLUMN = r"^(params|metrics|tags)\.[A-Za-z0-9_][A-Za-z0-9_.:\[\]-]{0,199}$"
+MAX_COLUMNS = 12
+
+
 @routes.get("/")
 def runs_page(
     request: Request,
@@ -119,9 +125,28 @@ def runs_page(
     ] = None,
     where: Annotated[str | None, Query(max_length=500)] = None,
     cursor: Annotated[str | None, Query(pattern=r"^[0-9A-Za-z_-]{4,64}$")] = None,
+    col: Annotated[list[str], Query(description="a column; repeatable")] = [],  # noqa: B006 - FastAPI copies it
 ) -> Response:
-    """The runs table: filters, parameter columns, pages of 50."""
-    runs = project_of(request).runs(
+    """The runs table: filters, parameter and metric columns, pages of 50.
+
+    Without ``col`` the table shows the first eight parameter names of the page; each
+    ``col`` (``params.C``, ``metrics.f1``, ``tags.team``; up to 12) picks a column instead.
+    """
+    import re
+
+    from pipetrail.ledger.run_query import field_values
+
+    chosen = list(dict.fromkeys(c for c in col if c))
+    bad = [c for c in chosen if not re.fullmatch(COLUMN, c)]
+    if bad or len(chosen) > MAX_COLUMNS:
+        raise Problem(
+            422,
+            f"col: {bad[0]!r} is not a column; give params.NAME, metrics.NAME or tags.KEY"
+            if bad
+            else f"col: at most {MAX_COLUMNS} columns, {len(chosen)} given",
+        )
+    project = project_of(request)
+    runs = project.runs(
         pipeline=pipeline or None,
         status=status or None,
         where=where or (),
@@ -129,7 +154,12 @@ def runs_page(
         before=cursor,
     )
     page = [run_brief(r) for r in runs[:50]]
-    names = sorted({name for run in page for name in run["params"]})[:8]
+    columns = chosen
+    if not columns:
+        columns = [f"params.{n}" for n in sorted({n for r in page for n in r["params"]})[:8]]
+    values = field_values(project.reader(), [r["run_id"] for r in page], columns)
+    for run in page:
+        run["columns"] = [values[run["run_id"]].get(c) for c in columns]
     return templates.TemplateResponse(
         request,
         "runs.html",
@@ -137,22 +167,51 @@ def runs_page(
             "title": "Runs",
             "user": principal,
             "runs": page,
-            "param_names": names,
+            "columns": columns,
             "filters": {"pipeline": pipeline, "status": status, "where": where},
-            "next_cursor": page[-1]["run_id"] if len(runs) > 50 else None,
+            "next_query": _next_query(page, runs, pipeline, status, where, chosen),
         },
     )
+
+
+def _next_query(
+    page: list[dict[str, Any]],
+    runs: list[Any],
+    pipeline: str | None,
+    status: str | None,
+    where: str | None,
+    columns: list[str],
+) -> str | None:
+    """The query string of the next page (same filters and columns), or None at the end."""
+    from urllib.parse import urlencode
+
+    if len(runs) <= 50:
+        return None
+    pairs = [("cursor", page[-1]["run_id"])]
+    pairs += [
+        (k, v) for k, v in (("pipeline", pipeline), ("status", status), ("where", where)) if v
+    ]
+    pairs += [("col", c) for c in columns]
+    return urlencode(pairs)
 
 
 @routes.get("/runs/{run_ref}")
 def run_page(
     request: Request, principal: Viewer, run_ref: Annotated[str, PathParam(pattern=RUN_REF)]
 ) -> Response:
-    """One run: its record, parameters, steps with cache decisions, metrics."""
-    run = project_of(request).run(run_ref)
-    metrics = {
-        name: {"node_id": s.node_id, "values": list(s.values)} for name, s in run.metrics().items()
-    }
+    """One run: record, parameters, steps, metric charts, contracts, data operations."""
+    from pipetrail.execution.explain import run_summary
+    from pipetrail.server.charts import line_chart
+
+    project = project_of(request)
+    run = project.run(run_ref)
+    summary = run_summary(project.reader(), run.id)
+    charts = [
+        {"name": name, "node_id": s.node_id, "steps": list(s.steps), "values": list(s.values),
+         "chart": line_chart(f"chart-{i}", name, s.steps, s.values)}
+        for i, (name, s) in enumerate(sorted(run.metrics().items()))
+    ]  # fmt: skip
+    steps = summary["steps"]
     return templates.TemplateResponse(
         request,
         "run.html",
@@ -161,6 +220,10 @@ def run_page(
             "user": principal,
             "run": run_brief(run) | {"git": run.record.git, "environment": run.record.environment},
             "steps": run.steps,
-            "metrics": metrics,
+            "charts": charts,
+            "metric_values": summary.get("metrics") or [],
+            "contracts": [s for s in steps if s.get("contracts")],
+            "data_ops": [(s["node_id"], op) for s in steps for op in s.get("data_ops") or []],
+            "labelled": [s for s in steps if s.get("classification")],
         },
     )

@@ -1,8 +1,8 @@
-"""The governance pages: models, promotion and approval forms, compare, lineage, audit.
+"""The governance pages: models, promotion and approval forms, compare, lineage.
 
 Models with their versions, aliases and requests; comparing two runs; the lineage graph
-(drawn by cytoscape.js, listed in a table for keyboards and screen readers); the audit
-status.
+(drawn by cytoscape.js, listed in a table for keyboards and screen readers). The audit
+page is :mod:`pipetrail.server.audit_views`.
 
 The forms post to routes that need the same actions as the API (request a promotion,
 approve or reject) and carry the session's CSRF token; the server signs with the user's
@@ -162,20 +162,4 @@ def lineage_page(
         request,
         "lineage.html",
         {"title": "Lineage", "user": principal, "ref": ref, "direction": direction, "graph": graph},
-    )
-
-
-@routes.get("/audit")
-def audit_page(request: Request, principal: Viewer) -> Response:
-    """Whether the governance record verifies, and what to run for the full audit."""
-    state = request.app.state.context.governance_state()
-    return templates.TemplateResponse(
-        request,
-        "audit.html",
-        {
-            "title": "Audit",
-            "user": principal,
-            "events": project_of(request).reader().event_count(),
-            "state": state,
-        },
     )

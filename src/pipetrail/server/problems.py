@@ -70,13 +70,21 @@ class Problem(Exception):
         status: the HTTP status.
         detail: what was wrong and how to fix it.
         headers: extra response headers (``WWW-Authenticate``...).
+        extra: extension members of the problem document (RFC 9457, section 3.2).
     """
 
-    def __init__(self, status: int, detail: str, headers: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        detail: str,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
         self.headers = headers or {}
+        self.extra = extra or {}
 
 
 def status_of(exc: PipetrailError) -> int:

@@ -5,6 +5,7 @@ are kept in $PIPETRAIL_TEST_ARTIFACTS (else the test's temporary folder)."""
 from __future__ import annotations
 
 import os
+import re
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -95,7 +96,8 @@ def test_log_in_filter_runs_open_a_run_and_log_out(
     steps = page.get_by_role("table", name="Steps in the order they started")
     assert steps.locator("tbody tr").count() == 2
     assert "hit" in steps.locator("tbody tr").first.inner_text()  # prepare came from the cache
-    assert page.get_by_role("table", name="Last value of each metric series").is_visible()
+    assert page.get_by_role("img", name="loss").is_visible()  # the series' chart (SVG)
+    assert page.get_by_role("table", name=re.compile("^Each step's metrics")).is_visible()
     page.screenshot(path=str(shots / "4-run.png"), full_page=True)
 
     # The lineage graph: click a node (on the canvas) for its record, then walk upstream.
@@ -193,4 +195,6 @@ def test_request_and_approve_a_promotion_as_two_people_compare_and_audit(
 
     bob.get_by_role("link", name="Audit").click()
     assert bob.get_by_text("every signature verifies").is_visible()
+    assert bob.get_by_text("agree with the events").is_visible()
+    assert bob.get_by_label("Run or model").is_visible()  # approvers export bundles
     bob.screenshot(path=str(shots / "8-audit.png"), full_page=True)

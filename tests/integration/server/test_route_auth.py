@@ -39,7 +39,7 @@ def _concrete(path: str, served: Served) -> str:
 def _query(path: str, served: Served) -> dict[str, str]:
     if path.endswith(("/lineage/{direction}", "/lineage")):
         return {"ref": served.runs[0]}
-    if path.endswith(("/compare", "/lineage-path")):
+    if path.endswith(("/compare", "/lineage-path", "/drift")):
         return {"a": served.runs[0], "b": served.runs[1]}
     return {}
 

@@ -27,6 +27,8 @@ def test_the_table_matches_the_documented_duties() -> None:
     assert roles_allowing(Action.REQUEST_PROMOTION) == [Role.RESEARCHER, Role.ADMIN]
     assert roles_allowing(Action.MANAGE_USERS) == [Role.ADMIN]
     assert roles_allowing(Action.READ) == list(Role)
+    assert roles_allowing(Action.READ_SENSITIVE) == [Role.ADMIN]
+    assert roles_allowing(Action.EXPORT_AUDIT) == [Role.APPROVER, Role.ADMIN]
     assert Action.APPROVE not in PERMISSIONS[Role.RESEARCHER]
     assert Action.REQUEST_PROMOTION not in PERMISSIONS[Role.APPROVER]
 
