@@ -16,6 +16,7 @@ import typing as _typing
 
 from pipetrail.core.lazy import lazy_exports as _lazy_exports
 from pipetrail.core.version import VERSION as __version__
+from pipetrail.execution.access import install_gate as _install_gate
 
 if _typing.TYPE_CHECKING:
     from pipetrail.core.contract import Contract as Contract
@@ -28,10 +29,12 @@ if _typing.TYPE_CHECKING:
     from pipetrail.errors import ParamError as ParamError
     from pipetrail.errors import PipetrailError as PipetrailError
     from pipetrail.errors import StepFailedError as StepFailedError
+    from pipetrail.execution.access import AccessGate as _AccessGate
     from pipetrail.execution.metrics import log_metric as log_metric
     from pipetrail.execution.metrics import log_metrics as log_metrics
     from pipetrail.execution.pipeline import Pipeline as Pipeline
     from pipetrail.execution.pipeline import pipeline as pipeline
+    from pipetrail.execution.project import Project as _Project
     from pipetrail.execution.reports import attach_report as attach_report
     from pipetrail.execution.run import Run as Run
     from pipetrail.hashing.fingerprint_types import register_fingerprint as register_fingerprint
@@ -87,3 +90,13 @@ _EXPORTS = {
 
 
 __getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS)
+
+
+def _access_gate(project: _Project) -> _AccessGate:
+    # The composition root: execution asks for the gate, governance holds the rule.
+    from pipetrail.governance.access import ReadGate
+
+    return ReadGate(project)
+
+
+_install_gate(_access_gate)
