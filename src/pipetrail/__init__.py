@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import typing as _typing
 
+from pipetrail.core.access import install_gate as _install_gate
 from pipetrail.core.lazy import lazy_exports as _lazy_exports
 from pipetrail.core.version import VERSION as __version__
-from pipetrail.execution.access import install_gate as _install_gate
 
 if _typing.TYPE_CHECKING:
+    from pipetrail.core.access import AccessGate as _AccessGate
     from pipetrail.core.contract import Contract as Contract
     from pipetrail.core.graph import source as source
     from pipetrail.core.step import Step as Step
@@ -29,7 +30,6 @@ if _typing.TYPE_CHECKING:
     from pipetrail.errors import ParamError as ParamError
     from pipetrail.errors import PipetrailError as PipetrailError
     from pipetrail.errors import StepFailedError as StepFailedError
-    from pipetrail.execution.access import AccessGate as _AccessGate
     from pipetrail.execution.metrics import log_metric as log_metric
     from pipetrail.execution.metrics import log_metrics as log_metrics
     from pipetrail.execution.pipeline import Pipeline as Pipeline

@@ -53,7 +53,8 @@ def ok(result: subprocess.CompletedProcess[str]) -> str:
 
 
 def log(root: Path, *args: str) -> list[dict[str, Any]]:
-    rows: list[dict[str, Any]] = json.loads(ok(cli(root, "alice", "access", "log", "--json", *args)))
+    shown = ok(cli(root, "alice", "access", "log", "--json", *args))
+    rows: list[dict[str, Any]] = json.loads(shown)
     return rows
 
 

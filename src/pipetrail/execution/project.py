@@ -16,7 +16,7 @@ from pipetrail.errors import StoreError
 if TYPE_CHECKING:
     from pathlib import Path
 
-    from pipetrail.execution.access import AccessGate
+    from pipetrail.core.access import AccessGate
     from pipetrail.ledger.ledger import Ledger
     from pipetrail.ledger.queries import Reader
     from pipetrail.store import ContentStore, SerializerRegistry, StoredArtifact
@@ -126,7 +126,7 @@ class Project:
         """The store to load ``record`` through: decrypting when it is sealed.
 
         A sealed (sensitive) artifact is read only when the project's access gate allows
-        it (:mod:`pipetrail.execution.access`), and the read or its refusal is recorded.
+        it (:mod:`pipetrail.core.access`), and the read or its refusal is recorded.
 
         Args:
             record: the artifact to read.
@@ -142,7 +142,7 @@ class Project:
         from pipetrail.store.sealed import SealedStore
 
         if self._gate is None:
-            from pipetrail.execution.access import open_gate
+            from pipetrail.core.access import open_gate
 
             self._gate = open_gate(self)
         self._gate.check(record, action=action, run_id=run_id)

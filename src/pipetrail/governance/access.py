@@ -1,6 +1,6 @@
 """Reads of sensitive content: allowed by role or grant, and every one recorded.
 
-:class:`ReadGate` is the project's access gate (:mod:`pipetrail.execution.access`):
+:class:`ReadGate` is the project's access gate (:mod:`pipetrail.core.access`):
 :meth:`~pipetrail.execution.project.Project.store_for` asks it before it decrypts a
 sealed artifact, whether a step consumes it in a run, ``pipetrail get`` or ``logs``
 writes it out, or the Python API loads it. The reader is the configured identity
