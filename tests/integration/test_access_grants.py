@@ -6,13 +6,20 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pipetrail.errors import GovernanceError, IdentityError, PermissionDeniedError
+from pipetrail.errors import (
+    GovernanceError,
+    IdentityError,
+    PermissionDeniedError,
+    TamperedLedgerError,
+)
 from pipetrail.execution.project import Project
 from pipetrail.execution.runner import RunOptions, run_pipeline
+from pipetrail.governance.identity import signed_draft
 from pipetrail.governance.keys import create_key, load_signer
 from pipetrail.governance.service import Governance
 from pipetrail.governance.verify import verify_governance
 from pipetrail.ledger.access_reads import access_records
+from pipetrail.ledger.events import EventKind
 from pipetrail.store import StoredArtifact
 
 if TYPE_CHECKING:
@@ -219,3 +226,35 @@ def test_grants_refuse_bad_input_and_record_nothing(
     with pytest.raises(GovernanceError, match="holds no grant for 'pii'"):
         alice.revoke_access("rita", "pii")
     assert project.reader().event_count() == before
+
+
+def test_a_grant_written_past_the_rules_is_not_counted_and_reads_fail_closed(
+    pii_project: tuple[Project, str, Callable[[], object]],
+    project_root: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    project, _, _ = pii_project
+    t = Team(project, project_root.parent / "homes")
+    t.key("alice")
+    t.as_("alice").bootstrap()
+    t.as_("alice").add_user("rita", t.key("rita"), roles=("researcher",))
+    record = _load_output(project)
+    # rita signs a grant for herself and appends it straight to the ledger, past the
+    # service's checks: the fold refuses it (a researcher may not grant), and no read is
+    # allowed on a governance record that does not verify.
+    forged = {
+        "grant_id": "grant-self",
+        "user": "rita",
+        "label": "pii",
+        "purpose": "curiosity",
+        "until": None,
+    }
+    signer = load_signer("rita", folder=t.home / "rita")
+    project.ledger.append([signed_draft(EventKind.ACCESS_GRANTED, forged, signer)])
+    state = t.as_("alice").state()
+    assert "grant-self" not in state.grants
+    assert "grant access to labels" in state.problems[0].reason
+    monkeypatch.setenv("PIPETRAIL_USER", "rita")
+    with pytest.raises(TamperedLedgerError, match="does not verify"):
+        _fresh(project).store_for(record, action="get")
+    assert [r.user for r in access_records(project.reader())] == ["alice"]
