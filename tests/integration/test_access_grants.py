@@ -170,8 +170,9 @@ def test_a_read_needs_the_admin_role_or_an_open_grant(
     with pytest.raises(PermissionDeniedError, match="may not read artifact"):
         _fresh(project).store_for(record, action="get")
     monkeypatch.setenv("PIPETRAIL_USER", "mallory")
-    with pytest.raises(PermissionDeniedError, match=r"mallory \(not a user"):
+    with pytest.raises(PermissionDeniedError, match=r"mallory \(not a user") as stranger:
         _fresh(project).store_for(record, action="get")
+    assert "`pipetrail user add mallory --key PUBLIC_KEY`, then" in str(stranger.value)
     kinds = [r.kind for r in access_records(project.reader())]
     assert kinds[-2:] == ["access.refused", "access.refused"]
     # Grants are signed governance events: the record verifies.

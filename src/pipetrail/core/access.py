@@ -3,8 +3,8 @@
 :meth:`~pipetrail.execution.project.Project.store_for` opens a decrypting store for a
 sealed artifact only after the project's :class:`AccessGate` allows the read. The rule
 itself (roles, grants, the record of each read and refusal) belongs to governance, a
-layer above execution and core, so it is installed here by the package that composes the layers
-(``pipetrail/__init__.py``, run on any import of pipetrail) through
+layer above execution and core, so it is installed here by the package that composes
+the layers (``pipetrail/__init__.py``, run on any import of pipetrail) through
 :func:`install_gate`. With no gate installed a sealed read is refused: the gate fails
 closed. The slot lives in core so that ``import pipetrail`` loads nothing more; the
 project and the artifact record are typed loosely (``Any``) for the same reason.

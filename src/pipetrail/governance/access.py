@@ -112,10 +112,11 @@ class ReadGate:
         entry["reason"] = f"no open grant for {label}" if known else "not a user of this project"
         self._record(EventKind.ACCESS_REFUSED, entry, run_id)
         who = self.user if known else f"{self.user} (not a user of this project)"
+        add = "" if known else f"`pipetrail user add {self.user} --key PUBLIC_KEY`, then "
         raise PermissionDeniedError(
             f"{who} may not read artifact {record.digest}, labelled {label}: reading "
             f"{label} content needs the admin role or an open grant for {label}; an admin "
-            f"can give one with `pipetrail grant {self.user} --label {label} --purpose "
+            f"can give one with {add}`pipetrail grant {self.user} --label {label} --purpose "
             "TEXT [--until YYYY-MM-DD]`. The refusal is recorded (`pipetrail access log`)"
         )
 
