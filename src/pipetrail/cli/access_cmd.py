@@ -21,7 +21,7 @@ class _GrantGroup(click.Group):
     """``grant USER ...`` means ``grant add USER ...``; ``revoke`` and ``list`` are commands."""
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
-        if args and args[0] not in self.commands and not args[0].startswith("-"):
+        if args and args[0] not in self.commands and args[0] not in ("-h", "--help"):
             args = ["add", *args]
         return super().parse_args(ctx, args)
 
