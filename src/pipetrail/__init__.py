@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import typing as _typing
 
+from pipetrail.core.access import install_gate as _install_gate
 from pipetrail.core.lazy import lazy_exports as _lazy_exports
 from pipetrail.core.version import VERSION as __version__
 
 if _typing.TYPE_CHECKING:
+    from pipetrail.core.access import AccessGate as _AccessGate
     from pipetrail.core.contract import Contract as Contract
     from pipetrail.core.graph import source as source
     from pipetrail.core.step import Step as Step
@@ -32,6 +34,7 @@ if _typing.TYPE_CHECKING:
     from pipetrail.execution.metrics import log_metrics as log_metrics
     from pipetrail.execution.pipeline import Pipeline as Pipeline
     from pipetrail.execution.pipeline import pipeline as pipeline
+    from pipetrail.execution.project import Project as _Project
     from pipetrail.execution.reports import attach_report as attach_report
     from pipetrail.execution.run import Run as Run
     from pipetrail.hashing.fingerprint_types import register_fingerprint as register_fingerprint
@@ -87,3 +90,13 @@ _EXPORTS = {
 
 
 __getattr__, __dir__ = _lazy_exports(__name__, _EXPORTS)
+
+
+def _access_gate(project: _Project) -> _AccessGate:
+    # The composition root: execution asks for the gate, governance holds the rule.
+    from pipetrail.governance.access import ReadGate
+
+    return ReadGate(project)
+
+
+_install_gate(_access_gate)

@@ -101,7 +101,13 @@ def logs(run_ref: str, step: str | None, as_json: bool, follow: bool) -> None:
     with _opened() as project, reporting_errors():
         reader = project.reader()
         run_id = reader.resolve_run(run_ref)
-        found = step_logs(reader, project.store, run_id, step, store_for=project.store_for)
+        found = step_logs(
+            reader,
+            project.store,
+            run_id,
+            step,
+            store_for=lambda record: project.store_for(record, action="logs", run_id=run_id),
+        )
     if as_json:
         emit_json(
             {
@@ -174,7 +180,9 @@ def _store_for(project: Any, found: OutputRef) -> Any:
 
     meta = {"sealed": 1} if found.sealed else {}
     return project.store_for(
-        StoredArtifact(found.digest, found.blob, found.serializer, "", found.size or 0, meta)
+        StoredArtifact(found.digest, found.blob, found.serializer, "", found.size or 0, meta),
+        action="get",
+        run_id=found.run_id,
     )
 
 

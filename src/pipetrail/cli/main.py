@@ -178,6 +178,16 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "token",
         "API tokens for `pipetrail serve` (stored as digests,...",
     ),
+    "access": (
+        "pipetrail.cli.access_cmd",
+        "access",
+        "The record of reads of sensitive content.",
+    ),
+    "grant": (
+        "pipetrail.cli.access_cmd",
+        "grant",
+        "Grants to read sensitive content: `pipetrail grant USER...",
+    ),
     "user": (
         "pipetrail.cli.user_cmd",
         "user",

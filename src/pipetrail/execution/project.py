@@ -16,6 +16,7 @@ from pipetrail.errors import StoreError
 if TYPE_CHECKING:
     from pathlib import Path
 
+    from pipetrail.core.access import AccessGate
     from pipetrail.ledger.ledger import Ledger
     from pipetrail.ledger.queries import Reader
     from pipetrail.store import ContentStore, SerializerRegistry, StoredArtifact
@@ -48,6 +49,7 @@ class Project:
         self._registry = registry
         self._reader: Reader | None = None
         self._keys: SealingKeys | None = None
+        self._gate: AccessGate | None = None
 
     @classmethod
     def discover(cls, start: Path | None = None, *, must_exist: bool = False) -> Project:
@@ -118,11 +120,42 @@ class Project:
             self._keys = open_keys(settings, create=create)
         return self._keys
 
-    def store_for(self, record: StoredArtifact) -> ContentStore:
-        """The store to load ``record`` through: decrypting when it is sealed."""
+    def store_for(
+        self,
+        record: StoredArtifact,
+        *,
+        action: str = "read",
+        run_id: str | None = None,
+        gate: AccessGate | None = None,
+    ) -> ContentStore:
+        """The store to load ``record`` through: decrypting when it is sealed.
+
+        A sealed (sensitive) artifact is read only when the project's access gate allows
+        it (:mod:`pipetrail.core.access`), and the read or its refusal is recorded.
+
+        Args:
+            record: the artifact to read.
+            action: what reads it, for the record (``run``, ``get``, ``logs``, ``read``).
+            run_id: the run reading it, if any.
+            gate: the gate that decides and records this read (the server passes one
+                for the authenticated caller); default: the project's, for the
+                configured identity.
+
+        Raises:
+            PermissionDeniedError: the acting identity may not read it (recorded).
+            StoreError: the keys cannot be opened.
+        """
         if not record.meta.get("sealed"):
             return self.store
         from pipetrail.store.sealed import SealedStore
+
+        if gate is None:
+            if self._gate is None:
+                from pipetrail.core.access import open_gate
+
+                self._gate = open_gate(self)
+            gate = self._gate
+        gate.check(record, action=action, run_id=run_id)
 
         try:
             keys = self.sealing_keys()

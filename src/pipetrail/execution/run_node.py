@@ -158,7 +158,8 @@ def _load_value(state: RunState, output: NodeOutput) -> Any:
     stored = output.record
     if stored is None:
         stored = output.record = recorded_record(state, output.digest)
-    store = state.project.store_for(stored)  # decrypts a sensitive output
+    # decrypts a sensitive output, when the access gate allows the read (and records it)
+    store = state.project.store_for(stored, action="run", run_id=state.run_id)
     data = state.kept.get(stored.blob)
     if data is not None:
         store = kept_view(store, {stored.blob: data})

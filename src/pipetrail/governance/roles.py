@@ -16,10 +16,15 @@ request a promotion                yes                   yes
 approve or reject                              yes       yes
 roll back                                      yes       yes
 delete runs, collect garbage                             yes
-read sensitive data                                      yes
 export audit bundles                           yes       yes
 manage users, roles, keys                                yes
+grant access to labels                                   yes
+read sensitive content                                   yes
 =========================  ======  ==========  ========  =====
+
+Sensitive content (a label in :data:`~pipetrail.core.classification.SENSITIVE`) is read
+by an admin, or by anyone holding an unexpired grant for its label
+(:mod:`pipetrail.governance.grants`); ``read`` above covers the ledger and public content.
 
 Whether a roll-back needs an approval on top, and how many distinct approvers a promotion
 needs, is policy (``pipetrail.toml``), checked after this table allows the act at all.
@@ -59,9 +64,10 @@ class Action(enum.StrEnum):
     APPROVE = "approve or reject"
     ROLLBACK = "roll back"
     DELETE = "delete runs, collect garbage"
-    READ_SENSITIVE = "read sensitive data"
     EXPORT_AUDIT = "export audit bundles"
     MANAGE_USERS = "manage users, roles, keys"
+    GRANT_ACCESS = "grant access to labels"
+    READ_SENSITIVE = "read sensitive content"
 
 
 PERMISSIONS: dict[Role, frozenset[Action]] = {

@@ -24,7 +24,9 @@ The rules, by kind:
   ``rollback = "request"``) follows the approval that completed it, signed by that
   approver; a rollback moves the alias back to the version before, with a reason, and
   without a request only by someone who may roll back, under ``rollback = "approver"``;
-* ``decision.recorded``: the signer may record decisions.
+* ``decision.recorded``: the signer may record decisions;
+* ``access.granted`` / ``access.revoked``: the signer may grant access (admin); the user
+  exists, the label is sensitive, the grant has a purpose (:mod:`pipetrail.governance.grants`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import GovernanceError, IdentityError, PermissionDeniedError
+from pipetrail.governance.grants import GRANT_HANDLERS
 from pipetrail.governance.identity import signed_content
 from pipetrail.governance.keys import (
     check_name,
@@ -443,4 +446,5 @@ _HANDLERS: dict[str, Callable[[GovernanceState, Event, dict[str, Any], User | No
     EventKind.PROMOTION_REJECTED: _rejected,
     EventKind.ALIAS_MOVED: _moved,
     EventKind.DECISION_RECORDED: _decided,
+    **GRANT_HANDLERS,
 }

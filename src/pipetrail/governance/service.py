@@ -203,6 +203,34 @@ class Governance:
         content = {"user": name, "role": parse_role(role).value}
         self._act(lambda state, db: [self._sign(kind, content)])
 
+    def grant_access(
+        self, name: str, label: str, *, purpose: str, until: str | None = None
+    ) -> dict[str, Any]:
+        """Let ``name`` read content labelled ``label`` for ``purpose`` (admin only).
+
+        ``until``: the last day (``YYYY-MM-DD``, UTC) the grant holds; it must not be past.
+        Returns the grant's recorded content.
+        """
+        from pipetrail.governance.grants import check_grant_label, check_until
+
+        end = check_until(until)
+        if end is not None and end < utcnow().date().isoformat():
+            raise GovernanceError(f"--until {end} is in the past; give a day from today on")
+        content: dict[str, Any] = {
+            "grant_id": "grant-" + secrets.token_hex(5),
+            "user": name,
+            "label": check_grant_label(label),
+            "purpose": purpose.strip(),
+            "until": end,
+        }
+        self._act(lambda state, db: [self._sign(EventKind.ACCESS_GRANTED, content)])
+        return content
+
+    def revoke_access(self, name: str, label: str) -> None:
+        """End every open grant of ``name`` for ``label`` (admin only)."""
+        content = {"user": name, "label": label}
+        self._act(lambda state, db: [self._sign(EventKind.ACCESS_REVOKED, content)])
+
     def rotate_key(self, name: str | None = None, public_key: str | None = None) -> PublicKey:
         """Replace a key: the acting user's own (a new pair is made), or, as admin, anyone's.
 

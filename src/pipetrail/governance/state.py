@@ -41,6 +41,7 @@ __all__ = [
     "Approval",
     "Entry",
     "GovernanceState",
+    "Grant",
     "KeyPeriod",
     "ModelVersion",
     "Problem",
@@ -97,6 +98,29 @@ class ModelVersion:
     by: str
     ts: str
     seq: int
+
+
+@dataclass
+class Grant:
+    """Leave for one user to read content of one label, for a purpose, maybe until a date.
+
+    ``until`` is an ISO date (the grant holds through that day, UTC) or None (no end);
+    ``revoked_seq`` is the event that revoked it, if one did.
+    """
+
+    grant_id: str
+    user: str
+    label: str
+    purpose: str
+    until: str | None
+    by: str
+    ts: str
+    seq: int
+    revoked_seq: int | None = None
+
+    def active(self, today: str) -> bool:
+        """Whether the grant allows a read on ``today`` (an ISO date, UTC)."""
+        return self.revoked_seq is None and (self.until is None or today <= self.until)
 
 
 @dataclass
@@ -171,6 +195,7 @@ class GovernanceState:
     aliases: dict[str, dict[str, list[int]]] = field(default_factory=dict)
     requests: dict[str, Request] = field(default_factory=dict)
     decisions: list[Entry] = field(default_factory=list)
+    grants: dict[str, Grant] = field(default_factory=dict)
     entries: list[Entry] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     last_seq: int = 0

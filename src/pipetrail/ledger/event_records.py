@@ -18,6 +18,7 @@ from pipetrail.ledger.events import Event, EventKind
 from pipetrail.ledger.projections import run_purpose
 
 __all__ = [
+    "AccessRecorded",
     "AlertDelivery",
     "ArtifactRecorded",
     "EventRecord",
@@ -531,6 +532,44 @@ class KeysRotated(EventRecord):
         )
 
 
+@dataclass(frozen=True)
+class AccessRecorded(EventRecord):
+    """``access.read`` or ``access.refused``: one read of sensitive content, or its refusal.
+
+    Attributes:
+        user: who read (the configured identity).
+        label: the content's classification label.
+        digest: the artifact's keyed digest (docs/adr/0023-keyed-digests.md).
+        action: what read it (``run``, ``get``, ``logs``, ``read``, ``serve``).
+        purpose: the purpose of the grant the read relied on (empty when none did).
+        basis: what allowed it: ``role:admin``, ``grant:ID`` or ``ungoverned`` (a project
+            without users); for a refusal, empty.
+        reason: why a read was refused (empty for a read).
+    """
+
+    user: str = ""
+    label: str = ""
+    digest: str = ""
+    action: str = ""
+    purpose: str = ""
+    basis: str = ""
+    reason: str = ""
+
+    @classmethod
+    def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> AccessRecorded:
+        """Parse an ``access.read`` or ``access.refused`` payload."""
+        return cls(
+            **cls._base(seq, ts, kind, p),
+            user=p["user"],
+            label=p["label"],
+            digest=p["digest"],
+            action=p.get("action", ""),
+            purpose=p.get("purpose", ""),
+            basis=p.get("basis", ""),
+            reason=p.get("reason", ""),
+        )
+
+
 _BY_KIND: dict[str, Any] = {
     EventKind.RUN_STARTED: RunStarted,
     EventKind.RUN_COMPLETED: RunEnded,
@@ -564,6 +603,10 @@ _BY_KIND: dict[str, Any] = {
     EventKind.KEYS_ROTATED: KeysRotated,
     EventKind.ALERT_SENT: AlertDelivery,
     EventKind.ALERT_FAILED: AlertDelivery,
+    EventKind.ACCESS_GRANTED: GovernanceAct,
+    EventKind.ACCESS_REVOKED: GovernanceAct,
+    EventKind.ACCESS_READ: AccessRecorded,
+    EventKind.ACCESS_REFUSED: AccessRecorded,
 }
 
 

@@ -75,6 +75,12 @@ class EventKind(StrEnum):
     # Alerts (pipetrail.observability.alerts): a rule's message delivered, or given up on.
     ALERT_SENT = "alert.sent"
     ALERT_FAILED = "alert.failed"
+    # Access to sensitive content: grants (signed governance acts, see
+    # pipetrail.governance.grants) and the record of every read and refusal (unsigned).
+    ACCESS_GRANTED = "access.granted"
+    ACCESS_REVOKED = "access.revoked"
+    ACCESS_READ = "access.read"
+    ACCESS_REFUSED = "access.refused"
 
 
 @dataclass(frozen=True)

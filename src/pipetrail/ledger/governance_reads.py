@@ -63,6 +63,8 @@ GOVERNANCE_KINDS: tuple[str, ...] = (
             EventKind.PROMOTION_REJECTED,
             EventKind.ALIAS_MOVED,
             EventKind.DECISION_RECORDED,
+            EventKind.ACCESS_GRANTED,
+            EventKind.ACCESS_REVOKED,
         )
     ),
 )

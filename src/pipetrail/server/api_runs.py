@@ -16,7 +16,9 @@ from pipetrail.server.problems import Problem
 from pipetrail.server.routes import RouteTable
 
 if TYPE_CHECKING:
+    from pipetrail.core.access import AccessGate
     from pipetrail.read import Project, Run
+    from pipetrail.store import ContentStore, StoredArtifact
 
 __all__ = ["routes", "run_brief"]
 
@@ -30,6 +32,13 @@ def project_of(request: Request) -> Project:
     """This thread's open project."""
     project: Project = request.app.state.context.project()
     return project
+
+
+def caller_gate(project: Project, principal: Principal) -> AccessGate:
+    """The access gate deciding (and recording) sealed reads for the authenticated caller."""
+    from pipetrail.governance.access import ReadGate
+
+    return ReadGate(project, user=principal.user)
 
 
 def run_brief(run: Run) -> dict[str, Any]:
@@ -147,13 +156,18 @@ def run_logs(
     """stdout, stderr and logging output of each step (or one), as recorded.
 
     The sealed log of a step that handled sensitive data is decrypted only for a caller
-    who may read sensitive data; anyone else is refused (404, saying it is sensitive).
+    whose role or grant allows reading its label; anyone else is refused (403, recorded).
     """
     from pipetrail.lineage.readout import step_logs
 
     project = project_of(request)
     run_id = project.run(run_ref).id
-    store_for = project.store_for if principal.may(Action.READ_SENSITIVE) else None
+    gate = caller_gate(project, principal)
+
+    def store_for(record: StoredArtifact) -> ContentStore:
+        # The caller's roles and grants decide; the read or refusal is recorded.
+        return project.store_for(record, action="logs", run_id=run_id, gate=gate)
+
     found = step_logs(project.reader(), project.store, run_id, step, store_for=store_for)
     return JsonResponse({"run_id": run_id, "steps": [asdict(log) for log in found]})
 
