@@ -554,9 +554,11 @@ def _param_filters(items: tuple[str, ...]) -> dict[str, Any] | None:
 
 
 def _add_runs_commands() -> None:
-    from pipetrail.cli.gc_cmd import runs_delete
+    from pipetrail.cli.gc_cmd import runs_delete, runs_pin, runs_unpin
 
     runs.add_command(runs_delete)
+    runs.add_command(runs_pin)
+    runs.add_command(runs_unpin)
 
 
 _add_runs_commands()

@@ -26,6 +26,7 @@ from pipetrail.ledger.events import EventDraft, EventKind
 from pipetrail.ledger.references import References, digests_in, scan_references
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
     from pathlib import Path
 
     from pipetrail.execution.project import Project
@@ -82,7 +83,12 @@ def _local_root(store: ContentStore) -> Path:
 
 
 def collect_garbage(
-    project: Project, *, dry_run: bool = False, grace: float | None = None, wait: float = 0.0
+    project: Project,
+    *,
+    dry_run: bool = False,
+    grace: float | None = None,
+    wait: float = 0.0,
+    tombstone: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Remove (or, with ``dry_run``, count) the objects no kept run needs.
 
@@ -92,6 +98,9 @@ def collect_garbage(
         grace: seconds; objects stored more recently stay. Default: the project's
             ``gc_grace`` setting.
         wait: seconds to wait for runs in progress to end (not in a dry run).
+        tombstone: what a retention policy adds to the ``store.collected`` event
+            (``policy``, ``reason``, ``purged_runs``: run id -> rule); with it the event
+            is recorded even when no object goes, so every purged run has its record.
 
     Returns:
         A JSON-able report: ``dry_run``, ``objects`` and ``bytes`` freed, ``kinds`` (the
@@ -117,7 +126,7 @@ def collect_garbage(
         kinds = garbage.by_kind()
         removed = list(garbage.digests())
         event_seq = None
-        if not dry_run and removed:
+        if not dry_run and (removed or tombstone):
             listing = "".join(f"{digest}\n" for digest in sorted(removed)).encode()
             payload = {
                 "objects": len(removed),
@@ -126,6 +135,7 @@ def collect_garbage(
                 "removed_list": store.put_bytes(listing),
                 "grace_seconds": seconds,
                 "deleted_runs": len(refs.deleted_runs),
+                **(tombstone or {}),
             }
             store.sync()
             # Recorded before anything goes: an interrupted sweep leaves objects the

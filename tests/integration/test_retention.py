@@ -1,0 +1,192 @@
+"""Retention policies on each metadata backend: what `gc --policy` deletes, what it never
+touches (model versions, aliases, open promotion requests, pins, young runs), and the
+tombstone it leaves."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pipetrail.core.clock import utcnow
+from pipetrail.errors import NotFoundError, ProjectError, StepFailedError
+from pipetrail.execution.explain import run_summary
+from pipetrail.execution.integrity import verify_artifacts, verify_ledger
+from pipetrail.execution.project import Project
+from pipetrail.execution.run import Run
+from pipetrail.execution.runner import RunOptions, run_pipeline
+from pipetrail.governance.keys import create_key, load_signer
+from pipetrail.governance.retention import apply_retention
+from pipetrail.governance.service import Governance
+from pipetrail.ledger.annotations import tag_draft, untag_draft
+from pipetrail.ledger.retention_reads import PIN_TAG, retention_candidates
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
+    from pathlib import Path
+
+    from tests.integration.conftest import PipelineFiles
+
+pytestmark = [pytest.mark.integration, pytest.mark.postgres]
+
+TRAIN = """
+from pipetrail import pipeline, source, step
+
+@step
+def train(auc: float, fail: bool = False) -> dict:
+    if fail:
+        raise ValueError("diverged")
+    return {"roc_auc": auc, "rows": 100}
+
+@step
+def rows(path) -> int:
+    return len(path.read_text().splitlines())
+
+@pipeline
+def fit(auc: float = 0.97, fail: bool = False, labelled: bool = False):
+    out = {"train": train(auc, fail)}
+    if labelled:
+        out["rows"] = rows(source("data/people.csv", classification="pii"))
+    return out
+"""
+
+DAY = dt.timedelta(days=1)
+
+
+@pytest.fixture
+def setup(
+    metadata_url: str, files: PipelineFiles, project_root: Path, unique: Callable[[str], str]
+) -> Iterator[tuple[Project, Any, Callable[[str], Governance]]]:
+    (project_root / "pipetrail.toml").write_text(
+        f'[pipetrail]\nmetadata = "{metadata_url}"\n\n'
+        '[retention]\nexploration_runs = "30d"\nfailed_runs = "1d"\n'
+        'pii_sources = "10d"\n'
+    )
+    (project_root / "data").mkdir()
+    (project_root / "data" / "people.csv").write_text("a\nb\nc\n")
+    project = Project.at(project_root)
+    fit = files.load(unique("fit"), TRAIN)
+    home = project_root.parent / "homes"
+    keys = {name: create_key(name, folder=home / name).text for name in ("alice", "rita")}
+    people = {
+        name: Governance(project, signer=load_signer(name, folder=home / name)) for name in keys
+    }
+    people["alice"].bootstrap()
+    people["alice"].add_user("rita", keys["rita"], roles=("researcher",))
+    yield project, fit, people.__getitem__
+    project.close()
+
+
+def _run(project: Project, fit: Any, **params: Any) -> str:
+    return run_pipeline(fit, params, project, RunOptions()).id
+
+
+def _failed(project: Project, fit: Any, auc: float) -> str:
+    before = {r["run_id"] for r in retention_candidates(project.reader())}
+    with pytest.raises(StepFailedError):
+        run_pipeline(fit, {"auc": auc, "fail": True}, project, RunOptions())
+    (run_id,) = {r["run_id"] for r in retention_candidates(project.reader())} - before
+    return str(run_id)
+
+
+def _output(project: Project, run_id: str) -> Any:
+    return Run(run_id, project, pipeline="fit", status="completed", result=None).output_of("train")
+
+
+def test_policy_deletes_expired_runs_and_never_what_a_protection_keeps(setup: Any) -> None:
+    project, fit, as_ = setup
+    model_run = _run(project, fit, auc=0.91)
+    request_run = _run(project, fit, auc=0.92)
+    pinned = _run(project, fit, auc=0.93)
+    plain = _run(project, fit, auc=0.94)
+    labelled = _run(project, fit, auc=0.95, labelled=True)
+    failed = _failed(project, fit, 0.96)
+    rita = as_("rita")
+    rita.register("churn", f"{model_run}:train")
+    rita.register("churn", f"{request_run}:train")
+    rita.request_promotion("churn", 2, "staging", rationale="try it", risk="low")
+    project.ledger.append([tag_draft(pinned, {PIN_TAG: "audit baseline"})])
+
+    # Two days on: only the failed run is past its rule.
+    soon = apply_retention(project, grace=0, now=utcnow() + 2 * DAY, dry_run=True)
+    assert set(soon["expired"]) == {failed}
+    assert soon["expired"][failed]["rule"] == "failed_runs"
+    assert soon["collection"] is None
+    assert not run_summary(project.reader(), failed)["deleted"]  # a dry run records nothing
+
+    # Eleven days on: the run that read a pii source is past pii_sources too.
+    later = apply_retention(project, grace=0, now=utcnow() + 11 * DAY, dry_run=True)
+    assert set(later["expired"]) == {failed, labelled}
+    assert later["expired"][labelled]["rule"] == "pii_sources"
+
+    # A month on: every unprotected run goes; the protected ones stay, each saying why.
+    done = apply_retention(project, grace=0, now=utcnow() + 31 * DAY)
+    assert set(done["expired"]) == {failed, labelled, plain}
+    why = {run_id: entry["why"] for run_id, entry in done["protected"].items()}
+    assert why[model_run] == "registered as churn v1"
+    assert "open promotion request" in why[request_run]
+    assert why[pinned] == "pinned (audit baseline)"
+    assert done["collection"]["objects"] > 0
+    assert done["collection"]["event_seq"] is not None
+
+    assert _output(project, model_run) == {"roc_auc": 0.91, "rows": 100}
+    assert _output(project, request_run) == {"roc_auc": 0.92, "rows": 100}
+    assert _output(project, pinned) == {"roc_auc": 0.93, "rows": 100}
+    with pytest.raises(NotFoundError):
+        _output(project, plain)
+
+    summary = run_summary(project.reader(), plain)
+    assert "retention policy exploration_runs = 30d" in summary["deleted"]["reason"]
+    assert summary["purged"]["policy"] == "exploration_runs"
+    assert summary["purged"]["seq"] == done["collection"]["event_seq"]
+    assert run_summary(project.reader(), failed)["purged"]["policy"] == "failed_runs"
+    assert run_summary(project.reader(), model_run)["purged"] is None
+
+    verified = verify_artifacts(project)
+    assert verified["ok"], verified
+    assert verified["collected"]  # purged on purpose, not missing
+    assert verify_ledger(project)["ok"]
+
+    # Unpinned, the run is exploration again; the model's runs stay whatever the rules.
+    project.ledger.append([untag_draft(pinned, [PIN_TAG], {PIN_TAG})])
+    again = apply_retention(project, grace=0, now=utcnow() + 31 * DAY)
+    assert set(again["expired"]) == {pinned}
+    assert set(again["protected"]) == {model_run, request_run}
+
+
+def test_an_alias_keeps_its_version_and_young_runs_stay(setup: Any) -> None:
+    project, fit, as_ = setup
+    promoted = _run(project, fit, auc=0.97)
+    as_("rita").register("churn", f"{promoted}:train")
+    request = as_("rita").request_promotion("churn", 1, "production", rationale="r", risk="low")
+    assert as_("alice").approve(request["request_id"])["moved"]
+    young = _run(project, fit, auc=0.5)
+    done = apply_retention(project, grace=3600, now=utcnow() + 31 * DAY, dry_run=True)
+    assert set(done["expired"]) == {young}
+    assert "alias churn@production" in done["protected"][promoted]["why"]
+    # A run started within the grace period (measured from `now`) stays.
+    fresh = apply_retention(project, grace=40 * 86400, now=utcnow() + 31 * DAY, dry_run=True)
+    assert fresh["expired"] == {}
+    assert fresh["protected"][young]["why"] == "within the grace period"
+
+
+def test_bad_retention_tables_are_refused_by_name(setup: Any, project_root: Path) -> None:
+    project, fit, _ = setup
+    _run(project, fit, auc=0.9)
+    toml = project_root / "pipetrail.toml"
+    head = toml.read_text().split("[retention]")[0]
+    cases = [
+        ('[retention]\nold_runs = "3d"\n', "unknown key 'retention.old_runs'"),
+        ('[retention]\npublic_sources = "3d"\n', "unknown key 'retention.public_sources'"),
+        ('[retention]\nfailed_runs = "soon"\n', "'retention.failed_runs' must be a duration"),
+        ("[retention]\nfailed_runs = 0\n", "longer than zero"),
+        ("[retention]\nfailed_runs = true\n", "must be a duration"),
+        ('retention = "30d"\n', "'retention' must be a table"),
+        ("", "has no [retention] rules"),
+    ]
+    for table, message in cases:
+        toml.write_text(table + head)
+        with pytest.raises(ProjectError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            apply_retention(project, grace=0, now=utcnow() + 31 * DAY)
+    assert len(retention_candidates(project.reader())) == 1  # nothing was deleted
