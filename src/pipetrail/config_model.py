@@ -420,16 +420,19 @@ def validate_alerts(path: Path, table: Any) -> dict[str, Any]:
     return alerts.model_dump()
 
 
-#: The classes of run a ``[retention]`` rule may name, besides ``LABEL_sources`` and
-#: ``LABEL_outputs`` (LABEL: a classification label other than ``public``).
+#: The classes of run a ``[retention]`` rule may name, besides ``LABEL_outputs`` (LABEL:
+#: a label other than ``public``) and ``LABEL_sources`` (LABEL: a sensitive label, the
+#: only ones a source's observation records).
 RETENTION_CLASSES = ("exploration_runs", "failed_runs")
-_RETENTION_LABELS = ("internal", "confidential", "pii", "phi")
+_OUTPUT_LABELS = ("internal", "confidential", "pii", "phi")
+_SOURCE_LABELS = ("confidential", "pii", "phi")
 
 
 def _retention_keys() -> list[str]:
     return [
         *RETENTION_CLASSES,
-        *(f"{label}_{kind}" for label in _RETENTION_LABELS for kind in ("sources", "outputs")),
+        *(f"{label}_sources" for label in _SOURCE_LABELS),
+        *(f"{label}_outputs" for label in _OUTPUT_LABELS),
     ]
 
 

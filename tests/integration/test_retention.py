@@ -17,7 +17,7 @@ from pipetrail.execution.project import Project
 from pipetrail.execution.run import Run
 from pipetrail.execution.runner import RunOptions, run_pipeline
 from pipetrail.governance.keys import create_key, load_signer
-from pipetrail.governance.retention import apply_retention
+from pipetrail.governance.retention import apply_retention, plan_retention
 from pipetrail.governance.service import Governance
 from pipetrail.ledger.annotations import tag_draft, untag_draft
 from pipetrail.ledger.retention_reads import PIN_TAG, retention_candidates
@@ -119,6 +119,11 @@ def test_policy_deletes_expired_runs_and_never_what_a_protection_keeps(setup: An
     later = apply_retention(project, grace=0, now=utcnow() + 11 * DAY, dry_run=True)
     assert set(later["expired"]) == {failed, labelled}
     assert later["expired"][labelled]["rule"] == "pii_sources"
+    # Its `rows` output is pii too (a label flows down lineage): pii_outputs selects it.
+    outputs = plan_retention(
+        project.reader(), {"pii_outputs": 5 * 86400.0}, grace=0, now=utcnow() + 6 * DAY
+    )
+    assert set(outputs.expired) == {labelled}
 
     # A month on: every unprotected run goes; the protected ones stay, each saying why.
     done = apply_retention(project, grace=0, now=utcnow() + 31 * DAY)
@@ -179,6 +184,7 @@ def test_bad_retention_tables_are_refused_by_name(setup: Any, project_root: Path
     cases = [
         ('[retention]\nold_runs = "3d"\n', "unknown key 'retention.old_runs'"),
         ('[retention]\npublic_sources = "3d"\n', "unknown key 'retention.public_sources'"),
+        ('[retention]\ninternal_sources = "3d"\n', "unknown key 'retention.internal_sources'"),
         ('[retention]\nfailed_runs = "soon"\n', "'retention.failed_runs' must be a duration"),
         ("[retention]\nfailed_runs = 0\n", "longer than zero"),
         ("[retention]\nfailed_runs = true\n", "must be a duration"),
