@@ -10,17 +10,26 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pipetrail.core.clock import utcnow
-from pipetrail.errors import NotFoundError, ProjectError, StepFailedError
+from pipetrail.errors import (
+    GovernanceError,
+    NotFoundError,
+    ParamError,
+    PermissionDeniedError,
+    ProjectError,
+    StepFailedError,
+)
 from pipetrail.execution.explain import run_summary
 from pipetrail.execution.integrity import verify_artifacts, verify_ledger
 from pipetrail.execution.project import Project
 from pipetrail.execution.run import Run
 from pipetrail.execution.runner import RunOptions, run_pipeline
 from pipetrail.governance.keys import create_key, load_signer
+from pipetrail.governance.purge import purge_source
 from pipetrail.governance.retention import apply_retention, plan_retention
 from pipetrail.governance.service import Governance
 from pipetrail.ledger.annotations import tag_draft, untag_draft
-from pipetrail.ledger.retention_reads import PIN_TAG, retention_candidates
+from pipetrail.ledger.retention_reads import PIN_TAG, retention_candidates, source_runs
+from pipetrail.lineage.readout import open_output, resolve_output
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -196,3 +205,76 @@ def test_bad_retention_tables_are_refused_by_name(setup: Any, project_root: Path
         with pytest.raises(ProjectError, match=message.replace("[", r"\[").replace("]", r"\]")):
             apply_retention(project, grace=0, now=utcnow() + 31 * DAY)
     assert len(retention_candidates(project.reader())) == 1  # nothing was deleted
+
+
+def test_purge_of_a_source_removes_what_no_protection_keeps_and_says_what_stays(
+    setup: Any,
+) -> None:
+    project, fit, as_ = setup
+    plain = _run(project, fit, auc=0.81, labelled=True)
+    registered = _run(project, fit, auc=0.82, labelled=True)
+    unrelated = _run(project, fit, auc=0.83)
+    as_("rita").register("churn", f"{registered}:train")
+
+    with pytest.raises(ParamError, match="needs a reason"):
+        purge_source(as_("alice"), "data/people.csv", reason=" ")
+    with pytest.raises(ParamError, match=r"no run read a source 'data/nobody\.csv'"):
+        purge_source(as_("alice"), "data/nobody.csv", reason="erasure")
+    dry = purge_source(as_("alice"), "./data/people.csv", reason="erasure 7", dry_run=True)
+    assert dry["purged"] == {plain: "fit"}
+    assert dry["kept"] == {registered: "registered as churn v1"}
+    assert run_summary(project.reader(), plain)["deleted"] is None
+
+    done = purge_source(as_("alice"), "data/people.csv", reason="erasure 7")
+    assert done["purged"] == {plain: "fit"}
+    assert done["collection"]["event_seq"] is not None
+    summary = run_summary(project.reader(), plain)
+    assert summary["deleted"]["reason"] == "purge of source data/people.csv: erasure 7"
+    assert summary["purged"]["policy"] == "purge of source data/people.csv"
+    with pytest.raises(NotFoundError, match=r"removed on purpose: run .* purged by policy"):
+        open_output(project.store, resolve_output(project.reader(), f"{plain}:train"))
+    # Its `rows` output equals the registered run's (same source, same value): it stays.
+    with open_output(project.store, resolve_output(project.reader(), f"{plain}:rows")) as rows:
+        assert rows.read()
+    assert _output(project, registered) == {"roc_auc": 0.82, "rows": 100}
+    assert _output(project, unrelated) == {"roc_auc": 0.83, "rows": 100}
+    # The source's sealed copy stays: the registered run names it.
+    keyed = source_runs(project.reader(), "data/people.csv")[registered]["digest"]
+    with open_output(project.store, resolve_output(project.reader(), keyed)) as kept:
+        assert kept.read()
+    assert verify_artifacts(project)["ok"]
+
+
+def test_purging_a_promoted_models_inputs_needs_an_admins_force(setup: Any) -> None:
+    project, fit, as_ = setup
+    promoted = _run(project, fit, auc=0.91, labelled=True)
+    as_("rita").register("churn", f"{promoted}:train")
+    request = as_("rita").request_promotion("churn", 1, "production", rationale="r", risk="low")
+    as_("alice").approve(request["request_id"])
+    model_digest = as_("alice").state().models["churn"][1].digest
+    events = project.reader().event_count()
+
+    with pytest.raises(GovernanceError, match=r"promoted model \(run .* made churn@production"):
+        purge_source(as_("alice"), "data/people.csv", reason="erasure 9")
+    with pytest.raises(PermissionDeniedError, match="needs the role admin"):
+        purge_source(as_("rita"), "data/people.csv", reason="erasure 9", force=True)
+    assert project.reader().event_count() == events  # refusals record nothing
+
+    done = purge_source(as_("alice"), "data/people.csv", reason="erasure 9", force=True)
+    assert set(done["purged"]) == {promoted}
+    assert "alias churn@production" in done["overridden"][promoted]
+    assert done["decisions"][0]["text"] == "forced purge of source data/people.csv: erasure 9"
+    decisions = [e for e in as_("alice").state().decisions if e.by == "alice"]
+    assert decisions[-1].content["about"] == {"model": "churn"}
+    # What the source fed is gone; the model itself stays (its registration names it).
+    with pytest.raises(NotFoundError, match="removed on purpose"):
+        open_output(project.store, resolve_output(project.reader(), f"{promoted}:rows"))
+    assert _output(project, promoted) == {"roc_auc": 0.91, "rows": 100}
+    snapshot = resolve_output(
+        project.reader(), source_runs(project.reader(), "data/people.csv")[promoted]["digest"]
+    )
+    assert snapshot.sealed
+    with pytest.raises(NotFoundError):  # the source's sealed copy is gone
+        open_output(project.store, snapshot)
+    assert resolve_output(project.reader(), f"{promoted}:train").digest == model_digest
+    assert verify_artifacts(project)["ok"]

@@ -13,7 +13,7 @@ import click
 
 from pipetrail.cli.exits import emit_json
 
-__all__ = ["gc", "runs_delete", "runs_pin", "runs_unpin"]
+__all__ = ["gc", "purge", "runs_delete", "runs_pin", "runs_unpin"]
 
 
 def _size(n: int) -> str:
@@ -188,3 +188,45 @@ def runs_unpin(run_ref: str) -> None:
             raise ParamError(f"run {run_id} is not pinned; nothing was recorded")
         project.untag(run_id, PIN_TAG)
     click.echo(f"unpinned run {run_id}: retention policies apply to it again")
+
+
+@click.command()
+@click.option("--source", "path", required=True, metavar="PATH", help="The source to erase.")
+@click.option("--reason", help="Why (recorded; required).")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Admin only: also purge runs that made a promoted model version (signed decision).",
+)
+@click.option("--dry-run", is_flag=True, help="Only report what would be removed.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def purge(path: str, reason: str | None, force: bool, dry_run: bool, as_json: bool) -> None:
+    """Erase a source: delete the runs that read it and remove what no kept run needs.
+
+    Reports what it could not remove and why (a model version, an open promotion request
+    or a pin keeps a run). Refused when it would remove a promoted model's inputs, unless
+    an admin passes --force.
+    """
+    from pipetrail.cli.user_cmd import governance
+    from pipetrail.governance.purge import purge_source
+
+    with governance() as gov:
+        report = purge_source(gov, path, reason=reason or "", force=force, dry_run=dry_run)
+    if as_json:
+        emit_json(report)
+        return
+    verb = "would purge" if dry_run else "purged"
+    click.echo(f"{verb} {len(report['purged'])} runs that read {path}")
+    for run_id, pipeline in report["purged"].items():
+        click.echo(f"  {run_id} ({pipeline})")
+    for run_id, why in report["overridden"].items():
+        click.echo(f"  {run_id}: forced, although {why}")
+    if report["kept"]:
+        click.echo(f"could not remove {len(report['kept'])} runs (and what they name):")
+        for run_id, why in report["kept"].items():
+            click.echo(f"  {run_id}: {why}")
+    if report["by_reference"]:
+        click.echo("the source was tracked by reference: its content was never in the store")
+    if report["collection"] is not None:
+        _print_collection(report["collection"], dry_run=False)
+    click.echo(f"the file {path} itself is not touched: delete it where it lives")

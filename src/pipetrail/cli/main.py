@@ -103,6 +103,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "gc",
         "Remove stored objects no kept run needs (after `runs...",
     ),
+    "purge": (
+        "pipetrail.cli.gc_cmd",
+        "purge",
+        "Erase a source: delete the runs that read it and remove what...",
+    ),
     "export": (
         "pipetrail.cli.export_cmd",
         "export",

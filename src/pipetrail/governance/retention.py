@@ -37,9 +37,10 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from pipetrail.execution.project import Project
+    from pipetrail.governance.state import GovernanceState
     from pipetrail.ledger.queries import Reader
 
-__all__ = ["RetentionPlan", "apply_retention", "load_rules", "plan_retention"]
+__all__ = ["RetentionPlan", "apply_retention", "load_rules", "plan_retention", "protections"]
 
 _FAILED = frozenset({"failed", "crashed", "interrupted"})
 
@@ -85,11 +86,15 @@ def _timestamp(text: str | None) -> dt.datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=dt.UTC)
 
 
-def _protections(reader: Reader) -> dict[str, str]:
-    """Run id -> why no policy may delete it (model versions, pins)."""
+def protections(reader: Reader, state: GovernanceState | None = None) -> dict[str, str]:
+    """Run id -> why no policy may delete it (model versions and what points at them, pins).
+
+    Raises:
+        TamperedLedgerError: a governance event does not verify.
+    """
     from pipetrail.governance.state import read_state
 
-    state = read_state(reader)
+    state = state or read_state(reader)
     # A registration that does not verify is not in the state: acting on such a record
     # could delete what a model needs.
     state.require_intact()
@@ -140,7 +145,7 @@ def plan_retention(
         else:
             label, _, kind = rule.rpartition("_")
             members[rule] = labelled_runs(reader, label, kind)
-    protected = _protections(reader)
+    protected = protections(reader)
     for run in retention_candidates(reader):
         run_id = str(run["run_id"])
         status = effective_status(run)

@@ -23,7 +23,14 @@ from pipetrail.ledger.events import EventKind
 if TYPE_CHECKING:
     from pipetrail.ledger.queries import Reader
 
-__all__ = ["PIN_TAG", "labelled_runs", "pinned_runs", "retention_candidates", "run_purge"]
+__all__ = [
+    "PIN_TAG",
+    "labelled_runs",
+    "pinned_runs",
+    "retention_candidates",
+    "run_purge",
+    "source_runs",
+]
 
 #: The tag that pins a run: retention never deletes it.
 PIN_TAG = "pinned"
@@ -97,3 +104,28 @@ def run_purge(reader: Reader, run_id: str) -> dict[str, Any] | None:
                 "objects": int(payload.get("objects", 0)),
             }
     return None
+
+
+_SOURCE_RUNS = (
+    "SELECT run_id, payload FROM events WHERE kind = :k AND run_id IS NOT NULL AND payload LIKE :p"
+)
+
+
+def source_runs(reader: Reader, path: str) -> dict[str, dict[str, Any]]:
+    """Run id -> the ``source.observed`` payload, for every run that read source ``path``.
+
+    ``path`` is compared with each recorded path after normalization (``./data/x.csv``
+    is ``data/x.csv``); deleted runs are included (the caller leaves them out).
+    """
+    import posixpath
+
+    wanted = posixpath.normpath(path.replace("\\", "/"))
+    name = posixpath.basename(wanted)
+    found: dict[str, dict[str, Any]] = {}
+    rows = reader.fetch(_SOURCE_RUNS, {"k": str(EventKind.SOURCE_OBSERVED), "p": f"%{name}%"})
+    for row in rows:
+        payload = json.loads(str(row["payload"]))
+        recorded = str(payload.get("path") or "")
+        if recorded and posixpath.normpath(recorded.replace("\\", "/")) == wanted:
+            found[str(row["run_id"])] = payload
+    return found
