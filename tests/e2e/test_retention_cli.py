@@ -78,3 +78,33 @@ def test_bad_policies_and_pins_are_refused_with_one_message(sample: Path) -> Non
     shown = json.loads(cli(sample, "show", run_id, "--json", check=True).stdout)
     assert shown["deleted"] is None
     assert shown["tags"] == {}
+
+
+def test_purge_of_a_source_reports_what_a_pin_keeps(sample: Path) -> None:
+    first = run_json(sample, "wc.py", "-p", "minimum=1")["run_id"]
+    second = run_json(sample, "wc.py", "-p", "minimum=4")["run_id"]
+    cli(sample, "runs", "pin", second, "--reason", "legal hold", check=True)
+
+    refused = cli(sample, "purge", "--source", "data/text.txt")
+    assert refused.returncode == 2
+    assert "a purge needs a reason" in refused.stderr
+    unknown = cli(sample, "purge", "--source", "data/other.txt", "--reason", "x")
+    assert unknown.returncode == 2
+    assert "no run read a source 'data/other.txt'" in unknown.stderr
+
+    done = cli(sample, "purge", "--source", "data/text.txt", "--reason", "erasure 12", check=True)
+    assert f"purged 1 runs that read data/text.txt\n  {first} (wordcount)" in done.stdout
+    assert f"could not remove 1 runs (and what they name):\n  {second}: pinned (legal hold)" in (
+        done.stdout
+    )
+    assert "the file data/text.txt itself is not touched" in done.stdout
+    shown = cli(sample, "show", first, check=True).stdout
+    assert "purge of source data/text.txt: erasure 12" in shown
+    assert "PURGED" in shown
+    assert "store intact" in cli(sample, "store", "verify", check=True).stdout
+    again = json.loads(
+        cli(sample, "purge", "--source", "data/text.txt", "--reason", "again", "--json").stdout
+    )
+    assert again["purged"] == {}
+    assert again["already_deleted"] == [first]
+    assert again["collection"] is None
