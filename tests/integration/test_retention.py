@@ -30,6 +30,7 @@ from pipetrail.governance.service import Governance
 from pipetrail.ledger.annotations import tag_draft, untag_draft
 from pipetrail.ledger.retention_reads import PIN_TAG, retention_candidates, source_runs
 from pipetrail.lineage.readout import open_output, resolve_output
+from pipetrail.store.gc_lock import StoreBusyError, collector_lock
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -278,3 +279,21 @@ def test_purging_a_promoted_models_inputs_needs_an_admins_force(setup: Any) -> N
         open_output(project.store, snapshot)
     assert resolve_output(project.reader(), f"{promoted}:train").digest == model_digest
     assert verify_artifacts(project)["ok"]
+
+
+def test_a_policy_refused_by_a_busy_store_deletes_nothing(setup: Any) -> None:
+    project, fit, as_ = setup
+    old = _run(project, fit, auc=0.7)
+    labelled = _run(project, fit, auc=0.71, labelled=True)
+    root = project.store.root
+    events = project.reader().event_count()
+    with collector_lock(root, exclude_writers=False):  # another collection holds the store
+        with pytest.raises(StoreBusyError, match="another garbage collection"):
+            apply_retention(project, grace=0, now=utcnow() + 31 * DAY)
+        with pytest.raises(StoreBusyError, match="another garbage collection"):
+            purge_source(as_("alice"), "data/people.csv", reason="erasure")
+    assert project.reader().event_count() == events
+    assert run_summary(project.reader(), old)["deleted"] is None
+    assert run_summary(project.reader(), labelled)["deleted"] is None
+    done = apply_retention(project, grace=0, now=utcnow() + 31 * DAY)
+    assert set(done["expired"]) == {old, labelled}

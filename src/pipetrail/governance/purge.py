@@ -49,7 +49,13 @@ def _promoted(state: GovernanceState) -> dict[str, list[str]]:
 
 
 def purge_source(
-    gov: Governance, path: str, *, reason: str, force: bool = False, dry_run: bool = False
+    gov: Governance,
+    path: str,
+    *,
+    reason: str,
+    force: bool = False,
+    dry_run: bool = False,
+    wait: float = 0.0,
 ) -> dict[str, Any]:
     """Erase what the project holds of source ``path`` (see the module docstring).
 
@@ -59,6 +65,7 @@ def purge_source(
         reason: why (recorded with each deletion and in the tombstone).
         force: override every protection; only an admin may, and only with a reason.
         dry_run: report what would go and what stays; record and remove nothing.
+        wait: seconds to wait for runs in progress to end.
 
     Returns:
         ``source``, ``purged`` (run id -> pipeline), ``kept`` (run id -> why),
@@ -73,6 +80,7 @@ def purge_source(
             forced, or a run that read the source is still running; nothing recorded.
         PermissionDeniedError: forced by someone who is not an admin.
         TamperedLedgerError: a governance event does not verify.
+        StoreBusyError: a run writes to the store, or a collection runs; nothing deleted.
     """
     from pipetrail.execution.deletion import delete_runs
     from pipetrail.execution.gc import collect_garbage
@@ -139,20 +147,23 @@ def purge_source(
     }
     if dry_run or not purged:
         return report
-    if force:
-        models = sorted({entry.split("@")[0] for entries in hit.values() for entry in entries})
-        for model in models:
-            report["decisions"].append(
-                gov.decide(model, "other", f"forced purge of source {path}: {text}")
-            )
-    delete_runs(project, list(purged), reason=f"purge of source {path}: {text}")
-    tombstone = {
-        "policy": "purge",
-        "reason": text,
-        "source": path,
-        "purged_runs": dict.fromkeys(purged, f"purge of source {path}"),
-    }
+
+    def prepare() -> dict[str, Any]:
+        if force:
+            models = sorted({e.split("@")[0] for entries in hit.values() for e in entries})
+            for model in models:
+                report["decisions"].append(
+                    gov.decide(model, "other", f"forced purge of source {path}: {text}")
+                )
+        delete_runs(project, list(purged), reason=f"purge of source {path}: {text}")
+        return {
+            "policy": "purge",
+            "reason": text,
+            "source": path,
+            "purged_runs": dict.fromkeys(purged, f"purge of source {path}"),
+        }
+
     # Erasure does not wait for the grace period: the store is the collector's alone
-    # (writers excluded), and only what no kept run names goes.
-    report["collection"] = collect_garbage(project, grace=0.0, tombstone=tombstone)
+    # (writers excluded) when the runs are deleted, and only what no kept run names goes.
+    report["collection"] = collect_garbage(project, grace=0.0, wait=wait, prepare=prepare)
     return report

@@ -216,8 +216,8 @@ def apply_retention(
     Raises:
         ProjectError: no ``[retention]`` rule, or the table is wrong.
         TamperedLedgerError: a governance event does not verify (nothing is deleted).
-        StoreBusyError: a run writes to the store (the deletions stay recorded; the next
-            collection frees their objects).
+        StoreBusyError: a run writes to the store, or another collection runs; nothing
+            is deleted.
     """
     from pipetrail.config import CONFIG_FILE
     from pipetrail.execution.deletion import delete_runs
@@ -245,16 +245,21 @@ def apply_retention(
     }
     if dry_run or not plan.expired:
         return report
-    by_rule: dict[str, list[str]] = {}
-    for run_id, entry in plan.expired.items():
-        by_rule.setdefault(entry["rule"], []).append(run_id)
-    for rule, run_ids in by_rule.items():
-        reason = f"retention policy {rule} = {_days(rules[rule])}: kept no longer"
-        delete_runs(project, run_ids, reason=reason)
-    tombstone = {
-        "policy": "retention",
-        "reason": "runs past their [retention] rule",
-        "purged_runs": {run_id: entry["rule"] for run_id, entry in plan.expired.items()},
-    }
-    report["collection"] = collect_garbage(project, grace=seconds, wait=wait, tombstone=tombstone)
+
+    def prepare() -> dict[str, Any]:
+        by_rule: dict[str, list[str]] = {}
+        for run_id, entry in plan.expired.items():
+            by_rule.setdefault(entry["rule"], []).append(run_id)
+        for rule, run_ids in by_rule.items():
+            reason = f"retention policy {rule} = {_days(rules[rule])}: kept no longer"
+            delete_runs(project, run_ids, reason=reason)
+        return {
+            "policy": "retention",
+            "reason": "runs past their [retention] rule",
+            "purged_runs": {run_id: entry["rule"] for run_id, entry in plan.expired.items()},
+        }
+
+    # The deletions happen once the store is the collector's: refused (a run writes),
+    # nothing is deleted; done, the collection that records the tombstone follows.
+    report["collection"] = collect_garbage(project, grace=seconds, wait=wait, prepare=prepare)
     return report
