@@ -45,6 +45,9 @@ def test_policy_deletes_old_runs_keeps_pinned_ones_and_leaves_a_tombstone(sample
     assert "retention policy exploration_runs = 1s" in shown
     assert "PURGED" in shown
     assert "by policy exploration_runs on " in shown
+    traced = cli(sample, "lineage", old, check=True).stdout
+    assert f"run {old} was purged by policy exploration_runs on " in traced
+    assert "purged" not in cli(sample, "lineage", kept, check=True).stdout
     got = cli(sample, "get", f"{old}:count", "-o", str(sample / "out.json"))
     assert got.returncode != 0
     assert "removed on purpose" in got.stderr

@@ -27,6 +27,7 @@ __all__ = [
     "PIN_TAG",
     "labelled_runs",
     "pinned_runs",
+    "purged_runs",
     "retention_candidates",
     "run_purge",
     "source_runs",
@@ -80,30 +81,44 @@ def labelled_runs(reader: Reader, label: str, kind: str) -> set[str]:
     return found
 
 
+def _tombstone(row: Any, payload: dict[str, Any], run_id: str) -> dict[str, Any]:
+    return {
+        "policy": payload["purged_runs"][run_id],
+        "reason": payload.get("reason", ""),
+        "purged_at": str(row["ts"]),
+        "purged_by": str(row["actor"]),
+        "seq": int(row["seq"]),
+        "objects": int(payload.get("objects", 0)),
+    }
+
+
 def run_purge(reader: Reader, run_id: str) -> dict[str, Any] | None:
-    """The tombstone of a run whose objects a retention policy removed, or None.
+    """The tombstone of a run whose objects a retention policy or a purge removed, or None.
 
     Returns:
-        ``policy`` (the rule), ``reason``, ``purged_at``, ``purged_by``, ``seq`` (the
-        ``store.collected`` event) and ``objects`` (how many that collection removed,
-        for every run it purged).
+        ``policy`` (the rule, or ``purge of source PATH``), ``reason``, ``purged_at``,
+        ``purged_by``, ``seq`` (the ``store.collected`` event) and ``objects`` (how many
+        that collection removed, for every run it purged).
     """
     rows = reader.fetch(
         _PURGES, {"k": str(EventKind.STORE_COLLECTED), "p": f'%"purged_runs":%"{run_id}"%'}
     )
     for row in rows:
         payload = json.loads(str(row["payload"]))
-        purged = payload.get("purged_runs") or {}
-        if run_id in purged:
-            return {
-                "policy": purged[run_id],
-                "reason": payload.get("reason", ""),
-                "purged_at": str(row["ts"]),
-                "purged_by": str(row["actor"]),
-                "seq": int(row["seq"]),
-                "objects": int(payload.get("objects", 0)),
-            }
+        if run_id in (payload.get("purged_runs") or {}):
+            return _tombstone(row, payload, run_id)
     return None
+
+
+def purged_runs(reader: Reader) -> dict[str, dict[str, Any]]:
+    """Run id -> its tombstone (as :func:`run_purge`), for every purged run, in one read."""
+    found: dict[str, dict[str, Any]] = {}
+    rows = reader.fetch(_PURGES, {"k": str(EventKind.STORE_COLLECTED), "p": '%"purged_runs":%'})
+    for row in rows:
+        payload = json.loads(str(row["payload"]))
+        for run_id in payload.get("purged_runs") or {}:
+            found.setdefault(str(run_id), _tombstone(row, payload, str(run_id)))
+    return found
 
 
 _SOURCE_RUNS = (
