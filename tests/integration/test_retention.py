@@ -18,6 +18,7 @@ from pipetrail.errors import (
     ProjectError,
     StepFailedError,
 )
+from pipetrail.execution.deletion import delete_runs
 from pipetrail.execution.explain import run_summary
 from pipetrail.execution.integrity import verify_artifacts, verify_ledger
 from pipetrail.execution.project import Project
@@ -297,3 +298,16 @@ def test_a_policy_refused_by_a_busy_store_deletes_nothing(setup: Any) -> None:
     assert run_summary(project.reader(), labelled)["deleted"] is None
     done = apply_retention(project, grace=0, now=utcnow() + 31 * DAY)
     assert set(done["expired"]) == {old, labelled}
+
+
+def test_a_policy_with_nothing_expired_still_collects(setup: Any) -> None:
+    project, fit, _ = setup
+    old = _run(project, fit, auc=0.6)
+    delete_runs(project, [old], reason="by hand")
+    done = apply_retention(project, grace=0)  # nothing is 30 days old yet
+    assert done["expired"] == {}
+    assert done["collection"]["objects"] > 0  # what only the deleted run named
+    assert run_summary(project.reader(), old)["purged"] is None  # deleted by hand, no rule
+    quiet = apply_retention(project, grace=0)
+    assert quiet["collection"]["objects"] == 0
+    assert quiet["collection"]["event_seq"] is None  # nothing removed, nothing purged

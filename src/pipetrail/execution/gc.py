@@ -102,8 +102,8 @@ def collect_garbage(
             anything is scanned: a retention policy or a purge deletes its runs there,
             so that a collection refused (a run writing) deletes nothing. It returns
             what the ``store.collected`` event adds (``policy``, ``reason``,
-            ``purged_runs``: run id -> rule); with it the event is recorded even when
-            no object goes, so every purged run has its tombstone.
+            ``purged_runs``: run id -> rule); when that is not empty the event is
+            recorded even if no object goes, so every purged run has its tombstone.
 
     Returns:
         A JSON-able report: ``dry_run``, ``objects`` and ``bytes`` freed, ``kinds`` (the

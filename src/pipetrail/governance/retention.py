@@ -211,7 +211,7 @@ def apply_retention(
     Returns:
         ``rules``, ``expired`` and ``protected`` (as :class:`RetentionPlan`), and
         ``collection`` (the report of :func:`~pipetrail.execution.gc.collect_garbage`,
-        None in a dry run).
+        which runs even when no run expired; None in a dry run).
 
     Raises:
         ProjectError: no ``[retention]`` rule, or the table is wrong.
@@ -243,10 +243,12 @@ def apply_retention(
         "protected": plan.protected,
         "collection": None,
     }
-    if dry_run or not plan.expired:
+    if dry_run:
         return report
 
     def prepare() -> dict[str, Any]:
+        if not plan.expired:
+            return {}  # nothing to delete: an ordinary collection
         by_rule: dict[str, list[str]] = {}
         for run_id, entry in plan.expired.items():
             by_rule.setdefault(entry["rule"], []).append(run_id)
