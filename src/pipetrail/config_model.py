@@ -26,7 +26,14 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from pathlib import Path
 
-__all__ = ["ALERT_EVENTS", "ENV_VALIDATED", "validate_alerts", "validate_settings"]
+__all__ = [
+    "ALERT_EVENTS",
+    "ENV_VALIDATED",
+    "RETENTION_CLASSES",
+    "validate_alerts",
+    "validate_retention",
+    "validate_settings",
+]
 
 #: The environment overrides whose values are checked (the others are free-form text).
 ENV_VALIDATED = ("PIPETRAIL_SEED", "PIPETRAIL_PARITY")
@@ -411,3 +418,62 @@ def validate_alerts(path: Path, table: Any) -> dict[str, Any]:
         error = {**first, "loc": ("alerts", *first["loc"])}
         raise ProjectError(_describe(error, str(path), env=False) + "; fix the file") from None
     return alerts.model_dump()
+
+
+#: The classes of run a ``[retention]`` rule may name, besides ``LABEL_outputs`` (LABEL:
+#: a label other than ``public``) and ``LABEL_sources`` (LABEL: a sensitive label, the
+#: only ones a source's observation records).
+RETENTION_CLASSES = ("exploration_runs", "failed_runs")
+_OUTPUT_LABELS = ("internal", "confidential", "pii", "phi")
+_SOURCE_LABELS = ("confidential", "pii", "phi")
+
+
+def _retention_keys() -> list[str]:
+    return [
+        *RETENTION_CLASSES,
+        *(f"{label}_sources" for label in _SOURCE_LABELS),
+        *(f"{label}_outputs" for label in _OUTPUT_LABELS),
+    ]
+
+
+def validate_retention(path: Path, table: Any) -> dict[str, float]:
+    """Validate a ``[retention]`` table: each key a class of run, each value a duration.
+
+    Args:
+        path: the file it came from, for messages.
+        table: the parsed table (``tomllib``), or None when the file has none.
+
+    Returns:
+        Rule name -> seconds a run of that class is kept (``"30d"`` -> 2592000.0).
+
+    Raises:
+        ProjectError: the table is not a table, a key names no class of run, or a value
+            is not a positive duration; one line naming the file, the key, what was
+            expected and what was found.
+    """
+    if table is None:
+        return {}
+    if not isinstance(table, dict):
+        raise ProjectError(
+            f"{path}: 'retention' must be a table ([retention]), got {table!r}; fix the file"
+        )
+    rules: dict[str, float] = {}
+    known = _retention_keys()
+    for key, value in table.items():
+        if key not in known:
+            raise ProjectError(
+                f"{path}: unknown key 'retention.{key}'; a retention rule names a class of "
+                f"run: {', '.join(known)}; fix the file"
+            )
+        seconds = _duration(value)
+        if (
+            isinstance(seconds, bool)
+            or not isinstance(seconds, float)
+            or not 0 < seconds < float("inf")
+        ):
+            raise ProjectError(
+                f"{path}: 'retention.{key}' must be a duration longer than zero such as "
+                f'"30d", "12h" or "90m", got {value!r}; fix the file'
+            )
+        rules[key] = seconds
+    return rules

@@ -7,11 +7,13 @@ Imports only click and the CLI's own helpers at import time.
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from pipetrail.cli.exits import emit_json
 
-__all__ = ["gc", "runs_delete"]
+__all__ = ["gc", "purge", "runs_delete", "runs_pin", "runs_unpin"]
 
 
 def _size(n: int) -> str:
@@ -62,9 +64,18 @@ def runs_delete(run_refs: tuple[str, ...], reason: str | None, as_json: bool) ->
     default="0",
     help="Wait this long for runs in progress to end (default: refuse at once).",
 )
+@click.option(
+    "--policy",
+    is_flag=True,
+    help="First delete the runs past their [retention] rule (pipetrail.toml), then collect.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def gc(dry_run: bool, grace: str | None, wait_for: str, as_json: bool) -> None:
-    """Remove stored objects no kept run needs (after `runs delete`); print what it frees."""
+def gc(dry_run: bool, grace: str | None, wait_for: str, policy: bool, as_json: bool) -> None:
+    """Remove stored objects no kept run needs (after `runs delete`); print what it frees.
+
+    With --policy, the [retention] rules of pipetrail.toml delete the runs they let go
+    first (never a run a model version, alias, open promotion request or pin protects).
+    """
     from pipetrail.cli.args import parse_duration
     from pipetrail.cli.main import open_project
     from pipetrail.execution.gc import collect_garbage
@@ -73,12 +84,50 @@ def gc(dry_run: bool, grace: str | None, wait_for: str, as_json: bool) -> None:
     wait_seconds = parse_duration(wait_for, option="--wait")
     project = open_project()
     try:
-        report = collect_garbage(project, dry_run=dry_run, grace=grace_seconds, wait=wait_seconds)
+        if policy:
+            from pipetrail.governance.retention import apply_retention
+
+            outcome = apply_retention(
+                project, dry_run=dry_run, grace=grace_seconds, wait=wait_seconds
+            )
+        else:
+            report = collect_garbage(
+                project, dry_run=dry_run, grace=grace_seconds, wait=wait_seconds
+            )
     finally:
         project.close()
+    if policy:
+        _print_retention(outcome, as_json=as_json)
+        return
     if as_json:
         emit_json(report)
         return
+    _print_collection(report, dry_run=dry_run)
+
+
+def _print_retention(outcome: dict[str, Any], *, as_json: bool) -> None:
+    if as_json:
+        emit_json(outcome)
+        return
+    rules = outcome["rules"]
+    click.echo("retention rules: " + ", ".join(f"{k} = {v}" for k, v in rules.items()))
+    expired = outcome["expired"]
+    protected = outcome["protected"]
+    verb = "would delete" if outcome["dry_run"] else "deleted"
+    click.echo(f"{verb} {len(expired)} runs past their rule")
+    for run_id, entry in expired.items():
+        click.echo(f"  {run_id} ({entry['pipeline']}, {entry['status']}): {entry['rule']}")
+    if protected:
+        click.echo(f"kept {len(protected)} runs a rule let go, because they are protected")
+        for run_id, entry in protected.items():
+            click.echo(f"  {run_id}: {entry['why']}")
+    if outcome["collection"] is not None:
+        _print_collection(outcome["collection"], dry_run=False)
+    elif outcome["dry_run"] and expired:
+        click.echo("run `pipetrail gc --policy` to delete them and free what only they need")
+
+
+def _print_collection(report: dict[str, Any], *, dry_run: bool) -> None:
     verb = "would free" if dry_run else "freed"
     click.echo(
         f"{verb} {report['objects']} objects, {_size(report['bytes'])} "
@@ -102,3 +151,82 @@ def gc(dry_run: bool, grace: str | None, wait_for: str, as_json: bool) -> None:
         click.echo(f"pack vacuumed: {_size(report['pack_bytes_freed'])} given back")
     if report["event_seq"] is not None:
         click.echo(f"recorded as ledger event {report['event_seq']} (store.collected)")
+
+
+@click.command("pin")
+@click.argument("run_ref", metavar="RUN")
+@click.option("--reason", help="Why the run is kept (recorded; required).")
+def runs_pin(run_ref: str, reason: str | None) -> None:
+    """Pin RUN: no retention policy deletes it (a `pinned` tag, recorded in the ledger)."""
+    from pipetrail.errors import ParamError
+    from pipetrail.ledger.retention_reads import PIN_TAG
+    from pipetrail.read.project import Project
+
+    text = (reason or "").strip()
+    if not text:
+        raise ParamError(
+            "a pin needs a reason, recorded for auditors: pass --reason TEXT "
+            '(for example --reason "baseline for the 2026 audit")'
+        )
+    with Project.open() as project:
+        run_id = project.reader().resolve_run(run_ref)
+        project.tag(run_id, **{PIN_TAG: text})
+    click.echo(f"pinned run {run_id}: retention policies keep it ({text})")
+
+
+@click.command("unpin")
+@click.argument("run_ref", metavar="RUN")
+def runs_unpin(run_ref: str) -> None:
+    """Unpin RUN: retention policies apply to it again."""
+    from pipetrail.errors import ParamError
+    from pipetrail.ledger.retention_reads import PIN_TAG
+    from pipetrail.read.project import Project
+
+    with Project.open() as project:
+        run_id = project.reader().resolve_run(run_ref)
+        if PIN_TAG not in project.run(run_id).tags:
+            raise ParamError(f"run {run_id} is not pinned; nothing was recorded")
+        project.untag(run_id, PIN_TAG)
+    click.echo(f"unpinned run {run_id}: retention policies apply to it again")
+
+
+@click.command()
+@click.option("--source", "path", required=True, metavar="PATH", help="The source to erase.")
+@click.option("--reason", help="Why (recorded; required).")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Admin only: also purge runs that made a promoted model version (signed decision).",
+)
+@click.option("--dry-run", is_flag=True, help="Only report what would be removed.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def purge(path: str, reason: str | None, force: bool, dry_run: bool, as_json: bool) -> None:
+    """Erase a source: delete the runs that read it and remove what no kept run needs.
+
+    Reports what it could not remove and why (a model version, an open promotion request
+    or a pin keeps a run). Refused when it would remove a promoted model's inputs, unless
+    an admin passes --force.
+    """
+    from pipetrail.cli.user_cmd import governance
+    from pipetrail.governance.purge import purge_source
+
+    with governance() as gov:
+        report = purge_source(gov, path, reason=reason or "", force=force, dry_run=dry_run)
+    if as_json:
+        emit_json(report)
+        return
+    verb = "would purge" if dry_run else "purged"
+    click.echo(f"{verb} {len(report['purged'])} runs that read {path}")
+    for run_id, pipeline in report["purged"].items():
+        click.echo(f"  {run_id} ({pipeline})")
+    for run_id, why in report["overridden"].items():
+        click.echo(f"  {run_id}: forced, although {why}")
+    if report["kept"]:
+        click.echo(f"could not remove {len(report['kept'])} runs (and what they name):")
+        for run_id, why in report["kept"].items():
+            click.echo(f"  {run_id}: {why}")
+    if report["by_reference"]:
+        click.echo("the source was tracked by reference: its content was never in the store")
+    if report["collection"] is not None:
+        _print_collection(report["collection"], dry_run=False)
+    click.echo(f"the file {path} itself is not touched: delete it where it lives")

@@ -119,8 +119,10 @@ def graph_command(ref: str, up: bool, depth: int | None, fmt: str, as_json: bool
     from pipetrail.lineage.queries import downstream, upstream
 
     query = upstream if up else downstream
-    graph = _with_reader(lambda reader: query(reader, ref, max_depth=depth))
-    _emit(graph, "json" if as_json else fmt)
+    graph, purged = _with_reader(
+        lambda reader: _purged(reader, query(reader, ref, max_depth=depth))
+    )
+    _emit(graph, "json" if as_json else fmt, purged)
 
 
 @lineage.command("path")
@@ -132,13 +134,30 @@ def path_command(a: str, b: str, fmt: str, as_json: bool) -> None:
     from pipetrail.errors import NotFoundError
     from pipetrail.lineage.queries import path
 
-    graph = _with_reader(lambda reader: path(reader, a, b))
+    graph, purged = _with_reader(lambda reader: _purged(reader, path(reader, a, b)))
     if graph is None:
         raise NotFoundError(
             f"no path between {a!r} and {b!r}: neither was derived from the other; "
             f"see `pipetrail lineage {a} --down`"
         )
-    _emit(graph, "json" if as_json else fmt)
+    _emit(graph, "json" if as_json else fmt, purged)
+
+
+def _purged(reader: Any, graph: LineageGraph | None) -> tuple[LineageGraph | None, list[str]]:
+    """The graph, and a line for each of its runs a retention policy or a purge removed."""
+    from pipetrail.ledger.retention_reads import purged_runs
+
+    notes: list[str] = []
+    tombstones = purged_runs(reader) if graph is not None else {}
+    for run in graph.runs if graph is not None else ():
+        tombstone = tombstones.get(run.run_id)
+        if tombstone is not None:
+            notes.append(
+                f"run {run.run_id} was purged by policy {tombstone['policy']} on "
+                f"{tombstone['purged_at']} (ledger event {tombstone['seq']}): the objects "
+                "no kept run needs are no longer stored"
+            )
+    return graph, notes
 
 
 def _with_reader(query: Any) -> Any:
@@ -152,7 +171,7 @@ def _with_reader(query: Any) -> Any:
         reader.close()
 
 
-def _emit(graph: LineageGraph, fmt: str) -> None:
+def _emit(graph: LineageGraph, fmt: str, purged: list[str]) -> None:
     from pipetrail.lineage import render
 
     if fmt == "tree":
@@ -165,6 +184,8 @@ def _emit(graph: LineageGraph, fmt: str) -> None:
                 for line in render.tree_lines(graph)
             )
         )
+        for note in purged:
+            click.echo(click.style(note, fg="yellow"))
         return
     text = {"json": render.to_json, "dot": render.to_dot, "mermaid": render.to_mermaid}[fmt]
     click.echo(text(graph), nl=fmt == "json")

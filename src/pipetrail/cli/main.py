@@ -103,6 +103,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "gc",
         "Remove stored objects no kept run needs (after `runs...",
     ),
+    "purge": (
+        "pipetrail.cli.gc_cmd",
+        "purge",
+        "Erase a source: delete the runs that read it and remove what...",
+    ),
     "export": (
         "pipetrail.cli.export_cmd",
         "export",
@@ -564,9 +569,11 @@ def _param_filters(items: tuple[str, ...]) -> dict[str, Any] | None:
 
 
 def _add_runs_commands() -> None:
-    from pipetrail.cli.gc_cmd import runs_delete
+    from pipetrail.cli.gc_cmd import runs_delete, runs_pin, runs_unpin
 
     runs.add_command(runs_delete)
+    runs.add_command(runs_pin)
+    runs.add_command(runs_unpin)
 
 
 _add_runs_commands()

@@ -197,6 +197,15 @@ def print_run(summary: dict[str, Any]) -> None:
                 f"on {deleted['deleted_at']} by {deleted['deleted_by']}: {deleted['reason']}",
             )
         )
+    purged = summary.get("purged")
+    if purged:
+        lines.append(
+            (
+                "PURGED",
+                f"by policy {purged['policy']} on {purged['purged_at']} (its objects no kept "
+                f"run needs were removed; ledger event {purged['seq']}, store.collected)",
+            )
+        )
     for label, value in lines:
         console.print(f"  [dim]{label:<12}[/] {value}")
     for note in summary.get("notes") or []:

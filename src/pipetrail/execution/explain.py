@@ -28,6 +28,7 @@ from pipetrail.ledger.read_model import (
     step_counts,
     step_run_records,
 )
+from pipetrail.ledger.retention_reads import run_purge
 from pipetrail.ledger.run_query import field_values
 
 if TYPE_CHECKING:
@@ -236,6 +237,7 @@ def run_summary(reader: Reader, ref: str) -> dict[str, Any]:
         "trace_id": record.get("trace_id"),
         "steps_total": run.steps_total,
         "deleted": run_deletion(reader, run_id),
+        "purged": run_purge(reader, run_id),
         "sources": [
             {
                 **src,

@@ -26,6 +26,7 @@ from pipetrail.ledger.events import EventDraft, EventKind
 from pipetrail.ledger.references import References, digests_in, scan_references
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
     from pathlib import Path
 
     from pipetrail.execution.project import Project
@@ -82,7 +83,12 @@ def _local_root(store: ContentStore) -> Path:
 
 
 def collect_garbage(
-    project: Project, *, dry_run: bool = False, grace: float | None = None, wait: float = 0.0
+    project: Project,
+    *,
+    dry_run: bool = False,
+    grace: float | None = None,
+    wait: float = 0.0,
+    prepare: Callable[[], Mapping[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Remove (or, with ``dry_run``, count) the objects no kept run needs.
 
@@ -92,6 +98,12 @@ def collect_garbage(
         grace: seconds; objects stored more recently stay. Default: the project's
             ``gc_grace`` setting.
         wait: seconds to wait for runs in progress to end (not in a dry run).
+        prepare: called once the store is the collector's (not in a dry run), before
+            anything is scanned: a retention policy or a purge deletes its runs there,
+            so that a collection refused (a run writing) deletes nothing. It returns
+            what the ``store.collected`` event adds (``policy``, ``reason``,
+            ``purged_runs``: run id -> rule); when that is not empty the event is
+            recorded even if no object goes, so every purged run has its tombstone.
 
     Returns:
         A JSON-able report: ``dry_run``, ``objects`` and ``bytes`` freed, ``kinds`` (the
@@ -111,13 +123,14 @@ def collect_garbage(
     root = _local_root(store)
     seconds = project.config.gc_grace if grace is None else grace
     with collector_lock(root, exclude_writers=not dry_run, wait=wait):
+        tombstone = prepare() if prepare is not None and not dry_run else None
         reader = project.reader() if dry_run else project.ledger.reader()
         keep, refs = reachable_digests(reader, store)
         garbage = find_garbage(root, keep, grace=seconds)
         kinds = garbage.by_kind()
         removed = list(garbage.digests())
         event_seq = None
-        if not dry_run and removed:
+        if not dry_run and (removed or tombstone):
             listing = "".join(f"{digest}\n" for digest in sorted(removed)).encode()
             payload = {
                 "objects": len(removed),
@@ -126,6 +139,7 @@ def collect_garbage(
                 "removed_list": store.put_bytes(listing),
                 "grace_seconds": seconds,
                 "deleted_runs": len(refs.deleted_runs),
+                **(tombstone or {}),
             }
             store.sync()
             # Recorded before anything goes: an interrupted sweep leaves objects the

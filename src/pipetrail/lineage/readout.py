@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import AmbiguousPrefixError, NotFoundError
+from pipetrail.ledger.retention_reads import run_purge
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -48,6 +49,8 @@ class OutputRef:
 
     ``blob`` is the stored object holding its bytes (for most formats the digest itself).
     ``sealed``: a sensitive artifact, stored encrypted (read through the project's keys).
+    ``purged``: when the run it came from was purged by a retention policy, what the
+    tombstone says (the policy and the date).
     """
 
     digest: str
@@ -58,6 +61,7 @@ class OutputRef:
     node_id: str | None = None
     output: str | None = None
     sealed: bool = False
+    purged: str | None = None
 
     @property
     def suggested_name(self) -> str:
@@ -167,7 +171,16 @@ def _step_output(reader: Reader, ref: str) -> OutputRef:
         raise NotFoundError(
             f"step {node!r} of run {run_id} has no output {output!r}; its outputs are: {listed}"
         )
-    return _record(reader, names[output], ref, run_id=run_id, node_id=node, output=output)
+    tombstone = run_purge(reader, run_id)
+    purged = (
+        None
+        if tombstone is None
+        else f"run {run_id} was purged by policy {tombstone['policy']} on "
+        f"{tombstone['purged_at']} (ledger event {tombstone['seq']})"
+    )
+    return _record(
+        reader, names[output], ref, run_id=run_id, node_id=node, output=output, purged=purged
+    )
 
 
 def _split_node(
@@ -200,6 +213,11 @@ def open_output(store: ContentStore, found: OutputRef) -> BinaryIO:
     try:
         return store.open(found.blob)
     except NotFoundError as exc:
+        if found.purged:
+            raise NotFoundError(
+                f"the bytes of artifact {found.digest} were removed on purpose: {found.purged}"
+                "; no kept run needed them"
+            ) from exc
         raise NotFoundError(
             f"the bytes of artifact {found.digest} (stored object {found.blob}) are not in "
             "this project's store; run `pipetrail store verify` to list what is missing"
