@@ -51,7 +51,11 @@ def dask_client() -> Iterator[Any]:
 def executor(request: pytest.FixtureRequest) -> Executor:
     if request.param == "processes":
         return ProcessExecutor(workers=2)
-    return DaskExecutor(client=request.getfixturevalue("dask_client"))
+    client = request.getfixturevalue("dask_client")
+    # A test before may have killed a worker: wait until its nanny has restarted it, so a
+    # run meets both workers (two tasks on one dying worker would both be lost).
+    client.wait_for_workers(2, timeout=60)
+    return DaskExecutor(client=client)
 
 
 def _events(project: Project, run_id: str) -> list[tuple[str, dict[str, Any]]]:

@@ -201,13 +201,26 @@ class DaskExecutor:
         done.set_running_or_notify_cancel()
         with _dask_errors(self):
             remote = self._client.submit(
-                _run_on_worker, self._context_future, data, pure=False, retries=0
+                _run_on_worker, self._context_ref(), data, pure=False, retries=0
             )
             with self._lock:
                 self._waiting[remote.key] = (done, task.step_name)
             self._completed.add(remote)
         self._added.set()
         return done
+
+    def _context_ref(self) -> Any:
+        """The scattered worker context, sent again when the cluster lost it.
+
+        A worker that dies takes its replica with it; when it held the only one (the
+        other workers were restarting when it was scattered), later tasks would fail
+        with lost dependencies, so the context is scattered anew.
+        """
+        found = self._context_future
+        if found is None or found.status in ("lost", "error", "cancelled"):
+            found = self._client.scatter(self._context, broadcast=True, hash=False)
+            self._context_future = found
+        return found
 
     def run(
         self, task: StepTask, *, store: ContentStore, registry: SerializerRegistry
