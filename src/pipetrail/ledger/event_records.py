@@ -86,6 +86,7 @@ class RunStarted(EventRecord):
     purpose: str = "run"
     reproduces: str | None = None
     trace_id: str | None = None
+    sweep: dict[str, Any] | None = None
 
     @classmethod
     def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> RunStarted:
@@ -107,6 +108,7 @@ class RunStarted(EventRecord):
             purpose=run_purpose(p),
             reproduces=p.get("reproduces"),
             trace_id=p.get("trace_id"),
+            sweep=p.get("sweep"),
         )
 
 
