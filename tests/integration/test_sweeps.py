@@ -266,3 +266,13 @@ def test_a_concurrent_executor_object_is_not_shared_by_parallel_runs(
     with pytest.raises(ParamError, match="cannot be shared by concurrent runs"):
         run_sweep(definition, {"C": [1, 2]}, project, RunOptions(executor=Pool(1)), max_parallel=2)
     assert list(project.ledger.iter_events()) == []
+
+
+def test_the_python_api(project: Project, files: PipelineFiles) -> None:
+    definition = files.load("sweep_api", PIPELINE)
+    runner = definition.with_options(project=project, tags={"stage": "try"})  # type: ignore[attr-defined]
+    result = runner.sweep({"C": [1, 2]}, params={"penalty": "l1", "n": 3}, max_parallel=2)
+    assert [r.params for r in result.runs] == [{"C": 1}, {"C": 2}]
+    assert [r.metrics["train.score"] for r in result.runs] == [1.5, 3.0]
+    started = {r.run_id: r for r in _started(project)}
+    assert {started[str(r.run_id)].tags["stage"] for r in result.runs} == {"try"}

@@ -68,7 +68,8 @@ class SweepRun:
 
     Attributes:
         index: the point's position in the grid (0-based).
-        params: the point's parameter values, as given.
+        params: the point's values of the grid's parameters, as given (the fixed
+            parameters of the sweep are not repeated).
         run_id: the run, or None when it was never recorded (refused before it started).
         status: ``completed``, ``failed``, ``interrupted`` or ``not run``.
         error: why it did not complete.
@@ -185,9 +186,10 @@ def run_sweep(
     base = options or RunOptions()
     if isinstance(max_parallel, bool) or not isinstance(max_parallel, int) or max_parallel < 1:
         raise ParamError(f"max_parallel must be a whole number >= 1, got {max_parallel!r}")
-    points = [{**(params or {}), **point} for point in grid_points(grid)]
+    points = grid_points(grid)
+    fixed = dict(params or {})
     for point in points:  # every point is refused before any run starts
-        resolve_run_params(definition, point, base.params_files)
+        resolve_run_params(definition, {**fixed, **point}, base.params_files)
     sweep_id = new_id()
     runs: dict[int, SweepRun] = {}
     with pipeline_modules(definition), _SharedExecutor(base.executor, project, max_parallel) as ex:
@@ -202,7 +204,7 @@ def run_sweep(
                 sweep={"id": sweep_id, "index": index, "size": len(points)},
             )
             try:
-                return _run_point(definition, point, index, run_project, run_options)
+                return _run_point(definition, fixed, point, index, run_project, run_options)
             finally:
                 if run_project is not project:
                     run_project.close()
@@ -223,6 +225,7 @@ def run_sweep(
 
 def _run_point(
     definition: PipelineDefinition,
+    fixed: dict[str, Any],
     point: dict[str, Any],
     index: int,
     project: Project,
@@ -232,7 +235,7 @@ def _run_point(
     from pipetrail.execution.runner import run_pipeline
 
     try:
-        run = run_pipeline(definition, point, project, options)
+        run = run_pipeline(definition, {**fixed, **point}, project, options)
     except StepFailedError as exc:
         return _row(project, index, point, exc.run_id, "failed", str(exc))
     except RunInterruptedError:
