@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
 import textwrap
+import time
 from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.e2e.test_cli import cli
+from tests.e2e.test_cli import PIPETRAIL, cli
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -159,3 +163,63 @@ def test_bad_compare_sweep(project: Path, args: tuple[str, ...], message: str) -
     result = cli(project, "compare", *args)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
+
+
+GATED = """
+import time
+from pathlib import Path
+from pipetrail import pipeline, step
+
+@step(cache=False)
+def block(i: int, gate: str) -> int:
+    folder = Path(gate)
+    (folder / f"ready{i}").write_text("1")
+    while not (folder / "release").exists():
+        time.sleep(0.01)
+    return i
+
+@pipeline
+def gated(i: int, gate: str):
+    return block(i, gate)
+"""
+
+
+def _wait_for(path: Path, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert time.monotonic() < deadline, f"{path.name} never appeared"
+        time.sleep(0.005)
+
+
+@pytest.mark.parametrize("parallel", [1, 2])
+def test_ctrl_c_stops_the_sweep(project: Path, parallel: int) -> None:
+    (project / "gated.py").write_text(textwrap.dedent(GATED))
+    gate = project / "gate"
+    gate.mkdir()
+    proc = subprocess.Popen(
+        [*PIPETRAIL, "sweep", "gated.py", "-p", "i=0,1,2,3", "--set", f"gate={gate}"]
+        + ["--max-parallel", str(parallel)],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    for i in range(parallel):
+        _wait_for(gate / f"ready{i}")
+    proc.send_signal(signal.SIGINT)
+    if parallel > 1:  # the runs going on finish; no new one starts
+        time.sleep(0.5)
+        (gate / "release").write_text("1")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    runs = json.loads(cli(project, "runs", "--json", check=True).stdout)
+    if parallel == 1:
+        assert [r["status"] for r in runs] == ["interrupted"]
+        assert f"run {runs[0]['run_id']} interrupted by SIGINT" in err
+    else:
+        assert sorted(r["status"] for r in runs) == ["completed", "completed"]
+        assert "error: interrupted by SIGINT; no new run of the sweep was started" in err
+    assert not (gate / f"ready{parallel}").exists()
+    assert cli(project, "audit", "verify").returncode == 0
