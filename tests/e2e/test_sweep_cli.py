@@ -197,8 +197,11 @@ def test_ctrl_c_stops_the_sweep(project: Path, parallel: int) -> None:
     gate = project / "gate"
     gate.mkdir()
     proc = subprocess.Popen(
-        [*PIPETRAIL, "sweep", "gated.py", "-p", "i=0,1,2,3", "--set", f"gate={gate}"]
-        + ["--max-parallel", str(parallel)],
+        [
+            *PIPETRAIL,
+            *("sweep", "gated.py", "-p", "i=0,1,2,3", "--set", f"gate={gate}"),
+            *("--max-parallel", str(parallel)),
+        ],
         cwd=project,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,

@@ -176,7 +176,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
     "sweep": (
         "pipetrail.cli.sweep_cmd",
         "sweep",
-        "Run the pipeline in TARGET (FILE.py or FILE.py:NAME) once per...",
+        "Run the pipeline in TARGET (FILE.py or FILE.py:NAME) once...",
     ),
     "token": (
         "pipetrail.cli.token_cmd",
