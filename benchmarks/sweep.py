@@ -6,8 +6,9 @@ Whole process, as a user types it: ``pipetrail sweep pipeline.py -p x=0,...,199
 one upstream step that does not depend on the swept parameter (executed by the first
 runs, those started before one of them recorded it, and a cache hit in the others) and
 four that do (executed on the cluster's workers). 200 points x 5 steps = 1,000 step
-runs, each recorded in the ledger. The time includes the interpreter start, making the cluster, every run's record (environment,
-git state, events) and the closing summary; the project is new each repetition.
+runs, each recorded in the ledger. The time includes the interpreter start, making the
+cluster, every run's record (environment, git state, events) and the closing summary;
+the project is new each repetition.
 
 Target: <= 60 s (median). Run: ``.venv/bin/python benchmarks/sweep.py [--quick]``.
 """
