@@ -1,14 +1,14 @@
 """A sweep of 1,000 step runs of trivial steps on a 2-worker Dask LocalCluster.
 
 Whole process, as a user types it: ``pipetrail sweep pipeline.py -p x=0,...,199
---executor dask --max-parallel 4`` in a fresh project whose ``pipetrail.toml`` asks for a
-2-worker local cluster (``[executor] workers = 2``). The pipeline has five trivial steps:
-one upstream step that does not depend on the swept parameter (executed by the first
-runs, those started before one of them recorded it, and a cache hit in the others) and
-four that do (executed on the cluster's workers). 200 points x 5 steps = 1,000 step
-runs, each recorded in the ledger. The time includes the interpreter start, making the
-cluster, every run's record (environment, git state, events) and the closing summary;
-the project is new each repetition.
+--max-parallel 4`` in a fresh project whose ``pipetrail.toml`` chooses the dask
+executor with a 2-worker local cluster (``executor = "dask"``, ``[executor] workers =
+2``). The pipeline has five trivial steps: one upstream step that does not depend on the
+swept parameter (executed by the first runs, those started before one of them recorded
+it, and a cache hit in the others) and four that do (executed on the cluster's
+workers). 200 points x 5 steps = 1,000 step runs, each recorded in the ledger. The time
+includes the interpreter start, making the cluster, every run's record (environment,
+git state, events) and the closing summary; the project is new each repetition.
 
 Target: <= 60 s (median). Run: ``.venv/bin/python benchmarks/sweep.py [--quick]``.
 """

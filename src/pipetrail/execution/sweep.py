@@ -39,7 +39,7 @@ from pipetrail.execution.executors import ConcurrentExecutor, resolve_executor
 from pipetrail.execution.loader import pipeline_modules
 from pipetrail.execution.params_files import resolve_run_params
 from pipetrail.execution.run_state import RunOptions
-from pipetrail.ledger.read_model import run_metric_values
+from pipetrail.ledger.read_model import kept_runs_condition, run_metric_values
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -354,7 +354,8 @@ def _sweep_places(reader: Reader, sweep_id: str) -> list[tuple[str, dict[str, An
     # The record column is canonical JSON (sorted keys, no spaces), so the field reads
     # ``"sweep":{"id":"ID",...``; the match is confirmed on the parsed record.
     rows = reader.fetch(
-        "SELECT run_id, record FROM runs WHERE record LIKE :pattern ORDER BY run_id",
+        "SELECT r.run_id, r.record FROM runs r "  # noqa: S608 - constant text
+        f"WHERE {kept_runs_condition('r')} AND r.record LIKE :pattern ORDER BY r.run_id",
         {"pattern": f'%"sweep":{{"id":"{sweep_id}",%'},
     )
     found = []
@@ -367,7 +368,7 @@ def _sweep_places(reader: Reader, sweep_id: str) -> list[tuple[str, dict[str, An
 
 
 def sweep_run_ids(reader: Reader, sweep_id: str) -> list[str]:
-    """The runs of sweep ``sweep_id``, in grid order.
+    """The runs of sweep ``sweep_id`` still kept (not deleted), in grid order.
 
     Raises:
         NotFoundError: no run belongs to that sweep.
