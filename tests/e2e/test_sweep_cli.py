@@ -226,3 +226,25 @@ def test_ctrl_c_stops_the_sweep(project: Path, parallel: int) -> None:
         assert "error: interrupted by SIGINT; no new run of the sweep was started" in err
     assert not (gate / f"ready{parallel}").exists()
     assert cli(project, "audit", "verify").returncode == 0
+
+
+def test_a_failing_run_of_a_sweep_sends_its_alert(tmp_path: Path) -> None:
+    from tests.support.receiver import receiving
+
+    for receiver in receiving():
+        (tmp_path / "pipetrail.toml").write_text(
+            "[pipetrail]\n\n[alerts]\nbackoff = 0.01\n\n"
+            f'[[alerts.rules]]\nname = "ops"\non = ["run.failed"]\n'
+            f'webhook = "{receiver.url}/ops"\n'
+        )
+        (tmp_path / "pipeline.py").write_text(textwrap.dedent(PIPELINE))
+        result = cli(
+            tmp_path,
+            *("sweep", "pipeline.py", "-p", "penalty=l1,boom,l2", "--max-parallel", "2"),
+            "--json",
+        )
+        assert result.returncode == 1, result.stderr
+        failed = [r for r in json.loads(result.stdout)["runs"] if r["status"] == "failed"]
+        [post] = receiver.posts
+        assert post["json"]["event"] == "run.failed"
+        assert post["json"]["run_id"] == failed[0]["run_id"]

@@ -46,6 +46,7 @@ if TYPE_CHECKING:
 
     from pipetrail.core.pipeline import PipelineDefinition
     from pipetrail.execution.executors import Executor
+    from pipetrail.execution.observer import RunObserver
     from pipetrail.execution.project import Project
     from pipetrail.ledger.queries import Reader
 
@@ -163,6 +164,7 @@ def run_sweep(
     params: Mapping[str, Any] | None = None,
     max_parallel: int = 1,
     on_run: Callable[[SweepRun], None] | None = None,
+    observer_for: Callable[[Project], RunObserver] | None = None,
 ) -> SweepResult:
     """Run ``definition`` once per point of ``grid``, grouped under one sweep id.
 
@@ -174,6 +176,9 @@ def run_sweep(
         params: fixed parameters of every run (the grid's values win).
         max_parallel: how many runs may go on at once.
         on_run: called with each row as its run ends (from the calling thread).
+        observer_for: makes each run's observer from the project handle it records
+            through (``pipetrail sweep`` sends alerts this way, as ``pipetrail run``
+            does); None uses ``options.observer`` for every run.
 
     Returns:
         The sweep, one row per point in grid order.
@@ -200,6 +205,7 @@ def run_sweep(
             run_options = dataclasses.replace(
                 base,
                 executor=ex.for_run(),
+                observer=base.observer if observer_for is None else observer_for(run_project),
                 tags={**(base.tags or {}), SWEEP_TAG: sweep_id},
                 sweep={"id": sweep_id, "index": index, "size": len(points)},
             )
