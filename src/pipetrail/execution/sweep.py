@@ -39,7 +39,8 @@ from pipetrail.execution.executors import ConcurrentExecutor, resolve_executor
 from pipetrail.execution.loader import pipeline_modules
 from pipetrail.execution.params_files import resolve_run_params
 from pipetrail.execution.run_state import RunOptions
-from pipetrail.ledger.read_model import kept_runs_condition, run_metric_values
+from pipetrail.ledger.read_model import run_metric_values
+from pipetrail.ledger.sweep_reads import sweep_places
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -342,7 +343,7 @@ def _with_recorded_ids(
 ) -> tuple[SweepRun, ...]:
     """The rows in grid order; a failed run's id found from its record if not known."""
     recorded: dict[int, str] = {}
-    for run_id, place in _sweep_places(reader, sweep_id):
+    for run_id, place in sweep_places(reader, sweep_id):
         recorded[int(place.get("index", -1))] = run_id
     rows = []
     for index, point in enumerate(points):
@@ -353,26 +354,6 @@ def _with_recorded_ids(
     return tuple(rows)
 
 
-def _sweep_places(reader: Reader, sweep_id: str) -> list[tuple[str, dict[str, Any]]]:
-    """``(run_id, sweep field)`` of every run whose ``run.started`` names ``sweep_id``."""
-    import json
-
-    # The record column is canonical JSON (sorted keys, no spaces), so the field reads
-    # ``"sweep":{"id":"ID",...``; the match is confirmed on the parsed record.
-    rows = reader.fetch(
-        "SELECT r.run_id, r.record FROM runs r "  # noqa: S608 - constant text
-        f"WHERE {kept_runs_condition('r')} AND r.record LIKE :pattern ORDER BY r.run_id",
-        {"pattern": f'%"sweep":{{"id":"{sweep_id}",%'},
-    )
-    found = []
-    for row in rows:
-        record = row["record"]
-        place = (json.loads(record) if isinstance(record, str) else record or {}).get("sweep")
-        if isinstance(place, dict) and place.get("id") == sweep_id:
-            found.append((str(row["run_id"]), place))
-    return found
-
-
 def sweep_run_ids(reader: Reader, sweep_id: str) -> list[str]:
     """The runs of sweep ``sweep_id`` still kept (not deleted), in grid order.
 
@@ -381,7 +362,7 @@ def sweep_run_ids(reader: Reader, sweep_id: str) -> list[str]:
     """
     from pipetrail.errors import NotFoundError
 
-    places = _sweep_places(reader, sweep_id.strip())
+    places = sweep_places(reader, sweep_id.strip())
     if not places:
         raise NotFoundError(
             f"no run belongs to sweep {sweep_id!r}; `pipetrail runs --tag sweep=ID` lists "
