@@ -52,6 +52,7 @@ import sources
 import step_overhead
 import step_overhead_vs_kedro
 import structured_logs
+import sweep
 import verified_read_cost
 import verified_reads
 from _common import (
@@ -95,6 +96,7 @@ BENCHMARKS = {
     "profiles": profiles.run,
     "structured_logs": structured_logs.run,
     "dask_overhead": dask_overhead.run,
+    "sweep": sweep.run,
     "server": server_listing.run,
     "lineage_page": lineage_page.run,
 }

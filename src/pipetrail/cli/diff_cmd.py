@@ -2,7 +2,8 @@
 
 ``diff RUN_A RUN_B`` shows what differs between two runs (params, code as a unified diff,
 data, seeds, environment, metric deltas) and whether they are comparable like for like;
-``compare RUN...`` shows one table over many runs, each judged against the first. Both
+``compare RUN...`` (or ``compare --sweep ID``) shows one table over many runs, each judged
+against the first. Both
 take ``--json``. The logic lives in :mod:`pipetrail.lineage.diff` and
 :mod:`pipetrail.lineage.compare`; ``cli.main`` registers these commands.
 
@@ -22,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 import click
 from rich.markup import escape
 
-from pipetrail.cli.exits import emit_json, reporting_errors
+from pipetrail.cli.exits import EXIT_BAD_INPUT, emit_json, fail, reporting_errors
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -60,25 +61,35 @@ def diff(run_a: str, run_b: str, as_json: bool) -> None:
 
 
 @click.command()
-@click.argument("run_refs", metavar="RUN...", nargs=-1, required=True)
+@click.argument("run_refs", metavar="RUN...", nargs=-1)
+@click.option("--sweep", "sweep_id", metavar="ID", help="Compare the runs of sweep ID.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def compare(run_refs: tuple[str, ...], as_json: bool) -> None:
+def compare(run_refs: tuple[str, ...], sweep_id: str | None, as_json: bool) -> None:
     """Compare params and metrics of many runs.
 
-    One row per RUN (ids, unique prefixes or 'latest'); metric deltas and comparability
-    are relative to the first.
+    One row per RUN (ids, unique prefixes or 'latest'), or per run of a sweep
+    (``--sweep ID``, in grid order); metric deltas and comparability are relative to
+    the first.
     """
     from pipetrail.execution.project import Project
     from pipetrail.lineage.compare import compare_runs
 
+    if bool(run_refs) == bool(sweep_id):
+        fail("give RUN... or --sweep ID (one of them)", EXIT_BAD_INPUT)
     with reporting_errors():
         project = Project.discover(must_exist=True)
         try:
+            if sweep_id:
+                from pipetrail.execution.sweep import sweep_run_ids
+
+                run_refs = tuple(sweep_run_ids(project.reader(), sweep_id))
             result = compare_runs(project, run_refs)
         finally:
             project.close()
     if as_json:
-        emit_json(result.to_dict())
+        emit_json({**result.to_dict(), **({"sweep_id": sweep_id} if sweep_id else {})})
+    elif sweep_id:
+        _print_run_rows(result)
     else:
         _print_comparison(result)
 
@@ -252,6 +263,39 @@ def _print_comparison(result: Comparison) -> None:
             console.print(f"[bold]{run.run_id}[/] is not comparable with {result.baseline}:")
             for reason in run.verdict.reasons:
                 console.print(f"  - {reason.message}", markup=False)
+
+
+def _print_run_rows(result: Comparison) -> None:
+    """The comparison with one row per run (a sweep has more runs than facts)."""
+    console = _console()
+    table = _table("run", *result.param_names, "status", *result.metric_names, "comparable")
+    for run in result.runs:
+        cells = [run.run_id + (" (baseline)" if run.verdict is None else "")]
+        cells.extend(escape(_value(run.params.get(name))) for name in result.param_names)
+        cells.append(run.status if run.status == "completed" else f"[red]{run.status}[/]")
+        for name in result.metric_names:
+            delta = run.deltas.get(name)
+            cells.append(
+                _value(run.metrics.get(name)) + ("" if delta is None else f" ({_delta(delta)})")
+            )
+        cells.append(_verdict_cell(run.verdict))
+        table.add_row(*cells)
+    console.print(table)
+    for run in result.runs:
+        if run.verdict is not None and not run.verdict.comparable:
+            console.print(f"[bold]{run.run_id}[/] is not comparable with {result.baseline}:")
+            for reason in run.verdict.reasons:
+                console.print(f"  - {reason.message}", markup=False)
+
+
+def console_for_tables() -> Console:
+    """The console tables of run comparisons are printed on (wide off a terminal)."""
+    return _console()
+
+
+def format_value(value: Any) -> str:
+    """A param or metric value as comparison tables show it."""
+    return _value(value)
 
 
 def _verdict_cell(verdict: Verdict | None) -> str:

@@ -178,6 +178,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
         "serve",
         "Serve the project's HTTP API and web pages (authenticated,...",
     ),
+    "sweep": (
+        "pipetrail.cli.sweep_cmd",
+        "sweep",
+        "Run the pipeline in TARGET (FILE.py or FILE.py:NAME) once...",
+    ),
     "token": (
         "pipetrail.cli.token_cmd",
         "token",

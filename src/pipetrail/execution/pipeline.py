@@ -4,7 +4,8 @@
 seed=7).run(C=0.5)`` changes how it runs, and ``credit.with_options(params_files=
 ["params.yaml"]).run(C=0.5)`` takes parameters from files under the keyword ones. Run
 options are kept apart from parameters so a pipeline may have a parameter called
-``seed`` or ``cache``.
+``seed`` or ``cache``. ``credit.sweep({"C": [0.1, 1, 10]})`` runs once per point of a
+grid, grouped under one sweep id (see :mod:`pipetrail.execution.sweep`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from pipetrail.execution.executors import Executor
     from pipetrail.execution.observer import RunObserver
     from pipetrail.execution.run import Run
+    from pipetrail.execution.sweep import SweepResult
 
 __all__ = ["Pipeline", "PipelineRunner", "pipeline"]
 
@@ -44,6 +46,31 @@ class PipelineRunner:
         project = self.project or Project.discover()
         return run_pipeline(self.definition, params, project, self.options)
 
+    def sweep(
+        self,
+        grid: Mapping[str, Sequence[Any]],
+        *,
+        params: Mapping[str, Any] | None = None,
+        max_parallel: int = 1,
+    ) -> SweepResult:
+        """Run once per point of ``grid`` (name -> values), under one sweep id.
+
+        ``params`` are fixed for every run (the grid's values win); see
+        :func:`~pipetrail.execution.sweep.run_sweep`. A failing run does not stop the
+        others: check ``result.failed``.
+        """
+        from pipetrail.execution.sweep import run_sweep
+
+        project = self.project or Project.discover()
+        return run_sweep(
+            self.definition,
+            grid,
+            project,
+            self.options,
+            params=params,
+            max_parallel=max_parallel,
+        )
+
 
 class Pipeline(PipelineDefinition):
     """A ``@pipeline`` function: build it, nest it in another one, or run it."""
@@ -51,6 +78,20 @@ class Pipeline(PipelineDefinition):
     def run(self, **params: Any) -> Run:
         """Run with these parameters in the project of the working directory."""
         return self.with_options().run(**params)
+
+    def sweep(
+        self,
+        grid: Mapping[str, Sequence[Any]],
+        *,
+        params: Mapping[str, Any] | None = None,
+        max_parallel: int = 1,
+    ) -> SweepResult:
+        """Run once per point of ``grid`` in the project of the working directory.
+
+        ``credit.sweep({"C": [0.1, 1, 10], "penalty": ["l1", "l2"]}, max_parallel=2)``
+        makes six runs; see :meth:`PipelineRunner.sweep`.
+        """
+        return self.with_options().sweep(grid, params=params, max_parallel=max_parallel)
 
     def with_options(
         self,

@@ -136,6 +136,8 @@ def run_started_events(
         payload["name"] = validate_name(options.name)
     if options.tags:
         payload["tags"] = validate_tags(options.tags)
+    if options.sweep is not None:
+        payload["sweep"] = dict(options.sweep)
     drafts = [EventDraft(EventKind.RUN_STARTED, payload, run_id=state.run_id)]
     drafts.extend(artifact_drafts(state, artifacts, step_run_id=None))
     return drafts

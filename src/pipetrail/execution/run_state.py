@@ -93,6 +93,8 @@ class RunOptions:
             is executed again.
         keep_going: when a step fails, still run the steps that do not depend on it
             (the run is failed all the same; ``--keep-going``).
+        sweep: the run's place in a sweep, ``{"id", "index", "size"}``, recorded as the
+            ``sweep`` field of ``run.started`` (see :mod:`pipetrail.execution.sweep`).
     """
 
     cache: bool = True
@@ -112,6 +114,7 @@ class RunOptions:
     purpose: str = "run"
     retries: int = 0
     keep_going: bool = False
+    sweep: Mapping[str, Any] | None = None
 
 
 @dataclass

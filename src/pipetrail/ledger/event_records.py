@@ -87,6 +87,7 @@ class RunStarted(EventRecord):
     purpose: str = "run"
     reproduces: str | None = None
     trace_id: str | None = None
+    sweep: dict[str, Any] | None = None
 
     @classmethod
     def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> RunStarted:
@@ -108,6 +109,7 @@ class RunStarted(EventRecord):
             purpose=run_purpose(p),
             reproduces=p.get("reproduces"),
             trace_id=p.get("trace_id"),
+            sweep=p.get("sweep"),
         )
 
 

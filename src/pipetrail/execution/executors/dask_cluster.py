@@ -113,15 +113,17 @@ class DaskExecutor:
         return self.workers or os.cpu_count() or 1
 
     # -- lifecycle -------------------------------------------------------------------
-    def start(self, context: WorkerContext) -> None:
-        """Connect to the scheduler, or make the local cluster.
+    def connect(self) -> Any:
+        """Connect to the scheduler, or make the local cluster, once; return the client.
+
+        Several runs can share one cluster through it (a sweep gives each run its own
+        ``DaskExecutor(client=...)``); :meth:`shutdown` of this executor closes it.
 
         Raises:
             ExecutorError: dask is not installed, or the scheduler cannot be reached
                 (names the address).
         """
         distributed = _import_distributed()
-        self._context = context
         if self._client is None:
             if self.address is not None:
                 try:
@@ -136,6 +138,18 @@ class DaskExecutor:
                     ) from None
             else:
                 self._cluster, self._client = _local_cluster(distributed, self._local_workers())
+        return self._client
+
+    def start(self, context: WorkerContext) -> None:
+        """Connect to the scheduler, or make the local cluster (see :meth:`connect`).
+
+        Raises:
+            ExecutorError: dask is not installed, or the scheduler cannot be reached
+                (names the address).
+        """
+        distributed = _import_distributed()
+        self._context = context
+        self.connect()
         with _dask_errors(self):
             # Sent to the workers once; each task refers to it.
             self._context_future = self._client.scatter(context, broadcast=True, hash=False)
