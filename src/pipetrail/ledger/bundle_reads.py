@@ -24,17 +24,8 @@ _CHUNK = 500  # run ids per query: well below every backend's parameter limit
 
 
 def event_fields(event: Event) -> dict[str, Any]:
-    """The stored fields of ``event``, by column name (``payload``: the stored text)."""
-    return {
-        "seq": event.seq,
-        "ts": event.ts,
-        "actor": event.actor,
-        "kind": event.kind,
-        "run_id": event.run_id,
-        "payload": event.payload_text,
-        "prev_hash": event.prev_hash,
-        "hash": event.hash,
-    }
+    """An event's stored fields by column name (the payload as its stored text)."""
+    return event.fields()
 
 
 def events_of_runs(db: Driver, run_ids: Iterable[str], upto: int) -> list[Event]:

@@ -123,6 +123,19 @@ class Event:
         value: dict[str, Any] = json.loads(self.payload_text)
         return value
 
+    def fields(self) -> dict[str, Any]:
+        """The stored fields by column name (``payload``: the stored text, not re-encoded)."""
+        return {
+            "seq": self.seq,
+            "ts": self.ts,
+            "actor": self.actor,
+            "kind": self.kind,
+            "run_id": self.run_id,
+            "payload": self.payload_text,
+            "prev_hash": self.prev_hash,
+            "hash": self.hash,
+        }
+
 
 def event_hash(
     *,

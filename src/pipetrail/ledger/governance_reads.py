@@ -202,16 +202,7 @@ def event_at(db: Driver, seq: int) -> Event | None:
 
 def event_fields(event: Event) -> dict[str, Any]:
     """An event's stored fields by column name (the payload as its stored text)."""
-    return {
-        "seq": event.seq,
-        "ts": event.ts,
-        "actor": event.actor,
-        "kind": event.kind,
-        "run_id": event.run_id,
-        "payload": event.payload_text,
-        "prev_hash": event.prev_hash,
-        "hash": event.hash,
-    }
+    return event.fields()
 
 
 def _gate(row: dict[str, Any]) -> GateChecked:
