@@ -248,22 +248,7 @@ def report_html(report: PipelineReport) -> str:
     if report.alerts:
         out += [
             "<h2>Alerts</h2>",
-            _html_table(
-                ["run", "at", "rule", "event", "delivered", "attempts", "error"],
-                [
-                    [
-                        a["run_id"] or "-",
-                        a["at"],
-                        a["rule"],
-                        a["event"],
-                        "yes" if a["delivered"] else "NO",
-                        str(a["attempts"]),
-                        a["error"] or "",
-                    ]
-                    for a in report.alerts
-                ],
-                frozenset({5}),
-            ),
+            _html_table(_ALERT_COLUMNS, _alert_rows(report, "NO"), frozenset({5})),
         ]
     out.append("</body></html>")
     return "\n".join(out) + "\n"
@@ -381,19 +366,24 @@ def report_markdown(report: PipelineReport) -> str:
         lines.append("No gate (`pipetrail check`) ran in this period.")
     if report.alerts:
         lines += ["", "## Alerts", ""]
-        lines += _md_table(
-            ["run", "at", "rule", "event", "delivered", "attempts", "error"],
-            [
-                [
-                    a["run_id"] or "-",
-                    a["at"],
-                    a["rule"],
-                    a["event"],
-                    "yes" if a["delivered"] else "**no**",
-                    str(a["attempts"]),
-                    a["error"] or "",
-                ]
-                for a in report.alerts
-            ],
-        )
+        lines += _md_table(_ALERT_COLUMNS, _alert_rows(report, "**no**"))
     return "\n".join(lines) + "\n"
+
+
+_ALERT_COLUMNS = ["run", "at", "rule", "event", "delivered", "attempts", "error"]
+
+
+def _alert_rows(report: PipelineReport, undelivered: str) -> list[list[str]]:
+    """One row per alert delivery (``undelivered``: how a failed delivery is marked)."""
+    return [
+        [
+            a["run_id"] or "-",
+            a["at"],
+            a["rule"],
+            a["event"],
+            "yes" if a["delivered"] else undelivered,
+            str(a["attempts"]),
+            a["error"] or "",
+        ]
+        for a in report.alerts
+    ]
