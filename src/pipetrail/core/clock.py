@@ -9,6 +9,8 @@ import time
 __all__ = ["format_ts", "new_id", "utcnow"]
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+_CROCKFORD_PAIRS = tuple(high + low for high in _CROCKFORD for low in _CROCKFORD)
+_PAIR_SHIFTS = tuple(range(120, -1, -10))
 
 
 def utcnow() -> dt.datetime:
@@ -18,7 +20,12 @@ def utcnow() -> dt.datetime:
 
 def format_ts(moment: dt.datetime) -> str:
     """Return an ISO-8601 UTC timestamp with microseconds and a ``Z`` suffix."""
-    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    if moment.tzinfo is not dt.UTC:
+        moment = moment.astimezone(dt.UTC)
+    if moment.year < 1000:  # strftime writes such a year without leading zeros
+        return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    # The same text as strftime gives, several times faster: ``+00:00`` becomes ``Z``.
+    return moment.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def new_id(prefix: str = "") -> str:
@@ -28,8 +35,6 @@ def new_id(prefix: str = "") -> str:
     id are ordered by creation time. ``prefix`` is prepended as is (``run_``).
     """
     value = (time.time_ns() // 1_000_000) << 80 | int.from_bytes(os.urandom(10), "big")
-    chars = []
-    for _ in range(26):
-        chars.append(_CROCKFORD[value & 31])
-        value >>= 5
-    return prefix + "".join(reversed(chars))
+    # 26 characters of 5 bits, written two at a time (10 bits), most significant first.
+    pairs = _CROCKFORD_PAIRS
+    return prefix + "".join([pairs[(value >> shift) & 1023] for shift in _PAIR_SHIFTS])

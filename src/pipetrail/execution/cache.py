@@ -12,10 +12,13 @@ docs/adr/0013-how-an-output-is-read.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
 
 from pipetrail.hashing import digest_value
+
+if TYPE_CHECKING:
+    from pipetrail.store.serializers.base import StoredArtifact
 
 __all__ = ["KEY_FORMAT", "CacheDecision", "KeyChange", "cache_key", "explain_change"]
 
@@ -48,6 +51,8 @@ class CacheDecision:
         outputs: output name -> artifact digest for a hit.
         formats: output name -> how it is read, for a hit (the ``output_formats`` of
             the step event it reuses).
+        records: output name -> the record each output is loaded with, as ``formats``
+            says, for a hit whose outputs were checked in the store (made once, there).
     """
 
     decision: str
@@ -55,6 +60,7 @@ class CacheDecision:
     reused_step_run_id: str | None = None
     outputs: dict[str, str] | None = None
     formats: dict[str, Any] | None = None
+    records: dict[str, StoredArtifact] | None = field(default=None, compare=False, repr=False)
 
 
 def cache_key(components: dict[str, Any]) -> str:

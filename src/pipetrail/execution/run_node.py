@@ -60,6 +60,7 @@ if TYPE_CHECKING:
     from pipetrail.execution.executors import Executor
     from pipetrail.execution.observer import RunObserver
     from pipetrail.execution.run_state import RunOptions, RunState
+    from pipetrail.store.serializers.base import StoredArtifact
 
 __all__ = ["prepare_node", "run_node"]
 
@@ -96,7 +97,8 @@ def _decide(
     origin = found["reused_step_run_id"] or found["step_run_id"]
     outputs: dict[str, str] = found["outputs"] or {}
     formats: dict[str, Any] = found.get("output_formats") or {}
-    problem = _unusable(state, node, origin, outputs, formats)
+    records: dict[str, StoredArtifact] = {}
+    problem = _unusable(state, node, origin, outputs, formats, records)
     if problem is not None:
         return CacheDecision("miss", problem)
     return CacheDecision(
@@ -105,16 +107,23 @@ def _decide(
         reused_step_run_id=origin,
         outputs=outputs,
         formats=formats,
+        records=records,
     )
 
 
 def _unusable(
-    state: RunState, node: Node, origin: str, outputs: dict[str, str], formats: dict[str, Any]
+    state: RunState,
+    node: Node,
+    origin: str,
+    outputs: dict[str, str],
+    formats: dict[str, Any],
+    records: dict[str, StoredArtifact],
 ) -> str | None:
     """Say why the outputs a cache hit would reuse cannot be used, or return None.
 
     Each output the node declares must be recorded, with how it is read, and its object
-    must be in the store; so must every metric series and report.
+    must be in the store; so must every metric series and report. The record each
+    declared output is loaded with is added to ``records``.
     """
     blobs: dict[str, str | None] = {}
     for name in node.output_names:
@@ -130,14 +139,15 @@ def _unusable(
                 "read (it was recorded by an older pipetrail); executing again"
             )
         try:
-            blobs[name] = record_from_reading(outputs[name], formats[name]).blob
+            record = records[name] = record_from_reading(outputs[name], formats[name])
         except SerializationError as exc:
             return f"the cached step run {origin} cannot be reused: {exc} Executing again."
+        blobs[name] = record.blob
     reader = state.project.ledger.reader()
     for name, digest in outputs.items():
         if name not in blobs:  # a metric series or report: read through its artifact
-            record = reader.artifact(digest)
-            blobs[name] = None if record is None else record["blob"]
+            row = reader.artifact(digest)
+            blobs[name] = None if row is None else row["blob"]
     store = state.project.store
     for name, blob in blobs.items():
         if blob is None or not store.exists(blob):
@@ -148,9 +158,13 @@ def _unusable(
     return None
 
 
-def _reused(digest: str, reading: dict[str, Any]) -> NodeOutput:
-    """An output a cache hit reuses, read as its step event records."""
-    return NodeOutput(digest, record_from_reading(digest, reading), reading=reading)
+def _reused(
+    digest: str, reading: dict[str, Any], record: StoredArtifact | None = None
+) -> NodeOutput:
+    """An output a cache hit reuses, read as its step event records (``record``, if made)."""
+    if record is None:
+        record = record_from_reading(digest, reading)
+    return NodeOutput(digest, record, reading=reading)
 
 
 def _load_value(state: RunState, output: NodeOutput) -> Any:
@@ -301,7 +315,10 @@ def prepare_node(
     if decision.decision == "hit" and decision.outputs is not None:
         outputs = decision.outputs
         formats = {name: (decision.formats or {})[name] for name in node.output_names}
-        state.outputs[node.id] = [_reused(outputs[name], formats[name]) for name in formats]
+        made = decision.records or {}
+        state.outputs[node.id] = [
+            _reused(outputs[name], formats[name], made.get(name)) for name in formats
+        ]
         report_digests = split_recorded(outputs)[1]
         emit(
             state,

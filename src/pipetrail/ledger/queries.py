@@ -10,6 +10,7 @@ This module must not import SQLAlchemy at module level.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -515,5 +516,8 @@ def _behind_head(conn: sqlite3.Connection) -> bool:
     return row is not None and str(row[0]) != HEAD_REVISION
 
 
+@functools.lru_cache(maxsize=512)
 def _with_escape(sql: str) -> str:
+    # Remembered per text (the queries are constants but for a few): no scan of the
+    # text on every query.
     return re.sub(r"LIKE :p\b", "LIKE :p ESCAPE '\\\\'", sql)

@@ -220,7 +220,7 @@ class SmallObjectPack:
         if held:
             found.update((d, len(held[d])) for d in wanted if d in held)
             wanted = [d for d in wanted if d not in held]
-        if not self.path.exists() and getattr(self._local, "conn", None) is None:
+        if getattr(self._local, "conn", None) is None and not self.path.exists():
             return found
         for start in range(0, len(wanted), _LOOKUP_CHUNK):
             chunk = wanted[start : start + _LOOKUP_CHUNK]
@@ -249,7 +249,7 @@ class SmallObjectPack:
         held = self._held_bytes(digest)
         if held is not None:
             return held
-        if not self.path.exists() and getattr(self._local, "conn", None) is None:
+        if getattr(self._local, "conn", None) is None and not self.path.exists():
             return None
         row = self._query("SELECT data FROM objects WHERE digest = ?", digest)
         if row is not None:
@@ -317,7 +317,7 @@ class SmallObjectPack:
         held = self._held_bytes(digest)
         if held is not None:
             return len(held)
-        if not self.path.exists() and getattr(self._local, "conn", None) is None:
+        if getattr(self._local, "conn", None) is None and not self.path.exists():
             return None
         row = self._query(_SIZE, digest)
         return None if row is None else int(row[0])
@@ -363,7 +363,7 @@ class SmallObjectPack:
         held = self._held_bytes(digest)
         if held is not None:
             return digest_bytes(held) == digest
-        if not self.path.exists() and getattr(self._local, "conn", None) is None:
+        if getattr(self._local, "conn", None) is None and not self.path.exists():
             return None
         row = self._query("SELECT data FROM objects WHERE digest = ?", digest)
         if row is not None:

@@ -104,3 +104,26 @@ def _decode(text: str) -> int:
     for char in text:
         value = value * 32 + _ALPHABET.index(char)
     return value
+
+
+def test_format_ts_writes_what_strftime_writes() -> None:
+    plus_five = dt.timezone(dt.timedelta(hours=5, minutes=30))
+    moments = [
+        dt.datetime(2024, 2, 29, 23, 59, 59, 999999, tzinfo=dt.UTC),
+        dt.datetime(1970, 1, 1, tzinfo=dt.UTC),
+        dt.datetime(9999, 12, 31, 18, 0, 0, 1, tzinfo=dt.UTC),
+        dt.datetime(2024, 1, 1, 3, 0, 0, 5, tzinfo=plus_five),
+        dt.datetime(999, 3, 4, 5, 6, 7, 8, tzinfo=dt.UTC),
+        dt.datetime(1, 1, 1, 12, 0, 0, tzinfo=dt.UTC),
+    ]
+    for moment in moments:
+        expected = moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        assert format_ts(moment) == expected, moment
+
+
+def test_new_id_matches_the_five_bit_encoding(monkeypatch: pytest.MonkeyPatch) -> None:
+    for millis, noise in [(1_733_000_000_000, b"\x01\x23\x45\x67\x89\xab\xcd\xef\x10\x32"),
+                          ((1 << 48) - 1, b"\x80" + b"\x00" * 9)]:  # fmt: skip
+        monkeypatch.setattr(time, "time_ns", lambda m=millis: m * 1_000_000)
+        monkeypatch.setattr(os, "urandom", lambda n, b=noise: b[:n])
+        assert new_id() == _encode(millis << 80 | int.from_bytes(noise, "big"))
