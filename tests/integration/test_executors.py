@@ -41,6 +41,7 @@ PIPETRAIL = [sys.executable, "-m", "pipetrail.cli.main"]
 @pytest.fixture(scope="module")
 def dask_client() -> Iterator[Any]:
     import distributed  # the dask extra is part of the test install: missing, it fails
+
     cluster, client = _local_cluster(distributed, 2)
     yield client
     client.close()

@@ -54,6 +54,7 @@ def grid(C: float = 1.0, penalty: str = "l2", n: int = 10):
 @pytest.fixture(scope="module")
 def dask_client() -> Iterator[Any]:
     import distributed  # the dask extra is part of the test install: missing, it fails
+
     cluster, client = _local_cluster(distributed, 2)
     yield client
     client.close()
