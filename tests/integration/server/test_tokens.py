@@ -41,7 +41,9 @@ def test_only_the_digest_is_stored(served: Served) -> None:
     database = _database(served)
     raw = b"".join(p.read_bytes() for p in database.parent.glob(database.name + "*") if p.is_file())
     for token in served.tokens.values():
-        secret = token.rsplit("_", 1)[1]
+        # ptk_ + 12 hex digits of id + _ + 43 characters of secret (which may hold "_").
+        secret = token[len("ptk_") + 13 :]
+        assert len(secret) == 43
         assert secret.encode() not in raw
     with sqlite3.connect(_database(served)) as db:
         rows = db.execute("SELECT token_id, digest, user_name FROM api_tokens").fetchall()
