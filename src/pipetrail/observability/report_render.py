@@ -154,21 +154,7 @@ def report_html(report: PipelineReport) -> str:
         + "</p>",
         _html_table(["", ""], [[k, v] for k, v in _summary(report)]),
         "<h2>Runs</h2>",
-        _html_table(
-            ["#", "run", "purpose", "status", "started", "seconds"],
-            [
-                [
-                    label_of.get(r["run_id"], ""),
-                    r["run_id"],
-                    r["purpose"],
-                    r["status"],
-                    r["started_at"],
-                    number(r["seconds"]),
-                ]
-                for r in report.runs
-            ],
-            frozenset({5}),
-        ),
+        _html_table(_RUN_HEAD, _run_rows(report, label_of), frozenset({5})),
         "<h2>Metric trends</h2>",
     ]
     if not report.metrics:
@@ -202,46 +188,17 @@ def report_html(report: PipelineReport) -> str:
     if report.failures:
         out += [
             bar_chart([(f["cause"], f["count"]) for f in report.failures], title="failed runs"),
-            _html_table(
-                ["cause", "runs", "run ids"],
-                [[f["cause"], str(f["count"]), ", ".join(f["runs"])] for f in report.failures],
-                frozenset({1}),
-            ),
+            _html_table(_FAILURE_HEAD, _failure_rows(report), frozenset({1})),
         ]
     else:
         out.append('<p class="ok">No run failed.</p>')
     out += ["<h2>Drift events</h2>"]
     out.append(
-        _html_table(
-            ["run", "against", "found by", "drift starts at (columns)"],
-            [
-                [
-                    d["run_id"],
-                    ", ".join(str(a) for a in d["against"]),
-                    d["source"],
-                    _origins(d) or d.get("note", ""),
-                ]
-                for d in report.drift
-            ],
-        )
-        if report.drift
-        else f"<p>{_NO_DRIFT}.</p>"
+        _html_table(_DRIFT_HEAD, _drift_rows(report)) if report.drift else f"<p>{_NO_DRIFT}.</p>"
     )
     out += ["<h2>Gate results</h2>"]
     out.append(
-        _html_table(
-            ["check run", "at", "result", "baseline", "why"],
-            [
-                [
-                    g["run_id"],
-                    g["at"],
-                    "passed" if g["passed"] else "FAILED",
-                    g["baseline_run_id"] or "-",
-                    "; ".join(g["failures"]),
-                ]
-                for g in report.gates
-            ],
-        )
+        _html_table(_GATE_HEAD, _gate_rows(report, "FAILED"))
         if report.gates
         else "<p>No gate (<code>pipetrail check</code>) ran in this period.</p>"
     )
@@ -281,20 +238,7 @@ def report_markdown(report: PipelineReport) -> str:
     lines = [f"# pipetrail report: {report.pipeline}", ""]
     lines += _md_table(["", ""], [[k, v] for k, v in _summary(report)])
     lines += ["", "## Runs", ""]
-    lines += _md_table(
-        ["#", "run", "purpose", "status", "started", "seconds"],
-        [
-            [
-                label_of.get(r["run_id"], ""),
-                r["run_id"],
-                r["purpose"],
-                r["status"],
-                r["started_at"],
-                number(r["seconds"]),
-            ]
-            for r in report.runs
-        ],
-    )
+    lines += _md_table(_RUN_HEAD, _run_rows(report, label_of))
     lines += ["", "## Metric trends", ""]
     if report.metrics:
         series = {name: _by_run(points, ids, "value") for name, points in report.metrics.items()}
@@ -323,45 +267,17 @@ def report_markdown(report: PipelineReport) -> str:
     )
     lines += ["", "## Failures by cause", ""]
     if report.failures:
-        lines += _md_table(
-            ["cause", "runs", "run ids"],
-            [[f["cause"], str(f["count"]), ", ".join(f["runs"])] for f in report.failures],
-        )
+        lines += _md_table(_FAILURE_HEAD, _failure_rows(report))
     else:
         lines.append("No run failed.")
     lines += ["", "## Drift events", ""]
     if report.drift:
-        lines += _md_table(
-            ["run", "against", "found by", "drift starts at (columns)"],
-            [
-                [
-                    d["run_id"],
-                    ", ".join(str(a) for a in d["against"]),
-                    d["source"],
-                    _origins(d) or d.get("note", ""),
-                ]
-                for d in report.drift
-            ],
-        )
+        lines += _md_table(_DRIFT_HEAD, _drift_rows(report))
     else:
-        lines.append(
-            "No drift above the thresholds between consecutive runs or against a baseline."
-        )
+        lines.append(f"{_NO_DRIFT}.")
     lines += ["", "## Gate results", ""]
     if report.gates:
-        lines += _md_table(
-            ["check run", "at", "result", "baseline", "why"],
-            [
-                [
-                    g["run_id"],
-                    g["at"],
-                    "passed" if g["passed"] else "**FAILED**",
-                    g["baseline_run_id"] or "-",
-                    "; ".join(g["failures"]),
-                ]
-                for g in report.gates
-            ],
-        )
+        lines += _md_table(_GATE_HEAD, _gate_rows(report, "**FAILED**"))
     else:
         lines.append("No gate (`pipetrail check`) ran in this period.")
     if report.alerts:
@@ -386,4 +302,57 @@ def _alert_rows(report: PipelineReport, undelivered: str) -> list[list[str]]:
             a["error"] or "",
         ]
         for a in report.alerts
+    ]
+
+
+_RUN_HEAD = ["#", "run", "purpose", "status", "started", "seconds"]
+_FAILURE_HEAD = ["cause", "runs", "run ids"]
+_DRIFT_HEAD = ["run", "against", "found by", "drift starts at (columns)"]
+_GATE_HEAD = ["check run", "at", "result", "baseline", "why"]
+
+
+def _run_rows(report: PipelineReport, label_of: dict[str, str]) -> list[list[str]]:
+    """One row per run, labelled ``#N`` when it is an ordinary run."""
+    return [
+        [
+            label_of.get(r["run_id"], ""),
+            r["run_id"],
+            r["purpose"],
+            r["status"],
+            r["started_at"],
+            number(r["seconds"]),
+        ]
+        for r in report.runs
+    ]
+
+
+def _failure_rows(report: PipelineReport) -> list[list[str]]:
+    """One row per failure cause: how many runs, and which."""
+    return [[f["cause"], str(f["count"]), ", ".join(f["runs"])] for f in report.failures]
+
+
+def _drift_rows(report: PipelineReport) -> list[list[str]]:
+    """One row per drift event, with the columns where it starts."""
+    return [
+        [
+            d["run_id"],
+            ", ".join(str(a) for a in d["against"]),
+            d["source"],
+            _origins(d) or d.get("note", ""),
+        ]
+        for d in report.drift
+    ]
+
+
+def _gate_rows(report: PipelineReport, failed: str) -> list[list[str]]:
+    """One row per gate result (``failed``: how a failed gate is marked)."""
+    return [
+        [
+            g["run_id"],
+            g["at"],
+            "passed" if g["passed"] else failed,
+            g["baseline_run_id"] or "-",
+            "; ".join(g["failures"]),
+        ]
+        for g in report.gates
     ]
