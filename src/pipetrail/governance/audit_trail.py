@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from pipetrail.errors import CheckpointError, GovernanceError, NotFoundError
 from pipetrail.governance.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
 from pipetrail.governance.keys import check_name
-from pipetrail.ledger.governance_reads import event_at, event_fields, first_event_hash, head_seq
+from pipetrail.ledger.governance_reads import event_at, first_event_hash, head_seq
 from pipetrail.ledger.merkle import verify_consistency
 from pipetrail.ledger.merkle_store import ensure_tree, read_tree
 
@@ -286,7 +286,7 @@ def inclusion_proof(db: Driver, seq: int, size: int | None = None) -> dict[str, 
         "leaf_data": chain,
         "leaf_hash": leaf_hash(bytes.fromhex(chain)).hex(),
         "inclusion_path": [node.hex() for node in path],
-        "event": event_fields(event),
+        "event": event.fields(),
         "algorithm": "RFC 9162 section 2.1.3.2 with SHA-256; leaf data = the event's "
         "chain hash (32 bytes)",
     }

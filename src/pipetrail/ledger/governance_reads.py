@@ -32,7 +32,6 @@ __all__ = [
     "StoredAct",
     "draft_act",
     "event_at",
-    "event_fields",
     "first_event_hash",
     "gate_checks",
     "governance_acts",
@@ -198,11 +197,6 @@ def event_at(db: Driver, seq: int) -> Event | None:
     """Event ``seq`` as stored, or None when there is none."""
     rows = db.rows(_EVENT_AT, {"s": seq})
     return Event(*rows[0]) if rows else None
-
-
-def event_fields(event: Event) -> dict[str, Any]:
-    """An event's stored fields by column name (the payload as its stored text)."""
-    return event.fields()
 
 
 def _gate(row: dict[str, Any]) -> GateChecked:
