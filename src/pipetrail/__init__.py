@@ -16,6 +16,7 @@ import typing as _typing
 
 from pipetrail.core.access import install_gate as _install_gate
 from pipetrail.core.lazy import lazy_exports as _lazy_exports
+from pipetrail.core.run_end import install_run_end_hook as _install_run_end_hook
 from pipetrail.core.version import VERSION as __version__
 
 if _typing.TYPE_CHECKING:
@@ -100,3 +101,19 @@ def _access_gate(project: _Project) -> _AccessGate:
 
 
 _install_gate(_access_gate)
+
+
+def _run_end_alerts(project: _Project, run_id: str, status: str) -> None:
+    # The composition root: the runner calls this after every run, observability sends
+    # the project's alerts. A project with no ``[alerts]`` table imports nothing more.
+    try:
+        if b"alerts" not in (project.root / "pipetrail.toml").read_bytes():
+            return
+    except OSError:
+        return
+    from pipetrail.observability.alert_events import run_end_alerts
+
+    run_end_alerts(project, run_id, status)
+
+
+_install_run_end_hook(_run_end_alerts)

@@ -15,7 +15,7 @@ from pipetrail.execution.runner import RunOptions, run_pipeline
 from pipetrail.ledger import EventKind
 from pipetrail.ledger.event_reads import run_events
 from pipetrail.ledger.event_records import AlertDelivery
-from pipetrail.observability.alert_events import AlertingObserver, gate_alerts
+from pipetrail.observability.alert_events import gate_alerts
 from pipetrail.observability.alerts import AlertEvent, send_alerts
 from tests.support.receiver import Receiver, receiving
 
@@ -66,7 +66,8 @@ def alerts(project_root: Path) -> Callable[[str], None]:
 
 def _run(project: Project, files: PipelineFiles, **params: Any) -> str:
     definition = files.load("flaky_pipeline", FLAKY)
-    options = RunOptions(observer=AlertingObserver(project))
+    # No observer: the package root's run-end hook sends a Python run's alerts.
+    options = RunOptions()
     try:
         return run_pipeline(definition, params, project, options).id
     except StepFailedError as exc:
@@ -164,7 +165,7 @@ def test_an_unreachable_webhook_never_fails_the_run(
     definition = files.load("flaky_pipeline", FLAKY)
     # The step's own error reaches the caller, as without alerts.
     with pytest.raises(StepFailedError, match="n must be positive") as caught:
-        run_pipeline(definition, {"n": -2}, project, RunOptions(observer=AlertingObserver(project)))
+        run_pipeline(definition, {"n": -2}, project, RunOptions())
     [delivery] = _deliveries(project, caught.value.run_id)
     assert delivery.kind == "alert.failed"
     assert delivery.attempts == 2

@@ -389,9 +389,7 @@ def run(
             "--reference needs --parity warn|strict (or parity in pipetrail.toml)",
             EXIT_BAD_INPUT,
         )
-    from pipetrail.observability.alert_events import AlertingObserver
-
-    observer = AlertingObserver(project, make_observer(enabled=not quiet and not as_json))
+    observer = make_observer(enabled=not quiet and not as_json)
     options = RunOptions(
         cache=not no_cache,
         seed=seed,

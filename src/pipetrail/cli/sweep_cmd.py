@@ -20,8 +20,6 @@ from pipetrail.cli.interruptible import interruptible
 from pipetrail.errors import ParamError
 
 if TYPE_CHECKING:
-    from pipetrail.execution.observer import RunObserver
-    from pipetrail.execution.project import Project
     from pipetrail.execution.sweep import SweepResult, SweepRun
 
 __all__ = ["sweep"]
@@ -122,7 +120,6 @@ def sweep(
                     params=fixed,
                     max_parallel=max_parallel,
                     on_run=None if as_json else _progress_line,
-                    observer_for=_alerting,
                 )
         finally:
             project.close()
@@ -139,13 +136,6 @@ def sweep(
                 err=True,
             )
         sys.exit(EXIT_RUN_FAILED)
-
-
-def _alerting(project: Project) -> RunObserver:
-    """Each run sends the project's alerts (a failed run, unusual resource use)."""
-    from pipetrail.observability.alert_events import AlertingObserver
-
-    return AlertingObserver(project)
 
 
 def _point(row: SweepRun) -> str:

@@ -44,6 +44,7 @@ from pipetrail.capture import capture_environment, validate_seed
 from pipetrail.capture.log_context import LogContext, bound
 from pipetrail.core.clock import new_id
 from pipetrail.core.graph import Node, OutputRef, PipelineGraph
+from pipetrail.core.run_end import run_ended
 from pipetrail.errors import DefinitionError, PipetrailError, RunInterruptedError, StoreError
 from pipetrail.execution.contract_records import plan_contracts
 from pipetrail.execution.crash import reconcile_crashed_runs
@@ -216,6 +217,7 @@ def _record(
             status = _end_unfinished(state, exc)
         finally:
             observer.run_finished(run_id=state.run_id, status=status)
+            run_ended(project, state.run_id, status)
             export_run_trace(project, state.run_id, state.telemetry)
         if isinstance(exc, KeyboardInterrupt):
             raise _interrupted(exc, state.run_id) from exc
@@ -224,6 +226,7 @@ def _record(
         _end(state, EventKind.RUN_COMPLETED)
     finally:
         observer.run_finished(run_id=state.run_id, status="completed")
+        run_ended(project, state.run_id, "completed")
         export_run_trace(project, state.run_id, state.telemetry)
     return Run(
         state.run_id,

@@ -3,10 +3,10 @@
 Owns turning a fact of the record into an :class:`~pipetrail.observability.alerts.AlertEvent`
 and handing it to :func:`~pipetrail.observability.alerts.send_alerts`:
 
-* ``run.failed``: :class:`AlertingObserver` wraps a run's observer (``pipetrail run`` and
-  ``pipetrail check`` use it; from Python, pass ``observer=AlertingObserver(project)``
-  in the run options) and, when the run ends failed, sends its error and failed step;
-* ``resource.deviation``: the same observer, when a run completes, compares the wall
+* ``run.failed``: :func:`run_end_alerts`, which the runner calls after every run (the
+  package root installs it as the run-end hook, so runs from Python, ``pipetrail run``,
+  ``check`` and ``sweep`` all send it), sends a failed run's error and failed step;
+* ``resource.deviation``: the same function, when a run completes, compares the wall
   time of every step it executed (cache hits cost nothing) with the median of that
   step's executions over the pipeline's last ``deviation_runs`` completed ordinary
   runs; a step at least ``deviation_factor`` times slower than that median, and at
@@ -17,8 +17,8 @@ and handing it to :func:`~pipetrail.observability.alerts.send_alerts`:
 * ``promotion.requested``: :func:`promotion_alert`, when a request is recorded.
 
 Nothing here reads the ledger but through its read model; without an ``[alerts]`` table
-each call costs one small file read and imports nothing more (every ``pipetrail run``
-imports this module). Alerts never fail what raised them.
+each run costs one small file read and does not import this module. Alerts never fail
+what raised them.
 """
 
 from __future__ import annotations
@@ -27,18 +27,15 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import PipetrailError
-from pipetrail.execution.observer import NullObserver
 from pipetrail.ledger.read_model import RunFilter, find_runs, run_record, step_run_records
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from pipetrail.execution.observer import RunObserver
     from pipetrail.execution.project import Project
     from pipetrail.observability.alerts import AlertSettings
 
 __all__ = [
-    "AlertingObserver",
     "gate_alerts",
     "promotion_alert",
     "resource_deviations",
@@ -167,44 +164,6 @@ def run_end_alerts(project: Project, run_id: str, status: str) -> None:
                 )
     except PipetrailError as exc:  # reading the record back failed: the run stands
         _LOG.warning("alerts for run %s not sent: %s", run_id, exc)
-
-
-class AlertingObserver:
-    """A run observer that also sends the alerts of the run's end (module docstring).
-
-    Args:
-        project: the project whose rules apply.
-        inner: the observer it passes every notification to first (live progress...).
-    """
-
-    def __init__(self, project: Project, inner: RunObserver | None = None) -> None:
-        self.project = project
-        self.inner: RunObserver = inner or NullObserver()
-
-    def run_started(self, *, run_id: str, pipeline: str, steps_total: int) -> None:
-        """Pass on."""
-        self.inner.run_started(run_id=run_id, pipeline=pipeline, steps_total=steps_total)
-
-    def step_started(self, *, node_id: str) -> None:
-        """Pass on."""
-        self.inner.step_started(node_id=node_id)
-
-    def step_finished(self, *, node_id: str, status: str, seconds: float) -> None:
-        """Pass on."""
-        self.inner.step_finished(node_id=node_id, status=status, seconds=seconds)
-
-    def run_finished(self, *, run_id: str, status: str) -> None:
-        """Pass on, then send the alerts of the run's end."""
-        try:
-            self.inner.run_finished(run_id=run_id, status=status)
-        finally:
-            run_end_alerts(self.project, run_id, status)
-
-    def __getattr__(self, name: str) -> Any:
-        # Hooks added to RunObserver later reach the inner observer unchanged.
-        if name == "inner":  # not set yet (a copy being made): no recursion
-            raise AttributeError(name)
-        return getattr(self.inner, name)
 
 
 def gate_alerts(project: Project, report: Mapping[str, Any]) -> None:

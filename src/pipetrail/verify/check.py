@@ -45,7 +45,7 @@ from pipetrail.ledger import EventKind
 from pipetrail.lineage.compare import json_number, load_run_facts
 from pipetrail.lineage.diff import diff_runs
 from pipetrail.lineage.pairing import align_facts, pair_facts
-from pipetrail.observability.alert_events import AlertingObserver, gate_alerts
+from pipetrail.observability.alert_events import gate_alerts
 from pipetrail.observability.drift import drift_runs
 from pipetrail.observability.drift_config import (
     DriftGate,
@@ -178,14 +178,12 @@ def run_check(
         pipeline=definition.name, run_id=None, params={}, seed=run_seed, settings=settings.to_dict()
     )
 
-    alerting = AlertingObserver(project, observer)
-
     def options(run_seed: int) -> RunOptions:
         return RunOptions(
             seed=run_seed,
             params_files=params_files,
             executor=executor,
-            observer=alerting,
+            observer=observer,
             source_file=source_file,
             argv=argv,
             purpose="check",
