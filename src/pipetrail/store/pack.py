@@ -24,16 +24,17 @@ Guarantees, the same as the loose-file layout's against a crash or a killed writ
   on request.
 
 Durability: the pack runs in WAL mode with ``synchronous=NORMAL``, like the ledger: a
-commit is durable at the next checkpoint, which :meth:`SmallObjectPack.sync` forces (the
-runner syncs the store before a run's record is final). See docs/adr/0006-small-object-pack.md
-and docs/adr/0007-source-files-in-the-pack.md.
+commit is durable once the write-ahead log is flushed, which :meth:`SmallObjectPack.sync`
+does (the runner syncs the store before a run's record is final). See
+docs/adr/0006-small-object-pack.md and docs/adr/0007-source-files-in-the-pack.md.
 
 The pack also indexes the objects that batches appended to segment files
 (:mod:`pipetrail.store.segments`, ADR 0009): rows ``segment_objects(digest, segment,
 start, size)``, committed in the batch's transaction once the segment is durable, and
 read with ``pread``. Every method here answers for both kinds of objects.
 
-Imports only the standard library and pipetrail.hashing / pipetrail.errors.
+Imports only the standard library, pipetrail.hashing / pipetrail.errors and the store's
+standard-library file helpers.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import StoreError
 from pipetrail.hashing import digest_bytes
+from pipetrail.store.local_files import fsync_dir_best_effort
 from pipetrail.store.pack_batch import INSERT_OBJECT, PackBatch
 from pipetrail.store.segments import SEGMENT_SUFFIX, try_lock
 
@@ -99,6 +101,8 @@ class SmallObjectPack:
         # digest -> bytes of puts not yet written (None: puts are written at once).
         self._held: dict[str, bytes] | None = None
         self._held_lock = threading.Lock()
+        # (device, inode, size, mtime) of the log file when this pack last made it durable
+        self._synced_log: tuple[int, int, int, int] | None = None
 
     def _db(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
@@ -460,11 +464,22 @@ class SmallObjectPack:
         return removed
 
     def sync(self) -> None:
-        """Checkpoint the pack so every committed object is durable on disk.
+        """Make every committed object durable on disk, whoever committed it.
+
+        Committed transactions live in the write-ahead log until a checkpoint copies them
+        into the database file, and SQLite's recovery replays every whole transaction the
+        log holds; so flushing the log file (and, once per log file, its folder entry) is
+        enough. A checkpoint would cost more: it writes the pages again, syncs the
+        database file too, and the next commit pays for restarting the log (measured:
+        about 4 ms for the checkpoint and 4 ms for that commit, against 1.3 ms for the
+        flush). Where the log cannot be flushed this way (no log file, or a platform that
+        refuses), the pack is checkpointed instead.
 
         Held objects are not written here: the store commits them first.
         """
         if not self.path.exists():
+            return
+        if self._flush_log():
             return
         # A checkpoint works on the file, so any connection will do; this thread's may
         # not exist yet when other threads did the writing.
@@ -472,6 +487,29 @@ class SmallObjectPack:
             self._db().execute("PRAGMA wal_checkpoint(FULL)")
         except sqlite3.Error as exc:
             raise StoreError(f"could not make {self.path} durable: {exc}") from exc
+
+    def _flush_log(self) -> bool:
+        """Fsync the write-ahead log (and its folder entry when new); False when it cannot."""
+        log = f"{self.path}-wal"
+        try:
+            fd = os.open(log, os.O_RDWR | getattr(os, "O_BINARY", 0))
+        except OSError:
+            return False  # no log (nothing written since the last one was removed)
+        try:
+            before = os.fstat(fd)
+            state = (before.st_dev, before.st_ino, before.st_size, before.st_mtime_ns)
+            if state == self._synced_log:
+                return True  # unchanged since this pack last flushed it
+            os.fsync(fd)
+        except OSError:
+            return False
+        finally:
+            os.close(fd)
+        if self._synced_log is None or self._synced_log[:2] != state[:2]:
+            # A log file made since the last sync is durable only once its name is.
+            fsync_dir_best_effort(os.fspath(self.path.parent))
+        self._synced_log = state
+        return True
 
     def close(self) -> None:
         """Close every connection this pack opened."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sqlite3
 import threading
 from pathlib import Path
@@ -58,15 +59,54 @@ def test_verify_detects_corruption_and_remove_deletes(tmp_path: Path) -> None:
     pack.close()
 
 
-def test_sync_makes_commits_visible_in_the_main_file(tmp_path: Path) -> None:
+def _fsynced(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record the path of every file ``os.fsync`` flushes from now on."""
+    flushed: list[str] = []
+    real = os.fsync
+
+    def spy(fd: int) -> None:
+        flushed.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    return flushed
+
+
+def _recovered(folder: Path, digest: str) -> bytes | None:
+    """What a crash would leave: the database and its log, opened as SQLite recovers them."""
+    copy = folder / "copy"
+    copy.mkdir()
+    for name in ("pack.db", "pack.db-wal"):
+        (copy / name).write_bytes((folder / name).read_bytes())
+    with sqlite3.connect(copy / "pack.db") as conn:
+        row = conn.execute("SELECT data FROM objects WHERE digest = ?", (digest,)).fetchone()
+    return None if row is None else bytes(row[0])
+
+
+def test_sync_flushes_the_log_holding_the_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pack = SmallObjectPack(tmp_path / "pack.db")
     digest = _put(pack, b"durable")
+    flushed = _fsynced(monkeypatch)
     pack.sync()
-    # After a checkpoint the row is in the database file itself, not only in the WAL.
-    copy = tmp_path / "copy.db"
-    copy.write_bytes((tmp_path / "pack.db").read_bytes())
-    with sqlite3.connect(copy) as conn:
-        assert conn.execute("SELECT data FROM objects WHERE digest = ?", (digest,)).fetchone()
+    assert str(tmp_path / "pack.db-wal") in flushed
+    assert _recovered(tmp_path, digest) == b"durable"
+    flushed.clear()
+    pack.sync()  # nothing committed since: nothing to flush
+    assert flushed == []
+    pack.close()
+
+
+def test_sync_does_not_restart_the_log(tmp_path: Path) -> None:
+    # A checkpoint would make the next commit restart the log (a new salt in its header),
+    # which costs a sync of its own; a flush leaves the log as it is.
+    pack = SmallObjectPack(tmp_path / "pack.db")
+    _put(pack, b"one")
+    salt = (tmp_path / "pack.db-wal").read_bytes()[16:20]
+    pack.sync()
+    _put(pack, b"two")
+    assert (tmp_path / "pack.db-wal").read_bytes()[16:20] == salt
     pack.close()
 
 
@@ -165,15 +205,16 @@ def test_sizes_of_a_pack_not_created_yet_is_empty(tmp_path: Path) -> None:
     assert not (tmp_path / "pack.db").exists()
 
 
-def test_sync_checkpoints_rows_written_by_another_thread(tmp_path: Path) -> None:
+def test_sync_flushes_rows_written_by_another_thread(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pack = SmallObjectPack(tmp_path / "pack.db")
     digest = digest_bytes(b"from a worker")
     worker = threading.Thread(target=pack.put, args=(digest, b"from a worker"))
     worker.start()
     worker.join()
-    pack.sync()  # this thread never wrote: the checkpoint must still happen
-    copy = tmp_path / "copy.db"
-    copy.write_bytes((tmp_path / "pack.db").read_bytes())
-    with sqlite3.connect(copy) as conn:
-        assert conn.execute("SELECT data FROM objects WHERE digest = ?", (digest,)).fetchone()
+    flushed = _fsynced(monkeypatch)
+    pack.sync()  # this thread never wrote: the log must still be flushed
+    assert str(tmp_path / "pack.db-wal") in flushed
+    assert _recovered(tmp_path, digest) == b"from a worker"
     pack.close()
