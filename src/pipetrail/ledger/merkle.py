@@ -22,6 +22,7 @@ hashes (RFC 9162 sections 2.1.3.2 and 2.1.4.2); an auditor needs no database.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from typing import TYPE_CHECKING, Protocol
 
@@ -209,28 +210,56 @@ class TreeReader:
         """The audit paths of many leaves of one tree, by leaf index.
 
         Reads every node they need in one call to the store (a handful of range
-        queries for leaves that lie together), then builds each path from memory;
-        subtrees shared by several paths are hashed once.
+        queries for leaves that lie together), then builds the paths in one descent of
+        the tree: a subtree shared by several paths is visited, and hashed, once.
 
         Raises:
             ValueError: an index is not a leaf of that tree.
         """
-        wanted: set[NodeKey] = set()
-        seen: set[tuple[int, int]] = set()
         leaves = sorted(set(indices))
-        for index in leaves:
+        for index in leaves[:1] + leaves[-1:]:
             if not 0 <= index < size:
                 raise ValueError(f"leaf {index} is not in a tree of {size} leaves")
-            lo, hi = 0, size
-            while hi - lo > 1:
-                k = _split(hi - lo)
-                side = (lo + k, hi) if index < lo + k else (lo, lo + k)
-                if side not in seen:
-                    seen.add(side)
-                    self._keys(*side, wanted)
-                lo, hi = (lo, lo + k) if index < lo + k else (lo + k, hi)
+        out: dict[int, list[bytes]] = {}
+        if not leaves:
+            return out
+        wanted: set[NodeKey] = set()
+        self._descend(0, size, leaves, 0, len(leaves), None, wanted, out)
         self._fetch(sorted(wanted))
-        return {index: self.inclusion_proof(index, size) for index in leaves}
+        self._descend(0, size, leaves, 0, len(leaves), [], wanted, out)
+        return out
+
+    def _descend(
+        self,
+        lo: int,
+        hi: int,
+        leaves: list[int],
+        start: int,
+        end: int,
+        path: list[bytes] | None,
+        wanted: set[NodeKey],
+        out: dict[int, list[bytes]],
+    ) -> None:
+        """Visit the subtree ``[lo, hi)`` holding ``leaves[start:end]``.
+
+        With ``path`` None, only collect the stored nodes the siblings read into
+        ``wanted``; otherwise extend ``path`` (root first) with each sibling's hash and
+        put each leaf's audit path (leaf first) in ``out``.
+        """
+        if hi - lo == 1:
+            if path is not None:
+                out[leaves[start]] = path[::-1]
+            return
+        mid = lo + _split(hi - lo)
+        cut = bisect.bisect_left(leaves, mid, start, end)
+        for a, b, s, e, sib in ((lo, mid, start, cut, (mid, hi)), (mid, hi, cut, end, (lo, mid))):
+            if e <= s:
+                continue
+            if path is None:
+                self._keys(*sib, wanted)
+                self._descend(a, b, leaves, s, e, None, wanted, out)
+            else:
+                self._descend(a, b, leaves, s, e, [*path, self.subtree(*sib)], wanted, out)
 
     def consistency_proof(self, old: int, new: int) -> list[bytes]:
         """The proof that the tree of ``old`` leaves is a prefix of the tree of ``new``.
