@@ -57,7 +57,7 @@ from pipetrail.governance.checkpoint import open_checkpoint
 from pipetrail.governance.dsse import open_envelope
 from pipetrail.governance.keys import parse_public_key, signing_message, verify_signature
 from pipetrail.ledger.events import event_hash
-from pipetrail.ledger.merkle import event_leaf, verify_inclusion
+from pipetrail.ledger.merkle import InclusionChecker, event_leaf
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -413,6 +413,7 @@ def _check_proofs(
             proofs[entry["seq"]] = entry["path"]
     if root is None:
         return  # the checkpoint failed: there is no root to prove anything against
+    checker = InclusionChecker(report.tree_size, root)
     for ev in events:
         seq = int(ev["seq"])
         element = f"proof of event {seq}"
@@ -424,12 +425,11 @@ def _check_proofs(
             report.fail(element, f"the checkpoint's tree holds only {report.tree_size} events")
             continue
         try:
-            nodes = [bytes.fromhex(node) for node in path]
-            leaf = event_leaf(str(ev["hash"]))
+            proven = checker.check(event_leaf(str(ev["hash"])), seq - 1, path)
         except (ValueError, TypeError):
             report.fail(element, "not hex hashes")
             continue
-        if not verify_inclusion(leaf, seq - 1, report.tree_size, nodes, root):
+        if not proven:
             report.fail(
                 element,
                 "it does not lead to the checkpoint's root: the event or the proof was "

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HASH_NAME",
+    "InclusionChecker",
     "MemoryNodes",
     "NodeStore",
     "TreeReader",
@@ -307,6 +308,70 @@ def verify_inclusion(
         fn >>= 1
         sn >>= 1
     return sn == 0 and r == root
+
+
+class InclusionChecker:
+    """Checks many inclusion proofs in one tree, sharing the work of proofs that meet.
+
+    The audit paths of neighbouring leaves end alike: from the node where two leaves'
+    paths meet up to the root they hash the same nodes. Once a proof verified, each
+    state it passed through (the position in the tree and the hash computed there) is
+    remembered with the rest of its path; a later proof reaching the same state with an
+    identical rest of path is proven without hashing that rest again. A proof whose rest
+    differs in any node is still hashed to the end, so every path is checked exactly as
+    :func:`verify_inclusion` checks it.
+
+    Paths are hex text, as an audit bundle stores them; a node that is not 32 bytes of
+    hex raises ``ValueError``.
+
+    Args:
+        size: the tree's size in leaves.
+        root: its root hash.
+    """
+
+    def __init__(self, size: int, root: bytes) -> None:
+        self.size = size
+        self.root = root
+        self._proven: dict[tuple[int, int, bytes], tuple[Sequence[str], int]] = {}
+
+    def check(self, leaf: bytes, index: int, path: Sequence[str]) -> bool:
+        """Whether ``path`` proves that ``leaf`` is leaf ``index`` of the tree.
+
+        Raises:
+            ValueError: a node of ``path`` is not hex.
+        """
+        if not 0 <= index < self.size:
+            return False
+        fn, sn, r = index, self.size - 1, leaf
+        trail: list[tuple[tuple[int, int, bytes], int]] = []
+        ok = False
+        for i, text in enumerate(path):
+            state = (fn, sn, r)
+            seen = self._proven.get(state)
+            if seen is not None and seen[0][seen[1] :] == path[i:]:
+                ok = True
+                break
+            trail.append((state, i))
+            if sn == 0:
+                return False
+            p = bytes.fromhex(text)
+            if len(p) != 32:
+                raise ValueError(f"a node of {len(p)} bytes")
+            if fn & 1 or fn == sn:
+                r = node_hash(p, r)
+                while not fn & 1 and fn:
+                    fn >>= 1
+                    sn >>= 1
+            else:
+                r = node_hash(r, p)
+            fn >>= 1
+            sn >>= 1
+        else:
+            ok = sn == 0 and r == self.root
+        if ok:
+            for state, i in trail:
+                self._proven[state] = (path, i)
+        return ok
 
 
 def verify_consistency(
