@@ -49,7 +49,7 @@ from pipetrail.lineage.exports import export_run, render_export
 from pipetrail.lineage.queries import upstream
 from pipetrail.verify.attestation import subject_sha256
 from pipetrail.verify.bundle_data import DataPlan, plan_data, write_data
-from pipetrail.verify.bundle_report import ReportInput, html_report, markdown_report
+from pipetrail.verify.bundle_report import ReportInput, reports
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -385,8 +385,9 @@ def write_bundle(
             {name: entry["data"] for name, entry in data_members.items()} if data else None,
             plan.left_out if plan is not None else [],
         )  # fmt: skip
-        members["report.md"] = markdown_report(given).encode("utf-8")
-        members["report.html"] = html_report(given).encode("utf-8")
+        markdown, page = reports(given)
+        members["report.md"] = markdown.encode("utf-8")
+        members["report.html"] = page.encode("utf-8")
         listed = {
             name: {"sha256": hashlib.sha256(blob).hexdigest(), "size": len(blob)}
             for name, blob in members.items()

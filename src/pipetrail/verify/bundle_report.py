@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from pipetrail.governance.checkpoint import Checkpoint
     from pipetrail.ledger.events import Event
 
-__all__ = ["ReportInput", "html_report", "markdown_report"]
+__all__ = ["ReportInput", "html_report", "markdown_report", "reports"]
 
 _SHOWN = ("model", "version", "alias", "request_id", "risk", "role", "user", "comment", "text")
 _LISTED = 20  # sources and outputs listed per run; events.jsonl holds them all
@@ -77,7 +77,10 @@ def _title(scope: dict[str, Any]) -> str:
     return what + (f" version {scope['version']}" if scope.get("version") else "")
 
 
-def _runs(given: ReportInput, parsed: list[tuple[Event, dict[str, Any]]]) -> list[_Section]:
+Parsed = list[tuple["Event", dict[str, Any] | None]]
+
+
+def _runs(given: ReportInput, parsed: Parsed) -> list[_Section]:
     ended = {e.run_id: e.ts for e, _ in parsed if e.kind in _ENDS}
     runs = _Section(
         "Runs: who ran what, when, with which code and environment",
@@ -88,10 +91,13 @@ def _runs(given: ReportInput, parsed: list[tuple[Event, dict[str, Any]]]) -> lis
         "Data each run read and produced",
         header=["run", "what", "name", "digest", "label"],
     )
-    read: dict[str, list[tuple[str, str, str]]] = {}
+    read: dict[str, list[tuple[str, str, str] | None]] = {}
     made: dict[str, list[tuple[str, str, str]]] = {}
     for event, p in parsed:
         run = event.run_id or ""
+        if p is None:  # a source beyond those listed: counted, not parsed
+            read.setdefault(run, []).append(None)
+            continue
         if event.kind == "run.started":
             git = p.get("git") or {}
             code = [f"pipeline {p.get('pipeline_fingerprint', '?')}"]
@@ -104,7 +110,7 @@ def _runs(given: ReportInput, parsed: list[tuple[Event, dict[str, Any]]]) -> lis
                 f"{k}={json.dumps(v)}" for k, v in sorted((p.get("params") or {}).items())
             )
             runs.rows.append([
-                run, str(p.get("pipeline", "?")), params, str(event.actor), event.ts,
+                run, str(p.get("pipeline", "?")), params, str(p.get("owner") or event.actor), event.ts,
                 ended.get(run, ""), given.statuses.get(run, "?"), "; ".join(code),
                 str(p.get("environment") or ""), attested,
             ])  # fmt: skip
@@ -118,7 +124,7 @@ def _runs(given: ReportInput, parsed: list[tuple[Event, dict[str, Any]]]) -> lis
             made.setdefault(run, []).append((name, str(p.get("digest")), label))
     for run in sorted(set(read) | set(made)):
         for what, items in (("read", read.get(run, [])), ("recorded", made.get(run, []))):
-            data.rows.extend([run, what, *item] for item in items[:_LISTED])
+            data.rows.extend([run, what, *item] for item in items[:_LISTED] if item)
             if len(items) > _LISTED:
                 more = f"and {len(items) - _LISTED} more (events.jsonl lists every one)"
                 data.rows.append([run, what, more, "", ""])
@@ -160,7 +166,15 @@ def _sections(given: ReportInput) -> list[_Section]:
             "(the keys you trust, obtained apart from this file).",
         ],
     )
-    parsed = [(event, _content(event)) for event in given.events]
+    parsed: Parsed = []
+    sources: dict[str | None, int] = {}
+    for event in given.events:  # a run may read 10,000 files: only those listed are parsed
+        if event.kind == "source.observed":
+            sources[event.run_id] = sources.get(event.run_id, 0) + 1
+            if sources[event.run_id] > _LISTED:
+                parsed.append((event, None))
+                continue
+        parsed.append((event, _content(event)))
     reads = _Section(
         "Reads of sensitive content",
         header=["event", "time", "user", "artifact", "label", "action", "allowed by", "purpose"],
@@ -170,6 +184,8 @@ def _sections(given: ReportInput) -> list[_Section]:
         header=["event", "time", "act", "by", "about"],
     )
     for event, p in parsed:
+        if p is None:
+            continue
         if event.kind in ("access.read", "access.refused"):
             allowed = p.get("basis") or f"refused: {p.get('reason', '')}"
             reads.rows.append([
@@ -189,10 +205,25 @@ def _md(value: str) -> str:
     return " ".join(text.split("\n"))
 
 
+def reports(given: ReportInput) -> tuple[str, str]:
+    """The report in Markdown and in HTML (the facts gathered once for both)."""
+    sections = _sections(given)
+    return _markdown(given, sections), _html(given, sections)
+
+
 def markdown_report(given: ReportInput) -> str:
     """The report's Markdown text."""
+    return _markdown(given, _sections(given))
+
+
+def html_report(given: ReportInput) -> str:
+    """The report as one self-contained HTML page (every value escaped)."""
+    return _html(given, _sections(given))
+
+
+def _markdown(given: ReportInput, sections: list[_Section]) -> str:
     lines = [f"# Audit bundle: {_md(_title(given.scope))}", ""]
-    for section in _sections(given):
+    for section in sections:
         lines += [f"## {section.title}", ""]
         for paragraph in section.text:
             lines += [paragraph, ""]
@@ -215,8 +246,7 @@ _STYLE = (
 )
 
 
-def html_report(given: ReportInput) -> str:
-    """The report as one self-contained HTML page (every value escaped)."""
+def _html(given: ReportInput, sections: list[_Section]) -> str:
     esc = html.escape
     title = esc(f"Audit bundle: {_title(given.scope)}")
     parts = [
@@ -227,7 +257,7 @@ def html_report(given: ReportInput) -> str:
         f"<title>{title}</title><style>{_STYLE}</style></head><body>",
         f"<h1>{title}</h1>",
     ]
-    for section in _sections(given):
+    for section in sections:
         parts.append(f"<h2>{esc(section.title)}</h2>")
         parts += [f"<p>{esc(paragraph)}</p>" for paragraph in section.text]
         if section.header and not section.rows:
