@@ -110,7 +110,8 @@ def _runs(given: ReportInput, parsed: Parsed) -> list[_Section]:
                 f"{k}={json.dumps(v)}" for k, v in sorted((p.get("params") or {}).items())
             )
             runs.rows.append([
-                run, str(p.get("pipeline", "?")), params, str(p.get("owner") or event.actor), event.ts,
+                run, str(p.get("pipeline", "?")), params, str(p.get("owner") or event.actor),
+                event.ts,
                 ended.get(run, ""), given.statuses.get(run, "?"), "; ".join(code),
                 str(p.get("environment") or ""), attested,
             ])  # fmt: skip
