@@ -40,9 +40,7 @@ def test_a_proof_changed_after_it_meets_a_proven_one_still_fails() -> None:
             at = rng.randrange(1, len(hexes))  # past the first node: where paths meet
             hexes[at] = "00" * 32
             assert not checker.check(leaves[i], i, hexes), (i, at)
-            assert not verify_inclusion(
-                leaves[i], i, size, [bytes.fromhex(h) for h in hexes], root
-            )
+            assert not verify_inclusion(leaves[i], i, size, [bytes.fromhex(h) for h in hexes], root)
         else:
             assert checker.check(leaves[i], i, hexes)
     other = leaves_of(size + 1)[size]
