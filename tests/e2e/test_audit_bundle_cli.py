@@ -208,6 +208,11 @@ def test_with_data_sensitive_content_needs_a_grant_and_a_changed_byte_fails(
         root, home, "audit", "bundle", run, "-o", str(out), "--with-data", "--skip-refused",
         user="rita",
     ).stderr  # fmt: skip
+    done = cli(tmp_path, home, "audit", "verify-bundle", str(out), "--key", f"alice={alice}",
+               "--key", f"rita={rita}")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "note: the bundle leaves out the content of artifact blake3:" in done.stdout
+    assert "(pii): no grant to read it" in done.stdout
 
     done = cli(root, home, "audit", "bundle", run, "-o", str(out), "--with-data")
     assert done.returncode == 0, done.stderr

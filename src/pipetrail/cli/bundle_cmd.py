@@ -133,6 +133,11 @@ def _print(report: BundleReport, path: Path) -> None:
                 f"{report.data_sealed} sealed (sensitive) members match the digests the "
                 "signed manifest states"
             )
+        for entry in report.left_out:
+            click.echo(
+                f"note: the bundle leaves out the content of artifact {entry.get('artifact')} "
+                f"({entry.get('label')}): {entry.get('reason')}"
+            )
         return
     for problem in report.problems:
         click.echo(f"FAILED {problem}", err=True)

@@ -47,11 +47,11 @@ import orjson
 
 from pipetrail.errors import CheckpointError, GovernanceError, IntegrityError, ParamError
 from pipetrail.governance.bundle_data_check import (
-    DATA_DIR,
     Hashed,
     check_data,
     hash_data,
     kept_members,
+    read_members,
 )
 from pipetrail.governance.checkpoint import open_checkpoint
 from pipetrail.governance.dsse import open_envelope
@@ -117,6 +117,7 @@ class BundleReport:
         attestations: attestations verified.
         data: data members whose content matches the ledger's digest.
         data_sealed: sealed data members whose content matches the signed manifest.
+        left_out: the artifacts whose content the manifest says was left out, and why.
         keys_from: where the trusted keys came from.
     """
 
@@ -130,6 +131,7 @@ class BundleReport:
     attestations: int = 0
     data: int = 0
     data_sealed: int = 0
+    left_out: list[dict[str, Any]] = field(default_factory=list)
     keys_from: str = ""
 
     @property
@@ -154,6 +156,7 @@ class BundleReport:
             "attestations": self.attestations,
             "data": self.data,
             "data_sealed": self.data_sealed,
+            "left_out": self.left_out,
             "keys_from": self.keys_from,
             "problems": [{"element": p.element, "message": p.message} for p in self.problems],
         }
@@ -175,50 +178,6 @@ def parse_key_lines(text: str, *, where: str) -> list[tuple[str, PublicKey]]:
             raise GovernanceError(f"{where} line {number}: expected NAME ed25519:BASE64")
         keys.append((name, parse_public_key(key.strip())))
     return keys
-
-
-def _read_members(
-    archive: tarfile.TarFile,
-) -> tuple[dict[str, bytes], list[tarfile.TarInfo], list[BundleProblem]]:
-    """Every regular member's bytes by name, but the data members (streamed later).
-
-    Returns the members, the data members' headers, and problems with names or kinds.
-
-    Raises:
-        tarfile.TarError: the archive is damaged (the caller reports it).
-    """
-    members: dict[str, bytes] = {}
-    data: list[tarfile.TarInfo] = []
-    problems: list[BundleProblem] = []
-    seen: set[str] = set()
-    for count, info in enumerate(archive):
-        if count >= _MAX_MEMBERS:
-            problems.append(BundleProblem("archive", "holds too many members"))
-            break
-        name = info.name
-        parts = name.split("/")
-        if name.startswith("/") or "\\" in name or any(p in ("", ".", "..") for p in parts):
-            problems.append(BundleProblem("archive", f"member name {name!r} leaves the bundle"))
-            continue
-        if not info.isreg():
-            problems.append(BundleProblem("archive", f"member {name!r} is not a file"))
-            continue
-        if name in seen:
-            problems.append(BundleProblem("archive", f"member {name!r} appears twice"))
-            continue
-        seen.add(name)
-        if name.startswith(DATA_DIR):
-            data.append(info)  # hashed as a stream, whatever its size
-            continue
-        if info.size > _MAX_MEMBER:
-            problems.append(BundleProblem("archive", f"member {name!r} is too large"))
-            continue
-        stream = archive.extractfile(info)
-        content = stream.read() if stream is not None else b""
-        if len(content) != info.size:
-            raise tarfile.ReadError(f"member {name!r} is cut short")
-        members[name] = content
-    return members, data, problems
 
 
 def _unverified_manifest(members: dict[str, bytes]) -> dict[str, Any]:
@@ -249,12 +208,12 @@ def verify_bundle(path: Path, keys: list[tuple[str, PublicKey]] | None = None) -
     report = BundleReport()
     try:
         with tarfile.open(path, mode="r:") as archive:
-            members, data, problems = _read_members(archive)
+            members, data, problems = read_members(archive, _MAX_MEMBER, _MAX_MEMBERS)
             keep = kept_members(_unverified_manifest(members))
             hashed = hash_data(archive, data, keep)
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise IntegrityError(f"{path}: the archive is truncated or damaged ({exc})") from None
-    report.problems.extend(problems)
+    report.problems.extend(BundleProblem(*problem) for problem in problems)
     bundled = _bundled_keys(members, report)
     trusted = keys if keys else bundled
     report.keys_from = "--key" if keys else "the bundle's own keys (pin them with --key)"
@@ -300,6 +259,8 @@ def _check_manifest(
         report.fail(MANIFEST, f"not a {BUNDLE_FORMAT} manifest ({exc})")
         return {}
     report.scope = manifest.get("scope") or {}
+    left = manifest.get("left_out")
+    report.left_out = [e for e in left if isinstance(e, dict)] if isinstance(left, list) else []
     try:
         envelope = open_envelope(members.get(MANIFEST_ENVELOPE, b""), trusted, where="")
         if envelope.payload != raw or envelope.payload_type != MANIFEST_PAYLOAD_TYPE:

@@ -1,4 +1,7 @@
-"""Verifying the content an audit bundle carries (written with ``--with-data``).
+"""Reading an audit bundle's members, and verifying the content it carries (``--with-data``).
+
+:func:`read_members` reads every member but the content into memory, refusing names that
+would leave the bundle, links and repeated names (nothing is ever extracted).
 
 Each ``data/<hex>`` member is streamed, never held whole (only a folder's manifest,
 which the check of its files needs, is kept), and hashed with SHA-256 (checked against
@@ -34,7 +37,7 @@ if TYPE_CHECKING:
 
     from pipetrail.governance.bundle_check import BundleReport
 
-__all__ = ["DATA_DIR", "Hashed", "check_data", "hash_data", "kept_members"]
+__all__ = ["DATA_DIR", "Hashed", "check_data", "hash_data", "kept_members", "read_members"]
 
 DATA_DIR = "data/"
 _READ = 1 << 20
@@ -89,6 +92,53 @@ def hash_data(
         content = b"".join(parts) if parts is not None else None
         out[info.name] = Hashed(sha.hexdigest(), b3.digest(), size, content)
     return out
+
+
+def read_members(
+    archive: tarfile.TarFile, max_member: int, max_members: int
+) -> tuple[dict[str, bytes], list[tarfile.TarInfo], list[tuple[str, str]]]:
+    """Every regular member's bytes by name, but the data members (streamed later).
+
+    Returns the members, the data members' headers, and ``(element, message)`` problems
+    with names or kinds of members (nothing is extracted: no name reaches the disk).
+
+    Raises:
+        tarfile.TarError: the archive is damaged (the caller reports it).
+    """
+    import tarfile
+
+    members: dict[str, bytes] = {}
+    data: list[tarfile.TarInfo] = []
+    problems: list[tuple[str, str]] = []
+    seen: set[str] = set()
+    for count, info in enumerate(archive):
+        if count >= max_members:
+            problems.append(("archive", "holds too many members"))
+            break
+        name = info.name
+        parts = name.split("/")
+        if name.startswith("/") or "\\" in name or any(p in ("", ".", "..") for p in parts):
+            problems.append(("archive", f"member name {name!r} leaves the bundle"))
+            continue
+        if not info.isreg():
+            problems.append(("archive", f"member {name!r} is not a file"))
+            continue
+        if name in seen:
+            problems.append(("archive", f"member {name!r} appears twice"))
+            continue
+        seen.add(name)
+        if name.startswith(DATA_DIR):
+            data.append(info)  # hashed as a stream, whatever its size
+            continue
+        if info.size > max_member:
+            problems.append(("archive", f"member {name!r} is too large"))
+            continue
+        stream = archive.extractfile(info)
+        content = stream.read() if stream is not None else b""
+        if len(content) != info.size:
+            raise tarfile.ReadError(f"member {name!r} is cut short")
+        members[name] = content
+    return members, data, problems
 
 
 def _recorded(events: list[dict[str, Any]]) -> dict[str, list[dict[str, Any]]]:
