@@ -243,7 +243,7 @@ _STYLE = (
     "body{font-family:system-ui,sans-serif;margin:2em;color:#222}"
     "table{border-collapse:collapse;margin-bottom:1.5em}"
     "th,td{border:1px solid #bbb;padding:.3em .5em;text-align:left;vertical-align:top;"
-    "font-size:.9em;word-break:break-all}th{background:#eee}"
+    "font-size:.9em}td{overflow-wrap:anywhere}th{background:#eee;white-space:nowrap}"
 )
 
 
