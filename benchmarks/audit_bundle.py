@@ -12,7 +12,9 @@ the checkpoint, the scope's events, 10,000 inclusion proofs from stored nodes, t
 attestation and exports, the archive), and ``audit verify-bundle FILE --key ...`` in an
 empty folder (target <= 2 s: every digest, hash, link, proof and signature).
 
-Run: ``.venv/bin/python benchmarks/audit_bundle.py [--quick]``.
+Run: ``.venv/bin/python benchmarks/audit_bundle.py [--quick]``. The timed commands run
+``python -m pipetrail.cli.main`` with this process's environment, so ``PYTHONPATH=src``
+(set before running) measures a checkout's own code rather than the installed one.
 """
 
 from __future__ import annotations

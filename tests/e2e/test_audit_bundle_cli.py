@@ -155,3 +155,97 @@ def test_a_tampered_bundle_exits_3_and_bad_input_exits_2(
     assert done.returncode == 2
     assert "expected NAME=ed25519:BASE64" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+SENSITIVE = """
+import pandas as pd
+from pipetrail import pipeline, source, step
+
+@step
+def load(path) -> pd.DataFrame:
+    return pd.read_csv(path)
+
+@step
+def train(note: str = "plain") -> dict:
+    return {"roc_auc": 0.97, "note": note}
+
+@pipeline
+def clinic():
+    return load(source("patients.csv", classification="pii")), train()
+"""
+
+
+def test_with_data_sensitive_content_needs_a_grant_and_a_changed_byte_fails(
+    tmp_path: Path,
+) -> None:
+    root, home = tmp_path / "proj", tmp_path / "home"
+    root.mkdir()
+    alice = create_key("alice", folder=home).text
+    rita = create_key("rita", folder=home).text
+    assert cli(root, home, "init").returncode == 0
+    (root / "clinic.py").write_text(textwrap.dedent(SENSITIVE))
+    (root / "patients.csv").write_text("name,city\nZebulon,Paris\nOttilie,Lyon\n")
+    done = cli(root, home, "user", "add", "rita", "--key", rita, "--role", "researcher")
+    assert done.returncode == 0, done.stderr
+    run = json.loads(cli(root, home, "run", "clinic.py", "--json").stdout)["run_id"]
+    out = tmp_path / "run.tar"
+
+    done = cli(root, home, "audit", "bundle", run, "-o", str(out), "--with-data", user="rita")
+    assert done.returncode == 7, done.stderr
+    assert "labelled pii" in done.stderr
+    assert "pipetrail grant rita --label pii" in done.stderr
+    assert "--skip-refused" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not out.exists()
+
+    done = cli(root, home, "audit", "bundle", run, "-o", str(out), "--with-data",
+               "--skip-refused", "--json", user="rita")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    left = json.loads(done.stdout)["left_out"]
+    assert left
+    assert {e["label"] for e in left} == {"pii"}
+    assert "note: left out the content of artifact" in cli(
+        root, home, "audit", "bundle", run, "-o", str(out), "--with-data", "--skip-refused",
+        user="rita",
+    ).stderr  # fmt: skip
+    done = cli(tmp_path, home, "audit", "verify-bundle", str(out), "--key", f"alice={alice}",
+               "--key", f"rita={rita}")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "note: the bundle leaves out the content of artifact blake3:" in done.stdout
+    assert "(pii): no grant to read it" in done.stdout
+
+    done = cli(root, home, "audit", "bundle", run, "-o", str(out), "--with-data")
+    assert done.returncode == 0, done.stderr
+    assert "with the content of" in done.stdout
+    empty = tmp_path / "auditor"
+    empty.mkdir()
+    args = ["audit", "verify-bundle", str(out), "--key", f"alice={alice}"]
+    done = subprocess.run(
+        [sys.executable, "-c", BLOCKED, *args], cwd=empty, capture_output=True, text=True,
+        env={k: v for k, v in os.environ.items() if not k.startswith("PIPETRAIL_")}, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "sealed (sensitive) members match" in done.stdout
+    assert list(empty.iterdir()) == []
+
+    with tarfile.open(out) as archive:
+        members = {i.name: archive.extractfile(i).read() for i in archive}  # type: ignore[union-attr]
+    name = next(n for n in members if n.startswith("data/"))
+    members[name] = members[name][:-1] + bytes([members[name][-1] ^ 0x20])
+    edited = tmp_path / "edited.tar"
+    with tarfile.open(edited, "w") as archive:
+        for member, data in members.items():
+            info = tarfile.TarInfo(member)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    done = cli(
+        empty, tmp_path / "h", "audit", "verify-bundle", str(edited), "--key", f"alice={alice}"
+    )
+    assert done.returncode == 3
+    assert f"FAILED {name}: its SHA-256 differs" in done.stderr
+    assert "FAILED data of artifact blake3:" in done.stderr
+    assert "the data was changed" in done.stderr
+
+    done = cli(root, home, "audit", "bundle", run, "-o", str(out), "--skip-refused")
+    assert done.returncode == 2
+    assert "--skip-refused applies to --with-data" in done.stderr

@@ -130,11 +130,16 @@ def test_a_model_bundle_holds_its_runs_and_governance_and_verifies(
     with tarfile.open(out) as archive:
         names = archive.getnames()
         report_md = archive.extractfile("report.md")
+        report_html = archive.extractfile("report.html")
         assert report_md is not None
+        assert report_html is not None
         text = report_md.read().decode()
+        page = report_html.read().decode()
     assert f"exports/{runs[0]}.prov.json" in names
     assert f"exports/{runs[0]}.openlineage.json" in names
     assert "promotion.approved | bob" in text
+    assert "<td>promotion.approved</td><td>bob</td>" in page  # who approved it
+    assert "<td>decision.recorded</td><td>alice</td>" in page
 
 
 def test_a_run_bundle_and_a_version_bundle(team: Any, tmp_path: Path) -> None:

@@ -42,6 +42,7 @@ ALLOWED = {
     # the bundle manifest's DSSE envelope.
     ("governance/bundle_check.py", ".payload"),
     ("governance/bundle_check.py", '["payload"]'),
+    ("governance/bundle_data_check.py", '["payload"]'),
 }
 SQL = re.compile(
     r"\b(SELECT\s.+\sFROM|INSERT\s+INTO|UPDATE\s+\w+\s+SET|DELETE\s+FROM|"

@@ -38,8 +38,20 @@ __all__ = ["bundle", "verify_bundle"]
     "--with-exports", "exports", is_flag=True,
     help="Add each run's OpenLineage and PROV exports.",
 )  # fmt: skip
+@click.option(
+    "--with-data", "data", is_flag=True,
+    help="Add the content of the artifacts; sensitive content only with the admin role "
+    "or a grant for its label (each read recorded).",
+)  # fmt: skip
+@click.option(
+    "--skip-refused", is_flag=True,
+    help="With --with-data: leave out (and list) the sensitive artifacts you may not "
+    "read, instead of refusing.",
+)  # fmt: skip
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def bundle(ref: str, out: Path, exports: bool, as_json: bool) -> None:
+def bundle(
+    ref: str, out: Path, exports: bool, data: bool, skip_refused: bool, as_json: bool
+) -> None:
     """Write an offline audit bundle of a run, or of a model (one version or all)."""
     from pipetrail.cli.audit_cmd import configured_witness
     from pipetrail.execution.project import Project
@@ -47,13 +59,21 @@ def bundle(ref: str, out: Path, exports: bool, as_json: bool) -> None:
     from pipetrail.governance.keys import load_signer
     from pipetrail.verify.bundle import parse_scope, registered_models, write_bundle
 
+    if skip_refused and not data:
+        fail(
+            "--skip-refused applies to --with-data: add --with-data, or leave it out",
+            EXIT_BAD_INPUT,
+        )
     with reporting_errors():
         project = Project.discover(must_exist=True)
         try:
             signer = load_signer(acting_user())
             scope = parse_scope(ref, registered_models(project))
             try:
-                made = write_bundle(project, scope, out, signer, exports=exports)
+                made = write_bundle(
+                    project, scope, out, signer, exports=exports, data=data,
+                    skip_refused=skip_refused,
+                )  # fmt: skip
             except OSError as exc:
                 full = disk_full_message(exc)
                 if full is not None:
@@ -74,6 +94,8 @@ def bundle(ref: str, out: Path, exports: bool, as_json: bool) -> None:
         "checkpoint_size": made.checkpoint.size,
         "checkpoint_kept": kept,
         "not_attested": made.not_attested,
+        "data": made.data,
+        "left_out": list(made.left_out),
     }
     if as_json:
         emit_json(summary)
@@ -83,8 +105,16 @@ def bundle(ref: str, out: Path, exports: bool, as_json: bool) -> None:
         f"{len(made.runs)} runs, proven in a checkpoint of {made.checkpoint.size} events "
         f"signed by {signer.name}: {made.path}"
     )
+    if made.data is not None:
+        click.echo(f"with the content of {made.data} stored objects")
     for run, why in sorted(made.not_attested.items()):
         click.echo(f"note: run {run} has no attestation: {why}", err=True)
+    for entry in made.left_out:
+        click.echo(
+            f"note: left out the content of artifact {entry['artifact']} "
+            f"({entry['label']}): {entry['reason']}",
+            err=True,
+        )
 
 
 def _print(report: BundleReport, path: Path) -> None:
@@ -97,6 +127,17 @@ def _print(report: BundleReport, path: Path) -> None:
             f"signatures and {report.attestations} attestations verify; keys: "
             f"{report.keys_from}"
         )
+        if report.data or report.data_sealed:
+            click.echo(
+                f"data: {report.data} members match the digests the ledger records; "
+                f"{report.data_sealed} sealed (sensitive) members match the digests the "
+                "signed manifest states"
+            )
+        for entry in report.left_out:
+            click.echo(
+                f"note: the bundle leaves out the content of artifact {entry.get('artifact')} "
+                f"({entry.get('label')}): {entry.get('reason')}"
+            )
         return
     for problem in report.problems:
         click.echo(f"FAILED {problem}", err=True)

@@ -11,10 +11,13 @@ uncompressed POSIX tar archive of these members:
 * ``events.jsonl``: the events in scope, every stored field, one JSON object a line;
 * ``proofs.jsonl``: for each event, its RFC 9162 inclusion path in the checkpoint's tree;
 * ``attestations/RUN.intoto.json``: each run's signed in-toto statement (DSSE);
-* ``report.md``: the same facts for a person.
+* ``data/<hex>`` (written with ``--with-data``): the content of the scope's artifacts,
+  checked by :mod:`pipetrail.governance.bundle_data_check`;
+* ``report.md`` and ``report.html``: the same facts for a person.
 
-:func:`verify_bundle` reads the archive's members into memory (it never extracts
-anything: no member name can reach the file system), then checks every element and
+:func:`verify_bundle` reads the archive's members into memory, but streams the data
+members through their hashes (it never extracts anything: no member name can reach the
+file system), then checks every element and
 reports each one that fails as a :class:`BundleProblem` naming it: a member added,
 missing or changed; the manifest's or the checkpoint's signature; an event whose content
 does not match its hash, or whose link to the event before it (when both are in the
@@ -43,11 +46,18 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from pipetrail.errors import CheckpointError, GovernanceError, IntegrityError, ParamError
+from pipetrail.governance.bundle_data_check import (
+    Hashed,
+    check_data,
+    hash_data,
+    kept_members,
+    read_members,
+)
 from pipetrail.governance.checkpoint import open_checkpoint
 from pipetrail.governance.dsse import open_envelope
 from pipetrail.governance.keys import parse_public_key, signing_message, verify_signature
 from pipetrail.ledger.events import event_hash
-from pipetrail.ledger.merkle import event_leaf, verify_inclusion
+from pipetrail.ledger.merkle import InclusionChecker, event_leaf
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -105,6 +115,9 @@ class BundleReport:
         proofs: inclusion proofs verified.
         signatures: governance signatures verified.
         attestations: attestations verified.
+        data: data members whose content matches the ledger's digest.
+        data_sealed: sealed data members whose content matches the signed manifest.
+        left_out: the artifacts whose content the manifest says was left out, and why.
         keys_from: where the trusted keys came from.
     """
 
@@ -116,6 +129,9 @@ class BundleReport:
     proofs: int = 0
     signatures: int = 0
     attestations: int = 0
+    data: int = 0
+    data_sealed: int = 0
+    left_out: list[dict[str, Any]] = field(default_factory=list)
     keys_from: str = ""
 
     @property
@@ -138,6 +154,9 @@ class BundleReport:
             "proofs": self.proofs,
             "signatures": self.signatures,
             "attestations": self.attestations,
+            "data": self.data,
+            "data_sealed": self.data_sealed,
+            "left_out": self.left_out,
             "keys_from": self.keys_from,
             "problems": [{"element": p.element, "message": p.message} for p in self.problems],
         }
@@ -161,49 +180,13 @@ def parse_key_lines(text: str, *, where: str) -> list[tuple[str, PublicKey]]:
     return keys
 
 
-def _read_members(path: Path) -> tuple[dict[str, bytes], list[BundleProblem]]:
-    """Every regular member's bytes, by name; problems with names or kinds of members.
-
-    Raises:
-        ParamError: ``path`` is not a file, or not a tar archive.
-        IntegrityError: the archive is truncated or damaged.
-    """
-    if not path.is_file():
-        raise ParamError(f"{path}: no such file; give the path of an audit bundle")
-    if not tarfile.is_tarfile(path):
-        raise ParamError(f"{path} is not a tar archive, so not a pipetrail audit bundle")
-    members: dict[str, bytes] = {}
-    problems: list[BundleProblem] = []
+def _unverified_manifest(members: dict[str, bytes]) -> dict[str, Any]:
+    """The manifest as it reads, before any check (to know which data members to keep)."""
     try:
-        with tarfile.open(path, mode="r:") as archive:
-            for count, info in enumerate(archive):
-                if count >= _MAX_MEMBERS:
-                    problems.append(BundleProblem("archive", "holds too many members"))
-                    break
-                name = info.name
-                parts = name.split("/")
-                if name.startswith("/") or "\\" in name or any(p in ("", ".", "..") for p in parts):
-                    problems.append(
-                        BundleProblem("archive", f"member name {name!r} leaves the bundle")
-                    )
-                    continue
-                if not info.isreg():
-                    problems.append(BundleProblem("archive", f"member {name!r} is not a file"))
-                    continue
-                if info.size > _MAX_MEMBER:
-                    problems.append(BundleProblem("archive", f"member {name!r} is too large"))
-                    continue
-                if name in members:
-                    problems.append(BundleProblem("archive", f"member {name!r} appears twice"))
-                    continue
-                stream = archive.extractfile(info)
-                data = stream.read() if stream is not None else b""
-                if len(data) != info.size:
-                    raise tarfile.ReadError(f"member {name!r} is cut short")
-                members[name] = data
-    except (tarfile.TarError, EOFError, OSError) as exc:
-        raise IntegrityError(f"{path}: the archive is truncated or damaged ({exc})") from None
-    return members, problems
+        value = json.loads(members.get(MANIFEST, b"{}"))
+    except ValueError:
+        return {}
+    return value if isinstance(value, dict) else {}
 
 
 def verify_bundle(path: Path, keys: list[tuple[str, PublicKey]] | None = None) -> BundleReport:
@@ -218,18 +201,30 @@ def verify_bundle(path: Path, keys: list[tuple[str, PublicKey]] | None = None) -
         ParamError: not a tar archive (or no such file).
         IntegrityError: the archive is truncated or damaged.
     """
+    if not path.is_file():
+        raise ParamError(f"{path}: no such file; give the path of an audit bundle")
+    if not tarfile.is_tarfile(path):
+        raise ParamError(f"{path} is not a tar archive, so not a pipetrail audit bundle")
     report = BundleReport()
-    members, problems = _read_members(path)
-    report.problems.extend(problems)
+    try:
+        with tarfile.open(path, mode="r:") as archive:
+            members, data, problems = read_members(archive, _MAX_MEMBER, _MAX_MEMBERS)
+            keep = kept_members(_unverified_manifest(members))
+            hashed = hash_data(archive, data, keep)
+    except (tarfile.TarError, EOFError, OSError) as exc:
+        raise IntegrityError(f"{path}: the archive is truncated or damaged ({exc})") from None
+    report.problems.extend(BundleProblem(*problem) for problem in problems)
     bundled = _bundled_keys(members, report)
     trusted = keys if keys else bundled
     report.keys_from = "--key" if keys else "the bundle's own keys (pin them with --key)"
-    manifest = _check_manifest(members, trusted, report)
+    manifest = _check_manifest(members, hashed, trusted, report)
     root = _check_checkpoint(members, trusted, manifest, report)
     events = _check_events(members, report)
     _check_proofs(members, events, root, report)
     _check_governance(events, report)
     _check_attestations(members, bundled, report)
+    if manifest and (hashed or "data" in manifest):
+        check_data(manifest, hashed, events, report)
     return report
 
 
@@ -246,7 +241,10 @@ def _bundled_keys(members: dict[str, bytes], report: BundleReport) -> list[tuple
 
 
 def _check_manifest(
-    members: dict[str, bytes], trusted: list[tuple[str, PublicKey]], report: BundleReport
+    members: dict[str, bytes],
+    hashed: dict[str, Hashed],
+    trusted: list[tuple[str, PublicKey]],
+    report: BundleReport,
 ) -> dict[str, Any]:
     raw = members.get(MANIFEST)
     if raw is None:
@@ -261,6 +259,8 @@ def _check_manifest(
         report.fail(MANIFEST, f"not a {BUNDLE_FORMAT} manifest ({exc})")
         return {}
     report.scope = manifest.get("scope") or {}
+    left = manifest.get("left_out")
+    report.left_out = [e for e in left if isinstance(e, dict)] if isinstance(left, list) else []
     try:
         envelope = open_envelope(members.get(MANIFEST_ENVELOPE, b""), trusted, where="")
         if envelope.payload != raw or envelope.payload_type != MANIFEST_PAYLOAD_TYPE:
@@ -270,11 +270,16 @@ def _check_manifest(
         report.fail("manifest", f"its signature ({MANIFEST_ENVELOPE}) fails: {reason}")
     for name, entry in sorted(listed.items()):
         data = members.get(name)
-        if data is None:
+        if name in hashed:
+            actual = hashed[name].sha256
+        elif data is None:
             report.fail(name, "listed in the manifest but missing from the archive")
-        elif not isinstance(entry, dict) or entry.get("sha256") != hashlib.sha256(data).hexdigest():
+            continue
+        else:
+            actual = hashlib.sha256(data).hexdigest()
+        if not isinstance(entry, dict) or entry.get("sha256") != actual:
             report.fail(name, "its SHA-256 differs from the manifest's: the member was changed")
-    for name in sorted(set(members) - set(listed) - {MANIFEST, MANIFEST_ENVELOPE}):
+    for name in sorted({*members, *hashed} - set(listed) - {MANIFEST, MANIFEST_ENVELOPE}):
         report.fail(name, "not listed in the manifest: a member was added")
     return dict(manifest)
 
@@ -369,6 +374,7 @@ def _check_proofs(
             proofs[entry["seq"]] = entry["path"]
     if root is None:
         return  # the checkpoint failed: there is no root to prove anything against
+    checker = InclusionChecker(report.tree_size, root)
     for ev in events:
         seq = int(ev["seq"])
         element = f"proof of event {seq}"
@@ -380,12 +386,11 @@ def _check_proofs(
             report.fail(element, f"the checkpoint's tree holds only {report.tree_size} events")
             continue
         try:
-            nodes = [bytes.fromhex(node) for node in path]
-            leaf = event_leaf(str(ev["hash"]))
+            proven = checker.check(event_leaf(str(ev["hash"])), seq - 1, path)
         except (ValueError, TypeError):
             report.fail(element, "not hex hashes")
             continue
-        if not verify_inclusion(leaf, seq - 1, report.tree_size, nodes, root):
+        if not proven:
             report.fail(
                 element,
                 "it does not lead to the checkpoint's root: the event or the proof was "

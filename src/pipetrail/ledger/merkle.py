@@ -22,6 +22,7 @@ hashes (RFC 9162 sections 2.1.3.2 and 2.1.4.2); an auditor needs no database.
 
 from __future__ import annotations
 
+import bisect
 import hashlib
 from typing import TYPE_CHECKING, Protocol
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HASH_NAME",
+    "InclusionChecker",
     "MemoryNodes",
     "NodeStore",
     "TreeReader",
@@ -209,28 +211,56 @@ class TreeReader:
         """The audit paths of many leaves of one tree, by leaf index.
 
         Reads every node they need in one call to the store (a handful of range
-        queries for leaves that lie together), then builds each path from memory;
-        subtrees shared by several paths are hashed once.
+        queries for leaves that lie together), then builds the paths in one descent of
+        the tree: a subtree shared by several paths is visited, and hashed, once.
 
         Raises:
             ValueError: an index is not a leaf of that tree.
         """
-        wanted: set[NodeKey] = set()
-        seen: set[tuple[int, int]] = set()
         leaves = sorted(set(indices))
-        for index in leaves:
+        for index in leaves[:1] + leaves[-1:]:
             if not 0 <= index < size:
                 raise ValueError(f"leaf {index} is not in a tree of {size} leaves")
-            lo, hi = 0, size
-            while hi - lo > 1:
-                k = _split(hi - lo)
-                side = (lo + k, hi) if index < lo + k else (lo, lo + k)
-                if side not in seen:
-                    seen.add(side)
-                    self._keys(*side, wanted)
-                lo, hi = (lo, lo + k) if index < lo + k else (lo + k, hi)
+        out: dict[int, list[bytes]] = {}
+        if not leaves:
+            return out
+        wanted: set[NodeKey] = set()
+        self._descend(0, size, leaves, 0, len(leaves), None, wanted, out)
         self._fetch(sorted(wanted))
-        return {index: self.inclusion_proof(index, size) for index in leaves}
+        self._descend(0, size, leaves, 0, len(leaves), [], wanted, out)
+        return out
+
+    def _descend(
+        self,
+        lo: int,
+        hi: int,
+        leaves: list[int],
+        start: int,
+        end: int,
+        path: list[bytes] | None,
+        wanted: set[NodeKey],
+        out: dict[int, list[bytes]],
+    ) -> None:
+        """Visit the subtree ``[lo, hi)`` holding ``leaves[start:end]``.
+
+        With ``path`` None, only collect the stored nodes the siblings read into
+        ``wanted``; otherwise extend ``path`` (root first) with each sibling's hash and
+        put each leaf's audit path (leaf first) in ``out``.
+        """
+        if hi - lo == 1:
+            if path is not None:
+                out[leaves[start]] = path[::-1]
+            return
+        mid = lo + _split(hi - lo)
+        cut = bisect.bisect_left(leaves, mid, start, end)
+        for a, b, s, e, sib in ((lo, mid, start, cut, (mid, hi)), (mid, hi, cut, end, (lo, mid))):
+            if e <= s:
+                continue
+            if path is None:
+                self._keys(*sib, wanted)
+                self._descend(a, b, leaves, s, e, None, wanted, out)
+            else:
+                self._descend(a, b, leaves, s, e, [*path, self.subtree(*sib)], wanted, out)
 
     def consistency_proof(self, old: int, new: int) -> list[bytes]:
         """The proof that the tree of ``old`` leaves is a prefix of the tree of ``new``.
@@ -278,6 +308,70 @@ def verify_inclusion(
         fn >>= 1
         sn >>= 1
     return sn == 0 and r == root
+
+
+class InclusionChecker:
+    """Checks many inclusion proofs in one tree, sharing the work of proofs that meet.
+
+    The audit paths of neighbouring leaves end alike: from the node where two leaves'
+    paths meet up to the root they hash the same nodes. Once a proof verified, each
+    state it passed through (the position in the tree and the hash computed there) is
+    remembered with the rest of its path; a later proof reaching the same state with an
+    identical rest of path is proven without hashing that rest again. A proof whose rest
+    differs in any node is still hashed to the end, so every path is checked exactly as
+    :func:`verify_inclusion` checks it.
+
+    Paths are hex text, as an audit bundle stores them; a node that is not 32 bytes of
+    hex raises ``ValueError``.
+
+    Args:
+        size: the tree's size in leaves.
+        root: its root hash.
+    """
+
+    def __init__(self, size: int, root: bytes) -> None:
+        self.size = size
+        self.root = root
+        self._proven: dict[tuple[int, int, bytes], tuple[Sequence[str], int]] = {}
+
+    def check(self, leaf: bytes, index: int, path: Sequence[str]) -> bool:
+        """Whether ``path`` proves that ``leaf`` is leaf ``index`` of the tree.
+
+        Raises:
+            ValueError: a node of ``path`` is not hex.
+        """
+        if not 0 <= index < self.size:
+            return False
+        fn, sn, r = index, self.size - 1, leaf
+        trail: list[tuple[tuple[int, int, bytes], int]] = []
+        ok = False
+        for i, text in enumerate(path):
+            state = (fn, sn, r)
+            seen = self._proven.get(state)
+            if seen is not None and seen[0][seen[1] :] == path[i:]:
+                ok = True
+                break
+            trail.append((state, i))
+            if sn == 0:
+                return False
+            p = bytes.fromhex(text)
+            if len(p) != 32:
+                raise ValueError(f"a node of {len(p)} bytes")
+            if fn & 1 or fn == sn:
+                r = node_hash(p, r)
+                while not fn & 1 and fn:
+                    fn >>= 1
+                    sn >>= 1
+            else:
+                r = node_hash(r, p)
+            fn >>= 1
+            sn >>= 1
+        else:
+            ok = sn == 0 and r == self.root
+        if ok:
+            for state, i in trail:
+                self._proven[state] = (path, i)
+        return ok
 
 
 def verify_consistency(

@@ -47,10 +47,12 @@ from pipetrail.ledger.bundle_reads import event_fields, events_of_kinds, events_
 from pipetrail.ledger.merkle_store import read_tree, tree_size
 from pipetrail.lineage.exports import export_run, render_export
 from pipetrail.lineage.queries import upstream
-from pipetrail.verify.attestation import signed_statement
-from pipetrail.verify.bundle_report import markdown_report
+from pipetrail.verify.attestation import subject_sha256
+from pipetrail.verify.bundle_data import DataPlan, plan_data, write_data
+from pipetrail.verify.bundle_report import ReportInput, reports
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from pipetrail.execution.project import Project
@@ -61,6 +63,7 @@ if TYPE_CHECKING:
 __all__ = ["BundleSummary", "Scope", "parse_scope", "registered_models", "write_bundle"]
 
 _MODEL_KINDS = ("model.registered", "promotion.requested", "alias.moved")
+_ACCESS_KINDS = ("access.read", "access.refused")
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,8 @@ class BundleSummary:
         checkpoint: the checkpoint it proves them in.
         note: that checkpoint's signed note.
         not_attested: runs without an attestation, and why.
+        data: how many stored objects' content it holds (None: written without data).
+        left_out: the artifacts whose content was left out, and why.
     """
 
     path: Path
@@ -105,6 +110,8 @@ class BundleSummary:
     checkpoint: Checkpoint
     note: str
     not_attested: dict[str, str]
+    data: int | None = None
+    left_out: tuple[dict[str, str], ...] = ()
 
 
 def parse_scope(ref: str, models: set[str]) -> Scope:
@@ -222,7 +229,7 @@ def _attest(
             skipped[run_id] = f"the run is {statuses.get(run_id, 'unknown')}, not completed"
             continue
         try:
-            envelope = signed_statement(project, run_id, signer)
+            envelope = _signed_statement(project, run_id, signer)
             documents = {
                 fmt: render_export(export_run(project, run_id, fmt), fmt)
                 for fmt in (("openlineage", "prov") if exports else ())
@@ -234,6 +241,23 @@ def _attest(
         for fmt, text in documents.items():
             members[f"exports/{run_id}.{fmt}.json"] = text.encode("utf-8")
     return members, skipped
+
+
+def _signed_statement(project: Project, run_id: str, signer: Signer) -> str:
+    """The run's in-toto statement in a signed DSSE envelope.
+
+    As ``pipetrail export --format intoto --sign`` signs it, but encoded compactly with
+    orjson (a run that read 10,000 files has as many dependencies; the payload is for
+    machines, and every JSON reader parses it the same).
+    """
+    statement = export_run(project, run_id, "intoto")
+    assert isinstance(statement, dict)  # noqa: S101 - the intoto format is one document
+    subject_sha256(project, statement)
+    try:
+        body = orjson.dumps(statement, option=orjson.OPT_SORT_KEYS)
+    except TypeError:  # an integer beyond 64 bits in the params: the standard encoder
+        body = json.dumps(statement, sort_keys=True).encode("utf-8")
+    return sign_envelope(body, signer)
 
 
 def _statuses(events: list[Event]) -> dict[str, str]:
@@ -252,41 +276,86 @@ def _statuses(events: list[Event]) -> dict[str, str]:
     return statuses
 
 
+def _runs_in_scope(project: Project, scope: Scope) -> list[str]:
+    """The runs of the scope and every run upstream of them (read at the current size).
+
+    Raises:
+        NotFoundError: the scope is a model nobody registered.
+    """
+    db = project.ledger.db
+    with db.snapshot():
+        acts = events_of_kinds(db, GOVERNANCE_KINDS, tree_size(db)[0])
+    governance, version_runs = _governance(
+        acts, scope, {scope.name} if scope.kind == "run" else set()
+    )
+    if scope.kind == "model" and not version_runs and not governance:
+        raise NotFoundError(f"there is no model {scope.name!r}")
+    roots = {scope.name} if scope.kind == "run" else version_runs
+    return sorted(_closure(project, roots)) if roots else []
+
+
+def _access_events(db: Any, events: list[Event], size: int) -> list[Event]:
+    """The reads (and refused reads) of the scope's artifacts, up to ``size``."""
+    digests = {_content(ev).get("digest") for ev in events if ev.kind == "artifact.recorded"}
+    return [
+        ev
+        for ev in events_of_kinds(db, _ACCESS_KINDS, size)
+        if _content(ev).get("digest") in digests
+    ]
+
+
 def write_bundle(
-    project: Project, scope: Scope, out: Path, signer: Signer, *, exports: bool = False
+    project: Project,
+    scope: Scope,
+    out: Path,
+    signer: Signer,
+    *,
+    exports: bool = False,
+    data: bool = False,
+    skip_refused: bool = False,
 ) -> BundleSummary:
     """Write the audit bundle of ``scope`` to ``out`` (see the module docstring).
 
-    ``exports``: add each run's OpenLineage and PROV exports (large for runs that read
-    thousands of files).
+    Args:
+        project: the project.
+        scope: the run or model.
+        out: the file to write.
+        signer: who signs the checkpoint, the attestations and the manifest.
+        exports: add each run's OpenLineage and PROV exports (large for runs that read
+            thousands of files).
+        data: add the content of the scope's artifacts (:mod:`pipetrail.verify.bundle_data`).
+        skip_refused: with ``data``, leave out (and list) the sensitive artifacts the
+            acting user may not read, instead of refusing.
 
     Raises:
         NotFoundError: the run or model is unknown, or the ledger is empty.
+        PermissionDeniedError: ``data`` and a sensitive artifact the user may not read.
         PipetrailError: the ledger or the store cannot be read.
     """
     db = project.ledger.db
     if scope.kind == "run":
         scope = Scope("run", project.reader().resolve_run(scope.name))
+    runs = _runs_in_scope(project, scope)
+    plan = None
+    if data:  # the gate records each read before the checkpoint: the bundle carries them
+        with db.snapshot():
+            scoped = events_of_runs(db, runs, tree_size(db)[0])
+        plan = plan_data(project, scoped, skip_refused=skip_refused)
     checkpoint, note = make_checkpoint(db, signer)
     size = checkpoint.size
     with db.snapshot():
         acts = events_of_kinds(db, GOVERNANCE_KINDS, size)
-        governance, version_runs = _governance(
-            acts, scope, {scope.name} if scope.kind == "run" else set()
-        )
-        if scope.kind == "model" and not version_runs and not governance:
-            raise NotFoundError(f"there is no model {scope.name!r}")
-        roots = {scope.name} if scope.kind == "run" else version_runs
-        runs = sorted(_closure(project, roots)) if roots else []
-        if scope.kind == "run":  # decisions about upstream runs come in as well
-            governance, _ = _governance(acts, scope, set(runs))
+        governance, _ = _governance(acts, scope, set(runs) if scope.kind == "run" else set())
         by_seq = {ev.seq: ev for ev in events_of_runs(db, runs, size)}
-        by_seq.update((ev.seq, ev) for ev in governance)
+        reads = _access_events(db, list(by_seq.values()), size)
+        by_seq.update((ev.seq, ev) for ev in [*governance, *reads])
         events = [by_seq[seq] for seq in sorted(by_seq)]
         paths = read_tree(db).inclusion_proofs([seq - 1 for seq in by_seq], size)
-        proofs = [
-            {"seq": seq, "path": [node.hex() for node in paths[seq - 1]]} for seq in sorted(by_seq)
-        ]
+    hexes: dict[bytes, str] = {}
+    proofs = [
+        {"seq": seq, "path": [hexes.get(n) or hexes.setdefault(n, n.hex()) for n in paths[seq - 1]]}
+        for seq in sorted(by_seq)
+    ]
     statuses = _statuses(events)
     members, skipped = _attest(project, runs, statuses, signer, exports)
     members.update(
@@ -297,10 +366,7 @@ def write_bundle(
             "proofs.jsonl": _jsonl(proofs),
         }
     )
-    members["report.md"] = markdown_report(
-        scope.to_dict(), checkpoint, events, statuses, skipped
-    ).encode("utf-8")
-    manifest = {
+    manifest: dict[str, Any] = {
         "format": BUNDLE_FORMAT,
         "scope": scope.to_dict(),
         "created_by": signer.name,
@@ -308,32 +374,61 @@ def write_bundle(
         "runs": runs,
         "counts": {"events": len(events), "governance": len(governance), "runs": len(runs)},
         "not_attested": skipped,
-        "members": {
-            name: {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data)}
-            for name, data in sorted(members.items())
-        },
     }
-    raw = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
-    members[MANIFEST] = raw
-    members["manifest.dsse.json"] = sign_envelope(raw, signer, MANIFEST_PAYLOAD_TYPE).encode()
-    _write_tar(out, members)
+    if plan is not None:
+        manifest["left_out"] = plan.left_out
+
+    def finish(data_members: dict[str, dict[str, Any]]) -> dict[str, bytes]:
+        """The report, the manifest and its signature, once the data is written."""
+        given = ReportInput(
+            scope.to_dict(), checkpoint, events, statuses, skipped,
+            {name: entry["data"] for name, entry in data_members.items()} if data else None,
+            plan.left_out if plan is not None else [],
+        )  # fmt: skip
+        markdown, page = reports(given)
+        members["report.md"] = markdown.encode("utf-8")
+        members["report.html"] = page.encode("utf-8")
+        listed = {
+            name: {"sha256": hashlib.sha256(blob).hexdigest(), "size": len(blob)}
+            for name, blob in members.items()
+        }
+        listed.update(
+            (name, {"sha256": e["sha256"], "size": e["size"]}) for name, e in data_members.items()
+        )
+        manifest["members"] = dict(sorted(listed.items()))
+        if data:
+            manifest["data"] = {name: entry["data"] for name, entry in sorted(data_members.items())}
+        raw = (json.dumps(manifest, indent=2, sort_keys=True) + "\n").encode("utf-8")
+        envelope = sign_envelope(raw, signer, MANIFEST_PAYLOAD_TYPE).encode()
+        return {**dict(sorted(members.items())), MANIFEST: raw, "manifest.dsse.json": envelope}
+
+    _write_tar(out, plan, finish)
     return BundleSummary(
-        out, scope, tuple(runs), len(events), len(governance), checkpoint, note, skipped
-    )
+        out, scope, tuple(runs), len(events), len(governance), checkpoint, note, skipped,
+        len(plan.items) if plan is not None else None,
+        tuple(plan.left_out) if plan is not None else (),
+    )  # fmt: skip
 
 
-def _write_tar(out: Path, members: dict[str, bytes]) -> None:
-    """Write the archive beside ``out`` and rename it into place (whole or nothing)."""
-    first = [MANIFEST, "manifest.dsse.json"]
-    order = [*first, *sorted(set(members) - set(first))]
+def _write_tar(
+    out: Path,
+    plan: DataPlan | None,
+    finish: Callable[[dict[str, dict[str, Any]]], dict[str, bytes]],
+) -> None:
+    """Write the archive beside ``out`` and rename it into place (whole or nothing).
+
+    The content (``plan``) is streamed in first, hashed on the way; ``finish`` then
+    gives the other members (the manifest last), knowing every data member's digests.
+    """
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     now = int(time.time())
     try:
         with tarfile.open(tmp, mode="w", format=tarfile.PAX_FORMAT) as archive:
-            for name in order:
+            written = write_data(archive, plan, now) if plan is not None else {}
+            for name, blob in finish(written).items():
                 info = tarfile.TarInfo(name)
-                info.size, info.mtime, info.mode = len(members[name]), now, 0o644
-                archive.addfile(info, io.BytesIO(members[name]))
+                info.size, info.mtime, info.mode = len(blob), now, 0o644
+                archive.addfile(info, io.BytesIO(blob))
         os.replace(tmp, out)
     finally:
         with contextlib.suppress(FileNotFoundError):

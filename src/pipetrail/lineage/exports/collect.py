@@ -122,6 +122,16 @@ class GovernanceRecord:
     checks: tuple[dict[str, Any], ...] = ()
 
 
+def _plain_relative(path: str) -> bool:
+    """Whether ``path`` is relative with no empty or ``.`` part (pathlib would keep it as is)."""
+    return (
+        bool(path)
+        and not path.startswith("/")
+        and "." not in path.split("/")
+        and ("//" not in path and not path.endswith("/"))
+    )
+
+
 @dataclass(frozen=True)
 class RunSnapshot:
     """Everything recorded about one finished run, as plain rows.
@@ -189,6 +199,8 @@ class RunSnapshot:
 
     def source_path(self, path: str) -> str:
         """A source's absolute POSIX path (as recorded when the project root is unknown)."""
+        if _plain_relative(path):  # the common case, without building paths
+            return path if self.root is None else f"{self.root.as_posix().rstrip('/')}/{path}"
         pure = PurePosixPath(path)
         if pure.is_absolute() or self.root is None:
             return pure.as_posix()
@@ -286,7 +298,10 @@ def collect_run(
         wanted.add(step["logs"])
     labels, declassified = _labels(reader, run_id, steps, sources)
     artifacts = {}
-    for digest in sorted(d for d in wanted if isinstance(d, str)):
+    # One batched query finds the recorded ones (a run may read thousands of source files
+    # that are not artifacts); only those are read and checked against the chain.
+    known = reader.known_artifacts(sorted(d for d in wanted if isinstance(d, str)))
+    for digest in sorted(known):
         row = reader.artifact(digest)
         if row is not None:
             artifacts[digest] = row
