@@ -2,8 +2,8 @@
 
 An audit bundle (``pipetrail.verify.bundle``) carries events exactly as stored, so that an
 auditor can re-hash them: these reads return :class:`~pipetrail.ledger.events.Event`
-records with the payload *text*, never re-encoded, and :func:`event_fields` gives the
-JSON form a bundle stores (the stored column names).
+records with the payload *text*, never re-encoded, whose ``fields()`` are the JSON form a
+bundle stores (the stored column names).
 """
 
 from __future__ import annotations
@@ -17,15 +17,10 @@ if TYPE_CHECKING:
 
     from pipetrail.ledger.driver import Driver
 
-__all__ = ["event_fields", "events_of_kinds", "events_of_runs"]
+__all__ = ["events_of_kinds", "events_of_runs"]
 
 _COLUMNS = "seq, ts, actor, kind, run_id, payload, prev_hash, hash"
 _CHUNK = 500  # run ids per query: well below every backend's parameter limit
-
-
-def event_fields(event: Event) -> dict[str, Any]:
-    """An event's stored fields by column name (the payload as its stored text)."""
-    return event.fields()
 
 
 def events_of_runs(db: Driver, run_ids: Iterable[str], upto: int) -> list[Event]:

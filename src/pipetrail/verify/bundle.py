@@ -43,7 +43,7 @@ from pipetrail.governance.bundle_check import (
 from pipetrail.governance.dsse import sign_envelope
 from pipetrail.governance.keys import parse_public_key
 from pipetrail.governance.state import GOVERNANCE_KINDS
-from pipetrail.ledger.bundle_reads import event_fields, events_of_kinds, events_of_runs
+from pipetrail.ledger.bundle_reads import events_of_kinds, events_of_runs
 from pipetrail.ledger.merkle_store import read_tree, tree_size
 from pipetrail.lineage.exports import export_run, render_export
 from pipetrail.lineage.queries import upstream
@@ -362,7 +362,7 @@ def write_bundle(
         {
             "checkpoint.note": note.encode("utf-8"),
             "keys": _keys_text(events, signer).encode("utf-8"),
-            "events.jsonl": _jsonl([event_fields(ev) for ev in events]),
+            "events.jsonl": _jsonl([ev.fields() for ev in events]),
             "proofs.jsonl": _jsonl(proofs),
         }
     )
