@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from pipetrail.execution.project import Project
     from pipetrail.governance.keys import PublicKey
 
-__all__ = ["MAX_SIGNATURES", "ToSign", "vote_signed", "vote_to_sign"]
+__all__ = ["MAX_SIGNATURES", "ToSign", "VoteDraft", "vote_signed", "vote_to_sign"]
 
 MAX_SIGNATURES = 8  # a vote signs one or two events (the approval, the alias move)
 _PLACEHOLDER = base64.b64encode(bytes(64)).decode("ascii")
@@ -57,6 +57,25 @@ class ToSign:
             "kind": self.kind,
             "payload": self.payload,
             "message": base64.b64encode(self.message).decode("ascii"),
+        }
+
+
+@dataclass(frozen=True)
+class VoteDraft:
+    """What a vote appends, and the key the ledger records for the voter (that must sign)."""
+
+    user: str
+    public_key: str
+    key_id: str
+    events: list[ToSign]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready."""
+        return {
+            "user": self.user,
+            "public_key": self.public_key,
+            "key_id": self.key_id,
+            "events": [e.to_dict() for e in self.events],
         }
 
 
@@ -111,7 +130,7 @@ def _recorded_key(project: Project, user: str) -> PublicKey:
 
 def vote_to_sign(
     project: Project, user: str, request: str, *, approve: bool, comment: str = ""
-) -> list[ToSign]:
+) -> VoteDraft:
     """The events ``user``'s vote on ``request`` would append, and the bytes to sign.
 
     Args:
@@ -129,15 +148,14 @@ def vote_to_sign(
     from pipetrail.governance.keys import signing_message
     from pipetrail.governance.service import Governance
 
-    gov = Governance(
-        project, signer=_UnsignedSigner(user, _recorded_key(project, user)), preview=True
-    )
+    key = _recorded_key(project, user)
+    gov = Governance(project, signer=_UnsignedSigner(user, key), preview=True)
     (gov.approve if approve else gov.reject)(request, comment=comment)
-    out = []
+    events = []
     for draft in gov.previewed:
         payload = signed_content(draft.payload)
-        out.append(ToSign(str(draft.kind), payload, signing_message(str(draft.kind), payload)))
-    return out
+        events.append(ToSign(str(draft.kind), payload, signing_message(str(draft.kind), payload)))
+    return VoteDraft(user, key.text, key.key_id, events)
 
 
 def vote_signed(

@@ -67,19 +67,14 @@ async def to_sign(request: Request, principal: Approver, request_id: RequestId) 
     body: VoteDraftBody = await parse_body(request, VoteDraftBody)
 
     def preview() -> dict[str, Any]:
-        events = vote_to_sign(
+        draft = vote_to_sign(
             project_of(request),
             principal.user,
             request_id,
             approve=body.decision == "approve",
             comment=body.comment,
         )
-        return {
-            "request_id": request_id,
-            "user": principal.user,
-            "key_id": events[0].payload["key_id"] if events else None,
-            "events": [e.to_dict() for e in events],
-        }
+        return {"request_id": request_id, **draft.to_dict()}
 
     return JsonResponse(await run_in_threadpool(preview))
 
