@@ -158,6 +158,15 @@ def test_request_and_approve_a_promotion_as_two_people_compare_and_audit(
     params = bob.get_by_role("table", name="Parameters that differ").inner_text()
     assert "rows" in params
     assert "auc" in params
+    # Each metric's series of both runs in one chart, with a legend naming the runs.
+    overlay = bob.get_by_role("img", name="loss")
+    expect(overlay).to_be_visible()
+    assert overlay.locator("polyline").count() == 2
+    legend = overlay.locator("g.legend").text_content() or ""
+    assert f"A: {served.runs[0]}" in legend
+    assert f"B: {served.runs[1]}" in legend
+    bob.get_by_text("Values of loss").click()
+    assert bob.get_by_role("table", name=re.compile("^loss, overlaid")).is_visible()
     bob.screenshot(path=str(shots / "7-compare.png"), full_page=True)
 
     bob.get_by_role("link", name="Audit").click()
