@@ -94,6 +94,10 @@
           draft.key_id + "); load that key's file"
       );
     }
+    var vote = draft.events.length ? draft.events[0].payload : null;
+    if (!vote || vote.request_id !== request || vote.comment !== comment || vote.by !== draft.user) {
+      throw new Error("the server proposed to sign something other than this vote; nothing was signed");
+    }
     var signatures = [];
     for (var i = 0; i < draft.events.length; i++) {
       var message = bytesOfBase64(draft.events[i].message);
