@@ -85,6 +85,7 @@ class _UnsignedSigner(Signer):
     def __init__(self, name: str, public_key: PublicKey) -> None:
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "public_key", public_key)
+        object.__setattr__(self, "_private", None)  # no private key here, by design
 
     def sign(self, message: bytes) -> str:
         """The placeholder signature (64 zero bytes in base64)."""
@@ -97,6 +98,7 @@ class _PresignedSigner(Signer):
     def __init__(self, name: str, public_key: PublicKey, signatures: Sequence[str]) -> None:
         object.__setattr__(self, "name", name)
         object.__setattr__(self, "public_key", public_key)
+        object.__setattr__(self, "_private", None)  # no private key here, by design
         object.__setattr__(self, "presigned", tuple(signatures))
 
     presigned: tuple[str, ...]
