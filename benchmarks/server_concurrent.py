@@ -51,6 +51,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -75,8 +76,13 @@ class Load:
     """What the clients saw: each call's latency (ms), failed calls, the wall seconds."""
 
     latencies: list[float]
-    errors: int
+    failures: Counter[str]  # why, how many times
     seconds: float
+
+    @property
+    def errors(self) -> int:
+        """Failed calls."""
+        return sum(self.failures.values())
 
     @property
     def p95(self) -> float:
@@ -128,7 +134,7 @@ def _process(argv: list[str], cwd: Path, env: dict[str, str], probe: str) -> Ite
 def _hammer(
     base: str,
     headers: dict[str, str],
-    calls: list[Callable[[httpx.Client], bool]],
+    calls: list[Callable[[httpx.Client], str | None]],
     seconds: float,
 ) -> Load:
     """``CLIENTS`` threads calling ``calls`` in turn for ``seconds``."""
@@ -136,30 +142,32 @@ def _hammer(
 
     with httpx.Client(base_url=base, headers=headers, timeout=120) as http:
         for call in calls:  # warm each worker's caches once, untimed (both servers alike)
-            if not call(http):
-                raise RuntimeError(f"the warm-up call {call.__name__} to {base} failed")
+            wrong = call(http)
+            if wrong is not None:
+                raise RuntimeError(f"the warm-up call to {base} failed: {wrong}")
     latencies: list[float] = []
-    errors = [0]
+    errors: Counter[str] = Counter()
     lock = threading.Lock()
     stop = time.monotonic() + seconds
 
     def client(offset: int) -> None:
         mine: list[float] = []
-        failed = 0
+        failed: Counter[str] = Counter()
         with httpx.Client(base_url=base, headers=headers, timeout=60) as http:
             n = offset
             while time.monotonic() < stop:
                 start = time.perf_counter()
                 try:
-                    ok = calls[n % len(calls)](http)
-                except httpx.HTTPError:
-                    ok = False
+                    wrong = calls[n % len(calls)](http)
+                except httpx.HTTPError as exc:
+                    wrong = type(exc).__name__
                 mine.append((time.perf_counter() - start) * 1000)
-                failed += not ok
+                if wrong is not None:
+                    failed[wrong] += 1
                 n += 1
         with lock:
             latencies.extend(mine)
-            errors[0] += failed
+            errors.update(failed)
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(CLIENTS)]
     began = time.perf_counter()
@@ -167,18 +175,24 @@ def _hammer(
         thread.start()
     for thread in threads:
         thread.join()
-    return Load(latencies, errors[0], time.perf_counter() - began)
+    return Load(latencies, errors, time.perf_counter() - began)
+
+
+def _checked(answer: httpx.Response, member: str) -> str | None:
+    """None when ``answer`` is a 200 with 50 items in ``member``; else what it was."""
+    if answer.status_code != 200:
+        return f"HTTP {answer.status_code}"
+    found = len(answer.json().get(member, []))
+    return None if found == 50 else f"{found} runs instead of 50"
 
 
 # -- pipetrail ---------------------------------------------------------------------------
-def _pipetrail_calls() -> list[Callable[[httpx.Client], bool]]:
-    def newest(http: httpx.Client) -> bool:
-        answer = http.get("/api/v1/runs", params={"limit": 50})
-        return answer.status_code == 200 and len(answer.json()["runs"]) == 50
+def _pipetrail_calls() -> list[Callable[[httpx.Client], str | None]]:
+    def newest(http: httpx.Client) -> str | None:
+        return _checked(http.get("/api/v1/runs", params={"limit": 50}), "runs")
 
-    def where(http: httpx.Client) -> bool:
-        answer = http.get("/api/v1/runs", params={"where": WHERE, "limit": 50})
-        return answer.status_code == 200 and len(answer.json()["runs"]) == 50
+    def where(http: httpx.Client) -> str | None:
+        return _checked(http.get("/api/v1/runs", params={"where": WHERE, "limit": 50}), "runs")
 
     return [newest, where]
 
@@ -252,17 +266,16 @@ def _mlflow_store(mlflow: Mlflow, root: Path) -> tuple[Path, str]:
     return MLFLOW_DIR / "mlflow.db", experiment
 
 
-def _mlflow_calls(experiment: str) -> list[Callable[[httpx.Client], bool]]:
-    def search(body: dict[str, Any]) -> Callable[[httpx.Client], bool]:
+def _mlflow_calls(experiment: str) -> list[Callable[[httpx.Client], str | None]]:
+    def search(body: dict[str, Any]) -> Callable[[httpx.Client], str | None]:
         full = {
             "experiment_ids": [experiment],
             "max_results": 50,
             "order_by": ["attributes.start_time DESC"],
         } | body
 
-        def call(http: httpx.Client) -> bool:
-            answer = http.post("/api/2.0/mlflow/runs/search", json=full)
-            return answer.status_code == 200 and len(answer.json().get("runs", [])) == 50
+        def call(http: httpx.Client) -> str | None:
+            return _checked(http.post("/api/2.0/mlflow/runs/search", json=full), "runs")
 
         return call
 
@@ -286,6 +299,7 @@ def _rows(prefix: str, who: str, what: str, load: Load, *, errors_target: bool) 
     log(
         f"server_concurrent: {who}: {len(load.latencies)} calls, {load.errors} errors, "
         f"p95 {load.p95:.0f} ms, {load.rps:.1f} req/s"
+        + (f" (failures: {dict(load.failures)})" if load.failures else "")
     )
     return [
         summarize(f"server_concurrent.{prefix}errors", f"{who}: failed calls, {what}",

@@ -149,14 +149,16 @@ def vote_to_sign(
     from pipetrail.governance.identity import signed_content
     from pipetrail.governance.keys import signing_message
     from pipetrail.governance.service import Governance
+    from pipetrail.ledger.governance_reads import draft_act
 
     key = _recorded_key(project, user)
     gov = Governance(project, signer=_UnsignedSigner(user, key), preview=True)
     (gov.approve if approve else gov.reject)(request, comment=comment)
     events = []
     for draft in gov.previewed:
-        payload = signed_content(draft.payload)
-        events.append(ToSign(str(draft.kind), payload, signing_message(str(draft.kind), payload)))
+        act = draft_act(draft, 0, "")  # the content the fold would read
+        payload = signed_content(act.content or {})
+        events.append(ToSign(act.event.kind, payload, signing_message(act.event.kind, payload)))
     return VoteDraft(user, key.text, key.key_id, events)
 
 
