@@ -7,7 +7,8 @@ and ``loss`` on each completed run). The same runs (status, start time, name, pa
 tags, metrics) are copied once into an MLflow store: MLflow (``peers.ensure_mlflow``: its
 own virtualenv under benchmarks/.work/, pinned version) creates its SQLite schema and an
 experiment, and ``_server_mlflow.py`` inserts the runs through MLflow's table definitions
-(cached in benchmarks/.work/server-mlflow/).
+(cached in benchmarks/.work/server-mlflow/). Each server's output is kept in
+benchmarks/.work/server/serve.log and benchmarks/.work/server-mlflow/server.log.
 
 Each server runs as a whole process with 2 workers on 127.0.0.1: ``pipetrail serve
 --workers 2`` (every call authenticated with an API token and authorized by the caller's
@@ -102,14 +103,18 @@ def _free_port() -> int:
 
 
 @contextlib.contextmanager
-def _process(argv: list[str], cwd: Path, env: dict[str, str], probe: str) -> Iterator[None]:
-    """Run a server; wait until ``probe`` answers; stop it (and its workers) afterwards."""
+def _process(
+    argv: list[str], cwd: Path, env: dict[str, str], probe: str, log_file: Path
+) -> Iterator[None]:
+    """Run a server (its output in ``log_file``); wait until ``probe`` answers; stop it."""
     import httpx
 
-    server = subprocess.Popen(
-        argv, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )  # fmt: skip
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("wb") as out:
+        server = subprocess.Popen(
+            argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )  # fmt: skip
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -181,7 +186,7 @@ def _hammer(
 def _checked(answer: httpx.Response, member: str) -> str | None:
     """None when ``answer`` is a 200 with 50 items in ``member``; else what it was."""
     if answer.status_code != 200:
-        return f"HTTP {answer.status_code}"
+        return f"HTTP {answer.status_code}: {answer.text[:120]}"
     found = len(answer.json().get(member, []))
     return None if found == 50 else f"{found} runs instead of 50"
 
@@ -203,7 +208,7 @@ def _pipetrail(root: Path, token: str, seconds: float) -> Load:
     argv = [sys.executable, "-m", "pipetrail.cli.main", "serve", "--port", str(port),
             "--workers", "2"]  # fmt: skip
     base = f"http://127.0.0.1:{port}"
-    with _process(argv, root, env, base + "/login"):
+    with _process(argv, root, env, base + "/login", WORK_DIR / "server" / "serve.log"):
         return _hammer(base, {"Authorization": f"Bearer {token}"}, _pipetrail_calls(), seconds)
 
 
@@ -290,7 +295,7 @@ def _mlflow(mlflow: Mlflow, db: Path, experiment: str, seconds: float) -> Load:
             "--port", str(port), "--workers", "2"]  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     env = bench_env() | {"MLFLOW_TRACKING_URI": f"sqlite:///{db}"}
-    with _process(argv, MLFLOW_DIR, env, base + "/health"):
+    with _process(argv, MLFLOW_DIR, env, base + "/health", MLFLOW_DIR / "server.log"):
         return _hammer(base, {}, _mlflow_calls(experiment), seconds)
 
 
