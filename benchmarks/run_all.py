@@ -47,6 +47,7 @@ import profiles
 import reproduce
 import run_queries
 import s3_store
+import server_concurrent
 import server_listing
 import sources
 import step_overhead
@@ -98,6 +99,7 @@ BENCHMARKS = {
     "dask_overhead": dask_overhead.run,
     "sweep": sweep.run,
     "server": server_listing.run,
+    "server_concurrent": server_concurrent.run,
     "lineage_page": lineage_page.run,
 }
 

@@ -17,13 +17,8 @@ percentile; the row is the median over the rounds of that p95:
 * ``server.api_next_page`` (target p95 <= 100 ms): the page after ``cursor=`` the 50th
   run, the way a client walks the list.
 
-Then ``pipetrail serve --workers 2`` as a real process, and 50 client threads (one
-httpx client each) calling ``GET /api/v1/runs?limit=50`` for 60 s (10 s with --quick):
-
-* ``server.concurrent_errors`` (target 0): answers other than 200, and failed calls;
-* ``server.concurrent_p95`` and ``server.concurrent_rps``: the p95 latency and the
-  throughput (informational; the client threads share the 2 CPUs with the server);
-* ``server.vs_mlflow``: not measured yet (MLflow's tracking server on the same runs).
+The 50 concurrent clients, against ``pipetrail serve`` and MLflow's tracking server on
+the same runs, are benchmarks/server_concurrent.py's.
 
 Run: ``.venv/bin/python benchmarks/server_listing.py [--quick]``.
 """
@@ -33,16 +28,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import statistics
-import subprocess
-import sys
-import threading
 import time
 from typing import TYPE_CHECKING, Any
 
 import run_queries
-from _common import WORK_DIR, Result, bench_env, log, main, not_measured, summarize
+from _common import WORK_DIR, Result, log, main, summarize
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -51,7 +42,7 @@ if TYPE_CHECKING:
 TARGET_MS = 100.0
 
 
-def _prepared() -> tuple[Path, str]:
+def prepared() -> tuple[Path, str]:
     """The copied project with its admin, and the admin's token."""
     source, info = run_queries.project_root()
     folder = WORK_DIR / "server"
@@ -96,7 +87,7 @@ def _p95s(call: Callable[[], Any], rounds: int, per_round: int) -> list[float]:
 
 def run(quick: bool) -> list[Result]:
     os.environ.setdefault("PIPETRAIL_HOME", str(WORK_DIR / "server" / "home"))
-    root, token = _prepared()
+    root, token = prepared()
     from fastapi.testclient import TestClient
 
     from pipetrail.server.app import create_app
@@ -146,81 +137,7 @@ def run(quick: bool) -> list[Result]:
             )
         )
     client.close()
-    return results + _concurrent(root, token, 10.0 if quick else 60.0)
-
-
-def _concurrent(root: Path, token: str, seconds: float) -> list[Result]:
-    import httpx
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = bench_env() | {"PIPETRAIL_HOME": str(WORK_DIR / "server" / "home")}
-    server = subprocess.Popen(
-        [sys.executable, "-m", "pipetrail.cli.main", "serve", "--port", str(port),
-         "--workers", "2"],
-        cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                httpx.get(base + "/login", timeout=1)
-                break
-            except httpx.TransportError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("pipetrail serve did not start") from None
-                time.sleep(0.2)
-        latencies: list[float] = []
-        errors = [0]
-        lock = threading.Lock()
-        stop = time.monotonic() + seconds
-
-        def client() -> None:
-            mine: list[float] = []
-            failed = 0
-            with httpx.Client(
-                base_url=base, headers={"Authorization": f"Bearer {token}"}, timeout=30
-            ) as http:
-                while time.monotonic() < stop:
-                    start = time.perf_counter()
-                    try:
-                        ok = http.get("/api/v1/runs", params={"limit": 50}).status_code == 200
-                    except httpx.HTTPError:
-                        ok = False
-                    mine.append((time.perf_counter() - start) * 1000)
-                    failed += not ok
-            with lock:
-                latencies.extend(mine)
-                errors[0] += failed
-
-        threads = [threading.Thread(target=client) for _ in range(50)]
-        began = time.perf_counter()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        elapsed = time.perf_counter() - began
-    finally:
-        server.terminate()
-        server.wait(timeout=30)
-    p95 = statistics.quantiles(latencies, n=20)[-1]
-    rps = len(latencies) / elapsed
-    log(f"server.concurrent: {len(latencies)} calls, {errors[0]} errors, p95 {p95:.0f} ms")
-    what = f"50 clients x GET /api/v1/runs?limit=50 for {seconds:.0f} s, 2 workers"
-    return [
-        summarize("server.concurrent_errors", f"failed calls, {what}", [errors[0]], "calls",
-                  at_most=0),
-        summarize("server.concurrent_p95", f"p95 latency, {what}", [p95], "ms"),
-        summarize("server.concurrent_rps", f"throughput, {what}", [rps], "req/s"),
-        not_measured(
-            "server.vs_mlflow",
-            "MLflow tracking server search_runs, same runs, same clients",
-            "req/s",
-            "the MLflow tracking server is not set up by this benchmark yet",
-        ),
-    ]  # fmt: skip
+    return results
 
 
 if __name__ == "__main__":

@@ -36,6 +36,10 @@ if TYPE_CHECKING:
 __all__ = ["Governance", "parse_model_ref"]
 
 
+class _Previewed(Exception):  # not an error: it ends a preview's transaction
+    """Raised inside a preview's write transaction so that nothing is written."""
+
+
 def parse_model_ref(text: str, *, need_version: bool = False) -> tuple[str, int | None]:
     """Split ``NAME[:VERSION]`` (VERSION a whole number, optionally ``vN``).
 
@@ -61,14 +65,24 @@ class Governance:
         project: the project whose ledger records the acts.
         user: the acting identity (default :func:`~pipetrail.governance.identity.current_user`).
         signer: the loaded key to sign with (default: ``user``'s key from the key folder).
+        preview: build, sign and check each act under the write lock as usual, then write
+            nothing (the signatures are not checked: see
+            :mod:`pipetrail.governance.remote_signing`).
     """
 
     def __init__(
-        self, project: Project, *, user: str | None = None, signer: Signer | None = None
+        self,
+        project: Project,
+        *,
+        user: str | None = None,
+        signer: Signer | None = None,
+        preview: bool = False,
     ) -> None:
         self.project = project
         self._user = user or (signer.name if signer else None)
         self._signer = signer
+        self._preview = preview
+        self.previewed: list[EventDraft] = []  # what the last act would have appended
 
     @property
     def user(self) -> str:
@@ -117,10 +131,16 @@ class Governance:
             for draft in drafts:  # the fold's own rules, before anything is written
                 seq += 1
                 probe = draft_act(draft, seq, ts)
-                state.apply(probe.event, probe.content or {})
+                state.apply(probe.event, probe.content or {}, checked=self._preview)
+            if self._preview:
+                self.previewed = drafts
+                raise _Previewed
             return drafts
 
-        return self.project.ledger.append([], precondition=precondition)
+        try:
+            return self.project.ledger.append([], precondition=precondition)
+        except _Previewed:
+            return []
 
     def _sign(
         self, kind: EventKind, content: dict[str, Any], run_id: str | None = None

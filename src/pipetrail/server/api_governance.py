@@ -29,7 +29,15 @@ if TYPE_CHECKING:
     from pipetrail.governance.state import GovernanceState
     from pipetrail.governance.state import Request as PromotionRequest
 
-__all__ = ["PromotionBody", "VoteBody", "acting", "request_dict", "routes"]
+__all__ = [
+    "PromotionBody",
+    "VoteBody",
+    "acting",
+    "body_doc",
+    "parse_body",
+    "request_dict",
+    "routes",
+]
 
 routes = RouteTable("/api/v1", tags=["governance"], response_class=JsonResponse)
 Reader = Annotated[Principal, Depends(need(Action.READ))]
@@ -56,12 +64,13 @@ class VoteBody(BaseModel):
     comment: str = Field(default="", max_length=4000)
 
 
-def _body_doc(model: type[BaseModel]) -> dict[str, Any]:
+def body_doc(model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI description of a route whose JSON body is ``model``."""
     schema = {"application/json": {"schema": model.model_json_schema()}}
     return {"requestBody": {"required": True, "content": schema}}
 
 
-async def _parse(request: Request, model: type[BaseModel]) -> Any:
+async def parse_body(request: Request, model: type[BaseModel]) -> Any:
     """The request's JSON body as ``model`` (read after the caller is authorized)."""
     if not request.headers.get("content-type", "").startswith("application/json"):
         raise Problem(415, "send the body as JSON (Content-Type: application/json)")
@@ -179,7 +188,7 @@ def promotion_request(request: Request, _: Reader, request_id: RequestId) -> Jso
     "/models/{model}/versions/{version}/promotions",
     summary="Request that an alias point at this version",
     status_code=201,
-    openapi_extra=_body_doc(PromotionBody),
+    openapi_extra=body_doc(PromotionBody),
 )
 async def request_promotion(
     request: Request,
@@ -190,7 +199,7 @@ async def request_promotion(
     """Opens a request, signed by the caller's key (held by the server); checks must pass."""
     from starlette.concurrency import run_in_threadpool
 
-    body: PromotionBody = await _parse(request, PromotionBody)
+    body: PromotionBody = await parse_body(request, PromotionBody)
 
     def act() -> dict[str, Any]:
         return acting(request, principal).request_promotion(
@@ -208,7 +217,7 @@ async def request_promotion(
 async def _vote(request: Request, principal: Principal, request_id: str, kind: str) -> Any:
     from starlette.concurrency import run_in_threadpool
 
-    body: VoteBody = await _parse(request, VoteBody)
+    body: VoteBody = await parse_body(request, VoteBody)
 
     def act() -> dict[str, Any]:
         gov = acting(request, principal)
@@ -222,7 +231,7 @@ async def _vote(request: Request, principal: Principal, request_id: str, kind: s
 @routes.post(
     "/requests/{request_id}/approve",
     summary="Approve a request (signed with the caller's key)",
-    openapi_extra=_body_doc(VoteBody),
+    openapi_extra=body_doc(VoteBody),
 )
 async def approve(request: Request, principal: Approver, request_id: RequestId) -> JsonResponse:
     """Approves; when that completes the policy, the alias moves in the same transaction."""
@@ -233,7 +242,7 @@ async def approve(request: Request, principal: Approver, request_id: RequestId) 
 @routes.post(
     "/requests/{request_id}/reject",
     summary="Reject a request (signed with the caller's key)",
-    openapi_extra=_body_doc(VoteBody),
+    openapi_extra=body_doc(VoteBody),
 )
 async def reject(request: Request, principal: Approver, request_id: RequestId) -> JsonResponse:
     """Rejects; the request is then closed."""

@@ -1,13 +1,15 @@
 """The audit page and its API: chain verification, checkpoints, audit bundles.
 
 The page (and ``GET /api/v1/audit/checkpoints``) re-hashes the ledger's chain and checks
-its derived rows and Merkle tree (``pipetrail audit verify``'s ledger check), verifies
+its derived rows and Merkle tree (``pipetrail audit verify``'s ledger check; the verdict
+is kept while no event is appended, :mod:`pipetrail.server.audit_cache`), verifies
 the governance signatures, and checks the ledger against every checkpoint kept where
 ``[audit] checkpoints`` in ``pipetrail.toml`` says, with the keys listed there; the
 newest checkpoint is shown. ``GET /audit/bundle`` (and ``/api/v1/audit/bundle``) writes
 the offline audit bundle of a run or a model (``pipetrail audit bundle``), signed with
 the caller's own key held by the server (``--signing-keys``), for the roles that may
-export audit bundles (approver, admin).
+export audit bundles (approver, admin); the bundle's checkpoint is also kept in the
+``[audit] checkpoints`` witness, as ``pipetrail audit bundle`` keeps it.
 """
 
 from __future__ import annotations
@@ -116,11 +118,25 @@ def checkpoint_status(project: Project, chain: dict[str, Any]) -> dict[str, Any]
     }
 
 
+Verify = Annotated[
+    str | None,
+    Query(pattern=r"^now$", description="`now`: check the whole ledger again, whatever is kept."),
+]
+
+
+def _chain(request: Request, project: Project, verify: str | None) -> dict[str, Any]:
+    """The chain's verdict, kept while the head does not move (see audit_cache)."""
+    result: dict[str, Any] = request.app.state.context.chain_checks.status(
+        project, fresh=verify == "now"
+    )
+    return result
+
+
 @api.get("/audit/checkpoints", summary="The ledger's chain and its kept checkpoints, checked")
-def audit_checkpoints(request: Request, _: Reader) -> JsonResponse:
-    """The chain check, every checkpoint's verdict and the newest checkpoint."""
+def audit_checkpoints(request: Request, _: Reader, verify: Verify = None) -> JsonResponse:
+    """The chain check (with when it ran in full), every checkpoint's verdict, the newest."""
     project = project_of(request)
-    chain = chain_status(project)
+    chain = _chain(request, project, verify)
     return JsonResponse({"chain": chain, "checkpoints": checkpoint_status(project, chain)})
 
 
@@ -145,13 +161,25 @@ def _bundle(request: Request, principal: Principal, ref: str) -> Response:
     except BaseException:
         _remove(folder)
         raise
+    headers = {"Cache-Control": "no-store"}
+    location = _location(project)
+    if location is not None:  # the bundle's checkpoint is kept outside, as the CLI keeps it
+        from pipetrail.governance.witness import Witness
+
+        try:
+            kept = Witness(location).write(made.checkpoint, made.note, signer=signer.name)
+        except BaseException:
+            _remove(folder)
+            raise
+        headers["X-Pipetrail-Checkpoint-Kept"] = kept.encode("ascii", "replace").decode()
+        log.info("kept the checkpoint of %s's bundle of %s in %s", principal.user, ref, kept)
     log.info("%s exported the audit bundle of %s (%d events)", principal.user, ref, made.events)
     name = "".join(c if c.isalnum() or c in "-_." else "_" for c in ref)
     return FileResponse(
         out,
         media_type="application/x-tar",
         filename=f"audit-{name}.tar",
-        headers={"Cache-Control": "no-store"},
+        headers=headers,
         background=BackgroundTask(_remove, folder),
     )
 
@@ -179,10 +207,10 @@ def audit_bundle_page(request: Request, principal: Exporter, ref: Scope) -> Resp
 
 
 @pages.get("/audit")
-def audit_page(request: Request, principal: Reader) -> Response:
+def audit_page(request: Request, principal: Reader, verify: Verify = None) -> Response:
     """Chain and checkpoint verification, the newest checkpoint, the bundle form."""
     project = project_of(request)
-    chain = chain_status(project)
+    chain = _chain(request, project, verify)
     return templates.TemplateResponse(
         request,
         "audit.html",

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipetrail.governance.verified import VerifiedCache
+from pipetrail.server.audit_cache import DEFAULT_MAX_AGE, ChainCheckCache
 
 if TYPE_CHECKING:
     from pipetrail.governance.keys import Signer
@@ -39,12 +40,15 @@ class ServerSettings:
             their owners; None: the server signs for nobody.
         max_body: the largest request body accepted, in bytes.
         session_cookie: the name of the browser session cookie.
+        audit_max_age: seconds the audit page's full chain check is kept while no event
+            is appended (:mod:`pipetrail.server.audit_cache`); 0 checks on every load.
     """
 
     root: Path
     signing_keys: Path | None = None
     max_body: int = DEFAULT_MAX_BODY
     session_cookie: str = "pipetrail_session"
+    audit_max_age: float = DEFAULT_MAX_AGE
 
 
 class ProcessVerifiedCache(VerifiedCache):
@@ -73,13 +77,17 @@ class ProcessVerifiedCache(VerifiedCache):
 
 @dataclass
 class ServerContext:
-    """The settings, each thread's open project, and the process's verified events."""
+    """The settings, each thread's open project, the process's verified events and checks."""
 
     settings: ServerSettings
     verified: ProcessVerifiedCache = field(default_factory=ProcessVerifiedCache)
+    chain_checks: ChainCheckCache = field(init=False)
     _local: threading.local = field(default_factory=threading.local)
     _opened: list[Project] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def __post_init__(self) -> None:
+        self.chain_checks = ChainCheckCache(self.settings.audit_max_age)
 
     def project(self) -> Project:
         """This thread's open project (opened on first use)."""

@@ -11,7 +11,7 @@ own key only (docs/governance.md). A refusal re-renders the page with the reason
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Form, Query, Request
 from fastapi import Path as PathParam
@@ -27,6 +27,9 @@ from pipetrail.server.pages import templates
 from pipetrail.server.params import ALIAS, LINEAGE_REF, MODEL, REQUEST, RUN_REF
 from pipetrail.server.problems import Problem, log, status_of
 from pipetrail.server.routes import RouteTable
+
+if TYPE_CHECKING:
+    from pipetrail.read import Project
 
 __all__ = ["routes"]
 
@@ -134,15 +137,51 @@ def compare_page(
     a: Annotated[str | None, Query(pattern=RUN_REF)] = None,
     b: Annotated[str | None, Query(pattern=RUN_REF)] = None,
 ) -> Response:
-    """Pick two runs; see the verdict, the parameters that differ and the metric deltas."""
+    """Pick two runs: the verdict, parameters that differ, metric deltas and overlays."""
     project = project_of(request)
     runs = [(r.id, r.name or r.id) for r in project.runs(limit=100)]
     diff = project.diff(a, b).to_dict() if a and b else None
+    overlays = _overlays(project, a, b) if a and b else []
     return templates.TemplateResponse(
         request,
         "compare.html",
-        {"title": "Compare", "user": principal, "runs": runs, "a": a, "b": b, "diff": diff},
+        {
+            "title": "Compare",
+            "user": principal,
+            "runs": runs,
+            "a": a,
+            "b": b,
+            "diff": diff,
+            "overlays": overlays,
+        },
     )
+
+
+def _overlays(project: Project, a: str, b: str) -> list[dict[str, Any]]:
+    """Per metric name either run logged: both runs' series on one chart, and the values."""
+    from pipetrail.server.charts import Series, overlay_chart
+
+    picked = [
+        (f"{letter}: {run.id}", run.metrics())
+        for letter, run in zip("AB", (project.run(a), project.run(b)), strict=True)
+    ]
+    out = []
+    for i, name in enumerate(sorted({n for _, metrics in picked for n in metrics})):
+        series = [
+            Series(label, m.steps, m.values) if m else Series(f"{label} (not logged)", (), ())
+            for label, m in ((label, metrics.get(name)) for label, metrics in picked)
+        ]
+        out.append(
+            {
+                "name": name,
+                "chart": overlay_chart(f"overlay-{i}", name, series),
+                "series": [
+                    {"label": s.label, "points": list(zip(s.steps, s.values, strict=False))}
+                    for s in series
+                ],
+            }
+        )
+    return out
 
 
 @routes.get("/lineage")

@@ -22,11 +22,13 @@ __all__ = ["app_from_environment", "serve"]
 _ROOT_ENV = "PIPETRAIL_SERVE_ROOT"
 _KEYS_ENV = "PIPETRAIL_SERVE_SIGNING_KEYS"
 _MAX_BODY_ENV = "PIPETRAIL_SERVE_MAX_BODY"
+_AUDIT_MAX_AGE_ENV = "PIPETRAIL_SERVE_AUDIT_MAX_AGE"
 
 
 def app_from_environment() -> FastAPI:
     """The application the settings in the environment describe (one per worker)."""
     from pipetrail.server.app import create_app
+    from pipetrail.server.audit_cache import DEFAULT_MAX_AGE
     from pipetrail.server.context import DEFAULT_MAX_BODY, ServerSettings
 
     keys = os.environ.get(_KEYS_ENV)
@@ -35,6 +37,7 @@ def app_from_environment() -> FastAPI:
             root=Path(os.environ[_ROOT_ENV]),
             signing_keys=Path(keys) if keys else None,
             max_body=int(os.environ.get(_MAX_BODY_ENV, DEFAULT_MAX_BODY)),
+            audit_max_age=float(os.environ.get(_AUDIT_MAX_AGE_ENV, DEFAULT_MAX_AGE)),
         )
     )
 
@@ -52,7 +55,15 @@ def app_from_environment() -> FastAPI:
     "--max-body", default=1 << 20, show_default=True, type=click.IntRange(1024, 1 << 30),
     help="The largest request body accepted, in bytes.",
 )  # fmt: skip
-def serve(host: str, port: int, workers: int, signing_keys: Path | None, max_body: int) -> None:
+@click.option(
+    "--audit-max-age", default=300, show_default=True, type=click.IntRange(0, 86400),
+    help="Seconds the audit page keeps its full check of the ledger while no event is "
+    "appended (0: check on every load).",
+)  # fmt: skip
+def serve(
+    host: str, port: int, workers: int, signing_keys: Path | None, max_body: int,
+    audit_max_age: int,
+) -> None:  # fmt: skip
     """Serve the project's HTTP API and web pages (authenticated, deny by default)."""
     import uvicorn
 
@@ -61,6 +72,7 @@ def serve(host: str, port: int, workers: int, signing_keys: Path | None, max_bod
     root = load_config(Path.cwd(), must_exist=True).root
     os.environ[_ROOT_ENV] = str(root)
     os.environ[_MAX_BODY_ENV] = str(max_body)
+    os.environ[_AUDIT_MAX_AGE_ENV] = str(audit_max_age)
     if signing_keys is not None:
         os.environ[_KEYS_ENV] = str(signing_keys.resolve())
     app_from_environment()  # a broken project or route table fails here, not in a worker

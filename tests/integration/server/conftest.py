@@ -15,6 +15,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import httpx
@@ -31,9 +32,9 @@ from pipetrail.server.context import ServerSettings
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
-    from pathlib import Path
 
     from fastapi import FastAPI
+    from playwright.sync_api import Browser, Page
 
     from tests.integration.conftest import PipelineFiles
 
@@ -174,3 +175,39 @@ def live_server(served: Served) -> Iterator[str]:
         os.killpg(process.pid, signal.SIGKILL)
         process.wait()
     process.stdout.close()  # type: ignore[union-attr]
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--no-first-run",
+    "--disable-sync",
+]
+
+
+@pytest.fixture
+def browser() -> Iterator[Browser]:
+    """Debian's chromium driven by Playwright (never a downloaded browser)."""
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"the browser tests need Debian's chromium at {CHROMIUM}")
+    with sync_playwright() as playwright:
+        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield launched
+        launched.close()
+
+
+def log_in(browser: Browser, base: str, token: str) -> Page:
+    """A new browser context logged in at ``base`` with ``token``."""
+    context = browser.new_context(base_url=base, viewport={"width": 1366, "height": 900})
+    page = context.new_page()
+    page.goto("/login")
+    page.get_by_label("API token").fill(token)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(base + "/")
+    return page

@@ -106,3 +106,34 @@ def test_a_bundle_is_refused_by_role_and_without_a_server_held_key(served: Serve
     assert "holds no signing key for carol" in no_key.json()["detail"]
     unknown = served.client("bob").get("/api/v1/audit/bundle", params={"ref": "nosuchrun"})
     assert unknown.status_code == 404
+
+
+def test_a_bundle_made_by_the_server_keeps_its_checkpoint_in_the_witness(served: Served) -> None:
+    witness_dir, size = _keep_checkpoint(served)
+    served.gov("alice").grant("vic", "researcher")  # the ledger grows past the checkpoint
+    kept_before = {p.name for p in witness_dir.iterdir()}
+    answer = served.client("bob").get("/api/v1/audit/bundle", params={"ref": served.runs[0]})
+    assert answer.status_code == 200, answer.text
+    new = {p.name for p in witness_dir.iterdir()} - kept_before
+    assert len(new) == 1
+    (note,) = new
+    assert answer.headers["x-pipetrail-checkpoint-kept"].endswith(note)
+    assert int(note.split("-")[0]) == served.project.reader().event_count() > size
+    # The audit page checks the ledger against it like any other kept checkpoint: bob's
+    # key is not trusted there yet, then it is.
+    checked = served.client("vic").get("/api/v1/audit/checkpoints").json()["checkpoints"]
+    assert checked["ok"] is False
+    assert [f["where"].rsplit("/", 1)[-1] for f in checked["failures"]] == [note]
+    Witness(witness_dir).add_key("bob", load_signer("bob", folder=served.signing).public_key)
+    checked = served.client("vic").get("/api/v1/audit/checkpoints").json()["checkpoints"]
+    assert checked["ok"] is True
+    assert checked["checked"] == 2
+    assert checked["newest"]["size"] == int(note.split("-")[0])
+
+
+def test_a_bundle_without_a_witness_setting_writes_no_checkpoint_anywhere(served: Served) -> None:
+    before = set(served.root.parent.iterdir())
+    answer = served.client("bob").get("/api/v1/audit/bundle", params={"ref": served.runs[0]})
+    assert answer.status_code == 200
+    assert "x-pipetrail-checkpoint-kept" not in answer.headers
+    assert set(served.root.parent.iterdir()) == before

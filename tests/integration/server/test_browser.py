@@ -13,37 +13,14 @@ from typing import TYPE_CHECKING
 import pytest
 from playwright.sync_api import expect
 
-if TYPE_CHECKING:
-    from collections.abc import Iterator
+from tests.integration.server.conftest import log_in
 
+if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
     from tests.integration.server.conftest import Served
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.e2e]
-
-CHROMIUM = "/usr/bin/chromium"
-ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--no-first-run",
-    "--disable-sync",
-]
-
-
-@pytest.fixture
-def browser() -> Iterator[Browser]:
-    from playwright.sync_api import sync_playwright
-
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"the browser tests need Debian's chromium at {CHROMIUM}")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(executable_path=CHROMIUM, args=ARGS)
-        yield launched
-        launched.close()
 
 
 def _wait_for_graph(page: Page) -> None:
@@ -135,16 +112,6 @@ def test_log_in_filter_runs_open_a_run_and_log_out(
     }
 
 
-def _log_in(browser: Browser, base: str, token: str) -> Page:
-    context = browser.new_context(base_url=base, viewport={"width": 1366, "height": 900})
-    page = context.new_page()
-    page.goto("/login")
-    page.get_by_label("API token").fill(token)
-    page.get_by_role("button", name="Log in").click()
-    page.wait_for_url(base + "/")
-    return page
-
-
 def test_request_and_approve_a_promotion_as_two_people_compare_and_audit(
     served: Served, live_server: str, browser: Browser, tmp_path: Path
 ) -> None:
@@ -152,7 +119,7 @@ def test_request_and_approve_a_promotion_as_two_people_compare_and_audit(
     shots.mkdir(parents=True, exist_ok=True)
     served.gov("rita").register("churn", f"{served.runs[0]}:train.output")
 
-    rita = _log_in(browser, live_server, served.tokens["rita"])
+    rita = log_in(browser, live_server, served.tokens["rita"])
     rita.get_by_role("link", name="Models").click()
     form = rita.get_by_role("form", name="Request a promotion of churn")
     form.get_by_label("Rationale").fill("best auc so far")
@@ -165,15 +132,15 @@ def test_request_and_approve_a_promotion_as_two_people_compare_and_audit(
     rita.screenshot(path=str(shots / "5-requested.png"), full_page=True)
 
     # carol may approve, but the server holds no key of hers: the page says so.
-    carol = _log_in(browser, live_server, served.tokens["carol"])
+    carol = log_in(browser, live_server, served.tokens["carol"])
     carol.goto("/models")
-    carol.get_by_role("button", name=f"Approve {request_id}").click()
+    carol.get_by_role("button", name=f"Approve {request_id}", exact=True).click()
     assert "holds no signing key for carol" in carol.get_by_role("alert").inner_text()
 
-    bob = _log_in(browser, live_server, served.tokens["bob"])
+    bob = log_in(browser, live_server, served.tokens["bob"])
     bob.goto("/models")
     bob.get_by_label("Comment").fill("checked the metrics")
-    bob.get_by_role("button", name=f"Approve {request_id}").click()
+    bob.get_by_role("button", name=f"Approve {request_id}", exact=True).click()
     bob.wait_for_url(live_server + "/models")
     models = bob.get_by_role("table", name="Registered models")
     assert "production → 1" in models.inner_text()
@@ -191,6 +158,15 @@ def test_request_and_approve_a_promotion_as_two_people_compare_and_audit(
     params = bob.get_by_role("table", name="Parameters that differ").inner_text()
     assert "rows" in params
     assert "auc" in params
+    # Each metric's series of both runs in one chart, with a legend naming the runs.
+    overlay = bob.get_by_role("img", name="loss")
+    expect(overlay).to_be_visible()
+    assert overlay.locator("polyline").count() == 2
+    legend = overlay.locator("g.legend").text_content() or ""
+    assert f"A: {served.runs[0]}" in legend
+    assert f"B: {served.runs[1]}" in legend
+    bob.get_by_text("Values of loss").click()
+    assert bob.get_by_role("table", name=re.compile("^loss, overlaid")).is_visible()
     bob.screenshot(path=str(shots / "7-compare.png"), full_page=True)
 
     bob.get_by_role("link", name="Audit").click()

@@ -114,6 +114,12 @@ def test_compare_and_audit_pages(served: Served, session: tuple[TestClient, Test
     assert page.status_code == 200
     assert "Verdict: not comparable" in page.text
     assert "<td>rows</td><td>10</td><td>12</td>" in page.text
+    # loss, logged by train in both runs: one chart with both series and their values.
+    overlay = page.text[page.text.index('id="overlays"') :]
+    assert overlay.count('<svg class="chart overlay"') == 1
+    assert overlay.count('<polyline class="series series-') == 2
+    assert f"<td>A: {served.runs[0]}</td><td>2</td><td>0.333333" in overlay
+    assert f"<td>B: {served.runs[1]}</td><td>0</td><td>1.0</td>" in overlay
     assert bob.get("/compare").status_code == 200  # the picker alone
     audit = bob.get("/audit").text
     assert "every signature verifies" in audit
