@@ -22,7 +22,9 @@ PipetrailError
 │       └── CheckpointError    a checkpoint is forged, foreign or inconsistent with the ledger
 ├── ProjectError               no project / bad pipetrail.toml
 ├── ExecutorError              an executor cannot start or reach its workers (names where)
-│   └── WorkerLostError        the worker process running a step died (names the step)
+│   ├── WorkerLostError        the worker process running a step died (names the step)
+│   └── ResourceError          no worker or pool can give a step what it requests
+├── QuotaExceededError         a quota of the project or user is used up (names it)
 ├── OutputFileError            a file asked for (an export, a report) cannot be written
 ├── ParityError                the environment differs from the parity reference run
 ├── LeakageError               data subsets share rows or groups (names subsets and counts)
@@ -71,6 +73,8 @@ __all__ = [
     "PermissionDeniedError",
     "PipetrailError",
     "ProjectError",
+    "QuotaExceededError",
+    "ResourceError",
     "RunInterruptedError",
     "SerializationError",
     "StepFailedError",
@@ -307,6 +311,22 @@ class WorkerLostError(ExecutorError):
     """The worker process running a step died before returning (a crash, ``os._exit``).
 
     It is the step's error: retried per the step's retry policy, else the step fails.
+    """
+
+
+class ResourceError(ExecutorError):
+    """No worker (nor the whole pool) has the resources a step requests.
+
+    It is the step's error, never retried: names the step, the resource and what the
+    executor has.
+    """
+
+
+class QuotaExceededError(PipetrailError):
+    """A quota of ``[quotas]`` is used up: the step was refused before it started.
+
+    Names the quota (concurrent steps or CPU-hours per day, of the project or of a user),
+    its limit and what is in use.
     """
 
 

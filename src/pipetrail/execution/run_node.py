@@ -30,6 +30,7 @@ from pipetrail.capture import derive_seed
 from pipetrail.capture.log_context import StepTrace
 from pipetrail.core.clock import format_ts, new_id, utcnow
 from pipetrail.core.graph import OutputRef, SourceRef
+from pipetrail.core.resources import resources_dict
 from pipetrail.errors import SerializationError
 from pipetrail.execution.cache import CacheDecision, cache_key
 from pipetrail.execution.contract_records import cached_payload
@@ -229,6 +230,8 @@ def run_node(
             )
         if not retry(prepared, result):
             break
+    if state.quotas is not None:
+        state.quotas.release()
     finish_step(state, prepared, result, observer)
 
 
@@ -309,6 +312,9 @@ def prepare_node(
         "started_at": started_at,
         **({"classification": classification} if classification else {}),
     }
+    requested = step.options.resources or options.resources
+    if requested:  # only steps that request resources carry the key
+        base["resource_requests"] = resources_dict(requested)
     metrics: dict[str, Any] = {}
     if decision.decision == "hit":  # a corrupt metric series makes it a miss
         decision, metrics = hit_metrics(state, decision)
@@ -351,6 +357,8 @@ def prepare_node(
         release_inputs(state, node, ())
         return None
 
+    if state.quotas is not None:  # refused here, before the step starts (execution.quotas)
+        state.quotas.admit(node.id)
     emit(
         state,
         [
@@ -422,6 +430,7 @@ def prepare_node(
         input_digests={k: v for k, v in inputs.digests.items() if isinstance(v, str)},
         privacy=run_privacy(state).task_privacy(node.id),
         trace=StepTrace(state.run_id, node.id, step_run_id, otel=state.telemetry is not None),
+        resources=dict(requested),
     )
     return PreparedStep(
         node=node,
