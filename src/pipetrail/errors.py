@@ -327,7 +327,21 @@ class QuotaExceededError(PipetrailError):
 
     Names the quota (concurrent steps or CPU-hours per day, of the project or of a user),
     its limit and what is in use.
+
+    Attributes:
+        run_id: the run it stopped (recorded as failed with this message).
     """
+
+    def __init__(self, message: str, *, run_id: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_quota, (str(self), self.run_id))
+
+
+def _rebuild_quota(message: str, run_id: str | None) -> QuotaExceededError:
+    return QuotaExceededError(message, run_id=run_id)
 
 
 class OutputFileError(PipetrailError):

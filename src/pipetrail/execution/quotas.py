@@ -194,9 +194,11 @@ class RunQuotas:
         self.state = state
         self.settings = settings
         self.user = user_name(owner)
+        own = f"[quotas.users.{self.user}]" if self.user in settings.users else "[quotas.user]"
+        # (who is limited, the table that says so, the limits)
         self.limits = (
-            ("project", settings.project),
-            (f"user {self.user}", settings.for_user(self.user)),
+            ("project", "[quotas]", settings.project),
+            (f"user {self.user}", own, settings.for_user(self.user)),
         )
         self._read: dict[str, tuple[float, Any]] = {}
         with _LOCK:
@@ -244,7 +246,7 @@ class RunQuotas:
         return any(
             limits.concurrent_steps is not None
             and self._executing(holder) >= limits.concurrent_steps
-            for holder, limits in self.limits
+            for holder, _, limits in self.limits
         )
 
     def admit(self, step: str) -> None:
@@ -253,15 +255,16 @@ class RunQuotas:
         Raises:
             QuotaExceededError: a quota is used up (names it, its limit and its use).
         """
-        for holder, limits in self.limits:
+        for holder, table, limits in self.limits:
             if limits.concurrent_steps is not None:
                 using = self._executing(holder)
                 if using >= limits.concurrent_steps:
                     raise QuotaExceededError(
                         f"step {step!r} refused: the {holder}'s quota of concurrent steps "
                         f"({limits.concurrent_steps}) is used up ({using} executing now); "
-                        "run again when they have ended, or raise [quotas] concurrent_steps "
-                        "in pipetrail.toml"
+                        f"run again when they have ended, or raise concurrent_steps in {table} "
+                        "of pipetrail.toml",
+                        run_id=self.state.run_id,
                     )
             if limits.cpu_hours_per_day is not None:
                 used = self._cpu_hours(holder)
@@ -270,7 +273,8 @@ class RunQuotas:
                         f"step {step!r} refused: the {holder}'s quota of CPU-hours per day "
                         f"({limits.cpu_hours_per_day:g}) is used up ({used:.4g} CPU-hours "
                         "recorded since 00:00 UTC); run again tomorrow (UTC), or raise "
-                        "[quotas] cpu_hours_per_day in pipetrail.toml"
+                        f"cpu_hours_per_day in {table} of pipetrail.toml",
+                        run_id=self.state.run_id,
                     )
         with _LOCK:
             who, count = _IN_FLIGHT.get(self.state.run_id, (self.user, 0))

@@ -137,11 +137,10 @@ class DaskExecutor:
             return {"address": str(self._given.scheduler.address), "cluster": "given"}
         if self.address is not None:
             return {"address": self.address, "cluster": "remote"}
-        return {
-            "cluster": "local",
-            "workers": self._local_workers(),
-            "worker_resources": describe(self._local_resources()),
-        }
+        found: dict[str, Any] = {"cluster": "local", "workers": self._local_workers()}
+        if self.worker_resources:  # declared: recorded (the machine's share is not)
+            found["worker_resources"] = describe(self._local_resources())
+        return found
 
     def _local_workers(self) -> int:
         return self.workers or os.cpu_count() or 1

@@ -97,7 +97,8 @@ class ProcessExecutor:
         ):
             raise ExecutorError(f"the processes executor needs workers >= 1, got {workers!r}")
         self.workers = workers or os.cpu_count() or 1
-        self.capacity = {**machine_capacity(self.workers), **configured_capacity(resources)}
+        self._declared = configured_capacity(resources)
+        self.capacity = {**machine_capacity(self.workers), **self._declared}
         self._used: dict[str, float] = {}
         self._context: WorkerContext | None = None
         self._pool: list[_Worker] = []
@@ -112,7 +113,9 @@ class ProcessExecutor:
         return f"ProcessExecutor(workers={self.workers})"
 
     def settings(self) -> dict[str, Any]:
-        """The number of worker processes and the pool's capacity."""
+        """The number of worker processes, and the pool's capacity when it is declared."""
+        if not self._declared:
+            return {"workers": self.workers}
         return {"workers": self.workers, "capacity": describe(self.capacity)}
 
     # -- lifecycle -------------------------------------------------------------------
