@@ -321,7 +321,9 @@ class DaskExecutor:
         return self.submit(task).result()
 
 
-def _local_cluster(distributed: Any, workers: int, resources: dict[str, float]) -> tuple[Any, Any]:
+def _local_cluster(
+    distributed: Any, workers: int, resources: dict[str, float] | None = None
+) -> tuple[Any, Any]:
     import dask
 
     # A worker that dies fails its task at once: the step's retry policy decides.
