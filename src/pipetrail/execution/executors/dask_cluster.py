@@ -96,6 +96,9 @@ class DaskExecutor:
     """
 
     name = "dask"
+    #: Its workers load large inputs from the store themselves (see
+    #: :mod:`pipetrail.execution.executors.shipping`).
+    loads_stored_inputs = True
 
     def __init__(
         self,

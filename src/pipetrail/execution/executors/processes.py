@@ -90,6 +90,9 @@ class ProcessExecutor:
     """
 
     name = "processes"
+    #: Its workers load large inputs from the store themselves (see
+    #: :mod:`pipetrail.execution.executors.shipping`).
+    loads_stored_inputs = True
 
     def __init__(self, workers: int | None = None, *, resources: Any = None) -> None:
         if workers is not None and (
