@@ -9,7 +9,6 @@ found by the worker fails the step naming it, and the next run recomputes it.
 from __future__ import annotations
 
 import json
-from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -22,6 +21,7 @@ from pipetrail.execution.runner import RunOptions, run_pipeline
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from concurrent.futures import Future
 
     from pipetrail.execution.project import Project
     from pipetrail.execution.task import StepTask, TaskResult
