@@ -90,7 +90,8 @@ class ProjectConfig:
         store_url: the S3 store (``store = "s3://..."`` or ``PIPETRAIL_STORE``), if any.
         store_s3: its ``[store.s3]`` settings (endpoint, region, credentials, cache_size).
         gc_grace: seconds; garbage collection spares objects stored more recently.
-        executor_settings: the ``[executor]`` table (``workers``, ``address``) as set.
+        executor_settings: the ``[executor]`` table (``workers``, ``address``,
+            ``resources``) as set.
     """
 
     root: Path

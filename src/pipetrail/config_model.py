@@ -126,6 +126,9 @@ class _StoreTable(_Strict):
 class _ExecutorTable(_Strict):
     workers: int | None = Field(default=None, ge=1)
     address: str | None = None
+    # The pool's or each local Dask worker's capacity: cpu, memory, gpu (checked by
+    # execution.executors.capacity, which names the key it refuses).
+    resources: dict[str, int | float | str] | None = None
 
 
 class _ReproduceTable(_Strict):
@@ -223,6 +226,7 @@ _EXPECTED: dict[tuple[str, ...], str] = {
     ("executor",): "a table ([executor])",
     ("executor", "workers"): "a whole number of worker processes >= 1",
     ("executor", "address"): 'a Dask scheduler address in quotes ("tcp://HOST:PORT")',
+    ("executor", "resources"): 'a table such as {cpu = 4, memory = "16GiB", gpu = 1}',
     ("pipetrail", "parity"): _PARITY,
     ("pipetrail", "parity_reference"): "a run id in quotes",
     ("pipetrail", "store"): 'an S3 store URL in quotes ("s3://BUCKET/PREFIX")',

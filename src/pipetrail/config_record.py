@@ -190,9 +190,10 @@ def _is_executor(name: Any, settings: Any) -> bool:
     return (
         kind in ("inline", "processes", "dask")
         and (not sep or (kind == "dask" and bool(address)))
-        and set(settings) <= {"workers", "address"}
+        and set(settings) <= {"workers", "address", "resources"}
         and (workers is None or (type(workers) is int and workers >= 1))
         and isinstance(settings.get("address", ""), str)
+        and isinstance(settings.get("resources", {}), dict)
     )
 
 

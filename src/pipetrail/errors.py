@@ -22,7 +22,9 @@ PipetrailError
 │       └── CheckpointError    a checkpoint is forged, foreign or inconsistent with the ledger
 ├── ProjectError               no project / bad pipetrail.toml
 ├── ExecutorError              an executor cannot start or reach its workers (names where)
-│   └── WorkerLostError        the worker process running a step died (names the step)
+│   ├── WorkerLostError        the worker process running a step died (names the step)
+│   └── ResourceError          no worker or pool can give a step what it requests
+├── QuotaExceededError         a quota of the project or user is used up (names it)
 ├── OutputFileError            a file asked for (an export, a report) cannot be written
 ├── ParityError                the environment differs from the parity reference run
 ├── LeakageError               data subsets share rows or groups (names subsets and counts)
@@ -71,6 +73,8 @@ __all__ = [
     "PermissionDeniedError",
     "PipetrailError",
     "ProjectError",
+    "QuotaExceededError",
+    "ResourceError",
     "RunInterruptedError",
     "SerializationError",
     "StepFailedError",
@@ -308,6 +312,36 @@ class WorkerLostError(ExecutorError):
 
     It is the step's error: retried per the step's retry policy, else the step fails.
     """
+
+
+class ResourceError(ExecutorError):
+    """No worker (nor the whole pool) has the resources a step requests.
+
+    It is the step's error, never retried: names the step, the resource and what the
+    executor has.
+    """
+
+
+class QuotaExceededError(PipetrailError):
+    """A quota of ``[quotas]`` is used up: the step was refused before it started.
+
+    Names the quota (concurrent steps or CPU-hours per day, of the project or of a user),
+    its limit and what is in use.
+
+    Attributes:
+        run_id: the run it stopped (recorded as failed with this message).
+    """
+
+    def __init__(self, message: str, *, run_id: str | None = None) -> None:
+        super().__init__(message)
+        self.run_id = run_id
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (_rebuild_quota, (str(self), self.run_id))
+
+
+def _rebuild_quota(message: str, run_id: str | None) -> QuotaExceededError:
+    return QuotaExceededError(message, run_id=run_id)
 
 
 class OutputFileError(PipetrailError):

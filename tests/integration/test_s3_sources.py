@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from pipetrail.capture.s3_source import observe_s3_source
+from pipetrail.capture.sources import observe_source
 from pipetrail.hashing import digest_bytes
 from pipetrail.store import LocalStore
 from pipetrail.store.s3 import parse_s3_url
@@ -67,7 +68,13 @@ def test_a_prefix_is_recorded_by_digest_and_reobserved_by_etag(
     assert first.digest == digest_bytes(first.manifest_bytes or b"")
     manifest = first.manifest or {}
     assert set(manifest) == {"a.csv", "sub/b.csv"}
-    assert manifest["a.csv"]["digest"] == digest_bytes(b"x,y\n1,2\n").removeprefix("blake3:")
+    assert manifest["a.csv"]["digest"] == digest_bytes(b"x,y\n1,2\n")
+    # The same document as a local folder of the same files: the same digest.
+    local = tmp_path / "local"
+    (local / "sub").mkdir(parents=True)
+    (local / "a.csv").write_bytes(b"x,y\n1,2\n")
+    (local / "sub" / "b.csv").write_bytes(b"x,y\n3,4\n")
+    assert observe_source(str(local), root=tmp_path, by_reference=True).digest == first.digest
     assert store.get_bytes(digest_bytes(b"x,y\n3,4\n")) == b"x,y\n3,4\n"
     folder = Path(first.location)
     assert folder.is_relative_to(state / "cache" / "s3-sources")
@@ -86,9 +93,7 @@ def test_a_prefix_is_recorded_by_digest_and_reobserved_by_etag(
     changed = observe_s3_source(url, store=store, state_dir=state, settings=_settings(seaweed))
     assert changed.digest != first.digest
     assert changed.hashed_files == 1  # only the changed object
-    assert (changed.manifest or {})["a.csv"]["digest"] == digest_bytes(b"x,y\n1,5\n").removeprefix(
-        "blake3:"
-    )
+    assert (changed.manifest or {})["a.csv"]["digest"] == digest_bytes(b"x,y\n1,5\n")
 
 
 def test_one_object_is_a_file_source(tmp_path: Path, seaweed: SeaweedServer, s3_url: str) -> None:

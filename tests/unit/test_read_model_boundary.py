@@ -36,6 +36,9 @@ ALLOWED = {
     ("execution/store_failure.py", ".payload"),
     # Artifact drafts queued for the next append, checked against the ledger in one query.
     ("execution/flushing.py", ".payload"),
+    # The run's step drafts still queued when it completes, read with its appended step
+    # runs to compare their resource use with the history.
+    ("execution/resource_profile.py", ".payload"),
     # An in-toto statement inside a DSSE envelope, not a ledger event.
     ("verify/attestation.py", ".payload"),
     # The events of an audit bundle, read from the bundle file offline (no ledger), and

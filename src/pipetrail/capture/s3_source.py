@@ -162,7 +162,9 @@ def observe_s3_source(
         return SourceObservation(
             location=str(location), kind="file", digest=digest, file_count=1, **common
         )
-    files = {name: (hex_of(digests[str(m["path"])]), int(m["size"])) for name, m in names.items()}
+    # The full digest, as a local folder's manifest holds it: the same objects give the
+    # same manifest, and a snapshot of it restores like a local folder's.
+    files = {name: (digests[str(m["path"])], int(m["size"])) for name, m in names.items()}
     manifest = _encode_manifest(url, files)
     digest = digest_bytes(manifest)
     location = _materialize_folder(store, state_dir, digest, files)
@@ -250,10 +252,10 @@ def _materialize_folder(
     if done.is_file() and target.is_dir():
         return target
     staging = target.with_name(f".{target.name}.{secrets.token_hex(4)}")
-    for name, (hexed, _) in files.items():
+    for name, (object_digest, _) in files.items():
         if name.startswith("/") or ".." in Path(name).parts:
             raise DefinitionError(f"source object name {name!r} leaves its folder; rename it")
-        _copy_out(store, "blake3:" + hexed, staging / name)
+        _copy_out(store, object_digest, staging / name)
     staging.mkdir(parents=True, exist_ok=True)
     try:
         os.replace(staging, target)

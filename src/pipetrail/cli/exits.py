@@ -9,7 +9,7 @@
 | 4 | a store could not be used, or a disk is full (also while storing a step's output) |
 | 5 | a run did not reproduce, or the gate failed |
 | 6 | a run cannot be reproduced as recorded (a by-reference source changed, ...) |
-| 7 | a governance refusal: missing role, separation of duties, failing check, unknown key |
+| 7 | a refusal: missing role, separation of duties, failing check, unknown key; a quota used up |
 | 130 | interrupted by SIGINT (Ctrl-C); the run is recorded as interrupted |
 | 143 | ended by SIGTERM; the run is recorded as interrupted |
 
@@ -42,6 +42,7 @@ from pipetrail.errors import (
     NotReproducibleError,
     OutputFileError,
     PipetrailError,
+    QuotaExceededError,
     StepFailedError,
     StoreError,
     TamperedLedgerError,
@@ -102,7 +103,7 @@ def exit_code(exc: PipetrailError) -> int:
         return EXIT_INTEGRITY
     if isinstance(exc, IdentityError):  # no usable key or name: fix the input, exit 2
         return EXIT_BAD_INPUT
-    if isinstance(exc, GovernanceError):  # a refusal, not a crash
+    if isinstance(exc, GovernanceError | QuotaExceededError):  # a refusal, not a crash
         return EXIT_REFUSED
     if isinstance(exc, LedgerError | StoreError):
         return EXIT_STORE

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from pipetrail.core.classification import step_labels
 from pipetrail.core.contract import Boundary, bind_contracts
+from pipetrail.core.resources import Resources, parse_resources
 from pipetrail.errors import DefinitionError
 
 if TYPE_CHECKING:
@@ -83,6 +84,9 @@ class StepOptions:
         retries: how many times to execute the step again when it fails (it raised, or
             the worker process running it died); every failed attempt is recorded in
             the step's event. Not part of the cache key.
+        resources: what the step asks for to run (``cpu``, ``memory`` in bytes,
+            ``gpu``), normalized (see :mod:`pipetrail.core.resources`); executors
+            schedule by it. Not part of the cache key.
     """
 
     name: str
@@ -93,6 +97,7 @@ class StepOptions:
     contracts: tuple[Boundary, ...] = ()
     classification: tuple[tuple[str, str], ...] = ()
     retries: int = 0
+    resources: Resources = ()
 
 
 class Step(Generic[P, R]):
@@ -212,6 +217,7 @@ def step(
     contracts: Mapping[str, Any] | None = None,
     classification: str | Mapping[str, str] | None = None,
     retries: int = 0,
+    resources: Mapping[str, Any] | None = None,
 ) -> Callable[[Callable[P, R]], Step[P, R]]: ...
 
 
@@ -227,6 +233,7 @@ def step(
     contracts: Mapping[str, Any] | None = None,
     classification: str | Mapping[str, str] | None = None,
     retries: int = 0,
+    resources: Mapping[str, Any] | None = None,
 ) -> Step[P, R] | Callable[[Callable[P, R]], Step[P, R]]:
     """Declare a function as a pipeline step.
 
@@ -249,6 +256,9 @@ def step(
             lower than that must be earned by a recorded privacy operation.
         retries: execute the step again up to this many times when it fails (it
             raised, or its worker process died); each failed attempt is recorded.
+        resources: what the step needs to run, ``{"cpu": 2, "memory": "4GiB", "gpu": 1}``
+            (see :mod:`pipetrail.core.resources`); the ``dask`` and ``processes``
+            executors schedule by it, and it is recorded with the step run.
 
     Returns:
         The :class:`Step`, or a decorator producing one.
@@ -292,6 +302,7 @@ def step(
                 sorted(step_labels(step_name, output_names, classification).items())
             ),
             retries=retries,
+            resources=parse_resources(f"step {step_name!r}", resources),
         )
         return Step(f, options)
 

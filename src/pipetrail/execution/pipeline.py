@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
 from pipetrail.core.pipeline import PipelineDefinition
+from pipetrail.core.resources import parse_resources
 from pipetrail.errors import DefinitionError
 from pipetrail.execution.params_files import load_params_file
 from pipetrail.execution.project import Project
@@ -109,6 +110,7 @@ class Pipeline(PipelineDefinition):
         rehash: bool = False,
         name: str | None = None,
         tags: Mapping[str, Any] | None = None,
+        resources: Mapping[str, Any] | None = None,
     ) -> PipelineRunner:
         """Return a runner with these run options.
 
@@ -132,10 +134,13 @@ class Pipeline(PipelineDefinition):
             rehash: hash every source file again, ignoring the stat cache.
             name: the run's name, recorded with it.
             tags: the run's first tags (``{"stage": "baseline"}``), recorded with it.
+            resources: what every step that declares no ``resources`` of its own asks
+                for (``{"cpu": 1, "memory": "2GiB"}``; see ``@step(resources=...)``).
 
         Raises:
             ParamsFileError: a params file cannot be read or parsed.
-            DefinitionError: ``retries`` is not a whole number >= 0.
+            DefinitionError: ``retries`` is not a whole number >= 0, or ``resources``
+                names an unknown resource or a bad amount.
             ParamError: the name or a tag is not valid.
         """
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
@@ -155,6 +160,7 @@ class Pipeline(PipelineDefinition):
             rehash=rehash,
             name=None if name is None else validate_name(name),
             tags=validate_tags(tags) if tags else None,
+            resources=parse_resources("with_options", resources),
         )
         return PipelineRunner(self, project, options)
 

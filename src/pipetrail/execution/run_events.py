@@ -244,7 +244,9 @@ def end_run(
     complete first appends what is pending (the step runs that did finish), then closes
     its step runs still ``running`` and lists the nodes that never started
     (``closed_steps``, ``not_run``: see :mod:`pipetrail.execution.crash`);
-    ``run.interrupted`` also names the signal (``signal``).
+    ``run.interrupted`` also names the signal (``signal``); ``run.completed`` lists the
+    steps whose resource use deviates from their history (``resource_deviations``, see
+    :mod:`pipetrail.execution.resource_profile`).
     """
     if any(draft.kind in _RUN_ENDS for draft in state.pending):
         flush(state)  # an earlier attempt queued the end and was cut off before appending
@@ -253,7 +255,13 @@ def end_run(
     if error is not None:
         payload["error"] = error
     state.project.store.sync()
-    if kind != EventKind.RUN_COMPLETED:
+    if kind == EventKind.RUN_COMPLETED:
+        from pipetrail.execution.resource_profile import resource_deviations
+
+        flagged = resource_deviations(state)
+        if flagged:  # only a run with a deviation carries the key
+            payload["resource_deviations"] = flagged
+    else:
         flush(state)
         status = "interrupted" if kind == EventKind.RUN_INTERRUPTED else "failed"
         steps = state.project.ledger.reader().step_runs(state.run_id)

@@ -30,6 +30,7 @@ from pipetrail.capture import derive_seed
 from pipetrail.capture.log_context import StepTrace
 from pipetrail.core.clock import format_ts, new_id, utcnow
 from pipetrail.core.graph import OutputRef, SourceRef
+from pipetrail.core.resources import resources_dict
 from pipetrail.errors import SerializationError
 from pipetrail.execution.cache import CacheDecision, cache_key
 from pipetrail.execution.contract_records import cached_payload
@@ -167,11 +168,21 @@ def _reused(
     return NodeOutput(digest, record, reading=reading)
 
 
-def _load_value(state: RunState, output: NodeOutput) -> Any:
-    """Load one upstream output, a new value on every call (see the module docstring)."""
+def _load_value(state: RunState, output: NodeOutput, *, by_digest: bool = False) -> Any:
+    """Load one upstream output, a new value on every call (see the module docstring).
+
+    ``by_digest``: the step runs on a worker that reaches the store; a large input is
+    then handed over as its record, for the worker to load (see
+    :mod:`pipetrail.execution.executors.shipping`).
+    """
     stored = output.record
     if stored is None:
         stored = output.record = recorded_record(state, output.digest)
+    if by_digest:
+        from pipetrail.execution.executors.shipping import StoredInput, ships_by_digest
+
+        if ships_by_digest(stored):
+            return StoredInput(stored)
     # decrypts a sensitive output, when the access gate allows the read (and records it)
     store = state.project.store_for(stored, action="run", run_id=state.run_id)
     data = state.kept.get(stored.blob)
@@ -181,17 +192,18 @@ def _load_value(state: RunState, output: NodeOutput) -> Any:
         return state.project.registry.load(stored, store)
 
 
-def _input_value(state: RunState, value: Any) -> Any:
+def _input_value(state: RunState, value: Any, by_digest: bool = False) -> Any:
     if isinstance(value, OutputRef):
-        return _load_value(state, state.outputs[value.node_id][value.index])
+        output = state.outputs[value.node_id][value.index]
+        return _load_value(state, output, by_digest=by_digest)
     if isinstance(value, SourceRef):
         return state.sources[value][1]
     if isinstance(value, list):
-        return [_input_value(state, v) for v in value]
+        return [_input_value(state, v, by_digest) for v in value]
     if isinstance(value, tuple):
-        return tuple(_input_value(state, v) for v in value)
+        return tuple(_input_value(state, v, by_digest) for v in value)
     if isinstance(value, dict):
-        return {k: _input_value(state, v) for k, v in value.items()}
+        return {k: _input_value(state, v, by_digest) for k, v in value.items()}
     return value
 
 
@@ -229,6 +241,8 @@ def run_node(
             )
         if not retry(prepared, result):
             break
+    if state.quotas is not None:
+        state.quotas.release()
     finish_step(state, prepared, result, observer)
 
 
@@ -309,6 +323,9 @@ def prepare_node(
         "started_at": started_at,
         **({"classification": classification} if classification else {}),
     }
+    requested = step.options.resources or options.resources
+    if requested:  # only steps that request resources carry the key
+        base["resource_requests"] = resources_dict(requested)
     metrics: dict[str, Any] = {}
     if decision.decision == "hit":  # a corrupt metric series makes it a miss
         decision, metrics = hit_metrics(state, decision)
@@ -351,6 +368,8 @@ def prepare_node(
         release_inputs(state, node, ())
         return None
 
+    if state.quotas is not None:  # refused here, before the step starts (execution.quotas)
+        state.quotas.admit(node.id)
     emit(
         state,
         [
@@ -381,10 +400,12 @@ def prepare_node(
     observer.step_started(node_id=node.id)
     # Each executing node has its own folder of input copies: several may be in flight.
     copies = state.copies = InputCopies()
+    # Workers of pipetrail's own executors open the store: large inputs go as digests.
+    by_digest = getattr(executor, "loads_stored_inputs", False) is True
     kwargs, rerun = load_inputs(
         state,
         node,
-        lambda value: _input_value(state, value),
+        lambda value: _input_value(state, value, by_digest),
         lambda producer, reason: run_node(
             state, producer, options, executor, observer, rerun_reason=reason
         ),
@@ -422,6 +443,7 @@ def prepare_node(
         input_digests={k: v for k, v in inputs.digests.items() if isinstance(v, str)},
         privacy=run_privacy(state).task_privacy(node.id),
         trace=StepTrace(state.run_id, node.id, step_run_id, otel=state.telemetry is not None),
+        resources=dict(requested),
     )
     return PreparedStep(
         node=node,

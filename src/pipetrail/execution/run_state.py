@@ -95,6 +95,8 @@ class RunOptions:
             (the run is failed all the same; ``--keep-going``).
         sweep: the run's place in a sweep, ``{"id", "index", "size"}``, recorded as the
             ``sweep`` field of ``run.started`` (see :mod:`pipetrail.execution.sweep`).
+        resources: what each step that declares no ``resources`` asks for
+            (normalized, see :mod:`pipetrail.core.resources`).
     """
 
     cache: bool = True
@@ -115,6 +117,7 @@ class RunOptions:
     retries: int = 0
     keep_going: bool = False
     sweep: Mapping[str, Any] | None = None
+    resources: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass
@@ -209,6 +212,8 @@ class RunState:
     privacy: Any = None
     # Where the run's trace is exported (None: it is not; see execution.telemetry).
     telemetry: TelemetrySettings | None = None
+    # The project's quotas for this run (None: it has none; see execution.quotas).
+    quotas: Any = None
 
     def __post_init__(self) -> None:
         self.consumers_left = Counter(

@@ -18,6 +18,10 @@ When a step fails the run fails. Steps already executing finish and are recorded
 ``keep_going`` (``--keep-going``), nodes that do not depend on the failed one still run.
 The first failure is raised once nothing is executing any more; the nodes that never
 started are listed by the run's end event.
+
+With ``[quotas]`` (:mod:`pipetrail.execution.quotas`) a step is admitted before it
+starts: the run's own steps wait for each other when they fill a concurrency quota; a
+step the quotas refuse stops the run like a failure, without ``--keep-going``.
 """
 
 from __future__ import annotations
@@ -25,10 +29,11 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING
 
-from pipetrail.errors import RunInterruptedError, StepFailedError
+from pipetrail.errors import QuotaExceededError, RunInterruptedError, StepFailedError
 from pipetrail.execution.executors import ConcurrentExecutor
 from pipetrail.execution.flushing import MAX_DELAY_S
 from pipetrail.execution.interrupts import interrupt_requested
+from pipetrail.execution.quotas import run_quotas
 from pipetrail.execution.run_node import prepare_node, run_node
 from pipetrail.execution.run_state import flush
 from pipetrail.execution.step_result import PreparedStep, finish_step, retry
@@ -52,11 +57,24 @@ def run_nodes(
 
     Raises:
         StepFailedError: a step failed (the first one, after the others have finished).
+        QuotaExceededError: a quota refused a step (after the steps executing finished;
+            see :mod:`pipetrail.execution.quotas`).
         RunInterruptedError: a signal arrived between steps.
     """
-    if isinstance(executor, ConcurrentExecutor):
-        _Concurrent(state, options, executor, observer).run()
-        return
+    state.quotas = run_quotas(state)
+    try:
+        if isinstance(executor, ConcurrentExecutor):
+            _Concurrent(state, options, executor, observer).run()
+        else:
+            _run_in_order(state, options, executor, observer)
+    finally:
+        if state.quotas is not None:
+            state.quotas.close()
+
+
+def _run_in_order(
+    state: RunState, options: RunOptions, executor: Executor, observer: RunObserver
+) -> None:
     failure: StepFailedError | None = None
     blocked: set[str] = set()
     for node in state.graph.nodes.values():
@@ -101,12 +119,13 @@ class _Concurrent:
         self.blocked: set[str] = set()
         self.running: dict[Future[TaskResult], PreparedStep] = {}
         self.failure: StepFailedError | None = None
+        self.refused: QuotaExceededError | None = None
 
     def run(self) -> None:
         try:
             while self.waiting or self.running:
                 _check_interrupt()
-                if self.failure is None or self.options.keep_going:
+                if self.refused is None and (self.failure is None or self.options.keep_going):
                     self._start_ready()
                 elif not self.running:
                     break
@@ -120,6 +139,8 @@ class _Concurrent:
                 future.cancel()
         if self.failure is not None:
             raise self.failure
+        if self.refused is not None:
+            raise self.refused
 
     def _any_startable(self) -> bool:
         return any(not self.blocked.intersection(n.upstream()) for n in self.waiting)
@@ -132,12 +153,22 @@ class _Concurrent:
             if self.blocked.intersection(upstream):
                 self.blocked.add(node.id)
                 continue
-            if not self.done.issuperset(upstream):
+            if not self.done.issuperset(upstream) or self.refused is not None:
                 still.append(node)
                 continue
-            prepared = prepare_node(
-                self.state, node, self.options, self.executor, self.observer, flush_first=False
-            )
+            quotas = self.state.quotas
+            if quotas is not None and quotas.should_wait():
+                still.append(node)  # the run's own steps fill a quota: one must end first
+                continue
+            try:
+                prepared = prepare_node(
+                    self.state, node, self.options, self.executor, self.observer, flush_first=False
+                )
+            except QuotaExceededError as exc:
+                # Refused before it started; the steps executing finish and are recorded.
+                self.refused = exc
+                still.append(node)
+                continue
             if prepared is None:
                 self.done.add(node.id)
             else:
@@ -162,6 +193,8 @@ class _Concurrent:
             if retry(prepared, result):
                 self.running[self.executor.submit(prepared.task)] = prepared
                 continue
+            if state.quotas is not None:
+                state.quotas.release()
             try:
                 finish_step(state, prepared, result, self.observer)
             except StepFailedError as exc:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.core.clock import format_ts, utcnow
-from pipetrail.errors import IntegrityError, WorkerLostError
+from pipetrail.errors import IntegrityError, ResourceError, WorkerLostError
 from pipetrail.execution.classification import declassified
 from pipetrail.execution.contract_records import REPORT_ROLE, step_failure
 from pipetrail.execution.metrics import output_metrics
@@ -68,9 +68,12 @@ def retry(prepared: PreparedStep, result: TaskResult) -> bool:
     """Record a failed attempt and say whether to execute the step again.
 
     Returns False for a success, or for a failure once the retries are used up (the
-    failure is then the step's, recorded by :func:`finish_step`).
+    failure is then the step's, recorded by :func:`finish_step`), and for a step no
+    worker has the resources for (:class:`~pipetrail.errors.ResourceError`).
     """
     if result.error is None or len(prepared.attempts) >= prepared.retries:
+        return False
+    if isinstance(result.error, ResourceError):  # no worker can run it: again would not help
         return False
     prepared.attempts.append(
         {

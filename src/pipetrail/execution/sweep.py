@@ -34,7 +34,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.core.clock import new_id
-from pipetrail.errors import ParamError, PipetrailError, RunInterruptedError, StepFailedError
+from pipetrail.errors import (
+    ParamError,
+    PipetrailError,
+    QuotaExceededError,
+    RunInterruptedError,
+    StepFailedError,
+)
 from pipetrail.execution.executors import ConcurrentExecutor, resolve_executor
 from pipetrail.execution.loader import pipeline_modules
 from pipetrail.execution.params_files import resolve_run_params
@@ -243,7 +249,7 @@ def _run_point(
 
     try:
         run = run_pipeline(definition, {**fixed, **point}, project, options)
-    except StepFailedError as exc:
+    except (StepFailedError, QuotaExceededError) as exc:
         return _row(project, index, point, exc.run_id, "failed", str(exc))
     except RunInterruptedError:
         raise

@@ -70,6 +70,9 @@ class StepTask:
         privacy: the outputs' labels and the keys to seal sensitive ones (None: all
             public); see :mod:`pipetrail.execution.classification`.
         trace: the run, step run and trace the step's log lines and spans belong to.
+        resources: what the step requests (``cpu``, ``memory`` in bytes, ``gpu``; empty:
+            nothing declared); executors schedule by it (see
+            :mod:`pipetrail.core.resources`).
     """
 
     node_id: str
@@ -85,6 +88,7 @@ class StepTask:
     input_digests: dict[str, str] = field(default_factory=dict)
     privacy: OutputPrivacy | None = None
     trace: StepTrace | None = None
+    resources: dict[str, float] = field(default_factory=dict)
 
 
 @dataclass

@@ -150,7 +150,11 @@ def resolve_executor(choice: Executor | str | None, config: ProjectConfig) -> Ex
             )
         from pipetrail.execution.executors.processes import ProcessExecutor
 
-        return ProcessExecutor(workers=workers)
+        return ProcessExecutor(workers=workers, resources=settings.get("resources"))
     from pipetrail.execution.executors.dask_cluster import DaskExecutor
 
-    return DaskExecutor(address=settings.get("address"), workers=workers)
+    return DaskExecutor(
+        address=settings.get("address"),
+        workers=workers,
+        worker_resources=settings.get("resources"),
+    )

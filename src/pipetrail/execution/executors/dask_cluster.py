@@ -15,6 +15,13 @@ reported by Dask as ``KilledWorker``; the local cluster is made with
 (a remote scheduler applies its own setting first). The result comes back as a
 :class:`~pipetrail.errors.WorkerLostError`, like on the process pool. Backend errors
 are translated here (:func:`_dask_errors`); callers never see a Dask exception.
+
+A step's resource request is submitted as Dask worker resources (``cpu``, ``memory``,
+``gpu``: see :mod:`pipetrail.execution.executors.capacity`), so Dask runs it only on a
+worker that declares enough and never runs more at once than the worker has. Before
+such a task is submitted the scheduler's workers are read (at most every
+:data:`WORKERS_READ_AGAIN_S`): a step no worker can satisfy comes back at once with a
+:class:`~pipetrail.errors.ResourceError`, where Dask would keep it waiting for ever.
 """
 
 from __future__ import annotations
@@ -22,10 +29,18 @@ from __future__ import annotations
 import contextlib
 import os
 import threading
+import time
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import ExecutorError, WorkerLostError
+from pipetrail.execution.executors.capacity import (
+    configured_capacity,
+    describe,
+    memory_bytes,
+    refused,
+    shortfall,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -39,6 +54,8 @@ __all__ = ["DaskExecutor"]
 _INSTALL = "pip install 'pipetrail[dask]'"
 #: Seconds to wait for a scheduler at an address before giving up.
 CONNECT_TIMEOUT_S = 10.0
+#: Seconds the scheduler's list of workers and their resources is reused.
+WORKERS_READ_AGAIN_S = 2.0
 
 
 def _import_distributed() -> Any:
@@ -70,12 +87,26 @@ class DaskExecutor:
         address: the scheduler (``tcp://HOST:PORT``); None makes a local cluster.
         workers: worker processes of the local cluster (default: the number of CPUs).
         client: an open ``distributed.Client`` to use as it is (not closed here).
+        worker_resources: what each worker of the local cluster declares (``cpu``,
+            ``memory``, ``gpu``); default: its share of the machine's CPUs and memory.
+
+    Raises:
+        ExecutorError: ``workers`` is not a whole number >= 1.
+        ProjectError: ``worker_resources`` names an unknown resource or a bad amount.
     """
 
     name = "dask"
+    #: Its workers load large inputs from the store themselves (see
+    #: :mod:`pipetrail.execution.executors.shipping`).
+    loads_stored_inputs = True
 
     def __init__(
-        self, address: str | None = None, *, workers: int | None = None, client: Any = None
+        self,
+        address: str | None = None,
+        *,
+        workers: int | None = None,
+        client: Any = None,
+        worker_resources: Any = None,
     ) -> None:
         if workers is not None and (
             isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
@@ -83,6 +114,8 @@ class DaskExecutor:
             raise ExecutorError(f"the dask executor needs workers >= 1, got {workers!r}")
         self.address = address
         self.workers = workers
+        self.worker_resources = configured_capacity(worker_resources)
+        self._known_workers: tuple[float, list[dict[str, float]]] | None = None
         self._given = client
         self._client: Any = client
         self._cluster: Any = None
@@ -107,10 +140,22 @@ class DaskExecutor:
             return {"address": str(self._given.scheduler.address), "cluster": "given"}
         if self.address is not None:
             return {"address": self.address, "cluster": "remote"}
-        return {"cluster": "local", "workers": self._local_workers()}
+        found: dict[str, Any] = {"cluster": "local", "workers": self._local_workers()}
+        if self.worker_resources:  # declared: recorded (the machine's share is not)
+            found["worker_resources"] = describe(self._local_resources())
+        return found
 
     def _local_workers(self) -> int:
         return self.workers or os.cpu_count() or 1
+
+    def _local_resources(self) -> dict[str, float]:
+        """What each worker of a local cluster declares (module docstring)."""
+        workers = self._local_workers()
+        share: dict[str, float] = {"cpu": max(1.0, (os.cpu_count() or 1) / workers)}
+        memory = memory_bytes()
+        if memory is not None:
+            share["memory"] = float(memory // workers)
+        return {**share, **self.worker_resources}
 
     # -- lifecycle -------------------------------------------------------------------
     def connect(self) -> Any:
@@ -137,7 +182,9 @@ class DaskExecutor:
                         "with --executor processes"
                     ) from None
             else:
-                self._cluster, self._client = _local_cluster(distributed, self._local_workers())
+                self._cluster, self._client = _local_cluster(
+                    distributed, self._local_workers(), self._local_resources()
+                )
         return self._client
 
     def start(self, context: WorkerContext) -> None:
@@ -210,18 +257,52 @@ class DaskExecutor:
 
         if self._client is None:
             raise ExecutorError("the dask executor was not started")
-        data = encode_task(task)
         done: Future[TaskResult] = Future()
         done.set_running_or_notify_cancel()
+        if task.resources:
+            problem = self._unsatisfiable(task.resources)
+            if problem is not None:
+                done.set_result(refused(task.step_name, problem))
+                return done
+        data = encode_task(task)
         with _dask_errors(self):
             remote = self._client.submit(
-                _run_on_worker, self._context_ref(), data, pure=False, retries=0
+                _run_on_worker,
+                self._context_ref(),
+                data,
+                pure=False,
+                retries=0,
+                resources=dict(task.resources) or None,
             )
             with self._lock:
                 self._waiting[remote.key] = (done, task.step_name)
             self._completed.add(remote)
         self._added.set()
         return done
+
+    def _unsatisfiable(self, request: dict[str, float]) -> str | None:
+        """Why no worker can run a step requesting ``request``; None when one can."""
+        now = time.monotonic()
+        if self._known_workers is None or now - self._known_workers[0] > WORKERS_READ_AGAIN_S:
+            with _dask_errors(self):
+                info = self._client.scheduler_info(n_workers=-1)
+            declared = [
+                {str(k): float(v) for k, v in (worker.get("resources") or {}).items()}
+                for worker in info.get("workers", {}).values()
+            ]
+            self._known_workers = (now, declared)
+        declared = self._known_workers[1]
+        if any(not shortfall(request, has) for has in declared):
+            return None
+        where = self.address or ("a local cluster" if self._given is None else "the given cluster")
+        kinds = sorted({describe(has) if has else "no resources" for has in declared})
+        have = "; ".join(kinds) if kinds else "no workers at all"
+        return (
+            f"it requests {describe(request)}, and no worker of the Dask cluster ({where}) "
+            f"has that much (the workers declare: {have}); start workers that declare it "
+            '(dask worker SCHEDULER --resources "cpu=4 memory=17179869184 gpu=1"), set '
+            "[executor.resources] for a local cluster, or request less"
+        )
 
     def _context_ref(self) -> Any:
         """The scattered worker context, sent again when the cluster lost it.
@@ -243,7 +324,9 @@ class DaskExecutor:
         return self.submit(task).result()
 
 
-def _local_cluster(distributed: Any, workers: int) -> tuple[Any, Any]:
+def _local_cluster(
+    distributed: Any, workers: int, resources: dict[str, float] | None = None
+) -> tuple[Any, Any]:
     import dask
 
     # A worker that dies fails its task at once: the step's retry policy decides.
@@ -255,6 +338,7 @@ def _local_cluster(distributed: Any, workers: int) -> tuple[Any, Any]:
             # Any free port: a fixed one (8787) fails when another cluster holds it.
             dashboard_address=":0",
             silence_logs=40,
+            resources=resources,
         )
     return cluster, distributed.Client(cluster, set_as_default=False)
 

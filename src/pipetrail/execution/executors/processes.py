@@ -10,6 +10,12 @@ one (a crash, ``os._exit``, the out-of-memory killer) completes it with a
 replaced by a fresh worker. Unlike ``concurrent.futures.ProcessPoolExecutor``, one dead
 worker fails only the task it was running, never the whole pool.
 
+Steps are admitted by their resource requests (see
+:mod:`pipetrail.execution.executors.capacity`): a queued task starts only when its
+request, added to those of the tasks executing, fits in the pool's capacity; the first
+queued task that fits goes first. A step asking for more than the whole capacity is
+refused when submitted, with a :class:`~pipetrail.errors.ResourceError` as its result.
+
 Workers ignore SIGINT: Ctrl-C is the coordinator's to handle (it ends the run and shuts
 the pool down).
 """
@@ -27,6 +33,13 @@ from multiprocessing.connection import wait
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import ExecutorError, WorkerLostError
+from pipetrail.execution.executors.capacity import (
+    configured_capacity,
+    describe,
+    machine_capacity,
+    refused,
+    shortfall,
+)
 
 if TYPE_CHECKING:
     from multiprocessing.connection import Connection
@@ -60,7 +73,7 @@ def _worker_main(conn: Connection, context: WorkerContext) -> None:
 class _Worker:
     process: BaseProcess
     conn: Connection
-    job: tuple[Future[TaskResult], str] | None = None  # (future, step name)
+    job: tuple[Future[TaskResult], str, dict[str, float]] | None = None  # future, step, request
 
 
 class ProcessExecutor:
@@ -68,19 +81,31 @@ class ProcessExecutor:
 
     Args:
         workers: how many processes (default: the number of CPUs).
+        resources: the pool's capacity (``cpu``, ``memory``, ``gpu``), instead of the
+            machine's (see :mod:`pipetrail.execution.executors.capacity`).
+
+    Raises:
+        ExecutorError: ``workers`` is not a whole number >= 1.
+        ProjectError: ``resources`` names an unknown resource or a bad amount.
     """
 
     name = "processes"
+    #: Its workers load large inputs from the store themselves (see
+    #: :mod:`pipetrail.execution.executors.shipping`).
+    loads_stored_inputs = True
 
-    def __init__(self, workers: int | None = None) -> None:
+    def __init__(self, workers: int | None = None, *, resources: Any = None) -> None:
         if workers is not None and (
             isinstance(workers, bool) or not isinstance(workers, int) or workers < 1
         ):
             raise ExecutorError(f"the processes executor needs workers >= 1, got {workers!r}")
         self.workers = workers or os.cpu_count() or 1
+        self._declared = configured_capacity(resources)
+        self.capacity = {**machine_capacity(self.workers), **self._declared}
+        self._used: dict[str, float] = {}
         self._context: WorkerContext | None = None
         self._pool: list[_Worker] = []
-        self._queue: deque[tuple[Future[TaskResult], bytes, str]] = deque()
+        self._queue: deque[tuple[Future[TaskResult], bytes, str, dict[str, float]]] = deque()
         self._lock = threading.Lock()
         self._wake_r: Connection | None = None
         self._wake_w: Connection | None = None
@@ -91,8 +116,10 @@ class ProcessExecutor:
         return f"ProcessExecutor(workers={self.workers})"
 
     def settings(self) -> dict[str, Any]:
-        """The number of worker processes."""
-        return {"workers": self.workers}
+        """The number of worker processes, and the pool's capacity when it is declared."""
+        if not self._declared:
+            return {"workers": self.workers}
+        return {"workers": self.workers, "capacity": describe(self.capacity)}
 
     # -- lifecycle -------------------------------------------------------------------
     def start(self, context: WorkerContext) -> None:
@@ -130,7 +157,7 @@ class ProcessExecutor:
             self._thread = None
         with self._lock:
             queued, self._queue = list(self._queue), deque()
-        for future, _, _ in queued:
+        for future, *_ in queued:
             future.cancel()
         for worker in self._pool:
             with contextlib.suppress(OSError):
@@ -153,6 +180,9 @@ class ProcessExecutor:
     def submit(self, task: StepTask) -> Future[TaskResult]:
         """Queue one task for the next idle worker.
 
+        A step requesting more than the pool's whole capacity comes back at once with
+        a :class:`~pipetrail.errors.ResourceError`.
+
         Raises:
             ExecutorError: the task cannot be sent (see ``encode_task``), or the pool
                 was not started.
@@ -161,10 +191,23 @@ class ProcessExecutor:
 
         if self._thread is None:
             raise ExecutorError("the processes executor was not started")
-        data = encode_task(task)
         future: Future[TaskResult] = Future()
+        need = {"cpu": 1.0, **task.resources}  # a step declaring no cpu takes one
+        missing = shortfall(need, self.capacity)
+        if missing:
+            future.set_running_or_notify_cancel()
+            future.set_result(
+                refused(
+                    task.step_name,
+                    f"it requests {', '.join(missing)}: more than the processes executor's "
+                    f"whole pool ({describe(self.capacity)}); request less, or declare "
+                    "what the machine has in [executor.resources] of pipetrail.toml",
+                )
+            )
+            return future
+        data = encode_task(task)
         with self._lock:
-            self._queue.append((future, data, task.step_name))
+            self._queue.append((future, data, task.step_name, need))
         self._wake()
         return future
 
@@ -189,10 +232,12 @@ class ProcessExecutor:
             with self._lock:
                 for worker in self._pool:
                     if worker.job is None and self._queue:
-                        future, data, step = self._queue.popleft()
-                        if not future.set_running_or_notify_cancel():
-                            continue
-                        worker.job = (future, step)
+                        picked = self._take_fitting()
+                        if picked is None:
+                            break  # what is queued waits for capacity to be freed
+                        future, data, step, need = picked
+                        worker.job = (future, step, need)
+                        self._reserve(need, 1)
                         # A dead process fails to take it: its sentinel says so below.
                         with contextlib.suppress(OSError):
                             worker.conn.send_bytes(data)
@@ -210,8 +255,9 @@ class ProcessExecutor:
                     with contextlib.suppress(EOFError, OSError):
                         reply = worker.conn.recv_bytes()
                     if reply is not None:
-                        future, _ = worker.job
+                        future, _, need = worker.job
                         worker.job = None
+                        self._reserve(need, -1)
                         try:
                             future.set_result(decode_result(reply))
                         except Exception as exc:  # noqa: BLE001 - e.g. an unpicklable value
@@ -219,6 +265,25 @@ class ProcessExecutor:
                         continue
                 if worker.process.sentinel in ready and not worker.process.is_alive():
                     self._replace(index, worker)
+
+    def _take_fitting(self) -> tuple[Future[TaskResult], bytes, str, dict[str, float]] | None:
+        """Remove and return the first queued task whose request fits now (lock held)."""
+        free = {key: amount - self._used.get(key, 0.0) for key, amount in self.capacity.items()}
+        for index, entry in enumerate(self._queue):
+            if entry[0].cancelled():
+                continue
+            if not shortfall(entry[3], free):
+                del self._queue[index]
+                if entry[0].set_running_or_notify_cancel():
+                    return entry
+                return self._take_fitting()
+        # Cancelled futures are dropped; what is left waits.
+        self._queue = deque(entry for entry in self._queue if not entry[0].cancelled())
+        return None
+
+    def _reserve(self, need: dict[str, float], sign: int) -> None:
+        for key, amount in need.items():
+            self._used[key] = self._used.get(key, 0.0) + sign * amount
 
     def _replace(self, index: int, worker: _Worker) -> None:
         """A worker process ended: fail its task, start another in its place."""
@@ -228,7 +293,9 @@ class ProcessExecutor:
         code = worker.process.exitcode
         worker.conn.close()
         if worker.job is not None:
-            future, step = worker.job
+            future, step, need = worker.job
+            worker.job = None
+            self._reserve(need, -1)
             error = WorkerLostError(
                 f"the worker process running step {step!r} died (exit code {code}) "
                 "before returning; nothing it stored is recorded"

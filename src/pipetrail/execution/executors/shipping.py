@@ -16,6 +16,16 @@ same names, so a step's code is the code the coordinator fingerprinted, and the 
 of values defined in the pipeline file unpickle on both sides. Nothing here touches the
 ledger.
 
+Inputs travel by digest when they are large (at least :data:`SHIP_BY_DIGEST_BYTES`):
+the coordinator puts a :class:`StoredInput` (the artifact's record) in the task instead
+of the loaded value, and the worker loads it from its own store, verified as every read
+is (ADR 0011), instead of the coordinator loading, pickling and sending the value. Small
+inputs, sealed (sensitive) ones, which only the coordinator may decrypt and record the
+read of, and files and folders (loaded as copies the coordinator owns) are loaded on the
+coordinator and pickled with the task, as before. A worker finding such an input
+corrupt fails the step with an :class:`~pipetrail.errors.IntegrityError` naming it
+(its store quarantines the object, so the next run executes its producer again).
+
 An exception a step raised comes back as itself when it survives pickling, else as a
 :class:`~pipetrail.execution.task.ShippedError` with the same type name and message,
 so the recorded error reads the same as on the inline executor.
@@ -32,10 +42,11 @@ import pickle
 import socket
 import sys
 import threading
+import traceback as traceback_module
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pipetrail.errors import ExecutorError
+from pipetrail.errors import ExecutorError, IntegrityError
 from pipetrail.execution.task import ShippedError
 
 if TYPE_CHECKING:
@@ -44,16 +55,44 @@ if TYPE_CHECKING:
 
     from pipetrail.execution.project import Project
     from pipetrail.execution.task import StepTask, TaskResult
-    from pipetrail.store import ContentStore, SerializerRegistry
+    from pipetrail.store import ContentStore, SerializerRegistry, StoredArtifact
 
 __all__ = [
+    "SHIP_BY_DIGEST_BYTES",
+    "StoredInput",
     "WorkerContext",
     "decode_result",
     "encode_result",
     "encode_task",
     "run_shipped",
+    "ships_by_digest",
     "worker_context",
 ]
+
+#: Stored objects at least this large are loaded by the worker, not sent as values.
+SHIP_BY_DIGEST_BYTES = 1024 * 1024
+# Loaded as copies in a folder the coordinator owns and removes: never by digest.
+_COPIED_FORMATS = frozenset({"file", "folder"})
+
+
+@dataclass(frozen=True)
+class StoredInput:
+    """An input a worker loads from the store itself (see the module docstring).
+
+    Attributes:
+        record: the stored artifact to load.
+    """
+
+    record: StoredArtifact
+
+
+def ships_by_digest(record: StoredArtifact) -> bool:
+    """Whether an input stored as ``record`` travels to a worker as its digest."""
+    return (
+        record.size >= SHIP_BY_DIGEST_BYTES
+        and not record.meta.get("sealed")
+        and record.serializer not in _COPIED_FORMATS
+    )
 
 
 @dataclass(frozen=True)
@@ -280,6 +319,12 @@ def run_shipped(context: WorkerContext, data: bytes, worker: dict[str, Any]) -> 
             "needs pipetrail, the packages the pipeline imports, and access to the store"
         )
         return encode_result(TaskResult(error=error, traceback=f"ExecutorError: {error}\n"))
+    try:
+        task.kwargs = {name: _loaded(value, store, registry) for name, value in task.kwargs.items()}
+    except _InputUnreadable as problem:
+        from pipetrail.execution.task import TaskResult
+
+        return encode_result(TaskResult(error=problem.error(task), traceback=problem.text))
     take = getattr(store, "take_small_writes", None)
     if take is not None:
         store.hold_small_writes()  # type: ignore[attr-defined]
@@ -290,6 +335,49 @@ def run_shipped(context: WorkerContext, data: bytes, worker: dict[str, Any]) -> 
     result.small_objects = small
     result.worker = {"host": socket.gethostname(), "pid": os.getpid(), **worker}
     return encode_result(result)
+
+
+class _InputUnreadable(Exception):
+    """A :class:`StoredInput` the worker could not load (carries the original error)."""
+
+    def __init__(self, record: StoredArtifact, cause: Exception) -> None:
+        super().__init__(str(cause))
+        self.record = record
+        self.cause = cause
+        self.text = "".join(traceback_module.format_exception(cause))
+
+    def error(self, task: StepTask) -> Exception:
+        """The step's error, naming the step and the artifact."""
+        what = (
+            f"step {task.step_name!r}: its input {self.record.digest} (object "
+            f"{self.record.blob}) could not be loaded on the worker: "
+            f"{type(self.cause).__name__}: {self.cause}"
+        )
+        if isinstance(self.cause, IntegrityError):
+            return IntegrityError(
+                what + "; the object was quarantined, so the next run executes the step "
+                "that made it again"
+            )
+        return ExecutorError(
+            what + "; check that the worker reaches the store and has the packages that "
+            "read this format"
+        )
+
+
+def _loaded(value: Any, store: ContentStore, registry: SerializerRegistry) -> Any:
+    """``value`` with each :class:`StoredInput` in it (also in lists...) loaded."""
+    if isinstance(value, StoredInput):
+        try:
+            return registry.load(value.record, store)
+        except Exception as exc:
+            raise _InputUnreadable(value.record, exc) from exc
+    if type(value) is list:
+        return [_loaded(v, store, registry) for v in value]
+    if type(value) is tuple:
+        return tuple(_loaded(v, store, registry) for v in value)
+    if type(value) is dict:
+        return {k: _loaded(v, store, registry) for k, v in value.items()}
+    return value
 
 
 def encode_result(result: TaskResult) -> bytes:

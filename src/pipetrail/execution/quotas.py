@@ -1,0 +1,305 @@
+"""Quotas: how many steps may execute at once, and how much CPU a day, per project and user.
+
+``[quotas]`` in ``pipetrail.toml`` limits the project (every user together), and
+``[quotas.user]`` each user; ``[quotas.users.NAME]`` replaces ``[quotas.user]`` for one
+user::
+
+    [quotas]
+    concurrent_steps = 16
+    cpu_hours_per_day = 200
+    [quotas.user]
+    concurrent_steps = 4
+    cpu_hours_per_day = 24
+    [quotas.users.alice]
+    cpu_hours_per_day = 100
+
+A user is the owner a run records (:func:`~pipetrail.capture.owner.current_owner`):
+``$PIPETRAIL_ACTOR``, else ``NAME@HOST``, where ``NAME`` alone identifies the user on
+every host.
+
+Checked by the coordinator before each step that executes (cache hits cost nothing),
+before its ``step.started`` is recorded:
+
+* ``concurrent_steps``: the steps executing now, counted from the ledger (step runs
+  recorded as executing in running runs of other processes) and in this process (its
+  runs' steps in flight, whether their start is appended yet or not). A run's own steps
+  wait for each other (the scheduler does not submit past the limit); a step finding
+  the quota used up by other runs alone is refused;
+* ``cpu_hours_per_day``: the CPU time the step runs that ended since midnight UTC
+  recorded (their ``resources.cpu_ns``, on every executor), summed; once it reaches the
+  limit, every step is refused until the next UTC day.
+
+A refusal is a :class:`~pipetrail.errors.QuotaExceededError` naming the quota, its limit
+and what is in use: the step does not start and the run is recorded as failed with
+that message (in a sweep, each remaining point is refused the same way). Without a
+``[quotas]`` table a run costs one read of the file's bytes and nothing more.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+import time
+import tomllib
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pipetrail.capture.owner import current_owner
+from pipetrail.core.clock import format_ts, utcnow
+from pipetrail.errors import ProjectError, QuotaExceededError
+from pipetrail.ledger.quota_reads import cpu_seconds_since, executing_step_runs
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from pipetrail.execution.run_state import RunState
+
+__all__ = ["QuotaLimits", "QuotaSettings", "RunQuotas", "load_quotas", "run_quotas", "user_name"]
+
+_KEYS = ("concurrent_steps", "cpu_hours_per_day")
+#: Seconds a count read from the ledger is reused before it is read again.
+_READ_AGAIN_S = 0.5
+
+
+@dataclass(frozen=True)
+class QuotaLimits:
+    """The limits of one holder (the project, or a user); None: no limit."""
+
+    concurrent_steps: int | None = None
+    cpu_hours_per_day: float | None = None
+
+    @property
+    def empty(self) -> bool:
+        """Whether it limits nothing."""
+        return self.concurrent_steps is None and self.cpu_hours_per_day is None
+
+
+@dataclass(frozen=True)
+class QuotaSettings:
+    """The ``[quotas]`` table.
+
+    Attributes:
+        project: the limits of the whole project.
+        user: the limits of each user without a table of its own.
+        users: user name -> its limits (instead of ``user``).
+    """
+
+    project: QuotaLimits = QuotaLimits()
+    user: QuotaLimits = QuotaLimits()
+    users: dict[str, QuotaLimits] = field(default_factory=dict)
+
+    def for_user(self, name: str) -> QuotaLimits:
+        """The limits that apply to user ``name``."""
+        return self.users.get(name, self.user)
+
+
+def user_name(owner: str) -> str:
+    """The user of a recorded owner: ``alice`` for ``alice@host``."""
+    return owner.partition("@")[0] or owner
+
+
+def _limits(path: Path, where: str, table: Any, *, nested: tuple[str, ...] = ()) -> QuotaLimits:
+    if not isinstance(table, dict):
+        raise ProjectError(
+            f"{path}: '{where}' must be a table ([{where}]), got {table!r}; fix the file"
+        )
+    values: dict[str, Any] = {}
+    for key, value in table.items():
+        if key in nested:
+            continue
+        if key not in _KEYS:
+            known = ", ".join((*_KEYS, *nested))
+            raise ProjectError(
+                f"{path}: unknown key '{where}.{key}'; the known keys of [{where}] are "
+                f"{known}; fix the file"
+            )
+        number = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+        if key == "concurrent_steps":
+            if not isinstance(number, int) or number < 1:
+                raise ProjectError(
+                    f"{path}: '{where}.{key}' must be a whole number of steps >= 1, got "
+                    f"{value!r}; fix the file"
+                )
+        elif number is None or not 0 < number < float("inf"):
+            raise ProjectError(
+                f"{path}: '{where}.{key}' must be a number of CPU-hours above 0, got "
+                f"{value!r}; fix the file"
+            )
+        values[key] = number
+    return QuotaLimits(**values)
+
+
+def parse_quotas(path: Path, table: Any) -> QuotaSettings:
+    """Validate a ``[quotas]`` table (see the module docstring).
+
+    Raises:
+        ProjectError: a key is unknown or a value wrong; names the file and the key.
+    """
+    project = _limits(path, "quotas", table, nested=("user", "users"))
+    user = _limits(path, "quotas.user", table.get("user", {}))
+    users_table = table.get("users", {})
+    if not isinstance(users_table, dict):
+        raise ProjectError(
+            f"{path}: 'quotas.users' must be a table of [quotas.users.NAME] tables, got "
+            f"{users_table!r}; fix the file"
+        )
+    users = {
+        str(name): _limits(path, f"quotas.users.{name}", limits)
+        for name, limits in users_table.items()
+    }
+    return QuotaSettings(project, user, users)
+
+
+def load_quotas(root: Path) -> QuotaSettings | None:
+    """The project's ``[quotas]``, or None when it has none.
+
+    Raises:
+        ProjectError: the table is wrong (see :func:`parse_quotas`).
+    """
+    path = root / "pipetrail.toml"
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    if b"quotas" not in data:
+        return None
+    try:
+        table = tomllib.loads(data.decode("utf-8")).get("quotas")
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return None  # the project's own configuration check reports a broken file
+    if table is None:
+        return None
+    settings = parse_quotas(path, table)
+    if settings.project.empty and settings.user.empty and not settings.users:
+        return None
+    return settings
+
+
+# -- this process's steps in flight (every run, every thread) ------------------------------
+_LOCK = threading.Lock()
+_IN_FLIGHT: dict[str, tuple[str, int]] = {}  # run id -> (user, steps executing)
+
+
+def _in_process(user: str | None) -> tuple[int, set[str]]:
+    """Steps executing in this process (of ``user``'s runs, or all); this process's runs."""
+    with _LOCK:
+        count = sum(n for who, n in _IN_FLIGHT.values() if user is None or who == user)
+        return count, set(_IN_FLIGHT)
+
+
+class RunQuotas:
+    """The quotas one run is held to (built by :func:`run_quotas`)."""
+
+    def __init__(self, state: RunState, settings: QuotaSettings, owner: str) -> None:
+        self.state = state
+        self.settings = settings
+        self.user = user_name(owner)
+        own = f"[quotas.users.{self.user}]" if self.user in settings.users else "[quotas.user]"
+        # (who is limited, the table that says so, the limits)
+        self.limits = (
+            ("project", "[quotas]", settings.project),
+            (f"user {self.user}", own, settings.for_user(self.user)),
+        )
+        self._read: dict[str, tuple[float, Any]] = {}
+        with _LOCK:
+            _IN_FLIGHT[state.run_id] = (self.user, 0)
+
+    # -- reading what is in use ----------------------------------------------------------
+    def _cached(self, name: str, read: Any) -> Any:
+        now = time.monotonic()
+        found = self._read.get(name)
+        if found is None or now - found[0] > _READ_AGAIN_S:
+            found = self._read[name] = (now, read())
+        return found[1]
+
+    def _executing(self, holder: str) -> int:
+        """Steps executing now, of the project or of this run's user."""
+        rows: list[tuple[str, str]] = self._cached(
+            "executing", lambda: executing_step_runs(self.state.project.ledger.reader())
+        )
+        user = None if holder == "project" else self.user
+        here, local_runs = _in_process(user)
+        elsewhere = sum(
+            1
+            for run_id, owner in rows
+            if run_id not in local_runs and (user is None or user_name(owner) == user)
+        )
+        return here + elsewhere
+
+    def _cpu_hours(self, holder: str) -> float:
+        day = dt.datetime.combine(utcnow().date(), dt.time(), tzinfo=dt.UTC)
+        rows: list[tuple[str, float]] = self._cached(
+            "cpu", lambda: cpu_seconds_since(self.state.project.ledger.reader(), format_ts(day))
+        )
+        user = None if holder == "project" else self.user
+        return sum(s for owner, s in rows if user is None or user_name(owner) == user) / 3600
+
+    def _mine(self) -> int:
+        with _LOCK:
+            return _IN_FLIGHT.get(self.state.run_id, ("", 0))[1]
+
+    # -- what the scheduler asks -----------------------------------------------------------
+    def should_wait(self) -> bool:
+        """Whether the run's next step should wait for one of its own steps to end."""
+        if self._mine() == 0:
+            return False
+        return any(
+            limits.concurrent_steps is not None
+            and self._executing(holder) >= limits.concurrent_steps
+            for holder, _, limits in self.limits
+        )
+
+    def admit(self, step: str) -> None:
+        """Count one more step of the run as executing, or refuse it.
+
+        Raises:
+            QuotaExceededError: a quota is used up (names it, its limit and its use).
+        """
+        for holder, table, limits in self.limits:
+            if limits.concurrent_steps is not None:
+                using = self._executing(holder)
+                if using >= limits.concurrent_steps:
+                    raise QuotaExceededError(
+                        f"step {step!r} refused: the {holder}'s quota of concurrent steps "
+                        f"({limits.concurrent_steps}) is used up ({using} executing now); "
+                        f"run again when they have ended, or raise concurrent_steps in {table} "
+                        "of pipetrail.toml",
+                        run_id=self.state.run_id,
+                    )
+            if limits.cpu_hours_per_day is not None:
+                used = self._cpu_hours(holder)
+                if used >= limits.cpu_hours_per_day:
+                    raise QuotaExceededError(
+                        f"step {step!r} refused: the {holder}'s quota of CPU-hours per day "
+                        f"({limits.cpu_hours_per_day:g}) is used up ({used:.4g} CPU-hours "
+                        "recorded since 00:00 UTC); run again tomorrow (UTC), or raise "
+                        f"cpu_hours_per_day in {table} of pipetrail.toml",
+                        run_id=self.state.run_id,
+                    )
+        with _LOCK:
+            who, count = _IN_FLIGHT.get(self.state.run_id, (self.user, 0))
+            _IN_FLIGHT[self.state.run_id] = (who, count + 1)
+
+    def release(self) -> None:
+        """One of the run's steps has ended."""
+        with _LOCK:
+            who, count = _IN_FLIGHT.get(self.state.run_id, (self.user, 1))
+            _IN_FLIGHT[self.state.run_id] = (who, max(0, count - 1))
+        self._read.pop("cpu", None)  # what it used counts once appended
+
+    def close(self) -> None:
+        """The run has ended: its steps no longer count."""
+        with _LOCK:
+            _IN_FLIGHT.pop(self.state.run_id, None)
+
+
+def run_quotas(state: RunState) -> RunQuotas | None:
+    """The quotas of ``state``'s run, or None when the project has none.
+
+    Raises:
+        ProjectError: the ``[quotas]`` table is wrong.
+    """
+    settings = load_quotas(state.project.root)
+    if settings is None:
+        return None
+    return RunQuotas(state, settings, current_owner())

@@ -1,0 +1,131 @@
+"""Flagging, in the run's record, steps whose resource use deviates from their history.
+
+When a run completes, each step it executed (cache hits used nothing) is compared with
+the same node's executions in the pipeline's last ``deviation_runs`` completed ordinary
+runs, and ``run.completed`` lists what deviates under ``resource_deviations`` (the key
+is absent when nothing does, so other runs' events keep their shape):
+
+* ``"kind": "slower"``: its wall time is at least ``deviation_factor`` times the median
+  of its history and at least ``deviation_min_seconds`` more (the rule of the
+  ``resource.deviation`` alert, with the same ``[alerts]`` settings and defaults);
+* ``"kind": "memory-over-request"``: it requested ``memory`` and its process's peak
+  resident memory went above it.
+
+A step with no earlier execution has nothing to deviate from. The comparison reads two
+small queries (:mod:`pipetrail.ledger.quota_reads`), only for runs that executed steps.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import TYPE_CHECKING, Any
+
+from pipetrail.ledger import EventKind
+from pipetrail.ledger.quota_reads import recent_step_resources
+
+if TYPE_CHECKING:
+    from pipetrail.execution.run_state import RunState
+
+__all__ = ["DEFAULTS", "resource_deviations"]
+
+#: ``deviation_factor``, ``deviation_runs`` and ``deviation_min_seconds`` when
+#: ``[alerts]`` sets none (the alerts' own defaults).
+DEFAULTS: dict[str, float] = {
+    "deviation_factor": 3.0,
+    "deviation_runs": 10,
+    "deviation_min_seconds": 1.0,
+}
+
+
+def _settings(state: RunState) -> dict[str, float]:
+    path = state.project.root / "pipetrail.toml"
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return DEFAULTS
+    if b"deviation_" not in data:
+        return DEFAULTS
+    import tomllib
+
+    from pipetrail.config_model import validate_alerts
+    from pipetrail.errors import ProjectError
+
+    try:
+        alerts = validate_alerts(path, tomllib.loads(data.decode("utf-8")).get("alerts"))
+    except (ProjectError, ValueError):
+        return DEFAULTS  # a broken table is reported by the alerts; the run stands
+    return {key: float(alerts[key]) for key in DEFAULTS}
+
+
+def _executed(state: RunState) -> list[dict[str, Any]]:
+    """The ``step.completed`` payloads of the run's executed steps (appended or queued)."""
+    found: dict[str, dict[str, Any]] = {}
+    for row in state.project.ledger.reader().step_runs(state.run_id):
+        if row.get("status") == "completed" and row.get("resources"):
+            found[str(row["step_run_id"])] = {
+                "node_id": row["node_id"],
+                "step": row["step"],
+                "resources": row["resources"],
+            }
+    for draft in state.pending:
+        if draft.kind == EventKind.STEP_COMPLETED and draft.payload.get("resources"):
+            found[str(draft.payload["step_run_id"])] = draft.payload
+    return list(found.values())
+
+
+def _wall(resources: Any) -> float | None:
+    wall = resources.get("wall_ns") if isinstance(resources, dict) else None
+    return None if wall is None else float(wall) / 1e9
+
+
+def resource_deviations(state: RunState) -> list[dict[str, Any]]:
+    """What of ``state``'s completed run deviates (module docstring), in start order."""
+    steps = _executed(state)
+    if not steps:
+        return []
+    found: list[dict[str, Any]] = []
+    for payload in steps:
+        node = state.graph.nodes.get(str(payload["node_id"]))
+        declared = dict(node.step.options.resources) if node is not None else {}
+        requested = (payload.get("resource_requests") or declared).get("memory")
+        peak = (payload.get("resources") or {}).get("peak_rss_bytes")
+        if requested and isinstance(peak, int) and peak > requested:
+            found.append(
+                {
+                    "kind": "memory-over-request",
+                    "node_id": payload["node_id"],
+                    "step": payload["step"],
+                    "peak_rss_bytes": peak,
+                    "requested_bytes": requested,
+                }
+            )
+    settings = _settings(state)
+    history = recent_step_resources(
+        state.project.ledger.reader(),
+        state.graph.name,
+        state.run_id,
+        [str(p["node_id"]) for p in steps],
+        int(settings["deviation_runs"]),
+    )
+    for payload in steps:
+        seconds = _wall(payload.get("resources"))
+        usual = [w for w in (_wall(r) for r in history.get(payload["node_id"], ())) if w]
+        if seconds is None or not usual:
+            continue
+        median = statistics.median(usual)
+        if (
+            seconds >= settings["deviation_factor"] * median
+            and seconds - median >= settings["deviation_min_seconds"]
+        ):
+            found.append(
+                {
+                    "kind": "slower",
+                    "node_id": payload["node_id"],
+                    "step": payload["step"],
+                    "seconds": round(seconds, 3),
+                    "median_seconds": round(median, 3),
+                    "factor": round(seconds / median, 1),
+                    "runs": len(usual),
+                }
+            )
+    return found
