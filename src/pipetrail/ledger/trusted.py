@@ -326,8 +326,8 @@ def _disagreement(
 ) -> TamperedLedgerError | None:
     # JSON columns are compared by value (the values are what a caller receives): as
     # text when the stored text is the canonical JSON of the event's value (encoding the
-    # value is cheaper than parsing the text), else parsed. Plain columns are compared first, without a call per column (the hot path of
-    # every cache lookup).
+    # value is cheaper than parsing the text), else parsed. Plain columns are compared
+    # first, without a call per column (the hot path of every cache lookup).
     differing: list[tuple[str, Any, Any]] | None = None
     for column, value in expected.items():
         stored = row[column]
