@@ -178,3 +178,58 @@ def test_pictures_are_well_formed_svg_for_drifting_columns(tmp_path: Path) -> No
     root = ElementTree.fromstring(drifted[0].read_text())  # noqa: S314 - our own file
     bars = [e for e in root if e.tag.endswith("rect")]
     assert len(bars) == 2 * 20 + 2  # A and B per shared bin, and the legend
+
+
+def test_the_report_as_data_holds_every_field_but_the_profiles() -> None:
+    from dataclasses import asdict
+
+    from pipetrail.observability.drift import (
+        ArtifactDrift,
+        ColumnDrift,
+        DriftOrigin,
+        DriftReport,
+    )
+
+    column = ColumnDrift(
+        "x",
+        "numeric",
+        True,
+        ("psi 0.5 >= 0.2",),
+        psi=0.5,
+        psi_noise=0.01,
+        ks=0.3,
+        ks_noise=0.05,
+        wasserstein=1.5,
+        wasserstein_std=math.inf,
+        null_rate_a=math.nan,
+        null_rate_b=0.0,
+    )
+    profile = {"rows": 3, "columns": [{"name": "x", "histogram": {"counts": [1, 2]}}]}
+    item = ArtifactDrift(
+        "a", "b", "s", "return", "d1", "d2", 3, 4, (column,), "a note", 2, (profile, profile)
+    )
+    report = DriftReport(
+        "r1", "r2", "p", "p", DriftThresholds(), (item,), (DriftOrigin("a", "s", "return", ("x",)),)
+    )
+    (data,) = report.to_dict()["artifacts"]
+    want = asdict(item)
+    del want["profiles"]
+    want["columns"] = [
+        {**asdict(column), "wasserstein_std": "inf", "null_rate_a": "nan"},
+    ]
+    assert data == want
+    assert list(data) == list(want)
+    assert data["columns"][0]["reasons"] == ("psi 0.5 >= 0.2",)
+
+
+def test_rebinning_keeps_counts_where_buckets_overlap_exactly() -> None:
+    a = {"edges": [0.0, 1.0, 2.0, 4.0], "counts": [2, 0, 6]}
+    b = {"edges": [1.0, 1.0], "counts": [5]}  # a point mass
+    edges, counts_a, counts_b = shared_histograms(a, b)
+    assert edges[0] == 0.0
+    assert edges[-1] == 4.0
+    assert sum(counts_a) == pytest.approx(8.0)
+    assert counts_b == [0.0] * 5 + [5.0] + [0.0] * 14
+    # the last original bin spreads its 6 evenly over [2, 4]: 0.6 per bucket of 0.2
+    assert counts_a[10:] == pytest.approx([0.6] * 10)
+    assert counts_a[:5] == pytest.approx([0.4] * 5)
