@@ -128,11 +128,14 @@ def rebin(histogram: dict[str, Any], edges: list[float]) -> list[float]:
             continue
         start, end = old_edges[i], old_edges[i + 1]
         if end <= start or width == 0.0:  # a point mass
-            index = 0 if width == 0.0 else min(int((start - low) / width), top)
-            found[index] += count
+            index = 0 if width == 0.0 else int((start - low) / width)
+            found[index if index < top else top] += count
             continue
-        first = max(0, min(int((start - low) / width), top))
-        last = max(0, min(int((end - low) / width), top))
+        # the buckets start and end fall in, each clamped to [0, top]
+        first = int((start - low) / width)
+        first = 0 if first < 0 else (first if first < top else top)
+        last = int((end - low) / width)
+        last = 0 if last < 0 else (last if last < top else top)
         span = end - start
         for j in range(first, last + 1):
             # the overlap of [start, end] with bucket j, as min/max would give it
