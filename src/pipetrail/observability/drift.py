@@ -192,8 +192,11 @@ def _column_dict(column: ColumnDrift) -> dict[str, Any]:
     return {name: _json_number(getattr(column, name)) for name in _COLUMN_FIELDS}
 
 
+_INFINITIES = (float("inf"), float("-inf"))
+
+
 def _json_number(value: Any) -> Any:
-    if (isinstance(value, float) and value != value) or value in (float("inf"), float("-inf")):
+    if (isinstance(value, float) and value != value) or value in _INFINITIES:
         return str(value)
     return value
 
