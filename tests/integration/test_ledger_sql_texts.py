@@ -16,7 +16,7 @@ from sqlalchemy.dialects.sqlite.pysqlite import SQLiteDialect_pysqlite
 from pipetrail.execution.project import Project
 from pipetrail.execution.runner import run_pipeline
 from pipetrail.ledger import driver as driver_module
-from pipetrail.ledger.driver import Driver, compile_text
+from pipetrail.ledger.driver import Driver, compile_text, positional_text
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -105,3 +105,52 @@ def test_every_text_a_run_uses_is_what_sqlalchemy_compiles_for_sqlite(
     named = SQLiteDialect_pysqlite(paramstyle="named")  # type: ignore[no-untyped-call]
     for text in seen:
         assert str(sa.text(text).compile(dialect=named)) == text
+
+
+@pytest.mark.parametrize(
+    ("text", "want"),
+    [
+        (
+            "INSERT INTO t (a, b, c) VALUES (:a, :b, :a)",
+            ("INSERT INTO t (a, b, c) VALUES (?1, ?2, ?1)", ("a", "b")),
+        ),
+        (
+            "UPDATE t SET n = :n_2 WHERE k = :k AND x = y::text",
+            ("UPDATE t SET n = ?1 WHERE k = ?2 AND x = y::text", ("n_2", "k")),
+        ),
+        # A quote may hold a colon that is no parameter: bound by name, as written.
+        ("INSERT INTO t (k) SELECT :k WHERE 'a:b' = 'a:b'", None),
+        ('INSERT INTO "t" (k) VALUES (:k)', None),
+        ("DELETE FROM t", None),
+    ],
+)
+def test_sqlite_write_texts_are_numbered_once_per_name(
+    text: str, want: tuple[str, tuple[str, ...]] | None
+) -> None:
+    assert positional_text(text) == want
+    assert positional_text(text) is positional_text(text)  # made once, then remembered
+
+
+def test_rows_bound_by_position_hold_what_their_names_say(tmp_path: Path) -> None:
+    import sqlite3
+
+    driver = Driver(sqlite3.connect(tmp_path / "t.db"), "sqlite")
+    try:
+        driver.execute("CREATE TABLE t (k TEXT PRIMARY KEY, a TEXT, b TEXT, n INTEGER)")
+        with driver.write():
+            driver.executemany(
+                "INSERT INTO t (k, a, b, n) VALUES (:k, :v, :v, :n)",
+                # keys in another order than the text's, and one the text does not use
+                [{"n": 1, "v": "x", "k": "one", "extra": 0}, {"k": "two", "n": None, "v": "y"}],
+            )
+            # a text with a quoted literal is bound by name
+            driver.executemany(
+                "INSERT INTO t (k, a, b, n) VALUES (:k, 'a:b', :k, :n)", [{"k": "three", "n": 3}]
+            )
+        assert driver.rows("SELECT k, a, b, n FROM t ORDER BY n") == [
+            ("two", "y", "y", None),
+            ("one", "x", "x", 1),
+            ("three", "a:b", "three", 3),
+        ]
+    finally:
+        driver.close()

@@ -18,6 +18,7 @@ and migrations stay in SQLAlchemy/Alembic.
 
 from __future__ import annotations
 
+import re
 import threading
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -25,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
 
-__all__ = ["APPEND_LOCK_KEY", "Driver", "abandon_inherited", "compile_text"]
+__all__ = ["APPEND_LOCK_KEY", "Driver", "abandon_inherited", "compile_text", "positional_text"]
 
 # Arbitrary constant naming pipetrail's append lock among PostgreSQL advisory locks.
 APPEND_LOCK_KEY = 0x70697065  # "pipe"
@@ -65,6 +66,40 @@ def compile_text(text: str, dialect: str) -> str:
             if len(_COMPILED) >= _COMPILED_MAX:
                 _COMPILED.clear()
             _COMPILED[text] = found
+    return found
+
+
+# ``:name`` parameters, but not ``::`` casts nor a name inside a longer word.
+_NAMED = re.compile(r"(?<![:\w]):([A-Za-z_]\w*)")
+_POSITIONAL: dict[str, tuple[str, tuple[str, ...]] | None] = {}
+
+
+def positional_text(text: str) -> tuple[str, tuple[str, ...]] | None:
+    """Return ``text`` with numbered SQLite parameters, and the name each number stands for.
+
+    ``INSERT ... VALUES (:a, :b, :a)`` gives ``INSERT ... VALUES (?1, ?2, ?1)`` and
+    ``("a", "b")``. None for a text with a quote (a ``:name`` inside a literal is not a
+    parameter) or without parameters: it is bound by name as written. Remembered per
+    text, like the compiled PostgreSQL texts.
+    """
+    try:
+        return _POSITIONAL[text]
+    except KeyError:
+        pass
+    found: tuple[str, tuple[str, ...]] | None = None
+    if "'" not in text and '"' not in text:
+        names: dict[str, int] = {}
+
+        def number(match: re.Match[str]) -> str:
+            return f"?{names.setdefault(match.group(1), len(names) + 1)}"
+
+        sql = _NAMED.sub(number, text)
+        if names:
+            found = (sql, tuple(names))
+    with _COMPILE_LOCK:
+        if len(_POSITIONAL) >= _COMPILED_MAX:
+            _POSITIONAL.clear()
+        _POSITIONAL[text] = found
     return found
 
 
@@ -157,11 +192,21 @@ class Driver:
             cursor.close()
 
     def executemany(self, text: str, rows: Sequence[dict[str, Any]]) -> None:
-        """Run a statement once per row."""
+        """Run a statement once per row.
+
+        On SQLite the rows are bound by position (see :func:`positional_text`): the
+        driver then binds each value without making its parameter's name anew.
+        """
         if not rows:
             return
         cursor = self.connection.cursor()
         try:
+            if self.dialect == "sqlite":
+                found = positional_text(self.sql(text))
+                if found is not None:
+                    sql, names = found
+                    cursor.executemany(sql, [[row[n] for n in names] for row in rows])
+                    return
             cursor.executemany(self.sql(text), rows)
         finally:
             cursor.close()

@@ -26,6 +26,7 @@ import orjson
 
 from pipetrail.errors import TamperedLedgerError
 from pipetrail.hashing import canonical_json
+from pipetrail.hashing.canonical import member_json
 from pipetrail.ledger.events import Event, EventKind
 from pipetrail.ledger.projections import JSON_COLUMNS, artifact_row, finished_step_row
 
@@ -237,17 +238,22 @@ def _loads(text: str) -> Any:
     Raises:
         ValueError: the text is not JSON.
     """
+    return _parsed(text)[0]
+
+
+def _parsed(text: str) -> tuple[Any, bool]:
+    """:func:`_loads`, and whether orjson read the text (then every float is finite)."""
     try:
         data = text.encode("utf-8")
     except UnicodeEncodeError:
-        return json.loads(text)  # a lone surrogate: only the standard library reads it
+        return json.loads(text), False  # a lone surrogate: only the standard library reads it
     mapped = data.translate(_DIGITS)
     if _RUN_OF_19 not in mapped or (_RUN_OF_20 not in mapped and not _negative_run(data, mapped)):
         try:
-            return orjson.loads(data)
+            return orjson.loads(data), True
         except orjson.JSONDecodeError:
             pass  # the standard library accepts more, or says what is wrong
-    return json.loads(text)
+    return json.loads(text), False
 
 
 def _negative_run(data: bytes, mapped: bytes) -> bool:
@@ -260,18 +266,37 @@ def _negative_run(data: bytes, mapped: bytes) -> bool:
     return False
 
 
-def _payload(event: Event, table: str, key: str) -> dict[str, Any]:
+def _payload(event: Event, table: str, key: str) -> tuple[dict[str, Any], bool]:
+    """The event's payload, and whether orjson read it (see :func:`_parsed`)."""
     try:
-        payload = _loads(event.payload_text)
+        payload, finite = _parsed(event.payload_text)
     except ValueError:
-        payload = None
+        payload, finite = None, False
     if not isinstance(payload, dict):
         raise TamperedLedgerError(
             f"{table}[{key}] rests on event {event.seq}, whose payload is not a JSON object; "
             + CHAIN_HINT,
             seq=event.seq,
         )
-    return payload
+    return payload, finite
+
+
+def _holds(column: str, text: str, value: Any, *, finite: bool) -> bool:
+    """Whether a JSON column's stored ``text`` holds ``value``, a member of a payload.
+
+    The projections store a payload's members as their canonical JSON, which orjson
+    writes for the values of a payload orjson read (``finite``: no float in it is a
+    NaN or an infinity, which orjson would write as ``null``): equal text is then an
+    equal value, found without parsing the text. Any other text (another encoding, or a
+    value orjson writes otherwise or refuses) is parsed and compared by value.
+    """
+    if finite:
+        try:
+            if member_json(value) == text:
+                return True
+        except (TypeError, orjson.JSONEncodeError):
+            pass  # an integer beyond 64 bits, a lone surrogate: compared by value
+    return bool(_stored_value(column, text) == value)
 
 
 def _stored_value(column: str, text: Any) -> Any:
@@ -291,17 +316,25 @@ def _as_stored(column: str, value: Any) -> Any:
 
 
 def _disagreement(
-    table: str, key: str, row: dict[str, Any], expected: dict[str, Any], seq: int
+    table: str,
+    key: str,
+    row: dict[str, Any],
+    expected: dict[str, Any],
+    seq: int,
+    *,
+    finite: bool = False,
 ) -> TamperedLedgerError | None:
-    # JSON columns are compared by value: parsing the stored text is cheaper than
-    # encoding the event's values again, and the values are what a caller receives.
-    # Plain columns are compared first, without a call per column (the hot path of
-    # every cache lookup).
+    # JSON columns are compared by value (the values are what a caller receives): as
+    # text when the stored text is the canonical JSON of the event's value (encoding the
+    # value is cheaper than parsing the text), else parsed. Plain columns are compared
+    # first, without a call per column (the hot path of every cache lookup).
     differing: list[tuple[str, Any, Any]] | None = None
     for column, value in expected.items():
         stored = row[column]
         if column in JSON_COLUMNS and stored is not None:
-            if _stored_value(column, stored) == value:
+            if type(stored) is str and _holds(column, stored, value, finite=finite):
+                continue
+            if type(stored) is not str and _stored_value(column, stored) == value:
                 continue
         elif stored == value:
             continue
@@ -335,14 +368,14 @@ def trusted_artifact(row: dict[str, Any]) -> dict[str, Any]:
     """
     digest = str(row["digest"])
     event = check_event(row, table="artifacts", key=digest, seq=int(row["first_seq"]))
-    payload = _payload(event, "artifacts", digest)
+    payload, finite = _payload(event, "artifacts", digest)
     expected = None
     if event.kind == EventKind.ARTIFACT_RECORDED:
         with contextlib.suppress(KeyError):
             expected = artifact_row(event, payload, decoded=True)
     if expected is None or payload.get("digest") != digest:
         raise _wrong_kind("artifacts", digest, event, "artifact.recorded event")
-    found = _disagreement("artifacts", digest, row, expected, event.seq)
+    found = _disagreement("artifacts", digest, row, expected, event.seq, finite=finite)
     if found is not None:
         raise found
     return {k: v for k, v in expected.items() if k != "first_seq"}
@@ -362,13 +395,13 @@ def trusted_step_run(row: dict[str, Any]) -> dict[str, Any]:
     """
     key = str(row["step_run_id"])
     event = check_event(row, table="step_runs", key=key, seq=int(row["last_seq"]))
-    payload = _payload(event, "step_runs", key)
+    payload, finite = _payload(event, "step_runs", key)
     expected = None
     with contextlib.suppress(KeyError):
         expected = finished_step_row(event, payload, decoded=True)
     if expected is None or payload.get("step_run_id") != key:
         raise _wrong_kind("step_runs", key, event, "step.completed or step.cached event")
-    found = _disagreement("step_runs", key, row, expected, event.seq)
+    found = _disagreement("step_runs", key, row, expected, event.seq, finite=finite)
     if found is not None:
         raise found
     result = {k: v for k, v in expected.items() if k != "last_seq"}

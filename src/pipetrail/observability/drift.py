@@ -33,7 +33,7 @@ layers below it, never lineage or cli.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import NotFoundError, ParamError
@@ -164,11 +164,9 @@ class DriftReport:
         """Return the report as JSON-able data (non-finite figures as text)."""
         artifacts = []
         for item in self.artifacts:
-            data = asdict(item)
-            data.pop("profiles")
-            data["columns"] = [
-                {k: _json_number(v) for k, v in column.items()} for column in data["columns"]
-            ]
+            # Field by field, not asdict: that would deep-copy the profiles, left out here.
+            data = {name: getattr(item, name) for name in _ARTIFACT_FIELDS}
+            data["columns"] = [_column_dict(column) for column in item.columns]
             artifacts.append(data)
         return {
             "run_a": self.run_a,
@@ -185,8 +183,20 @@ class DriftReport:
         }
 
 
+_ARTIFACT_FIELDS = tuple(f.name for f in fields(ArtifactDrift) if f.name != "profiles")
+_COLUMN_FIELDS = tuple(f.name for f in fields(ColumnDrift))
+
+
+def _column_dict(column: ColumnDrift) -> dict[str, Any]:
+    """A column's drift as JSON-able data (its fields are numbers, text and tuples of text)."""
+    return {name: _json_number(getattr(column, name)) for name in _COLUMN_FIELDS}
+
+
+_INFINITIES = (float("inf"), float("-inf"))
+
+
 def _json_number(value: Any) -> Any:
-    if (isinstance(value, float) and value != value) or value in (float("inf"), float("-inf")):
+    if (isinstance(value, float) and value != value) or value in _INFINITIES:
         return str(value)
     return value
 
@@ -256,18 +266,18 @@ def _compare_column(
     reasons: list[str] = []
     type_a, type_b = col_a["type"], col_b["type"]
     rate_a, rate_b = null_rate(col_a, rows_a), null_rate(col_b, rows_b)
-    base = ColumnDrift(
-        name,
-        col_a["kind"],
-        False,
-        type_a=type_a,
-        type_b=type_b,
-        null_rate_a=rate_a,
-        null_rate_b=rate_b,
-    )
     if type_a != type_b:
-        reason = f"type changed from {type_a} to {type_b}"
-        return replace(base, kind="schema", drifted=True, reasons=(reason,), change="type")
+        return ColumnDrift(
+            name,
+            "schema",
+            True,
+            (f"type changed from {type_a} to {type_b}",),
+            change="type",
+            type_a=type_a,
+            type_b=type_b,
+            null_rate_a=rate_a,
+            null_rate_b=rate_b,
+        )
     change = rate_b - rate_a
     if abs(change) >= limits.null_rate and (rate_a or rate_b):
         reasons.append(f"null rate {change * 100:+.1f} points (limit {limits.null_rate * 100:g})")
@@ -292,10 +302,15 @@ def _compare_column(
                 reasons.append(f"{key} {measures[key]:.3g} >= {limit:g}")
         elif measures[key] >= noise:
             reasons.append(f"{key} {measures[key]:.3g} >= {limit:g} (noise {noise:.2g})")
-    return replace(
-        base,
-        drifted=bool(reasons),
-        reasons=tuple(reasons),
+    return ColumnDrift(
+        name,
+        kind,
+        bool(reasons),
+        tuple(reasons),
+        type_a=type_a,
+        type_b=type_b,
+        null_rate_a=rate_a,
+        null_rate_b=rate_b,
         psi=measures.get("psi"),
         psi_noise=measures.get("psi_noise"),
         ks=measures.get("ks"),

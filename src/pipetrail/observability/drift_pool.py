@@ -40,7 +40,6 @@ import math
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import ParamError
-from pipetrail.ledger.read_model import RunFilter, find_runs
 from pipetrail.observability.drift_stats import json_key, rebin
 
 if TYPE_CHECKING:
@@ -72,6 +71,9 @@ def baseline_runs(
         raise ParamError(
             f"--baseline-runs must be a whole number from 1 to {MAX_BASELINE_RUNS}, got {count!r}"
         )
+    # Only a pooled baseline lists runs: a drift of two named runs does not import this.
+    from pipetrail.ledger.read_model import RunFilter, find_runs
+
     found = [before] if inclusive else []
     earlier = find_runs(
         reader, RunFilter(pipeline=pipeline, status="completed", purpose="run", limit=None)

@@ -42,6 +42,7 @@ from pipetrail.
 
 from __future__ import annotations
 
+import functools
 import math
 from statistics import NormalDist
 from typing import Any
@@ -94,10 +95,16 @@ def psi_noise(a: list[float], b: list[float], significance: float) -> float:
         return math.inf
     if freedom <= 0:
         return 0.0
-    z = NormalDist().inv_cdf(1 - significance)
+    z = _upper_quantile(significance)
     term = 2 / (9 * freedom)
     quantile = freedom * max(0.0, 1 - term + z * math.sqrt(term)) ** 3
     return quantile / n
+
+
+@functools.lru_cache(maxsize=64)
+def _upper_quantile(significance: float) -> float:
+    """The standard normal quantile exceeded with probability ``significance``."""
+    return NormalDist().inv_cdf(1 - significance)
 
 
 def ks_noise(n_a: float, n_b: float, significance: float) -> float:
@@ -113,6 +120,7 @@ def rebin(histogram: dict[str, Any], edges: list[float]) -> list[float]:
     old_edges = [float(e) for e in histogram["edges"]]
     counts = histogram["counts"]
     found = [0.0] * (len(edges) - 1)
+    top = len(found) - 1
     low, high = edges[0], edges[-1]
     width = (high - low) / (len(edges) - 1) if high > low else 0.0
     for i, count in enumerate(counts):
@@ -120,15 +128,22 @@ def rebin(histogram: dict[str, Any], edges: list[float]) -> list[float]:
             continue
         start, end = old_edges[i], old_edges[i + 1]
         if end <= start or width == 0.0:  # a point mass
-            index = 0 if width == 0.0 else min(int((start - low) / width), len(found) - 1)
-            found[index] += count
+            index = 0 if width == 0.0 else int((start - low) / width)
+            found[index if index < top else top] += count
             continue
-        first = max(0, min(int((start - low) / width), len(found) - 1))
-        last = max(0, min(int((end - low) / width), len(found) - 1))
+        # the buckets start and end fall in, each clamped to [0, top]
+        first = int((start - low) / width)
+        first = 0 if first < 0 else (first if first < top else top)
+        last = int((end - low) / width)
+        last = 0 if last < 0 else (last if last < top else top)
+        span = end - start
         for j in range(first, last + 1):
-            overlap = min(end, edges[j + 1]) - max(start, edges[j])
+            # the overlap of [start, end] with bucket j, as min/max would give it
+            right = edges[j + 1]
+            left = edges[j]
+            overlap = (end if end < right else right) - (start if start > left else left)
             if overlap > 0:
-                found[j] += count * overlap / (end - start)
+                found[j] += count * overlap / span
     return found
 
 

@@ -341,7 +341,9 @@ class LocalStore:
         """Return whether an object is stored under ``digest`` (False for a non-digest)."""
         if not is_digest(digest):
             return False
-        return self._loose.exists(digest) or self._pack.exists(digest)
+        # The pack first: small objects, the most numerous, are there (one indexed
+        # lookup); a large one costs that lookup before its file's ``stat``.
+        return self._pack.exists(digest) or self._loose.exists(digest)
 
     def stored_sizes(self, digests: Iterable[str]) -> dict[str, int]:
         """Return ``{digest: size}`` for those of ``digests`` stored here (a bulk :meth:`size`).

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from pipetrail.ledger.trusted import _loads
+from pipetrail.ledger.trusted import _holds, _loads, _parsed
 
 
 @pytest.mark.parametrize(
@@ -50,3 +50,44 @@ def test_loads_keeps_big_integers_nested_exact() -> None:
 def test_loads_refuses_what_is_not_json(text: str) -> None:
     with pytest.raises(ValueError):
         _loads(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "value", "holds"),
+    [
+        # The projection's own text: equal without parsing.
+        ('{"a":1,"b":[true,"x"],"c":null}', {"b": [True, "x"], "a": 1, "c": None}, True),
+        # Another encoding of the same value: parsed, still equal.
+        ('{ "b": [true, "x"], "a": 1 }', {"a": 1, "b": [True, "x"]}, True),
+        ('{"a":1.0}', {"a": 1}, True),
+        # A different value, whatever the encoding.
+        ('{"a":2}', {"a": 1}, False),
+        ('{"a":1}', {"a": 1, "b": None}, False),
+        # Beyond 64 bits orjson refuses the value: compared by value.
+        ('{"a":123456789012345678901234567890}', {"a": 123456789012345678901234567890}, True),
+        ('{"a":123456789012345678901234567890}', {"a": 123456789012345678901234567891}, False),
+        # A lone surrogate orjson cannot encode: compared by value.
+        ('{"a":"\\ud800"}', {"a": "\ud800"}, True),
+        ("not json", {"a": 1}, False),
+    ],
+)
+@pytest.mark.parametrize("finite", [True, False])
+def test_a_json_column_holds_the_event_value_by_value(
+    text: str, value: object, holds: bool, finite: bool
+) -> None:
+    assert _holds("components", text, value, finite=finite) is holds
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_a_non_finite_float_is_never_taken_for_the_null_orjson_writes(value: float) -> None:
+    # A payload the standard library read may hold NaN or an infinity; orjson writes
+    # either as null, so equal text proves nothing there: the column is parsed.
+    assert _holds("components", '{"a":null}', {"a": value}, finite=False) is False
+
+
+def test_a_payload_orjson_read_is_known_finite() -> None:
+    assert _parsed('{"a":[1.5,null]}') == ({"a": [1.5, None]}, True)
+    value, finite = _parsed('{"a":NaN}')
+    assert finite is False
+    assert value["a"] != value["a"]
+    assert _parsed('{"a":1e400}')[1] is False

@@ -84,3 +84,18 @@ def test_one_profile_is_its_own_pool_and_none_is_refused() -> None:
     assert pool_profiles([profile]) is profile
     with pytest.raises(ValueError, match="at least one profile"):
         pool_profiles([])
+
+
+def test_a_drift_of_two_named_runs_does_not_load_the_run_listing() -> None:
+    import subprocess
+    import sys
+
+    # Only a pooled baseline lists runs; the plain command is spared that import.
+    code = (
+        "import sys\nimport pipetrail.observability.drift\n"
+        "print('pipetrail.ledger.read_model' in sys.modules)"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    ).stdout
+    assert out.strip().splitlines()[-1] == "False"

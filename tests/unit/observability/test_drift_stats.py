@@ -178,3 +178,101 @@ def test_pictures_are_well_formed_svg_for_drifting_columns(tmp_path: Path) -> No
     root = ElementTree.fromstring(drifted[0].read_text())  # noqa: S314 - our own file
     bars = [e for e in root if e.tag.endswith("rect")]
     assert len(bars) == 2 * 20 + 2  # A and B per shared bin, and the legend
+
+
+def test_the_report_as_data_holds_every_field_but_the_profiles() -> None:
+    from dataclasses import asdict
+
+    from pipetrail.observability.drift import (
+        ArtifactDrift,
+        ColumnDrift,
+        DriftOrigin,
+        DriftReport,
+    )
+
+    column = ColumnDrift(
+        "x",
+        "numeric",
+        True,
+        ("psi 0.5 >= 0.2",),
+        psi=0.5,
+        psi_noise=0.01,
+        ks=0.3,
+        ks_noise=0.05,
+        wasserstein=1.5,
+        wasserstein_std=math.inf,
+        null_rate_a=math.nan,
+        null_rate_b=0.0,
+    )
+    profile = {"rows": 3, "columns": [{"name": "x", "histogram": {"counts": [1, 2]}}]}
+    item = ArtifactDrift(
+        "a", "b", "s", "return", "d1", "d2", 3, 4, (column,), "a note", 2, (profile, profile)
+    )
+    report = DriftReport(
+        "r1", "r2", "p", "p", DriftThresholds(), (item,), (DriftOrigin("a", "s", "return", ("x",)),)
+    )
+    (data,) = report.to_dict()["artifacts"]
+    want = asdict(item)
+    del want["profiles"]
+    want["columns"] = [
+        {**asdict(column), "wasserstein_std": "inf", "null_rate_a": "nan"},
+    ]
+    assert data == want
+    assert list(data) == list(want)
+    assert data["columns"][0]["reasons"] == ("psi 0.5 >= 0.2",)
+
+
+def test_rebinning_keeps_counts_where_buckets_overlap_exactly() -> None:
+    a = {"edges": [0.0, 1.0, 2.0, 4.0], "counts": [2, 0, 6]}
+    b = {"edges": [1.0, 1.0], "counts": [5]}  # a point mass
+    edges, counts_a, counts_b = shared_histograms(a, b)
+    assert edges[0] == 0.0
+    assert edges[-1] == 4.0
+    assert sum(counts_a) == pytest.approx(8.0)
+    assert counts_b == [0.0] * 5 + [5.0] + [0.0] * 14
+    # the last original bin spreads its 6 evenly over [2, 4]: 0.6 per bucket of 0.2
+    assert counts_a[10:] == pytest.approx([0.6] * 10)
+    assert counts_a[:5] == pytest.approx([0.4] * 5)
+
+
+def _rebin_reference(histogram: dict[str, Any], edges: list[float]) -> list[float]:
+    """The plain statement of rebinning: each bin's count spread by overlap."""
+    old = [float(e) for e in histogram["edges"]]
+    found = [0.0] * (len(edges) - 1)
+    low, high = edges[0], edges[-1]
+    width = (high - low) / (len(edges) - 1) if high > low else 0.0
+    for i, count in enumerate(histogram["counts"]):
+        if not count:
+            continue
+        start, end = old[i], old[i + 1]
+        if end <= start or width == 0.0:
+            found[0 if width == 0.0 else min(int((start - low) / width), len(found) - 1)] += count
+            continue
+        for j in range(
+            max(0, min(int((start - low) / width), len(found) - 1)),
+            max(0, min(int((end - low) / width), len(found) - 1)) + 1,
+        ):
+            overlap = min(end, edges[j + 1]) - max(start, edges[j])
+            if overlap > 0:
+                found[j] += count * overlap / (end - start)
+    return found
+
+
+def test_rebinning_gives_exactly_the_plain_statement_of_it() -> None:
+    from pipetrail.observability.drift_stats import rebin
+
+    rng = np.random.default_rng(3)
+    for _ in range(300):
+        bins = int(rng.integers(1, 30))
+        low = float(rng.normal(0, 100))
+        steps = rng.exponential(1.0, bins) * (rng.random(bins) > 0.1)  # some empty bins
+        old_edges = [low, *(low + np.cumsum(steps)).tolist()]
+        counts = rng.integers(0, 50, bins).tolist()
+        lo = min(old_edges[0], float(rng.normal(0, 100)))
+        hi = max(old_edges[-1], lo + float(rng.exponential(50)))
+        new = int(rng.integers(1, 25))
+        edges = [lo + (hi - lo) / new * i for i in range(new)] + [hi]
+        if rng.random() < 0.05:
+            edges = [lo, lo]  # a point mass target
+        histogram = {"edges": old_edges, "counts": counts}
+        assert rebin(histogram, edges) == _rebin_reference(histogram, edges)
