@@ -372,8 +372,8 @@ def run(
     """Run the pipeline in TARGET (FILE.py or FILE.py:NAME)."""
     from pipetrail.cli.parity_warnings import parity_warnings_to_stderr
     from pipetrail.cli.progress import make_observer
-    from pipetrail.execution.explain import run_summary
     from pipetrail.execution.loader import load_pipeline
+    from pipetrail.execution.outcome import run_outcome
     from pipetrail.execution.runner import RunOptions, run_pipeline
     from pipetrail.ledger.annotations import parse_tag_assignments, validate_name
 
@@ -414,7 +414,7 @@ def run(
             with redirect, parity_warnings_to_stderr():
                 result = run_pipeline(definition, parse_params(params), project, options)
         except StepFailedError as exc:
-            summary = run_summary(project.reader(), exc.run_id)
+            summary = _run_summary(project, exc.run_id)
             if as_json:
                 emit_json(summary)
             if store_failure(exc) is not None:  # the store failed, not the step's code
@@ -427,14 +427,18 @@ def run(
         except RunInterruptedError as exc:
             if exc.run_id is None:
                 raise
-            summary = run_summary(project.reader(), exc.run_id)
+            summary = _run_summary(project, exc.run_id)
             if as_json:
                 emit_json(summary)
             from pipetrail.cli.render import print_run_interrupted
 
             print_run_interrupted(summary, exc.signal_name)
             sys.exit(interrupted_exit_code(exc.signal_name))
-        summary = run_summary(project.reader(), result.id)
+        # The end-of-run line needs only the statuses; --json prints the whole summary.
+        if as_json:
+            summary = _run_summary(project, result.id)
+        else:
+            summary = run_outcome(project.reader(), result.id)
         from pipetrail.cli.audit_cmd import after_run_checkpoint
 
         after_run_checkpoint(project)  # when pipetrail.toml asks for one ([audit])
@@ -446,6 +450,14 @@ def run(
         from pipetrail.cli.render import print_run_done
 
         print_run_done(summary)
+
+
+def _run_summary(project: Any, run_id: str) -> dict[str, Any]:
+    """Everything recorded about the run (``--json``, and after a failure)."""
+    from pipetrail.execution.explain import run_summary
+
+    summary: dict[str, Any] = run_summary(project.reader(), run_id)
+    return summary
 
 
 def _params_files(names: tuple[str, ...]) -> tuple[Any, ...]:
