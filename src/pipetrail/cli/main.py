@@ -53,7 +53,9 @@ def _project(*, must_exist: bool = False) -> Any:
 
 def open_project() -> Any:
     """The project of the working directory, for commands that change it (must exist)."""
-    return _project(must_exist=True)
+    from pipetrail.execution.project import Project
+
+    return Project.discover(must_exist=True, writes=True)
 
 
 # Commands defined in their own modules, imported only when one of them runs (a cached

@@ -23,7 +23,7 @@ def model() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def model_register(name: str, ref: str, as_json: bool) -> None:
     """Register the artifact REF names as the next version of model NAME."""
-    with governance() as gov:
+    with governance(acts=True) as gov:
         data = gov.register(name, ref)
     if as_json:
         emit_json(data)
