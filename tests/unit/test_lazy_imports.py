@@ -74,6 +74,9 @@ def test_the_help_of_the_command_line_loads_no_runner() -> None:
     loaded = _loaded_after(code)
     assert "pipetrail.execution.runner" not in loaded
     assert "pipetrail.ledger" not in loaded
+    # The subcommands of `runs` and `audit` are listed without their modules.
+    modules = ("pipetrail.cli.gc_cmd", "pipetrail.cli.audit_cmd", "pipetrail.cli.bundle_cmd")
+    assert [m for m in modules if m in loaded] == []
 
 
 def test_lazy_exports_imports_on_first_use_and_keeps_the_value() -> None:
@@ -210,6 +213,8 @@ def test_a_cached_run_on_sqlite_imports_no_sqlalchemy_rich_or_unused_formats(
         "pipetrail.ledger.read_model",
         "pipetrail.ledger.event_records",
         "pipetrail.store.verify",
+        "pipetrail.cli.gc_cmd",  # `runs delete|pin|unpin`
+        "pipetrail.cli.bundle_cmd",  # `audit bundle|verify-bundle`
     ]
     assert _loaded(modules, unused) == []
 

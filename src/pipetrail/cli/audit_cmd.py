@@ -39,7 +39,6 @@ __all__ = [
     "load_checkpoints",
     "print_checkpoints",
     "prove",
-    "register",
     "signed_intoto",
     "verify_against_checkpoints",
 ]
@@ -324,13 +323,3 @@ def signed_intoto(project: Project, run_ref: str, namespace: str | None) -> str:
     from pipetrail.verify.attestation import signed_statement
 
     return signed_statement(project, run_ref, load_signer(acting_user()), namespace=namespace)
-
-
-def register(group: click.Group) -> None:
-    """Add this module's commands to the ``audit`` group."""
-    from pipetrail.cli.bundle_cmd import bundle, verify_bundle
-
-    group.add_command(checkpoint)
-    group.add_command(prove)
-    group.add_command(bundle)
-    group.add_command(verify_bundle)
