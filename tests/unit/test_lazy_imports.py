@@ -250,3 +250,35 @@ def test_logger_and_random_values_fingerprint_the_same_whichever_is_imported_fir
     assert late_found["loaded"] == []  # pipetrail.hashing itself imports neither
     assert late_found["found"] == early_found["found"]
     assert len(set(late_found["found"][:3])) == 3
+
+
+FOLDER = """
+from pathlib import Path
+
+from pipetrail import pipeline, source, step
+
+@step
+def count(folder: Path) -> int:
+    return sum(1 for p in folder.iterdir())
+
+@pipeline
+def folder_count():
+    return count(source("data"))
+"""
+
+
+def test_a_cached_run_of_a_stored_folder_makes_no_thread_pool(tmp_path: Path) -> None:
+    folder = tmp_path / "project"
+    folder.mkdir()
+    _command_modules(folder, "init")
+    (folder / "data").mkdir()
+    for i in range(3):
+        (folder / "data" / f"f{i}.bin").write_bytes(bytes([i]) * (2 << 20))  # pooled sizes
+    (folder / "folder_count.py").write_text(FOLDER)
+    time.sleep(2.1)  # past the racy window of the stat and environment caches
+    output, modules = _command_modules(folder, "run", "folder_count.py", "-q")
+    assert "1 executed, 0 cached" in output
+    assert "concurrent.futures" in modules  # the files were stored from the pool
+    output, modules = _command_modules(folder, "run", "folder_count.py", "-q")
+    assert "0 executed, 1 cached" in output
+    assert _loaded(modules, ["concurrent.futures"]) == []  # nothing was left to store
