@@ -213,6 +213,7 @@ def test_a_cached_run_on_sqlite_imports_no_sqlalchemy_rich_or_unused_formats(
         "pipetrail.ledger.read_model",
         "pipetrail.ledger.event_records",
         "pipetrail.store.verify",
+        "tomllib",  # the configuration's validation is recorded; no [audit] or [telemetry]
         "pipetrail.cli.gc_cmd",  # `runs delete|pin|unpin`
         "pipetrail.cli.bundle_cmd",  # `audit bundle|verify-bundle`
     ]

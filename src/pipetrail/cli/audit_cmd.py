@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,9 +47,17 @@ def _settings(project: Project) -> dict[str, Any]:
     """The ``[audit]`` table of the project's ``pipetrail.toml`` (empty when absent)."""
     path = project.root / "pipetrail.toml"
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
         return {}  # the project's own configuration loading reports a broken file
+    if "audit" not in text:  # most projects: no [audit] table, nothing to parse again
+        return {}
+    import tomllib
+
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return {}
     table = data.get("audit")
     return table if isinstance(table, dict) else {}
 
