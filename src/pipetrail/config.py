@@ -149,7 +149,11 @@ def _resolve_sqlite(url: str, root: Path) -> str:
 
 
 def load_config(
-    start: Path | None = None, *, root: Path | None = None, must_exist: bool = False
+    start: Path | None = None,
+    *,
+    root: Path | None = None,
+    must_exist: bool = False,
+    writes: bool | None = None,
 ) -> ProjectConfig:
     """Find the project and read its settings.
 
@@ -164,6 +168,10 @@ def load_config(
         must_exist: refuse a folder that is not a project, instead of taking the
             working directory with the defaults (read-only commands, which must not
             create a ledger or a store where there is none).
+        writes: whether the caller changes the project, so may create the validation
+            record when there is none (see :mod:`pipetrail.config_record`); default:
+            ``not must_exist``. Commands that refuse a folder outside a project but
+            record events (governance acts, deletions) pass ``True``.
 
     Raises:
         ProjectError: if ``pipetrail.toml`` or a ``PIPETRAIL_*`` variable is malformed,
@@ -183,7 +191,8 @@ def load_config(
     checked = {name: value for name in ENV_CHECKED if (value := os.environ.get(name))}
     from pipetrail.config_record import validated_settings
 
-    values = validated_settings(project_root, path, content, checked, create=not must_exist)
+    create = not must_exist if writes is None else writes
+    values = validated_settings(project_root, path, content, checked, create=create)
     metadata = os.environ.get("PIPETRAIL_METADATA") or values["metadata"]
     artifacts = os.environ.get("PIPETRAIL_ARTIFACTS") or values["artifacts"]
     reference = os.environ.get("PIPETRAIL_PARITY_REFERENCE") or values["parity_reference"]

@@ -21,6 +21,7 @@ import pytest
 from pipetrail.errors import StepFailedError
 from pipetrail.execution.crash import effective_status, reconcile_crashed_runs
 from pipetrail.execution.explain import run_summary
+from pipetrail.execution.outcome import run_outcome
 from pipetrail.execution.project import Project
 from pipetrail.execution.runner import RunOptions, run_pipeline
 from pipetrail.ledger import EventKind
@@ -230,6 +231,9 @@ def test_a_killed_run_closes_its_steps_as_crashed(
         # Readers see the crash before any writer records it: the run and its step.
         assert effective_status(run) == "crashed"
         summary = run_summary(project.reader(), run["run_id"])
+        outcome = run_outcome(project.reader(), run["run_id"])
+        assert outcome["status"] == summary["status"] == "crashed"
+        assert [s["status"] for s in outcome["steps"]] == [s["status"] for s in summary["steps"]]
         assert _node_statuses(summary) == {
             "first": "completed",
             "block": "crashed",

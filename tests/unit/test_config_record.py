@@ -308,6 +308,47 @@ def test_a_read_only_command_creates_no_record(tmp_path: Path) -> None:
     assert sorted(p.name for p in (root / ".pipetrail").iterdir()) == []
 
 
+def test_a_governance_act_records_the_validation_a_listing_then_uses(tmp_path: Path) -> None:
+    root = tmp_path / "p"
+    root.mkdir()
+    identity = {"PIPETRAIL_USER": "alice", "PIPETRAIL_HOME": str(tmp_path / "home")}
+
+    def cli(*args: str) -> subprocess.CompletedProcess[str]:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("PIPETRAIL_") and k != "PYTHONDONTWRITEBYTECODE"
+        }
+        return subprocess.run(
+            [sys.executable, "-X", "importtime", "-m", "pipetrail.cli.main", *args],
+            cwd=root,
+            env={**env, **identity, "PYTHONPATH": SRC},
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+
+    assert cli("init").returncode == 0
+    (root / "one.py").write_text(
+        "from pipetrail import pipeline, step\n\n@step\ndef one() -> int:\n    return 1\n\n"
+        "@pipeline\ndef single():\n    return one()\n"
+    )
+    assert cli("run", "one.py", "-q").returncode == 0
+    record = root / RECORD_PATH
+    record.unlink()  # a project whose record is gone (a cleaned cache, a copied folder)
+    listing = cli("model", "list")
+    assert listing.returncode == 0, listing.stderr
+    assert _imports_pydantic(listing)
+    assert not record.exists()  # a listing creates no file
+    act = cli("decision", "add", "--about", "latest", "--kind", "split", "80/20")
+    assert act.returncode == 0, act.stderr
+    assert record.is_file()  # an act records events: it records the validation too
+    again = cli("model", "list")
+    assert again.returncode == 0, again.stderr
+    assert not _imports_pydantic(again)
+
+
 def test_store_settings_are_validated_and_the_secret_is_never_recorded(tmp_path: Path) -> None:
     root = tmp_path / "p"
     init_project(root)

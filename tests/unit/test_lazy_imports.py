@@ -45,7 +45,20 @@ def test_every_public_name_has_its_module() -> None:
             ["pipetrail.execution", "pipetrail.store", "pipetrail.capture.environment"],
         ),
         ("from pipetrail import source", ["pipetrail.execution", "pipetrail.store"]),
-        ("import pipetrail.store.local", ["pipetrail.execution", "pipetrail.ledger"]),
+        (
+            "import pipetrail.store.local",
+            [
+                "pipetrail.execution",
+                "pipetrail.ledger",
+                "pipetrail.store.verify",  # the package's names come from their modules
+                "pipetrail.store.memory",
+                "pipetrail.store.serializers.registry",
+            ],
+        ),
+        (
+            "from pipetrail.store.serializers import StoredArtifact",
+            ["pipetrail.store.serializers.registry", "pipetrail.store.verify"],
+        ),
     ],
 )
 def test_importing_a_part_does_not_import_the_rest(code: str, absent: list[str]) -> None:
@@ -61,6 +74,9 @@ def test_the_help_of_the_command_line_loads_no_runner() -> None:
     loaded = _loaded_after(code)
     assert "pipetrail.execution.runner" not in loaded
     assert "pipetrail.ledger" not in loaded
+    # The subcommands of `runs` and `audit` are listed without their modules.
+    modules = ("pipetrail.cli.gc_cmd", "pipetrail.cli.audit_cmd", "pipetrail.cli.bundle_cmd")
+    assert [m for m in modules if m in loaded] == []
 
 
 def test_lazy_exports_imports_on_first_use_and_keeps_the_value() -> None:
@@ -192,6 +208,14 @@ def test_a_cached_run_on_sqlite_imports_no_sqlalchemy_rich_or_unused_formats(
         "pipetrail.ledger.audit",  # nothing walks the chain
         "pipetrail.execution.node_pairing",  # nothing is compared
         "concurrent.futures",  # no source is stored in parallel
+        # The end-of-run line reads the statuses only: no summary, no typed events.
+        "pipetrail.execution.explain",
+        "pipetrail.ledger.read_model",
+        "pipetrail.ledger.event_records",
+        "pipetrail.store.verify",
+        "tomllib",  # the configuration's validation is recorded; no [audit] or [telemetry]
+        "pipetrail.cli.gc_cmd",  # `runs delete|pin|unpin`
+        "pipetrail.cli.bundle_cmd",  # `audit bundle|verify-bundle`
     ]
     assert _loaded(modules, unused) == []
 
@@ -227,3 +251,35 @@ def test_logger_and_random_values_fingerprint_the_same_whichever_is_imported_fir
     assert late_found["loaded"] == []  # pipetrail.hashing itself imports neither
     assert late_found["found"] == early_found["found"]
     assert len(set(late_found["found"][:3])) == 3
+
+
+FOLDER = """
+from pathlib import Path
+
+from pipetrail import pipeline, source, step
+
+@step
+def count(folder: Path) -> int:
+    return sum(1 for p in folder.iterdir())
+
+@pipeline
+def folder_count():
+    return count(source("data"))
+"""
+
+
+def test_a_cached_run_of_a_stored_folder_makes_no_thread_pool(tmp_path: Path) -> None:
+    folder = tmp_path / "project"
+    folder.mkdir()
+    _command_modules(folder, "init")
+    (folder / "data").mkdir()
+    for i in range(3):
+        (folder / "data" / f"f{i}.bin").write_bytes(bytes([i]) * (2 << 20))  # pooled sizes
+    (folder / "folder_count.py").write_text(FOLDER)
+    time.sleep(2.1)  # past the racy window of the stat and environment caches
+    output, modules = _command_modules(folder, "run", "folder_count.py", "-q")
+    assert "1 executed, 0 cached" in output
+    assert "concurrent.futures" in modules  # the files were stored from the pool
+    output, modules = _command_modules(folder, "run", "folder_count.py", "-q")
+    assert "0 executed, 1 cached" in output
+    assert _loaded(modules, ["concurrent.futures"]) == []  # nothing was left to store

@@ -30,7 +30,7 @@ import operator
 import os
 import stat
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pipetrail.capture.source_checks import (
     ALLOW_OUTSIDE_HINT,
@@ -47,9 +47,15 @@ from pipetrail.hashing.digest import DIGEST_PREFIX
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-    from concurrent.futures import Future, ThreadPoolExecutor
+    from concurrent.futures import Future
 
     from pipetrail.capture.statcache import StatCache
+
+    class Pool(Protocol):
+        """What the walk needs of a thread pool (``ThreadPoolExecutor`` fits)."""
+
+        def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
+            """Run ``fn(*args)`` on one of the pool's threads."""
 
     # The store callback: (absolute path, digest or None) pairs in, (digest, size) out.
     StoreFiles = Callable[[list[tuple[str, str | None]]], Sequence[tuple[str, int]]]
@@ -97,7 +103,7 @@ class SourceWalk:
         self.files: dict[str, tuple[str, int]] = {}  # relative path -> (digest, size)
         self.new_entries: list[tuple[str, bytes, str, int]] = []
         self.stored: set[str] = set()
-        self.pool: ThreadPoolExecutor | None = None
+        self.pool: Pool | None = None
         # Batches in flight on the pool, with their files the store hashes.
         self.pending: deque[tuple[Future[Sequence[tuple[str, int]]], _Batch, _Deferred]]
         self.pending = deque()

@@ -60,7 +60,8 @@ from pipetrail.errors import DefinitionError
 from pipetrail.hashing import digest_bytes
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
+    from concurrent.futures import Future, ThreadPoolExecutor
 
     from pipetrail.capture.source_walk import StoredSizes, StoreFiles
     from pipetrail.capture.statcache import StatCache
@@ -263,9 +264,35 @@ def _thread_pool(threads: int) -> AbstractContextManager[Any]:
     """A pool of ``threads`` storing threads, or nothing for one (then none is imported)."""
     if threads <= 1:
         return nullcontext()
-    from concurrent.futures import ThreadPoolExecutor
+    return _StorePool(threads)
 
-    return ThreadPoolExecutor(threads, "pipetrail-store")
+
+class _StorePool:
+    """A thread pool made on its first ``submit``.
+
+    Re-observing a folder whose files the store holds submits nothing, so imports no
+    ``concurrent.futures``. Used as :class:`~concurrent.futures.ThreadPoolExecutor` is:
+    ``with`` waits for every submitted call on exit.
+    """
+
+    def __init__(self, threads: int) -> None:
+        self.threads = threads
+        self.executor: ThreadPoolExecutor | None = None
+
+    def __enter__(self) -> _StorePool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.executor is not None:
+            self.executor.shutdown(wait=True)
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any) -> Future[Any]:
+        """Run ``fn(*args)`` on one of the pool's threads."""
+        if self.executor is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.executor = ThreadPoolExecutor(self.threads, "pipetrail-store")
+        return self.executor.submit(fn, *args)
 
 
 def _encode_manifest(label: str, files: dict[str, tuple[str, int]]) -> bytes:

@@ -42,7 +42,7 @@ def grant() -> None:
 @click.option("--until", metavar="YYYY-MM-DD", help="The last day the grant holds (UTC).")
 def grant_add(user: str, label: str, purpose: str, until: str | None) -> None:
     """Let USER read content labelled --label, for --purpose (admin only)."""
-    with governance() as gov:
+    with governance(acts=True) as gov:
         content = gov.grant_access(user, label, purpose=purpose, until=until)
     end = f" until {content['until']}" if content["until"] else ""
     click.echo(f"granted {user} access to {label} content{end} ({content['grant_id']})")
@@ -53,7 +53,7 @@ def grant_add(user: str, label: str, purpose: str, until: str | None) -> None:
 @click.option("--label", required=True, help="The label whose grants end.")
 def grant_revoke(user: str, label: str) -> None:
     """End every open grant of USER for --label (admin only)."""
-    with governance() as gov:
+    with governance(acts=True) as gov:
         gov.revoke_access(user, label)
     click.echo(f"revoked {user}'s access to {label} content")
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -39,7 +38,6 @@ __all__ = [
     "load_checkpoints",
     "print_checkpoints",
     "prove",
-    "register",
     "signed_intoto",
     "verify_against_checkpoints",
 ]
@@ -49,9 +47,17 @@ def _settings(project: Project) -> dict[str, Any]:
     """The ``[audit]`` table of the project's ``pipetrail.toml`` (empty when absent)."""
     path = project.root / "pipetrail.toml"
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
         return {}  # the project's own configuration loading reports a broken file
+    if "audit" not in text:  # most projects: no [audit] table, nothing to parse again
+        return {}
+    import tomllib
+
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return {}
     table = data.get("audit")
     return table if isinstance(table, dict) else {}
 
@@ -324,13 +330,3 @@ def signed_intoto(project: Project, run_ref: str, namespace: str | None) -> str:
     from pipetrail.verify.attestation import signed_statement
 
     return signed_statement(project, run_ref, load_signer(acting_user()), namespace=namespace)
-
-
-def register(group: click.Group) -> None:
-    """Add this module's commands to the ``audit`` group."""
-    from pipetrail.cli.bundle_cmd import bundle, verify_bundle
-
-    group.add_command(checkpoint)
-    group.add_command(prove)
-    group.add_command(bundle)
-    group.add_command(verify_bundle)

@@ -210,7 +210,7 @@ def purge(path: str, reason: str | None, force: bool, dry_run: bool, as_json: bo
     from pipetrail.cli.user_cmd import governance
     from pipetrail.governance.purge import purge_source
 
-    with governance() as gov:
+    with governance(acts=True) as gov:
         report = purge_source(gov, path, reason=reason or "", force=force, dry_run=dry_run)
     if as_json:
         emit_json(report)

@@ -53,7 +53,9 @@ def _project(*, must_exist: bool = False) -> Any:
 
 def open_project() -> Any:
     """The project of the working directory, for commands that change it (must exist)."""
-    return _project(must_exist=True)
+    from pipetrail.execution.project import Project
+
+    return Project.discover(must_exist=True, writes=True)
 
 
 # Commands defined in their own modules, imported only when one of them runs (a cached
@@ -206,17 +208,29 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str]] = {
 }
 
 
-class _Group(click.Group):
+class _LazyGroup(click.Group):
+    """A group whose ``lazy`` commands are imported only when one of them is used.
+
+    ``lazy`` maps a command's name to ``(module, attribute, short help)``; ``--help``
+    lists the short help without importing the module (a test keeps them equal).
+    """
+
+    def __init__(
+        self, *args: Any, lazy: dict[str, tuple[str, str, str]] | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(*args, **kwargs)
+        self.lazy: dict[str, tuple[str, str, str]] = lazy or {}
+
     def list_commands(self, ctx: click.Context) -> list[str]:
-        return sorted({*super().list_commands(ctx), *LAZY_COMMANDS})
+        return sorted({*super().list_commands(ctx), *self.lazy})
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
         found = super().get_command(ctx, cmd_name)
-        if found is not None or cmd_name not in LAZY_COMMANDS:
+        if found is not None or cmd_name not in self.lazy:
             return found
         import importlib
 
-        module, attribute, _ = LAZY_COMMANDS[cmd_name]
+        module, attribute, _ = self.lazy[cmd_name]
         command: click.Command = getattr(importlib.import_module(module), attribute)
         return command
 
@@ -225,8 +239,8 @@ class _Group(click.Group):
         limit = formatter.width - 6 - max(map(len, names))
         rows = []
         for name in names:
-            if name in LAZY_COMMANDS and name not in self.commands:
-                rows.append((name, LAZY_COMMANDS[name][2]))
+            if name in self.lazy and name not in self.commands:
+                rows.append((name, self.lazy[name][2]))
                 continue
             command = self.get_command(ctx, name)
             if command is not None and not command.hidden:
@@ -234,6 +248,12 @@ class _Group(click.Group):
         if rows:
             with formatter.section("Commands"):
                 formatter.write_dl(rows)
+
+
+class _Group(_LazyGroup):
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("lazy", LAZY_COMMANDS)
+        super().__init__(*args, **kwargs)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -372,8 +392,8 @@ def run(
     """Run the pipeline in TARGET (FILE.py or FILE.py:NAME)."""
     from pipetrail.cli.parity_warnings import parity_warnings_to_stderr
     from pipetrail.cli.progress import make_observer
-    from pipetrail.execution.explain import run_summary
     from pipetrail.execution.loader import load_pipeline
+    from pipetrail.execution.outcome import run_outcome
     from pipetrail.execution.runner import RunOptions, run_pipeline
     from pipetrail.ledger.annotations import parse_tag_assignments, validate_name
 
@@ -412,7 +432,7 @@ def run(
             with redirect, parity_warnings_to_stderr():
                 result = run_pipeline(definition, parse_params(params), project, options)
         except StepFailedError as exc:
-            summary = run_summary(project.reader(), exc.run_id)
+            summary = _run_summary(project, exc.run_id)
             if as_json:
                 emit_json(summary)
             if store_failure(exc) is not None:  # the store failed, not the step's code
@@ -425,14 +445,18 @@ def run(
         except RunInterruptedError as exc:
             if exc.run_id is None:
                 raise
-            summary = run_summary(project.reader(), exc.run_id)
+            summary = _run_summary(project, exc.run_id)
             if as_json:
                 emit_json(summary)
             from pipetrail.cli.render import print_run_interrupted
 
             print_run_interrupted(summary, exc.signal_name)
             sys.exit(interrupted_exit_code(exc.signal_name))
-        summary = run_summary(project.reader(), result.id)
+        # The end-of-run line needs only the statuses; --json prints the whole summary.
+        if as_json:
+            summary = _run_summary(project, result.id)
+        else:
+            summary = run_outcome(project.reader(), result.id)
         from pipetrail.cli.audit_cmd import after_run_checkpoint
 
         after_run_checkpoint(project)  # when pipetrail.toml asks for one ([audit])
@@ -446,6 +470,14 @@ def run(
         print_run_done(summary)
 
 
+def _run_summary(project: Any, run_id: str) -> dict[str, Any]:
+    """Everything recorded about the run (``--json``, and after a failure)."""
+    from pipetrail.execution.explain import run_summary
+
+    summary: dict[str, Any] = run_summary(project.reader(), run_id)
+    return summary
+
+
 def _params_files(names: tuple[str, ...]) -> tuple[Any, ...]:
     if not names:  # most runs: no need to import the YAML/TOML readers
         return ()
@@ -454,7 +486,49 @@ def _params_files(names: tuple[str, ...]) -> tuple[Any, ...]:
     return tuple(load_params_file(name) for name in names)
 
 
-@cli.group(invoke_without_command=True)
+# The subcommands of `runs` and `audit` defined in their own modules (see _LazyGroup).
+RUNS_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "delete": (
+        "pipetrail.cli.gc_cmd",
+        "runs_delete",
+        "Mark runs deleted (recorded in the ledger, with a reason); `gc`...",
+    ),
+    "pin": (
+        "pipetrail.cli.gc_cmd",
+        "runs_pin",
+        "Pin RUN: no retention policy deletes it (a `pinned` tag,...",
+    ),
+    "unpin": (
+        "pipetrail.cli.gc_cmd",
+        "runs_unpin",
+        "Unpin RUN: retention policies apply to it again.",
+    ),
+}
+AUDIT_COMMANDS: dict[str, tuple[str, str, str]] = {
+    "checkpoint": (
+        "pipetrail.cli.audit_cmd",
+        "checkpoint",
+        "Sign the ledger's size and Merkle root; keep it outside...",
+    ),
+    "prove": (
+        "pipetrail.cli.audit_cmd",
+        "prove",
+        "Print the proof (JSON) that an event is in the ledger's...",
+    ),
+    "bundle": (
+        "pipetrail.cli.bundle_cmd",
+        "bundle",
+        "Write an offline audit bundle of a run, or of a model...",
+    ),
+    "verify-bundle": (
+        "pipetrail.cli.bundle_cmd",
+        "verify_bundle",
+        "Verify an audit bundle offline: every digest, proof and...",
+    ),
+}
+
+
+@cli.group(cls=_LazyGroup, lazy=RUNS_COMMANDS, invoke_without_command=True)
 @click.option("-n", "--limit", default=20, show_default=True, help="How many runs.")
 @click.option("--pipeline", help="Only runs of this pipeline.")
 @click.option("--status", help="Only runs with this status.")
@@ -571,17 +645,6 @@ def _param_filters(items: tuple[str, ...]) -> dict[str, Any] | None:
     return found
 
 
-def _add_runs_commands() -> None:
-    from pipetrail.cli.gc_cmd import runs_delete, runs_pin, runs_unpin
-
-    runs.add_command(runs_delete)
-    runs.add_command(runs_pin)
-    runs.add_command(runs_unpin)
-
-
-_add_runs_commands()
-
-
 @cli.command()
 @click.argument("run_ref", metavar="RUN")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -670,7 +733,7 @@ def why(run_ref: str, step_name: str, as_json: bool) -> None:
     print_why(report)
 
 
-@cli.group()
+@cli.group(cls=_LazyGroup, lazy=AUDIT_COMMANDS)
 def audit() -> None:
     """Check the ledger's integrity; rebuild its derived tables."""
 
@@ -775,15 +838,6 @@ def audit_rebuild(as_json: bool) -> None:
         f"derived tables rebuilt from {report['events']} events: "
         f"{len(report['changed'])} of {report['rows']} rows changed"
     )
-
-
-def _audit_commands() -> None:
-    from pipetrail.cli import audit_cmd
-
-    audit_cmd.register(audit)  # checkpoint, prove
-
-
-_audit_commands()
 
 
 @cli.group()

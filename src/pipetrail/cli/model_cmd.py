@@ -23,7 +23,7 @@ def model() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def model_register(name: str, ref: str, as_json: bool) -> None:
     """Register the artifact REF names as the next version of model NAME."""
-    with governance() as gov:
+    with governance(acts=True) as gov:
         data = gov.register(name, ref)
     if as_json:
         emit_json(data)
@@ -63,30 +63,35 @@ def model_show(ref: str, as_json: bool) -> None:
     if as_json:
         emit_json(data)
         return
-    click.echo(f"{data['model']}:{data['version']}  {data['digest']}")
-    click.echo(f"  registered by {data['registered_by']} at {data['registered_at']}")
-    click.echo(f"  aliases: {', '.join(data['aliases']) or 'none'}")
-    click.echo(f"  versions: {', '.join(str(v['version']) for v in data['versions'])}")
+    lines = [
+        f"{data['model']}:{data['version']}  {data['digest']}",
+        f"  registered by {data['registered_by']} at {data['registered_at']}",
+        f"  aliases: {', '.join(data['aliases']) or 'none'}",
+        f"  versions: {', '.join(str(v['version']) for v in data['versions'])}",
+    ]
     run = data["source_run"]
     if run:
-        click.echo(f"  source: run {run['run_id']} ({run['pipeline']}, {run['status']}), "
-                   f"step {data['node_id']}.{data['output']}")  # fmt: skip
-        click.echo(f"  params: {run['params']}")
-        for metric, value in run["metrics"].items():
-            click.echo(f"  metric {metric} = {value:g}")
-        click.echo(f"  contracts: {run.get('contracts')}")
-        for gate in run["gates"]:
-            click.echo(f"  gate at {gate['ts']}: {'passed' if gate['passed'] else 'FAILED'}")
-        for source in run.get("lineage_sources", []):
-            click.echo(f"  from source {source}")
-    for decision in data["decisions"]:
-        click.echo(f"  decision ({decision['kind']}) by {decision['by']}: {decision['text']}")
-    _print_history(data["history"])
+        lines.append(f"  source: run {run['run_id']} ({run['pipeline']}, {run['status']}), "
+                     f"step {data['node_id']}.{data['output']}")  # fmt: skip
+        lines.append(f"  params: {run['params']}")
+        lines += [f"  metric {metric} = {value:g}" for metric, value in run["metrics"].items()]
+        lines.append(f"  contracts: {run.get('contracts')}")
+        lines += [
+            f"  gate at {gate['ts']}: {'passed' if gate['passed'] else 'FAILED'}"
+            for gate in run["gates"]
+        ]
+        lines += [f"  from source {source}" for source in run.get("lineage_sources", [])]
+    lines += [
+        f"  decision ({decision['kind']}) by {decision['by']}: {decision['text']}"
+        for decision in data["decisions"]
+    ]
+    click.echo("\n".join(lines + [_history_line(row) for row in data["history"]]))
 
 
 def _print_history(rows: list[dict[str, Any]]) -> None:
-    for row in rows:
-        click.echo(_history_line(row))
+    # One write: a long history costs one echo, not one per line.
+    if rows:
+        click.echo("\n".join(_history_line(row) for row in rows))
 
 
 def _history_line(row: dict[str, Any]) -> str:

@@ -25,7 +25,7 @@ def promote(
 
     name, version = parse_model_ref(ref, need_version=True)
     assert version is not None  # noqa: S101 - need_version
-    with governance() as gov:
+    with governance(acts=True) as gov:
         data = gov.request_promotion(
             name, version, alias, rationale=rationale, risk=risk, risk_notes=risk_notes
         )
@@ -42,7 +42,7 @@ def promote(
 
 
 def _vote(request: str, comment: str, approve_it: bool, as_json: bool) -> None:
-    with governance() as gov:
+    with governance(acts=True) as gov:
         if approve_it:
             data = gov.approve(request, comment=comment)
         else:
@@ -86,7 +86,7 @@ def reject(request: str, comment: str, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def rollback(name: str, alias: str, reason: str, as_json: bool) -> None:
     """Move --alias of model NAME back to the version it pointed at before."""
-    with governance() as gov:
+    with governance(acts=True) as gov:
         data = gov.rollback(name, alias, reason=reason)
     if as_json:
         emit_json(data)
@@ -114,7 +114,7 @@ def decision() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 def decision_add(about: str, kind: str, text: str, as_json: bool) -> None:
     """Record the decision TEXT about a run or a model, signed by you."""
-    with governance() as gov:
+    with governance(acts=True) as gov:
         data = gov.decide(about, kind, text)
     if as_json:
         emit_json(data)

@@ -41,7 +41,7 @@ def token_create(user: str, expires: str, label: str, as_json: bool) -> None:
     """Issue a token for --user (yourself, or anyone as admin); it is shown only once."""
     from pipetrail.governance.tokens import issue_token
 
-    with governance() as gov:
+    with governance(acts=True) as gov:
         issued = issue_token(gov, user, expires=expires, label=label)
     if as_json:
         emit_json(
@@ -88,6 +88,6 @@ def token_revoke(token_id: str) -> None:
     """Revoke the token TOKEN_ID (its owner or an admin); refused from the next request."""
     from pipetrail.governance.tokens import revoke_token
 
-    with governance() as gov:
+    with governance(acts=True) as gov:
         record = revoke_token(gov, token_id)
     click.echo(f"token {record.token_id} of {record.user} revoked at {record.revoked_at}")

@@ -18,16 +18,21 @@ __all__ = ["governance", "user"]
 
 
 @contextlib.contextmanager
-def governance() -> Iterator[Governance]:
+def governance(*, acts: bool = False) -> Iterator[Governance]:
     """The project here, governed by the configured identity; closed afterwards.
 
     Signs a checkpoint after an act when ``[audit] checkpoint_after_governance`` asks.
+
+    Args:
+        acts: the command records events (a request, a vote, a grant...): like other
+            writing commands, it may create the configuration's validation record, so
+            later commands skip the validation (a listing creates no file).
     """
     from pipetrail.cli.audit_cmd import checkpoint_after_governance
     from pipetrail.execution.project import Project
     from pipetrail.governance.service import Governance
 
-    project = Project.discover(must_exist=True)
+    project = Project.discover(must_exist=True, writes=acts)
     try:
         with checkpoint_after_governance(project):
             yield Governance(project)
@@ -67,7 +72,7 @@ def key_create(name: str | None, passphrase_prompt: bool) -> None:
 @click.option("--email", help="Your email address.")
 def user_init(email: str | None) -> None:
     """Make yourself the first admin of a project that has no user yet."""
-    with governance() as gov:
+    with governance(acts=True) as gov:
         public = gov.bootstrap(email=email)
         click.echo(f"{gov.user} is the first admin of this project (key {public.key_id})")
 
@@ -82,7 +87,7 @@ def user_add(
     name: str, public_key: str, email: str | None, service: bool, roles: tuple[str, ...]
 ) -> None:
     """Record the user NAME with their public key (admin only)."""
-    with governance() as gov:
+    with governance(acts=True) as gov:
         gov.add_user(name, public_key, email=email, service=service, roles=roles)
         click.echo(f"added {'service account' if service else 'user'} {name}")
 
@@ -92,7 +97,7 @@ def user_add(
 @click.argument("role")
 def user_grant(name: str, role: str) -> None:
     """Grant ROLE (viewer, researcher, approver, admin) to NAME (admin only)."""
-    with governance() as gov:
+    with governance(acts=True) as gov:
         gov.grant(name, role)
         click.echo(f"granted {role} to {name}")
 
@@ -102,7 +107,7 @@ def user_grant(name: str, role: str) -> None:
 @click.argument("role")
 def user_revoke(name: str, role: str) -> None:
     """Revoke ROLE from NAME (admin only)."""
-    with governance() as gov:
+    with governance(acts=True) as gov:
         gov.revoke(name, role)
         click.echo(f"revoked {role} from {name}")
 
@@ -112,7 +117,7 @@ def user_revoke(name: str, role: str) -> None:
 @click.option("--key", "public_key", help="NAME's new public key (an admin replacing it).")
 def user_rotate_key(name: str | None, public_key: str | None) -> None:
     """Replace your key with a new one (or, as admin, NAME's with --key)."""
-    with governance() as gov:
+    with governance(acts=True) as gov:
         new = gov.rotate_key(name, public_key)
         click.echo(f"{name or gov.user} now signs with {new.key_id}")
         click.echo(new.text)

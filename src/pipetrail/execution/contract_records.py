@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 
 from pipetrail.contracts import fingerprint_contract
 from pipetrail.errors import ContractViolationError, StepFailedError
-from pipetrail.ledger.event_reads import closing_step_events
 
 if TYPE_CHECKING:
     from pipetrail.core.contract import Boundary
@@ -104,6 +103,8 @@ def _reused_contracts(reader: Reader, step_run_id: str) -> dict[str, Any] | None
         origin_run = reader.step_run(step_run_id)["run_id"]
     except KeyError:
         return None
+    from pipetrail.ledger.event_reads import closing_step_events
+
     for event in closing_step_events(reader, origin_run):
         if event.step_run_id == step_run_id and event.kind != "step.cached":
             found = event.contracts
@@ -135,6 +136,9 @@ def contract_results(reader: Reader, run_id: str) -> list[dict[str, Any]]:
         ``ok`` (None when the results cannot be found), ``report`` (the stored report's
         digest), ``from_step_run_id``, ``counts`` (checks by status) and ``boundaries``.
     """
+    # Imported here: running a step (plan, cached payload, failure) parses no event.
+    from pipetrail.ledger.event_reads import closing_step_events
+
     steps: list[dict[str, Any]] = []
     for event in closing_step_events(reader, run_id):
         recorded = event.contracts

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -175,6 +174,8 @@ def _parse(path: Path, fmt: str, text: str) -> Any:
 
         return load_yaml(path, text)
     if fmt == "toml":
+        import tomllib  # a run without a TOML params file does not import it
+
         try:
             return tomllib.loads(text)
         except tomllib.TOMLDecodeError as exc:

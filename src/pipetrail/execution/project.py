@@ -52,19 +52,22 @@ class Project:
         self._gate: AccessGate | None = None
 
     @classmethod
-    def discover(cls, start: Path | None = None, *, must_exist: bool = False) -> Project:
+    def discover(
+        cls, start: Path | None = None, *, must_exist: bool = False, writes: bool | None = None
+    ) -> Project:
         """Open the project containing ``start`` (default: the working directory).
 
         Args:
             start: the folder to search from.
             must_exist: refuse a folder outside any project (read-only commands) rather
                 than taking it as a project with the default settings.
+            writes: the caller records events (see :func:`~pipetrail.config.load_config`).
 
         Raises:
             ProjectError: ``pipetrail.toml`` is malformed, or ``must_exist`` and no
                 project was found.
         """
-        return cls(load_config(start, must_exist=must_exist))
+        return cls(load_config(start, must_exist=must_exist, writes=writes))
 
     @classmethod
     def at(cls, root: Path) -> Project:

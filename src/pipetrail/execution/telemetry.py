@@ -33,7 +33,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import os
-import tomllib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -94,6 +93,8 @@ def _file_section(root: Path) -> dict[str, Any]:
         return {}
     if "telemetry" not in text:  # most projects: no need to parse the file again
         return {}
+    import tomllib
+
     try:
         section = tomllib.loads(text).get("telemetry", {})
     except tomllib.TOMLDecodeError as exc:

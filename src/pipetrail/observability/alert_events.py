@@ -27,7 +27,6 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import PipetrailError
-from pipetrail.ledger.read_model import RunFilter, find_runs, run_record, step_run_records
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -77,6 +76,8 @@ def resource_deviations(
     """
     import statistics  # only with a deviation rule: it costs start-up time to every run
 
+    from pipetrail.ledger.read_model import RunFilter, find_runs, run_record, step_run_records
+
     reader = project.reader()
     run = run_record(reader, run_id)
     earlier = [
@@ -125,6 +126,7 @@ def run_end_alerts(project: Project, run_id: str, status: str) -> None:
     settings = _settings(project)
     if settings is None:
         return
+    from pipetrail.ledger.read_model import run_record, step_run_records
     from pipetrail.observability.alerts import AlertEvent, send_alerts
 
     try:
@@ -214,6 +216,7 @@ def promotion_alert(project: Project, request: Mapping[str, Any], run_id: str | 
     settings = _settings(project)
     if settings is None:
         return
+    from pipetrail.ledger.read_model import run_record
     from pipetrail.observability.alerts import AlertEvent, send_alerts
 
     pipeline = None

@@ -14,11 +14,16 @@ skops; each format imports its library when it is used. Must not import
 
 from __future__ import annotations
 
-from pipetrail.store.serializers.base import Serializer as Serializer
-from pipetrail.store.serializers.base import StoredArtifact as StoredArtifact
-from pipetrail.store.serializers.registry import SerializerRegistry as SerializerRegistry
-from pipetrail.store.serializers.registry import default_registry as default_registry
-from pipetrail.store.serializers.registry import register_serializer as register_serializer
+import typing as _typing
+
+from pipetrail.core.lazy import lazy_exports as _lazy_exports
+
+if _typing.TYPE_CHECKING:
+    from pipetrail.store.serializers.base import Serializer as Serializer
+    from pipetrail.store.serializers.base import StoredArtifact as StoredArtifact
+    from pipetrail.store.serializers.registry import SerializerRegistry as SerializerRegistry
+    from pipetrail.store.serializers.registry import default_registry as default_registry
+    from pipetrail.store.serializers.registry import register_serializer as register_serializer
 
 __all__ = [
     "Serializer",
@@ -27,3 +32,14 @@ __all__ = [
     "default_registry",
     "register_serializer",
 ]
+
+__getattr__, __dir__ = _lazy_exports(
+    __name__,
+    {
+        "Serializer": "pipetrail.store.serializers.base",
+        "StoredArtifact": "pipetrail.store.serializers.base",
+        "SerializerRegistry": "pipetrail.store.serializers.registry",
+        "default_registry": "pipetrail.store.serializers.registry",
+        "register_serializer": "pipetrail.store.serializers.registry",
+    },
+)
