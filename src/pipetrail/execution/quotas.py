@@ -40,7 +40,6 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-import tomllib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -163,6 +162,8 @@ def load_quotas(root: Path) -> QuotaSettings | None:
         return None
     if b"quotas" not in data:
         return None
+    import tomllib  # not at import: a run without quotas does not load it
+
     try:
         table = tomllib.loads(data.decode("utf-8")).get("quotas")
     except (tomllib.TOMLDecodeError, UnicodeDecodeError):
