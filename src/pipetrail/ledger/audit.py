@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import TamperedLedgerError
 from pipetrail.ledger.audit_replica import Replica
-from pipetrail.ledger.chain_check import chain_hash, parse_payload
+from pipetrail.ledger.chain_check import chain_hash, parse_plain_payload
 from pipetrail.ledger.events import GENESIS_HASH, Event
 from pipetrail.ledger.merkle_store import TreeCheck
 
@@ -126,15 +126,17 @@ class _Walk:
     prev: str = GENESIS_HASH
     checked: int = 0
     failure: tuple[int, str] | None = None
+    plain: bool = True  # whether orjson wrote every payload of the last batch
 
     def rows(self, rows: list[tuple[Any, ...]]) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
         """Check a batch of stored rows in order; return those that verify, with payloads.
 
         Stops at the first row that fails (and records why): the rest of the chain
-        cannot be trusted past it.
+        cannot be trusted past it. Sets :attr:`plain`.
         """
         good: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
         expected, prev = self.expected_seq, self.prev
+        plain = True
         for row in rows:
             seq, ts, actor, kind, run_id, text, prev_hash, stored = row
             if seq != expected:
@@ -150,16 +152,17 @@ class _Walk:
                 self.failure = (seq, "its content does not match its hash (the row was edited)")
                 break
             try:
-                payload = parse_payload(text)
+                payload, written = parse_plain_payload(text)
             except ValueError:
-                payload = None
+                payload, written = None, False
+            plain = plain and written
             if type(payload) is not dict:
                 self.failure = (seq, "its payload is not a JSON object")
                 break
             good.append((row, payload))
             prev = stored
             expected += 1
-        self.expected_seq, self.prev = expected, prev
+        self.expected_seq, self.prev, self.plain = expected, prev, plain
         self.checked += len(good)
         return good
 
@@ -237,22 +240,35 @@ def _walk_events(db: Driver, replica: Replica | None, tree: TreeCheck | None) ->
             if tree is not None:
                 tree.add_many([row[7] for row, _ in good])
             if replica is not None and unprojectable is None:
-                unprojectable = _replay(replica, good)
+                unprojectable = _replay(replica, good, plain=walk.plain)
             if walk.failure is not None:
                 return walk
     walk.failure = _end_of_chain(db, walk) or unprojectable
     return walk
 
 
+_UNPROJECTABLE = (KeyError, TypeError, ValueError, AttributeError, sqlite3.Error)
+
+
 def _replay(
-    replica: Replica, good: list[tuple[tuple[Any, ...], dict[str, Any]]]
+    replica: Replica, good: list[tuple[tuple[Any, ...], dict[str, Any]]], *, plain: bool
 ) -> tuple[int, str] | None:
-    """Project verified events into the replica; the first that cannot be, and why."""
-    for row, payload in good:
-        ev = Event(*row)
+    """Project verified events into the replica; the first that cannot be, and why.
+
+    The events go in grouped by statement (:meth:`Replica.apply_many`); when that fails,
+    the replica is as before it and they go again one by one, to name the event.
+    """
+    events = [(Event(*row), payload) for row, payload in good]
+    try:
+        replica.apply_many(events, plain=plain)
+    except _UNPROJECTABLE:
+        pass
+    else:
+        return None
+    for ev, payload in events:
         try:
             replica.apply(ev, payload)
-        except (KeyError, TypeError, ValueError, AttributeError, sqlite3.Error) as exc:
+        except _UNPROJECTABLE as exc:
             # pipetrail projects every event in the transaction that appends it, so an
             # event its projection code rejects was not appended by pipetrail.
             return (
@@ -265,7 +281,7 @@ def _replay(
 
 def verify(db: Driver, *, derived: bool = True) -> LedgerVerifyReport:
     """Verify the chain and (``derived``) the derived tables, in one read snapshot."""
-    replica = Replica() if derived else None
+    replica = Replica(db) if derived else None
     try:
         with db.snapshot():
             tree = TreeCheck(db) if derived else None
@@ -275,7 +291,7 @@ def verify(db: Driver, *, derived: bool = True) -> LedgerVerifyReport:
                 return LedgerVerifyReport(walk.checked, seq, reason)
             if replica is None or tree is None:
                 return LedgerVerifyReport(walk.checked)
-            rows, problems = replica.compare(db)
+            rows, problems = replica.compare(db, (walk.expected_seq - 1, walk.prev))
             problems += tree.finish()  # the Merkle tree's nodes (merkle_nodes)
     finally:
         if replica is not None:
@@ -291,7 +307,7 @@ def rebuild(db: Driver) -> RebuildReport:
     Raises:
         TamperedLedgerError: the chain is broken; nothing was changed.
     """
-    replica = Replica()
+    replica = Replica(db)
     try:
         with db.write():
             tree = TreeCheck(db)
@@ -305,7 +321,7 @@ def rebuild(db: Driver) -> RebuildReport:
                     "backup",
                     seq=seq,
                 )
-            rows, problems = replica.compare(db)
+            rows, problems = replica.compare(db, (walk.expected_seq - 1, walk.prev))
             replica.repair(db)
             problems += tree.finish()  # the Merkle tree's nodes (merkle_nodes)
             tree.repair(db)

@@ -3,21 +3,59 @@
 :class:`Replica` holds a private SQLite copy of the derived tables, fed by the very code
 that writes them (:func:`~pipetrail.ledger.projections.apply_event`), and compares it
 with the stored tables row by row (see :mod:`pipetrail.ledger.audit`).
+
+When the ledger is a SQLite file, the replica attaches it read-only and compares with
+its tables in place, with one join per table; otherwise (PostgreSQL, or a ledger that
+moved on meanwhile, see :meth:`Replica.compare`) the stored rows are first copied into
+the replica.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import urllib.parse
 from typing import TYPE_CHECKING, Any
 
+from pipetrail.hashing.canonical import member_json
 from pipetrail.ledger.driver import Driver
+from pipetrail.ledger.events import EventKind
+from pipetrail.ledger.projection_batch import apply_events
 from pipetrail.ledger.projections import apply_event
 from pipetrail.ledger.trusted import DerivedRowProblem
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator, Sequence
+
     from pipetrail.ledger.events import Event
 
 __all__ = ["Replica"]
+
+_STORED = "ledger"  # the schema name the stored ledger file is attached under
+
+
+class _ReplicaDriver(Driver):
+    """The replica's driver: its texts are SQLite's own, run on the connection directly.
+
+    The replay runs statements by the hundred thousand; :class:`Driver` makes a cursor and
+    looks the text up per call, which here costs about as much as SQLite's own work.
+    """
+
+    def execute(self, text: str, params: dict[str, Any] | None = None) -> int:
+        return int(self.connection.execute(text, params or {}).rowcount)
+
+    def executemany(self, text: str, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            self.connection.executemany(text, rows)
+
+
+def _ledger_file(db: Driver | None) -> str | None:
+    """The file of a SQLite ledger (None for PostgreSQL, or a database in memory)."""
+    if db is None or db.dialect != "sqlite":
+        return None
+    for _, name, file in db.rows("PRAGMA database_list"):
+        if name == "main" and file:
+            return str(file)
+    return None
 
 
 class Replica:
@@ -25,18 +63,34 @@ class Replica:
 
     The database is SQLite's temporary on-disk kind (an empty file name): beyond its page
     cache it spills to a temp file, so a large ledger's rows are not all held in memory;
-    it vanishes on close. The stored tables are copied into it (``stored_<table>``) and
+    it vanishes on close. A SQLite ledger's file is attached read-only (``ledger``) and
+    compared in place; other stored tables are copied into it (``stored_<table>``) and
     compared there with SQL, in batches, for the same reason.
+
+    Args:
+        stored: the ledger whose tables will be compared; when it is a SQLite file, the
+            replica attaches that file.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, stored: Driver | None = None) -> None:
         from sqlalchemy.dialects import sqlite
         from sqlalchemy.schema import CreateTable
 
         from pipetrail.ledger.schema import PROJECTION_TABLES
 
-        self.db = Driver(sqlite3.connect(""), "sqlite")
+        self.db: Driver = _ReplicaDriver(
+            sqlite3.connect("file:", uri=True, cached_statements=512), "sqlite"
+        )
         self.db.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
+        self.attached = False
+        file = _ledger_file(stored)
+        if file is not None:
+            uri = "file:" + urllib.parse.quote(file) + "?mode=ro"
+            try:
+                self.db.execute(f"ATTACH DATABASE :uri AS {_STORED}", {"uri": uri})
+                self.attached = True
+            except sqlite3.Error:
+                pass  # not readable as a file of its own: the stored rows are copied instead
         self.tables: dict[str, tuple[list[str], list[str]]] = {}
         for table in PROJECTION_TABLES:
             ddl = str(CreateTable(table).compile(dialect=sqlite.dialect()))
@@ -53,6 +107,30 @@ class Replica:
         """Project one event into the replica."""
         apply_event(self.db, event, payload)
 
+    def apply_many(self, events: Sequence[tuple[Event, dict[str, Any]]], *, plain: bool) -> None:
+        """Project events in sequence order, grouped by statement; all of them, or none.
+
+        The events are cut after each run's end into the batches an append projects
+        (:func:`~pipetrail.ledger.projection_batch.apply_events`, which leaves the tables
+        as event-by-event projection does, and projects one by one a batch it cannot
+        group). ``plain``: orjson wrote every payload (see
+        :func:`~pipetrail.ledger.chain_check.parse_plain_payload`), so the canonical JSON
+        of their members is orjson's, unchecked.
+
+        Raises:
+            Exception: whatever the projection raised; the replica is then as before.
+        """
+        encode = member_json if plain else None
+        self.db.execute("SAVEPOINT replay")
+        try:
+            for batch in _by_run(events):
+                apply_events(self.db, batch, encode)
+        except BaseException:
+            self.db.execute("ROLLBACK TO replay")
+            self.db.execute("RELEASE replay")
+            raise
+        self.db.execute("RELEASE replay")
+
     def _copy_stored(self, db: Driver, table: str) -> None:
         columns, _ = self.tables[table]
         names = ", ".join(columns)
@@ -62,14 +140,42 @@ class Replica:
         for batch in db.batches(f"SELECT {names} FROM {table}"):  # noqa: S608 - schema names
             self.db.connection.executemany(insert, batch)
 
-    def compare(self, db: Driver) -> tuple[int, list[DerivedRowProblem]]:
-        """Compare ``db``'s derived tables with the replica: (rows expected, problems)."""
+    def _in_place(self, head: tuple[int, str] | None) -> bool:
+        """Whether the attached file shows the ledger the walk read (its head is ``head``).
+
+        The attached file is read in the replica's own transaction, a snapshot of its own:
+        when its head is the one the chain walk ended at, it holds the same events, and
+        the derived rows written with them. Otherwise (events were appended meanwhile) the
+        stored rows are read in the walk's snapshot and copied, as for PostgreSQL.
+        """
+        if not self.attached or head is None:
+            return False
+        found = self.db.rows(f"SELECT seq, hash FROM {_STORED}.ledger_head WHERE id = 1")  # noqa: S608
+        if not found:
+            return head[0] == 0
+        return (found[0][0], found[0][1]) == head
+
+    def compare(
+        self, db: Driver, head: tuple[int, str] | None = None
+    ) -> tuple[int, list[DerivedRowProblem]]:
+        """Compare ``db``'s derived tables with the replica: (rows expected, problems).
+
+        Args:
+            db: the stored ledger, in the snapshot the events were read from.
+            head: the last event replayed (sequence number and hash; 0 and the genesis
+                hash for none): the attached file is compared in place when it shows it.
+        """
         problems: list[DerivedRowProblem] = []
         self._fixes = []
         total = 0
+        in_place = self._in_place(head)
         for table, (columns, keys) in self.tables.items():
-            self._copy_stored(db, table)
-            total += int(self.db.rows(f"SELECT COUNT(*) FROM {table}")[0][0])  # noqa: S608
+            if in_place:
+                stored = f"{_STORED}.{table}"
+            else:
+                stored = f"stored_{table}"
+                self._copy_stored(db, table)
+            total += int(self.db.rows(f"SELECT COUNT(*) FROM main.{table}")[0][0])  # noqa: S608
             width = len(columns)
             first = columns.index(keys[0])
             at = [columns.index(k) for k in keys]
@@ -78,9 +184,9 @@ class Replica:
             differ = " OR ".join(f"e.{c} IS NOT s.{c}" for c in columns)
             # A full outer join, written as two left joins (SQLite before 3.39 has none).
             found = self.db.rows(
-                f"SELECT {both} FROM {table} e LEFT JOIN stored_{table} s ON {on} "  # noqa: S608
+                f"SELECT {both} FROM main.{table} e LEFT JOIN {stored} s ON {on} "  # noqa: S608
                 f"WHERE s.{keys[0]} IS NULL OR {differ} "
-                f"UNION ALL SELECT {both} FROM stored_{table} s LEFT JOIN {table} e ON {on} "
+                f"UNION ALL SELECT {both} FROM {stored} s LEFT JOIN main.{table} e ON {on} "
                 f"WHERE e.{keys[0]} IS NULL"
             )
             keyed = []
@@ -107,7 +213,8 @@ class Replica:
                     problem = DerivedRowProblem(table, name, "differs", differing)
                 problems.append(problem)
                 self._fixes.append((table, key, problem.problem, want))
-            self.db.execute(f"DELETE FROM stored_{table}")  # noqa: S608 - schema names
+            if not in_place:
+                self.db.execute(f"DELETE FROM stored_{table}")  # noqa: S608 - schema names
         return total, problems
 
     def repair(self, db: Driver) -> None:
@@ -129,6 +236,29 @@ class Replica:
     def close(self) -> None:
         """Drop the replica (its temporary file goes with it)."""
         self.db.close()
+
+
+_RUN_ENDS = frozenset(
+    {
+        EventKind.RUN_COMPLETED,
+        EventKind.RUN_FAILED,
+        EventKind.RUN_CRASHED,
+        EventKind.RUN_INTERRUPTED,
+    }
+)
+
+
+def _by_run(
+    events: Sequence[tuple[Event, dict[str, Any]]],
+) -> Iterator[Sequence[tuple[Event, dict[str, Any]]]]:
+    """Cut events after each run's end (a batch ends with its run-ending events)."""
+    start, last = 0, len(events) - 1
+    for at, (event, _) in enumerate(events):
+        if event.kind in _RUN_ENDS and (at == last or events[at + 1][0].kind not in _RUN_ENDS):
+            yield events[start : at + 1]
+            start = at + 1
+    if start <= last:
+        yield events[start:]
 
 
 _CACHE_KIB = 65536  # the replica's page cache; beyond it, pages go to its temp file
