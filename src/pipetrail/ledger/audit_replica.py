@@ -18,17 +18,18 @@ from typing import TYPE_CHECKING, Any
 
 from pipetrail.hashing.canonical import member_json
 from pipetrail.ledger.driver import Driver
-from pipetrail.ledger.events import EventKind
+from pipetrail.ledger.events import Event, EventKind
 from pipetrail.ledger.projection_batch import apply_events
 from pipetrail.ledger.projections import apply_event
 from pipetrail.ledger.trusted import DerivedRowProblem
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Collection, Iterator, Sequence
 
-    from pipetrail.ledger.events import Event
+__all__ = ["UNPROJECTABLE", "Replica", "ledger_file"]
 
-__all__ = ["Replica"]
+# What a projection raises on a payload pipetrail did not write.
+UNPROJECTABLE = (KeyError, TypeError, ValueError, AttributeError, sqlite3.Error)
 
 _STORED = "ledger"  # the schema name the stored ledger file is attached under
 
@@ -48,7 +49,7 @@ class _ReplicaDriver(Driver):
             self.connection.executemany(text, rows)
 
 
-def _ledger_file(db: Driver | None) -> str | None:
+def ledger_file(db: Driver | None) -> str | None:
     """The file of a SQLite ledger (None for PostgreSQL, or a database in memory)."""
     if db is None or db.dialect != "sqlite":
         return None
@@ -70,9 +71,10 @@ class Replica:
     Args:
         stored: the ledger whose tables will be compared; when it is a SQLite file, the
             replica attaches that file.
+        file: the SQLite file to attach, when there is no ``stored`` driver.
     """
 
-    def __init__(self, stored: Driver | None = None) -> None:
+    def __init__(self, stored: Driver | None = None, *, file: str | None = None) -> None:
         from sqlalchemy.dialects import sqlite
         from sqlalchemy.schema import CreateTable
 
@@ -83,7 +85,7 @@ class Replica:
         )
         self.db.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
         self.attached = False
-        file = _ledger_file(stored)
+        file = file or ledger_file(stored)
         if file is not None:
             uri = "file:" + urllib.parse.quote(file) + "?mode=ro"
             try:
@@ -96,9 +98,9 @@ class Replica:
             ddl = str(CreateTable(table).compile(dialect=sqlite.dialect()))
             self.db.execute(ddl)
             self.db.execute(ddl.replace(f"TABLE {table.name} ", f"TABLE stored_{table.name} ", 1))
-            columns = [c.name for c in table.columns]
-            keys = [c.name for c in table.primary_key.columns]
-            self.tables[table.name] = (columns, keys)
+            columns = [str(c.name) for c in table.columns]
+            keys = [str(c.name) for c in table.primary_key.columns]
+            self.tables[str(table.name)] = (columns, keys)
         self.db.execute("BEGIN")  # one transaction for the whole replay: much faster
         # (table, key, problem, the row the events give or None), from the last compare
         self._fixes: list[tuple[str, tuple[Any, ...], str, tuple[Any, ...] | None]] = []
@@ -131,6 +133,38 @@ class Replica:
             raise
         self.db.execute("RELEASE replay")
 
+    def replay(
+        self, good: Sequence[tuple[tuple[Any, ...], dict[str, Any] | None]], *, plain: bool
+    ) -> tuple[int, str] | None:
+        """Project verified event rows (payload None: left out); the first that cannot be.
+
+        The events go in grouped by statement (:meth:`apply_many`); when that fails, the
+        replica is as before it and they go again one by one, to name the event.
+
+        Returns:
+            None, or the sequence number of the first event that cannot be projected and
+            why (the events after it are not projected).
+        """
+        events = [(Event(*row), payload) for row, payload in good if payload is not None]
+        try:
+            self.apply_many(events, plain=plain)
+        except UNPROJECTABLE:
+            pass
+        else:
+            return None
+        for ev, payload in events:
+            try:
+                self.apply(ev, payload)
+            except UNPROJECTABLE as exc:
+                # pipetrail projects every event in the transaction that appends it, so an
+                # event its projection code rejects was not appended by pipetrail.
+                return (
+                    ev.seq,
+                    f"its {ev.kind} payload cannot be projected ({type(exc).__name__}: {exc}); "
+                    "pipetrail did not write this event",
+                )
+        return None
+
     def _copy_stored(self, db: Driver, table: str) -> None:
         columns, _ = self.tables[table]
         names = ", ".join(columns)
@@ -140,7 +174,7 @@ class Replica:
         for batch in db.batches(f"SELECT {names} FROM {table}"):  # noqa: S608 - schema names
             self.db.connection.executemany(insert, batch)
 
-    def _in_place(self, head: tuple[int, str] | None) -> bool:
+    def shows(self, head: tuple[int, str] | None) -> bool:
         """Whether the attached file shows the ledger the walk read (its head is ``head``).
 
         The attached file is read in the replica's own transaction, a snapshot of its own:
@@ -156,21 +190,30 @@ class Replica:
         return (found[0][0], found[0][1]) == head
 
     def compare(
-        self, db: Driver, head: tuple[int, str] | None = None
+        self,
+        db: Driver | None,
+        head: tuple[int, str] | None = None,
+        tables: Collection[str] | None = None,
     ) -> tuple[int, list[DerivedRowProblem]]:
         """Compare ``db``'s derived tables with the replica: (rows expected, problems).
 
         Args:
-            db: the stored ledger, in the snapshot the events were read from.
+            db: the stored ledger, in the snapshot the events were read from (None: the
+                attached file, which must show ``head``).
             head: the last event replayed (sequence number and hash; 0 and the genesis
                 hash for none): the attached file is compared in place when it shows it.
+            tables: only these tables (default: all).
         """
         problems: list[DerivedRowProblem] = []
         self._fixes = []
         total = 0
-        in_place = self._in_place(head)
+        in_place = self.shows(head)
+        if db is None and not in_place:
+            raise ValueError("the attached ledger does not show the head the replay read")
         for table, (columns, keys) in self.tables.items():
-            if in_place:
+            if tables is not None and table not in tables:
+                continue
+            if in_place or db is None:
                 stored = f"{_STORED}.{table}"
             else:
                 stored = f"stored_{table}"
