@@ -102,7 +102,8 @@ def test_an_intact_ledger_verifies_as_in_one_process(
     assert report.ok, report
     assert len(parts) == 1
     assert parts[0] is not None
-    assert parts[0].rows == 4 + 6 + 5  # step runs; in and out of S1-S3; metrics of S1, S3
+    # step runs; in and out of S1-S3; metrics of S1 and S3; sources of R1 and R2
+    assert parts[0].rows == 4 + 6 + 5 + 2
     rows = ledger.db.rows("SELECT COUNT(*) FROM run_metrics WHERE step_run_id = 'S3'")
     assert rows == [(3,)]  # the hit's own loss, and auc and rows copied from S1
     _same(report, ledger)
@@ -233,12 +234,12 @@ def test_a_second_process_that_sees_another_head_is_not_trusted(tmp_path: Path) 
     ledger = _ledger(tmp_path)
     head = ledger.db.rows("SELECT seq, hash FROM ledger_head")[0]
     file = str(tmp_path / "ledger.db")
-    part = audit_parallel.replay_steps(file, (int(head[0]), str(head[1])))
+    part = audit_parallel.replay_beside(file, (int(head[0]), str(head[1])))
     assert part is not None
-    assert part.rows == 15
+    assert part.rows == 17
     assert part.problems == ()
-    assert audit_parallel.replay_steps(file, (int(head[0]) - 1, str(head[1]))) is None
-    assert audit_parallel.replay_steps(file, (int(head[0]), GENESIS_HASH)) is None
+    assert audit_parallel.replay_beside(file, (int(head[0]) - 1, str(head[1]))) is None
+    assert audit_parallel.replay_beside(file, (int(head[0]), GENESIS_HASH)) is None
     ledger.close()
 
 

@@ -122,7 +122,7 @@ def iter_events(db: Driver, *, from_seq: int = 1, batch: int = 5000) -> Iterator
 class _Walk:
     """The chain walk's state: where it is and what failed.
 
-    ``skip``: kinds whose payloads are neither parsed nor replayed here (the step replay
+    ``skip``: kinds whose payloads are neither parsed nor replayed here (the replay
     in a second process does both, see :mod:`pipetrail.ledger.audit_parallel`).
     """
 
@@ -273,7 +273,7 @@ def _walk_events(db: Driver, replica: Replica | None, tree: TreeCheck | None, wa
 def verify(db: Driver, *, derived: bool = True) -> LedgerVerifyReport:
     """Verify the chain and (``derived``) the derived tables, in one read snapshot.
 
-    On a large SQLite ledger the step tables are replayed in a second process meanwhile
+    On a large SQLite ledger some tables are replayed in a second process meanwhile
     (:mod:`pipetrail.ledger.audit_parallel`); when that cannot be, all runs here.
     """
     if derived:
@@ -301,7 +301,7 @@ def verify(db: Driver, *, derived: bool = True) -> LedgerVerifyReport:
 
 
 def _verify_beside(db: Driver) -> LedgerVerifyReport | None:
-    """:func:`verify` with the step replay in a second process; None if it cannot be."""
+    """:func:`verify` with part of the replay in a second process; None if it cannot be."""
     from pipetrail.ledger import audit_parallel
 
     replica = None
@@ -313,7 +313,7 @@ def _verify_beside(db: Driver) -> LedgerVerifyReport | None:
             with beside:
                 replica = Replica(db)
                 tree = TreeCheck(db)
-                walk = _walk(db, replica, tree, audit_parallel.STEP_KINDS)
+                walk = _walk(db, replica, tree, audit_parallel.BESIDE_KINDS)
                 part = beside.result()
                 if part is None:
                     return None  # the other process failed, or saw another ledger

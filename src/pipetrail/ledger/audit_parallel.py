@@ -1,14 +1,14 @@
-"""The step tables of ``audit verify``, replayed in a second process meanwhile.
+"""Part of the derived tables of ``audit verify``, replayed in a second process meanwhile.
 
 Replaying the derived tables is most of what :func:`pipetrail.ledger.audit.verify` costs,
 and it splits cleanly in two. The step tables (``step_runs``, ``step_run_io``,
 ``run_metrics``) are written by the step events alone, and by the run-ending events that
-close a run's steps; no other table is read or written by those projections but the
-``runs`` row a run's end updates. So a second process replays the step events and the
-run ends into a replica of its own and compares the step tables, while the first walks
-the chain (every event re-hashed, the Merkle tree recomputed), replays every other event
-and compares every other table. A run end, replayed in both, changes in each only the
-tables that process compares.
+close a run's steps; ``sources`` by the ``source.observed`` events alone. No other table
+is read or written by those projections but the ``runs`` row a run's end updates. So a
+second process replays those events into a replica of its own and compares those tables
+(:data:`BESIDE_TABLES`), while the first walks the chain (every event re-hashed, the
+Merkle tree recomputed), replays every other event and compares every other table. A
+run end, replayed in both, changes in each only the tables that process compares.
 
 The second process reads the ledger's SQLite file itself, read-only, in a snapshot of
 its own: it goes on only when that snapshot's head is the one the first process read,
@@ -45,30 +45,38 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PARALLEL_FROM",
-    "STEP_KINDS",
-    "STEP_TABLES",
+    "BESIDE_KINDS",
+    "BESIDE_TABLES",
     "Beside",
     "Part",
     "main",
-    "replay_steps",
+    "replay_beside",
     "start",
 ]
 
 # Below this many events the second process costs more (its start-up) than it saves.
 PARALLEL_FROM = 50_000
-STEP_KINDS = frozenset(
-    {EventKind.STEP_STARTED, EventKind.STEP_COMPLETED, EventKind.STEP_CACHED, EventKind.STEP_FAILED}
+# The kinds only the second process parses and replays (it replays run ends too), and the
+# tables it compares.
+BESIDE_KINDS = frozenset(
+    {
+        EventKind.STEP_STARTED,
+        EventKind.STEP_COMPLETED,
+        EventKind.STEP_CACHED,
+        EventKind.STEP_FAILED,
+        EventKind.SOURCE_OBSERVED,
+    }
 )
-STEP_TABLES = ("step_runs", "step_run_io", "run_metrics")
+BESIDE_TABLES = ("step_runs", "step_run_io", "run_metrics", "sources")
 _RUN_ENDS = (
     EventKind.RUN_COMPLETED,
     EventKind.RUN_FAILED,
     EventKind.RUN_CRASHED,
     EventKind.RUN_INTERRUPTED,
 )
-_KINDS = ", ".join(f"'{kind.value}'" for kind in sorted(STEP_KINDS) + sorted(_RUN_ENDS))
+_KINDS = ", ".join(f"'{kind.value}'" for kind in sorted(BESIDE_KINDS) + sorted(_RUN_ENDS))
 # ``+kind``: scan in sequence order rather than through the index on kind.
-_STEP_EVENTS = (
+_BESIDE_EVENTS = (
     "SELECT seq, ts, actor, kind, run_id, payload, prev_hash, hash FROM ledger.events "  # noqa: S608
     f"WHERE seq <= :head AND +kind IN ({_KINDS}) ORDER BY seq"
 )
@@ -82,8 +90,8 @@ class Part:
     """What the second process found.
 
     Attributes:
-        rows: how many step-table rows the events project.
-        problems: the step-table rows that disagree with the events.
+        rows: how many rows of its tables the events project.
+        problems: the rows of its tables that disagree with the events.
         failure: the first event it read whose payload is not a JSON object, and why.
         unprojectable: the first event its replay rejects, and why.
         tables: the tables it compared.
@@ -93,11 +101,11 @@ class Part:
     problems: tuple[DerivedRowProblem, ...]
     failure: tuple[int, str] | None = None
     unprojectable: tuple[int, str] | None = None
-    tables: tuple[str, ...] = STEP_TABLES
+    tables: tuple[str, ...] = BESIDE_TABLES
 
 
-def replay_steps(file: str, head: tuple[int, str]) -> Part | None:
-    """Replay the step events of a SQLite ledger up to ``head``; compare the step tables.
+def replay_beside(file: str, head: tuple[int, str]) -> Part | None:
+    """Replay a SQLite ledger's events of :data:`BESIDE_KINDS` up to ``head``; compare.
 
     Args:
         file: the ledger's SQLite file (opened read-only).
@@ -116,7 +124,7 @@ def replay_steps(file: str, head: tuple[int, str]) -> Part | None:
         failure, unprojectable = _replay(replica, head[0])
         if failure is not None or unprojectable is not None:
             return Part(0, (), failure, unprojectable)
-        rows, problems = replica.compare(None, head, STEP_TABLES)
+        rows, problems = replica.compare(None, head, BESIDE_TABLES)
         return Part(rows, tuple(problems))
     finally:
         replica.close()
@@ -127,7 +135,7 @@ def replay_steps(file: str, head: tuple[int, str]) -> Part | None:
 def _replay(replica: Replica, last: int) -> tuple[tuple[int, str] | None, tuple[int, str] | None]:
     """(the first payload that is not an object, the first event the replay rejects)."""
     unprojectable: tuple[int, str] | None = None
-    cursor = replica.db.connection.execute(_STEP_EVENTS, {"head": last})
+    cursor = replica.db.connection.execute(_BESIDE_EVENTS, {"head": last})
     try:
         while fetched := cursor.fetchmany(_FETCH):
             for at in range(0, len(fetched), _STEP):
@@ -156,11 +164,11 @@ def _replay(replica: Replica, last: int) -> tuple[tuple[int, str] | None, tuple[
 def main() -> None:
     """The second process: ``FILE SEQ HASH`` as arguments; writes the :class:`Part`.
 
-    Writes ``None`` when it could not check (see :func:`replay_steps`), marshalled.
+    Writes ``None`` when it could not check (see :func:`replay_beside`), marshalled.
     """
     file, seq, digest = sys.argv[1:4]
     try:
-        part = replay_steps(file, (int(seq), digest))
+        part = replay_beside(file, (int(seq), digest))
     except Exception:  # noqa: BLE001 - any failure: the first process checks it all itself
         part = None
     sys.stdout.buffer.write(marshal.dumps(None if part is None else _plain(part)))
@@ -221,7 +229,7 @@ class Beside:
 
 
 def start(db: Driver) -> Beside | None:
-    """Start the step replay of ``db``'s snapshot in a second process, when worth it.
+    """Start the second process's replay of ``db``'s snapshot, when worth it.
 
     Call inside the snapshot the first process reads: the head it reads now is the one
     the second process must see. The second process is this interpreter running this
