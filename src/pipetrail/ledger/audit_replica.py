@@ -184,7 +184,10 @@ class Replica:
         """
         if not self.attached or head is None:
             return False
-        found = self.db.rows(f"SELECT seq, hash FROM {_STORED}.ledger_head WHERE id = 1")  # noqa: S608
+        try:
+            found = self.db.rows(f"SELECT seq, hash FROM {_STORED}.ledger_head WHERE id = 1")  # noqa: S608
+        except sqlite3.Error:
+            return False  # attached, but not readable from here: the rows are copied
         if not found:
             return head[0] == 0
         return (found[0][0], found[0][1]) == head
