@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import sqlite3
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import TamperedLedgerError
 from pipetrail.ledger.audit_replica import Replica
-from pipetrail.ledger.chain_check import chain_hash, parse_payload
+from pipetrail.ledger.chain_check import chain_hash, parse_plain_payload
 from pipetrail.ledger.events import GENESIS_HASH, Event
 from pipetrail.ledger.merkle_store import TreeCheck
 
@@ -44,6 +43,7 @@ __all__ = [
     "verify",
 ]
 
+_NOT_AN_OBJECT = "its payload is not a JSON object"
 _EVENTS_AFTER = (
     "SELECT seq, ts, actor, kind, run_id, payload, prev_hash, hash FROM events "
     "WHERE seq > :after ORDER BY seq LIMIT :limit"
@@ -120,21 +120,33 @@ def iter_events(db: Driver, *, from_seq: int = 1, batch: int = 5000) -> Iterator
 
 @dataclass
 class _Walk:
-    """The chain walk's state: where it is and what failed."""
+    """The chain walk's state: where it is and what failed.
 
+    ``skip``: kinds whose payloads are neither parsed nor replayed here (the replay
+    in a second process does both, see :mod:`pipetrail.ledger.audit_parallel`).
+    """
+
+    skip: frozenset[str] = frozenset()
     expected_seq: int = 1
     prev: str = GENESIS_HASH
     checked: int = 0
-    failure: tuple[int, str] | None = None
+    failure: tuple[int, str] | None = None  # the chain breaks there: the walk stops
+    end: tuple[int, str] | None = None  # the head, or projections past the last event
+    unprojectable: tuple[int, str] | None = None  # the first event the replay rejects
+    plain: bool = True  # whether orjson wrote every payload of the last batch
 
-    def rows(self, rows: list[tuple[Any, ...]]) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+    def rows(
+        self, rows: list[tuple[Any, ...]]
+    ) -> list[tuple[tuple[Any, ...], dict[str, Any] | None]]:
         """Check a batch of stored rows in order; return those that verify, with payloads.
 
         Stops at the first row that fails (and records why): the rest of the chain
-        cannot be trusted past it.
+        cannot be trusted past it. The payload of a kind in :attr:`skip` is None. Sets
+        :attr:`plain`.
         """
-        good: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
-        expected, prev = self.expected_seq, self.prev
+        good: list[tuple[tuple[Any, ...], dict[str, Any] | None]] = []
+        expected, prev, skip = self.expected_seq, self.prev, self.skip
+        plain = True
         for row in rows:
             seq, ts, actor, kind, run_id, text, prev_hash, stored = row
             if seq != expected:
@@ -149,19 +161,30 @@ class _Walk:
             if chain_hash(seq, ts, actor, kind, run_id, text, prev_hash) != stored:
                 self.failure = (seq, "its content does not match its hash (the row was edited)")
                 break
+            if kind in skip:
+                good.append((row, None))
+                prev = stored
+                expected += 1
+                continue
             try:
-                payload = parse_payload(text)
+                payload, written = parse_plain_payload(text)
             except ValueError:
-                payload = None
+                payload, written = None, False
+            plain = plain and written
             if type(payload) is not dict:
-                self.failure = (seq, "its payload is not a JSON object")
+                self.failure = (seq, _NOT_AN_OBJECT)
                 break
             good.append((row, payload))
             prev = stored
             expected += 1
-        self.expected_seq, self.prev = expected, prev
+        self.expected_seq, self.prev, self.plain = expected, prev, plain
         self.checked += len(good)
         return good
+
+    @property
+    def head(self) -> tuple[int, str]:
+        """The last event walked (its sequence number and hash)."""
+        return self.expected_seq - 1, self.prev
 
 
 def _max_projection_seq(db: Driver) -> int:
@@ -223,59 +246,51 @@ def _without_cycle_collection() -> Iterator[None]:
             gc.enable()
 
 
-def _walk(db: Driver, replica: Replica | None, tree: TreeCheck | None = None) -> _Walk:
+def _walk(
+    db: Driver,
+    replica: Replica | None,
+    tree: TreeCheck | None = None,
+    skip: frozenset[str] = frozenset(),
+) -> _Walk:
     with _without_cycle_collection():
-        return _walk_events(db, replica, tree)
+        return _walk_events(db, replica, tree, _Walk(skip))
 
 
-def _walk_events(db: Driver, replica: Replica | None, tree: TreeCheck | None) -> _Walk:
-    walk = _Walk()
-    unprojectable: tuple[int, str] | None = None
+def _walk_events(db: Driver, replica: Replica | None, tree: TreeCheck | None, walk: _Walk) -> _Walk:
     for fetched in db.batches(_ALL_EVENTS, size=_FETCH):
         for at in range(0, len(fetched), _STEP):
             good = walk.rows(fetched[at : at + _STEP])
             if tree is not None:
                 tree.add_many([row[7] for row, _ in good])
-            if replica is not None and unprojectable is None:
-                unprojectable = _replay(replica, good)
+            if replica is not None and walk.unprojectable is None:
+                walk.unprojectable = replica.replay(good, plain=walk.plain)
             if walk.failure is not None:
                 return walk
-    walk.failure = _end_of_chain(db, walk) or unprojectable
+    walk.end = _end_of_chain(db, walk)
     return walk
 
 
-def _replay(
-    replica: Replica, good: list[tuple[tuple[Any, ...], dict[str, Any]]]
-) -> tuple[int, str] | None:
-    """Project verified events into the replica; the first that cannot be, and why."""
-    for row, payload in good:
-        ev = Event(*row)
-        try:
-            replica.apply(ev, payload)
-        except (KeyError, TypeError, ValueError, AttributeError, sqlite3.Error) as exc:
-            # pipetrail projects every event in the transaction that appends it, so an
-            # event its projection code rejects was not appended by pipetrail.
-            return (
-                ev.seq,
-                f"its {ev.kind} payload cannot be projected ({type(exc).__name__}: {exc}); "
-                "pipetrail did not write this event",
-            )
-    return None
-
-
 def verify(db: Driver, *, derived: bool = True) -> LedgerVerifyReport:
-    """Verify the chain and (``derived``) the derived tables, in one read snapshot."""
-    replica = Replica() if derived else None
+    """Verify the chain and (``derived``) the derived tables, in one read snapshot.
+
+    On a large SQLite ledger some tables are replayed in a second process meanwhile
+    (:mod:`pipetrail.ledger.audit_parallel`); when that cannot be, all runs here.
+    """
+    if derived:
+        report = _verify_beside(db)
+        if report is not None:
+            return report
+    replica = Replica(db) if derived else None
     try:
         with db.snapshot():
             tree = TreeCheck(db) if derived else None
             walk = _walk(db, replica, tree)
-            if walk.failure is not None:
-                seq, reason = walk.failure
-                return LedgerVerifyReport(walk.checked, seq, reason)
+            failure = walk.failure or walk.end or walk.unprojectable
+            if failure is not None:
+                return LedgerVerifyReport(walk.checked, *failure)
             if replica is None or tree is None:
                 return LedgerVerifyReport(walk.checked)
-            rows, problems = replica.compare(db)
+            rows, problems = replica.compare(db, walk.head)
             problems += tree.finish()  # the Merkle tree's nodes (merkle_nodes)
     finally:
         if replica is not None:
@@ -285,19 +300,70 @@ def verify(db: Driver, *, derived: bool = True) -> LedgerVerifyReport:
     )
 
 
+def _verify_beside(db: Driver) -> LedgerVerifyReport | None:
+    """:func:`verify` with part of the replay in a second process; None if it cannot be."""
+    from pipetrail.ledger import audit_parallel
+
+    replica = None
+    try:
+        with db.snapshot():
+            beside = audit_parallel.start(db)
+            if beside is None:
+                return None
+            with beside:
+                replica = Replica(db)
+                tree = TreeCheck(db)
+                walk = _walk(db, replica, tree, audit_parallel.BESIDE_KINDS)
+                part = beside.result()
+                if part is None:
+                    return None  # the other process failed, or saw another ledger
+                failure = _first(walk.failure, part.failure)
+                if failure is not None:
+                    checked = min(walk.checked, failure[0] - 1)
+                    return LedgerVerifyReport(checked, *failure)
+                failure = walk.end or _first(walk.unprojectable, part.unprojectable)
+                if failure is not None:
+                    return LedgerVerifyReport(walk.checked, *failure)
+                rows, problems = replica.compare(
+                    db, walk.head, [t for t in replica.tables if t not in part.tables]
+                )
+                problems = _in_table_order(replica, [*problems, *part.problems])
+                problems += tree.finish()  # the Merkle tree's nodes (merkle_nodes)
+    finally:
+        if replica is not None:
+            replica.close()
+    return LedgerVerifyReport(
+        walk.checked,
+        derived_checked=True,
+        derived_rows=rows + part.rows,
+        derived=tuple(problems),
+    )
+
+
+def _first(*found: tuple[int, str] | None) -> tuple[int, str] | None:
+    """The failure at the lowest sequence number, or None."""
+    return min((f for f in found if f is not None), default=None, key=lambda f: f[0])
+
+
+def _in_table_order(replica: Replica, problems: list[DerivedRowProblem]) -> list[DerivedRowProblem]:
+    order = {table: at for at, table in enumerate(replica.tables)}
+    return sorted(problems, key=lambda p: order[p.table])
+
+
 def rebuild(db: Driver) -> RebuildReport:
     """Rewrite the derived rows that disagree with the events, under the write lock.
 
     Raises:
         TamperedLedgerError: the chain is broken; nothing was changed.
     """
-    replica = Replica()
+    replica = Replica(db)
     try:
         with db.write():
             tree = TreeCheck(db)
             walk = _walk(db, replica, tree)
-            if walk.failure is not None:
-                seq, reason = walk.failure
+            failure = walk.failure or walk.end or walk.unprojectable
+            if failure is not None:
+                seq, reason = failure
                 raise TamperedLedgerError(
                     f"the ledger's hash chain is broken at sequence {seq}: {reason}; the "
                     "derived tables were not rebuilt, since the events they would come from "
@@ -305,7 +371,7 @@ def rebuild(db: Driver) -> RebuildReport:
                     "backup",
                     seq=seq,
                 )
-            rows, problems = replica.compare(db)
+            rows, problems = replica.compare(db, walk.head)
             replica.repair(db)
             problems += tree.finish()  # the Merkle tree's nodes (merkle_nodes)
             tree.repair(db)

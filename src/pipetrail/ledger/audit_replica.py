@@ -3,21 +3,60 @@
 :class:`Replica` holds a private SQLite copy of the derived tables, fed by the very code
 that writes them (:func:`~pipetrail.ledger.projections.apply_event`), and compares it
 with the stored tables row by row (see :mod:`pipetrail.ledger.audit`).
+
+When the ledger is a SQLite file, the replica attaches it read-only and compares with
+its tables in place, with one join per table; otherwise (PostgreSQL, or a ledger that
+moved on meanwhile, see :meth:`Replica.compare`) the stored rows are first copied into
+the replica.
 """
 
 from __future__ import annotations
 
 import sqlite3
+import urllib.parse
 from typing import TYPE_CHECKING, Any
 
+from pipetrail.hashing.canonical import member_json
 from pipetrail.ledger.driver import Driver
+from pipetrail.ledger.events import Event, EventKind
+from pipetrail.ledger.projection_batch import apply_events
 from pipetrail.ledger.projections import apply_event
 from pipetrail.ledger.trusted import DerivedRowProblem
 
 if TYPE_CHECKING:
-    from pipetrail.ledger.events import Event
+    from collections.abc import Collection, Iterator, Sequence
 
-__all__ = ["Replica"]
+__all__ = ["UNPROJECTABLE", "Replica", "ledger_file"]
+
+# What a projection raises on a payload pipetrail did not write.
+UNPROJECTABLE = (KeyError, TypeError, ValueError, AttributeError, sqlite3.Error)
+
+_STORED = "ledger"  # the schema name the stored ledger file is attached under
+
+
+class _ReplicaDriver(Driver):
+    """The replica's driver: its texts are SQLite's own, run on the connection directly.
+
+    The replay runs statements by the hundred thousand; :class:`Driver` makes a cursor and
+    looks the text up per call, which here costs about as much as SQLite's own work.
+    """
+
+    def execute(self, text: str, params: dict[str, Any] | None = None) -> int:
+        return int(self.connection.execute(text, params or {}).rowcount)
+
+    def executemany(self, text: str, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            self.connection.executemany(text, rows)
+
+
+def ledger_file(db: Driver | None) -> str | None:
+    """The file of a SQLite ledger (None for PostgreSQL, or a database in memory)."""
+    if db is None or db.dialect != "sqlite":
+        return None
+    for _, name, file in db.rows("PRAGMA database_list"):
+        if name == "main" and file:
+            return str(file)
+    return None
 
 
 class Replica:
@@ -25,26 +64,43 @@ class Replica:
 
     The database is SQLite's temporary on-disk kind (an empty file name): beyond its page
     cache it spills to a temp file, so a large ledger's rows are not all held in memory;
-    it vanishes on close. The stored tables are copied into it (``stored_<table>``) and
+    it vanishes on close. A SQLite ledger's file is attached read-only (``ledger``) and
+    compared in place; other stored tables are copied into it (``stored_<table>``) and
     compared there with SQL, in batches, for the same reason.
+
+    Args:
+        stored: the ledger whose tables will be compared; when it is a SQLite file, the
+            replica attaches that file.
+        file: the SQLite file to attach, when there is no ``stored`` driver.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, stored: Driver | None = None, *, file: str | None = None) -> None:
         from sqlalchemy.dialects import sqlite
         from sqlalchemy.schema import CreateTable
 
         from pipetrail.ledger.schema import PROJECTION_TABLES
 
-        self.db = Driver(sqlite3.connect(""), "sqlite")
+        self.db: Driver = _ReplicaDriver(
+            sqlite3.connect("file:", uri=True, cached_statements=512), "sqlite"
+        )
         self.db.execute(f"PRAGMA cache_size=-{_CACHE_KIB}")
+        self.attached = False
+        file = file or ledger_file(stored)
+        if file is not None:
+            uri = "file:" + urllib.parse.quote(file) + "?mode=ro"
+            try:
+                self.db.execute(f"ATTACH DATABASE :uri AS {_STORED}", {"uri": uri})
+                self.attached = True
+            except sqlite3.Error:
+                pass  # not readable as a file of its own: the stored rows are copied instead
         self.tables: dict[str, tuple[list[str], list[str]]] = {}
         for table in PROJECTION_TABLES:
             ddl = str(CreateTable(table).compile(dialect=sqlite.dialect()))
             self.db.execute(ddl)
             self.db.execute(ddl.replace(f"TABLE {table.name} ", f"TABLE stored_{table.name} ", 1))
-            columns = [c.name for c in table.columns]
-            keys = [c.name for c in table.primary_key.columns]
-            self.tables[table.name] = (columns, keys)
+            columns = [str(c.name) for c in table.columns]
+            keys = [str(c.name) for c in table.primary_key.columns]
+            self.tables[str(table.name)] = (columns, keys)
         self.db.execute("BEGIN")  # one transaction for the whole replay: much faster
         # (table, key, problem, the row the events give or None), from the last compare
         self._fixes: list[tuple[str, tuple[Any, ...], str, tuple[Any, ...] | None]] = []
@@ -52,6 +108,62 @@ class Replica:
     def apply(self, event: Event, payload: dict[str, Any]) -> None:
         """Project one event into the replica."""
         apply_event(self.db, event, payload)
+
+    def apply_many(self, events: Sequence[tuple[Event, dict[str, Any]]], *, plain: bool) -> None:
+        """Project events in sequence order, grouped by statement; all of them, or none.
+
+        The events are cut after each run's end into the batches an append projects
+        (:func:`~pipetrail.ledger.projection_batch.apply_events`, which leaves the tables
+        as event-by-event projection does, and projects one by one a batch it cannot
+        group). ``plain``: orjson wrote every payload (see
+        :func:`~pipetrail.ledger.chain_check.parse_plain_payload`), so the canonical JSON
+        of their members is orjson's, unchecked.
+
+        Raises:
+            Exception: whatever the projection raised; the replica is then as before.
+        """
+        encode = member_json if plain else None
+        self.db.execute("SAVEPOINT replay")
+        try:
+            for batch in _by_run(events):
+                apply_events(self.db, batch, encode)
+        except BaseException:
+            self.db.execute("ROLLBACK TO replay")
+            self.db.execute("RELEASE replay")
+            raise
+        self.db.execute("RELEASE replay")
+
+    def replay(
+        self, good: Sequence[tuple[tuple[Any, ...], dict[str, Any] | None]], *, plain: bool
+    ) -> tuple[int, str] | None:
+        """Project verified event rows (payload None: left out); the first that cannot be.
+
+        The events go in grouped by statement (:meth:`apply_many`); when that fails, the
+        replica is as before it and they go again one by one, to name the event.
+
+        Returns:
+            None, or the sequence number of the first event that cannot be projected and
+            why (the events after it are not projected).
+        """
+        events = [(Event(*row), payload) for row, payload in good if payload is not None]
+        try:
+            self.apply_many(events, plain=plain)
+        except UNPROJECTABLE:
+            pass
+        else:
+            return None
+        for ev, payload in events:
+            try:
+                self.apply(ev, payload)
+            except UNPROJECTABLE as exc:
+                # pipetrail projects every event in the transaction that appends it, so an
+                # event its projection code rejects was not appended by pipetrail.
+                return (
+                    ev.seq,
+                    f"its {ev.kind} payload cannot be projected ({type(exc).__name__}: {exc}); "
+                    "pipetrail did not write this event",
+                )
+        return None
 
     def _copy_stored(self, db: Driver, table: str) -> None:
         columns, _ = self.tables[table]
@@ -62,14 +174,54 @@ class Replica:
         for batch in db.batches(f"SELECT {names} FROM {table}"):  # noqa: S608 - schema names
             self.db.connection.executemany(insert, batch)
 
-    def compare(self, db: Driver) -> tuple[int, list[DerivedRowProblem]]:
-        """Compare ``db``'s derived tables with the replica: (rows expected, problems)."""
+    def shows(self, head: tuple[int, str] | None) -> bool:
+        """Whether the attached file shows the ledger the walk read (its head is ``head``).
+
+        The attached file is read in the replica's own transaction, a snapshot of its own:
+        when its head is the one the chain walk ended at, it holds the same events, and
+        the derived rows written with them. Otherwise (events were appended meanwhile) the
+        stored rows are read in the walk's snapshot and copied, as for PostgreSQL.
+        """
+        if not self.attached or head is None:
+            return False
+        try:
+            found = self.db.rows(f"SELECT seq, hash FROM {_STORED}.ledger_head WHERE id = 1")  # noqa: S608
+        except sqlite3.Error:
+            return False  # attached, but not readable from here: the rows are copied
+        if not found:
+            return head[0] == 0
+        return (found[0][0], found[0][1]) == head
+
+    def compare(
+        self,
+        db: Driver | None,
+        head: tuple[int, str] | None = None,
+        tables: Collection[str] | None = None,
+    ) -> tuple[int, list[DerivedRowProblem]]:
+        """Compare ``db``'s derived tables with the replica: (rows expected, problems).
+
+        Args:
+            db: the stored ledger, in the snapshot the events were read from (None: the
+                attached file, which must show ``head``).
+            head: the last event replayed (sequence number and hash; 0 and the genesis
+                hash for none): the attached file is compared in place when it shows it.
+            tables: only these tables (default: all).
+        """
         problems: list[DerivedRowProblem] = []
         self._fixes = []
         total = 0
+        in_place = self.shows(head)
+        if db is None and not in_place:
+            raise ValueError("the attached ledger does not show the head the replay read")
         for table, (columns, keys) in self.tables.items():
-            self._copy_stored(db, table)
-            total += int(self.db.rows(f"SELECT COUNT(*) FROM {table}")[0][0])  # noqa: S608
+            if tables is not None and table not in tables:
+                continue
+            if in_place or db is None:
+                stored = f"{_STORED}.{table}"
+            else:
+                stored = f"stored_{table}"
+                self._copy_stored(db, table)
+            total += int(self.db.rows(f"SELECT COUNT(*) FROM main.{table}")[0][0])  # noqa: S608
             width = len(columns)
             first = columns.index(keys[0])
             at = [columns.index(k) for k in keys]
@@ -78,9 +230,9 @@ class Replica:
             differ = " OR ".join(f"e.{c} IS NOT s.{c}" for c in columns)
             # A full outer join, written as two left joins (SQLite before 3.39 has none).
             found = self.db.rows(
-                f"SELECT {both} FROM {table} e LEFT JOIN stored_{table} s ON {on} "  # noqa: S608
+                f"SELECT {both} FROM main.{table} e LEFT JOIN {stored} s ON {on} "  # noqa: S608
                 f"WHERE s.{keys[0]} IS NULL OR {differ} "
-                f"UNION ALL SELECT {both} FROM stored_{table} s LEFT JOIN {table} e ON {on} "
+                f"UNION ALL SELECT {both} FROM {stored} s LEFT JOIN main.{table} e ON {on} "
                 f"WHERE e.{keys[0]} IS NULL"
             )
             keyed = []
@@ -107,7 +259,8 @@ class Replica:
                     problem = DerivedRowProblem(table, name, "differs", differing)
                 problems.append(problem)
                 self._fixes.append((table, key, problem.problem, want))
-            self.db.execute(f"DELETE FROM stored_{table}")  # noqa: S608 - schema names
+            if not in_place:
+                self.db.execute(f"DELETE FROM stored_{table}")  # noqa: S608 - schema names
         return total, problems
 
     def repair(self, db: Driver) -> None:
@@ -129,6 +282,29 @@ class Replica:
     def close(self) -> None:
         """Drop the replica (its temporary file goes with it)."""
         self.db.close()
+
+
+_RUN_ENDS = frozenset(
+    {
+        EventKind.RUN_COMPLETED,
+        EventKind.RUN_FAILED,
+        EventKind.RUN_CRASHED,
+        EventKind.RUN_INTERRUPTED,
+    }
+)
+
+
+def _by_run(
+    events: Sequence[tuple[Event, dict[str, Any]]],
+) -> Iterator[Sequence[tuple[Event, dict[str, Any]]]]:
+    """Cut events after each run's end (a batch ends with its run-ending events)."""
+    start, last = 0, len(events) - 1
+    for at, (event, _) in enumerate(events):
+        if event.kind in _RUN_ENDS and (at == last or events[at + 1][0].kind not in _RUN_ENDS):
+            yield events[start : at + 1]
+            start = at + 1
+    if start <= last:
+        yield events[start:]
 
 
 _CACHE_KIB = 65536  # the replica's page cache; beyond it, pages go to its temp file

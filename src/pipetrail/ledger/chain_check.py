@@ -30,7 +30,7 @@ from blake3 import blake3
 from pipetrail.hashing.canonical import CANONICAL_VERSION
 from pipetrail.ledger.events import HASH_FORMAT, event_hash
 
-__all__ = ["chain_hash", "parse_payload"]
+__all__ = ["chain_hash", "parse_payload", "parse_plain_payload"]
 
 _SORT = orjson.OPT_SORT_KEYS
 
@@ -76,10 +76,24 @@ def parse_payload(text: str) -> Any:
     Raises:
         ValueError: it is not JSON.
     """
+    return parse_plain_payload(text)[0]
+
+
+def parse_plain_payload(text: str) -> tuple[Any, bool]:
+    """The payload text parsed (as :func:`parse_payload`), and whether orjson wrote it.
+
+    The flag is true when orjson, keys sorted, writes the parsed value back as the stored
+    text byte for byte. Canonical JSON encodes a value's members as it encodes them alone,
+    so the canonical text of any member of such a value is then orjson's text of it
+    (:func:`pipetrail.hashing.canonical.member_json` may encode it).
+
+    Raises:
+        ValueError: it is not JSON.
+    """
     try:
         value = orjson.loads(text)
         if orjson.dumps(value, option=_SORT) == text.encode("utf-8"):
-            return value
+            return value, True
     except (orjson.JSONDecodeError, orjson.JSONEncodeError, UnicodeEncodeError):
         pass  # the reference parser says what is wrong, or parses what orjson cannot
-    return json.loads(text)
+    return json.loads(text), False

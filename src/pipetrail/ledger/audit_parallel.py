@@ -1,0 +1,269 @@
+"""Part of the derived tables of ``audit verify``, replayed in a second process meanwhile.
+
+Replaying the derived tables is most of what :func:`pipetrail.ledger.audit.verify` costs,
+and it splits cleanly in two. The step tables (``step_runs``, ``step_run_io``,
+``run_metrics``) are written by the step events alone, and by the run-ending events that
+close a run's steps; ``sources`` by the ``source.observed`` events alone. No other table
+is read or written by those projections but the ``runs`` row a run's end updates. So a
+second process replays those events into a replica of its own and compares those tables
+(:data:`BESIDE_TABLES`), while the first walks the chain (every event re-hashed, the
+Merkle tree recomputed), replays every other event and compares every other table. A
+run end, replayed in both, changes in each only the tables that process compares.
+
+The second process reads the ledger's SQLite file itself, read-only, in a snapshot of
+its own: it goes on only when that snapshot's head is the one the first process read,
+so both read the same events. It parses the payloads of the events it replays (the
+first process skips them) and reports the first that is not a JSON object; the first
+process merges that with its own findings by sequence number, so the report is the
+one a single walk gives. When the second process cannot run, fails or sees another
+head, the whole check runs in one process.
+
+PostgreSQL ledgers, small ledgers (:data:`PARALLEL_FROM`) and one-CPU machines are
+checked in one process.
+"""
+
+from __future__ import annotations
+
+import gc
+import marshal
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pipetrail.ledger.audit_replica import Replica, ledger_file
+from pipetrail.ledger.chain_check import parse_plain_payload
+from pipetrail.ledger.events import EventKind
+from pipetrail.ledger.trusted import DerivedRowProblem
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from pipetrail.ledger.driver import Driver
+
+__all__ = [
+    "PARALLEL_FROM",
+    "BESIDE_KINDS",
+    "BESIDE_TABLES",
+    "Beside",
+    "Part",
+    "main",
+    "replay_beside",
+    "start",
+]
+
+# Below this many events the second process costs more (its start-up) than it saves.
+PARALLEL_FROM = 50_000
+# The kinds only the second process parses and replays (it replays run ends too), and the
+# tables it compares.
+BESIDE_KINDS = frozenset(
+    {
+        EventKind.STEP_STARTED,
+        EventKind.STEP_COMPLETED,
+        EventKind.STEP_CACHED,
+        EventKind.STEP_FAILED,
+        EventKind.SOURCE_OBSERVED,
+    }
+)
+BESIDE_TABLES = ("step_runs", "step_run_io", "run_metrics", "sources")
+_RUN_ENDS = (
+    EventKind.RUN_COMPLETED,
+    EventKind.RUN_FAILED,
+    EventKind.RUN_CRASHED,
+    EventKind.RUN_INTERRUPTED,
+)
+_KINDS = ", ".join(f"'{kind.value}'" for kind in sorted(BESIDE_KINDS) + sorted(_RUN_ENDS))
+# ``+kind``: scan in sequence order rather than through the index on kind.
+_BESIDE_EVENTS = (
+    "SELECT seq, ts, actor, kind, run_id, payload, prev_hash, hash FROM ledger.events "  # noqa: S608
+    f"WHERE seq <= :head AND +kind IN ({_KINDS}) ORDER BY seq"
+)
+_FETCH = 20_000
+_STEP = 500
+_NOT_AN_OBJECT = "its payload is not a JSON object"
+
+
+@dataclass(frozen=True)
+class Part:
+    """What the second process found.
+
+    Attributes:
+        rows: how many rows of its tables the events project.
+        problems: the rows of its tables that disagree with the events.
+        failure: the first event it read whose payload is not a JSON object, and why.
+        unprojectable: the first event its replay rejects, and why.
+        tables: the tables it compared.
+    """
+
+    rows: int
+    problems: tuple[DerivedRowProblem, ...]
+    failure: tuple[int, str] | None = None
+    unprojectable: tuple[int, str] | None = None
+    tables: tuple[str, ...] = BESIDE_TABLES
+
+
+def replay_beside(file: str, head: tuple[int, str]) -> Part | None:
+    """Replay a SQLite ledger's events of :data:`BESIDE_KINDS` up to ``head``; compare.
+
+    Args:
+        file: the ledger's SQLite file (opened read-only).
+        head: the sequence number and hash of the last event to replay.
+
+    Returns:
+        What it found, or None when the file's head is not ``head`` (or the file cannot
+        be attached).
+    """
+    was = gc.isenabled()
+    gc.disable()  # many short-lived objects and no cycles (see pipetrail.ledger.audit)
+    replica = Replica(file=file)
+    try:
+        if not replica.attached or not replica.shows(head):
+            return None
+        failure, unprojectable = _replay(replica, head[0])
+        if failure is not None or unprojectable is not None:
+            return Part(0, (), failure, unprojectable)
+        rows, problems = replica.compare(None, head, BESIDE_TABLES)
+        return Part(rows, tuple(problems))
+    finally:
+        replica.close()
+        if was:
+            gc.enable()
+
+
+def _replay(replica: Replica, last: int) -> tuple[tuple[int, str] | None, tuple[int, str] | None]:
+    """(the first payload that is not an object, the first event the replay rejects)."""
+    unprojectable: tuple[int, str] | None = None
+    cursor = replica.db.connection.execute(_BESIDE_EVENTS, {"head": last})
+    try:
+        while fetched := cursor.fetchmany(_FETCH):
+            for at in range(0, len(fetched), _STEP):
+                good: list[tuple[tuple[Any, ...], dict[str, Any] | None]] = []
+                plain = True
+                failure = None
+                for row in fetched[at : at + _STEP]:
+                    try:
+                        payload, written = parse_plain_payload(row[5])
+                    except ValueError:
+                        payload, written = None, False
+                    if type(payload) is not dict:
+                        failure = (int(row[0]), _NOT_AN_OBJECT)
+                        break
+                    plain = plain and written
+                    good.append((row, payload))
+                if unprojectable is None:
+                    unprojectable = replica.replay(good, plain=plain)
+                if failure is not None:
+                    return failure, unprojectable
+    finally:
+        cursor.close()
+    return None, unprojectable
+
+
+def main() -> None:
+    """The second process: ``FILE SEQ HASH`` as arguments; writes the :class:`Part`.
+
+    Writes ``None`` when it could not check (see :func:`replay_beside`), marshalled.
+    """
+    file, seq, digest = sys.argv[1:4]
+    try:
+        part = replay_beside(file, (int(seq), digest))
+    except Exception:  # noqa: BLE001 - any failure: the first process checks it all itself
+        part = None
+    sys.stdout.buffer.write(marshal.dumps(None if part is None else _plain(part)))
+    sys.stdout.buffer.flush()
+
+
+def _plain(part: Part) -> tuple[Any, ...]:
+    problems = [
+        (str(p.table), str(p.key), str(p.problem), tuple((str(c), h, w) for c, h, w in p.columns))
+        for p in part.problems
+    ]
+    return (part.rows, problems, part.failure, part.unprojectable, part.tables)
+
+
+def _part(found: Any) -> Part:
+    rows, problems, failure, unprojectable, tables = found
+    return Part(
+        rows,
+        tuple(DerivedRowProblem(*p) for p in problems),
+        failure,
+        unprojectable,
+        tables,
+    )
+
+
+class Beside:
+    """The second process, running; a context manager that ends it if still running."""
+
+    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+        self._process = process
+
+    def result(self) -> Part | None:
+        """Wait for what it found; None when it failed or saw another ledger."""
+        assert self._process.stdout is not None  # noqa: S101 - stdout=PIPE
+        out = self._process.stdout.read()
+        if self._process.wait() != 0:
+            return None
+        try:
+            found = marshal.loads(out)  # noqa: S302 - written by the process this one started
+            return None if found is None else _part(found)
+        except (EOFError, ValueError, TypeError):
+            return None
+
+    def __enter__(self) -> Beside:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._process.poll() is None:
+            self._process.kill()  # its answer is no longer wanted
+        self._process.wait()
+        if self._process.stdout is not None:
+            self._process.stdout.close()
+
+
+def start(db: Driver) -> Beside | None:
+    """Start the second process's replay of ``db``'s snapshot, when worth it.
+
+    Call inside the snapshot the first process reads: the head it reads now is the one
+    the second process must see. The second process is this interpreter running this
+    module's :func:`main` (``python -c``), with this process's copy of pipetrail first
+    on its path; nothing else of the caller's program runs in it.
+
+    Returns:
+        The running process, or None (PostgreSQL, a ledger not in a file, a small one,
+        one CPU, or no process could be started).
+    """
+    if db.dialect != "sqlite" or (os.cpu_count() or 1) < 2 or not sys.executable:
+        return None
+    file = ledger_file(db)
+    if file is None:
+        return None
+    found = db.rows("SELECT seq, hash FROM ledger_head WHERE id = 1")
+    if not found or int(found[0][0]) < PARALLEL_FROM:
+        return None
+    head = (int(found[0][0]), str(found[0][1]))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([_PACKAGE_ROOT, *filter(None, [env.get("PYTHONPATH")])])
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-c", _RUN, file, str(head[0]), head[1]],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+    except OSError:
+        return None
+    return Beside(process)
+
+
+_RUN = "from pipetrail.ledger.audit_parallel import main; main()"
+# The folder holding this copy of the pipetrail package.
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])

@@ -1,0 +1,276 @@
+"""``audit verify`` with the step tables replayed in a second process gives the same report.
+
+:mod:`pipetrail.ledger.audit_parallel` splits the replay of a large SQLite ledger in two;
+here the size threshold is lowered so that small ledgers take that path, and every
+report is compared with the one a single process gives on the same ledger.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pipetrail.ledger import EventDraft, EventKind, audit_parallel
+from pipetrail.ledger.events import GENESIS_HASH, event_hash
+from pipetrail.ledger.ledger import Ledger
+from tests.contract.test_ledger import TAMPERING, _append_runs, _digest, _exec, _run_drafts
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    from pipetrail.ledger.audit import LedgerVerifyReport
+
+TS = "2026-01-01T00:00:00.000000Z"
+
+
+@pytest.fixture
+def parts(monkeypatch: pytest.MonkeyPatch) -> list[audit_parallel.Part | None]:
+    """Every answer of a second process (the threshold lowered so that one starts)."""
+    monkeypatch.setattr(audit_parallel, "PARALLEL_FROM", 0)
+    found: list[audit_parallel.Part | None] = []
+    real = audit_parallel.Beside.result
+
+    def result(self: audit_parallel.Beside) -> audit_parallel.Part | None:
+        part = real(self)
+        found.append(part)
+        return part
+
+    monkeypatch.setattr(audit_parallel.Beside, "result", result)
+    return found
+
+
+def _one_process(ledger: Ledger) -> LedgerVerifyReport:
+    before = audit_parallel.PARALLEL_FROM
+    audit_parallel.PARALLEL_FROM = 1 << 62
+    try:
+        return ledger.verify()
+    finally:
+        audit_parallel.PARALLEL_FROM = before
+
+
+def _same(report: LedgerVerifyReport, ledger: Ledger) -> None:
+    alone = _one_process(ledger)
+    assert report == alone
+
+
+def _ledger(tmp_path: Path) -> Ledger:
+    """Runs of every shape the step tables see: a hit copying metrics, a failed run."""
+    ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}", actor="tester")
+    first = _run_drafts("R1", step_run_id="S1", output=_digest("a"), cache_key=_digest("1"))
+    first[4].payload["output_metrics"] = {"auc": 0.9, "rows": 3}
+    ledger.append(first)
+    ledger.append(_run_drafts("R2", step_run_id="S2", output=_digest("b"), cache_key=_digest("2")))
+    step = {"run_id": "R3", "node_id": "train", "step": "train", "pipeline": "p",
+            "started_at": TS}  # fmt: skip
+    ledger.append(
+        [
+            _run_drafts("R3", step_run_id="S3", output=_digest("a"), cache_key=_digest("1"))[0],
+            EventDraft(
+                EventKind.STEP_CACHED,
+                {
+                    **step,
+                    "step_run_id": "S3",
+                    "decision": "hit",
+                    "reused_step_run_id": "S1",
+                    "cache_key": _digest("1"),
+                    "outputs": {"output": _digest("a")},
+                    "inputs": {"data": _digest("5")},
+                    "ended_at": TS,
+                    "metrics": {"loss": {"last": 0.5}},
+                },
+                run_id="R3",
+            ),
+            EventDraft(EventKind.STEP_STARTED, {**step, "step_run_id": "S4"}, run_id="R3"),
+            EventDraft(EventKind.RUN_TAGGED, {"run_id": "R3", "tags": {"k": "v"}}, run_id="R3"),
+            EventDraft(
+                EventKind.RUN_FAILED,
+                {"run_id": "R3", "ended_at": TS, "error": "boom", "closed_steps": {"S4": "failed"}},
+                run_id="R3",
+            ),
+        ]
+    )
+    return ledger
+
+
+def test_an_intact_ledger_verifies_as_in_one_process(
+    tmp_path: Path, parts: list[audit_parallel.Part | None]
+) -> None:
+    ledger = _ledger(tmp_path)
+    report = ledger.verify()
+    assert report.ok, report
+    assert len(parts) == 1
+    assert parts[0] is not None
+    # step runs; in and out of S1-S3; metrics of S1 and S3; sources of R1 and R2
+    assert parts[0].rows == 4 + 6 + 5 + 2
+    rows = ledger.db.rows("SELECT COUNT(*) FROM run_metrics WHERE step_run_id = 'S3'")
+    assert rows == [(3,)]  # the hit's own loss, and auc and rows copied from S1
+    _same(report, ledger)
+    ledger.close()
+
+
+STEP_TAMPERING: dict[str, tuple[str, dict[str, Any], str, str]] = {
+    "copied metric": (
+        "UPDATE run_metrics SET value = 0.99 WHERE step_run_id = 'S3' AND key = 'auc'", {},
+        "run_metrics", "S3, auc",
+    ),
+    "closed step": (
+        "UPDATE step_runs SET status = 'completed' WHERE step_run_id = 'S4'", {},
+        "step_runs", "S4",
+    ),
+    "extra edge": (
+        "INSERT INTO step_run_io VALUES ('S4', 'out', 'x', :d, 'R3')", {"d": _digest("9")},
+        "step_run_io", "S4, out, x",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(TAMPERING) + sorted(STEP_TAMPERING))
+def test_an_edited_row_is_named_as_in_one_process(
+    tmp_path: Path, parts: list[audit_parallel.Part | None], case: str
+) -> None:
+    ledger = _ledger(tmp_path)
+    if case in TAMPERING:
+        statement, params, table, key, _ = TAMPERING[case]
+    else:
+        statement, params, table, key = STEP_TAMPERING[case]
+    _exec(ledger, statement, **params)
+    report = ledger.verify()
+    assert parts
+    assert parts[0] is not None
+    assert report.chain_ok
+    assert [(p.table, p.key) for p in report.derived] == [(table, key)]
+    _same(report, ledger)
+    ledger.close()
+
+
+def test_several_edits_are_named_in_table_order(
+    tmp_path: Path, parts: list[audit_parallel.Part | None]
+) -> None:
+    ledger = _ledger(tmp_path)
+    for statement, params, _, _ in STEP_TAMPERING.values():
+        _exec(ledger, statement, **params)
+    _exec(ledger, "UPDATE runs SET status = 'failed' WHERE run_id = 'R1'")
+    _exec(ledger, "DELETE FROM sources WHERE run_id = 'R2'")
+    report = ledger.verify()
+    assert [p.table for p in report.derived] == [
+        "runs", "step_runs", "step_run_io", "sources", "run_metrics",
+    ]  # fmt: skip
+    _same(report, ledger)
+    ledger.close()
+
+
+def _rewrite(ledger: Ledger, seq: int, payload: str) -> None:
+    """Give event ``seq`` another payload text and re-hash the chain from it on."""
+    events = [e for e in ledger.iter_events() if e.seq >= seq]
+    prev = next(e.prev_hash for e in events if e.seq == seq)
+    for ev in events:
+        text = payload if ev.seq == seq else ev.payload_text
+        digest = event_hash(
+            seq=ev.seq, ts=ev.ts, actor=ev.actor, kind=ev.kind, run_id=ev.run_id,
+            payload_text=text, prev_hash=prev,
+        )  # fmt: skip
+        _exec(
+            ledger,
+            "UPDATE events SET payload = :p, prev_hash = :v, hash = :h WHERE seq = :s",
+            p=text, v=prev, h=digest, s=ev.seq,
+        )  # fmt: skip
+        prev = digest
+    _exec(ledger, "UPDATE ledger_head SET hash = :h WHERE id = 1", h=prev)
+
+
+def _seq_of(ledger: Ledger, kind: str, run_id: str) -> int:
+    return next(e.seq for e in ledger.iter_events() if e.kind == kind and e.run_id == run_id)
+
+
+@pytest.mark.parametrize(
+    ("kind", "payload", "reason"),
+    [
+        (EventKind.STEP_COMPLETED, "[1]", "its payload is not a JSON object"),
+        (EventKind.STEP_STARTED, '{"run_id":"R2"}', "payload cannot be projected"),
+        (EventKind.ARTIFACT_RECORDED, "7", "its payload is not a JSON object"),
+        (EventKind.SOURCE_OBSERVED, '{"run_id":"R2"}', "payload cannot be projected"),
+    ],
+)
+def test_a_forged_payload_is_named_as_in_one_process(
+    tmp_path: Path,
+    parts: list[audit_parallel.Part | None],
+    kind: EventKind,
+    payload: str,
+    reason: str,
+) -> None:
+    ledger = _ledger(tmp_path)
+    seq = _seq_of(ledger, kind, "R2")
+    _rewrite(ledger, seq, payload)
+    report = ledger.verify()
+    assert parts
+    assert parts[0] is not None
+    assert report.first_bad_seq == seq
+    # A payload that is no object stops the walk; one the replay rejects does not.
+    assert report.checked == (seq - 1 if "object" in reason else 17)
+    assert reason in report.reason
+    _same(report, ledger)
+    ledger.close()
+
+
+def test_a_forged_step_payload_before_a_broken_link_is_named_first(
+    tmp_path: Path, parts: list[audit_parallel.Part | None]
+) -> None:
+    # The second process finds step payload R1 not an object; the first process finds a
+    # broken link later (R2's artifact edited): the lower sequence number is the report.
+    ledger = _ledger(tmp_path)
+    early = _seq_of(ledger, EventKind.STEP_COMPLETED, "R1")
+    _rewrite(ledger, early, "[]")
+    late = _seq_of(ledger, EventKind.ARTIFACT_RECORDED, "R2")
+    _exec(ledger, "UPDATE events SET actor = 'mallory' WHERE seq = :s", s=late)
+    report = ledger.verify()
+    assert (report.first_bad_seq, report.checked) == (early, early - 1)
+    _same(report, ledger)
+    ledger.close()
+
+
+def test_a_second_process_that_sees_another_head_is_not_trusted(tmp_path: Path) -> None:
+    ledger = _ledger(tmp_path)
+    head = ledger.db.rows("SELECT seq, hash FROM ledger_head")[0]
+    file = str(tmp_path / "ledger.db")
+    part = audit_parallel.replay_beside(file, (int(head[0]), str(head[1])))
+    assert part is not None
+    assert part.rows == 17
+    assert part.problems == ()
+    assert audit_parallel.replay_beside(file, (int(head[0]) - 1, str(head[1]))) is None
+    assert audit_parallel.replay_beside(file, (int(head[0]), GENESIS_HASH)) is None
+    ledger.close()
+
+
+def test_without_an_answer_one_process_checks_it_all(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(audit_parallel, "PARALLEL_FROM", 0)
+    monkeypatch.setattr(audit_parallel, "_RUN", "import sys; sys.exit(3)")
+    ledger = _ledger(tmp_path)
+    _exec(ledger, "UPDATE step_runs SET status = 'completed' WHERE step_run_id = 'S4'")
+    report = ledger.verify()
+    assert [(p.table, p.key) for p in report.derived] == [("step_runs", "S4")]
+    _same(report, ledger)
+    ledger.close()
+
+
+def test_verify_reads_one_snapshot_while_others_append(
+    tmp_path: Path, parts: list[audit_parallel.Part | None]
+) -> None:
+    ledger = _ledger(tmp_path)
+    url = f"sqlite:///{tmp_path / 'ledger.db'}"
+    writer = multiprocessing.get_context("spawn").Process(target=_append_runs, args=(url, 40))
+    writer.start()
+    reports = []
+    while writer.is_alive() or not reports:
+        reports.append(ledger.verify())
+    writer.join(120)
+    assert writer.exitcode == 0
+    assert all(r.ok for r in reports), next(r for r in reports if not r.ok)
+    # A second process that saw a later head was not trusted (the check ran in one).
+    final = ledger.verify()
+    assert final.ok
+    assert parts[-1] is not None
+    ledger.close()
