@@ -34,6 +34,11 @@ def test_policy_deletes_old_runs_keeps_pinned_ones_and_leaves_a_tombstone(sample
     assert list(dry["expired"]) == [old]
     assert dry["protected"][kept]["why"] == "pinned (audit baseline)"
     assert dry["collection"] is None
+    assert dry["would_free"]["objects"] > 0
+    assert 0 < dry["expired"][old]["bytes"] <= dry["would_free"]["bytes"]
+    text = cli(sample, "gc", "--policy", "--dry-run", "--grace", "0", check=True).stdout
+    assert f"{old} (wordcount, completed): exploration_runs; frees " in text
+    assert f"would free {dry['would_free']['objects']} objects" in text
 
     done = cli(sample, "gc", "--policy", "--grace", "0", check=True).stdout
     assert "deleted 1 runs past their rule" in done

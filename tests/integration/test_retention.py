@@ -137,7 +137,19 @@ def test_policy_deletes_expired_runs_and_never_what_a_protection_keeps(setup: An
     assert set(outputs.expired) == {labelled}
 
     # A month on: every unprotected run goes; the protected ones stay, each saying why.
+    # The dry run says what the collection will free, to the object and the byte.
+    estimate = apply_retention(project, grace=0, now=utcnow() + 31 * DAY, dry_run=True)
     done = apply_retention(project, grace=0, now=utcnow() + 31 * DAY)
+    assert estimate["would_free"]["objects"] == done["collection"]["objects"] > 0
+    assert estimate["would_free"]["bytes"] == done["collection"]["bytes"] > 0
+    assert estimate["would_free"]["kinds"] == done["collection"]["kinds"]
+    assert set(estimate["expired"]) == set(done["expired"])
+    freed = estimate["would_free"]
+    per_run = estimate["expired"].values()
+    # Every object freed is one a run deleted now or earlier names (some several).
+    assert sum(e["objects"] for e in per_run) >= freed["objects"] - freed["earlier"]["objects"]
+    assert all(e["objects"] <= freed["objects"] for e in per_run)
+    assert estimate["expired"][plain]["objects"] > 0  # its output, which only it names
     assert set(done["expired"]) == {failed, labelled, plain}
     why = {run_id: entry["why"] for run_id, entry in done["protected"].items()}
     assert why[model_run] == "registered as churn v1"
@@ -169,6 +181,29 @@ def test_policy_deletes_expired_runs_and_never_what_a_protection_keeps(setup: An
     again = apply_retention(project, grace=0, now=utcnow() + 31 * DAY)
     assert set(again["expired"]) == {pinned}
     assert set(again["protected"]) == {model_run, request_run}
+
+
+def test_a_dry_run_counts_only_what_no_kept_run_still_names(setup: Any) -> None:
+    project, fit, _ = setup
+    first = _run(project, fit, auc=0.81)
+    reuser = _run(project, fit, auc=0.81)  # a cache hit: names the first run's output
+    other = _run(project, fit, auc=0.82)
+    project.ledger.append([tag_draft(reuser, {PIN_TAG: "keeps the shared output"})])
+    later = utcnow() + 31 * DAY
+    dry = apply_retention(project, grace=0, now=later, dry_run=True)
+    assert set(dry["expired"]) == {first, other}
+    # The first run's output is the pinned run's too: it is not freed, so the first run
+    # frees less than the other (whose output only it names), and nothing is recorded.
+    assert dry["expired"][first]["objects"] < dry["expired"][other]["objects"]
+    assert dry["would_free"]["shared"] == 0
+    assert dry["would_free"]["earlier"] == {"objects": 0, "bytes": 0}
+    assert not run_summary(project.reader(), first)["deleted"]
+    done = apply_retention(project, grace=0, now=later)
+    assert done["collection"]["objects"] == dry["would_free"]["objects"]
+    assert done["collection"]["bytes"] == dry["would_free"]["bytes"]
+    assert _output(project, reuser) == {"roc_auc": 0.81, "rows": 100}
+    with pytest.raises(NotFoundError):
+        _output(project, other)
 
 
 def test_an_alias_keeps_its_version_and_young_runs_stay(setup: Any) -> None:

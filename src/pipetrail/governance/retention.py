@@ -209,9 +209,12 @@ def apply_retention(
         now: the moment run ages are measured from (default: now).
 
     Returns:
-        ``rules``, ``expired`` and ``protected`` (as :class:`RetentionPlan`), and
+        ``rules``, ``expired`` and ``protected`` (as :class:`RetentionPlan`),
         ``collection`` (the report of :func:`~pipetrail.execution.gc.collect_garbage`,
-        which runs even when no run expired; None in a dry run).
+        which runs even when no run expired; None in a dry run) and ``would_free`` (in a
+        dry run: what the collection would free, from
+        :func:`~pipetrail.execution.gc.estimate_freed`; each expired run's entry then
+        also has ``objects`` and ``bytes``, the freed objects it names).
 
     Raises:
         ProjectError: no ``[retention]`` rule, or the table is wrong.
@@ -242,8 +245,15 @@ def apply_retention(
         "expired": plan.expired,
         "protected": plan.protected,
         "collection": None,
+        "would_free": None,
     }
     if dry_run:
+        from pipetrail.execution.gc import estimate_freed
+
+        freed = estimate_freed(project, list(plan.expired), grace=seconds)
+        for run_id, figures in freed.pop("by_run").items():
+            plan.expired[run_id].update(figures)
+        report["would_free"] = freed
         return report
 
     def prepare() -> dict[str, Any]:

@@ -35,6 +35,8 @@ import orjson
 from pipetrail.ledger.events import EventKind
 
 if TYPE_CHECKING:
+    from collections.abc import Collection
+
     from pipetrail.ledger.queries import Reader
 
 
@@ -51,6 +53,13 @@ _KEPT = (
     "SELECT {join} AS payloads"  # noqa: S608 - constants and the aggregate's name
     " FROM events WHERE seq > :lo AND seq <= :hi "
     f"AND (run_id IS NULL OR run_id NOT IN ({_DELETED_IDS}))"
+)
+# The same page, one joined text per run (and per "is it a description"), for a scan that
+# treats some runs as deleted without a ``run.deleted`` event (a retention dry run).
+_KEPT_BY_RUN = (
+    "SELECT run_id, kind = :a AS described, {join} AS payloads"  # noqa: S608 - constants
+    " FROM events WHERE seq > :lo AND seq <= :hi "
+    f"AND (run_id IS NULL OR run_id NOT IN ({_DELETED_IDS})) GROUP BY 1, 2"
 )
 _DROPPED = (
     "SELECT kind, payload FROM events WHERE seq > :lo AND seq <= :hi "  # noqa: S608
@@ -85,6 +94,9 @@ class References:
         deleted_only: digests named by deleted runs' events and by no kept one (what a
             collection may have removed on purpose).
         events: how many events were read.
+        dropped_by_run: for each run :func:`scan_references` was asked to treat as
+            deleted, the digests its own events name (its artifact descriptions are in
+            :attr:`artifacts`, as for a deleted run).
     """
 
     roots: set[str] = field(default_factory=set)
@@ -93,6 +105,7 @@ class References:
     deleted_runs: set[str] = field(default_factory=set)
     deleted_only: set[str] = field(default_factory=set)
     events: int = 0
+    dropped_by_run: dict[str, set[str]] = field(default_factory=dict)
 
     def reachable(self, expand: Any = None) -> set[str]:
         """Close :attr:`roots` over artifact descriptions (and manifests, with ``expand``).
@@ -104,7 +117,11 @@ class References:
         Returns:
             Every digest a kept run needs, directly or through an artifact or a folder.
         """
-        found = set(self.roots)
+        return self.closure(self.roots, expand)
+
+    def closure(self, seeds: Collection[str], expand: Any = None) -> set[str]:
+        """``seeds`` and every digest they lead to through descriptions (and manifests)."""
+        found = set(seeds)
         todo = list(found)
         while todo:
             digest = todo.pop()
@@ -118,11 +135,17 @@ class References:
         return found
 
 
-def scan_references(reader: Reader) -> References:
+def scan_references(reader: Reader, *, also_deleted: Collection[str] = ()) -> References:
     """Read every event once and gather what kept runs reference (see the module doc).
 
     The database splits the events (kept or deleted runs; folder descriptions) so that
     Python only runs the digest pattern over each page of payloads at once.
+
+    Args:
+        reader: the ledger.
+        also_deleted: runs to treat as deleted although no event says so (what a
+            retention policy would delete): their digests are not roots, and
+            :attr:`References.dropped_by_run` lists them per run. Nothing is recorded.
 
     Raises:
         LedgerError: the database failed.
@@ -132,12 +155,18 @@ def scan_references(reader: Reader) -> References:
     refs.deleted_runs = {str(row["run_id"]) for row in reader.fetch(_DELETED, kind)}
     last = reader.fetch(_LAST)
     refs.events = int(last[0]["n"] or 0) if last else 0
-    kept_sql = _KEPT.format(join=_JOIN[_dialect(reader)])
+    join = _JOIN[_dialect(reader)]
+    kept_sql = _KEPT.format(join=join)
+    by_run_sql = _KEPT_BY_RUN.format(join=join)
+    extra = {str(run_id) for run_id in also_deleted} - refs.deleted_runs
     for low in range(0, refs.events, _BATCH):
         page = {**kind, "lo": low, "hi": low + _BATCH}
-        joined = reader.fetch(kept_sql, page)
-        # One pass of the pattern over a page's payloads: much faster than one per event.
-        refs.roots.update(digests_in(str(joined[0]["payloads"] or "") if joined else ""))
+        if extra:
+            _split_page(refs, reader.fetch(by_run_sql, {**page, "a": _ARTIFACT}), extra)
+        else:
+            joined = reader.fetch(kept_sql, page)
+            # One pass of the pattern over a page's payloads: much faster than per event.
+            refs.roots.update(digests_in(str(joined[0]["payloads"] or "") if joined else ""))
         if not refs.deleted_runs:
             continue
         dropped = reader.fetch(_DROPPED, page)
@@ -152,6 +181,24 @@ def scan_references(reader: Reader) -> References:
         _describe(refs, str(row["payload"]))
     refs.deleted_only -= refs.roots
     return refs
+
+
+_ARTIFACT = str(EventKind.ARTIFACT_RECORDED)
+
+
+def _split_page(refs: References, groups: list[Any], extra: set[str]) -> None:
+    """Route a page's per-run texts: roots, or the digests of a run treated as deleted."""
+    for group in groups:
+        text = str(group["payloads"] or "")
+        run_id = group["run_id"]
+        if run_id is None or str(run_id) not in extra:
+            refs.roots.update(digests_in(text))
+            continue
+        refs.dropped_by_run.setdefault(str(run_id), set()).update(digests_in(text))
+        if group["described"]:
+            # Canonical JSON has no raw newline: the joined text splits back into events.
+            for payload in text.split("\n"):
+                _describe(refs, payload)
 
 
 def _dialect(reader: Reader) -> str:
