@@ -120,6 +120,16 @@ def _print_retention(outcome: dict[str, Any], *, as_json: bool) -> None:
         if "objects" in entry:
             frees = f"; frees {entry['objects']} objects, {_size(entry['bytes'])}"
         click.echo(f"  {run_id} ({entry['pipeline']}, {entry['status']}): {entry['rule']}{frees}")
+    content = outcome.get("content") or {}
+    if content:
+        verb = "would remove" if outcome["dry_run"] else "removed"
+        click.echo(f"{verb} the content of {len(content)} runs past a content rule (runs stay)")
+        for run_id, entry in content.items():
+            frees = ""
+            if "objects" in entry:
+                frees = f"; frees {entry['objects']} objects, {_size(entry['bytes'])}"
+            what = ", ".join(entry["classes"])
+            click.echo(f"  {run_id} ({entry['pipeline']}, {entry['status']}): {what}{frees}")
     if protected:
         click.echo(f"kept {len(protected)} runs a rule let go, because they are protected")
         for run_id, entry in protected.items():
@@ -150,7 +160,7 @@ def _print_retention(outcome: dict[str, Any], *, as_json: bool) -> None:
                 f"kept {freed['young']} unneeded objects younger than the grace period "
                 f"({freed['grace_seconds']:g} s)"
             )
-    if outcome["dry_run"] and expired:
+    if outcome["dry_run"] and (expired or content):
         click.echo("run `pipetrail gc --policy` to delete them and free what only they need")
 
 

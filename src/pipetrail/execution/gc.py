@@ -44,6 +44,7 @@ def reachable_digests(
     *,
     strict: bool = True,
     also_deleted: Collection[str] = (),
+    content_purged: Mapping[str, Collection[str]] | None = None,
 ) -> tuple[set[str], References]:
     """Every digest a kept run needs, and the scan it came from.
 
@@ -56,13 +57,15 @@ def reachable_digests(
             skip it (``store verify`` reports it missing or corrupt on its own).
         also_deleted: runs to count as deleted although they are not (yet): what a
             retention policy would delete (see :func:`estimate_freed`).
+        content_purged: run id -> content classes (``step_outputs``, ``sources``) a
+            retention rule removes from runs that stay, besides those recorded.
 
     Raises:
         StoreError: with ``strict``, a manifest a kept run needs is missing or corrupt:
             which files it lists cannot be known, so nothing may be collected until it
             is restored.
     """
-    refs = scan_references(reader, also_deleted=also_deleted)
+    refs = scan_references(reader, also_deleted=also_deleted, content_purged=content_purged)
     return refs.reachable(_manifests(store, strict=strict)), refs
 
 
@@ -89,7 +92,13 @@ def _manifests(store: ContentStore, *, strict: bool) -> Callable[[str], list[str
     return expand
 
 
-def estimate_freed(project: Project, runs: Collection[str], *, grace: float) -> dict[str, Any]:
+def estimate_freed(
+    project: Project,
+    runs: Collection[str],
+    *,
+    grace: float,
+    content: Mapping[str, Collection[str]] | None = None,
+) -> dict[str, Any]:
     """What a collection would free once ``runs`` are deleted too; changes nothing.
 
     Counts only objects no kept run (nor any run outside ``runs`` not yet deleted)
@@ -99,11 +108,13 @@ def estimate_freed(project: Project, runs: Collection[str], *, grace: float) -> 
         project: the project.
         runs: the runs a policy would delete.
         grace: seconds; younger objects stay.
+        content: run id -> content classes a policy would remove from runs that stay.
 
     Returns:
         ``objects``, ``bytes``, ``kinds`` (by loose / packed / segment, or s3),
         ``young``, ``by_run`` (run id -> ``{"objects", "bytes"}``: the freed objects
-        that run names, counted for every such run that names one), ``shared`` (freed
+        that run names, or for ``content``, the freed content, counted for every such
+        run that names one), ``shared`` (freed
         objects more than one of ``runs`` name) and ``earlier`` (``{"objects",
         "bytes"}`` only runs deleted before name).
 
@@ -113,14 +124,18 @@ def estimate_freed(project: Project, runs: Collection[str], *, grace: float) -> 
     """
     store = _open_kind(project.store)
     with _hold(store, dry_run=True, wait=0.0):
-        keep, refs = reachable_digests(project.reader(), store, also_deleted=runs)
+        keep, refs = reachable_digests(
+            project.reader(), store, also_deleted=runs, content_purged=content
+        )
         garbage = find_unneeded(store, keep, grace=grace)
     sizes = garbage.sizes()
     expand = _manifests(store, strict=False)
     by_run: dict[str, dict[str, int]] = {}
     named_by: dict[str, int] = {}
-    for run_id in runs:
-        own = [d for d in refs.closure(refs.dropped_by_run.get(run_id, ()), expand) if d in sizes]
+    named = {run_id: refs.dropped_by_run.get(run_id, set()) for run_id in runs}
+    named.update({run_id: refs.purged_by_run.get(run_id, set()) for run_id in content or {}})
+    for run_id, seeds in named.items():
+        own = [d for d in refs.closure(seeds, expand) if d in sizes]
         for digest in own:
             named_by[digest] = named_by.get(digest, 0) + 1
         by_run[run_id] = {"objects": len(own), "bytes": sum(sizes[d] for d in own)}
@@ -227,6 +242,8 @@ def collect_garbage(
             what the ``store.collected`` event adds (``policy``, ``reason``,
             ``purged_runs``: run id -> rule); when that is not empty the event is
             recorded even if no object goes, so every purged run has its tombstone.
+            ``purged_content`` (run id -> content classes) removes that content of
+            runs that stay (:func:`pipetrail.ledger.references.content_of`).
 
     Returns:
         A JSON-able report: ``dry_run``, ``objects`` and ``bytes`` freed, ``kinds`` (the
@@ -245,7 +262,8 @@ def collect_garbage(
     with _hold(store, dry_run=dry_run, wait=wait):
         tombstone = prepare() if prepare is not None and not dry_run else None
         reader = project.reader() if dry_run else project.ledger.reader()
-        keep, refs = reachable_digests(reader, store)
+        purging = (tombstone or {}).get("purged_content")
+        keep, refs = reachable_digests(reader, store, content_purged=purging)
         garbage = find_unneeded(store, keep, grace=seconds)
         kinds = garbage.by_kind()
         removed = list(garbage.digests())

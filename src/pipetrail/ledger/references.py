@@ -35,12 +35,24 @@ import orjson
 from pipetrail.ledger.events import EventKind
 
 if TYPE_CHECKING:
-    from collections.abc import Collection
+    from collections.abc import Collection, Mapping
 
     from pipetrail.ledger.queries import Reader
 
 
-__all__ = ["DIGEST_PATTERN", "References", "digests_in", "scan_references"]
+__all__ = [
+    "CONTENT_CLASSES",
+    "DIGEST_PATTERN",
+    "References",
+    "content_of",
+    "digests_in",
+    "recorded_content_purges",
+    "scan_references",
+]
+
+#: What a content rule removes from runs that stay: their step outputs, or the copies of
+#: the sources they read (docs/gc.md).
+CONTENT_CLASSES = ("step_outputs", "sources")
 
 DIGEST_PATTERN = re.compile(r"blake3:[0-9a-f]{64}")
 _BATCH = 50000  # events per page (by sequence number)
@@ -94,6 +106,8 @@ class References:
         deleted_only: digests named by deleted runs' events and by no kept one (what a
             collection may have removed on purpose).
         events: how many events were read.
+        purged_by_run: run id -> the digests a content rule removes from that run (its
+            step outputs, its source copies; see :func:`content_of`), for runs that stay.
         dropped_by_run: for each run :func:`scan_references` was asked to treat as
             deleted, the digests its own events name (its artifact descriptions are in
             :attr:`artifacts`, as for a deleted run).
@@ -106,6 +120,7 @@ class References:
     deleted_only: set[str] = field(default_factory=set)
     events: int = 0
     dropped_by_run: dict[str, set[str]] = field(default_factory=dict)
+    purged_by_run: dict[str, set[str]] = field(default_factory=dict)
 
     def reachable(self, expand: Any = None) -> set[str]:
         """Close :attr:`roots` over artifact descriptions (and manifests, with ``expand``).
@@ -135,7 +150,12 @@ class References:
         return found
 
 
-def scan_references(reader: Reader, *, also_deleted: Collection[str] = ()) -> References:
+def scan_references(
+    reader: Reader,
+    *,
+    also_deleted: Collection[str] = (),
+    content_purged: Mapping[str, Collection[str]] | None = None,
+) -> References:
     """Read every event once and gather what kept runs reference (see the module doc).
 
     The database splits the events (kept or deleted runs; folder descriptions) so that
@@ -146,6 +166,10 @@ def scan_references(reader: Reader, *, also_deleted: Collection[str] = ()) -> Re
         also_deleted: runs to treat as deleted although no event says so (what a
             retention policy would delete): their digests are not roots, and
             :attr:`References.dropped_by_run` lists them per run. Nothing is recorded.
+        content_purged: run id -> content classes (``step_outputs``, ``sources``) a
+            retention rule removes from runs that stay (see :func:`content_of`), besides
+            those the ``store.collected`` events already record: the run's other
+            digests stay roots; :attr:`References.purged_by_run` lists the removed ones.
 
     Raises:
         LedgerError: the database failed.
@@ -158,7 +182,12 @@ def scan_references(reader: Reader, *, also_deleted: Collection[str] = ()) -> Re
     join = _JOIN[_dialect(reader)]
     kept_sql = _KEPT.format(join=join)
     by_run_sql = _KEPT_BY_RUN.format(join=join)
-    extra = {str(run_id) for run_id in also_deleted} - refs.deleted_runs
+    gone = {str(run_id) for run_id in also_deleted} - refs.deleted_runs
+    purged = recorded_content_purges(reader)
+    for run_id, classes in (content_purged or {}).items():
+        purged.setdefault(str(run_id), set()).update(classes)
+    purged = {r: c for r, c in purged.items() if r not in gone and r not in refs.deleted_runs}
+    extra = gone | set(purged)
     for low in range(0, refs.events, _BATCH):
         page = {**kind, "lo": low, "hi": low + _BATCH}
         if extra:
@@ -174,6 +203,9 @@ def scan_references(reader: Reader, *, also_deleted: Collection[str] = ()) -> Re
         for row in dropped:
             if row["kind"] == EventKind.ARTIFACT_RECORDED:
                 _describe(refs, str(row["payload"]))
+    for run_id in purged:
+        refs.dropped_by_run.pop(run_id, None)
+    _scan_purged(reader, refs, purged)
     # A kept run's description is a root as a whole: only whether its blob lists more
     # objects matters. Canonical JSON has no spaces, so a substring test finds folders.
     folders = {"a": str(EventKind.ARTIFACT_RECORDED), "f": _FOLDER, "m": _MANIFEST}
@@ -222,3 +254,63 @@ def _describe(refs: References, text: str) -> None:
         payload.get("serializer") in _LIST_SERIALIZERS or payload.get("role") in _LIST_ROLES
     ):
         refs.manifests.add(blob)
+
+
+_PURGES = "SELECT payload FROM events WHERE kind = :k AND payload LIKE :p"
+_RUN_EVENTS = "SELECT run_id, kind, payload FROM events WHERE run_id IN ({marks})"
+_CHUNK = 500
+_STEP_ENDS = frozenset({str(EventKind.STEP_COMPLETED), str(EventKind.STEP_CACHED)})
+
+
+def recorded_content_purges(reader: Reader) -> dict[str, set[str]]:
+    """Run id -> the content classes ``store.collected`` events say were purged from it."""
+    found: dict[str, set[str]] = {}
+    params = {"k": str(EventKind.STORE_COLLECTED), "p": '%"purged_content":%'}
+    for row in reader.fetch(_PURGES, params):
+        payload = orjson.loads(str(row["payload"]))
+        for run_id, classes in (payload.get("purged_content") or {}).items():
+            found.setdefault(str(run_id), set()).update(str(c) for c in classes)
+    return found
+
+
+def content_of(kind: str, payload: dict[str, Any], classes: Collection[str]) -> list[str]:
+    """The digests of the ``classes`` an event names (what a content rule removes).
+
+    ``step_outputs``: the outputs of ``step.completed`` and ``step.cached`` events (the
+    values steps returned; metric series and reports, named ``KIND:NAME``, stay);
+    ``sources``: the stored copy of a ``source.observed`` source (a folder's manifest,
+    whose files go with it), unless it was tracked by reference.
+    """
+    if kind in _STEP_ENDS and "step_outputs" in classes:
+        outputs = payload.get("outputs") or {}
+        return [d for name, d in outputs.items() if ":" not in name and isinstance(d, str)]
+    if kind == EventKind.SOURCE_OBSERVED and "sources" in classes:
+        digest = payload.get("digest")
+        if isinstance(digest, str) and not payload.get("by_reference"):
+            return [digest]
+    return []
+
+
+def _scan_purged(reader: Reader, refs: References, purged: dict[str, set[str]]) -> None:
+    """Roots of runs that stay but lose some content: everything but that content."""
+    ids = sorted(purged)
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        names = {f"r{i}": run_id for i, run_id in enumerate(chunk)}
+        sql = _RUN_EVENTS.format(marks=", ".join(f":{n}" for n in names))
+        rows = [
+            (str(row["run_id"]), str(row["kind"]), str(row["payload"]))
+            for row in reader.fetch(sql, names)
+        ]
+        removed: dict[str, set[str]] = {run_id: set() for run_id in chunk}
+        for run_id, kind, text in rows:
+            if kind in _STEP_ENDS or kind == EventKind.SOURCE_OBSERVED:
+                removed[run_id].update(content_of(kind, orjson.loads(text), purged[run_id]))
+        for run_id, kind, text in rows:
+            gone = removed[run_id]
+            if kind == EventKind.ARTIFACT_RECORDED and orjson.loads(text).get("digest") in gone:
+                _describe(refs, text)  # the description of removed content: not a root
+                continue
+            refs.roots.update(d for d in digests_in(text) if d not in gone)
+        for run_id in chunk:
+            refs.purged_by_run[run_id] = removed[run_id]
