@@ -30,6 +30,7 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any
 
+from pipetrail.errors import StoreError
 from pipetrail.store.gc import Garbage
 from pipetrail.store.gc_lock import StoreBusyError
 
@@ -153,7 +154,9 @@ def _describe(body: bytes | None) -> str:
 def s3_writer_lease(store: S3Store, *, wait: float = _RUN_WAIT) -> Iterator[None]:
     """A run's marker on ``store`` while it stores and records objects.
 
-    Waits while a collection holds the store (up to ``wait`` seconds).
+    Waits while a collection holds the store (up to ``wait`` seconds). A store that
+    cannot be written at all gives no marker: the run goes on to fail on its first write,
+    recorded as failed with the store's message.
 
     Raises:
         StoreBusyError: a collection still held the store after ``wait`` seconds.
@@ -162,8 +165,15 @@ def s3_writer_lease(store: S3Store, *, wait: float = _RUN_WAIT) -> Iterator[None
     name = f"{WRITERS}/{secrets.token_hex(8)}"
     deadline = time.monotonic() + wait
     while True:
-        control.put(name, _holder())
-        body = control.read(COLLECTOR)
+        try:
+            control.put(name, _holder())
+            body = control.read(COLLECTOR)
+        except StoreError:
+            # The store cannot be written at all (wrong endpoint, credentials, bucket):
+            # the run's first write fails the same way, and is recorded with the run.
+            # Without the marker, the grace period alone guards what it stores.
+            name = ""
+            break
         if body is None:
             break
         control.delete(name)
@@ -180,7 +190,9 @@ def s3_writer_lease(store: S3Store, *, wait: float = _RUN_WAIT) -> Iterator[None
     try:
         yield
     finally:
-        control.delete(name)
+        if name:
+            with contextlib.suppress(StoreError):  # a failed run's message comes first
+                control.delete(name)
 
 
 @contextlib.contextmanager
