@@ -156,9 +156,12 @@ def estimate_freed(
 def _open_kind(store: ContentStore) -> LocalStore | S3Store:
     """``store`` as the kind garbage collection knows (a local or an S3 store)."""
     from pipetrail.store import LocalStore
-    from pipetrail.store.s3 import S3Store
 
-    if isinstance(store, LocalStore | S3Store):
+    if isinstance(store, LocalStore):
+        return store
+    from pipetrail.store.s3 import S3Store  # only for a store that is not local
+
+    if isinstance(store, S3Store):
         return store
     raise StoreError(
         f"garbage collection works on a local or an S3 store; {store!r} is neither. Remove "

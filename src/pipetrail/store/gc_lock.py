@@ -105,10 +105,11 @@ def run_lease(store: ContentStore) -> contextlib.AbstractContextManager[None]:
     (:func:`pipetrail.store.s3_gc.s3_writer_lease`), none for another store.
     """
     from pipetrail.store.local import LocalStore
-    from pipetrail.store.s3 import S3Store
 
     if isinstance(store, LocalStore):
         return writer_lease(store.root)
+    from pipetrail.store.s3 import S3Store  # here: a local run never imports the S3 store
+
     if isinstance(store, S3Store):
         from pipetrail.store.s3_gc import s3_writer_lease
 
