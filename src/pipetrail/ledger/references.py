@@ -83,6 +83,7 @@ _FOLDER = '%"serializer":"folder"%'
 _MANIFEST = '%"role":"source-manifest"%'
 # Objects whose bytes list more objects: a folder artifact, a folder source's manifest.
 _LIST_SERIALIZERS = frozenset({"folder"})
+_LIST_MARK = re.compile(r'"serializer":"folder"|"role":"source-manifest"')
 _LIST_ROLES = frozenset({"source-manifest"})
 
 
@@ -230,7 +231,9 @@ def _split_page(refs: References, groups: list[Any], extra: set[str]) -> None:
         if group["described"]:
             # Canonical JSON has no raw newline: the joined text splits back into events.
             for payload in text.split("\n"):
-                _describe(refs, payload)
+                # One digest and no list: the description adds nothing (skip the parse).
+                if len(set(digests_in(payload))) > 1 or _LIST_MARK.search(payload):
+                    _describe(refs, payload)
 
 
 def _dialect(reader: Reader) -> str:
