@@ -8,7 +8,10 @@ docs/data-handling.md. A rule names a class of run and how long such a run is ke
 * ``exploration_runs``: any run (a run no protection keeps is exploration);
 * ``failed_runs``: runs that failed, crashed or were interrupted;
 * ``LABEL_sources``: runs that read a source labelled LABEL (``pii_sources = "90d"``);
-* ``LABEL_outputs``: runs that recorded a step output labelled LABEL.
+* ``LABEL_outputs``: runs that recorded a step output labelled LABEL;
+* ``step_outputs``, ``sources`` (content rules): the run stays, but its step outputs, or
+  the stored copies of the sources it read, are removed once it is older than the rule
+  (the same protections apply; the tombstone is ``purged_content``).
 
 A run expires when it ended (or, if it never did, started) longer ago than the shortest
 rule its classes have. Whatever the rules say, a run is never deleted while it is
@@ -235,12 +238,12 @@ def apply_retention(
         now: the moment run ages are measured from (default: now).
 
     Returns:
-        ``rules``, ``expired`` and ``protected`` (as :class:`RetentionPlan`),
+        ``rules``, ``expired``, ``content`` and ``protected`` (as :class:`RetentionPlan`),
         ``collection`` (the report of :func:`~pipetrail.execution.gc.collect_garbage`,
         which runs even when no run expired; None in a dry run) and ``would_free`` (in a
         dry run: what the collection would free, from
-        :func:`~pipetrail.execution.gc.estimate_freed`; each expired run's entry then
-        also has ``objects`` and ``bytes``, the freed objects it names).
+        :func:`~pipetrail.execution.gc.estimate_freed`; each expired or ``content``
+        run's entry then also has ``objects`` and ``bytes``, the freed objects it names).
 
     Raises:
         ProjectError: no ``[retention]`` rule, or the table is wrong.
