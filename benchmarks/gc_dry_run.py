@@ -18,9 +18,16 @@ Cached in benchmarks/.work/gc/ (about 400 MB; a few minutes to build) and reused
 its parameters and the schema revision match (``params.json``, written last); delete
 the folder to rebuild.
 
+Every odd run ended long ago and the project's ``[retention]`` rule
+(``exploration_runs``, ten years) lets it go: ``gc --policy --dry-run`` must report those
+50,000 runs and exactly the objects only they and the deleted runs name (the model
+counts those too).
+
 Rows: ``gc.dry_run`` (target <= 30 s): the whole process, ``pipetrail gc --dry-run``
 in the project folder, as a user runs it (page cache warmed by a first, uncounted run);
-``gc.dry_run_cpu`` (info): the CPU time that process spent, user and system.
+``gc.dry_run_cpu`` (info): the CPU time that process spent, user and system;
+``gc.policy_dry_run`` (target <= 30 s) and ``gc.policy_dry_run_cpu``: the same for
+``pipetrail gc --policy --dry-run``, which also works out what each run would free.
 
 Run: ``.venv/bin/python benchmarks/gc_dry_run.py [--quick]``. (Not ``gc.py``: ``gc`` is a
 built-in module, which ``import gc`` always finds first.)
@@ -54,7 +61,7 @@ PARAMS: dict[str, Any] = {
     "delete_every": 10,
     "share_every": 7,
     "seed": 20261206,
-    "shape": 1,
+    "shape": 2,
     "schema": HEAD_REVISION,
 }
 TARGET_S = 30.0
@@ -63,6 +70,10 @@ _DAY = 86400
 _BIG = 17 * 1024  # above the pack limit: a loose file or a segment object
 _PER_SEGMENT = 100
 _RUNS_PER_APPEND = 1000
+# Odd runs ended long ago: the fixture's rule (exploration_runs, ten years) lets them go;
+# the others ended within it. None of them is deleted yet (deleted runs are even).
+_OLD_END = "2000-01-01T00:00:00.000000Z"
+_RULES = '[retention]\nexploration_runs = "3650d"\n'
 
 
 def _objects(run: int, rng: random.Random) -> list[bytes]:
@@ -186,20 +197,33 @@ def _run_events(run: int, run_id: str, digests: list[str], shared: str | None) -
         )
         for digest, role in artifacts[:6]
     )
-    drafts.append(EventDraft(EventKind.RUN_COMPLETED, {"run_id": run_id, "ended_at": ts}, run_id))
+    ended = _OLD_END if _expires(run) else ts
+    drafts.append(
+        EventDraft(EventKind.RUN_COMPLETED, {"run_id": run_id, "ended_at": ended}, run_id)
+    )
     return drafts
+
+
+def _expires(run: int) -> bool:
+    """Whether the retention rule of the fixture lets the run go (every odd run)."""
+    return run % 2 == 1
 
 
 def _run_id(run: int) -> str:
     return f"01BENCH{run:017d}XX"
 
 
-def _build(folder: Path) -> int:
-    """Create the project; return how many objects the dry run must report."""
+def _build(folder: Path) -> tuple[int, int]:
+    """Create the project; return how many objects each dry run must report.
+
+    Returns:
+        The objects ``gc --dry-run`` frees (only deleted runs name them), and those
+        ``gc --policy --dry-run`` frees (only deleted runs and runs the rule lets go).
+    """
     shutil.rmtree(folder, ignore_errors=True)
     state = folder / ".pipetrail"
     state.mkdir(parents=True)
-    (folder / "pipetrail.toml").write_text("[pipetrail]\n")
+    (folder / "pipetrail.toml").write_text("[pipetrail]\n\n" + _RULES)
     rng = random.Random(PARAMS["seed"])
     store = LocalStore(state / "objects")
     store.put_bytes(b"created by benchmarks/gc_dry_run.py")  # creates the pack (this row is young)
@@ -275,25 +299,41 @@ def _build(folder: Path) -> int:
     total = len(named) + 1  # the pack's first row
     if total != 1_000_001:
         raise RuntimeError(f"the fixture holds {total} objects, not 1,000,001")
-    return sum(1 for runs in named.values() if runs <= deleted)
+    gone = deleted | {run for run in range(PARAMS["runs"]) if _expires(run)}
+    return (
+        sum(1 for runs in named.values() if runs <= deleted),
+        sum(1 for runs in named.values() if runs <= gone),
+    )
 
 
-def _fixture() -> tuple[Path, int]:
+def _fixture() -> tuple[Path, int, int]:
     marker = FOLDER / "params.json"
     if marker.exists():
         saved = json.loads(marker.read_text())
         if saved.get("params") == PARAMS:
-            return FOLDER / "project", int(saved["garbage"])
+            return FOLDER / "project", int(saved["garbage"]), int(saved["policy_garbage"])
     log("gc: building the fixture (100,000 runs, 1,000,000 objects; a few minutes, once)")
     FOLDER.mkdir(parents=True, exist_ok=True)
-    garbage = _build(FOLDER / "project")
-    marker.write_text(json.dumps({"params": PARAMS, "garbage": garbage}))
-    return FOLDER / "project", garbage
+    garbage, policy = _build(FOLDER / "project")
+    marker.write_text(json.dumps({"params": PARAMS, "garbage": garbage, "policy_garbage": policy}))
+    return FOLDER / "project", garbage, policy
+
+
+def _timed(
+    argv: list[str], project: Path, env: dict[str, str], reps: int
+) -> tuple[list[float], list[float]]:
+    times, cpu = [], []
+    for _ in range(reps):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        times.append(run_timed(argv, cwd=project, env=env)[0])
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return times, cpu
 
 
 def run(quick: bool) -> list[Result]:
     reps = 2 if quick else 5
-    project, garbage = _fixture()
+    project, garbage, policy_garbage = _fixture()
     env = bench_env()
     argv = [PIPETRAIL, "gc", "--dry-run", "--json"]
     _, out = run_timed(argv, cwd=project, env=env)  # warms the page cache; checked
@@ -301,12 +341,25 @@ def run(quick: bool) -> list[Result]:
     if report["objects"] != garbage:
         raise RuntimeError(f"gc --dry-run reports {report['objects']} objects, the model {garbage}")
     log(f"gc: the dry run reports {garbage} objects to free, as the model says; {reps} timed runs")
-    times, cpu = [], []
-    for _ in range(reps):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        times.append(run_timed(argv, cwd=project, env=env)[0])
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    times, cpu = _timed(argv, project, env, reps)
+    policy = [PIPETRAIL, "gc", "--policy", "--dry-run", "--json"]
+    _, out = run_timed(policy, cwd=project, env=env)
+    outcome = json.loads(out)
+    expired = sum(1 for run in range(PARAMS["runs"]) if _expires(run))
+    if len(outcome["expired"]) != expired:
+        raise RuntimeError(
+            f"gc --policy --dry-run lets {len(outcome['expired'])} runs go, not {expired}"
+        )
+    if outcome["would_free"]["objects"] != policy_garbage:
+        raise RuntimeError(
+            f"gc --policy --dry-run reports {outcome['would_free']['objects']} objects, the "
+            f"model {policy_garbage}"
+        )
+    log(
+        f"gc: the policy dry run lets {expired} runs go and frees {policy_garbage} "
+        "objects, as the model says"
+    )
+    policy_times, policy_cpu = _timed(policy, project, env, reps)
     return [
         summarize(
             "gc.dry_run",
@@ -318,6 +371,16 @@ def run(quick: bool) -> list[Result]:
         # What the process itself spent (user + system): on a machine other processes
         # keep busy, the wall time above waits for the CPUs; this does not.
         summarize("gc.dry_run_cpu", "same, CPU time of the process (user + sys)", cpu, "s"),
+        summarize(
+            "gc.policy_dry_run",
+            "`pipetrail gc --policy --dry-run` (50k runs expire), same project",
+            policy_times,
+            "s",
+            at_most=TARGET_S,
+        ),
+        summarize(
+            "gc.policy_dry_run_cpu", "same, CPU time of the process (user + sys)", policy_cpu, "s"
+        ),
     ]
 
 

@@ -30,6 +30,7 @@ __all__ = [
     "ALERT_EVENTS",
     "ENV_VALIDATED",
     "RETENTION_CLASSES",
+    "RETENTION_CONTENT",
     "validate_alerts",
     "validate_retention",
     "validate_settings",
@@ -428,6 +429,9 @@ def validate_alerts(path: Path, table: Any) -> dict[str, Any]:
 #: a label other than ``public``) and ``LABEL_sources`` (LABEL: a sensitive label, the
 #: only ones a source's observation records).
 RETENTION_CLASSES = ("exploration_runs", "failed_runs")
+#: What a ``[retention]`` rule may remove from runs that stay (their record is kept):
+#: their step outputs, or the stored copies of the sources they read.
+RETENTION_CONTENT = ("step_outputs", "sources")
 _OUTPUT_LABELS = ("internal", "confidential", "pii", "phi")
 _SOURCE_LABELS = ("confidential", "pii", "phi")
 
@@ -435,6 +439,7 @@ _SOURCE_LABELS = ("confidential", "pii", "phi")
 def _retention_keys() -> list[str]:
     return [
         *RETENTION_CLASSES,
+        *RETENTION_CONTENT,
         *(f"{label}_sources" for label in _SOURCE_LABELS),
         *(f"{label}_outputs" for label in _OUTPUT_LABELS),
     ]
@@ -467,7 +472,7 @@ def validate_retention(path: Path, table: Any) -> dict[str, float]:
         if key not in known:
             raise ProjectError(
                 f"{path}: unknown key 'retention.{key}'; a retention rule names a class of "
-                f"run: {', '.join(known)}; fix the file"
+                f"run or of content: {', '.join(known)}; fix the file"
             )
         seconds = _duration(value)
         if (

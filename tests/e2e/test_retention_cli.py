@@ -34,6 +34,11 @@ def test_policy_deletes_old_runs_keeps_pinned_ones_and_leaves_a_tombstone(sample
     assert list(dry["expired"]) == [old]
     assert dry["protected"][kept]["why"] == "pinned (audit baseline)"
     assert dry["collection"] is None
+    assert dry["would_free"]["objects"] > 0
+    assert 0 < dry["expired"][old]["bytes"] <= dry["would_free"]["bytes"]
+    text = cli(sample, "gc", "--policy", "--dry-run", "--grace", "0", check=True).stdout
+    assert f"{old} (wordcount, completed): exploration_runs; frees " in text
+    assert f"would free {dry['would_free']['objects']} objects" in text
 
     done = cli(sample, "gc", "--policy", "--grace", "0", check=True).stdout
     assert "deleted 1 runs past their rule" in done
@@ -66,11 +71,38 @@ def test_policy_deletes_old_runs_keeps_pinned_ones_and_leaves_a_tombstone(sample
     assert list(again["expired"]) == [kept]
 
 
+def test_a_step_outputs_rule_keeps_the_run_and_its_record(sample: Path) -> None:
+    old = run_json(sample, "wc.py", "-p", "minimum=1")["run_id"]
+    _policy(sample, 'step_outputs = "1s"\n')
+    time.sleep(1.2)
+    dry = cli(sample, "gc", "--policy", "--dry-run", "--grace", "0", check=True).stdout
+    assert "would remove the content of 1 runs past a content rule (runs stay)" in dry
+    assert f"  {old} (wordcount, completed): step_outputs; frees " in dry
+    done = cli(sample, "gc", "--policy", "--grace", "0", check=True).stdout
+    assert "removed the content of 1 runs" in done
+    assert "(store.collected)" in done
+    listed = json.loads(cli(sample, "runs", "--json", check=True).stdout)
+    assert [row["run_id"] for row in listed] == [old]  # the run is not deleted
+    shown = cli(sample, "show", old, check=True).stdout
+    assert "its step outputs by policy step_outputs on " in shown
+    assert "DELETED" not in shown
+    got = cli(sample, "get", f"{old}:count", "-o", str(sample / "out.json"))
+    assert got.returncode != 0
+    assert "removed on purpose: the step outputs of run" in got.stderr
+    assert "Traceback" not in got.stderr
+    traced = cli(sample, "lineage", old, check=True).stdout
+    assert f"the step outputs of run {old} were purged by policy step_outputs" in traced
+    assert "store intact" in cli(sample, "store", "verify", check=True).stdout
+    again = json.loads(cli(sample, "gc", "--policy", "--grace", "0", "--json").stdout)
+    assert again["content"] == {}
+
+
 def test_bad_policies_and_pins_are_refused_with_one_message(sample: Path) -> None:
     run_id = run_json(sample, "wc.py")["run_id"]
     cases = [
         ('old_runs = "3d"\n', ("gc", "--policy"), "unknown key 'retention.old_runs'"),
         ('failed_runs = "soon"\n', ("gc", "--policy"), "must be a duration longer than zero"),
+        ('sources = "-2d"\n', ("gc", "--policy"), "'retention.sources' must be a duration"),
         ("", ("gc", "--policy", "--dry-run"), "has no [retention] rules"),
         ('failed_runs = "1d"\n', ("runs", "pin", run_id), "a pin needs a reason"),
         ('failed_runs = "1d"\n', ("runs", "unpin", run_id), "is not pinned"),

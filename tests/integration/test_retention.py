@@ -137,7 +137,19 @@ def test_policy_deletes_expired_runs_and_never_what_a_protection_keeps(setup: An
     assert set(outputs.expired) == {labelled}
 
     # A month on: every unprotected run goes; the protected ones stay, each saying why.
+    # The dry run says what the collection will free, to the object and the byte.
+    estimate = apply_retention(project, grace=0, now=utcnow() + 31 * DAY, dry_run=True)
     done = apply_retention(project, grace=0, now=utcnow() + 31 * DAY)
+    assert estimate["would_free"]["objects"] == done["collection"]["objects"] > 0
+    assert estimate["would_free"]["bytes"] == done["collection"]["bytes"] > 0
+    assert estimate["would_free"]["kinds"] == done["collection"]["kinds"]
+    assert set(estimate["expired"]) == set(done["expired"])
+    freed = estimate["would_free"]
+    per_run = estimate["expired"].values()
+    # Every object freed is one a run deleted now or earlier names (some several).
+    assert sum(e["objects"] for e in per_run) >= freed["objects"] - freed["earlier"]["objects"]
+    assert all(e["objects"] <= freed["objects"] for e in per_run)
+    assert estimate["expired"][plain]["objects"] > 0  # its output, which only it names
     assert set(done["expired"]) == {failed, labelled, plain}
     why = {run_id: entry["why"] for run_id, entry in done["protected"].items()}
     assert why[model_run] == "registered as churn v1"
@@ -171,6 +183,122 @@ def test_policy_deletes_expired_runs_and_never_what_a_protection_keeps(setup: An
     assert set(again["protected"]) == {model_run, request_run}
 
 
+def test_a_dry_run_counts_only_what_no_kept_run_still_names(setup: Any) -> None:
+    project, fit, _ = setup
+    first = _run(project, fit, auc=0.81)
+    reuser = _run(project, fit, auc=0.81)  # a cache hit: names the first run's output
+    other = _run(project, fit, auc=0.82)
+    project.ledger.append([tag_draft(reuser, {PIN_TAG: "keeps the shared output"})])
+    later = utcnow() + 31 * DAY
+    dry = apply_retention(project, grace=0, now=later, dry_run=True)
+    assert set(dry["expired"]) == {first, other}
+    # The first run's output is the pinned run's too: it is not freed, so the first run
+    # frees less than the other (whose output only it names), and nothing is recorded.
+    assert dry["expired"][first]["objects"] < dry["expired"][other]["objects"]
+    assert dry["would_free"]["shared"] == 0
+    assert dry["would_free"]["earlier"] == {"objects": 0, "bytes": 0}
+    assert not run_summary(project.reader(), first)["deleted"]
+    done = apply_retention(project, grace=0, now=later)
+    assert done["collection"]["objects"] == dry["would_free"]["objects"]
+    assert done["collection"]["bytes"] == dry["would_free"]["bytes"]
+    assert _output(project, reuser) == {"roc_auc": 0.81, "rows": 100}
+    with pytest.raises(NotFoundError):
+        _output(project, other)
+
+
+def _stored(project: Project, digest: str) -> bool:
+    """Whether an artifact's bytes are stored (a sealed one's are its ciphertext blob)."""
+    row = project.reader().artifact(digest)
+    return project.store.exists(str(row["blob"]) if row else digest)
+
+
+def _rules(project: Project, text: str) -> None:
+    toml = project.root / "pipetrail.toml"
+    head = toml.read_text().split("[retention]")[0]
+    toml.write_text(head + "[retention]\n" + text)
+
+
+def test_content_rules_remove_outputs_and_source_copies_of_runs_that_stay(
+    setup: Any,
+) -> None:
+    project, fit, as_ = setup
+    model_run = _run(project, fit, auc=0.71, labelled=True)
+    as_("rita").register("churn", f"{model_run}:train")
+    plain = _run(project, fit, auc=0.72, labelled=True)
+    pinned = _run(project, fit, auc=0.73, labelled=True)  # `rows`: a cache hit, shared
+    project.ledger.append([tag_draft(pinned, {PIN_TAG: "keeps its outputs"})])
+    _rules(project, 'step_outputs = "5d"\nsources = "8d"\n')
+    reader = project.reader()
+    (source,) = reader.sources(plain)
+    (rows_step,) = [s for s in reader.step_runs(plain) if s["node_id"] == "rows"]
+    assert rows_step["status"] == "cached"
+    rows_digest = rows_step["outputs"]["output"]
+    environment = reader.get_run(plain)["environment"]
+    assert _stored(project, rows_digest)
+    assert _stored(project, source["digest"])
+
+    later = utcnow() + 6 * DAY
+    dry = apply_retention(project, grace=0, now=later, dry_run=True)
+    assert set(dry["content"]) == {plain}
+    assert dry["content"][plain]["classes"] == ["step_outputs"]
+    assert dry["expired"] == {}
+    assert dry["protected"][model_run] == {"rule": "step_outputs", "why": "registered as churn v1"}
+    assert dry["protected"][pinned]["why"] == "pinned (keeps its outputs)"
+    assert dry["content"][plain]["objects"] == dry["would_free"]["objects"] > 0
+
+    done = apply_retention(project, grace=0, now=later)
+    collection = done["collection"]
+    assert (collection["objects"], collection["bytes"]) == (
+        dry["would_free"]["objects"],
+        dry["would_free"]["bytes"],
+    )
+    summary = run_summary(project.reader(), plain)
+    assert not summary["deleted"]  # the run and its record stay
+    assert summary["purged"]["content"] == ["step_outputs"]
+    assert summary["purged"]["seq"] == collection["event_seq"]
+    with pytest.raises(NotFoundError):
+        _output(project, plain)
+    found = resolve_output(project.reader(), f"{plain}:train")
+    assert "the step outputs of run" in str(found.purged)
+    # What other runs name stays: the shared `rows` output, the model's; the run's own
+    # record too (its environment), and its source copy (that rule has not come due).
+    assert _stored(project, rows_digest)
+    assert _output(project, model_run) == {"roc_auc": 0.71, "rows": 100}
+    assert _stored(project, environment)
+    assert _stored(project, source["digest"])
+    verified = verify_artifacts(project)
+    assert verified["ok"], verified
+    assert verified["collected"]
+    again = apply_retention(project, grace=0, now=later, dry_run=True)
+    assert again["content"] == {}  # purged content is not purged twice
+
+    # Nine days on: the source copy goes too, except where a kept run still reads it
+    # (the model's run read the same file: its copy is the same object, and stays).
+    ninth = apply_retention(project, grace=0, now=utcnow() + 9 * DAY)
+    assert ninth["content"][plain]["classes"] == ["sources"]
+    assert _stored(project, source["digest"])
+    assert verify_artifacts(project)["ok"]
+    assert run_summary(project.reader(), model_run)["purged"] is None
+
+
+def test_a_content_rule_removes_a_source_copy_no_kept_run_reads(setup: Any) -> None:
+    project, fit, _ = setup
+    old = _run(project, fit, auc=0.61, labelled=True)
+    (source,) = project.reader().sources(old)
+    (project.root / "data" / "people.csv").write_text("a\nb\nc\nd\n")  # new content
+    kept = _run(project, fit, auc=0.62, labelled=True)
+    project.ledger.append([tag_draft(kept, {PIN_TAG: "current data"})])
+    _rules(project, 'sources = "3d"\n')
+    done = apply_retention(project, grace=0, now=utcnow() + 4 * DAY)
+    assert set(done["content"]) == {old}
+    assert not _stored(project, source["digest"])
+    assert _output(project, old) == {"roc_auc": 0.61, "rows": 100}  # outputs stay
+    assert run_summary(project.reader(), old)["purged"]["content"] == ["sources"]
+    verified = verify_artifacts(project)
+    assert verified["ok"], verified
+    assert project.reader().artifact(source["digest"])["blob"] in verified["collected"]
+
+
 def test_an_alias_keeps_its_version_and_young_runs_stay(setup: Any) -> None:
     project, fit, as_ = setup
     promoted = _run(project, fit, auc=0.97)
@@ -194,6 +322,10 @@ def test_bad_retention_tables_are_refused_by_name(setup: Any, project_root: Path
     head = toml.read_text().split("[retention]")[0]
     cases = [
         ('[retention]\nold_runs = "3d"\n', "unknown key 'retention.old_runs'"),
+        ('[retention]\nstep_outputs = "-3d"\n', "'retention.step_outputs' must be a duration"),
+        ("[retention]\nsources = -5\n", "'retention.sources' must be a duration"),
+        ('[retention]\nsources = "3 weeks"\n', "'retention.sources' must be a duration"),
+        ('[retention]\noutputs = "3d"\n', "unknown key 'retention.outputs'"),
         ('[retention]\npublic_sources = "3d"\n', "unknown key 'retention.public_sources'"),
         ('[retention]\ninternal_sources = "3d"\n', "unknown key 'retention.internal_sources'"),
         ('[retention]\nfailed_runs = "soon"\n', "'retention.failed_runs' must be a duration"),

@@ -21,6 +21,8 @@ def test_rules_become_seconds() -> None:
             "pii_sources": "90d",
             "internal_outputs": 600,
             "phi_outputs": "1.5m",
+            "step_outputs": "90d",
+            "sources": "2h",
         },
     )
     assert rules == {
@@ -29,6 +31,8 @@ def test_rules_become_seconds() -> None:
         "pii_sources": 90 * 86400.0,
         "internal_outputs": 600.0,
         "phi_outputs": 90.0,
+        "step_outputs": 90 * 86400.0,
+        "sources": 7200.0,
     }
     assert validate_retention(FILE, None) == {}
     assert validate_retention(FILE, {}) == {}
@@ -40,6 +44,10 @@ def test_rules_become_seconds() -> None:
         ({"old_runs": "3d"}, "unknown key 'retention.old_runs'; a retention rule names"),
         ({"public_outputs": "3d"}, "unknown key 'retention.public_outputs'"),
         ({"internal_sources": "3d"}, "unknown key 'retention.internal_sources'"),
+        ({"step_output": "3d"}, "unknown key 'retention.step_output'"),
+        ({"step_outputs": "-3d"}, "'retention.step_outputs' must be a duration longer than"),
+        ({"sources": -1}, "'retention.sources' must be a duration longer than zero"),
+        ({"sources": "3 weeks"}, "'retention.sources' must be a duration"),
         ({"failed_runs": "soon"}, "'retention.failed_runs' must be a duration longer than zero"),
         ({"failed_runs": "0d"}, "longer than zero"),
         ({"failed_runs": -5}, "longer than zero"),

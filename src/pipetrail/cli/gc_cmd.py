@@ -116,14 +116,51 @@ def _print_retention(outcome: dict[str, Any], *, as_json: bool) -> None:
     verb = "would delete" if outcome["dry_run"] else "deleted"
     click.echo(f"{verb} {len(expired)} runs past their rule")
     for run_id, entry in expired.items():
-        click.echo(f"  {run_id} ({entry['pipeline']}, {entry['status']}): {entry['rule']}")
+        frees = ""
+        if "objects" in entry:
+            frees = f"; frees {entry['objects']} objects, {_size(entry['bytes'])}"
+        click.echo(f"  {run_id} ({entry['pipeline']}, {entry['status']}): {entry['rule']}{frees}")
+    content = outcome.get("content") or {}
+    if content:
+        verb = "would remove" if outcome["dry_run"] else "removed"
+        click.echo(f"{verb} the content of {len(content)} runs past a content rule (runs stay)")
+        for run_id, entry in content.items():
+            frees = ""
+            if "objects" in entry:
+                frees = f"; frees {entry['objects']} objects, {_size(entry['bytes'])}"
+            what = ", ".join(entry["classes"])
+            click.echo(f"  {run_id} ({entry['pipeline']}, {entry['status']}): {what}{frees}")
     if protected:
         click.echo(f"kept {len(protected)} runs a rule let go, because they are protected")
         for run_id, entry in protected.items():
             click.echo(f"  {run_id}: {entry['why']}")
     if outcome["collection"] is not None:
         _print_collection(outcome["collection"], dry_run=False)
-    elif outcome["dry_run"] and expired:
+    freed = outcome.get("would_free")
+    if freed is not None:
+        click.echo(
+            f"would free {freed['objects']} objects, {_size(freed['bytes'])} (objects a "
+            "kept run still names stay)"
+        )
+        for kind, figures in freed["kinds"].items():
+            if figures["objects"]:
+                click.echo(f"  {kind:<8} {figures['objects']} objects, {_size(figures['bytes'])}")
+        if freed["earlier"]["objects"]:
+            click.echo(
+                f"  of which {freed['earlier']['objects']} objects, "
+                f"{_size(freed['earlier']['bytes'])}, only runs deleted earlier name"
+            )
+        if freed["shared"]:
+            click.echo(
+                f"  {freed['shared']} of them are named by several of these runs (counted "
+                "for each above)"
+            )
+        if freed["young"]:
+            click.echo(
+                f"kept {freed['young']} unneeded objects younger than the grace period "
+                f"({freed['grace_seconds']:g} s)"
+            )
+    if outcome["dry_run"] and (expired or content):
         click.echo("run `pipetrail gc --policy` to delete them and free what only they need")
 
 

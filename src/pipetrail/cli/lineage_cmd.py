@@ -151,7 +151,14 @@ def _purged(reader: Any, graph: LineageGraph | None) -> tuple[LineageGraph | Non
     tombstones = purged_runs(reader) if graph is not None else {}
     for run in graph.runs if graph is not None else ():
         tombstone = tombstones.get(run.run_id)
-        if tombstone is not None:
+        if tombstone is not None and tombstone.get("content"):
+            what = " and ".join(c.replace("_", " ") for c in tombstone["content"])
+            notes.append(
+                f"the {what} of run {run.run_id} were purged by policy "
+                f"{tombstone['policy']} on {tombstone['purged_at']} (ledger event "
+                f"{tombstone['seq']}): those no kept run needs are no longer stored"
+            )
+        elif tombstone is not None:
             notes.append(
                 f"run {run.run_id} was purged by policy {tombstone['policy']} on "
                 f"{tombstone['purged_at']} (ledger event {tombstone['seq']}): the objects "

@@ -198,7 +198,16 @@ def print_run(summary: dict[str, Any]) -> None:
             )
         )
     purged = summary.get("purged")
-    if purged:
+    if purged and purged.get("content"):
+        what = " and ".join(c.replace("_", " ") for c in purged["content"])
+        lines.append(
+            (
+                "PURGED",
+                f"its {what} by policy {purged['policy']} on {purged['purged_at']} (what no "
+                f"kept run needs was removed, the record stays; ledger event {purged['seq']})",
+            )
+        )
+    elif purged:
         lines.append(
             (
                 "PURGED",

@@ -8,7 +8,10 @@ docs/data-handling.md. A rule names a class of run and how long such a run is ke
 * ``exploration_runs``: any run (a run no protection keeps is exploration);
 * ``failed_runs``: runs that failed, crashed or were interrupted;
 * ``LABEL_sources``: runs that read a source labelled LABEL (``pii_sources = "90d"``);
-* ``LABEL_outputs``: runs that recorded a step output labelled LABEL.
+* ``LABEL_outputs``: runs that recorded a step output labelled LABEL;
+* ``step_outputs``, ``sources`` (content rules): the run stays, but its step outputs, or
+  the stored copies of the sources it read, are removed once it is older than the rule
+  (the same protections apply; the tombstone is ``purged_content``).
 
 A run expires when it ended (or, if it never did, started) longer ago than the shortest
 rule its classes have. Whatever the rules say, a run is never deleted while it is
@@ -31,6 +34,7 @@ from typing import TYPE_CHECKING, Any
 from pipetrail.core.clock import utcnow
 from pipetrail.errors import ProjectError
 from pipetrail.execution.crash import effective_status, reconcile_crashed_runs
+from pipetrail.ledger.references import recorded_content_purges
 from pipetrail.ledger.retention_reads import labelled_runs, pinned_runs, retention_candidates
 
 if TYPE_CHECKING:
@@ -43,6 +47,8 @@ if TYPE_CHECKING:
 __all__ = ["RetentionPlan", "apply_retention", "load_rules", "plan_retention", "protections"]
 
 _FAILED = frozenset({"failed", "crashed", "interrupted"})
+# The content rules (config_model.RETENTION_CONTENT): what they remove from runs that stay.
+_CONTENT = ("step_outputs", "sources")
 
 
 def load_rules(path: Path) -> dict[str, float]:
@@ -71,10 +77,14 @@ class RetentionPlan:
         expired: run id -> ``{"rule", "keep_seconds", "age_seconds", "pipeline"}``.
         protected: run id -> ``{"rule", "why"}`` for runs a rule expired but a protection
             keeps.
+        content: run id -> ``{"classes", "age_seconds", "pipeline", "status"}`` for runs
+            that stay but whose step outputs or source copies a content rule
+            (``step_outputs``, ``sources``) removes.
         rules: the rules applied (rule -> seconds).
     """
 
     expired: dict[str, dict[str, Any]] = field(default_factory=dict)
+    content: dict[str, dict[str, Any]] = field(default_factory=dict)
     protected: dict[str, dict[str, Any]] = field(default_factory=dict)
     rules: dict[str, float] = field(default_factory=dict)
 
@@ -139,13 +149,16 @@ def plan_retention(
         return plan
     moment = now or utcnow()
     members: dict[str, set[str] | None] = {}
-    for rule in rules:
+    content_rules = {rule: rules[rule] for rule in _CONTENT if rule in rules}
+    run_rules = {rule: value for rule, value in rules.items() if rule not in content_rules}
+    for rule in run_rules:
         if rule in ("exploration_runs", "failed_runs"):
             members[rule] = None
         else:
             label, _, kind = rule.rpartition("_")
             members[rule] = labelled_runs(reader, label, kind)
     protected = protections(reader)
+    done = recorded_content_purges(reader) if content_rules else {}
     for run in retention_candidates(reader):
         run_id = str(run["run_id"])
         status = effective_status(run)
@@ -156,20 +169,36 @@ def plan_retention(
         age = (moment - ended).total_seconds()
         matching = [
             (seconds, rule)
-            for rule, seconds in rules.items()
+            for rule, seconds in run_rules.items()
             if (rule != "failed_runs" or status in _FAILED)
             and (members[rule] is None or run_id in members[rule])  # type: ignore[operator]
         ]
-        if not matching:
-            continue
-        seconds, rule = min(matching)
-        if age <= seconds:
-            continue
         why = protected.get(run_id)
         if why is None and status == "running":
             why = "still running"
         if why is None and (moment - started).total_seconds() < grace:
             why = "within the grace period"
+        seconds, rule = min(matching) if matching else (0.0, "")
+        if not matching or age <= seconds:
+            # The run stays; a content rule may still take its outputs or sources.
+            # (A content rule's name is the class of content it removes.)
+            gone = [
+                name
+                for name, limit in content_rules.items()
+                if age > limit and name not in done.get(run_id, set())
+            ]
+            if not gone:
+                continue
+            if why is not None:
+                plan.protected[run_id] = {"rule": gone[0], "why": why}
+                continue
+            plan.content[run_id] = {
+                "classes": gone,
+                "age_seconds": round(age, 3),
+                "pipeline": run["pipeline"],
+                "status": status,
+            }
+            continue
         if why is not None:
             plan.protected[run_id] = {"rule": rule, "why": why}
             continue
@@ -209,9 +238,12 @@ def apply_retention(
         now: the moment run ages are measured from (default: now).
 
     Returns:
-        ``rules``, ``expired`` and ``protected`` (as :class:`RetentionPlan`), and
+        ``rules``, ``expired``, ``content`` and ``protected`` (as :class:`RetentionPlan`),
         ``collection`` (the report of :func:`~pipetrail.execution.gc.collect_garbage`,
-        which runs even when no run expired; None in a dry run).
+        which runs even when no run expired; None in a dry run) and ``would_free`` (in a
+        dry run: what the collection would free, from
+        :func:`~pipetrail.execution.gc.estimate_freed`; each expired or ``content``
+        run's entry then also has ``objects`` and ``bytes``, the freed objects it names).
 
     Raises:
         ProjectError: no ``[retention]`` rule, or the table is wrong.
@@ -240,14 +272,23 @@ def apply_retention(
         "dry_run": dry_run,
         "rules": {rule: _days(value) for rule, value in rules.items()},
         "expired": plan.expired,
+        "content": plan.content,
         "protected": plan.protected,
         "collection": None,
+        "would_free": None,
     }
+    content = {run_id: entry["classes"] for run_id, entry in plan.content.items()}
     if dry_run:
+        from pipetrail.execution.gc import estimate_freed
+
+        freed = estimate_freed(project, list(plan.expired), grace=seconds, content=content)
+        for run_id, figures in freed.pop("by_run").items():
+            (plan.expired.get(run_id) or plan.content[run_id]).update(figures)
+        report["would_free"] = freed
         return report
 
     def prepare() -> dict[str, Any]:
-        if not plan.expired:
+        if not plan.expired and not content:
             return {}  # nothing to delete: an ordinary collection
         by_rule: dict[str, list[str]] = {}
         for run_id, entry in plan.expired.items():
@@ -255,11 +296,14 @@ def apply_retention(
         for rule, run_ids in by_rule.items():
             reason = f"retention policy {rule} = {_days(rules[rule])}: kept no longer"
             delete_runs(project, run_ids, reason=reason)
-        return {
+        tombstone: dict[str, Any] = {
             "policy": "retention",
             "reason": "runs past their [retention] rule",
             "purged_runs": {run_id: entry["rule"] for run_id, entry in plan.expired.items()},
         }
+        if content:
+            tombstone["purged_content"] = content
+        return tombstone
 
     # The deletions happen once the store is the collector's: refused (a run writes),
     # nothing is deleted; done, the collection that records the tombstone follows.

@@ -35,10 +35,24 @@ import orjson
 from pipetrail.ledger.events import EventKind
 
 if TYPE_CHECKING:
+    from collections.abc import Collection, Mapping
+
     from pipetrail.ledger.queries import Reader
 
 
-__all__ = ["DIGEST_PATTERN", "References", "digests_in", "scan_references"]
+__all__ = [
+    "CONTENT_CLASSES",
+    "DIGEST_PATTERN",
+    "References",
+    "content_of",
+    "digests_in",
+    "recorded_content_purges",
+    "scan_references",
+]
+
+#: What a content rule removes from runs that stay: their step outputs, or the copies of
+#: the sources they read (docs/gc.md).
+CONTENT_CLASSES = ("step_outputs", "sources")
 
 DIGEST_PATTERN = re.compile(r"blake3:[0-9a-f]{64}")
 _BATCH = 50000  # events per page (by sequence number)
@@ -52,6 +66,13 @@ _KEPT = (
     " FROM events WHERE seq > :lo AND seq <= :hi "
     f"AND (run_id IS NULL OR run_id NOT IN ({_DELETED_IDS}))"
 )
+# The same page, one joined text per run (and per "is it a description"), for a scan that
+# treats some runs as deleted without a ``run.deleted`` event (a retention dry run).
+_KEPT_BY_RUN = (
+    "SELECT run_id, kind = :a AS described, {join} AS payloads"  # noqa: S608 - constants
+    " FROM events WHERE seq > :lo AND seq <= :hi "
+    f"AND (run_id IS NULL OR run_id NOT IN ({_DELETED_IDS})) GROUP BY 1, 2"
+)
 _DROPPED = (
     "SELECT kind, payload FROM events WHERE seq > :lo AND seq <= :hi "  # noqa: S608
     f"AND run_id IN ({_DELETED_IDS})"
@@ -62,6 +83,7 @@ _FOLDER = '%"serializer":"folder"%'
 _MANIFEST = '%"role":"source-manifest"%'
 # Objects whose bytes list more objects: a folder artifact, a folder source's manifest.
 _LIST_SERIALIZERS = frozenset({"folder"})
+_LIST_MARK = re.compile(r'"serializer":"folder"|"role":"source-manifest"')
 _LIST_ROLES = frozenset({"source-manifest"})
 
 
@@ -85,6 +107,11 @@ class References:
         deleted_only: digests named by deleted runs' events and by no kept one (what a
             collection may have removed on purpose).
         events: how many events were read.
+        purged_by_run: run id -> the digests a content rule removes from that run (its
+            step outputs, its source copies; see :func:`content_of`), for runs that stay.
+        dropped_by_run: for each run :func:`scan_references` was asked to treat as
+            deleted, the digests its own events name (its artifact descriptions are in
+            :attr:`artifacts`, as for a deleted run).
     """
 
     roots: set[str] = field(default_factory=set)
@@ -93,6 +120,8 @@ class References:
     deleted_runs: set[str] = field(default_factory=set)
     deleted_only: set[str] = field(default_factory=set)
     events: int = 0
+    dropped_by_run: dict[str, set[str]] = field(default_factory=dict)
+    purged_by_run: dict[str, set[str]] = field(default_factory=dict)
 
     def reachable(self, expand: Any = None) -> set[str]:
         """Close :attr:`roots` over artifact descriptions (and manifests, with ``expand``).
@@ -104,7 +133,11 @@ class References:
         Returns:
             Every digest a kept run needs, directly or through an artifact or a folder.
         """
-        found = set(self.roots)
+        return self.closure(self.roots, expand)
+
+    def closure(self, seeds: Collection[str], expand: Any = None) -> set[str]:
+        """``seeds`` and every digest they lead to through descriptions (and manifests)."""
+        found = set(seeds)
         todo = list(found)
         while todo:
             digest = todo.pop()
@@ -118,11 +151,26 @@ class References:
         return found
 
 
-def scan_references(reader: Reader) -> References:
+def scan_references(
+    reader: Reader,
+    *,
+    also_deleted: Collection[str] = (),
+    content_purged: Mapping[str, Collection[str]] | None = None,
+) -> References:
     """Read every event once and gather what kept runs reference (see the module doc).
 
     The database splits the events (kept or deleted runs; folder descriptions) so that
     Python only runs the digest pattern over each page of payloads at once.
+
+    Args:
+        reader: the ledger.
+        also_deleted: runs to treat as deleted although no event says so (what a
+            retention policy would delete): their digests are not roots, and
+            :attr:`References.dropped_by_run` lists them per run. Nothing is recorded.
+        content_purged: run id -> content classes (``step_outputs``, ``sources``) a
+            retention rule removes from runs that stay (see :func:`content_of`), besides
+            those the ``store.collected`` events already record: the run's other
+            digests stay roots; :attr:`References.purged_by_run` lists the removed ones.
 
     Raises:
         LedgerError: the database failed.
@@ -132,12 +180,23 @@ def scan_references(reader: Reader) -> References:
     refs.deleted_runs = {str(row["run_id"]) for row in reader.fetch(_DELETED, kind)}
     last = reader.fetch(_LAST)
     refs.events = int(last[0]["n"] or 0) if last else 0
-    kept_sql = _KEPT.format(join=_JOIN[_dialect(reader)])
+    join = _JOIN[_dialect(reader)]
+    kept_sql = _KEPT.format(join=join)
+    by_run_sql = _KEPT_BY_RUN.format(join=join)
+    gone = {str(run_id) for run_id in also_deleted} - refs.deleted_runs
+    purged = recorded_content_purges(reader)
+    for run_id, classes in (content_purged or {}).items():
+        purged.setdefault(str(run_id), set()).update(classes)
+    purged = {r: c for r, c in purged.items() if r not in gone and r not in refs.deleted_runs}
+    extra = gone | set(purged)
     for low in range(0, refs.events, _BATCH):
         page = {**kind, "lo": low, "hi": low + _BATCH}
-        joined = reader.fetch(kept_sql, page)
-        # One pass of the pattern over a page's payloads: much faster than one per event.
-        refs.roots.update(digests_in(str(joined[0]["payloads"] or "") if joined else ""))
+        if extra:
+            _split_page(refs, reader.fetch(by_run_sql, {**page, "a": _ARTIFACT}), extra)
+        else:
+            joined = reader.fetch(kept_sql, page)
+            # One pass of the pattern over a page's payloads: much faster than per event.
+            refs.roots.update(digests_in(str(joined[0]["payloads"] or "") if joined else ""))
         if not refs.deleted_runs:
             continue
         dropped = reader.fetch(_DROPPED, page)
@@ -145,6 +204,9 @@ def scan_references(reader: Reader) -> References:
         for row in dropped:
             if row["kind"] == EventKind.ARTIFACT_RECORDED:
                 _describe(refs, str(row["payload"]))
+    for run_id in purged:
+        refs.dropped_by_run.pop(run_id, None)
+    _scan_purged(reader, refs, purged)
     # A kept run's description is a root as a whole: only whether its blob lists more
     # objects matters. Canonical JSON has no spaces, so a substring test finds folders.
     folders = {"a": str(EventKind.ARTIFACT_RECORDED), "f": _FOLDER, "m": _MANIFEST}
@@ -152,6 +214,26 @@ def scan_references(reader: Reader) -> References:
         _describe(refs, str(row["payload"]))
     refs.deleted_only -= refs.roots
     return refs
+
+
+_ARTIFACT = str(EventKind.ARTIFACT_RECORDED)
+
+
+def _split_page(refs: References, groups: list[Any], extra: set[str]) -> None:
+    """Route a page's per-run texts: roots, or the digests of a run treated as deleted."""
+    for group in groups:
+        text = str(group["payloads"] or "")
+        run_id = group["run_id"]
+        if run_id is None or str(run_id) not in extra:
+            refs.roots.update(digests_in(text))
+            continue
+        refs.dropped_by_run.setdefault(str(run_id), set()).update(digests_in(text))
+        if group["described"]:
+            # Canonical JSON has no raw newline: the joined text splits back into events.
+            for payload in text.split("\n"):
+                # One digest and no list: the description adds nothing (skip the parse).
+                if len(set(digests_in(payload))) > 1 or _LIST_MARK.search(payload):
+                    _describe(refs, payload)
 
 
 def _dialect(reader: Reader) -> str:
@@ -175,3 +257,63 @@ def _describe(refs: References, text: str) -> None:
         payload.get("serializer") in _LIST_SERIALIZERS or payload.get("role") in _LIST_ROLES
     ):
         refs.manifests.add(blob)
+
+
+_PURGES = "SELECT payload FROM events WHERE kind = :k AND payload LIKE :p"
+_RUN_EVENTS = "SELECT run_id, kind, payload FROM events WHERE run_id IN ({marks})"
+_CHUNK = 500
+_STEP_ENDS = frozenset({str(EventKind.STEP_COMPLETED), str(EventKind.STEP_CACHED)})
+
+
+def recorded_content_purges(reader: Reader) -> dict[str, set[str]]:
+    """Run id -> the content classes ``store.collected`` events say were purged from it."""
+    found: dict[str, set[str]] = {}
+    params = {"k": str(EventKind.STORE_COLLECTED), "p": '%"purged_content":%'}
+    for row in reader.fetch(_PURGES, params):
+        payload = orjson.loads(str(row["payload"]))
+        for run_id, classes in (payload.get("purged_content") or {}).items():
+            found.setdefault(str(run_id), set()).update(str(c) for c in classes)
+    return found
+
+
+def content_of(kind: str, payload: dict[str, Any], classes: Collection[str]) -> list[str]:
+    """The digests of the ``classes`` an event names (what a content rule removes).
+
+    ``step_outputs``: the outputs of ``step.completed`` and ``step.cached`` events (the
+    values steps returned; metric series and reports, named ``KIND:NAME``, stay);
+    ``sources``: the stored copy of a ``source.observed`` source (a folder's manifest,
+    whose files go with it), unless it was tracked by reference.
+    """
+    if kind in _STEP_ENDS and "step_outputs" in classes:
+        outputs = payload.get("outputs") or {}
+        return [d for name, d in outputs.items() if ":" not in name and isinstance(d, str)]
+    if kind == EventKind.SOURCE_OBSERVED and "sources" in classes:
+        digest = payload.get("digest")
+        if isinstance(digest, str) and not payload.get("by_reference"):
+            return [digest]
+    return []
+
+
+def _scan_purged(reader: Reader, refs: References, purged: dict[str, set[str]]) -> None:
+    """Roots of runs that stay but lose some content: everything but that content."""
+    ids = sorted(purged)
+    for start in range(0, len(ids), _CHUNK):
+        chunk = ids[start : start + _CHUNK]
+        names = {f"r{i}": run_id for i, run_id in enumerate(chunk)}
+        sql = _RUN_EVENTS.format(marks=", ".join(f":{n}" for n in names))
+        rows = [
+            (str(row["run_id"]), str(row["kind"]), str(row["payload"]))
+            for row in reader.fetch(sql, names)
+        ]
+        removed: dict[str, set[str]] = {run_id: set() for run_id in chunk}
+        for run_id, kind, text in rows:
+            if kind in _STEP_ENDS or kind == EventKind.SOURCE_OBSERVED:
+                removed[run_id].update(content_of(kind, orjson.loads(text), purged[run_id]))
+        for run_id, kind, text in rows:
+            gone = removed[run_id]
+            if kind == EventKind.ARTIFACT_RECORDED and orjson.loads(text).get("digest") in gone:
+                _describe(refs, text)  # the description of removed content: not a root
+                continue
+            refs.roots.update(d for d in digests_in(text) if d not in gone)
+        for run_id in chunk:
+            refs.purged_by_run[run_id] = removed[run_id]

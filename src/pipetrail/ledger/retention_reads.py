@@ -82,6 +82,18 @@ def labelled_runs(reader: Reader, label: str, kind: str) -> set[str]:
 
 
 def _tombstone(row: Any, payload: dict[str, Any], run_id: str) -> dict[str, Any]:
+    if run_id not in (payload.get("purged_runs") or {}):
+        # A content rule: the run stays, its step outputs or source copies went.
+        classes = [str(c) for c in payload["purged_content"][run_id]]
+        return {
+            "policy": ", ".join(classes),
+            "content": classes,
+            "reason": payload.get("reason", ""),
+            "purged_at": str(row["ts"]),
+            "purged_by": str(row["actor"]),
+            "seq": int(row["seq"]),
+            "objects": int(payload.get("objects", 0)),
+        }
     return {
         "policy": payload["purged_runs"][run_id],
         "reason": payload.get("reason", ""),
@@ -98,27 +110,35 @@ def run_purge(reader: Reader, run_id: str) -> dict[str, Any] | None:
     Returns:
         ``policy`` (the rule, or ``purge of source PATH``), ``reason``, ``purged_at``,
         ``purged_by``, ``seq`` (the ``store.collected`` event) and ``objects`` (how many
-        that collection removed, for every run it purged).
+        that collection removed, for every run it purged); when a content rule removed
+        only some of a run's content (the run stays), also ``content``: the classes
+        (``step_outputs``, ``sources``).
     """
     rows = reader.fetch(
-        _PURGES, {"k": str(EventKind.STORE_COLLECTED), "p": f'%"purged_runs":%"{run_id}"%'}
+        _PURGES, {"k": str(EventKind.STORE_COLLECTED), "p": f'%"purged_%"{run_id}"%'}
     )
+    found = None
     for row in rows:
         payload = json.loads(str(row["payload"]))
         if run_id in (payload.get("purged_runs") or {}):
-            return _tombstone(row, payload, run_id)
-    return None
+            return _tombstone(row, payload, run_id)  # the run itself went: that says all
+        if found is None and run_id in (payload.get("purged_content") or {}):
+            found = _tombstone(row, payload, run_id)
+    return found
 
 
 def purged_runs(reader: Reader) -> dict[str, dict[str, Any]]:
     """Run id -> its tombstone (as :func:`run_purge`), for every purged run, in one read."""
     found: dict[str, dict[str, Any]] = {}
-    rows = reader.fetch(_PURGES, {"k": str(EventKind.STORE_COLLECTED), "p": '%"purged_runs":%'})
+    rows = reader.fetch(_PURGES, {"k": str(EventKind.STORE_COLLECTED), "p": '%"purged_%'})
+    content: dict[str, dict[str, Any]] = {}
     for row in rows:
         payload = json.loads(str(row["payload"]))
         for run_id in payload.get("purged_runs") or {}:
             found.setdefault(str(run_id), _tombstone(row, payload, str(run_id)))
-    return found
+        for run_id in payload.get("purged_content") or {}:
+            content.setdefault(str(run_id), _tombstone(row, payload, str(run_id)))
+    return {**content, **found}
 
 
 _SOURCE_RUNS = (

@@ -172,10 +172,17 @@ def _step_output(reader: Reader, ref: str) -> OutputRef:
             f"step {node!r} of run {run_id} has no output {output!r}; its outputs are: {listed}"
         )
     tombstone = run_purge(reader, run_id)
+    if tombstone is not None and "step_outputs" not in tombstone.get("content", ["step_outputs"]):
+        tombstone = None  # only the run's source copies went
+    whose = (
+        f"the step outputs of run {run_id} were"
+        if tombstone and "content" in tombstone
+        else f"run {run_id} was"
+    )
     purged = (
         None
         if tombstone is None
-        else f"run {run_id} was purged by policy {tombstone['policy']} on "
+        else f"{whose} purged by policy {tombstone['policy']} on "
         f"{tombstone['purged_at']} (ledger event {tombstone['seq']})"
     )
     return _record(

@@ -60,6 +60,8 @@ class Garbage:
         loose: digest -> size of loose object files to remove.
         packed: digest -> size of pack rows to remove.
         segment: digest -> (segment file, size) of segment objects to remove.
+        s3: digest -> size of objects of an S3 store to remove (:mod:`pipetrail.store.s3_gc`).
+        kinds: the kinds this store has (``loose``, ``packed``, ``segment``; or ``s3``).
         young: objects left alone because they are younger than the grace period.
         segments_dropped: segment files with no live object left (removed).
         segments_rewritten: segment files rewritten without their dead bytes.
@@ -70,6 +72,8 @@ class Garbage:
     loose: dict[str, int] = field(default_factory=dict)
     packed: dict[str, int] = field(default_factory=dict)
     segment: dict[str, tuple[str, int]] = field(default_factory=dict)
+    s3: dict[str, int] = field(default_factory=dict)
+    kinds: tuple[str, ...] = KINDS
     young: int = 0
     segments_dropped: int = 0
     segments_rewritten: int = 0
@@ -78,16 +82,31 @@ class Garbage:
 
     def digests(self) -> Iterator[str]:
         """Every digest to remove (each once; an object may live in two places)."""
-        yield from dict.fromkeys([*self.loose, *self.packed, *self.segment])
+        yield from dict.fromkeys([*self.loose, *self.packed, *self.segment, *self.s3])
+
+    def sizes(self) -> dict[str, int]:
+        """Digest -> bytes it frees (an object stored twice counts both copies)."""
+        found: dict[str, int] = {}
+        for digest, size in [
+            *self.loose.items(),
+            *self.packed.items(),
+            *((d, size) for d, (_, size) in self.segment.items()),
+            *self.s3.items(),
+        ]:
+            found[digest] = found.get(digest, 0) + size
+        return found
 
     def by_kind(self) -> dict[str, dict[str, int]]:
-        """``{kind: {"objects": n, "bytes": b}}`` for loose, packed and segment."""
+        """``{kind: {"objects": n, "bytes": b}}`` for each kind of :attr:`kinds`."""
         sizes = {
             "loose": list(self.loose.values()),
             "packed": list(self.packed.values()),
             "segment": [size for _, size in self.segment.values()],
+            "s3": list(self.s3.values()),
         }
-        return {kind: {"objects": len(v), "bytes": sum(v)} for kind, v in sizes.items()}
+        return {
+            kind: {"objects": len(sizes[kind]), "bytes": sum(sizes[kind])} for kind in self.kinds
+        }
 
 
 def _connect(pack: Path) -> sqlite3.Connection | None:

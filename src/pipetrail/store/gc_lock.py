@@ -99,11 +99,21 @@ def writer_lease(folder: Path) -> Iterator[None]:
 
 
 def run_lease(store: ContentStore) -> contextlib.AbstractContextManager[None]:
-    """The lease a run holds on ``store`` (:func:`writer_lease`; none but for a local store)."""
+    """The lease a run holds on ``store`` while it writes.
+
+    :func:`writer_lease` for a local store, a marker object for an S3 store
+    (:func:`pipetrail.store.s3_gc.s3_writer_lease`), none for another store.
+    """
     from pipetrail.store.local import LocalStore
 
     if isinstance(store, LocalStore):
         return writer_lease(store.root)
+    from pipetrail.store.s3 import S3Store  # here: a local run never imports the S3 store
+
+    if isinstance(store, S3Store):
+        from pipetrail.store.s3_gc import s3_writer_lease
+
+        return s3_writer_lease(store)
     return contextlib.nullcontext()
 
 

@@ -42,6 +42,8 @@ from pipetrail.store.verified import corrupt_error, digest_of
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
 
+    from pipetrail.store.s3_gc import S3Control
+
 __all__ = ["S3Store", "parse_s3_url"]
 
 _CHUNK = 8 * 1024 * 1024
@@ -49,6 +51,7 @@ _PART = 16 * 1024 * 1024
 _MULTIPART_FROM = 64 * 1024 * 1024
 _DEFAULT_CACHE_BYTES = 2 * 1024**3
 _THREADS = 8  # requests in flight for batches of objects
+_DELETE_BATCH = 1000  # the most keys one DeleteObjects request takes
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -525,6 +528,37 @@ class S3Store:
             self._evict(digest)
             removed.append(digest)
         return removed
+
+    def delete_objects(self, digests: Sequence[str]) -> None:
+        """Delete the objects named, batched (S3 DeleteObjects takes up to 1,000 a request).
+
+        The garbage collector's primitive once it holds the store (:mod:`pipetrail.store.
+        s3_gc`); an absent object is not an error. The local read cache forgets them.
+
+        Raises:
+            StoreError: the server refused a request; what went before stays deleted.
+        """
+        import obstore as obs
+
+        for start in range(0, len(digests), _DELETE_BATCH):
+            batch = list(digests[start : start + _DELETE_BATCH])
+            self._call(
+                "remove objects",
+                obs.delete,
+                self._client_store,
+                [self._key(digest) for digest in batch],
+            )
+            with self._lock:
+                for digest in batch:
+                    self._etags.pop(digest, None)
+            for digest in batch:
+                self._evict(digest)
+
+    def control(self) -> S3Control:
+        """The store's control objects (``PREFIX/control/``): the collector's and runs' markers."""
+        from pipetrail.store.s3_gc import S3Control
+
+        return S3Control(self._client_store, f"{self._prefix}control/", self._call)
 
     def verify(self, digest: str) -> bool:
         """Re-hash one object (downloading it); False, and quarantined, when corrupt.

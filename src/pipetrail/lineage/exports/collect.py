@@ -151,6 +151,8 @@ class RunSnapshot:
             (docs/data-handling.md); a sensitive one is recorded under a keyed digest.
         declassified: digest -> ``{"from", "to", "by"}`` for outputs a privacy
             operation declassified.
+        privacy: step run id -> the privacy operations it recorded (``pipetrail.privacy``;
+            a cache hit's are those of the step run it reused), in order.
     """
 
     run: Row
@@ -164,6 +166,7 @@ class RunSnapshot:
     governance: tuple[GovernanceRecord, ...] = ()
     labels: dict[str, str] = field(default_factory=dict)
     declassified: dict[str, Row] = field(default_factory=dict)
+    privacy: dict[str, list[Row]] = field(default_factory=dict)
 
     @property
     def run_id(self) -> str:
@@ -316,7 +319,34 @@ def collect_run(
         root=root,
         labels=labels,
         declassified=declassified,
+        privacy=_privacy(reader, run_id, reused),
     )
+
+
+def _privacy(reader: Reader, run_id: str, reused: dict[str, Row]) -> dict[str, list[Row]]:
+    """Step run id -> its privacy operations (a cache hit: those of the run it reused)."""
+    from pipetrail.ledger.event_reads import closing_step_events
+    from pipetrail.lineage.exports.privacy_lineage import privacy_operations
+
+    def recorded(run: str) -> dict[str, list[Row]]:
+        return {
+            event.step_run_id: ops
+            for event in closing_step_events(reader, run)
+            if (ops := privacy_operations(event.data_ops))
+        }
+
+    found = recorded(run_id)
+    others: dict[str, dict[str, list[Row]]] = {}
+    for step_run_id, original in reused.items():
+        if step_run_id in found or original is None:
+            continue
+        origin = str(original["run_id"])
+        if origin not in others:
+            others[origin] = found if origin == run_id else recorded(origin)
+        ops = others[origin].get(str(original["step_run_id"]))
+        if ops:
+            found[step_run_id] = ops
+    return found
 
 
 def _labels(

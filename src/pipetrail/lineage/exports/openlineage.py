@@ -8,6 +8,11 @@ digest) and, for tables, ``schema``. Run ids become UUIDs by :func:`run_uuid`.
 Every standard facet names the exact schema in tests/schemas/openlineage that the tests
 validate it against. Naming conventions: ``pipetrail.lineage.exports``.
 
+A step that recorded privacy operations (``pipetrail.privacy``) gives its outputs the
+standard ``columnLineage`` facet, the masking transformations included, and its end
+event the ``pipetrail_privacy`` run facet listing what each operation did
+(:mod:`pipetrail.lineage.exports.privacy_lineage`).
+
 When the snapshot carries verified governance acts, the pipeline run carries the custom
 ``pipetrail_governance`` run facet: one entry per signed act (registration, promotion or
 rollback request, approval, rejection, promotion, rollback, decision) with its signer,
@@ -25,6 +30,7 @@ from pipetrail.core.classification import is_sensitive
 from pipetrail.core.version import VERSION
 from pipetrail.lineage.exports.arrow_types import schema_fields
 from pipetrail.lineage.exports.collect import PRODUCER, DatasetName
+from pipetrail.lineage.exports.privacy_lineage import column_lineage, operation_attributes
 
 if TYPE_CHECKING:
     from pipetrail.lineage.exports.collect import GovernanceRecord, Row, RunSnapshot
@@ -60,6 +66,10 @@ _SCHEMA_URLS = {
     "pipetrail_classification": (
         "pipetrail://schemas/openlineage/1-0-0/PipetrailClassificationFacet.json"
     ),
+    "columnLineage": (
+        f"{_FACETS}/1-2-0/ColumnLineageDatasetFacet.json#/$defs/ColumnLineageDatasetFacet"
+    ),
+    "pipetrail_privacy": "pipetrail://schemas/openlineage/1-0-0/PipetrailPrivacyRunFacet.json",
 }
 # The JSON schema of the ``pipetrail_governance`` facet (its ``$id`` is the URL above).
 GOVERNANCE_FACET_SCHEMA = Path(__file__).with_name("schemas") / "PipetrailGovernanceRunFacet.json"
@@ -327,6 +337,12 @@ def _step_events(snap: RunSnapshot, step: Row) -> tuple[dict[str, Any], dict[str
             )
             for name, digest in (step["outputs"] or {}).items()
         ]
+        ops = snap.privacy.get(step["step_run_id"])
+        if ops:
+            _add_column_lineage(ops, inputs, outputs)
+            end_facets["pipetrail_privacy"] = _facet(
+                "pipetrail_privacy", operations=[operation_attributes(op) for op in ops]
+            )
     elif end_type == "FAIL":
         end_facets.update(_error(step["error"], step["traceback"]))
     else:
@@ -340,6 +356,24 @@ def _step_events(snap: RunSnapshot, step: Row) -> tuple[dict[str, Any], dict[str
         outputs,
     )
     return start, end
+
+
+def _columns(dataset: dict[str, Any]) -> list[str] | None:
+    schema = dataset["facets"].get("schema")
+    return [str(f["name"]) for f in schema["fields"]] if schema else None
+
+
+def _add_column_lineage(
+    ops: list[Row],
+    inputs: list[dict[str, Any]],
+    outputs: list[dict[str, Any]],
+) -> None:
+    """Give each output the ``columnLineage`` facet of the step's privacy operations."""
+    sources = [(d["namespace"], d["name"], _columns(d)) for d in _unique(inputs)]
+    for dataset in outputs:
+        fields = column_lineage(ops, sources, _columns(dataset))
+        if fields is not None:
+            dataset["facets"]["columnLineage"] = _facet("columnLineage", **fields)
 
 
 def openlineage_events(snap: RunSnapshot) -> list[dict[str, Any]]:

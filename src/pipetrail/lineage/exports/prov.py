@@ -24,7 +24,13 @@ The model, one record per fact the ledger holds:
   ``pipetrail:governance-<seq>``) associated with its signer (a ``prov:Person`` agent
   ``pipetrail:user-<name>``, role the act), carrying the signature and key id as
   attributes; a registration generates its version, requests, moves and decisions use
-  it, votes and moves are informed by their request, a decision about the run by the run.
+  it, votes and moves are informed by their request, a decision about the run by the run;
+- privacy operations (``pipetrail.privacy``): each call a step run recorded is an
+  activity (``pipetrail:PrivacyOperation`` and ``pipetrail:Pseudonymization``,
+  ``ColumnDrop``, ``Generalization``, ``Aggregation`` or ``KAnonymityCheck``;
+  ``pipetrail:privacy-<step run>-<n>``) the step run ``wasInformedBy``, with what it did
+  as attributes (``pipetrail:operation``, ``columns``, ``groups_suppressed``,
+  ``rows_suppressed``, ``k``, ``masking``...), never a key or a value of the data.
 
 Identifiers and attributes live in the ``pipetrail:`` namespace (``pipetrail://prov/``).
 Built as plain dicts; the ``prov`` package reads the result back (tests do).
@@ -39,6 +45,7 @@ from urllib.parse import quote
 from pipetrail.core.version import VERSION
 from pipetrail.hashing.digest import hex_of
 from pipetrail.lineage.exports.collect import PRODUCER
+from pipetrail.lineage.exports.privacy_lineage import operation_attributes
 
 if TYPE_CHECKING:
     from pipetrail.lineage.exports.collect import GovernanceRecord, Row, RunSnapshot
@@ -334,6 +341,32 @@ def _governance_part(doc: _Document, snap: RunSnapshot, run_act: str) -> None:
             doc.relate("wasInformedBy", informed=identifier, informant=run_act)
 
 
+_PRIVACY_TYPES = {
+    "pseudonymize": "pipetrail:Pseudonymization",
+    "drop": "pipetrail:ColumnDrop",
+    "generalize": "pipetrail:Generalization",
+    "aggregate": "pipetrail:Aggregation",
+    "check_k_anonymity": "pipetrail:KAnonymityCheck",
+}
+
+
+def _privacy_part(doc: _Document, snap: RunSnapshot, step: Row, act: str) -> None:
+    """Each privacy operation of a step run: an activity the step run was informed by."""
+    ops = snap.privacy.get(step["step_run_id"]) or []
+    for number, op in enumerate(ops, 1):
+        identifier = f"pipetrail:privacy-{step['step_run_id']}-{number}"
+        attributes: dict[str, Any] = {
+            "prov:type": [
+                _qname("pipetrail:PrivacyOperation"),
+                _qname(_PRIVACY_TYPES.get(str(op["op"]), "pipetrail:PrivacyOperation")),
+            ],
+            "prov:label": f"{step['node_id']}: {op['op']}",
+        }
+        attributes.update(_attrs(step_run_id=step["step_run_id"], **operation_attributes(op)))
+        doc.add("activity", identifier, attributes)
+        doc.relate("wasInformedBy", informed=act, informant=identifier)
+
+
 def prov_document(snap: RunSnapshot) -> dict[str, Any]:
     """Return the run as a PROV-JSON document (see the module docstring for the model)."""
     doc = _Document()
@@ -363,6 +396,7 @@ def prov_document(snap: RunSnapshot) -> dict[str, Any]:
             made = snap.reused[step["step_run_id"]]
             _step_activity(doc, snap, made)
             doc.relate("wasInformedBy", informed=act, informant=_step_id(made["step_run_id"]))
+        _privacy_part(doc, snap, step, act)
         for name, digest in (step["outputs"] or {}).items():
             entity = _entity(doc, snap, digest, label=snap.output_name(step["node_id"], name))
             if digest in generated:
