@@ -74,7 +74,14 @@ def _baseline_tree(ref: str) -> tuple[str, Path]:
 
 def _project(tree: Path, env: dict[str, str]) -> Path:
     folder = Path(tempfile.mkdtemp(prefix="pipetrail-bench-example-"))
-    shutil.copytree(tree / "examples" / "breast_cancer", folder, dirs_exist_ok=True)
+    # Only the tracked files: a checkout where the example already ran holds its state
+    # folder and data, which would make the "first" run a cached one.
+    shutil.copytree(
+        tree / "examples" / "breast_cancer",
+        folder,
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns(".pipetrail", "data"),
+    )
     run_timed([PYTHON, "prepare_data.py"], cwd=folder, env=env)
     return folder
 
