@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from playwright.sync_api import Browser, Page
 
     from tests.integration.conftest import PipelineFiles
+    from tests.support.seaweedfs import SeaweedServer
 
 TRAIN = """
 from pipetrail import pipeline, step, log_metric
@@ -104,6 +105,21 @@ def served_on_postgres(
 ) -> Iterator[Served]:
     """The same project with its ledger in PostgreSQL."""
     yield from _serve(files, project_root, unique, f'metadata = "{postgres_url}"\n')
+
+
+@pytest.fixture
+def served_on_s3(
+    files: PipelineFiles,
+    project_root: Path,
+    unique: Callable[[str], str],
+    seaweed: SeaweedServer,
+    s3_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Served]:
+    """The same project with its store in a real S3 bucket (SeaweedFS)."""
+    for name, value in seaweed.env().items():
+        monkeypatch.setenv(name, value)
+    yield from _serve(files, project_root, unique, f'store = "{s3_url}"\n')
 
 
 def _serve(
