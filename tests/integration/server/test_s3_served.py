@@ -17,7 +17,7 @@ pytestmark = pytest.mark.integration
 
 def test_the_api_and_pages_over_an_s3_store(served_on_s3: Served) -> None:
     served = served_on_s3
-    assert served.project.config.store_url.startswith("s3://")
+    assert (served.project.config.store_url or "").startswith("s3://")
     # Nothing of the runs' content is in the project folder: the bucket holds it.
     local = served.root / ".pipetrail" / "objects"
     assert not local.exists() or not any(p.is_file() for p in local.rglob("*"))
