@@ -49,6 +49,7 @@ class Project:
         self._registry = registry
         self._reader: Reader | None = None
         self._keys: SealingKeys | None = None
+        self._moved: dict[str, str] | None = None  # sealed objects a re-encryption replaced
         self._gate: AccessGate | None = None
 
     @classmethod
@@ -120,6 +121,11 @@ class Project:
             self._keys = open_keys(settings, create=create)
         return self._keys
 
+    def forget_keys(self) -> None:
+        """Drop the unwrapped keys: the next use reads the keyring again (it changed)."""
+        self._keys = None
+        self._moved = None
+
     def store_for(
         self,
         record: StoredArtifact,
@@ -161,7 +167,11 @@ class Project:
             keys = self.sealing_keys()
         except StoreError as exc:
             raise StoreError(f"cannot read the sensitive artifact {record.digest}: {exc}") from None
-        return SealedStore(self.store, keys)
+        if self._moved is None:
+            from pipetrail.ledger.references import resealed_blobs
+
+            self._moved = resealed_blobs(self.reader())
+        return SealedStore(self.store, keys, moved=self._moved)
 
     def reader(self) -> Reader:
         """Return a query helper: the open ledger's, or a cheap read-only one.

@@ -174,4 +174,7 @@ def sealed_artifact_blobs(reader: Reader) -> list[str]:
         record = parse_payload("artifact.recorded", r["payload"])
         if isinstance(record, ArtifactRecorded) and record.meta.get("sealed"):
             found.add(record.blob)
-    return sorted(found)
+    from pipetrail.ledger.references import superseded_blobs
+
+    # The objects a re-encryption replaced are no longer recorded content.
+    return sorted(found - superseded_blobs(reader))

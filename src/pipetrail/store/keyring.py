@@ -36,7 +36,15 @@ from pipetrail.store.encryption import new_data_key, unwrap_key, wrap_key
 from pipetrail.store.key_providers import KeyFile, KeyProvider, load_provider
 from pipetrail.store.sealed import SealingKeys, data_key_id
 
-__all__ = ["EncryptionSettings", "Rotation", "open_keys", "rotate_keys"]
+__all__ = [
+    "EncryptionSettings",
+    "Rotation",
+    "begin_reencryption",
+    "finish_reencryption",
+    "open_keys",
+    "pending_reencryption",
+    "rotate_keys",
+]
 
 KEYRING_KIND = "pipetrail.keyring"
 _SETTINGS = {"provider", "path", "variable", "keyring"}
@@ -119,7 +127,8 @@ def _read_keyring(path: Path) -> dict[str, Any] | None:
         entries = ring["data_keys"]
         if ring.get("kind") != KEYRING_KIND or not isinstance(entries, list) or not entries:
             raise ValueError
-        for entry in entries:
+        extra = [ring[k] for k in ("digest_key", "pending") if k in ring]
+        for entry in [*entries, *extra]:
             if not all(isinstance(entry.get(k), str) for k in ("id", "kek", "wrapped")):
                 raise ValueError
     except (ValueError, KeyError, TypeError, AttributeError):
@@ -160,7 +169,7 @@ def _unwrap(provider: KeyProvider, entry: dict[str, str], path: Path) -> bytes:
         kek = provider.get(entry["kek"])
     except StoreError as exc:
         raise StoreError(
-            f"the project data key {entry['id']} in {path} was wrapped with the key "
+            f"the project key {entry['id']} in {path} was wrapped with the key "
             f"{entry['kek']}, which the configured key provider does not hold: {exc}"
         ) from None
     data_key = unwrap_key(kek, base64.b64decode(entry["wrapped"]), what=f"keyring {path}")
@@ -201,9 +210,15 @@ def open_keys(settings: EncryptionSettings, *, create: bool) -> SealingKeys:
         ring = {"kind": KEYRING_KIND, "version": 1, "data_keys": [_entry(kek_id, kek, data_key)]}
         _write_private(settings.keyring, json.dumps(ring, indent=1).encode("utf-8"))
         return SealingKeys.single(data_key)
-    provider = settings.key_provider()
-    keys = {e["id"]: _unwrap(provider, e, settings.keyring) for e in ring["data_keys"]}
-    return SealingKeys(current=ring["data_keys"][0]["id"], data_keys=keys)
+    return _keys_of(ring, settings.key_provider(), settings.keyring)
+
+
+def _keys_of(ring: dict[str, Any], provider: KeyProvider, path: Path) -> SealingKeys:
+    """Unwrap a keyring's keys: its data keys, a pending one (it opens), its digest key."""
+    entries = [*ring["data_keys"], *([ring["pending"]] if "pending" in ring else [])]
+    keys = {e["id"]: _unwrap(provider, e, path) for e in entries}
+    digest_key = _unwrap(provider, ring["digest_key"], path) if "digest_key" in ring else None
+    return SealingKeys(current=ring["data_keys"][0]["id"], data_keys=keys, digest_key=digest_key)
 
 
 @dataclass(frozen=True)
@@ -221,6 +236,11 @@ class Rotation:
     new_kek: str
     data_keys: list[str]
     retired: bool
+
+
+def _wrapped_entries(ring: dict[str, Any]) -> list[dict[str, str]]:
+    """Every wrapped key of a keyring: data keys, a pending data key, the digest key."""
+    return [*ring["data_keys"], *(ring[k] for k in ("pending", "digest_key") if k in ring)]
 
 
 def rotate_keys(settings: EncryptionSettings, *, old: KeyProvider | None = None) -> Rotation:
@@ -241,8 +261,9 @@ def rotate_keys(settings: EncryptionSettings, *, old: KeyProvider | None = None)
     provider = settings.key_provider()
     before = old if old is not None else provider
     # Unwrap everything with the old key(s) first: a wrong old key changes nothing.
-    keys = {e["id"]: _unwrap(before, e, settings.keyring) for e in ring["data_keys"]}
-    old_keks = sorted({e["kek"] for e in ring["data_keys"]})
+    opened = _keys_of(ring, before, settings.keyring)
+    keys = {e["id"]: opened.data_keys[e["id"]] for e in ring["data_keys"]}
+    old_keks = sorted({e["kek"] for e in _wrapped_entries(ring)})
     if isinstance(provider, KeyFile):
         provider.rotate()
     new_id, new_kek = provider.current()
@@ -253,9 +274,74 @@ def rotate_keys(settings: EncryptionSettings, *, old: KeyProvider | None = None)
             "one given with --old-variable)"
         )
     ring["data_keys"] = [_entry(new_id, new_kek, keys[e["id"]]) for e in ring["data_keys"]]
+    if "pending" in ring:
+        ring["pending"] = _entry(new_id, new_kek, opened.data_keys[ring["pending"]["id"]])
+    if opened.digest_key is not None:
+        ring["digest_key"] = _entry(new_id, new_kek, opened.digest_key)
     _write_private(settings.keyring, json.dumps(ring, indent=1).encode("utf-8"))
     retired = False
     if isinstance(provider, KeyFile):
         provider.retire(keep=new_id)
         retired = True
     return Rotation(old_keks=old_keks, new_kek=new_id, data_keys=list(keys), retired=retired)
+
+
+def begin_reencryption(settings: EncryptionSettings) -> tuple[SealingKeys, SealingKeys]:
+    """Add a pending data key to the keyring (or take the one a cut-short run left).
+
+    The pending key opens (a reader finds it) but does not seal: new content is still
+    sealed with the current data key until :func:`finish_reencryption`. The digest key is
+    written apart from the data keys first, so keyed digests outlive the data key they
+    were derived from (docs/adr/0025-reencryption.md).
+
+    Returns:
+        ``(every key that opens, the keys that seal with the pending data key)``.
+
+    Raises:
+        StoreError: no keyring, or a key the provider does not hold (nothing changed).
+        IntegrityError: a wrapped key does not unwrap (nothing changed).
+    """
+    ring = _read_keyring(settings.keyring)
+    if ring is None:
+        raise StoreError(
+            f"no keyring at {settings.keyring}: this project has no sealed content to re-encrypt"
+        )
+    provider = settings.key_provider()
+    # Unwrap everything first: a wrong key changes nothing.
+    opened = _keys_of(ring, provider, settings.keyring)
+    if "pending" not in ring:
+        kek_id, kek = provider.current()
+        if "digest_key" not in ring:
+            ring["digest_key"] = _entry(kek_id, kek, opened.digest_key_bytes())
+        ring["pending"] = _entry(kek_id, kek, new_data_key())
+        ring["version"] = 2
+        _write_private(settings.keyring, json.dumps(ring, indent=1).encode("utf-8"))
+        opened = _keys_of(ring, provider, settings.keyring)
+    pending = ring["pending"]["id"]
+    sealing = SealingKeys(
+        current=pending,
+        data_keys={pending: opened.data_keys[pending]},
+        digest_key=opened.digest_key_bytes(),
+    )
+    return opened, sealing
+
+
+def finish_reencryption(settings: EncryptionSettings) -> list[str]:
+    """Make the pending data key the only one; return the ids of the data keys removed.
+
+    Raises:
+        StoreError: no keyring, or no re-encryption under way.
+    """
+    ring = _read_keyring(settings.keyring)
+    if ring is None or "pending" not in ring:
+        raise StoreError(f"no re-encryption is under way in {settings.keyring}")
+    retired = [e["id"] for e in ring["data_keys"]]
+    ring["data_keys"] = [ring.pop("pending")]
+    _write_private(settings.keyring, json.dumps(ring, indent=1).encode("utf-8"))
+    return retired
+
+
+def pending_reencryption(settings: EncryptionSettings) -> str | None:
+    """The id of the pending data key of a re-encryption under way, or None."""
+    ring = _read_keyring(settings.keyring)
+    return None if ring is None or "pending" not in ring else str(ring["pending"]["id"])
