@@ -155,6 +155,28 @@ def is_sealed_object(data: bytes) -> bool:
     return data[: len(SEALED_MAGIC)] == SEALED_MAGIC
 
 
+def _filled(raw: BinaryIO, what: str) -> io.BytesIO:
+    """Everything ``raw`` holds, read into the buffer of a ``BytesIO`` (one allocation)."""
+    try:
+        size = os.fstat(raw.fileno()).st_size
+    except (OSError, AttributeError, io.UnsupportedOperation):
+        return io.BytesIO(raw.read())
+    holder = io.BytesIO()
+    if size:
+        holder.seek(size - 1)
+        holder.write(b"\0")  # sizes the buffer once (zero-filled)
+    with holder.getbuffer() as view:
+        got = 0
+        while got < size:
+            n = cast("io.RawIOBase", raw).readinto(view[got:])
+            if not n:
+                break
+            got += n
+    if got != size or raw.read(1):
+        raise IntegrityError(f"{what} changed while it was read")
+    return holder
+
+
 def _what(digest: str) -> str:
     return f"sensitive artifact {digest[:19]}"
 
@@ -186,31 +208,6 @@ class _Decrypting(io.RawIOBase):
         with contextlib.suppress(Exception):
             self._inner.close()
         super().close()
-
-
-class _ViewReader:
-    """Reads ``data`` as zero-copy views."""
-
-    def __init__(self, data: bytes) -> None:
-        self._view = memoryview(data)
-        self._at = 0
-
-    def read(self, size: int = -1) -> memoryview:
-        end = len(self._view) if size < 0 else self._at + size
-        piece = self._view[self._at : end]
-        self._at += len(piece)
-        return piece
-
-
-class _Parts:
-    """A write target keeping what is written as a list of parts."""
-
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
-
-    def write(self, data: bytes) -> int:
-        self.parts.append(data)
-        return len(data)
 
 
 class _HashingReader:
@@ -273,11 +270,20 @@ class SealedStore:
 
     def put_bytes(self, data: bytes) -> str:
         """Seal ``data`` and store it; return the sealed object's digest."""
+        from pipetrail.store.encryption import encrypt_buffer
+
         plain = digest_bytes(data)
-        out = _Parts()
-        # Chunks are read as views of ``data`` and sealed parts joined once: no copies.
-        self._encrypt(cast("BinaryIO", _ViewReader(data)), cast("BinaryIO", out), plain)
-        digest = self._inner.put_bytes(b"".join(out.parts))
+        header, key, prefix = self._keys.seal(plain)
+        # Each chunk is sealed straight into its place in one buffer: no copies.
+        sealed = encrypt_buffer(
+            memoryview(data),
+            key,
+            header,
+            chunk_size=self._chunk_size,
+            nonce_prefix=prefix,
+            before=header,
+        )
+        digest = self._inner.put_bytes(cast("bytes", sealed))
         self.plain_digests[digest] = plain
         return digest
 
@@ -372,21 +378,28 @@ class SealedStore:
     def get_bytes(self, digest: str) -> bytes:
         """The plaintext of a sealed object, once every chunk authenticates.
 
-        The sealed object is read whole (one verified read, as for a plain object) and
-        decrypted in memory.
+        The store verifies the sealed object when it is opened; it is then read into one
+        buffer and decrypted there (:func:`~pipetrail.store.encryption.decrypt_in_place`),
+        which becomes the returned bytes: one allocation, as a plain read makes.
 
         Raises:
             NotFoundError: no such object.
             IntegrityError: the object was changed, is not sealed, or the key is wrong.
             StoreError: its data key is not in the keyring.
         """
-        from pipetrail.store.encryption import iter_decrypted
+        from pipetrail.store.encryption import decrypt_in_place
 
         what = _what(digest)
-        source = _ViewReader(self._inner.get_bytes(self._at(digest)))
-        header = bytes(source.read(_HEADER_LEN))
-        key = self._keys.open_header(header, what=what)
-        return b"".join(iter_decrypted(cast("BinaryIO", source), key, header, what=what))
+        blob = self._at(digest)
+        with self._inner.open(blob) as raw:
+            holder = _filled(raw, what)
+        with holder.getbuffer() as view:
+            header = bytes(view[:_HEADER_LEN])
+            key = self._keys.open_header(header, what=what)
+            size = decrypt_in_place(view, _HEADER_LEN, key, header, what=what)
+        holder.truncate(size)
+        # CPython hands over BytesIO's own buffer when nothing else shares it: no copy.
+        return holder.getvalue()
 
     def open(self, digest: str) -> BinaryIO:
         """A stream of the plaintext, authenticated chunk by chunk as it is read."""
