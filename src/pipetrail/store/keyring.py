@@ -47,6 +47,7 @@ __all__ = [
 ]
 
 KEYRING_KIND = "pipetrail.keyring"
+_VERSION = 2  # 2: a digest key kept apart from the data keys (ADR 0025)
 _SETTINGS = {"provider", "path", "variable", "keyring"}
 
 
@@ -127,6 +128,11 @@ def _read_keyring(path: Path) -> dict[str, Any] | None:
         entries = ring["data_keys"]
         if ring.get("kind") != KEYRING_KIND or not isinstance(entries, list) or not entries:
             raise ValueError
+        if not isinstance(ring.get("version", 1), int) or ring.get("version", 1) > _VERSION:
+            raise StoreError(
+                f"the keyring {path} was written by a newer pipetrail (version "
+                f"{ring.get('version')}); upgrade pipetrail to read it"
+            )
         extra = [ring[k] for k in ("digest_key", "pending") if k in ring]
         for entry in [*entries, *extra]:
             if not all(isinstance(entry.get(k), str) for k in ("id", "kek", "wrapped")):
@@ -314,7 +320,7 @@ def begin_reencryption(settings: EncryptionSettings) -> tuple[SealingKeys, Seali
         if "digest_key" not in ring:
             ring["digest_key"] = _entry(kek_id, kek, opened.digest_key_bytes())
         ring["pending"] = _entry(kek_id, kek, new_data_key())
-        ring["version"] = 2
+        ring["version"] = _VERSION
         _write_private(settings.keyring, json.dumps(ring, indent=1).encode("utf-8"))
         opened = _keys_of(ring, provider, settings.keyring)
     pending = ring["pending"]["id"]

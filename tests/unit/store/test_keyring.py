@@ -176,3 +176,13 @@ def test_a_large_object_is_resealed_in_bounded_memory(
     # The same content sealed in memory gives the same object (deterministic sealing).
     assert SealedStore(store, sealing, chunk_size=4096).put_bytes(data) == again
     assert SealedStore(store, opener).get_bytes(again) == data
+
+
+def test_a_keyring_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    open_keys(settings, create=True)
+    ring = json.loads(settings.keyring.read_text())
+    ring["version"] = 3
+    settings.keyring.write_text(json.dumps(ring))
+    with pytest.raises(StoreError, match="written by a newer pipetrail"):
+        open_keys(settings, create=False)
