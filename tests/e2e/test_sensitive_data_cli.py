@@ -184,3 +184,38 @@ def test_keys_rotate_reencrypt_with_a_wrong_old_key_changes_nothing(
     assert "Traceback" not in refused.stderr
     assert "does not hold" in refused.stderr
     assert (project / ".pipetrail" / "keyring.json").read_bytes() == ring
+
+
+RUNNING = """
+import subprocess, sys
+from pathlib import Path
+from pipetrail import pipeline, source, step
+
+@step
+def read(path: Path) -> str:
+    return path.read_text()
+
+@step
+def rotate_meanwhile(text: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "pipetrail.cli.main", "keys", "rotate", "--reencrypt"],
+        capture_output=True, text=True,
+    )
+    return f"{done.returncode}|{done.stderr}"
+
+@pipeline
+def p():
+    return rotate_meanwhile(read(source("data/patients.txt", classification="pii")))
+"""
+
+
+def test_keys_rotate_reencrypt_is_refused_while_a_run_is_running(project: Path) -> None:
+    (project / "r.py").write_text(textwrap.dedent(RUNNING))
+    run = run_json(project, "r.py")
+    summary = json.loads(cli(project, "show", run["run_id"], "--json", check=True).stdout)
+    digest = next(s for s in summary["steps"] if s["node_id"] == "rotate_meanwhile")
+    got = cli(project, "get", digest["outputs"]["output"], "-o", "-", check=True).stdout
+    code, _, message = got.partition("|")
+    assert code != "0"
+    assert "cannot re-encrypt while runs are running" in message
+    assert "Traceback" not in message
