@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from pipetrail.ledger.ledger import Ledger
     from pipetrail.ledger.queries import Reader
     from pipetrail.store import ContentStore, SerializerRegistry, StoredArtifact
+    from pipetrail.store.keyring import EncryptionSettings
     from pipetrail.store.sealed import SealingKeys
 
 __all__ = ["Project"]
@@ -115,11 +116,27 @@ class Project:
             IntegrityError: a data key does not unwrap (wrong key encryption key).
         """
         if self._keys is None:
-            from pipetrail.store.keyring import EncryptionSettings, open_keys
+            from pipetrail.store.keyring import open_keys
 
-            settings = EncryptionSettings.load(self.root, self.config.state_dir)
-            self._keys = open_keys(settings, create=create)
+            self._keys = open_keys(self.encryption(), create=create)
         return self._keys
+
+    def encryption(self) -> EncryptionSettings:
+        """The ``[encryption]`` settings, with the ledger as the keyring's place if so set.
+
+        Raises:
+            StoreError: the ``[encryption]`` table is malformed.
+        """
+        import dataclasses
+
+        from pipetrail.store.keyring import EncryptionSettings
+
+        settings = EncryptionSettings.load(self.root, self.config.state_dir)
+        if not settings.in_ledger:
+            return settings
+        from pipetrail.execution.ledger_keyring import LedgerKeyring
+
+        return dataclasses.replace(settings, holder=LedgerKeyring(self.ledger, settings.keyring))
 
     def forget_keys(self) -> None:
         """Drop the unwrapped keys: the next use reads the keyring again (it changed)."""

@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 from pipetrail.errors import NotFoundError, StoreError
 from pipetrail.ledger import EventDraft, EventKind
 from pipetrail.store.keyring import (
-    EncryptionSettings,
     begin_reencryption,
     finish_reencryption,
     pending_reencryption,
@@ -71,7 +70,7 @@ def reencrypt_project(project: Project, *, old_variable: str | None = None) -> d
             "key and would seal with it; wait for them to end (or `pipetrail runs` marks a "
             "dead one crashed), then run `pipetrail keys rotate --reencrypt` again"
         )
-    settings = EncryptionSettings.load(project.root, project.config.state_dir)
+    settings = project.encryption()
     resumed = pending_reencryption(settings) is not None
     kek_rotation = None
     if not resumed and (old_variable or isinstance(settings.key_provider(), KeyFile)):

@@ -24,6 +24,7 @@ __all__ = [
     "EventRecord",
     "GateChecked",
     "GovernanceAct",
+    "KeyringKept",
     "KeysRotated",
     "ReproductionChecked",
     "RunEnded",
@@ -535,6 +536,23 @@ class KeysRotated(EventRecord):
 
 
 @dataclass(frozen=True)
+class KeyringKept(EventRecord):
+    """``keys.keyring``: the project keyring as it is from now on (wrapped keys only).
+
+    Attributes:
+        keyring: the keyring document (data keys, digest key, a pending data key, each
+            wrapped by a key encryption key that is never recorded).
+    """
+
+    keyring: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> KeyringKept:
+        """Parse a ``keys.keyring`` payload."""
+        return cls(**cls._base(seq, ts, kind, p), keyring=dict(p["keyring"]))
+
+
+@dataclass(frozen=True)
 class AccessRecorded(EventRecord):
     """``access.read`` or ``access.refused``: one read of sensitive content, or its refusal.
 
@@ -603,6 +621,7 @@ _BY_KIND: dict[str, Any] = {
     EventKind.ALIAS_MOVED: GovernanceAct,
     EventKind.DECISION_RECORDED: GovernanceAct,
     EventKind.KEYS_ROTATED: KeysRotated,
+    EventKind.KEYS_KEYRING: KeyringKept,
     EventKind.ALERT_SENT: AlertDelivery,
     EventKind.ALERT_FAILED: AlertDelivery,
     EventKind.ACCESS_GRANTED: GovernanceAct,
