@@ -100,3 +100,21 @@ def test_a_sensitive_s3_source_is_refused_with_the_reason(
     source = PIPELINE.replace('source("ward"', 'source("s3://bucket/ward/"')
     with pytest.raises(DefinitionError, match=r"would have to write the object's plaintext"):
         run_pipeline(files.load(unique("s3"), source), {}, project, RunOptions())
+
+
+def test_a_kept_run_keeps_the_sealed_files_of_a_folder_a_deleted_run_stored(
+    files: PipelineFiles, project: Project, project_root: Path, unique: Callable[[str], str]
+) -> None:
+    from pipetrail.execution.deletion import delete_runs
+
+    _write_folder(project_root)
+    definition = files.load(unique("ward"), PIPELINE)
+    first = run_pipeline(definition, {}, project, RunOptions())
+    second = run_pipeline(definition, {}, project, RunOptions())  # names the same folder
+    delete_runs(project, [first.id], reason="scratch")
+    collect_garbage(project, grace=0)
+    report = verify_artifacts(project)
+    assert report["ok"], report
+    assert report["missing"] == []
+    assert report["sealed"]["decrypted"] == 4
+    assert second.id
