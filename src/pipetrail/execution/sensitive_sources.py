@@ -17,7 +17,6 @@ reproduction puts plaintext (it is removed after the run).
 from __future__ import annotations
 
 import dataclasses
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -220,6 +219,8 @@ def _observe_snapshot(
                 _unseal(sealed, str(row["blob"]), location)
         except (NotFoundError, StoreError, KeyError, ValueError) as exc:
             # IntegrityError included: what was decrypted so far goes at once.
+            import shutil  # only here: a cached run imports no shutil
+
             shutil.rmtree(location.parent, ignore_errors=True)
             raise NotReproducibleError(
                 f"cannot reproduce run {run_id}: the sealed copy of source {src.path!r} "
