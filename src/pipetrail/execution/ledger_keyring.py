@@ -17,10 +17,10 @@ key of someone else's choosing.
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.ledger import EventDraft, EventKind
+from pipetrail.ledger.event_reads import newest_keyring
 from pipetrail.store.keyring import FileKeyring, KeyringExists, check_keyring
 
 if TYPE_CHECKING:
@@ -30,8 +30,6 @@ if TYPE_CHECKING:
     from pipetrail.ledger.driver import Driver
 
 __all__ = ["LedgerKeyring"]
-
-_NEWEST = "SELECT payload FROM events WHERE kind = :k ORDER BY seq DESC LIMIT 1"
 
 
 class LedgerKeyring:
@@ -53,10 +51,9 @@ class LedgerKeyring:
 
     def read(self) -> dict[str, Any] | None:
         """The newest keyring of the ledger (a keyring file imported first), or None."""
-        rows = self._ledger.reader().fetch(_NEWEST, {"k": str(EventKind.KEYS_KEYRING)})
-        if rows:
-            payload = json.loads(str(rows[0]["payload"]))
-            return check_keyring(payload.get("keyring"), self.where)
+        ring = newest_keyring(self._ledger.reader())
+        if ring is not None:
+            return check_keyring(ring, self.where)
         found = FileKeyring(self._import_from).read()
         if found is None:
             return None
@@ -74,7 +71,7 @@ class LedgerKeyring:
         """
 
         def none_yet(db: Driver) -> None:
-            if db.fetch(_NEWEST, {"k": str(EventKind.KEYS_KEYRING)}):
+            if newest_keyring(db) is not None:
                 raise KeyringExists("another process wrote the project keyring meanwhile")
 
         self._ledger.append(

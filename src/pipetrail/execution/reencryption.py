@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import NotFoundError, StoreError
 from pipetrail.ledger import EventDraft, EventKind
+from pipetrail.ledger.event_reads import sealed_artifact_rows
 from pipetrail.store.keyring import (
     begin_reencryption,
     finish_reencryption,
@@ -40,8 +41,6 @@ if TYPE_CHECKING:
 __all__ = ["reencrypt_project"]
 
 _BATCH = 200  # objects sealed again per ledger append
-_SEALED_ROWS = "SELECT digest, blob, meta FROM artifacts WHERE meta LIKE :m ORDER BY first_seq"
-_SEALED_META = '%"sealed":%'
 
 
 def reencrypt_project(project: Project, *, old_variable: str | None = None) -> dict[str, Any]:
@@ -112,8 +111,7 @@ def _reseal_all(project: Project, opener: SealingKeys, sealing: SealingKeys) -> 
     reader = project.reader()
     done = missing = 0
     drafts: list[EventDraft] = []
-    for row in reader.fetch(_SEALED_ROWS, {"m": _SEALED_META}):
-        blob = str(row["blob"])
+    for digest, blob in sealed_artifact_rows(reader):
         try:
             with store.open(blob) as raw:
                 kid = header_key_id(raw.read(64))
@@ -122,14 +120,14 @@ def _reseal_all(project: Project, opener: SealingKeys, sealing: SealingKeys) -> 
             continue
         if kid is None or kid == sealing.current:
             continue
-        record = reader.artifact(str(row["digest"]))
+        record = reader.artifact(digest)
         if record is None or not (record.get("meta") or {}).get("sealed"):
             continue
         try:
             new_blob, _ = target.reseal(blob, opener)
         except StoreError as exc:  # IntegrityError included
             raise StoreError(
-                f"cannot re-encrypt sealed artifact {row['digest']} (object {blob}): {exc}; "
+                f"cannot re-encrypt sealed artifact {digest} (object {blob}): {exc}; "
                 "nothing was switched to the new key for it; `pipetrail store verify` "
                 "checks every sealed object"
             ) from None
