@@ -144,3 +144,78 @@ def test_reproduce_reads_the_sealed_copy_of_a_sensitive_source(project: Path) ->
     assert refused.returncode != 0
     assert "Traceback" not in refused.stderr
     assert "key file" in refused.stderr
+
+
+def test_keys_rotate_reencrypt_rewrites_sealed_objects(project: Path) -> None:
+    first = run_json(project, "p.py")
+    before = cli(project, "logs", first["run_id"], "read", check=True).stdout
+    assert "Zebulon" in before
+    done = cli(project, "keys", "rotate", "--reencrypt", check=True).stdout
+    assert "sealed object(s) re-encrypted under data key" in done
+    again = cli(project, "keys", "rotate", "--reencrypt", "--json", check=True)
+    payload = json.loads(again.stdout)
+    assert payload["reencrypted"] is True
+    assert payload["objects"] >= 4  # both outputs, the source's copy, the sealed log
+    assert cli(project, "gc", check=True).returncode == 0
+    verified = cli(project, "store", "verify", check=True).stdout
+    assert "store intact" in verified
+    assert cli(project, "logs", first["run_id"], "read", check=True).stdout == before
+    second = run_json(project, "p.py")
+    assert second["run_id"] != first["run_id"]
+    assert cli(project, "audit", "verify", check=True).returncode == 0
+    assert b"Zebulon" not in _everything_written(project)
+
+
+def test_keys_rotate_reencrypt_with_a_wrong_old_key_changes_nothing(
+    project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import base64
+    import os
+
+    with (project / "pipetrail.toml").open("a") as toml:
+        toml.write('\n[encryption]\nprovider = "env"\n')
+    monkeypatch.setenv("PIPETRAIL_KEK", base64.b64encode(os.urandom(32)).decode())
+    run_json(project, "p.py")
+    ring = (project / ".pipetrail" / "keyring.json").read_bytes()
+    monkeypatch.setenv("OLD_KEK", base64.b64encode(os.urandom(32)).decode())
+    monkeypatch.setenv("PIPETRAIL_KEK", base64.b64encode(os.urandom(32)).decode())
+    refused = cli(project, "keys", "rotate", "--reencrypt", "--old-variable", "OLD_KEK")
+    assert refused.returncode != 0
+    assert "Traceback" not in refused.stderr
+    assert "does not hold" in refused.stderr
+    assert (project / ".pipetrail" / "keyring.json").read_bytes() == ring
+
+
+RUNNING = """
+import subprocess, sys
+from pathlib import Path
+from pipetrail import pipeline, source, step
+
+@step
+def read(path: Path) -> str:
+    return path.read_text()
+
+@step
+def rotate_meanwhile(text: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-m", "pipetrail.cli.main", "keys", "rotate", "--reencrypt"],
+        capture_output=True, text=True,
+    )
+    return f"{done.returncode}|{done.stderr}"
+
+@pipeline
+def p():
+    return rotate_meanwhile(read(source("data/patients.txt", classification="pii")))
+"""
+
+
+def test_keys_rotate_reencrypt_is_refused_while_a_run_is_running(project: Path) -> None:
+    (project / "r.py").write_text(textwrap.dedent(RUNNING))
+    run = run_json(project, "r.py")
+    summary = json.loads(cli(project, "show", run["run_id"], "--json", check=True).stdout)
+    digest = next(s for s in summary["steps"] if s["node_id"] == "rotate_meanwhile")
+    got = cli(project, "get", digest["outputs"]["output"], "-o", "-", check=True).stdout
+    code, _, message = got.partition("|")
+    assert code != "0"
+    assert "cannot re-encrypt while runs are running" in message
+    assert "Traceback" not in message

@@ -12,6 +12,7 @@ ledger, so it runs on any executor.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from pipetrail.core.contract import Boundary
     from pipetrail.execution.task import StepTask, TaskResult
     from pipetrail.store import ContentStore, SerializerRegistry, StoredArtifact
+    from pipetrail.store.sealed import SealingKeys
 
 __all__ = ["ContractChecker"]
 
@@ -113,21 +115,60 @@ class ContractChecker:
             "boundaries": boundaries,
         }
         stored: StoredArtifact | None = None
+        privacy = self.task.privacy
         try:
-            stored = registry.by_name("json").dump(report, store)
+            if privacy is not None and privacy.handles and privacy.keys is not None:
+                stored = _sealed_report(report, store, registry, privacy.keys, privacy.handles)
+            else:
+                stored = registry.by_name("json").dump(report, store)
         except Exception as exc:  # noqa: BLE001 - store backends may raise library errors
             _log.warning("step %r: storing its contract report failed: %s", self.task.node_id, exc)
         result.contract_report = stored
+        if privacy is not None and privacy.handles:
+            # The report (sealed) keeps the failing values; the step event and the error,
+            # which are stored in clear, keep only which checks failed and how often.
+            self.results = [_redacted(found) for found in self.results]
+            boundaries = [found.to_record() for found in self.results]
+            report = {**report, "boundaries": boundaries}
         result.contracts = {
             "ok": ok,
             "report": None if stored is None else stored.digest,
             "boundaries": boundaries,
         }
         if not ok and result.error is None:
+            message = describe_violations(self.task.node_id, self.results)
+            if privacy is not None and privacy.handles:
+                where = "" if stored is None else f"; the sealed report {stored.digest} has them"
+                message += f" (values not shown: the step handles {privacy.handles} data{where})"
             result.error = ContractViolationError(
-                describe_violations(self.task.node_id, self.results),
+                message,
                 step=self.task.node_id,
                 report=report,
                 report_digest=None if stored is None else stored.digest,
             )
             result.traceback = ""
+
+
+def _sealed_report(
+    report: dict[str, Any],
+    store: ContentStore,
+    registry: SerializerRegistry,
+    keys: SealingKeys,
+    label: str,
+) -> StoredArtifact:
+    """Store a contract report sealed, under a keyed digest and ``label``."""
+    from pipetrail.execution.classification import seal_record
+    from pipetrail.store.sealed import SealedStore
+
+    sealed = SealedStore(store, keys)
+    return seal_record(registry.by_name("json").dump(report, sealed), sealed, label)
+
+
+def _redacted(found: BoundaryResult) -> BoundaryResult:
+    """A boundary's results without any checked value: no examples, no failure messages."""
+    copy = dataclasses.replace(found, checks=[dataclasses.replace(c) for c in found.checks])
+    for check in copy.checks:
+        check.examples = []
+        if check.status == "failed":
+            check.message = None
+    return copy

@@ -166,12 +166,17 @@ class OutputPrivacy:
     Attributes:
         labels: output name -> label.
         lowered: output name -> the label it is declassified from.
-        keys: the sealing keys (None when no output is sensitive).
+        keys: the sealing keys (None when the step neither reads nor writes sensitive
+            data).
+        handles: the strictest sensitive label the step reads or writes (None: none);
+            its contract report is then sealed under that label and the step event
+            quotes no checked value.
     """
 
     labels: dict[str, str]
     lowered: dict[str, str] = field(default_factory=dict)
     keys: SealingKeys | None = None
+    handles: str | None = None
 
 
 def seal_record(record: StoredArtifact, sealed: SealedStore, label: str) -> StoredArtifact:

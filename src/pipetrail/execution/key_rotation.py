@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipetrail.ledger import EventDraft, EventKind
 from pipetrail.store.key_providers import EnvironmentKey
-from pipetrail.store.keyring import EncryptionSettings, rotate_keys
+from pipetrail.store.keyring import rotate_keys
 
 if TYPE_CHECKING:
     from pipetrail.execution.project import Project
@@ -36,7 +36,7 @@ def rotate_project_keys(project: Project, *, old_variable: str | None = None) ->
         StoreError: no keyring, the old key is not available or wrong (nothing changed),
             or no new key is configured.
     """
-    settings = EncryptionSettings.load(project.root, project.config.state_dir)
+    settings = project.encryption()
     old = EnvironmentKey(old_variable) if old_variable else None
     done = rotate_keys(settings, old=old)
     payload = {

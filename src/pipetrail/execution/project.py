@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from pipetrail.ledger.ledger import Ledger
     from pipetrail.ledger.queries import Reader
     from pipetrail.store import ContentStore, SerializerRegistry, StoredArtifact
+    from pipetrail.store.keyring import EncryptionSettings
     from pipetrail.store.sealed import SealingKeys
 
 __all__ = ["Project"]
@@ -49,6 +50,7 @@ class Project:
         self._registry = registry
         self._reader: Reader | None = None
         self._keys: SealingKeys | None = None
+        self._moved: dict[str, str] | None = None  # sealed objects a re-encryption replaced
         self._gate: AccessGate | None = None
 
     @classmethod
@@ -117,11 +119,32 @@ class Project:
             IntegrityError: a data key does not unwrap (wrong key encryption key).
         """
         if self._keys is None:
-            from pipetrail.store.keyring import EncryptionSettings, open_keys
+            from pipetrail.store.keyring import open_keys
 
-            settings = EncryptionSettings.load(self.root, self.config.state_dir)
-            self._keys = open_keys(settings, create=create)
+            self._keys = open_keys(self.encryption(), create=create)
         return self._keys
+
+    def encryption(self) -> EncryptionSettings:
+        """The ``[encryption]`` settings, with the ledger as the keyring's place if so set.
+
+        Raises:
+            StoreError: the ``[encryption]`` table is malformed.
+        """
+        import dataclasses
+
+        from pipetrail.store.keyring import EncryptionSettings
+
+        settings = EncryptionSettings.load(self.root, self.config.state_dir)
+        if not settings.in_ledger:
+            return settings
+        from pipetrail.execution.ledger_keyring import LedgerKeyring
+
+        return dataclasses.replace(settings, holder=LedgerKeyring(self.ledger, settings.keyring))
+
+    def forget_keys(self) -> None:
+        """Drop the unwrapped keys: the next use reads the keyring again (it changed)."""
+        self._keys = None
+        self._moved = None
 
     def store_for(
         self,
@@ -164,7 +187,11 @@ class Project:
             keys = self.sealing_keys()
         except StoreError as exc:
             raise StoreError(f"cannot read the sensitive artifact {record.digest}: {exc}") from None
-        return SealedStore(self.store, keys)
+        if self._moved is None:
+            from pipetrail.ledger.references import resealed_blobs
+
+            self._moved = resealed_blobs(self.reader())
+        return SealedStore(self.store, keys, moved=self._moved)
 
     def reader(self) -> Reader:
         """Return a query helper: the open ledger's, or a cheap read-only one.

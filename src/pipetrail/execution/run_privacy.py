@@ -50,8 +50,13 @@ class RunPrivacy:
         labels = self.labels[node_id]
         if not labels.recorded():
             return None
-        keys = self._project.sealing_keys(create=True) if labels.sensitive() else None
-        return OutputPrivacy(labels=dict(labels.outputs), lowered=dict(labels.lowered), keys=keys)
+        handles = None
+        if is_sensitive(labels.inherited) or labels.sensitive():
+            handles = strictest([labels.inherited, *labels.outputs.values()])
+        keys = self._project.sealing_keys(create=True) if handles else None
+        return OutputPrivacy(
+            labels=dict(labels.outputs), lowered=dict(labels.lowered), keys=keys, handles=handles
+        )
 
     def stored_logs(self, node_id: str, data: bytes) -> StoredArtifact:
         """Store a step's captured output: sealed when the step reads or writes sensitive data.

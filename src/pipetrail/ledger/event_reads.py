@@ -8,11 +8,12 @@ module outside the ledger selects or parses event payloads.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pipetrail.ledger.event_records import (
     ArtifactRecorded,
     EventRecord,
+    KeyringKept,
     SourceObserved,
     StepEvent,
     StepStarted,
@@ -29,7 +30,9 @@ __all__ = [
     "closing_step_events",
     "code_artifacts",
     "first_code_artifact",
+    "newest_keyring",
     "sealed_artifact_blobs",
+    "sealed_artifact_rows",
     "run_events",
     "source_events",
     "source_observations",
@@ -174,4 +177,38 @@ def sealed_artifact_blobs(reader: Reader) -> list[str]:
         record = parse_payload("artifact.recorded", r["payload"])
         if isinstance(record, ArtifactRecorded) and record.meta.get("sealed"):
             found.add(record.blob)
-    return sorted(found)
+    from pipetrail.ledger.references import superseded_blobs
+
+    # The objects a re-encryption replaced are no longer recorded content.
+    return sorted(found - superseded_blobs(reader))
+
+
+class _Fetches(Protocol):
+    """A reader, or the driver inside a write transaction."""
+
+    def fetch(self, text: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Run one query."""
+        ...
+
+
+_NEWEST_KEYRING = "SELECT payload FROM events WHERE kind = 'keys.keyring' ORDER BY seq DESC LIMIT 1"
+_SEALED_ROWS = "SELECT digest, blob FROM artifacts WHERE meta LIKE :m ORDER BY first_seq"
+
+
+def newest_keyring(source: _Fetches) -> Any:
+    """The keyring document of the newest ``keys.keyring`` event (None: there is none)."""
+    rows = source.fetch(_NEWEST_KEYRING)
+    if not rows:
+        return None
+    record = parse_payload("keys.keyring", rows[0]["payload"])
+    return record.keyring if isinstance(record, KeyringKept) else None
+
+
+def sealed_artifact_rows(reader: Reader) -> list[tuple[str, str]]:
+    """``(digest, current blob)`` of the artifacts whose record may say ``sealed``.
+
+    Selected by a substring of the canonical ``meta`` text, oldest first; the caller
+    reads each record through :meth:`Reader.artifact` (checked against its event).
+    """
+    rows = reader.fetch(_SEALED_ROWS, {"m": '%"sealed":%'})
+    return [(str(r["digest"]), str(r["blob"])) for r in rows]

@@ -24,6 +24,7 @@ __all__ = [
     "EventRecord",
     "GateChecked",
     "GovernanceAct",
+    "KeyringKept",
     "KeysRotated",
     "ReproductionChecked",
     "RunEnded",
@@ -513,14 +514,22 @@ class KeysRotated(EventRecord):
     Attributes:
         old_keks: the ids of the key encryption keys retired.
         new_kek: the id of the key encryption key that wraps the data keys now.
-        data_keys: the ids of the data keys wrapped again (no data was rewritten).
+        data_keys: the ids of the data keys wrapped again (no data was rewritten), or
+            after a re-encryption the new data key.
         provider: the key provider's name.
+        reencrypted: a re-encryption: a new data key sealed every sealed object again
+            (docs/adr/0025-reencryption.md).
+        objects: how many sealed objects the re-encryption sealed again.
+        retired_data_keys: the data keys the re-encryption removed from the keyring.
     """
 
     old_keks: list[str] = field(default_factory=list)
     new_kek: str = ""
     data_keys: list[str] = field(default_factory=list)
     provider: str = ""
+    reencrypted: bool = False
+    objects: int = 0
+    retired_data_keys: list[str] = field(default_factory=list)
 
     @classmethod
     def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> KeysRotated:
@@ -531,7 +540,27 @@ class KeysRotated(EventRecord):
             new_kek=p["new_kek"],
             data_keys=list(p["data_keys"]),
             provider=p.get("provider", ""),
+            reencrypted=bool(p.get("reencrypted", False)),
+            objects=int(p.get("objects", 0)),
+            retired_data_keys=list(p.get("retired_data_keys", [])),
         )
+
+
+@dataclass(frozen=True)
+class KeyringKept(EventRecord):
+    """``keys.keyring``: the project keyring as it is from now on (wrapped keys only).
+
+    Attributes:
+        keyring: the keyring document (data keys, digest key, a pending data key, each
+            wrapped by a key encryption key that is never recorded).
+    """
+
+    keyring: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> KeyringKept:
+        """Parse a ``keys.keyring`` payload."""
+        return cls(**cls._base(seq, ts, kind, p), keyring=dict(p["keyring"]))
 
 
 @dataclass(frozen=True)
@@ -603,6 +632,7 @@ _BY_KIND: dict[str, Any] = {
     EventKind.ALIAS_MOVED: GovernanceAct,
     EventKind.DECISION_RECORDED: GovernanceAct,
     EventKind.KEYS_ROTATED: KeysRotated,
+    EventKind.KEYS_KEYRING: KeyringKept,
     EventKind.ALERT_SENT: AlertDelivery,
     EventKind.ALERT_FAILED: AlertDelivery,
     EventKind.ACCESS_GRANTED: GovernanceAct,

@@ -72,6 +72,8 @@ class EventKind(StrEnum):
     DECISION_RECORDED = "decision.recorded"
     # Data handling: the project's data keys wrapped under a new key encryption key.
     KEYS_ROTATED = "keys.rotated"
+    # The project keyring (wrapped keys only) kept in the ledger (keyring = "ledger").
+    KEYS_KEYRING = "keys.keyring"
     # Alerts (pipetrail.observability.alerts): a rule's message delivered, or given up on.
     ALERT_SENT = "alert.sent"
     ALERT_FAILED = "alert.failed"

@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 from pipetrail.ledger.events import Event, EventKind
 from pipetrail.ledger.projections import (
     ARTIFACT_INSERT,
+    ARTIFACT_RESEAL,
     IO_INSERT,
     METRIC_INSERT,
     PARAM_INSERT,
@@ -43,6 +44,7 @@ from pipetrail.ledger.projections import (
     TAG_UPSERT,
     apply_event,
     artifact_row,
+    artifact_statement,
     closed_step_rows,
     has_projection,
     io_rows,
@@ -76,6 +78,7 @@ _PHASES = (
     PARAM_INSERT,
     TAG_UPSERT,
     ARTIFACT_INSERT,
+    ARTIFACT_RESEAL,
     SOURCE_INSERT,
     STEP_INSERT,
     STEP_UPSERT,
@@ -149,7 +152,7 @@ def apply_events(
             if copy is not None:
                 reused.setdefault(copy[0], []).append(copy[1])
         elif kind == EventKind.ARTIFACT_RECORDED:
-            add(ARTIFACT_INSERT, artifact_row(event, p))
+            add(artifact_statement(p), artifact_row(event, p))
         elif kind == EventKind.SOURCE_OBSERVED:
             add(SOURCE_INSERT, source_row(event, p))
         elif kind == EventKind.RUN_STARTED:

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ARTIFACT_INSERT",
+    "ARTIFACT_RESEAL",
     "IO_INSERT",
     "JSON_COLUMNS",
     "METRIC_INSERT",
@@ -35,6 +36,7 @@ __all__ = [
     "TAG_UPSERT",
     "apply_event",
     "artifact_row",
+    "artifact_statement",
     "closed_step_rows",
     "finished_step_row",
     "has_projection",
@@ -98,6 +100,19 @@ ARTIFACT_INSERT = _insert(
         "first_step_run_id", "created_at", "first_seq",
     ),
 )  # fmt: skip
+# A sealed artifact sealed again under a new data key (``resealed_from`` in its
+# ``artifact.recorded`` event, docs/adr/0025-reencryption.md): the newer description
+# replaces the row, so the row names the event that gives its current blob.
+ARTIFACT_RESEAL = (
+    "INSERT INTO artifacts (digest, blob, serializer, type_name, size, meta, role, "
+    "first_run_id, first_step_run_id, created_at, first_seq) VALUES (:digest, :blob, "
+    ":serializer, :type_name, :size, :meta, :role, :first_run_id, :first_step_run_id, "
+    ":created_at, :first_seq) ON CONFLICT (digest) DO UPDATE SET blob = excluded.blob, "
+    "serializer = excluded.serializer, type_name = excluded.type_name, size = excluded.size, "
+    "meta = excluded.meta, role = excluded.role, first_run_id = excluded.first_run_id, "
+    "first_step_run_id = excluded.first_step_run_id, created_at = excluded.created_at, "
+    "first_seq = excluded.first_seq"
+)
 SOURCE_INSERT = _insert(
     "sources",
     ("run_id", "path", "digest", "size", "mtime_ns", "observed_at", "by_reference", "seq"),
@@ -450,8 +465,13 @@ def artifact_row(event: Event, p: dict[str, Any], *, decoded: bool = False) -> d
     }
 
 
+def artifact_statement(p: dict[str, Any]) -> str:
+    """The statement projecting an ``artifact.recorded`` payload (a reseal replaces)."""
+    return ARTIFACT_RESEAL if p.get("resealed_from") else ARTIFACT_INSERT
+
+
 def _artifact_recorded(db: Driver, event: Event, p: dict[str, Any]) -> None:
-    db.execute(ARTIFACT_INSERT, artifact_row(event, p))
+    db.execute(artifact_statement(p), artifact_row(event, p))
 
 
 def source_row(event: Event, p: dict[str, Any]) -> dict[str, Any]:

@@ -306,7 +306,10 @@ class Reader(ABC):
             json.loads(r["payload"]).get("blob")
             for r in self.fetch("SELECT payload FROM events WHERE kind = 'artifact.recorded'")
         }
-        return sorted(b for b in blobs if isinstance(b, str))
+        from pipetrail.ledger.references import superseded_blobs
+
+        # The objects a re-encryption replaced are no longer recorded content.
+        return sorted(b for b in blobs - superseded_blobs(self) if isinstance(b, str))
 
     def resolve_artifact(self, ref: str) -> str:
         """Return the full digest for a digest or unique prefix (with or without ``blake3:``).

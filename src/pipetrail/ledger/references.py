@@ -47,7 +47,9 @@ __all__ = [
     "content_of",
     "digests_in",
     "recorded_content_purges",
+    "resealed_blobs",
     "scan_references",
+    "superseded_blobs",
 ]
 
 #: What a content rule removes from runs that stay: their step outputs, or the copies of
@@ -78,6 +80,8 @@ _DROPPED = (
     f"AND run_id IN ({_DELETED_IDS})"
 )
 _JOIN = {"sqlite": "group_concat(payload, char(10))", "postgresql": "string_agg(payload, E'\\n')"}
+_RESEALED = "SELECT payload FROM events WHERE kind = :a AND payload LIKE :r ORDER BY seq"
+_RESEAL = '%"resealed_from":%'
 _LISTS = "SELECT payload FROM events WHERE kind = :a AND (payload LIKE :f OR payload LIKE :m)"
 _FOLDER = '%"serializer":"folder"%'
 _MANIFEST = '%"role":"source-manifest"%'
@@ -212,6 +216,14 @@ def scan_references(
     folders = {"a": str(EventKind.ARTIFACT_RECORDED), "f": _FOLDER, "m": _MANIFEST}
     for row in reader.fetch(_LISTS, folders):
         _describe(refs, str(row["payload"]))
+    # A sealed object sealed again under a new data key is replaced by its new object
+    # (docs/adr/0025-reencryption.md): the old ciphertext is needed by nothing.
+    superseded = superseded_blobs(reader)
+    if superseded:
+        refs.roots -= superseded
+        refs.artifacts = {
+            d: tuple(x for x in named if x not in superseded) for d, named in refs.artifacts.items()
+        }
     refs.deleted_only -= refs.roots
     return refs
 
@@ -234,6 +246,32 @@ def _split_page(refs: References, groups: list[Any], extra: set[str]) -> None:
                 # One digest and no list: the description adds nothing (skip the parse).
                 if len(set(digests_in(payload))) > 1 or _LIST_MARK.search(payload):
                     _describe(refs, payload)
+
+
+def superseded_blobs(reader: Reader) -> set[str]:
+    """The sealed objects a re-encryption replaced (``resealed_from`` of its events)."""
+    return set(resealed_blobs(reader))
+
+
+def resealed_blobs(reader: Reader) -> dict[str, str]:
+    """Each sealed object a re-encryption replaced -> the object that holds it now.
+
+    A step event records the object its output was read from; after a re-encryption
+    that object is replaced, and a reader follows this map to the current one.
+    """
+    moved: dict[str, str] = {}
+    for row in reader.fetch(_RESEALED, {"a": str(EventKind.ARTIFACT_RECORDED), "r": _RESEAL}):
+        payload = orjson.loads(str(row["payload"]))
+        old, new = payload.get("resealed_from"), payload.get("blob")
+        if isinstance(old, str) and isinstance(new, str):
+            moved[old] = new
+    for old, new in list(moved.items()):  # several re-encryptions: follow to the last
+        seen = {old}
+        while new in moved and new not in seen:
+            seen.add(new)
+            new = moved[new]
+        moved[old] = new
+    return moved
 
 
 def _dialect(reader: Reader) -> str:

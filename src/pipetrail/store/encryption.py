@@ -35,7 +35,9 @@ __all__ = [
     "CHUNK_SIZE",
     "HEADER_SIZE",
     "MAGIC",
+    "decrypt_in_place",
     "decrypt_stream",
+    "encrypt_buffer",
     "encrypt_stream",
     "iter_decrypted",
     "new_data_key",
@@ -184,6 +186,104 @@ def iter_decrypted(src: BinaryIO, key: bytes, context: bytes, *, what: str) -> I
             return
         current = following
         index += 1
+
+
+def encrypt_buffer(
+    data: memoryview,
+    key: bytes,
+    context: bytes,
+    *,
+    chunk_size: int = CHUNK_SIZE,
+    nonce_prefix: bytes | None = None,
+    before: bytes = b"",
+) -> bytearray:
+    """Encrypt ``data`` held in memory into one buffer: what :func:`encrypt_stream` writes.
+
+    The output's size is known in advance, so each chunk is sealed straight into its
+    place (``encrypt_into``): no per-chunk objects, no join. ``before`` is put first (a
+    caller's own header), so the caller needs no copy either. Same arguments, same bytes
+    as :func:`encrypt_stream`.
+    """
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    if not 0 < chunk_size <= _MAX_CHUNK:
+        raise ValueError(f"chunk size must be between 1 and {_MAX_CHUNK} bytes")
+    if nonce_prefix is not None and len(nonce_prefix) != 7:
+        raise ValueError("a nonce prefix is 7 bytes")
+    prefix = os.urandom(7) if nonce_prefix is None else nonce_prefix
+    header = MAGIC + struct.pack(">I", chunk_size) + prefix
+    aad = header + context
+    sealer = AESGCM(key)
+    chunks = max(1, -(-len(data) // chunk_size))
+    out = bytearray(len(before) + HEADER_SIZE + len(data) + chunks * _TAG)
+    view = memoryview(out)
+    at = len(before) + HEADER_SIZE
+    view[:at] = before + header
+    for index in range(chunks):
+        piece = data[index * chunk_size : (index + 1) * chunk_size]
+        end = at + len(piece) + _TAG
+        nonce = _nonce(prefix, index, index == chunks - 1)
+        sealer.encrypt_into(nonce, piece, aad, view[at:end])
+        at = end
+    return out
+
+
+def decrypt_in_place(
+    buffer: memoryview, offset: int, key: bytes, context: bytes, *, what: str
+) -> int:
+    """Decrypt the stream at ``buffer[offset:]`` to the start of ``buffer``; return its size.
+
+    Each chunk is decrypted (``decrypt_into``) into one reused chunk-sized scratch
+    buffer, then moved to its place: the plaintext ends at or before where the next
+    chunk's ciphertext starts, so nothing unread is overwritten, and no memory is
+    allocated beyond the scratch. ``buffer[:size]`` is then the plaintext; on an error
+    the buffer holds a mix and must be discarded.
+
+    Raises:
+        IntegrityError: as :func:`decrypt_stream` (not an encrypted stream, a changed,
+            moved, missing or extra chunk, a wrong key or context).
+    """
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    header = bytes(buffer[offset : offset + HEADER_SIZE])
+    if len(header) != HEADER_SIZE or header[:4] != MAGIC:
+        raise IntegrityError(f"{what} is not an encrypted object (no pipetrail header)")
+    (chunk_size,) = struct.unpack(">I", header[4:8])
+    if not 0 < chunk_size <= _MAX_CHUNK:
+        raise IntegrityError(f"{what} has a corrupt encryption header")
+    total = len(buffer)
+    body = total - offset - HEADER_SIZE
+    sealed = chunk_size + _TAG
+    chunks = max(1, -(-body // sealed))
+    if body < _TAG or 0 < body % sealed < _TAG:
+        raise IntegrityError(f"{what} is truncated: chunk {chunks - 1} is incomplete")
+    aad = header + context
+    opener = AESGCM(key)
+    scratch = memoryview(bytearray(min(chunk_size, body - _TAG)))
+    at = offset + HEADER_SIZE
+    size = 0
+    for index in range(chunks):
+        last = index == chunks - 1
+        end = total if last else at + sealed
+        length = end - at - _TAG
+        try:
+            opener.decrypt_into(
+                _nonce(header[8:], index, last), buffer[at:end], aad, scratch[:length]
+            )
+        except InvalidTag:
+            reason = (
+                "it was cut short, extended or changed"
+                if last or index
+                else "it was changed, or the key or the object it belongs to is wrong"
+            )
+            raise IntegrityError(
+                f"{what} does not decrypt at chunk {index}: {reason}; it cannot be trusted"
+            ) from None
+        buffer[size : size + length] = scratch[:length]
+        size += length
+        at = end
+    return size
 
 
 def wrap_key(kek: bytes, data_key: bytes) -> bytes:

@@ -37,17 +37,25 @@ from pipetrail.errors import IntegrityError, NotFoundError, StoreError
 from pipetrail.hashing import Hasher, digest_bytes
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Iterator, Mapping, Sequence
 
     from pipetrail.store.base import ContentStore
 
-__all__ = ["SEALED_MAGIC", "SealedStore", "SealingKeys", "is_sealed_object"]
+__all__ = [
+    "SEALED_MAGIC",
+    "SealedStore",
+    "SealingKeys",
+    "data_key_id",
+    "header_key_id",
+    "is_sealed_object",
+]
 
 SEALED_MAGIC = b"PTS1"
 _ID_LEN = 16
 _WRAPPED_LEN = 40
 _HEADER_LEN = len(SEALED_MAGIC) + _ID_LEN + _WRAPPED_LEN
 _READ = 1 << 20
+_IN_MEMORY = 1 << 26  # a sealed object up to this size is sealed again in memory
 
 
 def _derive(data_key: bytes, purpose: str) -> bytes:
@@ -74,10 +82,14 @@ class SealingKeys:
     Attributes:
         current: the id of the data key new content is sealed with.
         data_keys: data key id -> the key (32 bytes).
+        digest_key: the key of keyed digests, when the keyring keeps one apart from the
+            data keys (after a re-encryption, docs/adr/0025-reencryption.md); None: it is
+            derived from the current data key.
     """
 
     current: str
     data_keys: dict[str, bytes] = field(repr=False)
+    digest_key: bytes | None = field(default=None, repr=False)
 
     @classmethod
     def single(cls, data_key: bytes) -> SealingKeys:
@@ -94,9 +106,15 @@ class SealingKeys:
                 "cannot be read (nothing was decrypted)"
             ) from None
 
+    def digest_key_bytes(self) -> bytes:
+        """The key of keyed digests (kept apart, or derived from the current data key)."""
+        if self.digest_key is not None:
+            return self.digest_key
+        return _derive(self._key(self.current), "keyed digest")
+
     def keyed_digest(self, plain_digest: str) -> str:
         """The digest the ledger records for content whose plain digest is ``plain_digest``."""
-        key = _derive(self._key(self.current), "keyed digest")
+        key = self.digest_key_bytes()
         return "blake3:" + _keyed(key, plain_digest.encode("ascii")).hex()
 
     def seal(self, plain_digest: str) -> tuple[bytes, bytes, bytes]:
@@ -125,9 +143,38 @@ class SealingKeys:
         return unwrap_key(wrapping, header[4 + _ID_LEN :], what=what)
 
 
+def header_key_id(header: bytes) -> str | None:
+    """The id of the data key a sealed object's header names (None: not a sealed header)."""
+    if len(header) < len(SEALED_MAGIC) + _ID_LEN or not header.startswith(SEALED_MAGIC):
+        return None
+    return header[len(SEALED_MAGIC) : len(SEALED_MAGIC) + _ID_LEN].decode("ascii", "replace")
+
+
 def is_sealed_object(data: bytes) -> bool:
     """Whether ``data`` starts like a sealed object."""
     return data[: len(SEALED_MAGIC)] == SEALED_MAGIC
+
+
+def _filled(raw: BinaryIO, what: str) -> io.BytesIO:
+    """Everything ``raw`` holds, read into the buffer of a ``BytesIO`` (one allocation)."""
+    try:
+        size = os.fstat(raw.fileno()).st_size
+    except (OSError, AttributeError, io.UnsupportedOperation):
+        return io.BytesIO(raw.read())
+    holder = io.BytesIO()
+    if size:
+        holder.seek(size - 1)
+        holder.write(b"\0")  # sizes the buffer once (zero-filled)
+    with holder.getbuffer() as view:
+        got = 0
+        while got < size:
+            n = cast("io.RawIOBase", raw).readinto(view[got:])
+            if not n:
+                break
+            got += n
+    if got != size or raw.read(1):
+        raise IntegrityError(f"{what} changed while it was read")
+    return holder
 
 
 def _what(digest: str) -> str:
@@ -163,31 +210,6 @@ class _Decrypting(io.RawIOBase):
         super().close()
 
 
-class _ViewReader:
-    """Reads ``data`` as zero-copy views."""
-
-    def __init__(self, data: bytes) -> None:
-        self._view = memoryview(data)
-        self._at = 0
-
-    def read(self, size: int = -1) -> memoryview:
-        end = len(self._view) if size < 0 else self._at + size
-        piece = self._view[self._at : end]
-        self._at += len(piece)
-        return piece
-
-
-class _Parts:
-    """A write target keeping what is written as a list of parts."""
-
-    def __init__(self) -> None:
-        self.parts: list[bytes] = []
-
-    def write(self, data: bytes) -> int:
-        self.parts.append(data)
-        return len(data)
-
-
 class _HashingReader:
     """Reads from ``raw``, hashing what it hands out."""
 
@@ -215,14 +237,24 @@ class SealedStore:
     """
 
     def __init__(
-        self, inner: ContentStore, keys: SealingKeys, *, chunk_size: int | None = None
+        self,
+        inner: ContentStore,
+        keys: SealingKeys,
+        *,
+        chunk_size: int | None = None,
+        moved: Mapping[str, str] | None = None,
     ) -> None:
         from pipetrail.store.encryption import CHUNK_SIZE
 
         self._inner = inner
         self._keys = keys
         self._chunk_size = chunk_size or CHUNK_SIZE
+        self._moved: Mapping[str, str] = moved or {}
         self.plain_digests: dict[str, str] = {}
+
+    def _at(self, digest: str) -> str:
+        """The object holding ``digest``'s content now (a re-encryption replaces objects)."""
+        return self._moved.get(digest, digest)
 
     @property
     def keys(self) -> SealingKeys:
@@ -238,11 +270,20 @@ class SealedStore:
 
     def put_bytes(self, data: bytes) -> str:
         """Seal ``data`` and store it; return the sealed object's digest."""
+        from pipetrail.store.encryption import encrypt_buffer
+
         plain = digest_bytes(data)
-        out = _Parts()
-        # Chunks are read as views of ``data`` and sealed parts joined once: no copies.
-        self._encrypt(cast("BinaryIO", _ViewReader(data)), cast("BinaryIO", out), plain)
-        digest = self._inner.put_bytes(b"".join(out.parts))
+        header, key, prefix = self._keys.seal(plain)
+        # Each chunk is sealed straight into its place in one buffer: no copies.
+        sealed = encrypt_buffer(
+            memoryview(data),
+            key,
+            header,
+            chunk_size=self._chunk_size,
+            nonce_prefix=prefix,
+            before=header,
+        )
+        digest = self._inner.put_bytes(cast("bytes", sealed))
         self.plain_digests[digest] = plain
         return digest
 
@@ -261,23 +302,55 @@ class SealedStore:
             raise IntegrityError(
                 f"{path} changed while it was stored: it no longer hashes to {digest}"
             )
-        import tempfile  # imports shutil: only when a file is sealed
+        with open(path, "rb") as raw:
+            stored, size = self._put_stream(cast("BinaryIO", raw), plain, what=str(path))
+        return stored, size
+
+    def _put_stream(self, raw: BinaryIO, plain: str, *, what: str) -> tuple[str, int]:
+        """Seal what ``raw`` yields (of plain digest ``plain``) through a ciphertext temp file."""
+        import tempfile  # imports shutil: only when a stream is sealed
 
         fd, tmp = tempfile.mkstemp(prefix="pipetrail-sealed-")
         try:
-            with open(path, "rb") as raw, os.fdopen(fd, "wb") as out:
-                # Hashed again while it is encrypted: a file that changed in between is
+            with os.fdopen(fd, "wb") as out:
+                # Hashed again while it is encrypted: content that changed in between is
                 # caught without a third read.
                 again = _HashingReader(raw)
                 self._encrypt(cast("BinaryIO", again), out, plain)
             if again.hasher.digest() != plain:
-                raise IntegrityError(f"{path} changed while it was sealed into the store")
+                raise IntegrityError(f"{what} changed while it was sealed into the store")
             stored, size = self._inner.put_file(Path(tmp))
         finally:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
         self.plain_digests[stored] = plain
         return stored, size
+
+    def reseal(self, blob: str, opener: SealingKeys) -> tuple[str, int]:
+        """Seal again, with this view's keys, the sealed object ``blob`` that ``opener`` opens.
+
+        Bounded memory: a large object is decrypted twice (to hash its plaintext, then
+        to seal it again through a ciphertext temp file). Plaintext never reaches disk.
+
+        Returns:
+            The new sealed object's digest and size.
+
+        Raises:
+            NotFoundError: no such object.
+            IntegrityError: it does not decrypt (changed, or a wrong key).
+            StoreError: its data key is not among ``opener``'s.
+        """
+        old = SealedStore(self._inner, opener, chunk_size=self._chunk_size)
+        if self._inner.size(blob) <= _IN_MEMORY:
+            data = old.get_bytes(blob)
+            stored = self.put_bytes(data)
+            return stored, self._inner.size(stored)
+        hasher = Hasher()
+        with old.open(blob) as reader:
+            while block := reader.read(_READ):
+                hasher.update(block)
+        with old.open(blob) as reader:
+            return self._put_stream(reader, hasher.digest(), what=_what(blob))
 
     def put_files(
         self, items: Sequence[tuple[str | os.PathLike[str], str | None]]
@@ -293,7 +366,7 @@ class SealedStore:
         from pipetrail.store.encryption import iter_decrypted
 
         what = _what(digest)
-        raw = self._inner.open(digest)
+        raw = self._inner.open(self._at(digest))
         try:
             header = raw.read(_HEADER_LEN)
             key = self._keys.open_header(header, what=what)
@@ -305,21 +378,28 @@ class SealedStore:
     def get_bytes(self, digest: str) -> bytes:
         """The plaintext of a sealed object, once every chunk authenticates.
 
-        The sealed object is read whole (one verified read, as for a plain object) and
-        decrypted in memory.
+        The store verifies the sealed object when it is opened; it is then read into one
+        buffer and decrypted there (:func:`~pipetrail.store.encryption.decrypt_in_place`),
+        which becomes the returned bytes: one allocation, as a plain read makes.
 
         Raises:
             NotFoundError: no such object.
             IntegrityError: the object was changed, is not sealed, or the key is wrong.
             StoreError: its data key is not in the keyring.
         """
-        from pipetrail.store.encryption import iter_decrypted
+        from pipetrail.store.encryption import decrypt_in_place
 
         what = _what(digest)
-        source = _ViewReader(self._inner.get_bytes(digest))
-        header = bytes(source.read(_HEADER_LEN))
-        key = self._keys.open_header(header, what=what)
-        return b"".join(iter_decrypted(cast("BinaryIO", source), key, header, what=what))
+        blob = self._at(digest)
+        with self._inner.open(blob) as raw:
+            holder = _filled(raw, what)
+        with holder.getbuffer() as view:
+            header = bytes(view[:_HEADER_LEN])
+            key = self._keys.open_header(header, what=what)
+            size = decrypt_in_place(view, _HEADER_LEN, key, header, what=what)
+        holder.truncate(size)
+        # CPython hands over BytesIO's own buffer when nothing else shares it: no copy.
+        return holder.getvalue()
 
     def open(self, digest: str) -> BinaryIO:
         """A stream of the plaintext, authenticated chunk by chunk as it is read."""
@@ -328,17 +408,17 @@ class SealedStore:
 
     def local_path(self, digest: str) -> Path | None:
         """Always None: a sealed object has no plaintext on disk."""
-        if not self._inner.exists(digest):
+        if not self._inner.exists(self._at(digest)):
             raise NotFoundError(f"no object {digest} in the store")
         return None
 
     def exists(self, digest: str) -> bool:
         """Whether the sealed object is stored."""
-        return self._inner.exists(digest)
+        return self._inner.exists(self._at(digest))
 
     def size(self, digest: str) -> int:
         """The sealed object's size in bytes."""
-        return self._inner.size(digest)
+        return self._inner.size(self._at(digest))
 
     def iter_digests(self) -> Iterator[str]:
         """The digests of every stored object."""
@@ -346,7 +426,7 @@ class SealedStore:
 
     def verify(self, digest: str) -> bool:
         """Re-hash the sealed object (no key needed)."""
-        return self._inner.verify(digest)
+        return self._inner.verify(self._at(digest))
 
     def check_sealed(self, digest: str) -> None:
         """Decrypt the object to nowhere, authenticating every chunk.

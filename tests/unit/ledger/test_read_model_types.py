@@ -16,6 +16,7 @@ from pipetrail.ledger.annotations import (
 )
 from pipetrail.ledger.event_records import (
     EventRecord,
+    KeyringKept,
     KeysRotated,
     RunStarted,
     SourceObserved,
@@ -163,3 +164,24 @@ def test_labels_are_optional_fields_old_events_still_read() -> None:
     )
     assert isinstance(rotated, KeysRotated)
     assert (rotated.old_keks, rotated.new_kek) == (["file:a"], "file:b")
+    assert not rotated.reencrypted
+    resealed = parse_payload(
+        "keys.rotated",
+        {
+            "old_keks": [],
+            "new_kek": "",
+            "data_keys": ["n"],
+            "reencrypted": True,
+            "objects": 7,
+            "retired_data_keys": ["d"],
+        },
+    )
+    assert isinstance(resealed, KeysRotated)
+    assert (resealed.reencrypted, resealed.objects, resealed.retired_data_keys) == (
+        True,
+        7,
+        ["d"],
+    )
+    kept = parse_payload("keys.keyring", {"keyring": {"kind": "pipetrail.keyring"}})
+    assert isinstance(kept, KeyringKept)
+    assert kept.keyring == {"kind": "pipetrail.keyring"}

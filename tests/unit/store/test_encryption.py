@@ -11,7 +11,9 @@ from hypothesis import strategies as st
 from pipetrail.errors import IntegrityError
 from pipetrail.store.encryption import (
     HEADER_SIZE,
+    decrypt_in_place,
     decrypt_stream,
+    encrypt_buffer,
     encrypt_stream,
     new_data_key,
     unwrap_key,
@@ -60,6 +62,18 @@ def test_round_trip_of_any_size(data: bytes) -> None:
     out = io.BytesIO()
     decrypt_stream(Trickle(sealed), out, KEY, CTX, what="x")  # type: ignore[arg-type]
     assert out.getvalue() == data
+    # In memory: the same bytes as the stream for the same nonce prefix, both ways.
+    prefix = sealed[8:HEADER_SIZE]
+    again = io.BytesIO()
+    encrypt_stream(io.BytesIO(data), again, KEY, CTX, chunk_size=CHUNK, nonce_prefix=prefix)
+    assert again.getvalue() == sealed
+    buffered = encrypt_buffer(
+        memoryview(data), KEY, CTX, chunk_size=CHUNK, nonce_prefix=prefix, before=b"HEAD"
+    )
+    assert bytes(buffered) == b"HEAD" + sealed
+    room = bytearray(b"HEAD" + sealed)
+    size = decrypt_in_place(memoryview(room), 4, KEY, CTX, what="x")
+    assert room[:size] == data
 
 
 def test_same_plaintext_encrypts_differently_each_time() -> None:
@@ -88,6 +102,8 @@ def test_tampering_is_detected() -> None:
         with pytest.raises(IntegrityError, match="object 1") as caught:
             open_(bad)
         assert "cannot be trusted" in str(caught.value) or "header" in str(caught.value), name
+        with pytest.raises(IntegrityError, match="object 1"):
+            decrypt_in_place(memoryview(bytearray(bad)), 0, KEY, CTX, what="object 1")
     with pytest.raises(IntegrityError, match="key or the object it belongs to is wrong"):
         open_(sealed, key=new_data_key())
     with pytest.raises(IntegrityError, match="does not decrypt"):
@@ -95,6 +111,10 @@ def test_tampering_is_detected() -> None:
     for junk in [b"", b"PTE1", b"not encrypted at all, just text"]:
         with pytest.raises(IntegrityError, match=r"not an encrypted object|corrupt"):
             open_(junk)
+        with pytest.raises(IntegrityError, match=r"not an encrypted object|corrupt"):
+            decrypt_in_place(memoryview(bytearray(junk)), 0, KEY, CTX, what="object 1")
+    with pytest.raises(IntegrityError, match="key or the object it belongs to is wrong"):
+        decrypt_in_place(memoryview(bytearray(sealed)), 0, new_data_key(), CTX, what="object 1")
 
 
 def test_data_keys_are_wrapped_and_a_wrong_kek_fails_closed() -> None:

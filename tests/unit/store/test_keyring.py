@@ -13,7 +13,14 @@ import pytest
 from pipetrail.errors import IntegrityError, StoreError
 from pipetrail.store import LocalStore
 from pipetrail.store.key_providers import EnvironmentKey
-from pipetrail.store.keyring import EncryptionSettings, open_keys, rotate_keys
+from pipetrail.store.keyring import (
+    EncryptionSettings,
+    begin_reencryption,
+    finish_reencryption,
+    open_keys,
+    pending_reencryption,
+    rotate_keys,
+)
 from pipetrail.store.sealed import SealedStore
 
 if TYPE_CHECKING:
@@ -116,4 +123,66 @@ def test_a_changed_keyring_is_refused(tmp_path: Path) -> None:
         open_keys(settings, create=False)
     settings.keyring.write_text("{}")
     with pytest.raises(StoreError, match="not a pipetrail keyring"):
+        open_keys(settings, create=False)
+
+
+def test_reencryption_keeps_the_digest_key_and_retires_the_old_data_key(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    keys = open_keys(settings, create=True)
+    store = LocalStore(tmp_path / "objects")
+    old_blob = SealedStore(store, keys).put_bytes(b"secret rows")
+    keyed = keys.keyed_digest("blake3:" + "ab" * 32)
+
+    opener, sealing = begin_reencryption(settings)
+    assert pending_reencryption(settings) == sealing.current != keys.current
+    # Pending: the old key still seals, both open, keyed digests are unchanged.
+    during = open_keys(settings, create=False)
+    assert during.current == keys.current
+    assert set(during.data_keys) == {keys.current, sealing.current}
+    assert during.keyed_digest("blake3:" + "ab" * 32) == keyed
+    new_blob, _ = SealedStore(store, sealing).reseal(old_blob, opener)
+    assert new_blob != old_blob
+    assert SealedStore(store, during).get_bytes(new_blob) == b"secret rows"
+    # A rerun takes the same pending key.
+    assert begin_reencryption(settings)[1].current == sealing.current
+    # A KEK rotation in between wraps the pending key and the digest key too.
+    rotate_keys(settings)
+
+    assert finish_reencryption(settings) == [keys.current]
+    after = open_keys(settings, create=False)
+    assert set(after.data_keys) == {sealing.current} == {after.current}
+    assert after.keyed_digest("blake3:" + "ab" * 32) == keyed
+    assert SealedStore(store, after).get_bytes(new_blob) == b"secret rows"
+    with pytest.raises(StoreError, match=f"data key {keys.current} is not in the keyring"):
+        SealedStore(store, after).get_bytes(old_blob)
+    with pytest.raises(StoreError, match="no re-encryption is under way"):
+        finish_reencryption(settings)
+
+
+def test_a_large_object_is_resealed_in_bounded_memory(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipetrail.store.sealed as sealed_module
+
+    monkeypatch.setattr(sealed_module, "_IN_MEMORY", 1000)  # take the streaming path
+    settings = _settings(tmp_path)
+    keys = open_keys(settings, create=True)
+    store = LocalStore(tmp_path / "objects")
+    data = os.urandom(50_000)
+    blob = SealedStore(store, keys, chunk_size=4096).put_bytes(data)
+    opener, sealing = begin_reencryption(settings)
+    again, size = SealedStore(store, sealing, chunk_size=4096).reseal(blob, opener)
+    assert size == store.size(again)
+    # The same content sealed in memory gives the same object (deterministic sealing).
+    assert SealedStore(store, sealing, chunk_size=4096).put_bytes(data) == again
+    assert SealedStore(store, opener).get_bytes(again) == data
+
+
+def test_a_keyring_from_a_newer_version_is_refused(tmp_path: Path) -> None:
+    settings = _settings(tmp_path)
+    open_keys(settings, create=True)
+    ring = json.loads(settings.keyring.read_text())
+    ring["version"] = 3
+    settings.keyring.write_text(json.dumps(ring))
+    with pytest.raises(StoreError, match="written by a newer pipetrail"):
         open_keys(settings, create=False)
