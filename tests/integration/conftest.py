@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from pipetrail.core.pipeline import PipelineDefinition
+    from pipetrail.execution.executors import Executor
 
 
 class PipelineFiles:
@@ -91,3 +92,31 @@ def unique() -> Callable[[str], str]:
 def statuses(run: Any) -> dict[str, str]:
     """node id -> step run status of a run."""
     return {s["node_id"]: s["status"] for s in run.steps()}
+
+
+@pytest.fixture(scope="module")
+def dask_client() -> Iterator[Any]:
+    """A two-worker Dask LocalCluster's client, shared by a test module."""
+    import distributed  # the dask extra is part of the test install: missing, it fails
+
+    from pipetrail.execution.executors.dask_cluster import _local_cluster
+
+    cluster, client = _local_cluster(distributed, 2)
+    yield client
+    client.close()
+    cluster.close()
+
+
+@pytest.fixture(params=["processes", "dask"])
+def executor(request: pytest.FixtureRequest) -> Executor:
+    """The processes executor (two workers), then the Dask one on :func:`dask_client`."""
+    from pipetrail.execution.executors.dask_cluster import DaskExecutor
+    from pipetrail.execution.executors.processes import ProcessExecutor
+
+    if request.param == "processes":
+        return ProcessExecutor(workers=2)
+    client = request.getfixturevalue("dask_client")
+    # A test before may have killed a worker: wait until its nanny has restarted it, so a
+    # run meets both workers (two tasks on one dying worker would both be lost).
+    client.wait_for_workers(2, timeout=60)
+    return DaskExecutor(client=client)

@@ -20,13 +20,12 @@ import pytest
 
 from pipetrail.capture.log_lines import render_text
 from pipetrail.errors import StepFailedError
-from pipetrail.execution.executors.dask_cluster import DaskExecutor, _local_cluster
-from pipetrail.execution.executors.processes import ProcessExecutor
+from pipetrail.execution.executors.dask_cluster import DaskExecutor
 from pipetrail.execution.runner import RunOptions, run_pipeline
 from tests.integration.conftest import PipelineFiles, statuses
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
 
     from pipetrail.execution.executors import Executor
     from pipetrail.execution.project import Project
@@ -36,27 +35,6 @@ pytestmark = pytest.mark.integration
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLE = ROOT / "examples" / "breast_cancer"
 PIPETRAIL = [sys.executable, "-m", "pipetrail.cli.main"]
-
-
-@pytest.fixture(scope="module")
-def dask_client() -> Iterator[Any]:
-    import distributed  # the dask extra is part of the test install: missing, it fails
-
-    cluster, client = _local_cluster(distributed, 2)
-    yield client
-    client.close()
-    cluster.close()
-
-
-@pytest.fixture(params=["processes", "dask"])
-def executor(request: pytest.FixtureRequest) -> Executor:
-    if request.param == "processes":
-        return ProcessExecutor(workers=2)
-    client = request.getfixturevalue("dask_client")
-    # A test before may have killed a worker: wait until its nanny has restarted it, so a
-    # run meets both workers (two tasks on one dying worker would both be lost).
-    client.wait_for_workers(2, timeout=60)
-    return DaskExecutor(client=client)
 
 
 def _events(project: Project, run_id: str) -> list[tuple[str, dict[str, Any]]]:
