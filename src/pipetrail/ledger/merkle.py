@@ -298,16 +298,24 @@ def verify_inclusion(
     for p in path:
         if sn == 0:
             return False
-        if fn & 1 or fn == sn:
-            r = node_hash(p, r)
-            while not fn & 1 and fn:
-                fn >>= 1
-                sn >>= 1
-        else:
-            r = node_hash(r, p)
-        fn >>= 1
-        sn >>= 1
+        fn, sn, r = _climb(fn, sn, r, p)
     return sn == 0 and r == root
+
+
+def _climb(fn: int, sn: int, r: bytes, p: bytes) -> tuple[int, int, bytes]:
+    """One level of an inclusion proof (RFC 9162, 2.1.3.2): fold node ``p`` into ``r``.
+
+    ``fn`` and ``sn`` are the leaf's index and the last index at this level; returns the
+    same three for the level above.
+    """
+    if fn & 1 or fn == sn:
+        r = node_hash(p, r)
+        while not fn & 1 and fn:
+            fn >>= 1
+            sn >>= 1
+    else:
+        r = node_hash(r, p)
+    return fn >> 1, sn >> 1, r
 
 
 class InclusionChecker:
@@ -357,15 +365,7 @@ class InclusionChecker:
             p = bytes.fromhex(text)
             if len(p) != 32:
                 raise ValueError(f"a node of {len(p)} bytes")
-            if fn & 1 or fn == sn:
-                r = node_hash(p, r)
-                while not fn & 1 and fn:
-                    fn >>= 1
-                    sn >>= 1
-            else:
-                r = node_hash(r, p)
-            fn >>= 1
-            sn >>= 1
+            fn, sn, r = _climb(fn, sn, r, p)
         else:
             ok = sn == 0 and r == self.root
         if ok:

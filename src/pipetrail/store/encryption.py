@@ -173,14 +173,7 @@ def iter_decrypted(src: BinaryIO, key: bytes, context: bytes, *, what: str) -> I
         try:
             plain = opener.decrypt(_nonce(header[8:], index, last), current, aad)
         except InvalidTag:
-            reason = (
-                "it was cut short, extended or changed"
-                if last or index
-                else "it was changed, or the key or the object it belongs to is wrong"
-            )
-            raise IntegrityError(
-                f"{what} does not decrypt at chunk {index}: {reason}; it cannot be trusted"
-            ) from None
+            raise _undecryptable(what, index, last=last) from None
         yield plain
         if last:
             return
@@ -272,14 +265,7 @@ def decrypt_in_place(
                 _nonce(header[8:], index, last), buffer[at:end], aad, scratch[:length]
             )
         except InvalidTag:
-            reason = (
-                "it was cut short, extended or changed"
-                if last or index
-                else "it was changed, or the key or the object it belongs to is wrong"
-            )
-            raise IntegrityError(
-                f"{what} does not decrypt at chunk {index}: {reason}; it cannot be trusted"
-            ) from None
+            raise _undecryptable(what, index, last=last) from None
         buffer[size : size + length] = scratch[:length]
         size += length
         at = end
@@ -309,3 +295,15 @@ def unwrap_key(kek: bytes, wrapped: bytes, *, what: str) -> bytes:
             f"the data key of {what} does not unwrap: the key encryption key is wrong (check "
             "the configured key provider) or the wrapped key was changed"
         ) from None
+
+
+def _undecryptable(what: str, index: int, *, last: bool) -> IntegrityError:
+    """The error for chunk ``index`` of ``what`` failing its authentication."""
+    reason = (
+        "it was cut short, extended or changed"
+        if last or index
+        else "it was changed, or the key or the object it belongs to is wrong"
+    )
+    return IntegrityError(
+        f"{what} does not decrypt at chunk {index}: {reason}; it cannot be trusted"
+    )
