@@ -333,3 +333,50 @@ def test_the_report_in_html_and_markdown_escapes_user_text(
         assert "patients.csv" in text
         assert "role:admin" not in text  # no read of sensitive content without --with-data
     assert verify_bundle(out).ok
+
+
+VAULT = """
+from pathlib import Path
+from pipetrail import pipeline, step
+
+@step(classification={"output": "pii"})
+def vault() -> Path:
+    folder = Path("vault_out")
+    folder.mkdir(exist_ok=True)
+    (folder / "notes.txt").write_text("Zebulon lives in Paris")
+    (folder / "sub").mkdir(exist_ok=True)
+    (folder / "sub" / "ids.txt").write_text("Ottilie 1971")
+    return folder
+
+@pipeline
+def sealed_folder():
+    return vault()
+"""
+
+
+def test_a_sealed_folder_goes_in_as_plaintext_and_every_byte_is_checked(
+    clinic: tuple[Clinic, str], files: PipelineFiles, unique: Callable[[str], str], tmp_path: Path
+) -> None:
+    c, _ = clinic
+    definition = files.load(unique("vault"), VAULT)
+    run = run_pipeline(definition, {}, c.project, RunOptions()).id
+    out = tmp_path / "vault.tar"
+    write_bundle(c.fresh(), Scope("run", run), out, c.signer("alice"), data=True)
+    members = read(out)
+    manifest = json.loads(members["manifest.json"])
+    files_in = {e["path"]: n for n, e in manifest["data"].items() if e["folder"]}
+    assert sorted(files_in) == ["notes.txt", "sub/ids.txt"]
+    assert all(manifest["data"][n]["label"] == "pii" for n in files_in.values())
+    # The folder's files go in as their plaintext (the store holds them sealed).
+    assert members[files_in["notes.txt"]] == b"Zebulon lives in Paris"
+    assert members[files_in["sub/ids.txt"]] == b"Ottilie 1971"
+    keys = [("alice", c.signer("alice").public_key)]
+    report = verify_bundle(out, keys)
+    assert report.ok, report.problems
+    name = files_in["sub/ids.txt"]
+    edited = dict(members)
+    edited[name] = b"Ottilie 1972"
+    problems = [
+        str(p) for p in verify_bundle(write(edited, tmp_path / "edited.tar"), keys).problems
+    ]
+    assert f"{name}: its SHA-256 differs from the manifest's: the member was changed" in problems
