@@ -297,6 +297,11 @@ def test_a_step_far_slower_than_usual_is_a_resource_deviation(
     assert step["runs"] == 2
     assert step["median_seconds"] < 0.2
     assert "work" in body["summary"]
+    # The alert sends what the run's record says, not a judgement of its own.
+    from pipetrail.observability.alert_events import recorded_deviations
+
+    assert body["details"]["steps"] == recorded_deviations(project, slow)
+    assert step["kind"] == "slower"
 
 
 def test_gate_reports_raise_gate_and_drift_alerts(

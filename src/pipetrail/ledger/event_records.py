@@ -116,11 +116,16 @@ class RunStarted(EventRecord):
 
 @dataclass(frozen=True)
 class RunEnded(EventRecord):
-    """``run.completed``, ``run.failed``, ``run.crashed``, ``run.interrupted``."""
+    """``run.completed``, ``run.failed``, ``run.crashed``, ``run.interrupted``.
+
+    ``resource_deviations``: what a completed run's executed steps did out of the
+    ordinary (``pipetrail.execution.resource_profile``); empty when nothing did.
+    """
 
     ended_at: str = ""
     error: str | None = None
     closed_steps: dict[str, str] = field(default_factory=dict)
+    resource_deviations: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod
     def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> RunEnded:
@@ -130,6 +135,7 @@ class RunEnded(EventRecord):
             ended_at=p["ended_at"],
             error=p.get("error"),
             closed_steps=dict(p.get("closed_steps") or {}),
+            resource_deviations=list(p.get("resource_deviations") or []),
         )
 
 

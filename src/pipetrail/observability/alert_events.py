@@ -6,12 +6,13 @@ and handing it to :func:`~pipetrail.observability.alerts.send_alerts`:
 * ``run.failed``: :func:`run_end_alerts`, which the runner calls after every run (the
   package root installs it as the run-end hook, so runs from Python, ``pipetrail run``,
   ``check`` and ``sweep`` all send it), sends a failed run's error and failed step;
-* ``resource.deviation``: the same function, when a run completes, compares the wall
-  time of every step it executed (cache hits cost nothing) with the median of that
-  step's executions over the pipeline's last ``deviation_runs`` completed ordinary
-  runs; a step at least ``deviation_factor`` times slower than that median, and at
-  least ``deviation_min_seconds`` slower, is a deviation (one event per run, listing
-  them). A step with no earlier execution has nothing to deviate from;
+* ``resource.deviation``: the same function, when a run completes, sends the
+  ``resource_deviations`` its ``run.completed`` event records (one event per run,
+  listing them). The runner judges them when the run ends
+  (:mod:`pipetrail.execution.resource_profile`): a step at least ``deviation_factor``
+  times slower than the median of its executions over the pipeline's last
+  ``deviation_runs`` completed ordinary runs, and at least ``deviation_min_seconds``
+  slower, or a step whose peak memory went above its request;
 * ``gate.failed`` and ``drift.detected``: :func:`gate_alerts`, when ``pipetrail check``
   has judged (drift is sent whether or not ``[drift] gate`` fails the check on it);
 * ``promotion.requested``: :func:`promotion_alert`, when a request is recorded.
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 __all__ = [
     "gate_alerts",
     "promotion_alert",
-    "resource_deviations",
+    "recorded_deviations",
     "run_end_alerts",
 ]
 
@@ -60,65 +61,27 @@ def _settings(project: Project) -> AlertSettings | None:
         return None
 
 
-def _wall_seconds(resources: Mapping[str, Any] | None) -> float | None:
-    wall = (resources or {}).get("wall_ns")
-    return None if wall is None else float(wall) / 1e9
+def recorded_deviations(project: Project, run_id: str) -> list[dict[str, Any]]:
+    """The ``resource_deviations`` that ``run_id``'s ``run.completed`` event records.
 
-
-def resource_deviations(
-    project: Project, run_id: str, settings: AlertSettings
-) -> list[dict[str, Any]]:
-    """The executed steps of ``run_id`` far slower than usual (module docstring).
-
-    Returns:
-        One ``{"node_id", "step", "seconds", "median_seconds", "factor", "runs"}`` per
-        deviating step, in the order steps started.
+    One rule, one place: the runner judges the run against its history when it ends
+    (:mod:`pipetrail.execution.resource_profile`), and the alert sends what was recorded.
     """
-    import statistics  # only with a deviation rule: it costs start-up time to every run
+    from pipetrail.ledger import EventKind
+    from pipetrail.ledger.event_reads import run_events
+    from pipetrail.ledger.event_records import RunEnded
 
-    from pipetrail.ledger.read_model import RunFilter, find_runs, run_record, step_run_records
+    for event in run_events(project.reader(), [run_id], [EventKind.RUN_COMPLETED]):
+        if isinstance(event, RunEnded):
+            return event.resource_deviations
+    return []
 
-    reader = project.reader()
-    run = run_record(reader, run_id)
-    earlier = [
-        r.run_id
-        for r in find_runs(
-            reader,
-            RunFilter(
-                pipeline=run.pipeline,
-                status="completed",
-                purpose="run",
-                limit=settings.deviation_runs + 1,
-            ),
-        )
-        if r.run_id < run_id
-    ][: settings.deviation_runs]
-    history: dict[str, list[float]] = {}
-    for other in earlier:
-        for step in step_run_records(reader, other):
-            seconds = _wall_seconds(step.resources)
-            if step.status == "completed" and seconds is not None:
-                history.setdefault(step.node_id, []).append(seconds)
-    found = []
-    for step in step_run_records(reader, run_id):
-        seconds = _wall_seconds(step.resources)
-        usual = history.get(step.node_id)
-        if step.status != "completed" or seconds is None or not usual:
-            continue
-        median = statistics.median(usual)
-        slower = seconds >= settings.deviation_factor * median
-        if slower and seconds - median >= settings.deviation_min_seconds:
-            found.append(
-                {
-                    "node_id": step.node_id,
-                    "step": step.step,
-                    "seconds": round(seconds, 3),
-                    "median_seconds": round(median, 3),
-                    "factor": round(seconds / median, 1) if median > 0 else None,
-                    "runs": len(usual),
-                }
-            )
-    return found
+
+def _deviation_text(found: Mapping[str, Any]) -> str:
+    if found.get("kind") == "memory-over-request":
+        peak, requested = found["peak_rss_bytes"] / 2**20, found["requested_bytes"] / 2**20
+        return f"{found['node_id']} peak memory {peak:.0f} MiB (requested {requested:.0f} MiB)"
+    return f"{found['node_id']} {found['seconds']:g} s (usually {found['median_seconds']:g} s)"
 
 
 def run_end_alerts(project: Project, run_id: str, status: str) -> None:
@@ -147,17 +110,14 @@ def run_end_alerts(project: Project, run_id: str, status: str) -> None:
                 settings=settings,
             )
         elif status == "completed" and settings.listening("resource.deviation", run.pipeline):
-            slow = resource_deviations(project, run_id, settings)
+            slow = recorded_deviations(project, run_id)
             if slow:
-                listed = ", ".join(
-                    f"{s['node_id']} {s['seconds']:g} s (usually {s['median_seconds']:g} s)"
-                    for s in slow
-                )
+                listed = ", ".join(_deviation_text(s) for s in slow)
                 send_alerts(
                     project,
                     AlertEvent(
                         "resource.deviation",
-                        f"run {run_id} of pipeline {run.pipeline}: slower than usual: {listed}",
+                        f"run {run_id} of pipeline {run.pipeline}: unusual resource use: {listed}",
                         run_id=run_id,
                         pipeline=run.pipeline,
                         details={"steps": slow},
