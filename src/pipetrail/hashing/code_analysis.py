@@ -31,14 +31,19 @@ import inspect
 import linecache
 import os
 import sys
-import textwrap
 import time
 import tokenize
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pipetrail.hashing.code_source import code_text, module_text, normalize_source, referenced_names
+from pipetrail.hashing.code_source import (
+    code_text,
+    module_text,
+    normalize_source,
+    parse_source,
+    referenced_names,
+)
 from pipetrail.hashing.digest import digest_bytes
 
 if TYPE_CHECKING:
@@ -169,7 +174,7 @@ def function_text_analysis(text: str) -> Analysis:
     Raises:
         SyntaxError: the text does not parse.
     """
-    return _analyze(text, without_own_decorators(ast.parse(textwrap.dedent(text))))
+    return _analyze(text, without_own_decorators(parse_source(text)))
 
 
 def _function(code: types.CodeType) -> Analysis:
@@ -178,7 +183,7 @@ def _function(code: types.CodeType) -> Analysis:
 
 def _class(cls: type) -> Analysis:
     text = inspect.getsource(cls)
-    return _analyze(text, ast.parse(textwrap.dedent(text)))
+    return _analyze(text, parse_source(text))
 
 
 def _module(module: types.ModuleType) -> Analysis:

@@ -12,6 +12,7 @@ import linecache
 import re
 import sys
 import textwrap
+import threading
 import types
 from typing import Any
 
@@ -23,8 +24,24 @@ __all__ = [
     "code_text",
     "module_text",
     "normalize_source",
+    "parse_source",
     "referenced_names",
 ]
+
+# CPython 3.11 keeps the recursion depth of the C-to-Python AST conversion in state the
+# threads share: two threads parsing at once can fail with "SystemError: AST constructor
+# recursion depth mismatch" (python/cpython#106905). Runs in threads of one process (a
+# sweep's concurrent points, a server) fingerprint code at the same time, so every parse
+# here takes this lock.
+_PARSE_LOCK = threading.Lock()
+
+
+def parse_source(source: str) -> ast.Module:
+    """``ast.parse`` of ``source`` dedented, one thread at a time (see ``_PARSE_LOCK``)."""
+    text = textwrap.dedent(source)
+    with _PARSE_LOCK:
+        return ast.parse(text)
+
 
 # Where a function's text starts, looking back from its code object's first line (the
 # same rule inspect.findsource applies to code objects).
@@ -105,8 +122,7 @@ class _Strip(ast.NodeTransformer):
 
 def normalize_source(source: str) -> str:
     """Return a formatting-independent text of Python source (AST dump, no docstrings)."""
-    tree = ast.parse(textwrap.dedent(source))
-    tree = _Strip().visit(tree)
+    tree = _Strip().visit(parse_source(source))
     return ast.dump(tree, annotate_fields=False, include_attributes=False)
 
 
