@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import io
 import json
 import tarfile
 from typing import TYPE_CHECKING, Any
@@ -27,6 +26,7 @@ from pipetrail.governance.keys import create_key, load_signer
 from pipetrail.governance.service import Governance
 from pipetrail.ledger.events import event_hash
 from pipetrail.verify.bundle import Scope, parse_scope, write_bundle
+from tests.support.bundles import Members, read_members, write_members
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -48,8 +48,6 @@ def train(auc: float = 0.97) -> dict:
 def fit(auc: float = 0.97):
     return train(auc)
 """
-
-Members = dict[str, bytes]
 
 
 class Team:
@@ -182,23 +180,6 @@ def made(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, Team]
     sys.path.remove(str(root))
 
 
-def read(bundle: Path) -> Members:
-    with tarfile.open(bundle) as archive:
-        return {
-            info.name: archive.extractfile(info).read()  # type: ignore[union-attr]
-            for info in archive
-        }
-
-
-def write(members: Members, out: Path) -> Path:
-    with tarfile.open(out, "w") as archive:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return out
-
-
 def events_of(members: Members) -> list[dict[str, Any]]:
     return [json.loads(line) for line in members["events.jsonl"].splitlines()]
 
@@ -218,9 +199,9 @@ def rehash(ev: dict[str, Any]) -> None:
 
 def verdict(made: tuple[Path, Team], edit: Callable[[Members], None], tmp_path: Path) -> list[str]:
     bundle, t = made
-    members = read(bundle)
+    members = read_members(bundle)
     edit(members)
-    report = verify_bundle(write(members, tmp_path / "edited.tar"), [t.key("alice")])
+    report = verify_bundle(write_members(members, tmp_path / "edited.tar"), [t.key("alice")])
     assert not report.ok
     return [str(p) for p in report.problems]
 
@@ -231,7 +212,7 @@ def test_an_edited_event_is_named(made: Any, tmp_path: Path) -> None:
         events[3]["payload"] = events[3]["payload"].replace('"', "'", 1)
         set_events(m, events)
 
-    seq = events_of(read(made[0]))[3]["seq"]
+    seq = events_of(read_members(made[0]))[3]["seq"]
     problems = verdict(made, edit, tmp_path)
     assert any(p.startswith(f"event {seq} (") and "does not match its hash" in p for p in problems)
     assert (
@@ -242,7 +223,7 @@ def test_an_edited_event_is_named(made: Any, tmp_path: Path) -> None:
 def test_an_event_rewritten_with_its_hash_recomputed_fails_its_proof_and_the_link(
     made: Any, tmp_path: Path
 ) -> None:
-    events = events_of(read(made[0]))
+    events = events_of(read_members(made[0]))
     victim = next(i for i, e in enumerate(events) if events[i + 1]["seq"] == e["seq"] + 1)
     seq = events[victim]["seq"]
 
@@ -266,7 +247,7 @@ def test_an_edited_proof_is_named(made: Any, tmp_path: Path) -> None:
         proofs[0]["path"][0] = "00" * 32
         m["proofs.jsonl"] = b"".join(json.dumps(p).encode() + b"\n" for p in proofs)
 
-    first = events_of(read(made[0]))[0]["seq"]
+    first = events_of(read_members(made[0]))[0]["seq"]
     problems = verdict(made, edit, tmp_path)
     assert f"proof of event {first}" in {p.split(":")[0] for p in problems}
 
@@ -284,7 +265,7 @@ def test_an_edited_checkpoint_is_named(made: Any, tmp_path: Path) -> None:
 
 
 def test_a_forged_governance_signature_is_named(made: Any, tmp_path: Path) -> None:
-    events = events_of(read(made[0]))
+    events = events_of(read_members(made[0]))
     at = next(i for i, e in enumerate(events) if e["kind"] == "promotion.approved")
 
     def edit(m: Members) -> None:
@@ -360,7 +341,7 @@ def test_a_bundle_re_signed_by_another_key_fails_against_the_pinned_key(
     )
     assert any(p.startswith("manifest: its signature") for p in problems)
     # Trusting the bundle's own keys, the forgery is self-consistent: that is why to pin.
-    forged = write(read(tmp_path / "edited.tar"), tmp_path / "again.tar")
+    forged = write_members(read_members(tmp_path / "edited.tar"), tmp_path / "again.tar")
     assert verify_bundle(forged).ok
 
 
@@ -377,10 +358,10 @@ def test_bad_archives_give_one_verdict_and_extract_nothing(made: Any, tmp_path: 
     cut.write_bytes(data[: len(data) // 2])
     with pytest.raises(IntegrityError, match="truncated or damaged"):
         verify_bundle(cut)
-    members = read(bundle)
+    members = read_members(bundle)
     members["../../escaped.txt"] = b"x"
     members["/abs.txt"] = b"x"
-    report = verify_bundle(write(members, tmp_path / "evil.tar"))
+    report = verify_bundle(write_members(members, tmp_path / "evil.tar"))
     messages = [str(p) for p in report.problems]
     assert "archive: member name '../../escaped.txt' leaves the bundle" in messages
     assert "archive: member name '/abs.txt' leaves the bundle" in messages

@@ -8,9 +8,7 @@ allows (each read recorded); a changed byte of any content fails, naming the art
 
 from __future__ import annotations
 
-import io
 import json
-import tarfile
 import tracemalloc
 from html.parser import HTMLParser
 from typing import TYPE_CHECKING, Any
@@ -26,6 +24,7 @@ from pipetrail.governance.service import Governance
 from pipetrail.ledger.access_reads import access_records
 from pipetrail.store import StoredArtifact
 from pipetrail.verify.bundle import Scope, write_bundle
+from tests.support.bundles import Members, read_members, write_members
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -62,8 +61,6 @@ def report(size: int = 0) -> Path:
 def clinic(note: str = "plain", size: int = 0):
     return load(source("patients.csv", classification="pii")), train(note), report(size)
 """
-
-Members = dict[str, bytes]
 
 
 class Clinic:
@@ -109,23 +106,6 @@ def clinic(
     project.close()
 
 
-def read(bundle: Path) -> Members:
-    with tarfile.open(bundle) as archive:
-        return {
-            info.name: archive.extractfile(info).read()  # type: ignore[union-attr]
-            for info in archive
-        }
-
-
-def write(members: Members, out: Path) -> Path:
-    with tarfile.open(out, "w") as archive:
-        for name, data in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            archive.addfile(info, io.BytesIO(data))
-    return out
-
-
 def recorded(project: Project, run_id: str) -> list[StoredArtifact]:
     events = project.reader().fetch(
         "SELECT payload FROM events WHERE run_id = :r AND kind = 'artifact.recorded'",
@@ -140,7 +120,7 @@ def test_an_admin_bundles_the_content_and_every_byte_is_checked(
     c, run = clinic
     out = tmp_path / "run.tar"
     made = write_bundle(c.fresh(), Scope("run", run), out, c.signer("alice"), data=True)
-    members = read(out)
+    members = read_members(out)
     manifest = json.loads(members["manifest.json"])
     artifacts = recorded(c.project, run)
     sealed = [a for a in artifacts if a.meta.get("sealed")]
@@ -175,7 +155,7 @@ def test_an_admin_bundles_the_content_and_every_byte_is_checked(
         copy = dict(members)
         edit(copy)
         got = verify_bundle(
-            write(copy, tmp_path / "edited.tar"), [("alice", c.signer("alice").public_key)]
+            write_members(copy, tmp_path / "edited.tar"), [("alice", c.signer("alice").public_key)]
         )
         return [str(p) for p in got.problems]
 
@@ -229,11 +209,11 @@ def test_without_a_grant_the_data_is_refused_or_left_out_and_listed(
         ({"artifact": a.digest, "label": "pii", "reason": "no grant to read it"} for a in sealed),
         key=str,
     )
-    manifest = json.loads(read(out)["manifest.json"])
+    manifest = json.loads(read_members(out)["manifest.json"])
     assert manifest["left_out"] == list(made.left_out)
     for artifact in sealed:
         assert "data/" + artifact.blob.removeprefix("blake3:") not in manifest["members"]
-        assert artifact.digest in read(out)["report.md"].decode()
+        assert artifact.digest in read_members(out)["report.md"].decode()
     assert verify_bundle(out).ok
     # nothing was read, so nothing more is recorded
     assert len([r for r in access_records(c.project.reader()) if r.action == "bundle"]) == 1
@@ -258,7 +238,7 @@ def test_a_member_marked_sealed_to_dodge_the_ledger_digest_is_caught(
     c, run = clinic
     out = tmp_path / "run.tar"
     write_bundle(c.fresh(), Scope("run", run), out, c.signer("alice"), data=True)
-    members = read(out)
+    members = read_members(out)
     manifest = json.loads(members["manifest.json"])
     name = next(n for n, e in manifest["data"].items() if not e["sealed"] and not e["folder"])
     members[name] = b'{"forged": true}'
@@ -270,7 +250,7 @@ def test_a_member_marked_sealed_to_dodge_the_ledger_digest_is_caught(
     members["manifest.dsse.json"] = sign_envelope(
         members["manifest.json"], c.signer("alice"), "application/vnd.pipetrail.audit-bundle+json"
     ).encode()
-    report = verify_bundle(write(members, tmp_path / "forged.tar"))
+    report = verify_bundle(write_members(members, tmp_path / "forged.tar"))
     assert any(
         str(p).endswith("marked sealed, but the ledger records the object as plain")
         for p in report.problems
@@ -314,7 +294,7 @@ def test_the_report_in_html_and_markdown_escapes_user_text(
     c, run = clinic
     out = tmp_path / "run.tar"
     write_bundle(c.fresh(), Scope("run", run), out, c.signer("alice"))
-    members = read(out)
+    members = read_members(out)
     listed = json.loads(members["manifest.json"])["members"]
     assert {"report.md", "report.html"} <= set(listed)
     page = members["report.html"].decode()
@@ -362,7 +342,7 @@ def test_a_sealed_folder_goes_in_as_plaintext_and_every_byte_is_checked(
     run = run_pipeline(definition, {}, c.project, RunOptions()).id
     out = tmp_path / "vault.tar"
     write_bundle(c.fresh(), Scope("run", run), out, c.signer("alice"), data=True)
-    members = read(out)
+    members = read_members(out)
     manifest = json.loads(members["manifest.json"])
     files_in = {e["path"]: n for n, e in manifest["data"].items() if e["folder"]}
     assert sorted(files_in) == ["notes.txt", "sub/ids.txt"]
@@ -377,6 +357,6 @@ def test_a_sealed_folder_goes_in_as_plaintext_and_every_byte_is_checked(
     edited = dict(members)
     edited[name] = b"Ottilie 1972"
     problems = [
-        str(p) for p in verify_bundle(write(edited, tmp_path / "edited.tar"), keys).problems
+        str(p) for p in verify_bundle(write_members(edited, tmp_path / "edited.tar"), keys).problems
     ]
     assert f"{name}: its SHA-256 differs from the manifest's: the member was changed" in problems
