@@ -15,12 +15,12 @@ from pipetrail.errors import (
 from pipetrail.execution.project import Project
 from pipetrail.execution.runner import RunOptions, run_pipeline
 from pipetrail.governance.identity import signed_draft
-from pipetrail.governance.keys import create_key, load_signer
-from pipetrail.governance.service import Governance
+from pipetrail.governance.keys import load_signer
 from pipetrail.governance.verify import verify_governance
 from pipetrail.ledger.access_reads import access_records
 from pipetrail.ledger.events import EventKind
 from pipetrail.store import StoredArtifact
+from tests.support.team import Team
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -48,20 +48,6 @@ def upper(df: pd.DataFrame) -> pd.DataFrame:
 def p():
     return upper(load(source("patients.csv", classification="pii")))
 """
-
-
-class Team:
-    """A governed project: alice (admin) and rita (researcher), each with their own key."""
-
-    def __init__(self, project: Project, home: Path) -> None:
-        self.project = project
-        self.home = home
-
-    def key(self, name: str) -> str:
-        return create_key(name, folder=self.home / name).text
-
-    def as_(self, name: str) -> Governance:
-        return Governance(self.project, signer=load_signer(name, folder=self.home / name))
 
 
 @pytest.fixture

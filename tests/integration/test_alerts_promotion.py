@@ -11,8 +11,9 @@ from pipetrail.execution.runner import RunOptions, run_pipeline
 from pipetrail.ledger import EventKind
 from pipetrail.ledger.event_reads import run_events
 from pipetrail.ledger.event_records import AlertDelivery
-from tests.integration.test_governance import TRAIN, Team
+from tests.integration.test_governance import TRAIN
 from tests.support.receiver import Receiver, receiving
+from tests.support.team import Team
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -22,17 +22,15 @@ from pipetrail.execution.runner import RunOptions, run_pipeline
 from pipetrail.governance.bundle_check import verify_bundle
 from pipetrail.governance.checkpoint import Checkpoint, sign_checkpoint
 from pipetrail.governance.dsse import sign_envelope
-from pipetrail.governance.keys import create_key, load_signer
-from pipetrail.governance.service import Governance
 from pipetrail.ledger.events import event_hash
 from pipetrail.verify.bundle import Scope, parse_scope, write_bundle
 from tests.support.bundles import Members, read_members, write_members
+from tests.support.team import Team
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
 
-    from pipetrail.governance.keys import PublicKey, Signer
     from tests.integration.conftest import PipelineFiles
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
@@ -48,26 +46,6 @@ def train(auc: float = 0.97) -> dict:
 def fit(auc: float = 0.97):
     return train(auc)
 """
-
-
-class Team:
-    def __init__(self, project: Project, home: Path) -> None:
-        self.project = project
-        self.home = home
-        self.people: dict[str, Governance] = {}
-
-    def signer(self, name: str) -> Signer:
-        if not (self.home / name / "keys" / f"{name}.key").exists():
-            create_key(name, folder=self.home / name)
-        return load_signer(name, folder=self.home / name)
-
-    def as_(self, name: str) -> Governance:
-        if name not in self.people:
-            self.people[name] = Governance(self.project, signer=self.signer(name))
-        return self.people[name]
-
-    def key(self, name: str) -> tuple[str, PublicKey]:
-        return name, self.signer(name).public_key
 
 
 def build_team(url: str, files: PipelineFiles, root: Path) -> tuple[Team, list[str]]:
@@ -119,7 +97,7 @@ def test_a_model_bundle_holds_its_runs_and_governance_and_verifies(
     assert {"user.added", "promotion.requested", "promotion.approved", "decision.recorded"} <= set(
         governance
     )
-    report = verify_bundle(out, [t.key("alice")])
+    report = verify_bundle(out, [t.pinned("alice")])
     assert report.ok, report.problems
     assert report.events == report.proofs == len(found)
     assert report.signatures == len(governance)
@@ -157,7 +135,7 @@ def test_a_run_bundle_and_a_version_bundle(team: Any, tmp_path: Path) -> None:
         parse_scope("churn@x", models)
     version = tmp_path / "v1.tar"
     write_bundle(t.project, Scope("model", "churn", 1), version, t.signer("alice"))
-    assert verify_bundle(version, [t.key("alice")]).ok
+    assert verify_bundle(version, [t.pinned("alice")]).ok
 
 
 # -- tampering: one fixture bundle (SQLite), then an edited copy per test -------------------
@@ -201,7 +179,7 @@ def verdict(made: tuple[Path, Team], edit: Callable[[Members], None], tmp_path: 
     bundle, t = made
     members = read_members(bundle)
     edit(members)
-    report = verify_bundle(write_members(members, tmp_path / "edited.tar"), [t.key("alice")])
+    report = verify_bundle(write_members(members, tmp_path / "edited.tar"), [t.pinned("alice")])
     assert not report.ok
     return [str(p) for p in report.problems]
 

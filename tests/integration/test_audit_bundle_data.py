@@ -19,18 +19,16 @@ from pipetrail.errors import PermissionDeniedError
 from pipetrail.execution.project import Project
 from pipetrail.execution.runner import RunOptions, run_pipeline
 from pipetrail.governance.bundle_check import verify_bundle
-from pipetrail.governance.keys import create_key, load_signer
-from pipetrail.governance.service import Governance
 from pipetrail.ledger.access_reads import access_records
 from pipetrail.store import StoredArtifact
 from pipetrail.verify.bundle import Scope, write_bundle
 from tests.support.bundles import Members, read_members, write_members
+from tests.support.team import Team
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
 
-    from pipetrail.governance.keys import Signer
     from tests.integration.conftest import PipelineFiles
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
@@ -63,17 +61,10 @@ def clinic(note: str = "plain", size: int = 0):
 """
 
 
-class Clinic:
+class Clinic(Team):
     def __init__(self, project: Project, home: Path, run: Callable[..., str]) -> None:
-        self.project, self.home, self.run = project, home, run
-
-    def signer(self, name: str) -> Signer:
-        if not (self.home / name / "keys" / f"{name}.key").exists():
-            create_key(name, folder=self.home / name)
-        return load_signer(name, folder=self.home / name)
-
-    def as_(self, name: str) -> Governance:
-        return Governance(self.project, signer=self.signer(name))
+        super().__init__(project, home)
+        self.run = run
 
     def fresh(self) -> Project:
         """The project opened again, as a new process would (the gate reads state once)."""

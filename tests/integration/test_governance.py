@@ -18,10 +18,11 @@ from pipetrail.errors import (
 )
 from pipetrail.execution.project import Project
 from pipetrail.execution.runner import RunOptions, run_pipeline
-from pipetrail.governance.keys import create_key, load_signer, parse_public_key
+from pipetrail.governance.keys import load_signer, parse_public_key
 from pipetrail.governance.service import Governance
 from pipetrail.governance.verify import verify_governance
 from pipetrail.ledger.events import EventDraft, EventKind
+from tests.support.team import Team
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -42,28 +43,6 @@ def train(auc: float = 0.97) -> dict:
 def fit(auc: float = 0.97):
     return train(auc)
 """
-
-
-class Team:
-    """A project and a Governance per person, each with a key in its own folder."""
-
-    def __init__(self, project: Project, home: Path) -> None:
-        self.project = project
-        self.home = home
-        self.people: dict[str, Governance] = {}
-
-    def key(self, name: str) -> str:
-        return create_key(name, folder=self.home / name).text
-
-    def as_(self, name: str) -> Governance:
-        if name not in self.people:
-            self.people[name] = Governance(
-                self.project, signer=load_signer(name, folder=self.home / name)
-            )
-        return self.people[name]
-
-    def events(self) -> int:
-        return self.project.reader().event_count()
 
 
 @pytest.fixture
