@@ -14,6 +14,7 @@ import pytest
 
 from pipetrail.execution.loader import load_pipeline
 from pipetrail.execution.project import Project
+from tests.support.otlp_receiver import OtlpReceiver, otlp_receiver
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -120,3 +121,22 @@ def executor(request: pytest.FixtureRequest) -> Executor:
     # run meets both workers (two tasks on one dying worker would both be lost).
     client.wait_for_workers(2, timeout=60)
     return DaskExecutor(client=client)
+
+
+@pytest.fixture
+def no_otel_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Leave out the OpenTelemetry variables of the environment the tests run in."""
+    for name in (
+        "OTEL_EXPORTER_OTLP_ENDPOINT",
+        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
+        "OTEL_SDK_DISABLED",
+        "OTEL_TRACES_EXPORTER",
+        "OTEL_SERVICE_NAME",
+    ):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def otlp_collector() -> Iterator[OtlpReceiver]:
+    """A local OTLP/HTTP receiver of spans, stopped after the test."""
+    yield from otlp_receiver()

@@ -17,14 +17,16 @@ from pipetrail.execution.explain import run_summary
 from pipetrail.execution.runner import RunOptions, run_pipeline
 from pipetrail.execution.telemetry import telemetry_settings
 from pipetrail.lineage.readout import step_logs
-from tests.support.otlp_receiver import OtlpReceiver, otlp_receiver
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
     from pathlib import Path
 
     from pipetrail.execution.project import Project
     from tests.integration.conftest import PipelineFiles
+    from tests.support.otlp_receiver import OtlpReceiver
+
+pytestmark = pytest.mark.usefixtures("no_otel_environment")
 
 TABLES = """
 import logging
@@ -51,23 +53,6 @@ def count(df: pd.DataFrame, fail: bool) -> int:
 def tables(n: int = 5, fail: bool = False):
     return count(load(n), fail)
 """
-
-
-@pytest.fixture(autouse=True)
-def _no_otel_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-        "OTEL_SDK_DISABLED",
-        "OTEL_TRACES_EXPORTER",
-        "OTEL_SERVICE_NAME",
-    ):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def receiver() -> Iterator[OtlpReceiver]:
-    yield from otlp_receiver()
 
 
 def _configure(root: Path, endpoint: str, timeout: float = 5) -> None:
@@ -98,19 +83,19 @@ def tables(
     return run
 
 
-def _by_name(receiver: OtlpReceiver, run_id: str) -> dict[str, dict[str, Any]]:
+def _by_name(otlp_collector: OtlpReceiver, run_id: str) -> dict[str, dict[str, Any]]:
     trace = trace_id_for(run_id)
-    return {s["name"]: s for s in receiver.spans if s["trace_id"] == trace}
+    return {s["name"]: s for s in otlp_collector.spans if s["trace_id"] == trace}
 
 
 def test_a_run_and_its_steps_are_spans_of_one_trace(
-    project: Project, project_root: Path, receiver: OtlpReceiver, tables: Callable[..., str]
+    project: Project, project_root: Path, otlp_collector: OtlpReceiver, tables: Callable[..., str]
 ) -> None:
-    _configure(project_root, receiver.endpoint)
+    _configure(project_root, otlp_collector.endpoint)
     run_id = tables()
     summary = run_summary(project.reader(), run_id)
     assert summary["trace_id"] == trace_id_for(run_id)  # recorded in run.started
-    spans = _by_name(receiver, run_id)
+    spans = _by_name(otlp_collector, run_id)
     assert set(spans) == {"run tables", "step load", "step count"}
     run = spans["run tables"]
     assert run["parent_span_id"] is None
@@ -144,14 +129,14 @@ def test_a_run_and_its_steps_are_spans_of_one_trace(
 
 
 def test_cache_hits_and_failures_show_in_the_spans(
-    project_root: Path, receiver: OtlpReceiver, tables: Callable[..., str]
+    project_root: Path, otlp_collector: OtlpReceiver, tables: Callable[..., str]
 ) -> None:
-    _configure(project_root, receiver.endpoint)
+    _configure(project_root, otlp_collector.endpoint)
     tables()
-    cached = _by_name(receiver, tables())
+    cached = _by_name(otlp_collector, tables())
     assert cached["step load"]["attributes"]["pipetrail.cache_decision"] == "hit"
     assert "pipetrail.reused_step_run_id" in cached["step load"]["attributes"]
-    failed = _by_name(receiver, tables(fail=True))
+    failed = _by_name(otlp_collector, tables(fail=True))
     error = 2  # STATUS_CODE_ERROR
     assert failed["step count"]["status"] == error
     assert failed["run tables"]["status"] == error
@@ -162,7 +147,7 @@ def test_cache_hits_and_failures_show_in_the_spans(
 def test_an_unreachable_receiver_does_not_fail_the_run_and_is_retried(
     project: Project,
     project_root: Path,
-    receiver: OtlpReceiver,
+    otlp_collector: OtlpReceiver,
     tables: Callable[..., str],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -172,10 +157,10 @@ def test_an_unreachable_receiver_does_not_fail_the_run_and_is_retried(
     assert "not exported" in caplog.text
     pending = project_root / ".pipetrail" / "telemetry" / "pending"
     assert pending.read_text().split() == [lost]
-    _configure(project_root, receiver.endpoint)
+    _configure(project_root, otlp_collector.endpoint)
     later = tables(n=3)
-    assert {"run tables", "step load", "step count"} <= set(_by_name(receiver, lost))
-    assert "run tables" in _by_name(receiver, later)
+    assert {"run tables", "step load", "step count"} <= set(_by_name(otlp_collector, lost))
+    assert "run tables" in _by_name(otlp_collector, later)
     assert not pending.exists()
 
 

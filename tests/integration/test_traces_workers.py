@@ -20,16 +20,16 @@ from pipetrail.execution.executors.dask_cluster import DaskExecutor
 from pipetrail.execution.executors.processes import ProcessExecutor
 from pipetrail.execution.explain import run_summary
 from pipetrail.execution.runner import RunOptions, run_pipeline
-from tests.support.otlp_receiver import OtlpReceiver, otlp_receiver
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
     from pathlib import Path
 
     from pipetrail.execution.project import Project
     from tests.integration.conftest import PipelineFiles
+    from tests.support.otlp_receiver import OtlpReceiver
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.usefixtures("no_otel_environment")]
 
 WORKER_SPANS = """
 import os
@@ -66,45 +66,28 @@ def worker_spans(endpoint: str, n: int = 5):
 """
 
 
-@pytest.fixture(autouse=True)
-def _no_otel_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    for name in (
-        "OTEL_EXPORTER_OTLP_ENDPOINT",
-        "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT",
-        "OTEL_SDK_DISABLED",
-        "OTEL_TRACES_EXPORTER",
-        "OTEL_SERVICE_NAME",
-    ):
-        monkeypatch.delenv(name, raising=False)
-
-
-@pytest.fixture
-def receiver() -> Iterator[OtlpReceiver]:
-    yield from otlp_receiver()
-
-
 @pytest.mark.parametrize("executor", ["dask", "processes"])
 def test_spans_started_on_workers_join_the_runs_trace(
     files: PipelineFiles,
     project: Project,
     project_root: Path,
-    receiver: OtlpReceiver,
+    otlp_collector: OtlpReceiver,
     unique: Callable[[str], str],
     executor: str,
 ) -> None:
     (project_root / "pipetrail.toml").write_text(
-        f'[pipetrail]\n\n[telemetry]\notlp_endpoint = "{receiver.endpoint}"\n'
+        f'[pipetrail]\n\n[telemetry]\notlp_endpoint = "{otlp_collector.endpoint}"\n'
     )
     definition = files.load(unique("worker_spans"), WORKER_SPANS)
     chosen: Any = DaskExecutor(workers=2) if executor == "dask" else ProcessExecutor(workers=2)
     run = run_pipeline(
         definition,
-        {"endpoint": receiver.endpoint + "/v1/traces"},
+        {"endpoint": otlp_collector.endpoint + "/v1/traces"},
         project,
         RunOptions(executor=chosen),
     )
     trace = trace_id_for(run.id)
-    spans = {s["name"]: s for s in receiver.spans if s["trace_id"] == trace}
+    spans = {s["name"]: s for s in otlp_collector.spans if s["trace_id"] == trace}
     assert set(spans) == {"run worker_spans", "step load", "step fit", "inner fit"}
     steps = {s["node_id"]: s for s in run_summary(project.reader(), run.id)["steps"]}
     fit = spans["step fit"]
