@@ -13,32 +13,12 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.e2e.test_cli import PIPETRAIL, cli
+from tests.support.pipelines import GRID as PIPELINE
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 pytestmark = pytest.mark.e2e
-
-PIPELINE = """
-from pipetrail import log_metric, pipeline, step
-
-@step
-def load(n: int) -> list[int]:
-    return list(range(n))
-
-@step
-def train(data: list[int], C: float, penalty: str) -> float:
-    if penalty == "boom":
-        raise ValueError("no such penalty")
-    score = sum(data) * C / (2 if penalty == "l1" else 3)
-    log_metric("score", score)
-    print("trained", C, penalty)
-    return score
-
-@pipeline
-def grid(C: float = 1.0, penalty: str = "l2", n: int = 10):
-    return train(load(n), C, penalty)
-"""
 
 
 @pytest.fixture

@@ -21,6 +21,7 @@ from pipetrail.execution.sweep import grid_points, parse_grid, run_sweep, sweep_
 from pipetrail.ledger import EventKind
 from pipetrail.ledger.event_records import RunStarted, parse_event
 from pipetrail.lineage.compare import compare_runs
+from tests.support.pipelines import GRID as PIPELINE
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -29,26 +30,6 @@ if TYPE_CHECKING:
     from tests.integration.conftest import PipelineFiles
 
 pytestmark = pytest.mark.integration
-
-PIPELINE = """
-from pipetrail import log_metric, pipeline, step
-
-@step
-def load(n: int) -> list[int]:
-    return list(range(n))
-
-@step
-def train(data: list[int], C: float, penalty: str) -> float:
-    if penalty == "boom":
-        raise ValueError("no such penalty")
-    score = sum(data) * C / (2 if penalty == "l1" else 3)
-    log_metric("score", score)
-    return score
-
-@pipeline
-def grid(C: float = 1.0, penalty: str = "l2", n: int = 10):
-    return train(load(n), C, penalty)
-"""
 
 
 @pytest.fixture(scope="module")
