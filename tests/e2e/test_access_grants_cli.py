@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import textwrap
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.e2e.test_governance_cli import PIPETRAIL
+from tests.support.cli import cli_as as cli
+from tests.support.cli import ok
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -33,23 +32,6 @@ def shout(text: str) -> str:
 def p():
     return shout(read(source("data/patients.txt", classification="pii")))
 """
-
-
-def cli(root: Path, who: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "PIPETRAIL_USER": who,
-        "PIPETRAIL_HOME": str(root.parent / f"home-{who}"),
-        "COLUMNS": "200",
-    }
-    return subprocess.run(
-        [*PIPETRAIL, *args], cwd=root, capture_output=True, text=True, env=env, timeout=300
-    )
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, result.stderr + result.stdout
-    return result.stdout
 
 
 def log(root: Path, *args: str) -> list[dict[str, Any]]:

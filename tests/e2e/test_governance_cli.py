@@ -10,21 +10,20 @@ edited in the database is named by ``audit verify``.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 import textwrap
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.support.cli import cli_as as cli
+from tests.support.cli import ok
+
 if TYPE_CHECKING:
+    import subprocess
     from pathlib import Path
 
 pytestmark = pytest.mark.e2e
-
-PIPETRAIL = [sys.executable, "-m", "pipetrail.cli.main"]
 
 PIPELINE = """
 from pipetrail import pipeline, step
@@ -44,23 +43,6 @@ approvals = 1
 metrics = ["roc_auc >= 0.95"]
 checks = ["no_leakage"]
 """
-
-
-def cli(root: Path, who: str, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "PIPETRAIL_USER": who,
-        "PIPETRAIL_HOME": str(root.parent / f"home-{who}"),
-        "COLUMNS": "200",
-    }
-    return subprocess.run(
-        [*PIPETRAIL, *args], cwd=root, capture_output=True, text=True, env=env, timeout=300
-    )
-
-
-def ok(result: subprocess.CompletedProcess[str]) -> str:
-    assert result.returncode == 0, result.stderr + result.stdout
-    return result.stdout
 
 
 def as_json(result: subprocess.CompletedProcess[str]) -> Any:
