@@ -227,10 +227,9 @@ def load_config(
 
 def _s3_secret(path: Path) -> str:
     """``[store.s3] secret_access_key`` of the (already validated) file."""
-    import tomllib
+    from pipetrail.config_tables import project_table
 
-    table = tomllib.loads(path.read_text(encoding="utf-8"))["store"]["s3"]
-    return str(table["secret_access_key"])
+    return str(project_table(path.parent, "store")["s3"]["secret_access_key"])
 
 
 def duration_seconds(text: str) -> float | None:

@@ -45,20 +45,13 @@ __all__ = [
 
 def _settings(project: Project) -> dict[str, Any]:
     """The ``[audit]`` table of the project's ``pipetrail.toml`` (empty when absent)."""
-    path = project.root / "pipetrail.toml"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError):
-        return {}  # the project's own configuration loading reports a broken file
-    if "audit" not in text:  # most projects: no [audit] table, nothing to parse again
-        return {}
-    import tomllib
+    from pipetrail.config_tables import project_table
+    from pipetrail.errors import ProjectError
 
     try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError:
-        return {}
-    table = data.get("audit")
+        table = project_table(project.root, "audit")
+    except ProjectError:
+        return {}  # the project's own configuration loading reports a broken file
     return table if isinstance(table, dict) else {}
 
 

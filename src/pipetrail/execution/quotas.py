@@ -155,22 +155,15 @@ def load_quotas(root: Path) -> QuotaSettings | None:
     Raises:
         ProjectError: the table is wrong (see :func:`parse_quotas`).
     """
-    path = root / "pipetrail.toml"
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return None
-    if b"quotas" not in data:
-        return None
-    import tomllib  # not at import: a run without quotas does not load it
+    from pipetrail.config_tables import CONFIG_FILE, project_table
 
     try:
-        table = tomllib.loads(data.decode("utf-8")).get("quotas")
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        table = project_table(root, "quotas")
+    except ProjectError:
         return None  # the project's own configuration check reports a broken file
     if table is None:
         return None
-    settings = parse_quotas(path, table)
+    settings = parse_quotas(root / CONFIG_FILE, table)
     if settings.project.empty and settings.user.empty and not settings.users:
         return None
     return settings

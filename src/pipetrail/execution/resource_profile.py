@@ -38,20 +38,17 @@ DEFAULTS: dict[str, float] = {
 
 
 def _settings(state: RunState) -> dict[str, float]:
-    path = state.project.root / "pipetrail.toml"
-    try:
-        data = path.read_bytes()
-    except OSError:
-        return DEFAULTS
-    if b"deviation_" not in data:
-        return DEFAULTS
-    import tomllib
-
-    from pipetrail.config_model import validate_alerts
+    from pipetrail.config_tables import CONFIG_FILE, project_table
     from pipetrail.errors import ProjectError
 
+    root = state.project.root
     try:
-        alerts = validate_alerts(path, tomllib.loads(data.decode("utf-8")).get("alerts"))
+        table = project_table(root, "alerts")
+        if not isinstance(table, dict) or not any(k.startswith("deviation_") for k in table):
+            return DEFAULTS
+        from pipetrail.config_model import validate_alerts
+
+        alerts = validate_alerts(root / CONFIG_FILE, table)
     except (ProjectError, ValueError):
         return DEFAULTS  # a broken table is reported by the alerts; the run stands
     return {key: float(alerts[key]) for key in DEFAULTS}

@@ -86,19 +86,12 @@ def _traces_url(base: str) -> str:
 
 
 def _file_section(root: Path) -> dict[str, Any]:
-    path = root / "pipetrail.toml"
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError:
-        return {}
-    if "telemetry" not in text:  # most projects: no need to parse the file again
-        return {}
-    import tomllib
+    from pipetrail.config_tables import CONFIG_FILE, project_table
 
-    try:
-        section = tomllib.loads(text).get("telemetry", {})
-    except tomllib.TOMLDecodeError as exc:
-        raise ProjectError(f"{path}: cannot be read ({exc}); fix the file") from exc
+    path = root / CONFIG_FILE
+    section = project_table(root, "telemetry")
+    if section is None:
+        return {}
     if not isinstance(section, dict):
         raise ProjectError(f"{path}: [telemetry] must be a table (otlp_endpoint = ...)")
     unknown = sorted(set(section) - set(_KEYS))

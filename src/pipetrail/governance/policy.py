@@ -23,7 +23,6 @@ commands that need a policy.
 from __future__ import annotations
 
 import re
-import tomllib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -205,11 +204,9 @@ def load_policies(root: Path) -> dict[str, AliasPolicy]:
     Raises:
         ProjectError: the file cannot be parsed or a policy is malformed.
     """
-    path = root / "pipetrail.toml"
-    if not path.is_file():
+    from pipetrail.config_tables import CONFIG_FILE, project_table
+
+    table = project_table(root, "promotion")
+    if table is None:
         return {}
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ProjectError(f"{path} is not valid TOML: {exc}; fix the file") from None
-    return parse_policies(raw, origin=str(path))
+    return parse_policies({"promotion": table}, origin=str(root / CONFIG_FILE))

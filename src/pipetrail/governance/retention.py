@@ -27,7 +27,6 @@ collection.
 from __future__ import annotations
 
 import datetime as dt
-import tomllib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -58,15 +57,9 @@ def load_rules(path: Path) -> dict[str, float]:
         ProjectError: the file cannot be read, is not TOML, or the table is wrong.
     """
     from pipetrail.config_model import validate_retention
+    from pipetrail.config_tables import project_table
 
-    try:
-        text = path.read_text(encoding="utf-8") if path.is_file() else ""
-        table = tomllib.loads(text).get("retention")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ProjectError(f"cannot read {path}: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ProjectError(f"{path} is not valid TOML: {exc}; fix the file") from None
-    return validate_retention(path, table)
+    return validate_retention(path, project_table(path.parent, "retention"))
 
 
 @dataclass

@@ -47,11 +47,6 @@ _LOG = logging.getLogger("pipetrail.alerts")
 
 def _settings(project: Project) -> AlertSettings | None:
     """The project's rules; without an ``[alerts]`` table, nothing more is imported."""
-    try:
-        if b"alerts" not in (project.root / "pipetrail.toml").read_bytes():
-            return None
-    except OSError:
-        return None  # no file (or none readable): no rules
     from pipetrail.observability.alerts import load_alerts
 
     try:

@@ -39,12 +39,11 @@ import json
 import logging
 import os
 import time
-import tomllib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from pipetrail.errors import PipetrailError, ProjectError
+from pipetrail.errors import PipetrailError
 from pipetrail.ledger import EventDraft, EventKind
 
 if TYPE_CHECKING:
@@ -121,22 +120,14 @@ def load_alerts(root: Path) -> AlertSettings | None:
         ProjectError: the file cannot be read, or ``[alerts]`` is malformed (one line
             naming the key, what was expected and what was found).
     """
-    path = root / "pipetrail.toml"
-    try:
-        data = path.read_bytes() if path.is_file() else b""
-    except OSError as exc:
-        raise ProjectError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if b"alerts" not in data:  # the usual case: no TOML parse, no pydantic import
-        return None
-    try:
-        table = tomllib.loads(data.decode("utf-8")).get("alerts")
-    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ProjectError(f"{path} is not valid TOML: {exc}; fix the file") from None
+    from pipetrail.config_tables import CONFIG_FILE, project_table
+
+    table = project_table(root, "alerts")  # usually absent: no parse, no pydantic import
     if table is None:
         return None
     from pipetrail.config_model import validate_alerts
 
-    values = validate_alerts(path, table)
+    values = validate_alerts(root / CONFIG_FILE, table)
     if not values["rules"]:
         return None
     return AlertSettings(**{**values, "rules": tuple(values["rules"])})

@@ -8,10 +8,10 @@ project's settings stay independent of this feature. Imports only ``pipetrail.er
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pipetrail.config_tables import CONFIG_FILE, project_table
 from pipetrail.errors import ProjectError
 
 if TYPE_CHECKING:
@@ -68,13 +68,10 @@ _GATE_KEYS = frozenset(DriftGate.__dataclass_fields__)
 
 def _section(root: Path) -> tuple[Path, dict[str, Any]]:
     """``[drift]`` of the project's file (empty when there is none)."""
-    path = root / "pipetrail.toml"
-    if not path.is_file():
+    path = root / CONFIG_FILE
+    section = project_table(root, "drift")
+    if section is None:
         return path, {}
-    try:
-        section = tomllib.loads(path.read_text(encoding="utf-8")).get("drift", {})
-    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
-        raise ProjectError(f"{path}: cannot be read ({exc}); fix the file") from exc
     if not isinstance(section, dict):
         raise ProjectError(f"{path}: [drift] must be a table of thresholds")
     unknown = sorted(set(section) - set(DriftThresholds.__dataclass_fields__) - _GATE_KEYS)

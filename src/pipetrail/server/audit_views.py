@@ -14,7 +14,6 @@ export audit bundles (approver, admin); the bundle's checkpoint is also kept in 
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -22,7 +21,8 @@ from fastapi import Depends, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse, Response
 from starlette.background import BackgroundTask
 
-from pipetrail.errors import GovernanceError
+from pipetrail.config_tables import project_table
+from pipetrail.errors import GovernanceError, ProjectError
 from pipetrail.governance.roles import Action
 from pipetrail.server.api_runs import project_of
 from pipetrail.server.auth import Principal, need
@@ -62,10 +62,9 @@ def chain_status(project: Project) -> dict[str, Any]:
 def _location(project: Project) -> Path | None:
     """Where ``[audit] checkpoints`` keeps the checkpoints (None: not configured)."""
     try:
-        data = tomllib.loads((project.root / "pipetrail.toml").read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError):
+        table = project_table(project.root, "audit")
+    except ProjectError:
         return None
-    table = data.get("audit")
     where = table.get("checkpoints") if isinstance(table, dict) else None
     if not isinstance(where, str) or not where:
         return None

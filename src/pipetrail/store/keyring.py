@@ -30,12 +30,11 @@ import contextlib
 import json
 import os
 import secrets
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
-from pipetrail.errors import IntegrityError, StoreError
+from pipetrail.errors import IntegrityError, ProjectError, StoreError
 from pipetrail.store.encryption import new_data_key, unwrap_key, wrap_key
 from pipetrail.store.key_providers import KeyFile, KeyProvider, load_provider
 from pipetrail.store.sealed import SealingKeys, data_key_id
@@ -104,13 +103,15 @@ class EncryptionSettings:
         Raises:
             StoreError: the table is malformed (names the key and what was expected).
         """
-        table: Any = {}
-        path = root / "pipetrail.toml"
-        with contextlib.suppress(FileNotFoundError):
-            try:
-                table = tomllib.loads(path.read_text(encoding="utf-8")).get("encryption", {})
-            except (tomllib.TOMLDecodeError, OSError, UnicodeDecodeError) as exc:
-                raise StoreError(f"cannot read {path}: {exc}") from None
+        from pipetrail.config_tables import CONFIG_FILE, project_table
+
+        path = root / CONFIG_FILE
+        try:
+            table: Any = project_table(root, "encryption")
+        except ProjectError as exc:
+            raise StoreError(str(exc)) from None
+        if table is None:
+            table = {}
         if not isinstance(table, dict):
             raise StoreError(f"{path}: [encryption] must be a table")
         provider = table.get("provider", "file")
