@@ -35,6 +35,7 @@ __all__ = [
     "CHUNK_SIZE",
     "HEADER_SIZE",
     "MAGIC",
+    "decrypt_file",
     "decrypt_in_place",
     "decrypt_stream",
     "encrypt_buffer",
@@ -240,17 +241,10 @@ def decrypt_in_place(
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
     header = bytes(buffer[offset : offset + HEADER_SIZE])
-    if len(header) != HEADER_SIZE or header[:4] != MAGIC:
-        raise IntegrityError(f"{what} is not an encrypted object (no pipetrail header)")
-    (chunk_size,) = struct.unpack(">I", header[4:8])
-    if not 0 < chunk_size <= _MAX_CHUNK:
-        raise IntegrityError(f"{what} has a corrupt encryption header")
     total = len(buffer)
     body = total - offset - HEADER_SIZE
+    chunk_size, chunks = _stream_shape(header, body, what=what)
     sealed = chunk_size + _TAG
-    chunks = max(1, -(-body // sealed))
-    if body < _TAG or 0 < body % sealed < _TAG:
-        raise IntegrityError(f"{what} is truncated: chunk {chunks - 1} is incomplete")
     aad = header + context
     opener = AESGCM(key)
     scratch = memoryview(bytearray(min(chunk_size, body - _TAG)))
@@ -270,6 +264,88 @@ def decrypt_in_place(
         size += length
         at = end
     return size
+
+
+def _stream_shape(header: bytes, body: int, *, what: str) -> tuple[int, int]:
+    """``(chunk size, chunks)`` of a stream with ``header`` and ``body`` bytes after it.
+
+    Raises:
+        IntegrityError: not an encrypted stream, or its last chunk is incomplete.
+    """
+    if len(header) != HEADER_SIZE or header[:4] != MAGIC:
+        raise IntegrityError(f"{what} is not an encrypted object (no pipetrail header)")
+    (chunk_size,) = struct.unpack(">I", header[4:8])
+    if not 0 < chunk_size <= _MAX_CHUNK:
+        raise IntegrityError(f"{what} has a corrupt encryption header")
+    sealed = chunk_size + _TAG
+    chunks = max(1, -(-body // sealed))
+    if body < _TAG or 0 < body % sealed < _TAG:
+        raise IntegrityError(f"{what} is truncated: chunk {chunks - 1} is incomplete")
+    return chunk_size, chunks
+
+
+def _fill(src: BinaryIO, view: memoryview) -> int:
+    """Read into all of ``view`` (fewer bytes only at the end of ``src``); return the count."""
+    got = 0
+    while got < len(view):
+        n = src.readinto(view[got:])  # type: ignore[attr-defined]
+        if not n:
+            break
+        got += n
+    return got
+
+
+def decrypt_file(src: BinaryIO, size: int, key: bytes, context: bytes, *, what: str) -> bytes:
+    """Decrypt the ``size``-byte stream ``src`` holds (from where it stands) into new bytes.
+
+    One pass: each sealed chunk is read into one reused chunk-sized buffer and decrypted
+    (``decrypt_into``) straight into its place in the result, whose size follows from
+    ``size``. Nothing is returned unless every chunk authenticates and ``src`` held
+    exactly ``size`` bytes.
+
+    Raises:
+        IntegrityError: as :func:`decrypt_stream` (not an encrypted stream, a changed,
+            moved, missing or extra chunk, a wrong key or context), or ``src`` did not
+            hold ``size`` bytes (it changed while it was read).
+    """
+    import io
+
+    from cryptography.exceptions import InvalidTag
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    header = bytes(_read_full(src, HEADER_SIZE))
+    body = size - len(header)
+    chunk_size, chunks = _stream_shape(header, body, what=what)
+    plain = body - chunks * _TAG
+    aad = header + context
+    opener = AESGCM(key)
+    holder = io.BytesIO()
+    if plain:
+        holder.seek(plain - 1)
+        holder.write(b"\0")  # sizes the result once
+    sealed = chunk_size + _TAG
+    scratch = memoryview(bytearray(min(sealed, body)))
+    with holder.getbuffer() as out:
+        at = 0
+        for index in range(chunks):
+            last = index == chunks - 1
+            length = body - index * sealed if last else sealed
+            if _fill(src, scratch[:length]) != length:
+                raise IntegrityError(f"{what} changed while it was read")
+            try:
+                opener.decrypt_into(
+                    _nonce(header[8:], index, last),
+                    scratch[:length],
+                    aad,
+                    out[at : at + length - _TAG],
+                )
+            except InvalidTag:
+                raise _undecryptable(what, index, last=last) from None
+            at += length - _TAG
+    if src.read(1):
+        raise IntegrityError(f"{what} changed while it was read")
+    # CPython hands over BytesIO's own buffer when nothing else shares it: no copy.
+    return holder.getvalue()
 
 
 def wrap_key(kek: bytes, data_key: bytes) -> bytes:

@@ -34,7 +34,7 @@ import contextlib
 import io
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, TypeVar, cast
 
 from pipetrail.errors import IntegrityError, NotFoundError
 from pipetrail.hashing import is_digest
@@ -48,9 +48,11 @@ from pipetrail.store.segments import SEGMENT_OBJECT_LIMIT
 from pipetrail.store.verified import corrupt_error, digest_of
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
 
 __all__ = ["LocalStore"]
+
+T = TypeVar("T")
 
 _PREFIX_LEN = len(DIGEST_PREFIX)
 _TMP_STALE_SECONDS = 3600.0
@@ -293,6 +295,30 @@ class LocalStore:
             self._pack.remove_corrupt(digest, data)
             raise corrupt_error(digest, actual, where=where, quarantine=self._loose.quarantine)
         return data
+
+    def read_with(self, digest: str, reader: Callable[[BinaryIO, int], T]) -> T:
+        """Run ``reader(file, size)`` on the object's bytes while they are hashed.
+
+        For a reader that turns the bytes into something else in one pass (decryption):
+        a large object file is hashed on another thread while ``reader`` reads it, and
+        what ``reader`` returns is handed back only once the bytes hash to ``digest``.
+        ``reader`` must not let anything it read out before it returns.
+
+        Raises:
+            NotFoundError: no object has this digest.
+            IntegrityError: the object is corrupt (now quarantined), or ``reader``'s own.
+        """
+        self._path(digest)
+        try:
+            found = self._reader.read_with(digest, reader)
+        except IntegrityError:
+            if not self._pack.exists(digest):
+                raise
+            found = None  # a corrupt loose copy of a packed object (see local_path)
+        if found is not None:
+            return found[0]
+        data = self._packed(digest)
+        return reader(cast("BinaryIO", io.BytesIO(data)), len(data))
 
     def open(self, digest: str) -> BinaryIO:
         """Open the object for reading (binary), once verified; the caller closes it.

@@ -27,6 +27,7 @@ disk by this module.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import os
 from dataclasses import dataclass, field
@@ -376,11 +377,15 @@ class SealedStore:
             raise
 
     def get_bytes(self, digest: str) -> bytes:
-        """The plaintext of a sealed object, once every chunk authenticates.
+        """The plaintext of a sealed object, once it is verified and every chunk authenticates.
 
-        The store verifies the sealed object when it is opened; it is then read into one
-        buffer and decrypted there (:func:`~pipetrail.store.encryption.decrypt_in_place`),
-        which becomes the returned bytes: one allocation, as a plain read makes.
+        Over a store that can hand its bytes to a reader while it hashes them (a local
+        store's ``read_with``), one pass: the object file is decrypted chunk by chunk
+        into the result while another thread hashes the ciphertext, and the plaintext is
+        returned only once both the ciphertext's digest and every chunk check out.
+        Otherwise the store verifies the object when it is opened, and it is then read
+        into one buffer and decrypted there. Either way: one allocation, as a plain read
+        makes, and nothing is returned that was not verified.
 
         Raises:
             NotFoundError: no such object.
@@ -391,6 +396,9 @@ class SealedStore:
 
         what = _what(digest)
         blob = self._at(digest)
+        read_with = getattr(self._inner, "read_with", None)
+        if read_with is not None:
+            return cast("bytes", read_with(blob, functools.partial(self._decrypt, what=what)))
         with self._inner.open(blob) as raw:
             holder = _filled(raw, what)
         with holder.getbuffer() as view:
@@ -400,6 +408,14 @@ class SealedStore:
         holder.truncate(size)
         # CPython hands over BytesIO's own buffer when nothing else shares it: no copy.
         return holder.getvalue()
+
+    def _decrypt(self, raw: BinaryIO, size: int, *, what: str) -> bytes:
+        """The plaintext of the ``size``-byte sealed object ``raw`` holds, authenticated."""
+        from pipetrail.store.encryption import decrypt_file
+
+        header = raw.read(_HEADER_LEN)
+        key = self._keys.open_header(header, what=what)
+        return decrypt_file(raw, size - _HEADER_LEN, key, header, what=what)
 
     def open(self, digest: str) -> BinaryIO:
         """A stream of the plaintext, authenticated chunk by chunk as it is read."""
