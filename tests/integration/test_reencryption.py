@@ -17,7 +17,7 @@ from pipetrail.execution.project import Project
 from pipetrail.execution.reencryption import reencrypt_project
 from pipetrail.execution.runner import RunOptions, run_pipeline
 from pipetrail.read.project import Project as ReadProject
-from pipetrail.store import StoredArtifact
+from pipetrail.store import LocalStore, StoredArtifact
 from pipetrail.store.keyring import EncryptionSettings, open_keys
 from pipetrail.store.sealed import SealedStore, SealingKeys, header_key_id
 
@@ -89,6 +89,16 @@ def _outputs(project: Project, run_id: str) -> dict[str, str]:
         for e in project.ledger.iter_events()
         if e.run_id == run_id and e.kind in ("step.completed", "step.cached")
     }
+
+
+def _spy(method: Callable[..., Any], seen: list[str]) -> Callable[..., Any]:
+    """``method`` of the real store, noting which object it reads."""
+
+    def spied(self: LocalStore, digest: str, *args: Any, **kwargs: Any) -> Any:
+        seen.append(digest)
+        return method(self, digest, *args, **kwargs)
+
+    return spied
 
 
 def _rotations(project: Project) -> list[dict[str, Any]]:
@@ -281,9 +291,17 @@ def test_an_interrupted_reencryption_reads_correctly_and_a_rerun_finishes(
             reread.close()
         assert loaded["name"].iloc[0] == f"{NAMES[0]}-0".upper()
         assert verify_artifacts(middle)["ok"]
+        # The rerun learns which key sealed each object from its header alone: the two
+        # objects already sealed with the new key are not read whole (nor hashed).
+        switched = set(blobs.values()) - set(before.values())
+        read_whole: list[str] = []
+        for name in ("open", "get_bytes", "read_with", "local_path"):
+            monkeypatch.setattr(LocalStore, name, _spy(getattr(LocalStore, name), read_whole))
         done = reencrypt_project(middle)
         assert done["resumed"] is True
         assert done["objects"] == len(before) - 2
+        assert not switched & set(read_whole), read_whole
+        assert set(blobs.values()) & set(before.values()) <= set(read_whole)  # sealed again
     finally:
         middle.close()
     _check_reencrypted(project_root, definition, run.id)

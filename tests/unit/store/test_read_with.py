@@ -151,3 +151,30 @@ def test_a_large_sealed_object_with_a_wrong_key_fails_closed(
     with pytest.raises(IntegrityError, match="does not unwrap"):
         SealedStore(LocalStore(tmp_path / "objects"), impostor).get_bytes(digest)
     assert inner.verify(digest)  # a wrong key quarantines nothing
+
+
+def test_peek_reads_the_start_of_an_object_wherever_it_lives(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "objects")
+    small = store.put_bytes(b"small object kept in the pack")
+    large = store.put_bytes(b"L" * 100 + os.urandom(LARGE))
+    assert store.peek(small, 5) == b"small"
+    assert store.peek(large, 100) == b"L" * 100
+    assert store.peek(small, 1000) == b"small object kept in the pack"
+    with pytest.raises(NotFoundError):
+        store.peek("blake3:" + "1" * 64, 4)
+    with pytest.raises(NotFoundError, match="not a digest"):
+        store.peek("nonsense", 4)
+
+
+def test_peek_does_not_verify_and_the_next_read_still_does(tmp_path: Path) -> None:
+    """What peek returns decides nothing a full read would not check again."""
+    store = LocalStore(tmp_path / "objects")
+    data = os.urandom(LARGE)
+    digest = store.put_bytes(data)
+    changed = bytearray(data)
+    changed[-1] ^= 1
+    _overwrite(_file(store, digest), bytes(changed))
+    fresh = LocalStore(tmp_path / "objects")
+    assert fresh.peek(digest, 16) == data[:16]  # the start is intact; nothing was hashed
+    with pytest.raises(IntegrityError, match="is corrupt"):
+        fresh.get_bytes(digest)
