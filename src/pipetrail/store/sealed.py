@@ -32,13 +32,13 @@ import io
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 
 from pipetrail.errors import IntegrityError, NotFoundError, StoreError
 from pipetrail.hashing import Hasher, digest_bytes
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
 
     from pipetrail.store.base import ContentStore
 
@@ -50,6 +50,8 @@ __all__ = [
     "header_key_id",
     "is_sealed_object",
 ]
+
+T = TypeVar("T")
 
 SEALED_MAGIC = b"PTS1"
 _ID_LEN = 16
@@ -330,8 +332,9 @@ class SealedStore:
     def reseal(self, blob: str, opener: SealingKeys) -> tuple[str, int]:
         """Seal again, with this view's keys, the sealed object ``blob`` that ``opener`` opens.
 
-        Bounded memory: a large object is decrypted twice (to hash its plaintext, then
-        to seal it again through a ciphertext temp file). Plaintext never reaches disk.
+        Bounded memory: a large object is decrypted twice (to hash its plaintext while
+        its ciphertext is verified, then to seal it again through a ciphertext temp
+        file). Plaintext never reaches disk.
 
         Returns:
             The new sealed object's digest and size.
@@ -346,12 +349,9 @@ class SealedStore:
             data = old.get_bytes(blob)
             stored = self.put_bytes(data)
             return stored, self._inner.size(stored)
-        hasher = Hasher()
+        plain = old._each_chunk(blob, _plain_digest)  # verified alongside, where it can be
         with old.open(blob) as reader:
-            while block := reader.read(_READ):
-                hasher.update(block)
-        with old.open(blob) as reader:
-            return self._put_stream(reader, hasher.digest(), what=_what(blob))
+            return self._put_stream(reader, plain, what=_what(blob))
 
     def put_files(
         self, items: Sequence[tuple[str | os.PathLike[str], str | None]]
@@ -447,10 +447,46 @@ class SealedStore:
     def check_sealed(self, digest: str) -> None:
         """Decrypt the object to nowhere, authenticating every chunk.
 
+        In one pass where the store can hash alongside (``read_with``), as
+        :meth:`get_bytes` reads.
+
         Raises:
-            IntegrityError: a chunk does not authenticate, or the key is wrong.
+            IntegrityError: the object is corrupt, a chunk does not authenticate, or the
+                key is wrong.
         """
-        raw, chunks = self._open_sealed(digest)
-        with raw:
-            for _ in chunks:
-                pass
+        self._each_chunk(digest, _drain)
+
+    def _each_chunk(self, digest: str, use: Callable[[Iterator[bytes]], T]) -> T:
+        """``use(the authenticated plaintext chunks)``, returned once the object is verified.
+
+        Over a store with ``read_with`` the ciphertext is hashed while ``use`` runs, and
+        its result comes back only if the digest matched: ``use`` keeps what it sees to
+        itself (a digest, a count). Otherwise the store verifies the object first.
+        """
+        from pipetrail.store.encryption import iter_decrypted
+
+        what = _what(digest)
+
+        def reader(raw: BinaryIO, size: int) -> T:
+            del size
+            header = raw.read(_HEADER_LEN)
+            key = self._keys.open_header(header, what=what)
+            return use(iter_decrypted(raw, key, header, what=what))
+
+        read_with = getattr(self._inner, "read_with", None)
+        if read_with is not None:
+            return cast("T", read_with(self._at(digest), reader))
+        with self._inner.open(self._at(digest)) as raw:
+            return reader(raw, 0)
+
+
+def _drain(chunks: Iterator[bytes]) -> None:
+    for _ in chunks:
+        pass
+
+
+def _plain_digest(chunks: Iterator[bytes]) -> str:
+    hasher = Hasher()
+    for chunk in chunks:
+        hasher.update(chunk)
+    return hasher.digest()

@@ -178,3 +178,29 @@ def test_peek_does_not_verify_and_the_next_read_still_does(tmp_path: Path) -> No
     assert fresh.peek(digest, 16) == data[:16]  # the start is intact; nothing was hashed
     with pytest.raises(IntegrityError, match="is corrupt"):
         fresh.get_bytes(digest)
+
+
+def test_checking_and_resealing_a_large_sealed_object_verify_it_alongside(
+    tmp_path: Path, keys: SealingKeys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pipetrail.store.sealed as sealed_module
+
+    inner = LocalStore(tmp_path / "objects")
+    data = os.urandom(LARGE)
+    digest = SealedStore(inner, keys).put_bytes(data)
+    SealedStore(LocalStore(tmp_path / "objects"), keys).check_sealed(digest)
+    # Sealed again through a temp file (the path of objects above 64 MiB).
+    monkeypatch.setattr(sealed_module, "_IN_MEMORY", 1 << 20)
+    other = SealingKeys.single(bytes(range(1, 33)))
+    again, _ = SealedStore(LocalStore(tmp_path / "objects"), other).reseal(digest, keys)
+    assert again == SealedStore(inner, other).put_bytes(data)  # the same plaintext digest
+    # A changed byte: the check and the re-sealing refuse it, naming the corruption.
+    path = _file(inner, again)
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 1
+    _overwrite(path, bytes(raw))
+    with pytest.raises(IntegrityError, match="is corrupt"):
+        SealedStore(LocalStore(tmp_path / "objects"), other).check_sealed(again)
+    forged = inner.put_bytes(bytes(raw))  # the changed bytes under their own digest
+    with pytest.raises(IntegrityError, match="does not decrypt"):
+        SealedStore(LocalStore(tmp_path / "objects"), keys).reseal(forged, other)
