@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import io
+import mmap
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +37,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 
 from pipetrail.errors import IntegrityError, NotFoundError, StoreError
 from pipetrail.hashing import Hasher, digest_bytes
+from pipetrail.store.verified import digest_of
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -275,7 +277,7 @@ class SealedStore:
         """Seal ``data`` and store it; return the sealed object's digest."""
         from pipetrail.store.encryption import encrypt_buffer
 
-        plain = digest_bytes(data)
+        plain = digest_of(data)
         header, key, prefix = self._keys.seal(plain)
         # Each chunk is sealed straight into its place in one buffer: no copies.
         sealed = encrypt_buffer(
@@ -286,7 +288,11 @@ class SealedStore:
             nonce_prefix=prefix,
             before=header,
         )
-        digest = self._inner.put_bytes(cast("bytes", sealed))
+        try:
+            digest = self._inner.put_bytes(cast("bytes", sealed))
+        finally:
+            if isinstance(sealed, mmap.mmap):
+                sealed.close()  # stores copy or write what they keep
         self.plain_digests[digest] = plain
         return digest
 

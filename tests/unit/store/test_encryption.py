@@ -151,3 +151,25 @@ def test_data_keys_are_wrapped_and_a_wrong_kek_fails_closed() -> None:
         unwrap_key(other, wrapped, what="object 1")
     with pytest.raises(IntegrityError, match="does not unwrap"):
         unwrap_key(kek, wrapped[:-1] + bytes([wrapped[-1] ^ 1]), what="object 1")
+
+
+def test_a_large_buffer_seals_to_the_same_bytes_as_the_stream() -> None:
+    """From 16 MiB the output is a map in huge pages; the bytes are the stream's."""
+    import mmap
+    import os
+
+    data = os.urandom(17 * 1024 * 1024 + 5)
+    out = io.BytesIO()
+    prefix = b"7" * 7
+    encrypt_stream(io.BytesIO(data), out, KEY, CTX, nonce_prefix=prefix)
+    buffered = encrypt_buffer(memoryview(data), KEY, CTX, nonce_prefix=prefix, before=b"HEAD")
+    try:
+        assert isinstance(buffered, mmap.mmap) == hasattr(mmap, "MADV_HUGEPAGE")
+        assert len(buffered) == 4 + len(out.getvalue())
+        assert buffered[:4] == b"HEAD"
+        assert buffered[4:] == out.getvalue()
+    finally:
+        if isinstance(buffered, mmap.mmap):
+            buffered.close()
+    sealed = out.getvalue()
+    assert decrypt_file(io.BytesIO(sealed), len(sealed), KEY, CTX, what="x") == data
