@@ -9,11 +9,12 @@ Each repetition writes 1 GiB (``--quick``: 256 MiB) of fresh random bytes, as ob
 ``LocalStore`` (both ``fsync=False``, under benchmarks/.work/), alternating which goes
 first; then reads every object back whole (``get_bytes``: the plain store verifies the
 digest; the sealed one decrypts and authenticates every chunk while another thread
-verifies the ciphertext's digest, and returns nothing until both pass). Only the store calls are timed (making the random bytes is not). The
-ratios (sealed rate / plain rate) are computed per repetition from the two timings made
-next to each other; the targets are checked on their medians. The CPU time of each
-(every thread of the process, ``time.process_time``) is reported beside, as ratios
-(information: a loaded machine stretches wall time, not the work done).
+verifies the ciphertext's digest, and returns nothing until both pass). Only the store
+calls are timed (making the random bytes is not). The ratios (sealed rate / plain rate)
+are computed per repetition from the two timings made next to each other; the targets
+are checked on their medians. The CPU time of each (every thread of the process,
+``time.process_time``) is reported beside, as ratios (information: a loaded machine
+stretches wall time, not the work done).
 
 Run: ``.venv/bin/python benchmarks/encryption.py [--quick]``.
 """
