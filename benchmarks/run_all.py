@@ -44,6 +44,7 @@ import merkle
 import metrics
 import per_run
 import profiles
+import reencryption_scan
 import reproduce
 import run_queries
 import s3_store
@@ -85,6 +86,7 @@ BENCHMARKS = {
     "run_queries": run_queries.run,
     "verified_reads": verified_reads.run,
     "encryption": encryption.run,
+    "reencryption_scan": reencryption_scan.run,
     "verified_read_cost": verified_read_cost.run,
     "ledger_sql": ledger_sql.run,
     "example_rerun": example_rerun.run,

@@ -17,6 +17,7 @@ from pipetrail.execution.project import Project
 from pipetrail.execution.reencryption import reencrypt_project
 from pipetrail.execution.runner import RunOptions, run_pipeline
 from pipetrail.read.project import Project as ReadProject
+from pipetrail.store import LocalStore, StoredArtifact
 from pipetrail.store.keyring import EncryptionSettings, open_keys
 from pipetrail.store.sealed import SealedStore, SealingKeys, header_key_id
 
@@ -90,6 +91,16 @@ def _outputs(project: Project, run_id: str) -> dict[str, str]:
     }
 
 
+def _spy(method: Callable[..., Any], seen: list[str]) -> Callable[..., Any]:
+    """``method`` of the real store, noting which object it reads."""
+
+    def spied(self: LocalStore, digest: str, *args: Any, **kwargs: Any) -> Any:
+        seen.append(digest)
+        return method(self, digest, *args, **kwargs)
+
+    return spied
+
+
 def _rotations(project: Project) -> list[dict[str, Any]]:
     return [e.payload for e in project.ledger.iter_events() if e.kind == "keys.rotated"]
 
@@ -158,6 +169,87 @@ def test_reencrypt_rewrites_every_sealed_object_under_a_new_data_key(
         proj.close()
 
 
+@pytest.mark.parametrize("keyring", ["file", "ledger"])
+def test_a_long_lived_project_follows_a_reencryption_made_by_another(
+    files: PipelineFiles, project_root: Path, unique: Callable[[str], str], keyring: str
+) -> None:
+    """Keys and the map of replaced objects are kept, and still follow the ledger."""
+    if keyring == "ledger":
+        (project_root / "pipetrail.toml").write_text(
+            '[pipetrail]\n[encryption]\nkeyring = "ledger"\n'
+        )
+    _write_csv(project_root)
+    definition = files.load(unique("pii"), PIPELINE)
+    writer = Project.at(project_root)
+    long_lived = ReadProject.at(project_root)
+    try:
+        run = run_pipeline(definition, {}, writer, RunOptions())
+        outputs = _outputs(writer, run.id)
+        before = _sealed_rows(writer)
+        first = long_lived.load(outputs["upper"])  # unwraps the keys, reads the map
+        row = long_lived.reader().artifact(outputs["upper"])
+        assert row is not None
+        old = StoredArtifact.from_dict(row)
+        plain = long_lived.store_for(old).get_bytes(old.blob)
+        other = Project.at(project_root)
+        try:
+            reencrypt_project(other)
+            collect_garbage(other, grace=0)
+        finally:
+            other.close()
+        assert not any(writer.store.exists(b) for b in before.values())
+        # The artifact's record names the new object, sealed with a key unwrapped by
+        # nobody here yet; a step event still names the old object, now collected.
+        assert long_lived.load(outputs["upper"]).equals(first)
+        assert long_lived.store_for(old).get_bytes(old.blob) == plain
+        # The writer seals with the new data key too: what it seals, others open.
+        assert writer.sealing_keys().current == _sealing_key_now(project_root)
+    finally:
+        long_lived.close()
+        writer.close()
+
+
+def _sealing_key_now(project_root: Path) -> str:
+    """The data key the keyring seals with, as a fresh process reads it."""
+    fresh = Project.at(project_root)
+    try:
+        return fresh.sealing_keys().current
+    finally:
+        fresh.close()
+
+
+def test_rotating_only_the_kek_keeps_the_keys_a_process_unwrapped(
+    files: PipelineFiles,
+    project_root: Path,
+    unique: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A process whose key provider still holds the old KEK keeps reading: no data key changed."""
+    from pipetrail.execution.key_rotation import rotate_project_keys
+
+    (project_root / "pipetrail.toml").write_text('[pipetrail]\n[encryption]\nprovider = "env"\n')
+    old_kek = base64.b64encode(os.urandom(32)).decode()
+    monkeypatch.setenv("PIPETRAIL_KEK", old_kek)
+    _write_csv(project_root)
+    definition = files.load(unique("pii"), PIPELINE)
+    long_lived = ReadProject.at(project_root)
+    try:
+        run = run_pipeline(definition, {}, long_lived, RunOptions())
+        outputs = _outputs(long_lived, run.id)
+        first = long_lived.load(outputs["upper"])
+        monkeypatch.setenv("OLD_KEK", old_kek)
+        monkeypatch.setenv("PIPETRAIL_KEK", base64.b64encode(os.urandom(32)).decode())
+        other = Project.at(project_root)
+        try:
+            rotate_project_keys(other, old_variable="OLD_KEK")
+        finally:
+            other.close()
+        monkeypatch.setenv("PIPETRAIL_KEK", old_kek)  # this process was started with it
+        assert long_lived.load(outputs["upper"]).equals(first)
+    finally:
+        long_lived.close()
+
+
 def test_an_interrupted_reencryption_reads_correctly_and_a_rerun_finishes(
     files: PipelineFiles,
     project: Project,
@@ -199,9 +291,17 @@ def test_an_interrupted_reencryption_reads_correctly_and_a_rerun_finishes(
             reread.close()
         assert loaded["name"].iloc[0] == f"{NAMES[0]}-0".upper()
         assert verify_artifacts(middle)["ok"]
+        # The rerun learns which key sealed each object from its header alone: the two
+        # objects already sealed with the new key are not read whole (nor hashed).
+        switched = set(blobs.values()) - set(before.values())
+        read_whole: list[str] = []
+        for name in ("open", "get_bytes", "read_with", "local_path"):
+            monkeypatch.setattr(LocalStore, name, _spy(getattr(LocalStore, name), read_whole))
         done = reencrypt_project(middle)
         assert done["resumed"] is True
         assert done["objects"] == len(before) - 2
+        assert not switched & set(read_whole), read_whole
+        assert set(blobs.values()) & set(before.values()) <= set(read_whole)  # sealed again
     finally:
         middle.close()
     _check_reencrypted(project_root, definition, run.id)

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from pipetrail.capture import current_owner
 from pipetrail.config import ProjectConfig, load_config
 from pipetrail.errors import StoreError
+from pipetrail.execution.sealing_state import SealingState
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -49,8 +50,9 @@ class Project:
         self._ledger = ledger
         self._registry = registry
         self._reader: Reader | None = None
-        self._keys: SealingKeys | None = None
-        self._moved: dict[str, str] | None = None  # sealed objects a re-encryption replaced
+        # The unwrapped keys and the objects a re-encryption replaced, kept in step
+        # with re-encryptions made by other processes.
+        self._sealing = SealingState(self.encryption, self.reader)
         self._gate: AccessGate | None = None
 
     @classmethod
@@ -111,6 +113,9 @@ class Project:
     def sealing_keys(self, *, create: bool = False) -> SealingKeys:
         """The project's data keys, unwrapped with the configured key provider.
 
+        Kept while the keyring's data keys stay the same: a re-encryption made by
+        another process is followed (:mod:`pipetrail.execution.sealing_state`).
+
         Args:
             create: make the keyring (and the default key file) if there is none yet.
 
@@ -118,11 +123,7 @@ class Project:
             StoreError: no keyring, or a key provider that does not hold the key.
             IntegrityError: a data key does not unwrap (wrong key encryption key).
         """
-        if self._keys is None:
-            from pipetrail.store.keyring import open_keys
-
-            self._keys = open_keys(self.encryption(), create=create)
-        return self._keys
+        return self._sealing.keys(create=create)
 
     def encryption(self) -> EncryptionSettings:
         """The ``[encryption]`` settings, with the ledger as the keyring's place if so set.
@@ -143,8 +144,7 @@ class Project:
 
     def forget_keys(self) -> None:
         """Drop the unwrapped keys: the next use reads the keyring again (it changed)."""
-        self._keys = None
-        self._moved = None
+        self._sealing.forget()
 
     def store_for(
         self,
@@ -187,11 +187,7 @@ class Project:
             keys = self.sealing_keys()
         except StoreError as exc:
             raise StoreError(f"cannot read the sensitive artifact {record.digest}: {exc}") from None
-        if self._moved is None:
-            from pipetrail.ledger.references import resealed_blobs
-
-            self._moved = resealed_blobs(self.reader())
-        return SealedStore(self.store, keys, moved=self._moved)
+        return SealedStore(self.store, keys, moved=self._sealing.moved())
 
     def reader(self) -> Reader:
         """Return a query helper: the open ledger's, or a cheap read-only one.
@@ -212,6 +208,7 @@ class Project:
 
     def close(self) -> None:
         """Release database connections."""
+        self._sealing.forget()
         if self._reader is not None:
             self._reader.close()
             self._reader = None

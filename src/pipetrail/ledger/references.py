@@ -47,7 +47,9 @@ __all__ = [
     "content_of",
     "digests_in",
     "recorded_content_purges",
+    "head_seq",
     "resealed_blobs",
+    "resealed_since",
     "scan_references",
     "superseded_blobs",
 ]
@@ -82,6 +84,12 @@ _DROPPED = (
 _JOIN = {"sqlite": "group_concat(payload, char(10))", "postgresql": "string_agg(payload, E'\\n')"}
 _RESEALED = "SELECT payload FROM events WHERE kind = :a AND payload LIKE :r ORDER BY seq"
 _RESEAL = '%"resealed_from":%'
+# Only the events after a sequence number: ``kind || ''`` keeps the planner on the
+# primary key's range instead of every artifact event the kind index would give.
+_RESEALED_SINCE = (
+    "SELECT payload FROM events WHERE seq > :s AND kind || '' = :a AND payload LIKE :r ORDER BY seq"
+)
+_HEAD = "SELECT seq FROM ledger_head WHERE id = 1"
 _LISTS = "SELECT payload FROM events WHERE kind = :a AND (payload LIKE :f OR payload LIKE :m)"
 _FOLDER = '%"serializer":"folder"%'
 _MANIFEST = '%"role":"source-manifest"%'
@@ -259,8 +267,31 @@ def resealed_blobs(reader: Reader) -> dict[str, str]:
     A step event records the object its output was read from; after a re-encryption
     that object is replaced, and a reader follows this map to the current one.
     """
-    moved: dict[str, str] = {}
-    for row in reader.fetch(_RESEALED, {"a": str(EventKind.ARTIFACT_RECORDED), "r": _RESEAL}):
+    rows = reader.fetch(_RESEALED, {"a": str(EventKind.ARTIFACT_RECORDED), "r": _RESEAL})
+    return _followed({}, rows)
+
+
+def head_seq(reader: Reader) -> int:
+    """The sequence number of the ledger's newest event (0: none); one indexed row."""
+    rows = reader.fetch(_HEAD)
+    return int(rows[0]["seq"]) if rows else 0
+
+
+def resealed_since(reader: Reader, moved: Mapping[str, str], after: int) -> dict[str, str]:
+    """``moved`` (a :func:`resealed_blobs` map as of event ``after``) brought up to date.
+
+    Reads only the events after ``after``: what a long-lived reader runs when the
+    ledger's head moved, so that a re-encryption made by another process is followed
+    without a restart.
+    """
+    params = {"s": after, "a": str(EventKind.ARTIFACT_RECORDED), "r": _RESEAL}
+    rows = reader.fetch(_RESEALED_SINCE, params)
+    return _followed(dict(moved), rows) if rows else dict(moved)
+
+
+def _followed(moved: dict[str, str], rows: Collection[Mapping[str, Any]]) -> dict[str, str]:
+    """``moved`` with the replacements ``rows`` (reseal payloads, oldest first) record."""
+    for row in rows:
         payload = orjson.loads(str(row["payload"]))
         old, new = payload.get("resealed_from"), payload.get("blob")
         if isinstance(old, str) and isinstance(new, str):

@@ -34,7 +34,7 @@ import contextlib
 import io
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, TypeVar, cast
 
 from pipetrail.errors import IntegrityError, NotFoundError
 from pipetrail.hashing import is_digest
@@ -48,9 +48,11 @@ from pipetrail.store.segments import SEGMENT_OBJECT_LIMIT
 from pipetrail.store.verified import corrupt_error, digest_of
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator, Sequence
+    from collections.abc import Callable, Iterable, Iterator, Sequence
 
 __all__ = ["LocalStore"]
+
+T = TypeVar("T")
 
 _PREFIX_LEN = len(DIGEST_PREFIX)
 _TMP_STALE_SECONDS = 3600.0
@@ -294,6 +296,30 @@ class LocalStore:
             raise corrupt_error(digest, actual, where=where, quarantine=self._loose.quarantine)
         return data
 
+    def read_with(self, digest: str, reader: Callable[[BinaryIO, int], T]) -> T:
+        """Run ``reader(file, size)`` on the object's bytes while they are hashed.
+
+        For a reader that turns the bytes into something else in one pass (decryption):
+        a large object file is hashed on another thread while ``reader`` reads it, and
+        what ``reader`` returns is handed back only once the bytes hash to ``digest``.
+        ``reader`` must not let anything it read out before it returns.
+
+        Raises:
+            NotFoundError: no object has this digest.
+            IntegrityError: the object is corrupt (now quarantined), or ``reader``'s own.
+        """
+        self._path(digest)
+        try:
+            found = self._reader.read_with(digest, reader)
+        except IntegrityError:
+            if not self._pack.exists(digest):
+                raise
+            found = None  # a corrupt loose copy of a packed object (see local_path)
+        if found is not None:
+            return found[0]
+        data = self._packed(digest)
+        return reader(cast("BinaryIO", io.BytesIO(data)), len(data))
+
     def open(self, digest: str) -> BinaryIO:
         """Open the object for reading (binary), once verified; the caller closes it.
 
@@ -313,6 +339,29 @@ class LocalStore:
                 raise
             found = None  # a corrupt loose copy of a packed object (see local_path)
         return found if found is not None else io.BytesIO(self._packed(digest))
+
+    def peek(self, digest: str, size: int) -> bytes:
+        """The first ``size`` bytes of an object, NOT verified against its digest.
+
+        Only to decide what to do with an object without reading it all (which data key
+        a sealed object's header names); never to hand out its content, which every
+        other read verifies.
+
+        Raises:
+            NotFoundError: no object has this digest.
+            StoreError: the object could not be read.
+        """
+        path = self._path(digest)
+        with map_os_errors(f"read object {digest}", path, self._root):
+            try:
+                with open(path, "rb") as f:
+                    return f.read(size)
+            except FileNotFoundError:
+                pass
+        data = self._pack.get(digest)
+        if data is None:
+            raise self._not_found(digest)
+        return data[:size]
 
     def local_path(self, digest: str) -> Path:
         """Return the object's read-only file, once verified; do not modify it.

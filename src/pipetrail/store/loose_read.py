@@ -5,6 +5,9 @@ Owns :class:`LooseReader`, the read side of :class:`~pipetrail.store.loose.Loose
 * :meth:`LooseReader.read` returns an object's bytes after hashing exactly those bytes;
 * :meth:`LooseReader.open` and :meth:`LooseReader.path` hash the file (streaming, read
   ahead on a helper thread, on every core) before handing out a file object or a path;
+* :meth:`LooseReader.read_with` hands the file to a caller's reader while another thread
+  hashes it, and returns what the reader made only once the hash matches (one pass for
+  a reader that transforms the bytes, such as decryption);
 * :meth:`LooseReader.intact` says whether an object about to be written again is intact,
   so that a write repairs a corrupt one instead of keeping it.
 
@@ -22,7 +25,7 @@ from __future__ import annotations
 import io
 import os
 import time
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, BinaryIO, TypeVar, cast
 
 from pipetrail.errors import IntegrityError, StoreError
 from pipetrail.hashing.digest import digest_fd, process_pool
@@ -30,11 +33,14 @@ from pipetrail.store.os_errors import map_os_errors
 from pipetrail.store.verified import VerifiedFiles, corrupt_error, digest_of, file_signature
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from concurrent.futures import ThreadPoolExecutor
 
     from pipetrail.store.loose import LooseObjects
 
 __all__ = ["LooseReader"]
+
+T = TypeVar("T")
 
 _READ_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)
 # From this size, read() hashes the file on another thread while it copies it into memory.
@@ -136,6 +142,81 @@ class LooseReader:
             raise self._reject(digest, actual, after)
         self.verified.remember(digest, after, hashed_from=began)
         return data
+
+    def read_with(self, digest: str, reader: Callable[[BinaryIO, int], T]) -> tuple[T] | None:
+        """Run ``reader(file, size)`` on the object file while it is hashed; None if absent.
+
+        Returns ``(what reader returned,)``, so that a reader may return None.
+
+        A large file is hashed on another thread (a second descriptor on the same inode,
+        as :meth:`read` does) while ``reader`` reads the first from its start; a small
+        one, or one verified before and unchanged, is hashed first (or not at all). What
+        ``reader`` returns is handed back only once the file hashed to ``digest`` and did
+        not change meanwhile; ``reader`` must keep what it makes to itself until then.
+        A file that changed while it was read is hashed again and read again.
+
+        Raises:
+            IntegrityError: the file does not hash to ``digest`` (it is quarantined; this
+                takes precedence over an error ``reader`` raised), or ``reader``'s own.
+            StoreError: the file could not be read.
+        """
+        path = self.loose.final(digest)
+        with map_os_errors(f"read object {digest}", path, self.loose.root):
+            fd = self._open(digest)
+            if fd is None:
+                return None
+            try:
+                began = time.time()
+                before = os.fstat(fd)
+                if before.st_size >= _ALONGSIDE_MIN and not self.verified.trusted(digest, before):
+                    done, result = self._read_with_alongside(digest, fd, before, began, reader)
+                    if done:
+                        return (cast("T", result),)
+                    os.lseek(fd, 0, os.SEEK_SET)
+                st = self._check(digest, fd)
+                os.lseek(fd, 0, os.SEEK_SET)
+                with io.FileIO(fd, "rb", closefd=False) as f:
+                    return (reader(cast("BinaryIO", f), st.st_size),)
+            finally:
+                os.close(fd)
+
+    def _read_with_alongside(
+        self,
+        digest: str,
+        fd: int,
+        before: os.stat_result,
+        began: float,
+        reader: Callable[[BinaryIO, int], T],
+    ) -> tuple[bool, T | None]:
+        """``reader`` on ``fd`` while another thread hashes the file; (False, None): fall back."""
+        try:
+            other = os.open(self.loose.final(digest), _READ_FLAGS)
+        except FileNotFoundError:
+            return False, None
+        failure: BaseException | None = None
+        result: T | None = None
+        try:
+            if not os.path.samestat(os.fstat(other), before):
+                return False, None
+            hashed = _hashers().submit(digest_fd, other)
+            try:
+                with io.FileIO(fd, "rb", closefd=False) as f:
+                    result = reader(cast("BinaryIO", f), before.st_size)
+            except Exception as exc:  # noqa: BLE001 - judged once the hash has its say
+                failure = exc
+            finally:
+                actual, size = hashed.result()
+            after = os.fstat(fd)
+        finally:
+            os.close(other)
+        if file_signature(after) != file_signature(before) or size != after.st_size:
+            return False, None  # changed meanwhile: hash it, then read it again
+        if actual != digest:
+            raise self._reject(digest, actual, after) from failure
+        if failure is not None:
+            raise failure
+        self.verified.remember(digest, after, hashed_from=began)
+        return True, result
 
     def _check(self, digest: str, fd: int) -> os.stat_result:
         """Hash the open object file unless it is known intact; return its stat.

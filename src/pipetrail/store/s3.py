@@ -405,6 +405,34 @@ class S3Store:
         """
         return open(self.local_path(digest), "rb")
 
+    def peek(self, digest: str, size: int) -> bytes:
+        """The first ``size`` bytes of an object (one ranged read), NOT verified.
+
+        Only to decide what to do with an object without downloading it all (which data
+        key a sealed object's header names); never to hand out its content.
+
+        Raises:
+            NotFoundError: no object has this digest.
+            StoreError: the object could not be read.
+        """
+        cached = self._cached(digest)
+        if cached is not None:
+            with open(cached, "rb") as f:
+                return f.read(size)
+        import obstore as obs
+        from obstore.exceptions import NotFoundError as Missing
+
+        try:
+            found = self._call(
+                "read an object", obs.get_range, self._client_store, self._key(digest),
+                start=0, length=size,
+            )  # fmt: skip
+        except (Missing, FileNotFoundError):
+            raise self._not_found(digest) from None
+        except StoreError:
+            return self.get_bytes(digest)[:size]  # an empty object has no range to read
+        return bytes(found)
+
     def local_path(self, digest: str) -> Path:
         """Return the object's verified file in the local read cache; do not modify it.
 

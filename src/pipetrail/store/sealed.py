@@ -27,17 +27,20 @@ disk by this module.
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
+import mmap
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
 
 from pipetrail.errors import IntegrityError, NotFoundError, StoreError
 from pipetrail.hashing import Hasher, digest_bytes
+from pipetrail.store.verified import digest_of
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
 
     from pipetrail.store.base import ContentStore
 
@@ -49,6 +52,8 @@ __all__ = [
     "header_key_id",
     "is_sealed_object",
 ]
+
+T = TypeVar("T")
 
 SEALED_MAGIC = b"PTS1"
 _ID_LEN = 16
@@ -272,7 +277,7 @@ class SealedStore:
         """Seal ``data`` and store it; return the sealed object's digest."""
         from pipetrail.store.encryption import encrypt_buffer
 
-        plain = digest_bytes(data)
+        plain = digest_of(data)
         header, key, prefix = self._keys.seal(plain)
         # Each chunk is sealed straight into its place in one buffer: no copies.
         sealed = encrypt_buffer(
@@ -283,7 +288,11 @@ class SealedStore:
             nonce_prefix=prefix,
             before=header,
         )
-        digest = self._inner.put_bytes(cast("bytes", sealed))
+        try:
+            digest = self._inner.put_bytes(cast("bytes", sealed))
+        finally:
+            if isinstance(sealed, mmap.mmap):
+                sealed.close()  # stores copy or write what they keep
         self.plain_digests[digest] = plain
         return digest
 
@@ -329,8 +338,9 @@ class SealedStore:
     def reseal(self, blob: str, opener: SealingKeys) -> tuple[str, int]:
         """Seal again, with this view's keys, the sealed object ``blob`` that ``opener`` opens.
 
-        Bounded memory: a large object is decrypted twice (to hash its plaintext, then
-        to seal it again through a ciphertext temp file). Plaintext never reaches disk.
+        Bounded memory: a large object is decrypted twice (to hash its plaintext while
+        its ciphertext is verified, then to seal it again through a ciphertext temp
+        file). Plaintext never reaches disk.
 
         Returns:
             The new sealed object's digest and size.
@@ -345,12 +355,9 @@ class SealedStore:
             data = old.get_bytes(blob)
             stored = self.put_bytes(data)
             return stored, self._inner.size(stored)
-        hasher = Hasher()
+        plain = old._each_chunk(blob, _plain_digest)  # verified alongside, where it can be
         with old.open(blob) as reader:
-            while block := reader.read(_READ):
-                hasher.update(block)
-        with old.open(blob) as reader:
-            return self._put_stream(reader, hasher.digest(), what=_what(blob))
+            return self._put_stream(reader, plain, what=_what(blob))
 
     def put_files(
         self, items: Sequence[tuple[str | os.PathLike[str], str | None]]
@@ -376,11 +383,15 @@ class SealedStore:
             raise
 
     def get_bytes(self, digest: str) -> bytes:
-        """The plaintext of a sealed object, once every chunk authenticates.
+        """The plaintext of a sealed object, once it is verified and every chunk authenticates.
 
-        The store verifies the sealed object when it is opened; it is then read into one
-        buffer and decrypted there (:func:`~pipetrail.store.encryption.decrypt_in_place`),
-        which becomes the returned bytes: one allocation, as a plain read makes.
+        Over a store that can hand its bytes to a reader while it hashes them (a local
+        store's ``read_with``), one pass: the object file is decrypted chunk by chunk
+        into the result while another thread hashes the ciphertext, and the plaintext is
+        returned only once both the ciphertext's digest and every chunk check out.
+        Otherwise the store verifies the object when it is opened, and it is then read
+        into one buffer and decrypted there. Either way: one allocation, as a plain read
+        makes, and nothing is returned that was not verified.
 
         Raises:
             NotFoundError: no such object.
@@ -391,6 +402,9 @@ class SealedStore:
 
         what = _what(digest)
         blob = self._at(digest)
+        read_with = getattr(self._inner, "read_with", None)
+        if read_with is not None:
+            return cast("bytes", read_with(blob, functools.partial(self._decrypt, what=what)))
         with self._inner.open(blob) as raw:
             holder = _filled(raw, what)
         with holder.getbuffer() as view:
@@ -400,6 +414,14 @@ class SealedStore:
         holder.truncate(size)
         # CPython hands over BytesIO's own buffer when nothing else shares it: no copy.
         return holder.getvalue()
+
+    def _decrypt(self, raw: BinaryIO, size: int, *, what: str) -> bytes:
+        """The plaintext of the ``size``-byte sealed object ``raw`` holds, authenticated."""
+        from pipetrail.store.encryption import decrypt_file
+
+        header = raw.read(_HEADER_LEN)
+        key = self._keys.open_header(header, what=what)
+        return decrypt_file(raw, size - _HEADER_LEN, key, header, what=what)
 
     def open(self, digest: str) -> BinaryIO:
         """A stream of the plaintext, authenticated chunk by chunk as it is read."""
@@ -431,10 +453,46 @@ class SealedStore:
     def check_sealed(self, digest: str) -> None:
         """Decrypt the object to nowhere, authenticating every chunk.
 
+        In one pass where the store can hash alongside (``read_with``), as
+        :meth:`get_bytes` reads.
+
         Raises:
-            IntegrityError: a chunk does not authenticate, or the key is wrong.
+            IntegrityError: the object is corrupt, a chunk does not authenticate, or the
+                key is wrong.
         """
-        raw, chunks = self._open_sealed(digest)
-        with raw:
-            for _ in chunks:
-                pass
+        self._each_chunk(digest, _drain)
+
+    def _each_chunk(self, digest: str, use: Callable[[Iterator[bytes]], T]) -> T:
+        """``use(the authenticated plaintext chunks)``, returned once the object is verified.
+
+        Over a store with ``read_with`` the ciphertext is hashed while ``use`` runs, and
+        its result comes back only if the digest matched: ``use`` keeps what it sees to
+        itself (a digest, a count). Otherwise the store verifies the object first.
+        """
+        from pipetrail.store.encryption import iter_decrypted
+
+        what = _what(digest)
+
+        def reader(raw: BinaryIO, size: int) -> T:
+            del size
+            header = raw.read(_HEADER_LEN)
+            key = self._keys.open_header(header, what=what)
+            return use(iter_decrypted(raw, key, header, what=what))
+
+        read_with = getattr(self._inner, "read_with", None)
+        if read_with is not None:
+            return cast("T", read_with(self._at(digest), reader))
+        with self._inner.open(self._at(digest)) as raw:
+            return reader(raw, 0)
+
+
+def _drain(chunks: Iterator[bytes]) -> None:
+    for _ in chunks:
+        pass
+
+
+def _plain_digest(chunks: Iterator[bytes]) -> str:
+    hasher = Hasher()
+    for chunk in chunks:
+        hasher.update(chunk)
+    return hasher.digest()

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import httpx
 import pytest
 
+from pipetrail.execution.gc import collect_garbage
+from pipetrail.execution.reencryption import reencrypt_project
 from pipetrail.execution.runner import RunOptions, run_pipeline
 from pipetrail.hashing import digest_bytes
 
@@ -119,3 +122,31 @@ def test_a_grant_lets_its_holder_download_and_each_read_is_recorded_under_the_ca
     kinds = [(r.kind, r.user, r.action) for r in access_records(served.project.reader())]
     assert ("access.refused", "rita", "serve") in kinds
     assert ("access.read", "rita", "serve") in kinds
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_a_running_server_reads_what_another_process_re_encrypted(
+    served: Served, clinic_run: str, live_server: str
+) -> None:
+    """`pipetrail serve` started before `keys rotate --reencrypt` needs no restart after it."""
+    auth = {"Authorization": f"Bearer {served.tokens['alice']}"}
+    content = f"/api/v1/artifacts/{clinic_run}:patients/content"
+    logs = f"/api/v1/runs/{clinic_run}/logs?step=patients"
+    with httpx.Client(base_url=live_server, headers=auth, timeout=60) as client:
+        for _ in range(8):  # every worker and thread unwraps the keys and reads the map
+            assert client.get(content).content == SECRET
+            assert "Zebulon" in client.get(logs).json()["steps"][0]["text"]
+        # Another process seals everything again under a new data key and collects the
+        # old objects: the server's keys open none of the new ones, and the objects its
+        # step events name are gone.
+        done = reencrypt_project(served.project)
+        assert done["objects"] >= 2
+        collect_garbage(served.project, grace=0)
+        for _ in range(8):
+            answer = client.get(content)
+            assert answer.status_code == 200, answer.text
+            assert answer.content == SECRET
+            shown = client.get(logs)
+            assert shown.status_code == 200, shown.text
+            assert "sealed log line: Zebulon" in shown.json()["steps"][0]["text"]

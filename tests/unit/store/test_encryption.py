@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from pipetrail.errors import IntegrityError
 from pipetrail.store.encryption import (
     HEADER_SIZE,
+    decrypt_file,
     decrypt_in_place,
     decrypt_stream,
     encrypt_buffer,
@@ -51,6 +52,11 @@ class Trickle(io.RawIOBase):
     def read(self, size: int = -1) -> bytes:
         return self.data.read(min(size, 7) if size >= 0 else 7)
 
+    def readinto(self, target: bytearray | memoryview) -> int:  # type: ignore[override]
+        piece = self.read(len(target))
+        target[: len(piece)] = piece
+        return len(piece)
+
 
 @settings(max_examples=80, deadline=None)
 @given(st.binary(max_size=5 * CHUNK + 3))
@@ -74,6 +80,10 @@ def test_round_trip_of_any_size(data: bytes) -> None:
     room = bytearray(b"HEAD" + sealed)
     size = decrypt_in_place(memoryview(room), 4, KEY, CTX, what="x")
     assert room[:size] == data
+    # From a file, chunk by chunk into the result, however short the reads.
+    assert decrypt_file(io.BytesIO(sealed), len(sealed), KEY, CTX, what="x") == data
+    trickled = decrypt_file(Trickle(sealed), len(sealed), KEY, CTX, what="x")  # type: ignore[arg-type]
+    assert trickled == data
 
 
 def test_same_plaintext_encrypts_differently_each_time() -> None:
@@ -104,6 +114,8 @@ def test_tampering_is_detected() -> None:
         assert "cannot be trusted" in str(caught.value) or "header" in str(caught.value), name
         with pytest.raises(IntegrityError, match="object 1"):
             decrypt_in_place(memoryview(bytearray(bad)), 0, KEY, CTX, what="object 1")
+        with pytest.raises(IntegrityError, match="object 1"):
+            decrypt_file(io.BytesIO(bad), len(bad), KEY, CTX, what="object 1")
     with pytest.raises(IntegrityError, match="key or the object it belongs to is wrong"):
         open_(sealed, key=new_data_key())
     with pytest.raises(IntegrityError, match="does not decrypt"):
@@ -115,6 +127,18 @@ def test_tampering_is_detected() -> None:
             decrypt_in_place(memoryview(bytearray(junk)), 0, KEY, CTX, what="object 1")
     with pytest.raises(IntegrityError, match="key or the object it belongs to is wrong"):
         decrypt_in_place(memoryview(bytearray(sealed)), 0, new_data_key(), CTX, what="object 1")
+    with pytest.raises(IntegrityError, match="key or the object it belongs to is wrong"):
+        decrypt_file(io.BytesIO(sealed), len(sealed), new_data_key(), CTX, what="object 1")
+
+
+def test_decrypt_file_refuses_a_source_that_is_not_the_size_it_was_said_to_be() -> None:
+    sealed = seal(bytes(range(256)) * 2)
+    # More bytes than announced (the file grew while it was read).
+    with pytest.raises(IntegrityError, match="changed while it was read"):
+        decrypt_file(io.BytesIO(sealed + b"x"), len(sealed), KEY, CTX, what="object 1")
+    # Fewer (it shrank): the last chunk is short.
+    with pytest.raises(IntegrityError, match="changed while it was read"):
+        decrypt_file(io.BytesIO(sealed[:-40]), len(sealed), KEY, CTX, what="object 1")
 
 
 def test_data_keys_are_wrapped_and_a_wrong_kek_fails_closed() -> None:
@@ -127,3 +151,25 @@ def test_data_keys_are_wrapped_and_a_wrong_kek_fails_closed() -> None:
         unwrap_key(other, wrapped, what="object 1")
     with pytest.raises(IntegrityError, match="does not unwrap"):
         unwrap_key(kek, wrapped[:-1] + bytes([wrapped[-1] ^ 1]), what="object 1")
+
+
+def test_a_large_buffer_seals_to_the_same_bytes_as_the_stream() -> None:
+    """From 16 MiB the output is a map in huge pages; the bytes are the stream's."""
+    import mmap
+    import os
+
+    data = os.urandom(17 * 1024 * 1024 + 5)
+    out = io.BytesIO()
+    prefix = b"7" * 7
+    encrypt_stream(io.BytesIO(data), out, KEY, CTX, nonce_prefix=prefix)
+    buffered = encrypt_buffer(memoryview(data), KEY, CTX, nonce_prefix=prefix, before=b"HEAD")
+    try:
+        assert isinstance(buffered, mmap.mmap) == hasattr(mmap, "MADV_HUGEPAGE")
+        assert len(buffered) == 4 + len(out.getvalue())
+        assert buffered[:4] == b"HEAD"
+        assert buffered[4:] == out.getvalue()
+    finally:
+        if isinstance(buffered, mmap.mmap):
+            buffered.close()
+    sealed = out.getvalue()
+    assert decrypt_file(io.BytesIO(sealed), len(sealed), KEY, CTX, what="x") == data
