@@ -21,7 +21,7 @@ from pipetrail.ledger.merkle import (
     verify_consistency,
     verify_inclusion,
 )
-from pipetrail.ledger.merkle_store import LOW_LEVEL, read_tree
+from pipetrail.ledger.merkle_store import LOW_LEVEL, TreeCheck, read_tree
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
@@ -198,4 +198,42 @@ def test_an_empty_ledger_has_no_nodes_and_verifies(metadata_url: str) -> None:
     execute(ledger, "INSERT INTO merkle_nodes (level, idx, hash) VALUES (4, 0, :h)", h=b"y" * 32)
     report = ledger.verify()
     assert [(p.key, p.problem) for p in report.derived] == [("4, 0", "extra")]
+    ledger.close()
+
+
+def test_the_tree_check_recomputes_every_stored_node_in_any_batches(metadata_url: str) -> None:
+    # audit verify hands the walk's digests to TreeCheck in batches that rarely end on a
+    # 16-leaf block: whole blocks are hashed a level at a time, the rest waits. Every
+    # stored node must be recomputed from the events whatever the cuts, so that an edit
+    # of any one of them (a low one, a high one, the last) is named.
+    ledger = Ledger.open(metadata_url, actor="tester")
+    n = fill(ledger, [37, 1, 90, 16, 150])  # 294 events: stored nodes up to level 8
+    digests = [bytes.fromhex(e.hash.removeprefix("blake3:")) for e in ledger.iter_events()]
+    rng = random.Random(13)
+
+    def check() -> list[tuple[str, str]]:
+        tree = TreeCheck(ledger.db)
+        at = 0
+        while at < n:
+            step = rng.choice([1, 3, 15, 16, 17, 40, 500])
+            tree.add_digests(digests[at : at + step])
+            at += step
+        problems = tree.finish()
+        assert tree.size == n
+        assert tree.nodes == stored_rows(n)
+        return [(p.key, p.problem) for p in problems]
+
+    for _ in range(5):
+        assert check() == []
+    for level, idx in [(4, 0), (4, 17), (5, 8), (6, 3), (8, 0)]:
+        with ledger.engine.connect() as conn:
+            was = conn.execute(
+                sa.text("SELECT hash FROM merkle_nodes WHERE level = :l AND idx = :i"),
+                {"l": level, "i": idx},
+            ).scalar_one()
+        edit = "UPDATE merkle_nodes SET hash = :h WHERE level = :l AND idx = :i"
+        execute(ledger, edit, h=bytes(b ^ 1 for b in was), l=level, i=idx)
+        assert check() == [(f"{level}, {idx}", "differs")]
+        execute(ledger, edit, h=was, l=level, i=idx)
+    assert check() == []
     ledger.close()

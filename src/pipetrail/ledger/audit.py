@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import TamperedLedgerError
 from pipetrail.ledger.audit_replica import Replica
-from pipetrail.ledger.chain_check import chain_hash, parse_plain_payload
+from pipetrail.ledger.chain_check import check_chain, parse_plain_payload
 from pipetrail.ledger.events import GENESIS_HASH, Event
 from pipetrail.ledger.merkle_store import TreeCheck
 
@@ -134,6 +134,7 @@ class _Walk:
     end: tuple[int, str] | None = None  # the head, or projections past the last event
     unprojectable: tuple[int, str] | None = None  # the first event the replay rejects
     plain: bool = True  # whether orjson wrote every payload of the last batch
+    digests: list[bytes] = field(default_factory=list)  # the last batch's raw chain hashes
 
     def rows(
         self, rows: list[tuple[Any, ...]]
@@ -142,42 +143,30 @@ class _Walk:
 
         Stops at the first row that fails (and records why): the rest of the chain
         cannot be trusted past it. The payload of a kind in :attr:`skip` is None. Sets
-        :attr:`plain`.
+        :attr:`plain`, and :attr:`digests` to the raw chain hashes of the rows returned.
         """
+        digests, failure = check_chain(rows, self.expected_seq, self.prev)
         good: list[tuple[tuple[Any, ...], dict[str, Any] | None]] = []
-        expected, prev, skip = self.expected_seq, self.prev, self.skip
+        skip = self.skip
         plain = True
-        for row in rows:
-            seq, ts, actor, kind, run_id, text, prev_hash, stored = row
-            if seq != expected:
-                self.failure = (
-                    expected,
-                    f"event {expected} is missing (the next stored event is {seq})",
-                )
-                break
-            if prev_hash != prev:
-                self.failure = (seq, "its prev_hash does not match the hash of the event before it")
-                break
-            if chain_hash(seq, ts, actor, kind, run_id, text, prev_hash) != stored:
-                self.failure = (seq, "its content does not match its hash (the row was edited)")
-                break
-            if kind in skip:
+        for row in rows[: len(digests)]:
+            if row[3] in skip:
                 good.append((row, None))
-                prev = stored
-                expected += 1
                 continue
             try:
-                payload, written = parse_plain_payload(text)
+                payload, written = parse_plain_payload(row[5])
             except ValueError:
                 payload, written = None, False
             plain = plain and written
             if type(payload) is not dict:
-                self.failure = (seq, _NOT_AN_OBJECT)
+                failure = (row[0], _NOT_AN_OBJECT)
                 break
             good.append((row, payload))
-            prev = stored
-            expected += 1
-        self.expected_seq, self.prev, self.plain = expected, prev, plain
+        if good:
+            self.expected_seq += len(good)
+            self.prev = good[-1][0][7]
+        self.failure, self.plain = failure, plain
+        self.digests = digests[: len(good)]
         self.checked += len(good)
         return good
 
@@ -261,7 +250,7 @@ def _walk_events(db: Driver, replica: Replica | None, tree: TreeCheck | None, wa
         for at in range(0, len(fetched), _STEP):
             good = walk.rows(fetched[at : at + _STEP])
             if tree is not None:
-                tree.add_many([row[7] for row, _ in good])
+                tree.add_digests(walk.digests)
             if replica is not None and walk.unprojectable is None:
                 walk.unprojectable = replica.replay(good, plain=walk.plain)
             if walk.failure is not None:

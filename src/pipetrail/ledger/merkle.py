@@ -268,24 +268,55 @@ class TreeReader:
         Raises:
             ValueError: unless ``0 < old <= new``.
         """
-        if not 0 < old <= new:
-            raise ValueError(f"no consistency proof from a tree of {old} to one of {new} leaves")
-        proof: list[bytes] = []
-        lo, hi, m, whole = 0, new, old, True
-        while m != hi - lo:
-            k = _split(hi - lo)
-            if m <= k:
-                proof.append(self.subtree(lo + k, hi))
-                hi = lo + k
-            else:
-                proof.append(self.subtree(lo, lo + k))
-                lo += k
-                m -= k
-                whole = False
-        if not whole:
-            proof.append(self.subtree(lo, hi))
-        proof.reverse()
-        return proof
+        return [self.subtree(lo, hi) for lo, hi in _consistency_ranges(old, new)]
+
+    def consistency_proofs(self, olds: Iterable[int], new: int) -> dict[int, list[bytes]]:
+        """The consistency proofs of many older trees to the tree of ``new`` leaves.
+
+        Reads every stored node they need (and the root of ``new``) in one call to the
+        store, then builds each proof as :meth:`consistency_proof` does; subtrees shared
+        by several proofs are hashed once.
+
+        Raises:
+            ValueError: unless ``0 < old <= new`` for each.
+        """
+        wanted: set[NodeKey] = set()
+        ranges = {old: _consistency_ranges(old, new) for old in set(olds)}
+        if new:
+            self._keys(0, new, wanted)
+        for parts in ranges.values():
+            for lo, hi in parts:
+                self._keys(lo, hi, wanted)
+        self._fetch(sorted(wanted))
+        return {old: [self.subtree(lo, hi) for lo, hi in parts] for old, parts in ranges.items()}
+
+
+def _consistency_ranges(old: int, new: int) -> list[tuple[int, int]]:
+    """The leaf ranges whose hashes make the consistency proof from ``old`` to ``new``.
+
+    RFC 9162, section 2.1.4.1, in proof order.
+
+    Raises:
+        ValueError: unless ``0 < old <= new``.
+    """
+    if not 0 < old <= new:
+        raise ValueError(f"no consistency proof from a tree of {old} to one of {new} leaves")
+    ranges: list[tuple[int, int]] = []
+    lo, hi, m, whole = 0, new, old, True
+    while m != hi - lo:
+        k = _split(hi - lo)
+        if m <= k:
+            ranges.append((lo + k, hi))
+            hi = lo + k
+        else:
+            ranges.append((lo, lo + k))
+            lo += k
+            m -= k
+            whole = False
+    if not whole:
+        ranges.append((lo, hi))
+    ranges.reverse()
+    return ranges
 
 
 def verify_inclusion(

@@ -295,9 +295,15 @@ def read_tree(db: Driver) -> TreeReader:
 class TreeCheck:
     """Recomputes the tree from the events a chain walk passes, and compares the nodes.
 
-    Holds only the right edge (as :class:`TreeWriter` does) and the stored-level nodes
-    made since the last comparison; those are compared with the stored rows in batches,
-    level by level, with one range query per level.
+    Holds only the right edge of the whole blocks taken so far (as :class:`TreeWriter`
+    does, from level :data:`LOW_LEVEL` up), the leaves of the block not yet complete,
+    and the stored-level nodes made since the last comparison; those are compared with
+    the stored rows in batches, level by level, with one range query per level.
+
+    Whole blocks are hashed level by level (every leaf, then every pair of leaves, and so
+    on up to the block's root), then merged into the edge: the same hashes the
+    binary-counter walk of :class:`TreeWriter` makes, in fewer Python steps. The leaves of
+    an incomplete last block make no stored node, so they are only counted.
     """
 
     def __init__(self, db: Driver) -> None:
@@ -305,6 +311,7 @@ class TreeCheck:
         self.size = 0
         self.nodes = 0
         self._edge: list[bytes] = []
+        self._pending: list[bytes] = []  # leaf hashes of the block not yet complete
         self._made: dict[NodeKey, bytes] = {}
         self.problems: list[DerivedRowProblem] = []
         self._fixes: dict[NodeKey, bytes | None] = {}
@@ -314,22 +321,39 @@ class TreeCheck:
         self.add_many([chain_hash])
 
     def add_many(self, chain_hashes: Sequence[str]) -> None:
-        """Take the next events' chain hashes (in sequence order)."""
-        edge, made, size = self._edge, self._made, self.size
+        """Take the next events' chain hashes (``blake3:`` and hex, in sequence order)."""
+        self.add_digests([bytes.fromhex(h.removeprefix("blake3:")) for h in chain_hashes])
+
+    def add_digests(self, digests: Sequence[bytes]) -> None:
+        """Take the next events' chain hashes as raw 32-byte digests (in sequence order)."""
+        if not digests:
+            return
         sha256 = hashlib.sha256
-        for chain in chain_hashes:
-            # event_leaf and node_hash, inlined: this loop runs once per event.
-            current = sha256(b"\x00" + bytes.fromhex(chain.removeprefix("blake3:"))).digest()
-            i, level = size, 0
+        pending = self._pending
+        pending += [sha256(b"\x00" + d).digest() for d in digests]
+        self.size += len(digests)
+        whole = len(pending) - len(pending) % BLOCK
+        if not whole:
+            return
+        nodes = pending[:whole]
+        del pending[:whole]
+        for _ in range(LOW_LEVEL):  # each block up to its root, all blocks a level at a time
+            nodes = [
+                sha256(b"\x01" + left + right).digest()
+                for left, right in zip(nodes[::2], nodes[1::2], strict=True)
+            ]
+        edge, made = self._edge, self._made
+        index = (self.size - len(pending)) // BLOCK - len(nodes)
+        for current in nodes:
+            made[(LOW_LEVEL, index)] = current
+            i, level = index, LOW_LEVEL
             while i & 1:
                 current = sha256(b"\x01" + edge.pop() + current).digest()
                 i >>= 1
                 level += 1
-                if level >= LOW_LEVEL:
-                    made[(level, i)] = current
+                made[(level, i)] = current
             edge.append(current)
-            size += 1
-        self.size = size
+            index += 1
         if len(made) >= _BATCH:
             self._flush()
 

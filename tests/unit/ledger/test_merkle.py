@@ -117,3 +117,30 @@ def test_a_missing_node_is_an_error_not_a_wrong_root() -> None:
         TreeReader(store).inclusion_proof(8, 8)
     with pytest.raises(ValueError, match="no consistency proof"):
         TreeReader(store).consistency_proof(0, 8)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n=st.integers(min_value=1, max_value=140), olds=st.lists(st.integers(min_value=1)))
+def test_many_consistency_proofs_at_once_read_once_and_equal_one_by_one(
+    n: int, olds: list[int]
+) -> None:
+    leaves = leaves_of(n)
+    store = build(leaves)
+    sizes = [1 + old % n for old in olds] + [n]
+    calls: list[int] = []
+
+    class Counting:
+        def get_nodes(self, keys: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+            calls.append(len(keys))
+            return dict(store.get_nodes(keys))
+
+    tree = TreeReader(Counting())
+    proofs = tree.consistency_proofs(sizes, n)
+    root = tree.root(n)
+    assert len(calls) == 1  # every node, the root's too, in one read
+    assert root == mth(leaves)
+    for old in sizes:
+        assert proofs[old] == TreeReader(store).consistency_proof(old, n)
+        assert verify_consistency(old, n, mth(leaves[:old]), root, proofs[old])
+    with pytest.raises(ValueError, match="no consistency proof"):
+        tree.consistency_proofs([n + 1], n)
