@@ -94,8 +94,10 @@ def observe_sources(
                     cache=cache,
                     # In batches: the store makes each batch durable with one flush.
                     store_files=None if src.by_reference else store.put_files,
-                    # One lookup for the files the stat cache vouches for (a local store).
+                    # One lookup for the files the stat cache vouches for (a local store),
+                    # none for those it saw stored at the store's generation (ADR 0032).
                     stored_sizes=getattr(store, "stored_sizes", None),
+                    store_generation=_generation(store, src.by_reference),
                     by_reference=src.by_reference,
                     rehash=rehash,
                     allow_outside=src.allow_outside,
@@ -116,6 +118,15 @@ def observe_sources(
             )
             drafts.extend(_source_artifact_drafts(state, src, obs))
     return drafts
+
+
+def _generation(store: object, by_reference: bool) -> str | None:
+    """The store's generation token, read before the observation; None if it has none."""
+    read = getattr(store, "generation", None)
+    if by_reference or read is None:
+        return None
+    token: str | None = read()
+    return token
 
 
 def _observe_s3(state: RunState, src: SourceRef, *, rehash: bool) -> SourceObservation:
