@@ -18,7 +18,6 @@ from pipetrail.core.classification import is_sensitive
 from pipetrail.errors import DefinitionError
 from pipetrail.execution.records import blob_artifact
 from pipetrail.execution.run_events import artifact_drafts
-from pipetrail.execution.sensitive_sources import observe_sensitive
 from pipetrail.ledger import EventDraft, EventKind
 
 if TYPE_CHECKING:
@@ -54,6 +53,8 @@ def observe_sources(
     with StatCache(state.project.config.state_dir / "cache" / "stat.db") as cache:
         for src in sources:
             if is_sensitive(src.classification):
+                from pipetrail.execution.sensitive_sources import observe_sensitive
+
                 drafts.extend(observe_sensitive(state, src, snapshots, rehash=rehash))
                 continue
             if src.path.startswith("s3://") and snapshots is None:
