@@ -33,6 +33,7 @@ from pipetrail.cli.exits import (
     store_failure,
 )
 from pipetrail.cli.interruptible import interruptible
+from pipetrail.cli.short_options import ShortOptionsFirst
 from pipetrail.errors import (
     NotFoundError,
     ParamError,
@@ -251,6 +252,8 @@ class _LazyGroup(click.Group):
 
 
 class _Group(_LazyGroup):
+    command_class = ShortOptionsFirst  # `run -q` parses without building an error
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("lazy", LAZY_COMMANDS)
         super().__init__(*args, **kwargs)
