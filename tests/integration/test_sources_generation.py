@@ -7,7 +7,8 @@ each path pipetrail has: deleting the runs and collecting, a retention policy, a
 of the source, quarantine by ``store verify``. The next run notices (the generation
 changed), looks the files up and stores the missing ones again, and ``store verify``
 finds every recorded object. Removing an object file by hand changes no generation:
-that is damage to the store, and ``store verify`` names the missing object.
+that is damage to the store: ``store verify`` names the missing object, and a run with
+``rehash`` copies it in again.
 Real projects (SQLite ledger, local store), real runs.
 """
 
@@ -202,3 +203,6 @@ def test_an_object_file_removed_by_hand_is_damage_store_verify_names(
     verified = verify_artifacts(project)
     assert not verified["ok"]
     assert digest in verified["missing"]
+    run_pipeline(definition, {}, project, RunOptions(rehash=True))  # the documented repair
+    assert project.store.exists(digest)
+    assert verify_artifacts(project)["ok"]
