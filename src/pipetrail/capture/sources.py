@@ -313,8 +313,8 @@ def _encode_manifest(label: str, files: dict[str, tuple[str, int]]) -> bytes:
     """
     enc = encode_basestring
     body = ",".join(
-        f'{enc(name)}:{{"digest":"{files[name][0]}","size":{files[name][1]}}}'
-        for name in sorted(files)
+        f'{enc(name)}:{{"digest":"{digest}","size":{size}}}'
+        for name, (digest, size) in sorted(files.items())  # names are unique: sorted by name
     )
     text = f'{{"files":{{{body}}},"kind":"{MANIFEST_KIND}","version":{MANIFEST_VERSION}}}'
     try:
