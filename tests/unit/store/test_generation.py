@@ -95,6 +95,13 @@ def test_a_damaged_token_file_is_replaced(tmp_path: Path) -> None:
     assert store.generation() == token
 
 
+def test_a_removed_token_file_gives_a_new_generation(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "objects")
+    before = store.generation()
+    (tmp_path / "objects" / GENERATION_FILE).unlink()  # what ADR 0032 says after a restore
+    assert store.generation() not in (None, before)
+
+
 def test_bump_gives_a_new_token(tmp_path: Path) -> None:
     store = LocalStore(tmp_path / "objects")
     before = store.generation()
