@@ -146,7 +146,10 @@ def _observe(
         cache=cache,
         store_files=store.put_files,
         store_threads=threads,
-        stored_sizes=store.stored_sizes,  # as the runner: one lookup for cached files
+        # As the runner: files seen in the store at its current generation need no
+        # lookup (ADR 0032); others, one lookup for all.
+        stored_sizes=store.stored_sizes,
+        store_generation=store.generation(),
     )
 
 

@@ -151,6 +151,7 @@ def observe_source(
     store_threads: int = 4,
     protected: Sequence[str | os.PathLike[str]] = (),
     stored_sizes: StoredSizes | None = None,
+    store_generation: str | None = None,
 ) -> SourceObservation:
     """Observe a file or folder: digest it, and have its content stored unless by reference.
 
@@ -183,6 +184,11 @@ def observe_source(
             once, with the digests of the files the cache vouches for, it returns
             ``{digest: size}`` for those the store holds. Only the others are handed to
             ``store_files``; without it, every file goes to ``store_files``.
+        store_generation: the store's generation token (``LocalStore.generation()``),
+            read before this call (ADR 0032). A cache entry that saw its content in the
+            store at this same generation skips the ``stored_sizes`` lookup: nothing
+            left the store since. Files found or stored now are marked with it. ``None``
+            marks nothing and trusts no mark.
 
     Returns:
         The observation; see :class:`SourceObservation`.
@@ -223,6 +229,7 @@ def observe_source(
         allow_outside,
         stored_sizes,
         protected=[os.path.realpath(folder) for folder in protected],
+        generation=store_generation,
     )
     walk.load(cache, tree=is_dir, rehash=rehash)
     threads = store_threads if walk.store_files is not None and is_dir else 1
@@ -233,6 +240,7 @@ def observe_source(
             walk.check_known()
             walk.flush()
             walk.drain(0)
+            walk.settled = True
         finally:
             walk.save(started_ns)
             walk.cancel()
@@ -305,8 +313,8 @@ def _encode_manifest(label: str, files: dict[str, tuple[str, int]]) -> bytes:
     """
     enc = encode_basestring
     body = ",".join(
-        f'{enc(name)}:{{"digest":"{files[name][0]}","size":{files[name][1]}}}'
-        for name in sorted(files)
+        f'{enc(name)}:{{"digest":"{digest}","size":{size}}}'
+        for name, (digest, size) in sorted(files.items())  # names are unique: sorted by name
     )
     text = f'{{"files":{{{body}}},"kind":"{MANIFEST_KIND}","version":{MANIFEST_VERSION}}}'
     try:

@@ -3,7 +3,7 @@
 Owns :class:`StatCache`, a small SQLite file (stdlib ``sqlite3``, WAL mode) the project
 keeps at ``.pipetrail/cache/stat.db``. One row per file, keyed by its absolute path::
 
-    path -> entry (signature + raw digest), stamp, cached_ns
+    path -> entry (signature + raw digest [+ store generation]), stamp, cached_ns
 
 The signature packs the file's size, mtime_ns, ctime_ns, inode and device (see
 :func:`signature`); ``stamp`` is the newer of its mtime and ctime; ``cached_ns`` is the
@@ -16,6 +16,11 @@ so such rows are kept but never trusted; the next observation hashes the file ag
 once it is old enough, caches it for good. The ctime is part of the signature because
 user code cannot set it back (``touch -d`` can reset an mtime; the kernel then still moves
 the ctime): anything doubtful is re-hashed.
+
+An entry may end with the raw token of a store generation
+(:mod:`pipetrail.store.generation`, ADR 0032): the file's content was in the store at
+that generation. While the store's generation is still that token, the object is still
+there and the observation does not look it up again.
 
 It is a cache: any error reading it (missing, locked, corrupt, another schema) means
 "miss", never a failure, and writes that cannot be made are skipped. A file that is not a
@@ -46,6 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DIGEST_SIZE",
+    "ENTRY_SIZE",
     "RACY_WINDOW_NS",
     "SIGNATURE_SIZE",
     "STAT_CACHE_SCHEMA_VERSION",
@@ -55,7 +61,9 @@ __all__ = [
 
 _log = logging.getLogger(__name__)
 
-STAT_CACHE_SCHEMA_VERSION = 1
+# 2: an entry may end with a store generation (version 1 readers would take it for digest
+# bytes, so they drop the table rather than read it).
+STAT_CACHE_SCHEMA_VERSION = 2
 # Coarse file systems keep 1 s (ext3, HFS+) or 2 s (FAT) timestamps; 2 s covers both and
 # some clock skew between a file server and this host.
 RACY_WINDOW_NS = 2_000_000_000
@@ -64,6 +72,7 @@ RACY_WINDOW_NS = 2_000_000_000
 _SIGNATURE = struct.Struct("<qqqQQ")
 SIGNATURE_SIZE = _SIGNATURE.size
 DIGEST_SIZE = 32  # raw BLAKE3 bytes; the text form is DIGEST_PREFIX + hex
+ENTRY_SIZE = SIGNATURE_SIZE + DIGEST_SIZE  # then, optionally, a store generation's bytes
 _pack = _SIGNATURE.pack
 
 # SQLite error codes that mean the file itself is unusable (not "busy" or "locked").
@@ -205,7 +214,9 @@ class StatCache:
             ``(trusted, racy)``. ``trusted`` maps each absolute path whose row may be
             trusted (see the module docstring) to its :func:`signature` followed by the
             :data:`DIGEST_SIZE` raw digest bytes: the digest holds while the file's
-            signature equals the first :data:`SIGNATURE_SIZE` bytes. ``racy`` lists the
+            signature equals the first :data:`SIGNATURE_SIZE` bytes. What follows the
+            first :data:`ENTRY_SIZE` bytes, if anything, is the raw token of the store
+            generation at which the content was seen in the store. ``racy`` lists the
             paths of the other rows, so the caller can :meth:`update` away those of
             files that no longer exist. Both are empty when the cache cannot be read.
         """
@@ -242,8 +253,10 @@ class StatCache:
         *,
         cached_ns: int,
         remove: Iterable[str] = (),
+        stored_at: bytes = b"",
+        confirm: Iterable[tuple[str, bytes]] = (),
     ) -> bool:
-        """Record digests and forget paths, in one transaction.
+        """Record digests, confirm entries and forget paths, in one transaction.
 
         Args:
             entries: ``(absolute path, signature, digest, stamp)`` of each file hashed:
@@ -251,6 +264,13 @@ class StatCache:
                 (``blake3:<hex>``), and the newer of its mtime and ctime in nanoseconds.
             cached_ns: ``time.time_ns()`` taken before any of these files was stat-ed.
             remove: paths to forget (files that no longer exist).
+            stored_at: the raw token of the store generation, read before the
+                observation began, at which the content of every file in ``entries``
+                is in the store (empty: not stored, or no generation known).
+            confirm: ``(absolute path, entry)`` of rows to rewrite without changing their
+                timestamps: an entry as :meth:`load` returned it, whose first
+                :data:`ENTRY_SIZE` bytes are unchanged, now ending with another
+                generation's token.
 
         Returns:
             Whether the write was made (``False``: skipped, for example because another
@@ -258,16 +278,17 @@ class StatCache:
         """
         cut = len(DIGEST_PREFIX)
         rows = [
-            (path, sig + bytes.fromhex(digest[cut:]), stamp, cached_ns)
+            (path, sig + bytes.fromhex(digest[cut:]) + stored_at, stamp, cached_ns)
             for path, sig, digest, stamp in entries
         ]
         stale = [(path,) for path in remove]
-        if not rows and not stale:
+        confirmed = [(entry, path) for path, entry in confirm]
+        if not rows and not stale and not confirmed:
             return True
         with self._lock:
             for attempt in range(2):
                 try:
-                    self._write_locked(rows, stale)
+                    self._write_locked(rows, stale, confirmed)
                 except sqlite3.Error as exc:
                     if attempt == 0 and _has_code(exc, _SQLITE_CORRUPT, _SQLITE_NOTADB):
                         _log.warning("stat cache %s is corrupt; recreating it: %s", self.path, exc)
@@ -282,7 +303,10 @@ class StatCache:
         return False
 
     def _write_locked(
-        self, rows: list[tuple[str, bytes, int, int]], stale: list[tuple[str]]
+        self,
+        rows: list[tuple[str, bytes, int, int]],
+        stale: list[tuple[str]],
+        confirmed: list[tuple[bytes, str]],
     ) -> None:
         conn = self._connect_locked()
         conn.execute("BEGIN IMMEDIATE")
@@ -291,6 +315,14 @@ class StatCache:
                 conn.executemany("DELETE FROM entries WHERE path = ?", stale)
             if rows:
                 conn.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?)", rows)
+            if confirmed:
+                # Only a row that still holds the signature and digest read: a concurrent
+                # observation may have replaced it meanwhile.
+                conn.executemany(
+                    f"UPDATE entries SET entry = ?1 WHERE path = ?2 "  # noqa: S608 - fixed text
+                    f"AND substr(entry, 1, {ENTRY_SIZE}) = substr(?1, 1, {ENTRY_SIZE})",
+                    confirmed,
+                )
             conn.execute("COMMIT")
         except BaseException:
             with contextlib.suppress(sqlite3.Error):

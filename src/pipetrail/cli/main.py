@@ -12,6 +12,7 @@ a run was interrupted by SIGINT / SIGTERM (see :mod:`pipetrail.cli.exits`).
 from __future__ import annotations
 
 import contextlib
+import gc
 import sys
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,7 @@ from pipetrail.cli.exits import (
     store_failure,
 )
 from pipetrail.cli.interruptible import interruptible
+from pipetrail.cli.short_options import ShortOptionsFirst
 from pipetrail.errors import (
     NotFoundError,
     ParamError,
@@ -251,6 +253,8 @@ class _LazyGroup(click.Group):
 
 
 class _Group(_LazyGroup):
+    command_class = ShortOptionsFirst  # `run -q` parses without building an error
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         kwargs.setdefault("lazy", LAZY_COMMANDS)
         super().__init__(*args, **kwargs)
@@ -922,7 +926,15 @@ def store_clean(older_than: str, as_json: bool) -> None:
 
 def main() -> None:
     """Console-script entry point."""
-    cli(prog_name="pipetrail")
+    try:
+        cli(prog_name="pipetrail")
+    finally:
+        # The command is done and the process exits next: spare the interpreter's
+        # shutdown collections the whole heap (about 4% of the instructions of a cached
+        # `pipetrail run`). Modules are still torn down and their objects freed by
+        # reference counting; only cyclic garbage the command left is not finalized,
+        # and nothing relies on that (files and databases are closed before this).
+        gc.freeze()
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -18,7 +18,6 @@ from pipetrail.core.classification import is_sensitive
 from pipetrail.errors import DefinitionError
 from pipetrail.execution.records import blob_artifact
 from pipetrail.execution.run_events import artifact_drafts
-from pipetrail.execution.sensitive_sources import observe_sensitive
 from pipetrail.ledger import EventDraft, EventKind
 
 if TYPE_CHECKING:
@@ -54,6 +53,8 @@ def observe_sources(
     with StatCache(state.project.config.state_dir / "cache" / "stat.db") as cache:
         for src in sources:
             if is_sensitive(src.classification):
+                from pipetrail.execution.sensitive_sources import observe_sensitive
+
                 drafts.extend(observe_sensitive(state, src, snapshots, rehash=rehash))
                 continue
             if src.path.startswith("s3://") and snapshots is None:
@@ -94,8 +95,10 @@ def observe_sources(
                     cache=cache,
                     # In batches: the store makes each batch durable with one flush.
                     store_files=None if src.by_reference else store.put_files,
-                    # One lookup for the files the stat cache vouches for (a local store).
+                    # One lookup for the files the stat cache vouches for (a local store),
+                    # none for those it saw stored at the store's generation (ADR 0032).
                     stored_sizes=getattr(store, "stored_sizes", None),
+                    store_generation=_generation(store, src.by_reference),
                     by_reference=src.by_reference,
                     rehash=rehash,
                     allow_outside=src.allow_outside,
@@ -116,6 +119,15 @@ def observe_sources(
             )
             drafts.extend(_source_artifact_drafts(state, src, obs))
     return drafts
+
+
+def _generation(store: object, by_reference: bool) -> str | None:
+    """The store's generation token, read before the observation; None if it has none."""
+    read = getattr(store, "generation", None)
+    if by_reference or read is None:
+        return None
+    token: str | None = read()
+    return token
 
 
 def _observe_s3(state: RunState, src: SourceRef, *, rehash: bool) -> SourceObservation:

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING
 from pipetrail.errors import StoreError
 from pipetrail.hashing import digest_bytes
 from pipetrail.hashing.digest import DIGEST_PREFIX
+from pipetrail.store.generation import bump_generation
 from pipetrail.store.local_files import fsync_dir_best_effort
 from pipetrail.store.segments import SEGMENT_SUFFIX, try_lock
 
@@ -225,6 +226,17 @@ def remove_garbage(root: Path, garbage: Garbage) -> None:
         StoreError: the store could not be changed; what was removed before stays removed.
     """
     root = Path(root)
+    if not (garbage.loose or garbage.packed or garbage.segment):
+        return
+    # Before (an interrupted sweep has changed it already) and after (see ADR 0032).
+    bump_generation(str(root))
+    try:
+        _remove(root, garbage)
+    finally:
+        bump_generation(str(root))
+
+
+def _remove(root: Path, garbage: Garbage) -> None:
     skip = len(DIGEST_PREFIX)
     for digest in garbage.loose:
         # Loose files shard on the first two hex characters (store.loose).

@@ -10,6 +10,7 @@ root/
   segments/         objects of 16 KiB to 1 MiB copied in batches, appended to shared files
   tmp/              writers' temp files (same filesystem, so the final rename is atomic)
   quarantine/       objects that failed verification, moved aside (never deleted)
+  generation        a token that changes whenever objects may have left (ADR 0032)
 ```
 
 An object's digest does not depend on where it lives; every read looks in each place.
@@ -39,6 +40,7 @@ from typing import TYPE_CHECKING, BinaryIO, TypeVar, cast
 from pipetrail.errors import IntegrityError, NotFoundError
 from pipetrail.hashing import is_digest
 from pipetrail.hashing.digest import DIGEST_PREFIX
+from pipetrail.store.generation import read_generation
 from pipetrail.store.local_put import FileCopier
 from pipetrail.store.loose import LooseObjects
 from pipetrail.store.loose_read import LooseReader
@@ -415,6 +417,16 @@ class LocalStore:
                 ):
                     found[digest] = os.stat(path).st_size
         return found
+
+    def generation(self) -> str | None:
+        """Return the store's generation token: it changes whenever objects may have left.
+
+        Read it before looking objects up: while a later read returns the same token,
+        every object found then is still stored (ADR 0032,
+        :mod:`pipetrail.store.generation`). ``None`` when the store folder does not exist
+        yet or the token can be neither read nor written.
+        """
+        return read_generation(self._root)
 
     def size(self, digest: str) -> int:
         """Return the object's size in bytes.

@@ -40,6 +40,7 @@ from pipetrail.errors import IntegrityError
 from pipetrail.hashing import Hasher, digest_bytes, digest_file
 from pipetrail.hashing.digest import DIGEST_PREFIX, digest_fd, page_buffer
 from pipetrail.store.direct_io import DIRECT_MIN_SIZE, copy_hashing, direct_io_available
+from pipetrail.store.generation import bump_generation
 from pipetrail.store.local_files import (
     fsync_dir_best_effort,
     kernel_copy,
@@ -409,13 +410,17 @@ class LooseObjects:
         Only if its name still holds that file: a writer may have put an intact copy
         there since it was read. Returns the quarantine folder.
 
+        Moving it changes the store's generation (:mod:`pipetrail.store.generation`).
+
         Raises:
             OSError: the file could not be moved.
+            StoreError: the new generation could not be recorded.
         """
         path = self.final(digest)
         with contextlib.suppress(FileNotFoundError):  # another reader moved it first
             if os.path.samestat(os.stat(path), st):
                 os.replace(path, self._quarantine_name(digest))
+                bump_generation(self.root)  # an object left the store (ADR 0032)
         return self.quarantine
 
     def quarantine_bytes(self, digest: str, data: bytes) -> None:

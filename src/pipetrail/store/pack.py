@@ -48,6 +48,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import StoreError
 from pipetrail.hashing import digest_bytes
+from pipetrail.store.generation import bump_generation
 from pipetrail.store.local_files import fsync_dir_best_effort
 from pipetrail.store.pack_batch import INSERT_OBJECT, PackBatch
 from pipetrail.store.segments import SEGMENT_SUFFIX, try_lock
@@ -414,6 +415,7 @@ class SmallObjectPack:
             if conn.execute(
                 "DELETE FROM objects WHERE digest = ? AND data = ?", (digest, data)
             ).rowcount:
+                bump_generation(os.fspath(self.path.parent))  # an object left (ADR 0032)
                 return
             found = self._segment_row(digest)
             if found is not None and self._read_segment(digest, *found, missing_ok=True) == data:
@@ -421,6 +423,7 @@ class SmallObjectPack:
                     "DELETE FROM segment_objects WHERE digest = ? AND segment = ? AND start = ?",
                     (digest, found[0], found[1]),
                 )
+                bump_generation(os.fspath(self.path.parent))
         except sqlite3.Error as exc:
             raise StoreError(f"could not remove object {digest} from {self.path}: {exc}") from exc
 
@@ -431,6 +434,7 @@ class SmallObjectPack:
             self._db().execute("DELETE FROM segment_objects WHERE digest = ?", (digest,))
         except sqlite3.Error as exc:
             raise StoreError(f"could not remove object {digest} from {self.path}: {exc}") from exc
+        bump_generation(os.fspath(self.path.parent))  # an object left the store (ADR 0032)
 
     def clean_segments(self, *, older_than: float) -> int:
         """Remove segment files of killed writers; return how many were removed.
