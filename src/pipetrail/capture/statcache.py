@@ -34,15 +34,13 @@ Imports only ``pipetrail.hashing`` and the standard library.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import sqlite3
 import struct
-import threading
-import time
 from typing import TYPE_CHECKING
 
+from pipetrail.core.cache_db import CacheDatabase
 from pipetrail.hashing.digest import DIGEST_PREFIX
 
 if TYPE_CHECKING:
@@ -75,11 +73,6 @@ DIGEST_SIZE = 32  # raw BLAKE3 bytes; the text form is DIGEST_PREFIX + hex
 ENTRY_SIZE = SIGNATURE_SIZE + DIGEST_SIZE  # then, optionally, a store generation's bytes
 _pack = _SIGNATURE.pack
 
-# SQLite error codes that mean the file itself is unusable (not "busy" or "locked").
-_SQLITE_BUSY = 5
-_SQLITE_CORRUPT = 11
-_SQLITE_NOTADB = 26
-
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
     path TEXT PRIMARY KEY,
@@ -99,12 +92,7 @@ def signature(st: os.stat_result) -> bytes:
     return _pack(st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_dev)
 
 
-def _has_code(exc: sqlite3.Error, *codes: int) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)  # extended code; the low byte is primary
-    return code is not None and code & 0xFF in codes
-
-
-class StatCache:
+class StatCache(CacheDatabase):
     """The stat cache in one SQLite file; safe to share between threads and processes.
 
     Args:
@@ -121,14 +109,14 @@ class StatCache:
     """
 
     def __init__(self, path: Path, *, timeout: float = 2.0) -> None:
-        self.path = path
-        self._timeout = timeout
-        self._conn: sqlite3.Connection | None = None
-        self._pid = 0
-        self._lock = threading.Lock()
-
-    def __repr__(self) -> str:
-        return f"StatCache({os.fspath(self.path)!r})"
+        super().__init__(
+            path,
+            timeout=timeout,
+            what="stat cache",
+            table="entries",
+            schema=_SCHEMA,
+            version=STAT_CACHE_SCHEMA_VERSION,
+        )
 
     def __enter__(self) -> StatCache:
         return self
@@ -140,66 +128,6 @@ class StatCache:
         """Close the connection; the cache reopens it on next use."""
         with self._lock:
             self._close_locked()
-
-    # -- connection ------------------------------------------------------------------
-    def _close_locked(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._conn.close()
-        self._conn = None
-
-    def _connect_locked(self) -> sqlite3.Connection:
-        # A connection must not cross a fork: the child opens its own.
-        if self._conn is not None and self._pid == os.getpid():
-            return self._conn
-        self._conn = None
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        conn = sqlite3.connect(
-            os.fspath(self.path),
-            timeout=self._timeout,
-            isolation_level=None,  # explicit BEGIN/COMMIT: one transaction per batch
-            check_same_thread=False,  # guarded by self._lock
-        )
-        try:
-            self._enable_wal(conn)
-            # A cache may lose its last transaction on power loss, never its consistency.
-            conn.execute("PRAGMA synchronous=NORMAL")
-            if conn.execute("PRAGMA user_version").fetchone()[0] != STAT_CACHE_SCHEMA_VERSION:
-                conn.execute("BEGIN IMMEDIATE")
-                if conn.execute("PRAGMA user_version").fetchone()[0] != STAT_CACHE_SCHEMA_VERSION:
-                    conn.execute("DROP TABLE IF EXISTS entries")  # another layout: start over
-                    conn.execute(_SCHEMA)
-                    conn.execute(f"PRAGMA user_version={STAT_CACHE_SCHEMA_VERSION}")
-                conn.execute("COMMIT")
-        except BaseException:
-            conn.close()
-            raise
-        self._conn, self._pid = conn, os.getpid()
-        return conn
-
-    def _enable_wal(self, conn: sqlite3.Connection) -> None:
-        # Switching to WAL while another process creates the file fails with SQLITE_BUSY
-        # at once, without the busy handler (measured: 7 of 40 racing pairs); retry it.
-        deadline = time.monotonic() + self._timeout
-        while True:
-            try:
-                conn.execute("PRAGMA journal_mode=WAL")
-            except sqlite3.OperationalError as exc:
-                if not _has_code(exc, _SQLITE_BUSY) or time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.005)
-            else:
-                return
-
-    def _reset_locked(self) -> None:
-        """Delete an unusable database file (and its WAL) so the next connect recreates it."""
-        # A concurrent process still using the old file keeps working on the unlinked copy;
-        # at worst its next write is lost, which a cache may afford.
-        self._close_locked()
-        base = os.fspath(self.path)
-        for suffix in ("", "-wal", "-shm"):
-            with contextlib.suppress(OSError):
-                os.unlink(base + suffix)
 
     # -- reading ---------------------------------------------------------------------
     def load(self, path: str, *, tree: bool) -> tuple[dict[str, bytes], list[str]]:
@@ -286,45 +214,24 @@ class StatCache:
         if not rows and not stale and not confirmed:
             return True
         with self._lock:
-            for attempt in range(2):
-                try:
-                    self._write_locked(rows, stale, confirmed)
-                except sqlite3.Error as exc:
-                    if attempt == 0 and _has_code(exc, _SQLITE_CORRUPT, _SQLITE_NOTADB):
-                        _log.warning("stat cache %s is corrupt; recreating it: %s", self.path, exc)
-                        self._reset_locked()
-                        continue
-                    _log.debug("stat cache %s not updated: %s", self.path, exc)
-                    return False
-                except (OSError, UnicodeEncodeError) as exc:  # a path sqlite cannot encode
-                    _log.debug("stat cache %s not updated: %s", self.path, exc)
-                    return False
-                return True
-        return False
+            return self._write_locked(lambda conn: _write(conn, rows, stale, confirmed))
 
-    def _write_locked(
-        self,
-        rows: list[tuple[str, bytes, int, int]],
-        stale: list[tuple[str]],
-        confirmed: list[tuple[bytes, str]],
-    ) -> None:
-        conn = self._connect_locked()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            if stale:
-                conn.executemany("DELETE FROM entries WHERE path = ?", stale)
-            if rows:
-                conn.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?)", rows)
-            if confirmed:
-                # Only a row that still holds the signature and digest read: a concurrent
-                # observation may have replaced it meanwhile.
-                conn.executemany(
-                    f"UPDATE entries SET entry = ?1 WHERE path = ?2 "  # noqa: S608 - fixed text
-                    f"AND substr(entry, 1, {ENTRY_SIZE}) = substr(?1, 1, {ENTRY_SIZE})",
-                    confirmed,
-                )
-            conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
+
+def _write(
+    conn: sqlite3.Connection,
+    rows: list[tuple[str, bytes, int, int]],
+    stale: list[tuple[str]],
+    confirmed: list[tuple[bytes, str]],
+) -> None:
+    if stale:
+        conn.executemany("DELETE FROM entries WHERE path = ?", stale)
+    if rows:
+        conn.executemany("INSERT OR REPLACE INTO entries VALUES (?, ?, ?, ?)", rows)
+    if confirmed:
+        # Only a row that still holds the signature and digest read: a concurrent
+        # observation may have replaced it meanwhile.
+        conn.executemany(
+            f"UPDATE entries SET entry = ?1 WHERE path = ?2 "  # noqa: S608 - fixed text
+            f"AND substr(entry, 1, {ENTRY_SIZE}) = substr(?1, 1, {ENTRY_SIZE})",
+            confirmed,
+        )

@@ -28,17 +28,14 @@ library.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
-import os
 import sqlite3
 import struct
 import sys
-import threading
-import time
 from typing import TYPE_CHECKING
 
+from pipetrail.core.cache_db import CacheDatabase
 from pipetrail.core.version import VERSION
 from pipetrail.hashing.code_analysis import RACY_WINDOW_NS, Analysis
 from pipetrail.hashing.digest import digest_bytes
@@ -57,9 +54,6 @@ _FINGERPRINT_FORMAT = "pt-code2"
 _SIG = struct.Struct("<qqqQQ")
 _PENDING_LIMIT = 256
 
-_SQLITE_BUSY = 5
-_SQLITE_CORRUPT = 11
-_SQLITE_NOTADB = 26
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS units (
@@ -94,12 +88,7 @@ def _check(file: str, unit: str, sig: bytes, env: str, stamp: int, cached: int, 
 _Row = tuple[str, str, bytes, str, int, int, bytes, str]
 
 
-def _has_code(exc: sqlite3.Error, *codes: int) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    return code is not None and code & 0xFF in codes
-
-
-class CodeCache:
+class CodeCache(CacheDatabase):
     """The code-analysis cache in one SQLite file; safe across threads and processes.
 
     Args:
@@ -112,16 +101,16 @@ class CodeCache:
     """
 
     def __init__(self, path: Path, *, timeout: float = 2.0) -> None:
-        self.path = path
-        self._timeout = timeout
-        self._conn: sqlite3.Connection | None = None
-        self._pid = 0
-        self._lock = threading.Lock()
+        super().__init__(
+            path,
+            timeout=timeout,
+            what="code cache",
+            table="units",
+            schema=_SCHEMA,
+            version=CODE_CACHE_SCHEMA_VERSION,
+        )
         self._env = cache_env()
         self._pending: dict[tuple[str, str], _Row] = {}
-
-    def __repr__(self) -> str:
-        return f"CodeCache({os.fspath(self.path)!r})"
 
     def __enter__(self) -> CodeCache:
         return self
@@ -222,83 +211,10 @@ class CodeCache:
             rows, self._pending = list(self._pending.values()), {}
             if not rows:
                 return True
-            for attempt in range(2):
-                try:
-                    self._write_locked(rows)
-                except sqlite3.Error as exc:
-                    if attempt == 0 and _has_code(exc, _SQLITE_CORRUPT, _SQLITE_NOTADB):
-                        _log.warning("code cache %s is corrupt; recreating it: %s", self.path, exc)
-                        self._reset_locked()
-                        continue
-                    _log.debug("code cache %s not updated: %s", self.path, exc)
-                    return False
-                except (OSError, UnicodeEncodeError) as exc:
-                    _log.debug("code cache %s not updated: %s", self.path, exc)
-                    return False
-                return True
-        return False
 
-    def _write_locked(self, rows: list[_Row]) -> None:
-        conn = self._connect_locked()
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            conn.executemany("INSERT OR REPLACE INTO units VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
-            conn.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                conn.execute("ROLLBACK")
-            raise
+            def write(conn: sqlite3.Connection) -> None:
+                conn.executemany(
+                    "INSERT OR REPLACE INTO units VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows
+                )
 
-    # -- connection ------------------------------------------------------------------
-    def _close_locked(self) -> None:
-        if self._conn is not None:
-            with contextlib.suppress(sqlite3.Error):
-                self._conn.close()
-        self._conn = None
-
-    def _connect_locked(self) -> sqlite3.Connection:
-        if self._conn is not None and self._pid == os.getpid():
-            return self._conn
-        self._conn = None
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        conn = sqlite3.connect(
-            os.fspath(self.path),
-            timeout=self._timeout,
-            isolation_level=None,
-            check_same_thread=False,  # guarded by self._lock
-        )
-        try:
-            self._enable_wal(conn)
-            conn.execute("PRAGMA synchronous=NORMAL")
-            if conn.execute("PRAGMA user_version").fetchone()[0] != CODE_CACHE_SCHEMA_VERSION:
-                conn.execute("BEGIN IMMEDIATE")
-                if conn.execute("PRAGMA user_version").fetchone()[0] != CODE_CACHE_SCHEMA_VERSION:
-                    conn.execute("DROP TABLE IF EXISTS units")  # another layout: start over
-                    conn.execute(_SCHEMA)
-                    conn.execute(f"PRAGMA user_version={CODE_CACHE_SCHEMA_VERSION}")
-                conn.execute("COMMIT")
-        except BaseException:
-            conn.close()
-            raise
-        self._conn, self._pid = conn, os.getpid()
-        return conn
-
-    def _enable_wal(self, conn: sqlite3.Connection) -> None:
-        deadline = time.monotonic() + self._timeout
-        while True:
-            try:
-                conn.execute("PRAGMA journal_mode=WAL")
-            except sqlite3.OperationalError as exc:
-                if not _has_code(exc, _SQLITE_BUSY) or time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.005)
-            else:
-                return
-
-    def _reset_locked(self) -> None:
-        """Delete an unusable database file (and its WAL) so the next connect recreates it."""
-        self._close_locked()
-        base = os.fspath(self.path)
-        for suffix in ("", "-wal", "-shm"):
-            with contextlib.suppress(OSError):
-                os.unlink(base + suffix)
+            return self._write_locked(write)
