@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipetrail.capture import derive_seed
 from pipetrail.capture.log_context import StepTrace
-from pipetrail.core.clock import format_ts, new_id, utcnow
+from pipetrail.core.clock import new_id, now_ts
 from pipetrail.core.graph import OutputRef, SourceRef
 from pipetrail.core.resources import resources_dict
 from pipetrail.errors import SerializationError
@@ -302,7 +302,7 @@ def prepare_node(
     unhashable = [*fp.unhashable, *inputs.unhashable, *(planned.unhashable if planned else ())]
     decision = _decide(state, node, key, unhashable, options, rerun_reason)
     step_run_id = new_id()
-    started_at = format_ts(utcnow())
+    started_at = now_ts()
     code_events = code_drafts(state, step, fp)
     base = {
         "step_run_id": step_run_id,
@@ -353,7 +353,7 @@ def prepare_node(
                         # Timestamps describe the executed step run; its event has them.
                         "metrics": metrics,
                         "reports": report_digests,
-                        "ended_at": format_ts(utcnow()),
+                        "ended_at": now_ts(),
                         **(
                             {"contracts": cached_payload(planned, decision.reused_step_run_id)}
                             if planned is not None
