@@ -327,7 +327,11 @@ def prepare_node(
     if requested:  # only steps that request resources carry the key
         base["resource_requests"] = resources_dict(requested)
     metrics: dict[str, Any] = {}
-    if decision.decision == "hit":  # a corrupt metric series makes it a miss
+    if (
+        decision.decision == "hit"
+        and decision.outputs
+        and len(decision.outputs) > len(node.output_names)
+    ):  # a corrupt metric series makes it a miss (a hit with only its outputs has none)
         decision, metrics = hit_metrics(state, decision)
     if decision.decision == "hit" and decision.outputs is not None:
         outputs = decision.outputs
@@ -336,7 +340,7 @@ def prepare_node(
         state.outputs[node.id] = [
             _reused(outputs[name], formats[name], made.get(name)) for name in formats
         ]
-        report_digests = split_recorded(outputs)[1]
+        report_digests = split_recorded(outputs)[1] if len(outputs) > len(formats) else {}
         emit(
             state,
             [
