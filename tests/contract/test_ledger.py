@@ -606,3 +606,15 @@ def test_trusted_reads_select_every_column_of_their_tables() -> None:
 
     assert set(ARTIFACT_COLUMNS) == {c.name for c in artifacts.columns}
     assert set(STEP_COLUMNS) == {c.name for c in step_runs.columns}
+
+
+def test_cache_lookup_rows_are_named_as_the_query_names_its_columns(metadata_url: str) -> None:
+    """The lookup reads its row as a tuple: the names it gives follow the query's order."""
+    from pipetrail.ledger.trusted import CACHE_LOOKUP_COLUMNS, CACHE_LOOKUP_SQL
+
+    ledger = _with_runs(metadata_url)
+    reader = ledger.reader()
+    by_name = reader.fetch(CACHE_LOOKUP_SQL, {"k": _digest("1")})
+    assert list(by_name[0]) == list(CACHE_LOOKUP_COLUMNS)
+    assert reader.cache_lookup(_digest("1"))["step_run_id"] == by_name[0]["step_run_id"]
+    ledger.close()

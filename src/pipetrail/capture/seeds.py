@@ -35,6 +35,10 @@ _log = logging.getLogger(__name__)
 MAX_SEED = 2**32 - 1
 # Part of every derived seed's hashed bytes: changing it changes every derived seed.
 _DERIVATION_TAG = "pipetrail.derive_seed/1"
+# (run seed, key) -> derived seed: a process running a pipeline again (a sweep, a
+# notebook) derives each step's seed once. Bounded: emptied when full.
+_DERIVED: dict[tuple[int, str], int] = {}
+_DERIVED_MAX = 1 << 16
 
 
 def validate_seed(value: Any) -> int:
@@ -76,8 +80,14 @@ def derive_seed(run_seed: int, key: str) -> int:
         raise ParamError(
             f"seed derivation key must be a string (a step name), got {type(key).__name__}"
         )
-    digest = blake3(canonical_bytes([_DERIVATION_TAG, seed, key])).digest()
-    return int.from_bytes(digest[:4], "big")
+    found = _DERIVED.get((seed, key))
+    if found is None:
+        digest = blake3(canonical_bytes([_DERIVATION_TAG, seed, key])).digest()
+        found = int.from_bytes(digest[:4], "big")
+        if len(_DERIVED) >= _DERIVED_MAX:
+            _DERIVED.clear()
+        _DERIVED[(seed, key)] = found
+    return found
 
 
 def new_run_seed() -> int:

@@ -6,7 +6,7 @@ import datetime as dt
 import os
 import time
 
-__all__ = ["format_ts", "new_id", "utcnow"]
+__all__ = ["format_ts", "new_id", "now_ts", "utcnow"]
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
 _CROCKFORD_PAIRS = tuple(high + low for high in _CROCKFORD for low in _CROCKFORD)
@@ -26,6 +26,25 @@ def format_ts(moment: dt.datetime) -> str:
         return moment.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     # The same text as strftime gives, several times faster: ``+00:00`` becomes ``Z``.
     return moment.isoformat(timespec="microseconds")[:-6] + "Z"
+
+
+# The text of the current second (what format_ts writes before the fraction), and the
+# second it is for: the timestamps of one second share it.
+_SECOND: list[tuple[int, str]] = [(-1, "")]
+
+
+def now_ts() -> str:
+    """Return ``format_ts(utcnow())``: the current time as an ISO-8601 UTC timestamp.
+
+    The same text, several times cheaper (runs take a timestamp for every step): the
+    date and time of day are written once a second, the microseconds for each call.
+    """
+    seconds, nanos = divmod(time.time_ns(), 1_000_000_000)
+    second, text = _SECOND[0]
+    if second != seconds:
+        text = format_ts(dt.datetime.fromtimestamp(seconds, dt.UTC))[:-8]
+        _SECOND[0] = (seconds, text)  # one tuple: threads never see a mixed pair
+    return f"{text}.{nanos // 1000:06d}Z"
 
 
 def new_id(prefix: str = "") -> str:

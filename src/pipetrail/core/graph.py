@@ -315,6 +315,9 @@ class Node:
     inputs: dict[str, Any]
     output_names: tuple[str, ...]
     name: str | None = None
+    # What upstream() found: a node's inputs are not changed once it is built, and a
+    # run asks several times per node (planning, recording, scheduling, releasing).
+    _upstream: tuple[str, ...] | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def base(self) -> str:
@@ -327,12 +330,15 @@ class Node:
 
     def upstream(self) -> list[str]:
         """Return the ids of the nodes this node reads from (in parameter order)."""
-        seen: list[str] = []
-        for value in self.inputs.values():
-            for ref in iter_refs(value):
-                if ref.node_id not in seen:
-                    seen.append(ref.node_id)
-        return seen
+        found = self._upstream
+        if found is None:
+            seen: list[str] = []
+            for value in self.inputs.values():
+                for ref in iter_refs(value):
+                    if ref.node_id not in seen:
+                        seen.append(ref.node_id)
+            found = self._upstream = tuple(seen)
+        return list(found)
 
 
 def iter_refs(value: Any) -> Iterator[OutputRef]:

@@ -111,7 +111,11 @@ def describe_inputs(state: RunState, node: Node) -> NodeInputs:
     if planned is not None:
         found.unhashable.extend(state.identities.unhashable.get(node.id, ()))
     for name, value in node.inputs.items():
-        if _holds_placeholder(value):
+        if type(value) is OutputRef:  # the most common input: one upstream output
+            output = state.outputs[value.node_id][value.index]
+            found.digests[name] = output.digest
+            found.formats[name] = output.label or _output_label(state, output)
+        elif _holds_placeholder(value):
             found.digests[name] = _input_digest(state, value)
             _input_formats(state, name, value, found.formats)
         elif planned is not None:

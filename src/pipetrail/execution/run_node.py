@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipetrail.capture import derive_seed
 from pipetrail.capture.log_context import StepTrace
-from pipetrail.core.clock import format_ts, new_id, utcnow
+from pipetrail.core.clock import new_id, now_ts
 from pipetrail.core.graph import OutputRef, SourceRef
 from pipetrail.core.resources import resources_dict
 from pipetrail.errors import SerializationError
@@ -302,7 +302,7 @@ def prepare_node(
     unhashable = [*fp.unhashable, *inputs.unhashable, *(planned.unhashable if planned else ())]
     decision = _decide(state, node, key, unhashable, options, rerun_reason)
     step_run_id = new_id()
-    started_at = format_ts(utcnow())
+    started_at = now_ts()
     code_events = code_drafts(state, step, fp)
     base = {
         "step_run_id": step_run_id,
@@ -327,7 +327,11 @@ def prepare_node(
     if requested:  # only steps that request resources carry the key
         base["resource_requests"] = resources_dict(requested)
     metrics: dict[str, Any] = {}
-    if decision.decision == "hit":  # a corrupt metric series makes it a miss
+    if (
+        decision.decision == "hit"
+        and decision.outputs
+        and len(decision.outputs) > len(node.output_names)
+    ):  # a corrupt metric series makes it a miss (a hit with only its outputs has none)
         decision, metrics = hit_metrics(state, decision)
     if decision.decision == "hit" and decision.outputs is not None:
         outputs = decision.outputs
@@ -336,7 +340,7 @@ def prepare_node(
         state.outputs[node.id] = [
             _reused(outputs[name], formats[name], made.get(name)) for name in formats
         ]
-        report_digests = split_recorded(outputs)[1]
+        report_digests = split_recorded(outputs)[1] if len(outputs) > len(formats) else {}
         emit(
             state,
             [
@@ -353,7 +357,7 @@ def prepare_node(
                         # Timestamps describe the executed step run; its event has them.
                         "metrics": metrics,
                         "reports": report_digests,
-                        "ended_at": format_ts(utcnow()),
+                        "ended_at": now_ts(),
                         **(
                             {"contracts": cached_payload(planned, decision.reused_step_run_id)}
                             if planned is not None

@@ -79,7 +79,7 @@ def _run_in_order(
     blocked: set[str] = set()
     for node in state.graph.nodes.values():
         _check_interrupt()
-        if blocked.intersection(node.upstream()):
+        if blocked and blocked.intersection(node.upstream()):
             blocked.add(node.id)
             continue
         try:

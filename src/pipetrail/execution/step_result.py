@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pipetrail.core.clock import format_ts, utcnow
+from pipetrail.core.clock import now_ts
 from pipetrail.errors import IntegrityError, ResourceError, WorkerLostError
 from pipetrail.execution.classification import declassified
 from pipetrail.execution.contract_records import REPORT_ROLE, step_failure
@@ -80,7 +80,7 @@ def retry(prepared: PreparedStep, result: TaskResult) -> bool:
             "attempt": len(prepared.attempts) + 1,
             "error": _error_text(result.error),
             "worker_lost": isinstance(result.error, WorkerLostError),
-            "ended_at": format_ts(utcnow()),
+            "ended_at": now_ts(),
         }
     )
     return True
@@ -153,7 +153,7 @@ def finish_step(
         "seeded": result.seeded,
         "metrics": {name: stored.reference() for name, stored in result.metrics.items()},
         "reports": {name: record.digest for name, record in result.reports.items()},
-        "ended_at": format_ts(utcnow()),
+        "ended_at": now_ts(),
     }
     if prepared.attempts:
         # Only a step executed more than once carries the key.

@@ -23,6 +23,7 @@ from pipetrail.ledger.db_errors import is_database_error, ledger_error
 from pipetrail.ledger.driver import Driver, abandon_inherited
 from pipetrail.ledger.trusted import (
     ARTIFACT_SQL,
+    CACHE_LOOKUP_COLUMNS,
     CACHE_LOOKUP_SQL,
     CLOSING_EVENTS,
     NOT_DELETED,
@@ -229,8 +230,10 @@ class Reader(ABC):
         Raises:
             TamperedLedgerError: the row disagrees with its event, or the event with the chain.
         """
-        rows = self.fetch(CACHE_LOOKUP_SQL, {"k": cache_key})
-        return trusted_step_run(rows[0]) if rows else None
+        rows = self.fetch_tuples(CACHE_LOOKUP_SQL, {"k": cache_key})
+        if not rows:
+            return None
+        return trusted_step_run(dict(zip(CACHE_LOOKUP_COLUMNS, rows[0], strict=True)))
 
     def step_outputs(self, run_id: str) -> list[Row]:
         """Return the outputs of a run's finished step runs, as their closing events say.

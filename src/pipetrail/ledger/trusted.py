@@ -33,6 +33,7 @@ from pipetrail.ledger.projections import JSON_COLUMNS, artifact_row, finished_st
 __all__ = [
     "ARTIFACT_COLUMNS",
     "ARTIFACT_SQL",
+    "CACHE_LOOKUP_COLUMNS",
     "CACHE_LOOKUP_SQL",
     "CHAIN_HINT",
     "CLOSING_EVENTS",
@@ -65,6 +66,8 @@ _EVENT = (
     "h.seq AS e_head_seq, h.hash AS e_head_hash"
 )
 _JOIN_HEAD = "LEFT JOIN ledger_head h ON h.id = 1"
+# The names of the columns _EVENT selects, in its order.
+_EVENT_COLUMNS = tuple(part.rsplit(" AS ", 1)[1] for part in _EVENT.split(", "))
 # Every column of the two tables (a contract test compares them with the schema).
 ARTIFACT_COLUMNS = (
     "digest", "blob", "serializer", "type_name", "size", "meta", "role", "first_run_id",
@@ -95,6 +98,8 @@ CACHE_LOOKUP_SQL = (
     "AND s.run_id NOT IN (SELECT d.run_id FROM run_deletions d) "
     "ORDER BY s.last_seq DESC LIMIT 1"
 )
+# The columns of a CACHE_LOOKUP_SQL row, in order (rows are read as tuples).
+CACHE_LOOKUP_COLUMNS = (*STEP_COLUMNS, *_EVENT_COLUMNS)
 # A run's step runs that completed or were cached, each with its closing event (whose
 # outputs, and how each is read, loading a run's outputs takes).
 RUN_STEPS_SQL = (

@@ -34,6 +34,20 @@ def test_derivation_follows_the_documented_recipe() -> None:
     assert derive_seed(42, "train") == int.from_bytes(blake3(encoded).digest()[:4], "big")
 
 
+def test_a_derived_seed_is_the_same_computed_again_or_remembered(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    first = derive_seed(42, "train")
+    assert derive_seed(42, "train") == first == 961926019  # remembered
+    monkeypatch.setattr(seeds, "_DERIVED", {})
+    assert derive_seed(42, "train") == first  # computed again
+    monkeypatch.setattr(seeds, "_DERIVED_MAX", 2)
+    values = [derive_seed(42, f"s{i}") for i in range(5)]
+    assert len(seeds._DERIVED) <= 2  # bounded
+    assert [derive_seed(42, f"s{i}") for i in range(5)] == values
+    assert derive_seed(43, "train") != first  # the run seed is part of what is remembered
+
+
 def test_derived_seeds_are_in_range_and_distinct() -> None:
     derived = {derive_seed(7, f"step{i}") for i in range(1000)}
     assert len(derived) == 1000

@@ -8,7 +8,7 @@ import re
 import time
 from typing import TYPE_CHECKING
 
-from pipetrail.core.clock import format_ts, new_id, utcnow
+from pipetrail.core.clock import format_ts, new_id, now_ts, utcnow
 
 if TYPE_CHECKING:
     import pytest
@@ -127,3 +127,28 @@ def test_new_id_matches_the_five_bit_encoding(monkeypatch: pytest.MonkeyPatch) -
         monkeypatch.setattr(time, "time_ns", lambda m=millis: m * 1_000_000)
         monkeypatch.setattr(os, "urandom", lambda n, b=noise: b[:n])
         assert new_id() == _encode(millis << 80 | int.from_bytes(noise, "big"))
+
+
+def test_now_ts_writes_what_format_ts_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    for nanos in [
+        1_733_000_000_123_456_789,
+        1_733_000_000_999_999_999,
+        1_733_000_001_000_000_000,  # the next second: its text is written anew
+        1_733_000_001_000_000_999,
+        951_782_399_000_001_000,  # 2000-02-28T23:59:59, then a leap day
+        951_782_400_000_000_000,
+        0,
+    ]:
+        monkeypatch.setattr(time, "time_ns", lambda n=nanos: n)
+        seconds, rest = divmod(nanos, 1_000_000_000)
+        moment = dt.datetime.fromtimestamp(seconds, dt.UTC) + dt.timedelta(
+            microseconds=rest // 1000
+        )
+        assert now_ts() == format_ts(moment), nanos
+
+
+def test_now_ts_is_now() -> None:
+    before = format_ts(utcnow())
+    value = now_ts()
+    after = format_ts(utcnow())
+    assert before <= value <= after

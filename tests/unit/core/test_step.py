@@ -268,6 +268,46 @@ def test_bind_applies_defaults() -> None:
     assert fit.bind(([1], 0.5), {"epochs": 9}) == {"data": [1], "lr": 0.5, "epochs": 9}
 
 
+def _signature_bind(func: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    try:
+        bound = inspect.signature(func).bind(*args, **kwargs)
+    except TypeError:
+        return "unfit"
+    bound.apply_defaults()
+    return list(bound.arguments.items())
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [
+        ((1,), {}),
+        ((1, 2), {}),
+        ((1,), {"b": 5}),
+        ((1, 2), {"c": 7, "d": 8}),
+        ((1,), {"d": 8}),
+        ((1, 2, 3), {}),
+        ((), {"a": 1}),
+        ((), {}),
+        ((1,), {"b": 2, "zz": 3}),
+        ((1, 2), {"b": 3}),
+        ((1,), {"c": None}),
+    ],
+)
+def test_bind_matches_the_signature_in_values_and_order(
+    args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> None:
+    def func(a: int, /, b: int = 2, *, c: int | None = 3, d: int = 4) -> int:
+        return a
+
+    fit = step(func)
+    expected = _signature_bind(func, args, kwargs)
+    if expected == "unfit":
+        with pytest.raises(DefinitionError):
+            fit.bind(args, kwargs)
+    else:
+        assert list(fit.bind(args, kwargs).items()) == expected
+
+
 @pytest.mark.parametrize(
     ("args", "kwargs", "reason"),
     [

@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 
 from pipetrail.errors import SerializationError
+from pipetrail.hashing import digest_value
 from pipetrail.store import ContentStore, MemoryStore, SerializerRegistry, StoredArtifact
 from pipetrail.store.serializers.registry import reading_label, record_from_reading
 
@@ -94,6 +95,23 @@ def test_equal_bytes_read_differently_have_different_labels(
     assert reading_label(registry.reading(as_bytes)).startswith("bytes@1 builtins.bytes ")
     again = registry.dump(b"1", store)
     assert reading_label(registry.reading(again)) == reading_label(registry.reading(as_bytes))
+
+
+def test_a_label_names_the_digest_of_the_whole_reading(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pipetrail.store.serializers import registry as module
+
+    monkeypatch.setattr(module, "_LABELS_MAX", 2)
+    readings = [
+        {"format": "json@1", "type_name": "builtins.int", "size": size, "meta": {}}
+        for size in (1, 2, 3)
+    ] + [{"format": "json@1", "type_name": "builtins.int", "size": 1, "meta": {"x": 1.5}}]
+    for _ in range(2):  # made, then remembered (or made again once forgotten)
+        labels = [reading_label(reading) for reading in readings]
+        assert labels == [
+            f"json@1 builtins.int {digest_value(reading)[7:19]}" for reading in readings
+        ]
+        assert len(set(labels)) == len(readings)
+        assert len(module._LABELS) <= 2
 
 
 class _Tagged:

@@ -33,7 +33,7 @@ import threading
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import PipetrailError, SerializationError
-from pipetrail.hashing import digest_value
+from pipetrail.hashing import canonical_bytes, digest_bytes
 from pipetrail.store.serializers.base import (
     FORMAT_VERSION_KEY,
     Serializer,
@@ -443,7 +443,20 @@ def reading_label(reading: dict[str, Any]) -> str:
     the digest of the whole reading (so meta a load reads, or another stored object,
     gives another label even when the format and type are equal).
     """
-    return f"{reading['format']} {reading['type_name']} {digest_value(reading)[7:19]}"
+    encoded = canonical_bytes(reading)
+    found = _LABELS.get(encoded)
+    if found is None:
+        found = f"{reading['format']} {reading['type_name']} {digest_bytes(encoded)[7:19]}"
+        if len(_LABELS) >= _LABELS_MAX:
+            _LABELS.clear()
+        _LABELS[encoded] = found
+    return found
+
+
+# The canonical bytes of a reading -> its label: the outputs of most steps are read
+# alike (same format, type, size and meta), so most labels are made once. Bounded.
+_LABELS: dict[bytes, str] = {}
+_LABELS_MAX = 4096
 
 
 def _label(versions: dict[str, int]) -> str:
