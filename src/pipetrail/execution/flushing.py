@@ -240,9 +240,18 @@ class _FlushThread:
 
 _idle_threads: list[_FlushThread] = []
 _idle_lock = threading.Lock()
-# A forked child has none of its parent's threads: it starts its own.
+
+
+def _forget_parent_threads() -> None:
+    # A forked child has none of its parent's threads (it starts its own), and the lock
+    # may have been held by one of them at the fork.
+    global _idle_lock
+    _idle_threads.clear()
+    _idle_lock = threading.Lock()
+
+
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_idle_threads.clear)
+    os.register_at_fork(after_in_child=_forget_parent_threads)
 
 
 def _in_flush_thread(job: Callable[[], None], done: threading.Event) -> None:

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import sys
 import threading
 import time
 from typing import TYPE_CHECKING
 
+import pytest
+
+from pipetrail.execution import flushing
 from pipetrail.execution.flushing import PROCESS_STEP_TIMES, FlushTimer, must_flush_before
 from pipetrail.ledger import EventDraft, EventKind
 
@@ -84,3 +90,37 @@ def test_a_step_fast_in_an_earlier_run_of_the_process_needs_no_flush() -> None:
     PROCESS_STEP_TIMES.record(key, 0.0)
     assert not must_flush_before(PROCESS_STEP_TIMES, key, 3, now)
     assert must_flush_before(PROCESS_STEP_TIMES, "blake3:other-code", 3, now)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="os.fork")
+def test_a_child_forked_while_a_thread_held_the_pool_starts_its_own_timer() -> None:
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:  # as a flush thread putting itself back in the pool at the fork
+        with flushing._idle_lock:
+            held.set()
+            release.wait()
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait()
+    pid = os.fork()
+    release.set()
+    holder.join()
+    if pid == 0:
+        try:
+            timer = _timer([], [])
+            timer.arm(time.monotonic() + 60)
+            timer.close()
+        finally:
+            os._exit(0)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            assert os.waitstatus_to_exitcode(status) == 0
+            return
+        time.sleep(0.02)
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    pytest.fail("the forked child's timer waited for a lock its parent's thread held")
