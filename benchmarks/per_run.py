@@ -21,23 +21,29 @@ When MLflow cannot be installed its rows and the comparison say "not measured".
 
 ``--profile`` adds a cProfile of 40 runs in this process (after a warm-up run): the top
 functions by cumulative time, the raw profile kept in benchmarks/.work/.
+``--pages`` adds, for one run after 100 in this process, each ledger transaction's
+events and the pages it wrote to the write-ahead log, by table or index (figures that
+machine load does not change; see docs/adr/0031-step-speed-across-runs.md).
 
-Run: ``.venv/bin/python benchmarks/per_run.py [--quick] [--profile]``.
+Run: ``.venv/bin/python benchmarks/per_run.py [--quick] [--profile] [--pages]``.
 """
 
 from __future__ import annotations
 
+import collections
 import cProfile
 import io
 import json
 import pstats
 import shutil
+import sqlite3
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from _common import (
     BENCH_DIR,
@@ -116,7 +122,71 @@ def profile_runs(runs: int = 40, top: int = 30) -> str:
     return f"cProfile of {runs} runs of the tiny pipeline (raw profile: {dump})\n{out.getvalue()}"
 
 
-def run(quick: bool, profile: bool = False, no_peers: bool = False) -> list[Result]:
+_WAL_HEADER = 32
+_FRAME_HEADER = 24
+
+
+def _wal_pages(db: Path, page_size: int) -> list[int]:
+    """The page number of each frame in ``db``'s write-ahead log, in order."""
+    wal = Path(f"{db}-wal")
+    data = wal.read_bytes() if wal.exists() else b""
+    pages, at = [], _WAL_HEADER
+    while at + _FRAME_HEADER <= len(data):
+        pages.append(struct.unpack(">I", data[at : at + 4])[0])
+        at += _FRAME_HEADER + page_size
+    return pages
+
+
+def pages_per_transaction(warm_runs: int = 100) -> str:
+    """Run the tiny pipeline ``warm_runs`` times, then report one run's ledger transactions."""
+    sys.path.insert(0, str(BENCH_DIR))
+    import _tiny
+
+    from pipetrail.ledger.ledger import Ledger
+
+    project = Path(tempfile.mkdtemp(prefix="pipetrail-bench-per-run-"))
+    runner = _tiny.tiny.with_options(project=project)
+    appends: list[tuple[int, list[int]]] = []
+    original = Ledger.append
+    try:
+        for i in range(warm_runs):
+            runner.run(**_tiny.params_of(i))
+        db = next(project.rglob("ledger.db"))
+        with sqlite3.connect(db) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            page_size = int(conn.execute("PRAGMA page_size").fetchone()[0])
+
+        def counting(self: Ledger, drafts: Any, **kwargs: Any) -> Any:
+            before = len(_wal_pages(db, page_size))
+            try:
+                return original(self, drafts, **kwargs)
+            finally:
+                appends.append((len(drafts), _wal_pages(db, page_size)[before:]))
+
+        Ledger.append = counting  # type: ignore[method-assign]
+        runner.run(**_tiny.params_of(warm_runs))
+        Ledger.append = original  # type: ignore[method-assign]
+        with sqlite3.connect(db) as conn:
+            try:
+                owner = dict(conn.execute("SELECT pageno, name FROM dbstat").fetchall())
+            except sqlite3.Error:  # SQLite built without the dbstat table
+                owner = {}
+    finally:
+        Ledger.append = original  # type: ignore[method-assign]
+        if runner.project is not None:
+            runner.project.close()
+        shutil.rmtree(project, ignore_errors=True)
+    lines = [f"ledger transactions of one run after {warm_runs}: {len(appends)}"]
+    for count, pages in appends:
+        by_tree = collections.Counter(owner.get(p, "?") for p in set(pages))
+        top = ", ".join(f"{name} {n}" for name, n in by_tree.most_common(6))
+        lines.append(f"  {count} events, {len(set(pages))} pages: {top}")
+    return "\n".join(lines)
+
+
+def run(
+    quick: bool, profile: bool = False, no_peers: bool = False, pages: bool = False
+) -> list[Result]:
     rounds, runs = (1, 50) if quick else (2, RUNS)
     mlflow = PeerUnavailable("--no-peers") if no_peers else ensure_mlflow()
     log(f"per_run: {rounds} round(s) of {runs} runs each: pipetrail, MLflow (sqlite, file)")
@@ -134,6 +204,8 @@ def run(quick: bool, profile: bool = False, no_peers: bool = False) -> list[Resu
         )
     if profile:
         log(profile_runs())
+    if pages:
+        log(pages_per_transaction())
     what = "median ms per run, 2 steps, 20 params, 20 metrics"
     results = [summarize("per_run.pipetrail", f"{what}, pipetrail", ours, "ms", at_most=TARGET_MS)]
     if isinstance(mlflow, PeerUnavailable):
@@ -179,6 +251,9 @@ def run(quick: bool, profile: bool = False, no_peers: bool = False) -> list[Resu
 def _extra(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--profile", action="store_true", help="also cProfile 40 runs")
     parser.add_argument("--no-peers", action="store_true", help="do not run MLflow")
+    parser.add_argument(
+        "--pages", action="store_true", help="also report one run's ledger transactions"
+    )
 
 
 if __name__ == "__main__":

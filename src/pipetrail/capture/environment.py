@@ -102,7 +102,8 @@ def capture_environment(*, cache_dir: Path | None = None) -> dict[str, Any]:
     would not change the key. Editing files inside an installed package changes no
     version and needs no invalidation, and other files in those folders (a project's
     own files, beside its pipeline on the search path) do not count.
-    Everything else in the snapshot is cheap and read fresh every time.
+    The CPU's model and physical cores and the GPUs (per ``PATH``) are read once per
+    process; everything else in the snapshot is cheap and read fresh every time.
 
     Args:
         cache_dir: a writable directory for the distributions cache (for example the
@@ -525,16 +526,25 @@ def _libc() -> str | None:
         return None  # not glibc (musl, macOS, Windows)
 
 
+# Hardware facts a process reads once (the kernel builds /proc/cpuinfo anew at every
+# read, and finding nvidia-smi scans PATH): the CPU's model and cores, and the GPUs seen
+# through each PATH. What may change while a process lives (usable cores) is read fresh.
+_hardware: dict[Any, Any] = {}
+
+
 def _cpu_info() -> dict[str, Any]:
     info: dict[str, Any] = {"model": None, "logical_cores": os.cpu_count()}
     if hasattr(os, "sched_getaffinity"):
         info["usable_cores"] = len(os.sched_getaffinity(0))
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            text = f.read()
-    except OSError:
-        return info
-    model, physical = _parse_cpuinfo(text)
+    found = _hardware.get("cpuinfo")
+    if found is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+                text = f.read()
+        except OSError:
+            return info
+        found = _hardware["cpuinfo"] = _parse_cpuinfo(text)
+    model, physical = found
     info["model"] = model
     if physical is not None:
         info["physical_cores"] = physical
@@ -587,6 +597,15 @@ def _which(name: str) -> str | None:
 
 
 def _gpu_info() -> list[dict[str, str]]:
+    """The NVIDIA GPUs ``nvidia-smi`` lists, asked once per process and ``PATH``."""
+    key = ("gpu", os.environ.get("PATH", os.defpath))
+    found = _hardware.get(key)
+    if found is None:
+        found = _hardware[key] = _query_gpus()
+    return [dict(gpu) for gpu in found]
+
+
+def _query_gpus() -> list[dict[str, str]]:
     """Query NVIDIA GPUs through ``nvidia-smi``; any failure means "no GPU seen"."""
     exe = _which("nvidia-smi")
     if exe is None:

@@ -4,11 +4,13 @@ A run queues its events (:func:`pipetrail.execution.run_state.emit`) and appends
 in one transaction at a flush. Before handing control to a step's code the runner asks
 :func:`must_flush_before`:
 
-* a step whose code has not yet run in this run, or ran slower than
+* a step whose code has not yet run in this process, or ran slower than
   :data:`FAST_STEP_S` the last time, starts only once everything queued before it is
   committed: if it blocks, crashes the process or is killed, the record already holds
   every step that completed before it and its own start;
-* a step whose code ran faster than :data:`FAST_STEP_S` the last time it ran may start
+* a step whose code ran faster than :data:`FAST_STEP_S` the last time it ran (in this
+  run or an earlier one of this process: :data:`PROCESS_STEP_TIMES`, keyed by the code
+  fingerprint, so changed code starts with no history) may start
   with the events still queued, as long as the oldest of them is younger than
   :data:`MAX_DELAY_S` and fewer than :data:`MAX_PENDING` are queued. While its code
   runs a :class:`FlushTimer` is armed: should it run past the deadline, the timer's
@@ -18,7 +20,8 @@ in one transaction at a flush. Before handing control to a step's code the runne
 A chain of many trivial steps thus costs one transaction per batch of steps instead of one
 per step, and a kill -9 loses at most the last :data:`MAX_DELAY_S` of records of fast
 steps (the run still shows as crashed: ``run.started`` is appended before any step). See
-docs/adr/0017-batched-ledger-writes.md.
+docs/adr/0017-batched-ledger-writes.md and, for the memory across runs,
+docs/adr/0031-step-speed-across-runs.md.
 
 The small objects steps store are batched the same way: during a run the local store
 holds them in memory (:func:`hold_small_writes`) and every flush commits them, in one pack
@@ -28,6 +31,7 @@ so an object is always committed before a record points at it.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -35,7 +39,7 @@ from typing import TYPE_CHECKING
 from pipetrail.ledger import EventKind
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Hashable
 
     from pipetrail.ledger import EventDraft
     from pipetrail.ledger.ledger import Ledger
@@ -45,6 +49,7 @@ __all__ = [
     "FAST_STEP_S",
     "MAX_DELAY_S",
     "MAX_PENDING",
+    "PROCESS_STEP_TIMES",
     "FlushTimer",
     "StepTimes",
     "commit_small_writes",
@@ -59,32 +64,47 @@ FAST_STEP_S = 0.005
 MAX_DELAY_S = 0.05
 # At most this many queued events: a flush comes before the next step's code beyond it.
 MAX_PENDING = 2000
+# At most this many fast steps are remembered; beyond it the memory starts again (empty).
+MAX_REMEMBERED = 10_000
 
 
 class StepTimes:
-    """The steps (by ``id(step)``) whose code ran fast the last time it ran in this run."""
+    """The steps whose code ran fast the last time it ran.
+
+    Steps are keyed by what the caller chooses: the runs of a process share
+    :data:`PROCESS_STEP_TIMES`, keyed by each step's code fingerprint digest.
+    """
 
     def __init__(self) -> None:
-        self._fast: set[int] = set()
+        self._fast: set[Hashable] = set()
 
-    def record(self, step_key: int, seconds: float) -> None:
+    def record(self, step_key: Hashable, seconds: float) -> None:
         """Note how long one call of a step's code took (executor included)."""
         if seconds <= FAST_STEP_S:
+            if len(self._fast) >= MAX_REMEMBERED:
+                self._fast.clear()  # forgetting only costs a flush before the next call
             self._fast.add(step_key)
         else:
             self._fast.discard(step_key)
 
-    def is_fast(self, step_key: int) -> bool:
-        """Whether the step's last call in this run was fast."""
+    def is_fast(self, step_key: Hashable) -> bool:
+        """Whether the step's last recorded call was fast."""
         return step_key in self._fast
 
 
-def must_flush_before(times: StepTimes, step_key: int, pending: int, since: float | None) -> bool:
+# The steps whose code ran fast, across the runs of this process (set and read from any
+# thread: one set operation at a time, under the GIL).
+PROCESS_STEP_TIMES = StepTimes()
+
+
+def must_flush_before(
+    times: StepTimes, step_key: Hashable, pending: int, since: float | None
+) -> bool:
     """Whether the queued events must be committed before the step's code starts.
 
     Args:
-        times: the run's step times.
-        step_key: ``id(step)`` of the step about to run.
+        times: the step times to consult.
+        step_key: the key of the step about to run in ``times``.
         pending: how many events are queued.
         since: ``time.monotonic()`` when the oldest of them was queued (None: none are).
     """
@@ -100,8 +120,11 @@ class FlushTimer:
 
     Armed only while a step's code runs with events queued; the main thread does not touch
     the queue between :meth:`arm` and :meth:`disarm`, and :meth:`disarm` waits for a flush
-    in progress, so the queue has one user at a time. The thread and its ledger connection
-    are made on the first :meth:`arm` and closed by :meth:`close`.
+    in progress, so the queue has one user at a time. On the first :meth:`arm` the timer
+    takes a thread of the process's idle flush threads (or starts one); its ledger
+    connection is opened there when it first appends, and :meth:`close` returns once the
+    thread has closed that connection and gone back to the idle ones (a process running
+    many short runs starts no thread per run).
 
     Args:
         open_ledger: opens a new ledger connection (called in the timer's thread).
@@ -123,18 +146,16 @@ class FlushTimer:
         self._deadline: float | None = None
         self._idle = False  # the thread waits for an arm() (and needs waking)
         self._closing = False
-        self._thread: threading.Thread | None = None
+        self._done: threading.Event | None = None  # set when its thread has let go
         self._ledger: Ledger | None = None
         self.flushes = 0
 
     def arm(self, deadline: float) -> None:
         """Append the queued events at ``deadline`` (``time.monotonic()``) unless disarmed."""
         with self._cond:
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._loop, name="pipetrail-ledger-flush", daemon=True
-                )
-                self._thread.start()
+            if self._done is None:
+                self._done = threading.Event()
+                _in_flush_thread(self._loop, self._done)
             self._deadline = deadline
             if self._idle:
                 # Otherwise the thread is waiting for a deadline, and finds this one when
@@ -152,9 +173,9 @@ class FlushTimer:
             self._closing = True
             self._deadline = None
             self._cond.notify()
-        if self._thread is not None:
-            self._thread.join()
-            self._thread = None
+        if self._done is not None:
+            self._done.wait()
+            self._done = None
 
     def _loop(self) -> None:
         try:
@@ -188,6 +209,56 @@ class FlushTimer:
             self._put_back(drafts)
             return
         self.flushes += 1
+
+
+class _FlushThread:
+    """A daemon thread that serves one flush timer after another (see :class:`FlushTimer`)."""
+
+    def __init__(self) -> None:
+        self._ready = threading.Semaphore(0)
+        self._job: tuple[Callable[[], None], threading.Event] | None = None
+        threading.Thread(target=self._run, name="pipetrail-ledger-flush", daemon=True).start()
+
+    def give(self, job: Callable[[], None], done: threading.Event) -> None:
+        """Run ``job``, then set ``done`` once this thread is idle again."""
+        self._job = (job, done)
+        self._ready.release()
+
+    def _run(self) -> None:
+        while True:
+            self._ready.acquire()
+            if self._job is None:
+                continue
+            (job, done), self._job = self._job, None
+            try:
+                job()
+            finally:
+                with _idle_lock:
+                    _idle_threads.append(self)
+                done.set()
+
+
+_idle_threads: list[_FlushThread] = []
+_idle_lock = threading.Lock()
+
+
+def _forget_parent_threads() -> None:
+    # A forked child has none of its parent's threads (it starts its own), and the lock
+    # may have been held by one of them at the fork.
+    global _idle_lock
+    _idle_threads.clear()
+    _idle_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_parent_threads)
+
+
+def _in_flush_thread(job: Callable[[], None], done: threading.Event) -> None:
+    """Run ``job`` in an idle flush thread, or in a new one; ``done`` is set after it."""
+    with _idle_lock:
+        thread = _idle_threads.pop() if _idle_threads else None
+    (thread or _FlushThread()).give(job, done)
 
 
 def hold_small_writes(store: ContentStore) -> None:

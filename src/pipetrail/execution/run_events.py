@@ -91,7 +91,7 @@ def run_started_events(
         "pipeline_fingerprint": pipeline_fp,
         "owner": current_owner(),
         "host": current_host(),
-        "process": process_identity(os.getpid()),
+        "process": _own_process(),
         "params": jsonable(params),
         "seed": state.run_seed,
         "git": git_record,
@@ -141,6 +141,20 @@ def run_started_events(
     drafts = [EventDraft(EventKind.RUN_STARTED, payload, run_id=state.run_id)]
     drafts.extend(artifact_drafts(state, artifacts, step_run_id=None))
     return drafts
+
+
+_own: list[Any] = [None, None]  # [pid, its process identity]
+
+
+def _own_process() -> str:
+    """This process's :func:`~pipetrail.capture.process_identity`, read once per process.
+
+    A process's start time never changes; a forked child (another pid) reads its own.
+    """
+    pid = os.getpid()
+    if _own[0] != pid:
+        _own[:] = [pid, process_identity(pid)]
+    return str(_own[1])
 
 
 def _project_relative(file: str | None, root: Path) -> str | None:

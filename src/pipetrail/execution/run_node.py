@@ -48,6 +48,7 @@ from pipetrail.execution.run_state import (
     NodeOutput,
     emit,
     flush_before_code,
+    speed_key,
     step_code,
 )
 from pipetrail.execution.step_result import PreparedStep, finish_step, release_inputs, retry
@@ -219,7 +220,7 @@ def run_node(
     """Reuse or execute one node, queue its step events, and record its outputs in ``state``.
 
     ``step.started`` is flushed before the step executes, unless the step's code ran fast
-    the last time in this run (then within a bounded delay: see
+    the last time it ran in this process (then within a bounded delay: see
     :mod:`pipetrail.execution.flushing`); the other events wait for the next flush. An
     input whose stored object is corrupt is recomputed by executing its producer again
     (``rerun_reason`` is then the reason its step event records; see
@@ -233,7 +234,7 @@ def run_node(
     prepared = prepare_node(state, node, options, executor, observer, rerun_reason=rerun_reason)
     if prepared is None:
         return
-    step_key = id(node.step)
+    step_key = speed_key(state, node.step)
     while True:
         with step_code(state, step_key):  # appends what is queued should the code run long
             result = executor.run(
@@ -400,7 +401,7 @@ def prepare_node(
         ],
     )
     if flush_first:
-        flush_before_code(state, id(step))
+        flush_before_code(state, speed_key(state, step))
     observer.step_started(node_id=node.id)
     # Each executing node has its own folder of input copies: several may be in flight.
     copies = state.copies = InputCopies()

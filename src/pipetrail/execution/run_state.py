@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 from pipetrail.errors import StoreError
 from pipetrail.execution.flushing import (
     MAX_DELAY_S,
+    PROCESS_STEP_TIMES,
     FlushTimer,
     StepTimes,
     commit_small_writes,
@@ -40,6 +41,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from pipetrail.core.graph import PipelineGraph, SourceRef
+    from pipetrail.core.step import Step
     from pipetrail.execution.contract_records import StepContracts
     from pipetrail.execution.executors import Executor
     from pipetrail.execution.observer import RunObserver
@@ -61,6 +63,7 @@ __all__ = [
     "emit",
     "flush",
     "flush_before_code",
+    "speed_key",
     "step_code",
 ]
 
@@ -195,7 +198,9 @@ class RunState:
     # is when the oldest of them was queued (time.monotonic()).
     pending: list[EventDraft] = field(default_factory=list)
     pending_since: float | None = None
-    step_times: StepTimes = field(default_factory=StepTimes)
+    # Which steps ran fast the last time: shared by the runs of the process, keyed by
+    # speed_key (see pipetrail.execution.flushing).
+    step_times: StepTimes = field(default=PROCESS_STEP_TIMES)
     flush_timer: FlushTimer | None = None
     # cache key -> (step run whose outputs to reuse, outputs, their readings) for keys
     # finished this run.
@@ -246,23 +251,35 @@ def flush(state: RunState) -> None:
             state.pending_since = None
 
 
-def flush_before_code(state: RunState, step_key: int) -> None:
+def speed_key(state: RunState, step: Step[..., Any]) -> str:
+    """The key of ``step`` in the run's step times: its code fingerprint digest.
+
+    Keyed by the code rather than the step object, what a step's code did in an earlier
+    run of the process counts only while the code is the same (a changed function, or
+    one it calls, starts with no history), and a key is never reused by another object.
+    """
+    found = state.fingerprints.get(id(step))
+    return found.digest if found is not None else f"id:{id(step)}"
+
+
+def flush_before_code(state: RunState, step_key: str) -> None:
     """Flush before a step's code runs, unless the step is fast and the queue young.
 
-    See :func:`~pipetrail.execution.flushing.must_flush_before`; ``step_key`` is
-    ``id(step)``. Called before the step's inputs are loaded.
+    See :func:`~pipetrail.execution.flushing.must_flush_before`; ``step_key`` is the
+    step's :func:`speed_key`. Called before the step's inputs are loaded.
     """
     if must_flush_before(state.step_times, step_key, len(state.pending), state.pending_since):
         flush(state)
 
 
 @contextmanager
-def step_code(state: RunState, step_key: int) -> Iterator[None]:
+def step_code(state: RunState, step_key: str) -> Iterator[None]:
     """Surround one call of a step's code: arm the flush timer, time the call.
 
     When events are still queued (:func:`flush_before_code` let them wait), the run's
     :class:`~pipetrail.execution.flushing.FlushTimer` appends them should the code run
-    past their deadline. Records how long the code took (``step_key`` is ``id(step)``).
+    past their deadline. Records how long the code took (``step_key`` is the step's
+    :func:`speed_key`).
     """
     timer = None
     if state.pending and state.pending_since is not None:

@@ -35,7 +35,7 @@ from pipetrail.execution.flushing import MAX_DELAY_S
 from pipetrail.execution.interrupts import interrupt_requested
 from pipetrail.execution.quotas import run_quotas
 from pipetrail.execution.run_node import prepare_node, run_node
-from pipetrail.execution.run_state import flush
+from pipetrail.execution.run_state import flush, speed_key
 from pipetrail.execution.step_result import PreparedStep, finish_step, retry
 
 if TYPE_CHECKING:
@@ -189,7 +189,9 @@ class _Concurrent:
             prepared = self.running.pop(future)
             result = future.result()
             node = prepared.node
-            state.step_times.record(id(node.step), result.resources.get("wall_ns", 0) / 1e9)
+            state.step_times.record(
+                speed_key(state, node.step), result.resources.get("wall_ns", 0) / 1e9
+            )
             if retry(prepared, result):
                 self.running[self.executor.submit(prepared.task)] = prepared
                 continue

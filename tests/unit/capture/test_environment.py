@@ -392,3 +392,38 @@ def test_nvidia_smi_is_looked_up_like_shutil_which(
     assert environment._which("nvidia-smi") == shutil.which("nvidia-smi")
     assert environment._which("nvidia-smi") == str(tmp_path / "c" / "nvidia-smi")
     assert capture_environment()["gpu"] == [{"name": "GPU X", "driver": "1.0", "memory": "1 MiB"}]
+
+
+@needs_posix_shell
+def test_nvidia_smi_runs_once_per_process_and_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls = tmp_path / "calls"
+    write_script(tmp_path / "bin", "nvidia-smi", f'echo x >> "{calls}"\necho "GPU Y, 2.0, 2 MiB"')
+    monkeypatch.setenv("PATH", str(tmp_path / "bin"))
+
+    first = capture_environment()["gpu"]
+    first[0]["name"] = "changed by the caller"  # the remembered answer is not shared
+    again = capture_environment()["gpu"]
+
+    assert again == [{"name": "GPU Y", "driver": "2.0", "memory": "2 MiB"}]
+    assert calls.read_text().count("x") == 1
+    monkeypatch.setenv("PATH", os.pathsep.join([str(tmp_path / "bin"), str(tmp_path)]))
+    assert capture_environment()["gpu"] == again  # another PATH: asked again
+    assert calls.read_text().count("x") == 2
+
+
+def test_the_cpu_model_is_read_once_per_process(monkeypatch: pytest.MonkeyPatch) -> None:
+    first = capture_environment()["cpu"]
+    reads: list[str] = []
+    real_open = open
+
+    def counting_open(file: Any, *args: Any, **kwargs: Any) -> Any:
+        reads.append(str(file))
+        return real_open(file, *args, **kwargs)
+
+    monkeypatch.setattr("builtins.open", counting_open)
+    again = capture_environment()["cpu"]
+
+    assert again == first
+    assert "/proc/cpuinfo" not in reads
