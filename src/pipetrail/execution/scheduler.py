@@ -27,14 +27,17 @@ step the quotas refuse stops the run like a failure, without ``--keep-going``.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from pipetrail.core.clock import new_id
+from pipetrail.core.graph import OutputRef, SourceRef
 from pipetrail.errors import QuotaExceededError, RunInterruptedError, StepFailedError
 from pipetrail.execution.executors import ConcurrentExecutor
+from pipetrail.execution.executors.shipping import ChainBroken, ChainedInput
 from pipetrail.execution.flushing import MAX_DELAY_S
 from pipetrail.execution.interrupts import interrupt_requested
 from pipetrail.execution.quotas import run_quotas
-from pipetrail.execution.run_node import prepare_node, run_node
+from pipetrail.execution.run_node import load_task_inputs, node_task, prepare_node, run_node
 from pipetrail.execution.run_state import flush
 from pipetrail.execution.step_result import PreparedStep, finish_step, retry
 
@@ -120,6 +123,12 @@ class _Concurrent:
         self.running: dict[Future[TaskResult], PreparedStep] = {}
         self.failure: StepFailedError | None = None
         self.refused: QuotaExceededError | None = None
+        # Chaining (see the module docstring): node id -> the future of its task in
+        # flight, and the chained tasks whose start is not recorded yet (node id ->
+        # their future and step run id).
+        self.in_flight: dict[str, Future[TaskResult]] = {}
+        self.chained: dict[str, tuple[Future[TaskResult], str]] = {}
+        self.chains = getattr(executor, "submit_chained", None) is not None and state.quotas is None
 
     def run(self) -> None:
         try:
@@ -127,8 +136,10 @@ class _Concurrent:
                 _check_interrupt()
                 if self.refused is None and (self.failure is None or self.options.keep_going):
                     self._start_ready()
-                elif not self.running:
-                    break
+                else:
+                    self._settle_chained()
+                    if not self.running:
+                        break
                 if not self.running:
                     if self.waiting and not self._any_startable():
                         break  # only nodes below a failure are left
@@ -137,6 +148,7 @@ class _Concurrent:
         finally:
             for future in self.running:
                 future.cancel()
+            self._cancel_chained(list(self.chained))
         if self.failure is not None:
             raise self.failure
         if self.refused is not None:
@@ -152,6 +164,7 @@ class _Concurrent:
             upstream = node.upstream()
             if self.blocked.intersection(upstream):
                 self.blocked.add(node.id)
+                self._cancel_chained([node.id])
                 continue
             if not self.done.issuperset(upstream) or self.refused is not None:
                 still.append(node)
@@ -159,6 +172,9 @@ class _Concurrent:
             quotas = self.state.quotas
             if quotas is not None and quotas.should_wait():
                 still.append(node)  # the run's own steps fill a quota: one must end first
+                continue
+            if node.id in self.chained:
+                self._start_chained(node)
                 continue
             try:
                 prepared = prepare_node(
@@ -172,8 +188,113 @@ class _Concurrent:
             if prepared is None:
                 self.done.add(node.id)
             else:
-                self.running[self.executor.submit(prepared.task)] = prepared
+                self._submit(prepared)
         self.waiting = still
+        if self.chains:
+            self._chain_waiting()
+
+    def _submit(self, prepared: PreparedStep) -> None:
+        if not prepared.loaded:  # a chained task that did not run, or its retry
+            load_task_inputs(self.state, prepared, self.options, self.executor, self.observer)
+        future = self.executor.submit(prepared.task)
+        self.running[future] = prepared
+        self.in_flight[prepared.node.id] = future
+
+    def _start_chained(self, node: Node) -> None:
+        """Record the start of a chained node (its upstream nodes are done)."""
+        future, step_run_id = self.chained.pop(node.id)
+        prepared = prepare_node(
+            self.state,
+            node,
+            self.options,
+            self.executor,
+            self.observer,
+            flush_first=False,
+            step_run_id=step_run_id,
+            chained=True,
+        )
+        if prepared is None:  # not reached: only nodes that execute whatever are chained
+            raise RuntimeError(f"chained node {node.id!r} was not executed")
+        self.running[future] = prepared
+
+    def _chain_waiting(self) -> None:
+        """Submit, chained on their upstream tasks, the nodes waiting only on tasks in flight.
+
+        Only a node that executes whatever its inputs are (its cache is off) is chained:
+        a cached one is decided by its inputs' digests, known only when they are done.
+        """
+        submit_chained = self.executor.submit_chained  # type: ignore[attr-defined]
+        for node in self.waiting:
+            if node.id in self.chained:
+                continue
+            upstream = node.upstream()
+            if not upstream or not all(up in self.in_flight for up in upstream):
+                continue
+            if self.options.cache and node.step.options.cache:
+                continue
+            order = sorted(upstream)
+            slots = {up: i for i, up in enumerate(order)}
+            step_run_id = new_id()
+            kwargs = {
+                name: self._chained_input(value, slots) for name, value in node.inputs.items()
+            }
+            task = node_task(
+                self.state,
+                node,
+                self.options,
+                step_run_id,
+                kwargs,
+                {
+                    name: self.state.sources[value][0]
+                    for name, value in node.inputs.items()
+                    if isinstance(value, SourceRef)
+                },
+            )
+            future = submit_chained(task, [self.in_flight[up] for up in order])
+            if future is not None:
+                self.chained[node.id] = (future, step_run_id)
+                self.in_flight[node.id] = future
+
+    def _chained_input(self, value: Any, slots: dict[str, int]) -> Any:
+        if isinstance(value, OutputRef):
+            names = self.state.graph.nodes[value.node_id].output_names
+            return ChainedInput(slots[value.node_id], names[value.index])
+        if isinstance(value, SourceRef):
+            return self.state.sources[value][1]
+        if isinstance(value, list):
+            return [self._chained_input(v, slots) for v in value]
+        if isinstance(value, tuple):
+            return tuple(self._chained_input(v, slots) for v in value)
+        if isinstance(value, dict):
+            return {k: self._chained_input(v, slots) for k, v in value.items()}
+        return value
+
+    def _settle_chained(self) -> None:
+        """Once no node starts any more: record the chained nodes the cluster started.
+
+        Those whose upstream nodes are all done are executing (or about to): they are
+        recorded and awaited like the others. The others are cancelled: they never
+        start, as an unchained node would not.
+        """
+        if not self.chained:
+            return
+        still: list[Node] = []
+        for node in self.waiting:
+            if node.id in self.chained and self.done.issuperset(node.upstream()):
+                self._start_chained(node)
+            else:
+                still.append(node)
+        self.waiting = still
+        self._cancel_chained([n.id for n in still if n.id in self.chained])
+
+    def _cancel_chained(self, node_ids: list[str]) -> None:
+        futures = []
+        for node_id in node_ids:
+            if node_id in self.chained:
+                futures.append(self.chained.pop(node_id)[0])
+                del self.in_flight[node_id]
+        if futures:
+            self.executor.cancel(futures)  # type: ignore[attr-defined]
 
     def _collect(self) -> None:
         """Wait for results (flushing queued events in time) and handle them."""
@@ -189,10 +310,16 @@ class _Concurrent:
             prepared = self.running.pop(future)
             result = future.result()
             node = prepared.node
+            if isinstance(result.error, ChainBroken):
+                # The chained task did not run the step (an upstream attempt failed...):
+                # it is sent now with the inputs loaded here, as an unchained one.
+                self._submit(prepared)
+                continue
             state.step_times.record(id(node.step), result.resources.get("wall_ns", 0) / 1e9)
             if retry(prepared, result):
-                self.running[self.executor.submit(prepared.task)] = prepared
+                self._submit(prepared)
                 continue
+            del self.in_flight[node.id]
             if state.quotas is not None:
                 state.quotas.release()
             try:
@@ -203,6 +330,7 @@ class _Concurrent:
             else:
                 self.done.add(node.id)
         if state.pending_since is not None and (
-            time.monotonic() - state.pending_since >= MAX_DELAY_S or not self.running
+            time.monotonic() - state.pending_since >= MAX_DELAY_S
+            or not (self.running or self.chained)
         ):
             flush(state)
