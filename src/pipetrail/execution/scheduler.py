@@ -22,10 +22,25 @@ started are listed by the run's end event.
 With ``[quotas]`` (:mod:`pipetrail.execution.quotas`) a step is admitted before it
 starts: the run's own steps wait for each other when they fill a concurrency quota; a
 step the quotas refuse stops the run like a failure, without ``--keep-going``.
+
+Chaining (the ``dask`` executor, a run without quotas): a node whose cache is off
+executes whatever its inputs are, so it need not wait for them to be decided. Once all
+its upstream nodes are in flight it is submitted at once, chained on their tasks
+(``submit_chained``): the cluster starts it as soon as they finish, on the worker that
+holds their results, without a round trip through the coordinator. Its record does not
+change: its start is recorded (decided, keyed, ``step.started``) when its upstream nodes
+are done, in graph order as for any node, and its end when its result arrives. A chained
+task whose upstream step failed does not run its step, nor does one given an input only
+the coordinator may load (sealed, a file or folder); the coordinator then sends the step
+the usual way when its upstream nodes are done (a failed one blocks it, as always).
+When the run stops starting nodes (a failure without ``--keep-going``, a refusal), the
+chained nodes whose upstream nodes are done are executing and are recorded; the others
+are cancelled and never start.
 """
 
 from __future__ import annotations
 
+import heapq
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -117,7 +132,13 @@ class _Concurrent:
         self.options = options
         self.executor = executor
         self.observer = observer
-        self.waiting: list[Node] = list(state.graph.nodes.values())
+        # The nodes not started yet, in graph order; those of them whose upstream nodes
+        # are all done or one blocked (``ready``, by graph position) are decided next.
+        self.waiting: dict[str, Node] = dict(state.graph.nodes)
+        self.position = {node_id: i for i, node_id in enumerate(self.waiting)}
+        self.left: dict[str, int] = {}
+        self.downstream: dict[str, list[str]] = {}
+        self.ready: list[tuple[int, str]] = []
         self.done: set[str] = set()
         self.blocked: set[str] = set()
         self.running: dict[Future[TaskResult], PreparedStep] = {}
@@ -128,7 +149,29 @@ class _Concurrent:
         # their future and step run id).
         self.in_flight: dict[str, Future[TaskResult]] = {}
         self.chained: dict[str, tuple[Future[TaskResult], str]] = {}
-        self.chains = getattr(executor, "submit_chained", None) is not None and state.quotas is None
+        self.upstream = {node_id: node.upstream() for node_id, node in self.waiting.items()}
+        for node_id, upstream in self.upstream.items():
+            self.left[node_id] = len(upstream)
+            for up in upstream:
+                self.downstream.setdefault(up, []).append(node_id)
+            if not upstream:
+                heapq.heappush(self.ready, (self.position[node_id], node_id))
+        # The nodes that may be chained, until they are: see _chain_waiting.
+        self.unchained: set[str] = set()
+        if getattr(executor, "submit_chained", None) is not None and state.quotas is None:
+            self.unchained = {
+                node_id
+                for node_id, node in self.waiting.items()
+                if self.upstream[node_id] and not (options.cache and node.step.options.cache)
+            }
+
+    def _resolved(self, node_id: str) -> None:
+        """``node_id`` is done or blocked: its downstream nodes may be decided."""
+        blocked = node_id in self.blocked
+        for down in self.downstream.get(node_id, ()):
+            self.left[down] -= 1
+            if (blocked or self.left[down] == 0) and down in self.waiting:
+                heapq.heappush(self.ready, (self.position[down], down))
 
     def run(self) -> None:
         try:
@@ -155,25 +198,31 @@ class _Concurrent:
             raise self.refused
 
     def _any_startable(self) -> bool:
-        return any(not self.blocked.intersection(n.upstream()) for n in self.waiting)
+        return any(not self.blocked.intersection(self.upstream[n]) for n in self.waiting)
 
     def _start_ready(self) -> None:
         """Decide, in graph order, every node whose upstream nodes are done."""
-        still: list[Node] = []
-        for node in self.waiting:
-            upstream = node.upstream()
-            if self.blocked.intersection(upstream):
-                self.blocked.add(node.id)
-                self._cancel_chained([node.id])
+        again: list[tuple[int, str]] = []
+        while self.ready:
+            entry = heapq.heappop(self.ready)
+            node_id = entry[1]
+            node = self.waiting.get(node_id)
+            if node is None:
+                continue  # decided already (queued twice)
+            if self.blocked.intersection(self.upstream[node_id]):
+                self.blocked.add(node_id)
+                del self.waiting[node_id]
+                self._cancel_chained([node_id])
+                self._resolved(node_id)
                 continue
-            if not self.done.issuperset(upstream) or self.refused is not None:
-                still.append(node)
-                continue
+            if self.left[node_id] > 0:
+                continue  # queued when an upstream node was blocked, since undone
             quotas = self.state.quotas
-            if quotas is not None and quotas.should_wait():
-                still.append(node)  # the run's own steps fill a quota: one must end first
+            if self.refused is not None or (quotas is not None and quotas.should_wait()):
+                again.append(entry)  # the run's own steps fill a quota: one must end first
                 continue
-            if node.id in self.chained:
+            if node_id in self.chained:
+                del self.waiting[node_id]
                 self._start_chained(node)
                 continue
             try:
@@ -183,14 +232,17 @@ class _Concurrent:
             except QuotaExceededError as exc:
                 # Refused before it started; the steps executing finish and are recorded.
                 self.refused = exc
-                still.append(node)
+                again.append(entry)
                 continue
+            del self.waiting[node_id]
             if prepared is None:
-                self.done.add(node.id)
+                self.done.add(node_id)
+                self._resolved(node_id)
             else:
                 self._submit(prepared)
-        self.waiting = still
-        if self.chains:
+        for entry in again:
+            heapq.heappush(self.ready, entry)
+        if self.unchained:
             self._chain_waiting()
 
     def _submit(self, prepared: PreparedStep) -> None:
@@ -199,6 +251,7 @@ class _Concurrent:
         future = self.executor.submit(prepared.task)
         self.running[future] = prepared
         self.in_flight[prepared.node.id] = future
+        self.unchained.discard(prepared.node.id)
 
     def _start_chained(self, node: Node) -> None:
         """Record the start of a chained node (its upstream nodes are done)."""
@@ -224,14 +277,13 @@ class _Concurrent:
         a cached one is decided by its inputs' digests, known only when they are done.
         """
         submit_chained = self.executor.submit_chained  # type: ignore[attr-defined]
-        for node in self.waiting:
-            if node.id in self.chained:
+        for node in self.waiting.values():
+            if node.id not in self.unchained:
                 continue
-            upstream = node.upstream()
-            if not upstream or not all(up in self.in_flight for up in upstream):
+            upstream = self.upstream[node.id]
+            if not all(up in self.in_flight for up in upstream):
                 continue
-            if self.options.cache and node.step.options.cache:
-                continue
+            self.unchained.discard(node.id)  # tried once: sent the usual way when refused
             order = sorted(upstream)
             slots = {up: i for i, up in enumerate(order)}
             step_run_id = new_id()
@@ -278,14 +330,11 @@ class _Concurrent:
         """
         if not self.chained:
             return
-        still: list[Node] = []
-        for node in self.waiting:
-            if node.id in self.chained and self.done.issuperset(node.upstream()):
+        for node in list(self.waiting.values()):
+            if node.id in self.chained and self.done.issuperset(self.upstream[node.id]):
+                del self.waiting[node.id]
                 self._start_chained(node)
-            else:
-                still.append(node)
-        self.waiting = still
-        self._cancel_chained([n.id for n in still if n.id in self.chained])
+        self._cancel_chained([n for n in self.waiting if n in self.chained])
 
     def _cancel_chained(self, node_ids: list[str]) -> None:
         futures = []
@@ -329,6 +378,7 @@ class _Concurrent:
                 self.blocked.add(node.id)
             else:
                 self.done.add(node.id)
+            self._resolved(node.id)
         if state.pending_since is not None and (
             time.monotonic() - state.pending_since >= MAX_DELAY_S
             or not (self.running or self.chained)
