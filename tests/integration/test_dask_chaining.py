@@ -267,3 +267,45 @@ def test_a_failure_elsewhere_cancels_chained_steps_that_had_not_started(
     else:  # `slow` was executing: it finishes and is recorded; `after` never starts
         assert ends == {"boom": "step.failed", "slow": "step.completed"}
         assert not (tmp_path / "after").exists()
+
+
+SEALED = """
+from pathlib import Path
+
+from pipetrail import pipeline, source, step
+
+
+@step
+def read(path: Path) -> str:
+    return path.read_text()
+
+
+@step
+def count(text: str) -> int:
+    return len(text.split())
+
+
+@pipeline
+def sealed():
+    return count(read(source("patients.txt", classification="pii")))
+"""
+
+
+def test_a_sealed_input_is_loaded_by_the_coordinator_not_the_chained_task(
+    files: PipelineFiles,
+    project: Project,
+    project_root: Path,
+    unique: Callable[[str], str],
+    dask: CountingDask,
+) -> None:
+    (project_root / "patients.txt").write_text("Ada Quill\nBo Rennet\n")
+    definition = files.load(unique("sealed"), SEALED)
+    inline = run_pipeline(definition, {}, project, RunOptions(cache=False))
+    remote = run_pipeline(definition, {}, project, RunOptions(cache=False, executor=dask))
+    # `count` was chained; its task found its input sealed and did not run the step,
+    # which then ran once with the input the coordinator unsealed (and recorded reading).
+    assert dask.chained == ["count"]
+    assert remote.outputs == inline.outputs == 4
+    mine, theirs = (_comparable(_events(project, run.id)) for run in (remote, inline))
+    assert mine == theirs
+    assert [kind for kind, _ in mine].count("step.completed") == 2
