@@ -16,6 +16,12 @@ reported by Dask as ``KilledWorker``; the local cluster is made with
 :class:`~pipetrail.errors.WorkerLostError`, like on the process pool. Backend errors
 are translated here (:func:`_dask_errors`); callers never see a Dask exception.
 
+:meth:`DaskExecutor.submit_chained` sends a task whose inputs are the results of tasks
+still in flight (their Dask futures are its arguments), so Dask starts it when they
+finish without a round trip through the coordinator (see
+:mod:`pipetrail.execution.scheduler` for which steps are chained, and
+:func:`~pipetrail.execution.executors.shipping.run_chained` for what the worker does).
+
 A step's resource request is submitted as Dask worker resources (``cpu``, ``memory``,
 ``gpu``: see :mod:`pipetrail.execution.executors.capacity`), so Dask runs it only on a
 worker that declares enough and never runs more at once than the worker has. Before
