@@ -309,3 +309,54 @@ def test_a_sealed_input_is_loaded_by_the_coordinator_not_the_chained_task(
     mine, theirs = (_comparable(_events(project, run.id)) for run in (remote, inline))
     assert mine == theirs
     assert [kind for kind, _ in mine].count("step.completed") == 2
+
+
+class RecomputingDask(CountingDask):
+    """Reports the chained tasks' inputs as other bytes than recorded.
+
+    As if their upstream task had been computed again on the cluster (its worker lost
+    with the result in memory) and given another output.
+    """
+
+    def submit_chained(
+        self, task: StepTask, upstream: list[Future[TaskResult]]
+    ) -> Future[TaskResult] | None:
+        from concurrent.futures import Future
+
+        found = super().submit_chained(task, upstream)
+        if found is None:
+            return None
+        altered: Future[TaskResult] = Future()
+        altered.set_running_or_notify_cancel()
+
+        def alter(done: Future[TaskResult]) -> None:
+            result = done.result()
+            result.chained_inputs = {k: "blake3:" + "0" * 64 for k in result.chained_inputs}
+            altered.set_result(result)
+
+        found.add_done_callback(alter)
+        return altered
+
+
+def test_a_chained_step_that_read_other_bytes_than_recorded_runs_again(
+    files: PipelineFiles,
+    project: Project,
+    unique: Callable[[str], str],
+    tmp_path: Path,
+    dask_client: Any,
+) -> None:
+    definition = files.load(unique("chained"), CHAIN)
+    marks = tmp_path / "marks"
+    marks.mkdir()
+    params = {"folder": str(marks)}
+    inline = run_pipeline(definition, params, project, RunOptions(cache=False))
+    dask = RecomputingDask(dask_client)
+    remote = run_pipeline(definition, params, project, RunOptions(cache=False, executor=dask))
+    # `last` is not chained: the future `middle` was submitted with is not Dask's.
+    assert dask.chained == ["middle"]
+    assert remote.outputs == inline.outputs == 20
+    # The chained step's result was set aside and the step sent again, unchained: it ran
+    # twice on the cluster, and is recorded once, as inline records it.
+    assert _marks(marks) == {"first": 2, "middle": 3, "last": 2}
+    mine, theirs = (_comparable(_events(project, run.id)) for run in (remote, inline))
+    assert mine == theirs

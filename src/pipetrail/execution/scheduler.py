@@ -149,6 +149,8 @@ class _Concurrent:
         # their future and step run id).
         self.in_flight: dict[str, Future[TaskResult]] = {}
         self.chained: dict[str, tuple[Future[TaskResult], str]] = {}
+        # node id -> its chained task's upstream nodes, by slot (ChainedInput.slot).
+        self.slots: dict[str, list[str]] = {}
         self.upstream = {node_id: node.upstream() for node_id, node in self.waiting.items()}
         for node_id, upstream in self.upstream.items():
             self.left[node_id] = len(upstream)
@@ -306,6 +308,20 @@ class _Concurrent:
             if future is not None:
                 self.chained[node.id] = (future, step_run_id)
                 self.in_flight[node.id] = future
+                self.slots[node.id] = order
+
+    def _recorded_inputs(self, prepared: PreparedStep, result: TaskResult) -> bool:
+        """Whether a chained step loaded exactly the upstream outputs recorded for it."""
+        order = self.slots.get(prepared.node.id)
+        if order is None or prepared.loaded:
+            return True  # not a chained task's result
+        for label, digest in result.chained_inputs.items():
+            slot, _, name = label.partition("/")
+            up = order[int(slot)]
+            names = self.state.graph.nodes[up].output_names
+            if self.state.outputs[up][names.index(name)].digest != digest:
+                return False
+        return True
 
     def _chained_input(self, value: Any, slots: dict[str, int]) -> Any:
         if isinstance(value, OutputRef):
@@ -359,9 +375,11 @@ class _Concurrent:
             prepared = self.running.pop(future)
             result = future.result()
             node = prepared.node
-            if isinstance(result.error, ChainBroken):
-                # The chained task did not run the step (an upstream attempt failed...):
-                # it is sent now with the inputs loaded here, as an unchained one.
+            if isinstance(result.error, ChainBroken) or not self._recorded_inputs(prepared, result):
+                # The chained task did not run the step (an upstream attempt failed...),
+                # or ran it on other bytes than those recorded (its upstream task was
+                # computed again on the cluster): it is sent now with the inputs loaded
+                # here, as an unchained one.
                 self._submit(prepared)
                 continue
             state.step_times.record(id(node.step), result.resources.get("wall_ns", 0) / 1e9)

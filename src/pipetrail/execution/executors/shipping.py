@@ -339,17 +339,18 @@ def run_chained(
     if failed:
         return _broken("an upstream step failed")
     digests: dict[str, str] = {}
+    used: dict[str, str] = {}
     try:
         kwargs = {}
         for name, value in task.kwargs.items():
-            kwargs[name] = _chained(value, results, store, registry)
+            kwargs[name] = _chained(value, results, store, registry, used)
             if isinstance(value, ChainedInput):
                 digests[name] = results[value.slot].outputs[value.name].digest
     except Exception as exc:  # noqa: BLE001 - the coordinator loads it, and reports a failure
         return _broken(f"an input is loaded by the coordinator ({type(exc).__name__}: {exc})")
     task.kwargs = kwargs
     task.input_digests = {**task.input_digests, **digests}
-    return _run_task(task, store, registry, worker)
+    return _run_task(task, store, registry, worker, used)
 
 
 def _broken(reason: str) -> bytes:
@@ -359,9 +360,16 @@ def _broken(reason: str) -> bytes:
 
 
 def _chained(
-    value: Any, results: Sequence[TaskResult], store: ContentStore, registry: SerializerRegistry
+    value: Any,
+    results: Sequence[TaskResult],
+    store: ContentStore,
+    registry: SerializerRegistry,
+    used: dict[str, str],
 ) -> Any:
-    """``value`` with each :class:`ChainedInput` in it loaded from its upstream result."""
+    """``value`` with each :class:`ChainedInput` in it loaded from its upstream result.
+
+    Each one loaded is noted in ``used`` (``"SLOT/NAME"`` -> digest).
+    """
     if isinstance(value, ChainedInput):
         from pipetrail.store.serializers.kept_bytes import kept_view
 
@@ -370,13 +378,14 @@ def _chained(
         if record.meta.get("sealed") or record.serializer in _COPIED_FORMATS:
             raise ExecutorError(f"its input {record.digest} is sealed, a file or a folder")
         written = {**result.small_objects, **result.kept}
+        used[f"{value.slot}/{value.name}"] = record.digest
         return registry.load(record, kept_view(store, written))
     if type(value) is list:
-        return [_chained(v, results, store, registry) for v in value]
+        return [_chained(v, results, store, registry, used) for v in value]
     if type(value) is tuple:
-        return tuple(_chained(v, results, store, registry) for v in value)
+        return tuple(_chained(v, results, store, registry, used) for v in value)
     if type(value) is dict:
-        return {k: _chained(v, results, store, registry) for k, v in value.items()}
+        return {k: _chained(v, results, store, registry, used) for k, v in value.items()}
     return value
 
 
@@ -414,7 +423,11 @@ def run_shipped(context: WorkerContext, data: bytes, worker: dict[str, Any]) -> 
 
 
 def _run_task(
-    task: StepTask, store: ContentStore, registry: SerializerRegistry, worker: dict[str, Any]
+    task: StepTask,
+    store: ContentStore,
+    registry: SerializerRegistry,
+    worker: dict[str, Any],
+    chained_inputs: dict[str, str] | None = None,
 ) -> bytes:
     """Execute a decoded task with its inputs loaded; the encoded result."""
     from pipetrail.execution.task import execute_task
@@ -428,6 +441,7 @@ def _run_task(
         small = take() if take is not None else {}
     result.small_objects = small
     result.worker = {"host": socket.gethostname(), "pid": os.getpid(), **worker}
+    result.chained_inputs = dict(chained_inputs or {})
     return encode_result(result)
 
 
