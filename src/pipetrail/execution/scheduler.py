@@ -48,7 +48,6 @@ from pipetrail.core.clock import new_id
 from pipetrail.core.graph import OutputRef, SourceRef
 from pipetrail.errors import QuotaExceededError, RunInterruptedError, StepFailedError
 from pipetrail.execution.executors import ConcurrentExecutor
-from pipetrail.execution.executors.shipping import ChainBroken, ChainedInput
 from pipetrail.execution.flushing import MAX_DELAY_S
 from pipetrail.execution.interrupts import interrupt_requested
 from pipetrail.execution.quotas import run_quotas
@@ -324,6 +323,8 @@ class _Concurrent:
         return True
 
     def _chained_input(self, value: Any, slots: dict[str, int]) -> Any:
+        from pipetrail.execution.executors.shipping import ChainedInput
+
         if isinstance(value, OutputRef):
             names = self.state.graph.nodes[value.node_id].output_names
             return ChainedInput(slots[value.node_id], names[value.index])
@@ -363,8 +364,11 @@ class _Concurrent:
 
     def _collect(self) -> None:
         """Wait for results (flushing queued events in time) and handle them."""
-        # Imported here: a run on the inline executor does not load concurrent.futures.
+        # Imported here: a run on the inline executor does not load concurrent.futures, nor
+        # what ships tasks to workers.
         from concurrent.futures import FIRST_COMPLETED, wait
+
+        from pipetrail.execution.executors.shipping import ChainBroken
 
         state = self.state
         timeout = MAX_DELAY_S
