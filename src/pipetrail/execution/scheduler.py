@@ -41,6 +41,7 @@ are cancelled and never start.
 from __future__ import annotations
 
 import heapq
+import queue
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -141,6 +142,7 @@ class _Concurrent:
         self.done: set[str] = set()
         self.blocked: set[str] = set()
         self.running: dict[Future[TaskResult], PreparedStep] = {}
+        self.finished: queue.SimpleQueue[Future[TaskResult]] = queue.SimpleQueue()
         self.failure: StepFailedError | None = None
         self.refused: QuotaExceededError | None = None
         # Chaining (see the module docstring): node id -> the future of its task in
@@ -250,7 +252,7 @@ class _Concurrent:
         if not prepared.loaded:  # a chained task that did not run, or its retry
             load_task_inputs(self.state, prepared, self.options, self.executor, self.observer)
         future = self.executor.submit(prepared.task)
-        self.running[future] = prepared
+        self._await(future, prepared)
         self.in_flight[prepared.node.id] = future
         self.unchained.discard(prepared.node.id)
 
@@ -269,7 +271,13 @@ class _Concurrent:
         )
         if prepared is None:  # not reached: only nodes that execute whatever are chained
             raise RuntimeError(f"chained node {node.id!r} was not executed")
+        self._await(future, prepared)
+
+    def _await(self, future: Future[TaskResult], prepared: PreparedStep) -> None:
+        """Handle ``future``'s result once it is done (:meth:`_collect`)."""
         self.running[future] = prepared
+        # Done futures queue themselves: waiting costs nothing per step in flight.
+        future.add_done_callback(self.finished.put)
 
     def _chain_waiting(self) -> None:
         """Submit, chained on their upstream tasks, the nodes waiting only on tasks in flight.
@@ -364,19 +372,24 @@ class _Concurrent:
 
     def _collect(self) -> None:
         """Wait for results (flushing queued events in time) and handle them."""
-        # Imported here: a run on the inline executor does not load concurrent.futures, nor
-        # what ships tasks to workers.
-        from concurrent.futures import FIRST_COMPLETED, wait
-
+        # Imported here: a run on the inline executor does not load what ships tasks.
         from pipetrail.execution.executors.shipping import ChainBroken
 
         state = self.state
         timeout = MAX_DELAY_S
         if state.pending_since is not None:
             timeout = max(0.0, state.pending_since + MAX_DELAY_S - time.monotonic())
-        finished, _ = wait(list(self.running), timeout=timeout, return_when=FIRST_COMPLETED)
+        finished: list[Future[TaskResult]] = []
+        try:
+            finished.append(self.finished.get(timeout=timeout))
+            while True:
+                finished.append(self.finished.get_nowait())
+        except queue.Empty:
+            pass
         for future in finished:
-            prepared = self.running.pop(future)
+            prepared = self.running.pop(future, None)
+            if prepared is None:
+                continue  # not awaited any more
             result = future.result()
             node = prepared.node
             if isinstance(result.error, ChainBroken) or not self._recorded_inputs(prepared, result):
