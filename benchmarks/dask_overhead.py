@@ -13,9 +13,11 @@ included, spread over its N steps. Two shapes:
   passed to the next submit, so Dask resolves the dependency without the client).
 
 Per-step overhead = wall time / N, on each side; the target is pipetrail within 2x of
-direct submission on the fan-out. The chain is shown for information: direct
-submission never returns to the client between steps, while the coordinator sees every
-result (to record it) before it starts the next step.
+direct submission on both shapes. The chain's steps have their cache off (the run's
+``cache=False``), so pipetrail submits each one chained on the task before it, as the
+direct side does; the coordinator still fetches, checks and records every result. CPU
+time (the coordinator's process, which also runs the scheduler, and the workers') is
+reported for each side, for information: it is steadier than wall time on a busy machine.
 
 Run: ``.venv/bin/python benchmarks/dask_overhead.py [--quick]``.
 """
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +37,19 @@ STEPS = 200
 TARGET_RATIO = 2.0
 
 
-def _pipetrail_seconds(client: Any, definition: Any, project: Path, n: int) -> float:
+def _cpu(client: Any) -> float:
+    """CPU seconds used so far by this process (coordinator and scheduler) and the workers."""
+    return time.process_time() + sum(client.run(time.process_time).values())
+
+
+def _measured(client: Any, work: Any) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (see :func:`_cpu`) of one call of ``work``."""
+    cpu = _cpu(client)
+    seconds = time_call(work)
+    return seconds, _cpu(client) - cpu
+
+
+def _pipetrail(client: Any, definition: Any, project: Path, n: int) -> tuple[float, float]:
     from pipetrail.execution.executors.dask_cluster import DaskExecutor
 
     runner = definition.with_options(
@@ -42,17 +57,17 @@ def _pipetrail_seconds(client: Any, definition: Any, project: Path, n: int) -> f
     )
     try:
         holder: list[Any] = []
-        seconds = time_call(lambda: holder.append(runner.run(n=n)))
+        measured = _measured(client, lambda: holder.append(runner.run(n=n)))
         statuses = [s["status"] for s in holder[0].steps()]
         if statuses.count("completed") != n:
             raise RuntimeError(f"not every step executed: {set(statuses)}")
     finally:
         if runner.project is not None:
             runner.project.close()
-    return seconds
+    return measured
 
 
-def _direct_fanout(client: Any, n: int) -> float:
+def _direct_fanout(client: Any, n: int) -> tuple[float, float]:
     func = _fanout.inc.func
 
     def work() -> None:
@@ -61,20 +76,21 @@ def _direct_fanout(client: Any, n: int) -> float:
         if values != [i + 1 for i in range(n)]:
             raise RuntimeError("direct fan-out computed something else")
 
-    return time_call(work)
+    return _measured(client, work)
 
 
-def _direct_chain(client: Any, n: int) -> float:
+def _direct_chain(client: Any, n: int) -> tuple[float, float]:
     func = _fanout.inc.func
 
     def work() -> None:
+        # As a user chains plain functions: each future is the next submission's argument.
         x = client.submit(func, 0, pure=False)
         for _ in range(n - 1):
             x = client.submit(func, x, pure=False)
         if x.result() != n:
             raise RuntimeError("direct chain computed something else")
 
-    return time_call(work)
+    return _measured(client, work)
 
 
 def run(quick: bool) -> list[Result]:
@@ -97,16 +113,20 @@ def run(quick: bool) -> list[Result]:
     n = STEPS
     log(f"dask_overhead: 2-worker LocalCluster, {reps} x {n} trivial steps, each side")
     cluster, client = _local_cluster(distributed, 2)
-    ours: dict[str, list[float]] = {"fanout": [], "chain": []}
-    direct: dict[str, list[float]] = {"fanout": [], "chain": []}
-    ratios: dict[str, list[float]] = {"fanout": [], "chain": []}
+    shapes = ("fanout", "chain")
+    ours: dict[str, list[float]] = {shape: [] for shape in shapes}
+    direct: dict[str, list[float]] = {shape: [] for shape in shapes}
+    ratios: dict[str, list[float]] = {shape: [] for shape in shapes}
+    cpu_ratios: dict[str, list[float]] = {shape: [] for shape in shapes}
     # One project for the whole benchmark: its stores are created by the warm-up run, so
     # the timed runs pay what every run pays, not the first run's schema creation.
     project = Path(tempfile.mkdtemp(prefix="pipetrail-bench-dask-"))
     try:
         # Warm-up: workers import pipetrail and the steps' module once.
-        _pipetrail_seconds(client, _fanout.fanout, project, 10)
+        _pipetrail(client, _fanout.fanout, project, 10)
+        _pipetrail(client, _fanout.chain, project, 10)
         _direct_fanout(client, 10)
+        _direct_chain(client, 10)
         for i in range(reps):
             for shape, definition, plain in (
                 ("fanout", _fanout.fanout, _direct_fanout),
@@ -114,21 +134,25 @@ def run(quick: bool) -> list[Result]:
             ):
                 # Alternate which side goes first, so drift in load hits both alike.
                 if i % 2:
-                    d = plain(client, n)
-                    p = _pipetrail_seconds(client, definition, project, n)
+                    d, d_cpu = plain(client, n)
+                    p, p_cpu = _pipetrail(client, definition, project, n)
                 else:
-                    p = _pipetrail_seconds(client, definition, project, n)
-                    d = plain(client, n)
+                    p, p_cpu = _pipetrail(client, definition, project, n)
+                    d, d_cpu = plain(client, n)
                 ours[shape].append(p / n * 1e3)
                 direct[shape].append(d / n * 1e3)
                 ratios[shape].append(p / d)
-                log(f"  rep {i + 1} {shape}: pipetrail {p:.2f} s, direct {d:.2f} s")
+                cpu_ratios[shape].append(p_cpu / d_cpu)
+                log(
+                    f"  rep {i + 1} {shape}: pipetrail {p:.2f} s ({p_cpu:.2f} s CPU), "
+                    f"direct {d:.2f} s ({d_cpu:.2f} s CPU)"
+                )
     finally:
         client.close()
         cluster.close()
         shutil.rmtree(project, ignore_errors=True)
     results = []
-    for shape in ("fanout", "chain"):
+    for shape in shapes:
         results += [
             summarize(
                 f"dask_overhead.{shape}_pipetrail",
@@ -143,18 +167,24 @@ def run(quick: bool) -> list[Result]:
                 "ms",
             ),
         ]
-    results.append(
-        summarize(
-            "dask_overhead.fanout_ratio",
-            "pipetrail / direct, fan-out",
-            ratios["fanout"],
-            "x",
-            at_most=TARGET_RATIO,
+    for shape, label in (("fanout", "fan-out"), ("chain", "chain")):
+        results.append(
+            summarize(
+                f"dask_overhead.{shape}_ratio",
+                f"pipetrail / direct, {label}",
+                ratios[shape],
+                "x",
+                at_most=TARGET_RATIO,
+            )
         )
-    )
-    results.append(
-        summarize("dask_overhead.chain_ratio", "pipetrail / direct, chain", ratios["chain"], "x")
-    )
+        results.append(
+            summarize(
+                f"dask_overhead.{shape}_cpu_ratio",
+                f"CPU, pipetrail / direct, {label}",
+                cpu_ratios[shape],
+                "x",
+            )
+        )
     return results
 
 

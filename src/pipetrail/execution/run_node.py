@@ -62,6 +62,7 @@ if TYPE_CHECKING:
     from pipetrail.execution.executors import Executor
     from pipetrail.execution.observer import RunObserver
     from pipetrail.execution.run_state import RunOptions, RunState
+    from pipetrail.execution.task import StepTask
     from pipetrail.store.serializers.base import StoredArtifact
 
 __all__ = ["prepare_node", "run_node"]
@@ -256,12 +257,18 @@ def prepare_node(
     *,
     rerun_reason: str | None = None,
     flush_first: bool = True,
+    step_run_id: str | None = None,
+    chained: bool = False,
 ) -> PreparedStep | None:
     """Decide one node: queue ``step.cached``, or ``step.started`` and load its inputs.
 
     ``flush_first=False`` leaves the queued events to the caller: a step running in
     another process cannot take the coordinator down with what is queued (see
-    :mod:`pipetrail.execution.scheduler`).
+    :mod:`pipetrail.execution.scheduler`). ``chained=True`` records the start of a step
+    whose task was already submitted, chained on its upstream tasks (its
+    ``step_run_id`` given): its inputs are not loaded here (the task's stay empty, see
+    :func:`load_task_inputs`), and the step executes whatever its inputs, since only a
+    step whose cache is off is chained.
 
     Returns:
         None for a cache hit (its events are queued, its outputs known), else the step
@@ -302,7 +309,7 @@ def prepare_node(
     key = cache_key(components)
     unhashable = [*fp.unhashable, *inputs.unhashable, *(planned.unhashable if planned else ())]
     decision = _decide(state, node, key, unhashable, options, rerun_reason)
-    step_run_id = new_id()
+    step_run_id = step_run_id or new_id()
     started_at = now_ts()
     code_events = code_drafts(state, step, fp)
     base = {
@@ -403,6 +410,70 @@ def prepare_node(
     if flush_first:
         flush_before_code(state, speed_key(state, step))
     observer.step_started(node_id=node.id)
+    prepared = PreparedStep(
+        node=node,
+        task=node_task(state, node, options, step_run_id, {}),
+        step_run_id=step_run_id,
+        base=base,
+        decision=decision,
+        key=key,
+        retries=step.options.retries or options.retries,
+        loaded=False,
+    )
+    if not chained:
+        load_task_inputs(state, prepared, options, executor, observer)
+    return prepared
+
+
+def node_task(
+    state: RunState,
+    node: Node,
+    options: RunOptions,
+    step_run_id: str,
+    kwargs: dict[str, Any],
+    input_digests: dict[str, str] | None = None,
+) -> StepTask:
+    """The task executing ``node`` with the arguments ``kwargs``."""
+    from pipetrail.execution.task import StepTask  # a hit executes nothing: loaded here
+
+    step = node.step
+    fp = state.fingerprints[id(step)]
+    planned = state.contracts.get(id(step))
+    return StepTask(
+        node_id=node.id,
+        step_name=step.name,
+        func=step.func,
+        kwargs=kwargs,
+        output_names=node.output_names,
+        seed=derive_seed(state.run_seed, state.identities.identity[node.id]),
+        allow_pickle=step.options.allow_pickle,
+        uses=tuple(fp.distributions),
+        contracts=planned.boundaries if planned is not None else (),
+        contract_fingerprints=planned.fingerprints if planned is not None else {},
+        input_digests=dict(input_digests or {}),
+        privacy=run_privacy(state).task_privacy(node.id),
+        trace=StepTrace(state.run_id, node.id, step_run_id, otel=state.telemetry is not None),
+        resources=dict(step.options.resources or options.resources),
+    )
+
+
+def load_task_inputs(
+    state: RunState,
+    prepared: PreparedStep,
+    options: RunOptions,
+    executor: Executor,
+    observer: RunObserver,
+) -> None:
+    """Load the inputs of a prepared step into its task (on the coordinator).
+
+    An input found corrupt is recomputed first (its producer executes again), and the
+    step's key and inputs recorded are then computed again.
+
+    Raises:
+        IntegrityError: a corrupt input could not be recomputed.
+        LoadError: an input could not be loaded.
+    """
+    node = prepared.node
     # Each executing node has its own folder of input copies: several may be in flight.
     copies = state.copies = InputCopies()
     # Workers of pipetrail's own executors open the store: large inputs go as digests.
@@ -415,48 +486,25 @@ def prepare_node(
             state, producer, options, executor, observer, rerun_reason=reason
         ),
     )
+    components = prepared.base["components"]
     if rerun:  # a producer executed again: its outputs, so this step's key, may differ now
         inputs = describe_inputs(state, node)
         components["inputs"] = inputs.digests
         components["input_formats"] = inputs.formats
-        key = cache_key(components)
-        base.update(cache_key=key, inputs=flat_inputs(inputs.digests))
+        prepared.key = cache_key(components)
+        prepared.base.update(cache_key=prepared.key, inputs=flat_inputs(inputs.digests))
     if state.copies is not copies:  # a producer ran again meanwhile, with its own copies
-        copies_held: tuple[InputCopies, ...] = (copies, state.copies)
+        prepared.copies = (copies, state.copies)
     else:
-        copies_held = (copies,)
-    from pipetrail.execution.task import StepTask  # a hit executes nothing: loaded here
-
+        prepared.copies = (copies,)
     if not state.capture_ready and isinstance(executor, InlineExecutor):
         # Install output capture's logging once for the steps of the run, not per step.
         from pipetrail.capture.output import logging_ready
 
         state.exits.enter_context(logging_ready())
         state.capture_ready = True
-
-    task = StepTask(
-        node_id=node.id,
-        step_name=step.name,
-        func=step.func,
-        kwargs=kwargs,
-        output_names=node.output_names,
-        seed=seed,
-        allow_pickle=step.options.allow_pickle,
-        uses=tuple(fp.distributions),
-        contracts=planned.boundaries if planned is not None else (),
-        contract_fingerprints=planned.fingerprints if planned is not None else {},
-        input_digests={k: v for k, v in inputs.digests.items() if isinstance(v, str)},
-        privacy=run_privacy(state).task_privacy(node.id),
-        trace=StepTrace(state.run_id, node.id, step_run_id, otel=state.telemetry is not None),
-        resources=dict(requested),
-    )
-    return PreparedStep(
-        node=node,
-        task=task,
-        step_run_id=step_run_id,
-        base=base,
-        decision=decision,
-        key=key,
-        copies=copies_held,
-        retries=step.options.retries or options.retries,
-    )
+    prepared.task.kwargs = kwargs
+    prepared.task.input_digests = {
+        k: v for k, v in components["inputs"].items() if isinstance(v, str)
+    }
+    prepared.loaded = True

@@ -22,19 +22,37 @@ started are listed by the run's end event.
 With ``[quotas]`` (:mod:`pipetrail.execution.quotas`) a step is admitted before it
 starts: the run's own steps wait for each other when they fill a concurrency quota; a
 step the quotas refuse stops the run like a failure, without ``--keep-going``.
+
+Chaining (the ``dask`` executor, a run without quotas): a node whose cache is off
+executes whatever its inputs are, so it need not wait for them to be decided. Once all
+its upstream nodes are in flight it is submitted at once, chained on their tasks
+(``submit_chained``): the cluster starts it as soon as they finish, on the worker that
+holds their results, without a round trip through the coordinator. Its record does not
+change: its start is recorded (decided, keyed, ``step.started``) when its upstream nodes
+are done, in graph order as for any node, and its end when its result arrives. A chained
+task whose upstream step failed does not run its step, nor does one given an input only
+the coordinator may load (sealed, a file or folder); the coordinator then sends the step
+the usual way when its upstream nodes are done (a failed one blocks it, as always).
+When the run stops starting nodes (a failure without ``--keep-going``, a refusal), the
+chained nodes whose upstream nodes are done are executing and are recorded; the others
+are cancelled and never start.
 """
 
 from __future__ import annotations
 
+import heapq
+import queue
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from pipetrail.core.clock import new_id
+from pipetrail.core.graph import OutputRef, SourceRef
 from pipetrail.errors import QuotaExceededError, RunInterruptedError, StepFailedError
 from pipetrail.execution.executors import ConcurrentExecutor
 from pipetrail.execution.flushing import MAX_DELAY_S
 from pipetrail.execution.interrupts import interrupt_requested
 from pipetrail.execution.quotas import run_quotas
-from pipetrail.execution.run_node import prepare_node, run_node
+from pipetrail.execution.run_node import load_task_inputs, node_task, prepare_node, run_node
 from pipetrail.execution.run_state import flush, speed_key
 from pipetrail.execution.step_result import PreparedStep, finish_step, retry
 
@@ -114,12 +132,49 @@ class _Concurrent:
         self.options = options
         self.executor = executor
         self.observer = observer
-        self.waiting: list[Node] = list(state.graph.nodes.values())
+        # The nodes not started yet, in graph order; those of them whose upstream nodes
+        # are all done or one blocked (``ready``, by graph position) are decided next.
+        self.waiting: dict[str, Node] = dict(state.graph.nodes)
+        self.position = {node_id: i for i, node_id in enumerate(self.waiting)}
+        self.left: dict[str, int] = {}
+        self.downstream: dict[str, list[str]] = {}
+        self.ready: list[tuple[int, str]] = []
         self.done: set[str] = set()
         self.blocked: set[str] = set()
         self.running: dict[Future[TaskResult], PreparedStep] = {}
+        self.finished: queue.SimpleQueue[Future[TaskResult]] = queue.SimpleQueue()
         self.failure: StepFailedError | None = None
         self.refused: QuotaExceededError | None = None
+        # Chaining (see the module docstring): node id -> the future of its task in
+        # flight, and the chained tasks whose start is not recorded yet (node id ->
+        # their future and step run id).
+        self.in_flight: dict[str, Future[TaskResult]] = {}
+        self.chained: dict[str, tuple[Future[TaskResult], str]] = {}
+        # node id -> its chained task's upstream nodes, by slot (ChainedInput.slot).
+        self.slots: dict[str, list[str]] = {}
+        self.upstream = {node_id: node.upstream() for node_id, node in self.waiting.items()}
+        for node_id, upstream in self.upstream.items():
+            self.left[node_id] = len(upstream)
+            for up in upstream:
+                self.downstream.setdefault(up, []).append(node_id)
+            if not upstream:
+                heapq.heappush(self.ready, (self.position[node_id], node_id))
+        # The nodes that may be chained, until they are: see _chain_waiting.
+        self.unchained: set[str] = set()
+        if getattr(executor, "submit_chained", None) is not None and state.quotas is None:
+            self.unchained = {
+                node_id
+                for node_id, node in self.waiting.items()
+                if self.upstream[node_id] and not (options.cache and node.step.options.cache)
+            }
+
+    def _resolved(self, node_id: str) -> None:
+        """``node_id`` is done or blocked: its downstream nodes may be decided."""
+        blocked = node_id in self.blocked
+        for down in self.downstream.get(node_id, ()):
+            self.left[down] -= 1
+            if (blocked or self.left[down] == 0) and down in self.waiting:
+                heapq.heappush(self.ready, (self.position[down], down))
 
     def run(self) -> None:
         try:
@@ -127,8 +182,10 @@ class _Concurrent:
                 _check_interrupt()
                 if self.refused is None and (self.failure is None or self.options.keep_going):
                     self._start_ready()
-                elif not self.running:
-                    break
+                else:
+                    self._settle_chained()
+                    if not self.running:
+                        break
                 if not self.running:
                     if self.waiting and not self._any_startable():
                         break  # only nodes below a failure are left
@@ -137,28 +194,39 @@ class _Concurrent:
         finally:
             for future in self.running:
                 future.cancel()
+            self._cancel_chained(list(self.chained))
         if self.failure is not None:
             raise self.failure
         if self.refused is not None:
             raise self.refused
 
     def _any_startable(self) -> bool:
-        return any(not self.blocked.intersection(n.upstream()) for n in self.waiting)
+        return any(not self.blocked.intersection(self.upstream[n]) for n in self.waiting)
 
     def _start_ready(self) -> None:
         """Decide, in graph order, every node whose upstream nodes are done."""
-        still: list[Node] = []
-        for node in self.waiting:
-            upstream = node.upstream()
-            if self.blocked.intersection(upstream):
-                self.blocked.add(node.id)
+        again: list[tuple[int, str]] = []
+        while self.ready:
+            entry = heapq.heappop(self.ready)
+            node_id = entry[1]
+            node = self.waiting.get(node_id)
+            if node is None:
+                continue  # decided already (queued twice)
+            if self.blocked.intersection(self.upstream[node_id]):
+                self.blocked.add(node_id)
+                del self.waiting[node_id]
+                self._cancel_chained([node_id])
+                self._resolved(node_id)
                 continue
-            if not self.done.issuperset(upstream) or self.refused is not None:
-                still.append(node)
-                continue
+            if self.left[node_id] > 0:
+                continue  # queued when an upstream node was blocked, since undone
             quotas = self.state.quotas
-            if quotas is not None and quotas.should_wait():
-                still.append(node)  # the run's own steps fill a quota: one must end first
+            if self.refused is not None or (quotas is not None and quotas.should_wait()):
+                again.append(entry)  # the run's own steps fill a quota: one must end first
+                continue
+            if node_id in self.chained:
+                del self.waiting[node_id]
+                self._start_chained(node)
                 continue
             try:
                 prepared = prepare_node(
@@ -167,34 +235,177 @@ class _Concurrent:
             except QuotaExceededError as exc:
                 # Refused before it started; the steps executing finish and are recorded.
                 self.refused = exc
-                still.append(node)
+                again.append(entry)
                 continue
+            del self.waiting[node_id]
             if prepared is None:
-                self.done.add(node.id)
+                self.done.add(node_id)
+                self._resolved(node_id)
             else:
-                self.running[self.executor.submit(prepared.task)] = prepared
-        self.waiting = still
+                self._submit(prepared)
+        for entry in again:
+            heapq.heappush(self.ready, entry)
+        if self.unchained:
+            self._chain_waiting()
+
+    def _submit(self, prepared: PreparedStep) -> None:
+        if not prepared.loaded:  # a chained task that did not run, or its retry
+            load_task_inputs(self.state, prepared, self.options, self.executor, self.observer)
+        future = self.executor.submit(prepared.task)
+        self._await(future, prepared)
+        self.in_flight[prepared.node.id] = future
+        self.unchained.discard(prepared.node.id)
+
+    def _start_chained(self, node: Node) -> None:
+        """Record the start of a chained node (its upstream nodes are done)."""
+        future, step_run_id = self.chained.pop(node.id)
+        prepared = prepare_node(
+            self.state,
+            node,
+            self.options,
+            self.executor,
+            self.observer,
+            flush_first=False,
+            step_run_id=step_run_id,
+            chained=True,
+        )
+        if prepared is None:  # not reached: only nodes that execute whatever are chained
+            raise RuntimeError(f"chained node {node.id!r} was not executed")
+        self._await(future, prepared)
+
+    def _await(self, future: Future[TaskResult], prepared: PreparedStep) -> None:
+        """Handle ``future``'s result once it is done (:meth:`_collect`)."""
+        self.running[future] = prepared
+        # Done futures queue themselves: waiting costs nothing per step in flight.
+        future.add_done_callback(self.finished.put)
+
+    def _chain_waiting(self) -> None:
+        """Submit, chained on their upstream tasks, the nodes waiting only on tasks in flight.
+
+        Only a node that executes whatever its inputs are (its cache is off) is chained:
+        a cached one is decided by its inputs' digests, known only when they are done.
+        """
+        submit_chained = self.executor.submit_chained  # type: ignore[attr-defined]
+        for node in self.waiting.values():
+            if node.id not in self.unchained:
+                continue
+            upstream = self.upstream[node.id]
+            if not all(up in self.in_flight for up in upstream):
+                continue
+            self.unchained.discard(node.id)  # tried once: sent the usual way when refused
+            order = sorted(upstream)
+            slots = {up: i for i, up in enumerate(order)}
+            step_run_id = new_id()
+            kwargs = {
+                name: self._chained_input(value, slots) for name, value in node.inputs.items()
+            }
+            task = node_task(
+                self.state,
+                node,
+                self.options,
+                step_run_id,
+                kwargs,
+                {
+                    name: self.state.sources[value][0]
+                    for name, value in node.inputs.items()
+                    if isinstance(value, SourceRef)
+                },
+            )
+            future = submit_chained(task, [self.in_flight[up] for up in order])
+            if future is not None:
+                self.chained[node.id] = (future, step_run_id)
+                self.in_flight[node.id] = future
+                self.slots[node.id] = order
+
+    def _recorded_inputs(self, prepared: PreparedStep, result: TaskResult) -> bool:
+        """Whether a chained step loaded exactly the upstream outputs recorded for it."""
+        order = self.slots.get(prepared.node.id)
+        if order is None or prepared.loaded:
+            return True  # not a chained task's result
+        for label, digest in result.chained_inputs.items():
+            slot, _, name = label.partition("/")
+            up = order[int(slot)]
+            names = self.state.graph.nodes[up].output_names
+            if self.state.outputs[up][names.index(name)].digest != digest:
+                return False
+        return True
+
+    def _chained_input(self, value: Any, slots: dict[str, int]) -> Any:
+        from pipetrail.execution.executors.shipping import ChainedInput
+
+        if isinstance(value, OutputRef):
+            names = self.state.graph.nodes[value.node_id].output_names
+            return ChainedInput(slots[value.node_id], names[value.index])
+        if isinstance(value, SourceRef):
+            return self.state.sources[value][1]
+        if isinstance(value, list):
+            return [self._chained_input(v, slots) for v in value]
+        if isinstance(value, tuple):
+            return tuple(self._chained_input(v, slots) for v in value)
+        if isinstance(value, dict):
+            return {k: self._chained_input(v, slots) for k, v in value.items()}
+        return value
+
+    def _settle_chained(self) -> None:
+        """Once no node starts any more: record the chained nodes the cluster started.
+
+        Those whose upstream nodes are all done are executing (or about to): they are
+        recorded and awaited like the others. The others are cancelled: they never
+        start, as an unchained node would not.
+        """
+        if not self.chained:
+            return
+        for node in list(self.waiting.values()):
+            if node.id in self.chained and self.done.issuperset(self.upstream[node.id]):
+                del self.waiting[node.id]
+                self._start_chained(node)
+        self._cancel_chained([n for n in self.waiting if n in self.chained])
+
+    def _cancel_chained(self, node_ids: list[str]) -> None:
+        futures = []
+        for node_id in node_ids:
+            if node_id in self.chained:
+                futures.append(self.chained.pop(node_id)[0])
+                del self.in_flight[node_id]
+        if futures:
+            self.executor.cancel(futures)  # type: ignore[attr-defined]
 
     def _collect(self) -> None:
         """Wait for results (flushing queued events in time) and handle them."""
-        # Imported here: a run on the inline executor does not load concurrent.futures.
-        from concurrent.futures import FIRST_COMPLETED, wait
+        # Imported here: a run on the inline executor does not load what ships tasks.
+        from pipetrail.execution.executors.shipping import ChainBroken
 
         state = self.state
         timeout = MAX_DELAY_S
         if state.pending_since is not None:
             timeout = max(0.0, state.pending_since + MAX_DELAY_S - time.monotonic())
-        finished, _ = wait(list(self.running), timeout=timeout, return_when=FIRST_COMPLETED)
+        finished: list[Future[TaskResult]] = []
+        try:
+            finished.append(self.finished.get(timeout=timeout))
+            while True:
+                finished.append(self.finished.get_nowait())
+        except queue.Empty:
+            pass
         for future in finished:
-            prepared = self.running.pop(future)
+            prepared = self.running.pop(future, None)
+            if prepared is None:
+                continue  # not awaited any more
             result = future.result()
             node = prepared.node
+            if isinstance(result.error, ChainBroken) or not self._recorded_inputs(prepared, result):
+                # The chained task did not run the step (an upstream attempt failed...),
+                # or ran it on other bytes than those recorded (its upstream task was
+                # computed again on the cluster): it is sent now with the inputs loaded
+                # here, as an unchained one.
+                self._submit(prepared)
+                continue
             state.step_times.record(
                 speed_key(state, node.step), result.resources.get("wall_ns", 0) / 1e9
             )
             if retry(prepared, result):
-                self.running[self.executor.submit(prepared.task)] = prepared
+                self._submit(prepared)
                 continue
+            del self.in_flight[node.id]
             if state.quotas is not None:
                 state.quotas.release()
             try:
@@ -204,7 +415,9 @@ class _Concurrent:
                 self.blocked.add(node.id)
             else:
                 self.done.add(node.id)
+            self._resolved(node.id)
         if state.pending_since is not None and (
-            time.monotonic() - state.pending_since >= MAX_DELAY_S or not self.running
+            time.monotonic() - state.pending_since >= MAX_DELAY_S
+            or not (self.running or self.chained)
         ):
             flush(state)

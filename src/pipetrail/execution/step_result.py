@@ -51,6 +51,8 @@ class PreparedStep:
         copies: the folders of its inputs' disk copies, removed when it has run.
         retries: how many failed attempts may be executed again.
         attempts: the failed attempts so far (recorded in its event when not empty).
+        loaded: whether ``task`` holds its inputs (a chained step's task, submitted
+            before its inputs existed, does not: see :mod:`pipetrail.execution.scheduler`).
     """
 
     node: Node
@@ -62,6 +64,7 @@ class PreparedStep:
     copies: tuple[InputCopies, ...] = ()
     retries: int = 0
     attempts: list[dict[str, Any]] = field(default_factory=list)
+    loaded: bool = True
 
 
 def retry(prepared: PreparedStep, result: TaskResult) -> bool:

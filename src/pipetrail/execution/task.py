@@ -116,6 +116,8 @@ class TaskResult:
         small_objects: small objects a worker process stored but did not write
             (``{digest: bytes}``); the coordinator puts them in the store before it
             records anything naming them.
+        chained_inputs: for a chained task, ``"SLOT/NAME"`` -> the digest of each
+            upstream output it loaded (the coordinator checks they are the recorded ones).
     """
 
     outputs: dict[str, StoredArtifact] = field(default_factory=dict)
@@ -132,6 +134,7 @@ class TaskResult:
     data_ops: list[dict[str, Any]] = field(default_factory=list)
     worker: dict[str, Any] | None = None
     small_objects: dict[str, bytes] = field(default_factory=dict)
+    chained_inputs: dict[str, str] = field(default_factory=dict)
 
 
 class ShippedError(Exception):

@@ -16,6 +16,12 @@ reported by Dask as ``KilledWorker``; the local cluster is made with
 :class:`~pipetrail.errors.WorkerLostError`, like on the process pool. Backend errors
 are translated here (:func:`_dask_errors`); callers never see a Dask exception.
 
+:meth:`DaskExecutor.submit_chained` sends a task whose inputs are the results of tasks
+still in flight (their Dask futures are its arguments), so Dask starts it when they
+finish without a round trip through the coordinator (see
+:mod:`pipetrail.execution.scheduler` for which steps are chained, and
+:func:`~pipetrail.execution.executors.shipping.run_chained` for what the worker does).
+
 A step's resource request is submitted as Dask worker resources (``cpu``, ``memory``,
 ``gpu``: see :mod:`pipetrail.execution.executors.capacity`), so Dask runs it only on a
 worker that declares enough and never runs more at once than the worker has. Before
@@ -80,6 +86,18 @@ def _run_on_worker(context: WorkerContext, data: bytes) -> bytes:
     return run_shipped(context, data, where)
 
 
+def _run_chained_on_worker(context: WorkerContext, data: bytes, upstream: list[bytes]) -> bytes:
+    """What each chained Dask task runs: ``upstream`` are its upstream tasks' results."""
+    from pipetrail.execution.executors.shipping import run_chained
+
+    where: dict[str, Any] = {}
+    with contextlib.suppress(ValueError, ImportError):
+        from distributed import get_worker
+
+        where["address"] = get_worker().address
+    return run_chained(context, data, upstream, where)
+
+
 class DaskExecutor:
     """Runs steps on a Dask distributed cluster.
 
@@ -124,7 +142,10 @@ class DaskExecutor:
         # Results are collected by one thread from a Dask ``as_completed`` (cheaper than a
         # callback per future, which waits on the client's event loop for each result).
         self._completed: Any = None
-        self._waiting: dict[str, tuple[Future[TaskResult], str]] = {}
+        # Dask key -> (the step's future, its name, whether it is chained).
+        self._waiting: dict[str, tuple[Future[TaskResult], str, bool]] = {}
+        # The Dask future of each step's future in flight (chained tasks wait on them).
+        self._remotes: dict[Future[TaskResult], Any] = {}
         self._lock = threading.Lock()
         self._added = threading.Event()
         self._stop = threading.Event()
@@ -220,9 +241,11 @@ class DaskExecutor:
                 self._added.clear()
                 continue
             with self._lock:
-                done, step = self._waiting.pop(remote.key, (None, ""))
+                done, step, chained = self._waiting.pop(remote.key, (None, "", False))
+                if done is not None:
+                    self._remotes.pop(done, None)
             if done is not None:
-                done.set_result(_result(remote.status, value, step))
+                done.set_result(_result(remote, value, step, chained=chained))
 
     def shutdown(self) -> None:
         """Close the client and the local cluster this executor made."""
@@ -233,7 +256,8 @@ class DaskExecutor:
             self._collector = None
         with self._lock:
             waiting, self._waiting = self._waiting, {}
-        for done, _ in waiting.values():
+            self._remotes = {}
+        for done, *_ in waiting.values():
             done.cancel()
         self._completed = None
         self._context_future = None
@@ -265,20 +289,85 @@ class DaskExecutor:
                 done.set_result(refused(task.step_name, problem))
                 return done
         data = encode_task(task)
+        self._send(done, task, _run_on_worker, data)
+        return done
+
+    def submit_chained(
+        self, task: StepTask, upstream: list[Future[TaskResult]]
+    ) -> Future[TaskResult] | None:
+        """Send a task that waits on the cluster for the steps of ``upstream`` to finish.
+
+        The task's inputs name outputs of ``upstream``
+        (:class:`~pipetrail.execution.executors.shipping.ChainedInput`, by position):
+        Dask starts it as soon as they are done, on the worker that holds their results
+        when it can, without a round trip through the coordinator. Its result's error is
+        a :class:`~pipetrail.execution.executors.shipping.ChainBroken` when it did not
+        run its step (an upstream step failed...); see
+        :func:`~pipetrail.execution.executors.shipping.run_chained`.
+
+        Returns:
+            None when it cannot be chained (an upstream future is no longer in flight,
+            the step cannot be sent, or no worker has the resources it requests): the
+            coordinator submits it the usual way once its inputs are done.
+
+        Raises:
+            ExecutorError: the executor was not started.
+        """
+        from pipetrail.execution.executors.shipping import encode_task
+
+        if self._client is None:
+            raise ExecutorError("the dask executor was not started")
+        with self._lock:
+            remotes = [self._remotes.get(future) for future in upstream]
+        if any(remote is None for remote in remotes):
+            return None
+        if task.resources and self._unsatisfiable(task.resources) is not None:
+            return None
+        try:
+            data = encode_task(task)
+        except ExecutorError:
+            return None
+        done: Future[TaskResult] = Future()
+        done.set_running_or_notify_cancel()
+        self._send(done, task, _run_chained_on_worker, data, remotes)
+        return done
+
+    def cancel(self, futures: list[Future[TaskResult]]) -> None:
+        """Cancel chained tasks whose steps must not start (see :meth:`submit_chained`).
+
+        A task already running finishes on its worker, and its result is dropped.
+        """
+        with self._lock:
+            remotes = [self._remotes[f] for f in futures if f in self._remotes]
+        if remotes and self._client is not None:
+            with contextlib.suppress(Exception):
+                self._client.cancel(remotes)
+
+    def _send(
+        self,
+        done: Future[TaskResult],
+        task: StepTask,
+        function: Any,
+        data: bytes,
+        upstream: list[Any] | None = None,
+    ) -> None:
+        """Submit one Dask task whose result completes ``done``."""
+        extra = () if upstream is None else (upstream,)
         with _dask_errors(self):
             remote = self._client.submit(
-                _run_on_worker,
+                function,
                 self._context_ref(),
                 data,
+                *extra,
                 pure=False,
                 retries=0,
                 resources=dict(task.resources) or None,
             )
             with self._lock:
-                self._waiting[remote.key] = (done, task.step_name)
+                self._waiting[remote.key] = (done, task.step_name, upstream is not None)
+                self._remotes[done] = remote
             self._completed.add(remote)
         self._added.set()
-        return done
 
     def _unsatisfiable(self, request: dict[str, float]) -> str | None:
         """Why no worker can run a step requesting ``request``; None when one can."""
@@ -343,18 +432,25 @@ def _local_cluster(
     return cluster, distributed.Client(cluster, set_as_default=False)
 
 
-def _result(status: str, value: Any, step: str) -> TaskResult:
+def _result(remote: Any, value: Any, step: str, *, chained: bool = False) -> TaskResult:
     """The step's result from a finished Dask task; a lost worker as the step's error.
 
     ``value`` is what the task returned, or for a task in error ``(type, exception,
-    traceback)``.
+    traceback)``. A chained task that failed for another reason than its own worker
+    dying did not run its step (an upstream task failed): its error is then a
+    :class:`~pipetrail.execution.executors.shipping.ChainBroken`.
     """
     from distributed.scheduler import KilledWorker
 
-    from pipetrail.execution.executors.shipping import decode_result
+    from pipetrail.execution.executors.shipping import ChainBroken, decode_result
     from pipetrail.execution.task import TaskResult
 
+    status = remote.status
     error: Exception
+    if chained and status != "finished":
+        problem = value[1] if isinstance(value, tuple) and len(value) == 3 else value
+        if not (isinstance(problem, KilledWorker) and problem.task == remote.key):
+            return TaskResult(error=ChainBroken(f"the chained step {step!r} did not run"))
     if status == "finished":
         try:
             return decode_result(value)

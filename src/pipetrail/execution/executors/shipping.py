@@ -59,11 +59,14 @@ if TYPE_CHECKING:
 
 __all__ = [
     "SHIP_BY_DIGEST_BYTES",
+    "ChainBroken",
+    "ChainedInput",
     "StoredInput",
     "WorkerContext",
     "decode_result",
     "encode_result",
     "encode_task",
+    "run_chained",
     "run_shipped",
     "ships_by_digest",
     "worker_context",
@@ -84,6 +87,27 @@ class StoredInput:
     """
 
     record: StoredArtifact
+
+
+@dataclass(frozen=True)
+class ChainedInput:
+    """An input of a chained task: an output of an upstream task still running.
+
+    Attributes:
+        slot: which upstream result (the position in the list the task is given).
+        name: the upstream step's output name.
+    """
+
+    slot: int
+    name: str
+
+
+class ChainBroken(ExecutorError):
+    """A chained task did not run its step; the coordinator sends the step the usual way.
+
+    Its upstream step failed or did not run, or one of its inputs is one only the
+    coordinator may load (sealed, a file or a folder, or one that did not load).
+    """
 
 
 def ships_by_digest(record: StoredArtifact) -> bool:
@@ -293,6 +317,78 @@ def _sendable(result: TaskResult) -> tuple[TaskResult, BaseException | None]:
     return result, cause
 
 
+def run_chained(
+    context: WorkerContext, data: bytes, upstream: Sequence[bytes], worker: dict[str, Any]
+) -> bytes:
+    """Run one chained task: its inputs are outputs of the ``upstream`` results.
+
+    ``upstream`` are the encoded results of the tasks it was submitted after (Dask hands
+    them over on the worker, without a round trip through the coordinator). Each
+    :class:`ChainedInput` of the task is loaded from the bytes its upstream step just
+    wrote, as the coordinator loads it for an unchained task. When an upstream step
+    failed, or an input is one only the coordinator may load, the step does not run:
+    the result's error is a :class:`ChainBroken`, and nothing is stored.
+    """
+    try:
+        store, registry = _load_context(context)
+        results = [decode_result(item) for item in upstream]
+        task: StepTask = pickle.loads(data)
+    except Exception as exc:  # noqa: BLE001 - the coordinator sends the step again
+        return _broken(f"the chained task could not be read: {type(exc).__name__}: {exc}")
+    failed = [r for r in results if r.error is not None]
+    if failed:
+        return _broken("an upstream step failed")
+    digests: dict[str, str] = {}
+    used: dict[str, str] = {}
+    try:
+        kwargs = {}
+        for name, value in task.kwargs.items():
+            kwargs[name] = _chained(value, results, store, registry, used)
+            if isinstance(value, ChainedInput):
+                digests[name] = results[value.slot].outputs[value.name].digest
+    except Exception as exc:  # noqa: BLE001 - the coordinator loads it, and reports a failure
+        return _broken(f"an input is loaded by the coordinator ({type(exc).__name__}: {exc})")
+    task.kwargs = kwargs
+    task.input_digests = {**task.input_digests, **digests}
+    return _run_task(task, store, registry, worker, used)
+
+
+def _broken(reason: str) -> bytes:
+    from pipetrail.execution.task import TaskResult
+
+    return encode_result(TaskResult(error=ChainBroken(f"the chained step did not run: {reason}")))
+
+
+def _chained(
+    value: Any,
+    results: Sequence[TaskResult],
+    store: ContentStore,
+    registry: SerializerRegistry,
+    used: dict[str, str],
+) -> Any:
+    """``value`` with each :class:`ChainedInput` in it loaded from its upstream result.
+
+    Each one loaded is noted in ``used`` (``"SLOT/NAME"`` -> digest).
+    """
+    if isinstance(value, ChainedInput):
+        from pipetrail.store.serializers.kept_bytes import kept_view
+
+        result = results[value.slot]
+        record = result.outputs[value.name]
+        if record.meta.get("sealed") or record.serializer in _COPIED_FORMATS:
+            raise ExecutorError(f"its input {record.digest} is sealed, a file or a folder")
+        written = {**result.small_objects, **result.kept}
+        used[f"{value.slot}/{value.name}"] = record.digest
+        return registry.load(record, kept_view(store, written))
+    if type(value) is list:
+        return [_chained(v, results, store, registry, used) for v in value]
+    if type(value) is tuple:
+        return tuple(_chained(v, results, store, registry, used) for v in value)
+    if type(value) is dict:
+        return {k: _chained(v, results, store, registry, used) for k, v in value.items()}
+    return value
+
+
 def run_shipped(context: WorkerContext, data: bytes, worker: dict[str, Any]) -> bytes:
     """Run one encoded task on this worker; return the encoded result.
 
@@ -306,8 +402,6 @@ def run_shipped(context: WorkerContext, data: bytes, worker: dict[str, Any]) -> 
         data: the task from :func:`encode_task`.
         worker: what to record about where it ran (``host`` and ``pid`` are added).
     """
-    from pipetrail.execution.task import execute_task
-
     try:
         store, registry = _load_context(context)
         task: StepTask = pickle.loads(data)
@@ -325,6 +419,19 @@ def run_shipped(context: WorkerContext, data: bytes, worker: dict[str, Any]) -> 
         from pipetrail.execution.task import TaskResult
 
         return encode_result(TaskResult(error=problem.error(task), traceback=problem.text))
+    return _run_task(task, store, registry, worker)
+
+
+def _run_task(
+    task: StepTask,
+    store: ContentStore,
+    registry: SerializerRegistry,
+    worker: dict[str, Any],
+    chained_inputs: dict[str, str] | None = None,
+) -> bytes:
+    """Execute a decoded task with its inputs loaded; the encoded result."""
+    from pipetrail.execution.task import execute_task
+
     take = getattr(store, "take_small_writes", None)
     if take is not None:
         store.hold_small_writes()  # type: ignore[attr-defined]
@@ -334,6 +441,7 @@ def run_shipped(context: WorkerContext, data: bytes, worker: dict[str, Any]) -> 
         small = take() if take is not None else {}
     result.small_objects = small
     result.worker = {"host": socket.gethostname(), "pid": os.getpid(), **worker}
+    result.chained_inputs = dict(chained_inputs or {})
     return encode_result(result)
 
 
