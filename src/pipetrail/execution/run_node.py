@@ -389,6 +389,8 @@ def prepare_node(
                         "code_source",
                         "seed",
                         "started_at",
+                        # What it asks for shows while it runs (only steps that ask).
+                        *(("resource_requests",) if "resource_requests" in base else ()),
                     )
                 },
                 run_id=state.run_id,
