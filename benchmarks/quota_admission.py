@@ -110,4 +110,3 @@ def run(quick: bool) -> list[Result]:
 
 if __name__ == "__main__":
     sys.exit(main(run, (__doc__ or "").splitlines()[0]))
-

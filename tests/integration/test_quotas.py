@@ -57,9 +57,19 @@ def wait(n: int, gate: str) -> int:
     return n
 
 
+@step(cache=False)
+def burn_more(n: int) -> int:
+    return burn.func(n)
+
+
 @pipeline
 def burner(n: int = 1):
     return burn(n)
+
+
+@pipeline
+def burn_twice(n: int = 1):
+    return burn_more(burn(n))
 
 
 @pipeline
@@ -134,6 +144,24 @@ def test_cpu_hours_per_day_refuse_the_step_before_it_starts(
     assert done.returncode == 7, done.stderr
     assert "error: step 'burn' refused" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_cpu_of_a_step_that_just_ended_counts_before_its_end_is_appended(
+    metadata_url: str, project_root: Path, files: PipelineFiles, unique: Callable[[str], str]
+) -> None:
+    # The first step's end is still queued when the second asks (fast steps' events are
+    # batched): the check counts it all the same.
+    project = _project(project_root, metadata_url, "[quotas]\ncpu_hours_per_day = 1e-9\n")
+    twice = files.load(unique("burn_twice"), BURN, target="burn_twice")
+    try:
+        with pytest.raises(QuotaExceededError, match=r"step 'burn_more' refused: the project's"):
+            run_pipeline(twice, {"n": 1}, project, RunOptions(cache=False))
+        run = project.reader().list_runs(limit=1)[0]
+        assert run["status"] == "failed"
+        steps = [(k, p["node_id"]) for k, p in _events(project, run["run_id"]) if "step" in k]
+        assert steps == [("step.started", "burn"), ("step.completed", "burn")]
+    finally:
+        project.close()
 
 
 def test_a_sweep_refuses_each_remaining_point(

@@ -46,6 +46,7 @@ from typing import TYPE_CHECKING, Any
 from pipetrail.capture.owner import current_owner
 from pipetrail.core.clock import format_ts, utcnow
 from pipetrail.errors import ProjectError, QuotaExceededError
+from pipetrail.ledger import EventKind
 from pipetrail.ledger.quota_reads import (
     cpu_seconds_after,
     cpu_seconds_since,
@@ -269,7 +270,24 @@ class RunQuotas:
             totals[who] = totals.get(who, 0.0) + seconds
         self._cpu = (since, head, totals)
         user = None if holder == "project" else self.user
-        return sum(s for who, s in totals.items() if user is None or who == user) / 3600
+        used = sum(s for who, s in totals.items() if user is None or who == user)
+        return (used + self._queued_cpu(since)) / 3600
+
+    def _queued_cpu(self, since: str) -> float:
+        """CPU seconds of the run's own steps that ended but whose end is still queued.
+
+        They are appended in the very transaction the check runs in (after it), so the
+        ledger does not hold them yet; the next read finds them there.
+        """
+        seconds = 0.0
+        for draft in self.state.pending:
+            if draft.kind not in (EventKind.STEP_COMPLETED, EventKind.STEP_FAILED):
+                continue
+            p = draft.payload
+            cpu_ns = (p.get("resources") or {}).get("cpu_ns")
+            if str(p.get("ended_at") or "") >= since and isinstance(cpu_ns, int | float):
+                seconds += max(0.0, float(cpu_ns)) / 1e9
+        return seconds
 
     def _mine(self) -> int:
         with _LOCK:
