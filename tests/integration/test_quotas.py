@@ -62,6 +62,19 @@ def burn_more(n: int) -> int:
     return burn.func(n)
 
 
+@step(cache=False)
+def bump(n: int) -> int:
+    return n + 1
+
+
+@pipeline
+def bumps(n: int = 0):
+    x = bump(n)
+    for _ in range(29):
+        x = bump(x)
+    return x
+
+
 @pipeline
 def burner(n: int = 1):
     return burn(n)
@@ -162,6 +175,49 @@ def test_the_cpu_of_a_step_that_just_ended_counts_before_its_end_is_appended(
         assert steps == [("step.started", "burn"), ("step.completed", "burn")]
     finally:
         project.close()
+
+
+def _starts_ending_their_append(project: Project, run_id: str) -> list[bool]:
+    """For each step.started of the run: whether it is the last event of its append."""
+    events = list(project.ledger.iter_events())
+    found = []
+    for at, event in enumerate(events):
+        if event.run_id == run_id and event.kind == "step.started":
+            after = events[at + 1] if at + 1 < len(events) else None
+            found.append(after is None or after.ts != event.ts)  # one append, one ts
+    return found
+
+
+@pytest.mark.parametrize(
+    ("quotas", "checked"),
+    [
+        ("[quotas]\nconcurrent_steps = 64\n", True),
+        ("[quotas.user]\ncpu_hours_per_day = 1000\n", True),
+        ("[quotas.users.someone-else]\nconcurrent_steps = 1\n", False),
+        ("", False),
+    ],
+)
+def test_a_quota_that_applies_costs_a_transaction_per_step_and_no_other_does(
+    project_root: Path,
+    files: PipelineFiles,
+    unique: Callable[[str], str],
+    quotas: str,
+    checked: bool,
+) -> None:
+    (project_root / "pipetrail.toml").write_text(quotas)
+    bumps = files.load(unique("bumps"), BURN, target="bumps")
+    project = Project.at(project_root)
+    try:
+        run = run_pipeline(bumps, {"n": 0}, project, RunOptions(cache=False))
+        assert run.status == "completed"
+        alone = _starts_ending_their_append(project, run.id)
+    finally:
+        project.close()
+    assert len(alone) == 30
+    if checked:  # each start is committed by its own check-and-admit transaction
+        assert all(alone)
+    else:  # fast steps' starts go with other events, as without quotas (ADR 0017)
+        assert not all(alone)
 
 
 def test_a_sweep_refuses_each_remaining_point(

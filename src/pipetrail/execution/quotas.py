@@ -18,7 +18,10 @@ A user is the owner a run records (:func:`~pipetrail.capture.owner.current_owner
 every host.
 
 Checked by the coordinator before each step that executes (cache hits cost nothing),
-before its ``step.started`` is recorded:
+inside the write transaction that records its ``step.started``, under the ledger's write
+lock (:meth:`RunQuotas.admit`): two coordinators asking at once are served one after
+the other, and the second sees the first one's step (see
+docs/adr/0030-quota-admission-under-the-ledger-lock.md):
 
 * ``concurrent_steps``: the steps executing now, counted from the ledger (step runs
   recorded as executing in running runs of other processes) and in this process (its
@@ -26,13 +29,16 @@ before its ``step.started`` is recorded:
   wait for each other (the scheduler does not submit past the limit); a step finding
   the quota used up by other runs alone is refused;
 * ``cpu_hours_per_day``: the CPU time the step runs that ended since midnight UTC
-  recorded (their ``resources.cpu_ns``, on every executor), summed; once it reaches the
-  limit, every step is refused until the next UTC day.
+  recorded (their ``resources.cpu_ns``, on every executor), summed, with the run's own
+  ended steps whose end is still queued; once it reaches the limit, every step is
+  refused until the next UTC day. The day is read once per run, then only the step
+  events appended since.
 
 A refusal is a :class:`~pipetrail.errors.QuotaExceededError` naming the quota, its limit
 and what is in use: the step does not start and the run is recorded as failed with
 that message (in a sweep, each remaining point is refused the same way). Without a
-``[quotas]`` table a run costs one read of the file's bytes and nothing more.
+``[quotas]`` table (or when it limits only other users) a run costs one read of the
+file's bytes and nothing more: no read of the ledger, no transaction of its own.
 """
 
 from __future__ import annotations
