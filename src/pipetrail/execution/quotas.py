@@ -52,9 +52,9 @@ from typing import TYPE_CHECKING, Any
 from pipetrail.capture.owner import current_owner
 from pipetrail.core.clock import format_ts, utcnow
 from pipetrail.errors import ProjectError, QuotaExceededError
-from pipetrail.ledger import EventKind
 from pipetrail.ledger.quota_reads import (
     cpu_seconds_after,
+    cpu_seconds_queued,
     cpu_seconds_since,
     executing_step_runs,
     newest_seq,
@@ -285,15 +285,7 @@ class RunQuotas:
         They are appended in the very transaction the check runs in (after it), so the
         ledger does not hold them yet; the next read finds them there.
         """
-        seconds = 0.0
-        for draft in self.state.pending:
-            if draft.kind not in (EventKind.STEP_COMPLETED, EventKind.STEP_FAILED):
-                continue
-            p = draft.payload
-            cpu_ns = (p.get("resources") or {}).get("cpu_ns")
-            if str(p.get("ended_at") or "") >= since and isinstance(cpu_ns, int | float):
-                seconds += max(0.0, float(cpu_ns)) / 1e9
-        return seconds
+        return cpu_seconds_queued(self.state.pending, since)
 
     def _mine(self) -> int:
         with _LOCK:

@@ -13,13 +13,17 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from pipetrail.ledger.events import EventKind
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from pipetrail.ledger.events import EventDraft
     from pipetrail.ledger.queries import Reader
 
 __all__ = [
     "cpu_seconds_after",
+    "cpu_seconds_queued",
     "cpu_seconds_since",
     "executing_step_runs",
     "newest_seq",
@@ -102,6 +106,26 @@ def cpu_seconds_after(
         if isinstance(cpu_ns, int | float) and not isinstance(cpu_ns, bool) and cpu_ns > 0:
             found.append((str(owner), float(cpu_ns) / 1e9))
     return found, head
+
+
+def cpu_seconds_queued(drafts: Sequence[EventDraft], since: str) -> float:
+    """CPU seconds the step-ending drafts record that ended at or after ``since``.
+
+    ``drafts`` are events queued for a run's next append: its ``step.completed`` and
+    ``step.failed`` count, as they will once appended.
+    """
+    seconds = 0.0
+    for draft in drafts:
+        if draft.kind not in (EventKind.STEP_COMPLETED, EventKind.STEP_FAILED):
+            continue
+        payload = draft.payload
+        cpu_ns = _decoded(payload.get("resources")).get("cpu_ns")
+        ended = payload.get("ended_at")
+        if not isinstance(ended, str) or ended < since:
+            continue
+        if isinstance(cpu_ns, int | float) and not isinstance(cpu_ns, bool) and cpu_ns > 0:
+            seconds += float(cpu_ns) / 1e9
+    return seconds
 
 
 def recent_step_resources(
