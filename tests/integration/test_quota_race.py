@@ -44,7 +44,7 @@ while not (_GATE / "go").exists():
 
 @step(cache=False)
 def hold(n: int) -> int:
-    time.sleep(1.5)
+    time.sleep(3.0)
     return n
 
 
