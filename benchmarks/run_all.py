@@ -44,6 +44,7 @@ import merkle
 import metrics
 import per_run
 import profiles
+import quota_admission
 import reencryption_scan
 import reproduce
 import run_queries
@@ -103,6 +104,7 @@ BENCHMARKS = {
     "server": server_listing.run,
     "server_concurrent": server_concurrent.run,
     "lineage_page": lineage_page.run,
+    "quota_admission": quota_admission.run,
 }
 
 

@@ -57,9 +57,32 @@ def wait(n: int, gate: str) -> int:
     return n
 
 
+@step(cache=False)
+def burn_more(n: int) -> int:
+    return burn.func(n)
+
+
+@step(cache=False)
+def bump(n: int) -> int:
+    return n + 1
+
+
+@pipeline
+def bumps(n: int = 0):
+    x = bump(n)
+    for _ in range(29):
+        x = bump(x)
+    return x
+
+
 @pipeline
 def burner(n: int = 1):
     return burn(n)
+
+
+@pipeline
+def burn_twice(n: int = 1):
+    return burn_more(burn(n))
 
 
 @pipeline
@@ -134,6 +157,67 @@ def test_cpu_hours_per_day_refuse_the_step_before_it_starts(
     assert done.returncode == 7, done.stderr
     assert "error: step 'burn' refused" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_the_cpu_of_a_step_that_just_ended_counts_before_its_end_is_appended(
+    metadata_url: str, project_root: Path, files: PipelineFiles, unique: Callable[[str], str]
+) -> None:
+    # The first step's end is still queued when the second asks (fast steps' events are
+    # batched): the check counts it all the same.
+    project = _project(project_root, metadata_url, "[quotas]\ncpu_hours_per_day = 1e-9\n")
+    twice = files.load(unique("burn_twice"), BURN, target="burn_twice")
+    try:
+        with pytest.raises(QuotaExceededError, match=r"step 'burn_more' refused: the project's"):
+            run_pipeline(twice, {"n": 1}, project, RunOptions(cache=False))
+        run = project.reader().list_runs(limit=1)[0]
+        assert run["status"] == "failed"
+        steps = [(k, p["node_id"]) for k, p in _events(project, run["run_id"]) if "step" in k]
+        assert steps == [("step.started", "burn"), ("step.completed", "burn")]
+    finally:
+        project.close()
+
+
+def _starts_ending_their_append(project: Project, run_id: str) -> list[bool]:
+    """For each step.started of the run: whether it is the last event of its append."""
+    events = list(project.ledger.iter_events())
+    found = []
+    for at, event in enumerate(events):
+        if event.run_id == run_id and event.kind == "step.started":
+            after = events[at + 1] if at + 1 < len(events) else None
+            found.append(after is None or after.ts != event.ts)  # one append, one ts
+    return found
+
+
+@pytest.mark.parametrize(
+    ("quotas", "checked"),
+    [
+        ("[quotas]\nconcurrent_steps = 64\n", True),
+        ("[quotas.user]\ncpu_hours_per_day = 1000\n", True),
+        ("[quotas.users.someone-else]\nconcurrent_steps = 1\n", False),
+        ("", False),
+    ],
+)
+def test_a_quota_that_applies_costs_a_transaction_per_step_and_no_other_does(
+    project_root: Path,
+    files: PipelineFiles,
+    unique: Callable[[str], str],
+    quotas: str,
+    checked: bool,
+) -> None:
+    (project_root / "pipetrail.toml").write_text(quotas)
+    bumps = files.load(unique("bumps"), BURN, target="bumps")
+    project = Project.at(project_root)
+    try:
+        run = run_pipeline(bumps, {"n": 0}, project, RunOptions(cache=False))
+        assert run.status == "completed"
+        alone = _starts_ending_their_append(project, run.id)
+    finally:
+        project.close()
+    assert len(alone) == 30
+    if checked:  # each start is committed by its own check-and-admit transaction
+        assert all(alone)
+    else:  # fast steps' starts go with other events, as without quotas (ADR 0017)
+        assert not all(alone)
 
 
 def test_a_sweep_refuses_each_remaining_point(

@@ -148,6 +148,28 @@ def _resources(res: dict[str, Any]) -> str:
     return " ".join(parts) or "-"
 
 
+def _requested(req: dict[str, Any] | None) -> str:
+    """What a step asked for: ``cpu 2 mem 4GiB gpu 1`` (``-``: nothing)."""
+    if not req:
+        return "-"
+    parts = []
+    for key, amount in sorted(req.items()):
+        if key == "memory" and isinstance(amount, int | float):
+            parts.append(f"mem {_bytes(amount)}")
+        else:
+            parts.append(f"{key} {amount:g}" if isinstance(amount, float) else f"{key} {amount}")
+    return " ".join(parts)
+
+
+def _bytes(n: float) -> str:
+    unit = "B"
+    for larger in ("KiB", "MiB", "GiB"):
+        if n < 1024:
+            break
+        n, unit = n / 1024, larger
+    return f"{n:g}{unit}" if float(n).is_integer() else f"{n:.1f}{unit}"
+
+
 def print_run(summary: dict[str, Any]) -> None:
     """Print one run's record: header, sources and a table of step runs."""
     from rich.markup import escape
@@ -232,7 +254,10 @@ def print_run(summary: dict[str, Any]) -> None:
                 highlight=False,
             )
     table = Table(show_edge=False, header_style="bold", title="steps", title_justify="left")
-    for column in ("step", "status", "cache", "outputs", "metrics", "resources", "key"):
+    # What steps asked for shows beside what they used, when any step asked (ADR 0026).
+    asked = any(step.get("resource_requests") for step in summary["steps"])
+    columns = ("step", "status", "cache", "outputs", "metrics", "requested", "resources", "key")
+    for column in columns if asked else tuple(c for c in columns if c != "requested"):
         table.add_column(column)
     for step in summary["steps"]:
         returned = {k: v for k, v in step["outputs"].items() if not is_recorded_output(k)}
@@ -247,11 +272,14 @@ def print_run(summary: dict[str, Any]) -> None:
             cache,
             outputs or "-",
             logged or "-",
+            *((_requested(step.get("resource_requests")),) if asked else ()),
             _resources(step["resources"]),
             _short(step["cache_key"], 10),
         )
     for node in summary.get("not_run") or []:
-        table.add_row(escape(node["node_id"]), _status("not run"), "-", "-", "-", "-", "-")
+        table.add_row(
+            escape(node["node_id"]), _status("not run"), *["-"] * (len(table.columns) - 2)
+        )
     console.print(table)
     _print_metrics(console, summary.get("metrics") or [])
     print_contracts_brief(console, summary["steps"])

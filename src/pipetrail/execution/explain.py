@@ -183,6 +183,7 @@ def run_summary(reader: Reader, ref: str) -> dict[str, Any]:
             "inputs": s.inputs,
             "outputs": s.outputs,
             "resources": s.resources or {},
+            "resource_requests": s.resource_requests or {},
             "logs": s.logs,
             "seed": s.seed,
             "started_at": s.started_at,

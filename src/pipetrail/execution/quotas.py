@@ -18,7 +18,10 @@ A user is the owner a run records (:func:`~pipetrail.capture.owner.current_owner
 every host.
 
 Checked by the coordinator before each step that executes (cache hits cost nothing),
-before its ``step.started`` is recorded:
+inside the write transaction that records its ``step.started``, under the ledger's write
+lock (:meth:`RunQuotas.admit`): two coordinators asking at once are served one after
+the other, and the second sees the first one's step (see
+docs/adr/0030-quota-admission-under-the-ledger-lock.md):
 
 * ``concurrent_steps``: the steps executing now, counted from the ledger (step runs
   recorded as executing in running runs of other processes) and in this process (its
@@ -26,13 +29,16 @@ before its ``step.started`` is recorded:
   wait for each other (the scheduler does not submit past the limit); a step finding
   the quota used up by other runs alone is refused;
 * ``cpu_hours_per_day``: the CPU time the step runs that ended since midnight UTC
-  recorded (their ``resources.cpu_ns``, on every executor), summed; once it reaches the
-  limit, every step is refused until the next UTC day.
+  recorded (their ``resources.cpu_ns``, on every executor), summed, with the run's own
+  ended steps whose end is still queued; once it reaches the limit, every step is
+  refused until the next UTC day. The day is read once per run, then only the step
+  events appended since.
 
 A refusal is a :class:`~pipetrail.errors.QuotaExceededError` naming the quota, its limit
 and what is in use: the step does not start and the run is recorded as failed with
 that message (in a sweep, each remaining point is refused the same way). Without a
-``[quotas]`` table a run costs one read of the file's bytes and nothing more.
+``[quotas]`` table (or when it limits only other users) a run costs one read of the
+file's bytes and nothing more: no read of the ledger, no transaction of its own.
 """
 
 from __future__ import annotations
@@ -46,14 +52,29 @@ from typing import TYPE_CHECKING, Any
 from pipetrail.capture.owner import current_owner
 from pipetrail.core.clock import format_ts, utcnow
 from pipetrail.errors import ProjectError, QuotaExceededError
-from pipetrail.ledger.quota_reads import cpu_seconds_since, executing_step_runs
+from pipetrail.ledger.quota_reads import (
+    cpu_seconds_after,
+    cpu_seconds_queued,
+    cpu_seconds_since,
+    executing_step_runs,
+    newest_seq,
+)
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from pathlib import Path
 
     from pipetrail.execution.run_state import RunState
 
-__all__ = ["QuotaLimits", "QuotaSettings", "RunQuotas", "load_quotas", "run_quotas", "user_name"]
+__all__ = [
+    "QuotaLimits",
+    "QuotaSettings",
+    "QuotaWait",
+    "RunQuotas",
+    "load_quotas",
+    "run_quotas",
+    "user_name",
+]
 
 _KEYS = ("concurrent_steps", "cpu_hours_per_day")
 #: Seconds a count read from the ledger is reused before it is read again.
@@ -181,6 +202,14 @@ def _in_process(user: str | None) -> tuple[int, set[str]]:
         return count, set(_IN_FLIGHT)
 
 
+class QuotaWait(QuotaExceededError):
+    """A concurrency quota is full and the run's own steps are among those executing.
+
+    The concurrent scheduler waits for one of them to end and asks again; elsewhere it
+    is a refusal like any other.
+    """
+
+
 class RunQuotas:
     """The quotas one run is held to (built by :func:`run_quotas`)."""
 
@@ -189,12 +218,18 @@ class RunQuotas:
         self.settings = settings
         self.user = user_name(owner)
         own = f"[quotas.users.{self.user}]" if self.user in settings.users else "[quotas.user]"
-        # (who is limited, the table that says so, the limits)
-        self.limits = (
-            ("project", "[quotas]", settings.project),
-            (f"user {self.user}", own, settings.for_user(self.user)),
+        # (who is limited, the table that says so, the limits), only those that limit
+        self.limits = tuple(
+            (holder, table, limits)
+            for holder, table, limits in (
+                ("project", "[quotas]", settings.project),
+                (f"user {self.user}", own, settings.for_user(self.user)),
+            )
+            if not limits.empty
         )
         self._read: dict[str, tuple[float, Any]] = {}
+        # CPU seconds per user of the day's step runs: (since, newest event read, totals)
+        self._cpu: tuple[str, int, dict[str, float]] | None = None
         with _LOCK:
             _IN_FLIGHT[state.run_id] = (self.user, 0)
 
@@ -221,12 +256,36 @@ class RunQuotas:
         return here + elsewhere
 
     def _cpu_hours(self, holder: str) -> float:
+        """CPU-hours the step runs that ended today used, of the project or this user.
+
+        The day is read once; later calls add the step events appended since.
+        """
         day = dt.datetime.combine(utcnow().date(), dt.time(), tzinfo=dt.UTC)
-        rows: list[tuple[str, float]] = self._cached(
-            "cpu", lambda: cpu_seconds_since(self.state.project.ledger.reader(), format_ts(day))
-        )
+        since = format_ts(day)
+        reader = self.state.project.ledger.reader()
+        if self._cpu is None or self._cpu[0] != since:
+            # Both in the caller's transaction, under the write lock: the same state.
+            head = newest_seq(reader)
+            rows = cpu_seconds_since(reader, since)
+            totals: dict[str, float] = {}
+        else:
+            _, after, totals = self._cpu
+            rows, head = cpu_seconds_after(reader, after, since)
+        for owner, seconds in rows:
+            who = user_name(owner)
+            totals[who] = totals.get(who, 0.0) + seconds
+        self._cpu = (since, head, totals)
         user = None if holder == "project" else self.user
-        return sum(s for owner, s in rows if user is None or user_name(owner) == user) / 3600
+        used = sum(s for who, s in totals.items() if user is None or who == user)
+        return (used + self._queued_cpu(since)) / 3600
+
+    def _queued_cpu(self, since: str) -> float:
+        """CPU seconds of the run's own steps that ended but whose end is still queued.
+
+        They are appended in the very transaction the check runs in (after it), so the
+        ledger does not hold them yet; the next read finds them there.
+        """
+        return cpu_seconds_queued(self.state.pending, since)
 
     def _mine(self) -> int:
         with _LOCK:
@@ -243,17 +302,49 @@ class RunQuotas:
             for holder, _, limits in self.limits
         )
 
-    def admit(self, step: str) -> None:
-        """Count one more step of the run as executing, or refuse it.
+    def admit(self, step: str, start: Callable[[Callable[[Any], None]], None]) -> None:
+        """Check the quotas and record the step's start in one write transaction.
+
+        ``start`` appends the step's ``step.started`` (and the events queued before it)
+        in one ledger transaction, calling the check it is given inside it, under the
+        ledger's write lock, before anything is written (the ``precondition`` of
+        :meth:`~pipetrail.ledger.ledger.Ledger.append`). The check reads what is in use
+        afresh there, so two coordinators cannot both take the last place of a quota: the
+        second one's check runs after the first one's start is committed (see
+        docs/adr/0030-quota-admission-under-the-ledger-lock.md). Once the check passes,
+        the step counts as one of the run's steps executing.
 
         Raises:
-            QuotaExceededError: a quota is used up (names it, its limit and its use).
+            QuotaWait: a concurrency quota is full and some of its steps are this run's
+                (nothing appended: ask again once one has ended).
+            QuotaExceededError: a quota is used up (names it, its limit and its use);
+                nothing appended.
         """
+        counted = False
+
+        def check(_db: Any) -> None:
+            nonlocal counted
+            self._read.pop("executing", None)  # read afresh, under the lock
+            self._check(step)
+            with _LOCK:
+                who, count = _IN_FLIGHT.get(self.state.run_id, (self.user, 0))
+                _IN_FLIGHT[self.state.run_id] = (who, count + 1)
+            counted = True
+
+        try:
+            start(check)
+        except BaseException:
+            if counted:  # the check passed but the transaction did not commit
+                self.release()
+            raise
+
+    def _check(self, step: str) -> None:
         for holder, table, limits in self.limits:
             if limits.concurrent_steps is not None:
                 using = self._executing(holder)
                 if using >= limits.concurrent_steps:
-                    raise QuotaExceededError(
+                    refusal = QuotaWait if self._mine() else QuotaExceededError
+                    raise refusal(
                         f"step {step!r} refused: the {holder}'s quota of concurrent steps "
                         f"({limits.concurrent_steps}) is used up ({using} executing now); "
                         f"run again when they have ended, or raise concurrent_steps in {table} "
@@ -270,16 +361,12 @@ class RunQuotas:
                         f"cpu_hours_per_day in {table} of pipetrail.toml",
                         run_id=self.state.run_id,
                     )
-        with _LOCK:
-            who, count = _IN_FLIGHT.get(self.state.run_id, (self.user, 0))
-            _IN_FLIGHT[self.state.run_id] = (who, count + 1)
 
     def release(self) -> None:
         """One of the run's steps has ended."""
         with _LOCK:
             who, count = _IN_FLIGHT.get(self.state.run_id, (self.user, 1))
             _IN_FLIGHT[self.state.run_id] = (who, max(0, count - 1))
-        self._read.pop("cpu", None)  # what it used counts once appended
 
     def close(self) -> None:
         """The run has ended: its steps no longer count."""
@@ -296,4 +383,7 @@ def run_quotas(state: RunState) -> RunQuotas | None:
     settings = load_quotas(state.project.root)
     if settings is None:
         return None
-    return RunQuotas(state, settings, current_owner())
+    owner = current_owner()
+    if settings.project.empty and settings.for_user(user_name(owner)).empty:
+        return None  # only other users are limited: no check, no transaction of its own
+    return RunQuotas(state, settings, owner)

@@ -31,7 +31,7 @@ from pipetrail.capture.log_context import StepTrace
 from pipetrail.core.clock import new_id, now_ts
 from pipetrail.core.graph import OutputRef, SourceRef
 from pipetrail.core.resources import resources_dict
-from pipetrail.errors import SerializationError
+from pipetrail.errors import QuotaExceededError, SerializationError
 from pipetrail.execution.cache import CacheDecision, cache_key
 from pipetrail.execution.contract_records import cached_payload
 from pipetrail.execution.executors import InlineExecutor
@@ -47,6 +47,7 @@ from pipetrail.execution.run_state import (
     InputCopies,
     NodeOutput,
     emit,
+    flush,
     flush_before_code,
     speed_key,
     step_code,
@@ -380,33 +381,40 @@ def prepare_node(
         release_inputs(state, node, ())
         return None
 
-    if state.quotas is not None:  # refused here, before the step starts (execution.quotas)
-        state.quotas.admit(node.id)
-    emit(
-        state,
-        [
-            *code_events,
-            EventDraft(
-                EventKind.STEP_STARTED,
-                {
-                    k: base[k]
-                    for k in (
-                        "step_run_id",
-                        "run_id",
-                        "node_id",
-                        "step",
-                        "pipeline",
-                        "identity",
-                        *(() if node.name is None else ("name",)),
-                        "code_source",
-                        "seed",
-                        "started_at",
-                    )
-                },
-                run_id=state.run_id,
-            ),
-        ],
-    )
+    started = [
+        *code_events,
+        EventDraft(
+            EventKind.STEP_STARTED,
+            {
+                k: base[k]
+                for k in (
+                    "step_run_id",
+                    "run_id",
+                    "node_id",
+                    "step",
+                    "pipeline",
+                    "identity",
+                    *(() if node.name is None else ("name",)),
+                    "code_source",
+                    "seed",
+                    "started_at",
+                    # What it asks for shows while it runs (only steps that ask).
+                    *(("resource_requests",) if "resource_requests" in base else ()),
+                )
+            },
+            run_id=state.run_id,
+        ),
+    ]
+    if state.quotas is None:
+        emit(state, started)
+    else:
+        # The check and the step's start share one write transaction (execution.quotas):
+        # refused here, before the step starts.
+        try:
+            state.quotas.admit(node.id, lambda check: flush(state, started, precondition=check))
+        except QuotaExceededError:
+            emit(state, code_events)  # the code is recorded all the same
+            raise
     if flush_first:
         flush_before_code(state, speed_key(state, step))
     observer.step_started(node_id=node.id)

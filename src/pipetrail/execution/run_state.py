@@ -37,7 +37,7 @@ from pipetrail.ledger.ledger import Ledger
 from pipetrail.store.serializers.kept_bytes import KeptBytes
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Callable, Iterator, Mapping, Sequence
     from pathlib import Path
 
     from pipetrail.core.graph import PipelineGraph, SourceRef
@@ -233,20 +233,31 @@ def emit(state: RunState, drafts: list[EventDraft]) -> None:
     state.pending.extend(drafts)
 
 
-def flush(state: RunState) -> None:
-    """Append every pending event in one transaction.
+def flush(
+    state: RunState,
+    extra: Sequence[EventDraft] = (),
+    *,
+    precondition: Callable[[Any], None] | None = None,
+) -> None:
+    """Append every pending event, then ``extra``, in one transaction.
 
     The runner flushes before it hands control to the code of a step that is not known to
     be fast (:func:`flush_before_code`), and when the run ends, so everything that happened before
     such a step starts is durable before the step can crash the process; cache hits and
     fast steps in between cost no transaction of their own.
+
+    ``precondition`` is called inside the transaction, under the ledger's write lock,
+    before anything is written (a quota's check, :mod:`pipetrail.execution.quotas`):
+    should it raise, nothing is appended, the pending events stay queued and ``extra``
+    is dropped.
     """
-    if state.pending:
+    if state.pending or extra:
         # A signal must not fall between the append and forgetting what was appended.
         with deferred_interrupts():
             commit_small_writes(state.project.store)  # objects before events naming them
             ledger = state.project.ledger
-            ledger.append(without_known_artifacts(ledger, state.pending))
+            drafts = without_known_artifacts(ledger, [*state.pending, *extra])
+            ledger.append(drafts, precondition=precondition)
             state.pending = []
             state.pending_since = None
 

@@ -51,7 +51,7 @@ from pipetrail.errors import QuotaExceededError, RunInterruptedError, StepFailed
 from pipetrail.execution.executors import ConcurrentExecutor
 from pipetrail.execution.flushing import MAX_DELAY_S
 from pipetrail.execution.interrupts import interrupt_requested
-from pipetrail.execution.quotas import run_quotas
+from pipetrail.execution.quotas import QuotaWait, run_quotas
 from pipetrail.execution.run_node import load_task_inputs, node_task, prepare_node, run_node
 from pipetrail.execution.run_state import flush, speed_key
 from pipetrail.execution.step_result import PreparedStep, finish_step, retry
@@ -232,6 +232,10 @@ class _Concurrent:
                 prepared = prepare_node(
                     self.state, node, self.options, self.executor, self.observer, flush_first=False
                 )
+            except QuotaWait:
+                # Full, and some of the steps executing are the run's own: one must end.
+                again.append(entry)
+                continue
             except QuotaExceededError as exc:
                 # Refused before it started; the steps executing finish and are recorded.
                 self.refused = exc

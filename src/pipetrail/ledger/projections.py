@@ -54,7 +54,9 @@ __all__ = [
 ]
 
 # Columns holding canonical JSON text (of the projections rows builders return).
-JSON_COLUMNS = frozenset({"components", "inputs", "outputs", "resources", "meta"})
+JSON_COLUMNS = frozenset(
+    {"components", "inputs", "outputs", "resources", "resource_requests", "meta"}
+)
 
 
 def _insert(table: str, columns: tuple[str, ...]) -> str:
@@ -84,7 +86,8 @@ STEP_CLOSE = (
 STEP_COLUMNS = (
     "run_id", "node_id", "step", "pipeline", "status", "cache_key", "cache_decision",
     "cache_reason", "reused_step_run_id", "code_digest", "components", "inputs", "outputs",
-    "resources", "logs", "seed", "started_at", "ended_at", "error", "traceback", "last_seq",
+    "resources", "resource_requests", "logs", "seed", "started_at", "ended_at", "error",
+    "traceback", "last_seq",
 )  # fmt: skip
 STEP_INSERT = _insert("step_runs", ("step_run_id", "first_seq", *STEP_COLUMNS))
 _STEP_UPDATE = (
@@ -369,6 +372,7 @@ def step_row(
         "inputs": encode(p.get("inputs")),
         "outputs": encode(p.get("outputs")),
         "resources": encode(p.get("resources")),
+        "resource_requests": encode(p.get("resource_requests")),
         "logs": p.get("logs"),
         "seed": p.get("seed"),
         "started_at": p["started_at"],

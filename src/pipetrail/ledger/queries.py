@@ -48,7 +48,7 @@ _RUN_COLUMNS = (
 _STEP_COLUMNS = (
     "step_run_id, run_id, node_id, step, pipeline, status, cache_key, cache_decision, "
     "cache_reason, reused_step_run_id, code_digest, components, inputs, outputs, resources, "
-    "logs, seed, started_at, ended_at, error, traceback, first_seq"
+    "resource_requests, logs, seed, started_at, ended_at, error, traceback, first_seq"
 )
 _STEP_COUNTS = (
     "(SELECT COUNT(*) FROM step_runs s WHERE s.run_id = r.run_id "
@@ -59,8 +59,11 @@ _STEP_COUNTS = (
     " AND s.status = 'failed') AS steps_failed"
 )
 _JSON_FIELDS = frozenset(
-    {"params", "git", "record", "components", "inputs", "outputs", "resources", "meta"}
-)
+    {
+        "params", "git", "record", "components", "inputs", "outputs", "resources",
+        "resource_requests", "meta",
+    }
+)  # fmt: skip
 
 
 def _decode(row: Row) -> Row:

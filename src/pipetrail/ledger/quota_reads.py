@@ -1,9 +1,11 @@
 """Reads for quotas and resource profiles: steps executing now, CPU used today, history.
 
-Everything is read from the ``step_runs`` and ``runs`` projections: the ``resources``
-column holds what each executed step run recorded (``cpu_ns``, ``wall_ns``...), and a
-run's ``owner`` says who ran it. No column or migration is needed. Imports nothing above
-the ledger.
+Read from the ``step_runs`` and ``runs`` projections: the ``resources`` column holds
+what each executed step run recorded (``cpu_ns``, ``wall_ns``...), and a run's ``owner``
+says who ran it. The CPU a day's step runs used is read in full once, then only from
+the step events appended since (:func:`cpu_seconds_after`, a range of the events' primary
+key), so a run checking a quota before each step does not read the day again each
+time. Imports nothing above the ledger.
 """
 
 from __future__ import annotations
@@ -11,12 +13,22 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
+from pipetrail.ledger.events import EventKind
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
+    from pipetrail.ledger.events import EventDraft
     from pipetrail.ledger.queries import Reader
 
-__all__ = ["cpu_seconds_since", "executing_step_runs", "recent_step_resources"]
+__all__ = [
+    "cpu_seconds_after",
+    "cpu_seconds_queued",
+    "cpu_seconds_since",
+    "executing_step_runs",
+    "newest_seq",
+    "recent_step_resources",
+]
 
 
 def _decoded(value: Any) -> dict[str, Any]:
@@ -54,6 +66,66 @@ def cpu_seconds_since(reader: Reader, since: str) -> list[tuple[str, float]]:
         if isinstance(cpu_ns, int | float) and not isinstance(cpu_ns, bool) and cpu_ns > 0:
             found.append((str(owner), float(cpu_ns) / 1e9))
     return found
+
+
+def newest_seq(reader: Reader) -> int:
+    """The sequence number of the newest event (0 for an empty ledger)."""
+    rows = reader.fetch_tuples("SELECT MAX(seq) FROM events")
+    return int(rows[0][0] or 0) if rows else 0
+
+
+def cpu_seconds_after(
+    reader: Reader, after: int, since: str
+) -> tuple[list[tuple[str, float]], int]:
+    """What :func:`cpu_seconds_since` adds once the events up to ``after`` were counted.
+
+    The step runs a ``step.completed`` or ``step.failed`` event after ``after`` ended,
+    at or after ``since``, with the CPU time that event records: the very values the
+    projection's ``resources`` column takes from it.
+
+    Returns:
+        ``(owner, CPU seconds)`` pairs, and the newest event's sequence number (the
+        ``after`` of the next call).
+    """
+    head = newest_seq(reader)
+    if head <= after:
+        return [], after
+    rows = reader.fetch_tuples(
+        "SELECT r.owner, e.payload FROM events e JOIN runs r ON r.run_id = e.run_id "
+        "WHERE e.seq > :after AND e.seq <= :head "
+        "AND e.kind IN ('step.completed', 'step.failed')",
+        {"after": after, "head": head},
+    )
+    found = []
+    for owner, text in rows:
+        payload = _decoded(text)
+        ended = payload.get("ended_at")
+        if not isinstance(ended, str) or ended < since:
+            continue
+        cpu_ns = _decoded(payload.get("resources")).get("cpu_ns")
+        if isinstance(cpu_ns, int | float) and not isinstance(cpu_ns, bool) and cpu_ns > 0:
+            found.append((str(owner), float(cpu_ns) / 1e9))
+    return found, head
+
+
+def cpu_seconds_queued(drafts: Sequence[EventDraft], since: str) -> float:
+    """CPU seconds the step-ending drafts record that ended at or after ``since``.
+
+    ``drafts`` are events queued for a run's next append: its ``step.completed`` and
+    ``step.failed`` count, as they will once appended.
+    """
+    seconds = 0.0
+    for draft in drafts:
+        if draft.kind not in (EventKind.STEP_COMPLETED, EventKind.STEP_FAILED):
+            continue
+        payload = draft.payload
+        cpu_ns = _decoded(payload.get("resources")).get("cpu_ns")
+        ended = payload.get("ended_at")
+        if not isinstance(ended, str) or ended < since:
+            continue
+        if isinstance(cpu_ns, int | float) and not isinstance(cpu_ns, bool) and cpu_ns > 0:
+            seconds += float(cpu_ns) / 1e9
+    return seconds
 
 
 def recent_step_resources(

@@ -53,7 +53,7 @@ _RUN_COLUMNS = (
 _STEP_COLUMNS = (
     "step_run_id, run_id, node_id, step, pipeline, status, cache_key, cache_decision, "
     "cache_reason, reused_step_run_id, code_digest, components, inputs, outputs, resources, "
-    "logs, seed, started_at, ended_at, error, traceback, first_seq"
+    "resource_requests, logs, seed, started_at, ended_at, error, traceback, first_seq"
 )
 
 
@@ -170,6 +170,8 @@ class StepRunRecord:
         components: what its cache key was computed from (code, params, inputs...);
             None before it was recorded.
         first_seq: the ledger position of its first event (orders step runs).
+        resource_requests: what it asked for (``cpu``, ``memory`` in bytes, ``gpu``...);
+            None when it declared nothing.
     """
 
     step_run_id: str
@@ -194,6 +196,7 @@ class StepRunRecord:
     pipeline: str = ""
     components: dict[str, Any] | None = field(default=None, repr=False)
     first_seq: int = 0
+    resource_requests: dict[str, Any] | None = None
 
     @property
     def seconds(self) -> float | None:
@@ -231,6 +234,7 @@ class StepRunRecord:
             pipeline=str(row.get("pipeline") or ""),
             components=_json(row.get("components")),
             first_seq=int(row.get("first_seq") or 0),
+            resource_requests=_json(row.get("resource_requests")),
         )
 
 

@@ -127,6 +127,8 @@ step_runs = Table(
     Column("inputs", Text, nullable=True),
     Column("outputs", Text, nullable=True),
     Column("resources", Text, nullable=True),
+    # Migration 0008: what the step asked for (``resource_requests`` of its events).
+    Column("resource_requests", Text, nullable=True),
     Column("logs", String(DIGEST), nullable=True),
     Column("seed", BigInteger, nullable=True),
     Column("started_at", String(32), nullable=False),

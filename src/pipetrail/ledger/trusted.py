@@ -76,8 +76,8 @@ ARTIFACT_COLUMNS = (
 STEP_COLUMNS = (
     "step_run_id", "run_id", "node_id", "step", "pipeline", "status", "cache_key",
     "cache_decision", "cache_reason", "reused_step_run_id", "code_digest", "components",
-    "inputs", "outputs", "resources", "logs", "seed", "started_at", "ended_at", "error",
-    "traceback", "first_seq", "last_seq",
+    "inputs", "outputs", "resources", "resource_requests", "logs", "seed", "started_at",
+    "ended_at", "error", "traceback", "first_seq", "last_seq",
 )  # fmt: skip
 
 ARTIFACT_SQL = (

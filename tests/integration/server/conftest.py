@@ -47,7 +47,7 @@ def prepare(rows: int = 10) -> list:
     print("preparing", rows, "rows")
     return list(range(rows))
 
-@step
+@step(resources={"memory": "64MiB"})
 def train(data: list, auc: float = 0.97) -> dict:
     for i in range(3):
         log_metric("loss", 1.0 / (i + 1), step=i)

@@ -70,6 +70,9 @@ def test_a_run_its_steps_why_logs_and_metrics(served: Served) -> None:
     steps = vic.get(f"/api/v1/runs/{served.runs[1]}/steps").json()["steps"]
     assert [s["node_id"] for s in steps] == ["prepare", "train"]
     assert all(s["cache_decision"] == "miss" for s in steps)
+    # What each step asked for, beside what it used (train asks for memory only).
+    assert [s["resource_requests"] for s in steps] == [None, {"memory": 64 * 2**20}]
+    assert steps[1]["resources"]["wall_ns"] > 0
     # Run 3 has the rows of run 2: its prepare step was reused from the cache.
     why = vic.get(f"/api/v1/runs/{served.runs[2]}/steps/prepare/why").json()
     assert why["cache_decision"] == "hit"
