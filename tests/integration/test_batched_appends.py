@@ -9,7 +9,7 @@ connection of its own while it runs, on SQLite and on PostgreSQL.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -87,9 +87,9 @@ def test_fast_steps_share_transactions(project_root: Path, files: PipelineFiles)
     appended: list[int] = []
     original = Ledger.append
 
-    def counting(self: Ledger, drafts: list) -> list:  # type: ignore[type-arg]
+    def counting(self: Ledger, drafts: list, **options: Any) -> list:  # type: ignore[type-arg]
         appended.append(len(drafts))
-        return original(self, drafts)
+        return original(self, drafts, **options)
 
     try:
         Ledger.append = counting  # type: ignore[method-assign]
