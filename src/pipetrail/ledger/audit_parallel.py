@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipetrail.ledger.audit_model import Unmodelled
 from pipetrail.ledger.audit_replica import Replica, ledger_file
 from pipetrail.ledger.chain_check import parse_plain_payload
 from pipetrail.ledger.events import EventKind
@@ -117,19 +118,35 @@ def replay_beside(file: str, head: tuple[int, str]) -> Part | None:
     """
     was = gc.isenabled()
     gc.disable()  # many short-lived objects and no cycles (see pipetrail.ledger.audit)
-    replica = Replica(file=file)
+    try:
+        try:
+            return _check(file, head, model=True)
+        except Unmodelled:
+            return _check(file, head, model=False)  # the replay names the rows, the events
+    finally:
+        if was:
+            gc.enable()
+
+
+def _check(file: str, head: tuple[int, str], *, model: bool) -> Part | None:
+    """:func:`replay_beside` with or without the model (see :class:`Replica`).
+
+    Raises:
+        Unmodelled: with ``model``, when the modelled tables cannot be declared intact.
+    """
+    replica = Replica(file=file, model=model)
     try:
         if not replica.attached or not replica.shows(head):
             return None
         failure, unprojectable = _replay(replica, head[0])
+        if replica.model is not None and replica.model.broken is not None:
+            raise Unmodelled(replica.model.broken)
         if failure is not None or unprojectable is not None:
             return Part(0, (), failure, unprojectable)
         rows, problems = replica.compare(None, head, BESIDE_TABLES)
         return Part(rows, tuple(problems))
     finally:
         replica.close()
-        if was:
-            gc.enable()
 
 
 def _replay(replica: Replica, last: int) -> tuple[tuple[int, str] | None, tuple[int, str] | None]:

@@ -152,7 +152,7 @@ def apply_events(
             if copy is not None:
                 reused.setdefault(copy[0], []).append(copy[1])
         elif kind == EventKind.ARTIFACT_RECORDED:
-            add(artifact_statement(p), artifact_row(event, p))
+            add(artifact_statement(p), artifact_row(event, p, encode=encode))
         elif kind == EventKind.SOURCE_OBSERVED:
             add(SOURCE_INSERT, source_row(event, p))
         elif kind == EventKind.RUN_STARTED:

@@ -444,12 +444,22 @@ def _step_finished(status: str) -> Callable[[Driver, Event, dict[str, Any]], Non
     return apply
 
 
-def artifact_row(event: Event, p: dict[str, Any], *, decoded: bool = False) -> dict[str, Any]:
+def artifact_row(
+    event: Event,
+    p: dict[str, Any],
+    *,
+    decoded: bool = False,
+    encode: Callable[[Any], Any] | None = None,
+) -> dict[str, Any]:
     """Return the ``artifacts`` row an ``artifact.recorded`` event projects.
 
-    With ``decoded``, JSON columns hold their values rather than their canonical text.
+    With ``decoded``, JSON columns hold their values rather than their canonical text;
+    otherwise ``encode`` gives that text (default: canonical JSON; see :func:`step_row`).
     """
-    encode = _same if decoded else canonical_json
+    if decoded:
+        encode = _same
+    elif encode is None:
+        encode = canonical_json
     return {
         "digest": p["digest"],
         "blob": p["blob"],
