@@ -46,6 +46,7 @@ def _ledger(url: str) -> Ledger:
     ledger = Ledger.open(url, actor="tester")
     first = _run_drafts("R1", step_run_id="S1", output=_digest("a"), cache_key=_digest("1"))
     first[4].payload["output_metrics"] = {"auc": 0.9, "rows": 3}
+    first[0].payload["params"] = {"lr": 0.1, "label": "x"}
     ledger.append(first)
     second = _run_drafts("R2", step_run_id="S2", output=_digest("b"), cache_key=_digest("2"))
     again = dict(second[1].payload, size=4, observed_at=TS2)  # the same source seen again
@@ -82,6 +83,22 @@ def _ledger(url: str) -> Ledger:
     )
     # R2's output sealed again: the newer description replaces the row
     ledger.append([_artifact(_digest("b"), "R2", "S2", blob=_digest("e"), resealed_from="k1")])
+    ledger.append(
+        [
+            EventDraft(kind, payload, run_id=payload["run_id"])
+            for kind, payload in [
+                (EventKind.RUN_NAMED, {"run_id": "R1", "name": "first"}),
+                (EventKind.RUN_NAMED, {"run_id": "R1", "name": "second"}),
+                (EventKind.RUN_TAGGED, {"run_id": "R1", "tags": {"k": "1"}}),
+                (EventKind.RUN_TAGGED, {"run_id": "R1", "tags": {"k": "2"}}),
+                (EventKind.RUN_TAGGED, {"run_id": "R2", "tags": {"gone": "x"}}),
+                (EventKind.RUN_UNTAGGED, {"run_id": "R2", "keys": ["gone"]}),
+                (EventKind.RUN_NOTED, {"run_id": "R2", "text": "hello"}),
+                (EventKind.RUN_DELETED, {"run_id": "R2", "reason": "why1"}),
+                (EventKind.RUN_DELETED, {"run_id": "R2", "reason": "why2"}),
+            ]
+        ]
+    )
     return ledger
 
 
@@ -128,11 +145,27 @@ def _second_source(ledger: Ledger) -> dict[str, Any]:
     return {"s": _seq(ledger, EventKind.SOURCE_OBSERVED, "R2", 1), "t": TS2}
 
 
+def _first_tag(ledger: Ledger) -> dict[str, Any]:
+    return {"s": _seq(ledger, EventKind.RUN_TAGGED, "R1")}
+
+
+def _gone_tag(ledger: Ledger) -> dict[str, Any]:
+    return {"s": _seq(ledger, EventKind.RUN_TAGGED, "R2")}
+
+
+def _second_deletion(ledger: Ledger) -> dict[str, Any]:
+    return {"s": _seq(ledger, EventKind.RUN_DELETED, "R2", 1)}
+
+
+def _note(ledger: Ledger) -> str:
+    return str(_seq(ledger, EventKind.RUN_NOTED, "R2"))
+
+
 def _run_end(ledger: Ledger) -> dict[str, Any]:
     return {"s": _seq(ledger, EventKind.RUN_FAILED, "R3"), "t": TS2}
 
 
-TAMPERING: dict[str, tuple[str, Any, str, str]] = {
+TAMPERING: dict[str, tuple[str, Any, str, Any]] = {
     "an input edge copied under another name": (
         "INSERT INTO step_run_io VALUES ('S1', 'in', 'data2', :d, 'R1')", {"d": _digest("5")},
         "step_run_io", "S1, in, data2",
@@ -181,6 +214,31 @@ TAMPERING: dict[str, tuple[str, Any, str, str]] = {
         "UPDATE step_runs SET first_seq = last_seq WHERE step_run_id = 'S1'", {},
         "step_runs", "S1",
     ),
+    "a run given its first name": (
+        "UPDATE runs SET name = 'first' WHERE run_id = 'R1'", {}, "runs", "R1",
+    ),
+    "a run given its start's outcome": (
+        "UPDATE runs SET status = 'running', ended_at = NULL, last_seq = first_seq "
+        "WHERE run_id = 'R2'", {}, "runs", "R2",
+    ),
+    "a tag given its first value": (
+        "UPDATE run_tags SET value = '1', seq = :s WHERE run_id = 'R1' AND key = 'k'",
+        _first_tag, "run_tags", "R1, k",
+    ),
+    "a removed tag put back": (
+        "INSERT INTO run_tags VALUES ('R2', 'gone', 'x', :s)", _gone_tag, "run_tags", "R2, gone",
+    ),
+    "a note edited": (
+        "UPDATE run_notes SET text = 'hullo' WHERE run_id = 'R2'", {}, "run_notes", _note,
+    ),
+    "a deletion given the second reason": (
+        "UPDATE run_deletions SET reason = 'why2', seq = :s WHERE run_id = 'R2'",
+        _second_deletion, "run_deletions", "R2",
+    ),
+    "a text parameter given a number": (
+        "UPDATE run_params SET num = 0 WHERE run_id = 'R1' AND name = 'label'", {},
+        "run_params", "R1, label",
+    ),
     "a number one ulp away": (
         "UPDATE run_metrics SET value = 0.9000000000000001 "
         "WHERE step_run_id = 'S1' AND key = 'auc'", {}, "run_metrics", "S1, auc",
@@ -191,7 +249,7 @@ TAMPERING: dict[str, tuple[str, Any, str, str]] = {
 def _tamper(ledger: Ledger, case: str) -> tuple[str, str]:
     statement, params, table, key = TAMPERING[case]
     _exec(ledger, statement, **(params(ledger) if callable(params) else params))
-    return table, key
+    return table, key(ledger) if callable(key) else key
 
 
 @pytest.mark.parametrize("case", sorted(TAMPERING))
@@ -245,13 +303,10 @@ def test_every_edit_at_once_beside_a_second_process(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ledger = _ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
-    for case in TAMPERING:
-        _tamper(ledger, case)
+    edited = {_tamper(ledger, case) for case in TAMPERING}
     monkeypatch.setattr(audit_parallel, "PARALLEL_FROM", 0)
     report = ledger.verify()
-    assert {(p.table, p.key) for p in report.derived} == {
-        (table, key) for _, _, table, key in TAMPERING.values()
-    }
+    assert {(p.table, p.key) for p in report.derived} == edited
     assert report == _reference(ledger)
     ledger.close()
 

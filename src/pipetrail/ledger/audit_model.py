@@ -27,6 +27,7 @@ The model is built so that "the same" implies the replay would have found nothin
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
@@ -34,41 +35,57 @@ from pipetrail.ledger.events import EventKind
 from pipetrail.ledger.projections import (
     artifact_row,
     closed_step_rows,
+    deletion_row,
     io_rows,
     metric_rows,
+    note_row,
+    rename_row,
     reused_metrics,
+    run_end_row,
+    run_param_rows,
+    run_row,
+    run_tag_rows,
     source_row,
     step_row,
+    tagged_rows,
+    untagged_keys,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Sequence
 
     from pipetrail.ledger.events import Event
 
 __all__ = ["MODEL_KINDS", "MODEL_TABLES", "RUN_ENDS", "TableModel", "Unmodelled"]
 
-MODEL_TABLES = ("step_runs", "step_run_io", "run_metrics", "artifacts", "sources")
+MODEL_TABLES = (
+    "runs", "step_runs", "artifacts", "step_run_io", "sources", "run_params", "run_tags",
+    "run_notes", "run_metrics", "run_deletions",
+)  # fmt: skip
+_RUN_TABLES = ("runs", "run_params", "run_tags", "run_notes", "run_deletions")
 _STEP_ENDS = {
     EventKind.STEP_COMPLETED: "completed",
     EventKind.STEP_CACHED: "cached",
     EventKind.STEP_FAILED: "failed",
 }
-# The kinds whose projections write only the modelled tables (the replica skips them).
+_RUN_ENDS = {
+    EventKind.RUN_COMPLETED: "completed",
+    EventKind.RUN_FAILED: "failed",
+    EventKind.RUN_CRASHED: "crashed",
+    EventKind.RUN_INTERRUPTED: "interrupted",
+}
+RUN_ENDS = frozenset(_RUN_ENDS)
+# Every kind with a projection (pipetrail.ledger.projections): the model follows them all.
 MODEL_KINDS = frozenset(
-    {EventKind.STEP_STARTED, *_STEP_ENDS, EventKind.ARTIFACT_RECORDED, EventKind.SOURCE_OBSERVED}
-)
-# Run ends update ``runs`` (replayed) and close steps (modelled): both see them.
-RUN_ENDS = frozenset(
     {
-        EventKind.RUN_COMPLETED,
-        EventKind.RUN_FAILED,
-        EventKind.RUN_CRASHED,
-        EventKind.RUN_INTERRUPTED,
+        EventKind.STEP_STARTED, *_STEP_ENDS, EventKind.ARTIFACT_RECORDED,
+        EventKind.SOURCE_OBSERVED, EventKind.RUN_STARTED, *_RUN_ENDS, EventKind.RUN_NAMED,
+        EventKind.RUN_TAGGED, EventKind.RUN_UNTAGGED, EventKind.RUN_NOTED, EventKind.RUN_DELETED,
     }
-)
+)  # fmt: skip
 _INT64 = (-(2**63), 2**63 - 1)
-_SQLITE_TYPE = {int: "integer", float: "real"}  # what SQLite's typeof() says of each
+_SQLITE_TYPE = {int: "integer", float: "real"}
+_Getter = Callable[[tuple[Any, ...]], tuple[Any, ...]]  # what SQLite's typeof() says of each
 
 
 class Unmodelled(Exception):
@@ -101,8 +118,9 @@ class _Table:
         self.nullable = tuple(bool(c.nullable) for c in table.columns)
         self.ints = [at for at, t in enumerate(types) if t is int]
         self.floats = [at for at, t in enumerate(types) if t is float]
-        # Type signatures (one type per value) already found acceptable.
-        self.valid: set[tuple[type, ...]] = set()
+        # Type signatures (one type per value) already found acceptable, and how to read
+        # the integers and the floats of a row with it.
+        self.valid: dict[tuple[type, ...], tuple[_Getter | None, _Getter | None]] = {}
         self.get = itemgetter(*self.columns)  # a row dict -> the tuple in column order
         self.key = itemgetter(*(self.columns.index(k) for k in self.keys))
         self.select = f"SELECT {', '.join(self.columns)} FROM "  # noqa: S608 - schema names
@@ -110,23 +128,16 @@ class _Table:
     def check(self, row: tuple[Any, ...], plain: bool) -> tuple[Any, ...]:
         """``row`` when every value has its column's type; raises :class:`Unmodelled`."""
         signature = tuple(map(type, row))
-        if signature not in self.valid:
-            for value, kind, nullable in zip(signature, self.types, self.nullable, strict=True):
-                if value is type(None):
-                    if not nullable:
-                        raise Unmodelled(f"{self.name}: a NULL where the column forbids one")
-                elif value is not kind:
-                    raise Unmodelled(f"{self.name}: a value of another type than its column's")
-            self.valid.add(signature)
-        low, high = _INT64
-        for at in self.ints:
-            value = row[at]
-            if value is not None and not low <= value <= high:
+        numbers = self.valid.get(signature)
+        if numbers is None:
+            numbers = self._learn(signature)
+        ints, floats = numbers
+        if ints is not None:
+            found = ints(row)
+            if max(found) > _INT64[1] or min(found) < _INT64[0]:
                 raise Unmodelled(f"{self.name}: an integer beyond 64 bits")
-        for at in self.floats:
-            value = row[at]
-            if value is not None and not math.isfinite(value):
-                raise Unmodelled(f"{self.name}: a number that is not finite")
+        if floats is not None and not all(map(math.isfinite, floats(row))):
+            raise Unmodelled(f"{self.name}: a number that is not finite")
         if not plain:
             for value in row:
                 if type(value) is str and not value.isascii():
@@ -135,6 +146,28 @@ class _Table:
                     except UnicodeEncodeError as exc:
                         raise Unmodelled(f"{self.name}: text with no UTF-8 encoding") from exc
         return row
+
+    def _learn(self, signature: tuple[type, ...]) -> tuple[_Getter | None, _Getter | None]:
+        """Check a signature not met yet; what to read of rows with it: (ints, floats)."""
+        for value, kind, nullable in zip(signature, self.types, self.nullable, strict=True):
+            if value is type(None):
+                if not nullable:
+                    raise Unmodelled(f"{self.name}: a NULL where the column forbids one")
+            elif value is not kind:
+                raise Unmodelled(f"{self.name}: a value of another type than its column's")
+        numbers = (
+            _getter([at for at in self.ints if signature[at] is int]),
+            _getter([at for at in self.floats if signature[at] is float]),
+        )
+        self.valid[signature] = numbers
+        return numbers
+
+
+def _getter(positions: list[int]) -> _Getter | None:
+    """A function giving a row's values at ``positions`` as a tuple; None for none."""
+    if not positions:
+        return None
+    return itemgetter(*positions, positions[0])  # two or more positions: always a tuple
 
 
 class TableModel:
@@ -154,12 +187,16 @@ class TableModel:
         self.artifacts: dict[str, tuple[Any, ...]] = {}
         self.sources: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self.copied: set[str] = set()  # step runs holding metrics copied from another
+        self.simple: dict[str, dict[Any, tuple[Any, ...]]] = {t: {} for t in _RUN_TABLES}
         self.broken: str | None = None
         steps = self.layout["step_runs"]
         self._first_seq = steps.columns.index("first_seq")
         self._status = steps.columns.index("status")
         self._run = steps.columns.index("run_id")
         self._closing = [steps.columns.index(c) for c in ("ended_at", "error", "last_seq")]
+        runs = self.layout["runs"].columns
+        self._ending = [runs.index(c) for c in ("status", "ended_at", "error", "last_seq")]
+        self._name = runs.index("name")
 
     def add(
         self,
@@ -191,8 +228,11 @@ class TableModel:
                     layout = self.layout["sources"]
                     row = layout.check(layout.get(source_row(event, p)), plain)
                     self.sources.setdefault(layout.key(row), row)
-                elif kind in RUN_ENDS:
+                elif kind in _RUN_ENDS:
+                    self._run_ended(_RUN_ENDS[kind], event, p, plain)  # type: ignore[index]
                     self._run_end(event, p, plain)
+                else:
+                    self._run_event(kind, event, p, plain)
         except Unmodelled as exc:
             self.broken = str(exc)
         except Exception as exc:  # noqa: BLE001 - the replay names what its projection rejects
@@ -273,6 +313,64 @@ class TableModel:
                 changed[at] = value
             self.steps[step] = self.layout["step_runs"].check(tuple(changed), plain)
 
+    def _insert(self, table: str, row: dict[str, Any], plain: bool) -> tuple[Any, ...]:
+        """``INSERT ... ON CONFLICT DO NOTHING`` of ``row``; the row now under its key."""
+        layout = self.layout[table]
+        found = layout.check(layout.get(row), plain)
+        return self.simple[table].setdefault(layout.key(found), found)
+
+    def _run_event(self, kind: str, event: Event, p: dict[str, Any], plain: bool) -> None:
+        tags = self.simple["run_tags"]
+        if kind == EventKind.RUN_STARTED:
+            self._insert("runs", run_row(event, p), plain)
+            for row in run_param_rows(p):
+                self._insert("run_params", row, plain)
+            self._tag(run_tag_rows(event, p), plain)
+        elif kind == EventKind.RUN_TAGGED:
+            self._tag(tagged_rows(event, p), plain)
+        elif kind == EventKind.RUN_UNTAGGED:
+            for gone in untagged_keys(p):
+                run, key = gone["run_id"], gone["key"]
+                if type(run) is not str or type(key) is not str:
+                    raise Unmodelled("run_tags: a key or run that is not text")
+                tags.pop((run, key), None)
+        elif kind == EventKind.RUN_NOTED:
+            self._insert("run_notes", note_row(event, p), plain)
+        elif kind == EventKind.RUN_DELETED:
+            self._insert("run_deletions", deletion_row(event, p), plain)
+        elif kind == EventKind.RUN_NAMED:
+            change = rename_row(p)
+            self._update_run(change["run_id"], [(self._name, change["name"])], plain)
+
+    def _tag(self, rows: list[dict[str, Any]], plain: bool) -> None:
+        """``run_tags`` upserts: the newest value and event per key."""
+        layout = self.layout["run_tags"]
+        tags = self.simple["run_tags"]
+        for row in rows:
+            found = layout.check(layout.get(row), plain)
+            tags[layout.key(found)] = found
+
+    def _run_ended(self, status: str, event: Event, p: dict[str, Any], plain: bool) -> None:
+        change = run_end_row(status, event, p)
+        values = [change[c] for c in ("status", "ended_at", "error", "last_seq")]
+        self._update_run(change["run_id"], list(zip(self._ending, values, strict=True)), plain)
+
+    def _update_run(self, run: Any, values: list[tuple[int, Any]], plain: bool) -> None:
+        """``UPDATE runs SET ... WHERE run_id = :run``; the values are checked either way."""
+        layout = self.layout["runs"]
+        if type(run) is not str:
+            raise Unmodelled("runs: an update naming its run by other than text")
+        for at, value in values:  # the replay binds them even when no row matches
+            if not (value is None or type(value) is layout.types[at]):
+                raise Unmodelled("runs: a value of another type than its column's")
+        runs = self.simple["runs"]
+        row = runs.get(run)
+        if row is not None:
+            changed = list(row)
+            for at, value in values:
+                changed[at] = value
+            runs[run] = layout.check(tuple(changed), plain)
+
     def _artifact(
         self,
         event: Event,
@@ -297,6 +395,8 @@ class TableModel:
             return self.artifacts
         if table == "sources":
             return self.sources
+        if table in self.simple:
+            return self.simple[table]
         return {(s, key): row for s, rows in self.metrics.items() for key, row in rows.items()}
 
     def count(self, table: str) -> int:

@@ -9,9 +9,9 @@ its tables in place, with one join per table; otherwise (PostgreSQL, or a ledger
 moved on meanwhile, see :meth:`Replica.compare`) the stored rows are first copied into
 the replica.
 
-With ``model``, the tables of :data:`~pipetrail.ledger.audit_model.MODEL_TABLES` are not
-replayed into SQLite: a :class:`~pipetrail.ledger.audit_model.TableModel` builds their
-rows in Python and compares them with the stored rows as they are read. It only says
+With ``model``, nothing is replayed into SQLite: a
+:class:`~pipetrail.ledger.audit_model.TableModel` builds the rows of every derived table
+in Python, and they are compared with the stored rows. It only says
 whether every row is the same; when not (or when it cannot model an event),
 :meth:`Replica.compare` raises :class:`~pipetrail.ledger.audit_model.Unmodelled`, and the
 caller replays everything into a replica without a model, which names the rows.
@@ -24,11 +24,11 @@ import urllib.parse
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pipetrail.hashing.canonical import member_json
-from pipetrail.ledger.audit_model import MODEL_KINDS, RUN_ENDS, TableModel, Unmodelled
+from pipetrail.ledger.audit_model import MODEL_KINDS, TableModel, Unmodelled
 from pipetrail.ledger.driver import Driver
 from pipetrail.ledger.events import Event, EventKind
 from pipetrail.ledger.projection_batch import apply_events
-from pipetrail.ledger.projections import apply_event, has_projection
+from pipetrail.ledger.projections import apply_event
 from pipetrail.ledger.trusted import DerivedRowProblem
 
 if TYPE_CHECKING:
@@ -175,19 +175,10 @@ class Replica:
         # The stored fields under an event's names (building each Event costs more).
         made = _EventRow._make
         events = [(made(row), payload) for row, payload in good if payload is not None]
-        if self.model is not None:
-            modelled, replayed = [], []
-            for item in events:
-                kind = item[0].kind
-                if kind in MODEL_KINDS:
-                    modelled.append(item)
-                elif kind in RUN_ENDS:
-                    modelled.append(item)
-                    replayed.append(item)
-                elif has_projection(kind):
-                    replayed.append(item)
+        if self.model is not None:  # nothing is replayed: the model follows every event
+            modelled = [item for item in events if item[0].kind in MODEL_KINDS]
             self.model.add(modelled, member_json if plain else None, plain=plain)  # type: ignore[arg-type]
-            events = replayed
+            return None
         try:
             self.apply_many(events, plain=plain)  # type: ignore[arg-type]
         except UNPROJECTABLE:
