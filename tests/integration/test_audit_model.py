@@ -357,3 +357,21 @@ def test_a_payload_the_model_does_not_follow_is_left_to_the_replay(
     _model_refuses(ledger)
     assert ledger.verify() == _reference(ledger)
     ledger.close()
+
+
+def test_a_projection_the_model_does_not_follow_is_left_to_the_replay(
+    metadata_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipetrail.ledger import audit_model, audit_replica
+
+    ledger = _ledger(metadata_url)
+    # As if run.noted and its table were a projection the model had not learnt.
+    kinds = audit_replica.MODEL_KINDS - {EventKind.RUN_NOTED}
+    monkeypatch.setattr(audit_replica, "MODEL_KINDS", kinds)
+    tables = tuple(t for t in audit_model.MODEL_TABLES if t != "run_notes")
+    monkeypatch.setattr(audit_model, "MODEL_TABLES", tables)
+    _model_refuses(ledger)
+    report = ledger.verify()
+    assert report.ok, report
+    assert report == _reference(ledger)
+    ledger.close()

@@ -28,7 +28,7 @@ from pipetrail.ledger.audit_model import MODEL_KINDS, TableModel, Unmodelled
 from pipetrail.ledger.driver import Driver
 from pipetrail.ledger.events import Event, EventKind
 from pipetrail.ledger.projection_batch import apply_events
-from pipetrail.ledger.projections import apply_event
+from pipetrail.ledger.projections import apply_event, has_projection
 from pipetrail.ledger.trusted import DerivedRowProblem
 
 if TYPE_CHECKING:
@@ -177,6 +177,9 @@ class Replica:
         events = [(made(row), payload) for row, payload in good if payload is not None]
         if self.model is not None:  # nothing is replayed: the model follows every event
             modelled = [item for item in events if item[0].kind in MODEL_KINDS]
+            others = {item[0].kind for item in events}.difference(MODEL_KINDS)
+            if self.model.broken is None and any(map(has_projection, others)):
+                self.model.broken = "an event kind the model does not follow"
             self.model.add(modelled, member_json if plain else None, plain=plain)  # type: ignore[arg-type]
             return None
         try:
@@ -253,7 +256,9 @@ class Replica:
         for table, (columns, keys) in self.tables.items():
             if tables is not None and table not in tables:
                 continue
-            if self.model is not None and table in self.model.layout:
+            if self.model is not None:  # a table it does not build: the replay decides
+                if table not in self.model.layout:
+                    raise Unmodelled(f"{table}: a derived table the model does not build")
                 total += self._compare_model(table, db if not in_place else None)
                 continue
             if in_place or db is None:
