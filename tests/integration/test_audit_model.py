@@ -305,8 +305,18 @@ def test_every_edit_at_once_beside_a_second_process(
     ledger = _ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
     edited = {_tamper(ledger, case) for case in TAMPERING}
     monkeypatch.setattr(audit_parallel, "PARALLEL_FROM", 0)
+    started = []
+    real = audit_parallel.start
+
+    def start(db: Any, *, model: bool = True) -> audit_parallel.Beside | None:
+        started.append(model)
+        return real(db, model=model)
+
+    monkeypatch.setattr(audit_parallel, "start", start)
     report = ledger.verify()
     assert {(p.table, p.key) for p in report.derived} == edited
+    # the model saw a difference; the replay ran beside a second process again
+    assert started == [True, False]
     assert report == _reference(ledger)
     ledger.close()
 

@@ -290,6 +290,9 @@ def verify(db: Driver, *, derived: bool = True) -> LedgerVerifyReport:
             return report if report is not None else _verify_alone(db, model=True)
         except Unmodelled:
             pass  # a modelled table differs, or the model gave up: the replay names why
+        report = _verify_beside(db, model=False)
+        if report is not None:
+            return report
     return _verify_alone(db, derived=derived)
 
 
@@ -322,18 +325,23 @@ def _verify_alone(db: Driver, *, derived: bool = True, model: bool = False) -> L
     )
 
 
-def _verify_beside(db: Driver) -> LedgerVerifyReport | None:
-    """:func:`verify` with part of the replay in a second process; None if it cannot be."""
+def _verify_beside(db: Driver, *, model: bool = True) -> LedgerVerifyReport | None:
+    """:func:`verify` with part of the replay in a second process; None if it cannot be.
+
+    Raises:
+        Unmodelled: with ``model`` (see :class:`Replica`), when the modelled tables
+            cannot be declared intact.
+    """
     from pipetrail.ledger import audit_parallel
 
     replica = None
     try:
         with db.snapshot():
-            beside = audit_parallel.start(db)
+            beside = audit_parallel.start(db, model=model)
             if beside is None:
                 return None
             with beside:
-                replica = Replica(db, model=True)
+                replica = Replica(db, model=model)
                 tree = TreeCheck(db)
                 walk = _walk(db, replica, tree, audit_parallel.BESIDE_KINDS)
                 part = beside.result()
@@ -343,7 +351,7 @@ def _verify_beside(db: Driver) -> LedgerVerifyReport | None:
                 if failure is not None:
                     checked = min(walk.checked, failure[0] - 1)
                     return LedgerVerifyReport(checked, *failure)
-                if walk.end is None:
+                if walk.end is None and model:
                     _model_holds(replica)
                 failure = walk.end or _first(walk.unprojectable, part.unprojectable)
                 if failure is not None:
