@@ -9,6 +9,11 @@ or is extra is a :class:`~pipetrail.ledger.trusted.DerivedRowProblem` naming its
 and key. The replay runs on SQLite whatever the backend: the projection SQL is portable,
 and SQLite in memory is the cheapest place to run it.
 
+:func:`verify` builds the rows of the largest tables in Python rather than replaying
+them (:mod:`pipetrail.ledger.audit_model`, docs/adr/0029-derived-tables-built-in-python.md);
+when one of those tables is not exactly what the events give, or the model cannot follow
+an event, it checks again with the whole replay, which names the rows and the events.
+
 :func:`rebuild` does the same under the write lock and rewrites exactly the rows that
 disagree, in the same transaction; it refuses when the chain itself is broken.
 
@@ -24,6 +29,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import TamperedLedgerError
+from pipetrail.ledger.audit_model import Unmodelled
 from pipetrail.ledger.audit_replica import Replica
 from pipetrail.ledger.chain_check import check_chain, parse_plain_payload
 from pipetrail.ledger.events import GENESIS_HASH, Event
@@ -263,18 +269,37 @@ def verify(db: Driver, *, derived: bool = True) -> LedgerVerifyReport:
     """Verify the chain and (``derived``) the derived tables, in one read snapshot.
 
     On a large SQLite ledger some tables are replayed in a second process meanwhile
-    (:mod:`pipetrail.ledger.audit_parallel`); when that cannot be, all runs here.
+    (:mod:`pipetrail.ledger.audit_parallel`); when that cannot be, all runs here. The
+    largest tables are first checked against rows built in Python; when that finds any
+    difference, everything is replayed and compared again, to name the rows.
     """
     if derived:
-        report = _verify_beside(db)
+        try:
+            report = _verify_beside(db)
+            return report if report is not None else _verify_alone(db, model=True)
+        except Unmodelled:
+            pass  # a modelled table differs, or the model gave up: the replay names why
+        report = _verify_beside(db, model=False)
         if report is not None:
             return report
-    replica = Replica(db) if derived else None
+    return _verify_alone(db, derived=derived)
+
+
+def _verify_alone(db: Driver, *, derived: bool = True, model: bool = False) -> LedgerVerifyReport:
+    """:func:`verify` in this process (``model``: see :class:`Replica`).
+
+    Raises:
+        Unmodelled: with ``model``, when the modelled tables cannot be declared intact.
+    """
+    replica = Replica(db, model=model) if derived else None
     try:
         with db.snapshot():
             tree = TreeCheck(db) if derived else None
             walk = _walk(db, replica, tree)
-            failure = walk.failure or walk.end or walk.unprojectable
+            failure = walk.failure or walk.end
+            if failure is None and replica is not None and replica.model is not None:
+                _model_holds(replica)  # before naming an event the replay rejects
+            failure = failure or walk.unprojectable
             if failure is not None:
                 return LedgerVerifyReport(walk.checked, *failure)
             if replica is None or tree is None:
@@ -289,18 +314,23 @@ def verify(db: Driver, *, derived: bool = True) -> LedgerVerifyReport:
     )
 
 
-def _verify_beside(db: Driver) -> LedgerVerifyReport | None:
-    """:func:`verify` with part of the replay in a second process; None if it cannot be."""
+def _verify_beside(db: Driver, *, model: bool = True) -> LedgerVerifyReport | None:
+    """:func:`verify` with part of the replay in a second process; None if it cannot be.
+
+    Raises:
+        Unmodelled: with ``model`` (see :class:`Replica`), when the modelled tables
+            cannot be declared intact.
+    """
     from pipetrail.ledger import audit_parallel
 
     replica = None
     try:
         with db.snapshot():
-            beside = audit_parallel.start(db)
+            beside = audit_parallel.start(db, model=model)
             if beside is None:
                 return None
             with beside:
-                replica = Replica(db)
+                replica = Replica(db, model=model)
                 tree = TreeCheck(db)
                 walk = _walk(db, replica, tree, audit_parallel.BESIDE_KINDS)
                 part = beside.result()
@@ -310,6 +340,8 @@ def _verify_beside(db: Driver) -> LedgerVerifyReport | None:
                 if failure is not None:
                     checked = min(walk.checked, failure[0] - 1)
                     return LedgerVerifyReport(checked, *failure)
+                if walk.end is None and model:
+                    _model_holds(replica)
                 failure = walk.end or _first(walk.unprojectable, part.unprojectable)
                 if failure is not None:
                     return LedgerVerifyReport(walk.checked, *failure)
@@ -327,6 +359,12 @@ def _verify_beside(db: Driver) -> LedgerVerifyReport | None:
         derived_rows=rows + part.rows,
         derived=tuple(problems),
     )
+
+
+def _model_holds(replica: Replica) -> None:
+    """Raise :class:`Unmodelled` when the replica's model gave up on an event."""
+    if replica.model is not None and replica.model.broken is not None:
+        raise Unmodelled(replica.model.broken)
 
 
 def _first(*found: tuple[int, str] | None) -> tuple[int, str] | None:

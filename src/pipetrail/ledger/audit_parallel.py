@@ -33,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipetrail.ledger.audit_model import Unmodelled
 from pipetrail.ledger.audit_replica import Replica, ledger_file
 from pipetrail.ledger.chain_check import parse_plain_payload
 from pipetrail.ledger.events import EventKind
@@ -104,12 +105,14 @@ class Part:
     tables: tuple[str, ...] = BESIDE_TABLES
 
 
-def replay_beside(file: str, head: tuple[int, str]) -> Part | None:
+def replay_beside(file: str, head: tuple[int, str], *, model: bool = True) -> Part | None:
     """Replay a SQLite ledger's events of :data:`BESIDE_KINDS` up to ``head``; compare.
 
     Args:
         file: the ledger's SQLite file (opened read-only).
         head: the sequence number and hash of the last event to replay.
+        model: check the tables against rows built in Python first (the replay then
+            runs only when they differ, see :mod:`pipetrail.ledger.audit_model`).
 
     Returns:
         What it found, or None when the file's head is not ``head`` (or the file cannot
@@ -117,19 +120,37 @@ def replay_beside(file: str, head: tuple[int, str]) -> Part | None:
     """
     was = gc.isenabled()
     gc.disable()  # many short-lived objects and no cycles (see pipetrail.ledger.audit)
-    replica = Replica(file=file)
+    try:
+        if model:
+            try:
+                return _check(file, head, model=True)
+            except Unmodelled:
+                pass
+        return _check(file, head, model=False)  # the replay names the rows, the events
+    finally:
+        if was:
+            gc.enable()
+
+
+def _check(file: str, head: tuple[int, str], *, model: bool) -> Part | None:
+    """:func:`replay_beside` with or without the model (see :class:`Replica`).
+
+    Raises:
+        Unmodelled: with ``model``, when the modelled tables cannot be declared intact.
+    """
+    replica = Replica(file=file, model=model)
     try:
         if not replica.attached or not replica.shows(head):
             return None
         failure, unprojectable = _replay(replica, head[0])
+        if replica.model is not None and replica.model.broken is not None:
+            raise Unmodelled(replica.model.broken)
         if failure is not None or unprojectable is not None:
             return Part(0, (), failure, unprojectable)
         rows, problems = replica.compare(None, head, BESIDE_TABLES)
         return Part(rows, tuple(problems))
     finally:
         replica.close()
-        if was:
-            gc.enable()
 
 
 def _replay(replica: Replica, last: int) -> tuple[tuple[int, str] | None, tuple[int, str] | None]:
@@ -162,13 +183,14 @@ def _replay(replica: Replica, last: int) -> tuple[tuple[int, str] | None, tuple[
 
 
 def main() -> None:
-    """The second process: ``FILE SEQ HASH`` as arguments; writes the :class:`Part`.
+    """The second process: ``FILE SEQ HASH [replay]`` as arguments; writes the :class:`Part`.
 
-    Writes ``None`` when it could not check (see :func:`replay_beside`), marshalled.
+    ``replay``: without the model (see :func:`replay_beside`). Writes ``None`` when it
+    could not check, marshalled.
     """
     file, seq, digest = sys.argv[1:4]
     try:
-        part = replay_beside(file, (int(seq), digest))
+        part = replay_beside(file, (int(seq), digest), model=sys.argv[4:5] != ["replay"])
     except Exception:  # noqa: BLE001 - any failure: the first process checks it all itself
         part = None
     sys.stdout.buffer.write(marshal.dumps(None if part is None else _plain(part)))
@@ -228,13 +250,14 @@ class Beside:
             self._process.stdout.close()
 
 
-def start(db: Driver) -> Beside | None:
+def start(db: Driver, *, model: bool = True) -> Beside | None:
     """Start the second process's replay of ``db``'s snapshot, when worth it.
 
     Call inside the snapshot the first process reads: the head it reads now is the one
     the second process must see. The second process is this interpreter running this
     module's :func:`main` (``python -c``), with this process's copy of pipetrail first
-    on its path; nothing else of the caller's program runs in it.
+    on its path; nothing else of the caller's program runs in it. ``model``: see
+    :func:`replay_beside`.
 
     Returns:
         The running process, or None (PostgreSQL, a ledger not in a file, a small one,
@@ -251,9 +274,10 @@ def start(db: Driver) -> Beside | None:
     head = (int(found[0][0]), str(found[0][1]))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([_PACKAGE_ROOT, *filter(None, [env.get("PYTHONPATH")])])
+    flags = [] if model else ["replay"]
     try:
         process = subprocess.Popen(
-            [sys.executable, "-c", _RUN, file, str(head[0]), head[1]],
+            [sys.executable, "-c", _RUN, file, str(head[0]), head[1], *flags],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL,

@@ -8,23 +8,45 @@ When the ledger is a SQLite file, the replica attaches it read-only and compares
 its tables in place, with one join per table; otherwise (PostgreSQL, or a ledger that
 moved on meanwhile, see :meth:`Replica.compare`) the stored rows are first copied into
 the replica.
+
+With ``model``, nothing is replayed into SQLite: a
+:class:`~pipetrail.ledger.audit_model.TableModel` builds the rows of every derived table
+in Python, and they are compared with the stored rows. It only says
+whether every row is the same; when not (or when it cannot model an event),
+:meth:`Replica.compare` raises :class:`~pipetrail.ledger.audit_model.Unmodelled`, and the
+caller replays everything into a replica without a model, which names the rows.
 """
 
 from __future__ import annotations
 
 import sqlite3
 import urllib.parse
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pipetrail.hashing.canonical import member_json
+from pipetrail.ledger.audit_model import MODEL_KINDS, TableModel, Unmodelled
 from pipetrail.ledger.driver import Driver
 from pipetrail.ledger.events import Event, EventKind
 from pipetrail.ledger.projection_batch import apply_events
-from pipetrail.ledger.projections import apply_event
+from pipetrail.ledger.projections import apply_event, has_projection
 from pipetrail.ledger.trusted import DerivedRowProblem
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterator, Sequence
+
+
+class _EventRow(NamedTuple):
+    """An event's stored fields, named as :class:`Event`'s: what the projections read."""
+
+    seq: int
+    ts: str
+    actor: str
+    kind: str
+    run_id: str | None
+    payload_text: str
+    prev_hash: str
+    hash: str
+
 
 __all__ = ["UNPROJECTABLE", "Replica", "ledger_file"]
 
@@ -72,9 +94,13 @@ class Replica:
         stored: the ledger whose tables will be compared; when it is a SQLite file, the
             replica attaches that file.
         file: the SQLite file to attach, when there is no ``stored`` driver.
+        model: build the rows of the modelled tables in Python instead of replaying them
+            (see the module docstring).
     """
 
-    def __init__(self, stored: Driver | None = None, *, file: str | None = None) -> None:
+    def __init__(
+        self, stored: Driver | None = None, *, file: str | None = None, model: bool = False
+    ) -> None:
         from sqlalchemy.dialects import sqlite
         from sqlalchemy.schema import CreateTable
 
@@ -101,6 +127,7 @@ class Replica:
             columns = [str(c.name) for c in table.columns]
             keys = [str(c.name) for c in table.primary_key.columns]
             self.tables[str(table.name)] = (columns, keys)
+        self.model = TableModel() if model else None
         self.db.execute("BEGIN")  # one transaction for the whole replay: much faster
         # (table, key, problem, the row the events give or None), from the last compare
         self._fixes: list[tuple[str, tuple[Any, ...], str, tuple[Any, ...] | None]] = []
@@ -145,16 +172,25 @@ class Replica:
             None, or the sequence number of the first event that cannot be projected and
             why (the events after it are not projected).
         """
-        events = [(Event(*row), payload) for row, payload in good if payload is not None]
+        # The stored fields under an event's names (building each Event costs more).
+        made = _EventRow._make
+        events = [(made(row), payload) for row, payload in good if payload is not None]
+        if self.model is not None:  # nothing is replayed: the model follows every event
+            modelled = [item for item in events if item[0].kind in MODEL_KINDS]
+            others = {item[0].kind for item in events}.difference(MODEL_KINDS)
+            if self.model.broken is None and any(map(has_projection, others)):
+                self.model.broken = "an event kind the model does not follow"
+            self.model.add(modelled, member_json if plain else None, plain=plain)  # type: ignore[arg-type]
+            return None
         try:
-            self.apply_many(events, plain=plain)
+            self.apply_many(events, plain=plain)  # type: ignore[arg-type]
         except UNPROJECTABLE:
             pass
         else:
             return None
         for ev, payload in events:
             try:
-                self.apply(ev, payload)
+                self.apply(ev, payload)  # type: ignore[arg-type]
             except UNPROJECTABLE as exc:
                 # pipetrail projects every event in the transaction that appends it, so an
                 # event its projection code rejects was not appended by pipetrail.
@@ -206,6 +242,10 @@ class Replica:
             head: the last event replayed (sequence number and hash; 0 and the genesis
                 hash for none): the attached file is compared in place when it shows it.
             tables: only these tables (default: all).
+
+        Raises:
+            Unmodelled: a modelled table is not exactly what the events give, or the
+                model could not follow the events; replay into a replica without one.
         """
         problems: list[DerivedRowProblem] = []
         self._fixes = []
@@ -215,6 +255,11 @@ class Replica:
             raise ValueError("the attached ledger does not show the head the replay read")
         for table, (columns, keys) in self.tables.items():
             if tables is not None and table not in tables:
+                continue
+            if self.model is not None:  # a table it does not build: the replay decides
+                if table not in self.model.layout:
+                    raise Unmodelled(f"{table}: a derived table the model does not build")
+                total += self._compare_model(table, db if not in_place else None)
                 continue
             if in_place or db is None:
                 stored = f"{_STORED}.{table}"
@@ -262,6 +307,23 @@ class Replica:
             if not in_place:
                 self.db.execute(f"DELETE FROM stored_{table}")  # noqa: S608 - schema names
         return total, problems
+
+    def _compare_model(self, table: str, db: Driver | None) -> int:
+        """Compare a modelled table (``db`` None: the attached file); its row count."""
+        assert self.model is not None  # noqa: S101 - only called with a model
+        if self.model.broken is not None:
+            raise Unmodelled(self.model.broken)
+        select = self.model.layout[table].select
+        if db is None:
+            stored = self.db.connection.execute(select + f"{_STORED}.{table}").fetchall()
+            wrong = self.model.typed_sql(table).format(table=f"{_STORED}.{table}")
+            same = self.model.compare(table, stored) and not self.db.rows(wrong)[0][0]
+        else:
+            stored = [row for batch in db.batches(select + table, size=5000) for row in batch]
+            same = self.model.compare(table, stored) and self.model.typed(table, stored)
+        if not same:
+            raise Unmodelled(f"{table}: the stored rows are not the ones the events give")
+        return self.model.count(table)
 
     def repair(self, db: Driver) -> None:
         """Rewrite the rows the last :meth:`compare` found so ``db`` equals the replica."""

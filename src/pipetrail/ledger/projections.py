@@ -38,11 +38,14 @@ __all__ = [
     "artifact_row",
     "artifact_statement",
     "closed_step_rows",
+    "deletion_row",
     "finished_step_row",
     "has_projection",
     "io_rows",
     "metric_rows",
+    "note_row",
     "param_text",
+    "rename_row",
     "reused_metrics",
     "run_end_row",
     "run_param_rows",
@@ -51,6 +54,8 @@ __all__ = [
     "run_tag_rows",
     "source_row",
     "step_row",
+    "tagged_rows",
+    "untagged_keys",
 ]
 
 # Columns holding canonical JSON text (of the projections rows builders return).
@@ -272,35 +277,49 @@ def _run_started(db: Driver, event: Event, p: dict[str, Any]) -> None:
     db.executemany(TAG_UPSERT, run_tag_rows(event, p))
 
 
+def rename_row(p: dict[str, Any]) -> dict[str, Any]:
+    """The parameters of the ``runs`` update a ``run.named`` event makes."""
+    return {"name": p["name"], "run_id": p["run_id"]}
+
+
 def _run_named(db: Driver, event: Event, p: dict[str, Any]) -> None:
-    db.execute(_RUN_RENAME, {"name": p["name"], "run_id": p["run_id"]})
+    db.execute(_RUN_RENAME, rename_row(p))
+
+
+def tagged_rows(event: Event, p: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``run_tags`` rows a ``run.tagged`` event upserts."""
+    return [
+        {"run_id": p["run_id"], "key": key, "value": str(value), "seq": event.seq}
+        for key, value in sorted(p["tags"].items())
+    ]
 
 
 def _run_tagged(db: Driver, event: Event, p: dict[str, Any]) -> None:
-    db.executemany(
-        TAG_UPSERT,
-        [
-            {"run_id": p["run_id"], "key": key, "value": str(value), "seq": event.seq}
-            for key, value in sorted(p["tags"].items())
-        ],
-    )
+    db.executemany(TAG_UPSERT, tagged_rows(event, p))
+
+
+def untagged_keys(p: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``run_tags`` keys a ``run.untagged`` event deletes."""
+    return [{"run_id": p["run_id"], "key": key} for key in p["keys"]]
 
 
 def _run_untagged(db: Driver, event: Event, p: dict[str, Any]) -> None:
-    db.executemany(_TAG_DELETE, [{"run_id": p["run_id"], "key": key} for key in p["keys"]])
+    db.executemany(_TAG_DELETE, untagged_keys(p))
+
+
+def note_row(event: Event, p: dict[str, Any]) -> dict[str, Any]:
+    """The ``run_notes`` row a ``run.noted`` event inserts."""
+    return {
+        "seq": event.seq,
+        "run_id": p["run_id"],
+        "text": p["text"],
+        "actor": event.actor,
+        "noted_at": event.ts,
+    }
 
 
 def _run_noted(db: Driver, event: Event, p: dict[str, Any]) -> None:
-    db.execute(
-        _NOTE_INSERT,
-        {
-            "seq": event.seq,
-            "run_id": p["run_id"],
-            "text": p["text"],
-            "actor": event.actor,
-            "noted_at": event.ts,
-        },
-    )
+    db.execute(_NOTE_INSERT, note_row(event, p))
 
 
 def run_end_row(status: str, event: Event, p: dict[str, Any]) -> dict[str, Any]:
@@ -504,18 +523,20 @@ def _source_observed(db: Driver, event: Event, p: dict[str, Any]) -> None:
     db.execute(SOURCE_INSERT, source_row(event, p))
 
 
+def deletion_row(event: Event, p: dict[str, Any]) -> dict[str, Any]:
+    """The ``run_deletions`` row a ``run.deleted`` event inserts."""
+    return {
+        "run_id": p["run_id"],
+        "reason": p["reason"],
+        "deleted_by": event.actor,
+        "deleted_at": event.ts,
+        "seq": event.seq,
+    }
+
+
 def _run_deleted(db: Driver, event: Event, p: dict[str, Any]) -> None:
     """A run marked deleted; a second deletion of the same run changes nothing."""
-    db.execute(
-        _DELETION_INSERT,
-        {
-            "run_id": p["run_id"],
-            "reason": p["reason"],
-            "deleted_by": event.actor,
-            "deleted_at": event.ts,
-            "seq": event.seq,
-        },
-    )
+    db.execute(_DELETION_INSERT, deletion_row(event, p))
 
 
 _FINISHED_STATUS: dict[str, str] = {

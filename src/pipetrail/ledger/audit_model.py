@@ -1,0 +1,441 @@
+"""The largest derived tables, built in Python from the events and compared in place.
+
+``audit verify`` replays the events into a private SQLite copy of the derived tables and
+compares it with the stored tables (:mod:`pipetrail.ledger.audit_replica`). Writing that
+copy is most of what the check costs, and most of it goes to five tables the projections
+fill by simple rules: ``step_runs``, ``step_run_io``, ``run_metrics``, ``artifacts`` and
+``sources``. :class:`TableModel` builds the rows those tables would hold, with the
+projections' own row builders and their rules (docs/adr/0029-derived-tables-built-in-
+python.md), and compares them with the stored rows, value by value and type by type. It
+answers only "every row is the same" or "not": the caller then replays everything the old
+way, which names the rows and gives the report it always gave. The model never decides
+that a row differs, only that nothing does.
+
+The model is built so that "the same" implies the replay would have found nothing:
+
+* each value it keeps has exactly the Python type of its column (``str``, ``int`` within
+  64 bits, finite ``float``), or is None where the column allows it, so SQLite's column
+  typing leaves it unchanged; anything else (a number where text goes, a ``bool``, a
+  nested value, a missing value in a ``NOT NULL`` column) makes it give up
+  (:attr:`TableModel.broken`), as does any exception of the row builders: the replay
+  then decides, and names the event it cannot project;
+* a stored value equals a modelled one only with the same type (``5`` is not ``5.0``,
+  ``''`` is not None), which is stricter than the replay's comparison;
+* the row counts of each table must match, so a duplicated or extra row differs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any
+
+from pipetrail.ledger.events import EventKind
+from pipetrail.ledger.projections import (
+    artifact_row,
+    closed_step_rows,
+    deletion_row,
+    io_rows,
+    metric_rows,
+    note_row,
+    rename_row,
+    reused_metrics,
+    run_end_row,
+    run_param_rows,
+    run_row,
+    run_tag_rows,
+    source_row,
+    step_row,
+    tagged_rows,
+    untagged_keys,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from pipetrail.ledger.events import Event
+
+__all__ = ["MODEL_KINDS", "MODEL_TABLES", "RUN_ENDS", "TableModel", "Unmodelled"]
+
+MODEL_TABLES = (
+    "runs", "step_runs", "artifacts", "step_run_io", "sources", "run_params", "run_tags",
+    "run_notes", "run_metrics", "run_deletions",
+)  # fmt: skip
+_RUN_TABLES = ("runs", "run_params", "run_tags", "run_notes", "run_deletions")
+_STEP_ENDS = {
+    EventKind.STEP_COMPLETED: "completed",
+    EventKind.STEP_CACHED: "cached",
+    EventKind.STEP_FAILED: "failed",
+}
+_RUN_ENDS = {
+    EventKind.RUN_COMPLETED: "completed",
+    EventKind.RUN_FAILED: "failed",
+    EventKind.RUN_CRASHED: "crashed",
+    EventKind.RUN_INTERRUPTED: "interrupted",
+}
+RUN_ENDS = frozenset(_RUN_ENDS)
+# Every kind with a projection (pipetrail.ledger.projections): the model follows them all.
+MODEL_KINDS = frozenset(
+    {
+        EventKind.STEP_STARTED, *_STEP_ENDS, EventKind.ARTIFACT_RECORDED,
+        EventKind.SOURCE_OBSERVED, EventKind.RUN_STARTED, *_RUN_ENDS, EventKind.RUN_NAMED,
+        EventKind.RUN_TAGGED, EventKind.RUN_UNTAGGED, EventKind.RUN_NOTED, EventKind.RUN_DELETED,
+    }
+)  # fmt: skip
+_INT64 = (-(2**63), 2**63 - 1)
+_SQLITE_TYPE = {int: "integer", float: "real"}
+_Getter = Callable[[tuple[Any, ...]], tuple[Any, ...]]  # what SQLite's typeof() says of each
+
+
+class Unmodelled(Exception):
+    """The model cannot stand for the replay: replay everything and compare the old way."""
+
+
+class _Table:
+    """One modelled table's layout: column order, types, nullability and key."""
+
+    def __init__(self, name: str) -> None:
+        from sqlalchemy import Float, Integer, String
+
+        from pipetrail.ledger.schema import metadata
+
+        table = metadata.tables[name]
+        self.name = name
+        self.columns = [str(c.name) for c in table.columns]
+        self.keys = [str(c.name) for c in table.primary_key.columns]
+        types: list[type] = []
+        for column in table.columns:
+            if isinstance(column.type, Integer):
+                types.append(int)
+            elif isinstance(column.type, Float):
+                types.append(float)
+            elif isinstance(column.type, String):
+                types.append(str)
+            else:  # pragma: no cover - the modelled tables hold no other type
+                raise TypeError(f"{name}.{column.name}: no model for {column.type}")
+        self.types = tuple(types)
+        self.nullable = tuple(bool(c.nullable) for c in table.columns)
+        self.ints = [at for at, t in enumerate(types) if t is int]
+        self.floats = [at for at, t in enumerate(types) if t is float]
+        # Type signatures (one type per value) already found acceptable, and how to read
+        # the integers and the floats of a row with it.
+        self.valid: dict[tuple[type, ...], tuple[_Getter | None, _Getter | None]] = {}
+        self.get = itemgetter(*self.columns)  # a row dict -> the tuple in column order
+        self.key = itemgetter(*(self.columns.index(k) for k in self.keys))
+        self.select = f"SELECT {', '.join(self.columns)} FROM "  # noqa: S608 - schema names
+
+    def check(self, row: tuple[Any, ...], plain: bool) -> tuple[Any, ...]:
+        """``row`` when every value has its column's type; raises :class:`Unmodelled`."""
+        signature = tuple(map(type, row))
+        numbers = self.valid.get(signature)
+        if numbers is None:
+            numbers = self._learn(signature)
+        ints, floats = numbers
+        if ints is not None:
+            found = ints(row)
+            if max(found) > _INT64[1] or min(found) < _INT64[0]:
+                raise Unmodelled(f"{self.name}: an integer beyond 64 bits")
+        if floats is not None and not all(map(math.isfinite, floats(row))):
+            raise Unmodelled(f"{self.name}: a number that is not finite")
+        if not plain:
+            for value in row:
+                if type(value) is str and not value.isascii():
+                    try:
+                        value.encode("utf-8")
+                    except UnicodeEncodeError as exc:
+                        raise Unmodelled(f"{self.name}: text with no UTF-8 encoding") from exc
+        return row
+
+    def _learn(self, signature: tuple[type, ...]) -> tuple[_Getter | None, _Getter | None]:
+        """Check a signature not met yet; what to read of rows with it: (ints, floats)."""
+        for value, kind, nullable in zip(signature, self.types, self.nullable, strict=True):
+            if value is type(None):
+                if not nullable:
+                    raise Unmodelled(f"{self.name}: a NULL where the column forbids one")
+            elif value is not kind:
+                raise Unmodelled(f"{self.name}: a value of another type than its column's")
+        numbers = (
+            _getter([at for at in self.ints if signature[at] is int]),
+            _getter([at for at in self.floats if signature[at] is float]),
+        )
+        self.valid[signature] = numbers
+        return numbers
+
+
+def _getter(positions: list[int]) -> _Getter | None:
+    """A function giving a row's values at ``positions`` as a tuple; None for none."""
+    if not positions:
+        return None
+    return itemgetter(*positions, positions[0])  # two or more positions: always a tuple
+
+
+class TableModel:
+    """The rows the projections would write into :data:`MODEL_TABLES`, built in Python.
+
+    Feed it every event of :data:`MODEL_KINDS` and :data:`RUN_ENDS` in sequence order
+    (:meth:`add`), then :meth:`compare` each table with the stored rows. Once
+    :attr:`broken` is set (a payload or a sequence of events it does not model), it
+    ignores further events and every comparison fails.
+    """
+
+    def __init__(self) -> None:
+        self.layout = {name: _Table(name) for name in MODEL_TABLES}
+        self.steps: dict[str, tuple[Any, ...]] = {}
+        self.io: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        self.metrics: dict[str, dict[str, tuple[Any, ...]]] = {}
+        self.artifacts: dict[str, tuple[Any, ...]] = {}
+        self.sources: dict[tuple[Any, ...], tuple[Any, ...]] = {}
+        self.copied: set[str] = set()  # step runs holding metrics copied from another
+        self.simple: dict[str, dict[Any, tuple[Any, ...]]] = {t: {} for t in _RUN_TABLES}
+        self.broken: str | None = None
+        steps = self.layout["step_runs"]
+        self._first_seq = steps.columns.index("first_seq")
+        self._status = steps.columns.index("status")
+        self._run = steps.columns.index("run_id")
+        self._closing = [steps.columns.index(c) for c in ("ended_at", "error", "last_seq")]
+        runs = self.layout["runs"].columns
+        self._ending = [runs.index(c) for c in ("status", "ended_at", "error", "last_seq")]
+        self._name = runs.index("name")
+
+    def add(
+        self,
+        events: Sequence[tuple[Event, dict[str, Any]]],
+        encode: Callable[[Any], Any] | None,
+        *,
+        plain: bool,
+    ) -> None:
+        """Model events in sequence order (other kinds are ignored).
+
+        Args:
+            events: events with their parsed payloads.
+            encode: the JSON columns' encoder the replay would use (None: canonical JSON).
+            plain: orjson parsed every payload (its strings are valid Unicode).
+        """
+        if self.broken is not None:
+            return
+        try:
+            for event, p in events:
+                kind = event.kind
+                if kind == EventKind.ARTIFACT_RECORDED:
+                    self._artifact(event, p, encode, plain)
+                elif kind == EventKind.STEP_STARTED:
+                    row = self._step(step_row("running", event, p, encode), plain)
+                    self.steps.setdefault(row[0], row)
+                elif kind in _STEP_ENDS:
+                    self._step_end(_STEP_ENDS[kind], event, p, encode, plain)  # type: ignore[index]
+                elif kind == EventKind.SOURCE_OBSERVED:
+                    layout = self.layout["sources"]
+                    row = layout.check(layout.get(source_row(event, p)), plain)
+                    self.sources.setdefault(layout.key(row), row)
+                elif kind in _RUN_ENDS:
+                    self._run_ended(_RUN_ENDS[kind], event, p, plain)  # type: ignore[index]
+                    self._run_end(event, p, plain)
+                else:
+                    self._run_event(kind, event, p, plain)
+        except Unmodelled as exc:
+            self.broken = str(exc)
+        except Exception as exc:  # noqa: BLE001 - the replay names what its projection rejects
+            self.broken = f"a payload the projections reject ({type(exc).__name__})"
+
+    def _step(self, row: dict[str, Any], plain: bool) -> tuple[Any, ...]:
+        layout = self.layout["step_runs"]
+        return layout.check(layout.get(row), plain)
+
+    def _step_end(
+        self,
+        status: str,
+        event: Event,
+        p: dict[str, Any],
+        encode: Callable[[Any], Any] | None,
+        plain: bool,
+    ) -> None:
+        row = self._step(step_row(status, event, p, encode), plain)
+        step = row[0]
+        old = self.steps.get(step)
+        if old is None:
+            self.steps[step] = row
+        elif p.get("decision") != "hit":  # a hit inserts or leaves the row as it is
+            at = self._first_seq  # an update keeps the row's first event
+            self.steps[step] = (*row[:at], old[at], *row[at + 1 :])
+        layout = self.layout["step_run_io"]
+        for edge in io_rows(p, outputs=status != "failed"):
+            found = layout.check(layout.get(edge), plain)
+            self.io.setdefault(layout.key(found), found)
+        if status == "failed":
+            return
+        layout = self.layout["run_metrics"]
+        own = metric_rows(p)
+        mine = self.metrics.setdefault(step, {})
+        for metric in own:
+            found = layout.check(layout.get(metric), plain)
+            mine.setdefault(found[1], found)
+        copy = reused_metrics(p, status, own)
+        if copy is None:
+            return
+        params = copy[1]
+        reused = params["reused"]
+        if type(reused) is not str or reused in self.copied or reused == step:
+            # A hit of a hit: copies in one batch may run in another order than one by
+            # one; a step reusing itself conflicts with its own rows. The replay decides.
+            raise Unmodelled("run_metrics: a hit reusing what is not an executed step run")
+        logged = {m["key"] for m in own}
+        prefix = params["name_prefix"]
+        copied = [
+            layout.check(
+                (step, key, params["run_id"], params["node_id"], prefix + key, found[5], found[6]),
+                plain,
+            )
+            for key, found in self.metrics.get(reused, {}).items()
+            if found[6] == "output" and key not in logged
+        ]
+        for found in copied:
+            if found[1] in mine:  # the copy is a plain INSERT: the replay would fail
+                raise Unmodelled("run_metrics: a copied metric that exists already")
+            mine[found[1]] = found
+        if copied:
+            self.copied.add(step)
+
+    def _run_end(self, event: Event, p: dict[str, Any], plain: bool) -> None:
+        for close in closed_step_rows(event, p):
+            status, ended, error, last, step, run = (
+                close["status"], close["ended_at"], close["error"], close["last_seq"],
+                close["step_run_id"], close["run_id"],
+            )  # fmt: skip
+            if type(run) is not str or type(step) is not str:
+                raise Unmodelled("step_runs: a run end naming its steps by other than text")
+            row = self.steps.get(step)
+            if row is None or row[self._run] != run or row[self._status] != "running":
+                continue
+            changed = list(row)
+            changed[self._status] = status
+            for at, value in zip(self._closing, (ended, error, last), strict=True):
+                changed[at] = value
+            self.steps[step] = self.layout["step_runs"].check(tuple(changed), plain)
+
+    def _insert(self, table: str, row: dict[str, Any], plain: bool) -> tuple[Any, ...]:
+        """``INSERT ... ON CONFLICT DO NOTHING`` of ``row``; the row now under its key."""
+        layout = self.layout[table]
+        found = layout.check(layout.get(row), plain)
+        return self.simple[table].setdefault(layout.key(found), found)
+
+    def _run_event(self, kind: str, event: Event, p: dict[str, Any], plain: bool) -> None:
+        tags = self.simple["run_tags"]
+        if kind == EventKind.RUN_STARTED:
+            self._insert("runs", run_row(event, p), plain)
+            for row in run_param_rows(p):
+                self._insert("run_params", row, plain)
+            self._tag(run_tag_rows(event, p), plain)
+        elif kind == EventKind.RUN_TAGGED:
+            self._tag(tagged_rows(event, p), plain)
+        elif kind == EventKind.RUN_UNTAGGED:
+            for gone in untagged_keys(p):
+                run, key = gone["run_id"], gone["key"]
+                if type(run) is not str or type(key) is not str:
+                    raise Unmodelled("run_tags: a key or run that is not text")
+                tags.pop((run, key), None)
+        elif kind == EventKind.RUN_NOTED:
+            self._insert("run_notes", note_row(event, p), plain)
+        elif kind == EventKind.RUN_DELETED:
+            self._insert("run_deletions", deletion_row(event, p), plain)
+        elif kind == EventKind.RUN_NAMED:
+            change = rename_row(p)
+            self._update_run(change["run_id"], [(self._name, change["name"])], plain)
+
+    def _tag(self, rows: list[dict[str, Any]], plain: bool) -> None:
+        """``run_tags`` upserts: the newest value and event per key."""
+        layout = self.layout["run_tags"]
+        tags = self.simple["run_tags"]
+        for row in rows:
+            found = layout.check(layout.get(row), plain)
+            tags[layout.key(found)] = found
+
+    def _run_ended(self, status: str, event: Event, p: dict[str, Any], plain: bool) -> None:
+        change = run_end_row(status, event, p)
+        values = [change[c] for c in ("status", "ended_at", "error", "last_seq")]
+        self._update_run(change["run_id"], list(zip(self._ending, values, strict=True)), plain)
+
+    def _update_run(self, run: Any, values: list[tuple[int, Any]], plain: bool) -> None:
+        """``UPDATE runs SET ... WHERE run_id = :run``; the values are checked either way."""
+        layout = self.layout["runs"]
+        if type(run) is not str:
+            raise Unmodelled("runs: an update naming its run by other than text")
+        for at, value in values:  # the replay binds them even when no row matches
+            if not (value is None or type(value) is layout.types[at]):
+                raise Unmodelled("runs: a value of another type than its column's")
+        runs = self.simple["runs"]
+        row = runs.get(run)
+        if row is not None:
+            changed = list(row)
+            for at, value in values:
+                changed[at] = value
+            runs[run] = layout.check(tuple(changed), plain)
+
+    def _artifact(
+        self,
+        event: Event,
+        p: dict[str, Any],
+        encode: Callable[[Any], Any] | None,
+        plain: bool,
+    ) -> None:
+        layout = self.layout["artifacts"]
+        row = layout.check(layout.get(artifact_row(event, p, encode=encode)), plain)
+        if p.get("resealed_from"):  # a reseal replaces the row; otherwise the first wins
+            self.artifacts[row[0]] = row
+        else:
+            self.artifacts.setdefault(row[0], row)
+
+    def rows(self, table: str) -> dict[Any, tuple[Any, ...]]:
+        """The modelled rows of ``table`` by key (one value, or a tuple of several)."""
+        if table == "step_runs":
+            return self.steps
+        if table == "step_run_io":
+            return self.io
+        if table == "artifacts":
+            return self.artifacts
+        if table == "sources":
+            return self.sources
+        if table in self.simple:
+            return self.simple[table]
+        return {(s, key): row for s, rows in self.metrics.items() for key, row in rows.items()}
+
+    def count(self, table: str) -> int:
+        """How many rows the events give ``table``."""
+        if table == "run_metrics":
+            return sum(len(rows) for rows in self.metrics.values())
+        return len(self.rows(table))
+
+    def compare(self, table: str, stored: list[tuple[Any, ...]]) -> bool:
+        """Whether the stored rows of ``table`` are exactly the modelled ones.
+
+        Equal means: as many rows, each under a key the model has, with values equal to
+        the modelled row's (Python's ``==``: ``5 == 5.0``), and in every column holding
+        numbers, values of the column's own type (:meth:`typed`); text equals only text,
+        and None only None. False when :attr:`broken`.
+        """
+        if self.broken is not None:
+            return False
+        layout = self.layout[table]
+        model = self.rows(table)
+        if len(stored) != len(model):
+            return False
+        return dict(zip(map(layout.key, stored), stored, strict=True)) == model
+
+    def typed(self, table: str, stored: list[tuple[Any, ...]]) -> bool:
+        """Whether each number column of the stored rows holds only its type, or None."""
+        layout = self.layout[table]
+        for at in (*layout.ints, *layout.floats):
+            kind = layout.types[at]
+            if not all(type(value) is kind for value in map(itemgetter(at), stored)
+                       if value is not None):  # fmt: skip
+                return False
+        return True
+
+    def typed_sql(self, table: str) -> str:
+        """A SQLite query counting the rows :meth:`typed` would refuse (from ``FROM``)."""
+        layout = self.layout[table]
+        wrong = [
+            f"typeof({layout.columns[at]}) NOT IN ('{_SQLITE_TYPE[layout.types[at]]}', 'null')"
+            for at in (*layout.ints, *layout.floats)
+        ]
+        return "SELECT COUNT(*) FROM {table} WHERE " + (" OR ".join(wrong) or "0")  # noqa: S608
