@@ -418,7 +418,9 @@ def test_a_sealed_object_whose_header_is_damaged_is_named_not_passed_over(
     run_pipeline(files.load(unique("pii"), PIPELINE), {}, project, RunOptions())
     blobs = _sealed_rows(project)
     digest, blob = sorted(blobs.items())[0]
-    _damage_header(project.store, blob)
+    store = project.store
+    assert isinstance(store, LocalStore)
+    _damage_header(store, blob)
 
     with pytest.raises(StoreError, match=f"cannot re-encrypt sealed artifact {digest}"):
         reencrypt_project(project)
