@@ -517,3 +517,22 @@ def test_the_dask_executor_makes_and_closes_a_local_cluster(
     assert len(workers) == 1
     assert workers.pop().startswith("tcp://127.0.0.1:")
     assert executor._cluster is None  # closed with the run
+
+
+def test_a_dead_worker_does_not_make_its_step_known_to_be_fast(
+    files: PipelineFiles, project: Project, unique: Callable[[str], str], tmp_path: Path
+) -> None:
+    # Step speed is remembered across the runs of a process (ADR 0031): a step whose
+    # worker died measured nothing, and must not let the next run skip the flush before it.
+    from pipetrail.execution.executors.processes import ProcessExecutor
+    from pipetrail.execution.flushing import PROCESS_STEP_TIMES
+
+    marker = {"marker": str(tmp_path / "marker")}
+    source = DYING.replace("RETRIES", "0").replace("ALWAYS", "True")
+    definition = files.load(unique("dying"), source)
+    executor = ProcessExecutor(workers=2)
+    with pytest.raises(StepFailedError, match="WorkerLostError"):
+        run_pipeline(definition, marker, project, RunOptions(executor=executor, keep_going=True))
+    steps = _step_events(project, project.reader().resolve_run("latest"))
+    assert PROCESS_STEP_TIMES.is_fast(steps["steady"][1]["code_digest"])  # measured: fast
+    assert not PROCESS_STEP_TIMES.is_fast(steps["fragile"][1]["code_digest"])

@@ -392,3 +392,37 @@ def test_reencrypt_in_an_s3_store(
     finally:
         proj.close()
     _check_reencrypted(project_root, definition, run.id)
+
+
+def _damage_header(store: LocalStore, blob: str) -> None:
+    """Overwrite the first bytes of a stored object (a loose file, else its pack row)."""
+    import sqlite3
+
+    path = store.root / blob[7:9] / blob[9:]
+    if path.exists():
+        path.chmod(0o644)
+        with open(path, "r+b") as f:
+            f.write(b"XXXX")
+        return
+    with sqlite3.connect(store.root / "pack.db") as conn:
+        (data,) = conn.execute("SELECT data FROM objects WHERE digest = ?", (blob,)).fetchone()
+        conn.execute(
+            "UPDATE objects SET data = ? WHERE digest = ?", (b"XXXX" + bytes(data)[4:], blob)
+        )
+
+
+def test_a_sealed_object_whose_header_is_damaged_is_named_not_passed_over(
+    files: PipelineFiles, project: Project, project_root: Path, unique: Callable[[str], str]
+) -> None:
+    _write_csv(project_root)
+    run_pipeline(files.load(unique("pii"), PIPELINE), {}, project, RunOptions())
+    blobs = _sealed_rows(project)
+    digest, blob = sorted(blobs.items())[0]
+    store = project.store
+    assert isinstance(store, LocalStore)
+    _damage_header(store, blob)
+
+    with pytest.raises(StoreError, match=f"cannot re-encrypt sealed artifact {digest}"):
+        reencrypt_project(project)
+    # Nothing was finished: the old data key still opens what is recorded.
+    assert not [p for p in _rotations(project) if p.get("reencrypted")]

@@ -119,8 +119,10 @@ def _reseal_all(project: Project, opener: SealingKeys, sealing: SealingKeys) -> 
         except NotFoundError:
             missing += 1
             continue
-        if kid is None or kid == sealing.current:
+        if kid == sealing.current:
             continue
+        # A recorded sealed object without a sealed header is damaged: sealing it again
+        # reads it verified, which names it (it is not passed over as done).
         record = reader.artifact(digest)
         if record is None or not (record.get("meta") or {}).get("sealed"):
             continue

@@ -403,8 +403,11 @@ class _Concurrent:
                 # here, as an unchained one.
                 self._submit(prepared)
                 continue
+            # A result that measured nothing (a worker lost, a result not read back) does
+            # not make the step known to be fast, for this run or the next ones.
+            wall_ns = result.resources.get("wall_ns")
             state.step_times.record(
-                speed_key(state, node.step), result.resources.get("wall_ns", 0) / 1e9
+                speed_key(state, node.step), float("inf") if wall_ns is None else wall_ns / 1e9
             )
             if retry(prepared, result):
                 self._submit(prepared)

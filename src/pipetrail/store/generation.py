@@ -3,8 +3,8 @@
 Owns the ``generation`` file in a local store's folder (ADR 0032). It holds a random
 token (32 lowercase hex characters). Whatever takes objects out of the store changes it:
 a collection (:func:`pipetrail.store.gc.remove_garbage`) before it starts and after it
-ends, quarantine of a corrupt loose file or packed object right after it is moved aside
-or deleted. While the token read now equals one read earlier, every object the store
+ends, quarantine of a corrupt loose file or packed object before and right after it is
+moved aside or deleted. While the token read now equals one read earlier, every object the store
 held at that earlier moment is still there. Source observation relies on that: the stat
 cache remembers at which generation it saw a file's object in the store, and skips
 looking it up again while the generation is the same.

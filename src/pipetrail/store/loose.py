@@ -419,6 +419,9 @@ class LooseObjects:
         path = self.final(digest)
         with contextlib.suppress(FileNotFoundError):  # another reader moved it first
             if os.path.samestat(os.stat(path), st):
+                # Before (a process killed right after the move has changed it already)
+                # and after (ADR 0032).
+                bump_generation(self.root)
                 os.replace(path, self._quarantine_name(digest))
                 bump_generation(self.root)  # an object left the store (ADR 0032)
         return self.quarantine

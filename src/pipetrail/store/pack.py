@@ -412,6 +412,9 @@ class SmallObjectPack:
         """
         try:
             conn = self._db()
+            # Before each deletion too: a process killed right after it (autocommit) has
+            # changed the generation already (ADR 0032).
+            bump_generation(os.fspath(self.path.parent))
             if conn.execute(
                 "DELETE FROM objects WHERE digest = ? AND data = ?", (digest, data)
             ).rowcount:
@@ -429,6 +432,7 @@ class SmallObjectPack:
 
     def remove(self, digest: str) -> None:
         """Delete a (corrupt) object; only quarantine uses this."""
+        bump_generation(os.fspath(self.path.parent))  # before, as in remove_corrupt
         try:
             self._db().execute("DELETE FROM objects WHERE digest = ?", (digest,))
             self._db().execute("DELETE FROM segment_objects WHERE digest = ?", (digest,))

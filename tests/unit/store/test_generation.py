@@ -183,3 +183,37 @@ def test_quarantine_changes_the_generation(
     how(fresh, digest)
     assert not fresh.exists(digest)
     assert fresh.generation() != before
+
+
+class _Killed(BaseException):
+    """The process dies: nothing after this point of a removal runs."""
+
+
+@pytest.mark.parametrize("kind", ["loose", "packed", "segment"])
+def test_quarantine_killed_right_after_the_removal_has_changed_the_generation(
+    tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Killed between taking the object out and the bump after it: the token must have
+    # changed already, or every later observation trusts the object to be there.
+    store, digests = _stored(tmp_path)
+    digest = digests[kind]
+    if kind == "loose":
+        _flip_file(store.root / digest[7:9] / digest[9:])
+    elif kind == "packed":
+        _flip_row(store.root, digest)
+    else:
+        _flip_segment(store.root, digest)
+
+    def bump_unless_gone(root: str) -> str:
+        if not LocalStore(store.root).exists(digest):
+            raise _Killed
+        return bump_generation(root)
+
+    monkeypatch.setattr("pipetrail.store.loose.bump_generation", bump_unless_gone)
+    monkeypatch.setattr("pipetrail.store.pack.bump_generation", bump_unless_gone)
+    fresh = LocalStore(store.root)
+    before = fresh.generation()
+    with pytest.raises(_Killed):
+        _read(fresh, digest)
+    assert not LocalStore(store.root).exists(digest)
+    assert read_generation(str(store.root)) != before
