@@ -33,9 +33,11 @@ are done, in graph order as for any node, and its end when its result arrives. A
 task whose upstream step failed does not run its step, nor does one given an input only
 the coordinator may load (sealed, a file or folder); the coordinator then sends the step
 the usual way when its upstream nodes are done (a failed one blocks it, as always).
-When the run stops starting nodes (a failure without ``--keep-going``, a refusal), the
-chained nodes whose upstream nodes are done are executing and are recorded; the others
-are cancelled and never start.
+When the run stops starting nodes (a failure without ``--keep-going``, a refusal), a
+chained node may already be executing on the cluster before its upstream results reach
+the coordinator, and a started task cannot be called back: so each chained node whose
+upstream nodes complete is recorded and awaited like a node executing, and only those
+below a failed (or cancelled) node are cancelled, since they cannot run their step.
 """
 
 from __future__ import annotations
@@ -150,6 +152,7 @@ class _Concurrent:
         # their future and step run id).
         self.in_flight: dict[str, Future[TaskResult]] = {}
         self.chained: dict[str, tuple[Future[TaskResult], str]] = {}
+        self.dropped: set[str] = set()  # chained nodes cancelled: they never run their step
         # node id -> its chained task's upstream nodes, by slot (ChainedInput.slot).
         self.slots: dict[str, list[str]] = {}
         self.upstream = {node_id: node.upstream() for node_id, node in self.waiting.items()}
@@ -351,19 +354,26 @@ class _Concurrent:
         return value
 
     def _settle_chained(self) -> None:
-        """Once no node starts any more: record the chained nodes the cluster started.
+        """Once no node starts any more: see the chained nodes through.
 
-        Those whose upstream nodes are all done are executing (or about to): they are
-        recorded and awaited like the others. The others are cancelled: they never
-        start, as an unchained node would not.
+        The cluster starts a chained task as soon as its upstream tasks finish there,
+        which may be before their results reach the coordinator, and a task it started
+        cannot be called back (cancelling only drops its result). So a chained node is
+        cancelled only when it cannot run its step: an upstream node failed or was
+        cancelled. The others are recorded once their upstream nodes are done, and
+        awaited like any node executing.
         """
         if not self.chained:
             return
         for node in list(self.waiting.values()):
-            if node.id in self.chained and self.done.issuperset(self.upstream[node.id]):
+            if node.id not in self.chained:
+                continue
+            upstream = self.upstream[node.id]
+            if self.done.issuperset(upstream):
                 del self.waiting[node.id]
                 self._start_chained(node)
-        self._cancel_chained([n for n in self.waiting if n in self.chained])
+            elif any(up in self.blocked or up in self.dropped for up in upstream):
+                self._cancel_chained([node.id])
 
     def _cancel_chained(self, node_ids: list[str]) -> None:
         futures = []
@@ -371,6 +381,7 @@ class _Concurrent:
             if node_id in self.chained:
                 futures.append(self.chained.pop(node_id)[0])
                 del self.in_flight[node_id]
+                self.dropped.add(node_id)
         if futures:
             self.executor.cancel(futures)  # type: ignore[attr-defined]
 
