@@ -9,7 +9,6 @@ Real ``LocalStore``s and stat caches throughout.
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -21,25 +20,18 @@ from pipetrail.hashing import digest_file
 from pipetrail.store import LocalStore
 from pipetrail.store.gc import find_garbage, remove_garbage
 from pipetrail.store.generation import bump_generation
+from tests.support.stored_sources import FILES, Calls, mixed_folder
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Iterator
     from pathlib import Path
 
     from pipetrail.capture.sources import SourceObservation
 
-FILES = 14
-
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    project = tmp_path / "project"
-    (project / "data" / "sub").mkdir(parents=True)
-    for i in range(12):  # a batch: medium files go to a segment
-        (project / "data" / f"m{i:02d}.bin").write_bytes(os.urandom(20_000))
-    (project / "data" / "small.csv").write_text("a,b\n1,2\n")
-    (project / "data" / "sub" / "big.bin").write_bytes(os.urandom(1_100_000))  # loose
-    return project
+    return mixed_folder(tmp_path)
 
 
 @pytest.fixture
@@ -47,27 +39,6 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StatCache
     monkeypatch.setattr(statcache, "RACY_WINDOW_NS", 0)  # trust files written just now
     with StatCache(tmp_path / "stat.db") as found:
         yield found
-
-
-class Calls:
-    """Wraps a real store: remembers what ``store_files`` and ``stored_sizes`` were asked."""
-
-    def __init__(self, store: LocalStore) -> None:
-        self.store = store
-        self.handed: list[tuple[str, str | None]] = []
-        self.looked_up: list[list[str]] = []
-
-    def store_files(self, batch: list[tuple[str, str | None]]) -> list[tuple[str, int]]:
-        self.handed.extend(batch)
-        return self.store.put_files(batch)
-
-    def stored_sizes(self, digests: list[str]) -> Mapping[str, int]:
-        self.looked_up.append(list(digests))
-        return self.store.stored_sizes(digests)
-
-    def clear(self) -> None:
-        self.handed.clear()
-        self.looked_up.clear()
 
 
 def _observe(root: Path, cache: StatCache, calls: Calls, **kw: Any) -> SourceObservation:

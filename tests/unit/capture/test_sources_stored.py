@@ -19,6 +19,7 @@ from pipetrail.capture.statcache import StatCache
 from pipetrail.errors import IntegrityError
 from pipetrail.hashing import digest_bytes, digest_file
 from pipetrail.store import LocalStore
+from tests.support.stored_sources import Calls, mixed_folder
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Mapping
@@ -26,13 +27,7 @@ if TYPE_CHECKING:
 
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
-    project = tmp_path / "project"
-    (project / "data" / "sub").mkdir(parents=True)
-    for i in range(12):  # a batch: medium files go to a segment
-        (project / "data" / f"m{i:02d}.bin").write_bytes(os.urandom(20_000))
-    (project / "data" / "small.csv").write_text("a,b\n1,2\n")
-    (project / "data" / "sub" / "big.bin").write_bytes(os.urandom(1_100_000))  # loose
-    return project
+    return mixed_folder(tmp_path)
 
 
 @pytest.fixture
@@ -40,23 +35,6 @@ def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[StatCache
     monkeypatch.setattr(statcache, "RACY_WINDOW_NS", 0)  # trust files written just now
     with StatCache(tmp_path / "stat.db") as found:
         yield found
-
-
-class Calls:
-    """Wraps a real store: remembers what ``store_files`` and ``stored_sizes`` were asked."""
-
-    def __init__(self, store: LocalStore) -> None:
-        self.store = store
-        self.handed: list[tuple[str, str | None]] = []
-        self.looked_up: list[list[str]] = []
-
-    def store_files(self, batch: list[tuple[str, str | None]]) -> list[tuple[str, int]]:
-        self.handed.extend(batch)
-        return self.store.put_files(batch)
-
-    def stored_sizes(self, digests: list[str]) -> Mapping[str, int]:
-        self.looked_up.append(list(digests))
-        return self.store.stored_sizes(digests)
 
 
 def _observe(root: Path, cache: StatCache, calls: Calls, **kw: Any) -> Any:
