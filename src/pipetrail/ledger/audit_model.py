@@ -154,7 +154,7 @@ class _Table:
         its type (or None where it allows one), its integers within 64 bits, its floats
         finite and, unless ``plain``, its text encodable as UTF-8.
         """
-        for at, column in enumerate(zip(*rows)):
+        for at, column in enumerate(zip(*rows, strict=True)):
             kind = self.types[at]
             found = set(map(type, column))
             if len(found) != 1 or kind not in found:
@@ -163,7 +163,7 @@ class _Table:
                     raise Unmodelled(f"{self.name}: a value of another type than its column's")
                 if not self.nullable[at]:
                     raise Unmodelled(f"{self.name}: a NULL where the column forbids one")
-                column = tuple(value for value in column if value is not None)  # noqa: PLW2901
+                column = tuple(value for value in column if value is not None)
                 if not column:
                     continue
             if kind is int:
