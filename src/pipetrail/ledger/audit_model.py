@@ -147,6 +147,39 @@ class _Table:
                         raise Unmodelled(f"{self.name}: text with no UTF-8 encoding") from exc
         return row
 
+    def check_many(self, rows: list[tuple[Any, ...]], plain: bool) -> list[tuple[Any, ...]]:
+        """``rows`` when each passes :meth:`check`; raises :class:`Unmodelled`.
+
+        The same rules as :meth:`check`, read column by column: a column's values all of
+        its type (or None where it allows one), its integers within 64 bits, its floats
+        finite and, unless ``plain``, its text encodable as UTF-8.
+        """
+        for at, column in enumerate(zip(*rows, strict=True)):
+            kind = self.types[at]
+            found = set(map(type, column))
+            if len(found) != 1 or kind not in found:
+                found.discard(kind)
+                if found != {type(None)}:
+                    raise Unmodelled(f"{self.name}: a value of another type than its column's")
+                if not self.nullable[at]:
+                    raise Unmodelled(f"{self.name}: a NULL where the column forbids one")
+                column = tuple(value for value in column if value is not None)
+                if not column:
+                    continue
+            if kind is int:
+                if max(column) > _INT64[1] or min(column) < _INT64[0]:
+                    raise Unmodelled(f"{self.name}: an integer beyond 64 bits")
+            elif kind is float:
+                if not all(map(math.isfinite, column)):
+                    raise Unmodelled(f"{self.name}: a number that is not finite")
+            elif not plain and not all(map(str.isascii, column)):
+                try:
+                    for value in column:
+                        value.encode("utf-8")
+                except UnicodeEncodeError as exc:
+                    raise Unmodelled(f"{self.name}: text with no UTF-8 encoding") from exc
+        return rows
+
     def _learn(self, signature: tuple[type, ...]) -> tuple[_Getter | None, _Getter | None]:
         """Check a signature not met yet; what to read of rows with it: (ints, floats)."""
         for value, kind, nullable in zip(signature, self.types, self.nullable, strict=True):
@@ -214,29 +247,38 @@ class TableModel:
         """
         if self.broken is not None:
             return
+        sources: list[dict[str, Any]] = []  # no other kind touches them: checked together
         try:
             for event, p in events:
                 kind = event.kind
-                if kind == EventKind.ARTIFACT_RECORDED:
+                if kind == EventKind.SOURCE_OBSERVED:
+                    sources.append(source_row(event, p))
+                elif kind == EventKind.ARTIFACT_RECORDED:
                     self._artifact(event, p, encode, plain)
                 elif kind == EventKind.STEP_STARTED:
                     row = self._step(step_row("running", event, p, encode), plain)
                     self.steps.setdefault(row[0], row)
                 elif kind in _STEP_ENDS:
                     self._step_end(_STEP_ENDS[kind], event, p, encode, plain)  # type: ignore[index]
-                elif kind == EventKind.SOURCE_OBSERVED:
-                    layout = self.layout["sources"]
-                    row = layout.check(layout.get(source_row(event, p)), plain)
-                    self.sources.setdefault(layout.key(row), row)
                 elif kind in _RUN_ENDS:
                     self._run_ended(_RUN_ENDS[kind], event, p, plain)  # type: ignore[index]
                     self._run_end(event, p, plain)
                 else:
                     self._run_event(kind, event, p, plain)
+            if sources:
+                self._sources(sources, plain)
         except Unmodelled as exc:
             self.broken = str(exc)
         except Exception as exc:  # noqa: BLE001 - the replay names what its projection rejects
             self.broken = f"a payload the projections reject ({type(exc).__name__})"
+
+    def _sources(self, built: list[dict[str, Any]], plain: bool) -> None:
+        """``sources`` inserts, in order: the first row under a key stays."""
+        layout = self.layout["sources"]
+        rows = layout.check_many(list(map(layout.get, built)), plain)
+        keep = self.sources.setdefault
+        for key, row in zip(map(layout.key, rows), rows, strict=True):
+            keep(key, row)
 
     def _step(self, row: dict[str, Any], plain: bool) -> tuple[Any, ...]:
         layout = self.layout["step_runs"]
@@ -419,6 +461,11 @@ class TableModel:
         model = self.rows(table)
         if len(stored) != len(model):
             return False
+        # Read in the order they were inserted, the stored rows are usually the modelled
+        # rows in the model's order: row by row equal, each is under the key its model
+        # row is under (the key is part of the row), so the dictionaries are equal too.
+        if stored == list(model.values()):
+            return True
         return dict(zip(map(layout.key, stored), stored, strict=True)) == model
 
     def typed(self, table: str, stored: list[tuple[Any, ...]]) -> bool:

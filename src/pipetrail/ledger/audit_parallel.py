@@ -76,9 +76,10 @@ _RUN_ENDS = (
     EventKind.RUN_INTERRUPTED,
 )
 _KINDS = ", ".join(f"'{kind.value}'" for kind in sorted(BESIDE_KINDS) + sorted(_RUN_ENDS))
-# ``+kind``: scan in sequence order rather than through the index on kind.
+# ``+kind``: scan in sequence order rather than through the index on kind. No projection
+# reads an event's hashes (the first process checks them): they are read as ''.
 _BESIDE_EVENTS = (
-    "SELECT seq, ts, actor, kind, run_id, payload, prev_hash, hash FROM ledger.events "  # noqa: S608
+    "SELECT seq, ts, actor, kind, run_id, payload, '', '' FROM ledger.events "  # noqa: S608
     f"WHERE seq <= :head AND +kind IN ({_KINDS}) ORDER BY seq"
 )
 _FETCH = 20_000

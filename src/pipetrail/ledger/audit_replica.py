@@ -50,8 +50,9 @@ class _EventRow(NamedTuple):
 
 __all__ = ["UNPROJECTABLE", "Replica", "ledger_file"]
 
-# What a projection raises on a payload pipetrail did not write.
-UNPROJECTABLE = (KeyError, TypeError, ValueError, AttributeError, sqlite3.Error)
+# What a projection raises on a payload pipetrail did not write (OverflowError: an integer
+# SQLite cannot hold, such as a size beyond 64 bits).
+UNPROJECTABLE = (KeyError, TypeError, ValueError, AttributeError, OverflowError, sqlite3.Error)
 
 _STORED = "ledger"  # the schema name the stored ledger file is attached under
 
