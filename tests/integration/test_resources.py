@@ -294,3 +294,25 @@ def test_deviations_from_history_are_flagged_in_the_run_record(
     assert flagged["slower"]["node_id"] == "work"
     assert flagged["slower"]["runs"] == 2
     assert flagged["slower"]["seconds"] >= 1.3 > 3 * flagged["slower"]["median_seconds"]
+
+
+def test_a_step_slower_than_its_history_by_the_configured_minimum_is_flagged(
+    files: PipelineFiles, project: Project, project_root: Path, unique: Callable[[str], str]
+) -> None:
+    # Steps under deviation_min_seconds are not compared with their history (they cannot
+    # be flagged); a lower minimum in [alerts] brings short steps back into the comparison.
+    (project_root / "pipetrail.toml").write_text(
+        "[pipetrail]\n\n[alerts]\ndeviation_min_seconds = 0.05\n"
+    )
+    definition = files.load(unique("slow"), SLOW)
+    for _ in range(2):
+        run_pipeline(definition, {"seconds": 0.01}, project, RunOptions())
+    slow = run_pipeline(definition, {"seconds": 0.3}, project, RunOptions())
+    end = next(p for k, p in _events(project, slow.id) if k == "run.completed")
+    flagged = {d["kind"]: d for d in end["resource_deviations"]}
+    assert flagged["slower"]["node_id"] == "work"
+    assert flagged["slower"]["runs"] == 2
+    (project_root / "pipetrail.toml").write_text("[pipetrail]\n")
+    same = run_pipeline(definition, {"seconds": 0.3}, project, RunOptions())
+    end = next(p for k, p in _events(project, same.id) if k == "run.completed")
+    assert [d["kind"] for d in end["resource_deviations"]] == ["memory-over-request"]

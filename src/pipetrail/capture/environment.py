@@ -299,7 +299,10 @@ def _distributions_key(
             sig = [st.st_ino, st.st_mtime_ns, st.st_ctime_ns]
             seen = known.get(where)
             if isinstance(seen, list) and len(seen) == 4 and seen[:3] == sig:
-                metadata = [_restat_egg_info(where, row) for row in seen[3]]
+                metadata = [
+                    _restat_egg_info(where, row) if row[0].lower().endswith(".egg-info") else row
+                    for row in seen[3]
+                ]
             else:
                 metadata = _metadata_entries(where)
             racy = max(st.st_mtime_ns, st.st_ctime_ns) >= started - _RACY_WINDOW_NS

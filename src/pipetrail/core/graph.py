@@ -19,7 +19,7 @@ from pipetrail.core.classification import PUBLIC, validate_label
 from pipetrail.errors import DefinitionError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Iterable, Iterator
 
     from pipetrail.core.step import Step
 
@@ -345,11 +345,17 @@ def iter_refs(value: Any) -> Iterator[OutputRef]:
     """Yield the step outputs an input holds: itself, or inside lists, tuples and dicts."""
     if isinstance(value, OutputRef):
         yield value
-    elif isinstance(value, list | tuple):
-        for item in value:
-            yield from iter_refs(item)
+        return
+    if isinstance(value, list | tuple):
+        items: Iterable[Any] = value
     elif isinstance(value, dict):
-        for item in value.values():
+        items = value.values()
+    else:
+        return
+    for item in items:  # a member that is a plain value needs no generator of its own
+        if isinstance(item, OutputRef):
+            yield item
+        elif isinstance(item, list | tuple | dict):
             yield from iter_refs(item)
 
 

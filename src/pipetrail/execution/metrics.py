@@ -48,6 +48,7 @@ inherited by threads a step starts, unless they run in a copy of its context
 from __future__ import annotations
 
 import ast
+import functools
 import json
 import math
 import numbers
@@ -103,6 +104,11 @@ _TIMESTAMPS_DTYPE = "'<i8'"
 _ACTIVE: ContextVar[StepRecorder | None] = ContextVar("pipetrail_step_recorder", default=None)
 
 
+# Names found valid in this process (a metric is logged many times, run after run).
+_VALID_NAMES: set[str] = set()
+_VALID_LIMIT = 10_000
+
+
 def validate_name(name: Any, what: str) -> str:
     """Return ``name`` if it is a valid metric or report name.
 
@@ -114,6 +120,8 @@ def validate_name(name: Any, what: str) -> str:
         DefinitionError: the name is not a non-empty ``/``-separated path of segments made
             of letters, digits, ``_``, ``-`` and ``.``, or is too long.
     """
+    if type(name) is str and name in _VALID_NAMES:
+        return name
     if not isinstance(name, str):
         raise DefinitionError(
             f"{what} name {name!r} is a {type(name).__name__}; give a string such as 'train/loss'"
@@ -128,6 +136,10 @@ def validate_name(name: Any, what: str) -> str:
             f"and '.' separated by '/' (e.g. 'train/loss'), no empty, '.' or '..' segment, "
             f"at most {MAX_NAME_LENGTH} characters"
         )
+    if type(name) is str:
+        if len(_VALID_NAMES) >= _VALID_LIMIT:
+            _VALID_NAMES.clear()
+        _VALID_NAMES.add(name)
     return name
 
 
@@ -436,6 +448,7 @@ def log_metrics(values: dict[str, float], step: int | None = None) -> None:
 
 
 # -- the stored format -----------------------------------------------------------------
+@functools.lru_cache(maxsize=256)
 def _npy_header(descr: str, count: int) -> bytes:
     """Return an NPY 1.0 header for a 1-d array (padded as numpy pads it, to 64 bytes)."""
     text = f"{{'descr': {descr}, 'fortran_order': False, 'shape': ({count},), }}"

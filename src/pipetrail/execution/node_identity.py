@@ -33,6 +33,8 @@ from pipetrail.hashing import digest_value
 from pipetrail.hashing.fingerprint import fingerprint_obj
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from pipetrail.core.graph import Node, PipelineGraph
 
 __all__ = ["IDENTITY_FORMAT", "NodeIdentities", "node_identities", "plain_params"]
@@ -60,9 +62,16 @@ def _holds_placeholder(value: Any) -> bool:
     if isinstance(value, OutputRef | SourceRef):
         return True
     if isinstance(value, list | tuple):
-        return any(_holds_placeholder(v) for v in value)
-    if isinstance(value, dict):
-        return any(_holds_placeholder(v) for v in value.values())
+        items: Iterable[Any] = value
+    elif isinstance(value, dict):
+        items = value.values()
+    else:
+        return False
+    for item in items:  # plain members are checked here, without a call each
+        if isinstance(item, OutputRef | SourceRef):
+            return True
+        if isinstance(item, list | tuple | dict) and _holds_placeholder(item):
+            return True
     return False
 
 

@@ -12,7 +12,9 @@ is absent when nothing does, so other runs' events keep their shape):
   resident memory went above it.
 
 A step with no earlier execution has nothing to deviate from. The comparison reads two
-small queries (:mod:`pipetrail.ledger.quota_reads`), only for runs that executed steps.
+small queries (:mod:`pipetrail.ledger.quota_reads`), only for runs that executed a step
+that took at least ``deviation_min_seconds``: a faster one cannot be flagged as slower
+whatever its history (the median of earlier wall times is positive).
 """
 
 from __future__ import annotations
@@ -74,6 +76,16 @@ def _wall(resources: Any) -> float | None:
     return None if wall is None else float(wall) / 1e9
 
 
+def _may_be_slower(payload: dict[str, Any], settings: dict[str, float]) -> bool:
+    """Whether some history could flag this step as slower.
+
+    Flagged means ``seconds - median >= deviation_min_seconds`` with a median of
+    positive wall times: impossible unless the step took at least that minimum.
+    """
+    seconds = _wall(payload.get("resources"))
+    return seconds is not None and seconds >= settings["deviation_min_seconds"]
+
+
 def resource_deviations(state: RunState) -> list[dict[str, Any]]:
     """What of ``state``'s completed run deviates (module docstring), in start order."""
     steps = _executed(state)
@@ -98,6 +110,8 @@ def resource_deviations(state: RunState) -> list[dict[str, Any]]:
                 }
             )
     settings = _settings(state)
+    if not any(_may_be_slower(p, settings) for p in steps):
+        return found  # no history could make these steps slower: it is not read
     history = recent_step_resources(
         state.project.ledger.reader(),
         state.graph.name,
@@ -107,7 +121,7 @@ def resource_deviations(state: RunState) -> list[dict[str, Any]]:
     )
     for payload in steps:
         seconds = _wall(payload.get("resources"))
-        usual = [w for w in (_wall(r) for r in history.get(payload["node_id"], ())) if w]
+        usual = [w for w in (_wall(r) for r in history.get(payload["node_id"], ())) if w and w > 0]
         if seconds is None or not usual:
             continue
         median = statistics.median(usual)

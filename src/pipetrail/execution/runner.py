@@ -48,7 +48,7 @@ from pipetrail.core.run_end import run_ended
 from pipetrail.errors import DefinitionError, PipetrailError, RunInterruptedError, StoreError
 from pipetrail.execution.contract_records import plan_contracts
 from pipetrail.execution.crash import reconcile_crashed_runs
-from pipetrail.execution.executors import ConcurrentExecutor, resolve_executor
+from pipetrail.execution.executors import is_concurrent, resolve_executor
 from pipetrail.execution.flushing import commit_small_writes, hold_small_writes
 from pipetrail.execution.interrupts import (
     deferred_interrupts,
@@ -197,7 +197,7 @@ def _record(
             hold_small_writes(project.store)
             state.exits.callback(commit_small_writes, project.store, release=True)
             state.exits.enter_context(bound(LogContext.for_run(state.run_id)))
-            if isinstance(executor, ConcurrentExecutor):
+            if is_concurrent(executor):
                 # Workers open the store and load the pipeline's modules themselves; an
                 # unreachable cluster fails the run here, recorded with the reason.
                 from pipetrail.execution.executors.shipping import worker_context

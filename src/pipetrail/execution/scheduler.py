@@ -50,7 +50,7 @@ from typing import TYPE_CHECKING, Any
 from pipetrail.core.clock import new_id
 from pipetrail.core.graph import OutputRef, SourceRef
 from pipetrail.errors import QuotaExceededError, RunInterruptedError, StepFailedError
-from pipetrail.execution.executors import ConcurrentExecutor
+from pipetrail.execution.executors import ConcurrentExecutor, is_concurrent
 from pipetrail.execution.flushing import MAX_DELAY_S
 from pipetrail.execution.interrupts import interrupt_requested
 from pipetrail.execution.quotas import QuotaWait, run_quotas
@@ -83,7 +83,7 @@ def run_nodes(
     """
     state.quotas = run_quotas(state)
     try:
-        if isinstance(executor, ConcurrentExecutor):
+        if is_concurrent(executor):
             _Concurrent(state, options, executor, observer).run()
         else:
             _run_in_order(state, options, executor, observer)

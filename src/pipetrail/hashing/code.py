@@ -497,6 +497,20 @@ def _code_analysis(code: types.CodeType, cache: CodeCache | None) -> Analysis:
         return function_text_analysis(inspect.getsource(code))
 
 
+# source text -> the same dedented: keyed by the text itself, so never stale.
+_DEDENTED: dict[str, str] = {}
+_DEDENTED_LIMIT = 1_000
+
+
+def _dedented(text: str) -> str:
+    found = _DEDENTED.get(text)
+    if found is None:
+        if len(_DEDENTED) >= _DEDENTED_LIMIT:
+            _DEDENTED.clear()
+        found = _DEDENTED[text] = textwrap.dedent(text)
+    return found
+
+
 def code_fingerprint(func: Any, cache: CodeCache | None = None) -> CodeFingerprint:
     """Fingerprint a function and the project-local code it refers to.
 
@@ -516,7 +530,7 @@ def code_fingerprint(func: Any, cache: CodeCache | None = None) -> CodeFingerpri
         unwrapped = inspect.unwrap(target)
         code = getattr(unwrapped, "__code__", None)
         text = _code_analysis(code, walker.cache).text if isinstance(code, types.CodeType) else ""
-        source = textwrap.dedent(text or inspect.getsource(target))
+        source = _dedented(text or inspect.getsource(target))
     except (OSError, TypeError, ValueError, SyntaxError):  # ValueError: a __wrapped__ loop
         source = ""
     walker.visit_root(target)

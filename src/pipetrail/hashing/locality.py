@@ -56,6 +56,14 @@ def is_non_local_file(filename: str) -> bool:
     return any(real.startswith(root) for root in non_local_roots())
 
 
+# The roots the memory below was made for, and loaded module file -> whether it is not
+# the project's. A module is loaded from its file once; where that file lies does not
+# change for the process (as the roots, decided once per process), so every code
+# fingerprint need not resolve its path again.
+_LOADED_FROM: list[Any] = [None, {}]
+_LOADED_LIMIT = 10_000
+
+
 def is_project_local(module_name: str | None) -> bool:
     """Return whether a module is user code (not stdlib, site-packages or pipetrail)."""
     if not module_name or module_name == "pipetrail" or module_name.startswith("pipetrail."):
@@ -65,7 +73,16 @@ def is_project_local(module_name: str | None) -> bool:
     if filename is None:
         # __main__ of an interactive session has no file but is the user's code.
         return module_name == "__main__"
-    return not is_non_local_file(filename)
+    if not isinstance(filename, str):
+        return not is_non_local_file(filename)
+    roots, known = _LOADED_FROM
+    if roots is not non_local_roots() or len(known) >= _LOADED_LIMIT:
+        known = {}
+        _LOADED_FROM[:] = [non_local_roots(), known]
+    found = known.get(filename)
+    if found is None:
+        found = known[filename] = is_non_local_file(filename)
+    return not found
 
 
 @functools.cache

@@ -9,7 +9,12 @@ import pytest
 from pipetrail import step
 from pipetrail.config import load_config
 from pipetrail.errors import DefinitionError, ExecutorError, ProjectError
-from pipetrail.execution.executors import InlineExecutor, executor_settings, resolve_executor
+from pipetrail.execution.executors import (
+    InlineExecutor,
+    executor_settings,
+    is_concurrent,
+    resolve_executor,
+)
 from pipetrail.execution.executors.dask_cluster import DaskExecutor
 from pipetrail.execution.executors.processes import ProcessExecutor
 from pipetrail.execution.executors.shipping import decode_result, encode_result, encode_task
@@ -163,3 +168,31 @@ def test_a_task_the_worker_cannot_load_comes_back_as_the_steps_error(
     result = decode_result(run_shipped(context, b"not a pickled task", {}))
     assert isinstance(result.error, ExecutorError)
     assert "the worker could not load the step" in str(result.error)
+
+
+class _InlineWithWorkers(InlineExecutor):
+    """An inline executor that a subclass made concurrent."""
+
+    def settings(self) -> dict[str, object]:
+        return {"workers": 1}
+
+    def start(self, context: object) -> None:
+        return None
+
+    def submit(self, task: object) -> object:
+        return None
+
+    def shutdown(self) -> None:
+        return None
+
+
+def test_is_concurrent_answers_as_the_protocol_check() -> None:
+    plain = InlineExecutor()
+    assert not is_concurrent(plain)
+    assert is_concurrent(ProcessExecutor(workers=1))
+    assert is_concurrent(_InlineWithWorkers())
+    # An inline executor given the members on the object itself answers as isinstance.
+    grown = InlineExecutor()
+    for member in ("settings", "start", "submit", "shutdown"):
+        setattr(grown, member, lambda *a: None)
+    assert is_concurrent(grown)

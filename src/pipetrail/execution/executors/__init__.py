@@ -20,7 +20,7 @@ pool and Dask modules load when chosen.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard, runtime_checkable
 
 from pipetrail.errors import ProjectError
 
@@ -38,6 +38,7 @@ __all__ = [
     "Executor",
     "InlineExecutor",
     "executor_settings",
+    "is_concurrent",
     "resolve_executor",
 ]
 
@@ -110,9 +111,22 @@ class InlineExecutor:
         return execute_task(task, store, registry)
 
 
+def is_concurrent(executor: object) -> TypeGuard[ConcurrentExecutor]:
+    """Whether ``executor`` is a :class:`ConcurrentExecutor`.
+
+    The same answer as ``isinstance``, which for a protocol looks up every member on
+    the object (several times a run); the inline executor, which has none of
+    :class:`ConcurrentExecutor`'s own, is answered without looking, unless an object of
+    exactly that class was given attributes of its own.
+    """
+    if type(executor) is InlineExecutor and not vars(executor):
+        return False
+    return isinstance(executor, ConcurrentExecutor)
+
+
 def executor_settings(executor: Executor) -> dict[str, Any]:
     """What the run record says about ``executor`` besides its name."""
-    if isinstance(executor, ConcurrentExecutor):
+    if is_concurrent(executor):
         return executor.settings()
     return {}
 
