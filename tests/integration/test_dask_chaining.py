@@ -361,3 +361,99 @@ def test_a_chained_step_that_read_other_bytes_than_recorded_runs_again(
     assert _marks(marks) == {"first": 2, "middle": 3, "last": 2}
     mine, theirs = (_comparable(_events(project, run.id)) for run in (remote, inline))
     assert mine == theirs
+
+
+GATED = """
+import time
+from pathlib import Path
+
+from pipetrail import pipeline, step
+
+
+@step(cache=False)
+def head(n: int) -> list[int]:
+    return list(range(n))
+
+
+@step(cache=False)
+def held(xs: list[int], gate: str) -> int:
+    (Path(gate) / "ready").write_text("1")
+    while not (Path(gate) / "release").exists():
+        time.sleep(0.01)
+    return sum(xs)
+
+
+@step(cache=False)
+def tail(x: int) -> int:
+    return x * 2
+
+
+@pipeline
+def gated(gate: str, n: int = 10):
+    return tail(held(head(n), gate))
+"""
+
+
+class LateResults(CountingDask):
+    """Results reach the coordinator a second late: the cluster goes on meanwhile."""
+
+    def submit(self, task: StepTask) -> Future[TaskResult]:
+        import threading
+
+        real = super().submit(task)
+        told = real.add_done_callback
+
+        def late(callback: Callable[[Future[TaskResult]], object]) -> None:
+            told(lambda done: threading.Timer(1.0, callback, args=(done,)).start())
+
+        real.add_done_callback = late  # type: ignore[method-assign]
+        return real
+
+
+def test_ctrl_c_records_what_the_cluster_already_ran(
+    files: PipelineFiles,
+    project: Project,
+    unique: Callable[[str], str],
+    tmp_path: Path,
+    dask_client: Any,
+) -> None:
+    import os
+    import signal
+    import threading
+
+    from pipetrail.errors import RunInterruptedError
+
+    definition = files.load(unique("gated"), GATED)
+    executor = LateResults(dask_client)
+    gate = tmp_path / "gate"
+    gate.mkdir()
+
+    def interrupt_when_held() -> None:
+        deadline = time.monotonic() + 60
+        while not (gate / "ready").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(os.getpid(), signal.SIGINT)
+
+    watcher = threading.Thread(target=interrupt_when_held, daemon=True)
+    watcher.start()
+    try:
+        with pytest.raises(RunInterruptedError):
+            run_pipeline(
+                definition, {"gate": str(gate)}, project, RunOptions(cache=False, executor=executor)
+            )
+    finally:
+        (gate / "release").write_text("1")  # the worker holding `held` may finish now
+        watcher.join(timeout=60)
+    assert executor.chained == ["held", "tail"]
+    run_id = project.reader().resolve_run("latest")
+    status = {
+        p["node_id"]: kind
+        for kind, p in _events(project, run_id)
+        if kind.startswith("step.") and kind != "step.started"
+    }
+    started = {p["node_id"] for kind, p in _events(project, run_id) if kind == "step.started"}
+    # `held` ran on the cluster before `head`'s result reached the coordinator: `head` is
+    # recorded completed and `held` started (the run's end closes it as interrupted);
+    # `tail` never ran its step.
+    assert status.get("head") == "step.completed"
+    assert started == {"head", "held"}

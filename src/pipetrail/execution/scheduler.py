@@ -120,6 +120,10 @@ def _check_interrupt() -> None:
         raise RunInterruptedError(received)
 
 
+# After Ctrl-C, how long results already on their way are awaited (chained runs only).
+_INTERRUPT_GRACE_S = 2.0
+
+
 class _Concurrent:
     """The loop for executors that run several steps at once."""
 
@@ -194,6 +198,9 @@ class _Concurrent:
                         break  # only nodes below a failure are left
                     continue
                 self._collect()
+        except RunInterruptedError:
+            self._record_what_ran()
+            raise
         finally:
             for future in self.running:
                 future.cancel()
@@ -384,6 +391,53 @@ class _Concurrent:
                 self.dropped.add(node_id)
         if futures:
             self.executor.cancel(futures)  # type: ignore[attr-defined]
+
+    def _record_what_ran(self) -> None:
+        """On Ctrl-C with chained tasks in flight: record what the cluster already did.
+
+        A chained task starts on the cluster as soon as its upstream tasks finish there,
+        before their results reach the coordinator. So before everything is cancelled,
+        the results that arrive within a grace of :data:`_INTERRUPT_GRACE_S` are recorded
+        (a failure that would be retried stays open), and each chained node whose
+        upstream nodes are then done has its start recorded: the run's end closes it as
+        interrupted instead of listing it as never run. Nothing new is sent. A run with
+        chained tasks in flight therefore takes up to the grace to stop.
+        """
+        if not self.chained:
+            return
+        from pipetrail.execution.executors.shipping import ChainBroken
+
+        deadline = time.monotonic() + _INTERRUPT_GRACE_S
+        while True:
+            for node in [n for n in self.waiting.values() if n.id in self.chained]:
+                if self.done.issuperset(self.upstream[node.id]):
+                    del self.waiting[node.id]
+                    self._start_chained(node)
+            if not self.running or time.monotonic() >= deadline:
+                return
+            try:
+                future = self.finished.get(timeout=min(0.1, max(0.0, deadline - time.monotonic())))
+            except queue.Empty:
+                continue
+            prepared = self.running.pop(future, None)
+            if prepared is None:
+                continue
+            result = future.result()
+            node = prepared.node
+            if (
+                isinstance(result.error, ChainBroken)
+                or not self._recorded_inputs(prepared, result)
+                or retry(prepared, result)
+            ):
+                self.running[future] = prepared  # left open: closed as interrupted
+                continue
+            del self.in_flight[node.id]
+            try:
+                finish_step(self.state, prepared, result, self.observer)
+            except StepFailedError:
+                self.blocked.add(node.id)
+            else:
+                self.done.add(node.id)
 
     def _collect(self) -> None:
         """Wait for results (flushing queued events in time) and handle them."""
