@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -92,7 +91,6 @@ def test_a_step_fast_in_an_earlier_run_of_the_process_needs_no_flush() -> None:
     assert must_flush_before(PROCESS_STEP_TIMES, "blake3:other-code", 3, now)
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="os.fork")
 def test_a_child_forked_while_a_thread_held_the_pool_starts_its_own_timer() -> None:
     held, release = threading.Event(), threading.Event()
 

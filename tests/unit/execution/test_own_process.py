@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
-import sys
-
-import pytest
+from typing import TYPE_CHECKING
 
 from pipetrail.capture import process_identity
 from pipetrail.execution import run_events
+
+if TYPE_CHECKING:
+    import pytest
 
 
 def test_the_identity_is_this_process_s_and_read_once(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -18,7 +19,6 @@ def test_the_identity_is_this_process_s_and_read_once(monkeypatch: pytest.Monkey
     assert run_events._own_process() == first
 
 
-@pytest.mark.skipif(sys.platform == "win32", reason="os.fork")
 def test_a_forked_child_records_its_own_identity() -> None:
     parent = run_events._own_process()
     read, write = os.pipe()
