@@ -86,6 +86,20 @@ def _nonce(prefix: bytes, index: int, last: bool) -> bytes:
     return prefix + struct.pack(">IB", index, 1 if last else 0)
 
 
+def _stream_header(chunk_size: int, nonce_prefix: bytes | None) -> tuple[bytes, bytes]:
+    """The header of a sealed stream and its nonce prefix (random unless given).
+
+    Raises:
+        ValueError: the chunk size is out of range, or the prefix is not 7 bytes.
+    """
+    if not 0 < chunk_size <= _MAX_CHUNK:
+        raise ValueError(f"chunk size must be between 1 and {_MAX_CHUNK} bytes")
+    if nonce_prefix is not None and len(nonce_prefix) != 7:
+        raise ValueError("a nonce prefix is 7 bytes")
+    prefix = os.urandom(7) if nonce_prefix is None else nonce_prefix
+    return MAGIC + struct.pack(">I", chunk_size) + prefix, prefix
+
+
 def encrypt_stream(
     src: BinaryIO,
     dst: BinaryIO,
@@ -111,12 +125,7 @@ def encrypt_stream(
     """
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    if not 0 < chunk_size <= _MAX_CHUNK:
-        raise ValueError(f"chunk size must be between 1 and {_MAX_CHUNK} bytes")
-    if nonce_prefix is not None and len(nonce_prefix) != 7:
-        raise ValueError("a nonce prefix is 7 bytes")
-    prefix = os.urandom(7) if nonce_prefix is None else nonce_prefix
-    header = MAGIC + struct.pack(">I", chunk_size) + prefix
+    header, prefix = _stream_header(chunk_size, nonce_prefix)
     aad = header + context
     sealer = AESGCM(key)
     written = dst.write(header)
@@ -125,7 +134,7 @@ def encrypt_stream(
     while True:
         following = _read_full(src, chunk_size) if len(current) == chunk_size else b""
         last = not following
-        nonce = _nonce(header[8:], index, last)
+        nonce = _nonce(prefix, index, last)
         written += dst.write(sealer.encrypt(nonce, current, aad))
         if last:
             return written
@@ -210,12 +219,7 @@ def encrypt_buffer(
     """
     from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-    if not 0 < chunk_size <= _MAX_CHUNK:
-        raise ValueError(f"chunk size must be between 1 and {_MAX_CHUNK} bytes")
-    if nonce_prefix is not None and len(nonce_prefix) != 7:
-        raise ValueError("a nonce prefix is 7 bytes")
-    prefix = os.urandom(7) if nonce_prefix is None else nonce_prefix
-    header = MAGIC + struct.pack(">I", chunk_size) + prefix
+    header, prefix = _stream_header(chunk_size, nonce_prefix)
     aad = header + context
     sealer = AESGCM(key)
     chunks = max(1, -(-len(data) // chunk_size))
