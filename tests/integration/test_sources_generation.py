@@ -176,7 +176,9 @@ def test_quarantine_by_store_verify(setup: Any, lookups: Lookups) -> None:
     object_file = project.store.root / digest[7:9] / digest[9:]
     object_file.chmod(0o644)
     with open(object_file, "r+b") as f:
-        f.write(bytes([f.read(1)[0] ^ 1]))
+        first = f.read(1)[0]
+        f.seek(0)  # the write goes where the byte was read, not after it
+        f.write(bytes([first ^ 1]))
     verified = verify_artifacts(project)
     assert digest in verified["corrupt"]
     assert not project.store.exists(digest)

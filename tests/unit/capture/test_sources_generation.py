@@ -128,7 +128,9 @@ def test_an_object_quarantined_is_stored_again(
     object_file = calls.store.root / big_digest[7:9] / big_digest[9:]
     object_file.chmod(0o644)
     with open(object_file, "r+b") as f:  # one flipped byte: store verify moves it aside
-        f.write(bytes([f.read(1)[0] ^ 1]))
+        first = f.read(1)[0]
+        f.seek(0)  # the write goes where the byte was read, not after it
+        f.write(bytes([first ^ 1]))
     assert not LocalStore(calls.store.root).verify(big_digest)
     calls.clear()
     _observe(root, cache, calls)

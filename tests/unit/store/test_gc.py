@@ -131,7 +131,9 @@ def test_a_corrupt_live_object_keeps_its_segment(tmp_path: Path) -> None:
     path = store.root / "segments" / segment
     os.chmod(path, 0o644)
     with open(path, "r+b") as f:  # flip a byte of the first (live) object
-        f.write(b"\x00" if f.read(1) != b"\x00" else b"\x01")
+        first = f.read(1)
+        f.seek(0)
+        f.write(b"\x00" if first != b"\x00" else b"\x01")
     _age(store, 7200)
     garbage = find_garbage(store.root, {digests[0]}, grace=60)
     remove_garbage(store.root, garbage)
