@@ -1,7 +1,7 @@
 """The lineage page benchmark's pipeline: 500 independent parts combined into one model.
 
-Upstream of the model's artifact: the combining step run, the 499 part artifacts and the
-499 part step runs (and what the parts read): over 1,000 nodes.
+Upstream of the model's artifact: the combining step run, the 500 part artifacts and the
+500 part step runs (and what the parts read): over 1,000 nodes.
 """
 
 from __future__ import annotations

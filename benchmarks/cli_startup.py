@@ -8,6 +8,10 @@ pass`` (the interpreter's own floor) and ``python -c "import click"`` (the floor
 click-based command line). The commands are interleaved; each time is
 ``time.perf_counter`` around ``subprocess.run``. The ``vs_dvc`` rows divide each round's
 ``dvc --version`` time by the same round's pipetrail time (above 1: pipetrail is faster).
+Targets (on the medians): ``import pipetrail`` <= 0.05 s; ``pipetrail --help`` and
+``pipetrail runs`` <= 0.1 s each; both ``vs_dvc`` ratios >= 1. 15 timed rounds
+(``--quick``: 5) after 3 warm-ups of each command; ``--no-peers`` leaves DVC out (its row
+and the ratios say "not measured").
 
 Run: ``.venv/bin/python benchmarks/cli_startup.py [--quick] [--no-peers]``.
 """

@@ -11,7 +11,8 @@ For each side: a copy of its example folder in a new temporary folder, the data 
 seconds in which a change could go unseen, two warm-up re-runs, then N timed re-runs
 (``pipetrail run pipeline.py -q``), interleaved with the other side's. Every timed run must
 say ``0 executed, 6 cached``. The ``speedup`` row divides each round's baseline time by
-the same round's current time.
+the same round's current time; its target is >= 2 x (the median). 10 rounds
+(``--quick``: 3). The baseline tree is kept in benchmarks/.work/baseline-COMMIT/.
 
 Run: ``.venv/bin/python benchmarks/example_rerun.py [--quick] [--baseline REF]``.
 """

@@ -19,13 +19,17 @@ cache. Each repetition then times, back to back:
 Throughputs are total bytes / median time. The ratio (hash throughput / raw throughput)
 is computed per repetition, from the raw read and the hashing timed next to each other;
 the target is on its median. The big-file and small-file rows split the same timings by
-the two code paths of ``digest_file`` (memory map + BLAKE3 threads for files >= 4 MiB, a
-whole ``read()`` + one thread below).
+the two code paths of ``digest_file`` (files >= 4 MiB read ahead on a helper thread and
+hashed with BLAKE3's threads; smaller ones read into a reused page-aligned buffer and
+hashed on one thread), each as a ratio to the memory-speed floor of the same files.
 
-``--parallel`` adds a variant that hashes the small files with a thread pool
-(``os.cpu_count()`` threads, big files still one after the other). ``--variants`` times
-other ways to hash the same files, to see whether ``digest_file`` could be faster
-(informational; nothing in the library changes).
+``--parallel`` (always on in run_all.py) adds a variant that hashes the small files with
+a thread pool (``os.cpu_count()`` threads, big files still one after the other).
+``--variants`` times other ways to hash the same files, each as a ratio to the floor
+timed next to it, to see whether ``digest_file`` could be faster (informational; nothing
+in the library changes).
+
+Repetitions: 5 (``--quick``: 3) after the warm-up.
 
 Run: ``.venv/bin/python benchmarks/hashing.py [--quick] [--parallel] [--variants]``.
 """

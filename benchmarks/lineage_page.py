@@ -1,8 +1,8 @@
 """The lineage page of a model with over 1,000 upstream nodes, drawn in a real browser.
 
 A project (built once in benchmarks/.work/lineage_page/) runs ``_wide_lineage.wide``:
-499 steps whose outputs one step combines into a dict, registered as model ``wide``
-version 1; its provenance holds the combining step run, 499 artifacts and 499 step runs
+500 steps whose outputs one step combines into a dict, registered as model ``wide``
+version 1; its provenance holds the combining step run, 500 artifacts and 500 step runs
 and their inputs. ``pipetrail serve`` runs as a real process; Debian's chromium (driven
 by Playwright, never a downloaded browser) logs in once, then opens
 ``/lineage?direction=up&ref=<the model's digest>`` again and again.

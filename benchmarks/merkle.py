@@ -18,6 +18,11 @@ The large ledger is built once, by bulk appends of valid chained events (10,000 
 transaction, projections and tree included), into benchmarks/.work/merkle/ and reused
 while the build recipe is unchanged (about a minute the first time).
 
+Repetitions: ``append``, 15 rounds of 1,000 appends to each ledger after a warm-up round
+(a round's figure is its median append); ``verify``, the command once. ``--quick``: 5
+rounds; the command twice on a ledger of 100,000 events with 100 checkpoints (built
+once, in a folder of its own), with no target (the 10 s is for 1,000,000 events).
+
 Run: ``.venv/bin/python benchmarks/merkle.py [--quick]``.
 """
 

@@ -18,8 +18,9 @@ costs, start-up and the fixed cost of a run taken out; the table gives the media
 repetitions (and the ratio row the median of the per-repetition ratios). Targets:
 pipetrail's first run <= 0.5 ms per step at 100 and 1,000 steps, its cached run <= 0.15 ms;
 the Kedro ratio (Kedro's per-step figure over pipetrail's first-run one) is checked against
->= 1 (pipetrail no slower). When Kedro cannot be installed, its rows and the ratios say
-"not measured", with no verdict.
+>= 1 (pipetrail no slower) at every length, 10 steps included. When Kedro cannot be
+installed, its rows and the ratios say "not measured", with no verdict. The rows are
+named ``vs_kedro.*``. 7 repetitions (``--quick``: 3) after a warm-up.
 
 The pipetrail processes run this checkout's ``src/`` (``PYTHONPATH``).
 
