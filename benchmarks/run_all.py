@@ -3,11 +3,12 @@
 Run: ``.venv/bin/python benchmarks/run_all.py`` or with ``--quick`` (fewer repetitions,
 a few smaller data sets). By estimate (repetition counts and fixture sizes, not a
 measurement): a full run about half an hour on a quiet 2-CPU machine, a quick one about
-10 minutes, once the fixtures are built. ``--only NAME`` runs some of them (the keys of ``BENCHMARKS``
-below; an unknown name lists them). The first run also builds the fixtures under
-benchmarks/.work/ and installs the peers (DVC, Kedro, MLflow, s3fs) into private
-virtualenvs there: the lineage benchmark's 1.2 GB synthetic ledger takes about 75 s; gc,
-merkle, governance and audit_bundle a few minutes each (benchmarks/README.md lists them).
+10 minutes, once the fixtures are built. ``--only NAME`` runs some of them (the keys of
+``BENCHMARKS`` below; an unknown name lists them). The first run also builds the
+fixtures under benchmarks/.work/ and installs the peers (DVC, Kedro, MLflow, s3fs) into
+private virtualenvs there: the lineage benchmark's 1.2 GB synthetic ledger takes about
+75 s; gc, merkle, governance and audit_bundle a few minutes each (benchmarks/README.md
+lists them).
 ``--wait-quiet SECONDS`` waits (up to SECONDS) before each benchmark until other
 processes leave the CPUs alone. Above the table: the commit measured (and what differed
 from it), the machine and the load average before and after the run; under it, how busy
