@@ -8,6 +8,7 @@ Standard library only.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import os
 import platform
@@ -20,7 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Iterator, Sequence
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
@@ -386,6 +387,29 @@ def settle() -> None:
     os.sync()
     gc.collect()
     time.sleep(0.2)
+
+
+@contextlib.contextmanager
+def process_state_kept() -> Iterator[None]:
+    """Put ``os.environ`` and the current directory back as they were when the block ends.
+
+    ``run_all.py`` runs every benchmark in one process: a benchmark that sets, changes or
+    removes an environment variable (``PIPETRAIL_HOME``, ``PIPETRAIL_METADATA``...) or
+    changes directory would otherwise leave it so for the benchmarks after it. Variables
+    the block added are removed, those it changed or removed get their old values back,
+    and the directory is restored, also when the block raises.
+    """
+    environ = dict(os.environ)
+    directory = os.getcwd()
+    try:
+        yield
+    finally:
+        os.chdir(directory)
+        for name in [name for name in os.environ if name not in environ]:
+            del os.environ[name]
+        for name, value in environ.items():
+            if os.environ.get(name) != value:
+                os.environ[name] = value
 
 
 def wait_for_quiet(max_seconds: float, threshold: float = 0.25) -> float | None:

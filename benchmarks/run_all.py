@@ -10,7 +10,9 @@ private virtualenvs there: the lineage benchmark's 1.2 GB synthetic ledger takes
 75 s; gc, merkle, governance and audit_bundle a few minutes each (benchmarks/README.md
 lists them).
 ``--wait-quiet SECONDS`` waits (up to SECONDS) before each benchmark until other
-processes leave the CPUs alone. Above the table: the commit measured (and what differed
+processes leave the CPUs alone. The benchmarks share this process: after each one, the
+environment variables and the current directory are put back as they were before it,
+so what one benchmark sets is never seen by the next. Above the table: the commit measured (and what differed
 from it), the machine and the load average before and after the run; under it, how busy
 other processes kept the CPUs during each benchmark: on a shared machine, read the
 results with it.
@@ -71,6 +73,7 @@ from _common import (
     format_load,
     format_table,
     log,
+    process_state_kept,
     settle,
     wait_for_quiet,
 )
@@ -145,7 +148,8 @@ def main() -> int:
             wait_for_quiet(args.wait_quiet)
         began = time.perf_counter()
         try:
-            with BackgroundLoad() as load:
+            # Each benchmark starts from the environment and directory the run began with.
+            with process_state_kept(), BackgroundLoad() as load:
                 results.extend(BENCHMARKS[name](args.quick))
         except Exception:  # noqa: BLE001 - report and go on with the other benchmarks
             crashed.append(name)

@@ -17,6 +17,8 @@ percentile; the row is the median over the rounds of that p95:
 * ``server.api_next_page`` (target p95 <= 100 ms): the page after ``cursor=`` the 50th
   run, the way a client walks the list.
 
+The process's ``PIPETRAIL_HOME`` is set to the fixture's key folder, whatever it was.
+
 The 50 concurrent clients, against ``pipetrail serve`` and MLflow's tracking server on
 the same runs, are benchmarks/server_concurrent.py's.
 
@@ -86,7 +88,9 @@ def _p95s(call: Callable[[], Any], rounds: int, per_round: int) -> list[float]:
 
 
 def run(quick: bool) -> list[Result]:
-    os.environ.setdefault("PIPETRAIL_HOME", str(WORK_DIR / "server" / "home"))
+    # The key folder of the fixture's admin, whatever the caller's: the in-process server
+    # keeps its cache of verified signatures there (run_all.py puts the variable back).
+    os.environ["PIPETRAIL_HOME"] = str(WORK_DIR / "server" / "home")
     root, token = prepared()
     from fastapi.testclient import TestClient
 

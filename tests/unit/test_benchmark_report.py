@@ -213,3 +213,34 @@ def test_only_whole_process_comparisons_carry_a_verdict(rows: Any) -> None:
     assert status["sources.vs_dvc.status.run"].verdict == "PASS"
     assert status["sources.vs_dvc.status"].verdict == "info"  # in process: context only
     assert status["sources.vs_dvc.status"].median == pytest.approx((50 + 0.45 / 0.009) / 2)
+
+
+def test_what_a_benchmark_does_to_the_environment_and_directory_is_undone(
+    bench: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    common, _ = bench
+    # Registered with monkeypatch first, so a broken helper cannot leak into other tests.
+    monkeypatch.setenv("PIPETRAIL_BENCH_KEPT", "before")
+    monkeypatch.setenv("PIPETRAIL_BENCH_REMOVED", "before")
+    monkeypatch.delenv("PIPETRAIL_BENCH_ADDED", raising=False)
+    monkeypatch.chdir(tmp_path)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    before = dict(common.os.environ)
+
+    def benchmark() -> None:
+        common.os.environ["PIPETRAIL_BENCH_KEPT"] = "changed"
+        del common.os.environ["PIPETRAIL_BENCH_REMOVED"]
+        common.os.environ.setdefault("PIPETRAIL_BENCH_ADDED", "added")
+        common.os.chdir(elsewhere)
+        raise RuntimeError("a benchmark that crashes half-way")
+
+    with pytest.raises(RuntimeError, match="half-way"), common.process_state_kept():
+        benchmark()
+    assert dict(common.os.environ) == before
+    assert Path.cwd() == tmp_path
+    # A later benchmark's own `setdefault` is then not shadowed by an earlier one's value.
+    with common.process_state_kept():
+        common.os.environ.setdefault("PIPETRAIL_BENCH_ADDED", "second")
+        assert common.os.environ["PIPETRAIL_BENCH_ADDED"] == "second"
+    assert "PIPETRAIL_BENCH_ADDED" not in common.os.environ
