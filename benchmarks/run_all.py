@@ -12,10 +12,10 @@ lists them).
 ``--wait-quiet SECONDS`` waits (up to SECONDS) before each benchmark until other
 processes leave the CPUs alone. The benchmarks share this process: after each one, the
 environment variables and the current directory are put back as they were before it,
-so what one benchmark sets is never seen by the next. Above the table: the commit measured (and what differed
-from it), the machine and the load average before and after the run; under it, how busy
-other processes kept the CPUs during each benchmark: on a shared machine, read the
-results with it.
+so what one benchmark sets is never seen by the next. Above the table: the commit
+measured (and what differed from it), the machine and the load average before and after
+the run; under it, how busy other processes kept the CPUs during each benchmark: on a
+shared machine, read the results with it.
 
 ``--write-readme`` runs every benchmark (no ``--only``) and replaces the results section
 of ``benchmarks/README.md`` (between its ``BEGIN RESULTS`` and ``END RESULTS`` markers)
