@@ -1,10 +1,18 @@
 """Whole-process wall time of a fully cached re-run of the README example, against a baseline.
 
 The README example is ``examples/breast_cancer`` (pandas, pandera, pydantic and
-scikit-learn). The baseline is another commit of this repository (default: ``main``): its
-``src/`` and ``examples/`` are extracted with ``git archive`` into benchmarks/.work/, and
-its example runs on its own code (``PYTHONPATH`` set to its ``src/``); the current tree's
-example runs on the current code. Both use the same interpreter and installed libraries.
+scikit-learn). The target (at least 2x faster than the code before the overhead work) is
+against a fixed commit, so the default baseline is pinned: ``BASELINE``, commit 9802558,
+the baseline the earlier measurements used. That commit already holds part of the
+start-up work (``import pipetrail`` and the CLI import their names and commands on first
+use), so a pass against it is conservative: against the code before any of that work the
+speed-up would be larger. ``--baseline REF`` compares with another commit (``main``,
+say); a default of ``main`` would make run_all.py, on ``main``, compare a commit with
+itself and fail the target by construction. The baseline's ``src/`` and ``examples/``
+are extracted with ``git archive`` into benchmarks/.work/, and its example runs on its own
+code (``PYTHONPATH`` set to its ``src/``); the current tree's example runs on the current
+code. Both use the same interpreter and installed libraries. The rows name the baseline
+commit.
 
 For each side: a copy of its example folder in a new temporary folder, the data written by
 ``prepare_data.py``, one uncached run, a pause until the files are older than the two
@@ -43,7 +51,9 @@ from _common import (
 if TYPE_CHECKING:
     import argparse
 
-TARGET_X = 2.0  # issue 11: at least 2x faster than the baseline commit
+TARGET_X = 2.0  # at least 2x faster than the baseline commit
+#: The commit the target is measured against (see the module docstring).
+BASELINE = "9802558"
 STEPS = 6
 _RACY_WINDOW_S = 2.0
 _SUMMARY = re.compile(r"completed: (\d+) executed, (\d+) cached of (\d+) steps")
@@ -100,7 +110,7 @@ def _rerun(folder: Path, env: dict[str, str], *, expect_cached: bool = True) -> 
     return seconds
 
 
-def run(quick: bool, baseline: str = "main") -> list[Result]:
+def run(quick: bool, baseline: str = BASELINE) -> list[Result]:
     reps = 3 if quick else 10
     commit, tree = _baseline_tree(baseline)
     log(f"example_rerun: baseline {baseline} = {commit[:12]}; {reps} timed re-runs per side")
@@ -123,23 +133,34 @@ def run(quick: bool, baseline: str = "main") -> list[Result]:
     finally:
         for folder in folders.values():
             shutil.rmtree(folder, ignore_errors=True)
-    ratios = [b / c for b, c in zip(times["baseline"], times["current"], strict=True)]
+    return rows(times["current"], times["baseline"], baseline, commit)
+
+
+def rows(current: list[float], before: list[float], ref: str, commit: str) -> list[Result]:
+    """The three rows, from the paired re-run times of this tree and of commit ``commit``.
+
+    ``ref`` is the baseline as given (``--baseline``); the labels name the commit it
+    resolved to, and the ref too when it is a name (``main``) rather than that commit.
+    """
+    short = commit[:12]
+    named = short if commit.startswith(ref) else f"{ref} = {short}"
+    ratios = [b / c for b, c in zip(before, current, strict=True)]
     return [
         summarize(
             "example_rerun.current",
             "README example, all 6 steps cached, this tree",
-            times["current"],
+            current,
             "s",
         ),
         summarize(
             "example_rerun.baseline",
-            f"same, at {baseline} ({commit[:12]}), same run",
-            times["baseline"],
+            f"same, at baseline commit {named}, same run",
+            before,
             "s",
         ),
         summarize(
             "example_rerun.speedup",
-            "baseline time / current time, per round",
+            f"time at {short} / time of this tree, per round",
             ratios,
             "x",
             at_least=TARGET_X,
@@ -148,7 +169,12 @@ def run(quick: bool, baseline: str = "main") -> list[Result]:
 
 
 def _options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--baseline", default="main", help="the commit to compare with")
+    parser.add_argument(
+        "--baseline",
+        default=BASELINE,
+        metavar="REF",
+        help=f"the commit to compare with (default: {BASELINE}, the target's baseline)",
+    )
 
 
 if __name__ == "__main__":

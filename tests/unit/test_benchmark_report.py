@@ -7,6 +7,9 @@ as top-level modules (they run as scripts from benchmarks/), so the folder goes 
 
 from __future__ import annotations
 
+import argparse
+import importlib
+import inspect
 import math
 import sys
 from pathlib import Path
@@ -244,3 +247,27 @@ def test_what_a_benchmark_does_to_the_environment_and_directory_is_undone(
         common.os.environ.setdefault("PIPETRAIL_BENCH_ADDED", "second")
         assert common.os.environ["PIPETRAIL_BENCH_ADDED"] == "second"
     assert "PIPETRAIL_BENCH_ADDED" not in common.os.environ
+
+
+@pytest.fixture
+def script(bench: Any) -> Iterator[Any]:
+    """Import a benchmark script by name; the benchmarks' modules are forgotten afterwards."""
+    yield importlib.import_module
+    for name, module in list(sys.modules.items()):
+        if str(getattr(module, "__file__", None) or "").startswith(str(BENCHMARKS)):
+            del sys.modules[name]
+
+
+def test_the_example_rerun_compares_with_the_pinned_commit_and_says_which(script: Any) -> None:
+    example_rerun = script("example_rerun")
+    parser = argparse.ArgumentParser()
+    example_rerun._options(parser)
+    assert parser.parse_args([]).baseline == example_rerun.BASELINE == "9802558"
+    assert inspect.signature(example_rerun.run).parameters["baseline"].default == "9802558"
+    commit = "98025586c30babd3531646388e8bf98f7ec61df5"
+    found = _by_name(example_rerun.rows([1.0, 1.2], [2.4, 2.0], "9802558", commit))
+    assert "98025586c30b" in found["example_rerun.baseline"].measured
+    assert "98025586c30b" in found["example_rerun.speedup"].measured
+    assert found["example_rerun.speedup"].median == pytest.approx((2.4 + 2.0 / 1.2) / 2)
+    named = _by_name(example_rerun.rows([1.0], [2.0], "main", "0123456789abcdef"))
+    assert "main = 0123456789ab" in named["example_rerun.baseline"].measured
