@@ -271,3 +271,16 @@ def test_the_example_rerun_compares_with_the_pinned_commit_and_says_which(script
     assert found["example_rerun.speedup"].median == pytest.approx((2.4 + 2.0 / 1.2) / 2)
     named = _by_name(example_rerun.rows([1.0], [2.0], "main", "0123456789abcdef"))
     assert "main = 0123456789ab" in named["example_rerun.baseline"].measured
+
+
+def test_no_hashing_variant_claims_to_be_digest_file(script: Any, tmp_path: Path) -> None:
+    # digest_file reads large files ahead (never a memory map) and reads small ones into a
+    # reused buffer (never a new bytes per file): no variant is it, so none says "=".
+    hashing = script("hashing")
+    files = [tmp_path / "a"]
+    files[0].write_bytes(b"x" * 1000)
+    with hashing.ThreadPoolExecutor(max_workers=1) as pool:
+        cases = {name: label for name, label, *_ in hashing.variant_cases(files, files, pool, 1)}
+    assert not [label for label in cases.values() if "= digest_file" in label]
+    assert "mapped mode" in cases["big.mmap_auto"]
+    assert "digest_file reuses a buffer" in cases["small.read_whole"]
