@@ -95,13 +95,11 @@ def summarize(
     if not samples:
         raise ValueError(f"{name}: no samples")
     med = statistics.median(samples)
-    target = "-"
+    target = target_text(unit, at_most=at_most, at_least=at_least)
     passed: bool | None = None
     if at_most is not None:
-        target = f"<= {_fmt(at_most)} {unit}"
         passed = med <= at_most
     elif at_least is not None:
-        target = f">= {_fmt(at_least)} {unit}"
         passed = med >= at_least
     return Result(
         name=name,
@@ -114,6 +112,19 @@ def summarize(
         passed=passed,
         n=len(samples),
     )
+
+
+def target_text(unit: str, *, at_most: float | None = None, at_least: float | None = None) -> str:
+    """A target as the table prints it (``<= 2.00 ms``, ``>= 70.0 %``), or ``-`` for none.
+
+    :func:`summarize` writes its targets with it; give it to :func:`not_measured` too, so
+    that a row not measured states its target exactly as a measured one would.
+    """
+    if at_most is not None:
+        return f"<= {_fmt(at_most)} {unit}"
+    if at_least is not None:
+        return f">= {_fmt(at_least)} {unit}"
+    return "-"
 
 
 def _fmt(value: float) -> str:

@@ -18,12 +18,16 @@ direct submission on both shapes. The chain's steps have their cache off (the ru
 direct side does; the coordinator still fetches, checks and records every result. CPU
 time (the coordinator's process, which also runs the scheduler, and the workers') is
 reported for each side, for information: it is steadier than wall time on a busy machine.
+The cluster is the one ``DaskExecutor(workers=2)`` makes for a run (its ``connect``),
+the local cluster a user of ``--executor dask`` gets. Without ``dask.distributed``
+every row, with its target, says not measured.
 
 Run: ``.venv/bin/python benchmarks/dask_overhead.py [--quick]``.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import tempfile
 import time
@@ -31,10 +35,37 @@ from pathlib import Path
 from typing import Any
 
 import _fanout
-from _common import Result, log, main, not_measured, summarize, time_call
+from _common import Result, log, main, not_measured, summarize, target_text, time_call
 
 STEPS = 200
 TARGET_RATIO = 2.0
+SHAPES = {"fanout": "fan-out", "chain": "chain"}
+
+
+def rows(n: int) -> list[tuple[str, str, str, float | None]]:
+    """Every row: (its name's end, what it measures, unit, upper target or None)."""
+    found: list[tuple[str, str, str, float | None]] = []
+    for shape in SHAPES:
+        found += [
+            (f"{shape}_pipetrail", f"per step, {n} steps, {shape}", "ms", None),
+            (f"{shape}_direct", f"per step, client.submit, {shape}", "ms", None),
+        ]
+    for shape, label in SHAPES.items():
+        found += [
+            (f"{shape}_ratio", f"pipetrail / direct, {label}", "x", TARGET_RATIO),
+            (f"{shape}_cpu_ratio", f"CPU, pipetrail / direct, {label}", "x", None),
+        ]
+    return found
+
+
+def not_measured_rows(reason: str, n: int = STEPS) -> list[Result]:
+    """Every row, targets included, as not measured (``reason`` says why)."""
+    return [
+        not_measured(
+            f"dask_overhead.{name}", what, unit, reason, target=target_text(unit, at_most=most)
+        )
+        for name, what, unit, most in rows(n)
+    ]
 
 
 def _cpu(client: Any) -> float:
@@ -94,30 +125,19 @@ def _direct_chain(client: Any, n: int) -> tuple[float, float]:
 
 
 def run(quick: bool) -> list[Result]:
-    try:
-        import distributed
-    except ImportError:
-        reason = "dask.distributed is not installed (pip install 'pipetrail[dask]')"
-        return [
-            not_measured(
-                "dask_overhead.fanout_ratio",
-                "pipetrail / direct",
-                "x",
-                reason,
-                target=f"<= {TARGET_RATIO} x",
-            ),
-        ]
-    from pipetrail.execution.executors.dask_cluster import _local_cluster
+    if importlib.util.find_spec("distributed") is None:
+        return not_measured_rows(
+            "dask.distributed is not installed (pip install 'pipetrail[dask]')"
+        )
+    from pipetrail.execution.executors.dask_cluster import DaskExecutor
 
     reps = 3 if quick else 7
     n = STEPS
     log(f"dask_overhead: 2-worker LocalCluster, {reps} x {n} trivial steps, each side")
-    cluster, client = _local_cluster(distributed, 2)
-    shapes = ("fanout", "chain")
-    ours: dict[str, list[float]] = {shape: [] for shape in shapes}
-    direct: dict[str, list[float]] = {shape: [] for shape in shapes}
-    ratios: dict[str, list[float]] = {shape: [] for shape in shapes}
-    cpu_ratios: dict[str, list[float]] = {shape: [] for shape in shapes}
+    # The local cluster a run makes (one thread per worker process); closed by shutdown().
+    owner = DaskExecutor(workers=2)
+    client = owner.connect()
+    samples: dict[str, list[float]] = {name: [] for name, *_ in rows(n)}
     # One project for the whole benchmark: its stores are created by the warm-up run, so
     # the timed runs pay what every run pays, not the first run's schema creation.
     project = Path(tempfile.mkdtemp(prefix="pipetrail-bench-dask-"))
@@ -139,53 +159,21 @@ def run(quick: bool) -> list[Result]:
                 else:
                     p, p_cpu = _pipetrail(client, definition, project, n)
                     d, d_cpu = plain(client, n)
-                ours[shape].append(p / n * 1e3)
-                direct[shape].append(d / n * 1e3)
-                ratios[shape].append(p / d)
-                cpu_ratios[shape].append(p_cpu / d_cpu)
+                samples[f"{shape}_pipetrail"].append(p / n * 1e3)
+                samples[f"{shape}_direct"].append(d / n * 1e3)
+                samples[f"{shape}_ratio"].append(p / d)
+                samples[f"{shape}_cpu_ratio"].append(p_cpu / d_cpu)
                 log(
                     f"  rep {i + 1} {shape}: pipetrail {p:.2f} s ({p_cpu:.2f} s CPU), "
                     f"direct {d:.2f} s ({d_cpu:.2f} s CPU)"
                 )
     finally:
-        client.close()
-        cluster.close()
+        owner.shutdown()
         shutil.rmtree(project, ignore_errors=True)
-    results = []
-    for shape in shapes:
-        results += [
-            summarize(
-                f"dask_overhead.{shape}_pipetrail",
-                f"per step, {n} steps, {shape}",
-                ours[shape],
-                "ms",
-            ),
-            summarize(
-                f"dask_overhead.{shape}_direct",
-                f"per step, client.submit, {shape}",
-                direct[shape],
-                "ms",
-            ),
-        ]
-    for shape, label in (("fanout", "fan-out"), ("chain", "chain")):
-        results.append(
-            summarize(
-                f"dask_overhead.{shape}_ratio",
-                f"pipetrail / direct, {label}",
-                ratios[shape],
-                "x",
-                at_most=TARGET_RATIO,
-            )
-        )
-        results.append(
-            summarize(
-                f"dask_overhead.{shape}_cpu_ratio",
-                f"CPU, pipetrail / direct, {label}",
-                cpu_ratios[shape],
-                "x",
-            )
-        )
-    return results
+    return [
+        summarize(f"dask_overhead.{name}", what, samples[name], unit, at_most=most)
+        for name, what, unit, most in rows(n)
+    ]
 
 
 if __name__ == "__main__":

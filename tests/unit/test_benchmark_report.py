@@ -284,3 +284,21 @@ def test_no_hashing_variant_claims_to_be_digest_file(script: Any, tmp_path: Path
     assert not [label for label in cases.values() if "= digest_file" in label]
     assert "mapped mode" in cases["big.mmap_auto"]
     assert "digest_file reuses a buffer" in cases["small.read_whole"]
+
+
+def test_without_dask_every_dask_row_and_target_is_not_measured(script: Any) -> None:
+    common, dask_overhead = script("_common"), script("dask_overhead")
+    found = _by_name(dask_overhead.not_measured_rows("dask.distributed is not installed"))
+    measured = {f"dask_overhead.{name}" for name, *_ in dask_overhead.rows(dask_overhead.STEPS)}
+    assert set(found) == measured
+    assert {"dask_overhead.chain_pipetrail", "dask_overhead.chain_ratio"} <= set(found)
+    for row in found.values():
+        assert row.verdict == "not measured"
+        assert row.missing == "dask.distributed is not installed"
+    # The targets read as a measured row's would.
+    with_target = {n: r.target for n, r in found.items() if r.target != "-"}
+    expected = common.summarize("x", "x", [1.0], "x", at_most=dask_overhead.TARGET_RATIO).target
+    assert with_target == {
+        "dask_overhead.fanout_ratio": expected,
+        "dask_overhead.chain_ratio": expected,
+    }
