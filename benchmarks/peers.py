@@ -117,6 +117,30 @@ def _install_into(folder: Path, requirement: str) -> str | None:
     return None
 
 
+def ensure_venv(folder: Path, requirement: str) -> Path | PeerUnavailable:
+    """The interpreter of a private virtualenv holding ``requirement``, made on first use.
+
+    For a peer library a benchmark drives with a script of its own (s3fs): the virtualenv
+    in ``folder`` is reused when its ``INSTALLED`` marker (written last) names
+    ``requirement``; otherwise it is made again and ``requirement`` pip-installed into it.
+
+    Returns:
+        The virtualenv's ``python``, or why it could not be installed (the caller then
+        reports its rows as not measured).
+    """
+    python = folder / "bin" / "python"
+    marker = folder / "INSTALLED"
+    if marker.is_file() and marker.read_text().strip() == requirement and python.is_file():
+        return python
+    error = _install_into(folder, requirement)
+    if error is not None:
+        shutil.rmtree(folder, ignore_errors=True)
+        log(f"peers: {requirement} could not be installed ({error})")
+        return PeerUnavailable(f"{requirement} could not be installed: {error}")
+    marker.write_text(requirement + "\n")
+    return python
+
+
 def ensure_dvc(*, reinstall: bool = False) -> Dvc | PeerUnavailable:
     """Return the peer virtualenv's DVC, installing it on first use.
 

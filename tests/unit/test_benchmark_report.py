@@ -302,3 +302,31 @@ def test_without_dask_every_dask_row_and_target_is_not_measured(script: Any) -> 
         "dask_overhead.fanout_ratio": expected,
         "dask_overhead.chain_ratio": expected,
     }
+
+
+def test_without_seaweedfs_the_s3_targets_read_as_percentages(script: Any) -> None:
+    s3_store = script("s3_store")
+    found = _by_name(s3_store.not_measured_rows("SeaweedFS could not be started: no weed"))
+    assert found["s3_store.put_ratio"].target == ">= 70.0 %"
+    assert found["s3_store.get_ratio"].target == ">= 70.0 %"
+    assert {r.verdict for r in found.values()} == {"not measured"}
+    assert {"s3_store.put", "s3_store.get", "s3_store.s3fs_put"} <= set(found)
+    # The labels give the size actually moved: 8 x 100 MiB + 2,000 x 100 KiB.
+    labels = [r.measured for r in found.values() if r.unit == "MiB/s"]
+    assert labels
+    assert all("995 MiB" in label and "GiB" not in label for label in labels)
+    seconds = {"raw_put": 2.0, "ours_put": 2.5, "raw_get": 1.0, "ours_get": 1.25}
+    measured = _by_name(s3_store._rows([seconds], "s3fs not installed"))
+    assert measured["s3_store.put_ratio"].median == pytest.approx(80.0)
+    assert measured["s3_store.put_ratio"].target == ">= 70.0 %"
+    assert measured["s3_store.put"].measured == "995 MiB put, S3Store.put_files"
+    assert measured["s3_store.s3fs_get"].missing == "s3fs not installed"
+
+
+def test_a_private_virtualenv_with_its_marker_is_reused(script: Any, tmp_path: Path) -> None:
+    peers = script("peers")
+    folder = tmp_path / "venv"
+    (folder / "bin").mkdir(parents=True)
+    (folder / "bin" / "python").write_text("")
+    (folder / "INSTALLED").write_text("s3fs==1.0\n")
+    assert peers.ensure_venv(folder, "s3fs==1.0") == folder / "bin" / "python"
