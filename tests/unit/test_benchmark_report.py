@@ -330,3 +330,26 @@ def test_a_private_virtualenv_with_its_marker_is_reused(script: Any, tmp_path: P
     (folder / "bin" / "python").write_text("")
     (folder / "INSTALLED").write_text("s3fs==1.0\n")
     assert peers.ensure_venv(folder, "s3fs==1.0") == folder / "bin" / "python"
+
+
+def test_a_drift_fixture_is_reused_only_when_built_from_the_same_parameters(
+    script: Any, tmp_path: Path
+) -> None:
+    profiles = script("profiles")
+    sources = [(0.0, 5), (1.5, 5)]
+    params = profiles.fixture_params(sources)
+    (tmp_path / "run_ids.txt").write_text("r1 r2")  # the old marker, with no parameters
+    assert profiles.built_runs(tmp_path, params) is None
+    (tmp_path / "params.json").write_text(
+        profiles.json.dumps({"params": params, "runs": ["r1", "r2"]})
+    )
+    assert profiles.built_runs(tmp_path, profiles.fixture_params(sources)) == ["r1", "r2"]
+    for changed in (
+        {**params, "schema": "another revision"},
+        {**params, "rows": params["rows"] + 1},
+        {**params, "pipeline": "0" * 64},
+        profiles.fixture_params([(0.0, 5), (1.5, 6)]),
+    ):
+        assert profiles.built_runs(tmp_path, changed) is None
+    (tmp_path / "params.json").write_text("{truncated")
+    assert profiles.built_runs(tmp_path, params) is None
