@@ -97,4 +97,4 @@ def run(quick: bool) -> list[Result]:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main(run, __doc__ or ""))
+    raise SystemExit(main(run, (__doc__ or "").splitlines()[0]))

@@ -11,6 +11,7 @@ import argparse
 import importlib
 import inspect
 import math
+import subprocess
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -353,3 +354,14 @@ def test_a_drift_fixture_is_reused_only_when_built_from_the_same_parameters(
         assert profiles.built_runs(tmp_path, changed) is None
     (tmp_path / "params.json").write_text("{truncated")
     assert profiles.built_runs(tmp_path, params) is None
+
+
+def test_the_structured_logs_help_gives_the_docstring_first_line_only() -> None:
+    script = BENCHMARKS / "structured_logs.py"
+    first = script.read_text(encoding="utf-8").split('"""')[1].splitlines()[0]
+    found = subprocess.run(
+        [sys.executable, str(script), "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert first in found
+    assert "Run: " not in found
+    assert "--quick" in found
