@@ -365,3 +365,16 @@ def test_the_structured_logs_help_gives_the_docstring_first_line_only() -> None:
     assert first in found
     assert "Run: " not in found
     assert "--quick" in found
+
+
+def test_the_reproduce_ratio_is_one_statistic_of_the_per_pair_ratios(script: Any) -> None:
+    reproduce = script("reproduce")
+    plain, reproduced = [10.0, 1.0, 1.0], [11.0, 1.5, 1.0]  # per pair: 1.1, 1.5, 1.0
+    row = _by_name(reproduce.rows(plain, reproduced))["reproduce.ratio"]
+    # The median of the per-pair ratios; the ratio of the medians would be 1.5 / 1.0.
+    assert (row.median, row.min, row.max, row.n) == (pytest.approx(1.1), 1.0, 1.5, 3)
+    assert row.verdict == "PASS"
+    assert "per pair" in row.measured
+    slow = _by_name(reproduce.rows([1.0, 1.0, 1.0], [1.3, 1.25, 1.0]))["reproduce.ratio"]
+    assert slow.median == pytest.approx(1.25)
+    assert slow.verdict == "FAIL"
