@@ -15,7 +15,8 @@ Kedro (:func:`ensure_kedro`, for the per-step overhead) is installed the same wa
 (``KEDRO_REQUIREMENT``), into ``benchmarks/.work/kedro-venv``; MLflow (:func:`ensure_mlflow`,
 for the per-run cost) into ``benchmarks/.work/mlflow-venv`` (``MLFLOW_REQUIREMENT``): the
 per-run benchmark runs a script with its interpreter (:attr:`Mlflow.python`), against a
-local tracking store in a throw-away folder.
+local tracking store in a throw-away folder. :func:`ensure_venv` does the same for a peer
+library that a benchmark drives with a script of its own (s3fs, for ``s3_store.py``).
 
 :class:`DvcRepo` runs DVC commands in a throw-away repository (``dvc init --no-scm``)
 with everything DVC writes kept inside it: the cache (``.dvc/cache``, DVC's default, so on
