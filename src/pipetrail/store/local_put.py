@@ -46,7 +46,7 @@ when the store is the main writer, slower than per-file fsync when another proce
 keeps gigabytes dirty there.
 
 Imports only ``pipetrail.hashing``, ``pipetrail.errors`` and ``pipetrail.store``'s
-``loose``, ``pack``, ``segments`` and ``os_errors``.
+``loose``, ``pack``, ``segments``, ``verified`` and ``os_errors``.
 """
 
 from __future__ import annotations
@@ -58,10 +58,11 @@ from typing import TYPE_CHECKING
 from pipetrail.errors import IntegrityError, StoreError
 from pipetrail.hashing import digest_bytes, digest_file, is_digest
 from pipetrail.hashing.digest import DIGEST_PREFIX
-from pipetrail.store.loose import LooseBatch, changed_error
+from pipetrail.store.loose import LooseBatch
 from pipetrail.store.os_errors import map_os_errors, store_error
 from pipetrail.store.segments import SEGMENT_OBJECT_LIMIT as _SEGMENT_LIMIT
 from pipetrail.store.segments import SegmentWriter
+from pipetrail.store.verified import changed_error
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
