@@ -41,6 +41,7 @@ from pipetrail.hashing.digest import DIGEST_PREFIX, digest_fd, page_buffer
 from pipetrail.store.direct_io import DIRECT_MIN_SIZE, copy_hashing, direct_io_available
 from pipetrail.store.generation import bump_generation
 from pipetrail.store.local_files import (
+    READ_FLAGS,
     fsync_dir_best_effort,
     kernel_copy,
     syncfs,
@@ -383,7 +384,7 @@ class LooseObjects:
         path = self.final(digest)
         with map_os_errors(f"verify object {digest}", path, self.root):
             try:
-                fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+                fd = os.open(path, READ_FLAGS)
             except FileNotFoundError:
                 return None
             try:

@@ -18,7 +18,7 @@ and that is unchanged since (same stat signature) is not hashed again; see
 :mod:`pipetrail.store.verified` for the shortcut and its limits.
 
 Imports only ``pipetrail.hashing``, ``pipetrail.errors`` and ``pipetrail.store``'s
-``loose``, ``verified`` and ``os_errors``.
+``loose``, ``local_files``, ``verified`` and ``os_errors``.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, BinaryIO, TypeVar, cast
 
 from pipetrail.errors import IntegrityError, StoreError
 from pipetrail.hashing.digest import digest_fd, process_pool
+from pipetrail.store.local_files import READ_FLAGS
 from pipetrail.store.os_errors import map_os_errors
 from pipetrail.store.verified import VerifiedFiles, corrupt_error, digest_of, file_signature
 
@@ -43,7 +44,6 @@ __all__ = ["LooseReader"]
 
 T = TypeVar("T")
 
-_READ_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)
 # From this size, read() and read_with() hash the file on another thread while they read it.
 _ALONGSIDE_MIN = 16 * 1024 * 1024
 # local_path() retries this often when the object's name keeps pointing at a new file.
@@ -77,7 +77,7 @@ class LooseReader:
 
     def _open(self, digest: str) -> int | None:
         try:
-            return os.open(self.loose.final(digest), _READ_FLAGS)
+            return os.open(self.loose.final(digest), READ_FLAGS)
         except FileNotFoundError:
             return None
 
@@ -167,7 +167,7 @@ class LooseReader:
         See ADR 0011.
         """
         try:
-            other = os.open(self.loose.final(digest), _READ_FLAGS)
+            other = os.open(self.loose.final(digest), READ_FLAGS)
         except FileNotFoundError:
             return False, None
         failure: BaseException | None = None
