@@ -49,9 +49,9 @@ from typing import TYPE_CHECKING, Any
 from pipetrail.errors import StoreError
 from pipetrail.hashing import digest_bytes
 from pipetrail.store.generation import bump_generation
-from pipetrail.store.local_files import READ_FLAGS, fsync_dir_best_effort
+from pipetrail.store.local_files import fsync_dir_best_effort
 from pipetrail.store.pack_batch import INSERT_OBJECT, PackBatch
-from pipetrail.store.segments import SEGMENT_SUFFIX, try_lock
+from pipetrail.store.segments import clean_segments, describe_slice, read_slice
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -273,7 +273,7 @@ class SmallObjectPack:
         found = self._segment_row(digest)
         if found is None:
             return None
-        return self._read_segment(digest, *found, missing_ok=True), found[2]
+        return read_slice(self.segments, digest, *found), found[2]
 
     def _no_pack_yet(self) -> bool:
         """Whether there is no pack to look in: none opened here, and no file."""
@@ -288,53 +288,13 @@ class SmallObjectPack:
         found = self._segment_row(digest)
         if found is None:
             return f"a row of {self.path}"
-        segment, start, size = found
-        path = os.path.join(self.segments, segment)
-        try:
-            length = os.stat(path).st_size
-        except FileNotFoundError:
-            state = ", which is missing"
-        except OSError:
-            state = ""
-        else:
-            state = f", truncated to {length} bytes" if length < start + size else ""
-        return f"{size} bytes at offset {start} of segment file {path}{state}"
+        return describe_slice(self.segments, *found)
 
     def _segment_row(self, digest: str) -> tuple[str, int, int] | None:
         row = self._query(
             "SELECT segment, start, size FROM segment_objects WHERE digest = ?", digest
         )
         return None if row is None else (str(row[0]), int(row[1]), int(row[2]))
-
-    def _read_segment(
-        self, digest: str, segment: str, start: int, size: int, *, missing_ok: bool
-    ) -> bytes:
-        """Read up to ``size`` bytes of an object from its segment (fewer if truncated).
-
-        A missing segment gives ``b""`` when ``missing_ok``; any other failure to read
-        raises StoreError (it may pass: a full descriptor table, permissions).
-        """
-        path = os.path.join(self.segments, segment)
-        try:
-            fd = os.open(path, READ_FLAGS)
-            try:
-                return os.pread(fd, size, start)
-            finally:
-                os.close(fd)
-        except FileNotFoundError as exc:
-            if missing_ok:
-                return b""
-            raise StoreError(
-                f"object {digest} is in segment file {path}, which is missing; run "
-                "`pipetrail store verify` to find every object that is affected, and "
-                "restore the store from a backup"
-            ) from exc
-        except OSError as exc:
-            raise StoreError(
-                f"object {digest} is in segment file {path}, which could not be read "
-                f"({exc.strerror or exc}); check the store folder's permissions and try "
-                "again"
-            ) from exc
 
     def size(self, digest: str) -> int | None:
         """Return the object's size, or None when absent."""
@@ -402,7 +362,7 @@ class SmallObjectPack:
         if found is None:
             return b""
         try:
-            return self._read_segment(digest, *found, missing_ok=True)
+            return read_slice(self.segments, digest, *found)
         except StoreError:
             return b""
 
@@ -435,7 +395,7 @@ class SmallObjectPack:
                 self._bump_generation()  # an object left (ADR 0032)
                 return
             found = self._segment_row(digest)
-            if found is not None and self._read_segment(digest, *found, missing_ok=True) == data:
+            if found is not None and read_slice(self.segments, digest, *found) == data:
                 conn.execute(
                     "DELETE FROM segment_objects WHERE digest = ? AND segment = ? AND start = ?",
                     (digest, found[0], found[1]),
@@ -461,29 +421,7 @@ class SmallObjectPack:
         writer's lock can be taken (no writer holds it open) and, checked once the lock
         is held, no row points into it: a writer commits its rows before it lets go.
         """
-        if not os.path.isdir(self.segments):
-            return 0
-        cutoff = time.time() - older_than
-        removed = 0
-        for entry in os.scandir(self.segments):
-            if not entry.name.endswith(SEGMENT_SUFFIX):
-                continue
-            try:
-                if entry.stat(follow_symlinks=False).st_mtime >= cutoff:
-                    continue
-                fd = os.open(entry.path, READ_FLAGS)
-            except FileNotFoundError:
-                continue
-            try:
-                if not try_lock(fd) or self.segment_in_use(entry.name):
-                    continue
-                os.unlink(entry.path)  # while locked: no writer can be using it
-                removed += 1
-            except (FileNotFoundError, PermissionError):
-                continue  # gone already, or (Windows) still open in a writer
-            finally:
-                os.close(fd)
-        return removed
+        return clean_segments(self.segments, older_than=older_than, in_use=self.segment_in_use)
 
     def sync(self) -> None:
         """Make every committed object durable on disk, whoever committed it.
