@@ -142,7 +142,70 @@ class S3Objects:
         """The control objects under ``PREFIX/control/`` (:mod:`pipetrail.store.s3_gc`)."""
         from pipetrail.store.s3_gc import S3Control
 
-        return S3Control(self.client, f"{self.prefix}control/", self.call)
+        return S3Control(self, f"{self.prefix}control/")
+
+    # -- requests by key (objects, and the control objects) ----------------------------
+    def put_new(self, key: str, body: Any, *, action: str, size: int = 0) -> tuple[bool, Any]:
+        """Create ``key`` unless it exists: whether it did, and the server's answer.
+
+        ``body`` is bytes or an iterator of chunks; from :data:`MULTIPART_FROM` bytes
+        (``size``) on it goes up in parts, several in flight at once.
+        """
+        import obstore as obs
+        from obstore.exceptions import AlreadyExistsError
+
+        try:
+            result = self.call(
+                action,
+                obs.put,
+                self.client,
+                key,
+                body,
+                mode="create",
+                use_multipart=size >= MULTIPART_FROM,
+                chunk_size=_PART,
+                max_concurrency=_PARTS_IN_FLIGHT,
+            )
+        except (AlreadyExistsError, FileExistsError):
+            return False, None
+        return True, result
+
+    def read_key(self, key: str, *, action: str) -> tuple[bytes, str | None] | None:
+        """The bytes and ETag of ``key``, in one request; None if absent."""
+        import obstore as obs
+        from obstore.exceptions import NotFoundError as Missing
+
+        try:
+            result = self.call(action, obs.get, self.client, key)
+            return bytes(result.bytes()), result.meta.get("e_tag")
+        except (Missing, FileNotFoundError):
+            return None
+
+    def delete_key(self, key: str, *, action: str) -> None:
+        """Delete ``key`` (absent: nothing to do)."""
+        import obstore as obs
+        from obstore.exceptions import NotFoundError as Missing
+
+        with contextlib.suppress(Missing, FileNotFoundError):
+            self.call(action, obs.delete, self.client, key)
+
+    def list_keys(self, prefix: str, *, action: str) -> Iterator[dict[str, Any]]:
+        """Yield the metadata (``path``, ``size``, ``last_modified``) of every key under ``prefix``.
+
+        Listed a page of 1,000 keys at a time.
+
+        Raises:
+            StoreError: the bucket cannot be listed.
+        """
+        import obstore as obs
+        from obstore.exceptions import BaseError
+
+        stream = self.call(action, obs.list, self.client, prefix=prefix, chunk_size=1000)
+        try:
+            for batch in stream:
+                yield from batch
+        except (BaseError, OSError) as exc:
+            raise self.failure(action, exc) from exc
 
     # -- the ETag memo -----------------------------------------------------------------
     def remember_etag(self, digest: str, etag: str | None) -> None:
@@ -164,30 +227,11 @@ class S3Objects:
 
     # -- writing -----------------------------------------------------------------------
     def create(self, digest: str, body: Any, *, size: int) -> bool:
-        """Upload ``body`` as ``digest`` unless the name exists; return whether it did.
-
-        ``body`` is bytes or an iterator of chunks; from :data:`MULTIPART_FROM` bytes on
-        it goes up in parts, several in flight at once.
-        """
-        import obstore as obs
-        from obstore.exceptions import AlreadyExistsError
-
-        try:
-            result = self.call(
-                "write an object",
-                obs.put,
-                self.client,
-                self.key(digest),
-                body,
-                mode="create",
-                use_multipart=size >= MULTIPART_FROM,
-                chunk_size=_PART,
-                max_concurrency=_PARTS_IN_FLIGHT,
-            )
-        except (AlreadyExistsError, FileExistsError):
-            return False
-        self.remember_etag(digest, result.get("e_tag") if isinstance(result, dict) else None)
-        return True
+        """Upload ``body`` as ``digest`` unless the name exists; return whether it did."""
+        created, result = self.put_new(self.key(digest), body, action="write an object", size=size)
+        if created:
+            self.remember_etag(digest, result.get("e_tag") if isinstance(result, dict) else None)
+        return created
 
     def upload_file(self, path: Path, digest: str, *, size: int) -> tuple[bool, str]:
         """Upload a file as ``digest`` (unless the name exists), hashing it as it is read.
@@ -218,20 +262,15 @@ class S3Objects:
 
         stamp = time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
         target = f"{self.prefix}quarantine/{hex_of(digest)}.{stamp}"
+        action = "quarantine a corrupt object"
         with contextlib.suppress(Missing, FileNotFoundError):
-            self.call(
-                "quarantine a corrupt object", obs.copy, self.client, self.key(digest), target
-            )
-            self.call("quarantine a corrupt object", obs.delete, self.client, self.key(digest))
+            self.call(action, obs.copy, self.client, self.key(digest), target)
+            self.delete_key(self.key(digest), action=action)
         self.forget([digest])
 
     def delete(self, digest: str, *, action: str = "remove an object") -> None:
         """Delete the object (absent: nothing to do)."""
-        import obstore as obs
-        from obstore.exceptions import NotFoundError as Missing
-
-        with contextlib.suppress(Missing, FileNotFoundError):
-            self.call(action, obs.delete, self.client, self.key(digest))
+        self.delete_key(self.key(digest), action=action)
         self.forget([digest])
 
     def delete_many(self, digests: Sequence[str]) -> Iterator[list[str]]:
@@ -253,14 +292,7 @@ class S3Objects:
     # -- reading -----------------------------------------------------------------------
     def get(self, digest: str) -> tuple[bytes, str | None] | None:
         """The object's bytes and ETag, in one request; None if absent."""
-        import obstore as obs
-        from obstore.exceptions import NotFoundError as Missing
-
-        try:
-            result = self.call("read an object", obs.get, self.client, self.key(digest))
-            return bytes(result.bytes()), result.meta.get("e_tag")
-        except (Missing, FileNotFoundError):
-            return None
+        return self.read_key(self.key(digest), action="read an object")
 
     def stream(
         self, digest: str, consume: Callable[[Iterator[bytes]], T]
@@ -324,17 +356,8 @@ class S3Objects:
         Raises:
             StoreError: the bucket cannot be listed.
         """
-        import obstore as obs
-        from obstore.exceptions import BaseError
-
         base = f"{self.prefix}objects/"
-        stream = self.call("list objects", obs.list, self.client, prefix=base, chunk_size=1000)
-        try:
-            for batch in stream:
-                for meta in batch:
-                    rest = str(meta["path"])[len(base) :].replace("/", "")
-                    digest = "blake3:" + rest
-                    if is_digest(digest):
-                        yield digest, int(meta["size"]), meta["last_modified"].timestamp()
-        except (BaseError, OSError) as exc:
-            raise self.failure("list objects", exc) from exc
+        for meta in self.list_keys(base, action="list objects"):
+            digest = "blake3:" + str(meta["path"])[len(base) :].replace("/", "")
+            if is_digest(digest):
+                yield digest, int(meta["size"]), meta["last_modified"].timestamp()
