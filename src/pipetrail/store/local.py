@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 __all__ = ["LocalStore"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 _PREFIX_LEN = len(DIGEST_PREFIX)
 _TMP_STALE_SECONDS = 3600.0
@@ -277,13 +278,22 @@ class LocalStore:
             StoreError: the object exists but could not be read.
         """
         self._path(digest)  # NotFoundError for a non-digest
+        data = self._from_loose(self._reader.read, digest)
+        return data if data is not None else self._packed(digest)
+
+    def _from_loose(self, read: Callable[[str], R | None], digest: str) -> R | None:
+        """``read(digest)`` from the loose object file; None when there is none to read.
+
+        None also when the loose file was corrupt (it is quarantined) but the pack holds
+        the object: a loose copy made for a caller that needed a file (see
+        :meth:`local_path`); the caller then reads the pack's, which is verified too.
+        """
         try:
-            data = self._reader.read(digest)
+            return read(digest)
         except IntegrityError:
             if not self._pack.exists(digest):
                 raise
-            data = None  # a corrupt loose copy of a packed object (see local_path)
-        return data if data is not None else self._packed(digest)
+            return None
 
     def _packed(self, digest: str) -> bytes:
         """Read a packed (or segment) object, verified; quarantine it when corrupt."""
@@ -311,12 +321,7 @@ class LocalStore:
             IntegrityError: the object is corrupt (now quarantined), or ``reader``'s own.
         """
         self._path(digest)
-        try:
-            found = self._reader.read_with(digest, reader)
-        except IntegrityError:
-            if not self._pack.exists(digest):
-                raise
-            found = None  # a corrupt loose copy of a packed object (see local_path)
+        found = self._from_loose(lambda d: self._reader.read_with(d, reader), digest)
         if found is not None:
             return found[0]
         data = self._packed(digest)
@@ -334,12 +339,7 @@ class LocalStore:
             IntegrityError: the object is corrupt (now quarantined).
         """
         self._path(digest)
-        try:
-            found = self._reader.open(digest)
-        except IntegrityError:
-            if not self._pack.exists(digest):
-                raise
-            found = None  # a corrupt loose copy of a packed object (see local_path)
+        found = self._from_loose(self._reader.open, digest)
         return found if found is not None else io.BytesIO(self._packed(digest))
 
     def peek(self, digest: str, size: int) -> bytes:
@@ -377,13 +377,7 @@ class LocalStore:
             IntegrityError: the object is corrupt (now quarantined).
         """
         path = self._path(digest)
-        try:
-            found = self._reader.path(digest)
-        except IntegrityError:
-            if not self._pack.exists(digest):
-                raise
-            found = None  # a corrupt loose copy of a packed object: made again below
-        if found is None:
+        if self._from_loose(self._reader.path, digest) is None:
             # A packed object gets a loose copy on demand: callers need a real file.
             self._loose.write(digest, self._packed(digest))
         return Path(path)

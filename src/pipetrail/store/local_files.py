@@ -1,7 +1,8 @@
 """Low-level file steps behind :class:`~pipetrail.store.local.LocalStore`'s atomic writes.
 
-Owns writing a whole buffer to a descriptor, copying a file in the kernel, fsyncing a
-directory, and flushing a whole filesystem with Linux ``syncfs(2)``. Raises plain
+Owns the flags that open a file for reading (:data:`READ_FLAGS`), writing a whole buffer
+to a descriptor, copying a file in the kernel, fsyncing a directory, and flushing a whole
+filesystem with Linux ``syncfs(2)``. Raises plain
 ``OSError``: the caller translates it (``LocalStore`` does so with its ``_map_os_errors``
 context manager). Imports only the standard library (``ctypes`` lazily, on first use).
 """
@@ -19,7 +20,17 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["fsync_dir_best_effort", "kernel_copy", "syncfs", "syncfs_available", "write_all"]
+__all__ = [
+    "READ_FLAGS",
+    "fsync_dir_best_effort",
+    "kernel_copy",
+    "syncfs",
+    "syncfs_available",
+    "write_all",
+]
+
+# ``os.open`` flags of a read; binary mode where the platform has text mode (Windows).
+READ_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)
 
 _CHUNK = 1024 * 1024
 # Before Linux 5.8, syncfs(2) returned 0 even when writing some data back failed, so a

@@ -46,7 +46,7 @@ when the store is the main writer, slower than per-file fsync when another proce
 keeps gigabytes dirty there.
 
 Imports only ``pipetrail.hashing``, ``pipetrail.errors`` and ``pipetrail.store``'s
-``loose``, ``pack``, ``segments`` and ``os_errors``.
+``loose``, ``local_files``, ``pack``, ``segments``, ``verified`` and ``os_errors``.
 """
 
 from __future__ import annotations
@@ -58,10 +58,12 @@ from typing import TYPE_CHECKING
 from pipetrail.errors import IntegrityError, StoreError
 from pipetrail.hashing import digest_bytes, digest_file, is_digest
 from pipetrail.hashing.digest import DIGEST_PREFIX
-from pipetrail.store.loose import LooseBatch, changed_error
+from pipetrail.store.local_files import READ_FLAGS
+from pipetrail.store.loose import LooseBatch
 from pipetrail.store.os_errors import map_os_errors, store_error
 from pipetrail.store.segments import SEGMENT_OBJECT_LIMIT as _SEGMENT_LIMIT
 from pipetrail.store.segments import SegmentWriter
+from pipetrail.store.verified import changed_error
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -74,7 +76,6 @@ __all__ = ["FileCopier"]
 
 _log = logging.getLogger(__name__)
 
-_READ_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)
 # Batches of fewer items fsync each new object file instead of one syncfs for all,
 # and keep their medium-sized objects loose (nothing to share a segment with).
 _SYNCFS_MIN_ITEMS = _SEGMENT_MIN_ITEMS = 8
@@ -119,7 +120,7 @@ class FileCopier:
             stored = self.pack.size(digest) if not os.path.exists(final) else None
             return digest, self._check_stored_size(src, size, digest, final, stored=stored)
         with map_os_errors(f"store file as object {digest}", src, root):
-            src_fd = os.open(src, _READ_FLAGS)
+            src_fd = os.open(src, READ_FLAGS)
             try:
                 data, src_size = self._read_small(src_fd)
                 if data is not None:
@@ -182,7 +183,7 @@ class FileCopier:
                             results.append((digest, size))
                             continue
                 try:
-                    src_fd = os.open(src, _READ_FLAGS)
+                    src_fd = os.open(src, READ_FLAGS)
                     try:
                         data, size = self._read_small(src_fd)
                         if data is not None and packed is not None:

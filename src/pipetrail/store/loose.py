@@ -23,7 +23,7 @@ then renames them (:meth:`LooseObjects.rename_batch`).
 Every ``OSError`` leaves as :class:`~pipetrail.errors.StoreError` (via
 :mod:`pipetrail.store.os_errors`), except from the copy helpers, whose callers add what
 they were storing. Imports only ``pipetrail.hashing``, ``pipetrail.errors`` and
-``pipetrail.store.{direct_io,local_files,os_errors,tmp_owner}``.
+``pipetrail.store.{direct_io,generation,local_files,os_errors,tmp_owner,verified}``.
 """
 
 from __future__ import annotations
@@ -36,12 +36,12 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from pipetrail.errors import IntegrityError
 from pipetrail.hashing import Hasher, digest_bytes, digest_file
 from pipetrail.hashing.digest import DIGEST_PREFIX, digest_fd, page_buffer
 from pipetrail.store.direct_io import DIRECT_MIN_SIZE, copy_hashing, direct_io_available
 from pipetrail.store.generation import bump_generation
 from pipetrail.store.local_files import (
+    READ_FLAGS,
     fsync_dir_best_effort,
     kernel_copy,
     syncfs,
@@ -50,12 +50,13 @@ from pipetrail.store.local_files import (
 )
 from pipetrail.store.os_errors import map_os_errors, store_error
 from pipetrail.store.tmp_owner import TmpOwner, clean_tmp
+from pipetrail.store.verified import changed_error
 
 if TYPE_CHECKING:
     import mmap
     from collections.abc import Iterable, Iterator
 
-__all__ = ["LooseBatch", "LooseObjects", "changed_error"]
+__all__ = ["LooseBatch", "LooseObjects"]
 
 _log = logging.getLogger(__name__)
 _CHUNK = 1024 * 1024
@@ -69,15 +70,6 @@ _PREFIX_LEN = len(DIGEST_PREFIX)
 # sync() flushes the whole filesystem once instead of fsyncing this many shard folders or
 # more one by one (see LooseObjects.sync for the measurements).
 _SYNCFS_MIN_SHARDS = 64
-
-
-def changed_error(src: str, actual: str, expected: str) -> IntegrityError:
-    """The error for a file whose bytes, as read, do not hash to the digest expected."""
-    return IntegrityError(
-        f"File {src} changed while being read: its bytes hash to {actual}, not {expected}. "
-        "Make sure nothing writes to it while it is stored (or pass the right digest=), "
-        "then store it again."
-    )
 
 
 def _read_buffer() -> mmap.mmap:
@@ -392,7 +384,7 @@ class LooseObjects:
         path = self.final(digest)
         with map_os_errors(f"verify object {digest}", path, self.root):
             try:
-                fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
+                fd = os.open(path, READ_FLAGS)
             except FileNotFoundError:
                 return None
             try:

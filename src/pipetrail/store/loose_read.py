@@ -7,7 +7,8 @@ Owns :class:`LooseReader`, the read side of :class:`~pipetrail.store.loose.Loose
   ahead on a helper thread, on every core) before handing out a file object or a path;
 * :meth:`LooseReader.read_with` hands the file to a caller's reader while another thread
   hashes it, and returns what the reader made only once the hash matches (one pass for
-  a reader that transforms the bytes, such as decryption);
+  a reader that transforms the bytes, such as decryption); :meth:`LooseReader.read` is
+  the same path with a reader that returns the bytes as read;
 * :meth:`LooseReader.intact` says whether an object about to be written again is intact,
   so that a write repairs a corrupt one instead of keeping it.
 
@@ -17,7 +18,7 @@ and that is unchanged since (same stat signature) is not hashed again; see
 :mod:`pipetrail.store.verified` for the shortcut and its limits.
 
 Imports only ``pipetrail.hashing``, ``pipetrail.errors`` and ``pipetrail.store``'s
-``loose``, ``verified`` and ``os_errors``.
+``loose``, ``local_files``, ``verified`` and ``os_errors``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, BinaryIO, TypeVar, cast
 
 from pipetrail.errors import IntegrityError, StoreError
 from pipetrail.hashing.digest import digest_fd, process_pool
+from pipetrail.store.local_files import READ_FLAGS
 from pipetrail.store.os_errors import map_os_errors
 from pipetrail.store.verified import VerifiedFiles, corrupt_error, digest_of, file_signature
 
@@ -42,11 +44,15 @@ __all__ = ["LooseReader"]
 
 T = TypeVar("T")
 
-_READ_FLAGS = os.O_RDONLY | getattr(os, "O_BINARY", 0)
-# From this size, read() hashes the file on another thread while it copies it into memory.
+# From this size, read() and read_with() hash the file on another thread while they read it.
 _ALONGSIDE_MIN = 16 * 1024 * 1024
 # local_path() retries this often when the object's name keeps pointing at a new file.
 _PATH_ATTEMPTS = 3
+
+
+def _whole(f: BinaryIO, size: int) -> bytes:
+    """The reader of :meth:`LooseReader.read`: the whole file, from where it is to its end."""
+    return f.read()
 
 
 def _hashers() -> ThreadPoolExecutor:
@@ -71,77 +77,23 @@ class LooseReader:
 
     def _open(self, digest: str) -> int | None:
         try:
-            return os.open(self.loose.final(digest), _READ_FLAGS)
+            return os.open(self.loose.final(digest), READ_FLAGS)
         except FileNotFoundError:
             return None
 
     def read(self, digest: str) -> bytes | None:
         """Return the object's bytes, hashed as read; None when there is no such file.
 
+        A large file not known intact is hashed on another thread while it is copied into
+        memory (see :meth:`_alongside`); otherwise the very bytes read are hashed, unless
+        the file is known intact by its signature after the read.
+
         Raises:
             IntegrityError: the bytes do not hash to ``digest`` (the file is quarantined).
             StoreError: the file could not be read.
         """
-        path = self.loose.final(digest)
-        with map_os_errors(f"read object {digest}", path, self.loose.root):
-            fd = self._open(digest)
-            if fd is None:
-                return None
-            try:
-                began = time.time()
-                before = os.fstat(fd)
-                if before.st_size >= _ALONGSIDE_MIN and not self.verified.trusted(digest, before):
-                    found = self._read_hashed_alongside(digest, fd, before, began)
-                    if found is not None:
-                        return found
-                with io.FileIO(fd, "rb", closefd=False) as f:
-                    data = f.readall()
-                st = os.fstat(fd)  # after the read: a write during it changed the times
-                if len(data) == st.st_size and self.verified.trusted(digest, st):
-                    return data
-                actual = digest_of(data)
-                if actual != digest:
-                    raise self._reject(digest, actual, st)
-                self.verified.remember(digest, st, hashed_from=began)
-                return data
-            finally:
-                os.close(fd)
-
-    def _read_hashed_alongside(
-        self, digest: str, fd: int, before: os.stat_result, began: float
-    ) -> bytes | None:
-        """Read a large object while another thread hashes the same file; None to fall back.
-
-        The copy into new memory (page faults on every page) and the hash then run on two
-        cores at once instead of one after the other. Both read one unchanged file: the
-        second descriptor must be the same inode, and the file's signature (size, mtime,
-        ctime) must be the same after both reads as before them; anything else falls back
-        to hashing the bytes read (the caller's path). See ADR 0011.
-        """
-        try:
-            other = os.open(self.loose.final(digest), _READ_FLAGS)
-        except FileNotFoundError:
-            return None
-        try:
-            if not os.path.samestat(os.fstat(other), before):
-                return None
-            hashed = _hashers().submit(digest_fd, other)
-            try:
-                with io.FileIO(fd, "rb", closefd=False) as f:
-                    data = f.readall()
-            finally:
-                actual, size = hashed.result()
-            after = os.fstat(fd)
-        finally:
-            os.close(other)
-        if file_signature(after) != file_signature(before) or not (
-            len(data) == size == after.st_size
-        ):
-            return None  # changed meanwhile: hash what was read instead
-        if actual != digest:
-            raise self._reject(digest, actual, after)
-        self.verified.remember(digest, after, hashed_from=began)
-        return data
+        found = self._read(digest, _whole, returns_bytes=True)
+        return None if found is None else found[0]
 
     def read_with(self, digest: str, reader: Callable[[BinaryIO, int], T]) -> tuple[T] | None:
         """Run ``reader(file, size)`` on the object file while it is hashed; None if absent.
@@ -160,6 +112,18 @@ class LooseReader:
                 takes precedence over an error ``reader`` raised), or ``reader``'s own.
             StoreError: the file could not be read.
         """
+        return self._read(digest, reader, returns_bytes=False)
+
+    def _read(
+        self, digest: str, reader: Callable[[BinaryIO, int], T], *, returns_bytes: bool
+    ) -> tuple[T] | None:
+        """The one read path of :meth:`read` and :meth:`read_with`; None if absent.
+
+        A large file not known intact goes to :meth:`_alongside`. Otherwise, or when the
+        file changed during that read, ``reader`` reads it from its start: with
+        ``returns_bytes`` (``reader`` returns the bytes it read) those very bytes are
+        hashed after the read; without, the file is hashed (or known intact) before it.
+        """
         path = self.loose.final(digest)
         with map_os_errors(f"read object {digest}", path, self.loose.root):
             fd = self._open(digest)
@@ -169,10 +133,15 @@ class LooseReader:
                 began = time.time()
                 before = os.fstat(fd)
                 if before.st_size >= _ALONGSIDE_MIN and not self.verified.trusted(digest, before):
-                    done, result = self._read_with_alongside(digest, fd, before, began, reader)
+                    done, result = self._alongside(digest, fd, before, began, reader)
                     if done:
                         return (cast("T", result),)
                     os.lseek(fd, 0, os.SEEK_SET)
+                if returns_bytes:
+                    with io.FileIO(fd, "rb", closefd=False) as f:
+                        result = reader(cast("BinaryIO", f), before.st_size)
+                    self._check_read(digest, fd, cast("bytes", result), began)
+                    return (result,)
                 st = self._check(digest, fd)
                 os.lseek(fd, 0, os.SEEK_SET)
                 with io.FileIO(fd, "rb", closefd=False) as f:
@@ -180,7 +149,7 @@ class LooseReader:
             finally:
                 os.close(fd)
 
-    def _read_with_alongside(
+    def _alongside(
         self,
         digest: str,
         fd: int,
@@ -188,9 +157,17 @@ class LooseReader:
         began: float,
         reader: Callable[[BinaryIO, int], T],
     ) -> tuple[bool, T | None]:
-        """``reader`` on ``fd`` while another thread hashes the file; (False, None): fall back."""
+        """``reader`` on ``fd`` while another thread hashes the file; (False, None): fall back.
+
+        The read (for :meth:`read`, the copy into new memory, page faults on every page)
+        and the hash then run on two cores at once instead of one after the other. Both
+        read one unchanged file: the second descriptor must be the same inode, and the
+        file's signature (size, mtime, ctime) must be the same after both reads as before
+        them; anything else falls back to the caller's other path, from the file's start.
+        See ADR 0011.
+        """
         try:
-            other = os.open(self.loose.final(digest), _READ_FLAGS)
+            other = os.open(self.loose.final(digest), READ_FLAGS)
         except FileNotFoundError:
             return False, None
         failure: BaseException | None = None
@@ -217,6 +194,16 @@ class LooseReader:
             raise failure
         self.verified.remember(digest, after, hashed_from=began)
         return True, result
+
+    def _check_read(self, digest: str, fd: int, data: bytes, began: float) -> None:
+        """Check the bytes just read from the open object file (hashed unless known intact)."""
+        st = os.fstat(fd)  # after the read: a write during it changed the times
+        if len(data) == st.st_size and self.verified.trusted(digest, st):
+            return
+        actual = digest_of(data)
+        if actual != digest:
+            raise self._reject(digest, actual, st)
+        self.verified.remember(digest, st, hashed_from=began)
 
     def _check(self, digest: str, fd: int) -> os.stat_result:
         """Hash the open object file unless it is known intact; return its stat.

@@ -51,7 +51,7 @@ from pipetrail.hashing import digest_bytes
 from pipetrail.store.generation import bump_generation
 from pipetrail.store.local_files import fsync_dir_best_effort
 from pipetrail.store.pack_batch import INSERT_OBJECT, PackBatch
-from pipetrail.store.segments import SEGMENT_SUFFIX, try_lock
+from pipetrail.store.segments import clean_segments, describe_slice, read_slice
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
@@ -79,6 +79,7 @@ _SEGMENT_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS segment_objects (digest TEXT PRIMARY KEY, "
     "segment TEXT NOT NULL, start INTEGER NOT NULL, size INTEGER NOT NULL)"
 )
+_DATA = "SELECT data FROM objects WHERE digest = ?"
 _SIZE = (
     "SELECT length(data) FROM objects WHERE digest = ?1 "
     "UNION ALL SELECT size FROM segment_objects WHERE digest = ?1"
@@ -150,7 +151,7 @@ class SmallObjectPack:
             conn = self._db()
             if conn.execute(INSERT_OBJECT, (digest, data)).rowcount == 1:
                 return None
-            row = conn.execute("SELECT data FROM objects WHERE digest = ?", (digest,)).fetchone()
+            row = conn.execute(_DATA, (digest,)).fetchone()
             if row is None or bytes(row[0]) == data or digest_bytes(bytes(row[0])) == digest:
                 return None
             conn.execute(
@@ -225,7 +226,7 @@ class SmallObjectPack:
         if held:
             found.update((d, len(held[d])) for d in wanted if d in held)
             wanted = [d for d in wanted if d not in held]
-        if getattr(self._local, "conn", None) is None and not self.path.exists():
+        if self._no_pack_yet():
             return found
         for start in range(0, len(wanted), _LOOKUP_CHUNK):
             chunk = wanted[start : start + _LOOKUP_CHUNK]
@@ -254,32 +255,40 @@ class SmallObjectPack:
         held = self._held_bytes(digest)
         if held is not None:
             return held
-        if getattr(self._local, "conn", None) is None and not self.path.exists():
+        found = self._stored(digest)
+        return None if found is None else found[0]
+
+    def _stored(self, digest: str) -> tuple[bytes, int] | None:
+        """The object's bytes as read from its row or segment, and its size; None if absent.
+
+        The bytes of a segment object come back short when the segment is missing or
+        truncated (the size is what the index says). Held objects are not looked at.
+        """
+        if self._no_pack_yet():
             return None
-        row = self._query("SELECT data FROM objects WHERE digest = ?", digest)
+        row = self._query(_DATA, digest)
         if row is not None:
-            return bytes(row[0])
+            data = bytes(row[0])
+            return data, len(data)
         found = self._segment_row(digest)
         if found is None:
             return None
-        return self._read_segment(digest, *found, missing_ok=True)
+        return read_slice(self.segments, digest, *found), found[2]
+
+    def _no_pack_yet(self) -> bool:
+        """Whether there is no pack to look in: none opened here, and no file."""
+        return getattr(self._local, "conn", None) is None and not self.path.exists()
+
+    def _bump_generation(self) -> None:
+        """Change the store's generation: objects may have left (ADR 0032)."""
+        bump_generation(os.fspath(self.path.parent))
 
     def location(self, digest: str) -> str:
         """Describe where the object's bytes are, for messages."""
         found = self._segment_row(digest)
         if found is None:
             return f"a row of {self.path}"
-        segment, start, size = found
-        path = os.path.join(self.segments, segment)
-        try:
-            length = os.stat(path).st_size
-        except FileNotFoundError:
-            state = ", which is missing"
-        except OSError:
-            state = ""
-        else:
-            state = f", truncated to {length} bytes" if length < start + size else ""
-        return f"{size} bytes at offset {start} of segment file {path}{state}"
+        return describe_slice(self.segments, *found)
 
     def _segment_row(self, digest: str) -> tuple[str, int, int] | None:
         row = self._query(
@@ -287,42 +296,12 @@ class SmallObjectPack:
         )
         return None if row is None else (str(row[0]), int(row[1]), int(row[2]))
 
-    def _read_segment(
-        self, digest: str, segment: str, start: int, size: int, *, missing_ok: bool
-    ) -> bytes:
-        """Read up to ``size`` bytes of an object from its segment (fewer if truncated).
-
-        A missing segment gives ``b""`` when ``missing_ok``; any other failure to read
-        raises StoreError (it may pass: a full descriptor table, permissions).
-        """
-        path = os.path.join(self.segments, segment)
-        try:
-            fd = os.open(path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-            try:
-                return os.pread(fd, size, start)
-            finally:
-                os.close(fd)
-        except FileNotFoundError as exc:
-            if missing_ok:
-                return b""
-            raise StoreError(
-                f"object {digest} is in segment file {path}, which is missing; run "
-                "`pipetrail store verify` to find every object that is affected, and "
-                "restore the store from a backup"
-            ) from exc
-        except OSError as exc:
-            raise StoreError(
-                f"object {digest} is in segment file {path}, which could not be read "
-                f"({exc.strerror or exc}); check the store folder's permissions and try "
-                "again"
-            ) from exc
-
     def size(self, digest: str) -> int | None:
         """Return the object's size, or None when absent."""
         held = self._held_bytes(digest)
         if held is not None:
             return len(held)
-        if getattr(self._local, "conn", None) is None and not self.path.exists():
+        if self._no_pack_yet():
             return None
         row = self._query(_SIZE, digest)
         return None if row is None else int(row[0])
@@ -368,27 +347,22 @@ class SmallObjectPack:
         held = self._held_bytes(digest)
         if held is not None:
             return digest_bytes(held) == digest
-        if getattr(self._local, "conn", None) is None and not self.path.exists():
-            return None
-        row = self._query("SELECT data FROM objects WHERE digest = ?", digest)
-        if row is not None:
-            return digest_bytes(bytes(row[0])) == digest
-        found = self._segment_row(digest)
+        found = self._stored(digest)
         if found is None:
             return None
-        data = self._read_segment(digest, *found, missing_ok=True)
-        return len(data) == found[2] and digest_bytes(data) == digest
+        data, size = found
+        return len(data) == size and digest_bytes(data) == digest
 
     def salvage(self, digest: str) -> bytes:
         """Return what can still be read of a (corrupt) object, for the quarantine."""
-        row = self._query("SELECT data FROM objects WHERE digest = ?", digest)
+        row = self._query(_DATA, digest)
         if row is not None:
             return bytes(row[0])
         found = self._segment_row(digest)
         if found is None:
             return b""
         try:
-            return self._read_segment(digest, *found, missing_ok=True)
+            return read_slice(self.segments, digest, *found)
         except StoreError:
             return b""
 
@@ -414,31 +388,31 @@ class SmallObjectPack:
             conn = self._db()
             # Before each deletion too: a process killed right after it (autocommit) has
             # changed the generation already (ADR 0032).
-            bump_generation(os.fspath(self.path.parent))
+            self._bump_generation()
             if conn.execute(
                 "DELETE FROM objects WHERE digest = ? AND data = ?", (digest, data)
             ).rowcount:
-                bump_generation(os.fspath(self.path.parent))  # an object left (ADR 0032)
+                self._bump_generation()  # an object left (ADR 0032)
                 return
             found = self._segment_row(digest)
-            if found is not None and self._read_segment(digest, *found, missing_ok=True) == data:
+            if found is not None and read_slice(self.segments, digest, *found) == data:
                 conn.execute(
                     "DELETE FROM segment_objects WHERE digest = ? AND segment = ? AND start = ?",
                     (digest, found[0], found[1]),
                 )
-                bump_generation(os.fspath(self.path.parent))
+                self._bump_generation()
         except sqlite3.Error as exc:
             raise StoreError(f"could not remove object {digest} from {self.path}: {exc}") from exc
 
     def remove(self, digest: str) -> None:
         """Delete a (corrupt) object; only quarantine uses this."""
-        bump_generation(os.fspath(self.path.parent))  # before, as in remove_corrupt
+        self._bump_generation()  # before, as in remove_corrupt
         try:
             self._db().execute("DELETE FROM objects WHERE digest = ?", (digest,))
             self._db().execute("DELETE FROM segment_objects WHERE digest = ?", (digest,))
         except sqlite3.Error as exc:
             raise StoreError(f"could not remove object {digest} from {self.path}: {exc}") from exc
-        bump_generation(os.fspath(self.path.parent))  # an object left the store (ADR 0032)
+        self._bump_generation()  # an object left the store (ADR 0032)
 
     def clean_segments(self, *, older_than: float) -> int:
         """Remove segment files of killed writers; return how many were removed.
@@ -447,29 +421,7 @@ class SmallObjectPack:
         writer's lock can be taken (no writer holds it open) and, checked once the lock
         is held, no row points into it: a writer commits its rows before it lets go.
         """
-        if not os.path.isdir(self.segments):
-            return 0
-        cutoff = time.time() - older_than
-        removed = 0
-        for entry in os.scandir(self.segments):
-            if not entry.name.endswith(SEGMENT_SUFFIX):
-                continue
-            try:
-                if entry.stat(follow_symlinks=False).st_mtime >= cutoff:
-                    continue
-                fd = os.open(entry.path, os.O_RDONLY | getattr(os, "O_BINARY", 0))
-            except FileNotFoundError:
-                continue
-            try:
-                if not try_lock(fd) or self.segment_in_use(entry.name):
-                    continue
-                os.unlink(entry.path)  # while locked: no writer can be using it
-                removed += 1
-            except (FileNotFoundError, PermissionError):
-                continue  # gone already, or (Windows) still open in a writer
-            finally:
-                os.close(fd)
-        return removed
+        return clean_segments(self.segments, older_than=older_than, in_use=self.segment_in_use)
 
     def sync(self) -> None:
         """Make every committed object durable on disk, whoever committed it.
@@ -543,8 +495,6 @@ def _add_stored_at(conn: sqlite3.Connection) -> None:
 def _set_wal(conn: sqlite3.Connection) -> None:
     # Switching to WAL needs a moment of exclusive access; two processes opening a new
     # pack at once can see "database is locked" here even with a busy timeout.
-    import time
-
     for attempt in range(50):
         try:
             conn.execute("PRAGMA journal_mode=WAL")

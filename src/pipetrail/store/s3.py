@@ -19,25 +19,27 @@ the object's ETag, which the server computes and no client can set, is compared 
 the ETag of the last time this process verified or wrote that object; otherwise the
 object is read and hashed once. The client library is obstore (the Rust ``object_store``
 crate; docs/adr/0021-s3-store.md says why), imported when a store is opened.
+
+The parts: :mod:`pipetrail.store.s3_objects` (the requests and transfers, and the ETag
+memo), :mod:`pipetrail.store.s3_cache` (the read cache), :mod:`pipetrail.store.s3_client`
+(the client's settings and one-line failures) and :mod:`pipetrail.store.s3_gc` (garbage
+collection and its markers).
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import secrets
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from pipetrail.errors import IntegrityError, NotFoundError, StoreError
-from pipetrail.hashing import Hasher, is_digest
-from pipetrail.hashing.digest import hex_of
+from pipetrail.hashing import is_digest
 from pipetrail.store.s3_cache import ReadCache
-from pipetrail.store.s3_client import make_client, store_failure
-from pipetrail.store.verified import corrupt_error, digest_of
+from pipetrail.store.s3_client import make_client
+from pipetrail.store.s3_objects import MULTIPART_FROM, S3Objects
+from pipetrail.store.verified import changed_error, corrupt_error, digest_of
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator, Sequence
@@ -46,12 +48,8 @@ if TYPE_CHECKING:
 
 __all__ = ["S3Store", "parse_s3_url"]
 
-_CHUNK = 8 * 1024 * 1024
-_PART = 16 * 1024 * 1024
-_MULTIPART_FROM = 64 * 1024 * 1024
 _DEFAULT_CACHE_BYTES = 2 * 1024**3
 _THREADS = 8  # requests in flight for batches of objects
-_DELETE_BATCH = 1000  # the most keys one DeleteObjects request takes
 
 
 def parse_s3_url(url: str) -> tuple[str, str]:
@@ -66,15 +64,6 @@ def parse_s3_url(url: str) -> tuple[str, str]:
     if not bucket:
         raise StoreError(f"{url!r} names no bucket; write s3://BUCKET[/PREFIX]")
     return bucket, prefix.strip("/")
-
-
-def _check_digest(path: Path, actual: str, expected: str | None) -> None:
-    if expected is not None and actual != expected:
-        raise IntegrityError(
-            f"File {os.fspath(path)} changed while being read: its bytes hash to {actual}, "
-            f"not {expected}. Make sure nothing writes to it while it is stored (or pass the "
-            "right digest=), then store it again."
-        )
 
 
 class S3Store:
@@ -113,10 +102,8 @@ class S3Store:
         self.cache_dir = Path(cache_dir)
         self.cache_bytes = cache_bytes
         self.endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL")
-        self._etags: dict[str, str] = {}
         self._cache = ReadCache(self.cache_dir, cache_bytes)
-        self._lock = threading.Lock()
-        self._bucket_checked = client is not None
+        checked = client is not None
         if client is None:
             client = make_client(
                 self.bucket,
@@ -126,147 +113,48 @@ class S3Store:
                 secret_access_key=secret_access_key,
             )
         self._client_store = client
+        self._objects = S3Objects(client, self.bucket, self._prefix, self.endpoint, checked=checked)
 
     def __repr__(self) -> str:
         return f"S3Store({self.url!r})"
 
     # -- names -------------------------------------------------------------------------
     def _key(self, digest: str) -> str:
-        if not is_digest(digest):
-            raise NotFoundError(f"{digest!r} is not a digest (blake3: and 64 hex digits)")
-        hexed = hex_of(digest)
-        return f"{self._prefix}objects/{hexed[:2]}/{hexed[2:]}"
+        return self._objects.key(digest)
 
-    def _where(self, digest: str) -> str:
-        return f"s3://{self.bucket}/{self._key(digest)}"
+    def _not_found(self, digest: str) -> NotFoundError:
+        return NotFoundError(
+            f"Object {digest} is not in the S3 store s3://{self.bucket}/{self._prefix}; it was "
+            "never uploaded there, or was removed (run `pipetrail store verify`)."
+        )
 
-    def _failure(self, action: str, exc: BaseException) -> StoreError:
-        return store_failure(self.bucket, self.endpoint, action, exc)
-
-    def _check_bucket(self) -> None:
-        """Refuse a bucket that does not exist, once per store, before the first request.
-
-        Some servers create a missing bucket on the first write; a typo in the store URL
-        must not silently make a new, empty store.
-        """
-        import obstore as obs
-        from obstore.exceptions import BaseError
-
-        try:
-            stream = obs.list(self._client_store, prefix=self._prefix or None, chunk_size=1)
-            next(iter(stream), None)
-        except (BaseError, OSError) as exc:
-            raise self._failure("list the bucket", exc) from exc
-        self._bucket_checked = True
-
-    def _call(self, action: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run a client call; a failure other than "absent" or "exists" is a StoreError."""
-        from obstore.exceptions import AlreadyExistsError, BaseError
-        from obstore.exceptions import NotFoundError as Missing
-
-        if not self._bucket_checked:
-            self._check_bucket()
-        try:
-            return fn(*args, **kwargs)
-        except (Missing, AlreadyExistsError, FileNotFoundError, FileExistsError):
-            raise
-        except (BaseError, OSError) as exc:
-            raise self._failure(action, exc) from exc
-
-    def _head(self, digest: str) -> dict[str, Any] | None:
-        import obstore as obs
-        from obstore.exceptions import NotFoundError as Missing
-
-        try:
-            meta: dict[str, Any] = self._call(
-                "read an object's size", obs.head, self._client_store, self._key(digest)
-            )
-        except (Missing, FileNotFoundError):
-            return None
-        return meta
-
-    # -- writing -------------------------------------------------------------------------
-    def _create(self, digest: str, body: Any, *, size: int) -> bool:
-        """Upload ``body`` as ``digest`` unless the name exists; return whether it did."""
-        import obstore as obs
-        from obstore.exceptions import AlreadyExistsError
-
-        try:
-            result = self._call(
-                "write an object",
-                obs.put,
-                self._client_store,
-                self._key(digest),
-                body,
-                mode="create",
-                use_multipart=size >= _MULTIPART_FROM,
-                chunk_size=_PART,
-                max_concurrency=8,
-            )
-        except (AlreadyExistsError, FileExistsError):
-            return False
-        etag = result.get("e_tag") if isinstance(result, dict) else None
-        if etag:
-            with self._lock:
-                self._etags[digest] = etag
-        return True
+    def _corrupt(self, digest: str, actual: str) -> IntegrityError:
+        """Quarantine a corrupt object; return the error to raise."""
+        self._replace_corrupt(digest)
+        return corrupt_error(
+            digest,
+            actual,
+            where=self._objects.where(digest),
+            quarantine=self._objects.quarantine_where,
+        )
 
     def _stored_intact(self, digest: str, size: int) -> bool | None:
         """Whether the stored object is intact: None when absent, False when corrupt."""
-        meta = self._head(digest)
+        meta = self._objects.head(digest)
         if meta is None:
             return None
         if int(meta["size"]) != size:
             return False
-        etag = meta.get("e_tag")
-        with self._lock:
-            known = self._etags.get(digest)
-        if etag and known == etag:
+        if self._objects.known_etag(digest, meta.get("e_tag")):
             return True
-        return self._hash_remote(digest) == digest
-
-    def _hash_remote(self, digest: str) -> str | None:
-        import obstore as obs
-        from obstore.exceptions import BaseError
-        from obstore.exceptions import NotFoundError as Missing
-
-        hasher = Hasher()
-        try:
-            result = self._call("read an object", obs.get, self._client_store, self._key(digest))
-            for chunk in result.stream(min_chunk_size=_CHUNK):
-                hasher.update(chunk)
-        except (Missing, FileNotFoundError):
-            return None
-        except BaseError as exc:
-            raise self._failure("read an object", exc) from exc
-        actual = hasher.digest()
-        if actual == digest and result.meta.get("e_tag"):
-            with self._lock:
-                self._etags[digest] = result.meta["e_tag"]
-        return actual
+        return self._objects.hash(digest) == digest
 
     def _replace_corrupt(self, digest: str) -> None:
         """Move a corrupt stored object to the quarantine prefix, freeing its name."""
-        import obstore as obs
-        from obstore.exceptions import NotFoundError as Missing
-
-        stamp = time.strftime("%Y%m%dT%H%M%S") + "-" + secrets.token_hex(3)
-        target = f"{self._prefix}quarantine/{hex_of(digest)}.{stamp}"
-        with contextlib.suppress(Missing, FileNotFoundError):
-            self._call(
-                "quarantine a corrupt object",
-                obs.copy,
-                self._client_store,
-                self._key(digest),
-                target,
-            )
-            self._call(
-                "quarantine a corrupt object", obs.delete, self._client_store, self._key(digest)
-            )
-        with self._lock:
-            self._etags.pop(digest, None)
+        self._objects.quarantine(digest)
         self._evict(digest)
 
+    # -- writing -------------------------------------------------------------------------
     def put_bytes(self, data: bytes) -> str:
         """Store ``data`` and return its digest (a no-op when it is stored intact)."""
         digest = digest_of(data)
@@ -280,9 +168,11 @@ class S3Store:
                 return
             if state is False:
                 self._replace_corrupt(digest)
-            if self._create(digest, body, size=len(body)):
+            if self._objects.create(digest, body, size=len(body)):
                 return
-        raise StoreError(f"could not store {digest} at {self._where(digest)}: it keeps changing")
+        raise StoreError(
+            f"could not store {digest} at {self._objects.where(digest)}: it keeps changing"
+        )
 
     def put_file(self, path: Path, *, digest: str | None = None) -> tuple[str, int]:
         """Upload a file; return ``(digest, size)``.
@@ -298,46 +188,36 @@ class S3Store:
         from pipetrail.hashing import digest_file
 
         try:
-            if os.stat(path).st_size < _MULTIPART_FROM:  # small: read once, hash, upload
+            if os.stat(path).st_size < MULTIPART_FROM:  # small: read once, hash, upload
                 with open(path, "rb") as f:
                     data = f.read()
                 actual, size = digest_of(data), len(data)
-                _check_digest(path, actual, digest)
+                if digest is not None and actual != digest:
+                    raise changed_error(os.fspath(path), actual, digest)
                 self._put_data(actual, data)
                 return actual, size
             actual, size = digest_file(path)
         except OSError as exc:
             raise StoreError(f"cannot read {os.fspath(path)}: {exc.strerror or exc}") from exc
-        _check_digest(path, actual, digest)
+        if digest is not None and actual != digest:
+            raise changed_error(os.fspath(path), actual, digest)
         state = self._stored_intact(actual, size)
         if state is True:
             return actual, size
         if state is False:
             self._replace_corrupt(actual)
-        hasher = Hasher()
         try:
-            with open(path, "rb") as f:
-
-                def chunks() -> Iterator[bytes]:
-                    while chunk := f.read(_PART):
-                        hasher.update(chunk)
-                        yield chunk
-
-                created = self._create(actual, chunks(), size=size)
+            created, uploaded = self._objects.upload_file(path, actual, size=size)
         except OSError as exc:
             raise StoreError(f"cannot read {os.fspath(path)}: {exc.strerror or exc}") from exc
-        if created and hasher.digest() != actual:
-            import obstore as obs
-
-            self._call("remove a bad upload", obs.delete, self._client_store, self._key(actual))
-            with self._lock:
-                self._etags.pop(actual, None)
+        if created and uploaded != actual:
+            self._objects.delete(actual, action="remove a bad upload")
             raise IntegrityError(
                 f"File {os.fspath(path)} changed while it was uploaded (it now hashes to "
-                f"{hasher.digest()}); the upload was removed; store it again."
+                f"{uploaded}); the upload was removed; store it again."
             )
         if not created and self._stored_intact(actual, size) is not True:
-            raise StoreError(f"could not store {actual} at {self._where(actual)}")
+            raise StoreError(f"could not store {actual} at {self._objects.where(actual)}")
         return actual, size
 
     def put_files(
@@ -367,34 +247,15 @@ class S3Store:
         cached = self._cached(digest)
         if cached is not None:
             return cached.read_bytes()
-        import obstore as obs
-        from obstore.exceptions import NotFoundError as Missing
-
-        try:
-            result = self._call("read an object", obs.get, self._client_store, self._key(digest))
-            data = bytes(result.bytes())
-        except (Missing, FileNotFoundError):
-            raise self._not_found(digest) from None
+        found = self._objects.get(digest)
+        if found is None:
+            raise self._not_found(digest)
+        data, etag = found
         actual = digest_of(data)
         if actual != digest:
-            self._replace_corrupt(digest)
-            raise corrupt_error(
-                digest, actual, where=self._where(digest), quarantine=self._quarantine_where
-            )
-        if result.meta.get("e_tag"):
-            with self._lock:
-                self._etags[digest] = result.meta["e_tag"]
+            raise self._corrupt(digest, actual)
+        self._objects.remember_etag(digest, etag)
         return data
-
-    @property
-    def _quarantine_where(self) -> str:
-        return f"s3://{self.bucket}/{self._prefix}quarantine/"
-
-    def _not_found(self, digest: str) -> NotFoundError:
-        return NotFoundError(
-            f"Object {digest} is not in the S3 store s3://{self.bucket}/{self._prefix}; it was "
-            "never uploaded there, or was removed (run `pipetrail store verify`)."
-        )
 
     def open(self, digest: str) -> BinaryIO:
         """Open the object's verified file in the local read cache (downloaded if needed).
@@ -419,19 +280,13 @@ class S3Store:
         if cached is not None:
             with open(cached, "rb") as f:
                 return f.read(size)
-        import obstore as obs
-        from obstore.exceptions import NotFoundError as Missing
-
         try:
-            found = self._call(
-                "read an object", obs.get_range, self._client_store, self._key(digest),
-                start=0, length=size,
-            )  # fmt: skip
-        except (Missing, FileNotFoundError):
-            raise self._not_found(digest) from None
+            found = self._objects.get_range(digest, 0, size)
         except StoreError:
             return self.get_bytes(digest)[:size]  # an empty object has no range to read
-        return bytes(found)
+        if found is None:
+            raise self._not_found(digest)
+        return found
 
     def local_path(self, digest: str) -> Path:
         """Return the object's verified file in the local read cache; do not modify it.
@@ -465,27 +320,19 @@ class S3Store:
         self._cache.evict(digest)
 
     def _download(self, digest: str) -> Path:
-        import obstore as obs
-        from obstore.exceptions import BaseError
-        from obstore.exceptions import NotFoundError as Missing
-
         def corrupt(actual: str) -> None:
-            self._replace_corrupt(digest)
-            raise corrupt_error(
-                digest, actual, where=self._where(digest), quarantine=self._quarantine_where
-            )
+            raise self._corrupt(digest, actual)
 
-        try:
-            result = self._call("read an object", obs.get, self._client_store, self._key(digest))
-            return self._cache.fill(digest, result.stream(min_chunk_size=_CHUNK), corrupt)
-        except (Missing, FileNotFoundError):
-            raise self._not_found(digest) from None
-        except BaseError as exc:
-            raise self._failure("read an object", exc) from exc
+        found = self._objects.stream(
+            digest, lambda chunks: self._cache.fill(digest, chunks, corrupt)
+        )
+        if found is None:
+            raise self._not_found(digest)
+        return found[0]
 
     def exists(self, digest: str) -> bool:
         """Return whether an object is stored under ``digest``."""
-        return is_digest(digest) and self._head(digest) is not None
+        return is_digest(digest) and self._objects.head(digest) is not None
 
     def size(self, digest: str) -> int:
         """Return the object's size in bytes.
@@ -493,7 +340,7 @@ class S3Store:
         Raises:
             NotFoundError: no object has this digest.
         """
-        meta = self._head(digest)
+        meta = self._objects.head(digest)
         if meta is None:
             raise self._not_found(digest)
         return int(meta["size"])
@@ -504,28 +351,14 @@ class S3Store:
         Raises:
             StoreError: the bucket cannot be listed.
         """
-        import obstore as obs
-        from obstore.exceptions import BaseError
-
-        base = f"{self._prefix}objects/"
-        stream = self._call(
-            "list objects", obs.list, self._client_store, prefix=base, chunk_size=1000
-        )
-        try:
-            for batch in stream:
-                for meta in batch:
-                    rest = str(meta["path"])[len(base) :].replace("/", "")
-                    digest = "blake3:" + rest
-                    if is_digest(digest):
-                        yield digest, int(meta["size"]), meta["last_modified"].timestamp()
-        except (BaseError, OSError) as exc:
-            raise self._failure("list objects", exc) from exc
+        return self._objects.listing()
 
     def iter_digests(self) -> Iterator[str]:
         """Yield the digest of every stored object."""
         for digest, _, _ in self.iter_objects():
             yield digest
 
+    # -- maintenance ---------------------------------------------------------------------
     def remove(self, digests: Iterable[str], *, older_than: float) -> list[str]:
         """Delete the objects named, except those written less than ``older_than`` s ago.
 
@@ -540,19 +373,13 @@ class S3Store:
         Raises:
             StoreError: the server refused a request.
         """
-        import obstore as obs
-        from obstore.exceptions import NotFoundError as Missing
-
         cutoff = time.time() - older_than
         removed = []
         for digest in sorted(set(digests)):
-            meta = self._head(digest)
+            meta = self._objects.head(digest)
             if meta is None or meta["last_modified"].timestamp() > cutoff:
                 continue
-            with contextlib.suppress(Missing, FileNotFoundError):
-                self._call("remove an object", obs.delete, self._client_store, self._key(digest))
-            with self._lock:
-                self._etags.pop(digest, None)
+            self._objects.delete(digest)
             self._evict(digest)
             removed.append(digest)
         return removed
@@ -566,27 +393,13 @@ class S3Store:
         Raises:
             StoreError: the server refused a request; what went before stays deleted.
         """
-        import obstore as obs
-
-        for start in range(0, len(digests), _DELETE_BATCH):
-            batch = list(digests[start : start + _DELETE_BATCH])
-            self._call(
-                "remove objects",
-                obs.delete,
-                self._client_store,
-                [self._key(digest) for digest in batch],
-            )
-            with self._lock:
-                for digest in batch:
-                    self._etags.pop(digest, None)
+        for batch in self._objects.delete_many(digests):
             for digest in batch:
                 self._evict(digest)
 
     def control(self) -> S3Control:
         """The store's control objects (``PREFIX/control/``): the collector's and runs' markers."""
-        from pipetrail.store.s3_gc import S3Control
-
-        return S3Control(self._client_store, f"{self._prefix}control/", self._call)
+        return self._objects.control()
 
     def verify(self, digest: str) -> bool:
         """Re-hash one object (downloading it); False, and quarantined, when corrupt.
@@ -594,9 +407,8 @@ class S3Store:
         Raises:
             NotFoundError: no object has this digest.
         """
-        with self._lock:
-            self._etags.pop(digest, None)
-        actual = self._hash_remote(digest)
+        self._objects.forget([digest])
+        actual = self._objects.hash(digest)
         if actual is None:
             raise self._not_found(digest)
         if actual == digest:

@@ -28,16 +28,17 @@ import os
 import secrets
 import socket
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from pipetrail.errors import StoreError
 from pipetrail.store.gc import Garbage
 from pipetrail.store.gc_lock import StoreBusyError
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Iterator
 
     from pipetrail.store.s3 import S3Store
+    from pipetrail.store.s3_objects import S3Objects
 
 __all__ = [
     "COLLECTOR",
@@ -59,61 +60,34 @@ class S3Control:
     """The control objects of an S3 store (``PREFIX/control/``): markers, never content.
 
     Args:
-        client: the obstore client.
+        objects: the store's requests (failures become one-line StoreErrors).
         base: the key prefix of the control objects (``PREFIX/control/``).
-        call: the store's client-call wrapper (failures become one-line StoreErrors).
     """
 
-    def __init__(self, client: Any, base: str, call: Callable[..., Any]) -> None:
-        self._client = client
+    def __init__(self, objects: S3Objects, base: str) -> None:
+        self._objects = objects
         self._base = base
-        self._call = call
 
     def put(self, name: str, body: bytes) -> bool:
         """Create ``NAME`` unless it exists; return whether it did."""
-        import obstore as obs
-        from obstore.exceptions import AlreadyExistsError
-
-        try:
-            self._call(
-                "write a control object",
-                obs.put,
-                self._client,
-                self._base + name,
-                body,
-                mode="create",
-            )
-        except (AlreadyExistsError, FileExistsError):
-            return False
-        return True
+        created, _ = self._objects.put_new(
+            self._base + name, body, action="write a control object", size=len(body)
+        )
+        return created
 
     def read(self, name: str) -> bytes | None:
         """The body of ``NAME``, or None when there is none."""
-        import obstore as obs
-        from obstore.exceptions import NotFoundError as Missing
-
-        try:
-            result = self._call("read a control object", obs.get, self._client, self._base + name)
-            return bytes(result.bytes())
-        except (Missing, FileNotFoundError):
-            return None
+        found = self._objects.read_key(self._base + name, action="read a control object")
+        return None if found is None else found[0]
 
     def names(self, folder: str) -> list[str]:
         """The names of the control objects under ``FOLDER/``."""
-        import obstore as obs
-
-        stream = self._call(
-            "list control objects", obs.list, self._client, prefix=f"{self._base}{folder}/"
-        )
-        return [str(meta["path"])[len(self._base) :] for batch in stream for meta in batch]
+        listed = self._objects.list_keys(f"{self._base}{folder}/", action="list control objects")
+        return [str(meta["path"])[len(self._base) :] for meta in listed]
 
     def delete(self, name: str) -> None:
         """Remove ``NAME`` (absent: nothing to do)."""
-        import obstore as obs
-        from obstore.exceptions import NotFoundError as Missing
-
-        with contextlib.suppress(Missing, FileNotFoundError):
-            self._call("remove a control object", obs.delete, self._client, self._base + name)
+        self._objects.delete_key(self._base + name, action="remove a control object")
 
     def where(self, name: str) -> str:
         """The key of ``NAME`` in the bucket, for messages."""

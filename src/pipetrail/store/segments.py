@@ -21,25 +21,41 @@ therefore appends a batch's objects of more than the pack limit and at most
 * segments are never modified after the commit. A segment may hold bytes no row points
   to (an object another writer stored first); they cost space, nothing else.
 
-Imports only ``pipetrail.hashing`` and ``pipetrail.store.{direct_io,local_files,os_errors}``.
+Also reads an object's slice of a segment (:func:`read_slice`), describes it for messages
+(:func:`describe_slice`) and removes the segments of killed writers (:func:`clean_segments`);
+the index that says where each object is lives in the pack.
+
+Imports only ``pipetrail.hashing``, ``pipetrail.errors`` and
+``pipetrail.store.{direct_io,local_files,os_errors}``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import time
 import uuid
 from typing import TYPE_CHECKING
 
+from pipetrail.errors import StoreError
 from pipetrail.hashing import Hasher
 from pipetrail.store.direct_io import DirectWriter, aligned_buffer, direct_io_available
-from pipetrail.store.local_files import fsync_dir_best_effort
+from pipetrail.store.local_files import READ_FLAGS, fsync_dir_best_effort
 from pipetrail.store.os_errors import map_os_errors
 
 if TYPE_CHECKING:
     import mmap
+    from collections.abc import Callable
 
-__all__ = ["SEGMENT_OBJECT_LIMIT", "SEGMENT_SUFFIX", "SegmentWriter", "try_lock"]
+__all__ = [
+    "SEGMENT_OBJECT_LIMIT",
+    "SEGMENT_SUFFIX",
+    "SegmentWriter",
+    "clean_segments",
+    "describe_slice",
+    "read_slice",
+    "try_lock",
+]
 
 # Objects from the pack limit up to this size go to segments when copied in a batch:
 # above it, a file creation costs little next to the bytes, and an object of its own
@@ -71,6 +87,79 @@ def try_lock(fd: int) -> bool:
     except OSError:
         return False  # a filesystem without locks: treat the segment as in use
     return True
+
+
+def read_slice(folder: str, digest: str, segment: str, start: int, size: int) -> bytes:
+    """Read up to ``size`` bytes of an object from its segment (fewer if truncated).
+
+    A missing segment gives ``b""``, which no digest matches (the object is lost).
+
+    Raises:
+        StoreError: the segment could not be read for another reason (it may pass: a full
+            descriptor table, permissions).
+    """
+    path = os.path.join(folder, segment)
+    try:
+        fd = os.open(path, READ_FLAGS)
+        try:
+            return os.pread(fd, size, start)
+        finally:
+            os.close(fd)
+    except FileNotFoundError:
+        return b""
+    except OSError as exc:
+        raise StoreError(
+            f"object {digest} is in segment file {path}, which could not be read "
+            f"({exc.strerror or exc}); check the store folder's permissions and try "
+            "again"
+        ) from exc
+
+
+def describe_slice(folder: str, segment: str, start: int, size: int) -> str:
+    """Where an object's bytes are in its segment, and what is wrong with the file, for messages."""
+    path = os.path.join(folder, segment)
+    try:
+        length = os.stat(path).st_size
+    except FileNotFoundError:
+        state = ", which is missing"
+    except OSError:
+        state = ""
+    else:
+        state = f", truncated to {length} bytes" if length < start + size else ""
+    return f"{size} bytes at offset {start} of segment file {path}{state}"
+
+
+def clean_segments(folder: str, *, older_than: float, in_use: Callable[[str], bool]) -> int:
+    """Remove segment files of killed writers from ``folder``; return how many were removed.
+
+    A segment is removed when it was modified ``older_than`` seconds ago or more, its
+    writer's lock can be taken (no writer holds it open) and, checked once the lock is
+    held, ``in_use(name)`` says no row points into it: a writer commits its rows before
+    it lets go.
+    """
+    if not os.path.isdir(folder):
+        return 0
+    cutoff = time.time() - older_than
+    removed = 0
+    for entry in os.scandir(folder):
+        if not entry.name.endswith(SEGMENT_SUFFIX):
+            continue
+        try:
+            if entry.stat(follow_symlinks=False).st_mtime >= cutoff:
+                continue
+            fd = os.open(entry.path, READ_FLAGS)
+        except FileNotFoundError:
+            continue
+        try:
+            if not try_lock(fd) or in_use(entry.name):
+                continue
+            os.unlink(entry.path)  # while locked: no writer can be using it
+            removed += 1
+        except (FileNotFoundError, PermissionError):
+            continue  # gone already, or (Windows) still open in a writer
+        finally:
+            os.close(fd)
+    return removed
 
 
 class SegmentWriter:

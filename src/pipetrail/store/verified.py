@@ -2,8 +2,10 @@
 
 Owns :func:`digest_of` (the digest of bytes in memory, on every core when they are
 large), :func:`corrupt_error` (the one message for an object whose bytes do not hash to
-its name) and :class:`VerifiedFiles`, the set of object files a store verified in this
-process, by stat signature. See docs/adr/0011-verified-object-reads.md.
+its name), :func:`changed_error` (the one message, in every store, for a file to store
+whose bytes do not hash to the digest expected) and :class:`VerifiedFiles`, the set of
+object files a store verified in this process, by stat signature. See
+docs/adr/0011-verified-object-reads.md.
 
 The shortcut: a loose object file that this process hashed and found intact, and whose
 ``(device, inode, size, mtime_ns, ctime_ns)`` is still the same, is not hashed again. Any
@@ -30,7 +32,14 @@ from pipetrail.hashing import Hasher, digest_bytes
 if TYPE_CHECKING:
     import os
 
-__all__ = ["RACY_SECONDS", "VerifiedFiles", "corrupt_error", "digest_of", "file_signature"]
+__all__ = [
+    "RACY_SECONDS",
+    "VerifiedFiles",
+    "changed_error",
+    "corrupt_error",
+    "digest_of",
+    "file_signature",
+]
 
 # A file is trusted by its signature only if it was last changed this long before it
 # was hashed: filesystems keep timestamps to 1 or 2 s (FAT, ext3) or to a clock tick.
@@ -72,6 +81,15 @@ def corrupt_error(digest: str, actual: str, *, where: str, quarantine: str) -> I
         f"name. Nothing was read from it; it was moved to {quarantine}. Run the pipeline "
         "again to recompute it (the step that produced it executes again), or restore the "
         "store from a backup; `pipetrail store verify` checks every other object."
+    )
+
+
+def changed_error(src: str, actual: str, expected: str) -> IntegrityError:
+    """The error for a file to store whose bytes, as read, do not hash to the digest expected."""
+    return IntegrityError(
+        f"File {src} changed while being read: its bytes hash to {actual}, not {expected}. "
+        "Make sure nothing writes to it while it is stored (or pass the right digest=), "
+        "then store it again."
     )
 
 

@@ -104,6 +104,30 @@ def test_a_file_changed_while_it_is_read_is_read_again(tmp_path: Path) -> None:
     assert len(calls) == 2
 
 
+def test_get_bytes_of_a_file_touched_while_it_is_read_reads_it_again_from_its_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipetrail.store import loose_read as loose_read_module
+
+    store = LocalStore(tmp_path / "objects")
+    data = os.urandom(LARGE)
+    digest = store.put_bytes(data)
+    path = _file(store, digest)
+    real_digest_fd = loose_read_module.digest_fd
+    hashed: list[int] = []
+
+    def touching(fd: int) -> tuple[str, int]:
+        hashed.append(fd)
+        if len(hashed) == 1:
+            os.utime(path, ns=(1, 1))  # same bytes, another signature
+        return real_digest_fd(fd)
+
+    monkeypatch.setattr(loose_read_module, "digest_fd", touching)
+    assert LocalStore(tmp_path / "objects").get_bytes(digest) == data
+    assert len(hashed) == 1  # then the bytes read again were hashed themselves
+    assert not (tmp_path / "objects" / "quarantine").exists()
+
+
 def test_large_sealed_objects_round_trip_in_one_pass(tmp_path: Path, keys: SealingKeys) -> None:
     inner = LocalStore(tmp_path / "objects")
     data = os.urandom(LARGE + 12345)
