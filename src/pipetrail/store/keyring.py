@@ -338,7 +338,7 @@ def _lost_keyring(where: str, held: str) -> str:
     return (
         f"no keyring at {where}, but this project already holds {held} under its keys: "
         "the keyring was lost or moved, and a new one would seal new content under a key "
-        f"that opens none of the old. Nothing was written; restore the keyring {where} from "
+        f"that opens none of the old, so none was made; restore the keyring {where} from "
         "a backup (and the key encryption key that wraps it, if that went too), then retry"
     )
 
