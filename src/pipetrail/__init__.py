@@ -106,8 +106,10 @@ _install_gate(_access_gate)
 def _run_end_alerts(project: _Project, run_id: str, status: str) -> None:
     # The composition root: the runner calls this after every run, observability sends
     # the project's alerts. A project with no ``[alerts]`` table imports nothing more.
+    from pipetrail.config_tables import CONFIG_FILE, may_name
+
     try:
-        if b"alerts" not in (project.root / "pipetrail.toml").read_bytes():
+        if not may_name((project.root / CONFIG_FILE).read_bytes(), "alerts"):
             return
     except OSError:
         return

@@ -4,9 +4,10 @@ Features that a project may leave unconfigured (quotas, alerts, telemetry, reten
 drift, encryption, audit, promotion) each own one top-level table of the project file.
 They ask this module for it instead of each reading and parsing the file again: the
 file's bytes are read on every call (a small read, never stale, whatever the file
-system's timestamp granularity), and a table whose name does not occur in the bytes
-is absent without parsing anything. The parsed document is kept per file for as long
-as its bytes stay the same, so the features that do find their table share one parse.
+system's timestamp granularity), and a table whose name cannot be spelled in the
+bytes is absent without parsing anything (see :func:`may_name`). The parsed document
+is kept per file for as long as its bytes stay the same, so the features that do find
+their table share one parse; whether a table is there is always decided by the parse.
 """
 
 from __future__ import annotations
@@ -24,6 +25,26 @@ CONFIG_FILE = "pipetrail.toml"
 
 _LOCK = threading.Lock()
 _PARSED: dict[str, tuple[bytes, dict[str, Any]]] = {}  # file -> (its bytes, their parse)
+
+
+def may_name(data: bytes, name: str) -> bool:
+    r"""Whether the TOML text ``data`` may hold a key ``name``; False means it surely does not.
+
+    A key is spelled by its own characters (bare, ``"quoted"`` or ``'literal'``) or, in
+    a quoted key, by escapes: ``"\u0071uotas"`` is the key ``quotas``. So a text that
+    holds neither the name's bytes nor an escape that could stand for one of its
+    characters cannot hold the key; any other text is parsed to decide.
+
+    Args:
+        data: the file's bytes.
+        name: the key (a table's name).
+    """
+    if name.encode() in data:
+        return True
+    if name.isascii() and name.replace("_", "a").replace("-", "a").isalnum():
+        # a bare key's characters: only \uXXXX and \UXXXXXXXX escapes spell them
+        return b"\\u" in data or b"\\U" in data
+    return b"\\" in data
 
 
 def project_table(root: Path, name: str) -> Any:
@@ -45,7 +66,7 @@ def project_table(root: Path, name: str) -> Any:
         return None
     except OSError as exc:
         raise ProjectError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if name.encode() not in data:  # the usual case: no parse, no tomllib import
+    if not may_name(data, name):  # the usual case: no parse, no tomllib import
         return None
     table = _document(path, data).get(name)
     return None if table is None else copy.deepcopy(table)

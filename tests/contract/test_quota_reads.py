@@ -105,3 +105,46 @@ def test_queued_step_ends_count_as_they_will_once_appended() -> None:
         _step(EventKind.STEP_CACHED, "R1", "S4", ended_at=TODAY, resources={"cpu_ns": 10**9}),
     ]
     assert cpu_seconds_queued(queued, TODAY) == pytest.approx(2.5)
+
+
+def test_a_run_deleted_later_the_same_day_counts_the_same_in_both_reads(
+    metadata_url: str,
+) -> None:
+    """Deleting a run (retention, purge) refunds no CPU: it was used, and stays recorded.
+
+    Whether the run was deleted before the day's first read or after it, the read from
+    the new events and a read of the whole day again give the same totals, the deleted
+    run's CPU included; so do runs closed by their end (interrupted, crashed) with a step
+    still executing, whose closing records no CPU.
+    """
+    from pipetrail.ledger.deletions import deletion_draft
+
+    ledger = Ledger.open(metadata_url, actor="tester")
+    try:
+        ledger.append([_run("R1", "alice@a"), _run("R2", "bob@b"), _run("R3", "carol@c")])
+        ledger.append(_ended("R1", "S1", "2026-03-02T00:10:00.000000Z", 4.0))
+        ledger.append(_ended("R3", "S0", "2026-03-02T00:05:00.000000Z", 1.0))
+        ledger.append([deletion_draft("R3", "retention: exploration_runs")])  # before the read
+        reader = ledger.reader()
+        head = newest_seq(reader)
+        first = cpu_seconds_since(reader, TODAY)
+        assert _totals(first) == {"alice@a": 4.0, "carol@c": 1.0}
+
+        ledger.append([deletion_draft("R1", "purge: patients.csv")])  # counted already
+        ledger.append(_ended("R2", "S2", "2026-03-02T01:00:00.000000Z", 3.0))
+        ledger.append([deletion_draft("R2", "retention: exploration_runs")])  # after its end
+        ledger.append([_step(EventKind.STEP_STARTED, "R2", "S3")])
+        closing = {
+            "run_id": "R2",
+            "ended_at": "2026-03-02T01:30:00.000000Z",
+            "error": "interrupted by SIGINT",
+            "signal": "SIGINT",
+            "closed_steps": {"S3": "interrupted"},
+        }
+        ledger.append([EventDraft(EventKind.RUN_INTERRUPTED, closing, run_id="R2")])
+        added, _ = cpu_seconds_after(reader, head, TODAY)
+        whole_day = _totals(cpu_seconds_since(reader, TODAY))
+        assert _totals(first + added) == whole_day
+        assert whole_day == {"alice@a": 4.0, "bob@b": 3.0, "carol@c": 1.0}
+    finally:
+        ledger.close()

@@ -120,6 +120,23 @@ def test_a_failed_run_posts_json_and_the_delivery_is_recorded(
     assert _deliveries(project, ok) == []
 
 
+def test_a_table_named_with_an_escape_still_sends_the_run_end_alert(
+    project: Project, files: PipelineFiles, receiver: Receiver, project_root: Path
+) -> None:
+    # "\u0061lerts" is TOML for "alerts": the run-end hook must not skip the table because
+    # the file's bytes never spell the word.
+    (project_root / "pipetrail.toml").write_text(
+        "[pipetrail]\n\n"
+        '["\\u0061lerts"]\nbackoff = 0.01\ntimeout = 2\n'
+        '[["\\u0061lerts".rules]]\nname = "ops"\non = ["run.failed"]\n'
+        f'webhook = "{receiver.url}/h"\n'
+    )
+    assert b"alerts" not in (project_root / "pipetrail.toml").read_bytes()
+    run_id = _run(project, files, n=-1)
+    [post] = receiver.posts
+    assert (post["json"]["event"], post["json"]["run_id"]) == ("run.failed", run_id)
+
+
 def test_failed_attempts_are_retried_with_backoff(
     project: Project, receiver: Receiver, alerts: Callable[[str], None]
 ) -> None:

@@ -159,6 +159,22 @@ def test_cpu_hours_per_day_refuse_the_step_before_it_starts(
     assert "Traceback" not in done.stderr
 
 
+def test_deleting_a_run_gives_back_no_cpu_hours(
+    metadata_url: str, project_root: Path, burner: Any
+) -> None:
+    """The CPU a deleted run used was used: it counts, in the first read and the next."""
+    from pipetrail.execution.deletion import delete_runs
+
+    project = _project(project_root, metadata_url, "[quotas.user]\ncpu_hours_per_day = 1e-9\n")
+    try:
+        first = run_pipeline(burner, {"n": 1}, project, RunOptions(cache=False))
+        delete_runs(project, [first.id], reason="retention: exploration_runs")
+        with pytest.raises(QuotaExceededError, match="quota of CPU-hours per day"):
+            run_pipeline(burner, {"n": 2}, project, RunOptions(cache=False))
+    finally:
+        project.close()
+
+
 def test_the_cpu_of_a_step_that_just_ended_counts_before_its_end_is_appended(
     metadata_url: str, project_root: Path, files: PipelineFiles, unique: Callable[[str], str]
 ) -> None:

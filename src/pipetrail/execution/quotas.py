@@ -30,8 +30,9 @@ docs/adr/0030-quota-admission-under-the-ledger-lock.md):
   the quota used up by other runs alone is refused;
 * ``cpu_hours_per_day``: the CPU time the step runs that ended since midnight UTC
   recorded (their ``resources.cpu_ns``, on every executor), summed, with the run's own
-  ended steps whose end is still queued; once it reaches the limit, every step is
-  refused until the next UTC day. The day is read once per run, then only the step
+  ended steps whose end is still queued, and those of runs deleted since (a deletion
+  gives no CPU back); once it reaches the limit, every step is refused until the next
+  UTC day. The day is read once per run, then only the step
   events appended since.
 
 A refusal is a :class:`~pipetrail.errors.QuotaExceededError` naming the quota, its limit

@@ -219,6 +219,9 @@ class RunState:
     telemetry: TelemetrySettings | None = None
     # The project's quotas for this run (None: it has none; see execution.quotas).
     quotas: Any = None
+    # Steps whose tasks the executor could not cancel (they may still run on a cluster);
+    # a run that does not complete says so in its end's error.
+    uncancelled: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.consumers_left = Counter(

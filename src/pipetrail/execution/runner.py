@@ -254,11 +254,23 @@ def _end_unfinished(state: RunState, exc: BaseException) -> str:
     """
     if isinstance(exc, KeyboardInterrupt):
         name = _interrupted(exc, None).signal_name
-        _end(state, EventKind.RUN_INTERRUPTED, error=f"interrupted by {name}", signal_name=name)
+        error = f"interrupted by {name}{_uncancelled(state)}"
+        _end(state, EventKind.RUN_INTERRUPTED, error=error, signal_name=name)
         return "interrupted"
     error = str(exc) if isinstance(exc, PipetrailError) else f"{type(exc).__name__}: {exc}"
-    _end(state, EventKind.RUN_FAILED, error=error)
+    _end(state, EventKind.RUN_FAILED, error=error + _uncancelled(state))
     return "failed"
+
+
+def _uncancelled(state: RunState) -> str:
+    """What the run's end says of the steps the executor could not cancel ('' for none)."""
+    if not state.uncancelled:
+        return ""
+    steps = ", ".join(repr(step) for step in state.uncancelled)
+    return (
+        f"; the executor could not cancel step(s) {steps} in time: they may still run on "
+        "the cluster, and nothing they store is recorded"
+    )
 
 
 def _end(

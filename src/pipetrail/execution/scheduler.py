@@ -390,7 +390,8 @@ class _Concurrent:
                 del self.in_flight[node_id]
                 self.dropped.add(node_id)
         if futures:
-            self.executor.cancel(futures)  # type: ignore[attr-defined]
+            missed = self.executor.cancel(futures)  # type: ignore[attr-defined]
+            self.state.uncancelled.extend(s for s in missed if s not in self.state.uncancelled)
 
     def _record_what_ran(self) -> None:
         """On Ctrl-C with chained tasks in flight: record what the cluster already did.
@@ -401,7 +402,10 @@ class _Concurrent:
         (a failure that would be retried stays open), and each chained node whose
         upstream nodes are then done has its start recorded: the run's end closes it as
         interrupted instead of listing it as never run. Nothing new is sent. A run with
-        chained tasks in flight therefore takes up to the grace to stop.
+        chained tasks in flight therefore takes up to the grace to stop, and then up to
+        the executor's bound on a cancellation (``CANCEL_TIMEOUT_S`` of the Dask
+        executor) to cancel the rest: the steps it could not cancel are named by the
+        run's end (``RunState.uncancelled``).
         """
         if not self.chained:
             return

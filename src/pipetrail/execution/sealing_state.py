@@ -19,6 +19,12 @@ Each use checks, cheaply, whether what it keeps is still current:
   its data keys changed (a new pending key, a finished re-encryption). Rotating only the
   key encryption key changes no data key: the keys kept stay, so a process whose key
   provider still holds only the old key encryption key keeps reading.
+
+A keyring that is gone is never made again behind the project's back: only a project
+that holds nothing sealed or keyed gets a first one (:func:`~pipetrail.store.keyring.open_keys`
+asks :meth:`SealingState._sealed_before`: keys this process opened before, or what the
+ledger records, :func:`~pipetrail.ledger.event_reads.sealed_content`). Deleted under a
+running server, the keyring makes its next sealed write fail, naming the file to restore.
 """
 
 from __future__ import annotations
@@ -65,6 +71,8 @@ class SealingState:
         self._keys_mark: object = None
         self._moved: dict[str, str] | None = None
         self._moved_seq = 0
+        # Keys were opened here once: a keyring missing later was lost (kept by forget()).
+        self._opened = False
 
     def settings(self) -> EncryptionSettings:
         """The ``[encryption]`` settings (read once)."""
@@ -100,9 +108,21 @@ class SealingState:
             if ring is None or _ring_shape(ring) != _keys_shape(self._keys):
                 self._keys = None
         if self._keys is None:
-            self._keys = open_keys(settings, create=create)
+            self._keys = open_keys(settings, create=create, sealed_before=self._sealed_before)
+            self._opened = True
+            if mark is None:  # made just now: the next use reads it (a deletion is then seen)
+                mark = object()
         self._keys_mark = mark
         return self._keys
+
+    def _sealed_before(self) -> str | None:
+        """What the project holds under its keys, asked only when its keyring is missing."""
+        from pipetrail.ledger.event_reads import sealed_content
+
+        held = sealed_content(self._reader_of())
+        if held is None and self._opened:
+            return "content sealed by this process (it opened the keyring before)"
+        return held
 
     def moved(self) -> dict[str, str]:
         """Each sealed object a re-encryption replaced -> the object holding it now."""

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any, Protocol
 
+from pipetrail.core.classification import SENSITIVE
 from pipetrail.ledger.event_records import (
     ArtifactRecorded,
     EventRecord,
@@ -34,12 +35,14 @@ __all__ = [
     "sealed_artifact_blobs",
     "sealed_artifact_rows",
     "run_events",
+    "sealed_content",
     "source_events",
     "source_observations",
     "started_step_events",
     "step_events",
 ]
 
+_SENSITIVE = sorted(SENSITIVE)
 _STEP_KINDS = "('step.completed', 'step.cached', 'step.failed')"
 _FIRST_WITH_CODE = (
     "SELECT first_seq FROM step_runs WHERE step = :s AND code_digest = :c "
@@ -202,6 +205,39 @@ def newest_keyring(source: _Fetches) -> Any:
         return None
     record = parse_payload("keys.keyring", rows[0]["payload"])
     return record.keyring if isinstance(record, KeyringKept) else None
+
+
+_ANY_SEALED_ARTIFACT = "SELECT digest FROM artifacts WHERE meta LIKE :m LIMIT 1"
+_ANY_KEYS_EVENT = "SELECT kind FROM events WHERE kind IN (:r, :k) LIMIT 1"
+# Built from placeholder names only (one per sensitive label); the values are bound.
+_ANY_KEYED_SOURCE = (
+    "SELECT run_id FROM events WHERE kind = :k AND ("  # noqa: S608 - placeholders only
+    + " OR ".join(f"payload LIKE :l{i}" for i in range(len(_SENSITIVE)))
+    + ") LIMIT 1"
+)
+_KEYED_SOURCE_PARAMS = {
+    "k": "source.observed",
+    **{f"l{i}": f'%"classification":"{label}"%' for i, label in enumerate(_SENSITIVE)},
+}
+
+
+def sealed_content(reader: _Fetches) -> str | None:
+    """What the ledger records under the project's keys, in words; None when nothing.
+
+    Sealed artifacts (outputs, logs, reports, copies of sources), sensitive sources
+    recorded under a keyed digest, and key rotations all need the project's keyring:
+    a project that records any of them must never make a new one.
+    """
+    rows = reader.fetch(_ANY_SEALED_ARTIFACT, {"m": '%"sealed":%'})
+    if rows:
+        return f"sealed artifacts (such as {rows[0]['digest']})"
+    rows = reader.fetch(_ANY_KEYED_SOURCE, _KEYED_SOURCE_PARAMS)
+    if rows:
+        return f"sensitive sources recorded under keyed digests (run {rows[0]['run_id']})"
+    rows = reader.fetch(_ANY_KEYS_EVENT, {"r": "keys.rotated", "k": "keys.keyring"})
+    if rows:
+        return f"{rows[0]['kind']} events"
+    return None
 
 
 def sealed_artifact_rows(reader: Reader) -> list[tuple[str, str]]:

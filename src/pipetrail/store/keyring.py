@@ -15,8 +15,10 @@ The keyring holds the project data keys (:class:`~pipetrail.store.sealed.Sealing
 and the key of keyed digests once a re-encryption set it apart, wrapped by the provider's
 key encryption key (KEK), never in clear; each entry names the KEK that wrapped it. It is
 created on the first sensitive write (with a fresh KEK in the default key file, for the
-file provider). :func:`rotate_keys` wraps every key again under a new KEK and retires the
-old KEK: no sealed object is rewritten, so every recorded digest stays valid.
+file provider), and only then: a keyring missing from a project that already holds
+sealed or keyed content was lost, and :func:`open_keys` refuses to make another.
+:func:`rotate_keys` wraps every key again under a new KEK and retires the old KEK: no
+sealed object is rewritten, so every recorded digest stays valid.
 :func:`begin_reencryption` and :func:`finish_reencryption` bracket a re-encryption under
 a new data key (docs/adr/0025-reencryption.md). Where the document is kept is a
 :class:`KeyringHolder`: a file (written to a temp file, fsynced and renamed, mode 0600),
@@ -32,12 +34,15 @@ import os
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pipetrail.errors import IntegrityError, ProjectError, StoreError
 from pipetrail.store.encryption import new_data_key, unwrap_key, wrap_key
 from pipetrail.store.key_providers import KeyFile, KeyProvider, load_provider
 from pipetrail.store.sealed import SealingKeys, data_key_id
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = [
     "EncryptionSettings",
@@ -271,17 +276,28 @@ def _unwrap(provider: KeyProvider, entry: dict[str, str], path: str) -> bytes:
     return data_key
 
 
-def open_keys(settings: EncryptionSettings, *, create: bool) -> SealingKeys:
+def open_keys(
+    settings: EncryptionSettings,
+    *,
+    create: bool,
+    sealed_before: Callable[[], str | None] | None = None,
+) -> SealingKeys:
     """Unwrap the project's data keys.
 
     Args:
         settings: the ``[encryption]`` settings.
         create: make the keyring (and the default key file) when there is none; only
             writes do, so reads never invent keys.
+        sealed_before: asked, when there is no keyring and ``create``, what the project
+            already holds under its keys (in words; None: nothing). A keyring is made
+            only for a project that holds nothing: otherwise it was lost, and a new one
+            would seal new content under a key the old content does not open.
 
     Raises:
-        StoreError: no keyring (and not ``create``), a key the provider does not hold,
-            a key file with loose permissions, or a keyring that was changed.
+        StoreError: no keyring (and not ``create``, or the project already holds
+            content sealed or keyed under a keyring: names it and how to restore it), a
+            key the provider does not hold, a key file with loose permissions, or a
+            keyring that was changed.
         IntegrityError: a wrapped data key does not unwrap with its KEK.
     """
     holder = settings.keyring_holder()
@@ -292,6 +308,9 @@ def open_keys(settings: EncryptionSettings, *, create: bool) -> SealingKeys:
                 f"no keyring at {holder.where}: this project never stored sensitive "
                 "content, or the keyring was lost (restore it from a backup)"
             )
+        held = sealed_before() if sealed_before is not None else None
+        if held is not None:
+            raise StoreError(_lost_keyring(holder.where, held))
         provider = settings.key_provider()
         if (
             isinstance(provider, KeyFile)
@@ -312,6 +331,16 @@ def open_keys(settings: EncryptionSettings, *, create: bool) -> SealingKeys:
             return _keys_of(found, settings.key_provider(), holder.where)
         return SealingKeys.single(data_key)
     return _keys_of(ring, settings.key_provider(), holder.where)
+
+
+def _lost_keyring(where: str, held: str) -> str:
+    """The message for a keyring gone from a project that holds content under it."""
+    return (
+        f"no keyring at {where}, but this project already holds {held} under its keys: "
+        "the keyring was lost or moved, and a new one would seal new content under a key "
+        f"that opens none of the old, so none was made; restore the keyring {where} from "
+        "a backup (and the key encryption key that wraps it, if that went too), then retry"
+    )
 
 
 def _keys_of(ring: dict[str, Any], provider: KeyProvider, path: str) -> SealingKeys:

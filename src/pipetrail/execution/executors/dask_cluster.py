@@ -49,7 +49,7 @@ from pipetrail.execution.executors.capacity import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from pipetrail.execution.executors.shipping import WorkerContext
     from pipetrail.execution.task import StepTask, TaskResult
@@ -62,6 +62,11 @@ _INSTALL = "pip install 'pipetrail[dask]'"
 CONNECT_TIMEOUT_S = 10.0
 #: Seconds the scheduler's list of workers and their resources is reused.
 WORKERS_READ_AGAIN_S = 2.0
+#: Seconds :meth:`DaskExecutor.cancel` waits for the Dask client to take a cancellation
+#: (on Ctrl-C, or below a failed step) before going on without it: an unresponsive
+#: scheduler or client must not hang the interrupt. After such a wait, closing the client
+#: and the local cluster at the run's end is bounded by it too.
+CANCEL_TIMEOUT_S = 5.0
 
 
 def _import_distributed() -> Any:
@@ -150,6 +155,7 @@ class DaskExecutor:
         self._added = threading.Event()
         self._stop = threading.Event()
         self._collector: threading.Thread | None = None
+        self._unresponsive = False  # a cancellation was not taken in time
 
     def __repr__(self) -> str:
         where = self.address or ("a given client" if self._given else "a local cluster")
@@ -261,13 +267,14 @@ class DaskExecutor:
             done.cancel()
         self._completed = None
         self._context_future = None
-        if self._given is None and self._client is not None:
-            with contextlib.suppress(Exception):
-                self._client.close()
+        # After a cancellation the client did not take in time, the closes are bounded.
+        timeout = CANCEL_TIMEOUT_S if self._unresponsive else None
+        client, cluster = self._client, self._cluster
+        if self._given is None and client is not None:
+            _bounded(client.close, timeout)
             self._client = None
-        if self._cluster is not None:
-            with contextlib.suppress(Exception):
-                self._cluster.close()
+        if cluster is not None:
+            _bounded(cluster.close, timeout)
             self._cluster = None
 
     # -- tasks -----------------------------------------------------------------------
@@ -332,16 +339,34 @@ class DaskExecutor:
         self._send(done, task, _run_chained_on_worker, data, remotes)
         return done
 
-    def cancel(self, futures: list[Future[TaskResult]]) -> None:
+    def cancel(self, futures: list[Future[TaskResult]]) -> list[str]:
         """Cancel chained tasks whose steps must not start (see :meth:`submit_chained`).
 
-        A task already running finishes on its worker, and its result is dropped.
+        A task already running finishes on its worker, and its result is dropped. The
+        cancellation waits at most :data:`CANCEL_TIMEOUT_S` for the Dask client.
+
+        Returns:
+            The steps whose tasks the cluster was not told to cancel: the client did
+            not take the cancellation in time, refused it, or has lost its scheduler.
+            Such a task may still run its step on the cluster; its result is dropped.
         """
         with self._lock:
-            remotes = [self._remotes[f] for f in futures if f in self._remotes]
-        if remotes and self._client is not None:
-            with contextlib.suppress(Exception):
-                self._client.cancel(remotes)
+            found = [
+                (self._remotes[f], self._waiting.get(self._remotes[f].key, (None, "?"))[1])
+                for f in futures
+                if f in self._remotes
+            ]
+        if not found:
+            return []
+        steps = [step for _, step in found]
+        client = self._client
+        if client is None or client.status != "running":
+            return steps
+        remotes = [remote for remote, _ in found]
+        if _bounded(lambda: client.cancel(remotes), CANCEL_TIMEOUT_S):
+            return []
+        self._unresponsive = True
+        return steps
 
     def _send(
         self,
@@ -411,6 +436,34 @@ class DaskExecutor:
     ) -> TaskResult:
         """Execute one task on the cluster and wait for it."""
         return self.submit(task).result()
+
+
+def _bounded(call: Callable[[], object], timeout: float | None) -> bool:
+    """Run ``call``, waiting at most ``timeout`` seconds (None: for ever) for it to return.
+
+    A call that does not return in time goes on on a daemon thread, and is left to it.
+
+    Returns:
+        Whether it returned in time without raising.
+    """
+    if timeout is None:
+        with contextlib.suppress(Exception):  # the Dask client raises many kinds
+            call()
+            return True
+        return False
+    ended = threading.Event()
+    returned: list[bool] = []
+
+    def target() -> None:
+        try:
+            with contextlib.suppress(Exception):  # the Dask client raises many kinds
+                call()
+                returned.append(True)
+        finally:
+            ended.set()
+
+    threading.Thread(target=target, name="pipetrail-dask-bounded", daemon=True).start()
+    return ended.wait(timeout) and bool(returned)
 
 
 def _local_cluster(
