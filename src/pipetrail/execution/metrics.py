@@ -18,7 +18,7 @@ first point). **Timestamps** are nanoseconds elapsed since the step function was
 from a monotonic clock (``time.perf_counter_ns``); the step run's ``started_at`` gives the
 wall-clock time of the start.
 
-**Storage decision.** At step end every name becomes two artifacts:
+**Storage decision.** At step end every name becomes an artifact and a slice of another:
 
 * the *series* (role ``metric``): the points' step indexes and values, and nothing else,
   as an NPY 1.0 file holding a one-dimensional structured array of dtype
@@ -29,6 +29,14 @@ wall-clock time of the start.
 * the *timestamps* (role ``metric-timestamps``): an NPY 1.0 array of ``'<i8'``, one per
   point. Timestamps differ on every run, which is why they are kept out of the series: in
   it they would make every rerun a new artifact and every reproduced series look changed.
+  One such object holds the timestamps of every series the step run logged, one series
+  after another; a series' reference in the step's event names the object
+  (``timestamps``) and where its points start in it (``timestamps_at``; its ``count``
+  gives how many). Events recorded before this layout have no ``timestamps_at``: their
+  object holds that series' timestamps alone (:func:`series_timestamps` reads both).
+  One object per step run rather than per series: each object costs an artifact record,
+  a ledger event and their index entries, which dominated the cost of recording a
+  handful of metrics (ADR 0033).
 
 NPY rather than Parquet or JSON: the bytes are written by this module with the standard
 library alone (the header is fixed text, the records are the arrays' little-endian
@@ -82,10 +90,12 @@ __all__ = [
     "current_recorder",
     "decode_series",
     "encode_series",
+    "encode_timestamps",
     "log_metric",
     "log_metrics",
     "output_metrics",
     "recording",
+    "series_timestamps",
     "validate_name",
 ]
 
@@ -206,23 +216,26 @@ class _Series:
 
 @dataclass(frozen=True)
 class StoredSeries:
-    """One metric's stored series and timestamps, and the series' summary.
+    """One metric's stored series, where its timestamps are, and the series' summary.
 
     Attributes:
         series: the series artifact (step indexes and values).
-        timestamps: the timestamps artifact.
+        timestamps: the timestamps artifact of the step run (every series it logged).
         summary: ``count``, ``min``, ``max`` and ``last`` of the values.
+        timestamps_at: the index of this series' first timestamp in ``timestamps``.
     """
 
     series: StoredArtifact
     timestamps: StoredArtifact
     summary: dict[str, Any]
+    timestamps_at: int = 0
 
     def reference(self, *, with_timestamps: bool = True) -> dict[str, Any]:
         """Return the reference a step event records for this metric."""
         ref: dict[str, Any] = {"digest": self.series.digest, **self.summary}
         if with_timestamps:
             ref["timestamps"] = self.timestamps.digest
+            ref["timestamps_at"] = self.timestamps_at
         return ref
 
 
@@ -321,14 +334,33 @@ class StepRecorder:
         return list(self._series)
 
     def store_series(self) -> dict[str, StoredSeries]:
-        """Write every metric's series and timestamps to the store.
+        """Write every metric's series, and one object of all their timestamps, to the store.
 
         Raises:
             StoreError: the store could not write them.
         """
-        stored: dict[str, StoredSeries] = {}
         with self._lock:
             items = list(self._series.items())
+        if not items:
+            return {}
+        times = encode_timestamps([series.times for _, series in items])
+        times_digest = self.store.put_bytes(times)
+        total = sum(len(series.times) for _, series in items)
+        times_record = StoredArtifact(
+            digest=times_digest,
+            blob=times_digest,
+            serializer="npy",
+            type_name="numpy.ndarray",
+            size=len(times),
+            meta={
+                "dtype": "int64",
+                "shape": [total],
+                "scalar": False,
+                "unit": "ns since the step function was called",
+            },
+        )
+        stored: dict[str, StoredSeries] = {}
+        at = 0
         for name, series in items:
             count = len(series.values)
             data = encode_series(series.steps, series.values)
@@ -352,22 +384,8 @@ class StepRecorder:
                     "summary": summary,
                 },
             )
-            times = _npy_header(_TIMESTAMPS_DTYPE, count) + _little_endian(series.times)
-            times_digest = self.store.put_bytes(times)
-            times_record = StoredArtifact(
-                digest=times_digest,
-                blob=times_digest,
-                serializer="npy",
-                type_name="numpy.ndarray",
-                size=len(times),
-                meta={
-                    "dtype": "int64",
-                    "shape": [count],
-                    "scalar": False,
-                    "unit": "ns since the step function was called",
-                },
-            )
-            stored[name] = StoredSeries(record, times_record, summary)
+            stored[name] = StoredSeries(record, times_record, summary, at)
+            at += count
         return stored
 
 
@@ -477,6 +495,60 @@ def encode_series(steps: array[int], values: array[float]) -> bytes:
     records[0::2] = steps
     records[1::2] = array("q", values.tobytes())  # the float64 bits, moved as int64 words
     return _npy_header(SERIES_DTYPE, count) + _little_endian(records)
+
+
+def encode_timestamps(parts: list[array[int]]) -> bytes:
+    """Return the stored bytes of a step run's timestamps: every series' own, in order.
+
+    Args:
+        parts: each series' timestamps (typecode ``q``), in the order their references
+            give as ``timestamps_at``.
+    """
+    joined = array("q")
+    for part in parts:
+        joined.extend(part)
+    return _npy_header(_TIMESTAMPS_DTYPE, len(joined)) + _little_endian(joined)
+
+
+def series_timestamps(reference: Mapping[str, Any], data: bytes) -> array[int]:
+    """Return one series' timestamps from its step's timestamps object (no numpy needed).
+
+    Args:
+        reference: the series' reference in a step event (``count``, and
+            ``timestamps_at`` when the object holds the step run's every series).
+        data: the bytes of the object its ``timestamps`` names.
+
+    Returns:
+        The nanoseconds since the step function was called, one per point.
+
+    Raises:
+        SerializationError: the bytes are not a timestamps array, or hold fewer points
+            than the reference says.
+    """
+    try:
+        if not data.startswith(_NPY_MAGIC):
+            raise ValueError("no NPY 1.0 magic")
+        size = int.from_bytes(data[8:10], "little")
+        header = ast.literal_eval(data[10 : 10 + size].decode("latin-1"))
+        if str(header["descr"]) != "<i8" or header["fortran_order"]:
+            raise ValueError(f"dtype {header['descr']!r}")
+        (total,) = header["shape"]
+        body = data[10 + size :]
+        if len(body) != 8 * total:
+            raise ValueError(f"{len(body)} bytes for {total} timestamps")
+        at = int(reference.get("timestamps_at", 0))
+        count = int(reference["count"])
+        if at < 0 or at + count > total:
+            raise ValueError(f"points {at} to {at + count} of {total}")
+    except (ValueError, KeyError, TypeError, SyntaxError, UnicodeDecodeError) as exc:
+        raise SerializationError(
+            f"these bytes are not the timestamps of this metric series ({exc}); timestamps "
+            "are NPY 1.0 arrays of dtype '<i8'"
+        ) from None
+    stamps = array("q", body[8 * at : 8 * (at + count)])
+    if sys.byteorder != "little":
+        stamps.byteswap()
+    return stamps
 
 
 def decode_series(data: bytes) -> tuple[array[int], array[float]]:
