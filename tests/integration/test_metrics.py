@@ -11,6 +11,7 @@ from pipetrail.errors import DefinitionError, NotFoundError, StepFailedError
 from pipetrail.execution.metrics import series_timestamps
 from pipetrail.execution.project import Project
 from pipetrail.execution.runner import RunOptions, run_pipeline
+from pipetrail.ledger import audit
 from tests.integration.conftest import PipelineFiles, statuses
 
 if TYPE_CHECKING:
@@ -339,6 +340,23 @@ def test_metrics_and_cache_hits_on_each_backend(
             },
             sort_keys=True,
         )
+        # The step run's series share one timestamps object, recorded once, that each
+        # series reads its own points from.
+        done = _events(project, first.id)[("step.completed", "train")]
+        refs = done["metrics"]
+        (shared,) = {ref["timestamps"] for ref in refs.values()}
+        record = project.reader().artifact(shared)
+        assert record is not None
+        assert record["role"] == "metric-timestamps"
+        data = project.store.get_bytes(record["blob"])
+        assert {name: len(series_timestamps(ref, data)) for name, ref in refs.items()} == {
+            name: ref["count"] for name, ref in refs.items()
+        }
+        # The derived tables the events give agree with the ones the runs wrote, whether
+        # the whole replay or the model of audit verify builds them; rebuilding changes
+        # nothing.
+        assert audit._verify_alone(project.ledger.db, model=True).ok
         assert project.ledger.verify().ok
+        assert project.ledger.rebuild_projections().changed == ()
     finally:
         project.close()
