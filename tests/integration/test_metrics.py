@@ -8,8 +8,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pipetrail.errors import DefinitionError, NotFoundError, StepFailedError
+from pipetrail.execution.metrics import series_timestamps
 from pipetrail.execution.project import Project
 from pipetrail.execution.runner import RunOptions, run_pipeline
+from pipetrail.ledger import audit
 from tests.integration.conftest import PipelineFiles, statuses
 
 if TYPE_CHECKING:
@@ -78,7 +80,8 @@ def test_completed_step_references_metrics_reports_and_code(
     events = _events(project, run.id)
     done = events[("step.completed", "train")]
     loss = done["metrics"]["train/loss"]
-    assert {k: v for k, v in loss.items() if k not in ("digest", "timestamps")} == {
+    volatile = ("digest", "timestamps", "timestamps_at")
+    assert {k: v for k, v in loss.items() if k not in volatile} == {
         "count": 4,
         "min": 0.25,
         "max": 1.0,
@@ -116,6 +119,28 @@ def test_completed_step_references_metrics_reports_and_code(
     times = reader.artifact(loss["timestamps"])
     assert times is not None
     assert times["role"] == "metric-timestamps"
+    # One timestamps object for the step run's every series, recorded once; each series
+    # reads its own points from it.
+    refs = done["metrics"]
+    assert {ref["timestamps"] for ref in refs.values()} == {loss["timestamps"]}
+    kinds = [
+        e.payload["role"]
+        for e in project.ledger.iter_events()
+        if e.run_id == run.id and e.kind == "artifact.recorded"
+    ]
+    assert kinds.count("metric-timestamps") == 1
+    assert kinds.count("metric") == 3
+    assert times["meta"]["shape"] == [6]
+    assert sorted(ref["timestamps_at"] for ref in refs.values()) == [0, 4, 5]
+    data = project.store.get_bytes(times["blob"])
+    stamps = {name: list(series_timestamps(ref, data)) for name, ref in refs.items()}
+    assert {name: len(s) for name, s in stamps.items()} == {
+        "train/loss": 4,
+        "eval/auc": 1,
+        "eval/acc": 1,
+    }
+    assert stamps["train/loss"] == sorted(stamps["train/loss"])
+    assert stamps["train/loss"][-1] <= stamps["eval/auc"][0] <= stamps["eval/acc"][0]
     assert run.metrics("train") == {
         "eval/acc": [(4, 0.5)],
         "eval/auc": [(4, 0.75)],
@@ -151,7 +176,7 @@ def test_cache_hit_repeats_the_metric_and_report_references(
     assert cached["code_source"] == done["code_source"]
     # Timestamps describe the executed step run; the hit references the same series.
     assert cached["metrics"] == {
-        name: {k: v for k, v in ref.items() if k != "timestamps"}
+        name: {k: v for k, v in ref.items() if k not in ("timestamps", "timestamps_at")}
         for name, ref in done["metrics"].items()
     }
     assert cached["reports"] == done["reports"]
@@ -308,13 +333,30 @@ def test_metrics_and_cache_hits_on_each_backend(
         cached = _events(project, second.id)[("step.cached", "train")]
         assert json.dumps(cached["metrics"], sort_keys=True) == json.dumps(
             {
-                name: {k: v for k, v in ref.items() if k != "timestamps"}
+                name: {k: v for k, v in ref.items() if k not in ("timestamps", "timestamps_at")}
                 for name, ref in _events(project, first.id)[("step.completed", "train")][
                     "metrics"
                 ].items()
             },
             sort_keys=True,
         )
+        # The step run's series share one timestamps object, recorded once, that each
+        # series reads its own points from.
+        done = _events(project, first.id)[("step.completed", "train")]
+        refs = done["metrics"]
+        (shared,) = {ref["timestamps"] for ref in refs.values()}
+        record = project.reader().artifact(shared)
+        assert record is not None
+        assert record["role"] == "metric-timestamps"
+        data = project.store.get_bytes(record["blob"])
+        assert {name: len(series_timestamps(ref, data)) for name, ref in refs.items()} == {
+            name: ref["count"] for name, ref in refs.items()
+        }
+        # The derived tables the events give agree with the ones the runs wrote, whether
+        # the whole replay or the model of audit verify builds them; rebuilding changes
+        # nothing.
+        assert audit._verify_alone(project.ledger.db, model=True).ok
         assert project.ledger.verify().ok
+        assert project.ledger.rebuild_projections().changed == ()
     finally:
         project.close()

@@ -168,14 +168,27 @@ class FlushTimer:
             self._deadline = None
 
     def close(self) -> None:
-        """Stop the thread and close its connection (the queue is left as it is)."""
+        """Stop the thread and close its connection (the queue is left as it is).
+
+        Waits for the thread only when it opened a connection (the timer fired): that
+        connection is closed by then. A timer that never fired returns at once; its
+        thread goes back to the idle ones on its own, and the next timer of the process
+        to need a thread waits for it there rather than start another (a run of fast
+        steps then never waits for the thread to be scheduled at its end).
+        """
         with self._cond:
             self._closing = True
             self._deadline = None
             self._cond.notify()
-        if self._done is not None:
-            self._done.wait()
-            self._done = None
+            opened = self._ledger is not None  # set only under the lock, by a flush
+        done, self._done = self._done, None
+        if done is None:
+            return
+        if opened:
+            done.wait()
+        else:
+            with _idle_lock:
+                _returning.append(done)
 
     def _loop(self) -> None:
         try:
@@ -239,6 +252,8 @@ class _FlushThread:
 
 
 _idle_threads: list[_FlushThread] = []
+# Set by each thread once back among the idle ones, for timers closed without waiting.
+_returning: list[threading.Event] = []
 _idle_lock = threading.Lock()
 
 
@@ -247,6 +262,7 @@ def _forget_parent_threads() -> None:
     # may have been held by one of them at the fork.
     global _idle_lock
     _idle_threads.clear()
+    _returning.clear()
     _idle_lock = threading.Lock()
 
 
@@ -255,9 +271,22 @@ if hasattr(os, "register_at_fork"):
 
 
 def _in_flush_thread(job: Callable[[], None], done: threading.Event) -> None:
-    """Run ``job`` in an idle flush thread, or in a new one; ``done`` is set after it."""
-    with _idle_lock:
-        thread = _idle_threads.pop() if _idle_threads else None
+    """Run ``job`` in an idle flush thread, or in a new one; ``done`` is set after it.
+
+    A thread still on its way back to the idle ones (its timer closed without waiting)
+    is waited for rather than another started.
+    """
+    while True:
+        with _idle_lock:
+            thread = _idle_threads.pop() if _idle_threads else None
+            returning = _returning[:] if thread is None else []
+            _returning[:] = [e for e in _returning if not e.is_set()]
+        if thread is not None or not returning:
+            break
+        for event in returning:
+            event.wait()
+        with _idle_lock:
+            _returning[:] = [e for e in _returning if e not in returning]
     (thread or _FlushThread()).give(job, done)
 
 

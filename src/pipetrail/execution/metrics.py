@@ -2,8 +2,9 @@
 
 Owns the :class:`StepRecorder` that :func:`~pipetrail.execution.task.execute_task` binds
 to a context variable for the duration of one step call, the public logging functions, the
-validation of metric (and report) names, and the byte format of stored series. Must not
-import the ledger, the CLI or any heavy library (numpy is never imported here).
+validation of metric (and report) names, and the decision of how series are stored (the
+bytes themselves: :mod:`pipetrail.execution.metric_format`, whose functions it re-exports).
+Must not import the ledger, the CLI or any heavy library (numpy is never imported here).
 
 Logging is cheap: a point is three appends to ``array`` buffers kept per metric name (a
 step index, a float64 value and a timestamp); nothing is written and no Python object is
@@ -18,7 +19,7 @@ first point). **Timestamps** are nanoseconds elapsed since the step function was
 from a monotonic clock (``time.perf_counter_ns``); the step run's ``started_at`` gives the
 wall-clock time of the start.
 
-**Storage decision.** At step end every name becomes two artifacts:
+**Storage decision.** At step end every name becomes an artifact and a slice of another:
 
 * the *series* (role ``metric``): the points' step indexes and values, and nothing else,
   as an NPY 1.0 file holding a one-dimensional structured array of dtype
@@ -29,6 +30,14 @@ wall-clock time of the start.
 * the *timestamps* (role ``metric-timestamps``): an NPY 1.0 array of ``'<i8'``, one per
   point. Timestamps differ on every run, which is why they are kept out of the series: in
   it they would make every rerun a new artifact and every reproduced series look changed.
+  One such object holds the timestamps of every series the step run logged, one series
+  after another; a series' reference in the step's event names the object
+  (``timestamps``) and where its points start in it (``timestamps_at``; its ``count``
+  gives how many). Events recorded before this layout have no ``timestamps_at``: their
+  object holds that series' timestamps alone (:func:`series_timestamps` reads both).
+  One object per step run rather than per series: each object costs an artifact record,
+  a ledger event and their index entries, which dominated the cost of recording a
+  handful of metrics (ADR 0033).
 
 NPY rather than Parquet or JSON: the bytes are written by this module with the standard
 library alone (the header is fixed text, the records are the arrays' little-endian
@@ -47,14 +56,11 @@ inherited by threads a step starts, unless they run in a copy of its context
 
 from __future__ import annotations
 
-import ast
-import functools
 import json
 import math
 import numbers
 import operator
 import re
-import sys
 import threading
 import time
 from array import array
@@ -63,7 +69,14 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pipetrail.errors import DefinitionError, SerializationError
+from pipetrail.errors import DefinitionError
+from pipetrail.execution.metric_format import (
+    SERIES_DTYPE,
+    decode_series,
+    encode_series,
+    encode_timestamps,
+    series_timestamps,
+)
 from pipetrail.store import StoredArtifact
 
 if TYPE_CHECKING:
@@ -82,10 +95,12 @@ __all__ = [
     "current_recorder",
     "decode_series",
     "encode_series",
+    "encode_timestamps",
     "log_metric",
     "log_metrics",
     "output_metrics",
     "recording",
+    "series_timestamps",
     "validate_name",
 ]
 
@@ -94,12 +109,9 @@ MAX_NAME_LENGTH = 150
 # prefixes (see runner.py): lineage edges and cache hits then cover them like any output.
 METRIC_OUTPUT_PREFIX = "metric:"
 REPORT_OUTPUT_PREFIX = "report:"
-SERIES_DTYPE = "[('step', '<i8'), ('value', '<f8')]"
 
 _NAME = re.compile(r"[A-Za-z0-9_.\-]+(?:/[A-Za-z0-9_.\-]+)*")
 _MAX_STEP = 2**63 - 1
-_NPY_MAGIC = b"\x93NUMPY\x01\x00"
-_TIMESTAMPS_DTYPE = "'<i8'"
 
 _ACTIVE: ContextVar[StepRecorder | None] = ContextVar("pipetrail_step_recorder", default=None)
 
@@ -206,23 +218,26 @@ class _Series:
 
 @dataclass(frozen=True)
 class StoredSeries:
-    """One metric's stored series and timestamps, and the series' summary.
+    """One metric's stored series, where its timestamps are, and the series' summary.
 
     Attributes:
         series: the series artifact (step indexes and values).
-        timestamps: the timestamps artifact.
+        timestamps: the timestamps artifact of the step run (every series it logged).
         summary: ``count``, ``min``, ``max`` and ``last`` of the values.
+        timestamps_at: the index of this series' first timestamp in ``timestamps``.
     """
 
     series: StoredArtifact
     timestamps: StoredArtifact
     summary: dict[str, Any]
+    timestamps_at: int = 0
 
     def reference(self, *, with_timestamps: bool = True) -> dict[str, Any]:
         """Return the reference a step event records for this metric."""
         ref: dict[str, Any] = {"digest": self.series.digest, **self.summary}
         if with_timestamps:
             ref["timestamps"] = self.timestamps.digest
+            ref["timestamps_at"] = self.timestamps_at
         return ref
 
 
@@ -321,14 +336,33 @@ class StepRecorder:
         return list(self._series)
 
     def store_series(self) -> dict[str, StoredSeries]:
-        """Write every metric's series and timestamps to the store.
+        """Write every metric's series, and one object of all their timestamps, to the store.
 
         Raises:
             StoreError: the store could not write them.
         """
-        stored: dict[str, StoredSeries] = {}
         with self._lock:
             items = list(self._series.items())
+        if not items:
+            return {}
+        times = encode_timestamps([series.times for _, series in items])
+        times_digest = self.store.put_bytes(times)
+        total = sum(len(series.times) for _, series in items)
+        times_record = StoredArtifact(
+            digest=times_digest,
+            blob=times_digest,
+            serializer="npy",
+            type_name="numpy.ndarray",
+            size=len(times),
+            meta={
+                "dtype": "int64",
+                "shape": [total],
+                "scalar": False,
+                "unit": "ns since the step function was called",
+            },
+        )
+        stored: dict[str, StoredSeries] = {}
+        at = 0
         for name, series in items:
             count = len(series.values)
             data = encode_series(series.steps, series.values)
@@ -352,22 +386,8 @@ class StepRecorder:
                     "summary": summary,
                 },
             )
-            times = _npy_header(_TIMESTAMPS_DTYPE, count) + _little_endian(series.times)
-            times_digest = self.store.put_bytes(times)
-            times_record = StoredArtifact(
-                digest=times_digest,
-                blob=times_digest,
-                serializer="npy",
-                type_name="numpy.ndarray",
-                size=len(times),
-                meta={
-                    "dtype": "int64",
-                    "shape": [count],
-                    "scalar": False,
-                    "unit": "ns since the step function was called",
-                },
-            )
-            stored[name] = StoredSeries(record, times_record, summary)
+            stored[name] = StoredSeries(record, times_record, summary, at)
+            at += count
         return stored
 
 
@@ -445,69 +465,6 @@ def log_metrics(values: dict[str, float], step: int | None = None) -> None:
         DefinitionError: called outside a running step, or an invalid name, value or step.
     """
     active_recorder("log_metrics").log_many(values, step)
-
-
-# -- the stored format -----------------------------------------------------------------
-@functools.lru_cache(maxsize=256)
-def _npy_header(descr: str, count: int) -> bytes:
-    """Return an NPY 1.0 header for a 1-d array (padded as numpy pads it, to 64 bytes)."""
-    text = f"{{'descr': {descr}, 'fortran_order': False, 'shape': ({count},), }}"
-    unpadded = len(_NPY_MAGIC) + 2 + len(text) + 1
-    text += " " * (-unpadded % 64) + "\n"
-    return _NPY_MAGIC + len(text).to_bytes(2, "little") + text.encode("latin-1")
-
-
-def _little_endian(values: array[Any]) -> bytes:
-    if sys.byteorder == "little":
-        return values.tobytes()
-    swapped = array(values.typecode, values)
-    swapped.byteswap()
-    return swapped.tobytes()
-
-
-def encode_series(steps: array[int], values: array[float]) -> bytes:
-    """Return the stored bytes of a series (see the module docstring).
-
-    Args:
-        steps: the step indexes (typecode ``q``).
-        values: the values (typecode ``d``), as many as ``steps``.
-    """
-    count = len(values)
-    records = array("q", bytes(16 * count))
-    records[0::2] = steps
-    records[1::2] = array("q", values.tobytes())  # the float64 bits, moved as int64 words
-    return _npy_header(SERIES_DTYPE, count) + _little_endian(records)
-
-
-def decode_series(data: bytes) -> tuple[array[int], array[float]]:
-    """Read the bytes written by :func:`encode_series` (no numpy needed).
-
-    Returns:
-        ``(steps, values)`` as ``array('q')`` and ``array('d')``.
-
-    Raises:
-        SerializationError: the bytes are not a metric series.
-    """
-    try:
-        if not data.startswith(_NPY_MAGIC):
-            raise ValueError("no NPY 1.0 magic")
-        size = int.from_bytes(data[8:10], "little")
-        header = ast.literal_eval(data[10 : 10 + size].decode("latin-1"))
-        if str(header["descr"]) != SERIES_DTYPE or header["fortran_order"]:
-            raise ValueError(f"dtype {header['descr']!r}")
-        (count,) = header["shape"]
-        body = data[10 + size :]
-        if len(body) != 16 * count:
-            raise ValueError(f"{len(body)} bytes of records for {count} points")
-    except (ValueError, KeyError, TypeError, SyntaxError, UnicodeDecodeError) as exc:
-        raise SerializationError(
-            f"these bytes are not a pipetrail metric series ({exc}); series are NPY 1.0 "
-            f"arrays of dtype {SERIES_DTYPE}"
-        ) from None
-    records = array("q", body)
-    if sys.byteorder != "little":
-        records.byteswap()
-    return records[0::2], array("d", records[1::2].tobytes())
 
 
 # A returned dict stored as JSON is read back for its numbers when it is at most this big

@@ -83,11 +83,16 @@ def jsonable(value: Any) -> Any:
 def recorded_artifacts(
     metrics: Mapping[str, StoredSeries], reports: Mapping[str, StoredArtifact]
 ) -> list[tuple[StoredArtifact, str]]:
-    """Return ``(artifact, role)`` for every metric series, its timestamps and report."""
+    """Return ``(artifact, role)`` for every metric series, their timestamps and report.
+
+    The series of one step run share one timestamps object: it is listed once.
+    """
     found: list[tuple[StoredArtifact, str]] = []
+    timestamps: dict[str, StoredArtifact] = {}
     for stored in metrics.values():
         found.append((stored.series, "metric"))
-        found.append((stored.timestamps, "metric-timestamps"))
+        timestamps.setdefault(stored.timestamps.digest, stored.timestamps)
+    found.extend((record, "metric-timestamps") for record in timestamps.values())
     found.extend((record, "report") for record in reports.values())
     return found
 

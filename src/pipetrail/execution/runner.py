@@ -26,10 +26,11 @@ timer when a fast step runs long (:mod:`pipetrail.execution.flushing`).
 
 Step events reference, besides inputs and outputs: ``code_source`` (the digest of the
 step's stored source text), ``metrics`` (name -> ``{"digest", "count", "min", "max",
-"last"}``, plus ``"timestamps"`` in the event of the step run that logged them) and
-``reports`` (name -> digest) and, when the step sampled or split tables, ``data_ops``
-(see :mod:`pipetrail.data.ops`). Metric series and reports are also listed in ``outputs``
-as ``metric:NAME`` and ``report:NAME`` (see
+"last"}``, plus ``"timestamps"`` and ``"timestamps_at"`` in the event of the step run
+that logged them: the step run's one timestamps object, and where the series' points
+start in it) and ``reports`` (name -> digest) and, when the step sampled or split
+tables, ``data_ops`` (see :mod:`pipetrail.data.ops`). Metric series and reports are
+also listed in ``outputs`` as ``metric:NAME`` and ``report:NAME`` (see
 :func:`~pipetrail.execution.records.with_recorded`), so lineage edges and cache hits cover
 them; a failed step references its metrics and reports but has no outputs.
 """

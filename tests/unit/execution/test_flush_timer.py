@@ -122,3 +122,45 @@ def test_a_child_forked_while_a_thread_held_the_pool_starts_its_own_timer() -> N
     os.kill(pid, signal.SIGKILL)
     os.waitpid(pid, 0)
     pytest.fail("the forked child's timer waited for a lock its parent's thread held")
+
+
+class _SlowPool(list):  # type: ignore[type-arg]
+    """The idle threads, where a thread going back waits until ``open`` is set."""
+
+    def __init__(self, open_: threading.Event) -> None:
+        super().__init__()
+        self.open = open_
+
+    def append(self, thread: object) -> None:
+        self.open.wait(30)
+        super().append(thread)
+
+
+def test_closing_a_timer_that_never_fired_does_not_wait_for_its_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    log: list[str] = []
+    warm = _timer(log, [])  # a thread idle in the pool
+    warm.arm(time.monotonic() + 60)
+    warm.close()
+    first = _timer(log, [])
+    first.arm(time.monotonic() + 60)  # takes the idle thread
+    opened = threading.Event()
+    monkeypatch.setattr(flushing, "_idle_threads", _SlowPool(opened))
+    before = _flush_threads()
+    closer = threading.Thread(target=first.close)
+    closer.start()
+    closer.join(10)
+    # The thread cannot get back among the idle ones, yet close returned.
+    assert not closer.is_alive()
+    second = _timer(log, [])
+    arming = threading.Thread(target=lambda: second.arm(time.monotonic() + 60))
+    arming.start()
+    arming.join(0.2)
+    assert arming.is_alive()  # waits for the thread on its way back, starts none
+    opened.set()
+    arming.join(10)
+    assert not arming.is_alive()
+    second.close()
+    assert _flush_threads() == before
+    assert log == []

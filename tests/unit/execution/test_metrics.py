@@ -20,7 +20,9 @@ from pipetrail.execution.metrics import (
     active_recorder,
     decode_series,
     encode_series,
+    encode_timestamps,
     recording,
+    series_timestamps,
     validate_name,
 )
 from pipetrail.store import MemoryStore, SerializerRegistry
@@ -263,9 +265,67 @@ def test_stored_series_record_and_summary(recorder: StepRecorder) -> None:
     assert ref == {
         **stored.summary,
         "digest": stored.series.digest,
-        "timestamps": ref["timestamps"],
+        "timestamps": stored.timestamps.digest,
+        "timestamps_at": 0,
     }
-    assert "timestamps" not in stored.reference(with_timestamps=False)
+    without = stored.reference(with_timestamps=False)
+    assert "timestamps" not in without
+    assert "timestamps_at" not in without
+
+
+def test_a_step_runs_series_share_one_timestamps_object(
+    recorder: StepRecorder, store: MemoryStore
+) -> None:
+    log_metrics({"a": 1.0, "b": 2.0})
+    log_metric("a", 3.0)
+    log_metric("c", 4.0)
+    log_metrics({"b": 5.0, "c": 6.0})
+    stored = recorder.store_series()
+    assert {s.timestamps.digest for s in stored.values()} == {stored["a"].timestamps.digest}
+    assert [stored[n].timestamps_at for n in ("a", "b", "c")] == [0, 2, 4]
+    data = store.get_bytes(stored["a"].timestamps.blob)
+    assert stored["a"].timestamps.meta["shape"] == [6]
+    per_series = {n: series_timestamps(s.reference(), data) for n, s in stored.items()}
+    assert {n: len(t) for n, t in per_series.items()} == {"a": 2, "b": 2, "c": 2}
+    # Each series' timestamps are its own points, in logging order: "a" logged first,
+    # then "c", then "b" and "c" again.
+    assert per_series["a"][0] <= per_series["a"][1] <= per_series["c"][0]
+    assert per_series["c"][0] <= per_series["b"][1] <= per_series["c"][1]
+    np = pytest.importorskip("numpy")
+    loaded = np.load(io.BytesIO(data))
+    assert loaded.dtype == np.int64
+    assert loaded.tolist() == [*per_series["a"], *per_series["b"], *per_series["c"]]
+
+
+def test_a_step_that_logged_nothing_stores_nothing(
+    recorder: StepRecorder, store: MemoryStore
+) -> None:
+    assert recorder.store_series() == {}
+    assert list(store.iter_digests()) == []
+
+
+def test_series_timestamps_reads_the_older_one_object_per_series_layout() -> None:
+    stamps = array("q", [5, 17, 40])
+    data = encode_timestamps([stamps])
+    # An event recorded before the shared layout: no ``timestamps_at``.
+    assert series_timestamps({"count": 3}, data) == stamps
+    assert series_timestamps({"count": 1, "timestamps_at": 2}, data) == array("q", [40])
+
+
+@pytest.mark.parametrize(
+    ("reference", "data"),
+    [
+        ({"count": 4}, encode_timestamps([array("q", [1, 2, 3])])),
+        ({"count": 1, "timestamps_at": 3}, encode_timestamps([array("q", [1, 2, 3])])),
+        ({"count": 1, "timestamps_at": -1}, encode_timestamps([array("q", [1, 2, 3])])),
+        ({"count": 1}, encode_series(array("q", [0]), array("d", [1.0]))),
+        ({"count": 1}, b"not npy"),
+        ({"count": 3}, encode_timestamps([array("q", [1, 2, 3])])[:-1]),
+    ],
+)
+def test_series_timestamps_refuses_what_does_not_fit(reference: dict, data: bytes) -> None:
+    with pytest.raises(SerializationError, match="not the timestamps of this metric series"):
+        series_timestamps(reference, data)
 
 
 def test_encode_decode_round_trip_and_numpy_compatibility() -> None:

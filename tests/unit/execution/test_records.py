@@ -28,3 +28,16 @@ def test_outputs_round_trip_through_prefixes() -> None:
         (series.timestamps, "metric-timestamps"),
         (report, "report"),
     ]
+
+
+def test_the_shared_timestamps_object_is_listed_once() -> None:
+    times = artifact("t")
+    metrics = {
+        "a": StoredSeries(artifact("sa"), times, {"count": 2}, 0),
+        "b": StoredSeries(artifact("sb"), times, {"count": 1}, 2),
+    }
+    assert recorded_artifacts(metrics, {}) == [
+        (metrics["a"].series, "metric"),
+        (metrics["b"].series, "metric"),
+        (times, "metric-timestamps"),
+    ]
