@@ -3,7 +3,9 @@
 A real LocalCluster (two workers). Its client's event loop is held busy when the signal
 arrives, so a cancellation sent through the client cannot be taken: the interrupt must
 still end the run, as interrupted, within the executor's bound, and the run's end must
-name the step it could not cancel.
+name the step it could not cancel. When the scheduler of the LocalCluster the run made
+has closed before the signal, closing that cluster is bounded the same way, and its
+worker processes are gone.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
+import psutil
 import pytest
 
 from pipetrail.errors import RunInterruptedError
@@ -110,5 +113,71 @@ def test_ctrl_c_with_an_unresponsive_client_ends_the_run_within_the_bound(
     assert end["signal"] == "SIGINT"
     assert end["error"].startswith("interrupted by SIGINT; the executor could not cancel")
     assert "step(s) 'tail' in time" in end["error"]
+    [row] = project.reader().runs_by_id([run_id])
+    assert row["status"] == "interrupted"
+
+
+def test_ctrl_c_then_the_scheduler_closing_closes_the_cluster_within_the_bound(
+    files: PipelineFiles, project: Project, unique: Callable[[str], str], tmp_path: Path
+) -> None:
+    definition = files.load(unique("gated"), GATED)
+    executor = DaskExecutor(workers=2)  # its own LocalCluster, closed with the run
+    gate = tmp_path / "gate"
+    gate.mkdir()
+    me = psutil.Process()
+    before = {p.pid for p in me.children(recursive=True)}
+    workers: list[psutil.Process] = []
+    interrupted: list[float] = []
+
+    def interrupt_then_close_the_scheduler() -> None:
+        deadline = time.monotonic() + 60
+        while not (gate / "ready").exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+        workers.extend(
+            p
+            for p in me.children(recursive=True)
+            if p.pid not in before and "spawn_main" in " ".join(p.cmdline())
+        )
+        interrupted.append(time.monotonic())
+        os.kill(os.getpid(), signal.SIGINT)
+        # While the run waits for results on their way (2 s), the scheduler goes: the
+        # client loses it, and the cancellation after the wait finds it closed.
+        time.sleep(0.2)
+        cluster = executor._cluster
+        cluster.sync(cluster.scheduler.close)
+
+    watcher = threading.Thread(target=interrupt_then_close_the_scheduler, daemon=True)
+    watcher.start()
+    try:
+        with pytest.raises(RunInterruptedError) as caught:
+            run_pipeline(
+                definition, {"gate": str(gate)}, project, RunOptions(cache=False, executor=executor)
+            )
+        took = time.monotonic() - interrupted[0]
+    finally:
+        (gate / "release").write_text("1")
+        watcher.join(timeout=60)
+    # The grace for results on their way (2 s), then the closes, bounded by the
+    # executor's bound (5 s), with a wide margin for a loaded machine. Unbounded, closing
+    # the cluster waits out Dask's 30 s connect timeout on the closed scheduler.
+    assert took < 3 * dask_cluster.CANCEL_TIMEOUT_S, took
+    # The cluster's worker processes are gone (the step was still running on one).
+    assert len(workers) == 2, workers
+    _, alive = psutil.wait_procs(workers, timeout=1)
+    assert not alive, alive
+    run_id = caught.value.run_id
+    assert run_id is not None
+    [end] = [
+        json.loads(e.payload_text)
+        for e in project.ledger.iter_events()
+        if e.run_id == run_id and e.kind.startswith("run.") and e.kind != "run.started"
+    ]
+    assert end["signal"] == "SIGINT"
+    # 'tail' never ran; if its task was still in flight, the end says it was not cancelled.
+    assert end["error"] in (
+        "interrupted by SIGINT",
+        "interrupted by SIGINT; the executor could not cancel step(s) 'tail' in time: they "
+        "may still run on the cluster, and nothing they store is recorded",
+    ), end["error"]
     [row] = project.reader().runs_by_id([run_id])
     assert row["status"] == "interrupted"

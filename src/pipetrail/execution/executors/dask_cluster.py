@@ -254,7 +254,13 @@ class DaskExecutor:
                 done.set_result(_result(remote, value, step, chained=chained))
 
     def shutdown(self) -> None:
-        """Close the client and the local cluster this executor made."""
+        """Close the client and the local cluster this executor made.
+
+        Bounded by :data:`CANCEL_TIMEOUT_S` when a cancellation was not taken in time or
+        the client has lost its scheduler; a close still going on then finishes on a
+        daemon thread (a local cluster's worker processes are stopped by it, or at the
+        latest when this process exits).
+        """
         self._stop.set()
         self._added.set()
         if self._collector is not None:
@@ -267,9 +273,16 @@ class DaskExecutor:
             done.cancel()
         self._completed = None
         self._context_future = None
-        # After a cancellation the client did not take in time, the closes are bounded.
-        timeout = CANCEL_TIMEOUT_S if self._unresponsive else None
         client, cluster = self._client, self._cluster
+        # After a cancellation the client did not take in time, or once it has lost its
+        # scheduler, the closes are bounded: they would wait on a scheduler that does
+        # not answer.
+        lost = client is not None and client.status != "running"
+        timeout = CANCEL_TIMEOUT_S if self._unresponsive or lost else None
+        if cluster is not None and _scheduler_closed(cluster):
+            # Nothing left to shut down there: asking would wait out Dask's connect
+            # timeout (30 s) before the workers are closed.
+            cluster.shutdown_scheduler = False
         if self._given is None and client is not None:
             _bounded(client.close, timeout)
             self._client = None
@@ -464,6 +477,14 @@ def _bounded(call: Callable[[], object], timeout: float | None) -> bool:
 
     threading.Thread(target=target, name="pipetrail-dask-bounded", daemon=True).start()
     return ended.wait(timeout) and bool(returned)
+
+
+def _scheduler_closed(cluster: Any) -> bool:
+    """Whether the scheduler of a local cluster has closed (or is closing) already."""
+    from distributed.core import Status
+
+    scheduler = getattr(cluster, "scheduler", None)
+    return scheduler is not None and scheduler.status in (Status.closing, Status.closed)
 
 
 def _local_cluster(
