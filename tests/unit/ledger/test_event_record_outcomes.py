@@ -190,7 +190,9 @@ def _outcome(kind: str, payload: Any, valid: dict[str, str] | None) -> Any:
     except Exception as exc:  # noqa: BLE001 - the exception itself is what is pinned
         cause = exc.__cause__
         return ["error", type(exc).__name__, str(exc), type(cause).__name__ if cause else None]
-    assert type(record).__name__  # a record, whatever its type
+    # Made as its dataclass __init__ makes it: the same attributes, in declaration order.
+    assert list(vars(record)) == [f.name for f in fields(record)]
+    assert record == type(record)(**vars(record))
     assert not isinstance(payload, dict) or record.payload is payload
     got = {"type": type(record).__name__, **_fields(record)}
     if valid is None:
