@@ -1,11 +1,13 @@
 """One typed record per event kind: the only place event payloads are parsed.
 
 Every kind :class:`~pipetrail.ledger.events.EventKind` lists has a frozen dataclass here,
-with the payload version it reads (:attr:`EventRecord.VERSION`) and a ``from_payload``
-that takes the stored JSON object. Keys a kind gained over time are optional, so events
-written by older versions parse too; :func:`parse_event` dispatches on the kind. Code
-outside the ledger reads events through :mod:`pipetrail.ledger.read_model`, never their
-JSON text.
+with the payload version it reads (:attr:`EventRecord.VERSION`). Its field declarations
+say how the stored JSON object fills it (:mod:`pipetrail.ledger.payload_fields`): a field
+whose metadata is ``REQUIRED`` is in every payload of the kind, the others (keys a kind
+gained over time) fall back to their default, so events written by older versions parse
+too; the declared type converts each value. :meth:`EventRecord.from_payload` reads any
+kind that way, and :func:`parse_event` dispatches on the kind. Code outside the ledger
+reads events through :mod:`pipetrail.ledger.read_model`, never their JSON text.
 """
 
 from __future__ import annotations
