@@ -249,6 +249,8 @@ class GateChecked(ReproductionChecked):
             checked.
     """
 
+    # A gate verdict shares the report but not a reproduction's verdict: those fields
+    # keep their defaults whatever the payload holds.
     NOT_READ = frozenset({"original_run_id", "verdict", "ok"})
 
     passed: bool | None = None
