@@ -1,20 +1,23 @@
 """One typed record per event kind: the only place event payloads are parsed.
 
 Every kind :class:`~pipetrail.ledger.events.EventKind` lists has a frozen dataclass here,
-with the payload version it reads (:attr:`EventRecord.VERSION`) and a ``from_payload``
-that takes the stored JSON object. Keys a kind gained over time are optional, so events
-written by older versions parse too; :func:`parse_event` dispatches on the kind. Code
-outside the ledger reads events through :mod:`pipetrail.ledger.read_model`, never their
-JSON text.
+with the payload version it reads (:attr:`EventRecord.VERSION`). Its field declarations
+say how the stored JSON object fills it (:mod:`pipetrail.ledger.payload_fields`): a field
+whose metadata is ``REQUIRED`` is in every payload of the kind, the others (keys a kind
+gained over time) fall back to their default, so events written by older versions parse
+too; the declared type converts each value. :meth:`EventRecord.from_payload` reads any
+kind that way, and :func:`parse_event` dispatches on the kind. Code outside the ledger
+reads events through :mod:`pipetrail.ledger.read_model`, never their JSON text.
 """
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 from pipetrail.ledger.events import Event, EventKind
+from pipetrail.ledger.payload_fields import REQUIRED, ReadPlan, plan_of, read_record, reads
 from pipetrail.ledger.projections import run_purpose
 
 __all__ = [
@@ -45,6 +48,10 @@ __all__ = [
 Payload = dict[str, Any]
 
 
+def _texts(values: Any) -> tuple[str, ...]:
+    return tuple(str(v) for v in values)
+
+
 @dataclass(frozen=True)
 class EventRecord:
     """What every event record has: the event's place in the chain and its run.
@@ -64,20 +71,39 @@ class EventRecord:
     run_id: str | None
     payload: Payload = field(repr=False, compare=False)
 
+    # Inherited fields a kind does not read from its payload (they keep their default).
+    NOT_READ: ClassVar[frozenset[str]] = frozenset()
+
     @classmethod
-    def _base(cls, seq: int, ts: str, kind: str, p: Payload) -> dict[str, Any]:
-        return {"seq": seq, "ts": ts, "kind": kind, "run_id": p.get("run_id"), "payload": p}
+    def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> Self:
+        """Parse a payload of this record's kind, as its fields declare (``payload_fields``).
+
+        Raises:
+            KeyError: a required key is absent (``args[0]`` is the key).
+            TypeError: a value cannot be converted to its field's declared type.
+            ValueError: likewise.
+        """
+        plan = _PLANS.get(cls)
+        if plan is None:
+            plan = _PLANS[cls] = plan_of(cls, _PLACE, cls.NOT_READ)
+        place = {"seq": seq, "ts": ts, "kind": kind, "run_id": p.get("run_id"), "payload": p}
+        return read_record(cls, plan, p, place)
+
+
+# The fields every record fills from the event itself, and each type's reading plan.
+_PLACE = frozenset({"seq", "ts", "kind", "run_id", "payload"})
+_PLANS: dict[type[EventRecord], ReadPlan] = {}
 
 
 @dataclass(frozen=True)
 class RunStarted(EventRecord):
     """``run.started``: what the run is (pipeline, params, seed, environment, name...)."""
 
-    pipeline: str = ""
-    pipeline_fingerprint: str = ""
+    pipeline: str = field(default="", metadata=REQUIRED)
+    pipeline_fingerprint: str = field(default="", metadata=REQUIRED)
     params: dict[str, Any] = field(default_factory=dict)
-    seed: int = 0
-    started_at: str = ""
+    seed: int = field(default=0, metadata=REQUIRED)
+    started_at: str = field(default="", metadata=REQUIRED)
     owner: str = ""
     host: str = ""
     git: dict[str, Any] | None = None
@@ -85,33 +111,10 @@ class RunStarted(EventRecord):
     steps_total: int = 0
     name: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
-    purpose: str = "run"
+    purpose: str = field(default="run", metadata=reads(read=run_purpose))
     reproduces: str | None = None
     trace_id: str | None = None
     sweep: dict[str, Any] | None = None
-
-    @classmethod
-    def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> RunStarted:
-        """Parse a ``run.started`` payload."""
-        return cls(
-            **cls._base(seq, ts, kind, p),
-            pipeline=p["pipeline"],
-            pipeline_fingerprint=p["pipeline_fingerprint"],
-            params=dict(p.get("params") or {}),
-            seed=int(p["seed"]),
-            started_at=p["started_at"],
-            owner=p.get("owner", ""),
-            host=p.get("host", ""),
-            git=p.get("git"),
-            environment=p.get("environment"),
-            steps_total=int(p.get("steps_total", 0)),
-            name=p.get("name"),
-            tags=dict(p.get("tags") or {}),
-            purpose=run_purpose(p),
-            reproduces=p.get("reproduces"),
-            trace_id=p.get("trace_id"),
-            sweep=p.get("sweep"),
-        )
 
 
 @dataclass(frozen=True)
@@ -122,46 +125,22 @@ class RunEnded(EventRecord):
     ordinary (``pipetrail.execution.resource_profile``); empty when nothing did.
     """
 
-    ended_at: str = ""
+    ended_at: str = field(default="", metadata=REQUIRED)
     error: str | None = None
     closed_steps: dict[str, str] = field(default_factory=dict)
     resource_deviations: list[dict[str, Any]] = field(default_factory=list)
-
-    @classmethod
-    def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> RunEnded:
-        """Parse a run-ending payload."""
-        return cls(
-            **cls._base(seq, ts, kind, p),
-            ended_at=p["ended_at"],
-            error=p.get("error"),
-            closed_steps=dict(p.get("closed_steps") or {}),
-            resource_deviations=list(p.get("resource_deviations") or []),
-        )
 
 
 @dataclass(frozen=True)
 class StepStarted(EventRecord):
     """``step.started``: a step run began executing."""
 
-    step_run_id: str = ""
-    node_id: str = ""
-    step: str = ""
+    step_run_id: str = field(default="", metadata=REQUIRED)
+    node_id: str = field(default="", metadata=REQUIRED)
+    step: str = field(default="", metadata=REQUIRED)
     pipeline: str = ""
     started_at: str = ""
     code_source: str | None = None
-
-    @classmethod
-    def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> StepStarted:
-        """Parse a ``step.started`` payload."""
-        return cls(
-            **cls._base(seq, ts, kind, p),
-            step_run_id=p["step_run_id"],
-            node_id=p["node_id"],
-            step=p["step"],
-            pipeline=p.get("pipeline", ""),
-            started_at=p.get("started_at", ""),
-            code_source=p.get("code_source"),
-        )
 
 
 @dataclass(frozen=True)
@@ -186,9 +165,9 @@ class StepEvent(EventRecord):
             sensitive than their inputs, with the privacy operations that earned it.
     """
 
-    step_run_id: str = ""
-    node_id: str = ""
-    step: str = ""
+    step_run_id: str = field(default="", metadata=REQUIRED)
+    node_id: str = field(default="", metadata=REQUIRED)
+    step: str = field(default="", metadata=REQUIRED)
     pipeline: str = ""
     started_at: str = ""
     ended_at: str | None = None
@@ -211,93 +190,33 @@ class StepEvent(EventRecord):
     classification: dict[str, str] = field(default_factory=dict)
     declassified: dict[str, Any] = field(default_factory=dict)
 
-    @classmethod
-    def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> StepEvent:
-        """Parse a step's closing payload."""
-        return cls(
-            **cls._base(seq, ts, kind, p),
-            step_run_id=p["step_run_id"],
-            node_id=p["node_id"],
-            step=p["step"],
-            pipeline=p.get("pipeline", ""),
-            started_at=p.get("started_at", ""),
-            ended_at=p.get("ended_at"),
-            cache_key=p.get("cache_key"),
-            decision=p.get("decision"),
-            reason=p.get("reason"),
-            reused_step_run_id=p.get("reused_step_run_id"),
-            code_digest=p.get("code_digest"),
-            inputs=dict(p.get("inputs") or {}),
-            outputs=dict(p.get("outputs") or {}),
-            output_formats=p.get("output_formats"),
-            resources=p.get("resources"),
-            metrics=dict(p.get("metrics") or {}),
-            output_metrics=dict(p.get("output_metrics") or {}),
-            reports=dict(p.get("reports") or {}),
-            data_ops=list(p.get("data_ops") or []),
-            contracts=p.get("contracts"),
-            code_source=p.get("code_source"),
-            error=p.get("error"),
-            classification=dict(p.get("classification") or {}),
-            declassified=dict(p.get("declassified") or {}),
-        )
-
 
 @dataclass(frozen=True)
 class ArtifactRecorded(EventRecord):
     """``artifact.recorded``: an artifact's digest, stored object and how it is read."""
 
-    digest: str = ""
-    blob: str = ""
-    serializer: str = ""
-    type_name: str = ""
-    size: int = 0
-    role: str = ""
+    digest: str = field(default="", metadata=REQUIRED)
+    blob: str = field(default="", metadata=REQUIRED)
+    serializer: str = field(default="", metadata=REQUIRED)
+    type_name: str = field(default="", metadata=REQUIRED)
+    size: int = field(default=0, metadata=REQUIRED)
+    role: str = field(default="", metadata=REQUIRED)
     meta: dict[str, Any] = field(default_factory=dict)
     step_run_id: str | None = None
-
-    @classmethod
-    def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> ArtifactRecorded:
-        """Parse an ``artifact.recorded`` payload."""
-        return cls(
-            **cls._base(seq, ts, kind, p),
-            digest=p["digest"],
-            blob=p["blob"],
-            serializer=p["serializer"],
-            type_name=p["type_name"],
-            size=int(p["size"]),
-            role=p["role"],
-            meta=dict(p.get("meta") or {}),
-            step_run_id=p.get("step_run_id"),
-        )
 
 
 @dataclass(frozen=True)
 class SourceObserved(EventRecord):
     """``source.observed``: a source file or folder a run read, as it was then."""
 
-    path: str = ""
-    digest: str = ""
-    size: int = 0
-    mtime_ns: int = 0
-    source_kind: str | None = None
+    path: str = field(default="", metadata=REQUIRED)
+    digest: str = field(default="", metadata=REQUIRED)
+    size: int = field(default=0, metadata=REQUIRED)
+    mtime_ns: int = field(default=0, metadata=REQUIRED)
+    source_kind: str | None = field(default=None, metadata=reads(key="kind"))
     by_reference: bool = False
     # The source's label (None: public, and in events written before labels existed).
     classification: str | None = None
-
-    @classmethod
-    def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> SourceObserved:
-        """Parse a ``source.observed`` payload."""
-        return cls(
-            **cls._base(seq, ts, kind, p),
-            path=p["path"],
-            digest=p["digest"],
-            size=int(p["size"]),
-            mtime_ns=int(p["mtime_ns"]),
-            source_kind=p.get("kind"),
-            by_reference=bool(p.get("by_reference")),
-            classification=p.get("classification"),
-        )
 
 
 @dataclass(frozen=True)
@@ -316,17 +235,6 @@ class ReproductionChecked(EventRecord):
     verdict: str | None = None
     ok: bool = False
 
-    @classmethod
-    def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> ReproductionChecked:
-        """Parse a ``reproduction.checked`` payload."""
-        return cls(
-            **cls._base(seq, ts, kind, p),
-            report=p.get("report"),
-            original_run_id=p.get("original_run_id"),
-            verdict=p.get("verdict"),
-            ok=bool(p.get("ok")),
-        )
-
 
 @dataclass(frozen=True)
 class GateChecked(ReproductionChecked):
@@ -341,83 +249,49 @@ class GateChecked(ReproductionChecked):
             checked.
     """
 
+    # A gate verdict shares the report but not a reproduction's verdict: those fields
+    # keep their defaults whatever the payload holds.
+    NOT_READ = frozenset({"original_run_id", "verdict", "ok"})
+
     passed: bool | None = None
-    failures: tuple[str, ...] = ()
+    failures: tuple[str, ...] = field(default=(), metadata=reads(convert=_texts))
     baseline_run_id: str | None = None
     drift: dict[str, Any] | None = None
-
-    @classmethod
-    def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> GateChecked:
-        """Parse a ``gate.checked`` payload."""
-        passed = p.get("passed")
-        return cls(
-            **cls._base(seq, ts, kind, p),
-            report=p.get("report"),
-            passed=None if passed is None else bool(passed),
-            failures=tuple(str(f) for f in p.get("failures") or ()),
-            baseline_run_id=p.get("baseline_run_id"),
-            drift=p.get("drift"),
-        )
 
 
 @dataclass(frozen=True)
 class RunNamed(EventRecord):
     """``run.named``: the run's name, given after it started."""
 
-    name: str = ""
-
-    @classmethod
-    def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> RunNamed:
-        """Parse a ``run.named`` payload."""
-        return cls(**cls._base(seq, ts, kind, p), name=p["name"])
+    name: str = field(default="", metadata=REQUIRED)
 
 
 @dataclass(frozen=True)
 class RunTagged(EventRecord):
     """``run.tagged``: tags set on the run (a key set again is replaced)."""
 
-    tags: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> RunTagged:
-        """Parse a ``run.tagged`` payload."""
-        return cls(**cls._base(seq, ts, kind, p), tags=dict(p["tags"]))
+    tags: dict[str, str] = field(default_factory=dict, metadata=REQUIRED)
 
 
 @dataclass(frozen=True)
 class RunUntagged(EventRecord):
     """``run.untagged``: tag keys removed from the run."""
 
-    keys: tuple[str, ...] = ()
-
-    @classmethod
-    def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> RunUntagged:
-        """Parse a ``run.untagged`` payload."""
-        return cls(**cls._base(seq, ts, kind, p), keys=tuple(p["keys"]))
+    keys: tuple[str, ...] = field(default=(), metadata=REQUIRED)
 
 
 @dataclass(frozen=True)
 class RunNoted(EventRecord):
     """``run.noted``: a note added to the run."""
 
-    text: str = ""
-
-    @classmethod
-    def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> RunNoted:
-        """Parse a ``run.noted`` payload."""
-        return cls(**cls._base(seq, ts, kind, p), text=p["text"])
+    text: str = field(default="", metadata=REQUIRED)
 
 
 @dataclass(frozen=True)
 class RunDeleted(EventRecord):
     """``run.deleted``: the run is marked deleted (its record stays), and why."""
 
-    reason: str = ""
-
-    @classmethod
-    def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> RunDeleted:
-        """Parse a ``run.deleted`` payload."""
-        return cls(**cls._base(seq, ts, kind, p), reason=p["reason"])
+    reason: str = field(default="", metadata=REQUIRED)
 
 
 @dataclass(frozen=True)
@@ -431,21 +305,10 @@ class StoreCollected(EventRecord):
         grace_seconds: objects younger than this were spared.
     """
 
-    objects: int = 0
-    bytes: int = 0
-    removed_list: str = ""
+    objects: int = field(default=0, metadata=REQUIRED)
+    bytes: int = field(default=0, metadata=REQUIRED)
+    removed_list: str = field(default="", metadata=REQUIRED)
     grace_seconds: float = 0.0
-
-    @classmethod
-    def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> StoreCollected:
-        """Parse a ``store.collected`` payload."""
-        return cls(
-            **cls._base(seq, ts, kind, p),
-            objects=int(p["objects"]),
-            bytes=int(p["bytes"]),
-            removed_list=p["removed_list"],
-            grace_seconds=float(p.get("grace_seconds", 0.0)),
-        )
 
 
 @dataclass(frozen=True)
@@ -465,30 +328,14 @@ class AlertDelivery(EventRecord):
         summary: the message's one-line summary.
     """
 
-    rule: str = ""
-    event: str = ""
-    target: str = ""
+    rule: str = field(default="", metadata=REQUIRED)
+    event: str = field(default="", metadata=REQUIRED)
+    target: str = field(default="", metadata=REQUIRED)
     destination: str = ""
-    attempts: int = 0
+    attempts: int = field(default=0, metadata=REQUIRED)
     status: int | None = None
     error: str | None = None
     summary: str = ""
-
-    @classmethod
-    def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> AlertDelivery:
-        """Parse an ``alert.sent`` or ``alert.failed`` payload."""
-        status = p.get("status")
-        return cls(
-            **cls._base(seq, ts, kind, p),
-            rule=p["rule"],
-            event=p["event"],
-            target=p["target"],
-            destination=p.get("destination", ""),
-            attempts=int(p["attempts"]),
-            status=None if status is None else int(status),
-            error=p.get("error"),
-            summary=p.get("summary", ""),
-        )
 
 
 @dataclass(frozen=True)
@@ -501,16 +348,9 @@ class GovernanceAct(EventRecord):
     their stored text (what the signature covers); the rest stays in :attr:`payload`.
     """
 
-    by: str = ""
-    key_id: str = ""
-    signature: str = field(default="", repr=False)
-
-    @classmethod
-    def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> GovernanceAct:
-        """Parse a governance payload."""
-        return cls(
-            **cls._base(seq, ts, kind, p), by=p["by"], key_id=p["key_id"], signature=p["signature"]
-        )
+    by: str = field(default="", metadata=REQUIRED)
+    key_id: str = field(default="", metadata=REQUIRED)
+    signature: str = field(default="", repr=False, metadata=REQUIRED)
 
 
 @dataclass(frozen=True)
@@ -529,27 +369,14 @@ class KeysRotated(EventRecord):
         retired_data_keys: the data keys the re-encryption removed from the keyring.
     """
 
-    old_keks: list[str] = field(default_factory=list)
-    new_kek: str = ""
-    data_keys: list[str] = field(default_factory=list)
+    old_keks: list[str] = field(default_factory=list, metadata=REQUIRED)
+    new_kek: str = field(default="", metadata=REQUIRED)
+    data_keys: list[str] = field(default_factory=list, metadata=REQUIRED)
     provider: str = ""
     reencrypted: bool = False
     objects: int = 0
-    retired_data_keys: list[str] = field(default_factory=list)
-
-    @classmethod
-    def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> KeysRotated:
-        """Parse a ``keys.rotated`` payload."""
-        return cls(
-            **cls._base(seq, ts, kind, p),
-            old_keks=list(p["old_keks"]),
-            new_kek=p["new_kek"],
-            data_keys=list(p["data_keys"]),
-            provider=p.get("provider", ""),
-            reencrypted=bool(p.get("reencrypted", False)),
-            objects=int(p.get("objects", 0)),
-            retired_data_keys=list(p.get("retired_data_keys", [])),
-        )
+    # A null here is an error (only an absent key reads as none retired).
+    retired_data_keys: list[str] = field(default_factory=list, metadata=reads(null_is_empty=False))
 
 
 @dataclass(frozen=True)
@@ -561,12 +388,7 @@ class KeyringKept(EventRecord):
             wrapped by a key encryption key that is never recorded).
     """
 
-    keyring: dict[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> KeyringKept:
-        """Parse a ``keys.keyring`` payload."""
-        return cls(**cls._base(seq, ts, kind, p), keyring=dict(p["keyring"]))
+    keyring: dict[str, Any] = field(default_factory=dict, metadata=REQUIRED)
 
 
 @dataclass(frozen=True)
@@ -584,27 +406,13 @@ class AccessRecorded(EventRecord):
         reason: why a read was refused (empty for a read).
     """
 
-    user: str = ""
-    label: str = ""
-    digest: str = ""
+    user: str = field(default="", metadata=REQUIRED)
+    label: str = field(default="", metadata=REQUIRED)
+    digest: str = field(default="", metadata=REQUIRED)
     action: str = ""
     purpose: str = ""
     basis: str = ""
     reason: str = ""
-
-    @classmethod
-    def from_payload(cls, seq: int, ts: str, kind: str, p: Payload) -> AccessRecorded:
-        """Parse an ``access.read`` or ``access.refused`` payload."""
-        return cls(
-            **cls._base(seq, ts, kind, p),
-            user=p["user"],
-            label=p["label"],
-            digest=p["digest"],
-            action=p.get("action", ""),
-            purpose=p.get("purpose", ""),
-            basis=p.get("basis", ""),
-            reason=p.get("reason", ""),
-        )
 
 
 _BY_KIND: dict[str, Any] = {
