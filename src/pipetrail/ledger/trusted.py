@@ -27,7 +27,7 @@ import orjson
 from pipetrail.errors import TamperedLedgerError
 from pipetrail.hashing import canonical_json
 from pipetrail.hashing.canonical import member_json
-from pipetrail.ledger.events import Event, EventKind
+from pipetrail.ledger.events import Event, EventKind, hashed_here
 from pipetrail.ledger.projections import JSON_COLUMNS, artifact_row, finished_step_row
 
 __all__ = [
@@ -272,9 +272,18 @@ def _negative_run(data: bytes, mapped: bytes) -> bool:
 
 
 def _payload(event: Event, table: str, key: str) -> tuple[dict[str, Any], bool]:
-    """The event's payload, and whether orjson read it (see :func:`_parsed`)."""
+    """The event's payload, and whether orjson read it (see :func:`_parsed`).
+
+    A payload text this process appended, written by orjson (:func:`hashed_here`), holds
+    no integer beyond 64 bits nor a non-finite float: orjson reads it as the standard
+    library does, without the search for long runs of digits.
+    """
+    known = hashed_here(event)
     try:
-        payload, finite = _parsed(event.payload_text)
+        if known is not None and known[1]:
+            payload, finite = orjson.loads(event.payload_text), True
+        else:
+            payload, finite = _parsed(event.payload_text)
     except ValueError:
         payload, finite = None, False
     if not isinstance(payload, dict):
