@@ -124,7 +124,7 @@ def encoded_draft(
     return EventDraft(kind, payload, run_id, checked_json_of_members(payload, plain))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Event:
     """An appended, hash-chained event."""
 
@@ -136,6 +136,31 @@ class Event:
     payload_text: str
     prev_hash: str
     hash: str
+
+    def __init__(
+        self,
+        seq: int,
+        ts: str,
+        actor: str,
+        kind: str,
+        run_id: str | None,
+        payload_text: str,
+        prev_hash: str,
+        hash: str,
+    ) -> None:
+        # What the generated __init__ does (one object.__setattr__ per field, since the
+        # class is frozen) in one step: the ledger makes an Event per event it appends
+        # or reads.
+        self.__dict__.update(
+            seq=seq,
+            ts=ts,
+            actor=actor,
+            kind=kind,
+            run_id=run_id,
+            payload_text=payload_text,
+            prev_hash=prev_hash,
+            hash=hash,
+        )
 
     def computed_hash(self) -> str:
         """The chain hash of this event's stored fields (equal to ``hash`` when intact).
