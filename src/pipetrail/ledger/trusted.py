@@ -410,15 +410,16 @@ def trusted_step_run(row: dict[str, Any]) -> dict[str, Any]:
     key = str(row["step_run_id"])
     event = check_event(row, table="step_runs", key=key, seq=int(row["last_seq"]))
     payload, finite = _payload(event, "step_runs", key)
-    expected = None
-    with contextlib.suppress(KeyError):
+    try:  # a try, not contextlib.suppress: this runs for every cache lookup
         expected = finished_step_row(event, payload, decoded=True)
+    except KeyError:
+        expected = None
     if expected is None or payload.get("step_run_id") != key:
         raise _wrong_kind("step_runs", key, event, "step.completed or step.cached event")
     found = _disagreement("step_runs", key, row, expected, event.seq, finite=finite)
     if found is not None:
         raise found
-    result = {k: v for k, v in expected.items() if k != "last_seq"}
-    result["first_seq"] = row["first_seq"]
-    result["output_formats"] = payload.get("output_formats")
-    return result
+    del expected["last_seq"]  # the row's own, made here for this result alone
+    expected["first_seq"] = row["first_seq"]
+    expected["output_formats"] = payload.get("output_formats")
+    return expected
