@@ -215,10 +215,7 @@ def _batchable(events: Sequence[tuple[Event, dict[str, Any]]]) -> bool:
     ended = False
     seen: dict[str, str] = {}  # step run id -> "started" or "closed"
     closed_at: dict[str, int] = {}
-    for at, (event, p) in enumerate(events):
-        kind = event.kind
-        if kind in _STEP_ENDS:
-            closed_at[str(p.get("step_run_id"))] = at
+    reusing: list[tuple[str, int]] = []  # (step run reused, where the hit closes)
     for at, (event, p) in enumerate(events):
         kind = event.kind
         if kind not in _BATCHED:
@@ -237,9 +234,11 @@ def _batchable(events: Sequence[tuple[Event, dict[str, Any]]]) -> bool:
         elif kind in _STEP_ENDS:
             key = str(p.get("step_run_id"))
             if seen.get(key) == "closed":
-                return False
+                return False  # closed twice: the first close is also the last
             seen[key] = "closed"
+            closed_at[key] = at
             origin = p.get("reused_step_run_id")
-            if origin is not None and closed_at.get(str(origin), -1) > at:
-                return False
-    return True
+            if origin is not None:
+                reusing.append((str(origin), at))
+    # A hit must come after the close of the step run it copies from.
+    return all(closed_at.get(origin, -1) <= at for origin, at in reusing)
