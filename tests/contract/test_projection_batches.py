@@ -211,3 +211,93 @@ def test_a_flush_of_many_cached_steps_runs_a_bounded_number_of_statements(
     assert ledger.verify().ok
     assert len(ledger.db.rows("SELECT * FROM step_runs WHERE step_run_id LIKE 'h%'")) == 200
     ledger.close()
+
+
+def _mixed_hits() -> list[EventDraft]:
+    """Hits of step runs with returned numbers, without, and of a hit in the same batch."""
+    return [
+        _step(EventKind.STEP_STARTED, "9"),
+        _closed("9", output_metrics={"f1": 0.25}),
+        _closed("a", EventKind.STEP_CACHED, decision="hit", reused_step_run_id="9"),
+        _closed("b", EventKind.STEP_CACHED, decision="hit", reused_step_run_id="8"),
+        _closed("c", EventKind.STEP_CACHED, decision="hit", reused_step_run_id="7"),
+        _closed(
+            "d",
+            EventKind.STEP_CACHED,
+            decision="hit",
+            reused_step_run_id="7",
+            metrics={"acc": {"last": 0.75}},
+        ),
+    ]
+
+
+def _earlier() -> list[EventDraft]:
+    """Step run 7 returned numbers, step run 8 none."""
+    return [
+        _started(),
+        _step(EventKind.STEP_STARTED, "7"),
+        _closed("7", output_metrics={"acc": 0.5, "loss": 2}),
+        _step(EventKind.STEP_STARTED, "8"),
+        _closed("8"),
+    ]
+
+
+def test_hits_copy_only_what_the_step_runs_they_reuse_returned(
+    metadata_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = Ledger.open(metadata_url, actor="tester")
+    ledger.append(_earlier())
+    copied: list[int] = []
+    db = ledger.db
+    executemany = db.executemany
+
+    def counted(text: str, rows: Any) -> None:
+        if "SELECT" in text:
+            copied.append(len(rows))
+        executemany(text, rows)
+
+    monkeypatch.setattr(db, "executemany", counted)
+    ledger.append(_mixed_hits())
+    monkeypatch.undo()
+    # The hit of step run 8 (which returned nothing) runs no copy; the other three do.
+    assert sum(copied) == 3
+    batched = _tables(ledger)
+    assert sorted((r[0], r[1], r[6]) for r in batched["run_metrics"]) == [
+        ("7", "acc", "output"),
+        ("7", "loss", "output"),
+        ("9", "f1", "output"),
+        ("a", "f1", "output"),
+        ("c", "acc", "output"),
+        ("c", "loss", "output"),
+        ("d", "acc", "logged"),
+        ("d", "loss", "output"),
+    ]
+    report = ledger.verify()
+    assert report.ok, [p.message for p in report.derived]
+    with ledger.db.write() as write:
+        for table in (*_TABLES, "artifacts", "events", "ledger_head", "merkle_nodes"):
+            write.execute(f"DELETE FROM {table}")  # noqa: S608
+    for draft in [*_earlier(), *_mixed_hits()]:
+        ledger.append([draft])
+    assert _tables(ledger) == batched
+    ledger.close()
+
+
+def test_a_hit_of_a_hit_in_the_same_batch_copies_as_one_by_one(metadata_url: str) -> None:
+    ledger = Ledger.open(metadata_url, actor="tester")
+    ledger.append(_earlier())
+    chained = [
+        _closed("c", EventKind.STEP_CACHED, decision="hit", reused_step_run_id="7"),
+        _closed("e", EventKind.STEP_CACHED, decision="hit", reused_step_run_id="c"),
+    ]
+    ledger.append(chained)
+    batched = _tables(ledger)
+    assert ledger.verify().ok
+    with ledger.db.write() as write:
+        for table in (*_TABLES, "artifacts", "events", "ledger_head", "merkle_nodes"):
+            write.execute(f"DELETE FROM {table}")  # noqa: S608
+    for draft in [*_earlier(), *chained]:
+        ledger.append([draft])
+    assert _tables(ledger) == batched
+    assert ("e", "acc") in {(r[0], r[1]) for r in batched["run_metrics"]}
+    ledger.close()

@@ -15,12 +15,22 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pipetrail.hashing import digest_value
+from blake3 import blake3
+
+from pipetrail.hashing.canonical import checked_canonical_bytes
+from pipetrail.hashing.digest import DIGEST_PREFIX
 
 if TYPE_CHECKING:
     from pipetrail.store.serializers.base import StoredArtifact
 
-__all__ = ["KEY_FORMAT", "CacheDecision", "KeyChange", "cache_key", "explain_change"]
+__all__ = [
+    "KEY_FORMAT",
+    "CacheDecision",
+    "KeyChange",
+    "cache_key",
+    "checked_cache_key",
+    "explain_change",
+]
 
 KEY_FORMAT = "pt-key1"
 
@@ -68,8 +78,18 @@ def cache_key(components: dict[str, Any]) -> str:
 
     ``code_parts`` is descriptive (it explains ``code``) and is left out of the digest.
     """
+    return checked_cache_key(components)[0]
+
+
+def checked_cache_key(components: dict[str, Any]) -> tuple[str, bool]:
+    """Return :func:`cache_key` and whether orjson encoded the components it covers.
+
+    When it did, every component but ``code_parts`` is plain: orjson writes it as the
+    reference encoder does (see :func:`~pipetrail.hashing.canonical.checked_canonical_bytes`).
+    """
     keyed = {k: v for k, v in components.items() if k != "code_parts"}
-    return digest_value({"format": KEY_FORMAT, "components": keyed})
+    data, plain = checked_canonical_bytes({"format": KEY_FORMAT, "components": keyed})
+    return DIGEST_PREFIX + blake3(data).hexdigest(), plain
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,7 @@ from pipetrail.core.clock import new_id, now_ts
 from pipetrail.core.graph import OutputRef, SourceRef
 from pipetrail.core.resources import resources_dict
 from pipetrail.errors import QuotaExceededError, SerializationError
-from pipetrail.execution.cache import CacheDecision, cache_key
+from pipetrail.execution.cache import CacheDecision, cache_key, checked_cache_key
 from pipetrail.execution.contract_records import cached_payload
 from pipetrail.execution.executors import InlineExecutor
 from pipetrail.execution.node_inputs import describe_inputs, flat_inputs, recorded_record
@@ -53,7 +53,9 @@ from pipetrail.execution.run_state import (
     step_code,
 )
 from pipetrail.execution.step_result import PreparedStep, finish_step, release_inputs, retry
+from pipetrail.hashing.canonical import is_plain
 from pipetrail.ledger import EventDraft, EventKind
+from pipetrail.ledger.events import encoded_draft
 from pipetrail.store.serializers.base import copies_under
 from pipetrail.store.serializers.kept_bytes import kept_view
 from pipetrail.store.serializers.registry import record_from_reading
@@ -67,6 +69,9 @@ if TYPE_CHECKING:
     from pipetrail.store.serializers.base import StoredArtifact
 
 __all__ = ["prepare_node", "run_node"]
+
+_PLAIN_COMPONENTS = frozenset({"components"})
+_NOTHING_KNOWN: frozenset[str] = frozenset()
 
 
 def _decide(
@@ -307,7 +312,7 @@ def prepare_node(
     if classification:
         # Only labelled steps have the component: other keys stay as they were.
         components["classification"] = classification
-    key = cache_key(components)
+    key, key_plain = checked_cache_key(components)
     unhashable = [*fp.unhashable, *inputs.unhashable, *(planned.unhashable if planned else ())]
     decision = _decide(state, node, key, unhashable, options, rerun_reason)
     step_run_id = step_run_id or new_id()
@@ -350,11 +355,14 @@ def prepare_node(
             _reused(outputs[name], formats[name], made.get(name)) for name in formats
         ]
         report_digests = split_recorded(outputs)[1] if len(outputs) > len(formats) else {}
+        # The key's encoding checked every component but code_parts: the event's
+        # encoding need not walk them again (the same text, see encoded_draft).
+        plain = _PLAIN_COMPONENTS if key_plain and is_plain(fp.parts) else _NOTHING_KNOWN
         emit(
             state,
             [
                 *code_events,
-                EventDraft(
+                encoded_draft(
                     EventKind.STEP_CACHED,
                     {
                         **base,
@@ -374,6 +382,7 @@ def prepare_node(
                         ),
                     },
                     run_id=state.run_id,
+                    plain=plain,
                 ),
             ],
         )

@@ -33,7 +33,10 @@ __all__ = [
     "CANONICAL_VERSION",
     "canonical_bytes",
     "canonical_json",
+    "checked_canonical_bytes",
     "checked_canonical_json",
+    "checked_json_of_members",
+    "is_plain",
     "member_json",
     "reference_json",
     "to_canonical_obj",
@@ -182,6 +185,46 @@ def checked_canonical_json(value: Any) -> tuple[str, bool]:
     return reference_json(value), False
 
 
+def is_plain(value: Any) -> bool:
+    """Whether orjson writes ``value`` as the reference encoder does, as far as types tell.
+
+    See the module docstring; a string orjson refuses still makes it raise.
+    """
+    return _orjson_safe(value)
+
+
+def checked_json_of_members(value: dict[str, Any], known: frozenset[str]) -> tuple[str, bool]:
+    """:func:`checked_canonical_json` of a dict whose members under ``known`` are plain.
+
+    A member named in ``known`` must be one orjson was shown to write as the reference
+    encoder does (a member of a value :func:`checked_canonical_json` or
+    :func:`checked_canonical_bytes` reported as written by orjson, unchanged since): it
+    is not walked again. Every other member is checked as :func:`checked_canonical_json`
+    checks it. Gives exactly the text and flag :func:`checked_canonical_json` gives.
+    """
+    if type(value) is dict:
+        for key, item in value.items():
+            if type(key) is not str:
+                break
+            if key in known:
+                continue
+            member = type(item)
+            if member is str or member is bool or item is None:
+                continue
+            if member is int:
+                if _INT_MIN <= item < _INT_LIMIT:
+                    continue
+                break
+            if not _orjson_safe(item):
+                break
+        else:
+            try:
+                return orjson.dumps(value, option=_ORJSON_OPTIONS).decode("utf-8"), True
+            except orjson.JSONEncodeError:
+                pass  # a string orjson cannot encode: the reference encoder says what is wrong
+    return reference_json(value), False
+
+
 def member_json(value: Any) -> str | None:
     """The canonical JSON text of a member of a value orjson encoded; None stays None.
 
@@ -201,14 +244,26 @@ def canonical_bytes(value: Any) -> bytes:
             UTF-8 encoding (a lone surrogate, as ``os.fsdecode`` makes of undecodable
             file names).
     """
+    return checked_canonical_bytes(value)[0]
+
+
+def checked_canonical_bytes(value: Any) -> tuple[bytes, bool]:
+    """Return :func:`canonical_bytes` and whether orjson wrote them.
+
+    As for :func:`checked_canonical_json`: when orjson wrote them, every member of
+    ``value`` passed the checks of :func:`_orjson_safe` and encodes without error.
+
+    Raises:
+        UnhashableValueError: as :func:`canonical_bytes`.
+    """
     if _orjson_safe(value):
         try:
-            return CANONICAL_VERSION + orjson.dumps(value, option=_ORJSON_OPTIONS)
+            return CANONICAL_VERSION + orjson.dumps(value, option=_ORJSON_OPTIONS), True
         except orjson.JSONEncodeError:
             pass  # a lone surrogate: the reference path raises the error below
     text = reference_json(value)
     try:
-        return CANONICAL_VERSION + text.encode("utf-8")
+        return CANONICAL_VERSION + text.encode("utf-8"), False
     except UnicodeEncodeError as exc:
         raise UnhashableValueError(
             f"a string in the value has no UTF-8 encoding ({exc.reason} at "

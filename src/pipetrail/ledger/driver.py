@@ -18,6 +18,7 @@ and migrations stay in SQLAlchemy/Alembic.
 
 from __future__ import annotations
 
+import operator
 import re
 import threading
 from contextlib import contextmanager
@@ -205,7 +206,10 @@ class Driver:
                 found = positional_text(self.sql(text))
                 if found is not None:
                     sql, names = found
-                    cursor.executemany(sql, [[row[n] for n in names] for row in rows])
+                    if len(names) > 1:  # one itemgetter call per row gives its values
+                        cursor.executemany(sql, list(map(operator.itemgetter(*names), rows)))
+                    else:
+                        cursor.executemany(sql, [(row[names[0]],) for row in rows])
                     return
             cursor.executemany(self.sql(text), rows)
         finally:

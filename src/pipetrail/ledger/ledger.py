@@ -32,6 +32,7 @@ from pipetrail.ledger.events import (
     EventDraft,
     checked_payload_text,
     event_hash,
+    remember_hashes,
 )
 from pipetrail.ledger.migrate import HEAD_REVISION
 from pipetrail.ledger.open import sqlite_target
@@ -233,11 +234,14 @@ class Ledger:
             seq, prev = (head[0]["seq"], head[0]["hash"]) if head else (0, GENESIS_HASH)
             ts = format_ts(utcnow())
             appended: list[Event] = []
-            plain = True  # every payload encoded by orjson: its members may be too
+            fasts: list[bool] = []
             for draft in drafts:
                 seq += 1
-                text_payload, fast = checked_payload_text(draft.payload)
-                plain = plain and fast
+                encoded = draft.encoded
+                text_payload, fast = (
+                    checked_payload_text(draft.payload) if encoded is None else encoded
+                )
+                fasts.append(fast)
                 digest = event_hash(
                     seq=seq,
                     ts=ts,
@@ -280,11 +284,13 @@ class Ledger:
             apply_events(
                 db,
                 [(e, d.payload) for e, d in zip(appended, drafts, strict=True)],
-                member_json if plain else None,
+                # every payload encoded by orjson: its members may be too
+                member_json if all(fasts) else None,
             )
             last = {"seq": appended[-1].seq, "hash": appended[-1].hash}
             if db.execute(_UPDATE_HEAD, last) == 0:
                 db.execute(_INSERT_HEAD, last)
+        remember_hashes(appended, fasts)  # facts about the fields, whatever was committed
         return appended
 
     # -- reading ---------------------------------------------------------------------

@@ -19,9 +19,11 @@ different rows:
   before it.
 
 Any other batch (annotations, deletions, a replay in unusual order) is projected event
-by event. A closing event of a step that ran is written as one upsert (``INSERT ... ON
-CONFLICT (step_run_id) DO UPDATE``), which is what "update the row, or insert it when
-none exists" does, in one statement.
+by event. A hit's copy of the metrics its reused step run returned runs only when that
+step run has any (one query for the batch finds which do): a copy of nothing inserts
+nothing, so the tables end the same. A closing event of a step that ran is written as
+one upsert (``INSERT ... ON CONFLICT (step_run_id) DO UPDATE``), which is what "update
+the row, or insert it when none exists" does, in one statement.
 """
 
 from __future__ import annotations
@@ -164,10 +166,48 @@ def apply_events(
             add(STEP_CLOSE, *closed_step_rows(event, p))
     for sql in _PHASES:
         if sql == _REUSED:
-            for text, rows in reused.items():
-                db.executemany(text, rows)
+            _copy_reused(db, reused)
         elif groups.get(sql):
             db.executemany(sql, groups[sql])
+
+
+def _copy_reused(db: Driver, reused: dict[str, list[dict[str, Any]]]) -> None:
+    """Copy the hits' reused metrics, skipping the copies that would copy nothing.
+
+    A copy selects the ``output`` metrics of the step run a hit reuses; one query first
+    finds which of those step runs have any (most have none), and only their copies run,
+    in the same order. When a hit reuses a step run that is itself a hit of this batch
+    (its rows would come from a copy still to run), every copy runs, as before.
+    """
+    wanted = {row["reused"] for rows in reused.values() for row in rows}
+    if not wanted:
+        return
+    hits = {row["step_run_id"] for rows in reused.values() for row in rows}
+    if wanted & hits:
+        for text, rows in reused.items():
+            db.executemany(text, rows)
+        return
+    having = _with_output_metrics(db, sorted(wanted))
+    for text, rows in reused.items():
+        db.executemany(text, [row for row in rows if row["reused"] in having])
+
+
+def _with_output_metrics(db: Driver, step_run_ids: list[str]) -> set[str]:
+    """Which of ``step_run_ids`` have ``output`` metrics (500 to a query)."""
+    found: set[str] = set()
+    for at in range(0, len(step_run_ids), 500):
+        chunk = step_run_ids[at : at + 500]
+        names = {f"r{i}": r for i, r in enumerate(chunk)}
+        marks = ", ".join(f":{n}" for n in names)
+        found.update(
+            str(row[0])
+            for row in db.rows(
+                f"SELECT DISTINCT step_run_id FROM run_metrics WHERE step_run_id IN ({marks}) "  # noqa: S608
+                "AND origin = 'output'",
+                names,
+            )
+        )
+    return found
 
 
 def _batchable(events: Sequence[tuple[Event, dict[str, Any]]]) -> bool:
@@ -175,10 +215,7 @@ def _batchable(events: Sequence[tuple[Event, dict[str, Any]]]) -> bool:
     ended = False
     seen: dict[str, str] = {}  # step run id -> "started" or "closed"
     closed_at: dict[str, int] = {}
-    for at, (event, p) in enumerate(events):
-        kind = event.kind
-        if kind in _STEP_ENDS:
-            closed_at[str(p.get("step_run_id"))] = at
+    reusing: list[tuple[str, int]] = []  # (step run reused, where the hit closes)
     for at, (event, p) in enumerate(events):
         kind = event.kind
         if kind not in _BATCHED:
@@ -197,9 +234,11 @@ def _batchable(events: Sequence[tuple[Event, dict[str, Any]]]) -> bool:
         elif kind in _STEP_ENDS:
             key = str(p.get("step_run_id"))
             if seen.get(key) == "closed":
-                return False
+                return False  # closed twice: the first close is also the last
             seen[key] = "closed"
+            closed_at[key] = at
             origin = p.get("reused_step_run_id")
-            if origin is not None and closed_at.get(str(origin), -1) > at:
-                return False
-    return True
+            if origin is not None:
+                reusing.append((str(origin), at))
+    # A hit must come after the close of the step run it copies from.
+    return all(closed_at.get(origin, -1) <= at for origin, at in reusing)
