@@ -1,4 +1,4 @@
-"""``audit verify`` with the step tables replayed in a second process gives the same report.
+"""``audit verify`` with the step and run tables replayed in a second process: the same report.
 
 :mod:`pipetrail.ledger.audit_parallel` splits the replay of a large SQLite ledger in two;
 here the size threshold is lowered so that small ledgers take that path, and every
@@ -102,8 +102,9 @@ def test_an_intact_ledger_verifies_as_in_one_process(
     assert report.ok, report
     assert len(parts) == 1
     assert parts[0] is not None
-    # step runs; in and out of S1-S3; metrics of S1 and S3; sources of R1 and R2
-    assert parts[0].rows == 4 + 6 + 5 + 2
+    # step runs; in and out of S1-S3; metrics of S1 and S3; sources of R1 and R2; runs
+    # R1-R3, their parameter and R3's tag
+    assert parts[0].rows == 4 + 6 + 5 + 2 + 3 + 3 + 1
     rows = ledger.db.rows("SELECT COUNT(*) FROM run_metrics WHERE step_run_id = 'S3'")
     assert rows == [(3,)]  # the hit's own loss, and auc and rows copied from S1
     _same(report, ledger)
@@ -236,7 +237,7 @@ def test_a_second_process_that_sees_another_head_is_not_trusted(tmp_path: Path) 
     file = str(tmp_path / "ledger.db")
     part = audit_parallel.replay_beside(file, (int(head[0]), str(head[1])))
     assert part is not None
-    assert part.rows == 17
+    assert part.rows == 24
     assert part.problems == ()
     assert audit_parallel.replay_beside(file, (int(head[0]) - 1, str(head[1]))) is None
     assert audit_parallel.replay_beside(file, (int(head[0]), GENESIS_HASH)) is None

@@ -264,7 +264,7 @@ class TableModel:
                     self._run_ended(_RUN_ENDS[kind], event, p, plain)  # type: ignore[index]
                     self._run_end(event, p, plain)
                 else:
-                    self._run_event(kind, event, p, plain)
+                    self._run_event(kind, event, p, encode, plain)
             if sources:
                 self._sources(sources, plain)
         except Unmodelled as exc:
@@ -361,11 +361,18 @@ class TableModel:
         found = layout.check(layout.get(row), plain)
         return self.simple[table].setdefault(layout.key(found), found)
 
-    def _run_event(self, kind: str, event: Event, p: dict[str, Any], plain: bool) -> None:
+    def _run_event(
+        self,
+        kind: str,
+        event: Event,
+        p: dict[str, Any],
+        encode: Callable[[Any], Any] | None,
+        plain: bool,
+    ) -> None:
         tags = self.simple["run_tags"]
         if kind == EventKind.RUN_STARTED:
-            self._insert("runs", run_row(event, p), plain)
-            for row in run_param_rows(p):
+            self._insert("runs", run_row(event, p, encode), plain)
+            for row in run_param_rows(p, encode):
                 self._insert("run_params", row, plain)
             self._tag(run_tag_rows(event, p), plain)
         elif kind == EventKind.RUN_TAGGED:

@@ -57,8 +57,8 @@ __all__ = [
 
 # Below this many events the second process costs more (its start-up) than it saves.
 PARALLEL_FROM = 50_000
-# The kinds only the second process parses and replays (it replays run ends too), and the
-# tables it compares.
+# The kinds only the second process parses and replays, and the tables it compares: the
+# step tables, ``sources`` and the run tables (written by the run events alone).
 BESIDE_KINDS = frozenset(
     {
         EventKind.STEP_STARTED,
@@ -66,16 +66,23 @@ BESIDE_KINDS = frozenset(
         EventKind.STEP_CACHED,
         EventKind.STEP_FAILED,
         EventKind.SOURCE_OBSERVED,
+        EventKind.RUN_STARTED,
+        EventKind.RUN_COMPLETED,
+        EventKind.RUN_FAILED,
+        EventKind.RUN_CRASHED,
+        EventKind.RUN_INTERRUPTED,
+        EventKind.RUN_NAMED,
+        EventKind.RUN_TAGGED,
+        EventKind.RUN_UNTAGGED,
+        EventKind.RUN_NOTED,
+        EventKind.RUN_DELETED,
     }
 )
-BESIDE_TABLES = ("step_runs", "step_run_io", "run_metrics", "sources")
-_RUN_ENDS = (
-    EventKind.RUN_COMPLETED,
-    EventKind.RUN_FAILED,
-    EventKind.RUN_CRASHED,
-    EventKind.RUN_INTERRUPTED,
-)
-_KINDS = ", ".join(f"'{kind.value}'" for kind in sorted(BESIDE_KINDS) + sorted(_RUN_ENDS))
+BESIDE_TABLES = (
+    "runs", "step_runs", "step_run_io", "sources", "run_params", "run_tags", "run_notes",
+    "run_metrics", "run_deletions",
+)  # fmt: skip
+_KINDS = ", ".join(f"'{kind.value}'" for kind in sorted(BESIDE_KINDS))
 # ``+kind``: scan in sequence order rather than through the index on kind. No projection
 # reads an event's hashes (the first process checks them): they are read as ''.
 _BESIDE_EVENTS = (

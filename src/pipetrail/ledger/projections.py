@@ -193,15 +193,16 @@ def metric_rows(p: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
-def param_text(value: Any) -> str:
+def param_text(value: Any, encode: Callable[[Any], Any] | None = None) -> str:
     """The text ``run_params.value`` holds for a parameter value: its canonical JSON.
 
     A float with an integral value is stored as the integer (``1.0`` as ``1``), so that a
     filter on ``1`` or ``1.0`` finds it with one indexed comparison; ``True`` stays ``true``.
+    ``encode``: as :func:`step_row`'s (None is ``null`` whatever it is).
     """
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
         value = int(value)
-    return canonical_json(value)
+    return _text(value, encode)
 
 
 def run_purpose(p: dict[str, Any]) -> str:
@@ -219,13 +220,27 @@ def _json(value: Any) -> str | None:
     return None if value is None else canonical_json(value)
 
 
+def _text(value: Any, encode: Callable[[Any], Any] | None) -> Any:
+    """The canonical JSON text of ``value`` (``null`` for None), by ``encode`` when given."""
+    if encode is None or value is None:
+        return canonical_json(value)
+    return encode(value)
+
+
 def _same(value: Any) -> Any:
     return value
 
 
-def run_row(event: Event, p: dict[str, Any]) -> dict[str, Any]:
-    """The ``runs`` row a ``run.started`` event inserts."""
+def run_row(
+    event: Event, p: dict[str, Any], encode: Callable[[Any], Any] | None = None
+) -> dict[str, Any]:
+    """The ``runs`` row a ``run.started`` event inserts.
+
+    ``encode``: as :func:`step_row`'s, for the JSON columns (``record`` holds members of
+    the payload, so what holds for a member holds for it).
+    """
     record = {k: v for k, v in p.items() if k not in _RUN_RECORD_KEYS}
+    git = p.get("git")
     return {
         "run_id": p["run_id"],
         "pipeline": p["pipeline"],
@@ -234,11 +249,11 @@ def run_row(event: Event, p: dict[str, Any]) -> dict[str, Any]:
         "owner": p["owner"],
         "host": p["host"],
         "process": p["process"],
-        "params": canonical_json(p["params"]),
+        "params": _text(p["params"], encode),
         "seed": p["seed"],
-        "git": _json(p.get("git")),
+        "git": None if git is None else _text(git, encode),
         "environment": p.get("environment"),
-        "record": canonical_json(record),
+        "record": _text(record, encode),
         "started_at": p["started_at"],
         "ended_at": None,
         "error": None,
@@ -250,13 +265,15 @@ def run_row(event: Event, p: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_param_rows(p: dict[str, Any]) -> list[dict[str, Any]]:
-    """The ``run_params`` rows a ``run.started`` event inserts."""
+def run_param_rows(
+    p: dict[str, Any], encode: Callable[[Any], Any] | None = None
+) -> list[dict[str, Any]]:
+    """The ``run_params`` rows a ``run.started`` event inserts (``encode``: see :func:`run_row`)."""
     return [
         {
             "run_id": p["run_id"],
             "name": name,
-            "value": param_text(value),
+            "value": param_text(value, encode),
             "num": param_number(value),
         }
         for name, value in sorted((p["params"] or {}).items())
