@@ -363,6 +363,10 @@ FORGED: dict[str, tuple[str, str, int, dict[str, Any]]] = {
     "an input digest that is a number": (EventKind.STEP_COMPLETED, "R1", 0, {"inputs": {"d": 5}}),
     "an artifact with no blob": (EventKind.ARTIFACT_RECORDED, "R1", 0, {"blob": None}),
     "a step that names no node": (EventKind.STEP_STARTED, "R3", 0, {"node_id": None}),
+    # Step rows are checked a batch at a time: one bad value among good rows is found.
+    "a step log that is a number": (EventKind.STEP_COMPLETED, "R2", 0, {"logs": 5}),
+    "a step run of a run that is a number": (EventKind.STEP_STARTED, "R1", 0, {"run_id": 7}),
+    "a step node that is a number": (EventKind.STEP_COMPLETED, "R1", 0, {"node_id": 5}),
     "a hit reusing itself": (EventKind.STEP_CACHED, "R3", 0, {"reused_step_run_id": "S3"}),
     "a run end closing a step of another type": (
         EventKind.RUN_FAILED, "R3", 0, {"ended_at": 5},
