@@ -3,12 +3,14 @@
 Replaying the derived tables is most of what :func:`pipetrail.ledger.audit.verify` costs,
 and it splits cleanly in two. The step tables (``step_runs``, ``step_run_io``,
 ``run_metrics``) are written by the step events alone, and by the run-ending events that
-close a run's steps; ``sources`` by the ``source.observed`` events alone. No other table
-is read or written by those projections but the ``runs`` row a run's end updates. So a
-second process replays those events into a replica of its own and compares those tables
+close a run's steps; ``sources`` by the ``source.observed`` events alone; the run tables
+(``runs``, ``run_params``, ``run_tags``, ``run_notes``, ``run_deletions``) by the run
+events alone. No other table is read or written by those projections. So a second
+process replays those events into a replica of its own and compares those tables
 (:data:`BESIDE_TABLES`), while the first walks the chain (every event re-hashed, the
-Merkle tree recomputed), replays every other event and compares every other table. A
-run end, replayed in both, changes in each only the tables that process compares.
+Merkle tree recomputed), replays every other event (``artifact.recorded`` above all)
+and compares every other table, then checks the signatures
+(:class:`~pipetrail.ledger.audit.Meanwhile`) while this one still works.
 
 The second process reads the ledger's SQLite file itself, read-only, in a snapshot of
 its own: it goes on only when that snapshot's head is the one the first process read,
