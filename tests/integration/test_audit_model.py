@@ -413,3 +413,21 @@ def test_a_projection_the_model_does_not_follow_is_left_to_the_replay(
     assert report.ok, report
     assert report == _reference(ledger)
     ledger.close()
+
+
+def test_a_check_meanwhile_reads_the_audits_snapshot(metadata_url: str) -> None:
+    # On either backend: the check runs once, inside the snapshot the chain was read in
+    # (it opens none of its own), also when a difference makes the audit walk twice.
+    ledger = _ledger(metadata_url)
+    _exec(ledger, "UPDATE artifacts SET role = 'forged' WHERE digest = :d", d=_digest("a"))
+    calls = []
+
+    def check(db: Any) -> int:
+        calls.append(1)
+        return int(db.rows("SELECT seq FROM ledger_head WHERE id = 1")[0][0])
+
+    meanwhile = audit.Meanwhile(check)
+    report = ledger.verify(meanwhile=meanwhile)
+    assert [p.table for p in report.derived] == ["artifacts"]
+    assert (calls, meanwhile.result) == ([1], report.checked)
+    ledger.close()
