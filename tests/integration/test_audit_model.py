@@ -363,6 +363,10 @@ FORGED: dict[str, tuple[str, str, int, dict[str, Any]]] = {
     "an input digest that is a number": (EventKind.STEP_COMPLETED, "R1", 0, {"inputs": {"d": 5}}),
     "an artifact with no blob": (EventKind.ARTIFACT_RECORDED, "R1", 0, {"blob": None}),
     "a step that names no node": (EventKind.STEP_STARTED, "R3", 0, {"node_id": None}),
+    # Step rows are checked a batch at a time: one bad value among good rows is found.
+    "a step log that is a number": (EventKind.STEP_COMPLETED, "R2", 0, {"logs": 5}),
+    "a step run of a run that is a number": (EventKind.STEP_STARTED, "R1", 0, {"run_id": 7}),
+    "a step node that is a number": (EventKind.STEP_COMPLETED, "R1", 0, {"node_id": 5}),
     "a hit reusing itself": (EventKind.STEP_CACHED, "R3", 0, {"reused_step_run_id": "S3"}),
     "a run end closing a step of another type": (
         EventKind.RUN_FAILED, "R3", 0, {"ended_at": 5},
@@ -408,4 +412,22 @@ def test_a_projection_the_model_does_not_follow_is_left_to_the_replay(
     report = ledger.verify()
     assert report.ok, report
     assert report == _reference(ledger)
+    ledger.close()
+
+
+def test_a_check_meanwhile_reads_the_audits_snapshot(metadata_url: str) -> None:
+    # On either backend: the check runs once, inside the snapshot the chain was read in
+    # (it opens none of its own), also when a difference makes the audit walk twice.
+    ledger = _ledger(metadata_url)
+    _exec(ledger, "UPDATE artifacts SET role = 'forged' WHERE digest = :d", d=_digest("a"))
+    calls = []
+
+    def check(db: Any) -> int:
+        calls.append(1)
+        return int(db.rows("SELECT seq FROM ledger_head WHERE id = 1")[0][0])
+
+    meanwhile = audit.Meanwhile(check)
+    report = ledger.verify(meanwhile=meanwhile)
+    assert [p.table for p in report.derived] == ["artifacts"]
+    assert (calls, meanwhile.result) == ([1], report.checked)
     ledger.close()

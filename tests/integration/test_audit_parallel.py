@@ -1,4 +1,4 @@
-"""``audit verify`` with the step tables replayed in a second process gives the same report.
+"""``audit verify`` with the step and run tables replayed in a second process: the same report.
 
 :mod:`pipetrail.ledger.audit_parallel` splits the replay of a large SQLite ledger in two;
 here the size threshold is lowered so that small ledgers take that path, and every
@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pipetrail.ledger import EventDraft, EventKind, audit_parallel
+from pipetrail.ledger import EventDraft, EventKind, audit, audit_parallel
 from pipetrail.ledger.events import GENESIS_HASH, event_hash
 from pipetrail.ledger.ledger import Ledger
 from tests.contract.test_ledger import TAMPERING, _append_runs, _digest, _exec, _run_drafts
@@ -102,8 +102,9 @@ def test_an_intact_ledger_verifies_as_in_one_process(
     assert report.ok, report
     assert len(parts) == 1
     assert parts[0] is not None
-    # step runs; in and out of S1-S3; metrics of S1 and S3; sources of R1 and R2
-    assert parts[0].rows == 4 + 6 + 5 + 2
+    # step runs; in and out of S1-S3; metrics of S1 and S3; sources of R1 and R2; runs
+    # R1-R3, their parameter and R3's tag
+    assert parts[0].rows == 4 + 6 + 5 + 2 + 3 + 3 + 1
     rows = ledger.db.rows("SELECT COUNT(*) FROM run_metrics WHERE step_run_id = 'S3'")
     assert rows == [(3,)]  # the hit's own loss, and auc and rows copied from S1
     _same(report, ledger)
@@ -236,7 +237,7 @@ def test_a_second_process_that_sees_another_head_is_not_trusted(tmp_path: Path) 
     file = str(tmp_path / "ledger.db")
     part = audit_parallel.replay_beside(file, (int(head[0]), str(head[1])))
     assert part is not None
-    assert part.rows == 17
+    assert part.rows == 24
     assert part.problems == ()
     assert audit_parallel.replay_beside(file, (int(head[0]) - 1, str(head[1]))) is None
     assert audit_parallel.replay_beside(file, (int(head[0]), GENESIS_HASH)) is None
@@ -274,3 +275,69 @@ def test_verify_reads_one_snapshot_while_others_append(
     assert final.ok
     assert parts[-1] is not None
     ledger.close()
+
+
+def _counting() -> tuple[audit.Meanwhile[int], list[int]]:
+    calls: list[int] = []
+
+    def check(db: Any) -> int:
+        calls.append(1)
+        # Read in the audit's own snapshot: the events the walk verified.
+        return int(db.rows("SELECT COUNT(*) FROM events")[0][0])
+
+    return audit.Meanwhile(check), calls
+
+
+def test_a_check_meanwhile_runs_once_beside_the_second_process(
+    tmp_path: Path, parts: list[audit_parallel.Part | None]
+) -> None:
+    ledger = _ledger(tmp_path)
+    meanwhile, calls = _counting()
+    report = ledger.verify(meanwhile=meanwhile)
+    assert report.ok
+    assert parts
+    assert parts[0] is not None
+    assert (calls, meanwhile.result) == ([1], report.checked)
+    # A row of this process's tables edited: its model refuses, everything is walked
+    # again (beside a second process again); the check still runs once.
+    _exec(ledger, "UPDATE artifacts SET role = 'forged' WHERE digest = :d", d=_digest("b"))
+    meanwhile, calls = _counting()
+    report = ledger.verify(meanwhile=meanwhile)
+    assert [(p.table, p.key) for p in report.derived] == [("artifacts", _digest("b"))]
+    assert len(parts) == 3  # the model's walk, then the replay's
+    assert (calls, meanwhile.result) == ([1], report.checked)
+    ledger.close()
+
+
+def test_a_check_meanwhile_does_not_run_on_a_broken_chain(
+    tmp_path: Path, parts: list[audit_parallel.Part | None]
+) -> None:
+    ledger = _ledger(tmp_path)
+    _exec(ledger, "UPDATE events SET actor = 'mallory' WHERE seq = 3")
+    meanwhile, calls = _counting()
+    report = ledger.verify(meanwhile=meanwhile)
+    assert report.first_bad_seq == 3
+    assert (calls, meanwhile.result, meanwhile.called) == ([], None, False)
+    # One process (a small ledger): the same.
+    report = _one_process_with(ledger, meanwhile)
+    assert report.first_bad_seq == 3
+    assert calls == []
+    ledger.close()
+
+
+def test_a_check_meanwhile_runs_in_one_process_too(tmp_path: Path) -> None:
+    ledger = _ledger(tmp_path)
+    meanwhile, calls = _counting()
+    report = _one_process_with(ledger, meanwhile)
+    assert report.ok
+    assert (calls, meanwhile.result) == ([1], report.checked)
+    ledger.close()
+
+
+def _one_process_with(ledger: Ledger, meanwhile: audit.Meanwhile[int]) -> LedgerVerifyReport:
+    before = audit_parallel.PARALLEL_FROM
+    audit_parallel.PARALLEL_FROM = 1 << 62
+    try:
+        return ledger.verify(meanwhile=meanwhile)
+    finally:
+        audit_parallel.PARALLEL_FROM = before

@@ -9,12 +9,16 @@ from pipetrail.config import redact_url
 
 if TYPE_CHECKING:
     from pipetrail.execution.project import Project
+    from pipetrail.ledger.audit import Meanwhile
 
 __all__ = ["clean_store", "rebuild_ledger", "verify_artifacts", "verify_ledger"]
 
 
-def verify_ledger(project: Project) -> dict[str, Any]:
+def verify_ledger(project: Project, meanwhile: Meanwhile[Any] | None = None) -> dict[str, Any]:
     """Re-hash the ledger chain and compare the derived tables with the events.
+
+    ``meanwhile``: a check run in the audit's snapshot once the chain verified (see
+    :class:`~pipetrail.ledger.audit.Meanwhile`).
 
     Returns:
         A JSON-able report: ``ok``, ``checked`` (events), ``first_bad_seq`` and ``reason``
@@ -22,7 +26,7 @@ def verify_ledger(project: Project) -> dict[str, Any]:
         derived row that disagrees with the events: table, key, problem, columns,
         message), ``metadata`` (the store, credentials hidden).
     """
-    report = project.ledger.verify()
+    report = project.ledger.verify(meanwhile=meanwhile)
     return {
         "ok": report.ok,
         "checked": report.checked,

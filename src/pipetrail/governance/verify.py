@@ -13,9 +13,10 @@ from typing import TYPE_CHECKING, Any
 from pipetrail.governance.state import load_state
 
 if TYPE_CHECKING:
+    from pipetrail.ledger.driver import Driver
     from pipetrail.ledger.ledger import Ledger
 
-__all__ = ["verify_governance"]
+__all__ = ["governance_in_snapshot", "verify_governance"]
 
 
 def verify_governance(ledger: Ledger, *, chain_verified: bool = False) -> dict[str, Any]:
@@ -32,7 +33,16 @@ def verify_governance(ledger: Ledger, *, chain_verified: bool = False) -> dict[s
 
     db = ledger.db
     with mapped_errors(ledger.url), db.snapshot():
-        state = load_state(db, rehash=not chain_verified)
+        return governance_in_snapshot(db, chain_verified=chain_verified)
+
+
+def governance_in_snapshot(db: Driver, *, chain_verified: bool = False) -> dict[str, Any]:
+    """:func:`verify_governance` of a driver already in a read snapshot.
+
+    ``audit verify`` runs it in the snapshot whose chain it verified, while its second
+    process still works (:class:`~pipetrail.ledger.audit.Meanwhile`).
+    """
+    state = load_state(db, rehash=not chain_verified)
     return {
         "ok": not state.problems,
         "events": len(state.entries),

@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import gc
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from pipetrail.errors import TamperedLedgerError
 from pipetrail.ledger.audit_model import Unmodelled
@@ -36,13 +36,14 @@ from pipetrail.ledger.events import GENESIS_HASH, Event
 from pipetrail.ledger.merkle_store import TreeCheck
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
     from pipetrail.ledger.driver import Driver
     from pipetrail.ledger.trusted import DerivedRowProblem
 
 __all__ = [
     "LedgerVerifyReport",
+    "Meanwhile",
     "RebuildReport",
     "iter_events",
     "rebuild",
@@ -265,27 +266,65 @@ def _walk_events(db: Driver, replica: Replica | None, tree: TreeCheck | None, wa
     return walk
 
 
-def verify(db: Driver, *, derived: bool = True) -> LedgerVerifyReport:
+_T = TypeVar("_T")
+
+
+class Meanwhile(Generic[_T]):
+    """A check of the caller's, run by :func:`verify` once the chain has verified.
+
+    :func:`verify` calls ``check`` with the driver inside its own read snapshot (the
+    events it reads are the ones the walk verified), once the whole chain and the head
+    verified, and while the second process (if any) still works: so a check of the
+    caller's costs no time beside a large ledger's audit. It is called at most once,
+    however many times :func:`verify` walks; :attr:`result` stays None when the chain
+    is broken.
+    """
+
+    def __init__(self, check: Callable[[Driver], _T]) -> None:
+        self._check = check
+        self.called = False
+        self.result: _T | None = None
+
+    def run(self, db: Driver) -> None:
+        """Call the check (the first time only)."""
+        if not self.called:
+            self.called = True
+            self.result = self._check(db)
+
+
+def verify(
+    db: Driver, *, derived: bool = True, meanwhile: Meanwhile[Any] | None = None
+) -> LedgerVerifyReport:
     """Verify the chain and (``derived``) the derived tables, in one read snapshot.
 
     On a large SQLite ledger some tables are replayed in a second process meanwhile
     (:mod:`pipetrail.ledger.audit_parallel`); when that cannot be, all runs here. The
     largest tables are first checked against rows built in Python; when that finds any
     difference, everything is replayed and compared again, to name the rows.
+    ``meanwhile``: a check of the caller's, run once the chain verified (see
+    :class:`Meanwhile`).
     """
     if derived:
         try:
-            report = _verify_beside(db)
-            return report if report is not None else _verify_alone(db, model=True)
+            report = _verify_beside(db, meanwhile=meanwhile)
+            if report is None:
+                report = _verify_alone(db, model=True, meanwhile=meanwhile)
+            return report
         except Unmodelled:
             pass  # a modelled table differs, or the model gave up: the replay names why
-        report = _verify_beside(db, model=False)
+        report = _verify_beside(db, model=False, meanwhile=meanwhile)
         if report is not None:
             return report
-    return _verify_alone(db, derived=derived)
+    return _verify_alone(db, derived=derived, meanwhile=meanwhile)
 
 
-def _verify_alone(db: Driver, *, derived: bool = True, model: bool = False) -> LedgerVerifyReport:
+def _verify_alone(
+    db: Driver,
+    *,
+    derived: bool = True,
+    model: bool = False,
+    meanwhile: Meanwhile[Any] | None = None,
+) -> LedgerVerifyReport:
     """:func:`verify` in this process (``model``: see :class:`Replica`).
 
     Raises:
@@ -297,6 +336,8 @@ def _verify_alone(db: Driver, *, derived: bool = True, model: bool = False) -> L
             tree = TreeCheck(db) if derived else None
             walk = _walk(db, replica, tree)
             failure = walk.failure or walk.end
+            if failure is None and meanwhile is not None:
+                meanwhile.run(db)
             if failure is None and replica is not None and replica.model is not None:
                 _model_holds(replica)  # before naming an event the replay rejects
             failure = failure or walk.unprojectable
@@ -314,7 +355,9 @@ def _verify_alone(db: Driver, *, derived: bool = True, model: bool = False) -> L
     )
 
 
-def _verify_beside(db: Driver, *, model: bool = True) -> LedgerVerifyReport | None:
+def _verify_beside(
+    db: Driver, *, model: bool = True, meanwhile: Meanwhile[Any] | None = None
+) -> LedgerVerifyReport | None:
     """:func:`verify` with part of the replay in a second process; None if it cannot be.
 
     Raises:
@@ -333,6 +376,8 @@ def _verify_beside(db: Driver, *, model: bool = True) -> LedgerVerifyReport | No
                 replica = Replica(db, model=model)
                 tree = TreeCheck(db)
                 walk = _walk(db, replica, tree, audit_parallel.BESIDE_KINDS)
+                if walk.failure is None and walk.end is None and meanwhile is not None:
+                    meanwhile.run(db)  # while the second process works
                 part = beside.result()
                 if part is None:
                     return None  # the other process failed, or saw another ledger

@@ -36,8 +36,8 @@ from pipetrail.ledger.projections import (
     artifact_row,
     closed_step_rows,
     deletion_row,
-    io_rows,
-    metric_rows,
+    io_values,
+    metric_values,
     note_row,
     rename_row,
     reused_metrics,
@@ -46,7 +46,7 @@ from pipetrail.ledger.projections import (
     run_row,
     run_tag_rows,
     source_row,
-    step_row,
+    step_values,
     tagged_rows,
     untagged_keys,
 )
@@ -84,6 +84,8 @@ MODEL_KINDS = frozenset(
     }
 )  # fmt: skip
 _INT64 = (-(2**63), 2**63 - 1)
+# Tables whose rows :meth:`TableModel.add` checks a batch at a time.
+_BATCHED = ("step_runs", "step_run_io", "run_metrics")
 _SQLITE_TYPE = {int: "integer", float: "real"}
 _Getter = Callable[[tuple[Any, ...]], tuple[Any, ...]]  # what SQLite's typeof() says of each
 
@@ -163,7 +165,9 @@ class _Table:
                     raise Unmodelled(f"{self.name}: a value of another type than its column's")
                 if not self.nullable[at]:
                     raise Unmodelled(f"{self.name}: a NULL where the column forbids one")
-                column = tuple(value for value in column if value is not None)
+                if kind is str and plain:
+                    continue  # nothing more to check of text orjson parsed
+                column = [value for value in column if value is not None]  # type: ignore[assignment]
                 if not column:
                     continue
             if kind is int:
@@ -222,6 +226,7 @@ class TableModel:
         self.copied: set[str] = set()  # step runs holding metrics copied from another
         self.simple: dict[str, dict[Any, tuple[Any, ...]]] = {t: {} for t in _RUN_TABLES}
         self.broken: str | None = None
+        self._unchecked: dict[str, list[tuple[Any, ...]]] = {t: [] for t in _BATCHED}
         steps = self.layout["step_runs"]
         self._first_seq = steps.columns.index("first_seq")
         self._status = steps.columns.index("status")
@@ -248,6 +253,9 @@ class TableModel:
         if self.broken is not None:
             return
         sources: list[dict[str, Any]] = []  # no other kind touches them: checked together
+        # The step tables' rows, checked together after the batch (the rows are kept or
+        # bound as they come; any that fails the check marks the whole model broken).
+        self._unchecked = {table: [] for table in _BATCHED}
         try:
             for event, p in events:
                 kind = event.kind
@@ -256,7 +264,8 @@ class TableModel:
                 elif kind == EventKind.ARTIFACT_RECORDED:
                     self._artifact(event, p, encode, plain)
                 elif kind == EventKind.STEP_STARTED:
-                    row = self._step(step_row("running", event, p, encode), plain)
+                    row = step_values("running", event, p, encode)
+                    self._unchecked["step_runs"].append(row)
                     self.steps.setdefault(row[0], row)
                 elif kind in _STEP_ENDS:
                     self._step_end(_STEP_ENDS[kind], event, p, encode, plain)  # type: ignore[index]
@@ -264,9 +273,12 @@ class TableModel:
                     self._run_ended(_RUN_ENDS[kind], event, p, plain)  # type: ignore[index]
                     self._run_end(event, p, plain)
                 else:
-                    self._run_event(kind, event, p, plain)
+                    self._run_event(kind, event, p, encode, plain)
             if sources:
                 self._sources(sources, plain)
+            for table, rows in self._unchecked.items():
+                if rows:
+                    self.layout[table].check_many(rows, plain)
         except Unmodelled as exc:
             self.broken = str(exc)
         except Exception as exc:  # noqa: BLE001 - the replay names what its projection rejects
@@ -280,10 +292,6 @@ class TableModel:
         for key, row in zip(map(layout.key, rows), rows, strict=True):
             keep(key, row)
 
-    def _step(self, row: dict[str, Any], plain: bool) -> tuple[Any, ...]:
-        layout = self.layout["step_runs"]
-        return layout.check(layout.get(row), plain)
-
     def _step_end(
         self,
         status: str,
@@ -292,7 +300,9 @@ class TableModel:
         encode: Callable[[Any], Any] | None,
         plain: bool,
     ) -> None:
-        row = self._step(step_row(status, event, p, encode), plain)
+        unchecked = self._unchecked
+        row = step_values(status, event, p, encode)
+        unchecked["step_runs"].append(row)
         step = row[0]
         old = self.steps.get(step)
         if old is None:
@@ -300,28 +310,33 @@ class TableModel:
         elif p.get("decision") != "hit":  # a hit inserts or leaves the row as it is
             at = self._first_seq  # an update keeps the row's first event
             self.steps[step] = (*row[:at], old[at], *row[at + 1 :])
-        layout = self.layout["step_run_io"]
-        for edge in io_rows(p, outputs=status != "failed"):
-            found = layout.check(layout.get(edge), plain)
-            self.io.setdefault(layout.key(found), found)
+        edges = io_values(p, outputs=status != "failed")
+        if edges:
+            unchecked["step_run_io"] += edges
+            keep = self.io.setdefault
+            for edge in edges:
+                keep(edge[:3], edge)  # the key: step run, direction, name
         if status == "failed":
             return
-        layout = self.layout["run_metrics"]
-        own = metric_rows(p)
+        own = metric_values(p)
         mine = self.metrics.setdefault(step, {})
-        for metric in own:
-            found = layout.check(layout.get(metric), plain)
-            mine.setdefault(found[1], found)
-        copy = reused_metrics(p, status, own)
+        if own:
+            unchecked["run_metrics"] += own
+            for metric in own:
+                mine.setdefault(metric[1], metric)
+        if status != "cached":
+            return  # only a hit copies metrics (reused_metrics says None otherwise)
+        copy = reused_metrics(p, status, [{"key": metric[1]} for metric in own])
         if copy is None:
             return
+        layout = self.layout["run_metrics"]
         params = copy[1]
         reused = params["reused"]
         if type(reused) is not str or reused in self.copied or reused == step:
             # A hit of a hit: copies in one batch may run in another order than one by
             # one; a step reusing itself conflicts with its own rows. The replay decides.
             raise Unmodelled("run_metrics: a hit reusing what is not an executed step run")
-        logged = {m["key"] for m in own}
+        logged = {m[1] for m in own}
         prefix = params["name_prefix"]
         copied = [
             layout.check(
@@ -353,7 +368,8 @@ class TableModel:
             changed[self._status] = status
             for at, value in zip(self._closing, (ended, error, last), strict=True):
                 changed[at] = value
-            self.steps[step] = self.layout["step_runs"].check(tuple(changed), plain)
+            self.steps[step] = changed_row = tuple(changed)
+            self._unchecked["step_runs"].append(changed_row)
 
     def _insert(self, table: str, row: dict[str, Any], plain: bool) -> tuple[Any, ...]:
         """``INSERT ... ON CONFLICT DO NOTHING`` of ``row``; the row now under its key."""
@@ -361,11 +377,18 @@ class TableModel:
         found = layout.check(layout.get(row), plain)
         return self.simple[table].setdefault(layout.key(found), found)
 
-    def _run_event(self, kind: str, event: Event, p: dict[str, Any], plain: bool) -> None:
+    def _run_event(
+        self,
+        kind: str,
+        event: Event,
+        p: dict[str, Any],
+        encode: Callable[[Any], Any] | None,
+        plain: bool,
+    ) -> None:
         tags = self.simple["run_tags"]
         if kind == EventKind.RUN_STARTED:
-            self._insert("runs", run_row(event, p), plain)
-            for row in run_param_rows(p):
+            self._insert("runs", run_row(event, p, encode), plain)
+            for row in run_param_rows(p, encode):
                 self._insert("run_params", row, plain)
             self._tag(run_tag_rows(event, p), plain)
         elif kind == EventKind.RUN_TAGGED:

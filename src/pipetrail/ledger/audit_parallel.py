@@ -3,12 +3,14 @@
 Replaying the derived tables is most of what :func:`pipetrail.ledger.audit.verify` costs,
 and it splits cleanly in two. The step tables (``step_runs``, ``step_run_io``,
 ``run_metrics``) are written by the step events alone, and by the run-ending events that
-close a run's steps; ``sources`` by the ``source.observed`` events alone. No other table
-is read or written by those projections but the ``runs`` row a run's end updates. So a
-second process replays those events into a replica of its own and compares those tables
+close a run's steps; ``sources`` by the ``source.observed`` events alone; the run tables
+(``runs``, ``run_params``, ``run_tags``, ``run_notes``, ``run_deletions``) by the run
+events alone. No other table is read or written by those projections. So a second
+process replays those events into a replica of its own and compares those tables
 (:data:`BESIDE_TABLES`), while the first walks the chain (every event re-hashed, the
-Merkle tree recomputed), replays every other event and compares every other table. A
-run end, replayed in both, changes in each only the tables that process compares.
+Merkle tree recomputed), replays every other event (``artifact.recorded`` above all)
+and compares every other table, then checks the signatures
+(:class:`~pipetrail.ledger.audit.Meanwhile`) while this one still works.
 
 The second process reads the ledger's SQLite file itself, read-only, in a snapshot of
 its own: it goes on only when that snapshot's head is the one the first process read,
@@ -57,8 +59,8 @@ __all__ = [
 
 # Below this many events the second process costs more (its start-up) than it saves.
 PARALLEL_FROM = 50_000
-# The kinds only the second process parses and replays (it replays run ends too), and the
-# tables it compares.
+# The kinds only the second process parses and replays, and the tables it compares: the
+# step tables, ``sources`` and the run tables (written by the run events alone).
 BESIDE_KINDS = frozenset(
     {
         EventKind.STEP_STARTED,
@@ -66,16 +68,23 @@ BESIDE_KINDS = frozenset(
         EventKind.STEP_CACHED,
         EventKind.STEP_FAILED,
         EventKind.SOURCE_OBSERVED,
+        EventKind.RUN_STARTED,
+        EventKind.RUN_COMPLETED,
+        EventKind.RUN_FAILED,
+        EventKind.RUN_CRASHED,
+        EventKind.RUN_INTERRUPTED,
+        EventKind.RUN_NAMED,
+        EventKind.RUN_TAGGED,
+        EventKind.RUN_UNTAGGED,
+        EventKind.RUN_NOTED,
+        EventKind.RUN_DELETED,
     }
 )
-BESIDE_TABLES = ("step_runs", "step_run_io", "run_metrics", "sources")
-_RUN_ENDS = (
-    EventKind.RUN_COMPLETED,
-    EventKind.RUN_FAILED,
-    EventKind.RUN_CRASHED,
-    EventKind.RUN_INTERRUPTED,
-)
-_KINDS = ", ".join(f"'{kind.value}'" for kind in sorted(BESIDE_KINDS) + sorted(_RUN_ENDS))
+BESIDE_TABLES = (
+    "runs", "step_runs", "step_run_io", "sources", "run_params", "run_tags", "run_notes",
+    "run_metrics", "run_deletions",
+)  # fmt: skip
+_KINDS = ", ".join(f"'{kind.value}'" for kind in sorted(BESIDE_KINDS))
 # ``+kind``: scan in sequence order rather than through the index on kind. No projection
 # reads an event's hashes (the first process checks them): they are read as ''.
 _BESIDE_EVENTS = (

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
     from sqlalchemy import Engine
 
-    from pipetrail.ledger.audit import LedgerVerifyReport, RebuildReport
+    from pipetrail.ledger.audit import LedgerVerifyReport, Meanwhile, RebuildReport
 
 __all__ = ["Ledger", "LedgerVerifyReport", "RebuildReport", "sqlite_url"]
 
@@ -311,13 +311,17 @@ class Ledger:
         return DriverReader(lambda: self.db, self.url)
 
     # -- integrity -------------------------------------------------------------------
-    def verify(self, *, derived: bool = True) -> LedgerVerifyReport:
+    def verify(
+        self, *, derived: bool = True, meanwhile: Meanwhile[Any] | None = None
+    ) -> LedgerVerifyReport:
         """Re-hash the whole chain, check the head, and compare the derived tables.
 
         Detects event rows edited, deleted, inserted or reordered directly in the
         database and, with ``derived``, every derived row (``runs``, ``step_runs``,
         ``artifacts``, ``step_run_io``, ``sources``) that differs from what the events
-        project, is missing or is extra. Reads one consistent snapshot.
+        project, is missing or is extra. Reads one consistent snapshot. ``meanwhile``:
+        a check run in that snapshot once the chain verified (see
+        :class:`~pipetrail.ledger.audit.Meanwhile`).
 
         Raises:
             LedgerError: the database failed.
@@ -325,7 +329,7 @@ class Ledger:
         from pipetrail.ledger import audit
 
         with mapped_errors(self.url):
-            return audit.verify(self.db, derived=derived)
+            return audit.verify(self.db, derived=derived, meanwhile=meanwhile)
 
     def rebuild_projections(self) -> RebuildReport:
         """Rebuild the derived tables from the events; report the rows it changed.

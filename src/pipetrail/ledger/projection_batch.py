@@ -158,8 +158,8 @@ def apply_events(
         elif kind == EventKind.SOURCE_OBSERVED:
             add(SOURCE_INSERT, source_row(event, p))
         elif kind == EventKind.RUN_STARTED:
-            add(RUN_INSERT, run_row(event, p))
-            add(PARAM_INSERT, *run_param_rows(p))
+            add(RUN_INSERT, run_row(event, p, encode))
+            add(PARAM_INSERT, *run_param_rows(p, encode))
             add(TAG_UPSERT, *run_tag_rows(event, p))
         elif kind in _RUN_ENDS:
             add(RUN_END, run_end_row(_RUN_ENDS[kind], event, p))  # type: ignore[index]

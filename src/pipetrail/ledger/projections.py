@@ -24,8 +24,10 @@ __all__ = [
     "ARTIFACT_INSERT",
     "ARTIFACT_RESEAL",
     "IO_INSERT",
+    "IO_ROW_COLUMNS",
     "JSON_COLUMNS",
     "METRIC_INSERT",
+    "METRIC_ROW_COLUMNS",
     "PARAM_INSERT",
     "RUN_END",
     "RUN_INSERT",
@@ -33,6 +35,7 @@ __all__ = [
     "STEP_CLOSE",
     "STEP_COLUMNS",
     "STEP_INSERT",
+    "STEP_ROW_COLUMNS",
     "TAG_UPSERT",
     "apply_event",
     "artifact_row",
@@ -42,7 +45,9 @@ __all__ = [
     "finished_step_row",
     "has_projection",
     "io_rows",
+    "io_values",
     "metric_rows",
+    "metric_values",
     "note_row",
     "param_text",
     "rename_row",
@@ -54,6 +59,7 @@ __all__ = [
     "run_tag_rows",
     "source_row",
     "step_row",
+    "step_values",
     "tagged_rows",
     "untagged_keys",
 ]
@@ -169,6 +175,11 @@ def metric_rows(p: dict[str, Any]) -> list[dict[str, Any]]:
     metric wins over a returned number of the same name. Values that are not finite
     numbers are left out.
     """
+    return [dict(zip(METRIC_ROW_COLUMNS, row, strict=True)) for row in metric_values(p)]
+
+
+def metric_values(p: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """:func:`metric_rows`'s rows as values, in the order of :data:`METRIC_ROW_COLUMNS`."""
     found: dict[str, tuple[float, str]] = {}
     for key, value in (p.get("output_metrics") or {}).items():
         if isinstance(value, int | float) and not isinstance(value, bool):
@@ -179,29 +190,23 @@ def metric_rows(p: dict[str, Any]) -> list[dict[str, Any]]:
             found[str(key)] = (float(last), "logged")
     node = p["node_id"]
     return [
-        {
-            "step_run_id": p["step_run_id"],
-            "key": key,
-            "run_id": p["run_id"],
-            "node_id": node,
-            "name": f"{node}.{key}",
-            "value": value,
-            "origin": origin,
-        }
+        (p["step_run_id"], key, p["run_id"], node, f"{node}.{key}", value, origin)
         for key, (value, origin) in sorted(found.items())
         if math.isfinite(value)
     ]
 
 
-def param_text(value: Any) -> str:
+def param_text(value: Any, encode: Callable[[Any], Any] | None = None) -> str:
     """The text ``run_params.value`` holds for a parameter value: its canonical JSON.
 
     A float with an integral value is stored as the integer (``1.0`` as ``1``), so that a
     filter on ``1`` or ``1.0`` finds it with one indexed comparison; ``True`` stays ``true``.
+    ``encode``: as :func:`step_row`'s (None is ``null`` whatever it is).
     """
     if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
         value = int(value)
-    return canonical_json(value)
+    text: str = _text(value, encode)
+    return text
 
 
 def run_purpose(p: dict[str, Any]) -> str:
@@ -219,13 +224,27 @@ def _json(value: Any) -> str | None:
     return None if value is None else canonical_json(value)
 
 
+def _text(value: Any, encode: Callable[[Any], Any] | None) -> Any:
+    """The canonical JSON text of ``value`` (``null`` for None), by ``encode`` when given."""
+    if encode is None or value is None:
+        return canonical_json(value)
+    return encode(value)
+
+
 def _same(value: Any) -> Any:
     return value
 
 
-def run_row(event: Event, p: dict[str, Any]) -> dict[str, Any]:
-    """The ``runs`` row a ``run.started`` event inserts."""
+def run_row(
+    event: Event, p: dict[str, Any], encode: Callable[[Any], Any] | None = None
+) -> dict[str, Any]:
+    """The ``runs`` row a ``run.started`` event inserts.
+
+    ``encode``: as :func:`step_row`'s, for the JSON columns (``record`` holds members of
+    the payload, so what holds for a member holds for it).
+    """
     record = {k: v for k, v in p.items() if k not in _RUN_RECORD_KEYS}
+    git = p.get("git")
     return {
         "run_id": p["run_id"],
         "pipeline": p["pipeline"],
@@ -234,11 +253,11 @@ def run_row(event: Event, p: dict[str, Any]) -> dict[str, Any]:
         "owner": p["owner"],
         "host": p["host"],
         "process": p["process"],
-        "params": canonical_json(p["params"]),
+        "params": _text(p["params"], encode),
         "seed": p["seed"],
-        "git": _json(p.get("git")),
+        "git": None if git is None else _text(git, encode),
         "environment": p.get("environment"),
-        "record": canonical_json(record),
+        "record": _text(record, encode),
         "started_at": p["started_at"],
         "ended_at": None,
         "error": None,
@@ -250,13 +269,15 @@ def run_row(event: Event, p: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def run_param_rows(p: dict[str, Any]) -> list[dict[str, Any]]:
-    """The ``run_params`` rows a ``run.started`` event inserts."""
+def run_param_rows(
+    p: dict[str, Any], encode: Callable[[Any], Any] | None = None
+) -> list[dict[str, Any]]:
+    """The ``run_params`` rows a ``run.started`` event inserts (``encode``: see :func:`run_row`)."""
     return [
         {
             "run_id": p["run_id"],
             "name": name,
-            "value": param_text(value),
+            "value": param_text(value, encode),
             "num": param_number(value),
         }
         for name, value in sorted((p["params"] or {}).items())
@@ -365,6 +386,13 @@ def closed_step_rows(event: Event, p: dict[str, Any]) -> list[dict[str, Any]]:
     ]
 
 
+# The columns of the rows :func:`step_values`, :func:`io_values` and :func:`metric_values`
+# give, in the tables' order.
+STEP_ROW_COLUMNS = ("step_run_id", *STEP_COLUMNS[:-1], "first_seq", "last_seq")
+IO_ROW_COLUMNS = ("step_run_id", "direction", "name", "digest", "run_id")
+METRIC_ROW_COLUMNS = ("step_run_id", "key", "run_id", "node_id", "name", "value", "origin")
+
+
 def step_row(
     status: str, event: Event, p: dict[str, Any], encode: Callable[[Any], Any] | None = None
 ) -> dict[str, Any]:
@@ -373,34 +401,41 @@ def step_row(
     ``encode`` turns each JSON column's value into what the column holds (default:
     canonical JSON text, None staying None).
     """
+    return dict(zip(STEP_ROW_COLUMNS, step_values(status, event, p, encode), strict=True))
+
+
+def step_values(
+    status: str, event: Event, p: dict[str, Any], encode: Callable[[Any], Any] | None = None
+) -> tuple[Any, ...]:
+    """:func:`step_row`'s values, in the order of :data:`STEP_ROW_COLUMNS`."""
     if encode is None:
         encode = _json
-    return {
-        "step_run_id": p["step_run_id"],
-        "run_id": p["run_id"],
-        "node_id": p["node_id"],
-        "step": p["step"],
-        "pipeline": p["pipeline"],
-        "status": status,
-        "cache_key": p.get("cache_key"),
-        "cache_decision": p.get("decision"),
-        "cache_reason": p.get("reason"),
-        "reused_step_run_id": p.get("reused_step_run_id"),
-        "code_digest": p.get("code_digest"),
-        "components": encode(p.get("components")),
-        "inputs": encode(p.get("inputs")),
-        "outputs": encode(p.get("outputs")),
-        "resources": encode(p.get("resources")),
-        "resource_requests": encode(p.get("resource_requests")),
-        "logs": p.get("logs"),
-        "seed": p.get("seed"),
-        "started_at": p["started_at"],
-        "ended_at": p.get("ended_at"),
-        "error": p.get("error"),
-        "traceback": p.get("traceback"),
-        "first_seq": event.seq,
-        "last_seq": event.seq,
-    }
+    return (
+        p["step_run_id"],
+        p["run_id"],
+        p["node_id"],
+        p["step"],
+        p["pipeline"],
+        status,
+        p.get("cache_key"),
+        p.get("decision"),
+        p.get("reason"),
+        p.get("reused_step_run_id"),
+        p.get("code_digest"),
+        encode(p.get("components")),
+        encode(p.get("inputs")),
+        encode(p.get("outputs")),
+        encode(p.get("resources")),
+        encode(p.get("resource_requests")),
+        p.get("logs"),
+        p.get("seed"),
+        p["started_at"],
+        p.get("ended_at"),
+        p.get("error"),
+        p.get("traceback"),
+        event.seq,
+        event.seq,
+    )
 
 
 def _step_started(db: Driver, event: Event, p: dict[str, Any]) -> None:
@@ -409,17 +444,17 @@ def _step_started(db: Driver, event: Event, p: dict[str, Any]) -> None:
 
 def io_rows(p: dict[str, Any], *, outputs: bool) -> list[dict[str, Any]]:
     """The ``step_run_io`` rows of a step's closing event (its inputs, and its outputs)."""
-    rows = [
-        {"step_run_id": p["step_run_id"], "direction": "in", "name": n, "digest": d,
-         "run_id": p["run_id"]}
-        for n, d in (p.get("inputs") or {}).items()
-    ]  # fmt: skip
+    return [dict(zip(IO_ROW_COLUMNS, row, strict=True)) for row in io_values(p, outputs=outputs)]
+
+
+def io_values(p: dict[str, Any], *, outputs: bool) -> list[tuple[Any, ...]]:
+    """:func:`io_rows`'s rows as values, in the order of :data:`IO_ROW_COLUMNS`."""
+    rows = [(p["step_run_id"], "in", n, d, p["run_id"]) for n, d in (p.get("inputs") or {}).items()]
     if outputs:
         rows += [
-            {"step_run_id": p["step_run_id"], "direction": "out", "name": n, "digest": d,
-             "run_id": p["run_id"]}
+            (p["step_run_id"], "out", n, d, p["run_id"])
             for n, d in (p.get("outputs") or {}).items()
-        ]  # fmt: skip
+        ]
     return rows
 
 

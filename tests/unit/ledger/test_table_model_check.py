@@ -67,3 +67,62 @@ def test_a_null_where_the_column_allows_one_passes() -> None:
     row = tuple(None if at in nullable else kind() for at, kind in enumerate(layout.types))
     assert layout.check(row, False) == row
     assert layout.check_many([row, row], False) == [row, row]
+
+
+# A step_runs column that allows NULL, holding text in some rows and NULL in others.
+_LOGS = TableModel().layout["step_runs"].columns.index("logs")
+
+
+def _step_runs(logs: list[Any]) -> list[tuple[Any, ...]]:
+    layout = TableModel().layout["step_runs"]
+    good = tuple(kind() for kind in layout.types)
+    return [(*good[:_LOGS], value, *good[_LOGS + 1 :]) for value in logs]
+
+
+@pytest.mark.parametrize("plain", [True, False])
+@pytest.mark.parametrize(
+    ("logs", "unplain_ok"),
+    [
+        ([None, "out.log", None], True),
+        ([None, "été.log"], True),
+        ([None, "data\ud800.log", None], False),
+        ([None, 5, None], False),
+        ([None, b"out.log"], False),
+    ],
+)
+def test_text_and_nulls_in_one_column_are_checked_as_one_by_one(
+    logs: list[Any], unplain_ok: bool, plain: bool
+) -> None:
+    rows = _step_runs(logs)
+    layout = TableModel().layout["step_runs"]
+
+    def together() -> bool:
+        try:
+            layout.check_many(rows, plain)
+        except Unmodelled:
+            return False
+        return True
+
+    def one_by_one() -> bool:
+        try:
+            for row in rows:
+                layout.check(row, plain)
+        except Unmodelled:
+            return False
+        return True
+
+    # With plain (orjson parsed the text), only the type of a text value is checked.
+    expected = unplain_ok or (plain and all(type(v) in (str, type(None)) for v in logs))
+    assert one_by_one() is expected
+    assert together() is expected
+
+
+@pytest.mark.parametrize(
+    ("table", "columns"),
+    [("step_runs", "STEP_ROW_COLUMNS"), ("step_run_io", "IO_ROW_COLUMNS"),
+     ("run_metrics", "METRIC_ROW_COLUMNS")],
+)  # fmt: skip
+def test_the_value_builders_give_the_tables_columns_in_order(table: str, columns: str) -> None:
+    from pipetrail.ledger import projections
+
+    assert list(getattr(projections, columns)) == TableModel().layout[table].columns

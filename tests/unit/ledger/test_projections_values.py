@@ -1,0 +1,65 @@
+"""The projections' value builders give the values of their row builders, in column order."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pipetrail.hashing.canonical import member_json
+from pipetrail.ledger.events import Event
+from pipetrail.ledger.projections import (
+    IO_ROW_COLUMNS,
+    METRIC_ROW_COLUMNS,
+    STEP_ROW_COLUMNS,
+    io_rows,
+    io_values,
+    metric_rows,
+    metric_values,
+    param_text,
+    run_param_rows,
+    run_row,
+    step_row,
+    step_values,
+)
+
+TS = "2026-01-01T00:00:00.000000Z"
+EVENT = Event(7, TS, "tester", "step.completed", "R1", "{}", "blake3:0", "blake3:1")
+STEP: dict[str, Any] = {
+    "step_run_id": "S1", "run_id": "R1", "node_id": "train", "step": "train", "pipeline": "p",
+    "started_at": TS, "ended_at": TS, "inputs": {"data": "blake3:a"},
+    "outputs": {"model": "blake3:b", "score": "blake3:c"}, "components": {"code": "x"},
+    "output_metrics": {"auc": 0.9, "rows": 3, "flag": True}, "metrics": {"loss": {"last": 0.5}},
+    "seed": 11, "decision": "miss",
+}  # fmt: skip
+
+
+def test_step_values_are_the_step_row_in_column_order() -> None:
+    for encode in (None, member_json):
+        row = step_row("completed", EVENT, STEP, encode)
+        assert list(row) == list(STEP_ROW_COLUMNS)
+        assert tuple(row.values()) == step_values("completed", EVENT, STEP, encode)
+
+
+def test_io_and_metric_values_are_their_rows_in_column_order() -> None:
+    for outputs in (True, False):
+        rows = io_rows(STEP, outputs=outputs)
+        assert [tuple(r.values()) for r in rows] == io_values(STEP, outputs=outputs)
+        assert all(list(r) == list(IO_ROW_COLUMNS) for r in rows)
+    assert len(io_values(STEP, outputs=True)) == 3
+    rows = metric_rows(STEP)
+    assert [tuple(r.values()) for r in rows] == metric_values(STEP)
+    assert all(list(r) == list(METRIC_ROW_COLUMNS) for r in rows)
+    assert [r[1] for r in metric_values(STEP)] == ["auc", "loss", "rows"]  # not the bool
+
+
+def test_run_rows_encode_as_canonical_json_with_the_batch_encoder() -> None:
+    run = {
+        "run_id": "R1", "pipeline": "p", "pipeline_fingerprint": "f", "owner": "o", "host": "h",
+        "process": 1, "params": {"lr": 0.1, "n": 2.0, "tag": None}, "seed": 3, "started_at": TS,
+        "git": {"sha": "abc", "dirty": False}, "extra": [1, "é"],
+    }  # fmt: skip
+    assert run_row(EVENT, run, member_json) == run_row(EVENT, run)
+    assert run_param_rows(run, member_json) == run_param_rows(run)
+    assert param_text(None, member_json) == "null"
+    assert param_text(2.0, member_json) == "2"
+    assert run_row(EVENT, {**run, "params": None, "git": None}, member_json)["params"] == "null"
+    assert run_row(EVENT, {**run, "git": None}, member_json)["git"] is None
