@@ -98,7 +98,7 @@ def stopping(folder: str, n: int = 3):
 
 
 class CountingDask(DaskExecutor):
-    """The Dask executor on the module's cluster, counting the tasks it chained."""
+    """The Dask executor on the shared cluster, counting the tasks it chained."""
 
     def __init__(self, client: Any) -> None:
         super().__init__(client=client)
