@@ -340,6 +340,7 @@ def _recorded_by_node(root: Path, run_id: str) -> dict[str, Any]:
 def test_the_example_has_the_same_digests_on_every_executor(
     example: Path, dask_client: Any
 ) -> None:
+    dask_client.wait_for_workers(2, timeout=60)  # a test before may have killed a worker
     address = dask_client.scheduler.address
     found = {}
     for choice in ("inline", "processes", f"dask={address}"):
