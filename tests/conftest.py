@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -17,9 +21,9 @@ from tests.support.seaweedfs import SeaweedServer, start_server
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
-    from pathlib import Path
 
 _counter = itertools.count()
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "breast_cancer"
 
 
 @pytest.fixture(autouse=True, scope="session")
@@ -116,3 +120,23 @@ def make_project(tmp_path: Path) -> Callable[..., Path]:
         return root
 
     return make
+
+
+@pytest.fixture(scope="session")
+def example_copy(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """Make a fresh copy of the README's example, its data prepared; returns its folder.
+
+    ``prepare_data.py`` (a scikit-learn import, seconds) runs once, in a pristine copy no
+    test changes; each call copies that folder (state folder and caches left out).
+    """
+    template = tmp_path_factory.mktemp("example-template") / "breast_cancer"
+    ignore = shutil.ignore_patterns(".pipetrail", "__pycache__")
+    shutil.copytree(EXAMPLE, template, ignore=ignore)
+    subprocess.run([sys.executable, "prepare_data.py"], cwd=template, check=True, timeout=120)
+
+    def copy(name: str) -> Path:
+        root = tmp_path_factory.mktemp(name) / "breast_cancer"
+        shutil.copytree(template, root, ignore=ignore)
+        return root
+
+    return copy

@@ -89,15 +89,19 @@ def cli(cwd: Path, *args: str, check: bool | None = None) -> subprocess.Complete
     return result
 
 
-@pytest.fixture
-def sample(tmp_path: Path) -> Path:
-    root = tmp_path / "sample"
+def make_sample(root: Path) -> Path:
+    """Make the sample project (``pipetrail init``, a text file, ``wc.py``) in ROOT."""
     root.mkdir()
     assert cli(root, "init").returncode == 0
     (root / "data").mkdir()
     (root / "data" / "text.txt").write_text("the quick brown fox jumps over the lazy dog")
     (root / "wc.py").write_text(textwrap.dedent(PIPELINE))
     return root
+
+
+@pytest.fixture
+def sample(tmp_path: Path) -> Path:
+    return make_sample(tmp_path / "sample")
 
 
 def run_json(root: Path, *args: str) -> dict[str, Any]:

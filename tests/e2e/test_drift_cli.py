@@ -46,9 +46,13 @@ def _sales(root: Path, shift: float) -> None:
     frame.to_csv(root / "data" / "sales.csv", index=False)
 
 
-@pytest.fixture
-def shop(tmp_path: Path) -> tuple[Path, str, str]:
-    root = tmp_path / "shop"
+@pytest.fixture(scope="module")
+def shop(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, str]:
+    """Two runs of the shop, before and after the drift, shared by the module's tests.
+
+    Drift only reads the ledger; a test that changes the settings puts them back.
+    """
+    root = tmp_path_factory.mktemp("drift") / "shop"
     root.mkdir()
     assert cli(root, "init").returncode == 0
     (root / "shop.py").write_text(textwrap.dedent(PIPELINE))
@@ -94,10 +98,12 @@ def test_drift_bad_input_is_one_message(shop: tuple[Path, str, str], sample: Pat
     assert "Traceback" not in unknown.stderr
     settings = (root / "pipetrail.toml").read_text()
     (root / "pipetrail.toml").write_text(settings + "\n[drift]\npsi = 'high'\n")
-    bad = cli(root, "drift", first, second)
+    try:
+        bad = cli(root, "drift", first, second)
+    finally:
+        (root / "pipetrail.toml").write_text(settings)
     assert bad.returncode == 2
     assert "[drift] psi = 'high'; it must be a non-negative number" in bad.stderr
-    (root / "pipetrail.toml").write_text(settings)
     (root / "taken").write_text("a file")
     blocked = cli(root, "drift", first, second, "--picture", "taken/pictures")
     assert blocked.returncode == 2

@@ -6,12 +6,15 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 pytestmark = pytest.mark.e2e
 
@@ -38,16 +41,9 @@ def _cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-def _fresh_copy(tmp_path_factory: pytest.TempPathFactory, name: str) -> Path:
-    root = tmp_path_factory.mktemp(name) / "breast_cancer"
-    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns(".pipetrail", "__pycache__"))
-    subprocess.run([sys.executable, "prepare_data.py"], cwd=root, check=True, timeout=120)
-    return root
-
-
 @pytest.fixture(scope="module")
-def example(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return _fresh_copy(tmp_path_factory, "example")
+def example(example_copy: Callable[[str], Path]) -> Path:
+    return example_copy("example")
 
 
 _COUNTS = re.compile(r"(\d+) executed(?:, (\d+) cached)?(?: of (\d+) steps)?")
@@ -111,9 +107,9 @@ def test_the_counts_are_read_from_the_walk_through() -> None:
 
 
 def test_the_runs_print_the_cache_counts_the_readme_states(
-    tmp_path_factory: pytest.TempPathFactory,
+    example_copy: Callable[[str], Path],
 ) -> None:
-    root = _fresh_copy(tmp_path_factory, "readme_counts")
+    root = example_copy("readme_counts")
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     for args, (executed, cached, steps), again in _readme_runs(readme):
         result = _cli(root, "run", "pipeline.py", *args)
@@ -221,9 +217,9 @@ def test_a_readme_line_matches_only_what_it_says() -> None:
 
 
 def test_the_governance_walk_through_prints_what_the_readme_shows(
-    tmp_path_factory: pytest.TempPathFactory,
+    example_copy: Callable[[str], Path],
 ) -> None:
-    root = _fresh_copy(tmp_path_factory, "governance")
+    root = example_copy("governance")
     for args in ([], [], ["-p", "C=0.3"]):  # the walk-through's three runs
         assert _cli(root, "run", "pipeline.py", *args).returncode == 0
     result = subprocess.run(

@@ -80,20 +80,33 @@ def assert_one_line(result: subprocess.CompletedProcess[str], code: int, *words:
     return lines[0]
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    root = tmp_path / "proj"
+def _project(root: Path) -> Path:
     root.mkdir()
     assert cli(root, "init").returncode == 0
     (root / "pipe.py").write_text(textwrap.dedent(PIPELINE))
     return root
 
 
-@pytest.fixture
-def ran(project: Path) -> Path:
+def _ran(project: Path) -> Path:
     result = cli(project, "run", "pipe.py", "-q")
     assert result.returncode == 0, result.stderr
     return project
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return _project(tmp_path / "proj")
+
+
+@pytest.fixture
+def ran(project: Path) -> Path:
+    return _ran(project)
+
+
+@pytest.fixture(scope="module")
+def untouched(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project the commands below cannot reach their ledger for: they share it."""
+    return _project(tmp_path_factory.mktemp("unreachable") / "proj")
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c))
@@ -108,8 +121,10 @@ def test_a_file_that_is_not_a_database(project: Path, command: list[str]) -> Non
     assert db.read_bytes() == garbage  # nothing written into it
 
 
-@pytest.fixture
-def locked(ran: Path) -> Iterator[Path]:
+@pytest.fixture(scope="module")
+def locked(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """A project after a run whose ledger another process holds locked (for the module)."""
+    ran = _ran(_project(tmp_path_factory.mktemp("locked") / "proj"))
     holder = subprocess.Popen(
         [sys.executable, "-c", HOLD_LOCK, str(ran / ".pipetrail" / "ledger.db")],
         stdout=subprocess.PIPE,
@@ -128,10 +143,13 @@ def locked(ran: Path) -> Iterator[Path]:
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c))
 def test_a_database_another_process_holds_locked(locked: Path, command: list[str]) -> None:
-    url = f"sqlite:///{locked / '.pipetrail' / 'ledger.db'}?timeout=0.5"
+    db = locked / ".pipetrail" / "ledger.db"
+    before = db.read_bytes()
+    url = f"sqlite:///{db}?timeout=0.5"
     result = cli(locked, *command, env={"PIPETRAIL_METADATA": url})
     line = assert_one_line(result, 4, "is locked by another process")
     assert "try again" in line
+    assert db.read_bytes() == before  # the next command meets the same ledger
 
 
 def _closed_port() -> int:
@@ -141,10 +159,10 @@ def _closed_port() -> int:
 
 
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c))
-def test_a_postgresql_server_that_cannot_be_reached(project: Path, command: list[str]) -> None:
+def test_a_postgresql_server_that_cannot_be_reached(untouched: Path, command: list[str]) -> None:
     url = f"postgresql://pipetrail:secret@127.0.0.1:{_closed_port()}/ledger"
     line = assert_one_line(
-        cli(project, *command, env={"PIPETRAIL_METADATA": url}), 4, "cannot be reached"
+        cli(untouched, *command, env={"PIPETRAIL_METADATA": url}), 4, "cannot be reached"
     )
     assert "secret" not in line  # credentials are never printed
     assert "PIPETRAIL_METADATA" in line

@@ -30,8 +30,10 @@ def trainer(rate: float = 0.5):
 """
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> tuple[Path, list[str]]:
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[str]]:
+    """Four runs of one pipeline, shared by the module's tests (reports only read them)."""
+    tmp_path = tmp_path_factory.mktemp("report")
     (tmp_path / "pipetrail.toml").write_text("[pipetrail]\n")
     (tmp_path / "pipeline.py").write_text(textwrap.dedent(PIPELINE))
     ids = []

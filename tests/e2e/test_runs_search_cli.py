@@ -29,12 +29,23 @@ def p(C: float = 1.0):
 """
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    root = tmp_path / "p"
+def _project(root: Path) -> Path:
     root.mkdir()
     assert cli(root, "init").returncode == 0
     (root / "p.py").write_text(textwrap.dedent(PIPELINE))
+    return root
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return _project(tmp_path / "p")
+
+
+@pytest.fixture(scope="module")
+def ran_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project after one run, shared by the refused searches (they only read)."""
+    root = _project(tmp_path_factory.mktemp("refusals") / "p")
+    run_json(root, "p.py")
     return root
 
 
@@ -75,9 +86,10 @@ def test_runs_filter_sort_and_add_columns(project: Path) -> None:
         (["--status", "done"], "is not a run status"),
     ],
 )
-def test_bad_filters_are_refused_in_one_line(project: Path, args: list[str], message: str) -> None:
-    run_json(project, "p.py")
-    result = cli(project, "runs", *args)
+def test_bad_filters_are_refused_in_one_line(
+    ran_project: Path, args: list[str], message: str
+) -> None:
+    result = cli(ran_project, "runs", *args)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1

@@ -21,12 +21,26 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.e2e
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> Path:
-    root = tmp_path / "sweeping"
+def _project(root: Path) -> Path:
     root.mkdir()
     assert cli(root, "init").returncode == 0
     (root / "pipeline.py").write_text(textwrap.dedent(PIPELINE))
+    return root
+
+
+@pytest.fixture
+def project(tmp_path: Path) -> Path:
+    return _project(tmp_path / "sweeping")
+
+
+@pytest.fixture(scope="module")
+def ran_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project after one run, shared by the refused sweeps and comparisons.
+
+    Each of them checks that it recorded nothing (or only reads), so they can share it.
+    """
+    root = _project(tmp_path_factory.mktemp("refusals") / "sweeping")
+    cli(root, "run", "pipeline.py", "-q", check=True)
     return root
 
 
@@ -120,8 +134,9 @@ def test_a_failing_run_fails_the_sweep_and_is_named(project: Path) -> None:
     ],
 )
 def test_bad_sweeps_exit_2_and_record_nothing(
-    project: Path, args: tuple[str, ...], message: str
+    ran_project: Path, args: tuple[str, ...], message: str
 ) -> None:
+    project = ran_project
     before = _events(project)
     result = cli(project, "sweep", "pipeline.py", *args)
     assert result.returncode == 2, result.stderr
@@ -138,9 +153,8 @@ def test_bad_sweeps_exit_2_and_record_nothing(
         (("latest", "--sweep", "X"), "error: give RUN... or --sweep ID"),
     ],
 )
-def test_bad_compare_sweep(project: Path, args: tuple[str, ...], message: str) -> None:
-    cli(project, "run", "pipeline.py", "-q", check=True)
-    result = cli(project, "compare", *args)
+def test_bad_compare_sweep(ran_project: Path, args: tuple[str, ...], message: str) -> None:
+    result = cli(ran_project, "compare", *args)
     assert result.returncode == 2, result.stderr
     assert message in result.stderr
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.e2e.test_cli import cli, sample
+from tests.e2e.test_cli import cli, make_sample, sample
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -43,6 +43,14 @@ def test_names_tags_and_notes_from_the_command_line(sample: Path) -> None:
     assert cli(sample, "audit", "verify", check=True).returncode == 0
 
 
+@pytest.fixture(scope="module")
+def ran_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The sample project after one untagged run, shared by the refusals (they record nothing)."""
+    root = make_sample(tmp_path_factory.mktemp("refusals") / "sample")
+    cli(root, "run", "wc.py", "-q", check=True)
+    return root
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -57,9 +65,9 @@ def test_names_tags_and_notes_from_the_command_line(sample: Path) -> None:
     ],
 )
 def test_bad_annotations_exit_2_with_one_message(
-    sample: Path, args: tuple[str, ...], message: str
+    ran_sample: Path, args: tuple[str, ...], message: str
 ) -> None:
-    cli(sample, "run", "wc.py", "-q", check=True)
+    sample = ran_sample
     before = cli(sample, "audit", "verify", "--json", check=True).stdout
     result = cli(sample, *args)
     assert result.returncode == 2, result.stderr

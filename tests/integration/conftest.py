@@ -95,9 +95,13 @@ def statuses(run: Any) -> dict[str, str]:
     return {s["node_id"]: s["status"] for s in run.steps()}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def dask_client() -> Iterator[Any]:
-    """A two-worker Dask LocalCluster's client, shared by a test module."""
+    """A two-worker Dask LocalCluster's client, shared by the integration tests.
+
+    Made once (starting a scheduler and two nannies takes seconds) and closed after the
+    last integration test; tests that need both workers wait for them first.
+    """
     import distributed  # the dask extra is part of the test install: missing, it fails
 
     from pipetrail.execution.executors.dask_cluster import _local_cluster

@@ -7,10 +7,8 @@ Each test writes a pipeline module into a temporary project, runs it with the re
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -20,12 +18,11 @@ from tests.integration.conftest import PipelineFiles, statuses
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+    from pathlib import Path
 
     from pipetrail.execution.project import Project
 
 pytestmark = pytest.mark.integration
-
-EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "breast_cancer"
 
 
 def _run(definition, project: Project, **params):  # type: ignore[no-untyped-def]
@@ -273,21 +270,16 @@ def test_a_module_level_estimator_is_keyed_by_its_params(
 _SUMMARY = re.compile(r"completed: (\d+) executed, (\d+) cached of (\d+) steps")
 
 
-@pytest.fixture(scope="module")
-def example_copy(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("cache_keys_example") / "breast_cancer"
-    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns(".pipetrail", "__pycache__"))
-    subprocess.run([sys.executable, "prepare_data.py"], cwd=root, check=True, timeout=120)
-    return root
-
-
-def test_the_example_is_fully_cached_on_its_second_run(example_copy: Path) -> None:
+def test_the_example_is_fully_cached_on_its_second_run(
+    example_copy: Callable[[str], Path],
+) -> None:
     # ingest names a module-level Contract in its decorator: it used to re-run every time.
+    root = example_copy("cache_keys_example")
     counts = []
     for _ in range(2):
         result = subprocess.run(
             [sys.executable, "-m", "pipetrail.cli.main", "run", "pipeline.py"],
-            cwd=example_copy,
+            cwd=root,
             capture_output=True,
             text=True,
             timeout=300,

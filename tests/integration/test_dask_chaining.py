@@ -98,7 +98,7 @@ def stopping(folder: str, n: int = 3):
 
 
 class CountingDask(DaskExecutor):
-    """The Dask executor on the module's cluster, counting the tasks it chained."""
+    """The Dask executor on the shared cluster, counting the tasks it chained."""
 
     def __init__(self, client: Any) -> None:
         super().__init__(client=client)
@@ -351,6 +351,7 @@ def test_a_chained_step_that_read_other_bytes_than_recorded_runs_again(
     marks.mkdir()
     params = {"folder": str(marks)}
     inline = run_pipeline(definition, params, project, RunOptions(cache=False))
+    dask_client.wait_for_workers(2, timeout=60)  # the cluster is shared: a worker may restart
     dask = RecomputingDask(dask_client)
     remote = run_pipeline(definition, params, project, RunOptions(cache=False, executor=dask))
     # `last` is not chained: the future `middle` was submitted with is not Dask's.
@@ -424,6 +425,7 @@ def test_ctrl_c_records_what_the_cluster_already_ran(
     from pipetrail.errors import RunInterruptedError
 
     definition = files.load(unique("gated"), GATED)
+    dask_client.wait_for_workers(2, timeout=60)  # the cluster is shared: a worker may restart
     executor = LateResults(dask_client)
     gate = tmp_path / "gate"
     gate.mkdir()

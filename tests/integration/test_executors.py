@@ -1,7 +1,8 @@
 """The processes and dask executors on real worker processes and a real Dask LocalCluster.
 
-One LocalCluster (two worker processes) serves the whole module; runs reach it through
-``DaskExecutor(client=...)`` or, from the CLI, through its scheduler address.
+One LocalCluster (two worker processes), shared by the integration tests, serves the
+module; runs reach it through ``DaskExecutor(client=...)`` or, from the CLI, through its
+scheduler address.
 """
 
 from __future__ import annotations
@@ -9,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -33,7 +33,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).resolve().parents[2]
-EXAMPLE = ROOT / "examples" / "breast_cancer"
 PIPETRAIL = [sys.executable, "-m", "pipetrail.cli.main"]
 
 
@@ -292,12 +291,25 @@ def test_a_dead_worker_is_retried_per_the_steps_policy(
 
 
 # -- the command line ----------------------------------------------------------------
-def _cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+# The command line with the scheduler connect timeout at one second instead of ten: an
+# unreachable address then fails as it would, nine seconds sooner (the wait is Dask's).
+PIPETRAIL_QUICK_CONNECT = [
+    sys.executable,
+    "-c",
+    "import sys; import pipetrail.execution.executors.dask_cluster as d;"
+    " d.CONNECT_TIMEOUT_S = 1.0; from pipetrail.cli.main import main;"
+    " sys.argv[0] = 'pipetrail'; main()",
+]
+
+
+def _cli(
+    root: Path, *args: str, command: list[str] = PIPETRAIL
+) -> subprocess.CompletedProcess[str]:
     env = {"PYTHONPATH": str(ROOT / "src")}
     import os
 
     return subprocess.run(
-        [*PIPETRAIL, *args],
+        [*command, *args],
         cwd=root,
         capture_output=True,
         text=True,
@@ -307,11 +319,8 @@ def _cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def example(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("executors") / "breast_cancer"
-    shutil.copytree(EXAMPLE, root, ignore=shutil.ignore_patterns(".pipetrail", "__pycache__"))
-    subprocess.run([sys.executable, "prepare_data.py"], cwd=root, check=True, timeout=120)
-    return root
+def example(example_copy: Callable[[str], Path]) -> Path:
+    return example_copy("executors")
 
 
 def _recorded_by_node(root: Path, run_id: str) -> dict[str, Any]:
@@ -331,6 +340,7 @@ def _recorded_by_node(root: Path, run_id: str) -> dict[str, Any]:
 def test_the_example_has_the_same_digests_on_every_executor(
     example: Path, dask_client: Any
 ) -> None:
+    dask_client.wait_for_workers(2, timeout=60)  # a test before may have killed a worker
     address = dask_client.scheduler.address
     found = {}
     for choice in ("inline", "processes", f"dask={address}"):
@@ -350,7 +360,14 @@ def test_the_example_has_the_same_digests_on_every_executor(
 
 
 def test_an_unreachable_scheduler_fails_the_run_with_its_address(example: Path) -> None:
-    done = _cli(example, "run", "pipeline.py", "--executor", "dask=tcp://127.0.0.1:9")
+    done = _cli(
+        example,
+        "run",
+        "pipeline.py",
+        "--executor",
+        "dask=tcp://127.0.0.1:9",
+        command=PIPETRAIL_QUICK_CONNECT,
+    )
     assert done.returncode == 2
     assert "tcp://127.0.0.1:9" in done.stderr
     assert "Traceback" not in done.stderr

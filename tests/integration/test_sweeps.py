@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pipetrail.errors import NotFoundError, ParamError
-from pipetrail.execution.executors.dask_cluster import DaskExecutor, _local_cluster
+from pipetrail.execution.executors.dask_cluster import DaskExecutor
 from pipetrail.execution.project import Project
 from pipetrail.execution.run_state import RunOptions
 from pipetrail.execution.sweep import grid_points, parse_grid, run_sweep, sweep_run_ids
@@ -24,22 +24,11 @@ from pipetrail.lineage.compare import compare_runs
 from tests.support.pipelines import GRID as PIPELINE
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
     from pathlib import Path
 
     from tests.integration.conftest import PipelineFiles
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def dask_client() -> Iterator[Any]:
-    import distributed  # the dask extra is part of the test install: missing, it fails
-
-    cluster, client = _local_cluster(distributed, 2)
-    yield client
-    client.close()
-    cluster.close()
 
 
 def _started(project: Project) -> list[RunStarted]:
@@ -221,6 +210,7 @@ def test_a_sweep_on_a_dask_cluster(
     project: Project, files: PipelineFiles, dask_client: Any
 ) -> None:
     definition = files.load("sweep_dask", PIPELINE)
+    dask_client.wait_for_workers(2, timeout=60)
     options = RunOptions(executor=DaskExecutor(client=dask_client))
     result = run_sweep(
         definition, {"C": [1, 2, 3], "penalty": ["l1", "l2"]}, project, options, max_parallel=2

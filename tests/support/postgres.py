@@ -13,8 +13,9 @@ import socket
 import subprocess
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 PG_BIN_CANDIDATES = [Path("/usr/lib/postgresql/15/bin"), Path("/usr/lib/postgresql/16/bin")]
 
@@ -43,6 +44,7 @@ class PostgresCluster:
     base_dir: Path
     port: int
     as_user: str | None
+    _admin: Any = field(default=None, repr=False)
 
     def _cmd(self, *args: str) -> list[str]:
         if self.as_user:
@@ -54,16 +56,25 @@ class PostgresCluster:
         return f"postgresql+psycopg://{user}@127.0.0.1:{self.port}/{database}"
 
     def create_database(self, name: str) -> str:
-        subprocess.run(
-            self._cmd(
-                str(self.bin_dir / "createdb"), "-h", "127.0.0.1", "-p", str(self.port), name
-            ),
-            check=True,
-            capture_output=True,
-        )
+        """Create an empty database NAME; return its URL.
+
+        One connection to the ``postgres`` database serves every call: a ``createdb``
+        child process (through ``runuser`` as root) per test cost about twice as long.
+        """
+        import psycopg
+        from psycopg import sql
+
+        if self._admin is None or self._admin.closed:
+            user = self.as_user or os.environ.get("USER", "postgres")
+            self._admin = psycopg.connect(
+                host="127.0.0.1", port=self.port, user=user, dbname="postgres", autocommit=True
+            )
+        self._admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
         return self.url(name)
 
     def stop(self) -> None:
+        if self._admin is not None:
+            self._admin.close()
         subprocess.run(
             self._cmd(
                 str(self.bin_dir / "pg_ctl"), "-D", str(self.data_dir), "-m", "immediate", "stop"
