@@ -95,12 +95,13 @@ def statuses(run: Any) -> dict[str, str]:
     return {s["node_id"]: s["status"] for s in run.steps()}
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def dask_client() -> Iterator[Any]:
-    """A two-worker Dask LocalCluster's client, shared by the integration tests.
+    """A two-worker Dask LocalCluster's client, shared by the tests of one module.
 
-    Made once (starting a scheduler and two nannies takes seconds) and closed after the
-    last integration test; tests that need both workers wait for them first.
+    One cluster per module, not per session: some tests kill workers or interrupt runs
+    with tasks in flight, and what they leave behind must not reach another module's
+    tests. Tests that need both workers wait for them first.
     """
     import distributed  # the dask extra is part of the test install: missing, it fails
 
