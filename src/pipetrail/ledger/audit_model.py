@@ -32,7 +32,7 @@ from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.ledger.events import EventKind
-from pipetrail.ledger.projections import (
+from pipetrail.ledger.projection_rows import (
     artifact_row,
     closed_step_rows,
     deletion_row,
@@ -40,7 +40,6 @@ from pipetrail.ledger.projections import (
     metric_values,
     note_row,
     rename_row,
-    reused_metrics,
     run_end_row,
     run_param_rows,
     run_row,
@@ -50,6 +49,7 @@ from pipetrail.ledger.projections import (
     tagged_rows,
     untagged_keys,
 )
+from pipetrail.ledger.projections import reused_metrics
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

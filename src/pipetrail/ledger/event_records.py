@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Self
 
 from pipetrail.ledger.events import Event, EventKind
 from pipetrail.ledger.payload_fields import REQUIRED, ReadPlan, plan_of, read_record, reads
-from pipetrail.ledger.projections import run_purpose
+from pipetrail.ledger.projection_rows import run_purpose
 
 __all__ = [
     "AccessRecorded",

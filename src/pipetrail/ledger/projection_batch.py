@@ -31,6 +31,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.ledger.events import Event, EventKind
+from pipetrail.ledger.projection_rows import (
+    STEP_COLUMNS,
+    artifact_row,
+    closed_step_rows,
+    io_rows,
+    metric_rows,
+    run_end_row,
+    run_param_rows,
+    run_row,
+    run_tag_rows,
+    source_row,
+    step_row,
+)
 from pipetrail.ledger.projections import (
     ARTIFACT_INSERT,
     ARTIFACT_RESEAL,
@@ -41,23 +54,12 @@ from pipetrail.ledger.projections import (
     RUN_INSERT,
     SOURCE_INSERT,
     STEP_CLOSE,
-    STEP_COLUMNS,
     STEP_INSERT,
     TAG_UPSERT,
     apply_event,
-    artifact_row,
     artifact_statement,
-    closed_step_rows,
     has_projection,
-    io_rows,
-    metric_rows,
     reused_metrics,
-    run_end_row,
-    run_param_rows,
-    run_row,
-    run_tag_rows,
-    source_row,
-    step_row,
 )
 
 if TYPE_CHECKING:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from pipetrail.core.clock import format_ts
 from pipetrail.errors import NotFoundError, ParamError
 from pipetrail.ledger.annotations import PURPOSES, validate_tag_key
-from pipetrail.ledger.projections import param_text
+from pipetrail.ledger.projection_rows import param_text
 from pipetrail.ledger.run_query import Condition, Sort, condition_sql, sort_sql
 
 if TYPE_CHECKING:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import ParamError
-from pipetrail.ledger.projections import param_text
+from pipetrail.ledger.projection_rows import param_text
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence

@@ -28,7 +28,7 @@ from pipetrail.errors import TamperedLedgerError
 from pipetrail.hashing import canonical_json
 from pipetrail.hashing.canonical import member_json
 from pipetrail.ledger.events import Event, EventKind, hashed_here
-from pipetrail.ledger.projections import JSON_COLUMNS, artifact_row, finished_step_row
+from pipetrail.ledger.projection_rows import JSON_COLUMNS, artifact_row, finished_step_row
 
 __all__ = [
     "ARTIFACT_COLUMNS",

@@ -6,7 +6,7 @@ from typing import Any
 
 from pipetrail.hashing.canonical import member_json
 from pipetrail.ledger.events import Event
-from pipetrail.ledger.projections import (
+from pipetrail.ledger.projection_rows import (
     IO_ROW_COLUMNS,
     METRIC_ROW_COLUMNS,
     STEP_ROW_COLUMNS,

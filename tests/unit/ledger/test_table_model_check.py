@@ -123,6 +123,6 @@ def test_text_and_nulls_in_one_column_are_checked_as_one_by_one(
      ("run_metrics", "METRIC_ROW_COLUMNS")],
 )  # fmt: skip
 def test_the_value_builders_give_the_tables_columns_in_order(table: str, columns: str) -> None:
-    from pipetrail.ledger import projections
+    from pipetrail.ledger import projection_rows
 
-    assert list(getattr(projections, columns)) == TableModel().layout[table].columns
+    assert list(getattr(projection_rows, columns)) == TableModel().layout[table].columns

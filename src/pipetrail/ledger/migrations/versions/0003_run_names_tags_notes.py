@@ -19,7 +19,7 @@ import json
 import sqlalchemy as sa
 from alembic import op
 
-from pipetrail.ledger.projections import param_text
+from pipetrail.ledger.projection_rows import param_text
 
 revision = "0003"
 down_revision = "0002"

@@ -18,7 +18,7 @@ import json
 import sqlalchemy as sa
 from alembic import op
 
-from pipetrail.ledger.projections import metric_rows, param_number
+from pipetrail.ledger.projection_rows import metric_rows, param_number
 
 revision = "0005"
 down_revision = "0004"

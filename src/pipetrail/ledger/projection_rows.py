@@ -1,0 +1,408 @@
+"""Projection rows: the table rows each event kind gives, built from the event alone.
+
+Pure functions, no database: :mod:`pipetrail.ledger.projections` writes these rows, and
+audit verify's model (:mod:`pipetrail.ledger.audit_model`) builds the same rows to compare
+them with the tables. Column names match :mod:`pipetrail.ledger.schema`.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+from pipetrail.hashing import canonical_json
+from pipetrail.ledger.events import Event, EventKind
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+__all__ = [
+    "IO_ROW_COLUMNS",
+    "JSON_COLUMNS",
+    "METRIC_ROW_COLUMNS",
+    "STEP_COLUMNS",
+    "STEP_ROW_COLUMNS",
+    "artifact_row",
+    "closed_step_rows",
+    "deletion_row",
+    "finished_step_row",
+    "io_rows",
+    "io_values",
+    "metric_rows",
+    "metric_values",
+    "note_row",
+    "param_number",
+    "param_text",
+    "rename_row",
+    "run_end_row",
+    "run_param_rows",
+    "run_purpose",
+    "run_row",
+    "run_tag_rows",
+    "source_row",
+    "step_row",
+    "step_values",
+    "tagged_rows",
+    "untagged_keys",
+]
+
+
+# Columns holding canonical JSON text (of the projections rows builders return).
+JSON_COLUMNS = frozenset(
+    {"components", "inputs", "outputs", "resources", "resource_requests", "meta"}
+)
+# The ``step_runs`` columns a step event sets, but ``step_run_id`` and ``first_seq``.
+STEP_COLUMNS = (
+    "run_id", "node_id", "step", "pipeline", "status", "cache_key", "cache_decision",
+    "cache_reason", "reused_step_run_id", "code_digest", "components", "inputs", "outputs",
+    "resources", "resource_requests", "logs", "seed", "started_at", "ended_at", "error",
+    "traceback", "last_seq",
+)  # fmt: skip
+_RUN_RECORD_KEYS = frozenset(
+    {
+        "run_id", "pipeline", "pipeline_fingerprint", "owner", "host", "process", "params",
+        "seed", "git", "environment", "started_at", "steps_total", "name", "purpose", "tags",
+    }
+)  # fmt: skip
+
+
+def param_number(value: Any) -> float | None:
+    """The ``run_params.num`` of a parameter value: the value when it is a finite number."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+        return number if math.isfinite(number) else None
+    return None
+
+
+def metric_rows(p: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``run_metrics`` rows a step's closing event gives of itself.
+
+    Logged series by their last value, then the numbers it returned in dicts; a logged
+    metric wins over a returned number of the same name. Values that are not finite
+    numbers are left out.
+    """
+    return [dict(zip(METRIC_ROW_COLUMNS, row, strict=True)) for row in metric_values(p)]
+
+
+def metric_values(p: dict[str, Any]) -> list[tuple[Any, ...]]:
+    """:func:`metric_rows`'s rows as values, in the order of :data:`METRIC_ROW_COLUMNS`."""
+    found: dict[str, tuple[float, str]] = {}
+    for key, value in (p.get("output_metrics") or {}).items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            found[str(key)] = (float(value), "output")
+    for key, summary in (p.get("metrics") or {}).items():
+        last = summary.get("last") if isinstance(summary, dict) else None
+        if isinstance(last, int | float) and not isinstance(last, bool):
+            found[str(key)] = (float(last), "logged")
+    node = p["node_id"]
+    return [
+        (p["step_run_id"], key, p["run_id"], node, f"{node}.{key}", value, origin)
+        for key, (value, origin) in sorted(found.items())
+        if math.isfinite(value)
+    ]
+
+
+def param_text(value: Any, encode: Callable[[Any], Any] | None = None) -> str:
+    """The text ``run_params.value`` holds for a parameter value: its canonical JSON.
+
+    A float with an integral value is stored as the integer (``1.0`` as ``1``), so that a
+    filter on ``1`` or ``1.0`` finds it with one indexed comparison; ``True`` stays ``true``.
+    ``encode``: as :func:`step_row`'s (None is ``null`` whatever it is).
+    """
+    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
+        value = int(value)
+    text: str = _text(value, encode)
+    return text
+
+
+def run_purpose(p: dict[str, Any]) -> str:
+    """What started the run a ``run.started`` payload records: ``run``, ``reproduce``...
+
+    Events written before ``purpose`` was recorded name the run they reproduce, if any.
+    """
+    purpose = p.get("purpose")
+    if isinstance(purpose, str) and purpose:
+        return purpose
+    return "reproduce" if p.get("reproduces") else "run"
+
+
+def _json(value: Any) -> str | None:
+    return None if value is None else canonical_json(value)
+
+
+def _text(value: Any, encode: Callable[[Any], Any] | None) -> Any:
+    """The canonical JSON text of ``value`` (``null`` for None), by ``encode`` when given."""
+    if encode is None or value is None:
+        return canonical_json(value)
+    return encode(value)
+
+
+def _same(value: Any) -> Any:
+    return value
+
+
+def run_row(
+    event: Event, p: dict[str, Any], encode: Callable[[Any], Any] | None = None
+) -> dict[str, Any]:
+    """The ``runs`` row a ``run.started`` event inserts.
+
+    ``encode``: as :func:`step_row`'s, for the JSON columns (``record`` holds members of
+    the payload, so what holds for a member holds for it).
+    """
+    record = {k: v for k, v in p.items() if k not in _RUN_RECORD_KEYS}
+    git = p.get("git")
+    return {
+        "run_id": p["run_id"],
+        "pipeline": p["pipeline"],
+        "pipeline_fingerprint": p["pipeline_fingerprint"],
+        "status": "running",
+        "owner": p["owner"],
+        "host": p["host"],
+        "process": p["process"],
+        "params": _text(p["params"], encode),
+        "seed": p["seed"],
+        "git": None if git is None else _text(git, encode),
+        "environment": p.get("environment"),
+        "record": _text(record, encode),
+        "started_at": p["started_at"],
+        "ended_at": None,
+        "error": None,
+        "steps_total": p.get("steps_total", 0),
+        "first_seq": event.seq,
+        "last_seq": event.seq,
+        "name": p.get("name"),
+        "purpose": run_purpose(p),
+    }
+
+
+def run_param_rows(
+    p: dict[str, Any], encode: Callable[[Any], Any] | None = None
+) -> list[dict[str, Any]]:
+    """The ``run_params`` rows a ``run.started`` event inserts (``encode``: see :func:`run_row`)."""
+    return [
+        {
+            "run_id": p["run_id"],
+            "name": name,
+            "value": param_text(value, encode),
+            "num": param_number(value),
+        }
+        for name, value in sorted((p["params"] or {}).items())
+    ]
+
+
+def run_tag_rows(event: Event, p: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``run_tags`` rows a ``run.started`` event upserts (its first tags)."""
+    return [
+        {"run_id": p["run_id"], "key": key, "value": value, "seq": event.seq}
+        for key, value in sorted((p.get("tags") or {}).items())
+    ]
+
+
+def rename_row(p: dict[str, Any]) -> dict[str, Any]:
+    """The parameters of the ``runs`` update a ``run.named`` event makes."""
+    return {"name": p["name"], "run_id": p["run_id"]}
+
+
+def tagged_rows(event: Event, p: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``run_tags`` rows a ``run.tagged`` event upserts."""
+    return [
+        {"run_id": p["run_id"], "key": key, "value": str(value), "seq": event.seq}
+        for key, value in sorted(p["tags"].items())
+    ]
+
+
+def untagged_keys(p: dict[str, Any]) -> list[dict[str, Any]]:
+    """The ``run_tags`` keys a ``run.untagged`` event deletes."""
+    return [{"run_id": p["run_id"], "key": key} for key in p["keys"]]
+
+
+def note_row(event: Event, p: dict[str, Any]) -> dict[str, Any]:
+    """The ``run_notes`` row a ``run.noted`` event inserts."""
+    return {
+        "seq": event.seq,
+        "run_id": p["run_id"],
+        "text": p["text"],
+        "actor": event.actor,
+        "noted_at": event.ts,
+    }
+
+
+def run_end_row(status: str, event: Event, p: dict[str, Any]) -> dict[str, Any]:
+    """The parameters of :data:`~pipetrail.ledger.projections.RUN_END` for a run-ending event."""
+    return {
+        "status": status,
+        "ended_at": p["ended_at"],
+        "error": p.get("error"),
+        "last_seq": event.seq,
+        "run_id": p["run_id"],
+    }
+
+
+def closed_step_rows(event: Event, p: dict[str, Any]) -> list[dict[str, Any]]:
+    """The parameters of ``STEP_CLOSE`` for the steps a run-ending event closes.
+
+    (:data:`~pipetrail.ledger.projections.STEP_CLOSE`.) ``closed_steps`` maps step run
+    id -> the status it ends with (``failed``, ``crashed``, ``interrupted``); the step
+    run takes the event's ``ended_at`` and ``error``. Only a row still ``running``
+    changes, so the outcome depends on the events alone, whatever order a rebuild meets
+    them in. Events written before the key existed close nothing.
+    """
+    closed = p.get("closed_steps")
+    if not isinstance(closed, dict) or not closed:
+        return []
+    return [
+        {
+            "status": str(status),
+            "ended_at": p["ended_at"],
+            "error": p.get("error"),
+            "last_seq": event.seq,
+            "step_run_id": step_run_id,
+            "run_id": p["run_id"],
+        }
+        for step_run_id, status in sorted(closed.items())
+    ]
+
+
+# The columns of the rows :func:`step_values`, :func:`io_values` and :func:`metric_values`
+# give, in the tables' order.
+STEP_ROW_COLUMNS = ("step_run_id", *STEP_COLUMNS[:-1], "first_seq", "last_seq")
+IO_ROW_COLUMNS = ("step_run_id", "direction", "name", "digest", "run_id")
+METRIC_ROW_COLUMNS = ("step_run_id", "key", "run_id", "node_id", "name", "value", "origin")
+
+
+def step_row(
+    status: str, event: Event, p: dict[str, Any], encode: Callable[[Any], Any] | None = None
+) -> dict[str, Any]:
+    """The ``step_runs`` row (all columns) a step event gives, with ``status``.
+
+    ``encode`` turns each JSON column's value into what the column holds (default:
+    canonical JSON text, None staying None).
+    """
+    return dict(zip(STEP_ROW_COLUMNS, step_values(status, event, p, encode), strict=True))
+
+
+def step_values(
+    status: str, event: Event, p: dict[str, Any], encode: Callable[[Any], Any] | None = None
+) -> tuple[Any, ...]:
+    """:func:`step_row`'s values, in the order of :data:`STEP_ROW_COLUMNS`."""
+    if encode is None:
+        encode = _json
+    return (
+        p["step_run_id"],
+        p["run_id"],
+        p["node_id"],
+        p["step"],
+        p["pipeline"],
+        status,
+        p.get("cache_key"),
+        p.get("decision"),
+        p.get("reason"),
+        p.get("reused_step_run_id"),
+        p.get("code_digest"),
+        encode(p.get("components")),
+        encode(p.get("inputs")),
+        encode(p.get("outputs")),
+        encode(p.get("resources")),
+        encode(p.get("resource_requests")),
+        p.get("logs"),
+        p.get("seed"),
+        p["started_at"],
+        p.get("ended_at"),
+        p.get("error"),
+        p.get("traceback"),
+        event.seq,
+        event.seq,
+    )
+
+
+def io_rows(p: dict[str, Any], *, outputs: bool) -> list[dict[str, Any]]:
+    """The ``step_run_io`` rows of a step's closing event (its inputs, and its outputs)."""
+    return [dict(zip(IO_ROW_COLUMNS, row, strict=True)) for row in io_values(p, outputs=outputs)]
+
+
+def io_values(p: dict[str, Any], *, outputs: bool) -> list[tuple[Any, ...]]:
+    """:func:`io_rows`'s rows as values, in the order of :data:`IO_ROW_COLUMNS`."""
+    rows = [(p["step_run_id"], "in", n, d, p["run_id"]) for n, d in (p.get("inputs") or {}).items()]
+    if outputs:
+        rows += [
+            (p["step_run_id"], "out", n, d, p["run_id"])
+            for n, d in (p.get("outputs") or {}).items()
+        ]
+    return rows
+
+
+def artifact_row(
+    event: Event,
+    p: dict[str, Any],
+    *,
+    decoded: bool = False,
+    encode: Callable[[Any], Any] | None = None,
+) -> dict[str, Any]:
+    """Return the ``artifacts`` row an ``artifact.recorded`` event projects.
+
+    With ``decoded``, JSON columns hold their values rather than their canonical text;
+    ``encode`` encodes them otherwise (canonical JSON by default; see
+    :func:`~pipetrail.ledger.projection_batch.apply_events`).
+    """
+    encode = _same if decoded else (encode or canonical_json)
+    return {
+        "digest": p["digest"],
+        "blob": p["blob"],
+        "serializer": p["serializer"],
+        "type_name": p["type_name"],
+        "size": p["size"],
+        "meta": encode(p.get("meta") or {}),
+        "role": p["role"],
+        "first_run_id": p.get("run_id"),
+        "first_step_run_id": p.get("step_run_id"),
+        "created_at": event.ts,
+        "first_seq": event.seq,
+    }
+
+
+def source_row(event: Event, p: dict[str, Any]) -> dict[str, Any]:
+    """The ``sources`` row a ``source.observed`` event inserts."""
+    return {
+        "run_id": p["run_id"],
+        "path": p["path"],
+        "digest": p["digest"],
+        "size": p["size"],
+        "mtime_ns": p["mtime_ns"],
+        "observed_at": p["observed_at"],
+        "by_reference": int(bool(p.get("by_reference"))),
+        "seq": event.seq,
+    }
+
+
+def deletion_row(event: Event, p: dict[str, Any]) -> dict[str, Any]:
+    """The ``run_deletions`` row a ``run.deleted`` event inserts."""
+    return {
+        "run_id": p["run_id"],
+        "reason": p["reason"],
+        "deleted_by": event.actor,
+        "deleted_at": event.ts,
+        "seq": event.seq,
+    }
+
+
+_FINISHED_STATUS: dict[str, str] = {
+    EventKind.STEP_COMPLETED: "completed",
+    EventKind.STEP_CACHED: "cached",
+    EventKind.STEP_FAILED: "failed",
+}
+
+
+def finished_step_row(
+    event: Event, p: dict[str, Any], *, decoded: bool = False
+) -> dict[str, Any] | None:
+    """Return the ``step_runs`` columns a step's closing event sets, or None for other kinds.
+
+    Every column but ``first_seq`` (the ``step.started`` event's, for a step that ran).
+    With ``decoded``, JSON columns hold their values rather than their canonical text.
+    """
+    status = _FINISHED_STATUS.get(event.kind)
+    if status is None:
+        return None
+    row = step_row(status, event, p, _same if decoded else _json)
+    del row["first_seq"]
+    return row
