@@ -187,7 +187,7 @@ class FlushTimer:
         if opened:
             done.wait()
         else:
-            with _idle_lock:
+            with _returning_lock:  # never the idle threads' lock: a thread may hold it
                 _returning.append(done)
 
     def _loop(self) -> None:
@@ -255,15 +255,17 @@ _idle_threads: list[_FlushThread] = []
 # Set by each thread once back among the idle ones, for timers closed without waiting.
 _returning: list[threading.Event] = []
 _idle_lock = threading.Lock()
+_returning_lock = threading.Lock()
 
 
 def _forget_parent_threads() -> None:
     # A forked child has none of its parent's threads (it starts its own), and the lock
     # may have been held by one of them at the fork.
-    global _idle_lock
+    global _idle_lock, _returning_lock
     _idle_threads.clear()
     _returning.clear()
     _idle_lock = threading.Lock()
+    _returning_lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
@@ -279,14 +281,15 @@ def _in_flush_thread(job: Callable[[], None], done: threading.Event) -> None:
     while True:
         with _idle_lock:
             thread = _idle_threads.pop() if _idle_threads else None
-            returning = _returning[:] if thread is None else []
-            _returning[:] = [e for e in _returning if not e.is_set()]
-        if thread is not None or not returning:
+        if thread is not None:
             break
-        for event in returning:
+        with _returning_lock:
+            returning = _returning[:]
+            _returning[:] = [e for e in returning if not e.is_set()]
+        if not returning:
+            break
+        for event in returning:  # a set one: its thread is idle now, found next time
             event.wait()
-        with _idle_lock:
-            _returning[:] = [e for e in _returning if e not in returning]
     (thread or _FlushThread()).give(job, done)
 
 
