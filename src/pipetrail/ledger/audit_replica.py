@@ -24,6 +24,7 @@ import urllib.parse
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pipetrail.hashing.canonical import member_json
+from pipetrail.ledger.audit_columns import TABLES
 from pipetrail.ledger.audit_model import MODEL_KINDS, TableModel, Unmodelled
 from pipetrail.ledger.driver import Driver
 from pipetrail.ledger.events import Event, EventKind
@@ -102,11 +103,6 @@ class Replica:
     def __init__(
         self, stored: Driver | None = None, *, file: str | None = None, model: bool = False
     ) -> None:
-        from sqlalchemy.dialects import sqlite
-        from sqlalchemy.schema import CreateTable
-
-        from pipetrail.ledger.schema import PROJECTION_TABLES
-
         self.db: Driver = _ReplicaDriver(
             sqlite3.connect("file:", uri=True, cached_statements=512), "sqlite"
         )
@@ -120,18 +116,25 @@ class Replica:
                 self.attached = True
             except sqlite3.Error:
                 pass  # not readable as a file of its own: the stored rows are copied instead
-        self.tables: dict[str, tuple[list[str], list[str]]] = {}
+        self.tables = {name: (list(t.names), list(t.keys)) for name, t in TABLES.items()}
+        self.model = TableModel() if model else None
+        if self.model is None:  # with a model, nothing is written into the replica
+            self._create_tables()
+        self.db.execute("BEGIN")  # one transaction for the whole replay: much faster
+        # (table, key, problem, the row the events give or None), from the last compare
+        self._fixes: list[tuple[str, tuple[Any, ...], str, tuple[Any, ...] | None]] = []
+
+    def _create_tables(self) -> None:
+        """Create the replica's derived tables, and the ``stored_`` copies, as the schema's."""
+        from sqlalchemy.dialects import sqlite
+        from sqlalchemy.schema import CreateTable
+
+        from pipetrail.ledger.schema import PROJECTION_TABLES
+
         for table in PROJECTION_TABLES:
             ddl = str(CreateTable(table).compile(dialect=sqlite.dialect()))
             self.db.execute(ddl)
             self.db.execute(ddl.replace(f"TABLE {table.name} ", f"TABLE stored_{table.name} ", 1))
-            columns = [str(c.name) for c in table.columns]
-            keys = [str(c.name) for c in table.primary_key.columns]
-            self.tables[str(table.name)] = (columns, keys)
-        self.model = TableModel() if model else None
-        self.db.execute("BEGIN")  # one transaction for the whole replay: much faster
-        # (table, key, problem, the row the events give or None), from the last compare
-        self._fixes: list[tuple[str, tuple[Any, ...], str, tuple[Any, ...] | None]] = []
 
     def apply(self, event: Event, payload: dict[str, Any]) -> None:
         """Project one event into the replica."""
