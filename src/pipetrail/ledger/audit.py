@@ -439,6 +439,8 @@ def _compare_own(
 
         tables = [t for t in replica.tables if t not in audit_parallel.BESIDE_TABLES]
         rows, problems = replica.compare(db, walk.head, tables)
+        if model:  # the part of the second process's check it leaves to this one
+            replica.check_types(db, audit_parallel.BESIDE_TABLES)
     except Unmodelled as exc:
         return _Own(unmodelled=exc)
     return _Own(rows, problems, tree.finish())
