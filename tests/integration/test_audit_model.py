@@ -431,3 +431,54 @@ def test_a_check_meanwhile_reads_the_audits_snapshot(metadata_url: str) -> None:
     assert [p.table for p in report.derived] == ["artifacts"]
     assert (calls, meanwhile.result) == ([1], report.checked)
     ledger.close()
+
+
+def test_a_number_stored_as_another_number_type_is_refused_beside_a_second_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The number types of the second process's tables are checked by the first one.
+
+    A column edited to no type keeps ``7.0`` as a float where the events give ``7``: the
+    values are equal, so only the check of types refuses the model (the replay, which
+    compares numbers by value, then finds the ledger intact).
+    """
+    import re
+    import sqlite3
+
+    file = tmp_path / "ledger.db"
+    _ledger(f"sqlite:///{file}").close()
+    raw = sqlite3.connect(file)
+    ddl = raw.execute("SELECT sql FROM sqlite_master WHERE name = 'runs'").fetchone()[0]
+    untyped = re.sub(r"\bseed [A-Z]+", "seed BLOB", ddl, count=1)  # BLOB: kept as given
+    assert untyped != ddl
+    version = raw.execute("PRAGMA schema_version").fetchone()[0]
+    raw.execute("PRAGMA writable_schema = ON")
+    raw.execute("UPDATE sqlite_master SET sql = ? WHERE name = 'runs'", (untyped,))
+    raw.execute(f"PRAGMA schema_version = {version + 1}")
+    raw.execute("PRAGMA writable_schema = OFF")
+    raw.commit()
+    raw.execute("UPDATE runs SET seed = CAST(seed AS REAL)")
+    raw.commit()
+    assert raw.execute("SELECT DISTINCT typeof(seed) FROM runs").fetchall() == [("real",)]
+    raw.close()
+    ledger = Ledger.open(f"sqlite:///{file}", actor="tester")
+    head = tuple(ledger.db.rows("SELECT seq, hash FROM ledger_head")[0])
+    with pytest.raises(Unmodelled):
+        audit_parallel._check(str(file), head, model=True)  # it checks the types itself
+    part = audit_parallel._check(str(file), head, model=True, typed=False)
+    assert part is not None
+    assert part.problems == ()  # left to the first process
+    monkeypatch.setattr(audit_parallel, "PARALLEL_FROM", 0)
+    started = []
+    real = audit_parallel.start
+
+    def start(db: Any, *, model: bool = True) -> audit_parallel.Beside | None:
+        started.append(model)
+        return real(db, model=model)
+
+    monkeypatch.setattr(audit_parallel, "start", start)
+    report = ledger.verify()
+    assert started == [True, False]  # the first process refused the model
+    assert report.ok
+    assert report == _reference(ledger)
+    ledger.close()

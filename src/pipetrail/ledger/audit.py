@@ -376,10 +376,13 @@ def _verify_beside(
                 replica = Replica(db, model=model)
                 tree = TreeCheck(db)
                 walk = _walk(db, replica, tree, audit_parallel.BESIDE_KINDS)
-                if walk.failure is None and walk.end is None and meanwhile is not None:
-                    meanwhile.run(db)  # while the second process works
+                own: _Own | None = None
+                if walk.failure is None and walk.end is None:
+                    if meanwhile is not None:
+                        meanwhile.run(db)  # while the second process works
+                    own = _compare_own(db, replica, tree, walk, model=model)  # meanwhile too
                 part = beside.result()
-                if part is None:
+                if part is None or part.tables != audit_parallel.BESIDE_TABLES:
                     return None  # the other process failed, or saw another ledger
                 failure = _first(walk.failure, part.failure)
                 if failure is not None:
@@ -390,11 +393,12 @@ def _verify_beside(
                 failure = walk.end or _first(walk.unprojectable, part.unprojectable)
                 if failure is not None:
                     return LedgerVerifyReport(walk.checked, *failure)
-                rows, problems = replica.compare(
-                    db, walk.head, [t for t in replica.tables if t not in part.tables]
-                )
-                problems = _in_table_order(replica, [*problems, *part.problems])
-                problems += tree.finish()  # the Merkle tree's nodes (merkle_nodes)
+                assert own is not None  # noqa: S101 - the chain and the replay held
+                if own.unmodelled is not None:
+                    raise own.unmodelled
+                problems = _in_table_order(replica, [*own.problems, *part.problems])
+                problems += own.nodes  # the Merkle tree's nodes (merkle_nodes)
+                rows = own.rows
     finally:
         if replica is not None:
             replica.close()
@@ -404,6 +408,42 @@ def _verify_beside(
         derived_rows=rows + part.rows,
         derived=tuple(problems),
     )
+
+
+@dataclass
+class _Own:
+    """What the first process's own comparison found (see :func:`_compare_own`)."""
+
+    rows: int = 0
+    problems: list[DerivedRowProblem] = field(default_factory=list)
+    nodes: list[DerivedRowProblem] = field(default_factory=list)
+    unmodelled: Unmodelled | None = None
+
+
+def _compare_own(
+    db: Driver, replica: Replica, tree: TreeCheck, walk: _Walk, *, model: bool
+) -> _Own:
+    """Compare the tables the first process replayed, and the Merkle tree's nodes.
+
+    Run while the second process still works, before its answer is known: what is found
+    is used only once that answer shows the chain and the replay held, exactly where the
+    comparison used to run after it (an :class:`Unmodelled` raised here is kept and
+    raised then). Nothing is compared when the walk's replay rejected an event.
+    """
+    try:
+        if model:
+            _model_holds(replica)
+        if walk.unprojectable is not None:
+            return _Own()
+        from pipetrail.ledger import audit_parallel
+
+        tables = [t for t in replica.tables if t not in audit_parallel.BESIDE_TABLES]
+        rows, problems = replica.compare(db, walk.head, tables)
+        if model:  # the part of the second process's check it leaves to this one
+            replica.check_types(db, audit_parallel.BESIDE_TABLES)
+    except Unmodelled as exc:
+        return _Own(unmodelled=exc)
+    return _Own(rows, problems, tree.finish())
 
 
 def _model_holds(replica: Replica) -> None:

@@ -31,6 +31,7 @@ from collections.abc import Callable
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
+from pipetrail.ledger.audit_columns import TABLES
 from pipetrail.ledger.events import EventKind
 from pipetrail.ledger.projection_rows import (
     artifact_row,
@@ -98,28 +99,14 @@ class _Table:
     """One modelled table's layout: column order, types, nullability and key."""
 
     def __init__(self, name: str) -> None:
-        from sqlalchemy import Float, Integer, String
-
-        from pipetrail.ledger.schema import metadata
-
-        table = metadata.tables[name]
+        table = TABLES[name]  # the schema's columns, read without SQLAlchemy
         self.name = name
-        self.columns = [str(c.name) for c in table.columns]
-        self.keys = [str(c.name) for c in table.primary_key.columns]
-        types: list[type] = []
-        for column in table.columns:
-            if isinstance(column.type, Integer):
-                types.append(int)
-            elif isinstance(column.type, Float):
-                types.append(float)
-            elif isinstance(column.type, String):
-                types.append(str)
-            else:  # pragma: no cover - the modelled tables hold no other type
-                raise TypeError(f"{name}.{column.name}: no model for {column.type}")
-        self.types = tuple(types)
-        self.nullable = tuple(bool(c.nullable) for c in table.columns)
-        self.ints = [at for at, t in enumerate(types) if t is int]
-        self.floats = [at for at, t in enumerate(types) if t is float]
+        self.columns = list(table.names)
+        self.keys = list(table.keys)
+        self.types = table.types
+        self.nullable = table.nullable
+        self.ints = [at for at, t in enumerate(self.types) if t is int]
+        self.floats = [at for at, t in enumerate(self.types) if t is float]
         # Type signatures (one type per value) already found acceptable, and how to read
         # the integers and the floats of a row with it.
         self.valid: dict[tuple[type, ...], tuple[_Getter | None, _Getter | None]] = {}

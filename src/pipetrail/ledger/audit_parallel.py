@@ -115,7 +115,9 @@ class Part:
     tables: tuple[str, ...] = BESIDE_TABLES
 
 
-def replay_beside(file: str, head: tuple[int, str], *, model: bool = True) -> Part | None:
+def replay_beside(
+    file: str, head: tuple[int, str], *, model: bool = True, typed: bool = True
+) -> Part | None:
     """Replay a SQLite ledger's events of :data:`BESIDE_KINDS` up to ``head``; compare.
 
     Args:
@@ -123,6 +125,8 @@ def replay_beside(file: str, head: tuple[int, str], *, model: bool = True) -> Pa
         head: the sequence number and hash of the last event to replay.
         model: check the tables against rows built in Python first (the replay then
             runs only when they differ, see :mod:`pipetrail.ledger.audit_model`).
+        typed: with ``model``, check the number types of the stored rows too (False: the
+            first process does, see :meth:`Replica.check_types`).
 
     Returns:
         What it found, or None when the file's head is not ``head`` (or the file cannot
@@ -133,7 +137,7 @@ def replay_beside(file: str, head: tuple[int, str], *, model: bool = True) -> Pa
     try:
         if model:
             try:
-                return _check(file, head, model=True)
+                return _check(file, head, model=True, typed=typed)
             except Unmodelled:
                 pass
         return _check(file, head, model=False)  # the replay names the rows, the events
@@ -142,13 +146,13 @@ def replay_beside(file: str, head: tuple[int, str], *, model: bool = True) -> Pa
             gc.enable()
 
 
-def _check(file: str, head: tuple[int, str], *, model: bool) -> Part | None:
+def _check(file: str, head: tuple[int, str], *, model: bool, typed: bool = True) -> Part | None:
     """:func:`replay_beside` with or without the model (see :class:`Replica`).
 
     Raises:
         Unmodelled: with ``model``, when the modelled tables cannot be declared intact.
     """
-    replica = Replica(file=file, model=model)
+    replica = Replica(file=file, model=model, typed=typed)
     try:
         if not replica.attached or not replica.shows(head):
             return None
@@ -195,12 +199,14 @@ def _replay(replica: Replica, last: int) -> tuple[tuple[int, str] | None, tuple[
 def main() -> None:
     """The second process: ``FILE SEQ HASH [replay]`` as arguments; writes the :class:`Part`.
 
-    ``replay``: without the model (see :func:`replay_beside`). Writes ``None`` when it
-    could not check, marshalled.
+    ``replay``: without the model (see :func:`replay_beside`); with it, the number types
+    of the stored rows are left to the first process. Writes ``None`` when it could not
+    check, marshalled.
     """
     file, seq, digest = sys.argv[1:4]
+    model = sys.argv[4:5] != ["replay"]
     try:
-        part = replay_beside(file, (int(seq), digest), model=sys.argv[4:5] != ["replay"])
+        part = replay_beside(file, (int(seq), digest), model=model, typed=False)
     except Exception:  # noqa: BLE001 - any failure: the first process checks it all itself
         part = None
     sys.stdout.buffer.write(marshal.dumps(None if part is None else _plain(part)))
@@ -267,7 +273,9 @@ def start(db: Driver, *, model: bool = True) -> Beside | None:
     the second process must see. The second process is this interpreter running this
     module's :func:`main` (``python -c``), with this process's copy of pipetrail first
     on its path; nothing else of the caller's program runs in it. ``model``: see
-    :func:`replay_beside`.
+    :func:`replay_beside`; with it, the caller checks the number types of
+    :data:`BESIDE_TABLES` in its snapshot (:meth:`Replica.check_types`), which the second
+    process leaves out so both finish together.
 
     Returns:
         The running process, or None (PostgreSQL, a ledger not in a file, a small one,
