@@ -4,12 +4,12 @@
 million events these two dominate. Both have a fast path that gives exactly what the
 reference code gives, and falls back to it whenever it could differ:
 
-* :func:`chain_hash` encodes the hashed fields with orjson directly, keys already in
-  canonical (sorted) order, when every field has the type pipetrail writes (``seq`` an
-  ``int``, the text fields ``str``, ``run_id`` ``str`` or None): for those, orjson's
-  bytes are the canonical bytes (pipetrail.hashing.canonical). Anything else (a row
-  someone edited into another type) goes through
-  :func:`~pipetrail.ledger.events.event_hash`.
+* :func:`chain_hash` is :func:`~pipetrail.ledger.events.event_hash`, which encodes the
+  hashed fields with orjson directly, keys already in canonical (sorted) order, when
+  every field has the type pipetrail writes (``seq`` an ``int``, the text fields
+  ``str``, ``run_id`` ``str`` or None): for those, orjson's bytes are the canonical
+  bytes (pipetrail.hashing.canonical). Anything else (a row someone edited into another
+  type) goes through the reference encoder.
 * :func:`parse_payload` parses with orjson and accepts the result only when writing it
   back gives the stored text byte for byte, which pipetrail's canonical payloads always
   do; otherwise (an integer beyond 64 bits orjson would turn into a float, a repeated
@@ -58,33 +58,11 @@ _SORT = orjson.OPT_SORT_KEYS
 def chain_hash(
     seq: Any, ts: Any, actor: Any, kind: Any, run_id: Any, payload: Any, prev: Any
 ) -> str:
-    """The chain hash of one stored row's fields (as :func:`event_hash` computes it)."""
-    if (
-        type(seq) is int
-        and type(ts) is str
-        and type(actor) is str
-        and type(kind) is str
-        and type(payload) is str
-        and type(prev) is str
-        and (run_id is None or type(run_id) is str)
-    ):
-        try:
-            body = orjson.dumps(
-                {
-                    "actor": actor,
-                    "format": HASH_FORMAT,
-                    "kind": kind,
-                    "payload": payload,
-                    "prev": prev,
-                    "run_id": run_id,
-                    "seq": seq,
-                    "ts": ts,
-                }
-            )
-        except orjson.JSONEncodeError:
-            pass  # beyond orjson (a huge seq, a lone surrogate): the reference decides
-        else:
-            return "blake3:" + blake3(CANONICAL_VERSION + body).hexdigest()
+    """The chain hash of one stored row's fields, as :func:`event_hash` computes it.
+
+    Its fast path takes fields of the types the ledger writes; any other goes to the
+    reference encoder, which decides or says what is wrong.
+    """
     return event_hash(
         seq=seq, ts=ts, actor=actor, kind=kind, run_id=run_id, payload_text=payload, prev_hash=prev
     )
