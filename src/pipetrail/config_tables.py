@@ -42,7 +42,7 @@ def may_name(data: bytes, name: str) -> bool:
     if name.encode() in data:
         return True
     if name.isascii() and name.replace("_", "a").replace("-", "a").isalnum():
-        # a bare key's characters: only \uXXXX and \UXXXXXXXX escapes spell them
+        # a bare key's characters can only be spelled by \u (4 hex digits) or \U (8) escapes
         return b"\\u" in data or b"\\U" in data
     return b"\\" in data
 
