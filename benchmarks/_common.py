@@ -44,8 +44,9 @@ class Result:
         max: slowest repetition.
         unit: unit of median/min/max (``ms``, ``s``, ``GiB/s``, ``x``...).
         target: the target as text (``<= 2 ms``), or ``-`` for informational rows.
-        passed: whether the median meets the target; ``None`` for informational rows
-            and for rows not measured.
+        passed: whether the median meets the target; ``None`` for informational rows,
+            for rows not measured, and for rows whose spread leaves the target undecided
+            (a target but no verdict: ``inconclusive``, see ``_paired.py``).
         n: number of timed repetitions (0: not measured).
         missing: why the row could not be measured (a peer that could not be installed
             or run); its figures are then NaN and it has no verdict, whatever its target.
@@ -64,12 +65,17 @@ class Result:
 
     @property
     def verdict(self) -> str:
-        """``PASS``, ``FAIL``, ``info``, or ``not measured``."""
+        """``PASS``, ``FAIL``, ``info``, ``inconclusive`` or ``not measured``."""
         if self.missing is not None:
             return "not measured"
         if self.passed is None:
-            return "info"
+            return "info" if self.target == "-" else "inconclusive"
         return "PASS" if self.passed else "FAIL"
+
+    @property
+    def unmet(self) -> bool:
+        """A row with a target not shown to be met: missed, not measured, or inconclusive."""
+        return self.target != "-" and self.verdict != "PASS"
 
 
 def not_measured(name: str, measured: str, unit: str, reason: str, *, target: str = "-") -> Result:
@@ -464,4 +470,4 @@ def main(
     )
     print(format_table(results))
     print(background_line({"this benchmark": load.cpus}))
-    return 1 if any(r.passed is False or r.missing for r in results if r.target != "-") else 0
+    return 1 if any(r.unmet for r in results) else 0

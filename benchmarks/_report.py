@@ -38,6 +38,9 @@ def _cell(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
+_FLAGGED = ("FAIL", "not measured", "inconclusive")  # printed in bold
+
+
 def results_table(results: Sequence[Result]) -> str:
     """The rows as a Markdown table, numbers right-aligned."""
     lines = [
@@ -54,7 +57,7 @@ def results_table(results: Sequence[Result]) -> str:
             _fmt(r.max),
             _cell(r.unit),
             _cell(r.target),
-            f"**{r.verdict}**" if r.verdict in ("FAIL", "not measured") else r.verdict,
+            f"**{r.verdict}**" if r.verdict in _FLAGGED else r.verdict,
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
@@ -65,9 +68,12 @@ def summary_line(results: Sequence[Result], crashed: Sequence[str]) -> str:
     met = [r.name for r in results if r.verdict == "PASS"]
     missed = [r.name for r in results if r.verdict == "FAIL"]
     unmeasured = [f"{r.name}: {r.missing}" for r in results if r.missing and r.target != "-"]
+    undecided = [r.name for r in results if r.verdict == "inconclusive"]
     parts = [f"{len(met)} targets met", f"{len(missed)} missed"]
     if missed:
         parts[-1] += f" ({', '.join(missed)})"
+    if undecided:
+        parts.append(f"{len(undecided)} inconclusive ({', '.join(undecided)})")
     if unmeasured:
         parts.append(f"{len(unmeasured)} not measured ({'; '.join(unmeasured)})")
     text = ", ".join(parts)
@@ -95,7 +101,8 @@ def render_results(
         "",
         f"One {mode} of every benchmark, at one commit: `{command}`. Every figure below",
         "comes from that run; a verdict (PASS, FAIL) is given only where a target exists,",
-        "checked on the median of what was measured in that run.",
+        "checked on the median of what was measured in that run (`inconclusive` where a",
+        "row's spread over its rounds leaves the target undecided).",
         "",
         "| | |",
         "|---|---|",

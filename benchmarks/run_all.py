@@ -173,7 +173,7 @@ def main() -> int:
         log(f"wrote the results section of {readme}")
     if crashed:
         return 2
-    unmet = [r for r in results if r.verdict == "FAIL" or (r.missing and r.target != "-")]
+    unmet = [r for r in results if r.unmet]
     return 1 if unmet else 0
 
 
