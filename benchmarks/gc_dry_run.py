@@ -14,9 +14,19 @@ run before it (what a cache hit shares). One run in ten is deleted (``run.delete
 the objects only they name are garbage: the benchmark checks that the dry run reports
 exactly that many (the model counts them while building).
 
-Cached in benchmarks/.work/gc/ (about 400 MB; a few minutes to build) and reused while
-its parameters and the schema revision match (``params.json``, written last); delete
-the folder to rebuild.
+Cached in benchmarks/.work/gc/ (about 3 GB; a few minutes to build) and reused only
+while ``params.json`` (written last) matches both what this script would build (its
+parameters, the schema revision) and what the project holds now: a manifest of the
+ledger (events, the last event's hash, runs, deletions) and of the store (pack rows,
+their newest and summed ``stored_at``, segment index rows and files, loose files, with
+their sizes), read again before each use. Anything written into the project since it
+was built (a run, an object, an edited rule) fails that check, and the fixture is
+rebuilt. The benchmark's own commands are dry runs; the manifest is read again after
+them, and a change is an error (the fixture is then marked for a rebuild).
+
+Every stored object is a day old, the builder's first pack row too (which no run
+names: the model counts it as garbage), so the expected counts do not change as the
+fixture ages past ``gc``'s grace period (one hour by default).
 
 Every odd run ended long ago and the project's ``[retention]`` rule
 (``exploration_runs``, ten years) lets it go: ``gc --policy --dry-run`` must report those
@@ -35,6 +45,7 @@ built-in module, which ``import gc`` always finds first.)
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import random
@@ -61,7 +72,7 @@ PARAMS: dict[str, Any] = {
     "delete_every": 10,
     "share_every": 7,
     "seed": 20261206,
-    "shape": 2,
+    "shape": 3,
     "schema": HEAD_REVISION,
 }
 TARGET_S = 30.0
@@ -213,8 +224,8 @@ def _run_id(run: int) -> str:
     return f"01BENCH{run:017d}XX"
 
 
-def _build(folder: Path) -> tuple[int, int]:
-    """Create the project; return how many objects each dry run must report.
+def build(folder: Path, runs: int = PARAMS["runs"]) -> tuple[int, int]:
+    """Create the project of ``runs`` runs; return how many objects each dry run must report.
 
     Returns:
         The objects ``gc --dry-run`` frees (only deleted runs name them), and those
@@ -226,15 +237,18 @@ def _build(folder: Path) -> tuple[int, int]:
     (folder / "pipetrail.toml").write_text("[pipetrail]\n\n" + _RULES)
     rng = random.Random(PARAMS["seed"])
     store = LocalStore(state / "objects")
-    store.put_bytes(b"created by benchmarks/gc_dry_run.py")  # creates the pack (this row is young)
+    marker = store.put_bytes(b"created by benchmarks/gc_dry_run.py")  # creates the pack
+    old = int(time.time()) - _DAY
     pack = sqlite3.connect(state / "objects" / "pack.db")
     pack.execute("PRAGMA synchronous=OFF")
+    # As old as every other object: were it young, it would turn into garbage an hour
+    # after the build, and the expected counts with it.
+    pack.execute("UPDATE objects SET stored_at = ? WHERE digest = ?", (old, marker))
     segments = state / "objects" / "segments"
     segments.mkdir()
     ledger = Ledger.open(f"sqlite:///{state / 'ledger.db'}", actor="bench@host")
-    old = int(time.time()) - _DAY
     named: dict[str, set[int]] = {}  # digest -> runs naming it
-    deleted = set(range(0, PARAMS["runs"], PARAMS["delete_every"]))
+    deleted = set(range(0, runs, PARAMS["delete_every"]))
     drafts: list[EventDraft] = []
     rows: list[tuple[str, bytes, int]] = []
     segment_rows: list[tuple[str, str, int, int]] = []
@@ -242,7 +256,7 @@ def _build(folder: Path) -> tuple[int, int]:
     segment_name, segment_count, offset = "", 0, 0
     previous_first: str | None = None
     started = time.perf_counter()
-    for run in range(PARAMS["runs"]):
+    for run in range(runs):
         objects = _objects(run, rng)
         digests = [digest_bytes(data) for data in objects]
         for j, (digest, data) in enumerate(zip(digests, objects, strict=True)):
@@ -282,6 +296,7 @@ def _build(folder: Path) -> tuple[int, int]:
         segment_file.close()
     for path in segments.iterdir():
         os.utime(path, (old, old))
+    pack.executemany("INSERT INTO objects (digest, data, stored_at) VALUES (?, ?, ?)", rows)
     pack.executemany("INSERT INTO segment_objects VALUES (?, ?, ?, ?)", segment_rows)
     pack.commit()
     pack.close()
@@ -296,27 +311,121 @@ def _build(folder: Path) -> tuple[int, int]:
             ]
         )
     ledger.close()
-    total = len(named) + 1  # the pack's first row
-    if total != 1_000_001:
-        raise RuntimeError(f"the fixture holds {total} objects, not 1,000,001")
-    gone = deleted | {run for run in range(PARAMS["runs"]) if _expires(run)}
+    if marker in named:
+        raise RuntimeError("the pack's first row is named by a run")
+    named[marker] = set()  # no run names it: garbage for both dry runs
+    if len(named) != runs * PARAMS["objects_per_run"] + 1:
+        raise RuntimeError(f"the fixture holds {len(named)} objects, not one per run's ten + 1")
+    gone = deleted | {run for run in range(runs) if _expires(run)}
     return (
         sum(1 for runs in named.values() if runs <= deleted),
         sum(1 for runs in named.values() if runs <= gone),
     )
 
 
-def _fixture() -> tuple[Path, int, int]:
+def manifest(project: Path) -> dict[str, Any]:
+    """What the fixture's project holds now: its ledger, its store, its rules.
+
+    Read-only (SQLite in ``mode=ro``); about two seconds on the full fixture. Any run,
+    stored object, deletion or edited rule since the build changes it.
+    """
+    state = project / ".pipetrail"
+    objects = state / "objects"
+    found: dict[str, Any] = {
+        "rules": hashlib.sha256((project / "pipetrail.toml").read_bytes()).hexdigest()
+    }
+    ledger = sqlite3.connect(f"file:{state / 'ledger.db'}?mode=ro", uri=True)
+    try:
+        count, last = ledger.execute("SELECT count(*), max(seq) FROM events").fetchone()
+        head = ledger.execute("SELECT hash FROM events WHERE seq = ?", (last,)).fetchone()
+        found["ledger"] = {
+            "events": count,
+            "last_seq": last,
+            "last_hash": head[0] if head else None,
+            "runs": ledger.execute("SELECT count(*) FROM runs").fetchone()[0],
+            "deletions": ledger.execute("SELECT count(*) FROM run_deletions").fetchone()[0],
+        }
+    finally:
+        ledger.close()
+    pack = sqlite3.connect(f"file:{objects / 'pack.db'}?mode=ro", uri=True)
+    try:
+        rows, newest, total = pack.execute(
+            "SELECT count(*), max(stored_at), total(stored_at) FROM objects"
+        ).fetchone()
+        segment_rows = pack.execute("SELECT count(*) FROM segment_objects").fetchone()[0]
+    finally:
+        pack.close()
+    found["pack"] = {"rows": rows, "newest": newest, "stored_at_sum": total}
+    found["segments"] = {"rows": segment_rows, **_files(objects / "segments")}
+    loose = {"files": 0, "bytes": 0}
+    for entry in os.scandir(objects):
+        if entry.is_dir() and len(entry.name) == 2:
+            counted = _files(objects / entry.name)
+            loose["files"] += counted["files"]
+            loose["bytes"] += counted["bytes"]
+    found["loose"] = loose
+    return found
+
+
+def _files(folder: Path) -> dict[str, int]:
+    """How many files ``folder`` holds and their total size."""
+    files = size = 0
+    for entry in os.scandir(folder):
+        if entry.is_file(follow_symlinks=False):
+            files += 1
+            size += entry.stat(follow_symlinks=False).st_size
+    return {"files": files, "bytes": size}
+
+
+def reusable(saved: object, params: dict[str, Any], now: dict[str, Any] | None) -> bool:
+    """Whether a fixture with this ``params.json`` content may be used as it is.
+
+    Args:
+        saved: the parsed ``params.json`` (anything: a file from an older script too).
+        params: what this script would build from.
+        now: the project's :func:`manifest` read now, or None when it cannot be read.
+    """
+    return (
+        isinstance(saved, dict)
+        and saved.get("params") == params
+        and now is not None
+        and saved.get("manifest") == now
+        and isinstance(saved.get("garbage"), int)
+        and isinstance(saved.get("policy_garbage"), int)
+    )
+
+
+def _read_manifest(project: Path) -> dict[str, Any] | None:
+    try:
+        return manifest(project)
+    except (OSError, sqlite3.Error, TypeError):
+        return None
+
+
+def _fixture() -> tuple[Path, int, int, dict[str, Any]]:
     marker = FOLDER / "params.json"
-    if marker.exists():
+    project = FOLDER / "project"
+    try:
         saved = json.loads(marker.read_text())
-        if saved.get("params") == PARAMS:
-            return FOLDER / "project", int(saved["garbage"]), int(saved["policy_garbage"])
+    except (OSError, ValueError):
+        saved = None
+    if saved is not None:
+        now = _read_manifest(project) if saved.get("params") == PARAMS else None
+        if reusable(saved, PARAMS, now):
+            assert now is not None
+            return project, saved["garbage"], saved["policy_garbage"], now
+        log("gc: the fixture is not what this script builds, or was changed since; rebuilding")
     log("gc: building the fixture (100,000 runs, 1,000,000 objects; a few minutes, once)")
     FOLDER.mkdir(parents=True, exist_ok=True)
-    garbage, policy = _build(FOLDER / "project")
-    marker.write_text(json.dumps({"params": PARAMS, "garbage": garbage, "policy_garbage": policy}))
-    return FOLDER / "project", garbage, policy
+    marker.unlink(missing_ok=True)
+    garbage, policy = build(project)
+    built = manifest(project)
+    marker.write_text(
+        json.dumps(
+            {"params": PARAMS, "manifest": built, "garbage": garbage, "policy_garbage": policy}
+        )
+    )
+    return project, garbage, policy, built
 
 
 def _timed(
@@ -333,7 +442,7 @@ def _timed(
 
 def run(quick: bool) -> list[Result]:
     reps = 2 if quick else 5
-    project, garbage, policy_garbage = _fixture()
+    project, garbage, policy_garbage, built = _fixture()
     env = bench_env()
     argv = [PIPETRAIL, "gc", "--dry-run", "--json"]
     _, out = run_timed(argv, cwd=project, env=env)  # warms the page cache; checked
@@ -360,6 +469,12 @@ def run(quick: bool) -> list[Result]:
         "objects, as the model says"
     )
     policy_times, policy_cpu = _timed(policy, project, env, reps)
+    if manifest(project) != built:
+        (FOLDER / "params.json").unlink(missing_ok=True)  # rebuilt next time
+        raise RuntimeError(
+            "the gc fixture changed while the benchmark ran (its dry runs must not write); "
+            "it will be rebuilt on the next run"
+        )
     return [
         summarize(
             "gc.dry_run",
