@@ -222,3 +222,47 @@ def test_an_edited_rule_or_a_new_event_in_the_gc_fixture_is_seen(
     assert after_event["ledger"] != built["ledger"]
     (project / "pipetrail.toml").write_text("[pipetrail]\n")
     assert gc_bench.manifest(project)["rules"] != after_event["rules"]
+
+
+def _tallies(encryption: Any, plain_s: float, sealed: list[float]) -> list[dict[str, Any]]:
+    """Rounds whose plain side takes ``plain_s`` and whose sealed side the given seconds."""
+    return [
+        {
+            "plain_write": encryption.Tally(plain_s, 0.1, 0.1),
+            "sealed_write": encryption.Tally(seconds, 0.3, 0.1),
+            "plain_read": encryption.Tally(plain_s, 0.1, 0.1),
+            "sealed_read": encryption.Tally(plain_s * 1.25, 0.1, 0.15),
+        }
+        for seconds in sealed
+    ]
+
+
+def test_the_encryption_ratio_is_judged_on_its_spread_over_the_rounds(script: Any) -> None:
+    encryption = script("encryption")
+    # Three rounds of five at 60% and two far below: the median passes, the spread does not.
+    noisy = {
+        r.name: r
+        for r in encryption.ratio_rows(_tallies(encryption, 1.0, [1.6] * 3 + [8.0, 7.0]), 0.25)
+    }
+    assert noisy["encryption.write_ratio"].median == pytest.approx(62.5)
+    assert noisy["encryption.write_ratio"].verdict == "inconclusive"
+    assert noisy["encryption.read_ratio"].verdict == "PASS"
+    assert noisy["encryption.read_ratio"].median == pytest.approx(80.0)
+    slow = {r.name: r for r in encryption.ratio_rows(_tallies(encryption, 1.0, [2.5] * 5), 0.25)}
+    assert slow["encryption.write_ratio"].verdict == "FAIL"
+    assert slow["encryption.write_cpu_ratio"].median == pytest.approx(50.0)
+    assert slow["encryption.write_user_cpu_ratio"].median == pytest.approx(100 / 3)
+    assert slow["encryption.plain_write"].median == pytest.approx(0.25)
+    assert slow["encryption.read_cpu_ratio"].median == pytest.approx(80.0)
+
+
+def test_the_encryption_rounds_write_and_read_both_stores(
+    script: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    encryption = script("encryption")
+    monkeypatch.setattr(encryption, "OBJECT_SIZE", 1 << 20)
+    monkeypatch.setattr(encryption, "WORK_DIR", tmp_path)
+    rows = {r.name: r for r in encryption.run(quick=True)}
+    assert rows["encryption.write_ratio"].n == encryption.QUICK_ROUNDS
+    assert rows["encryption.sealed_read"].median > 0
+    assert list(tmp_path.iterdir()) == []  # every round's stores are removed
