@@ -42,7 +42,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
-from _common import WORK_DIR, Result, log, main, summarize
+from _common import WORK_DIR, Result, log, main, not_measured, summarize
 from _paired import summarize_rounds
 
 from pipetrail.store import LocalStore
@@ -137,25 +137,31 @@ def ratio_rows(tallies: list[dict[str, Tally]], gib: float) -> list[Result]:
     for kind in ("write", "read"):
         plain, sealed = f"plain_{kind}", f"sealed_{kind}"
         rows.append(
-            summarize(
+            _cpu_row(
                 f"encryption.{kind}_cpu_ratio",
                 f"plain / sealed CPU time (all threads, user + system), {kind}",
                 [
-                    100.0 * (t[plain].user + t[plain].system) / (t[sealed].user + t[sealed].system)
+                    (t[plain].user + t[plain].system, t[sealed].user + t[sealed].system)
                     for t in tallies
                 ],
-                "%",
             )
         )
         rows.append(
-            summarize(
+            _cpu_row(
                 f"encryption.{kind}_user_cpu_ratio",
                 f"plain / sealed user CPU time (all threads), {kind}: the code's own work",
-                [100.0 * t[plain].user / t[sealed].user for t in tallies],
-                "%",
+                [(t[plain].user, t[sealed].user) for t in tallies],
             )
         )
     return rows
+
+
+def _cpu_row(name: str, measured: str, pairs: list[tuple[float, float]]) -> Result:
+    """plain / sealed CPU time, %, over the rounds whose sealed side took measurable time."""
+    ratios = [100.0 * plain / sealed for plain, sealed in pairs if sealed > 0]
+    if not ratios:
+        return not_measured(name, measured, "%", "CPU time too small to measure")
+    return summarize(name, measured, ratios, "%")
 
 
 def run(quick: bool) -> list[Result]:

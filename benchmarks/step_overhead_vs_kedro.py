@@ -48,6 +48,7 @@ Run: ``.venv/bin/python benchmarks/step_overhead_vs_kedro.py [--quick]``.
 from __future__ import annotations
 
 import json
+import math
 import resource
 import shutil
 import statistics
@@ -270,13 +271,22 @@ def _measure(programs: _Programs, rounds: dict[int, int]) -> dict[int, _Pairs]:
     return pairs
 
 
+def ratio_of(theirs: float, ours: float) -> float:
+    """Kedro's per-step figure over pipetrail's; NaN (no ratio) unless both are positive.
+
+    A median per-step figure at or below zero is noise (a difference of two processes
+    that jitter more than the steps cost): a ratio of it would mean nothing.
+    """
+    return theirs / ours if theirs > 0 and ours > 0 else math.nan
+
+
 def _ratio(n: int, kedro_ms: list[float], ours_ms: list[float]) -> Result:
     """Kedro / pipetrail (first run) per step; verdict from the per-round differences."""
     name = f"vs_kedro.ratio.{n}"
     measured = f"Kedro / pipetrail first run, per step, {n} steps"
     ours, theirs = statistics.median(ours_ms), statistics.median(kedro_ms)
     diff = median_interval([k - p for k, p in zip(kedro_ms, ours_ms, strict=True)])
-    ratio = theirs / ours if ours > 0 else float("inf")
+    ratio = ratio_of(theirs, ours)
     return Result(
         name=name,
         measured=f"{measured} (per-round Kedro - pipetrail, ms: {describe(diff, 'ms')})",
@@ -342,6 +352,7 @@ def _rows(pairs: dict[int, _Pairs], missing: str | None) -> list[Result]:
             results.append(_ratio(n, kedro_ms, first))
             ours_cpu = statistics.median(per_step(got.first, n, cpu=True))
             theirs_cpu = statistics.median(per_step(got.kedro, n, cpu=True))
+            cpu_ratio = ratio_of(theirs_cpu, ours_cpu)
             results.append(
                 Result(
                     name=f"vs_kedro.ratio_cpu.{n}",
@@ -349,9 +360,9 @@ def _rows(pairs: dict[int, _Pairs], missing: str | None) -> list[Result]:
                         f"the same in CPU time of the whole process (medians: Kedro "
                         f"{theirs_cpu:.3g}, pipetrail {ours_cpu:.3g} ms per step)"
                     ),
-                    median=theirs_cpu / ours_cpu if ours_cpu > 0 else float("inf"),
-                    min=theirs_cpu / ours_cpu if ours_cpu > 0 else float("inf"),
-                    max=theirs_cpu / ours_cpu if ours_cpu > 0 else float("inf"),
+                    median=cpu_ratio,
+                    min=cpu_ratio,
+                    max=cpu_ratio,
                     unit="x",
                     n=1,
                 )

@@ -146,6 +146,18 @@ def test_vs_kedro_without_kedro_says_not_measured(script: Any) -> None:
     assert rows["vs_kedro.pipetrail_first.100"].verdict == "PASS"
 
 
+def test_a_per_step_median_at_or_below_zero_gives_no_ratio(script: Any) -> None:
+    vs = script("step_overhead_vs_kedro")
+    assert vs.ratio_of(0.9, 0.3) == pytest.approx(3.0)
+    assert math.isnan(vs.ratio_of(0.9, -0.2))
+    assert math.isnan(vs.ratio_of(-0.1, 0.3))
+    noise = {"first": [0.3, -0.9, -0.25, 1.4, -1.2], "cached": [0.1] * 5, "kedro": [0.9] * 5}
+    pairs = {n: _pairs(vs, noise, n) for n in vs.SIZES}
+    ratio = {r.name: r for r in vs._rows(pairs, None)}["vs_kedro.ratio.10"]
+    assert math.isnan(ratio.median)
+    assert ratio.verdict == "inconclusive"
+
+
 def test_the_per_step_figure_divides_by_the_steps_added(script: Any) -> None:
     vs = script("step_overhead_vs_kedro")
     pairs = [(vs.Sample(0.5, 0.2), vs.Sample(0.599, 0.299))]
