@@ -96,7 +96,8 @@ def test_a_store_at_0008_is_upgraded_keeping_every_event(metadata_url: str) -> N
     assert current_revision(ledger.engine) == "0008"
     before = _events(ledger)
     unique, indexes = _shape(ledger)
-    assert unique and "ix_step_runs_pipeline_node" in indexes  # as 0008 left it
+    assert unique
+    assert "ix_step_runs_pipeline_node" in indexes
     path = _sqlite_path(metadata_url)
     if path is not None:
         assert not _seq_is_rowid(path)
@@ -157,6 +158,29 @@ def test_a_store_at_0009_goes_back_to_0008(metadata_url: str) -> None:
     _downgrade(ledger, "0008")
     assert _events(ledger) == before
     unique, indexes = _shape(ledger)
-    assert unique and "ix_step_runs_pipeline_node" in indexes
+    assert unique
+    assert "ix_step_runs_pipeline_node" in indexes
     assert ledger.verify().ok
     ledger.close()
+
+
+def test_a_lookup_takes_a_row_whose_json_reads_the_same_and_refuses_an_edited_one(
+    metadata_url: str,
+) -> None:
+    ledger = Ledger.open(metadata_url, actor="tester")
+    try:
+        _fill(ledger)
+        with ledger.engine.begin() as conn:  # the same value in another encoding
+            conn.execute(
+                sa.text("UPDATE step_runs SET resources = :r WHERE step_run_id = 'S3'"),
+                {"r": '{ "wall_ns" : 5 }'},
+            )
+        found = ledger.reader().cache_lookup(_KEY)
+        assert found is not None
+        assert (found["step_run_id"], found["resources"]) == ("S3", {"wall_ns": 5})
+        with ledger.engine.begin() as conn:
+            conn.execute(sa.text("UPDATE step_runs SET seed = 8 WHERE step_run_id = 'S3'"))
+        with pytest.raises(TamperedLedgerError, match=r"step_runs\[S3\]: seed is 8"):
+            ledger.reader().cache_lookup(_KEY)
+    finally:
+        ledger.close()
