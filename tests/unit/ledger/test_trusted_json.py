@@ -149,3 +149,10 @@ def test_any_other_step_row_is_left_to_the_column_by_column_check() -> None:
     big = list(values)
     big[STEP_ROW_COLUMNS.index("resources")] = {"wall_ns": 2**70}
     assert not _holds_exactly(stored, tuple(big))
+
+
+def test_a_lookup_reads_the_step_columns_in_the_order_the_projection_writes_them() -> None:
+    from pipetrail.ledger.projection_rows import STEP_ROW_COLUMNS
+    from pipetrail.ledger.trusted import STEP_COLUMNS
+
+    assert STEP_COLUMNS == STEP_ROW_COLUMNS  # _holds_exactly compares them by position
