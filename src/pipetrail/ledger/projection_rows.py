@@ -26,6 +26,7 @@ __all__ = [
     "closed_step_rows",
     "deletion_row",
     "finished_step_row",
+    "finished_step_values",
     "io_rows",
     "io_values",
     "metric_rows",
@@ -406,3 +407,15 @@ def finished_step_row(
     row = step_row(status, event, p, _same if decoded else _json)
     del row["first_seq"]
     return row
+
+
+def finished_step_values(event: Event, p: dict[str, Any]) -> tuple[Any, ...] | None:
+    """:func:`step_values` of a step's closing event, JSON columns as values, or None.
+
+    None for an event of another kind. ``first_seq`` is the event's own seq there (the
+    caller keeps the row's, which the ``step.started`` event of a step that ran set).
+    """
+    status = _FINISHED_STATUS.get(event.kind)
+    if status is None:
+        return None
+    return step_values(status, event, p, _same)

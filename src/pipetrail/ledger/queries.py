@@ -29,6 +29,7 @@ from pipetrail.ledger.trusted import (
     NOT_DELETED,
     REBUILD_HINT,
     RUN_STEPS_SQL,
+    STEP_COLUMNS,
     trusted_artifact,
     trusted_step_run,
 )
@@ -236,7 +237,10 @@ class Reader(ABC):
         rows = self.fetch_tuples(CACHE_LOOKUP_SQL, {"k": cache_key})
         if not rows:
             return None
-        return trusted_step_run(dict(zip(CACHE_LOOKUP_COLUMNS, rows[0], strict=True)))
+        found = rows[0]
+        return trusted_step_run(
+            dict(zip(CACHE_LOOKUP_COLUMNS, found, strict=True)), found[: len(STEP_COLUMNS)]
+        )
 
     def step_outputs(self, run_id: str) -> list[Row]:
         """Return the outputs of a run's finished step runs, as their closing events say.

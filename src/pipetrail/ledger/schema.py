@@ -48,20 +48,26 @@ metadata = MetaData()
 
 DIGEST = 71  # "blake3:" + 64 hex
 ID = 40
+# A 64-bit integer; on SQLite the INTEGER that makes a primary key the rowid.
+SEQ = BigInteger().with_variant(Integer, "sqlite")
 
 events = Table(
     "events",
     metadata,
     # seq is assigned by the appender (last + 1) under a write lock, never by the database,
-    # so that gaps and reordering are detectable and both backends behave the same.
-    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    # so that gaps and reordering are detectable and both backends behave the same. On
+    # SQLite it is the rowid itself (INTEGER PRIMARY KEY, migration 0009): one B-tree,
+    # and a read by seq is one search.
+    Column("seq", SEQ, primary_key=True, autoincrement=False),
     Column("ts", String(32), nullable=False),
     Column("actor", String(200), nullable=False),
     Column("kind", String(64), nullable=False),
     Column("run_id", String(ID), nullable=True),
     Column("payload", Text, nullable=False),
     Column("prev_hash", String(DIGEST), nullable=False),
-    Column("hash", String(DIGEST), nullable=False, unique=True),
+    # Not indexed (migration 0009): no query reads an event by its hash, and the hash
+    # covers the seq and the previous hash, so the chain already keeps hashes distinct.
+    Column("hash", String(DIGEST), nullable=False),
     Index("ix_events_run_id", "run_id"),
     Index("ix_events_kind", "kind"),
 )
@@ -140,7 +146,9 @@ step_runs = Table(
     Index("ix_step_runs_run_id", "run_id"),
     # Newest step run with a key first, from the index alone (migration 0002).
     Index("ix_step_runs_cache_key_seq", "cache_key", "last_seq"),
-    Index("ix_step_runs_pipeline_node", "pipeline", "node_id"),
+    # An earlier run of a step, newest first (`why`); new rows land at its end
+    # (migration 0009; it replaced an index on pipeline and node id).
+    Index("ix_step_runs_pipeline_step", "pipeline", "step", "first_seq"),
 )
 
 artifacts = Table(

@@ -28,7 +28,12 @@ from pipetrail.errors import TamperedLedgerError
 from pipetrail.hashing import canonical_json
 from pipetrail.hashing.canonical import member_json
 from pipetrail.ledger.events import Event, EventKind, hashed_here
-from pipetrail.ledger.projection_rows import JSON_COLUMNS, artifact_row, finished_step_row
+from pipetrail.ledger.projection_rows import (
+    JSON_COLUMNS,
+    STEP_ROW_COLUMNS,
+    artifact_row,
+    finished_step_values,
+)
 
 __all__ = [
     "ARTIFACT_COLUMNS",
@@ -395,14 +400,42 @@ def trusted_artifact(row: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in expected.items() if k != "first_seq"}
 
 
-def trusted_step_run(row: dict[str, Any]) -> dict[str, Any]:
+# Where the JSON columns and first_seq sit in a step row's values (STEP_ROW_COLUMNS,
+# which is the order of STEP_COLUMNS as well: a contract test holds them equal).
+_STEP_JSON_AT = tuple(i for i, c in enumerate(STEP_ROW_COLUMNS) if c in JSON_COLUMNS)
+_STEP_FIRST_AT = STEP_ROW_COLUMNS.index("first_seq")
+
+
+def _holds_exactly(stored: tuple[Any, ...], values: tuple[Any, ...]) -> bool:
+    """Whether a stored step row is exactly what the values of its closing event give.
+
+    Only for a payload orjson read (its members encode as the projection wrote them):
+    every plain column equal, every JSON column the canonical text of the event's value,
+    ``first_seq`` aside. Each of these equalities is the first test
+    :func:`_disagreement` makes of that column, so a row this accepts, it accepts too;
+    any other row goes through :func:`_disagreement`, which compares by value and names
+    what differs.
+    """
+    encoded = list(values)
+    try:
+        for at in _STEP_JSON_AT:
+            encoded[at] = member_json(encoded[at])
+    except (TypeError, orjson.JSONEncodeError):
+        return False  # an integer beyond 64 bits, a lone surrogate: compared by value
+    encoded[_STEP_FIRST_AT] = stored[_STEP_FIRST_AT]
+    return tuple(encoded) == stored
+
+
+def trusted_step_run(row: dict[str, Any], stored: tuple[Any, ...] | None = None) -> dict[str, Any]:
     """Return a finished step run as its closing event gives it (for cache lookups).
 
     ``row`` is a row of :data:`CACHE_LOOKUP_SQL` or :data:`RUN_STEPS_SQL`; the result has
     the columns of the ``step_runs`` table but ``last_seq``, JSON columns parsed, and
     ``output_formats``: how the event says each output is read (no column holds it;
     None in events written before it was recorded; see
-    docs/adr/0013-how-an-output-is-read.md).
+    docs/adr/0013-how-an-output-is-read.md). ``stored``: the row's values of
+    :data:`STEP_COLUMNS`, in that order, when the caller has them (else read from
+    ``row``).
 
     Raises:
         TamperedLedgerError: the event is not intact, or the row disagrees with it.
@@ -411,15 +444,21 @@ def trusted_step_run(row: dict[str, Any]) -> dict[str, Any]:
     event = check_event(row, table="step_runs", key=key, seq=int(row["last_seq"]))
     payload, finite = _payload(event, "step_runs", key)
     try:  # a try, not contextlib.suppress: this runs for every cache lookup
-        expected = finished_step_row(event, payload, decoded=True)
+        values = finished_step_values(event, payload)
     except KeyError:
-        expected = None
-    if expected is None or payload.get("step_run_id") != key:
+        values = None
+    if values is None or payload.get("step_run_id") != key:
         raise _wrong_kind("step_runs", key, event, "step.completed or step.cached event")
-    found = _disagreement("step_runs", key, row, expected, event.seq, finite=finite)
-    if found is not None:
-        raise found
-    del expected["last_seq"]  # the row's own, made here for this result alone
-    expected["first_seq"] = row["first_seq"]
-    expected["output_formats"] = payload.get("output_formats")
-    return expected
+    if stored is None:
+        stored = tuple(row[c] for c in STEP_COLUMNS)
+    if not (finite and _holds_exactly(stored, values)):
+        expected = dict(zip(STEP_ROW_COLUMNS, values, strict=True))
+        del expected["first_seq"]
+        found = _disagreement("step_runs", key, row, expected, event.seq, finite=finite)
+        if found is not None:
+            raise found
+    result = dict(zip(STEP_ROW_COLUMNS, values, strict=True))
+    del result["last_seq"]  # the row's own, made here for this result alone
+    result["first_seq"] = row["first_seq"]
+    result["output_formats"] = payload.get("output_formats")
+    return result

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -91,3 +92,67 @@ def test_a_payload_orjson_read_is_known_finite() -> None:
     assert finite is False
     assert value["a"] != value["a"]
     assert _parsed('{"a":1e400}')[1] is False
+
+
+def _step_values() -> tuple[Any, ...]:
+    from pipetrail.ledger.projection_rows import STEP_ROW_COLUMNS
+
+    values: dict[str, Any] = dict.fromkeys(STEP_ROW_COLUMNS, "x")
+    values.update(
+        components={"step": "inc", "code": "blake3:00"},
+        inputs={"x": "blake3:11"},
+        outputs={"return": "blake3:22"},
+        resources={"wall_ns": 5},
+        resource_requests=None,
+        seed=7,
+        first_seq=3,
+        last_seq=9,
+    )
+    return tuple(values[c] for c in STEP_ROW_COLUMNS)
+
+
+def _stored(values: tuple[Any, ...]) -> tuple[Any, ...]:
+    from pipetrail.hashing.canonical import member_json
+    from pipetrail.ledger.projection_rows import JSON_COLUMNS, STEP_ROW_COLUMNS
+
+    return tuple(
+        member_json(v) if c in JSON_COLUMNS else v
+        for c, v in zip(STEP_ROW_COLUMNS, values, strict=True)
+    )
+
+
+def test_a_step_row_written_from_its_event_is_taken_at_once() -> None:
+    from pipetrail.ledger.trusted import _holds_exactly
+
+    values = _step_values()
+    stored = _stored(values)
+    assert _holds_exactly(stored, values)
+    # first_seq is the step.started event's: not the closing event's to say.
+    assert _holds_exactly((*stored[:-2], 1, stored[-1]), values)
+
+
+def test_any_other_step_row_is_left_to_the_column_by_column_check() -> None:
+    from pipetrail.ledger.projection_rows import STEP_ROW_COLUMNS
+    from pipetrail.ledger.trusted import _holds_exactly
+
+    values = _step_values()
+    stored = _stored(values)
+    for at, column in enumerate(STEP_ROW_COLUMNS):
+        if column == "first_seq":
+            continue
+        for other in ("y", None, '{"return": "blake3:22"}', 8):
+            if other == stored[at]:
+                continue
+            changed = (*stored[:at], other, *stored[at + 1 :])
+            assert not _holds_exactly(changed, values), (column, other)
+    # A value orjson cannot write (beyond 64 bits) is compared by value instead.
+    big = list(values)
+    big[STEP_ROW_COLUMNS.index("resources")] = {"wall_ns": 2**70}
+    assert not _holds_exactly(stored, tuple(big))
+
+
+def test_a_lookup_reads_the_step_columns_in_the_order_the_projection_writes_them() -> None:
+    from pipetrail.ledger.projection_rows import STEP_ROW_COLUMNS
+    from pipetrail.ledger.trusted import STEP_COLUMNS
+
+    assert STEP_COLUMNS == STEP_ROW_COLUMNS  # _holds_exactly compares them by position
