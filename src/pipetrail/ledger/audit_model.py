@@ -31,10 +31,11 @@ from collections.abc import Callable
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
+from pipetrail.hashing.canonical import canonical_json
 from pipetrail.ledger.audit_columns import TABLES
 from pipetrail.ledger.events import EventKind
 from pipetrail.ledger.projection_rows import (
-    artifact_row,
+    artifact_values,
     closed_step_rows,
     deletion_row,
     io_values,
@@ -86,7 +87,7 @@ MODEL_KINDS = frozenset(
 )  # fmt: skip
 _INT64 = (-(2**63), 2**63 - 1)
 # Tables whose rows :meth:`TableModel.add` checks a batch at a time.
-_BATCHED = ("step_runs", "step_run_io", "run_metrics")
+_BATCHED = ("step_runs", "step_run_io", "run_metrics", "artifacts")
 _SQLITE_TYPE = {int: "integer", float: "real"}
 _Getter = Callable[[tuple[Any, ...]], tuple[Any, ...]]  # what SQLite's typeof() says of each
 
@@ -249,7 +250,7 @@ class TableModel:
                 if kind == EventKind.SOURCE_OBSERVED:
                     sources.append(source_row(event, p))
                 elif kind == EventKind.ARTIFACT_RECORDED:
-                    self._artifact(event, p, encode, plain)
+                    self._artifact(event, p, encode)
                 elif kind == EventKind.STEP_STARTED:
                     row = step_values("running", event, p, encode)
                     self._unchecked["step_runs"].append(row)
@@ -428,10 +429,9 @@ class TableModel:
         event: Event,
         p: dict[str, Any],
         encode: Callable[[Any], Any] | None,
-        plain: bool,
     ) -> None:
-        layout = self.layout["artifacts"]
-        row = layout.check(layout.get(artifact_row(event, p, encode=encode)), plain)
+        row = artifact_values(event, p, encode or canonical_json)
+        self._unchecked["artifacts"].append(row)  # checked with the batch's others
         if p.get("resealed_from"):  # a reseal replaces the row; otherwise the first wins
             self.artifacts[row[0]] = row
         else:
