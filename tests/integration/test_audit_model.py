@@ -362,6 +362,18 @@ FORGED: dict[str, tuple[str, str, int, dict[str, Any]]] = {
     "a size that is a float": (EventKind.ARTIFACT_RECORDED, "R1", 0, {"size": 9.0}),
     "an input digest that is a number": (EventKind.STEP_COMPLETED, "R1", 0, {"inputs": {"d": 5}}),
     "an artifact with no blob": (EventKind.ARTIFACT_RECORDED, "R1", 0, {"blob": None}),
+    # Artifact rows are checked a batch at a time too, a row the first recording keeps
+    # out included (the replay binds its values all the same).
+    "an artifact role that is a number": (EventKind.ARTIFACT_RECORDED, "R1", 0, {"role": 5}),
+    "a second recording's size that is text": (
+        EventKind.ARTIFACT_RECORDED, "R2", 0, {"size": "9"},
+    ),
+    # So are the run tables' rows, those an update changes included.
+    "a run seed beyond 64 bits": (EventKind.RUN_STARTED, "R2", 0, {"seed": 2**64}),
+    "a run name that is a number": (EventKind.RUN_STARTED, "R1", 0, {"name": 5}),
+    "a run renamed with a lone surrogate": (
+        EventKind.RUN_NAMED, "R1", 1, {"name": "second\ud800"},
+    ),
     "a step that names no node": (EventKind.STEP_STARTED, "R3", 0, {"node_id": None}),
     # Step rows are checked a batch at a time: one bad value among good rows is found.
     "a step log that is a number": (EventKind.STEP_COMPLETED, "R2", 0, {"logs": 5}),

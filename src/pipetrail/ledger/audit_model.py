@@ -31,10 +31,11 @@ from collections.abc import Callable
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
+from pipetrail.hashing.canonical import canonical_json
 from pipetrail.ledger.audit_columns import TABLES
 from pipetrail.ledger.events import EventKind
 from pipetrail.ledger.projection_rows import (
-    artifact_row,
+    artifact_values,
     closed_step_rows,
     deletion_row,
     io_values,
@@ -86,7 +87,7 @@ MODEL_KINDS = frozenset(
 )  # fmt: skip
 _INT64 = (-(2**63), 2**63 - 1)
 # Tables whose rows :meth:`TableModel.add` checks a batch at a time.
-_BATCHED = ("step_runs", "step_run_io", "run_metrics")
+_BATCHED = ("step_runs", "step_run_io", "run_metrics", "artifacts", *_RUN_TABLES)
 _SQLITE_TYPE = {int: "integer", float: "real"}
 _Getter = Callable[[tuple[Any, ...]], tuple[Any, ...]]  # what SQLite's typeof() says of each
 
@@ -249,7 +250,7 @@ class TableModel:
                 if kind == EventKind.SOURCE_OBSERVED:
                     sources.append(source_row(event, p))
                 elif kind == EventKind.ARTIFACT_RECORDED:
-                    self._artifact(event, p, encode, plain)
+                    self._artifact(event, p, encode)
                 elif kind == EventKind.STEP_STARTED:
                     row = step_values("running", event, p, encode)
                     self._unchecked["step_runs"].append(row)
@@ -257,10 +258,10 @@ class TableModel:
                 elif kind in _STEP_ENDS:
                     self._step_end(_STEP_ENDS[kind], event, p, encode, plain)  # type: ignore[index]
                 elif kind in _RUN_ENDS:
-                    self._run_ended(_RUN_ENDS[kind], event, p, plain)  # type: ignore[index]
+                    self._run_ended(_RUN_ENDS[kind], event, p)  # type: ignore[index]
                     self._run_end(event, p, plain)
                 else:
-                    self._run_event(kind, event, p, encode, plain)
+                    self._run_event(kind, event, p, encode)
             if sources:
                 self._sources(sources, plain)
             for table, rows in self._unchecked.items():
@@ -358,10 +359,11 @@ class TableModel:
             self.steps[step] = changed_row = tuple(changed)
             self._unchecked["step_runs"].append(changed_row)
 
-    def _insert(self, table: str, row: dict[str, Any], plain: bool) -> tuple[Any, ...]:
+    def _insert(self, table: str, row: dict[str, Any]) -> tuple[Any, ...]:
         """``INSERT ... ON CONFLICT DO NOTHING`` of ``row``; the row now under its key."""
         layout = self.layout[table]
-        found = layout.check(layout.get(row), plain)
+        found = layout.get(row)
+        self._unchecked[table].append(found)  # checked with the batch's others
         return self.simple[table].setdefault(layout.key(found), found)
 
     def _run_event(
@@ -370,16 +372,15 @@ class TableModel:
         event: Event,
         p: dict[str, Any],
         encode: Callable[[Any], Any] | None,
-        plain: bool,
     ) -> None:
         tags = self.simple["run_tags"]
         if kind == EventKind.RUN_STARTED:
-            self._insert("runs", run_row(event, p, encode), plain)
+            self._insert("runs", run_row(event, p, encode))
             for row in run_param_rows(p, encode):
-                self._insert("run_params", row, plain)
-            self._tag(run_tag_rows(event, p), plain)
+                self._insert("run_params", row)
+            self._tag(run_tag_rows(event, p))
         elif kind == EventKind.RUN_TAGGED:
-            self._tag(tagged_rows(event, p), plain)
+            self._tag(tagged_rows(event, p))
         elif kind == EventKind.RUN_UNTAGGED:
             for gone in untagged_keys(p):
                 run, key = gone["run_id"], gone["key"]
@@ -387,27 +388,29 @@ class TableModel:
                     raise Unmodelled("run_tags: a key or run that is not text")
                 tags.pop((run, key), None)
         elif kind == EventKind.RUN_NOTED:
-            self._insert("run_notes", note_row(event, p), plain)
+            self._insert("run_notes", note_row(event, p))
         elif kind == EventKind.RUN_DELETED:
-            self._insert("run_deletions", deletion_row(event, p), plain)
+            self._insert("run_deletions", deletion_row(event, p))
         elif kind == EventKind.RUN_NAMED:
             change = rename_row(p)
-            self._update_run(change["run_id"], [(self._name, change["name"])], plain)
+            self._update_run(change["run_id"], [(self._name, change["name"])])
 
-    def _tag(self, rows: list[dict[str, Any]], plain: bool) -> None:
+    def _tag(self, rows: list[dict[str, Any]]) -> None:
         """``run_tags`` upserts: the newest value and event per key."""
         layout = self.layout["run_tags"]
         tags = self.simple["run_tags"]
+        unchecked = self._unchecked["run_tags"]
         for row in rows:
-            found = layout.check(layout.get(row), plain)
+            found = layout.get(row)
+            unchecked.append(found)  # checked with the batch's others
             tags[layout.key(found)] = found
 
-    def _run_ended(self, status: str, event: Event, p: dict[str, Any], plain: bool) -> None:
+    def _run_ended(self, status: str, event: Event, p: dict[str, Any]) -> None:
         change = run_end_row(status, event, p)
         values = [change[c] for c in ("status", "ended_at", "error", "last_seq")]
-        self._update_run(change["run_id"], list(zip(self._ending, values, strict=True)), plain)
+        self._update_run(change["run_id"], list(zip(self._ending, values, strict=True)))
 
-    def _update_run(self, run: Any, values: list[tuple[int, Any]], plain: bool) -> None:
+    def _update_run(self, run: Any, values: list[tuple[int, Any]]) -> None:
         """``UPDATE runs SET ... WHERE run_id = :run``; the values are checked either way."""
         layout = self.layout["runs"]
         if type(run) is not str:
@@ -421,17 +424,17 @@ class TableModel:
             changed = list(row)
             for at, value in values:
                 changed[at] = value
-            runs[run] = layout.check(tuple(changed), plain)
+            runs[run] = found = tuple(changed)
+            self._unchecked["runs"].append(found)  # checked with the batch's others
 
     def _artifact(
         self,
         event: Event,
         p: dict[str, Any],
         encode: Callable[[Any], Any] | None,
-        plain: bool,
     ) -> None:
-        layout = self.layout["artifacts"]
-        row = layout.check(layout.get(artifact_row(event, p, encode=encode)), plain)
+        row = artifact_values(event, p, encode or canonical_json)
+        self._unchecked["artifacts"].append(row)  # checked with the batch's others
         if p.get("resealed_from"):  # a reseal replaces the row; otherwise the first wins
             self.artifacts[row[0]] = row
         else:

@@ -22,7 +22,9 @@ __all__ = [
     "METRIC_ROW_COLUMNS",
     "STEP_COLUMNS",
     "STEP_ROW_COLUMNS",
+    "ARTIFACT_ROW_COLUMNS",
     "artifact_row",
+    "artifact_values",
     "closed_step_rows",
     "deletion_row",
     "finished_step_row",
@@ -346,19 +348,35 @@ def artifact_row(
     :func:`~pipetrail.ledger.projection_batch.apply_events`).
     """
     encode = _same if decoded else (encode or canonical_json)
-    return {
-        "digest": p["digest"],
-        "blob": p["blob"],
-        "serializer": p["serializer"],
-        "type_name": p["type_name"],
-        "size": p["size"],
-        "meta": encode(p.get("meta") or {}),
-        "role": p["role"],
-        "first_run_id": p.get("run_id"),
-        "first_step_run_id": p.get("step_run_id"),
-        "created_at": event.ts,
-        "first_seq": event.seq,
-    }
+    return dict(zip(ARTIFACT_ROW_COLUMNS, artifact_values(event, p, encode), strict=True))
+
+
+ARTIFACT_ROW_COLUMNS = (
+    "digest", "blob", "serializer", "type_name", "size", "meta", "role", "first_run_id",
+    "first_step_run_id", "created_at", "first_seq",
+)  # fmt: skip
+
+
+def artifact_values(
+    event: Event, p: dict[str, Any], encode: Callable[[Any], Any]
+) -> tuple[Any, ...]:
+    """:func:`artifact_row`'s values, in the order of :data:`ARTIFACT_ROW_COLUMNS`.
+
+    ``encode`` turns ``meta`` into what the column holds.
+    """
+    return (
+        p["digest"],
+        p["blob"],
+        p["serializer"],
+        p["type_name"],
+        p["size"],
+        encode(p.get("meta") or {}),
+        p["role"],
+        p.get("run_id"),
+        p.get("step_run_id"),
+        event.ts,
+        event.seq,
+    )
 
 
 def source_row(event: Event, p: dict[str, Any]) -> dict[str, Any]:

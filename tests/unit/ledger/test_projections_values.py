@@ -7,9 +7,12 @@ from typing import Any
 from pipetrail.hashing.canonical import member_json
 from pipetrail.ledger.events import Event
 from pipetrail.ledger.projection_rows import (
+    ARTIFACT_ROW_COLUMNS,
     IO_ROW_COLUMNS,
     METRIC_ROW_COLUMNS,
     STEP_ROW_COLUMNS,
+    artifact_row,
+    artifact_values,
     io_rows,
     io_values,
     metric_rows,
@@ -63,3 +66,19 @@ def test_run_rows_encode_as_canonical_json_with_the_batch_encoder() -> None:
     assert param_text(2.0, member_json) == "2"
     assert run_row(EVENT, {**run, "params": None, "git": None}, member_json)["params"] == "null"
     assert run_row(EVENT, {**run, "git": None}, member_json)["git"] is None
+
+
+def test_artifact_values_are_the_artifact_row_in_column_order() -> None:
+    from pipetrail.hashing.canonical import canonical_json
+
+    artifact = {
+        "digest": "blake3:a", "blob": "blake3:b", "serializer": "json", "type_name": "dict",
+        "size": 9, "meta": {"rows": 3, "name": "é"}, "role": "output", "run_id": "R1",
+    }  # fmt: skip
+    for encode in (member_json, canonical_json):
+        row = artifact_row(EVENT, artifact, encode=encode)
+        assert list(row) == list(ARTIFACT_ROW_COLUMNS)
+        assert tuple(row.values()) == artifact_values(EVENT, artifact, encode)
+    values = artifact_values(EVENT, artifact, canonical_json)
+    assert values[5] == '{"name":"é","rows":3}'
+    assert values[7:] == ("R1", None, TS, 7)  # no step run: NULL

@@ -120,7 +120,7 @@ def test_text_and_nulls_in_one_column_are_checked_as_one_by_one(
 @pytest.mark.parametrize(
     ("table", "columns"),
     [("step_runs", "STEP_ROW_COLUMNS"), ("step_run_io", "IO_ROW_COLUMNS"),
-     ("run_metrics", "METRIC_ROW_COLUMNS")],
+     ("run_metrics", "METRIC_ROW_COLUMNS"), ("artifacts", "ARTIFACT_ROW_COLUMNS")],
 )  # fmt: skip
 def test_the_value_builders_give_the_tables_columns_in_order(table: str, columns: str) -> None:
     from pipetrail.ledger import projection_rows
