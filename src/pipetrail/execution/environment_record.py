@@ -11,8 +11,9 @@ registry is the same object and the store still holds the object.
 exist for the plain types a snapshot is made of (dicts, lists, strings, numbers, None)
 and tell apart what ``==`` does not and the stored JSON does (``1``, ``1.0`` and
 ``True``; ``0.0`` and ``-0.0``), since ``marshal`` reads back each value with its type.
-They are built in C, several times faster than ``repr`` of the same snapshot (a hundred
-distributions or more). A snapshot holding anything else falls back to ``repr``.
+They are built in C, faster than ``repr`` of the same snapshot (a hundred distributions
+or more); format version 2 is used, whose bytes depend on the values alone (not on
+which strings are shared or interned). A snapshot holding anything else falls back to ``repr``.
 """
 
 from __future__ import annotations
@@ -31,6 +32,10 @@ _last: weakref.WeakKeyDictionary[Any, tuple[SerializerRegistry, Any, StoredArtif
     weakref.WeakKeyDictionary()
 )
 _lock = threading.Lock()
+# Version 2: no back-references and no interning flags, which later versions write
+# according to the objects' reference counts and interning; the bytes then depend on
+# the values and their types alone.
+_MARSHAL_VERSION = 2
 
 
 def stored_environment(
@@ -67,6 +72,6 @@ def snapshot_identity(environment: dict[str, Any]) -> bytes | str:
     to bytes) for one holding anything else, a subclass included.
     """
     try:
-        return marshal.dumps(environment)
+        return marshal.dumps(environment, _MARSHAL_VERSION)
     except ValueError:  # a type marshal does not write
         return repr(environment)

@@ -8,6 +8,7 @@ stored again. Real LocalStore and serializer registry.
 from __future__ import annotations
 
 import json
+import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -39,6 +40,17 @@ def test_equal_snapshots_built_apart_are_the_same() -> None:
     assert snapshot_identity(_snapshot(7)) == snapshot_identity(_snapshot(7))
     nan = float("nan")
     assert snapshot_identity(_snapshot(nan)) == snapshot_identity(_snapshot(float("nan")))
+
+
+def test_equal_snapshots_are_the_same_whatever_objects_they_share() -> None:
+    shared = _snapshot(7)
+    name = "".join(["pkg", "-shared"])  # not interned
+    shared["distributions"] = [{"name": name, "version": name}] * 3
+    fresh = _snapshot(7)
+    fresh["distributions"] = [
+        {"name": "".join(["pkg-", "shared"]), "version": sys.intern("pkg-shared")} for _ in range(3)
+    ]
+    assert snapshot_identity(shared) == snapshot_identity(fresh)
 
 
 def test_a_snapshot_of_other_types_falls_back_to_repr() -> None:
