@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import time
 from typing import TYPE_CHECKING, Any
 
@@ -192,3 +193,24 @@ def test_stamps_follow_each_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
     assert after[1] == before[1]
     assert after[2] != before[2]
     assert listing_memo.newest_stamp(after) >= os.stat(missing).st_ctime_ns
+
+
+def test_threads_capturing_at_once_agree(
+    site: Path, tmp_path: Path, checks: dict[str, int]
+) -> None:
+    cache = tmp_path / "cache"
+    found: list[dict[str, str]] = []
+
+    def capture() -> None:
+        for _ in range(20):
+            found.append(versions(capture_environment(cache_dir=cache)))
+
+    threads = [threading.Thread(target=capture) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert found == [{"fake-pkg": "1.0"}] * 80
+    assert checks["listed"] >= 1
+    assert checks["full"] < 80  # most were served by the remembered listing
+    assert environment._read_cache(cache / "distributions.json") is not None
