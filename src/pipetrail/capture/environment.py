@@ -40,6 +40,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pipetrail.capture import listing_memo
 from pipetrail.capture.file_memo import read_remembered
 from pipetrail.core.version import VERSION
 from pipetrail.hashing import digest_bytes, digest_value
@@ -120,7 +121,9 @@ def capture_environment(*, cache_dir: Path | None = None) -> dict[str, Any]:
         "memory": {"total_bytes": _total_memory_bytes()},
         "gpu": _gpu_info(),
         "distributions": _cached_distributions(cache_dir),
-        "env_vars": {name: os.environ[name] for name in ENV_VAR_ALLOWLIST if name in os.environ},
+        "env_vars": {
+            name: value for name in ENV_VAR_ALLOWLIST if (value := os.environ.get(name)) is not None
+        },
     }
 
 
@@ -148,6 +151,10 @@ def list_distributions() -> list[dict[str, Any]]:
     # cache miss.
     import importlib.metadata
 
+    # importlib.metadata remembers each folder's names per folder mtime for the rest of
+    # the process: an install within the same timestamp tick as an earlier listing (or
+    # with its folder's mtime set back) would list the names of before. Forget them.
+    importlib.metadata.MetadataPathFinder().invalidate_caches()
     found: dict[str, dict[str, Any]] = {}
     for dist in importlib.metadata.distributions():
         name, version = _name_and_version(dist)
@@ -246,7 +253,12 @@ def _cached_distributions(cache_dir: Path | None) -> list[dict[str, Any]]:
     if cache_dir is None:
         return list_distributions()
     cache_file = cache_dir / _CACHE_FILE
+    name = os.fspath(cache_file)
+    recalled = listing_memo.recall(name)
+    if recalled is not None:
+        return list(recalled)
     started = time.time_ns()  # before any stat: the racy rule's reference
+    stamps = listing_memo.path_stamps()
     cached = _read_cache(cache_file)
     known = cached["folders"] if cached is not None else {}
     key, newest, folders = _distributions_key(known, started)
@@ -256,11 +268,15 @@ def _cached_distributions(cache_dir: Path | None) -> list[dict[str, Any]]:
             # Same distributions, but a folder changed (a project's file beside them):
             # remember its new listing so the next run need not scan it again.
             _write_cache(cache_file, key, folders, cached["distributions"])
-        return list(cached["distributions"])
-    distributions = list_distributions()
-    if old_enough:
-        _write_cache(cache_file, key, folders, distributions)
-    return distributions
+        distributions: list[dict[str, Any]] = cached["distributions"]
+    else:
+        distributions = list_distributions()
+        if old_enough:
+            _write_cache(cache_file, key, folders, distributions)
+    listing_memo.remember(
+        name, stamps, folders, distributions, newest=newest, limit=started - _RACY_WINDOW_NS
+    )
+    return list(distributions)
 
 
 # One folder on sys.path: its inode, mtime_ns and ctime_ns, and its package metadata

@@ -9,6 +9,7 @@ _MODULES = [
     "environment_diff",
     "file_memo",
     "git",
+    "listing_memo",
     "log_context",
     "log_lines",
     "output",

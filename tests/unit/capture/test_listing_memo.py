@@ -1,0 +1,216 @@
+"""The distributions listing a process reuses between its runs (capture.listing_memo).
+
+A long-lived process (a sweep, a notebook) must see an install, an upgrade, a removal or
+a damaged cache file between two of its runs exactly as a new process would.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+import time
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from pipetrail.capture import environment, listing_memo
+from pipetrail.capture.environment import capture_environment
+from tests.unit.capture.test_environment import make_dist, set_mtime, versions
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+_OLD = 1_000_000_000
+_WINDOW_S = environment._RACY_WINDOW_NS / 1e9 + 0.2
+
+
+@pytest.fixture
+def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A site folder alone on sys.path, old enough (ctime included) to be remembered."""
+    folder = tmp_path / "site"
+    folder.mkdir()
+    set_mtime(make_dist(folder, "fake-pkg", "1.0"), _OLD)
+    set_mtime(folder, _OLD)
+    monkeypatch.setattr(sys, "path", [str(folder)])
+    time.sleep(_WINDOW_S)
+    return folder
+
+
+@pytest.fixture
+def checks(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
+    """How many full checks (cache key built) and listings the captures made."""
+    counts = {"full": 0, "listed": 0}
+    real_key, real_list = environment._distributions_key, environment.list_distributions
+
+    def key(*args: Any) -> Any:
+        counts["full"] += 1
+        return real_key(*args)
+
+    def listing() -> list[dict[str, Any]]:
+        counts["listed"] += 1
+        return real_list()
+
+    monkeypatch.setattr(environment, "_distributions_key", key)
+    monkeypatch.setattr(environment, "list_distributions", listing)
+    return counts
+
+
+def test_later_runs_of_a_process_reuse_its_listing(
+    site: Path, tmp_path: Path, checks: dict[str, int]
+) -> None:
+    cache = tmp_path / "cache"
+    first = capture_environment(cache_dir=cache)
+    for _ in range(3):
+        again = capture_environment(cache_dir=cache)
+        assert again["distributions"] == first["distributions"]
+        assert again["distributions"] is not first["distributions"]  # the caller's own list
+    assert checks == {"full": 1, "listed": 1}
+    assert versions(first) == {"fake-pkg": "1.0"}
+
+
+def test_an_install_upgrade_and_removal_between_runs_are_seen(
+    site: Path, tmp_path: Path, checks: dict[str, int]
+) -> None:
+    cache = tmp_path / "cache"
+    capture_environment(cache_dir=cache)
+    capture_environment(cache_dir=cache)
+    assert checks["full"] == 1
+
+    # `pip install other`, mtimes pinned back: the folder's ctime still moves.
+    set_mtime(make_dist(site, "other", "2.0"), _OLD)
+    set_mtime(site, _OLD)
+    assert versions(capture_environment(cache_dir=cache)) == {"fake-pkg": "1.0", "other": "2.0"}
+
+    # An upgrade of fake-pkg: the old .dist-info goes, a new one comes.
+    (old,) = site.glob("fake_pkg-*.dist-info")
+    for child in old.iterdir():
+        child.unlink()
+    old.rmdir()
+    set_mtime(make_dist(site, "fake-pkg", "1.1"), _OLD)
+    set_mtime(site, _OLD)
+    assert versions(capture_environment(cache_dir=cache)) == {"fake-pkg": "1.1", "other": "2.0"}
+
+    # Removed again.
+    for child in (site / "other-2.0.dist-info").iterdir():
+        child.unlink()
+    (site / "other-2.0.dist-info").rmdir()
+    set_mtime(site, _OLD)
+    assert versions(capture_environment(cache_dir=cache)) == {"fake-pkg": "1.1"}
+    assert checks["listed"] == 4
+
+
+def test_a_legacy_egg_info_rewritten_in_place_is_seen(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, checks: dict[str, int]
+) -> None:
+    folder = tmp_path / "site"
+    egg_info = folder / "legacy.egg-info"
+    egg_info.mkdir(parents=True)
+    pkg_info = egg_info / "PKG-INFO"
+    pkg_info.write_text("Metadata-Version: 1.1\nName: legacy\nVersion: 1.0\n")
+    for path in (pkg_info, egg_info, folder):
+        set_mtime(path, _OLD)
+    monkeypatch.setattr(sys, "path", [str(folder)])
+    time.sleep(_WINDOW_S)
+    cache = tmp_path / "cache"
+    assert versions(capture_environment(cache_dir=cache)) == {"legacy": "1.0"}
+    capture_environment(cache_dir=cache)
+    assert checks["full"] == 1  # remembered
+
+    # `setup.py develop` after a version bump: no folder on the path changes at all.
+    pkg_info.write_text("Metadata-Version: 1.1\nName: legacy\nVersion: 2.0\n")
+    set_mtime(pkg_info, _OLD + 60)
+    assert versions(capture_environment(cache_dir=cache)) == {"legacy": "2.0"}
+    assert checks["listed"] == 2
+
+
+def test_a_changed_search_path_or_working_directory_is_seen(
+    site: Path, tmp_path: Path, checks: dict[str, int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = tmp_path / "cache"
+    other = tmp_path / "other"
+    set_mtime(make_dist(other, "another", "3.1"), _OLD)
+    here = tmp_path / "here"
+    set_mtime(make_dist(here, "local-pkg", "0.1"), _OLD)
+    monkeypatch.chdir(tmp_path)
+    capture_environment(cache_dir=cache)
+
+    monkeypatch.setattr(sys, "path", [str(other), *sys.path])
+    assert "another" in versions(capture_environment(cache_dir=cache))
+
+    # An empty entry is the working directory: moving elsewhere changes what it holds.
+    monkeypatch.setattr(sys, "path", ["", str(site)])
+    assert "local-pkg" not in versions(capture_environment(cache_dir=cache))
+    monkeypatch.chdir(here)
+    assert "local-pkg" in versions(capture_environment(cache_dir=cache))
+
+
+@pytest.mark.parametrize("damage", ["truncated", "edited", "removed"])
+def test_a_cache_file_damaged_between_runs_is_rebuilt(
+    site: Path, tmp_path: Path, checks: dict[str, int], damage: str
+) -> None:
+    cache = tmp_path / "cache"
+    cache_file = cache / "distributions.json"
+    capture_environment(cache_dir=cache)
+    capture_environment(cache_dir=cache)
+    assert checks["full"] == 1
+    data = cache_file.read_bytes()
+    if damage == "truncated":
+        cache_file.write_bytes(data[: len(data) // 2])
+    elif damage == "edited":
+        cache_file.write_bytes(data.replace(b'"1.0"', b'"6.6"'))  # its check now fails
+    else:
+        cache_file.unlink()
+
+    assert versions(capture_environment(cache_dir=cache)) == {"fake-pkg": "1.0"}
+    assert checks["full"] == 2
+    assert environment._read_cache(cache_file) is not None  # rebuilt, valid again
+
+
+def test_a_listing_resting_on_a_recent_change_is_not_remembered(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, checks: dict[str, int]
+) -> None:
+    folder = tmp_path / "site"
+    set_mtime(make_dist(folder, "fake-pkg", "1.0"), _OLD)
+    set_mtime(folder, _OLD)  # its ctime is now: a second change could share its tick
+    monkeypatch.setattr(sys, "path", [str(folder)])
+    cache = tmp_path / "cache"
+    capture_environment(cache_dir=cache)
+    capture_environment(cache_dir=cache)
+    assert checks["full"] == 2
+
+
+def test_stamps_follow_each_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "there").mkdir()
+    (tmp_path / "sub").mkdir()
+    missing = str(tmp_path / "sub" / "missing")
+    monkeypatch.setattr(sys, "path", [str(tmp_path / "there"), missing])
+    before = listing_memo.path_stamps()
+    assert before[0] == sys.executable
+    assert before[2] == (missing, None)
+    os.mkdir(missing)
+    after = listing_memo.path_stamps()
+    assert after[1] == before[1]
+    assert after[2] != before[2]
+    assert listing_memo.newest_stamp(after) >= os.stat(missing).st_ctime_ns
+
+
+def test_threads_capturing_at_once_agree(
+    site: Path, tmp_path: Path, checks: dict[str, int]
+) -> None:
+    cache = tmp_path / "cache"
+    found: list[dict[str, str]] = []
+
+    def capture() -> None:
+        for _ in range(20):
+            found.append(versions(capture_environment(cache_dir=cache)))
+
+    threads = [threading.Thread(target=capture) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert found == [{"fake-pkg": "1.0"}] * 80
+    assert checks["listed"] >= 1
+    assert checks["full"] < 80  # most were served by the remembered listing
+    assert environment._read_cache(cache / "distributions.json") is not None
