@@ -24,7 +24,8 @@ from pipetrail.execution.records import recorded_artifacts, with_recorded
 from pipetrail.execution.run_events import artifact_drafts
 from pipetrail.execution.run_privacy import run_privacy
 from pipetrail.execution.run_state import NodeOutput, emit
-from pipetrail.ledger import EventDraft, EventKind
+from pipetrail.ledger import EventKind
+from pipetrail.ledger.events import encoded_draft
 from pipetrail.store.serializers.parquet_format import linked_profiles
 
 if TYPE_CHECKING:
@@ -53,6 +54,12 @@ class PreparedStep:
         attempts: the failed attempts so far (recorded in its event when not empty).
         loaded: whether ``task`` holds its inputs (a chained step's task, submitted
             before its inputs existed, does not: see :mod:`pipetrail.execution.scheduler`).
+        plain: the members of ``base`` its key's encoding showed to be plain
+            (``components`` when orjson encoded them all; see
+            :func:`~pipetrail.ledger.events.encoded_draft`): its end event's encoding
+            does not walk them again.
+        speed_key: the step's key in the run's step times
+            (:func:`~pipetrail.execution.run_state.speed_key`).
     """
 
     node: Node
@@ -65,6 +72,8 @@ class PreparedStep:
     retries: int = 0
     attempts: list[dict[str, Any]] = field(default_factory=list)
     loaded: bool = True
+    plain: frozenset[str] = frozenset()
+    speed_key: str = ""
 
 
 def retry(prepared: PreparedStep, result: TaskResult) -> bool:
@@ -175,10 +184,11 @@ def finish_step(
             state,
             [
                 *artifact_drafts(state, extra, step_run_id=step_run_id, queued=True),
-                EventDraft(
+                encoded_draft(
                     EventKind.STEP_FAILED,
                     {**common, "error": error, "traceback": result.traceback},
                     run_id=state.run_id,
+                    plain=prepared.plain,
                 ),
             ],
         )
@@ -221,6 +231,17 @@ def finish_step(
     )
     if found:  # only steps returning numbers in a dict carry the key
         completed["output_metrics"] = found
+    if result.resources:  # what the run's end compares with the step's history
+        state.executed[step_run_id] = {
+            "node_id": node.id,
+            "step": base["step"],
+            "resources": result.resources,
+            **(
+                {"resource_requests": base["resource_requests"]}
+                if "resource_requests" in base
+                else {}
+            ),
+        }
     emit(
         state,
         [
@@ -230,7 +251,9 @@ def finish_step(
                 step_run_id=step_run_id,
                 queued=True,
             ),
-            EventDraft(EventKind.STEP_COMPLETED, completed, run_id=state.run_id),
+            encoded_draft(
+                EventKind.STEP_COMPLETED, completed, run_id=state.run_id, plain=prepared.plain
+            ),
         ],
     )
     observer.step_finished(node_id=node.id, status="completed", seconds=seconds)
