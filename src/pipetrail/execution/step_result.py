@@ -145,15 +145,17 @@ def finish_step(
     node, base, decision, key = prepared.node, prepared.base, prepared.decision, prepared.key
     step_run_id = prepared.step_run_id
     release_inputs(state, node, prepared.copies)
-    extra = recorded_artifacts(result.metrics, result.reports)
+    recorded = bool(result.metrics or result.reports)  # most steps log and attach nothing
+    extra = recorded_artifacts(result.metrics, result.reports) if recorded else []
     if result.contract_report is not None:
         extra.append((result.contract_report, REPORT_ROLE))
     for stored in result.metrics.values():
         state.series_summaries[stored.series.digest] = stored.summary
     logs_digest = None
+    privacy = run_privacy(state)
     if result.logs:
         data = result.logs.encode("utf-8")
-        logs_record = run_privacy(state).stored_logs(node.id, data)  # sealed if sensitive
+        logs_record = privacy.stored_logs(node.id, data)  # sealed if sensitive
         logs_digest = logs_record.digest
         extra.append((logs_record, "logs"))
     common: dict[str, Any] = {
@@ -163,8 +165,16 @@ def finish_step(
         "resources": result.resources,
         "logs": logs_digest,
         "seeded": result.seeded,
-        "metrics": {name: stored.reference() for name, stored in result.metrics.items()},
-        "reports": {name: record.digest for name, record in result.reports.items()},
+        "metrics": (
+            {name: stored.reference() for name, stored in result.metrics.items()}
+            if result.metrics
+            else {}
+        ),
+        "reports": (
+            {name: record.digest for name, record in result.reports.items()}
+            if result.reports
+            else {}
+        ),
         "ended_at": now_ts(),
     }
     if prepared.attempts:
@@ -174,7 +184,7 @@ def finish_step(
         common["worker"] = result.worker
     if result.data_ops:
         # Only steps that sampled or split carry the key, so other events keep their shape.
-        common["data_ops"] = run_privacy(state).recorded_ops(node.id, result.data_ops)
+        common["data_ops"] = privacy.recorded_ops(node.id, result.data_ops)
     if result.contracts is not None:
         common["contracts"] = result.contracts
     seconds = result.resources.get("wall_ns", 0) / 1e9
@@ -214,14 +224,12 @@ def finish_step(
             written = result.kept.get(record.blob)
             if written is not None:
                 state.kept.add(record.blob, written)
-    outputs_payload = with_recorded(
-        {name: r.digest for name, r in zip(node.output_names, records, strict=True)},
-        result.metrics,
-        result.reports,
-    )
+    outputs_payload = {name: r.digest for name, r in zip(node.output_names, records, strict=True)}
+    if recorded:
+        outputs_payload = with_recorded(outputs_payload, result.metrics, result.reports)
     state.done_keys[key] = (step_run_id, outputs_payload, formats)
     completed = {**common, "outputs": outputs_payload, "output_formats": formats}
-    labels = run_privacy(state).labels[node.id]
+    labels = privacy.labels[node.id]
     if labels.lowered:
         completed["declassified"] = declassified(labels, result.data_ops)
     found = output_metrics(

@@ -18,6 +18,9 @@ from pipetrail.hashing import canonical_bytes, canonical_json
 from pipetrail.hashing.canonical import (
     CANONICAL_VERSION,
     _orjson_safe,
+    checked_canonical_bytes,
+    checked_canonical_json,
+    checked_json_of_members,
     reference_json,
 )
 
@@ -79,8 +82,6 @@ def test_every_finite_float_orjson_encodes_matches_repr(value: float) -> None:
         1.5e300,
         math.nan,
         math.inf,
-        2**64,
-        -(2**63) - 1,
         {1: "a"},
         {"x": [1.0, float("-inf")]},
     ],
@@ -94,6 +95,23 @@ def test_values_orjson_would_write_differently_take_the_reference_path(value: An
             canonical_json(value)
         return
     assert canonical_json(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [2**64, -(2**63) - 1, {"n": 2**64}, [1, -(2**70)], {"a": {"b": [2**64]}}],
+)
+def test_integers_orjson_refuses_are_written_by_the_reference_encoder(value: Any) -> None:
+    # Their type does not rule them out: orjson refuses them, and the reference writes them.
+    expected = reference_json(value)
+    assert checked_canonical_json(value) == (expected, False)
+    assert checked_canonical_bytes(value) == (_reference_bytes(value), False)
+    assert checked_json_of_members({"v": value}, frozenset()) == (
+        reference_json({"v": value}),
+        False,
+    )
+    for limit in (2**64 - 1, -(2**63)):  # the extremes orjson writes, as repr does
+        assert checked_canonical_json([limit]) == ("[" + repr(limit) + "]", True)
 
 
 class _Color(enum.Enum):
