@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pipetrail.ledger import EventKind
 from pipetrail.ledger.quota_reads import recent_step_resources
 
 if TYPE_CHECKING:
@@ -56,19 +55,12 @@ def _settings(state: RunState) -> dict[str, float]:
 
 
 def _executed(state: RunState) -> list[dict[str, Any]]:
-    """The ``step.completed`` payloads of the run's executed steps (appended or queued)."""
-    found: dict[str, dict[str, Any]] = {}
-    for row in state.project.ledger.reader().step_runs(state.run_id):
-        if row.get("status") == "completed" and row.get("resources"):
-            found[str(row["step_run_id"])] = {
-                "node_id": row["node_id"],
-                "step": row["step"],
-                "resources": row["resources"],
-            }
-    for draft in state.pending:
-        if draft.kind == EventKind.STEP_COMPLETED and draft.payload.get("resources"):
-            found[str(draft.payload["step_run_id"])] = draft.payload
-    return list(found.values())
+    """What the ``step.completed`` events of the run's executed steps say of their resources.
+
+    Kept by the run as each step completed (``RunState.executed``, in start order): the
+    run's step runs are not read back from the ledger.
+    """
+    return [found for found in state.executed.values() if found is not None]
 
 
 def _wall(resources: Any) -> float | None:

@@ -32,7 +32,7 @@ from pipetrail.core.clock import new_id, now_ts
 from pipetrail.core.graph import OutputRef, SourceRef
 from pipetrail.core.resources import resources_dict
 from pipetrail.errors import QuotaExceededError, SerializationError
-from pipetrail.execution.cache import CacheDecision, cache_key, checked_cache_key
+from pipetrail.execution.cache import CacheDecision, checked_cache_key
 from pipetrail.execution.contract_records import cached_payload
 from pipetrail.execution.executors import InlineExecutor
 from pipetrail.execution.node_inputs import describe_inputs, flat_inputs, recorded_record
@@ -167,6 +167,14 @@ def _unusable(
     return None
 
 
+def _plain_parts(state: RunState, step: Any, fp: Any) -> bool:
+    """Whether the parts of ``step``'s code fingerprint are plain (walked once per run)."""
+    found = state.plain_parts.get(id(step))
+    if found is None:
+        found = state.plain_parts[id(step)] = is_plain(fp.parts)
+    return found
+
+
 def _reused(
     digest: str, reading: dict[str, Any], record: StoredArtifact | None = None
 ) -> NodeOutput:
@@ -241,7 +249,7 @@ def run_node(
     prepared = prepare_node(state, node, options, executor, observer, rerun_reason=rerun_reason)
     if prepared is None:
         return
-    step_key = speed_key(state, node.step)
+    step_key = prepared.speed_key
     while True:
         with step_code(state, step_key):  # appends what is queued should the code run long
             result = executor.run(
@@ -313,6 +321,9 @@ def prepare_node(
         # Only labelled steps have the component: other keys stay as they were.
         components["classification"] = classification
     key, key_plain = checked_cache_key(components)
+    # The key's encoding checked every component but code_parts: when the parts are plain
+    # too, the step events' encoding need not walk the components again (encoded_draft).
+    plain = _PLAIN_COMPONENTS if key_plain and _plain_parts(state, step, fp) else _NOTHING_KNOWN
     unhashable = [*fp.unhashable, *inputs.unhashable, *(planned.unhashable if planned else ())]
     decision = _decide(state, node, key, unhashable, options, rerun_reason)
     step_run_id = step_run_id or new_id()
@@ -355,9 +366,6 @@ def prepare_node(
             _reused(outputs[name], formats[name], made.get(name)) for name in formats
         ]
         report_digests = split_recorded(outputs)[1] if len(outputs) > len(formats) else {}
-        # The key's encoding checked every component but code_parts: the event's
-        # encoding need not walk them again (the same text, see encoded_draft).
-        plain = _PLAIN_COMPONENTS if key_plain and is_plain(fp.parts) else _NOTHING_KNOWN
         emit(
             state,
             [
@@ -390,30 +398,21 @@ def prepare_node(
         release_inputs(state, node, ())
         return None
 
-    started = [
-        *code_events,
-        EventDraft(
-            EventKind.STEP_STARTED,
-            {
-                k: base[k]
-                for k in (
-                    "step_run_id",
-                    "run_id",
-                    "node_id",
-                    "step",
-                    "pipeline",
-                    "identity",
-                    *(() if node.name is None else ("name",)),
-                    "code_source",
-                    "seed",
-                    "started_at",
-                    # What it asks for shows while it runs (only steps that ask).
-                    *(("resource_requests",) if "resource_requests" in base else ()),
-                )
-            },
-            run_id=state.run_id,
-        ),
-    ]
+    started_payload = {
+        "step_run_id": step_run_id,
+        "run_id": state.run_id,
+        "node_id": node.id,
+        "step": step.name,
+        "pipeline": base["pipeline"],
+        "identity": identity,
+        **({} if node.name is None else {"name": node.name}),
+        "code_source": base["code_source"],
+        "seed": seed,
+        "started_at": started_at,
+    }
+    if requested:  # what it asks for shows while it runs (only steps that ask)
+        started_payload["resource_requests"] = base["resource_requests"]
+    started = [*code_events, EventDraft(EventKind.STEP_STARTED, started_payload, state.run_id)]
     if state.quotas is None:
         emit(state, started)
     else:
@@ -424,18 +423,22 @@ def prepare_node(
         except QuotaExceededError:
             emit(state, code_events)  # the code is recorded all the same
             raise
+    step_key = speed_key(state, step)
     if flush_first:
-        flush_before_code(state, speed_key(state, step))
+        flush_before_code(state, step_key)
     observer.step_started(node_id=node.id)
+    state.executed[step_run_id] = None  # its place in start order (finish_step fills it)
     prepared = PreparedStep(
         node=node,
-        task=node_task(state, node, options, step_run_id, {}),
+        task=node_task(state, node, options, step_run_id, {}, seed=seed),
         step_run_id=step_run_id,
         base=base,
         decision=decision,
         key=key,
         retries=step.options.retries or options.retries,
         loaded=False,
+        plain=plain,
+        speed_key=step_key,
     )
     if not chained:
         load_task_inputs(state, prepared, options, executor, observer)
@@ -449,8 +452,13 @@ def node_task(
     step_run_id: str,
     kwargs: dict[str, Any],
     input_digests: dict[str, str] | None = None,
+    *,
+    seed: int | None = None,
 ) -> StepTask:
-    """The task executing ``node`` with the arguments ``kwargs``."""
+    """The task executing ``node`` with the arguments ``kwargs``.
+
+    ``seed``: the node's derived seed, when the caller has it (derived here otherwise).
+    """
     from pipetrail.execution.task import StepTask  # a hit executes nothing: loaded here
 
     step = node.step
@@ -462,7 +470,11 @@ def node_task(
         func=step.func,
         kwargs=kwargs,
         output_names=node.output_names,
-        seed=derive_seed(state.run_seed, state.identities.identity[node.id]),
+        seed=(
+            derive_seed(state.run_seed, state.identities.identity[node.id])
+            if seed is None
+            else seed
+        ),
         allow_pickle=step.options.allow_pickle,
         uses=tuple(fp.distributions),
         contracts=planned.boundaries if planned is not None else (),
@@ -508,7 +520,9 @@ def load_task_inputs(
         inputs = describe_inputs(state, node)
         components["inputs"] = inputs.digests
         components["input_formats"] = inputs.formats
-        prepared.key = cache_key(components)
+        prepared.key, key_plain = checked_cache_key(components)
+        if not key_plain:  # the step events' encoding walks the components again
+            prepared.plain = _NOTHING_KNOWN
         prepared.base.update(cache_key=prepared.key, inputs=flat_inputs(inputs.digests))
     if state.copies is not copies:  # a producer ran again meanwhile, with its own copies
         prepared.copies = (copies, state.copies)

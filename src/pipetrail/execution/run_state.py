@@ -207,6 +207,14 @@ class RunState:
     done_keys: dict[str, tuple[str, dict[str, str], dict[str, Any]]] = field(default_factory=dict)
     # metric series digest -> its summary, for cache hits on series met earlier.
     series_summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # step run id -> what its step.completed says of its resources (node_id, step,
+    # resources, resource_requests), for every step this run executed, in start order
+    # (None until it completes): the run's end compares them with their history
+    # (execution.resource_profile) without reading the run's step runs back.
+    executed: dict[str, dict[str, Any] | None] = field(default_factory=dict)
+    # id(step) -> whether its code fingerprint's parts are plain (hashing.canonical.is_plain):
+    # the same for every node of the step, so walked once per run.
+    plain_parts: dict[int, bool] = field(default_factory=dict)
     # Captured by the parity check, before anything is recorded; reused for run.started.
     environment: dict[str, Any] | None = None
     parity: ParityReport | None = None

@@ -24,7 +24,8 @@ from pipetrail.execution.records import recorded_artifacts, with_recorded
 from pipetrail.execution.run_events import artifact_drafts
 from pipetrail.execution.run_privacy import run_privacy
 from pipetrail.execution.run_state import NodeOutput, emit
-from pipetrail.ledger import EventDraft, EventKind
+from pipetrail.ledger import EventKind
+from pipetrail.ledger.events import encoded_draft
 from pipetrail.store.serializers.parquet_format import linked_profiles
 
 if TYPE_CHECKING:
@@ -53,6 +54,12 @@ class PreparedStep:
         attempts: the failed attempts so far (recorded in its event when not empty).
         loaded: whether ``task`` holds its inputs (a chained step's task, submitted
             before its inputs existed, does not: see :mod:`pipetrail.execution.scheduler`).
+        plain: the members of ``base`` its key's encoding showed to be plain
+            (``components`` when orjson encoded them all; see
+            :func:`~pipetrail.ledger.events.encoded_draft`): its end event's encoding
+            does not walk them again.
+        speed_key: the step's key in the run's step times
+            (:func:`~pipetrail.execution.run_state.speed_key`).
     """
 
     node: Node
@@ -65,6 +72,8 @@ class PreparedStep:
     retries: int = 0
     attempts: list[dict[str, Any]] = field(default_factory=list)
     loaded: bool = True
+    plain: frozenset[str] = frozenset()
+    speed_key: str = ""
 
 
 def retry(prepared: PreparedStep, result: TaskResult) -> bool:
@@ -136,15 +145,17 @@ def finish_step(
     node, base, decision, key = prepared.node, prepared.base, prepared.decision, prepared.key
     step_run_id = prepared.step_run_id
     release_inputs(state, node, prepared.copies)
-    extra = recorded_artifacts(result.metrics, result.reports)
+    recorded = bool(result.metrics or result.reports)  # most steps log and attach nothing
+    extra = recorded_artifacts(result.metrics, result.reports) if recorded else []
     if result.contract_report is not None:
         extra.append((result.contract_report, REPORT_ROLE))
     for stored in result.metrics.values():
         state.series_summaries[stored.series.digest] = stored.summary
     logs_digest = None
+    privacy = run_privacy(state)
     if result.logs:
         data = result.logs.encode("utf-8")
-        logs_record = run_privacy(state).stored_logs(node.id, data)  # sealed if sensitive
+        logs_record = privacy.stored_logs(node.id, data)  # sealed if sensitive
         logs_digest = logs_record.digest
         extra.append((logs_record, "logs"))
     common: dict[str, Any] = {
@@ -154,8 +165,16 @@ def finish_step(
         "resources": result.resources,
         "logs": logs_digest,
         "seeded": result.seeded,
-        "metrics": {name: stored.reference() for name, stored in result.metrics.items()},
-        "reports": {name: record.digest for name, record in result.reports.items()},
+        "metrics": (
+            {name: stored.reference() for name, stored in result.metrics.items()}
+            if result.metrics
+            else {}
+        ),
+        "reports": (
+            {name: record.digest for name, record in result.reports.items()}
+            if result.reports
+            else {}
+        ),
         "ended_at": now_ts(),
     }
     if prepared.attempts:
@@ -165,7 +184,7 @@ def finish_step(
         common["worker"] = result.worker
     if result.data_ops:
         # Only steps that sampled or split carry the key, so other events keep their shape.
-        common["data_ops"] = run_privacy(state).recorded_ops(node.id, result.data_ops)
+        common["data_ops"] = privacy.recorded_ops(node.id, result.data_ops)
     if result.contracts is not None:
         common["contracts"] = result.contracts
     seconds = result.resources.get("wall_ns", 0) / 1e9
@@ -175,10 +194,11 @@ def finish_step(
             state,
             [
                 *artifact_drafts(state, extra, step_run_id=step_run_id, queued=True),
-                EventDraft(
+                encoded_draft(
                     EventKind.STEP_FAILED,
                     {**common, "error": error, "traceback": result.traceback},
                     run_id=state.run_id,
+                    plain=prepared.plain,
                 ),
             ],
         )
@@ -204,14 +224,12 @@ def finish_step(
             written = result.kept.get(record.blob)
             if written is not None:
                 state.kept.add(record.blob, written)
-    outputs_payload = with_recorded(
-        {name: r.digest for name, r in zip(node.output_names, records, strict=True)},
-        result.metrics,
-        result.reports,
-    )
+    outputs_payload = {name: r.digest for name, r in zip(node.output_names, records, strict=True)}
+    if recorded:
+        outputs_payload = with_recorded(outputs_payload, result.metrics, result.reports)
     state.done_keys[key] = (step_run_id, outputs_payload, formats)
     completed = {**common, "outputs": outputs_payload, "output_formats": formats}
-    labels = run_privacy(state).labels[node.id]
+    labels = privacy.labels[node.id]
     if labels.lowered:
         completed["declassified"] = declassified(labels, result.data_ops)
     found = output_metrics(
@@ -221,6 +239,17 @@ def finish_step(
     )
     if found:  # only steps returning numbers in a dict carry the key
         completed["output_metrics"] = found
+    if result.resources:  # what the run's end compares with the step's history
+        state.executed[step_run_id] = {
+            "node_id": node.id,
+            "step": base["step"],
+            "resources": result.resources,
+            **(
+                {"resource_requests": base["resource_requests"]}
+                if "resource_requests" in base
+                else {}
+            ),
+        }
     emit(
         state,
         [
@@ -230,7 +259,9 @@ def finish_step(
                 step_run_id=step_run_id,
                 queued=True,
             ),
-            EventDraft(EventKind.STEP_COMPLETED, completed, run_id=state.run_id),
+            encoded_draft(
+                EventKind.STEP_COMPLETED, completed, run_id=state.run_id, plain=prepared.plain
+            ),
         ],
     )
     observer.step_finished(node_id=node.id, status="completed", seconds=seconds)

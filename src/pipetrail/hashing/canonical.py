@@ -10,13 +10,14 @@ standard library's ``json`` over :func:`to_canonical_obj`) defines them. orjson 
 same bytes about three times faster for values made only of ``str``, ``bool``, ``None``,
 64-bit integers, finite floats written without an exponent, and ``dict`` (``str`` keys),
 ``list`` and ``tuple`` of those, all of their exact types: :func:`canonical_json` checks
-that first (:func:`_orjson_safe`) and uses the reference encoder for anything else. What
-orjson would write differently, and so never encodes here: non-finite floats (``null``),
-floats in exponent form (``1e16`` where ``repr`` gives ``1e+16``), integers beyond 64 bits
-(it refuses them), non-``str`` keys, subclasses, enums, UUIDs, dates and dataclasses (it
-encodes them; the reference refuses them), and strings with lone surrogates (it refuses
-them). tests/unit/hashing/test_canonical_orjson.py checks byte equality over generated
-values.
+the types first (:func:`_orjson_safe`; floats by value too) and uses the reference encoder
+for anything else. What orjson would write differently, and so never encodes here:
+non-finite floats (``null``), floats in exponent form (``1e16`` where ``repr`` gives
+``1e+16``), non-``str`` keys, subclasses, enums, UUIDs, dates and dataclasses (it encodes
+them; the reference refuses them). What orjson refuses, integers beyond 64 bits and
+strings with lone surrogates, makes it raise: the reference encoder then writes the value
+(or says what is wrong with it). tests/unit/hashing/test_canonical_orjson.py checks byte
+equality over generated values.
 """
 
 from __future__ import annotations
@@ -51,8 +52,12 @@ _ORJSON_OPTIONS = (
     | orjson.OPT_PASSTHROUGH_DATACLASS
     | orjson.OPT_PASSTHROUGH_DATETIME
 )
-_INT_MIN = -(1 << 63)
-_INT_LIMIT = 1 << 64  # orjson writes integers in [-2**63, 2**64)
+# Members orjson writes as the reference encoder does, or refuses (integers beyond 64 bits:
+# orjson writes those in [-2**63, 2**64) and raises for the others), whatever their value.
+_LEAVES = frozenset({str, bool, int, type(None)})
+# Members looked at one by one: floats (by value) and the containers (by their members).
+_WALKED = _LEAVES | {float, dict, list, tuple}
+_STR_ONLY = frozenset({str})
 
 
 def to_canonical_obj(value: Any) -> Any:
@@ -87,55 +92,53 @@ def to_canonical_obj(value: Any) -> Any:
 
 
 def _orjson_safe(value: Any) -> bool:
-    """Whether orjson writes ``value`` exactly as the reference encoder does.
+    """Whether orjson writes ``value`` exactly as the reference encoder does, or refuses it.
 
     Strings are not inspected: one orjson cannot encode (a lone surrogate) makes it raise,
-    and :func:`canonical_json` then falls back. Members that are ``str``, ``bool``,
-    ``None``, ``int`` or ``float`` (most of a ledger payload) are checked in the loop,
-    without a call.
+    and :func:`canonical_json` then falls back; so do integers beyond 64 bits, which it
+    refuses (every call of orjson here falls back to the reference encoder when it
+    raises). A container's members are sorted out by their types in one pass of C code
+    (``map(type, ...)``): one whose members are all ``str``, ``bool``, ``None`` or
+    ``int`` (most of a ledger payload) is walked no further; only floats and nested
+    containers are then looked at one by one.
     """
     kind = type(value)
     if kind is dict:
-        for key, item in value.items():
-            if type(key) is not str:
-                return False
-            member = type(item)
-            if member is str or member is bool or item is None:
-                continue
-            if member is int:
-                if _INT_MIN <= item < _INT_LIMIT:
-                    continue
-                return False
-            if member is float:
-                if _plain_float(item):
-                    continue
-                return False
-            if not _orjson_safe(item):
-                return False
+        if not _STR_ONLY.issuperset(map(type, value)):
+            return False
+        members: Any = value.values()
+    elif kind is list or kind is tuple:
+        members = value
+    elif kind in _LEAVES:
         return True
-    if kind is str or kind is bool or value is None:
-        return True
-    if kind is int:
-        return bool(_INT_MIN <= value < _INT_LIMIT)
-    if kind is float:
+    elif kind is float:
         return _plain_float(value)
-    if kind is list or kind is tuple:
-        for item in value:
-            member = type(item)
-            if member is str or member is bool or item is None:
-                continue
-            if member is int:
-                if _INT_MIN <= item < _INT_LIMIT:
-                    continue
-                return False
-            if member is float:
-                if _plain_float(item):
-                    continue
-                return False
-            if not _orjson_safe(item):
-                return False
+    else:
+        return False
+    kinds = set(map(type, members))
+    if kinds <= _LEAVES:
         return True
-    return False
+    if not kinds <= _WALKED:
+        return False
+    for item in members:
+        kind = type(item)
+        if kind in _LEAVES or not item:  # an empty container is safe
+            continue
+        if kind is float:
+            if not _plain_float(item):
+                return False
+        elif not _leaves_only(item, kind) and not _orjson_safe(item):
+            return False
+    return True
+
+
+def _leaves_only(value: Any, kind: type) -> bool:
+    """Whether a dict (``str`` keys), list or tuple holds only leaves: safe, not walked."""
+    if kind is dict:
+        return _STR_ONLY.issuperset(map(type, value)) and _LEAVES.issuperset(
+            map(type, value.values())
+        )
+    return _LEAVES.issuperset(map(type, value))
 
 
 def _plain_float(value: float) -> bool:
@@ -202,27 +205,33 @@ def checked_json_of_members(value: dict[str, Any], known: frozenset[str]) -> tup
     is not walked again. Every other member is checked as :func:`checked_canonical_json`
     checks it. Gives exactly the text and flag :func:`checked_canonical_json` gives.
     """
-    if type(value) is dict:
-        for key, item in value.items():
-            if type(key) is not str:
-                break
-            if key in known:
-                continue
-            member = type(item)
-            if member is str or member is bool or item is None:
-                continue
-            if member is int:
-                if _INT_MIN <= item < _INT_LIMIT:
-                    continue
-                break
-            if not _orjson_safe(item):
-                break
-        else:
-            try:
-                return orjson.dumps(value, option=_ORJSON_OPTIONS).decode("utf-8"), True
-            except orjson.JSONEncodeError:
-                pass  # a string orjson cannot encode: the reference encoder says what is wrong
+    if type(value) is dict and _members_safe(value, known):
+        try:
+            return orjson.dumps(value, option=_ORJSON_OPTIONS).decode("utf-8"), True
+        except orjson.JSONEncodeError:
+            pass  # a string orjson cannot encode: the reference encoder says what is wrong
     return reference_json(value), False
+
+
+def _members_safe(value: dict[str, Any], known: frozenset[str]) -> bool:
+    """:func:`_orjson_safe` of a dict, its members under ``known`` taken as safe."""
+    if not _STR_ONLY.issuperset(map(type, value)):
+        return False
+    kinds = set(map(type, value.values()))
+    if kinds <= _LEAVES:
+        return True
+    if not kinds <= _WALKED:
+        return False
+    for key, item in value.items():
+        kind = type(item)
+        if kind in _LEAVES or not item or key in known:
+            continue
+        if kind is float:
+            if not _plain_float(item):
+                return False
+        elif not _leaves_only(item, kind) and not _orjson_safe(item):
+            return False
+    return True
 
 
 def member_json(value: Any) -> str | None:

@@ -95,7 +95,7 @@ class EventKind(StrEnum):
     ACCESS_REFUSED = "access.refused"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class EventDraft:
     """An event before the ledger assigns its sequence number, time and hashes.
 
@@ -109,6 +109,17 @@ class EventDraft:
     payload: dict[str, Any]
     run_id: str | None = None
     encoded: tuple[str, bool] | None = field(default=None, compare=False, repr=False)
+
+    def __init__(
+        self,
+        kind: EventKind,
+        payload: dict[str, Any],
+        run_id: str | None = None,
+        encoded: tuple[str, bool] | None = None,
+    ) -> None:
+        # What the generated __init__ does (one object.__setattr__ per field, since the
+        # class is frozen) in one step: a run makes several drafts per step.
+        self.__dict__.update(kind=kind, payload=payload, run_id=run_id, encoded=encoded)
 
 
 def encoded_draft(

@@ -18,6 +18,9 @@ from pipetrail.hashing import canonical_bytes, canonical_json
 from pipetrail.hashing.canonical import (
     CANONICAL_VERSION,
     _orjson_safe,
+    checked_canonical_bytes,
+    checked_canonical_json,
+    checked_json_of_members,
     reference_json,
 )
 
@@ -79,8 +82,6 @@ def test_every_finite_float_orjson_encodes_matches_repr(value: float) -> None:
         1.5e300,
         math.nan,
         math.inf,
-        2**64,
-        -(2**63) - 1,
         {1: "a"},
         {"x": [1.0, float("-inf")]},
     ],
@@ -94,6 +95,23 @@ def test_values_orjson_would_write_differently_take_the_reference_path(value: An
             canonical_json(value)
         return
     assert canonical_json(value) == expected
+
+
+@pytest.mark.parametrize(
+    "value",
+    [2**64, -(2**63) - 1, {"n": 2**64}, [1, -(2**70)], {"a": {"b": [2**64]}}],
+)
+def test_integers_orjson_refuses_are_written_by_the_reference_encoder(value: Any) -> None:
+    # Their type does not rule them out: orjson refuses them, and the reference writes them.
+    expected = reference_json(value)
+    assert checked_canonical_json(value) == (expected, False)
+    assert checked_canonical_bytes(value) == (_reference_bytes(value), False)
+    assert checked_json_of_members({"v": value}, frozenset()) == (
+        reference_json({"v": value}),
+        False,
+    )
+    for limit in (2**64 - 1, -(2**63)):  # the extremes orjson writes, as repr does
+        assert checked_canonical_json([limit]) == ("[" + repr(limit) + "]", True)
 
 
 class _Color(enum.Enum):
@@ -163,3 +181,44 @@ def test_a_float_is_plain_exactly_when_repr_has_no_exponent(value: float) -> Non
     plain = math.isfinite(value) and "e" not in repr(value)
     assert _orjson_safe({"v": value}) == plain
     assert _orjson_safe([value]) == plain
+
+
+_NESTED_ODD = [
+    {"x": {1: "a"}},
+    [{"k": {2: 1}}],
+    {"x": [uuid.UUID(int=1)]},
+    {"x": (1, _Color.RED)},
+    {"x": {"y": _Name("s")}},
+    {"x": {"y": [1, "a", None, True, 1e16]}},
+    {"x": {"y": {"z": math.nan}}},
+    {"x": [], "y": {}, "z": (), "w": [[], {}, [1e-5]]},
+]
+
+
+@pytest.mark.parametrize("value", _NESTED_ODD)
+def test_odd_members_below_leaf_only_siblings_take_the_reference_path(value: Any) -> None:
+    # Empty and leaf-only containers are not walked: what is odd deeper still is found.
+    assert not _orjson_safe(value)
+    try:
+        expected = reference_json(value)
+    except UnhashableValueError:
+        with pytest.raises(UnhashableValueError):
+            canonical_json(value)
+        return
+    assert checked_canonical_json(value) == (expected, False)
+    wrapped = {"v": value, "plain": {"a": [1, 2]}}
+    assert checked_json_of_members(wrapped, frozenset({"plain"})) == (
+        reference_json(wrapped),
+        False,
+    )
+
+
+@settings(max_examples=1000, deadline=None)
+@given(st.dictionaries(st.text(), _values, max_size=6))
+def test_members_checked_or_known_give_the_text_and_flag_of_a_full_check(
+    value: dict[str, Any],
+) -> None:
+    # A member is known plain only when a full check of it says so (what callers ensure).
+    known = frozenset(k for k, v in value.items() if _orjson_safe(v))
+    assert checked_json_of_members(value, known) == checked_canonical_json(value)
+    assert checked_json_of_members(value, frozenset()) == checked_canonical_json(value)
