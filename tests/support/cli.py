@@ -1,13 +1,22 @@
-"""Run the pipetrail command line as a person of a test team, in a child process."""
+"""Run the pipetrail command line: as a person of a test team, in a child process, or in
+this process through click's runner.
+
+The child process is for what only a whole process shows (the entry point's exit codes,
+signals, crashes, start-up). A test of a command's behaviour and output runs it in this
+process (:func:`cli_inline`): the same ``cli`` group, arguments, working directory and
+environment, without a Python start-up per command.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from collections.abc import Iterator, Mapping
     from pathlib import Path
 
 PIPETRAIL = [sys.executable, "-m", "pipetrail.cli.main"]
@@ -15,15 +24,45 @@ PIPETRAIL = [sys.executable, "-m", "pipetrail.cli.main"]
 
 def cli_as(root: Path, who: str, *args: str) -> subprocess.CompletedProcess[str]:
     """Run ``pipetrail ARGS`` in ``root`` as ``who``, whose keys live beside ``root``."""
-    env = {
-        **os.environ,
-        "PIPETRAIL_USER": who,
-        "PIPETRAIL_HOME": str(root.parent / f"home-{who}"),
-        "COLUMNS": "200",
-    }
-    return subprocess.run(
-        [*PIPETRAIL, *args], cwd=root, capture_output=True, text=True, env=env, timeout=300
+    return cli_inline(
+        root,
+        *args,
+        env={"PIPETRAIL_USER": who, "PIPETRAIL_HOME": str(root.parent / f"home-{who}")},
     )
+
+
+def cli_inline(
+    cwd: Path, *args: str, env: Mapping[str, str | None] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """Run ``pipetrail ARGS`` in this process, in ``cwd``, with ``env`` over ``os.environ``.
+
+    Returns what :func:`subprocess.run` would (return code, standard output and error).
+    An exception escaping the command is raised again here: the real command would have
+    printed a traceback, which no test accepts.
+    """
+    from click.testing import CliRunner
+
+    from pipetrail.cli.main import cli
+
+    with _working_directory(cwd):
+        result = CliRunner().invoke(
+            cli, list(args), env={"COLUMNS": "200", **(env or {})}, prog_name="pipetrail"
+        )
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    return subprocess.CompletedProcess(
+        [*PIPETRAIL, *args], result.exit_code, result.stdout, result.stderr
+    )
+
+
+@contextlib.contextmanager
+def _working_directory(folder: Path) -> Iterator[None]:
+    before = os.getcwd()
+    os.chdir(folder)
+    try:
+        yield
+    finally:
+        os.chdir(before)
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
