@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import textwrap
 from typing import TYPE_CHECKING
 
 import pytest
+
+from tests.support.cli import cli_inline
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -46,11 +47,8 @@ def noisy(scale: int = 1):
 
 
 def _cli(root: Path, *args: str, env: dict[str, str] | None = None) -> Completed:
-    full_env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_STEP_SUMMARY", "NOISY")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [*PIPETRAIL, *args], cwd=root, capture_output=True, text=True, env=full_env, timeout=120
-    )
+    changes: dict[str, str | None] = {"GITHUB_STEP_SUMMARY": None, "NOISY": None, "COLUMNS": None}
+    return cli_inline(root, *args, env={**changes, **(env or {})})
 
 
 @pytest.fixture

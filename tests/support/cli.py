@@ -32,9 +32,15 @@ def cli_as(root: Path, who: str, *args: str) -> subprocess.CompletedProcess[str]
 
 
 def cli_inline(
-    cwd: Path, *args: str, env: Mapping[str, str | None] | None = None
+    cwd: Path,
+    *args: str,
+    env: Mapping[str, str | None] | None = None,
+    unset: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess[str]:
     """Run ``pipetrail ARGS`` in this process, in ``cwd``, with ``env`` over ``os.environ``.
+
+    ``COLUMNS`` is 200 unless ``env`` says otherwise; variables whose names start with
+    one of ``unset`` are removed (a ``None`` in ``env`` removes one) for the command.
 
     Returns what :func:`subprocess.run` would (return code, standard output and error).
     An exception escaping the command is raised again here: the real command would have
@@ -44,10 +50,12 @@ def cli_inline(
 
     from pipetrail.cli.main import cli
 
+    changes: dict[str, str | None] = {}
+    if unset:
+        changes.update((name, None) for name in os.environ if name.startswith(unset))
+    changes.update({"COLUMNS": "200", **(env or {})})
     with _working_directory(cwd):
-        result = CliRunner().invoke(
-            cli, list(args), env={"COLUMNS": "200", **(env or {})}, prog_name="pipetrail"
-        )
+        result = CliRunner().invoke(cli, list(args), env=changes, prog_name="pipetrail")
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
     return subprocess.CompletedProcess(
