@@ -55,7 +55,7 @@ class Project:
         self.db = root / ".pipetrail" / "ledger.db"
 
     def cli(self, *args: str, user: str = "alice") -> Completed:
-        env = {"PIPETRAIL_HOME": str(self.home), "PIPETRAIL_USER": user, "COLUMNS": None}
+        env = {"PIPETRAIL_HOME": str(self.home), "PIPETRAIL_USER": user, "COLUMNS": "80"}
         return cli_inline(self.root, *args, env=env, unset=("PIPETRAIL_",))
 
     def run(self, scale: int) -> None:

@@ -30,7 +30,7 @@ def tally(n: int = 3, note: str = "first"):
 
 
 def _cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return cli_inline(root, *args, env={"COLUMNS": None})
+    return cli_inline(root, *args, env={"COLUMNS": "80"})
 
 
 def test_check_prints_param_differences_in_text_and_json(tmp_path: Path) -> None:

@@ -41,7 +41,7 @@ def flow(tag: int = 0):
 
 
 def cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return cli_inline(root, *args, env={"COLUMNS": None}, unset=("PIPETRAIL_",))
+    return cli_inline(root, *args, env={"COLUMNS": "80"}, unset=("PIPETRAIL_",))
 
 
 def test_a_producer_executed_again_is_shown_once_as_re_executed(tmp_path: Path) -> None:

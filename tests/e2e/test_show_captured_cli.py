@@ -40,7 +40,7 @@ def loud(n: int = 2):
 
 
 def _cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return cli_inline(root, *args, env={"COLUMNS": None})
+    return cli_inline(root, *args, env={"COLUMNS": "80"})
 
 
 def _git(root: Path, *args: str) -> None:

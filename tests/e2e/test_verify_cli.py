@@ -47,7 +47,7 @@ def noisy(scale: int = 1):
 
 
 def _cli(root: Path, *args: str, env: dict[str, str] | None = None) -> Completed:
-    changes: dict[str, str | None] = {"GITHUB_STEP_SUMMARY": None, "NOISY": None, "COLUMNS": None}
+    changes: dict[str, str | None] = {"GITHUB_STEP_SUMMARY": None, "NOISY": None, "COLUMNS": "80"}
     return cli_inline(root, *args, env={**changes, **(env or {})})
 
 

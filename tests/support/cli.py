@@ -39,8 +39,10 @@ def cli_inline(
 ) -> subprocess.CompletedProcess[str]:
     """Run ``pipetrail ARGS`` in this process, in ``cwd``, with ``env`` over ``os.environ``.
 
-    ``COLUMNS`` is 200 unless ``env`` says otherwise; variables whose names start with
-    one of ``unset`` are removed (a ``None`` in ``env`` removes one) for the command.
+    ``COLUMNS`` is 200 unless ``env`` says otherwise (a child process whose output is a
+    pipe and that is given none has 80), so the width never comes from the terminal
+    running the tests. Variables whose names start with one of ``unset`` are removed (a
+    ``None`` in ``env`` removes one) for the command.
 
     Returns what :func:`subprocess.run` would (return code, standard output and error).
     An exception escaping the command is raised again here: the real command would have
