@@ -10,6 +10,7 @@ environment, without a Python start-up per command.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import subprocess
 import sys
@@ -56,7 +57,7 @@ def cli_inline(
     if unset:
         changes.update((name, None) for name in os.environ if name.startswith(unset))
     changes.update({"COLUMNS": "200", **(env or {})})
-    with _working_directory(cwd):
+    with _working_directory(cwd), _root_logger_kept():
         result = CliRunner().invoke(cli, list(args), env=changes, prog_name="pipetrail")
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
@@ -73,6 +74,20 @@ def _working_directory(folder: Path) -> Iterator[None]:
         yield
     finally:
         os.chdir(before)
+
+
+@contextlib.contextmanager
+def _root_logger_kept() -> Iterator[None]:
+    """Take off the root logger what a command put there for its process (``--log-format``
+    adds a handler on the command's standard error, which ends with the command)."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    try:
+        yield
+    finally:
+        for handler in [h for h in root.handlers if h not in handlers]:
+            root.removeHandler(handler)
+        root.setLevel(level)
 
 
 def ok(result: subprocess.CompletedProcess[str]) -> str:
