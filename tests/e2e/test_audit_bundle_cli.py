@@ -25,7 +25,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.e2e
 
-PIPETRAIL = [sys.executable, "-m", "pipetrail.cli.main"]
 Completed = subprocess.CompletedProcess[str]
 
 PIPELINE = """

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import textwrap
 import tomllib
 from typing import TYPE_CHECKING
@@ -19,7 +18,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.e2e
 
-PIPETRAIL = [sys.executable, "-m", "pipetrail.cli.main"]
 
 PIPELINE = CONFIGURED  # a pipeline whose params are a pydantic model
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from typing import TYPE_CHECKING
 
 import pytest
@@ -21,7 +20,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.e2e
 
-PIPETRAIL = [sys.executable, "-m", "pipetrail.cli.main"]
 
 PIPELINE = """
 from pipetrail import pipeline, step

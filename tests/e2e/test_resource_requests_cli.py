@@ -4,7 +4,6 @@ each step's ``resource_requests`` beside what it used, and ``verify`` agrees wit
 from __future__ import annotations
 
 import json
-import sys
 import textwrap
 from typing import TYPE_CHECKING, Any
 
@@ -18,7 +17,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.e2e
 
-PIPETRAIL = [sys.executable, "-m", "pipetrail.cli.main"]
 
 PIPELINE = """
 from pipetrail import pipeline, step

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 import textwrap
 from typing import TYPE_CHECKING
 
@@ -17,7 +16,6 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.e2e
 
-PIPETRAIL = [sys.executable, "-m", "pipetrail.cli.main"]
 Completed = subprocess.CompletedProcess[str]
 
 # With NOISY set in the environment, `jitter` draws from the OS (unseeded).
