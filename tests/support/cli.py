@@ -61,6 +61,10 @@ def cli_inline(
         result = CliRunner().invoke(cli, list(args), env=changes, prog_name="pipetrail")
     if result.exception is not None and not isinstance(result.exception, SystemExit):
         raise result.exception
+    if isinstance(result.exception, SystemExit) and not isinstance(
+        result.exception.code, int | None
+    ):  # a process would print it on stderr; the runner puts it on stdout
+        raise AssertionError(f"the command exited with a message: {result.exception.code!r}")
     return subprocess.CompletedProcess(
         [*PIPETRAIL, *args], result.exit_code, result.stdout, result.stderr
     )
