@@ -18,13 +18,13 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pipetrail.governance.keys import create_key
+from tests.support.cli import cli_inline
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 pytestmark = pytest.mark.e2e
 
-PIPETRAIL = [sys.executable, "-m", "pipetrail.cli.main"]
 Completed = subprocess.CompletedProcess[str]
 
 PIPELINE = """
@@ -62,11 +62,8 @@ finally:
 
 
 def cli(cwd: Path, home: Path, *args: str, user: str = "alice") -> Completed:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPETRAIL_")}
-    env.update(PIPETRAIL_HOME=str(home), PIPETRAIL_USER=user, COLUMNS="200")
-    return subprocess.run(
-        [*PIPETRAIL, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=300
-    )
+    env = {"PIPETRAIL_HOME": str(home), "PIPETRAIL_USER": user}
+    return cli_inline(cwd, *args, env=env, unset=("PIPETRAIL_",))
 
 
 @pytest.fixture

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
-import os
 import shutil
 import sqlite3
 import subprocess
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pipetrail.governance.keys import create_key
+from tests.support.cli import cli_inline
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -55,12 +55,8 @@ class Project:
         self.db = root / ".pipetrail" / "ledger.db"
 
     def cli(self, *args: str, user: str = "alice") -> Completed:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PIPETRAIL_")}
-        env.update(PIPETRAIL_HOME=str(self.home), PIPETRAIL_USER=user)
-        return subprocess.run(
-            [*PIPETRAIL, *args], cwd=self.root, capture_output=True, text=True, env=env,
-            timeout=120,
-        )  # fmt: skip
+        env = {"PIPETRAIL_HOME": str(self.home), "PIPETRAIL_USER": user, "COLUMNS": "80"}
+        return cli_inline(self.root, *args, env=env, unset=("PIPETRAIL_",))
 
     def run(self, scale: int) -> None:
         done = self.cli("run", "pipeline.py", "-p", f"scale={scale}", "-q")

@@ -1,4 +1,7 @@
-"""The CLI at its boundaries, in a subprocess: outside a project, bad params, full disks."""
+"""The CLI at its boundaries: outside a project, bad params, full disks.
+
+Commands run in this process, except the params past the limits: a child process takes
+them, so a limit that failed would cost that child and not the test session."""
 
 from __future__ import annotations
 
@@ -10,6 +13,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.support.cli import cli_inline
+
 if TYPE_CHECKING:
     import socket
     from pathlib import Path
@@ -20,6 +25,12 @@ PIPETRAIL = [sys.executable, "-m", "pipetrail.cli.main"]
 
 
 def cli(folder: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``pipetrail ARGS`` in ``folder``, run in this process."""
+    return cli_inline(folder, *args, env={"COLUMNS": "80", **env}, unset=("PIPETRAIL_",))
+
+
+def cli_process(folder: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``pipetrail ARGS`` in ``folder`` in a child process (for input that could harm one)."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("PIPETRAIL_")}
     return subprocess.run(
         [*PIPETRAIL, *args],
@@ -28,7 +39,7 @@ def cli(folder: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str
         text=True,
         timeout=60,
         check=False,
-        env={**clean, **env},
+        env=clean,
     )
 
 
@@ -201,7 +212,7 @@ def test_params_past_the_limits_are_one_line_and_exit_2_quickly(tmp_path: Path) 
     ]
     for args, start in cases:
         started = time.monotonic()
-        done = cli(tmp_path, "run", "anything.py", "-q", *args)
+        done = cli_process(tmp_path, "run", "anything.py", "-q", *args)
         assert time.monotonic() - started < 20
         assert done.returncode == 2, done.stderr
         assert done.stderr.startswith("error: " + start), done.stderr

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.support.cli import cli_inline
+
 if TYPE_CHECKING:
+    import subprocess
     from pathlib import Path
 
 pytestmark = pytest.mark.e2e
@@ -29,10 +30,7 @@ def tally(n: int = 3, note: str = "first"):
 
 
 def _cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pipetrail.cli.main", *args],
-        cwd=root, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    return cli_inline(root, *args, env={"COLUMNS": "80"})
 
 
 def test_check_prints_param_differences_in_text_and_json(tmp_path: Path) -> None:

@@ -1,5 +1,9 @@
-"""The CLI in a subprocess on a sample project: exit codes, JSON output, integrity checks,
-crashes and concurrent runs."""
+"""The CLI on a sample project: exit codes, JSON output, integrity checks, crashes and
+concurrent runs.
+
+Commands run in this process (:func:`cli`) unless the process itself is tested: the
+entry point's exit codes and help, a killed run, two runs at once (:func:`cli_process`).
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,8 @@ import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from tests.support.cli import cli_inline
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -80,6 +86,17 @@ def slowpipe(seconds: float = 30.0):
 
 
 def cli(cwd: Path, *args: str, check: bool | None = None) -> subprocess.CompletedProcess[str]:
+    """``pipetrail ARGS`` in ``cwd``, run in this process."""
+    result = cli_inline(cwd, *args)
+    if check:
+        assert result.returncode == 0, result.stderr + result.stdout
+    return result
+
+
+def cli_process(
+    cwd: Path, *args: str, check: bool | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``pipetrail ARGS`` in ``cwd``, run by the entry point in a child process."""
     env = {**os.environ, "COLUMNS": "200"}
     result = subprocess.run(
         [*PIPETRAIL, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=300
@@ -141,17 +158,17 @@ def test_run_cache_show_why_and_listing(sample: Path) -> None:
 
 
 def test_exit_codes_for_bad_input_and_failures(sample: Path) -> None:
-    result = cli(sample, "run", "wc.py", "-p", "minimum=abc")
+    result = cli_process(sample, "run", "wc.py", "-p", "minimum=abc")
     assert result.returncode == 2
     assert "minimum" in result.stderr
-    result = cli(sample, "run", "wc.py", "-p", "nope=1")
+    result = cli_process(sample, "run", "wc.py", "-p", "nope=1")
     assert result.returncode == 2
     assert "no parameter 'nope'" in result.stderr
     assert json.loads(cli(sample, "runs", "--json").stdout) == []  # nothing recorded
-    assert cli(sample, "run", "missing.py").returncode == 2
-    assert cli(sample, "show", "ZZZZ").returncode == 2
+    assert cli_process(sample, "run", "missing.py").returncode == 2
+    assert cli_process(sample, "show", "ZZZZ").returncode == 2
     (sample / "failing.py").write_text(textwrap.dedent(FAILING))
-    result = cli(sample, "run", "failing.py")
+    result = cli_process(sample, "run", "failing.py")
     assert result.returncode == 1
     assert "deliberate failure" in result.stderr
     failed = json.loads(cli(sample, "runs", "--json").stdout)[0]
@@ -347,6 +364,6 @@ def test_two_runs_at_once_both_complete(sample: Path) -> None:
 
 
 def test_help_and_json_listing_on_empty_project(tmp_path: Path) -> None:
-    assert "Usage" in cli(tmp_path, "--help", check=True).stdout
+    assert "Usage" in cli_process(tmp_path, "--help", check=True).stdout
     cli(tmp_path, "init", check=True)  # outside a project, read-only commands refuse
     assert json.loads(cli(tmp_path, "runs", "--json", check=True).stdout) == []

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import textwrap
 import tomllib
 from typing import TYPE_CHECKING
@@ -12,21 +10,20 @@ from typing import TYPE_CHECKING
 import pytest
 
 from tests.integration.test_params_parity import CONFIGURED
+from tests.support.cli import cli_inline
 
 if TYPE_CHECKING:
+    import subprocess
     from pathlib import Path
 
 pytestmark = pytest.mark.e2e
 
-PIPETRAIL = [sys.executable, "-m", "pipetrail.cli.main"]
 
 PIPELINE = CONFIGURED  # a pipeline whose params are a pydantic model
 
 
 def cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*PIPETRAIL, *args], cwd=root, capture_output=True, text=True, timeout=120, check=False
-    )
+    return cli_inline(root, *args)
 
 
 @pytest.fixture

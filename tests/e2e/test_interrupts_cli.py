@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.support.cli import cli_inline
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -62,10 +64,8 @@ def gated(gate: str, stubborn: bool = False, hold: bool = False):
 
 
 def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run(
-        [*PIPETRAIL, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=300
-    )
+    """``pipetrail ARGS`` in ``cwd``, run in this process (the interrupted runs are not)."""
+    return cli_inline(cwd, *args)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ events (exit 3) and rebuild them.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import sqlite3
 import subprocess
@@ -19,13 +18,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.support.cli import cli_inline
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
     from pathlib import Path
 
 pytestmark = pytest.mark.e2e
 
-PIPETRAIL = [sys.executable, "-m", "pipetrail.cli.main"]
 
 PIPELINE = """
 from pipetrail import pipeline, step
@@ -59,14 +59,7 @@ time.sleep(120)
 def cli(
     cwd: Path, *args: str, env: dict[str, str] | None = None
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [*PIPETRAIL, *args],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        env={**os.environ, "COLUMNS": "200", **(env or {})},
-        timeout=120,
-    )
+    return cli_inline(cwd, *args, env=env)
 
 
 def assert_one_line(result: subprocess.CompletedProcess[str], code: int, *words: str) -> str:

@@ -16,6 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.support.cli import cli_inline
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -85,6 +87,8 @@ def boxes(tag: int = 0):
 
 
 def cli(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    """``pipetrail ARGS`` in ``root`` in a child process: a run imports ``boxes.py``, whose
+    serializer registers itself for the process (once per process)."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("PIPETRAIL_", "BOX_"))}
     return subprocess.run(
         [*PIPETRAIL, *args],
@@ -97,11 +101,17 @@ def cli(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+def cli_read(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``pipetrail ARGS`` in ``root``, run in this process (for commands that import no
+    pipeline)."""
+    return cli_inline(root, *args, unset=("PIPETRAIL_", "BOX_"))
+
+
 @pytest.fixture
 def root(tmp_path: Path) -> Path:
     folder = tmp_path / "proj"
     folder.mkdir()
-    assert cli(folder, "init").returncode == 0
+    assert cli_read(folder, "init").returncode == 0
     (folder / "boxes.py").write_text(BOXES)
     return folder
 
@@ -111,17 +121,17 @@ def _run(root: Path, tag: int, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 def _make_output(root: Path) -> str:
-    runs = json.loads(cli(root, "runs", "--json").stdout)
+    runs = json.loads(cli_read(root, "runs", "--json").stdout)
     completed = next(r for r in runs if r["status"] == "completed")
-    shown = json.loads(cli(root, "show", completed["run_id"], "--json").stdout)
+    shown = json.loads(cli_read(root, "show", completed["run_id"], "--json").stdout)
     digest: str = next(s for s in shown["steps"] if s["node_id"] == "make")["outputs"]["output"]
     return digest
 
 
 def _failed_run(root: Path) -> dict[str, Any]:
-    runs = json.loads(cli(root, "runs", "--json").stdout)
+    runs = json.loads(cli_read(root, "runs", "--json").stdout)
     assert runs[0]["status"] == "failed"
-    shown: dict[str, Any] = json.loads(cli(root, "show", runs[0]["run_id"], "--json").stdout)
+    shown: dict[str, Any] = json.loads(cli_read(root, "show", runs[0]["run_id"], "--json").stdout)
     return shown
 
 
@@ -191,7 +201,7 @@ def test_an_artifact_in_a_newer_format_version_is_read_as_its_step_recorded_or_r
     root: Path,
 ) -> None:
     assert _run(root, 0, BOX_VERSION="2").returncode == 0  # make's output: box@2
-    newer = json.loads(cli(root, "runs", "--json").stdout)[0]["run_id"]
+    newer = json.loads(cli_read(root, "runs", "--json").stdout)[0]["run_id"]
     # Version 1 is another cache key: `make` runs again and writes the same bytes, which
     # its step event records as box@1 (the artifact's own record stays box@2). The next
     # run's hit reads them as make's step event says (docs/adr/0013), not as box@2.

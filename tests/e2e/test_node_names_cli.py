@@ -4,20 +4,19 @@ compare, why, show, and the names refused."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.support.cli import cli_inline
+
 if TYPE_CHECKING:
+    import subprocess
     from pathlib import Path
 
 pytestmark = pytest.mark.e2e
 
-PIPETRAIL = [sys.executable, "-m", "pipetrail.cli.main"]
 
 PIPELINE = """
 from pipetrail import pipeline, step
@@ -67,10 +66,7 @@ def bad():
 
 
 def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "200"}
-    return subprocess.run(
-        [*PIPETRAIL, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=300
-    )
+    return cli_inline(cwd, *args)
 
 
 def run_id(root: Path, *args: str) -> str:

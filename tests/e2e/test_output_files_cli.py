@@ -10,15 +10,16 @@ from __future__ import annotations
 import json
 import os
 import stat
-import subprocess
 import sys
 from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.support.cli import cli_inline
 from tests.support.tiny_disk import on_tiny_disk, tiny_disk_problem
 
 if TYPE_CHECKING:
+    import subprocess
     from pathlib import Path
 
 pytestmark = pytest.mark.e2e
@@ -52,12 +53,13 @@ def _env() -> dict[str, str]:
 
 
 def cli(root: Path, *args: str, umask: int | None = None) -> subprocess.CompletedProcess[str]:
-    command = [*PIPETRAIL, *args]
-    if umask is not None:
-        command = ["sh", "-c", f'umask {umask:03o} && exec "$@"', "sh", *command]
-    return subprocess.run(
-        command, cwd=root, env=_env(), capture_output=True, text=True, timeout=120, check=False
-    )
+    """``pipetrail ARGS`` in ``root``, run in this process (under ``umask`` if given)."""
+    before = os.umask(umask) if umask is not None else None
+    try:
+        return cli_inline(root, *args, env={"COLUMNS": "80"}, unset=("PIPETRAIL_",))
+    finally:
+        if before is not None:
+            os.umask(before)
 
 
 @pytest.fixture

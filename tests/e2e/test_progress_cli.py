@@ -7,20 +7,19 @@ it corrupt, the producer executes again, and the progress counts it once.
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.support.cli import cli_inline
+
 if TYPE_CHECKING:
+    import subprocess
     from pathlib import Path
 
 pytestmark = pytest.mark.e2e
 
-PIPETRAIL = [sys.executable, "-m", "pipetrail.cli.main"]
 
 PIPELINE = """
 from pipetrail import pipeline, step
@@ -40,10 +39,7 @@ def flow(tag: int = 0):
 
 
 def cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("PIPETRAIL_")}
-    return subprocess.run(
-        [*PIPETRAIL, *args], cwd=root, capture_output=True, text=True, timeout=120, env=env
-    )
+    return cli_inline(root, *args, env={"COLUMNS": "80"}, unset=("PIPETRAIL_",))
 
 
 def test_a_producer_executed_again_is_shown_once_as_re_executed(tmp_path: Path) -> None:

@@ -4,20 +4,19 @@ each step's ``resource_requests`` beside what it used, and ``verify`` agrees wit
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import textwrap
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.support.cli import cli_inline
+
 if TYPE_CHECKING:
+    import subprocess
     from pathlib import Path
 
 pytestmark = pytest.mark.e2e
 
-PIPETRAIL = [sys.executable, "-m", "pipetrail.cli.main"]
 
 PIPELINE = """
 from pipetrail import pipeline, step
@@ -53,10 +52,7 @@ def plain(n: int = 1):
 
 
 def cli(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "COLUMNS": "220"}
-    return subprocess.run(
-        [*PIPETRAIL, *args], cwd=cwd, capture_output=True, text=True, env=env, timeout=300
-    )
+    return cli_inline(cwd, *args, env={"COLUMNS": "220"})
 
 
 @pytest.fixture

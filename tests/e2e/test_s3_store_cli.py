@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pipetrail.store.s3 import S3Store
+from tests.support.cli import cli_inline
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -55,11 +56,7 @@ def numbers(factor: float = 2.0):
 
 
 def _cli(root: Path, *args: str, env: dict[str, str]) -> Completed:
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    full_env.update(env)
-    return subprocess.run(
-        [*PIPETRAIL, *args], cwd=root, capture_output=True, text=True, env=full_env, timeout=180
-    )
+    return cli_inline(root, *args, env={"COLUMNS": "80", **env}, unset=("AWS_",))
 
 
 def _project(root: Path, store_url: str, extra: str = "") -> Path:

@@ -6,11 +6,12 @@ import json
 import shutil
 import sqlite3
 import subprocess
-import sys
 import textwrap
 from typing import TYPE_CHECKING
 
 import pytest
+
+from tests.support.cli import cli_inline
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -39,10 +40,7 @@ def loud(n: int = 2):
 
 
 def _cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "pipetrail.cli.main", *args],
-        cwd=root, capture_output=True, text=True, timeout=120,
-    )  # fmt: skip
+    return cli_inline(root, *args, env={"COLUMNS": "80"})
 
 
 def _git(root: Path, *args: str) -> None:

@@ -20,6 +20,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.support.cli import cli_inline
+
 if TYPE_CHECKING:
     from pathlib import Path
 
@@ -58,17 +60,17 @@ def _env(seaweed: SeaweedServer) -> dict[str, str]:
     return env
 
 
+def _cli(root: Path, seaweed: SeaweedServer, *args: str) -> subprocess.CompletedProcess[str]:
+    """``pipetrail ARGS`` in ``root``, run in this process, with the server's credentials."""
+    return cli_inline(root, *args, env=seaweed.env(), unset=("AWS_", "PIPETRAIL_"))
+
+
 def _checkouts(tmp_path: Path, postgres_url: str, s3_url: str) -> list[Path]:
     original = tmp_path / "origin"
     (original / "data").mkdir(parents=True)
     (original / "data" / "numbers.txt").write_text(" ".join(map(str, range(100))) + "\n")
     (original / "pipeline.py").write_text(textwrap.dedent(PIPELINE))
-    init = subprocess.run(
-        [*PIPETRAIL, "init", str(original), "--ledger", postgres_url, "--store", s3_url],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    init = cli_inline(tmp_path, "init", str(original), "--ledger", postgres_url, "--store", s3_url)
     assert init.returncode == 0, init.stderr
     copies = []
     for i in range(CHECKOUTS):
@@ -127,25 +129,11 @@ def test_eight_checkouts_share_one_ledger_and_one_store(
         assert kinds[(run_id, "run.started")] == 1
         assert kinds[(run_id, "run.completed")] == 1
 
-    audit = subprocess.run(
-        [*PIPETRAIL, "audit", "verify", "--json"],
-        cwd=checkouts[0],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    audit = _cli(checkouts[0], seaweed, "audit", "verify", "--json")
     assert audit.returncode == 0, audit.stdout + audit.stderr
     checked = set()
     for folder in checkouts:
-        verify = subprocess.run(
-            [*PIPETRAIL, "store", "verify", "--json"],
-            cwd=folder,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+        verify = _cli(folder, seaweed, "store", "verify", "--json")
         assert verify.returncode == 0, verify.stdout + verify.stderr
         report = json.loads(verify.stdout)
         assert report["missing"] == []
@@ -158,10 +146,7 @@ def test_a_database_newer_than_the_code_is_refused(
     tmp_path: Path, seaweed: SeaweedServer, postgres_url: str, s3_url: str
 ) -> None:
     root = _checkouts(tmp_path, postgres_url, s3_url)[0]
-    env = _env(seaweed)
-    first = subprocess.run(
-        [*PIPETRAIL, "run", "pipeline.py", "-q"], cwd=root, env=env, capture_output=True, text=True
-    )
+    first = _cli(root, seaweed, "run", "pipeline.py", "-q")
     assert first.returncode == 0, first.stderr
     import sqlalchemy as sa
 
@@ -169,8 +154,14 @@ def test_a_database_newer_than_the_code_is_refused(
     with engine.begin() as conn:
         conn.execute(sa.text("UPDATE alembic_version SET version_num = '9999'"))
     engine.dispose()
+    # A child process: the refused command leaves a PostgreSQL connection to its exit.
     again = subprocess.run(
-        [*PIPETRAIL, "run", "pipeline.py", "-q"], cwd=root, env=env, capture_output=True, text=True
+        [*PIPETRAIL, "run", "pipeline.py", "-q"],
+        cwd=root,
+        env=_env(seaweed),
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert again.returncode == 4
     lines = again.stderr.strip().splitlines()

@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 import textwrap
 from typing import TYPE_CHECKING
 
 import pytest
+
+from tests.support.cli import cli_inline
 
 if TYPE_CHECKING:
     from pathlib import Path
 
 pytestmark = pytest.mark.e2e
 
-PIPETRAIL = [sys.executable, "-m", "pipetrail.cli.main"]
 Completed = subprocess.CompletedProcess[str]
 
 # With NOISY set in the environment, `jitter` draws from the OS (unseeded).
@@ -46,11 +45,8 @@ def noisy(scale: int = 1):
 
 
 def _cli(root: Path, *args: str, env: dict[str, str] | None = None) -> Completed:
-    full_env = {k: v for k, v in os.environ.items() if k not in ("GITHUB_STEP_SUMMARY", "NOISY")}
-    full_env.update(env or {})
-    return subprocess.run(
-        [*PIPETRAIL, *args], cwd=root, capture_output=True, text=True, env=full_env, timeout=120
-    )
+    changes: dict[str, str | None] = {"GITHUB_STEP_SUMMARY": None, "NOISY": None, "COLUMNS": "80"}
+    return cli_inline(root, *args, env={**changes, **(env or {})})
 
 
 @pytest.fixture

@@ -4,10 +4,7 @@ issue, list and revoke which; the `pipetrail token` commands."""
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
-import subprocess
-import sys
 from typing import TYPE_CHECKING
 
 import pytest
@@ -20,8 +17,10 @@ from pipetrail.governance.tokens import (
     revoke_token,
     token_records,
 )
+from tests.support.cli import cli_inline
 
 if TYPE_CHECKING:
+    import subprocess
     from pathlib import Path
 
     from tests.integration.server.conftest import Served
@@ -118,15 +117,8 @@ def test_a_malformed_token_is_refused_without_a_query(served: Served, token: str
 
 
 def _cli(served: Served, who: str, home: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "PIPETRAIL_USER": who, "PIPETRAIL_HOME": str(home)}
-    return subprocess.run(
-        [sys.executable, "-m", "pipetrail.cli.main", "token", *args],
-        cwd=served.root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+    env = {"PIPETRAIL_USER": who, "PIPETRAIL_HOME": str(home), "COLUMNS": "80"}
+    return cli_inline(served.root, "token", *args, env=env)
 
 
 @pytest.mark.e2e
