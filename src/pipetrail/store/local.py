@@ -37,13 +37,14 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, TypeVar, cast
 
-from pipetrail.errors import IntegrityError, NotFoundError
+from pipetrail.errors import IntegrityError, NotFoundError, StoreError
 from pipetrail.hashing import is_digest
 from pipetrail.hashing.digest import DIGEST_PREFIX
 from pipetrail.store.generation import read_generation
 from pipetrail.store.local_put import FileCopier
 from pipetrail.store.loose import LooseObjects
 from pipetrail.store.loose_read import LooseReader
+from pipetrail.store.loose_stream import write_parts
 from pipetrail.store.os_errors import map_os_errors
 from pipetrail.store.pack import SMALL_OBJECT_LIMIT, SmallObjectPack
 from pipetrail.store.segments import SEGMENT_OBJECT_LIMIT
@@ -168,6 +169,34 @@ class LocalStore:
             return digest  # copied in by a batch, into a segment (ADR 0009)
         else:
             self._loose.write(digest, data)
+        return digest
+
+    def put_parts(self, parts: Iterable[memoryview], size: int) -> str:
+        """Store the object made of ``parts`` (``size`` bytes in all); return its digest.
+
+        For content made while it is stored (encrypted): from 1 MiB each part is hashed
+        and written on another thread while the next is made, and the file is named
+        once it is complete (:mod:`pipetrail.store.loose_stream`); smaller objects are
+        joined and stored as :meth:`put_bytes` does. ``parts`` may reuse two buffers in
+        turn. As with :meth:`put_bytes`, an intact object already stored is kept (the
+        new file is dropped) and a corrupt one is quarantined and replaced.
+
+        Raises:
+            StoreError: the object could not be written, or ``parts`` did not make
+                ``size`` bytes.
+        """
+        if size <= max(self._small_limit, SEGMENT_OBJECT_LIMIT):
+            return self.put_bytes(b"".join(bytes(part) for part in parts))
+        digest, tmp, written = write_parts(self._loose, parts)
+        try:
+            if written != size:
+                raise StoreError(f"an object of {size} bytes was expected, {written} were made")
+            if not self._reader.intact(digest, size):
+                final = self._loose.final(digest)
+                with map_os_errors(f"write object {digest}", final, self._root):
+                    self._loose.note_renamed([self._loose.rename(tmp, final)])
+        finally:
+            self._loose.discard(tmp)
         return digest
 
     def _packed_intact(self, digest: str) -> bool:

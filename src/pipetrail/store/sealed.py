@@ -61,6 +61,7 @@ _WRAPPED_LEN = 40
 _HEADER_LEN = len(SEALED_MAGIC) + _ID_LEN + _WRAPPED_LEN
 _READ = 1 << 20
 _IN_MEMORY = 1 << 26  # a sealed object up to this size is sealed again in memory
+_STREAM_FROM = 1 << 21  # from this size put_bytes seals into a store's put_parts, if it has one
 
 
 def _derive(data_key: bytes, purpose: str) -> bytes:
@@ -275,10 +276,26 @@ class SealedStore:
 
     def put_bytes(self, data: bytes) -> str:
         """Seal ``data`` and store it; return the sealed object's digest."""
-        from pipetrail.store.encryption import encrypt_buffer
+        from pipetrail.store.encryption import encrypt_buffer, iter_sealed, sealed_size
 
         plain = digest_of(data)
         header, key, prefix = self._keys.seal(plain)
+        put_parts = getattr(self._inner, "put_parts", None)
+        if put_parts is not None and len(data) >= _STREAM_FROM:
+            # Sealed part by part into two reused buffers while the store hashes and
+            # writes the previous part on another thread: one pass, bounded memory.
+            parts = iter_sealed(
+                memoryview(data),
+                key,
+                header,
+                chunk_size=self._chunk_size,
+                nonce_prefix=prefix,
+                before=header,
+            )
+            size = len(header) + sealed_size(len(data), chunk_size=self._chunk_size)
+            digest = cast("str", put_parts(parts, size))
+            self.plain_digests[digest] = plain
+            return digest
         # Each chunk is sealed straight into its place in one buffer: no copies.
         sealed = encrypt_buffer(
             memoryview(data),
