@@ -275,7 +275,14 @@ class SealedStore:
         encrypt_stream(src, dst, key, header, chunk_size=self._chunk_size, nonce_prefix=prefix)
 
     def put_bytes(self, data: bytes) -> str:
-        """Seal ``data`` and store it; return the sealed object's digest."""
+        """Seal ``data`` and store it; return the sealed object's digest.
+
+        The plaintext is hashed once (its digest gives the object key). Over a store
+        that takes an object in parts (a local store's ``put_parts``), from 2 MiB the
+        ciphertext is then made part by part and hashed and written by the store as it
+        comes, in the same pass; otherwise it is sealed into one buffer the store takes
+        whole. Both give the same bytes.
+        """
         from pipetrail.store.encryption import encrypt_buffer, iter_sealed, sealed_size
 
         plain = digest_of(data)
