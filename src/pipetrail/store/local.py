@@ -44,7 +44,7 @@ from pipetrail.store.generation import read_generation
 from pipetrail.store.local_put import FileCopier
 from pipetrail.store.loose import LooseObjects
 from pipetrail.store.loose_read import LooseReader
-from pipetrail.store.loose_stream import write_parts
+from pipetrail.store.loose_stream import store_parts
 from pipetrail.store.os_errors import map_os_errors
 from pipetrail.store.pack import SMALL_OBJECT_LIMIT, SmallObjectPack
 from pipetrail.store.segments import SEGMENT_OBJECT_LIMIT
@@ -175,29 +175,20 @@ class LocalStore:
         """Store the object made of ``parts`` (``size`` bytes in all); return its digest.
 
         For content made while it is stored (encrypted): from 1 MiB each part is hashed
-        and written on another thread while the next is made, and the file is named
-        once it is complete (:mod:`pipetrail.store.loose_stream`); smaller objects are
-        joined and stored as :meth:`put_bytes` does. ``parts`` may reuse two buffers in
-        turn. As with :meth:`put_bytes`, an intact object already stored is kept (the
-        new file is dropped) and a corrupt one is quarantined and replaced.
+        and written on another thread while the next is made (:mod:`.loose_stream`);
+        smaller objects are joined and stored by :meth:`put_bytes`. ``parts`` may reuse
+        two buffers in turn. An intact object already stored is kept, a corrupt one
+        quarantined and replaced, as by :meth:`put_bytes`.
 
         Raises:
-            StoreError: the object could not be written, or ``parts`` did not make
-                ``size`` bytes.
+            StoreError: the object could not be written, or ``parts`` made not ``size`` bytes.
         """
-        if size <= max(self._small_limit, SEGMENT_OBJECT_LIMIT):
-            return self.put_bytes(b"".join(bytes(part) for part in parts))
-        digest, tmp, written = write_parts(self._loose, parts)
-        try:
-            if written != size:
-                raise StoreError(f"an object of {size} bytes was expected, {written} were made")
-            if not self._reader.intact(digest, size):
-                final = self._loose.final(digest)
-                with map_os_errors(f"write object {digest}", final, self._root):
-                    self._loose.note_renamed([self._loose.rename(tmp, final)])
-        finally:
-            self._loose.discard(tmp)
-        return digest
+        if size > max(self._small_limit, SEGMENT_OBJECT_LIMIT):
+            return store_parts(self._reader, parts, size)
+        data = b"".join(bytes(part) for part in parts)
+        if len(data) != size:
+            raise StoreError(f"an object of {size} bytes was expected, {len(data)} were made")
+        return self.put_bytes(data)
 
     def _packed_intact(self, digest: str) -> bool:
         """Return whether the pack holds the object intact (a corrupt one is quarantined)."""

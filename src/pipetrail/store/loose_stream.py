@@ -18,6 +18,7 @@ import contextlib
 import os
 from typing import TYPE_CHECKING
 
+from pipetrail.errors import StoreError
 from pipetrail.hashing import Hasher
 from pipetrail.hashing.digest import process_pool
 from pipetrail.store.local_files import write_all
@@ -28,8 +29,9 @@ if TYPE_CHECKING:
     from concurrent.futures import Future
 
     from pipetrail.store.loose import LooseObjects
+    from pipetrail.store.loose_read import LooseReader
 
-__all__ = ["write_parts"]
+__all__ = ["store_parts", "write_parts"]
 
 _HAS_FCHMOD = hasattr(os, "fchmod")  # missing on Windows before 3.13
 
@@ -79,3 +81,26 @@ def write_parts(loose: LooseObjects, parts: Iterable[memoryview]) -> tuple[str, 
             loose.discard(tmp)
             raise
     return hasher.digest(), tmp, hasher.size
+
+
+def store_parts(reader: LooseReader, parts: Iterable[memoryview], size: int) -> str:
+    """Write ``parts`` as an object file (:func:`write_parts`); return its digest.
+
+    An intact object already stored under the digest is kept and the new file dropped;
+    a corrupt one is quarantined (by ``reader.intact``) and replaced.
+
+    Raises:
+        StoreError: the object could not be written, or ``parts`` made not ``size`` bytes.
+    """
+    loose = reader.loose
+    digest, tmp, written = write_parts(loose, parts)
+    try:
+        if written != size:
+            raise StoreError(f"an object of {size} bytes was expected, {written} were made")
+        if not reader.intact(digest, size):
+            final = loose.final(digest)
+            with map_os_errors(f"write object {digest}", final, loose.root):
+                loose.note_renamed([loose.rename(tmp, final)])
+    finally:
+        loose.discard(tmp)  # nothing left to remove once it was renamed
+    return digest

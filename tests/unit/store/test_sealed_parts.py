@@ -111,6 +111,9 @@ def test_put_parts_of_the_wrong_size_or_failing_leaves_nothing(tmp_path: Path) -
     with pytest.raises(StoreError, match="expected"):
         store.put_parts(_chunks(data, MIB), len(data) + 1)
     assert not store.exists(digest_bytes(data))
+    with pytest.raises(StoreError, match="expected"):
+        store.put_parts(_chunks(data[:1000], 300), 999)
+    assert not store.exists(digest_bytes(data[:1000]))
 
     def failing() -> Iterator[memoryview]:
         yield from _chunks(data[: 2 * MIB], MIB)
