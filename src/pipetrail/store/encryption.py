@@ -44,6 +44,7 @@ __all__ = [
     "encrypt_stream",
     "iter_decrypted",
     "iter_sealed",
+    "iter_sealed_file",
     "new_data_key",
     "sealed_size",
     "unwrap_key",
@@ -283,6 +284,50 @@ def iter_sealed(
             at = end
         yield out[:at]
         at = 0
+
+
+def iter_sealed_file(
+    src: BinaryIO,
+    key: bytes,
+    context: bytes,
+    *,
+    chunk_size: int = CHUNK_SIZE,
+    nonce_prefix: bytes | None = None,
+    before: bytes = b"",
+) -> Iterator[memoryview]:
+    """Encrypt what ``src`` yields part by part: the bytes of :func:`encrypt_stream`.
+
+    As :func:`iter_sealed` (two output buffers used in turn, ``before`` first), reading
+    the plaintext into two reused chunk buffers (``readinto``) until ``src`` ends.
+    """
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    header, prefix = _stream_header(chunk_size, nonce_prefix)
+    aad = header + context
+    sealer = AESGCM(key)
+    per_part = max(1, _PART // chunk_size)
+    lead = before + header
+    room = len(lead) + per_part * (chunk_size + _TAG)
+    ring = [memoryview(bytearray(room)), memoryview(bytearray(room))]
+    plain = [memoryview(bytearray(chunk_size)), memoryview(bytearray(chunk_size))]
+    ring[0][: len(lead)] = lead
+    at, index = len(lead), 0
+    got = _fill(src, plain[0])
+    while True:
+        following = _fill(src, plain[1]) if got == chunk_size else 0
+        last = not following
+        out = ring[(index // per_part) % 2]
+        end = at + got + _TAG
+        sealer.encrypt_into(_nonce(prefix, index, last), plain[0][:got], aad, out[at:end])
+        at = end
+        index += 1
+        if last or index % per_part == 0:
+            yield out[:at]
+            if last:
+                return
+            at = 0
+        plain.reverse()
+        got = following
 
 
 def _room(size: int) -> bytearray | mmap.mmap:

@@ -171,21 +171,26 @@ class LocalStore:
             self._loose.write(digest, data)
         return digest
 
-    def put_parts(self, parts: Iterable[memoryview], size: int) -> str:
+    def put_parts(
+        self, parts: Iterable[memoryview], size: int, check: Callable[[], None] | None = None
+    ) -> str:
         """Store the object made of ``parts`` (``size`` bytes in all); return its digest.
 
         For content made while it is stored (encrypted): from 1 MiB each part is hashed
         and written on another thread while the next is made (:mod:`.loose_stream`);
         smaller objects are joined and stored by :meth:`put_bytes`. ``parts`` may reuse
-        two buffers in turn. An intact object already stored is kept, a corrupt one
+        two buffers in turn. ``check`` runs before the object is named (and its error
+        leaves nothing stored). An intact object already stored is kept, a corrupt one
         quarantined and replaced, as by :meth:`put_bytes`.
 
         Raises:
             StoreError: the object could not be written, or ``parts`` made not ``size`` bytes.
         """
         if size > max(self._small_limit, SEGMENT_OBJECT_LIMIT):
-            return store_parts(self._reader, parts, size)
+            return store_parts(self._reader, parts, size, check)
         data = b"".join(bytes(part) for part in parts)
+        if check is not None:
+            check()
         if len(data) != size:
             raise StoreError(f"an object of {size} bytes was expected, {len(data)} were made")
         return self.put_bytes(data)

@@ -25,7 +25,7 @@ from pipetrail.store.local_files import write_all
 from pipetrail.store.os_errors import map_os_errors
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable, Iterable
     from concurrent.futures import Future
 
     from pipetrail.store.loose import LooseObjects
@@ -83,9 +83,16 @@ def write_parts(loose: LooseObjects, parts: Iterable[memoryview]) -> tuple[str, 
     return hasher.digest(), tmp, hasher.size
 
 
-def store_parts(reader: LooseReader, parts: Iterable[memoryview], size: int) -> str:
+def store_parts(
+    reader: LooseReader,
+    parts: Iterable[memoryview],
+    size: int,
+    check: Callable[[], None] | None = None,
+) -> str:
     """Write ``parts`` as an object file (:func:`write_parts`); return its digest.
 
+    ``check`` runs once every part is written, before the file gets its name: what it
+    raises leaves nothing stored (a sealer checks there that its source did not change).
     An intact object already stored under the digest is kept and the new file dropped;
     a corrupt one is quarantined (by ``reader.intact``) and replaced.
 
@@ -95,6 +102,8 @@ def store_parts(reader: LooseReader, parts: Iterable[memoryview], size: int) -> 
     loose = reader.loose
     digest, tmp, written = write_parts(loose, parts)
     try:
+        if check is not None:
+            check()
         if written != size:
             raise StoreError(f"an object of {size} bytes was expected, {written} were made")
         if not reader.intact(digest, size):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from typing import TYPE_CHECKING
 
@@ -10,7 +11,13 @@ import pytest
 from pipetrail.errors import IntegrityError, StoreError
 from pipetrail.hashing import digest_bytes
 from pipetrail.store import LocalStore
-from pipetrail.store.encryption import encrypt_buffer, iter_sealed, sealed_size
+from pipetrail.store.encryption import (
+    encrypt_buffer,
+    encrypt_stream,
+    iter_sealed,
+    iter_sealed_file,
+    sealed_size,
+)
 from pipetrail.store.memory import MemoryStore
 from pipetrail.store.sealed import SealedStore, SealingKeys
 
@@ -155,3 +162,55 @@ def test_a_changed_chunk_of_a_large_sealed_object_is_caught(
     path.write_bytes(bytes(raw))
     with pytest.raises(IntegrityError):
         SealedStore(LocalStore(tmp_path / "objects"), keys).get_bytes(digest)
+
+
+@pytest.mark.parametrize("size", [0, 1, CHUNK, PART - 1, PART, 2 * PART, 2 * PART + CHUNK + 5])
+def test_a_file_sealed_part_by_part_is_the_stream(size: int) -> None:
+    data = os.urandom(size)
+    out = io.BytesIO()
+    encrypt_stream(io.BytesIO(data), out, KEY, CTX, chunk_size=CHUNK, nonce_prefix=PREFIX)
+    parts = iter_sealed_file(
+        io.BufferedReader(io.BytesIO(data), buffer_size=1000),  # short reads
+        KEY,
+        CTX,
+        chunk_size=CHUNK,
+        nonce_prefix=PREFIX,
+        before=b"HEAD",
+    )
+    assert b"".join(bytes(p) for p in parts) == b"HEAD" + out.getvalue()
+
+
+@pytest.mark.parametrize("chunk_size", [CHUNK, None])
+def test_a_large_file_is_sealed_to_the_object_the_temp_file_path_makes(
+    tmp_path: Path, keys: SealingKeys, chunk_size: int | None
+) -> None:
+    data = os.urandom(5 * MIB + 3)
+    path = tmp_path / "table.parquet"
+    path.write_bytes(data)
+    local = LocalStore(tmp_path / "objects")
+    sealed = SealedStore(local, keys, chunk_size=chunk_size)
+    blob, size = sealed.put_file(path, digest=digest_bytes(data))
+    # Over a store without put_parts the file goes through a ciphertext temp file.
+    assert SealedStore(MemoryStore(), keys, chunk_size=chunk_size).put_file(path) == (blob, size)
+    assert sealed.put_bytes(data) == blob
+    assert local.size(blob) == size
+    assert local.verify(blob)
+    assert sealed.plain_digests[blob] == digest_bytes(data)
+    assert SealedStore(LocalStore(tmp_path / "objects"), keys).get_bytes(blob) == data
+    assert _files(tmp_path / "objects" / "tmp") == []
+
+
+def test_a_file_that_changed_while_it_was_sealed_stores_nothing(
+    tmp_path: Path, keys: SealingKeys
+) -> None:
+    first, now = os.urandom(3 * MIB), os.urandom(3 * MIB)
+    local = LocalStore(tmp_path / "objects")
+    sealed = SealedStore(local, keys)
+    with pytest.raises(IntegrityError, match="changed while it was sealed"):
+        # The first pass hashed `first`; the second reads what the file holds now.
+        sealed._seal_parts(
+            local.put_parts, io.BytesIO(now), digest_bytes(first), len(first), "table.csv"
+        )
+    assert list(local.iter_digests()) == []
+    assert _files(tmp_path / "objects" / "tmp") == []
+    assert sealed.plain_digests == {}
