@@ -43,7 +43,10 @@ __all__ = [
     "encrypt_buffer",
     "encrypt_stream",
     "iter_decrypted",
+    "iter_sealed",
+    "iter_sealed_file",
     "new_data_key",
+    "sealed_size",
     "unwrap_key",
     "wrap_key",
 ]
@@ -57,6 +60,7 @@ _MAX_CHUNK = 1 << 26  # a header claiming more is not ours (and would cost that 
 # first touch, and where faults are dear (a virtual machine) 64 MiB of 4 KiB pages cost
 # several times the encryption itself.
 _HUGE_FROM = 16 << 20
+_PART = 2 << 20  # plaintext bytes per part of iter_sealed
 
 
 def new_data_key() -> bytes:
@@ -234,6 +238,96 @@ def encrypt_buffer(
             sealer.encrypt_into(nonce, piece, aad, view[at:end])
             at = end
     return out
+
+
+def sealed_size(size: int, *, chunk_size: int = CHUNK_SIZE) -> int:
+    """The size of the stream that encrypts ``size`` bytes (header and tags included)."""
+    return HEADER_SIZE + size + max(1, -(-size // chunk_size)) * _TAG
+
+
+def iter_sealed(
+    data: memoryview,
+    key: bytes,
+    context: bytes,
+    *,
+    chunk_size: int = CHUNK_SIZE,
+    nonce_prefix: bytes | None = None,
+    before: bytes = b"",
+) -> Iterator[memoryview]:
+    """Encrypt ``data`` held in memory part by part: the bytes of :func:`encrypt_buffer`.
+
+    Each part holds whole sealed chunks (about 2 MiB; the first also ``before`` and the
+    header), sealed straight into one of two buffers used in turn: a part is valid until
+    the part after next is asked for, so a consumer must be done with it by then (as
+    :func:`pipetrail.store.loose_stream.write_parts` is). Memory stays bounded whatever
+    the size, and each part is still in the cache when the consumer hashes it.
+    """
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    header, prefix = _stream_header(chunk_size, nonce_prefix)
+    aad = header + context
+    sealer = AESGCM(key)
+    chunks = max(1, -(-len(data) // chunk_size))
+    per_part = max(1, _PART // chunk_size)
+    lead = before + header
+    room = len(lead) + min(per_part, chunks) * (chunk_size + _TAG)
+    ring = [memoryview(bytearray(room)), memoryview(bytearray(room if chunks > per_part else 0))]
+    ring[0][: len(lead)] = lead
+    at = len(lead)
+    for first in range(0, chunks, per_part):
+        out = ring[(first // per_part) % 2]
+        for index in range(first, min(first + per_part, chunks)):
+            piece = data[index * chunk_size : (index + 1) * chunk_size]
+            end = at + len(piece) + _TAG
+            nonce = _nonce(prefix, index, index == chunks - 1)
+            sealer.encrypt_into(nonce, piece, aad, out[at:end])
+            at = end
+        yield out[:at]
+        at = 0
+
+
+def iter_sealed_file(
+    src: BinaryIO,
+    key: bytes,
+    context: bytes,
+    *,
+    chunk_size: int = CHUNK_SIZE,
+    nonce_prefix: bytes | None = None,
+    before: bytes = b"",
+) -> Iterator[memoryview]:
+    """Encrypt what ``src`` yields part by part: the bytes of :func:`encrypt_stream`.
+
+    As :func:`iter_sealed` (two output buffers used in turn, ``before`` first), reading
+    the plaintext into two reused chunk buffers (``readinto``) until ``src`` ends.
+    """
+    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+    header, prefix = _stream_header(chunk_size, nonce_prefix)
+    aad = header + context
+    sealer = AESGCM(key)
+    per_part = max(1, _PART // chunk_size)
+    lead = before + header
+    room = len(lead) + per_part * (chunk_size + _TAG)
+    ring = [memoryview(bytearray(room)), memoryview(bytearray(room))]
+    plain = [memoryview(bytearray(chunk_size)), memoryview(bytearray(chunk_size))]
+    ring[0][: len(lead)] = lead
+    at, index = len(lead), 0
+    got = _fill(src, plain[0])
+    while True:
+        following = _fill(src, plain[1]) if got == chunk_size else 0
+        last = not following
+        out = ring[(index // per_part) % 2]
+        end = at + got + _TAG
+        sealer.encrypt_into(_nonce(prefix, index, last), plain[0][:got], aad, out[at:end])
+        at = end
+        index += 1
+        if last or index % per_part == 0:
+            yield out[:at]
+            if last:
+                return
+            at = 0
+        plain.reverse()
+        got = following
 
 
 def _room(size: int) -> bytearray | mmap.mmap:

@@ -37,13 +37,14 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, BinaryIO, TypeVar, cast
 
-from pipetrail.errors import IntegrityError, NotFoundError
+from pipetrail.errors import IntegrityError, NotFoundError, StoreError
 from pipetrail.hashing import is_digest
 from pipetrail.hashing.digest import DIGEST_PREFIX
 from pipetrail.store.generation import read_generation
 from pipetrail.store.local_put import FileCopier
 from pipetrail.store.loose import LooseObjects
 from pipetrail.store.loose_read import LooseReader
+from pipetrail.store.loose_stream import store_parts
 from pipetrail.store.os_errors import map_os_errors
 from pipetrail.store.pack import SMALL_OBJECT_LIMIT, SmallObjectPack
 from pipetrail.store.segments import SEGMENT_OBJECT_LIMIT
@@ -169,6 +170,30 @@ class LocalStore:
         else:
             self._loose.write(digest, data)
         return digest
+
+    def put_parts(
+        self, parts: Iterable[memoryview], size: int, check: Callable[[], None] | None = None
+    ) -> str:
+        """Store the object made of ``parts`` (``size`` bytes in all); return its digest.
+
+        For content made while it is stored (encrypted): from 1 MiB each part is hashed
+        and written on another thread while the next is made (:mod:`.loose_stream`);
+        smaller objects are joined and stored by :meth:`put_bytes`. ``parts`` may reuse
+        two buffers in turn. ``check`` runs before the object is named (and its error
+        leaves nothing stored). An intact object already stored is kept, a corrupt one
+        quarantined and replaced, as by :meth:`put_bytes`.
+
+        Raises:
+            StoreError: the object could not be written, or ``parts`` made not ``size`` bytes.
+        """
+        if size > max(self._small_limit, SEGMENT_OBJECT_LIMIT):
+            return store_parts(self._reader, parts, size, check)
+        data = b"".join(bytes(part) for part in parts)
+        if check is not None:
+            check()
+        if len(data) != size:
+            raise StoreError(f"an object of {size} bytes was expected, {len(data)} were made")
+        return self.put_bytes(data)
 
     def _packed_intact(self, digest: str) -> bool:
         """Return whether the pack holds the object intact (a corrupt one is quarantined)."""

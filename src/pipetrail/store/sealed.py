@@ -33,10 +33,11 @@ import mmap
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar, cast
+from typing import TYPE_CHECKING, BinaryIO, TypeVar, cast
 
 from pipetrail.errors import IntegrityError, NotFoundError, StoreError
 from pipetrail.hashing import Hasher, digest_bytes
+from pipetrail.store.sealed_io import Decrypting, HashingReader, drain, filled, plain_digest
 from pipetrail.store.verified import digest_of
 
 if TYPE_CHECKING:
@@ -61,6 +62,7 @@ _WRAPPED_LEN = 40
 _HEADER_LEN = len(SEALED_MAGIC) + _ID_LEN + _WRAPPED_LEN
 _READ = 1 << 20
 _IN_MEMORY = 1 << 26  # a sealed object up to this size is sealed again in memory
+_STREAM_FROM = 1 << 21  # from this size put_bytes seals into a store's put_parts, if it has one
 
 
 def _derive(data_key: bytes, purpose: str) -> bytes:
@@ -160,72 +162,8 @@ def is_sealed_object(data: bytes) -> bool:
     return data[: len(SEALED_MAGIC)] == SEALED_MAGIC
 
 
-def _filled(raw: BinaryIO, what: str) -> io.BytesIO:
-    """Everything ``raw`` holds, read into the buffer of a ``BytesIO`` (one allocation)."""
-    try:
-        size = os.fstat(raw.fileno()).st_size
-    except (OSError, AttributeError, io.UnsupportedOperation):
-        return io.BytesIO(raw.read())
-    holder = io.BytesIO()
-    if size:
-        holder.seek(size - 1)
-        holder.write(b"\0")  # sizes the buffer once (zero-filled)
-    with holder.getbuffer() as view:
-        got = 0
-        while got < size:
-            n = cast("io.RawIOBase", raw).readinto(view[got:])
-            if not n:
-                break
-            got += n
-    if got != size or raw.read(1):
-        raise IntegrityError(f"{what} changed while it was read")
-    return holder
-
-
 def _what(digest: str) -> str:
     return f"sensitive artifact {digest[:19]}"
-
-
-class _Decrypting(io.RawIOBase):
-    """A read-only stream of plaintext, decrypted chunk by chunk as it is read."""
-
-    def __init__(self, inner: BinaryIO, chunks: Iterator[bytes]) -> None:
-        self._inner = inner
-        self._chunks = chunks
-        self._buffer = b""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, target: Any) -> int:
-        view = memoryview(target).cast("B")
-        while not self._buffer:
-            try:
-                self._buffer = next(self._chunks)
-            except StopIteration:
-                return 0
-        n = min(len(view), len(self._buffer))
-        view[:n] = self._buffer[:n]
-        self._buffer = self._buffer[n:]
-        return n
-
-    def close(self) -> None:
-        with contextlib.suppress(Exception):
-            self._inner.close()
-        super().close()
-
-
-class _HashingReader:
-    """Reads from ``raw``, hashing what it hands out."""
-
-    def __init__(self, raw: BinaryIO) -> None:
-        self._raw = raw
-        self.hasher = Hasher()
-
-    def read(self, size: int = -1) -> bytes:
-        data = self._raw.read(size)
-        self.hasher.update(data)
-        return data
 
 
 class SealedStore:
@@ -274,11 +212,34 @@ class SealedStore:
         encrypt_stream(src, dst, key, header, chunk_size=self._chunk_size, nonce_prefix=prefix)
 
     def put_bytes(self, data: bytes) -> str:
-        """Seal ``data`` and store it; return the sealed object's digest."""
-        from pipetrail.store.encryption import encrypt_buffer
+        """Seal ``data`` and store it; return the sealed object's digest.
+
+        The plaintext is hashed once (its digest gives the object key). Over a store
+        that takes an object in parts (a local store's ``put_parts``), from 2 MiB the
+        ciphertext is then made part by part and hashed and written by the store as it
+        comes, in the same pass; otherwise it is sealed into one buffer the store takes
+        whole. Both give the same bytes.
+        """
+        from pipetrail.store.encryption import encrypt_buffer, iter_sealed, sealed_size
 
         plain = digest_of(data)
         header, key, prefix = self._keys.seal(plain)
+        put_parts = getattr(self._inner, "put_parts", None)
+        if put_parts is not None and len(data) >= _STREAM_FROM:
+            # Sealed part by part into two reused buffers while the store hashes and
+            # writes the previous part on another thread: one pass, bounded memory.
+            parts = iter_sealed(
+                memoryview(data),
+                key,
+                header,
+                chunk_size=self._chunk_size,
+                nonce_prefix=prefix,
+                before=header,
+            )
+            size = len(header) + sealed_size(len(data), chunk_size=self._chunk_size)
+            digest = cast("str", put_parts(parts, size))
+            self.plain_digests[digest] = plain
+            return digest
         # Each chunk is sealed straight into its place in one buffer: no copies.
         sealed = encrypt_buffer(
             memoryview(data),
@@ -311,9 +272,44 @@ class SealedStore:
             raise IntegrityError(
                 f"{path} changed while it was stored: it no longer hashes to {digest}"
             )
+        put_parts = getattr(self._inner, "put_parts", None)
         with open(path, "rb") as raw:
+            if put_parts is not None and hasher.size >= _STREAM_FROM:
+                return self._seal_parts(
+                    put_parts, cast("BinaryIO", raw), plain, hasher.size, str(path)
+                )
             stored, size = self._put_stream(cast("BinaryIO", raw), plain, what=str(path))
         return stored, size
+
+    def _seal_parts(
+        self, put_parts: Callable[..., str], raw: BinaryIO, plain: str, size: int, what: str
+    ) -> tuple[str, int]:
+        """Seal ``size`` bytes ``raw`` yields into a store's ``put_parts`` in one pass.
+
+        ``raw`` is hashed again as it is sealed; the object is named only if it still
+        hashes to ``plain`` (else IntegrityError, and nothing is stored).
+        """
+        from pipetrail.store.encryption import iter_sealed_file, sealed_size
+
+        header, key, prefix = self._keys.seal(plain)
+        again = HashingReader(raw)
+
+        def unchanged() -> None:
+            if again.hasher.digest() != plain:
+                raise IntegrityError(f"{what} changed while it was sealed into the store")
+
+        parts = iter_sealed_file(
+            cast("BinaryIO", again),
+            key,
+            header,
+            chunk_size=self._chunk_size,
+            nonce_prefix=prefix,
+            before=header,
+        )
+        total = len(header) + sealed_size(size, chunk_size=self._chunk_size)
+        stored = put_parts(parts, total, unchanged)
+        self.plain_digests[stored] = plain
+        return stored, total
 
     def _put_stream(self, raw: BinaryIO, plain: str, *, what: str) -> tuple[str, int]:
         """Seal what ``raw`` yields (of plain digest ``plain``) through a ciphertext temp file."""
@@ -324,7 +320,7 @@ class SealedStore:
             with os.fdopen(fd, "wb") as out:
                 # Hashed again while it is encrypted: content that changed in between is
                 # caught without a third read.
-                again = _HashingReader(raw)
+                again = HashingReader(raw)
                 self._encrypt(cast("BinaryIO", again), out, plain)
             if again.hasher.digest() != plain:
                 raise IntegrityError(f"{what} changed while it was sealed into the store")
@@ -355,7 +351,7 @@ class SealedStore:
             data = old.get_bytes(blob)
             stored = self.put_bytes(data)
             return stored, self._inner.size(stored)
-        plain = old._each_chunk(blob, _plain_digest)  # verified alongside, where it can be
+        plain = old._each_chunk(blob, plain_digest)  # verified alongside, where it can be
         with old.open(blob) as reader:
             return self._put_stream(reader, plain, what=_what(blob))
 
@@ -406,7 +402,7 @@ class SealedStore:
         if read_with is not None:
             return cast("bytes", read_with(blob, functools.partial(self._decrypt, what=what)))
         with self._inner.open(blob) as raw:
-            holder = _filled(raw, what)
+            holder = filled(raw, what)
         with holder.getbuffer() as view:
             header = bytes(view[:_HEADER_LEN])
             key = self._keys.open_header(header, what=what)
@@ -426,7 +422,7 @@ class SealedStore:
     def open(self, digest: str) -> BinaryIO:
         """A stream of the plaintext, authenticated chunk by chunk as it is read."""
         raw, chunks = self._open_sealed(digest)
-        return cast("BinaryIO", io.BufferedReader(_Decrypting(raw, chunks), buffer_size=_READ))
+        return cast("BinaryIO", io.BufferedReader(Decrypting(raw, chunks), buffer_size=_READ))
 
     def local_path(self, digest: str) -> Path | None:
         """Always None: a sealed object has no plaintext on disk."""
@@ -460,7 +456,7 @@ class SealedStore:
             IntegrityError: the object is corrupt, a chunk does not authenticate, or the
                 key is wrong.
         """
-        self._each_chunk(digest, _drain)
+        self._each_chunk(digest, drain)
 
     def _each_chunk(self, digest: str, use: Callable[[Iterator[bytes]], T]) -> T:
         """``use(the authenticated plaintext chunks)``, returned once the object is verified.
@@ -484,15 +480,3 @@ class SealedStore:
             return cast("T", read_with(self._at(digest), reader))
         with self._inner.open(self._at(digest)) as raw:
             return reader(raw, 0)
-
-
-def _drain(chunks: Iterator[bytes]) -> None:
-    for _ in chunks:
-        pass
-
-
-def _plain_digest(chunks: Iterator[bytes]) -> str:
-    hasher = Hasher()
-    for chunk in chunks:
-        hasher.update(chunk)
-    return hasher.digest()
