@@ -159,6 +159,7 @@ def test_fsync_off_still_writes_atomically(tmp_path: Path) -> None:
 _WRITER = textwrap.dedent(
     """
     import sys
+    import time
     from pathlib import Path
     from pipetrail.store import LocalStore
 
@@ -167,6 +168,7 @@ _WRITER = textwrap.dedent(
     print("started", flush=True)
     store.put_bytes(data)
     print("done", flush=True)
+    time.sleep(120)  # the kill lands even when the write ended before it
     """
 ).format(big=BIG)
 
@@ -566,6 +568,7 @@ def test_sync_after_a_large_batch_flushes_the_filesystem_once(
 _BATCH_WRITER = textwrap.dedent(
     """
     import sys
+    import time
     from pathlib import Path
     from pipetrail.store import LocalStore
 
@@ -574,6 +577,7 @@ _BATCH_WRITER = textwrap.dedent(
     print("started", flush=True)
     store.put_files([(path, None) for path in files])
     print("done", flush=True)
+    time.sleep(120)  # the kill lands even when the write ended before it
     """
 )
 

@@ -301,6 +301,7 @@ def test_a_refused_direct_write_is_retried_through_the_page_cache(
 _BATCH_WRITER = textwrap.dedent(
     """
     import sys
+    import time
     from pathlib import Path
     from pipetrail.store import LocalStore
 
@@ -309,6 +310,7 @@ _BATCH_WRITER = textwrap.dedent(
     print("started", flush=True)
     store.put_files([(path, None) for path in files])
     print("done", flush=True)
+    time.sleep(120)  # the kill lands even when the write ended before it
     """
 )
 
