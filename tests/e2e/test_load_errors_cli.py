@@ -88,7 +88,7 @@ def boxes(tag: int = 0):
 
 def cli(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """``pipetrail ARGS`` in ``root`` in a child process: a run imports ``boxes.py``, whose
-    serializer registers itself for the process (once per process)."""
+    serializer registers itself for the process."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("PIPETRAIL_", "BOX_"))}
     return subprocess.run(
         [*PIPETRAIL, *args],

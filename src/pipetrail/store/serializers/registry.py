@@ -566,6 +566,7 @@ def register_serializer(serializer: Serializer, *, first: bool = False) -> None:
         first: try it before the built-ins (to override how a built-in type is stored).
 
     Raises:
-        SerializationError: the name is already taken, or the object is not a serializer.
+        SerializationError: a different serializer already has the name, or the object is
+            not a serializer.
     """
     default_registry().register(serializer, first=first)
