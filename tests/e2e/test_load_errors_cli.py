@@ -88,7 +88,7 @@ def boxes(tag: int = 0):
 
 def cli(root: Path, *args: str, **env: str) -> subprocess.CompletedProcess[str]:
     """``pipetrail ARGS`` in ``root`` in a child process: a run imports ``boxes.py``, whose
-    serializer registers itself for the process (once per process)."""
+    serializer registers itself for the process."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("PIPETRAIL_", "BOX_"))}
     return subprocess.run(
         [*PIPETRAIL, *args],
@@ -226,3 +226,18 @@ def test_an_artifact_in_a_newer_format_version_is_read_as_its_step_recorded_or_r
         read.stdout
     )
     assert "reads versions up to 1; upgrade" in read.stdout
+
+
+def test_a_pipeline_that_registers_a_serializer_runs_twice_in_one_process(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipetrail.store.serializers import registry
+
+    monkeypatch.setattr(registry, "_default", None)  # this test's own shared registry
+    first = cli_read(root, "run", "boxes.py", "-q")
+    assert first.returncode == 0, first.stderr
+    again = cli_read(root, "run", "boxes.py", "-q")  # registers `box` once more
+    assert again.returncode == 0, again.stderr
+    runs = json.loads(cli_read(root, "runs", "--json").stdout)
+    assert [r["status"] for r in runs] == ["completed", "completed"]
+    assert registry.default_registry().names.count("box") == 1

@@ -281,11 +281,16 @@ class _Group(_LazyGroup):
     envvar="PIPETRAIL_LOG_FORMAT",
     help="Structured log lines on stderr (run, step and trace ids); needs structlog.",
 )
-def cli(log_format: str | None) -> None:
+@click.pass_context
+def cli(ctx: click.Context, log_format: str | None) -> None:
     """Reproducible, auditable, traceable ML pipelines."""
     if log_format is not None:
-        from pipetrail.observability.logs import configure_logging
+        from pipetrail.observability.logs import configure_logging, logging_kept
 
+        # The handler is the command's: taken off (and the root logger as it was) when it
+        # ends, so a command run in a process that goes on (click's runner, a notebook,
+        # library use) leaves no handler behind on a stream that may be gone.
+        ctx.call_on_close(logging_kept())
         try:
             configure_logging(log_format)
         except PipetrailError as exc:

@@ -121,14 +121,23 @@ class Ledger:
                 path, timeout = target
                 path.parent.mkdir(parents=True, exist_ok=True)
                 connection = _connect_sqlite(path, timeout)
-                if _sqlite_revision(connection) == HEAD_REVISION:
+                try:
+                    current = _sqlite_revision(connection) == HEAD_REVISION
+                except BaseException:
+                    connection.close()
+                    raise
+                if current:
                     return cls(url, actor=actor, connection=connection)
                 connection.close()
             ledger = cls(url, actor=actor)
             from pipetrail.ledger.migrate import ensure_schema
 
-            ensure_schema(ledger.engine)
-            merkle_store.ensure_tree(ledger.db)  # a ledger from before the tree: build it
+            try:
+                ensure_schema(ledger.engine)
+                merkle_store.ensure_tree(ledger.db)  # a ledger from before the tree: build it
+            except BaseException:
+                ledger.close()  # a refused or failed open leaves no connection behind
+                raise
         return ledger
 
     @property

@@ -22,9 +22,9 @@ from pipetrail.capture.log_context import current_context
 from pipetrail.errors import ProjectError
 
 if TYPE_CHECKING:
-    from collections.abc import MutableMapping
+    from collections.abc import Callable, MutableMapping
 
-__all__ = ["LOG_FORMATS", "configure_logging"]
+__all__ = ["LOG_FORMATS", "configure_logging", "logging_kept"]
 
 LOG_FORMATS = ("console", "json")
 _INSTALL = "pip install 'pipetrail[observability]'"
@@ -92,3 +92,26 @@ def configure_logging(log_format: str, stream: TextIO | None = None) -> logging.
     handler.setFormatter(formatter)
     root.addHandler(handler)
     return handler
+
+
+def logging_kept() -> Callable[[], None]:
+    """Note the root logger's handlers and level; return what puts them back.
+
+    For a command that calls :func:`configure_logging` for its own duration: calling the
+    returned function removes the handlers added since, adds back those
+    removed since (an earlier structured handler that :func:`configure_logging` replaced)
+    and restores the level.
+    """
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+
+    def restore() -> None:
+        for added in [h for h in root.handlers if h not in handlers]:
+            root.removeHandler(added)
+            added.flush()  # not closed: its stream (standard error) is not its own
+        for handler in handlers:
+            if handler not in root.handlers:
+                root.addHandler(handler)
+        root.setLevel(level)
+
+    return restore

@@ -17,6 +17,7 @@ from pipetrail.observability.logs import configure_logging
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
+    from pathlib import Path
 
 
 @pytest.fixture
@@ -84,3 +85,23 @@ def test_the_command_line_loads_neither_structlog_nor_opentelemetry_by_default()
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     ).stdout
     assert out.strip().splitlines()[-1] == "[]"
+
+
+def test_the_command_takes_its_log_handler_off_when_it_ends(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from pipetrail.cli.main import cli
+
+    root = logging.getLogger()
+    before = (list(root.handlers), root.level)
+    for n in range(2):  # in one process, as a notebook or click's runner does
+        result = CliRunner().invoke(cli, ["--log-format", "json", "init", str(tmp_path / f"p{n}")])
+        assert result.exit_code == 0, result.output
+        assert (list(root.handlers), root.level) == before
+    mine = configure_logging("console", io.StringIO())  # the caller's own, kept
+    try:
+        result = CliRunner().invoke(cli, ["--log-format", "json", "init", str(tmp_path / "p2")])
+        assert result.exit_code == 0, result.output
+        assert root.handlers == [*before[0], mine]
+    finally:
+        root.removeHandler(mine)

@@ -373,6 +373,12 @@ class CelsiusSerializer:
 class AnyIntSerializer(CelsiusSerializer):
     name = "any-int"
 
+    @classmethod
+    def with_name(cls, name: str) -> AnyIntSerializer:
+        serializer = cls()
+        serializer.name = name
+        return serializer
+
     def handles(self, value: Any) -> bool:
         return type(value) is int
 
@@ -387,7 +393,7 @@ def test_register_custom_serializer(
     assert registry.names[-1] == "celsius"
     assert round_trip(registry, store, Celsius(21.5)).degrees == 21.5
     with pytest.raises(SerializationError, match="'celsius' is already registered"):
-        registry.register(CelsiusSerializer())
+        registry.register(AnyIntSerializer.with_name("celsius"))
     with pytest.raises(SerializationError, match="is not a serializer"):
         registry.register(object())  # type: ignore[arg-type]
     registry.register(AnyIntSerializer(), first=True)

@@ -29,7 +29,10 @@ serializer modules (which import heavy libraries lazily), ``pipetrail.hashing`` 
 from __future__ import annotations
 
 import dataclasses
+import inspect
+import os
 import threading
+import types
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import PipetrailError, SerializationError
@@ -184,11 +187,17 @@ class SerializerRegistry:
     def register(self, serializer: Serializer, *, first: bool = False) -> None:
         """Add a serializer, tried after the existing ones (or before, with ``first=True``).
 
-        Registering the same instance twice is a no-op.
+        Registering the same instance twice is a no-op. Registering the same serializer
+        again (an instance of a class of the same qualified name defined in the same file,
+        or with the same source: a pipeline file or notebook cell run again in one
+        process) replaces the earlier entry in place (or moves it first, with
+        ``first=True``); its format version is taken anew, so a changed version changes
+        :meth:`formats_label`, and with it the cache keys, as a new process would.
 
         Raises:
-            SerializationError: another serializer already uses the same name, or its
-                ``version`` is not a positive int.
+            SerializationError: a different serializer already uses the same name (the
+                message says where each is defined), or its ``version`` is not a
+                positive int.
         """
         if not isinstance(serializer, Serializer):
             raise SerializationError(
@@ -200,15 +209,29 @@ class SerializerRegistry:
         with self._lock:
             if any(s is serializer for s in self._serializers):
                 return
-            taken = {s.name for s in self._serializers}
-            if self._fallback is not None:
-                taken.add(self._fallback.name)
-            if serializer.name in taken:
+            if self._fallback is not None and self._fallback.name == serializer.name:
                 raise SerializationError(
-                    f"A serializer named '{serializer.name}' is already registered; give "
-                    f"{qualified_type_name(serializer)} a different name."
+                    f"A serializer named '{serializer.name}' is already registered: it is "
+                    f"the fallback, {_origin(self._fallback)}; give "
+                    f"{_origin(serializer)} a different 'name'."
                 )
-            if first:
+            taken = [s for s in self._serializers if s.name == serializer.name]
+            if taken and not _same_serializer(taken[0], serializer):
+                raise SerializationError(
+                    f"A serializer named '{serializer.name}' is already registered: "
+                    f"{_origin(taken[0])}; {_origin(serializer)} cannot take its name. "
+                    "Give one of them a different 'name' (a stored artifact records the "
+                    "name of the serializer that reads it back)."
+                )
+            if taken:
+                earlier = taken[0]
+                kept = tuple(s for s in self._serializers if s is not earlier)
+                self._serializers = (
+                    (serializer, *kept)
+                    if first
+                    else tuple(serializer if s is earlier else s for s in self._serializers)
+                )
+            elif first:
                 self._serializers = (serializer, *self._serializers)
             else:
                 self._serializers = (*self._serializers, serializer)
@@ -463,6 +486,52 @@ def _label(versions: dict[str, int]) -> str:
     return " ".join(f"{name}@{version}" for name, version in sorted(versions.items()))
 
 
+def _defined_in(serializer: Serializer) -> str | None:
+    """The file ``serializer``'s class is defined in (None: not known)."""
+    cls = type(serializer)
+    try:
+        file = inspect.getsourcefile(cls)
+    except (OSError, TypeError):
+        file = None
+    if file is None:  # a module not in sys.modules (run by path, a notebook cell)
+        codes = [f.__code__ for f in vars(cls).values() if inspect.isfunction(f)]
+        file = codes[0].co_filename if codes else None
+    if file is not None and os.path.isabs(file):
+        file = os.path.realpath(file)
+    return file
+
+
+def _code(serializer: Serializer) -> tuple[Any, ...]:
+    """The code of the methods of ``serializer``'s class (not where it was compiled)."""
+
+    def of(code: types.CodeType) -> tuple[Any, ...]:
+        consts = tuple(of(c) if isinstance(c, types.CodeType) else repr(c) for c in code.co_consts)
+        return (code.co_code, consts, code.co_names, code.co_varnames)
+
+    members = sorted(vars(type(serializer)).items())
+    return tuple((name, of(f.__code__)) for name, f in members if inspect.isfunction(f))
+
+
+def _same_serializer(earlier: Serializer, later: Serializer) -> bool:
+    """Whether ``later`` is ``earlier`` defined again (its module run once more).
+
+    The same qualified class name, and the same defining file or the same methods' code
+    (a notebook cell run again is compiled under a new file name).
+    """
+    if qualified_type_name(earlier) != qualified_type_name(later):
+        return False
+    if type(earlier) is type(later):
+        return True
+    file = _defined_in(earlier)
+    return (file is not None and file == _defined_in(later)) or _code(earlier) == _code(later)
+
+
+def _origin(serializer: Serializer) -> str:
+    file = _defined_in(serializer)
+    where = f" (defined in {file})" if file else ""
+    return f"{qualified_type_name(serializer)}{where}"
+
+
 def _refusal(serializer: Serializer, value: Any, root: str) -> str | None:
     """Ask a serializer why it refused ``value`` (serializers may say nothing)."""
     if isinstance(serializer, JsonSerializer):
@@ -497,6 +566,7 @@ def register_serializer(serializer: Serializer, *, first: bool = False) -> None:
         first: try it before the built-ins (to override how a built-in type is stored).
 
     Raises:
-        SerializationError: the name is already taken, or the object is not a serializer.
+        SerializationError: a different serializer already has the name, or the object is
+            not a serializer.
     """
     default_registry().register(serializer, first=first)
