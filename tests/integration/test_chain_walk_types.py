@@ -34,7 +34,7 @@ def _ledger(tmp_path: Path, n: int = 40) -> tuple[Ledger, Path]:
 
 @pytest.mark.parametrize(
     ("column", "cast"),
-    [("actor", "BLOB"), ("payload", "BLOB"), ("ts", "BLOB"), ("run_id", "BLOB"), ("seq", "REAL")],
+    [("actor", "BLOB"), ("payload", "BLOB"), ("ts", "BLOB"), ("run_id", "BLOB")],
 )
 def test_a_field_stored_as_another_type_is_an_edited_row(
     tmp_path: Path, column: str, cast: str
@@ -42,10 +42,7 @@ def test_a_field_stored_as_another_type_is_an_edited_row(
     ledger, db = _ledger(tmp_path)
     assert ledger.verify().ok
     with sqlite3.connect(db) as conn:
-        if cast == "REAL":  # a REAL that is a whole number would be stored back as an integer
-            conn.execute("UPDATE events SET seq = 17.5 WHERE seq = 17")
-        else:
-            conn.execute(f"UPDATE events SET {column} = CAST({column} AS BLOB) WHERE seq = 17")  # noqa: S608
+        conn.execute(f"UPDATE events SET {column} = CAST({column} AS BLOB) WHERE seq = 17")  # noqa: S608
         kind = conn.execute(f"SELECT typeof({column}) FROM events WHERE rowid = 17").fetchone()  # noqa: S608
     assert kind == (cast.lower(),)
     report = ledger.verify()
@@ -53,4 +50,14 @@ def test_a_field_stored_as_another_type_is_an_edited_row(
     assert report.first_bad_seq == 17
     assert "edited" in report.reason or "missing" in report.reason
     assert report.checked == 16
+    ledger.close()
+
+
+def test_a_sequence_number_that_is_not_an_integer_cannot_be_stored(tmp_path: Path) -> None:
+    # On SQLite `events.seq` is the rowid (schema 0009): the database itself refuses a
+    # sequence number that is not a whole number, so no such row can reach a verifier.
+    ledger, db = _ledger(tmp_path)
+    with sqlite3.connect(db) as conn, pytest.raises(sqlite3.DatabaseError, match="mismatch"):
+        conn.execute("UPDATE events SET seq = 17.5 WHERE seq = 17")
+    assert ledger.verify().ok
     ledger.close()
