@@ -43,6 +43,7 @@ from typing import Any
 from pipetrail.capture import listing_memo
 from pipetrail.capture.file_memo import read_remembered
 from pipetrail.core.version import VERSION
+from pipetrail.errors import ProjectError
 from pipetrail.hashing import digest_bytes, digest_value
 
 __all__ = [
@@ -155,8 +156,22 @@ def list_distributions() -> list[dict[str, Any]]:
     # the process: an install within the same timestamp tick as an earlier listing (or
     # with its folder's mtime set back) would list the names of before. Forget them.
     importlib.metadata.MetadataPathFinder().invalidate_caches()
+    dists = list(importlib.metadata.distributions())
+    for _ in range(2):
+        # Another thread using importlib.metadata at the same moment can put a folder's
+        # stale names back in that cache: list again while a folder disagrees with them.
+        if _listing_is_fresh(dists):
+            break
+        importlib.metadata.MetadataPathFinder().invalidate_caches()
+        dists = list(importlib.metadata.distributions())
+    else:
+        if not _listing_is_fresh(dists):
+            raise ProjectError(
+                "the installed distributions changed while the environment was listed "
+                "(a package install running at the same time?): run again once it ended"
+            )
     found: dict[str, dict[str, Any]] = {}
-    for dist in importlib.metadata.distributions():
+    for dist in dists:
         name, version = _name_and_version(dist)
         if not name or not version:
             _log.debug("skipping a distribution without name or version at %r", dist)
@@ -170,6 +185,45 @@ def list_distributions() -> list[dict[str, Any]]:
             entry["direct_url"] = origin
         found[key] = entry
     return [found[name] for name in sorted(found)]
+
+
+def _listing_is_fresh(dists: list[Any]) -> bool:
+    """Whether every metadata entry of every ``sys.path`` folder is one of ``dists``.
+
+    ``dists`` is what importlib.metadata listed; a folder's ``*.dist-info`` and
+    ``*.egg-info`` names read now must each be the location of one of them (names that
+    importlib.metadata itself skips, such as those without a version, are never listed
+    by it either, so only names it would list count).
+    """
+    listed: set[str] = set()
+    for dist in dists:
+        where = getattr(dist, "_path", None)
+        if where is not None:
+            listed.add(os.path.normcase(os.path.abspath(str(where))))
+    for entry in sys.path:
+        folder = os.path.abspath(entry or os.curdir)
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in names:
+            lowered = name.lower()
+            if not (lowered.endswith(".dist-info") or lowered.endswith(".egg-info")):
+                continue
+            path = os.path.normcase(os.path.join(folder, name))
+            if path not in listed and _would_list(path):
+                return False
+    return True
+
+
+def _would_list(path: str) -> bool:
+    """Whether importlib.metadata lists the metadata entry at ``path`` (it has a name)."""
+    import importlib.metadata
+
+    try:
+        return bool(importlib.metadata.PathDistribution(Path(path)).metadata["Name"])
+    except (OSError, KeyError, ValueError):
+        return False
 
 
 def _direct_url(dist: Any) -> dict[str, Any] | None:

@@ -214,3 +214,27 @@ def test_threads_capturing_at_once_agree(
     assert checks["listed"] >= 1
     assert checks["full"] < 80  # most were served by the remembered listing
     assert environment._read_cache(cache / "distributions.json") is not None
+
+
+def test_a_stale_importlib_listing_put_back_by_another_thread_is_listed_again(
+    site: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import importlib.metadata
+
+    assert versions({"distributions": environment.list_distributions()}) == {"fake-pkg": "1.0"}
+    set_mtime(make_dist(site, "other", "2.0"), _OLD)
+    set_mtime(site, _OLD)  # importlib.metadata keys its names by the folder's mtime
+    finder = importlib.metadata.MetadataPathFinder
+    real = finder.invalidate_caches
+    calls = []
+
+    def first_one_undone(self: Any) -> None:
+        # As if another thread put the folder's old names back right after the clear.
+        calls.append(1)
+        if len(calls) > 1:
+            real(self)
+
+    monkeypatch.setattr(finder, "invalidate_caches", first_one_undone)
+    listed = environment.list_distributions()
+    assert versions({"distributions": listed}) == {"fake-pkg": "1.0", "other": "2.0"}
+    assert len(calls) == 2
