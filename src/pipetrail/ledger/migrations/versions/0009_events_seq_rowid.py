@@ -3,7 +3,7 @@
 Revision ID: 0009
 Revises: 0008
 
-Three changes to what a run writes and reads (docs/adr/0035):
+Three changes to what a run writes and reads (docs/adr/0034):
 
 - On SQLite, ``events.seq`` becomes ``INTEGER PRIMARY KEY``: the rowid itself. A
   ``BIGINT`` primary key was a separate index beside the table, so every event read by
