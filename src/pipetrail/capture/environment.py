@@ -154,15 +154,18 @@ def list_distributions() -> list[dict[str, Any]]:
 
     # importlib.metadata remembers each folder's names per folder mtime for the rest of
     # the process: an install within the same timestamp tick as an earlier listing (or
-    # with its folder's mtime set back) would list the names of before. Forget them.
-    importlib.metadata.MetadataPathFinder().invalidate_caches()
+    # with its folder's mtime set back) would list the names of before. Forget them, in
+    # every finder on sys.meta_path: once any library imports the importlib_metadata
+    # backport, its own finder (with its own cache) answers in place of the standard
+    # library's.
+    _forget_listing_caches()
     dists = list(importlib.metadata.distributions())
     for _ in range(2):
-        # Another thread using importlib.metadata at the same moment can put a folder's
-        # stale names back in that cache: list again while a folder disagrees with them.
+        # A finder whose cache the call above does not reach, or another thread putting
+        # stale names back: list again while a folder disagrees with the listing.
         if _listing_is_fresh(dists):
             break
-        importlib.metadata.MetadataPathFinder().invalidate_caches()
+        _forget_listing_caches()
         dists = list(importlib.metadata.distributions())
     else:
         if not _listing_is_fresh(dists):
@@ -185,6 +188,15 @@ def list_distributions() -> list[dict[str, Any]]:
             entry["direct_url"] = origin
         found[key] = entry
     return [found[name] for name in sorted(found)]
+
+
+def _forget_listing_caches() -> None:
+    """Forget the folder listings of the standard library's finder and of every other."""
+    import importlib
+    import importlib.metadata
+
+    importlib.metadata.MetadataPathFinder().invalidate_caches()
+    importlib.invalidate_caches()  # each finder on sys.meta_path, the backport's too
 
 
 def _listing_is_fresh(dists: list[Any]) -> bool:

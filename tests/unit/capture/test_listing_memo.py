@@ -6,7 +6,9 @@ a damaged cache file between two of its runs exactly as a new process would.
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 import threading
 import time
@@ -216,7 +218,7 @@ def test_threads_capturing_at_once_agree(
     assert environment._read_cache(cache / "distributions.json") is not None
 
 
-def test_a_stale_importlib_listing_put_back_by_another_thread_is_listed_again(
+def test_a_stale_listing_put_back_by_another_thread_is_listed_again(
     site: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import importlib.metadata
@@ -224,17 +226,61 @@ def test_a_stale_importlib_listing_put_back_by_another_thread_is_listed_again(
     assert versions({"distributions": environment.list_distributions()}) == {"fake-pkg": "1.0"}
     set_mtime(make_dist(site, "other", "2.0"), _OLD)
     set_mtime(site, _OLD)  # importlib.metadata keys its names by the folder's mtime
-    finder = importlib.metadata.MetadataPathFinder
-    real = finder.invalidate_caches
+    real = environment._forget_listing_caches
     calls = []
 
-    def first_one_undone(self: Any) -> None:
+    def first_one_undone() -> None:
         # As if another thread put the folder's old names back right after the clear.
         calls.append(1)
         if len(calls) > 1:
-            real(self)
+            real()
 
-    monkeypatch.setattr(finder, "invalidate_caches", first_one_undone)
+    monkeypatch.setattr(environment, "_forget_listing_caches", first_one_undone)
     listed = environment.list_distributions()
     assert versions({"distributions": listed}) == {"fake-pkg": "1.0", "other": "2.0"}
     assert len(calls) == 2
+    assert importlib.metadata.version("other") == "2.0"
+
+
+_BACKPORT = r"""
+import importlib.metadata  # before sys.path is narrowed to the site folder alone
+import json, os, sys
+import importlib_metadata  # puts its own finder, with its own cache, on sys.meta_path
+from pipetrail.capture.environment import list_distributions
+
+site = sys.argv[1]
+
+
+def dist(name, version):
+    folder = os.path.join(site, f"{name}-{version}.dist-info")
+    os.mkdir(folder)
+    with open(os.path.join(folder, "METADATA"), "w") as out:
+        out.write(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    os.utime(folder, ns=(10**18, 10**18))
+    os.utime(site, ns=(10**18, 10**18))  # the folder's mtime as it was
+
+
+dist("first", "1.0")
+sys.path[:] = [site]
+before = [d["name"] for d in list_distributions()]
+dist("second", "2.0")
+print(json.dumps([before, [d["name"] for d in list_distributions()]]))
+"""
+
+
+def test_an_install_is_seen_when_a_library_imported_the_importlib_metadata_backport(
+    tmp_path: Path,
+) -> None:
+    # A process where some library imported importlib_metadata (the backport answers for
+    # the standard library from then on): the same two listings as any other process.
+    site = tmp_path / "site"
+    site.mkdir()
+    done = subprocess.run(
+        [sys.executable, "-c", _BACKPORT, str(site)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)},
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [["first"], ["first", "second"]]
