@@ -18,9 +18,9 @@ import typing as _typing
 from pipetrail.core.lazy import lazy_exports as _lazy_exports
 
 if _typing.TYPE_CHECKING:
+    from pipetrail.capture.distributions import list_distributions as list_distributions
     from pipetrail.capture.environment import capture_environment as capture_environment
     from pipetrail.capture.environment import environment_digest as environment_digest
-    from pipetrail.capture.environment import list_distributions as list_distributions
     from pipetrail.capture.git import GitState as GitState
     from pipetrail.capture.git import capture_git as capture_git
     from pipetrail.capture.output import CapturedOutput as CapturedOutput
@@ -83,7 +83,7 @@ __getattr__, __dir__ = _lazy_exports(
     {
         "capture_environment": "pipetrail.capture.environment",
         "environment_digest": "pipetrail.capture.environment",
-        "list_distributions": "pipetrail.capture.environment",
+        "list_distributions": "pipetrail.capture.distributions",
         "GitState": "pipetrail.capture.git",
         "capture_git": "pipetrail.capture.git",
         "CapturedOutput": "pipetrail.capture.output",

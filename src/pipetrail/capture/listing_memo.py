@@ -1,7 +1,7 @@
 """The distributions listing a process found last, reused while nothing it rests on moved.
 
 A process that runs many pipelines (a sweep, a notebook, a service) captures the
-environment at every run. The on-disk cache (:mod:`pipetrail.capture.environment`)
+environment at every run. The on-disk cache (:mod:`pipetrail.capture.distributions`)
 spares it listing the distributions, but checking that cache still means building its
 key from every metadata entry of every search-path folder and comparing it with the
 file's. This module remembers, per cache file, the last listing a process used and what

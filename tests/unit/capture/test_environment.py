@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from pipetrail.capture import environment
+from pipetrail.capture import distributions, environment
 from pipetrail.capture.environment import (
     ENV_VAR_ALLOWLIST,
     capture_environment,
@@ -56,13 +56,13 @@ def fake_site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def count_listings(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     calls: list[int] = []
-    real = environment.list_distributions
+    real = distributions._listing
 
-    def counting() -> list[dict[str, str]]:
+    def counting(scanned: Any) -> list[dict[str, str]]:
         calls.append(1)
-        return real()
+        return real(scanned)
 
-    monkeypatch.setattr(environment, "list_distributions", counting)
+    monkeypatch.setattr(distributions, "_listing", counting)
     return calls
 
 
@@ -119,7 +119,7 @@ def test_distributions_are_every_installed_one_normalized_sorted_unique() -> Non
     assert by_name["pytest"] == importlib.metadata.version("pytest")
     assert by_name["blake3"] == importlib.metadata.version("blake3")
     expected = {
-        environment._NORMALIZE_RE.sub("-", d.metadata["Name"]).lower()
+        distributions._NORMALIZE_RE.sub("-", d.metadata["Name"]).lower()
         for d in importlib.metadata.distributions()
         if d.metadata["Name"]
     }

@@ -18,25 +18,25 @@ from typing import Any
 import pytest
 
 import pipetrail
-from pipetrail.capture import environment, listing_memo
+from pipetrail.capture import distributions, listing_memo
 from pipetrail.capture.environment import capture_environment
 from tests.unit.capture.test_environment import make_dist, set_mtime, versions
 
 _SRC = str(Path(pipetrail.__file__).resolve().parents[1])
 _OLD = 1_000_000_000
-_WINDOW_S = environment._RACY_WINDOW_NS / 1e9 + 0.2
+_WINDOW_S = distributions._RACY_WINDOW_NS / 1e9 + 0.2
 
 _CHILD = textwrap.dedent(
     """
     import json, sys
     from pathlib import Path
-    from pipetrail.capture import environment
+    from pipetrail.capture import distributions, environment
     listed = []
-    real = environment.list_distributions
-    def counting():
+    real = distributions._listing
+    def counting(scanned):
         listed.append(1)
-        return real()
-    environment.list_distributions = counting
+        return real(scanned)
+    distributions._listing = counting
     names = {}
     for _ in range(int(sys.argv[2])):
         snapshot = environment.capture_environment(cache_dir=Path(sys.argv[1]))
@@ -116,7 +116,7 @@ def _edit(cache_file: Path, *, recheck: bool, **changes: Any) -> None:
             item["version"] = "6.6.6"  # a trusted file would report this version
     data.update(changes)
     if recheck:
-        cache_file.write_bytes(environment._cache_payload(data))
+        cache_file.write_bytes(distributions._cache_payload(data))
     else:
         cache_file.write_bytes(check + b"\n" + json.dumps(data, separators=(",", ":")).encode())
 
@@ -139,7 +139,7 @@ def test_an_edited_or_foreign_cache_is_ignored_and_rewritten(
 ) -> None:
     _edit(cached, recheck=recheck, **changes)
     assert versions(capture_environment(cache_dir=cached.parent))["fake-pkg"] == "1.0"
-    assert environment._read_cache(cached) is not None  # rewritten, valid again
+    assert distributions._read_cache(cached) is not None  # rewritten, valid again
     assert versions(capture_environment(cache_dir=cached.parent))["fake-pkg"] == "1.0"
 
 
@@ -147,7 +147,7 @@ def test_a_truncated_cache_is_ignored(cached: Path) -> None:
     data = cached.read_bytes()
     cached.write_bytes(data[: len(data) // 2])
     assert versions(capture_environment(cache_dir=cached.parent))["fake-pkg"] == "1.0"
-    assert environment._read_cache(cached) is not None
+    assert distributions._read_cache(cached) is not None
 
 
 def test_concurrent_runs_leave_the_cache_consistent(tmp_path: Path) -> None:
@@ -162,7 +162,7 @@ def test_concurrent_runs_leave_the_cache_consistent(tmp_path: Path) -> None:
         found = _result(proc)
         assert ("fake-one" in found["versions"]) == (site == one)
         assert ("fake-two" in found["versions"]) == (site == two)
-    assert environment._read_cache(cache / "distributions.json") is not None
+    assert distributions._read_cache(cache / "distributions.json") is not None
     assert not [p for p in cache.iterdir() if p.name.startswith(".distributions-")]
 
 
@@ -170,7 +170,7 @@ def test_an_unchanged_cache_is_parsed_once_per_process_and_an_edit_is_seen(
     cached: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     parsed: list[int] = []
-    real = environment._parse_cache
+    real = distributions._parse_cache
 
     def counting(payload: bytes) -> dict[str, Any] | None:
         parsed.append(1)
@@ -179,7 +179,7 @@ def test_an_unchanged_cache_is_parsed_once_per_process_and_an_edit_is_seen(
     time.sleep(_WINDOW_S)  # the site folder is old enough now: its listing is cached too
     capture_environment(cache_dir=cached.parent)
     time.sleep(_WINDOW_S)  # a file changed within the racy window is read every time
-    monkeypatch.setattr(environment, "_parse_cache", counting)
+    monkeypatch.setattr(distributions, "_parse_cache", counting)
     for _ in range(3):
         listing_memo.forget()  # the process's listing aside: the file is what is checked
         assert versions(capture_environment(cache_dir=cached.parent))["fake-pkg"] == "1.0"

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from pipetrail.capture import environment
+from pipetrail.capture import distributions, environment
 from pipetrail.capture.environment import capture_environment, list_distributions
 
 
@@ -57,13 +57,13 @@ class FakeDist:
     ],
 )
 def test_direct_url_summary(data: Any, expected: dict[str, Any] | None) -> None:
-    assert environment._direct_url(FakeDist(data)) == expected
+    assert distributions._direct_url(FakeDist(data)) == expected
 
 
 def test_credentials_never_reach_the_record() -> None:
-    assert environment._without_credentials("https://u:p@h.org/x?y") == "https://h.org/x?y"
-    assert environment._without_credentials("file:///a@b/c") == "file:///a@b/c"
-    assert environment._without_credentials("plain") == "plain"
+    assert distributions._without_credentials("https://u:p@h.org/x?y") == "https://h.org/x?y"
+    assert distributions._without_credentials("file:///a@b/c") == "file:///a@b/c"
+    assert distributions._without_credentials("plain") == "plain"
 
 
 def test_this_editable_checkout_is_recorded_with_its_origin() -> None:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pipetrail.capture import environment, listing_memo
+from pipetrail.capture import distributions, listing_memo
 from pipetrail.capture.environment import capture_environment
 from tests.unit.capture.test_environment import make_dist, set_mtime, versions
 
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from pathlib import Path
 
 _OLD = 1_000_000_000
-_WINDOW_S = environment._RACY_WINDOW_NS / 1e9 + 0.2
+_WINDOW_S = distributions._RACY_WINDOW_NS / 1e9 + 0.2
 
 
 @pytest.fixture
@@ -43,18 +43,18 @@ def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 def checks(monkeypatch: pytest.MonkeyPatch) -> dict[str, int]:
     """How many full checks (cache key built) and listings the captures made."""
     counts = {"full": 0, "listed": 0}
-    real_key, real_list = environment._distributions_key, environment.list_distributions
+    real_key, real_list = distributions._distributions_key, distributions._listing
 
     def key(*args: Any) -> Any:
         counts["full"] += 1
         return real_key(*args)
 
-    def listing() -> list[dict[str, Any]]:
+    def listing(scanned: Any) -> list[dict[str, Any]]:
         counts["listed"] += 1
-        return real_list()
+        return real_list(scanned)
 
-    monkeypatch.setattr(environment, "_distributions_key", key)
-    monkeypatch.setattr(environment, "list_distributions", listing)
+    monkeypatch.setattr(distributions, "_distributions_key", key)
+    monkeypatch.setattr(distributions, "_listing", listing)
     return counts
 
 
@@ -166,7 +166,7 @@ def test_a_cache_file_damaged_between_runs_is_rebuilt(
 
     assert versions(capture_environment(cache_dir=cache)) == {"fake-pkg": "1.0"}
     assert checks["full"] == 2
-    assert environment._read_cache(cache_file) is not None  # rebuilt, valid again
+    assert distributions._read_cache(cache_file) is not None  # rebuilt, valid again
 
 
 def test_a_listing_resting_on_a_recent_change_is_not_remembered(
@@ -215,18 +215,21 @@ def test_threads_capturing_at_once_agree(
     assert found == [{"fake-pkg": "1.0"}] * 80
     assert checks["listed"] >= 1
     assert checks["full"] < 80  # most were served by the remembered listing
-    assert environment._read_cache(cache / "distributions.json") is not None
+    assert distributions._read_cache(cache / "distributions.json") is not None
 
 
+@pytest.mark.parametrize("through", ["list_distributions", "cache_miss"])
 def test_a_stale_listing_put_back_by_another_thread_is_listed_again(
-    site: Path, monkeypatch: pytest.MonkeyPatch
+    site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, through: str
 ) -> None:
+    # On a cache miss the listing is checked against the names the cache key read, not
+    # against the folders read again: stale names are caught all the same.
     import importlib.metadata
 
-    assert versions({"distributions": environment.list_distributions()}) == {"fake-pkg": "1.0"}
+    assert versions({"distributions": distributions.list_distributions()}) == {"fake-pkg": "1.0"}
     set_mtime(make_dist(site, "other", "2.0"), _OLD)
     set_mtime(site, _OLD)  # importlib.metadata keys its names by the folder's mtime
-    real = environment._forget_listing_caches
+    real = distributions._forget_listing_caches
     calls = []
 
     def first_one_undone() -> None:
@@ -235,11 +238,43 @@ def test_a_stale_listing_put_back_by_another_thread_is_listed_again(
         if len(calls) > 1:
             real()
 
-    monkeypatch.setattr(environment, "_forget_listing_caches", first_one_undone)
-    listed = environment.list_distributions()
+    monkeypatch.setattr(distributions, "_forget_listing_caches", first_one_undone)
+    if through == "cache_miss":
+        listed = capture_environment(cache_dir=tmp_path / "cache")["distributions"]
+    else:
+        listed = distributions.list_distributions()
     assert versions({"distributions": listed}) == {"fake-pkg": "1.0", "other": "2.0"}
     assert len(calls) == 2
     assert importlib.metadata.version("other") == "2.0"
+
+
+class _CountingOs:
+    """``os`` as one module sees it, counting which folders it lists or scans."""
+
+    def __init__(self) -> None:
+        self.read: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(os, name)
+
+    def listdir(self, path: str) -> list[str]:
+        self.read.append(os.fspath(path))
+        return os.listdir(path)
+
+    def scandir(self, path: str) -> Any:
+        self.read.append(os.fspath(path))
+        return os.scandir(path)
+
+
+def test_a_cache_miss_reads_each_search_path_folder_once(
+    site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, checks: dict[str, int]
+) -> None:
+    counting = _CountingOs()
+    monkeypatch.setattr(distributions, "os", counting)
+    snapshot = capture_environment(cache_dir=tmp_path / "cache")
+    assert versions(snapshot) == {"fake-pkg": "1.0"}
+    assert checks == {"full": 1, "listed": 1}  # a miss: the key built, then a listing
+    assert counting.read == [str(site)]  # for the key; the listing's check reuses its names
 
 
 _BACKPORT = r"""

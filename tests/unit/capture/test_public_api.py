@@ -5,6 +5,7 @@ import importlib
 import pipetrail.capture
 
 _MODULES = [
+    "distributions",
     "environment",
     "environment_diff",
     "file_memo",
