@@ -4,8 +4,9 @@ Owns the :class:`Serializer` Protocol, the :class:`StoredArtifact` record, the
 :class:`SerializerRegistry` and the built-in formats (one module each: ``json_format``,
 ``bytes_format``, ``file_format``, ``folder_format``, ``parquet_format`` with
 ``table_normalize``, ``numpy_format``, ``skops_format`` and ``pickle_format``, the only
-module allowed to import :mod:`pickle`), and ``kept_bytes``: loading values back from the
-bytes a dump has just written.
+module allowed to import :mod:`pickle`), ``kept_bytes``: loading values back from the
+bytes a dump has just written, and ``identity``: whether a serializer registered again
+is the same one (its module run once more).
 
 Importing this package never imports pandas, numpy, pyarrow, polars, scikit-learn or
 skops; each format imports its library when it is used. Must not import

@@ -21,18 +21,17 @@ record per output; :func:`record_from_reading` turns it back into a record to lo
 (docs/adr/0013-how-an-output-is-read.md).
 
 Nothing is registered at import time; the shared registry is built on first use and only
-changes when user code calls :func:`register_serializer`. Imports only the built-in
-serializer modules (which import heavy libraries lazily), ``pipetrail.hashing`` and
+changes when user code calls :func:`register_serializer`; whether a serializer registered
+under a taken name is the earlier one defined again is decided by
+:mod:`pipetrail.store.serializers.identity`. Imports only the built-in serializer modules
+(which import heavy libraries lazily), ``identity``, ``pipetrail.hashing`` and
 ``pipetrail.errors``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
-import os
 import threading
-import types
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import PipetrailError, SerializationError
@@ -48,6 +47,7 @@ from pipetrail.store.serializers.base import (
 from pipetrail.store.serializers.bytes_format import BytesSerializer
 from pipetrail.store.serializers.file_format import FileSerializer
 from pipetrail.store.serializers.folder_format import FolderSerializer
+from pipetrail.store.serializers.identity import same_serializer, serializer_origin
 from pipetrail.store.serializers.json_format import JsonSerializer
 from pipetrail.store.serializers.numpy_format import NpySerializer
 from pipetrail.store.serializers.parquet_format import ParquetSerializer
@@ -212,14 +212,15 @@ class SerializerRegistry:
             if self._fallback is not None and self._fallback.name == serializer.name:
                 raise SerializationError(
                     f"A serializer named '{serializer.name}' is already registered: it is "
-                    f"the fallback, {_origin(self._fallback)}; give "
-                    f"{_origin(serializer)} a different 'name'."
+                    f"the fallback, {serializer_origin(self._fallback)}; give "
+                    f"{serializer_origin(serializer)} a different 'name'."
                 )
             taken = [s for s in self._serializers if s.name == serializer.name]
-            if taken and not _same_serializer(taken[0], serializer):
+            if taken and not same_serializer(taken[0], serializer):
                 raise SerializationError(
                     f"A serializer named '{serializer.name}' is already registered: "
-                    f"{_origin(taken[0])}; {_origin(serializer)} cannot take its name. "
+                    f"{serializer_origin(taken[0])}; {serializer_origin(serializer)} cannot "
+                    "take its name. "
                     "Give one of them a different 'name' (a stored artifact records the "
                     "name of the serializer that reads it back)."
                 )
@@ -484,52 +485,6 @@ _LABELS_MAX = 4096
 
 def _label(versions: dict[str, int]) -> str:
     return " ".join(f"{name}@{version}" for name, version in sorted(versions.items()))
-
-
-def _defined_in(serializer: Serializer) -> str | None:
-    """The file ``serializer``'s class is defined in (None: not known)."""
-    cls = type(serializer)
-    try:
-        file = inspect.getsourcefile(cls)
-    except (OSError, TypeError):
-        file = None
-    if file is None:  # a module not in sys.modules (run by path, a notebook cell)
-        codes = [f.__code__ for f in vars(cls).values() if inspect.isfunction(f)]
-        file = codes[0].co_filename if codes else None
-    if file is not None and os.path.isabs(file):
-        file = os.path.realpath(file)
-    return file
-
-
-def _code(serializer: Serializer) -> tuple[Any, ...]:
-    """The code of the methods of ``serializer``'s class (not where it was compiled)."""
-
-    def of(code: types.CodeType) -> tuple[Any, ...]:
-        consts = tuple(of(c) if isinstance(c, types.CodeType) else repr(c) for c in code.co_consts)
-        return (code.co_code, consts, code.co_names, code.co_varnames)
-
-    members = sorted(vars(type(serializer)).items())
-    return tuple((name, of(f.__code__)) for name, f in members if inspect.isfunction(f))
-
-
-def _same_serializer(earlier: Serializer, later: Serializer) -> bool:
-    """Whether ``later`` is ``earlier`` defined again (its module run once more).
-
-    The same qualified class name, and the same defining file or the same methods' code
-    (a notebook cell run again is compiled under a new file name).
-    """
-    if qualified_type_name(earlier) != qualified_type_name(later):
-        return False
-    if type(earlier) is type(later):
-        return True
-    file = _defined_in(earlier)
-    return (file is not None and file == _defined_in(later)) or _code(earlier) == _code(later)
-
-
-def _origin(serializer: Serializer) -> str:
-    file = _defined_in(serializer)
-    where = f" (defined in {file})" if file else ""
-    return f"{qualified_type_name(serializer)}{where}"
 
 
 def _refusal(serializer: Serializer, value: Any, root: str) -> str | None:
