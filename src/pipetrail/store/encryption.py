@@ -245,6 +245,50 @@ def sealed_size(size: int, *, chunk_size: int = CHUNK_SIZE) -> int:
     return HEADER_SIZE + size + max(1, -(-size // chunk_size)) * _TAG
 
 
+class _PartRing:
+    """What sealing part by part takes: the sealer, and two output buffers used in turn.
+
+    The first buffer starts with ``before`` and the stream's header; each holds the
+    sealed chunks of one part (:data:`_PART` plaintext bytes, whole chunks). ``chunks``,
+    when the stream's length is known, keeps them no larger than it needs.
+    """
+
+    def __init__(
+        self,
+        key: bytes,
+        context: bytes,
+        *,
+        chunk_size: int,
+        nonce_prefix: bytes | None,
+        before: bytes,
+        chunks: int | None = None,
+    ) -> None:
+        from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+        header, self._prefix = _stream_header(chunk_size, nonce_prefix)
+        self._aad = header + context
+        self._sealer = AESGCM(key)
+        self.per_part = max(1, _PART // chunk_size)
+        lead = before + header
+        held = self.per_part if chunks is None else min(self.per_part, chunks)
+        room = len(lead) + held * (chunk_size + _TAG)
+        second = room if chunks is None or chunks > self.per_part else 0
+        self._ring = [memoryview(bytearray(room)), memoryview(bytearray(second))]
+        self._ring[0][: len(lead)] = lead
+        self.start = len(lead)  # where chunk 0 goes in the first buffer
+
+    def out(self, index: int) -> memoryview:
+        """The buffer chunk ``index`` is sealed into."""
+        return self._ring[(index // self.per_part) % 2]
+
+    def seal(self, index: int, piece: memoryview, at: int, *, last: bool) -> int:
+        """Seal chunk ``index`` into its buffer at ``at``; return where it ends there."""
+        end = at + len(piece) + _TAG
+        nonce = _nonce(self._prefix, index, last)
+        self._sealer.encrypt_into(nonce, piece, self._aad, self.out(index)[at:end])
+        return end
+
+
 def iter_sealed(
     data: memoryview,
     key: bytes,
@@ -262,27 +306,16 @@ def iter_sealed(
     :func:`pipetrail.store.loose_stream.write_parts` is). Memory stays bounded whatever
     the size, and each part is still in the cache when the consumer hashes it.
     """
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-    header, prefix = _stream_header(chunk_size, nonce_prefix)
-    aad = header + context
-    sealer = AESGCM(key)
     chunks = max(1, -(-len(data) // chunk_size))
-    per_part = max(1, _PART // chunk_size)
-    lead = before + header
-    room = len(lead) + min(per_part, chunks) * (chunk_size + _TAG)
-    ring = [memoryview(bytearray(room)), memoryview(bytearray(room if chunks > per_part else 0))]
-    ring[0][: len(lead)] = lead
-    at = len(lead)
-    for first in range(0, chunks, per_part):
-        out = ring[(first // per_part) % 2]
-        for index in range(first, min(first + per_part, chunks)):
+    ring = _PartRing(
+        key, context, chunk_size=chunk_size, nonce_prefix=nonce_prefix, before=before, chunks=chunks
+    )
+    at = ring.start
+    for first in range(0, chunks, ring.per_part):
+        for index in range(first, min(first + ring.per_part, chunks)):
             piece = data[index * chunk_size : (index + 1) * chunk_size]
-            end = at + len(piece) + _TAG
-            nonce = _nonce(prefix, index, index == chunks - 1)
-            sealer.encrypt_into(nonce, piece, aad, out[at:end])
-            at = end
-        yield out[:at]
+            at = ring.seal(index, piece, at, last=index == chunks - 1)
+        yield ring.out(first)[:at]
         at = 0
 
 
@@ -300,29 +333,17 @@ def iter_sealed_file(
     As :func:`iter_sealed` (two output buffers used in turn, ``before`` first), reading
     the plaintext into two reused chunk buffers (``readinto``) until ``src`` ends.
     """
-    from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-
-    header, prefix = _stream_header(chunk_size, nonce_prefix)
-    aad = header + context
-    sealer = AESGCM(key)
-    per_part = max(1, _PART // chunk_size)
-    lead = before + header
-    room = len(lead) + per_part * (chunk_size + _TAG)
-    ring = [memoryview(bytearray(room)), memoryview(bytearray(room))]
+    ring = _PartRing(key, context, chunk_size=chunk_size, nonce_prefix=nonce_prefix, before=before)
     plain = [memoryview(bytearray(chunk_size)), memoryview(bytearray(chunk_size))]
-    ring[0][: len(lead)] = lead
-    at, index = len(lead), 0
+    at, index = ring.start, 0
     got = _fill(src, plain[0])
     while True:
         following = _fill(src, plain[1]) if got == chunk_size else 0
         last = not following
-        out = ring[(index // per_part) % 2]
-        end = at + got + _TAG
-        sealer.encrypt_into(_nonce(prefix, index, last), plain[0][:got], aad, out[at:end])
-        at = end
+        at = ring.seal(index, plain[0][:got], at, last=last)
         index += 1
-        if last or index % per_part == 0:
-            yield out[:at]
+        if last or index % ring.per_part == 0:
+            yield ring.out(index - 1)[:at]
             if last:
                 return
             at = 0

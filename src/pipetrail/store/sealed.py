@@ -33,7 +33,7 @@ import mmap
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, BinaryIO, TypeVar, cast
+from typing import TYPE_CHECKING, BinaryIO, TypedDict, TypeVar, cast
 
 from pipetrail.errors import IntegrityError, NotFoundError, StoreError
 from pipetrail.hashing import Hasher, digest_bytes
@@ -63,6 +63,14 @@ _HEADER_LEN = len(SEALED_MAGIC) + _ID_LEN + _WRAPPED_LEN
 _READ = 1 << 20
 _IN_MEMORY = 1 << 26  # a sealed object up to this size is sealed again in memory
 _STREAM_FROM = 1 << 21  # from this size put_bytes seals into a store's put_parts, if it has one
+
+
+class _Sealing(TypedDict):
+    """How one object is sealed, whichever way: the same arguments give the same bytes."""
+
+    chunk_size: int
+    nonce_prefix: bytes
+    before: bytes  # the sealed object's header, also the encrypted stream's context
 
 
 def _derive(data_key: bytes, purpose: str) -> bytes:
@@ -204,6 +212,14 @@ class SealedStore:
         """The sealing keys."""
         return self._keys
 
+    def _sealing(self, plain: str) -> tuple[bytes, _Sealing]:
+        """The key that seals the content of plain digest ``plain``, and how it is sealed.
+
+        The sealed object's header goes first and is the encrypted stream's context.
+        """
+        header, key, prefix = self._keys.seal(plain)
+        return key, _Sealing(chunk_size=self._chunk_size, nonce_prefix=prefix, before=header)
+
     def _encrypt(self, src: BinaryIO, dst: BinaryIO, plain: str) -> None:
         from pipetrail.store.encryption import encrypt_stream
 
@@ -223,32 +239,18 @@ class SealedStore:
         from pipetrail.store.encryption import encrypt_buffer, iter_sealed, sealed_size
 
         plain = digest_of(data)
-        header, key, prefix = self._keys.seal(plain)
+        key, how = self._sealing(plain)
         put_parts = getattr(self._inner, "put_parts", None)
         if put_parts is not None and len(data) >= _STREAM_FROM:
             # Sealed part by part into two reused buffers while the store hashes and
             # writes the previous part on another thread: one pass, bounded memory.
-            parts = iter_sealed(
-                memoryview(data),
-                key,
-                header,
-                chunk_size=self._chunk_size,
-                nonce_prefix=prefix,
-                before=header,
-            )
-            size = len(header) + sealed_size(len(data), chunk_size=self._chunk_size)
+            parts = iter_sealed(memoryview(data), key, how["before"], **how)
+            size = len(how["before"]) + sealed_size(len(data), chunk_size=self._chunk_size)
             digest = cast("str", put_parts(parts, size))
             self.plain_digests[digest] = plain
             return digest
         # Each chunk is sealed straight into its place in one buffer: no copies.
-        sealed = encrypt_buffer(
-            memoryview(data),
-            key,
-            header,
-            chunk_size=self._chunk_size,
-            nonce_prefix=prefix,
-            before=header,
-        )
+        sealed = encrypt_buffer(memoryview(data), key, how["before"], **how)
         try:
             digest = self._inner.put_bytes(cast("bytes", sealed))
         finally:
@@ -291,22 +293,15 @@ class SealedStore:
         """
         from pipetrail.store.encryption import iter_sealed_file, sealed_size
 
-        header, key, prefix = self._keys.seal(plain)
+        key, how = self._sealing(plain)
         again = HashingReader(raw)
 
         def unchanged() -> None:
             if again.hasher.digest() != plain:
                 raise IntegrityError(f"{what} changed while it was sealed into the store")
 
-        parts = iter_sealed_file(
-            cast("BinaryIO", again),
-            key,
-            header,
-            chunk_size=self._chunk_size,
-            nonce_prefix=prefix,
-            before=header,
-        )
-        total = len(header) + sealed_size(size, chunk_size=self._chunk_size)
+        parts = iter_sealed_file(cast("BinaryIO", again), key, how["before"], **how)
+        total = len(how["before"]) + sealed_size(size, chunk_size=self._chunk_size)
         stored = put_parts(parts, total, unchanged)
         self.plain_digests[stored] = plain
         return stored, total

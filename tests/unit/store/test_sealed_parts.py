@@ -214,3 +214,27 @@ def test_a_file_that_changed_while_it_was_sealed_stores_nothing(
     assert list(local.iter_digests()) == []
     assert _files(tmp_path / "objects" / "tmp") == []
     assert sealed.plain_digests == {}
+
+
+# The sealed objects of fixed content under a fixed key, pinned: every path that seals
+# (in one buffer, part by part from memory or from a file, through a temp file) writes
+# these bytes, and a change to any of them shows here.
+_PINNED = {
+    100: "blake3:8907fa581fa07b5ae2caf7bbd499e1268fe5a19da52ae94dd411494a3d975ad0",
+    3 * MIB + 7: "blake3:86b905940f56e523057ef4741c42ee695259c80904c5c7d4a124979ba78e61c5",
+}
+
+
+@pytest.mark.parametrize("size", sorted(_PINNED))
+def test_the_sealed_bytes_are_pinned(tmp_path: Path, keys: SealingKeys, size: int) -> None:
+    data = bytes(i % 251 for i in range(size))
+    path = tmp_path / "data.bin"
+    path.write_bytes(data)
+    local = SealedStore(LocalStore(tmp_path / "objects"), keys)
+    found = {
+        "put_bytes": local.put_bytes(data),
+        "put_file": local.put_file(path)[0],
+        "put_bytes, no put_parts": SealedStore(MemoryStore(), keys).put_bytes(data),
+        "put_file, no put_parts": SealedStore(MemoryStore(), keys).put_file(path)[0],
+    }
+    assert found == dict.fromkeys(found, _PINNED[size])
