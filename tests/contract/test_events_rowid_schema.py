@@ -18,33 +18,22 @@ from pipetrail.errors import TamperedLedgerError
 from pipetrail.ledger import EventDraft, EventKind
 from pipetrail.ledger.ledger import Ledger
 from pipetrail.ledger.migrate import HEAD_REVISION, current_revision
+from tests.support.ledger_schema import downgrade, step_event
 
 pytestmark = pytest.mark.postgres
 
-_AT = "2026-01-01T00:00:00.000000Z"
 _KEY = "blake3:" + "k" * 64
+_CLOSING = {
+    "inputs": {},
+    "outputs": {"out": "blake3:" + "a" * 64},
+    "output_formats": {"out": {"format": "json", "type": "builtins.int"}},
+    "resources": {"wall_ns": 5},
+    "cache_key": _KEY,
+}
 
 
 def _step(kind: EventKind, step_run_id: str, run_id: str, **extra: Any) -> EventDraft:
-    payload = {
-        "step_run_id": step_run_id,
-        "run_id": run_id,
-        "node_id": "train",
-        "step": "train",
-        "pipeline": "p",
-        "started_at": _AT,
-        **extra,
-    }
-    if kind != EventKind.STEP_STARTED:
-        payload.update(
-            ended_at=_AT,
-            inputs={},
-            outputs={"out": "blake3:" + "a" * 64},
-            output_formats={"out": {"format": "json", "type": "builtins.int"}},
-            resources={"wall_ns": 5},
-            cache_key=_KEY,
-        )
-    return EventDraft(kind, payload, run_id=run_id)
+    return step_event(kind, step_run_id, run_id=run_id, node_id="train", closing=_CLOSING, **extra)
 
 
 def _fill(ledger: Ledger) -> None:
@@ -52,17 +41,6 @@ def _fill(ledger: Ledger) -> None:
         run_id, step_run_id = f"R{n}", f"S{n}"
         ledger.append([_step(EventKind.STEP_STARTED, step_run_id, run_id)])
         ledger.append([_step(EventKind.STEP_COMPLETED, step_run_id, run_id, decision="miss")])
-
-
-def _downgrade(ledger: Ledger, revision: str) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", "pipetrail.ledger:migrations")
-    with ledger.engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.downgrade(config, revision)
 
 
 def _events(ledger: Ledger) -> list[tuple[Any, ...]]:
@@ -92,7 +70,7 @@ def _seq_is_rowid(path: str) -> bool:
 def test_a_store_at_0008_is_upgraded_keeping_every_event(metadata_url: str) -> None:
     ledger = Ledger.open(metadata_url, actor="tester")
     _fill(ledger)
-    _downgrade(ledger, "0008")
+    downgrade(ledger, "0008")
     assert current_revision(ledger.engine) == "0008"
     before = _events(ledger)
     unique, indexes = _shape(ledger)
@@ -135,7 +113,7 @@ def test_an_edited_event_is_still_caught_by_the_lookup_after_the_upgrade(
 ) -> None:
     ledger = Ledger.open(metadata_url, actor="tester")
     _fill(ledger)
-    _downgrade(ledger, "0008")
+    downgrade(ledger, "0008")
     ledger.close()
     ledger = Ledger.open(metadata_url, actor="tester")
     try:
@@ -155,7 +133,7 @@ def test_a_store_at_0009_goes_back_to_0008(metadata_url: str) -> None:
     ledger = Ledger.open(metadata_url, actor="tester")
     _fill(ledger)
     before = _events(ledger)
-    _downgrade(ledger, "0008")
+    downgrade(ledger, "0008")
     assert _events(ledger) == before
     unique, indexes = _shape(ledger)
     assert unique

@@ -12,41 +12,20 @@ import pytest
 from pipetrail.ledger import EventDraft, EventKind
 from pipetrail.ledger.ledger import Ledger
 from pipetrail.ledger.migrate import HEAD_REVISION, current_revision
+from tests.support.ledger_schema import downgrade, step_event
 
 pytestmark = pytest.mark.postgres
 
-_AT = "2026-01-01T00:00:00.000000Z"
-
 
 def _step(kind: EventKind, step_run_id: str, **extra: Any) -> EventDraft:
-    payload = {
-        "step_run_id": step_run_id,
-        "run_id": "R1",
-        "node_id": f"node_{step_run_id}",
-        "step": f"node_{step_run_id}",
-        "pipeline": "p",
-        "started_at": _AT,
-        **extra,
-    }
-    if kind != EventKind.STEP_STARTED:
-        payload.update(ended_at=_AT, inputs={}, outputs={}, resources={"wall_ns": 5})
-    return EventDraft(kind, payload, run_id="R1")
+    closing = {"inputs": {}, "outputs": {}, "resources": {"wall_ns": 5}}
+    node_id = f"node_{step_run_id}"
+    return step_event(kind, step_run_id, run_id="R1", node_id=node_id, closing=closing, **extra)
 
 
 def _requests(ledger: Ledger) -> dict[str, Any]:
     rows = ledger.db.rows("SELECT step_run_id, resource_requests FROM step_runs")
     return {str(k): None if v is None else json.loads(v) for k, v in rows}
-
-
-def _downgrade(ledger: Ledger, revision: str) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", "pipetrail.ledger:migrations")
-    with ledger.engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.downgrade(config, revision)
 
 
 def test_a_store_at_0007_is_back_filled_as_replaying_gives(metadata_url: str) -> None:
@@ -69,7 +48,7 @@ def test_a_store_at_0007_is_back_filled_as_replaying_gives(metadata_url: str) ->
     )
     expected = {"S1": asked, "S2": None, "S3": None, "S4": {"gpu": 1}}
     assert _requests(ledger) == expected  # what the projection writes at the head
-    _downgrade(ledger, "0007")
+    downgrade(ledger, "0007")
     assert current_revision(ledger.engine) == "0007"
     ledger.close()
 

@@ -20,6 +20,8 @@ from pipetrail.execution.integrity import verify_ledger
 from pipetrail.execution.runner import RunOptions, run_pipeline
 from pipetrail.hashing.canonical import checked_canonical_json, reference_json
 from tests.integration.conftest import statuses
+from tests.support.ledger_rows import stored_events
+from tests.support.pipelines import RECORDS
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -30,50 +32,20 @@ if TYPE_CHECKING:
 
 pytestmark = pytest.mark.integration
 
-PIPE = """
-from pipetrail import pipeline, step, log_metric
-
-@step
-def make(n: int) -> dict:
-    return {"n": n, "scale": 1e20, "tiny": 1e-7, "values": list(range(n))}
-
-@step
-def total(data: dict, offset: float = 0.5) -> float:
-    log_metric("total", sum(data["values"]) + offset)
-    return sum(data["values"]) + offset
-
-@step
-def label(value: float, tag: str = "\u00e9t\u00e9 \u2028") -> str:
-    return f"{tag}:{value}"
-
-@pipeline
-def pipe(n: int = 4, offset: float = 0.5):
-    return label(total(make(n), offset=offset))
-"""
-
-
-def _events(root: Path, kind: str) -> list[tuple[int, str]]:
-    connection = sqlite3.connect(root / ".pipetrail" / "ledger.db")
-    try:
-        query = "SELECT seq, payload FROM events WHERE kind = ? ORDER BY seq"
-        return list(connection.execute(query, (kind,)))
-    finally:
-        connection.close()
-
 
 def test_hit_events_hold_the_canonical_text_of_their_payloads(
     project: Project, project_root: Path, files: PipelineFiles, unique: Callable[[str], str]
 ) -> None:
-    pipe = files.load(unique("pipe"), PIPE)
+    pipe = files.load(unique("pipe"), RECORDS)
     first = run_pipeline(pipe, {}, project, RunOptions())
     second = run_pipeline(pipe, {}, project, RunOptions())
     third = run_pipeline(pipe, {"offset": 1e-9}, project, RunOptions())
     assert set(statuses(first).values()) == {"completed"}
     assert set(statuses(second).values()) == {"cached"}
     assert statuses(third)["make"] == "cached"
-    hits = _events(project_root, "step.cached")
+    hits = stored_events(project_root, "step.cached")
     assert len(hits) == 4
-    for _, text in hits:
+    for *_, text in hits:
         payload: dict[str, Any] = json.loads(text)
         # What the full encoding of the payload writes, by orjson and by the reference.
         assert text == checked_canonical_json(payload)[0] == reference_json(payload)
@@ -85,12 +57,12 @@ def test_hit_events_hold_the_canonical_text_of_their_payloads(
 def test_an_event_edited_after_this_process_appended_it_is_refused(
     project: Project, project_root: Path, files: PipelineFiles, unique: Callable[[str], str]
 ) -> None:
-    pipe = files.load(unique("pipe"), PIPE)
+    pipe = files.load(unique("pipe"), RECORDS)
     first = run_pipeline(pipe, {}, project, RunOptions())
     label = next(s for s in first.steps() if s["node_id"] == "label")
     (seq, text), *_ = [
         (seq, text)
-        for seq, text in _events(project_root, "step.completed")
+        for seq, _, text in stored_events(project_root, "step.completed")
         if json.loads(text)["step_run_id"] == label["step_run_id"]
     ]
     edited = text.replace('"decision":"miss"', '"decision":"miss" ')
