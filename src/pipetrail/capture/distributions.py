@@ -49,7 +49,8 @@ def list_distributions() -> list[dict[str, Any]]:
     """Return every installed distribution as ``{"name", "version"}``, sorted by name.
 
     A distribution installed from a direct URL, a local folder (editable or not) or a
-    version-control checkout also has ``direct_url`` (see the module docstring).
+    version-control checkout also has ``direct_url`` (its keys are listed in
+    :mod:`pipetrail.capture.environment`).
 
     Names are normalized as in PEP 503 (lowercase, runs of ``-_.`` become ``-``). When a
     name is installed in several ``sys.path`` entries, the first one wins, because that
