@@ -714,3 +714,52 @@ def test_a_runs_result_is_read_from_the_events_of_the_nodes_it_names(
             _ = again.outputs
     finally:
         project.close()
+
+
+def test_a_result_naming_many_nodes_is_read_with_the_whole_run(
+    files: PipelineFiles,
+    project_root: Path,
+    unique: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Beyond the bound, one query over the run's steps, not one listing every node."""
+    import pipetrail.execution.run as run_module
+
+    definition = files.load(unique("wide"), JSON_AND_BYTES)
+    project = Project.at(project_root)
+    try:
+        first = _run(definition, project)
+        read: list[Any] = []
+        reader_type = type(project.reader())
+        step_outputs = reader_type.step_outputs
+
+        def spy(self: Any, run_id: str, node_ids: Any = None) -> Any:
+            read.append(node_ids)
+            return step_outputs(self, run_id, node_ids)
+
+        monkeypatch.setattr(reader_type, "step_outputs", spy)
+        expected = {"n": 1, "b": b"1", "seen_n": "int", "seen_b": "bytes"}
+        again = type(first)(
+            first.id,
+            project,
+            pipeline=first.pipeline,
+            status=first.status,
+            result=first.result,
+            result_outputs=first._result_outputs,
+        )
+        assert again.outputs == expected
+        assert read == [["number", "raw", "use", "use[1]"]]  # the nodes it names, once
+        monkeypatch.setattr(run_module, "_NODES_READ_APART", 3)
+        read.clear()
+        again = type(first)(
+            first.id,
+            project,
+            pipeline=first.pipeline,
+            status=first.status,
+            result=first.result,
+            result_outputs=first._result_outputs,
+        )
+        assert again.outputs == expected
+        assert read == [None]  # the whole run's steps
+    finally:
+        project.close()
