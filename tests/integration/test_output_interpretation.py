@@ -638,3 +638,128 @@ def test_a_hit_checks_the_object_its_reading_names(
         assert type(second.outputs["pl"]).__module__.startswith("polars")
     finally:
         project.close()
+
+
+CHAIN_OF_THREE = """
+from pipetrail import pipeline, step
+
+@step
+def first() -> int:
+    return 1
+
+@step
+def second(x: int) -> int:
+    return x + 1
+
+@step
+def third(x: int) -> int:
+    return x * 10
+
+@pipeline
+def flow():
+    return third(second(first()))
+"""
+
+
+def _edit_outputs(project_root: Path, step_run_id: str) -> None:
+    with sqlite3.connect(project_root / ".pipetrail" / "ledger.db") as conn:
+        conn.execute(
+            "UPDATE step_runs SET outputs = ? WHERE step_run_id = ?",
+            ('{"output":"blake3:' + "0" * 64 + '"}', step_run_id),
+        )
+
+
+def test_a_runs_result_is_read_from_the_events_of_the_nodes_it_names(
+    files: PipelineFiles, project_root: Path, unique: Callable[[str], str]
+) -> None:
+    """Run.outputs verifies the result's steps, not every step of the run."""
+    definition = files.load(unique("chain"), CHAIN_OF_THREE)
+    project = Project.at(project_root)
+    try:
+        run = _run(definition, project)
+        rows = project.reader().step_outputs(run.id, node_ids=["third", "first"])
+        assert [row["node_id"] for row in rows] == ["first", "third"]  # in run order
+        assert project.reader().step_outputs(run.id, node_ids=[]) == []
+        first, third = _step(run, "first"), _step(run, "third")
+    finally:
+        project.close()
+    _edit_outputs(project_root, first["step_run_id"])  # a step the result does not name
+    project = Project.at(project_root)
+    try:
+        again = type(run)(
+            run.id,
+            project,
+            pipeline=run.pipeline,
+            status=run.status,
+            result=run.result,
+            result_outputs=run._result_outputs,
+        )
+        assert again.outputs == 20
+        with pytest.raises(TamperedLedgerError, match=rf"step_runs\[{first['step_run_id']}\]"):
+            again.output_of("first")
+    finally:
+        project.close()
+    _edit_outputs(project_root, third["step_run_id"])  # the step the result names
+    project = Project.at(project_root)
+    try:
+        again = type(run)(
+            run.id,
+            project,
+            pipeline=run.pipeline,
+            status=run.status,
+            result=run.result,
+            result_outputs=run._result_outputs,
+        )
+        with pytest.raises(TamperedLedgerError, match=rf"step_runs\[{third['step_run_id']}\]"):
+            _ = again.outputs
+    finally:
+        project.close()
+
+
+def test_a_result_naming_many_nodes_is_read_with_the_whole_run(
+    files: PipelineFiles,
+    project_root: Path,
+    unique: Callable[[str], str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Beyond the bound, one query over the run's steps, not one listing every node."""
+    import pipetrail.execution.run as run_module
+
+    definition = files.load(unique("wide"), JSON_AND_BYTES)
+    project = Project.at(project_root)
+    try:
+        first = _run(definition, project)
+        read: list[Any] = []
+        reader_type = type(project.reader())
+        step_outputs = reader_type.step_outputs
+
+        def spy(self: Any, run_id: str, node_ids: Any = None) -> Any:
+            read.append(node_ids)
+            return step_outputs(self, run_id, node_ids)
+
+        monkeypatch.setattr(reader_type, "step_outputs", spy)
+        expected = {"n": 1, "b": b"1", "seen_n": "int", "seen_b": "bytes"}
+        again = type(first)(
+            first.id,
+            project,
+            pipeline=first.pipeline,
+            status=first.status,
+            result=first.result,
+            result_outputs=first._result_outputs,
+        )
+        assert again.outputs == expected
+        assert read == [["number", "raw", "use", "use[1]"]]  # the nodes it names, once
+        monkeypatch.setattr(run_module, "_NODES_READ_APART", 3)
+        read.clear()
+        again = type(first)(
+            first.id,
+            project,
+            pipeline=first.pipeline,
+            status=first.status,
+            result=first.result,
+            result_outputs=first._result_outputs,
+        )
+        assert again.outputs == expected
+        assert read == [None]  # the whole run's steps
+    finally:
+        project.close()

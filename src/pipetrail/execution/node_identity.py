@@ -121,26 +121,42 @@ def node_identities(graph: PipelineGraph) -> NodeIdentities:
     when its consumers are described.
     """
     found = NodeIdentities()
-    calls = Counter(node.base for node in graph.nodes.values())
+    identity = found.identity
+    bases = {node_id: node.base for node_id, node in graph.nodes.items()}
+    calls = Counter(bases.values())
     seen: Counter[str] = Counter()
-    for node in graph.nodes.values():
-        params, unhashable = plain_params(node)
-        found.params[node.id] = params
+    for node_id, node in graph.nodes.items():
+        base = bases[node_id]
+        fanned = calls[base] > 1
+        # One pass over the arguments: plain ones are fingerprinted (plain_params gives
+        # the same), the others wired (only a fan-out's identity describes them).
+        params: dict[str, Any] = {}
+        unhashable: list[str] = []
+        inputs: dict[str, Any] = {}
+        for name, value in node.inputs.items():
+            if type(value) is OutputRef:  # the most common argument: one upstream output
+                if fanned:
+                    inputs[name] = {"node": identity[value.node_id], "output": value.name}
+            elif _holds_placeholder(value):
+                if fanned:
+                    inputs[name] = _wired(value, identity)
+            else:
+                try:
+                    params[name] = fingerprint_obj(value)
+                except UnhashableValueError as exc:
+                    params[name] = {"$unhashable": type(value).__qualname__}
+                    unhashable.append(f"parameter {name!r}: {exc}")
+        found.params[node_id] = params
         if unhashable:
-            found.unhashable[node.id] = unhashable
-        if calls[node.base] == 1:
-            found.identity[node.id] = node.base
+            found.unhashable[node_id] = unhashable
+        if not fanned:
+            identity[node_id] = base
             continue
-        inputs = {
-            name: _wired(value, found.identity)
-            for name, value in node.inputs.items()
-            if _holds_placeholder(value)
-        }
         shape = digest_value(
-            {"format": IDENTITY_FORMAT, "step": node.base, "params": params, "inputs": inputs}
+            {"format": IDENTITY_FORMAT, "step": base, "params": params, "inputs": inputs}
         )
         occurrence = seen[shape]
         seen[shape] += 1
         digest = digest_value({"format": IDENTITY_FORMAT, "shape": shape, "occurrence": occurrence})
-        found.identity[node.id] = f"{node.base}@{digest.split(':', 1)[-1][:32]}"
+        identity[node_id] = f"{base}@{digest.split(':', 1)[-1][:32]}"
     return found

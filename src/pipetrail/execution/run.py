@@ -69,6 +69,7 @@ class Run:
         self._result_outputs = result_outputs
         self._values: dict[tuple[str, str | None], Any] = {}
         self._index: _OutputIndex | None = None
+        self._returned: dict[tuple[str, str], tuple[str, dict[str, Any]]] | None = None
 
     def __repr__(self) -> str:
         return f"<Run {self.id} {self.pipeline} {self.status}>"
@@ -110,16 +111,24 @@ class Run:
     def _outputs(self) -> _OutputIndex:
         """How this run's step events say each output is read (read once)."""
         if self._index is None:
-            index = _OutputIndex()
-            for step in self.project.reader().step_outputs(self.id):
-                formats = step.get("output_formats") or {}
-                for name, digest in (step.get("outputs") or {}).items():
-                    reading = formats.get(name)
-                    if reading is not None:
-                        index.by_output[(step["node_id"], name)] = (digest, reading)
-                        index.by_digest.setdefault(digest, reading)
-            self._index = index
+            self._index = _OutputIndex(self.project.reader().step_outputs(self.id))
         return self._index
+
+    def _returned_outputs(self) -> dict[tuple[str, str], tuple[str, dict[str, Any]]]:
+        """:attr:`_OutputIndex.by_output` for the nodes the result names (read once).
+
+        Only those nodes' step events are read and verified, not every one of the run:
+        the result of a long chain is one step's output.
+        """
+        if self._index is not None:
+            return self._index.by_output
+        if self._returned is None:
+            nodes = sorted(_result_nodes(self._result_outputs))
+            if len(nodes) > _NODES_READ_APART:
+                return self._outputs().by_output
+            steps = self.project.reader().step_outputs(self.id, node_ids=nodes)
+            self._returned = _OutputIndex(steps).by_output
+        return self._returned
 
     @property
     def outputs(self) -> Any:
@@ -129,7 +138,7 @@ class Run:
     def _materialize(self, item: Any, ref: Any) -> Any:
         if isinstance(item, str):
             if isinstance(ref, list) and len(ref) == 2:
-                found = self._outputs().by_output.get((ref[0], ref[1]))
+                found = self._returned_outputs().get((ref[0], ref[1]))
                 if found is not None and found[0] == item:
                     return self._load(item, found[1])
             return self.load(item)
@@ -198,9 +207,33 @@ class _OutputIndex:
     """A run's outputs as its step events record them.
 
     ``by_output``: (node id, output name) -> (digest, reading); ``by_digest``: digest ->
-    the reading of the first step (in run order) that output it.
+    the reading of the first step (in run order) that output it. Made from the rows of
+    :meth:`~pipetrail.ledger.queries.Reader.step_outputs`, in run order.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, steps: list[dict[str, Any]]) -> None:
         self.by_output: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
         self.by_digest: dict[str, dict[str, Any]] = {}
+        for step in steps:
+            formats = step.get("output_formats") or {}
+            for name, digest in (step.get("outputs") or {}).items():
+                reading = formats.get(name)
+                if reading is not None:
+                    self.by_output[(step["node_id"], name)] = (digest, reading)
+                    self.by_digest.setdefault(digest, reading)
+
+
+# A result naming more nodes than this is read with the whole run's outputs (one query
+# that lists the node ids would grow with them).
+_NODES_READ_APART = 100
+
+
+def _result_nodes(ref: Any) -> set[str]:
+    """The node ids a ``result_outputs`` value names (see :class:`Run`)."""
+    if isinstance(ref, list):
+        if len(ref) == 2 and isinstance(ref[0], str) and isinstance(ref[1], str):
+            return {ref[0]}
+        return set().union(*map(_result_nodes, ref)) if ref else set()
+    if isinstance(ref, dict):
+        return set().union(*map(_result_nodes, ref.values())) if ref else set()
+    return set()

@@ -143,10 +143,11 @@ def _run(
     code_cache = CodeCache(project.config.state_dir / "cache" / "code.db")
     with code_cache, using_code_cache(code_cache):
         for node in graph.nodes.values():
+            if id(node.step) in state.fingerprints:
+                continue  # a step called again: its outputs, code and contracts are known
             _check_output_names(node)
             _fingerprint_step(state, node.step)
-            if id(node.step) not in state.contracts:
-                state.contracts[id(node.step)] = plan_contracts(node.step)
+            state.contracts[id(node.step)] = plan_contracts(node.step)
         state.identities = node_identities(graph)
         pipeline_fp = _pipeline_fingerprint(definition, graph, state)
     _check_parity(state, options)

@@ -30,12 +30,14 @@ from pipetrail.ledger.trusted import (
     REBUILD_HINT,
     RUN_STEPS_SQL,
     STEP_COLUMNS,
+    node_steps_sql,
+    parse_json,
     trusted_artifact,
     trusted_step_run,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
     from pathlib import Path
 
 __all__ = ["DriverReader", "Reader", "SqliteReader"]
@@ -68,9 +70,11 @@ _JSON_FIELDS = frozenset(
 
 
 def _decode(row: Row) -> Row:
+    # parse_json reads what json.loads reads, the same values, through orjson where
+    # that is exact: a run's step rows are read back whole (``Run.steps()``).
     for key in _JSON_FIELDS.intersection(row):
         if isinstance(row[key], str):
-            row[key] = json.loads(row[key])
+            row[key] = parse_json(row[key])
     return row
 
 
@@ -242,19 +246,26 @@ class Reader(ABC):
             dict(zip(CACHE_LOOKUP_COLUMNS, found, strict=True)), found[: len(STEP_COLUMNS)]
         )
 
-    def step_outputs(self, run_id: str) -> list[Row]:
+    def step_outputs(self, run_id: str, node_ids: Sequence[str] | None = None) -> list[Row]:
         """Return the outputs of a run's finished step runs, as their closing events say.
 
         One row per step run that completed or was cached, in the order they started:
         ``step_run_id``, ``node_id``, ``outputs`` (name -> digest) and ``output_formats``
         (name -> how it is read; None in events written before it was recorded), each
-        taken from the step's closing event, verified against the chain.
+        taken from the step's closing event, verified against the chain. With
+        ``node_ids``, only the step runs of those nodes are read (and verified).
 
         Raises:
             TamperedLedgerError: a row disagrees with its event, or an event with the chain.
         """
+        sql, params = RUN_STEPS_SQL, {"r": run_id}
+        if node_ids is not None:
+            if not node_ids:
+                return []
+            sql = node_steps_sql(len(node_ids))
+            params.update({f"n{i}": node_id for i, node_id in enumerate(node_ids)})
         found = []
-        for row in self.fetch(RUN_STEPS_SQL, {"r": run_id}):
+        for row in self.fetch(sql, params):
             step = trusted_step_run(row)
             found.append(
                 {

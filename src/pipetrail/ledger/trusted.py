@@ -49,6 +49,8 @@ __all__ = [
     "DerivedRowProblem",
     "check_event",
     "link_problem",
+    "node_steps_sql",
+    "parse_json",
     "trusted_artifact",
     "trusted_step_run",
 ]
@@ -107,12 +109,25 @@ CACHE_LOOKUP_SQL = (
 CACHE_LOOKUP_COLUMNS = (*STEP_COLUMNS, *_EVENT_COLUMNS)
 # A run's step runs that completed or were cached, each with its closing event (whose
 # outputs, and how each is read, loading a run's outputs takes).
-RUN_STEPS_SQL = (
+_RUN_STEPS = (
     "SELECT "  # noqa: S608 - constant column names
     + ", ".join(f"s.{c}" for c in STEP_COLUMNS)
     + f", {_EVENT} FROM step_runs s LEFT JOIN events e ON e.seq = s.last_seq {_JOIN_HEAD} "
-    "WHERE s.run_id = :r AND s.status IN ('completed', 'cached') ORDER BY s.first_seq"
+    "WHERE s.run_id = :r AND s.status IN ('completed', 'cached')"
 )
+RUN_STEPS_SQL = _RUN_STEPS + " ORDER BY s.first_seq"
+
+
+def node_steps_sql(count: int) -> str:
+    """:data:`RUN_STEPS_SQL` for the step runs of ``count`` nodes only.
+
+    Their ids are the parameters ``:n0`` to ``:n{count - 1}``; reading one node's
+    outputs then verifies that node's events, not every event of the run.
+    """
+    marks = ", ".join(f":n{i}" for i in range(count))
+    return f"{_RUN_STEPS} AND s.node_id IN ({marks}) ORDER BY s.first_seq"
+
+
 # A run the projection calls running must have no closing event: a run end appended to
 # the chain for a row edited back to 'running' would be a false fact. A new kind of event
 # that ends a run belongs in this list.
@@ -237,7 +252,7 @@ _RUN_OF_20 = b"0" * 20
 _NEGATIVE_RUN_OF_19 = b"x" + _RUN_OF_19  # "-" maps to "x" as well: checked below
 
 
-def _loads(text: str) -> Any:
+def parse_json(text: str) -> Any:
     """Parse JSON text as ``json.loads`` does, through orjson where it reads the same.
 
     orjson reads the values of the ledger's JSON (strings, integers, floats, objects,
@@ -252,7 +267,7 @@ def _loads(text: str) -> Any:
 
 
 def _parsed(text: str) -> tuple[Any, bool]:
-    """:func:`_loads`, and whether orjson read the text (then every float is finite)."""
+    """:func:`parse_json`, and whether orjson read the text (then every float is finite)."""
     try:
         data = text.encode("utf-8")
     except UnicodeEncodeError:
@@ -322,7 +337,7 @@ def _stored_value(column: str, text: Any) -> Any:
     if column not in JSON_COLUMNS or text is None:
         return text
     try:
-        return _loads(text) if isinstance(text, str) else json.loads(text)
+        return parse_json(text) if isinstance(text, str) else json.loads(text)
     except (TypeError, ValueError):
         return _UNREADABLE
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from pipetrail.ledger.trusted import _holds, _loads, _parsed
+from pipetrail.ledger.trusted import _holds, _parsed, parse_json
 
 
 @pytest.mark.parametrize(
@@ -37,20 +37,20 @@ from pipetrail.ledger.trusted import _holds, _loads, _parsed
     ],
 )
 def test_loads_reads_as_the_standard_library_does(text: str) -> None:
-    got, want = _loads(text), json.loads(text)
+    got, want = parse_json(text), json.loads(text)
     assert json.dumps(got) == json.dumps(want)
     assert type(got) is type(want)
 
 
 def test_loads_keeps_big_integers_nested_exact() -> None:
     text = '{"a":{"b":[123456789012345678901234567890]}}'
-    assert _loads(text)["a"]["b"][0] == 123456789012345678901234567890
+    assert parse_json(text)["a"]["b"][0] == 123456789012345678901234567890
 
 
 @pytest.mark.parametrize("text", ["", "{", "[1,]", "nope"])
 def test_loads_refuses_what_is_not_json(text: str) -> None:
     with pytest.raises(ValueError):
-        _loads(text)
+        parse_json(text)
 
 
 @pytest.mark.parametrize(
