@@ -2,9 +2,10 @@
 
 ``run_params`` keeps one index (name, num, value, run_id) instead of one on (name, value,
 run_id) and one on (name, num, run_id); ``run_metrics`` loses its (name, value, run_id)
-index. A store at 0009 is upgraded on open; every query that used the dropped indexes
-finds the same runs before and after, and on SQLite its plan still searches an index
-(no scan, no sort for the newest-first listing by a parameter).
+index, and its (key, value, run_id) index holds the name too. A store at 0009 is
+upgraded on open; every query that used the dropped indexes finds the same runs before
+and after, and on SQLite its plan still searches an index (no scan, no sort for the
+newest-first listing by a parameter, no table read for a metric's name).
 """
 
 from __future__ import annotations
@@ -170,7 +171,7 @@ def test_a_store_at_0009_is_upgraded_and_every_query_finds_the_same_runs(
         assert _indexes(ledger, "run_params") >= _NEW_PARAMS
         assert not _OLD_PARAMS & _indexes(ledger, "run_params")
         assert _indexes(ledger, "run_metrics") == {
-            "ix_run_metrics_key_value",
+            "ix_run_metrics_key_value_name",
             "ix_run_metrics_run_id",
         }
         assert _answers(ledger) == before == after
@@ -244,8 +245,8 @@ def _plans(path: str, ledger: Ledger, query: dict[str, Any]) -> list[str]:
         ({"params": {"model": "lr"}, "limit": 10}, "ix_run_params_name_num_value", True),
         ({"params": {"opt": None}, "limit": 10}, "ix_run_params_name_num_value", True),
         ({"where": "params.C > 0.5"}, "ix_run_params_name_num_value", False),
-        ({"where": "metrics.scores.test.acc > 0.5"}, "ix_run_metrics_key_value", False),
-        ({"where": "metrics.f1 > 0.5"}, "ix_run_metrics_key_value", False),
+        ({"where": "metrics.scores.test.acc > 0.5"}, "ix_run_metrics_key_value_name", False),
+        ({"where": "metrics.f1 > 0.5"}, "ix_run_metrics_key_value_name", False),
     ],
 )
 def test_each_filter_searches_an_index(
@@ -262,6 +263,8 @@ def test_each_filter_searches_an_index(
     # index; none scans run_params or run_metrics.
     assert all("SCAN p" not in plan and "SCAN m" not in plan for plan in plans), plans
     assert all("SCAN run_params" not in p and "SCAN run_metrics" not in p for p in plans), plans
+    # Nor reads the table for a name: the index holds it.
+    assert all("COVERING INDEX" in plan for plan in plans if "ix_run_metrics" in plan), plans
     listing = plans[-1]  # the name checks come first
     assert index in listing, plans
     if sorted_by_index:  # newest first straight from the index

@@ -186,7 +186,7 @@ def metric_keys(name: str) -> list[str]:
 
     A row's ``name`` is ``NODE.KEY``: a row named ``name`` has for key what follows one of
     its dots. With ``name`` itself (a row whose key it is), these are every key such a
-    row can have, so ``key IN (...)`` lets ``ix_run_metrics_key_value`` find the rows
+    row can have, so ``key IN (...)`` lets ``ix_run_metrics_key_value_name`` find the rows
     (no index leads with ``name``; docs/adr/0036).
     """
     keys = [name]

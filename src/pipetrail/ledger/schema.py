@@ -247,8 +247,8 @@ run_metrics = Table(
     Column("origin", String(8), nullable=False),
     # No index leads with ``name`` (migration 0010, docs/adr/0036): ``name`` is
     # ``NODE.KEY``, so a query for a name asks for the keys it can end with
-    # (``run_query.metric_keys``) and this index answers it.
-    Index("ix_run_metrics_key_value", "key", "value", "run_id"),
+    # (``run_query.metric_keys``) and this index answers it, ``name`` included.
+    Index("ix_run_metrics_key_value_name", "key", "value", "run_id", "name"),
     Index("ix_run_metrics_run_id", "run_id"),
 )
 

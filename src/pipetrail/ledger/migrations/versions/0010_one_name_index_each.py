@@ -13,9 +13,11 @@ each entry dirtied a leaf of its own (docs/adr/0036).
   ``value`` (the number it writes, or NULL), so a query for a value also names its
   ``num`` and finds its rows, newest run first, as before; number comparisons use the
   index's first two columns.
-- ``run_metrics``: ``ix_run_metrics_name_value`` is dropped. A metric's name is
-  ``NODE.KEY``, so the rows of a name are among those of the keys it can end with, which
-  ``ix_run_metrics_key_value`` finds.
+- ``run_metrics``: ``ix_run_metrics_name_value`` (name, value, run_id) is dropped and
+  ``ix_run_metrics_key_value`` (key, value, run_id) becomes
+  ``ix_run_metrics_key_value_name`` (key, value, run_id, name). A metric's name is
+  ``NODE.KEY``, so the rows of a name are among those of the keys it can end with; the
+  index finds those and holds the name to pick them out, without reading the table.
 
 Only indexes change; no row does.
 """
@@ -36,11 +38,17 @@ def upgrade() -> None:
     )
     op.drop_index("ix_run_params_name_value", table_name="run_params")
     op.drop_index("ix_run_params_name_num", table_name="run_params")
+    op.create_index(
+        "ix_run_metrics_key_value_name", "run_metrics", ["key", "value", "run_id", "name"]
+    )
     op.drop_index("ix_run_metrics_name_value", table_name="run_metrics")
+    op.drop_index("ix_run_metrics_key_value", table_name="run_metrics")
 
 
 def downgrade() -> None:
+    op.create_index("ix_run_metrics_key_value", "run_metrics", ["key", "value", "run_id"])
     op.create_index("ix_run_metrics_name_value", "run_metrics", ["name", "value", "run_id"])
+    op.drop_index("ix_run_metrics_key_value_name", table_name="run_metrics")
     op.create_index("ix_run_params_name_num", "run_params", ["name", "num", "run_id"])
     op.create_index("ix_run_params_name_value", "run_params", ["name", "value", "run_id"])
     op.drop_index("ix_run_params_name_num_value", table_name="run_params")
