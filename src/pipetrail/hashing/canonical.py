@@ -58,7 +58,6 @@ _LEAVES = frozenset({str, bool, int, type(None)})
 # Members looked at one by one: floats (by value) and the containers (by their members).
 _WALKED = _LEAVES | {float, dict, list, tuple}
 _STR_ONLY = frozenset({str})
-_CONTAINERS = frozenset({dict, list, tuple})
 
 
 def to_canonical_obj(value: Any) -> Any:
@@ -100,8 +99,8 @@ def _orjson_safe(value: Any) -> bool:
     refuses (every call of orjson here falls back to the reference encoder when it
     raises). A container's members are sorted out by their types in one pass of C code
     (``map(type, ...)``): one whose members are all ``str``, ``bool``, ``None`` or
-    ``int`` (most of a ledger payload) is walked no further; its floats are checked
-    together (:func:`_plain_floats`), and only its nested containers one by one.
+    ``int`` (most of a ledger payload) is walked no further; only floats and nested
+    containers are then looked at one by one.
     """
     kind = type(value)
     if kind is dict:
@@ -121,13 +120,14 @@ def _orjson_safe(value: Any) -> bool:
         return True
     if not kinds <= _WALKED:
         return False
-    if float in kinds and not _plain_floats([m for m in members if type(m) is float]):
-        return False
-    if kinds.isdisjoint(_CONTAINERS):
-        return True
-    for item in members:  # an empty container is safe, as one of leaves only
+    for item in members:
         kind = type(item)
-        if kind in _CONTAINERS and item and not (_leaves_only(item, kind) or _orjson_safe(item)):
+        if kind in _LEAVES or not item:  # an empty container is safe
+            continue
+        if kind is float:
+            if not _plain_float(item):
+                return False
+        elif not _leaves_only(item, kind) and not _orjson_safe(item):
             return False
     return True
 
@@ -139,17 +139,6 @@ def _leaves_only(value: Any, kind: type) -> bool:
             map(type, value.values())
         )
     return _LEAVES.issuperset(map(type, value))
-
-
-def _plain_floats(values: list[float]) -> bool:
-    """:func:`_plain_float` of every one of ``values``, in one pass of C code.
-
-    ``repr`` of a list of floats is theirs between brackets and commas: a float that is
-    not finite writes ``inf`` or ``nan``, one with an exponent writes ``e``, and nothing
-    else in the text holds either letter.
-    """
-    text = repr(values)
-    return "e" not in text and "n" not in text
 
 
 def _plain_float(value: float) -> bool:
@@ -233,17 +222,14 @@ def _members_safe(value: dict[str, Any], known: frozenset[str]) -> bool:
         return True
     if not kinds <= _WALKED:
         return False
-    if float in kinds:
-        floats = [v for v in value.values() if type(v) is float]
-        if not _plain_floats(floats):
-            return False
-    if kinds.isdisjoint(_CONTAINERS):
-        return True
     for key, item in value.items():
         kind = type(item)
-        if kind not in _CONTAINERS or not item or key in known:
+        if kind in _LEAVES or not item or key in known:
             continue
-        if not (_leaves_only(item, kind) or _orjson_safe(item)):
+        if kind is float:
+            if not _plain_float(item):
+                return False
+        elif not _leaves_only(item, kind) and not _orjson_safe(item):
             return False
     return True
 

@@ -18,8 +18,6 @@ from pipetrail.hashing import canonical_bytes, canonical_json
 from pipetrail.hashing.canonical import (
     CANONICAL_VERSION,
     _orjson_safe,
-    _plain_float,
-    _plain_floats,
     checked_canonical_bytes,
     checked_canonical_json,
     checked_json_of_members,
@@ -224,18 +222,3 @@ def test_members_checked_or_known_give_the_text_and_flag_of_a_full_check(
     known = frozenset(k for k, v in value.items() if _orjson_safe(v))
     assert checked_json_of_members(value, known) == checked_canonical_json(value)
     assert checked_json_of_members(value, frozenset()) == checked_canonical_json(value)
-
-
-@settings(max_examples=2000, deadline=None)
-@given(
-    st.lists(st.floats() | st.floats(min_value=1e-6, max_value=1e-3) | st.floats(min_value=1e15))
-)
-def test_floats_checked_together_are_plain_exactly_when_each_is(values: list[float]) -> None:
-    # The check of a container's floats in one repr agrees with the check of each.
-    plain = all(_plain_float(v) for v in values)
-    assert _plain_floats(values) == plain
-    assert _orjson_safe(values) == plain
-    assert _orjson_safe({f"k{i}": v for i, v in enumerate(values)}) == plain
-    mixed = {"s": "e n inf nan", "i": 10**15, "b": True, "n": None, "f": values, "g": [*values]}
-    assert _orjson_safe(mixed) == plain
-    assert checked_canonical_json(mixed) == (reference_json(mixed), plain)
