@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 __all__ = ["HEAD_REVISION", "current_revision", "ensure_schema", "upgrade"]
 
-HEAD_REVISION = "0009"
+HEAD_REVISION = "0010"
 SCRIPT_LOCATION = "pipetrail.ledger:migrations"
 MIGRATION_LOCK_KEY = 0x6D696772  # "migr": PostgreSQL advisory lock for schema changes
 

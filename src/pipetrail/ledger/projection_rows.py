@@ -7,6 +7,7 @@ them with the tables. Column names match :mod:`pipetrail.ledger.schema`.
 
 from __future__ import annotations
 
+import json
 import math
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +37,7 @@ __all__ = [
     "note_row",
     "param_number",
     "param_text",
+    "text_number",
     "rename_row",
     "run_end_row",
     "run_param_rows",
@@ -75,6 +77,19 @@ def param_number(value: Any) -> float | None:
         number = float(value)
         return number if math.isfinite(number) else None
     return None
+
+
+def text_number(text: str) -> float | None:
+    """The ``run_params.num`` of the parameter whose ``run_params.value`` is ``text``.
+
+    ``num`` is a function of ``value``: the number the stored JSON text reads as. A query
+    for a value names its ``num`` too, so that one index (name, num, value) finds it.
+    """
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    return param_number(value)
 
 
 def metric_rows(p: dict[str, Any]) -> list[dict[str, Any]]:

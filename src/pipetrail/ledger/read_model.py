@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from pipetrail.core.clock import format_ts
 from pipetrail.errors import NotFoundError, ParamError
 from pipetrail.ledger.annotations import PURPOSES, validate_tag_key
-from pipetrail.ledger.projection_rows import param_text
+from pipetrail.ledger.projection_rows import param_text, text_number
 from pipetrail.ledger.run_query import Condition, Sort, condition_sql, sort_sql
 
 if TYPE_CHECKING:
@@ -339,15 +339,22 @@ def _where(reader: Reader, f: RunFilter) -> tuple[list[str], dict[str, Any]]:
         args["purpose"] = f.purpose
     for i, (name, value) in enumerate(sorted((f.params or {}).items())):
         _known_param(reader, name)
+        args[f"pn{i}"] = name
+        args[f"pv{i}"] = text = _param_text(value)
         if i == 0:  # the first one drives the query: p0 is joined (see find_runs)
-            where.append("p0.name = :pn0 AND p0.value = :pv0")
+            # The index (name, num, value, run_id) finds it; num is what the text reads
+            # as (a function of it), so naming it leaves the rows found unchanged.
+            number = text_number(text)
+            if number is None:
+                where.append("p0.name = :pn0 AND p0.num IS NULL AND p0.value = :pv0")
+            else:
+                where.append("p0.name = :pn0 AND p0.num = :pnum0 AND p0.value = :pv0")
+                args["pnum0"] = number
         else:
             where.append(
                 f"EXISTS (SELECT 1 FROM run_params p{i} WHERE p{i}.run_id = r.run_id "  # noqa: S608
                 f"AND p{i}.name = :pn{i} AND p{i}.value = :pv{i})"
             )
-        args[f"pn{i}"] = name
-        args[f"pv{i}"] = _param_text(value)
     for i, (key, value) in enumerate(sorted((f.tags or {}).items())):
         validate_tag_key(key)
         where.append(
@@ -380,7 +387,7 @@ def find_runs(reader: Reader, f: RunFilter) -> list[RunRecord]:
                                 or f.limit < 0):  # fmt: skip
         raise ParamError(f"limit={f.limit!r} must be a whole number of runs, 0 or more")
     where, args = _where(reader, f)
-    # With a params filter, the index on (name, value, run_id) of its first parameter
+    # With a params filter, the index on (name, num, value, run_id) of its first parameter
     # yields the matching runs newest first; otherwise the runs' primary key does.
     source, order = (
         ("run_params p0 JOIN runs r ON r.run_id = p0.run_id", "p0.run_id")

@@ -181,10 +181,40 @@ def parse_columns(text: str | Iterable[str]) -> list[str]:
     return columns
 
 
+def metric_keys(name: str) -> list[str]:
+    """The keys a metric row matching ``name`` (as its ``name`` or its ``key``) can have.
+
+    A row's ``name`` is ``NODE.KEY``: a row named ``name`` has for key what follows one of
+    its dots. With ``name`` itself (a row whose key it is), these are every key such a
+    row can have, so ``key IN (...)`` lets ``ix_run_metrics_key_value_name`` find the rows
+    (no index leads with ``name``; docs/adr/0036).
+    """
+    keys = [name]
+    at = name.find(".")
+    while at >= 0:
+        keys.append(name[at + 1 :])
+        at = name.find(".", at + 1)
+    return keys
+
+
+def _metric_match(alias: str, name: str, prefix: str) -> tuple[str, dict[str, Any]]:
+    """The SQL condition on ``run_metrics alias`` for a metric called ``name``.
+
+    Its parameters are named ``prefix`` followed by a number.
+    """
+    keys = metric_keys(name)
+    marks = ", ".join(f":{prefix}{k}" for k in range(len(keys)))
+    sql = f"{alias}.key IN ({marks}) AND ({alias}.name = :{prefix}0 OR {alias}.key = :{prefix}0)"
+    return sql, {f"{prefix}{k}": key for k, key in enumerate(keys)}
+
+
 def _known(reader: Reader, table: str, column: str, name: str, what: str) -> None:
-    extra = " OR key = :n" if table == "run_metrics" else ""
-    sql = f"SELECT 1 FROM {table} WHERE {column} = :n{extra} LIMIT 1"  # noqa: S608
-    if reader.fetch(sql, {"n": name}):
+    if table == "run_metrics":
+        match, args = _metric_match("m", name, "n")
+        sql = f"SELECT 1 FROM run_metrics m WHERE {match} LIMIT 1"  # noqa: S608
+    else:
+        sql, args = f"SELECT 1 FROM {table} WHERE {column} = :n LIMIT 1", {"n": name}  # noqa: S608
+    if reader.fetch(sql, args):
         return
     listed = reader.fetch(
         f"SELECT DISTINCT {column} AS n FROM {table} ORDER BY {column} LIMIT 30"  # noqa: S608
@@ -201,11 +231,12 @@ def condition_sql(reader: Reader, c: Condition, i: int) -> tuple[str, dict[str, 
     """
     if c.kind == "metrics":
         _known(reader, "run_metrics", "name", c.name, "metric")
+        match, args = _metric_match("m", c.name, f"wn{i}_")
         sql = (
-            f"r.run_id IN (SELECT m.run_id FROM run_metrics m WHERE (m.name = :wn{i} OR "  # noqa: S608 - fixed operators
-            f"m.key = :wn{i}) AND m.value {c.op} :wv{i})"
+            f"r.run_id IN (SELECT m.run_id FROM run_metrics m WHERE {match} "  # noqa: S608 - fixed operators
+            f"AND m.value {c.op} :wv{i})"
         )
-        return sql, {f"wn{i}": c.name, f"wv{i}": float(c.value)}
+        return sql, {**args, f"wv{i}": float(c.value)}
     if c.kind == "params":
         _known(reader, "run_params", "name", c.name, "parameter")
         if c.op in ("=", "<>"):

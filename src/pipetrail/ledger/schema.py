@@ -204,8 +204,10 @@ run_params = Table(
     # Migration 0005: the value as a number when it is one (int or float, not bool), so
     # `--where 'params.C > 0.1'` compares numbers in SQL.
     Column("num", Float, nullable=True),
-    Index("ix_run_params_name_value", "name", "value", "run_id"),
-    Index("ix_run_params_name_num", "name", "num", "run_id"),
+    # Migration 0010 (docs/adr/0036): one index serves both the number comparisons and
+    # the equality of values (``num`` is a function of ``value``: a query for a value
+    # names its ``num`` too, ``IS NULL`` when it is not a number).
+    Index("ix_run_params_name_num_value", "name", "num", "value", "run_id"),
 )
 
 run_tags = Table(
@@ -243,8 +245,10 @@ run_metrics = Table(
     Column("name", String(800), nullable=False),
     Column("value", Float, nullable=False),
     Column("origin", String(8), nullable=False),
-    Index("ix_run_metrics_name_value", "name", "value", "run_id"),
-    Index("ix_run_metrics_key_value", "key", "value", "run_id"),
+    # No index leads with ``name`` (migration 0010, docs/adr/0036): ``name`` is
+    # ``NODE.KEY``, so a query for a name asks for the keys it can end with
+    # (``run_query.metric_keys``) and this index answers it, ``name`` included.
+    Index("ix_run_metrics_key_value_name", "key", "value", "run_id", "name"),
     Index("ix_run_metrics_run_id", "run_id"),
 )
 
