@@ -236,7 +236,8 @@ def mapped(db: Driver) -> Iterator[None]:
     if db.dialect != "sqlite":
         yield
         return
-    before = int(db.rows("PRAGMA mmap_size")[0][0])
+    found = db.rows("PRAGMA mmap_size")  # no row at all is taken as 0, the default
+    before = int(found[0][0]) if found else 0
     db.rows(f"PRAGMA mmap_size={MMAP_BYTES}")
     try:
         yield
