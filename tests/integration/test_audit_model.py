@@ -494,3 +494,62 @@ def test_a_number_stored_as_another_number_type_is_refused_beside_a_second_proce
     assert report.ok
     assert report == _reference(ledger)
     ledger.close()
+
+
+def test_stored_rows_compared_a_chunk_at_a_time(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read in chunks of one row, every table still matches, and every edit is refused."""
+    from pipetrail.ledger import audit_replica
+
+    monkeypatch.setattr(audit_replica, "_CHUNK", 1)
+    ledger = _ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    report = audit._verify_alone(ledger.db, model=True)  # no fallback: it did not raise
+    assert report.ok, report
+    assert report.derived_rows == _reference(ledger).derived_rows
+    _exec(ledger, "CREATE TEMP TABLE kept AS SELECT * FROM sources WHERE run_id = 'R1'")
+    _exec(ledger, "DELETE FROM sources WHERE run_id = 'R1'")
+    _exec(ledger, "INSERT INTO sources SELECT * FROM kept")  # another order: still the same
+    assert audit._verify_alone(ledger.db, model=True).ok
+    edited = {_tamper(ledger, case) for case in TAMPERING}
+    _model_refuses(ledger)
+    assert {(p.table, p.key) for p in ledger.verify().derived} == edited
+    ledger.close()
+
+
+@pytest.mark.parametrize(
+    "case", ["a copied metric deleted", "an input edge copied under another name"]
+)
+def test_a_row_missing_or_extra_at_a_chunks_edge_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    from pipetrail.ledger import audit_replica
+
+    ledger = _ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    table, _ = TAMPERING[case][2:]
+    rows = int(ledger.db.rows(f"SELECT COUNT(*) FROM {table}")[0][0])  # noqa: S608
+    for chunk in (1, 2, rows - 1, rows, rows + 1):
+        monkeypatch.setattr(audit_replica, "_CHUNK", max(1, chunk))
+        assert audit._verify_alone(ledger.db, model=True).ok
+    _tamper(ledger, case)
+    for chunk in (1, 2, rows - 1, rows, rows + 1):
+        monkeypatch.setattr(audit_replica, "_CHUNK", max(1, chunk))
+        _model_refuses(ledger)
+    ledger.close()
+
+
+def test_the_audit_reads_a_sqlite_ledger_through_a_map_and_restores_the_setting(
+    tmp_path: Path,
+) -> None:
+    ledger = _ledger(f"sqlite:///{tmp_path / 'ledger.db'}")
+    ledger.db.rows("PRAGMA mmap_size=0")
+
+    def mapped(db: Any) -> int:
+        return int(db.rows("PRAGMA mmap_size")[0][0])
+
+    meanwhile = audit.Meanwhile(mapped)
+    assert ledger.verify(meanwhile=meanwhile).ok
+    assert meanwhile.result is not None
+    assert meanwhile.result > 0  # read through a map while the audit ran
+    assert mapped(ledger.db) == 0  # the connection's own setting afterwards
+    ledger.close()

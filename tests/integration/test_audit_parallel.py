@@ -341,3 +341,30 @@ def _one_process_with(ledger: Ledger, meanwhile: audit.Meanwhile[int]) -> Ledger
         return ledger.verify(meanwhile=meanwhile)
     finally:
         audit_parallel.PARALLEL_FROM = before
+
+
+def test_the_first_process_frees_its_model_before_the_second_answers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pipetrail.ledger.audit_model import TableModel
+
+    monkeypatch.setattr(audit_parallel, "PARALLEL_FROM", 0)
+    order: list[str] = []
+    result, release = audit_parallel.Beside.result, TableModel.release
+
+    def answer(self: audit_parallel.Beside) -> audit_parallel.Part | None:
+        order.append("answer")
+        return result(self)
+
+    def freed(self: TableModel) -> None:
+        order.append("released")
+        release(self)
+
+    monkeypatch.setattr(audit_parallel.Beside, "result", answer)
+    monkeypatch.setattr(TableModel, "release", freed)
+    ledger = _ledger(tmp_path)
+    report = ledger.verify()
+    assert report.ok
+    assert order == ["released", "answer"]
+    _same(report, ledger)
+    ledger.close()

@@ -27,7 +27,8 @@ The model is built so that "the same" implies the replay would have found nothin
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from itertools import islice
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any
 
@@ -214,6 +215,7 @@ class TableModel:
         self.copied: set[str] = set()  # step runs holding metrics copied from another
         self.simple: dict[str, dict[Any, tuple[Any, ...]]] = {t: {} for t in _RUN_TABLES}
         self.broken: str | None = None
+        self.released = False  # see release()
         self._unchecked: dict[str, list[tuple[Any, ...]]] = {t: [] for t in _BATCHED}
         steps = self.layout["step_runs"]
         self._first_seq = steps.columns.index("first_seq")
@@ -440,6 +442,18 @@ class TableModel:
         else:
             self.artifacts.setdefault(row[0], row)
 
+    def release(self) -> None:
+        """Drop every modelled row, once compared (:attr:`broken` stays as it is).
+
+        Freeing a million rows takes a few tenths of a second: ``audit verify``'s first
+        process does it while the second one still works rather than after its answer.
+        The model compares nothing any more (:meth:`compare` raises ``RuntimeError``).
+        """
+        self.released = True
+        self.steps, self.io, self.metrics, self.artifacts, self.sources = {}, {}, {}, {}, {}
+        self.copied = set()
+        self.simple = {t: {} for t in _RUN_TABLES}
+
     def rows(self, table: str) -> dict[Any, tuple[Any, ...]]:
         """The modelled rows of ``table`` by key (one value, or a tuple of several)."""
         if table == "step_runs":
@@ -470,6 +484,8 @@ class TableModel:
         """
         if self.broken is not None:
             return False
+        if self.released:
+            raise RuntimeError("the model's rows were released: it compares nothing any more")
         layout = self.layout[table]
         model = self.rows(table)
         if len(stored) != len(model):
@@ -480,6 +496,25 @@ class TableModel:
         if stored == list(model.values()):
             return True
         return dict(zip(map(layout.key, stored), stored, strict=True)) == model
+
+    def same_in_order(self, table: str, chunks: Iterable[list[tuple[Any, ...]]]) -> bool | None:
+        """Whether the stored rows of ``table``, a chunk at a time, are the modelled rows.
+
+        The first test of :meth:`compare` (the stored rows, in the order they were
+        written, equal the modelled rows in the model's order), made without holding
+        every stored row at once. True: equal, so :meth:`compare` would say so too (the
+        number types aside, see :meth:`typed`). None: not in that order, or not as many;
+        read them all and :meth:`compare` them. False when :attr:`broken`.
+        """
+        if self.broken is not None:
+            return False
+        if self.released:
+            raise RuntimeError("the model's rows were released: it compares nothing any more")
+        model = iter(self.rows(table).values())
+        for chunk in chunks:
+            if chunk != list(islice(model, len(chunk))):
+                return None
+        return True if next(model, None) is None else None
 
     def typed(self, table: str, stored: list[tuple[Any, ...]]) -> bool:
         """Whether each number column of the stored rows holds only its type, or None."""

@@ -116,7 +116,12 @@ class Part:
 
 
 def replay_beside(
-    file: str, head: tuple[int, str], *, model: bool = True, typed: bool = True
+    file: str,
+    head: tuple[int, str],
+    *,
+    model: bool = True,
+    typed: bool = True,
+    keep: list[object] | None = None,
 ) -> Part | None:
     """Replay a SQLite ledger's events of :data:`BESIDE_KINDS` up to ``head``; compare.
 
@@ -127,6 +132,8 @@ def replay_beside(
             runs only when they differ, see :mod:`pipetrail.ledger.audit_model`).
         typed: with ``model``, check the number types of the stored rows too (False: the
             first process does, see :meth:`Replica.check_types`).
+        keep: a list to append the model to, for a caller that exits without freeing
+            its rows one by one (:func:`main`).
 
     Returns:
         What it found, or None when the file's head is not ``head`` (or the file cannot
@@ -137,7 +144,7 @@ def replay_beside(
     try:
         if model:
             try:
-                return _check(file, head, model=True, typed=typed)
+                return _check(file, head, model=True, typed=typed, keep=keep)
             except Unmodelled:
                 pass
         return _check(file, head, model=False)  # the replay names the rows, the events
@@ -146,13 +153,22 @@ def replay_beside(
             gc.enable()
 
 
-def _check(file: str, head: tuple[int, str], *, model: bool, typed: bool = True) -> Part | None:
+def _check(
+    file: str,
+    head: tuple[int, str],
+    *,
+    model: bool,
+    typed: bool = True,
+    keep: list[object] | None = None,
+) -> Part | None:
     """:func:`replay_beside` with or without the model (see :class:`Replica`).
 
     Raises:
         Unmodelled: with ``model``, when the modelled tables cannot be declared intact.
     """
     replica = Replica(file=file, model=model, typed=typed)
+    if keep is not None:
+        keep.append(replica.model)
     try:
         if not replica.attached or not replica.shows(head):
             return None
@@ -201,16 +217,19 @@ def main() -> None:
 
     ``replay``: without the model (see :func:`replay_beside`); with it, the number types
     of the stored rows are left to the first process. Writes ``None`` when it could not
-    check, marshalled.
+    check, marshalled. Then exits at once: freeing the model's rows one by one (a few
+    tenths of a second on a million events) would only delay the first process's wait.
     """
     file, seq, digest = sys.argv[1:4]
     model = sys.argv[4:5] != ["replay"]
+    kept: list[object] = []
     try:
-        part = replay_beside(file, (int(seq), digest), model=model, typed=False)
+        part = replay_beside(file, (int(seq), digest), model=model, typed=False, keep=kept)
     except Exception:  # noqa: BLE001 - any failure: the first process checks it all itself
         part = None
     sys.stdout.buffer.write(marshal.dumps(None if part is None else _plain(part)))
     sys.stdout.buffer.flush()
+    os._exit(0)
 
 
 def _plain(part: Part) -> tuple[Any, ...]:

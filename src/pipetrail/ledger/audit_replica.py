@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import sqlite3
 import urllib.parse
+from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pipetrail.hashing.canonical import member_json
@@ -49,13 +50,17 @@ class _EventRow(NamedTuple):
     hash: str
 
 
-__all__ = ["UNPROJECTABLE", "Replica", "ledger_file"]
+__all__ = ["MMAP_BYTES", "UNPROJECTABLE", "Replica", "ledger_file"]
 
 # What a projection raises on a payload pipetrail did not write (OverflowError: an integer
 # SQLite cannot hold, such as a size beyond 64 bits).
 UNPROJECTABLE = (KeyError, TypeError, ValueError, AttributeError, OverflowError, sqlite3.Error)
 
 _STORED = "ledger"  # the schema name the stored ledger file is attached under
+# How much of a SQLite ledger's file the audit reads through a memory map (SQLite caps it
+# at its build's maximum, 2 GiB by default): its pages are then read where the OS caches
+# them rather than copied out by a system call each.
+MMAP_BYTES = 1 << 40
 
 
 class _ReplicaDriver(Driver):
@@ -120,6 +125,7 @@ class Replica:
             uri = "file:" + urllib.parse.quote(file) + "?mode=ro"
             try:
                 self.db.execute(f"ATTACH DATABASE :uri AS {_STORED}", {"uri": uri})
+                self.db.rows(f"PRAGMA {_STORED}.mmap_size={MMAP_BYTES}")  # see MMAP_BYTES
                 self.attached = True
             except sqlite3.Error:
                 pass  # not readable as a file of its own: the stored rows are copied instead
@@ -327,8 +333,14 @@ class Replica:
             raise Unmodelled(self.model.broken)
         select = self.model.layout[table].select
         if db is None:
-            stored = self.db.connection.execute(select + f"{_STORED}.{table}").fetchall()
-            same = self.model.compare(table, stored)
+            read = select + f"{_STORED}.{table}"
+            cursor = self.db.connection.execute(read)
+            try:  # a chunk at a time: the stored rows are not all held with the model's
+                same = self.model.same_in_order(table, iter(partial(cursor.fetchmany, _CHUNK), []))
+            finally:
+                cursor.close()
+            if same is None:  # not in the model's order: by key
+                same = self.model.compare(table, self.db.connection.execute(read).fetchall())
             if same and self.typed:
                 wrong = self.model.typed_sql(table).format(table=f"{_STORED}.{table}")
                 same = not self.db.rows(wrong)[0][0]
@@ -400,6 +412,7 @@ def _by_run(
 
 
 _CACHE_KIB = 65536  # the replica's page cache; beyond it, pages go to its temp file
+_CHUNK = 5000  # stored rows read at a time when compared with the model's
 
 
 def _same(stored: Any, expected: Any) -> bool:

@@ -126,3 +126,53 @@ def test_the_value_builders_give_the_tables_columns_in_order(table: str, columns
     from pipetrail.ledger import projection_rows
 
     assert list(getattr(projection_rows, columns)) == TableModel().layout[table].columns
+
+
+def _sources(*rows: tuple[Any, ...]) -> TableModel:
+    model = TableModel()
+    for row in rows:
+        model.sources[row[:2]] = row
+    return model
+
+
+OTHER = ("R2", "data.csv", *GOOD[2:])
+
+
+@pytest.mark.parametrize("size", [1, 2, 5])
+def test_rows_read_a_chunk_at_a_time_equal_the_model_in_its_order(size: int) -> None:
+    model = _sources(GOOD, OTHER)
+    chunks = [[GOOD, OTHER][at : at + size] for at in range(0, 2, size)]
+    assert model.same_in_order("sources", chunks) is True
+    assert model.compare("sources", [GOOD, OTHER])
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        pytest.param([[OTHER], [GOOD]], id="another order"),
+        pytest.param([[GOOD]], id="a row missing"),
+        pytest.param([[GOOD], [OTHER], [OTHER]], id="a row repeated"),
+        pytest.param([[GOOD], [(*OTHER[:3], 10, *OTHER[4:])]], id="a value changed"),
+    ],
+)
+def test_rows_not_in_the_models_order_are_left_to_the_keyed_comparison(
+    stored: list[list[tuple[Any, ...]]],
+) -> None:
+    model = _sources(GOOD, OTHER)
+    assert model.same_in_order("sources", stored) is None
+    rows = [row for chunk in stored for row in chunk]
+    assert model.compare("sources", rows) == (sorted(rows) == sorted([GOOD, OTHER]))
+
+
+def test_a_released_or_broken_model_compares_nothing() -> None:
+    model = _sources(GOOD)
+    model.broken = "a payload the projections reject"
+    assert model.same_in_order("sources", [[GOOD]]) is False
+    assert not model.compare("sources", [GOOD])
+    model = _sources(GOOD)
+    model.release()
+    assert model.broken is None
+    with pytest.raises(RuntimeError, match="released"):
+        model.same_in_order("sources", [[GOOD]])
+    with pytest.raises(RuntimeError, match="released"):
+        model.compare("sources", [GOOD])
