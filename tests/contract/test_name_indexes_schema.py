@@ -22,6 +22,7 @@ from pipetrail.ledger.ledger import Ledger
 from pipetrail.ledger.migrate import HEAD_REVISION, current_revision
 from pipetrail.ledger.read_model import RunFilter, find_runs
 from pipetrail.ledger.run_query import metric_keys, parse_sort, parse_where
+from tests.support.ledger_schema import downgrade
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -132,17 +133,6 @@ def _filter(query: dict[str, Any]) -> RunFilter:
     return RunFilter(**args)
 
 
-def _downgrade(ledger: Ledger, revision: str) -> None:
-    from alembic import command
-    from alembic.config import Config
-
-    config = Config()
-    config.set_main_option("script_location", "pipetrail.ledger:migrations")
-    with ledger.engine.begin() as conn:
-        config.attributes["connection"] = conn
-        command.downgrade(config, revision)
-
-
 def _indexes(ledger: Ledger, table: str) -> set[str]:
     return {str(ix["name"]) for ix in sa.inspect(ledger.engine).get_indexes(table)}
 
@@ -157,7 +147,7 @@ def test_a_store_at_0009_is_upgraded_and_every_query_finds_the_same_runs(
     ledger = Ledger.open(metadata_url, actor="tester")
     _fill(ledger)
     after = _answers(ledger)
-    _downgrade(ledger, "0009")
+    downgrade(ledger, "0009")
     assert current_revision(ledger.engine) == "0009"
     assert _indexes(ledger, "run_params") >= _OLD_PARAMS
     assert not _NEW_PARAMS & _indexes(ledger, "run_params")
@@ -201,7 +191,7 @@ def test_a_store_at_0010_goes_back_to_0009(metadata_url: str) -> None:
     try:
         _fill(ledger)
         before = _answers(ledger)
-        _downgrade(ledger, "0009")
+        downgrade(ledger, "0009")
         assert _indexes(ledger, "run_params") >= _OLD_PARAMS
         assert "ix_run_metrics_name_value" in _indexes(ledger, "run_metrics")
         assert _answers(ledger) == before

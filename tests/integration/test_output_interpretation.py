@@ -31,6 +31,8 @@ if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
     from pathlib import Path
 
+    from pipetrail.execution.run import Run
+
 pytestmark = pytest.mark.integration
 
 
@@ -686,14 +688,7 @@ def test_a_runs_result_is_read_from_the_events_of_the_nodes_it_names(
     _edit_outputs(project_root, first["step_run_id"])  # a step the result does not name
     project = Project.at(project_root)
     try:
-        again = type(run)(
-            run.id,
-            project,
-            pipeline=run.pipeline,
-            status=run.status,
-            result=run.result,
-            result_outputs=run._result_outputs,
-        )
+        again = _reopened(run, project)
         assert again.outputs == 20
         with pytest.raises(TamperedLedgerError, match=rf"step_runs\[{first['step_run_id']}\]"):
             again.output_of("first")
@@ -702,14 +697,7 @@ def test_a_runs_result_is_read_from_the_events_of_the_nodes_it_names(
     _edit_outputs(project_root, third["step_run_id"])  # the step the result names
     project = Project.at(project_root)
     try:
-        again = type(run)(
-            run.id,
-            project,
-            pipeline=run.pipeline,
-            status=run.status,
-            result=run.result,
-            result_outputs=run._result_outputs,
-        )
+        again = _reopened(run, project)
         with pytest.raises(TamperedLedgerError, match=rf"step_runs\[{third['step_run_id']}\]"):
             _ = again.outputs
     finally:
@@ -763,3 +751,15 @@ def test_a_result_naming_many_nodes_is_read_with_the_whole_run(
         assert read == [None]  # the whole run's steps
     finally:
         project.close()
+
+
+def _reopened(run: Run, project: Project) -> Run:
+    """The same run read again through ``project`` (nothing of ``run`` read yet)."""
+    return type(run)(
+        run.id,
+        project,
+        pipeline=run.pipeline,
+        status=run.status,
+        result=run.result,
+        result_outputs=run._result_outputs,
+    )
