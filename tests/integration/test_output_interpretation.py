@@ -727,26 +727,12 @@ def test_a_result_naming_many_nodes_is_read_with_the_whole_run(
 
         monkeypatch.setattr(reader_type, "step_outputs", spy)
         expected = {"n": 1, "b": b"1", "seen_n": "int", "seen_b": "bytes"}
-        again = type(first)(
-            first.id,
-            project,
-            pipeline=first.pipeline,
-            status=first.status,
-            result=first.result,
-            result_outputs=first._result_outputs,
-        )
+        again = _reopened(first, project)
         assert again.outputs == expected
         assert read == [["number", "raw", "use", "use[1]"]]  # the nodes it names, once
         monkeypatch.setattr(run_module, "_NODES_READ_APART", 3)
         read.clear()
-        again = type(first)(
-            first.id,
-            project,
-            pipeline=first.pipeline,
-            status=first.status,
-            result=first.result,
-            result_outputs=first._result_outputs,
-        )
+        again = _reopened(first, project)
         assert again.outputs == expected
         assert read == [None]  # the whole run's steps
     finally:
