@@ -13,6 +13,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -534,6 +535,28 @@ def test_the_dask_executor_makes_and_closes_a_local_cluster(
     assert len(workers) == 1
     assert workers.pop().startswith("tcp://127.0.0.1:")
     assert executor._cluster is None  # closed with the run
+
+
+def test_the_dask_executor_closes_its_cluster_after_the_scheduler_closed() -> None:
+    # A local cluster whose scheduler has gone (closed by hand, or crashed): shutting
+    # down must not ask it to close again, which waits out Dask's connect timeout
+    # (30 s) before the worker processes are stopped.
+    from distributed.core import Status
+
+    executor = DaskExecutor(workers=1)
+    executor.connect()
+    cluster = executor._cluster
+    nannies = list(cluster.workers.values())
+    cluster.sync(cluster.scheduler.close)
+    assert cluster.scheduler.status == Status.closed
+    executor.shutdown()
+    # Each close returned in time: none was left going on on a daemon thread.
+    assert not [t for t in threading.enumerate() if t.name == "pipetrail-dask-bounded"]
+    assert executor._cluster is None
+    assert executor._client is None
+    assert nannies
+    assert all(nanny.status == Status.closed for nanny in nannies)
+    assert all(nanny.process is None or not nanny.process.is_alive() for nanny in nannies)
 
 
 def test_a_dead_worker_does_not_make_its_step_known_to_be_fast(
