@@ -65,6 +65,7 @@ _INSERT_EVENT = (
     "INSERT INTO events (seq, ts, actor, kind, run_id, payload, prev_hash, hash) "
     "VALUES (:seq, :ts, :actor, :kind, :run_id, :payload, :prev_hash, :hash)"
 )
+_EVENT_COLUMNS = ("seq", "ts", "actor", "kind", "run_id", "payload", "prev_hash", "hash")
 _UPDATE_HEAD = "UPDATE ledger_head SET seq = :seq, hash = :hash WHERE id = 1"
 _INSERT_HEAD = "INSERT INTO ledger_head (id, seq, hash) VALUES (1, :seq, :hash)"
 
@@ -273,19 +274,11 @@ class Ledger:
                     )
                 )
                 prev = digest
-            db.executemany(
+            db.executemany_values(
                 _INSERT_EVENT,
+                _EVENT_COLUMNS,
                 [
-                    {
-                        "seq": e.seq,
-                        "ts": e.ts,
-                        "actor": e.actor,
-                        "kind": e.kind,
-                        "run_id": e.run_id,
-                        "payload": e.payload_text,
-                        "prev_hash": e.prev_hash,
-                        "hash": e.hash,
-                    }
+                    (e.seq, e.ts, e.actor, e.kind, e.run_id, e.payload_text, e.prev_hash, e.hash)
                     for e in appended
                 ],
             )
