@@ -32,6 +32,7 @@ from pipetrail.errors import UnhashableValueError
 
 __all__ = [
     "CANONICAL_VERSION",
+    "MEMBER_OPTIONS",
     "canonical_bytes",
     "canonical_json",
     "checked_canonical_bytes",
@@ -52,6 +53,9 @@ _ORJSON_OPTIONS = (
     | orjson.OPT_PASSTHROUGH_DATACLASS
     | orjson.OPT_PASSTHROUGH_DATETIME
 )
+# The options :func:`member_json` gives orjson, for a caller encoding many members in a
+# loop (the text of ``orjson.dumps(value, option=MEMBER_OPTIONS)`` is member_json's).
+MEMBER_OPTIONS = _ORJSON_OPTIONS
 # Members orjson writes as the reference encoder does, or refuses (integers beyond 64 bits:
 # orjson writes those in [-2**63, 2**64) and raises for the others), whatever their value.
 _LEAVES = frozenset({str, bool, int, type(None)})

@@ -21,7 +21,7 @@ import sqlite3
 import time
 from typing import TYPE_CHECKING, Any
 
-from pipetrail.core.clock import format_ts, utcnow
+from pipetrail.core.clock import now_ts
 from pipetrail.hashing.canonical import member_json
 from pipetrail.ledger import merkle_store
 from pipetrail.ledger.db_errors import mapped_errors
@@ -242,7 +242,7 @@ class Ledger:
                     return []
             head = db.fetch(_HEAD)
             seq, prev = (head[0]["seq"], head[0]["hash"]) if head else (0, GENESIS_HASH)
-            ts = format_ts(utcnow())
+            ts = now_ts()
             appended: list[Event] = []
             fasts: list[bool] = []
             for draft in drafts:

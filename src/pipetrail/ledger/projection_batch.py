@@ -188,7 +188,8 @@ def apply_events(
         if sql == _REUSED:
             _copy_reused(db, reused)
         elif sql in _VALUE_COLUMNS:
-            db.executemany_values(sql, _VALUE_COLUMNS[sql], valued.get(sql, ()))
+            if valued.get(sql):
+                db.executemany_values(sql, _VALUE_COLUMNS[sql], valued[sql])
         elif groups.get(sql):
             db.executemany(sql, groups[sql])
 
