@@ -193,7 +193,7 @@ def test_a_flush_of_many_cached_steps_runs_a_bounded_number_of_statements(
     ledger.append([_started(), _step(EventKind.STEP_STARTED, "1"), _closed("1")])
     calls: list[str] = []
     db = ledger.db
-    for name in ("execute", "executemany", "fetch"):
+    for name in ("execute", "executemany", "executemany_values", "fetch"):
         method = getattr(db, name)
 
         def counted(text: str, *args: Any, _method: Any = method) -> Any:

@@ -154,3 +154,36 @@ def test_rows_bound_by_position_hold_what_their_names_say(tmp_path: Path) -> Non
         ]
     finally:
         driver.close()
+
+
+def test_rows_given_as_values_are_bound_in_the_order_of_their_columns(tmp_path: Path) -> None:
+    import sqlite3
+
+    driver = Driver(sqlite3.connect(tmp_path / "t.db"), "sqlite")
+    try:
+        driver.execute("CREATE TABLE t (k TEXT PRIMARY KEY, a TEXT, b TEXT, n INTEGER)")
+        with driver.write():
+            # columns in another order than the text's parameters, one of them used twice
+            driver.executemany_values(
+                "INSERT INTO t (k, a, b, n) VALUES (:k, :v, :v, :n)",
+                ("n", "v", "k"),
+                [(1, "x", "one"), (None, "y", "two")],
+            )
+            # the columns in the text's order, and a text with a quoted literal (by name)
+            driver.executemany_values(
+                "INSERT INTO t (k, a, b, n) VALUES (:k, :a, :b, :n)",
+                ("k", "a", "b", "n"),
+                [("three", "p", "q", 3)],
+            )
+            driver.executemany_values(
+                "INSERT INTO t (k, a, b, n) VALUES (:k, 'a:b', :k, :n)", ("k", "n"), [("four", 4)]
+            )
+            driver.executemany_values("INSERT INTO t (k) VALUES (:k)", ("k",), [])
+        assert driver.rows("SELECT k, a, b, n FROM t ORDER BY n") == [
+            ("two", "y", "y", None),
+            ("one", "x", "x", 1),
+            ("three", "p", "q", 3),
+            ("four", "a:b", "four", 4),
+        ]
+    finally:
+        driver.close()

@@ -87,7 +87,8 @@ def checked_cache_key(components: dict[str, Any]) -> tuple[str, bool]:
     When it did, every component but ``code_parts`` is plain: orjson writes it as the
     reference encoder does (see :func:`~pipetrail.hashing.canonical.checked_canonical_bytes`).
     """
-    keyed = {k: v for k, v in components.items() if k != "code_parts"}
+    keyed = dict(components)  # a copy made in C, without the descriptive part
+    keyed.pop("code_parts", None)
     data, plain = checked_canonical_bytes({"format": KEY_FORMAT, "components": keyed})
     return DIGEST_PREFIX + blake3(data).hexdigest(), plain
 

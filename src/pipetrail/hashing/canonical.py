@@ -32,6 +32,7 @@ from pipetrail.errors import UnhashableValueError
 
 __all__ = [
     "CANONICAL_VERSION",
+    "MEMBER_OPTIONS",
     "canonical_bytes",
     "canonical_json",
     "checked_canonical_bytes",
@@ -52,6 +53,9 @@ _ORJSON_OPTIONS = (
     | orjson.OPT_PASSTHROUGH_DATACLASS
     | orjson.OPT_PASSTHROUGH_DATETIME
 )
+# The options :func:`member_json` gives orjson, for a caller encoding many members in a
+# loop (the text of ``orjson.dumps(value, option=MEMBER_OPTIONS)`` is member_json's).
+MEMBER_OPTIONS = _ORJSON_OPTIONS
 # Members orjson writes as the reference encoder does, or refuses (integers beyond 64 bits:
 # orjson writes those in [-2**63, 2**64) and raises for the others), whatever their value.
 _LEAVES = frozenset({str, bool, int, type(None)})
@@ -100,21 +104,27 @@ def _orjson_safe(value: Any) -> bool:
     raises). A container's members are sorted out by their types in one pass of C code
     (``map(type, ...)``): one whose members are all ``str``, ``bool``, ``None`` or
     ``int`` (most of a ledger payload) is walked no further; only floats and nested
-    containers are then looked at one by one.
+    containers are then looked at one by one (:func:`_members_plain`).
     """
     kind = type(value)
     if kind is dict:
-        if not _STR_ONLY.issuperset(map(type, value)):
-            return False
-        members: Any = value.values()
-    elif kind is list or kind is tuple:
-        members = value
-    elif kind in _LEAVES:
+        return _STR_ONLY.issuperset(map(type, value)) and _members_plain(value.values())
+    if kind is list or kind is tuple:
+        return _members_plain(value)
+    if kind in _LEAVES:
         return True
-    elif kind is float:
+    if kind is float:
         return _plain_float(value)
-    else:
-        return False
+    return False
+
+
+def _members_plain(members: Any) -> bool:
+    """:func:`_orjson_safe` of every one of ``members`` (a container's values).
+
+    A nested container is checked by one call of this function for its members (its
+    keys first, for a dict), not by a call per container kind: a payload's nested
+    objects (how each output is read, the key's components) are walked once.
+    """
     kinds = set(map(type, members))
     if kinds <= _LEAVES:
         return True
@@ -127,18 +137,12 @@ def _orjson_safe(value: Any) -> bool:
         if kind is float:
             if not _plain_float(item):
                 return False
-        elif not _leaves_only(item, kind) and not _orjson_safe(item):
+        elif kind is dict:
+            if not (_STR_ONLY.issuperset(map(type, item)) and _members_plain(item.values())):
+                return False
+        elif not _members_plain(item):  # a list or a tuple
             return False
     return True
-
-
-def _leaves_only(value: Any, kind: type) -> bool:
-    """Whether a dict (``str`` keys), list or tuple holds only leaves: safe, not walked."""
-    if kind is dict:
-        return _STR_ONLY.issuperset(map(type, value)) and _LEAVES.issuperset(
-            map(type, value.values())
-        )
-    return _LEAVES.issuperset(map(type, value))
 
 
 def _plain_float(value: float) -> bool:
@@ -229,7 +233,10 @@ def _members_safe(value: dict[str, Any], known: frozenset[str]) -> bool:
         if kind is float:
             if not _plain_float(item):
                 return False
-        elif not _leaves_only(item, kind) and not _orjson_safe(item):
+        elif kind is dict:
+            if not (_STR_ONLY.issuperset(map(type, item)) and _members_plain(item.values())):
+                return False
+        elif not _members_plain(item):  # a list or a tuple
             return False
     return True
 

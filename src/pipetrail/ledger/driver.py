@@ -104,6 +104,36 @@ def positional_text(text: str) -> tuple[str, tuple[str, ...]] | None:
     return found
 
 
+# (text, columns) -> the positional text, and what puts a row's values in its order
+# (None when they are in it already); None for a text bound by name.
+_ORDERS: dict[tuple[str, tuple[str, ...]], tuple[str, Any] | None] = {}
+
+
+def _value_order(text: str, columns: tuple[str, ...]) -> tuple[str, Any] | None:
+    """The positional text of ``text`` and how to order values given in ``columns``."""
+    key = (text, columns)
+    try:
+        return _ORDERS[key]
+    except KeyError:
+        pass
+    found: tuple[str, Any] | None = None
+    positional = positional_text(text)
+    if positional is not None and set(positional[1]) <= set(columns):
+        sql, names = positional
+        if names == columns:
+            found = (sql, None)
+        elif len(names) > 1:
+            found = (sql, operator.itemgetter(*(columns.index(n) for n in names)))
+        else:
+            at = columns.index(names[0])
+            found = (sql, lambda row: (row[at],))
+    with _COMPILE_LOCK:
+        if len(_ORDERS) >= _COMPILED_MAX:
+            _ORDERS.clear()
+        _ORDERS[key] = found
+    return found
+
+
 def _text(text: str) -> Any:
     from sqlalchemy import text as sql_text
 
@@ -214,6 +244,29 @@ class Driver:
             cursor.executemany(self.sql(text), rows)
         finally:
             cursor.close()
+
+    def executemany_values(
+        self, text: str, columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]]
+    ) -> None:
+        """:meth:`executemany` of rows given as values, ``columns`` naming their places.
+
+        The rows a projection builds as values need not become dicts first: on SQLite
+        each row's values are put in the order of the statement's parameters by one
+        ``itemgetter`` call (remembered per text and columns), and bound by position.
+        """
+        if not rows:
+            return
+        if self.dialect == "sqlite":
+            found = _value_order(self.sql(text), columns)
+            if found is not None:
+                sql, order = found
+                cursor = self.connection.cursor()
+                try:
+                    cursor.executemany(sql, rows if order is None else list(map(order, rows)))
+                finally:
+                    cursor.close()
+                return
+        self.executemany(text, [dict(zip(columns, row, strict=True)) for row in rows])
 
     @contextmanager
     def write(self) -> Iterator[Driver]:

@@ -21,7 +21,7 @@ import sqlite3
 import time
 from typing import TYPE_CHECKING, Any
 
-from pipetrail.core.clock import format_ts, utcnow
+from pipetrail.core.clock import now_ts
 from pipetrail.hashing.canonical import member_json
 from pipetrail.ledger import merkle_store
 from pipetrail.ledger.db_errors import mapped_errors
@@ -65,6 +65,7 @@ _INSERT_EVENT = (
     "INSERT INTO events (seq, ts, actor, kind, run_id, payload, prev_hash, hash) "
     "VALUES (:seq, :ts, :actor, :kind, :run_id, :payload, :prev_hash, :hash)"
 )
+_EVENT_COLUMNS = ("seq", "ts", "actor", "kind", "run_id", "payload", "prev_hash", "hash")
 _UPDATE_HEAD = "UPDATE ledger_head SET seq = :seq, hash = :hash WHERE id = 1"
 _INSERT_HEAD = "INSERT INTO ledger_head (id, seq, hash) VALUES (1, :seq, :hash)"
 
@@ -241,7 +242,7 @@ class Ledger:
                     return []
             head = db.fetch(_HEAD)
             seq, prev = (head[0]["seq"], head[0]["hash"]) if head else (0, GENESIS_HASH)
-            ts = format_ts(utcnow())
+            ts = now_ts()
             appended: list[Event] = []
             fasts: list[bool] = []
             for draft in drafts:
@@ -273,19 +274,11 @@ class Ledger:
                     )
                 )
                 prev = digest
-            db.executemany(
+            db.executemany_values(
                 _INSERT_EVENT,
+                _EVENT_COLUMNS,
                 [
-                    {
-                        "seq": e.seq,
-                        "ts": e.ts,
-                        "actor": e.actor,
-                        "kind": e.kind,
-                        "run_id": e.run_id,
-                        "payload": e.payload_text,
-                        "prev_hash": e.prev_hash,
-                        "hash": e.hash,
-                    }
+                    (e.seq, e.ts, e.actor, e.kind, e.run_id, e.payload_text, e.prev_hash, e.hash)
                     for e in appended
                 ],
             )

@@ -32,17 +32,20 @@ from typing import TYPE_CHECKING, Any
 
 from pipetrail.ledger.events import Event, EventKind
 from pipetrail.ledger.projection_rows import (
+    IO_ROW_COLUMNS,
+    METRIC_ROW_COLUMNS,
     STEP_COLUMNS,
+    STEP_ROW_COLUMNS,
     artifact_row,
     closed_step_rows,
-    io_rows,
-    metric_rows,
+    io_values,
+    metric_values,
     run_end_row,
     run_param_rows,
     run_row,
     run_tag_rows,
     source_row,
-    step_row,
+    step_values,
 )
 from pipetrail.ledger.projections import (
     ARTIFACT_INSERT,
@@ -103,6 +106,13 @@ _STEP_ENDS = {
     EventKind.STEP_CACHED: "cached",
     EventKind.STEP_FAILED: "failed",
 }
+# The statements whose rows are built as values, and the columns of those values.
+_VALUE_COLUMNS = {
+    STEP_INSERT: STEP_ROW_COLUMNS,
+    STEP_UPSERT: STEP_ROW_COLUMNS,
+    IO_INSERT: IO_ROW_COLUMNS,
+    METRIC_INSERT: METRIC_ROW_COLUMNS,
+}
 _BATCHED = frozenset(
     {
         EventKind.RUN_STARTED,
@@ -134,6 +144,9 @@ def apply_events(
             apply_event(db, event, payload)
         return
     groups: dict[str, list[dict[str, Any]]] = {}
+    # The rows built as values (step runs, their inputs and outputs, their metrics),
+    # by statement: bound without making a dict of each (Driver.executemany_values).
+    valued: dict[str, list[tuple[Any, ...]]] = {}
     reused: dict[str, list[dict[str, Any]]] = {}
 
     def add(sql: str, *rows: dict[str, Any]) -> None:
@@ -142,17 +155,22 @@ def apply_events(
     for event, p in events:
         kind = event.kind
         if kind == EventKind.STEP_STARTED:
-            add(STEP_INSERT, step_row("running", event, p, encode))
+            valued.setdefault(STEP_INSERT, []).append(step_values("running", event, p, encode))
         elif kind in _STEP_ENDS:
             status = _STEP_ENDS[kind]  # type: ignore[index]
             hit = p.get("decision") == "hit"
-            add(STEP_INSERT if hit else STEP_UPSERT, step_row(status, event, p, encode))
-            add(IO_INSERT, *io_rows(p, outputs=status != "failed"))
+            valued.setdefault(STEP_INSERT if hit else STEP_UPSERT, []).append(
+                step_values(status, event, p, encode)
+            )
+            valued.setdefault(IO_INSERT, []).extend(io_values(p, outputs=status != "failed"))
             if status == "failed":
                 continue
-            own = metric_rows(p)
-            add(METRIC_INSERT, *own)
-            copy = reused_metrics(p, status, own)
+            # A step that logged no metric and returned no number has no metric rows.
+            own = metric_values(p) if p.get("metrics") or p.get("output_metrics") else []
+            valued.setdefault(METRIC_INSERT, []).extend(own)
+            copy = reused_metrics(
+                p, status, [dict(zip(METRIC_ROW_COLUMNS, row, strict=True)) for row in own]
+            )
             if copy is not None:
                 reused.setdefault(copy[0], []).append(copy[1])
         elif kind == EventKind.ARTIFACT_RECORDED:
@@ -169,6 +187,9 @@ def apply_events(
     for sql in _PHASES:
         if sql == _REUSED:
             _copy_reused(db, reused)
+        elif sql in _VALUE_COLUMNS:
+            if valued.get(sql):
+                db.executemany_values(sql, _VALUE_COLUMNS[sql], valued[sql])
         elif groups.get(sql):
             db.executemany(sql, groups[sql])
 

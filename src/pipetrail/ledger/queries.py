@@ -78,6 +78,19 @@ def _decode(row: Row) -> Row:
     return row
 
 
+def _decoded(rows: list[Row]) -> list[Row]:
+    """:func:`_decode` of each of the rows of one query (they have the same columns)."""
+    if not rows:
+        return rows
+    keys = tuple(_JSON_FIELDS.intersection(rows[0]))
+    for row in rows:
+        for key in keys:
+            text = row[key]
+            if isinstance(text, str):
+                row[key] = parse_json(text)
+    return rows
+
+
 class Reader(ABC):
     """Queries over the projections; subclasses supply how SQL is executed."""
 
@@ -191,7 +204,7 @@ class Reader(ABC):
             f"SELECT {_STEP_COLUMNS} FROM step_runs WHERE run_id = :r ORDER BY first_seq",
             {"r": run_id},
         )
-        return [_decode(r) for r in rows]
+        return _decoded(rows)
 
     def step_run(self, step_run_id: str) -> Row:
         """Return one step run by id.

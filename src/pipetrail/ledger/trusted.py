@@ -26,7 +26,7 @@ import orjson
 
 from pipetrail.errors import TamperedLedgerError
 from pipetrail.hashing import canonical_json
-from pipetrail.hashing.canonical import member_json
+from pipetrail.hashing.canonical import MEMBER_OPTIONS, member_json
 from pipetrail.ledger.events import Event, EventKind, hashed_here
 from pipetrail.ledger.projection_rows import (
     JSON_COLUMNS,
@@ -432,9 +432,12 @@ def _holds_exactly(stored: tuple[Any, ...], values: tuple[Any, ...]) -> bool:
     what differs.
     """
     encoded = list(values)
+    dumps = orjson.dumps
     try:
-        for at in _STEP_JSON_AT:
-            encoded[at] = member_json(encoded[at])
+        for at in _STEP_JSON_AT:  # member_json's text, without a call per column
+            value = encoded[at]
+            if value is not None:
+                encoded[at] = dumps(value, option=MEMBER_OPTIONS).decode("utf-8")
     except (TypeError, orjson.JSONEncodeError):
         return False  # an integer beyond 64 bits, a lone surrogate: compared by value
     encoded[_STEP_FIRST_AT] = stored[_STEP_FIRST_AT]

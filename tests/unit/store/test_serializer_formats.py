@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from collections import OrderedDict
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,7 @@ from pipetrail.errors import SerializationError
 from pipetrail.store import ContentStore, MemoryStore, SerializerRegistry, StoredArtifact
 from pipetrail.store.serializers.base import copies_under, copy_parent
 from pipetrail.store.serializers.json_format import JsonSerializer
+from pipetrail.store.serializers.json_format import _decode_object as _json_decode_object
 from pipetrail.store.serializers.pickle_format import PickleSerializer
 
 if TYPE_CHECKING:
@@ -278,3 +280,32 @@ def test_folder_loads_copy_under_the_given_parent_only_when_asked(
     assert (loaded / "a.txt").read_text() == "alpha"
     assert copy_parent() is None
     assert registry.load(record, store).parent != tmp_path / "copies"
+
+
+# -- json loads ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b'{"a":[1,2.5,"x"],"b":{"$float":"nan"},"c":{"$float":"inf","d":1}}',
+        '{"a": "\u00e9\U0001f600"}'.encode("utf-16"),
+        b"\xef\xbb\xbf[1, 2]",
+        b'"\\ud800"',
+    ],
+)
+def test_json_loads_what_the_standard_library_reads(data: bytes) -> None:
+    store = MemoryStore()
+    digest = store.put_bytes(data)
+    record = StoredArtifact(digest, digest, "json", "builtins.dict", len(data), {})
+    loaded = JsonSerializer().load(record, store)
+    expected = json.loads(data, object_hook=_json_decode_object)
+    assert repr(loaded) == repr(expected)
+
+
+def test_json_refuses_what_the_standard_library_refuses() -> None:
+    store = MemoryStore()
+    digest = store.put_bytes(b'{"a": ')
+    record = StoredArtifact(digest, digest, "json", "builtins.dict", 6, {})
+    with pytest.raises(json.JSONDecodeError):
+        JsonSerializer().load(record, store)

@@ -137,6 +137,10 @@ def _decode_object(obj: dict[str, Any]) -> Any:
     return obj
 
 
+# Reads stored JSON back (stateless between calls, like json's own default decoder).
+_DECODER = json.JSONDecoder(object_hook=_decode_object)
+
+
 def _has_reserved_dict(value: Any) -> bool:
     stack = [value]
     while stack:
@@ -220,4 +224,9 @@ class JsonSerializer:
 
     def load(self, record: StoredArtifact, store: ContentStore) -> Any:
         """Return the stored data (tuples as lists, non-finite floats restored)."""
-        return json.loads(store.get_bytes(record.blob), object_hook=_decode_object)
+        data = store.get_bytes(record.blob)
+        if type(data) is not bytes:
+            return json.loads(data, object_hook=_decode_object)
+        # What json.loads(data, object_hook=_decode_object) does, without making a
+        # decoder (and its scanner) for every load: a run loads an input per step.
+        return _DECODER.decode(data.decode(json.detect_encoding(data), "surrogatepass"))
