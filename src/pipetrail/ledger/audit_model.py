@@ -30,7 +30,7 @@ import math
 from collections.abc import Callable, Iterable
 from itertools import islice
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from pipetrail.hashing.canonical import canonical_json
 from pipetrail.ledger.audit_columns import TABLES
@@ -48,7 +48,7 @@ from pipetrail.ledger.projection_rows import (
     run_row,
     run_tag_rows,
     source_row,
-    step_values,
+    step_values_at,
     tagged_rows,
     untagged_keys,
 )
@@ -78,6 +78,8 @@ _RUN_ENDS = {
     EventKind.RUN_INTERRUPTED: "interrupted",
 }
 RUN_ENDS = frozenset(_RUN_ENDS)
+# A step event's kind -> the status its row takes.
+_STEP_STATUS: dict[str, str] = {EventKind.STEP_STARTED: "running", **_STEP_ENDS}
 # Every kind with a projection (pipetrail.ledger.projections): the model follows them all.
 MODEL_KINDS = frozenset(
     {
@@ -91,6 +93,15 @@ _INT64 = (-(2**63), 2**63 - 1)
 _BATCHED = ("step_runs", "step_run_io", "run_metrics", "artifacts", *_RUN_TABLES)
 _SQLITE_TYPE = {int: "integer", float: "real"}
 _Getter = Callable[[tuple[Any, ...]], tuple[Any, ...]]  # what SQLite's typeof() says of each
+
+
+class _Fields(NamedTuple):
+    """The fields of an event the projections read besides its payload, as :class:`Event`'s."""
+
+    seq: Any
+    ts: Any
+    actor: Any
+    kind: Any
 
 
 class Unmodelled(Exception):
@@ -228,7 +239,7 @@ class TableModel:
 
     def add(
         self,
-        events: Sequence[tuple[Event, dict[str, Any]]],
+        events: Sequence[tuple[Sequence[Any], dict[str, Any]]],
         encode: Callable[[Any], Any] | None,
         *,
         plain: bool,
@@ -236,7 +247,9 @@ class TableModel:
         """Model events in sequence order (other kinds are ignored).
 
         Args:
-            events: events with their parsed payloads.
+            events: events as stored rows, with their parsed payloads. A row begins with
+                the event's ``seq``, ``ts``, ``actor`` and ``kind``, in this order (what
+                follows is not read).
             encode: the JSON columns' encoder the replay would use (None: canonical JSON).
             plain: orjson parsed every payload (its strings are valid Unicode).
         """
@@ -246,21 +259,28 @@ class TableModel:
         # The step tables' rows, checked together after the batch (the rows are kept or
         # bound as they come; any that fails the check marks the whole model broken).
         self._unchecked = {table: [] for table in _BATCHED}
+        started = self._unchecked["step_runs"]
+        steps = self.steps
         try:
-            for event, p in events:
-                kind = event.kind
-                if kind == EventKind.SOURCE_OBSERVED:
-                    sources.append(source_row(event, p))
-                elif kind == EventKind.ARTIFACT_RECORDED:
+            for row, p in events:
+                kind = row[3]
+                status = _STEP_STATUS.get(kind)
+                if status is not None:
+                    if status == "running":  # a step.started row: kept unless one is there
+                        built = step_values_at("running", row[0], p, encode)
+                        started.append(built)
+                        steps.setdefault(built[0], built)
+                    else:
+                        self._step_end(status, row[0], p, encode, plain)
+                    continue
+                # The projections' row builders read these fields of an Event alone.
+                event = cast("Event", _Fields(row[0], row[1], row[2], kind))
+                if kind == EventKind.ARTIFACT_RECORDED:
                     self._artifact(event, p, encode)
-                elif kind == EventKind.STEP_STARTED:
-                    row = step_values("running", event, p, encode)
-                    self._unchecked["step_runs"].append(row)
-                    self.steps.setdefault(row[0], row)
-                elif kind in _STEP_ENDS:
-                    self._step_end(_STEP_ENDS[kind], event, p, encode, plain)  # type: ignore[index]
+                elif kind == EventKind.SOURCE_OBSERVED:
+                    sources.append(source_row(event, p))
                 elif kind in _RUN_ENDS:
-                    self._run_ended(_RUN_ENDS[kind], event, p)  # type: ignore[index]
+                    self._run_ended(_RUN_ENDS[kind], event, p)
                     self._run_end(event, p, plain)
                 else:
                     self._run_event(kind, event, p, encode)
@@ -285,21 +305,25 @@ class TableModel:
     def _step_end(
         self,
         status: str,
-        event: Event,
+        seq: int,
         p: dict[str, Any],
         encode: Callable[[Any], Any] | None,
         plain: bool,
     ) -> None:
+        """A step's closing event: its row, its inputs and outputs, its metrics."""
         unchecked = self._unchecked
-        row = step_values(status, event, p, encode)
-        unchecked["step_runs"].append(row)
-        step = row[0]
+        step = p["step_run_id"]
         old = self.steps.get(step)
         if old is None:
+            row = step_values_at(status, seq, p, encode)
             self.steps[step] = row
         elif p.get("decision") != "hit":  # a hit inserts or leaves the row as it is
-            at = self._first_seq  # an update keeps the row's first event
-            self.steps[step] = (*row[:at], old[at], *row[at + 1 :])
+            # An update keeps the row's first event: the row is built with it.
+            row = step_values_at(status, seq, p, encode, old[self._first_seq])
+            self.steps[step] = row
+        else:
+            row = step_values_at(status, seq, p, encode)  # bound all the same: checked
+        unchecked["step_runs"].append(row)
         edges = io_values(p, outputs=status != "failed")
         if edges:
             unchecked["step_run_io"] += edges
@@ -309,9 +333,9 @@ class TableModel:
         if status == "failed":
             return
         own = metric_values(p)
-        mine = self.metrics.setdefault(step, {})
         if own:
             unchecked["run_metrics"] += own
+            mine = self.metrics.setdefault(step, {})
             for metric in own:
                 mine.setdefault(metric[1], metric)
         if status != "cached":
@@ -336,12 +360,14 @@ class TableModel:
             for key, found in self.metrics.get(reused, {}).items()
             if found[6] == "output" and key not in logged
         ]
+        if not copied:
+            return
+        mine = self.metrics.setdefault(step, {})
         for found in copied:
             if found[1] in mine:  # the copy is a plain INSERT: the replay would fail
                 raise Unmodelled("run_metrics: a copied metric that exists already")
             mine[found[1]] = found
-        if copied:
-            self.copied.add(step)
+        self.copied.add(step)
 
     def _run_end(self, event: Event, p: dict[str, Any], plain: bool) -> None:
         for close in closed_step_rows(event, p):
