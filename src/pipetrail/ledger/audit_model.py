@@ -79,7 +79,19 @@ _RUN_ENDS = {
 }
 RUN_ENDS = frozenset(_RUN_ENDS)
 # A step event's kind -> the status its row takes.
-_STEP_STATUS: dict[str, str] = {EventKind.STEP_STARTED: "running", **_STEP_ENDS}
+_STEP_STATUS = {EventKind.STEP_STARTED.value: "running"} | {
+    kind.value: status for kind, status in _STEP_ENDS.items()
+}
+# The kinds compared with event by event, as plain text (an enum's member is looked up
+# on its class at each use).
+_ARTIFACT = EventKind.ARTIFACT_RECORDED.value
+_SOURCE = EventKind.SOURCE_OBSERVED.value
+_RUN_STARTED = EventKind.RUN_STARTED.value
+_RUN_TAGGED = EventKind.RUN_TAGGED.value
+_RUN_UNTAGGED = EventKind.RUN_UNTAGGED.value
+_RUN_NOTED = EventKind.RUN_NOTED.value
+_RUN_DELETED = EventKind.RUN_DELETED.value
+_RUN_NAMED = EventKind.RUN_NAMED.value
 # Every kind with a projection (pipetrail.ledger.projections): the model follows them all.
 MODEL_KINDS = frozenset(
     {
@@ -275,9 +287,9 @@ class TableModel:
                     continue
                 # The projections' row builders read these fields of an Event alone.
                 event = cast("Event", _Fields(row[0], row[1], row[2], kind))
-                if kind == EventKind.ARTIFACT_RECORDED:
+                if kind == _ARTIFACT:
                     self._artifact(event, p, encode)
-                elif kind == EventKind.SOURCE_OBSERVED:
+                elif kind == _SOURCE:
                     sources.append(source_row(event, p))
                 elif kind in _RUN_ENDS:
                     self._run_ended(_RUN_ENDS[kind], event, p)
@@ -402,24 +414,24 @@ class TableModel:
         encode: Callable[[Any], Any] | None,
     ) -> None:
         tags = self.simple["run_tags"]
-        if kind == EventKind.RUN_STARTED:
+        if kind == _RUN_STARTED:
             self._insert("runs", run_row(event, p, encode))
             for row in run_param_rows(p, encode):
                 self._insert("run_params", row)
             self._tag(run_tag_rows(event, p))
-        elif kind == EventKind.RUN_TAGGED:
+        elif kind == _RUN_TAGGED:
             self._tag(tagged_rows(event, p))
-        elif kind == EventKind.RUN_UNTAGGED:
+        elif kind == _RUN_UNTAGGED:
             for gone in untagged_keys(p):
                 run, key = gone["run_id"], gone["key"]
                 if type(run) is not str or type(key) is not str:
                     raise Unmodelled("run_tags: a key or run that is not text")
                 tags.pop((run, key), None)
-        elif kind == EventKind.RUN_NOTED:
+        elif kind == _RUN_NOTED:
             self._insert("run_notes", note_row(event, p))
-        elif kind == EventKind.RUN_DELETED:
+        elif kind == _RUN_DELETED:
             self._insert("run_deletions", deletion_row(event, p))
-        elif kind == EventKind.RUN_NAMED:
+        elif kind == _RUN_NAMED:
             change = rename_row(p)
             self._update_run(change["run_id"], [(self._name, change["name"])])
 

@@ -197,7 +197,9 @@ class Replica:
             if kinds.issubset(MODEL_KINDS):
                 modelled = [item for item in good if item[1] is not None]
             else:
-                modelled = [item for item in good if item[1] is not None and item[0][3] in MODEL_KINDS]
+                modelled = [
+                    item for item in good if item[1] is not None and item[0][3] in MODEL_KINDS
+                ]
                 if self.model.broken is None and any(map(has_projection, kinds - MODEL_KINDS)):
                     self.model.broken = "an event kind the model does not follow"
             self.model.add(modelled, member_json if plain else None, plain=plain)  # type: ignore[arg-type]

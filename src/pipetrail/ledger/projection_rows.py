@@ -301,7 +301,7 @@ def step_row(
     """The ``step_runs`` row (all columns) a step event gives, with ``status``.
 
     ``encode`` turns each JSON column's value into what the column holds (default:
-    canonical JSON text, None staying None).
+    canonical JSON text); None stays None, without a call of ``encode``.
     """
     return dict(zip(STEP_ROW_COLUMNS, step_values(status, event, p, encode), strict=True))
 
@@ -329,6 +329,10 @@ def step_values_at(
         encode = _json
     step_run_id = p["step_run_id"]  # read first, as ever: a payload lacking it raises so
     get = p.get
+    components, inputs, outputs, resources, requests = (
+        get("components"), get("inputs"), get("outputs"), get("resources"),
+        get("resource_requests"),
+    )  # fmt: skip
     return (
         step_run_id,
         p["run_id"],
@@ -341,11 +345,13 @@ def step_values_at(
         get("reason"),
         get("reused_step_run_id"),
         get("code_digest"),
-        encode(get("components")),
-        encode(get("inputs")),
-        encode(get("outputs")),
-        encode(get("resources")),
-        encode(get("resource_requests")),
+        # Every encoder keeps None as None: it is not called for one (a step.started
+        # payload has none of these).
+        None if components is None else encode(components),
+        None if inputs is None else encode(inputs),
+        None if outputs is None else encode(outputs),
+        None if resources is None else encode(resources),
+        None if requests is None else encode(requests),
         get("logs"),
         get("seed"),
         p["started_at"],
