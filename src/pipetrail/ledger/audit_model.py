@@ -27,8 +27,8 @@ The model is built so that "the same" implies the replay would have found nothin
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
-from itertools import islice
+from collections.abc import Callable, Iterable, Iterator
+from itertools import chain, islice
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
@@ -506,6 +506,16 @@ class TableModel:
             return self.simple[table]
         return {(s, key): row for s, rows in self.metrics.items() for key, row in rows.items()}
 
+    def _in_order(self, table: str) -> Iterator[tuple[Any, ...]]:
+        """The modelled rows of ``table`` in the model's order, as :meth:`rows` holds them.
+
+        ``run_metrics`` is held by step run: its rows are read in place rather than
+        gathered into one dictionary first.
+        """
+        if table == "run_metrics":
+            return chain.from_iterable(map(dict.values, self.metrics.values()))
+        return iter(self.rows(table).values())
+
     def count(self, table: str) -> int:
         """How many rows the events give ``table``."""
         if table == "run_metrics":
@@ -548,7 +558,7 @@ class TableModel:
             return False
         if self.released:
             raise RuntimeError("the model's rows were released: it compares nothing any more")
-        model = iter(self.rows(table).values())
+        model = self._in_order(table)
         for chunk in chunks:
             if chunk != list(islice(model, len(chunk))):
                 return None
