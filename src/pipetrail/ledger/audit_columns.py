@@ -15,6 +15,7 @@ part of the primary key, in key order.
 
 from __future__ import annotations
 
+import sys
 from typing import NamedTuple
 
 __all__ = ["TABLES", "Columns"]
@@ -61,7 +62,9 @@ def _columns(spec: str) -> Columns:
     nullable: list[bool] = []
     keys: list[str] = []
     for token in spec.split():
-        name = token.rstrip("#%?*")
+        # Interned, as the names written in the row builders' code are: reading a row
+        # dict by them then finds each key by identity.
+        name = sys.intern(token.rstrip("#%?*"))
         marks = token[len(name) :]
         names.append(name)
         types.append(int if "#" in marks else float if "%" in marks else str)

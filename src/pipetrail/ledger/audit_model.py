@@ -27,10 +27,10 @@ The model is built so that "the same" implies the replay would have found nothin
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
-from itertools import islice
+from collections.abc import Callable, Iterable, Iterator
+from itertools import chain, islice
 from operator import itemgetter
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple, cast
 
 from pipetrail.hashing.canonical import canonical_json
 from pipetrail.ledger.audit_columns import TABLES
@@ -48,7 +48,7 @@ from pipetrail.ledger.projection_rows import (
     run_row,
     run_tag_rows,
     source_row,
-    step_values,
+    step_values_at,
     tagged_rows,
     untagged_keys,
 )
@@ -78,6 +78,20 @@ _RUN_ENDS = {
     EventKind.RUN_INTERRUPTED: "interrupted",
 }
 RUN_ENDS = frozenset(_RUN_ENDS)
+# A step event's kind -> the status its row takes.
+_STEP_STATUS = {EventKind.STEP_STARTED.value: "running"} | {
+    kind.value: status for kind, status in _STEP_ENDS.items()
+}
+# The kinds compared with event by event, as plain text (an enum's member is looked up
+# on its class at each use).
+_ARTIFACT = EventKind.ARTIFACT_RECORDED.value
+_SOURCE = EventKind.SOURCE_OBSERVED.value
+_RUN_STARTED = EventKind.RUN_STARTED.value
+_RUN_TAGGED = EventKind.RUN_TAGGED.value
+_RUN_UNTAGGED = EventKind.RUN_UNTAGGED.value
+_RUN_NOTED = EventKind.RUN_NOTED.value
+_RUN_DELETED = EventKind.RUN_DELETED.value
+_RUN_NAMED = EventKind.RUN_NAMED.value
 # Every kind with a projection (pipetrail.ledger.projections): the model follows them all.
 MODEL_KINDS = frozenset(
     {
@@ -91,6 +105,15 @@ _INT64 = (-(2**63), 2**63 - 1)
 _BATCHED = ("step_runs", "step_run_io", "run_metrics", "artifacts", *_RUN_TABLES)
 _SQLITE_TYPE = {int: "integer", float: "real"}
 _Getter = Callable[[tuple[Any, ...]], tuple[Any, ...]]  # what SQLite's typeof() says of each
+
+
+class _Fields(NamedTuple):
+    """The fields of an event the projections read besides its payload, as :class:`Event`'s."""
+
+    seq: Any
+    ts: Any
+    actor: Any
+    kind: Any
 
 
 class Unmodelled(Exception):
@@ -228,7 +251,7 @@ class TableModel:
 
     def add(
         self,
-        events: Sequence[tuple[Event, dict[str, Any]]],
+        events: Sequence[tuple[Sequence[Any], dict[str, Any]]],
         encode: Callable[[Any], Any] | None,
         *,
         plain: bool,
@@ -236,7 +259,9 @@ class TableModel:
         """Model events in sequence order (other kinds are ignored).
 
         Args:
-            events: events with their parsed payloads.
+            events: events as stored rows, with their parsed payloads. A row begins with
+                the event's ``seq``, ``ts``, ``actor`` and ``kind``, in this order (what
+                follows is not read).
             encode: the JSON columns' encoder the replay would use (None: canonical JSON).
             plain: orjson parsed every payload (its strings are valid Unicode).
         """
@@ -246,21 +271,28 @@ class TableModel:
         # The step tables' rows, checked together after the batch (the rows are kept or
         # bound as they come; any that fails the check marks the whole model broken).
         self._unchecked = {table: [] for table in _BATCHED}
+        started = self._unchecked["step_runs"]
+        steps = self.steps
         try:
-            for event, p in events:
-                kind = event.kind
-                if kind == EventKind.SOURCE_OBSERVED:
-                    sources.append(source_row(event, p))
-                elif kind == EventKind.ARTIFACT_RECORDED:
+            for row, p in events:
+                kind = row[3]
+                status = _STEP_STATUS.get(kind)
+                if status is not None:
+                    if status == "running":  # a step.started row: kept unless one is there
+                        built = step_values_at("running", row[0], p, encode)
+                        started.append(built)
+                        steps.setdefault(built[0], built)
+                    else:
+                        self._step_end(status, row[0], p, encode, plain)
+                    continue
+                # The projections' row builders read these fields of an Event alone.
+                event = cast("Event", _Fields(row[0], row[1], row[2], kind))
+                if kind == _ARTIFACT:
                     self._artifact(event, p, encode)
-                elif kind == EventKind.STEP_STARTED:
-                    row = step_values("running", event, p, encode)
-                    self._unchecked["step_runs"].append(row)
-                    self.steps.setdefault(row[0], row)
-                elif kind in _STEP_ENDS:
-                    self._step_end(_STEP_ENDS[kind], event, p, encode, plain)  # type: ignore[index]
+                elif kind == _SOURCE:
+                    sources.append(source_row(event, p))
                 elif kind in _RUN_ENDS:
-                    self._run_ended(_RUN_ENDS[kind], event, p)  # type: ignore[index]
+                    self._run_ended(_RUN_ENDS[kind], event, p)
                     self._run_end(event, p, plain)
                 else:
                     self._run_event(kind, event, p, encode)
@@ -285,21 +317,25 @@ class TableModel:
     def _step_end(
         self,
         status: str,
-        event: Event,
+        seq: int,
         p: dict[str, Any],
         encode: Callable[[Any], Any] | None,
         plain: bool,
     ) -> None:
+        """A step's closing event: its row, its inputs and outputs, its metrics."""
         unchecked = self._unchecked
-        row = step_values(status, event, p, encode)
-        unchecked["step_runs"].append(row)
-        step = row[0]
+        step = p["step_run_id"]
         old = self.steps.get(step)
         if old is None:
+            row = step_values_at(status, seq, p, encode)
             self.steps[step] = row
         elif p.get("decision") != "hit":  # a hit inserts or leaves the row as it is
-            at = self._first_seq  # an update keeps the row's first event
-            self.steps[step] = (*row[:at], old[at], *row[at + 1 :])
+            # An update keeps the row's first event: the row is built with it.
+            row = step_values_at(status, seq, p, encode, old[self._first_seq])
+            self.steps[step] = row
+        else:
+            row = step_values_at(status, seq, p, encode)  # bound all the same: checked
+        unchecked["step_runs"].append(row)
         edges = io_values(p, outputs=status != "failed")
         if edges:
             unchecked["step_run_io"] += edges
@@ -309,9 +345,9 @@ class TableModel:
         if status == "failed":
             return
         own = metric_values(p)
-        mine = self.metrics.setdefault(step, {})
         if own:
             unchecked["run_metrics"] += own
+            mine = self.metrics.setdefault(step, {})
             for metric in own:
                 mine.setdefault(metric[1], metric)
         if status != "cached":
@@ -336,12 +372,14 @@ class TableModel:
             for key, found in self.metrics.get(reused, {}).items()
             if found[6] == "output" and key not in logged
         ]
+        if not copied:
+            return
+        mine = self.metrics.setdefault(step, {})
         for found in copied:
             if found[1] in mine:  # the copy is a plain INSERT: the replay would fail
                 raise Unmodelled("run_metrics: a copied metric that exists already")
             mine[found[1]] = found
-        if copied:
-            self.copied.add(step)
+        self.copied.add(step)
 
     def _run_end(self, event: Event, p: dict[str, Any], plain: bool) -> None:
         for close in closed_step_rows(event, p):
@@ -376,24 +414,24 @@ class TableModel:
         encode: Callable[[Any], Any] | None,
     ) -> None:
         tags = self.simple["run_tags"]
-        if kind == EventKind.RUN_STARTED:
+        if kind == _RUN_STARTED:
             self._insert("runs", run_row(event, p, encode))
             for row in run_param_rows(p, encode):
                 self._insert("run_params", row)
             self._tag(run_tag_rows(event, p))
-        elif kind == EventKind.RUN_TAGGED:
+        elif kind == _RUN_TAGGED:
             self._tag(tagged_rows(event, p))
-        elif kind == EventKind.RUN_UNTAGGED:
+        elif kind == _RUN_UNTAGGED:
             for gone in untagged_keys(p):
                 run, key = gone["run_id"], gone["key"]
                 if type(run) is not str or type(key) is not str:
                     raise Unmodelled("run_tags: a key or run that is not text")
                 tags.pop((run, key), None)
-        elif kind == EventKind.RUN_NOTED:
+        elif kind == _RUN_NOTED:
             self._insert("run_notes", note_row(event, p))
-        elif kind == EventKind.RUN_DELETED:
+        elif kind == _RUN_DELETED:
             self._insert("run_deletions", deletion_row(event, p))
-        elif kind == EventKind.RUN_NAMED:
+        elif kind == _RUN_NAMED:
             change = rename_row(p)
             self._update_run(change["run_id"], [(self._name, change["name"])])
 
@@ -468,6 +506,16 @@ class TableModel:
             return self.simple[table]
         return {(s, key): row for s, rows in self.metrics.items() for key, row in rows.items()}
 
+    def _in_order(self, table: str) -> Iterator[tuple[Any, ...]]:
+        """The modelled rows of ``table`` in the model's order, as :meth:`rows` holds them.
+
+        ``run_metrics`` is held by step run: its rows are read in place rather than
+        gathered into one dictionary first.
+        """
+        if table == "run_metrics":
+            return chain.from_iterable(map(dict.values, self.metrics.values()))
+        return iter(self.rows(table).values())
+
     def count(self, table: str) -> int:
         """How many rows the events give ``table``."""
         if table == "run_metrics":
@@ -510,7 +558,7 @@ class TableModel:
             return False
         if self.released:
             raise RuntimeError("the model's rows were released: it compares nothing any more")
-        model = iter(self.rows(table).values())
+        model = self._in_order(table)
         for chunk in chunks:
             if chunk != list(islice(model, len(chunk))):
                 return None

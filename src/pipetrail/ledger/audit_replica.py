@@ -190,16 +190,23 @@ class Replica:
             None, or the sequence number of the first event that cannot be projected and
             why (the events after it are not projected).
         """
+        if self.model is not None:  # nothing is replayed: the model follows every event
+            # The model reads the stored rows as they are (their first fields are seq, ts,
+            # actor and kind, see TableModel.add).
+            kinds = {row[3] for row, payload in good if payload is not None}
+            if kinds.issubset(MODEL_KINDS):
+                modelled = [item for item in good if item[1] is not None]
+            else:
+                modelled = [
+                    item for item in good if item[1] is not None and item[0][3] in MODEL_KINDS
+                ]
+                if self.model.broken is None and any(map(has_projection, kinds - MODEL_KINDS)):
+                    self.model.broken = "an event kind the model does not follow"
+            self.model.add(modelled, member_json if plain else None, plain=plain)  # type: ignore[arg-type]
+            return None
         # The stored fields under an event's names (building each Event costs more).
         made = _EventRow._make
         events = [(made(row), payload) for row, payload in good if payload is not None]
-        if self.model is not None:  # nothing is replayed: the model follows every event
-            modelled = [item for item in events if item[0].kind in MODEL_KINDS]
-            others = {item[0].kind for item in events}.difference(MODEL_KINDS)
-            if self.model.broken is None and any(map(has_projection, others)):
-                self.model.broken = "an event kind the model does not follow"
-            self.model.add(modelled, member_json if plain else None, plain=plain)  # type: ignore[arg-type]
-            return None
         try:
             self.apply_many(events, plain=plain)  # type: ignore[arg-type]
         except UNPROJECTABLE:

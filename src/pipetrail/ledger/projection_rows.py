@@ -47,6 +47,7 @@ __all__ = [
     "source_row",
     "step_row",
     "step_values",
+    "step_values_at",
     "tagged_rows",
     "untagged_keys",
 ]
@@ -71,9 +72,13 @@ _RUN_RECORD_KEYS = frozenset(
 )  # fmt: skip
 
 
+# What ``isinstance`` takes for "a number" (a tuple: ``int | float`` is a new object per call).
+_NUMBERS = (int, float)
+
+
 def param_number(value: Any) -> float | None:
     """The ``run_params.num`` of a parameter value: the value when it is a finite number."""
-    if isinstance(value, int | float) and not isinstance(value, bool):
+    if isinstance(value, _NUMBERS) and not isinstance(value, bool):
         number = float(value)
         return number if math.isfinite(number) else None
     return None
@@ -106,13 +111,15 @@ def metric_values(p: dict[str, Any]) -> list[tuple[Any, ...]]:
     """:func:`metric_rows`'s rows as values, in the order of :data:`METRIC_ROW_COLUMNS`."""
     found: dict[str, tuple[float, str]] = {}
     for key, value in (p.get("output_metrics") or {}).items():
-        if isinstance(value, int | float) and not isinstance(value, bool):
+        if isinstance(value, _NUMBERS) and not isinstance(value, bool):
             found[str(key)] = (float(value), "output")
     for key, summary in (p.get("metrics") or {}).items():
         last = summary.get("last") if isinstance(summary, dict) else None
-        if isinstance(last, int | float) and not isinstance(last, bool):
+        if isinstance(last, _NUMBERS) and not isinstance(last, bool):
             found[str(key)] = (float(last), "logged")
     node = p["node_id"]
+    if not found:
+        return []  # most steps report no metric
     return [
         (p["step_run_id"], key, p["run_id"], node, f"{node}.{key}", value, origin)
         for key, (value, origin) in sorted(found.items())
@@ -294,7 +301,7 @@ def step_row(
     """The ``step_runs`` row (all columns) a step event gives, with ``status``.
 
     ``encode`` turns each JSON column's value into what the column holds (default:
-    canonical JSON text, None staying None).
+    canonical JSON text); None stays None, without a call of ``encode``.
     """
     return dict(zip(STEP_ROW_COLUMNS, step_values(status, event, p, encode), strict=True))
 
@@ -303,33 +310,56 @@ def step_values(
     status: str, event: Event, p: dict[str, Any], encode: Callable[[Any], Any] | None = None
 ) -> tuple[Any, ...]:
     """:func:`step_row`'s values, in the order of :data:`STEP_ROW_COLUMNS`."""
+    return step_values_at(status, event.seq, p, encode)
+
+
+def step_values_at(
+    status: str,
+    seq: int,
+    p: dict[str, Any],
+    encode: Callable[[Any], Any] | None = None,
+    first_seq: int | None = None,
+) -> tuple[Any, ...]:
+    """:func:`step_values` of the event at ``seq``; ``first_seq`` replaces its own seq.
+
+    ``first_seq``: the ``first_seq`` of the row an update keeps (None: ``seq``), so that
+    the row an update leaves is built once.
+    """
     if encode is None:
         encode = _json
+    step_run_id = p["step_run_id"]  # read first, as ever: a payload lacking it raises so
+    get = p.get
+    components, inputs, outputs, resources, requests = (
+        get("components"), get("inputs"), get("outputs"), get("resources"),
+        get("resource_requests"),
+    )  # fmt: skip
     return (
-        p["step_run_id"],
+        step_run_id,
         p["run_id"],
         p["node_id"],
         p["step"],
         p["pipeline"],
         status,
-        p.get("cache_key"),
-        p.get("decision"),
-        p.get("reason"),
-        p.get("reused_step_run_id"),
-        p.get("code_digest"),
-        encode(p.get("components")),
-        encode(p.get("inputs")),
-        encode(p.get("outputs")),
-        encode(p.get("resources")),
-        encode(p.get("resource_requests")),
-        p.get("logs"),
-        p.get("seed"),
+        get("cache_key"),
+        get("decision"),
+        get("reason"),
+        get("reused_step_run_id"),
+        get("code_digest"),
+        # Every encoder keeps None as None: it is not called for one (a step.started
+        # payload has none of these).
+        None if components is None else encode(components),
+        None if inputs is None else encode(inputs),
+        None if outputs is None else encode(outputs),
+        None if resources is None else encode(resources),
+        None if requests is None else encode(requests),
+        get("logs"),
+        get("seed"),
         p["started_at"],
-        p.get("ended_at"),
-        p.get("error"),
-        p.get("traceback"),
-        event.seq,
-        event.seq,
+        get("ended_at"),
+        get("error"),
+        get("traceback"),
+        seq if first_seq is None else first_seq,
+        seq,
     )
 
 
@@ -340,12 +370,16 @@ def io_rows(p: dict[str, Any], *, outputs: bool) -> list[dict[str, Any]]:
 
 def io_values(p: dict[str, Any], *, outputs: bool) -> list[tuple[Any, ...]]:
     """:func:`io_rows`'s rows as values, in the order of :data:`IO_ROW_COLUMNS`."""
-    rows = [(p["step_run_id"], "in", n, d, p["run_id"]) for n, d in (p.get("inputs") or {}).items()]
+    rows = []
+    found = (p.get("inputs") or {}).items()
+    if found:  # the ids are read for a first row (a payload lacking them raises then only)
+        step, run = p["step_run_id"], p["run_id"]
+        rows = [(step, "in", n, d, run) for n, d in found]
     if outputs:
-        rows += [
-            (p["step_run_id"], "out", n, d, p["run_id"])
-            for n, d in (p.get("outputs") or {}).items()
-        ]
+        found = (p.get("outputs") or {}).items()
+        if found:
+            step, run = p["step_run_id"], p["run_id"]
+            rows += [(step, "out", n, d, run) for n, d in found]
     return rows
 
 

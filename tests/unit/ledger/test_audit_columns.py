@@ -47,3 +47,17 @@ def test_the_second_process_checks_without_importing_sqlalchemy() -> None:
     )
     found = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert found.stdout.strip() == "False"
+
+
+def test_the_column_names_are_the_row_builders_keys_themselves() -> None:
+    """Interned, as names in code are: a row dict is read by them key by key, by identity."""
+    from pipetrail.ledger.events import Event
+    from pipetrail.ledger.projection_rows import note_row
+
+    event = Event(7, "2026-01-01T00:00:00Z", "tester", "run.noted", "R1", "{}", "", "")
+    row = note_row(event, {"run_id": "R1", "text": "hello"})
+    names = TABLES["run_notes"].names
+    assert list(row) == list(names)
+    assert all(key is name for key, name in zip(row, names, strict=True))
+    for table in TABLES.values():
+        assert all(sys.intern(name) is name for name in table.names)

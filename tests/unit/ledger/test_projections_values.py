@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from pipetrail.hashing.canonical import member_json
 from pipetrail.ledger.events import Event
 from pipetrail.ledger.projection_rows import (
@@ -22,6 +24,7 @@ from pipetrail.ledger.projection_rows import (
     run_row,
     step_row,
     step_values,
+    step_values_at,
 )
 
 TS = "2026-01-01T00:00:00.000000Z"
@@ -40,6 +43,41 @@ def test_step_values_are_the_step_row_in_column_order() -> None:
         row = step_row("completed", EVENT, STEP, encode)
         assert list(row) == list(STEP_ROW_COLUMNS)
         assert tuple(row.values()) == step_values("completed", EVENT, STEP, encode)
+
+
+def test_step_values_at_a_seq_keep_the_first_seq_they_are_given() -> None:
+    row = step_values("completed", EVENT, STEP, member_json)
+    assert step_values_at("completed", EVENT.seq, STEP, member_json) == row
+    first = STEP_ROW_COLUMNS.index("first_seq")
+    kept = step_values_at("completed", EVENT.seq, STEP, member_json, 3)
+    assert kept == (*row[:first], 3, *row[first + 1 :])
+    assert kept[STEP_ROW_COLUMNS.index("last_seq")] == EVENT.seq
+
+
+def test_a_step_row_leaves_an_absent_json_member_none_without_encoding_it() -> None:
+    seen: list[Any] = []
+
+    def encode(value: Any) -> str:
+        seen.append(value)
+        return "encoded"
+
+    started = {k: STEP[k] for k in ("step_run_id", "run_id", "node_id", "step", "pipeline",
+                                    "started_at")}  # fmt: skip
+    row = step_row("running", EVENT, started, encode)
+    assert seen == []
+    assert [row[c] for c in ("components", "inputs", "outputs", "resources")] == [None] * 4
+    assert step_row("completed", EVENT, STEP, encode)["inputs"] == "encoded"
+    assert seen == [STEP["components"], STEP["inputs"], STEP["outputs"]]
+
+
+def test_a_step_without_inputs_outputs_or_metrics_has_no_rows_of_them() -> None:
+    bare = {"node_id": "train", "inputs": {}, "outputs": None, "metrics": {}}
+    assert io_values(bare, outputs=True) == []
+    assert metric_values(bare) == []
+    # the ids are read for a first row only, as they always were
+    for outputs in (True, False):
+        with pytest.raises(KeyError, match="step_run_id"):
+            io_values({"inputs": {"d": "blake3:a"}}, outputs=outputs)
 
 
 def test_io_and_metric_values_are_their_rows_in_column_order() -> None:

@@ -176,3 +176,16 @@ def test_a_released_or_broken_model_compares_nothing() -> None:
         model.same_in_order("sources", [[GOOD]])
     with pytest.raises(RuntimeError, match="released"):
         model.compare("sources", [GOOD])
+
+
+def test_metrics_held_by_step_run_are_read_in_the_order_of_their_rows() -> None:
+    model = TableModel()
+    first = [("S1", k, "R1", "train", f"train.{k}", 0.5, "output") for k in ("auc", "loss")]
+    second = [("S2", "auc", "R2", "train", "train.auc", 0.7, "logged")]
+    model.metrics = {"S1": {r[1]: r for r in first}, "S0": {}, "S2": {r[1]: r for r in second}}
+    rows = [*first, *second]
+    assert model.same_in_order("run_metrics", [rows[:2], rows[2:]]) is True
+    assert model.same_in_order("run_metrics", [rows[1:2], rows[:1], rows[2:]]) is None
+    assert model.same_in_order("run_metrics", [rows[:2]]) is None  # a row missing
+    assert model.compare("run_metrics", rows)
+    assert model.count("run_metrics") == 3
