@@ -21,6 +21,7 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
+import functools
 import os
 import re
 import secrets
@@ -32,7 +33,10 @@ from pipetrail.errors import IdentityError
 from pipetrail.hashing import canonical_bytes, digest_bytes
 
 if TYPE_CHECKING:
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+        Ed25519PrivateKey,
+        Ed25519PublicKey,
+    )
 
 __all__ = [
     "KEY_PREFIX",
@@ -83,9 +87,13 @@ class PublicKey:
     text: str
     raw: bytes
 
-    @property
+    @functools.cached_property
     def key_id(self) -> str:
-        """``ed25519:`` and the first 16 hex digits of the BLAKE3 digest of the raw key."""
+        """``ed25519:`` and the first 16 hex digits of the BLAKE3 digest of the raw key.
+
+        Kept once computed: the fold of the governance events asks for the signer's key
+        id twice per event.
+        """
         return KEY_PREFIX + digest_bytes(self.raw).removeprefix("blake3:")[:16]
 
 
@@ -138,7 +146,6 @@ class Signer:
 def verify_signature(public_key: PublicKey, message: bytes, signature: str) -> bool:
     """Return whether ``signature`` (base64) is ``public_key``'s signature of ``message``."""
     from cryptography.exceptions import InvalidSignature
-    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
     try:
         raw = base64.b64decode(signature, validate=True)
@@ -147,10 +154,23 @@ def verify_signature(public_key: PublicKey, message: bytes, signature: str) -> b
     if len(raw) != 64:
         return False
     try:
-        Ed25519PublicKey.from_public_bytes(public_key.raw).verify(raw, message)
+        _verifier(public_key.raw).verify(raw, message)
     except InvalidSignature:
         return False
     return True
+
+
+@functools.lru_cache(maxsize=256)
+def _verifier(raw: bytes) -> Ed25519PublicKey:
+    """The key object that checks signatures of the raw public key ``raw``.
+
+    Made once per key rather than once per signature: ``audit verify`` checks thousands
+    of signatures made by a handful of keys. Only the parsed key is kept; every
+    signature is checked every time.
+    """
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    return Ed25519PublicKey.from_public_bytes(raw)
 
 
 def _key_path(name: str, folder: Path | None) -> Path:

@@ -75,6 +75,8 @@ _BELOW = "SELECT level, idx FROM merkle_nodes WHERE level < :level ORDER BY leve
 _HASHES = "SELECT hash FROM events WHERE seq > :lo AND seq <= :hi ORDER BY seq"
 _LEAVES = "SELECT seq, hash FROM events WHERE seq > :after AND seq <= :upto ORDER BY seq LIMIT :n"
 _BATCH = 5000
+_LEAF = hashlib.sha256(b"\x00")  # copied for every leaf hash (see TreeCheck.add_digests)
+_NODE = hashlib.sha256(b"\x01")  # and for every node hash
 
 
 class DriverNodes:
@@ -325,30 +327,45 @@ class TreeCheck:
         self.add_digests([bytes.fromhex(h.removeprefix("blake3:")) for h in chain_hashes])
 
     def add_digests(self, digests: Sequence[bytes]) -> None:
-        """Take the next events' chain hashes as raw 32-byte digests (in sequence order)."""
+        """Take the next events' chain hashes as raw 32-byte digests (in sequence order).
+
+        Each hash starts from a copy of a hasher that has taken the domain prefix (``0x00``
+        for a leaf, ``0x01`` for a node): a copy costs less than making a SHA-256 hasher
+        anew, and the prefix is not joined to every input (two million hashes per million
+        events). The bytes hashed are exactly those of :func:`leaf_hash` and
+        :func:`node_hash`.
+        """
         if not digests:
             return
-        sha256 = hashlib.sha256
         pending = self._pending
-        pending += [sha256(b"\x00" + d).digest() for d in digests]
+        new_leaf = _LEAF.copy
+        for data in digests:
+            hasher = new_leaf()
+            hasher.update(data)
+            pending.append(hasher.digest())
         self.size += len(digests)
         whole = len(pending) - len(pending) % BLOCK
         if not whole:
             return
         nodes = pending[:whole]
         del pending[:whole]
+        new_node = _NODE.copy
         for _ in range(LOW_LEVEL):  # each block up to its root, all blocks a level at a time
-            nodes = [
-                sha256(b"\x01" + left + right).digest()
-                for left, right in zip(nodes[::2], nodes[1::2], strict=True)
-            ]
+            below = iter(nodes)
+            nodes = []
+            for left in below:
+                hasher = new_node()
+                hasher.update(left + next(below))
+                nodes.append(hasher.digest())
         edge, made = self._edge, self._made
         index = (self.size - len(pending)) // BLOCK - len(nodes)
         for current in nodes:
             made[(LOW_LEVEL, index)] = current
             i, level = index, LOW_LEVEL
             while i & 1:
-                current = sha256(b"\x01" + edge.pop() + current).digest()
+                hasher = new_node()
+                hasher.update(edge.pop() + current)
+                current = hasher.digest()
                 i >>= 1
                 level += 1
                 made[(level, i)] = current

@@ -103,3 +103,35 @@ def test_bad_user_names_are_refused_before_any_file_is_touched(tmp_path: Path, n
         create_key(name, folder=tmp_path)
     assert not (tmp_path / "keys").exists()
     assert os.listdir(tmp_path) == []
+
+
+def test_each_key_is_parsed_once_and_every_signature_is_still_checked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+    from pipetrail.governance import keys
+
+    keys._verifier.cache_clear()
+    made: list[bytes] = []
+    real = Ed25519PublicKey.from_public_bytes
+
+    def from_public_bytes(data: bytes) -> Ed25519PublicKey:
+        made.append(data)
+        return real(data)
+
+    monkeypatch.setattr(Ed25519PublicKey, "from_public_bytes", from_public_bytes)
+    public = create_key("alice", folder=tmp_path)
+    signer = load_signer("alice", folder=tmp_path)
+    messages = [signing_message("decision", {"n": n}) for n in range(5)]
+    signatures = [signer.sign(m) for m in messages]
+    for message, signature in zip(messages, signatures, strict=True):
+        assert verify_signature(public, message, signature)
+    # The key object is made once; a forged or misplaced signature still fails after it.
+    assert made == [public.raw]
+    assert not verify_signature(public, messages[0], signatures[1])
+    assert not verify_signature(public, messages[1] + b" ", signatures[1])
+    assert made == [public.raw]
+    # The key id is kept once computed, and keys still compare by their text and bytes.
+    assert public.key_id is public.key_id
+    assert parse_public_key(public.text) == public

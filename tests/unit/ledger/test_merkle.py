@@ -18,6 +18,7 @@ from pipetrail.ledger.merkle import (
     verify_consistency,
     verify_inclusion,
 )
+from pipetrail.ledger.merkle_store import _RANGE, LOW_LEVEL, TreeCheck
 
 
 def mth(leaves: list[bytes]) -> bytes:
@@ -144,3 +145,48 @@ def test_many_consistency_proofs_at_once_read_once_and_equal_one_by_one(
         assert verify_consistency(old, n, mth(leaves[:old]), root, proofs[old])
     with pytest.raises(ValueError, match="no consistency proof"):
         tree.consistency_proofs([n + 1], n)
+
+
+class _StoredNodes:
+    """The part of a driver :class:`TreeCheck` reads: stored nodes from level 4 up."""
+
+    def __init__(self, nodes: dict[tuple[int, int], bytes]) -> None:
+        self.nodes = nodes
+
+    def rows(self, sql: str, params: dict[str, int]) -> list[tuple[int, bytes]]:
+        if sql != _RANGE:
+            return []  # nothing stored below level 4 or beyond the events
+        level, lo, hi = params["level"], params["lo"], params["hi"]
+        return [(i, h) for (lv, i), h in sorted(self.nodes.items()) if lv == level and lo <= i < hi]
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    n=st.integers(min_value=1, max_value=300),
+    cuts=st.lists(st.integers(min_value=1, max_value=40), max_size=20),
+)
+def test_the_tree_check_makes_the_nodes_the_definitions_make(n: int, cuts: list[int]) -> None:
+    # TreeCheck hashes from copies of hashers primed with the domain prefix: every node it
+    # recomputes, in any batches and however many times, is the one leaf_hash and
+    # node_hash make, and a stored node that differs by one bit is named.
+    data = [i.to_bytes(32, "big") for i in range(n)]
+    stored = {
+        key: digest
+        for key, digest in new_nodes(MemoryNodes(), 0, [leaf_hash(d) for d in data]).items()
+        if key[0] >= LOW_LEVEL
+    }
+    for _ in range(2):
+        tree = TreeCheck(_StoredNodes(stored))  # type: ignore[arg-type]
+        at = 0
+        for step in [*cuts, n]:
+            tree.add_digests(data[at : at + step])
+            at += step
+        assert tree.finish() == []
+        assert tree.size == n
+        assert tree.nodes == len(stored)
+    if stored:
+        key = max(stored)
+        edited = {**stored, key: bytes([stored[key][0] ^ 1]) + stored[key][1:]}
+        tree = TreeCheck(_StoredNodes(edited))  # type: ignore[arg-type]
+        tree.add_digests(data)
+        assert [(p.key, p.problem) for p in tree.finish()] == [(f"{key[0]}, {key[1]}", "differs")]
