@@ -131,12 +131,18 @@ def test_sqlite_write_texts_are_numbered_once_per_name(
     assert positional_text(text) is positional_text(text)  # made once, then remembered
 
 
-def test_rows_bound_by_position_hold_what_their_names_say(tmp_path: Path) -> None:
+def _table_driver(tmp_path: Path) -> Driver:
+    """A SQLite driver on a new file holding one table ``t (k, a, b, n)``."""
     import sqlite3
 
     driver = Driver(sqlite3.connect(tmp_path / "t.db"), "sqlite")
+    driver.execute("CREATE TABLE t (k TEXT PRIMARY KEY, a TEXT, b TEXT, n INTEGER)")
+    return driver
+
+
+def test_rows_bound_by_position_hold_what_their_names_say(tmp_path: Path) -> None:
+    driver = _table_driver(tmp_path)
     try:
-        driver.execute("CREATE TABLE t (k TEXT PRIMARY KEY, a TEXT, b TEXT, n INTEGER)")
         with driver.write():
             driver.executemany(
                 "INSERT INTO t (k, a, b, n) VALUES (:k, :v, :v, :n)",
@@ -157,11 +163,8 @@ def test_rows_bound_by_position_hold_what_their_names_say(tmp_path: Path) -> Non
 
 
 def test_rows_given_as_values_are_bound_in_the_order_of_their_columns(tmp_path: Path) -> None:
-    import sqlite3
-
-    driver = Driver(sqlite3.connect(tmp_path / "t.db"), "sqlite")
+    driver = _table_driver(tmp_path)
     try:
-        driver.execute("CREATE TABLE t (k TEXT PRIMARY KEY, a TEXT, b TEXT, n INTEGER)")
         with driver.write():
             # columns in another order than the text's parameters, one of them used twice
             driver.executemany_values(

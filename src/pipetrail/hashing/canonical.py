@@ -121,9 +121,9 @@ def _orjson_safe(value: Any) -> bool:
 def _members_plain(members: Any) -> bool:
     """:func:`_orjson_safe` of every one of ``members`` (a container's values).
 
-    A nested container is checked by one call of this function for its members (its
-    keys first, for a dict), not by a call per container kind: a payload's nested
-    objects (how each output is read, the key's components) are walked once.
+    A nested container's members are walked once (its keys first, for a dict): a
+    payload's nested objects (how each output is read, the key's components) are not
+    checked twice.
     """
     kinds = set(map(type, members))
     if kinds <= _LEAVES:
@@ -137,10 +137,7 @@ def _members_plain(members: Any) -> bool:
         if kind is float:
             if not _plain_float(item):
                 return False
-        elif kind is dict:
-            if not (_STR_ONLY.issuperset(map(type, item)) and _members_plain(item.values())):
-                return False
-        elif not _members_plain(item):  # a list or a tuple
+        elif not _orjson_safe(item):  # a container: walked once, by its members
             return False
     return True
 
@@ -233,10 +230,7 @@ def _members_safe(value: dict[str, Any], known: frozenset[str]) -> bool:
         if kind is float:
             if not _plain_float(item):
                 return False
-        elif kind is dict:
-            if not (_STR_ONLY.issuperset(map(type, item)) and _members_plain(item.values())):
-                return False
-        elif not _members_plain(item):  # a list or a tuple
+        elif not _orjson_safe(item):  # a container: walked once, by its members
             return False
     return True
 

@@ -165,12 +165,9 @@ def apply_events(
             valued.setdefault(IO_INSERT, []).extend(io_values(p, outputs=status != "failed"))
             if status == "failed":
                 continue
-            # A step that logged no metric and returned no number has no metric rows.
-            own = metric_values(p) if p.get("metrics") or p.get("output_metrics") else []
+            own = metric_values(p)
             valued.setdefault(METRIC_INSERT, []).extend(own)
-            copy = reused_metrics(
-                p, status, [dict(zip(METRIC_ROW_COLUMNS, row, strict=True)) for row in own]
-            )
+            copy = reused_metrics(p, status, [{"key": row[1]} for row in own])
             if copy is not None:
                 reused.setdefault(copy[0], []).append(copy[1])
         elif kind == EventKind.ARTIFACT_RECORDED:
