@@ -20,6 +20,10 @@ existing ``.pipetrail`` folder, and created only by commands that write (``init`
 
 Without a file and without checked variables there is nothing to validate: the
 defaults apply and no record is kept. Within one process, results are also memoized.
+
+The reading, sealing and writing of a record (:func:`read_record`, :func:`write_record`,
+:func:`source_digest`) are shared with the other validations kept the same way, such as
+the promotion policies of :mod:`pipetrail.governance.policy`.
 """
 
 from __future__ import annotations
@@ -37,9 +41,9 @@ from pipetrail.core.version import VERSION
 from pipetrail.errors import ProjectError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
-__all__ = ["RECORD_PATH", "validated_settings"]
+__all__ = ["RECORD_PATH", "read_record", "source_digest", "validated_settings", "write_record"]
 
 #: Where the record lives, under the project folder.
 RECORD_PATH = Path(STATE_DIR) / "cache" / "config.json"
@@ -65,12 +69,23 @@ def _digest(data: bytes) -> str:
     return blake3(data).hexdigest()
 
 
-def _schema_digest() -> str | None:
-    """The digest of the validating module's source; ``None`` (trust no record) if unreadable."""
+def source_digest(*sources: Path) -> str | None:
+    """The digest of the validating code's source files; ``None`` (trust no record) if unreadable.
+
+    Keying a record on it makes an edit of the validation invalidate every record, with
+    or without a new version number.
+    """
     try:
-        return _digest(Path(__file__).with_name("config_model.py").read_bytes())
+        if len(sources) == 1:
+            return _digest(sources[0].read_bytes())
+        return _digest(b"".join(_digest(source.read_bytes()).encode() for source in sources))
     except OSError:
         return None
+
+
+def _schema_digest() -> str | None:
+    """The digest of the validating module's source; ``None`` (trust no record) if unreadable."""
+    return source_digest(Path(__file__).with_name("config_model.py"))
 
 
 def _canonical(value: Any) -> bytes:
@@ -135,6 +150,24 @@ def _validate(path: Path, content: bytes | None, checked: Mapping[str, str]) -> 
 
 def _read(record: Path, key: Mapping[str, Any]) -> dict[str, Any] | None:
     """The recorded values when the record is whole and made from ``key``; else ``None``."""
+    values = read_record(record, key, _well_formed)
+    return values if isinstance(values, dict) else None
+
+
+def read_record(record: Path, key: Mapping[str, Any], well_formed: Callable[[Any], bool]) -> Any:
+    """The values of ``record`` when it is whole, sealed, made from ``key`` and well formed.
+
+    Args:
+        record: the record's file.
+        key: what the values must have been validated from (compared whole).
+        well_formed: whether values have the shape the validation gives; a last line of
+            defence against a record edited with its checksum recomputed.
+
+    Returns:
+        The recorded values, or ``None`` when the record is missing, unreadable, not
+        sealed by its checksum, made from another key or not well formed: then the
+        caller validates again.
+    """
     try:
         data = json.loads(record.read_bytes())
         checksum = data.pop("checksum")
@@ -143,7 +176,7 @@ def _read(record: Path, key: Mapping[str, Any]) -> dict[str, Any] | None:
         values = data["values"]
     except (OSError, ValueError, TypeError, KeyError, AttributeError):
         return None
-    return values if _well_formed(values) else None
+    return values if well_formed(values) else None
 
 
 def _well_formed(values: Any) -> bool:
@@ -206,7 +239,22 @@ def _is_tolerance(value: Any) -> bool:
 
 
 def _write(root: Path, record: Path, key: Mapping[str, Any], values: Mapping[str, Any]) -> None:
-    """Replace the record whole (temporary file, then rename); skip outside a project."""
+    write_record(root, record, key, values)
+
+
+def write_record(root: Path, record: Path, key: Mapping[str, Any], values: Any) -> None:
+    """Replace ``record`` whole, sealed by its checksum; skip outside a project.
+
+    A temporary file is written and renamed over the record, so concurrent writers leave
+    one whole record. Nothing is written unless ``root`` holds a ``.pipetrail`` folder, and
+    a failed write is silent: the next process validates again.
+
+    Args:
+        root: the project folder.
+        record: the record's file (under ``root/.pipetrail``).
+        key: what the values were validated from.
+        values: the validated values (JSON-able).
+    """
     if not (root / STATE_DIR).is_dir():
         return
     import tempfile  # only here: its imports cost more than the rest of a read
@@ -216,7 +264,7 @@ def _write(root: Path, record: Path, key: Mapping[str, Any], values: Mapping[str
     tmp: str | None = None
     try:
         record.parent.mkdir(exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".config-", suffix=".tmp", dir=record.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{record.stem}-", suffix=".tmp", dir=record.parent)
         with os.fdopen(fd, "wb") as out:
             out.write(_canonical(body))
         os.replace(tmp, record)

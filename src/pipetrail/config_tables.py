@@ -66,6 +66,18 @@ def project_table(root: Path, name: str) -> Any:
         return None
     except OSError as exc:
         raise ProjectError(f"cannot read {path}: {exc.strerror or exc}") from None
+    return table_in(path, data, name)
+
+
+def table_in(path: Path, data: bytes, name: str) -> Any:
+    """The top-level table ``name`` of ``data``, the bytes read from ``path``; None when absent.
+
+    For a caller that keeps the bytes it read (to key a record on them, say), so that
+    what it parses is what it read. The value is the caller's own copy.
+
+    Raises:
+        ProjectError: ``data`` is not valid TOML (names the file).
+    """
     if not may_name(data, name):  # the usual case: no parse, no tomllib import
         return None
     table = _document(path, data).get(name)

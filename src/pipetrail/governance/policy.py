@@ -16,32 +16,51 @@ requester, and no check. A table naming an unknown key, check, role or operator 
 refused with a message naming it. The checks a policy may name are :data:`CHECKS`; what
 each reads from the record is in :mod:`pipetrail.governance.checks`.
 
-This module parses the raw TOML dict (``pydantic``) and is imported only by governance
-commands that need a policy.
+Validating a table takes pydantic (:mod:`pipetrail.governance.policy_model`), whose
+import costs more than the rest of a ``promote``. So the result of the last successful
+validation is kept in ``.pipetrail/cache/promotion.json``, keyed as the configuration's
+record is (ADR 0022): the BLAKE3 digest of ``pipetrail.toml``'s bytes, the project folder,
+pipetrail's version and the digest of the validating code's source (this module, the
+schema's and the roles table's), sealed by a BLAKE3 checksum. When all of it matches and
+the recorded policies have the shape validation gives, they are used as they are and
+pydantic is not imported; otherwise the table is validated again and the record
+rewritten. An invalid table is never recorded, so it is refused every time. Only the
+commands that act (request, roll back) read policies, so they may create the record.
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-
+from pipetrail.config import STATE_DIR
 from pipetrail.errors import ProjectError
-from pipetrail.governance.roles import Action, Role, roles_allowing
 
 if TYPE_CHECKING:
-    from pathlib import Path
+    from collections.abc import Mapping
 
 __all__ = [
     "CHECKS",
+    "RECORD_PATH",
     "AliasPolicy",
     "MetricThreshold",
     "load_policies",
     "parse_policies",
     "parse_threshold",
 ]
+
+#: Where the record of the last validation lives, under the project folder.
+RECORD_PATH = Path(STATE_DIR) / "cache" / "promotion.json"
+_FORMAT = 1
+#: The sources whose digest keys the record: what decides whether a table is valid.
+_SOURCES = tuple(
+    Path(__file__).with_name(name) for name in ("policy.py", "policy_model.py", "roles.py")
+)
+_KEYS = ("approvals", "approver_roles", "checks", "metrics", "parity_reference", "rollback")
+_MEMO: dict[str, dict[str, Any]] = {}
 
 CHECKS: dict[str, str] = {
     "gate": "a passing `pipetrail check` gate recorded on the source run",
@@ -95,53 +114,31 @@ def parse_threshold(text: str) -> MetricThreshold:
     return MetricThreshold(found.group(1), found.group(2), bound)
 
 
-class AliasPolicy(BaseModel):
-    """What must hold before one alias moves (see the module docstring)."""
+@dataclass(frozen=True)
+class AliasPolicy:
+    """What must hold before one alias moves (see the module docstring).
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    The defaults are the policy of an alias without a table.
+    """
 
-    approvals: int = Field(1, ge=1, le=20)
+    approvals: int = 1
     approver_roles: tuple[str, ...] = ("approver", "admin")
     checks: tuple[str, ...] = ()
     metrics: tuple[str, ...] = ()
     parity_reference: str | None = None
     rollback: Literal["approver", "request"] = "approver"
 
-    @field_validator("approver_roles")
     @classmethod
-    def _roles(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        allowed = {r.value for r in roles_allowing(Action.APPROVE)}
-        for name in value:
-            if name not in {r.value for r in Role}:
-                raise ValueError(
-                    f"{name!r} is not a role; the roles are: {', '.join(r.value for r in Role)}"
-                )
-            if name not in allowed:
-                raise ValueError(
-                    f"role {name!r} may not approve (the roles table allows "
-                    f"{' and '.join(sorted(allowed))})"
-                )
-        if not value:
-            raise ValueError("name at least one role that approves")
-        return value
-
-    @field_validator("checks")
-    @classmethod
-    def _checks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for name in value:
-            if name not in CHECKS:
-                raise ValueError(
-                    f"{name!r} is not a check; the checks are: {', '.join(CHECKS)} "
-                    "(metric thresholds go under 'metrics')"
-                )
-        return value
-
-    @field_validator("metrics")
-    @classmethod
-    def _metrics(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for text in value:
-            parse_threshold(text)
-        return value
+    def from_frozen(cls, frozen: Mapping[str, Any]) -> AliasPolicy:
+        """The policy from its validated, recorded form (what :meth:`frozen` gives)."""
+        return cls(
+            approvals=frozen["approvals"],
+            approver_roles=tuple(frozen["approver_roles"]),
+            checks=tuple(frozen["checks"]),
+            metrics=tuple(frozen["metrics"]),
+            parity_reference=frozen["parity_reference"],
+            rollback=frozen["rollback"],
+        )
 
     @property
     def thresholds(self) -> list[MetricThreshold]:
@@ -163,50 +160,115 @@ class AliasPolicy(BaseModel):
 def parse_policies(
     raw: dict[str, Any], *, origin: str = "pipetrail.toml"
 ) -> dict[str, AliasPolicy]:
-    """Parse the ``[promotion]`` table of a parsed ``pipetrail.toml`` (alias -> policy).
+    """Validate the ``[promotion]`` table of a parsed ``pipetrail.toml`` (alias -> policy).
+
+    Always validates (pydantic); :func:`load_policies` spares that on an unchanged file.
 
     Raises:
         ProjectError: a policy is malformed; the message names the alias and the key.
     """
-    section = raw.get("promotion", {})
-    if not isinstance(section, dict):
-        raise ProjectError(f"{origin}: [promotion] must be a table of alias policies")
-    policies: dict[str, AliasPolicy] = {}
-    for alias, table in section.items():
-        if not isinstance(table, dict):
-            raise ProjectError(
-                f"{origin}: promotion.{alias} must be a table (for example "
-                f"[promotion.{alias}] with approvals = 1)"
-            )
-        try:
-            policy = AliasPolicy.model_validate(table)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in err['loc']) or alias}: "
-                f"{str(err['msg']).removeprefix('Value error, ')}"
-                for err in exc.errors()
-            )
-            raise ProjectError(
-                f"{origin}: the promotion policy of alias {alias!r} is invalid: {problems}"
-            ) from None
-        if "parity" in policy.checks and not policy.parity_reference:
-            raise ProjectError(
-                f"{origin}: the promotion policy of alias {alias!r} checks 'parity' but "
-                'names no parity_reference run; add parity_reference = "RUN_ID"'
-            )
-        policies[str(alias)] = policy
-    return policies
+    from pipetrail.governance.policy_model import validate_policies
+
+    validated = validate_policies(raw.get("promotion", {}), origin)
+    return {alias: AliasPolicy.from_frozen(frozen) for alias, frozen in validated.items()}
 
 
 def load_policies(root: Path) -> dict[str, AliasPolicy]:
     """Read the promotion policies from ``root/pipetrail.toml`` (none when it is absent).
 
-    Raises:
-        ProjectError: the file cannot be parsed or a policy is malformed.
-    """
-    from pipetrail.config_tables import CONFIG_FILE, project_table
+    Validated only when the file or the validating code changed since the last
+    successful validation; otherwise the record of that validation serves.
 
-    table = project_table(root, "promotion")
-    if table is None:
+    Raises:
+        ProjectError: the file cannot be read or parsed, or a policy is malformed.
+    """
+    from pipetrail.config_tables import CONFIG_FILE, may_name
+
+    path = root / CONFIG_FILE
+    try:
+        data = path.read_bytes()
+    except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
         return {}
-    return parse_policies({"promotion": table}, origin=str(root / CONFIG_FILE))
+    except OSError as exc:
+        raise ProjectError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not may_name(data, "promotion"):  # the usual case: no parse, no record
+        return {}
+    validated = _validated(root, path, data)
+    return {alias: AliasPolicy.from_frozen(frozen) for alias, frozen in validated.items()}
+
+
+def _validated(root: Path, path: Path, data: bytes) -> dict[str, dict[str, Any]]:
+    """The validated policies of ``data`` (their frozen form), from the record when it may."""
+    from blake3 import blake3
+
+    from pipetrail.config_record import read_record, source_digest, write_record
+    from pipetrail.core.version import VERSION
+
+    schema = source_digest(*_SOURCES)
+    key = {
+        "format": _FORMAT,
+        "pipetrail": VERSION,
+        "schema": schema,
+        "root": str(root),
+        "file": blake3(data).hexdigest(),
+    }
+    memo_key = json.dumps(key, sort_keys=True)
+    if memo_key in _MEMO:
+        return _MEMO[memo_key]
+    record = root / RECORD_PATH
+    values = read_record(record, key, _well_formed) if schema is not None else None
+    if values is None:
+        from pipetrail.config_tables import table_in
+        from pipetrail.governance.policy_model import validate_policies
+
+        table = table_in(path, data, "promotion")
+        values = {} if table is None else validate_policies(table, str(path))
+        if schema is not None:
+            write_record(root, record, key, values)
+    _MEMO[memo_key] = values
+    return values
+
+
+def _well_formed(values: Any) -> bool:
+    """Whether recorded policies have the shape validation gives (a last line of defence).
+
+    A record edited with its checksum recomputed can then hold nothing the file could not.
+    """
+    if not isinstance(values, dict):
+        return False
+    return all(isinstance(alias, str) and _is_policy(p) for alias, p in values.items())
+
+
+def _is_policy(policy: Any) -> bool:
+    from pipetrail.governance.roles import Action, roles_allowing
+
+    if not isinstance(policy, dict) or tuple(sorted(policy)) != _KEYS:
+        return False
+    approvals = policy["approvals"]
+    roles = policy["approver_roles"]
+    checks = policy["checks"]
+    metrics = policy["metrics"]
+    reference = policy["parity_reference"]
+    allowed = {r.value for r in roles_allowing(Action.APPROVE)}
+    return (
+        type(approvals) is int
+        and 1 <= approvals <= 20
+        and isinstance(roles, list)
+        and bool(roles)
+        and all(isinstance(r, str) and r in allowed for r in roles)
+        and isinstance(checks, list)
+        and all(isinstance(c, str) and c in CHECKS for c in checks)
+        and isinstance(metrics, list)
+        and all(isinstance(m, str) and _is_threshold(m) for m in metrics)
+        and (reference is None or isinstance(reference, str))
+        and ("parity" not in checks or bool(reference))
+        and policy["rollback"] in ("approver", "request")
+    )
+
+
+def _is_threshold(text: str) -> bool:
+    try:
+        parse_threshold(text)
+    except ValueError:
+        return False
+    return True

@@ -332,7 +332,7 @@ class Governance:
         from pipetrail.governance.policy import AliasPolicy, load_policies
 
         check_alias(alias)
-        policy = load_policies(self.project.root).get(alias) or AliasPolicy.model_validate({})
+        policy = load_policies(self.project.root).get(alias) or AliasPolicy()
         state = self.state()
         state.require_intact()
         found = state.models.get(model, {}).get(version)
@@ -455,7 +455,7 @@ class Governance:
         """
         from pipetrail.governance.policy import AliasPolicy, load_policies
 
-        policy = load_policies(self.project.root).get(alias) or AliasPolicy.model_validate({})
+        policy = load_policies(self.project.root).get(alias) or AliasPolicy()
         outcome: dict[str, Any] = {"model": model, "alias": alias}
 
         def build(state: GovernanceState, db: Driver) -> list[EventDraft]:

@@ -31,7 +31,7 @@ def test_a_policy_reads_every_key_and_freezes_them() -> None:
 
 def test_without_a_table_an_alias_needs_one_approver() -> None:
     assert parse_policies({}) == {}
-    default = AliasPolicy.model_validate({})
+    default = AliasPolicy()
     assert default.approvals == 1
     assert default.approver_roles == ("approver", "admin")
     assert default.checks == ()
