@@ -271,6 +271,35 @@ def test_a_runs_decisions_are_read_with_a_narrow_query(team: tuple[Team, list[st
     assert [p.seq for p in narrow.problems] == [p.seq for p in full.problems]
 
 
+def test_a_request_names_its_version_from_a_narrow_read_and_is_checked_whole(
+    team: tuple[Team, list[str]],
+) -> None:
+    from pipetrail.governance.state import read_model_state, read_state
+    from pipetrail.ledger.governance_reads import model_governance_acts
+
+    t, runs = team
+    _register_two(t, runs)
+    t.as_("rita").register("other", f"{runs[1]}:train")
+    rid = t.as_("rita").request_promotion("churn", 1, "production", rationale="r", risk="low")
+    t.as_("bob").approve(rid["request_id"])
+    t.as_("rita").decide(runs[0], "split", "80/20 by customer id")
+    reader = t.project.reader()
+    kinds = {a.event.kind for a in model_governance_acts(reader)}
+    assert kinds == {"user.added", "model.registered"}
+    narrow = read_model_state(reader)
+    full = read_state(reader)
+    assert narrow.models == full.models
+    assert (narrow.requests, narrow.aliases, narrow.problems) == ({}, {}, [])
+    forged = {"kind": "other", "text": "forged", "about": {"run_id": runs[0]}, "by": "bob"}
+    forged |= {"key_id": "ed25519:0000000000000000", "signature": "AAAA"}
+    t.project.ledger.append([EventDraft(EventKind.DECISION_RECORDED, forged, runs[0])])
+    assert read_model_state(reader).problems == []  # the narrow read does not see it...
+    before = t.events()
+    with pytest.raises(TamperedLedgerError, match=f"governance event {before}"):
+        t.as_("rita").request_promotion("churn", 2, "production", rationale="r", risk="low")
+    assert t.events() == before  # ...the request, checked whole, is refused all the same
+
+
 def test_the_exports_state_the_verified_acts_about_a_run(team: tuple[Team, list[str]]) -> None:
     from prov.model import ProvDocument
 

@@ -330,10 +330,13 @@ class Governance:
         """
         from pipetrail.governance.checks import evaluate_checks
         from pipetrail.governance.policy import AliasPolicy, load_policies
+        from pipetrail.governance.state import read_model_state
 
         check_alias(alias)
         policy = load_policies(self.project.root).get(alias) or AliasPolicy()
-        state = self.state()
+        # The versions alone (a narrow read): the request is checked against the whole
+        # record under the write lock, tampering included, before anything is recorded.
+        state = read_model_state(self.project.reader(), self._cache())
         state.require_intact()
         found = state.models.get(model, {}).get(version)
         if found is None:

@@ -23,6 +23,7 @@ from pipetrail.ledger.governance_reads import (
     GOVERNANCE_KINDS,
     StoredAct,
     governance_acts,
+    model_governance_acts,
     read_governance_acts,
     run_governance_acts,
 )
@@ -48,6 +49,7 @@ __all__ = [
     "Request",
     "User",
     "load_state",
+    "read_model_state",
     "read_run_state",
     "read_state",
 ]
@@ -310,3 +312,16 @@ def read_run_state(
     state's requests and aliases are therefore empty; its decisions are the run's.
     """
     return _folded(run_governance_acts(reader, run_id), cache)
+
+
+def read_model_state(reader: Reader, cache: VerifiedCache | None = None) -> GovernanceState:
+    """Fold only the users and the models' registrations (one narrow query).
+
+    What naming a model version before an act needs (its digest and source run, see
+    :func:`~pipetrail.ledger.governance_reads.model_governance_acts`): a registration's
+    rules depend on nothing else, so the versions equal the full fold's, while the
+    requests, approvals and decisions are not read. The state's requests, aliases and
+    decisions are therefore empty, and its problems are those of the events read: an act
+    is still checked against the full fold, under the write lock, before it is recorded.
+    """
+    return _folded(model_governance_acts(reader), cache)

@@ -36,6 +36,7 @@ __all__ = [
     "gate_checks",
     "governance_acts",
     "head_seq",
+    "model_governance_acts",
     "newest_gate",
     "newest_reproduction",
     "read_governance_acts",
@@ -83,6 +84,12 @@ _RUN_ACTS = (
     f"kind IN ({_marks((*USER_KINDS, str(EventKind.MODEL_REGISTERED)))}) "
     f"OR (kind = '{EventKind.DECISION_RECORDED}' AND run_id = :run) "
     "ORDER BY seq"
+)
+# What naming a model version needs to verify: the users and the models' registrations
+# (a registration's rules read nothing else); none of the promotion traffic or decisions.
+_MODEL_ACTS = (
+    f"SELECT {_COLUMNS} FROM events WHERE "  # noqa: S608
+    f"kind IN ({_marks((*USER_KINDS, str(EventKind.MODEL_REGISTERED)))}) ORDER BY seq"
 )
 _HEAD = "SELECT seq FROM ledger_head WHERE id = 1"
 _FIRST_HASH = "SELECT hash FROM events WHERE seq = 1"
@@ -179,6 +186,15 @@ def run_governance_acts(reader: Reader, run_id: str) -> list[StoredAct]:
     the promotion requests, approvals and other runs' decisions.
     """
     return [_act(row) for row in reader.fetch(_RUN_ACTS, {"run": run_id})]
+
+
+def model_governance_acts(reader: Reader) -> list[StoredAct]:
+    """The users' events and the models' registrations, in sequence order (one query).
+
+    Enough to verify which versions each model has (their digests and source runs)
+    without reading the promotion requests, approvals and decisions.
+    """
+    return [_act(row) for row in reader.fetch(_MODEL_ACTS)]
 
 
 def head_seq(db: Driver) -> int:
