@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import getpass
 import os
-import tomllib
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import IdentityError
@@ -44,6 +43,8 @@ def current_user() -> str:
         return _checked(name, f"${USER_ENV}")
     path = key_folder() / "config.toml"
     if path.is_file():
+        import tomllib  # only for this file: every act needs who is acting
+
         try:
             data = tomllib.loads(path.read_text(encoding="utf-8"))
         except (tomllib.TOMLDecodeError, UnicodeDecodeError, OSError) as exc:

@@ -13,7 +13,6 @@ request's policy the alias moves in the same transaction. A refusal writes nothi
 from __future__ import annotations
 
 import secrets
-import shutil
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.core.clock import format_ts, utcnow
@@ -271,6 +270,8 @@ class Governance:
                 f"a new key pair is made for yourself only; for {target}, give the public key "
                 f"they made: `pipetrail user rotate-key {target} --key PUBLIC_KEY`"
             )
+        import shutil  # only here: it imports the compression modules
+
         self.signer  # noqa: B018 - the old key must load before a new one is made
         staging = key_folder() / f".rotate-{secrets.token_hex(4)}"
         try:
