@@ -7,6 +7,7 @@ report is compared with the one a single process gives on the same ledger.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 from typing import TYPE_CHECKING, Any
 
@@ -211,6 +212,45 @@ def test_a_forged_payload_is_named_as_in_one_process(
     # A payload that is no object stops the walk; one the replay rejects does not.
     assert report.checked == (seq - 1 if "object" in reason else 17)
     assert reason in report.reason
+    _same(report, ledger)
+    ledger.close()
+
+
+# A step's start that is not what its closing event says (the second process reads a
+# start off its closing event where the start's text is exactly the same members').
+_START = {"node_id": "train", "pipeline": "p", "run_id": "R2", "seed": 7, "started_at": TS,
+          "step": "train", "step_run_id": "S2"}  # fmt: skip
+
+
+def _text(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"))
+
+
+STARTS: dict[str, str] = {
+    "a run that is a number": _text({**_START, "run_id": 7}),
+    "another seed": _text({**_START, "seed": 8}),
+    "the same members spaced out": json.dumps(_START, sort_keys=True),
+    "a member more": _text({**_START, "extra": 1}),
+    "no node": _text({k: v for k, v in _START.items() if k != "node_id"}),
+    "not an object": "[7]",
+}
+
+
+@pytest.mark.parametrize("case", sorted(STARTS))
+def test_a_start_unlike_its_closing_event_is_checked_as_in_one_process(
+    tmp_path: Path, parts: list[audit_parallel.Part | None], case: str
+) -> None:
+    ledger = _ledger(tmp_path)
+    seq = _seq_of(ledger, EventKind.STEP_STARTED, "R2")
+    _rewrite(ledger, seq, STARTS[case])
+    report = ledger.verify()
+    assert parts
+    assert parts[0] is not None
+    if case in ("no node", "not an object"):
+        assert report.first_bad_seq == seq
+        assert ("projected" in report.reason) is (case == "no node")
+    else:  # the rewritten hashes' tree nodes differ, nothing else
+        assert [p.table for p in report.derived] == ["merkle_nodes"]
     _same(report, ledger)
     ledger.close()
 
