@@ -236,6 +236,28 @@ STARTS: dict[str, str] = {
 }
 
 
+def test_starts_lacking_a_member_are_refused_as_in_one_process(
+    tmp_path: Path, parts: list[audit_parallel.Part | None]
+) -> None:
+    # Both of R1's and R2's starts lack the node (so do their ends): the second start is
+    # the same members as its end, yet its row is still built, and refused.
+    ledger = _ledger(tmp_path)
+    for run in ("R1", "R2"):
+        for kind in (EventKind.STEP_STARTED, EventKind.STEP_COMPLETED):
+            seq = _seq_of(ledger, kind, run)
+            event = next(e for e in ledger.iter_events() if e.seq == seq)
+            payload = json.loads(event.payload_text)
+            del payload["node_id"]
+            _rewrite(ledger, seq, _text(payload))
+    report = ledger.verify()
+    assert parts
+    assert parts[0] is not None
+    assert report.first_bad_seq == _seq_of(ledger, EventKind.STEP_STARTED, "R1")
+    assert "KeyError: 'node_id'" in report.reason
+    _same(report, ledger)
+    ledger.close()
+
+
 @pytest.mark.parametrize("case", sorted(STARTS))
 def test_a_start_unlike_its_closing_event_is_checked_as_in_one_process(
     tmp_path: Path, parts: list[audit_parallel.Part | None], case: str

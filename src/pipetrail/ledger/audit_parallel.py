@@ -110,6 +110,9 @@ _CLOSING = frozenset(
     {EventKind.STEP_COMPLETED.value, EventKind.STEP_CACHED.value, EventKind.STEP_FAILED.value}
 )
 _SORT = orjson.OPT_SORT_KEYS
+# The members a step's row is built from by name (projection_rows.step_values_at): a
+# payload lacking one is one the projections reject.
+_START_NEEDS = frozenset({"step_run_id", "run_id", "node_id", "step", "pipeline", "started_at"})
 
 
 @dataclass(frozen=True)
@@ -282,9 +285,14 @@ class _Starts:
         return found
 
     def parse(self, text: Any) -> tuple[Any, bool]:
-        """:func:`_parse`; a start that round-trips gives the members' names to read."""
+        """:func:`_parse`; a start that round-trips gives the members' names to read.
+
+        Only a start holding every member its row is built from by name
+        (:data:`_START_NEEDS`): a start read off its closing event is not modelled on
+        its own, so one lacking them would not make the model give up.
+        """
         payload, written = _parse(text)
-        if written and type(payload) is dict:
+        if written and type(payload) is dict and _START_NEEDS.issubset(payload):
             self.keys = tuple(payload)
         return payload, written
 
