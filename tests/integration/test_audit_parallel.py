@@ -430,3 +430,29 @@ def test_the_first_process_frees_its_model_before_the_second_answers(
     assert order == ["released", "answer"]
     _same(report, ledger)
     ledger.close()
+
+
+@pytest.mark.parametrize("model", [True, False])
+def test_only_the_model_is_given_starts_read_off_their_closing_events(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model: bool
+) -> None:
+    from pipetrail.ledger.audit_model import ImpliedStart
+    from pipetrail.ledger.audit_replica import Replica
+
+    ledger = _ledger(tmp_path)
+    given: list[type] = []
+    real = Replica.replay
+
+    def replay(self: Replica, good: Any, *, plain: bool) -> Any:
+        given.extend(type(payload) for row, payload in good if row[3] == "step.started")
+        return real(self, good, plain=plain)
+
+    monkeypatch.setattr(Replica, "replay", replay)
+    head = ledger.db.rows("SELECT seq, hash FROM ledger_head")[0]
+    part = audit_parallel._check(str(tmp_path / "ledger.db"), head, model=model)
+    assert part is not None
+    assert part.problems == ()
+    # R1's start is parsed (the first), R2's is read off its end, S4's is followed by no
+    # end of its own; the replay parses every one.
+    assert given == ([dict, ImpliedStart, dict] if model else [dict, dict, dict])
+    ledger.close()

@@ -224,7 +224,12 @@ def _replay(
                 for i, row in enumerate(rows):
                     if ahead is not None:
                         (payload, written), ahead = ahead, None
-                    elif row[3] == _STARTED and i + 1 < len(rows) and rows[i + 1][3] in _CLOSING:
+                    elif (  # the model alone takes an ImpliedStart: the replay parses it
+                        model
+                        and row[3] == _STARTED
+                        and i + 1 < len(rows)
+                        and rows[i + 1][3] in _CLOSING
+                    ):
                         ahead = _parse(rows[i + 1][at_payload])
                         payload, written = starts.implied(row[at_payload], *ahead), True
                         if payload is None:
