@@ -7,6 +7,7 @@ report is compared with the one a single process gives on the same ledger.
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 from typing import TYPE_CHECKING, Any
 
@@ -215,6 +216,67 @@ def test_a_forged_payload_is_named_as_in_one_process(
     ledger.close()
 
 
+# A step's start that is not what its closing event says (the second process reads a
+# start off its closing event where the start's text is exactly the same members').
+_START = {"node_id": "train", "pipeline": "p", "run_id": "R2", "seed": 7, "started_at": TS,
+          "step": "train", "step_run_id": "S2"}  # fmt: skip
+
+
+def _text(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"))
+
+
+STARTS: dict[str, str] = {
+    "a run that is a number": _text({**_START, "run_id": 7}),
+    "another seed": _text({**_START, "seed": 8}),
+    "the same members spaced out": json.dumps(_START, sort_keys=True),
+    "a member more": _text({**_START, "extra": 1}),
+    "no node": _text({k: v for k, v in _START.items() if k != "node_id"}),
+    "not an object": "[7]",
+}
+
+
+def test_starts_lacking_a_member_are_refused_as_in_one_process(
+    tmp_path: Path, parts: list[audit_parallel.Part | None]
+) -> None:
+    # Both of R1's and R2's starts lack the node (so do their ends): the second start is
+    # the same members as its end, yet its row is still built, and refused.
+    ledger = _ledger(tmp_path)
+    for run in ("R1", "R2"):
+        for kind in (EventKind.STEP_STARTED, EventKind.STEP_COMPLETED):
+            seq = _seq_of(ledger, kind, run)
+            event = next(e for e in ledger.iter_events() if e.seq == seq)
+            payload = json.loads(event.payload_text)
+            del payload["node_id"]
+            _rewrite(ledger, seq, _text(payload))
+    report = ledger.verify()
+    assert parts
+    assert parts[0] is not None
+    assert report.first_bad_seq == _seq_of(ledger, EventKind.STEP_STARTED, "R1")
+    assert "KeyError: 'node_id'" in report.reason
+    _same(report, ledger)
+    ledger.close()
+
+
+@pytest.mark.parametrize("case", sorted(STARTS))
+def test_a_start_unlike_its_closing_event_is_checked_as_in_one_process(
+    tmp_path: Path, parts: list[audit_parallel.Part | None], case: str
+) -> None:
+    ledger = _ledger(tmp_path)
+    seq = _seq_of(ledger, EventKind.STEP_STARTED, "R2")
+    _rewrite(ledger, seq, STARTS[case])
+    report = ledger.verify()
+    assert parts
+    assert parts[0] is not None
+    if case in ("no node", "not an object"):
+        assert report.first_bad_seq == seq
+        assert ("projected" in report.reason) is (case == "no node")
+    else:  # the rewritten hashes' tree nodes differ, nothing else
+        assert [p.table for p in report.derived] == ["merkle_nodes"]
+    _same(report, ledger)
+    ledger.close()
+
+
 def test_a_forged_step_payload_before_a_broken_link_is_named_first(
     tmp_path: Path, parts: list[audit_parallel.Part | None]
 ) -> None:
@@ -367,4 +429,30 @@ def test_the_first_process_frees_its_model_before_the_second_answers(
     assert report.ok
     assert order == ["released", "answer"]
     _same(report, ledger)
+    ledger.close()
+
+
+@pytest.mark.parametrize("model", [True, False])
+def test_only_the_model_is_given_starts_read_off_their_closing_events(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, model: bool
+) -> None:
+    from pipetrail.ledger.audit_model import ImpliedStart
+    from pipetrail.ledger.audit_replica import Replica
+
+    ledger = _ledger(tmp_path)
+    given: list[type] = []
+    real = Replica.replay
+
+    def replay(self: Replica, good: Any, *, plain: bool) -> Any:
+        given.extend(type(payload) for row, payload in good if row[3] == "step.started")
+        return real(self, good, plain=plain)
+
+    monkeypatch.setattr(Replica, "replay", replay)
+    head = ledger.db.rows("SELECT seq, hash FROM ledger_head")[0]
+    part = audit_parallel._check(str(tmp_path / "ledger.db"), head, model=model)
+    assert part is not None
+    assert part.problems == ()
+    # R1's start is parsed (the first), R2's is read off its end, S4's is followed by no
+    # end of its own; the replay parses every one.
+    assert given == ([dict, ImpliedStart, dict] if model else [dict, dict, dict])
     ledger.close()

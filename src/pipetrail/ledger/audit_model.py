@@ -59,7 +59,14 @@ if TYPE_CHECKING:
 
     from pipetrail.ledger.events import Event
 
-__all__ = ["MODEL_KINDS", "MODEL_TABLES", "RUN_ENDS", "TableModel", "Unmodelled"]
+__all__ = [
+    "MODEL_KINDS",
+    "MODEL_TABLES",
+    "RUN_ENDS",
+    "ImpliedStart",
+    "TableModel",
+    "Unmodelled",
+]
 
 MODEL_TABLES = (
     "runs", "step_runs", "artifacts", "step_run_io", "sources", "run_params", "run_tags",
@@ -100,6 +107,12 @@ MODEL_KINDS = frozenset(
         EventKind.RUN_TAGGED, EventKind.RUN_UNTAGGED, EventKind.RUN_NOTED, EventKind.RUN_DELETED,
     }
 )  # fmt: skip
+# The step_runs columns a start's row never holds NULL in when the payload lacks a key:
+# read with ``p[...]`` (a payload lacking them raises), or not read from the payload.
+_STARTED_VALUES = frozenset(
+    {"step_run_id", "run_id", "node_id", "step", "pipeline", "status", "started_at",
+     "first_seq", "last_seq"}
+)  # fmt: skip
 _INT64 = (-(2**63), 2**63 - 1)
 # Tables whose rows :meth:`TableModel.add` checks a batch at a time.
 _BATCHED = ("step_runs", "step_run_io", "run_metrics", "artifacts", *_RUN_TABLES)
@@ -114,6 +127,20 @@ class _Fields(NamedTuple):
     ts: Any
     actor: Any
     kind: Any
+
+
+class ImpliedStart(dict[str, Any]):
+    """A ``step.started`` payload that is the same-named members of the next event's.
+
+    Given to :meth:`TableModel.add` in place of a parsed payload, directly followed by
+    the step's closing event, when the started event's stored text was found to be byte
+    for byte the canonical text of those members of the closing event's payload (itself
+    written by orjson, see :func:`~pipetrail.ledger.chain_check.parse_plain_payload`):
+    parsing the text would give this very dictionary. Its row is then the closing row's
+    values in the same columns (each checked with that row), the status ``running`` and
+    NULL elsewhere (columns that allow it: every started row holds it there), so the
+    model need not build it when the closing event replaces it at once.
+    """
 
 
 class Unmodelled(Exception):
@@ -242,6 +269,13 @@ class TableModel:
         self._unchecked: dict[str, list[tuple[Any, ...]]] = {t: [] for t in _BATCHED}
         steps = self.layout["step_runs"]
         self._first_seq = steps.columns.index("first_seq")
+        # Whether a start's row may be left to its closing row's check (ImpliedStart):
+        # every column a start's payload may leave out must allow NULL.
+        self._implied = all(
+            nullable
+            for name, nullable in zip(steps.columns, steps.nullable, strict=True)
+            if name not in _STARTED_VALUES
+        )
         self._status = steps.columns.index("status")
         self._run = steps.columns.index("run_id")
         self._closing = [steps.columns.index(c) for c in ("ended_at", "error", "last_seq")]
@@ -273,17 +307,24 @@ class TableModel:
         self._unchecked = {table: [] for table in _BATCHED}
         started = self._unchecked["step_runs"]
         steps = self.steps
+        held: tuple[int, dict[str, Any]] | None = None  # an implied start (ImpliedStart)
         try:
             for row, p in events:
                 kind = row[3]
                 status = _STEP_STATUS.get(kind)
+                if held is not None and (status is None or status == "running"):
+                    self._started(*held, encode)  # not followed by its closing event
+                    held = None
                 if status is not None:
-                    if status == "running":  # a step.started row: kept unless one is there
+                    if status != "running":
+                        self._step_end(status, row[0], p, encode, plain, held)
+                        held = None
+                    elif type(p) is ImpliedStart:
+                        held = (row[0], p)
+                    else:  # a step.started row: kept unless one is there
                         built = step_values_at("running", row[0], p, encode)
                         started.append(built)
                         steps.setdefault(built[0], built)
-                    else:
-                        self._step_end(status, row[0], p, encode, plain)
                     continue
                 # The projections' row builders read these fields of an Event alone.
                 event = cast("Event", _Fields(row[0], row[1], row[2], kind))
@@ -296,6 +337,8 @@ class TableModel:
                     self._run_end(event, p, plain)
                 else:
                     self._run_event(kind, event, p, encode)
+            if held is not None:
+                self._started(*held, encode)
             if sources:
                 self._sources(sources, plain)
             for table, rows in self._unchecked.items():
@@ -314,6 +357,12 @@ class TableModel:
         for key, row in zip(map(layout.key, rows), rows, strict=True):
             keep(key, row)
 
+    def _started(self, seq: int, p: dict[str, Any], encode: Callable[[Any], Any] | None) -> None:
+        """A ``step.started`` event's row: inserted unless one is there, checked either way."""
+        built = step_values_at("running", seq, p, encode)
+        self._unchecked["step_runs"].append(built)
+        self.steps.setdefault(built[0], built)
+
     def _step_end(
         self,
         status: str,
@@ -321,12 +370,32 @@ class TableModel:
         p: dict[str, Any],
         encode: Callable[[Any], Any] | None,
         plain: bool,
+        held: tuple[int, dict[str, Any]] | None = None,
     ) -> None:
-        """A step's closing event: its row, its inputs and outputs, its metrics."""
+        """A step's closing event: its row, its inputs and outputs, its metrics.
+
+        ``held``: the step's start, an :class:`ImpliedStart` directly before this event,
+        not modelled yet.
+        """
         unchecked = self._unchecked
         step = p["step_run_id"]
         old = self.steps.get(step)
-        if old is None:
+        if held is not None and (
+            old is not None
+            or held[1]["step_run_id"] is not step
+            or p.get("decision") == "hit"
+            or not self._implied
+        ):
+            self._started(*held, encode)  # it leaves a row there as it is; so does a hit
+            old, held = self.steps.get(step), None
+        if held is not None:
+            # The start would insert its row and this event replace it at once, keeping
+            # the start's sequence number: one row is built. The start's own row needs no
+            # check of its own: its values are this row's in the same columns, constants,
+            # and NULL where every start's row holds NULL.
+            row = step_values_at(status, seq, p, encode, held[0])
+            self.steps[step] = row
+        elif old is None:
             row = step_values_at(status, seq, p, encode)
             self.steps[step] = row
         elif p.get("decision") != "hit":  # a hit inserts or leaves the row as it is

@@ -35,7 +35,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from pipetrail.ledger.audit_model import Unmodelled
+import orjson
+
+from pipetrail.ledger.audit_model import ImpliedStart, Unmodelled
 from pipetrail.ledger.audit_replica import Replica, ledger_file
 from pipetrail.ledger.chain_check import parse_plain_payload
 from pipetrail.ledger.events import EventKind
@@ -103,6 +105,14 @@ _MODELLED_EVENTS = (
 _FETCH = 20_000
 _STEP = 500
 _NOT_AN_OBJECT = "its payload is not a JSON object"
+_STARTED = EventKind.STEP_STARTED.value
+_CLOSING = frozenset(
+    {EventKind.STEP_COMPLETED.value, EventKind.STEP_CACHED.value, EventKind.STEP_FAILED.value}
+)
+_SORT = orjson.OPT_SORT_KEYS
+# The members a step's row is built from by name (projection_rows.step_values_at): a
+# payload lacking one is one the projections reject.
+_START_NEEDS = frozenset({"step_run_id", "run_id", "node_id", "step", "pipeline", "started_at"})
 
 
 @dataclass(frozen=True)
@@ -201,6 +211,7 @@ def _replay(
     """
     unprojectable: tuple[int, str] | None = None
     query, at_payload = (_MODELLED_EVENTS, 4) if model else (_BESIDE_EVENTS, 5)
+    starts = _Starts()
     cursor = replica.db.connection.execute(query, {"head": last})
     try:
         while fetched := cursor.fetchmany(_FETCH):
@@ -208,12 +219,24 @@ def _replay(
                 good: list[tuple[tuple[Any, ...], dict[str, Any] | None]] = []
                 plain = True
                 failure = None
-                for row in fetched[at : at + _STEP]:
-                    try:
-                        payload, written = parse_plain_payload(row[at_payload])
-                    except ValueError:
-                        payload, written = None, False
-                    if type(payload) is not dict:
+                rows = fetched[at : at + _STEP]
+                ahead: tuple[Any, bool] | None = None  # the next row's payload, parsed
+                for i, row in enumerate(rows):
+                    if ahead is not None:
+                        (payload, written), ahead = ahead, None
+                    elif (  # the model alone takes an ImpliedStart: the replay parses it
+                        model
+                        and row[3] == _STARTED
+                        and i + 1 < len(rows)
+                        and rows[i + 1][3] in _CLOSING
+                    ):
+                        ahead = _parse(rows[i + 1][at_payload])
+                        payload, written = starts.implied(row[at_payload], *ahead), True
+                        if payload is None:
+                            payload, written = starts.parse(row[at_payload])
+                    else:
+                        payload, written = _parse(row[at_payload])
+                    if type(payload) is not dict and type(payload) is not ImpliedStart:
                         failure = (int(row[0]), _NOT_AN_OBJECT)
                         break
                     plain = plain and written
@@ -225,6 +248,58 @@ def _replay(
     finally:
         cursor.close()
     return None, unprojectable
+
+
+def _parse(text: Any) -> tuple[Any, bool]:
+    """:func:`parse_plain_payload`, with (None, False) for text that is not JSON."""
+    try:
+        return parse_plain_payload(text)
+    except ValueError:
+        return None, False
+
+
+class _Starts:
+    """``step.started`` payloads read off their closing event's, where they are exactly that.
+
+    A step's start and its closing event are usually next to each other among the events
+    the second process reads, and the start's payload holds the same members as the
+    closing event's, with the same values (those of every pipeline pipetrail runs).
+    When the start's stored text is byte for byte what orjson writes, keys sorted, for
+    those members of the closing event's payload, parsing the text would give exactly
+    that dictionary (a member's text is the same text in both, and orjson reads the same
+    text the same way), and it would round-trip (see :func:`parse_plain_payload`): it
+    is used instead. The closing event's payload must round-trip itself, so that its
+    members are what orjson reads from their text. The members' names are those of the
+    last start parsed in full.
+    """
+
+    def __init__(self) -> None:
+        self.keys: tuple[str, ...] | None = None
+
+    def implied(self, text: Any, closing: Any, written: bool) -> ImpliedStart | None:
+        """The start's payload read off the closing event's payload, or None."""
+        keys = self.keys
+        if keys is None or not written or type(closing) is not dict or type(text) is not str:
+            return None
+        try:
+            found = ImpliedStart(zip(keys, map(closing.__getitem__, keys), strict=True))
+        except KeyError:
+            return None
+        if orjson.dumps(found, option=_SORT) != text.encode("utf-8", "surrogatepass"):
+            return None
+        return found
+
+    def parse(self, text: Any) -> tuple[Any, bool]:
+        """:func:`_parse`; a start that round-trips gives the members' names to read.
+
+        Only a start holding every member its row is built from by name
+        (:data:`_START_NEEDS`): a start read off its closing event is not modelled on
+        its own, so one lacking them would not make the model give up.
+        """
+        payload, written = _parse(text)
+        if written and type(payload) is dict and _START_NEEDS.issubset(payload):
+            self.keys = tuple(payload)
+        return payload, written
 
 
 def main() -> None:
