@@ -22,6 +22,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.core.clock import now_ts
+from pipetrail.core.sqlite_binding import bind_plainly
 from pipetrail.hashing.canonical import member_json
 from pipetrail.ledger import merkle_store
 from pipetrail.ledger.db_errors import mapped_errors
@@ -370,6 +371,7 @@ def _connect_sqlite(path: Path, timeout: float) -> sqlite3.Connection:
 
     ``timeout`` bounds how long a lock held by another process is waited for.
     """
+    bind_plainly()  # the rows appended bind many None values (see its module)
     connection = sqlite3.connect(str(path), timeout=timeout, isolation_level=None)
     try:
         connection.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")

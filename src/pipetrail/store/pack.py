@@ -46,6 +46,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipetrail.core.sqlite_binding import bind_plainly
 from pipetrail.errors import StoreError
 from pipetrail.hashing import digest_bytes
 from pipetrail.store.generation import bump_generation
@@ -109,6 +110,7 @@ class SmallObjectPack:
     def _db(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
+            bind_plainly()  # objects are bound as bytes (see its module)
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 conn = sqlite3.connect(
