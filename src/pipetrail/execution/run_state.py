@@ -29,7 +29,6 @@ from pipetrail.execution.flushing import (
     StepTimes,
     commit_small_writes,
     must_flush_before,
-    without_known_artifacts,
 )
 from pipetrail.execution.interrupts import deferred_interrupts
 from pipetrail.execution.node_identity import NodeIdentities
@@ -266,9 +265,11 @@ def flush(
         # A signal must not fall between the append and forgetting what was appended.
         with deferred_interrupts():
             commit_small_writes(state.project.store)  # objects before events naming them
-            ledger = state.project.ledger
-            drafts = without_known_artifacts(ledger, [*state.pending, *extra])
-            ledger.append(drafts, precondition=precondition)
+            # The artifacts the run queued without asking the ledger are left out when it
+            # records them already (run_events.artifact_drafts).
+            state.project.ledger.append(
+                [*state.pending, *extra], precondition=precondition, new_artifacts_only=True
+            )
             state.pending = []
             state.pending_since = None
 

@@ -31,6 +31,7 @@ from pipetrail.ledger.events import (
     GENESIS_HASH,
     Event,
     EventDraft,
+    EventKind,
     checked_payload_text,
     event_hash,
     remember_hashes,
@@ -68,6 +69,7 @@ _INSERT_EVENT = (
 )
 _EVENT_COLUMNS = ("seq", "ts", "actor", "kind", "run_id", "payload", "prev_hash", "hash")
 _UPDATE_HEAD = "UPDATE ledger_head SET seq = :seq, hash = :hash WHERE id = 1"
+_RECORDED_CHUNK = 500  # digests per IN (...) query, below SQLite's old 999-parameter limit
 _INSERT_HEAD = "INSERT INTO ledger_head (id, seq, hash) VALUES (1, :seq, :hash)"
 
 
@@ -216,6 +218,7 @@ class Ledger:
         drafts: Sequence[EventDraft],
         *,
         precondition: Callable[[Driver], Sequence[EventDraft] | None] | None = None,
+        new_artifacts_only: bool = False,
     ) -> list[Event]:
         """Append events atomically, chained after the current head, and project them.
 
@@ -226,6 +229,11 @@ class Ledger:
                 committed state through it). Raising aborts the append (nothing is
                 written, the error propagates); drafts it returns are appended after
                 ``drafts``, in the same transaction.
+            new_artifacts_only: leave out the ``artifact.recorded`` drafts of
+                ``drafts`` whose digest the ledger records already, as it reads under
+                the write lock (one query for the batch, in the append's transaction:
+                a run queues the artifacts it stores without asking the ledger about
+                each).
 
         Returns:
             The appended events with their sequence numbers and hashes.
@@ -237,6 +245,10 @@ class Ledger:
             return []
         db = self.db
         with mapped_errors(self.url), db.write():
+            if new_artifacts_only:
+                drafts = _new_artifacts_only(db, drafts)
+                if not drafts and precondition is None:
+                    return []
             if precondition is not None:
                 drafts = [*drafts, *(precondition(db) or ())]
                 if not drafts:
@@ -349,6 +361,27 @@ class Ledger:
 
         with mapped_errors(self.url):
             return audit.rebuild(self.db)
+
+
+def _new_artifacts_only(db: Driver, drafts: Sequence[EventDraft]) -> Sequence[EventDraft]:
+    """``drafts`` without the ``artifact.recorded`` ones whose digest ``db`` records."""
+    digests = [str(d.payload["digest"]) for d in drafts if d.kind == EventKind.ARTIFACT_RECORDED]
+    if not digests:
+        return drafts
+    known: set[str] = set()
+    for at in range(0, len(digests), _RECORDED_CHUNK):
+        chunk = digests[at : at + _RECORDED_CHUNK]
+        names = {f"d{i}": digest for i, digest in enumerate(chunk)}
+        marks = ", ".join(f":{name}" for name in names)
+        sql = f"SELECT digest FROM artifacts WHERE digest IN ({marks})"  # noqa: S608 - placeholders only
+        known.update(str(row[0]) for row in db.rows(sql, names))
+    if not known:
+        return drafts
+    return [
+        d
+        for d in drafts
+        if d.kind != EventKind.ARTIFACT_RECORDED or d.payload["digest"] not in known
+    ]
 
 
 def _normalize_url(url: str) -> str:
