@@ -34,13 +34,15 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from pipetrail.hashing.canonical import canonical_json
 from pipetrail.ledger.events import Event, EventKind
 from pipetrail.ledger.projection_rows import (
+    ARTIFACT_ROW_COLUMNS,
     IO_ROW_COLUMNS,
     METRIC_ROW_COLUMNS,
     STEP_COLUMNS,
     STEP_ROW_COLUMNS,
-    artifact_row,
+    artifact_values,
     closed_step_rows,
     io_values,
     metric_values,
@@ -113,6 +115,8 @@ _STEP_ENDS = {
 }
 # The statements whose rows are built as values, and the columns of those values.
 _VALUE_COLUMNS = {
+    ARTIFACT_INSERT: ARTIFACT_ROW_COLUMNS,
+    ARTIFACT_RESEAL: ARTIFACT_ROW_COLUMNS,
     STEP_INSERT: STEP_ROW_COLUMNS,
     STEP_UPSERT: STEP_ROW_COLUMNS,
     IO_INSERT: IO_ROW_COLUMNS,
@@ -149,7 +153,7 @@ def apply_events(
             apply_event(db, event, payload)
         return
     groups: dict[str, list[dict[str, Any]]] = {}
-    # The rows built as values (step runs, their inputs and outputs, their metrics),
+    # The rows built as values (artifacts, step runs, their inputs and outputs, metrics),
     # by statement: bound without making a dict of each (Driver.executemany_values).
     valued: dict[str, list[tuple[Any, ...]]] = {}
     reused: dict[str, list[dict[str, Any]]] = {}
@@ -189,7 +193,9 @@ def apply_events(
             if copy is not None:
                 reused.setdefault(copy[0], []).append(copy[1])
         elif kind == EventKind.ARTIFACT_RECORDED:
-            add(artifact_statement(p), artifact_row(event, p, encode=encode))
+            valued.setdefault(artifact_statement(p), []).append(
+                artifact_values(event, p, encode or canonical_json)
+            )
         elif kind == EventKind.SOURCE_OBSERVED:
             add(SOURCE_INSERT, source_row(event, p))
         elif kind == EventKind.RUN_STARTED:
