@@ -301,3 +301,49 @@ def test_a_hit_of_a_hit_in_the_same_batch_copies_as_one_by_one(metadata_url: str
     assert _tables(ledger) == batched
     assert ("e", "acc") in {(r[0], r[1]) for r in batched["run_metrics"]}
     ledger.close()
+
+
+def test_a_step_run_started_and_closed_in_one_batch_is_written_once(
+    metadata_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = Ledger.open(metadata_url, actor="tester")
+    ledger.append([_started(), _step(EventKind.STEP_STARTED, "0")])
+    batch = [
+        _closed("0"),  # started in the earlier append
+        _step(EventKind.STEP_STARTED, "1"),
+        _closed("1"),
+        _closed("2", EventKind.STEP_CACHED, decision="hit", reused_step_run_id="1"),
+        _step(EventKind.STEP_STARTED, "3"),
+        _closed("3", EventKind.STEP_FAILED, error="boom", outputs={}),
+        _step(EventKind.STEP_STARTED, "4"),  # still running
+    ]
+    written: list[str] = []
+    db = ledger.db
+    executemany_values = db.executemany_values
+
+    def counted(text: str, columns: Any, rows: Any) -> None:
+        if text.startswith("INSERT INTO step_runs"):
+            written.extend(row[0] for row in rows)
+        executemany_values(text, columns, rows)
+
+    monkeypatch.setattr(db, "executemany_values", counted)
+    ledger.append(batch)
+    monkeypatch.undo()
+    assert sorted(written) == ["0", "1", "2", "3", "4"]  # one row each, none rewritten
+    report = ledger.verify()
+    assert report.ok, [p.message for p in report.derived]
+    batched = _tables(ledger)
+    if metadata_url.startswith("sqlite"):
+        # New rows take their places in the order of their first events, as one by one.
+        placed = ledger.db.rows("SELECT step_run_id FROM step_runs ORDER BY rowid")
+        assert [row[0] for row in placed] == ["0", "1", "2", "3", "4"]
+    first_seqs = ledger.db.rows("SELECT step_run_id, first_seq FROM step_runs ORDER BY 1")
+    assert [row[1] for row in first_seqs] == [2, 4, 6, 7, 9]
+    with ledger.db.write() as write:
+        for table in (*_TABLES, "artifacts", "events", "ledger_head", "merkle_nodes"):
+            write.execute(f"DELETE FROM {table}")  # noqa: S608
+    ledger.append([_started(), _step(EventKind.STEP_STARTED, "0")])
+    for draft in batch:
+        ledger.append([draft])
+    assert _tables(ledger) == batched
+    ledger.close()

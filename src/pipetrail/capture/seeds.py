@@ -10,7 +10,6 @@ and PyTorch are imported only when seeding.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import importlib.util
 import logging
@@ -26,7 +25,8 @@ from pipetrail.errors import ParamError
 from pipetrail.hashing import canonical_bytes
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterable
+    from types import TracebackType
 
 __all__ = ["MAX_SEED", "apply_seed", "derive_seed", "new_run_seed", "seeded", "validate_seed"]
 
@@ -136,8 +136,7 @@ def apply_seed(seed: int, *, uses: Iterable[str] = ()) -> list[str]:
     return seeded
 
 
-@contextlib.contextmanager
-def seeded(seed: int, *, uses: Iterable[str] = ()) -> Iterator[list[str]]:
+class seeded:
     """Seed the global generators for a block, then put back the states they had.
 
     The generators are those :func:`apply_seed` seeds. Their states are saved before
@@ -150,18 +149,41 @@ def seeded(seed: int, *, uses: Iterable[str] = ()) -> Iterator[list[str]]:
         seed: the seed.
         uses: distribution names the code about to run refers to.
 
-    Yields:
-        The names of the libraries seeded (as :func:`apply_seed` returns them).
+    Entering the block gives the names of the libraries seeded (as :func:`apply_seed`
+    returns them).
 
     Raises:
-        ParamError: if ``seed`` is out of range.
+        ParamError: if ``seed`` is out of range (on entering the block).
+
+    A class rather than a generator: every executed step enters one.
     """
-    seed = validate_seed(seed)
-    saved = _save_states(set(uses))
-    try:
-        yield apply_seed(seed, uses=uses)
-    finally:
-        _restore_states(saved)
+
+    __slots__ = ("_saved", "_seed", "_uses")
+
+    def __init__(self, seed: int, *, uses: Iterable[str] = ()) -> None:
+        self._seed = seed
+        self._uses = uses
+        self._saved: list[tuple[str, Any, Any]] | None = None
+
+    def __enter__(self) -> list[str]:
+        seed = validate_seed(self._seed)
+        self._saved = _save_states(set(self._uses))
+        try:
+            return apply_seed(seed, uses=self._uses)
+        except BaseException:
+            saved, self._saved = self._saved, None
+            _restore_states(saved)
+            raise
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        saved, self._saved = self._saved, None
+        if saved is not None:
+            _restore_states(saved)
 
 
 def _save_states(wanted: set[str]) -> list[tuple[str, Any, Any]]:

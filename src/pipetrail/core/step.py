@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from pipetrail.core.classification import step_labels
 from pipetrail.core.contract import Boundary, bind_contracts
+from pipetrail.core.graph import current_builder
 from pipetrail.core.resources import Resources, parse_resources
 from pipetrail.errors import DefinitionError
 
@@ -127,8 +128,6 @@ class Step(Generic[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Inside a pipeline being built, add a node; anywhere else, run the function."""
-        from pipetrail.core.graph import current_builder
-
         builder = current_builder()
         if builder is None:
             return self.func(*args, **kwargs)
@@ -157,8 +156,6 @@ class Step(Generic[P, R]):
         node_name = validate_node_name(self.name, name)
 
         def call(*args: P.args, **kwargs: P.kwargs) -> R:
-            from pipetrail.core.graph import current_builder
-
             builder = current_builder()
             if builder is None:
                 return self.func(*args, **kwargs)

@@ -36,8 +36,6 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from pipetrail.ledger import EventKind
-
 if TYPE_CHECKING:
     from collections.abc import Callable, Hashable
 
@@ -54,7 +52,6 @@ __all__ = [
     "StepTimes",
     "commit_small_writes",
     "hold_small_writes",
-    "without_known_artifacts",
 ]
 
 # A step whose code returned within this time is "fast": the next call of it may start
@@ -217,7 +214,7 @@ class FlushTimer:
         try:
             if self._ledger is None:
                 self._ledger = self._open_ledger()
-            self._ledger.append(without_known_artifacts(self._ledger, drafts))
+            self._ledger.append(drafts, new_artifacts_only=True)
         except Exception:  # noqa: BLE001 - the main thread's next flush meets the failure again
             self._put_back(drafts)
             return
@@ -308,23 +305,3 @@ def commit_small_writes(store: ContentStore, *, release: bool = False) -> None:
     commit = getattr(store, "commit_small_writes", None)
     if commit is not None:
         commit(release=release)
-
-
-def without_known_artifacts(ledger: Ledger, drafts: list[EventDraft]) -> list[EventDraft]:
-    """``drafts`` without the ``artifact.recorded`` ones the ledger records already.
-
-    A run queues the artifacts it stores without asking the ledger about each
-    (:func:`pipetrail.execution.run_events.artifact_drafts` with ``queued``); one query
-    per flush leaves out those recorded before, as asking per step did.
-    """
-    digests = [str(d.payload["digest"]) for d in drafts if d.kind == EventKind.ARTIFACT_RECORDED]
-    if not digests:
-        return drafts
-    known = ledger.reader().known_artifacts(digests)
-    if not known:
-        return drafts
-    return [
-        d
-        for d in drafts
-        if d.kind != EventKind.ARTIFACT_RECORDED or d.payload["digest"] not in known
-    ]

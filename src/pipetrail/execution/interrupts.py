@@ -32,7 +32,7 @@ from pipetrail.errors import RunInterruptedError
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
-    from types import FrameType
+    from types import FrameType, TracebackType
 
 __all__ = [
     "deferred_interrupts",
@@ -130,9 +130,10 @@ def interrupt_requested() -> str | None:
     return _state.received if _state.installed else None
 
 
-@contextlib.contextmanager
-def deferred_interrupts(*, deliver: bool = True) -> Iterator[None]:
+class deferred_interrupts:
     """Hold signals back while the block runs (see the module docstring).
+
+    A class rather than a generator: every flush of a run's events enters one.
 
     Args:
         deliver: raise a signal that arrived inside when the outermost such block exits
@@ -142,15 +143,29 @@ def deferred_interrupts(*, deliver: bool = True) -> Iterator[None]:
     Raises:
         RunInterruptedError: a signal arrived inside and ``deliver`` is true.
     """
-    if not _in_main_thread():
-        yield
-        return
-    _state.depth += 1
-    try:
-        yield
-    finally:
+
+    __slots__ = ("_counted", "_deliver")
+
+    def __init__(self, *, deliver: bool = True) -> None:
+        self._deliver = deliver
+        self._counted = False
+
+    def __enter__(self) -> None:
+        if _in_main_thread():
+            _state.depth += 1
+            self._counted = True
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if not self._counted:
+            return
+        self._counted = False
         _state.depth -= 1
-    if _state.depth == 0 and _state.pending is not None:
-        name, _state.pending = _state.pending, None
-        if deliver:
-            raise RunInterruptedError(name)
+        if exc_type is None and _state.depth == 0 and _state.pending is not None:
+            name, _state.pending = _state.pending, None
+            if self._deliver:
+                raise RunInterruptedError(name)

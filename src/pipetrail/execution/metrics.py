@@ -64,8 +64,7 @@ import re
 import threading
 import time
 from array import array
-from contextlib import contextmanager
-from contextvars import ContextVar
+from contextvars import ContextVar, Token
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -80,7 +79,8 @@ from pipetrail.execution.metric_format import (
 from pipetrail.store import StoredArtifact
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator, Mapping
+    from collections.abc import Mapping
+    from types import TracebackType
 
     from pipetrail.store import ContentStore, SerializerRegistry
 
@@ -391,14 +391,31 @@ class StepRecorder:
         return stored
 
 
-@contextmanager
-def recording(recorder: StepRecorder) -> Iterator[StepRecorder]:
-    """Make ``recorder`` the active one for the block (what ``execute_task`` does)."""
-    token = _ACTIVE.set(recorder)
-    try:
-        yield recorder
-    finally:
-        _ACTIVE.reset(token)
+class recording:
+    """Make ``recorder`` the active one for the block (what ``execute_task`` does).
+
+    A class rather than a generator: every executed step enters one.
+    """
+
+    __slots__ = ("_recorder", "_token")
+
+    def __init__(self, recorder: StepRecorder) -> None:
+        self._recorder = recorder
+        self._token: Token[StepRecorder | None] | None = None
+
+    def __enter__(self) -> StepRecorder:
+        self._token = _ACTIVE.set(self._recorder)
+        return self._recorder
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        token, self._token = self._token, None
+        if token is not None:
+            _ACTIVE.reset(token)
 
 
 def current_recorder() -> StepRecorder | None:

@@ -182,8 +182,8 @@ def artifact_drafts(
 
     Every digest counts as recorded for the rest of the run, so it is described once.
     With ``queued`` (drafts for the run's queue) the ledger is not asked here: the flush
-    leaves out those it records already, with one query per batch
-    (:func:`~pipetrail.execution.flushing.without_known_artifacts`).
+    leaves out those it records already, with one query per batch in its transaction
+    (``new_artifacts_only`` of :meth:`~pipetrail.ledger.ledger.Ledger.append`).
     """
     fresh = [(r, role) for r, role in records if r.digest not in state.recorded]
     if not fresh:

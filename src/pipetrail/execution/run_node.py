@@ -459,12 +459,10 @@ def node_task(
 
     ``seed``: the node's derived seed, when the caller has it (derived here otherwise).
     """
-    from pipetrail.execution.task import StepTask  # a hit executes nothing: loaded here
-
     step = node.step
     fp = state.fingerprints[id(step)]
     planned = state.contracts.get(id(step))
-    return StepTask(
+    return _step_task_class()(
         node_id=node.id,
         step_name=step.name,
         func=step.func,
@@ -484,6 +482,23 @@ def node_task(
         trace=StepTrace(state.run_id, node.id, step_run_id, otel=state.telemetry is not None),
         resources=dict(step.options.resources or options.resources),
     )
+
+
+_TASK_CLASS: list[type[StepTask]] = []
+
+
+def _step_task_class() -> type[StepTask]:
+    """:class:`~pipetrail.execution.task.StepTask`, imported on first use.
+
+    A run whose steps are all cache hits executes nothing, so the module is not imported
+    with this one; remembered here, since an import statement in :func:`node_task` would
+    cost an import lookup for every step.
+    """
+    if not _TASK_CLASS:
+        from pipetrail.execution.task import StepTask
+
+        _TASK_CLASS.append(StepTask)
+    return _TASK_CLASS[0]
 
 
 def load_task_inputs(

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,7 +29,6 @@ from pipetrail.execution.flushing import (
     StepTimes,
     commit_small_writes,
     must_flush_before,
-    without_known_artifacts,
 )
 from pipetrail.execution.interrupts import deferred_interrupts
 from pipetrail.execution.node_identity import NodeIdentities
@@ -37,8 +36,9 @@ from pipetrail.ledger.ledger import Ledger
 from pipetrail.store.serializers.kept_bytes import KeptBytes
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
     from pathlib import Path
+    from types import TracebackType
 
     from pipetrail.core.graph import PipelineGraph, SourceRef
     from pipetrail.core.step import Step
@@ -266,9 +266,11 @@ def flush(
         # A signal must not fall between the append and forgetting what was appended.
         with deferred_interrupts():
             commit_small_writes(state.project.store)  # objects before events naming them
-            ledger = state.project.ledger
-            drafts = without_known_artifacts(ledger, [*state.pending, *extra])
-            ledger.append(drafts, precondition=precondition)
+            # The artifacts the run queued without asking the ledger are left out when it
+            # records them already (run_events.artifact_drafts).
+            state.project.ledger.append(
+                [*state.pending, *extra], precondition=precondition, new_artifacts_only=True
+            )
             state.pending = []
             state.pending_since = None
 
@@ -294,26 +296,40 @@ def flush_before_code(state: RunState, step_key: str) -> None:
         flush(state)
 
 
-@contextmanager
-def step_code(state: RunState, step_key: str) -> Iterator[None]:
+class step_code:
     """Surround one call of a step's code: arm the flush timer, time the call.
 
     When events are still queued (:func:`flush_before_code` let them wait), the run's
     :class:`~pipetrail.execution.flushing.FlushTimer` appends them should the code run
     past their deadline. Records how long the code took (``step_key`` is the step's
-    :func:`speed_key`).
+    :func:`speed_key`), also when it raised. A class rather than a generator: every
+    executed step enters one.
     """
-    timer = None
-    if state.pending and state.pending_since is not None:
-        timer = _timer(state)
-        timer.arm(state.pending_since + MAX_DELAY_S)
-    started = time.monotonic()
-    try:
-        yield
-    finally:
-        if timer is not None:
-            timer.disarm()
-        state.step_times.record(step_key, time.monotonic() - started)
+
+    __slots__ = ("_key", "_started", "_state", "_timer")
+
+    def __init__(self, state: RunState, step_key: str) -> None:
+        self._state = state
+        self._key = step_key
+        self._timer: FlushTimer | None = None
+        self._started = 0.0
+
+    def __enter__(self) -> None:
+        state = self._state
+        if state.pending and state.pending_since is not None:
+            timer = self._timer = _timer(state)
+            timer.arm(state.pending_since + MAX_DELAY_S)
+        self._started = time.monotonic()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._timer is not None:
+            self._timer.disarm()
+        self._state.step_times.record(self._key, time.monotonic() - self._started)
 
 
 def close_flush_timer(state: RunState) -> None:

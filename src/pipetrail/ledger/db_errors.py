@@ -13,14 +13,13 @@ from __future__ import annotations
 
 import sqlite3
 import sys
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, NoReturn
 
 from pipetrail.config import redact_url
 from pipetrail.errors import LedgerError
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from types import TracebackType
 
 __all__ = ["is_database_error", "ledger_error", "mapped_errors", "raise_ledger_error"]
 
@@ -109,12 +108,25 @@ def raise_ledger_error(url: str, exc: BaseException) -> NoReturn:
     raise ledger_error(url, exc) from exc
 
 
-@contextmanager
-def mapped_errors(url: str) -> Iterator[None]:
-    """Translate database exceptions raised inside into LedgerError (others pass)."""
-    try:
-        yield
-    except Exception as exc:
-        if is_database_error(exc):
-            raise_ledger_error(url, exc)
-        raise
+class mapped_errors:
+    """Translate database exceptions raised inside into LedgerError (others pass).
+
+    A class rather than a generator: every append enters it.
+    """
+
+    __slots__ = ("_url",)
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if isinstance(exc, Exception) and is_database_error(exc):
+            raise_ledger_error(self._url, exc)

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Iterator, Sequence
+    from types import TracebackType
 
 __all__ = ["APPEND_LOCK_KEY", "Driver", "abandon_inherited", "compile_text", "positional_text"]
 
@@ -268,9 +269,14 @@ class Driver:
                 return
         self.executemany(text, [dict(zip(columns, row, strict=True)) for row in rows])
 
-    @contextmanager
-    def write(self) -> Iterator[Driver]:
-        """Hold the ledger's write lock for one transaction; commit, or roll back on error."""
+    def write(self) -> _WriteTransaction:
+        """Hold the ledger's write lock for one transaction; commit, or roll back on error.
+
+        Use as ``with driver.write() as db:`` (``db`` is this driver).
+        """
+        return _WriteTransaction(self)
+
+    def _begin_write(self) -> None:
         if self._in_write:
             raise RuntimeError("nested ledger write transactions are not supported")
         if self.dialect == "postgresql":
@@ -279,14 +285,6 @@ class Driver:
         else:
             self.execute("BEGIN IMMEDIATE")
         self._in_write = True
-        try:
-            yield self
-        except BaseException:
-            self._in_write = False
-            self.execute("ROLLBACK")
-            raise
-        self._in_write = False
-        self.execute("COMMIT")
 
     @contextmanager
     def snapshot(self) -> Iterator[Driver]:
@@ -310,3 +308,30 @@ class Driver:
     def close(self) -> None:
         """Close the connection."""
         self.connection.close()
+
+
+class _WriteTransaction:
+    """The context manager :meth:`Driver.write` returns (a class: every append enters one).
+
+    Entering begins the transaction under the write lock; leaving commits it, or rolls it
+    back when the block raised (the block's exception then propagates).
+    """
+
+    __slots__ = ("_driver",)
+
+    def __init__(self, driver: Driver) -> None:
+        self._driver = driver
+
+    def __enter__(self) -> Driver:
+        self._driver._begin_write()  # noqa: SLF001 - the driver's own transaction
+        return self._driver
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        driver = self._driver
+        driver._in_write = False  # noqa: SLF001 - the driver's own transaction
+        driver.execute("COMMIT" if exc_type is None else "ROLLBACK")

@@ -22,6 +22,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.core.clock import now_ts
+from pipetrail.core.sqlite_binding import bind_plainly
 from pipetrail.hashing.canonical import member_json
 from pipetrail.ledger import merkle_store
 from pipetrail.ledger.db_errors import mapped_errors
@@ -30,6 +31,7 @@ from pipetrail.ledger.events import (
     GENESIS_HASH,
     Event,
     EventDraft,
+    EventKind,
     checked_payload_text,
     event_hash,
     remember_hashes,
@@ -67,6 +69,7 @@ _INSERT_EVENT = (
 )
 _EVENT_COLUMNS = ("seq", "ts", "actor", "kind", "run_id", "payload", "prev_hash", "hash")
 _UPDATE_HEAD = "UPDATE ledger_head SET seq = :seq, hash = :hash WHERE id = 1"
+_RECORDED_CHUNK = 500  # digests per IN (...) query, below SQLite's old 999-parameter limit
 _INSERT_HEAD = "INSERT INTO ledger_head (id, seq, hash) VALUES (1, :seq, :hash)"
 
 
@@ -215,6 +218,7 @@ class Ledger:
         drafts: Sequence[EventDraft],
         *,
         precondition: Callable[[Driver], Sequence[EventDraft] | None] | None = None,
+        new_artifacts_only: bool = False,
     ) -> list[Event]:
         """Append events atomically, chained after the current head, and project them.
 
@@ -225,6 +229,11 @@ class Ledger:
                 committed state through it). Raising aborts the append (nothing is
                 written, the error propagates); drafts it returns are appended after
                 ``drafts``, in the same transaction.
+            new_artifacts_only: leave out the ``artifact.recorded`` drafts of
+                ``drafts`` whose digest the ledger records already, as it reads under
+                the write lock (one query for the batch, in the append's transaction:
+                a run queues the artifacts it stores without asking the ledger about
+                each).
 
         Returns:
             The appended events with their sequence numbers and hashes.
@@ -236,6 +245,10 @@ class Ledger:
             return []
         db = self.db
         with mapped_errors(self.url), db.write():
+            if new_artifacts_only:
+                drafts = _new_artifacts_only(db, drafts)
+                if not drafts and precondition is None:
+                    return []
             if precondition is not None:
                 drafts = [*drafts, *(precondition(db) or ())]
                 if not drafts:
@@ -350,6 +363,27 @@ class Ledger:
             return audit.rebuild(self.db)
 
 
+def _new_artifacts_only(db: Driver, drafts: Sequence[EventDraft]) -> Sequence[EventDraft]:
+    """``drafts`` without the ``artifact.recorded`` ones whose digest ``db`` records."""
+    digests = [str(d.payload["digest"]) for d in drafts if d.kind == EventKind.ARTIFACT_RECORDED]
+    if not digests:
+        return drafts
+    known: set[str] = set()
+    for at in range(0, len(digests), _RECORDED_CHUNK):
+        chunk = digests[at : at + _RECORDED_CHUNK]
+        names = {f"d{i}": digest for i, digest in enumerate(chunk)}
+        marks = ", ".join(f":{name}" for name in names)
+        sql = f"SELECT digest FROM artifacts WHERE digest IN ({marks})"  # noqa: S608 - placeholders only
+        known.update(str(row[0]) for row in db.rows(sql, names))
+    if not known:
+        return drafts
+    return [
+        d
+        for d in drafts
+        if d.kind != EventKind.ARTIFACT_RECORDED or d.payload["digest"] not in known
+    ]
+
+
 def _normalize_url(url: str) -> str:
     if url.startswith("postgresql://") or url.startswith("postgres://"):
         return "postgresql+psycopg://" + url.split("://", 1)[1]
@@ -370,6 +404,7 @@ def _connect_sqlite(path: Path, timeout: float) -> sqlite3.Connection:
 
     ``timeout`` bounds how long a lock held by another process is waited for.
     """
+    bind_plainly()  # the rows appended bind many None values (see its module)
     connection = sqlite3.connect(str(path), timeout=timeout, isolation_level=None)
     try:
         connection.execute(f"PRAGMA busy_timeout={int(timeout * 1000)}")

@@ -23,20 +23,26 @@ by event. A hit's copy of the metrics its reused step run returned runs only whe
 step run has any (one query for the batch finds which do): a copy of nothing inserts
 nothing, so the tables end the same. A closing event of a step that ran is written as
 one upsert (``INSERT ... ON CONFLICT (step_run_id) DO UPDATE``), which is what "update
-the row, or insert it when none exists" does, in one statement.
+the row, or insert it when none exists" does, in one statement. A step run started and
+closed in the same batch (a fast step executed between two flushes) is written once: its
+closing upsert, carrying the ``first_seq`` of its start, takes the place of the start's
+insert (what the insert and then the upsert leave, with the row in the same place among
+the batch's new rows), instead of a row inserted and then rewritten with every index.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from pipetrail.hashing.canonical import canonical_json
 from pipetrail.ledger.events import Event, EventKind
 from pipetrail.ledger.projection_rows import (
+    ARTIFACT_ROW_COLUMNS,
     IO_ROW_COLUMNS,
     METRIC_ROW_COLUMNS,
     STEP_COLUMNS,
     STEP_ROW_COLUMNS,
-    artifact_row,
+    artifact_values,
     closed_step_rows,
     io_values,
     metric_values,
@@ -46,6 +52,7 @@ from pipetrail.ledger.projection_rows import (
     run_tag_rows,
     source_row,
     step_values,
+    step_values_at,
 )
 from pipetrail.ledger.projections import (
     ARTIFACT_INSERT,
@@ -87,7 +94,7 @@ _PHASES = (
     ARTIFACT_INSERT,
     ARTIFACT_RESEAL,
     SOURCE_INSERT,
-    STEP_INSERT,
+    STEP_INSERT,  # and the upserts of step runs started in the batch, in start order
     STEP_UPSERT,
     IO_INSERT,
     METRIC_INSERT,
@@ -108,6 +115,8 @@ _STEP_ENDS = {
 }
 # The statements whose rows are built as values, and the columns of those values.
 _VALUE_COLUMNS = {
+    ARTIFACT_INSERT: ARTIFACT_ROW_COLUMNS,
+    ARTIFACT_RESEAL: ARTIFACT_ROW_COLUMNS,
     STEP_INSERT: STEP_ROW_COLUMNS,
     STEP_UPSERT: STEP_ROW_COLUMNS,
     IO_INSERT: IO_ROW_COLUMNS,
@@ -144,10 +153,15 @@ def apply_events(
             apply_event(db, event, payload)
         return
     groups: dict[str, list[dict[str, Any]]] = {}
-    # The rows built as values (step runs, their inputs and outputs, their metrics),
+    # The rows built as values (artifacts, step runs, their inputs and outputs, metrics),
     # by statement: bound without making a dict of each (Driver.executemany_values).
     valued: dict[str, list[tuple[Any, ...]]] = {}
     reused: dict[str, list[dict[str, Any]]] = {}
+    # The rows of the step runs first met in the batch (started, or hits), in event order,
+    # each with its statement: an insert, or the upsert of a start closed in the batch.
+    first_met: list[tuple[str, tuple[Any, ...]]] = []
+    # step run id -> (its start's place in first_met, the start's seq), until it closes.
+    started: dict[str, tuple[int, int]] = {}
 
     def add(sql: str, *rows: dict[str, Any]) -> None:
         groups.setdefault(sql, []).extend(rows)
@@ -155,13 +169,21 @@ def apply_events(
     for event, p in events:
         kind = event.kind
         if kind == EventKind.STEP_STARTED:
-            valued.setdefault(STEP_INSERT, []).append(step_values("running", event, p, encode))
+            started[p["step_run_id"]] = (len(first_met), event.seq)
+            first_met.append((STEP_INSERT, step_values("running", event, p, encode)))
         elif kind in _STEP_ENDS:
             status = _STEP_ENDS[kind]  # type: ignore[index]
-            hit = p.get("decision") == "hit"
-            valued.setdefault(STEP_INSERT if hit else STEP_UPSERT, []).append(
-                step_values(status, event, p, encode)
-            )
+            if p.get("decision") == "hit":
+                first_met.append((STEP_INSERT, step_values(status, event, p, encode)))
+            else:
+                start = started.pop(p["step_run_id"], None)
+                if start is None:  # started in an earlier append
+                    valued.setdefault(STEP_UPSERT, []).append(step_values(status, event, p, encode))
+                else:
+                    first_met[start[0]] = (
+                        STEP_UPSERT,
+                        step_values_at(status, event.seq, p, encode, first_seq=start[1]),
+                    )
             valued.setdefault(IO_INSERT, []).extend(io_values(p, outputs=status != "failed"))
             if status == "failed":
                 continue
@@ -171,7 +193,9 @@ def apply_events(
             if copy is not None:
                 reused.setdefault(copy[0], []).append(copy[1])
         elif kind == EventKind.ARTIFACT_RECORDED:
-            add(artifact_statement(p), artifact_row(event, p, encode=encode))
+            valued.setdefault(artifact_statement(p), []).append(
+                artifact_values(event, p, encode or canonical_json)
+            )
         elif kind == EventKind.SOURCE_OBSERVED:
             add(SOURCE_INSERT, source_row(event, p))
         elif kind == EventKind.RUN_STARTED:
@@ -182,13 +206,31 @@ def apply_events(
             add(RUN_END, run_end_row(_RUN_ENDS[kind], event, p))  # type: ignore[index]
             add(STEP_CLOSE, *closed_step_rows(event, p))
     for sql in _PHASES:
-        if sql == _REUSED:
+        if sql == STEP_INSERT:
+            _write_in_order(db, first_met)
+        elif sql == _REUSED:
             _copy_reused(db, reused)
         elif sql in _VALUE_COLUMNS:
             if valued.get(sql):
                 db.executemany_values(sql, _VALUE_COLUMNS[sql], valued[sql])
         elif groups.get(sql):
             db.executemany(sql, groups[sql])
+
+
+def _write_in_order(db: Driver, rows: list[tuple[str, tuple[Any, ...]]]) -> None:
+    """Write ``(statement, values)`` rows in their order, one ``executemany`` per stretch.
+
+    The rows of a stretch of the same statement go together; the order of the rows, and
+    so of the places SQLite gives the new rows, is the order of ``rows``.
+    """
+    at = 0
+    while at < len(rows):
+        sql = rows[at][0]
+        end = at + 1
+        while end < len(rows) and rows[end][0] == sql:
+            end += 1
+        db.executemany_values(sql, STEP_ROW_COLUMNS, [values for _, values in rows[at:end]])
+        at = end
 
 
 def _copy_reused(db: Driver, reused: dict[str, list[dict[str, Any]]]) -> None:

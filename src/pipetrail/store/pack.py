@@ -46,11 +46,12 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from pipetrail.core.sqlite_binding import bind_plainly
 from pipetrail.errors import StoreError
 from pipetrail.hashing import digest_bytes
 from pipetrail.store.generation import bump_generation
 from pipetrail.store.local_files import fsync_dir_best_effort
-from pipetrail.store.pack_batch import INSERT_OBJECT, PackBatch
+from pipetrail.store.pack_batch import INSERT_OBJECT, PackBatch, stored_at
 from pipetrail.store.segments import clean_segments, describe_slice, read_slice
 
 if TYPE_CHECKING:
@@ -109,6 +110,7 @@ class SmallObjectPack:
     def _db(self) -> sqlite3.Connection:
         conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
         if conn is None:
+            bind_plainly()  # objects are bound as bytes (see its module)
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 conn = sqlite3.connect(
@@ -149,7 +151,7 @@ class SmallObjectPack:
                 return None
         try:
             conn = self._db()
-            if conn.execute(INSERT_OBJECT, (digest, data)).rowcount == 1:
+            if conn.execute(INSERT_OBJECT, (digest, data, stored_at())).rowcount == 1:
                 return None
             row = conn.execute(_DATA, (digest,)).fetchone()
             if row is None or bytes(row[0]) == data or digest_bytes(bytes(row[0])) == digest:

@@ -11,6 +11,7 @@ Imports only the standard library, ``pipetrail.hashing`` and ``pipetrail.errors`
 from __future__ import annotations
 
 import sqlite3
+import time
 from typing import TYPE_CHECKING
 
 from pipetrail.errors import StoreError
@@ -19,19 +20,23 @@ from pipetrail.hashing import digest_bytes
 if TYPE_CHECKING:
     from pathlib import Path
 
-__all__ = ["INSERT_OBJECT", "PackBatch"]
+__all__ = ["INSERT_OBJECT", "PackBatch", "stored_at"]
 
-# The time of the insert, for garbage collection's grace period (ADR 0014).
-INSERT_OBJECT = (
-    "INSERT OR IGNORE INTO objects (digest, data, stored_at) "
-    "VALUES (?, ?, CAST(strftime('%s', 'now') AS INTEGER))"
-)
+# The third value is the time of the insert (Unix seconds, :func:`stored_at`), for
+# garbage collection's grace period (ADR 0014). Bound rather than computed by SQLite's
+# ``strftime('%s', 'now')``, which formats and parses a date for every row.
+INSERT_OBJECT = "INSERT OR IGNORE INTO objects (digest, data, stored_at) VALUES (?, ?, ?)"
 _INSERT_SEGMENT = (
     "INSERT OR IGNORE INTO segment_objects (digest, segment, start, size) VALUES (?, ?, ?, ?)"
 )
 # A batch writes its rows once they hold this many bytes, so memory stays bounded.
 _BATCH_SPILL_BYTES = 32 * 1024 * 1024
 _LOOKUP_CHUNK = 500  # digests per IN (...) lookup, below SQLite's old 999-parameter limit
+
+
+def stored_at() -> int:
+    """The ``stored_at`` of a row inserted now: Unix seconds, rounded down."""
+    return int(time.time())
 
 
 class PackBatch:
@@ -77,10 +82,14 @@ class PackBatch:
             if not self._open:
                 self._conn.execute("BEGIN IMMEDIATE")
                 self._open = True
-            inserted = self._conn.executemany(INSERT_OBJECT, rows).rowcount
+            now = stored_at()
+            inserted = self._conn.executemany(
+                INSERT_OBJECT, [(digest, data, now) for digest, data in rows]
+            ).rowcount
             if 0 <= inserted < len(rows):
                 self._repair(rows)  # some digests were stored already: are they intact?
-            self._conn.executemany(_INSERT_SEGMENT, segment_rows)
+            if segment_rows:
+                self._conn.executemany(_INSERT_SEGMENT, segment_rows)
         except sqlite3.Error as exc:
             raise StoreError(
                 f"could not write {len(rows)} objects to {self._path}: {exc}; check that the "

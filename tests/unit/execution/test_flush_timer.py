@@ -24,14 +24,9 @@ class _Ledger:
     def __init__(self, log: list[str]) -> None:
         self.log = log
 
-    def append(self, drafts: Sequence[EventDraft]) -> None:
+    def append(self, drafts: Sequence[EventDraft], *, new_artifacts_only: bool = False) -> None:
+        assert new_artifacts_only  # a run's queue holds artifacts the ledger may record
         self.log.append(f"append {len(drafts)} in {threading.current_thread().name}")
-
-    def reader(self) -> _Ledger:
-        return self
-
-    def known_artifacts(self, digests: list[str]) -> set[str]:
-        return set()
 
     def close(self) -> None:
         self.log.append("close")

@@ -213,3 +213,18 @@ def test_a_writer_waits_while_a_collection_sweeps(tmp_path: Path) -> None:
         assert not entered.wait(0.3)
     assert entered.wait(5)
     thread.join()
+
+
+def test_packed_objects_are_stamped_with_the_time_they_were_stored(tmp_path: Path) -> None:
+    store = LocalStore(tmp_path / "s")
+    before = int(time.time())
+    put = store.put_bytes(b"written at once")
+    store.hold_small_writes()
+    held = store.put_bytes(b"held, then committed")
+    store.commit_small_writes(release=True)
+    after = int(time.time())
+    conn = sqlite3.connect(store.root / "pack.db")
+    stamps = dict(conn.execute("SELECT digest, stored_at FROM objects"))
+    conn.close()
+    assert set(stamps) == {put, held}
+    assert all(type(s) is int and before <= s <= after for s in stamps.values()), stamps

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeGuard, runtime_checkable
 from pipetrail.errors import ProjectError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from concurrent.futures import Future
 
     from pipetrail.config import ProjectConfig
@@ -100,15 +101,31 @@ class InlineExecutor:
     """Runs each step in the calling process and thread, one at a time."""
 
     name = "inline"
+    # Inputs are loaded by the coordinator, which is where the step runs.
+    loads_stored_inputs = False
 
     def run(
         self, task: StepTask, *, store: ContentStore, registry: SerializerRegistry
     ) -> TaskResult:
         """Execute the task right here."""
-        # Imported here: a run whose steps are all cache hits executes nothing.
+        return _execute_task()(task, store, registry)
+
+
+_EXECUTE: list[Callable[[StepTask, ContentStore, SerializerRegistry], TaskResult]] = []
+
+
+def _execute_task() -> Callable[[StepTask, ContentStore, SerializerRegistry], TaskResult]:
+    """:func:`~pipetrail.execution.task.execute_task`, imported on first use.
+
+    A run whose steps are all cache hits executes nothing, so the module is not imported
+    with this one; remembered here, since an import statement in
+    :meth:`InlineExecutor.run` would cost an import lookup for every step.
+    """
+    if not _EXECUTE:
         from pipetrail.execution.task import execute_task
 
-        return execute_task(task, store, registry)
+        _EXECUTE.append(execute_task)
+    return _EXECUTE[0]
 
 
 def is_concurrent(executor: object) -> TypeGuard[ConcurrentExecutor]:
