@@ -1,0 +1,80 @@
+"""What a run's cache hits reuse, looked up ahead: the ledger's rows and the store's objects.
+
+A cache hit takes the step run it reuses from the ledger and checks that each of its
+outputs is in the store (:func:`pipetrail.execution.run_node._decide`): one query each,
+per step. When a lookup hits a step run of an earlier run, the step runs of that run that
+follow it are read in one statement (:class:`~pipetrail.ledger.cache_rows.RunCacheRows`,
+which says what is still verified at use and what may change meanwhile), and the outputs
+they name are looked up in a local store in one query too
+(:meth:`~pipetrail.store.local.LocalStore.stored_sizes`).
+
+The objects found are remembered with the store's generation, read before that query
+(docs/adr/0032-store-generation.md): while the generation read at a later check is the
+same, nothing has left the store since, so an object found then is still there and
+:meth:`CacheAhead.stored` vouches for it. A changed generation (a collection, a
+quarantine) forgets them all; an output not looked up ahead, or another kind of store,
+is asked about on its own, as before.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from pipetrail.ledger.cache_rows import RunCacheRows
+from pipetrail.store.local import LocalStore
+
+if TYPE_CHECKING:
+    from pipetrail.ledger.queries import Reader, Row
+    from pipetrail.store.base import ContentStore
+
+__all__ = ["CacheAhead"]
+
+_NOTHING: frozenset[str] = frozenset()
+
+
+class CacheAhead:
+    """The rows and objects one run's cache hits were found to reuse, ahead of time.
+
+    Args:
+        run_id: the run.
+        budget: how many step runs it may read ahead in all (see
+            :class:`~pipetrail.ledger.cache_rows.RunCacheRows`).
+    """
+
+    def __init__(self, run_id: str, budget: int) -> None:
+        self._rows = RunCacheRows(run_id, budget)
+        self._generation: str | None = None
+        self._stored: set[str] = set()
+
+    def lookup(self, reader: Reader, cache_key: str) -> Row | None:
+        """Return what :meth:`Reader.cache_lookup` returns for ``cache_key``.
+
+        Raises:
+            TamperedLedgerError: the row disagrees with its event, or the event with the
+                chain.
+        """
+        return self._rows.lookup(reader, cache_key)
+
+    def stored(self, store: ContentStore) -> frozenset[str] | set[str]:
+        """Objects known to be in ``store`` now (those of the rows read ahead).
+
+        Reads the store's generation (a small file) whenever there is anything to vouch
+        for; what is not in the result may be stored all the same: ask the store.
+
+        Raises:
+            StoreError: the store could not be read.
+        """
+        if not isinstance(store, LocalStore):
+            return _NOTHING
+        new = self._rows.new_outputs()
+        if not new and not self._stored:
+            return _NOTHING
+        generation = store.generation()  # before the lookup (ADR 0032)
+        if generation is None or generation != self._generation:
+            self._stored = set()
+            self._generation = generation
+            if generation is None:
+                return _NOTHING
+        if new:
+            self._stored.update(store.stored_sizes(new))
+        return self._stored
