@@ -174,3 +174,18 @@ def test_the_running_run_is_not_read_ahead(ledger: Ledger) -> None:
     rows = RunCacheRows("R1", budget=100)
     _answers(ledger, rows, reader, range(1, 4))
     assert reader.per_key == 3
+
+
+def test_a_run_found_not_deleted_is_asked_again_once_the_window_passed(ledger: Ledger) -> None:
+    reader = ledger.reader()
+    now = [0.0]
+    rows = RunCacheRows("R3", budget=100, recheck_after=0.05, clock=lambda: now[0])
+    assert rows.lookup(reader, _key(1)) is not None
+    ledger.append(
+        [EventDraft(EventKind.RUN_DELETED, {"run_id": "R1", "reason": "test"}, run_id="R1")]
+    )
+    now[0] = 0.04  # within the window: R1 was found not deleted when read
+    assert rows.lookup(reader, _key(2))["step_run_id"] == "R1-S2"  # type: ignore[index]
+    now[0] = 0.05
+    assert rows.lookup(reader, _key(3)) is None
+    assert rows.lookup(reader, _key(6)) is None

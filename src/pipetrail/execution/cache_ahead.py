@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from pipetrail.execution.flushing import MAX_DELAY_S
 from pipetrail.ledger.cache_rows import RunCacheRows
 from pipetrail.store.local import LocalStore
 
@@ -42,7 +43,9 @@ class CacheAhead:
     """
 
     def __init__(self, run_id: str, budget: int) -> None:
-        self._rows = RunCacheRows(run_id, budget)
+        # A run found not deleted is asked again once the events of a hit could have
+        # been appended (the window a lookup always had: see RunCacheRows).
+        self._rows = RunCacheRows(run_id, budget, recheck_after=MAX_DELAY_S)
         self._generation: str | None = None
         self._stored: set[str] = set()
 

@@ -14,11 +14,16 @@ row the lookup reads is, and a row or event that disagrees raises the same
 :class:`~pipetrail.errors.TamperedLedgerError`. What may change between the read and the
 use:
 
-* R is marked deleted (``run.deleted``): a step run of a deleted run is never reused, so
-  each use first asks whether R is deleted now (one indexed lookup in ``run_deletions``,
-  the table the lookup reads); if it is, R's rows are dropped and the key is looked up as
-  before. That a reused output is still in the store is the caller's check, made at use
-  as well (garbage collection is kept out by the run's store lease meanwhile).
+* R is marked deleted (``run.deleted``): a step run of a deleted run is not reused, so a
+  use asks whether R is deleted now (one indexed lookup in ``run_deletions``, the table
+  the lookup reads) unless that was asked less than ``recheck_after`` seconds ago; if
+  it is, R's rows are dropped and the key is looked up as before. The runner passes the
+  longest an event waits to be appended (:data:`pipetrail.execution.flushing.MAX_DELAY_S`):
+  a hit is recorded that long after its lookup at the earliest, and a deletion landing
+  in between never stopped it, so the window stays of the same size. That a reused
+  output is still in the store is the caller's check, made at every use (garbage
+  collection, which would remove a deleted run's outputs, is kept out by the run's store
+  lease meanwhile).
 * another run finishes a newer step run with the same key: the row read ahead is still
   used. It completed with this key, its event is verified, and its outputs are checked
   in the store: the hit is the one a lookup made at the moment of the read would have
@@ -34,6 +39,7 @@ that many rows more than they did.
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -47,6 +53,8 @@ from pipetrail.ledger.trusted import (
 )
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pipetrail.ledger.queries import Reader, Row
 
 __all__ = ["RunCacheRows", "trusted_lookup_row"]
@@ -77,13 +85,26 @@ class RunCacheRows:
         run_id: the run looking up: its own step runs are never read ahead (it is
             still writing them).
         budget: how many rows the run may read ahead in all.
+        recheck_after: how long (seconds) the answer that a run is not deleted holds.
+        clock: the clock that measures it.
     """
 
-    def __init__(self, run_id: str, budget: int) -> None:
+    def __init__(
+        self,
+        run_id: str,
+        budget: int,
+        *,
+        recheck_after: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self._run_id = run_id
         self._budget = budget
+        self._recheck_after = recheck_after
+        self._clock = clock
         self._rows: dict[str, tuple[Any, ...]] = {}
         self._new: list[tuple[Any, ...]] = []
+        # run id -> when it was last found not deleted (clock time)
+        self._kept: dict[str, float] = {}
 
     def lookup(self, reader: Reader, cache_key: str) -> Row | None:
         """Return what :meth:`Reader.cache_lookup` returns for ``cache_key``.
@@ -94,7 +115,7 @@ class RunCacheRows:
         """
         ahead = self._rows.get(cache_key)
         if ahead is not None:
-            if not reader.fetch_tuples(_DELETED_SQL, {"r": ahead[_RUN_AT]})[0][0]:
+            if self._not_deleted(reader, ahead[_RUN_AT]):
                 return trusted_lookup_row(ahead)
             self._forget(ahead[_RUN_AT])
         rows = reader.fetch_tuples(CACHE_LOOKUP_SQL, {"k": cache_key})
@@ -106,7 +127,19 @@ class RunCacheRows:
             self._read_ahead(reader, found[_RUN_AT], found[_LAST_AT])
         return trusted
 
+    def _not_deleted(self, reader: Reader, run_id: str) -> bool:
+        now = self._clock()
+        checked = self._kept.get(run_id)
+        if checked is not None and now - checked < self._recheck_after:
+            return True
+        if reader.fetch_tuples(_DELETED_SQL, {"r": run_id})[0][0]:
+            return False
+        self._kept[run_id] = now
+        return True
+
     def _read_ahead(self, reader: Reader, run_id: str, after: int) -> None:
+        # The read itself found the run not deleted.
+        self._kept[run_id] = self._clock()
         rows = reader.fetch_tuples(RUN_CACHE_SQL, {"r": run_id, "after": after, "n": self._budget})
         self._budget -= len(rows)
         for row in rows:
@@ -114,6 +147,7 @@ class RunCacheRows:
         self._new.extend(rows)
 
     def _forget(self, run_id: str) -> None:
+        self._kept.pop(run_id, None)
         self._rows = {k: row for k, row in self._rows.items() if row[_RUN_AT] != run_id}
 
     def new_outputs(self) -> list[str]:
