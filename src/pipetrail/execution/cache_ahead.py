@@ -11,13 +11,15 @@ they name are looked up in a local store in one query too
 The objects found are remembered with the store's generation, read before that query
 (docs/adr/0032-store-generation.md): while the generation read at a later check is the
 same, nothing has left the store since, so an object found then is still there and
-:meth:`CacheAhead.stored` vouches for it. A changed generation (a collection, a
+:meth:`CacheAhead.stored` vouches for it (the generation is read again at most every
+:data:`~pipetrail.execution.flushing.MAX_DELAY_S`: see there). A changed generation (a collection, a
 quarantine) forgets them all; an output not looked up ahead, or another kind of store,
 is asked about on its own, as before.
 """
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from pipetrail.execution.flushing import MAX_DELAY_S
@@ -25,6 +27,8 @@ from pipetrail.ledger.cache_rows import RunCacheRows
 from pipetrail.store.local import LocalStore
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from pipetrail.ledger.queries import Reader, Row
     from pipetrail.store.base import ContentStore
 
@@ -42,11 +46,15 @@ class CacheAhead:
             :class:`~pipetrail.ledger.cache_rows.RunCacheRows`).
     """
 
-    def __init__(self, run_id: str, budget: int) -> None:
+    def __init__(
+        self, run_id: str, budget: int, *, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         # A run found not deleted is asked again once the events of a hit could have
         # been appended (the window a lookup always had: see RunCacheRows).
-        self._rows = RunCacheRows(run_id, budget, recheck_after=MAX_DELAY_S)
+        self._rows = RunCacheRows(run_id, budget, recheck_after=MAX_DELAY_S, clock=clock)
+        self._clock = clock
         self._generation: str | None = None
+        self._read_at = 0.0  # when the generation was last read (clock time)
         self._stored: set[str] = set()
 
     def lookup(self, reader: Reader, cache_key: str) -> Row | None:
@@ -61,8 +69,14 @@ class CacheAhead:
     def stored(self, store: ContentStore) -> frozenset[str] | set[str]:
         """Objects known to be in ``store`` now (those of the rows read ahead).
 
-        Reads the store's generation (a small file) whenever there is anything to vouch
-        for; what is not in the result may be stored all the same: ask the store.
+        Reads the store's generation (a small file) before each bulk lookup, and when
+        it was last read :data:`~pipetrail.execution.flushing.MAX_DELAY_S` ago or more:
+        an object is vouched for at most that long after it was last known there. A hit
+        is appended that long after its check at the earliest, and an object leaving in
+        between never stopped it, so the window stays of the same size (and garbage
+        collection, which removes a deleted run's objects, is kept out by the run's
+        store lease meanwhile). What is not in the result may be stored all the same:
+        ask the store.
 
         Raises:
             StoreError: the store could not be read.
@@ -72,7 +86,11 @@ class CacheAhead:
         new = self._rows.new_outputs()
         if not new and not self._stored:
             return _NOTHING
+        now = self._clock()
+        if not new and now - self._read_at < MAX_DELAY_S:
+            return self._stored
         generation = store.generation()  # before the lookup (ADR 0032)
+        self._read_at = now
         if generation is None or generation != self._generation:
             self._stored = set()
             self._generation = generation

@@ -9,6 +9,7 @@ import pytest
 
 from pipetrail.errors import IntegrityError
 from pipetrail.execution.cache_ahead import CacheAhead
+from pipetrail.execution.flushing import MAX_DELAY_S
 from pipetrail.ledger.ledger import Ledger
 from pipetrail.store import LocalStore
 from pipetrail.store.memory import MemoryStore
@@ -38,7 +39,8 @@ def test_outputs_read_ahead_are_found_in_one_lookup(tmp_path: Path) -> None:
 
 def test_an_object_quarantined_since_is_no_longer_vouched_for(tmp_path: Path) -> None:
     ledger, store, digest = _setup(tmp_path)
-    ahead = CacheAhead("R2", budget=100)
+    now = [100.0]
+    ahead = CacheAhead("R2", budget=100, clock=lambda: now[0])
     ahead.lookup(ledger.reader(), _key(1))
     assert digest in ahead.stored(store)
     with sqlite3.connect(tmp_path / "objects" / "pack.db") as conn:
@@ -48,6 +50,10 @@ def test_an_object_quarantined_since_is_no_longer_vouched_for(tmp_path: Path) ->
     with pytest.raises(IntegrityError):
         store.get_bytes(digest)  # quarantined: the generation changes
     assert not store.exists(digest)
+    # The generation is read again once MAX_DELAY_S passed since it was last read.
+    now[0] += MAX_DELAY_S / 2
+    assert digest in ahead.stored(store)
+    now[0] += MAX_DELAY_S
     assert digest not in ahead.stored(store)
     ledger.close()
 
