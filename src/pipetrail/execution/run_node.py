@@ -100,7 +100,13 @@ def _decide(
             outputs=earlier[1],
             formats=earlier[2],
         )
-    found = state.project.ledger.reader().cache_lookup(key)
+    ahead = state.cache_ahead
+    if ahead is None:
+        from pipetrail.execution.cache_ahead import CacheAhead  # a run that looks up
+
+        # Twice the run's nodes: a re-run reads each of its step runs ahead about once.
+        ahead = state.cache_ahead = CacheAhead(state.run_id, 2 * len(state.graph.nodes) + 64)
+    found = ahead.lookup(state.project.ledger.reader(), key)
     if found is None:
         return CacheDecision("miss", "no earlier step run has this cache key")
     origin = found["reused_step_run_id"] or found["step_run_id"]
@@ -158,8 +164,10 @@ def _unusable(
             row = reader.artifact(digest)
             blobs[name] = None if row is None else row["blob"]
     store = state.project.store
+    # Found in the store with the step runs read ahead, while nothing has left it since.
+    stored = state.cache_ahead.stored(store) if state.cache_ahead is not None else ()
     for name, blob in blobs.items():
-        if blob is None or not store.exists(blob):
+        if blob is None or (blob not in stored and not store.exists(blob)):
             return (
                 f"the cached output {name!r} ({outputs[name][:19]}) is missing from the "
                 "store; executing again"

@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
     from pipetrail.core.graph import PipelineGraph, SourceRef
     from pipetrail.core.step import Step
+    from pipetrail.execution.cache_ahead import CacheAhead
     from pipetrail.execution.contract_records import StepContracts
     from pipetrail.execution.executors import Executor
     from pipetrail.execution.observer import RunObserver
@@ -205,6 +206,9 @@ class RunState:
     # cache key -> (step run whose outputs to reuse, outputs, their readings) for keys
     # finished this run.
     done_keys: dict[str, tuple[str, dict[str, str], dict[str, Any]]] = field(default_factory=dict)
+    # The step runs and stored objects cache hits may reuse, looked up ahead
+    # (execution.cache_ahead); made at the first lookup in the ledger.
+    cache_ahead: CacheAhead | None = None
     # metric series digest -> its summary, for cache hits on series met earlier.
     series_summaries: dict[str, dict[str, Any]] = field(default_factory=dict)
     # step run id -> what its step.completed says of its resources (node_id, step,

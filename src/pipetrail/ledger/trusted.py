@@ -44,6 +44,7 @@ __all__ = [
     "CLOSING_EVENTS",
     "NOT_DELETED",
     "REBUILD_HINT",
+    "RUN_CACHE_SQL",
     "RUN_STEPS_SQL",
     "STEP_COLUMNS",
     "DerivedRowProblem",
@@ -105,7 +106,26 @@ CACHE_LOOKUP_SQL = (
     "AND s.run_id NOT IN (SELECT d.run_id FROM run_deletions d) "
     "ORDER BY s.last_seq DESC LIMIT 1"
 )
-# The columns of a CACHE_LOOKUP_SQL row, in order (rows are read as tuples).
+# The finished step runs of run :r closed after event :after (at most :n) that
+# CACHE_LOOKUP_SQL would answer for their own keys at this moment: each the newest
+# successful step run of its key outside the deleted runs, the run itself not deleted.
+# The rows are CACHE_LOOKUP_SQL's, so one statement answers ahead of time the lookups of
+# the steps that follow a hit in that run (pipetrail.ledger.cache_rows). No ORDER BY,
+# which would sort every row with its event: the run's index gives them in the order
+# they were written, the order a re-run looks them up in.
+RUN_CACHE_SQL = (
+    "SELECT "  # noqa: S608 - constant column names
+    + ", ".join(f"s.{c}" for c in STEP_COLUMNS)
+    + f", {_EVENT} FROM step_runs s LEFT JOIN events e ON e.seq = s.last_seq {_JOIN_HEAD} "  # noqa: S608
+    "WHERE s.run_id = :r AND s.status IN ('completed', 'cached') "
+    "AND s.cache_key IS NOT NULL AND s.last_seq IS NOT NULL "
+    "AND s.run_id NOT IN (SELECT d.run_id FROM run_deletions d) "
+    "AND NOT EXISTS (SELECT 1 FROM step_runs t WHERE t.cache_key = s.cache_key "
+    "AND t.last_seq > s.last_seq AND t.status IN ('completed', 'cached') "
+    "AND t.run_id NOT IN (SELECT d.run_id FROM run_deletions d)) "
+    "AND s.last_seq > :after LIMIT :n"
+)
+# The columns of a CACHE_LOOKUP_SQL (or RUN_CACHE_SQL) row, in order (read as tuples).
 CACHE_LOOKUP_COLUMNS = (*STEP_COLUMNS, *_EVENT_COLUMNS)
 # A run's step runs that completed or were cached, each with its closing event (whose
 # outputs, and how each is read, loading a run's outputs takes).

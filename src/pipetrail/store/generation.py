@@ -47,13 +47,22 @@ def read_generation(root: str) -> str | None:
         nothing can be vouched for) or the token can neither be read nor written.
     """
     path = os.path.join(root, GENERATION_FILE)
+    # Plain descriptor calls, no file object: a run reads it once per cache hit
+    # (pipetrail.execution.cache_ahead).
     try:
-        with open(path, "rb") as f:
-            token = f.read(_TOKEN_CHARS + 1).decode("ascii", "replace")
+        fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         token = ""
     except OSError:
         return None
+    else:
+        try:
+            data = os.read(fd, _TOKEN_CHARS + 1)
+        except OSError:
+            return None
+        finally:
+            os.close(fd)
+        token = data.decode("ascii", "replace")
     if len(token) == _TOKEN_CHARS and _HEX.issuperset(token):
         return token
     if not os.path.isdir(root):

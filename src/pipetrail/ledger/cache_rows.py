@@ -1,0 +1,170 @@
+"""A run's cache lookups, answered ahead from the step runs of the run a lookup hit.
+
+A cached re-run looks up one cache key per step (:meth:`Reader.cache_lookup`, one
+query each), and the step runs these keys find are, almost always, those of one earlier
+run, in the order they ran. So when a lookup hits a step run of run R,
+:class:`RunCacheRows` reads in one statement (:data:`RUN_CACHE_SQL`) the step runs of R
+that closed after it and that the lookup would answer for their own keys at that moment,
+keyed by cache key; a later lookup of one of these keys takes its row from there, and any
+other key is looked up as before (which may read ahead from the run it hits).
+
+What is trusted does not change: a row read ahead is verified against its closing event
+and the chain (:func:`~pipetrail.ledger.trusted.trusted_step_run`) when it is used, as a
+row the lookup reads is, and a row or event that disagrees raises the same
+:class:`~pipetrail.errors.TamperedLedgerError`. What may change between the read and the
+use:
+
+* R is marked deleted (``run.deleted``): a step run of a deleted run is not reused, so a
+  use asks whether R is deleted now (one indexed lookup in ``run_deletions``, the table
+  the lookup reads) unless that was asked less than ``recheck_after`` seconds ago; if
+  it is, R's rows are dropped and the key is looked up as before. The runner passes the
+  longest an event waits to be appended (:data:`pipetrail.execution.flushing.MAX_DELAY_S`):
+  a hit is recorded that long after its lookup at the earliest, and a deletion landing
+  in between never stopped it, so the window stays of the same size. That a reused
+  output is still in the store is the caller's check, made at every use (garbage
+  collection, which would remove a deleted run's outputs, is kept out by the run's store
+  lease meanwhile).
+* another run finishes a newer step run with the same key: the row read ahead is still
+  used. It completed with this key, its event is verified, and its outputs are checked
+  in the store: the hit is the one a lookup made at the moment of the read would have
+  given, and two runs racing on one key are not ordered anyway (either one could have
+  been the newer).
+* the row or its event is edited after the read: the row used is the one read, verified
+  against the chain as it was read, like a lookup made at that moment.
+
+Reading ahead is bounded: a run reads at most ``budget`` rows ahead in all (after that,
+every key is looked up alone), so lookups that hit many different runs cost at most
+that many rows more than they did.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from pipetrail.ledger.trusted import (
+    CACHE_LOOKUP_COLUMNS,
+    CACHE_LOOKUP_SQL,
+    RUN_CACHE_SQL,
+    STEP_COLUMNS,
+    trusted_step_run,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from pipetrail.ledger.queries import Reader, Row
+
+__all__ = ["RunCacheRows", "trusted_lookup_row"]
+
+_STEP_COUNT = len(STEP_COLUMNS)
+_RUN_AT = STEP_COLUMNS.index("run_id")
+_KEY_AT = STEP_COLUMNS.index("cache_key")
+_OUTPUTS_AT = STEP_COLUMNS.index("outputs")
+_LAST_AT = STEP_COLUMNS.index("last_seq")
+_DELETED_SQL = "SELECT COUNT(*) FROM run_deletions WHERE run_id = :r"
+
+
+def trusted_lookup_row(found: tuple[Any, ...]) -> Row:
+    """The step run a row of :data:`CACHE_LOOKUP_SQL` names, as its closing event gives it.
+
+    Raises:
+        TamperedLedgerError: the row disagrees with its event, or the event with the chain.
+    """
+    return trusted_step_run(
+        dict(zip(CACHE_LOOKUP_COLUMNS, found, strict=True)), found[:_STEP_COUNT]
+    )
+
+
+class RunCacheRows:
+    """The cache lookups of one run (see the module docstring).
+
+    Args:
+        run_id: the run looking up: its own step runs are never read ahead (it is
+            still writing them).
+        budget: how many rows the run may read ahead in all.
+        recheck_after: how long (seconds) the answer that a run is not deleted holds.
+        clock: the clock that measures it.
+    """
+
+    def __init__(
+        self,
+        run_id: str,
+        budget: int,
+        *,
+        recheck_after: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._run_id = run_id
+        self._budget = budget
+        self._recheck_after = recheck_after
+        self._clock = clock
+        self._rows: dict[str, tuple[Any, ...]] = {}
+        self._new: list[tuple[Any, ...]] = []
+        # run id -> when it was last found not deleted (clock time)
+        self._kept: dict[str, float] = {}
+
+    def lookup(self, reader: Reader, cache_key: str) -> Row | None:
+        """Return what :meth:`Reader.cache_lookup` returns for ``cache_key``.
+
+        Raises:
+            TamperedLedgerError: the row disagrees with its event, or the event with the
+                chain.
+        """
+        ahead = self._rows.get(cache_key)
+        if ahead is not None:
+            if self._not_deleted(reader, ahead[_RUN_AT]):
+                return trusted_lookup_row(ahead)
+            self._forget(ahead[_RUN_AT])
+        rows = reader.fetch_tuples(CACHE_LOOKUP_SQL, {"k": cache_key})
+        if not rows:
+            return None
+        found = rows[0]
+        trusted = trusted_lookup_row(found)
+        if found[_RUN_AT] != self._run_id and self._budget > 0:
+            self._read_ahead(reader, found[_RUN_AT], found[_LAST_AT])
+        return trusted
+
+    def _not_deleted(self, reader: Reader, run_id: str) -> bool:
+        now = self._clock()
+        checked = self._kept.get(run_id)
+        if checked is not None and now - checked < self._recheck_after:
+            return True
+        if reader.fetch_tuples(_DELETED_SQL, {"r": run_id})[0][0]:
+            return False
+        self._kept[run_id] = now
+        return True
+
+    def _read_ahead(self, reader: Reader, run_id: str, after: int) -> None:
+        # The read itself found the run not deleted.
+        self._kept[run_id] = self._clock()
+        rows = reader.fetch_tuples(RUN_CACHE_SQL, {"r": run_id, "after": after, "n": self._budget})
+        self._budget -= len(rows)
+        for row in rows:
+            self._rows[row[_KEY_AT]] = row
+        self._new.extend(rows)
+
+    def _forget(self, run_id: str) -> None:
+        self._kept.pop(run_id, None)
+        self._rows = {k: row for k, row in self._rows.items() if row[_RUN_AT] != run_id}
+
+    def new_outputs(self) -> list[str]:
+        """The digests the rows read ahead since the last call name as outputs.
+
+        Taken from the rows as stored, unverified: for a bulk lookup in the store that
+        spares the caller one lookup per output later, never as what a hit reuses (that
+        comes from the verified event when the row is used).
+        """
+        digests: list[str] = []
+        for row in self._new:
+            text = row[_OUTPUTS_AT]
+            try:
+                outputs = orjson.loads(text) if isinstance(text, str | bytes) else None
+            except orjson.JSONDecodeError:
+                continue
+            if isinstance(outputs, dict):
+                digests.extend(d for d in outputs.values() if isinstance(d, str))
+        self._new = []
+        return digests

@@ -1,0 +1,191 @@
+"""Cache lookups answered ahead (ledger.cache_rows), on every metadata backend.
+
+Each lookup must give what :meth:`Reader.cache_lookup` gives for its key, read ahead or
+not, and refuse an edited row the same way.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+
+from pipetrail.errors import TamperedLedgerError
+from pipetrail.ledger import EventDraft, EventKind
+from pipetrail.ledger.cache_rows import RunCacheRows
+from pipetrail.ledger.ledger import Ledger
+from pipetrail.ledger.queries import Reader
+from pipetrail.ledger.trusted import CACHE_LOOKUP_SQL
+
+pytestmark = pytest.mark.postgres
+
+TS = "2026-01-01T00:00:00.000000Z"
+
+
+def _digest(char: str) -> str:
+    return "blake3:" + char * 64
+
+
+def _key(i: int) -> str:
+    return "blake3:" + f"{i:064x}"
+
+
+def _run(run_id: str, keys: list[int], output: str) -> list[EventDraft]:
+    """A run whose step ``s{i}`` completed with cache key ``_key(i)`` and one output."""
+    drafts = [
+        EventDraft(
+            EventKind.RUN_STARTED,
+            {
+                "run_id": run_id, "pipeline": "p", "pipeline_fingerprint": _digest("f"),
+                "owner": "me", "host": "h", "process": "1", "params": {}, "seed": 7,
+                "git": None, "environment": None, "started_at": TS, "steps_total": len(keys),
+            },
+            run_id=run_id,
+        )
+    ]  # fmt: skip
+    for i in keys:
+        step = {
+            "step_run_id": f"{run_id}-S{i}", "run_id": run_id, "node_id": f"s{i}",
+            "step": "s", "pipeline": "p", "seed": 7, "started_at": TS,
+        }  # fmt: skip
+        drafts.append(EventDraft(EventKind.STEP_STARTED, step, run_id=run_id))
+        drafts.append(
+            EventDraft(
+                EventKind.STEP_COMPLETED,
+                {
+                    **step, "cache_key": _key(i), "decision": "miss", "reason": "new",
+                    "code_digest": _digest("c"), "components": {"code": _digest("c")},
+                    "inputs": {}, "outputs": {"output": output}, "resources": {"wall_ns": 1},
+                    "logs": None, "ended_at": TS,
+                },
+                run_id=run_id,
+            )
+        )  # fmt: skip
+    drafts.append(EventDraft(EventKind.RUN_COMPLETED, {"run_id": run_id, "ended_at": TS}, run_id))
+    return drafts
+
+
+class _Counting(Reader):
+    """A reader that counts the per-key lookups it runs."""
+
+    def __init__(self, inner: Reader) -> None:
+        self.inner = inner
+        self.per_key = 0
+
+    def fetch(self, sql: str, params: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        return self.inner.fetch(sql, params)
+
+    def fetch_tuples(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
+        self.per_key += sql == CACHE_LOOKUP_SQL
+        return self.inner.fetch_tuples(sql, params)
+
+
+def _exec(ledger: Ledger, sql: str, **params: Any) -> None:
+    with ledger.engine.begin() as conn:
+        conn.execute(sa.text(sql), params)
+
+
+@pytest.fixture
+def ledger(metadata_url: str) -> Any:
+    ledger = Ledger.open(metadata_url, actor="tester")
+    ledger.append(_run("R1", list(range(1, 7)), _digest("a")))
+    # R2 finished keys 4 and 5 later: a lookup of them answers R2, not R1.
+    ledger.append(_run("R2", [4, 5], _digest("b")))
+    yield ledger
+    ledger.close()
+
+
+def _answers(ledger: Ledger, rows: RunCacheRows, reader: Reader, keys: range) -> list[Any]:
+    found = [rows.lookup(reader, _key(i)) for i in keys]
+    assert found == [ledger.reader().cache_lookup(_key(i)) for i in keys]
+    return [None if hit is None else hit["step_run_id"] for hit in found]
+
+
+def test_lookups_read_ahead_give_what_each_lookup_gives(ledger: Ledger) -> None:
+    reader = _Counting(ledger.reader())
+    rows = RunCacheRows("R3", budget=100)
+    assert _answers(ledger, rows, reader, range(1, 9)) == [
+        "R1-S1", "R1-S2", "R1-S3", "R2-S4", "R2-S5", "R1-S6", None, None,
+    ]  # fmt: skip
+    # Key 1 read R1 ahead (keys 2, 3 and 6 from there); 4 read R2 ahead (5 from there);
+    # 7 and 8 have no step run.
+    assert reader.per_key == 4
+    assert sorted(rows.new_outputs()) == [_digest("a")] * 3 + [_digest("b")]
+    assert rows.new_outputs() == []
+
+
+def test_the_budget_bounds_what_is_read_ahead(ledger: Ledger) -> None:
+    reader = _Counting(ledger.reader())
+    rows = RunCacheRows("R3", budget=1)
+    assert _answers(ledger, rows, reader, range(1, 7))[:3] == ["R1-S1", "R1-S2", "R1-S3"]
+    assert reader.per_key == 5  # only key 2 was read ahead
+
+
+def test_a_run_deleted_after_the_read_is_not_reused(ledger: Ledger) -> None:
+    reader = _Counting(ledger.reader())
+    rows = RunCacheRows("R3", budget=100)
+    assert rows.lookup(reader, _key(1)) is not None
+    ledger.append(
+        [EventDraft(EventKind.RUN_DELETED, {"run_id": "R1", "reason": "test"}, run_id="R1")]
+    )
+    assert rows.lookup(reader, _key(2)) is None
+    assert rows.lookup(reader, _key(5))["step_run_id"] == "R2-S5"  # type: ignore[index]
+
+
+def test_an_edited_row_read_ahead_is_refused(ledger: Ledger) -> None:
+    reader = ledger.reader()
+    rows = RunCacheRows("R3", budget=100)
+    assert rows.lookup(reader, _key(1)) is not None
+    _exec(
+        ledger,
+        "UPDATE step_runs SET outputs = :o WHERE step_run_id = 'R1-S3'",
+        o='{"output":"' + _digest("b") + '"}',
+    )
+    # Read ahead before the edit, it is what was read that is verified: still R1's.
+    assert rows.lookup(reader, _key(3))["outputs"] == {"output": _digest("a")}  # type: ignore[index]
+    # Edited before the read: refused as the lookup refuses it.
+    rows = RunCacheRows("R3", budget=100)
+    assert rows.lookup(reader, _key(1)) is not None
+    with pytest.raises(TamperedLedgerError, match=r"step_runs\[R1-S3\]: outputs is"):
+        rows.lookup(reader, _key(3))
+
+
+def test_an_event_edited_under_a_row_read_ahead_is_refused(ledger: Ledger) -> None:
+    reader = ledger.reader()
+    seq = ledger.reader().fetch_tuples(
+        "SELECT last_seq FROM step_runs WHERE step_run_id = 'R1-S2'"
+    )[0][0]
+    _exec(
+        ledger,
+        "UPDATE events SET payload = replace(payload, :a, :b) WHERE seq = :s",
+        a=_digest("a"),
+        b=_digest("b"),
+        s=seq,
+    )
+    rows = RunCacheRows("R3", budget=100)
+    assert rows.lookup(reader, _key(1)) is not None
+    with pytest.raises(TamperedLedgerError, match=rf"step_runs\[R1-S2\].*event {seq} was edited"):
+        rows.lookup(reader, _key(2))
+
+
+def test_the_running_run_is_not_read_ahead(ledger: Ledger) -> None:
+    reader = _Counting(ledger.reader())
+    rows = RunCacheRows("R1", budget=100)
+    _answers(ledger, rows, reader, range(1, 4))
+    assert reader.per_key == 3
+
+
+def test_a_run_found_not_deleted_is_asked_again_once_the_window_passed(ledger: Ledger) -> None:
+    reader = ledger.reader()
+    now = [0.0]
+    rows = RunCacheRows("R3", budget=100, recheck_after=0.05, clock=lambda: now[0])
+    assert rows.lookup(reader, _key(1)) is not None
+    ledger.append(
+        [EventDraft(EventKind.RUN_DELETED, {"run_id": "R1", "reason": "test"}, run_id="R1")]
+    )
+    now[0] = 0.04  # within the window: R1 was found not deleted when read
+    assert rows.lookup(reader, _key(2))["step_run_id"] == "R1-S2"  # type: ignore[index]
+    now[0] = 0.05
+    assert rows.lookup(reader, _key(3)) is None
+    assert rows.lookup(reader, _key(6)) is None
