@@ -187,9 +187,19 @@ class Driver:
             cursor.close()
 
     def rows(self, text: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
-        """Run a query; return its rows as tuples (cheaper than dicts for many rows)."""
+        """Run a query; return its rows as tuples (cheaper than dicts for many rows).
+
+        On SQLite the parameters are bound by position when the text allows it (see
+        :func:`positional_text`): a query with hundreds of them (an ``IN`` list) then
+        costs a third of what binding each by its name costs.
+        """
         cursor = self.connection.cursor()
         try:
+            if self.dialect == "sqlite" and params:
+                found = positional_text(text)
+                if found is not None and all(name in params for name in found[1]):
+                    cursor.execute(found[0], [params[name] for name in found[1]])
+                    return [tuple(row) for row in cursor.fetchall()]
             cursor.execute(self.sql(text), params or {})
             return [tuple(row) for row in cursor.fetchall()]
         finally:

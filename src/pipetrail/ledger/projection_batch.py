@@ -150,7 +150,7 @@ def apply_events(
     """
     if len(events) < 2 or not _batchable(events):
         for event, payload in events:
-            apply_event(db, event, payload)
+            apply_event(db, event, payload, encode)
         return
     groups: dict[str, list[dict[str, Any]]] = {}
     # The rows built as values (artifacts, step runs, their inputs and outputs, metrics),
@@ -265,8 +265,8 @@ def _with_output_metrics(db: Driver, step_run_ids: list[str]) -> set[str]:
             str(row[0])
             for row in db.rows(
                 f"SELECT DISTINCT step_run_id FROM run_metrics WHERE step_run_id IN ({marks}) "  # noqa: S608
-                "AND origin = 'output'",
-                names,
+                "AND origin = :origin",  # a parameter: a text without quotes binds by position
+                {**names, "origin": "output"},
             )
         )
     return found
