@@ -94,17 +94,19 @@ def test_sqlite_reads_bind_their_parameters_by_position() -> None:
     """Binding hundreds of parameters by name costs SQLite a search of each name."""
     recording = _Recording()
     db = Driver(recording, "sqlite")
-    assert db.rows("SELECT :b - :a, :a", {"a": 1, "b": 5, "unused": 9}) == [(4, 1)]
+    many = {f"r{i}": i for i in range(600)} | {"b": 5, "a": 1}
+    assert db.rows("SELECT :b - :a, :a", many) == [(4, 1)]
     assert recording.seen[-1] == ("SELECT ?1 - ?2, ?2", [5, 1])
-    names = {f"r{i}": i for i in range(600)}
-    marks = ", ".join(f":{n}" for n in names)
+    marks = ", ".join(f":r{i}" for i in range(600))
     text = f"SELECT count(*) FROM (SELECT 1 AS v) WHERE v IN ({marks})"  # noqa: S608
-    assert db.rows(text, names) == [(1,)]
-    assert isinstance(recording.seen[-1][1], list)
-    # A text with a quote (a ``:name`` inside a literal is no parameter), or a parameter
-    # missing, is bound by name as before.
-    assert db.rows("SELECT :a || ':b'", {"a": "x"}) == [("x:b",)]
-    assert recording.seen[-1] == ("SELECT :a || ':b'", {"a": "x"})
+    assert db.rows(text, many) == [(1,)]
+    assert recording.seen[-1][1] == list(range(600))
+    # A few parameters, a text with a quote (a ``:name`` inside a literal is no
+    # parameter), or a parameter missing: bound by name as before.
+    assert db.rows("SELECT :b - :a", {"a": 1, "b": 5}) == [(4,)]
+    assert recording.seen[-1] == ("SELECT :b - :a", {"a": 1, "b": 5})
+    assert db.rows("SELECT :a || ':b'", many | {"a": "x"}) == [("x:b",)]
+    assert recording.seen[-1] == ("SELECT :a || ':b'", many | {"a": "x"})
     with pytest.raises(sqlite3.ProgrammingError):
-        db.rows("SELECT :a, :b", {"a": 1})
-    assert recording.seen[-1] == ("SELECT :a, :b", {"a": 1})
+        db.rows("SELECT :a, :c", many)
+    assert recording.seen[-1] == ("SELECT :a, :c", many)
