@@ -150,13 +150,15 @@ def apply_events(
     """
     if len(events) < 2 or not _batchable(events):
         for event, payload in events:
-            apply_event(db, event, payload)
+            apply_event(db, event, payload, encode)
         return
     groups: dict[str, list[dict[str, Any]]] = {}
     # The rows built as values (artifacts, step runs, their inputs and outputs, metrics),
     # by statement: bound without making a dict of each (Driver.executemany_values).
     valued: dict[str, list[tuple[Any, ...]]] = {}
-    reused: dict[str, list[dict[str, Any]]] = {}
+    # The hits that may copy metrics (those naming the step run they reuse), each with
+    # the names it logged itself; their copies are built only if they copy anything.
+    copies: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
     # The rows of the step runs first met in the batch (started, or hits), in event order,
     # each with its statement: an insert, or the upsert of a start closed in the batch.
     first_met: list[tuple[str, tuple[Any, ...]]] = []
@@ -189,9 +191,8 @@ def apply_events(
                 continue
             own = metric_values(p)
             valued.setdefault(METRIC_INSERT, []).extend(own)
-            copy = reused_metrics(p, status, [{"key": row[1]} for row in own])
-            if copy is not None:
-                reused.setdefault(copy[0], []).append(copy[1])
+            if status == "cached" and p.get("reused_step_run_id"):
+                copies.append((p, [{"key": row[1]} for row in own]))
         elif kind == EventKind.ARTIFACT_RECORDED:
             valued.setdefault(artifact_statement(p), []).append(
                 artifact_values(event, p, encode or canonical_json)
@@ -209,7 +210,7 @@ def apply_events(
         if sql == STEP_INSERT:
             _write_in_order(db, first_met)
         elif sql == _REUSED:
-            _copy_reused(db, reused)
+            _copy_reused(db, copies)
         elif sql in _VALUE_COLUMNS:
             if valued.get(sql):
                 db.executemany_values(sql, _VALUE_COLUMNS[sql], valued[sql])
@@ -233,25 +234,36 @@ def _write_in_order(db: Driver, rows: list[tuple[str, tuple[Any, ...]]]) -> None
         at = end
 
 
-def _copy_reused(db: Driver, reused: dict[str, list[dict[str, Any]]]) -> None:
+def _copy_reused(db: Driver, copies: list[tuple[dict[str, Any], list[dict[str, Any]]]]) -> None:
     """Copy the hits' reused metrics, skipping the copies that would copy nothing.
 
     A copy selects the ``output`` metrics of the step run a hit reuses; one query first
-    finds which of those step runs have any (most have none), and only their copies run,
-    in the same order. When a hit reuses a step run that is itself a hit of this batch
-    (its rows would come from a copy still to run), every copy runs, as before.
+    finds which of those step runs have any (most have none), and only their copies are
+    built and run. The copies are grouped by statement (which depends on how many names
+    the hit logged itself), the groups in the order of their first hit, as if every copy
+    were built and the empty ones then skipped. When a hit reuses a step run that is
+    itself a hit of this batch (its rows would come from a copy still to run), every copy
+    runs, as before.
     """
-    wanted = {row["reused"] for rows in reused.values() for row in rows}
-    if not wanted:
+    if not copies:
         return
-    hits = {row["step_run_id"] for rows in reused.values() for row in rows}
-    if wanted & hits:
-        for text, rows in reused.items():
-            db.executemany(text, rows)
-        return
-    having = _with_output_metrics(db, sorted(wanted))
-    for text, rows in reused.items():
-        db.executemany(text, [row for row in rows if row["reused"] in having])
+    wanted = {p["reused_step_run_id"] for p, _ in copies}
+    hits = {p["step_run_id"] for p, _ in copies}
+    having = wanted if wanted & hits else _with_output_metrics(db, sorted(wanted))
+    # How many names a hit logged -> its copies kept, in the order of the first hit of each.
+    groups: dict[int, list[dict[str, Any]]] = {}
+    texts: dict[int, str] = {}
+    for p, own in copies:
+        logged = len({m["key"] for m in own})
+        kept = groups.setdefault(logged, [])
+        if p["reused_step_run_id"] in having:
+            copy = reused_metrics(p, "cached", own)
+            if copy is not None:
+                texts[logged] = copy[0]
+                kept.append(copy[1])
+    for logged, kept in groups.items():
+        if kept:
+            db.executemany(texts[logged], kept)
 
 
 def _with_output_metrics(db: Driver, step_run_ids: list[str]) -> set[str]:
@@ -265,8 +277,8 @@ def _with_output_metrics(db: Driver, step_run_ids: list[str]) -> set[str]:
             str(row[0])
             for row in db.rows(
                 f"SELECT DISTINCT step_run_id FROM run_metrics WHERE step_run_id IN ({marks}) "  # noqa: S608
-                "AND origin = 'output'",
-                names,
+                "AND origin = :origin",  # a parameter: a text without quotes binds by position
+                {**names, "origin": "output"},
             )
         )
     return found

@@ -133,9 +133,11 @@ _NOTE_INSERT = _insert("run_notes", ("seq", "run_id", "text", "actor", "noted_at
 _RUN_RENAME = "UPDATE runs SET name = :name WHERE run_id = :run_id"
 
 
-def _run_started(db: Driver, event: Event, p: dict[str, Any]) -> None:
-    db.execute(RUN_INSERT, run_row(event, p))
-    db.executemany(PARAM_INSERT, run_param_rows(p))
+def _run_started(
+    db: Driver, event: Event, p: dict[str, Any], encode: Callable[[Any], Any] | None = None
+) -> None:
+    db.execute(RUN_INSERT, run_row(event, p, encode))
+    db.executemany(PARAM_INSERT, run_param_rows(p, encode))
     db.executemany(TAG_UPSERT, run_tag_rows(event, p))
 
 
@@ -254,8 +256,23 @@ def has_projection(kind: str) -> bool:
     return kind in _APPLY
 
 
-def apply_event(db: Driver, event: Event, payload: dict[str, Any]) -> None:
-    """Update the projections for one event (unknown kinds change nothing)."""
+def apply_event(
+    db: Driver,
+    event: Event,
+    payload: dict[str, Any],
+    encode: Callable[[Any], Any] | None = None,
+) -> None:
+    """Update the projections for one event (unknown kinds change nothing).
+
+    ``encode``: as :func:`~pipetrail.ledger.projection_batch.apply_events`'. Only a
+    ``run.started`` event uses it: its ``record`` holds most of the run's description
+    (a thousand-step pipeline's nodes), already checked once when its payload was
+    encoded, and is not walked again to encode the columns; the JSON columns of other
+    events projected one by one are small.
+    """
+    if event.kind == EventKind.RUN_STARTED:
+        _run_started(db, event, payload, encode)
+        return
     handler = _APPLY.get(event.kind)
     if handler is not None:
         handler(db, event, payload)
