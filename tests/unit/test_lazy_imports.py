@@ -155,9 +155,14 @@ def chain():
 """
 
 
-@pytest.fixture
-def chain_project(tmp_path: Path) -> Path:
-    folder = tmp_path / "project"
+@pytest.fixture(scope="module")
+def chain_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project after one run of ``chain.py``, shared by the module's tests.
+
+    They list its runs or run it again from the cache: nothing either does changes what
+    the other checks (a cached run adds a row under the first run's).
+    """
+    folder = tmp_path_factory.mktemp("chain") / "project"
     folder.mkdir()
     _command_modules(folder, "init")
     (folder / "chain.py").write_text(CHAIN)
