@@ -140,3 +140,22 @@ def example_copy(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Pa
         return root
 
     return copy
+
+
+@pytest.fixture(scope="session")
+def example_two_runs(
+    example_copy: Callable[[str], Path],
+) -> tuple[Path, list[subprocess.CompletedProcess[str]]]:
+    """A copy of the example after ``pipetrail run pipeline.py`` twice, and what each printed.
+
+    The runs are child processes, made once for the session: the README's walk-through
+    starts with them, and the example's second run is checked to come from the cache.
+    The walk-through goes on in the folder afterwards; what the two runs printed does
+    not change.
+    """
+    root = example_copy("two_runs")
+    command = [sys.executable, "-m", "pipetrail.cli.main", "run", "pipeline.py"]
+    return root, [
+        subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300)
+        for _ in range(2)
+    ]

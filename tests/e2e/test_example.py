@@ -113,19 +113,25 @@ def test_the_counts_are_read_from_the_walk_through() -> None:
 
 
 @pytest.fixture(scope="module")
-def walked(example_copy: Callable[[str], Path]) -> Walk:
+def walked(
+    example_copy: Callable[[str], Path],
+    example_two_runs: tuple[Path, list[Completed]],
+) -> Walk:
     """A copy of the example after the README walk-through's runs, and what each printed.
 
-    Each ``pipetrail run`` runs in a child process, once for the module: the cache counts
-    are read from what they printed, and the governance walk-through goes on from them in
-    the same folder, as the README does.
+    Each ``pipetrail run`` runs in a child process, once: the cache counts are read from
+    what they printed, and the governance walk-through goes on from them in the same
+    folder, as the README does. The walk-through's first two runs, when they are plain
+    ``pipetrail run pipeline.py``, are the session's :func:`example_two_runs`.
     """
-    root = example_copy("walk_through")
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    return root, [
-        (args, counts, again, _cli(root, "run", "pipeline.py", *args))
-        for args, counts, again in _readme_runs(readme)
+    runs = _readme_runs((ROOT / "README.md").read_text(encoding="utf-8"))
+    root, printed = example_two_runs
+    if [args for args, *_ in runs[:2]] != [[], []]:
+        root, printed = example_copy("walk_through"), []
+    printed = printed + [
+        _cli(root, "run", "pipeline.py", *args) for args, *_ in runs[len(printed) :]
     ]
+    return root, [(*run, result) for run, result in zip(runs, printed, strict=True)]
 
 
 def test_the_runs_print_the_cache_counts_the_readme_states(
