@@ -57,6 +57,11 @@ def postgres_cluster() -> Iterator[PostgresCluster | None]:
 @pytest.fixture
 def postgres_url(postgres_cluster: PostgresCluster | None) -> str:
     """A fresh, empty PostgreSQL database for one test."""
+    return new_postgres_database(postgres_cluster)
+
+
+def new_postgres_database(postgres_cluster: PostgresCluster | None) -> str:
+    """A fresh, empty PostgreSQL database (for a fixture of any scope); returns its URL."""
     if postgres_cluster is None:
         base = os.environ["PIPETRAIL_TEST_PG_URL"]
         # A given server: create a database per test through it.

@@ -8,6 +8,7 @@ stdlib reader and SQLAlchemy) and on PostgreSQL alike.
 from __future__ import annotations
 
 import contextlib
+import sys
 from typing import TYPE_CHECKING
 
 import pytest
@@ -17,30 +18,46 @@ from pipetrail.execution.project import Project
 from pipetrail.execution.runner import RunOptions, run_pipeline
 from pipetrail.ledger import open_reader
 from pipetrail.lineage.refs import resolve_ref
+from tests.conftest import BACKENDS, new_postgres_database
+from tests.integration.conftest import PipelineFiles
 from tests.integration.test_runner import CHAIN
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
-    from pathlib import Path
+    from collections.abc import Iterator
 
     from pipetrail.ledger import Reader
-    from tests.integration.conftest import PipelineFiles
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
 NOT_PREFIXES = ["", "%", "%%", "_", "__", "\\", "\\%", "*", " ", "blake3:", "blake3:%", "%_%"]
 
 
-@pytest.fixture
+@pytest.fixture(scope="module", params=BACKENDS)
 def two_runs(
-    metadata_url: str, files: PipelineFiles, project_root: Path, unique: Callable[[str], str]
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[Project, list[str]]]:
+    """A project with two runs of the chain, per backend, made once for the module.
+
+    The tests only resolve references in it: they change nothing another test reads.
+    """
+    project_root = tmp_path_factory.mktemp(f"refs-{request.param}") / "project"
+    project_root.mkdir()
+    if request.param == "sqlite":
+        metadata_url = f"sqlite:///{project_root.parent / 'ledger.db'}"
+    else:
+        metadata_url = new_postgres_database(request.getfixturevalue("postgres_cluster"))
     (project_root / "pipetrail.toml").write_text(f'[pipetrail]\nmetadata = "{metadata_url}"\n')
+    files = PipelineFiles(project_root)
+    sys.path.insert(0, str(project_root))
     project = Project.at(project_root)
-    chain = files.load(unique("chain"), CHAIN)
-    runs = [run_pipeline(chain, {"n": n}, project, RunOptions()).id for n in (2, 3)]
-    yield project, runs
-    project.close()
+    try:
+        chain = files.load(f"refs_chain_{request.param}", CHAIN)
+        runs = [run_pipeline(chain, {"n": n}, project, RunOptions()).id for n in (2, 3)]
+        yield project, runs
+    finally:
+        project.close()
+        files.cleanup()
+        sys.path.remove(str(project_root))
 
 
 @contextlib.contextmanager
