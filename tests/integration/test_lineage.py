@@ -7,6 +7,7 @@ tests drive ``pipetrail lineage`` through click's CliRunner on a SQLite project.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -20,6 +21,8 @@ from pipetrail.execution.project import Project
 from pipetrail.execution.runner import RunOptions, run_pipeline
 from pipetrail.lineage.queries import downstream, path, resolve_ref, upstream
 from pipetrail.lineage.render import mermaid_id
+from tests.conftest import BACKENDS, new_postgres_database
+from tests.integration.conftest import PipelineFiles
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -28,7 +31,6 @@ if TYPE_CHECKING:
     from pipetrail.execution.run import Run
     from pipetrail.ledger import Reader
     from pipetrail.lineage.graph import LineageGraph
-    from tests.integration.conftest import PipelineFiles
 
 pytestmark = pytest.mark.integration
 
@@ -103,19 +105,48 @@ def _record(files: PipelineFiles, root: Path, name: str, metadata: str | None) -
     return Recorded(project, reader, runs, unrelated, source)
 
 
-@pytest.fixture
-def recorded(
-    files: PipelineFiles, project_root: Path, unique: Callable[[str], str]
+def _shared(
+    tmp_path_factory: pytest.TempPathFactory, name: str, metadata: str | None
 ) -> Iterator[Recorded]:
-    rec = _record(files, project_root, unique("stats"), None)
-    yield rec
-    rec.project.close()
+    """:func:`_record` in a folder of its own, for a fixture of module scope."""
+    root = tmp_path_factory.mktemp(name) / "project"
+    root.mkdir()
+    (root / "pipetrail.toml").write_text("[pipetrail]\n")
+    files = PipelineFiles(root)
+    sys.path.insert(0, str(root))
+    rec = None
+    try:
+        rec = _record(files, root, name, metadata)
+        yield rec
+    finally:
+        if rec is not None:
+            rec.project.close()
+        files.cleanup()
+        sys.path.remove(str(root))
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
+    """The runs on SQLite, made once for the module's tests that only read them."""
+    yield from _shared(tmp_path_factory, "lineage_stats", None)
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def recorded_on(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Recorded]:
+    """The runs on each backend, made once for the module's tests that only read them."""
+    metadata = None
+    if request.param == "postgresql":
+        metadata = new_postgres_database(request.getfixturevalue("postgres_cluster"))
+    yield from _shared(tmp_path_factory, f"lineage_stats_{request.param}", metadata)
 
 
 @pytest.fixture
-def recorded_on(
+def own_recorded_on(
     metadata_url: str, files: PipelineFiles, project_root: Path, unique: Callable[[str], str]
 ) -> Iterator[Recorded]:
+    """The runs on each backend, for a test that records more."""
     rec = _record(files, project_root, unique("stats"), metadata_url)
     yield rec
     rec.project.close()
@@ -231,9 +262,9 @@ def test_path_between_a_source_and_a_final_output(recorded_on: Recorded) -> None
 
 @pytest.mark.postgres
 def test_depth_limits_and_cycles_end(
-    recorded_on: Recorded, files: PipelineFiles, unique: Callable[[str], str]
+    own_recorded_on: Recorded, files: PipelineFiles, unique: Callable[[str], str]
 ) -> None:
-    rec = recorded_on
+    rec = own_recorded_on
     near = upstream(rec.reader, rec.runs[0].result, max_depth=1)
     assert [s.node_id for s in near.step_runs] == ["report"]
     assert len(near.artifacts) == 3  # the output and its two inputs
