@@ -7,7 +7,6 @@ tests drive ``pipetrail lineage`` through click's CliRunner on a SQLite project.
 from __future__ import annotations
 
 import json
-import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -21,8 +20,8 @@ from pipetrail.execution.project import Project
 from pipetrail.execution.runner import RunOptions, run_pipeline
 from pipetrail.lineage.queries import downstream, path, resolve_ref, upstream
 from pipetrail.lineage.render import mermaid_id
-from tests.conftest import BACKENDS, new_postgres_database
-from tests.integration.conftest import PipelineFiles
+from tests.conftest import BACKENDS
+from tests.integration.conftest import shared_project
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -31,6 +30,7 @@ if TYPE_CHECKING:
     from pipetrail.execution.run import Run
     from pipetrail.ledger import Reader
     from pipetrail.lineage.graph import LineageGraph
+    from tests.integration.conftest import PipelineFiles
 
 pytestmark = pytest.mark.integration
 
@@ -105,41 +105,22 @@ def _record(files: PipelineFiles, root: Path, name: str, metadata: str | None) -
     return Recorded(project, reader, runs, unrelated, source)
 
 
-def _shared(
-    tmp_path_factory: pytest.TempPathFactory, name: str, metadata: str | None
-) -> Iterator[Recorded]:
-    """:func:`_record` in a folder of its own, for a fixture of module scope."""
-    root = tmp_path_factory.mktemp(name) / "project"
-    root.mkdir()
-    (root / "pipetrail.toml").write_text("[pipetrail]\n")
-    files = PipelineFiles(root)
-    sys.path.insert(0, str(root))
-    rec = None
-    try:
-        rec = _record(files, root, name, metadata)
-        yield rec
-    finally:
-        if rec is not None:
-            rec.project.close()
-        files.cleanup()
-        sys.path.remove(str(root))
-
-
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Recorded]:
+def recorded(request: pytest.FixtureRequest) -> Iterator[Recorded]:
     """The runs on SQLite, made once for the module's tests that only read them."""
-    yield from _shared(tmp_path_factory, "lineage_stats", None)
+    with shared_project(request, "sqlite", "lineage") as (root, files):
+        rec = _record(files, root, "lineage_stats", None)
+        yield rec
+        rec.project.close()
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def recorded_on(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Recorded]:
+def recorded_on(request: pytest.FixtureRequest) -> Iterator[Recorded]:
     """The runs on each backend, made once for the module's tests that only read them."""
-    metadata = None
-    if request.param == "postgresql":
-        metadata = new_postgres_database(request.getfixturevalue("postgres_cluster"))
-    yield from _shared(tmp_path_factory, f"lineage_stats_{request.param}", metadata)
+    with shared_project(request, request.param, f"lineage-{request.param}") as (root, files):
+        rec = _record(files, root, f"lineage_stats_{request.param}", None)
+        yield rec
+        rec.project.close()
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ stdlib reader and SQLAlchemy) and on PostgreSQL alike.
 from __future__ import annotations
 
 import contextlib
-import sys
 from typing import TYPE_CHECKING
 
 import pytest
@@ -18,8 +17,8 @@ from pipetrail.execution.project import Project
 from pipetrail.execution.runner import RunOptions, run_pipeline
 from pipetrail.ledger import open_reader
 from pipetrail.lineage.refs import resolve_ref
-from tests.conftest import BACKENDS, new_postgres_database
-from tests.integration.conftest import PipelineFiles
+from tests.conftest import BACKENDS
+from tests.integration.conftest import shared_project
 from tests.integration.test_runner import CHAIN
 
 if TYPE_CHECKING:
@@ -33,31 +32,18 @@ NOT_PREFIXES = ["", "%", "%%", "_", "__", "\\", "\\%", "*", " ", "blake3:", "bla
 
 
 @pytest.fixture(scope="module", params=BACKENDS)
-def two_runs(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[Project, list[str]]]:
+def two_runs(request: pytest.FixtureRequest) -> Iterator[tuple[Project, list[str]]]:
     """A project with two runs of the chain, per backend, made once for the module.
 
     The tests only resolve references in it: they change nothing another test reads.
     """
-    project_root = tmp_path_factory.mktemp(f"refs-{request.param}") / "project"
-    project_root.mkdir()
-    if request.param == "sqlite":
-        metadata_url = f"sqlite:///{project_root.parent / 'ledger.db'}"
-    else:
-        metadata_url = new_postgres_database(request.getfixturevalue("postgres_cluster"))
-    (project_root / "pipetrail.toml").write_text(f'[pipetrail]\nmetadata = "{metadata_url}"\n')
-    files = PipelineFiles(project_root)
-    sys.path.insert(0, str(project_root))
-    project = Project.at(project_root)
-    try:
-        chain = files.load(f"refs_chain_{request.param}", CHAIN)
-        runs = [run_pipeline(chain, {"n": n}, project, RunOptions()).id for n in (2, 3)]
-        yield project, runs
-    finally:
-        project.close()
-        files.cleanup()
-        sys.path.remove(str(project_root))
+    with shared_project(request, request.param, f"refs-{request.param}") as (root, files):
+        project = Project.at(root)
+        try:
+            chain = files.load(f"refs_chain_{request.param}", CHAIN)
+            yield project, [run_pipeline(chain, {"n": n}, project, RunOptions()).id for n in (2, 3)]
+        finally:
+            project.close()
 
 
 @contextlib.contextmanager
