@@ -57,6 +57,11 @@ def postgres_cluster() -> Iterator[PostgresCluster | None]:
 @pytest.fixture
 def postgres_url(postgres_cluster: PostgresCluster | None) -> str:
     """A fresh, empty PostgreSQL database for one test."""
+    return new_postgres_database(postgres_cluster)
+
+
+def new_postgres_database(postgres_cluster: PostgresCluster | None) -> str:
+    """A fresh, empty PostgreSQL database (for a fixture of any scope); returns its URL."""
     if postgres_cluster is None:
         base = os.environ["PIPETRAIL_TEST_PG_URL"]
         # A given server: create a database per test through it.
@@ -140,3 +145,22 @@ def example_copy(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Pa
         return root
 
     return copy
+
+
+@pytest.fixture(scope="session")
+def example_two_runs(
+    example_copy: Callable[[str], Path],
+) -> tuple[Path, list[subprocess.CompletedProcess[str]]]:
+    """A copy of the example after ``pipetrail run pipeline.py`` twice, and what each printed.
+
+    The runs are child processes, made once for the session: the README's walk-through
+    starts with them, and the example's second run is checked to come from the cache.
+    The walk-through goes on in the folder afterwards; what the two runs printed does
+    not change.
+    """
+    root = example_copy("two_runs")
+    command = [sys.executable, "-m", "pipetrail.cli.main", "run", "pipeline.py"]
+    return root, [
+        subprocess.run(command, cwd=root, capture_output=True, text=True, timeout=300)
+        for _ in range(2)
+    ]

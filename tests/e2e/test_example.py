@@ -35,7 +35,13 @@ TIMESTAMP = (
 )
 
 
-def _cli(root: Path, *args: str) -> subprocess.CompletedProcess[str]:
+Completed = subprocess.CompletedProcess[str]
+# A folder after the README's runs; per run: its arguments, the counts the README states
+# (executed, cached, steps), the steps it says run again, and what the run printed.
+Walk = tuple[Path, list[tuple[list[str], tuple[int, int, int], set[str] | None, Completed]]]
+
+
+def _cli(root: Path, *args: str) -> Completed:
     return subprocess.run(
         [*PIPETRAIL, *args], cwd=root, capture_output=True, text=True, timeout=300
     )
@@ -106,13 +112,32 @@ def test_the_counts_are_read_from_the_walk_through() -> None:
     ]
 
 
-def test_the_runs_print_the_cache_counts_the_readme_states(
+@pytest.fixture(scope="module")
+def walked(
     example_copy: Callable[[str], Path],
+    example_two_runs: tuple[Path, list[Completed]],
+) -> Walk:
+    """A copy of the example after the README walk-through's runs, and what each printed.
+
+    Each ``pipetrail run`` runs in a child process, once: the cache counts are read from
+    what they printed, and the governance walk-through goes on from them in the same
+    folder, as the README does. The walk-through's first two runs, when they are plain
+    ``pipetrail run pipeline.py``, are the session's :func:`example_two_runs`.
+    """
+    runs = _readme_runs((ROOT / "README.md").read_text(encoding="utf-8"))
+    root, printed = example_two_runs
+    if [args for args, *_ in runs[:2]] != [[], []]:
+        root, printed = example_copy("walk_through"), []
+    printed = printed + [
+        _cli(root, "run", "pipeline.py", *args) for args, *_ in runs[len(printed) :]
+    ]
+    return root, [(*run, result) for run, result in zip(runs, printed, strict=True)]
+
+
+def test_the_runs_print_the_cache_counts_the_readme_states(
+    walked: Walk,
 ) -> None:
-    root = example_copy("readme_counts")
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
-    for args, (executed, cached, steps), again in _readme_runs(readme):
-        result = _cli(root, "run", "pipeline.py", *args)
+    for args, (executed, cached, steps), again, result in walked[1]:
         assert result.returncode == 0, result.stderr
         summary = _SUMMARY.search(result.stdout)
         assert summary is not None, result.stdout
@@ -217,11 +242,12 @@ def test_a_readme_line_matches_only_what_it_says() -> None:
 
 
 def test_the_governance_walk_through_prints_what_the_readme_shows(
-    example_copy: Callable[[str], Path],
+    walked: Walk,
 ) -> None:
-    root = example_copy("governance")
-    for args in ([], [], ["-p", "C=0.3"]):  # the walk-through's three runs
-        assert _cli(root, "run", "pipeline.py", *args).returncode == 0
+    root, runs = walked
+    assert [args for args, *_ in runs] == [[], [], ["-p", "C=0.3"]]  # the walk-through's runs
+    for *_, result in runs:
+        assert result.returncode == 0, result.stderr
     result = subprocess.run(
         ["bash", str(ROOT / "scripts" / "example_governance.sh")],
         cwd=root,

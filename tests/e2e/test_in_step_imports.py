@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from typing import TYPE_CHECKING
@@ -90,12 +91,14 @@ def _run(project: Path, site: Path) -> tuple[str, set[str]]:
     return output, set(found["modules"])
 
 
-@pytest.fixture
-def project(tmp_path: Path) -> tuple[Path, Path]:
-    site = tmp_path / "lib" / "site-packages"
+@pytest.fixture(scope="module")
+def _first_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder holding the library (1.0) and the project after its first run, made once."""
+    folder = tmp_path_factory.mktemp("in-step-imports")
+    site = folder / "lib" / "site-packages"
     site.mkdir(parents=True)
     _install(site, "1.0")
-    root = tmp_path / "project"
+    root = folder / "project"
     root.mkdir()
     (root / "pipetrail.toml").write_text("[pipetrail]\n")
     (root / "pipeline.py").write_text(PIPELINE)
@@ -103,7 +106,15 @@ def project(tmp_path: Path) -> tuple[Path, Path]:
     output, modules = _run(root, site)
     assert "1 executed, 0 cached of 1 steps" in output
     assert "fakelib" in modules
-    return root, site
+    return folder
+
+
+@pytest.fixture
+def project(_first_run: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy of :func:`_first_run`'s folder (library, project and its record) of its own."""
+    folder = tmp_path / "copy"
+    shutil.copytree(_first_run, folder, symlinks=True)
+    return folder / "project", folder / "lib" / "site-packages"
 
 
 def test_a_hit_does_not_import_a_library_the_step_imports_in_its_body(

@@ -56,6 +56,34 @@ class PipelineFiles:
             sys.modules.pop(name, None)
 
 
+@contextlib.contextmanager
+def shared_project(
+    request: pytest.FixtureRequest, backend: str, name: str
+) -> Iterator[tuple[Path, PipelineFiles]]:
+    """A project folder for a fixture of module scope, its ledger on ``backend``.
+
+    ``backend`` is ``sqlite`` (a file beside the folder) or ``postgresql`` (a new database
+    on the session's server). The folder is on ``sys.path`` and the pipeline modules
+    loaded through the :class:`PipelineFiles` given are forgotten when the block ends.
+    """
+    from tests.conftest import new_postgres_database
+
+    root = request.getfixturevalue("tmp_path_factory").mktemp(name) / "project"
+    root.mkdir()
+    if backend == "sqlite":
+        url = f"sqlite:///{root.parent / 'ledger.db'}"
+    else:
+        url = new_postgres_database(request.getfixturevalue("postgres_cluster"))
+    (root / "pipetrail.toml").write_text(f'[pipetrail]\nmetadata = "{url}"\n')
+    files = PipelineFiles(root)
+    sys.path.insert(0, str(root))
+    try:
+        yield root, files
+    finally:
+        files.cleanup()
+        sys.path.remove(str(root))
+
+
 @pytest.fixture
 def project_root(tmp_path: Path) -> Path:
     root = tmp_path / "project"

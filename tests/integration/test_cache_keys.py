@@ -7,8 +7,6 @@ Each test writes a pipeline module into a temporary project, runs it with the re
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 from typing import TYPE_CHECKING
 
 import pytest
@@ -17,6 +15,7 @@ from pipetrail.execution.runner import RunOptions, run_pipeline
 from tests.integration.conftest import PipelineFiles, statuses
 
 if TYPE_CHECKING:
+    import subprocess
     from collections.abc import Callable
     from pathlib import Path
 
@@ -271,19 +270,11 @@ _SUMMARY = re.compile(r"completed: (\d+) executed, (\d+) cached of (\d+) steps")
 
 
 def test_the_example_is_fully_cached_on_its_second_run(
-    example_copy: Callable[[str], Path],
+    example_two_runs: tuple[Path, list[subprocess.CompletedProcess[str]]],
 ) -> None:
     # ingest names a module-level Contract in its decorator: it used to re-run every time.
-    root = example_copy("cache_keys_example")
     counts = []
-    for _ in range(2):
-        result = subprocess.run(
-            [sys.executable, "-m", "pipetrail.cli.main", "run", "pipeline.py"],
-            cwd=root,
-            capture_output=True,
-            text=True,
-            timeout=300,
-        )
+    for result in example_two_runs[1]:
         assert result.returncode == 0, result.stderr
         found = _SUMMARY.search(result.stdout + result.stderr)
         assert found is not None, result.stdout

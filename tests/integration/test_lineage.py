@@ -20,6 +20,8 @@ from pipetrail.execution.project import Project
 from pipetrail.execution.runner import RunOptions, run_pipeline
 from pipetrail.lineage.queries import downstream, path, resolve_ref, upstream
 from pipetrail.lineage.render import mermaid_id
+from tests.conftest import BACKENDS
+from tests.integration.conftest import shared_project
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -103,19 +105,29 @@ def _record(files: PipelineFiles, root: Path, name: str, metadata: str | None) -
     return Recorded(project, reader, runs, unrelated, source)
 
 
-@pytest.fixture
-def recorded(
-    files: PipelineFiles, project_root: Path, unique: Callable[[str], str]
-) -> Iterator[Recorded]:
-    rec = _record(files, project_root, unique("stats"), None)
-    yield rec
-    rec.project.close()
+@pytest.fixture(scope="module")
+def recorded(request: pytest.FixtureRequest) -> Iterator[Recorded]:
+    """The runs on SQLite, made once for the module's tests that only read them."""
+    with shared_project(request, "sqlite", "lineage") as (root, files):
+        rec = _record(files, root, "lineage_stats", None)
+        yield rec
+        rec.project.close()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def recorded_on(request: pytest.FixtureRequest) -> Iterator[Recorded]:
+    """The runs on each backend, made once for the module's tests that only read them."""
+    with shared_project(request, request.param, f"lineage-{request.param}") as (root, files):
+        rec = _record(files, root, f"lineage_stats_{request.param}", None)
+        yield rec
+        rec.project.close()
 
 
 @pytest.fixture
-def recorded_on(
+def own_recorded_on(
     metadata_url: str, files: PipelineFiles, project_root: Path, unique: Callable[[str], str]
 ) -> Iterator[Recorded]:
+    """The runs on each backend, for a test that records more."""
     rec = _record(files, project_root, unique("stats"), metadata_url)
     yield rec
     rec.project.close()
@@ -231,9 +243,9 @@ def test_path_between_a_source_and_a_final_output(recorded_on: Recorded) -> None
 
 @pytest.mark.postgres
 def test_depth_limits_and_cycles_end(
-    recorded_on: Recorded, files: PipelineFiles, unique: Callable[[str], str]
+    own_recorded_on: Recorded, files: PipelineFiles, unique: Callable[[str], str]
 ) -> None:
-    rec = recorded_on
+    rec = own_recorded_on
     near = upstream(rec.reader, rec.runs[0].result, max_depth=1)
     assert [s.node_id for s in near.step_runs] == ["report"]
     assert len(near.artifacts) == 3  # the output and its two inputs

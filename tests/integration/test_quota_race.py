@@ -28,7 +28,9 @@ pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 RACERS = 6
 
 # Every process waits at import for the same "go" file, so they all reach their first
-# step's admission together; the step holds its place long enough for the others to ask.
+# step's admission together. A step admitted holds its place until every racer has asked:
+# each has ended (the test marks it, refused or not) or is holding a place too (two
+# holding at once then both show in the ledger).
 RACE = """
 import os
 import time
@@ -42,9 +44,16 @@ while not (_GATE / "go").exists():
     time.sleep(0.002)
 
 
+def _asked() -> int:
+    return len(list(_GATE.glob("holding-*"))) + len(list(_GATE.glob("ended-*")))
+
+
 @step(cache=False)
 def hold(n: int) -> int:
-    time.sleep(3.0)
+    (_GATE / f"holding-{os.getpid()}").write_text("")
+    deadline = time.monotonic() + 60
+    while _asked() < int(os.environ["RACERS"]) and time.monotonic() < deadline:
+        time.sleep(0.01)
     return n
 
 
@@ -77,7 +86,12 @@ def test_racing_runs_never_exceed_a_concurrency_quota_of_one(
     gate = tmp_path / "gate"
     gate.mkdir()
     Project.at(project_root).close()  # the schema exists before the racers open it
-    env = {**os.environ, "RACE_GATE": str(gate), "PYTHONPATH": os.pathsep.join(sys.path)}
+    env = {
+        **os.environ,
+        "RACE_GATE": str(gate),
+        "RACERS": str(RACERS),
+        "PYTHONPATH": os.pathsep.join(sys.path),
+    }
     racers = [
         subprocess.Popen(
             [sys.executable, "-m", "pipetrail.cli.main", "run", "race.py", "-p", f"n={i}"],
@@ -96,7 +110,14 @@ def test_racing_runs_never_exceed_a_concurrency_quota_of_one(
             assert all(p.poll() is None for p in racers), [p.communicate() for p in racers]
             time.sleep(0.02)
         (gate / "go").write_text("")
-        outcomes = [(p.wait(timeout=180), *p.communicate()) for p in racers]
+        running = list(racers)
+        while running:
+            assert time.monotonic() < deadline + 180, "the racers never ended"
+            for ended in [p for p in running if p.poll() is not None]:
+                (gate / f"ended-{ended.pid}").write_text("")
+                running.remove(ended)
+            time.sleep(0.01)
+        outcomes = [(p.returncode, *p.communicate()) for p in racers]
     finally:
         for p in racers:
             if p.poll() is None:

@@ -17,30 +17,33 @@ from pipetrail.execution.project import Project
 from pipetrail.execution.runner import RunOptions, run_pipeline
 from pipetrail.ledger import open_reader
 from pipetrail.lineage.refs import resolve_ref
+from tests.conftest import BACKENDS
+from tests.integration.conftest import shared_project
 from tests.integration.test_runner import CHAIN
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
-    from pathlib import Path
+    from collections.abc import Iterator
 
     from pipetrail.ledger import Reader
-    from tests.integration.conftest import PipelineFiles
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
 
 NOT_PREFIXES = ["", "%", "%%", "_", "__", "\\", "\\%", "*", " ", "blake3:", "blake3:%", "%_%"]
 
 
-@pytest.fixture
-def two_runs(
-    metadata_url: str, files: PipelineFiles, project_root: Path, unique: Callable[[str], str]
-) -> Iterator[tuple[Project, list[str]]]:
-    (project_root / "pipetrail.toml").write_text(f'[pipetrail]\nmetadata = "{metadata_url}"\n')
-    project = Project.at(project_root)
-    chain = files.load(unique("chain"), CHAIN)
-    runs = [run_pipeline(chain, {"n": n}, project, RunOptions()).id for n in (2, 3)]
-    yield project, runs
-    project.close()
+@pytest.fixture(scope="module", params=BACKENDS)
+def two_runs(request: pytest.FixtureRequest) -> Iterator[tuple[Project, list[str]]]:
+    """A project with two runs of the chain, per backend, made once for the module.
+
+    The tests only resolve references in it: they change nothing another test reads.
+    """
+    with shared_project(request, request.param, f"refs-{request.param}") as (root, files):
+        project = Project.at(root)
+        try:
+            chain = files.load(f"refs_chain_{request.param}", CHAIN)
+            yield project, [run_pipeline(chain, {"n": n}, project, RunOptions()).id for n in (2, 3)]
+        finally:
+            project.close()
 
 
 @contextlib.contextmanager

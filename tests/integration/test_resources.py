@@ -102,8 +102,25 @@ def spans_dir(tmp_path: Path) -> Path:
     return folder
 
 
+# The same steps, each holding on until all three have started (at most 60 s) instead of
+# for a fixed time, so they overlap whenever they may run at once, however busy the host.
+TOGETHER = HEAVY.replace(
+    "    time.sleep(0.4)\n",
+    "    started = Path(folder, 'started')\n"
+    "    started.mkdir(exist_ok=True)\n"
+    "    (started / name).write_text('')\n"
+    "    deadline = time.monotonic() + 60\n"
+    "    while len(list(started.iterdir())) < 3 and time.monotonic() < deadline:\n"
+    "        time.sleep(0.01)\n",
+)
+
+
 def _spans(folder: Path) -> list[tuple[float, float]]:
-    return sorted(tuple(json.loads(p.read_text())) for p in folder.iterdir())  # type: ignore[misc]
+    return sorted(
+        tuple(json.loads(p.read_text()))  # type: ignore[misc]
+        for p in folder.iterdir()
+        if p.is_file()
+    )
 
 
 def test_requests_are_recorded_with_what_was_used_inline(
@@ -154,7 +171,7 @@ def test_processes_run_requests_that_fit_together_at_once(
     files: PipelineFiles, project: Project, unique: Callable[[str], str], spans_dir: Path
 ) -> None:
     # The same steps with room for all of them: they overlap (the test above can fail).
-    definition = files.load(unique("heavy"), HEAVY)
+    definition = files.load(unique("together"), TOGETHER)
     executor = ProcessExecutor(workers=3, resources={"cpu": 6})
     run_pipeline(definition, {"folder": str(spans_dir)}, project, RunOptions(executor=executor))
     spans = _spans(spans_dir)

@@ -13,6 +13,8 @@ from pipetrail.execution.explain import list_runs, run_summary
 from pipetrail.execution.runner import RunOptions, run_pipeline
 from pipetrail.ledger.read_model import RunFilter
 from pipetrail.ledger.run_query import parse_sort, parse_where
+from tests.conftest import BACKENDS
+from tests.integration.conftest import shared_project
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -41,14 +43,12 @@ def sweep(C: float = 1.0, model: str = "lr"):
 """
 
 
-@pytest.fixture
-def searched(
-    metadata_url: str, files: PipelineFiles, project_root: Path, unique: Callable[[str], str]
+def _searched(
+    root: Path, files: PipelineFiles, name: str
 ) -> Iterator[tuple[pipetrail.Project, dict[str, str]]]:
     """Runs C=1 (lr), C=2 (lr, tagged prod), C=5 (rf), and C=1 again (a full cache hit)."""
-    (project_root / "pipetrail.toml").write_text(f'[pipetrail]\nmetadata = "{metadata_url}"\n')
-    proj = pipetrail.Project.open(project_root)
-    definition = files.load(unique("sweep"), SWEEP)
+    proj = pipetrail.Project.open(root)
+    definition = files.load(name, SWEEP)
     ids = {
         "c1": run_pipeline(definition, {"C": 1.0}, proj, RunOptions()).id,
         "c2": run_pipeline(definition, {"C": 2}, proj, RunOptions(tags={"stage": "prod"})).id,
@@ -57,6 +57,22 @@ def searched(
     }
     yield proj, ids
     proj.close()
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def searched(request: pytest.FixtureRequest) -> Iterator[tuple[pipetrail.Project, dict[str, str]]]:
+    """The runs on each backend, made once for the module's tests that only search them."""
+    with shared_project(request, request.param, f"search-{request.param}") as (root, files):
+        yield from _searched(root, files, f"search_sweep_{request.param}")
+
+
+@pytest.fixture
+def own_searched(
+    metadata_url: str, files: PipelineFiles, project_root: Path, unique: Callable[[str], str]
+) -> Iterator[tuple[pipetrail.Project, dict[str, str]]]:
+    """The runs on each backend, for a test that edits the ledger."""
+    (project_root / "pipetrail.toml").write_text(f'[pipetrail]\nmetadata = "{metadata_url}"\n')
+    yield from _searched(project_root, files, unique("sweep"))
 
 
 def _ids(proj: pipetrail.Project, **query: object) -> list[str]:
@@ -140,8 +156,10 @@ def test_show_lists_metric_values_with_series_ranges(
     assert metrics["scores.train.acc"]["value"] == pytest.approx(0.6)
 
 
-def test_audit_covers_the_metric_rows(searched: tuple[pipetrail.Project, dict[str, str]]) -> None:
-    proj, ids = searched
+def test_audit_covers_the_metric_rows(
+    own_searched: tuple[pipetrail.Project, dict[str, str]],
+) -> None:
+    proj, ids = own_searched
     ledger = proj.ledger
     assert ledger.verify().ok
     db = ledger.db

@@ -155,16 +155,39 @@ def chain():
 """
 
 
-@pytest.fixture
-def chain_project(tmp_path: Path) -> Path:
-    folder = tmp_path / "project"
-    folder.mkdir()
-    _command_modules(folder, "init")
-    (folder / "chain.py").write_text(CHAIN)
-    # The project folder is on sys.path: the environment cache is written only once the
-    # folder is older than its racy window (capture.environment). Wait that out, so the
-    # first run writes it and the cached run below reads it, however busy the machine.
+@pytest.fixture(scope="module")
+def aged_projects(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The module's projects (``chain.py``; ``folder_count.py`` and its data), not yet run.
+
+    A project folder is on sys.path when its pipeline runs: the stat and environment
+    caches are written only once the folder is older than their racy window
+    (capture.environment). The projects are made first and that window waited out once
+    for all of them, so a first run writes the caches and a cached run reads them,
+    however busy the machine.
+    """
+    chain = tmp_path_factory.mktemp("chain") / "project"
+    chain.mkdir()
+    _command_modules(chain, "init")
+    (chain / "chain.py").write_text(CHAIN)
+    stored = tmp_path_factory.mktemp("stored") / "project"
+    stored.mkdir()
+    _command_modules(stored, "init")
+    (stored / "data").mkdir()
+    for i in range(3):
+        (stored / "data" / f"f{i}.bin").write_bytes(bytes([i]) * (2 << 20))  # pooled sizes
+    (stored / "folder_count.py").write_text(FOLDER)
     time.sleep(2.1)
+    return {"chain": chain, "stored": stored}
+
+
+@pytest.fixture(scope="module")
+def chain_project(aged_projects: dict[str, Path]) -> Path:
+    """A project after one run of ``chain.py``, shared by the module's tests.
+
+    They list its runs or run it again from the cache: nothing either does changes what
+    the other checks (a cached run adds a row under the first run's).
+    """
+    folder = aged_projects["chain"]
     output, _ = _command_modules(folder, "run", "chain.py", "-q")
     assert "3 executed, 0 cached" in output
     return folder
@@ -268,15 +291,10 @@ def folder_count():
 """
 
 
-def test_a_cached_run_of_a_stored_folder_makes_no_thread_pool(tmp_path: Path) -> None:
-    folder = tmp_path / "project"
-    folder.mkdir()
-    _command_modules(folder, "init")
-    (folder / "data").mkdir()
-    for i in range(3):
-        (folder / "data" / f"f{i}.bin").write_bytes(bytes([i]) * (2 << 20))  # pooled sizes
-    (folder / "folder_count.py").write_text(FOLDER)
-    time.sleep(2.1)  # past the racy window of the stat and environment caches
+def test_a_cached_run_of_a_stored_folder_makes_no_thread_pool(
+    aged_projects: dict[str, Path],
+) -> None:
+    folder = aged_projects["stored"]
     output, modules = _command_modules(folder, "run", "folder_count.py", "-q")
     assert "1 executed, 0 cached" in output
     assert "concurrent.futures" in modules  # the files were stored from the pool

@@ -72,9 +72,27 @@ def _site(folder: Path, name: str, version: str) -> Path:
     return folder
 
 
-def test_a_distribution_installed_between_two_runs_is_seen(tmp_path: Path) -> None:
-    site, cache = _site(tmp_path / "site", "fake-one", "1.0"), tmp_path / "cache"
-    time.sleep(_WINDOW_S)  # the site folder's ctime is not old enough before this
+@pytest.fixture(scope="module")
+def aged_sites(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The site folders of the tests below, made first and old enough (ctime included).
+
+    A folder's ctime is not old enough before the racy window has passed since it was
+    made: one wait covers them all. Each test has folders of its own.
+    """
+    base = tmp_path_factory.mktemp("aged")
+    sites = {
+        "installed": _site(base / "installed", "fake-one", "1.0"),
+        "one": _site(base / "one", "fake-one", "1.0"),
+        "two": _site(base / "two", "fake-two", "2.0"),
+    }
+    time.sleep(_WINDOW_S)
+    return sites
+
+
+def test_a_distribution_installed_between_two_runs_is_seen(
+    tmp_path: Path, aged_sites: dict[str, Path]
+) -> None:
+    site, cache = aged_sites["installed"], tmp_path / "cache"
     first = _result(_child(cache, site))
     assert first["versions"]["fake-one"] == "1.0"
     assert first["listed"] == 1
@@ -150,11 +168,10 @@ def test_a_truncated_cache_is_ignored(cached: Path) -> None:
     assert distributions._read_cache(cached) is not None
 
 
-def test_concurrent_runs_leave_the_cache_consistent(tmp_path: Path) -> None:
-    one = _site(tmp_path / "one", "fake-one", "1.0")
-    two = _site(tmp_path / "two", "fake-two", "2.0")
-    cache = tmp_path / "cache"
-    time.sleep(_WINDOW_S)
+def test_concurrent_runs_leave_the_cache_consistent(
+    tmp_path: Path, aged_sites: dict[str, Path]
+) -> None:
+    one, two, cache = aged_sites["one"], aged_sites["two"], tmp_path / "cache"
     # Two search paths with different keys: the processes keep replacing each other's
     # file, each read must still be whole and right.
     procs = [(_child(cache, site, loops=25), site) for site in (one, two, one, two)]

@@ -27,15 +27,40 @@ _OLD = 1_000_000_000
 _WINDOW_S = distributions._RACY_WINDOW_NS / 1e9 + 0.2
 
 
-@pytest.fixture
-def site(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """A site folder alone on sys.path, old enough (ctime included) to be remembered."""
-    folder = tmp_path / "site"
+@pytest.fixture(scope="module")
+def _aged_sites(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> list[Path]:
+    """One fresh site folder for each test of this module that asks for :func:`site`.
+
+    A folder's ctime cannot be set back, so a folder is old enough only once the racy
+    window has passed since it was made: all are made first and aged by one wait, instead
+    of a wait per test. Nothing touches a folder before the test that takes it.
+    """
+    base = tmp_path_factory.mktemp("sites")
+    items = [i for i in request.session.items if getattr(i, "module", None) is request.module]
+    count = sum("site" in item.fixturenames for item in items)
+    folders = [_new_site(base / f"site{number}") for number in range(count)]
+    time.sleep(_WINDOW_S)
+    return folders
+
+
+def _new_site(folder: Path) -> Path:
     folder.mkdir()
     set_mtime(make_dist(folder, "fake-pkg", "1.0"), _OLD)
     set_mtime(folder, _OLD)
+    return folder
+
+
+@pytest.fixture
+def site(_aged_sites: list[Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A site folder alone on sys.path, old enough (ctime included) to be remembered."""
+    if _aged_sites:
+        folder = _aged_sites.pop()
+    else:  # a test run again (one more than were counted) makes and ages its own
+        folder = _new_site(tmp_path / "site")
+        time.sleep(_WINDOW_S)
     monkeypatch.setattr(sys, "path", [str(folder)])
-    time.sleep(_WINDOW_S)
     return folder
 
 

@@ -97,12 +97,30 @@ def real_window(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(code_analysis, "_MEMORY", {})
 
 
+_MANY = [f"ptcc_many_steps{i}" for i in range(4)]
+
+
+@pytest.fixture(scope="module")
+def aged_projects(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """The project folders of the two tests across processes, old enough to be remembered.
+
+    Their files are written first and the racy window waited out once for both.
+    """
+    edit = tmp_path_factory.mktemp("edit") / "project"
+    _write(edit, "ptcc_edit")
+    many = tmp_path_factory.mktemp("many") / "project"
+    _write(many, "ptcc_many")
+    for name in _MANY:  # each process has its own module file besides the shared helper
+        (many / f"{name}.py").write_text(STEPS.replace("{helpers}", "ptcc_many_helpers"))
+    time.sleep(_WINDOW_S)
+    return {"edit": edit, "many": many}
+
+
 def test_a_helper_edited_between_two_processes_is_read_again(
-    tmp_path: Path, real_window: None
+    tmp_path: Path, real_window: None, aged_projects: dict[str, Path]
 ) -> None:
-    folder, db = tmp_path / "project", tmp_path / "code.db"
-    helpers, steps = _write(folder, "ptcc_edit")
-    time.sleep(_WINDOW_S)  # old enough to be remembered
+    folder, db = aged_projects["edit"], tmp_path / "code.db"
+    helpers, steps = folder / "ptcc_edit_helpers.py", "ptcc_edit_steps"
 
     first = _child(folder, steps, db)
     assert first["computed"] > 0
@@ -245,15 +263,10 @@ def test_a_corrupt_cache_file_is_rebuilt(
     assert _fingerprint_again(module, db) == digest
 
 
-def test_concurrent_processes_leave_the_cache_consistent(tmp_path: Path) -> None:
-    folder, db = tmp_path / "project", tmp_path / "code.db"
-    _write(folder, "ptcc_many")
-    modules = []
-    for i in range(4):  # each process has its own module file besides the shared helper
-        name = f"ptcc_many_steps{i}"
-        (folder / f"{name}.py").write_text(STEPS.replace("{helpers}", "ptcc_many_helpers"))
-        modules.append(name)
-    time.sleep(_WINDOW_S)
+def test_concurrent_processes_leave_the_cache_consistent(
+    tmp_path: Path, aged_projects: dict[str, Path]
+) -> None:
+    folder, db, modules = aged_projects["many"], tmp_path / "code.db", _MANY
     fresh = {name: _child(folder, name, None)["digests"] for name in modules}
     env = {**os.environ, "PYTHONPATH": _SRC, "PYTHONDONTWRITEBYTECODE": "1"}
     procs = [
