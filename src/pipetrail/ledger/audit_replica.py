@@ -25,6 +25,7 @@ from functools import partial
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pipetrail.hashing.canonical import member_json
+from pipetrail.ledger.audit_artifacts import ArtifactMatch
 from pipetrail.ledger.audit_columns import TABLES
 from pipetrail.ledger.audit_model import MODEL_KINDS, TableModel, Unmodelled
 from pipetrail.ledger.driver import Driver
@@ -34,7 +35,7 @@ from pipetrail.ledger.projections import apply_event, has_projection
 from pipetrail.ledger.trusted import DerivedRowProblem
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterator, Sequence
+    from collections.abc import Callable, Collection, Iterator, Sequence
 
 
 class _EventRow(NamedTuple):
@@ -131,6 +132,7 @@ class Replica:
                 pass  # not readable as a file of its own: the stored rows are copied instead
         self.tables = {name: (list(t.names), list(t.keys)) for name, t in TABLES.items()}
         self.model = TableModel() if model else None
+        self.match: ArtifactMatch | None = None  # see match_artifacts()
         self.typed = typed
         if self.model is None:  # with a model, nothing is written into the replica
             self._create_tables()
@@ -149,6 +151,27 @@ class Replica:
             ddl = str(CreateTable(table).compile(dialect=sqlite.dialect()))
             self.db.execute(ddl)
             self.db.execute(ddl.replace(f"TABLE {table.name} ", f"TABLE stored_{table.name} ", 1))
+
+    def match_artifacts(self, db: Driver) -> Callable[[Sequence[Any]], bool] | None:
+        """Match ``db``'s stored ``artifacts`` with the artifact events as the walk goes.
+
+        With a model, on a SQLite ledger in the snapshot the walk reads: the stored rows
+        are read beside the events, and each artifact event whose row is the next stored
+        row is taken (:class:`~pipetrail.ledger.audit_artifacts.ArtifactMatch`); when every
+        one was, :meth:`compare` does not read the table again.
+
+        Returns:
+            What takes a verified artifact event (True: matched, nothing more to do with
+            it), or None (no model, or not SQLite).
+        """
+        if self.model is None or db.dialect != "sqlite":
+            return None
+        try:
+            cursor = db.connection.execute(self.model.layout["artifacts"].select + "artifacts")
+        except sqlite3.Error:
+            return None  # compared after the walk, as any other table
+        self.match = ArtifactMatch(self.model, cursor)
+        return self.match.take
 
     def apply(self, event: Event, payload: dict[str, Any]) -> None:
         """Project one event into the replica."""
@@ -338,6 +361,8 @@ class Replica:
         assert self.model is not None  # noqa: S101 - only called with a model
         if self.model.broken is not None:
             raise Unmodelled(self.model.broken)
+        if table == "artifacts" and self.match is not None and self.match.complete():
+            return self.model.count(table)  # every row matched its event during the walk
         select = self.model.layout[table].select
         if db is None:
             read = select + f"{_STORED}.{table}"
@@ -392,6 +417,8 @@ class Replica:
 
     def close(self) -> None:
         """Drop the replica (its temporary file goes with it)."""
+        if self.match is not None:
+            self.match.stop()
         self.db.close()
 
 
