@@ -147,23 +147,23 @@ class _Walk:
     plain: bool = True  # whether orjson wrote every payload of the last batch
     digests: list[bytes] = field(default_factory=list)  # the last batch's raw chain hashes
 
-    def rows(
-        self, rows: list[tuple[Any, ...]]
-    ) -> list[tuple[tuple[Any, ...], dict[str, Any] | None]]:
-        """Check a batch of stored rows in order; return those that verify, with payloads.
+    def rows(self, rows: list[tuple[Any, ...]]) -> list[tuple[tuple[Any, ...], dict[str, Any]]]:
+        """Check a batch of stored rows in order; return the payloads to replay, with their rows.
 
         Stops at the first row that fails (and records why): the rest of the chain
-        cannot be trusted past it. The payload of a kind in :attr:`skip` is None. Sets
-        :attr:`plain`, and :attr:`digests` to the raw chain hashes of the rows returned.
+        cannot be trusted past it. The rows of a kind in :attr:`skip`, and the artifact
+        events :attr:`match` takes, are verified but not returned (nothing replays them
+        here). Sets :attr:`plain`, and :attr:`digests` to the raw chain hashes of the rows
+        that verify.
         """
         digests, failure = check_chain(rows, self.expected_seq, self.prev)
-        good: list[tuple[tuple[Any, ...], dict[str, Any] | None]] = []
+        verified = len(digests)
+        good: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
         skip, match = self.skip, self.match
         plain = True
-        for row in rows[: len(digests)]:
+        for row in rows[:verified]:
             kind = row[3]
             if kind in skip or (kind == ARTIFACT and match is not None and match(row)):
-                good.append((row, None))
                 continue
             try:
                 payload, written = parse_plain_payload(row[5])
@@ -172,14 +172,15 @@ class _Walk:
             plain = plain and written
             if type(payload) is not dict:
                 failure = (row[0], _NOT_AN_OBJECT)
+                verified = row[0] - self.expected_seq  # the rows before it verify
                 break
             good.append((row, payload))
-        if good:
-            self.expected_seq += len(good)
-            self.prev = good[-1][0][7]
+        if verified:
+            self.expected_seq += verified
+            self.prev = rows[verified - 1][7]
         self.failure, self.plain = failure, plain
-        self.digests = digests[: len(good)]
-        self.checked += len(good)
+        self.digests = digests[:verified]
+        self.checked += verified
         return good
 
     @property

@@ -83,43 +83,51 @@ class ArtifactMatch:
         stored = next(self._chunk, None)
         if stored is None:
             stored = self._read()
-        if stored is None or not self._same(event, stored):
-            self.stop()
-            return False
-        return True
-
-    def _same(self, event: Sequence[Any], stored: tuple[Any, ...]) -> bool:
-        digest, blob, serializer, type_name, size, meta, role, run, step, at, seq = stored
-        if seq != event[0] or at != event[1]:
-            return False
-        metas = self._metas
-        if meta not in metas:
-            try:
-                if orjson.dumps(orjson.loads(meta) or {}, option=MEMBER_OPTIONS) != meta.encode():
-                    return False
-            except (orjson.JSONDecodeError, orjson.JSONEncodeError, UnicodeEncodeError):
+            if stored is None:  # none left: this event's row is missing
+                self.stop()
                 return False
-            metas.add(meta)
-        text = event[5]
+        digest, blob, serializer, type_name, size, meta, role, run, step, at, seq = stored
+        if seq == event[0] and at == event[1] and (meta in self._metas or self._meta(meta)):
+            text = event[5]
+            try:
+                written = orjson.dumps(  # the keys in sorted order, as the payload's are
+                    {
+                        "blob": blob,
+                        "digest": digest,
+                        "meta": orjson.Fragment(meta),
+                        "role": role,
+                        "run_id": run,
+                        "serializer": serializer,
+                        "size": size,
+                        "step_run_id": step,
+                        "type_name": type_name,
+                    }
+                )
+            except orjson.JSONEncodeError:
+                written = None
+            if (
+                type(text) is str
+                and written == text.encode("utf-8", "surrogatepass")
+                and self.rows.setdefault(digest, stored) is stored  # not a digest taken before
+            ):
+                return True
+        self.stop()
+        return False
+
+    def _meta(self, meta: str) -> bool:
+        """Whether ``meta`` is the text the projection writes for the member it is the text of.
+
+        That is orjson's text of the value it holds, or ``{}`` for an empty or false one
+        (the projection writes the member's value, or an empty object for one that is
+        false or missing).
+        """
         try:
-            written = orjson.dumps(  # the keys in sorted order, as the payload's are
-                {
-                    "blob": blob,
-                    "digest": digest,
-                    "meta": orjson.Fragment(meta),
-                    "role": role,
-                    "run_id": run,
-                    "serializer": serializer,
-                    "size": size,
-                    "step_run_id": step,
-                    "type_name": type_name,
-                }
-            )
-        except orjson.JSONEncodeError:
+            if orjson.dumps(orjson.loads(meta) or {}, option=MEMBER_OPTIONS) != meta.encode():
+                return False
+        except (orjson.JSONDecodeError, orjson.JSONEncodeError, UnicodeEncodeError):
             return False
-        if type(text) is not str or written != text.encode("utf-8", "surrogatepass"):
-            return False
-        return self.rows.setdefault(digest, stored) is stored  # a digest already taken: no
+        self._metas.add(meta)
+        return True
 
     def _read(self) -> tuple[Any, ...] | None:
         """The first row of the next chunk of stored rows (None: none left, or it ended)."""

@@ -224,6 +224,10 @@ class Driver:
             cursor = self.connection.cursor()
         try:
             cursor.execute(self.sql(text), params or {})
+            if self.dialect == "sqlite":  # its rows are tuples already
+                while rows := cursor.fetchmany(size):
+                    yield rows
+                return
             while rows := cursor.fetchmany(size):
                 yield [tuple(row) for row in rows]
         finally:
