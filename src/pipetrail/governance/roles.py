@@ -121,9 +121,10 @@ def authorize(user: str, roles: Iterable[Role], action: Action) -> None:
         PermissionDeniedError: none of the roles allows it; the message names the user,
             the action, the roles held and the roles needed.
     """
-    held = sorted(set(roles), key=list(Role).index)
-    if any(action in PERMISSIONS[role] for role in held):
+    mine = set(roles)
+    if any(action in PERMISSIONS[role] for role in mine):
         return
+    held = sorted(mine, key=list(Role).index)  # named in the table's order
     needed = " or ".join(r.value for r in roles_allowing(action))
     has = ", ".join(r.value for r in held) or "no role"
     raise PermissionDeniedError(

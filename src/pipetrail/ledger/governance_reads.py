@@ -12,10 +12,10 @@ the ledger writes SQL or parses an event payload.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from pipetrail.ledger.chain_check import parse_payload
 from pipetrail.ledger.events import Event, EventKind, payload_text
 
 if TYPE_CHECKING:
@@ -123,9 +123,13 @@ class StoredAct:
 
     @classmethod
     def of(cls, event: Event) -> StoredAct:
-        """Parse a stored event's content, keeping what was wrong with it if anything."""
+        """Parse a stored event's content, keeping what was wrong with it if anything.
+
+        Parsed as ``json.loads`` parses it (:func:`~pipetrail.ledger.chain_check.parse_payload`:
+        orjson when it reads the text back exactly, the standard library otherwise).
+        """
         try:
-            value = json.loads(event.payload_text)
+            value = parse_payload(event.payload_text)
         except ValueError as exc:
             return cls(event, None, f"its payload is not JSON ({exc})")
         if not isinstance(value, dict):
