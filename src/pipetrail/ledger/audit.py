@@ -226,6 +226,11 @@ _ALL_EVENTS = (
     "SELECT seq, ts, actor, kind, run_id, payload, prev_hash, hash FROM events ORDER BY seq"
 )
 _FETCH = 20_000  # rows per fetch: one cursor, streamed (a named cursor on PostgreSQL)
+# On SQLite a fetch is no round trip: fetching fewer rows at a time keeps the memory the
+# rows take (about a megabyte for a thousand) in the CPU's caches and reused by the
+# allocator, where 20,000 rows (over 20 MB) are written to fresh memory each time
+# (fetching and re-hashing 400,000 events measured 5 to 7% less CPU).
+_SQLITE_FETCH = 1000
 # Rows checked, then projected, at a time: few parsed payloads alive at once keeps the
 # garbage collector's passes short (20,000 large payloads at once made the walk slower).
 _STEP = 500
@@ -280,7 +285,8 @@ def _walk(
 
 
 def _walk_events(db: Driver, replica: Replica | None, tree: TreeCheck | None, walk: _Walk) -> _Walk:
-    for fetched in db.batches(_ALL_EVENTS, size=_FETCH):
+    size = _SQLITE_FETCH if db.dialect == "sqlite" else _FETCH
+    for fetched in db.batches(_ALL_EVENTS, size=size):
         for at in range(0, len(fetched), _STEP):
             good = walk.rows(fetched[at : at + _STEP])
             if tree is not None:
