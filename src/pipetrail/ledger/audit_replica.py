@@ -105,6 +105,10 @@ class Replica:
             (see the module docstring).
         typed: with ``model``, check that the stored number columns hold their own types
             (False: another process does, see :meth:`check_types`).
+        stream: with ``model`` and an attached file, compare the rows of
+            :data:`~pipetrail.ledger.audit_model.STREAMED` as the events go (the model
+            then holds few of them at once); the file must show the head the events are
+            read up to (:meth:`shows`) before the first is modelled.
     """
 
     def __init__(
@@ -114,6 +118,7 @@ class Replica:
         file: str | None = None,
         model: bool = False,
         typed: bool = True,
+        stream: bool = False,
     ) -> None:
         self.db: Driver = _ReplicaDriver(
             sqlite3.connect("file:", uri=True, cached_statements=512), "sqlite"
@@ -130,7 +135,10 @@ class Replica:
             except sqlite3.Error:
                 pass  # not readable as a file of its own: the stored rows are copied instead
         self.tables = {name: (list(t.names), list(t.keys)) for name, t in TABLES.items()}
-        self.model = TableModel() if model else None
+        # Streaming (see TableModel): the stored tables are read in the replica's own
+        # snapshot of the attached file, as the events are.
+        reader = self._read_stored if stream and self.attached else None
+        self.model = TableModel(reader) if model else None
         self.typed = typed
         if self.model is None:  # with a model, nothing is written into the replica
             self._create_tables()
@@ -149,6 +157,17 @@ class Replica:
             ddl = str(CreateTable(table).compile(dialect=sqlite.dialect()))
             self.db.execute(ddl)
             self.db.execute(ddl.replace(f"TABLE {table.name} ", f"TABLE stored_{table.name} ", 1))
+
+    def _read_stored(self, table: str, key: Any) -> sqlite3.Cursor:
+        """The attached file's rows of ``table`` in its order (``key`` None), or under ``key``."""
+        assert self.model is not None  # noqa: S101 - only a model reads them
+        layout = self.model.layout[table]
+        read = layout.select + f"{_STORED}.{table}"
+        connection: sqlite3.Connection = self.db.connection
+        if key is None:
+            return connection.execute(read)
+        where = " AND ".join(f"{name} = ?" for name in layout.keys)
+        return connection.execute(f"{read} WHERE {where}", key if len(layout.keys) > 1 else (key,))
 
     def apply(self, event: Event, payload: dict[str, Any]) -> None:
         """Project one event into the replica."""
@@ -339,7 +358,13 @@ class Replica:
         if self.model.broken is not None:
             raise Unmodelled(self.model.broken)
         select = self.model.layout[table].select
-        if db is None:
+        same: bool | None
+        if db is None and self.model.streams(table):
+            same = self.model.finish(table)
+            if same and self.typed:
+                wrong = self.model.typed_sql(table).format(table=f"{_STORED}.{table}")
+                same = not self.db.rows(wrong)[0][0]
+        elif db is None:
             read = select + f"{_STORED}.{table}"
             cursor = self.db.connection.execute(read)
             try:  # a chunk at a time: the stored rows are not all held with the model's
