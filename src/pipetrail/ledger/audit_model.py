@@ -871,7 +871,16 @@ class TableModel:
         """How many rows the events give ``table``."""
         done = self.done.get(table, 0)
         if self._read is not None and table in _WAITING:
-            return done + len(self._live(table))
+            # The rows of _live, counted where they are (no key is in two places).
+            if table == "run_metrics":
+                ended = self.steps_done
+                held = sum(len(rows) for step, rows in self.metrics.items() if step not in ended)
+                return done + held + len(self._metrics_left)
+            if table == "step_run_io":
+                waiting, left = self._io_waiting, self.io
+            else:
+                waiting, left = self._params_waiting, self.simple["run_params"]
+            return done + sum(map(len, waiting.values())) + len(left)
         if table == "run_metrics":
             return done + sum(len(rows) for rows in self.metrics.values())
         return done + len(self.rows(table))
