@@ -456,3 +456,177 @@ def test_only_the_model_is_given_starts_read_off_their_closing_events(
     # end of its own; the replay parses every one.
     assert given == ([dict, ImpliedStart, dict] if model else [dict, dict, dict])
     ledger.close()
+
+
+# The second process compares the rows of a step run once it ended, and of a run once it
+# ended, as it reads the events (audit_model.STREAMED); later events may still change a
+# run's row, or touch rows of the other tables. Here the events go to the model a few at
+# a time, so that every row is compared (and dropped) before the later events come.
+def _later(ledger: Ledger) -> None:
+    """Events after the runs ended: renames (R1 twice), a tag, a note, a deletion, an end."""
+    drafts = [
+        (EventKind.RUN_NAMED, {"run_id": "R1", "name": "first"}),
+        (EventKind.RUN_TAGGED, {"run_id": "R2", "tags": {"k": "v"}}),
+        (EventKind.RUN_NOTED, {"run_id": "R1", "text": "a note"}),
+        (EventKind.RUN_DELETED, {"run_id": "R2", "reason": "old"}),
+        (EventKind.RUN_NAMED, {"run_id": "R1", "name": "second"}),
+        (EventKind.RUN_CRASHED, {"run_id": "R2", "ended_at": TS, "error": "again"}),
+        (EventKind.RUN_NAMED, {"run_id": "R9", "name": "no such run"}),
+    ]
+    for kind, payload in drafts:
+        ledger.append([EventDraft(kind, payload, run_id=str(payload["run_id"]))])
+    ledger.append(_run_drafts("R4", step_run_id="S5", output=_digest("c"), cache_key=_digest("4")))
+
+
+def _beside(
+    tmp_path: Path, ledger: Ledger, *, model: bool = True
+) -> tuple[Any, list[Any], list[str]]:
+    """The second process's answer, in this process: (it, its models, how each try ended).
+
+    A try is named by what it was (``stream``, ``model``, ``replay``) and how it ended
+    (``answered``, or the exception's name).
+    """
+    head = ledger.db.rows("SELECT seq, hash FROM ledger_head")[0]
+    kept: list[Any] = []
+    tries: list[str] = []
+    real = audit_parallel._check
+
+    def check(*args: Any, **kwargs: Any) -> Any:
+        name = ("stream" if kwargs.get("stream") else "model") if kwargs["model"] else "replay"
+        try:
+            found = real(*args, **kwargs)
+        except Exception as exc:
+            tries.append(f"{name} {type(exc).__name__}")
+            raise
+        tries.append(f"{name} answered")
+        return found
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(audit_parallel, "_check", check)
+        part = audit_parallel.replay_beside(
+            str(tmp_path / "ledger.db"), (int(head[0]), str(head[1])), model=model, keep=kept
+        )
+    return part, kept, tries
+
+
+@pytest.mark.parametrize("step", [1, 2, 3, 500])
+def test_rows_changed_after_their_run_ended_are_compared_as_they_end_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: int
+) -> None:
+    monkeypatch.setattr(audit_parallel, "_STEP", step)
+    ledger = _ledger(tmp_path)
+    _later(ledger)
+    part, kept, tries = _beside(tmp_path, ledger)
+    replayed, _, _ = _beside(tmp_path, ledger, model=False)
+    assert part is not None
+    assert replayed is not None
+    assert (part.rows, part.problems) == (replayed.rows, ())
+    # The streaming model answered: every row compared as the events went but the ones
+    # a later event changed.
+    assert tries == ["stream answered"]
+    assert kept[0].streams("runs")
+    assert sum(kept[0].done.values()) > (0 if step == 500 else 10)
+    ledger.close()
+
+
+LATER_TAMPERING: dict[str, tuple[str, dict[str, Any], str, str]] = {
+    "a renamed run's name": ("UPDATE runs SET name = 'first' WHERE run_id = 'R1'", {},
+                             "runs", "R1"),
+    "an ended run's end": ("UPDATE runs SET error = 'boom' WHERE run_id = 'R2'", {},
+                           "runs", "R2"),
+    "a parameter": ("UPDATE run_params SET value = '0.2' WHERE run_id = 'R4'", {},
+                    "run_params", "R4, lr"),
+    "a parameter more": ("INSERT INTO run_params VALUES ('R4', 'x', '1', 1.0)", {},
+                         "run_params", "R4, x"),
+    "a step run gone": ("DELETE FROM step_runs WHERE step_run_id = 'S5'", {},
+                        "step_runs", "S5"),
+    "an edge gone": ("DELETE FROM step_run_io WHERE step_run_id = 'S1' AND direction = 'out'",
+                     {}, "step_run_io", "S1, out, output"),
+    "a copied metric's source": (
+        "UPDATE run_metrics SET value = 0.1 WHERE step_run_id = 'S1' AND key = 'auc'", {},
+        "run_metrics", "S1, auc",
+    ),
+    "a run more": (
+        "INSERT INTO runs SELECT 'R8', pipeline, pipeline_fingerprint, status, owner, host, "
+        "process, params, seed, git, environment, record, started_at, ended_at, error, "
+        "steps_total, first_seq, last_seq, name, purpose FROM runs WHERE run_id = 'R4'", {},
+        "runs", "R8",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(LATER_TAMPERING))
+def test_an_edited_row_of_an_ended_run_is_named_as_in_one_process(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    parts: list[audit_parallel.Part | None],
+    case: str,
+) -> None:
+    ledger = _ledger(tmp_path)
+    _later(ledger)
+    statement, params, table, key = LATER_TAMPERING[case]
+    _exec(ledger, statement, **params)
+    report = ledger.verify()
+    assert parts
+    assert parts[0] is not None
+    assert report.chain_ok
+    assert [(p.table, p.key) for p in report.derived] == [(table, key)]
+    _same(report, ledger)
+    # The same, with every row compared (and dropped) before the later events come.
+    monkeypatch.setattr(audit_parallel, "_STEP", 1)
+    part, _, tries = _beside(tmp_path, ledger)
+    assert part is not None
+    assert [(p.table, p.key) for p in part.problems] == [(table, key)]
+    assert (part.rows, part.problems) == (parts[0].rows, parts[0].problems)
+    # The streaming model refused (as the events went, or at the end); the replay named it.
+    assert tries == ["stream Unmodelled", "replay answered"]
+    ledger.close()
+
+
+# An event naming a step run or run whose rows were compared already, after which they
+# would be what they were (its end then differs from the stored row, and waits).
+AGAIN: dict[str, tuple[EventKind, str, EventKind, dict[str, Any]]] = {
+    "a hit of an ended step run": (
+        EventKind.STEP_COMPLETED, "S1", EventKind.STEP_CACHED,
+        {"decision": "hit", "outputs": {"output": _digest("a"), "more": _digest("d")},
+         "output_metrics": {"auc": 0.5, "more": 1.0}},
+    ),
+    "a step run started again": (EventKind.STEP_STARTED, "S2", EventKind.STEP_STARTED, {}),
+    "a run started again": (
+        EventKind.RUN_STARTED, "R2", EventKind.RUN_STARTED, {"params": {"lr": 0.1, "m": 0.9}},
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(AGAIN))
+def test_an_event_of_a_step_or_run_compared_already_models_again_without_streaming(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    parts: list[audit_parallel.Part | None],
+    case: str,
+) -> None:
+    ledger = _ledger(tmp_path)
+    kind, ident, new, changes = AGAIN[case]
+    name = "run_id" if kind == EventKind.RUN_STARTED else "step_run_id"
+    again = next(
+        e
+        for e in ledger.iter_events()
+        if e.kind == kind and json.loads(e.payload_text).get(name) == ident
+    )
+    payload = {**json.loads(again.payload_text), **changes}
+    ledger.append([EventDraft(new, payload, run_id=again.run_id)])
+    report = ledger.verify()
+    assert report.ok, report
+    assert parts
+    assert parts[0] is not None
+    _same(report, ledger)
+    monkeypatch.setattr(audit_parallel, "_STEP", 1)
+    part, kept, tries = _beside(tmp_path, ledger)
+    replayed, _, _ = _beside(tmp_path, ledger, model=False)
+    assert part is not None
+    assert replayed is not None
+    assert (part.rows, part.problems) == (replayed.rows, ())
+    # The streaming model gave up at the event; the model holding every row answered.
+    assert tries == ["stream Unstreamed", "model answered"]
+    assert not kept[1].streams("runs")
+    ledger.close()

@@ -64,8 +64,10 @@ __all__ = [
     "MODEL_TABLES",
     "RUN_ENDS",
     "ImpliedStart",
+    "STREAMED",
     "TableModel",
     "Unmodelled",
+    "Unstreamed",
 ]
 
 MODEL_TABLES = (
@@ -116,7 +118,15 @@ _STARTED_VALUES = frozenset(
 _INT64 = (-(2**63), 2**63 - 1)
 # Tables whose rows :meth:`TableModel.add` checks a batch at a time.
 _BATCHED = ("step_runs", "step_run_io", "run_metrics", "artifacts", *_RUN_TABLES)
+# The tables a streaming model (TableModel's ``stored``) compares as the events go.
+STREAMED = ("runs", "run_params", "step_runs", "step_run_io", "run_metrics")
 _SQLITE_TYPE = {int: "integer", float: "real"}
+_CHUNK = 5000  # stored rows read at a time
+_IO_KEY = itemgetter(0, 1, 2)  # a step_run_io row's key
+_METRIC_KEY = itemgetter(0, 1)  # a run_metrics row's key
+_PARAM_KEY = itemgetter(0, 1)  # a run_params row's key
+# The streamed tables whose rows a streaming model does not hold as the others do.
+_WAITING = frozenset({"step_run_io", "run_metrics", "run_params"})
 _Getter = Callable[[tuple[Any, ...]], tuple[Any, ...]]  # what SQLite's typeof() says of each
 
 
@@ -145,6 +155,76 @@ class ImpliedStart(dict[str, Any]):
 
 class Unmodelled(Exception):
     """The model cannot stand for the replay: replay everything and compare the old way."""
+
+
+class Unstreamed(Unmodelled):
+    """An event changes a row a streaming model compared and dropped: model holding them all.
+
+    Only events pipetrail never writes do that (a step's event after the step ended, a
+    run started twice): the model then starts again without streaming.
+    """
+
+
+class _Stored:
+    """A stored table read in its own order, its rows taken by key as the model's are done.
+
+    The stored rows come in the order they were written, which is the order the model
+    is done with its rows in, near enough: the row wanted is nearly always the next one.
+    Rows read past are kept by key until wanted (or until :meth:`rest`).
+    """
+
+    def __init__(self, cursor: Any, key: Callable[[tuple[Any, ...]], Any]) -> None:
+        self._cursor = cursor
+        self._key = key
+        self._rows: list[tuple[Any, ...]] = []
+        self._at = 0
+        self.ahead: dict[Any, tuple[Any, ...]] = {}
+
+    def take(self, key: Any) -> tuple[Any, ...] | None:
+        """The stored row under ``key``, no longer kept; None when the table has none."""
+        if self.ahead:
+            found = self.ahead.pop(key, None)
+            if found is not None:
+                return found
+        rows, at, read, ahead = self._rows, self._at, self._key, self.ahead
+        while True:
+            if at == len(rows):
+                rows, at = self._cursor.fetchmany(_CHUNK), 0
+                self._rows = rows
+                if not rows:
+                    self._at = 0
+                    return None
+            row = rows[at]
+            at += 1
+            under = read(row)
+            if under == key:
+                self._at = at
+                return row
+            if under in ahead:
+                raise Unmodelled("a stored table holds two rows under one key")
+            ahead[under] = row
+
+    def next_are(self, rows: list[tuple[Any, ...]]) -> bool:
+        """Whether the next stored rows are ``rows``, in order (then taken), none read past."""
+        if self.ahead:
+            return False
+        count, at = len(rows), self._at
+        if len(self._rows) - at < count:
+            self._rows = self._rows[at:] + self._cursor.fetchmany(max(_CHUNK, count))
+            self._at = at = 0
+        if self._rows[at : at + count] == rows:
+            self._at = at + count
+            return True
+        return False
+
+    def rest(self) -> dict[Any, tuple[Any, ...]]:
+        """Every stored row not taken, by key."""
+        while self.take(_NO_KEY) is not None:
+            pass  # take() keeps every row it reads past; none is under _NO_KEY
+        return self.ahead
+
+
+_NO_KEY = object()  # a key no stored row is under
 
 
 class _Table:
@@ -253,10 +333,31 @@ class TableModel:
     (:meth:`add`), then :meth:`compare` each table with the stored rows. Once
     :attr:`broken` is set (a payload or a sequence of events it does not model), it
     ignores further events and every comparison fails.
+
+    Args:
+        stored: streaming: reads a stored table, in its own order (``key`` None), or its
+            row under ``key``. The rows of :data:`STREAMED` are then compared as the
+            events go and dropped (see :meth:`_settle`), the rest at the end
+            (:meth:`finish`), so that a large ledger's rows are not all held at once.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, stored: Callable[[str, Any], Any] | None = None) -> None:
         self.layout = {name: _Table(name) for name in MODEL_TABLES}
+        self._read = stored
+        self._stored: dict[str, _Stored] = {}
+        self.done = dict.fromkeys(STREAMED, 0)  # rows compared and dropped, per table
+        # The step runs and runs whose rows were compared and dropped: no later event
+        # changes a step run's row; a run's, only a rename or another end (see _revive).
+        self.steps_done: set[Any] = set()
+        self.runs_done: set[Any] = set()
+        # Streaming, a step run's inputs and outputs and a run's parameters wait here for
+        # their step run's (run's) row to be dropped, and go with it; ``io`` and the
+        # ``run_params`` of ``simple`` then hold only those that differed from the stored.
+        self._io_waiting: dict[Any, list[tuple[Any, ...]]] = {}
+        self._params_waiting: dict[Any, list[tuple[Any, ...]]] = {}
+        # Metrics stay in ``metrics`` (a later hit may copy them): those of a dropped step
+        # run were compared, but the ones that differed, kept here.
+        self._metrics_left: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self.steps: dict[str, tuple[Any, ...]] = {}
         self.io: dict[tuple[Any, ...], tuple[Any, ...]] = {}
         self.metrics: dict[str, dict[str, tuple[Any, ...]]] = {}
@@ -265,6 +366,7 @@ class TableModel:
         self.copied: set[str] = set()  # step runs holding metrics copied from another
         self.simple: dict[str, dict[Any, tuple[Any, ...]]] = {t: {} for t in _RUN_TABLES}
         self.broken: str | None = None
+        self.unstreamed = False  # broken by Unstreamed: modelling without streaming may do
         self.released = False  # see release()
         self._unchecked: dict[str, list[tuple[Any, ...]]] = {t: [] for t in _BATCHED}
         steps = self.layout["step_runs"]
@@ -324,6 +426,8 @@ class TableModel:
                     else:  # a step.started row: kept unless one is there
                         built = step_values_at("running", row[0], p, encode)
                         started.append(built)
+                        if built[0] in self.steps_done:
+                            raise Unstreamed("step_runs: a start of a step run that ended")
                         steps.setdefault(built[0], built)
                     continue
                 # The projections' row builders read these fields of an Event alone.
@@ -344,8 +448,11 @@ class TableModel:
             for table, rows in self._unchecked.items():
                 if rows:
                     self.layout[table].check_many(rows, plain)
+            if self._read is not None:
+                self._settle()
         except Unmodelled as exc:
             self.broken = str(exc)
+            self.unstreamed = isinstance(exc, Unstreamed)
         except Exception as exc:  # noqa: BLE001 - the replay names what its projection rejects
             self.broken = f"a payload the projections reject ({type(exc).__name__})"
 
@@ -361,6 +468,8 @@ class TableModel:
         """A ``step.started`` event's row: inserted unless one is there, checked either way."""
         built = step_values_at("running", seq, p, encode)
         self._unchecked["step_runs"].append(built)
+        if built[0] in self.steps_done:
+            raise Unstreamed("step_runs: a start of a step run that ended")
         self.steps.setdefault(built[0], built)
 
     def _step_end(
@@ -379,6 +488,8 @@ class TableModel:
         """
         unchecked = self._unchecked
         step = p["step_run_id"]
+        if step in self.steps_done:
+            raise Unstreamed("step_runs: an event of a step run that ended")
         old = self.steps.get(step)
         if held is not None and (
             old is not None
@@ -406,7 +517,15 @@ class TableModel:
             row = step_values_at(status, seq, p, encode)  # bound all the same: checked
         unchecked["step_runs"].append(row)
         edges = io_values(p, outputs=status != "failed")
-        if edges:
+        if edges and self._read is not None:
+            unchecked["step_run_io"] += edges
+            had = self._io_waiting.get(step)
+            if had is None:
+                self._io_waiting[step] = edges
+            else:  # a step run's second event with edges: the first row under a key stays
+                seen = {edge[:3] for edge in had}
+                had += [edge for edge in edges if edge[:3] not in seen]
+        elif edges:
             unchecked["step_run_io"] += edges
             keep = self.io.setdefault
             for edge in edges:
@@ -473,7 +592,10 @@ class TableModel:
         layout = self.layout[table]
         found = layout.get(row)
         self._unchecked[table].append(found)  # checked with the batch's others
-        return self.simple[table].setdefault(layout.key(found), found)
+        key = layout.key(found)
+        if table == "runs" and key in self.runs_done:
+            raise Unstreamed("runs: a start of a run that ended")
+        return self.simple[table].setdefault(key, found)
 
     def _run_event(
         self,
@@ -485,8 +607,11 @@ class TableModel:
         tags = self.simple["run_tags"]
         if kind == _RUN_STARTED:
             self._insert("runs", run_row(event, p, encode))
-            for row in run_param_rows(p, encode):
-                self._insert("run_params", row)
+            if self._read is None:
+                for row in run_param_rows(p, encode):
+                    self._insert("run_params", row)
+            else:
+                self._params(run_param_rows(p, encode))
             self._tag(run_tag_rows(event, p))
         elif kind == _RUN_TAGGED:
             self._tag(tagged_rows(event, p))
@@ -529,6 +654,8 @@ class TableModel:
                 raise Unmodelled("runs: a value of another type than its column's")
         runs = self.simple["runs"]
         row = runs.get(run)
+        if row is None and run in self.runs_done:
+            row = runs[run] = self._revive(run)
         if row is not None:
             changed = list(row)
             for at, value in values:
@@ -549,6 +676,138 @@ class TableModel:
         else:
             self.artifacts.setdefault(row[0], row)
 
+    def _params(self, rows: list[dict[str, Any]]) -> None:
+        """Streaming, a run's ``run_params`` inserts: they wait for the run's row."""
+        layout = self.layout["run_params"]
+        found = list(map(layout.get, rows))
+        if not found:
+            return
+        self._unchecked["run_params"] += found
+        run = found[0][0]
+        had = self._params_waiting.get(run)
+        if had is None:
+            # One run's parameters (run_param_rows gives them all under the payload's
+            # run, by distinct names): no two under one key.
+            self._params_waiting[run] = found
+        else:  # the run started twice: the first row under a key stays
+            seen = {param[:2] for param in had}
+            had += [param for param in found if param[:2] not in seen]
+
+    def _settle(self) -> None:
+        """Compare and drop the rows of :data:`STREAMED` no later event changes.
+
+        After each batch: a step run's row once it no longer runs, with its inputs and
+        outputs and its metrics; a run's row once it ended, with its parameters. A row
+        equal to its stored row is dropped (only its step run's or run's id is kept; a
+        step run's metrics, which a later hit may copy, stay); one that differs is kept,
+        and compared again when an event changes it, or at the end (:meth:`finish`): a
+        later event may yet make it the stored row (a rename). A row the stored table
+        lacks is one it lacks at the end too: no event deletes these tables' rows.
+        """
+        unchecked = self._unchecked
+        steps, status = self.steps, self._status
+        ended = [
+            step
+            for step in dict.fromkeys(row[0] for row in unchecked["step_runs"])
+            if (row := steps.get(step)) is not None and row[status] != "running"
+        ]
+        if ended:
+            matched = self._compare_rows("step_runs", ended, [steps[step] for step in ended])
+            for step in matched:
+                del steps[step]
+            self.steps_done.update(matched)
+            waiting = self._io_waiting
+            edges = [edge for step in matched for edge in waiting.pop(step, ())]
+            for key, row in self._left("step_run_io", edges, _IO_KEY):
+                self.io[key] = row
+            metrics = self.metrics
+            found = [row for step in matched if step in metrics for row in metrics[step].values()]
+            for key, row in self._left("run_metrics", found, _METRIC_KEY):
+                self._metrics_left[key] = row
+        runs, ended_at = self.simple["runs"], self._ending[0]
+        ended = [
+            run
+            for run in dict.fromkeys(row[0] for row in unchecked["runs"])
+            if (row := runs.get(run)) is not None and row[ended_at] != "running"
+        ]
+        if ended:
+            matched = self._compare_rows("runs", ended, [runs[run] for run in ended])
+            for run in matched:
+                del runs[run]
+            self.runs_done.update(matched)
+            waiting = self._params_waiting
+            params = [param for run in matched for param in waiting.pop(run, ())]
+            left = self.simple["run_params"]
+            for key, row in self._left("run_params", params, _PARAM_KEY):
+                left[key] = row
+
+    def _compare_rows(self, table: str, keys: list[Any], rows: list[tuple[Any, ...]]) -> list[Any]:
+        """The keys of ``rows`` equal to their stored rows (the others are kept)."""
+        if self._table(table).next_are(rows):
+            self.done[table] += len(rows)
+            return keys
+        return [key for key, row in zip(keys, rows, strict=True) if self._drop(table, key, row)]
+
+    def _left(
+        self, table: str, rows: list[tuple[Any, ...]], key: Callable[[tuple[Any, ...]], Any]
+    ) -> list[tuple[Any, tuple[Any, ...]]]:
+        """``rows`` compared with the stored rows: those that differ, by key."""
+        if not rows or self._table(table).next_are(rows):
+            self.done[table] += len(rows)
+            return []
+        return [(key(row), row) for row in rows if not self._drop(table, key(row), row)]
+
+    def _drop(self, table: str, key: Any, row: tuple[Any, ...]) -> bool:
+        """Whether ``row`` is the stored row under ``key`` (then counted as compared).
+
+        Raises:
+            Unmodelled: the stored table has no row under ``key``.
+        """
+        found = self._table(table).take(key)
+        if found is None:
+            raise Unmodelled(f"{table}: a row the events give is not stored")
+        if found == row:
+            self.done[table] += 1
+            return True
+        self._stored[table].ahead[key] = found  # compared again later
+        return False
+
+    def _table(self, table: str) -> _Stored:
+        """The stored rows of ``table``, as read so far."""
+        found = self._stored.get(table)
+        if found is None:
+            assert self._read is not None  # noqa: S101 - only when streaming
+            found = self._stored[table] = _Stored(self._read(table, None), self.layout[table].key)
+        return found
+
+    def _revive(self, run: Any) -> tuple[Any, ...]:
+        """A dropped run's row again, for an event that changes it (a rename, another end).
+
+        It was found equal to its stored row, which is read back in its place (and kept
+        as the stored row to compare with again).
+        """
+        assert self._read is not None  # noqa: S101 - only when streaming
+        found = self._read("runs", run).fetchall()
+        if len(found) != 1:
+            raise Unmodelled("runs: a stored row changed while read")
+        row = tuple(found[0])
+        self.runs_done.discard(run)
+        self.done["runs"] -= 1
+        self._table("runs").ahead[run] = row
+        return row
+
+    def streams(self, table: str) -> bool:
+        """Whether ``table``'s rows are compared as the events go (see :meth:`finish`)."""
+        return self._read is not None and table in self.done
+
+    def finish(self, table: str) -> bool:
+        """Whether the rows of a streamed ``table`` not yet dropped are the stored rest."""
+        if self.broken is not None:
+            return False
+        if self.released:
+            raise RuntimeError("the model's rows were released: it compares nothing any more")
+        return self._table(table).rest() == self.rows(table)
+
     def release(self) -> None:
         """Drop every modelled row, once compared (:attr:`broken` stays as it is).
 
@@ -562,7 +821,12 @@ class TableModel:
         self.simple = {t: {} for t in _RUN_TABLES}
 
     def rows(self, table: str) -> dict[Any, tuple[Any, ...]]:
-        """The modelled rows of ``table`` by key (one value, or a tuple of several)."""
+        """The modelled rows of ``table`` by key (one value, or a tuple of several).
+
+        Streaming, only those not dropped yet (see :meth:`_settle`).
+        """
+        if self._read is not None and table in _WAITING:
+            return self._live(table)
         if table == "step_runs":
             return self.steps
         if table == "step_run_io":
@@ -574,6 +838,24 @@ class TableModel:
         if table in self.simple:
             return self.simple[table]
         return {(s, key): row for s, rows in self.metrics.items() for key, row in rows.items()}
+
+    def _live(self, table: str) -> dict[Any, tuple[Any, ...]]:
+        """Streaming, the rows of ``table`` not dropped, by key (see :data:`_WAITING`)."""
+        if table == "run_metrics":
+            done = self.steps_done
+            found = {
+                (step, key): row
+                for step, rows in self.metrics.items()
+                if step not in done
+                for key, row in rows.items()
+            }
+            return found | self._metrics_left
+        if table == "step_run_io":
+            waiting, left, width = self._io_waiting, self.io, 3
+        else:
+            waiting, left, width = self._params_waiting, self.simple["run_params"], 2
+        found = {row[:width]: row for rows in waiting.values() for row in rows}
+        return found | left
 
     def _in_order(self, table: str) -> Iterator[tuple[Any, ...]]:
         """The modelled rows of ``table`` in the model's order, as :meth:`rows` holds them.
@@ -587,9 +869,21 @@ class TableModel:
 
     def count(self, table: str) -> int:
         """How many rows the events give ``table``."""
+        done = self.done.get(table, 0)
+        if self._read is not None and table in _WAITING:
+            # The rows of _live, counted where they are (no key is in two places).
+            if table == "run_metrics":
+                ended = self.steps_done
+                held = sum(len(rows) for step, rows in self.metrics.items() if step not in ended)
+                return done + held + len(self._metrics_left)
+            if table == "step_run_io":
+                waiting, left = self._io_waiting, self.io
+            else:
+                waiting, left = self._params_waiting, self.simple["run_params"]
+            return done + sum(map(len, waiting.values())) + len(left)
         if table == "run_metrics":
-            return sum(len(rows) for rows in self.metrics.values())
-        return len(self.rows(table))
+            return done + sum(len(rows) for rows in self.metrics.values())
+        return done + len(self.rows(table))
 
     def compare(self, table: str, stored: list[tuple[Any, ...]]) -> bool:
         """Whether the stored rows of ``table`` are exactly the modelled ones.

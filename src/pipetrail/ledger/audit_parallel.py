@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from pipetrail.ledger.audit_model import ImpliedStart, Unmodelled
+from pipetrail.ledger.audit_model import ImpliedStart, Unmodelled, Unstreamed
 from pipetrail.ledger.audit_replica import Replica, ledger_file
 from pipetrail.ledger.chain_check import parse_plain_payload
 from pipetrail.ledger.events import EventKind
@@ -163,7 +163,10 @@ def replay_beside(
     try:
         if model:
             try:
-                return _check(file, head, model=True, typed=typed, keep=keep)
+                try:
+                    return _check(file, head, model=True, typed=typed, keep=keep, stream=True)
+                except Unstreamed:  # an event changed a row already dropped: hold them all
+                    return _check(file, head, model=True, typed=typed, keep=keep)
             except Unmodelled:
                 pass
         return _check(file, head, model=False)  # the replay names the rows, the events
@@ -179,13 +182,18 @@ def _check(
     model: bool,
     typed: bool = True,
     keep: list[object] | None = None,
+    stream: bool = False,
 ) -> Part | None:
     """:func:`replay_beside` with or without the model (see :class:`Replica`).
 
+    ``stream``: with ``model``, the model compares most rows as the events go and drops
+    them (see :class:`~pipetrail.ledger.audit_model.TableModel`).
+
     Raises:
         Unmodelled: with ``model``, when the modelled tables cannot be declared intact.
+        Unstreamed: with ``stream``, when an event changes a row the model dropped.
     """
-    replica = Replica(file=file, model=model, typed=typed)
+    replica = Replica(file=file, model=model, typed=typed, stream=stream)
     if keep is not None:
         keep.append(replica.model)
     try:
@@ -193,7 +201,7 @@ def _check(
             return None
         failure, unprojectable = _replay(replica, head[0], model=replica.model is not None)
         if replica.model is not None and replica.model.broken is not None:
-            raise Unmodelled(replica.model.broken)
+            raise (Unstreamed if replica.model.unstreamed else Unmodelled)(replica.model.broken)
         if failure is not None or unprojectable is not None:
             return Part(0, (), failure, unprojectable)
         rows, problems = replica.compare(None, head, BESIDE_TABLES)

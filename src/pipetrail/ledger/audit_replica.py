@@ -106,6 +106,10 @@ class Replica:
             (see the module docstring).
         typed: with ``model``, check that the stored number columns hold their own types
             (False: another process does, see :meth:`check_types`).
+        stream: with ``model`` and an attached file, compare the rows of
+            :data:`~pipetrail.ledger.audit_model.STREAMED` as the events go (the model
+            then holds few of them at once); the file must show the head the events are
+            read up to (:meth:`shows`) before the first is modelled.
     """
 
     def __init__(
@@ -115,6 +119,7 @@ class Replica:
         file: str | None = None,
         model: bool = False,
         typed: bool = True,
+        stream: bool = False,
     ) -> None:
         self.db: Driver = _ReplicaDriver(
             sqlite3.connect("file:", uri=True, cached_statements=512), "sqlite"
@@ -131,7 +136,10 @@ class Replica:
             except sqlite3.Error:
                 pass  # not readable as a file of its own: the stored rows are copied instead
         self.tables = {name: (list(t.names), list(t.keys)) for name, t in TABLES.items()}
-        self.model = TableModel() if model else None
+        # Streaming (see TableModel): the stored tables are read in the replica's own
+        # snapshot of the attached file, as the events are.
+        reader = self._read_stored if stream and self.attached else None
+        self.model = TableModel(reader) if model else None
         self.match: ArtifactMatch | None = None  # see match_artifacts()
         self.typed = typed
         if self.model is None:  # with a model, nothing is written into the replica
@@ -172,6 +180,17 @@ class Replica:
             return None  # compared after the walk, as any other table
         self.match = ArtifactMatch(self.model, cursor)
         return self.match.take
+
+    def _read_stored(self, table: str, key: Any) -> sqlite3.Cursor:
+        """The attached file's rows of ``table`` in its order (``key`` None), or under ``key``."""
+        assert self.model is not None  # noqa: S101 - only a model reads them
+        layout = self.model.layout[table]
+        read = layout.select + f"{_STORED}.{table}"
+        connection: sqlite3.Connection = self.db.connection
+        if key is None:
+            return connection.execute(read)
+        where = " AND ".join(f"{name} = ?" for name in layout.keys)
+        return connection.execute(f"{read} WHERE {where}", key if len(layout.keys) > 1 else (key,))
 
     def apply(self, event: Event, payload: dict[str, Any]) -> None:
         """Project one event into the replica."""
@@ -364,7 +383,13 @@ class Replica:
         if table == "artifacts" and self.match is not None and self.match.complete():
             return self.model.count(table)  # every row matched its event during the walk
         select = self.model.layout[table].select
-        if db is None:
+        same: bool | None
+        if db is None and self.model.streams(table):
+            same = self.model.finish(table)
+            if same and self.typed:
+                wrong = self.model.typed_sql(table).format(table=f"{_STORED}.{table}")
+                same = not self.db.rows(wrong)[0][0]
+        elif db is None:
             read = select + f"{_STORED}.{table}"
             cursor = self.db.connection.execute(read)
             try:  # a chunk at a time: the stored rows are not all held with the model's
