@@ -38,7 +38,7 @@ if sys.platform != "win32":
         _PEAK_WHO = getattr(resource, "RUSAGE_THREAD", resource.RUSAGE_SELF)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class ResourceUsage:
     """What one measured block used.
 
@@ -60,6 +60,24 @@ class ResourceUsage:
     thread_cpu_ns: int
     peak_rss_bytes: int | None
     peak_rss_delta_bytes: int | None
+
+    def __init__(
+        self,
+        wall_ns: int,
+        cpu_ns: int,
+        thread_cpu_ns: int,
+        peak_rss_bytes: int | None,
+        peak_rss_delta_bytes: int | None,
+    ) -> None:
+        # What the generated __init__ does (one object.__setattr__ per field, since the
+        # class is frozen) in one step: every executed step is measured.
+        self.__dict__.update(
+            wall_ns=wall_ns,
+            cpu_ns=cpu_ns,
+            thread_cpu_ns=thread_cpu_ns,
+            peak_rss_bytes=peak_rss_bytes,
+            peak_rss_delta_bytes=peak_rss_delta_bytes,
+        )
 
     def to_record(self) -> dict[str, Any]:
         """Return a JSON-able record of this usage."""

@@ -228,7 +228,10 @@ def finish_step(
     if recorded:
         outputs_payload = with_recorded(outputs_payload, result.metrics, result.reports)
     state.done_keys[key] = (step_run_id, outputs_payload, formats)
-    completed = {**common, "outputs": outputs_payload, "output_formats": formats}
+    # The failure path is behind: the end event's payload is ``common`` itself, completed.
+    completed = common
+    completed["outputs"] = outputs_payload
+    completed["output_formats"] = formats
     labels = privacy.labels[node.id]
     if labels.lowered:
         completed["declassified"] = declassified(labels, result.data_ops)
