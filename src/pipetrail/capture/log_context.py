@@ -103,7 +103,7 @@ class LogContext(NamedTuple):
         return cls(run_id, trace_id_for(run_id), run_span_id(run_id))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class StepTrace:
     """What a step task carries so that its worker logs and traces inside the run's trace.
 
@@ -121,6 +121,11 @@ class StepTrace:
     node_id: str
     step_run_id: str
     otel: bool = False
+
+    def __init__(self, run_id: str, node_id: str, step_run_id: str, otel: bool = False) -> None:
+        # What the generated __init__ does (one object.__setattr__ per field, since the
+        # class is frozen) in one step: every executed step carries one.
+        self.__dict__.update(run_id=run_id, node_id=node_id, step_run_id=step_run_id, otel=otel)
 
     def log_context(self) -> LogContext:
         """The context of the step's log lines."""

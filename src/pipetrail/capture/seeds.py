@@ -117,10 +117,13 @@ def apply_seed(seed: int, *, uses: Iterable[str] = ()) -> list[str]:
     Raises:
         ParamError: if ``seed`` is out of range.
     """
-    seed = validate_seed(seed)
+    return _apply_seed(validate_seed(seed), set(uses))
+
+
+def _apply_seed(seed: int, wanted: set[str]) -> list[str]:
+    """:func:`apply_seed` of a seed already validated, ``uses`` as a set."""
     random.seed(seed)
     seeded = ["random"]
-    wanted = set(uses)
     for name in SEEDABLE_LIBRARIES:
         module = sys.modules.get(name)
         if module is None and name in wanted:
@@ -167,9 +170,10 @@ class seeded:
 
     def __enter__(self) -> list[str]:
         seed = validate_seed(self._seed)
-        self._saved = _save_states(set(self._uses))
+        wanted = set(self._uses)
+        self._saved = _save_states(wanted)
         try:
-            return apply_seed(seed, uses=self._uses)
+            return _apply_seed(seed, wanted)
         except BaseException:
             saved, self._saved = self._saved, None
             _restore_states(saved)

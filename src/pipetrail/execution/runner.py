@@ -51,6 +51,7 @@ from pipetrail.execution.contract_records import plan_contracts
 from pipetrail.execution.crash import reconcile_crashed_runs
 from pipetrail.execution.executors import is_concurrent, resolve_executor
 from pipetrail.execution.flushing import commit_small_writes, hold_small_writes
+from pipetrail.execution.heap import frozen_heap
 from pipetrail.execution.interrupts import (
     deferred_interrupts,
     handling_interrupts,
@@ -120,7 +121,9 @@ def run_pipeline(
         if python_default_sigint()
         else contextlib.nullcontext()
     )
-    with guard, pipeline_modules(definition):
+    # The objects alive before the run are left out of the collector's full passes
+    # while it runs (see pipetrail.execution.heap).
+    with guard, pipeline_modules(definition), frozen_heap():
         return _run(definition, params, project, options or RunOptions())
 
 

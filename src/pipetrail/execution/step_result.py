@@ -131,6 +131,24 @@ def release_inputs(state: RunState, node: Node, copies: tuple[InputCopies, ...])
                     state.kept.release(output.record.blob)
 
 
+# Members of a step's end payload that pipetrail makes of strings and integers alone,
+# whatever the step did: ``inputs`` (input name -> digest, see
+# execution.node_inputs.flat_inputs), ``resources`` (ResourceUsage.to_record) and
+# ``seeded`` (library names). orjson writes such a member as the reference encoder does,
+# or refuses it (a str subclass), so its encoding need not walk them (encoded_draft).
+_MADE_PLAIN = frozenset({"inputs", "resources", "seeded"})
+# PreparedStep.plain -> it with _MADE_PLAIN (a step has one of a few).
+_END_PLAIN: dict[frozenset[str], frozenset[str]] = {}
+
+
+def _end_plain(plain: frozenset[str]) -> frozenset[str]:
+    """The members of a step's end payload its encoding need not walk."""
+    found = _END_PLAIN.get(plain)
+    if found is None:
+        found = _END_PLAIN[plain] = plain | _MADE_PLAIN
+    return found
+
+
 def finish_step(
     state: RunState, prepared: PreparedStep, result: TaskResult, observer: RunObserver
 ) -> None:
@@ -198,7 +216,7 @@ def finish_step(
                     EventKind.STEP_FAILED,
                     {**common, "error": error, "traceback": result.traceback},
                     run_id=state.run_id,
-                    plain=prepared.plain,
+                    plain=_end_plain(prepared.plain),
                 ),
             ],
         )
@@ -228,7 +246,10 @@ def finish_step(
     if recorded:
         outputs_payload = with_recorded(outputs_payload, result.metrics, result.reports)
     state.done_keys[key] = (step_run_id, outputs_payload, formats)
-    completed = {**common, "outputs": outputs_payload, "output_formats": formats}
+    # The failure path is behind: the end event's payload is ``common`` itself, completed.
+    completed = common
+    completed["outputs"] = outputs_payload
+    completed["output_formats"] = formats
     labels = privacy.labels[node.id]
     if labels.lowered:
         completed["declassified"] = declassified(labels, result.data_ops)
@@ -260,7 +281,10 @@ def finish_step(
                 queued=True,
             ),
             encoded_draft(
-                EventKind.STEP_COMPLETED, completed, run_id=state.run_id, plain=prepared.plain
+                EventKind.STEP_COMPLETED,
+                completed,
+                run_id=state.run_id,
+                plain=_end_plain(prepared.plain),
             ),
         ],
     )

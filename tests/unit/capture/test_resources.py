@@ -67,6 +67,47 @@ def test_peak_memory_rises_with_an_allocation_above_the_previous_peak() -> None:
     assert abs(usage.peak_rss_bytes - vm_kib("VmHWM") * 1024) < 16 * _MIB
 
 
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc")
+def test_the_peak_is_the_processs_also_when_another_thread_allocates() -> None:
+    headroom = (vm_kib("VmHWM") - vm_kib("VmRSS")) * 1024
+    size = headroom + 64 * _MIB
+    if size > 1024 * _MIB:
+        pytest.skip("the process's earlier peak is too far above its current size")
+
+    def allocate() -> None:
+        block = b"x" * size
+        del block
+
+    worker = threading.Thread(target=allocate)
+    with measure() as m:
+        worker.start()
+        worker.join()
+
+    assert m.usage.peak_rss_delta_bytes is not None
+    assert m.usage.peak_rss_delta_bytes >= 32 * _MIB
+    assert m.usage.peak_rss_bytes is not None
+    assert abs(m.usage.peak_rss_bytes - vm_kib("VmHWM") * 1024) < 16 * _MIB
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="RUSAGE_THREAD is Linux's")
+def test_the_peak_is_read_without_summing_every_threads_cpu_time(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import resource
+
+    asked: list[int] = []
+    real = resource.getrusage
+
+    def getrusage(who: int) -> resource.struct_rusage:
+        asked.append(who)
+        return real(who)
+
+    monkeypatch.setattr(resource, "getrusage", getrusage)
+    with measure():
+        pass
+    assert asked == [resource.RUSAGE_THREAD, resource.RUSAGE_THREAD]
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="getrusage is POSIX")
 def test_no_allocation_means_no_peak_rise() -> None:
     with measure() as m:

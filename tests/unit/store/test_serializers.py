@@ -5,6 +5,7 @@ Tables (the parquet serializer) are covered in test_parquet_format.py.
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import subprocess
@@ -458,3 +459,30 @@ def test_importing_pipetrail_store_imports_no_heavy_library() -> None:
         env={**os.environ, "PYTHONWARNINGS": "error"},
     )
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"",
+        b"1",
+        b'{"a":1}',
+        b"\x00",
+        b"a\x00",
+        b"a\x00bc",
+        b"\xef\xbb\xbf{}",
+        b"\xff\xfe{\x00",
+        b"\xfe\xff\x00{",
+        b"\x00\x00\xfe\xff",
+        b"\xff\xfe\x00\x00",
+        '{"a":"é"}'.encode(),
+        '{"a":1}'.encode("utf-16-le"),
+        '{"a":1}'.encode("utf-16-be"),
+        '{"a":1}'.encode("utf-32-le"),
+        '{"a":1}'.encode("utf-32-be"),
+    ],
+)
+def test_json_loads_detect_the_encoding_as_json_loads_does(data: bytes) -> None:
+    from pipetrail.store.serializers.json_format import _encoding
+
+    assert _encoding(data) == json.detect_encoding(data)

@@ -84,7 +84,7 @@ def qualified_type_name(value: Any) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class StoredArtifact:
     """What was stored for one value, and everything needed to load it back.
 
@@ -105,6 +105,26 @@ class StoredArtifact:
     type_name: str
     size: int
     meta: dict[str, Any] = field(default_factory=dict, hash=False)
+
+    def __init__(
+        self,
+        digest: str,
+        blob: str,
+        serializer: str,
+        type_name: str,
+        size: int,
+        meta: dict[str, Any] | None = None,
+    ) -> None:
+        # What the generated __init__ does (one object.__setattr__ per field, since the
+        # class is frozen) in one step: every executed step makes one for each output.
+        self.__dict__.update(
+            digest=digest,
+            blob=blob,
+            serializer=serializer,
+            type_name=type_name,
+            size=size,
+            meta={} if meta is None else meta,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """Return the record as plain JSON-able data (inverse of :meth:`from_dict`)."""
