@@ -67,10 +67,10 @@ from pipetrail.execution.run_sources import observe_sources
 from pipetrail.execution.run_state import RunOptions, RunState, close_flush_timer
 from pipetrail.execution.scheduler import run_nodes
 from pipetrail.execution.telemetry import export_run_trace, telemetry_settings
-from pipetrail.hashing import digest_value
 from pipetrail.hashing.code import CodeFingerprint, code_fingerprint
 from pipetrail.hashing.code_analysis import using_code_cache
 from pipetrail.hashing.code_cache import CodeCache
+from pipetrail.hashing.digest import digest_plain
 from pipetrail.ledger import EventKind
 from pipetrail.ledger.annotations import validate_name, validate_tags
 from pipetrail.store.gc_lock import run_lease
@@ -331,7 +331,8 @@ def _pipeline_fingerprint(
         }
         for node in graph.nodes.values()
     ]
-    return digest_value({"pipeline": code_fingerprint(definition.func).digest, "graph": structure})
+    # Node ids, step names, code digests: text, by how they are made (digest_value's digest).
+    return digest_plain({"pipeline": code_fingerprint(definition.func).digest, "graph": structure})
 
 
 def _check_parity(state: RunState, options: RunOptions) -> None:
