@@ -256,8 +256,10 @@ class Ledger:
             head = db.fetch(_HEAD)
             seq, prev = (head[0]["seq"], head[0]["hash"]) if head else (0, GENESIS_HASH)
             ts = now_ts()
+            actor = self.actor
             appended: list[Event] = []
             fasts: list[bool] = []
+            rows: list[tuple[Any, ...]] = []  # the events' rows, in _EVENT_COLUMNS order
             for draft in drafts:
                 seq += 1
                 encoded = draft.encoded
@@ -265,36 +267,20 @@ class Ledger:
                     checked_payload_text(draft.payload) if encoded is None else encoded
                 )
                 fasts.append(fast)
+                kind, run_id = str(draft.kind), draft.run_id
                 digest = event_hash(
                     seq=seq,
                     ts=ts,
-                    actor=self.actor,
-                    kind=str(draft.kind),
-                    run_id=draft.run_id,
+                    actor=actor,
+                    kind=kind,
+                    run_id=run_id,
                     payload_text=text_payload,
                     prev_hash=prev,
                 )
-                appended.append(
-                    Event(
-                        seq,
-                        ts,
-                        self.actor,
-                        str(draft.kind),
-                        draft.run_id,
-                        text_payload,
-                        prev,
-                        digest,
-                    )
-                )
+                appended.append(Event(seq, ts, actor, kind, run_id, text_payload, prev, digest))
+                rows.append((seq, ts, actor, kind, run_id, text_payload, prev, digest))
                 prev = digest
-            db.executemany_values(
-                _INSERT_EVENT,
-                _EVENT_COLUMNS,
-                [
-                    (e.seq, e.ts, e.actor, e.kind, e.run_id, e.payload_text, e.prev_hash, e.hash)
-                    for e in appended
-                ],
-            )
+            db.executemany_values(_INSERT_EVENT, _EVENT_COLUMNS, rows)
             self._tree.extend(db, appended)  # the Merkle tree's new nodes (ADR 0020)
             apply_events(
                 db,
