@@ -357,6 +357,9 @@ def _new_artifacts_only(db: Driver, drafts: Sequence[EventDraft]) -> Sequence[Ev
     known: set[str] = set()
     for at in range(0, len(digests), _RECORDED_CHUNK):
         chunk = digests[at : at + _RECORDED_CHUNK]
+        # Padded to a power of two with its last digest (the same answer): a run's flushes
+        # then share a few query texts, each prepared once, not one per batch size.
+        chunk += chunk[-1:] * (_padded(len(chunk)) - len(chunk))
         names = {f"d{i}": digest for i, digest in enumerate(chunk)}
         marks = ", ".join(f":{name}" for name in names)
         sql = f"SELECT digest FROM artifacts WHERE digest IN ({marks})"  # noqa: S608 - placeholders only
@@ -368,6 +371,11 @@ def _new_artifacts_only(db: Driver, drafts: Sequence[EventDraft]) -> Sequence[Ev
         for d in drafts
         if d.kind != EventKind.ARTIFACT_RECORDED or d.payload["digest"] not in known
     ]
+
+
+def _padded(count: int) -> int:
+    """The power of two at or above ``count``, at most :data:`_RECORDED_CHUNK`."""
+    return min(1 << (count - 1).bit_length(), _RECORDED_CHUNK)
 
 
 def _normalize_url(url: str) -> str:
