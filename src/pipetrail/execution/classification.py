@@ -107,8 +107,9 @@ def plan_labels(graph: PipelineGraph) -> dict[str, NodeLabels]:
                     found.append(planned[ref.node_id].outputs.get(ref.name))
         inherited = strictest(found)
         if not node.step.options.classification:  # nothing declared: every output inherits
-            outputs = dict.fromkeys(node.output_names, inherited)
-            planned[node.id] = NodeLabels(outputs=outputs, inherited=inherited)
+            planned[node.id] = NodeLabels(
+                outputs=dict.fromkeys(node.output_names, inherited), inherited=inherited
+            )
             continue
         declared = dict(node.step.options.classification)
         outputs: dict[str, str] = {}
