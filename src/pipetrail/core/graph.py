@@ -447,9 +447,12 @@ class GraphBuilder:
             DefinitionError: the arguments do not fit, or ``name`` is already taken.
         """
         inputs = step.bind(args, kwargs)
+        nodes = self.graph.nodes
         for param_name, value in inputs.items():
-            _check_input(step.name, param_name, value, self.graph)
-        base = "/".join([*self._prefix, step.name])
+            # One upstream output (the most common argument) is checked here, at once.
+            if type(value) is not OutputRef or value.node_id not in nodes:
+                _check_input(step.name, param_name, value, self.graph)
+        base = "/".join([*self._prefix, step.name]) if self._prefix else step.name
         if name is not None:
             node_id = f"{base}[{name}]"
             if node_id in self.graph.nodes:
@@ -465,11 +468,11 @@ class GraphBuilder:
         node = Node(
             id=node_id, step=step, inputs=inputs, output_names=step.options.outputs, name=name
         )
-        self.graph.nodes[node_id] = node
-        refs = [OutputRef(node_id, i, name) for i, name in enumerate(node.output_names)]
-        if len(refs) == 1:
-            return refs[0]
-        return MultiOutput(refs)
+        nodes[node_id] = node
+        names = node.output_names
+        if len(names) == 1:
+            return OutputRef(node_id, 0, names[0])
+        return MultiOutput(OutputRef(node_id, i, name) for i, name in enumerate(names))
 
 
 class _Nested:

@@ -97,12 +97,20 @@ def plan_labels(graph: PipelineGraph) -> dict[str, NodeLabels]:
     for node in graph.nodes.values():  # in execution order: producers come first
         found: list[str | None] = []
         for value in node.inputs.values():
+            if type(value) is OutputRef:  # the most common input: one upstream output
+                found.append(planned[value.node_id].outputs.get(value.name))
+                continue
             for ref in _input_refs(value):
                 if isinstance(ref, SourceRef):
                     found.append(ref.classification)
                 else:
                     found.append(planned[ref.node_id].outputs.get(ref.name))
         inherited = strictest(found)
+        if not node.step.options.classification:  # nothing declared: every output inherits
+            planned[node.id] = NodeLabels(
+                outputs=dict.fromkeys(node.output_names, inherited), inherited=inherited
+            )
+            continue
         declared = dict(node.step.options.classification)
         outputs: dict[str, str] = {}
         lowered: dict[str, str] = {}

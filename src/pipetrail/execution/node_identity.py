@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any
 from pipetrail.core.graph import OutputRef, SourceRef
 from pipetrail.errors import UnhashableValueError
 from pipetrail.hashing import digest_value
+from pipetrail.hashing.canonical import is_plain
+from pipetrail.hashing.digest import digest_plain
 from pipetrail.hashing.fingerprint import fingerprint_obj
 
 if TYPE_CHECKING:
@@ -133,13 +135,20 @@ def node_identities(graph: PipelineGraph) -> NodeIdentities:
         params: dict[str, Any] = {}
         unhashable: list[str] = []
         inputs: dict[str, Any] = {}
+        # Whether the inputs described are only producers' identities and output names
+        # (text): with plain params, the shape is then hashed without a walk over it.
+        wired_plainly = True
         for name, value in node.inputs.items():
             if type(value) is OutputRef:  # the most common argument: one upstream output
                 if fanned:
-                    inputs[name] = {"node": identity[value.node_id], "output": value.name}
+                    output = value.name
+                    inputs[name] = {"node": identity[value.node_id], "output": output}
+                    if type(output) is not str:  # output names are not checked to be text
+                        wired_plainly = False
             elif _holds_placeholder(value):
                 if fanned:
                     inputs[name] = _wired(value, identity)
+                    wired_plainly = False
             else:
                 try:
                     params[name] = fingerprint_obj(value)
@@ -152,11 +161,12 @@ def node_identities(graph: PipelineGraph) -> NodeIdentities:
         if not fanned:
             identity[node_id] = base
             continue
-        shape = digest_value(
-            {"format": IDENTITY_FORMAT, "step": base, "params": params, "inputs": inputs}
-        )
+        described = {"format": IDENTITY_FORMAT, "step": base, "params": params, "inputs": inputs}
+        plain = wired_plainly and type(base) is str and (not params or is_plain(params))
+        shape = digest_plain(described) if plain else digest_value(described)
         occurrence = seen[shape]
         seen[shape] += 1
-        digest = digest_value({"format": IDENTITY_FORMAT, "shape": shape, "occurrence": occurrence})
+        # Text and a count: plain (the digest is digest_value's).
+        digest = digest_plain({"format": IDENTITY_FORMAT, "shape": shape, "occurrence": occurrence})
         identity[node_id] = f"{base}@{digest.split(':', 1)[-1][:32]}"
     return found

@@ -35,6 +35,7 @@ from pipetrail.execution.records import blob_artifact, jsonable
 from pipetrail.execution.run_state import emit, flush
 from pipetrail.ledger import EventDraft, EventKind
 from pipetrail.ledger.annotations import validate_name, validate_tags
+from pipetrail.ledger.events import encoded_draft
 
 if TYPE_CHECKING:
     from pipetrail.core.pipeline import PipelineDefinition
@@ -138,11 +139,17 @@ def run_started_events(
         payload["tags"] = validate_tags(options.tags)
     if options.sweep is not None:
         payload["sweep"] = dict(options.sweep)
-    drafts = [EventDraft(EventKind.RUN_STARTED, payload, run_id=state.run_id)]
+    # Its nodes (a member per node: ids, step names, node names, all text) are encoded
+    # without a walk over them; the rest of the payload is checked as ever.
+    drafts = [
+        encoded_draft(EventKind.RUN_STARTED, payload, run_id=state.run_id, plain=_PLAIN_NODES)
+    ]
     drafts.extend(artifact_drafts(state, artifacts, step_run_id=None))
     return drafts
 
 
+# The run.started members known to be plain (see run_started_events).
+_PLAIN_NODES = frozenset({"nodes"})
 _own: list[Any] = [None, None]  # [pid, its process identity]
 
 

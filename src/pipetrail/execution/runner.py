@@ -60,6 +60,7 @@ from pipetrail.execution.interrupts import (
 from pipetrail.execution.loader import pipeline_module_files, pipeline_modules
 from pipetrail.execution.node_identity import node_identities
 from pipetrail.execution.observer import NullObserver
+from pipetrail.execution.older_objects import older_objects_set_aside
 from pipetrail.execution.params_files import resolve_run_params
 from pipetrail.execution.records import is_recorded_output
 from pipetrail.execution.run import Run
@@ -68,10 +69,10 @@ from pipetrail.execution.run_sources import observe_sources
 from pipetrail.execution.run_state import RunOptions, RunState, close_flush_timer
 from pipetrail.execution.scheduler import run_nodes
 from pipetrail.execution.telemetry import export_run_trace, telemetry_settings
-from pipetrail.hashing import digest_value
 from pipetrail.hashing.code import CodeFingerprint, code_fingerprint
 from pipetrail.hashing.code_analysis import using_code_cache
 from pipetrail.hashing.code_cache import CodeCache
+from pipetrail.hashing.digest import digest_plain
 from pipetrail.ledger import EventKind
 from pipetrail.ledger.annotations import validate_name, validate_tags
 from pipetrail.store.gc_lock import run_lease
@@ -209,6 +210,9 @@ def _record(
 
                 state.exits.callback(executor.shutdown)
                 executor.start(worker_context(project, pipeline_module_files(definition)))
+            # What the run has made and imported so far (its plan, the modules it loaded)
+            # is left out of garbage collections while its nodes run.
+            state.exits.enter_context(older_objects_set_aside())
             run_nodes(state, options, executor, observer)
         finally:
             state.exits.close()  # held small writes, output capture's logging
@@ -334,7 +338,8 @@ def _pipeline_fingerprint(
         }
         for node in graph.nodes.values()
     ]
-    return digest_value({"pipeline": code_fingerprint(definition.func).digest, "graph": structure})
+    # Node ids, step names, code digests: text, by how they are made (digest_value's digest).
+    return digest_plain({"pipeline": code_fingerprint(definition.func).digest, "graph": structure})
 
 
 def _check_parity(state: RunState, options: RunOptions) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from typing import TYPE_CHECKING, Any
 
-from pipetrail.ledger.events import EventKind
+from pipetrail.ledger.events import EventDraft, EventKind
 
 if TYPE_CHECKING:
     from pipetrail.core.pipeline import PipelineDefinition
@@ -42,7 +42,8 @@ def record_store_failure(
     scratch = dataclasses.replace(state, project=offline)
     drafts = run_started_events(scratch, definition, params, pipeline_fp, options)
     started = next(d for d in drafts if d.kind == EventKind.RUN_STARTED)
-    started.payload["environment"] = None
-    started.payload.pop("params_files", None)
-    real.ledger.append([started])
+    # A new draft of the changed payload: the one made may carry its text encoded already.
+    payload = {k: v for k, v in started.payload.items() if k != "params_files"}
+    payload["environment"] = None
+    real.ledger.append([EventDraft(EventKind.RUN_STARTED, payload, run_id=started.run_id)])
     end_run(scratch, EventKind.RUN_FAILED, error=str(exc))

@@ -40,6 +40,7 @@ __all__ = [
     "checked_json_of_members",
     "is_plain",
     "member_json",
+    "plain_canonical_bytes",
     "reference_json",
     "to_canonical_obj",
 ]
@@ -255,6 +256,23 @@ def canonical_bytes(value: Any) -> bytes:
             file names).
     """
     return checked_canonical_bytes(value)[0]
+
+
+def plain_canonical_bytes(value: Any) -> bytes:
+    """:func:`canonical_bytes` of a value the caller knows is plain, without walking it.
+
+    Plain: :func:`is_plain` holds for it, as the caller built it from parts that passed
+    (strings, small integers, members of a value shown plain). Only the walk is skipped:
+    should orjson refuse a string in it (a lone surrogate), :func:`canonical_bytes`
+    decides, as it would have.
+
+    Raises:
+        UnhashableValueError: as :func:`canonical_bytes`.
+    """
+    try:
+        return CANONICAL_VERSION + orjson.dumps(value, option=_ORJSON_OPTIONS)
+    except orjson.JSONEncodeError:
+        return canonical_bytes(value)
 
 
 def checked_canonical_bytes(value: Any) -> tuple[bytes, bool]:

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from blake3 import blake3
 
-from pipetrail.hashing.canonical import canonical_bytes
+from pipetrail.hashing.canonical import canonical_bytes, plain_canonical_bytes
 
 if TYPE_CHECKING:
     from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +33,7 @@ __all__ = [
     "digest_bytes",
     "digest_fd",
     "digest_file",
+    "digest_plain",
     "digest_value",
     "hex_of",
     "is_digest",
@@ -92,6 +93,15 @@ def digest_bytes(data: bytes | bytearray | memoryview) -> str:
 def digest_value(value: Any) -> str:
     """Return the digest of ``value``'s canonical encoding (see :func:`canonical_bytes`)."""
     return DIGEST_PREFIX + blake3(canonical_bytes(value)).hexdigest()
+
+
+def digest_plain(value: Any) -> str:
+    """Return :func:`digest_value` of a plain value, without walking its members.
+
+    Plain as :func:`~pipetrail.hashing.canonical.plain_canonical_bytes` says: the caller
+    built it from parts known to pass :func:`~pipetrail.hashing.canonical.is_plain`.
+    """
+    return DIGEST_PREFIX + blake3(plain_canonical_bytes(value)).hexdigest()
 
 
 _BUFFERS = threading.local()

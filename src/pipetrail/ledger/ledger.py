@@ -256,8 +256,10 @@ class Ledger:
             head = db.fetch(_HEAD)
             seq, prev = (head[0]["seq"], head[0]["hash"]) if head else (0, GENESIS_HASH)
             ts = now_ts()
+            actor = self.actor
             appended: list[Event] = []
             fasts: list[bool] = []
+            rows: list[tuple[Any, ...]] = []  # the events' rows, in _EVENT_COLUMNS order
             for draft in drafts:
                 seq += 1
                 encoded = draft.encoded
@@ -265,36 +267,20 @@ class Ledger:
                     checked_payload_text(draft.payload) if encoded is None else encoded
                 )
                 fasts.append(fast)
+                kind, run_id = str(draft.kind), draft.run_id
                 digest = event_hash(
                     seq=seq,
                     ts=ts,
-                    actor=self.actor,
-                    kind=str(draft.kind),
-                    run_id=draft.run_id,
+                    actor=actor,
+                    kind=kind,
+                    run_id=run_id,
                     payload_text=text_payload,
                     prev_hash=prev,
                 )
-                appended.append(
-                    Event(
-                        seq,
-                        ts,
-                        self.actor,
-                        str(draft.kind),
-                        draft.run_id,
-                        text_payload,
-                        prev,
-                        digest,
-                    )
-                )
+                appended.append(Event(seq, ts, actor, kind, run_id, text_payload, prev, digest))
+                rows.append((seq, ts, actor, kind, run_id, text_payload, prev, digest))
                 prev = digest
-            db.executemany_values(
-                _INSERT_EVENT,
-                _EVENT_COLUMNS,
-                [
-                    (e.seq, e.ts, e.actor, e.kind, e.run_id, e.payload_text, e.prev_hash, e.hash)
-                    for e in appended
-                ],
-            )
+            db.executemany_values(_INSERT_EVENT, _EVENT_COLUMNS, rows)
             self._tree.extend(db, appended)  # the Merkle tree's new nodes (ADR 0020)
             apply_events(
                 db,
@@ -371,6 +357,9 @@ def _new_artifacts_only(db: Driver, drafts: Sequence[EventDraft]) -> Sequence[Ev
     known: set[str] = set()
     for at in range(0, len(digests), _RECORDED_CHUNK):
         chunk = digests[at : at + _RECORDED_CHUNK]
+        # Padded to a power of two with its last digest (the same answer): a run's flushes
+        # then share a few query texts, each prepared once, not one per batch size.
+        chunk += chunk[-1:] * (_padded(len(chunk)) - len(chunk))
         names = {f"d{i}": digest for i, digest in enumerate(chunk)}
         marks = ", ".join(f":{name}" for name in names)
         sql = f"SELECT digest FROM artifacts WHERE digest IN ({marks})"  # noqa: S608 - placeholders only
@@ -382,6 +371,11 @@ def _new_artifacts_only(db: Driver, drafts: Sequence[EventDraft]) -> Sequence[Ev
         for d in drafts
         if d.kind != EventKind.ARTIFACT_RECORDED or d.payload["digest"] not in known
     ]
+
+
+def _padded(count: int) -> int:
+    """The power of two at or above ``count``, at most :data:`_RECORDED_CHUNK`."""
+    return min(1 << (count - 1).bit_length(), _RECORDED_CHUNK)
 
 
 def _normalize_url(url: str) -> str:

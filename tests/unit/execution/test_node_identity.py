@@ -77,3 +77,60 @@ def test_identical_calls_are_told_apart_by_order_and_so_are_their_consumers() ->
     assert found["train"] != found["train[1]"]
     assert found["evaluate"] != found["evaluate[1]"]
     assert len(set(found.values())) == len(graph.nodes)
+
+
+def _reference_identities(graph: PipelineGraph) -> dict[str, str]:
+    """The identities as the module docstring defines them, every value hashed by digest_value."""
+    from collections import Counter
+
+    from pipetrail.execution.node_identity import IDENTITY_FORMAT, _wired, plain_params
+    from pipetrail.hashing import digest_value
+
+    found: dict[str, str] = {}
+    calls = Counter(node.base for node in graph.nodes.values())
+    seen: Counter[str] = Counter()
+    for node_id, node in graph.nodes.items():
+        if calls[node.base] == 1:
+            found[node_id] = node.base
+            continue
+        params, _ = plain_params(node)
+        inputs = {
+            name: _wired(value, found) for name, value in node.inputs.items() if name not in params
+        }
+        shape = digest_value(
+            {"format": IDENTITY_FORMAT, "step": node.base, "params": params, "inputs": inputs}
+        )
+        digest = digest_value(
+            {"format": IDENTITY_FORMAT, "shape": shape, "occurrence": seen[shape]}
+        )
+        seen[shape] += 1
+        found[node_id] = f"{node.base}@{digest.split(':', 1)[-1][:32]}"
+    return found
+
+
+@step
+def combine(models: list[dict[str, float]], weight: float = 0.5) -> float:
+    return weight
+
+
+def mixed(cs: list[float]) -> None:
+    """Fan-outs whose shapes are hashed without a walk, and others that need one."""
+    from pipetrail.core.graph import source
+
+    rows = load()
+    models = [train(rows, C=c) for c in cs]  # plain floats, and floats orjson writes otherwise
+    for model in models:
+        evaluate(model)
+    combine(models)  # a list of step outputs
+    combine(models, weight=float("nan"))
+    combine([{"rows": source("data/a.csv")}])  # a source inside a value
+    combine([{"rows": source("data/a.csv")}])
+
+
+def test_identities_are_those_every_value_hashed_by_digest_value_gives() -> None:
+    definition = PipelineDefinition(mixed)
+    cs = [0.1, 1.0, 1e20, 1e-7, 3.0, 3.0]
+    graph = definition.build(definition.resolve_params({"cs": cs}))
+    found = node_identities(graph).identity
+    assert found == _reference_identities(graph)
+    assert len(set(found.values())) == len(graph.nodes)

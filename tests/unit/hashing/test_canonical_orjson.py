@@ -222,3 +222,29 @@ def test_members_checked_or_known_give_the_text_and_flag_of_a_full_check(
     known = frozenset(k for k, v in value.items() if _orjson_safe(v))
     assert checked_json_of_members(value, known) == checked_canonical_json(value)
     assert checked_json_of_members(value, frozenset()) == checked_canonical_json(value)
+
+
+@settings(max_examples=1000, deadline=None)
+@given(_values)
+def test_a_plain_value_is_encoded_unwalked_to_the_same_bytes(value: Any) -> None:
+    from pipetrail.hashing.canonical import is_plain, plain_canonical_bytes
+    from pipetrail.hashing.digest import digest_plain, digest_value
+
+    if not is_plain(value):
+        return  # only values the caller knows to be plain are given to it
+    try:
+        expected = canonical_bytes(value)
+    except UnhashableValueError:
+        with pytest.raises(UnhashableValueError, match="no UTF-8 encoding"):
+            plain_canonical_bytes(value)
+        return
+    assert plain_canonical_bytes(value) == expected
+    assert digest_plain(value) == digest_value(value)
+
+
+def test_a_plain_value_orjson_refuses_is_decided_as_canonical_bytes_decides() -> None:
+    from pipetrail.hashing.canonical import plain_canonical_bytes
+
+    assert plain_canonical_bytes({"n": 2**70}) == canonical_bytes({"n": 2**70})
+    with pytest.raises(UnhashableValueError, match="no UTF-8 encoding"):
+        plain_canonical_bytes({"path": "\ud800"})

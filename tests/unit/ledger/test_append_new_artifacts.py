@@ -54,3 +54,18 @@ def test_without_the_flag_every_draft_is_appended(tmp_path: Path) -> None:
     assert len(ledger.append([_artifact(1)])) == 1
     assert [d for _, d in _kinds_and_digests(ledger)] == ["blake3:" + f"{1:064x}"] * 2
     ledger.close()
+
+
+def test_batches_of_every_size_leave_out_exactly_the_recorded_ones(tmp_path: Path) -> None:
+    from pipetrail.ledger.ledger import _new_artifacts_only, _padded
+
+    assert [_padded(n) for n in (1, 2, 3, 5, 64, 65, 499, 500)] == [1, 2, 4, 8, 64, 128, 500, 500]
+    ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}", actor="tester")
+    ledger.append([_artifact(i) for i in range(0, 1200, 3)])  # every third is recorded
+    for size in (1, 2, 3, 7, 64, 65, 499, 500, 501, 1100):
+        drafts = [_artifact(i) for i in range(size)]
+        left = _new_artifacts_only(ledger.db, drafts)
+        assert [d.payload["digest"] for d in left] == [
+            d.payload["digest"] for i, d in enumerate(drafts) if i % 3
+        ], size
+    ledger.close()
