@@ -60,7 +60,6 @@ from pipetrail.execution.interrupts import (
 from pipetrail.execution.loader import pipeline_module_files, pipeline_modules
 from pipetrail.execution.node_identity import node_identities
 from pipetrail.execution.observer import NullObserver
-from pipetrail.execution.older_objects import older_objects_set_aside
 from pipetrail.execution.params_files import resolve_run_params
 from pipetrail.execution.records import is_recorded_output
 from pipetrail.execution.run import Run
@@ -210,9 +209,6 @@ def _record(
 
                 state.exits.callback(executor.shutdown)
                 executor.start(worker_context(project, pipeline_module_files(definition)))
-            # What the run has made and imported so far (its plan, the modules it loaded)
-            # is left out of garbage collections while its nodes run.
-            state.exits.enter_context(older_objects_set_aside())
             run_nodes(state, options, executor, observer)
         finally:
             state.exits.close()  # held small writes, output capture's logging
