@@ -96,13 +96,18 @@ ARTIFACT_SQL = (
 )
 # Leaves out the runs marked deleted (``run.deleted``), for a query whose runs are ``r``.
 NOT_DELETED = "r.run_id NOT IN (SELECT d.run_id FROM run_deletions d)"
+# Every column of a step run, and its closing event: what each of the statements below
+# selects (their rows are read by trusted_step_run and trusted_step_values).
+_STEP_WITH_EVENT = (
+    "SELECT "  # noqa: S608 - constant column names
+    + ", ".join(f"s.{c}" for c in STEP_COLUMNS)
+    + f", {_EVENT} FROM step_runs s LEFT JOIN events e ON e.seq = s.last_seq {_JOIN_HEAD} "
+)
 # A step run of a deleted run is never reused: garbage collection may have removed its
 # outputs, and a hit would bring them back into a kept run's record without the bytes.
 CACHE_LOOKUP_SQL = (
-    "SELECT "  # noqa: S608 - constant column names
-    + ", ".join(f"s.{c}" for c in STEP_COLUMNS)
-    + f", {_EVENT} FROM step_runs s LEFT JOIN events e ON e.seq = s.last_seq {_JOIN_HEAD} "  # noqa: S608
-    "WHERE s.cache_key = :k AND s.status IN ('completed', 'cached') "
+    _STEP_WITH_EVENT  # noqa: S608 - constant column names
+    + "WHERE s.cache_key = :k AND s.status IN ('completed', 'cached') "
     "AND s.run_id NOT IN (SELECT d.run_id FROM run_deletions d) "
     "ORDER BY s.last_seq DESC LIMIT 1"
 )
@@ -114,10 +119,8 @@ CACHE_LOOKUP_SQL = (
 # which would sort every row with its event: the run's index gives them in the order
 # they were written, the order a re-run looks them up in.
 RUN_CACHE_SQL = (
-    "SELECT "  # noqa: S608 - constant column names
-    + ", ".join(f"s.{c}" for c in STEP_COLUMNS)
-    + f", {_EVENT} FROM step_runs s LEFT JOIN events e ON e.seq = s.last_seq {_JOIN_HEAD} "  # noqa: S608
-    "WHERE s.run_id = :r AND s.status IN ('completed', 'cached') "
+    _STEP_WITH_EVENT  # noqa: S608 - constant column names
+    + "WHERE s.run_id = :r AND s.status IN ('completed', 'cached') "
     "AND s.cache_key IS NOT NULL AND s.last_seq IS NOT NULL "
     "AND s.run_id NOT IN (SELECT d.run_id FROM run_deletions d) "
     "AND NOT EXISTS (SELECT 1 FROM step_runs t WHERE t.cache_key = s.cache_key "
@@ -129,12 +132,7 @@ RUN_CACHE_SQL = (
 CACHE_LOOKUP_COLUMNS = (*STEP_COLUMNS, *_EVENT_COLUMNS)
 # A run's step runs that completed or were cached, each with its closing event (whose
 # outputs, and how each is read, loading a run's outputs takes).
-_RUN_STEPS = (
-    "SELECT "  # noqa: S608 - constant column names
-    + ", ".join(f"s.{c}" for c in STEP_COLUMNS)
-    + f", {_EVENT} FROM step_runs s LEFT JOIN events e ON e.seq = s.last_seq {_JOIN_HEAD} "
-    "WHERE s.run_id = :r AND s.status IN ('completed', 'cached')"
-)
+_RUN_STEPS = _STEP_WITH_EVENT + "WHERE s.run_id = :r AND s.status IN ('completed', 'cached')"
 RUN_STEPS_SQL = _RUN_STEPS + " ORDER BY s.first_seq"
 
 
