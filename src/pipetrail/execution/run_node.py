@@ -106,12 +106,12 @@ def _decide(
 
         # Twice the run's nodes: a re-run reads each of its step runs ahead about once.
         ahead = state.cache_ahead = CacheAhead(state.run_id, 2 * len(state.graph.nodes) + 64)
-    found = ahead.lookup(state.project.ledger.reader(), key)
+    found = ahead.hit(state.project.ledger.reader(), key)
     if found is None:
         return CacheDecision("miss", "no earlier step run has this cache key")
-    origin = found["reused_step_run_id"] or found["step_run_id"]
-    outputs: dict[str, str] = found["outputs"] or {}
-    formats: dict[str, Any] = found.get("output_formats") or {}
+    origin, recorded, readings = found
+    outputs: dict[str, str] = recorded or {}
+    formats: dict[str, Any] = readings or {}
     records: dict[str, StoredArtifact] = {}
     problem = _unusable(state, node, origin, outputs, formats, records)
     if problem is not None:
