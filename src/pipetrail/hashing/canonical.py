@@ -137,7 +137,16 @@ def _members_plain(members: Any) -> bool:
         if kind is float:
             if not _plain_float(item):
                 return False
-        elif not _orjson_safe(item):  # a container: walked once, by its members
+        # A container: walked once, by its members; one of leaves alone (most nested
+        # members of a payload: a key's inputs, a step's output names) is told safe here,
+        # as _orjson_safe would find it, without a call for it.
+        elif kind is dict:
+            if not (
+                _STR_ONLY.issuperset(map(type, item))
+                and _LEAVES.issuperset(map(type, item.values()))
+            ) and not _orjson_safe(item):
+                return False
+        elif not _LEAVES.issuperset(map(type, item)) and not _orjson_safe(item):
             return False
     return True
 
@@ -230,7 +239,13 @@ def _members_safe(value: dict[str, Any], known: frozenset[str]) -> bool:
         if kind is float:
             if not _plain_float(item):
                 return False
-        elif not _orjson_safe(item):  # a container: walked once, by its members
+        elif kind is dict:  # a container: as _members_plain walks it
+            if not (
+                _STR_ONLY.issuperset(map(type, item))
+                and _LEAVES.issuperset(map(type, item.values()))
+            ) and not _orjson_safe(item):
+                return False
+        elif not _LEAVES.issuperset(map(type, item)) and not _orjson_safe(item):
             return False
     return True
 
