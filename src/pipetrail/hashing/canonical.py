@@ -61,7 +61,6 @@ MEMBER_OPTIONS = _ORJSON_OPTIONS
 _LEAVES = frozenset({str, bool, int, type(None)})
 # Members looked at one by one: floats (by value) and the containers (by their members).
 _WALKED = _LEAVES | {float, dict, list, tuple}
-_STR_ONLY = frozenset({str})
 
 
 def to_canonical_obj(value: Any) -> Any:
@@ -101,14 +100,17 @@ def _orjson_safe(value: Any) -> bool:
     Strings are not inspected: one orjson cannot encode (a lone surrogate) makes it raise,
     and :func:`canonical_json` then falls back; so do integers beyond 64 bits, which it
     refuses (every call of orjson here falls back to the reference encoder when it
-    raises). A container's members are sorted out by their types in one pass of C code
-    (``map(type, ...)``): one whose members are all ``str``, ``bool``, ``None`` or
-    ``int`` (most of a ledger payload) is walked no further; only floats and nested
-    containers are then looked at one by one (:func:`_members_plain`).
+    raises). Nor are a dict's keys: orjson refuses every key that is not exactly a
+    ``str`` (it is given no option to write others), so a key only the reference encoder
+    writes (a subclass of ``str``) or refuses makes it raise as well. A container's
+    members are sorted out by their types in one pass of C code (``map(type, ...)``):
+    one whose members are all ``str``, ``bool``, ``None`` or ``int`` (most of a ledger
+    payload) is walked no further; only floats and nested containers are then looked at
+    one by one (:func:`_members_plain`).
     """
     kind = type(value)
     if kind is dict:
-        return _STR_ONLY.issuperset(map(type, value)) and _members_plain(value.values())
+        return _members_plain(value.values())
     if kind is list or kind is tuple:
         return _members_plain(value)
     if kind in _LEAVES:
@@ -121,9 +123,8 @@ def _orjson_safe(value: Any) -> bool:
 def _members_plain(members: Any) -> bool:
     """:func:`_orjson_safe` of every one of ``members`` (a container's values).
 
-    A nested container's members are walked once (its keys first, for a dict): a
-    payload's nested objects (how each output is read, the key's components) are not
-    checked twice.
+    A nested container's members are walked once: a payload's nested objects (how each
+    output is read, the key's components) are not checked twice.
     """
     kinds = set(map(type, members))
     if kinds <= _LEAVES:
@@ -137,17 +138,8 @@ def _members_plain(members: Any) -> bool:
         if kind is float:
             if not _plain_float(item):
                 return False
-        # A container: walked once, by its members; one of leaves alone (most nested
-        # members of a payload: a key's inputs, a step's output names) is told safe here,
-        # as _orjson_safe would find it, without a call for it.
-        elif kind is dict:
-            if not (
-                _STR_ONLY.issuperset(map(type, item))
-                and _LEAVES.issuperset(map(type, item.values()))
-            ) and not _orjson_safe(item):
-                return False
-        elif not _LEAVES.issuperset(map(type, item)) and not _orjson_safe(item):
-            return False
+        elif not _members_plain(item.values() if kind is dict else item):
+            return False  # a container: walked once, by its members
     return True
 
 
@@ -225,8 +217,6 @@ def checked_json_of_members(value: dict[str, Any], known: frozenset[str]) -> tup
 
 def _members_safe(value: dict[str, Any], known: frozenset[str]) -> bool:
     """:func:`_orjson_safe` of a dict, its members under ``known`` taken as safe."""
-    if not _STR_ONLY.issuperset(map(type, value)):
-        return False
     kinds = set(map(type, value.values()))
     if kinds <= _LEAVES:
         return True
@@ -239,14 +229,8 @@ def _members_safe(value: dict[str, Any], known: frozenset[str]) -> bool:
         if kind is float:
             if not _plain_float(item):
                 return False
-        elif kind is dict:  # a container: as _members_plain walks it
-            if not (
-                _STR_ONLY.issuperset(map(type, item))
-                and _LEAVES.issuperset(map(type, item.values()))
-            ) and not _orjson_safe(item):
-                return False
-        elif not _LEAVES.issuperset(map(type, item)) and not _orjson_safe(item):
-            return False
+        elif not _members_plain(item.values() if kind is dict else item):
+            return False  # a container: as _members_plain walks it
     return True
 
 
