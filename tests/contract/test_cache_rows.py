@@ -189,3 +189,67 @@ def test_a_run_found_not_deleted_is_asked_again_once_the_window_passed(ledger: L
     now[0] = 0.05
     assert rows.lookup(reader, _key(3)) is None
     assert rows.lookup(reader, _key(6)) is None
+
+
+def _hits(ledger: Ledger, rows: RunCacheRows, reader: Reader, keys: range) -> list[Any]:
+    """What ``rows.hit`` gives for ``keys``, checked against each lookup's whole row."""
+    found = [rows.hit(reader, _key(i)) for i in keys]
+    looked_up = [ledger.reader().cache_lookup(_key(i)) for i in keys]
+    assert found == [
+        None
+        if row is None
+        else (row["reused_step_run_id"] or row["step_run_id"], row["outputs"], None)
+        for row in looked_up
+    ]
+    return found
+
+
+def test_a_hit_gives_what_the_lookup_gives(ledger: Ledger) -> None:
+    # R3 reused R1's step run of key 1 (a step.cached event names it).
+    cached = {
+        "step_run_id": "R3-S1", "run_id": "R3", "node_id": "s1", "step": "s", "pipeline": "p",
+        "seed": 7, "started_at": TS, "cache_key": _key(1), "decision": "hit",
+        "reason": "same key", "reused_step_run_id": "R1-S1", "code_digest": _digest("c"),
+        "components": {"code": _digest("c")}, "inputs": {},
+        "outputs": {"output": _digest("a")}, "ended_at": TS,
+    }  # fmt: skip
+    ledger.append(
+        [
+            _run("R3", [], _digest("a"))[0],
+            EventDraft(EventKind.STEP_CACHED, cached, run_id="R3"),
+        ]
+    )
+    reader = _Counting(ledger.reader())
+    rows = RunCacheRows("R4", budget=100)
+    found = _hits(ledger, rows, reader, range(1, 9))
+    # Key 1's newest step run is R3's hit: what it reuses is R1's step run.
+    assert [None if hit is None else hit[0] for hit in found] == [
+        "R1-S1", "R1-S2", "R1-S3", "R2-S4", "R2-S5", "R1-S6", None, None,
+    ]  # fmt: skip
+    # Keys 1, 2, 4, 7 and 8 were looked up: 2 read R1 ahead (3 and 6), 4 read R2 ahead (5).
+    assert reader.per_key == 5
+
+
+def test_a_hit_refuses_an_edited_row_or_event_read_ahead(ledger: Ledger) -> None:
+    reader = ledger.reader()
+    _exec(
+        ledger,
+        "UPDATE step_runs SET outputs = :o WHERE step_run_id = 'R1-S3'",
+        o='{"output":"' + _digest("b") + '"}',
+    )
+    rows = RunCacheRows("R3", budget=100)
+    assert rows.hit(reader, _key(1)) is not None
+    with pytest.raises(TamperedLedgerError, match=r"step_runs\[R1-S3\]: outputs is"):
+        rows.hit(reader, _key(3))
+    seq = reader.fetch_tuples("SELECT last_seq FROM step_runs WHERE step_run_id = 'R1-S2'")[0][0]
+    _exec(
+        ledger,
+        "UPDATE events SET payload = replace(payload, :a, :b) WHERE seq = :s",
+        a=_digest("a"),
+        b=_digest("b"),
+        s=seq,
+    )
+    rows = RunCacheRows("R3", budget=100)
+    assert rows.hit(reader, _key(1)) is not None
+    with pytest.raises(TamperedLedgerError, match=rf"step_runs\[R1-S2\].*event {seq} was edited"):
+        rows.hit(reader, _key(2))

@@ -50,7 +50,7 @@ COMPONENT_ORDER = (
 )
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class CacheDecision:
     """Whether a step executes or reuses a previous result, and why.
 
@@ -71,6 +71,26 @@ class CacheDecision:
     outputs: dict[str, str] | None = None
     formats: dict[str, Any] | None = None
     records: dict[str, StoredArtifact] | None = field(default=None, compare=False, repr=False)
+
+    def __init__(
+        self,
+        decision: str,
+        reason: str,
+        reused_step_run_id: str | None = None,
+        outputs: dict[str, str] | None = None,
+        formats: dict[str, Any] | None = None,
+        records: dict[str, StoredArtifact] | None = None,
+    ) -> None:
+        # What the generated __init__ does (one object.__setattr__ per field, since the
+        # class is frozen) in one step: a run decides every step.
+        self.__dict__.update(
+            decision=decision,
+            reason=reason,
+            reused_step_run_id=reused_step_run_id,
+            outputs=outputs,
+            formats=formats,
+            records=records,
+        )
 
 
 def cache_key(components: dict[str, Any]) -> str:

@@ -29,6 +29,7 @@ from pipetrail.store.local import LocalStore
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from pipetrail.ledger.cache_rows import CacheHit
     from pipetrail.ledger.queries import Reader, Row
     from pipetrail.store.base import ContentStore
 
@@ -65,6 +66,15 @@ class CacheAhead:
                 chain.
         """
         return self._rows.lookup(reader, cache_key)
+
+    def hit(self, reader: Reader, cache_key: str) -> CacheHit | None:
+        """What a hit on ``cache_key`` reuses (see :meth:`RunCacheRows.hit`).
+
+        Raises:
+            TamperedLedgerError: the row disagrees with its event, or the event with the
+                chain.
+        """
+        return self._rows.hit(reader, cache_key)
 
     def stored(self, store: ContentStore) -> frozenset[str] | set[str]:
         """Objects known to be in ``store`` now (those of the rows read ahead).

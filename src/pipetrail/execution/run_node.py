@@ -70,8 +70,11 @@ if TYPE_CHECKING:
 
 __all__ = ["prepare_node", "run_node"]
 
-_PLAIN_COMPONENTS = frozenset({"components"})
+# The members of a step event's payload the key's encoding checked: its components, and
+# the inputs they give (flat_inputs of its input digests: their names and digests).
+_PLAIN_KEYED = frozenset({"components", "inputs"})
 _NOTHING_KNOWN: frozenset[str] = frozenset()
+_NOTHING_UNHASHABLE: list[str] = []
 
 
 def _decide(
@@ -106,12 +109,12 @@ def _decide(
 
         # Twice the run's nodes: a re-run reads each of its step runs ahead about once.
         ahead = state.cache_ahead = CacheAhead(state.run_id, 2 * len(state.graph.nodes) + 64)
-    found = ahead.lookup(state.project.ledger.reader(), key)
+    found = ahead.hit(state.project.ledger.reader(), key)
     if found is None:
         return CacheDecision("miss", "no earlier step run has this cache key")
-    origin = found["reused_step_run_id"] or found["step_run_id"]
-    outputs: dict[str, str] = found["outputs"] or {}
-    formats: dict[str, Any] = found.get("output_formats") or {}
+    origin, recorded, readings = found
+    outputs: dict[str, str] = recorded or {}
+    formats: dict[str, Any] = readings or {}
     records: dict[str, StoredArtifact] = {}
     problem = _unusable(state, node, origin, outputs, formats, records)
     if problem is not None:
@@ -158,11 +161,12 @@ def _unusable(
         except SerializationError as exc:
             return f"the cached step run {origin} cannot be reused: {exc} Executing again."
         blobs[name] = record.blob
-    reader = state.project.ledger.reader()
-    for name, digest in outputs.items():
-        if name not in blobs:  # a metric series or report: read through its artifact
-            row = reader.artifact(digest)
-            blobs[name] = None if row is None else row["blob"]
+    if len(outputs) > len(blobs):  # a metric series or report: read through its artifact
+        reader = state.project.ledger.reader()
+        for name, digest in outputs.items():
+            if name not in blobs:
+                row = reader.artifact(digest)
+                blobs[name] = None if row is None else row["blob"]
     store = state.project.store
     # Found in the store with the step runs read ahead, while nothing has left it since.
     stored = state.cache_ahead.stored(store) if state.cache_ahead is not None else ()
@@ -175,21 +179,58 @@ def _unusable(
     return None
 
 
+def _queue_hit(
+    state: RunState,
+    node: Node,
+    decision: CacheDecision,
+    base: dict[str, Any],
+    metrics: dict[str, Any],
+    planned: Any,
+    code_events: list[EventDraft],
+    plain: frozenset[str],
+) -> None:
+    """Record a hit's outputs in ``state`` and queue its ``step.cached`` event.
+
+    The event's payload is ``base`` (the step event's common members, not used after),
+    completed here.
+    """
+    outputs = decision.outputs or {}
+    readings = decision.formats or {}
+    made = decision.records or {}
+    formats: dict[str, Any] = {}
+    reused: list[NodeOutput] = []
+    for name in node.output_names:
+        reading = formats[name] = readings[name]
+        record = made.get(name)
+        reused.append(
+            NodeOutput(
+                outputs[name],
+                record_from_reading(outputs[name], reading) if record is None else record,
+                reading=reading,
+            )
+        )
+    state.outputs[node.id] = reused
+    base["decision"] = "hit"
+    base["reason"] = decision.reason
+    base["reused_step_run_id"] = decision.reused_step_run_id
+    base["outputs"] = outputs
+    base["output_formats"] = formats
+    # Timestamps describe the executed step run; its event has them.
+    base["metrics"] = metrics
+    base["reports"] = split_recorded(outputs)[1] if len(outputs) > len(formats) else {}
+    base["ended_at"] = now_ts()
+    if planned is not None:
+        base["contracts"] = cached_payload(planned, decision.reused_step_run_id)
+    hit = encoded_draft(EventKind.STEP_CACHED, base, run_id=state.run_id, plain=plain)
+    emit(state, [*code_events, hit] if code_events else [hit])
+
+
 def _plain_parts(state: RunState, step: Any, fp: Any) -> bool:
     """Whether the parts of ``step``'s code fingerprint are plain (walked once per run)."""
     found = state.plain_parts.get(id(step))
     if found is None:
         found = state.plain_parts[id(step)] = is_plain(fp.parts)
     return found
-
-
-def _reused(
-    digest: str, reading: dict[str, Any], record: StoredArtifact | None = None
-) -> NodeOutput:
-    """An output a cache hit reuses, read as its step event records (``record``, if made)."""
-    if record is None:
-        record = record_from_reading(digest, reading)
-    return NodeOutput(digest, record, reading=reading)
 
 
 def _load_value(state: RunState, output: NodeOutput, *, by_digest: bool = False) -> Any:
@@ -330,9 +371,14 @@ def prepare_node(
         components["classification"] = classification
     key, key_plain = checked_cache_key(components)
     # The key's encoding checked every component but code_parts: when the parts are plain
-    # too, the step events' encoding need not walk the components again (encoded_draft).
-    plain = _PLAIN_COMPONENTS if key_plain and _plain_parts(state, step, fp) else _NOTHING_KNOWN
-    unhashable = [*fp.unhashable, *inputs.unhashable, *(planned.unhashable if planned else ())]
+    # too, the step events' encoding need not walk the components again, nor the inputs
+    # flattened from them (encoded_draft).
+    plain = _PLAIN_KEYED if key_plain and _plain_parts(state, step, fp) else _NOTHING_KNOWN
+    unhashable = (
+        [*fp.unhashable, *inputs.unhashable, *(planned.unhashable if planned else ())]
+        if fp.unhashable or inputs.unhashable or (planned is not None and planned.unhashable)
+        else _NOTHING_UNHASHABLE
+    )
     decision = _decide(state, node, key, unhashable, options, rerun_reason)
     step_run_id = step_run_id or new_id()
     started_at = now_ts()
@@ -367,41 +413,7 @@ def prepare_node(
     ):  # a corrupt metric series makes it a miss (a hit with only its outputs has none)
         decision, metrics = hit_metrics(state, decision)
     if decision.decision == "hit" and decision.outputs is not None:
-        outputs = decision.outputs
-        formats = {name: (decision.formats or {})[name] for name in node.output_names}
-        made = decision.records or {}
-        state.outputs[node.id] = [
-            _reused(outputs[name], formats[name], made.get(name)) for name in formats
-        ]
-        report_digests = split_recorded(outputs)[1] if len(outputs) > len(formats) else {}
-        emit(
-            state,
-            [
-                *code_events,
-                encoded_draft(
-                    EventKind.STEP_CACHED,
-                    {
-                        **base,
-                        "decision": "hit",
-                        "reason": decision.reason,
-                        "reused_step_run_id": decision.reused_step_run_id,
-                        "outputs": outputs,
-                        "output_formats": formats,
-                        # Timestamps describe the executed step run; its event has them.
-                        "metrics": metrics,
-                        "reports": report_digests,
-                        "ended_at": now_ts(),
-                        **(
-                            {"contracts": cached_payload(planned, decision.reused_step_run_id)}
-                            if planned is not None
-                            else {}
-                        ),
-                    },
-                    run_id=state.run_id,
-                    plain=plain,
-                ),
-            ],
-        )
+        _queue_hit(state, node, decision, base, metrics, planned, code_events, plain)
         observer.step_finished(node_id=node.id, status="cached", seconds=0.0)
         release_inputs(state, node, ())
         return None

@@ -55,7 +55,7 @@ class PreparedStep:
         loaded: whether ``task`` holds its inputs (a chained step's task, submitted
             before its inputs existed, does not: see :mod:`pipetrail.execution.scheduler`).
         plain: the members of ``base`` its key's encoding showed to be plain
-            (``components`` when orjson encoded them all; see
+            (``components`` and ``inputs`` when orjson encoded them all; see
             :func:`~pipetrail.ledger.events.encoded_draft`): its end event's encoding
             does not walk them again.
         speed_key: the step's key in the run's step times

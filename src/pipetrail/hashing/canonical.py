@@ -62,7 +62,6 @@ MEMBER_OPTIONS = _ORJSON_OPTIONS
 _LEAVES = frozenset({str, bool, int, type(None)})
 # Members looked at one by one: floats (by value) and the containers (by their members).
 _WALKED = _LEAVES | {float, dict, list, tuple}
-_STR_ONLY = frozenset({str})
 
 
 def to_canonical_obj(value: Any) -> Any:
@@ -102,14 +101,17 @@ def _orjson_safe(value: Any) -> bool:
     Strings are not inspected: one orjson cannot encode (a lone surrogate) makes it raise,
     and :func:`canonical_json` then falls back; so do integers beyond 64 bits, which it
     refuses (every call of orjson here falls back to the reference encoder when it
-    raises). A container's members are sorted out by their types in one pass of C code
-    (``map(type, ...)``): one whose members are all ``str``, ``bool``, ``None`` or
-    ``int`` (most of a ledger payload) is walked no further; only floats and nested
-    containers are then looked at one by one (:func:`_members_plain`).
+    raises). Nor are a dict's keys: orjson refuses every key that is not exactly a
+    ``str`` (it is given no option to write others), so a key only the reference encoder
+    writes (a subclass of ``str``) or refuses makes it raise as well. A container's
+    members are sorted out by their types in one pass of C code (``map(type, ...)``):
+    one whose members are all ``str``, ``bool``, ``None`` or ``int`` (most of a ledger
+    payload) is walked no further; only floats and nested containers are then looked at
+    one by one (:func:`_members_plain`).
     """
     kind = type(value)
     if kind is dict:
-        return _STR_ONLY.issuperset(map(type, value)) and _members_plain(value.values())
+        return _members_plain(value.values())
     if kind is list or kind is tuple:
         return _members_plain(value)
     if kind in _LEAVES:
@@ -122,9 +124,8 @@ def _orjson_safe(value: Any) -> bool:
 def _members_plain(members: Any) -> bool:
     """:func:`_orjson_safe` of every one of ``members`` (a container's values).
 
-    A nested container's members are walked once (its keys first, for a dict): a
-    payload's nested objects (how each output is read, the key's components) are not
-    checked twice.
+    A nested container's members are walked once: a payload's nested objects (how each
+    output is read, the key's components) are not checked twice.
     """
     kinds = set(map(type, members))
     if kinds <= _LEAVES:
@@ -138,8 +139,8 @@ def _members_plain(members: Any) -> bool:
         if kind is float:
             if not _plain_float(item):
                 return False
-        elif not _orjson_safe(item):  # a container: walked once, by its members
-            return False
+        elif not _members_plain(item.values() if kind is dict else item):
+            return False  # a container: walked once, by its members
     return True
 
 
@@ -217,8 +218,6 @@ def checked_json_of_members(value: dict[str, Any], known: frozenset[str]) -> tup
 
 def _members_safe(value: dict[str, Any], known: frozenset[str]) -> bool:
     """:func:`_orjson_safe` of a dict, its members under ``known`` taken as safe."""
-    if not _STR_ONLY.issuperset(map(type, value)):
-        return False
     kinds = set(map(type, value.values()))
     if kinds <= _LEAVES:
         return True
@@ -231,8 +230,8 @@ def _members_safe(value: dict[str, Any], known: frozenset[str]) -> bool:
         if kind is float:
             if not _plain_float(item):
                 return False
-        elif not _orjson_safe(item):  # a container: walked once, by its members
-            return False
+        elif not _members_plain(item.values() if kind is dict else item):
+            return False  # a container: as _members_plain walks it
     return True
 
 

@@ -40,16 +40,17 @@ that many rows more than they did.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
+from pipetrail.ledger.projection_rows import STEP_ROW_COLUMNS
 from pipetrail.ledger.trusted import (
-    CACHE_LOOKUP_COLUMNS,
     CACHE_LOOKUP_SQL,
     RUN_CACHE_SQL,
     STEP_COLUMNS,
-    trusted_step_run,
+    step_run_result,
+    trusted_step_values,
 )
 
 if TYPE_CHECKING:
@@ -57,10 +58,16 @@ if TYPE_CHECKING:
 
     from pipetrail.ledger.queries import Reader, Row
 
-__all__ = ["RunCacheRows", "trusted_lookup_row"]
+__all__ = ["CacheHit", "RunCacheRows", "trusted_lookup_row"]
 
-_STEP_COUNT = len(STEP_COLUMNS)
+# What a hit reuses: the executed step run whose outputs it reuses, its outputs (name ->
+# digest; None if its event has none) and how each is read (its event's
+# ``output_formats``; None in events written before it was recorded).
+CacheHit = tuple[str, dict[str, str] | None, dict[str, Any] | None]
+
+_T = TypeVar("_T")
 _RUN_AT = STEP_COLUMNS.index("run_id")
+_FIRST_AT = STEP_COLUMNS.index("first_seq")
 _KEY_AT = STEP_COLUMNS.index("cache_key")
 _OUTPUTS_AT = STEP_COLUMNS.index("outputs")
 _LAST_AT = STEP_COLUMNS.index("last_seq")
@@ -73,8 +80,29 @@ def trusted_lookup_row(found: tuple[Any, ...]) -> Row:
     Raises:
         TamperedLedgerError: the row disagrees with its event, or the event with the chain.
     """
-    return trusted_step_run(
-        dict(zip(CACHE_LOOKUP_COLUMNS, found, strict=True)), found[:_STEP_COUNT]
+    values, payload = trusted_step_values(found)
+    return step_run_result(values, payload, found[_FIRST_AT])
+
+
+# Where the values trusted_step_values gives hold what a hit reuses.
+_VALUE_ID_AT = STEP_ROW_COLUMNS.index("step_run_id")
+_VALUE_REUSED_AT = STEP_ROW_COLUMNS.index("reused_step_run_id")
+_VALUE_OUTPUTS_AT = STEP_ROW_COLUMNS.index("outputs")
+
+
+def _trusted_hit(found: tuple[Any, ...]) -> CacheHit:
+    """What a row of :data:`CACHE_LOOKUP_SQL` gives a hit (see :meth:`RunCacheRows.hit`).
+
+    Verified as :func:`trusted_lookup_row` verifies it, without a dict of every column.
+
+    Raises:
+        TamperedLedgerError: the row disagrees with its event, or the event with the chain.
+    """
+    values, payload = trusted_step_values(found)
+    return (
+        values[_VALUE_REUSED_AT] or values[_VALUE_ID_AT],
+        values[_VALUE_OUTPUTS_AT],
+        payload.get("output_formats"),
     )
 
 
@@ -113,19 +141,38 @@ class RunCacheRows:
             TamperedLedgerError: the row disagrees with its event, or the event with the
                 chain.
         """
+        return self._found(reader, cache_key, trusted_lookup_row)
+
+    def hit(self, reader: Reader, cache_key: str) -> CacheHit | None:
+        """What a hit on ``cache_key`` reuses: :meth:`lookup`'s answer, in short.
+
+        The step run :meth:`lookup` finds, checked as it checks it: the step run whose
+        outputs it reuses (its ``reused_step_run_id``, or its own id when it executed),
+        its ``outputs`` and its ``output_formats``.
+
+        Raises:
+            TamperedLedgerError: the row disagrees with its event, or the event with the
+                chain.
+        """
+        return self._found(reader, cache_key, _trusted_hit)
+
+    def _found(
+        self, reader: Reader, cache_key: str, trusted: Callable[[tuple[Any, ...]], _T]
+    ) -> _T | None:
+        """``trusted`` of the row of :data:`CACHE_LOOKUP_SQL` for ``cache_key``, if any."""
         ahead = self._rows.get(cache_key)
         if ahead is not None:
             if self._not_deleted(reader, ahead[_RUN_AT]):
-                return trusted_lookup_row(ahead)
+                return trusted(ahead)
             self._forget(ahead[_RUN_AT])
         rows = reader.fetch_tuples(CACHE_LOOKUP_SQL, {"k": cache_key})
         if not rows:
             return None
         found = rows[0]
-        trusted = trusted_lookup_row(found)
+        answer = trusted(found)
         if found[_RUN_AT] != self._run_id and self._budget > 0:
             self._read_ahead(reader, found[_RUN_AT], found[_LAST_AT])
-        return trusted
+        return answer
 
     def _not_deleted(self, reader: Reader, run_id: str) -> bool:
         now = self._clock()

@@ -23,7 +23,6 @@ from pipetrail.ledger.db_errors import is_database_error, ledger_error
 from pipetrail.ledger.driver import Driver, abandon_inherited
 from pipetrail.ledger.trusted import (
     ARTIFACT_SQL,
-    CACHE_LOOKUP_COLUMNS,
     CACHE_LOOKUP_SQL,
     CLOSING_EVENTS,
     NOT_DELETED,
@@ -32,8 +31,10 @@ from pipetrail.ledger.trusted import (
     STEP_COLUMNS,
     node_steps_sql,
     parse_json,
+    step_run_result,
     trusted_artifact,
     trusted_step_run,
+    trusted_step_values,
 )
 
 if TYPE_CHECKING:
@@ -43,6 +44,9 @@ if TYPE_CHECKING:
 __all__ = ["DriverReader", "Reader", "SqliteReader"]
 
 Row = dict[str, Any]
+
+# Where a row of CACHE_LOOKUP_SQL (read as a tuple) has the step run's first_seq.
+_FIRST_AT = STEP_COLUMNS.index("first_seq")
 
 _RUN_COLUMNS = (
     "run_id, pipeline, pipeline_fingerprint, status, owner, host, process, params, seed, git, "
@@ -255,9 +259,8 @@ class Reader(ABC):
         if not rows:
             return None
         found = rows[0]
-        return trusted_step_run(
-            dict(zip(CACHE_LOOKUP_COLUMNS, found, strict=True)), found[: len(STEP_COLUMNS)]
-        )
+        values, payload = trusted_step_values(found)
+        return step_run_result(values, payload, found[_FIRST_AT])
 
     def step_outputs(self, run_id: str, node_ids: Sequence[str] | None = None) -> list[Row]:
         """Return the outputs of a run's finished step runs, as their closing events say.

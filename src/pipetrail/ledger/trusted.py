@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import operator
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -34,6 +35,9 @@ from pipetrail.ledger.projection_rows import (
     artifact_row,
     finished_step_values,
 )
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
 
 __all__ = [
     "ARTIFACT_COLUMNS",
@@ -53,7 +57,9 @@ __all__ = [
     "node_steps_sql",
     "parse_json",
     "trusted_artifact",
+    "step_run_result",
     "trusted_step_run",
+    "trusted_step_values",
 ]
 
 REBUILD_HINT = (
@@ -96,13 +102,18 @@ ARTIFACT_SQL = (
 )
 # Leaves out the runs marked deleted (``run.deleted``), for a query whose runs are ``r``.
 NOT_DELETED = "r.run_id NOT IN (SELECT d.run_id FROM run_deletions d)"
+# Every column of a step run, and its closing event: what each of the statements below
+# selects (their rows are read by trusted_step_run and trusted_step_values).
+_STEP_WITH_EVENT = (
+    "SELECT "  # noqa: S608 - constant column names
+    + ", ".join(f"s.{c}" for c in STEP_COLUMNS)
+    + f", {_EVENT} FROM step_runs s LEFT JOIN events e ON e.seq = s.last_seq {_JOIN_HEAD} "
+)
 # A step run of a deleted run is never reused: garbage collection may have removed its
 # outputs, and a hit would bring them back into a kept run's record without the bytes.
 CACHE_LOOKUP_SQL = (
-    "SELECT "  # noqa: S608 - constant column names
-    + ", ".join(f"s.{c}" for c in STEP_COLUMNS)
-    + f", {_EVENT} FROM step_runs s LEFT JOIN events e ON e.seq = s.last_seq {_JOIN_HEAD} "  # noqa: S608
-    "WHERE s.cache_key = :k AND s.status IN ('completed', 'cached') "
+    _STEP_WITH_EVENT  # noqa: S608 - constant column names
+    + "WHERE s.cache_key = :k AND s.status IN ('completed', 'cached') "
     "AND s.run_id NOT IN (SELECT d.run_id FROM run_deletions d) "
     "ORDER BY s.last_seq DESC LIMIT 1"
 )
@@ -114,10 +125,8 @@ CACHE_LOOKUP_SQL = (
 # which would sort every row with its event: the run's index gives them in the order
 # they were written, the order a re-run looks them up in.
 RUN_CACHE_SQL = (
-    "SELECT "  # noqa: S608 - constant column names
-    + ", ".join(f"s.{c}" for c in STEP_COLUMNS)
-    + f", {_EVENT} FROM step_runs s LEFT JOIN events e ON e.seq = s.last_seq {_JOIN_HEAD} "  # noqa: S608
-    "WHERE s.run_id = :r AND s.status IN ('completed', 'cached') "
+    _STEP_WITH_EVENT  # noqa: S608 - constant column names
+    + "WHERE s.run_id = :r AND s.status IN ('completed', 'cached') "
     "AND s.cache_key IS NOT NULL AND s.last_seq IS NOT NULL "
     "AND s.run_id NOT IN (SELECT d.run_id FROM run_deletions d) "
     "AND NOT EXISTS (SELECT 1 FROM step_runs t WHERE t.cache_key = s.cache_key "
@@ -129,12 +138,7 @@ RUN_CACHE_SQL = (
 CACHE_LOOKUP_COLUMNS = (*STEP_COLUMNS, *_EVENT_COLUMNS)
 # A run's step runs that completed or were cached, each with its closing event (whose
 # outputs, and how each is read, loading a run's outputs takes).
-_RUN_STEPS = (
-    "SELECT "  # noqa: S608 - constant column names
-    + ", ".join(f"s.{c}" for c in STEP_COLUMNS)
-    + f", {_EVENT} FROM step_runs s LEFT JOIN events e ON e.seq = s.last_seq {_JOIN_HEAD} "
-    "WHERE s.run_id = :r AND s.status IN ('completed', 'cached')"
-)
+_RUN_STEPS = _STEP_WITH_EVENT + "WHERE s.run_id = :r AND s.status IN ('completed', 'cached')"
 RUN_STEPS_SQL = _RUN_STEPS + " ORDER BY s.first_seq"
 
 
@@ -209,14 +213,21 @@ def _shown(value: Any, limit: int = 80) -> str:
 
 
 def link_problem(
-    event: Event, *, next_prev: str | None, head_seq: int | None, head_hash: str | None
+    event: Event,
+    *,
+    next_prev: str | None,
+    head_seq: int | None,
+    head_hash: str | None,
+    known: tuple[str, bool] | None = None,
 ) -> str | None:
     """Say why ``event`` is not an intact link of the chain, or return None.
 
     It must hash to its stored hash, and the event after it must name that hash as its
     ``prev_hash`` (or, when none follows, the recorded head must be this event).
+    ``known``: what :func:`~pipetrail.ledger.events.hashed_here` gave for ``event``,
+    when the caller asked (the hash is then not computed again).
     """
-    recomputed = event.computed_hash()
+    recomputed = event.computed_hash() if known is None else known[0]
     if recomputed != event.hash:
         return f"event {event.seq} was edited (its content does not match its hash)"
     if next_prev is not None:
@@ -236,30 +247,37 @@ def check_event(row: dict[str, Any], *, table: str, key: str, seq: int) -> Event
     Raises:
         TamperedLedgerError: the event is missing, edited or no longer linked.
     """
-    if row["e_seq"] is None:
+    return _linked_event(_event_values(row), table=table, key=key, seq=seq)[0]
+
+
+# The values of _EVENT's columns in a row read as a dict, in _EVENT_COLUMNS' order.
+_event_values = operator.itemgetter(*_EVENT_COLUMNS)
+
+
+def _linked_event(
+    fields: Sequence[Any], *, table: str, key: str, seq: int
+) -> tuple[Event, tuple[str, bool] | None]:
+    """:func:`check_event` of the values of :data:`_EVENT_COLUMNS`, in that order.
+
+    Returns the event and what :func:`~pipetrail.ledger.events.hashed_here` gave for it.
+    """
+    e_seq, ts, actor, kind, run_id, text, prev_hash, digest, next_prev, head_seq, head = fields
+    if e_seq is None:
         raise TamperedLedgerError(
             f"{table}[{key}] names event {seq}, which does not exist; {REBUILD_HINT}", seq=seq
         )
-    event = Event(
-        int(row["e_seq"]),
-        row["e_ts"],
-        row["e_actor"],
-        row["e_kind"],
-        row["e_run_id"],
-        row["e_payload"],
-        row["e_prev_hash"],
-        row["e_hash"],
-    )
-    head_seq = row["e_head_seq"]
+    event = Event(int(e_seq), ts, actor, kind, run_id, text, prev_hash, digest)
+    known = hashed_here(event)
     problem = link_problem(
         event,
-        next_prev=row["e_next_prev"],
+        next_prev=next_prev,
         head_seq=None if head_seq is None else int(head_seq),
-        head_hash=row["e_head_hash"],
+        head_hash=head,
+        known=known,
     )
     if problem is not None:
         raise TamperedLedgerError(f"{table}[{key}] rests on {problem}; {CHAIN_HINT}", seq=seq)
-    return event
+    return event, known
 
 
 # An integer orjson would read as a float (it reads integers in [-2**63, 2**64) exactly)
@@ -311,14 +329,16 @@ def _negative_run(data: bytes, mapped: bytes) -> bool:
     return False
 
 
-def _payload(event: Event, table: str, key: str) -> tuple[dict[str, Any], bool]:
+def _payload(
+    event: Event, table: str, key: str, known: tuple[str, bool] | None
+) -> tuple[dict[str, Any], bool]:
     """The event's payload, and whether orjson read it (see :func:`_parsed`).
 
-    A payload text this process appended, written by orjson (:func:`hashed_here`), holds
-    no integer beyond 64 bits nor a non-finite float: orjson reads it as the standard
-    library does, without the search for long runs of digits.
+    A payload text this process appended, written by orjson (``known``, what
+    :func:`hashed_here` gave for the event), holds no integer beyond 64 bits nor a
+    non-finite float: orjson reads it as the standard library does, without the search
+    for long runs of digits.
     """
-    known = hashed_here(event)
     try:
         if known is not None and known[1]:
             payload, finite = orjson.loads(event.payload_text), True
@@ -421,8 +441,10 @@ def trusted_artifact(row: dict[str, Any]) -> dict[str, Any]:
         TamperedLedgerError: the event is not intact, or the row disagrees with it.
     """
     digest = str(row["digest"])
-    event = check_event(row, table="artifacts", key=digest, seq=int(row["first_seq"]))
-    payload, finite = _payload(event, "artifacts", digest)
+    event, known = _linked_event(
+        _event_values(row), table="artifacts", key=digest, seq=int(row["first_seq"])
+    )
+    payload, finite = _payload(event, "artifacts", digest, known)
     expected = None
     if event.kind == EventKind.ARTIFACT_RECORDED:
         with contextlib.suppress(KeyError):
@@ -479,24 +501,87 @@ def trusted_step_run(row: dict[str, Any], stored: tuple[Any, ...] | None = None)
         TamperedLedgerError: the event is not intact, or the row disagrees with it.
     """
     key = str(row["step_run_id"])
-    event = check_event(row, table="step_runs", key=key, seq=int(row["last_seq"]))
-    payload, finite = _payload(event, "step_runs", key)
+    event, known = _linked_event(
+        _event_values(row), table="step_runs", key=key, seq=int(row["last_seq"])
+    )
+    if stored is None:
+        stored = tuple(row[c] for c in STEP_COLUMNS)
+    values, payload = _verified_step(key, event, known, stored, lambda: row)
+    return step_run_result(values, payload, row["first_seq"])
+
+
+# Where a row of CACHE_LOOKUP_SQL (read as a tuple) has the step run's id and last_seq.
+_STEP_COUNT = len(STEP_COLUMNS)
+_ID_AT = STEP_COLUMNS.index("step_run_id")
+_LAST_AT = STEP_COLUMNS.index("last_seq")
+
+
+def trusted_step_values(found: tuple[Any, ...]) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The finished step run a row of :data:`CACHE_LOOKUP_SQL` (a tuple) names, verified.
+
+    Checked as :func:`trusted_step_run` checks a row, without making a dict of it: the
+    values of :data:`STEP_ROW_COLUMNS` its closing event gives (JSON columns parsed,
+    ``first_seq`` and ``last_seq`` the event's own seq), and the event's payload (where
+    ``output_formats`` is); :func:`step_run_result` makes of them what
+    :func:`trusted_step_run` returns.
+
+    Raises:
+        TamperedLedgerError: the event is not intact, or the row disagrees with it.
+    """
+    key = str(found[_ID_AT])
+    event, known = _linked_event(
+        found[_STEP_COUNT:], table="step_runs", key=key, seq=int(found[_LAST_AT])
+    )
+    return _verified_step(
+        key,
+        event,
+        known,
+        found[:_STEP_COUNT],
+        lambda: dict(zip(CACHE_LOOKUP_COLUMNS, found, strict=True)),
+    )
+
+
+def step_run_result(
+    values: tuple[Any, ...], payload: dict[str, Any], first_seq: Any
+) -> dict[str, Any]:
+    """What :func:`trusted_step_run` returns, from :func:`trusted_step_values`' answer.
+
+    ``first_seq``: the row's own (the ``step.started`` event of a step that ran set it).
+    """
+    result = dict(zip(STEP_ROW_COLUMNS, values, strict=True))
+    del result["last_seq"]  # the row's own, made here for this result alone
+    result["first_seq"] = first_seq
+    result["output_formats"] = payload.get("output_formats")
+    return result
+
+
+def _verified_step(
+    key: str,
+    event: Event,
+    known: tuple[str, bool] | None,
+    stored: tuple[Any, ...],
+    row: Callable[[], dict[str, Any]],
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """The values and payload of step run ``key``'s verified closing event ``event``.
+
+    ``stored``: the row's values of :data:`STEP_COLUMNS`; ``row``: the row as a dict,
+    made only to name what disagrees.
+
+    Raises:
+        TamperedLedgerError: the event is not the step's closing event, or the row
+            disagrees with it.
+    """
+    payload, finite = _payload(event, "step_runs", key, known)
     try:  # a try, not contextlib.suppress: this runs for every cache lookup
         values = finished_step_values(event, payload)
     except KeyError:
         values = None
     if values is None or payload.get("step_run_id") != key:
         raise _wrong_kind("step_runs", key, event, "step.completed or step.cached event")
-    if stored is None:
-        stored = tuple(row[c] for c in STEP_COLUMNS)
     if not (finite and _holds_exactly(stored, values)):
         expected = dict(zip(STEP_ROW_COLUMNS, values, strict=True))
         del expected["first_seq"]
-        found = _disagreement("step_runs", key, row, expected, event.seq, finite=finite)
+        found = _disagreement("step_runs", key, row(), expected, event.seq, finite=finite)
         if found is not None:
             raise found
-    result = dict(zip(STEP_ROW_COLUMNS, values, strict=True))
-    del result["last_seq"]  # the row's own, made here for this result alone
-    result["first_seq"] = row["first_seq"]
-    result["output_formats"] = payload.get("output_formats")
-    return result
+    return values, payload
