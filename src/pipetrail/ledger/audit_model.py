@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator
+from functools import partial
 from itertools import chain, islice
 from operator import itemgetter
 from typing import TYPE_CHECKING, Any, NamedTuple, cast
@@ -44,9 +45,9 @@ from pipetrail.ledger.projection_rows import (
     note_row,
     rename_row,
     run_end_row,
-    run_param_rows,
-    run_row,
+    run_param_values,
     run_tag_rows,
+    run_values,
     source_row,
     step_values_at,
     tagged_rows,
@@ -122,6 +123,7 @@ _BATCHED = ("step_runs", "step_run_io", "run_metrics", "artifacts", *_RUN_TABLES
 STREAMED = ("runs", "run_params", "step_runs", "step_run_io", "run_metrics")
 _SQLITE_TYPE = {int: "integer", float: "real"}
 _CHUNK = 5000  # stored rows read at a time
+_FIRST = itemgetter(0)  # a row's first value (a step_runs or runs row's key)
 _IO_KEY = itemgetter(0, 1, 2)  # a step_run_io row's key
 _METRIC_KEY = itemgetter(0, 1)  # a run_metrics row's key
 _PARAM_KEY = itemgetter(0, 1)  # a run_params row's key
@@ -137,6 +139,11 @@ class _Fields(NamedTuple):
     ts: Any
     actor: Any
     kind: Any
+
+
+# A row's first four fields as :class:`_Fields` (its ``__new__`` and ``_make`` are Python
+# functions; this is a call of C code alone).
+_fields = partial(tuple.__new__, _Fields)
 
 
 class ImpliedStart(dict[str, Any]):
@@ -383,6 +390,8 @@ class TableModel:
         self._closing = [steps.columns.index(c) for c in ("ended_at", "error", "last_seq")]
         runs = self.layout["runs"].columns
         self._ending = [runs.index(c) for c in ("status", "ended_at", "error", "last_seq")]
+        # Where a run's end puts each value run_end_row gives, by name.
+        self._ended = [(runs.index(c), c) for c in ("status", "ended_at", "error", "last_seq")]
         self._name = runs.index("name")
 
     def add(
@@ -431,7 +440,7 @@ class TableModel:
                         steps.setdefault(built[0], built)
                     continue
                 # The projections' row builders read these fields of an Event alone.
-                event = cast("Event", _Fields(row[0], row[1], row[2], kind))
+                event = cast("Event", _fields(row[:4]))
                 if kind == _ARTIFACT:
                     self._artifact(event, p, encode)
                 elif kind == _SOURCE:
@@ -589,10 +598,12 @@ class TableModel:
 
     def _insert(self, table: str, row: dict[str, Any]) -> tuple[Any, ...]:
         """``INSERT ... ON CONFLICT DO NOTHING`` of ``row``; the row now under its key."""
-        layout = self.layout[table]
-        found = layout.get(row)
+        return self._insert_values(table, self.layout[table].get(row))
+
+    def _insert_values(self, table: str, found: tuple[Any, ...]) -> tuple[Any, ...]:
+        """:meth:`_insert` of a row given as values, in the table's column order."""
         self._unchecked[table].append(found)  # checked with the batch's others
-        key = layout.key(found)
+        key = self.layout[table].key(found)
         if table == "runs" and key in self.runs_done:
             raise Unstreamed("runs: a start of a run that ended")
         return self.simple[table].setdefault(key, found)
@@ -606,13 +617,16 @@ class TableModel:
     ) -> None:
         tags = self.simple["run_tags"]
         if kind == _RUN_STARTED:
-            self._insert("runs", run_row(event, p, encode))
+            # The rows as values, in the tables' column order (RUN_ROW_COLUMNS,
+            # PARAM_ROW_COLUMNS: a unit test holds them equal to the layouts').
+            self._insert_values("runs", run_values(event.seq, p, encode))
             if self._read is None:
-                for row in run_param_rows(p, encode):
-                    self._insert("run_params", row)
+                for found in run_param_values(p, encode):
+                    self._insert_values("run_params", found)
             else:
-                self._params(run_param_rows(p, encode))
-            self._tag(run_tag_rows(event, p))
+                self._params(run_param_values(p, encode))
+            if p.get("tags"):  # run_tag_rows gives no row otherwise
+                self._tag(run_tag_rows(event, p))
         elif kind == _RUN_TAGGED:
             self._tag(tagged_rows(event, p))
         elif kind == _RUN_UNTAGGED:
@@ -641,8 +655,7 @@ class TableModel:
 
     def _run_ended(self, status: str, event: Event, p: dict[str, Any]) -> None:
         change = run_end_row(status, event, p)
-        values = [change[c] for c in ("status", "ended_at", "error", "last_seq")]
-        self._update_run(change["run_id"], list(zip(self._ending, values, strict=True)))
+        self._update_run(change["run_id"], [(at, change[c]) for at, c in self._ended])
 
     def _update_run(self, run: Any, values: list[tuple[int, Any]]) -> None:
         """``UPDATE runs SET ... WHERE run_id = :run``; the values are checked either way."""
@@ -676,17 +689,15 @@ class TableModel:
         else:
             self.artifacts.setdefault(row[0], row)
 
-    def _params(self, rows: list[dict[str, Any]]) -> None:
-        """Streaming, a run's ``run_params`` inserts: they wait for the run's row."""
-        layout = self.layout["run_params"]
-        found = list(map(layout.get, rows))
+    def _params(self, found: list[tuple[Any, ...]]) -> None:
+        """Streaming, a run's ``run_params`` inserts (as values): they wait for the run's row."""
         if not found:
             return
         self._unchecked["run_params"] += found
         run = found[0][0]
         had = self._params_waiting.get(run)
         if had is None:
-            # One run's parameters (run_param_rows gives them all under the payload's
+            # One run's parameters (run_param_values gives them all under the payload's
             # run, by distinct names): no two under one key.
             self._params_waiting[run] = found
         else:  # the run started twice: the first row under a key stays
@@ -708,7 +719,7 @@ class TableModel:
         steps, status = self.steps, self._status
         ended = [
             step
-            for step in dict.fromkeys(row[0] for row in unchecked["step_runs"])
+            for step in dict.fromkeys(map(_FIRST, unchecked["step_runs"]))
             if (row := steps.get(step)) is not None and row[status] != "running"
         ]
         if ended:
@@ -727,7 +738,7 @@ class TableModel:
         runs, ended_at = self.simple["runs"], self._ending[0]
         ended = [
             run
-            for run in dict.fromkeys(row[0] for row in unchecked["runs"])
+            for run in dict.fromkeys(map(_FIRST, unchecked["runs"]))
             if (row := runs.get(run)) is not None and row[ended_at] != "running"
         ]
         if ended:

@@ -37,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from pipetrail.hashing.canonical import member_json
 from pipetrail.ledger.audit_model import ImpliedStart, Unmodelled, Unstreamed
 from pipetrail.ledger.audit_replica import Replica, ledger_file
 from pipetrail.ledger.chain_check import parse_plain_payload
@@ -110,6 +111,8 @@ _CLOSING = frozenset(
     {EventKind.STEP_COMPLETED.value, EventKind.STEP_CACHED.value, EventKind.STEP_FAILED.value}
 )
 _SORT = orjson.OPT_SORT_KEYS
+# What parse_plain_payload's first attempt catches before it reads the text otherwise.
+_UNPLAIN = (orjson.JSONDecodeError, orjson.JSONEncodeError, UnicodeEncodeError)
 # The members a step's row is built from by name (projection_rows.step_values_at): a
 # payload lacking one is one the projections reject.
 _START_NEEDS = frozenset({"step_run_id", "run_id", "node_id", "step", "pipeline", "started_at"})
@@ -220,6 +223,7 @@ def _replay(
     unprojectable: tuple[int, str] | None = None
     query, at_payload = (_MODELLED_EVENTS, 4) if model else (_BESIDE_EVENTS, 5)
     starts = _Starts()
+    modelled = replica.model if model else None
     cursor = replica.db.connection.execute(query, {"head": last})
     try:
         while fetched := cursor.fetchmany(_FETCH):
@@ -249,7 +253,9 @@ def _replay(
                         break
                     plain = plain and written
                     good.append((row, payload))
-                if unprojectable is None:
+                if modelled is not None:  # it follows every kind read (BESIDE_KINDS)
+                    modelled.add(good, member_json if plain else None, plain=plain)  # type: ignore[arg-type]
+                elif unprojectable is None:
                     unprojectable = replica.replay(good, plain=plain)
                 if failure is not None:
                     return failure, unprojectable
@@ -259,7 +265,18 @@ def _replay(
 
 
 def _parse(text: Any) -> tuple[Any, bool]:
-    """:func:`parse_plain_payload`, with (None, False) for text that is not JSON."""
+    """:func:`parse_plain_payload`, with (None, False) for text that is not JSON.
+
+    Its first attempt (orjson reads the text and writes it back, keys sorted, byte for
+    byte) is made here, without a call: it is what nearly every payload takes. Anything
+    else is :func:`parse_plain_payload`'s to decide, from the start.
+    """
+    try:
+        value = orjson.loads(text)
+        if orjson.dumps(value, option=_SORT) == text.encode("utf-8"):
+            return value, True
+    except _UNPLAIN:
+        pass
     try:
         return parse_plain_payload(text)
     except ValueError:
@@ -289,13 +306,13 @@ class _Starts:
         keys = self.keys
         if keys is None or not written or type(closing) is not dict or type(text) is not str:
             return None
-        try:
-            found = ImpliedStart(zip(keys, map(closing.__getitem__, keys), strict=True))
+        try:  # a plain dict first: built and written faster than the subclass
+            found = {key: closing[key] for key in keys}
         except KeyError:
             return None
         if orjson.dumps(found, option=_SORT) != text.encode("utf-8", "surrogatepass"):
             return None
-        return found
+        return ImpliedStart(found)
 
     def parse(self, text: Any) -> tuple[Any, bool]:
         """:func:`_parse`; a start that round-trips gives the members' names to read.

@@ -21,6 +21,8 @@ __all__ = [
     "IO_ROW_COLUMNS",
     "JSON_COLUMNS",
     "METRIC_ROW_COLUMNS",
+    "PARAM_ROW_COLUMNS",
+    "RUN_ROW_COLUMNS",
     "STEP_COLUMNS",
     "STEP_ROW_COLUMNS",
     "ARTIFACT_ROW_COLUMNS",
@@ -41,8 +43,10 @@ __all__ = [
     "rename_row",
     "run_end_row",
     "run_param_rows",
+    "run_param_values",
     "run_purpose",
     "run_row",
+    "run_values",
     "run_tag_rows",
     "source_row",
     "step_row",
@@ -200,6 +204,64 @@ def run_row(
     }
 
 
+# The columns of the rows :func:`run_values` and :func:`run_param_values` give, in the
+# tables' order (the keys of :func:`run_row` and :func:`run_param_rows`, in their order).
+RUN_ROW_COLUMNS = (
+    "run_id", "pipeline", "pipeline_fingerprint", "status", "owner", "host", "process",
+    "params", "seed", "git", "environment", "record", "started_at", "ended_at", "error",
+    "steps_total", "first_seq", "last_seq", "name", "purpose",
+)  # fmt: skip
+PARAM_ROW_COLUMNS = ("run_id", "name", "value", "num")
+
+
+def run_values(
+    seq: int, p: dict[str, Any], encode: Callable[[Any], Any] | None = None
+) -> tuple[Any, ...]:
+    """:func:`run_row`'s values for the event at ``seq``, in the order of :data:`RUN_ROW_COLUMNS`.
+
+    For ``audit verify``, which compares rows as tuples: the same values as
+    :func:`run_row`, without the dictionary (tests hold the two equal).
+    """
+    record = {k: v for k, v in p.items() if k not in _RUN_RECORD_KEYS}
+    git = p.get("git")
+    return (
+        p["run_id"],
+        p["pipeline"],
+        p["pipeline_fingerprint"],
+        "running",
+        p["owner"],
+        p["host"],
+        p["process"],
+        _text(p["params"], encode),
+        p["seed"],
+        None if git is None else _text(git, encode),
+        p.get("environment"),
+        _text(record, encode),
+        p["started_at"],
+        None,
+        None,
+        p.get("steps_total", 0),
+        seq,
+        seq,
+        p.get("name"),
+        run_purpose(p),
+    )
+
+
+def run_param_values(
+    p: dict[str, Any], encode: Callable[[Any], Any] | None = None
+) -> list[tuple[Any, ...]]:
+    """:func:`run_param_rows`'s rows as values, in the order of :data:`PARAM_ROW_COLUMNS`."""
+    found = p["params"] or {}
+    if not found:
+        return []
+    run = p["run_id"]
+    return [
+        (run, name, param_text(value, encode), param_number(value))
+        for name, value in sorted(found.items())
+    ]
+
+
 def run_param_rows(
     p: dict[str, Any], encode: Callable[[Any], Any] | None = None
 ) -> list[dict[str, Any]]:
@@ -328,11 +390,12 @@ def step_values_at(
     if encode is None:
         encode = _json
     step_run_id = p["step_run_id"]  # read first, as ever: a payload lacking it raises so
-    get = p.get
-    components, inputs, outputs, resources, requests = (
-        get("components"), get("inputs"), get("outputs"), get("resources"),
-        get("resource_requests"),
-    )  # fmt: skip
+    # The members a payload may lack, read in one pass (reading one never raises): the
+    # members it must hold are read in the row's order below, as they always were.
+    (
+        cache_key, decision, reason, reused, code_digest, components, inputs, outputs,
+        resources, requests, logs, seed, ended_at, error, traceback,
+    ) = map(p.get, _STEP_OPTIONAL)  # fmt: skip
     return (
         step_run_id,
         p["run_id"],
@@ -340,11 +403,11 @@ def step_values_at(
         p["step"],
         p["pipeline"],
         status,
-        get("cache_key"),
-        get("decision"),
-        get("reason"),
-        get("reused_step_run_id"),
-        get("code_digest"),
+        cache_key,
+        decision,
+        reason,
+        reused,
+        code_digest,
         # Every encoder keeps None as None: it is not called for one (a step.started
         # payload has none of these).
         None if components is None else encode(components),
@@ -352,15 +415,23 @@ def step_values_at(
         None if outputs is None else encode(outputs),
         None if resources is None else encode(resources),
         None if requests is None else encode(requests),
-        get("logs"),
-        get("seed"),
+        logs,
+        seed,
         p["started_at"],
-        get("ended_at"),
-        get("error"),
-        get("traceback"),
+        ended_at,
+        error,
+        traceback,
         seq if first_seq is None else first_seq,
         seq,
     )
+
+
+# The members :func:`step_values_at` reads with ``get``, in the order it unpacks them.
+_STEP_OPTIONAL = (
+    "cache_key", "decision", "reason", "reused_step_run_id", "code_digest", "components",
+    "inputs", "outputs", "resources", "resource_requests", "logs", "seed", "ended_at",
+    "error", "traceback",
+)  # fmt: skip
 
 
 def io_rows(p: dict[str, Any], *, outputs: bool) -> list[dict[str, Any]]:

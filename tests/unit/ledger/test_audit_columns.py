@@ -61,3 +61,11 @@ def test_the_column_names_are_the_row_builders_keys_themselves() -> None:
     assert all(key is name for key, name in zip(row, names, strict=True))
     for table in TABLES.values():
         assert all(sys.intern(name) is name for name in table.names)
+
+
+def test_the_value_builders_give_the_tables_column_order() -> None:
+    """The model stores the values of run_values and run_param_values as rows in place."""
+    from pipetrail.ledger.projection_rows import PARAM_ROW_COLUMNS, RUN_ROW_COLUMNS
+
+    assert TABLES["runs"].names == RUN_ROW_COLUMNS
+    assert TABLES["run_params"].names == PARAM_ROW_COLUMNS

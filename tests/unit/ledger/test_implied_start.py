@@ -178,3 +178,49 @@ def test_a_start_read_off_its_closing_event_is_modelled_as_parsed(case: str) -> 
 def test_every_column_a_start_may_leave_out_allows_null() -> None:
     # Otherwise a start's row is checked on its own, and read off its closing event in vain.
     assert TableModel()._implied
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"a":1,"b":[true,null,"x"]}',
+        '{"b":1,"a":2}',  # keys not sorted: parsed, not written by orjson
+        '{"a": 1}',
+        '{"a":1,"a":2}',
+        '{"a":"\\ud800"}',  # a lone surrogate, escaped
+        '{"a":' + "9" * 30 + "}",  # an integer beyond 64 bits
+        '{"a":1e400}',
+        '{"a":NaN}',
+        '{"a":1.0,"b":1e16}',
+        "[1]",
+        "7",
+        "nope",
+        "",
+        '{"a":"é"}',
+    ],
+)
+def test_the_second_process_parses_as_parse_plain_payload(text: str) -> None:
+    """Its own first attempt at a payload gives what parse_plain_payload gives."""
+    try:
+        expected: tuple[Any, bool] = parse_plain_payload(text)
+    except ValueError:
+        expected = (None, False)
+    found = _parse(text)
+    assert repr(found) == repr(expected)
+
+
+@pytest.mark.parametrize("stored", [5, 1.5, None, b'{"a":1}'])
+def test_a_payload_stored_as_no_text_fails_as_parse_plain_payload_does(stored: Any) -> None:
+    """A number, NULL or a BLOB in the payload column: the same exception, or result."""
+    try:
+        expected: Any = _outcome(parse_plain_payload, stored)
+    except ValueError:
+        expected = (None, False)
+    assert repr(_outcome(_parse, stored)) == repr(expected)
+
+
+def _outcome(parse: Any, stored: Any) -> Any:
+    try:
+        return parse(stored)
+    except (TypeError, AttributeError) as exc:  # what gives the check to one process
+        return type(exc)

@@ -12,6 +12,8 @@ from pipetrail.ledger.projection_rows import (
     ARTIFACT_ROW_COLUMNS,
     IO_ROW_COLUMNS,
     METRIC_ROW_COLUMNS,
+    PARAM_ROW_COLUMNS,
+    RUN_ROW_COLUMNS,
     STEP_ROW_COLUMNS,
     artifact_row,
     artifact_values,
@@ -21,7 +23,9 @@ from pipetrail.ledger.projection_rows import (
     metric_values,
     param_text,
     run_param_rows,
+    run_param_values,
     run_row,
+    run_values,
     step_row,
     step_values,
     step_values_at,
@@ -70,6 +74,22 @@ def test_a_step_row_leaves_an_absent_json_member_none_without_encoding_it() -> N
     assert seen == [STEP["components"], STEP["inputs"], STEP["outputs"]]
 
 
+def test_a_step_row_raises_what_it_meets_first_in_column_order() -> None:
+    """The replay names an event by what its projection raises: the first problem met."""
+
+    def encode(value: Any) -> str:
+        raise ValueError(f"cannot encode {value!r}")
+
+    with pytest.raises(KeyError, match="node_id"):  # read before any JSON member
+        step_values_at("completed", 7, {k: v for k, v in STEP.items() if k != "node_id"}, encode)
+    with pytest.raises(ValueError, match="x"):  # the components, before the start time
+        step_values_at("completed", 7, {k: v for k, v in STEP.items() if k != "started_at"}, encode)
+    with pytest.raises(KeyError, match="step_run_id"):
+        step_values_at("completed", 7, {k: v for k, v in STEP.items() if k != "step_run_id"})
+    with pytest.raises(KeyError, match="started_at"):
+        step_values_at("running", 7, {k: v for k, v in STEP.items() if k != "started_at"})
+
+
 def test_a_step_without_inputs_outputs_or_metrics_has_no_rows_of_them() -> None:
     bare = {"node_id": "train", "inputs": {}, "outputs": None, "metrics": {}}
     assert io_values(bare, outputs=True) == []
@@ -104,6 +124,58 @@ def test_run_rows_encode_as_canonical_json_with_the_batch_encoder() -> None:
     assert param_text(2.0, member_json) == "2"
     assert run_row(EVENT, {**run, "params": None, "git": None}, member_json)["params"] == "null"
     assert run_row(EVENT, {**run, "git": None}, member_json)["git"] is None
+
+
+RUN: dict[str, Any] = {
+    "run_id": "R1", "pipeline": "p", "pipeline_fingerprint": "f", "owner": "o", "host": "h",
+    "process": "1:2", "params": {"lr": 0.1, "n": 2.0, "tag": None, "b": True, "s": "x"},
+    "seed": 3, "started_at": TS, "git": {"sha": "abc", "dirty": False}, "extra": [1, "é"],
+    "environment": "blake3:e", "steps_total": 4, "name": "first", "purpose": "reproduce",
+    "tags": {"k": "v"},
+}  # fmt: skip
+# Payloads the two builders must agree on: members absent, None, empty or of other types.
+RUNS = [
+    RUN,
+    {**RUN, "params": None, "git": None},
+    {**RUN, "params": {}, "purpose": "", "reproduces": "R0"},
+    {k: v for k, v in RUN.items() if k not in ("environment", "steps_total", "name", "purpose")},
+    {**RUN, "params": {"big": 2**70, "nan": float("nan"), "e": 1e16, "nested": {"b": 1, "a": 2}}},
+    {**RUN, "seed": None, "git": {"untracked": ["a", "b"]}, "pipeline_file": None},
+]
+
+
+@pytest.mark.parametrize("p", RUNS)
+def test_run_values_are_the_run_row_in_column_order(p: dict[str, Any]) -> None:
+    for encode in (None, member_json):
+        if encode is not None and p is RUNS[4]:
+            continue  # not a payload orjson wrote: member_json is never its encoder
+        row = run_row(EVENT, p, encode)
+        assert tuple(row) == RUN_ROW_COLUMNS
+        values = run_values(EVENT.seq, p, encode)
+        assert values == tuple(row.values())
+        assert list(map(type, values)) == list(map(type, row.values()))
+        rows = run_param_rows(p, encode)
+        assert all(tuple(r) == PARAM_ROW_COLUMNS for r in rows)
+        found = run_param_values(p, encode)
+        assert found == [tuple(r.values()) for r in rows]
+        assert [list(map(type, r)) for r in found] == [list(map(type, r.values())) for r in rows]
+
+
+@pytest.mark.parametrize("params", [None, {}, 0, "", [], "text", 5, ["a"]])
+def test_run_param_values_fail_where_the_rows_fail(params: Any) -> None:
+    """Parameters that are not an object give no rows, or raise, as run_param_rows does."""
+    p = {**RUN, "params": params}
+    try:
+        rows = [tuple(r.values()) for r in run_param_rows(p)]
+    except AttributeError:
+        with pytest.raises(AttributeError):
+            run_param_values(p)
+    else:
+        assert run_param_values(p) == rows
+    with pytest.raises(KeyError):
+        run_param_values({k: v for k, v in RUN.items() if k != "params"})
+    with pytest.raises(KeyError):
+        run_values(1, {k: v for k, v in RUN.items() if k != "owner"})
 
 
 def test_artifact_values_are_the_artifact_row_in_column_order() -> None:
