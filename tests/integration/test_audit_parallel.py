@@ -617,6 +617,15 @@ LATER_TAMPERING: dict[str, tuple[str, dict[str, Any], str, str]] = {
         "UPDATE run_metrics SET value = 0.1 WHERE step_run_id = 'S1' AND key = 'auc'", {},
         "run_metrics", "S1, auc",
     ),
+    # A note's and a deletion's rows hold their event's time and actor, which the second
+    # process reads for those events alone.
+    "a note's author": ("UPDATE run_notes SET actor = 'mallory'", {}, "run_notes", "20"),
+    "a note's time": ("UPDATE run_notes SET noted_at = :t", {"t": "2027-01-01T00:00:00Z"},
+                      "run_notes", "20"),
+    "a deletion's author": ("UPDATE run_deletions SET deleted_by = 'mallory'", {},
+                            "run_deletions", "R2"),
+    "a deletion's time": ("UPDATE run_deletions SET deleted_at = 'x'", {}, "run_deletions",
+                          "R2"),
     "a run more": (
         "INSERT INTO runs SELECT 'R8', pipeline, pipeline_fingerprint, status, owner, host, "
         "process, params, seed, git, environment, record, started_at, ended_at, error, "

@@ -45,6 +45,7 @@ from pipetrail.ledger.events import EventKind
 from pipetrail.ledger.trusted import DerivedRowProblem
 
 if TYPE_CHECKING:
+    import sqlite3
     from types import TracebackType
 
     from pipetrail.ledger.driver import Driver
@@ -94,15 +95,17 @@ _BESIDE_EVENTS = (
     "SELECT seq, ts, actor, kind, run_id, payload, '', '' FROM ledger.events "  # noqa: S608
     f"WHERE seq <= :head AND +kind IN ({_KINDS}) ORDER BY seq"
 )
-# What the model reads of the same events (see TableModel.add): seq, ts, actor, kind and
-# the payload. Only a note's and a deletion's rows hold their event's time and actor:
-# the others' are left NULL, which spares making a million strings no row holds.
-_STAMPED = f"'{EventKind.RUN_NOTED.value}', '{EventKind.RUN_DELETED.value}'"
+# What the model reads of the same events (see TableModel.add): seq, kind and the payload.
+# Each value read costs a round of SQLite's and Python's locks (the sqlite3 module lets
+# other threads run while it asks a value's type): the event's time and actor, which only
+# a note's and a deletion's rows hold, are read for those events alone (_STAMP); the
+# others' are None, as their rows leave them out.
 _MODELLED_EVENTS = (
-    f"SELECT seq, CASE WHEN kind IN ({_STAMPED}) THEN ts END, "  # noqa: S608
-    f"CASE WHEN kind IN ({_STAMPED}) THEN actor END, kind, payload FROM ledger.events "
+    "SELECT seq, kind, payload FROM ledger.events "  # noqa: S608
     f"WHERE seq <= :head AND +kind IN ({_KINDS}) ORDER BY seq"
 )
+_STAMPED = frozenset({EventKind.RUN_NOTED.value, EventKind.RUN_DELETED.value})
+_STAMP = "SELECT ts, actor FROM ledger.events WHERE seq = ?"
 _FETCH = 20_000
 _STEP = 500
 _NOT_AN_OBJECT = "its payload is not a JSON object"
@@ -218,50 +221,81 @@ def _replay(
 ) -> tuple[tuple[int, str] | None, tuple[int, str] | None]:
     """(the first payload that is not an object, the first event the replay rejects).
 
-    ``model``: the replica models the tables, and reads only the fields the model does.
+    ``model``: the replica models the tables (see :func:`_model`).
     """
+    if model:
+        return _model(replica, last), None
     unprojectable: tuple[int, str] | None = None
-    query, at_payload = (_MODELLED_EVENTS, 4) if model else (_BESIDE_EVENTS, 5)
-    starts = _Starts()
-    modelled = replica.model if model else None
-    cursor = replica.db.connection.execute(query, {"head": last})
+    cursor = replica.db.connection.execute(_BESIDE_EVENTS, {"head": last})
     try:
         while fetched := cursor.fetchmany(_FETCH):
             for at in range(0, len(fetched), _STEP):
                 good: list[tuple[tuple[Any, ...], dict[str, Any] | None]] = []
                 plain = True
                 failure = None
-                rows = fetched[at : at + _STEP]
-                ahead: tuple[Any, bool] | None = None  # the next row's payload, parsed
-                for i, row in enumerate(rows):
-                    if ahead is not None:
-                        (payload, written), ahead = ahead, None
-                    elif (  # the model alone takes an ImpliedStart: the replay parses it
-                        model
-                        and row[3] == _STARTED
-                        and i + 1 < len(rows)
-                        and rows[i + 1][3] in _CLOSING
-                    ):
-                        ahead = _parse(rows[i + 1][at_payload])
-                        payload, written = starts.implied(row[at_payload], *ahead), True
-                        if payload is None:
-                            payload, written = starts.parse(row[at_payload])
-                    else:
-                        payload, written = _parse(row[at_payload])
-                    if type(payload) is not dict and type(payload) is not ImpliedStart:
+                for row in fetched[at : at + _STEP]:
+                    payload, written = _parse(row[5])
+                    if type(payload) is not dict:
                         failure = (int(row[0]), _NOT_AN_OBJECT)
                         break
                     plain = plain and written
                     good.append((row, payload))
-                if modelled is not None:  # it follows every kind read (BESIDE_KINDS)
-                    modelled.add(good, member_json if plain else None, plain=plain)  # type: ignore[arg-type]
-                elif unprojectable is None:
+                if unprojectable is None:
                     unprojectable = replica.replay(good, plain=plain)
                 if failure is not None:
                     return failure, unprojectable
     finally:
         cursor.close()
     return None, unprojectable
+
+
+def _model(replica: Replica, last: int) -> tuple[int, str] | None:
+    """:func:`_replay` into the replica's model: the first payload that is not an object.
+
+    The events go to the model straight (it follows every kind of :data:`BESIDE_KINDS`),
+    in the batches the replay takes, each as ``(seq, ts, actor, kind)`` and its payload
+    (see :data:`_MODELLED_EVENTS`); a start directly followed by its closing event may be
+    read off that event's payload (:class:`_Starts`).
+    """
+    model = replica.model
+    assert model is not None  # noqa: S101 - only called with a model
+    starts = _Starts()
+    connection: sqlite3.Connection = replica.db.connection
+    cursor = connection.execute(_MODELLED_EVENTS, {"head": last})
+    try:
+        while fetched := cursor.fetchmany(_FETCH):
+            for at in range(0, len(fetched), _STEP):
+                good: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
+                plain = True
+                failure = None
+                rows = fetched[at : at + _STEP]
+                end = len(rows) - 1
+                ahead: tuple[Any, bool] | None = None  # the next row's payload, parsed
+                for i, (seq, kind, text) in enumerate(rows):
+                    if ahead is not None:
+                        (payload, written), ahead = ahead, None
+                    elif kind == _STARTED and i < end and rows[i + 1][1] in _CLOSING:
+                        ahead = _parse(rows[i + 1][2])
+                        payload, written = starts.implied(text, *ahead), True
+                        if payload is None:
+                            payload, written = starts.parse(text)
+                    else:
+                        payload, written = _parse(text)
+                    if type(payload) is not dict and type(payload) is not ImpliedStart:
+                        failure = (int(seq), _NOT_AN_OBJECT)
+                        break
+                    plain = plain and written
+                    if kind in _STAMPED:
+                        ts, actor = connection.execute(_STAMP, (seq,)).fetchone()
+                        good.append(((seq, ts, actor, kind), payload))
+                    else:
+                        good.append(((seq, None, None, kind), payload))
+                model.add(good, member_json if plain else None, plain=plain)
+                if failure is not None:
+                    return failure
+    finally:
+        cursor.close()
+    return None
 
 
 def _parse(text: Any) -> tuple[Any, bool]:
