@@ -224,3 +224,11 @@ def _outcome(parse: Any, stored: Any) -> Any:
         return parse(stored)
     except (TypeError, AttributeError) as exc:  # what gives the check to one process
         return type(exc)
+
+
+def test_the_model_follows_every_kind_the_second_process_reads() -> None:
+    """Its events go to the model without a look at their kinds (audit_parallel._model)."""
+    from pipetrail.ledger.audit_model import MODEL_KINDS
+    from pipetrail.ledger.audit_parallel import BESIDE_KINDS
+
+    assert BESIDE_KINDS <= MODEL_KINDS
