@@ -236,3 +236,55 @@ def test_an_artifact_event_rewritten_and_chained_again_is_named(tmp_path: Path) 
     assert [(p.table, p.key) for p in report.derived] == [("artifacts", _digest("d"))]
     assert report == _reference(ledger)
     ledger.close()
+
+
+def _artifact_rows(ledger: Ledger) -> list[tuple[Any, ...]]:
+    """The verified artifact events, as the walk hands them to the matching."""
+    rows = ledger.db.rows(audit._ALL_EVENTS)
+    return [row for row in rows if row[3] == audit_artifacts.ARTIFACT]
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 5000])
+def test_matched_rows_are_handed_to_the_model_only_when_the_matching_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    """While it matches, only digests are kept; an early end reads the rows matched again."""
+    monkeypatch.setattr(audit_artifacts, "_CHUNK", chunk)
+    ledger = _ledger(tmp_path)
+    stored = ledger.db.rows("SELECT * FROM artifacts")
+    _exec(ledger, "UPDATE artifacts SET size = 99 WHERE digest = :d", d=_digest("e"))
+    events = _artifact_rows(ledger)
+    replica = audit.Replica(ledger.db, model=True)
+    try:
+        with ledger.db.snapshot():
+            take = replica.match_artifacts(ledger.db)
+            assert take is not None
+            assert replica.match is not None
+            assert replica.model is not None
+            assert [take(event) for event in events[:4]] == [True] * 4
+            assert replica.match.count == 4
+            assert replica.model.artifacts == {}  # nothing held while the matching goes on
+            assert take(events[4]) is False  # the edited row: the model takes it from here
+            assert replica.model.artifacts == {row[0]: row for row in stored[:4]}
+            assert take(events[5]) is False
+    finally:
+        replica.close()
+    ledger.close()
+
+
+def test_a_row_left_over_hands_the_rows_matched_to_the_model(tmp_path: Path) -> None:
+    ledger = _ledger(tmp_path)
+    stored = ledger.db.rows("SELECT * FROM artifacts")
+    replica = audit.Replica(ledger.db, model=True)
+    try:
+        with ledger.db.snapshot():
+            take = replica.match_artifacts(ledger.db)
+            assert take is not None
+            assert replica.match is not None
+            assert replica.model is not None
+            assert all(take(event) for event in _artifact_rows(ledger)[:5])
+            assert replica.match.complete() is False  # the sixth row was never matched
+            assert replica.model.artifacts == {row[0]: row for row in stored[:5]}
+    finally:
+        replica.close()
+    ledger.close()
