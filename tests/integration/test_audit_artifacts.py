@@ -202,11 +202,13 @@ def test_rows_stored_in_another_order_still_match(
     ledger.close()
 
 
-@pytest.mark.parametrize("fetch", [1, 3])
+@pytest.mark.parametrize(("fetch", "step"), [(1, 500), (3, 500), (3, 3), (5, 2)])
 def test_the_walk_reads_a_sqlite_ledger_a_few_rows_at_a_time(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fetch: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fetch: int, step: int
 ) -> None:
+    """Fetched rows are checked a step at a time, or all at once when they fit one step."""
     monkeypatch.setattr(audit, "_SQLITE_FETCH", fetch)
+    monkeypatch.setattr(audit, "_STEP", step)
     ledger = _ledger(tmp_path)
     reference = _reference(ledger)
     compared = _compared(monkeypatch)

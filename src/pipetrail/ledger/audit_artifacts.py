@@ -55,7 +55,10 @@ if TYPE_CHECKING:
 __all__ = ["ARTIFACT", "ArtifactMatch"]
 
 ARTIFACT = EventKind.ARTIFACT_RECORDED.value
-_CHUNK = 5000  # stored rows read at a time
+# Stored rows read at a time: a few hundred rows (a few hundred kilobytes) stay in the
+# CPU's caches and their memory is reused, where 5,000 were written to fresh memory each
+# time (reading the 450,000 rows of a million events measured about a sixth less CPU).
+_CHUNK = 500
 _EMPTY: Iterator[tuple[Any, ...]] = iter(())
 
 
