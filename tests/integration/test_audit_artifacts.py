@@ -290,3 +290,23 @@ def test_a_row_left_over_hands_the_rows_matched_to_the_model(tmp_path: Path) -> 
     finally:
         replica.close()
     ledger.close()
+
+
+def test_a_table_wholly_matched_is_not_compared_again(tmp_path: Path) -> None:
+    """The model holds none of the rows matched: asked twice, the answer stays the same."""
+    ledger = _ledger(tmp_path)
+    replica = audit.Replica(ledger.db, model=True)
+    try:
+        with ledger.db.snapshot():
+            take = replica.match_artifacts(ledger.db)
+            assert take is not None
+            assert replica.match is not None
+            assert all(take(event) for event in _artifact_rows(ledger))
+            assert replica.match.complete() is True
+            assert replica.match.complete() is True
+            assert replica.match.count == 6
+            assert replica.compare(ledger.db, (0, ""), ["artifacts"]) == (6, [])
+            assert replica.compare(ledger.db, (0, ""), ["artifacts"]) == (6, [])
+    finally:
+        replica.close()
+    ledger.close()

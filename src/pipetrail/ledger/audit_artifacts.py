@@ -76,6 +76,7 @@ class ArtifactMatch:
         self.layout = model.layout["artifacts"]
         self.rows = model.artifacts
         self.active = True  # every artifact event so far matched its stored row
+        self.whole = False  # every artifact event matched, and no stored row was left over
         self._cursor: sqlite3.Cursor | None = cursor
         self._read_again = cursor.connection
         self._chunk = _EMPTY
@@ -175,11 +176,18 @@ class ArtifactMatch:
         return next(self._chunk)
 
     def complete(self) -> bool:
-        """Whether every artifact event matched and no stored row is left over."""
+        """Whether every artifact event matched and no stored row is left over.
+
+        Asked again, it gives the same answer: the model never held the rows matched, so
+        a second comparison must not read the table against it.
+        """
+        if self.whole:
+            return True
         if not self.active:
             return False
         if next(self._chunk, None) is None and self._read() is None and self.active:
             self.stop()
+            self.whole = True
             return True
         self._end()  # a stored row left over: the table is compared with the model's rows
         return False
