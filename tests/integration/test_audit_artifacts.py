@@ -202,11 +202,13 @@ def test_rows_stored_in_another_order_still_match(
     ledger.close()
 
 
-@pytest.mark.parametrize("fetch", [1, 3])
+@pytest.mark.parametrize(("fetch", "step"), [(1, 500), (3, 500), (3, 3), (5, 2)])
 def test_the_walk_reads_a_sqlite_ledger_a_few_rows_at_a_time(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fetch: int
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fetch: int, step: int
 ) -> None:
+    """Fetched rows are checked a step at a time, or all at once when they fit one step."""
     monkeypatch.setattr(audit, "_SQLITE_FETCH", fetch)
+    monkeypatch.setattr(audit, "_STEP", step)
     ledger = _ledger(tmp_path)
     reference = _reference(ledger)
     compared = _compared(monkeypatch)
@@ -235,4 +237,76 @@ def test_an_artifact_event_rewritten_and_chained_again_is_named(tmp_path: Path) 
     assert report.chain_ok
     assert [(p.table, p.key) for p in report.derived] == [("artifacts", _digest("d"))]
     assert report == _reference(ledger)
+    ledger.close()
+
+
+def _artifact_rows(ledger: Ledger) -> list[tuple[Any, ...]]:
+    """The verified artifact events, as the walk hands them to the matching."""
+    rows = ledger.db.rows(audit._ALL_EVENTS)
+    return [row for row in rows if row[3] == audit_artifacts.ARTIFACT]
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 5000])
+def test_matched_rows_are_handed_to_the_model_only_when_the_matching_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    """While it matches, only digests are kept; an early end reads the rows matched again."""
+    monkeypatch.setattr(audit_artifacts, "_CHUNK", chunk)
+    ledger = _ledger(tmp_path)
+    stored = ledger.db.rows("SELECT * FROM artifacts")
+    _exec(ledger, "UPDATE artifacts SET size = 99 WHERE digest = :d", d=_digest("e"))
+    events = _artifact_rows(ledger)
+    replica = audit.Replica(ledger.db, model=True)
+    try:
+        with ledger.db.snapshot():
+            take = replica.match_artifacts(ledger.db)
+            assert take is not None
+            assert replica.match is not None
+            assert replica.model is not None
+            assert [take(event) for event in events[:4]] == [True] * 4
+            assert replica.match.count == 4
+            assert replica.model.artifacts == {}  # nothing held while the matching goes on
+            assert take(events[4]) is False  # the edited row: the model takes it from here
+            assert replica.model.artifacts == {row[0]: row for row in stored[:4]}
+            assert take(events[5]) is False
+    finally:
+        replica.close()
+    ledger.close()
+
+
+def test_a_row_left_over_hands_the_rows_matched_to_the_model(tmp_path: Path) -> None:
+    ledger = _ledger(tmp_path)
+    stored = ledger.db.rows("SELECT * FROM artifacts")
+    replica = audit.Replica(ledger.db, model=True)
+    try:
+        with ledger.db.snapshot():
+            take = replica.match_artifacts(ledger.db)
+            assert take is not None
+            assert replica.match is not None
+            assert replica.model is not None
+            assert all(take(event) for event in _artifact_rows(ledger)[:5])
+            assert replica.match.complete() is False  # the sixth row was never matched
+            assert replica.model.artifacts == {row[0]: row for row in stored[:5]}
+    finally:
+        replica.close()
+    ledger.close()
+
+
+def test_a_table_wholly_matched_is_not_compared_again(tmp_path: Path) -> None:
+    """The model holds none of the rows matched: asked twice, the answer stays the same."""
+    ledger = _ledger(tmp_path)
+    replica = audit.Replica(ledger.db, model=True)
+    try:
+        with ledger.db.snapshot():
+            take = replica.match_artifacts(ledger.db)
+            assert take is not None
+            assert replica.match is not None
+            assert all(take(event) for event in _artifact_rows(ledger))
+            assert replica.match.complete() is True
+            assert replica.match.complete() is True
+            assert replica.match.count == 6
+            assert replica.compare(ledger.db, (0, ""), ["artifacts"]) == (6, [])
+            assert replica.compare(ledger.db, (0, ""), ["artifacts"]) == (6, [])
+    finally:
+        replica.close()
     ledger.close()

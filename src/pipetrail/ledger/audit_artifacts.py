@@ -28,6 +28,12 @@ holds the matched rows as the rows their events give (a later event's insert or 
 sees them), and the whole table is then compared with the model's rows as before. When
 every artifact event matched and no stored row is left over, the table is exactly what the
 events give, and is not read again.
+
+A matched row is not kept: only its digest is (to find a digest taken twice), and the rows
+matched so far are read again, in the same order and the same snapshot, only when the
+matching ends early and the model needs them. Holding the 450,000 rows of a million
+events (over 200 MB) until the comparison cost more than reading them: each row was
+written to fresh memory, then freed one by one once compared.
 """
 
 from __future__ import annotations
@@ -49,7 +55,10 @@ if TYPE_CHECKING:
 __all__ = ["ARTIFACT", "ArtifactMatch"]
 
 ARTIFACT = EventKind.ARTIFACT_RECORDED.value
-_CHUNK = 5000  # stored rows read at a time
+# Stored rows read at a time: a few hundred rows (a few hundred kilobytes) stay in the
+# CPU's caches and their memory is reused, where 5,000 were written to fresh memory each
+# time (reading the 450,000 rows of a million events measured about a sixth less CPU).
+_CHUNK = 500
 _EMPTY: Iterator[tuple[Any, ...]] = iter(())
 
 
@@ -67,16 +76,25 @@ class ArtifactMatch:
         self.layout = model.layout["artifacts"]
         self.rows = model.artifacts
         self.active = True  # every artifact event so far matched its stored row
+        self.whole = False  # every artifact event matched, and no stored row was left over
         self._cursor: sqlite3.Cursor | None = cursor
+        self._read_again = cursor.connection
         self._chunk = _EMPTY
-        self._metas: set[str] = set()  # meta texts found to be what the projection writes
+        self._taken: set[str] = set()  # the digests of the rows matched
+        # meta texts found to be what the projection writes, each as the member it writes
+        self._metas: dict[str, orjson.Fragment] = {}
+
+    @property
+    def count(self) -> int:
+        """How many stored rows matched their events (each under its own digest)."""
+        return len(self._taken)
 
     def take(self, event: Sequence[Any]) -> bool:
         """Whether ``event`` (a verified ``artifact.recorded`` row) is the next stored row's.
 
-        ``event`` begins ``seq, ts, actor, kind, run_id, payload``. True: its row is kept
-        in the model; the event needs nothing more. False: the model must take it, and
-        every later one (the matching has ended).
+        ``event`` begins ``seq, ts, actor, kind, run_id, payload``. True: its row is the
+        one the event gives; the event needs nothing more. False: the model must take it,
+        and every later one (the matching has ended, the model holds the rows matched).
         """
         if not self.active:
             return False
@@ -84,50 +102,63 @@ class ArtifactMatch:
         if stored is None:
             stored = self._read()
             if stored is None:  # none left: this event's row is missing
-                self.stop()
+                self._end()
                 return False
-        digest, blob, serializer, type_name, size, meta, role, run, step, at, seq = stored
-        if seq == event[0] and at == event[1] and (meta in self._metas or self._meta(meta)):
-            text = event[5]
-            try:
-                written = orjson.dumps(  # the keys in sorted order, as the payload's are
-                    {
-                        "blob": blob,
-                        "digest": digest,
-                        "meta": orjson.Fragment(meta),
-                        "role": role,
-                        "run_id": run,
-                        "serializer": serializer,
-                        "size": size,
-                        "step_run_id": step,
-                        "type_name": type_name,
-                    }
-                )
-            except orjson.JSONEncodeError:
-                written = None
-            if (
-                type(text) is str
-                and written == text.encode("utf-8", "surrogatepass")
-                and self.rows.setdefault(digest, stored) is stored  # not a digest taken before
-            ):
-                return True
-        self.stop()
+        if self._matches(stored, event):
+            return True
+        self._end()
         return False
 
-    def _meta(self, meta: str) -> bool:
-        """Whether ``meta`` is the text the projection writes for the member it is the text of.
+    def _matches(self, stored: tuple[Any, ...], event: Sequence[Any]) -> bool:
+        """Whether ``stored`` is the row ``event`` gives (then its digest is taken)."""
+        digest, blob, serializer, type_name, size, meta, role, run, step, at, seq = stored
+        if seq != event[0] or at != event[1]:
+            return False
+        member = self._metas.get(meta)
+        if member is None:
+            member = self._meta(meta)
+            if member is None:
+                return False
+        try:
+            written = orjson.dumps(  # the keys in sorted order, as the payload's are
+                {
+                    "blob": blob,
+                    "digest": digest,
+                    "meta": member,
+                    "role": role,
+                    "run_id": run,
+                    "serializer": serializer,
+                    "size": size,
+                    "step_run_id": step,
+                    "type_name": type_name,
+                }
+            )
+        except orjson.JSONEncodeError:
+            return False
+        text = event[5]
+        if (
+            type(text) is not str
+            or written != text.encode("utf-8", "surrogatepass")
+            or digest in self._taken  # a digest taken before
+        ):
+            return False
+        self._taken.add(digest)
+        return True
+
+    def _meta(self, meta: str) -> orjson.Fragment | None:
+        """``meta`` as the member it is the text of, if it is the text the projection writes.
 
         That is orjson's text of the value it holds, or ``{}`` for an empty or false one
         (the projection writes the member's value, or an empty object for one that is
-        false or missing).
+        false or missing). None: it is not.
         """
         try:
             if orjson.dumps(orjson.loads(meta) or {}, option=MEMBER_OPTIONS) != meta.encode():
-                return False
+                return None
         except (orjson.JSONDecodeError, orjson.JSONEncodeError, UnicodeEncodeError):
-            return False
-        self._metas.add(meta)
-        return True
+            return None
+        member = self._metas[meta] = orjson.Fragment(meta)
+        return member
 
     def _read(self) -> tuple[Any, ...] | None:
         """The first row of the next chunk of stored rows (None: none left, or it ended)."""
@@ -139,18 +170,45 @@ class ArtifactMatch:
         try:
             self.layout.check_many(chunk, plain=True)  # text read from SQLite is valid UTF-8
         except Unmodelled:
-            self.stop()  # a value of another type: the comparison names it
+            self._end()  # a value of another type: the comparison names it
             return None
         self._chunk = iter(chunk)
         return next(self._chunk)
 
     def complete(self) -> bool:
-        """Whether every artifact event matched and no stored row is left over."""
+        """Whether every artifact event matched and no stored row is left over.
+
+        Asked again, it gives the same answer: the model never held the rows matched, so
+        a second comparison must not read the table against it.
+        """
+        if self.whole:
+            return True
         if not self.active:
             return False
-        done = next(self._chunk, None) is None and self._read() is None and self.active
+        if next(self._chunk, None) is None and self._read() is None and self.active:
+            self.stop()
+            self.whole = True
+            return True
+        self._end()  # a stored row left over: the table is compared with the model's rows
+        return False
+
+    def _end(self) -> None:
+        """End the matching early: the model gets the rows matched so far, as they are.
+
+        They are read again in the order the matching read them, in the same snapshot:
+        the first :attr:`count` stored rows, each the row its event gives.
+        """
+        if not self.active:
+            return
         self.stop()
-        return done
+        if self._taken:
+            again = self._read_again.execute(
+                self.layout.select + "artifacts LIMIT ?", (len(self._taken),)
+            )
+            try:
+                self.rows.update((row[0], row) for row in again)
+            finally:
+                again.close()
 
     def stop(self) -> None:
         """End the matching (the model takes every later event); close the cursor."""

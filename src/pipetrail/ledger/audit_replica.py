@@ -381,7 +381,7 @@ class Replica:
         if self.model.broken is not None:
             raise Unmodelled(self.model.broken)
         if table == "artifacts" and self.match is not None and self.match.complete():
-            return self.model.count(table)  # every row matched its event during the walk
+            return self.match.count  # every row matched its event during the walk
         select = self.model.layout[table].select
         same: bool | None
         if db is None and self.model.streams(table):
