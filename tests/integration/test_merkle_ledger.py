@@ -237,3 +237,31 @@ def test_the_tree_check_recomputes_every_stored_node_in_any_batches(metadata_url
         execute(ledger, edit, h=was, l=level, i=idx)
     assert check() == []
     ledger.close()
+
+
+def test_nodes_edited_into_other_types_are_named_not_fatal(tmp_path: Any) -> None:
+    # SQLite keeps whatever type an edit writes (PostgreSQL's columns refuse it): a hash
+    # stored as text, an index stored as text or as a fraction. audit verify names each
+    # such row, as it reads, instead of stopping on a conversion.
+    ledger = Ledger.open(f"sqlite:///{tmp_path / 'ledger.db'}", actor="tester")
+    fill(ledger, [100])  # stored nodes: 6 at level 4, 3 at level 5, one at level 6
+    execute(ledger, "UPDATE merkle_nodes SET hash = 'text' WHERE level = 5 AND idx = 1")
+    execute(ledger, "INSERT INTO merkle_nodes (level, idx, hash) VALUES (4, 2.5, :h)", h=b"a" * 32)
+    execute(ledger, "INSERT INTO merkle_nodes (level, idx, hash) VALUES (4, 'x', :h)", h=b"b" * 32)
+    execute(ledger, "INSERT INTO merkle_nodes (level, idx, hash) VALUES ('y', 0, :h)", h=b"c" * 32)
+    execute(ledger, "INSERT INTO merkle_nodes (level, idx, hash) VALUES (2, 'z', :h)", h=b"d" * 32)
+    report = ledger.verify()
+    assert report.chain_ok
+    found = {(p.key, p.problem) for p in report.derived}
+    assert found == {
+        ("5, 1", "differs"),
+        ("4, 2.5", "extra"),
+        ("4, x", "extra"),
+        ("y, 0", "extra"),
+        ("2, z", "extra"),
+    }
+    differs = next(p for p in report.derived if p.problem == "differs")
+    assert differs.columns[0][1] == "'text'"
+    ledger.rebuild_projections()
+    assert ledger.verify().ok
+    ledger.close()

@@ -23,7 +23,7 @@ extra, as a derived row of table ``merkle_nodes``; ``audit rebuild`` rewrites th
 from __future__ import annotations
 
 import hashlib
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import LedgerError
 from pipetrail.ledger.merkle import (
@@ -382,23 +382,28 @@ class TreeCheck:
             by_level.setdefault(level, {})[idx] = digest
         for level, expected in by_level.items():
             lo, hi = min(expected), max(expected) + 1
-            stored = {
-                int(i): bytes(h)
-                for i, h in self.db.rows(_RANGE, {"level": level, "lo": lo, "hi": hi})
-            }
+            stored: dict[int, Any] = {}
+            for i, h in self.db.rows(_RANGE, {"level": level, "lo": lo, "hi": hi}):
+                if type(i) is not int:  # a REAL index edited in between two whole ones
+                    self._problem(level, i, b"", None)
+                    continue
+                stored[i] = bytes(h) if isinstance(h, (bytes, memoryview)) else h
             for idx, digest in expected.items():
                 have = stored.get(idx)
                 if have != digest:
                     self._problem(level, idx, have, digest)
 
-    def _problem(self, level: int, idx: int, have: bytes | None, want: bytes | None) -> None:
+    def _problem(self, level: Any, idx: Any, have: Any, want: bytes | None) -> None:
+        # ``level``, ``idx`` and ``have`` are as stored: an edited row may hold text where
+        # pipetrail writes integers and bytes, and is named as it reads, never converted.
         key = f"{level}, {idx}"
         if have is None:
             problem = DerivedRowProblem(TABLE, key, "missing")
         elif want is None:
             problem = DerivedRowProblem(TABLE, key, "extra")
         else:
-            problem = DerivedRowProblem(TABLE, key, "differs", (("hash", have.hex(), want.hex()),))
+            shown = have.hex() if isinstance(have, bytes) else repr(have)
+            problem = DerivedRowProblem(TABLE, key, "differs", (("hash", shown, want.hex()),))
         self.problems.append(problem)
         self._fixes[(level, idx)] = want
 
@@ -406,14 +411,14 @@ class TreeCheck:
         """Compare the last batch, and report stored rows no complete subtree explains."""
         self._flush()
         for lv, ix in self.db.rows(_BELOW, {"level": LOW_LEVEL}):
-            self._problem(int(lv), int(ix), b"", None)
+            self._problem(lv, ix, b"", None)
         level = LOW_LEVEL
         while self.size >> level:
             for (idx,) in self.db.rows(_BEYOND, {"level": level, "hi": self.size >> level}):
-                self._problem(level, int(idx), b"", None)
+                self._problem(level, idx, b"", None)
             level += 1
         for lv, ix in self.db.rows(_ABOVE, {"level": level - 1}):
-            self._problem(int(lv), int(ix), b"", None)
+            self._problem(lv, ix, b"", None)
         return self.problems
 
     def repair(self, db: Driver) -> None:
