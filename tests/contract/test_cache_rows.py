@@ -253,3 +253,58 @@ def test_a_hit_refuses_an_edited_row_or_event_read_ahead(ledger: Ledger) -> None
     assert rows.hit(reader, _key(1)) is not None
     with pytest.raises(TamperedLedgerError, match=rf"step_runs\[R1-S2\].*event {seq} was edited"):
         rows.hit(reader, _key(2))
+
+
+_EDITS: list[tuple[str, Any]] = [
+    ("run_id", "R9"),
+    ("node_id", "s9"),
+    ("step", "t"),
+    ("pipeline", "q"),
+    ("cache_decision", "hit"),
+    ("cache_reason", "other"),
+    ("reused_step_run_id", "R1-S2"),
+    ("code_digest", "blake3:00"),
+    ("components", '{"code":"' + _digest("d") + '"}'),
+    ("inputs", '{"x":"' + _digest("d") + '"}'),
+    ("outputs", None),
+    ("resources", '{"wall_ns":2}'),
+    ("resource_requests", "{}"),
+    ("logs", "x"),
+    ("seed", 8),
+    ("started_at", "2026-01-02T00:00:00.000000Z"),
+    ("ended_at", None),
+    ("error", "boom"),
+    ("traceback", "tb"),
+]
+
+
+@pytest.mark.parametrize(("column", "value"), _EDITS)
+def test_a_hit_refuses_any_column_edited_as_the_lookup_does(
+    ledger: Ledger, column: str, value: Any
+) -> None:
+    reader = ledger.reader()
+    edit = f"UPDATE step_runs SET {column} = :v WHERE step_run_id = 'R1-S3'"  # noqa: S608
+    _exec(ledger, edit, v=value)
+    with pytest.raises(TamperedLedgerError, match=rf"step_runs\[R1-S3\]: {column} is"):
+        reader.cache_lookup(_key(3))
+    with pytest.raises(TamperedLedgerError, match=rf"step_runs\[R1-S3\]: {column} is"):
+        RunCacheRows("R3", budget=100).hit(reader, _key(3))
+
+
+def test_a_hit_on_a_payload_orjson_does_not_write_back_gives_what_the_lookup_gives(
+    ledger: Ledger,
+) -> None:
+    # An integer beyond 64 bits in the event (orjson would read a float), and a row
+    # whose JSON text is not the canonical text: both checked value by value.
+    drafts = _run("R3", [7], _digest("a"))
+    drafts[2].payload["resources"] = {"wall_ns": 2**70}
+    ledger.append(drafts)
+    _exec(
+        ledger,
+        "UPDATE step_runs SET outputs = :o WHERE step_run_id = 'R1-S1'",
+        o='{"output": "' + _digest("a") + '"}',
+    )
+    reader = ledger.reader()
+    found = _hits(ledger, RunCacheRows("R4", budget=0), reader, range(7, 8))
+    assert found == [("R3-S7", {"output": _digest("a")}, None)]
+    assert _hits(ledger, RunCacheRows("R4", budget=0), reader, range(1, 2))[0] is not None

@@ -86,8 +86,45 @@ def _output_label(state: RunState, output: NodeOutput) -> str:
             if output.record is None:
                 output.record = recorded_record(state, output.digest)
             output.reading = state.project.registry.reading(output.record)
-        output.label = reading_label(output.reading)
+        output.label = _label_of(output.reading)
     return output.label
+
+
+# The keys of a reading that gives its label by its format, type and size alone (its
+# meta empty), and the labels of such readings by these three. Bounded.
+_BASIC_READING_KEYS = frozenset({"format", "type_name", "size", "meta"})
+_BASIC_LABELS: dict[tuple[str, str, int], str] = {}
+_BASIC_LABELS_MAX = 4096
+
+
+def _label_of(reading: dict[str, Any]) -> str:
+    """:func:`reading_label` of ``reading``, without encoding a reading met before.
+
+    A reading of exactly a format, a type and a size (exact ``str``, ``str`` and
+    ``int``) and an empty meta has the canonical bytes, so the label, those three
+    give: the outputs of a cached re-run are mostly such readings, each made anew from
+    the event a hit reuses.
+    """
+    if type(reading) is dict and reading.keys() == _BASIC_READING_KEYS:
+        fmt, type_name, size, meta = (
+            reading["format"], reading["type_name"], reading["size"], reading["meta"]
+        )  # fmt: skip
+        if (
+            type(fmt) is str
+            and type(type_name) is str
+            and type(size) is int
+            and type(meta) is dict
+            and not meta
+        ):
+            basic = (fmt, type_name, size)
+            found = _BASIC_LABELS.get(basic)
+            if found is None:
+                found = reading_label(reading)
+                if len(_BASIC_LABELS) >= _BASIC_LABELS_MAX:
+                    _BASIC_LABELS.clear()
+                _BASIC_LABELS[basic] = found
+            return found
+    return reading_label(reading)
 
 
 def _input_formats(state: RunState, name: str, value: Any, found: dict[str, str]) -> None:

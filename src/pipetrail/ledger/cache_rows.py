@@ -44,12 +44,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
-from pipetrail.ledger.projection_rows import STEP_ROW_COLUMNS
 from pipetrail.ledger.trusted import (
     CACHE_LOOKUP_SQL,
     RUN_CACHE_SQL,
     STEP_COLUMNS,
     step_run_result,
+    trusted_step_payload,
     trusted_step_values,
 )
 
@@ -84,24 +84,19 @@ def trusted_lookup_row(found: tuple[Any, ...]) -> Row:
     return step_run_result(values, payload, found[_FIRST_AT])
 
 
-# Where the values trusted_step_values gives hold what a hit reuses.
-_VALUE_ID_AT = STEP_ROW_COLUMNS.index("step_run_id")
-_VALUE_REUSED_AT = STEP_ROW_COLUMNS.index("reused_step_run_id")
-_VALUE_OUTPUTS_AT = STEP_ROW_COLUMNS.index("outputs")
-
-
 def _trusted_hit(found: tuple[Any, ...]) -> CacheHit:
     """What a row of :data:`CACHE_LOOKUP_SQL` gives a hit (see :meth:`RunCacheRows.hit`).
 
-    Verified as :func:`trusted_lookup_row` verifies it, without a dict of every column.
+    Verified as :func:`trusted_lookup_row` verifies it, from its event's payload alone
+    (:func:`~pipetrail.ledger.trusted.trusted_step_payload`).
 
     Raises:
         TamperedLedgerError: the row disagrees with its event, or the event with the chain.
     """
-    values, payload = trusted_step_values(found)
+    payload = trusted_step_payload(found)
     return (
-        values[_VALUE_REUSED_AT] or values[_VALUE_ID_AT],
-        values[_VALUE_OUTPUTS_AT],
+        payload.get("reused_step_run_id") or payload["step_run_id"],
+        payload.get("outputs"),
         payload.get("output_formats"),
     )
 

@@ -28,12 +28,13 @@ import orjson
 from pipetrail.errors import TamperedLedgerError
 from pipetrail.hashing import canonical_json
 from pipetrail.hashing.canonical import MEMBER_OPTIONS, member_json
-from pipetrail.ledger.events import Event, EventKind, hashed_here
+from pipetrail.ledger.events import Event, EventKind, event_hash, hashed_here
 from pipetrail.ledger.projection_rows import (
     JSON_COLUMNS,
     STEP_ROW_COLUMNS,
     artifact_row,
     finished_step_values,
+    step_values_at,
 )
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ __all__ = [
     "parse_json",
     "trusted_artifact",
     "step_run_result",
+    "trusted_step_payload",
     "trusted_step_run",
     "trusted_step_values",
 ]
@@ -273,11 +275,26 @@ def _linked_event(
         next_prev=next_prev,
         head_seq=None if head_seq is None else int(head_seq),
         head_hash=head,
-        known=known,
+        # The hash computed here when this process did not compute it (link_problem
+        # would ask hashed_here again first).
+        known=known if known is not None else (_hash_of(event), False),
     )
     if problem is not None:
         raise TamperedLedgerError(f"{table}[{key}] rests on {problem}; {CHAIN_HINT}", seq=seq)
     return event, known
+
+
+def _hash_of(event: Event) -> str:
+    """The chain hash of ``event``'s stored fields, computed (see :func:`event_hash`)."""
+    return event_hash(
+        seq=event.seq,
+        ts=event.ts,
+        actor=event.actor,
+        kind=event.kind,
+        run_id=event.run_id,
+        payload_text=event.payload_text,
+        prev_hash=event.prev_hash,
+    )
 
 
 # An integer orjson would read as a float (it reads integers in [-2**63, 2**64) exactly)
@@ -539,6 +556,85 @@ def trusted_step_values(found: tuple[Any, ...]) -> tuple[tuple[Any, ...], dict[s
         found[:_STEP_COUNT],
         lambda: dict(zip(CACHE_LOOKUP_COLUMNS, found, strict=True)),
     )
+
+
+# The statuses a row CACHE_LOOKUP_SQL reads may have, by the kind of its closing event.
+_LOOKUP_STATUS: dict[str, str] = {
+    EventKind.STEP_COMPLETED: "completed",
+    EventKind.STEP_CACHED: "cached",
+}
+_STEP_FIRST_SEQ_AT = STEP_COLUMNS.index("first_seq")
+
+
+def trusted_step_payload(found: tuple[Any, ...]) -> dict[str, Any]:
+    """The closing event's payload of a row of :data:`CACHE_LOOKUP_SQL` (a tuple), verified.
+
+    Verified as :func:`trusted_step_values` verifies the row, for a cache hit, which
+    reuses what the payload says (its ``outputs``, how each is read) and nothing else of
+    the row. A payload orjson writes back byte for byte (:func:`_exact_payload`) is
+    compared with the row in one step: the row's values, JSON columns as the text
+    orjson writes for the payload's members, ``first_seq`` the row's own, must equal the
+    stored row as a whole (the comparison :func:`_holds_exactly` makes, without the
+    values made for the result of :func:`trusted_step_values`). Anything else (another
+    kind of event, a payload orjson does not write back, a row that differs in any way)
+    is left to the checks of :func:`trusted_step_values`, which raise or accept as
+    before.
+
+    Raises:
+        TamperedLedgerError: the event is not intact, or the row disagrees with it.
+    """
+    key = str(found[_ID_AT])
+    event, known = _linked_event(
+        found[_STEP_COUNT:], table="step_runs", key=key, seq=int(found[_LAST_AT])
+    )
+    status = _LOOKUP_STATUS.get(event.kind)
+    if status is not None:
+        payload = _exact_payload(event.payload_text, known)
+        if payload is not None and payload.get("step_run_id") == key:
+            try:
+                expected = step_values_at(
+                    status, event.seq, payload, _member_text, found[_STEP_FIRST_SEQ_AT]
+                )
+            except (KeyError, TypeError, orjson.JSONEncodeError):
+                expected = None  # the checks below say what is wrong
+            if expected is not None and expected == found[:_STEP_COUNT]:
+                return payload
+    return _verified_step(
+        key,
+        event,
+        known,
+        found[:_STEP_COUNT],
+        lambda: dict(zip(CACHE_LOOKUP_COLUMNS, found, strict=True)),
+    )[1]
+
+
+def _member_text(value: Any) -> str:
+    """:func:`~pipetrail.hashing.canonical.member_json` of a member that is not None."""
+    return orjson.dumps(value, option=MEMBER_OPTIONS).decode("utf-8")
+
+
+def _exact_payload(text: str, known: tuple[str, bool] | None) -> dict[str, Any] | None:
+    """The payload orjson reads from ``text``, when it reads what ``json.loads`` reads.
+
+    So when this process's orjson wrote the text (``known``, as for :func:`_payload`),
+    or when orjson writes the value it read back as ``text``, byte for byte: a number it
+    would have read otherwise than the standard library (an integer beyond 64 bits,
+    which it reads as a float and writes with a decimal point or an exponent) is then
+    not in it, nor a float it does not read exactly, and it read every member once (no
+    key repeated). None otherwise (also for text that is not a JSON object), for the
+    checks of :func:`_payload` to decide.
+    """
+    try:
+        if known is not None and known[1]:
+            value = orjson.loads(text)
+        else:
+            data = text.encode("utf-8")
+            value = orjson.loads(data)
+            if orjson.dumps(value) != data:
+                return None
+    except (orjson.JSONDecodeError, orjson.JSONEncodeError, UnicodeEncodeError):
+        return None
+    return value if type(value) is dict else None
 
 
 def step_run_result(

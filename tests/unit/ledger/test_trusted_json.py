@@ -156,3 +156,34 @@ def test_a_lookup_reads_the_step_columns_in_the_order_the_projection_writes_them
     from pipetrail.ledger.trusted import STEP_COLUMNS
 
     assert STEP_COLUMNS == STEP_ROW_COLUMNS  # _holds_exactly compares them by position
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        # Beyond 64 bits orjson reads a float: never taken as read exactly.
+        '{"a":18446744073709551616}',
+        '{"a":[-9223372036854775809]}',
+        # A key twice, a float orjson writes otherwise, what orjson refuses, not an object.
+        '{"a":1,"a":2}',
+        '{"a":1.50}',
+        '{"a":-0}',
+        '{"a":NaN}',
+        '{"a":"\\ud800"}',
+        "[1,2]",
+        "{",
+    ],
+)
+def test_a_payload_orjson_does_not_write_back_is_left_to_the_full_checks(text: str) -> None:
+    from pipetrail.ledger.trusted import _exact_payload
+
+    assert _exact_payload(text, None) is None
+
+
+def test_a_payload_orjson_writes_back_is_read_as_the_standard_library_reads_it() -> None:
+    from pipetrail.ledger.trusted import _exact_payload
+
+    text = '{"a":{"b":[1,2.5,null,true]},"digest":"blake3:12345678901234567890123","n":-5}'
+    assert _exact_payload(text, None) == json.loads(text)
+    # The text this process's orjson wrote (what hashed_here says) is read at once.
+    assert _exact_payload('{"a":1}', ("blake3:00", True)) == {"a": 1}

@@ -185,3 +185,29 @@ def test_a_reading_without_a_blob_reads_the_digest_object() -> None:
     assert record.blob == digest
     assert record.serializer == "bytes"
     assert record.meta == {"format_version": 2}
+
+
+def test_a_reading_met_before_is_checked_as_the_first_one_was() -> None:
+    """The format parts remembered for one reading never let a malformed one through."""
+    digest = "blake3:" + "2" * 64
+    good = {"format": "bytes@3", "type_name": "builtins.bytes", "size": 3, "meta": {"k": 1}}
+    first = record_from_reading(digest, good)
+    again = record_from_reading(digest, dict(good))
+    assert again == first
+    assert again.meta == first.meta == {"k": 1, "format_version": 3}
+    assert again.meta is not good["meta"]  # each record has its own meta
+    for bad, problem in [
+        ({**good, "size": -1}, "count of bytes"),
+        ({**good, "size": True}, "count of bytes"),
+        ({**good, "size": 1.0}, "count of bytes"),
+        ({**good, "type_name": None}, "no type_name"),
+        ({**good, "meta": []}, "meta is not"),
+        ({**good, "format": ["bytes@3"]}, "not NAME@VERSION"),
+        ({**good, "format": "bytes@x"}, "not NAME@VERSION"),
+    ]:
+        with pytest.raises(SerializationError, match=problem):
+            record_from_reading(digest, bad)
+    # A reading with more than the four keys still names its own object and sealing.
+    other = record_from_reading(digest, {**good, "blob": "blake3:" + "3" * 64, "sealed": 1})
+    assert other.blob == "blake3:" + "3" * 64
+    assert other.meta == {"k": 1, "format_version": 3, "sealed": 1}

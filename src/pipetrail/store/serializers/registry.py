@@ -413,6 +413,22 @@ def record_from_reading(digest: str, reading: Any) -> StoredArtifact:
     Raises:
         SerializationError: ``reading`` is not such a description (naming the artifact).
     """
+    if type(reading) is dict and reading.keys() == _BASIC_READING_KEYS:
+        # The common reading (no other stored object, not sealed): checked as
+        # _reading_problem checks it, its format's parts remembered.
+        found = reading["format"]
+        parts = _FORMAT_PARTS.get(found) if type(found) is str else None
+        type_name, size, meta = reading["type_name"], reading["size"], reading["meta"]
+        if (
+            parts is not None
+            and isinstance(type_name, str)
+            and type(size) is int
+            and size >= 0
+            and isinstance(meta, dict)
+        ):
+            return StoredArtifact(
+                digest, digest, parts[0], type_name, size, {**meta, FORMAT_VERSION_KEY: parts[1]}
+            )
     problem = _reading_problem(reading)
     if problem is not None:
         raise SerializationError(
@@ -421,6 +437,8 @@ def record_from_reading(digest: str, reading: Any) -> StoredArtifact:
             "`pipetrail audit verify`."
         )
     name, _, version = reading["format"].rpartition("@")
+    if type(reading["format"]) is str and len(_FORMAT_PARTS) < _FORMAT_PARTS_MAX:
+        _FORMAT_PARTS[reading["format"]] = (name, int(version))
     return StoredArtifact(
         digest=digest,
         blob=reading.get("blob", digest),
@@ -433,6 +451,14 @@ def record_from_reading(digest: str, reading: Any) -> StoredArtifact:
             **({_SEALED_KEY: reading[_SEALED_KEY]} if reading.get(_SEALED_KEY) else {}),
         },
     )
+
+
+# The keys of a reading of the digest's own object, not sealed; and the format texts of
+# readings found valid -> (serializer name, format version). Bounded: once full, other
+# formats take the full check.
+_BASIC_READING_KEYS = frozenset({"format", "type_name", "size", "meta"})
+_FORMAT_PARTS: dict[str, tuple[str, int]] = {}
+_FORMAT_PARTS_MAX = 256
 
 
 def _reading_problem(reading: Any) -> str | None:
