@@ -192,7 +192,7 @@ def apply_events(
             own = metric_values(p)
             valued.setdefault(METRIC_INSERT, []).extend(own)
             if status == "cached" and p.get("reused_step_run_id"):
-                copies.append((p, [{"key": row[1]} for row in own]))
+                copies.append((p, [{"key": row[1]} for row in own] if own else []))
         elif kind == EventKind.ARTIFACT_RECORDED:
             valued.setdefault(artifact_statement(p), []).append(
                 artifact_values(event, p, encode or canonical_json)
@@ -250,6 +250,8 @@ def _copy_reused(db: Driver, copies: list[tuple[dict[str, Any], list[dict[str, A
     wanted = {p["reused_step_run_id"] for p, _ in copies}
     hits = {p["step_run_id"] for p, _ in copies}
     having = wanted if wanted & hits else _with_output_metrics(db, sorted(wanted))
+    if not having:
+        return  # no reused step run returned metrics: every copy would copy nothing
     # How many names a hit logged -> its copies kept, in the order of the first hit of each.
     groups: dict[int, list[dict[str, Any]]] = {}
     texts: dict[int, str] = {}
