@@ -172,11 +172,11 @@ def apply_events(
         kind = event.kind
         if kind == EventKind.STEP_STARTED:
             started[p["step_run_id"]] = (len(first_met), event.seq)
-            first_met.append((STEP_INSERT, step_values("running", event, p, encode)))
+            first_met.append((STEP_INSERT, step_values_at("running", event.seq, p, encode)))
         elif kind in _STEP_ENDS:
             status = _STEP_ENDS[kind]  # type: ignore[index]
             if p.get("decision") == "hit":
-                first_met.append((STEP_INSERT, step_values(status, event, p, encode)))
+                first_met.append((STEP_INSERT, step_values_at(status, event.seq, p, encode)))
             else:
                 start = started.pop(p["step_run_id"], None)
                 if start is None:  # started in an earlier append
