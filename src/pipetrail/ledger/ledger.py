@@ -384,8 +384,19 @@ def _normalize_url(url: str) -> str:
     return url
 
 
+# The page size of a new SQLite ledger. A commit writes each page it changed to the WAL
+# with two system calls (frame header, page): a run's end writes about one page per
+# event and one per step run, so pages twice SQLite's default of 4 KiB halve those calls
+# (a cached run's last flush spends about a quarter less CPU time). Larger pages save
+# few more calls but make SQLite checksum more bytes for the small flushes of a first
+# run. Rows stay byte for byte the same; an existing ledger keeps the size it was made
+# with (SQLite ignores the pragma then).
+SQLITE_PAGE_SIZE = 8192
+
+
 def _sqlite_pragmas(timeout: float) -> tuple[str, ...]:
     return (
+        f"PRAGMA page_size={SQLITE_PAGE_SIZE}",  # first: switching to WAL fixes the size
         "PRAGMA journal_mode=WAL",
         "PRAGMA synchronous=NORMAL",
         f"PRAGMA busy_timeout={int(timeout * 1000)}",

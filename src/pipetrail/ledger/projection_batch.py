@@ -172,11 +172,11 @@ def apply_events(
         kind = event.kind
         if kind == EventKind.STEP_STARTED:
             started[p["step_run_id"]] = (len(first_met), event.seq)
-            first_met.append((STEP_INSERT, step_values("running", event, p, encode)))
+            first_met.append((STEP_INSERT, step_values_at("running", event.seq, p, encode)))
         elif kind in _STEP_ENDS:
             status = _STEP_ENDS[kind]  # type: ignore[index]
             if p.get("decision") == "hit":
-                first_met.append((STEP_INSERT, step_values(status, event, p, encode)))
+                first_met.append((STEP_INSERT, step_values_at(status, event.seq, p, encode)))
             else:
                 start = started.pop(p["step_run_id"], None)
                 if start is None:  # started in an earlier append
@@ -192,7 +192,7 @@ def apply_events(
             own = metric_values(p)
             valued.setdefault(METRIC_INSERT, []).extend(own)
             if status == "cached" and p.get("reused_step_run_id"):
-                copies.append((p, [{"key": row[1]} for row in own]))
+                copies.append((p, [{"key": row[1]} for row in own] if own else []))
         elif kind == EventKind.ARTIFACT_RECORDED:
             valued.setdefault(artifact_statement(p), []).append(
                 artifact_values(event, p, encode or canonical_json)
@@ -250,6 +250,8 @@ def _copy_reused(db: Driver, copies: list[tuple[dict[str, Any], list[dict[str, A
     wanted = {p["reused_step_run_id"] for p, _ in copies}
     hits = {p["step_run_id"] for p, _ in copies}
     having = wanted if wanted & hits else _with_output_metrics(db, sorted(wanted))
+    if not having:
+        return  # no reused step run returned metrics: every copy would copy nothing
     # How many names a hit logged -> its copies kept, in the order of the first hit of each.
     groups: dict[int, list[dict[str, Any]]] = {}
     texts: dict[int, str] = {}

@@ -114,13 +114,15 @@ def metric_rows(p: dict[str, Any]) -> list[dict[str, Any]]:
 def metric_values(p: dict[str, Any]) -> list[tuple[Any, ...]]:
     """:func:`metric_rows`'s rows as values, in the order of :data:`METRIC_ROW_COLUMNS`."""
     found: dict[str, tuple[float, str]] = {}
-    for key, value in (p.get("output_metrics") or {}).items():
-        if isinstance(value, _NUMBERS) and not isinstance(value, bool):
-            found[str(key)] = (float(value), "output")
-    for key, summary in (p.get("metrics") or {}).items():
-        last = summary.get("last") if isinstance(summary, dict) else None
-        if isinstance(last, _NUMBERS) and not isinstance(last, bool):
-            found[str(key)] = (float(last), "logged")
+    returned, logged = p.get("output_metrics"), p.get("metrics")
+    if returned or logged:  # most steps report none: no walk of two empty dicts
+        for key, value in (returned or {}).items():
+            if isinstance(value, _NUMBERS) and not isinstance(value, bool):
+                found[str(key)] = (float(value), "output")
+        for key, summary in (logged or {}).items():
+            last = summary.get("last") if isinstance(summary, dict) else None
+            if isinstance(last, _NUMBERS) and not isinstance(last, bool):
+                found[str(key)] = (float(last), "logged")
     node = p["node_id"]
     if not found:
         return []  # most steps report no metric
@@ -441,16 +443,20 @@ def io_rows(p: dict[str, Any], *, outputs: bool) -> list[dict[str, Any]]:
 
 def io_values(p: dict[str, Any], *, outputs: bool) -> list[tuple[Any, ...]]:
     """:func:`io_rows`'s rows as values, in the order of :data:`IO_ROW_COLUMNS`."""
-    rows = []
-    found = (p.get("inputs") or {}).items()
+    # Loops rather than comprehensions: a step has a name or two on each side, and a
+    # comprehension's own call would cost more than its rows.
+    rows: list[tuple[Any, ...]] = []
+    found = p.get("inputs")
     if found:  # the ids are read for a first row (a payload lacking them raises then only)
         step, run = p["step_run_id"], p["run_id"]
-        rows = [(step, "in", n, d, run) for n, d in found]
+        for name, digest in found.items():
+            rows.append((step, "in", name, digest, run))
     if outputs:
-        found = (p.get("outputs") or {}).items()
+        found = p.get("outputs")
         if found:
             step, run = p["step_run_id"], p["run_id"]
-            rows += [(step, "out", n, d, run) for n, d in found]
+            for name, digest in found.items():
+                rows.append((step, "out", name, digest, run))
     return rows
 
 
