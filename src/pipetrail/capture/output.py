@@ -89,8 +89,10 @@ class _Transcript:
     def close(self) -> None:
         """Turn unfinished lines into lines, so they are not lost."""
         with self._lock:
-            self._entries.extend(self._unfinished())
-            self._pending = {_STDOUT: "", _STDERR: ""}
+            unfinished = self._unfinished()
+            if unfinished:  # most steps leave none (or write nothing at all)
+                self._entries.extend(unfinished)
+                self._pending = {_STDOUT: "", _STDERR: ""}
 
     def render(self) -> str:
         with self._lock:
@@ -105,6 +107,8 @@ class _Transcript:
             return not self._entries and not any(self._pending.values())
 
     def _unfinished(self) -> list[tuple[float, str, str, dict[str, Any] | None]]:
+        if not (self._pending[_STDOUT] or self._pending[_STDERR]):
+            return []
         now = time.time()
         return [
             (now, marker, _visible(text), None) for marker, text in self._pending.items() if text
