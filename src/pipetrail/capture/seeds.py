@@ -245,8 +245,11 @@ class _RandomStates:
     def save(self) -> Any:
         """The state of ``random``'s global generator, for :meth:`restore`."""
         view = self._view
-        if view is not None:
-            return (view.raw, self._generator.gauss_next)
+        # Only while the module's methods still belong to the generator checked (the
+        # module reloaded, or getstate replaced, is saved by its methods as before).
+        owner: Any = getattr(random.getstate, "__self__", None)
+        if view is not None and owner is self._generator:
+            return (view.raw, owner.gauss_next)
         if self._blocks < _RAW_AFTER:
             self._blocks += 1
             if self._blocks == _RAW_AFTER:

@@ -250,13 +250,18 @@ def test_a_process_past_its_first_blocks_copies_the_random_state_as_bytes(
         raise AssertionError("the state is copied as bytes now")
 
     random.setstate(before)
-    monkeypatch.setattr(random, "getstate", unused)
     monkeypatch.setattr(random, "setstate", unused)
     saved = states.save()
+    assert isinstance(saved[0], bytes)
     random.seed(99)
     random.random()
     states.restore(saved)
     assert (random.gauss(0, 1), random.random()) == expected
+    monkeypatch.undo()
+    # getstate replaced (or the module reloaded): saved by the module's methods again.
+    replaced = random.Random(4)
+    monkeypatch.setattr(random, "getstate", replaced.getstate)
+    assert states.save() == replaced.getstate()
     monkeypatch.undo()
     random.seed(8)
     states.restore(first)  # a state saved by the methods is put back by them
