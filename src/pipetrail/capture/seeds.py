@@ -192,7 +192,7 @@ class seeded:
 
 def _save_states(wanted: set[str]) -> list[tuple[str, Any, Any]]:
     """Return ``(name, module, state)`` of each generator :func:`apply_seed` would seed."""
-    states: list[tuple[str, Any, Any]] = [("random", random, random.getstate())]
+    states: list[tuple[str, Any, Any]] = [("random", random, _RANDOM.save())]
     for name in SEEDABLE_LIBRARIES:
         module = sys.modules.get(name)
         if module is None and name in wanted:
@@ -211,11 +211,101 @@ def _save_states(wanted: set[str]) -> list[tuple[str, Any, Any]]:
     return states
 
 
+# The state of CPython's ``_random.Random``: after the object's header, the index (an
+# int), then the 624 words of the Mersenne Twister.
+_MT_WORDS = 624
+_MT_BYTES = 4 + 4 * _MT_WORDS
+# Blocks a process enters before it copies the state of ``random`` as bytes (see
+# _RandomStates): importing ctypes costs about what the copies save over 60 steps.
+_RAW_AFTER = 64
+
+
+class _RandomStates:
+    """Save and put back the state of ``random``'s global generator, for :class:`seeded`.
+
+    ``random.getstate()`` builds a tuple of 625 integers and ``setstate`` parses it
+    back: about 100,000 instructions each block, a good part of what executing a
+    trivial step costs. On CPython the state is 2,500 bytes in the generator object
+    (the index, then the 624 words), so once a process has entered enough blocks to pay
+    for importing ctypes, the state is copied as those bytes (and ``gauss_next``, the
+    rest of what ``getstate`` gives), both ways under the GIL as the methods are. That
+    is done only after checking, on a generator of its own, that the bytes are laid out
+    so (they equal what ``getstate`` gives, and writing them makes ``getstate`` give it)
+    and that the global one is a plain ``random.Random`` the module's ``getstate``,
+    ``setstate`` and ``seed`` belong to; otherwise the methods are used, as before.
+    """
+
+    __slots__ = ("_blocks", "_generator", "_view")
+
+    def __init__(self) -> None:
+        self._blocks = 0
+        self._view: Any = None  # the bytes of the generator's state, once checked
+        self._generator: Any = None
+
+    def save(self) -> Any:
+        """The state of ``random``'s global generator, for :meth:`restore`."""
+        view = self._view
+        # Only while the module's methods still belong to the generator checked (the
+        # module reloaded, or getstate replaced, is saved by its methods as before).
+        owner: Any = getattr(random.getstate, "__self__", None)
+        if view is not None and owner is self._generator:
+            return (view.raw, owner.gauss_next)
+        if self._blocks < _RAW_AFTER:
+            self._blocks += 1
+            if self._blocks == _RAW_AFTER:
+                self._view, self._generator = _raw_state_view()
+                if self._view is not None:
+                    return self.save()
+        return random.getstate()
+
+    def restore(self, state: Any) -> None:
+        """Put back a state :meth:`save` returned."""
+        if len(state) == 2:  # (the state's bytes, gauss_next)
+            self._view.raw, self._generator.gauss_next = state
+        else:
+            random.setstate(state)
+
+
+def _raw_state_view() -> tuple[Any, Any]:
+    """The bytes of the global generator's state as a ctypes array, and the generator.
+
+    ``(None, None)`` where they are not laid out as :class:`_RandomStates` expects.
+    """
+    generator = getattr(random.getstate, "__self__", None)
+    if (
+        sys.implementation.name != "cpython"
+        or type(generator) is not random.Random
+        or getattr(random.setstate, "__self__", None) is not generator
+        or getattr(random.seed, "__self__", None) is not generator
+        or random.Random.__mro__[1].__basicsize__ < object.__basicsize__ + _MT_BYTES
+    ):
+        return None, None
+    import ctypes  # only here: a few ms of import time, paid back over the steps to come
+    import struct
+
+    def view(of: Any) -> Any:
+        return (ctypes.c_char * _MT_BYTES).from_address(id(of) + object.__basicsize__)
+
+    probe, other = random.Random(0x5EED), random.Random(1)  # noqa: S311 - layout probes
+    probe.random()
+    words = probe.getstate()[1]
+    raw = struct.pack(f"=i{_MT_WORDS}I", words[-1], *words[:-1])
+    if view(probe).raw != raw:
+        return None, None
+    view(other).raw = raw
+    if other.getstate()[1] != words:
+        return None, None
+    return view(generator), generator
+
+
+_RANDOM = _RandomStates()
+
+
 def _restore_states(states: list[tuple[str, Any, Any]]) -> None:
     for name, module, state in states:
         try:
             if name == "random":
-                module.setstate(state)
+                _RANDOM.restore(state)
             elif name == "numpy":
                 module.random.set_state(state)
             else:

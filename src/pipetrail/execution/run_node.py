@@ -103,6 +103,17 @@ def _decide(
             outputs=earlier[1],
             formats=earlier[2],
         )
+    name = node.step.name
+    ran = state.steps_ran.get(name)
+    if ran is None:
+        ran = state.steps_ran[name] = state.project.ledger.reader().step_ran(name)
+    if not ran:
+        # No step run of the step was recorded when the run first looked up one of its
+        # keys (the key covers the step's name), so a lookup could only find one of this
+        # run's own since, each in done_keys, or one a concurrent run recorded since: a
+        # hit no lookup is owed (that run might as well have been a moment later). A
+        # first run of a step so spares one query per node.
+        return CacheDecision("miss", "no earlier step run has this cache key")
     ahead = state.cache_ahead
     if ahead is None:
         from pipetrail.execution.cache_ahead import CacheAhead  # a run that looks up

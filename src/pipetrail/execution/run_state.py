@@ -206,6 +206,10 @@ class RunState:
     # cache key -> (step run whose outputs to reuse, outputs, their readings) for keys
     # finished this run.
     done_keys: dict[str, tuple[str, dict[str, str], dict[str, Any]]] = field(default_factory=dict)
+    # step name -> whether the ledger recorded any step run of it when the run first
+    # looked up a key of the step (False: no key of it could be found; see
+    # run_node._decide).
+    steps_ran: dict[str, bool] = field(default_factory=dict)
     # The step runs and stored objects cache hits may reuse, looked up ahead
     # (execution.cache_ahead); made at the first lookup in the ledger.
     cache_ahead: CacheAhead | None = None

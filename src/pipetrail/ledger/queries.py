@@ -65,6 +65,17 @@ _STEP_COUNTS = (
     "(SELECT COUNT(*) FROM step_runs s WHERE s.run_id = r.run_id "
     " AND s.status = 'failed') AS steps_failed"
 )
+# Whether any step run of step :s is recorded, whatever its pipeline: the pipelines are
+# walked from the index on (pipeline, step) one at a time (the next is the smallest name
+# above the last), each asked about :s in the same index; a few seeks per pipeline, not a
+# scan of the step runs.
+_STEP_RAN_SQL = (
+    "WITH RECURSIVE p(name) AS (SELECT MIN(pipeline) FROM step_runs UNION ALL "
+    "SELECT (SELECT MIN(t.pipeline) FROM step_runs t WHERE t.pipeline > p.name) "
+    "FROM p WHERE p.name IS NOT NULL) "
+    "SELECT 1 FROM p WHERE p.name IS NOT NULL AND EXISTS "
+    "(SELECT 1 FROM step_runs s WHERE s.pipeline = p.name AND s.step = :s) LIMIT 1"
+)
 _JSON_FIELDS = frozenset(
     {
         "params", "git", "record", "components", "inputs", "outputs", "resources",
@@ -243,6 +254,14 @@ class Reader(ABC):
                 + ", ".join(m["node_id"] for m in matches)
             )
         raise NotFoundError(f"run {run_id} has no step {step!r}; its steps are: {names}")
+
+    def step_ran(self, step: str) -> bool:
+        """Whether the ledger records any step run of a step named ``step``, in any state.
+
+        A cache key covers the step's name, so when none is recorded no key of that step
+        can be found by :meth:`cache_lookup` either (until one is recorded).
+        """
+        return bool(self.fetch_tuples(_STEP_RAN_SQL, {"s": step}))
 
     def cache_lookup(self, cache_key: str) -> Row | None:
         """Return the newest successful step run with this cache key, if any.

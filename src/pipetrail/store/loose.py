@@ -148,8 +148,12 @@ class LooseObjects:
         return f"{self.root}{os.sep}{hex_part[:2]}{os.sep}{hex_part[2:]}"
 
     def exists(self, digest: str) -> bool:
-        """Return whether a (valid) digest's object file exists."""
-        return os.path.exists(self.final(digest))
+        """Return whether a (valid) digest's object file exists.
+
+        What ``os.path.exists`` answers (False also when the path cannot be searched),
+        asked with ``access``: a missing file then costs no exception raised and caught.
+        """
+        return os.access(self.final(digest), os.F_OK)
 
     def _tmp_name(self, folder: str, hex_part: str) -> str:
         # pid (a forked child shares the folder) + thread + counter make names unique

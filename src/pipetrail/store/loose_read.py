@@ -285,8 +285,10 @@ class LooseReader:
             StoreError: the file could not be read.
         """
         path = self.loose.final(digest)
-        if not os.path.exists(path):
-            return None  # the common case of a write, answered by one stat
+        # What os.path.exists answers, asked with access: the common case of a write
+        # (no such file) is one system call, with no exception raised and caught.
+        if not os.access(path, os.F_OK):
+            return None
         with map_os_errors(f"check object {digest}", path, self.loose.root):
             fd = self._open(digest)
             if fd is None:

@@ -226,3 +226,55 @@ def test_a_library_seeded_because_used_keeps_its_fresh_state(
         assert "torch" in names
         assert state["value"] == "seed 4"
     assert state["value"] == "fresh"
+
+
+def test_a_process_past_its_first_blocks_copies_the_random_state_as_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(seeds, "_RAW_AFTER", 2)
+    states = seeds._RandomStates()
+    random.seed(21)
+    random.gauss(0, 1)  # leaves half a pair in gauss_next, part of the state
+    before = random.getstate()
+    first = states.save()  # the first blocks use the methods
+    assert first == before
+    states.restore(first)
+    saved = states.save()  # then the bytes, once checked
+    assert saved != before
+    random.seed(5)
+    states.restore(saved)
+    assert random.getstate() == before
+    expected = (random.gauss(0, 1), random.random())
+
+    def unused(*args: object) -> None:
+        raise AssertionError("the state is copied as bytes now")
+
+    random.setstate(before)
+    monkeypatch.setattr(random, "setstate", unused)
+    saved = states.save()
+    assert isinstance(saved[0], bytes)
+    random.seed(99)
+    random.random()
+    states.restore(saved)
+    assert (random.gauss(0, 1), random.random()) == expected
+    monkeypatch.undo()
+    # getstate replaced (or the module reloaded): saved by the module's methods again.
+    replaced = random.Random(4)
+    monkeypatch.setattr(random, "getstate", replaced.getstate)
+    assert states.save() == replaced.getstate()
+    monkeypatch.undo()
+    random.seed(8)
+    states.restore(first)  # a state saved by the methods is put back by them
+    assert random.getstate() == before
+
+
+def test_the_random_state_is_not_copied_as_bytes_from_a_replaced_generator(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    mine = random.Random(3)
+    monkeypatch.setattr(random, "getstate", mine.getstate)
+    assert seeds._raw_state_view() == (None, None)
+    monkeypatch.undo()
+    view, generator = seeds._raw_state_view()
+    assert generator is random.getstate.__self__  # type: ignore[attr-defined]
+    assert view is not None

@@ -63,6 +63,33 @@ def test_put_existing_object_is_a_noop(tmp_path: Path, monkeypatch: pytest.Monke
     assert store.put_bytes(b"once") == digest_bytes(b"once")
 
 
+def test_a_new_object_is_put_without_an_exception_raised_and_caught(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Whether an object file is there already is asked with access(2), which answers a
+    # missing file without the FileNotFoundError that os.path.exists raises and catches.
+    loose = LocalStore(tmp_path / "loose", small_objects=0)
+    packed = LocalStore(tmp_path / "packed")
+    digest = loose.put_bytes(b"first")
+
+    def refused(*args: object, **kwargs: object) -> bool:
+        raise AssertionError("os.path.exists is not asked")
+
+    monkeypatch.setattr(os.path, "exists", refused)
+    small = packed.put_bytes(b"small")  # into the pack: the loose name is asked first
+    assert not packed._loose.exists(small)
+    assert loose.put_bytes(b"first") == digest  # there already: kept
+    assert loose._loose.exists(digest)
+    monkeypatch.undo()
+    assert packed.get_bytes(small) == b"small"
+    shard = tmp_path / "loose" / digest.removeprefix("blake3:")[:2]
+    shard.chmod(0o000)
+    try:  # a folder that cannot be searched: what os.path.exists would say
+        assert loose._loose.exists(digest) is os.path.exists(loose._loose.final(digest))
+    finally:
+        shard.chmod(0o755)
+
+
 def test_put_file_big_file_path_verifies_the_copy(tmp_path: Path) -> None:
     src = tmp_path / "big.bin"
     src.write_bytes(os.urandom(loose_module._BIG_FILE + 123))
