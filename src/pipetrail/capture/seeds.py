@@ -17,6 +17,7 @@ import operator
 import os
 import random
 import sys
+import threading
 from typing import TYPE_CHECKING, Any
 
 from blake3 import blake3
@@ -28,7 +29,10 @@ if TYPE_CHECKING:
     from collections.abc import Iterable
     from types import TracebackType
 
-__all__ = ["MAX_SEED", "apply_seed", "derive_seed", "new_run_seed", "seeded", "validate_seed"]
+__all__ = [
+    "MAX_SEED", "apply_seed", "derive_seed", "held_states", "new_run_seed", "seeded",
+    "validate_seed",
+]  # fmt: skip
 
 _log = logging.getLogger(__name__)
 
@@ -158,6 +162,10 @@ class seeded:
     Raises:
         ParamError: if ``seed`` is out of range (on entering the block).
 
+    Inside a run that keeps the states (:class:`held_states`, in the same thread) the
+    block saves only what the run does not keep yet, and the run puts the states back
+    when it ends.
+
     A class rather than a generator: every executed step enters one.
     """
 
@@ -171,6 +179,14 @@ class seeded:
     def __enter__(self) -> list[str]:
         seed = validate_seed(self._seed)
         wanted = set(self._uses)
+        holds = _HOLDS.get(threading.get_ident())
+        if holds:
+            # A run in this thread keeps the states until it ends (held_states): only a
+            # library not held yet has its state saved, into the run's hold, and the
+            # block puts nothing back itself.
+            held = holds[-1]
+            held.extend(_save_states(wanted, skip={name for name, _, _ in held}))
+            return _apply_seed(seed, wanted)
         self._saved = _save_states(wanted)
         try:
             return _apply_seed(seed, wanted)
@@ -190,10 +206,19 @@ class seeded:
             _restore_states(saved)
 
 
-def _save_states(wanted: set[str]) -> list[tuple[str, Any, Any]]:
-    """Return ``(name, module, state)`` of each generator :func:`apply_seed` would seed."""
-    states: list[tuple[str, Any, Any]] = [("random", random, _RANDOM.save())]
+def _save_states(
+    wanted: set[str], skip: set[str] | frozenset[str] = frozenset()
+) -> list[tuple[str, Any, Any]]:
+    """Return ``(name, module, state)`` of each generator :func:`apply_seed` would seed.
+
+    Generators named in ``skip`` are left out (their states are kept already).
+    """
+    states: list[tuple[str, Any, Any]] = []
+    if "random" not in skip:
+        states.append(("random", random, random.getstate()))
     for name in SEEDABLE_LIBRARIES:
+        if name in skip:
+            continue
         module = sys.modules.get(name)
         if module is None and name in wanted:
             module = _import_installed(name)
@@ -211,101 +236,52 @@ def _save_states(wanted: set[str]) -> list[tuple[str, Any, Any]]:
     return states
 
 
-# The state of CPython's ``_random.Random``: after the object's header, the index (an
-# int), then the 624 words of the Mersenne Twister.
-_MT_WORDS = 624
-_MT_BYTES = 4 + 4 * _MT_WORDS
-# Blocks a process enters before it copies the state of ``random`` as bytes (see
-# _RandomStates): importing ctypes costs about what the copies save over 60 steps.
-_RAW_AFTER = 64
+# thread -> the states each run in progress in it keeps, innermost last (held_states).
+_HOLDS: dict[int, list[list[tuple[str, Any, Any]]]] = {}
 
 
-class _RandomStates:
-    """Save and put back the state of ``random``'s global generator, for :class:`seeded`.
+class held_states:
+    """Keep the generators' states for a run, put back when it ends, not after each step.
 
-    ``random.getstate()`` builds a tuple of 625 integers and ``setstate`` parses it
-    back: about 100,000 instructions each block, a good part of what executing a
-    trivial step costs. On CPython the state is 2,500 bytes in the generator object
-    (the index, then the 624 words), so once a process has entered enough blocks to pay
-    for importing ctypes, the state is copied as those bytes (and ``gauss_next``, the
-    rest of what ``getstate`` gives), both ways under the GIL as the methods are. That
-    is done only after checking, on a generator of its own, that the bytes are laid out
-    so (they equal what ``getstate`` gives, and writing them makes ``getstate`` give it)
-    and that the global one is a plain ``random.Random`` the module's ``getstate``,
-    ``setstate`` and ``seed`` belong to; otherwise the methods are used, as before.
+    Each step executed in the run's thread is still seeded at its start (:class:`seeded`)
+    and nothing but pipetrail's own code runs between two of them, so saving and
+    putting back ``random``'s 625-number state around every step (about 100,000
+    instructions a step) gives the caller nothing that saving it once when the run
+    starts and putting it back when it ends does not: the caller's random sequences go
+    on as if the run had not happened, also when it fails. A library a step imports has
+    its fresh state saved when a block first seeds it (as :class:`seeded` keeps it) and
+    put back at the end as well. Runs nest: a run started inside a step keeps, and puts
+    back, the states that step's code was using. Blocks in other threads save and
+    restore their own states as before.
     """
 
-    __slots__ = ("_blocks", "_generator", "_view")
+    __slots__ = ("_thread",)
 
     def __init__(self) -> None:
-        self._blocks = 0
-        self._view: Any = None  # the bytes of the generator's state, once checked
-        self._generator: Any = None
+        self._thread = 0
 
-    def save(self) -> Any:
-        """The state of ``random``'s global generator, for :meth:`restore`."""
-        view = self._view
-        # Only while the module's methods still belong to the generator checked (the
-        # module reloaded, or getstate replaced, is saved by its methods as before).
-        owner: Any = getattr(random.getstate, "__self__", None)
-        if view is not None and owner is self._generator:
-            return (view.raw, owner.gauss_next)
-        if self._blocks < _RAW_AFTER:
-            self._blocks += 1
-            if self._blocks == _RAW_AFTER:
-                self._view, self._generator = _raw_state_view()
-                if self._view is not None:
-                    return self.save()
-        return random.getstate()
+    def __enter__(self) -> None:
+        self._thread = threading.get_ident()
+        _HOLDS.setdefault(self._thread, []).append(_save_states(set()))
 
-    def restore(self, state: Any) -> None:
-        """Put back a state :meth:`save` returned."""
-        if len(state) == 2:  # (the state's bytes, gauss_next)
-            self._view.raw, self._generator.gauss_next = state
-        else:
-            random.setstate(state)
-
-
-def _raw_state_view() -> tuple[Any, Any]:
-    """The bytes of the global generator's state as a ctypes array, and the generator.
-
-    ``(None, None)`` where they are not laid out as :class:`_RandomStates` expects.
-    """
-    generator = getattr(random.getstate, "__self__", None)
-    if (
-        sys.implementation.name != "cpython"
-        or type(generator) is not random.Random
-        or getattr(random.setstate, "__self__", None) is not generator
-        or getattr(random.seed, "__self__", None) is not generator
-        or random.Random.__mro__[1].__basicsize__ < object.__basicsize__ + _MT_BYTES
-    ):
-        return None, None
-    import ctypes  # only here: a few ms of import time, paid back over the steps to come
-    import struct
-
-    def view(of: Any) -> Any:
-        return (ctypes.c_char * _MT_BYTES).from_address(id(of) + object.__basicsize__)
-
-    probe, other = random.Random(0x5EED), random.Random(1)  # noqa: S311 - layout probes
-    probe.random()
-    words = probe.getstate()[1]
-    raw = struct.pack(f"=i{_MT_WORDS}I", words[-1], *words[:-1])
-    if view(probe).raw != raw:
-        return None, None
-    view(other).raw = raw
-    if other.getstate()[1] != words:
-        return None, None
-    return view(generator), generator
-
-
-_RANDOM = _RandomStates()
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        holds = _HOLDS[self._thread]
+        held = holds.pop()
+        if not holds:
+            del _HOLDS[self._thread]
+        _restore_states(held)
 
 
 def _restore_states(states: list[tuple[str, Any, Any]]) -> None:
     for name, module, state in states:
         try:
             if name == "random":
-                _RANDOM.restore(state)
+                module.setstate(state)
             elif name == "numpy":
                 module.random.set_state(state)
             else:

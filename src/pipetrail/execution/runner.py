@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING, Any
 
 from pipetrail.capture import capture_environment, validate_seed
 from pipetrail.capture.log_context import LogContext, bound
+from pipetrail.capture.seeds import held_states
 from pipetrail.core.clock import new_id
 from pipetrail.core.graph import Node, OutputRef, PipelineGraph
 from pipetrail.core.run_end import run_ended
@@ -122,8 +123,9 @@ def run_pipeline(
         else contextlib.nullcontext()
     )
     # The objects alive before the run are left out of the collector's full passes
-    # while it runs (see pipetrail.execution.heap).
-    with guard, pipeline_modules(definition), frozen_heap():
+    # while it runs (see pipetrail.execution.heap); the random generators' states are
+    # saved once for the run, not around each step (see capture.seeds.held_states).
+    with guard, pipeline_modules(definition), frozen_heap(), held_states():
         return _run(definition, params, project, options or RunOptions())
 
 

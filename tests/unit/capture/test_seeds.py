@@ -14,6 +14,7 @@ from pipetrail.capture.seeds import (
     MAX_SEED,
     apply_seed,
     derive_seed,
+    held_states,
     new_run_seed,
     seeded,
     validate_seed,
@@ -228,53 +229,117 @@ def test_a_library_seeded_because_used_keeps_its_fresh_state(
     assert state["value"] == "fresh"
 
 
-def test_a_process_past_its_first_blocks_copies_the_random_state_as_bytes(
+def _stream() -> tuple[float, float]:
+    return (random.random(), random.random())
+
+
+def test_a_run_keeps_the_states_once_and_puts_them_back_when_it_ends(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(seeds, "_RAW_AFTER", 2)
-    states = seeds._RandomStates()
-    random.seed(21)
-    random.gauss(0, 1)  # leaves half a pair in gauss_next, part of the state
-    before = random.getstate()
-    first = states.save()  # the first blocks use the methods
-    assert first == before
-    states.restore(first)
-    saved = states.save()  # then the bytes, once checked
-    assert saved != before
+    random.seed(31)
+    np.random.seed(32)
+    expected = (_stream(), np.random.random())
+    random.seed(31)
+    np.random.seed(32)
+    saves = []
+    real_getstate = random.getstate
+
+    def counting() -> object:
+        saves.append(1)
+        return real_getstate()
+
+    monkeypatch.setattr(random, "getstate", counting)
+    inside = []
+    with held_states():
+        for seed in (5, 6, 5):
+            with seeded(seed) as names:
+                assert names[:2] == ["random", "numpy"]
+                inside.append((_stream(), np.random.random()))
+
+        def failing() -> None:
+            with seeded(7):
+                random.random()
+                _ = 1 / 0
+
+        with pytest.raises(ZeroDivisionError):
+            failing()
+    assert saves == [1]  # once for the run, not once a block
+    assert inside[0] == inside[2] != inside[1]  # each block still seeded at its start
     random.seed(5)
-    states.restore(saved)
-    assert random.getstate() == before
-    expected = (random.gauss(0, 1), random.random())
-
-    def unused(*args: object) -> None:
-        raise AssertionError("the state is copied as bytes now")
-
-    random.setstate(before)
-    monkeypatch.setattr(random, "setstate", unused)
-    saved = states.save()
-    assert isinstance(saved[0], bytes)
-    random.seed(99)
-    random.random()
-    states.restore(saved)
-    assert (random.gauss(0, 1), random.random()) == expected
-    monkeypatch.undo()
-    # getstate replaced (or the module reloaded): saved by the module's methods again.
-    replaced = random.Random(4)
-    monkeypatch.setattr(random, "getstate", replaced.getstate)
-    assert states.save() == replaced.getstate()
-    monkeypatch.undo()
-    random.seed(8)
-    states.restore(first)  # a state saved by the methods is put back by them
-    assert random.getstate() == before
+    np.random.seed(5)
+    assert inside[0] == (_stream(), np.random.random())
+    # ... and the same seed outside a run gives what it gave inside.
+    random.seed(31)
+    np.random.seed(32)
+    with held_states():
+        with seeded(9):
+            _stream()
+        with seeded(10):
+            np.random.random()
+    assert (_stream(), np.random.random()) == expected
 
 
-def test_the_random_state_is_not_copied_as_bytes_from_a_replaced_generator(
+def test_runs_nest_and_each_puts_back_what_its_caller_was_using() -> None:
+    random.seed(41)
+    first = random.random()
+    expected_outer = random.random()
+    random.seed(41)
+    with held_states(), seeded(3):
+        random.random()
+        inner_caller = random.getstate()
+        with held_states(), seeded(4):  # a run started inside a step
+            random.random()
+        assert random.getstate() == inner_caller
+    assert random.random() == first
+    assert random.random() == expected_outer
+
+
+def test_a_library_a_held_block_imports_is_put_back_to_its_fresh_state(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    mine = random.Random(3)
-    monkeypatch.setattr(random, "getstate", mine.getstate)
-    assert seeds._raw_state_view() == (None, None)
-    monkeypatch.undo()
-    view, generator = seeds._raw_state_view()
-    assert generator is random.getstate.__self__  # type: ignore[attr-defined]
-    assert view is not None
+    import importlib
+
+    state = {"value": "fresh"}
+    fake_torch = types.ModuleType("torch")
+    fake_torch.manual_seed = lambda seed: state.update(value=f"seed {seed}")  # type: ignore[attr-defined]
+    fake_torch.get_rng_state = lambda: state["value"]  # type: ignore[attr-defined]
+    fake_torch.set_rng_state = lambda value: state.update(value=value)  # type: ignore[attr-defined]
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    monkeypatch.setattr(seeds.importlib.util, "find_spec", lambda name: object())
+    real_import = importlib.import_module
+
+    def fake_import(name: str) -> types.ModuleType:
+        if name == "torch":
+            sys.modules["torch"] = fake_torch
+            return fake_torch
+        return real_import(name)
+
+    monkeypatch.setattr(seeds.importlib, "import_module", fake_import)
+    with held_states():
+        with seeded(1):
+            pass
+        with seeded(4, uses=["torch"]) as names:
+            assert "torch" in names
+        assert state["value"] == "seed 4"  # left as the block left it until the run ends
+        with seeded(5):
+            assert state["value"] == "seed 5"
+    assert state["value"] == "fresh"
+
+
+def test_blocks_in_another_thread_keep_their_own_states() -> None:
+    import threading
+
+    got: list[bool] = []
+
+    def other() -> None:
+        random.seed(8)
+        before = random.getstate()
+        with seeded(2):
+            random.random()
+        got.append(random.getstate() == before)
+
+    with held_states():
+        thread = threading.Thread(target=other)
+        thread.start()
+        thread.join()
+    assert got == [True]
