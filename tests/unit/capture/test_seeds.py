@@ -202,9 +202,11 @@ def test_seeded_restores_torch_without_touching_cuda(monkeypatch: pytest.MonkeyP
     assert FakeCuda.calls == []
 
 
-def test_a_library_seeded_because_used_keeps_its_fresh_state(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+def _torch_imported_on_use(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A stand-in for PyTorch, installed but not imported: imported when seeds asks for it.
+
+    Returns its generator's state, a one-entry dict (``"fresh"`` until seeded).
+    """
     import importlib
 
     state = {"value": "fresh"}
@@ -223,6 +225,13 @@ def test_a_library_seeded_because_used_keeps_its_fresh_state(
         return real_import(name)
 
     monkeypatch.setattr(seeds.importlib, "import_module", fake_import)
+    return state
+
+
+def test_a_library_seeded_because_used_keeps_its_fresh_state(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    state = _torch_imported_on_use(monkeypatch)
     with seeded(4, uses=["torch"]) as names:
         assert "torch" in names
         assert state["value"] == "seed 4"
@@ -297,24 +306,7 @@ def test_runs_nest_and_each_puts_back_what_its_caller_was_using() -> None:
 def test_a_library_a_held_block_imports_is_put_back_to_its_fresh_state(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    import importlib
-
-    state = {"value": "fresh"}
-    fake_torch = types.ModuleType("torch")
-    fake_torch.manual_seed = lambda seed: state.update(value=f"seed {seed}")  # type: ignore[attr-defined]
-    fake_torch.get_rng_state = lambda: state["value"]  # type: ignore[attr-defined]
-    fake_torch.set_rng_state = lambda value: state.update(value=value)  # type: ignore[attr-defined]
-    monkeypatch.delitem(sys.modules, "torch", raising=False)
-    monkeypatch.setattr(seeds.importlib.util, "find_spec", lambda name: object())
-    real_import = importlib.import_module
-
-    def fake_import(name: str) -> types.ModuleType:
-        if name == "torch":
-            sys.modules["torch"] = fake_torch
-            return fake_torch
-        return real_import(name)
-
-    monkeypatch.setattr(seeds.importlib, "import_module", fake_import)
+    state = _torch_imported_on_use(monkeypatch)
     with held_states():
         with seeded(1):
             pass
