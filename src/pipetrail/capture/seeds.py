@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING, Any
 from blake3 import blake3
 
 from pipetrail.errors import ParamError
-from pipetrail.hashing import canonical_bytes
+from pipetrail.hashing.canonical import plain_canonical_bytes
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -79,14 +79,19 @@ def derive_seed(run_seed: int, key: str) -> int:
     Raises:
         ParamError: if ``run_seed`` is out of range or ``key`` is not a string.
     """
-    seed = validate_seed(run_seed)
+    if type(run_seed) is int and 0 <= run_seed <= MAX_SEED:
+        seed = run_seed  # what validate_seed returns for it, without the call
+    else:
+        seed = validate_seed(run_seed)
     if not isinstance(key, str):
         raise ParamError(
             f"seed derivation key must be a string (a step name), got {type(key).__name__}"
         )
     found = _DERIVED.get((seed, key))
     if found is None:
-        digest = blake3(canonical_bytes([_DERIVATION_TAG, seed, key])).digest()
+        # A string and an integer in range: plain, so encoded without a walk (a key
+        # orjson refuses, a str subclass, takes the reference encoder there).
+        digest = blake3(plain_canonical_bytes([_DERIVATION_TAG, seed, key])).digest()
         found = int.from_bytes(digest[:4], "big")
         if len(_DERIVED) >= _DERIVED_MAX:
             _DERIVED.clear()

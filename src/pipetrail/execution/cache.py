@@ -17,7 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 from blake3 import blake3
 
-from pipetrail.hashing.canonical import checked_canonical_bytes
+from pipetrail.hashing.canonical import (
+    checked_canonical_bytes,
+    checked_plain_bytes,
+    is_plain_but,
+)
 from pipetrail.hashing.digest import DIGEST_PREFIX
 
 if TYPE_CHECKING:
@@ -101,15 +105,23 @@ def cache_key(components: dict[str, Any]) -> str:
     return checked_cache_key(components)[0]
 
 
-def checked_cache_key(components: dict[str, Any]) -> tuple[str, bool]:
+def checked_cache_key(
+    components: dict[str, Any], known: frozenset[str] = frozenset()
+) -> tuple[str, bool]:
     """Return :func:`cache_key` and whether orjson encoded the components it covers.
 
     When it did, every component but ``code_parts`` is plain: orjson writes it as the
     reference encoder does (see :func:`~pipetrail.hashing.canonical.checked_canonical_bytes`).
+    ``known``: components the caller already showed plain (the same objects for every
+    node of a step, checked once), which are not walked again.
     """
     keyed = dict(components)  # a copy made in C, without the descriptive part
     keyed.pop("code_parts", None)
-    data, plain = checked_canonical_bytes({"format": KEY_FORMAT, "components": keyed})
+    wrapped = {"format": KEY_FORMAT, "components": keyed}
+    if is_plain_but(keyed, known):  # the format is a plain string: so is wrapped
+        data, plain = checked_plain_bytes(wrapped)
+    else:
+        data, plain = checked_canonical_bytes(wrapped)
     return DIGEST_PREFIX + blake3(data).hexdigest(), plain
 
 

@@ -11,7 +11,7 @@ docs/adr/0013-how-an-output-is-read.md.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.core.graph import OutputRef, SourceRef
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 __all__ = ["NodeInputs", "describe_inputs", "flat_inputs", "recorded_record"]
 
 
-@dataclass
+@dataclass(init=False)
 class NodeInputs:
     """A node's key components from its inputs (``inputs``, ``input_formats``, ``params``).
 
@@ -37,12 +37,36 @@ class NodeInputs:
             upstream output loaded.
         params: input name -> the fingerprint of a plain value.
         unhashable: why values could not be fingerprinted (a forced miss).
+        flat: every value of ``digests`` and ``formats`` is exactly a ``str`` (each input
+            one upstream output or source): ``digests`` is then its own
+            :func:`flat_inputs`, and both are plain
+            (:func:`~pipetrail.hashing.canonical.is_plain`).
     """
 
-    digests: dict[str, Any] = field(default_factory=dict)
-    formats: dict[str, str] = field(default_factory=dict)
-    params: dict[str, Any] = field(default_factory=dict)
-    unhashable: list[str] = field(default_factory=list)
+    digests: dict[str, Any]
+    formats: dict[str, str]
+    params: dict[str, Any]
+    unhashable: list[str]
+    flat: bool
+
+    def __init__(
+        self,
+        digests: dict[str, Any] | None = None,
+        formats: dict[str, str] | None = None,
+        params: dict[str, Any] | None = None,
+        unhashable: list[str] | None = None,
+        *,
+        flat: bool = False,
+    ) -> None:
+        # One step instead of the generated __init__'s default factories: a run
+        # describes the inputs of every node.
+        self.__dict__.update(
+            digests={} if digests is None else digests,
+            formats={} if formats is None else formats,
+            params={} if params is None else params,
+            unhashable=[] if unhashable is None else unhashable,
+            flat=flat,
+        )
 
 
 def _holds_placeholder(value: Any) -> bool:
@@ -141,29 +165,43 @@ def _input_formats(state: RunState, name: str, value: Any, found: dict[str, str]
 
 def describe_inputs(state: RunState, node: Node) -> NodeInputs:
     """Describe ``node``'s inputs for its cache key (see the module docstring)."""
-    found = NodeInputs()
+    digests: dict[str, Any] = {}
+    formats: dict[str, str] = {}
+    params: dict[str, Any] = {}
+    unhashable: list[str] = []
+    shaped = False  # an input holding several upstream outputs or sources (a list...)
     # Plain arguments were fingerprinted once, for the node's identity, when the run was
     # planned (pipetrail.execution.node_identity).
     planned = state.identities.params.get(node.id)
     if planned is not None:
-        found.unhashable.extend(state.identities.unhashable.get(node.id, ()))
+        unhashable.extend(state.identities.unhashable.get(node.id, ()))
     for name, value in node.inputs.items():
         if type(value) is OutputRef:  # the most common input: one upstream output
             output = state.outputs[value.node_id][value.index]
-            found.digests[name] = output.digest
-            found.formats[name] = output.label or _output_label(state, output)
+            digests[name] = output.digest
+            formats[name] = output.label or _output_label(state, output)
         elif _holds_placeholder(value):
-            found.digests[name] = _input_digest(state, value)
-            _input_formats(state, name, value, found.formats)
+            digests[name] = _input_digest(state, value)
+            _input_formats(state, name, value, formats)
+            shaped = True
         elif planned is not None:
-            found.params[name] = planned[name]
+            params[name] = planned[name]
         else:
             try:
-                found.params[name] = fingerprint_obj(value)
+                params[name] = fingerprint_obj(value)
             except UnhashableValueError as exc:
-                found.params[name] = {"$unhashable": type(value).__qualname__}
-                found.unhashable.append(f"parameter {name!r}: {exc}")
-    return found
+                params[name] = {"$unhashable": type(value).__qualname__}
+                unhashable.append(f"parameter {name!r}: {exc}")
+    # The types of the values, sorted out in C (map): strings alone, of their exact type.
+    flat = (
+        not shaped
+        and _ONLY_STR.issuperset(map(type, digests.values()))
+        and _ONLY_STR.issuperset(map(type, formats.values()))
+    )
+    return NodeInputs(digests, formats, params, unhashable, flat=flat)
+
+
+_ONLY_STR = frozenset({str})
 
 
 def flat_inputs(digests: dict[str, Any]) -> dict[str, str]:

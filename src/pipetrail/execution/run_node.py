@@ -236,11 +236,34 @@ def _queue_hit(
     emit(state, [*code_events, hit] if code_events else [hit])
 
 
-def _plain_parts(state: RunState, step: Any, fp: Any) -> bool:
-    """Whether the parts of ``step``'s code fingerprint are plain (walked once per run)."""
+# The key components describe_inputs gives, plain when the node's inputs are flat.
+_FLAT_INPUTS = frozenset({"inputs", "input_formats"})
+
+
+def _plain_components(
+    state: RunState, step: Any, fp: Any, planned: Any
+) -> tuple[frozenset[str], frozenset[str]]:
+    """The components of ``step``'s keys that are plain, the same for its every node.
+
+    Each is the same object for every node of the step (its code fingerprint's parts and
+    distributions, its declared version and output names, its contracts' fingerprints),
+    so walked once per run (:func:`~pipetrail.hashing.canonical.is_plain`): the keys'
+    encoding need not walk them again. The second set adds the components of flat
+    inputs (:attr:`~pipetrail.execution.node_inputs.NodeInputs.flat`).
+    """
     found = state.plain_parts.get(id(step))
     if found is None:
-        found = state.plain_parts[id(step)] = is_plain(fp.parts)
+        options = step.options
+        shared = {
+            "code_parts": fp.parts,
+            "distributions": fp.distributions,
+            "version": options.version,
+            "output_names": options.outputs,
+        }
+        if planned is not None:
+            shared["contracts"] = planned.fingerprints
+        known = frozenset(name for name, value in shared.items() if is_plain(value))
+        found = state.plain_parts[id(step)] = (known, known | _FLAT_INPUTS)
     return found
 
 
@@ -380,11 +403,14 @@ def prepare_node(
     if classification:
         # Only labelled steps have the component: other keys stay as they were.
         components["classification"] = classification
-    key, key_plain = checked_cache_key(components)
+    known = _plain_components(state, step, fp, planned)[inputs.flat]
+    if node.output_names is not step.options.outputs:
+        known = known - {"output_names"}  # the node's own names: walked
+    key, key_plain = checked_cache_key(components, known)
     # The key's encoding checked every component but code_parts: when the parts are plain
     # too, the step events' encoding need not walk the components again, nor the inputs
     # flattened from them (encoded_draft).
-    plain = _PLAIN_KEYED if key_plain and _plain_parts(state, step, fp) else _NOTHING_KNOWN
+    plain = _PLAIN_KEYED if key_plain and "code_parts" in known else _NOTHING_KNOWN
     unhashable = (
         [*fp.unhashable, *inputs.unhashable, *(planned.unhashable if planned else ())]
         if fp.unhashable or inputs.unhashable or (planned is not None and planned.unhashable)
@@ -408,7 +434,7 @@ def prepare_node(
         "code_digest": fp.digest,
         "code_source": state.code_sources.get(id(step)),
         "components": components,
-        "inputs": flat_inputs(inputs.digests),
+        "inputs": dict(inputs.digests) if inputs.flat else flat_inputs(inputs.digests),
         "seed": seed,
         "started_at": started_at,
         **({"classification": classification} if classification else {}),

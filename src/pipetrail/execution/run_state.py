@@ -220,9 +220,10 @@ class RunState:
     # (None until it completes): the run's end compares them with their history
     # (execution.resource_profile) without reading the run's step runs back.
     executed: dict[str, dict[str, Any] | None] = field(default_factory=dict)
-    # id(step) -> whether its code fingerprint's parts are plain (hashing.canonical.is_plain):
-    # the same for every node of the step, so walked once per run.
-    plain_parts: dict[int, bool] = field(default_factory=dict)
+    # id(step) -> the components of its keys that are plain (hashing.canonical.is_plain),
+    # the same for every node of the step, so walked once per run; and these with those
+    # of flat inputs (execution.run_node._plain_components).
+    plain_parts: dict[int, tuple[frozenset[str], frozenset[str]]] = field(default_factory=dict)
     # Captured by the parity check, before anything is recorded; reused for run.started.
     environment: dict[str, Any] | None = None
     parity: ParityReport | None = None

@@ -38,7 +38,9 @@ __all__ = [
     "checked_canonical_bytes",
     "checked_canonical_json",
     "checked_json_of_members",
+    "checked_plain_bytes",
     "is_plain",
+    "is_plain_but",
     "member_json",
     "plain_canonical_bytes",
     "reference_json",
@@ -233,6 +235,30 @@ def _members_safe(value: dict[str, Any], known: frozenset[str]) -> bool:
         elif not _members_plain(item.values() if kind is dict else item):
             return False  # a container: as _members_plain walks it
     return True
+
+
+def is_plain_but(value: dict[str, Any], known: frozenset[str]) -> bool:
+    """:func:`is_plain` of a dict whose members under ``known`` were shown plain.
+
+    As for :func:`checked_json_of_members`: a member named in ``known`` is not walked
+    again; every other member is checked as :func:`is_plain` checks it.
+    """
+    return type(value) is dict and _members_safe(value, known)
+
+
+def checked_plain_bytes(value: Any) -> tuple[bytes, bool]:
+    """:func:`checked_canonical_bytes` of a value the caller showed plain, without a walk.
+
+    Plain as for :func:`plain_canonical_bytes`; should orjson refuse a string in it (a
+    lone surrogate), :func:`checked_canonical_bytes` decides, as it would have.
+
+    Raises:
+        UnhashableValueError: as :func:`canonical_bytes`.
+    """
+    try:
+        return CANONICAL_VERSION + orjson.dumps(value, option=_ORJSON_OPTIONS), True
+    except orjson.JSONEncodeError:
+        return checked_canonical_bytes(value)
 
 
 def member_json(value: Any) -> str | None:
