@@ -169,7 +169,7 @@ def describe_inputs(state: RunState, node: Node) -> NodeInputs:
     formats: dict[str, str] = {}
     params: dict[str, Any] = {}
     unhashable: list[str] = []
-    shaped = False  # an input holding several upstream outputs or sources (a list...)
+    flat = True  # every digest and label a str (see NodeInputs.flat)
     # Plain arguments were fingerprinted once, for the node's identity, when the run was
     # planned (pipetrail.execution.node_identity).
     planned = state.identities.params.get(node.id)
@@ -178,12 +178,14 @@ def describe_inputs(state: RunState, node: Node) -> NodeInputs:
     for name, value in node.inputs.items():
         if type(value) is OutputRef:  # the most common input: one upstream output
             output = state.outputs[value.node_id][value.index]
-            digests[name] = output.digest
-            formats[name] = output.label or _output_label(state, output)
+            digest = digests[name] = output.digest
+            label = formats[name] = output.label or _output_label(state, output)
+            if type(digest) is not str or type(label) is not str:
+                flat = False
         elif _holds_placeholder(value):
             digests[name] = _input_digest(state, value)
             _input_formats(state, name, value, formats)
-            shaped = True
+            flat = False  # a list or dict of them, or a source: flattened and walked
         elif planned is not None:
             params[name] = planned[name]
         else:
@@ -192,16 +194,7 @@ def describe_inputs(state: RunState, node: Node) -> NodeInputs:
             except UnhashableValueError as exc:
                 params[name] = {"$unhashable": type(value).__qualname__}
                 unhashable.append(f"parameter {name!r}: {exc}")
-    # The types of the values, sorted out in C (map): strings alone, of their exact type.
-    flat = (
-        not shaped
-        and _ONLY_STR.issuperset(map(type, digests.values()))
-        and _ONLY_STR.issuperset(map(type, formats.values()))
-    )
     return NodeInputs(digests, formats, params, unhashable, flat=flat)
-
-
-_ONLY_STR = frozenset({str})
 
 
 def flat_inputs(digests: dict[str, Any]) -> dict[str, str]:

@@ -245,25 +245,25 @@ def _plain_components(
 ) -> tuple[frozenset[str], frozenset[str]]:
     """The components of ``step``'s keys that are plain, the same for its every node.
 
+    Computed on the step's first node, remembered in ``state.plain_parts``.
+
     Each is the same object for every node of the step (its code fingerprint's parts and
     distributions, its declared version and output names, its contracts' fingerprints),
     so walked once per run (:func:`~pipetrail.hashing.canonical.is_plain`): the keys'
     encoding need not walk them again. The second set adds the components of flat
     inputs (:attr:`~pipetrail.execution.node_inputs.NodeInputs.flat`).
     """
-    found = state.plain_parts.get(id(step))
-    if found is None:
-        options = step.options
-        shared = {
-            "code_parts": fp.parts,
-            "distributions": fp.distributions,
-            "version": options.version,
-            "output_names": options.outputs,
-        }
-        if planned is not None:
-            shared["contracts"] = planned.fingerprints
-        known = frozenset(name for name, value in shared.items() if is_plain(value))
-        found = state.plain_parts[id(step)] = (known, known | _FLAT_INPUTS)
+    options = step.options
+    shared = {
+        "code_parts": fp.parts,
+        "distributions": fp.distributions,
+        "version": options.version,
+        "output_names": options.outputs,
+    }
+    if planned is not None:
+        shared["contracts"] = planned.fingerprints
+    known = frozenset(name for name, value in shared.items() if is_plain(value))
+    found = state.plain_parts[id(step)] = (known, known | _FLAT_INPUTS)
     return found
 
 
@@ -403,7 +403,8 @@ def prepare_node(
     if classification:
         # Only labelled steps have the component: other keys stay as they were.
         components["classification"] = classification
-    known = _plain_components(state, step, fp, planned)[inputs.flat]
+    shared = state.plain_parts.get(id(step)) or _plain_components(state, step, fp, planned)
+    known = shared[inputs.flat]
     if node.output_names is not step.options.outputs:
         known = known - {"output_names"}  # the node's own names: walked
     key, key_plain = checked_cache_key(components, known)
@@ -429,7 +430,6 @@ def prepare_node(
         # What the node computes, whatever its position (its seed derives from it), and
         # the name given at the call site: see pipetrail.execution.node_identity.
         "identity": identity,
-        **({} if node.name is None else {"name": node.name}),
         "cache_key": key,
         "code_digest": fp.digest,
         "code_source": state.code_sources.get(id(step)),
@@ -437,8 +437,12 @@ def prepare_node(
         "inputs": dict(inputs.digests) if inputs.flat else flat_inputs(inputs.digests),
         "seed": seed,
         "started_at": started_at,
-        **({"classification": classification} if classification else {}),
     }
+    # Members only some steps have (the payload is encoded with its keys sorted).
+    if node.name is not None:
+        base["name"] = node.name
+    if classification:
+        base["classification"] = classification
     requested = step.options.resources or options.resources
     if requested:  # only steps that request resources carry the key
         base["resource_requests"] = resources_dict(requested)
