@@ -45,11 +45,20 @@ class CacheAhead:
         run_id: the run.
         budget: how many step runs it may read ahead in all (see
             :class:`~pipetrail.ledger.cache_rows.RunCacheRows`).
+        reader: the run's ledger reader, kept for its lookups (:attr:`reader`): a
+            :class:`~pipetrail.ledger.queries.DriverReader` asks its ledger for the
+            connection at every query, so one serves the whole run.
     """
 
     def __init__(
-        self, run_id: str, budget: int, *, clock: Callable[[], float] = time.monotonic
+        self,
+        run_id: str,
+        budget: int,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        reader: Reader | None = None,
     ) -> None:
+        self.reader = reader
         # A run found not deleted is asked again once the events of a hit could have
         # been appended (the window a lookup always had: see RunCacheRows).
         self._rows = RunCacheRows(run_id, budget, recheck_after=MAX_DELAY_S, clock=clock)
@@ -93,7 +102,7 @@ class CacheAhead:
         """
         if not isinstance(store, LocalStore):
             return _NOTHING
-        new = self._rows.new_outputs()
+        new = self._rows.new_outputs() if self._rows.unlisted else ()
         if not new and not self._stored:
             return _NOTHING
         now = self._clock()

@@ -119,8 +119,12 @@ def _decide(
         from pipetrail.execution.cache_ahead import CacheAhead  # a run that looks up
 
         # Twice the run's nodes: a re-run reads each of its step runs ahead about once.
-        ahead = state.cache_ahead = CacheAhead(state.run_id, 2 * len(state.graph.nodes) + 64)
-    found = ahead.hit(state.project.ledger.reader(), key)
+        ahead = state.cache_ahead = CacheAhead(
+            state.run_id,
+            2 * len(state.graph.nodes) + 64,
+            reader=state.project.ledger.reader(),
+        )
+    found = ahead.hit(ahead.reader or state.project.ledger.reader(), key)
     if found is None:
         return CacheDecision("miss", "no earlier step run has this cache key")
     origin, recorded, readings = found
@@ -420,7 +424,12 @@ def prepare_node(
     decision = _decide(state, node, key, unhashable, options, rerun_reason)
     step_run_id = step_run_id or new_id()
     started_at = now_ts()
-    code_events = code_drafts(state, step, fp)
+    code_source = state.code_sources.get(id(step))
+    if code_source is None:  # the step's first node in this run: its source is stored
+        code_events = code_drafts(state, step, fp)
+        code_source = state.code_sources.get(id(step))
+    else:
+        code_events = []
     base = {
         "step_run_id": step_run_id,
         "run_id": state.run_id,
@@ -432,7 +441,7 @@ def prepare_node(
         "identity": identity,
         "cache_key": key,
         "code_digest": fp.digest,
-        "code_source": state.code_sources.get(id(step)),
+        "code_source": code_source,
         "components": components,
         "inputs": dict(inputs.digests) if inputs.flat else flat_inputs(inputs.digests),
         "seed": seed,

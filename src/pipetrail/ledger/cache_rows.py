@@ -125,7 +125,8 @@ class RunCacheRows:
         self._recheck_after = recheck_after
         self._clock = clock
         self._rows: dict[str, tuple[Any, ...]] = {}
-        self._new: list[tuple[Any, ...]] = []
+        # The rows read ahead whose outputs new_outputs has not listed yet.
+        self.unlisted: list[tuple[Any, ...]] = []
         # run id -> when it was last found not deleted (clock time)
         self._kept: dict[str, float] = {}
 
@@ -186,7 +187,7 @@ class RunCacheRows:
         self._budget -= len(rows)
         for row in rows:
             self._rows[row[_KEY_AT]] = row
-        self._new.extend(rows)
+        self.unlisted.extend(rows)
 
     def _forget(self, run_id: str) -> None:
         self._kept.pop(run_id, None)
@@ -200,7 +201,7 @@ class RunCacheRows:
         comes from the verified event when the row is used).
         """
         digests: list[str] = []
-        for row in self._new:
+        for row in self.unlisted:
             text = row[_OUTPUTS_AT]
             try:
                 outputs = orjson.loads(text) if isinstance(text, str | bytes) else None
@@ -208,5 +209,5 @@ class RunCacheRows:
                 continue
             if isinstance(outputs, dict):
                 digests.extend(d for d in outputs.values() if isinstance(d, str))
-        self._new = []
+        self.unlisted = []
         return digests

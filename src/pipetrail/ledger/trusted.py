@@ -276,8 +276,21 @@ def _linked_event(
         head_seq=None if head_seq is None else int(head_seq),
         head_hash=head,
         # The hash computed here when this process did not compute it (link_problem
-        # would ask hashed_here again first).
-        known=known if known is not None else (_hash_of(event), False),
+        # would ask hashed_here again first): _hash_of's, without its call.
+        known=known
+        if known is not None
+        else (
+            event_hash(
+                seq=event.seq,
+                ts=ts,
+                actor=actor,
+                kind=kind,
+                run_id=run_id,
+                payload_text=text,
+                prev_hash=prev_hash,
+            ),
+            False,
+        ),
     )
     if problem is not None:
         raise TamperedLedgerError(f"{table}[{key}] rests on {problem}; {CHAIN_HINT}", seq=seq)
