@@ -6,14 +6,27 @@ import datetime as dt
 import os
 import re
 import time
+from collections import deque
 from typing import TYPE_CHECKING
 
+import pytest
+
+from pipetrail.core import clock
 from pipetrail.core.clock import format_ts, new_id, now_ts, utcnow
 
 if TYPE_CHECKING:
-    import pytest
+    from collections.abc import Callable
 
 _CROCKFORD_ID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
+
+
+def _random_bytes(monkeypatch: pytest.MonkeyPatch, urandom: Callable[[int], bytes]) -> None:
+    """Make ``urandom`` the source of the random bits of the ids taken next.
+
+    Ids take their random bits from numbers drawn ahead: those already drawn are dropped.
+    """
+    monkeypatch.setattr(os, "urandom", urandom)
+    monkeypatch.setattr(clock, "_RANDOM", deque())
 
 
 def test_new_id_is_26_crockford_characters() -> None:
@@ -48,7 +61,7 @@ def test_id_encodes_milliseconds_in_its_first_ten_characters(
 ) -> None:
     millis = 1_700_000_000_123
     monkeypatch.setattr(time, "time_ns", lambda: millis * 1_000_000 + 999_999)
-    monkeypatch.setattr(os, "urandom", lambda n: b"\x00" * n)
+    _random_bytes(monkeypatch, lambda n: b"\x00" * n)
     value = new_id()
     assert value == _encode(millis << 80)
     # 48 bits of time fill the first ten characters (50 bits, top two zero) ...
@@ -59,7 +72,7 @@ def test_id_encodes_milliseconds_in_its_first_ten_characters(
 
 def test_random_part_fills_the_last_sixteen_characters(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(time, "time_ns", lambda: 0)
-    monkeypatch.setattr(os, "urandom", lambda n: b"\xff" * n)
+    _random_bytes(monkeypatch, lambda n: b"\xff" * n)
     assert new_id() == "0" * 10 + "Z" * 16
 
 
@@ -125,7 +138,7 @@ def test_new_id_matches_the_five_bit_encoding(monkeypatch: pytest.MonkeyPatch) -
     for millis, noise in [(1_733_000_000_000, b"\x01\x23\x45\x67\x89\xab\xcd\xef\x10\x32"),
                           ((1 << 48) - 1, b"\x80" + b"\x00" * 9)]:  # fmt: skip
         monkeypatch.setattr(time, "time_ns", lambda m=millis: m * 1_000_000)
-        monkeypatch.setattr(os, "urandom", lambda n, b=noise: b[:n])
+        _random_bytes(monkeypatch, lambda n, b=noise: b[:n])
         assert new_id() == _encode(millis << 80 | int.from_bytes(noise, "big"))
 
 
@@ -152,3 +165,36 @@ def test_now_ts_is_now() -> None:
     value = now_ts()
     after = format_ts(utcnow())
     assert before <= value <= after
+
+
+def test_random_bits_are_read_ahead_for_many_ids(monkeypatch: pytest.MonkeyPatch) -> None:
+    reads: list[int] = []
+
+    def urandom(n: int) -> bytes:
+        reads.append(n)
+        return bytes(range(256)) * (n // 256) + bytes(n % 256)
+
+    _random_bytes(monkeypatch, urandom)
+    ids = [new_id() for _ in range(clock._RANDOM_BATCH + 1)]
+    assert reads == [10 * clock._RANDOM_BATCH] * 2  # one read per batch of ids
+    # Each id takes its own ten bytes, in the order read.
+    first, second = (int.from_bytes(bytes(range(i, i + 10)), "big") for i in (0, 10))
+    assert ids[0] == _encode(int(_decode(ids[0][:10])) << 80 | first)
+    assert ids[1] == _encode(int(_decode(ids[1][:10])) << 80 | second)
+
+
+def test_a_forked_child_does_not_take_its_parents_random_bits() -> None:
+    new_id()  # the parent has random bits drawn ahead
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child process
+        try:
+            os.write(write, new_id()[10:].encode())
+        finally:
+            os._exit(0)
+    os.close(write)
+    theirs = os.read(read, 64).decode()
+    os.close(read)
+    os.waitpid(child, 0)
+    assert len(theirs) == 16
+    assert new_id()[10:] != theirs  # the parent's next bits are not the child's
