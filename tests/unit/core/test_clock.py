@@ -9,13 +9,13 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
-import pytest
-
 from pipetrail.core import clock
 from pipetrail.core.clock import format_ts, new_id, now_ts, utcnow
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    import pytest
 
 _CROCKFORD_ID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}")
 
