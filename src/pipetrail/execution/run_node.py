@@ -380,12 +380,14 @@ def prepare_node(
         LoadError: an input could not be loaded.
     """
     step = node.step
-    fp = state.fingerprints[id(step)]
+    step_id = id(step)
+    step_name = step.name  # a property: read once
+    fp = state.fingerprints[step_id]
     inputs = describe_inputs(state, node)
     identity = state.identities.identity[node.id]
     seed = derive_seed(state.run_seed, identity)
     components: dict[str, Any] = {
-        "step": step.name,
+        "step": step_name,
         "code": fp.digest,
         "code_parts": fp.parts,
         "version": step.options.version,
@@ -398,7 +400,7 @@ def prepare_node(
         "allow_pickle": step.options.allow_pickle,
         "formats": state.project.registry.formats_label(),
     }
-    planned = state.contracts.get(id(step))
+    planned = state.contracts.get(step_id)
     if planned is not None:
         # Only steps with contracts have the component: other keys stay as they were.
         components["contracts"] = planned.fingerprints
@@ -407,7 +409,7 @@ def prepare_node(
     if classification:
         # Only labelled steps have the component: other keys stay as they were.
         components["classification"] = classification
-    shared = state.plain_parts.get(id(step)) or _plain_components(state, step, fp, planned)
+    shared = state.plain_parts.get(step_id) or _plain_components(state, step, fp, planned)
     known = shared[inputs.flat]
     if node.output_names is not step.options.outputs:
         known = known - {"output_names"}  # the node's own names: walked
@@ -424,17 +426,17 @@ def prepare_node(
     decision = _decide(state, node, key, unhashable, options, rerun_reason)
     step_run_id = step_run_id or new_id()
     started_at = now_ts()
-    code_source = state.code_sources.get(id(step))
+    code_source = state.code_sources.get(step_id)
     if code_source is None:  # the step's first node in this run: its source is stored
         code_events = code_drafts(state, step, fp)
-        code_source = state.code_sources.get(id(step))
+        code_source = state.code_sources.get(step_id)
     else:
         code_events = []
     base = {
         "step_run_id": step_run_id,
         "run_id": state.run_id,
         "node_id": node.id,
-        "step": step.name,
+        "step": step_name,
         "pipeline": state.graph.name,
         # What the node computes, whatever its position (its seed derives from it), and
         # the name given at the call site: see pipetrail.execution.node_identity.
@@ -472,7 +474,7 @@ def prepare_node(
         "step_run_id": step_run_id,
         "run_id": state.run_id,
         "node_id": node.id,
-        "step": step.name,
+        "step": step_name,
         "pipeline": base["pipeline"],
         "identity": identity,
         **({} if node.name is None else {"name": node.name}),
