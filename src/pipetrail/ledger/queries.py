@@ -14,6 +14,7 @@ import bisect
 import functools
 import itertools
 import json
+import operator
 import os
 import re
 import sqlite3
@@ -271,11 +272,20 @@ class Reader(ABC):
 
     # -- step runs -------------------------------------------------------------------
     def step_runs(self, run_id: str) -> list[Row]:
-        """Return a run's step runs in the order they started."""
+        """Return a run's step runs in the order they started.
+
+        Read in the order the database finds them and put in ``first_seq`` order here, if
+        they are not in it already: SQLite finds a run's rows in the order they were
+        written, which is nearly always the order they started, and sorting a thousand
+        whole rows in the database costs more than checking their order.
+        """
         rows = self.fetch(
-            f"SELECT {_STEP_COLUMNS} FROM step_runs WHERE run_id = :r ORDER BY first_seq",
+            f"SELECT {_STEP_COLUMNS} FROM step_runs WHERE run_id = :r",
             {"r": run_id},
         )
+        seqs = [row["first_seq"] for row in rows]
+        if any(later < earlier for earlier, later in itertools.pairwise(seqs)):
+            rows.sort(key=operator.itemgetter("first_seq"))
         return _decoded(rows)
 
     def step_run(self, step_run_id: str) -> Row:
