@@ -122,7 +122,7 @@ _RUN_ENDS = {
     EventKind.RUN_CRASHED: "crashed",
     EventKind.RUN_INTERRUPTED: "interrupted",
 }
-_STEP_ENDS = {
+_STEP_ENDS: dict[str, str] = {
     EventKind.STEP_COMPLETED: "completed",
     EventKind.STEP_CACHED: "cached",
     EventKind.STEP_FAILED: "failed",
