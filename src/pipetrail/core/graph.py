@@ -248,13 +248,18 @@ def source(
     )
 
 
-@dataclass(frozen=True, eq=False)
+@dataclass(frozen=True, eq=False, init=False)
 class OutputRef(_Placeholder):
     """A placeholder for one output of a node, usable as another step's input."""
 
     node_id: str
     index: int
     name: str
+
+    def __init__(self, node_id: str, index: int, name: str) -> None:
+        # What the generated __init__ does (one object.__setattr__ per field, since the
+        # class is frozen) in one step: a pipeline makes one per call of a step.
+        self.__dict__.update(node_id=node_id, index=index, name=name)
 
     def _subject(self) -> str:
         return f"the output {self.name!r} of step {self.node_id!r}"
@@ -492,6 +497,8 @@ class _Nested:
 
 def step_base(node_id: str) -> str:
     """Return a node id without call positions or names: ``a[1]/b[lr]`` -> ``a/b``."""
+    if "/" not in node_id:  # a node outside nested pipelines: one part
+        return node_id.split("[", 1)[0]
     return "/".join(part.split("[", 1)[0] for part in node_id.split("/"))
 
 

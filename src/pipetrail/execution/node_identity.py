@@ -123,12 +123,13 @@ def node_identities(graph: PipelineGraph) -> NodeIdentities:
     when its consumers are described.
     """
     found = NodeIdentities()
-    identity = found.identity
-    bases = {node_id: node.base for node_id, node in graph.nodes.items()}
-    calls = Counter(bases.values())
-    seen: Counter[str] = Counter()
-    for node_id, node in graph.nodes.items():
-        base = bases[node_id]
+    identity, all_params = found.identity, found.params
+    bases = [node.base for node in graph.nodes.values()]
+    calls = Counter(bases)
+    # shape -> how many nodes had it so far: a dict, not a Counter (whose count of a new
+    # key is a call of its own), as nearly every node of a fan-out has a shape of its own.
+    seen: dict[str, int] = {}
+    for (node_id, node), base in zip(graph.nodes.items(), bases, strict=True):
         fanned = calls[base] > 1
         # One pass over the arguments: plain ones are fingerprinted (plain_params gives
         # the same), the others wired (only a fan-out's identity describes them).
@@ -155,7 +156,7 @@ def node_identities(graph: PipelineGraph) -> NodeIdentities:
                 except UnhashableValueError as exc:
                     params[name] = {"$unhashable": type(value).__qualname__}
                     unhashable.append(f"parameter {name!r}: {exc}")
-        found.params[node_id] = params
+        all_params[node_id] = params
         if unhashable:
             found.unhashable[node_id] = unhashable
         if not fanned:
@@ -164,8 +165,8 @@ def node_identities(graph: PipelineGraph) -> NodeIdentities:
         described = {"format": IDENTITY_FORMAT, "step": base, "params": params, "inputs": inputs}
         plain = wired_plainly and type(base) is str and (not params or is_plain(params))
         shape = digest_plain(described) if plain else digest_value(described)
-        occurrence = seen[shape]
-        seen[shape] += 1
+        occurrence = seen.get(shape, 0)
+        seen[shape] = occurrence + 1
         # Text and a count: plain (the digest is digest_value's).
         digest = digest_plain({"format": IDENTITY_FORMAT, "shape": shape, "occurrence": occurrence})
         identity[node_id] = f"{base}@{digest.split(':', 1)[-1][:32]}"

@@ -185,7 +185,8 @@ class Driver:
         try:
             cursor.execute(self.sql(text), params or {})
             names = [col[0] for col in cursor.description]
-            return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+            # A row has one value per name: zip's length check would only cost time.
+            return [dict(zip(names, row, strict=False)) for row in cursor.fetchall()]
         finally:
             cursor.close()
 

@@ -194,11 +194,15 @@ class TreeWriter:
             edge = self._read_edge(db, store, size)
         made: dict[NodeKey, bytes] = {}
         index = size
+        # merkle.event_leaf and merkle.node_hash written out (the same bytes hashed): a
+        # run's last append extends the tree by a leaf per step, two calls fewer each.
+        sha256, fromhex = hashlib.sha256, bytes.fromhex
         for event in events:
-            level, current = 0, event_leaf(event.hash)
+            level = 0
+            current = sha256(b"\x00" + fromhex(event.hash.removeprefix("blake3:"))).digest()
             i = index
             while i & 1:
-                current = node_hash(edge.pop(), current)
+                current = sha256(b"\x01" + edge.pop() + current).digest()
                 i >>= 1
                 level += 1
                 if level >= LOW_LEVEL:

@@ -84,6 +84,20 @@ STEP_UPSERT = (
     + " ON CONFLICT (step_run_id) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in STEP_COLUMNS)
 )
+# What runs for STEP_INSERT and STEP_UPSERT: the same statements with their columns in
+# the order of the values a step event's row is built as (STEP_ROW_COLUMNS), so that
+# each row is bound as it is, not first put in the statement's order.
+_STEP_STATEMENTS = {
+    STEP_INSERT: (
+        f"INSERT INTO step_runs ({', '.join(STEP_ROW_COLUMNS)}) VALUES "  # noqa: S608
+        f"({', '.join(f':{c}' for c in STEP_ROW_COLUMNS)}) ON CONFLICT DO NOTHING"
+    ),
+}
+_STEP_STATEMENTS[STEP_UPSERT] = (
+    _STEP_STATEMENTS[STEP_INSERT].removesuffix(" ON CONFLICT DO NOTHING")
+    + " ON CONFLICT (step_run_id) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in STEP_COLUMNS)
+)
 _REUSED = "reused metrics"  # the phase of the (variable) statements copying a hit's metrics
 
 # The order statement groups run in; see the module docstring.
@@ -108,7 +122,7 @@ _RUN_ENDS = {
     EventKind.RUN_CRASHED: "crashed",
     EventKind.RUN_INTERRUPTED: "interrupted",
 }
-_STEP_ENDS = {
+_STEP_ENDS: dict[str, str] = {
     EventKind.STEP_COMPLETED: "completed",
     EventKind.STEP_CACHED: "cached",
     EventKind.STEP_FAILED: "failed",
@@ -155,7 +169,14 @@ def apply_events(
     groups: dict[str, list[dict[str, Any]]] = {}
     # The rows built as values (artifacts, step runs, their inputs and outputs, metrics),
     # by statement: bound without making a dict of each (Driver.executemany_values).
-    valued: dict[str, list[tuple[Any, ...]]] = {}
+    io: list[tuple[Any, ...]] = []
+    metrics: list[tuple[Any, ...]] = []
+    upserts: list[tuple[Any, ...]] = []  # closes of step runs started in an earlier append
+    valued: dict[str, list[tuple[Any, ...]]] = {
+        IO_INSERT: io,
+        METRIC_INSERT: metrics,
+        STEP_UPSERT: upserts,
+    }
     # The hits that may copy metrics (those naming the step run they reuse), each with
     # the names it logged itself; their copies are built only if they copy anything.
     copies: list[tuple[dict[str, Any], list[dict[str, Any]]]] = []
@@ -164,35 +185,40 @@ def apply_events(
     first_met: list[tuple[str, tuple[Any, ...]]] = []
     # step run id -> (its start's place in first_met, the start's seq), until it closes.
     started: dict[str, tuple[int, int]] = {}
+    step_end = _STEP_ENDS.get
 
     def add(sql: str, *rows: dict[str, Any]) -> None:
         groups.setdefault(sql, []).extend(rows)
 
     for event, p in events:
         kind = event.kind
-        if kind == EventKind.STEP_STARTED:
-            started[p["step_run_id"]] = (len(first_met), event.seq)
-            first_met.append((STEP_INSERT, step_values_at("running", event.seq, p, encode)))
-        elif kind in _STEP_ENDS:
-            status = _STEP_ENDS[kind]  # type: ignore[index]
+        status = step_end(kind)
+        if status is not None:  # the most common event: a step's close
             if p.get("decision") == "hit":
                 first_met.append((STEP_INSERT, step_values_at(status, event.seq, p, encode)))
             else:
                 start = started.pop(p["step_run_id"], None)
                 if start is None:  # started in an earlier append
-                    valued.setdefault(STEP_UPSERT, []).append(step_values(status, event, p, encode))
+                    upserts.append(step_values(status, event, p, encode))
                 else:
                     first_met[start[0]] = (
                         STEP_UPSERT,
                         step_values_at(status, event.seq, p, encode, first_seq=start[1]),
                     )
-            valued.setdefault(IO_INSERT, []).extend(io_values(p, outputs=status != "failed"))
             if status == "failed":
+                io.extend(io_values(p, outputs=False))
                 continue
-            own = metric_values(p)
-            valued.setdefault(METRIC_INSERT, []).extend(own)
+            io.extend(io_values(p, outputs=True))
+            if p.get("output_metrics") or p.get("metrics"):  # most steps report none
+                own = metric_values(p)
+                metrics.extend(own)
+            else:
+                own = []
             if status == "cached" and p.get("reused_step_run_id"):
                 copies.append((p, [{"key": row[1]} for row in own] if own else []))
+        elif kind == EventKind.STEP_STARTED:
+            started[p["step_run_id"]] = (len(first_met), event.seq)
+            first_met.append((STEP_INSERT, step_values_at("running", event.seq, p, encode)))
         elif kind == EventKind.ARTIFACT_RECORDED:
             valued.setdefault(artifact_statement(p), []).append(
                 artifact_values(event, p, encode or canonical_json)
@@ -213,7 +239,8 @@ def apply_events(
             _copy_reused(db, copies)
         elif sql in _VALUE_COLUMNS:
             if valued.get(sql):
-                db.executemany_values(sql, _VALUE_COLUMNS[sql], valued[sql])
+                text = _STEP_STATEMENTS.get(sql, sql)
+                db.executemany_values(text, _VALUE_COLUMNS[sql], valued[sql])
         elif groups.get(sql):
             db.executemany(sql, groups[sql])
 
@@ -230,7 +257,9 @@ def _write_in_order(db: Driver, rows: list[tuple[str, tuple[Any, ...]]]) -> None
         end = at + 1
         while end < len(rows) and rows[end][0] == sql:
             end += 1
-        db.executemany_values(sql, STEP_ROW_COLUMNS, [values for _, values in rows[at:end]])
+        db.executemany_values(
+            _STEP_STATEMENTS[sql], STEP_ROW_COLUMNS, [values for _, values in rows[at:end]]
+        )
         at = end
 
 
@@ -289,11 +318,22 @@ def _with_output_metrics(db: Driver, step_run_ids: list[str]) -> set[str]:
 def _batchable(events: Sequence[tuple[Event, dict[str, Any]]]) -> bool:
     """Whether grouping ``events`` by statement projects them as one by one would."""
     ended = False
-    seen: dict[str, str] = {}  # step run id -> "started" or "closed"
-    closed_at: dict[str, int] = {}
+    started: set[str] = set()  # step run ids started
+    closed_at: dict[str, int] = {}  # step run id -> where it closes
     reusing: list[tuple[str, int]] = []  # (step run reused, where the hit closes)
     for at, (event, p) in enumerate(events):
         kind = event.kind
+        if kind in _STEP_ENDS:  # the most common event: a step's close
+            if ended:
+                return False
+            key = str(p.get("step_run_id"))
+            if key in closed_at:
+                return False  # closed twice: the first close is also the last
+            closed_at[key] = at
+            origin = p.get("reused_step_run_id")
+            if origin is not None:
+                reusing.append((str(origin), at))
+            continue
         if kind not in _BATCHED:
             if has_projection(kind):
                 return False
@@ -304,17 +344,9 @@ def _batchable(events: Sequence[tuple[Event, dict[str, Any]]]) -> bool:
         if ended:
             return False
         if kind == EventKind.STEP_STARTED:
-            if str(p.get("step_run_id")) in seen:
-                return False
-            seen[str(p.get("step_run_id"))] = "started"
-        elif kind in _STEP_ENDS:
             key = str(p.get("step_run_id"))
-            if seen.get(key) == "closed":
-                return False  # closed twice: the first close is also the last
-            seen[key] = "closed"
-            closed_at[key] = at
-            origin = p.get("reused_step_run_id")
-            if origin is not None:
-                reusing.append((str(origin), at))
+            if key in started or key in closed_at:
+                return False
+            started.add(key)
     # A hit must come after the close of the step run it copies from.
     return all(closed_at.get(origin, -1) <= at for origin, at in reusing)

@@ -102,3 +102,21 @@ def test_names_allow_the_characters_params_usually_print_with() -> None:
 def test_step_base_drops_positions_and_names() -> None:
     assert step_base("outer[1]/train[lr-0.1]") == "outer/train"
     assert step_base("train") == "train"
+    assert step_base("train[2]") == "train"
+    assert step_base("train[lr-0.1]") == "train"
+    assert step_base("outer/train") == "outer/train"
+
+
+def test_an_output_placeholder_is_frozen_and_copies_whole() -> None:
+    import copy as copying
+    import dataclasses
+
+    from pipetrail.core.graph import OutputRef
+
+    ref = OutputRef("train[2]", 1, "model")
+    assert (ref.node_id, ref.index, ref.name) == ("train[2]", 1, "model")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        ref.name = "other"  # type: ignore[misc]
+    copy = copying.deepcopy(ref)  # by the same reduction as pickle
+    assert (copy.node_id, copy.index, copy.name) == ("train[2]", 1, "model")
+    assert dataclasses.astuple(copy) == ("train[2]", 1, "model")

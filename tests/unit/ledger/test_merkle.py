@@ -190,3 +190,52 @@ def test_the_tree_check_makes_the_nodes_the_definitions_make(n: int, cuts: list[
         tree = TreeCheck(_StoredNodes(edited))  # type: ignore[arg-type]
         tree.add_digests(data)
         assert [(p.key, p.problem) for p in tree.finish()] == [(f"{key[0]}, {key[1]}", "differs")]
+
+
+class _PutNodes:
+    """What TreeWriter.extend needs of its store: what it puts, kept."""
+
+    def __init__(self, db: dict[tuple[int, int], bytes]) -> None:
+        self.db = db
+
+    def put(self, made: dict[tuple[int, int], bytes]) -> None:
+        self.db.update(made)
+
+    def get_nodes(self, keys: list[tuple[int, int]]) -> dict[tuple[int, int], bytes]:
+        return {key: self.db[key] for key in keys if key in self.db}
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    n=st.integers(min_value=1, max_value=200),
+    cuts=st.lists(st.integers(min_value=1, max_value=40), max_size=10),
+)
+def test_the_tree_writer_stores_the_nodes_the_definitions_make(n: int, cuts: list[int]) -> None:
+    # The writer hashes leaves and nodes itself: the stored nodes (levels LOW_LEVEL and
+    # up) are those event_leaf and node_hash make, whatever the batches of its appends.
+    import pipetrail.ledger.merkle_store as merkle_store
+    from pipetrail.ledger.events import Event
+
+    hashes = ["blake3:" + hashlib.sha256(i.to_bytes(8, "big")).hexdigest() for i in range(n)]
+    events = [
+        Event(i + 1, "t", "a", "k", None, "{}", hashes[i - 1] if i else "g", h)
+        for i, h in enumerate(hashes)
+    ]
+    stored: dict[tuple[int, int], bytes] = {}
+    writer = merkle_store.TreeWriter()
+    real = merkle_store.DriverNodes
+    merkle_store.DriverNodes = _PutNodes  # type: ignore[misc,assignment]
+    try:
+        at = 0
+        for step in [*cuts, n]:
+            if at < n:
+                writer.extend(stored, events[at : at + step])  # type: ignore[arg-type]
+            at += step
+    finally:
+        merkle_store.DriverNodes = real  # type: ignore[misc]
+    want = {
+        key: digest
+        for key, digest in new_nodes(MemoryNodes(), 0, [event_leaf(h) for h in hashes]).items()
+        if key[0] >= LOW_LEVEL
+    }
+    assert stored == want
