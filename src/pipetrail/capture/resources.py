@@ -15,8 +15,8 @@ microsecond.
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import dataclass
+from time import perf_counter_ns, process_time_ns, thread_time_ns
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -115,9 +115,9 @@ class Measurement:
 
     def __enter__(self) -> Measurement:
         self._peak0 = _peak_rss_bytes()
-        self._thread0 = time.thread_time_ns()
-        self._cpu0 = time.process_time_ns()
-        self._wall0 = time.perf_counter_ns()
+        self._thread0 = thread_time_ns()
+        self._cpu0 = process_time_ns()
+        self._wall0 = perf_counter_ns()
         return self
 
     def __exit__(
@@ -127,18 +127,12 @@ class Measurement:
         tb: TracebackType | None,
     ) -> None:
         # Read the clocks in the reverse order of __enter__ so the block sits innermost.
-        wall = time.perf_counter_ns() - self._wall0
-        cpu = time.process_time_ns() - self._cpu0
-        thread = time.thread_time_ns() - self._thread0
+        wall = perf_counter_ns() - self._wall0
+        cpu = process_time_ns() - self._cpu0
+        thread = thread_time_ns() - self._thread0
         peak = _peak_rss_bytes()
         delta = None if peak is None or self._peak0 is None else peak - self._peak0
-        self._usage = ResourceUsage(
-            wall_ns=wall,
-            cpu_ns=cpu,
-            thread_cpu_ns=thread,
-            peak_rss_bytes=peak,
-            peak_rss_delta_bytes=delta,
-        )
+        self._usage = ResourceUsage(wall, cpu, thread, peak, delta)
 
     @property
     def usage(self) -> ResourceUsage:
