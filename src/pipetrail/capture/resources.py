@@ -91,12 +91,6 @@ class ResourceUsage:
         }
 
 
-def _peak_rss_bytes() -> int | None:
-    if _PEAK_WHO is None:
-        return None
-    return resource.getrusage(_PEAK_WHO).ru_maxrss * _MAXRSS_UNIT
-
-
 class Measurement:
     """A context manager that measures its block; read the result after it exits.
 
@@ -114,7 +108,10 @@ class Measurement:
         self._peak0: int | None = None
 
     def __enter__(self) -> Measurement:
-        self._peak0 = _peak_rss_bytes()
+        # The peak is read inline on both sides: every executed step is measured.
+        self._peak0 = (
+            None if _PEAK_WHO is None else resource.getrusage(_PEAK_WHO).ru_maxrss * _MAXRSS_UNIT
+        )
         self._thread0 = thread_time_ns()
         self._cpu0 = process_time_ns()
         self._wall0 = perf_counter_ns()
@@ -130,7 +127,7 @@ class Measurement:
         wall = perf_counter_ns() - self._wall0
         cpu = process_time_ns() - self._cpu0
         thread = thread_time_ns() - self._thread0
-        peak = _peak_rss_bytes()
+        peak = None if _PEAK_WHO is None else resource.getrusage(_PEAK_WHO).ru_maxrss * _MAXRSS_UNIT
         delta = None if peak is None or self._peak0 is None else peak - self._peak0
         self._usage = ResourceUsage(wall, cpu, thread, peak, delta)
 
@@ -175,7 +172,8 @@ class Measurement:
 
     def to_record(self) -> dict[str, Any]:
         """Return :meth:`ResourceUsage.to_record` of the measured usage."""
-        return self.usage.to_record()
+        usage = self._usage
+        return (usage if usage is not None else self.usage).to_record()
 
 
 def measure() -> Measurement:
