@@ -86,6 +86,11 @@ class _Transcript:
         with self._lock:
             self._entries.append((created, _LOG, text, fields))
 
+    def has_pending(self) -> bool:
+        """Whether a stream holds text written after its last newline."""
+        pending = self._pending
+        return bool(pending[_STDOUT] or pending[_STDERR])
+
     def close(self) -> None:
         """Turn unfinished lines into lines, so they are not lost."""
         with self._lock:
@@ -551,7 +556,9 @@ class OutputCapture:
             _GLOBAL.count -= 1
             if _GLOBAL.count == 0:
                 _uninstall_logging()
-        scope.transcript.close()
+        transcript = scope.transcript
+        if transcript.has_pending():  # most steps leave no unfinished line
+            transcript.close()
 
 
 def _gateable_handlers() -> list[logging.Handler]:
