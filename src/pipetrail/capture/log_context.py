@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 __all__ = [
+    "CURRENT_CONTEXT",
     "LogContext",
     "StepTrace",
     "bound",
@@ -141,6 +142,9 @@ class StepTrace:
 _CURRENT: contextvars.ContextVar[LogContext | None] = contextvars.ContextVar(
     "pipetrail_log_context", default=None
 )
+#: The context variable :func:`bound` sets: a step task sets and resets it itself, which
+#: spares the calls of a context manager on every executed step.
+CURRENT_CONTEXT = _CURRENT
 
 
 def current_context() -> LogContext | None:

@@ -86,6 +86,11 @@ class _Transcript:
         with self._lock:
             self._entries.append((created, _LOG, text, fields))
 
+    def has_pending(self) -> bool:
+        """Whether a stream holds text written after its last newline."""
+        pending = self._pending
+        return bool(pending[_STDOUT] or pending[_STDERR])
+
     def close(self) -> None:
         """Turn unfinished lines into lines, so they are not lost."""
         with self._lock:
@@ -373,6 +378,10 @@ class _Global:
         self.spare: dict[str, _Router] = {}
         # Active logging_ready() blocks (each also counts in `count`).
         self.ready = 0
+        # What logging's list of live handlers looked like when the gated ones were last
+        # brought up to date (None: walk the logger tree at the next capture); see
+        # _gate_new_handlers.
+        self.handlers_mark: tuple[int, Any] | None = None
 
 
 _GLOBAL = _Global()
@@ -398,16 +407,60 @@ def _install_logging() -> None:
     root.addHandler(_GLOBAL.handler)
 
 
+def _handlers_mark() -> tuple[int, Any] | None:
+    """How many handlers logging knows to be alive, and the newest one's reference.
+
+    Every ``logging.Handler`` adds a weak reference to itself to the end of logging's
+    list when it is made, and leaves the list when it dies. So while the mark stays the
+    same, no handler made since it was taken is alive. None when logging keeps no such
+    list.
+    """
+    refs = getattr(logging, "_handlerList", None)
+    if type(refs) is not list:
+        return None
+    return (len(refs), refs[-1] if refs else None)
+
+
+def _all_attached(handlers: list[logging.Handler]) -> bool:
+    """Whether every live handler logging knows that could be gated is in ``handlers``.
+
+    Logging's last-resort handler is not asked about: it belongs to no logger, and
+    records reach it only through :class:`_RoutingHandler` while captures are active.
+    """
+    known = set(map(id, handlers))
+    for ref in list(getattr(logging, "_handlerList", ())):
+        handler = ref()
+        if (
+            handler is not None
+            and id(handler) not in known
+            and handler is not logging.lastResort
+            and not isinstance(handler, _RoutingHandler | logging.NullHandler)
+        ):
+            return False
+    return True
+
+
 def _gate_new_handlers() -> None:
-    """Gate the handlers added since the gate was installed, as a new install would."""
+    """Gate the handlers added since the gate was installed, as a new install would.
+
+    Runs for every capture in a run, where walking the logger tree cost as much as the
+    rest of the capture: the tree is walked again only when a handler was made since
+    the last walk (see :func:`_handlers_mark`). A handler can only be added to a logger
+    once it exists: one made since is seen by the mark, and one that existed unattached
+    at the last walk (say, a ``QueueListener``'s) makes every capture walk the tree.
+    """
     gate = _GLOBAL.gate
     if gate is None:
+        return
+    mark, last = _handlers_mark(), _GLOBAL.handlers_mark
+    if mark is not None and last is not None and mark[0] == last[0] and mark[1] is last[1]:
         return
     known = set(map(id, _GLOBAL.gated))
     for handler in _gateable_handlers():
         if id(handler) not in known:
             handler.addFilter(gate)
             _GLOBAL.gated.append(handler)
+    _GLOBAL.handlers_mark = mark if _all_attached(_GLOBAL.gated) else None
 
 
 def _uninstall_logging() -> None:
@@ -421,6 +474,7 @@ def _uninstall_logging() -> None:
     if _GLOBAL.handler is not None:
         root.removeHandler(_GLOBAL.handler)
     _GLOBAL.handler, _GLOBAL.gate, _GLOBAL.gated, _GLOBAL.console = None, None, [], None
+    _GLOBAL.handlers_mark = None
 
 
 def _route(name: str, marker: str) -> _Router:
@@ -502,7 +556,9 @@ class OutputCapture:
             _GLOBAL.count -= 1
             if _GLOBAL.count == 0:
                 _uninstall_logging()
-        scope.transcript.close()
+        transcript = scope.transcript
+        if transcript.has_pending():  # most steps leave no unfinished line
+            transcript.close()
 
 
 def _gateable_handlers() -> list[logging.Handler]:

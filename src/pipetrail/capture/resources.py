@@ -15,8 +15,8 @@ microsecond.
 from __future__ import annotations
 
 import sys
-import time
 from dataclasses import dataclass
+from time import perf_counter_ns, process_time_ns, thread_time_ns
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -91,12 +91,6 @@ class ResourceUsage:
         }
 
 
-def _peak_rss_bytes() -> int | None:
-    if _PEAK_WHO is None:
-        return None
-    return resource.getrusage(_PEAK_WHO).ru_maxrss * _MAXRSS_UNIT
-
-
 class Measurement:
     """A context manager that measures its block; read the result after it exits.
 
@@ -114,10 +108,13 @@ class Measurement:
         self._peak0: int | None = None
 
     def __enter__(self) -> Measurement:
-        self._peak0 = _peak_rss_bytes()
-        self._thread0 = time.thread_time_ns()
-        self._cpu0 = time.process_time_ns()
-        self._wall0 = time.perf_counter_ns()
+        # The peak is read inline on both sides: every executed step is measured.
+        self._peak0 = (
+            None if _PEAK_WHO is None else resource.getrusage(_PEAK_WHO).ru_maxrss * _MAXRSS_UNIT
+        )
+        self._thread0 = thread_time_ns()
+        self._cpu0 = process_time_ns()
+        self._wall0 = perf_counter_ns()
         return self
 
     def __exit__(
@@ -127,18 +124,12 @@ class Measurement:
         tb: TracebackType | None,
     ) -> None:
         # Read the clocks in the reverse order of __enter__ so the block sits innermost.
-        wall = time.perf_counter_ns() - self._wall0
-        cpu = time.process_time_ns() - self._cpu0
-        thread = time.thread_time_ns() - self._thread0
-        peak = _peak_rss_bytes()
+        wall = perf_counter_ns() - self._wall0
+        cpu = process_time_ns() - self._cpu0
+        thread = thread_time_ns() - self._thread0
+        peak = None if _PEAK_WHO is None else resource.getrusage(_PEAK_WHO).ru_maxrss * _MAXRSS_UNIT
         delta = None if peak is None or self._peak0 is None else peak - self._peak0
-        self._usage = ResourceUsage(
-            wall_ns=wall,
-            cpu_ns=cpu,
-            thread_cpu_ns=thread,
-            peak_rss_bytes=peak,
-            peak_rss_delta_bytes=delta,
-        )
+        self._usage = ResourceUsage(wall, cpu, thread, peak, delta)
 
     @property
     def usage(self) -> ResourceUsage:
@@ -181,7 +172,8 @@ class Measurement:
 
     def to_record(self) -> dict[str, Any]:
         """Return :meth:`ResourceUsage.to_record` of the measured usage."""
-        return self.usage.to_record()
+        usage = self._usage
+        return (usage if usage is not None else self.usage).to_record()
 
 
 def measure() -> Measurement:

@@ -85,6 +85,7 @@ if TYPE_CHECKING:
     from pipetrail.store import ContentStore, SerializerRegistry
 
 __all__ = [
+    "ACTIVE_RECORDER",
     "MAX_NAME_LENGTH",
     "METRIC_OUTPUT_PREFIX",
     "REPORT_OUTPUT_PREFIX",
@@ -114,6 +115,9 @@ _NAME = re.compile(r"[A-Za-z0-9_.\-]+(?:/[A-Za-z0-9_.\-]+)*")
 _MAX_STEP = 2**63 - 1
 
 _ACTIVE: ContextVar[StepRecorder | None] = ContextVar("pipetrail_step_recorder", default=None)
+#: The context variable :class:`recording` sets: a step task sets and resets it itself,
+#: which spares the calls of a context manager on every executed step.
+ACTIVE_RECORDER = _ACTIVE
 
 
 # Names found valid in this process (a metric is logged many times, run after run).

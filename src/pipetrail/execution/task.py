@@ -30,12 +30,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.capture import capture_output, measure, seeded
-from pipetrail.capture.log_context import StepTrace, bound, otel_attached
+from pipetrail.capture.log_context import CURRENT_CONTEXT, StepTrace, otel_attached
 from pipetrail.capture.log_lines import encode_log
 from pipetrail.errors import PipetrailError, SerializationError
 from pipetrail.execution.boundaries import ContractChecker
 from pipetrail.execution.classification import store_outputs
-from pipetrail.execution.metrics import StepRecorder, StoredSeries, recording
+from pipetrail.execution.metrics import ACTIVE_RECORDER, StepRecorder, StoredSeries
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -217,36 +217,43 @@ def _execute_seeded(
 ) -> TaskResult:
     result = TaskResult()
     result.seeded = seeded_names
-    contracts = ContractChecker(task)
-    if not contracts.inputs_hold(task.kwargs):
+    # Most steps declare no contract: they make no checker (its calls would do nothing).
+    contracts = ContractChecker(task) if task.contracts else None
+    if contracts is not None and not contracts.inputs_hold(task.kwargs):
         # Input contracts are checked before the call: the step function never runs.
         contracts.finish(result, store, registry)
         return result
-    context = task.trace.log_context() if task.trace is not None else None
-    with (
-        bound(context),
-        otel_attached(task.trace),
-        capture_output() as captured,
-        measure() as usage,
-    ):
-        # Created last, so metric timestamps count from (just before) the call.
-        recorder = StepRecorder(task.step_name, store, registry, seed=task.seed)
-        with recording(recorder):
+    trace = task.trace
+    context = trace.log_context() if trace is not None else None
+    # What ``bound(context)`` and ``recording(recorder)`` do, without their calls: the
+    # step's log context and its recorder are bound for the call, and put back after.
+    bound = CURRENT_CONTEXT.set(context) if context is not None else None
+    try:
+        with otel_attached(trace), capture_output() as captured, measure() as usage:
+            # Created last, so metric timestamps count from (just before) the call.
+            recorder = StepRecorder(task.step_name, store, registry, seed=task.seed)
+            active = ACTIVE_RECORDER.set(recorder)
             try:
                 value = task.func(**task.kwargs)
             except Exception as exc:  # noqa: BLE001 - the boundary around user code
                 result.error = exc
                 result.traceback = "".join(traceback_module.format_exception(exc))
+            finally:
+                ACTIVE_RECORDER.reset(active)
+    finally:
+        if bound is not None:
+            CURRENT_CONTEXT.reset(bound)
     if not captured.is_empty:
         result.logs = encode_log(captured.lines(), context)
     result.resources = usage.to_record()
     _store_recorded(task, recorder, result)
     if result.error is not None:
-        contracts.finish(result, store, registry)
+        if contracts is not None:
+            contracts.finish(result, store, registry)
         return result
     try:
         values = _split_outputs(task, value)
-        if not contracts.outputs_hold(values):
+        if contracts is not None and not contracts.outputs_hold(values):
             contracts.finish(result, store, registry)
             return result
         result.outputs, result.kept = store_outputs(
@@ -264,5 +271,6 @@ def _execute_seeded(
         result.outputs = {}
         result.kept = {}
         _fail(result, task, "output", exc)
-    contracts.finish(result, store, registry, result.outputs)
+    if contracts is not None:
+        contracts.finish(result, store, registry, result.outputs)
     return result

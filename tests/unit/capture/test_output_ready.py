@@ -78,3 +78,42 @@ def test_logging_ready_leaves_nothing_behind() -> None:
     assert root.handlers == handlers
     assert other.filters == []
     logging.getLogger("ready.d").removeHandler(other)
+
+
+def _debug_reaches(handler: logging.Handler, attach_after: int) -> str:
+    """Captures in a row; ``handler`` is added to a logger after the ``attach_after``-th."""
+    logging.getLogger().setLevel(logging.WARNING)
+    with logging_ready():
+        for index in range(attach_after + 2):
+            with capture_output(tee=False):
+                logging.getLogger("ready.e").debug("step %d", index)
+            if index + 1 == attach_after:
+                logging.getLogger("ready.e").addHandler(handler)
+    logging.getLogger("ready.e").removeHandler(handler)
+    assert handler.filters == []
+    stream = getattr(handler, "stream", None)
+    return stream.getvalue() if isinstance(stream, io.StringIO) else ""
+
+
+def test_a_handler_made_after_unchanged_captures_is_gated() -> None:
+    # The logger tree is walked again once a handler is made: captures that follow
+    # unchanged ones must not let records below the root's level reach it.
+    logging.getLogger().setLevel(logging.WARNING)
+    seen = io.StringIO()
+    with logging_ready():
+        for index in range(4):
+            with capture_output(tee=False):
+                logging.getLogger("ready.f").debug("step %d", index)
+            if index == 2:
+                handler = logging.StreamHandler(seen)
+                logging.getLogger("ready.f").addHandler(handler)
+    logging.getLogger("ready.f").removeHandler(handler)
+    assert seen.getvalue() == ""
+    assert handler.filters == []
+
+
+def test_a_handler_made_before_and_added_later_is_gated() -> None:
+    # A handler that already existed, unattached, when the tree was last walked is not
+    # seen by the handlers' mark: it keeps every capture walking the tree.
+    handler = logging.StreamHandler(io.StringIO())
+    assert _debug_reaches(handler, attach_after=3) == ""
