@@ -20,6 +20,13 @@ process merges that with its own findings by sequence number, so the report is t
 one a single walk gives. When the second process cannot run, fails or sees another
 head, the whole check runs in one process.
 
+Once its replay is done, the second process may take on work of the caller's check
+(:class:`~pipetrail.ledger.audit.Share`): it imports the function the caller named,
+runs it in a snapshot it opened when it started (with the same head), and sends what it
+yields, one frame at a time, until the first process, which works through the same list
+from the other end, has what it needs and ends it. Whichever process is less loaded does
+more of that work: neither waits for the other.
+
 PostgreSQL ledgers, small ledgers (:data:`PARALLEL_FROM`) and one-CPU machines are
 checked in one process.
 """
