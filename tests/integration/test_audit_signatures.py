@@ -15,6 +15,7 @@ import base64
 import marshal
 import time
 from functools import partial
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -32,8 +33,8 @@ from tests.contract.test_ledger import _digest, _run_drafts
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-    from pathlib import Path
 
+    from pipetrail.ledger.audit import Sent
     from pipetrail.ledger.driver import Driver
 
 
@@ -107,6 +108,20 @@ def _counted(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
+class _Given:
+    """Items handed to the first process's check as if the second process sent them."""
+
+    def __init__(self, items: list[tuple[int, Any]], sent: Sent | None = None) -> None:
+        self.items, self.sent = [items], sent
+
+    def arrived(self) -> list[Any]:
+        return self.items.pop() if self.items else []
+
+    def enough(self) -> None:
+        if self.sent is not None:
+            self.sent.enough()
+
+
 def _taking(
     monkeypatch: pytest.MonkeyPatch, *, from_index: int
 ) -> Callable[[], list[tuple[int, Any]]]:
@@ -116,18 +131,24 @@ def _taking(
     sent: list[tuple[int, Any]] = []
     real = governance_verify._shared_check
 
-    def check(db: Driver, arrived: Callable[[], list[Any]], *, batch: int) -> dict[str, Any]:
+    def check(db: Driver, beside: Sent, *, batch: int) -> dict[str, Any]:
         deadline = time.monotonic() + 120
         while not any(start == 0 for start, _ in sent):
-            sent.extend(arrived())
+            sent.extend(beside.arrived())
             if time.monotonic() > deadline:
                 pytest.fail("the second process sent no batch for the first event")
             time.sleep(0.01)
-        taken = [[item for item in sent if item[0] >= from_index]]
-        return real(db, lambda: taken.pop() if taken else [], batch=batch)
+        given = _Given([item for item in sent if item[0] >= from_index], beside)
+        return real(db, given, batch=batch)
 
     monkeypatch.setattr(governance_verify, "_shared_check", check)
     return lambda: sent
+
+
+def endless(db: Driver) -> Any:
+    """A share that never ends (run by the second process, see the last test)."""
+    while True:
+        yield db.rows("SELECT seq FROM ledger_head WHERE id = 1")[0][0]
 
 
 @pytest.fixture
@@ -177,9 +198,9 @@ def test_a_verdict_for_another_key_is_not_taken(tmp_path: Path) -> None:
     stranger = _signer("alice").public_key.raw
     every = list(range(1, _head(ledger)[0] + 1))
     # every event declared verified, with a key no user holds: nothing is taken
-    arrived = [[(0, [(stranger, every, [])])]]
+    given = _Given([(0, [(stranger, every, [])])])
     with ledger.db.snapshot():
-        found = governance_verify._shared_check(ledger.db, lambda: arrived.pop() if arrived else [])
+        found = governance_verify._shared_check(ledger.db, given)
     assert found == expected
     assert [p["seq"] for p in found["problems"]] == failing
     ledger.close()
@@ -229,4 +250,31 @@ def test_the_share_reads_nothing_of_another_head(tmp_path: Path) -> None:
     assert list(share.items()) == []
     share = audit_parallel._Share(file, head, function, args)
     assert len(list(share.items())) == 11  # 43 events, 4 at a time
+    ledger.close()
+
+
+@pytest.mark.usefixtures("beside")
+def test_the_second_process_ends_when_its_items_are_no_longer_wanted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger, _ = _ledger(tmp_path)
+    root = str(Path(__file__).resolve().parents[2])  # where the second process finds `endless`
+    monkeypatch.setenv("PYTHONPATH", root)
+    ended: list[int] = []
+
+    def finish(db: Driver, sent: Sent) -> int:
+        deadline = time.monotonic() + 120
+        while not sent.arrived():  # the share runs: the replay's answer is in
+            if time.monotonic() > deadline:
+                pytest.fail("the second process sent no item")
+            time.sleep(0.01)
+        sent.enough()
+        assert isinstance(sent, audit_parallel.Beside)
+        ended.append(sent._process.wait(timeout=120))  # without enough(): never ends
+        return 1
+
+    meanwhile = audit.Meanwhile(lambda db: 0, share=audit.Share(f"{__name__}:endless", (), finish))
+    assert ledger.verify(meanwhile=meanwhile).ok
+    assert meanwhile.result == 1
+    assert len(ended) == 1
     ledger.close()

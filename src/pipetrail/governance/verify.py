@@ -14,10 +14,10 @@ from typing import TYPE_CHECKING, Any
 from pipetrail.governance.state import GovernanceState, fold_acts, load_state
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator, Sequence
+    from collections.abc import Iterator, Sequence
 
     from pipetrail.governance.keys import PublicKey
-    from pipetrail.ledger.audit import Meanwhile
+    from pipetrail.ledger.audit import Meanwhile, Sent
     from pipetrail.ledger.driver import Driver
     from pipetrail.ledger.governance_reads import StoredAct
     from pipetrail.ledger.ledger import Ledger
@@ -95,16 +95,15 @@ def audit_signatures(batch: int = _BATCH) -> Meanwhile[dict[str, Any]]:
     return Meanwhile(whole, share=Share(f"{__name__}:signatures_beside", (batch,), check))
 
 
-def _shared_check(
-    db: Driver, arrived: Callable[[], list[Any]], *, batch: int = _BATCH
-) -> dict[str, Any]:
+def _shared_check(db: Driver, sent: Sent, *, batch: int = _BATCH) -> dict[str, Any]:
     """:func:`governance_in_snapshot` with the signatures shared with the other process.
 
     This process checks the governance events' signatures from the first on, in batches,
     and takes after each the batches the other process finished from the last back
-    (``arrived``: each is its first event's index, and the verdicts of
-    :func:`_check_batch`), until what both did covers every event. The fold then
-    takes the verdicts, and checks anything they leave out itself.
+    (``sent``: each is its first event's index, and the verdicts of
+    :func:`_check_batch`), until what both did covers every event; the other process
+    is then told it is enough. The fold then takes the verdicts, and checks anything
+    they leave out itself.
     """
     from pipetrail.ledger.governance_reads import governance_acts
 
@@ -114,7 +113,7 @@ def _shared_check(
     done = 0  # this process has checked acts[:done]
     low = len(acts)  # the other has checked acts[low:]
     while True:
-        for start, found in arrived():
+        for start, found in sent.arrived():
             _take(verdicts, found)
             low = min(low, start)
         if done >= low:
@@ -122,6 +121,7 @@ def _shared_check(
         end = min(done + batch, low)
         _take(verdicts, _check_batch(acts[done:end], keys))
         done = end
+    sent.enough()
     return _report(fold_acts(acts, rehash=False, verdicts=verdicts))
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import gc
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from pipetrail.errors import TamperedLedgerError
 from pipetrail.ledger.audit_artifacts import ARTIFACT
@@ -46,6 +46,7 @@ __all__ = [
     "LedgerVerifyReport",
     "Meanwhile",
     "RebuildReport",
+    "Sent",
     "Share",
     "iter_events",
     "rebuild",
@@ -307,6 +308,16 @@ def _walk_events(db: Driver, replica: Replica | None, tree: TreeCheck | None, wa
 _T = TypeVar("_T")
 
 
+class Sent(Protocol):
+    """Where the second process's items arrive, for a :class:`Share`'s ``finish``."""
+
+    def arrived(self) -> list[Any]:
+        """The items sent since the last call (does not wait)."""
+
+    def enough(self) -> None:
+        """No more items are wanted: the second process may stop making them."""
+
+
 @dataclass(frozen=True)
 class Share(Generic[_T]):
     """Work of a :class:`Meanwhile` check the second process may take on, once it is done.
@@ -322,9 +333,10 @@ class Share(Generic[_T]):
     head is the one the first process read, and with ``args``; it iterates over what that
     returns, sending each item (plain data, what :mod:`marshal` writes) as soon as it is
     made, until the first process ends it. The first process calls ``finish`` with its
-    own driver and a function giving the items sent since the last call (without
-    waiting), in place of the whole check: ``finish`` must give exactly what the check
-    gives, doing itself whatever the items leave out. When the second process does not
+    own driver and where the items arrive (:class:`Sent`), in place of the whole check:
+    ``finish`` must give exactly what the check gives, doing itself whatever the items
+    leave out, and say when it wants no more (so that the second process stops working
+    for nothing while the first finishes). When the second process does not
     run (a small ledger, PostgreSQL, a failure, another head), the whole check runs in
     the first process, as without a share.
 
@@ -337,7 +349,7 @@ class Share(Generic[_T]):
 
     function: str
     args: tuple[Any, ...]
-    finish: Callable[[Driver, Callable[[], list[Any]]], _T]
+    finish: Callable[[Driver, Sent], _T]
 
 
 class Meanwhile(Generic[_T]):
@@ -359,17 +371,17 @@ class Meanwhile(Generic[_T]):
         self.shared = False
         self.result: _T | None = None
 
-    def run(self, db: Driver, arrived: Callable[[], list[Any]] | None = None) -> None:
+    def run(self, db: Driver, sent: Sent | None = None) -> None:
         """Call the check (the first time only).
 
-        ``arrived``: where the second process's items arrive, when it runs the share's
+        ``sent``: where the second process's items arrive, when it runs the share's
         function; the share's ``finish`` is then called instead of the check.
         """
         if not self.called:
             self.called = True
-            if arrived is not None and self.share is not None:
+            if sent is not None and self.share is not None:
                 self.shared = True
-                self.result = self.share.finish(db, arrived)
+                self.result = self.share.finish(db, sent)
             else:
                 self.result = self._check(db)
 
@@ -478,7 +490,7 @@ def _verify_beside(
                     # share its work with that process once its replay is done.
                     own = _compare_own(db, replica, tree, walk, model=model)
                     if meanwhile is not None:
-                        meanwhile.run(db, beside.arrived if share is not None else None)
+                        meanwhile.run(db, beside if share is not None else None)
                 part = beside.result()
                 if part is None or part.tables != audit_parallel.BESIDE_TABLES:
                     return None  # the other process failed, or saw another ledger

@@ -491,6 +491,7 @@ class Beside:
         self._process = process
         self._part: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
         self._items: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        self._answered = threading.Event()  # the part's frame (or the end) was read
         self._reader: threading.Thread | None = None
         if share:
             self._reader = threading.Thread(target=self._drain, daemon=True)
@@ -504,18 +505,18 @@ class Beside:
         second process until read.
         """
         assert self._process.stdout is not None  # noqa: S101 - stdout=PIPE
-        first = True
         try:
             while (frame := _read_frame(self._process.stdout)) is not None:
-                if first:
-                    self._part.put(frame)
-                    first = False
-                else:
+                if self._answered.is_set():
                     self._items.put(frame)
+                else:
+                    self._part.put(frame)
+                    self._answered.set()
         except (OSError, ValueError):
             pass
-        if first:
+        if not self._answered.is_set():
             self._part.put(None)
+            self._answered.set()
 
     def arrived(self) -> list[Any]:
         """The share's items that arrived since the last call (does not wait)."""
@@ -525,6 +526,15 @@ class Beside:
             if item is not None:
                 found.append(item)
         return found
+
+    def enough(self) -> None:
+        """No more of the share's items are wanted: end the process if its part is in.
+
+        Once the part was read the process only works on the share; before, it is left
+        to its replay.
+        """
+        if self._answered.is_set() and self._process.poll() is None:
+            self._process.kill()
 
     def result(self) -> Part | None:
         """Wait for what it found; None when it failed or saw another ledger.
