@@ -772,8 +772,8 @@ def audit_verify(as_json: bool, checkpoints: Path | None, keys: tuple[str, ...])
     project = _project(must_exist=True)
     try:
         # The signatures are checked in the audit's snapshot once the chain verified,
-        # while its second process (on a large ledger) still works, and checks a share
-        # of them first.
+        # while its second process (on a large ledger) still works; that process takes
+        # on some of them once its replay is done.
         signatures = audit_signatures()
         report = verify_ledger(project, signatures)
         if report["first_bad_seq"] is None:
