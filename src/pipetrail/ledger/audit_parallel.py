@@ -384,6 +384,10 @@ def main() -> None:
     freeing the model's rows one by one (a few tenths of a second on a million events)
     would only delay the first process's wait.
     """
+    # Paused for good: the replay pauses it (see replay_beside), and resumed after it the
+    # collector would go over every modelled row kept for the exit at each pass while the
+    # share runs (a fifth of a second before the first batch of signatures).
+    gc.disable()
     file, seq, digest, mode = sys.argv[1:5]
     head = (int(seq), digest)
     share = _Share(file, head, sys.argv[5], sys.argv[6]) if len(sys.argv) > 6 else None
