@@ -326,9 +326,9 @@ def test_every_edit_at_once_beside_a_second_process(
     started = []
     real = audit_parallel.start
 
-    def start(db: Any, *, model: bool = True) -> audit_parallel.Beside | None:
+    def start(db: Any, *, model: bool = True, share: Any = None) -> audit_parallel.Beside | None:
         started.append(model)
-        return real(db, model=model)
+        return real(db, model=model, share=share)
 
     monkeypatch.setattr(audit_parallel, "start", start)
     report = ledger.verify()
@@ -484,9 +484,9 @@ def test_a_number_stored_as_another_number_type_is_refused_beside_a_second_proce
     started = []
     real = audit_parallel.start
 
-    def start(db: Any, *, model: bool = True) -> audit_parallel.Beside | None:
+    def start(db: Any, *, model: bool = True, share: Any = None) -> audit_parallel.Beside | None:
         started.append(model)
-        return real(db, model=model)
+        return real(db, model=model, share=share)
 
     monkeypatch.setattr(audit_parallel, "start", start)
     report = ledger.verify()

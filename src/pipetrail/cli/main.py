@@ -764,19 +764,17 @@ def audit() -> None:
 )
 def audit_verify(as_json: bool, checkpoints: Path | None, keys: tuple[str, ...]) -> None:
     """Re-hash the ledger and compare the derived tables with the events (exit 3 if not)."""
-    from functools import partial
-
     from pipetrail.cli import audit_cmd
     from pipetrail.execution.integrity import verify_ledger
-    from pipetrail.governance.verify import governance_in_snapshot, verify_governance
-    from pipetrail.ledger.audit import Meanwhile
+    from pipetrail.governance.verify import audit_signatures, verify_governance
 
     loaded = None if checkpoints is None else audit_cmd.load_checkpoints(checkpoints, keys)
     project = _project(must_exist=True)
     try:
         # The signatures are checked in the audit's snapshot once the chain verified,
-        # while its second process (on a large ledger) still works.
-        signatures = Meanwhile(partial(governance_in_snapshot, chain_verified=True))
+        # while its second process (on a large ledger) still works; that process takes
+        # on some of them once its replay is done.
+        signatures = audit_signatures()
         report = verify_ledger(project, signatures)
         if report["first_bad_seq"] is None:
             governance = signatures.result

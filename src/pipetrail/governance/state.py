@@ -48,6 +48,7 @@ __all__ = [
     "Problem",
     "Request",
     "User",
+    "fold_acts",
     "load_state",
     "read_model_state",
     "read_run_state",
@@ -205,6 +206,10 @@ class GovernanceState:
     cached: int = 0  # checked before, by this user (see pipetrail.governance.verified)
     cache: VerifiedCache | None = None
     rehash: bool = True  # False when the whole chain was just re-hashed (audit verify)
+    # Signatures checked elsewhere in this snapshot (audit verify's second process): an
+    # event's sequence number -> the raw key it was checked with, and whether it verified.
+    # Taken only for the key the fold finds the signer holding (see rules._check_signature).
+    verdicts: dict[int, tuple[bytes, bool]] = field(default_factory=dict)
 
     def alias_version(self, model: str, alias: str) -> int | None:
         """The version ``alias`` of ``model`` points at, or None."""
@@ -274,9 +279,13 @@ class GovernanceState:
 
 
 def _folded(
-    acts: Iterable[StoredAct], cache: VerifiedCache | None, *, rehash: bool = True
+    acts: Iterable[StoredAct],
+    cache: VerifiedCache | None,
+    *,
+    rehash: bool = True,
+    verdicts: dict[int, tuple[bytes, bool]] | None = None,
 ) -> GovernanceState:
-    state = GovernanceState(cache=cache, rehash=rehash)
+    state = GovernanceState(cache=cache, rehash=rehash, verdicts=verdicts or {})
     for act in acts:
         state.fold(act)
     if cache is not None:
@@ -285,14 +294,30 @@ def _folded(
 
 
 def load_state(
-    db: Driver, cache: VerifiedCache | None = None, *, rehash: bool = True
+    db: Driver,
+    cache: VerifiedCache | None = None,
+    *,
+    rehash: bool = True,
+    verdicts: dict[int, tuple[bytes, bool]] | None = None,
 ) -> GovernanceState:
     """Fold every governance event of the ledger behind ``db`` (see the module docstring).
 
     ``cache``: events this user verified before skip the hash and signature checks.
     ``rehash=False``: the caller has just re-hashed the whole chain in this snapshot.
+    ``verdicts``: signatures checked in another process reading the same events (see
+    :attr:`GovernanceState.verdicts`).
     """
-    return _folded(governance_acts(db), cache, rehash=rehash)
+    return _folded(governance_acts(db), cache, rehash=rehash, verdicts=verdicts)
+
+
+def fold_acts(
+    acts: Iterable[StoredAct],
+    *,
+    rehash: bool = True,
+    verdicts: dict[int, tuple[bytes, bool]] | None = None,
+) -> GovernanceState:
+    """Fold governance events already read (see :func:`load_state`), without a cache."""
+    return _folded(acts, None, rehash=rehash, verdicts=verdicts)
 
 
 def read_state(reader: Reader, cache: VerifiedCache | None = None) -> GovernanceState:

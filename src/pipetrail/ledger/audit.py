@@ -26,7 +26,7 @@ from __future__ import annotations
 import contextlib
 import gc
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from pipetrail.errors import TamperedLedgerError
 from pipetrail.ledger.audit_artifacts import ARTIFACT
@@ -46,6 +46,8 @@ __all__ = [
     "LedgerVerifyReport",
     "Meanwhile",
     "RebuildReport",
+    "Sent",
+    "Share",
     "iter_events",
     "rebuild",
     "verify",
@@ -306,6 +308,50 @@ def _walk_events(db: Driver, replica: Replica | None, tree: TreeCheck | None, wa
 _T = TypeVar("_T")
 
 
+class Sent(Protocol):
+    """Where the second process's items arrive, for a :class:`Share`'s ``finish``."""
+
+    def arrived(self) -> list[Any]:
+        """The items sent since the last call (does not wait)."""
+
+    def enough(self) -> None:
+        """No more items are wanted: the second process may stop making them."""
+
+
+@dataclass(frozen=True)
+class Share(Generic[_T]):
+    """Work of a :class:`Meanwhile` check the second process may take on, once it is done.
+
+    The check's work is a list of items that can be done in any order by either process
+    (signatures to check, say). The first process works through it from the front once
+    its own part of the audit is done; the second, once its replay is done, from the
+    back, and sends each batch it finishes: they meet wherever their loads make them
+    meet, so neither waits for the other, on a quiet machine or a loaded one.
+
+    The second process imports ``function`` (``"module:name"``) and calls it with a driver
+    reading the ledger's file in a snapshot of its own, opened when it starts and whose
+    head is the one the first process read, and with ``args``; it iterates over what that
+    returns, sending each item (plain data, what :mod:`marshal` writes) as soon as it is
+    made, until the first process ends it. The first process calls ``finish`` with its
+    own driver and where the items arrive (:class:`Sent`), in place of the whole check:
+    ``finish`` must give exactly what the check gives, doing itself whatever the items
+    leave out, and say when it wants no more (so that the second process stops working
+    for nothing while the first finishes). When the second process does not
+    run (a small ledger, PostgreSQL, a failure, another head), the whole check runs in
+    the first process, as without a share.
+
+    Attributes:
+        function: where the second process finds its part (``"module:name"``); it is
+            given the driver, then ``args``, and returns an iterable.
+        args: what it is given, of the types :mod:`marshal` writes.
+        finish: the check, given the driver and where the second process's items arrive.
+    """
+
+    function: str
+    args: tuple[Any, ...]
+    finish: Callable[[Driver, Sent], _T]
+
+
 class Meanwhile(Generic[_T]):
     """A check of the caller's, run by :func:`verify` once the chain has verified.
 
@@ -314,19 +360,30 @@ class Meanwhile(Generic[_T]):
     verified, and while the second process (if any) still works: so a check of the
     caller's costs no time beside a large ledger's audit. It is called at most once,
     however many times :func:`verify` walks; :attr:`result` stays None when the chain
-    is broken.
+    is broken. ``share``: work of the check the second process may take on (see
+    :class:`Share`); :attr:`shared` tells whether it was offered to one.
     """
 
-    def __init__(self, check: Callable[[Driver], _T]) -> None:
+    def __init__(self, check: Callable[[Driver], _T], *, share: Share[_T] | None = None) -> None:
         self._check = check
+        self.share = share
         self.called = False
+        self.shared = False
         self.result: _T | None = None
 
-    def run(self, db: Driver) -> None:
-        """Call the check (the first time only)."""
+    def run(self, db: Driver, sent: Sent | None = None) -> None:
+        """Call the check (the first time only).
+
+        ``sent``: where the second process's items arrive, when it runs the share's
+        function; the share's ``finish`` is then called instead of the check.
+        """
         if not self.called:
             self.called = True
-            self.result = self._check(db)
+            if sent is not None and self.share is not None:
+                self.shared = True
+                self.result = self.share.finish(db, sent)
+            else:
+                self.result = self._check(db)
 
 
 def verify(
@@ -417,7 +474,10 @@ def _verify_beside(
     replica = None
     try:
         with mapped(db), db.snapshot():
-            beside = audit_parallel.start(db, model=model)
+            share = None
+            if meanwhile is not None and meanwhile.share is not None and not meanwhile.called:
+                share = (meanwhile.share.function, meanwhile.share.args)
+            beside = audit_parallel.start(db, model=model, share=share)
             if beside is None:
                 return None
             with beside:
@@ -426,9 +486,11 @@ def _verify_beside(
                 walk = _walk(db, replica, tree, audit_parallel.BESIDE_KINDS)
                 own: _Own | None = None
                 if walk.failure is None and walk.end is None:
+                    # Both while the second process works; the check last, as it may
+                    # share its work with that process once its replay is done.
+                    own = _compare_own(db, replica, tree, walk, model=model)
                     if meanwhile is not None:
-                        meanwhile.run(db)  # while the second process works
-                    own = _compare_own(db, replica, tree, walk, model=model)  # meanwhile too
+                        meanwhile.run(db, beside if share is not None else None)
                 part = beside.result()
                 if part is None or part.tables != audit_parallel.BESIDE_TABLES:
                     return None  # the other process failed, or saw another ledger

@@ -20,6 +20,13 @@ process merges that with its own findings by sequence number, so the report is t
 one a single walk gives. When the second process cannot run, fails or sees another
 head, the whole check runs in one process.
 
+Once its replay is done, the second process may take on work of the caller's check
+(:class:`~pipetrail.ledger.audit.Share`): it imports the function the caller named,
+runs it in a snapshot it opened when it started (with the same head), and sends what it
+yields, one frame at a time, until the first process, which works through the same list
+from the other end, has what it needs and ends it. Whichever process is less loaded does
+more of that work: neither waits for the other.
+
 PostgreSQL ledgers, small ledgers (:data:`PARALLEL_FROM`) and one-CPU machines are
 checked in one process.
 """
@@ -29,8 +36,10 @@ from __future__ import annotations
 import gc
 import marshal
 import os
+import queue
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -46,7 +55,9 @@ from pipetrail.ledger.trusted import DerivedRowProblem
 
 if TYPE_CHECKING:
     import sqlite3
+    from collections.abc import Iterator
     from types import TracebackType
+    from typing import IO
 
     from pipetrail.ledger.driver import Driver
 
@@ -362,23 +373,96 @@ class _Starts:
 
 
 def main() -> None:
-    """The second process: ``FILE SEQ HASH [replay]`` as arguments; writes the :class:`Part`.
+    """The second process: ``FILE SEQ HASH MODE [FUNCTION ARGS]`` as arguments.
 
-    ``replay``: without the model (see :func:`replay_beside`); with it, the number types
-    of the stored rows are left to the first process. Writes ``None`` when it could not
-    check, marshalled. Then exits at once: freeing the model's rows one by one (a few
-    tenths of a second on a million events) would only delay the first process's wait.
+    ``MODE``: ``replay`` replays without the model (see :func:`replay_beside`); ``model``
+    uses it, and leaves the number types of the stored rows to the first process.
+    Writes the :class:`Part` (``None`` when it could not check), one frame (:func:`_frame`).
+    ``FUNCTION`` and ``ARGS`` (marshalled, in hex): the caller's share of its check
+    (:class:`_Share`), whose snapshot is opened first; its items follow the part, a
+    frame each, until they end or the first process ends this one. Then exits at once:
+    freeing the model's rows one by one (a few tenths of a second on a million events)
+    would only delay the first process's wait.
     """
-    file, seq, digest = sys.argv[1:4]
-    model = sys.argv[4:5] != ["replay"]
+    # Paused for good: the replay pauses it (see replay_beside), and resumed after it the
+    # collector would go over every modelled row kept for the exit at each pass while the
+    # share runs (a fifth of a second before the first batch of signatures).
+    gc.disable()
+    file, seq, digest, mode = sys.argv[1:5]
+    head = (int(seq), digest)
+    share = _Share(file, head, sys.argv[5], sys.argv[6]) if len(sys.argv) > 6 else None
     kept: list[object] = []
     try:
-        part = replay_beside(file, (int(seq), digest), model=model, typed=False, keep=kept)
+        part = replay_beside(file, head, model=mode != "replay", typed=False, keep=kept)
     except Exception:  # noqa: BLE001 - any failure: the first process checks it all itself
         part = None
-    sys.stdout.buffer.write(marshal.dumps(None if part is None else _plain(part)))
-    sys.stdout.buffer.flush()
+    out = sys.stdout.buffer
+    out.write(_frame(None if part is None else _plain(part)))
+    out.flush()
+    if share is not None:
+        for item in share.items():
+            out.write(item)
+            out.flush()
     os._exit(0)
+
+
+class _Share:
+    """A caller's share of its check (:class:`~pipetrail.ledger.audit.Share`), run here.
+
+    Its snapshot is opened when the process starts: the ledger's file read-only, in a
+    transaction whose head must be ``head`` (the events the first process verified),
+    which events appended during the replay do not change.
+    """
+
+    def __init__(self, file: str, head: tuple[int, str], function: str, args: str) -> None:
+        import sqlite3
+        import urllib.parse
+
+        from pipetrail.ledger.driver import Driver
+
+        self.db: Driver | None = None
+        self.function, self.args = function, args
+        try:
+            uri = "file:" + urllib.parse.quote(file) + "?mode=ro"
+            db = Driver(sqlite3.connect(uri, uri=True), "sqlite")
+            db.execute("BEGIN")
+            found = db.rows("SELECT seq, hash FROM ledger_head WHERE id = 1")
+            if found and (int(found[0][0]), str(found[0][1])) == head:
+                self.db = db
+            else:
+                db.close()
+        except Exception:  # noqa: BLE001, S110 - any failure: the first process does it all
+            pass
+
+    def items(self) -> Iterator[bytes]:
+        """The function's items, each one frame; they stop at the first failure of any kind."""
+        if self.db is None:
+            return
+        import importlib
+
+        try:
+            module, _, name = self.function.partition(":")
+            run = getattr(importlib.import_module(module), name)
+            args = marshal.loads(bytes.fromhex(self.args))  # noqa: S302 - from the first process
+            for item in run(self.db, *args):
+                yield _frame(item)
+        except Exception:  # noqa: BLE001, S110 - the first process does the rest itself
+            pass
+
+
+def _frame(value: Any) -> bytes:
+    """``value`` marshalled, after its length (8 bytes, big-endian)."""
+    data = marshal.dumps(value)
+    return len(data).to_bytes(8, "big") + data
+
+
+def _read_frame(stream: IO[bytes]) -> bytes | None:
+    """The next frame's bytes; None at the end of the stream or in a cut frame."""
+    size = stream.read(8)
+    if len(size) != 8:
+        return None
+    data = stream.read(int.from_bytes(size, "big"))
+    return data if len(data) == int.from_bytes(size, "big") else None
 
 
 def _plain(part: Part) -> tuple[Any, ...]:
@@ -401,21 +485,77 @@ def _part(found: Any) -> Part:
 
 
 class Beside:
-    """The second process, running; a context manager that ends it if still running."""
+    """The second process, running; a context manager that ends it if still running.
 
-    def __init__(self, process: subprocess.Popen[bytes]) -> None:
+    ``share``: it was given a share of the caller's check; its frames are then read as
+    they come, by a thread of this process (see :meth:`_drain`).
+    """
+
+    def __init__(self, process: subprocess.Popen[bytes], *, share: bool = False) -> None:
         self._process = process
+        self._part: queue.SimpleQueue[bytes | None] = queue.SimpleQueue()
+        self._items: queue.SimpleQueue[bytes] = queue.SimpleQueue()
+        self._answered = threading.Event()  # the part's frame (or the end) was read
+        self._reader: threading.Thread | None = None
+        if share:
+            self._reader = threading.Thread(target=self._drain, daemon=True)
+            self._reader.start()
+
+    def _drain(self) -> None:
+        """Read the process's frames as it writes them: the part, then the share's items.
+
+        Read as they come, not when wanted: the first process takes the items while it
+        works through the same list, and a pipe's buffer full of them would stop the
+        second process until read.
+        """
+        assert self._process.stdout is not None  # noqa: S101 - stdout=PIPE
+        try:
+            while (frame := _read_frame(self._process.stdout)) is not None:
+                if self._answered.is_set():
+                    self._items.put(frame)
+                else:
+                    self._part.put(frame)
+                    self._answered.set()
+        except (OSError, ValueError):
+            pass
+        if not self._answered.is_set():
+            self._part.put(None)
+            self._answered.set()
+
+    def arrived(self) -> list[Any]:
+        """The share's items that arrived since the last call (does not wait)."""
+        found = []
+        while not self._items.empty():
+            item = _loaded(self._items.get())
+            if item is not None:
+                found.append(item)
+        return found
+
+    def enough(self) -> None:
+        """No more of the share's items are wanted: end the process if its part is in.
+
+        Once the part was read the process only works on the share; before, it is left
+        to its replay.
+        """
+        if self._answered.is_set() and self._process.poll() is None:
+            self._process.kill()
 
     def result(self) -> Part | None:
-        """Wait for what it found; None when it failed or saw another ledger."""
-        assert self._process.stdout is not None  # noqa: S101 - stdout=PIPE
-        out = self._process.stdout.read()
-        if self._process.wait() != 0:
-            return None
+        """Wait for what it found; None when it failed or saw another ledger.
+
+        With a share, the process goes on with it: the part's frame is its answer.
+        """
+        if self._reader is not None:
+            found = _loaded(self._part.get())
+        else:
+            assert self._process.stdout is not None  # noqa: S101 - stdout=PIPE
+            frame = _read_frame(self._process.stdout)
+            if self._process.wait() != 0:
+                return None
+            found = _loaded(frame)
         try:
-            found = marshal.loads(out)  # noqa: S302 - written by the process this one started
             return None if found is None else _part(found)
-        except (EOFError, ValueError, TypeError):
+        except (ValueError, TypeError):
             return None
 
     def __enter__(self) -> Beside:
@@ -430,11 +570,25 @@ class Beside:
         if self._process.poll() is None:
             self._process.kill()  # its answer is no longer wanted
         self._process.wait()
+        if self._reader is not None:
+            self._reader.join()  # the pipe ended with the process
         if self._process.stdout is not None:
             self._process.stdout.close()
 
 
-def start(db: Driver, *, model: bool = True) -> Beside | None:
+def _loaded(frame: bytes | None) -> Any:
+    """A frame's value (written by the process this one started); None if unreadable."""
+    if frame is None:
+        return None
+    try:
+        return marshal.loads(frame)  # noqa: S302 - written by the process this one started
+    except (EOFError, ValueError, TypeError):
+        return None
+
+
+def start(
+    db: Driver, *, model: bool = True, share: tuple[str, tuple[Any, ...]] | None = None
+) -> Beside | None:
     """Start the second process's replay of ``db``'s snapshot, when worth it.
 
     Call inside the snapshot the first process reads: the head it reads now is the one
@@ -443,7 +597,9 @@ def start(db: Driver, *, model: bool = True) -> Beside | None:
     on its path; nothing else of the caller's program runs in it. ``model``: see
     :func:`replay_beside`; with it, the caller checks the number types of
     :data:`BESIDE_TABLES` in its snapshot (:meth:`Replica.check_types`), which the second
-    process leaves out so both finish together.
+    process leaves out so both finish together. ``share``: a share of the caller's check,
+    its function's name and arguments (see :class:`~pipetrail.ledger.audit.Share`);
+    None too when the arguments cannot be marshalled.
 
     Returns:
         The running process, or None (PostgreSQL, a ledger not in a file, a small one,
@@ -460,7 +616,12 @@ def start(db: Driver, *, model: bool = True) -> Beside | None:
     head = (int(found[0][0]), str(found[0][1]))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([_PACKAGE_ROOT, *filter(None, [env.get("PYTHONPATH")])])
-    flags = [] if model else ["replay"]
+    flags = ["model" if model else "replay"]
+    if share is not None:
+        try:
+            flags += [share[0], marshal.dumps(share[1]).hex()]
+        except ValueError:
+            return None
     try:
         process = subprocess.Popen(
             [sys.executable, "-c", _RUN, file, str(head[0]), head[1], *flags],
@@ -471,7 +632,7 @@ def start(db: Driver, *, model: bool = True) -> Beside | None:
         )
     except OSError:
         return None
-    return Beside(process)
+    return Beside(process, share=share is not None)
 
 
 _RUN = "from pipetrail.ledger.audit_parallel import main; main()"
