@@ -180,30 +180,7 @@ def run_row(
     ``encode``: as :func:`step_row`'s, for the JSON columns (``record`` holds members of
     the payload, so what holds for a member holds for it).
     """
-    record = {k: v for k, v in p.items() if k not in _RUN_RECORD_KEYS}
-    git = p.get("git")
-    return {
-        "run_id": p["run_id"],
-        "pipeline": p["pipeline"],
-        "pipeline_fingerprint": p["pipeline_fingerprint"],
-        "status": "running",
-        "owner": p["owner"],
-        "host": p["host"],
-        "process": p["process"],
-        "params": _text(p["params"], encode),
-        "seed": p["seed"],
-        "git": None if git is None else _text(git, encode),
-        "environment": p.get("environment"),
-        "record": _text(record, encode),
-        "started_at": p["started_at"],
-        "ended_at": None,
-        "error": None,
-        "steps_total": p.get("steps_total", 0),
-        "first_seq": event.seq,
-        "last_seq": event.seq,
-        "name": p.get("name"),
-        "purpose": run_purpose(p),
-    }
+    return dict(zip(RUN_ROW_COLUMNS, run_values(event.seq, p, encode), strict=True))
 
 
 # The columns of the rows :func:`run_values` and :func:`run_param_values` give, in the
@@ -221,8 +198,7 @@ def run_values(
 ) -> tuple[Any, ...]:
     """:func:`run_row`'s values for the event at ``seq``, in the order of :data:`RUN_ROW_COLUMNS`.
 
-    For ``audit verify``, which compares rows as tuples: the same values as
-    :func:`run_row`, without the dictionary (tests hold the two equal).
+    ``audit verify`` compares rows as these tuples; :func:`run_row` names them.
     """
     record = {k: v for k, v in p.items() if k not in _RUN_RECORD_KEYS}
     git = p.get("git")
@@ -268,15 +244,7 @@ def run_param_rows(
     p: dict[str, Any], encode: Callable[[Any], Any] | None = None
 ) -> list[dict[str, Any]]:
     """The ``run_params`` rows a ``run.started`` event inserts (``encode``: see :func:`run_row`)."""
-    return [
-        {
-            "run_id": p["run_id"],
-            "name": name,
-            "value": param_text(value, encode),
-            "num": param_number(value),
-        }
-        for name, value in sorted((p["params"] or {}).items())
-    ]
+    return [dict(zip(PARAM_ROW_COLUMNS, row, strict=True)) for row in run_param_values(p, encode)]
 
 
 def run_tag_rows(event: Event, p: dict[str, Any]) -> list[dict[str, Any]]:

@@ -10,7 +10,6 @@ This module must not import SQLAlchemy at module level.
 
 from __future__ import annotations
 
-import bisect
 import functools
 import itertools
 import json
@@ -20,8 +19,6 @@ import re
 import sqlite3
 from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, Any
-
-import orjson
 
 from pipetrail.errors import AmbiguousPrefixError, NotFoundError, TamperedLedgerError
 from pipetrail.ledger.db_errors import is_database_error, ledger_error
@@ -36,6 +33,7 @@ from pipetrail.ledger.trusted import (
     STEP_COLUMNS,
     node_steps_sql,
     parse_json,
+    parse_json_all,
     step_run_result,
     trusted_artifact,
     trusted_step_run,
@@ -101,7 +99,7 @@ def _decode(row: Row) -> Row:
 def _decoded(rows: list[Row]) -> list[Row]:
     """:func:`_decode` of each of the rows of one query (they have the same columns).
 
-    The JSON texts of all the rows are read together by :func:`_parsed_all`, which reads
+    The JSON texts of all the rows are read together by :func:`parse_json_all`, which reads
     each as :func:`parse_json` does: a run's step rows are read back a thousand at a time.
     """
     if not rows:
@@ -111,57 +109,10 @@ def _decoded(rows: list[Row]) -> list[Row]:
         return rows
     places = [(row, key) for row in rows for key in keys if isinstance(row[key], str)]
     for (row, key), value in zip(
-        places, _parsed_all([row[key] for row, key in places]), strict=True
+        places, parse_json_all([row[key] for row, key in places]), strict=True
     ):
         row[key] = value
     return rows
-
-
-# Every byte but an ASCII digit maps to "x", every digit to "0" (see _parsed_all).
-_DIGIT_MAP = bytes(0x30 if 0x30 <= b <= 0x39 else 0x78 for b in range(256))
-_DIGIT_RUN = b"0" * 19
-
-
-def _parsed_all(texts: list[str]) -> list[Any]:
-    """:func:`parse_json` of each of ``texts``, with one check of them all for orjson.
-
-    :func:`parse_json` lets orjson read a text unless it holds nineteen ASCII digits in a
-    row (an integer orjson might read otherwise than ``json.loads``, beyond 64 bits) or
-    cannot be encoded; what orjson refuses goes to ``json.loads``. Here the digits are
-    looked for once in all the texts joined by line breaks (no run spans two texts),
-    instead of once per text: the texts holding such a run, and every text when one is
-    not ASCII, go through :func:`parse_json`; orjson reads the others, and a text it
-    refuses goes through :func:`parse_json` too. Each value is what :func:`parse_json`
-    gives for its text.
-    """
-    joined = "\n".join(texts)
-    if not joined.isascii():
-        return [parse_json(text) for text in texts]
-    mapped = joined.encode("ascii").translate(_DIGIT_MAP)
-    slow: set[int] = set()
-    at = mapped.find(_DIGIT_RUN)
-    if at >= 0:
-        ends = list(itertools.accumulate(len(text) + 1 for text in texts))
-        while at >= 0:
-            index = bisect.bisect_right(ends, at)
-            slow.add(index)
-            at = mapped.find(_DIGIT_RUN, ends[index])
-    loads = orjson.loads
-    if not slow:
-        try:
-            return [loads(text) for text in texts]
-        except orjson.JSONDecodeError:
-            pass  # one of them is refused: each is read as below
-    values: list[Any] = []
-    for index, text in enumerate(texts):
-        if index in slow:
-            values.append(parse_json(text))
-            continue
-        try:
-            values.append(loads(text))
-        except orjson.JSONDecodeError:
-            values.append(parse_json(text))
-    return values
 
 
 class Reader(ABC):

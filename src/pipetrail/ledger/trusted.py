@@ -17,7 +17,9 @@ caught here (docs/adr/0012-what-the-ledger-read-path-trusts.md).
 
 from __future__ import annotations
 
+import bisect
 import contextlib
+import itertools
 import json
 import operator
 from dataclasses import dataclass
@@ -57,6 +59,7 @@ __all__ = [
     "link_problem",
     "node_steps_sql",
     "parse_json",
+    "parse_json_all",
     "trusted_artifact",
     "step_run_result",
     "trusted_step_payload",
@@ -347,6 +350,48 @@ def _parsed(text: str) -> tuple[Any, bool]:
         except orjson.JSONDecodeError:
             pass  # the standard library accepts more, or says what is wrong
     return json.loads(text), False
+
+
+def parse_json_all(texts: list[str]) -> list[Any]:
+    """:func:`parse_json` of each of ``texts``, with one check of them all for orjson.
+
+    :func:`parse_json` lets orjson read a text unless it holds nineteen ASCII digits in a
+    row (an integer orjson might read otherwise than ``json.loads``, beyond 64 bits) or
+    cannot be encoded; what orjson refuses goes to ``json.loads``. Here the digits are
+    looked for once in all the texts joined by line breaks (no run spans two texts),
+    instead of once per text: the texts holding such a run, and every text when one is
+    not ASCII, go through :func:`parse_json`; orjson reads the others, and a text it
+    refuses goes through :func:`parse_json` too. Each value is what :func:`parse_json`
+    gives for its text.
+    """
+    joined = "\n".join(texts)
+    if not joined.isascii():
+        return [parse_json(text) for text in texts]
+    mapped = joined.encode("ascii").translate(_DIGITS)
+    slow: set[int] = set()
+    at = mapped.find(_RUN_OF_19)
+    if at >= 0:
+        ends = list(itertools.accumulate(len(text) + 1 for text in texts))
+        while at >= 0:
+            index = bisect.bisect_right(ends, at)
+            slow.add(index)
+            at = mapped.find(_RUN_OF_19, ends[index])
+    loads = orjson.loads
+    if not slow:
+        try:
+            return [loads(text) for text in texts]
+        except orjson.JSONDecodeError:
+            pass  # one of them is refused: each is read as below
+    values: list[Any] = []
+    for index, text in enumerate(texts):
+        if index in slow:
+            values.append(parse_json(text))
+            continue
+        try:
+            values.append(loads(text))
+        except orjson.JSONDecodeError:
+            values.append(parse_json(text))
+    return values
 
 
 def _negative_run(data: bytes, mapped: bytes) -> bool:

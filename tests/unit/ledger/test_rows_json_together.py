@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from pipetrail.ledger.queries import _decode, _decoded, _parsed_all
-from pipetrail.ledger.trusted import parse_json
+from pipetrail.ledger.queries import _decode, _decoded
+from pipetrail.ledger.trusted import parse_json, parse_json_all
 
 _TEXTS = [
     '{"a":1,"b":[true,false,null],"c":{"d":"e"}}',
@@ -37,39 +37,39 @@ def _same(got: list[Any], texts: list[str]) -> None:
 @pytest.mark.parametrize("at", range(len(_TEXTS)))
 def test_each_text_reads_as_parse_json_reads_it_among_plain_ones(at: int) -> None:
     texts = ['{"x":1}', '{"y":[2,3]}', _TEXTS[at], '{"z":"w"}']
-    _same(_parsed_all(texts), texts)
+    _same(parse_json_all(texts), texts)
 
 
 def test_all_texts_together_read_as_one_by_one() -> None:
-    _same(_parsed_all(_TEXTS), _TEXTS)
+    _same(parse_json_all(_TEXTS), _TEXTS)
 
 
 def test_a_big_integer_stays_exact_beside_plain_texts() -> None:
     texts = ['{"a":1}', '{"n":123456789012345678901234567890}', '{"b":2}']
-    assert _parsed_all(texts)[1]["n"] == 123456789012345678901234567890
+    assert parse_json_all(texts)[1]["n"] == 123456789012345678901234567890
 
 
 def test_digits_across_two_texts_are_not_one_run() -> None:
     # Ten digits ending one text and ten starting the next are no run of nineteen.
     texts = ["1234567890", "1234567890"]
-    assert _parsed_all(texts) == [1234567890, 1234567890]
+    assert parse_json_all(texts) == [1234567890, 1234567890]
 
 
 @pytest.mark.parametrize("odd", ['"caf\\u00e9"', '"café"', '"\\ud800"'])
 def test_texts_not_ascii_or_with_escapes_read_the_same(odd: str) -> None:
     texts = ['{"a":1}', odd, "18446744073709551616"]
-    _same(_parsed_all(texts), texts)
+    _same(parse_json_all(texts), texts)
 
 
 def test_a_text_with_a_lone_surrogate_reads_as_parse_json_reads_it() -> None:
     texts = ['{"a":1}', '"\ud800"']
-    assert _parsed_all(texts) == [parse_json(t) for t in texts]
+    assert parse_json_all(texts) == [parse_json(t) for t in texts]
 
 
 @pytest.mark.parametrize("bad", ["", "{", "[1,]", "nope"])
 def test_a_text_that_is_not_json_is_refused(bad: str) -> None:
     with pytest.raises(ValueError):
-        _parsed_all(['{"a":1}', bad])
+        parse_json_all(['{"a":1}', bad])
 
 
 def test_rows_read_together_equal_rows_read_one_by_one() -> None:
