@@ -226,6 +226,8 @@ def test_a_cached_run_on_sqlite_imports_no_sqlalchemy_rich_or_unused_formats(
         "yaml",  # no params file
         "pipetrail.execution.parity",  # parity is off
         "pipetrail.execution.task",  # no step executes
+        "pipetrail.execution.metrics",  # nor records metrics
+        "pipetrail.execution.telemetry",  # no [telemetry]: no trace is built or sent
         "pipetrail.execution.boundaries",
         "pipetrail.capture.output",
         "pipetrail.ledger.audit",  # nothing walks the chain

@@ -29,7 +29,7 @@ from pipetrail.core.version import VERSION
 from pipetrail.execution.crash import closing_fields
 from pipetrail.execution.environment_record import stored_environment
 from pipetrail.execution.executors import InlineExecutor, executor_settings
-from pipetrail.execution.metrics import decode_series
+from pipetrail.execution.metric_format import decode_series
 from pipetrail.execution.params_files import params_file_records
 from pipetrail.execution.records import blob_artifact, jsonable
 from pipetrail.execution.run_state import emit, flush

@@ -68,7 +68,7 @@ from pipetrail.execution.run_events import end_run, run_started_events
 from pipetrail.execution.run_sources import observe_sources
 from pipetrail.execution.run_state import RunOptions, RunState, close_flush_timer
 from pipetrail.execution.scheduler import run_nodes
-from pipetrail.execution.telemetry import export_run_trace, telemetry_settings
+from pipetrail.execution.telemetry_config import telemetry_settings
 from pipetrail.hashing.code import CodeFingerprint, code_fingerprint
 from pipetrail.hashing.code_analysis import using_code_cache
 from pipetrail.hashing.code_cache import CodeCache
@@ -166,6 +166,18 @@ def _run(
         return _record(state, definition, resolved, pipeline_fp, options)
 
 
+def _export_trace(state: RunState) -> None:
+    """Export the ended run's trace when the project exports traces.
+
+    Most projects do not (``state.telemetry`` is None): the exporter is then not imported.
+    """
+    if state.telemetry is None:
+        return
+    from pipetrail.execution.telemetry import export_run_trace
+
+    export_run_trace(state.project, state.run_id, state.telemetry)
+
+
 def _record(
     state: RunState,
     definition: PipelineDefinition,
@@ -225,7 +237,7 @@ def _record(
         finally:
             observer.run_finished(run_id=state.run_id, status=status)
             run_ended(project, state.run_id, status)
-            export_run_trace(project, state.run_id, state.telemetry)
+            _export_trace(state)
         if isinstance(exc, KeyboardInterrupt):
             raise _interrupted(exc, state.run_id) from exc
         raise
@@ -234,7 +246,7 @@ def _record(
     finally:
         observer.run_finished(run_id=state.run_id, status="completed")
         run_ended(project, state.run_id, "completed")
-        export_run_trace(project, state.run_id, state.telemetry)
+        _export_trace(state)
     return Run(
         state.run_id,
         project,
