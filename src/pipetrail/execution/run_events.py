@@ -30,7 +30,6 @@ from pipetrail.execution.crash import closing_fields
 from pipetrail.execution.environment_record import stored_environment
 from pipetrail.execution.executors import InlineExecutor, executor_settings
 from pipetrail.execution.metric_format import decode_series
-from pipetrail.execution.params_files import params_file_records
 from pipetrail.execution.records import blob_artifact, jsonable
 from pipetrail.execution.run_state import emit, flush
 from pipetrail.ledger import EventDraft, EventKind
@@ -126,6 +125,8 @@ def run_started_events(
     if contracts:
         payload["contracts"] = contracts
     if options.params_files:
+        from pipetrail.execution.params_files import params_file_records
+
         files_payload, file_artifacts = params_file_records(
             options.params_files, store, root=project.root
         )

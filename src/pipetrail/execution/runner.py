@@ -61,10 +61,10 @@ from pipetrail.execution.interrupts import (
 from pipetrail.execution.loader import pipeline_module_files, pipeline_modules
 from pipetrail.execution.node_identity import node_identities
 from pipetrail.execution.observer import NullObserver
-from pipetrail.execution.params_files import resolve_run_params
 from pipetrail.execution.records import is_recorded_output
 from pipetrail.execution.run import Run
 from pipetrail.execution.run_events import end_run, run_started_events
+from pipetrail.execution.run_params import resolve_run_params
 from pipetrail.execution.run_sources import observe_sources
 from pipetrail.execution.run_state import RunOptions, RunState, close_flush_timer
 from pipetrail.execution.scheduler import run_nodes
