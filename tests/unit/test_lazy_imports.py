@@ -225,7 +225,8 @@ def test_a_cached_run_on_sqlite_imports_no_sqlalchemy_rich_or_unused_formats(
         "shutil",
         "yaml",  # no params file
         "pipetrail.execution.params_files",
-        "pipetrail.contracts.fingerprint",  # no step declares a contract
+        "pipetrail.core.contract",  # no step declares a contract
+        "pipetrail.contracts.fingerprint",
         "pipetrail.execution.parity",  # parity is off
         "pipetrail.execution.task",  # no step executes
         "pipetrail.execution.metrics",  # nor records metrics
