@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any
 
 from pipetrail.capture import (
     capture_environment,
-    capture_git,
     current_host,
     current_owner,
     process_identity,
 )
+from pipetrail.capture.git_probe import git_state
 from pipetrail.capture.log_context import trace_id_for
 from pipetrail.core.clock import format_ts, utcnow
 from pipetrail.core.version import VERSION
@@ -71,7 +71,7 @@ def run_started_events(
     executor = executor or InlineExecutor()
     settings = executor_settings(executor)
     artifacts: list[tuple[StoredArtifact, str]] = []
-    git = capture_git(project.root)
+    git = git_state(project.root)
     git_record: dict[str, Any] | None = None
     if git is not None:
         git_record = git.to_record()
