@@ -229,6 +229,7 @@ def test_a_cached_run_on_sqlite_imports_no_sqlalchemy_rich_or_unused_formats(
         "pipetrail.contracts.fingerprint",
         "pipetrail.store.sealed",  # nothing is sensitive: nothing is sealed
         "pipetrail.capture.git",  # no repository holds the project
+        "pipetrail.execution.quotas",  # no [quotas]
         "pipetrail.execution.parity",  # parity is off
         "pipetrail.execution.task",  # no step executes
         "pipetrail.execution.metrics",  # nor records metrics
