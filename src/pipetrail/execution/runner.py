@@ -39,9 +39,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.capture import capture_environment, validate_seed
+from pipetrail.capture.distributions import cached_module_distributions
 from pipetrail.capture.log_context import LogContext, bound
 from pipetrail.capture.seeds import held_states
 from pipetrail.core.clock import new_id
@@ -73,6 +75,7 @@ from pipetrail.hashing.code import CodeFingerprint, code_fingerprint
 from pipetrail.hashing.code_analysis import using_code_cache
 from pipetrail.hashing.code_cache import CodeCache
 from pipetrail.hashing.digest import digest_plain
+from pipetrail.hashing.locality import using_module_distributions
 from pipetrail.ledger import EventKind
 from pipetrail.ledger.annotations import validate_name, validate_tags
 from pipetrail.store.gc_lock import run_lease
@@ -144,9 +147,12 @@ def _run(
     graph = definition.build(resolved)
     state = RunState(run_id=new_id(), graph=graph, project=project, run_seed=run_seed)
     # What code fingerprints read from unchanged source files comes from the project's
-    # code cache (see pipetrail.hashing.code_analysis); values are always read live.
-    code_cache = CodeCache(project.config.state_dir / "cache" / "code.db")
-    with code_cache, using_code_cache(code_cache):
+    # code cache (see pipetrail.hashing.code_analysis); values are always read live. The
+    # distributions providing the libraries they use come from the distributions cache.
+    cache_dir = project.config.state_dir / "cache"
+    code_cache = CodeCache(cache_dir / "code.db")
+    modules = functools.cache(functools.partial(cached_module_distributions, cache_dir))
+    with code_cache, using_code_cache(code_cache), using_module_distributions(modules):
         for node in graph.nodes.values():
             if id(node.step) in state.fingerprints:
                 continue  # a step called again: its outputs, code and contracts are known
