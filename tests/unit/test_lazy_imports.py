@@ -224,8 +224,16 @@ def test_a_cached_run_on_sqlite_imports_no_sqlalchemy_rich_or_unused_formats(
         "zipfile",
         "shutil",
         "yaml",  # no params file
+        "pipetrail.execution.params_files",
+        "pipetrail.core.contract",  # no step declares a contract
+        "pipetrail.contracts.fingerprint",
+        "pipetrail.store.sealed",  # nothing is sensitive: nothing is sealed
+        "pipetrail.capture.git",  # no repository holds the project
+        "pipetrail.execution.quotas",  # no [quotas]
         "pipetrail.execution.parity",  # parity is off
         "pipetrail.execution.task",  # no step executes
+        "pipetrail.execution.metrics",  # nor records metrics
+        "pipetrail.execution.telemetry",  # no [telemetry]: no trace is built or sent
         "pipetrail.execution.boundaries",
         "pipetrail.capture.output",
         "pipetrail.ledger.audit",  # nothing walks the chain

@@ -31,13 +31,20 @@ from pipetrail.hashing import digest_bytes
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
-__all__ = ["cached_distributions", "list_distributions"]
+__all__ = [
+    "cached_distributions",
+    "cached_module_distributions",
+    "list_distributions",
+    "module_distributions",
+]
 
 _log = logging.getLogger(__name__)
 
 # Bump when the cached file's layout or the key's inputs change, so old files are ignored.
 _CACHE_FORMAT = 4
 _CACHE_FILE = "distributions.json"
+_MODULES_FORMAT = 1
+_MODULES_FILE = "module_distributions.json"
 # A directory modified this recently may be modified again within the same timestamp tick
 # (kernel timestamps are coarse-grained), which the key could not tell apart; such a
 # listing is used but not cached ("racy git" rule).
@@ -280,6 +287,89 @@ def cached_distributions(cache_dir: Path | None) -> list[dict[str, Any]]:
     return list(distributions)
 
 
+def module_distributions() -> dict[str, tuple[str, str]]:
+    """Top-level module name -> ``(distribution, version)`` of the distribution providing it.
+
+    What :func:`pipetrail.hashing.locality.distribution_of` answers, for every module at
+    once: of the distributions ``importlib.metadata.packages_distributions`` names for a
+    module, the first by name, with its ``importlib.metadata.version``. A module no
+    distribution provides (or whose distribution has no version) is absent.
+    """
+    import importlib.metadata
+
+    _forget_listing_caches()
+    found: dict[str, tuple[str, str]] = {}
+    for top, names in importlib.metadata.packages_distributions().items():
+        if not names:
+            continue
+        name = sorted(names)[0]
+        try:
+            found[top] = (name, importlib.metadata.version(name))
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return found
+
+
+def cached_module_distributions(cache_dir: Path) -> dict[str, tuple[str, str]]:
+    """:func:`module_distributions`, through the cache file ``module_distributions.json``.
+
+    Reading which distribution provides each module means reading every installed
+    distribution's file list (about 0.15 s for a hundred distributions), at every run
+    whose steps use a library. The answer depends only on the distributions' metadata
+    folders, so it is kept under the same key as ``distributions.json`` (the metadata
+    entries of every ``sys.path`` folder, see :func:`_distributions_key`) and with the
+    same rules: a file that fails its check or was written by another version is
+    ignored, and an answer made within the racy window of a folder's change is used but
+    not kept. The caller must not modify the value.
+    """
+    cache_file = cache_dir / _MODULES_FILE
+    started = time.time_ns()
+    try:
+        cached = read_remembered(cache_file, _parse_modules)
+    except OSError:
+        cached = None
+    known = cached["folders"] if cached is not None else {}
+    key, newest, folders = _distributions_key(known, started)
+    if cached is not None and cached["key"] == key:
+        modules: dict[str, tuple[str, str]] = cached["modules"]
+        return modules
+    modules = module_distributions()
+    if started - newest > _RACY_WINDOW_NS:
+        body = {
+            "format": _MODULES_FORMAT,
+            "pipetrail": VERSION,
+            "key": key,
+            "folders": folders,
+            "modules": {top: list(found) for top, found in sorted(modules.items())},
+        }
+        _write_file(cache_file, _cache_payload(body), prefix=".module-distributions-")
+    return modules
+
+
+def _parse_modules(payload: bytes) -> dict[str, Any] | None:
+    check, _, text = payload.partition(b"\n")
+    try:
+        if check.decode("ascii") != digest_bytes(text):
+            _log.debug("the module distributions cache fails its check; ignored")
+            return None
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("format") != _MODULES_FORMAT:
+        return None
+    if data.get("pipetrail") != VERSION or not isinstance(data.get("key"), str):
+        return None
+    modules, folders = data.get("modules"), data.get("folders")
+    if not isinstance(modules, dict) or not isinstance(folders, dict):
+        return None
+    found: dict[str, tuple[str, str]] = {}
+    for top, pair in modules.items():
+        if not (isinstance(pair, list) and len(pair) == 2 and all(type(x) is str for x in pair)):
+            return None
+        found[top] = (pair[0], pair[1])
+    return {"key": data["key"], "folders": folders, "modules": found}
+
+
 # One folder on sys.path: its inode, mtime_ns and ctime_ns, and its package metadata
 # entries ([name, inode, mtime_ns], see _metadata_entries) as they were then.
 _Folder = list[Any]
@@ -446,8 +536,6 @@ def _write_cache(
     distributions: list[dict[str, Any]],
 ) -> None:
     """Write the cache atomically; a failure only costs speed, so it is logged, not raised."""
-    import tempfile  # only needed on a cache miss
-
     body: dict[str, Any] = {
         "format": _CACHE_FORMAT,
         "pipetrail": VERSION,
@@ -455,10 +543,16 @@ def _write_cache(
         "folders": folders,
         "distributions": distributions,
     }
-    payload = _cache_payload(body)
+    _write_file(cache_file, _cache_payload(body), prefix=".distributions-")
+
+
+def _write_file(cache_file: Path, payload: bytes, *, prefix: str) -> None:
+    """Write a cache file atomically; a failure only costs speed: logged, not raised."""
+    import tempfile  # only needed on a cache miss
+
     try:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache_file.parent, prefix=".distributions-")
+        fd, tmp = tempfile.mkstemp(dir=cache_file.parent, prefix=prefix)
         try:
             with os.fdopen(fd, "wb") as f:
                 f.write(payload)

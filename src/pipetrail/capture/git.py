@@ -9,7 +9,7 @@ when the working tree's top folder is plain to see (the nearest folder holding a
 when tracked files changed. When the top folder is not plain to see (``GIT_DIR`` and
 friends, ceiling directories, a file-system boundary, a ``core.worktree`` setting, a
 bare repository) git is asked for it, ``rev-parse`` beside ``status`` in parallel.
-Imports only ``pipetrail.hashing`` and the standard library.
+Imports only ``pipetrail.hashing``, its sibling ``git_probe`` and the standard library.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from pipetrail.capture.git_probe import GIT_LOCATION_VARS as _GIT_LOCATION_VARS
+from pipetrail.capture.git_probe import may_be_in_repository as _may_be_in_repository
 from pipetrail.hashing import digest_bytes
 
 if TYPE_CHECKING:
@@ -39,8 +41,6 @@ _DEFAULT_TIMEOUT_S = 10.0
 _GIT = ("git", "-c", "core.quotepath=off", "--no-optional-locks")
 # Messages are matched in English, whatever the user's locale.
 _GIT_ENV_OVERRIDES = {"LC_ALL": "C"}
-# Variables that point git at a repository other than the one it would discover.
-_GIT_LOCATION_VARS = ("GIT_DIR", "GIT_WORK_TREE", "GIT_COMMON_DIR")
 # A `worktree = ...` line anywhere in a config file (core.worktree, or an include that
 # could set it: any doubt lets git decide). Also matches `[include]`/`[includeIf]`.
 _WORKTREE_SETTING = re.compile(r"^\s*(worktree\s*=|\[\s*include)", re.IGNORECASE | re.MULTILINE)
@@ -163,30 +163,6 @@ def capture_git(path: Path, *, timeout: float = _DEFAULT_TIMEOUT_S) -> GitState 
         untracked=sorted(untracked),
         root=root,
     )
-
-
-def _may_be_in_repository(where: Path) -> bool:
-    """Whether git could find a repository for ``where``; False only when it surely cannot.
-
-    Git's discovery walks up from ``where`` looking for a ``.git`` entry (a folder, or a
-    file naming one) or a folder that is itself a git folder (a bare repository, or the
-    inside of ``.git``), unless ``GIT_DIR`` and friends point elsewhere. This checks the
-    same places without starting git: two process starts saved at every run outside a
-    repository. Anything that might be a repository answers True, and git decides.
-    """
-    if any(os.environ.get(name) for name in _GIT_LOCATION_VARS):
-        return True
-    folder = os.path.abspath(where)
-    while True:
-        if os.path.lexists(os.path.join(folder, ".git")) or (
-            os.path.isfile(os.path.join(folder, "HEAD"))
-            and os.path.isdir(os.path.join(folder, "objects"))
-        ):
-            return True
-        parent = os.path.dirname(folder)
-        if parent == folder:
-            return False
-        folder = parent
 
 
 def _work_tree_top(where: Path) -> str | None:

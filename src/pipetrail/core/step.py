@@ -16,13 +16,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, overload
 
 from pipetrail.core.classification import step_labels
-from pipetrail.core.contract import Boundary, bind_contracts
 from pipetrail.core.graph import current_builder
 from pipetrail.core.resources import Resources, parse_resources
 from pipetrail.errors import DefinitionError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
+
+    from pipetrail.core.contract import Boundary
 
 __all__ = ["MAX_NODE_NAME_LENGTH", "Step", "StepOptions", "step", "validate_node_name"]
 
@@ -225,6 +226,24 @@ class _Binding:
         return bound
 
 
+def _bound_contracts(
+    step_name: str,
+    func: Callable[..., Any],
+    outputs: tuple[str, ...],
+    contracts: Mapping[str, Any] | None,
+) -> tuple[Boundary, ...]:
+    """:func:`~pipetrail.core.contract.bind_contracts` for a step that declares contracts.
+
+    Most steps declare none: they get no boundaries without the contracts module being
+    imported or the function's signature read.
+    """
+    if not contracts:
+        return ()
+    from pipetrail.core.contract import bind_contracts
+
+    return bind_contracts(step_name, func, inspect.signature(func), outputs, contracts)
+
+
 def _output_names(func: Callable[..., Any], declared: tuple[str, ...] | None) -> tuple[str, ...]:
     if declared is not None:
         if not declared or len(set(declared)) != len(declared):
@@ -339,7 +358,7 @@ def step(
             cache=cache,
             outputs=output_names,
             allow_pickle=allow_pickle,
-            contracts=bind_contracts(step_name, f, inspect.signature(f), output_names, contracts),
+            contracts=_bound_contracts(step_name, f, output_names, contracts),
             classification=tuple(
                 sorted(step_labels(step_name, output_names, classification).items())
             ),

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 from pipetrail.core.classification import LABELS, PUBLIC, is_sensitive, strictest
 from pipetrail.core.graph import OutputRef, SourceRef
 from pipetrail.errors import DefinitionError, StoreError
-from pipetrail.store.sealed import SealedStore, SealingKeys
 from pipetrail.store.serializers.kept_bytes import BytesKeeper
 
 if TYPE_CHECKING:
@@ -31,6 +30,7 @@ if TYPE_CHECKING:
 
     from pipetrail.core.graph import PipelineGraph
     from pipetrail.store import ContentStore, SerializerRegistry, StoredArtifact
+    from pipetrail.store.sealed import SealedStore, SealingKeys
 
 __all__ = [
     "DECLASSIFY_MIN_K",
@@ -247,6 +247,9 @@ def store_outputs(
         if privacy is None or privacy.keys is None:
             raise StoreError(f"step {step!r}: output {name!r} is {label!r} but no key is open")
         if sealed is None or sealed_keeper is None:
+            # Imported here: only a sensitive output is sealed.
+            from pipetrail.store.sealed import SealedStore
+
             sealed = SealedStore(store, privacy.keys)
             sealed_keeper = BytesKeeper(sealed)
         record = registry.dump(

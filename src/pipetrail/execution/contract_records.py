@@ -25,7 +25,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from pipetrail.contracts import fingerprint_contract
 from pipetrail.errors import ContractViolationError, StepFailedError
 
 if TYPE_CHECKING:
@@ -66,6 +65,10 @@ def plan_contracts(step: Step[..., Any]) -> StepContracts | None:
     boundaries = step.options.contracts
     if not boundaries:
         return None
+    # Imported here: most steps declare no contract, and a run of such steps never loads
+    # the fingerprinting (nor what it imports).
+    from pipetrail.contracts import fingerprint_contract
+
     fingerprints: dict[str, str] = {}
     unhashable: list[str] = []
     for boundary in boundaries:

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 __all__ = [
+    "METRIC_OUTPUT_PREFIX",
+    "REPORT_OUTPUT_PREFIX",
     "SERIES_DTYPE",
     "decode_series",
     "encode_series",
@@ -28,6 +30,11 @@ __all__ = [
 ]
 
 SERIES_DTYPE = "[('step', '<i8'), ('value', '<f8')]"
+# Metric series and reports are also listed among a step run's outputs under these
+# prefixes (see runner.py): lineage edges and cache hits then cover them like any output.
+# Here rather than in .metrics, so that reading a run's outputs does not load the recorder.
+METRIC_OUTPUT_PREFIX = "metric:"
+REPORT_OUTPUT_PREFIX = "report:"
 
 _NPY_MAGIC = b"\x93NUMPY\x01\x00"
 _TIMESTAMPS_DTYPE = "'<i8'"

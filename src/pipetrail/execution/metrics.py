@@ -70,6 +70,8 @@ from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import DefinitionError
 from pipetrail.execution.metric_format import (
+    METRIC_OUTPUT_PREFIX,
+    REPORT_OUTPUT_PREFIX,
     SERIES_DTYPE,
     decode_series,
     encode_series,
@@ -106,10 +108,6 @@ __all__ = [
 ]
 
 MAX_NAME_LENGTH = 150
-# Metric series and reports are also listed among a step run's outputs under these
-# prefixes (see runner.py): lineage edges and cache hits then cover them like any output.
-METRIC_OUTPUT_PREFIX = "metric:"
-REPORT_OUTPUT_PREFIX = "report:"
 
 _NAME = re.compile(r"[A-Za-z0-9_.\-]+(?:/[A-Za-z0-9_.\-]+)*")
 _MAX_STEP = 2**63 - 1

@@ -3,7 +3,8 @@
 ``pipetrail run pipeline.py -c base.yaml -c fast.toml -p model.C=0.3`` reads each file
 (:func:`load_params_file`), merges them in order, later files winning key by key, puts
 the overrides on top, and validates the result against the pipeline's parameters
-(:func:`resolve_run_params`). Every problem is reported before the run starts, with the
+(:func:`resolve_run_params`, in :mod:`pipetrail.execution.run_params` so that a run
+without files does not load this module). Every problem is reported before the run starts, with the
 file (and line, for a syntax error), the key and the reason; nothing is recorded then.
 A run that used files records each one's name and digest in its ``run.started`` event
 (``params_files``) and stores its bytes as an artifact with role ``params-file``
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 from pipetrail.core.param_limits import MAX_DEPTH, check_params_limits, text_depth
 from pipetrail.core.params import expand_dotted, flatten_params, merge_params
 from pipetrail.errors import ParamError, ParamsFileError
+from pipetrail.execution.run_params import OVERRIDE_ORIGIN, resolve_run_params
 from pipetrail.hashing import digest_bytes
 from pipetrail.store import StoredArtifact
 
@@ -51,13 +53,13 @@ __all__ = [
     "load_params_file",
     "params_file_records",
     "resolve_run_params",
+    "resolve_with_files",
 ]
 
 #: Suffix -> format name.
 FORMATS = {".yaml": "yaml", ".yml": "yaml", ".toml": "toml", ".json": "json"}
 _MEDIA_TYPES = {"yaml": "application/yaml", "toml": "application/toml", "json": "application/json"}
 _TOML_POSITION = re.compile(r"\(at line (\d+), column (\d+)\)")
-OVERRIDE_ORIGIN = "override (-p or run() argument)"
 #: The largest params file read (bytes).
 MAX_FILE_BYTES = 10 * 1024 * 1024
 
@@ -282,23 +284,16 @@ def _origin(key: str, origins: Mapping[str, str]) -> str | None:
     return origins[children[0]] if children else None
 
 
-def resolve_run_params(
+def resolve_with_files(
     definition: PipelineDefinition,
     params: Mapping[str, Any],
-    files: Sequence[ParamsFile] = (),
+    files: Sequence[ParamsFile],
 ) -> dict[str, Any]:
-    """Validate the merged ``files`` plus ``params`` against the pipeline's parameters.
-
-    Without files this is :meth:`PipelineDefinition.resolve_params`. With files, an
-    error names, for each bad key, where its value came from: the file, or an override.
+    """:func:`resolve_run_params` of a run with ``files``, ``params`` already checked.
 
     Raises:
-        ParamError: an unknown key, a value of the wrong type, a missing parameter, or a
-            value past the limits (:func:`~pipetrail.core.param_limits.check_params_limits`).
+        ParamError: as :func:`resolve_run_params`, each bad key named with its origin.
     """
-    check_params_limits(params, origin=OVERRIDE_ORIGIN)
-    if not files:
-        return definition.resolve_params(params)
     merged, origins = _layer(files, params)
     try:
         return definition.resolve_params(merged)

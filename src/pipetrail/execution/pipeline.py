@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any, overload
 from pipetrail.core.pipeline import PipelineDefinition
 from pipetrail.core.resources import parse_resources
 from pipetrail.errors import DefinitionError
-from pipetrail.execution.params_files import load_params_file
 from pipetrail.execution.project import Project
 from pipetrail.execution.runner import RunOptions, run_pipeline
 from pipetrail.ledger.annotations import validate_name, validate_tags
@@ -147,6 +146,11 @@ class Pipeline(PipelineDefinition):
             raise DefinitionError(f"retries must be a whole number >= 0, got {retries!r}")
         if project is not None and not isinstance(project, Project):
             project = Project.at(Path(project))
+        files: tuple[Any, ...] = ()
+        if params_files:  # the file readers are imported only for a run that has files
+            from pipetrail.execution.params_files import load_params_file
+
+            files = tuple(load_params_file(p) for p in params_files)
         options = RunOptions(
             cache=cache,
             seed=seed,
@@ -154,7 +158,7 @@ class Pipeline(PipelineDefinition):
             retries=retries,
             keep_going=keep_going,
             observer=observer,
-            params_files=tuple(load_params_file(p) for p in params_files),
+            params_files=files,
             parity=parity,
             parity_reference=parity_reference,
             rehash=rehash,

@@ -10,7 +10,7 @@ import enum
 from pathlib import PurePath
 from typing import TYPE_CHECKING, Any
 
-from pipetrail.execution.metrics import METRIC_OUTPUT_PREFIX, REPORT_OUTPUT_PREFIX
+from pipetrail.execution.metric_format import METRIC_OUTPUT_PREFIX, REPORT_OUTPUT_PREFIX
 from pipetrail.store import StoredArtifact
 
 if TYPE_CHECKING:

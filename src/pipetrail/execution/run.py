@@ -16,7 +16,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import IntegrityError, NotFoundError
-from pipetrail.execution.metrics import METRIC_OUTPUT_PREFIX, decode_series
+from pipetrail.execution.metric_format import METRIC_OUTPUT_PREFIX, decode_series
 from pipetrail.execution.records import is_recorded_output
 from pipetrail.hashing import canonical_json
 from pipetrail.store import StoredArtifact

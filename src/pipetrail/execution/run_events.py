@@ -18,19 +18,18 @@ from typing import TYPE_CHECKING, Any
 
 from pipetrail.capture import (
     capture_environment,
-    capture_git,
     current_host,
     current_owner,
     process_identity,
 )
+from pipetrail.capture.git_probe import git_state
 from pipetrail.capture.log_context import trace_id_for
 from pipetrail.core.clock import format_ts, utcnow
 from pipetrail.core.version import VERSION
 from pipetrail.execution.crash import closing_fields
 from pipetrail.execution.environment_record import stored_environment
 from pipetrail.execution.executors import InlineExecutor, executor_settings
-from pipetrail.execution.metrics import decode_series
-from pipetrail.execution.params_files import params_file_records
+from pipetrail.execution.metric_format import decode_series
 from pipetrail.execution.records import blob_artifact, jsonable
 from pipetrail.execution.run_state import emit, flush
 from pipetrail.ledger import EventDraft, EventKind
@@ -72,7 +71,7 @@ def run_started_events(
     executor = executor or InlineExecutor()
     settings = executor_settings(executor)
     artifacts: list[tuple[StoredArtifact, str]] = []
-    git = capture_git(project.root)
+    git = git_state(project.root)
     git_record: dict[str, Any] | None = None
     if git is not None:
         git_record = git.to_record()
@@ -126,6 +125,8 @@ def run_started_events(
     if contracts:
         payload["contracts"] = contracts
     if options.params_files:
+        from pipetrail.execution.params_files import params_file_records
+
         files_payload, file_artifacts = params_file_records(
             options.params_files, store, root=project.root
         )

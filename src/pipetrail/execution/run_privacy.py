@@ -19,7 +19,6 @@ from pipetrail.execution.classification import (
     seal_record,
 )
 from pipetrail.execution.records import blob_artifact
-from pipetrail.store.sealed import SealedStore
 
 if TYPE_CHECKING:
     from pipetrail.execution.run_state import RunState
@@ -68,6 +67,8 @@ class RunPrivacy:
         store = self._project.store
         if not (is_sensitive(labels.inherited) or labels.sensitive()):
             return blob_artifact(store.put_bytes(data), len(data), "bytes", "logs", {})
+        from pipetrail.store.sealed import SealedStore  # only sensitive logs are sealed
+
         sealed = SealedStore(store, self._project.sealing_keys(create=True))
         blob = sealed.put_bytes(data)
         label = strictest([labels.inherited, *labels.outputs.values()])

@@ -39,9 +39,11 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.capture import capture_environment, validate_seed
+from pipetrail.capture.distributions import cached_module_distributions
 from pipetrail.capture.log_context import LogContext, bound
 from pipetrail.capture.seeds import held_states
 from pipetrail.core.clock import new_id
@@ -61,18 +63,19 @@ from pipetrail.execution.interrupts import (
 from pipetrail.execution.loader import pipeline_module_files, pipeline_modules
 from pipetrail.execution.node_identity import node_identities
 from pipetrail.execution.observer import NullObserver
-from pipetrail.execution.params_files import resolve_run_params
 from pipetrail.execution.records import is_recorded_output
 from pipetrail.execution.run import Run
 from pipetrail.execution.run_events import end_run, run_started_events
+from pipetrail.execution.run_params import resolve_run_params
 from pipetrail.execution.run_sources import observe_sources
 from pipetrail.execution.run_state import RunOptions, RunState, close_flush_timer
 from pipetrail.execution.scheduler import run_nodes
-from pipetrail.execution.telemetry import export_run_trace, telemetry_settings
+from pipetrail.execution.telemetry_config import telemetry_settings
 from pipetrail.hashing.code import CodeFingerprint, code_fingerprint
 from pipetrail.hashing.code_analysis import using_code_cache
 from pipetrail.hashing.code_cache import CodeCache
 from pipetrail.hashing.digest import digest_plain
+from pipetrail.hashing.locality import using_module_distributions
 from pipetrail.ledger import EventKind
 from pipetrail.ledger.annotations import validate_name, validate_tags
 from pipetrail.store.gc_lock import run_lease
@@ -144,9 +147,12 @@ def _run(
     graph = definition.build(resolved)
     state = RunState(run_id=new_id(), graph=graph, project=project, run_seed=run_seed)
     # What code fingerprints read from unchanged source files comes from the project's
-    # code cache (see pipetrail.hashing.code_analysis); values are always read live.
-    code_cache = CodeCache(project.config.state_dir / "cache" / "code.db")
-    with code_cache, using_code_cache(code_cache):
+    # code cache (see pipetrail.hashing.code_analysis); values are always read live. The
+    # distributions providing the libraries they use come from the distributions cache.
+    cache_dir = project.config.state_dir / "cache"
+    code_cache = CodeCache(cache_dir / "code.db")
+    modules = functools.cache(functools.partial(cached_module_distributions, cache_dir))
+    with code_cache, using_code_cache(code_cache), using_module_distributions(modules):
         for node in graph.nodes.values():
             if id(node.step) in state.fingerprints:
                 continue  # a step called again: its outputs, code and contracts are known
@@ -164,6 +170,18 @@ def _run(
     # run's final record (store.gc_lock); bad input above fails before it is taken.
     with run_lease(project.store):
         return _record(state, definition, resolved, pipeline_fp, options)
+
+
+def _export_trace(state: RunState) -> None:
+    """Export the ended run's trace when the project exports traces.
+
+    Most projects do not (``state.telemetry`` is None): the exporter is then not imported.
+    """
+    if state.telemetry is None:
+        return
+    from pipetrail.execution.telemetry import export_run_trace
+
+    export_run_trace(state.project, state.run_id, state.telemetry)
 
 
 def _record(
@@ -225,7 +243,7 @@ def _record(
         finally:
             observer.run_finished(run_id=state.run_id, status=status)
             run_ended(project, state.run_id, status)
-            export_run_trace(project, state.run_id, state.telemetry)
+            _export_trace(state)
         if isinstance(exc, KeyboardInterrupt):
             raise _interrupted(exc, state.run_id) from exc
         raise
@@ -234,7 +252,7 @@ def _record(
     finally:
         observer.run_finished(run_id=state.run_id, status="completed")
         run_ended(project, state.run_id, "completed")
-        export_run_trace(project, state.run_id, state.telemetry)
+        _export_trace(state)
     return Run(
         state.run_id,
         project,

@@ -49,11 +49,15 @@ from typing import TYPE_CHECKING, Any
 
 from pipetrail.core.clock import new_id
 from pipetrail.core.graph import OutputRef, SourceRef
-from pipetrail.errors import QuotaExceededError, RunInterruptedError, StepFailedError
+from pipetrail.errors import (
+    ProjectError,
+    QuotaExceededError,
+    RunInterruptedError,
+    StepFailedError,
+)
 from pipetrail.execution.executors import ConcurrentExecutor, is_concurrent
 from pipetrail.execution.flushing import MAX_DELAY_S
 from pipetrail.execution.interrupts import interrupt_requested
-from pipetrail.execution.quotas import QuotaWait, run_quotas
 from pipetrail.execution.run_node import load_task_inputs, node_task, prepare_node, run_node
 from pipetrail.execution.run_state import flush, speed_key
 from pipetrail.execution.step_result import PreparedStep, finish_step, retry
@@ -81,7 +85,7 @@ def run_nodes(
             see :mod:`pipetrail.execution.quotas`).
         RunInterruptedError: a signal arrived between steps.
     """
-    state.quotas = run_quotas(state)
+    state.quotas = _run_quotas(state)
     try:
         if is_concurrent(executor):
             _Concurrent(state, options, executor, observer).run()
@@ -90,6 +94,25 @@ def run_nodes(
     finally:
         if state.quotas is not None:
             state.quotas.close()
+
+
+def _run_quotas(state: RunState) -> Any:
+    """The run's quotas (:func:`~pipetrail.execution.quotas.run_quotas`), or None.
+
+    A project without a ``[quotas]`` table has none, and this answers so without
+    importing the quota module. A table that cannot be read counts as none here too, as
+    in :func:`~pipetrail.execution.quotas.load_quotas`.
+    """
+    from pipetrail.config_tables import project_table
+
+    try:
+        if project_table(state.project.root, "quotas") is None:
+            return None
+    except ProjectError:
+        return None  # the project's own configuration check reports a broken file
+    from pipetrail.execution.quotas import run_quotas
+
+    return run_quotas(state)
 
 
 def _run_in_order(
@@ -215,6 +238,8 @@ class _Concurrent:
 
     def _start_ready(self) -> None:
         """Decide, in graph order, every node whose upstream nodes are done."""
+        from pipetrail.execution.quotas import QuotaWait  # concurrent executors only
+
         again: list[tuple[int, str]] = []
         while self.ready:
             entry = heapq.heappop(self.ready)

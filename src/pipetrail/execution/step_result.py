@@ -19,7 +19,6 @@ from pipetrail.core.clock import now_ts
 from pipetrail.errors import IntegrityError, ResourceError, WorkerLostError
 from pipetrail.execution.classification import declassified
 from pipetrail.execution.contract_records import REPORT_ROLE, step_failure
-from pipetrail.execution.metrics import output_metrics
 from pipetrail.execution.records import recorded_artifacts, with_recorded
 from pipetrail.execution.run_events import artifact_drafts
 from pipetrail.execution.run_privacy import run_privacy
@@ -253,6 +252,9 @@ def finish_step(
     labels = privacy.labels[node.id]
     if labels.lowered:
         completed["declassified"] = declassified(labels, result.data_ops)
+    # Imported here: a run whose steps are all cache hits never loads the metric recorder.
+    from pipetrail.execution.metrics import output_metrics
+
     found = output_metrics(
         state.project.store,
         # A sensitive output's numbers would show its content: none are recorded.

@@ -1,8 +1,11 @@
 """Traces of runs: one span per run and per step run, exported over OTLP/HTTP when asked.
 
-Owns the ``[telemetry]`` settings, the spans of a run (:func:`run_spans`, built from its
-record) and their export (:func:`export_run_trace`). Nothing here runs, and nothing of
-OpenTelemetry is imported, unless an endpoint is configured:
+Owns the ``[telemetry]`` settings (:class:`TelemetrySettings`; read by
+:func:`telemetry_settings`, which lives in :mod:`pipetrail.execution.telemetry_config` so
+that a run reads them without loading this module), the spans of a run
+(:func:`run_spans`, built from its record) and their export (:func:`export_run_trace`).
+Nothing here runs, and nothing of OpenTelemetry is imported, unless an endpoint is
+configured:
 
 ```toml
 [telemetry]
@@ -32,7 +35,6 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import os
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -43,7 +45,7 @@ from pipetrail.capture.log_context import (
     step_span_id,
     trace_id_for,
 )
-from pipetrail.errors import ProjectError
+from pipetrail.execution.telemetry_config import telemetry_settings
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -61,7 +63,6 @@ __all__ = [
 ]
 
 _log = logging.getLogger(__name__)
-_KEYS = ("otlp_endpoint", "timeout", "service_name")
 _PENDING = "pending"
 
 
@@ -78,71 +79,6 @@ class TelemetrySettings:
     traces_url: str
     timeout: float = 5.0
     service_name: str = "pipetrail"
-
-
-def _traces_url(base: str) -> str:
-    base = base.strip()
-    return base if base.rstrip("/").endswith("/v1/traces") else base.rstrip("/") + "/v1/traces"
-
-
-def _file_section(root: Path) -> dict[str, Any]:
-    from pipetrail.config_tables import CONFIG_FILE, project_table
-
-    path = root / CONFIG_FILE
-    section = project_table(root, "telemetry")
-    if section is None:
-        return {}
-    if not isinstance(section, dict):
-        raise ProjectError(f"{path}: [telemetry] must be a table (otlp_endpoint = ...)")
-    unknown = sorted(set(section) - set(_KEYS))
-    if unknown:
-        raise ProjectError(
-            f"{path}: unknown key(s) {', '.join(unknown)} in [telemetry]; known keys are "
-            f"{', '.join(_KEYS)}"
-        )
-    for key in ("otlp_endpoint", "service_name"):
-        if key in section and not (isinstance(section[key], str) and section[key].strip()):
-            raise ProjectError(f"{path}: [telemetry] {key} = {section[key]!r}; give a string")
-    endpoint = section.get("otlp_endpoint")
-    if endpoint is not None and not endpoint.startswith(("http://", "https://")):
-        raise ProjectError(
-            f"{path}: [telemetry] otlp_endpoint = {endpoint!r}; give an http:// or https:// "
-            "URL of an OTLP/HTTP receiver, e.g. http://localhost:4318"
-        )
-    timeout = section.get("timeout", 5)
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-        raise ProjectError(
-            f"{path}: [telemetry] timeout = {timeout!r}; give a positive number of seconds"
-        )
-    return section
-
-
-def telemetry_settings(
-    root: Path, environ: Mapping[str, str] | None = None
-) -> TelemetrySettings | None:
-    """Return the project's trace export settings, or None when traces are not exported.
-
-    Raises:
-        ProjectError: ``[telemetry]`` in ``pipetrail.toml`` is malformed.
-    """
-    env = os.environ if environ is None else environ
-    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return None
-    if env.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
-        return None
-    section = _file_section(root)
-    url = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "").strip()
-    if not url:
-        base = env.get("OTEL_EXPORTER_OTLP_ENDPOINT", "").strip() or section.get("otlp_endpoint")
-        if not base:
-            return None
-        url = _traces_url(base)
-    return TelemetrySettings(
-        traces_url=url,
-        timeout=float(section.get("timeout", 5)),
-        service_name=env.get("OTEL_SERVICE_NAME", "").strip()
-        or section.get("service_name", "pipetrail"),
-    )
 
 
 @dataclass(frozen=True)

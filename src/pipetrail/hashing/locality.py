@@ -8,6 +8,7 @@ that provides it and that distribution's version.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib
 import importlib.util
@@ -19,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import types
-    from collections.abc import Callable, Iterable
+    from collections.abc import Callable, Iterable, Iterator, Mapping
 
 __all__ = [
     "UNRESOLVED",
@@ -30,6 +31,7 @@ __all__ = [
     "is_project_local",
     "names_imported_by",
     "non_local_roots",
+    "using_module_distributions",
 ]
 
 # Stands for a name bound by a function-local import that resolves to nothing to cover.
@@ -85,6 +87,31 @@ def is_project_local(module_name: str | None) -> bool:
     return not found
 
 
+# Where distribution_of looks a module up: None, importlib.metadata; else a function
+# returning top-level module -> (distribution, version), the same answers kept in a cache
+# (a run sets pipetrail.capture.distributions.cached_module_distributions, see
+# using_module_distributions).
+_MODULE_DISTRIBUTIONS: list[Callable[[], Mapping[str, tuple[str, str]]] | None] = [None]
+
+
+@contextlib.contextmanager
+def using_module_distributions(
+    lookup: Callable[[], Mapping[str, tuple[str, str]]],
+) -> Iterator[None]:
+    """Answer :func:`distribution_of` from ``lookup()`` in the block.
+
+    ``lookup`` is called when a module is first looked up (and may be called again): it
+    must return what :func:`distribution_of` would answer for every top-level module
+    name a distribution provides, and nothing for the others.
+    """
+    before = _MODULE_DISTRIBUTIONS[0]
+    _MODULE_DISTRIBUTIONS[0] = lookup
+    try:
+        yield
+    finally:
+        _MODULE_DISTRIBUTIONS[0] = before
+
+
 @functools.cache
 def _packages_distributions() -> dict[str, list[str]]:
     import importlib.metadata  # ~20 ms to import; only code using a library needs it
@@ -98,6 +125,9 @@ def distribution_of(module_name: str) -> tuple[str, str] | None:
     top = module_name.split(".", 1)[0]
     if top in sys.stdlib_module_names or top == "builtins":
         return None
+    lookup = _MODULE_DISTRIBUTIONS[0]
+    if lookup is not None:
+        return lookup().get(top)
     names = _packages_distributions().get(top)
     if not names:
         return None

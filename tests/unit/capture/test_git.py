@@ -4,12 +4,14 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from pipetrail.capture import git as git_module
 from pipetrail.capture.git import GitState, capture_git
+from pipetrail.capture.git_probe import git_state
 from pipetrail.hashing import digest_bytes
 
 if TYPE_CHECKING:
@@ -206,6 +208,29 @@ def test_outside_any_repository_git_is_not_started(
 
     monkeypatch.setattr(subprocess, "Popen", no_git)
     assert capture_git(folder) is None
+
+
+def test_git_state_is_capture_git_and_imports_it_only_where_a_repository_may_be(
+    make_repo: Callable[..., Path], tmp_path: Path
+) -> None:
+    repo = make_repo()
+    (repo / "model.py").write_text("LR = 0.2\n")
+    plain = tmp_path / "plain"
+    plain.mkdir()
+
+    assert git_state(repo) == capture_git(repo)
+    assert git_state(plain) is None
+    assert git_state(tmp_path / "missing") is None
+    probe = (
+        "import sys\nfrom pathlib import Path\nfrom pipetrail.capture.git_probe import git_state\n"
+        "found = git_state(Path(sys.argv[1]))\n"
+        "print(found is not None, 'pipetrail.capture.git' in sys.modules)"
+    )
+    for folder, expected in ((plain, "False False"), (repo, "True True")):
+        out = subprocess.run(
+            [sys.executable, "-c", probe, str(folder)], capture_output=True, text=True, check=True
+        )
+        assert out.stdout.split() == expected.split()
 
 
 def test_a_worktree_whose_git_entry_is_a_file_is_found(

@@ -10,6 +10,7 @@ _MODULES = [
     "environment_diff",
     "file_memo",
     "git",
+    "git_probe",
     "listing_memo",
     "log_context",
     "log_lines",
