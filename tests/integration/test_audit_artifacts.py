@@ -240,6 +240,53 @@ def test_an_artifact_event_rewritten_and_chained_again_is_named(tmp_path: Path) 
     ledger.close()
 
 
+def _max_queries(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Whether each look for the highest event the derived rows name read ``artifacts``."""
+    asked: list[bool] = []
+    real = audit._max_projection_seq
+
+    def spied(db: Any, *, artifacts: bool = True) -> int:
+        asked.append(artifacts)
+        return real(db, artifacts=artifacts)
+
+    monkeypatch.setattr(audit, "_max_projection_seq", spied)
+    return asked
+
+
+def test_artifacts_all_matched_are_not_read_for_the_highest_event(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ledger = _ledger(tmp_path)
+    reference = _reference(ledger)
+    asked = _max_queries(monkeypatch)
+    report = audit._verify_alone(ledger.db, model=True)
+    assert report == reference
+    assert report.ok, report
+    assert asked == [False]  # every row matched an event the walk verified
+    ledger.close()
+
+
+@pytest.mark.parametrize("beyond", [1, 5])
+def test_an_artifact_row_naming_an_event_past_the_last_is_reported_as_ever(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, beyond: int
+) -> None:
+    """Its row matches no event, so the table is read for its highest event as before."""
+    ledger = _ledger(tmp_path)
+    last = max(e.seq for e in ledger.iter_events())
+    _exec(ledger, "UPDATE artifacts SET first_seq = :s WHERE digest = :d", s=last + beyond,
+          d=_digest("f"))  # fmt: skip
+    reference = _reference(ledger)
+    assert reference.first_bad_seq == last + 1
+    assert f"projections reference event {last + beyond} " in reference.reason
+    asked = _max_queries(monkeypatch)
+    assert audit._verify_alone(ledger.db, model=True) == reference
+    assert asked == [True]
+    assert ledger.verify() == reference
+    monkeypatch.setattr(audit_parallel, "PARALLEL_FROM", 0)
+    assert ledger.verify() == reference  # with the second process
+    ledger.close()
+
+
 def _artifact_rows(ledger: Ledger) -> list[tuple[Any, ...]]:
     """The verified artifact events, as the walk hands them to the matching."""
     rows = ledger.db.rows(audit._ALL_EVENTS)

@@ -193,6 +193,8 @@ def _seq_of(ledger: Ledger, kind: str, run_id: str) -> int:
         (EventKind.STEP_STARTED, '{"run_id":"R2"}', "payload cannot be projected"),
         (EventKind.ARTIFACT_RECORDED, "7", "its payload is not a JSON object"),
         (EventKind.SOURCE_OBSERVED, '{"run_id":"R2"}', "payload cannot be projected"),
+        (EventKind.RUN_STARTED, '{"run_id":', "its payload is not a JSON object"),
+        (EventKind.RUN_COMPLETED, '["R2"]', "its payload is not a JSON object"),
     ],
 )
 def test_a_forged_payload_is_named_as_in_one_process(

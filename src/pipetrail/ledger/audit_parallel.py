@@ -271,6 +271,7 @@ def _model(replica: Replica, last: int) -> tuple[int, str] | None:
     model = replica.model
     assert model is not None  # noqa: S101 - only called with a model
     starts = _Starts()
+    loads, dumps = orjson.loads, orjson.dumps
     connection: sqlite3.Connection = replica.db.connection
     cursor = connection.execute(_MODELLED_EVENTS, {"head": last})
     try:
@@ -290,8 +291,14 @@ def _model(replica: Replica, last: int) -> tuple[int, str] | None:
                         payload, written = starts.implied(text, *ahead), True
                         if payload is None:
                             payload, written = starts.parse(text)
-                    else:
-                        payload, written = _parse(text)
+                    else:  # _parse, its first attempt made here without a call
+                        try:
+                            payload = loads(text)
+                            written = dumps(payload, option=_SORT) == text.encode("utf-8")
+                        except _UNPLAIN:
+                            written = False
+                        if not written:
+                            payload, written = _parse_otherwise(text)
                     if type(payload) is not dict and type(payload) is not ImpliedStart:
                         failure = (int(seq), _NOT_AN_OBJECT)
                         break
@@ -322,6 +329,11 @@ def _parse(text: Any) -> tuple[Any, bool]:
             return value, True
     except _UNPLAIN:
         pass
+    return _parse_otherwise(text)
+
+
+def _parse_otherwise(text: Any) -> tuple[Any, bool]:
+    """:func:`_parse` of a text whose first attempt failed: :func:`parse_plain_payload` decides."""
     try:
         return parse_plain_payload(text)
     except ValueError:
