@@ -224,6 +224,26 @@ def test_sizes_takes_an_object_with_a_row_from_its_row_and_asks_the_segments_for
     pack.close()
 
 
+def test_existing_finds_rows_and_segment_objects_without_their_sizes(tmp_path: Path) -> None:
+    pack = SmallObjectPack(tmp_path / "pack.db")
+    absent = digest_bytes(b"absent")
+    assert pack.existing([absent]) == set()  # no pack yet: nothing, and no file made
+    assert not (tmp_path / "pack.db").exists()
+    in_row = _put(pack, b"alpha")
+    in_segment = digest_bytes(b"segment object")
+    with sqlite3.connect(tmp_path / "pack.db") as db:
+        db.execute(
+            "INSERT INTO segment_objects (digest, segment, start, size) VALUES (?, ?, ?, ?)",
+            (in_segment, "seg-1", 0, 14),
+        )
+    db.close()
+    assert pack.existing([in_row, in_segment, absent, in_row]) == {in_row, in_segment}
+    assert pack.existing([in_row, in_segment, absent]) == set(
+        pack.sizes([in_row, in_segment, absent])
+    )
+    pack.close()
+
+
 def test_sync_flushes_rows_written_by_another_thread(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
