@@ -6,7 +6,7 @@ per step. When a lookup hits a step run of an earlier run, the step runs of that
 follow it are read in one statement (:class:`~pipetrail.ledger.cache_rows.RunCacheRows`,
 which says what is still verified at use and what may change meanwhile), and the outputs
 they name are looked up in a local store in one query too
-(:meth:`~pipetrail.store.local.LocalStore.stored_sizes`).
+(:meth:`~pipetrail.store.local.LocalStore.existing`).
 
 The objects found are remembered with the store's generation, read before that query
 (docs/adr/0032-store-generation.md): while the generation read at a later check is the
@@ -116,5 +116,5 @@ class CacheAhead:
             if generation is None:
                 return _NOTHING
         if new:
-            self._stored.update(store.stored_sizes(new))
+            self._stored.update(store.existing(new))
         return self._stored

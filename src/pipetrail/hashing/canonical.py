@@ -219,15 +219,21 @@ def checked_json_of_members(value: dict[str, Any], known: frozenset[str]) -> tup
 
 
 def _members_safe(value: dict[str, Any], known: frozenset[str]) -> bool:
-    """:func:`_orjson_safe` of a dict, its members under ``known`` taken as safe."""
-    kinds = set(map(type, value.values()))
-    if kinds <= _LEAVES:
-        return True
-    if not kinds <= _WALKED:
-        return False
+    """:func:`_orjson_safe` of a dict, its members under ``known`` taken as safe.
+
+    One pass over the members, which sorts out their kinds as it goes: the dicts it is
+    given (a step event's payload, a key's components) always hold a container, so the
+    pass over their kinds that :func:`_members_plain` makes first would never settle
+    one. A member of a kind it does not walk makes it false, named in ``known`` or not,
+    as that pass would.
+    """
     for key, item in value.items():
         kind = type(item)
-        if kind in _LEAVES or not item or key in known:
+        if kind in _LEAVES:
+            continue
+        if kind not in _WALKED:
+            return False
+        if not item or key in known:
             continue
         if kind is float:
             if not _plain_float(item):

@@ -415,6 +415,22 @@ class LocalStore:
         # lookup); a large one costs that lookup before its file's ``stat``.
         return self._pack.exists(digest) or self._loose.exists(digest)
 
+    def existing(self, digests: Iterable[str]) -> set[str]:
+        """Those of ``digests`` stored here (a bulk :meth:`exists`; non-digests left out).
+
+        One query answers for every packed object (found in the pack's index of
+        digests, without reading the objects); each other one costs a ``stat``.
+
+        Raises:
+            StoreError: the pack could not be read.
+        """
+        wanted = [digest for digest in dict.fromkeys(digests) if is_digest(digest)]
+        found = self._pack.existing(wanted)
+        if len(found) < len(wanted):
+            exists = self._loose.exists
+            found.update(d for d in wanted if d not in found and exists(d))
+        return found
+
     def stored_sizes(self, digests: Iterable[str]) -> dict[str, int]:
         """Return ``{digest: size}`` for those of ``digests`` stored here (a bulk :meth:`size`).
 

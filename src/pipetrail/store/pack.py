@@ -65,6 +65,13 @@ SMALL_OBJECT_LIMIT = 16 * 1024
 
 # Digests per ``IN (...)`` lookup: below SQLite's historical limit of 999 parameters.
 _LOOKUP_CHUNK = 500
+# The sizes of the objects held as rows, then in segments, of an IN list ({marks}).
+_ROW_SIZES = "SELECT digest, length(data) FROM objects WHERE digest IN ({marks})"
+_SEGMENT_SIZES = "SELECT digest, size FROM segment_objects WHERE digest IN ({marks})"
+# The digests of the same lists held as rows (found in the digests' index alone), then
+# in segments.
+_ROW_DIGESTS = "SELECT digest FROM objects WHERE digest IN ({marks})"
+_SEGMENT_DIGESTS = "SELECT digest FROM segment_objects WHERE digest IN ({marks})"
 # A rowid table, the digest in its own index: rows up to ~4 KiB stay on their leaf page.
 # Packs made before kept ``WITHOUT ROWID``, which stores each row inside the digest
 # B-tree: rows above ~1 KiB overflow to a page of their own and every page split moves
@@ -221,7 +228,12 @@ class SmallObjectPack:
         return PackBatch(self._db(), self.path)
 
     def sizes(self, digests: Iterable[str]) -> dict[str, int]:
-        """Return ``{digest: size}`` for those of ``digests`` in the pack (absent: left out)."""
+        """Return ``{digest: size}`` for those of ``digests`` in the pack (absent: left out).
+
+        An object with a row is sized by its row, as :meth:`get` reads it from there:
+        only the digests no row holds are looked up among the segments' objects (most
+        objects are rows, and a lookup that finds nothing costs as much as one that does).
+        """
         wanted = list(dict.fromkeys(digests))
         found: dict[str, int] = {}
         held = self._held
@@ -232,17 +244,61 @@ class SmallObjectPack:
             return found
         for start in range(0, len(wanted), _LOOKUP_CHUNK):
             chunk = wanted[start : start + _LOOKUP_CHUNK]
-            marks = ",".join("?" * len(chunk))
-            for sql in (
-                f"SELECT digest, length(data) FROM objects WHERE digest IN ({marks})",  # noqa: S608  # only placeholders are interpolated
-                f"SELECT digest, size FROM segment_objects WHERE digest IN ({marks})",  # noqa: S608
-            ):
-                try:
-                    rows = self._db().execute(sql, chunk).fetchall()
-                except sqlite3.Error as exc:
-                    raise StoreError(f"could not look up objects in {self.path}: {exc}") from exc
-                found.update((str(digest), int(size)) for digest, size in rows)
+            in_rows = self._sizes_from(_ROW_SIZES, chunk)
+            found.update(in_rows)
+            rest = [d for d in chunk if d not in in_rows] if in_rows else chunk
+            if rest:
+                found.update(self._sizes_from(_SEGMENT_SIZES, rest))
         return found
+
+    def existing(self, digests: Iterable[str]) -> set[str]:
+        """Those of ``digests`` the pack holds (a bulk :meth:`exists`).
+
+        :meth:`sizes` without the sizes: a row's digest is found in the digests' index
+        alone, without reading the row it names.
+        """
+        wanted = list(dict.fromkeys(digests))
+        found: set[str] = set()
+        held = self._held
+        if held:
+            found.update(d for d in wanted if d in held)
+            wanted = [d for d in wanted if d not in held]
+        if self._no_pack_yet():
+            return found
+        for start in range(0, len(wanted), _LOOKUP_CHUNK):
+            chunk = wanted[start : start + _LOOKUP_CHUNK]
+            in_rows = self._digests_from(_ROW_DIGESTS, chunk)
+            found.update(in_rows)
+            rest = [d for d in chunk if d not in in_rows] if in_rows else chunk
+            if rest:
+                found.update(self._digests_from(_SEGMENT_DIGESTS, rest))
+        return found
+
+    def _digests_from(self, sql: str, digests: list[str]) -> set[str]:
+        """The digests ``sql`` (an ``IN`` list to fill) selects among ``digests``.
+
+        Raises:
+            StoreError: the pack could not be read.
+        """
+        marks = ",".join("?" * len(digests))
+        try:
+            rows = self._db().execute(sql.format(marks=marks), digests).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"could not look up objects in {self.path}: {exc}") from exc
+        return {str(row[0]) for row in rows}
+
+    def _sizes_from(self, sql: str, digests: list[str]) -> dict[str, int]:
+        """``{digest: size}`` of the rows ``sql`` (an ``IN`` list to fill) selects for ``digests``.
+
+        Raises:
+            StoreError: the pack could not be read.
+        """
+        marks = ",".join("?" * len(digests))
+        try:
+            rows = self._db().execute(sql.format(marks=marks), digests).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreError(f"could not look up objects in {self.path}: {exc}") from exc
+        return {str(digest): int(size) for digest, size in rows}
 
     def get(self, digest: str) -> bytes | None:
         """Return the bytes stored under ``digest``, as read, unverified; None if absent.

@@ -148,3 +148,14 @@ def test_local_store_stored_sizes(tmp_path: Path, root: Path) -> None:
     sizes = store.stored_sizes(asked)
     assert sizes == {**dict(stored), loose: 2_000_000}
     assert store.stored_sizes([]) == {}
+
+
+def test_local_store_existing_finds_what_stored_sizes_sizes(tmp_path: Path, root: Path) -> None:
+    store = LocalStore(tmp_path / "objects")
+    files = sorted(p for p in (root / "data").rglob("*") if p.is_file())
+    stored = store.put_files([(p, None) for p in files])
+    loose = store.put_bytes(os.urandom(2_000_000))
+    missing = digest_bytes(b"never stored")
+    asked = [d for d, _ in stored] + [loose, missing, "not a digest", stored[0][0]]
+    assert store.existing(asked) == set(store.stored_sizes(asked)) == {*dict(stored), loose}
+    assert store.existing([]) == set()

@@ -205,6 +205,45 @@ def test_sizes_of_a_pack_not_created_yet_is_empty(tmp_path: Path) -> None:
     assert not (tmp_path / "pack.db").exists()
 
 
+def test_sizes_takes_an_object_with_a_row_from_its_row_and_asks_the_segments_for_the_rest(
+    tmp_path: Path,
+) -> None:
+    pack = SmallObjectPack(tmp_path / "pack.db")
+    in_row = _put(pack, b"alpha")
+    in_segment = digest_bytes(b"segment object")
+    # An index entry for each: the one with a row too is sized by its row, as get reads it.
+    with sqlite3.connect(tmp_path / "pack.db") as db:
+        db.executemany(
+            "INSERT INTO segment_objects (digest, segment, start, size) VALUES (?, ?, ?, ?)",
+            [(in_row, "seg-1", 0, 99), (in_segment, "seg-1", 99, 14)],
+        )
+    db.close()
+    absent = digest_bytes(b"absent")
+    assert pack.sizes([in_row, in_segment, absent, in_row]) == {in_row: 5, in_segment: 14}
+    assert pack.size(in_row) == len(pack.get(in_row) or b"") == 5
+    pack.close()
+
+
+def test_existing_finds_rows_and_segment_objects_without_their_sizes(tmp_path: Path) -> None:
+    pack = SmallObjectPack(tmp_path / "pack.db")
+    absent = digest_bytes(b"absent")
+    assert pack.existing([absent]) == set()  # no pack yet: nothing, and no file made
+    assert not (tmp_path / "pack.db").exists()
+    in_row = _put(pack, b"alpha")
+    in_segment = digest_bytes(b"segment object")
+    with sqlite3.connect(tmp_path / "pack.db") as db:
+        db.execute(
+            "INSERT INTO segment_objects (digest, segment, start, size) VALUES (?, ?, ?, ?)",
+            (in_segment, "seg-1", 0, 14),
+        )
+    db.close()
+    assert pack.existing([in_row, in_segment, absent, in_row]) == {in_row, in_segment}
+    assert pack.existing([in_row, in_segment, absent]) == set(
+        pack.sizes([in_row, in_segment, absent])
+    )
+    pack.close()
+
+
 def test_sync_flushes_rows_written_by_another_thread(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
