@@ -70,8 +70,8 @@ _ROW_SIZES = "SELECT digest, length(data) FROM objects WHERE digest IN ({marks})
 _SEGMENT_SIZES = "SELECT digest, size FROM segment_objects WHERE digest IN ({marks})"
 # The digests of the same lists held as rows (found in the digests' index alone), then
 # in segments.
-_ROW_DIGESTS = "SELECT digest FROM objects WHERE digest IN ({marks})"
-_SEGMENT_DIGESTS = "SELECT digest FROM segment_objects WHERE digest IN ({marks})"
+_ROW_DIGESTS = "SELECT digest, NULL FROM objects WHERE digest IN ({marks})"
+_SEGMENT_DIGESTS = "SELECT digest, NULL FROM segment_objects WHERE digest IN ({marks})"
 # A rowid table, the digest in its own index: rows up to ~4 KiB stay on their leaf page.
 # Packs made before kept ``WITHOUT ROWID``, which stores each row inside the digest
 # B-tree: rows above ~1 KiB overflow to a page of their own and every page split moves
@@ -234,8 +234,29 @@ class SmallObjectPack:
         only the digests no row holds are looked up among the segments' objects (most
         objects are rows, and a lookup that finds nothing costs as much as one that does).
         """
+        found = self._look_up(digests, _ROW_SIZES, _SEGMENT_SIZES)
+        return {digest: int(size) for digest, size in found.items()}
+
+    def existing(self, digests: Iterable[str]) -> set[str]:
+        """Those of ``digests`` the pack holds (a bulk :meth:`exists`).
+
+        :meth:`sizes` without the sizes: a row's digest is found in the digests' index
+        alone, without reading the row it names.
+        """
+        return set(self._look_up(digests, _ROW_DIGESTS, _SEGMENT_DIGESTS))
+
+    def _look_up(self, digests: Iterable[str], in_rows: str, in_segments: str) -> dict[str, Any]:
+        """``{digest: value}`` for those of ``digests`` in the pack, as :meth:`sizes` finds them.
+
+        ``in_rows`` and ``in_segments`` select ``digest, value`` for an ``IN`` list to
+        fill, among the rows and among the segments' objects; an object held back for
+        the current batch has its length as its value.
+
+        Raises:
+            StoreError: the pack could not be read.
+        """
         wanted = list(dict.fromkeys(digests))
-        found: dict[str, int] = {}
+        found: dict[str, Any] = {}
         held = self._held
         if held:
             found.update((d, len(held[d])) for d in wanted if d in held)
@@ -244,38 +265,15 @@ class SmallObjectPack:
             return found
         for start in range(0, len(wanted), _LOOKUP_CHUNK):
             chunk = wanted[start : start + _LOOKUP_CHUNK]
-            in_rows = self._sizes_from(_ROW_SIZES, chunk)
-            found.update(in_rows)
-            rest = [d for d in chunk if d not in in_rows] if in_rows else chunk
+            rows = self._select(in_rows, chunk)
+            found.update(rows)
+            rest = [d for d in chunk if d not in rows] if rows else chunk
             if rest:
-                found.update(self._sizes_from(_SEGMENT_SIZES, rest))
+                found.update(self._select(in_segments, rest))
         return found
 
-    def existing(self, digests: Iterable[str]) -> set[str]:
-        """Those of ``digests`` the pack holds (a bulk :meth:`exists`).
-
-        :meth:`sizes` without the sizes: a row's digest is found in the digests' index
-        alone, without reading the row it names.
-        """
-        wanted = list(dict.fromkeys(digests))
-        found: set[str] = set()
-        held = self._held
-        if held:
-            found.update(d for d in wanted if d in held)
-            wanted = [d for d in wanted if d not in held]
-        if self._no_pack_yet():
-            return found
-        for start in range(0, len(wanted), _LOOKUP_CHUNK):
-            chunk = wanted[start : start + _LOOKUP_CHUNK]
-            in_rows = self._digests_from(_ROW_DIGESTS, chunk)
-            found.update(in_rows)
-            rest = [d for d in chunk if d not in in_rows] if in_rows else chunk
-            if rest:
-                found.update(self._digests_from(_SEGMENT_DIGESTS, rest))
-        return found
-
-    def _digests_from(self, sql: str, digests: list[str]) -> set[str]:
-        """The digests ``sql`` (an ``IN`` list to fill) selects among ``digests``.
+    def _select(self, sql: str, digests: list[str]) -> dict[str, Any]:
+        """``{digest: value}`` of the rows ``sql`` (an ``IN`` list to fill) selects for ``digests``.
 
         Raises:
             StoreError: the pack could not be read.
@@ -285,20 +283,7 @@ class SmallObjectPack:
             rows = self._db().execute(sql.format(marks=marks), digests).fetchall()
         except sqlite3.Error as exc:
             raise StoreError(f"could not look up objects in {self.path}: {exc}") from exc
-        return {str(row[0]) for row in rows}
-
-    def _sizes_from(self, sql: str, digests: list[str]) -> dict[str, int]:
-        """``{digest: size}`` of the rows ``sql`` (an ``IN`` list to fill) selects for ``digests``.
-
-        Raises:
-            StoreError: the pack could not be read.
-        """
-        marks = ",".join("?" * len(digests))
-        try:
-            rows = self._db().execute(sql.format(marks=marks), digests).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreError(f"could not look up objects in {self.path}: {exc}") from exc
-        return {str(digest): int(size) for digest, size in rows}
+        return {str(digest): value for digest, value in rows}
 
     def get(self, digest: str) -> bytes | None:
         """Return the bytes stored under ``digest``, as read, unverified; None if absent.
