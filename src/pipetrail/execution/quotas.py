@@ -73,6 +73,7 @@ __all__ = [
     "QuotaWait",
     "RunQuotas",
     "load_quotas",
+    "quotas_in",
     "run_quotas",
     "user_name",
 ]
@@ -177,12 +178,23 @@ def load_quotas(root: Path) -> QuotaSettings | None:
     Raises:
         ProjectError: the table is wrong (see :func:`parse_quotas`).
     """
-    from pipetrail.config_tables import CONFIG_FILE, project_table
+    from pipetrail.config_tables import project_table
 
     try:
         table = project_table(root, "quotas")
     except ProjectError:
         return None  # the project's own configuration check reports a broken file
+    return quotas_in(root, table)
+
+
+def quotas_in(root: Path, table: Any) -> QuotaSettings | None:
+    """The quotas ``table`` (the ``[quotas]`` table read from ``root``'s file) sets, or None.
+
+    Raises:
+        ProjectError: the table is wrong (see :func:`parse_quotas`).
+    """
+    from pipetrail.config_tables import CONFIG_FILE
+
     if table is None:
         return None
     settings = parse_quotas(root / CONFIG_FILE, table)
@@ -375,13 +387,15 @@ class RunQuotas:
             _IN_FLIGHT.pop(self.state.run_id, None)
 
 
-def run_quotas(state: RunState) -> RunQuotas | None:
+def run_quotas(state: RunState, table: Any) -> RunQuotas | None:
     """The quotas of ``state``'s run, or None when the project has none.
+
+    ``table``: the project's ``[quotas]`` table, as read by the caller.
 
     Raises:
         ProjectError: the ``[quotas]`` table is wrong.
     """
-    settings = load_quotas(state.project.root)
+    settings = quotas_in(state.project.root, table)
     if settings is None:
         return None
     owner = current_owner()

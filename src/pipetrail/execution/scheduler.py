@@ -100,19 +100,21 @@ def _run_quotas(state: RunState) -> Any:
     """The run's quotas (:func:`~pipetrail.execution.quotas.run_quotas`), or None.
 
     A project without a ``[quotas]`` table has none, and this answers so without
-    importing the quota module. A table that cannot be read counts as none here too, as
-    in :func:`~pipetrail.execution.quotas.load_quotas`.
+    importing the quota module; the table read here is the one the quotas are built
+    from. A table that cannot be read counts as none here too, as in
+    :func:`~pipetrail.execution.quotas.load_quotas`.
     """
     from pipetrail.config_tables import project_table
 
     try:
-        if project_table(state.project.root, "quotas") is None:
-            return None
+        table = project_table(state.project.root, "quotas")
     except ProjectError:
         return None  # the project's own configuration check reports a broken file
+    if table is None:
+        return None
     from pipetrail.execution.quotas import run_quotas
 
-    return run_quotas(state)
+    return run_quotas(state, table)
 
 
 def _run_in_order(
