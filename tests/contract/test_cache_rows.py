@@ -16,7 +16,7 @@ from pipetrail.ledger import EventDraft, EventKind
 from pipetrail.ledger.cache_rows import RunCacheRows
 from pipetrail.ledger.ledger import Ledger
 from pipetrail.ledger.queries import Reader
-from pipetrail.ledger.trusted import CACHE_LOOKUP_SQL
+from pipetrail.ledger.trusted_sql import CACHE_LOOKUP_SQL
 
 pytestmark = pytest.mark.postgres
 

@@ -602,7 +602,7 @@ def test_a_forked_child_opens_its_own_connection(metadata_url: str) -> None:
 def test_trusted_reads_select_every_column_of_their_tables() -> None:
     """A column added to artifacts or step_runs must be checked against the event too."""
     from pipetrail.ledger.schema import artifacts, step_runs
-    from pipetrail.ledger.trusted import ARTIFACT_COLUMNS, STEP_COLUMNS
+    from pipetrail.ledger.trusted_sql import ARTIFACT_COLUMNS, STEP_COLUMNS
 
     assert set(ARTIFACT_COLUMNS) == {c.name for c in artifacts.columns}
     assert set(STEP_COLUMNS) == {c.name for c in step_runs.columns}
@@ -610,7 +610,7 @@ def test_trusted_reads_select_every_column_of_their_tables() -> None:
 
 def test_cache_lookup_rows_are_named_as_the_query_names_its_columns(metadata_url: str) -> None:
     """The lookup reads its row as a tuple: the names it gives follow the query's order."""
-    from pipetrail.ledger.trusted import CACHE_LOOKUP_COLUMNS, CACHE_LOOKUP_SQL
+    from pipetrail.ledger.trusted_sql import CACHE_LOOKUP_COLUMNS, CACHE_LOOKUP_SQL
 
     ledger = _with_runs(metadata_url)
     reader = ledger.reader()

@@ -212,6 +212,37 @@ def test_listing_runs_to_a_pipe_or_as_json_imports_no_rich_and_no_runner(
     assert _loaded(modules, heavy) == []
 
 
+def test_listing_the_runs_of_a_new_project_imports_no_read_model_and_no_hashing(
+    tmp_path: Path,
+) -> None:
+    # Nothing to list and no option to check against the runs: none of what reads, or
+    # verifies, a run's record is needed (the start-up of `pipetrail runs`).
+    unneeded = [
+        "pipetrail.execution",  # explain and crash: a run's status and summary
+        "pipetrail.ledger.read_model",
+        "pipetrail.ledger.run_query",
+        "pipetrail.ledger.annotations",
+        "pipetrail.ledger.projection_rows",
+        "pipetrail.ledger.trusted",  # the event checks of the reads that rest on events
+        "pipetrail.ledger.events",
+        "pipetrail.hashing",
+        "pipetrail.capture",
+        "rich",
+        "sqlalchemy",
+    ]
+    _command_modules(tmp_path, "init")
+    output, modules = _command_modules(tmp_path, "runs")
+    assert output.strip() == "no runs yet; start one with `pipetrail run pipeline.py`"
+    assert _loaded(modules, unneeded) == []
+    output, modules = _command_modules(tmp_path, "runs", "--json", "-n", "5")
+    assert json.loads(output) == []
+    assert _loaded(modules, unneeded) == []
+    # An option is checked as before: against the runs the ledger records (none here).
+    output, modules = _command_modules(tmp_path, "runs", "--pipeline", "chain")
+    assert output.strip() == "no run matches"
+    assert "pipetrail.ledger.read_model" in modules
+
+
 def test_a_cached_run_on_sqlite_imports_no_sqlalchemy_rich_or_unused_formats(
     chain_project: Path,
 ) -> None:

@@ -15,7 +15,7 @@ import contextlib
 import gc
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -43,6 +43,9 @@ from pipetrail.errors import (
     RunInterruptedError,
     StepFailedError,
 )
+
+if TYPE_CHECKING:
+    from pipetrail.ledger.read_model import RunFilter
 
 __all__ = ["cli", "main"]
 
@@ -601,36 +604,49 @@ def runs(
     if ctx.invoked_subcommand is not None:
         return
     from pipetrail.config import load_config
-    from pipetrail.execution.explain import list_runs
     from pipetrail.ledger import open_reader
-    from pipetrail.ledger.annotations import parse_tag_assignments
-    from pipetrail.ledger.read_model import RunFilter
-    from pipetrail.ledger.run_query import parse_columns, parse_sort, parse_where
 
+    filtered = any((pipeline, status, param_items, tag_items, where, since, purpose))
+    # Only options can make the listing of a ledger with no run other than empty (they
+    # are checked against what runs record): without them, such a ledger is answered
+    # without importing the read model (`pipetrail runs` in a new project).
+    plain = not (filtered or sort or columns)
     with reporting_errors():
         if limit < 0:
             raise ParamError(f"--limit {limit}: give 0 or more runs")
-        query = RunFilter(
-            pipeline=pipeline,
-            status=status,
-            purpose=purpose,
-            params=_param_filters(param_items),
-            tags=parse_tag_assignments(tag_items) if tag_items else None,
-            since=since,
-            where=tuple(parse_where(where)) if where else (),
-            sort=parse_sort(sort) if sort else None,
-            limit=limit,
-        )
-        shown = parse_columns(columns) if columns else []
+        query: RunFilter | None = None
+        shown: list[str] = []
+        if not plain:
+            from pipetrail.ledger.annotations import parse_tag_assignments
+            from pipetrail.ledger.read_model import RunFilter
+            from pipetrail.ledger.run_query import parse_columns, parse_sort, parse_where
+
+            query = RunFilter(
+                pipeline=pipeline,
+                status=status,
+                purpose=purpose,
+                params=_param_filters(param_items),
+                tags=parse_tag_assignments(tag_items) if tag_items else None,
+                since=since,
+                where=tuple(parse_where(where)) if where else (),
+                sort=parse_sort(sort) if sort else None,
+                limit=limit,
+            )
+            shown = parse_columns(columns) if columns else []
         reader = open_reader(load_config(must_exist=True).metadata_url)
         try:
-            rows = list_runs(reader, query=query, columns=shown)
+            if plain and not reader.has_runs():
+                rows: list[dict[str, Any]] = []
+            else:
+                from pipetrail.execution.explain import list_runs
+
+                # With no option, list_runs's own filter: no condition, newest first.
+                rows = list_runs(reader, query=query, limit=limit, columns=shown)
         finally:
             reader.close()
     if as_json:
         emit_json(rows)
         return
-    filtered = any((pipeline, status, param_items, tag_items, where, since, purpose))
     if not rows and filtered:
         click.echo("no run matches")
         return

@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 
 from pipetrail.capture import current_host, identity_is_alive
 from pipetrail.core.clock import format_ts, utcnow
-from pipetrail.ledger import EventDraft, EventKind
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -142,6 +141,10 @@ def reconcile_crashed_runs(ledger: Ledger) -> list[str]:
     reader = ledger.reader()
     dead = [run for run in reader.running_runs() if _is_dead(run, host)]
     if dead:
+        # Imported here: the readers of a status (`pipetrail runs`, `show`) write no
+        # event, and the events module brings in the hashing package.
+        from pipetrail.ledger import EventDraft, EventKind
+
         now = format_ts(utcnow())
         drafts = []
         for run in dead:

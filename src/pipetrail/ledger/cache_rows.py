@@ -44,14 +44,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
-from pipetrail.ledger.trusted import (
-    CACHE_LOOKUP_SQL,
-    RUN_CACHE_SQL,
-    STEP_COLUMNS,
-    step_run_result,
-    trusted_step_payload,
-    trusted_step_values,
-)
+from pipetrail.ledger.trusted import step_run_result, trusted_step_payload, trusted_step_values
+from pipetrail.ledger.trusted_sql import CACHE_LOOKUP_SQL, RUN_CACHE_SQL, STEP_COLUMNS
 
 if TYPE_CHECKING:
     from collections.abc import Callable

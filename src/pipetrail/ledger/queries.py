@@ -5,7 +5,9 @@ driver and SQLAlchemy accept. :class:`SqliteReader` runs them on a read-only std
 connection so that read-only commands (``pipetrail runs``) answer without importing
 SQLAlchemy (about 0.3 s of start-up on a small machine); :class:`SqlAlchemyReader` runs
 the same text on any engine (PostgreSQL included). See docs/adr/0003-read-path.md.
-This module must not import SQLAlchemy at module level.
+This module must not import SQLAlchemy at module level, nor the event checks of
+:mod:`pipetrail.ledger.trusted` (and the hashing they use): the reads that verify an event
+import them, a listing of runs does not.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ from typing import TYPE_CHECKING, Any
 from pipetrail.errors import AmbiguousPrefixError, NotFoundError, TamperedLedgerError
 from pipetrail.ledger.db_errors import is_database_error, ledger_error
 from pipetrail.ledger.driver import Driver, abandon_inherited
-from pipetrail.ledger.trusted import (
+from pipetrail.ledger.json_text import parse_json, parse_json_all
+from pipetrail.ledger.trusted_sql import (
     ARTIFACT_SQL,
     CACHE_LOOKUP_SQL,
     CLOSING_EVENTS,
@@ -32,12 +35,6 @@ from pipetrail.ledger.trusted import (
     RUN_STEPS_SQL,
     STEP_COLUMNS,
     node_steps_sql,
-    parse_json,
-    parse_json_all,
-    step_run_result,
-    trusted_artifact,
-    trusted_step_run,
-    trusted_step_values,
 )
 
 if TYPE_CHECKING:
@@ -134,6 +131,10 @@ class Reader(ABC):
         """Release the connection, if any."""
 
     # -- runs ------------------------------------------------------------------------
+    def has_runs(self) -> bool:
+        """Whether the ledger records any run (a deleted one too); False with no schema."""
+        return bool(self.fetch("SELECT run_id FROM runs LIMIT 1"))
+
     def list_runs(
         self, *, limit: int = 50, pipeline: str | None = None, status: str | None = None
     ) -> list[Row]:
@@ -296,6 +297,8 @@ class Reader(ABC):
         if not rows:
             return None
         found = rows[0]
+        from pipetrail.ledger.trusted import step_run_result, trusted_step_values
+
         values, payload = trusted_step_values(found)
         return step_run_result(values, payload, found[_FIRST_AT])
 
@@ -317,6 +320,8 @@ class Reader(ABC):
                 return []
             sql = node_steps_sql(len(node_ids))
             params.update({f"n{i}": node_id for i, node_id in enumerate(node_ids)})
+        from pipetrail.ledger.trusted import trusted_step_run
+
         found = []
         for row in self.fetch(sql, params):
             step = trusted_step_run(row)
@@ -357,7 +362,11 @@ class Reader(ABC):
             TamperedLedgerError: the row disagrees with its event, or the event with the chain.
         """
         rows = self.fetch(ARTIFACT_SQL, {"d": digest})
-        return trusted_artifact(rows[0]) if rows else None
+        if not rows:
+            return None
+        from pipetrail.ledger.trusted import trusted_artifact
+
+        return trusted_artifact(rows[0])
 
     def known_artifacts(self, digests: list[str]) -> set[str]:
         """Return which of ``digests`` are already recorded."""

@@ -13,13 +13,16 @@ the table, the key and the fix. One indexed query and one BLAKE3 hash per lookup
 This does not re-walk the whole chain (``pipetrail audit verify`` does): an insider who
 rewrites every event from the one read to the head, and the head, consistently is not
 caught here (docs/adr/0012-what-the-ledger-read-path-trusts.md).
+
+The statements (``ARTIFACT_SQL``, ``CACHE_LOOKUP_SQL``...) and the order of their columns
+are in :mod:`pipetrail.ledger.trusted_sql`, the JSON reading in
+:mod:`pipetrail.ledger.json_text`: a reader that verifies no event imports neither this
+module nor the hashing it uses.
 """
 
 from __future__ import annotations
 
-import bisect
 import contextlib
-import itertools
 import json
 import operator
 from dataclasses import dataclass
@@ -31,6 +34,7 @@ from pipetrail.errors import TamperedLedgerError
 from pipetrail.hashing import canonical_json
 from pipetrail.hashing.canonical import MEMBER_OPTIONS, member_json
 from pipetrail.ledger.events import Event, EventKind, event_hash, hashed_here
+from pipetrail.ledger.json_text import parse_json, read_json
 from pipetrail.ledger.projection_rows import (
     JSON_COLUMNS,
     STEP_ROW_COLUMNS,
@@ -38,28 +42,21 @@ from pipetrail.ledger.projection_rows import (
     finished_step_values,
     step_values_at,
 )
+from pipetrail.ledger.trusted_sql import (
+    CACHE_LOOKUP_COLUMNS,
+    EVENT_COLUMNS,
+    REBUILD_HINT,
+    STEP_COLUMNS,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
 __all__ = [
-    "ARTIFACT_COLUMNS",
-    "ARTIFACT_SQL",
-    "CACHE_LOOKUP_COLUMNS",
-    "CACHE_LOOKUP_SQL",
     "CHAIN_HINT",
-    "CLOSING_EVENTS",
-    "NOT_DELETED",
-    "REBUILD_HINT",
-    "RUN_CACHE_SQL",
-    "RUN_STEPS_SQL",
-    "STEP_COLUMNS",
     "DerivedRowProblem",
     "check_event",
     "link_problem",
-    "node_steps_sql",
-    "parse_json",
-    "parse_json_all",
     "trusted_artifact",
     "step_run_result",
     "trusted_step_payload",
@@ -67,103 +64,9 @@ __all__ = [
     "trusted_step_values",
 ]
 
-REBUILD_HINT = (
-    "run `pipetrail audit verify` to list every derived row that disagrees with the events, "
-    "and `pipetrail audit rebuild` to rebuild them from the events"
-)
 CHAIN_HINT = (
     "the ledger's hash chain is broken there, so what it records cannot be trusted; run "
     "`pipetrail audit verify` and restore the ledger from a backup"
-)
-
-# The event a row names, plus what it must link to: the next event's prev_hash, or the
-# head when it is the newest. One statement, so one snapshot.
-_EVENT = (
-    "e.seq AS e_seq, e.ts AS e_ts, e.actor AS e_actor, e.kind AS e_kind, e.run_id AS e_run_id, "
-    "e.payload AS e_payload, e.prev_hash AS e_prev_hash, e.hash AS e_hash, "
-    "(SELECT n.prev_hash FROM events n WHERE n.seq = e.seq + 1) AS e_next_prev, "
-    "h.seq AS e_head_seq, h.hash AS e_head_hash"
-)
-_JOIN_HEAD = "LEFT JOIN ledger_head h ON h.id = 1"
-# The names of the columns _EVENT selects, in its order.
-_EVENT_COLUMNS = tuple(part.rsplit(" AS ", 1)[1] for part in _EVENT.split(", "))
-# Every column of the two tables (a contract test compares them with the schema).
-ARTIFACT_COLUMNS = (
-    "digest", "blob", "serializer", "type_name", "size", "meta", "role", "first_run_id",
-    "first_step_run_id", "created_at", "first_seq",
-)  # fmt: skip
-STEP_COLUMNS = (
-    "step_run_id", "run_id", "node_id", "step", "pipeline", "status", "cache_key",
-    "cache_decision", "cache_reason", "reused_step_run_id", "code_digest", "components",
-    "inputs", "outputs", "resources", "resource_requests", "logs", "seed", "started_at",
-    "ended_at", "error", "traceback", "first_seq", "last_seq",
-)  # fmt: skip
-
-ARTIFACT_SQL = (
-    "SELECT "  # noqa: S608 - constant column names
-    + ", ".join(f"a.{c}" for c in ARTIFACT_COLUMNS)
-    + f", {_EVENT} FROM artifacts a LEFT JOIN events e ON e.seq = a.first_seq {_JOIN_HEAD} "
-    "WHERE a.digest = :d"
-)
-# Leaves out the runs marked deleted (``run.deleted``), for a query whose runs are ``r``.
-NOT_DELETED = "r.run_id NOT IN (SELECT d.run_id FROM run_deletions d)"
-# Every column of a step run, and its closing event: what each of the statements below
-# selects (their rows are read by trusted_step_run and trusted_step_values).
-_STEP_WITH_EVENT = (
-    "SELECT "  # noqa: S608 - constant column names
-    + ", ".join(f"s.{c}" for c in STEP_COLUMNS)
-    + f", {_EVENT} FROM step_runs s LEFT JOIN events e ON e.seq = s.last_seq {_JOIN_HEAD} "
-)
-# A step run of a deleted run is never reused: garbage collection may have removed its
-# outputs, and a hit would bring them back into a kept run's record without the bytes.
-CACHE_LOOKUP_SQL = (
-    _STEP_WITH_EVENT  # noqa: S608 - constant column names
-    + "WHERE s.cache_key = :k AND s.status IN ('completed', 'cached') "
-    "AND s.run_id NOT IN (SELECT d.run_id FROM run_deletions d) "
-    "ORDER BY s.last_seq DESC LIMIT 1"
-)
-# The finished step runs of run :r closed after event :after (at most :n) that
-# CACHE_LOOKUP_SQL would answer for their own keys at this moment: each the newest
-# successful step run of its key outside the deleted runs, the run itself not deleted.
-# The rows are CACHE_LOOKUP_SQL's, so one statement answers ahead of time the lookups of
-# the steps that follow a hit in that run (pipetrail.ledger.cache_rows). No ORDER BY,
-# which would sort every row with its event: the run's index gives them in the order
-# they were written, the order a re-run looks them up in.
-RUN_CACHE_SQL = (
-    _STEP_WITH_EVENT  # noqa: S608 - constant column names
-    + "WHERE s.run_id = :r AND s.status IN ('completed', 'cached') "
-    "AND s.cache_key IS NOT NULL AND s.last_seq IS NOT NULL "
-    "AND s.run_id NOT IN (SELECT d.run_id FROM run_deletions d) "
-    "AND NOT EXISTS (SELECT 1 FROM step_runs t WHERE t.cache_key = s.cache_key "
-    "AND t.last_seq > s.last_seq AND t.status IN ('completed', 'cached') "
-    "AND t.run_id NOT IN (SELECT d.run_id FROM run_deletions d)) "
-    "AND s.last_seq > :after LIMIT :n"
-)
-# The columns of a CACHE_LOOKUP_SQL (or RUN_CACHE_SQL) row, in order (read as tuples).
-CACHE_LOOKUP_COLUMNS = (*STEP_COLUMNS, *_EVENT_COLUMNS)
-# A run's step runs that completed or were cached, each with its closing event (whose
-# outputs, and how each is read, loading a run's outputs takes).
-_RUN_STEPS = _STEP_WITH_EVENT + "WHERE s.run_id = :r AND s.status IN ('completed', 'cached')"
-RUN_STEPS_SQL = _RUN_STEPS + " ORDER BY s.first_seq"
-
-
-def node_steps_sql(count: int) -> str:
-    """:data:`RUN_STEPS_SQL` for the step runs of ``count`` nodes only.
-
-    Their ids are the parameters ``:n0`` to ``:n{count - 1}``; reading one node's
-    outputs then verifies that node's events, not every event of the run.
-    """
-    marks = ", ".join(f":n{i}" for i in range(count))
-    return f"{_RUN_STEPS} AND s.node_id IN ({marks}) ORDER BY s.first_seq"
-
-
-# A run the projection calls running must have no closing event: a run end appended to
-# the chain for a row edited back to 'running' would be a false fact. A new kind of event
-# that ends a run belongs in this list.
-CLOSING_EVENTS = (
-    "(SELECT COUNT(*) FROM events x WHERE x.run_id = r.run_id "
-    "AND x.kind IN ('run.completed', 'run.failed', 'run.crashed', 'run.interrupted')) "
-    "AS closing_events"
 )
 
 
@@ -255,14 +158,14 @@ def check_event(row: dict[str, Any], *, table: str, key: str, seq: int) -> Event
     return _linked_event(_event_values(row), table=table, key=key, seq=seq)[0]
 
 
-# The values of _EVENT's columns in a row read as a dict, in _EVENT_COLUMNS' order.
-_event_values = operator.itemgetter(*_EVENT_COLUMNS)
+# The values of the event's columns in a row read as a dict, in EVENT_COLUMNS' order.
+_event_values = operator.itemgetter(*EVENT_COLUMNS)
 
 
 def _linked_event(
     fields: Sequence[Any], *, table: str, key: str, seq: int
 ) -> tuple[Event, tuple[str, bool] | None]:
-    """:func:`check_event` of the values of :data:`_EVENT_COLUMNS`, in that order.
+    """:func:`check_event` of the values of :data:`EVENT_COLUMNS`, in that order.
 
     Returns the event and what :func:`~pipetrail.ledger.events.hashed_here` gave for it.
     """
@@ -313,101 +216,10 @@ def _hash_of(event: Event) -> str:
     )
 
 
-# An integer orjson would read as a float (it reads integers in [-2**63, 2**64) exactly)
-# has twenty digits or more, or nineteen after a minus sign. The text is mapped to "0" for
-# each ASCII digit and "x" for anything else, so that such runs are found by a substring
-# search; a run inside a string only sends the text to the standard library's parser.
-_DIGITS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x78 for b in range(256))
-_RUN_OF_19 = b"0" * 19
-_RUN_OF_20 = b"0" * 20
-_NEGATIVE_RUN_OF_19 = b"x" + _RUN_OF_19  # "-" maps to "x" as well: checked below
-
-
-def parse_json(text: str) -> Any:
-    """Parse JSON text as ``json.loads`` does, through orjson where it reads the same.
-
-    orjson reads the values of the ledger's JSON (strings, integers, floats, objects,
-    arrays) as the standard library does, several times faster, except integers beyond
-    64 bits (it reads them as floats, losing digits) and what it refuses (``NaN``, lone
-    surrogates, numbers beyond the double range), which the standard library reads.
-
-    Raises:
-        ValueError: the text is not JSON.
-    """
-    return _parsed(text)[0]
-
-
-def _parsed(text: str) -> tuple[Any, bool]:
-    """:func:`parse_json`, and whether orjson read the text (then every float is finite)."""
-    try:
-        data = text.encode("utf-8")
-    except UnicodeEncodeError:
-        return json.loads(text), False  # a lone surrogate: only the standard library reads it
-    mapped = data.translate(_DIGITS)
-    if _RUN_OF_19 not in mapped or (_RUN_OF_20 not in mapped and not _negative_run(data, mapped)):
-        try:
-            return orjson.loads(data), True
-        except orjson.JSONDecodeError:
-            pass  # the standard library accepts more, or says what is wrong
-    return json.loads(text), False
-
-
-def parse_json_all(texts: list[str]) -> list[Any]:
-    """:func:`parse_json` of each of ``texts``, with one check of them all for orjson.
-
-    :func:`parse_json` lets orjson read a text unless it holds nineteen ASCII digits in a
-    row (an integer orjson might read otherwise than ``json.loads``, beyond 64 bits) or
-    cannot be encoded; what orjson refuses goes to ``json.loads``. Here the digits are
-    looked for once in all the texts joined by line breaks (no run spans two texts),
-    instead of once per text: the texts holding such a run, and every text when one is
-    not ASCII, go through :func:`parse_json`; orjson reads the others, and a text it
-    refuses goes through :func:`parse_json` too. Each value is what :func:`parse_json`
-    gives for its text.
-    """
-    joined = "\n".join(texts)
-    if not joined.isascii():
-        return [parse_json(text) for text in texts]
-    mapped = joined.encode("ascii").translate(_DIGITS)
-    slow: set[int] = set()
-    at = mapped.find(_RUN_OF_19)
-    if at >= 0:
-        ends = list(itertools.accumulate(len(text) + 1 for text in texts))
-        while at >= 0:
-            index = bisect.bisect_right(ends, at)
-            slow.add(index)
-            at = mapped.find(_RUN_OF_19, ends[index])
-    loads = orjson.loads
-    if not slow:
-        try:
-            return [loads(text) for text in texts]
-        except orjson.JSONDecodeError:
-            pass  # one of them is refused: each is read as below
-    values: list[Any] = []
-    for index, text in enumerate(texts):
-        if index in slow:
-            values.append(parse_json(text))
-            continue
-        try:
-            values.append(loads(text))
-        except orjson.JSONDecodeError:
-            values.append(parse_json(text))
-    return values
-
-
-def _negative_run(data: bytes, mapped: bytes) -> bool:
-    """Whether ``data`` has a minus sign followed by nineteen digits."""
-    at = mapped.find(_NEGATIVE_RUN_OF_19)
-    while at >= 0:
-        if data[at] == 0x2D:  # "-"
-            return True
-        at = mapped.find(_NEGATIVE_RUN_OF_19, at + 1)
-    return False
-
-
 def _payload(
     event: Event, table: str, key: str, known: tuple[str, bool] | None
 ) -> tuple[dict[str, Any], bool]:
-    """The event's payload, and whether orjson read it (see :func:`_parsed`).
+    """The event's payload, and whether orjson read it (see :func:`read_json`).
 
     A payload text this process appended, written by orjson (``known``, what
     :func:`hashed_here` gave for the event), holds no integer beyond 64 bits nor a
@@ -418,7 +230,7 @@ def _payload(
         if known is not None and known[1]:
             payload, finite = orjson.loads(event.payload_text), True
         else:
-            payload, finite = _parsed(event.payload_text)
+            payload, finite = read_json(event.payload_text)
     except ValueError:
         payload, finite = None, False
     if not isinstance(payload, dict):

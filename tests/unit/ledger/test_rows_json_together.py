@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from pipetrail.ledger.json_text import parse_json, parse_json_all
 from pipetrail.ledger.queries import _decode, _decoded
-from pipetrail.ledger.trusted import parse_json, parse_json_all
 
 _TEXTS = [
     '{"a":1,"b":[true,false,null],"c":{"d":"e"}}',

@@ -7,7 +7,8 @@ from typing import Any
 
 import pytest
 
-from pipetrail.ledger.trusted import _holds, _parsed, parse_json
+from pipetrail.ledger.json_text import parse_json, read_json
+from pipetrail.ledger.trusted import _holds
 
 
 @pytest.mark.parametrize(
@@ -87,11 +88,11 @@ def test_a_non_finite_float_is_never_taken_for_the_null_orjson_writes(value: flo
 
 
 def test_a_payload_orjson_read_is_known_finite() -> None:
-    assert _parsed('{"a":[1.5,null]}') == ({"a": [1.5, None]}, True)
-    value, finite = _parsed('{"a":NaN}')
+    assert read_json('{"a":[1.5,null]}') == ({"a": [1.5, None]}, True)
+    value, finite = read_json('{"a":NaN}')
     assert finite is False
     assert value["a"] != value["a"]
-    assert _parsed('{"a":1e400}')[1] is False
+    assert read_json('{"a":1e400}')[1] is False
 
 
 def _step_values() -> tuple[Any, ...]:
@@ -153,7 +154,7 @@ def test_any_other_step_row_is_left_to_the_column_by_column_check() -> None:
 
 def test_a_lookup_reads_the_step_columns_in_the_order_the_projection_writes_them() -> None:
     from pipetrail.ledger.projection_rows import STEP_ROW_COLUMNS
-    from pipetrail.ledger.trusted import STEP_COLUMNS
+    from pipetrail.ledger.trusted_sql import STEP_COLUMNS
 
     assert STEP_COLUMNS == STEP_ROW_COLUMNS  # _holds_exactly compares them by position
 
