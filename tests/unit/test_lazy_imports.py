@@ -202,6 +202,10 @@ def test_listing_runs_to_a_pipe_or_as_json_imports_no_rich_and_no_runner(
         "pipetrail.store",
         "sqlalchemy",
         "pipetrail.ledger.event_records",  # one typed record per event kind: not listed here
+        # A listing appends no event and verifies none: no event types, no event checks.
+        "pipetrail.ledger.events",
+        "pipetrail.ledger.trusted",
+        "pipetrail.hashing",
     ]
     output, modules = _command_modules(chain_project, "runs")
     assert "chain" in output

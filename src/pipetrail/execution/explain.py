@@ -28,7 +28,6 @@ from pipetrail.ledger.read_model import (
     step_counts,
     step_run_records,
 )
-from pipetrail.ledger.retention_reads import run_purge
 from pipetrail.ledger.run_query import field_values
 
 if TYPE_CHECKING:
@@ -164,6 +163,7 @@ def run_summary(reader: Reader, ref: str) -> dict[str, Any]:
     """Return everything recorded about one run (``ref``: id, prefix or ``latest``)."""
     # Imported by the functions that use them: `pipetrail runs` needs neither.
     from pipetrail.execution.contract_records import contract_results
+    from pipetrail.ledger.retention_reads import run_purge
 
     run_id = reader.resolve_run(ref)
     run = run_record(reader, run_id)

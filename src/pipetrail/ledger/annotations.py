@@ -6,7 +6,9 @@ and ``run_notes``, so it is audited like the rest of the record. A name and tags
 be given when the run starts (``name`` and ``tags`` in the ``run.started`` payload).
 
 This module validates what is added (one message saying what is wrong and how to fix it)
-and builds the events; appending them is the caller's (one ledger transaction).
+and builds the events; appending them is the caller's (one ledger transaction). The
+event types are imported by the functions that build one: the readers of names, tags and
+purposes (``pipetrail runs``) do not import them, nor the hashing they bring in.
 """
 
 from __future__ import annotations
@@ -15,10 +17,11 @@ import re
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import ParamError
-from pipetrail.ledger.events import EventDraft, EventKind
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+
+    from pipetrail.ledger.events import EventDraft
 
 __all__ = [
     "MAX_NAME",
@@ -118,6 +121,8 @@ def name_draft(run_id: str, name: Any) -> EventDraft:
     Raises:
         ParamError: the name is not valid.
     """
+    from pipetrail.ledger.events import EventDraft, EventKind
+
     return EventDraft(
         EventKind.RUN_NAMED, {"run_id": run_id, "name": validate_name(name)}, run_id=run_id
     )
@@ -131,6 +136,8 @@ def tag_draft(run_id: str, tags: Mapping[str, Any]) -> EventDraft:
     """
     if not tags:
         raise ParamError("give at least one tag KEY=VALUE")
+    from pipetrail.ledger.events import EventDraft, EventKind
+
     return EventDraft(
         EventKind.RUN_TAGGED, {"run_id": run_id, "tags": validate_tags(tags)}, run_id=run_id
     )
@@ -154,6 +161,8 @@ def untag_draft(run_id: str, keys: list[str] | tuple[str, ...], present: set[str
         if key not in present:
             have = ", ".join(sorted(present)) or "none"
             raise ParamError(f"run {run_id} has no tag {key!r}; its tags are: {have}")
+    from pipetrail.ledger.events import EventDraft, EventKind
+
     return EventDraft(
         EventKind.RUN_UNTAGGED, {"run_id": run_id, "keys": sorted(set(keys))}, run_id=run_id
     )
@@ -169,4 +178,6 @@ def note_draft(run_id: str, text: Any) -> EventDraft:
         raise ParamError(f"a note must be non-empty text, not {text!r}")
     if len(text) > MAX_NOTE:
         raise ParamError(f"a note holds at most {MAX_NOTE} characters, this one {len(text)}")
+    from pipetrail.ledger.events import EventDraft, EventKind
+
     return EventDraft(EventKind.RUN_NOTED, {"run_id": run_id, "text": text}, run_id=run_id)

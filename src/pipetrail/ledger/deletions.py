@@ -12,9 +12,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from pipetrail.ledger.events import EventDraft, EventKind
-
 if TYPE_CHECKING:
+    from pipetrail.ledger.events import EventDraft
     from pipetrail.ledger.queries import Reader
 
 __all__ = ["deleted_among", "deletion_draft", "reused_by", "run_deletion"]
@@ -24,6 +23,10 @@ _ONE = "SELECT reason, deleted_by, deleted_at, seq FROM run_deletions WHERE run_
 
 def deletion_draft(run_id: str, reason: str) -> EventDraft:
     """The event that marks ``run_id`` deleted, saying why."""
+    # Imported here: the readers of deletions (`pipetrail runs`) append no event, and the
+    # events module brings in the hashing package.
+    from pipetrail.ledger.events import EventDraft, EventKind
+
     return EventDraft(EventKind.RUN_DELETED, {"run_id": run_id, "reason": reason}, run_id=run_id)
 
 

@@ -18,7 +18,6 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from pipetrail.core.clock import format_ts
 from pipetrail.errors import NotFoundError, ParamError
 from pipetrail.ledger.annotations import PURPOSES, validate_tag_key
-from pipetrail.ledger.projection_rows import param_text, text_number
 from pipetrail.ledger.run_query import Condition, Sort, condition_sql, sort_sql
 
 if TYPE_CHECKING:
@@ -295,6 +294,10 @@ def _since_text(since: dt.datetime | str) -> str:
 
 def _param_text(value: Any) -> str:
     """The ``run_params.value`` a recorded parameter equal to ``value`` has."""
+    # The projection's module, not imported with this one: it builds rows from the event
+    # types, which a listing without a params filter does not import.
+    from pipetrail.ledger.projection_rows import param_text
+
     try:
         return param_text(value)
     except Exception as exc:
@@ -344,6 +347,8 @@ def _where(reader: Reader, f: RunFilter) -> tuple[list[str], dict[str, Any]]:
         if i == 0:  # the first one drives the query: p0 is joined (see find_runs)
             # The index (name, num, value, run_id) finds it; num is what the text reads
             # as (a function of it), so naming it leaves the rows found unchanged.
+            from pipetrail.ledger.projection_rows import text_number
+
             number = text_number(text)
             if number is None:
                 where.append("p0.name = :pn0 AND p0.num IS NULL AND p0.value = :pv0")

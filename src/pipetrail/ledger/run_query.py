@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pipetrail.errors import ParamError
-from pipetrail.ledger.projection_rows import param_text
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
@@ -240,6 +239,10 @@ def condition_sql(reader: Reader, c: Condition, i: int) -> tuple[str, dict[str, 
     if c.kind == "params":
         _known(reader, "run_params", "name", c.name, "parameter")
         if c.op in ("=", "<>"):
+            # Not imported with this module: it builds rows from the event types, which
+            # a listing without such a condition does not import.
+            from pipetrail.ledger.projection_rows import param_text
+
             sql = (
                 f"{'NOT ' if c.op == '<>' else ''}EXISTS (SELECT 1 FROM run_params p "  # noqa: S608 - fixed operators
                 f"WHERE p.run_id = r.run_id AND p.name = :wn{i} AND p.value = :wv{i})"
