@@ -4,11 +4,12 @@ Owns :class:`GitState` and :func:`capture_git`. It runs the ``git`` executable w
 argument lists (never a shell) and as few invocations as possible, because it runs at
 every run start: none when no folder from the project up to the file system's root could
 hold a repository (no ``.git`` entry, no git folder, no ``GIT_DIR``); one, ``status``,
-when the working tree's top folder is plain to see (the nearest folder holding a
-``.git`` entry, see :func:`_work_tree_top`) and no tracked file changed; ``diff`` besides only
-when tracked files changed. When the top folder is not plain to see (``GIT_DIR`` and
-friends, ceiling directories, a file-system boundary, a ``core.worktree`` setting, a
-bare repository) git is asked for it, ``rev-parse`` beside ``status`` in parallel.
+when the working tree's top folder is plain to see (the nearest folder holding a ``.git``
+entry, see :func:`~pipetrail.capture.git_probe.probe_repository`, whose one walk up the
+folders answers both) and no tracked file changed; ``diff`` besides only when tracked
+files changed. When the top folder is not plain to see (``GIT_DIR`` and friends, ceiling
+directories, a file-system boundary, a ``core.worktree`` setting, a bare repository)
+git is asked for it, ``rev-parse`` beside ``status`` in parallel.
 Imports only ``pipetrail.hashing``, its sibling ``git_probe`` and the standard library.
 """
 
@@ -16,18 +17,18 @@ from __future__ import annotations
 
 import logging
 import os
-import re
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from pipetrail.capture.git_probe import GIT_LOCATION_VARS as _GIT_LOCATION_VARS
-from pipetrail.capture.git_probe import may_be_in_repository as _may_be_in_repository
+from pipetrail.capture.git_probe import probe_repository as _probe_repository
 from pipetrail.hashing import digest_bytes
 
 if TYPE_CHECKING:
     import subprocess
     from pathlib import Path
+
+    from pipetrail.capture.git_probe import RepositoryProbe
 
 __all__ = ["GIT_RECORD_SCHEMA_VERSION", "GitState", "capture_git"]
 
@@ -41,9 +42,6 @@ _DEFAULT_TIMEOUT_S = 10.0
 _GIT = ("git", "-c", "core.quotepath=off", "--no-optional-locks")
 # Messages are matched in English, whatever the user's locale.
 _GIT_ENV_OVERRIDES = {"LC_ALL": "C"}
-# A `worktree = ...` line anywhere in a config file (core.worktree, or an include that
-# could set it: any doubt lets git decide). Also matches `[include]`/`[includeIf]`.
-_WORKTREE_SETTING = re.compile(r"^\s*(worktree\s*=|\[\s*include)", re.IGNORECASE | re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -90,12 +88,16 @@ class GitState:
         }
 
 
-def capture_git(path: Path, *, timeout: float = _DEFAULT_TIMEOUT_S) -> GitState | None:
+def capture_git(
+    path: Path, *, timeout: float = _DEFAULT_TIMEOUT_S, probe: RepositoryProbe | None = None
+) -> GitState | None:
     """Return the git state of the working tree containing ``path``.
 
     Args:
         path: a file or directory inside the working tree (usually the project root).
         timeout: seconds allowed for all git invocations together.
+        probe: :func:`~pipetrail.capture.git_probe.probe_repository` of ``path`` (of its
+            folder, for a file), when the caller has it: the folders are not walked again.
 
     Returns:
         The state, or ``None`` when git is not installed, or ``path`` does not exist
@@ -106,14 +108,16 @@ def capture_git(path: Path, *, timeout: float = _DEFAULT_TIMEOUT_S) -> GitState 
     if not path.exists():
         return None
     where = path if path.is_dir() else path.parent
-    if not _may_be_in_repository(where):
+    if probe is None:
+        probe = _probe_repository(where)
+    if not probe.possible:
         return None  # git would look for the same things, after two process starts
     import subprocess  # here: a run outside a repository does without it
 
     deadline = time.monotonic() + timeout
     env = {**os.environ, **_GIT_ENV_OVERRIDES}
     procs: list[subprocess.Popen[bytes]] = []
-    top = _work_tree_top(where)
+    top = probe.top
     try:
         procs.append(_start(where, env, "status", "--porcelain=v2", "--branch", "-z", "-uall"))
         if top is None:
@@ -163,83 +167,6 @@ def capture_git(path: Path, *, timeout: float = _DEFAULT_TIMEOUT_S) -> GitState 
         untracked=sorted(untracked),
         root=root,
     )
-
-
-def _work_tree_top(where: Path) -> str | None:
-    """Return the top folder of the working tree git would find for ``where``, or None.
-
-    The nearest folder, from ``where`` up, holding a ``.git`` entry, as a real path (as
-    ``git rev-parse --show-toplevel`` prints it). None, to let git decide, whenever
-    anything could make git's answer differ: ``GIT_DIR`` and friends, a ceiling
-    directory reached first, a file-system boundary on the way (git stops there), a git
-    folder met first (a bare repository, or ``where`` inside ``.git``), a ``.git`` file
-    that does not name its folder, or a ``worktree`` setting in the repository's
-    configuration (``core.worktree`` puts the tree elsewhere).
-    """
-    if any(os.environ.get(name) for name in _GIT_LOCATION_VARS):
-        return None
-    ceilings = {
-        os.path.realpath(path)
-        for path in os.environ.get("GIT_CEILING_DIRECTORIES", "").split(os.pathsep)
-        if path
-    }
-    folder = os.path.realpath(where)
-    try:
-        device = os.stat(folder).st_dev
-    except OSError:
-        return None
-    while True:
-        dot_git = os.path.join(folder, ".git")
-        if os.path.lexists(dot_git):
-            return folder if _plain_git_entry(dot_git) else None
-        if os.path.isfile(os.path.join(folder, "HEAD")) and os.path.isdir(
-            os.path.join(folder, "objects")
-        ):
-            return None  # a git folder itself
-        parent = os.path.dirname(folder)
-        if parent == folder or parent in ceilings:
-            return None  # git would not look further up either
-        try:
-            if os.stat(parent).st_dev != device:
-                return None  # git does not cross into another file system by default
-        except OSError:
-            return None
-        folder = parent
-
-
-def _plain_git_entry(dot_git: str) -> bool:
-    """Whether a ``.git`` entry's repository keeps its working tree beside it."""
-    if os.path.isdir(dot_git):
-        git_dirs = [dot_git]
-    else:
-        try:
-            with open(dot_git, encoding="utf-8") as f:
-                line = f.readline().strip()
-        except (OSError, UnicodeDecodeError):
-            return False
-        if not line.startswith("gitdir: "):
-            return False
-        git_dir = os.path.join(os.path.dirname(dot_git), line[len("gitdir: ") :])
-        git_dirs = [git_dir]
-        try:
-            with open(os.path.join(git_dir, "commondir"), encoding="utf-8") as f:
-                git_dirs.append(os.path.join(git_dir, f.read().strip()))
-        except FileNotFoundError:
-            pass
-        except (OSError, UnicodeDecodeError):
-            return False
-    for git_dir in git_dirs:
-        for name in ("config", "config.worktree"):
-            try:
-                with open(os.path.join(git_dir, name), encoding="utf-8", errors="replace") as f:
-                    text = f.read()
-            except FileNotFoundError:
-                continue
-            except OSError:
-                return False
-            if _WORKTREE_SETTING.search(text):
-                return False
-    return True
 
 
 def _start(cwd: Path | str, env: dict[str, str], *args: str) -> subprocess.Popen[bytes]:

@@ -11,7 +11,7 @@ import pytest
 
 from pipetrail.capture import git as git_module
 from pipetrail.capture.git import GitState, capture_git
-from pipetrail.capture.git_probe import git_state
+from pipetrail.capture.git_probe import RepositoryProbe, git_state, probe_repository
 from pipetrail.hashing import digest_bytes
 
 if TYPE_CHECKING:
@@ -233,6 +233,51 @@ def test_git_state_is_capture_git_and_imports_it_only_where_a_repository_may_be(
         assert out.stdout.split() == expected.split()
 
 
+def test_git_state_walks_up_the_folders_once(
+    make_repo: Callable[..., Path],
+    monkeypatch: pytest.MonkeyPatch,
+    started: list[tuple[str, ...]],
+) -> None:
+    repo = make_repo()
+    deep = repo / "src" / "deep"
+    deep.mkdir(parents=True)
+    deep = deep.resolve()  # no symbolic link on the way: git's walk is this one
+    looked: list[str] = []
+    lexists = os.path.lexists
+
+    def counting(path: str) -> bool:
+        if os.path.basename(path) == ".git":
+            looked.append(path)
+        return lexists(path)
+
+    monkeypatch.setattr(os.path, "lexists", counting)
+    state = git_state(deep)
+
+    assert state is not None
+    assert state.root == str(deep.parent.parent)
+    # Each folder from the project up to the top once; git is asked for the status only.
+    assert looked == [str(folder / ".git") for folder in (deep, deep.parent, deep.parent.parent)]
+    assert [args[0] for args in started] == ["status"]
+
+
+def test_the_probe_says_where_git_would_look(
+    make_repo: Callable[..., Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    repo = make_repo()
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    (repo / "sub").mkdir()
+
+    assert probe_repository(plain) == RepositoryProbe(possible=False, top=None)
+    assert probe_repository(repo / ".git" / "refs") == RepositoryProbe(possible=True, top=None)
+    top = str(repo.resolve())
+    assert probe_repository(repo / "sub") == RepositoryProbe(possible=True, top=top)
+    # From below a ceiling folder git does not look in it: git is left to decide.
+    monkeypatch.setenv("GIT_CEILING_DIRECTORIES", top)
+    assert probe_repository(repo / "sub") == RepositoryProbe(possible=True, top=None)
+    assert probe_repository(repo) == RepositoryProbe(possible=True, top=top)
+
+
 def test_a_worktree_whose_git_entry_is_a_file_is_found(
     make_repo: Callable[..., Path], tmp_path: Path
 ) -> None:
@@ -334,10 +379,9 @@ def started(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, ...]]:
     return calls
 
 
-def _asked_git(path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    with monkeypatch.context() as patch:
-        patch.setattr(git_module, "_work_tree_top", lambda _where: None)
-        return capture_git(path)
+def _asked_git(path: Path) -> Any:
+    """capture_git of ``path`` told that the folders do not say where the top is."""
+    return capture_git(path, probe=RepositoryProbe(possible=True, top=None))
 
 
 def test_a_clean_tree_costs_one_git_process(
@@ -383,7 +427,6 @@ def _layouts(repo: Path, tmp_path: Path) -> dict[str, Path]:
 def test_the_facts_are_those_git_gives(
     make_repo: Callable[..., Path],
     tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
     started: list[tuple[str, ...]],
 ) -> None:
     repo = make_repo()
@@ -391,7 +434,7 @@ def test_the_facts_are_those_git_gives(
         started.clear()
         ours = capture_git(path)
         assert "rev-parse" not in [args[0] for args in started], name
-        asked = _asked_git(path, monkeypatch)
+        asked = _asked_git(path)
         assert ours is not None, name
         assert ours == asked, name
         assert (
