@@ -308,6 +308,8 @@ class StepRecorder:
             if name not in self._series:
                 validate_name(name, "metric")
             number = value if type(value) is float and math.isfinite(value) else None
+            if type(name) is not str:
+                name = str(name)  # a str subclass: recorded under the plain str, as log() does
             checked.append((name, _coerce_value(name, value) if number is None else number))
         if step is not None:
             step = _coerce_step("log_metrics", step)

@@ -395,7 +395,7 @@ def test_log_metrics_records_what_log_metric_records(store: MemoryStore) -> None
         rec = StepRecorder("s", store, SerializerRegistry.with_builtins())
         with recording(rec):
             for i in range(3):
-                row = {"a": float(i), "b": i + 1, "c/d": Fraction(i, 3)}
+                row = {"a": float(i), "b": i + 1, "c/d": Fraction(i, 3), _Name("e"): 1.5}
                 if many:
                     log_metrics(row)
                     log_metrics({"a": 9.0}, step=10 + i)
@@ -404,8 +404,15 @@ def test_log_metrics_records_what_log_metric_records(store: MemoryStore) -> None
                         log_metric(name, value)
                     log_metric("a", 9.0, step=10 + i)
         stored[many] = {n: (s.series.digest, s.summary) for n, s in rec.store_series().items()}
+        assert all(type(name) is str for name in rec.names)
     assert stored[True] == stored[False]
-    assert list(stored[True]) == ["a", "b", "c/d"]
+    assert list(stored[True]) == ["a", "b", "c/d", "e"]
+
+
+class _Name(str):
+    """A str subclass: a metric name is recorded as the plain string."""
+
+    __slots__ = ()
 
 
 def test_empty_series_encodes() -> None:
