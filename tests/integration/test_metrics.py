@@ -11,6 +11,7 @@ from pipetrail.errors import DefinitionError, NotFoundError, StepFailedError
 from pipetrail.execution.metrics import series_timestamps
 from pipetrail.execution.project import Project
 from pipetrail.execution.runner import RunOptions, run_pipeline
+from pipetrail.hashing.canonical import reference_json
 from pipetrail.ledger import audit
 from tests.integration.conftest import PipelineFiles, statuses
 
@@ -273,6 +274,50 @@ def p(n: int = 3):
         assert project.store.exists(record["blob"])
     assert reader.step_run(failed["step_run_id"])["outputs"] is None
     assert _io(project, failed["step_run_id"]) == {}
+    assert project.ledger.verify().ok
+
+
+@pytest.mark.parametrize("fail", [False, True])
+def test_series_events_hold_the_reference_encoding_of_their_payloads(
+    files: PipelineFiles, project: Project, unique: Callable[[str], str], fail: bool
+) -> None:
+    # Series whose summaries are plain are encoded without a second walk; the others
+    # (floats orjson would write in another form) by the reference encoder: every event
+    # text must be what the reference encoder writes, and the ledger must verify.
+    source = f"""
+from pipetrail import log_metric, log_metrics, pipeline, step
+
+@step
+def train(n: int) -> float:
+    for i in range(n):
+        log_metrics({{"plain/loss": 1.0 / (i + 1), "small/lr": 1e-5 / (i + 1)}})
+    log_metric("big/count", 1e16)
+    log_metric("zero", 0.0)
+    if {fail}:
+        raise ValueError("diverged")
+    return 0.5
+
+@pipeline
+def p(n: int = 3):
+    return train(n)
+"""
+    definition = files.load(unique("pipe"), source)
+    if fail:
+        with pytest.raises(StepFailedError):
+            _run(definition, project)
+    else:
+        _run(definition, project)
+    seen = {"metric": 0, "metric-timestamps": 0}
+    for event in project.ledger.iter_events():
+        assert event.payload_text == reference_json(json.loads(event.payload_text))
+        role = event.payload.get("role") if event.kind == "artifact.recorded" else None
+        if role in seen:
+            seen[role] += 1
+    assert seen == {"metric": 4, "metric-timestamps": 1}
+    ended = [e for e in project.ledger.iter_events() if e.kind in ("step.completed", "step.failed")]
+    metrics = ended[-1].payload["metrics"]
+    assert metrics["small/lr"]["min"] == pytest.approx(1e-5 / 3)
+    assert metrics["big/count"]["last"] == 1e16
     assert project.ledger.verify().ok
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import struct
 import sys
 from array import array
 from typing import TYPE_CHECKING, Any
@@ -37,6 +38,10 @@ METRIC_OUTPUT_PREFIX = "metric:"
 REPORT_OUTPUT_PREFIX = "report:"
 
 _NPY_MAGIC = b"\x93NUMPY\x01\x00"
+# One record of a series (a step index and a value, little-endian), and up to how many
+# points a series is encoded record by record (see encode_series).
+_RECORD = struct.Struct("<qd").pack
+_PACKED_MAX = 32
 _TIMESTAMPS_DTYPE = "'<i8'"
 
 
@@ -65,6 +70,10 @@ def encode_series(steps: array[int], values: array[float]) -> bytes:
         values: the values (typecode ``d``), as many as ``steps``.
     """
     count = len(values)
+    if count <= _PACKED_MAX:
+        # A few points (most series log one per step): packed one record at a time, the
+        # same little-endian bytes as the interleaved arrays below, without making them.
+        return _npy_header(SERIES_DTYPE, count) + b"".join(map(_RECORD, steps, values))
     records = array("q", bytes(16 * count))
     records[0::2] = steps
     records[1::2] = array("q", values.tobytes())  # the float64 bits, moved as int64 words

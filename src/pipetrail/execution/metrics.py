@@ -78,6 +78,7 @@ from pipetrail.execution.metric_format import (
     encode_timestamps,
     series_timestamps,
 )
+from pipetrail.hashing.canonical import is_plain
 from pipetrail.store import StoredArtifact
 
 if TYPE_CHECKING:
@@ -227,12 +228,17 @@ class StoredSeries:
         timestamps: the timestamps artifact of the step run (every series it logged).
         summary: ``count``, ``min``, ``max`` and ``last`` of the values.
         timestamps_at: the index of this series' first timestamp in ``timestamps``.
+        plain: the summary's numbers were shown plain
+            (:func:`~pipetrail.hashing.canonical.is_plain`): the series' ``meta`` and its
+            :meth:`reference`, made of them and of strings, ints and bools made here, are
+            then plain too, and their encoding need not walk them again.
     """
 
     series: StoredArtifact
     timestamps: StoredArtifact
     summary: dict[str, Any]
     timestamps_at: int = 0
+    plain: bool = False
 
     def reference(self, *, with_timestamps: bool = True) -> dict[str, Any]:
         """Return the reference a step event records for this metric."""
@@ -302,11 +308,24 @@ class StepRecorder:
             if name not in self._series:
                 validate_name(name, "metric")
             number = value if type(value) is float and math.isfinite(value) else None
+            if type(name) is not str:
+                name = str(name)  # a str subclass: recorded under the plain str, as log() does
             checked.append((name, _coerce_value(name, value) if number is None else number))
         if step is not None:
             step = _coerce_step("log_metrics", step)
-        for name, number in checked:
-            self.log(name, number, step)
+        # Every name and value is checked: the points are appended as log() appends them,
+        # without checking each again, under one hold of the lock.
+        with self._lock:
+            known = self._series
+            for name, number in checked:
+                series = known.get(name)
+                if series is None:
+                    series = known[name] = _Series()
+                index = series.next_step if step is None else step
+                series.steps.append(index)
+                series.values.append(number)
+                series.times.append(time.perf_counter_ns() - self._origin)
+                series.next_step = index + 1
 
     def _new_series(self, name: str) -> _Series:
         validate_name(name, "metric")
@@ -388,7 +407,8 @@ class StepRecorder:
                     "summary": summary,
                 },
             )
-            stored[name] = StoredSeries(record, times_record, summary, at)
+            plain = is_plain(summary)
+            stored[name] = StoredSeries(record, times_record, summary, at, plain)
             at += count
         return stored
 

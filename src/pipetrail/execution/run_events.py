@@ -37,6 +37,8 @@ from pipetrail.ledger.annotations import validate_name, validate_tags
 from pipetrail.ledger.events import encoded_draft
 
 if TYPE_CHECKING:
+    from collections.abc import Container
+
     from pipetrail.core.pipeline import PipelineDefinition
     from pipetrail.core.step import Step
     from pipetrail.execution.run_state import RunOptions, RunState
@@ -185,6 +187,7 @@ def artifact_drafts(
     *,
     step_run_id: str | None,
     queued: bool = False,
+    plain_meta: Container[int] = (),
 ) -> list[EventDraft]:
     """Describe stored artifacts (record, role) that neither this run nor the ledger knows.
 
@@ -192,6 +195,10 @@ def artifact_drafts(
     With ``queued`` (drafts for the run's queue) the ledger is not asked here: the flush
     leaves out those it records already, with one query per batch in its transaction
     (``new_artifacts_only`` of :meth:`~pipetrail.ledger.ledger.Ledger.append`).
+    ``plain_meta``: the ``id`` of records (of ``records``) whose ``meta`` was shown plain
+    (:func:`~pipetrail.hashing.canonical.is_plain`; a step's metric series and their
+    timestamps, see :class:`~pipetrail.execution.metrics.StoredSeries`): their events
+    are encoded now, without walking ``meta`` again.
     """
     fresh = [(r, role) for r, role in records if r.digest not in state.recorded]
     if not fresh:
@@ -206,24 +213,30 @@ def artifact_drafts(
         state.recorded.add(record.digest)
         if record.digest in known:
             continue
-        drafts.append(
-            EventDraft(
-                EventKind.ARTIFACT_RECORDED,
-                {
-                    "digest": record.digest,
-                    "blob": record.blob,
-                    "serializer": record.serializer,
-                    "type_name": record.type_name,
-                    "size": record.size,
-                    "meta": record.meta,
-                    "role": role,
-                    "run_id": state.run_id,
-                    "step_run_id": step_run_id,
-                },
-                run_id=state.run_id,
+        payload = {
+            "digest": record.digest,
+            "blob": record.blob,
+            "serializer": record.serializer,
+            "type_name": record.type_name,
+            "size": record.size,
+            "meta": record.meta,
+            "role": role,
+            "run_id": state.run_id,
+            "step_run_id": step_run_id,
+        }
+        if id(record) in plain_meta:
+            drafts.append(
+                encoded_draft(
+                    EventKind.ARTIFACT_RECORDED, payload, run_id=state.run_id, plain=_META
+                )
             )
-        )
+        else:
+            drafts.append(EventDraft(EventKind.ARTIFACT_RECORDED, payload, run_id=state.run_id))
     return drafts
+
+
+# The member of an artifact's payload that plain_meta (of artifact_drafts) vouches for.
+_META = frozenset({"meta"})
 
 
 def code_drafts(state: RunState, step: Step[..., Any], fp: CodeFingerprint) -> list[EventDraft]:

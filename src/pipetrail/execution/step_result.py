@@ -136,15 +136,24 @@ def release_inputs(state: RunState, node: Node, copies: tuple[InputCopies, ...])
 # ``seeded`` (library names). orjson writes such a member as the reference encoder does,
 # or refuses it (a str subclass), so its encoding need not walk them (encoded_draft).
 _MADE_PLAIN = frozenset({"inputs", "resources", "seeded"})
-# PreparedStep.plain -> it with _MADE_PLAIN (a step has one of a few).
-_END_PLAIN: dict[frozenset[str], frozenset[str]] = {}
+# (PreparedStep.plain, metrics shown plain) -> it with _MADE_PLAIN, and ``metrics`` when
+# shown plain (a step has one of a few).
+_END_PLAIN: dict[tuple[frozenset[str], bool], frozenset[str]] = {}
+_METRICS = frozenset({"metrics"})
 
 
-def _end_plain(plain: frozenset[str]) -> frozenset[str]:
-    """The members of a step's end payload its encoding need not walk."""
-    found = _END_PLAIN.get(plain)
+def _end_plain(plain: frozenset[str], metrics: bool = False) -> frozenset[str]:
+    """The members of a step's end payload its encoding need not walk.
+
+    ``metrics``: every logged series' reference is plain (``StoredSeries.plain``; no
+    series at all is an empty dict, plain too).
+    """
+    found = _END_PLAIN.get((plain, metrics))
     if found is None:
-        found = _END_PLAIN[plain] = plain | _MADE_PLAIN
+        found = plain | _MADE_PLAIN
+        if metrics:
+            found |= _METRICS
+        _END_PLAIN[(plain, metrics)] = found
     return found
 
 
@@ -164,6 +173,16 @@ def finish_step(
     release_inputs(state, node, prepared.copies)
     recorded = bool(result.metrics or result.reports)  # most steps log and attach nothing
     extra = recorded_artifacts(result.metrics, result.reports) if recorded else []
+    # The series (and timestamps) whose meta and reference were shown plain when stored:
+    # their events' encoding does not walk them again (by identity: these very records).
+    plain_meta: set[int] = set()
+    metrics_plain = True
+    for stored in result.metrics.values():
+        plain_meta.add(id(stored.timestamps))
+        if stored.plain:
+            plain_meta.add(id(stored.series))
+        else:
+            metrics_plain = False
     if result.contract_report is not None:
         extra.append((result.contract_report, REPORT_ROLE))
     for stored in result.metrics.values():
@@ -210,12 +229,14 @@ def finish_step(
         emit(
             state,
             [
-                *artifact_drafts(state, extra, step_run_id=step_run_id, queued=True),
+                *artifact_drafts(
+                    state, extra, step_run_id=step_run_id, queued=True, plain_meta=plain_meta
+                ),
                 encoded_draft(
                     EventKind.STEP_FAILED,
                     {**common, "error": error, "traceback": result.traceback},
                     run_id=state.run_id,
-                    plain=_end_plain(prepared.plain),
+                    plain=_end_plain(prepared.plain, metrics_plain),
                 ),
             ],
         )
@@ -281,12 +302,13 @@ def finish_step(
                 [(r, "output") for r in records] + linked_profiles(records) + extra,
                 step_run_id=step_run_id,
                 queued=True,
+                plain_meta=plain_meta,
             ),
             encoded_draft(
                 EventKind.STEP_COMPLETED,
                 completed,
                 run_id=state.run_id,
-                plain=_end_plain(prepared.plain),
+                plain=_end_plain(prepared.plain, metrics_plain),
             ),
         ],
     )

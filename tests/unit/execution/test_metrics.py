@@ -25,6 +25,7 @@ from pipetrail.execution.metrics import (
     series_timestamps,
     validate_name,
 )
+from pipetrail.hashing.canonical import is_plain
 from pipetrail.store import MemoryStore, SerializerRegistry
 
 if TYPE_CHECKING:
@@ -347,6 +348,71 @@ def test_encode_decode_round_trip_and_numpy_compatibility() -> None:
     buffer = io.BytesIO()
     np.save(buffer, loaded)
     assert buffer.getvalue() == data  # byte-identical to what numpy itself writes
+
+
+@pytest.mark.parametrize("count", [1, 2, 31, 32, 33, 100])
+def test_short_and_long_series_encode_as_numpy_writes_them(count: int) -> None:
+    # Up to a few dozen points a series is packed record by record, beyond that through
+    # interleaved arrays: both must give the bytes numpy writes.
+    steps = array("q", [(k * 7919) % (2**63 - 1) for k in range(count)])
+    values = array("d", [(-1.0) ** k * k / 3 for k in range(count)])
+    values[0] = -0.0
+    data = encode_series(steps, values)
+    import numpy as np  # part of the test install (the tables extra)
+
+    expected = np.zeros(count, dtype=[("step", "<i8"), ("value", "<f8")])
+    expected["step"] = list(steps)
+    expected["value"] = list(values)
+    buffer = io.BytesIO()
+    np.save(buffer, expected)
+    assert data == buffer.getvalue()
+    assert decode_series(data) == (steps, values)
+
+
+@pytest.mark.parametrize(
+    ("values", "plain"),
+    [([1.0, 2.5], True), ([0.0], True), ([1e-5, 2.0], False), ([3.0, 1e16], False)],
+)
+def test_a_series_is_plain_when_its_summary_is(
+    recorder: StepRecorder, values: list[float], plain: bool
+) -> None:
+    # Plain: what orjson writes as the reference encoder does (floats without exponent),
+    # which lets the series' events skip walking its meta and reference again.
+    for value in values:
+        log_metric("m", value)
+    stored = recorder.store_series()["m"]
+    assert stored.plain is plain
+    assert is_plain(stored.series.meta) is plain
+    assert is_plain(stored.reference()) is plain
+    assert is_plain(stored.timestamps.meta)
+
+
+def test_log_metrics_records_what_log_metric_records(store: MemoryStore) -> None:
+    # log_metrics appends its points itself (checked once): the same series, step
+    # indexes and values as logging each point with log_metric.
+    stored = {}
+    for many in (False, True):
+        rec = StepRecorder("s", store, SerializerRegistry.with_builtins())
+        with recording(rec):
+            for i in range(3):
+                row = {"a": float(i), "b": i + 1, "c/d": Fraction(i, 3), _Name("e"): 1.5}
+                if many:
+                    log_metrics(row)
+                    log_metrics({"a": 9.0}, step=10 + i)
+                else:
+                    for name, value in row.items():
+                        log_metric(name, value)
+                    log_metric("a", 9.0, step=10 + i)
+        stored[many] = {n: (s.series.digest, s.summary) for n, s in rec.store_series().items()}
+        assert all(type(name) is str for name in rec.names)
+    assert stored[True] == stored[False]
+    assert list(stored[True]) == ["a", "b", "c/d", "e"]
+
+
+class _Name(str):
+    """A str subclass: a metric name is recorded as the plain string."""
+
+    __slots__ = ()
 
 
 def test_empty_series_encodes() -> None:
