@@ -51,6 +51,7 @@ from pipetrail.ledger.audit_model import ImpliedStart, Unmodelled, Unstreamed
 from pipetrail.ledger.audit_replica import Replica, ledger_file
 from pipetrail.ledger.chain_check import parse_plain_payload
 from pipetrail.ledger.events import EventKind
+from pipetrail.ledger.sqlite_rows import sqlite_batches
 from pipetrail.ledger.trusted import DerivedRowProblem
 
 if TYPE_CHECKING:
@@ -111,10 +112,8 @@ _BESIDE_EVENTS = (
 # other threads run while it asks a value's type): the event's time and actor, which only
 # a note's and a deletion's rows hold, are read for those events alone (_STAMP); the
 # others' are None, as their rows leave them out.
-_MODELLED_EVENTS = (
-    "SELECT seq, kind, payload FROM ledger.events "  # noqa: S608
-    f"WHERE seq <= :head AND +kind IN ({_KINDS}) ORDER BY seq"
-)
+_MODELLED_COLUMNS = "seq, kind, payload"
+_MODELLED_EVENTS = f"FROM ledger.events WHERE seq <= :head AND +kind IN ({_KINDS}) ORDER BY seq"
 _STAMPED = frozenset({EventKind.RUN_NOTED.value, EventKind.RUN_DELETED.value})
 _STAMP = "SELECT ts, actor FROM ledger.events WHERE seq = ?"
 _FETCH = 20_000
@@ -273,9 +272,11 @@ def _model(replica: Replica, last: int) -> tuple[int, str] | None:
     starts = _Starts()
     loads, dumps = orjson.loads, orjson.dumps
     connection: sqlite3.Connection = replica.db.connection
-    cursor = connection.execute(_MODELLED_EVENTS, {"head": last})
+    batches = sqlite_batches(
+        connection, _MODELLED_COLUMNS, _MODELLED_EVENTS, {"head": last}, size=_FETCH
+    )
     try:
-        while fetched := cursor.fetchmany(_FETCH):
+        for fetched in batches:
             for at in range(0, len(fetched), _STEP):
                 good: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
                 plain = True
@@ -312,7 +313,7 @@ def _model(replica: Replica, last: int) -> tuple[int, str] | None:
                 if failure is not None:
                     return failure
     finally:
-        cursor.close()
+        batches.close()
     return None
 
 
