@@ -51,7 +51,6 @@ from pipetrail.ledger.audit_model import ImpliedStart, Unmodelled, Unstreamed
 from pipetrail.ledger.audit_replica import Replica, ledger_file
 from pipetrail.ledger.chain_check import parse_plain_payload
 from pipetrail.ledger.events import EventKind
-from pipetrail.ledger.sqlite_rows import sqlite_batches
 from pipetrail.ledger.trusted import DerivedRowProblem
 
 if TYPE_CHECKING:
@@ -111,9 +110,13 @@ _BESIDE_EVENTS = (
 # Each value read costs a round of SQLite's and Python's locks (the sqlite3 module lets
 # other threads run while it asks a value's type): the event's time and actor, which only
 # a note's and a deletion's rows hold, are read for those events alone (_STAMP); the
-# others' are None, as their rows leave them out.
-_MODELLED_COLUMNS = "seq, kind, payload"
-_MODELLED_EVENTS = f"FROM ledger.events WHERE seq <= :head AND +kind IN ({_KINDS}) ORDER BY seq"
+# others' are None, as their rows leave them out. Read the plain way, not a row at a time
+# through a function (pipetrail.ledger.sqlite_rows): for three values a row that costs
+# about 3% more instructions than it saves.
+_MODELLED_EVENTS = (
+    "SELECT seq, kind, payload FROM ledger.events "  # noqa: S608
+    f"WHERE seq <= :head AND +kind IN ({_KINDS}) ORDER BY seq"
+)
 _STAMPED = frozenset({EventKind.RUN_NOTED.value, EventKind.RUN_DELETED.value})
 _STAMP = "SELECT ts, actor FROM ledger.events WHERE seq = ?"
 _FETCH = 20_000
@@ -272,11 +275,9 @@ def _model(replica: Replica, last: int) -> tuple[int, str] | None:
     starts = _Starts()
     loads, dumps = orjson.loads, orjson.dumps
     connection: sqlite3.Connection = replica.db.connection
-    batches = sqlite_batches(
-        connection, _MODELLED_COLUMNS, _MODELLED_EVENTS, {"head": last}, size=_FETCH
-    )
+    cursor = connection.execute(_MODELLED_EVENTS, {"head": last})
     try:
-        for fetched in batches:
+        while fetched := cursor.fetchmany(_FETCH):
             for at in range(0, len(fetched), _STEP):
                 good: list[tuple[tuple[Any, ...], dict[str, Any]]] = []
                 plain = True
@@ -313,7 +314,7 @@ def _model(replica: Replica, last: int) -> tuple[int, str] | None:
                 if failure is not None:
                     return failure
     finally:
-        batches.close()
+        cursor.close()
     return None
 
 

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pipetrail.ledger import audit, audit_parallel
+from pipetrail.ledger import audit
 from pipetrail.ledger.audit_model import TableModel
 from pipetrail.ledger.ledger import Ledger
 from pipetrail.ledger.sqlite_rows import sqlite_batches
@@ -85,10 +85,6 @@ def test_the_audit_queries_make_their_rows_in_the_order_they_return_them(tmp_pat
     model = TableModel()
     queries = [
         (f"SELECT {audit._EVENT_COLUMNS} {audit._EVENTS_IN_ORDER}", {}),
-        (
-            f"SELECT {audit_parallel._MODELLED_COLUMNS} {audit_parallel._MODELLED_EVENTS}",
-            {"head": 1},
-        ),
         *[(model.layout[table].select + f"ledger.{table}", {}) for table in model.layout],
     ]
     for text, params in queries:
