@@ -35,6 +35,7 @@ from pipetrail.ledger.audit_replica import MMAP_BYTES, Replica
 from pipetrail.ledger.chain_check import check_chain, parse_plain_payload
 from pipetrail.ledger.events import GENESIS_HASH, Event
 from pipetrail.ledger.merkle_store import TreeCheck
+from pipetrail.ledger.sqlite_rows import sqlite_batches
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -238,9 +239,9 @@ def _end_of_chain(
     return None
 
 
-_ALL_EVENTS = (
-    "SELECT seq, ts, actor, kind, run_id, payload, prev_hash, hash FROM events ORDER BY seq"
-)
+_EVENT_COLUMNS = "seq, ts, actor, kind, run_id, payload, prev_hash, hash"
+_EVENTS_IN_ORDER = "FROM events ORDER BY seq"
+_ALL_EVENTS = f"SELECT {_EVENT_COLUMNS} {_EVENTS_IN_ORDER}"
 _FETCH = 20_000  # rows per fetch: one cursor, streamed (a named cursor on PostgreSQL)
 # Rows checked, then projected, at a time: few parsed payloads alive at once keeps the
 # garbage collector's passes short (20,000 large payloads at once made the walk slower).
@@ -305,8 +306,7 @@ def _walk(
 
 
 def _walk_events(db: Driver, replica: Replica | None, tree: TreeCheck | None, walk: _Walk) -> _Walk:
-    size = _SQLITE_FETCH if db.dialect == "sqlite" else _FETCH
-    for fetched in db.batches(_ALL_EVENTS, size=size):
+    for fetched in _event_batches(db):
         for at in range(0, len(fetched), _STEP):
             good = walk.rows(fetched if len(fetched) <= _STEP else fetched[at : at + _STEP])
             if tree is not None:
@@ -317,6 +317,17 @@ def _walk_events(db: Driver, replica: Replica | None, tree: TreeCheck | None, wa
                 return walk
     walk.end = _end_of_chain(db, walk, replica)
     return walk
+
+
+def _event_batches(db: Driver) -> Iterator[list[tuple[Any, ...]]]:
+    """Every stored event row in sequence order, in batches (see :data:`_ALL_EVENTS`).
+
+    On SQLite each row is handed over whole (:func:`~pipetrail.ledger.sqlite_rows.sqlite_batches`:
+    the same tuples, read for less).
+    """
+    if db.dialect != "sqlite":
+        return db.batches(_ALL_EVENTS, size=_FETCH)
+    return sqlite_batches(db.connection, _EVENT_COLUMNS, _EVENTS_IN_ORDER, size=_SQLITE_FETCH)
 
 
 _T = TypeVar("_T")

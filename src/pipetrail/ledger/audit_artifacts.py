@@ -45,10 +45,11 @@ import orjson
 from pipetrail.hashing.canonical import MEMBER_OPTIONS
 from pipetrail.ledger.audit_model import Unmodelled
 from pipetrail.ledger.events import EventKind
+from pipetrail.ledger.sqlite_rows import sqlite_batches
 
 if TYPE_CHECKING:
     import sqlite3
-    from collections.abc import Iterator, Sequence
+    from collections.abc import Generator, Iterator, Sequence
 
     from pipetrail.ledger.audit_model import TableModel
 
@@ -72,23 +73,43 @@ class ArtifactMatch:
     Args:
         model: the model the rows are kept in (its ``artifacts``), as the rows the events
             give.
-        cursor: the stored rows in the order they were written, the model's columns
-            (``TableModel.layout["artifacts"].select``), read in the walk's snapshot.
+        chunks: the stored rows in the order they were written, the model's columns
+            (``TableModel.layout["artifacts"].columns``), read in the walk's snapshot a
+            few hundred at a time (see :meth:`reading`).
+        connection: the connection they are read on, in that snapshot.
     """
 
-    def __init__(self, model: TableModel, cursor: sqlite3.Cursor) -> None:
+    def __init__(
+        self,
+        model: TableModel,
+        chunks: Generator[list[tuple[Any, ...]], None, None],
+        connection: sqlite3.Connection,
+    ) -> None:
         self.layout = model.layout["artifacts"]
         self.rows = model.artifacts
         self.active = True  # every artifact event so far matched its stored row
         self.whole = False  # every artifact event matched, and no stored row was left over
-        self._cursor: sqlite3.Cursor | None = cursor
-        self._read_again = cursor.connection
+        self._chunks: Generator[list[tuple[Any, ...]], None, None] | None = chunks
+        self._read_again = connection
         self._chunk = _EMPTY
         self._taken: set[str] = set()  # the digests of the rows matched
         # meta texts found to be what the projection writes, each as the member it writes
         self._metas: dict[str, orjson.Fragment] = {}
         # The payload the next row gives, its members in the payload's (sorted) order.
         self._written: dict[str, Any] = dict.fromkeys(_MEMBERS)
+
+    @classmethod
+    def reading(cls, model: TableModel, connection: sqlite3.Connection) -> ArtifactMatch:
+        """Matching the rows of ``connection``'s ``artifacts``, each handed over whole.
+
+        (:func:`~pipetrail.ledger.sqlite_rows.sqlite_batches`.) The query runs now.
+
+        Raises:
+            sqlite3.Error: as the query does.
+        """
+        columns = ", ".join(model.layout["artifacts"].columns)
+        chunks = sqlite_batches(connection, columns, "FROM artifacts", size=_CHUNK)
+        return cls(model, chunks, connection)
 
     @property
     def count(self) -> int:
@@ -162,9 +183,9 @@ class ArtifactMatch:
 
     def _read(self) -> tuple[Any, ...] | None:
         """The first row of the next chunk of stored rows (None: none left, or it ended)."""
-        if self._cursor is None:
+        if self._chunks is None:
             return None
-        chunk = self._cursor.fetchmany(_CHUNK)
+        chunk = next(self._chunks, None)
         if not chunk:
             return None
         try:
@@ -211,9 +232,9 @@ class ArtifactMatch:
                 again.close()
 
     def stop(self) -> None:
-        """End the matching (the model takes every later event); close the cursor."""
+        """End the matching (the model takes every later event); stop reading the rows."""
         self.active = False
         self._chunk = _EMPTY
-        if self._cursor is not None:
-            self._cursor.close()
-            self._cursor = None
+        if self._chunks is not None:
+            self._chunks.close()  # its cursor too
+            self._chunks = None

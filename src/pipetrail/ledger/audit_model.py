@@ -122,7 +122,6 @@ _BATCHED = ("step_runs", "step_run_io", "run_metrics", "artifacts", *_RUN_TABLES
 # The tables a streaming model (TableModel's ``stored``) compares as the events go.
 STREAMED = ("runs", "run_params", "step_runs", "step_run_io", "run_metrics")
 _SQLITE_TYPE = {int: "integer", float: "real"}
-_CHUNK = 5000  # stored rows read at a time
 _FIRST = itemgetter(0)  # a row's first value (a step_runs or runs row's key)
 _IO_KEY = itemgetter(0, 1, 2)  # a step_run_io row's key
 _METRIC_KEY = itemgetter(0, 1)  # a run_metrics row's key
@@ -180,8 +179,10 @@ class _Stored:
     Rows read past are kept by key until wanted (or until :meth:`rest`).
     """
 
-    def __init__(self, cursor: Any, key: Callable[[tuple[Any, ...]], Any]) -> None:
-        self._cursor = cursor
+    def __init__(
+        self, chunks: Iterator[list[tuple[Any, ...]]], key: Callable[[tuple[Any, ...]], Any]
+    ) -> None:
+        self._chunks = chunks  # the stored rows in order, a list at a time
         self._key = key
         self._rows: list[tuple[Any, ...]] = []
         self._at = 0
@@ -196,7 +197,7 @@ class _Stored:
         rows, at, read, ahead = self._rows, self._at, self._key, self.ahead
         while True:
             if at == len(rows):
-                rows, at = self._cursor.fetchmany(_CHUNK), 0
+                rows, at = next(self._chunks, []), 0
                 self._rows = rows
                 if not rows:
                     self._at = 0
@@ -217,8 +218,10 @@ class _Stored:
             return False
         count, at = len(rows), self._at
         if len(self._rows) - at < count:
-            self._rows = self._rows[at:] + self._cursor.fetchmany(max(_CHUNK, count))
-            self._at = at = 0
+            stored = self._rows[at:]
+            while len(stored) < count and (more := next(self._chunks, None)):
+                stored += more
+            self._rows, self._at, at = stored, 0, 0
         if self._rows[at : at + count] == rows:
             self._at = at + count
             return True
@@ -343,12 +346,15 @@ class TableModel:
 
     Args:
         stored: streaming: reads a stored table, in its own order (``key`` None), or its
-            row under ``key``. The rows of :data:`STREAMED` are then compared as the
-            events go and dropped (see :meth:`_settle`), the rest at the end
-            (:meth:`finish`), so that a large ledger's rows are not all held at once.
+            row under ``key``, as lists of rows (a few thousand at a time). The rows of
+            :data:`STREAMED` are then compared as the events go and dropped (see
+            :meth:`_settle`), the rest at the end (:meth:`finish`), so that a large
+            ledger's rows are not all held at once.
     """
 
-    def __init__(self, stored: Callable[[str, Any], Any] | None = None) -> None:
+    def __init__(
+        self, stored: Callable[[str, Any], Iterator[list[tuple[Any, ...]]]] | None = None
+    ) -> None:
         self.layout = {name: _Table(name) for name in MODEL_TABLES}
         self._read = stored
         self._stored: dict[str, _Stored] = {}
@@ -798,7 +804,7 @@ class TableModel:
         as the stored row to compare with again).
         """
         assert self._read is not None  # noqa: S101 - only when streaming
-        found = self._read("runs", run).fetchall()
+        found = [row for chunk in self._read("runs", run) for row in chunk]
         if len(found) != 1:
             raise Unmodelled("runs: a stored row changed while read")
         row = tuple(found[0])

@@ -110,7 +110,9 @@ _BESIDE_EVENTS = (
 # Each value read costs a round of SQLite's and Python's locks (the sqlite3 module lets
 # other threads run while it asks a value's type): the event's time and actor, which only
 # a note's and a deletion's rows hold, are read for those events alone (_STAMP); the
-# others' are None, as their rows leave them out.
+# others' are None, as their rows leave them out. Read the plain way, not a row at a time
+# through a function (pipetrail.ledger.sqlite_rows): for three values a row that costs
+# about 3% more instructions than it saves.
 _MODELLED_EVENTS = (
     "SELECT seq, kind, payload FROM ledger.events "  # noqa: S608
     f"WHERE seq <= :head AND +kind IN ({_KINDS}) ORDER BY seq"

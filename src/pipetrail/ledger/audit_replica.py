@@ -32,6 +32,7 @@ from pipetrail.ledger.driver import Driver
 from pipetrail.ledger.events import Event, EventKind
 from pipetrail.ledger.projection_batch import apply_events
 from pipetrail.ledger.projections import apply_event, has_projection
+from pipetrail.ledger.sqlite_rows import sqlite_batches
 from pipetrail.ledger.trusted import DerivedRowProblem
 
 if TYPE_CHECKING:
@@ -175,22 +176,27 @@ class Replica:
         if self.model is None or db.dialect != "sqlite":
             return None
         try:
-            cursor = db.connection.execute(self.model.layout["artifacts"].select + "artifacts")
+            self.match = ArtifactMatch.reading(self.model, db.connection)
         except sqlite3.Error:
             return None  # compared after the walk, as any other table
-        self.match = ArtifactMatch(self.model, cursor)
         return self.match.take
 
-    def _read_stored(self, table: str, key: Any) -> sqlite3.Cursor:
-        """The attached file's rows of ``table`` in its order (``key`` None), or under ``key``."""
+    def _read_stored(self, table: str, key: Any) -> Iterator[list[tuple[Any, ...]]]:
+        """The attached file's rows of ``table`` in its order (``key`` None), or under ``key``.
+
+        A list of rows at a time; the whole table is read with each row handed over whole
+        (:func:`~pipetrail.ledger.sqlite_rows.sqlite_batches`).
+        """
         assert self.model is not None  # noqa: S101 - only a model reads them
         layout = self.model.layout[table]
-        read = layout.select + f"{_STORED}.{table}"
         connection: sqlite3.Connection = self.db.connection
         if key is None:
-            return connection.execute(read)
+            columns = ", ".join(layout.columns)
+            return sqlite_batches(connection, columns, f"FROM {_STORED}.{table}", size=_CHUNK)
+        read = layout.select + f"{_STORED}.{table}"
         where = " AND ".join(f"{name} = ?" for name in layout.keys)
-        return connection.execute(f"{read} WHERE {where}", key if len(layout.keys) > 1 else (key,))
+        found = connection.execute(f"{read} WHERE {where}", key if len(layout.keys) > 1 else (key,))
+        return iter([found.fetchall()])
 
     def apply(self, event: Event, payload: dict[str, Any]) -> None:
         """Project one event into the replica."""
