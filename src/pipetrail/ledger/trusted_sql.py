@@ -88,7 +88,7 @@ STEP_WITH_EVENT_VALUES = ", ".join(
 # they were written, the order a re-run looks them up in. RUN_CACHE_REST is the
 # statement from FROM on (read as whole rows on SQLite).
 RUN_CACHE_REST = (
-    f"FROM step_runs s LEFT JOIN events e ON e.seq = s.last_seq {_JOIN_HEAD} "
+    f"FROM step_runs s LEFT JOIN events e ON e.seq = s.last_seq {_JOIN_HEAD} "  # noqa: S608
     "WHERE s.run_id = :r AND s.status IN ('completed', 'cached') "
     "AND s.cache_key IS NOT NULL AND s.last_seq IS NOT NULL "
     "AND s.run_id NOT IN (SELECT d.run_id FROM run_deletions d) "
