@@ -16,7 +16,12 @@ from pipetrail.ledger import EventDraft, EventKind
 from pipetrail.ledger.cache_rows import RunCacheRows
 from pipetrail.ledger.ledger import Ledger
 from pipetrail.ledger.queries import Reader
-from pipetrail.ledger.trusted_sql import CACHE_LOOKUP_SQL
+from pipetrail.ledger.trusted_sql import (
+    CACHE_LOOKUP_SQL,
+    RUN_CACHE_REST,
+    RUN_CACHE_SQL,
+    STEP_WITH_EVENT_VALUES,
+)
 
 pytestmark = pytest.mark.postgres
 
@@ -79,6 +84,11 @@ class _Counting(Reader):
     def fetch_tuples(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         self.per_key += sql == CACHE_LOOKUP_SQL
         return self.inner.fetch_tuples(sql, params)
+
+    def whole_rows(
+        self, columns: str, rest: str, params: dict[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        return self.inner.whole_rows(columns, rest, params)
 
 
 def _exec(ledger: Ledger, sql: str, **params: Any) -> None:
@@ -308,3 +318,15 @@ def test_a_hit_on_a_payload_orjson_does_not_write_back_gives_what_the_lookup_giv
     found = _hits(ledger, RunCacheRows("R4", budget=0), reader, range(7, 8))
     assert found == [("R3-S7", {"output": _digest("a")}, None)]
     assert _hits(ledger, RunCacheRows("R4", budget=0), reader, range(1, 2))[0] is not None
+
+
+def test_the_read_ahead_rows_read_whole_are_the_plain_reads(ledger: Ledger) -> None:
+    """On SQLite each row comes whole through a function of the query: the same values."""
+    reader = ledger.reader()
+    params = {"r": "R1", "after": 0, "n": 100}
+    whole = reader.whole_rows(STEP_WITH_EVENT_VALUES, RUN_CACHE_REST, params)
+    plain = reader.fetch_tuples(RUN_CACHE_SQL, params)
+    assert len(whole) == 4  # keys 4 and 5 answer R2
+    assert [tuple((v, type(v)) for v in row) for row in whole] == [
+        tuple((v, type(v)) for v in row) for row in plain
+    ]

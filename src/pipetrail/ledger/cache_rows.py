@@ -45,7 +45,12 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 
 from pipetrail.ledger.trusted import step_run_result, trusted_step_payload, trusted_step_values
-from pipetrail.ledger.trusted_sql import CACHE_LOOKUP_SQL, RUN_CACHE_SQL, STEP_COLUMNS
+from pipetrail.ledger.trusted_sql import (
+    CACHE_LOOKUP_SQL,
+    RUN_CACHE_REST,
+    STEP_COLUMNS,
+    STEP_WITH_EVENT_VALUES,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -177,7 +182,9 @@ class RunCacheRows:
     def _read_ahead(self, reader: Reader, run_id: str, after: int) -> None:
         # The read itself found the run not deleted.
         self._kept[run_id] = self._clock()
-        rows = reader.fetch_tuples(RUN_CACHE_SQL, {"r": run_id, "after": after, "n": self._budget})
+        rows = reader.whole_rows(
+            STEP_WITH_EVENT_VALUES, RUN_CACHE_REST, {"r": run_id, "after": after, "n": self._budget}
+        )
         self._budget -= len(rows)
         for row in rows:
             self._rows[row[_KEY_AT]] = row

@@ -51,6 +51,8 @@ def abandon_inherited(connection: Any) -> None:
 _COMPILED: dict[str, str] = {}
 _COMPILED_MAX = 4096
 _COMPILE_LOCK = threading.Lock()
+# Rows fetched at a time by Driver.whole_rows.
+_WHOLE = 1000
 
 
 def compile_text(text: str, dialect: str) -> str:
@@ -210,6 +212,26 @@ class Driver:
             return [tuple(row) for row in cursor.fetchall()]
         finally:
             cursor.close()
+
+    def whole_rows(
+        self, columns: str, rest: str, params: dict[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """The rows of ``SELECT {columns} {rest}`` as tuples, as :meth:`rows` returns them.
+
+        On SQLite each row is handed over whole by a function of the query
+        (:func:`~pipetrail.ledger.sqlite_rows.sqlite_batches`), which costs less for rows
+        of many columns: ``columns`` must then be plain expressions (no ``AS``) and the
+        query must make its rows in the order it returns them (no sort; the plans of
+        the queries read this way are checked in tests/unit/ledger/test_sqlite_rows.py).
+        """
+        if self.dialect != "sqlite":
+            return self.rows(f"SELECT {columns} {rest}", params)
+        from pipetrail.ledger.sqlite_rows import sqlite_batches
+
+        found: list[tuple[Any, ...]] = []
+        for batch in sqlite_batches(self.connection, columns, rest, params or {}, size=_WHOLE):
+            found += batch
+        return found
 
     def batches(
         self, text: str, params: dict[str, Any] | None = None, *, size: int = 2000

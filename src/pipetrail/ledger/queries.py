@@ -57,6 +57,9 @@ _STEP_COLUMNS = (
     "cache_reason, reused_step_run_id, code_digest, components, inputs, outputs, resources, "
     "resource_requests, logs, seed, started_at, ended_at, error, traceback, first_seq"
 )
+_STEP_NAMES = tuple(_STEP_COLUMNS.split(", "))
+# A run's step runs, in the order the run's index gives them (read as whole rows).
+_RUN_STEP_ROWS = "FROM step_runs WHERE run_id = :r"
 _STEP_COUNTS = (
     "(SELECT COUNT(*) FROM step_runs s WHERE s.run_id = r.run_id "
     " AND s.status = 'completed') AS steps_executed, "
@@ -126,6 +129,16 @@ class Reader(ABC):
         thousands); subclasses with a driver return the cursor's rows directly.
         """
         return [tuple(row.values()) for row in self.fetch(sql, params)]
+
+    def whole_rows(
+        self, columns: str, rest: str, params: dict[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """:meth:`fetch_tuples` of ``SELECT {columns} {rest}``.
+
+        A reader on SQLite reads each row whole (:meth:`Driver.whole_rows`): ``columns``
+        are plain expressions (no ``AS``), and the query must not sort its rows.
+        """
+        return self.fetch_tuples(f"SELECT {columns} {rest}", params)
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release the connection, if any."""
@@ -231,10 +244,10 @@ class Reader(ABC):
         written, which is nearly always the order they started, and sorting a thousand
         whole rows in the database costs more than checking their order.
         """
-        rows = self.fetch(
-            f"SELECT {_STEP_COLUMNS} FROM step_runs WHERE run_id = :r",
-            {"r": run_id},
-        )
+        rows = [
+            dict(zip(_STEP_NAMES, row, strict=False))
+            for row in self.whole_rows(_STEP_COLUMNS, _RUN_STEP_ROWS, {"r": run_id})
+        ]
         seqs = [row["first_seq"] for row in rows]
         if any(later < earlier for earlier, later in itertools.pairwise(seqs)):
             rows.sort(key=operator.itemgetter("first_seq"))
@@ -493,6 +506,21 @@ class DriverReader(Reader):
                 raise ledger_error(self.url, exc) from exc
             raise
 
+    def whole_rows(
+        self, columns: str, rest: str, params: dict[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Run one query; return its rows as tuples, each read whole on SQLite.
+
+        Raises:
+            LedgerError: the database failed (one line: what, where, how to fix).
+        """
+        try:
+            return self._connect().whole_rows(columns, rest, params)
+        except Exception as exc:
+            if is_database_error(exc):
+                raise ledger_error(self.url, exc) from exc
+            raise
+
     def close(self) -> None:
         """Close the ledger this reader opened for itself, if any."""
         if self._owner is not None:
@@ -565,6 +593,24 @@ class SqliteReader(Reader):
             if driver is None:
                 return []
             return driver.rows(_with_escape(sql), params)
+        except sqlite3.Error as exc:
+            if "no such table" in str(exc) and self._is_empty():
+                return []
+            raise ledger_error(f"sqlite:///{self.path}", exc) from exc
+
+    def whole_rows(
+        self, columns: str, rest: str, params: dict[str, Any] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Run one query; return its rows as tuples, each read whole (none without a schema).
+
+        Raises:
+            LedgerError: the database failed (one line: what, where, how to fix).
+        """
+        try:
+            driver = self._connection()
+            if driver is None:
+                return []
+            return driver.whole_rows(columns, rest, params)
         except sqlite3.Error as exc:
             if "no such table" in str(exc) and self._is_empty():
                 return []

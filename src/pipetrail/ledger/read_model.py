@@ -11,7 +11,9 @@ the cheap stdlib reader and on a ledger's own connection (PostgreSQL) alike.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
+import operator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
@@ -54,6 +56,11 @@ _STEP_COLUMNS = (
     "cache_reason, reused_step_run_id, code_digest, components, inputs, outputs, resources, "
     "resource_requests, logs, seed, started_at, ended_at, error, traceback, first_seq"
 )
+
+_STEP_NAMES = tuple(_STEP_COLUMNS.split(", "))
+_FIRST_AT = _STEP_NAMES.index("first_seq")
+# A run's step runs, in the order the run's index gives them (read as whole rows).
+_RUN_STEP_ROWS = "FROM step_runs WHERE run_id = :r"
 
 
 def kept_runs_condition(alias: str = "r") -> str:
@@ -468,15 +475,16 @@ def run_notes(reader: Reader, run_id: str) -> list[NoteRecord]:
 
 
 def step_run_records(reader: Reader, run_id: str) -> list[StepRunRecord]:
-    """Return a run's step runs in the order they started."""
-    return [
-        StepRunRecord.from_row(r)
-        for r in reader.fetch(
-            f"SELECT {_STEP_COLUMNS} FROM step_runs WHERE run_id = :r "  # noqa: S608
-            "ORDER BY first_seq",
-            {"r": run_id},
-        )
-    ]
+    """Return a run's step runs in the order they started.
+
+    Read in the order the run's index gives them, each row whole (:meth:`Reader.whole_rows`),
+    and put in ``first_seq`` order here if they are not in it already (they nearly always
+    are: a sort in the database would make every row first, then hand them over).
+    """
+    rows = reader.whole_rows(_STEP_COLUMNS, _RUN_STEP_ROWS, {"r": run_id})
+    if any(later[_FIRST_AT] < earlier[_FIRST_AT] for earlier, later in itertools.pairwise(rows)):
+        rows.sort(key=operator.itemgetter(_FIRST_AT))
+    return [StepRunRecord.from_row(dict(zip(_STEP_NAMES, row, strict=True))) for row in rows]
 
 
 class StepCounts(NamedTuple):

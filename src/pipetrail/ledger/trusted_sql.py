@@ -16,9 +16,11 @@ __all__ = [
     "EVENT_COLUMNS",
     "NOT_DELETED",
     "REBUILD_HINT",
+    "RUN_CACHE_REST",
     "RUN_CACHE_SQL",
     "RUN_STEPS_SQL",
     "STEP_COLUMNS",
+    "STEP_WITH_EVENT_VALUES",
     "node_steps_sql",
 ]
 
@@ -72,16 +74,22 @@ CACHE_LOOKUP_SQL = (
     "AND s.run_id NOT IN (SELECT d.run_id FROM run_deletions d) "
     "ORDER BY s.last_seq DESC LIMIT 1"
 )
+# The values _STEP_WITH_EVENT selects, unnamed: a read of whole rows
+# (pipetrail.ledger.driver.Driver.whole_rows) passes them to a function.
+STEP_WITH_EVENT_VALUES = ", ".join(
+    [*(f"s.{c}" for c in STEP_COLUMNS), *(part.rsplit(" AS ", 1)[0] for part in _EVENT.split(", "))]
+)
 # The finished step runs of run :r closed after event :after (at most :n) that
 # CACHE_LOOKUP_SQL would answer for their own keys at this moment: each the newest
 # successful step run of its key outside the deleted runs, the run itself not deleted.
 # The rows are CACHE_LOOKUP_SQL's, so one statement answers ahead of time the lookups of
 # the steps that follow a hit in that run (pipetrail.ledger.cache_rows). No ORDER BY,
 # which would sort every row with its event: the run's index gives them in the order
-# they were written, the order a re-run looks them up in.
-RUN_CACHE_SQL = (
-    _STEP_WITH_EVENT  # noqa: S608 - constant column names
-    + "WHERE s.run_id = :r AND s.status IN ('completed', 'cached') "
+# they were written, the order a re-run looks them up in. RUN_CACHE_REST is the
+# statement from FROM on (read as whole rows on SQLite).
+RUN_CACHE_REST = (
+    f"FROM step_runs s LEFT JOIN events e ON e.seq = s.last_seq {_JOIN_HEAD} "  # noqa: S608
+    "WHERE s.run_id = :r AND s.status IN ('completed', 'cached') "
     "AND s.cache_key IS NOT NULL AND s.last_seq IS NOT NULL "
     "AND s.run_id NOT IN (SELECT d.run_id FROM run_deletions d) "
     "AND NOT EXISTS (SELECT 1 FROM step_runs t WHERE t.cache_key = s.cache_key "
@@ -89,6 +97,7 @@ RUN_CACHE_SQL = (
     "AND t.run_id NOT IN (SELECT d.run_id FROM run_deletions d)) "
     "AND s.last_seq > :after LIMIT :n"
 )
+RUN_CACHE_SQL = f"SELECT {STEP_WITH_EVENT_VALUES} {RUN_CACHE_REST}"
 # The columns of a CACHE_LOOKUP_SQL (or RUN_CACHE_SQL) row, in order (read as tuples).
 CACHE_LOOKUP_COLUMNS = (*STEP_COLUMNS, *EVENT_COLUMNS)
 # A run's step runs that completed or were cached, each with its closing event (whose

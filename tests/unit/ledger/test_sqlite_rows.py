@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from pipetrail.ledger import audit
+from pipetrail.ledger import audit, trusted_sql
+from pipetrail.ledger import queries as queries_module
 from pipetrail.ledger.audit_model import TableModel
 from pipetrail.ledger.ledger import Ledger
 from pipetrail.ledger.sqlite_rows import sqlite_batches
@@ -90,3 +91,32 @@ def test_the_audit_queries_make_their_rows_in_the_order_they_return_them(tmp_pat
     for text, params in queries:
         plan = connection.execute(f"EXPLAIN QUERY PLAN {text}", params).fetchall()
         assert not any("TEMP B-TREE" in str(step[-1]) for step in plan), (text, plan)
+
+
+def test_the_step_queries_make_their_rows_in_the_order_they_return_them(tmp_path: Path) -> None:
+    """The cache's read-ahead and a run's step runs, read as whole rows, sort nothing."""
+    path = tmp_path / "ledger.db"
+    Ledger.open(f"sqlite:///{path}", actor="tester").close()
+    connection = sqlite3.connect(path)
+    queries = [
+        (
+            f"SELECT {trusted_sql.STEP_WITH_EVENT_VALUES} {trusted_sql.RUN_CACHE_REST}",
+            {"r": "r", "after": 0, "n": 10},
+        ),
+        (f"SELECT {queries_module._STEP_COLUMNS} {queries_module._RUN_STEP_ROWS}", {"r": "r"}),
+    ]
+    for text, params in queries:
+        plan = connection.execute(f"EXPLAIN QUERY PLAN {text}", params).fetchall()
+        assert not any("TEMP B-TREE" in str(step[-1]) for step in plan), (text, plan)
+        # the run's rows come through its index, in the order they were written
+        assert any("ix_step_runs_run_id" in str(step[-1]) for step in plan), (text, plan)
+
+
+def test_a_sorting_query_is_caught_by_the_plan_check(tmp_path: Path) -> None:
+    """The check above fails for a query that sorts (so it can fail)."""
+    path = tmp_path / "ledger.db"
+    Ledger.open(f"sqlite:///{path}", actor="tester").close()
+    connection = sqlite3.connect(path)
+    text = f"SELECT {queries_module._STEP_COLUMNS} {queries_module._RUN_STEP_ROWS} ORDER BY seed"
+    plan = connection.execute(f"EXPLAIN QUERY PLAN {text}", {"r": "r"}).fetchall()
+    assert any("TEMP B-TREE" in str(step[-1]) for step in plan)

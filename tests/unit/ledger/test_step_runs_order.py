@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from pipetrail.ledger.ledger import Ledger, sqlite_url
+from pipetrail.ledger.read_model import step_run_records
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -25,6 +26,11 @@ def _read(tmp_path: Path, seqs: list[int]) -> list[tuple[str, int]]:
                 )
             db.execute(_INSERT, {"id": "other", "run": "Q", "seq": 1, "outputs": None})
         rows = ledger.reader().step_runs("R")
+        records = step_run_records(ledger.reader(), "R")
+    # the read API's records: the same step runs, in the same order
+    assert [(r.step_run_id, r.outputs) for r in records] == [
+        (row["step_run_id"], row["outputs"]) for row in rows
+    ]
     assert all(row["components"] == {"n": 12345678901234567890} for row in rows)
     assert all(row["outputs"] == {"o": row["step_run_id"][1:]} for row in rows)
     return [(row["step_run_id"], row["first_seq"]) for row in rows]
