@@ -6,7 +6,10 @@ Each test writes a pipeline module into a temporary project, runs it with the re
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
 from typing import TYPE_CHECKING
 
 import pytest
@@ -15,7 +18,6 @@ from pipetrail.execution.runner import RunOptions, run_pipeline
 from tests.integration.conftest import PipelineFiles, statuses
 
 if TYPE_CHECKING:
-    import subprocess
     from collections.abc import Callable
     from pathlib import Path
 
@@ -62,6 +64,47 @@ def test_changing_a_schema_the_step_body_uses_reruns_the_step(
     assert str(second.outputs["a"].dtype) == "int64"
     third = _run(files.load(name, SCHEMA_IN_BODY.replace("DTYPE", "int")), project)
     assert statuses(third) == {"make": "cached", "validated": "cached"}
+
+
+_FRESH_PROCESS = """
+import json, sys
+from pathlib import Path
+
+from pipetrail.execution.loader import load_pipeline
+from pipetrail.execution.project import Project
+from pipetrail.execution.runner import RunOptions, run_pipeline
+
+project = Project.at(Path(sys.argv[1]))
+try:
+    definition, _ = load_pipeline(sys.argv[2])
+    run = run_pipeline(definition, {}, project, RunOptions())
+    print(json.dumps({s["node_id"]: s["status"] for s in run.steps()}))
+finally:
+    project.close()
+"""
+
+
+def test_a_schema_the_step_body_uses_is_fingerprinted_in_a_fresh_process(
+    files: PipelineFiles, project_root: Path
+) -> None:
+    # The schema's fingerprint is registered by the contracts' fingerprinting, which a
+    # run of steps without declared contracts did not import: every run of the step was
+    # a miss ("no fingerprint is registered"), unless something else had imported it.
+    path = files.write("schema_fresh", SCHEMA_IN_BODY.replace("DTYPE", "int"))
+
+    def child() -> dict[str, str]:
+        done = subprocess.run(
+            [sys.executable, "-c", _FRESH_PROCESS, str(project_root), str(path)],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+            cwd=project_root,
+        )
+        return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+    assert child() == {"make": "completed", "validated": "completed"}
+    assert child() == {"make": "cached", "validated": "cached"}
 
 
 CONTRACT_IN_DECORATOR = """

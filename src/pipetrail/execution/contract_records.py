@@ -22,6 +22,7 @@ before. :func:`contract_results` reads it all back for ``pipetrail contracts`` a
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -38,6 +39,7 @@ __all__ = [
     "cached_payload",
     "contract_results",
     "plan_contracts",
+    "register_contract_fingerprints",
     "run_contracts",
     "step_failure",
 ]
@@ -58,6 +60,27 @@ class StepContracts:
     boundaries: tuple[Boundary, ...]
     fingerprints: dict[str, str]
     unhashable: tuple[str, ...]
+
+
+# Modules whose objects only pipetrail.contracts.fingerprint knows how to fingerprint
+# (it registers their handlers when imported): pandera's schemas and checks, and
+# pipetrail's own Contract.
+_FINGERPRINTED_BY_CONTRACTS = ("pandera", "pipetrail.core.contract")
+
+
+def register_contract_fingerprints() -> None:
+    """Make the fingerprints of schemas and contracts known before code is fingerprinted.
+
+    A step's code may read a pandera schema or a :class:`~pipetrail.core.contract.Contract`
+    (a global its body calls) without declaring a contract: its fingerprint then needs
+    the handlers :mod:`pipetrail.contracts.fingerprint` registers, or the step would be
+    refused the cache on every run ("no fingerprint is registered"). Such an object
+    exists only once its module is loaded, so the fingerprinting is imported only then.
+    """
+    if "pipetrail.contracts.fingerprint" in sys.modules:
+        return
+    if any(name in sys.modules for name in _FINGERPRINTED_BY_CONTRACTS):
+        import pipetrail.contracts.fingerprint  # noqa: F401  (registers the handlers)
 
 
 def plan_contracts(step: Step[..., Any]) -> StepContracts | None:

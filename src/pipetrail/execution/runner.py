@@ -50,7 +50,7 @@ from pipetrail.core.clock import new_id
 from pipetrail.core.graph import Node, OutputRef, PipelineGraph
 from pipetrail.core.run_end import run_ended
 from pipetrail.errors import DefinitionError, PipetrailError, RunInterruptedError, StoreError
-from pipetrail.execution.contract_records import plan_contracts
+from pipetrail.execution.contract_records import plan_contracts, register_contract_fingerprints
 from pipetrail.execution.crash import reconcile_crashed_runs
 from pipetrail.execution.executors import is_concurrent, resolve_executor
 from pipetrail.execution.flushing import commit_small_writes, hold_small_writes
@@ -152,6 +152,7 @@ def _run(
     cache_dir = project.config.state_dir / "cache"
     code_cache = CodeCache(cache_dir / "code.db")
     modules = functools.cache(functools.partial(cached_module_distributions, cache_dir))
+    register_contract_fingerprints()
     with code_cache, using_code_cache(code_cache), using_module_distributions(modules):
         for node in graph.nodes.values():
             if id(node.step) in state.fingerprints:
