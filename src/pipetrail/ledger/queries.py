@@ -20,7 +20,7 @@ import os
 import re
 import sqlite3
 from abc import ABC, abstractmethod
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pipetrail.errors import AmbiguousPrefixError, NotFoundError, TamperedLedgerError
 from pipetrail.ledger.db_errors import is_database_error, ledger_error
@@ -40,6 +40,8 @@ from pipetrail.ledger.trusted_sql import (
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from pathlib import Path
+
+_T = TypeVar("_T")
 
 __all__ = ["DriverReader", "Reader", "SqliteReader"]
 
@@ -480,18 +482,22 @@ class DriverReader(Reader):
         """The driver the next query runs on."""
         return self._connect()
 
+    def _answer(self, read: Callable[[Driver], _T]) -> _T:
+        """``read`` on the driver; a database failure raised as a LedgerError."""
+        try:
+            return read(self._connect())
+        except Exception as exc:
+            if is_database_error(exc):
+                raise ledger_error(self.url, exc) from exc
+            raise
+
     def fetch(self, sql: str, params: dict[str, Any] | None = None) -> list[Row]:
         """Run one query.
 
         Raises:
             LedgerError: the database failed (one line: what, where, how to fix).
         """
-        try:
-            return self._connect().fetch(_with_escape(sql), params)
-        except Exception as exc:
-            if is_database_error(exc):
-                raise ledger_error(self.url, exc) from exc
-            raise
+        return self._answer(lambda driver: driver.fetch(_with_escape(sql), params))
 
     def fetch_tuples(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         """Run one query; return its rows as tuples.
@@ -499,12 +505,7 @@ class DriverReader(Reader):
         Raises:
             LedgerError: the database failed (one line: what, where, how to fix).
         """
-        try:
-            return self._connect().rows(_with_escape(sql), params)
-        except Exception as exc:
-            if is_database_error(exc):
-                raise ledger_error(self.url, exc) from exc
-            raise
+        return self._answer(lambda driver: driver.rows(_with_escape(sql), params))
 
     def whole_rows(
         self, columns: str, rest: str, params: dict[str, Any] | None = None
@@ -514,12 +515,7 @@ class DriverReader(Reader):
         Raises:
             LedgerError: the database failed (one line: what, where, how to fix).
         """
-        try:
-            return self._connect().whole_rows(columns, rest, params)
-        except Exception as exc:
-            if is_database_error(exc):
-                raise ledger_error(self.url, exc) from exc
-            raise
+        return self._answer(lambda driver: driver.whole_rows(columns, rest, params))
 
     def close(self) -> None:
         """Close the ledger this reader opened for itself, if any."""
@@ -571,16 +567,7 @@ class SqliteReader(Reader):
         Raises:
             LedgerError: the database failed (one line: what, where, how to fix).
         """
-        url = f"sqlite:///{self.path}"
-        try:
-            driver = self._connection()
-            if driver is None:
-                return []
-            return driver.fetch(_with_escape(sql), params)
-        except sqlite3.Error as exc:
-            if "no such table" in str(exc) and self._is_empty():
-                return []
-            raise ledger_error(url, exc) from exc
+        return self._answer(lambda driver: driver.fetch(_with_escape(sql), params))
 
     def fetch_tuples(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
         """Run one query; return its rows as tuples (none without a database or schema).
@@ -588,15 +575,7 @@ class SqliteReader(Reader):
         Raises:
             LedgerError: the database failed (one line: what, where, how to fix).
         """
-        try:
-            driver = self._connection()
-            if driver is None:
-                return []
-            return driver.rows(_with_escape(sql), params)
-        except sqlite3.Error as exc:
-            if "no such table" in str(exc) and self._is_empty():
-                return []
-            raise ledger_error(f"sqlite:///{self.path}", exc) from exc
+        return self._answer(lambda driver: driver.rows(_with_escape(sql), params))
 
     def whole_rows(
         self, columns: str, rest: str, params: dict[str, Any] | None = None
@@ -606,11 +585,18 @@ class SqliteReader(Reader):
         Raises:
             LedgerError: the database failed (one line: what, where, how to fix).
         """
+        return self._answer(lambda driver: driver.whole_rows(columns, rest, params))
+
+    def _answer(self, read: Callable[[Driver], list[_T]]) -> list[_T]:
+        """``read`` on the connection, a database failure raised as a LedgerError.
+
+        No rows when there is no database or no schema yet.
+        """
         try:
             driver = self._connection()
             if driver is None:
                 return []
-            return driver.whole_rows(columns, rest, params)
+            return read(driver)
         except sqlite3.Error as exc:
             if "no such table" in str(exc) and self._is_empty():
                 return []
