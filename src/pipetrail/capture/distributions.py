@@ -347,17 +347,8 @@ def cached_module_distributions(cache_dir: Path) -> dict[str, tuple[str, str]]:
 
 
 def _parse_modules(payload: bytes) -> dict[str, Any] | None:
-    check, _, text = payload.partition(b"\n")
-    try:
-        if check.decode("ascii") != digest_bytes(text):
-            _log.debug("the module distributions cache fails its check; ignored")
-            return None
-        data = json.loads(text)
-    except ValueError:
-        return None
-    if not isinstance(data, dict) or data.get("format") != _MODULES_FORMAT:
-        return None
-    if data.get("pipetrail") != VERSION or not isinstance(data.get("key"), str):
+    data = _checked_body(payload, _MODULES_FORMAT, "module distributions")
+    if data is None:
         return None
     modules, folders = data.get("modules"), data.get("folders")
     if not isinstance(modules, dict) or not isinstance(folders, dict):
@@ -368,6 +359,27 @@ def _parse_modules(payload: bytes) -> dict[str, Any] | None:
             return None
         found[top] = (pair[0], pair[1])
     return {"key": data["key"], "folders": folders, "modules": found}
+
+
+def _checked_body(payload: bytes, format_: int, what: str) -> dict[str, Any] | None:
+    """The body of a cache file this pipetrail wrote in ``format_``, else ``None``.
+
+    The first line is the digest of the rest; the body must name the format, this
+    version of pipetrail and a text key.
+    """
+    check, _, text = payload.partition(b"\n")
+    try:
+        if check.decode("ascii") != digest_bytes(text):
+            _log.debug("the %s cache fails its check; ignored", what)
+            return None
+        data = json.loads(text)
+    except ValueError:
+        return None
+    if not isinstance(data, dict) or data.get("format") != format_:
+        return None
+    if data.get("pipetrail") != VERSION or not isinstance(data.get("key"), str):
+        return None
+    return data
 
 
 # One folder on sys.path: its inode, mtime_ns and ctime_ns, and its package metadata
@@ -507,17 +519,8 @@ def _read_cache(cache_file: Path) -> dict[str, Any] | None:
 
 
 def _parse_cache(payload: bytes) -> dict[str, Any] | None:
-    check, _, text = payload.partition(b"\n")
-    try:
-        if check.decode("ascii") != digest_bytes(text):
-            _log.debug("the distributions cache fails its check; ignored")
-            return None
-        data = json.loads(text)
-    except ValueError:
-        return None
-    if not isinstance(data, dict) or data.get("format") != _CACHE_FORMAT:
-        return None
-    if data.get("pipetrail") != VERSION or not isinstance(data.get("key"), str):
+    data = _checked_body(payload, _CACHE_FORMAT, "distributions")
+    if data is None:
         return None
     # The first line vouches that this pipetrail wrote the rest: shapes need no deep check.
     distributions, folders = data.get("distributions"), data.get("folders")

@@ -40,6 +40,7 @@ from pipetrail.ledger.migrate import HEAD_REVISION
 from pipetrail.ledger.open import sqlite_target
 from pipetrail.ledger.projection_batch import apply_events
 from pipetrail.ledger.queries import DriverReader
+from pipetrail.ledger.sqlite_schema import create_new, schema_statements
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -126,7 +127,10 @@ class Ledger:
                 path.parent.mkdir(parents=True, exist_ok=True)
                 connection = _connect_sqlite(path, timeout)
                 try:
-                    current = _sqlite_revision(connection) == HEAD_REVISION
+                    revision = _sqlite_revision(connection)
+                    if revision is None:
+                        revision = _made_new(connection)
+                    current = revision == HEAD_REVISION
                 except BaseException:
                     connection.close()
                     raise
@@ -446,6 +450,23 @@ def _sqlite_revision(connection: sqlite3.Connection) -> str | None:
             return None  # a new database: the schema is created next
         raise
     return None if row is None else str(row[0])
+
+
+def _made_new(connection: sqlite3.Connection) -> str | None:
+    """Make a new ledger's schema from its stored statements; its revision after.
+
+    Only an empty database is given the statements (see :mod:`.sqlite_schema`); one
+    another process made meanwhile is read again. None when the database holds something
+    else, or when the statements cannot be read: the migrations then take it, as for any
+    database not at the head revision.
+    """
+    try:
+        statements = schema_statements()
+    except (OSError, ValueError):
+        return None
+    if create_new(connection, statements):
+        return HEAD_REVISION
+    return _sqlite_revision(connection)
 
 
 def _configure_sqlite(engine: Engine, timeout: float) -> None:
