@@ -1,7 +1,7 @@
 """New SQLite ledgers made from the head revision's statements, without Alembic.
 
 Making a ledger through the migrations imports SQLAlchemy and Alembic and runs every
-migration from the first: about half a second of a project's first run on a 2-CPU
+migration from the first: about 0.4 s of a project's first run on a 2-CPU
 machine, more than the rest of a small run. A new (empty) SQLite ledger is instead made
 by running the statements kept in ``sqlite_schema.sql``, in one transaction:
 
