@@ -462,37 +462,15 @@ def _one(rows: list[Row], key: str, ref: str, what: str, hint: str) -> str:
     return str(rows[0][key])
 
 
-class DriverReader(Reader):
-    """Runs the queries on a ledger's own connection (any backend).
+class _DriverQueries(Reader):
+    """A reader whose queries run on a :class:`Driver` through :meth:`_answer`."""
 
-    Args:
-        connect: returns the driver to use; called for every query, so that a ledger
-            that reopened its connection (after a fork) is followed.
-        url: the store's URL, for messages.
-        owner: an object closed with this reader (the ledger it opened for itself).
-    """
-
-    def __init__(self, connect: Callable[[], Driver], url: str, *, owner: Any = None) -> None:
-        self._connect = connect
-        self.url = url
-        self._owner = owner  # closed with this reader when the reader opened it
-
-    @property
-    def driver(self) -> Driver:
-        """The driver the next query runs on."""
-        return self._connect()
-
-    def _answer(self, read: Callable[[Driver], _T]) -> _T:
-        """``read`` on the driver; a database failure raised as a LedgerError."""
-        try:
-            return read(self._connect())
-        except Exception as exc:
-            if is_database_error(exc):
-                raise ledger_error(self.url, exc) from exc
-            raise
+    @abstractmethod
+    def _answer(self, read: Callable[[Driver], list[_T]]) -> list[_T]:
+        """``read`` on this reader's driver, a database failure raised as a LedgerError."""
 
     def fetch(self, sql: str, params: dict[str, Any] | None = None) -> list[Row]:
-        """Run one query.
+        """Run one query (no rows without a database or schema yet).
 
         Raises:
             LedgerError: the database failed (one line: what, where, how to fix).
@@ -517,6 +495,36 @@ class DriverReader(Reader):
         """
         return self._answer(lambda driver: driver.whole_rows(columns, rest, params))
 
+
+class DriverReader(_DriverQueries):
+    """Runs the queries on a ledger's own connection (any backend).
+
+    Args:
+        connect: returns the driver to use; called for every query, so that a ledger
+            that reopened its connection (after a fork) is followed.
+        url: the store's URL, for messages.
+        owner: an object closed with this reader (the ledger it opened for itself).
+    """
+
+    def __init__(self, connect: Callable[[], Driver], url: str, *, owner: Any = None) -> None:
+        self._connect = connect
+        self.url = url
+        self._owner = owner  # closed with this reader when the reader opened it
+
+    @property
+    def driver(self) -> Driver:
+        """The driver the next query runs on."""
+        return self._connect()
+
+    def _answer(self, read: Callable[[Driver], list[_T]]) -> list[_T]:
+        """``read`` on the driver; a database failure raised as a LedgerError."""
+        try:
+            return read(self._connect())
+        except Exception as exc:
+            if is_database_error(exc):
+                raise ledger_error(self.url, exc) from exc
+            raise
+
     def close(self) -> None:
         """Close the ledger this reader opened for itself, if any."""
         if self._owner is not None:
@@ -524,7 +532,7 @@ class DriverReader(Reader):
             self._owner = None
 
 
-class SqliteReader(Reader):
+class SqliteReader(_DriverQueries):
     """Runs the queries on a read-only stdlib ``sqlite3`` connection (no SQLAlchemy).
 
     A missing file, or a database with no tables yet, reads as empty. The connection is
@@ -560,32 +568,6 @@ class SqliteReader(Reader):
             self._driver = Driver(conn, "sqlite")
             self._pid = os.getpid()
         return self._driver
-
-    def fetch(self, sql: str, params: dict[str, Any] | None = None) -> list[Row]:
-        """Run one query (a missing database, or one with no tables yet, yields no rows).
-
-        Raises:
-            LedgerError: the database failed (one line: what, where, how to fix).
-        """
-        return self._answer(lambda driver: driver.fetch(_with_escape(sql), params))
-
-    def fetch_tuples(self, sql: str, params: dict[str, Any] | None = None) -> list[tuple[Any, ...]]:
-        """Run one query; return its rows as tuples (none without a database or schema).
-
-        Raises:
-            LedgerError: the database failed (one line: what, where, how to fix).
-        """
-        return self._answer(lambda driver: driver.rows(_with_escape(sql), params))
-
-    def whole_rows(
-        self, columns: str, rest: str, params: dict[str, Any] | None = None
-    ) -> list[tuple[Any, ...]]:
-        """Run one query; return its rows as tuples, each read whole (none without a schema).
-
-        Raises:
-            LedgerError: the database failed (one line: what, where, how to fix).
-        """
-        return self._answer(lambda driver: driver.whole_rows(columns, rest, params))
 
     def _answer(self, read: Callable[[Driver], list[_T]]) -> list[_T]:
         """``read`` on the connection, a database failure raised as a LedgerError.
