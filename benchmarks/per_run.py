@@ -23,8 +23,8 @@ When MLflow cannot be installed its rows and the comparison say "not measured".
 The target compares with MLflow as it runs when nothing is configured: its default
 tracking store is a SQLite database (``sqlite:///mlflow.db``), like pipetrail's ledger.
 The file store (no transactions; opt-in since MLflow 3, ``MLFLOW_ALLOW_FILE_STORE``) is
-timed too and its ratio shown beside it. Its time follows the disk: it writes some forty
-small files a run, and measured from about 12 to over 40 ms a run on this machine.
+timed too and its ratio shown beside it. Its time follows the disk: it writes 47 small
+files a run, and measured from about 10 to over 40 ms a run on this machine.
 
 ``--profile`` adds a cProfile of 40 runs in this process (after a warm-up run): the top
 functions by cumulative time, the raw profile kept in benchmarks/.work/.
