@@ -16,6 +16,7 @@ from pipetrail.ledger import EventDraft, EventKind
 from pipetrail.ledger.events import GENESIS_HASH, event_hash
 from pipetrail.ledger.ledger import Ledger
 from pipetrail.ledger.migrate import HEAD_REVISION, current_revision
+from tests.support.spawned import run_spawned
 
 pytestmark = pytest.mark.postgres
 
@@ -203,13 +204,7 @@ def _append_many(url: str, worker: int, count: int) -> None:
 
 def test_concurrent_appends_from_processes_keep_the_chain(metadata_url: str) -> None:
     Ledger.open(metadata_url, actor="setup").close()
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_append_many, args=(metadata_url, w, 40)) for w in range(3)]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(120)
-        assert proc.exitcode == 0
+    run_spawned(_append_many, [(metadata_url, w, 40) for w in range(3)])
     ledger = Ledger.open(metadata_url, actor="checker")
     report = ledger.verify()
     assert report.ok, report

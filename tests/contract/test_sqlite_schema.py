@@ -7,7 +7,6 @@ writing the statements again (``python scripts/write_sqlite_schema.py``).
 from __future__ import annotations
 
 import json
-import multiprocessing
 import sqlite3
 import subprocess
 import sys
@@ -23,6 +22,7 @@ from pipetrail.ledger.events import EventDraft, EventKind
 from pipetrail.ledger.ledger import Ledger
 from pipetrail.ledger.migrate import HEAD_REVISION
 from pipetrail.ledger.sqlite_schema import SCHEMA_FILE, render_from_migrations, schema_statements
+from tests.support.spawned import run_spawned
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -112,13 +112,7 @@ def _open_and_append(url: str, worker: int) -> None:
 def test_processes_making_one_new_ledger_together_share_it(tmp_path: Path) -> None:
     path = tmp_path / "ledger.db"
     url = f"sqlite:///{path}"
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_open_and_append, args=(url, w)) for w in range(4)]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(120)
-        assert proc.exitcode == 0
+    run_spawned(_open_and_append, [(url, w) for w in range(4)])
     ledger = Ledger.open(url, actor="checker")
     try:
         report = ledger.verify()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import multiprocessing
 import os
 import sqlite3
 import threading
@@ -13,6 +12,7 @@ import pytest
 from pipetrail.errors import StoreError
 from pipetrail.hashing import digest_bytes
 from pipetrail.store.pack import SmallObjectPack
+from tests.support.spawned import run_spawned
 
 
 def _put(pack: SmallObjectPack, data: bytes) -> str:
@@ -139,13 +139,7 @@ def _fill(path: str, k: int) -> None:
 
 
 def test_processes_write_one_new_pack_at_once(tmp_path: Path) -> None:
-    ctx = multiprocessing.get_context("spawn")
-    procs = [ctx.Process(target=_fill, args=(str(tmp_path / "pack.db"), k)) for k in range(3)]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(120)
-        assert proc.exitcode == 0
+    run_spawned(_fill, [(str(tmp_path / "pack.db"), k) for k in range(3)])
     pack = SmallObjectPack(tmp_path / "pack.db")
     assert len(list(pack.iter_digests())) == 300
     pack.close()
